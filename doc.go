@@ -1,0 +1,31 @@
+// Package privacy gives a Go service the four GDPR end-user rights over its
+// customer profiles, the way Segment's Personas offers them: erasure, objection
+// (suppression), rectification, and access with portability.
+//
+// A host service feeds the Controller the Segment-style messages it collects
+// (Identify and Track). The Controller resolves their identifiers into one profile
+// per person (package identity), keeps traits, events and metadata (package
+// profile), and serves them back through reads modelled on Segment's Profile API.
+//
+//	c, err := privacy.New() // every backend in memory
+//	err = c.Collect(ctx, privacy.Identify{UserID: "u1", Traits: map[string]any{"email": "a@b.c"}, Timestamp: now})
+//	p, err := c.Profile(ctx, identity.ID{Type: "email", Value: "a@b.c"})
+//
+// Every backend (identity graph, profile store, and later audiences, suppression
+// list and journal) is an interface with an in-memory default; options such as
+// WithIdentity and WithProfiles plug in others.
+//
+// # Concurrency
+//
+// A Controller is safe for concurrent use. Everything that touches one person
+// (collection, reads, rights) runs under a per-subject lock, so a message racing a
+// right never interleaves with it and readers never see a half-applied change.
+//
+// # Errors
+//
+// Errors match these sentinels with errors.Is: ErrInvalid (bad input; the
+// *FieldError says which field and why, and nothing changed), ErrNotFound (no
+// person is known by the identifier), ErrSuppressed (the person objected, the
+// message was dropped), ErrConflict and ErrClosed. Errors from backends also match
+// the backend package's own sentinels, such as profile.ErrNotFound.
+package privacy

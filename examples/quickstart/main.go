@@ -1,0 +1,108 @@
+// Command quickstart runs gdprkit/privacy on its in-memory defaults: one person
+// browses anonymously on a laptop, signs up, then uses the app on a phone; the
+// library resolves all of it into one profile and prints it.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gdprkit/privacy"
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/profile"
+)
+
+func main() {
+	if err := run(context.Background(), os.Stdout); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(ctx context.Context, w io.Writer) error {
+	c, err := privacy.New() // every backend in memory, zero setup
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	t0 := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	at := func(min int) time.Time { return t0.Add(time.Duration(min) * time.Minute) }
+	messages := []privacy.Message{
+		// Laptop, before signing up: only an anonymous id.
+		privacy.Track{MessageID: "m1", AnonymousID: "laptop-7f3a", Event: "Product Viewed",
+			Properties: map[string]any{"sku": "TENT-2P", "price": 249}, Timestamp: at(0)},
+		// Signing up on the laptop links the anonymous id to a user id; the email
+		// trait becomes an identifier too.
+		privacy.Identify{MessageID: "m2", AnonymousID: "laptop-7f3a", UserID: "u-1001",
+			Traits: map[string]any{"email": "Ada@Example.com", "name": "Ada", "plan": "free"}, Timestamp: at(5)},
+		// Phone, before logging in: a second anonymous profile.
+		privacy.Track{MessageID: "m3", AnonymousID: "phone-91bc", Event: "App Opened", Timestamp: at(60)},
+		// Logging in on the phone: both devices' profiles merge into one.
+		privacy.Identify{MessageID: "m4", AnonymousID: "phone-91bc", UserID: "u-1001",
+			Traits: map[string]any{"plan": "pro"}, Timestamp: at(61)},
+		privacy.Track{MessageID: "m5", UserID: "u-1001", Event: "Order Completed",
+			Properties: map[string]any{"total": 249, "currency": "EUR"}, Timestamp: at(70)},
+		// A retried delivery of m5: stored once.
+		privacy.Track{MessageID: "m5", UserID: "u-1001", Event: "Order Completed",
+			Properties: map[string]any{"total": 249, "currency": "EUR"}, Timestamp: at(70)},
+	}
+	for _, m := range messages {
+		if err := c.Collect(ctx, m); err != nil {
+			return err
+		}
+	}
+	// Bad input is refused with the field named, and nothing is stored.
+	err = c.Collect(ctx, privacy.Track{AnonymousID: "anonymous", Event: "Clicked", Timestamp: at(80)})
+	fmt.Fprintf(w, "refused: %v\n\n", err)
+
+	// Any identifier finds the person: here the email, lower-cased.
+	p, err := c.Profile(ctx, identity.ID{Type: "email", Value: "ada@example.com"})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "one profile, version %d, created %s\n", p.Metadata.Version, p.Metadata.CreatedAt.Format(time.RFC3339))
+	fmt.Fprintln(w, "identifiers:")
+	for _, e := range p.ExternalIDs {
+		fmt.Fprintf(w, "  %-28s first seen in %s\n", e.ID, e.FirstMessageID)
+	}
+	fmt.Fprintln(w, "traits:")
+	keys := make([]string, 0, len(p.Traits))
+	for k := range p.Traits {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		t := p.Traits[k]
+		fmt.Fprintf(w, "  %-6s = %-18v (%s, %s)\n", k, t.Value, t.Source, t.UpdatedAt.Format("15:04"))
+	}
+	page, err := c.Events(ctx, identity.ID{Type: "user_id", Value: "u-1001"}, profile.EventQuery{Sort: profile.Asc})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "events:")
+	for _, e := range page.Events {
+		fmt.Fprintf(w, "  %s  %-16s %v\n", e.Timestamp.Format("15:04"), e.Name, formatProps(e.Properties))
+	}
+	s := c.Stats()
+	fmt.Fprintf(w, "\ncollected %d, duplicates %d, refused %d\n", s.Collected, s.Duplicates, s.Refused)
+	return nil
+}
+
+func formatProps(props map[string]any) string {
+	keys := make([]string, 0, len(props))
+	for k := range props {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%v", k, props[k])
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,152 @@
+package identity
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// The identifier types of Segment's identity resolution that a message carries in
+// its own fields or that an identify's traits may hold.
+const (
+	TypeUserID      = "user_id"
+	TypeEmail       = "email"
+	TypeAnonymousID = "anonymous_id"
+	TypeGroupID     = "group_id"
+)
+
+// DefaultTypes are Segment's default identifier types. An identify trait whose key
+// is one of them is promoted to an identifier of the profile.
+var DefaultTypes = []string{
+	TypeUserID, TypeEmail, TypeAnonymousID, TypeGroupID,
+	"android.id", "android.idfa", "android.push_token",
+	"ios.id", "ios.idfa", "ios.push_token", "ga_client_id",
+}
+
+// MaxValueLength bounds an identifier value, in bytes, so that a runaway client
+// cannot use identifiers as a place to store documents.
+const MaxValueLength = 1024
+
+// maxTypeLength bounds an identifier type name, in bytes.
+const maxTypeLength = 64
+
+// ID is one identifier of a person: a type such as "email" and its value.
+// Use NewID or ParseID to get a normalised ID; the zero ID is not valid.
+type ID struct {
+	Type  string
+	Value string
+}
+
+// NewID returns the normalised identifier of the given type and value: the type
+// lower-cased and trimmed, the value trimmed, an email lower-cased. It fails with
+// an error matching ErrInvalid when either part is empty, not UTF-8 or too long, or
+// when the type has characters other than a-z, 0-9, '_', '.' and '-'.
+func NewID(typ, value string) (ID, error) {
+	return ID{Type: typ, Value: value}.Normalize()
+}
+
+// ParseID parses the "type:value" form that String returns, for example
+// "email:a@b.c" or "user_id:42", and normalises it as NewID does. The value may
+// itself contain colons; the type ends at the first one.
+func ParseID(s string) (ID, error) {
+	typ, value, ok := strings.Cut(s, ":")
+	if !ok {
+		return ID{}, fmt.Errorf("%w: identifier %q: want type:value", ErrInvalid, s)
+	}
+	return NewID(typ, value)
+}
+
+// String returns the "type:value" form that ParseID reads.
+func (id ID) String() string { return id.Type + ":" + id.Value }
+
+// IsZero reports whether id is the zero ID.
+func (id ID) IsZero() bool { return id.Type == "" && id.Value == "" }
+
+// Normalize returns id in its canonical form, or an error matching ErrInvalid that
+// says what was wrong. It allocates only when something has to change.
+func (id ID) Normalize() (ID, error) {
+	typ, err := normalizeType(id.Type)
+	if err != nil {
+		return ID{}, err
+	}
+	value := strings.TrimSpace(id.Value)
+	switch {
+	case value == "":
+		return ID{}, fmt.Errorf("%w: identifier %s: empty value", ErrInvalid, typ)
+	case len(value) > MaxValueLength:
+		return ID{}, fmt.Errorf("%w: identifier %s: value is %d bytes, more than %d", ErrInvalid, typ, len(value), MaxValueLength)
+	case !utf8.ValidString(value):
+		return ID{}, fmt.Errorf("%w: identifier %s: value is not valid UTF-8", ErrInvalid, typ)
+	}
+	if typ == TypeEmail && hasUpper(value) {
+		value = strings.ToLower(value)
+	}
+	return ID{Type: typ, Value: value}, nil
+}
+
+func normalizeType(typ string) (string, error) {
+	t := strings.TrimSpace(typ)
+	if t == "" {
+		return "", fmt.Errorf("%w: identifier type is empty", ErrInvalid)
+	}
+	if len(t) > maxTypeLength {
+		return "", fmt.Errorf("%w: identifier type is %d bytes, more than %d", ErrInvalid, len(t), maxTypeLength)
+	}
+	if hasUpper(t) {
+		t = strings.ToLower(t)
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return "", fmt.Errorf("%w: identifier type %q: only a-z, 0-9, '_', '.' and '-' are allowed", ErrInvalid, typ)
+		}
+	}
+	return t, nil
+}
+
+func hasUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' || c >= utf8.RuneSelf {
+			return true
+		}
+	}
+	return false
+}
+
+// ProfileID is the stable canonical id of one person's profile, "use_" followed by
+// 26 lower-case base32 characters. IDs sort by creation time to the millisecond.
+type ProfileID string
+
+// ProfilePrefix begins every ProfileID, as in Segment.
+const ProfilePrefix = "use_"
+
+var profileEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
+
+// NewProfileID returns a new ProfileID: 48 bits of creation time in milliseconds
+// then 80 random bits, so ids created later sort later and never collide in
+// practice.
+func NewProfileID(now time.Time) ProfileID {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
+	if _, err := rand.Read(b[6:]); err != nil {
+		panic("identity: crypto/rand failed: " + err.Error()) // documented never to fail
+	}
+	return ProfileID(ProfilePrefix + profileEncoding.EncodeToString(b[:]))
+}
+
+// ParseProfileID checks that s has the form of a ProfileID.
+func ParseProfileID(s string) (ProfileID, error) {
+	rest, ok := strings.CutPrefix(s, ProfilePrefix)
+	if !ok || len(rest) != 26 {
+		return "", fmt.Errorf("%w: profile id %q: want %s followed by 26 characters", ErrInvalid, s, ProfilePrefix)
+	}
+	if _, err := profileEncoding.DecodeString(rest); err != nil {
+		return "", fmt.Errorf("%w: profile id %q: %v", ErrInvalid, s, err)
+	}
+	return ProfileID(s), nil
+}

@@ -1,0 +1,203 @@
+package privacy
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/profile"
+)
+
+// Limits on collected messages.
+const (
+	// MaxTraits is the most traits one Identify may carry, as in Segment.
+	MaxTraits = 300
+	// maxNameLength bounds message ids, event names, trait keys and sources.
+	maxNameLength = 1024
+)
+
+// Message is a Segment-spec message for Collect: Identify or Track.
+type Message interface {
+	// prepare validates the message and returns it normalised; it seals the
+	// interface, so only this package's message types implement it.
+	prepare(r *identity.Resolver) (*message, error)
+}
+
+// Identify tells who a person is and what is known of them (Segment's identify).
+// At least one of UserID, AnonymousID and ExternalIDs is required, and so is
+// Timestamp. An email trait, or a trait named after another default identifier type
+// (identity.DefaultTypes), is promoted to an identifier of the profile.
+type Identify struct {
+	// MessageID de-duplicates: a message collected twice for one person is stored
+	// once. When empty, a random id is assigned.
+	MessageID   string
+	UserID      string
+	AnonymousID string
+	ExternalIDs []identity.ID
+	// Traits set profile traits; a trait set to nil removes it, "" sets it empty.
+	// More than MaxTraits is refused.
+	Traits    map[string]any
+	Timestamp time.Time
+	// Source names the sending source; it becomes the traits' Source.
+	Source string
+}
+
+// Track records an event a person did (Segment's track). Identifiers as for
+// Identify; Event is required.
+type Track struct {
+	MessageID   string
+	UserID      string
+	AnonymousID string
+	ExternalIDs []identity.ID
+	Event       string
+	Properties  map[string]any
+	Timestamp   time.Time
+	Source      string
+}
+
+// message is a validated, normalised message.
+type message struct {
+	kind      string // "identify" or "track"
+	messageID string
+	ids       []identity.ID // highest priority first
+	timestamp time.Time
+	source    string
+	traits    map[string]any // identify; a nil value removes the trait
+	event     string         // track
+	props     map[string]any // track
+}
+
+func (m Identify) prepare(r *identity.Resolver) (*message, error) {
+	out := &message{kind: "identify"}
+	if err := out.common(r, m.MessageID, m.UserID, m.AnonymousID, m.ExternalIDs, m.Timestamp, m.Source); err != nil {
+		return nil, err
+	}
+	if len(m.Traits) > MaxTraits {
+		return nil, fieldErrorf("Traits", "%d traits, more than %d", len(m.Traits), MaxTraits)
+	}
+	out.traits = make(map[string]any, len(m.Traits))
+	for k, v := range m.Traits {
+		path := "Traits[" + strconv.Quote(k) + "]"
+		if err := checkName(path, k); err != nil {
+			return nil, err
+		}
+		n, err := profile.NormalizeValue(path, v)
+		if err != nil {
+			return nil, fieldError(path, err)
+		}
+		out.traits[k] = n
+		if s, ok := n.(string); ok && isPromoted(k) {
+			// A promoted value that is not a usable identifier stays a trait only.
+			if id, err := r.Check(identity.ID{Type: k, Value: s}); err == nil {
+				out.ids = append(out.ids, id)
+			}
+		}
+	}
+	return out.finish(r)
+}
+
+func (m Track) prepare(r *identity.Resolver) (*message, error) {
+	out := &message{kind: "track"}
+	if err := out.common(r, m.MessageID, m.UserID, m.AnonymousID, m.ExternalIDs, m.Timestamp, m.Source); err != nil {
+		return nil, err
+	}
+	if m.Event == "" {
+		return nil, fieldErrorf("Event", "empty event name")
+	}
+	if err := checkName("Event", m.Event); err != nil {
+		return nil, err
+	}
+	out.event = m.Event
+	if m.Properties != nil {
+		p, err := profile.NormalizeValue("Properties", m.Properties)
+		if err != nil {
+			return nil, fieldError("Properties", err)
+		}
+		out.props = p.(map[string]any)
+	}
+	return out.finish(r)
+}
+
+func isPromoted(trait string) bool {
+	for _, t := range identity.DefaultTypes {
+		if t == trait {
+			return true
+		}
+	}
+	return false
+}
+
+func checkName(field, s string) error {
+	switch {
+	case len(s) > maxNameLength:
+		return fieldErrorf(field, "%d bytes, more than %d", len(s), maxNameLength)
+	case !utf8.ValidString(s):
+		return fieldErrorf(field, "not valid UTF-8")
+	}
+	return nil
+}
+
+// common validates what every message type has.
+func (m *message) common(r *identity.Resolver, msgID, userID, anonID string, ext []identity.ID, ts time.Time, source string) error {
+	if ts.IsZero() {
+		return fieldErrorf("Timestamp", "zero; set it to when the message happened")
+	}
+	m.timestamp = ts.UTC().Truncate(time.Microsecond)
+	if err := checkName("MessageID", msgID); err != nil {
+		return err
+	}
+	if msgID == "" {
+		msgID = newMessageID()
+	}
+	m.messageID = msgID
+	if err := checkName("Source", source); err != nil {
+		return err
+	}
+	m.source = source
+	m.ids = make([]identity.ID, 0, 2+len(ext))
+	add := func(field string, id identity.ID) error {
+		n, err := r.Check(id)
+		switch {
+		case err == nil:
+			m.ids = append(m.ids, n)
+		case errors.Is(err, identity.ErrBlocked) && r.Rules().DropBlocked:
+		default:
+			return fieldError(field, err)
+		}
+		return nil
+	}
+	if userID != "" {
+		if err := add("UserID", identity.ID{Type: identity.TypeUserID, Value: userID}); err != nil {
+			return err
+		}
+	}
+	if anonID != "" {
+		if err := add("AnonymousID", identity.ID{Type: identity.TypeAnonymousID, Value: anonID}); err != nil {
+			return err
+		}
+	}
+	for i, id := range ext {
+		if err := add("ExternalIDs["+strconv.Itoa(i)+"]", id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *message) finish(r *identity.Resolver) (*message, error) {
+	if len(m.ids) == 0 {
+		return nil, fieldErrorf("UserID", "the message has no usable identifier: set UserID, AnonymousID or ExternalIDs")
+	}
+	m.ids = r.Order(m.ids)
+	return m, nil
+}
+
+func newMessageID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return fmt.Sprintf("gdprkit-%x", b)
+}

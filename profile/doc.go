@@ -1,0 +1,19 @@
+// Package profile stores what is known about each person: traits with provenance
+// (value, source, update time; the value updated last wins), events, and metadata
+// whose Version goes up with every change.
+//
+// The Store interface is the backend contract: transactions with database/sql
+// manners (Begin, Commit, Rollback; Rollback after Commit is harmless), idempotent
+// writes that recovery can replay, and copies at the boundary, so no caller ever
+// holds the store's own memory. MemStore is the in-memory implementation.
+//
+// The portable pieces every backend shares live here too: NormalizeValue (what a
+// trait value or event property may be: a JSON value), EventQuery with its
+// cursor encoding, and SelectTraits and SelectExternalIDs for the Profile API
+// reads.
+//
+// # Errors
+//
+// ErrNotFound, ErrInvalid (a *ValueError names the offending path), ErrDuplicate
+// (a message id recorded before) and ErrTxDone, matchable with errors.Is.
+package profile

@@ -1,0 +1,368 @@
+package profile
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gdprkit/privacy/identity"
+)
+
+// MemStore is the in-memory Store. It is safe for concurrent use. A transaction
+// records its writes as a list of operations and applies them under one lock at
+// Commit, so a commit is atomic to readers. It does not detect write conflicts
+// between concurrent transactions; the Controller never runs two writers on one
+// profile at once.
+type MemStore struct {
+	mu       sync.RWMutex
+	profiles map[identity.ProfileID]*memProfile
+}
+
+var _ Store = (*MemStore)(nil)
+
+// memProfile is one stored profile. Events are kept sorted by CompareEvents.
+type memProfile struct {
+	meta   Metadata
+	traits map[string]Trait
+	events []Event
+	seen   map[string]struct{} // recorded message ids
+}
+
+func (p *memProfile) clone() *memProfile {
+	c := &memProfile{meta: p.meta, traits: CloneTraits(p.traits), seen: make(map[string]struct{}, len(p.seen))}
+	c.events = make([]Event, len(p.events))
+	for i := range p.events {
+		c.events[i] = p.events[i].Clone()
+	}
+	for id := range p.seen {
+		c.seen[id] = struct{}{}
+	}
+	return c
+}
+
+// insert adds e in order; the common case, a newer event, is an append.
+func (p *memProfile) insert(e Event) {
+	n := len(p.events)
+	if n == 0 || CompareEvents(&p.events[n-1], &e) < 0 {
+		p.events = append(p.events, e)
+		return
+	}
+	i, _ := slices.BinarySearchFunc(p.events, &e, func(a Event, b *Event) int { return CompareEvents(&a, b) })
+	p.events = slices.Insert(p.events, i, e)
+}
+
+// NewMemStore returns an empty in-memory profile store.
+func NewMemStore() *MemStore {
+	return &MemStore{profiles: make(map[identity.ProfileID]*memProfile)}
+}
+
+// Len returns the number of profiles stored.
+func (s *MemStore) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.profiles)
+}
+
+// Get implements Reader.
+func (s *MemStore) Get(ctx context.Context, pid identity.ProfileID) (*Profile, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return getProfile(s.profiles, pid)
+}
+
+// Metadata implements Reader.
+func (s *MemStore) Metadata(ctx context.Context, pid identity.ProfileID) (Metadata, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return getMetadata(s.profiles, pid)
+}
+
+// Events implements Reader.
+func (s *MemStore) Events(ctx context.Context, pid identity.ProfileID, q EventQuery) (EventPage, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return getEvents(s.profiles, pid, q)
+}
+
+// Begin implements Store.
+func (s *MemStore) Begin(ctx context.Context) (Tx, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return &memTx{s: s}, nil
+}
+
+func notFound(pid identity.ProfileID) error { return fmt.Errorf("%w: profile %s", ErrNotFound, pid) }
+
+func getProfile(m map[identity.ProfileID]*memProfile, pid identity.ProfileID) (*Profile, error) {
+	p, ok := m[pid]
+	if !ok {
+		return nil, notFound(pid)
+	}
+	return &Profile{ID: pid, Traits: CloneTraits(p.traits), Metadata: p.meta}, nil
+}
+
+func getMetadata(m map[identity.ProfileID]*memProfile, pid identity.ProfileID) (Metadata, error) {
+	p, ok := m[pid]
+	if !ok {
+		return Metadata{}, notFound(pid)
+	}
+	return p.meta, nil
+}
+
+func getEvents(m map[identity.ProfileID]*memProfile, pid identity.ProfileID, q EventQuery) (EventPage, error) {
+	q, cur, err := q.Normalize()
+	if err != nil {
+		return EventPage{}, err
+	}
+	p, ok := m[pid]
+	if !ok {
+		return EventPage{}, notFound(pid)
+	}
+	evs := p.events
+	// Narrow to the time window and the cursor by binary search, then filter names.
+	lo, hi := 0, len(evs)
+	if !q.Start.IsZero() {
+		lo, _ = slices.BinarySearchFunc(evs, q.Start, func(e Event, t time.Time) int { return e.Timestamp.Compare(t) })
+	}
+	if !q.End.IsZero() {
+		hi, _ = slices.BinarySearchFunc(evs, q.End, func(e Event, t time.Time) int { return e.Timestamp.Compare(t) })
+	}
+	if q.Cursor != "" {
+		at := &Event{Timestamp: cur.Timestamp, MessageID: cur.MessageID}
+		i, found := slices.BinarySearchFunc(evs, at, func(e Event, b *Event) int { return CompareEvents(&e, b) })
+		if q.Sort == Asc {
+			if found {
+				i++
+			}
+			lo = max(lo, i)
+		} else {
+			hi = min(hi, i)
+		}
+	}
+	var page EventPage
+	take := func(i int) bool {
+		e := &evs[i]
+		if !q.Matches(e) {
+			return true
+		}
+		if len(page.Events) == q.Limit {
+			page.Next = EncodeCursor(q.Sort, &page.Events[q.Limit-1])
+			return false
+		}
+		page.Events = append(page.Events, e.Clone())
+		return true
+	}
+	if q.Sort == Asc {
+		for i := lo; i < hi && take(i); i++ {
+		}
+	} else {
+		for i := hi - 1; i >= lo && take(i); i-- {
+		}
+	}
+	return page, nil
+}
+
+type opKind uint8
+
+const (
+	opUpdate opKind = iota
+	opMerge
+	opDelete
+)
+
+// memOp is one staged write. apply is the only code that changes profiles, used
+// both at Commit and to show a transaction its own writes.
+type memOp struct {
+	kind opKind
+	pid  identity.ProfileID
+	from identity.ProfileID
+	u    Update
+}
+
+func (op *memOp) apply(m map[identity.ProfileID]*memProfile) {
+	switch op.kind {
+	case opUpdate:
+		p := m[op.pid]
+		if p == nil {
+			p = &memProfile{seen: map[string]struct{}{}}
+			m[op.pid] = p
+		}
+		if op.u.MessageID != "" {
+			if _, dup := p.seen[op.u.MessageID]; dup {
+				return
+			}
+			p.seen[op.u.MessageID] = struct{}{}
+		}
+		prof := Profile{Traits: p.traits}
+		op.u.apply(&prof)
+		p.traits, p.meta = prof.Traits, prof.Metadata
+		if op.u.Event != nil {
+			p.insert(*op.u.Event)
+		}
+	case opMerge:
+		from, into := m[op.from], m[op.pid]
+		if from == nil || into == nil {
+			return
+		}
+		for _, e := range from.events {
+			if _, dup := into.seen[e.MessageID]; !dup || e.MessageID == "" {
+				into.insert(e)
+			}
+		}
+		for id := range from.seen {
+			into.seen[id] = struct{}{}
+		}
+		delete(m, op.from)
+	case opDelete:
+		delete(m, op.pid)
+	}
+}
+
+type memTx struct {
+	s    *MemStore
+	done bool
+	ops  []memOp
+}
+
+func (tx *memTx) check(ctx context.Context) error {
+	if tx.done {
+		return ErrTxDone
+	}
+	return ctx.Err()
+}
+
+// touches reports whether a staged write concerns pid.
+func (tx *memTx) touches(pid identity.ProfileID) bool {
+	for i := range tx.ops {
+		if tx.ops[i].pid == pid || tx.ops[i].from == pid {
+			return true
+		}
+	}
+	return false
+}
+
+// view returns the profiles as this transaction sees them, and unlocks the store
+// when done. Without staged writes on pid it is the committed map, read-locked;
+// otherwise a private copy of the touched profiles with the staged writes applied.
+// Reading one's own writes is rare (the Controller reads before it writes), so the
+// copy is affordable.
+func (tx *memTx) view(pid identity.ProfileID) (map[identity.ProfileID]*memProfile, func()) {
+	tx.s.mu.RLock()
+	if !tx.touches(pid) {
+		return tx.s.profiles, tx.s.mu.RUnlock
+	}
+	m := make(map[identity.ProfileID]*memProfile)
+	for i := range tx.ops {
+		for _, id := range []identity.ProfileID{tx.ops[i].pid, tx.ops[i].from} {
+			if p, ok := tx.s.profiles[id]; ok && m[id] == nil {
+				m[id] = p.clone()
+			}
+		}
+	}
+	tx.s.mu.RUnlock()
+	for i := range tx.ops {
+		tx.ops[i].apply(m)
+	}
+	return m, func() {}
+}
+
+func (tx *memTx) Get(ctx context.Context, pid identity.ProfileID) (*Profile, error) {
+	if err := tx.check(ctx); err != nil {
+		return nil, err
+	}
+	m, done := tx.view(pid)
+	defer done()
+	return getProfile(m, pid)
+}
+
+func (tx *memTx) Metadata(ctx context.Context, pid identity.ProfileID) (Metadata, error) {
+	if err := tx.check(ctx); err != nil {
+		return Metadata{}, err
+	}
+	m, done := tx.view(pid)
+	defer done()
+	return getMetadata(m, pid)
+}
+
+func (tx *memTx) Events(ctx context.Context, pid identity.ProfileID, q EventQuery) (EventPage, error) {
+	if err := tx.check(ctx); err != nil {
+		return EventPage{}, err
+	}
+	m, done := tx.view(pid)
+	defer done()
+	return getEvents(m, pid, q)
+}
+
+func (tx *memTx) Update(ctx context.Context, pid identity.ProfileID, u Update) error {
+	if err := tx.check(ctx); err != nil {
+		return err
+	}
+	if u.MessageID != "" {
+		m, done := tx.view(pid)
+		var dup bool
+		if p := m[pid]; p != nil {
+			_, dup = p.seen[u.MessageID]
+		}
+		done()
+		if dup {
+			return fmt.Errorf("%w: message %s on profile %s", ErrDuplicate, u.MessageID, pid)
+		}
+	}
+	tx.ops = append(tx.ops, memOp{kind: opUpdate, pid: pid, u: u.clone()})
+	return nil
+}
+
+func (tx *memTx) Merge(ctx context.Context, into, from identity.ProfileID) error {
+	if err := tx.check(ctx); err != nil {
+		return err
+	}
+	if into == from {
+		return fmt.Errorf("%w: cannot merge profile %s into itself", ErrInvalid, into)
+	}
+	m, done := tx.view(into)
+	_, ok := m[into]
+	done()
+	if !ok {
+		return notFound(into)
+	}
+	tx.ops = append(tx.ops, memOp{kind: opMerge, pid: into, from: from})
+	return nil
+}
+
+func (tx *memTx) Delete(ctx context.Context, pid identity.ProfileID) error {
+	if err := tx.check(ctx); err != nil {
+		return err
+	}
+	tx.ops = append(tx.ops, memOp{kind: opDelete, pid: pid})
+	return nil
+}
+
+func (tx *memTx) Commit(ctx context.Context) error {
+	if tx.done {
+		return ErrTxDone
+	}
+	tx.done = true
+	ops := tx.ops
+	tx.ops = nil
+	if err := ctx.Err(); err != nil {
+		return err // as database/sql does: a cancelled commit rolls back
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	tx.s.mu.Lock()
+	for i := range ops {
+		ops[i].apply(tx.s.profiles)
+	}
+	tx.s.mu.Unlock()
+	return nil
+}
+
+func (tx *memTx) Rollback(ctx context.Context) error {
+	tx.done = true
+	tx.ops = nil
+	return nil
+}

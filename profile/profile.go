@@ -1,0 +1,165 @@
+package profile
+
+import (
+	"errors"
+	"maps"
+	"time"
+
+	"github.com/gdprkit/privacy/identity"
+)
+
+// Errors of this package, matchable with errors.Is.
+var (
+	// ErrNotFound: no such profile.
+	ErrNotFound = errors.New("profile: not found")
+	// ErrInvalid: a query, cursor or value is malformed.
+	ErrInvalid = errors.New("profile: invalid")
+	// ErrDuplicate: the message id was already recorded for the profile.
+	ErrDuplicate = errors.New("profile: duplicate message")
+	// ErrTxDone: the transaction was already committed or rolled back.
+	ErrTxDone = errors.New("profile: transaction already committed or rolled back")
+)
+
+// Profile is one person's profile: traits with provenance, the identifiers they are
+// known by and metadata. Events are read separately, page by page.
+type Profile struct {
+	ID     identity.ProfileID
+	Traits map[string]Trait
+	// ExternalIDs are the identifiers linked to the profile, oldest first. The
+	// identity graph owns them: a Store neither keeps nor returns them, and the
+	// Controller fills them in when it reads a profile.
+	ExternalIDs []ExternalID
+	Metadata    Metadata
+}
+
+// Clone returns a deep copy of p.
+func (p *Profile) Clone() *Profile {
+	c := *p
+	c.Traits = CloneTraits(p.Traits)
+	c.ExternalIDs = append([]ExternalID(nil), p.ExternalIDs...)
+	return &c
+}
+
+// Trait is one trait value with its provenance. When two values conflict, the one
+// updated last wins.
+type Trait struct {
+	Value any
+	// Source says where the value came from: the source named on the message,
+	// "identify" when it named none, or "rectification".
+	Source    string
+	UpdatedAt time.Time
+}
+
+// Sources of trait values set by the library itself.
+const (
+	SourceIdentify      = "identify"
+	SourceRectification = "rectification"
+)
+
+// CloneTraits returns a deep copy of traits; nil stays nil.
+func CloneTraits(traits map[string]Trait) map[string]Trait {
+	if traits == nil {
+		return nil
+	}
+	c := make(map[string]Trait, len(traits))
+	for k, t := range traits {
+		t.Value = CloneValue(t.Value)
+		c[k] = t
+	}
+	return c
+}
+
+// MergeTraits merges src into dst, keeping for each key the value updated last
+// (dst's on a tie), and returns dst (allocated if nil). src is not changed and dst
+// shares no memory with it.
+func MergeTraits(dst, src map[string]Trait) map[string]Trait {
+	if dst == nil {
+		dst = make(map[string]Trait, len(src))
+	}
+	for k, t := range src {
+		if have, ok := dst[k]; ok && !t.UpdatedAt.After(have.UpdatedAt) {
+			continue
+		}
+		t.Value = CloneValue(t.Value)
+		dst[k] = t
+	}
+	return dst
+}
+
+// ExternalID is one identifier of a profile, as the Profile API's external_ids
+// endpoint lists it.
+type ExternalID struct {
+	ID             identity.ID
+	CreatedAt      time.Time
+	FirstMessageID string
+}
+
+// Metadata is what the Profile API's metadata endpoint returns. Version goes up by
+// one with every change to the profile, so a caller can confirm that an update
+// (a rectification, say) has been processed.
+type Metadata struct {
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+	Version        uint64
+	FirstMessageID string
+	LastMessageID  string
+	// FirstSeen and LastSeen are the earliest and latest message timestamps.
+	FirstSeen time.Time
+	LastSeen  time.Time
+}
+
+// Event is one track call stored on a profile.
+type Event struct {
+	MessageID  string
+	Name       string
+	Properties map[string]any
+	// Timestamp is when the event happened, as the message says.
+	Timestamp time.Time
+	// ReceivedAt is when the library collected it.
+	ReceivedAt time.Time
+}
+
+// Clone returns a deep copy of e.
+func (e Event) Clone() Event {
+	e.Properties = cloneMap(e.Properties)
+	return e
+}
+
+// Update is one write to a profile, applied all or nothing by Tx.Update.
+type Update struct {
+	// Metadata replaces the profile's metadata.
+	Metadata Metadata
+	// Set sets traits; Remove removes them (after Set).
+	Set    map[string]Trait
+	Remove []string
+	// MessageID, when not empty, is recorded for de-duplication: an Update whose
+	// MessageID the profile has recorded before fails with ErrDuplicate and changes
+	// nothing.
+	MessageID string
+	// Event, when not nil, is appended to the profile's events.
+	Event *Event
+}
+
+// clone returns a deep copy of u, so the store keeps nothing the caller holds.
+func (u *Update) clone() Update {
+	c := *u
+	c.Set = CloneTraits(u.Set)
+	c.Remove = append([]string(nil), u.Remove...)
+	if u.Event != nil {
+		e := u.Event.Clone()
+		c.Event = &e
+	}
+	return c
+}
+
+// apply applies u's trait and metadata changes to p in place.
+func (u *Update) apply(p *Profile) {
+	p.Metadata = u.Metadata
+	if len(u.Set) > 0 && p.Traits == nil {
+		p.Traits = make(map[string]Trait, len(u.Set))
+	}
+	maps.Copy(p.Traits, u.Set)
+	for _, k := range u.Remove {
+		delete(p.Traits, k)
+	}
+}

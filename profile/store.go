@@ -1,0 +1,57 @@
+package profile
+
+import (
+	"context"
+
+	"github.com/gdprkit/privacy/identity"
+)
+
+// Reader reads profiles. Every returned value is the caller's to keep and change:
+// an implementation never hands out its own memory.
+type Reader interface {
+	// Get returns the profile's traits and metadata (not its ExternalIDs), or an
+	// error matching ErrNotFound.
+	Get(ctx context.Context, pid identity.ProfileID) (*Profile, error)
+	// Metadata returns the profile's metadata alone, or ErrNotFound.
+	Metadata(ctx context.Context, pid identity.ProfileID) (Metadata, error)
+	// Events returns one page of the profile's events, or ErrNotFound. A query
+	// that fails EventQuery.Normalize fails with ErrInvalid.
+	Events(ctx context.Context, pid identity.ProfileID, q EventQuery) (EventPage, error)
+}
+
+// Store is the profile store backend: traits, metadata and events per profile. It
+// stores and retrieves; trait merging, versions and validation live in the
+// Controller. Reads on the Store itself see committed state.
+type Store interface {
+	Reader
+	// Begin starts a transaction. Writes staged in it are visible to its own
+	// reads and to nobody else's until Commit.
+	Begin(ctx context.Context) (Tx, error)
+}
+
+// Tx is a transaction on a Store with database/sql manners: after Commit or
+// Rollback every method fails with ErrTxDone, except Rollback, which is then a
+// harmless no-op so that `defer tx.Rollback(ctx)` is the idiom.
+//
+// Every write is an idempotent redo: applying it again after it took effect leaves
+// the same state (an Update with a MessageID then reports ErrDuplicate), because
+// recovery replays them.
+type Tx interface {
+	Reader
+	// Update applies u to the profile, creating it when it does not exist. It
+	// copies what it keeps. It changes nothing and fails with ErrDuplicate when
+	// u.MessageID was recorded for the profile before.
+	Update(ctx context.Context, pid identity.ProfileID, u Update) error
+	// Merge moves the events and recorded message ids of from into into (events
+	// whose message id into already has are dropped) and deletes from. Traits and
+	// metadata are the caller's to merge, with an Update. Merging a profile that
+	// no longer exists is a no-op; into must exist.
+	Merge(ctx context.Context, into, from identity.ProfileID) error
+	// Delete removes the profile with its traits, events and recorded message
+	// ids. Deleting a profile that does not exist is a no-op.
+	Delete(ctx context.Context, pid identity.ProfileID) error
+	// Commit makes the staged writes visible at once.
+	Commit(ctx context.Context) error
+	// Rollback discards the staged writes.
+	Rollback(ctx context.Context) error
+}

@@ -1,0 +1,259 @@
+package profile
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"reflect"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// MaxDepth bounds how deeply trait values and event properties may nest.
+const MaxDepth = 32
+
+// maxExactInt is the largest integer a JSON number (a float64) holds exactly.
+const maxExactInt = 1 << 53
+
+// A ValueError says which part of a value is not a JSON value. It matches
+// ErrInvalid.
+type ValueError struct {
+	Path   string // such as `traits["address"]["zip"]`
+	Reason string
+}
+
+func (e *ValueError) Error() string { return fmt.Sprintf("profile: invalid %s: %s", e.Path, e.Reason) }
+
+// Is makes a ValueError match ErrInvalid.
+func (e *ValueError) Is(target error) bool { return target == ErrInvalid }
+
+// NormalizeValue checks that v is a JSON value and returns it in canonical form:
+// nil, bool, float64, string, []any or map[string]any, all the way down. Integers
+// become float64 (those beyond 2^53, which JSON numbers cannot hold exactly, are
+// refused: send them as strings), time.Time becomes an RFC 3339 string, and other
+// types go through encoding/json. Strings and keys must be UTF-8; NaN and the
+// infinities are refused. v itself is returned when it is already canonical, so the
+// common case does not allocate; path names v in error messages.
+func NormalizeValue(path string, v any) (any, error) {
+	if isCanonical(v, 0) {
+		return v, nil
+	}
+	return normalize(path, v, 0)
+}
+
+func isCanonical(v any, depth int) bool {
+	if depth > MaxDepth {
+		return false
+	}
+	switch x := v.(type) {
+	case nil, bool:
+		return true
+	case string:
+		return utf8.ValidString(x)
+	case float64:
+		return !math.IsNaN(x) && !math.IsInf(x, 0)
+	case map[string]any:
+		for k, e := range x {
+			if !utf8.ValidString(k) || !isCanonical(e, depth+1) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		for _, e := range x {
+			if !isCanonical(e, depth+1) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func normalize(path string, v any, depth int) (any, error) {
+	if depth > MaxDepth {
+		return nil, &ValueError{path, fmt.Sprintf("nested more than %d levels deep", MaxDepth)}
+	}
+	switch x := v.(type) {
+	case nil, bool:
+		return x, nil
+	case string:
+		if !utf8.ValidString(x) {
+			return nil, &ValueError{path, "not valid UTF-8"}
+		}
+		return x, nil
+	case float64:
+		return checkFloat(path, x)
+	case float32:
+		return checkFloat(path, float64(x))
+	case int:
+		return checkInt(path, int64(x))
+	case int8:
+		return float64(x), nil
+	case int16:
+		return float64(x), nil
+	case int32:
+		return float64(x), nil
+	case int64:
+		return checkInt(path, x)
+	case uint:
+		return checkUint(path, uint64(x))
+	case uint8:
+		return float64(x), nil
+	case uint16:
+		return float64(x), nil
+	case uint32:
+		return float64(x), nil
+	case uint64:
+		return checkUint(path, x)
+	case json.Number:
+		f, err := strconv.ParseFloat(string(x), 64)
+		if err != nil {
+			return nil, &ValueError{path, fmt.Sprintf("number %q: %v", string(x), err)}
+		}
+		return checkFloat(path, f)
+	case time.Time:
+		return x.Format(time.RFC3339Nano), nil
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			p := path + "[" + strconv.Quote(k) + "]"
+			if !utf8.ValidString(k) {
+				return nil, &ValueError{p, "key is not valid UTF-8"}
+			}
+			n, err := normalize(p, e, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			m[k] = n
+		}
+		return m, nil
+	case []any:
+		s := make([]any, len(x))
+		for i, e := range x {
+			n, err := normalize(path+"["+strconv.Itoa(i)+"]", e, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			s[i] = n
+		}
+		return s, nil
+	}
+	return normalizeReflect(path, v, depth)
+}
+
+// normalizeReflect handles the remaining kinds: typed slices and string-keyed maps
+// element by element, anything else (structs, json.Marshalers) through a JSON round
+// trip, so whatever encoding/json accepts is accepted.
+func normalizeReflect(path string, v any, depth int) (any, error) {
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if rv.IsNil() {
+			return nil, nil
+		}
+		if _, ok := v.(json.Marshaler); !ok {
+			return normalize(path, rv.Elem().Interface(), depth)
+		}
+	case reflect.Slice, reflect.Array:
+		if rv.Kind() == reflect.Slice && rv.IsNil() {
+			return nil, nil
+		}
+		if rv.Type().Elem().Kind() != reflect.Uint8 { // []byte goes through JSON, as base64
+			s := make([]any, rv.Len())
+			for i := range s {
+				n, err := normalize(path+"["+strconv.Itoa(i)+"]", rv.Index(i).Interface(), depth+1)
+				if err != nil {
+					return nil, err
+				}
+				s[i] = n
+			}
+			return s, nil
+		}
+	case reflect.Map:
+		if rv.Type().Key().Kind() == reflect.String {
+			if rv.IsNil() {
+				return nil, nil
+			}
+			m := make(map[string]any, rv.Len())
+			it := rv.MapRange()
+			for it.Next() {
+				k := it.Key().String()
+				p := path + "[" + strconv.Quote(k) + "]"
+				if !utf8.ValidString(k) {
+					return nil, &ValueError{p, "key is not valid UTF-8"}
+				}
+				n, err := normalize(p, it.Value().Interface(), depth+1)
+				if err != nil {
+					return nil, err
+				}
+				m[k] = n
+			}
+			return m, nil
+		}
+	case reflect.Func, reflect.Chan, reflect.Complex64, reflect.Complex128, reflect.UnsafePointer:
+		return nil, &ValueError{path, fmt.Sprintf("a %T is not a JSON value", v)}
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, &ValueError{path, fmt.Sprintf("a %T is not a JSON value: %v", v, err)}
+	}
+	var out any
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, &ValueError{path, fmt.Sprintf("a %T does not encode to JSON: %v", v, err)}
+	}
+	return normalize(path, out, depth)
+}
+
+func checkFloat(path string, f float64) (any, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil, &ValueError{path, fmt.Sprintf("%v is not a JSON number", f)}
+	}
+	return f, nil
+}
+
+func checkInt(path string, i int64) (any, error) {
+	if i > maxExactInt || i < -maxExactInt {
+		return nil, &ValueError{path, fmt.Sprintf("integer %d is beyond 2^53, which a JSON number holds exactly; send it as a string", i)}
+	}
+	return float64(i), nil
+}
+
+func checkUint(path string, u uint64) (any, error) {
+	if u > maxExactInt {
+		return nil, &ValueError{path, fmt.Sprintf("integer %d is beyond 2^53, which a JSON number holds exactly; send it as a string", u)}
+	}
+	return float64(u), nil
+}
+
+// CloneValue returns a deep copy of a canonical value (see NormalizeValue): maps
+// and slices are copied, scalars returned as they are.
+func CloneValue(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		return cloneMap(x)
+	case []any:
+		if x == nil {
+			return x
+		}
+		s := make([]any, len(x))
+		for i, e := range x {
+			s[i] = CloneValue(e)
+		}
+		return s
+	}
+	return v
+}
+
+// cloneMap deep-copies a map of canonical values; nil stays nil.
+func cloneMap(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string]any, len(m))
+	for k, e := range m {
+		c[k] = CloneValue(e)
+	}
+	return c
+}
