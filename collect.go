@@ -23,16 +23,13 @@ func (c *Controller) Collect(ctx context.Context, m Message) error {
 	if err := c.checkOpen(); err != nil {
 		return err
 	}
-	if m == nil {
-		c.stats.refused.Add(1)
-		return fieldErrorf("Message", "nil message")
-	}
-	msg, err := m.prepare(c.resolver)
-	if err != nil {
+	var msg message
+	if err := prepareMessage(c.resolver, m, &msg); err != nil {
 		c.stats.refused.Add(1)
 		return err
 	}
-	matches, held, err := c.lockMatches(ctx, msg.ids)
+	var matchBuf [4]identity.Match
+	matches, held, err := c.lockMatches(ctx, msg.ids, matchBuf[:0])
 	if err != nil {
 		return err
 	}
@@ -55,7 +52,7 @@ func (c *Controller) Collect(ctx context.Context, m Message) error {
 		c.log.InfoContext(ctx, "identifiers not linked by the identity rules",
 			"profile", plan.Profile, "dropped", len(plan.Dropped), "capped", plan.Capped, "message_id", msg.messageID)
 	}
-	dup, err := c.store(ctx, &plan, msg, now)
+	dup, err := c.store(ctx, &plan, &msg, now)
 	switch {
 	case err != nil:
 		return err
@@ -71,8 +68,7 @@ func (c *Controller) Collect(ctx context.Context, m Message) error {
 // looks again: when the second look needs a stripe not held (someone linked or
 // merged in between), it lets go and starts over. On success the caller holds the
 // returned stripes and must unlock them.
-func (c *Controller) lockMatches(ctx context.Context, ids []identity.ID) ([]identity.Match, lockSet, error) {
-	matches := make([]identity.Match, 0, len(ids))
+func (c *Controller) lockMatches(ctx context.Context, ids []identity.ID, matches []identity.Match) ([]identity.Match, lockSet, error) {
 	for {
 		var err error
 		if matches, err = identity.LookupAll(ctx, c.graph, ids, matches[:0]); err != nil {

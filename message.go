@@ -22,9 +22,33 @@ const (
 
 // Message is a Segment-spec message for Collect: Identify or Track.
 type Message interface {
-	// prepare validates the message and returns it normalised; it seals the
-	// interface, so only this package's message types implement it.
-	prepare(r *identity.Resolver) (*message, error)
+	// isMessage seals the interface: only this package's message types
+	// implement it.
+	isMessage()
+}
+
+func (Identify) isMessage() {}
+func (Track) isMessage()    {}
+
+// prepareMessage validates m into out. It switches on the concrete type rather
+// than calling a method through the interface, so neither m nor out escapes to
+// the heap on the collection path.
+func prepareMessage(r *identity.Resolver, m Message, out *message) error {
+	switch m := m.(type) {
+	case Identify:
+		return m.prepare(r, out)
+	case Track:
+		return m.prepare(r, out)
+	case *Identify:
+		if m != nil {
+			return m.prepare(r, out)
+		}
+	case *Track:
+		if m != nil {
+			return m.prepare(r, out)
+		}
+	}
+	return fieldErrorf("Message", "nil message")
 }
 
 // Identify tells who a person is and what is known of them (Segment's identify).
@@ -64,6 +88,8 @@ type message struct {
 	kind      string // "identify" or "track"
 	messageID string
 	ids       []identity.ID // highest priority first
+	idBuf     [4]identity.ID
+
 	timestamp time.Time
 	source    string
 	traits    map[string]any // identify; a nil value removes the trait
@@ -71,23 +97,23 @@ type message struct {
 	props     map[string]any // track
 }
 
-func (m Identify) prepare(r *identity.Resolver) (*message, error) {
-	out := &message{kind: "identify"}
+func (m *Identify) prepare(r *identity.Resolver, out *message) error {
+	out.kind = "identify"
 	if err := out.common(r, m.MessageID, m.UserID, m.AnonymousID, m.ExternalIDs, m.Timestamp, m.Source); err != nil {
-		return nil, err
+		return err
 	}
 	if len(m.Traits) > MaxTraits {
-		return nil, fieldErrorf("Traits", "%d traits, more than %d", len(m.Traits), MaxTraits)
+		return fieldErrorf("Traits", "%d traits, more than %d", len(m.Traits), MaxTraits)
 	}
 	out.traits = make(map[string]any, len(m.Traits))
 	for k, v := range m.Traits {
 		path := "Traits[" + strconv.Quote(k) + "]"
 		if err := checkName(path, k); err != nil {
-			return nil, err
+			return err
 		}
 		n, err := profile.NormalizeValue(path, v)
 		if err != nil {
-			return nil, fieldError(path, err)
+			return fieldError(path, err)
 		}
 		out.traits[k] = n
 		if s, ok := n.(string); ok && isPromoted(k) {
@@ -100,22 +126,22 @@ func (m Identify) prepare(r *identity.Resolver) (*message, error) {
 	return out.finish(r)
 }
 
-func (m Track) prepare(r *identity.Resolver) (*message, error) {
-	out := &message{kind: "track"}
+func (m *Track) prepare(r *identity.Resolver, out *message) error {
+	out.kind = "track"
 	if err := out.common(r, m.MessageID, m.UserID, m.AnonymousID, m.ExternalIDs, m.Timestamp, m.Source); err != nil {
-		return nil, err
+		return err
 	}
 	if m.Event == "" {
-		return nil, fieldErrorf("Event", "empty event name")
+		return fieldErrorf("Event", "empty event name")
 	}
 	if err := checkName("Event", m.Event); err != nil {
-		return nil, err
+		return err
 	}
 	out.event = m.Event
 	if m.Properties != nil {
 		p, err := profile.NormalizeValue("Properties", m.Properties)
 		if err != nil {
-			return nil, fieldError("Properties", err)
+			return fieldError("Properties", err)
 		}
 		out.props = p.(map[string]any)
 	}
@@ -158,7 +184,7 @@ func (m *message) common(r *identity.Resolver, msgID, userID, anonID string, ext
 		return err
 	}
 	m.source = source
-	m.ids = make([]identity.ID, 0, 2+len(ext))
+	m.ids = m.idBuf[:0]
 	add := func(field string, id identity.ID) error {
 		n, err := r.Check(id)
 		switch {
@@ -188,12 +214,12 @@ func (m *message) common(r *identity.Resolver, msgID, userID, anonID string, ext
 	return nil
 }
 
-func (m *message) finish(r *identity.Resolver) (*message, error) {
+func (m *message) finish(r *identity.Resolver) error {
 	if len(m.ids) == 0 {
-		return nil, fieldErrorf("UserID", "the message has no usable identifier: set UserID, AnonymousID or ExternalIDs")
+		return fieldErrorf("UserID", "the message has no usable identifier: set UserID, AnonymousID or ExternalIDs")
 	}
 	m.ids = r.Order(m.ids)
-	return m, nil
+	return nil
 }
 
 func newMessageID() string {

@@ -18,7 +18,7 @@ func (c *Controller) lockSubject(ctx context.Context, id identity.ID) (identity.
 	if err != nil {
 		return "", lockSet{}, fieldError("ID", err)
 	}
-	matches, held, err := c.lockMatches(ctx, []identity.ID{n})
+	matches, held, err := c.lockMatches(ctx, []identity.ID{n}, nil)
 	if err != nil {
 		return "", lockSet{}, err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -128,15 +129,41 @@ const ProfilePrefix = "use_"
 var profileEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
 
 // NewProfileID returns a new ProfileID: 48 bits of creation time in milliseconds
-// then 80 random bits, so ids created later sort later and never collide in
-// practice.
+// then 80 random bits. Within one process ids are strictly increasing, even within
+// one millisecond or when the clock steps back (the random part of the previous id
+// is incremented, as monotonic ULIDs do), so "the oldest profile" of a merge is
+// always the one created first.
 func NewProfileID(now time.Time) ProfileID {
 	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
-	if _, err := rand.Read(b[6:]); err != nil {
-		panic("identity: crypto/rand failed: " + err.Error()) // documented never to fail
+	ms := uint64(max(now.UnixMilli(), 0))
+	lastID.Lock()
+	if ms <= lastID.ms {
+		ms = lastID.ms
+		b = lastID.b
+		for i := 15; i >= 6; i-- { // increment the random part
+			b[i]++
+			if b[i] != 0 {
+				break
+			}
+		}
+	} else {
+		binary.BigEndian.PutUint64(b[:8], ms<<16)
+		if _, err := rand.Read(b[6:]); err != nil {
+			lastID.Unlock()
+			panic("identity: crypto/rand failed: " + err.Error()) // documented never to fail
+		}
+		b[6] &= 0x7f // leave room to increment without carrying into the time
 	}
+	lastID.ms, lastID.b = ms, b
+	lastID.Unlock()
 	return ProfileID(ProfilePrefix + profileEncoding.EncodeToString(b[:]))
+}
+
+// lastID is the previous id NewProfileID returned, for monotonic ids.
+var lastID struct {
+	sync.Mutex
+	ms uint64
+	b  [16]byte
 }
 
 // ParseProfileID checks that s has the form of a ProfileID.

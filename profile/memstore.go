@@ -91,7 +91,9 @@ func (s *MemStore) Begin(ctx context.Context) (Tx, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return &memTx{s: s}, nil
+	tx := &memTx{s: s}
+	tx.ops = tx.first[:0]
+	return tx, nil
 }
 
 func notFound(pid identity.ProfileID) error { return fmt.Errorf("%w: profile %s", ErrNotFound, pid) }
@@ -176,10 +178,12 @@ const (
 // memOp is one staged write. apply is the only code that changes profiles, used
 // both at Commit and to show a transaction its own writes.
 type memOp struct {
-	kind opKind
-	pid  identity.ProfileID
-	from identity.ProfileID
-	u    Update
+	kind     opKind
+	pid      identity.ProfileID
+	from     identity.ProfileID
+	u        Update // with Event nil: the event is held in ev
+	ev       Event
+	hasEvent bool
 }
 
 func (op *memOp) apply(m map[identity.ProfileID]*memProfile) {
@@ -199,8 +203,8 @@ func (op *memOp) apply(m map[identity.ProfileID]*memProfile) {
 		prof := Profile{Traits: p.traits}
 		op.u.apply(&prof)
 		p.traits, p.meta = prof.Traits, prof.Metadata
-		if op.u.Event != nil {
-			p.insert(*op.u.Event)
+		if op.hasEvent {
+			p.insert(op.ev)
 		}
 	case opMerge:
 		from, into := m[op.from], m[op.pid]
@@ -225,6 +229,9 @@ type memTx struct {
 	s    *MemStore
 	done bool
 	ops  []memOp
+	// first holds the first op inside the transaction's own allocation: most
+	// transactions (one collected message) stage exactly one.
+	first [1]memOp
 }
 
 func (tx *memTx) check(ctx context.Context) error {
@@ -244,19 +251,19 @@ func (tx *memTx) touches(pid identity.ProfileID) bool {
 	return false
 }
 
-// view returns the profiles as this transaction sees them, and unlocks the store
-// when done. Without staged writes on pid it is the committed map, read-locked;
-// otherwise a private copy of the touched profiles with the staged writes applied.
-// Reading one's own writes is rare (the Controller reads before it writes), so the
-// copy is affordable.
-func (tx *memTx) view(pid identity.ProfileID) (map[identity.ProfileID]*memProfile, func()) {
+// view returns the profiles as this transaction sees them. Without staged writes
+// on pid it is the committed map and the store stays read-locked until the caller
+// calls tx.release(locked); otherwise it is a private copy of the touched profiles
+// with the staged writes applied. Reading one's own writes is rare (the Controller
+// reads before it writes), so the copy is affordable.
+func (tx *memTx) view(pid identity.ProfileID) (m map[identity.ProfileID]*memProfile, locked bool) {
 	tx.s.mu.RLock()
 	if !tx.touches(pid) {
-		return tx.s.profiles, tx.s.mu.RUnlock
+		return tx.s.profiles, true
 	}
-	m := make(map[identity.ProfileID]*memProfile)
+	m = make(map[identity.ProfileID]*memProfile)
 	for i := range tx.ops {
-		for _, id := range []identity.ProfileID{tx.ops[i].pid, tx.ops[i].from} {
+		for _, id := range [2]identity.ProfileID{tx.ops[i].pid, tx.ops[i].from} {
 			if p, ok := tx.s.profiles[id]; ok && m[id] == nil {
 				m[id] = p.clone()
 			}
@@ -266,15 +273,21 @@ func (tx *memTx) view(pid identity.ProfileID) (map[identity.ProfileID]*memProfil
 	for i := range tx.ops {
 		tx.ops[i].apply(m)
 	}
-	return m, func() {}
+	return m, false
+}
+
+func (tx *memTx) release(locked bool) {
+	if locked {
+		tx.s.mu.RUnlock()
+	}
 }
 
 func (tx *memTx) Get(ctx context.Context, pid identity.ProfileID) (*Profile, error) {
 	if err := tx.check(ctx); err != nil {
 		return nil, err
 	}
-	m, done := tx.view(pid)
-	defer done()
+	m, locked := tx.view(pid)
+	defer tx.release(locked)
 	return getProfile(m, pid)
 }
 
@@ -282,8 +295,8 @@ func (tx *memTx) Metadata(ctx context.Context, pid identity.ProfileID) (Metadata
 	if err := tx.check(ctx); err != nil {
 		return Metadata{}, err
 	}
-	m, done := tx.view(pid)
-	defer done()
+	m, locked := tx.view(pid)
+	defer tx.release(locked)
 	return getMetadata(m, pid)
 }
 
@@ -291,8 +304,8 @@ func (tx *memTx) Events(ctx context.Context, pid identity.ProfileID, q EventQuer
 	if err := tx.check(ctx); err != nil {
 		return EventPage{}, err
 	}
-	m, done := tx.view(pid)
-	defer done()
+	m, locked := tx.view(pid)
+	defer tx.release(locked)
 	return getEvents(m, pid, q)
 }
 
@@ -301,17 +314,19 @@ func (tx *memTx) Update(ctx context.Context, pid identity.ProfileID, u Update) e
 		return err
 	}
 	if u.MessageID != "" {
-		m, done := tx.view(pid)
+		m, locked := tx.view(pid)
 		var dup bool
 		if p := m[pid]; p != nil {
 			_, dup = p.seen[u.MessageID]
 		}
-		done()
+		tx.release(locked)
 		if dup {
 			return fmt.Errorf("%w: message %s on profile %s", ErrDuplicate, u.MessageID, pid)
 		}
 	}
-	tx.ops = append(tx.ops, memOp{kind: opUpdate, pid: pid, u: u.clone()})
+	op := memOp{kind: opUpdate, pid: pid}
+	op.u, op.ev, op.hasEvent = u.clone()
+	tx.ops = append(tx.ops, op)
 	return nil
 }
 
@@ -322,9 +337,9 @@ func (tx *memTx) Merge(ctx context.Context, into, from identity.ProfileID) error
 	if into == from {
 		return fmt.Errorf("%w: cannot merge profile %s into itself", ErrInvalid, into)
 	}
-	m, done := tx.view(into)
+	m, locked := tx.view(into)
 	_, ok := m[into]
-	done()
+	tx.release(locked)
 	if !ok {
 		return notFound(into)
 	}

@@ -141,15 +141,16 @@ type Update struct {
 }
 
 // clone returns a deep copy of u, so the store keeps nothing the caller holds.
-func (u *Update) clone() Update {
-	c := *u
+// The event is returned apart, by value, to spare an allocation on the hot path.
+func (u *Update) clone() (c Update, ev Event, hasEvent bool) {
+	c = *u
 	c.Set = CloneTraits(u.Set)
 	c.Remove = append([]string(nil), u.Remove...)
+	c.Event = nil
 	if u.Event != nil {
-		e := u.Event.Clone()
-		c.Event = &e
+		return c, u.Event.Clone(), true
 	}
-	return c
+	return c, Event{}, false
 }
 
 // apply applies u's trait and metadata changes to p in place.

@@ -1,0 +1,101 @@
+package privacy
+
+import (
+	"context"
+	"maps"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/profile"
+)
+
+// benchPeople is how many known people the Collect benchmarks spread messages
+// over, so no single profile's event slice dominates.
+const benchPeople = 1000
+
+var benchProps = map[string]any{"sku": "TENT-2P", "price": 249.0, "currency": "EUR"}
+
+func benchMessageID(buf []byte, i int) string {
+	return string(strconv.AppendInt(append(buf[:0], 'm'), int64(i), 10))
+}
+
+// BenchmarkCollectTrackKnown is Collect of a track message (user id and anonymous
+// id, three properties) for a person already known, all in memory.
+func BenchmarkCollectTrackKnown(b *testing.B) {
+	ctx := context.Background()
+	c, err := New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	users := make([]string, benchPeople)
+	anons := make([]string, benchPeople)
+	for p := range benchPeople {
+		users[p], anons[p] = "u"+strconv.Itoa(p), "a"+strconv.Itoa(p)
+		if err := c.Collect(ctx, Identify{UserID: users[p], AnonymousID: anons[p], Traits: map[string]any{"plan": "pro"}, Timestamp: ts}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var buf []byte
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		p := i % benchPeople
+		err := c.Collect(ctx, Track{MessageID: benchMessageID(buf, i), UserID: users[p], AnonymousID: anons[p],
+			Event: "Product Viewed", Properties: benchProps, Timestamp: ts.Add(time.Duration(i))})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// baselineProfile is the least a profile can be: what the baseline writes.
+type baselineProfile struct {
+	meta   profile.Metadata
+	events []profile.Event
+	seen   map[string]struct{}
+}
+
+// BenchmarkCollectTrackBaseline does only the unavoidable work of the same
+// message in plain Go maps, the yardstick for BenchmarkCollectTrackKnown: look up
+// both identifiers, check and record the message id (de-duplication), copy the
+// properties (the caller may change its map afterwards), append the event and
+// update the metadata. No validation, locking or transactions.
+func BenchmarkCollectTrackBaseline(b *testing.B) {
+	ids := map[identity.ID]identity.ProfileID{}
+	profiles := map[identity.ProfileID]*baselineProfile{}
+	ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	users := make([]string, benchPeople)
+	anons := make([]string, benchPeople)
+	for p := range benchPeople {
+		users[p], anons[p] = "u"+strconv.Itoa(p), "a"+strconv.Itoa(p)
+		pid := identity.NewProfileID(ts)
+		ids[identity.ID{Type: identity.TypeUserID, Value: users[p]}] = pid
+		ids[identity.ID{Type: identity.TypeAnonymousID, Value: anons[p]}] = pid
+		profiles[pid] = &baselineProfile{seen: map[string]struct{}{}}
+	}
+	var buf []byte
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		p := i % benchPeople
+		m := Track{MessageID: benchMessageID(buf, i), UserID: users[p], AnonymousID: anons[p],
+			Event: "Product Viewed", Properties: benchProps, Timestamp: ts.Add(time.Duration(i))}
+		pid := ids[identity.ID{Type: identity.TypeUserID, Value: m.UserID}]
+		if other := ids[identity.ID{Type: identity.TypeAnonymousID, Value: m.AnonymousID}]; other != pid {
+			b.Fatal("identifiers disagree")
+		}
+		bp := profiles[pid]
+		if _, dup := bp.seen[m.MessageID]; dup {
+			continue
+		}
+		bp.seen[m.MessageID] = struct{}{}
+		bp.events = append(bp.events, profile.Event{MessageID: m.MessageID, Name: m.Event,
+			Properties: maps.Clone(m.Properties), Timestamp: m.Timestamp})
+		bp.meta.Version++
+		bp.meta.LastMessageID = m.MessageID
+		bp.meta.UpdatedAt = m.Timestamp
+	}
+}

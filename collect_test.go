@@ -1,0 +1,468 @@
+package privacy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gdprkit/privacy"
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/profile"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// env is a Controller over in-memory backends the test can inspect.
+type env struct {
+	c        *privacy.Controller
+	graph    *identity.MemGraph
+	profiles *profile.MemStore
+}
+
+func newEnv(t testing.TB, opts ...privacy.Option) *env {
+	t.Helper()
+	e := &env{graph: identity.NewMemGraph(), profiles: profile.NewMemStore()}
+	opts = append([]privacy.Option{privacy.WithIdentity(e.graph), privacy.WithProfiles(e.profiles),
+		privacy.WithClock(func() time.Time { return t0 })}, opts...)
+	c, err := privacy.New(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	e.c = c
+	return e
+}
+
+func (e *env) collect(t testing.TB, msgs ...privacy.Message) {
+	t.Helper()
+	for i, m := range msgs {
+		if err := e.c.Collect(context.Background(), m); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+}
+
+func (e *env) profile(t testing.TB, id identity.ID) *profile.Profile {
+	t.Helper()
+	p, err := e.c.Profile(context.Background(), id)
+	if err != nil {
+		t.Fatalf("Profile(%s): %v", id, err)
+	}
+	return p
+}
+
+func (e *env) events(t testing.TB, id identity.ID) []profile.Event {
+	t.Helper()
+	page, err := e.c.Events(context.Background(), id, profile.EventQuery{Sort: profile.Asc, Limit: profile.MaxLimit})
+	if err != nil {
+		t.Fatalf("Events(%s): %v", id, err)
+	}
+	return page.Events
+}
+
+func ids(p *profile.Profile) []string {
+	var out []string
+	for _, e := range p.ExternalIDs {
+		out = append(out, e.ID.String())
+	}
+	return out
+}
+
+func user(v string) identity.ID  { return identity.ID{Type: "user_id", Value: v} }
+func anon(v string) identity.ID  { return identity.ID{Type: "anonymous_id", Value: v} }
+func email(v string) identity.ID { return identity.ID{Type: "email", Value: v} }
+func at(min int) time.Time       { return t0.Add(time.Duration(min) * time.Minute) }
+
+func TestCollectResolvesTwoDevicesIntoOneProfile(t *testing.T) {
+	e := newEnv(t)
+	e.collect(t,
+		privacy.Track{MessageID: "m1", AnonymousID: "laptop", Event: "Viewed", Timestamp: at(0)},
+		privacy.Identify{MessageID: "m2", AnonymousID: "laptop", UserID: "u1",
+			Traits: map[string]any{"email": "Ada@Example.COM", "plan": "free"}, Timestamp: at(1)},
+		privacy.Track{MessageID: "m3", AnonymousID: "phone", Event: "Opened", Timestamp: at(2)},
+		privacy.Identify{MessageID: "m4", AnonymousID: "phone", UserID: "u1", Traits: map[string]any{"plan": "pro"}, Timestamp: at(3)},
+	)
+	if n, _ := e.graph.Len(); n != 1 {
+		t.Fatalf("graph has %d profiles, want 1", n)
+	}
+	if n := e.profiles.Len(); n != 1 {
+		t.Fatalf("store has %d profiles, want 1", n)
+	}
+	for _, id := range []identity.ID{user("u1"), anon("laptop"), anon("phone"), email("ada@example.com"), email(" ADA@example.com ")} {
+		p := e.profile(t, id)
+		want := []string{"anonymous_id:laptop", "user_id:u1", "email:ada@example.com", "anonymous_id:phone"}
+		if diff := cmp.Diff(want, ids(p)); diff != "" {
+			t.Errorf("Profile(%s) identifiers (-want +got):\n%s", id, diff)
+		}
+		wantTraits := map[string]profile.Trait{
+			"email": {Value: "Ada@Example.COM", Source: "identify", UpdatedAt: at(1)},
+			"plan":  {Value: "pro", Source: "identify", UpdatedAt: at(3)},
+		}
+		if diff := cmp.Diff(wantTraits, p.Traits); diff != "" {
+			t.Errorf("traits (-want +got):\n%s", diff)
+		}
+		// laptop profile: versions 1, 2; phone: 1; merge: max(2, 1)+1 = 3.
+		if p.Metadata.Version != 3 || p.Metadata.FirstMessageID != "m1" || p.Metadata.LastMessageID != "m4" {
+			t.Errorf("metadata = %+v, want version 3, first m1, last m4", p.Metadata)
+		}
+		if !p.Metadata.FirstSeen.Equal(at(0)) || !p.Metadata.LastSeen.Equal(at(3)) {
+			t.Errorf("first/last seen = %v/%v, want %v/%v", p.Metadata.FirstSeen, p.Metadata.LastSeen, at(0), at(3))
+		}
+	}
+	var names []string
+	for _, ev := range e.events(t, email("ada@example.com")) {
+		names = append(names, ev.Name)
+	}
+	if diff := cmp.Diff([]string{"Viewed", "Opened"}, names); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+}
+
+func TestCollectDeduplicatesByMessageID(t *testing.T) {
+	e := newEnv(t)
+	tr := privacy.Track{MessageID: "dup", UserID: "u1", Event: "Paid", Properties: map[string]any{"total": 10}, Timestamp: at(0)}
+	e.collect(t, tr, tr, tr)
+	if got := len(e.events(t, user("u1"))); got != 1 {
+		t.Fatalf("%d events stored, want 1", got)
+	}
+	if s := e.c.Stats(); s.Collected != 1 || s.Duplicates != 2 {
+		t.Fatalf("stats = %+v, want 1 collected, 2 duplicates", s)
+	}
+	if v := e.profile(t, user("u1")).Metadata.Version; v != 1 {
+		t.Fatalf("version %d after duplicates, want 1", v)
+	}
+}
+
+func TestIdentifyTraitSemantics(t *testing.T) {
+	e := newEnv(t)
+	e.collect(t,
+		privacy.Identify{UserID: "u1", Traits: map[string]any{"phone": "+331", "name": "Ada", "plan": "pro", "age": 36}, Timestamp: at(10), Source: "web"},
+		// nil removes, "" sets empty (Segment's semantics).
+		privacy.Identify{UserID: "u1", Traits: map[string]any{"phone": nil, "name": ""}, Timestamp: at(11)},
+		// An older message does not override a newer value: last updated wins.
+		privacy.Identify{UserID: "u1", Traits: map[string]any{"plan": "free", "age": nil}, Timestamp: at(5)},
+	)
+	want := map[string]profile.Trait{
+		"name": {Value: "", Source: "identify", UpdatedAt: at(11)},
+		"plan": {Value: "pro", Source: "web", UpdatedAt: at(10)},
+		"age":  {Value: 36.0, Source: "web", UpdatedAt: at(10)},
+	}
+	if diff := cmp.Diff(want, e.profile(t, user("u1")).Traits); diff != "" {
+		t.Fatalf("traits (-want +got):\n%s", diff)
+	}
+}
+
+func TestMergeKeepsNewestTraitOfEitherProfile(t *testing.T) {
+	e := newEnv(t)
+	e.collect(t,
+		privacy.Identify{AnonymousID: "a", Traits: map[string]any{"plan": "pro", "city": "Lyon"}, Timestamp: at(10)},
+		privacy.Identify{UserID: "u", Traits: map[string]any{"plan": "free", "lang": "fr"}, Timestamp: at(5)},
+		privacy.Track{AnonymousID: "a", UserID: "u", Event: "Linked", Timestamp: at(20)},
+	)
+	got := e.profile(t, user("u")).Traits
+	want := map[string]profile.Trait{
+		"plan": {Value: "pro", Source: "identify", UpdatedAt: at(10)},
+		"city": {Value: "Lyon", Source: "identify", UpdatedAt: at(10)},
+		"lang": {Value: "fr", Source: "identify", UpdatedAt: at(5)},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("merged traits (-want +got):\n%s", diff)
+	}
+	if n, _ := e.graph.Len(); n != 1 {
+		t.Fatalf("%d profiles after the merge, want 1", n)
+	}
+}
+
+func TestPromotedIdentifiers(t *testing.T) {
+	e := newEnv(t)
+	e.collect(t, privacy.Identify{UserID: "u1", Traits: map[string]any{
+		"email":        "Ada@Example.com",
+		"ga_client_id": "GA1.2.3",
+		"phone":        "+33 1", // not a default identifier type: stays a trait only
+		"group_id":     "null",  // blocked value: stays a trait only
+		"ios.id":       12345.0, // not a string: stays a trait only
+	}, Timestamp: at(0)})
+	p := e.profile(t, email("ada@example.com"))
+	want := []string{"user_id:u1", "email:ada@example.com", "ga_client_id:GA1.2.3"}
+	if diff := cmp.Diff(want, ids(p)); diff != "" {
+		t.Fatalf("identifiers (-want +got):\n%s", diff)
+	}
+	if len(p.Traits) != 5 {
+		t.Fatalf("%d traits, want all 5 kept", len(p.Traits))
+	}
+}
+
+func TestCollectRefusesBadInputAndStoresNothing(t *testing.T) {
+	bad := string([]byte{0xff, 0xfe})
+	traits301 := map[string]any{}
+	for i := range 301 {
+		traits301[fmt.Sprint("t", i)] = i
+	}
+	deep := map[string]any{}
+	for cur, i := deep, 0; i < 40; i++ {
+		next := map[string]any{}
+		cur["x"] = next
+		cur = next
+	}
+	tests := []struct {
+		name  string
+		msg   privacy.Message
+		field string
+		also  error
+	}{
+		{"no identifier", privacy.Track{Event: "E", Timestamp: at(0)}, "UserID", nil},
+		{"blocked anonymous id", privacy.Track{AnonymousID: "anonymous", Event: "E", Timestamp: at(0)}, "AnonymousID", identity.ErrBlocked},
+		{"blocked beside a good id", privacy.Track{UserID: "u1", AnonymousID: "00000000-0000-0000-0000-000000000000", Event: "E", Timestamp: at(0)}, "AnonymousID", identity.ErrBlocked},
+		{"blocked user id", privacy.Identify{UserID: "null", Timestamp: at(0)}, "UserID", identity.ErrBlocked},
+		{"blank user id", privacy.Identify{UserID: "   ", Timestamp: at(0)}, "UserID", identity.ErrInvalid},
+		{"empty external id value", privacy.Identify{UserID: "u1", ExternalIDs: []identity.ID{{Type: "ios.id", Value: ""}}, Timestamp: at(0)}, "ExternalIDs[0]", identity.ErrInvalid},
+		{"empty external id type", privacy.Identify{UserID: "u1", ExternalIDs: []identity.ID{{Type: "", Value: "x"}}, Timestamp: at(0)}, "ExternalIDs[0]", identity.ErrInvalid},
+		{"non-UTF-8 user id", privacy.Identify{UserID: bad, Timestamp: at(0)}, "UserID", identity.ErrInvalid},
+		{"non-UTF-8 trait key", privacy.Identify{UserID: "u1", Traits: map[string]any{bad: 1}, Timestamp: at(0)}, `Traits["\xff\xfe"]`, nil},
+		{"non-UTF-8 trait value", privacy.Identify{UserID: "u1", Traits: map[string]any{"name": bad}, Timestamp: at(0)}, `Traits["name"]`, profile.ErrInvalid},
+		{"non-UTF-8 nested property", privacy.Track{UserID: "u1", Event: "E", Properties: map[string]any{"a": []any{bad}}, Timestamp: at(0)}, `Properties["a"][0]`, profile.ErrInvalid},
+		{"non-UTF-8 event", privacy.Track{UserID: "u1", Event: bad, Timestamp: at(0)}, "Event", nil},
+		{"301 traits", privacy.Identify{UserID: "u1", Traits: traits301, Timestamp: at(0)}, "Traits", nil},
+		{"zero timestamp identify", privacy.Identify{UserID: "u1"}, "Timestamp", nil},
+		{"zero timestamp track", privacy.Track{UserID: "u1", Event: "E"}, "Timestamp", nil},
+		{"empty event", privacy.Track{UserID: "u1", Timestamp: at(0)}, "Event", nil},
+		{"NaN property", privacy.Track{UserID: "u1", Event: "E", Properties: map[string]any{"x": math.NaN()}, Timestamp: at(0)}, `Properties["x"]`, profile.ErrInvalid},
+		{"integer beyond 2^53", privacy.Identify{UserID: "u1", Traits: map[string]any{"big": int64(1) << 60}, Timestamp: at(0)}, `Traits["big"]`, profile.ErrInvalid},
+		{"function value", privacy.Identify{UserID: "u1", Traits: map[string]any{"f": func() {}}, Timestamp: at(0)}, `Traits["f"]`, profile.ErrInvalid},
+		{"too deep", privacy.Track{UserID: "u1", Event: "E", Properties: deep, Timestamp: at(0)}, "Properties", profile.ErrInvalid},
+		{"nil message", nil, "Message", nil},
+		{"nil pointer message", (*privacy.Track)(nil), "Message", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			err := e.c.Collect(context.Background(), tt.msg)
+			if !errors.Is(err, privacy.ErrInvalid) {
+				t.Fatalf("err = %v, want ErrInvalid", err)
+			}
+			var fe *privacy.FieldError
+			if !errors.As(err, &fe) || !strings.HasPrefix(fe.Field, tt.field) {
+				t.Fatalf("err = %v, want a FieldError on %s", err, tt.field)
+			}
+			if tt.also != nil && !errors.Is(err, tt.also) {
+				t.Fatalf("err = %v, want it to match %v too", err, tt.also)
+			}
+			if !strings.Contains(err.Error(), tt.field) {
+				t.Fatalf("error %q does not name the field %s", err, tt.field)
+			}
+			if p, n := e.graph.Len(); p != 0 || n != 0 || e.profiles.Len() != 0 {
+				t.Fatalf("something was stored: graph %d profiles %d ids, store %d profiles", p, n, e.profiles.Len())
+			}
+			if s := e.c.Stats(); s.Refused != 1 || s.Collected != 0 {
+				t.Fatalf("stats = %+v, want one refused", s)
+			}
+		})
+	}
+}
+
+func TestDropBlockedKeepsTheMessage(t *testing.T) {
+	rules := identity.DefaultRules()
+	rules.DropBlocked = true
+	e := newEnv(t, privacy.WithIdentityRules(rules))
+	e.collect(t, privacy.Track{UserID: "u1", AnonymousID: "anonymous", Event: "E", Timestamp: at(0)})
+	if diff := cmp.Diff([]string{"user_id:u1"}, ids(e.profile(t, user("u1")))); diff != "" {
+		t.Fatalf("identifiers (-want +got):\n%s", diff)
+	}
+	// With only a blocked identifier, nothing is left to resolve by: refused.
+	err := e.c.Collect(context.Background(), privacy.Track{AnonymousID: "anonymous", Event: "E", Timestamp: at(0)})
+	if !errors.Is(err, privacy.ErrInvalid) {
+		t.Fatalf("err = %v, want ErrInvalid", err)
+	}
+}
+
+func TestCollectCopiesAtTheBoundary(t *testing.T) {
+	e := newEnv(t)
+	nested := map[string]any{"zip": "69001"}
+	traits := map[string]any{"address": nested, "tags": []any{"a"}}
+	props := map[string]any{"cart": map[string]any{"n": 1.0}}
+	e.collect(t,
+		privacy.Identify{UserID: "u1", Traits: traits, Timestamp: at(0)},
+		privacy.Track{UserID: "u1", Event: "E", Properties: props, Timestamp: at(1)},
+	)
+	nested["zip"] = "changed"
+	traits["tags"].([]any)[0] = "changed"
+	props["cart"].(map[string]any)["n"] = 99.0
+	p := e.profile(t, user("u1"))
+	p.Traits["address"].Value.(map[string]any)["zip"] = "changed again"
+	evs := e.events(t, user("u1"))
+	evs[0].Properties["cart"].(map[string]any)["n"] = 100.0
+
+	p = e.profile(t, user("u1"))
+	if got := p.Traits["address"].Value.(map[string]any)["zip"]; got != "69001" {
+		t.Errorf("stored zip = %v, want 69001", got)
+	}
+	if got := p.Traits["tags"].Value.([]any)[0]; got != "a" {
+		t.Errorf("stored tag = %v, want a", got)
+	}
+	if got := e.events(t, user("u1"))[0].Properties["cart"].(map[string]any)["n"]; got != 1.0 {
+		t.Errorf("stored cart.n = %v, want 1", got)
+	}
+}
+
+func TestReadsOfUnknownPeopleAndBadQueries(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.collect(t, privacy.Track{UserID: "u1", Event: "E", Timestamp: at(0)})
+	if _, err := e.c.Profile(ctx, user("nobody")); !errors.Is(err, privacy.ErrNotFound) {
+		t.Errorf("Profile(unknown) err = %v, want ErrNotFound", err)
+	}
+	if _, err := e.c.Events(ctx, user("nobody"), profile.EventQuery{}); !errors.Is(err, privacy.ErrNotFound) {
+		t.Errorf("Events(unknown) err = %v, want ErrNotFound", err)
+	}
+	if _, err := e.c.Profile(ctx, identity.ID{Type: "user_id"}); !errors.Is(err, privacy.ErrInvalid) {
+		t.Errorf("Profile(empty id) err = %v, want ErrInvalid", err)
+	}
+	for _, q := range []profile.EventQuery{{Limit: -1}, {Limit: profile.MaxLimit + 1}, {Sort: "sideways"}, {Cursor: "!!"}, {Start: at(5), End: at(1)}} {
+		if _, err := e.c.Events(ctx, user("u1"), q); !errors.Is(err, privacy.ErrInvalid) || !errors.Is(err, profile.ErrInvalid) {
+			t.Errorf("Events(%+v) err = %v, want ErrInvalid", q, err)
+		}
+	}
+	if _, err := e.c.Traits(ctx, user("u1"), profile.TraitQuery{Limit: -3}); !errors.Is(err, privacy.ErrInvalid) {
+		t.Errorf("Traits(limit -3) err = %v, want ErrInvalid", err)
+	}
+}
+
+func TestProfileAPIReads(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.collect(t, privacy.Identify{UserID: "u1", AnonymousID: "a1", Traits: map[string]any{"a": 1, "b": 2, "c": 3}, Timestamp: at(0), Source: "ios"})
+	for i := range 25 {
+		name := "Viewed"
+		if i%5 == 0 {
+			name = "Paid"
+		}
+		e.collect(t, privacy.Track{MessageID: fmt.Sprint("e", i), UserID: "u1", Event: name, Timestamp: at(i)})
+	}
+	tp, err := e.c.Traits(ctx, anon("a1"), profile.TraitQuery{Include: []string{"a", "c"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]profile.Trait{"a": {Value: 1.0}, "c": {Value: 3.0}}, tp.Traits); diff != "" {
+		t.Errorf("traits (-want +got):\n%s", diff)
+	}
+	tp, err = e.c.Traits(ctx, anon("a1"), profile.TraitQuery{Limit: 1, Verbose: true})
+	if err != nil || tp.Next == "" || tp.Traits["a"].Source != "ios" {
+		t.Errorf("verbose page = %+v, %v; want trait a from ios and a next cursor", tp, err)
+	}
+	xp, err := e.c.ExternalIDs(ctx, user("u1"), profile.ExternalIDQuery{Include: []string{"anonymous_id"}})
+	if err != nil || len(xp.ExternalIDs) != 1 || xp.ExternalIDs[0].ID != anon("a1") {
+		t.Errorf("external ids = %+v, %v; want only anonymous_id:a1", xp, err)
+	}
+	meta, err := e.c.Metadata(ctx, user("u1"))
+	if err != nil || meta.Version != 26 {
+		t.Errorf("metadata = %+v, %v; want version 26", meta, err)
+	}
+	// Newest Paid events first, paged two at a time.
+	var got []string
+	q := profile.EventQuery{Include: []string{"Paid"}, Limit: 2}
+	for {
+		page, err := e.c.Events(ctx, user("u1"), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range page.Events {
+			got = append(got, ev.MessageID)
+		}
+		if page.Next == "" {
+			break
+		}
+		q.Cursor = page.Next
+	}
+	if diff := cmp.Diff([]string{"e20", "e15", "e10", "e5", "e0"}, got); diff != "" {
+		t.Errorf("paged events (-want +got):\n%s", diff)
+	}
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	badRules := identity.DefaultRules()
+	badRules.Blocked = append(badRules.Blocked, identity.Block{Pattern: "("})
+	for name, opt := range map[string]privacy.Option{
+		"bad regex":  privacy.WithIdentityRules(badRules),
+		"nil graph":  privacy.WithIdentity(nil),
+		"nil store":  privacy.WithProfiles(nil),
+		"nil clock":  privacy.WithClock(nil),
+		"nil logger": privacy.WithLogger(nil),
+	} {
+		if _, err := privacy.New(opt); !errors.Is(err, privacy.ErrInvalid) {
+			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
+		}
+	}
+}
+
+func TestClosedControllerRefuses(t *testing.T) {
+	e := newEnv(t)
+	e.c.Close()
+	if err := e.c.Collect(context.Background(), privacy.Track{UserID: "u", Event: "E", Timestamp: at(0)}); !errors.Is(err, privacy.ErrClosed) {
+		t.Fatalf("Collect after Close: %v, want ErrClosed", err)
+	}
+	if _, err := e.c.Profile(context.Background(), user("u")); !errors.Is(err, privacy.ErrClosed) {
+		t.Fatalf("Profile after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestConcurrentCollectLosesNothing has many goroutines collect for overlapping
+// people, each person arriving on two devices whose profiles merge midway, and
+// checks every event lands exactly once on the right person.
+func TestConcurrentCollectLosesNothing(t *testing.T) {
+	e := newEnv(t)
+	const people, workers, perWorker = 40, 8, 30
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWorker {
+				p := (w*7 + i) % people
+				u := fmt.Sprint("u", p)
+				dev := fmt.Sprintf("dev-%d-%d", p, w%2) // two devices per person
+				msgs := []privacy.Message{
+					privacy.Track{MessageID: fmt.Sprintf("t-%d-%d", w, i), AnonymousID: dev, Event: "E", Timestamp: at(i)},
+					privacy.Identify{MessageID: fmt.Sprintf("i-%d-%d", w, i), AnonymousID: dev, UserID: u, Timestamp: at(i)},
+				}
+				for _, m := range msgs {
+					if err := e.c.Collect(context.Background(), m); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	want := map[string]int{}
+	for w := range workers {
+		for i := range perWorker {
+			want[fmt.Sprint("u", (w*7+i)%people)]++
+		}
+	}
+	total := 0
+	for u, n := range want {
+		if got := len(e.events(t, user(u))); got != n {
+			t.Errorf("%s has %d events, want %d", u, got, n)
+		}
+		total += n
+	}
+	if p, _ := e.graph.Len(); p != len(want) {
+		t.Errorf("%d profiles, want %d (one per person)", p, len(want))
+	}
+	if s := e.c.Stats(); s.Collected != uint64(2*total) {
+		t.Errorf("collected %d, want %d", s.Collected, 2*total)
+	}
+}
