@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
+	"github.com/gdprkit/privacy/audience"
+	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
 )
@@ -23,24 +26,25 @@ func (c *Controller) Collect(ctx context.Context, m Message) error {
 	if err := c.checkOpen(); err != nil {
 		return err
 	}
+	// The message and its identifiers live on the stack: the identifiers are kept
+	// apart from msg because store lets msg's fields escape.
 	var msg message
-	if err := prepareMessage(c.resolver, m, &msg); err != nil {
+	var idBuf [4]identity.ID
+	ids, err := prepareMessage(c.resolver, m, &msg, idBuf[:0])
+	if err != nil {
 		c.stats.refused.Add(1)
 		return err
 	}
 	var matchBuf [4]identity.Match
-	matches, held, err := c.lockMatches(ctx, msg.ids, matchBuf[:0])
+	matches, held, err := c.lockMatches(ctx, ids, matchBuf[:0])
 	if err != nil {
 		return err
 	}
 	defer c.locks.unlock(&held)
 
-	if c.suppressed != nil {
-		if yes, err := c.suppressed(ctx, matches); err != nil {
-			return fmt.Errorf("privacy: suppression check: %w", err)
-		} else if yes {
-			c.stats.suppressed.Add(1)
-			return ErrSuppressed
+	if c.gate != nil {
+		if err := c.admit(ctx, matches); err != nil {
+			return err
 		}
 	}
 	now := c.now()
@@ -52,7 +56,7 @@ func (c *Controller) Collect(ctx context.Context, m Message) error {
 		c.log.InfoContext(ctx, "identifiers not linked by the identity rules",
 			"profile", plan.Profile, "dropped", len(plan.Dropped), "capped", plan.Capped, "message_id", msg.messageID)
 	}
-	dup, err := c.store(ctx, &plan, &msg, now)
+	dup, err := c.store(ctx, &plan, &msg, matches, now)
 	switch {
 	case err != nil:
 		return err
@@ -60,6 +64,26 @@ func (c *Controller) Collect(ctx context.Context, m Message) error {
 		c.stats.duplicates.Add(1)
 	default:
 		c.stats.collected.Add(1)
+	}
+	return nil
+}
+
+// admit runs the suppression gate: it fails with ErrSuppressed (counted in Stats)
+// when any identifier of the message, or any profile they resolve to, is
+// suppressed, and fails closed when the gate cannot answer.
+func (c *Controller) admit(ctx context.Context, matches []identity.Match) error {
+	for _, m := range matches {
+		blocked, err := c.gate.suppressedID(ctx, m.ID)
+		if err == nil && !blocked && m.Profile != "" {
+			blocked, err = c.gate.suppressedProfile(ctx, m.Profile)
+		}
+		if err != nil {
+			return fmt.Errorf("privacy: suppression check: %w", err)
+		}
+		if blocked {
+			c.stats.suppressed.Add(1)
+			return ErrSuppressed
+		}
 	}
 	return nil
 }
@@ -93,10 +117,16 @@ func (c *Controller) lockMatches(ctx context.Context, ids []identity.ID, matches
 	}
 }
 
-// store writes the resolved message to the graph and the profile store in one
-// transaction each, graph first. It reports dup when the profile had already
-// recorded the message id; then nothing is written.
-func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *message, now time.Time) (dup bool, err error) {
+// store writes the resolved message to the graph, the profile store and the
+// audience engine, in one transaction each, committed in that order, then queues
+// what destinations must hear. It reports dup when the profile had already
+// recorded the message id; then nothing is written or sent.
+func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *message, matches []identity.Match, now time.Time) (dup bool, err error) {
+	set := c.set.Load()
+	// Only these can change a membership now: new traits, a new or merged profile,
+	// or an event some audience counts. Time passing is Refresh's business.
+	withAudiences := set.Len() > 0 && (msg.kind == "identify" || plan.Create || len(plan.Absorb) > 0 || set.UsesEvents(msg.event))
+
 	var gtx identity.Tx
 	if plan.Writes() {
 		if gtx, err = c.graph.Begin(ctx); err != nil {
@@ -113,7 +143,7 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 	}
 	defer ptx.Rollback(ctx)
 
-	u, err := c.buildUpdate(ctx, ptx, plan, msg, now)
+	u, traits, err := c.buildUpdate(ctx, ptx, plan, msg, now, withAudiences)
 	if err != nil {
 		return false, err
 	}
@@ -123,29 +153,107 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 		}
 		return false, backendError("profile update", err)
 	}
+	var atx audience.Tx
+	var changes []audience.Change
+	if withAudiences {
+		if atx, err = c.audiences.Begin(ctx); err != nil {
+			return false, backendError("audience begin", err)
+		}
+		defer atx.Rollback(ctx)
+		if changes, err = c.stageAudiences(ctx, atx, set, plan, u.Event, traits, now); err != nil {
+			return false, err
+		}
+	}
 	if gtx != nil {
 		if err := gtx.Commit(ctx); err != nil {
 			return false, backendError("identity commit", err)
 		}
 	}
-	// Should this commit fail after the graph's, the next message finds the
-	// links without a stored profile and creates it afresh (buildUpdate).
+	// Should a later commit fail after the graph's, the next message finds the
+	// links without a stored profile and creates it afresh (buildUpdate), and
+	// re-evaluates the memberships.
 	if err := ptx.Commit(ctx); err != nil {
 		return false, backendError("profile commit", err)
 	}
+	if atx != nil {
+		if err := atx.Commit(ctx); err != nil {
+			return false, backendError("audience commit", err)
+		}
+	}
+	c.deliverMessage(plan.Profile, msg, matches)
+	c.deliverChanges(ctx, plan.Profile, u.Metadata.Version, changes, now)
 	return false, nil
+}
+
+// stageAudiences updates the profile's audience state in atx: merged profiles'
+// counters are added, the event is counted, memberships are re-evaluated.
+func (c *Controller) stageAudiences(ctx context.Context, atx audience.Tx, set *audience.Set, plan *identity.Plan,
+	ev *profile.Event, traits map[string]profile.Trait, now time.Time) ([]audience.Change, error) {
+	st, err := atx.State(ctx, plan.Profile)
+	if errors.Is(err, audience.ErrNotFound) {
+		st, err = &audience.State{}, nil
+	}
+	if err != nil {
+		return nil, backendError("reading audience state", err)
+	}
+	for _, from := range plan.Absorb {
+		fs, err := atx.State(ctx, from)
+		switch {
+		case err == nil:
+			set.Merge(st, fs)
+		case !errors.Is(err, audience.ErrNotFound):
+			return nil, backendError("reading audience state", err)
+		}
+		if err := atx.Delete(ctx, from); err != nil {
+			return nil, backendError("audience delete", err)
+		}
+	}
+	if ev != nil {
+		set.Observe(st, ev, now)
+	}
+	changes := set.Evaluate(st, traits, now, c.excluded(ctx, plan.Profile))
+	if err := atx.Put(ctx, plan.Profile, st); err != nil {
+		return nil, backendError("audience put", err)
+	}
+	return changes, nil
+}
+
+// deliverMessage queues the collected message, addressed by its own
+// identifiers, for every destination.
+func (c *Controller) deliverMessage(pid identity.ProfileID, msg *message, matches []identity.Match) {
+	if len(c.outbox.queues) == 0 {
+		return
+	}
+	ids := make([]identity.ID, len(matches))
+	for i, m := range matches {
+		ids[i] = m.ID
+	}
+	m := destination.Message{
+		MessageID: msg.messageID,
+		Type:      msg.kind,
+		ProfileID: pid,
+		IDs:       ids,
+		Timestamp: msg.timestamp,
+	}
+	if msg.kind == destination.TypeIdentify {
+		m.Traits = msg.traits // nil values travel too: they remove the trait downstream
+	} else {
+		m.Event, m.Properties = msg.event, msg.props
+	}
+	c.outbox.sendAll([]destination.Message{m})
 }
 
 // buildUpdate reads what the message changes and returns the Update that applies
 // it: merged profiles first, then the identify traits by last-updated-wins or the
-// track event, with the metadata's version one above every merged profile's.
-func (c *Controller) buildUpdate(ctx context.Context, ptx profile.Tx, plan *identity.Plan, msg *message, now time.Time) (profile.Update, error) {
+// track event, with the metadata's version one above every merged profile's. With
+// wantTraits it also returns the profile's traits as they will be after the update.
+func (c *Controller) buildUpdate(ctx context.Context, ptx profile.Tx, plan *identity.Plan, msg *message, now time.Time, wantTraits bool) (profile.Update, map[string]profile.Trait, error) {
 	u := profile.Update{MessageID: msg.messageID}
 	var cur map[string]profile.Trait // the profile's traits, read only when needed
 	fresh := profile.Metadata{CreatedAt: now, FirstMessageID: msg.messageID, FirstSeen: msg.timestamp}
 	meta := fresh
 	if !plan.Create {
-		needTraits := msg.kind == "identify" || len(plan.Absorb) > 0
+		needTraits := wantTraits || msg.kind == "identify" || len(plan.Absorb) > 0
 		var err error
 		if needTraits {
 			var p *profile.Profile
@@ -159,7 +267,7 @@ func (c *Controller) buildUpdate(ctx context.Context, ptx profile.Tx, plan *iden
 		case errors.Is(err, profile.ErrNotFound):
 			meta = fresh // linked in the graph, but the profile's commit was lost
 		case err != nil:
-			return u, backendError("profile read", err)
+			return u, nil, backendError("profile read", err)
 		}
 	}
 	for _, from := range plan.Absorb {
@@ -167,10 +275,10 @@ func (c *Controller) buildUpdate(ctx context.Context, ptx profile.Tx, plan *iden
 		if errors.Is(err, profile.ErrNotFound) {
 			continue
 		} else if err != nil {
-			return u, backendError("profile read", err)
+			return u, nil, backendError("profile read", err)
 		}
 		if err := ptx.Merge(ctx, plan.Profile, from); err != nil {
-			return u, backendError("profile merge", err)
+			return u, nil, backendError("profile merge", err)
 		}
 		meta = mergeMetadata(meta, p.Metadata)
 		for k, t := range p.Traits {
@@ -215,7 +323,18 @@ func (c *Controller) buildUpdate(ctx context.Context, ptx profile.Tx, plan *iden
 		meta.LastSeen = msg.timestamp
 	}
 	u.Metadata = meta
-	return u, nil
+	if !wantTraits {
+		return u, nil, nil
+	}
+	// cur is this call's own copy: bring it to the state after the update.
+	if cur == nil {
+		cur = make(map[string]profile.Trait, len(u.Set))
+	}
+	maps.Copy(cur, u.Set)
+	for _, k := range u.Remove {
+		delete(cur, k)
+	}
+	return u, cur, nil
 }
 
 func setTrait(u *profile.Update, k string, t profile.Trait) {

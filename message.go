@@ -30,25 +30,26 @@ type Message interface {
 func (Identify) isMessage() {}
 func (Track) isMessage()    {}
 
-// prepareMessage validates m into out. It switches on the concrete type rather
-// than calling a method through the interface, so neither m nor out escapes to
-// the heap on the collection path.
-func prepareMessage(r *identity.Resolver, m Message, out *message) error {
+// prepareMessage validates m into out and appends its identifiers to ids,
+// highest priority first. It switches on the concrete type rather than calling a
+// method through the interface, and keeps the identifiers apart from out, so none
+// of them escapes to the heap on the collection path.
+func prepareMessage(r *identity.Resolver, m Message, out *message, ids []identity.ID) ([]identity.ID, error) {
 	switch m := m.(type) {
 	case Identify:
-		return m.prepare(r, out)
+		return m.prepare(r, out, ids)
 	case Track:
-		return m.prepare(r, out)
+		return m.prepare(r, out, ids)
 	case *Identify:
 		if m != nil {
-			return m.prepare(r, out)
+			return m.prepare(r, out, ids)
 		}
 	case *Track:
 		if m != nil {
-			return m.prepare(r, out)
+			return m.prepare(r, out, ids)
 		}
 	}
-	return fieldErrorf("Message", "nil message")
+	return ids, fieldErrorf("Message", "nil message")
 }
 
 // Identify tells who a person is and what is known of them (Segment's identify).
@@ -87,8 +88,6 @@ type Track struct {
 type message struct {
 	kind      string // "identify" or "track"
 	messageID string
-	ids       []identity.ID // highest priority first
-	idBuf     [4]identity.ID
 
 	timestamp time.Time
 	source    string
@@ -97,55 +96,57 @@ type message struct {
 	props     map[string]any // track
 }
 
-func (m *Identify) prepare(r *identity.Resolver, out *message) error {
+func (m *Identify) prepare(r *identity.Resolver, out *message, ids []identity.ID) ([]identity.ID, error) {
 	out.kind = "identify"
-	if err := out.common(r, m.MessageID, m.UserID, m.AnonymousID, m.ExternalIDs, m.Timestamp, m.Source); err != nil {
-		return err
+	ids, err := out.common(r, m.MessageID, m.UserID, m.AnonymousID, m.ExternalIDs, m.Timestamp, m.Source, ids)
+	if err != nil {
+		return ids, err
 	}
 	if len(m.Traits) > MaxTraits {
-		return fieldErrorf("Traits", "%d traits, more than %d", len(m.Traits), MaxTraits)
+		return ids, fieldErrorf("Traits", "%d traits, more than %d", len(m.Traits), MaxTraits)
 	}
 	out.traits = make(map[string]any, len(m.Traits))
 	for k, v := range m.Traits {
 		path := "Traits[" + strconv.Quote(k) + "]"
 		if err := checkName(path, k); err != nil {
-			return err
+			return ids, err
 		}
 		n, err := profile.NormalizeValue(path, v)
 		if err != nil {
-			return fieldError(path, err)
+			return ids, fieldError(path, err)
 		}
 		out.traits[k] = n
 		if s, ok := n.(string); ok && isPromoted(k) {
 			// A promoted value that is not a usable identifier stays a trait only.
 			if id, err := r.Check(identity.ID{Type: k, Value: s}); err == nil {
-				out.ids = append(out.ids, id)
+				ids = append(ids, id)
 			}
 		}
 	}
-	return out.finish(r)
+	return finish(r, ids)
 }
 
-func (m *Track) prepare(r *identity.Resolver, out *message) error {
+func (m *Track) prepare(r *identity.Resolver, out *message, ids []identity.ID) ([]identity.ID, error) {
 	out.kind = "track"
-	if err := out.common(r, m.MessageID, m.UserID, m.AnonymousID, m.ExternalIDs, m.Timestamp, m.Source); err != nil {
-		return err
+	ids, err := out.common(r, m.MessageID, m.UserID, m.AnonymousID, m.ExternalIDs, m.Timestamp, m.Source, ids)
+	if err != nil {
+		return ids, err
 	}
 	if m.Event == "" {
-		return fieldErrorf("Event", "empty event name")
+		return ids, fieldErrorf("Event", "empty event name")
 	}
 	if err := checkName("Event", m.Event); err != nil {
-		return err
+		return ids, err
 	}
 	out.event = m.Event
 	if m.Properties != nil {
 		p, err := profile.NormalizeValue("Properties", m.Properties)
 		if err != nil {
-			return fieldError("Properties", err)
+			return ids, fieldError("Properties", err)
 		}
 		out.props = p.(map[string]any)
 	}
-	return out.finish(r)
+	return finish(r, ids)
 }
 
 func isPromoted(trait string) bool {
@@ -167,59 +168,60 @@ func checkName(field, s string) error {
 	return nil
 }
 
-// common validates what every message type has.
-func (m *message) common(r *identity.Resolver, msgID, userID, anonID string, ext []identity.ID, ts time.Time, source string) error {
+// common validates what every message type has and appends its identifiers.
+func (m *message) common(r *identity.Resolver, msgID, userID, anonID string, ext []identity.ID, ts time.Time, source string, ids []identity.ID) ([]identity.ID, error) {
 	if ts.IsZero() {
-		return fieldErrorf("Timestamp", "zero; set it to when the message happened")
+		return ids, fieldErrorf("Timestamp", "zero; set it to when the message happened")
 	}
 	m.timestamp = ts.UTC().Truncate(time.Microsecond)
 	if err := checkName("MessageID", msgID); err != nil {
-		return err
+		return ids, err
 	}
 	if msgID == "" {
 		msgID = newMessageID()
 	}
 	m.messageID = msgID
 	if err := checkName("Source", source); err != nil {
-		return err
+		return ids, err
 	}
 	m.source = source
-	m.ids = m.idBuf[:0]
-	add := func(field string, id identity.ID) error {
-		n, err := r.Check(id)
-		switch {
-		case err == nil:
-			m.ids = append(m.ids, n)
-		case errors.Is(err, identity.ErrBlocked) && r.Rules().DropBlocked:
-		default:
-			return fieldError(field, err)
-		}
-		return nil
-	}
+	var err error
 	if userID != "" {
-		if err := add("UserID", identity.ID{Type: identity.TypeUserID, Value: userID}); err != nil {
-			return err
+		if ids, err = addID(r, ids, "UserID", identity.ID{Type: identity.TypeUserID, Value: userID}); err != nil {
+			return ids, err
 		}
 	}
 	if anonID != "" {
-		if err := add("AnonymousID", identity.ID{Type: identity.TypeAnonymousID, Value: anonID}); err != nil {
-			return err
+		if ids, err = addID(r, ids, "AnonymousID", identity.ID{Type: identity.TypeAnonymousID, Value: anonID}); err != nil {
+			return ids, err
 		}
 	}
 	for i, id := range ext {
-		if err := add("ExternalIDs["+strconv.Itoa(i)+"]", id); err != nil {
-			return err
+		if ids, err = addID(r, ids, "ExternalIDs["+strconv.Itoa(i)+"]", id); err != nil {
+			return ids, err
 		}
 	}
-	return nil
+	return ids, nil
 }
 
-func (m *message) finish(r *identity.Resolver) error {
-	if len(m.ids) == 0 {
-		return fieldErrorf("UserID", "the message has no usable identifier: set UserID, AnonymousID or ExternalIDs")
+// addID checks one identifier of the message and appends it, unless it is
+// blocked and the rules say to drop blocked identifiers.
+func addID(r *identity.Resolver, ids []identity.ID, field string, id identity.ID) ([]identity.ID, error) {
+	n, err := r.Check(id)
+	switch {
+	case err == nil:
+		return append(ids, n), nil
+	case errors.Is(err, identity.ErrBlocked) && r.Rules().DropBlocked:
+		return ids, nil
 	}
-	m.ids = r.Order(m.ids)
-	return nil
+	return ids, fieldError(field, err)
+}
+
+func finish(r *identity.Resolver, ids []identity.ID) ([]identity.ID, error) {
+	if len(ids) == 0 {
+		return ids, fieldErrorf("UserID", "the message has no usable identifier: set UserID, AnonymousID or ExternalIDs")
+	}
+	return r.Order(ids), nil
 }
 
 func newMessageID() string {

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/gdprkit/privacy/audience"
+	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
 )
@@ -15,17 +18,23 @@ import (
 // Controller is the library's entry point: it collects messages into profiles and
 // applies the rights over every plugged-in backend. It is safe for concurrent use.
 type Controller struct {
-	graph    identity.Graph
-	profiles profile.Store
-	resolver *identity.Resolver
+	graph     identity.Graph
+	profiles  profile.Store
+	audiences audience.Store
+	resolver  *identity.Resolver
+	// set is the compiled audience definitions; DefineAudience swaps in a new one
+	// (under defineMu), the collection path reads it without a lock.
+	set      atomic.Pointer[audience.Set]
+	defineMu sync.Mutex
+	outbox   *outbox
 	clock    func() time.Time
 	log      *slog.Logger
 	locks    *subjectLocks
 
-	// suppressed is the suppression gate of the collection path, consulted under
-	// the subject lock before anything is written. It stays nil, and costs one
+	// gate is the suppression check of the collection path, consulted under the
+	// subject lock before anything is written. It stays nil, and costs one
 	// branch, until a suppression list is plugged in.
-	suppressed func(ctx context.Context, matches []identity.Match) (bool, error)
+	gate suppressionGate
 
 	closed atomic.Bool
 	stats  struct {
@@ -33,15 +42,26 @@ type Controller struct {
 	}
 }
 
+// suppressionGate answers whether collection must drop a message: asked per
+// identifier and per resolved profile, with values rather than slices, so the
+// collection path's buffers stay on the stack.
+type suppressionGate interface {
+	suppressedID(ctx context.Context, id identity.ID) (bool, error)
+	suppressedProfile(ctx context.Context, pid identity.ProfileID) (bool, error)
+}
+
 // Option configures a Controller.
 type Option func(*config) error
 
 type config struct {
-	graph    identity.Graph
-	profiles profile.Store
-	rules    identity.Rules
-	clock    func() time.Time
-	log      *slog.Logger
+	graph     identity.Graph
+	profiles  profile.Store
+	audiences audience.Store
+	dests     []destination.Destination
+	delivery  Delivery
+	rules     identity.Rules
+	clock     func() time.Time
+	log       *slog.Logger
 }
 
 // WithIdentity sets the identity graph backend (default identity.NewMemGraph()).
@@ -62,6 +82,49 @@ func WithProfiles(s profile.Store) Option {
 			return errors.New("WithProfiles: nil store")
 		}
 		c.profiles = s
+		return nil
+	}
+}
+
+// WithAudiences sets the audience engine backend (default audience.NewMemStore()).
+// Definitions it already holds are loaded by New.
+func WithAudiences(s audience.Store) Option {
+	return func(c *config) error {
+		if s == nil {
+			return errors.New("WithAudiences: nil store")
+		}
+		c.audiences = s
+		return nil
+	}
+}
+
+// WithDestinations adds destinations that receive every collected message,
+// trait change and audience change after it commits. Names must be unique.
+func WithDestinations(ds ...destination.Destination) Option {
+	return func(c *config) error {
+		for _, d := range ds {
+			if d == nil {
+				return errors.New("WithDestinations: nil destination")
+			}
+			if d.Name() == "" {
+				return errors.New("WithDestinations: a destination has an empty name")
+			}
+			for _, have := range c.dests {
+				if have.Name() == d.Name() {
+					return fmt.Errorf("WithDestinations: two destinations are named %q", d.Name())
+				}
+			}
+			c.dests = append(c.dests, d)
+		}
+		return nil
+	}
+}
+
+// WithDelivery sets how destinations are delivered to (retries, backoff,
+// timeouts, batch size); zero fields keep their defaults.
+func WithDelivery(d Delivery) Option {
+	return func(c *config) error {
+		c.delivery = d
 		return nil
 	}
 }
@@ -116,23 +179,46 @@ func New(opts ...Option) (*Controller, error) {
 	if cfg.profiles == nil {
 		cfg.profiles = profile.NewMemStore()
 	}
+	if cfg.audiences == nil {
+		cfg.audiences = audience.NewMemStore()
+	}
 	if cfg.log == nil {
 		cfg.log = slog.New(slog.DiscardHandler)
 	}
-	return &Controller{
-		graph:    cfg.graph,
-		profiles: cfg.profiles,
-		resolver: resolver,
-		clock:    cfg.clock,
-		log:      cfg.log,
-		locks:    newSubjectLocks(),
-	}, nil
+	delivery, err := cfg.delivery.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("privacy: %w: %w", ErrInvalid, err)
+	}
+	defs, err := cfg.audiences.Definitions(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("privacy: loading audience definitions: %w", err)
+	}
+	set, err := audience.NewSet(defs...)
+	if err != nil {
+		return nil, fmt.Errorf("privacy: loading audience definitions: %w", err)
+	}
+	c := &Controller{
+		graph:     cfg.graph,
+		profiles:  cfg.profiles,
+		audiences: cfg.audiences,
+		resolver:  resolver,
+		clock:     cfg.clock,
+		log:       cfg.log,
+		locks:     newSubjectLocks(),
+		outbox:    newOutbox(cfg.dests, delivery, cfg.log),
+	}
+	c.set.Store(set)
+	return c, nil
 }
 
-// Close stops the Controller: later calls fail with ErrClosed. Backends are the
-// caller's and stay open.
+// Close stops the Controller: later calls fail with ErrClosed and delivery to
+// destinations stops (call Flush first to wait for it). Backends are the caller's
+// and stay open. Closing twice is harmless.
 func (c *Controller) Close() error {
-	c.closed.Store(true)
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.outbox.close()
 	return nil
 }
 

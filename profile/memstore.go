@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gdprkit/privacy/identity"
@@ -18,6 +19,12 @@ import (
 type MemStore struct {
 	mu       sync.RWMutex
 	profiles map[identity.ProfileID]*memProfile
+
+	// sorted is a snapshot of the profile ids for IDs, rebuilt when a scan starts
+	// after profiles were created or deleted (dirty).
+	idxMu  sync.Mutex
+	sorted []identity.ProfileID
+	dirty  atomic.Bool
 }
 
 var _ Store = (*MemStore)(nil)
@@ -84,6 +91,32 @@ func (s *MemStore) Events(ctx context.Context, pid identity.ProfileID, q EventQu
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return getEvents(s.profiles, pid, q)
+}
+
+// IDs implements Store. A scan from the start re-sorts the ids when profiles were
+// created or deleted since the last one; later pages read that snapshot.
+func (s *MemStore) IDs(ctx context.Context, after identity.ProfileID, limit int) ([]identity.ProfileID, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: IDs: limit %d, want at least 1", ErrInvalid, limit)
+	}
+	s.idxMu.Lock()
+	defer s.idxMu.Unlock()
+	if s.sorted == nil || (after == "" && s.dirty.Load()) {
+		s.dirty.Store(false)
+		s.mu.RLock()
+		ids := make([]identity.ProfileID, 0, len(s.profiles))
+		for pid := range s.profiles {
+			ids = append(ids, pid)
+		}
+		s.mu.RUnlock()
+		slices.Sort(ids)
+		s.sorted = ids
+	}
+	i, found := slices.BinarySearch(s.sorted, after)
+	if found {
+		i++
+	}
+	return slices.Clone(s.sorted[i:min(i+limit, len(s.sorted))]), nil
 }
 
 // Begin implements Store.
@@ -369,8 +402,15 @@ func (tx *memTx) Commit(ctx context.Context) error {
 		return nil
 	}
 	tx.s.mu.Lock()
+	before := len(tx.s.profiles)
 	for i := range ops {
 		ops[i].apply(tx.s.profiles)
+		if ops[i].kind != opUpdate {
+			tx.s.dirty.Store(true)
+		}
+	}
+	if len(tx.s.profiles) != before {
+		tx.s.dirty.Store(true)
 	}
 	tx.s.mu.Unlock()
 	return nil

@@ -24,6 +24,10 @@ type Reader interface {
 // Controller. Reads on the Store itself see committed state.
 type Store interface {
 	Reader
+	// IDs returns up to limit ids of committed profiles after the given one ("" to
+	// start), in ascending order: a keyset page through every stored profile.
+	// Profiles created or deleted while paging may or may not appear.
+	IDs(ctx context.Context, after identity.ProfileID, limit int) ([]identity.ProfileID, error)
 	// Begin starts a transaction. Writes staged in it are visible to its own
 	// reads and to nobody else's until Commit.
 	Begin(ctx context.Context) (Tx, error)

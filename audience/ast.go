@@ -1,0 +1,354 @@
+package audience
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Condition is one node of an audience's condition tree. Parse builds one from a
+// query; the builder functions (Trait, Event, InAudience, And, Or, Not) build the
+// same trees in Go. String renders a condition back in the query language, so
+// Parse(c.String()) gives an equal tree.
+type Condition interface {
+	fmt.Stringer
+	// validate checks the node and its children.
+	validate() error
+}
+
+// Op is a comparison operator.
+type Op string
+
+// Comparison operators. The ordered ones (<, <=, >, >=) take numbers.
+const (
+	Eq       Op = "="
+	Ne       Op = "!="
+	Lt       Op = "<"
+	Le       Op = "<="
+	Gt       Op = ">"
+	Ge       Op = ">="
+	Contains Op = "contains"
+	Exists   Op = "exists"
+)
+
+func (op Op) ordered() bool { return op == Lt || op == Le || op == Gt || op == Ge }
+
+// compare applies op to a value (nil when absent) and the operand.
+func (op Op) compare(v, operand any) bool {
+	switch op {
+	case Exists:
+		return v != nil
+	case Eq:
+		return v != nil && equal(v, operand)
+	case Ne:
+		return v == nil || !equal(v, operand)
+	case Contains:
+		s, ok1 := v.(string)
+		sub, ok2 := operand.(string)
+		return ok1 && ok2 && strings.Contains(s, sub)
+	}
+	a, ok1 := v.(float64)
+	b, ok2 := operand.(float64)
+	if !ok1 || !ok2 {
+		return false
+	}
+	switch op {
+	case Lt:
+		return a < b
+	case Le:
+		return a <= b
+	case Gt:
+		return a > b
+	case Ge:
+		return a >= b
+	}
+	return false
+}
+
+func equal(a, b any) bool {
+	switch x := a.(type) {
+	case string, float64, bool:
+		return a == b
+	case []any: // a list trait equals a value it contains, as Segment's list traits do
+		for _, e := range x {
+			if equal(e, b) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func checkOperand(what string, op Op, operand any) error {
+	switch op {
+	case Exists:
+		if operand != nil {
+			return fmt.Errorf("%s exists takes no operand", what)
+		}
+		return nil
+	case Eq, Ne:
+		switch operand.(type) {
+		case string, float64, bool:
+			return nil
+		}
+		return fmt.Errorf("%s %s needs a string, number or boolean, not %s", what, op, typeName(operand))
+	case Contains:
+		if _, ok := operand.(string); !ok {
+			return fmt.Errorf("type mismatch: %s contains needs a string, not %s", what, typeName(operand))
+		}
+		return nil
+	case Lt, Le, Gt, Ge:
+		if _, ok := operand.(float64); !ok {
+			return fmt.Errorf("type mismatch: %s %s needs a number, not %s", what, op, typeName(operand))
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown operator %q", string(op))
+}
+
+func typeName(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case float64:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case nil:
+		return "nothing"
+	}
+	return fmt.Sprintf("a %T", v)
+}
+
+func literal(v any) string {
+	switch x := v.(type) {
+	case string:
+		return "'" + strings.ReplaceAll(strings.ReplaceAll(x, `\`, `\\`), "'", `\'`) + "'"
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case bool:
+		return strconv.FormatBool(x)
+	}
+	return fmt.Sprint(v)
+}
+
+// TraitCondition compares a profile trait: trait('plan') = 'pro'.
+type TraitCondition struct {
+	Name    string
+	Op      Op
+	Operand any // string, float64 or bool; nil for Exists
+}
+
+func (c *TraitCondition) String() string {
+	if c.Op == Exists {
+		return fmt.Sprintf("trait(%s) exists", literal(c.Name))
+	}
+	return fmt.Sprintf("trait(%s) %s %s", literal(c.Name), c.Op, literal(c.Operand))
+}
+
+func (c *TraitCondition) validate() error {
+	if c.Name == "" {
+		return fmt.Errorf("trait name is empty")
+	}
+	return checkOperand(fmt.Sprintf("trait(%s)", literal(c.Name)), c.Op, c.Operand)
+}
+
+// PropertyCondition compares an event property inside where(...).
+type PropertyCondition struct {
+	Name    string
+	Op      Op
+	Operand any
+}
+
+func (c *PropertyCondition) String() string {
+	if c.Op == Exists {
+		return fmt.Sprintf("property(%s) exists", literal(c.Name))
+	}
+	return fmt.Sprintf("property(%s) %s %s", literal(c.Name), c.Op, literal(c.Operand))
+}
+
+func (c *PropertyCondition) validate() error {
+	if c.Name == "" {
+		return fmt.Errorf("property name is empty")
+	}
+	return checkOperand(fmt.Sprintf("property(%s)", literal(c.Name)), c.Op, c.Operand)
+}
+
+// Window bounds the events an EventCondition counts, relative to the time of
+// evaluation: within(N days) is From 0, To N days; in_between(a, b) is From a, To
+// b. The zero Window counts every event.
+type Window struct {
+	From, To time.Duration
+	// Between marks an in_between window (From may be 0 in either form).
+	Between bool
+}
+
+func (w Window) isZero() bool { return w == Window{} }
+
+func (w Window) String() string {
+	if w.Between {
+		return fmt.Sprintf(".in_between(%s, %s)", durationLiteral(w.From), durationLiteral(w.To))
+	}
+	return fmt.Sprintf(".within(%s)", durationLiteral(w.To))
+}
+
+func durationLiteral(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
+	}
+	return fmt.Sprintf("%d hours", d/time.Hour)
+}
+
+// EventCondition counts the profile's events of one name, optionally filtered by
+// properties and a time window, and compares the count:
+// event('Order Completed').where(property('total') >= 100).within(30 days).count() >= 2.
+// Without .count(), the condition is count >= 1.
+type EventCondition struct {
+	Name   string
+	Filter Condition // the where(...) clause: PropertyConditions, And, Or, Not; nil for none
+	Window Window
+	Op     Op // Eq, Ne, Lt, Le, Gt or Ge
+	Count  int
+}
+
+func (c *EventCondition) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "event(%s)", literal(c.Name))
+	if c.Filter != nil {
+		fmt.Fprintf(&b, ".where(%s)", c.Filter)
+	}
+	if !c.Window.isZero() {
+		b.WriteString(c.Window.String())
+	}
+	fmt.Fprintf(&b, ".count() %s %d", c.Op, c.Count)
+	return b.String()
+}
+
+func (c *EventCondition) validate() error {
+	if c.Name == "" {
+		return fmt.Errorf("event name is empty")
+	}
+	switch c.Op {
+	case Eq, Ne, Lt, Le, Gt, Ge:
+	default:
+		return fmt.Errorf("count() cannot be compared with %q", string(c.Op))
+	}
+	if c.Count < 0 {
+		return fmt.Errorf("count() is compared with %d, which is negative", c.Count)
+	}
+	if c.Window.From < 0 || c.Window.To < 0 || (!c.Window.isZero() && c.Window.To <= c.Window.From) {
+		return fmt.Errorf("time window %s is empty or negative", c.Window)
+	}
+	if c.Filter != nil {
+		if err := validateWhere(c.Filter); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateWhere checks that a where clause holds only property conditions.
+func validateWhere(c Condition) error {
+	switch x := c.(type) {
+	case *PropertyCondition:
+		return x.validate()
+	case *AndCondition:
+		for _, s := range x.Conditions {
+			if err := validateWhere(s); err != nil {
+				return err
+			}
+		}
+		return x.validateArity()
+	case *OrCondition:
+		for _, s := range x.Conditions {
+			if err := validateWhere(s); err != nil {
+				return err
+			}
+		}
+		return x.validateArity()
+	case *NotCondition:
+		if x.Condition == nil {
+			return fmt.Errorf("not without a condition")
+		}
+		return validateWhere(x.Condition)
+	}
+	return fmt.Errorf("where() takes property conditions, not %s", c)
+}
+
+// AudienceCondition is membership of another audience: audience('vip').
+type AudienceCondition struct {
+	Key string
+}
+
+func (c *AudienceCondition) String() string { return fmt.Sprintf("audience(%s)", literal(c.Key)) }
+
+func (c *AudienceCondition) validate() error {
+	if c.Key == "" {
+		return fmt.Errorf("audience key is empty")
+	}
+	return nil
+}
+
+// AndCondition holds when all of its conditions hold.
+type AndCondition struct{ Conditions []Condition }
+
+// OrCondition holds when any of its conditions holds.
+type OrCondition struct{ Conditions []Condition }
+
+// NotCondition holds when its condition does not.
+type NotCondition struct{ Condition Condition }
+
+func (c *AndCondition) String() string { return join(c.Conditions, " and ") }
+func (c *OrCondition) String() string  { return join(c.Conditions, " or ") }
+func (c *NotCondition) String() string { return "not (" + c.Condition.String() + ")" }
+
+func join(cs []Condition, sep string) string {
+	parts := make([]string, len(cs))
+	for i, s := range cs {
+		parts[i] = "(" + s.String() + ")"
+	}
+	return strings.Join(parts, sep)
+}
+
+func (c *AndCondition) validateArity() error {
+	if len(c.Conditions) < 2 {
+		return fmt.Errorf("and needs two conditions or more")
+	}
+	return nil
+}
+
+func (c *OrCondition) validateArity() error {
+	if len(c.Conditions) < 2 {
+		return fmt.Errorf("or needs two conditions or more")
+	}
+	return nil
+}
+
+func (c *AndCondition) validate() error { return validateAll(c.Conditions, c.validateArity) }
+func (c *OrCondition) validate() error  { return validateAll(c.Conditions, c.validateArity) }
+
+func (c *NotCondition) validate() error {
+	if c.Condition == nil {
+		return fmt.Errorf("not without a condition")
+	}
+	return c.Condition.validate()
+}
+
+func validateAll(cs []Condition, arity func() error) error {
+	if err := arity(); err != nil {
+		return err
+	}
+	for _, s := range cs {
+		if s == nil {
+			return fmt.Errorf("nil condition")
+		}
+		if _, isProp := s.(*PropertyCondition); isProp {
+			return fmt.Errorf("%s is only allowed inside event(...).where(...)", s)
+		}
+		if err := s.validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,403 @@
+package audience
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gdprkit/privacy/profile"
+)
+
+// State is what the engine keeps per profile: the audiences it is in and, per
+// distinct event condition, a counter of the qualifying events. It is what makes
+// membership real-time: a collected event updates the counters of one profile and
+// its audiences are re-evaluated from them, without reading its history.
+type State struct {
+	// Audiences the profile is a member of, sorted.
+	Audiences []string
+	// Counters by counter key (an event condition without its window and count).
+	Counters map[string]Counter
+	// NextChange is the earliest time at which passing time alone can change a
+	// membership (an event entering or leaving a window); zero when never.
+	NextChange time.Time
+}
+
+// Counter counts the events that match one event condition (name and where).
+type Counter struct {
+	// Count is the number of matching events ever.
+	Count int64
+	// Times are the matching events' timestamps, sorted, kept only when a windowed
+	// condition uses the counter, and only as far back as the widest such window.
+	Times []time.Time
+}
+
+// Clone returns a deep copy of s.
+func (s *State) Clone() *State {
+	c := &State{Audiences: slices.Clone(s.Audiences), NextChange: s.NextChange}
+	if s.Counters != nil {
+		c.Counters = make(map[string]Counter, len(s.Counters))
+		for k, v := range s.Counters {
+			v.Times = slices.Clone(v.Times)
+			c.Counters[k] = v
+		}
+	}
+	return c
+}
+
+// IsMember reports whether the state has the audience.
+func (s *State) IsMember(key string) bool {
+	_, ok := slices.BinarySearch(s.Audiences, key)
+	return ok
+}
+
+// counterSpec is one distinct event condition (name and where clause).
+type counterSpec struct {
+	key    string
+	name   string
+	filter Condition
+	// keep is how far back timestamps are needed: the widest window To of the
+	// conditions using the counter; zero when none is windowed.
+	keep time.Duration
+}
+
+// Set is a compiled, validated set of audience definitions, in dependency order
+// (an audience comes after the audiences it refers to). It is immutable and safe
+// for concurrent use; Add returns a new Set.
+type Set struct {
+	defs     []Definition
+	conds    []Condition
+	index    map[string]int
+	counters map[string]*counterSpec
+	byEvent  map[string][]*counterSpec
+	specs    map[*EventCondition]*counterSpec // every event condition's counter
+	windowed map[*EventCondition]*counterSpec // the windowed ones
+}
+
+// NewSet compiles definitions into a Set, refusing malformed ones, duplicate keys,
+// references to unknown audiences and cycles, with an error matching ErrInvalid.
+func NewSet(defs ...Definition) (*Set, error) {
+	s := &Set{}
+	for _, d := range defs {
+		var err error
+		if s, err = s.Add(d); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Add returns a Set with d added. The receiver is unchanged.
+func (s *Set) Add(d Definition) (*Set, error) {
+	cond, err := d.Compile()
+	if err != nil {
+		return nil, err
+	}
+	d = Definition{Key: d.Key, Query: cond.String()} // the canonical form is what is kept
+	if _, dup := s.index[d.Key]; dup {
+		return nil, fmt.Errorf("%w: audience %s is already defined", ErrConflict, d.Key)
+	}
+	for _, ref := range References(cond) {
+		if ref == d.Key {
+			return nil, fmt.Errorf("%w: audience %s refers to itself", ErrInvalid, d.Key)
+		}
+		if _, ok := s.index[ref]; !ok {
+			// Definitions only refer to audiences defined before them, which is
+			// also why no cycle can form.
+			return nil, fmt.Errorf("%w: audience %s refers to audience %s, which is not defined", ErrInvalid, d.Key, ref)
+		}
+	}
+	n := &Set{
+		defs:     append(slices.Clip(s.defs), d),
+		conds:    append(slices.Clip(s.conds), cond),
+		index:    make(map[string]int, len(s.index)+1),
+		counters: make(map[string]*counterSpec, len(s.counters)),
+		byEvent:  map[string][]*counterSpec{},
+		specs:    map[*EventCondition]*counterSpec{},
+		windowed: map[*EventCondition]*counterSpec{},
+	}
+	for k, i := range s.index {
+		n.index[k] = i
+	}
+	n.index[d.Key] = len(n.defs) - 1
+	for _, c := range n.conds {
+		n.addCounters(c)
+	}
+	return n, nil
+}
+
+func (s *Set) addCounters(c Condition) {
+	walk(c, func(c Condition) {
+		ev, ok := c.(*EventCondition)
+		if !ok {
+			return
+		}
+		key := counterKey(ev)
+		spec := s.counters[key]
+		if spec == nil {
+			spec = &counterSpec{key: key, name: ev.Name, filter: ev.Filter}
+			s.counters[key] = spec
+			s.byEvent[ev.Name] = append(s.byEvent[ev.Name], spec)
+		}
+		spec.keep = max(spec.keep, ev.Window.To)
+		s.specs[ev] = spec
+		if !ev.Window.isZero() {
+			s.windowed[ev] = spec
+		}
+	})
+}
+
+func walk(c Condition, fn func(Condition)) {
+	fn(c)
+	switch x := c.(type) {
+	case *AndCondition:
+		for _, s := range x.Conditions {
+			walk(s, fn)
+		}
+	case *OrCondition:
+		for _, s := range x.Conditions {
+			walk(s, fn)
+		}
+	case *NotCondition:
+		walk(x.Condition, fn)
+	}
+}
+
+// counterKey names the counter an event condition reads: its name and where.
+func counterKey(ev *EventCondition) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "event(%s)", literal(ev.Name))
+	if ev.Filter != nil {
+		fmt.Fprintf(&b, ".where(%s)", ev.Filter)
+	}
+	return b.String()
+}
+
+// Len returns the number of audiences.
+func (s *Set) Len() int { return len(s.defs) }
+
+// Definitions returns the definitions in dependency order.
+func (s *Set) Definitions() []Definition { return slices.Clone(s.defs) }
+
+// Has reports whether an audience has the key.
+func (s *Set) Has(key string) bool {
+	_, ok := s.index[key]
+	return ok
+}
+
+// EventNames returns the names of the events some audience counts.
+func (s *Set) EventNames() []string {
+	names := make([]string, 0, len(s.byEvent))
+	for name := range s.byEvent {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// UsesEvents reports whether any audience counts events of the name, so the
+// collection path can skip the audience state for other events.
+func (s *Set) UsesEvents(name string) bool { return len(s.byEvent[name]) > 0 }
+
+// Observe counts a collected event into st's counters. It reports whether any
+// counter changed.
+func (s *Set) Observe(st *State, e *profile.Event, now time.Time) bool {
+	specs := s.byEvent[e.Name]
+	changed := false
+	for _, spec := range specs {
+		if spec.filter != nil && !evalProperties(spec.filter, e.Properties) {
+			continue
+		}
+		if st.Counters == nil {
+			st.Counters = map[string]Counter{}
+		}
+		c := st.Counters[spec.key]
+		c.Count++
+		if spec.keep > 0 {
+			i, _ := slices.BinarySearchFunc(c.Times, e.Timestamp, time.Time.Compare)
+			c.Times = slices.Insert(c.Times, i, e.Timestamp)
+			c.Times = prune(c.Times, now.Add(-spec.keep))
+		}
+		st.Counters[spec.key] = c
+		changed = true
+	}
+	return changed
+}
+
+// prune drops timestamps before cutoff, which no window can count any more.
+func prune(times []time.Time, cutoff time.Time) []time.Time {
+	i, _ := slices.BinarySearchFunc(times, cutoff, time.Time.Compare)
+	if i == 0 {
+		return times
+	}
+	return append(times[:0], times[i:]...)
+}
+
+// Merge adds the counters of from into into, as when two profiles merge.
+func (s *Set) Merge(into, from *State) {
+	for k, fc := range from.Counters {
+		if into.Counters == nil {
+			into.Counters = map[string]Counter{}
+		}
+		c := into.Counters[k]
+		c.Count += fc.Count
+		c.Times = append(c.Times, fc.Times...)
+		slices.SortFunc(c.Times, time.Time.Compare)
+		into.Counters[k] = c
+	}
+}
+
+// Change is a profile entering or leaving an audience.
+type Change struct {
+	Key     string
+	Entered bool // false: exited
+}
+
+// Evaluate recomputes st's memberships from its counters and the profile's traits
+// at now, in dependency order, updates st.Audiences and st.NextChange, and
+// returns what changed. With excluded set (a suppressed person) the profile is in
+// no audience. Counters no audience uses any more are dropped.
+func (s *Set) Evaluate(st *State, traits map[string]profile.Trait, now time.Time, excluded bool) []Change {
+	var member []bool
+	if !excluded {
+		member = make([]bool, len(s.conds))
+		for i, c := range s.conds {
+			member[i] = s.eval(c, st, traits, now, member)
+		}
+	}
+	var next []string
+	for i, d := range s.defs {
+		if member != nil && member[i] {
+			next = append(next, d.Key)
+		}
+	}
+	slices.Sort(next)
+	changes := diff(st.Audiences, next)
+	st.Audiences = next
+	for k := range st.Counters {
+		if s.counters[k] == nil {
+			delete(st.Counters, k)
+		}
+	}
+	st.NextChange = s.nextChange(st, now)
+	return changes
+}
+
+// diff returns the changes from the sorted old to the sorted new memberships.
+func diff(old, next []string) []Change {
+	var out []Change
+	i, j := 0, 0
+	for i < len(old) || j < len(next) {
+		switch {
+		case j == len(next) || (i < len(old) && old[i] < next[j]):
+			out = append(out, Change{Key: old[i]})
+			i++
+		case i == len(old) || next[j] < old[i]:
+			out = append(out, Change{Key: next[j], Entered: true})
+			j++
+		default:
+			i++
+			j++
+		}
+	}
+	return out
+}
+
+func (s *Set) eval(c Condition, st *State, traits map[string]profile.Trait, now time.Time, member []bool) bool {
+	switch x := c.(type) {
+	case *TraitCondition:
+		t, ok := traits[x.Name]
+		var v any
+		if ok {
+			v = t.Value
+		}
+		return x.Op.compare(v, x.Operand)
+	case *EventCondition:
+		n := count(st.Counters[s.specs[x].key], x.Window, now)
+		return Op(x.Op).compare(float64(n), float64(x.Count))
+	case *AudienceCondition:
+		return member[s.index[x.Key]]
+	case *AndCondition:
+		for _, sub := range x.Conditions {
+			if !s.eval(sub, st, traits, now, member) {
+				return false
+			}
+		}
+		return true
+	case *OrCondition:
+		for _, sub := range x.Conditions {
+			if s.eval(sub, st, traits, now, member) {
+				return true
+			}
+		}
+		return false
+	case *NotCondition:
+		return !s.eval(x.Condition, st, traits, now, member)
+	}
+	return false
+}
+
+// firstAfter returns the index of the first time after bound in sorted times.
+func firstAfter(times []time.Time, bound time.Time) int {
+	return sort.Search(len(times), func(i int) bool { return times[i].After(bound) })
+}
+
+// count returns how many of the counter's events fall in the window at now: those
+// in (now-To, now-From], so an event exactly To old has just left it.
+func count(c Counter, w Window, now time.Time) int64 {
+	if w.isZero() {
+		return c.Count
+	}
+	return int64(firstAfter(c.Times, now.Add(-w.From)) - firstAfter(c.Times, now.Add(-w.To)))
+}
+
+// nextChange is the earliest time after now at which an event enters or leaves a
+// window some condition counts.
+func (s *Set) nextChange(st *State, now time.Time) time.Time {
+	var next time.Time
+	consider := func(t time.Time) {
+		if t.After(now) && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	for ev, spec := range s.windowed {
+		times := st.Counters[spec.key].Times
+		// The next to leave is the oldest event still inside; the next to enter an
+		// in_between window is the oldest event not yet old enough.
+		if i := firstAfter(times, now.Add(-ev.Window.To)); i < len(times) {
+			consider(times[i].Add(ev.Window.To))
+		}
+		if ev.Window.From > 0 {
+			if i := firstAfter(times, now.Add(-ev.Window.From)); i < len(times) {
+				consider(times[i].Add(ev.Window.From))
+			}
+		}
+	}
+	return next
+}
+
+// evalProperties evaluates a where clause against an event's properties.
+func evalProperties(c Condition, props map[string]any) bool {
+	switch x := c.(type) {
+	case *PropertyCondition:
+		return x.Op.compare(props[x.Name], x.Operand)
+	case *AndCondition:
+		for _, sub := range x.Conditions {
+			if !evalProperties(sub, props) {
+				return false
+			}
+		}
+		return true
+	case *OrCondition:
+		for _, sub := range x.Conditions {
+			if evalProperties(sub, props) {
+				return true
+			}
+		}
+		return false
+	case *NotCondition:
+		return !evalProperties(x.Condition, props)
+	}
+	return false
+}

@@ -1,0 +1,326 @@
+package audience
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gdprkit/privacy/identity"
+)
+
+// Reader reads the audience engine's state. Every returned value is the caller's
+// to keep: an implementation never hands out its own memory.
+type Reader interface {
+	// Definitions returns the defined audiences in the order they were defined,
+	// each with its canonical Query.
+	Definitions(ctx context.Context) ([]Definition, error)
+	// State returns the profile's state, or an error matching ErrNotFound.
+	State(ctx context.Context, pid identity.ProfileID) (*State, error)
+	// Members returns the members of the audience in profile id order, starting
+	// after the given id ("" for the start), at most limit of them (0: all).
+	Members(ctx context.Context, key string, after identity.ProfileID, limit int) ([]identity.ProfileID, error)
+	// Due returns up to limit profiles whose NextChange is at or before now,
+	// earliest first.
+	Due(ctx context.Context, now time.Time, limit int) ([]identity.ProfileID, error)
+}
+
+// Store is the audience engine backend: definitions, and per profile its State,
+// indexed by membership and by NextChange. It stores and retrieves; parsing and
+// evaluation live in Set. Reads on the Store itself see committed state.
+type Store interface {
+	Reader
+	// Begin starts a transaction. Writes staged in it are visible to its own
+	// reads and to nobody else's until Commit.
+	Begin(ctx context.Context) (Tx, error)
+}
+
+// Tx is a transaction on a Store with database/sql manners: after Commit or
+// Rollback every method fails with ErrTxDone, except Rollback, which is then a
+// harmless no-op. Every write is an idempotent redo.
+type Tx interface {
+	Reader
+	// Define adds a definition. The same definition again is a no-op; another
+	// with the same key is ErrConflict.
+	Define(ctx context.Context, d Definition) error
+	// Put replaces the profile's state (a copy is kept).
+	Put(ctx context.Context, pid identity.ProfileID, s *State) error
+	// Delete removes the profile's state and memberships; a no-op when absent.
+	Delete(ctx context.Context, pid identity.ProfileID) error
+	// Commit makes the staged writes visible at once.
+	Commit(ctx context.Context) error
+	// Rollback discards the staged writes.
+	Rollback(ctx context.Context) error
+}
+
+// MemStore is the in-memory audience Store. It is safe for concurrent use.
+type MemStore struct {
+	mu      sync.RWMutex
+	defs    []Definition
+	states  map[identity.ProfileID]*State
+	members map[string]map[identity.ProfileID]struct{}
+	due     dueHeap
+}
+
+var _ Store = (*MemStore)(nil)
+
+// NewMemStore returns an empty in-memory audience store.
+func NewMemStore() *MemStore {
+	return &MemStore{states: map[identity.ProfileID]*State{}, members: map[string]map[identity.ProfileID]struct{}{}}
+}
+
+// Definitions implements Reader.
+func (s *MemStore) Definitions(ctx context.Context) ([]Definition, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return slices.Clone(s.defs), nil
+}
+
+// State implements Reader.
+func (s *MemStore) State(ctx context.Context, pid identity.ProfileID) (*State, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	st, ok := s.states[pid]
+	if !ok {
+		return nil, fmt.Errorf("%w: no audience state for profile %s", ErrNotFound, pid)
+	}
+	return st.Clone(), nil
+}
+
+// Members implements Reader. It sorts the audience's members on every call.
+func (s *MemStore) Members(ctx context.Context, key string, after identity.ProfileID, limit int) ([]identity.ProfileID, error) {
+	s.mu.RLock()
+	set := s.members[key]
+	out := make([]identity.ProfileID, 0, len(set))
+	for pid := range set {
+		if pid > after {
+			out = append(out, pid)
+		}
+	}
+	s.mu.RUnlock()
+	slices.Sort(out)
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// Due implements Reader.
+func (s *MemStore) Due(ctx context.Context, now time.Time, limit int) ([]identity.ProfileID, error) {
+	s.mu.Lock() // drops stale heap entries as it goes
+	defer s.mu.Unlock()
+	var out []identity.ProfileID
+	var keep []dueEntry
+	for s.due.Len() > 0 && !s.due[0].at.After(now) && (limit <= 0 || len(out) < limit) {
+		e := heap.Pop(&s.due).(dueEntry)
+		st, ok := s.states[e.pid]
+		if !ok || !st.NextChange.Equal(e.at) {
+			continue // stale: the state moved on since this entry was pushed
+		}
+		out = append(out, e.pid)
+		keep = append(keep, e) // still due until the caller puts a new state
+	}
+	for _, e := range keep {
+		heap.Push(&s.due, e)
+	}
+	return out, nil
+}
+
+// Begin implements Store.
+func (s *MemStore) Begin(ctx context.Context) (Tx, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return &memTx{s: s}, nil
+}
+
+type memTx struct {
+	s      *MemStore
+	done   bool
+	defs   []Definition
+	states map[identity.ProfileID]*State // nil value: deleted
+}
+
+func (tx *memTx) check(ctx context.Context) error {
+	if tx.done {
+		return ErrTxDone
+	}
+	return ctx.Err()
+}
+
+func (tx *memTx) Definitions(ctx context.Context) ([]Definition, error) {
+	if err := tx.check(ctx); err != nil {
+		return nil, err
+	}
+	committed, _ := tx.s.Definitions(ctx)
+	return append(committed, tx.defs...), nil
+}
+
+func (tx *memTx) State(ctx context.Context, pid identity.ProfileID) (*State, error) {
+	if err := tx.check(ctx); err != nil {
+		return nil, err
+	}
+	if st, ok := tx.states[pid]; ok {
+		if st == nil {
+			return nil, fmt.Errorf("%w: no audience state for profile %s", ErrNotFound, pid)
+		}
+		return st.Clone(), nil
+	}
+	return tx.s.State(ctx, pid)
+}
+
+func (tx *memTx) Members(ctx context.Context, key string, after identity.ProfileID, limit int) ([]identity.ProfileID, error) {
+	if err := tx.check(ctx); err != nil {
+		return nil, err
+	}
+	committed, err := tx.s.Members(ctx, key, after, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := committed[:0]
+	for _, pid := range committed {
+		if st, staged := tx.states[pid]; !staged || (st != nil && st.IsMember(key)) {
+			out = append(out, pid)
+		}
+	}
+	for pid, st := range tx.states {
+		if st != nil && pid > after && st.IsMember(key) && !slices.Contains(committed, pid) {
+			out = append(out, pid)
+		}
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+func (tx *memTx) Due(ctx context.Context, now time.Time, limit int) ([]identity.ProfileID, error) {
+	if err := tx.check(ctx); err != nil {
+		return nil, err
+	}
+	return tx.s.Due(ctx, now, limit)
+}
+
+func (tx *memTx) Define(ctx context.Context, d Definition) error {
+	if err := tx.check(ctx); err != nil {
+		return err
+	}
+	all, _ := tx.Definitions(ctx)
+	for _, have := range all {
+		if have.Key == d.Key {
+			if have.Query == d.Query {
+				return nil
+			}
+			return fmt.Errorf("%w: audience %s is already defined", ErrConflict, d.Key)
+		}
+	}
+	tx.defs = append(tx.defs, Definition{Key: d.Key, Query: d.Query})
+	return nil
+}
+
+func (tx *memTx) stage(pid identity.ProfileID, st *State) {
+	if tx.states == nil {
+		tx.states = map[identity.ProfileID]*State{}
+	}
+	tx.states[pid] = st
+}
+
+func (tx *memTx) Put(ctx context.Context, pid identity.ProfileID, st *State) error {
+	if err := tx.check(ctx); err != nil {
+		return err
+	}
+	tx.stage(pid, st.Clone())
+	return nil
+}
+
+func (tx *memTx) Delete(ctx context.Context, pid identity.ProfileID) error {
+	if err := tx.check(ctx); err != nil {
+		return err
+	}
+	tx.stage(pid, nil)
+	return nil
+}
+
+func (tx *memTx) Commit(ctx context.Context) error {
+	if tx.done {
+		return ErrTxDone
+	}
+	tx.done = true
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s := tx.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.defs = append(s.defs, tx.defs...)
+	for pid, st := range tx.states {
+		if old, ok := s.states[pid]; ok {
+			for _, key := range old.Audiences {
+				delete(s.members[key], pid)
+			}
+		}
+		if st == nil {
+			delete(s.states, pid)
+			continue
+		}
+		s.states[pid] = st
+		for _, key := range st.Audiences {
+			m := s.members[key]
+			if m == nil {
+				m = map[identity.ProfileID]struct{}{}
+				s.members[key] = m
+			}
+			m[pid] = struct{}{}
+		}
+		if !st.NextChange.IsZero() {
+			heap.Push(&s.due, dueEntry{at: st.NextChange, pid: pid})
+		}
+	}
+	if s.due.Len() > 64 && s.due.Len() > 4*len(s.states) {
+		s.compactDue()
+	}
+	return nil
+}
+
+// compactDue drops stale heap entries, so the heap stays proportional to the
+// number of profiles however often states change.
+func (s *MemStore) compactDue() {
+	live := s.due[:0]
+	for _, e := range s.due {
+		if st, ok := s.states[e.pid]; ok && st.NextChange.Equal(e.at) {
+			live = append(live, e)
+		}
+	}
+	s.due = live
+	heap.Init(&s.due)
+}
+
+func (tx *memTx) Rollback(ctx context.Context) error {
+	tx.done = true
+	tx.defs, tx.states = nil, nil
+	return nil
+}
+
+type dueEntry struct {
+	at  time.Time
+	pid identity.ProfileID
+}
+
+// dueHeap is a min-heap of profiles by NextChange; entries go stale when a newer
+// state is put and are skipped when popped.
+type dueHeap []dueEntry
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)        { *h = append(*h, x.(dueEntry)) }
+func (h *dueHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}

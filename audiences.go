@@ -1,0 +1,258 @@
+package privacy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/gdprkit/privacy/audience"
+	"github.com/gdprkit/privacy/destination"
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/profile"
+)
+
+// scanPage is how many profiles DefineAudience reads at a time.
+const scanPage = 1000
+
+// DefineAudience validates the definition, stores it and computes the initial
+// membership of every existing profile; from then on membership is kept up to date
+// as messages are collected. A malformed query, an unknown function, a type
+// mismatch, a reference to an undefined audience (which also rules out cycles) or
+// a duplicate key is refused with an error matching ErrInvalid (or ErrConflict for
+// the duplicate), and nothing is defined.
+//
+// Profiles that enter the audience are sent "Audience Entered" downstream.
+func (c *Controller) DefineAudience(ctx context.Context, d audience.Definition) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	c.defineMu.Lock()
+	defer c.defineMu.Unlock()
+	next, err := c.set.Load().Add(d)
+	switch {
+	case errors.Is(err, audience.ErrConflict):
+		return fmt.Errorf("privacy: %w: %w", ErrConflict, err)
+	case err != nil:
+		return fmt.Errorf("privacy: %w: %w", ErrInvalid, err)
+	}
+	defs := next.Definitions()
+	tx, err := c.audiences.Begin(ctx)
+	if err != nil {
+		return backendError("audience begin", err)
+	}
+	defer tx.Rollback(ctx)
+	if err := tx.Define(ctx, defs[len(defs)-1]); err != nil {
+		return backendError("defining audience", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return backendError("audience commit", err)
+	}
+	// From here the collection path keeps the new audience current; the scan
+	// below recounts every profile's events from the store, so a message that
+	// lands while it runs is counted once either way.
+	c.set.Store(next)
+	var after identity.ProfileID
+	for {
+		pids, err := c.profiles.IDs(ctx, after, scanPage)
+		if err != nil {
+			return backendError("listing profiles", err)
+		}
+		for _, pid := range pids {
+			if err := c.reevaluate(ctx, pid, true); err != nil {
+				return fmt.Errorf("privacy: audience %s defined, computing membership of %s: %w", d.Key, pid, err)
+			}
+		}
+		if len(pids) < scanPage {
+			return nil
+		}
+		after = pids[len(pids)-1]
+	}
+}
+
+// Audiences returns the keys of every defined audience, in the order defined.
+func (c *Controller) AudienceKeys() []string {
+	defs := c.set.Load().Definitions()
+	keys := make([]string, len(defs))
+	for i, d := range defs {
+		keys[i] = d.Key
+	}
+	return keys
+}
+
+// Members returns the profiles in the audience, in profile id order. An unknown
+// key fails with ErrNotFound.
+func (c *Controller) Members(ctx context.Context, key string) ([]identity.ProfileID, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, err
+	}
+	if !c.set.Load().Has(key) {
+		return nil, fmt.Errorf("privacy: %w: audience %q is not defined", ErrNotFound, key)
+	}
+	ids, err := c.audiences.Members(ctx, key, "", 0)
+	return ids, backendError("reading members", err)
+}
+
+// Audiences returns the keys of the audiences the person known by id is in.
+func (c *Controller) Audiences(ctx context.Context, id identity.ID) ([]string, error) {
+	pid, held, err := c.lockSubject(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer c.locks.unlock(&held)
+	st, err := c.audiences.State(ctx, pid)
+	if errors.Is(err, audience.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, backendError("reading audiences", err)
+	}
+	return st.Audiences, nil
+}
+
+// Refresh re-evaluates the profiles whose memberships time alone can change (an
+// event entering or leaving a within or in_between window), as of the clock's
+// now, so people leave audiences when their qualifying events age out. Only those
+// profiles are read, not everyone. Call it periodically; it returns how many
+// profiles it re-evaluated.
+func (c *Controller) Refresh(ctx context.Context) (int, error) {
+	if err := c.checkOpen(); err != nil {
+		return 0, err
+	}
+	now := c.now()
+	done := 0
+	for {
+		due, err := c.audiences.Due(ctx, now, scanPage)
+		if err != nil {
+			return done, backendError("reading due profiles", err)
+		}
+		if len(due) == 0 {
+			return done, nil
+		}
+		for _, pid := range due {
+			if err := c.reevaluate(ctx, pid, false); err != nil {
+				return done, err
+			}
+			done++
+		}
+	}
+}
+
+// reevaluate recomputes one profile's memberships under its lock, recounting its
+// events from the store when recount is set, and tells destinations what changed.
+func (c *Controller) reevaluate(ctx context.Context, pid identity.ProfileID, recount bool) error {
+	var held lockSet
+	held.add(c.locks.profile(pid))
+	c.locks.lock(&held)
+	defer c.locks.unlock(&held)
+
+	set := c.set.Load()
+	now := c.now()
+	atx, err := c.audiences.Begin(ctx)
+	if err != nil {
+		return backendError("audience begin", err)
+	}
+	defer atx.Rollback(ctx)
+	p, err := c.profiles.Get(ctx, pid)
+	if errors.Is(err, profile.ErrNotFound) {
+		// The profile is gone (erased or merged away): so is its audience state.
+		if err := atx.Delete(ctx, pid); err != nil {
+			return backendError("audience delete", err)
+		}
+		return backendError("audience commit", atx.Commit(ctx))
+	}
+	if err != nil {
+		return backendError("reading profile", err)
+	}
+	st, err := atx.State(ctx, pid)
+	if errors.Is(err, audience.ErrNotFound) {
+		st, err = &audience.State{}, nil
+	}
+	if err != nil {
+		return backendError("reading audience state", err)
+	}
+	if recount {
+		st.Counters = nil
+		if err := c.recount(ctx, set, st, pid, now); err != nil {
+			return err
+		}
+	}
+	changes := set.Evaluate(st, p.Traits, now, c.excluded(ctx, pid))
+	if err := atx.Put(ctx, pid, st); err != nil {
+		return backendError("audience put", err)
+	}
+	if err := atx.Commit(ctx); err != nil {
+		return backendError("audience commit", err)
+	}
+	c.deliverChanges(ctx, pid, p.Metadata.Version, changes, now)
+	return nil
+}
+
+// recount feeds every stored event of the profile that some audience counts
+// through the set's counters.
+func (c *Controller) recount(ctx context.Context, set *audience.Set, st *audience.State, pid identity.ProfileID, now time.Time) error {
+	names := set.EventNames()
+	if len(names) == 0 {
+		return nil
+	}
+	q := profile.EventQuery{Include: names, Sort: profile.Asc, Limit: profile.MaxLimit}
+	for {
+		page, err := c.profiles.Events(ctx, pid, q)
+		if err != nil {
+			return backendError("reading events", err)
+		}
+		for i := range page.Events {
+			set.Observe(st, &page.Events[i], now)
+		}
+		if page.Next == "" {
+			return nil
+		}
+		q.Cursor = page.Next
+	}
+}
+
+// excluded reports whether the profile must be kept out of every audience. The
+// suppression list of the rights issue answers it; until then nobody is.
+func (c *Controller) excluded(ctx context.Context, pid identity.ProfileID) bool { return false }
+
+// deliverChanges queues "Audience Entered" and "Audience Exited" for every
+// destination, addressed by every identifier of the profile.
+func (c *Controller) deliverChanges(ctx context.Context, pid identity.ProfileID, version uint64, changes []audience.Change, now time.Time) {
+	if len(changes) == 0 || len(c.outbox.queues) == 0 {
+		return
+	}
+	var ids []identity.ID
+	if node, err := c.graph.Node(ctx, pid); err == nil {
+		for _, l := range node.Links {
+			ids = append(ids, l.ID)
+		}
+	}
+	msgs := make([]destination.Message, len(changes))
+	for i, ch := range changes {
+		event, verb := destination.AudienceExited, "exited"
+		if ch.Entered {
+			event, verb = destination.AudienceEntered, "entered"
+		}
+		msgs[i] = destination.Message{
+			// Stable across retries: the same change of the same profile version.
+			MessageID:  string(pid) + ":" + ch.Key + ":" + verb + ":" + strconv.FormatUint(version, 10),
+			Type:       destination.TypeTrack,
+			Event:      event,
+			ProfileID:  pid,
+			IDs:        ids,
+			Properties: map[string]any{"audience_key": ch.Key},
+			Timestamp:  now,
+		}
+	}
+	c.outbox.sendAll(msgs)
+}
+
+// Flush returns once everything pending for destinations has been delivered or
+// has used up its attempts, or when ctx ends (then with an error saying how much
+// is still pending). Tests and shutdown call it to wait for delivery.
+func (c *Controller) Flush(ctx context.Context) error { return c.outbox.flush(ctx) }
+
+// DeliveryStats returns, per destination name, what the outbox has delivered,
+// given up on and still holds.
+func (c *Controller) DeliveryStats() map[string]DeliveryStats { return c.outbox.stats() }

@@ -1,0 +1,222 @@
+package destination
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/profile"
+)
+
+// Errors of this package, matchable with errors.Is.
+var (
+	// ErrNotSupported: the destination cannot delete a person. A deletion request
+	// reports NOT_SUPPORTED for it instead of failing.
+	ErrNotSupported = errors.New("destination: deletion not supported")
+	// ErrInvalid: a destination was configured wrongly.
+	ErrInvalid = errors.New("destination: invalid")
+)
+
+// Destination is a downstream tool that receives profile updates: an analytics
+// tool, a CRM, an ad platform. Destinations are not transaction participants:
+// they are told after a change commits, at least once, so they must treat a
+// repeated MessageID (or Deletion.RequestID) as the same message.
+type Destination interface {
+	// Name identifies the destination in receipts and logs; unique per Controller.
+	Name() string
+	// Send delivers messages, in order. An error means none of them may be
+	// assumed delivered: the batch is retried whole.
+	Send(ctx context.Context, msgs []Message) error
+	// Delete deletes the person known by the identifiers, or returns an error
+	// matching ErrNotSupported when the destination cannot.
+	Delete(ctx context.Context, d Deletion) error
+}
+
+// Message types.
+const (
+	TypeIdentify = "identify"
+	TypeTrack    = "track"
+)
+
+// Names of the audience events, as Segment sends them.
+const (
+	AudienceEntered = "Audience Entered"
+	AudienceExited  = "Audience Exited"
+)
+
+// Message is one update for a destination, in Segment's spec: an identify with
+// traits or a track with an event and properties.
+type Message struct {
+	// MessageID is unique per message; destinations de-duplicate on it.
+	MessageID string
+	Type      string // TypeIdentify or TypeTrack
+	Event     string // track only
+	// ProfileID is the person's canonical profile id.
+	ProfileID identity.ProfileID
+	// IDs are the identifiers the message is about.
+	IDs        []identity.ID
+	Traits     map[string]any
+	Properties map[string]any
+	Timestamp  time.Time
+}
+
+// Clone returns a deep copy of m.
+func (m Message) Clone() Message {
+	m.IDs = slices.Clone(m.IDs)
+	m.Traits = cloneValues(m.Traits)
+	m.Properties = cloneValues(m.Properties)
+	return m
+}
+
+func cloneValues(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string]any, len(m))
+	for k, v := range m {
+		c[k] = profile.CloneValue(v)
+	}
+	return c
+}
+
+// Deletion asks a destination to delete a person.
+type Deletion struct {
+	// RequestID is the privacy request's id; destinations de-duplicate on it.
+	RequestID string
+	ProfileID identity.ProfileID
+	// IDs are every identifier the person was known by.
+	IDs []identity.ID
+}
+
+// Recorder is an in-memory Destination for tests and examples: it records what it
+// receives and can be told to fail.
+type Recorder struct {
+	name string
+
+	mu           sync.Mutex
+	msgs         []Message
+	dels         []Deletion
+	failSends    int   // fail this many Send calls, then succeed
+	failDeletes  int   // fail this many Delete calls, then succeed
+	err          error // the error failures return
+	noDelete     bool
+	sendCalls    int
+	deleteCalls  int
+	seenMessages map[string]bool
+	seenDeletes  map[string]bool
+}
+
+var _ Destination = (*Recorder)(nil)
+
+// NewRecorder returns a Recorder with the given name.
+func NewRecorder(name string) *Recorder {
+	return &Recorder{name: name, err: errors.New("recorder " + name + ": injected failure"),
+		seenMessages: map[string]bool{}, seenDeletes: map[string]bool{}}
+}
+
+// Name implements Destination.
+func (r *Recorder) Name() string { return r.name }
+
+// FailSends makes the next n Send calls fail (n < 0: every call).
+func (r *Recorder) FailSends(n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failSends = n
+}
+
+// FailDeletes makes the next n Delete calls fail (n < 0: every call).
+func (r *Recorder) FailDeletes(n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failDeletes = n
+}
+
+// RefuseDeletes makes Delete report ErrNotSupported.
+func (r *Recorder) RefuseDeletes() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.noDelete = true
+}
+
+// Send implements Destination. A repeated MessageID is recorded once, as a real
+// destination that de-duplicates would.
+func (r *Recorder) Send(ctx context.Context, msgs []Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sendCalls++
+	if r.failSends != 0 {
+		r.failSends--
+		return r.err
+	}
+	for _, m := range msgs {
+		if r.seenMessages[m.MessageID] {
+			continue
+		}
+		r.seenMessages[m.MessageID] = true
+		r.msgs = append(r.msgs, m.Clone())
+	}
+	return nil
+}
+
+// Delete implements Destination. A repeated RequestID is recorded once.
+func (r *Recorder) Delete(ctx context.Context, d Deletion) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.deleteCalls++
+	if r.noDelete {
+		return ErrNotSupported
+	}
+	if r.failDeletes != 0 {
+		r.failDeletes--
+		return r.err
+	}
+	if !r.seenDeletes[d.RequestID] {
+		r.seenDeletes[d.RequestID] = true
+		d.IDs = slices.Clone(d.IDs)
+		r.dels = append(r.dels, d)
+	}
+	return nil
+}
+
+// Messages returns copies of the messages received, in order, each once.
+func (r *Recorder) Messages() []Message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Message, len(r.msgs))
+	for i, m := range r.msgs {
+		out[i] = m.Clone()
+	}
+	return out
+}
+
+// Deletions returns copies of the deletions received, in order, each once.
+func (r *Recorder) Deletions() []Deletion {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Deletion, len(r.dels))
+	for i, d := range r.dels {
+		d.IDs = slices.Clone(d.IDs)
+		out[i] = d
+	}
+	return out
+}
+
+// Calls returns how many times Send and Delete were called, failures included.
+func (r *Recorder) Calls() (sends, deletes int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sendCalls, r.deleteCalls
+}
+
+// Reset forgets everything received.
+func (r *Recorder) Reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs, r.dels = nil, nil
+	clear(r.seenMessages)
+	clear(r.seenDeletes)
+	r.sendCalls, r.deleteCalls = 0, 0
+}
