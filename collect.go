@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"time"
 
 	"github.com/gdprkit/privacy/audience"
@@ -36,22 +37,12 @@ func (c *Controller) Collect(ctx context.Context, m Message) error {
 		return err
 	}
 	var matchBuf [4]identity.Match
-	matches, held, err := c.lockMatches(ctx, ids, matchBuf[:0])
+	matches, plan, held, now, err := c.resolveLocked(ctx, ids, matchBuf[:0])
 	if err != nil {
 		return err
 	}
 	defer c.locks.unlock(&held)
 
-	if c.gate != nil {
-		if err := c.admit(ctx, matches); err != nil {
-			return err
-		}
-	}
-	now := c.now()
-	plan, err := c.resolver.Resolve(ctx, c.graph, matches, now)
-	if err != nil {
-		return backendError("resolving identity", err)
-	}
 	if len(plan.Dropped) > 0 {
 		c.log.InfoContext(ctx, "identifiers not linked by the identity rules",
 			"profile", plan.Profile, "dropped", len(plan.Dropped), "capped", plan.Capped, "message_id", msg.messageID)
@@ -66,6 +57,39 @@ func (c *Controller) Collect(ctx context.Context, m Message) error {
 		c.stats.collected.Add(1)
 	}
 	return nil
+}
+
+// resolveLocked locks the message's subjects, runs the suppression gate and
+// resolves the identity plan. A plan that creates a profile also holds the new
+// profile's stripe, so nothing reaches the profile by id before it is stored.
+// On success the caller holds the returned stripes and must unlock them.
+func (c *Controller) resolveLocked(ctx context.Context, ids []identity.ID, buf []identity.Match) ([]identity.Match, identity.Plan, lockSet, time.Time, error) {
+	for {
+		matches, held, err := c.lockMatches(ctx, ids, buf)
+		if err != nil {
+			return nil, identity.Plan{}, lockSet{}, time.Time{}, err
+		}
+		fail := func(err error) ([]identity.Match, identity.Plan, lockSet, time.Time, error) {
+			c.locks.unlock(&held)
+			return nil, identity.Plan{}, lockSet{}, time.Time{}, err
+		}
+		if c.gate != nil {
+			if err := c.admit(ctx, matches); err != nil {
+				return fail(err)
+			}
+		}
+		now := c.now()
+		plan, err := c.resolver.Resolve(ctx, c.graph, matches, now)
+		if err != nil {
+			return fail(backendError("resolving identity", err))
+		}
+		if plan.Create && !c.locks.tryAdd(&held, c.locks.profile(plan.Profile)) {
+			c.locks.unlock(&held)
+			runtime.Gosched()
+			continue
+		}
+		return matches, plan, held, now, nil
+	}
 }
 
 // admit runs the suppression gate: it fails with ErrSuppressed (counted in Stats)
@@ -265,7 +289,14 @@ func (c *Controller) buildUpdate(ctx context.Context, ptx profile.Tx, plan *iden
 		}
 		switch {
 		case errors.Is(err, profile.ErrNotFound):
-			meta = fresh // linked in the graph, but the profile's commit was lost
+			// Linked in the graph, but the profile's commit was lost: start it
+			// afresh, and store it before merging anything into it.
+			meta = fresh
+			if len(plan.Absorb) > 0 {
+				if err := ptx.Update(ctx, plan.Profile, profile.Update{Metadata: fresh}); err != nil {
+					return u, nil, backendError("profile update", err)
+				}
+			}
 		case err != nil:
 			return u, nil, backendError("profile read", err)
 		}

@@ -466,3 +466,54 @@ func TestConcurrentCollectLosesNothing(t *testing.T) {
 		t.Errorf("collected %d, want %d", s.Collected, 2*total)
 	}
 }
+
+// TestConcurrentMergesLeaveNoOrphans is the regression test for a race in which a
+// profile being created was reached through the graph before it was stored, so
+// a concurrent merge skipped it and its events were orphaned. Every profile in
+// the store must be in the graph, and every event must be stored once.
+func TestConcurrentMergesLeaveNoOrphans(t *testing.T) {
+	rounds := 40
+	if testing.Short() {
+		rounds = 10
+	}
+	for round := range rounds {
+		e := newEnv(t)
+		const people, workers, perWorker = 40, 8, 30
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range perWorker {
+					p := (w*7 + i) % people
+					dev := fmt.Sprintf("dev-%d-%d", p, w%2)
+					_ = e.c.Collect(context.Background(), privacy.Track{MessageID: fmt.Sprintf("t-%d-%d", w, i), AnonymousID: dev, Event: "E", Timestamp: at(i)})
+					_ = e.c.Collect(context.Background(), privacy.Identify{MessageID: fmt.Sprintf("i-%d-%d", w, i), AnonymousID: dev, UserID: fmt.Sprint("u", p), Timestamp: at(i)})
+				}
+			}()
+		}
+		wg.Wait()
+		ctx := context.Background()
+		pids, err := e.profiles.IDs(ctx, "", 100_000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := 0
+		for _, pid := range pids {
+			if _, err := e.graph.Node(ctx, pid); err != nil {
+				t.Fatalf("round %d: profile %s is stored but not in the graph: %v", round, pid, err)
+			}
+			page, err := e.profiles.Events(ctx, pid, profile.EventQuery{Limit: profile.MaxLimit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			total += len(page.Events)
+		}
+		if graphProfiles, _ := e.graph.Len(); graphProfiles != len(pids) {
+			t.Fatalf("round %d: graph has %d profiles, store %d", round, graphProfiles, len(pids))
+		}
+		if total != workers*perWorker {
+			t.Fatalf("round %d: %d events stored, want %d", round, total, workers*perWorker)
+		}
+	}
+}

@@ -72,17 +72,32 @@ func (l *subjectLocks) identifier(id identity.ID) uint16 {
 	return uint16(maphash.Comparable(l.seed, id) % lockStripes)
 }
 
-// addMatches adds the stripes that guard the matches: the profile of each linked
-// identifier, and the identifier itself when it is not linked yet (so two messages
-// cannot create two profiles for one new identifier).
+// addMatches adds the stripes that guard the matches: every identifier's own (so
+// two messages cannot create two profiles for one new identifier, and nobody
+// reaches a profile through an identifier while it is being created) and the
+// profile of each linked one (so writers of one profile take turns).
 func (l *subjectLocks) addMatches(s *lockSet, matches []identity.Match) {
 	for _, m := range matches {
+		s.add(l.identifier(m.ID))
 		if m.Profile != "" {
 			s.add(l.profile(m.Profile))
-		} else {
-			s.add(l.identifier(m.ID))
 		}
 	}
+}
+
+// tryAdd takes stripe i without waiting, as the creator of a new profile does
+// for the profile's own stripe while already holding others: waiting there
+// could deadlock against the ascending order. It reports false when the stripe
+// is busy; the caller then lets go of everything and starts over.
+func (l *subjectLocks) tryAdd(s *lockSet, i uint16) bool {
+	if _, held := slices.BinarySearch(s.slice(), i); held {
+		return true
+	}
+	if !l.stripes[i].TryLock() {
+		return false
+	}
+	s.add(i)
+	return true
 }
 
 func (l *subjectLocks) lock(s *lockSet) {

@@ -113,12 +113,14 @@ func (s *MemStore) Due(ctx context.Context, now time.Time, limit int) ([]identit
 	defer s.mu.Unlock()
 	var out []identity.ProfileID
 	var keep []dueEntry
+	seen := map[identity.ProfileID]bool{}
 	for s.due.Len() > 0 && !s.due[0].at.After(now) && (limit <= 0 || len(out) < limit) {
 		e := heap.Pop(&s.due).(dueEntry)
 		st, ok := s.states[e.pid]
-		if !ok || !st.NextChange.Equal(e.at) {
-			continue // stale: the state moved on since this entry was pushed
+		if !ok || !st.NextChange.Equal(e.at) || seen[e.pid] {
+			continue // stale (the state moved on since this entry was pushed) or a repeat
 		}
+		seen[e.pid] = true
 		out = append(out, e.pid)
 		keep = append(keep, e) // still due until the caller puts a new state
 	}
@@ -258,25 +260,33 @@ func (tx *memTx) Commit(ctx context.Context) error {
 	defer s.mu.Unlock()
 	s.defs = append(s.defs, tx.defs...)
 	for pid, st := range tx.states {
-		if old, ok := s.states[pid]; ok {
-			for _, key := range old.Audiences {
-				delete(s.members[key], pid)
+		old, had := s.states[pid]
+		var before, after []string
+		if had {
+			before = old.Audiences
+		}
+		if st != nil {
+			after = st.Audiences
+		}
+		// Touch only the memberships that changed: usually none.
+		for _, ch := range diff(before, after) {
+			if !ch.Entered {
+				delete(s.members[ch.Key], pid)
+				continue
 			}
+			m := s.members[ch.Key]
+			if m == nil {
+				m = map[identity.ProfileID]struct{}{}
+				s.members[ch.Key] = m
+			}
+			m[pid] = struct{}{}
 		}
 		if st == nil {
 			delete(s.states, pid)
 			continue
 		}
 		s.states[pid] = st
-		for _, key := range st.Audiences {
-			m := s.members[key]
-			if m == nil {
-				m = map[identity.ProfileID]struct{}{}
-				s.members[key] = m
-			}
-			m[pid] = struct{}{}
-		}
-		if !st.NextChange.IsZero() {
+		if !st.NextChange.IsZero() && (!had || !old.NextChange.Equal(st.NextChange)) {
 			heap.Push(&s.due, dueEntry{at: st.NextChange, pid: pid})
 		}
 	}

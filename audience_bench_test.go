@@ -1,0 +1,104 @@
+package privacy
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gdprkit/privacy/audience"
+)
+
+// fiftyAudiences is a realistic mix: trait conditions, event conditions with
+// where, windows and counts, and combinations referring to other audiences.
+func fiftyAudiences() []audience.Definition {
+	var defs []audience.Definition
+	for i := range 20 {
+		defs = append(defs, audience.Definition{Key: fmt.Sprint("t", i), Query: fmt.Sprintf(`trait('score') >= %d and trait('plan') != 'free'`, i*5)})
+	}
+	events := []string{"Product Viewed", "Order Completed", "Cart Viewed", "Signed In"}
+	for i := range 20 {
+		defs = append(defs, audience.Definition{Key: fmt.Sprint("e", i), Query: fmt.Sprintf(
+			`event('%s').where(property('price') >= %d).within(%d days).count() >= %d`, events[i%4], i*10, 7+i, 1+i%3)})
+	}
+	for i := range 10 {
+		defs = append(defs, audience.Definition{Key: fmt.Sprint("c", i), Query: fmt.Sprintf(
+			`(audience('t%d') and audience('e%d')) or not trait('country') = 'FR'`, i, i)})
+	}
+	return defs
+}
+
+// benchCollectWithAudiences collects track messages for known people among
+// `people` profiles, with or without the fifty audiences defined. The difference
+// between the two is what audience evaluation costs a collected message.
+func benchCollectWithAudiences(b *testing.B, people int, withAudiences bool) {
+	ctx := context.Background()
+	ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c, err := New(WithClock(func() time.Time { return ts }))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for p := range people {
+		err := c.Collect(ctx, Identify{MessageID: "i" + strconv.Itoa(p), UserID: "u" + strconv.Itoa(p), AnonymousID: "a" + strconv.Itoa(p),
+			Traits: map[string]any{"plan": "pro", "score": float64(p % 100), "country": "FR"}, Timestamp: ts})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	if withAudiences {
+		for _, d := range fiftyAudiences() {
+			if err := c.DefineAudience(ctx, d); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	const active = 1000 // messages go to these people, spread over the population
+	users, anons := make([]string, active), make([]string, active)
+	for i := range active {
+		p := i * (people / active)
+		users[i], anons[i] = "u"+strconv.Itoa(p), "a"+strconv.Itoa(p)
+	}
+	var buf []byte
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		p := i % active
+		err := c.Collect(ctx, Track{MessageID: benchMessageID(buf, i), UserID: users[p], AnonymousID: anons[p],
+			Event: "Order Completed", Properties: benchProps, Timestamp: ts.Add(time.Duration(i))})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCollectNoAudiences10k(b *testing.B) { benchCollectWithAudiences(b, 10_000, false) }
+func BenchmarkCollect50Audiences10k(b *testing.B) { benchCollectWithAudiences(b, 10_000, true) }
+func BenchmarkCollectNoAudiences1M(b *testing.B)  { benchCollectWithAudiences(b, 1_000_000, false) }
+func BenchmarkCollect50Audiences1M(b *testing.B)  { benchCollectWithAudiences(b, 1_000_000, true) }
+
+// BenchmarkDefineAudience1M defines one audience over 1M existing profiles, each
+// with traits and no events, and reports profiles per second.
+func BenchmarkDefineAudience1M(b *testing.B) {
+	ctx := context.Background()
+	ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	const people = 1_000_000
+	c, err := New(WithClock(func() time.Time { return ts }))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for p := range people {
+		if err := c.Collect(ctx, Identify{UserID: "u" + strconv.Itoa(p), Traits: map[string]any{"plan": "pro", "score": float64(p % 100)}, Timestamp: ts}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		if err := c.DefineAudience(ctx, audience.Definition{Key: fmt.Sprint("a", i), Query: `trait('score') >= 50 and trait('plan') = 'pro'`}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(people*b.N)/time.Since(start).Seconds(), "profiles/s")
+}
