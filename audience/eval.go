@@ -60,6 +60,13 @@ type counterSpec struct {
 	// keep is how far back timestamps are needed: the widest window To of the
 	// conditions using the counter; zero when none is windowed.
 	keep time.Duration
+	// newest, when not zero, is how many of the newest timestamps are enough.
+	// Only within windows use the counter, and the events inside a window that
+	// ends now are always the newest ones, so the newest threshold+1 of them tell
+	// every comparison with the threshold exactly. An in_between window needs
+	// them all (newest is zero).
+	newest int
+	between bool
 }
 
 // Set is a compiled, validated set of audience definitions, in dependency order
@@ -144,6 +151,11 @@ func (s *Set) addCounters(c Condition) {
 		s.specs[ev] = spec
 		if !ev.Window.isZero() {
 			s.windowed[ev] = spec
+			spec.between = spec.between || ev.Window.From > 0
+			spec.newest = max(spec.newest, ev.Count+1)
+			if spec.between {
+				spec.newest = 0
+			}
 		}
 	})
 }
@@ -201,7 +213,8 @@ func (s *Set) EventNames() []string {
 func (s *Set) UsesEvents(name string) bool { return len(s.byEvent[name]) > 0 }
 
 // Observe counts a collected event into st's counters. It reports whether any
-// counter changed.
+// counter changed. An event stamped after it was received counts as happening
+// when it was received: windows are about the past.
 func (s *Set) Observe(st *State, e *profile.Event, now time.Time) bool {
 	specs := s.byEvent[e.Name]
 	changed := false
@@ -215,9 +228,16 @@ func (s *Set) Observe(st *State, e *profile.Event, now time.Time) bool {
 		c := st.Counters[spec.key]
 		c.Count++
 		if spec.keep > 0 {
-			i, _ := slices.BinarySearchFunc(c.Times, e.Timestamp, time.Time.Compare)
-			c.Times = slices.Insert(c.Times, i, e.Timestamp)
+			at := e.Timestamp
+			if !e.ReceivedAt.IsZero() && at.After(e.ReceivedAt) {
+				at = e.ReceivedAt
+			}
+			i, _ := slices.BinarySearchFunc(c.Times, at, time.Time.Compare)
+			c.Times = slices.Insert(c.Times, i, at)
 			c.Times = prune(c.Times, now.Add(-spec.keep))
+			if spec.newest > 0 && len(c.Times) > spec.newest {
+				c.Times = append(c.Times[:0], c.Times[len(c.Times)-spec.newest:]...)
+			}
 		}
 		st.Counters[spec.key] = c
 		changed = true

@@ -30,7 +30,7 @@ func (g *MemGraph) Lookup(ctx context.Context, id ID) (ProfileID, error) {
 	pid, ok := g.ids[id]
 	g.mu.RUnlock()
 	if !ok {
-		return "", fmt.Errorf("%w: identifier %s", ErrNotFound, id)
+		return "", ErrNotFound // bare: a miss is routine on the collection path, and callers add context
 	}
 	return pid, nil
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gdprkit/privacy"
+	"github.com/gdprkit/privacy/audience"
+	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
 )
@@ -25,13 +27,21 @@ func main() {
 }
 
 func run(ctx context.Context, w io.Writer) error {
-	c, err := privacy.New() // every backend in memory, zero setup
+	// Every backend in memory, zero setup; a recorder stands in for a downstream
+	// tool (a CRM, an ad platform) that receives every update after it commits.
+	crm := destination.NewRecorder("crm")
+	c, err := privacy.New(privacy.WithDestinations(crm))
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	// An audience, kept current as messages arrive.
+	if err := c.DefineAudience(ctx, audience.Definition{Key: "big_spenders",
+		Query: `trait('plan') = 'pro' and event('Order Completed').where(property('total') >= 100).within(30 days).count() >= 1`}); err != nil {
+		return err
+	}
 
-	t0 := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	t0 := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour) // a morning's browsing, three hours ago
 	at := func(min int) time.Time { return t0.Add(time.Duration(min) * time.Minute) }
 	messages := []privacy.Message{
 		// Laptop, before signing up: only an anonymous id.
@@ -88,6 +98,24 @@ func run(ctx context.Context, w io.Writer) error {
 	fmt.Fprintln(w, "events:")
 	for _, e := range page.Events {
 		fmt.Fprintf(w, "  %s  %-16s %v\n", e.Timestamp.Format("15:04"), e.Name, formatProps(e.Properties))
+	}
+	members, err := c.Members(ctx, "big_spenders")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "audience big_spenders: %d member(s), this profile among them: %v\n", len(members), slices.Contains(members, p.ID))
+
+	// Destinations hear about each change after it commits; Flush waits for them.
+	if err := c.Flush(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "the crm destination received:")
+	for _, m := range crm.Messages() {
+		fields := m.Properties
+		if m.Type == destination.TypeIdentify {
+			fields = m.Traits
+		}
+		fmt.Fprintf(w, "  %-8s %-16s %s\n", m.Type, m.Event, formatProps(fields))
 	}
 	s := c.Stats()
 	fmt.Fprintf(w, "\ncollected %d, duplicates %d, refused %d\n", s.Collected, s.Duplicates, s.Refused)
