@@ -65,7 +65,7 @@ type counterSpec struct {
 	// ends now are always the newest ones, so the newest threshold+1 of them tell
 	// every comparison with the threshold exactly. An in_between window needs
 	// them all (newest is zero).
-	newest int
+	newest  int
 	between bool
 }
 
