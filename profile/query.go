@@ -119,11 +119,18 @@ func (c *Cursor) After(e *Event) bool {
 	return k < 0
 }
 
+// cursorHeader is the length of a cursor before the message id: the sort byte,
+// then the timestamp as Unix seconds (8 bytes) and nanoseconds (4 bytes). Not
+// UnixNano, which wraps around outside the years 1678 to 2262, and message
+// timestamps may be anything.
+const cursorHeader = 1 + 8 + 4
+
 // EncodeCursor returns the opaque cursor that continues a page after e.
 func EncodeCursor(sort Order, e *Event) string {
-	b := make([]byte, 0, 9+len(e.MessageID))
+	b := make([]byte, 0, cursorHeader+len(e.MessageID))
 	b = append(b, sort[0])
-	b = binary.BigEndian.AppendUint64(b, uint64(e.Timestamp.UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Timestamp.Unix()))
+	b = binary.BigEndian.AppendUint32(b, uint32(e.Timestamp.Nanosecond()))
 	b = append(b, e.MessageID...)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
@@ -131,14 +138,15 @@ func EncodeCursor(sort Order, e *Event) string {
 // DecodeCursor decodes a cursor made by EncodeCursor, or fails with ErrInvalid.
 func DecodeCursor(s string) (Cursor, error) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) < 9 || (b[0] != 'a' && b[0] != 'd') || !utf8.Valid(b[9:]) {
+	if err != nil || len(b) < cursorHeader || (b[0] != 'a' && b[0] != 'd') ||
+		binary.BigEndian.Uint32(b[9:13]) >= 1e9 || !utf8.Valid(b[cursorHeader:]) {
 		return Cursor{}, fmt.Errorf("%w: events query: malformed cursor %q", ErrInvalid, s)
 	}
-	c := Cursor{Sort: Asc, MessageID: string(b[9:])}
+	c := Cursor{Sort: Asc, MessageID: string(b[cursorHeader:])}
 	if b[0] == 'd' {
 		c.Sort = Desc
 	}
-	c.Timestamp = time.Unix(0, int64(binary.BigEndian.Uint64(b[1:9]))).UTC()
+	c.Timestamp = time.Unix(int64(binary.BigEndian.Uint64(b[1:9])), int64(binary.BigEndian.Uint32(b[9:13]))).UTC()
 	return c, nil
 }
 

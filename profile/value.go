@@ -154,7 +154,9 @@ func normalizeReflect(path string, v any, depth int) (any, error) {
 			return nil, nil
 		}
 		if _, ok := v.(json.Marshaler); !ok {
-			return normalize(path, rv.Elem().Interface(), depth)
+			// depth+1: a pointer that leads back to itself must end in an error,
+			// not in a stack overflow.
+			return normalize(path, rv.Elem().Interface(), depth+1)
 		}
 	case reflect.Slice, reflect.Array:
 		if rv.Kind() == reflect.Slice && rv.IsNil() {
