@@ -85,6 +85,11 @@ func (id ID) Normalize() (ID, error) {
 	}
 	if typ == TypeEmail && hasUpper(value) {
 		value = strings.ToLower(value)
+		// A few runes lower-case to longer encodings (U+023A to U+2C65), so check
+		// the length again: a normalised ID must normalise to itself.
+		if len(value) > MaxValueLength {
+			return ID{}, fmt.Errorf("%w: identifier %s: value is %d bytes once lower-cased, more than %d", ErrInvalid, typ, len(value), MaxValueLength)
+		}
 	}
 	return ID{Type: typ, Value: value}, nil
 }
@@ -172,8 +177,14 @@ func ParseProfileID(s string) (ProfileID, error) {
 	if !ok || len(rest) != 26 {
 		return "", fmt.Errorf("%w: profile id %q: want %s followed by 26 characters", ErrInvalid, s, ProfilePrefix)
 	}
-	if _, err := profileEncoding.DecodeString(rest); err != nil {
+	b, err := profileEncoding.DecodeString(rest)
+	if err != nil {
 		return "", fmt.Errorf("%w: profile id %q: %v", ErrInvalid, s, err)
+	}
+	// The decoder skips CR and LF and ignores the padding bits of the last
+	// character; only the canonical spelling of 16 bytes is a ProfileID.
+	if len(b) != 16 || profileEncoding.EncodeToString(b) != rest {
+		return "", fmt.Errorf("%w: profile id %q: not the canonical encoding of 16 bytes", ErrInvalid, s)
 	}
 	return ProfileID(s), nil
 }

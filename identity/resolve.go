@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 )
@@ -25,8 +26,14 @@ func NewResolver(r Rules) (*Resolver, error) {
 	return &Resolver{rules: c}, nil
 }
 
-// Rules returns the (normalised) rules the resolver applies.
-func (r *Resolver) Rules() Rules { return r.rules.Rules }
+// Rules returns a copy of the (normalised) rules the resolver applies.
+func (r *Resolver) Rules() Rules {
+	c := r.rules.Rules
+	c.Blocked = slices.Clone(c.Blocked)
+	c.Limits = maps.Clone(c.Limits)
+	c.Priority = slices.Clone(c.Priority)
+	return c
+}
 
 // Check normalises id and applies the blocked values. A blocked identifier gets an
 // error matching ErrBlocked (and so ErrInvalid) that names the rule.

@@ -121,6 +121,7 @@ type compiledBlock struct {
 
 func compileRules(r Rules) (*compiledRules, error) {
 	c := &compiledRules{Rules: r, priority: make(map[string]int, len(r.Priority))}
+	c.Blocked = slices.Clone(r.Blocked) // the resolver keeps its own copy
 	if r.DefaultLimit.Max < 1 {
 		return nil, fmt.Errorf("%w: rules: DefaultLimit.Max is %d, want at least 1", ErrInvalid, r.DefaultLimit.Max)
 	}
