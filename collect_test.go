@@ -229,6 +229,7 @@ func TestCollectRefusesBadInputAndStoresNothing(t *testing.T) {
 		{"non-UTF-8 trait value", privacy.Identify{UserID: "u1", Traits: map[string]any{"name": bad}, Timestamp: at(0)}, `Traits["name"]`, profile.ErrInvalid},
 		{"non-UTF-8 nested property", privacy.Track{UserID: "u1", Event: "E", Properties: map[string]any{"a": []any{bad}}, Timestamp: at(0)}, `Properties["a"][0]`, profile.ErrInvalid},
 		{"non-UTF-8 event", privacy.Track{UserID: "u1", Event: bad, Timestamp: at(0)}, "Event", nil},
+		{"empty trait name", privacy.Identify{UserID: "u1", Traits: map[string]any{"": 1}, Timestamp: at(0)}, `Traits[""]`, nil},
 		{"301 traits", privacy.Identify{UserID: "u1", Traits: traits301, Timestamp: at(0)}, "Traits", nil},
 		{"zero timestamp identify", privacy.Identify{UserID: "u1"}, "Timestamp", nil},
 		{"zero timestamp track", privacy.Track{UserID: "u1", Event: "E"}, "Timestamp", nil},

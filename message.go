@@ -108,6 +108,9 @@ func (m *Identify) prepare(r *identity.Resolver, out *message, ids []identity.ID
 	out.traits = make(map[string]any, len(m.Traits))
 	for k, v := range m.Traits {
 		path := "Traits[" + strconv.Quote(k) + "]"
+		if k == "" {
+			return ids, fieldErrorf(path, "empty trait name")
+		}
 		if err := checkName(path, k); err != nil {
 			return ids, err
 		}
@@ -211,7 +214,7 @@ func addID(r *identity.Resolver, ids []identity.ID, field string, id identity.ID
 	switch {
 	case err == nil:
 		return append(ids, n), nil
-	case errors.Is(err, identity.ErrBlocked) && r.Rules().DropBlocked:
+	case errors.Is(err, identity.ErrBlocked) && r.DropBlocked():
 		return ids, nil
 	}
 	return ids, fieldError(field, err)

@@ -35,6 +35,9 @@ func (r *Resolver) Rules() Rules {
 	return c
 }
 
+// DropBlocked reports whether blocked identifiers are dropped rather than refused.
+func (r *Resolver) DropBlocked() bool { return r.rules.DropBlocked }
+
 // Check normalises id and applies the blocked values. A blocked identifier gets an
 // error matching ErrBlocked (and so ErrInvalid) that names the rule.
 func (r *Resolver) Check(id ID) (ID, error) {

@@ -74,6 +74,10 @@ func FuzzNormalizeValue(f *testing.F) {
 			t.Fatalf("decoding %q with UseNumber: %v, but Unmarshal accepted it", data, err)
 		}
 		got, err = NormalizeValue("v", n)
+		var ve *ValueError
+		if errors.As(err, &ve) && strings.Contains(ve.Reason, "beyond 2^53") {
+			return // an exact integer too large for a JSON number is refused, not rounded
+		}
 		if err != nil {
 			t.Fatalf("NormalizeValue of %q decoded with UseNumber: %v", data, err)
 		}

@@ -346,6 +346,9 @@ func (tx *memTx) Update(ctx context.Context, pid identity.ProfileID, u Update) e
 	if err := tx.check(ctx); err != nil {
 		return err
 	}
+	if err := u.Validate(); err != nil {
+		return err
+	}
 	if u.MessageID != "" {
 		m, locked := tx.view(pid)
 		var dup bool

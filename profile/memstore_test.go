@@ -540,7 +540,7 @@ func mergeSetup(t *testing.T) *MemStore {
 	mustUpdate(t, s, pidB, Update{MessageID: "my", Metadata: Metadata{Version: 3},
 		Set: map[string]Trait{"b": {Value: "B", Source: "s", UpdatedAt: at(0)}}})
 	mustUpdate(t, s, pidB, track(4, event("mx", "b", 7)))
-	mustUpdate(t, s, pidB, Update{Metadata: Metadata{Version: 5}, Event: event("", "b", 5)})
+	mustUpdate(t, s, pidB, track(5, event("m5", "b", 5)))
 	mustUpdate(t, s, pidB, track(6, event("m4", "b", 4)))
 	return s
 }
@@ -571,7 +571,7 @@ func TestMemStoreMerge(t *testing.T) {
 	for _, e := range a.Events {
 		got = append(got, pos{e.MessageID, e.Name, int(e.Timestamp.Sub(t0) / time.Second)})
 	}
-	want := []pos{{"m1", "a", 1}, {"m2", "b", 2}, {"m3", "a", 3}, {"m4", "b", 4}, {"", "b", 5}}
+	want := []pos{{"m1", "a", 1}, {"m2", "b", 2}, {"m3", "a", 3}, {"m4", "b", 4}, {"m5", "b", 5}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("target's events (-want +got):\n%s", diff)
 	}
@@ -634,7 +634,7 @@ func TestMemStoreMergeErrors(t *testing.T) {
 		t.Errorf("source after merging into a new profile: %v, want ErrNotFound", err)
 	}
 	evs := allEvents(t, s, pidC, EventQuery{Sort: Asc})
-	if diff := cmp.Diff([]string{"m2", "m4", "", "mx", "m3"}, messageIDs(evs)); diff != "" {
+	if diff := cmp.Diff([]string{"m2", "m4", "m5", "mx", "m3"}, messageIDs(evs)); diff != "" {
 		t.Errorf("events of the new target (-want +got):\n%s", diff)
 	}
 }
@@ -1283,5 +1283,32 @@ func TestMemStoreConcurrent(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// An event must carry its update's message id: events are unique per profile by
+// message id, which paging and replay rely on.
+func TestMemStoreRefusesEventsWithoutTheMessageID(t *testing.T) {
+	ctx := t.Context()
+	s := NewMemStore()
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	for _, u := range []Update{
+		{Event: &Event{Name: "E", Timestamp: t0}},
+		{MessageID: "m1", Event: &Event{Name: "E", Timestamp: t0}},
+		{MessageID: "m1", Event: &Event{MessageID: "m2", Name: "E", Timestamp: t0}},
+	} {
+		if err := tx.Update(ctx, pidA, u); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Update(%+v) = %v, want ErrInvalid", u, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s.Len() != 0 {
+		t.Fatalf("refused updates created %d profiles", s.Len())
 	}
 }

@@ -2,6 +2,7 @@ package profile
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"time"
 
@@ -138,6 +139,16 @@ type Update struct {
 	MessageID string
 	// Event, when not nil, is appended to the profile's events.
 	Event *Event
+}
+
+// Validate checks what every Store relies on: an Event carries the Update's
+// MessageID, so events are unique per profile by message id (paging and replay
+// depend on it). It fails with ErrInvalid.
+func (u *Update) Validate() error {
+	if u.Event != nil && (u.Event.MessageID == "" || u.Event.MessageID != u.MessageID) {
+		return fmt.Errorf("%w: update: the event's MessageID %q must be set and equal the update's %q", ErrInvalid, u.Event.MessageID, u.MessageID)
+	}
+	return nil
 }
 
 // clone returns a deep copy of u, so the store keeps nothing the caller holds.

@@ -127,6 +127,9 @@ const cursorHeader = 1 + 8 + 4
 
 // EncodeCursor returns the opaque cursor that continues a page after e.
 func EncodeCursor(sort Order, e *Event) string {
+	if sort != Asc {
+		sort = Desc // the default order, as Normalize fills it in
+	}
 	b := make([]byte, 0, cursorHeader+len(e.MessageID))
 	b = append(b, sort[0])
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Timestamp.Unix()))

@@ -44,7 +44,8 @@ type Tx interface {
 	Reader
 	// Update applies u to the profile, creating it when it does not exist. It
 	// copies what it keeps. It changes nothing and fails with ErrDuplicate when
-	// u.MessageID was recorded for the profile before.
+	// u.MessageID was recorded for the profile before, and with ErrInvalid when
+	// u.Validate does.
 	Update(ctx context.Context, pid identity.ProfileID, u Update) error
 	// Merge moves the events and recorded message ids of from into into (events
 	// whose message id into already has are dropped) and deletes from. Traits and

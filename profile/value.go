@@ -1,6 +1,8 @@
 package profile
 
 import (
+	"bytes"
+	"encoding"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -108,6 +110,9 @@ func normalize(path string, v any, depth int) (any, error) {
 	case uint64:
 		return checkUint(path, x)
 	case json.Number:
+		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
+			return checkInt(path, i)
+		}
 		f, err := strconv.ParseFloat(string(x), 64)
 		if err != nil {
 			return nil, &ValueError{path, fmt.Sprintf("number %q: %v", string(x), err)}
@@ -148,7 +153,22 @@ func normalize(path string, v any, depth int) (any, error) {
 // trip, so whatever encoding/json accepts is accepted.
 func normalizeReflect(path string, v any, depth int) (any, error) {
 	rv := reflect.ValueOf(v)
+	_, marshals := v.(json.Marshaler)
+	_, marshalsText := v.(encoding.TextMarshaler)
+	if marshals || marshalsText {
+		return normalizeJSON(path, v, depth)
+	}
 	switch rv.Kind() {
+	case reflect.Bool:
+		return rv.Bool(), nil
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return checkInt(path, rv.Int())
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return checkUint(path, rv.Uint())
+	case reflect.Float32, reflect.Float64:
+		return checkFloat(path, rv.Float())
+	case reflect.String:
+		return normalize(path, rv.String(), depth)
 	case reflect.Pointer, reflect.Interface:
 		if rv.IsNil() {
 			return nil, nil
@@ -197,12 +217,20 @@ func normalizeReflect(path string, v any, depth int) (any, error) {
 	case reflect.Func, reflect.Chan, reflect.Complex64, reflect.Complex128, reflect.UnsafePointer:
 		return nil, &ValueError{path, fmt.Sprintf("a %T is not a JSON value", v)}
 	}
+	return normalizeJSON(path, v, depth)
+}
+
+// normalizeJSON normalises v by a round trip through encoding/json, keeping
+// numbers exact so that integers beyond 2^53 are refused, not rounded.
+func normalizeJSON(path string, v any, depth int) (any, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, &ValueError{path, fmt.Sprintf("a %T is not a JSON value: %v", v, err)}
 	}
 	var out any
-	if err := json.Unmarshal(b, &out); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&out); err != nil {
 		return nil, &ValueError{path, fmt.Sprintf("a %T does not encode to JSON: %v", v, err)}
 	}
 	return normalize(path, out, depth)

@@ -412,3 +412,38 @@ func selfMap() map[string]any {
 	m["self"] = m
 	return m
 }
+
+// Named types get the same checks as their underlying kinds, and structs are not
+// a way around them.
+func TestNormalizeValueNamedTypes(t *testing.T) {
+	type count int64
+	type label string
+	type withBig struct {
+		N int64 `json:"n"`
+	}
+	for _, tt := range []struct {
+		name string
+		in   any
+		want any
+		bad  string
+	}{
+		{name: "named int", in: count(7), want: 7.0},
+		{name: "named int beyond 2^53", in: count(1 << 60), bad: "2^53"},
+		{name: "named string", in: label("ok"), want: "ok"},
+		{name: "named string not UTF-8", in: label("\xff"), bad: "UTF-8"},
+		{name: "struct with a big integer", in: withBig{N: 1 << 60}, bad: "2^53"},
+		{name: "struct with a small integer", in: withBig{N: 3}, want: map[string]any{"n": 3.0}},
+	} {
+		got, err := NormalizeValue("v", tt.in)
+		if tt.bad != "" {
+			var ve *ValueError
+			if !errors.As(err, &ve) || !strings.Contains(ve.Reason, tt.bad) {
+				t.Errorf("%s: err = %v, want a ValueError mentioning %q", tt.name, err, tt.bad)
+			}
+			continue
+		}
+		if err != nil || !cmp.Equal(got, tt.want) {
+			t.Errorf("%s: got %#v, %v; want %#v", tt.name, got, err, tt.want)
+		}
+	}
+}
