@@ -65,17 +65,50 @@ func (g *MemGraph) Begin(ctx context.Context) (Tx, error) {
 	return &memGraphTx{g: g}, nil
 }
 
-// memGraphTx stages writes: ids maps an identifier to its new profile ("" once
-// unlinked), nodes holds private copies of changed nodes (nil once deleted).
+// memGraphTx stages writes in order: ids maps an identifier to its new profile
+// ("" once unlinked), nodes holds private copies of changed nodes (nil once
+// deleted); a later entry overrides an earlier one. Slices rather than maps: a
+// transaction stages a handful of entries, and the inline arrays keep the common
+// one (one link) inside the transaction's own allocation.
 type memGraphTx struct {
-	g     *MemGraph
-	done  bool
-	ids   map[ID]ProfileID
-	nodes map[ProfileID]*Node
+	g        *MemGraph
+	done     bool
+	ids      []stagedID
+	nodes    []stagedNode
+	idsBuf   [2]stagedID
+	nodesBuf [1]stagedNode
+}
+
+type stagedID struct {
+	id  ID
+	pid ProfileID
+}
+
+type stagedNode struct {
+	pid  ProfileID
+	node *Node
+}
+
+func (tx *memGraphTx) stagedID(id ID) (ProfileID, bool) {
+	for i := len(tx.ids) - 1; i >= 0; i-- {
+		if tx.ids[i].id == id {
+			return tx.ids[i].pid, true
+		}
+	}
+	return "", false
+}
+
+func (tx *memGraphTx) stagedNode(pid ProfileID) (*Node, bool) {
+	for i := len(tx.nodes) - 1; i >= 0; i-- {
+		if tx.nodes[i].pid == pid {
+			return tx.nodes[i].node, true
+		}
+	}
+	return nil, false
 }
 
 func (tx *memGraphTx) lookup(id ID) (ProfileID, bool) {
-	if pid, ok := tx.ids[id]; ok {
+	if pid, ok := tx.stagedID(id); ok {
 		return pid, pid != ""
 	}
 	tx.g.mu.RLock()
@@ -86,7 +119,7 @@ func (tx *memGraphTx) lookup(id ID) (ProfileID, bool) {
 
 // node returns the transaction's view of pid; the result must not be changed.
 func (tx *memGraphTx) node(pid ProfileID) (*Node, bool) {
-	if n, ok := tx.nodes[pid]; ok {
+	if n, ok := tx.stagedNode(pid); ok {
 		return n, n != nil
 	}
 	tx.g.mu.RLock()
@@ -97,30 +130,39 @@ func (tx *memGraphTx) node(pid ProfileID) (*Node, bool) {
 
 // writable returns a private copy of pid's node to change, staged in the tx.
 func (tx *memGraphTx) writable(pid ProfileID) (*Node, bool) {
-	if n, ok := tx.nodes[pid]; ok {
+	if n, ok := tx.stagedNode(pid); ok {
 		return n, n != nil
 	}
 	n, ok := tx.node(pid)
 	if !ok {
 		return nil, false
 	}
-	c := n.Clone()
-	tx.stageNode(pid, c)
-	return c, true
+	c := *n
+	c.Links = make([]Link, len(n.Links), len(n.Links)+1) // room for the link about to be added
+	copy(c.Links, n.Links)
+	c.Merges = append([]Merge(nil), n.Merges...)
+	tx.stageNode(pid, &c)
+	return &c, true
 }
 
 func (tx *memGraphTx) stageNode(pid ProfileID, n *Node) {
 	if tx.nodes == nil {
-		tx.nodes = make(map[ProfileID]*Node)
+		tx.nodes = tx.nodesBuf[:0]
 	}
-	tx.nodes[pid] = n
+	for i := range tx.nodes {
+		if tx.nodes[i].pid == pid {
+			tx.nodes[i].node = n
+			return
+		}
+	}
+	tx.nodes = append(tx.nodes, stagedNode{pid, n})
 }
 
 func (tx *memGraphTx) stageID(id ID, pid ProfileID) {
 	if tx.ids == nil {
-		tx.ids = make(map[ID]ProfileID)
+		tx.ids = tx.idsBuf[:0]
 	}
-	tx.ids[id] = pid
+	tx.ids = append(tx.ids, stagedID{id, pid})
 }
 
 func (tx *memGraphTx) check(ctx context.Context) error {
@@ -239,18 +281,18 @@ func (tx *memGraphTx) Commit(ctx context.Context) error {
 	}
 	g := tx.g
 	g.mu.Lock()
-	for id, pid := range tx.ids {
-		if pid == "" {
-			delete(g.ids, id)
+	for _, s := range tx.ids { // in order: a later entry overrides an earlier one
+		if s.pid == "" {
+			delete(g.ids, s.id)
 		} else {
-			g.ids[id] = pid
+			g.ids[s.id] = s.pid
 		}
 	}
-	for pid, n := range tx.nodes {
-		if n == nil {
-			delete(g.nodes, pid)
+	for _, s := range tx.nodes {
+		if s.node == nil {
+			delete(g.nodes, s.pid)
 		} else {
-			g.nodes[pid] = n
+			g.nodes[s.pid] = s.node
 		}
 	}
 	g.mu.Unlock()
