@@ -72,7 +72,9 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 		cfg.Timeout = 10 * time.Second
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{}
+		// A redirect would turn the POST into a GET without a body that still
+		// looks like success: any 3xx is an error instead.
+		cfg.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	cfg.Secret = bytes.Clone(cfg.Secret)
 	return &Webhook{cfg: cfg}, nil
@@ -96,6 +98,9 @@ type wireMessage struct {
 // Send implements Destination: one POST for the batch. The idempotency key hashes
 // the batch's message ids, so a retried batch carries the same key.
 func (w *Webhook) Send(ctx context.Context, msgs []Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
 	body := struct {
 		Type     string        `json:"type"`
 		Messages []wireMessage `json:"messages"`
@@ -118,6 +123,9 @@ func (w *Webhook) Send(ctx context.Context, msgs []Message) error {
 func (w *Webhook) Delete(ctx context.Context, d Deletion) error {
 	if !w.cfg.DeleteSupported {
 		return ErrNotSupported
+	}
+	if d.RequestID == "" {
+		return fmt.Errorf("%w: webhook %s: a deletion needs a RequestID, its idempotency key", ErrInvalid, w.cfg.Name)
 	}
 	ids := make([]string, len(d.IDs))
 	for i, id := range d.IDs {
