@@ -212,10 +212,6 @@ func (c *Controller) recount(ctx context.Context, set *audience.Set, st *audienc
 	}
 }
 
-// excluded reports whether the profile must be kept out of every audience. The
-// suppression list of the rights issue answers it; until then nobody is.
-func (c *Controller) excluded(ctx context.Context, pid identity.ProfileID) bool { return false }
-
 // deliverChanges queues "Audience Entered" and "Audience Exited" for every
 // destination, addressed by every identifier of the profile.
 func (c *Controller) deliverChanges(ctx context.Context, pid identity.ProfileID, version uint64, changes []audience.Change, now time.Time) {

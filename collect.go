@@ -96,6 +96,9 @@ func (c *Controller) resolveLocked(ctx context.Context, ids []identity.ID, buf [
 // when any identifier of the message, or any profile they resolve to, is
 // suppressed, and fails closed when the gate cannot answer.
 func (c *Controller) admit(ctx context.Context, matches []identity.Match) error {
+	if e, ok := c.suppressions.(interface{ Empty() bool }); ok && e.Empty() {
+		return nil
+	}
 	for _, m := range matches {
 		blocked, err := c.gate.suppressedID(ctx, m.ID)
 		if err == nil && !blocked && m.Profile != "" {

@@ -102,24 +102,13 @@ func (m *Identify) prepare(r *identity.Resolver, out *message, ids []identity.ID
 	if err != nil {
 		return ids, err
 	}
-	if len(m.Traits) > MaxTraits {
-		return ids, fieldErrorf("Traits", "%d traits, more than %d", len(m.Traits), MaxTraits)
+	traits, err := checkTraits(m.Traits)
+	if err != nil {
+		return ids, err
 	}
-	out.traits = make(map[string]any, len(m.Traits))
-	for k, v := range m.Traits {
-		path := "Traits[" + strconv.Quote(k) + "]"
-		if k == "" {
-			return ids, fieldErrorf(path, "empty trait name")
-		}
-		if err := checkName(path, k); err != nil {
-			return ids, err
-		}
-		n, err := profile.NormalizeValue(path, v)
-		if err != nil {
-			return ids, fieldError(path, err)
-		}
-		out.traits[k] = n
-		if s, ok := n.(string); ok && isPromoted(k) {
+	out.traits = traits
+	for k, v := range traits {
+		if s, ok := v.(string); ok && isPromoted(k) {
 			// A promoted value that is not a usable identifier stays a trait only.
 			if id, err := r.Check(identity.ID{Type: k, Value: s}); err == nil {
 				ids = append(ids, id)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gdprkit/privacy/destination"
+	"github.com/gdprkit/privacy/identity"
 )
 
 // Delivery configures how the outbox delivers to destinations.
@@ -103,8 +104,10 @@ type destQueue struct {
 	d     destination.Destination
 	mu    sync.Mutex
 	items []work
-	wake  chan struct{}
-	stats DeliveryStats
+	// inflight is how many items at the head of items a call is delivering.
+	inflight int
+	wake     chan struct{}
+	stats    DeliveryStats
 }
 
 func newOutbox(dests []destination.Destination, cfg Delivery, log *slog.Logger) *outbox {
@@ -138,6 +141,42 @@ func (o *outbox) sendAll(msgs []destination.Message) {
 			items[i] = work{msg: &m}
 		}
 		q.push(items...)
+	}
+}
+
+// sendTracked queues a copy of the messages for every destination; done is
+// called once per destination and message with its name and outcome.
+func (o *outbox) sendTracked(msgs []destination.Message, done func(name string, err error)) {
+	for _, q := range o.queues {
+		name := q.d.Name()
+		items := make([]work, len(msgs))
+		for i := range msgs {
+			m := msgs[i].Clone()
+			items[i] = work{msg: &m, done: func(err error) { done(name, err) }}
+		}
+		q.push(items...)
+	}
+}
+
+// purge drops the queued messages about a profile (not a batch already being
+// delivered): after an erasure nothing about the person may reach a destination.
+func (o *outbox) purge(pid identity.ProfileID) {
+	n := 0
+	for _, q := range o.queues {
+		q.mu.Lock()
+		keep := q.items[:0:0]
+		for i, w := range q.items {
+			if i >= q.inflight && w.msg != nil && w.msg.ProfileID == pid && w.done == nil {
+				n++
+				continue
+			}
+			keep = append(keep, w)
+		}
+		q.items = keep
+		q.mu.Unlock()
+	}
+	if n > 0 {
+		o.add(-n)
 	}
 }
 
@@ -225,6 +264,7 @@ func (q *destQueue) next() []work {
 	for n < len(q.items) && n < q.o.cfg.BatchSize && q.items[n].msg != nil {
 		n++
 	}
+	q.inflight = n
 	return q.items[:n:n]
 }
 
@@ -232,6 +272,7 @@ func (q *destQueue) next() []work {
 func (q *destQueue) finish(batch []work, err error) {
 	q.mu.Lock()
 	q.items = q.items[len(batch):]
+	q.inflight = 0
 	if len(q.items) == 0 {
 		q.items = nil // let the backing array go
 	}

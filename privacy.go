@@ -2,6 +2,7 @@ package privacy
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,9 +11,12 @@ import (
 	"time"
 
 	"github.com/gdprkit/privacy/audience"
+	"github.com/gdprkit/privacy/audit"
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/journal"
 	"github.com/gdprkit/privacy/profile"
+	"github.com/gdprkit/privacy/suppression"
 )
 
 // Controller is the library's entry point: it collects messages into profiles and
@@ -27,6 +31,16 @@ type Controller struct {
 	set      atomic.Pointer[audience.Set]
 	defineMu sync.Mutex
 	outbox   *outbox
+
+	suppressions suppression.List
+	journal      journal.Journal
+	chain        *audit.Chain
+	auditLog     audit.Log
+	key          []byte
+	hasher       *identity.Hasher
+	// inflight holds the requests whose destinations this Controller is still
+	// waiting for, by id, so Recover leaves them alone.
+	inflight sync.Map
 	clock    func() time.Time
 	log      *slog.Logger
 	locks    *subjectLocks
@@ -54,6 +68,10 @@ type suppressionGate interface {
 type Option func(*config) error
 
 type config struct {
+	supp      suppression.List
+	journal   journal.Journal
+	auditLog  audit.Log
+	key       []byte
 	graph     identity.Graph
 	profiles  profile.Store
 	audiences audience.Store
@@ -129,6 +147,55 @@ func WithDelivery(d Delivery) Option {
 	}
 }
 
+// WithSuppressions sets the suppression list backend (default
+// suppression.NewMemList()).
+func WithSuppressions(l suppression.List) Option {
+	return func(c *config) error {
+		if l == nil {
+			return errors.New("WithSuppressions: nil list")
+		}
+		c.supp = l
+		return nil
+	}
+}
+
+// WithJournal sets the request journal backend (default journal.NewMemJournal()).
+func WithJournal(j journal.Journal) Option {
+	return func(c *config) error {
+		if j == nil {
+			return errors.New("WithJournal: nil journal")
+		}
+		c.journal = j
+		return nil
+	}
+}
+
+// WithAuditLog sets the audit log backend (default audit.NewMemLog()).
+func WithAuditLog(l audit.Log) Option {
+	return func(c *config) error {
+		if l == nil {
+			return errors.New("WithAuditLog: nil log")
+		}
+		c.auditLog = l
+		return nil
+	}
+}
+
+// WithKey sets the secret key of the keyed hashes that stand for people in the
+// suppression list, receipts and the audit log, and that chain the audit log (at
+// least 16 bytes; 32 random bytes are right). With durable backends it must stay
+// the same across restarts, or suppressions stop matching; without it a random
+// key is made, which suits the in-memory defaults only.
+func WithKey(key []byte) Option {
+	return func(c *config) error {
+		if len(key) < identity.MinKeyLength {
+			return fmt.Errorf("WithKey: key is %d bytes, want at least %d", len(key), identity.MinKeyLength)
+		}
+		c.key = append([]byte(nil), key...)
+		return nil
+	}
+}
+
 // WithIdentityRules sets the identity resolution rules (default
 // identity.DefaultRules()). They are validated by New.
 func WithIdentityRules(r identity.Rules) Option {
@@ -197,17 +264,41 @@ func New(opts ...Option) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("privacy: loading audience definitions: %w", err)
 	}
+	if cfg.supp == nil {
+		cfg.supp = suppression.NewMemList()
+	}
+	if cfg.journal == nil {
+		cfg.journal = journal.NewMemJournal()
+	}
+	if cfg.auditLog == nil {
+		cfg.auditLog = audit.NewMemLog()
+	}
+	if cfg.key == nil {
+		cfg.key = make([]byte, 32)
+		_, _ = rand.Read(cfg.key) // crypto/rand.Read never fails
+	}
+	hasher, err := identity.NewHasher(cfg.key)
+	if err != nil {
+		return nil, fmt.Errorf("privacy: %w: %w", ErrInvalid, err)
+	}
 	c := &Controller{
-		graph:     cfg.graph,
-		profiles:  cfg.profiles,
-		audiences: cfg.audiences,
-		resolver:  resolver,
-		clock:     cfg.clock,
-		log:       cfg.log,
-		locks:     newSubjectLocks(),
-		outbox:    newOutbox(cfg.dests, delivery, cfg.log),
+		suppressions: cfg.supp,
+		journal:      cfg.journal,
+		chain:        audit.NewChain(cfg.auditLog, cfg.key),
+		auditLog:     cfg.auditLog,
+		key:          cfg.key,
+		hasher:       hasher,
+		graph:        cfg.graph,
+		profiles:     cfg.profiles,
+		audiences:    cfg.audiences,
+		resolver:     resolver,
+		clock:        cfg.clock,
+		log:          cfg.log,
+		locks:        newSubjectLocks(),
+		outbox:       newOutbox(cfg.dests, delivery, cfg.log),
 	}
 	c.set.Store(set)
+	c.gate = listGate{c}
 	return c, nil
 }
 

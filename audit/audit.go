@@ -1,0 +1,178 @@
+// Package audit is the tamper-evident record of what the Controller did with
+// privacy requests, so the controller can demonstrate compliance (Art. 5(2)).
+//
+// The log is append-only. Each record names people only by keyed hash and is
+// chained to the previous one: its Hash is the HMAC-SHA256, under the
+// Controller's key, of the previous record's Hash and its own content. Verify
+// walks the chain and reports the first record that was changed, removed or
+// inserted; without the key a tamperer cannot recompute the chain.
+//
+// # Errors
+//
+// ErrTampered, matchable with errors.Is.
+package audit
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/gdprkit/privacy/identity"
+)
+
+// ErrTampered: the chain does not verify.
+var ErrTampered = errors.New("audit: log was tampered with")
+
+// Record is one audit entry.
+type Record struct {
+	// Seq numbers records from 1 without gaps.
+	Seq         uint64
+	At          time.Time
+	Action      string // such as "received", "decided", "finished"
+	RequestID   string
+	RequestType string
+	Status      string
+	// Subjects are keyed hashes of the identifiers concerned.
+	Subjects []identity.Hash
+	Detail   string
+	// Hash chains the record to the previous one.
+	Hash identity.Hash
+}
+
+// Log is the audit log backend: append-only storage of records.
+type Log interface {
+	// Append stores the record; its Seq is one more than the last one's.
+	Append(ctx context.Context, r Record) error
+	// Records returns up to limit records with Seq greater than after, in order.
+	Records(ctx context.Context, after uint64, limit int) ([]Record, error)
+	// Last returns the last record, with ok false when the log is empty.
+	Last(ctx context.Context) (r Record, ok bool, err error)
+}
+
+// Chain appends records to a Log with their chain hashes. It is safe for
+// concurrent use within one process.
+type Chain struct {
+	log Log
+	key []byte
+	mu  sync.Mutex
+}
+
+// NewChain returns a Chain over log with the HMAC key.
+func NewChain(log Log, key []byte) *Chain { return &Chain{log: log, key: append([]byte(nil), key...)} }
+
+// Append numbers r, chains it to the last record and appends it.
+func (c *Chain) Append(ctx context.Context, r Record) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	last, ok, err := c.log.Last(ctx)
+	if err != nil {
+		return fmt.Errorf("audit: reading the last record: %w", err)
+	}
+	var prev identity.Hash
+	r.Seq = 1
+	if ok {
+		prev, r.Seq = last.Hash, last.Seq+1
+	}
+	r.Hash = link(c.key, prev, &r)
+	return c.log.Append(ctx, r)
+}
+
+// link computes a record's chain hash from the previous hash and its content.
+func link(key []byte, prev identity.Hash, r *Record) identity.Hash {
+	content := *r
+	content.Hash = identity.Hash{}
+	b, _ := json.Marshal(content) // a Record always encodes
+	mac := hmac.New(sha256.New, key)
+	mac.Write(prev[:])
+	mac.Write(b)
+	return identity.Hash(mac.Sum(nil))
+}
+
+// Verify walks the whole log and checks every link of the chain. It returns the
+// number of records verified, or an error matching ErrTampered that names the
+// first record at fault.
+func Verify(ctx context.Context, log Log, key []byte) (int, error) {
+	var prev identity.Hash
+	var after uint64
+	n := 0
+	for {
+		recs, err := log.Records(ctx, after, 1000)
+		if err != nil {
+			return n, fmt.Errorf("audit: reading records: %w", err)
+		}
+		for i := range recs {
+			r := &recs[i]
+			if r.Seq != after+1 {
+				return n, fmt.Errorf("%w: record %d follows record %d: records are missing or reordered", ErrTampered, r.Seq, after)
+			}
+			if want := link(key, prev, r); !hmac.Equal(want[:], r.Hash[:]) {
+				return n, fmt.Errorf("%w: record %d does not match its chain hash: it or an earlier one was changed", ErrTampered, r.Seq)
+			}
+			prev, after = r.Hash, r.Seq
+			n++
+		}
+		if len(recs) < 1000 {
+			break
+		}
+	}
+	last, ok, err := log.Last(ctx)
+	if err != nil {
+		return n, fmt.Errorf("audit: reading the last record: %w", err)
+	}
+	if ok && last.Seq != after {
+		return n, fmt.Errorf("%w: the log ends at record %d but the walk ended at %d", ErrTampered, last.Seq, after)
+	}
+	return n, nil
+}
+
+// MemLog is the in-memory Log. It is safe for concurrent use.
+type MemLog struct {
+	mu   sync.RWMutex
+	recs []Record
+}
+
+var _ Log = (*MemLog)(nil)
+
+// NewMemLog returns an empty in-memory audit log.
+func NewMemLog() *MemLog { return &MemLog{} }
+
+// Append implements Log.
+func (l *MemLog) Append(ctx context.Context, r Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if want := uint64(len(l.recs)) + 1; r.Seq != want {
+		return fmt.Errorf("audit: appending record %d, want %d", r.Seq, want)
+	}
+	r.Subjects = append([]identity.Hash(nil), r.Subjects...)
+	l.recs = append(l.recs, r)
+	return nil
+}
+
+// Records implements Log.
+func (l *MemLog) Records(ctx context.Context, after uint64, limit int) ([]Record, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	var out []Record
+	for _, r := range l.recs {
+		if r.Seq > after && (limit <= 0 || len(out) < limit) {
+			r.Subjects = append([]identity.Hash(nil), r.Subjects...)
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// Last implements Log.
+func (l *MemLog) Last(ctx context.Context) (Record, bool, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if len(l.recs) == 0 {
+		return Record{}, false, nil
+	}
+	return l.recs[len(l.recs)-1], true, nil
+}

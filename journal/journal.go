@@ -1,0 +1,279 @@
+// Package journal is the durable record of privacy requests that makes a right
+// atomic across backends and survivable across crashes: the Controller writes a
+// request's intent before it touches any backend, its commit decision before it
+// commits, and every outcome after. Recovery reads the unfinished entries back
+// and completes them: a decided request is redone, an undecided one re-run.
+//
+// An entry holds what recovery needs in clear (the subjects, the identifiers to
+// forward to destinations, the traits of a rectification) only until the request
+// finishes; then the clear values are scrubbed and the keyed hashes stay.
+//
+// # Errors
+//
+// ErrNotFound and ErrInvalid, matchable with errors.Is.
+package journal
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/profile"
+)
+
+// Errors of this package.
+var (
+	ErrNotFound = errors.New("journal: not found")
+	ErrInvalid  = errors.New("journal: invalid")
+)
+
+// Outcome is the result of a request at one backend or destination.
+type Outcome struct {
+	Name     string
+	Status   string
+	Err      string
+	Finished time.Time
+}
+
+// Rectification is the profile write a rectification decided.
+type Rectification struct {
+	Profile identity.ProfileID
+	Update  profile.Update
+}
+
+// Deletion is a person to delete at the destinations: every identifier they were
+// known by, in clear until every destination has acknowledged.
+type Deletion struct {
+	Profile identity.ProfileID
+	IDs     []identity.ID
+}
+
+// Decision is what a request decided to change: enough to redo the commit after
+// a crash without resolving the subjects again.
+type Decision struct {
+	// Delete lists profiles to delete from the graph, the store and the audiences.
+	Delete []identity.ProfileID
+	// Suppress and Unsuppress list keyed hashes of identifiers; SuppressProfiles
+	// and UnsuppressProfiles list profiles whose data is kept.
+	Suppress, Unsuppress                 []identity.Hash
+	SuppressProfiles, UnsuppressProfiles []identity.ProfileID
+	// Rectify lists the profile writes of a rectification.
+	Rectify []Rectification
+	// Forward lists the deletions to send to destinations.
+	Forward []Deletion
+}
+
+// Entry is one request as the journal keeps it.
+type Entry struct {
+	ID     string
+	Type   string
+	Status string
+	// Reason says why a request is INVALID or FAILED.
+	Reason string
+	// Subjects are the identifiers the request named: in clear until the request
+	// finishes, then removed. SubjectHashes stay.
+	Subjects      []identity.ID
+	SubjectHashes []identity.Hash
+	// Traits are a rectification's new values (nil removes), until finished.
+	Traits                  map[string]any
+	Received, Due, Finished time.Time
+	// ExtensionReason is why Due was extended (Art. 12(3)).
+	ExtensionReason string
+	// Decided is set once Decision is recorded: from then on the request always
+	// completes.
+	Decided  bool
+	Decision Decision
+	// Backends and Destinations hold one outcome each.
+	Backends, Destinations []Outcome
+	// ProfileVersion is the profile's version after a rectification.
+	ProfileVersion uint64
+}
+
+// Clone returns a deep copy of e.
+func (e *Entry) Clone() *Entry {
+	c := *e
+	c.Subjects = slices.Clone(e.Subjects)
+	c.SubjectHashes = slices.Clone(e.SubjectHashes)
+	if e.Traits != nil {
+		c.Traits = make(map[string]any, len(e.Traits))
+		for k, v := range e.Traits {
+			c.Traits[k] = profile.CloneValue(v)
+		}
+	}
+	c.Backends = slices.Clone(e.Backends)
+	c.Destinations = slices.Clone(e.Destinations)
+	d := &c.Decision
+	d.Delete = slices.Clone(d.Delete)
+	d.Suppress, d.Unsuppress = slices.Clone(d.Suppress), slices.Clone(d.Unsuppress)
+	d.SuppressProfiles, d.UnsuppressProfiles = slices.Clone(d.SuppressProfiles), slices.Clone(d.UnsuppressProfiles)
+	d.Rectify = slices.Clone(d.Rectify)
+	for i := range d.Rectify {
+		u := &d.Rectify[i].Update
+		u.Set = profile.CloneTraits(u.Set)
+		u.Remove = slices.Clone(u.Remove)
+	}
+	d.Forward = slices.Clone(d.Forward)
+	for i := range d.Forward {
+		d.Forward[i].IDs = slices.Clone(d.Forward[i].IDs)
+	}
+	return &c
+}
+
+// Scrub removes the clear personal data a finished request no longer needs.
+func (e *Entry) Scrub() {
+	e.Subjects, e.Traits = nil, nil
+	for i := range e.Decision.Forward {
+		e.Decision.Forward[i].IDs = nil
+	}
+	for i := range e.Decision.Rectify {
+		e.Decision.Rectify[i].Update.Set = nil
+		e.Decision.Rectify[i].Update.Remove = nil
+	}
+}
+
+// Filter selects entries for List.
+type Filter struct {
+	Types, Statuses []string
+	// Limit is the page size (default 50, at most 1000).
+	Limit int
+	// Cursor continues from the page that returned it as Next.
+	Cursor string
+}
+
+// Page is one page of entries, newest first.
+type Page struct {
+	Entries []*Entry
+	Next    string
+}
+
+// Journal is the journal backend. Put is durable when it returns.
+type Journal interface {
+	// Put stores a copy of e, replacing the entry with the same ID.
+	Put(ctx context.Context, e *Entry) error
+	// Get returns the entry, or an error matching ErrNotFound.
+	Get(ctx context.Context, id string) (*Entry, error)
+	// List returns entries matching the filter, newest first.
+	List(ctx context.Context, f Filter) (Page, error)
+	// Unfinished returns the entries whose status is INITIALIZED or RUNNING,
+	// oldest first.
+	Unfinished(ctx context.Context) ([]*Entry, error)
+}
+
+// Statuses the journal treats as unfinished.
+const (
+	StatusInitialized = "INITIALIZED"
+	StatusRunning     = "RUNNING"
+)
+
+// MemJournal is the in-memory Journal. It is safe for concurrent use.
+type MemJournal struct {
+	mu      sync.RWMutex
+	entries map[string]*Entry
+	order   []string // ids by (Received, ID), oldest first
+}
+
+var _ Journal = (*MemJournal)(nil)
+
+// NewMemJournal returns an empty in-memory journal.
+func NewMemJournal() *MemJournal { return &MemJournal{entries: map[string]*Entry{}} }
+
+// Put implements Journal.
+func (j *MemJournal) Put(ctx context.Context, e *Entry) error {
+	if e.ID == "" {
+		return fmt.Errorf("%w: entry without an ID", ErrInvalid)
+	}
+	c := e.Clone()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if _, ok := j.entries[e.ID]; !ok {
+		i := sort.Search(len(j.order), func(i int) bool { return !j.less(j.order[i], c) })
+		j.order = slices.Insert(j.order, i, e.ID)
+	}
+	j.entries[e.ID] = c
+	return nil
+}
+
+func (j *MemJournal) less(id string, e *Entry) bool {
+	o := j.entries[id]
+	if !o.Received.Equal(e.Received) {
+		return o.Received.Before(e.Received)
+	}
+	return o.ID < e.ID
+}
+
+// Get implements Journal.
+func (j *MemJournal) Get(ctx context.Context, id string) (*Entry, error) {
+	j.mu.RLock()
+	defer j.mu.RUnlock()
+	e, ok := j.entries[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: request %q", ErrNotFound, id)
+	}
+	return e.Clone(), nil
+}
+
+// List implements Journal. The cursor is the position of the last entry returned.
+func (j *MemJournal) List(ctx context.Context, f Filter) (Page, error) {
+	limit := f.Limit
+	switch {
+	case limit == 0:
+		limit = 50
+	case limit < 0 || limit > 1000:
+		return Page{}, fmt.Errorf("%w: limit %d is outside 1..1000", ErrInvalid, limit)
+	}
+	start := -1
+	if f.Cursor != "" {
+		b, err := base64.RawURLEncoding.DecodeString(f.Cursor)
+		if err != nil {
+			return Page{}, fmt.Errorf("%w: malformed cursor %q", ErrInvalid, f.Cursor)
+		}
+		start = -2
+		j.mu.RLock()
+		for i, id := range j.order {
+			if id == string(b) {
+				start = i
+			}
+		}
+		j.mu.RUnlock()
+		if start == -2 {
+			return Page{}, fmt.Errorf("%w: cursor %q names no request", ErrInvalid, f.Cursor)
+		}
+	}
+	j.mu.RLock()
+	defer j.mu.RUnlock()
+	if start == -1 {
+		start = len(j.order)
+	}
+	var page Page
+	for i := start - 1; i >= 0; i-- {
+		e := j.entries[j.order[i]]
+		if (len(f.Types) > 0 && !slices.Contains(f.Types, e.Type)) || (len(f.Statuses) > 0 && !slices.Contains(f.Statuses, e.Status)) {
+			continue
+		}
+		if len(page.Entries) == limit {
+			page.Next = base64.RawURLEncoding.EncodeToString([]byte(page.Entries[limit-1].ID))
+			break
+		}
+		page.Entries = append(page.Entries, e.Clone())
+	}
+	return page, nil
+}
+
+// Unfinished implements Journal.
+func (j *MemJournal) Unfinished(ctx context.Context) ([]*Entry, error) {
+	j.mu.RLock()
+	defer j.mu.RUnlock()
+	var out []*Entry
+	for _, id := range j.order {
+		if e := j.entries[id]; e.Status == StatusInitialized || e.Status == StatusRunning {
+			out = append(out, e.Clone())
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,596 @@
+package privacy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gdprkit/privacy/audience"
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/journal"
+)
+
+// RequestType is the kind of a privacy request. The values mirror Segment's
+// regulation types, plus Rectify and Access.
+type RequestType string
+
+// Request types.
+const (
+	// SuppressOnly blocks new data and keeps existing data (Art. 21).
+	SuppressOnly RequestType = "SUPPRESS_ONLY"
+	// Unsuppress ends a suppression; data sent afterwards is kept.
+	Unsuppress RequestType = "UNSUPPRESS"
+	// SuppressWithDelete suppresses, deletes everything and forwards the
+	// deletion to destinations (Art. 17, 19, 21).
+	SuppressWithDelete RequestType = "SUPPRESS_WITH_DELETE"
+	// SuppressWithDeleteInternal suppresses and deletes internally only.
+	SuppressWithDeleteInternal RequestType = "SUPPRESS_WITH_DELETE_INTERNAL"
+	// DeleteOnly deletes everything and forwards the deletion (Art. 17, 19).
+	DeleteOnly RequestType = "DELETE_ONLY"
+	// DeleteInternal deletes internally only.
+	DeleteInternal RequestType = "DELETE_INTERNAL"
+	// Rectify corrects traits here and downstream (Art. 16, 19).
+	Rectify RequestType = "RECTIFY"
+	// Access exports everything held about the person (Art. 15, 20).
+	Access RequestType = "ACCESS"
+)
+
+func (t RequestType) valid() bool {
+	switch t {
+	case SuppressOnly, Unsuppress, SuppressWithDelete, SuppressWithDeleteInternal, DeleteOnly, DeleteInternal, Rectify, Access:
+		return true
+	}
+	return false
+}
+
+func (t RequestType) deletes() bool {
+	return t == SuppressWithDelete || t == SuppressWithDeleteInternal || t == DeleteOnly || t == DeleteInternal
+}
+
+func (t RequestType) suppresses() bool {
+	return t == SuppressOnly || t == SuppressWithDelete || t == SuppressWithDeleteInternal
+}
+
+// forwards reports whether the request reaches destinations.
+func (t RequestType) forwards() bool {
+	return t == SuppressWithDelete || t == DeleteOnly || t == Rectify
+}
+
+// Status is the state of a request, overall or at one backend or destination.
+// The values mirror Segment's.
+type Status string
+
+// Statuses.
+const (
+	Initialized    Status = "INITIALIZED"
+	Running        Status = "RUNNING"
+	Finished       Status = "FINISHED"
+	PartialSuccess Status = "PARTIAL_SUCCESS"
+	Failed         Status = "FAILED"
+	Invalid        Status = "INVALID"
+	NotSupported   Status = "NOT_SUPPORTED"
+)
+
+// MaxSubjects is the most subjects one request may name, as in Segment.
+const MaxSubjects = 5000
+
+// Request asks for a right to be applied to the people known by the subjects.
+// Each subject may be any identifier; the request acts on the whole resolved
+// profile and every identifier linked to it.
+type Request struct {
+	Type     RequestType
+	Subjects []identity.ID
+	// Traits are a rectification's new values: a nil value removes the trait.
+	Traits map[string]any
+}
+
+// Outcome is a request's result at one backend or destination.
+type Outcome struct {
+	Name     string
+	Status   Status
+	Err      string
+	Finished time.Time
+}
+
+// Receipt is the proof of a request: what was asked, when it is due, and what
+// every backend and destination did. People are referred to by keyed hash only.
+type Receipt struct {
+	ID       string
+	Type     RequestType
+	Status   Status
+	Reason   string
+	Received time.Time
+	// Due is one calendar month after Received (Art. 12(3)), or later when
+	// extended (then ExtensionReason says why).
+	Due, Finished   time.Time
+	ExtensionReason string
+	// Subjects are the keyed hashes of the identifiers the request named.
+	Subjects []identity.Hash
+	// ProfileVersion is the profile's version after a rectification: the
+	// Profile API's metadata shows it once the update is processed.
+	ProfileVersion uint64
+	Backends       []Outcome
+	Destinations   []Outcome
+}
+
+func receiptOf(e *journal.Entry) *Receipt {
+	r := &Receipt{ID: e.ID, Type: RequestType(e.Type), Status: Status(e.Status), Reason: e.Reason,
+		Received: e.Received, Due: e.Due, Finished: e.Finished, ExtensionReason: e.ExtensionReason,
+		Subjects: slices.Clone(e.SubjectHashes), ProfileVersion: e.ProfileVersion}
+	for _, o := range e.Backends {
+		r.Backends = append(r.Backends, outcomeOf(o))
+	}
+	for _, o := range e.Destinations {
+		r.Destinations = append(r.Destinations, outcomeOf(o))
+	}
+	return r
+}
+
+func outcomeOf(o journal.Outcome) Outcome {
+	return Outcome{Name: o.Name, Status: Status(o.Status), Err: o.Err, Finished: o.Finished}
+}
+
+// Erase deletes the person known by id everywhere and forwards the deletion to
+// every destination (DELETE_ONLY).
+func (c *Controller) Erase(ctx context.Context, id identity.ID) (*Receipt, error) {
+	return c.Apply(ctx, Request{Type: DeleteOnly, Subjects: []identity.ID{id}})
+}
+
+// Suppress stops collection for the person known by id, on every identifier
+// linked to them, and keeps them out of audiences (SUPPRESS_ONLY).
+func (c *Controller) Suppress(ctx context.Context, id identity.ID) (*Receipt, error) {
+	return c.Apply(ctx, Request{Type: SuppressOnly, Subjects: []identity.ID{id}})
+}
+
+// Unsuppress ends the suppression of the person known by id (UNSUPPRESS).
+func (c *Controller) Unsuppress(ctx context.Context, id identity.ID) (*Receipt, error) {
+	return c.Apply(ctx, Request{Type: Unsuppress, Subjects: []identity.ID{id}})
+}
+
+// Rectify sets traits (a nil value removes one) on the person known by id, with
+// source "rectification", and sends the corrected traits to destinations. The
+// receipt's ProfileVersion appears in the profile metadata once processed.
+func (c *Controller) Rectify(ctx context.Context, id identity.ID, traits map[string]any) (*Receipt, error) {
+	return c.Apply(ctx, Request{Type: Rectify, Subjects: []identity.ID{id}, Traits: traits})
+}
+
+// Apply applies a request atomically across every backend and returns its
+// receipt. Bad input (an unknown type, no subjects, more than MaxSubjects, a
+// malformed identifier, more than MaxTraits traits or a value that is not JSON)
+// gets an INVALID receipt and an error matching ErrInvalid, and changes nothing.
+//
+// The protocol: the request is journaled first; its subjects are locked so
+// collection cannot interleave; every backend stages its part in a transaction;
+// the commit decision is journaled; every backend commits; then destinations are
+// told through the outbox. A failure before the decision rolls everything back
+// (FAILED); after it, the request always completes, if need be by Recover.
+func (c *Controller) Apply(ctx context.Context, req Request) (*Receipt, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, err
+	}
+	now := c.now()
+	e := &journal.Entry{ID: newRequestID(), Type: string(req.Type), Status: string(Initialized), Received: now, Due: now.AddDate(0, 1, 0)}
+	if err := c.validateRequest(&req, e); err != nil {
+		e.Status, e.Reason, e.Finished = string(Invalid), err.Error(), now
+		e.Subjects = nil
+		if perr := c.journal.Put(ctx, e); perr != nil {
+			return nil, backendError("journal", perr)
+		}
+		c.audit(ctx, e, "invalid")
+		return receiptOf(e), err
+	}
+	e.Status = string(Running)
+	if err := c.journal.Put(ctx, e); err != nil { // step 1: intent before any backend
+		return nil, backendError("journal", err)
+	}
+	c.audit(ctx, e, "received")
+	return c.execute(ctx, e)
+}
+
+// validateRequest checks the request and fills the entry's subjects.
+func (c *Controller) validateRequest(req *Request, e *journal.Entry) error {
+	switch {
+	case !req.Type.valid():
+		return fieldErrorf("Type", "unknown request type %q", string(req.Type))
+	case req.Type == Access:
+		return fieldErrorf("Type", "ACCESS requests are served by Access and Export")
+	case len(req.Subjects) == 0:
+		return fieldErrorf("Subjects", "no subjects")
+	case len(req.Subjects) > MaxSubjects:
+		return fieldErrorf("Subjects", "%d subjects, more than %d", len(req.Subjects), MaxSubjects)
+	case req.Type == Rectify && len(req.Subjects) != 1:
+		return fieldErrorf("Subjects", "a rectification names one person, not %d", len(req.Subjects))
+	case req.Type != Rectify && req.Traits != nil:
+		return fieldErrorf("Traits", "only a rectification carries traits")
+	}
+	for i, id := range req.Subjects {
+		n, err := id.Normalize()
+		if err != nil {
+			return fieldError("Subjects["+strconv.Itoa(i)+"]", err)
+		}
+		e.Subjects = append(e.Subjects, n)
+		e.SubjectHashes = append(e.SubjectHashes, c.hasher.ID(n))
+	}
+	if req.Type == Rectify {
+		traits, err := checkTraits(req.Traits)
+		if err != nil {
+			return err
+		}
+		if len(traits) == 0 {
+			return fieldErrorf("Traits", "a rectification needs at least one trait")
+		}
+		e.Traits = traits
+	}
+	return nil
+}
+
+// execute runs steps 2 to 5 of the protocol for a journaled, undecided request.
+func (c *Controller) execute(ctx context.Context, e *journal.Entry) (*Receipt, error) {
+	var matchBuf []identity.Match
+	matches, held, err := c.lockMatches(ctx, e.Subjects, matchBuf) // step 2
+	if err != nil {
+		return c.fail(ctx, e, err)
+	}
+	locked := true
+	unlock := func() {
+		if locked {
+			c.locks.unlock(&held)
+			locked = false
+		}
+	}
+	defer unlock()
+
+	txs, err := c.begin(ctx) // step 3: prepare
+	if err != nil {
+		return c.fail(ctx, e, err)
+	}
+	defer txs.rollback(ctx)
+	now := c.now()
+	d, sends, err := c.decide(ctx, txs, e, matches, now)
+	var changes map[identity.ProfileID][]audience.Change
+	if err == nil {
+		changes, err = c.stage(ctx, txs, &d, now)
+	}
+	if err != nil {
+		return c.fail(ctx, e, err)
+	}
+	e.Decided, e.Decision = true, d // step 4: the decision, then the commits
+	if err := c.journal.Put(ctx, e); err != nil {
+		e.Decided, e.Decision = false, journal.Decision{}
+		return c.fail(ctx, e, backendError("journal", err))
+	}
+	c.audit(ctx, e, "decided")
+	if err := c.commit(ctx, txs, e); err != nil {
+		return receiptOf(e), err // decided: Recover completes it
+	}
+	unlock()
+	c.deliverAudienceChanges(ctx, e, changes, now)
+	c.deliverDecision(ctx, e, sends) // step 5
+	return receiptOf(e), nil
+}
+
+// deliverAudienceChanges tells destinations who entered or left audiences
+// because of the request (suppressed people leave them all).
+func (c *Controller) deliverAudienceChanges(ctx context.Context, e *journal.Entry, changes map[identity.ProfileID][]audience.Change, now time.Time) {
+	for pid, ch := range changes {
+		version := e.ProfileVersion
+		if m, err := c.profiles.Metadata(ctx, pid); err == nil {
+			version = m.Version
+		}
+		c.deliverChanges(ctx, pid, version, ch, now)
+	}
+}
+
+// fail records that a request failed before its decision: nothing changed.
+func (c *Controller) fail(ctx context.Context, e *journal.Entry, err error) (*Receipt, error) {
+	e.Status, e.Reason, e.Finished = string(Failed), err.Error(), c.now()
+	if errors.Is(err, ErrInvalid) {
+		e.Status = string(Invalid)
+	}
+	e.Scrub()
+	if perr := c.journal.Put(context.WithoutCancel(ctx), e); perr != nil {
+		err = errors.Join(err, backendError("journal", perr))
+	}
+	c.audit(ctx, e, "failed")
+	return receiptOf(e), err
+}
+
+// commit commits every participant, retrying each with backoff: after the
+// decision the request must complete. It records the backends' outcomes.
+func (c *Controller) commit(ctx context.Context, txs *participants, e *journal.Entry) error {
+	var errs []error
+	e.Backends = e.Backends[:0]
+	for _, p := range txs.all() {
+		var err error
+		for attempt := 1; attempt <= commitAttempts; attempt++ {
+			if err = p.commit(ctx); err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			time.Sleep(time.Duration(attempt) * 10 * time.Millisecond)
+		}
+		o := journal.Outcome{Name: p.name, Status: string(Finished), Finished: c.now()}
+		if err != nil {
+			o.Status, o.Err = string(Running), err.Error()
+			errs = append(errs, fmt.Errorf("%s commit: %w", p.name, err))
+		}
+		e.Backends = append(e.Backends, o)
+	}
+	if len(errs) > 0 {
+		_ = c.journal.Put(context.WithoutCancel(ctx), e)
+		return fmt.Errorf("privacy: request %s is decided but not fully committed; Recover completes it: %w", e.ID, errors.Join(errs...))
+	}
+	return nil
+}
+
+// commitAttempts bounds the tries per participant commit before the request is
+// left to Recover.
+const commitAttempts = 3
+
+// deliverDecision queues the request's work for destinations, or finishes it
+// when there is none.
+func (c *Controller) deliverDecision(ctx context.Context, e *journal.Entry, sends []pendingSend) {
+	forwards := RequestType(e.Type).forwards() && len(c.outbox.queues) > 0 &&
+		(len(e.Decision.Forward) > 0 || len(sends) > 0)
+	if !forwards {
+		c.finish(ctx, e, nil)
+		return
+	}
+	t := c.tracker(e)
+	c.inflight.Store(e.ID, t)
+	for _, q := range c.outbox.queues {
+		e.Destinations = append(e.Destinations, journal.Outcome{Name: q.d.Name(), Status: string(Running)})
+		t.waiting[q.d.Name()] = len(e.Decision.Forward) + len(sends)
+	}
+	_ = c.journal.Put(context.WithoutCancel(ctx), e)
+	for _, f := range e.Decision.Forward {
+		c.outbox.purge(f.Profile) // nothing about the person may follow the deletion
+		c.outbox.deleteAll(deletionOf(e.ID, f), t.done)
+	}
+	for _, s := range sends {
+		c.outbox.sendTracked(s.msgs, t.done)
+	}
+}
+
+// finish completes a request: the overall status follows Segment's rules, the
+// clear personal data is scrubbed, the receipt is journaled.
+func (c *Controller) finish(ctx context.Context, e *journal.Entry, _ error) {
+	defer c.inflight.Delete(e.ID)
+	e.Status = string(overall(e))
+	e.Finished = c.now()
+	e.Scrub()
+	_ = c.journal.Put(context.WithoutCancel(ctx), e)
+	c.audit(ctx, e, "finished")
+}
+
+// overall is Segment's rule: FINISHED when every destination finished (or cannot
+// delete: NOT_SUPPORTED), FAILED when every destination failed, PARTIAL_SUCCESS
+// in between.
+func overall(e *journal.Entry) Status {
+	failed := 0
+	for _, o := range e.Destinations {
+		if Status(o.Status) == Failed {
+			failed++
+		}
+	}
+	switch {
+	case failed == 0:
+		return Finished
+	case failed == len(e.Destinations):
+		return Failed
+	}
+	return PartialSuccess
+}
+
+// requestTracker collects the destinations' outcomes of one request and
+// finishes it when the last one is in.
+type requestTracker struct {
+	c       *Controller
+	mu      sync.Mutex
+	e       *journal.Entry
+	waiting map[string]int
+}
+
+func (c *Controller) tracker(e *journal.Entry) *requestTracker {
+	return &requestTracker{c: c, e: e, waiting: map[string]int{}}
+}
+
+func (t *requestTracker) done(name string, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.waiting[name]--
+	for i := range t.e.Destinations {
+		o := &t.e.Destinations[i]
+		if o.Name != name || (Status(o.Status) != Running && Status(o.Status) != Finished) {
+			continue // a FAILED or NOT_SUPPORTED outcome stands
+		}
+		switch {
+		case err == nil:
+			if t.waiting[name] == 0 {
+				o.Status = string(Finished)
+			}
+		case errors.Is(err, errNotSupported):
+			o.Status, o.Err = string(NotSupported), err.Error()
+		default:
+			o.Status, o.Err = string(Failed), err.Error()
+		}
+		if t.waiting[name] == 0 || Status(o.Status) != Running {
+			o.Finished = t.c.now()
+		}
+	}
+	for _, n := range t.waiting {
+		if n > 0 {
+			_ = t.c.journal.Put(context.Background(), t.e)
+			return
+		}
+	}
+	t.c.finish(context.Background(), t.e, nil)
+}
+
+// Status returns the receipt of a request. An unknown id fails with ErrNotFound.
+func (c *Controller) Status(ctx context.Context, id string) (*Receipt, error) {
+	e, err := c.journal.Get(ctx, id)
+	if errors.Is(err, journal.ErrNotFound) {
+		return nil, fmt.Errorf("privacy: %w: request %q", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, backendError("journal", err)
+	}
+	return receiptOf(e), nil
+}
+
+// RequestFilter selects requests for Requests.
+type RequestFilter struct {
+	Types    []RequestType
+	Statuses []Status
+	// Limit is the page size (default 50, at most 1000).
+	Limit int
+	// Cursor continues from the page that returned it as Next.
+	Cursor string
+}
+
+// RequestPage is one page of receipts, newest first.
+type RequestPage struct {
+	Receipts []*Receipt
+	Next     string
+}
+
+// Requests lists receipts, newest first, filtered by type and status.
+func (c *Controller) Requests(ctx context.Context, f RequestFilter) (RequestPage, error) {
+	jf := journal.Filter{Limit: f.Limit, Cursor: f.Cursor}
+	for _, t := range f.Types {
+		jf.Types = append(jf.Types, string(t))
+	}
+	for _, s := range f.Statuses {
+		jf.Statuses = append(jf.Statuses, string(s))
+	}
+	page, err := c.journal.List(ctx, jf)
+	if err != nil {
+		return RequestPage{}, backendError("journal", err)
+	}
+	out := RequestPage{Next: page.Next}
+	for _, e := range page.Entries {
+		out.Receipts = append(out.Receipts, receiptOf(e))
+	}
+	return out, nil
+}
+
+// Extend moves a request's due date by up to two further months in all, with
+// the reason recorded (Art. 12(3)). Extending past that is refused.
+func (c *Controller) Extend(ctx context.Context, id string, months int, reason string) (*Receipt, error) {
+	e, err := c.journal.Get(ctx, id)
+	if err != nil {
+		return nil, backendError("journal", err)
+	}
+	newDue := e.Due.AddDate(0, months, 0)
+	switch {
+	case months < 1:
+		return nil, fieldErrorf("months", "%d: extend by one or two months", months)
+	case reason == "":
+		return nil, fieldErrorf("reason", "an extension needs a reason to tell the person")
+	case newDue.After(e.Received.AddDate(0, 3, 0)):
+		return nil, fieldErrorf("months", "the due date may move two months past the first at most")
+	}
+	e.Due, e.ExtensionReason = newDue, reason
+	if err := c.journal.Put(ctx, e); err != nil {
+		return nil, backendError("journal", err)
+	}
+	c.audit(ctx, e, "extended")
+	return receiptOf(e), nil
+}
+
+// Overdue lists the unfinished requests whose due date has passed.
+func (c *Controller) Overdue(ctx context.Context) ([]*Receipt, error) {
+	es, err := c.journal.Unfinished(ctx)
+	if err != nil {
+		return nil, backendError("journal", err)
+	}
+	now := c.now()
+	var out []*Receipt
+	for _, e := range es {
+		if e.Due.Before(now) {
+			out = append(out, receiptOf(e))
+		}
+	}
+	return out, nil
+}
+
+// Recover completes the requests the journal shows unfinished, as after a
+// crash: a decided request is committed again (every write is an idempotent
+// redo) and its destinations are told; an undecided one is presumed aborted and
+// run again from the lock step. It returns how many requests it completed.
+func (c *Controller) Recover(ctx context.Context) (int, error) {
+	if err := c.checkOpen(); err != nil {
+		return 0, err
+	}
+	es, err := c.journal.Unfinished(ctx)
+	if err != nil {
+		return 0, backendError("journal", err)
+	}
+	n := 0
+	var errs []error
+	for _, e := range es {
+		if c.inFlight(e.ID) {
+			continue // this Controller is still delivering it
+		}
+		if err := c.recoverOne(ctx, e); err != nil {
+			errs = append(errs, fmt.Errorf("request %s: %w", e.ID, err))
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+func (c *Controller) recoverOne(ctx context.Context, e *journal.Entry) error {
+	c.audit(ctx, e, "recovering")
+	if !e.Decided {
+		_, err := c.execute(ctx, e) // presumed aborted: run it again
+		return err
+	}
+	_, held, err := c.lockMatches(ctx, slices.Clone(e.Subjects), nil)
+	if err != nil {
+		return err
+	}
+	txs, err := c.begin(ctx)
+	if err != nil {
+		c.locks.unlock(&held)
+		return err
+	}
+	defer txs.rollback(ctx)
+	now := c.now()
+	changes, err := c.stage(ctx, txs, &e.Decision, now)
+	if err == nil {
+		err = c.commit(ctx, txs, e)
+	}
+	c.locks.unlock(&held)
+	if err != nil {
+		return err
+	}
+	c.deliverAudienceChanges(ctx, e, changes, now)
+	// Destinations are told again, all of them: at least once, and they
+	// de-duplicate on the request id.
+	e.Destinations = nil
+	c.deliverDecision(ctx, e, c.rectifySends(e))
+	return nil
+}
+
+// inFlight reports whether this Controller is still delivering the request.
+func (c *Controller) inFlight(id string) bool {
+	_, ok := c.inflight.Load(id)
+	return ok
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "req_" + hex.EncodeToString(b[:])
+}

@@ -1,0 +1,228 @@
+// Package suppression is the backend of the right to object (Art. 21): the list
+// of suppressed people that the collection path checks before it stores
+// anything.
+//
+// The list keeps keyed hashes of identifiers (identity.Hash), never the clear
+// values, so a person who is erased and suppressed is not stored in clear
+// anywhere. It also keeps the ids of suppressed profiles whose data is kept
+// (SUPPRESS_ONLY): a profile id is a random pseudonym, and checking it needs no
+// hashing, which keeps the check for a known person cheap. The Controller keeps
+// one invariant: an identifier linked to a profile is in the list only if the
+// profile is, so a message whose identifiers are all linked is checked by profile
+// alone, and only unlinked identifiers are hashed.
+//
+// # Errors
+//
+// ErrTxDone, matchable with errors.Is.
+package suppression
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/gdprkit/privacy/identity"
+)
+
+// ErrTxDone: the transaction was already committed or rolled back.
+var ErrTxDone = errors.New("suppression: transaction already committed or rolled back")
+
+// Reader reads the suppression list.
+type Reader interface {
+	// Suppressed reports whether the identifier with this keyed hash is
+	// suppressed.
+	Suppressed(ctx context.Context, h identity.Hash) (bool, error)
+	// ProfileSuppressed reports whether the profile is suppressed.
+	ProfileSuppressed(ctx context.Context, pid identity.ProfileID) (bool, error)
+}
+
+// List is the suppression list backend. Reads on the List itself see committed
+// state.
+type List interface {
+	Reader
+	// Len returns how many identifiers and profiles are suppressed.
+	Len(ctx context.Context) (identifiers, profiles int, err error)
+	// Begin starts a transaction.
+	Begin(ctx context.Context) (Tx, error)
+}
+
+// Tx is a transaction on a List with database/sql manners: after Commit or
+// Rollback every method fails with ErrTxDone, except Rollback, which is then a
+// harmless no-op. Every write is idempotent.
+type Tx interface {
+	Reader
+	// Add suppresses the identifiers with these hashes.
+	Add(ctx context.Context, hs ...identity.Hash) error
+	// Remove ends their suppression.
+	Remove(ctx context.Context, hs ...identity.Hash) error
+	// AddProfile suppresses the profile; RemoveProfile ends it.
+	AddProfile(ctx context.Context, pid identity.ProfileID) error
+	RemoveProfile(ctx context.Context, pid identity.ProfileID) error
+	// Commit makes the staged writes visible at once.
+	Commit(ctx context.Context) error
+	// Rollback discards the staged writes.
+	Rollback(ctx context.Context) error
+}
+
+// MemList is the in-memory List. It is safe for concurrent use; a check is a map
+// lookup under a read lock and does not allocate.
+type MemList struct {
+	mu       sync.RWMutex
+	ids      map[identity.Hash]struct{}
+	profiles map[identity.ProfileID]struct{}
+}
+
+var _ List = (*MemList)(nil)
+
+// NewMemList returns an empty in-memory suppression list.
+func NewMemList() *MemList {
+	return &MemList{ids: map[identity.Hash]struct{}{}, profiles: map[identity.ProfileID]struct{}{}}
+}
+
+// Suppressed implements Reader.
+func (l *MemList) Suppressed(ctx context.Context, h identity.Hash) (bool, error) {
+	l.mu.RLock()
+	_, ok := l.ids[h]
+	l.mu.RUnlock()
+	return ok, nil
+}
+
+// ProfileSuppressed implements Reader.
+func (l *MemList) ProfileSuppressed(ctx context.Context, pid identity.ProfileID) (bool, error) {
+	l.mu.RLock()
+	_, ok := l.profiles[pid]
+	l.mu.RUnlock()
+	return ok, nil
+}
+
+// Empty reports whether nothing is suppressed. The collection path skips the
+// check altogether then, so an unused list costs nothing.
+func (l *MemList) Empty() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return len(l.ids) == 0 && len(l.profiles) == 0
+}
+
+// Len implements List.
+func (l *MemList) Len(ctx context.Context) (int, int, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return len(l.ids), len(l.profiles), nil
+}
+
+// Begin implements List.
+func (l *MemList) Begin(ctx context.Context) (Tx, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return &memTx{l: l}, nil
+}
+
+// memOp is one staged write; ops apply in order at Commit.
+type memOp struct {
+	add     bool
+	hash    identity.Hash
+	profile identity.ProfileID // set for profile ops
+}
+
+type memTx struct {
+	l    *MemList
+	done bool
+	ops  []memOp
+}
+
+func (tx *memTx) check(ctx context.Context) error {
+	if tx.done {
+		return ErrTxDone
+	}
+	return ctx.Err()
+}
+
+func (tx *memTx) Suppressed(ctx context.Context, h identity.Hash) (bool, error) {
+	if err := tx.check(ctx); err != nil {
+		return false, err
+	}
+	for i := len(tx.ops) - 1; i >= 0; i-- {
+		if op := tx.ops[i]; op.profile == "" && op.hash == h {
+			return op.add, nil
+		}
+	}
+	return tx.l.Suppressed(ctx, h)
+}
+
+func (tx *memTx) ProfileSuppressed(ctx context.Context, pid identity.ProfileID) (bool, error) {
+	if err := tx.check(ctx); err != nil {
+		return false, err
+	}
+	for i := len(tx.ops) - 1; i >= 0; i-- {
+		if op := tx.ops[i]; op.profile == pid {
+			return op.add, nil
+		}
+	}
+	return tx.l.ProfileSuppressed(ctx, pid)
+}
+
+func (tx *memTx) stage(ctx context.Context, add bool, hs []identity.Hash) error {
+	if err := tx.check(ctx); err != nil {
+		return err
+	}
+	for _, h := range hs {
+		tx.ops = append(tx.ops, memOp{add: add, hash: h})
+	}
+	return nil
+}
+
+func (tx *memTx) Add(ctx context.Context, hs ...identity.Hash) error { return tx.stage(ctx, true, hs) }
+func (tx *memTx) Remove(ctx context.Context, hs ...identity.Hash) error {
+	return tx.stage(ctx, false, hs)
+}
+
+func (tx *memTx) stageProfile(ctx context.Context, add bool, pid identity.ProfileID) error {
+	if err := tx.check(ctx); err != nil {
+		return err
+	}
+	tx.ops = append(tx.ops, memOp{add: add, profile: pid})
+	return nil
+}
+
+func (tx *memTx) AddProfile(ctx context.Context, pid identity.ProfileID) error {
+	return tx.stageProfile(ctx, true, pid)
+}
+
+func (tx *memTx) RemoveProfile(ctx context.Context, pid identity.ProfileID) error {
+	return tx.stageProfile(ctx, false, pid)
+}
+
+func (tx *memTx) Commit(ctx context.Context) error {
+	if tx.done {
+		return ErrTxDone
+	}
+	tx.done = true
+	ops := tx.ops
+	tx.ops = nil
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	l := tx.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, op := range ops {
+		switch {
+		case op.profile != "" && op.add:
+			l.profiles[op.profile] = struct{}{}
+		case op.profile != "":
+			delete(l.profiles, op.profile)
+		case op.add:
+			l.ids[op.hash] = struct{}{}
+		default:
+			delete(l.ids, op.hash)
+		}
+	}
+	return nil
+}
+
+func (tx *memTx) Rollback(ctx context.Context) error {
+	tx.done = true
+	tx.ops = nil
+	return nil
+}
