@@ -2,8 +2,6 @@ package privacy
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -175,7 +173,7 @@ func (c *Controller) Apply(ctx context.Context, req Request) (*Receipt, error) {
 		return nil, err
 	}
 	now := c.now()
-	e := &journal.Entry{ID: newRequestID(), Type: string(req.Type), Status: string(Initialized), Received: now, Due: now.AddDate(0, 1, 0)}
+	e := &journal.Entry{ID: newRequestID(now), Type: string(req.Type), Status: string(Initialized), Received: now, Due: now.AddDate(0, 1, 0)}
 	if err := c.validateRequest(&req, e); err != nil {
 		e.Status, e.Reason, e.Finished = string(Invalid), err.Error(), now
 		e.Subjects = nil
@@ -344,13 +342,17 @@ func (c *Controller) deliverDecision(ctx context.Context, e *journal.Entry, send
 		c.finish(ctx, e, nil)
 		return
 	}
-	t := c.tracker(e)
-	c.inflight.Store(e.ID, t)
 	for _, q := range c.outbox.queues {
 		e.Destinations = append(e.Destinations, journal.Outcome{Name: q.d.Name(), Status: string(Running)})
-		t.waiting[q.d.Name()] = len(e.Decision.Forward) + len(sends)
 	}
 	_ = c.journal.Put(context.WithoutCancel(ctx), e)
+	// The tracker owns its own copy: outcomes arrive on delivery goroutines
+	// while the caller reads e for the receipt.
+	t := c.tracker(e.Clone())
+	for _, q := range c.outbox.queues {
+		t.waiting[q.d.Name()] = len(e.Decision.Forward) + len(sends)
+	}
+	c.inflight.Store(e.ID, t)
 	for _, f := range e.Decision.Forward {
 		c.outbox.purge(f.Profile) // nothing about the person may follow the deletion
 		c.outbox.deleteAll(deletionOf(e.ID, f), t.done)
@@ -491,12 +493,13 @@ func (c *Controller) Extend(ctx context.Context, id string, months int, reason s
 		return nil, backendError("journal", err)
 	}
 	newDue := e.Due.AddDate(0, months, 0)
+	firstDue := e.Received.AddDate(0, 1, 0)
 	switch {
 	case months < 1:
 		return nil, fieldErrorf("months", "%d: extend by one or two months", months)
 	case reason == "":
 		return nil, fieldErrorf("reason", "an extension needs a reason to tell the person")
-	case newDue.After(e.Received.AddDate(0, 3, 0)):
+	case newDue.After(firstDue.AddDate(0, 2, 0)):
 		return nil, fieldErrorf("months", "the due date may move two months past the first at most")
 	}
 	e.Due, e.ExtensionReason = newDue, reason
@@ -589,8 +592,5 @@ func (c *Controller) inFlight(id string) bool {
 	return ok
 }
 
-func newRequestID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return "req_" + hex.EncodeToString(b[:])
-}
+// newRequestID returns a request id that sorts in creation order.
+func newRequestID(now time.Time) string { return identity.NewSortableID("req_", now) }

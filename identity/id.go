@@ -138,7 +138,12 @@ var profileEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").Wit
 // one millisecond or when the clock steps back (the random part of the previous id
 // is incremented, as monotonic ULIDs do), so "the oldest profile" of a merge is
 // always the one created first.
-func NewProfileID(now time.Time) ProfileID {
+func NewProfileID(now time.Time) ProfileID { return ProfileID(NewSortableID(ProfilePrefix, now)) }
+
+// NewSortableID returns prefix followed by 26 characters that sort in creation
+// order within the process, as NewProfileID's do: for ids of other things, such
+// as privacy requests.
+func NewSortableID(prefix string, now time.Time) string {
 	var b [16]byte
 	ms := uint64(max(now.UnixMilli(), 0))
 	lastID.Lock()
@@ -161,7 +166,7 @@ func NewProfileID(now time.Time) ProfileID {
 	}
 	lastID.ms, lastID.b = ms, b
 	lastID.Unlock()
-	return ProfileID(ProfilePrefix + profileEncoding.EncodeToString(b[:]))
+	return prefix + profileEncoding.EncodeToString(b[:])
 }
 
 // lastID is the previous id NewProfileID returned, for monotonic ids.
