@@ -3,8 +3,8 @@ package audience
 import (
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gdprkit/privacy/profile"
@@ -33,15 +33,28 @@ type Counter struct {
 	Times []time.Time
 }
 
-// Clone returns a deep copy of s.
+// Clone returns a deep copy of s. Every counter's timestamps share one backing
+// array, each with room for one more, so a clone costs a few allocations however
+// many counters there are, and counting the next event does not reallocate.
 func (s *State) Clone() *State {
 	c := &State{Audiences: slices.Clone(s.Audiences), NextChange: s.NextChange}
-	if s.Counters != nil {
-		c.Counters = make(map[string]Counter, len(s.Counters))
-		for k, v := range s.Counters {
-			v.Times = slices.Clone(v.Times)
-			c.Counters[k] = v
+	if s.Counters == nil {
+		return c
+	}
+	c.Counters = make(map[string]Counter, len(s.Counters))
+	total := 0
+	for _, v := range s.Counters {
+		if v.Times != nil {
+			total += len(v.Times) + 1
 		}
+	}
+	backing := make([]time.Time, total)
+	for k, v := range s.Counters {
+		if v.Times != nil {
+			n := copy(backing, v.Times)
+			v.Times, backing = backing[:n:n+1], backing[n+1:]
+		}
+		c.Counters[k] = v
 	}
 	return c
 }
@@ -67,6 +80,7 @@ type counterSpec struct {
 	// them all (newest is zero).
 	newest  int
 	between bool
+	idx     int // position in Set.specList
 }
 
 // Set is a compiled, validated set of audience definitions, in dependency order
@@ -79,7 +93,16 @@ type Set struct {
 	counters map[string]*counterSpec
 	byEvent  map[string][]*counterSpec
 	specs    map[*EventCondition]*counterSpec // every event condition's counter
-	windowed map[*EventCondition]*counterSpec // the windowed ones
+	specList []*counterSpec
+	windowed []windowedCondition
+	byKey    []int // definition indexes in key order
+	scratch  sync.Pool
+}
+
+// windowedCondition is an event condition with a time window, and its counter.
+type windowedCondition struct {
+	ev   *EventCondition
+	spec *counterSpec
 }
 
 // NewSet compiles definitions into a Set, refusing malformed ones, duplicate keys,
@@ -116,13 +139,13 @@ func (s *Set) Add(d Definition) (*Set, error) {
 		}
 	}
 	n := &Set{
+		scratch:  sync.Pool{New: func() any { return new(evaluation) }},
 		defs:     append(slices.Clip(s.defs), d),
 		conds:    append(slices.Clip(s.conds), cond),
 		index:    make(map[string]int, len(s.index)+1),
 		counters: make(map[string]*counterSpec, len(s.counters)),
 		byEvent:  map[string][]*counterSpec{},
 		specs:    map[*EventCondition]*counterSpec{},
-		windowed: map[*EventCondition]*counterSpec{},
 	}
 	for k, i := range s.index {
 		n.index[k] = i
@@ -131,6 +154,11 @@ func (s *Set) Add(d Definition) (*Set, error) {
 	for _, c := range n.conds {
 		n.addCounters(c)
 	}
+	n.byKey = make([]int, len(n.defs))
+	for i := range n.byKey {
+		n.byKey[i] = i
+	}
+	slices.SortFunc(n.byKey, func(a, b int) int { return strings.Compare(n.defs[a].Key, n.defs[b].Key) })
 	return n, nil
 }
 
@@ -143,14 +171,15 @@ func (s *Set) addCounters(c Condition) {
 		key := counterKey(ev)
 		spec := s.counters[key]
 		if spec == nil {
-			spec = &counterSpec{key: key, name: ev.Name, filter: ev.Filter}
+			spec = &counterSpec{key: key, name: ev.Name, filter: ev.Filter, idx: len(s.specList)}
+			s.specList = append(s.specList, spec)
 			s.counters[key] = spec
 			s.byEvent[ev.Name] = append(s.byEvent[ev.Name], spec)
 		}
 		spec.keep = max(spec.keep, ev.Window.To)
 		s.specs[ev] = spec
 		if !ev.Window.isZero() {
-			s.windowed[ev] = spec
+			s.windowed = append(s.windowed, windowedCondition{ev, spec})
 			spec.between = spec.between || ev.Window.From > 0
 			spec.newest = max(spec.newest, ev.Count+1)
 			if spec.between {
@@ -279,29 +308,114 @@ type Change struct {
 // returns what changed. With excluded set (a suppressed person) the profile is in
 // no audience. Counters no audience uses any more are dropped.
 func (s *Set) Evaluate(st *State, traits map[string]profile.Trait, now time.Time, excluded bool) []Change {
-	var member []bool
+	scratch, _ := s.scratch.Get().(*evaluation)
+	if scratch == nil { // the empty Set has no pool constructor
+		scratch = new(evaluation)
+	}
+	defer s.scratch.Put(scratch)
+	e := *scratch
+	e.init(s, st, now)
+	*scratch = e // keep grown buffers for next time
 	if !excluded {
-		member = make([]bool, len(s.conds))
 		for i, c := range s.conds {
-			member[i] = s.eval(c, st, traits, now, member)
+			e.member[i] = s.eval(c, e, traits)
 		}
 	}
+	// Walk the memberships in key order against st.Audiences (sorted too): the
+	// common case, nothing changed, costs no allocation.
 	var next []string
-	for i, d := range s.defs {
-		if member != nil && member[i] {
-			next = append(next, d.Key)
+	var changes []Change
+	j := 0
+	for k, i := range s.byKey {
+		key := s.defs[i].Key
+		for j < len(st.Audiences) && st.Audiences[j] < key {
+			changes = append(changes, Change{Key: st.Audiences[j]}) // an audience no longer defined
+			j++
+		}
+		was := j < len(st.Audiences) && st.Audiences[j] == key
+		if was {
+			j++
+		}
+		if e.member[i] != was {
+			if next == nil {
+				next = make([]string, 0, len(s.byKey))
+				for _, i2 := range s.byKey[:k] {
+					if e.member[i2] {
+						next = append(next, s.defs[i2].Key)
+					}
+				}
+			}
+			changes = append(changes, Change{Key: key, Entered: e.member[i]})
+		}
+		if next != nil && e.member[i] {
+			next = append(next, key)
 		}
 	}
-	slices.Sort(next)
-	changes := diff(st.Audiences, next)
-	st.Audiences = next
+	for ; j < len(st.Audiences); j++ {
+		changes = append(changes, Change{Key: st.Audiences[j]})
+	}
+	if changes != nil {
+		if next == nil {
+			next = []string{}
+			for _, i := range s.byKey {
+				if e.member[i] {
+					next = append(next, s.defs[i].Key)
+				}
+			}
+		}
+		if len(next) == 0 {
+			next = nil
+		}
+		st.Audiences = next
+		slices.SortFunc(changes, func(a, b Change) int { return strings.Compare(a.Key, b.Key) })
+	}
+	s.dropUnused(st)
+	st.NextChange = s.nextChange(e)
+	return changes
+}
+
+// evaluation is the working state of one Evaluate: memberships so far and each
+// counter fetched once, on the stack for the usual number of audiences.
+type evaluation struct {
+	now      time.Time
+	member   []bool
+	counters []Counter
+}
+
+// init sizes the buffers for s and fetches st's counters. The buffers come from
+// the Set's pool, so evaluating does not allocate.
+func (e *evaluation) init(s *Set, st *State, now time.Time) {
+	e.now = now
+	if cap(e.member) < len(s.conds) {
+		e.member = make([]bool, len(s.conds))
+	}
+	e.member = e.member[:len(s.conds)]
+	clear(e.member)
+	e.counters = e.counters[:0]
+	for _, spec := range s.specList {
+		e.counters = append(e.counters, st.Counters[spec.key])
+	}
+}
+
+// dropUnused removes counters no audience uses any more.
+func (s *Set) dropUnused(st *State) {
+	if len(st.Counters) <= len(s.counters) {
+		ok := true
+		for k := range st.Counters {
+			if s.counters[k] == nil {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return
+		}
+	}
 	for k := range st.Counters {
 		if s.counters[k] == nil {
 			delete(st.Counters, k)
 		}
 	}
-	st.NextChange = s.nextChange(st, now)
-	return changes
 }
 
 // diff returns the changes from the sorted old to the sorted new memberships.
@@ -324,7 +438,7 @@ func diff(old, next []string) []Change {
 	return out
 }
 
-func (s *Set) eval(c Condition, st *State, traits map[string]profile.Trait, now time.Time, member []bool) bool {
+func (s *Set) eval(c Condition, e evaluation, traits map[string]profile.Trait) bool {
 	switch x := c.(type) {
 	case *TraitCondition:
 		t, ok := traits[x.Name]
@@ -334,33 +448,42 @@ func (s *Set) eval(c Condition, st *State, traits map[string]profile.Trait, now 
 		}
 		return x.Op.compare(v, x.Operand)
 	case *EventCondition:
-		n := count(st.Counters[s.specs[x].key], x.Window, now)
+		n := count(e.counters[s.specs[x].idx], x.Window, e.now)
 		return Op(x.Op).compare(float64(n), float64(x.Count))
 	case *AudienceCondition:
-		return member[s.index[x.Key]]
+		return e.member[s.index[x.Key]]
 	case *AndCondition:
 		for _, sub := range x.Conditions {
-			if !s.eval(sub, st, traits, now, member) {
+			if !s.eval(sub, e, traits) {
 				return false
 			}
 		}
 		return true
 	case *OrCondition:
 		for _, sub := range x.Conditions {
-			if s.eval(sub, st, traits, now, member) {
+			if s.eval(sub, e, traits) {
 				return true
 			}
 		}
 		return false
 	case *NotCondition:
-		return !s.eval(x.Condition, st, traits, now, member)
+		return !s.eval(x.Condition, e, traits)
 	}
 	return false
 }
 
 // firstAfter returns the index of the first time after bound in sorted times.
 func firstAfter(times []time.Time, bound time.Time) int {
-	return sort.Search(len(times), func(i int) bool { return times[i].After(bound) })
+	lo, hi := 0, len(times) // by hand: sort.Search's closure would make times escape
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if times[mid].After(bound) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
 }
 
 // count returns how many of the counter's events fall in the window at now: those
@@ -374,15 +497,16 @@ func count(c Counter, w Window, now time.Time) int64 {
 
 // nextChange is the earliest time after now at which an event enters or leaves a
 // window some condition counts.
-func (s *Set) nextChange(st *State, now time.Time) time.Time {
+func (s *Set) nextChange(e evaluation) time.Time {
+	now := e.now
 	var next time.Time
 	consider := func(t time.Time) {
 		if t.After(now) && (next.IsZero() || t.Before(next)) {
 			next = t
 		}
 	}
-	for ev, spec := range s.windowed {
-		times := st.Counters[spec.key].Times
+	for _, w := range s.windowed {
+		ev, times := w.ev, e.counters[w.spec.idx].Times
 		// The next to leave is the oldest event still inside; the next to enter an
 		// in_between window is the oldest event not yet old enough.
 		if i := firstAfter(times, now.Add(-ev.Window.To)); i < len(times) {
