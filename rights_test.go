@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -442,5 +443,80 @@ func TestRequestsListingAndAudit(t *testing.T) {
 	n, err := e.c.VerifyAudit(ctx)
 	if err != nil || n < 8 {
 		t.Fatalf("VerifyAudit = %d, %v; want every step recorded and verified", n, err)
+	}
+}
+
+// TestNoResurrection races collectors against an erasure with suppression, for
+// many rounds: afterwards nothing of the person exists, and every later message
+// about them is refused.
+func TestNoResurrection(t *testing.T) {
+	rounds := 2000
+	if testing.Short() {
+		rounds = 300
+	}
+	e := newEnv(t)
+	ctx := context.Background()
+	for r := range rounds {
+		u := fmt.Sprint("u", r)
+		devices := []string{u + "-a", u + "-b", u + "-c"}
+		start := make(chan struct{})
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for g := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					dev := devices[(g+i)%len(devices)]
+					var m privacy.Message = privacy.Track{UserID: u, AnonymousID: dev, Event: "E", Timestamp: at(i)}
+					if i%3 == 2 {
+						m = privacy.Track{AnonymousID: dev, Event: "E", Timestamp: at(i)} // a device alone
+					}
+					err := e.c.Collect(ctx, m)
+					if err != nil && !errors.Is(err, privacy.ErrSuppressed) {
+						t.Error(err)
+						return
+					}
+					if i > 50 {
+						<-stop
+						return
+					}
+				}
+			}()
+		}
+		close(start)
+		if _, err := e.c.Apply(ctx, privacy.Request{Type: privacy.SuppressWithDelete, Subjects: []identity.ID{user(u)}}); err != nil {
+			t.Fatal(err)
+		}
+		close(stop)
+		wg.Wait()
+		if _, err := e.c.Profile(ctx, user(u)); !errors.Is(err, privacy.ErrNotFound) {
+			t.Fatalf("round %d: the person exists after erasure: %v", r, err)
+		}
+		for _, dev := range devices {
+			if err := e.c.Collect(ctx, privacy.Track{UserID: u, AnonymousID: dev, Event: "Later", Timestamp: at(99)}); !errors.Is(err, privacy.ErrSuppressed) {
+				t.Fatalf("round %d: a later message was accepted: %v", r, err)
+			}
+		}
+	}
+	// Devices first seen alone, after the erasure, may make profiles of their own
+	// (they were never linked to the person); nothing may carry the person's id.
+	pids, _ := e.profiles.IDs(ctx, "", 1_000_000)
+	for _, pid := range pids {
+		n, err := e.graph.Node(ctx, pid)
+		if err != nil {
+			t.Fatalf("profile %s stored without a graph node: %v", pid, err)
+		}
+		for _, l := range n.Links {
+			if l.ID.Type == "user_id" {
+				t.Fatalf("profile %s still holds %s", pid, l.ID)
+			}
+		}
 	}
 }
