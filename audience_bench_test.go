@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gdprkit/privacy/audience"
+	"github.com/gdprkit/privacy/suppression"
 )
 
 // fiftyAudiences is a realistic mix: trait conditions, event conditions with
@@ -36,6 +39,67 @@ func fiftyAudiences() []audience.Definition {
 func benchCollectWithAudiences(b *testing.B, people int, withAudiences bool) {
 	ctx := context.Background()
 	ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := populations.get(fmt.Sprint(people, withAudiences), func() *Controller {
+		return populate(b, people, withAudiences, ts)
+	})
+	const active = 1000 // messages go to these people, spread over the population
+	users, anons := make([]string, active), make([]string, active)
+	for i := range active {
+		p := i * (people / active)
+		users[i], anons[i] = "u"+strconv.Itoa(p), "a"+strconv.Itoa(p)
+	}
+	runtime.GC() // the population's garbage is not the measured messages' cost
+	var buf []byte
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		p := i % active
+		n := populations.next()
+		err := c.Collect(ctx, Track{MessageID: benchMessageID(buf, n), UserID: users[p], AnonymousID: anons[p],
+			Event: "Order Completed", Properties: benchProps, Timestamp: ts.Add(time.Duration(n))})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// populations caches the benchmark populations across b.N rounds: building a
+// million profiles once per round would take longer than measuring.
+var populations = &populationCache{m: map[string]*Controller{}, lists: map[string]*suppression.MemList{}}
+
+type populationCache struct {
+	mu    sync.Mutex
+	m     map[string]*Controller
+	lists map[string]*suppression.MemList
+	seq   atomic.Int64 // message ids stay unique across rounds
+}
+
+func (p *populationCache) getList(key string, build func() *suppression.MemList) *suppression.MemList {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l, ok := p.lists[key]; ok {
+		return l
+	}
+	l := build()
+	p.lists[key] = l
+	return l
+}
+
+func (p *populationCache) get(key string, build func() *Controller) *Controller {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.m[key]; ok {
+		return c
+	}
+	c := build()
+	p.m[key] = c
+	return c
+}
+
+func (p *populationCache) next() int { return int(p.seq.Add(1)) }
+
+func populate(b *testing.B, people int, withAudiences bool, ts time.Time) *Controller {
+	ctx := context.Background()
 	c, err := New(WithClock(func() time.Time { return ts }))
 	if err != nil {
 		b.Fatal(err)
@@ -54,24 +118,7 @@ func benchCollectWithAudiences(b *testing.B, people int, withAudiences bool) {
 			b.Fatal(err)
 		}
 	}
-	runtime.GC()        // the population's garbage is not the measured messages' cost
-	const active = 1000 // messages go to these people, spread over the population
-	users, anons := make([]string, active), make([]string, active)
-	for i := range active {
-		p := i * (people / active)
-		users[i], anons[i] = "u"+strconv.Itoa(p), "a"+strconv.Itoa(p)
-	}
-	var buf []byte
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
-		p := i % active
-		err := c.Collect(ctx, Track{MessageID: benchMessageID(buf, i), UserID: users[p], AnonymousID: anons[p],
-			Event: "Order Completed", Properties: benchProps, Timestamp: ts.Add(time.Duration(i))})
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
+	return c
 }
 
 func BenchmarkCollectNoAudiences10k(b *testing.B) { benchCollectWithAudiences(b, 10_000, false) }

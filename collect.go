@@ -100,9 +100,14 @@ func (c *Controller) admit(ctx context.Context, matches []identity.Match) error 
 		return nil
 	}
 	for _, m := range matches {
-		blocked, err := c.gate.suppressedID(ctx, m.ID)
-		if err == nil && !blocked && m.Profile != "" {
+		// A linked identifier is suppressed only with its profile (the list's
+		// invariant), so it costs a profile lookup; only unlinked ones are hashed.
+		var blocked bool
+		var err error
+		if m.Profile != "" {
 			blocked, err = c.gate.suppressedProfile(ctx, m.Profile)
+		} else {
+			blocked, err = c.gate.suppressedID(ctx, m.ID)
 		}
 		if err != nil {
 			return fmt.Errorf("privacy: suppression check: %w", err)

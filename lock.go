@@ -50,7 +50,10 @@ func (s *lockSet) add(i uint16) {
 		s.n++
 		return
 	}
-	s.more = slices.Insert(slices.Clone(cur), at, i)
+	if s.more == nil {
+		s.more = slices.Clone(cur) // leaving the inline array
+	}
+	s.more = slices.Insert(s.more, at, i)
 }
 
 // contains reports whether every stripe of o is in s.

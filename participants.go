@@ -94,8 +94,10 @@ func (c *Controller) decide(ctx context.Context, txs *participants, e *journal.E
 	typ := RequestType(e.Type)
 	var d journal.Decision
 	var pids []identity.ProfileID
+	seen := make(map[identity.ProfileID]bool, len(matches))
 	for _, m := range matches {
-		if m.Profile != "" && !containsPID(pids, m.Profile) {
+		if m.Profile != "" && !seen[m.Profile] {
+			seen[m.Profile] = true
 			pids = append(pids, m.Profile)
 		}
 	}
@@ -167,15 +169,6 @@ func (c *Controller) decide(ctx context.Context, txs *participants, e *journal.E
 		sends = c.rectifySends(&journal.Entry{ID: e.ID, Traits: e.Traits, Decision: d})
 	}
 	return d, sends, nil
-}
-
-func containsPID(pids []identity.ProfileID, pid identity.ProfileID) bool {
-	for _, p := range pids {
-		if p == pid {
-			return true
-		}
-	}
-	return false
 }
 
 // rectifySends is the identify message that carries a rectification's

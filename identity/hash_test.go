@@ -51,3 +51,19 @@ func BenchmarkHasherID(b *testing.B) {
 		_ = h.ID(id)
 	}
 }
+
+func TestHashTextRoundTrip(t *testing.T) {
+	h, _ := NewHasher([]byte("0123456789abcdef0123456789abcdef"))
+	in := h.ID(ID{Type: "email", Value: "a@b.c"})
+	b, err := in.MarshalText()
+	if err != nil || string(b) != in.String() {
+		t.Fatalf("MarshalText = %q, %v", b, err)
+	}
+	var out Hash
+	if err := out.UnmarshalText(b); err != nil || out != in {
+		t.Fatalf("UnmarshalText = %s, %v", out, err)
+	}
+	if err := out.UnmarshalText([]byte("nothex")); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("UnmarshalText(bad) = %v", err)
+	}
+}

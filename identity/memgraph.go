@@ -77,7 +77,13 @@ type memGraphTx struct {
 	nodes    []stagedNode
 	idsBuf   [2]stagedID
 	nodesBuf [1]stagedNode
+	// Past indexFrom entries, lookups go through these indexes (position of the
+	// latest entry), so a bulk erasure stays linear.
+	idIndex   map[ID]int
+	nodeIndex map[ProfileID]int
 }
+
+const indexFrom = 16
 
 type stagedID struct {
 	id  ID
@@ -90,6 +96,12 @@ type stagedNode struct {
 }
 
 func (tx *memGraphTx) stagedID(id ID) (ProfileID, bool) {
+	if tx.idIndex != nil {
+		if i, ok := tx.idIndex[id]; ok {
+			return tx.ids[i].pid, true
+		}
+		return "", false
+	}
 	for i := len(tx.ids) - 1; i >= 0; i-- {
 		if tx.ids[i].id == id {
 			return tx.ids[i].pid, true
@@ -99,6 +111,12 @@ func (tx *memGraphTx) stagedID(id ID) (ProfileID, bool) {
 }
 
 func (tx *memGraphTx) stagedNode(pid ProfileID) (*Node, bool) {
+	if tx.nodeIndex != nil {
+		if i, ok := tx.nodeIndex[pid]; ok {
+			return tx.nodes[i].node, true
+		}
+		return nil, false
+	}
 	for i := len(tx.nodes) - 1; i >= 0; i-- {
 		if tx.nodes[i].pid == pid {
 			return tx.nodes[i].node, true
@@ -149,13 +167,29 @@ func (tx *memGraphTx) stageNode(pid ProfileID, n *Node) {
 	if tx.nodes == nil {
 		tx.nodes = tx.nodesBuf[:0]
 	}
-	for i := range tx.nodes {
-		if tx.nodes[i].pid == pid {
+	if tx.nodeIndex != nil {
+		if i, ok := tx.nodeIndex[pid]; ok {
 			tx.nodes[i].node = n
 			return
 		}
+	} else {
+		for i := range tx.nodes {
+			if tx.nodes[i].pid == pid {
+				tx.nodes[i].node = n
+				return
+			}
+		}
 	}
 	tx.nodes = append(tx.nodes, stagedNode{pid, n})
+	switch {
+	case tx.nodeIndex != nil:
+		tx.nodeIndex[pid] = len(tx.nodes) - 1
+	case len(tx.nodes) > indexFrom:
+		tx.nodeIndex = make(map[ProfileID]int, 2*len(tx.nodes))
+		for i, s := range tx.nodes {
+			tx.nodeIndex[s.pid] = i
+		}
+	}
 }
 
 func (tx *memGraphTx) stageID(id ID, pid ProfileID) {
@@ -163,6 +197,15 @@ func (tx *memGraphTx) stageID(id ID, pid ProfileID) {
 		tx.ids = tx.idsBuf[:0]
 	}
 	tx.ids = append(tx.ids, stagedID{id, pid})
+	switch {
+	case tx.idIndex != nil:
+		tx.idIndex[id] = len(tx.ids) - 1
+	case len(tx.ids) > indexFrom:
+		tx.idIndex = make(map[ID]int, 2*len(tx.ids))
+		for i, s := range tx.ids {
+			tx.idIndex[s.id] = i // later entries overwrite earlier ones
+		}
+	}
 }
 
 func (tx *memGraphTx) check(ctx context.Context) error {
