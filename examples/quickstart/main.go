@@ -119,7 +119,75 @@ func run(ctx context.Context, w io.Writer) error {
 	}
 	s := c.Stats()
 	fmt.Fprintf(w, "\ncollected %d, duplicates %d, refused %d\n", s.Collected, s.Duplicates, s.Refused)
-	return nil
+
+	return rights(ctx, w, c, crm, at(90))
+}
+
+// rights exercises the four rights on the same person, each with its receipt.
+func rights(ctx context.Context, w io.Writer, c *privacy.Controller, crm *destination.Recorder, later time.Time) error {
+	ada := identity.ID{Type: "email", Value: "ada@example.com"}
+	fmt.Fprintln(w, "\nthe rights, each with its receipt:")
+
+	// Rectification: corrected here and downstream, confirmable by version.
+	r, err := c.Rectify(ctx, ada, map[string]any{"name": "Ada Lovelace", "plan": "free"})
+	if err != nil {
+		return err
+	}
+	meta, err := c.Metadata(ctx, ada)
+	if err != nil {
+		return err
+	}
+	if err := c.Flush(ctx); err != nil { // the corrected traits reach the crm
+		return err
+	}
+	if r, err = c.Status(ctx, r.ID); err != nil {
+		return err
+	}
+	printReceipt(w, r)
+	fmt.Fprintf(w, "    profile version is now %d: the rectification is processed\n", meta.Version)
+
+	// Objection: collection stops at once, for every identifier of the person.
+	if r, err = c.Suppress(ctx, ada); err != nil {
+		return err
+	}
+	printReceipt(w, r)
+	err = c.Collect(ctx, privacy.Track{AnonymousID: "phone-91bc", Event: "App Opened", Timestamp: later})
+	fmt.Fprintf(w, "    a message from the phone: %v\n", err)
+	if r, err = c.Unsuppress(ctx, ada); err != nil {
+		return err
+	}
+	printReceipt(w, r)
+
+	// Erasure: everywhere, and forwarded to every destination.
+	if r, err = c.Erase(ctx, ada); err != nil {
+		return err
+	}
+	if err := c.Flush(ctx); err != nil {
+		return err
+	}
+	if r, err = c.Status(ctx, r.ID); err != nil {
+		return err
+	}
+	printReceipt(w, r)
+	_, err = c.Profile(ctx, ada)
+	fmt.Fprintf(w, "    the profile now: %v\n", err)
+	for _, d := range crm.Deletions() {
+		fmt.Fprintf(w, "    the crm was asked to delete %d identifiers (request %s)\n", len(d.IDs), d.RequestID)
+	}
+	n, err := c.VerifyAudit(ctx)
+	fmt.Fprintf(w, "audit log: %d records, chain verified: %v\n", n, err == nil)
+	return err
+}
+
+func printReceipt(w io.Writer, r *privacy.Receipt) {
+	dests := []string{}
+	if len(r.Destinations) == 0 {
+		dests = append(dests, "none")
+	}
+	for _, o := range r.Destinations {
+		dests = append(dests, o.Name+"="+string(o.Status))
+	}
+	fmt.Fprintf(w, "  %-13s %-8s due %s  destinations: %s\n", r.Type, r.Status, r.Due.Format("2006-01-02"), strings.Join(dests, ","))
 }
 
 func formatProps(props map[string]any) string {
