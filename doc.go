@@ -11,9 +11,22 @@
 //	err = c.Collect(ctx, privacy.Identify{UserID: "u1", Traits: map[string]any{"email": "a@b.c"}, Timestamp: now})
 //	p, err := c.Profile(ctx, identity.ID{Type: "email", Value: "a@b.c"})
 //
-// Every backend (identity graph, profile store, and later audiences, suppression
-// list and journal) is an interface with an in-memory default; options such as
-// WithIdentity and WithProfiles plug in others.
+// Audiences (package audience) are kept current as messages arrive, and every
+// change reaches the destinations (package destination) after it commits.
+//
+// The four rights act on the whole person, found by any identifier: Erase,
+// Suppress and Unsuppress, Rectify, and Apply for any Request type (Segment's,
+// plus RECTIFY). Each is applied atomically across every backend by one protocol:
+// the request is journaled (package journal), the subjects are locked, every
+// backend stages its part in a transaction, the decision is journaled, every
+// backend commits, and destinations are told through the outbox. Recover
+// completes what a crash left unfinished. Each request returns a Receipt with its
+// due date (Art. 12(3)) and the outcome at every backend and destination; the
+// audit log (package audit) records every step, naming people only by keyed hash.
+//
+// Every backend (identity graph, profile store, audience engine, suppression
+// list, journal, audit log) is an interface with an in-memory default; options
+// such as WithIdentity and WithProfiles plug in others.
 //
 // # Concurrency
 //
@@ -24,8 +37,9 @@
 // # Errors
 //
 // Errors match these sentinels with errors.Is: ErrInvalid (bad input; the
-// *FieldError says which field and why, and nothing changed), ErrNotFound (no
-// person is known by the identifier), ErrSuppressed (the person objected, the
-// message was dropped), ErrConflict and ErrClosed. Errors from backends also match
+// *FieldError says which field and why, and nothing changed; a bad request also
+// gets an INVALID receipt), ErrNotFound (no person is known by the identifier,
+// or no request by the id), ErrSuppressed (the person objected, the message was
+// dropped), ErrConflict and ErrClosed. Errors from backends also match
 // the backend package's own sentinels, such as profile.ErrNotFound.
 package privacy
