@@ -221,3 +221,28 @@ func newMessageID() string {
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
 	return fmt.Sprintf("gdprkit-%x", b)
 }
+
+// checkTraits validates traits as an Identify's are validated: at most
+// MaxTraits, names not empty, values JSON. It returns them normalised (a nil
+// value stays nil: it removes the trait).
+func checkTraits(traits map[string]any) (map[string]any, error) {
+	if len(traits) > MaxTraits {
+		return nil, fieldErrorf("Traits", "%d traits, more than %d", len(traits), MaxTraits)
+	}
+	out := make(map[string]any, len(traits))
+	for k, v := range traits {
+		path := fmt.Sprintf("Traits[%q]", k)
+		if k == "" {
+			return nil, fieldErrorf(path, "empty trait name")
+		}
+		if err := checkName(path, k); err != nil {
+			return nil, err
+		}
+		n, err := profile.NormalizeValue(path, v)
+		if err != nil {
+			return nil, fieldError(path, err)
+		}
+		out[k] = n
+	}
+	return out, nil
+}

@@ -197,7 +197,7 @@ func (c *Controller) validateRequest(req *Request, e *journal.Entry) error {
 	case !req.Type.valid():
 		return fieldErrorf("Type", "unknown request type %q", string(req.Type))
 	case req.Type == Access:
-		return fieldErrorf("Type", "ACCESS requests are served by Access and Export")
+		return fieldErrorf("Type", "ACCESS requests are not supported yet")
 	case len(req.Subjects) == 0:
 		return fieldErrorf("Subjects", "no subjects")
 	case len(req.Subjects) > MaxSubjects:
@@ -339,7 +339,7 @@ func (c *Controller) deliverDecision(ctx context.Context, e *journal.Entry, send
 	forwards := RequestType(e.Type).forwards() && len(c.outbox.queues) > 0 &&
 		(len(e.Decision.Forward) > 0 || len(sends) > 0)
 	if !forwards {
-		c.finish(ctx, e, nil)
+		c.finish(ctx, e)
 		return
 	}
 	for _, q := range c.outbox.queues {
@@ -364,7 +364,7 @@ func (c *Controller) deliverDecision(ctx context.Context, e *journal.Entry, send
 
 // finish completes a request: the overall status follows Segment's rules, the
 // clear personal data is scrubbed, the receipt is journaled.
-func (c *Controller) finish(ctx context.Context, e *journal.Entry, _ error) {
+func (c *Controller) finish(ctx context.Context, e *journal.Entry) {
 	defer c.inflight.Delete(e.ID)
 	e.Status = string(overall(e))
 	e.Finished = c.now()
@@ -434,7 +434,7 @@ func (t *requestTracker) done(name string, err error) {
 			return
 		}
 	}
-	t.c.finish(context.Background(), t.e, nil)
+	t.c.finish(context.Background(), t.e)
 }
 
 // Status returns the receipt of a request. An unknown id fails with ErrNotFound.

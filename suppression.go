@@ -2,12 +2,10 @@ package privacy
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/gdprkit/privacy/audit"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
-	"github.com/gdprkit/privacy/profile"
 )
 
 // listGate is the collection path's suppression check over the suppression list.
@@ -29,31 +27,6 @@ func (g listGate) suppressedProfile(ctx context.Context, pid identity.ProfileID)
 func (c *Controller) excluded(ctx context.Context, pid identity.ProfileID) bool {
 	yes, err := c.suppressions.ProfileSuppressed(ctx, pid)
 	return yes || err != nil // when unsure, keep them out
-}
-
-// checkTraits validates traits as an Identify's are validated: at most
-// MaxTraits, names not empty, values JSON. It returns them normalised (a nil
-// value stays nil: it removes the trait).
-func checkTraits(traits map[string]any) (map[string]any, error) {
-	if len(traits) > MaxTraits {
-		return nil, fieldErrorf("Traits", "%d traits, more than %d", len(traits), MaxTraits)
-	}
-	out := make(map[string]any, len(traits))
-	for k, v := range traits {
-		path := fmt.Sprintf("Traits[%q]", k)
-		if k == "" {
-			return nil, fieldErrorf(path, "empty trait name")
-		}
-		if err := checkName(path, k); err != nil {
-			return nil, err
-		}
-		n, err := profile.NormalizeValue(path, v)
-		if err != nil {
-			return nil, fieldError(path, err)
-		}
-		out[k] = n
-	}
-	return out, nil
 }
 
 // audit appends a record of the request's progress to the audit log. A failure
