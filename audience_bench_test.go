@@ -77,23 +77,22 @@ type populationCache struct {
 func (p *populationCache) getList(key string, build func() *suppression.MemList) *suppression.MemList {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if l, ok := p.lists[key]; ok {
-		return l
-	}
-	l := build()
-	p.lists[key] = l
-	return l
+	return cached(p.lists, key, build)
 }
 
 func (p *populationCache) get(key string, build func() *Controller) *Controller {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if c, ok := p.m[key]; ok {
-		return c
+	return cached(p.m, key, build)
+}
+
+func cached[T any](m map[string]T, key string, build func() T) T {
+	if v, ok := m[key]; ok {
+		return v
 	}
-	c := build()
-	p.m[key] = c
-	return c
+	v := build()
+	m[key] = v
+	return v
 }
 
 func (p *populationCache) next() int { return int(p.seq.Add(1)) }

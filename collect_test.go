@@ -518,3 +518,30 @@ func TestConcurrentMergesLeaveNoOrphans(t *testing.T) {
 		}
 	}
 }
+
+// When the profile commit is lost after the graph committed, the next message
+// finds the links without a profile and creates it: collection heals itself.
+func TestLostProfileCommitHeals(t *testing.T) {
+	store := &failingCommits{Store: profile.NewMemStore()}
+	c, err := privacy.New(privacy.WithProfiles(store))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	store.on.Store(true)
+	if err := c.Collect(ctx, privacy.Identify{UserID: "u1", Traits: map[string]any{"plan": "pro"}, Timestamp: at(0)}); err == nil {
+		t.Fatal("Collect succeeded over a failing commit")
+	}
+	store.on.Store(false)
+	if _, err := c.Profile(ctx, user("u1")); !errors.Is(err, privacy.ErrNotFound) {
+		t.Fatalf("Profile after the lost commit: %v, want ErrNotFound", err)
+	}
+	if err := c.Collect(ctx, privacy.Identify{UserID: "u1", Traits: map[string]any{"plan": "pro"}, Timestamp: at(0)}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.Profile(ctx, user("u1"))
+	if err != nil || p.Traits["plan"].Value != "pro" || p.Metadata.Version != 1 || p.Metadata.CreatedAt.IsZero() {
+		t.Fatalf("healed profile = %+v, %v", p, err)
+	}
+}
