@@ -32,8 +32,6 @@ const (
 	Exists   Op = "exists"
 )
 
-func (op Op) ordered() bool { return op == Lt || op == Le || op == Gt || op == Ge }
-
 // compare applies op to a value (nil when absent) and the operand.
 func (op Op) compare(v, operand any) bool {
 	switch op {
@@ -126,7 +124,8 @@ func literal(v any) string {
 	case string:
 		return "'" + strings.ReplaceAll(strings.ReplaceAll(x, `\`, `\\`), "'", `\'`) + "'"
 	case float64:
-		return strconv.FormatFloat(x, 'g', -1, 64)
+		// Plain decimal: the query language has no exponent notation.
+		return strconv.FormatFloat(x, 'f', -1, 64)
 	case bool:
 		return strconv.FormatBool(x)
 	}
@@ -237,8 +236,15 @@ func (c *EventCondition) validate() error {
 	if c.Count < 0 {
 		return fmt.Errorf("count() is compared with %d, which is negative", c.Count)
 	}
-	if c.Window.From < 0 || c.Window.To < 0 || (!c.Window.isZero() && c.Window.To <= c.Window.From) {
-		return fmt.Errorf("time window %s is empty or negative", c.Window)
+	if w := c.Window; !w.isZero() {
+		if w.From < 0 || w.To <= w.From || (w.From != 0 && !w.Between) {
+			return fmt.Errorf("time window from %v to %v ago is empty or negative", w.From, w.To)
+		}
+		// The query language counts whole days or hours: anything finer would be
+		// rounded away when the tree is rendered.
+		if w.From%time.Hour != 0 || w.To%time.Hour != 0 {
+			return fmt.Errorf("time window from %v to %v ago is not in whole hours", w.From, w.To)
+		}
 	}
 	if c.Filter != nil {
 		if err := validateWhere(c.Filter); err != nil {
@@ -299,14 +305,34 @@ type OrCondition struct{ Conditions []Condition }
 // NotCondition holds when its condition does not.
 type NotCondition struct{ Condition Condition }
 
-func (c *AndCondition) String() string { return join(c.Conditions, " and ") }
-func (c *OrCondition) String() string  { return join(c.Conditions, " or ") }
-func (c *NotCondition) String() string { return "not (" + c.Condition.String() + ")" }
+// The renderings put parentheses only where the tree needs them (an and or an or
+// inside an and, an or inside an or, an and or an or under not), so a rendering
+// never nests deeper than the query it was parsed from and stays within the
+// parser's nesting limit.
+func (c *AndCondition) String() string { return join(c.Conditions, " and ", isAndOr) }
+func (c *OrCondition) String() string  { return join(c.Conditions, " or ", isOr) }
+func (c *NotCondition) String() string {
+	if isAndOr(c.Condition) {
+		return "not (" + c.Condition.String() + ")"
+	}
+	return "not " + c.Condition.String()
+}
 
-func join(cs []Condition, sep string) string {
+func isOr(c Condition) bool { _, ok := c.(*OrCondition); return ok }
+
+func isAndOr(c Condition) bool {
+	_, and := c.(*AndCondition)
+	return and || isOr(c)
+}
+
+func join(cs []Condition, sep string, group func(Condition) bool) string {
 	parts := make([]string, len(cs))
 	for i, s := range cs {
-		parts[i] = "(" + s.String() + ")"
+		if group(s) {
+			parts[i] = "(" + s.String() + ")"
+		} else {
+			parts[i] = s.String()
+		}
 	}
 	return strings.Join(parts, sep)
 }

@@ -370,7 +370,10 @@ func (s *Set) Evaluate(st *State, traits map[string]profile.Trait, now time.Time
 		slices.SortFunc(changes, func(a, b Change) int { return strings.Compare(a.Key, b.Key) })
 	}
 	s.dropUnused(st)
-	st.NextChange = s.nextChange(e)
+	st.NextChange = time.Time{}
+	if !excluded { // time cannot bring an excluded person into an audience
+		st.NextChange = s.nextChange(e)
+	}
 	return changes
 }
 
@@ -507,15 +510,14 @@ func (s *Set) nextChange(e evaluation) time.Time {
 	}
 	for _, w := range s.windowed {
 		ev, times := w.ev, e.counters[w.spec.idx].Times
-		// The next to leave is the oldest event still inside; the next to enter an
-		// in_between window is the oldest event not yet old enough.
+		// The next to leave is the oldest event still inside; the next to enter is
+		// the oldest event not yet old enough (in an in_between window, or a
+		// timestamp in the future).
 		if i := firstAfter(times, now.Add(-ev.Window.To)); i < len(times) {
 			consider(times[i].Add(ev.Window.To))
 		}
-		if ev.Window.From > 0 {
-			if i := firstAfter(times, now.Add(-ev.Window.From)); i < len(times) {
-				consider(times[i].Add(ev.Window.From))
-			}
+		if i := firstAfter(times, now.Add(-ev.Window.From)); i < len(times) {
+			consider(times[i].Add(ev.Window.From))
 		}
 	}
 	return next

@@ -169,6 +169,9 @@ func (l *lexer) lexString(t token, quote rune, size int) (token, error) {
 				return t, l.errorf(t.line, t.col, "string is not closed")
 			}
 			r, size = utf8.DecodeRuneInString(l.src[l.pos:])
+			if r == utf8.RuneError && size == 1 {
+				return t, l.errorf(l.line, l.col, "invalid UTF-8")
+			}
 			l.advance(r, size)
 		}
 		b.WriteRune(r)
@@ -211,6 +214,11 @@ func Parse(query string) (Condition, error) {
 	}
 	if p.tok.kind != tokEOF {
 		return nil, p.errorf("expected 'and', 'or' or the end of the query, found %s", p.tok.describe())
+	}
+	// The canonical rendering (what a Set keeps and a store reloads) can be longer
+	// than the query, and must parse again.
+	if n := len(c.String()); n > MaxQueryLength {
+		return nil, &SyntaxError{Line: 1, Col: 1, Msg: fmt.Sprintf("query is %d bytes in canonical form, more than %d", n, MaxQueryLength)}
 	}
 	return c, nil
 }

@@ -211,6 +211,10 @@ func (tx *memTx) Define(ctx context.Context, d Definition) error {
 	if err := tx.check(ctx); err != nil {
 		return err
 	}
+	if d.Condition != nil || d.Query == "" {
+		// Only the Query is kept: a Condition would be lost.
+		return fmt.Errorf("%w: audience %s: define it in canonical form, with the Query of Set.Definitions", ErrInvalid, d.Key)
+	}
 	all, _ := tx.Definitions(ctx)
 	for _, have := range all {
 		if have.Key == d.Key {
@@ -235,7 +239,14 @@ func (tx *memTx) Put(ctx context.Context, pid identity.ProfileID, st *State) err
 	if err := tx.check(ctx); err != nil {
 		return err
 	}
-	tx.stage(pid, st.Clone())
+	if st == nil {
+		return fmt.Errorf("%w: nil audience state for profile %s", ErrInvalid, pid)
+	}
+	c := st.Clone()
+	// The membership index and IsMember rely on sorted, distinct audiences.
+	slices.Sort(c.Audiences)
+	c.Audiences = slices.Compact(c.Audiences)
+	tx.stage(pid, c)
 	return nil
 }
 
@@ -258,7 +269,19 @@ func (tx *memTx) Commit(ctx context.Context) error {
 	s := tx.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.defs = append(s.defs, tx.defs...)
+	// Another transaction may have defined the same keys since Define looked.
+	for _, d := range tx.defs {
+		for _, have := range s.defs {
+			if have.Key == d.Key && have.Query != d.Query {
+				return fmt.Errorf("%w: audience %s is already defined", ErrConflict, d.Key)
+			}
+		}
+	}
+	for _, d := range tx.defs {
+		if !slices.ContainsFunc(s.defs, func(have Definition) bool { return have.Key == d.Key }) {
+			s.defs = append(s.defs, d)
+		}
+	}
 	for pid, st := range tx.states {
 		old, had := s.states[pid]
 		var before, after []string
