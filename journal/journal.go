@@ -117,6 +117,10 @@ func (e *Entry) Clone() *Entry {
 		u := &d.Rectify[i].Update
 		u.Set = profile.CloneTraits(u.Set)
 		u.Remove = slices.Clone(u.Remove)
+		if u.Event != nil {
+			ev := u.Event.Clone()
+			u.Event = &ev
+		}
 	}
 	d.Forward = slices.Clone(d.Forward)
 	for i := range d.Forward {
@@ -134,6 +138,7 @@ func (e *Entry) Scrub() {
 	for i := range e.Decision.Rectify {
 		e.Decision.Rectify[i].Update.Set = nil
 		e.Decision.Rectify[i].Update.Remove = nil
+		e.Decision.Rectify[i].Update.Event = nil
 	}
 }
 
@@ -191,6 +196,11 @@ func (j *MemJournal) Put(ctx context.Context, e *Entry) error {
 	c := e.Clone()
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if old, ok := j.entries[e.ID]; ok && !old.Received.Equal(c.Received) {
+		// The replacement moves in the order: take the old position out.
+		j.order = slices.DeleteFunc(j.order, func(id string) bool { return id == e.ID })
+		delete(j.entries, e.ID)
+	}
 	if _, ok := j.entries[e.ID]; !ok {
 		i := sort.Search(len(j.order), func(i int) bool { return !j.less(j.order[i], c) })
 		j.order = slices.Insert(j.order, i, e.ID)
@@ -234,19 +244,22 @@ func (j *MemJournal) List(ctx context.Context, f Filter) (Page, error) {
 			return Page{}, fmt.Errorf("%w: malformed cursor %q", ErrInvalid, f.Cursor)
 		}
 		start = -2
+		// One read lock from finding the cursor to reading the page, so a
+		// concurrent Put cannot shift the positions in between.
 		j.mu.RLock()
+		defer j.mu.RUnlock()
 		for i, id := range j.order {
 			if id == string(b) {
 				start = i
 			}
 		}
-		j.mu.RUnlock()
 		if start == -2 {
 			return Page{}, fmt.Errorf("%w: cursor %q names no request", ErrInvalid, f.Cursor)
 		}
+	} else {
+		j.mu.RLock()
+		defer j.mu.RUnlock()
 	}
-	j.mu.RLock()
-	defer j.mu.RUnlock()
 	if start == -1 {
 		start = len(j.order)
 	}

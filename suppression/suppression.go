@@ -13,7 +13,7 @@
 //
 // # Errors
 //
-// ErrTxDone, matchable with errors.Is.
+// ErrTxDone and ErrInvalid, matchable with errors.Is.
 package suppression
 
 import (
@@ -24,8 +24,13 @@ import (
 	"github.com/gdprkit/privacy/identity"
 )
 
-// ErrTxDone: the transaction was already committed or rolled back.
-var ErrTxDone = errors.New("suppression: transaction already committed or rolled back")
+// Errors of this package.
+var (
+	// ErrTxDone: the transaction was already committed or rolled back.
+	ErrTxDone = errors.New("suppression: transaction already committed or rolled back")
+	// ErrInvalid: an empty profile id.
+	ErrInvalid = errors.New("suppression: invalid: empty profile id")
+)
 
 // Reader reads the suppression list.
 type Reader interface {
@@ -180,6 +185,9 @@ func (tx *memTx) Remove(ctx context.Context, hs ...identity.Hash) error {
 func (tx *memTx) stageProfile(ctx context.Context, add bool, pid identity.ProfileID) error {
 	if err := tx.check(ctx); err != nil {
 		return err
+	}
+	if pid == "" {
+		return ErrInvalid
 	}
 	tx.ops = append(tx.ops, memOp{add: add, profile: pid})
 	return nil
