@@ -585,8 +585,8 @@ func TestScrub(t *testing.T) {
 		}
 	}
 	for i, r := range e.Decision.Rectify {
-		if r.Update.Set != nil || r.Update.Remove != nil {
-			t.Errorf("Rectify[%d] = Set %v, Remove %v after Scrub", i, r.Update.Set, r.Update.Remove)
+		if r.Update.Set != nil || r.Update.Remove != nil || r.Update.Event != nil {
+			t.Errorf("Rectify[%d] = Set %v, Remove %v, Event %v after Scrub", i, r.Update.Set, r.Update.Remove, r.Update.Event)
 		}
 	}
 	// Everything else stays, SubjectHashes and the profiles to forward and
@@ -594,7 +594,7 @@ func TestScrub(t *testing.T) {
 	keep := cmp.Options{
 		cmpopts.IgnoreFields(Entry{}, "Subjects", "Traits"),
 		cmpopts.IgnoreFields(Deletion{}, "IDs"),
-		cmpopts.IgnoreFields(profile.Update{}, "Set", "Remove"),
+		cmpopts.IgnoreFields(profile.Update{}, "Set", "Remove", "Event"),
 	}
 	if diff := cmp.Diff(orig, e, keep); diff != "" {
 		t.Errorf("Scrub changed what it should keep (-before +after):\n%s", diff)
