@@ -125,6 +125,12 @@ func (c *Controller) admit(ctx context.Context, matches []identity.Match) error 
 // merged in between), it lets go and starts over. On success the caller holds the
 // returned stripes and must unlock them.
 func (c *Controller) lockMatches(ctx context.Context, ids []identity.ID, matches []identity.Match) ([]identity.Match, lockSet, error) {
+	return c.lockMatchesAnd(ctx, ids, matches, nil)
+}
+
+// lockMatchesAnd is lockMatches that also holds the stripes of the given
+// profiles, all taken together in ascending order.
+func (c *Controller) lockMatchesAnd(ctx context.Context, ids []identity.ID, matches []identity.Match, pids []identity.ProfileID) ([]identity.Match, lockSet, error) {
 	for {
 		var err error
 		if matches, err = identity.LookupAll(ctx, c.graph, ids, matches[:0]); err != nil {
@@ -132,6 +138,9 @@ func (c *Controller) lockMatches(ctx context.Context, ids []identity.ID, matches
 		}
 		var held lockSet
 		c.locks.addMatches(&held, matches)
+		for _, pid := range pids {
+			held.add(c.locks.profile(pid))
+		}
 		c.locks.lock(&held)
 		if matches, err = identity.LookupAll(ctx, c.graph, ids, matches[:0]); err != nil {
 			c.locks.unlock(&held)
@@ -200,16 +209,28 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 		if err := gtx.Commit(ctx); err != nil {
 			return false, backendError("identity commit", err)
 		}
+		// Once a commit has happened, a cancelled context must not stop the
+		// rest: a merge committed in the graph but not in the store would orphan
+		// the merged profile's data.
+		ctx = context.WithoutCancel(ctx)
 	}
 	// Should a later commit fail after the graph's, the next message finds the
-	// links without a stored profile and creates it afresh (buildUpdate), and
-	// re-evaluates the memberships.
+	// links without a stored profile and creates it afresh (buildUpdate).
 	if err := ptx.Commit(ctx); err != nil {
 		return false, backendError("profile commit", err)
 	}
 	if atx != nil {
-		if err := atx.Commit(ctx); err != nil {
-			return false, backendError("audience commit", err)
+		if err := atx.Commit(context.WithoutCancel(ctx)); err != nil {
+			// The message is stored (its id recorded), so failing now would turn
+			// the client's retry into a duplicate and lose it: deliver it, and
+			// recompute the memberships from the stored events instead.
+			c.log.ErrorContext(ctx, "audience commit failed; recomputing memberships", "profile", plan.Profile, "err", err)
+			changes = nil
+			go func(pid identity.ProfileID) {
+				if err := c.reevaluate(context.WithoutCancel(ctx), pid, true); err != nil {
+					c.log.ErrorContext(ctx, "recomputing memberships failed", "profile", pid, "err", err)
+				}
+			}(plan.Profile)
 		}
 	}
 	c.deliverMessage(plan.Profile, msg, matches)

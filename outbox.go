@@ -210,6 +210,8 @@ func (o *outbox) flush(ctx context.Context) error {
 	select {
 	case <-idle:
 		return nil
+	case <-o.ctx.Done():
+		return fmt.Errorf("privacy: flush: %w (%d deliveries were pending)", ErrClosed, o.pendingCount())
 	case <-ctx.Done():
 		return fmt.Errorf("privacy: flush: %d deliveries still pending: %w", o.pendingCount(), ctx.Err())
 	}

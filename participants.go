@@ -121,14 +121,22 @@ func (c *Controller) decide(ctx context.Context, txs *participants, e *journal.E
 		if typ == Unsuppress {
 			d.Unsuppress, d.UnsuppressProfiles = hashes, pids
 		} else {
-			d.Suppress = hashes
-			if typ == SuppressOnly {
-				d.SuppressProfiles = pids
-			}
+			// The profiles too, for every suppressing type: the identifiers' hashes
+			// and their profile's mark commit together, so a linked identifier is
+			// blocked through its profile even if a later participant's commit
+			// (the deletion) has not happened yet.
+			d.Suppress, d.SuppressProfiles = hashes, pids
 		}
 	}
 	if typ.deletes() {
 		d.Delete = pids
+		// Profiles merged into these ones are deleted too: should a merge's profile
+		// commit have been lost, their data would otherwise outlive the erasure.
+		for _, pid := range pids {
+			for _, m := range nodes[pid].Merges {
+				d.Delete = append(d.Delete, m.From)
+			}
+		}
 		if typ.forwards() {
 			for _, pid := range pids {
 				f := journal.Deletion{Profile: pid}
@@ -142,7 +150,8 @@ func (c *Controller) decide(ctx context.Context, txs *participants, e *journal.E
 	var sends []pendingSend
 	if typ == Rectify {
 		if len(pids) == 0 {
-			return d, nil, fmt.Errorf("privacy: %w: nobody is known by %s", ErrNotFound, e.Subjects[0])
+			// The reason goes to the journal and the audit log: no identifier in it.
+			return d, nil, fmt.Errorf("privacy: %w: nobody is known by Subjects[0]", ErrNotFound)
 		}
 		pid := pids[0]
 		p, err := txs.profiles.Get(ctx, pid)

@@ -184,7 +184,11 @@ func (c *Controller) Apply(ctx context.Context, req Request) (*Receipt, error) {
 		return receiptOf(e), err
 	}
 	e.Status = string(Running)
+	// In flight from before its intent is recorded, so a concurrent Recover
+	// never runs it a second time.
+	c.inflight.Store(e.ID, (*requestTracker)(nil))
 	if err := c.journal.Put(ctx, e); err != nil { // step 1: intent before any backend
+		c.inflight.Delete(e.ID)
 		return nil, backendError("journal", err)
 	}
 	c.audit(ctx, e, "received")
@@ -264,10 +268,12 @@ func (c *Controller) execute(ctx context.Context, e *journal.Entry) (*Receipt, e
 		return c.fail(ctx, e, backendError("journal", err))
 	}
 	c.audit(ctx, e, "decided")
-	if err := c.commit(ctx, txs, e); err != nil {
-		return receiptOf(e), err // decided: Recover completes it
+	if err := c.commitDecision(ctx, txs, e, &e.Decision); err != nil {
+		c.inflight.Delete(e.ID) // decided: Recover completes it
+		return receiptOf(e), err
 	}
-	unlock()
+	// Queued before the subjects are unlocked, so nothing collected afterwards
+	// can reach a destination ahead of the request's own messages.
 	c.deliverAudienceChanges(ctx, e, changes, now)
 	c.deliverDecision(ctx, e, sends) // step 5
 	return receiptOf(e), nil
@@ -287,6 +293,7 @@ func (c *Controller) deliverAudienceChanges(ctx context.Context, e *journal.Entr
 
 // fail records that a request failed before its decision: nothing changed.
 func (c *Controller) fail(ctx context.Context, e *journal.Entry, err error) (*Receipt, error) {
+	defer c.inflight.Delete(e.ID)
 	e.Status, e.Reason, e.Finished = string(Failed), err.Error(), c.now()
 	if errors.Is(err, ErrInvalid) {
 		e.Status = string(Invalid)
@@ -299,32 +306,51 @@ func (c *Controller) fail(ctx context.Context, e *journal.Entry, err error) (*Re
 	return receiptOf(e), err
 }
 
-// commit commits every participant, retrying each with backoff: after the
-// decision the request must complete. It records the backends' outcomes.
-func (c *Controller) commit(ctx context.Context, txs *participants, e *journal.Entry) error {
-	var errs []error
+// commitDecision commits every participant of a decided request. The caller's
+// context no longer counts: after the decision the request must complete. A
+// failed Commit leaves its transaction finished, so a retry stages the decision
+// again in new transactions (every write is an idempotent redo) and commits
+// those, with backoff. What is still failing after the last attempt is left to
+// Recover. It records the backends' outcomes.
+func (c *Controller) commitDecision(ctx context.Context, txs *participants, e *journal.Entry, d *journal.Decision) error {
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	for attempt := 1; ; attempt++ {
+		if err = c.commitAll(ctx, txs, e); err == nil {
+			return nil
+		}
+		txs.rollback(ctx)
+		if attempt == commitAttempts {
+			break
+		}
+		time.Sleep(time.Duration(attempt) * 10 * time.Millisecond)
+		if txs, err = c.begin(ctx); err != nil {
+			continue
+		}
+		if _, err = c.stage(ctx, txs, d, c.now()); err != nil {
+			continue
+		}
+	}
+	if perr := c.journal.Put(ctx, e); perr != nil {
+		err = errors.Join(err, backendError("journal", perr))
+	}
+	return fmt.Errorf("privacy: request %s is decided but not fully committed; Recover completes it: %w", e.ID, err)
+}
+
+// commitAll commits the participants in order, recording each outcome, and
+// stops at the first failure.
+func (c *Controller) commitAll(ctx context.Context, txs *participants, e *journal.Entry) error {
 	e.Backends = e.Backends[:0]
 	for _, p := range txs.all() {
-		var err error
-		for attempt := 1; attempt <= commitAttempts; attempt++ {
-			if err = p.commit(ctx); err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				break
-			}
-			time.Sleep(time.Duration(attempt) * 10 * time.Millisecond)
-		}
 		o := journal.Outcome{Name: p.name, Status: string(Finished), Finished: c.now()}
+		err := p.commit(ctx)
 		if err != nil {
-			o.Status, o.Err = string(Running), err.Error()
-			errs = append(errs, fmt.Errorf("%s commit: %w", p.name, err))
+			o.Status, o.Err, o.Finished = string(Running), err.Error(), time.Time{}
 		}
 		e.Backends = append(e.Backends, o)
-	}
-	if len(errs) > 0 {
-		_ = c.journal.Put(context.WithoutCancel(ctx), e)
-		return fmt.Errorf("privacy: request %s is decided but not fully committed; Recover completes it: %w", e.ID, errors.Join(errs...))
+		if err != nil {
+			return fmt.Errorf("%s commit: %w", p.name, err)
+		}
 	}
 	return nil
 }
@@ -369,7 +395,10 @@ func (c *Controller) finish(ctx context.Context, e *journal.Entry) {
 	e.Status = string(overall(e))
 	e.Finished = c.now()
 	e.Scrub()
-	_ = c.journal.Put(context.WithoutCancel(ctx), e)
+	if err := c.journal.Put(context.WithoutCancel(ctx), e); err != nil {
+		// The entry stays RUNNING; Recover will complete it again (idempotently).
+		c.log.ErrorContext(ctx, "journal write of a finished request failed", "request", e.ID, "err", err)
+	}
 	c.audit(ctx, e, "finished")
 }
 
@@ -411,8 +440,11 @@ func (t *requestTracker) done(name string, err error) {
 	t.waiting[name]--
 	for i := range t.e.Destinations {
 		o := &t.e.Destinations[i]
-		if o.Name != name || (Status(o.Status) != Running && Status(o.Status) != Finished) {
-			continue // a FAILED or NOT_SUPPORTED outcome stands
+		if o.Name != name || Status(o.Status) == Failed {
+			continue // a failure stands
+		}
+		if Status(o.Status) == NotSupported && (err == nil || errors.Is(err, errNotSupported)) {
+			continue // so does NOT_SUPPORTED, unless a later item failed outright
 		}
 		switch {
 		case err == nil:
@@ -488,7 +520,13 @@ func (c *Controller) Requests(ctx context.Context, f RequestFilter) (RequestPage
 // Extend moves a request's due date by up to two further months in all, with
 // the reason recorded (Art. 12(3)). Extending past that is refused.
 func (c *Controller) Extend(ctx context.Context, id string, months int, reason string) (*Receipt, error) {
+	if months < 1 || months > 2 {
+		return nil, fieldErrorf("months", "%d: extend by one or two months", months)
+	}
 	e, err := c.journal.Get(ctx, id)
+	if errors.Is(err, journal.ErrNotFound) {
+		return nil, fmt.Errorf("privacy: %w: request %q", ErrNotFound, id)
+	}
 	if err != nil {
 		return nil, backendError("journal", err)
 	}
@@ -503,6 +541,14 @@ func (c *Controller) Extend(ctx context.Context, id string, months int, reason s
 		return nil, fieldErrorf("months", "the due date may move two months past the first at most")
 	}
 	e.Due, e.ExtensionReason = newDue, reason
+	if v, ok := c.inflight.Load(id); ok && v.(*requestTracker) != nil {
+		// The request is delivering: its tracker writes the entry from now on,
+		// so it must carry the extension too.
+		t := v.(*requestTracker)
+		t.mu.Lock()
+		t.e.Due, t.e.ExtensionReason = newDue, reason
+		t.mu.Unlock()
+	}
 	if err := c.journal.Put(ctx, e); err != nil {
 		return nil, backendError("journal", err)
 	}
@@ -554,35 +600,75 @@ func (c *Controller) Recover(ctx context.Context) (int, error) {
 }
 
 func (c *Controller) recoverOne(ctx context.Context, e *journal.Entry) error {
+	if _, busy := c.inflight.LoadOrStore(e.ID, (*requestTracker)(nil)); busy {
+		return nil // claimed meanwhile by this Controller
+	}
+	// The list Recover read may be stale: the request may have finished since.
+	cur, err := c.journal.Get(ctx, e.ID)
+	if err != nil || (cur.Status != string(Running) && cur.Status != string(Initialized)) {
+		c.inflight.Delete(e.ID)
+		return backendError("journal", err)
+	}
+	e = cur
 	c.audit(ctx, e, "recovering")
 	if !e.Decided {
 		_, err := c.execute(ctx, e) // presumed aborted: run it again
 		return err
 	}
-	_, held, err := c.lockMatches(ctx, slices.Clone(e.Subjects), nil)
+	// Lock the subjects and every profile the decision touches.
+	var pids []identity.ProfileID
+	pids = append(pids, e.Decision.Delete...)
+	pids = append(pids, e.Decision.SuppressProfiles...)
+	pids = append(pids, e.Decision.UnsuppressProfiles...)
+	for _, r := range e.Decision.Rectify {
+		pids = append(pids, r.Profile)
+	}
+	_, held, err := c.lockMatchesAnd(ctx, slices.Clone(e.Subjects), nil, pids)
 	if err != nil {
+		c.inflight.Delete(e.ID)
 		return err
 	}
+	// A rectification is redone only while the profile exists and has not
+	// moved past the decided version (at that version, the same write again is
+	// harmless). Otherwise a redo would bring an erased person back, or set a
+	// newer version back.
+	kept := e.Decision.Rectify[:0:0]
+	for _, r := range e.Decision.Rectify {
+		m, err := c.profiles.Metadata(ctx, r.Profile)
+		if err == nil && m.Version <= r.Update.Metadata.Version {
+			kept = append(kept, r)
+		}
+	}
+	d := e.Decision
+	d.Rectify = kept
 	txs, err := c.begin(ctx)
 	if err != nil {
 		c.locks.unlock(&held)
+		c.inflight.Delete(e.ID)
 		return err
 	}
 	defer txs.rollback(ctx)
 	now := c.now()
-	changes, err := c.stage(ctx, txs, &e.Decision, now)
+	changes, err := c.stage(ctx, txs, &d, now)
 	if err == nil {
-		err = c.commit(ctx, txs, e)
+		err = c.commitDecision(ctx, txs, e, &d)
 	}
-	c.locks.unlock(&held)
 	if err != nil {
+		c.locks.unlock(&held)
+		c.inflight.Delete(e.ID)
 		return err
 	}
 	c.deliverAudienceChanges(ctx, e, changes, now)
 	// Destinations are told again, all of them: at least once, and they
-	// de-duplicate on the request id.
+	// de-duplicate on the request id. A rectification already in effect sends
+	// nothing.
 	e.Destinations = nil
-	c.deliverDecision(ctx, e, c.rectifySends(e))
+	var sends []pendingSend
+	if len(kept) > 0 {
+		sends = c.rectifySends(e)
+	}
+	c.deliverDecision(ctx, e, sends)
+	c.locks.unlock(&held)
 	return nil
 }
 
