@@ -119,7 +119,14 @@ func (c *Controller) decide(ctx context.Context, txs *participants, e *journal.E
 			}
 		}
 		if typ == Unsuppress {
-			d.Unsuppress, d.UnsuppressProfiles = hashes, pids
+			// A person suppressed and deleted has no profile left to find their
+			// other identifiers by; the journal still has the hashes that request
+			// suppressed.
+			more, err := c.suppressedTogether(ctx, e.SubjectHashes)
+			if err != nil {
+				return d, nil, err
+			}
+			d.Unsuppress, d.UnsuppressProfiles = append(hashes, more...), pids
 		} else {
 			// The profiles too, for every suppressing type: the identifiers' hashes
 			// and their profile's mark commit together, so a linked identifier is
@@ -282,6 +289,39 @@ func (c *Controller) stage(ctx context.Context, txs *participants, d *journal.De
 		}
 	}
 	return changes, nil
+}
+
+// suppressedTogether returns the hashes suppressed by any earlier suppressing
+// request that suppressed one of these hashes: everything suppressed together
+// with the subjects.
+func (c *Controller) suppressedTogether(ctx context.Context, subjects []identity.Hash) ([]identity.Hash, error) {
+	want := make(map[identity.Hash]bool, len(subjects))
+	for _, h := range subjects {
+		want[h] = true
+	}
+	var out []identity.Hash
+	f := journal.Filter{Types: []string{string(SuppressOnly), string(SuppressWithDelete), string(SuppressWithDeleteInternal)}, Limit: 1000}
+	for {
+		page, err := c.journal.List(ctx, f)
+		if err != nil {
+			return nil, backendError("journal", err)
+		}
+		for _, e := range page.Entries {
+			if !e.Decided {
+				continue
+			}
+			for _, h := range e.Decision.Suppress {
+				if want[h] {
+					out = append(out, e.Decision.Suppress...)
+					break
+				}
+			}
+		}
+		if page.Next == "" {
+			return out, nil
+		}
+		f.Cursor = page.Next
+	}
 }
 
 func deletionOf(requestID string, f journal.Deletion) destination.Deletion {

@@ -449,3 +449,26 @@ func TestRegressionExtendOverflow(t *testing.T) {
 }
 
 var _ = identity.ID{}
+
+// After SUPPRESS_WITH_DELETE the profile is gone; UNSUPPRESS still lifts every
+// identifier that was suppressed with the one it names.
+func TestRegressionUnsuppressAfterSuppressWithDelete(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	person(t, e, "ada")
+	if _, err := e.c.Apply(ctx, privacy.Request{Type: privacy.SuppressWithDelete, Subjects: []identity.ID{user("ada")}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Unsuppress(ctx, user("ada")); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []privacy.Message{
+		privacy.Track{UserID: "ada", Event: "Back", Timestamp: at(9)},
+		privacy.Track{AnonymousID: "ada-phone", Event: "Back", Timestamp: at(9)},
+		privacy.Identify{UserID: "ada", AnonymousID: "ada-laptop", Timestamp: at(10)},
+	} {
+		if err := e.c.Collect(ctx, m); err != nil {
+			t.Errorf("after Unsuppress: %+v -> %v", m, err)
+		}
+	}
+}
