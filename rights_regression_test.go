@@ -101,20 +101,7 @@ func TestRegressionRecoverLoopDuringErase(t *testing.T) {
 	mj := journal.NewMemJournal()
 	e := newEnv(t, privacy.WithJournal(mj), privacy.WithDestinations(rec), fastDelivery())
 	ctx := context.Background()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			e.c.Recover(ctx)
-		}
-	}()
+	stop, wg := recoverLoop(e.c)
 	const N = 300
 	for i := 0; i < N; i++ {
 		u := "u" + string(rune('a'+i%26)) + string(rune('a'+i/26))
@@ -276,20 +263,7 @@ func TestRegressionRecoverLoopDuringApply(t *testing.T) {
 	ctx := context.Background()
 	person(t, e, "ada")
 	v0 := e.profile(t, user("ada")).Metadata.Version
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			e.c.Recover(ctx)
-		}
-	}()
+	stop, wg := recoverLoop(e.c)
 	const N = 2000
 	for i := 0; i < N; i++ {
 		if _, err := e.c.Rectify(ctx, user("ada"), map[string]any{"n": i}); err != nil {
@@ -471,4 +445,24 @@ func TestRegressionUnsuppressAfterSuppressWithDelete(t *testing.T) {
 			t.Errorf("after Unsuppress: %+v -> %v", m, err)
 		}
 	}
+}
+
+// recoverLoop runs Recover over and over until stop is closed, as a crash
+// recovery job racing live requests would; wait on wg after closing stop.
+func recoverLoop(c *privacy.Controller) (chan struct{}, *sync.WaitGroup) {
+	stop := make(chan struct{})
+	wg := &sync.WaitGroup{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			c.Recover(context.Background())
+		}
+	}()
+	return stop, wg
 }
