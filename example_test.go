@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/gdprkit/privacy"
+	"github.com/gdprkit/privacy/audience"
+	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
 )
@@ -80,4 +82,72 @@ func ExampleController_Events() {
 	// 1 Order Completed 2
 	// 1 Order Completed 1
 	// 2 Signed Up 0
+}
+
+// An audience is defined once and kept current as messages arrive.
+func ExampleController_DefineAudience() {
+	ctx := context.Background()
+	c, _ := privacy.New()
+	defer c.Close()
+	ts := time.Now().UTC().Add(-time.Hour)
+	_ = c.DefineAudience(ctx, audience.Definition{Key: "repeat_buyers",
+		Query: `event('Order Completed').where(property('total') >= 100).within(30 days).count() >= 2`})
+	for i, total := range []float64{120, 40, 250} {
+		_ = c.Collect(ctx, privacy.Track{UserID: "u7", Event: "Order Completed",
+			Properties: map[string]any{"total": total}, Timestamp: ts.Add(time.Duration(i) * time.Minute)})
+		in, _ := c.Audiences(ctx, identity.ID{Type: "user_id", Value: "u7"})
+		fmt.Println("after order", i+1, "audiences:", in)
+	}
+	// Output:
+	// after order 1 audiences: []
+	// after order 2 audiences: []
+	// after order 3 audiences: [repeat_buyers]
+}
+
+// Erasure deletes the person everywhere and forwards the deletion downstream;
+// the receipt says what each destination did.
+func ExampleController_Erase() {
+	ctx := context.Background()
+	crm := destination.NewRecorder("crm")
+	c, _ := privacy.New(privacy.WithDestinations(crm))
+	defer c.Close()
+	ts := time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
+	_ = c.Collect(ctx, privacy.Identify{UserID: "u9", AnonymousID: "tablet", Traits: map[string]any{"email": "eve@example.com"}, Timestamp: ts})
+
+	r, _ := c.Erase(ctx, identity.ID{Type: "email", Value: "eve@example.com"})
+	_ = c.Flush(ctx)
+	r, _ = c.Status(ctx, r.ID)
+	fmt.Println(r.Type, r.Status, r.Due.Sub(r.Received) > 27*24*time.Hour)
+	for _, o := range r.Destinations {
+		fmt.Println(o.Name, o.Status)
+	}
+	fmt.Println("identifiers forwarded:", len(crm.Deletions()[0].IDs))
+	_, err := c.Profile(ctx, identity.ID{Type: "user_id", Value: "u9"})
+	fmt.Println(errors.Is(err, privacy.ErrNotFound))
+	// Output:
+	// DELETE_ONLY FINISHED true
+	// crm FINISHED
+	// identifiers forwarded: 3
+	// true
+}
+
+// Suppression stops collection for every identifier of the person at once.
+func ExampleController_Suppress() {
+	ctx := context.Background()
+	c, _ := privacy.New()
+	defer c.Close()
+	ts := time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
+	_ = c.Collect(ctx, privacy.Identify{UserID: "u3", AnonymousID: "phone", Timestamp: ts})
+
+	r, _ := c.Suppress(ctx, identity.ID{Type: "user_id", Value: "u3"})
+	fmt.Println(r.Type, r.Status)
+	err := c.Collect(ctx, privacy.Track{AnonymousID: "phone", Event: "App Opened", Timestamp: ts})
+	fmt.Println(errors.Is(err, privacy.ErrSuppressed), c.Stats().Suppressed)
+
+	_, _ = c.Unsuppress(ctx, identity.ID{Type: "user_id", Value: "u3"})
+	fmt.Println(c.Collect(ctx, privacy.Track{AnonymousID: "phone", Event: "App Opened", Timestamp: ts}))
+	// Output:
+	// SUPPRESS_ONLY FINISHED
+	// true 1
+	// <nil>
 }
