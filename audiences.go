@@ -113,15 +113,29 @@ func (c *Controller) Audiences(ctx context.Context, id identity.ID) ([]string, e
 
 // Refresh re-evaluates the profiles whose memberships time alone can change (an
 // event entering or leaving a within or in_between window), as of the clock's
-// now, so people leave audiences when their qualifying events age out. Only those
-// profiles are read, not everyone. Call it periodically; it returns how many
-// profiles it re-evaluated.
+// now, so people leave audiences when their qualifying events age out, and
+// recomputes those whose memberships the audience backend failed to store. Only
+// those profiles are read, not everyone. Call it periodically; it returns how
+// many profiles it re-evaluated.
 func (c *Controller) Refresh(ctx context.Context) (int, error) {
 	if err := c.checkOpen(); err != nil {
 		return 0, err
 	}
 	now := c.now()
 	done := 0
+	var staleErr error
+	c.stale.Range(func(k, _ any) bool {
+		pid := k.(identity.ProfileID)
+		if staleErr = c.reevaluate(ctx, pid, true); staleErr != nil {
+			return false
+		}
+		c.stale.Delete(pid)
+		done++
+		return true
+	})
+	if staleErr != nil {
+		return done, staleErr
+	}
 	for {
 		due, err := c.audiences.Due(ctx, now, scanPage)
 		if err != nil {

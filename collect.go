@@ -41,13 +41,18 @@ func (c *Controller) Collect(ctx context.Context, m Message) error {
 	if err != nil {
 		return err
 	}
-	defer c.locks.unlock(&held)
+	locked := true
+	defer func() {
+		if locked {
+			c.locks.unlock(&held)
+		}
+	}()
 
 	if len(plan.Dropped) > 0 {
 		c.log.InfoContext(ctx, "identifiers not linked by the identity rules",
 			"profile", plan.Profile, "dropped", len(plan.Dropped), "capped", plan.Capped, "message_id", msg.messageID)
 	}
-	dup, err := c.store(ctx, &plan, &msg, matches, now)
+	dup, recount, err := c.store(ctx, &plan, &msg, matches, now)
 	switch {
 	case err != nil:
 		return err
@@ -55,6 +60,17 @@ func (c *Controller) Collect(ctx context.Context, m Message) error {
 		c.stats.duplicates.Add(1)
 	default:
 		c.stats.collected.Add(1)
+	}
+	if recount {
+		// The audience commit failed after the message was stored: recompute the
+		// memberships from the stored events, once the lock is let go (reevaluate
+		// takes it again) and before returning.
+		locked = false
+		c.locks.unlock(&held)
+		if err := c.reevaluate(context.WithoutCancel(ctx), plan.Profile, true); err != nil {
+			c.stale.Store(plan.Profile, struct{}{}) // the next Refresh tries again
+			c.log.ErrorContext(ctx, "recomputing memberships failed; Refresh will retry", "profile", plan.Profile, "err", err)
+		}
 	}
 	return nil
 }
@@ -162,7 +178,7 @@ func (c *Controller) lockMatchesAnd(ctx context.Context, ids []identity.ID, matc
 // audience engine, in one transaction each, committed in that order, then queues
 // what destinations must hear. It reports dup when the profile had already
 // recorded the message id; then nothing is written or sent.
-func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *message, matches []identity.Match, now time.Time) (dup bool, err error) {
+func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *message, matches []identity.Match, now time.Time) (dup, recount bool, err error) {
 	set := c.set.Load()
 	// Only these can change a membership now: new traits, a new or merged profile,
 	// or an event some audience counts. Time passing is Refresh's business.
@@ -171,43 +187,43 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 	var gtx identity.Tx
 	if plan.Writes() {
 		if gtx, err = c.graph.Begin(ctx); err != nil {
-			return false, backendError("identity begin", err)
+			return false, false, backendError("identity begin", err)
 		}
 		defer gtx.Rollback(ctx)
 		if err := plan.Apply(ctx, gtx, now, msg.messageID); err != nil {
-			return false, backendError("identity", err)
+			return false, false, backendError("identity", err)
 		}
 	}
 	ptx, err := c.profiles.Begin(ctx)
 	if err != nil {
-		return false, backendError("profile begin", err)
+		return false, false, backendError("profile begin", err)
 	}
 	defer ptx.Rollback(ctx)
 
 	u, traits, err := c.buildUpdate(ctx, ptx, plan, msg, now, withAudiences)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	if err := ptx.Update(ctx, plan.Profile, u); err != nil {
 		if errors.Is(err, profile.ErrDuplicate) {
-			return true, nil
+			return true, false, nil
 		}
-		return false, backendError("profile update", err)
+		return false, false, backendError("profile update", err)
 	}
 	var atx audience.Tx
 	var changes []audience.Change
 	if withAudiences {
 		if atx, err = c.audiences.Begin(ctx); err != nil {
-			return false, backendError("audience begin", err)
+			return false, false, backendError("audience begin", err)
 		}
 		defer atx.Rollback(ctx)
 		if changes, err = c.stageAudiences(ctx, atx, set, plan, u.Event, traits, now); err != nil {
-			return false, err
+			return false, false, err
 		}
 	}
 	if gtx != nil {
 		if err := gtx.Commit(ctx); err != nil {
-			return false, backendError("identity commit", err)
+			return false, false, backendError("identity commit", err)
 		}
 		// Once a commit has happened, a cancelled context must not stop the
 		// rest: a merge committed in the graph but not in the store would orphan
@@ -217,7 +233,7 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 	// Should a later commit fail after the graph's, the next message finds the
 	// links without a stored profile and creates it afresh (buildUpdate).
 	if err := ptx.Commit(ctx); err != nil {
-		return false, backendError("profile commit", err)
+		return false, false, backendError("profile commit", err)
 	}
 	if atx != nil {
 		if err := atx.Commit(context.WithoutCancel(ctx)); err != nil {
@@ -225,17 +241,12 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 			// the client's retry into a duplicate and lose it: deliver it, and
 			// recompute the memberships from the stored events instead.
 			c.log.ErrorContext(ctx, "audience commit failed; recomputing memberships", "profile", plan.Profile, "err", err)
-			changes = nil
-			go func(pid identity.ProfileID) {
-				if err := c.reevaluate(context.WithoutCancel(ctx), pid, true); err != nil {
-					c.log.ErrorContext(ctx, "recomputing memberships failed", "profile", pid, "err", err)
-				}
-			}(plan.Profile)
+			changes, recount = nil, true
 		}
 	}
 	c.deliverMessage(plan.Profile, msg, matches)
 	c.deliverChanges(ctx, plan.Profile, u.Metadata.Version, changes, now)
-	return false, nil
+	return false, recount, nil
 }
 
 // stageAudiences updates the profile's audience state in atx: merged profiles'

@@ -41,9 +41,12 @@ type Controller struct {
 	// inflight holds the requests whose destinations this Controller is still
 	// waiting for, by id, so Recover leaves them alone.
 	inflight sync.Map
-	clock    func() time.Time
-	log      *slog.Logger
-	locks    *subjectLocks
+	// stale holds profiles whose memberships could not be stored; Refresh
+	// recomputes them from their events.
+	stale sync.Map
+	clock func() time.Time
+	log   *slog.Logger
+	locks *subjectLocks
 
 	// gate is the suppression check of the collection path, consulted under the
 	// subject lock before anything is written. It stays nil, and costs one

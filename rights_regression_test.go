@@ -65,9 +65,13 @@ func TestRegressionAudienceCommitFailureLosesMessage(t *testing.T) {
 	if err := c.Collect(ctx, m); err != nil {
 		t.Fatal(err)
 	}
+	// The audience backend is back: the next Refresh recomputes what it missed.
+	if n, err := c.Refresh(ctx); err != nil || n != 1 {
+		t.Fatalf("Refresh = %d, %v; want the one stale profile recomputed", n, err)
+	}
 	flush(t, c)
 	if got := members(t, c, "pro"); len(got) != 1 {
-		t.Errorf("members after retry = %v", got)
+		t.Errorf("members after Refresh = %v", got)
 	}
 	if n := len(w.rec.Messages()); n == 0 {
 		t.Errorf("the message never reached the destination")
