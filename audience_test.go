@@ -315,7 +315,7 @@ func TestBadDestinationsNeverBlockCollectionOrOthers(t *testing.T) {
 	hang := &hanging{release: make(chan struct{})}
 	defer close(hang.release)
 	c, err := privacy.New(privacy.WithDestinations(good, failing, flaky, hang, panicking{}),
-		privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: time.Millisecond, MaxAttempts: 3, Timeout: 20 * time.Millisecond, BatchSize: 7}))
+		privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: time.Millisecond, MaxAttempts: 3, Timeout: 100 * time.Millisecond, BatchSize: 7}))
 	if err != nil {
 		t.Fatal(err)
 	}
