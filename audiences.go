@@ -71,7 +71,7 @@ func (c *Controller) DefineAudience(ctx context.Context, d audience.Definition) 
 	}
 }
 
-// Audiences returns the keys of every defined audience, in the order defined.
+// AudienceKeys returns the keys of every defined audience, in the order defined.
 func (c *Controller) AudienceKeys() []string {
 	defs := c.set.Load().Definitions()
 	keys := make([]string, len(defs))

@@ -139,6 +139,7 @@ type TraitCondition struct {
 	Operand any // string, float64 or bool; nil for Exists
 }
 
+// String renders the condition in the query language.
 func (c *TraitCondition) String() string {
 	if c.Op == Exists {
 		return fmt.Sprintf("trait(%s) exists", literal(c.Name))
@@ -160,6 +161,7 @@ type PropertyCondition struct {
 	Operand any
 }
 
+// String renders the condition in the query language.
 func (c *PropertyCondition) String() string {
 	if c.Op == Exists {
 		return fmt.Sprintf("property(%s) exists", literal(c.Name))
@@ -185,6 +187,7 @@ type Window struct {
 
 func (w Window) isZero() bool { return w == Window{} }
 
+// String renders the window as the method it is written with.
 func (w Window) String() string {
 	if w.Between {
 		return fmt.Sprintf(".in_between(%s, %s)", durationLiteral(w.From), durationLiteral(w.To))
@@ -211,6 +214,7 @@ type EventCondition struct {
 	Count  int
 }
 
+// String renders the condition in the query language.
 func (c *EventCondition) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "event(%s)", literal(c.Name))
@@ -287,6 +291,7 @@ type AudienceCondition struct {
 	Key string
 }
 
+// String renders the condition in the query language.
 func (c *AudienceCondition) String() string { return fmt.Sprintf("audience(%s)", literal(c.Key)) }
 
 func (c *AudienceCondition) validate() error {
@@ -305,12 +310,17 @@ type OrCondition struct{ Conditions []Condition }
 // NotCondition holds when its condition does not.
 type NotCondition struct{ Condition Condition }
 
-// The renderings put parentheses only where the tree needs them (an and or an or
-// inside an and, an or inside an or, an and or an or under not), so a rendering
-// never nests deeper than the query it was parsed from and stays within the
-// parser's nesting limit.
+// String renders the condition in the query language. The renderings of and, or
+// and not put parentheses only where the tree needs them (an and or an or inside
+// an and, an or inside an or, an and or an or under not), so a rendering never
+// nests deeper than the query it was parsed from and stays within the parser's
+// nesting limit.
 func (c *AndCondition) String() string { return join(c.Conditions, " and ", isAndOr) }
-func (c *OrCondition) String() string  { return join(c.Conditions, " or ", isOr) }
+
+// String renders the condition in the query language.
+func (c *OrCondition) String() string { return join(c.Conditions, " or ", isOr) }
+
+// String renders the condition in the query language.
 func (c *NotCondition) String() string {
 	if isAndOr(c.Condition) {
 		return "not (" + c.Condition.String() + ")"
