@@ -36,6 +36,7 @@ type FieldError struct {
 	Err    error
 }
 
+// Error names the field and the reason.
 func (e *FieldError) Error() string { return "privacy: invalid " + e.Field + ": " + e.Reason }
 
 // Unwrap returns ErrInvalid and the cause.

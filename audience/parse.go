@@ -22,6 +22,7 @@ type SyntaxError struct {
 	Msg       string
 }
 
+// Error gives the position and what was expected.
 func (e *SyntaxError) Error() string {
 	return fmt.Sprintf("audience: line %d, col %d: %s", e.Line, e.Col, e.Msg)
 }

@@ -25,6 +25,7 @@ type ValueError struct {
 	Reason string
 }
 
+// Error names the path and the reason.
 func (e *ValueError) Error() string { return fmt.Sprintf("profile: invalid %s: %s", e.Path, e.Reason) }
 
 // Is makes a ValueError match ErrInvalid.
