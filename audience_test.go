@@ -216,7 +216,7 @@ func TestDefineAudienceRefusesBadDefinitions(t *testing.T) {
 }
 
 func contains(err error, s string) bool {
-	return err != nil && len(s) > 0 && stringsContains(err.Error(), s)
+	return err != nil && len(s) > 0 && strings.Contains(err.Error(), s)
 }
 
 func TestMergedProfilesCountTogether(t *testing.T) {
@@ -403,5 +403,3 @@ func TestConcurrentCollectWithAudiences(t *testing.T) {
 		t.Fatalf("thrice has %d members, want 10 (each person bought 20 times)", got)
 	}
 }
-
-func stringsContains(s, sub string) bool { return strings.Contains(s, sub) }

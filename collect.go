@@ -75,7 +75,7 @@ func (c *Controller) Collect(ctx context.Context, m Message) error {
 	return nil
 }
 
-// resolveLocked locks the message's subjects, runs the suppression gate and
+// resolveLocked locks the message's subjects, runs the suppression check and
 // resolves the identity plan. A plan that creates a profile also holds the new
 // profile's stripe, so nothing reaches the profile by id before it is stored.
 // On success the caller holds the returned stripes and must unlock them.
@@ -89,10 +89,8 @@ func (c *Controller) resolveLocked(ctx context.Context, ids []identity.ID, buf [
 			c.locks.unlock(&held)
 			return nil, identity.Plan{}, lockSet{}, time.Time{}, err
 		}
-		if c.gate != nil {
-			if err := c.admit(ctx, matches); err != nil {
-				return fail(err)
-			}
+		if err := c.admit(ctx, matches); err != nil {
+			return fail(err)
 		}
 		now := c.now()
 		plan, err := c.resolver.Resolve(ctx, c.graph, matches, now)
@@ -108,9 +106,9 @@ func (c *Controller) resolveLocked(ctx context.Context, ids []identity.ID, buf [
 	}
 }
 
-// admit runs the suppression gate: it fails with ErrSuppressed (counted in Stats)
+// admit is the suppression check of the collection path: it fails with ErrSuppressed (counted in Stats)
 // when any identifier of the message, or any profile they resolve to, is
-// suppressed, and fails closed when the gate cannot answer.
+// suppressed, and fails closed when the list cannot answer.
 func (c *Controller) admit(ctx context.Context, matches []identity.Match) error {
 	if e, ok := c.suppressions.(interface{ Empty() bool }); ok && e.Empty() {
 		return nil
@@ -121,9 +119,9 @@ func (c *Controller) admit(ctx context.Context, matches []identity.Match) error 
 		var blocked bool
 		var err error
 		if m.Profile != "" {
-			blocked, err = c.gate.suppressedProfile(ctx, m.Profile)
+			blocked, err = c.suppressions.ProfileSuppressed(ctx, m.Profile)
 		} else {
-			blocked, err = c.gate.suppressedID(ctx, m.ID)
+			blocked, err = c.suppressions.Suppressed(ctx, c.hasher.ID(m.ID))
 		}
 		if err != nil {
 			return fmt.Errorf("privacy: suppression check: %w", err)

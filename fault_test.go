@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -282,7 +283,7 @@ func (w *world) summary(t *testing.T, c *privacy.Controller) summary {
 		s.ProfileSuppressed, _ = w.supp.ProfileSuppressed(ctx, pid)
 	}
 	members, _ := w.auds.Members(ctx, "pro", "", 0)
-	s.Member = err == nil && containsID(members, pid)
+	s.Member = err == nil && slices.Contains(members, pid)
 	s.Suppressed, _ = w.supp.Suppressed(ctx, w.hasher.ID(user("ada")))
 	flush(t, c)
 	for _, d := range w.rec.Deletions() {

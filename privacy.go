@@ -48,23 +48,10 @@ type Controller struct {
 	log   *slog.Logger
 	locks *subjectLocks
 
-	// gate is the suppression check of the collection path, consulted under the
-	// subject lock before anything is written. It stays nil, and costs one
-	// branch, until a suppression list is plugged in.
-	gate suppressionGate
-
 	closed atomic.Bool
 	stats  struct {
 		collected, duplicates, suppressed, refused atomic.Uint64
 	}
-}
-
-// suppressionGate answers whether collection must drop a message: asked per
-// identifier and per resolved profile, with values rather than slices, so the
-// collection path's buffers stay on the stack.
-type suppressionGate interface {
-	suppressedID(ctx context.Context, id identity.ID) (bool, error)
-	suppressedProfile(ctx context.Context, pid identity.ProfileID) (bool, error)
 }
 
 // Option configures a Controller.
@@ -301,7 +288,6 @@ func New(opts ...Option) (*Controller, error) {
 		outbox:       newOutbox(cfg.dests, delivery, cfg.log),
 	}
 	c.set.Store(set)
-	c.gate = listGate{c}
 	return c, nil
 }
 

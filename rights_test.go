@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -144,7 +145,7 @@ func TestSuppressionStopsCollectionUntilUnsuppressed(t *testing.T) {
 	if got := len(e.events(t, user("ada"))); got != 3 {
 		t.Fatalf("%d events after unsuppress, want 3", got)
 	}
-	if got := members(t, e.c, "pro"); len(got) != 2 || !containsID(got, pid) {
+	if got := members(t, e.c, "pro"); len(got) != 2 || !slices.Contains(got, pid) {
 		t.Fatalf("pro members after unsuppress = %v, want ada back with bob", got)
 	}
 	flush(t, e.c)
@@ -157,15 +158,6 @@ func TestSuppressionStopsCollectionUntilUnsuppressed(t *testing.T) {
 	if diff := cmp.Diff([]string{"Audience Entered", "Audience Exited", "Audience Entered"}, adaAudience); diff != "" {
 		t.Fatalf("ada's audience events (-want +got):\n%s", diff)
 	}
-}
-
-func containsID(ids []identity.ProfileID, pid identity.ProfileID) bool {
-	for _, id := range ids {
-		if id == pid {
-			return true
-		}
-	}
-	return false
 }
 
 func TestSuppressBeforeFirstSeen(t *testing.T) {

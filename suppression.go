@@ -8,20 +8,6 @@ import (
 	"github.com/gdprkit/privacy/journal"
 )
 
-// listGate is the collection path's suppression check over the suppression list.
-// A linked identifier is checked through its profile (no hashing: the list keeps
-// an identifier only when its profile is suppressed too); only identifiers not
-// linked yet are hashed.
-type listGate struct{ c *Controller }
-
-func (g listGate) suppressedID(ctx context.Context, id identity.ID) (bool, error) {
-	return g.c.suppressions.Suppressed(ctx, g.c.hasher.ID(id))
-}
-
-func (g listGate) suppressedProfile(ctx context.Context, pid identity.ProfileID) (bool, error) {
-	return g.c.suppressions.ProfileSuppressed(ctx, pid)
-}
-
 // excluded reports whether the profile must be kept out of every audience: the
 // person objected.
 func (c *Controller) excluded(ctx context.Context, pid identity.ProfileID) bool {
