@@ -182,6 +182,7 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 	// or an event some audience counts. Time passing is Refresh's business.
 	withAudiences := set.Len() > 0 && (msg.kind == "identify" || plan.Create || len(plan.Absorb) > 0 || set.UsesEvents(msg.event))
 
+	ctx = c.scope(ctx)
 	var gtx identity.Tx
 	if plan.Writes() {
 		if gtx, err = c.graph.Begin(ctx); err != nil {

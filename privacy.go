@@ -17,6 +17,7 @@ import (
 	"github.com/gdprkit/privacy/journal"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
+	"github.com/gdprkit/privacy/txscope"
 )
 
 // Controller is the library's entry point: it collects messages into profiles and
@@ -47,6 +48,8 @@ type Controller struct {
 	clock func() time.Time
 	log   *slog.Logger
 	locks *subjectLocks
+	// scoped: some backend joins txscope scopes, so each operation opens one.
+	scoped bool
 
 	closed atomic.Bool
 	stats  struct {
@@ -287,8 +290,22 @@ func New(opts ...Option) (*Controller, error) {
 		locks:        newSubjectLocks(),
 		outbox:       newOutbox(cfg.dests, delivery, cfg.log),
 	}
+	for _, b := range []any{cfg.graph, cfg.profiles, cfg.audiences, cfg.supp} {
+		if _, ok := b.(txscope.Aware); ok {
+			c.scoped = true
+		}
+	}
 	c.set.Store(set)
 	return c, nil
+}
+
+// scope marks ctx as one operation whose participants may share a backend
+// transaction (package txscope); it costs nothing unless a backend cares.
+func (c *Controller) scope(ctx context.Context) context.Context {
+	if c.scoped {
+		ctx, _ = txscope.NewContext(ctx)
+	}
+	return ctx
 }
 
 // Close stops the Controller: later calls fail with ErrClosed and delivery to
