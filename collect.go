@@ -227,7 +227,7 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 		// Once a commit has happened, a cancelled context must not stop the
 		// rest: a merge committed in the graph but not in the store would orphan
 		// the merged profile's data.
-		ctx = context.WithoutCancel(ctx)
+		ctx = detach(ctx)
 	}
 	// Should a later commit fail after the graph's, the next message finds the
 	// links without a stored profile and creates it afresh (buildUpdate).
@@ -235,7 +235,7 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 		return false, false, backendError("profile commit", err)
 	}
 	if atx != nil {
-		if err := atx.Commit(context.WithoutCancel(ctx)); err != nil {
+		if err := atx.Commit(detach(ctx)); err != nil {
 			// The message is stored (its id recorded), so failing now would turn
 			// the client's retry into a duplicate and lose it: deliver it, and
 			// recompute the memberships from the stored events instead.
@@ -252,30 +252,46 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 // counters are added, the event is counted, memberships are re-evaluated.
 func (c *Controller) stageAudiences(ctx context.Context, atx audience.Tx, set *audience.Set, plan *identity.Plan,
 	ev *profile.Event, traits map[string]profile.Trait, now time.Time) ([]audience.Change, error) {
-	st, err := atx.State(ctx, plan.Profile)
+	// The closure must not capture plan: it escapes through Modify, and plan
+	// lives on Collect's stack.
+	pid, absorb := plan.Profile, plan.Absorb
+	var changes []audience.Change
+	update := func(st *audience.State) error {
+		for _, from := range absorb {
+			fs, err := atx.State(ctx, from)
+			switch {
+			case err == nil:
+				set.Merge(st, fs)
+			case !errors.Is(err, audience.ErrNotFound):
+				return backendError("reading audience state", err)
+			}
+			if err := atx.Delete(ctx, from); err != nil {
+				return backendError("audience delete", err)
+			}
+		}
+		if ev != nil {
+			set.Observe(st, ev, now)
+		}
+		changes = set.Evaluate(st, traits, now, c.excluded(ctx, pid))
+		return nil
+	}
+	if m, ok := atx.(audience.Modifier); ok { // one copy of the state instead of two
+		if err := m.Modify(ctx, pid, update); err != nil {
+			return nil, backendError("audience modify", err)
+		}
+		return changes, nil
+	}
+	st, err := atx.State(ctx, pid)
 	if errors.Is(err, audience.ErrNotFound) {
 		st, err = &audience.State{}, nil
 	}
 	if err != nil {
 		return nil, backendError("reading audience state", err)
 	}
-	for _, from := range plan.Absorb {
-		fs, err := atx.State(ctx, from)
-		switch {
-		case err == nil:
-			set.Merge(st, fs)
-		case !errors.Is(err, audience.ErrNotFound):
-			return nil, backendError("reading audience state", err)
-		}
-		if err := atx.Delete(ctx, from); err != nil {
-			return nil, backendError("audience delete", err)
-		}
+	if err := update(st); err != nil {
+		return nil, err
 	}
-	if ev != nil {
-		set.Observe(st, ev, now)
-	}
-	changes := set.Evaluate(st, traits, now, c.excluded(ctx, plan.Profile))
-	if err := atx.Put(ctx, plan.Profile, st); err != nil {
+	if err := atx.Put(ctx, pid, st); err != nil {
 		return nil, backendError("audience put", err)
 	}
 	return changes, nil
@@ -429,4 +445,14 @@ func mergeMetadata(into, from profile.Metadata) profile.Metadata {
 	}
 	into.Version = max(into.Version, from.Version)
 	return into
+}
+
+// detach returns ctx without its cancellation, for work that must finish once a
+// commit has happened; a context that cannot be cancelled is returned as is,
+// sparing the collection path an allocation.
+func detach(ctx context.Context) context.Context {
+	if ctx.Done() == nil {
+		return ctx
+	}
+	return context.WithoutCancel(ctx)
 }

@@ -64,6 +64,25 @@ func (op Op) compare(v, operand any) bool {
 	return false
 }
 
+// compareCount is compare for an event count and its threshold, without boxing.
+func (op Op) compareCount(a, b float64) bool {
+	switch op {
+	case Eq:
+		return a == b
+	case Ne:
+		return a != b
+	case Lt:
+		return a < b
+	case Le:
+		return a <= b
+	case Gt:
+		return a > b
+	case Ge:
+		return a >= b
+	}
+	return false
+}
+
 func equal(a, b any) bool {
 	switch x := a.(type) {
 	case string, float64, bool:

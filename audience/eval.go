@@ -2,6 +2,7 @@ package audience
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -17,8 +18,10 @@ import (
 type State struct {
 	// Audiences the profile is a member of, sorted.
 	Audiences []string
-	// Counters by counter key (an event condition without its window and count).
-	Counters map[string]Counter
+	// Counters, sorted by Key, one per distinct event condition. A slice rather
+	// than a map: a state is copied twice per collected message (read, then
+	// stored), and a slice copies in one allocation.
+	Counters []Counter
 	// NextChange is the earliest time at which passing time alone can change a
 	// membership (an event entering or leaving a window); zero when never.
 	NextChange time.Time
@@ -26,11 +29,17 @@ type State struct {
 
 // Counter counts the events that match one event condition (name and where).
 type Counter struct {
+	// Key is the event condition without its window and count, canonical.
+	Key string
 	// Count is the number of matching events ever.
 	Count int64
 	// Times are the matching events' timestamps, sorted, kept only when a windowed
 	// condition uses the counter, and only as far back as the widest such window.
-	Times []time.Time
+	//
+	// They are Unix nanoseconds (saturated at the ends of int64's range), not
+	// time.Time: windows are counted on every collected event, and integers
+	// compare, copy and garbage-collect far faster.
+	Times []int64
 }
 
 // Clone returns a deep copy of s. Every counter's timestamps share one backing
@@ -41,22 +50,45 @@ func (s *State) Clone() *State {
 	if s.Counters == nil {
 		return c
 	}
-	c.Counters = make(map[string]Counter, len(s.Counters))
+	c.Counters = make([]Counter, len(s.Counters))
 	total := 0
 	for _, v := range s.Counters {
 		if v.Times != nil {
 			total += len(v.Times) + 1
 		}
 	}
-	backing := make([]time.Time, total)
-	for k, v := range s.Counters {
+	backing := make([]int64, total)
+	for i, v := range s.Counters {
 		if v.Times != nil {
 			n := copy(backing, v.Times)
 			v.Times, backing = backing[:n:n+1], backing[n+1:]
 		}
-		c.Counters[k] = v
+		c.Counters[i] = v
 	}
 	return c
+}
+
+// Counter returns the counter with the key, or a zero Counter and false.
+func (s *State) Counter(key string) (Counter, bool) {
+	i, ok := s.counterIndex(key)
+	if !ok {
+		return Counter{}, false
+	}
+	return s.Counters[i], true
+}
+
+func (s *State) counterIndex(key string) (int, bool) {
+	return slices.BinarySearchFunc(s.Counters, key, func(c Counter, key string) int { return strings.Compare(c.Key, key) })
+}
+
+// counter returns a pointer to the counter with the key, inserting an empty one
+// in key order when there is none.
+func (s *State) counter(key string) *Counter {
+	i, ok := s.counterIndex(key)
+	if !ok {
+		s.Counters = slices.Insert(s.Counters, i, Counter{Key: key})
+	}
+	return &s.Counters[i]
 }
 
 // IsMember reports whether the state has the audience.
@@ -96,7 +128,68 @@ type Set struct {
 	specList []*counterSpec
 	windowed []windowedCondition
 	byKey    []int // definition indexes in key order
-	scratch  sync.Pool
+	// progs are conds compiled for evaluation, with every lookup by name done
+	// once here; traitNames are the distinct traits they read, by slot.
+	progs      []node
+	traitNames []string
+	scratch    sync.Pool
+}
+
+// node kinds.
+const (
+	nodeTrait uint8 = iota
+	nodeEvent
+	nodeAudience
+	nodeAnd
+	nodeOr
+	nodeNot
+)
+
+// node is a compiled condition. Evaluating 50 audiences per collected message is
+// on the collection path, so nothing in a node is looked up by name: a trait
+// condition reads its trait's slot, an event condition its counter's position,
+// an audience condition the referenced audience's position.
+type node struct {
+	kind    uint8
+	op      Op
+	slot    int // trait slot, counter position or audience position
+	operand any
+	window  Window
+	count   float64
+	kids    []node
+}
+
+// compile turns c into a node, giving every trait it reads a slot.
+func (s *Set) compile(c Condition, slots map[string]int) node {
+	switch x := c.(type) {
+	case *TraitCondition:
+		slot, ok := slots[x.Name]
+		if !ok {
+			slot = len(s.traitNames)
+			slots[x.Name] = slot
+			s.traitNames = append(s.traitNames, x.Name)
+		}
+		return node{kind: nodeTrait, op: x.Op, slot: slot, operand: x.Operand}
+	case *EventCondition:
+		return node{kind: nodeEvent, op: x.Op, slot: s.specs[x].idx, window: x.Window, count: float64(x.Count)}
+	case *AudienceCondition:
+		return node{kind: nodeAudience, slot: s.index[x.Key]}
+	case *AndCondition:
+		return node{kind: nodeAnd, kids: s.compileAll(x.Conditions, slots)}
+	case *OrCondition:
+		return node{kind: nodeOr, kids: s.compileAll(x.Conditions, slots)}
+	case *NotCondition:
+		return node{kind: nodeNot, kids: []node{s.compile(x.Condition, slots)}}
+	}
+	panic(fmt.Sprintf("audience: cannot compile condition %T", c)) // Compile admits no other kind
+}
+
+func (s *Set) compileAll(cs []Condition, slots map[string]int) []node {
+	out := make([]node, len(cs))
+	for i, c := range cs {
+		out[i] = s.compile(c, slots)
+	}
+	return out
 }
 
 // windowedCondition is an event condition with a time window, and its counter.
@@ -153,6 +246,17 @@ func (s *Set) Add(d Definition) (*Set, error) {
 	n.index[d.Key] = len(n.defs) - 1
 	for _, c := range n.conds {
 		n.addCounters(c)
+	}
+	// Counters sorted by key, like every State's, so Evaluate finds a state's
+	// counters in one merge walk.
+	slices.SortFunc(n.specList, func(a, b *counterSpec) int { return strings.Compare(a.key, b.key) })
+	for i, spec := range n.specList {
+		spec.idx = i
+	}
+	slots := map[string]int{}
+	n.progs = make([]node, len(n.conds))
+	for i, c := range n.conds {
+		n.progs[i] = n.compile(c, slots)
 	}
 	n.byKey = make([]int, len(n.defs))
 	for i := range n.byKey {
@@ -251,32 +355,29 @@ func (s *Set) Observe(st *State, e *profile.Event, now time.Time) bool {
 		if spec.filter != nil && !evalProperties(spec.filter, e.Properties) {
 			continue
 		}
-		if st.Counters == nil {
-			st.Counters = map[string]Counter{}
-		}
-		c := st.Counters[spec.key]
+		c := st.counter(spec.key)
 		c.Count++
 		if spec.keep > 0 {
 			at := e.Timestamp
 			if !e.ReceivedAt.IsZero() && at.After(e.ReceivedAt) {
 				at = e.ReceivedAt
 			}
-			i, _ := slices.BinarySearchFunc(c.Times, at, time.Time.Compare)
-			c.Times = slices.Insert(c.Times, i, at)
-			c.Times = prune(c.Times, now.Add(-spec.keep))
+			ns := nanos(at)
+			i, _ := slices.BinarySearch(c.Times, ns)
+			c.Times = slices.Insert(c.Times, i, ns)
+			c.Times = prune(c.Times, addNanos(nanos(now), -spec.keep))
 			if spec.newest > 0 && len(c.Times) > spec.newest {
 				c.Times = append(c.Times[:0], c.Times[len(c.Times)-spec.newest:]...)
 			}
 		}
-		st.Counters[spec.key] = c
 		changed = true
 	}
 	return changed
 }
 
 // prune drops timestamps before cutoff, which no window can count any more.
-func prune(times []time.Time, cutoff time.Time) []time.Time {
-	i, _ := slices.BinarySearchFunc(times, cutoff, time.Time.Compare)
+func prune(times []int64, cutoff int64) []int64 {
+	i, _ := slices.BinarySearch(times, cutoff)
 	if i == 0 {
 		return times
 	}
@@ -285,15 +386,11 @@ func prune(times []time.Time, cutoff time.Time) []time.Time {
 
 // Merge adds the counters of from into into, as when two profiles merge.
 func (s *Set) Merge(into, from *State) {
-	for k, fc := range from.Counters {
-		if into.Counters == nil {
-			into.Counters = map[string]Counter{}
-		}
-		c := into.Counters[k]
+	for _, fc := range from.Counters {
+		c := into.counter(fc.Key)
 		c.Count += fc.Count
 		c.Times = append(c.Times, fc.Times...)
-		slices.SortFunc(c.Times, time.Time.Compare)
-		into.Counters[k] = c
+		slices.Sort(c.Times)
 	}
 }
 
@@ -314,11 +411,11 @@ func (s *Set) Evaluate(st *State, traits map[string]profile.Trait, now time.Time
 	}
 	defer s.scratch.Put(scratch)
 	e := *scratch
-	e.init(s, st, now)
+	e.init(s, st, traits, now)
 	*scratch = e // keep grown buffers for next time
 	if !excluded {
-		for i, c := range s.conds {
-			e.member[i] = s.eval(c, e, traits)
+		for i := range s.progs {
+			e.member[i] = e.eval(&s.progs[i])
 		}
 	}
 	// Walk the memberships in key order against st.Audiences (sorted too): the
@@ -380,44 +477,59 @@ func (s *Set) Evaluate(st *State, traits map[string]profile.Trait, now time.Time
 // evaluation is the working state of one Evaluate: memberships so far and each
 // counter fetched once, on the stack for the usual number of audiences.
 type evaluation struct {
-	now      time.Time
+	now      int64 // Unix nanoseconds
 	member   []bool
 	counters []Counter
+	traits   []any // by slot; nil for a trait the profile lacks
 }
 
 // init sizes the buffers for s and fetches st's counters. The buffers come from
 // the Set's pool, so evaluating does not allocate.
-func (e *evaluation) init(s *Set, st *State, now time.Time) {
-	e.now = now
+func (e *evaluation) init(s *Set, st *State, traits map[string]profile.Trait, now time.Time) {
+	e.now = nanos(now)
 	if cap(e.member) < len(s.conds) {
 		e.member = make([]bool, len(s.conds))
 	}
 	e.member = e.member[:len(s.conds)]
 	clear(e.member)
 	e.counters = e.counters[:0]
+	// Both lists are sorted by key, so one merge walk finds every counter.
+	j := 0
 	for _, spec := range s.specList {
-		e.counters = append(e.counters, st.Counters[spec.key])
+		for j < len(st.Counters) && st.Counters[j].Key < spec.key {
+			j++
+		}
+		var c Counter
+		if j < len(st.Counters) && st.Counters[j].Key == spec.key {
+			c = st.Counters[j]
+		}
+		e.counters = append(e.counters, c)
+	}
+	e.traits = e.traits[:0]
+	for _, name := range s.traitNames {
+		var v any
+		if t, ok := traits[name]; ok {
+			v = t.Value
+		}
+		e.traits = append(e.traits, v)
 	}
 }
 
 // dropUnused removes counters no audience uses any more.
 func (s *Set) dropUnused(st *State) {
-	if len(st.Counters) <= len(s.counters) {
-		ok := true
-		for k := range st.Counters {
-			if s.counters[k] == nil {
-				ok = false
-				break
-			}
+	// Both lists are sorted by key: one merge walk tells whether any must go.
+	j := 0
+	for _, c := range st.Counters {
+		for j < len(s.specList) && s.specList[j].key < c.Key {
+			j++
 		}
-		if ok {
-			return
+		if j == len(s.specList) || s.specList[j].key != c.Key {
+			st.Counters = slices.DeleteFunc(st.Counters, func(c Counter) bool { return s.counters[c.Key] == nil })
+			break
 		}
 	}
-	for k := range st.Counters {
-		if s.counters[k] == nil {
-			delete(st.Counters, k)
-		}
+	if len(st.Counters) == 0 {
+		st.Counters = nil
 	}
 }
 
@@ -441,46 +553,40 @@ func diff(old, next []string) []Change {
 	return out
 }
 
-func (s *Set) eval(c Condition, e evaluation, traits map[string]profile.Trait) bool {
-	switch x := c.(type) {
-	case *TraitCondition:
-		t, ok := traits[x.Name]
-		var v any
-		if ok {
-			v = t.Value
-		}
-		return x.Op.compare(v, x.Operand)
-	case *EventCondition:
-		n := count(e.counters[s.specs[x].idx], x.Window, e.now)
-		return Op(x.Op).compare(float64(n), float64(x.Count))
-	case *AudienceCondition:
-		return e.member[s.index[x.Key]]
-	case *AndCondition:
-		for _, sub := range x.Conditions {
-			if !s.eval(sub, e, traits) {
+func (e *evaluation) eval(n *node) bool {
+	switch n.kind {
+	case nodeTrait:
+		return n.op.compare(e.traits[n.slot], n.operand)
+	case nodeEvent:
+		return n.op.compareCount(float64(count(e.counters[n.slot], n.window, e.now)), n.count)
+	case nodeAudience:
+		return e.member[n.slot]
+	case nodeAnd:
+		for i := range n.kids {
+			if !e.eval(&n.kids[i]) {
 				return false
 			}
 		}
 		return true
-	case *OrCondition:
-		for _, sub := range x.Conditions {
-			if s.eval(sub, e, traits) {
+	case nodeOr:
+		for i := range n.kids {
+			if e.eval(&n.kids[i]) {
 				return true
 			}
 		}
 		return false
-	case *NotCondition:
-		return !s.eval(x.Condition, e, traits)
+	case nodeNot:
+		return !e.eval(&n.kids[0])
 	}
 	return false
 }
 
 // firstAfter returns the index of the first time after bound in sorted times.
-func firstAfter(times []time.Time, bound time.Time) int {
+func firstAfter(times []int64, bound int64) int {
 	lo, hi := 0, len(times) // by hand: sort.Search's closure would make times escape
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
-		if times[mid].After(bound) {
+		if times[mid] > bound {
 			hi = mid
 		} else {
 			lo = mid + 1
@@ -491,36 +597,67 @@ func firstAfter(times []time.Time, bound time.Time) int {
 
 // count returns how many of the counter's events fall in the window at now: those
 // in (now-To, now-From], so an event exactly To old has just left it.
-func count(c Counter, w Window, now time.Time) int64 {
+func count(c Counter, w Window, now int64) int64 {
 	if w.isZero() {
 		return c.Count
 	}
-	return int64(firstAfter(c.Times, now.Add(-w.From)) - firstAfter(c.Times, now.Add(-w.To)))
+	return int64(firstAfter(c.Times, addNanos(now, -w.From)) - firstAfter(c.Times, addNanos(now, -w.To)))
 }
 
 // nextChange is the earliest time after now at which an event enters or leaves a
-// window some condition counts.
+// window some condition counts; zero when none will.
 func (s *Set) nextChange(e evaluation) time.Time {
 	now := e.now
-	var next time.Time
-	consider := func(t time.Time) {
-		if t.After(now) && (next.IsZero() || t.Before(next)) {
-			next = t
-		}
-	}
+	next := int64(math.MaxInt64)
 	for _, w := range s.windowed {
 		ev, times := w.ev, e.counters[w.spec.idx].Times
 		// The next to leave is the oldest event still inside; the next to enter is
 		// the oldest event not yet old enough (in an in_between window, or a
 		// timestamp in the future).
-		if i := firstAfter(times, now.Add(-ev.Window.To)); i < len(times) {
-			consider(times[i].Add(ev.Window.To))
+		if i := firstAfter(times, addNanos(now, -ev.Window.To)); i < len(times) {
+			if t := addNanos(times[i], ev.Window.To); t > now && t < next {
+				next = t
+			}
 		}
-		if i := firstAfter(times, now.Add(-ev.Window.From)); i < len(times) {
-			consider(times[i].Add(ev.Window.From))
+		if i := firstAfter(times, addNanos(now, -ev.Window.From)); i < len(times) {
+			if t := addNanos(times[i], ev.Window.From); t > now && t < next {
+				next = t
+			}
 		}
 	}
-	return next
+	if next == math.MaxInt64 {
+		return time.Time{}
+	}
+	return time.Unix(0, next).UTC()
+}
+
+// The range of Unix nanoseconds an int64 holds; times beyond it saturate.
+var (
+	minNanosTime = time.Unix(0, math.MinInt64)
+	maxNanosTime = time.Unix(0, math.MaxInt64)
+)
+
+// nanos returns t in Unix nanoseconds, saturated at the ends of int64's range.
+func nanos(t time.Time) int64 {
+	switch {
+	case t.Before(minNanosTime):
+		return math.MinInt64
+	case t.After(maxNanosTime):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+// addNanos returns t+d, saturated at the ends of int64's range.
+func addNanos(t int64, d time.Duration) int64 {
+	sum := t + int64(d)
+	switch {
+	case d > 0 && sum < t:
+		return math.MaxInt64
+	case d < 0 && sum > t:
+		return math.MinInt64
+	}
+	return sum
 }
 
 // evalProperties evaluates a where clause against an event's properties.

@@ -1,6 +1,9 @@
 package audience
 
 import (
+	"math"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -264,10 +267,10 @@ func TestCountersShared(t *testing.T) {
 	changes := s.Evaluate(st, nil, t0.Add(3*time.Hour), false)
 	want := map[string]Counter{
 		`event('Buy')`: {Count: 3},
-		`event('Buy').where(property('total') >= 100)`: {Count: 2, Times: []time.Time{t0, t0.Add(2 * time.Hour)}},
+		`event('Buy').where(property('total') >= 100)`: {Count: 2, Times: ns(t0, t0.Add(2*time.Hour))},
 		// The EUR counter never matched, so it was never created.
 	}
-	if diff := cmp.Diff(want, st.Counters); diff != "" {
+	if diff := cmp.Diff(keyed(want), st.Counters); diff != "" {
 		t.Errorf("counters (-want +got):\n%s", diff)
 	}
 	wantChanges := []Change{{Key: "any", Entered: true}, {Key: "big", Entered: true}, {Key: "big-recent", Entered: true}}
@@ -348,8 +351,8 @@ func TestEvaluateChanges(t *testing.T) {
 			t.Errorf("%s: memberships (-want +got):\n%s", step.name, diff)
 		}
 	}
-	if got := st.Counters[`event('Buy')`].Count; got != 2 {
-		t.Errorf("counted %d Buy events, want 2: suppression keeps counting", got)
+	if got, _ := st.Counter(`event('Buy')`); got.Count != 2 {
+		t.Errorf("counted %d Buy events, want 2: suppression keeps counting", got.Count)
 	}
 }
 
@@ -439,22 +442,22 @@ func TestMerge(t *testing.T) {
 	}{
 		{"into empty",
 			&State{},
-			&State{Counters: map[string]Counter{key: {Count: 2, Times: []time.Time{t0, t0.Add(day)}}}},
-			map[string]Counter{key: {Count: 2, Times: []time.Time{t0, t0.Add(day)}}}},
+			&State{Counters: keyed(map[string]Counter{key: {Count: 2, Times: ns(t0, t0.Add(day))}})},
+			map[string]Counter{key: {Count: 2, Times: ns(t0, t0.Add(day))}}},
 		{"from empty",
-			&State{Counters: map[string]Counter{key: {Count: 1, Times: []time.Time{t0}}}},
+			&State{Counters: keyed(map[string]Counter{key: {Count: 1, Times: ns(t0)}})},
 			&State{},
-			map[string]Counter{key: {Count: 1, Times: []time.Time{t0}}}},
+			map[string]Counter{key: {Count: 1, Times: ns(t0)}}},
 		{"counts add and times interleave",
-			&State{Counters: map[string]Counter{key: {Count: 2, Times: []time.Time{t0, t0.Add(2 * day)}}}},
-			&State{Counters: map[string]Counter{key: {Count: 3, Times: []time.Time{t0.Add(day), t0.Add(3 * day)}}}},
-			map[string]Counter{key: {Count: 5, Times: []time.Time{t0, t0.Add(day), t0.Add(2 * day), t0.Add(3 * day)}}}},
+			&State{Counters: keyed(map[string]Counter{key: {Count: 2, Times: ns(t0, t0.Add(2*day))}})},
+			&State{Counters: keyed(map[string]Counter{key: {Count: 3, Times: ns(t0.Add(day), t0.Add(3*day))}})},
+			map[string]Counter{key: {Count: 5, Times: ns(t0, t0.Add(day), t0.Add(2*day), t0.Add(3*day))}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			fromBefore := tc.from.Clone()
 			s.Merge(tc.into, tc.from)
-			if diff := cmp.Diff(tc.want, tc.into.Counters, cmpopts.EquateEmpty()); diff != "" {
+			if diff := cmp.Diff(keyed(tc.want), tc.into.Counters, cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("merged counters (-want +got):\n%s", diff)
 			}
 			if diff := cmp.Diff(fromBefore, tc.from); diff != "" {
@@ -484,14 +487,14 @@ func TestMerge(t *testing.T) {
 
 func TestEvaluateDropsUnusedCounters(t *testing.T) {
 	s := newSet(t, "x", `event('Buy')`)
-	st := &State{Counters: map[string]Counter{
+	st := &State{Counters: keyed(map[string]Counter{
 		`event('Buy')`:                          {Count: 1},
 		`event('Gone')`:                         {Count: 4},
 		`event('Buy').where(property('a') = 1)`: {Count: 2},
-	}}
+	})}
 	s.Evaluate(st, nil, t0, false)
 	want := map[string]Counter{`event('Buy')`: {Count: 1}}
-	if diff := cmp.Diff(want, st.Counters); diff != "" {
+	if diff := cmp.Diff(keyed(want), st.Counters); diff != "" {
 		t.Errorf("counters (-want +got):\n%s", diff)
 	}
 	if !st.IsMember("x") {
@@ -540,7 +543,7 @@ func TestTimesPruned(t *testing.T) {
 		{"a merge's old times go at the next event", func() *State {
 			st := &State{}
 			observeDaily(st, 0, 3)
-			s.Merge(st, &State{Counters: map[string]Counter{`event('Buy')`: {Count: 1, Times: days(1)}}})
+			s.Merge(st, &State{Counters: keyed(map[string]Counter{`event('Buy')`: {Count: 1, Times: days(1)}})})
 			observeDaily(st, 9, 9)
 			return st
 		}, map[string]Counter{
@@ -550,17 +553,26 @@ func TestTimesPruned(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if diff := cmp.Diff(tc.want, tc.st().Counters, cmpopts.EquateEmpty()); diff != "" {
+			if diff := cmp.Diff(keyed(tc.want), tc.st().Counters, cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("counters (-want +got):\n%s", diff)
 			}
 		})
 	}
 }
 
-func days(ds ...int) []time.Time {
-	out := make([]time.Time, len(ds))
+func days(ds ...int) []int64 {
+	out := make([]int64, len(ds))
 	for i, d := range ds {
-		out[i] = t0.Add(time.Duration(d) * day)
+		out[i] = nanos(t0.Add(time.Duration(d) * day))
+	}
+	return out
+}
+
+// ns turns times into a Counter's Unix nanoseconds.
+func ns(ts ...time.Time) []int64 {
+	out := make([]int64, len(ts))
+	for i, t := range ts {
+		out[i] = nanos(t)
 	}
 	return out
 }
@@ -568,7 +580,7 @@ func days(ds ...int) []time.Time {
 func TestStateClone(t *testing.T) {
 	st := &State{
 		Audiences:  []string{"a", "b"},
-		Counters:   map[string]Counter{"k": {Count: 2, Times: []time.Time{t0, t0.Add(day)}}},
+		Counters:   []Counter{{Key: "k", Count: 2, Times: ns(t0, t0.Add(day))}},
 		NextChange: t0,
 	}
 	c := st.Clone()
@@ -576,9 +588,11 @@ func TestStateClone(t *testing.T) {
 		t.Fatalf("clone differs (-want +got):\n%s", diff)
 	}
 	c.Audiences[0] = "z"
-	c.Counters["k"].Times[0] = t0.Add(-day)
-	c.Counters["j"] = Counter{}
-	if st.Audiences[0] != "a" || !st.Counters["k"].Times[0].Equal(t0) || len(st.Counters) != 1 {
+	c.Counters[0].Times[0] = nanos(t0.Add(-day))
+	c.Counters[0].Count = 7
+	c.Counters[0].Times = append(c.Counters[0].Times, nanos(t0.Add(2*day))) // room for one more: must not reach st
+	c.Counters = append(c.Counters, Counter{Key: "j"})
+	if st.Audiences[0] != "a" || st.Counters[0].Times[0] != nanos(t0) || st.Counters[0].Count != 2 || len(st.Counters) != 1 || len(st.Counters[0].Times) != 2 {
 		t.Errorf("mutating the clone changed the original: %+v", st)
 	}
 }
@@ -599,5 +613,41 @@ func TestEvaluateExcludedHasNoNextChange(t *testing.T) {
 	changes := s.Evaluate(st, nil, now, true)
 	if len(changes) != 1 || changes[0].Entered || !st.NextChange.IsZero() || len(st.Audiences) != 0 {
 		t.Fatalf("excluded: changes %v, audiences %v, NextChange %v; want one exit, none, zero", changes, st.Audiences, st.NextChange)
+	}
+}
+
+// keyed turns the map form tests write counters in into State's sorted slice.
+func keyed(m map[string]Counter) []Counter {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]Counter, 0, len(m))
+	for k, c := range m {
+		c.Key = k
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b Counter) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}
+
+// TestTimesOutsideNanosecondRange checks that timestamps an int64 of Unix
+// nanoseconds cannot hold saturate instead of wrapping around into a window.
+func TestTimesOutsideNanosecondRange(t *testing.T) {
+	s := newSet(t, "recent", `event('Buy').within(7 days).count() >= 1`, "ever", `event('Buy').count() >= 1`)
+	st := &State{}
+	ancient := time.Date(1200, 1, 1, 0, 0, 0, 0, time.UTC)
+	s.Observe(st, &profile.Event{MessageID: "m", Name: "Buy", Timestamp: ancient, ReceivedAt: t0}, t0)
+	s.Evaluate(st, nil, t0, false)
+	if diff := cmp.Diff([]string{"ever"}, st.Audiences); diff != "" {
+		t.Errorf("an event from 1200 (-want +got):\n%s", diff)
+	}
+	if got := addNanos(math.MaxInt64-1, time.Hour); got != math.MaxInt64 {
+		t.Errorf("addNanos past the top = %d, want MaxInt64", got)
+	}
+	if got := addNanos(math.MinInt64+1, -time.Hour); got != math.MinInt64 {
+		t.Errorf("addNanos past the bottom = %d, want MinInt64", got)
+	}
+	if got := nanos(time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)); got != math.MaxInt64 {
+		t.Errorf("nanos(3000) = %d, want MaxInt64", got)
 	}
 }

@@ -3,6 +3,7 @@ package audience
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -55,6 +56,17 @@ type Tx interface {
 	Rollback(ctx context.Context) error
 }
 
+// Modifier is implemented by transactions that can change a profile's state with
+// one copy instead of the two of State then Put. The Controller uses it when
+// present: it changes a state on every collected event some audience counts.
+type Modifier interface {
+	// Modify calls fn with the profile's state (an empty State when it has none),
+	// staged as by Put when fn returns nil. fn may use the transaction, and must
+	// not keep st after it returns. An error from fn is returned and stages
+	// nothing.
+	Modify(ctx context.Context, pid identity.ProfileID, fn func(st *State) error) error
+}
+
 // MemStore is the in-memory audience Store. It is safe for concurrent use.
 type MemStore struct {
 	mu      sync.RWMutex
@@ -64,7 +76,10 @@ type MemStore struct {
 	due     dueHeap
 }
 
-var _ Store = (*MemStore)(nil)
+var (
+	_ Store    = (*MemStore)(nil)
+	_ Modifier = (*memTx)(nil)
+)
 
 // NewMemStore returns an empty in-memory audience store.
 func NewMemStore() *MemStore {
@@ -135,14 +150,43 @@ func (s *MemStore) Begin(ctx context.Context) (Tx, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return &memTx{s: s}, nil
+	tx := &memTx{s: s}
+	tx.staged = tx.inline[:0]
+	return tx, nil
 }
 
 type memTx struct {
-	s      *MemStore
-	done   bool
-	defs   []Definition
-	states map[identity.ProfileID]*State // nil value: deleted
+	s    *MemStore
+	done bool
+	defs []Definition
+	// staged holds the states written, in order, nil for deleted. Most
+	// transactions touch one profile, so it is a slice; index finds entries once
+	// there are more than a few.
+	staged []stagedState
+	index  map[identity.ProfileID]int
+	inline [1]stagedState // staged's first backing, saving an allocation
+}
+
+type stagedState struct {
+	pid identity.ProfileID
+	st  *State
+}
+
+// lookup returns the state staged for pid, and whether there is one.
+func (tx *memTx) lookup(pid identity.ProfileID) (*State, bool) {
+	if tx.index != nil {
+		i, ok := tx.index[pid]
+		if !ok {
+			return nil, false
+		}
+		return tx.staged[i].st, true
+	}
+	for i := range tx.staged {
+		if tx.staged[i].pid == pid {
+			return tx.staged[i].st, true
+		}
+	}
+	return nil, false
 }
 
 func (tx *memTx) check(ctx context.Context) error {
@@ -164,7 +208,7 @@ func (tx *memTx) State(ctx context.Context, pid identity.ProfileID) (*State, err
 	if err := tx.check(ctx); err != nil {
 		return nil, err
 	}
-	if st, ok := tx.states[pid]; ok {
+	if st, ok := tx.lookup(pid); ok {
 		if st == nil {
 			return nil, fmt.Errorf("%w: no audience state for profile %s", ErrNotFound, pid)
 		}
@@ -183,11 +227,12 @@ func (tx *memTx) Members(ctx context.Context, key string, after identity.Profile
 	}
 	out := committed[:0]
 	for _, pid := range committed {
-		if st, staged := tx.states[pid]; !staged || (st != nil && st.IsMember(key)) {
+		if st, staged := tx.lookup(pid); !staged || (st != nil && st.IsMember(key)) {
 			out = append(out, pid)
 		}
 	}
-	for pid, st := range tx.states {
+	for _, e := range tx.staged {
+		pid, st := e.pid, e.st
 		if st != nil && pid > after && st.IsMember(key) && !slices.Contains(committed, pid) {
 			out = append(out, pid)
 		}
@@ -229,10 +274,29 @@ func (tx *memTx) Define(ctx context.Context, d Definition) error {
 }
 
 func (tx *memTx) stage(pid identity.ProfileID, st *State) {
-	if tx.states == nil {
-		tx.states = map[identity.ProfileID]*State{}
+	if tx.index != nil {
+		if i, ok := tx.index[pid]; ok {
+			tx.staged[i].st = st
+			return
+		}
+	} else {
+		for i := range tx.staged {
+			if tx.staged[i].pid == pid {
+				tx.staged[i].st = st
+				return
+			}
+		}
 	}
-	tx.states[pid] = st
+	tx.staged = append(tx.staged, stagedState{pid, st})
+	switch {
+	case tx.index != nil:
+		tx.index[pid] = len(tx.staged) - 1
+	case len(tx.staged) > 8:
+		tx.index = make(map[identity.ProfileID]int, len(tx.staged))
+		for i, e := range tx.staged {
+			tx.index[e.pid] = i
+		}
+	}
 }
 
 func (tx *memTx) Put(ctx context.Context, pid identity.ProfileID, st *State) error {
@@ -247,6 +311,30 @@ func (tx *memTx) Put(ctx context.Context, pid identity.ProfileID, st *State) err
 	slices.Sort(c.Audiences)
 	c.Audiences = slices.Compact(c.Audiences)
 	tx.stage(pid, c)
+	return nil
+}
+
+// Modify implements Modifier: the state fn changes is the transaction's own copy,
+// staged as it is.
+func (tx *memTx) Modify(ctx context.Context, pid identity.ProfileID, fn func(st *State) error) error {
+	st, err := tx.State(ctx, pid)
+	if errors.Is(err, ErrNotFound) {
+		st, err = &State{}, nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := fn(st); err != nil {
+		return err
+	}
+	if err := tx.check(ctx); err != nil { // fn may have ended the transaction
+		return err
+	}
+	if !sortedDistinct(st.Audiences) { // what the membership index relies on
+		slices.Sort(st.Audiences)
+		st.Audiences = slices.Compact(st.Audiences)
+	}
+	tx.stage(pid, st)
 	return nil
 }
 
@@ -282,7 +370,8 @@ func (tx *memTx) Commit(ctx context.Context) error {
 			s.defs = append(s.defs, d)
 		}
 	}
-	for pid, st := range tx.states {
+	for _, e := range tx.staged {
+		pid, st := e.pid, e.st
 		old, had := s.states[pid]
 		var before, after []string
 		if had {
@@ -334,7 +423,7 @@ func (s *MemStore) compactDue() {
 
 func (tx *memTx) Rollback(ctx context.Context) error {
 	tx.done = true
-	tx.defs, tx.states = nil, nil
+	tx.defs, tx.staged, tx.index = nil, nil, nil
 	return nil
 }
 
@@ -356,4 +445,14 @@ func (h *dueHeap) Pop() any {
 	e := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return e
+}
+
+// sortedDistinct reports whether keys are in increasing order without repeats.
+func sortedDistinct(keys []string) bool {
+	for i := 1; i < len(keys); i++ {
+		if keys[i-1] >= keys[i] {
+			return false
+		}
+	}
+	return true
 }

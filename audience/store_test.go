@@ -335,17 +335,15 @@ func TestStateCopiedAtBoundary(t *testing.T) {
 	orig := func() *State {
 		return &State{
 			Audiences:  []string{"a", "b"},
-			Counters:   map[string]Counter{"k": {Count: 2, Times: []time.Time{t0, t0.Add(time.Hour)}}},
+			Counters:   []Counter{{Key: "k", Count: 2, Times: ns(t0, t0.Add(time.Hour))}},
 			NextChange: t0.Add(day),
 		}
 	}
 	mutate := func(st *State) {
 		st.Audiences[0] = "zzz"
-		st.Counters["k"].Times[0] = t0.Add(-day)
-		c := st.Counters["k"]
-		c.Count = 99
-		st.Counters["k"] = c
-		st.Counters["new"] = Counter{Count: 1}
+		st.Counters[0].Times[0] = nanos(t0.Add(-day))
+		st.Counters[0].Count = 99
+		st.Counters = append(st.Counters, Counter{Key: "new", Count: 1})
 		st.NextChange = time.Time{}
 	}
 	st := orig()
@@ -605,5 +603,53 @@ func TestMemStoreConcurrent(t *testing.T) {
 	}
 	if got := due(t, s, t0.Add(time.Hour), 0); len(got) != workers*5 {
 		t.Errorf("%d due, want %d", len(got), workers*5)
+	}
+}
+
+// TestModifyStagesOneCopy checks the Modifier fast path: fn's changes are staged
+// (sorted and de-duplicated), invisible to others until Commit, an error from fn
+// stages nothing, and the state fn saw is not the store's.
+func TestModifyStagesOneCopy(t *testing.T) {
+	s := NewMemStore()
+	tx, err := s.Begin(bg)
+	mustNil(t, err)
+	m := tx.(Modifier)
+	var kept *State
+	mustNil(t, m.Modify(bg, pid("p"), func(st *State) error {
+		if len(st.Audiences) != 0 || st.Counters != nil {
+			t.Errorf("a new profile's state is not empty: %+v", st)
+		}
+		st.Audiences = []string{"b", "a", "b"}
+		kept = st
+		return nil
+	}))
+	if _, err := s.State(bg, pid("p")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("uncommitted Modify visible outside: %v", err)
+	}
+	boom := errors.New("boom")
+	if err := m.Modify(bg, pid("q"), func(st *State) error { st.Audiences = []string{"x"}; return boom }); !errors.Is(err, boom) {
+		t.Fatalf("Modify returned %v, want fn's error", err)
+	}
+	mustNil(t, tx.Commit(bg))
+	got, err := s.State(bg, pid("p"))
+	mustNil(t, err)
+	if diff := cmp.Diff([]string{"a", "b"}, got.Audiences); diff != "" {
+		t.Errorf("committed audiences (-want +got):\n%s", diff)
+	}
+	if _, err := s.State(bg, pid("q")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a failed Modify was committed: %v", err)
+	}
+	members, err := s.Members(bg, "a", "", 0)
+	mustNil(t, err)
+	if len(members) != 1 || members[0] != pid("p") {
+		t.Errorf("members of a = %v, want [p]", members)
+	}
+	again, err := s.State(bg, pid("p"))
+	mustNil(t, err)
+	if again == kept {
+		t.Error("State returned the very state Modify's fn was given")
+	}
+	if err := m.Modify(bg, pid("p"), func(*State) error { return nil }); !errors.Is(err, ErrTxDone) {
+		t.Errorf("Modify after Commit = %v, want ErrTxDone", err)
 	}
 }
