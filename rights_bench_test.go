@@ -117,7 +117,8 @@ func suppressedList(b *testing.B, n int) *suppression.MemList {
 		for i := start; i < min(start+chunk, n); i++ {
 			var x [8]byte
 			binary.BigEndian.PutUint64(x[:], uint64(i))
-			hs = append(hs, identity.Hash(sha256.Sum256(x[:])))
+			sum := sha256.Sum256(x[:])
+			hs = append(hs, identity.Hash(sum[:len(identity.Hash{})]))
 		}
 		if err := tx.Add(ctx, hs...); err != nil {
 			b.Fatal(err)

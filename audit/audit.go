@@ -3,7 +3,8 @@
 //
 // The log is append-only. Each record names people only by keyed hash and is
 // chained to the previous one: its Hash is the HMAC-SHA256, under the
-// Controller's key, of the previous record's Hash and its own content. Verify
+// Controller's key and truncated to identity.Hash's 128 bits, of the previous
+// record's Hash and its own content. Verify
 // walks the chain and reports the first record that was changed, removed or
 // inserted; without the key a tamperer cannot recompute the chain.
 //
@@ -92,7 +93,7 @@ func link(key []byte, prev identity.Hash, r *Record) identity.Hash {
 	mac := hmac.New(sha256.New, key)
 	mac.Write(prev[:])
 	mac.Write(b)
-	return identity.Hash(mac.Sum(nil))
+	return identity.Hash(mac.Sum(nil)[:len(identity.Hash{})]) // HMAC-SHA256 truncated to 128 bits (RFC 4868)
 }
 
 // Verify walks the whole log and checks every link of the chain. It returns the

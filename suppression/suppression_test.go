@@ -18,7 +18,8 @@ import (
 func hashOf(i uint64) identity.Hash {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], i)
-	return identity.Hash(sha256.Sum256(b[:]))
+	sum := sha256.Sum256(b[:])
+	return identity.Hash(sum[:len(identity.Hash{})])
 }
 
 func pidOf(i int) identity.ProfileID { return identity.ProfileID(fmt.Sprintf("use_test%06d", i)) }
