@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -175,7 +176,7 @@ func (c *Controller) Apply(ctx context.Context, req Request) (*Receipt, error) {
 	now := c.now()
 	e := &journal.Entry{ID: newRequestID(now), Type: string(req.Type), Status: string(Initialized), Received: now, Due: now.AddDate(0, 1, 0)}
 	if err := c.validateRequest(&req, e); err != nil {
-		e.Status, e.Reason, e.Finished = string(Invalid), err.Error(), now
+		e.Status, e.Reason, e.Finished = string(Invalid), c.redact(e, err.Error(), req.Subjects), now
 		e.Subjects = nil
 		if perr := c.journal.Put(ctx, e); perr != nil {
 			return nil, backendError("journal", perr)
@@ -294,7 +295,7 @@ func (c *Controller) deliverAudienceChanges(ctx context.Context, e *journal.Entr
 // fail records that a request failed before its decision: nothing changed.
 func (c *Controller) fail(ctx context.Context, e *journal.Entry, err error) (*Receipt, error) {
 	defer c.inflight.Delete(e.ID)
-	e.Status, e.Reason, e.Finished = string(Failed), err.Error(), c.now()
+	e.Status, e.Reason, e.Finished = string(Failed), c.redact(e, err.Error(), nil), c.now()
 	if errors.Is(err, ErrInvalid) {
 		e.Status = string(Invalid)
 	}
@@ -345,7 +346,7 @@ func (c *Controller) commitAll(ctx context.Context, txs *participants, e *journa
 		o := journal.Outcome{Name: p.name, Status: string(Finished), Finished: c.now()}
 		err := p.commit(ctx)
 		if err != nil {
-			o.Status, o.Err, o.Finished = string(Running), err.Error(), time.Time{}
+			o.Status, o.Err, o.Finished = string(Running), c.redact(e, err.Error(), nil), time.Time{}
 		}
 		e.Backends = append(e.Backends, o)
 		if err != nil {
@@ -452,9 +453,9 @@ func (t *requestTracker) done(name string, err error) {
 				o.Status = string(Finished)
 			}
 		case errors.Is(err, errNotSupported):
-			o.Status, o.Err = string(NotSupported), err.Error()
+			o.Status, o.Err = string(NotSupported), t.c.redact(t.e, err.Error(), nil)
 		default:
-			o.Status, o.Err = string(Failed), err.Error()
+			o.Status, o.Err = string(Failed), t.c.redact(t.e, err.Error(), nil)
 		}
 		if t.waiting[name] == 0 || Status(o.Status) != Running {
 			o.Finished = t.c.now()
@@ -680,3 +681,46 @@ func (c *Controller) inFlight(id string) bool {
 
 // newRequestID returns a request id that sorts in creation order.
 func newRequestID(now time.Time) string { return identity.NewSortableID("req_", now) }
+
+// redact replaces, in an error text bound for a receipt, every clear value the
+// request carries (its subjects, the identifiers it forwards, a rectification's
+// text values) by a keyed hash. Reasons and outcomes outlive the clear data,
+// which Entry.Scrub removes, and a backend's or destination's error may quote
+// what it was given ("no user a@b.c"); a receipt must not keep it.
+func (c *Controller) redact(e *journal.Entry, text string, extra []identity.ID) string {
+	replace := func(value, label string) {
+		if len(value) >= minRedacted && strings.Contains(text, value) {
+			text = strings.ReplaceAll(text, value, label)
+		}
+	}
+	replaceID := func(id identity.ID) {
+		n, err := id.Normalize()
+		if err != nil {
+			n = id // malformed: hash it as given
+		}
+		label := "[" + n.Type + " " + c.hasher.ID(n).String()[:12] + "]"
+		replace(id.Value, label)
+		replace(n.Value, label)
+	}
+	for _, id := range extra {
+		replaceID(id)
+	}
+	for _, id := range e.Subjects {
+		replaceID(id)
+	}
+	for _, f := range e.Decision.Forward {
+		for _, id := range f.IDs {
+			replaceID(id)
+		}
+	}
+	for k, v := range e.Traits {
+		if s, ok := v.(string); ok {
+			replace(s, "[trait "+k+"]")
+		}
+	}
+	return text
+}
+
+// minRedacted is the shortest value redact replaces: shorter ones ("1", "us")
+// would mangle unrelated words of the text and identify nobody.
+const minRedacted = 3

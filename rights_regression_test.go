@@ -6,6 +6,7 @@ package privacy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"sync"
@@ -469,4 +470,70 @@ func recoverLoop(c *privacy.Controller) (chan struct{}, *sync.WaitGroup) {
 		}
 	}()
 	return stop, wg
+}
+
+// quotingDestination fails every deletion with an error that quotes the
+// identifiers it was given, as real APIs do ("no user a@b.c").
+type quotingDestination struct{}
+
+func (quotingDestination) Name() string                                      { return "quoting" }
+func (quotingDestination) Send(context.Context, []destination.Message) error { return nil }
+func (quotingDestination) Delete(_ context.Context, d destination.Deletion) error {
+	var vals []string
+	for _, id := range d.IDs {
+		vals = append(vals, id.Value)
+	}
+	return fmt.Errorf("no such user: %s", strings.Join(vals, ", "))
+}
+
+// TestReceiptsDoNotQuoteIdentifiers checks that error texts kept in receipts
+// name people by keyed hash, not by the clear identifiers a destination or a
+// validation error quoted: receipts outlive the clear data.
+func TestReceiptsDoNotQuoteIdentifiers(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, privacy.WithDestinations(quotingDestination{}), fastDelivery())
+	person(t, e, "ada")
+	r, err := e.c.Erase(ctx, user("ada"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, e.c)
+	final, err := e.c.Status(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(final.Destinations) != 1 || final.Destinations[0].Status != privacy.Failed {
+		t.Fatalf("destination outcomes = %+v, want one FAILED", final.Destinations)
+	}
+	msg := final.Destinations[0].Err
+	if strings.Contains(msg, "ada") || !strings.Contains(msg, "no such user: [user_id ") {
+		t.Errorf("outcome error = %q: want the identifiers replaced by keyed hashes", msg)
+	}
+
+	// A backend error quoting the person, before the decision: FAILED, and the
+	// reason names them by hash.
+	e2 := newEnv(t, privacy.WithProfiles(quotingProfiles{profile.NewMemStore()}))
+	person(t, e2, "grace")
+	failed, err := e2.c.Erase(ctx, user("grace"))
+	if err == nil && failed.Status != privacy.Failed {
+		t.Fatalf("erasure with a failing profile store: %+v", failed)
+	}
+	if failed == nil || strings.Contains(failed.Reason, "grace") || !strings.Contains(failed.Reason, "[user_id ") {
+		t.Errorf("FAILED reason = %+v: want the identifier replaced by its keyed hash", failed)
+	}
+}
+
+// quotingProfiles is a profile store whose deletions fail with an error that
+// quotes the person.
+type quotingProfiles struct{ profile.Store }
+
+type quotingProfilesTx struct{ profile.Tx }
+
+func (s quotingProfiles) Begin(ctx context.Context) (profile.Tx, error) {
+	tx, err := s.Store.Begin(ctx)
+	return quotingProfilesTx{tx}, err
+}
+
+func (quotingProfilesTx) Delete(context.Context, identity.ProfileID) error {
+	return errors.New("refusing to delete the profile of user grace")
 }
