@@ -12,6 +12,7 @@ import (
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
+	"github.com/gdprkit/privacy/txscope"
 )
 
 // Collect takes one Identify or Track message: it resolves the identifiers to one
@@ -27,6 +28,26 @@ func (c *Controller) Collect(ctx context.Context, m Message) error {
 	if err := c.checkOpen(); err != nil {
 		return err
 	}
+	if !c.scoped {
+		return c.collect(ctx, m)
+	}
+	// A backend shared with other processes may report a conflict (a deadlock
+	// between their locks, a serialization failure): then nothing was stored,
+	// and the message is simply collected again.
+	var err error
+	for attempt := 1; attempt <= retryAttempts; attempt++ {
+		sctx, closeScope := c.openScope(ctx)
+		err = c.collect(sctx, m)
+		closeScope()
+		if !errors.Is(err, txscope.ErrRetry) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
+// collect is one attempt at Collect.
+func (c *Controller) collect(ctx context.Context, m Message) error {
 	// The message and its identifiers live on the stack: the identifiers are kept
 	// apart from msg because store lets msg's fields escape.
 	var msg message
@@ -156,6 +177,13 @@ func (c *Controller) lockMatchesAnd(ctx context.Context, ids []identity.ID, matc
 			held.add(c.locks.profile(pid))
 		}
 		c.locks.lock(&held)
+		// Another process may be working on the same person: take its locks too,
+		// then look again (through the locked transaction) before trusting the
+		// first look.
+		if err := c.lockRemote(ctx, matches, pids); err != nil {
+			c.locks.unlock(&held)
+			return nil, lockSet{}, err
+		}
 		if matches, err = identity.LookupAll(ctx, c.graph, ids, matches[:0]); err != nil {
 			c.locks.unlock(&held)
 			return nil, lockSet{}, backendError("identity lookup", err)
@@ -182,7 +210,6 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 	// or an event some audience counts. Time passing is Refresh's business.
 	withAudiences := set.Len() > 0 && (msg.kind == "identify" || plan.Create || len(plan.Absorb) > 0 || set.UsesEvents(msg.event))
 
-	ctx = c.scope(ctx)
 	var gtx identity.Tx
 	if plan.Writes() {
 		if gtx, err = c.graph.Begin(ctx); err != nil {

@@ -64,7 +64,6 @@ func (p *participants) rollback(ctx context.Context) {
 func (c *Controller) begin(ctx context.Context) (*participants, error) {
 	p := &participants{}
 	var err error
-	ctx = c.scope(ctx)
 	if p.supp, err = c.suppressions.Begin(ctx); err != nil {
 		return nil, backendError("suppression begin", err)
 	}

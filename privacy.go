@@ -48,8 +48,10 @@ type Controller struct {
 	clock func() time.Time
 	log   *slog.Logger
 	locks *subjectLocks
-	// scoped: some backend joins txscope scopes, so each operation opens one.
+	// scoped: some backend joins txscope scopes, so each operation opens one;
+	// locker, when set, locks subjects across processes within a scope.
 	scoped bool
+	locker txscope.Locker
 
 	closed atomic.Bool
 	stats  struct {
@@ -294,19 +296,54 @@ func New(opts ...Option) (*Controller, error) {
 		if _, ok := b.(txscope.Aware); ok {
 			c.scoped = true
 		}
+		if l, ok := b.(txscope.Locker); ok && c.locker == nil {
+			c.locker = l
+		}
+	}
+	if c.locker != nil {
+		c.scoped = true // the locks live in the scope's transaction
 	}
 	c.set.Store(set)
 	return c, nil
 }
 
-// scope marks ctx as one operation whose participants may share a backend
-// transaction (package txscope); it costs nothing unless a backend cares.
-func (c *Controller) scope(ctx context.Context) context.Context {
-	if c.scoped {
-		ctx, _ = txscope.NewContext(ctx)
+// openScope marks ctx as one operation whose participants may share a backend
+// transaction (package txscope), and returns the function that ends it. It costs
+// nothing unless a backend cares.
+func (c *Controller) openScope(ctx context.Context) (context.Context, func()) {
+	if !c.scoped {
+		return ctx, func() {}
 	}
-	return ctx
+	ctx, s := txscope.NewContext(ctx)
+	return ctx, s.Close
 }
+
+// lockRemote takes, through the backend that implements txscope.Locker, the
+// cross-process locks of the identifiers and profiles an operation works on,
+// after the in-process ones. Without such a backend it does nothing.
+func (c *Controller) lockRemote(ctx context.Context, matches []identity.Match, pids []identity.ProfileID) error {
+	if c.locker == nil {
+		return nil
+	}
+	keys := make([]string, 0, 2*len(matches)+len(pids))
+	for _, m := range matches {
+		keys = append(keys, "id:"+m.ID.String())
+		if m.Profile != "" {
+			keys = append(keys, "profile:"+string(m.Profile))
+		}
+	}
+	for _, pid := range pids {
+		keys = append(keys, "profile:"+string(pid))
+	}
+	if err := c.locker.LockSubjects(ctx, keys); err != nil {
+		return backendError("locking subjects", err)
+	}
+	return nil
+}
+
+// retryAttempts bounds how often an operation is run again after a conflict
+// the backend marked with txscope.ErrRetry.
+const retryAttempts = 5
 
 // Close stops the Controller: later calls fail with ErrClosed and delivery to
 // destinations stops (call Flush first to wait for it). Backends are the caller's

@@ -13,6 +13,7 @@ import (
 	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/txscope"
 )
 
 // RequestType is the kind of a privacy request. The values mirror Segment's
@@ -234,24 +235,35 @@ func (c *Controller) validateRequest(req *Request, e *journal.Entry) error {
 }
 
 // execute runs steps 2 to 5 of the protocol for a journaled, undecided request.
+// A conflict a shared backend reports before the decision (txscope.ErrRetry)
+// changed nothing, so the attempt is simply run again, a few times.
 func (c *Controller) execute(ctx context.Context, e *journal.Entry) (*Receipt, error) {
+	for attempt := 1; ; attempt++ {
+		r, err, failed := c.executeOnce(ctx, e)
+		if failed == nil {
+			return r, err
+		}
+		if !errors.Is(failed, txscope.ErrRetry) || attempt == retryAttempts || ctx.Err() != nil {
+			return c.fail(ctx, e, failed)
+		}
+	}
+}
+
+// executeOnce is one attempt at execute. A failure before the decision is
+// returned as failed, with nothing changed, for execute to retry or record.
+func (c *Controller) executeOnce(ctx context.Context, e *journal.Entry) (r *Receipt, err, failed error) {
+	ctx, closeScope := c.openScope(ctx)
+	defer closeScope()
 	var matchBuf []identity.Match
 	matches, held, err := c.lockMatches(ctx, e.Subjects, matchBuf) // step 2
 	if err != nil {
-		return c.fail(ctx, e, err)
+		return nil, nil, err
 	}
-	locked := true
-	unlock := func() {
-		if locked {
-			c.locks.unlock(&held)
-			locked = false
-		}
-	}
-	defer unlock()
+	defer c.locks.unlock(&held)
 
 	txs, err := c.begin(ctx) // step 3: prepare
 	if err != nil {
-		return c.fail(ctx, e, err)
+		return nil, nil, err
 	}
 	defer txs.rollback(ctx)
 	now := c.now()
@@ -261,23 +273,23 @@ func (c *Controller) execute(ctx context.Context, e *journal.Entry) (*Receipt, e
 		changes, err = c.stage(ctx, txs, &d, now)
 	}
 	if err != nil {
-		return c.fail(ctx, e, err)
+		return nil, nil, err
 	}
 	e.Decided, e.Decision = true, d // step 4: the decision, then the commits
 	if err := c.journal.Put(ctx, e); err != nil {
 		e.Decided, e.Decision = false, journal.Decision{}
-		return c.fail(ctx, e, backendError("journal", err))
+		return nil, nil, backendError("journal", err)
 	}
 	c.audit(ctx, e, "decided")
 	if err := c.commitDecision(ctx, txs, e, &e.Decision); err != nil {
 		c.inflight.Delete(e.ID) // decided: Recover completes it
-		return receiptOf(e), err
+		return receiptOf(e), err, nil
 	}
 	// Queued before the subjects are unlocked, so nothing collected afterwards
 	// can reach a destination ahead of the request's own messages.
 	c.deliverAudienceChanges(ctx, e, changes, now)
 	c.deliverDecision(ctx, e, sends) // step 5
-	return receiptOf(e), nil
+	return receiptOf(e), nil, nil
 }
 
 // deliverAudienceChanges tells destinations who entered or left audiences
@@ -325,10 +337,17 @@ func (c *Controller) commitDecision(ctx context.Context, txs *participants, e *j
 			break
 		}
 		time.Sleep(time.Duration(attempt) * 10 * time.Millisecond)
-		if txs, err = c.begin(ctx); err != nil {
+		// The failed attempt's shared transaction (and the cross-process locks
+		// it held) is gone: a new scope, the locks again, then the redo.
+		sctx, closeScope := c.openScope(ctx)
+		defer closeScope()
+		if err = c.lockRemote(sctx, nil, decisionProfiles(d)); err != nil {
 			continue
 		}
-		if _, err = c.stage(ctx, txs, d, c.now()); err != nil {
+		if txs, err = c.begin(sctx); err != nil {
+			continue
+		}
+		if _, err = c.stage(sctx, txs, d, c.now()); err != nil {
 			continue
 		}
 	}
@@ -617,14 +636,9 @@ func (c *Controller) recoverOne(ctx context.Context, e *journal.Entry) error {
 		return err
 	}
 	// Lock the subjects and every profile the decision touches.
-	var pids []identity.ProfileID
-	pids = append(pids, e.Decision.Delete...)
-	pids = append(pids, e.Decision.SuppressProfiles...)
-	pids = append(pids, e.Decision.UnsuppressProfiles...)
-	for _, r := range e.Decision.Rectify {
-		pids = append(pids, r.Profile)
-	}
-	_, held, err := c.lockMatchesAnd(ctx, slices.Clone(e.Subjects), nil, pids)
+	ctx, closeScope := c.openScope(ctx)
+	defer closeScope()
+	_, held, err := c.lockMatchesAnd(ctx, slices.Clone(e.Subjects), nil, decisionProfiles(&e.Decision))
 	if err != nil {
 		c.inflight.Delete(e.ID)
 		return err
@@ -724,3 +738,15 @@ func (c *Controller) redact(e *journal.Entry, text string, extra []identity.ID) 
 // minRedacted is the shortest value redact replaces: shorter ones ("1", "us")
 // would mangle unrelated words of the text and identify nobody.
 const minRedacted = 3
+
+// decisionProfiles lists every profile a decision touches: what a redo locks.
+func decisionProfiles(d *journal.Decision) []identity.ProfileID {
+	var pids []identity.ProfileID
+	pids = append(pids, d.Delete...)
+	pids = append(pids, d.SuppressProfiles...)
+	pids = append(pids, d.UnsuppressProfiles...)
+	for _, r := range d.Rectify {
+		pids = append(pids, r.Profile)
+	}
+	return pids
+}

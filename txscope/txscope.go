@@ -2,8 +2,16 @@ package txscope
 
 import (
 	"context"
+	"errors"
 	"sync"
 )
+
+// ErrRetry marks an error after which the whole operation may simply be run
+// again: a serialization failure or a deadlock the database broke. Adapters wrap
+// such errors with it (fmt.Errorf("...: %w: %w", txscope.ErrRetry, err)); the
+// Controller retries a collected message, or a right not yet decided, a few
+// times before it gives up.
+var ErrRetry = errors.New("txscope: transaction conflict, retry")
 
 // Aware is implemented by backends that join scopes. The Controller opens a
 // Scope for each operation only when at least one of its backends is Aware.
