@@ -112,4 +112,3 @@ func TestCollectLocksSubjectsAcrossProcessesAndRetriesConflicts(t *testing.T) {
 		t.Errorf("a message that never got its locks was stored: %v", err)
 	}
 }
-
