@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/gdprkit/privacy/audience"
@@ -435,6 +436,7 @@ func (c *Controller) buildUpdate(ctx context.Context, ptx profile.Tx, plan *iden
 	if msg.timestamp.After(meta.LastSeen) {
 		meta.LastSeen = msg.timestamp
 	}
+	meta.Recipients = c.noteRecipients(meta.Recipients, now)
 	u.Metadata = meta
 	if !wantTraits {
 		return u, nil, nil
@@ -471,7 +473,37 @@ func mergeMetadata(into, from profile.Metadata) profile.Metadata {
 		into.LastSeen = from.LastSeen
 	}
 	into.Version = max(into.Version, from.Version)
+	for _, r := range from.Recipients {
+		i := slices.IndexFunc(into.Recipients, func(have profile.Recipient) bool { return have.Name == r.Name })
+		if i < 0 {
+			into.Recipients = append(into.Recipients, r)
+			continue
+		}
+		have := &into.Recipients[i]
+		if r.FirstSent.Before(have.FirstSent) {
+			have.FirstSent = r.FirstSent
+		}
+		if r.LastSent.After(have.LastSent) {
+			have.LastSent = r.LastSent
+		}
+	}
 	return into
+}
+
+// noteRecipients records in a profile's recipients (its own copy) that every
+// destination is being sent the person's data now: each message handed to the
+// outbox goes to all of them. An access request lists them (Art. 15(1)(c), 19).
+func (c *Controller) noteRecipients(rs []profile.Recipient, now time.Time) []profile.Recipient {
+	for _, q := range c.outbox.queues {
+		name := q.d.Name()
+		i := slices.IndexFunc(rs, func(r profile.Recipient) bool { return r.Name == name })
+		if i < 0 {
+			rs = append(rs, profile.Recipient{Name: name, FirstSent: now, LastSent: now})
+			continue
+		}
+		rs[i].LastSent = now
+	}
+	return rs
 }
 
 // detach returns ctx without its cancellation, for work that must finish once a

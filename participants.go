@@ -180,6 +180,7 @@ func (c *Controller) decide(ctx context.Context, txs *participants, e *journal.E
 		}
 		u.Metadata.Version++
 		u.Metadata.UpdatedAt = now
+		u.Metadata.Recipients = c.noteRecipients(u.Metadata.Recipients, now)
 		d.Rectify = []journal.Rectification{{Profile: pid, Update: u}}
 		e.ProfileVersion = u.Metadata.Version
 		sends = c.rectifySends(&journal.Entry{ID: e.ID, Traits: e.Traits, Decision: d})

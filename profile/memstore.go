@@ -136,7 +136,7 @@ func getProfile(m map[identity.ProfileID]*memProfile, pid identity.ProfileID) (*
 	if !ok {
 		return nil, notFound(pid)
 	}
-	return &Profile{ID: pid, Traits: CloneTraits(p.traits), Metadata: p.meta}, nil
+	return &Profile{ID: pid, Traits: CloneTraits(p.traits), Metadata: p.meta.Clone()}, nil
 }
 
 func getMetadata(m map[identity.ProfileID]*memProfile, pid identity.ProfileID) (Metadata, error) {
@@ -144,7 +144,7 @@ func getMetadata(m map[identity.ProfileID]*memProfile, pid identity.ProfileID) (
 	if !ok {
 		return Metadata{}, notFound(pid)
 	}
-	return p.meta, nil
+	return p.meta.Clone(), nil
 }
 
 func getEvents(m map[identity.ProfileID]*memProfile, pid identity.ProfileID, q EventQuery) (EventPage, error) {

@@ -968,19 +968,22 @@ func TestMemStoreCopiesAtBoundary(t *testing.T) {
 	}
 	remove := []string{"gone"}
 	ev := event("m1", "ev", 1)
-	u := Update{Set: set, Remove: remove, MessageID: "m1", Event: ev, Metadata: Metadata{Version: 2}}
+	recipients := []Recipient{{Name: "crm", FirstSent: at(1), LastSent: at(2)}}
+	u := Update{Set: set, Remove: remove, MessageID: "m1", Event: ev, Metadata: Metadata{Version: 2, Recipients: recipients}}
 	// What must be stored, built apart so that it shares nothing with the above.
+	wantMeta := Metadata{Version: 2, Recipients: []Recipient{{Name: "crm", FirstSent: at(1), LastSent: at(2)}}}
 	want := map[identity.ProfileID]stored{pidA: {
-		Profile: &Profile{ID: pidA, Metadata: Metadata{Version: 2}, Traits: map[string]Trait{
+		Profile: &Profile{ID: pidA, Metadata: wantMeta, Traits: map[string]Trait{
 			"m":    {Value: map[string]any{"k": "v", "l": []any{"x", map[string]any{"deep": 1.0}}}, Source: "s", UpdatedAt: at(1)},
 			"s":    {Value: "str", Source: "s", UpdatedAt: at(1)},
 			"kept": {Value: "k"},
 		}},
-		Meta:   Metadata{Version: 2},
+		Meta:   wantMeta,
 		Events: []Event{*event("m1", "ev", 1)},
 	}}
 
 	mutateInput := func(tag string) {
+		recipients[0].Name = tag
 		set["m"].Value.(map[string]any)["k"] = tag
 		set["m"].Value.(map[string]any)["l"].([]any)[0] = tag
 		set["m"].Value.(map[string]any)["l"].([]any)[1].(map[string]any)["deep"] = tag
@@ -1010,6 +1013,10 @@ func TestMemStoreCopiesAtBoundary(t *testing.T) {
 	}
 	p.Traits["m"].Value.(map[string]any)["k"] = "changed via tx.Get"
 	p.Traits["x"] = Trait{Value: "added via tx.Get"}
+	p.Metadata.Recipients[0].Name = "changed via tx.Get"
+	if m, err := tx.Metadata(ctx, pidA); err == nil {
+		m.Recipients[0].Name = "changed via tx.Metadata"
+	}
 	page, err := tx.Events(ctx, pidA, EventQuery{})
 	if err != nil {
 		t.Fatal(err)
@@ -1035,6 +1042,10 @@ func TestMemStoreCopiesAtBoundary(t *testing.T) {
 	p.Traits["m"].Value.(map[string]any)["l"].([]any)[1].(map[string]any)["deep"] = "changed via Get"
 	delete(p.Traits, "s")
 	p.Metadata.Version = 100
+	p.Metadata.Recipients[0].Name = "changed via Get"
+	if m, err := s.Metadata(ctx, pidA); err == nil {
+		m.Recipients[0].Name = "changed via Metadata"
+	}
 	page, err = s.Events(ctx, pidA, EventQuery{})
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/gdprkit/privacy/identity"
@@ -38,6 +39,7 @@ func (p *Profile) Clone() *Profile {
 	c := *p
 	c.Traits = CloneTraits(p.Traits)
 	c.ExternalIDs = append([]ExternalID(nil), p.ExternalIDs...)
+	c.Metadata = p.Metadata.Clone()
 	return &c
 }
 
@@ -107,6 +109,22 @@ type Metadata struct {
 	// FirstSeen and LastSeen are the earliest and latest message timestamps.
 	FirstSeen time.Time
 	LastSeen  time.Time
+	// Recipients are the destinations the person's data was sent to, in the
+	// order they first were (Art. 19: the recipients an access request names).
+	Recipients []Recipient
+}
+
+// Recipient is one destination that was sent a person's data, and when: first
+// and most recently (when the message was handed to delivery).
+type Recipient struct {
+	Name                string
+	FirstSent, LastSent time.Time
+}
+
+// Clone returns a copy of m that shares no memory with it.
+func (m Metadata) Clone() Metadata {
+	m.Recipients = slices.Clone(m.Recipients)
+	return m
 }
 
 // Event is one track call stored on a profile.
@@ -155,6 +173,7 @@ func (u *Update) Validate() error {
 // The event is returned apart, by value, to spare an allocation on the hot path.
 func (u *Update) clone() (c Update, ev Event, hasEvent bool) {
 	c = *u
+	c.Metadata = u.Metadata.Clone()
 	c.Set = CloneTraits(u.Set)
 	c.Remove = append([]string(nil), u.Remove...)
 	c.Event = nil
