@@ -322,8 +322,8 @@ func (c *Controller) openScope(ctx context.Context) (context.Context, func()) {
 // cross-process locks of the identifiers and profiles an operation works on,
 // after the in-process ones. Without such a backend it does nothing.
 func (c *Controller) lockRemote(ctx context.Context, matches []identity.Match, pids []identity.ProfileID) error {
-	if c.locker == nil {
-		return nil
+	if c.locker == nil || txscope.FromContext(ctx) == nil {
+		return nil // reads outside an operation lock in this process only
 	}
 	keys := make([]string, 0, 2*len(matches)+len(pids))
 	for _, m := range matches {

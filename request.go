@@ -203,7 +203,7 @@ func (c *Controller) validateRequest(req *Request, e *journal.Entry) error {
 	case !req.Type.valid():
 		return fieldErrorf("Type", "unknown request type %q", string(req.Type))
 	case req.Type == Access:
-		return fieldErrorf("Type", "ACCESS requests are not supported yet")
+		return fieldErrorf("Type", "an ACCESS request returns the person's data: make it with Access or Export")
 	case len(req.Subjects) == 0:
 		return fieldErrorf("Subjects", "no subjects")
 	case len(req.Subjects) > MaxSubjects:
@@ -631,6 +631,18 @@ func (c *Controller) recoverOne(ctx context.Context, e *journal.Entry) error {
 	}
 	e = cur
 	c.audit(ctx, e, "recovering")
+	if e.Type == string(Access) {
+		// The export's reader went with the process: nothing to redo, and nothing
+		// was changed. The person must ask again.
+		defer c.inflight.Delete(e.ID)
+		e.Status, e.Reason, e.Finished = string(Failed), "the export was interrupted (the process stopped); make the request again", c.now()
+		e.Scrub()
+		if err := c.journal.Put(ctx, e); err != nil {
+			return backendError("journal", err)
+		}
+		c.audit(ctx, e, "failed")
+		return nil
+	}
 	if !e.Decided {
 		_, err := c.execute(ctx, e) // presumed aborted: run it again
 		return err

@@ -145,6 +145,9 @@ func (e *Entry) Scrub() {
 // Filter selects entries for List.
 type Filter struct {
 	Types, Statuses []string
+	// Subjects, when set, selects the entries naming any of these keyed hashes
+	// among their SubjectHashes: one person's requests.
+	Subjects []identity.Hash
 	// Limit is the page size (default 50, at most 1000).
 	Limit int
 	// Cursor continues from the page that returned it as Next.
@@ -267,6 +270,9 @@ func (j *MemJournal) List(ctx context.Context, f Filter) (Page, error) {
 	for i := start - 1; i >= 0; i-- {
 		e := j.entries[j.order[i]]
 		if (len(f.Types) > 0 && !slices.Contains(f.Types, e.Type)) || (len(f.Statuses) > 0 && !slices.Contains(f.Statuses, e.Status)) {
+			continue
+		}
+		if len(f.Subjects) > 0 && !slices.ContainsFunc(e.SubjectHashes, func(h identity.Hash) bool { return slices.Contains(f.Subjects, h) }) {
 			continue
 		}
 		if len(page.Entries) == limit {

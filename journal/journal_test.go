@@ -616,3 +616,25 @@ func TestScrub(t *testing.T) {
 		t.Errorf("clear personal data survived Scrub: %s", s)
 	}
 }
+
+func TestListFiltersBySubject(t *testing.T) {
+	ctx := context.Background()
+	j := NewMemJournal()
+	ada, bob := identity.Hash{1}, identity.Hash{2}
+	for i, hs := range [][]identity.Hash{{ada}, {bob}, {bob, ada}, nil} {
+		if err := j.Put(ctx, &Entry{ID: fmt.Sprintf("req_%d", i), Type: "DELETE_ONLY", Status: "FINISHED", SubjectHashes: hs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page, err := j.List(ctx, Filter{Subjects: []identity.Hash{ada}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range page.Entries {
+		ids = append(ids, e.ID)
+	}
+	if diff := cmp.Diff([]string{"req_2", "req_0"}, ids); diff != "" {
+		t.Errorf("ada's requests, newest first (-want +got):\n%s", diff)
+	}
+}
