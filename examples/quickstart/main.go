@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/gdprkit/privacy"
 	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/destination"
+	"github.com/gdprkit/privacy/export"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
 )
@@ -157,6 +159,22 @@ func rights(ctx context.Context, w io.Writer, c *privacy.Controller, crm *destin
 		return err
 	}
 	printReceipt(w, r)
+
+	// Access and portability: everything held about the person, in one
+	// structured export (JSON, NDJSON or a zip of CSV files).
+	var out bytes.Buffer
+	if r, err = c.Export(ctx, ada, &out, export.NDJSON); err != nil {
+		return err
+	}
+	printReceipt(w, r)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	fmt.Fprintf(w, "    NDJSON export: %d records, %d bytes; the first ones:\n", len(lines), out.Len())
+	for _, line := range lines[:min(3, len(lines))] {
+		if len(line) > 110 {
+			line = line[:107] + "..."
+		}
+		fmt.Fprintf(w, "      %s\n", line)
+	}
 
 	// Erasure: everywhere, and forwarded to every destination.
 	if r, err = c.Erase(ctx, ada); err != nil {

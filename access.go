@@ -1,0 +1,293 @@
+package privacy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/gdprkit/privacy/export"
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/profile"
+)
+
+// exportPage is how many events an export reads from the store at a time: the
+// memory an export holds does not grow with the person's events.
+const exportPage = profile.MaxLimit
+
+// Access returns everything held about the person known by id (Art. 15 and
+// 20): identifiers, traits, every event, audiences, suppression, past requests
+// and recipients, as one export.Package. It is an ACCESS request with a receipt
+// (read it with Status(ctx, pkg.RequestID)). An unknown or erased person fails
+// with ErrNotFound, and the request is recorded as FINISHED with nothing held.
+// Access holds the whole package in memory; Export streams it instead.
+func (c *Controller) Access(ctx context.Context, id identity.ID) (*export.Package, error) {
+	pkg := &export.Package{}
+	if _, err := c.runAccess(ctx, id, &packageSink{p: pkg}); err != nil {
+		return nil, err
+	}
+	return pkg, nil
+}
+
+// Export writes everything held about the person known by id to w in the
+// format (Art. 15 and 20), as Access gathers it, page by page: memory does not
+// grow with the number of events. It is an ACCESS request; the receipt says
+// FINISHED once the export is complete. The person's subjects stay locked while
+// it writes, so the export is a consistent snapshot that no concurrent
+// collection or right can tear; a slow w delays collection about that person
+// only. A failing w (or a cancelled ctx) ends the export with the error, and the
+// receipt says FAILED; nothing else changes. An unknown format fails with
+// ErrInvalid before anything is written or journaled.
+func (c *Controller) Export(ctx context.Context, id identity.ID, w io.Writer, f export.Format) (*Receipt, error) {
+	ew, err := export.NewWriter(w, f)
+	if err != nil {
+		return nil, fmt.Errorf("privacy: %w: %w", ErrInvalid, err)
+	}
+	return c.runAccess(ctx, id, ew)
+}
+
+// exportSink receives an export section by section: an *export.Writer, or a
+// packageSink that builds the Package.
+type exportSink interface {
+	WriteHeader(export.Header) error
+	WriteIdentifier(profile.ExternalID) error
+	WriteTrait(string, profile.Trait) error
+	WriteEvent(profile.Event) error
+	WriteAudience(string) error
+	WriteRequest(export.Request) error
+	WriteRecipient(export.Recipient) error
+	Close() error
+}
+
+// runAccess journals an ACCESS request, writes the person's data to sink under
+// their lock and records how it ended.
+func (c *Controller) runAccess(ctx context.Context, id identity.ID, sink exportSink) (*Receipt, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, err
+	}
+	now := c.now()
+	e := &journal.Entry{ID: newRequestID(now), Type: string(Access), Status: string(Initialized), Received: now, Due: now.AddDate(0, 1, 0)}
+	n, err := id.Normalize()
+	if err != nil {
+		err = fieldError("ID", err)
+		e.Status, e.Reason, e.Finished = string(Invalid), c.redact(e, err.Error(), []identity.ID{id}), now
+		if perr := c.journal.Put(ctx, e); perr != nil {
+			return nil, errors.Join(err, backendError("journal", perr))
+		}
+		c.audit(ctx, e, "invalid")
+		return receiptOf(e), err
+	}
+	e.Subjects, e.SubjectHashes = []identity.ID{n}, []identity.Hash{c.hasher.ID(n)}
+	e.Status = string(Running)
+	c.inflight.Store(e.ID, (*requestTracker)(nil)) // Recover leaves it alone while it runs
+	defer c.inflight.Delete(e.ID)
+	if err := c.journal.Put(ctx, e); err != nil {
+		return nil, backendError("journal", err)
+	}
+	c.audit(ctx, e, "received")
+
+	ctx, closeScope := c.openScope(ctx)
+	defer closeScope()
+	matches, held, err := c.lockMatches(ctx, e.Subjects, nil)
+	if err != nil {
+		return c.endAccess(ctx, e, err)
+	}
+	defer c.locks.unlock(&held)
+	pid := matches[0].Profile
+	if pid == "" {
+		e.Status, e.Reason, e.Finished = string(Finished), "nobody is known by the subject: nothing is held", c.now()
+		e.Scrub()
+		if err := c.journal.Put(context.WithoutCancel(ctx), e); err != nil {
+			c.log.ErrorContext(ctx, "journal write of a finished request failed", "request", e.ID, "err", err)
+		}
+		c.audit(ctx, e, "finished")
+		return receiptOf(e), fmt.Errorf("privacy: %w: nobody is known by the subject", ErrNotFound)
+	}
+	if err := c.writeExport(ctx, e, pid, sink); err != nil {
+		return c.endAccess(ctx, e, err)
+	}
+	return c.endAccess(ctx, e, nil)
+}
+
+// endAccess records how an ACCESS request ended: FINISHED, or FAILED with the
+// error (INVALID for bad input).
+func (c *Controller) endAccess(ctx context.Context, e *journal.Entry, err error) (*Receipt, error) {
+	e.Status, e.Finished = string(Finished), c.now()
+	if err != nil {
+		e.Status, e.Reason = string(Failed), c.redact(e, err.Error(), nil)
+		if errors.Is(err, ErrInvalid) {
+			e.Status = string(Invalid)
+		}
+	}
+	e.Scrub()
+	if perr := c.journal.Put(context.WithoutCancel(ctx), e); perr != nil {
+		err = errors.Join(err, backendError("journal", perr))
+	}
+	c.audit(ctx, e, "finished")
+	return receiptOf(e), err
+}
+
+// writeExport reads everything held about pid and writes it to sink, in the
+// sink's section order. The caller holds the person's lock.
+func (c *Controller) writeExport(ctx context.Context, e *journal.Entry, pid identity.ProfileID, sink exportSink) error {
+	node, err := c.graph.Node(ctx, pid)
+	if err != nil {
+		return backendError("identity read", err)
+	}
+	p, err := c.profiles.Get(ctx, pid)
+	if errors.Is(err, profile.ErrNotFound) {
+		// Linked, but the profile's commit was lost: identifiers and nothing else.
+		p, err = &profile.Profile{ID: pid, Metadata: profile.Metadata{CreatedAt: node.CreatedAt}}, nil
+	}
+	if err != nil {
+		return backendError("profile read", err)
+	}
+	suppressed, err := c.suppressions.ProfileSuppressed(ctx, pid)
+	if err != nil {
+		return backendError("suppression read", err)
+	}
+	meta := p.Metadata
+	recipients := meta.Recipients
+	meta.Recipients = nil // a section of their own
+	if err := sink.WriteHeader(export.Header{Schema: export.SchemaVersion, GeneratedAt: c.now(), RequestID: e.ID,
+		ProfileID: pid, Metadata: meta, Suppression: export.Suppression{Suppressed: suppressed}}); err != nil {
+		return err
+	}
+	hashes := make([]identity.Hash, 0, len(node.Links))
+	for _, l := range node.Links {
+		hashes = append(hashes, c.hasher.ID(l.ID))
+		if err := sink.WriteIdentifier(profile.ExternalID{ID: l.ID, CreatedAt: l.LinkedAt, FirstMessageID: l.MessageID}); err != nil {
+			return err
+		}
+	}
+	keys := make([]string, 0, len(p.Traits))
+	for k := range p.Traits {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if err := sink.WriteTrait(k, p.Traits[k]); err != nil {
+			return err
+		}
+	}
+	for q := (profile.EventQuery{Limit: exportPage, Sort: profile.Asc}); ; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		page, err := c.profiles.Events(ctx, pid, q)
+		if errors.Is(err, profile.ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return backendError("profile events", err)
+		}
+		for _, ev := range page.Events {
+			if err := sink.WriteEvent(ev); err != nil {
+				return err
+			}
+		}
+		if page.Next == "" {
+			break
+		}
+		q.Cursor = page.Next
+	}
+	if st, err := c.audiences.State(ctx, pid); err == nil {
+		for _, key := range st.Audiences {
+			if err := sink.WriteAudience(key); err != nil {
+				return err
+			}
+		}
+	}
+	if err := c.writeRequests(ctx, e, hashes, sink); err != nil {
+		return err
+	}
+	for _, r := range recipients {
+		if err := sink.WriteRecipient(r); err != nil {
+			return err
+		}
+	}
+	return sink.Close()
+}
+
+// writeRequests writes the person's past requests, oldest first: those naming
+// any identifier now linked to them.
+func (c *Controller) writeRequests(ctx context.Context, e *journal.Entry, hashes []identity.Hash, sink exportSink) error {
+	var found []*journal.Entry
+	for f := (journal.Filter{Subjects: hashes, Limit: 1000}); ; {
+		page, err := c.journal.List(ctx, f)
+		if err != nil {
+			return backendError("journal", err)
+		}
+		for _, r := range page.Entries {
+			if r.ID != e.ID {
+				found = append(found, r)
+			}
+		}
+		if page.Next == "" {
+			break
+		}
+		f.Cursor = page.Next
+	}
+	slices.Reverse(found) // the journal lists newest first
+	for _, r := range found {
+		q := export.Request{ID: r.ID, Type: r.Type, Status: r.Status, Reason: r.Reason, Received: r.Received,
+			Due: r.Due, Finished: r.Finished, ExtensionReason: r.ExtensionReason, ProfileVersion: r.ProfileVersion}
+		for _, o := range r.Backends {
+			q.Outcomes = append(q.Outcomes, export.Outcome{Kind: export.OutcomeBackend, Name: o.Name, Status: o.Status, Err: o.Err, Finished: o.Finished})
+		}
+		for _, o := range r.Destinations {
+			q.Outcomes = append(q.Outcomes, export.Outcome{Kind: export.OutcomeDestination, Name: o.Name, Status: o.Status, Err: o.Err, Finished: o.Finished})
+		}
+		if err := sink.WriteRequest(q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// packageSink builds an export.Package from the sections.
+type packageSink struct{ p *export.Package }
+
+func (s *packageSink) WriteHeader(h export.Header) error {
+	s.p.Schema, s.p.GeneratedAt, s.p.RequestID = h.Schema, h.GeneratedAt, h.RequestID
+	s.p.Profile = profile.Profile{ID: h.ProfileID, Metadata: h.Metadata}
+	s.p.Suppression = h.Suppression
+	return nil
+}
+
+func (s *packageSink) WriteIdentifier(id profile.ExternalID) error {
+	s.p.Profile.ExternalIDs = append(s.p.Profile.ExternalIDs, id)
+	return nil
+}
+
+func (s *packageSink) WriteTrait(key string, t profile.Trait) error {
+	if s.p.Profile.Traits == nil {
+		s.p.Profile.Traits = map[string]profile.Trait{}
+	}
+	s.p.Profile.Traits[key] = t
+	return nil
+}
+
+func (s *packageSink) WriteEvent(ev profile.Event) error {
+	s.p.Events = append(s.p.Events, ev)
+	return nil
+}
+
+func (s *packageSink) WriteAudience(key string) error {
+	s.p.Audiences = append(s.p.Audiences, key)
+	return nil
+}
+
+func (s *packageSink) WriteRequest(r export.Request) error {
+	s.p.Requests = append(s.p.Requests, r)
+	return nil
+}
+
+func (s *packageSink) WriteRecipient(r export.Recipient) error {
+	s.p.Recipients = append(s.p.Recipients, r)
+	return nil
+}
+
+func (s *packageSink) Close() error { return nil }

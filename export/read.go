@@ -1,0 +1,766 @@
+package export
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/profile"
+)
+
+// DefaultMaxSize is the largest export Read accepts, in bytes: for JSON and
+// NDJSON the input; for CSV the zip archive, which Read holds in memory (zip
+// needs random access), and apart from it the total of its files uncompressed.
+// The Package read takes a small multiple of this in memory. ReadLimit sets
+// another bound.
+const DefaultMaxSize = 256 << 20
+
+// Read reads an export of format f, checking it as it goes: the schema version,
+// record kinds, section order, key order, the NDJSON trailer's counts, the CSV
+// manifest's SHA-256 and row counts, the CSV columns and every value. Anything
+// wrong fails with an error matching ErrInvalid that says what and where (line,
+// file, element); an input larger than DefaultMaxSize fails with ErrTooLarge.
+// An error of r itself is returned wrapped, not as ErrInvalid.
+func Read(r io.Reader, f Format) (*Package, error) { return ReadLimit(r, f, DefaultMaxSize) }
+
+// ReadLimit is Read with maxSize in place of DefaultMaxSize; maxSize <= 0 means
+// DefaultMaxSize.
+func ReadLimit(r io.Reader, f Format, maxSize int64) (*Package, error) {
+	if err := checkFormat(f); err != nil {
+		return nil, err
+	}
+	if maxSize <= 0 {
+		maxSize = DefaultMaxSize
+	}
+	lr := &limitReader{r: r, left: maxSize}
+	var p *Package
+	var err error
+	switch f {
+	case JSON:
+		p, err = readJSON(lr)
+	case NDJSON:
+		p, err = readNDJSON(lr)
+	case CSV:
+		p, err = readCSV(lr, maxSize)
+	}
+	if err == nil {
+		return p, nil
+	}
+	var se *sourceError
+	switch {
+	case errors.As(err, &se):
+		return nil, fmt.Errorf("export: reading %s: %w", f, se.err)
+	case errors.Is(err, errTooLarge):
+		return nil, fmt.Errorf("%w: %w: the %s export is larger than %d bytes", ErrInvalid, ErrTooLarge, f, maxSize)
+	case !errors.Is(err, ErrInvalid):
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalid, f, err)
+	}
+	return nil, err
+}
+
+// errTooLarge is what limitReader returns; ReadLimit turns it into a message
+// with the limit.
+var errTooLarge = errors.New("input too large")
+
+// sourceError is an error of the reader given to Read, told apart from a
+// malformed export.
+type sourceError struct{ err error }
+
+func (e *sourceError) Error() string { return e.err.Error() }
+func (e *sourceError) Unwrap() error { return e.err }
+
+// limitReader reads at most left bytes and fails with errTooLarge when there are
+// more.
+type limitReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.left < 0 {
+		return 0, errTooLarge
+	}
+	if int64(len(p)) > l.left+1 { // one byte more tells a full input from a long one
+		p = p[:l.left+1]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if l.left < 0 {
+		return 0, errTooLarge
+	}
+	if err != nil && err != io.EOF {
+		err = &sourceError{err}
+	}
+	return n, err
+}
+
+// jsonTime is a time in JSON: an RFC 3339 string, or null for the zero time.
+type jsonTime time.Time
+
+// UnmarshalJSON reads an RFC 3339 string as UTC.
+func (t *jsonTime) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*t = jsonTime{}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a time must be an RFC 3339 string, not %.40s", b)
+	}
+	v, err := parseTime(s)
+	*t = jsonTime(v)
+	return err
+}
+
+// The wire types are the JSON records, as Read decodes them. Their names are
+// documented in doc.go and in schema.json.
+type (
+	wireMetadata struct {
+		Version        uint64   `json:"version"`
+		FirstMessageID string   `json:"first_message_id"`
+		LastMessageID  string   `json:"last_message_id"`
+		CreatedAt      jsonTime `json:"created_at"`
+		UpdatedAt      jsonTime `json:"updated_at"`
+		FirstSeen      jsonTime `json:"first_seen"`
+		LastSeen       jsonTime `json:"last_seen"`
+	}
+	wireSuppression struct {
+		Suppressed bool `json:"suppressed"`
+	}
+	wireIdentifier struct {
+		Type           string   `json:"type"`
+		Value          string   `json:"value"`
+		FirstMessageID string   `json:"first_message_id"`
+		CreatedAt      jsonTime `json:"created_at"`
+	}
+	wireTrait struct {
+		Value     any      `json:"value"`
+		Source    string   `json:"source"`
+		UpdatedAt jsonTime `json:"updated_at"`
+	}
+	wireEvent struct {
+		MessageID  string         `json:"message_id"`
+		Name       string         `json:"name"`
+		Timestamp  jsonTime       `json:"timestamp"`
+		ReceivedAt jsonTime       `json:"received_at"`
+		Properties map[string]any `json:"properties"`
+	}
+	wireRequest struct {
+		ID              string        `json:"id"`
+		Type            string        `json:"type"`
+		Status          string        `json:"status"`
+		Reason          string        `json:"reason"`
+		ExtensionReason string        `json:"extension_reason"`
+		ProfileVersion  uint64        `json:"profile_version"`
+		Received        jsonTime      `json:"received"`
+		Due             jsonTime      `json:"due"`
+		Finished        jsonTime      `json:"finished"`
+		Outcomes        []wireOutcome `json:"outcomes"`
+	}
+	wireOutcome struct {
+		Kind     string   `json:"kind"`
+		Name     string   `json:"name"`
+		Status   string   `json:"status"`
+		Err      string   `json:"error"`
+		Finished jsonTime `json:"finished"`
+	}
+	wireRecipient struct {
+		Name      string   `json:"name"`
+		FirstSent jsonTime `json:"first_sent"`
+		LastSent  jsonTime `json:"last_sent"`
+	}
+)
+
+func (m *wireMetadata) metadata() profile.Metadata {
+	return profile.Metadata{
+		CreatedAt:      time.Time(m.CreatedAt),
+		UpdatedAt:      time.Time(m.UpdatedAt),
+		Version:        m.Version,
+		FirstMessageID: m.FirstMessageID,
+		LastMessageID:  m.LastMessageID,
+		FirstSeen:      time.Time(m.FirstSeen),
+		LastSeen:       time.Time(m.LastSeen),
+	}
+}
+
+func (w *wireIdentifier) identifier() profile.ExternalID {
+	return profile.ExternalID{
+		ID:             identity.ID{Type: w.Type, Value: w.Value},
+		CreatedAt:      time.Time(w.CreatedAt),
+		FirstMessageID: w.FirstMessageID,
+	}
+}
+
+func (w *wireTrait) trait() (profile.Trait, error) {
+	if _, err := profile.NormalizeValue("value", w.Value); err != nil {
+		return profile.Trait{}, err
+	}
+	return profile.Trait{Value: w.Value, Source: w.Source, UpdatedAt: time.Time(w.UpdatedAt)}, nil
+}
+
+func (w *wireEvent) event() (profile.Event, error) {
+	// Decoded JSON is canonical but for its depth, which NormalizeValue bounds.
+	if _, err := profile.NormalizeValue("properties", w.Properties); err != nil {
+		return profile.Event{}, err
+	}
+	return profile.Event{
+		MessageID:  w.MessageID,
+		Name:       w.Name,
+		Properties: w.Properties,
+		Timestamp:  time.Time(w.Timestamp),
+		ReceivedAt: time.Time(w.ReceivedAt),
+	}, nil
+}
+
+func (w *wireRequest) request() (Request, error) {
+	q := Request{
+		ID:              w.ID,
+		Type:            w.Type,
+		Status:          w.Status,
+		Reason:          w.Reason,
+		Received:        time.Time(w.Received),
+		Due:             time.Time(w.Due),
+		Finished:        time.Time(w.Finished),
+		ExtensionReason: w.ExtensionReason,
+		ProfileVersion:  w.ProfileVersion,
+	}
+	for i, o := range w.Outcomes {
+		out := Outcome{Kind: o.Kind, Name: o.Name, Status: o.Status, Err: o.Err, Finished: time.Time(o.Finished)}
+		if err := checkOutcome(&out); err != nil {
+			return Request{}, fmt.Errorf("outcomes[%d]: %w", i, err)
+		}
+		q.Outcomes = append(q.Outcomes, out)
+	}
+	return q, nil
+}
+
+func (w *wireRecipient) recipient() Recipient {
+	return Recipient{Name: w.Name, FirstSent: time.Time(w.FirstSent), LastSent: time.Time(w.LastSent)}
+}
+
+func schemaError(got string) error {
+	return fmt.Errorf("schema %q: this package reads %q", got, SchemaVersion)
+}
+
+// jsonReader reads the JSON format token by token, so that only one element of
+// an array is decoded at a time.
+type jsonReader struct {
+	dec *json.Decoder
+	p   Package
+}
+
+func readJSON(r io.Reader) (*Package, error) {
+	jr := &jsonReader{dec: json.NewDecoder(r)}
+	jr.dec.DisallowUnknownFields()
+	if err := jr.document(); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			err = fmt.Errorf("%w: the document ends early: it is truncated", err)
+		}
+		return nil, fmt.Errorf("%w: json at byte %d: %w", ErrInvalid, jr.dec.InputOffset(), err)
+	}
+	return &jr.p, nil
+}
+
+func (jr *jsonReader) document() error {
+	if err := jr.delim('{', "the document"); err != nil {
+		return err
+	}
+	var seen []string
+	for jr.dec.More() {
+		key, err := jr.key("the document", &seen)
+		if err != nil {
+			return err
+		}
+		switch key {
+		case "schema":
+			var s string
+			if err := jr.dec.Decode(&s); err != nil {
+				return fmt.Errorf("schema: %w", err)
+			}
+			if s != SchemaVersion {
+				return schemaError(s)
+			}
+		case "request_id":
+			err = jr.decode("request_id", &jr.p.RequestID)
+		case "generated_at":
+			var t jsonTime
+			err = jr.decode("generated_at", &t)
+			jr.p.GeneratedAt = time.Time(t)
+		case "suppression":
+			var s wireSuppression
+			err = jr.decode("suppression", &s)
+			jr.p.Suppression.Suppressed = s.Suppressed
+		case "profile":
+			err = jr.profile()
+		case "events":
+			err = jr.array("events", func(i int) error {
+				var w wireEvent
+				if err := jr.dec.Decode(&w); err != nil {
+					return fmt.Errorf("events[%d]: %w", i, err)
+				}
+				e, err := w.event()
+				if err != nil {
+					return fmt.Errorf("events[%d]: %w", i, err)
+				}
+				jr.p.Events = append(jr.p.Events, e)
+				return nil
+			})
+		case "audiences":
+			o := order{sec: secAudiences}
+			err = jr.array("audiences", func(i int) error {
+				var k string
+				if err := jr.dec.Decode(&k); err != nil {
+					return fmt.Errorf("audiences[%d]: %w", i, err)
+				}
+				if err := o.check(secAudiences, k); err != nil {
+					return fmt.Errorf("audiences[%d]: %w", i, err)
+				}
+				o.add(secAudiences, k)
+				jr.p.Audiences = append(jr.p.Audiences, k)
+				return nil
+			})
+		case "requests":
+			o := order{sec: secRequests}
+			err = jr.array("requests", func(i int) error {
+				var w wireRequest
+				if err := jr.dec.Decode(&w); err != nil {
+					return fmt.Errorf("requests[%d]: %w", i, err)
+				}
+				if err := o.check(secRequests, w.ID); err != nil {
+					return fmt.Errorf("requests[%d]: %w", i, err)
+				}
+				q, err := w.request()
+				if err != nil {
+					return fmt.Errorf("requests[%d]: %w", i, err)
+				}
+				o.add(secRequests, w.ID)
+				jr.p.Requests = append(jr.p.Requests, q)
+				return nil
+			})
+		case "recipients":
+			err = jr.array("recipients", func(i int) error {
+				var w wireRecipient
+				if err := jr.dec.Decode(&w); err != nil {
+					return fmt.Errorf("recipients[%d]: %w", i, err)
+				}
+				jr.p.Recipients = append(jr.p.Recipients, w.recipient())
+				return nil
+			})
+		default:
+			return fmt.Errorf("unknown key %q in the document", key)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := jr.delim('}', "the document"); err != nil {
+		return err
+	}
+	if !contains(seen, "schema") {
+		return fmt.Errorf("the document has no schema: it is not a %s export", SchemaVersion)
+	}
+	jr.p.Schema = SchemaVersion
+	// Nothing but white space may follow.
+	if _, err := jr.dec.Token(); err != io.EOF {
+		if errors.As(err, new(*sourceError)) || errors.Is(err, errTooLarge) {
+			return err
+		}
+		return errors.New("data after the end of the document")
+	}
+	return nil
+}
+
+func (jr *jsonReader) profile() error {
+	if err := jr.delim('{', "profile"); err != nil {
+		return err
+	}
+	var seen []string
+	for jr.dec.More() {
+		key, err := jr.key("profile", &seen)
+		if err != nil {
+			return err
+		}
+		switch key {
+		case "id":
+			var id string
+			err = jr.decode("profile.id", &id)
+			jr.p.Profile.ID = identity.ProfileID(id)
+		case "metadata":
+			var m wireMetadata
+			err = jr.decode("profile.metadata", &m)
+			jr.p.Profile.Metadata = m.metadata()
+		case "external_ids":
+			err = jr.array("profile.external_ids", func(i int) error {
+				var w wireIdentifier
+				if err := jr.dec.Decode(&w); err != nil {
+					return fmt.Errorf("profile.external_ids[%d]: %w", i, err)
+				}
+				jr.p.Profile.ExternalIDs = append(jr.p.Profile.ExternalIDs, w.identifier())
+				return nil
+			})
+		case "traits":
+			err = jr.traits()
+		default:
+			return fmt.Errorf("unknown key %q in profile", key)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return jr.delim('}', "profile")
+}
+
+func (jr *jsonReader) traits() error {
+	if err := jr.delim('{', "profile.traits"); err != nil {
+		return err
+	}
+	for jr.dec.More() {
+		tok, err := jr.dec.Token()
+		if err != nil {
+			return err
+		}
+		key := tok.(string) // inside an object, Token returns keys as strings
+		var w wireTrait
+		if err := jr.dec.Decode(&w); err != nil {
+			return fmt.Errorf("profile.traits[%q]: %w", key, err)
+		}
+		t, err := w.trait()
+		if err != nil {
+			return fmt.Errorf("profile.traits[%q]: %w", key, err)
+		}
+		if _, dup := jr.p.Profile.Traits[key]; dup {
+			return fmt.Errorf("trait %q appears twice", key)
+		}
+		if jr.p.Profile.Traits == nil {
+			jr.p.Profile.Traits = make(map[string]profile.Trait)
+		}
+		jr.p.Profile.Traits[key] = t
+	}
+	return jr.delim('}', "profile.traits")
+}
+
+func (jr *jsonReader) decode(what string, v any) error {
+	if err := jr.dec.Decode(v); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// key reads an object's key, refusing one seen before.
+func (jr *jsonReader) key(in string, seen *[]string) (string, error) {
+	tok, err := jr.dec.Token()
+	if err != nil {
+		return "", err
+	}
+	key := tok.(string) // inside an object, Token returns keys as strings
+	if contains(*seen, key) {
+		return "", fmt.Errorf("key %q appears twice in %s", key, in)
+	}
+	*seen = append(*seen, key)
+	return key, nil
+}
+
+// delim reads the delimiter d.
+func (jr *jsonReader) delim(d json.Delim, what string) error {
+	tok, err := jr.dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok != d {
+		return fmt.Errorf("%s: want %q, found %s", what, d, describe(tok))
+	}
+	return nil
+}
+
+// array reads a JSON array, calling each for every element.
+func (jr *jsonReader) array(what string, each func(i int) error) error {
+	if err := jr.delim('[', what); err != nil {
+		return err
+	}
+	for i := 0; jr.dec.More(); i++ {
+		if err := each(i); err != nil {
+			return err
+		}
+	}
+	return jr.delim(']', what)
+}
+
+// describe names a JSON token for an error message.
+func describe(tok json.Token) string {
+	switch t := tok.(type) {
+	case nil:
+		return "null"
+	case json.Delim:
+		return fmt.Sprintf("%q", t)
+	case string:
+		return fmt.Sprintf("the string %.40q", t)
+	case bool:
+		return fmt.Sprintf("%v", t)
+	}
+	return fmt.Sprintf("the number %v", tok)
+}
+
+func contains(s []string, x string) bool {
+	for _, e := range s {
+		if e == x {
+			return true
+		}
+	}
+	return false
+}
+
+// The NDJSON records that differ from the JSON document's elements: each has a
+// kind, and the header and trailer are records of their own.
+type (
+	ndKind struct {
+		Kind *string `json:"kind"`
+	}
+	ndHeader struct {
+		Kind        string          `json:"kind"`
+		Schema      string          `json:"schema"`
+		RequestID   string          `json:"request_id"`
+		GeneratedAt jsonTime        `json:"generated_at"`
+		ProfileID   string          `json:"profile_id"`
+		Metadata    wireMetadata    `json:"metadata"`
+		Suppression wireSuppression `json:"suppression"`
+	}
+	ndIdentifier struct {
+		Kind string `json:"kind"`
+		wireIdentifier
+	}
+	ndTrait struct {
+		Kind string `json:"kind"`
+		Key  string `json:"key"`
+		wireTrait
+	}
+	ndEvent struct {
+		Kind string `json:"kind"`
+		wireEvent
+	}
+	ndAudience struct {
+		Kind string `json:"kind"`
+		Key  string `json:"key"`
+	}
+	ndRequest struct {
+		Kind string `json:"kind"`
+		wireRequest
+	}
+	ndRecipient struct {
+		Kind string `json:"kind"`
+		wireRecipient
+	}
+	ndEnd struct {
+		Kind   string `json:"kind"`
+		Counts struct {
+			Identifier int `json:"identifier"`
+			Trait      int `json:"trait"`
+			Event      int `json:"event"`
+			Audience   int `json:"audience"`
+			Request    int `json:"request"`
+			Recipient  int `json:"recipient"`
+		} `json:"counts"`
+	}
+)
+
+// ndReader reads the NDJSON format line by line.
+type ndReader struct {
+	p     Package
+	order order
+}
+
+func readNDJSON(r io.Reader) (*Package, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	nr := &ndReader{}
+	var line []byte
+	n := 0
+	for {
+		var err error
+		line, err = readLine(br, line[:0])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		n++
+		if nr.order.sec == secEnd {
+			return nil, fmt.Errorf("%w: ndjson line %d: data after the end record", ErrInvalid, n)
+		}
+		if err := nr.record(line); err != nil {
+			return nil, fmt.Errorf("%w: ndjson line %d: %w", ErrInvalid, n, err)
+		}
+	}
+	switch {
+	case n == 0:
+		return nil, fmt.Errorf("%w: ndjson: the input is empty", ErrInvalid)
+	case nr.order.sec != secEnd:
+		return nil, fmt.Errorf("%w: ndjson: no end record after line %d: the export is truncated", ErrInvalid, n)
+	}
+	nr.p.Schema = SchemaVersion
+	return &nr.p, nil
+}
+
+// readLine returns the next line without its newline, appended to buf; io.EOF
+// when there is none.
+func readLine(br *bufio.Reader, buf []byte) ([]byte, error) {
+	for {
+		chunk, err := br.ReadSlice('\n')
+		buf = append(buf, chunk...)
+		switch err {
+		case nil:
+			return buf[:len(buf)-1], nil
+		case bufio.ErrBufferFull:
+			continue
+		case io.EOF:
+			if len(buf) == 0 {
+				return nil, io.EOF
+			}
+			return buf, nil // the last line may lack its newline
+		}
+		return nil, err
+	}
+}
+
+func (nr *ndReader) record(line []byte) error {
+	if len(line) == 0 {
+		return errors.New("empty line")
+	}
+	var k ndKind
+	if err := json.Unmarshal(line, &k); err != nil {
+		return err
+	}
+	if k.Kind == nil {
+		return errors.New(`the record has no "kind"`)
+	}
+	s, ok := sectionOf(*k.Kind)
+	if !ok {
+		return fmt.Errorf("unknown kind %.40q", *k.Kind)
+	}
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	key := ""
+	var add func() error
+	switch s {
+	case secHeader:
+		var h ndHeader
+		if err := dec.Decode(&h); err != nil {
+			return err
+		}
+		if h.Schema != SchemaVersion {
+			return schemaError(h.Schema)
+		}
+		add = func() error {
+			nr.p.GeneratedAt = time.Time(h.GeneratedAt)
+			nr.p.RequestID = h.RequestID
+			nr.p.Profile.ID = identity.ProfileID(h.ProfileID)
+			nr.p.Profile.Metadata = h.Metadata.metadata()
+			nr.p.Suppression.Suppressed = h.Suppression.Suppressed
+			return nil
+		}
+	case secIdentifiers:
+		var w ndIdentifier
+		if err := dec.Decode(&w); err != nil {
+			return err
+		}
+		add = func() error {
+			nr.p.Profile.ExternalIDs = append(nr.p.Profile.ExternalIDs, w.identifier())
+			return nil
+		}
+	case secTraits:
+		var w ndTrait
+		if err := dec.Decode(&w); err != nil {
+			return err
+		}
+		key = w.Key
+		add = func() error {
+			t, err := w.trait()
+			if err != nil {
+				return fmt.Errorf("trait %q: %w", w.Key, err)
+			}
+			if nr.p.Profile.Traits == nil {
+				nr.p.Profile.Traits = make(map[string]profile.Trait)
+			}
+			nr.p.Profile.Traits[w.Key] = t
+			return nil
+		}
+	case secEvents:
+		var w ndEvent
+		if err := dec.Decode(&w); err != nil {
+			return err
+		}
+		add = func() error {
+			e, err := w.event()
+			if err != nil {
+				return fmt.Errorf("event %q: %w", w.MessageID, err)
+			}
+			nr.p.Events = append(nr.p.Events, e)
+			return nil
+		}
+	case secAudiences:
+		var w ndAudience
+		if err := dec.Decode(&w); err != nil {
+			return err
+		}
+		key = w.Key
+		add = func() error {
+			nr.p.Audiences = append(nr.p.Audiences, w.Key)
+			return nil
+		}
+	case secRequests:
+		var w ndRequest
+		if err := dec.Decode(&w); err != nil {
+			return err
+		}
+		key = w.ID
+		add = func() error {
+			q, err := w.request()
+			if err != nil {
+				return fmt.Errorf("request %q: %w", w.ID, err)
+			}
+			nr.p.Requests = append(nr.p.Requests, q)
+			return nil
+		}
+	case secRecipients:
+		var w ndRecipient
+		if err := dec.Decode(&w); err != nil {
+			return err
+		}
+		add = func() error {
+			nr.p.Recipients = append(nr.p.Recipients, w.recipient())
+			return nil
+		}
+	case secEnd:
+		var w ndEnd
+		if err := dec.Decode(&w); err != nil {
+			return err
+		}
+		if err := nr.order.check(secEnd, ""); err != nil {
+			return err
+		}
+		c := &w.Counts
+		for _, x := range []struct {
+			s    section
+			want int
+		}{{secIdentifiers, c.Identifier}, {secTraits, c.Trait}, {secEvents, c.Event},
+			{secAudiences, c.Audience}, {secRequests, c.Request}, {secRecipients, c.Recipient}} {
+			if got := nr.order.n[x.s]; got != x.want {
+				return fmt.Errorf("the end record counts %d %s records, the export has %d: records are missing or added", x.want, x.s, got)
+			}
+		}
+		nr.order.sec = secEnd
+		return nil
+	}
+	if err := nr.order.check(s, key); err != nil {
+		return err
+	}
+	if err := add(); err != nil {
+		return err
+	}
+	nr.order.add(s, key)
+	return nil
+}

@@ -1,0 +1,95 @@
+package export_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/gdprkit/privacy/export"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+func compileSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(export.JSONSchema()))
+	if err != nil {
+		t.Fatalf("schema.json is not JSON: %v", err)
+	}
+	const url = "https://github.com/gdprkit/privacy/export/schema.json"
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	c.AssertFormat() // date-time is checked, not only annotated
+	if err := c.AddResource(url, doc); err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile(url)
+	if err != nil {
+		t.Fatalf("schema.json does not compile: %v", err)
+	}
+	return sch
+}
+
+func instance(t *testing.T, data []byte) any {
+	t.Helper()
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("the document is not JSON: %v", err)
+	}
+	return v
+}
+
+// TestJSONSchema validates real Writer output against schema.json, and checks
+// that documents broken in each way the schema forbids fail.
+func TestJSONSchema(t *testing.T) {
+	sch := compileSchema(t)
+	for name, p := range map[string]*export.Package{"rich": richPackage(), "empty": emptyPackage(), "every field": everyField(t)} {
+		if err := sch.Validate(instance(t, write(t, export.JSON, p))); err != nil {
+			t.Errorf("%s: the Writer's output does not validate: %v", name, err)
+		}
+	}
+	good := string(write(t, export.JSON, richPackage()))
+	for _, tc := range []struct{ name, old, new string }{
+		{"wrong schema version", `"schema":"gdprkit.export/v1"`, `"schema":"gdprkit.export/v2"`},
+		{"no events", `"events":[`, `"evts":[`},
+		{"unknown member", `"message_id":"m1"`, `"message_id":"m1","colour":"red"`},
+		{"time not RFC 3339", `"timestamp":"2024-03-01T09:30:00.123456789Z"`, `"timestamp":"yesterday"`},
+		{"outcome kind", `"kind":"backend"`, `"kind":"robot"`},
+		{"version negative", `"version":9223372036854775815`, `"version":-1`},
+		{"suppressed not a boolean", `"suppressed":true`, `"suppressed":"yes"`},
+		{"audiences repeated", `"audiences":["",`, `"audiences":["","",`},
+		{"properties not an object", `"properties":{}`, `"properties":[]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(good, tc.old) {
+				t.Fatalf("the document has no %s", tc.old)
+			}
+			if err := sch.Validate(instance(t, []byte(strings.Replace(good, tc.old, tc.new, 1)))); err == nil {
+				t.Errorf("a document with %s validates", tc.new)
+			}
+		})
+	}
+}
+
+// TestJSONSchemaVersion: the schema pins the version this package writes, so
+// a new version cannot ship with the old schema.
+func TestJSONSchemaVersion(t *testing.T) {
+	var s struct {
+		Properties struct {
+			Schema struct {
+				Const string `json:"const"`
+			} `json:"schema"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal(export.JSONSchema(), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Properties.Schema.Const != export.SchemaVersion {
+		t.Errorf("schema.json pins %q; SchemaVersion is %q", s.Properties.Schema.Const, export.SchemaVersion)
+	}
+	b := export.JSONSchema()
+	b[0] = 'x'
+	if export.JSONSchema()[0] == 'x' {
+		t.Error("JSONSchema returns the package's own slice")
+	}
+}

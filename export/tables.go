@@ -1,0 +1,63 @@
+package export
+
+import "strings"
+
+// table is one CSV file of the CSV format and its columns, in the order the
+// Writer writes them. Read finds columns by name, so their order may differ.
+type table struct {
+	name   string
+	cols   []string
+	header string // the header row
+}
+
+func newTable(name string, cols ...string) *table {
+	return &table{name: name, cols: cols, header: strings.Join(cols, ",") + "\n"}
+}
+
+// The columns here are the JSON names of the same fields.
+var (
+	profileTable = newTable("profile.csv", "schema", "generated_at", "request_id", "profile_id",
+		"created_at", "updated_at", "version", "first_message_id", "last_message_id",
+		"first_seen", "last_seen", "suppressed")
+	identifiersTable = newTable("identifiers.csv", "type", "value", "created_at", "first_message_id")
+	traitsTable      = newTable("traits.csv", "key", "value", "source", "updated_at")
+	eventsTable      = newTable("events.csv", "message_id", "name", "timestamp", "received_at", "properties")
+	audiencesTable   = newTable("audiences.csv", "key")
+	requestsTable    = newTable("requests.csv", "id", "type", "status", "reason", "received", "due",
+		"finished", "extension_reason", "profile_version")
+	outcomesTable   = newTable("outcomes.csv", "request_id", "kind", "name", "status", "error", "finished")
+	recipientsTable = newTable("recipients.csv", "name", "first_sent", "last_sent")
+)
+
+// sectionTables maps each section to its file; outcomes.csv follows requests.csv.
+var sectionTables = [secEnd]*table{
+	secHeader:      profileTable,
+	secIdentifiers: identifiersTable,
+	secTraits:      traitsTable,
+	secEvents:      eventsTable,
+	secAudiences:   audiencesTable,
+	secRequests:    requestsTable,
+	secRecipients:  recipientsTable,
+}
+
+// csvTables are the CSV files in the order they appear in the archive, before
+// the manifest.
+var csvTables = []*table{profileTable, identifiersTable, traitsTable, eventsTable,
+	audiencesTable, requestsTable, outcomesTable, recipientsTable}
+
+// manifestName is the archive's last file: the schema version and each CSV
+// file's name, SHA-256 and row count (data rows, not counting the header row).
+const manifestName = "manifest.json"
+
+// manifest is manifest.json, as Read decodes it.
+type manifest struct {
+	Schema      string         `json:"schema"`
+	GeneratedAt jsonTime       `json:"generated_at"`
+	Files       []manifestFile `json:"files"`
+}
+
+type manifestFile struct {
+	Name   string `json:"name"`
+	SHA256 string `json:"sha256"`
+	Rows   int    `json:"rows"`
+}
