@@ -115,6 +115,7 @@ func (e *Entry) Clone() *Entry {
 	d.Rectify = slices.Clone(d.Rectify)
 	for i := range d.Rectify {
 		u := &d.Rectify[i].Update
+		u.Metadata = u.Metadata.Clone()
 		u.Set = profile.CloneTraits(u.Set)
 		u.Remove = slices.Clone(u.Remove)
 		if u.Event != nil {

@@ -1,0 +1,125 @@
+// Package storetest is the conformance suite for backend adapters: it proves
+// that an adapter's identity graph, profile store, audience store, suppression
+// list, journal and audit log behave as the interfaces' documentation says and
+// as the in-memory defaults do, and that a privacy.Controller built on them
+// applies the rights atomically, crashes included. It is shaped after Go CDK's
+// drivertest: an adapter's own test makes a Harness, and RunConformanceTests
+// runs one subtest per behaviour, each with a fresh Harness.
+//
+// # Using it
+//
+// Write a Harness that returns fresh, empty backends, and call
+// RunConformanceTests from a test of the adapter's package:
+//
+//	type harness struct{ db *sql.DB }
+//
+//	func (h harness) MakeGraph(ctx context.Context) (identity.Graph, error)   { return mystore.NewGraph(h.db), nil }
+//	func (h harness) MakeProfiles(ctx context.Context) (profile.Store, error) { return mystore.NewProfiles(h.db), nil }
+//	// ... MakeAudiences, MakeSuppressions, MakeJournal likewise ...
+//	func (h harness) MakeAuditLog(ctx context.Context) (audit.Log, error) {
+//		return nil, fmt.Errorf("%w: audit records go to the log shipper", storetest.ErrNotImplemented)
+//	}
+//	func (h harness) Capabilities() storetest.Capabilities { return storetest.Capabilities{} }
+//	func (h harness) Close()                               { h.db.Close() }
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.RunConformanceTests(t, func(ctx context.Context, t *testing.T) (storetest.Harness, error) {
+//			dsn := os.Getenv("MYSTORE_TEST_DSN")
+//			if dsn == "" {
+//				t.Skip("set MYSTORE_TEST_DSN to run the conformance suite")
+//			}
+//			db, err := mystore.OpenEmpty(ctx, dsn) // a new schema or database file per call
+//			return harness{db}, err
+//		})
+//	}
+//
+// Run it with the race detector (go test -race): several checks write from
+// many goroutines at once. The examples/customstore program is a complete
+// adapter of one backend, with its conformance test.
+//
+// # What the Harness promises
+//
+// RunConformanceTests calls the HarnessMaker once per subtest (and once per
+// backend up front, to find out which ones the adapter provides), calls each
+// Make method at most once per Harness, and closes the Harness when the subtest
+// ends. Every backend a Make method returns starts empty; the backends of one
+// Harness may share a database, and the Controller checks use them together.
+// Subtests of one RunConformanceTests run one after another.
+//
+// A backend the adapter does not provide returns an error matching
+// ErrNotImplemented, wrapped with a reason: that backend's subtests are
+// skipped with the reason, and the Controller checks put the in-memory default
+// in its place. The audit log is the one backend an adapter commonly leaves
+// out.
+//
+// Capabilities declares what the backends cannot do, with a reason per
+// capability; the checks that need it are skipped with that reason. Keep it
+// empty unless the backend truly cannot: NoIsolation is for stores without
+// transactions (writes applied at once and undone on Rollback), NoConcurrentTx
+// for stores that cannot open a second transaction while one is open in the
+// same goroutine (SQLite's single writer). Reading a backend while one of its
+// transactions is open is always required: the Controller does it.
+//
+// # What is checked
+//
+// For each backend interface, in a group named after it ("Graph", "Profiles",
+// "Audiences", "Suppressions", "Journal", "AuditLog"), one subtest per
+// behaviour, for example "Graph/LinkIsIdempotent":
+//
+//   - reads and writes, and ErrNotFound for what is missing;
+//   - paging: EventQuery's Limit, Sort, Cursor, Start, End, Include and Exclude
+//     (a Next is a profile.EncodeCursor cursor at the page's last event, a
+//     page with a Next is full, the last page has none, a cursor survives
+//     writes between pages), profile IDs keyset paging, audience Members
+//     paging, journal List with its filters and cursor, audit Records;
+//   - copies at the boundary: changing what was passed in, or what came back,
+//     never changes what is stored;
+//   - transactions with database/sql manners: a transaction sees its own
+//     writes; neither the backend nor another transaction sees them before
+//     Commit, and afterwards both see all of them; Rollback discards; Rollback
+//     after Commit is a harmless no-op that undoes nothing; every other method
+//     of an ended transaction fails with the package's ErrTxDone; a Commit with
+//     a cancelled context is all or nothing;
+//   - idempotent redo of every write recovery replays: Graph Create, Link,
+//     Merge and Delete; profile Update with a recorded message id
+//     (ErrDuplicate, no change), Merge and Delete; audience Put, Delete and
+//     Define; suppression Add, Remove, AddProfile and RemoveProfile; journal
+//     Put;
+//   - conflicts: Graph Link of an identifier another profile owns and Create
+//     with another CreatedAt (identity.ErrConflict), audience Define of another
+//     query under a defined key (audience.ErrConflict), audit appends out of
+//     sequence;
+//   - several goroutines writing disjoint data through separate transactions,
+//     with readers alongside, all of it visible afterwards.
+//
+// Then the group "Controller" builds privacy.Controllers over the adapter's
+// backends and runs the rights end to end: collection of people on two
+// devices (their profiles merge), audiences defined before and after, a
+// second Controller loading the definitions and meeting the store's conflict,
+// Suppress and Unsuppress, Rectify (the receipt's ProfileVersion in the
+// metadata), Erase and SUPPRESS_WITH_DELETE (the person gone from every
+// backend, the destination told, the journal scrubbed, a second Controller's
+// Recover finding nothing to do). Then faults, for each participant
+// (suppression, identity, profiles, audiences): its Commit fails once after the
+// journal recorded the decision (the Controller's retry redoes the writes on
+// backends where some already committed), fails until a new Controller's
+// Recover completes the request, or the process dies in it (a panic the check
+// recovers) and a new Controller's Recover completes the request. To inject
+// them, the check puts that one backend behind a wrapper, which hides the
+// optional interfaces it may implement (txscope.Aware and Locker,
+// audience.Modifier) for that check.
+//
+// # Values
+//
+// Times the suite stores are UTC and whole microseconds, what SQL databases
+// keep, and are compared with time.Time.Equal. Trait values and event
+// properties are canonical JSON values (nil, bool, float64, string, []any,
+// map[string]any; see profile.NormalizeValue) and must come back equal. An
+// empty slice or map and nil are the same to the suite.
+//
+// A write the contract refuses (ErrConflict, ErrDuplicate, ErrInvalid,
+// ErrNotFound) must change nothing; the suite then either commits the
+// transaction or accepts that Commit fails, as a database that aborts a
+// transaction at its first error (PostgreSQL) does, and never issues another
+// write in that transaction.
+package storetest

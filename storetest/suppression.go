@@ -1,0 +1,439 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/suppression"
+)
+
+var suppressionChecks = []check[suppression.List]{
+	{"AddAndCheck", suppressionAddAndCheck},
+	{"Remove", suppressionRemove},
+	{"Profiles", suppressionProfiles},
+	{"WritesAreIdempotent", suppressionIdempotent},
+	{"OrderWithinTx", suppressionOrderWithinTx},
+	{"EmptyProfileIDIsInvalid", suppressionEmptyProfileID},
+	{"CopyAtBoundary", suppressionCopyAtBoundary},
+	{"TxSeesOwnWrites", suppressionTxSeesOwnWrites},
+	{"UncommittedInvisible", suppressionUncommittedInvisible},
+	{"RollbackDiscards", suppressionRollbackDiscards},
+	{"RollbackAfterCommitIsNoOp", suppressionRollbackAfterCommit},
+	{"TxDone", suppressionTxDone},
+	{"CancelledCommitIsAllOrNothing", suppressionCancelledCommit},
+	{"ConcurrentWriters", suppressionConcurrentWriters},
+}
+
+// suppressionView is what a Reader shows of some hashes and profiles.
+type suppressionView struct {
+	Hashes   map[identity.Hash]bool
+	Profiles map[identity.ProfileID]bool
+}
+
+func viewSuppressions(t *testing.T, ctx context.Context, r suppression.Reader, hs []identity.Hash, pids []identity.ProfileID) suppressionView {
+	t.Helper()
+	v := suppressionView{Hashes: map[identity.Hash]bool{}, Profiles: map[identity.ProfileID]bool{}}
+	for _, h := range hs {
+		ok, err := r.Suppressed(ctx, h)
+		must(t, err, "Suppressed")
+		v.Hashes[h] = ok
+	}
+	for _, pid := range pids {
+		ok, err := r.ProfileSuppressed(ctx, pid)
+		must(t, err, "ProfileSuppressed")
+		v.Profiles[pid] = ok
+	}
+	return v
+}
+
+// suppressionFixture: hashes h[0], h[1] and profile p[0] suppressed; h[2],
+// h[3] and p[1], p[2] not.
+type suppressionFixture struct {
+	h []identity.Hash
+	p []identity.ProfileID
+}
+
+func seedSuppressions(t *testing.T, e *env, l suppression.List) *suppressionFixture {
+	t.Helper()
+	tag := nextTag()
+	f := &suppressionFixture{p: newPIDs(3)}
+	for i := 0; i < 4; i++ {
+		f.h = append(f.h, hashOf(fmt.Sprint("person-", i, tag)))
+	}
+	inTx(t, e.ctx, l.Begin, func(tx suppression.Tx) error {
+		if err := tx.Add(e.ctx, f.h[0], f.h[1]); err != nil {
+			return err
+		}
+		return tx.AddProfile(e.ctx, f.p[0])
+	})
+	return f
+}
+
+func (f *suppressionFixture) view(t *testing.T, ctx context.Context, r suppression.Reader) suppressionView {
+	t.Helper()
+	return viewSuppressions(t, ctx, r, f.h, f.p)
+}
+
+func (f *suppressionFixture) want(hashes []bool, profiles []bool) suppressionView {
+	v := suppressionView{Hashes: map[identity.Hash]bool{}, Profiles: map[identity.ProfileID]bool{}}
+	for i, h := range f.h {
+		v.Hashes[h] = hashes[i]
+	}
+	for i, p := range f.p {
+		v.Profiles[p] = profiles[i]
+	}
+	return v
+}
+
+func checkLen(t *testing.T, ctx context.Context, l suppression.List, ids, profiles int) {
+	t.Helper()
+	gi, gp, err := l.Len(ctx)
+	must(t, err, "Len")
+	if gi != ids || gp != profiles {
+		t.Errorf("Len = %d identifiers, %d profiles; want %d, %d", gi, gp, ids, profiles)
+	}
+}
+
+func suppressionAddAndCheck(t *testing.T, e *env, l suppression.List) {
+	checkLen(t, e.ctx, l, 0, 0)
+	f := seedSuppressions(t, e, l)
+	want := f.want([]bool{true, true, false, false}, []bool{true, false, false})
+	if d := diff(want, f.view(t, e.ctx, l)); d != "" {
+		t.Errorf("the list after Add and AddProfile (-want +got):\n%s", d)
+	}
+	checkLen(t, e.ctx, l, 2, 1)
+	// A profile id and a hash are separate: the hash of a profile id is not
+	// the profile.
+	if ok, err := l.Suppressed(e.ctx, hasher.Profile(f.p[0])); err != nil || ok {
+		t.Errorf("Suppressed(hash of the suppressed profile's id) = %v, %v; want false: AddProfile suppresses the profile, not a hash", ok, err)
+	}
+	// Add with no hashes is harmless.
+	inTx(t, e.ctx, l.Begin, func(tx suppression.Tx) error { return tx.Add(e.ctx) })
+	checkLen(t, e.ctx, l, 2, 1)
+}
+
+func suppressionRemove(t *testing.T, e *env, l suppression.List) {
+	f := seedSuppressions(t, e, l)
+	inTx(t, e.ctx, l.Begin, func(tx suppression.Tx) error {
+		if err := tx.Remove(e.ctx, f.h[0], f.h[2]); err != nil { // h[2] was never there
+			return err
+		}
+		return tx.RemoveProfile(e.ctx, f.p[1]) // nor was p[1]
+	})
+	want := f.want([]bool{false, true, false, false}, []bool{true, false, false})
+	if d := diff(want, f.view(t, e.ctx, l)); d != "" {
+		t.Errorf("the list after Remove (-want +got):\n%s", d)
+	}
+	checkLen(t, e.ctx, l, 1, 1)
+}
+
+func suppressionProfiles(t *testing.T, e *env, l suppression.List) {
+	f := seedSuppressions(t, e, l)
+	inTx(t, e.ctx, l.Begin, func(tx suppression.Tx) error {
+		if err := tx.AddProfile(e.ctx, f.p[2]); err != nil {
+			return err
+		}
+		return tx.RemoveProfile(e.ctx, f.p[0])
+	})
+	want := f.want([]bool{true, true, false, false}, []bool{false, false, true})
+	if d := diff(want, f.view(t, e.ctx, l)); d != "" {
+		t.Errorf("the list after AddProfile and RemoveProfile (-want +got):\n%s", d)
+	}
+	checkLen(t, e.ctx, l, 2, 1)
+}
+
+func suppressionIdempotent(t *testing.T, e *env, l suppression.List) {
+	f := seedSuppressions(t, e, l)
+	before := f.view(t, e.ctx, l)
+	// Replayed, in a new transaction and twice in one.
+	for i := 0; i < 2; i++ {
+		inTx(t, e.ctx, l.Begin, func(tx suppression.Tx) error {
+			for j := 0; j <= i; j++ {
+				if err := tx.Add(e.ctx, f.h[0], f.h[1], f.h[0]); err != nil {
+					return err
+				}
+				if err := tx.AddProfile(e.ctx, f.p[0]); err != nil {
+					return err
+				}
+				if err := tx.Remove(e.ctx, f.h[3]); err != nil {
+					return err
+				}
+				if err := tx.RemoveProfile(e.ctx, f.p[2]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if d := diff(before, f.view(t, e.ctx, l)); d != "" {
+		t.Errorf("writing again changed the list (-before +after):\n%s", d)
+	}
+	checkLen(t, e.ctx, l, 2, 1)
+	// Removing twice.
+	for i := 0; i < 2; i++ {
+		inTx(t, e.ctx, l.Begin, func(tx suppression.Tx) error {
+			if err := tx.Remove(e.ctx, f.h[0]); err != nil {
+				return err
+			}
+			return tx.RemoveProfile(e.ctx, f.p[0])
+		})
+	}
+	checkLen(t, e.ctx, l, 1, 0)
+}
+
+func suppressionOrderWithinTx(t *testing.T, e *env, l suppression.List) {
+	f := seedSuppressions(t, e, l)
+	// Writes apply in order: the last one for a hash or profile wins.
+	tx, err := l.Begin(e.ctx)
+	must(t, err, "Begin")
+	defer tx.Rollback(e.ctx)
+	must(t, tx.Add(e.ctx, f.h[2]), "Add")
+	must(t, tx.Remove(e.ctx, f.h[2]), "Remove")
+	must(t, tx.Remove(e.ctx, f.h[0]), "Remove")
+	must(t, tx.Add(e.ctx, f.h[0]), "Add")
+	must(t, tx.AddProfile(e.ctx, f.p[1]), "AddProfile")
+	must(t, tx.RemoveProfile(e.ctx, f.p[1]), "RemoveProfile")
+	must(t, tx.RemoveProfile(e.ctx, f.p[0]), "RemoveProfile")
+	must(t, tx.AddProfile(e.ctx, f.p[0]), "AddProfile")
+	want := f.want([]bool{true, true, false, false}, []bool{true, false, false})
+	if d := diff(want, f.view(t, e.ctx, tx)); d != "" {
+		t.Errorf("the transaction's view after writes in order (-want +got):\n%s", d)
+	}
+	commitTx(t, e.ctx, tx)
+	if d := diff(want, f.view(t, e.ctx, l)); d != "" {
+		t.Errorf("the list after writes in order (-want +got):\n%s", d)
+	}
+	checkLen(t, e.ctx, l, 2, 1)
+}
+
+func suppressionEmptyProfileID(t *testing.T, e *env, l suppression.List) {
+	f := seedSuppressions(t, e, l)
+	before := f.view(t, e.ctx, l)
+	for _, op := range []struct {
+		name string
+		call func(suppression.Tx) error
+	}{
+		{"AddProfile", func(tx suppression.Tx) error { return tx.AddProfile(e.ctx, "") }},
+		{"RemoveProfile", func(tx suppression.Tx) error { return tx.RemoveProfile(e.ctx, "") }},
+	} {
+		tx, err := l.Begin(e.ctx)
+		must(t, err, "Begin")
+		if err := op.call(tx); !errors.Is(err, suppression.ErrInvalid) {
+			t.Errorf("%s with an empty profile id = %v; want ErrInvalid", op.name, err)
+		}
+		commitAfterRefused(t, e.ctx, tx)
+	}
+	if d := diff(before, f.view(t, e.ctx, l)); d != "" {
+		t.Errorf("refused writes changed the list (-before +after):\n%s", d)
+	}
+	checkLen(t, e.ctx, l, 2, 1)
+}
+
+func suppressionCopyAtBoundary(t *testing.T, e *env, l suppression.List) {
+	f := seedSuppressions(t, e, l)
+	// The variadic slice is the caller's: changing it after Add changes nothing.
+	tx, err := l.Begin(e.ctx)
+	must(t, err, "Begin")
+	defer tx.Rollback(e.ctx)
+	hs := []identity.Hash{f.h[2]}
+	must(t, tx.Add(e.ctx, hs...), "Add")
+	hs[0] = f.h[3]
+	rm := []identity.Hash{f.h[0]}
+	must(t, tx.Remove(e.ctx, rm...), "Remove")
+	rm[0] = f.h[1]
+	commitTx(t, e.ctx, tx)
+	want := f.want([]bool{false, true, true, false}, []bool{true, false, false})
+	if d := diff(want, f.view(t, e.ctx, l)); d != "" {
+		t.Errorf("changing the slices passed to Add and Remove changed the list (-want +got):\n%s", d)
+	}
+}
+
+// stageSuppressionWrites stages a write of every kind.
+func stageSuppressionWrites(t *testing.T, e *env, tx suppression.Tx, f *suppressionFixture) {
+	t.Helper()
+	must(t, tx.Add(e.ctx, f.h[2], f.h[3]), "Add")
+	must(t, tx.Remove(e.ctx, f.h[0]), "Remove")
+	must(t, tx.AddProfile(e.ctx, f.p[1]), "AddProfile")
+	must(t, tx.RemoveProfile(e.ctx, f.p[0]), "RemoveProfile")
+}
+
+// stagedSuppressions is the fixture with stageSuppressionWrites applied.
+func (f *suppressionFixture) staged() suppressionView {
+	return f.want([]bool{false, true, true, true}, []bool{false, true, false})
+}
+
+func suppressionTxSeesOwnWrites(t *testing.T, e *env, l suppression.List) {
+	f := seedSuppressions(t, e, l)
+	tx, err := l.Begin(e.ctx)
+	must(t, err, "Begin")
+	defer tx.Rollback(e.ctx)
+	stageSuppressionWrites(t, e, tx, f)
+	if d := diff(f.staged(), f.view(t, e.ctx, tx)); d != "" {
+		t.Errorf("what the transaction reads of its own writes (-want +got):\n%s", d)
+	}
+	commitTx(t, e.ctx, tx)
+	if d := diff(f.staged(), f.view(t, e.ctx, l)); d != "" {
+		t.Errorf("the list after Commit (-want +got):\n%s", d)
+	}
+	checkLen(t, e.ctx, l, 3, 1)
+}
+
+func suppressionUncommittedInvisible(t *testing.T, e *env, l suppression.List) {
+	e.needIsolation(t)
+	f := seedSuppressions(t, e, l)
+	before := f.view(t, e.ctx, l)
+	tx, err := l.Begin(e.ctx)
+	must(t, err, "Begin")
+	defer tx.Rollback(e.ctx)
+	stageSuppressionWrites(t, e, tx, f)
+	readers := map[string]suppression.Reader{"the list": l}
+	other, ok := secondTx(t, e, l.Begin)
+	if ok {
+		readers["another transaction"] = other
+	}
+	for name, r := range readers {
+		if d := diff(before, f.view(t, e.ctx, r)); d != "" {
+			t.Errorf("%s sees uncommitted writes (-committed +seen):\n%s", name, d)
+		}
+	}
+	checkLen(t, e.ctx, l, 2, 1)
+	if ok {
+		must(t, other.Rollback(e.ctx), "Rollback")
+	}
+	commitTx(t, e.ctx, tx)
+	later, err := l.Begin(e.ctx)
+	must(t, err, "Begin")
+	defer later.Rollback(e.ctx)
+	for name, r := range map[string]suppression.Reader{"the list": l, "a new transaction": later} {
+		if d := diff(f.staged(), f.view(t, e.ctx, r)); d != "" {
+			t.Errorf("%s after Commit (-staged +seen):\n%s", name, d)
+		}
+	}
+}
+
+func suppressionRollbackDiscards(t *testing.T, e *env, l suppression.List) {
+	f := seedSuppressions(t, e, l)
+	before := f.view(t, e.ctx, l)
+	tx, err := l.Begin(e.ctx)
+	must(t, err, "Begin")
+	stageSuppressionWrites(t, e, tx, f)
+	must(t, tx.Rollback(e.ctx), "Rollback")
+	if d := diff(before, f.view(t, e.ctx, l)); d != "" {
+		t.Errorf("Rollback left changes (-before +after):\n%s", d)
+	}
+	checkLen(t, e.ctx, l, 2, 1)
+	if err := tx.Rollback(e.ctx); err != nil {
+		t.Errorf("a second Rollback = %v; want nil", err)
+	}
+}
+
+func suppressionRollbackAfterCommit(t *testing.T, e *env, l suppression.List) {
+	f := seedSuppressions(t, e, l)
+	tx, err := l.Begin(e.ctx)
+	must(t, err, "Begin")
+	stageSuppressionWrites(t, e, tx, f)
+	commitTx(t, e.ctx, tx)
+	if err := tx.Rollback(e.ctx); err != nil {
+		t.Errorf("Rollback after Commit = %v; want nil", err)
+	}
+	if d := diff(f.staged(), f.view(t, e.ctx, l)); d != "" {
+		t.Errorf("Rollback after Commit undid the commit (-committed +after):\n%s", d)
+	}
+}
+
+func suppressionTxDone(t *testing.T, e *env, l suppression.List) {
+	for _, how := range []string{"Commit", "Rollback"} {
+		f := seedSuppressions(t, e, l)
+		tx, err := l.Begin(e.ctx)
+		must(t, err, "Begin")
+		must(t, tx.Add(e.ctx, f.h[2]), "Add")
+		if how == "Commit" {
+			commitTx(t, e.ctx, tx)
+		} else {
+			must(t, tx.Rollback(e.ctx), "Rollback")
+		}
+		before := f.view(t, e.ctx, l)
+		checkDone(t, e.ctx, how, tx, suppression.ErrTxDone, []txMethod{
+			{"Suppressed", func(ctx context.Context) error { _, err := tx.Suppressed(ctx, f.h[0]); return err }},
+			{"ProfileSuppressed", func(ctx context.Context) error { _, err := tx.ProfileSuppressed(ctx, f.p[0]); return err }},
+			{"Add", func(ctx context.Context) error { return tx.Add(ctx, f.h[3]) }},
+			{"Remove", func(ctx context.Context) error { return tx.Remove(ctx, f.h[0]) }},
+			{"AddProfile", func(ctx context.Context) error { return tx.AddProfile(ctx, f.p[1]) }},
+			{"RemoveProfile", func(ctx context.Context) error { return tx.RemoveProfile(ctx, f.p[0]) }},
+		})
+		if d := diff(before, f.view(t, e.ctx, l)); d != "" {
+			t.Errorf("calls on a transaction ended by %s changed the list (-before +after):\n%s", how, d)
+		}
+	}
+}
+
+func suppressionCancelledCommit(t *testing.T, e *env, l suppression.List) {
+	f := seedSuppressions(t, e, l)
+	before := f.view(t, e.ctx, l)
+	tx, err := l.Begin(e.ctx)
+	must(t, err, "Begin")
+	stageSuppressionWrites(t, e, tx, f)
+	err = tx.Commit(cancelled(e.ctx))
+	got := f.view(t, e.ctx, l)
+	if err != nil {
+		if d := diff(before, got); d != "" {
+			t.Errorf("Commit with a cancelled context failed (%v) but changed the list (-before +after):\n%s", err, d)
+		}
+	} else if d := diff(f.staged(), got); d != "" {
+		t.Errorf("Commit with a cancelled context succeeded but not all of it is visible (-staged +after):\n%s", d)
+	}
+	checkDone(t, e.ctx, "a Commit with a cancelled context", tx, suppression.ErrTxDone, []txMethod{
+		{"Suppressed", func(ctx context.Context) error { _, err := tx.Suppressed(ctx, f.h[0]); return err }},
+		{"Add", func(ctx context.Context) error { return tx.Add(ctx, f.h[3]) }},
+	})
+}
+
+func suppressionConcurrentWriters(t *testing.T, e *env, l suppression.List) {
+	pids := newPIDs(concurrentMax)
+	hash := func(n int) identity.Hash { return hashOf(fmt.Sprint("concurrent-", n)) }
+	errs := parallel(writers, func(w int) error {
+		for i := 0; i < txsPerWriter; i++ {
+			n := w*txsPerWriter + i
+			// Readers run alongside the writers.
+			if _, err := l.Suppressed(e.ctx, hash((n+1)%concurrentMax)); err != nil {
+				return err
+			}
+			tx, err := l.Begin(e.ctx)
+			if err != nil {
+				return err
+			}
+			err = tx.Add(e.ctx, hash(n))
+			if err == nil {
+				err = tx.AddProfile(e.ctx, pids[n])
+			}
+			if err == nil && n%2 == 1 { // odd ones end unsuppressed
+				err = tx.Remove(e.ctx, hash(n))
+				if err == nil {
+					err = tx.RemoveProfile(e.ctx, pids[n])
+				}
+			}
+			if err == nil {
+				err = tx.Commit(e.ctx)
+			}
+			if err != nil {
+				_ = tx.Rollback(e.ctx)
+				return errf("writer %d, transaction %d: %w", w, i, err)
+			}
+		}
+		return nil
+	})
+	reportAll(t, errs)
+	for n, pid := range pids {
+		want := n%2 == 0
+		if ok, err := l.Suppressed(e.ctx, hash(n)); err != nil || ok != want {
+			t.Errorf("Suppressed(hash %d) after the concurrent writers = %v, %v; want %v", n, ok, err, want)
+		}
+		if ok, err := l.ProfileSuppressed(e.ctx, pid); err != nil || ok != want {
+			t.Errorf("ProfileSuppressed(%d) after the concurrent writers = %v, %v; want %v", n, ok, err, want)
+		}
+	}
+	checkLen(t, e.ctx, l, concurrentMax/2, concurrentMax/2)
+}
