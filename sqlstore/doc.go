@@ -1,1 +1,143 @@
+// Package sqlstore keeps every backend of the library in one SQL database,
+// over database/sql with the driver the caller chooses: the identity graph, the
+// profile store, the audience engine's store, the suppression list, the request
+// journal and the audit log.
+//
+//	db, err := sql.Open("pgx", dsn) // or "sqlite", "postgres", ...
+//	s, err := sqlstore.New(db, sqlstore.Postgres)
+//	err = s.Migrate(ctx)
+//	c, err := privacy.New(
+//		privacy.WithIdentity(s.Graph()),
+//		privacy.WithProfiles(s.Profiles()),
+//		privacy.WithAudiences(s.Audiences()),
+//		privacy.WithSuppressions(s.Suppressions()),
+//		privacy.WithJournal(s.Journal()),
+//	)
+//
+// # Dialects
+//
+// Postgres (PostgreSQL 12 or newer) is for many instances sharing one
+// database; SQLite (3.35 or newer) is an embedded durable store for one
+// process. The package imports no driver: pgx's stdlib ("pgx"), lib/pq,
+// modernc.org/sqlite ("sqlite") and mattn/go-sqlite3 all work. Open SQLite
+// with a busy timeout and in WAL mode (modernc.org/sqlite:
+// "file:app.db?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)"), so
+// that its single writer is waited for rather than failed, and readers never
+// wait.
+//
+// Tables are named with a prefix (DefaultTablePrefix, or WithTablePrefix) and,
+// on PostgreSQL, may live in a schema of their own (WithSchema).
+//
+// # Migrate
+//
+// New does not touch the database. Migrate creates the tables, or upgrades
+// them: the migrations are numbered SQL files embedded in the package, one set
+// per dialect, applied in one transaction and recorded in the schema_migrations
+// table, so running Migrate again is a no-op. Processes that migrate at once
+// take turns: PostgreSQL on a transaction-level advisory lock, SQLite on its
+// write lock (BEGIN IMMEDIATE).
+//
+// # Transactions
+//
+// Each backend's Begin starts a database transaction (on SQLite with BEGIN
+// IMMEDIATE, which takes the write lock up front: a deferred transaction that
+// reads and then writes fails at once when another connection wrote in
+// between). A transaction sees its own writes; others see them at Commit.
+// After Commit or Rollback every method fails with the backend package's
+// ErrTxDone, and Rollback is a no-op. Every write is an idempotent redo (INSERT
+// ... ON CONFLICT, deletes that tolerate absence); an Update whose message id
+// the profile recorded before reports profile.ErrDuplicate without disturbing
+// the transaction. The transaction outlives the cancellation of the context
+// given to Begin; each call checks its own context, and a Commit with a
+// cancelled context rolls back, as database/sql does.
+//
+// # Shared transactions
+//
+// Every backend the Store returns is txscope.Aware. When the context given to
+// Begin holds a txscope.Scope, all the backends of one Store begun with it
+// share one database transaction, kept in the Scope: each Commit but the last
+// only counts down, and the last commits the database transaction, so an
+// operation on several backends commits in a single database commit. A
+// Rollback of any of them before that rolls the database transaction back;
+// the Commit of another then fails with an error matching ErrAborted. When the
+// Scope closes, a shared transaction no backend ended is rolled back. Once the
+// shared transaction has ended, a backend begun later in the Scope starts a
+// new one.
+//
+// Reads on the backends themselves (Graph().Lookup, Profiles().Get,
+// Suppressions().Suppressed, ...) with a context whose Scope holds this
+// Store's open shared transaction go through it, so they see its writes and
+// what its locks protect.
+//
+// Without a Scope, each Begin has a transaction of its own. On SQLite, which
+// has one writer, a second transaction begun while the first is open in the
+// same goroutine then waits for it until the busy timeout: begin the backends
+// of one operation with one Scope.
+//
+// # Locking across processes
+//
+// The Store and its backends implement txscope.Locker: LockSubjects takes a
+// lock per key inside the Scope's shared transaction (beginning it when need
+// be), held until that transaction ends. On PostgreSQL it is a transaction-level
+// advisory lock on a 64-bit hash of the key and the table prefix, taken in
+// ascending order of the hashes; a deadlock between processes that locked in
+// separate calls is broken by PostgreSQL and reported as an error matching
+// txscope.ErrRetry. On SQLite the shared transaction's write lock already
+// serialises every writer. UnlockSubjects releases them before any backend
+// joined the transaction: a caller that lets go of its in-process locks to
+// start over must let go of these too, or two goroutines may each wait for
+// the other's, in a cycle the database cannot see.
+//
+// # The journal and the audit log
+//
+// Journal.Put and AuditLog.Append commit on their own, so they are durable
+// when they return. Two exceptions: on a Store bound to a caller's
+// transaction (WithTx) they run in it; and on SQLite, when the context holds a
+// Scope in which this Store's shared transaction is open, they run in that
+// transaction (a write on another connection would wait for the caller's own
+// open transaction until the busy timeout), and so commit with the Scope's
+// backends, all or nothing. To keep the journal independent of the data it
+// protects on SQLite, give it a Store over another database file.
+//
+// # A caller's transaction
+//
+// WithTx returns a view of the Store whose statements all run in the caller's
+// transaction (*sql.Tx, or a *sql.Conn in a transaction), to apply the
+// library's writes atomically with the caller's own. A backend's Begin then
+// opens a SAVEPOINT, its Commit releases it and its Rollback rolls back to
+// it; backends begun with one Scope share one savepoint. The caller commits.
+//
+// # Times
+//
+// Times are stored to the microsecond, the precision of PostgreSQL's
+// timestamptz, in both dialects (SQLite as integer Unix microseconds), and
+// read back in UTC: a time written with nanoseconds reads back truncated. The
+// Controller truncates its times to the microsecond already. Audience counter
+// times (Unix nanoseconds) and journal entries (JSON) keep nanoseconds. Times
+// before year 1 or after year 293999 are refused.
+//
+// # Values
+//
+// Trait values and event properties are stored as JSON text (PostgreSQL's
+// json, not jsonb, which drops \u0000 and reorders keys) and read back in
+// profile.NormalizeValue's canonical form: numbers as float64.
+//
+// # Performance
+//
+// Every per-profile table is indexed by profile id, so erasing a person costs
+// one statement per table (on PostgreSQL, one round trip per backend),
+// independent of the number of other people. Events are rows of the message
+// table, indexed by (profile, timestamp, message id): a page of events is an
+// index range scan starting at the cursor, and storing a tracked message is
+// one insert that also de-duplicates it.
+//
+// # Errors
+//
+// Errors of a backend's contract match that backend package's sentinels
+// (identity.ErrNotFound, profile.ErrDuplicate, audience.ErrConflict,
+// journal.ErrInvalid, ...), with the driver's error wrapped where there is
+// one. ErrAborted reports a shared transaction another backend rolled back,
+// ErrNoScope a LockSubjects without a Scope. Serialization failures,
+// deadlocks and a busy SQLite database match txscope.ErrRetry, and
+// IsRetryable recognises them in any error.
 package sqlstore

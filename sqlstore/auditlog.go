@@ -1,0 +1,130 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/gdprkit/privacy/audit"
+	"github.com/gdprkit/privacy/identity"
+)
+
+// auditLog is the audit log: a row per record, keyed by its sequence number.
+// The adapter only ever inserts into it; grant the application's database role
+// no UPDATE or DELETE on the table to make that a rule of the database too.
+type auditLog struct{ s *Store }
+
+var _ audit.Log = (*auditLog)(nil)
+
+func (l *auditLog) Append(ctx context.Context, r audit.Record) error {
+	if err := checkTime("At", r.At); err != nil {
+		return fmt.Errorf("audit: record %d: %v", r.Seq, err)
+	}
+	if r.Seq == 0 || r.Seq > 1<<62 {
+		return fmt.Errorf("audit: appending record %d: sequence numbers start at 1", r.Seq)
+	}
+	s := l.s
+	var added int64
+	var last uint64
+	err := s.write(ctx, func(ex Executor) error {
+		// Inserted only as the next record: a gap is refused, and a second
+		// writer racing for the same number hits the primary key.
+		res, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}audit_log (seq, at, action, request_id, request_type, status, subjects, detail, hash)
+			SELECT $1{bigint}, $2{ts}, $3{text}, $4{text}, $5{text}, $6{text}, $7{bytes}, $8{text}, $9{bytes}
+			WHERE $1{bigint} = (SELECT COALESCE(MAX(seq), 0) + 1 FROM {p}audit_log)`),
+			int64(r.Seq), s.ts(r.At), r.Action, r.RequestID, r.RequestType, r.Status, hashBytes(r.Subjects), r.Detail, r.Hash[:])
+		if err != nil {
+			return err
+		}
+		if added, err = res.RowsAffected(); err != nil || added == 1 {
+			return err
+		}
+		var max int64
+		err = ex.QueryRowContext(ctx, s.sql(`SELECT COALESCE(MAX(seq), 0) FROM {p}audit_log`)).Scan(&max)
+		last = uint64(max)
+		return err
+	})
+	switch {
+	case err != nil && isUniqueViolation(err):
+		return fmt.Errorf("audit: appending record %d: another writer appended it first: %w", r.Seq, err)
+	case err != nil:
+		return retryable(fmt.Errorf("sqlstore: audit append of record %d: %w", r.Seq, err))
+	case added != 1:
+		return fmt.Errorf("audit: appending record %d, want %d", r.Seq, last+1)
+	}
+	return nil
+}
+
+const recordColumns = `seq, at, action, request_id, request_type, status, subjects, detail, hash`
+
+func scanRecords(rows *sql.Rows) ([]audit.Record, error) {
+	var out []audit.Record
+	for rows.Next() {
+		var r audit.Record
+		var seq int64
+		var subjects, hash []byte
+		if err := rows.Scan(&seq, scanTime(&r.At), &r.Action, &r.RequestID, &r.RequestType, &r.Status, &subjects, &r.Detail, &hash); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		r.Seq = uint64(seq)
+		var err error
+		if r.Subjects, err = bytesHashes(subjects); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if len(hash) != len(identity.Hash{}) {
+			rows.Close()
+			return nil, fmt.Errorf("sqlstore: record %d: stored hash is %d bytes, want %d", seq, len(hash), len(identity.Hash{}))
+		}
+		copy(r.Hash[:], hash)
+		out = append(out, r)
+	}
+	return out, closeRows(rows)
+}
+
+func (l *auditLog) Records(ctx context.Context, after uint64, limit int) ([]audit.Record, error) {
+	if after > 1<<62 {
+		return nil, nil // beyond any sequence number stored
+	}
+	s := l.s
+	q := `SELECT ` + recordColumns + ` FROM {p}audit_log WHERE seq > $1 ORDER BY seq`
+	args := []any{int64(after)}
+	if limit > 0 {
+		q += ` LIMIT $2`
+		args = append(args, limit)
+	}
+	var out []audit.Record
+	err := s.read(ctx, func(ex Executor) error {
+		rows, err := ex.QueryContext(ctx, s.sql(q), args...)
+		if err != nil {
+			return err
+		}
+		out, err = scanRecords(rows)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: audit records: %w", err)
+	}
+	return out, nil
+}
+
+func (l *auditLog) Last(ctx context.Context) (audit.Record, bool, error) {
+	s := l.s
+	var out []audit.Record
+	err := s.read(ctx, func(ex Executor) error {
+		rows, err := ex.QueryContext(ctx, s.sql(`SELECT `+recordColumns+` FROM {p}audit_log ORDER BY seq DESC LIMIT 1`))
+		if err != nil {
+			return err
+		}
+		out, err = scanRecords(rows)
+		return err
+	})
+	if err != nil {
+		return audit.Record{}, false, fmt.Errorf("sqlstore: audit last: %w", err)
+	}
+	if len(out) == 0 {
+		return audit.Record{}, false, nil
+	}
+	return out[0], true, nil
+}

@@ -1,0 +1,496 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/profile"
+)
+
+// profileStore is the profile store: a row per profile (its metadata), per
+// trait, and per recorded message. A message that carried an event has the
+// event's columns set; those rows are the profile's events, indexed by
+// (profile, timestamp, message id) for paging. Keeping message ids and events
+// in one row makes a tracked message one insert that also de-duplicates it.
+type profileStore struct{ base }
+
+var _ profile.Store = (*profileStore)(nil)
+
+func (ps *profileStore) Get(ctx context.Context, pid identity.ProfileID) (*profile.Profile, error) {
+	var p *profile.Profile
+	err := ps.s.read(ctx, func(ex Executor) (err error) {
+		p, err = profileGet(ctx, ps.s, ex, pid)
+		return err
+	})
+	return p, err
+}
+
+func (ps *profileStore) Metadata(ctx context.Context, pid identity.ProfileID) (profile.Metadata, error) {
+	var m profile.Metadata
+	err := ps.s.read(ctx, func(ex Executor) (err error) {
+		m, err = profileMetadata(ctx, ps.s, ex, pid)
+		return err
+	})
+	return m, err
+}
+
+func (ps *profileStore) Events(ctx context.Context, pid identity.ProfileID, q profile.EventQuery) (profile.EventPage, error) {
+	var page profile.EventPage
+	err := ps.s.read(ctx, func(ex Executor) (err error) {
+		page, err = profileEvents(ctx, ps.s, ex, pid, q)
+		return err
+	})
+	return page, err
+}
+
+func (ps *profileStore) IDs(ctx context.Context, after identity.ProfileID, limit int) ([]identity.ProfileID, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: IDs: limit %d, want at least 1", profile.ErrInvalid, limit)
+	}
+	var out []identity.ProfileID
+	err := ps.s.read(ctx, func(ex Executor) error {
+		rows, err := ex.QueryContext(ctx, ps.s.sql(`SELECT profile_id FROM {p}profiles WHERE profile_id > $1 ORDER BY profile_id LIMIT $2`),
+			string(after), limit)
+		if err != nil {
+			return err
+		}
+		out, err = scanProfileIDs(rows)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: listing profiles: %w", err)
+	}
+	if out == nil {
+		out = []identity.ProfileID{} // as MemStore: empty, not nil
+	}
+	return out, nil
+}
+
+func (ps *profileStore) Begin(ctx context.Context) (profile.Tx, error) {
+	st, err := ps.s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &profileTx{base: ps.base, part: part{st: st, errDone: profile.ErrTxDone, errInvalid: profile.ErrInvalid}}, nil
+}
+
+// scanProfileIDs reads a column of profile ids and closes rows.
+func scanProfileIDs(rows *sql.Rows) ([]identity.ProfileID, error) {
+	var out []identity.ProfileID
+	for rows.Next() {
+		var pid string
+		if err := rows.Scan(&pid); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, identity.ProfileID(pid))
+	}
+	return out, closeRows(rows)
+}
+
+const metadataColumns = `p.created_at, p.updated_at, p.version, p.first_message_id, p.last_message_id, p.first_seen, p.last_seen, p.recipients`
+
+// metaScan reads the metadata columns.
+type metaScan struct {
+	m          profile.Metadata
+	version    int64
+	recipients sql.NullString
+}
+
+func (ms *metaScan) dest() []any {
+	m := &ms.m
+	return []any{scanTime(&m.CreatedAt), scanTime(&m.UpdatedAt), &ms.version, &m.FirstMessageID, &m.LastMessageID,
+		scanTime(&m.FirstSeen), scanTime(&m.LastSeen), &ms.recipients}
+}
+
+func (ms *metaScan) metadata() (profile.Metadata, error) {
+	m := ms.m
+	m.Version = uint64(ms.version)
+	if ms.recipients.Valid {
+		if err := json.Unmarshal([]byte(ms.recipients.String), &m.Recipients); err != nil {
+			return m, fmt.Errorf("stored recipients do not decode: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func notFound(pid identity.ProfileID) error {
+	return fmt.Errorf("%w: profile %s", profile.ErrNotFound, pid)
+}
+
+func profileMetadata(ctx context.Context, s *Store, ex Executor, pid identity.ProfileID) (profile.Metadata, error) {
+	var ms metaScan
+	err := ex.QueryRowContext(ctx, s.sql(`SELECT `+metadataColumns+` FROM {p}profiles p WHERE p.profile_id = $1`),
+		string(pid)).Scan(ms.dest()...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return profile.Metadata{}, notFound(pid)
+	}
+	if err != nil {
+		return profile.Metadata{}, fmt.Errorf("sqlstore: reading profile %s: %w", pid, err)
+	}
+	m, err := ms.metadata()
+	if err != nil {
+		return profile.Metadata{}, fmt.Errorf("sqlstore: reading profile %s: %w", pid, err)
+	}
+	return m, nil
+}
+
+// profileGet reads the metadata and the traits in one query.
+func profileGet(ctx context.Context, s *Store, ex Executor, pid identity.ProfileID) (*profile.Profile, error) {
+	rows, err := ex.QueryContext(ctx, s.sql(`SELECT `+metadataColumns+`, t.trait_key, t.value, t.source, t.updated_at
+		FROM {p}profiles p LEFT JOIN {p}profile_traits t ON t.profile_id = p.profile_id
+		WHERE p.profile_id = $1`), string(pid))
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: reading profile %s: %w", pid, err)
+	}
+	var p *profile.Profile
+	for rows.Next() {
+		var ms metaScan
+		var key, value, source sql.NullString
+		var updated time.Time
+		if err := rows.Scan(append(ms.dest(), &key, &value, &source, scanTime(&updated))...); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("sqlstore: reading profile %s: %w", pid, err)
+		}
+		if p == nil {
+			m, err := ms.metadata()
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("sqlstore: reading profile %s: %w", pid, err)
+			}
+			p = &profile.Profile{ID: pid, Metadata: m}
+		}
+		if !key.Valid {
+			continue // no traits
+		}
+		v, err := decodeValue(value.String)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("sqlstore: reading trait %q of profile %s: %w", key.String, pid, err)
+		}
+		if p.Traits == nil {
+			p.Traits = map[string]profile.Trait{}
+		}
+		p.Traits[key.String] = profile.Trait{Value: v, Source: source.String, UpdatedAt: updated}
+	}
+	if err := closeRows(rows); err != nil {
+		return nil, fmt.Errorf("sqlstore: reading profile %s: %w", pid, err)
+	}
+	if p == nil {
+		return nil, notFound(pid)
+	}
+	return p, nil
+}
+
+func profileEvents(ctx context.Context, s *Store, ex Executor, pid identity.ProfileID, q profile.EventQuery) (profile.EventPage, error) {
+	q, cur, err := q.Normalize()
+	if err != nil {
+		return profile.EventPage{}, err
+	}
+	if n := len(q.Include) + len(q.Exclude); n > maxListParams {
+		return profile.EventPage{}, fmt.Errorf("%w: events query: %d event names in Include and Exclude, more than %d", profile.ErrInvalid, n, maxListParams)
+	}
+	var b strings.Builder
+	args := []any{string(pid)}
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	b.WriteString(`SELECT message_id, event_name, properties, ts, received_at FROM {p}profile_messages
+		WHERE profile_id = $1 AND ts IS NOT NULL`)
+	// Stored times are whole microseconds: "at or after t" is "at or after t
+	// rounded up", and "before t" is "before t rounded up".
+	if !q.Start.IsZero() {
+		b.WriteString(" AND ts >= " + arg(s.tsCeil(q.Start)))
+	}
+	if !q.End.IsZero() {
+		b.WriteString(" AND ts < " + arg(s.tsCeil(q.End)))
+	}
+	if len(q.Include) > 0 {
+		b.WriteString(" AND event_name IN (" + placeholders(len(args)+1, len(q.Include)) + ")")
+		for _, n := range q.Include {
+			args = append(args, n)
+		}
+	}
+	if len(q.Exclude) > 0 {
+		b.WriteString(" AND event_name NOT IN (" + placeholders(len(args)+1, len(q.Exclude)) + ")")
+		for _, n := range q.Exclude {
+			args = append(args, n)
+		}
+	}
+	op, order := ">", "ASC"
+	if q.Sort == profile.Desc {
+		op, order = "<", "DESC"
+	}
+	if q.Cursor != "" {
+		// A row comparison: the index on (profile_id, ts, message_id) starts
+		// the scan right after the cursor.
+		b.WriteString(" AND (ts, message_id) " + op + " (" + arg(s.tsCeil(cur.Timestamp)) + ", " + arg(cur.MessageID) + ")")
+	}
+	b.WriteString(" ORDER BY ts " + order + ", message_id " + order + " LIMIT " + arg(q.Limit+1))
+	rows, err := ex.QueryContext(ctx, s.sql(b.String()), args...)
+	if err != nil {
+		return profile.EventPage{}, fmt.Errorf("sqlstore: reading events of profile %s: %w", pid, err)
+	}
+	var page profile.EventPage
+	for rows.Next() {
+		var e profile.Event
+		var props string
+		if err := rows.Scan(&e.MessageID, &e.Name, &props, scanTime(&e.Timestamp), scanTime(&e.ReceivedAt)); err != nil {
+			rows.Close()
+			return profile.EventPage{}, fmt.Errorf("sqlstore: reading events of profile %s: %w", pid, err)
+		}
+		if e.Properties, err = decodeMap(props); err != nil {
+			rows.Close()
+			return profile.EventPage{}, fmt.Errorf("sqlstore: reading event %s of profile %s: %w", e.MessageID, pid, err)
+		}
+		page.Events = append(page.Events, e)
+	}
+	if err := closeRows(rows); err != nil {
+		return profile.EventPage{}, fmt.Errorf("sqlstore: reading events of profile %s: %w", pid, err)
+	}
+	if len(page.Events) > q.Limit {
+		page.Events = page.Events[:q.Limit]
+		page.Next = profile.EncodeCursor(q.Sort, &page.Events[q.Limit-1])
+	}
+	if len(page.Events) == 0 {
+		// Events exist only on stored profiles: only an empty page needs to
+		// tell an unknown profile apart.
+		var n int
+		err := ex.QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM {p}profiles WHERE profile_id = $1`), string(pid)).Scan(&n)
+		if err != nil {
+			return profile.EventPage{}, fmt.Errorf("sqlstore: reading profile %s: %w", pid, err)
+		}
+		if n == 0 {
+			return profile.EventPage{}, notFound(pid)
+		}
+	}
+	return page, nil
+}
+
+type profileTx struct {
+	base
+	part
+}
+
+func (tx *profileTx) Get(ctx context.Context, pid identity.ProfileID) (*profile.Profile, error) {
+	var p *profile.Profile
+	err := tx.run(ctx, func(ex Executor) (err error) {
+		p, err = profileGet(ctx, tx.s, ex, pid)
+		return err
+	})
+	return p, err
+}
+
+func (tx *profileTx) Metadata(ctx context.Context, pid identity.ProfileID) (profile.Metadata, error) {
+	var m profile.Metadata
+	err := tx.run(ctx, func(ex Executor) (err error) {
+		m, err = profileMetadata(ctx, tx.s, ex, pid)
+		return err
+	})
+	return m, err
+}
+
+func (tx *profileTx) Events(ctx context.Context, pid identity.ProfileID, q profile.EventQuery) (profile.EventPage, error) {
+	var page profile.EventPage
+	err := tx.run(ctx, func(ex Executor) (err error) {
+		page, err = profileEvents(ctx, tx.s, ex, pid, q)
+		return err
+	})
+	return page, err
+}
+
+// encodedTrait is a trait ready to store.
+type encodedTrait struct {
+	key, value, source string
+	updated            any
+}
+
+// checkUpdate checks what the database cannot hold and encodes the values, so
+// that a bad update fails before it writes anything.
+func (tx *profileTx) checkUpdate(pid identity.ProfileID, u *profile.Update) (traits []encodedTrait, props string, recipients any, err error) {
+	if err := u.Validate(); err != nil {
+		return nil, "", nil, err
+	}
+	invalid := func(format string, a ...any) error {
+		return fmt.Errorf("%w: update of profile %s: %s", profile.ErrInvalid, pid, fmt.Sprintf(format, a...))
+	}
+	m := &u.Metadata
+	if err := checkVersion(m.Version); err != nil {
+		return nil, "", nil, invalid("Metadata.%v", err)
+	}
+	for _, t := range []struct {
+		name string
+		t    time.Time
+	}{{"CreatedAt", m.CreatedAt}, {"UpdatedAt", m.UpdatedAt}, {"FirstSeen", m.FirstSeen}, {"LastSeen", m.LastSeen}} {
+		if err := checkTime("Metadata."+t.name, t.t); err != nil {
+			return nil, "", nil, invalid("%v", err)
+		}
+	}
+	for k, t := range u.Set {
+		if err := checkTime("Set["+k+"].UpdatedAt", t.UpdatedAt); err != nil {
+			return nil, "", nil, invalid("%v", err)
+		}
+		v, err := encodeJSON(t.Value)
+		if err != nil {
+			return nil, "", nil, invalid("trait %q is not a JSON value: %v", k, err)
+		}
+		traits = append(traits, encodedTrait{k, v, t.Source, tx.s.ts(t.UpdatedAt)})
+	}
+	if e := u.Event; e != nil {
+		if err := checkTime("Event.Timestamp", e.Timestamp); err != nil {
+			return nil, "", nil, invalid("%v", err)
+		}
+		if err := checkTime("Event.ReceivedAt", e.ReceivedAt); err != nil {
+			return nil, "", nil, invalid("%v", err)
+		}
+		if props, err = encodeJSON(e.Properties); err != nil {
+			return nil, "", nil, invalid("event properties are not JSON values: %v", err)
+		}
+	}
+	if m.Recipients != nil {
+		b, err := json.Marshal(m.Recipients)
+		if err != nil {
+			return nil, "", nil, invalid("Metadata.Recipients: %v", err)
+		}
+		recipients = string(b)
+	}
+	return traits, props, recipients, nil
+}
+
+func (tx *profileTx) Update(ctx context.Context, pid identity.ProfileID, u profile.Update) error {
+	if err := tx.check(ctx); err != nil {
+		return err
+	}
+	traits, props, recipients, err := tx.checkUpdate(pid, &u)
+	if err != nil {
+		return err
+	}
+	return tx.run(ctx, func(ex Executor) error {
+		s := tx.s
+		fail := func(err error) error { return fmt.Errorf("sqlstore: updating profile %s: %w", pid, err) }
+		if u.MessageID != "" {
+			// Recording the message id first tells a duplicate without an
+			// error, which would abort a PostgreSQL transaction: the insert
+			// then affects no row, and nothing else is written.
+			var name, propsArg, at, received any
+			if e := u.Event; e != nil {
+				name, propsArg, at, received = e.Name, props, s.ts(e.Timestamp), s.ts(e.ReceivedAt)
+			}
+			res, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}profile_messages (profile_id, message_id, event_name, properties, ts, received_at)
+				VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (profile_id, message_id) DO NOTHING`),
+				string(pid), u.MessageID, name, propsArg, at, received)
+			if err != nil {
+				return fail(err)
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return fail(err)
+			} else if n == 0 {
+				return fmt.Errorf("%w: message %s on profile %s", profile.ErrDuplicate, u.MessageID, pid)
+			}
+		}
+		m := &u.Metadata
+		_, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}profiles (profile_id, created_at, updated_at, version, first_message_id, last_message_id, first_seen, last_seen, recipients)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			ON CONFLICT (profile_id) DO UPDATE SET created_at = excluded.created_at, updated_at = excluded.updated_at,
+				version = excluded.version, first_message_id = excluded.first_message_id, last_message_id = excluded.last_message_id,
+				first_seen = excluded.first_seen, last_seen = excluded.last_seen, recipients = excluded.recipients`),
+			string(pid), s.ts(m.CreatedAt), s.ts(m.UpdatedAt), int64(m.Version), m.FirstMessageID, m.LastMessageID,
+			s.ts(m.FirstSeen), s.ts(m.LastSeen), recipients)
+		if err != nil {
+			return fail(err)
+		}
+		for len(traits) > 0 {
+			n := min(len(traits), chunk/4)
+			var b strings.Builder
+			args := []any{string(pid)}
+			b.WriteString(`INSERT INTO {p}profile_traits (profile_id, trait_key, value, source, updated_at) VALUES `)
+			for i, t := range traits[:n] {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				fmt.Fprintf(&b, "($1, %s)", placeholders(len(args)+1, 4))
+				args = append(args, t.key, t.value, t.source, t.updated)
+			}
+			b.WriteString(` ON CONFLICT (profile_id, trait_key) DO UPDATE SET value = excluded.value, source = excluded.source, updated_at = excluded.updated_at`)
+			if _, err := ex.ExecContext(ctx, s.sql(b.String()), args...); err != nil {
+				return fail(err)
+			}
+			traits = traits[n:]
+		}
+		for remove := u.Remove; len(remove) > 0; {
+			n := min(len(remove), chunk)
+			args := []any{string(pid)}
+			for _, k := range remove[:n] {
+				args = append(args, k)
+			}
+			q := `DELETE FROM {p}profile_traits WHERE profile_id = $1 AND trait_key IN (` + placeholders(2, n) + `)`
+			if _, err := ex.ExecContext(ctx, s.sql(q), args...); err != nil {
+				return fail(err)
+			}
+			remove = remove[n:]
+		}
+		return nil
+	})
+}
+
+func (tx *profileTx) Merge(ctx context.Context, into, from identity.ProfileID) error {
+	if err := tx.check(ctx); err != nil {
+		return err
+	}
+	if into == from {
+		return fmt.Errorf("%w: cannot merge profile %s into itself", profile.ErrInvalid, into)
+	}
+	return tx.run(ctx, func(ex Executor) error {
+		s := tx.s
+		var n int
+		if err := ex.QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM {p}profiles WHERE profile_id = $1`), string(into)).Scan(&n); err != nil {
+			return fmt.Errorf("sqlstore: merging into profile %s: %w", into, err)
+		}
+		if n == 0 {
+			return notFound(into)
+		}
+		// from's messages (and so its events) move unless into recorded the
+		// same message id; what is left of from goes.
+		stmts := []struct {
+			q    string
+			args []any
+		}{
+			{`UPDATE {p}profile_messages AS t SET profile_id = $1 WHERE t.profile_id = $2 AND NOT EXISTS
+				(SELECT 1 FROM {p}profile_messages m WHERE m.profile_id = $1 AND m.message_id = t.message_id)`,
+				[]any{string(into), string(from)}},
+			{`DELETE FROM {p}profile_messages WHERE profile_id = $1`, []any{string(from)}},
+			{`DELETE FROM {p}profile_traits WHERE profile_id = $1`, []any{string(from)}},
+			{`DELETE FROM {p}profiles WHERE profile_id = $1`, []any{string(from)}},
+		}
+		for _, st := range stmts {
+			if _, err := ex.ExecContext(ctx, s.sql(st.q), st.args...); err != nil {
+				return fmt.Errorf("sqlstore: merging into profile %s: %w", into, err)
+			}
+		}
+		return nil
+	})
+}
+
+func (tx *profileTx) Delete(ctx context.Context, pid identity.ProfileID) error {
+	return tx.run(ctx, func(ex Executor) error {
+		err := tx.s.execAll(ctx, ex, []string{
+			`DELETE FROM {p}profile_messages WHERE profile_id = $1`,
+			`DELETE FROM {p}profile_traits WHERE profile_id = $1`,
+			`DELETE FROM {p}profiles WHERE profile_id = $1`,
+		}, string(pid))
+		if err != nil {
+			return fmt.Errorf("sqlstore: deleting profile %s: %w", pid, err)
+		}
+		return nil
+	})
+}
+
+func (tx *profileTx) Commit(ctx context.Context) error   { return tx.commit(ctx) }
+func (tx *profileTx) Rollback(ctx context.Context) error { return tx.rollback(ctx) }

@@ -1,0 +1,504 @@
+package sqlstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gdprkit/privacy/txscope"
+)
+
+// txn is one database transaction: the adapter's own, or a savepoint in the
+// caller's.
+type txn interface {
+	Executor
+	commit(ctx context.Context) error
+	rollback(ctx context.Context) error
+}
+
+// beginTxn starts a database transaction for a backend or a shared one.
+func (s *Store) beginTxn(ctx context.Context) (txn, error) {
+	if s.ex != nil {
+		return beginSavepoint(ctx, s.ex)
+	}
+	// The connection is taken with ctx, so a full pool does not block forever;
+	// the transaction outlives ctx's cancellation (database/sql would roll it
+	// back behind the backend's back): each call checks its own context.
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if s.d == SQLite {
+		return beginImmediate(ctx, conn)
+	}
+	tx, err := conn.BeginTx(context.WithoutCancel(ctx), nil)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return &sqlTxn{Tx: tx, conn: conn}, nil
+}
+
+// sqlTxn is a PostgreSQL transaction on a connection of its own.
+type sqlTxn struct {
+	*sql.Tx
+	conn *sql.Conn
+}
+
+func (t *sqlTxn) commit(ctx context.Context) error {
+	defer t.conn.Close()
+	return t.Tx.Commit()
+}
+
+func (t *sqlTxn) rollback(ctx context.Context) error {
+	defer t.conn.Close()
+	return t.Tx.Rollback()
+}
+
+// connTxn is a SQLite transaction begun with BEGIN IMMEDIATE on a connection
+// of its own. database/sql's BeginTx would begin a deferred transaction, whose
+// first write fails at once with SQLITE_BUSY when another connection wrote
+// since its first read; an immediate one takes the write lock up front, and
+// waits for it under the busy timeout.
+type connTxn struct {
+	*sql.Conn
+}
+
+// sqliteBeginAttempts bounds the retries of BEGIN IMMEDIATE on SQLITE_BUSY
+// beyond the driver's own busy timeout.
+const sqliteBeginAttempts = 50
+
+func beginImmediate(ctx context.Context, conn *sql.Conn) (txn, error) {
+	var err error
+	for attempt := 0; attempt < sqliteBeginAttempts; attempt++ {
+		if _, err = conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err == nil {
+			return &connTxn{conn}, nil
+		}
+		if !IsRetryable(err) || ctx.Err() != nil {
+			break
+		}
+		if err = sleep(ctx, backoff(attempt)); err != nil {
+			break
+		}
+	}
+	conn.Close()
+	return nil, err
+}
+
+func (t *connTxn) commit(ctx context.Context) error {
+	_, err := t.ExecContext(context.WithoutCancel(ctx), "COMMIT")
+	if err != nil {
+		t.rollback(ctx) // a failed COMMIT can leave the transaction open
+		return err
+	}
+	return t.Close()
+}
+
+func (t *connTxn) rollback(ctx context.Context) error {
+	_, err := t.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+	if err != nil && !errors.Is(err, sql.ErrConnDone) {
+		// The connection may still be inside the transaction: discard it
+		// rather than hand it back to the pool.
+		_ = t.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	t.Close()
+	return err
+}
+
+// savepointTxn is a savepoint in the caller's transaction.
+type savepointTxn struct {
+	Executor
+	name string
+}
+
+var savepointSeq atomic.Uint64
+
+func beginSavepoint(ctx context.Context, ex Executor) (txn, error) {
+	name := fmt.Sprintf("gdprkit_sp_%d", savepointSeq.Add(1))
+	if _, err := ex.ExecContext(ctx, "SAVEPOINT "+name); err != nil {
+		return nil, err
+	}
+	return &savepointTxn{ex, name}, nil
+}
+
+func (t *savepointTxn) commit(ctx context.Context) error {
+	_, err := t.ExecContext(context.WithoutCancel(ctx), "RELEASE SAVEPOINT "+t.name)
+	return err
+}
+
+func (t *savepointTxn) rollback(ctx context.Context) error {
+	ctx = context.WithoutCancel(ctx)
+	if _, err := t.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+t.name); err != nil {
+		return err
+	}
+	_, err := t.ExecContext(ctx, "RELEASE SAVEPOINT "+t.name)
+	return err
+}
+
+// sharedTx is a database transaction and the backend transactions that use
+// it: one of its own for a backend begun without a Scope, or the one that
+// every backend of a Store begun with one Scope joins.
+type sharedTx struct {
+	s     *Store
+	scope *txscope.Scope // nil when not shared
+
+	mu      sync.Mutex // held while a statement runs, so one runs at a time
+	t       txn
+	joined  int  // backend transactions that joined and have not ended
+	ended   bool // committed or rolled back
+	aborted bool // rolled back, or the commit failed
+	cause   error
+	locked  map[int64]bool // subject locks taken (PostgreSQL)
+}
+
+// errEnded: a statement on a shared transaction that ended. Backends turn it
+// into their package's ErrTxDone, or ErrAborted.
+var errEnded = errors.New("sqlstore: the shared transaction has ended")
+
+// run runs f on the transaction.
+func (st *sharedTx) run(f func(Executor) error) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.ended {
+		return st.endedErr()
+	}
+	return f(st.t)
+}
+
+func (st *sharedTx) endedErr() error {
+	if st.aborted {
+		if st.cause != nil {
+			return fmt.Errorf("%w: %v", ErrAborted, st.cause)
+		}
+		return ErrAborted
+	}
+	return errEnded
+}
+
+// join adds a backend transaction; false when the transaction has ended.
+func (st *sharedTx) join() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.ended {
+		return false
+	}
+	st.joined++
+	return true
+}
+
+// end marks the transaction ended and forgets it in its Scope, so that a
+// backend begun later in the Scope starts a new one. Called with mu held.
+func (st *sharedTx) end(aborted bool, cause error) {
+	st.ended, st.aborted, st.cause = true, aborted, cause
+	if st.scope != nil {
+		st.scope.Delete(st.s.key)
+	}
+}
+
+// commitOne ends one backend transaction: the last one commits.
+func (st *sharedTx) commitOne(ctx context.Context) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.ended {
+		return st.endedErr()
+	}
+	if err := ctx.Err(); err != nil {
+		// As database/sql does: a cancelled commit rolls back, here for every
+		// backend of the transaction, since their writes are one.
+		st.end(true, fmt.Errorf("a commit's context was cancelled: %w", err))
+		st.t.rollback(ctx)
+		return err
+	}
+	st.joined--
+	if st.joined > 0 {
+		return nil
+	}
+	err := st.t.commit(ctx)
+	if err != nil {
+		st.end(true, fmt.Errorf("the commit failed: %w", err))
+		return err
+	}
+	st.end(false, nil)
+	return nil
+}
+
+// rollbackOne ends one backend transaction by rolling back all of them.
+func (st *sharedTx) rollbackOne(ctx context.Context) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.ended {
+		return
+	}
+	st.end(true, errors.New("a backend rolled it back"))
+	st.t.rollback(ctx)
+}
+
+// abandon rolls back a shared transaction that no backend ended, when its
+// Scope closes.
+func (st *sharedTx) abandon() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.ended {
+		return
+	}
+	st.end(true, errors.New("its scope closed before every backend ended"))
+	st.t.rollback(context.Background())
+}
+
+// shared returns the Store's shared transaction in scope, beginning it when
+// there is none.
+func (s *Store) shared(ctx context.Context, scope *txscope.Scope) (*sharedTx, error) {
+	v, loaded, err := scope.LoadOrStore(s.key, func() (any, error) {
+		t, err := s.beginTxn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &sharedTx{s: s, scope: scope, t: t}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	st := v.(*sharedTx)
+	if !loaded {
+		scope.OnClose(st.abandon) // outside LoadOrStore, which holds the Scope's lock
+	}
+	return st, nil
+}
+
+// begin starts a backend transaction: in the Scope's shared transaction when
+// ctx holds a Scope, in one of its own otherwise.
+func (s *Store) begin(ctx context.Context) (*sharedTx, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	scope := txscope.FromContext(ctx)
+	if scope == nil {
+		t, err := s.beginTxn(ctx)
+		if err != nil {
+			return nil, retryable(fmt.Errorf("sqlstore: begin: %w", err))
+		}
+		return &sharedTx{s: s, t: t, joined: 1}, nil
+	}
+	// A transaction found in the Scope may end before this one joins it; it
+	// is then forgotten and the next try begins a new one. Twice in a row
+	// means the Scope was closed.
+	for range 2 {
+		st, err := s.shared(ctx, scope)
+		if err != nil {
+			return nil, retryable(fmt.Errorf("sqlstore: begin: %w", err))
+		}
+		if st.join() {
+			return st, nil
+		}
+	}
+	return nil, errors.New("sqlstore: begin: the context's txscope.Scope is closed")
+}
+
+// read runs f for a read outside any backend transaction: in the Scope's
+// shared transaction when ctx holds one of this Store's (so that reads after
+// LockSubjects see the locked state), on the pool (or the caller's
+// transaction) otherwise.
+func (s *Store) read(ctx context.Context, f func(Executor) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if scope := txscope.FromContext(ctx); scope != nil {
+		if v, ok := scope.Load(s.key); ok {
+			err := v.(*sharedTx).run(f)
+			if !errors.Is(err, errEnded) && !errors.Is(err, ErrAborted) {
+				return retryable(err)
+			}
+			// It ended meanwhile: read committed state instead.
+		}
+	}
+	return retryable(f(s.direct()))
+}
+
+// LockSubjects implements txscope.Locker: within the Scope that ctx holds, it
+// takes a lock on each key in the Store's shared transaction (beginning it
+// when no backend has yet), held until that transaction ends, so that
+// Controllers in several processes never work on one subject at once. Reads
+// made with ctx afterwards go through the transaction.
+//
+// PostgreSQL: a transaction-level advisory lock per key
+// (pg_advisory_xact_lock), taken in ascending order of the keys' 64-bit
+// hashes, so two transactions locking overlapping keys cannot deadlock on
+// them; the hash covers the table prefix, so Stores with other prefixes or
+// schemas do not contend. Locking a key again in one Scope is a no-op.
+//
+// SQLite: the shared transaction began with BEGIN IMMEDIATE, which holds the
+// database's single write lock until it ends; that serialises every writer, so
+// no per-key lock is needed.
+//
+// Without a Scope in ctx it fails with ErrNoScope.
+func (s *Store) LockSubjects(ctx context.Context, keys []string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	scope := txscope.FromContext(ctx)
+	if scope == nil {
+		return ErrNoScope
+	}
+	var st *sharedTx
+	for range 2 {
+		var err error
+		if st, err = s.shared(ctx, scope); err != nil {
+			return retryable(fmt.Errorf("sqlstore: locking subjects: %w", err))
+		}
+		st.mu.Lock()
+		if !st.ended {
+			break // still holding st.mu
+		}
+		st.mu.Unlock()
+		st = nil
+	}
+	if st == nil {
+		return errors.New("sqlstore: locking subjects: the context's txscope.Scope is closed")
+	}
+	defer st.mu.Unlock()
+	if s.d != Postgres {
+		return nil
+	}
+	hashes := make([]int64, 0, len(keys))
+	for _, k := range keys {
+		if h := s.lockKey(k); !st.locked[h] {
+			hashes = append(hashes, h)
+		}
+	}
+	slices.Sort(hashes)
+	hashes = slices.Compact(hashes)
+	for _, h := range hashes {
+		if _, err := st.t.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", h); err != nil {
+			// PostgreSQL aborted the transaction: end it, so that a retry in
+			// the same Scope (after a deadlock, say) begins a new one.
+			st.end(true, fmt.Errorf("locking subjects failed: %w", err))
+			st.t.rollback(ctx)
+			return retryable(fmt.Errorf("sqlstore: locking subjects: %w", err))
+		}
+		if st.locked == nil {
+			st.locked = map[int64]bool{}
+		}
+		st.locked[h] = true
+	}
+	return nil
+}
+
+// UnlockSubjects releases the locks LockSubjects took in the Scope that ctx
+// holds, by rolling back the Store's shared transaction there, which must have
+// no backend transaction in it yet (it fails otherwise, and changes nothing).
+// A caller that lets go of its own locks to start over calls it first: locks
+// kept in the database while the caller waits for its in-process ones could
+// otherwise deadlock with another goroutine holding those and waiting for
+// these, a cycle the database cannot see. Without a shared transaction in the
+// Scope, it does nothing.
+func (s *Store) UnlockSubjects(ctx context.Context) error {
+	scope := txscope.FromContext(ctx)
+	if scope == nil {
+		return nil
+	}
+	v, ok := scope.Load(s.key)
+	if !ok {
+		return nil
+	}
+	st := v.(*sharedTx)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	switch {
+	case st.ended:
+		return nil
+	case st.joined > 0:
+		return fmt.Errorf("sqlstore: unlocking subjects: %d backend transactions use the shared transaction", st.joined)
+	}
+	st.end(true, errors.New("its subjects were unlocked"))
+	return st.t.rollback(ctx)
+}
+
+// lockKey hashes a subject key, within the Store's tables, to an advisory
+// lock key: the first 8 bytes of SHA-256.
+func (s *Store) lockKey(key string) int64 {
+	h := sha256.New()
+	h.Write([]byte("gdprkit subject\x00"))
+	h.Write([]byte(s.qual))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	return int64(binary.BigEndian.Uint64(h.Sum(nil)))
+}
+
+// part is the transaction state every backend transaction has.
+type part struct {
+	st   *sharedTx
+	done bool
+	// errDone and errInvalid are the backend package's ErrTxDone and
+	// ErrInvalid.
+	errDone, errInvalid error
+}
+
+// check reports whether the transaction is usable: not ended, and ctx not
+// done. Methods that validate their input check first, as the in-memory
+// backends do, so a finished transaction always answers ErrTxDone.
+func (p *part) check(ctx context.Context) error {
+	if p.done {
+		return p.errDone
+	}
+	return ctx.Err()
+}
+
+// run runs f in the transaction, after checking it is usable.
+func (p *part) run(ctx context.Context, f func(Executor) error) error {
+	if err := p.check(ctx); err != nil {
+		return err
+	}
+	err := p.st.run(f)
+	if errors.Is(err, errEnded) {
+		return p.errDone
+	}
+	if badText(err) && p.errInvalid != nil {
+		return fmt.Errorf("%w: %w", p.errInvalid, err)
+	}
+	return retryable(err)
+}
+
+func (p *part) commit(ctx context.Context) error {
+	if p.done {
+		return p.errDone
+	}
+	p.done = true
+	err := p.st.commitOne(ctx)
+	if errors.Is(err, errEnded) {
+		return p.errDone
+	}
+	return retryable(err)
+}
+
+func (p *part) rollback(ctx context.Context) error {
+	if p.done {
+		return nil
+	}
+	p.done = true
+	p.st.rollbackOne(ctx)
+	return nil
+}
+
+// backoff is the wait before retry attempt+1: 1ms doubling, at most 100ms.
+func backoff(attempt int) time.Duration {
+	return min(time.Millisecond<<min(attempt, 7), 100*time.Millisecond)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
