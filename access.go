@@ -88,9 +88,27 @@ func (c *Controller) runAccess(ctx context.Context, id identity.ID, sink exportS
 	}
 	c.audit(ctx, e, "received")
 
+	for attempt := 1; ; attempt++ {
+		r, err := c.accessOnce(ctx, e, sink)
+		if !errors.Is(err, errRestart) {
+			return r, err
+		}
+		if attempt == retryAttempts {
+			return c.endAccess(ctx, e, err)
+		}
+		pause(ctx, attempt) // nothing was written yet
+	}
+}
+
+// accessOnce is one attempt at runAccess, in a scope of its own. It fails with
+// errRestart, having written nothing, when the person moved while it locked them.
+func (c *Controller) accessOnce(ctx context.Context, e *journal.Entry, sink exportSink) (*Receipt, error) {
 	ctx, closeScope := c.openScope(ctx)
 	defer closeScope()
 	matches, held, err := c.lockMatches(ctx, e.Subjects, nil)
+	if errors.Is(err, errRestart) {
+		return nil, err
+	}
 	if err != nil {
 		return c.endAccess(ctx, e, err)
 	}

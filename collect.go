@@ -43,6 +43,7 @@ func (c *Controller) Collect(ctx context.Context, m Message) error {
 		if !errors.Is(err, txscope.ErrRetry) || ctx.Err() != nil {
 			return err
 		}
+		pause(ctx, attempt)
 	}
 	return err
 }
@@ -121,6 +122,9 @@ func (c *Controller) resolveLocked(ctx context.Context, ids []identity.ID, buf [
 		}
 		if plan.Create && !c.locks.tryAdd(&held, c.locks.profile(plan.Profile)) {
 			c.locks.unlock(&held)
+			if c.remoteLocked(ctx) {
+				return nil, identity.Plan{}, lockSet{}, time.Time{}, errRestart // as in lockMatchesAnd
+			}
 			runtime.Gosched()
 			continue
 		}
@@ -195,6 +199,13 @@ func (c *Controller) lockMatchesAnd(ctx context.Context, ids []identity.ID, matc
 			return matches, held, nil
 		}
 		c.locks.unlock(&held)
+		if c.remoteLocked(ctx) {
+			// The backend's locks stay held until the scope's transaction ends:
+			// waiting for a stripe while holding them could deadlock with a
+			// goroutine that holds the stripe and waits for them, a cycle the
+			// database cannot see. Start the operation over in a new scope.
+			return nil, lockSet{}, errRestart
+		}
 		if err := ctx.Err(); err != nil {
 			return nil, lockSet{}, err
 		}
@@ -248,6 +259,14 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 			return false, false, err
 		}
 	}
+	if c.scoped && atx != nil {
+		// Participants may share one transaction, which commits with the last of
+		// them: commit the audiences before the profile, so that a failure of
+		// the real commit is the profile's, and fails the message as a whole.
+		if err := atx.Commit(ctx); err != nil {
+			return false, false, backendError("audience commit", err)
+		}
+	}
 	if gtx != nil {
 		if err := gtx.Commit(ctx); err != nil {
 			return false, false, backendError("identity commit", err)
@@ -262,7 +281,7 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 	if err := ptx.Commit(ctx); err != nil {
 		return false, false, backendError("profile commit", err)
 	}
-	if atx != nil {
+	if atx != nil && !c.scoped {
 		if err := atx.Commit(detach(ctx)); err != nil {
 			// The message is stored (its id recorded), so failing now would turn
 			// the client's retry into a duplicate and lose it: deliver it, and

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -322,7 +323,7 @@ func (c *Controller) openScope(ctx context.Context) (context.Context, func()) {
 // cross-process locks of the identifiers and profiles an operation works on,
 // after the in-process ones. Without such a backend it does nothing.
 func (c *Controller) lockRemote(ctx context.Context, matches []identity.Match, pids []identity.ProfileID) error {
-	if c.locker == nil || txscope.FromContext(ctx) == nil {
+	if !c.remoteLocked(ctx) {
 		return nil // reads outside an operation lock in this process only
 	}
 	keys := make([]string, 0, 2*len(matches)+len(pids))
@@ -343,7 +344,27 @@ func (c *Controller) lockRemote(ctx context.Context, matches []identity.Match, p
 
 // retryAttempts bounds how often an operation is run again after a conflict
 // the backend marked with txscope.ErrRetry.
-const retryAttempts = 5
+const retryAttempts = 10
+
+// errRestart asks for an operation to start over in a new scope: the people it
+// locked moved (a merge, a new profile) while it waited for them.
+var errRestart = fmt.Errorf("privacy: the subjects changed while being locked: %w", txscope.ErrRetry)
+
+// remoteLocked reports whether the operation of ctx holds cross-process locks.
+func (c *Controller) remoteLocked(ctx context.Context) bool {
+	return c.locker != nil && txscope.FromContext(ctx) != nil
+}
+
+// pause waits a little, more with each attempt and at random, before an
+// operation that met a conflict starts over, so that two rivals do not meet
+// again in lockstep.
+func pause(ctx context.Context, attempt int) {
+	d := time.Duration(mrand.Int64N(int64(attempt)*int64(time.Millisecond) + 1))
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+	}
+}
 
 // Close stops the Controller: later calls fail with ErrClosed and delivery to
 // destinations stops (call Flush first to wait for it). Backends are the caller's

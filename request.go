@@ -246,6 +246,7 @@ func (c *Controller) execute(ctx context.Context, e *journal.Entry) (*Receipt, e
 		if !errors.Is(failed, txscope.ErrRetry) || attempt == retryAttempts || ctx.Err() != nil {
 			return c.fail(ctx, e, failed)
 		}
+		pause(ctx, attempt)
 	}
 }
 
