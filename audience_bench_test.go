@@ -150,3 +150,48 @@ func BenchmarkDefineAudience1M(b *testing.B) {
 	}
 	b.ReportMetric(float64(people*b.N)/time.Since(start).Seconds(), "profiles/s")
 }
+
+// benchAudienceExtraCost measures what fifty audiences add to a collected
+// message on a shared, noisy machine: messages alternate between a Controller
+// without audiences and one with them, over the same population, each timed on
+// its own, so that whatever else the machine does weighs on both alike.
+func benchAudienceExtraCost(b *testing.B, people int) {
+	ctx := context.Background()
+	ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	plain := populations.get(fmt.Sprint(people, false), func() *Controller { return populate(b, people, false, ts) })
+	with := populations.get(fmt.Sprint(people, true), func() *Controller { return populate(b, people, true, ts) })
+	const active = 1000
+	users, anons := make([]string, active), make([]string, active)
+	for i := range active {
+		p := i * (people / active)
+		users[i], anons[i] = "u"+strconv.Itoa(p), "a"+strconv.Itoa(p)
+	}
+	runtime.GC()
+	var buf []byte
+	var tPlain, tWith time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		p := i % active
+		for _, c := range [2]*Controller{plain, with} {
+			n := populations.next()
+			msg := Track{MessageID: benchMessageID(buf, n), UserID: users[p], AnonymousID: anons[p],
+				Event: "Order Completed", Properties: benchProps, Timestamp: ts.Add(time.Duration(n))}
+			start := time.Now()
+			if err := c.Collect(ctx, msg); err != nil {
+				b.Fatal(err)
+			}
+			if c == plain {
+				tPlain += time.Since(start)
+			} else {
+				tWith += time.Since(start)
+			}
+		}
+	}
+	b.ReportMetric(float64(tPlain.Nanoseconds())/float64(b.N), "ns/plain-msg")
+	b.ReportMetric(float64(tWith.Nanoseconds())/float64(b.N), "ns/audience-msg")
+	b.ReportMetric(float64((tWith-tPlain).Nanoseconds())/float64(b.N), "ns/extra")
+}
+
+func BenchmarkAudienceExtraCost10k(b *testing.B) { benchAudienceExtraCost(b, 10_000) }
+func BenchmarkAudienceExtraCost1M(b *testing.B)  { benchAudienceExtraCost(b, 1_000_000) }

@@ -238,9 +238,25 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 	}
 	defer ptx.Rollback(ctx)
 
-	u, traits, err := c.buildUpdate(ctx, ptx, plan, msg, now, withAudiences)
+	// A counted event changes no trait: the audiences need only the values of
+	// the traits they name, which a TraitPicker reads without copying the
+	// profile.
+	picker, pick := ptx.(profile.TraitPicker)
+	pick = pick && withAudiences && msg.kind == "track" && !plan.Create && len(plan.Absorb) == 0
+	u, traits, err := c.buildUpdate(ctx, ptx, plan, msg, now, withAudiences && !pick)
 	if err != nil {
 		return false, false, err
+	}
+	var values []any
+	if pick { // before the update, which the transaction would have to replay
+		var buf [8]any
+		values, err = picker.PickTraits(ctx, plan.Profile, set.TraitNames(), buf[:0])
+		if errors.Is(err, profile.ErrNotFound) { // to be stored afresh: no traits yet
+			values, err = make([]any, len(set.TraitNames())), nil
+		}
+		if err != nil {
+			return false, false, backendError("profile read", err)
+		}
 	}
 	if err := ptx.Update(ctx, plan.Profile, u); err != nil {
 		if errors.Is(err, profile.ErrDuplicate) {
@@ -255,7 +271,7 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 			return false, false, backendError("audience begin", err)
 		}
 		defer atx.Rollback(ctx)
-		if changes, err = c.stageAudiences(ctx, atx, set, plan, u.Event, traits, now); err != nil {
+		if changes, err = c.stageAudiences(ctx, atx, set, plan, u.Event, traits, values, now); err != nil {
 			return false, false, err
 		}
 	}
@@ -298,7 +314,7 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 // stageAudiences updates the profile's audience state in atx: merged profiles'
 // counters are added, the event is counted, memberships are re-evaluated.
 func (c *Controller) stageAudiences(ctx context.Context, atx audience.Tx, set *audience.Set, plan *identity.Plan,
-	ev *profile.Event, traits map[string]profile.Trait, now time.Time) ([]audience.Change, error) {
+	ev *profile.Event, traits map[string]profile.Trait, values []any, now time.Time) ([]audience.Change, error) {
 	// The closure must not capture plan: it escapes through Modify, and plan
 	// lives on Collect's stack.
 	pid, absorb := plan.Profile, plan.Absorb
@@ -319,7 +335,11 @@ func (c *Controller) stageAudiences(ctx context.Context, atx audience.Tx, set *a
 		if ev != nil {
 			set.Observe(st, ev, now)
 		}
-		changes = set.Evaluate(st, traits, now, c.excluded(ctx, pid))
+		if values != nil {
+			changes = set.EvaluateValues(st, values, now, c.excluded(ctx, pid))
+		} else {
+			changes = set.Evaluate(st, traits, now, c.excluded(ctx, pid))
+		}
 		return nil
 	}
 	if m, ok := atx.(audience.Modifier); ok { // one copy of the state instead of two

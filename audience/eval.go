@@ -405,13 +405,31 @@ type Change struct {
 // returns what changed. With excluded set (a suppressed person) the profile is in
 // no audience. Counters no audience uses any more are dropped.
 func (s *Set) Evaluate(st *State, traits map[string]profile.Trait, now time.Time, excluded bool) []Change {
+	return s.evaluate(st, traits, nil, now, excluded)
+}
+
+// TraitNames returns the traits the audiences read, in the order
+// EvaluateValues takes their values. The caller must not change it.
+func (s *Set) TraitNames() []string { return s.traitNames }
+
+// EvaluateValues is Evaluate given the values of the traits the audiences read
+// (nil for a missing one), in TraitNames order, instead of every trait: the
+// collection path reads just those on each counted event.
+func (s *Set) EvaluateValues(st *State, values []any, now time.Time, excluded bool) []Change {
+	if len(values) != len(s.traitNames) {
+		panic(fmt.Sprintf("audience: EvaluateValues got %d values for %d trait names", len(values), len(s.traitNames)))
+	}
+	return s.evaluate(st, nil, values, now, excluded)
+}
+
+func (s *Set) evaluate(st *State, traits map[string]profile.Trait, values []any, now time.Time, excluded bool) []Change {
 	scratch, _ := s.scratch.Get().(*evaluation)
 	if scratch == nil { // the empty Set has no pool constructor
 		scratch = new(evaluation)
 	}
 	defer s.scratch.Put(scratch)
 	e := *scratch
-	e.init(s, st, traits, now)
+	e.init(s, st, traits, values, now)
 	*scratch = e // keep grown buffers for next time
 	if !excluded {
 		for i := range s.progs {
@@ -485,7 +503,7 @@ type evaluation struct {
 
 // init sizes the buffers for s and fetches st's counters. The buffers come from
 // the Set's pool, so evaluating does not allocate.
-func (e *evaluation) init(s *Set, st *State, traits map[string]profile.Trait, now time.Time) {
+func (e *evaluation) init(s *Set, st *State, traits map[string]profile.Trait, values []any, now time.Time) {
 	e.now = nanos(now)
 	if cap(e.member) < len(s.conds) {
 		e.member = make([]bool, len(s.conds))
@@ -506,6 +524,10 @@ func (e *evaluation) init(s *Set, st *State, traits map[string]profile.Trait, no
 		e.counters = append(e.counters, c)
 	}
 	e.traits = e.traits[:0]
+	if values != nil {
+		e.traits = append(e.traits, values...)
+		return
+	}
 	for _, name := range s.traitNames {
 		var v any
 		if t, ok := traits[name]; ok {

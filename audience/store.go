@@ -1,7 +1,6 @@
 package audience
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -130,7 +129,7 @@ func (s *MemStore) Due(ctx context.Context, now time.Time, limit int) ([]identit
 	var keep []dueEntry
 	seen := map[identity.ProfileID]bool{}
 	for s.due.Len() > 0 && !s.due[0].at.After(now) && (limit <= 0 || len(out) < limit) {
-		e := heap.Pop(&s.due).(dueEntry)
+		e := s.due.pop()
 		st, ok := s.states[e.pid]
 		if !ok || !st.NextChange.Equal(e.at) || seen[e.pid] {
 			continue // stale (the state moved on since this entry was pushed) or a repeat
@@ -140,7 +139,7 @@ func (s *MemStore) Due(ctx context.Context, now time.Time, limit int) ([]identit
 		keep = append(keep, e) // still due until the caller puts a new state
 	}
 	for _, e := range keep {
-		heap.Push(&s.due, e)
+		s.due.push(e)
 	}
 	return out, nil
 }
@@ -399,7 +398,7 @@ func (tx *memTx) Commit(ctx context.Context) error {
 		}
 		s.states[pid] = st
 		if !st.NextChange.IsZero() && (!had || !old.NextChange.Equal(st.NextChange)) {
-			heap.Push(&s.due, dueEntry{at: st.NextChange, pid: pid})
+			s.due.push(dueEntry{at: st.NextChange, pid: pid})
 		}
 	}
 	if s.due.Len() > 64 && s.due.Len() > 4*len(s.states) {
@@ -418,7 +417,7 @@ func (s *MemStore) compactDue() {
 		}
 	}
 	s.due = live
-	heap.Init(&s.due)
+	s.due.init()
 }
 
 func (tx *memTx) Rollback(ctx context.Context) error {
@@ -433,18 +432,62 @@ type dueEntry struct {
 }
 
 // dueHeap is a min-heap of profiles by NextChange; entries go stale when a newer
-// state is put and are skipped when popped.
+// state is put and are skipped when popped. It is written out rather than
+// through container/heap, whose Push boxes every entry: a state's NextChange
+// moves on most collected events.
 type dueHeap []dueEntry
 
-func (h dueHeap) Len() int           { return len(h) }
-func (h dueHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *dueHeap) Push(x any)        { *h = append(*h, x.(dueEntry)) }
-func (h *dueHeap) Pop() any {
+func (h dueHeap) Len() int { return len(h) }
+
+func (h dueHeap) less(i, j int) bool { return h[i].at.Before(h[j].at) }
+
+func (h *dueHeap) push(e dueEntry) {
+	*h = append(*h, e)
+	h.up(len(*h) - 1)
+}
+
+func (h *dueHeap) pop() dueEntry {
 	old := *h
-	e := old[len(old)-1]
-	*h = old[:len(old)-1]
+	e := old[0]
+	last := len(old) - 1
+	old[0] = old[last]
+	*h = old[:last]
+	h.down(0)
 	return e
+}
+
+func (h *dueHeap) init() {
+	for i := len(*h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h dueHeap) up(i int) {
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !h.less(i, parent) {
+			return
+		}
+		h[i], h[parent] = h[parent], h[i]
+		i = parent
+	}
+}
+
+func (h dueHeap) down(i int) {
+	for {
+		least, l, r := i, 2*i+1, 2*i+2
+		if l < len(h) && h.less(l, least) {
+			least = l
+		}
+		if r < len(h) && h.less(r, least) {
+			least = r
+		}
+		if least == i {
+			return
+		}
+		h[i], h[least] = h[least], h[i]
+		i = least
+	}
 }
 
 // sortedDistinct reports whether keys are in increasing order without repeats.

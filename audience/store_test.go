@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -651,5 +653,30 @@ func TestModifyStagesOneCopy(t *testing.T) {
 	}
 	if err := m.Modify(bg, pid("p"), func(*State) error { return nil }); !errors.Is(err, ErrTxDone) {
 		t.Errorf("Modify after Commit = %v, want ErrTxDone", err)
+	}
+}
+
+// TestDueHeapOrder checks the hand-written heap: whatever order entries are
+// pushed in, and after a rebuild, they pop earliest first.
+func TestDueHeapOrder(t *testing.T) {
+	var h dueHeap
+	r := rand.New(rand.NewPCG(1, 2))
+	var want []time.Time
+	for i := range 500 {
+		at := t0.Add(time.Duration(r.IntN(1000)) * time.Minute)
+		want = append(want, at)
+		h.push(dueEntry{at: at, pid: pid(fmt.Sprint(i))})
+		if i == 250 {
+			h.init() // a rebuild midway keeps the order too
+		}
+	}
+	slices.SortFunc(want, time.Time.Compare)
+	for i, w := range want {
+		if got := h.pop().at; !got.Equal(w) {
+			t.Fatalf("pop %d = %v, want %v", i, got, w)
+		}
+	}
+	if h.Len() != 0 {
+		t.Fatalf("%d entries left", h.Len())
 	}
 }

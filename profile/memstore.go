@@ -27,7 +27,10 @@ type MemStore struct {
 	dirty  atomic.Bool
 }
 
-var _ Store = (*MemStore)(nil)
+var (
+	_ Store       = (*MemStore)(nil)
+	_ TraitPicker = (*memTx)(nil)
+)
 
 // memProfile is one stored profile. Events are kept sorted by CompareEvents.
 type memProfile struct {
@@ -322,6 +325,27 @@ func (tx *memTx) Get(ctx context.Context, pid identity.ProfileID) (*Profile, err
 	m, locked := tx.view(pid)
 	defer tx.release(locked)
 	return getProfile(m, pid)
+}
+
+// PickTraits implements TraitPicker.
+func (tx *memTx) PickTraits(ctx context.Context, pid identity.ProfileID, names []string, dst []any) ([]any, error) {
+	if err := tx.check(ctx); err != nil {
+		return dst, err
+	}
+	m, locked := tx.view(pid)
+	defer tx.release(locked)
+	p, ok := m[pid]
+	if !ok {
+		return dst, notFound(pid)
+	}
+	for _, name := range names {
+		var v any
+		if t, ok := p.traits[name]; ok {
+			v = CloneValue(t.Value)
+		}
+		dst = append(dst, v)
+	}
+	return dst, nil
 }
 
 func (tx *memTx) Metadata(ctx context.Context, pid identity.ProfileID) (Metadata, error) {

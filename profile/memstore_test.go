@@ -1323,3 +1323,36 @@ func TestMemStoreRefusesEventsWithoutTheMessageID(t *testing.T) {
 		t.Fatalf("refused updates created %d profiles", s.Len())
 	}
 }
+
+func TestMemTxPickTraits(t *testing.T) {
+	ctx := t.Context()
+	s := NewMemStore()
+	mustUpdate(t, s, pidA, Update{Set: map[string]Trait{"plan": {Value: "pro"}, "tags": {Value: []any{"a"}}}})
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	got, err := tx.(TraitPicker).PickTraits(ctx, pidA, []string{"tags", "missing", "plan"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]any{[]any{"a"}, nil, "pro"}, got); diff != "" {
+		t.Errorf("picked (-want +got):\n%s", diff)
+	}
+	got[0].([]any)[0] = "changed" // the caller's own
+	again, _ := tx.(TraitPicker).PickTraits(ctx, pidA, []string{"tags"}, nil)
+	if again[0].([]any)[0] != "a" {
+		t.Error("PickTraits handed out the store's memory")
+	}
+	if _, err := tx.(TraitPicker).PickTraits(ctx, pidB, []string{"plan"}, nil); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown profile: %v, want ErrNotFound", err)
+	}
+	// The transaction's own writes are seen.
+	if err := tx.Update(ctx, pidA, Update{Set: map[string]Trait{"plan": {Value: "free"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := tx.(TraitPicker).PickTraits(ctx, pidA, []string{"plan"}, nil); got[0] != "free" {
+		t.Errorf("after a staged update, plan = %v, want free", got[0])
+	}
+}

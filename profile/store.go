@@ -60,3 +60,14 @@ type Tx interface {
 	// Rollback discards the staged writes.
 	Rollback(ctx context.Context) error
 }
+
+// TraitPicker is implemented by transactions that can read a few trait values
+// of a profile without copying the whole profile. The collection path uses it
+// when present: every counted event re-evaluates the audiences, which read only
+// the traits they name.
+type TraitPicker interface {
+	// PickTraits appends to dst, for each of names in order, the value of the
+	// profile's trait (nil when the profile lacks it) and returns dst. The values
+	// are the caller's to keep. An unknown profile fails with ErrNotFound.
+	PickTraits(ctx context.Context, pid identity.ProfileID, names []string, dst []any) ([]any, error)
+}
