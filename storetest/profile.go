@@ -30,6 +30,7 @@ var profileChecks = []check[profile.Store]{
 	{"Delete", profileDelete},
 	{"DeleteIsIdempotent", profileDeleteIsIdempotent},
 	{"IDs", profileIDs},
+	{"PickTraits", profilePickTraits},
 	{"CopyAtBoundary", profileCopyAtBoundary},
 	{"TxSeesOwnWrites", profileTxSeesOwnWrites},
 	{"UncommittedInvisible", profileUncommittedInvisible},
@@ -1122,5 +1123,49 @@ func profileConcurrentWriters(t *testing.T, e *env, s profile.Store) {
 	must(t, err, "IDs")
 	if d := diff(pids, ids); d != "" {
 		t.Errorf("IDs after the concurrent writers (-want +got):\n%s", d)
+	}
+}
+
+// profilePickTraits checks the optional profile.TraitPicker: the named values in
+// order, nil for a missing trait, the caller's own copies, the transaction's own
+// writes seen, ErrNotFound for an unknown profile.
+func profilePickTraits(t *testing.T, e *env, s profile.Store) {
+	pid := newPID()
+	u := profile.Update{Metadata: profile.Metadata{CreatedAt: at(0), UpdatedAt: at(5), Version: 1}}
+	u.Set = map[string]profile.Trait{
+		"plan": {Value: "pro", Source: "web", UpdatedAt: at(5)},
+		"tags": {Value: []any{"a", map[string]any{"k": 1.0}}, Source: "web", UpdatedAt: at(5)},
+	}
+	mustUpdate(t, e, s, pid, u)
+	tx, err := s.Begin(e.ctx)
+	must(t, err, "Begin")
+	defer tx.Rollback(e.ctx)
+	picker, ok := tx.(profile.TraitPicker)
+	if !ok {
+		t.Skip("the transaction does not implement the optional profile.TraitPicker")
+	}
+	got, err := picker.PickTraits(e.ctx, pid, []string{"tags", "missing", "plan"}, []any{"kept"})
+	must(t, err, "PickTraits")
+	want := []any{"kept", []any{"a", map[string]any{"k": 1.0}}, nil, "pro"}
+	if d := diff(want, got); d != "" {
+		t.Errorf("PickTraits appended (-want +got):\n%s", d)
+	}
+	got[1].([]any)[0] = "changed" // the caller's own
+	again, err := picker.PickTraits(e.ctx, pid, []string{"tags"}, nil)
+	must(t, err, "PickTraits")
+	if d := diff([]any{[]any{"a", map[string]any{"k": 1.0}}}, again); d != "" {
+		t.Errorf("changing what PickTraits returned changed the store (-want +got):\n%s", d)
+	}
+	if none, err := picker.PickTraits(e.ctx, pid, nil, nil); err != nil || len(none) != 0 {
+		t.Errorf("PickTraits of no names = %v, %v; want nothing", none, err)
+	}
+	if _, err := picker.PickTraits(e.ctx, newPID(), []string{"plan"}, nil); !errors.Is(err, profile.ErrNotFound) {
+		t.Errorf("PickTraits of an unknown profile = %v, want ErrNotFound", err)
+	}
+	u2 := profile.Update{Metadata: u.Metadata, Set: map[string]profile.Trait{"plan": {Value: "free", Source: "web", UpdatedAt: at(6)}}}
+	u2.Metadata.Version++
+	must(t, tx.Update(e.ctx, pid, u2), "Update")
+	if got, err := picker.PickTraits(e.ctx, pid, []string{"plan"}, nil); err != nil || len(got) != 1 || got[0] != "free" {
+		t.Errorf("after the transaction's own update, PickTraits = %v, %v; want [free]", got, err)
 	}
 }
