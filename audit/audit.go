@@ -29,6 +29,11 @@ import (
 // ErrTampered: the chain does not verify.
 var ErrTampered = errors.New("audit: log was tampered with")
 
+// ErrConflict is what Log.Append returns when the record's Seq is not the next
+// one: another writer (another process sharing the log) appended first. Chain
+// then chains the record to the new last one and appends it again.
+var ErrConflict = errors.New("audit: another writer appended first")
+
 // Record is one audit entry.
 type Record struct {
 	// Seq numbers records from 1 without gaps.
@@ -48,6 +53,7 @@ type Record struct {
 // Log is the audit log backend: append-only storage of records.
 type Log interface {
 	// Append stores the record; its Seq is one more than the last one's.
+	// Otherwise it stores nothing and fails with an error matching ErrConflict.
 	Append(ctx context.Context, r Record) error
 	// Records returns up to limit records with Seq greater than after, in order.
 	Records(ctx context.Context, after uint64, limit int) ([]Record, error)
@@ -56,7 +62,8 @@ type Log interface {
 }
 
 // Chain appends records to a Log with their chain hashes. It is safe for
-// concurrent use within one process.
+// concurrent use, also by several processes sharing one Log: a record another
+// writer got ahead of is chained again to the new last record.
 type Chain struct {
 	log Log
 	key []byte
@@ -66,24 +73,35 @@ type Chain struct {
 // NewChain returns a Chain over log with the HMAC key.
 func NewChain(log Log, key []byte) *Chain { return &Chain{log: log, key: append([]byte(nil), key...)} }
 
-// Append numbers r, chains it to the last record and appends it.
+// Append numbers r, chains it to the last record and appends it, again after
+// each conflict with another writer, up to a bound.
 func (c *Chain) Append(ctx context.Context, r Record) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	last, ok, err := c.log.Last(ctx)
-	if err != nil {
-		return fmt.Errorf("audit: reading the last record: %w", err)
-	}
 	// Stored as a SQL backend would keep it, so the chain hash survives the trip.
 	r.At = r.At.UTC().Truncate(time.Microsecond)
-	var prev identity.Hash
-	r.Seq = 1
-	if ok {
-		prev, r.Seq = last.Hash, last.Seq+1
+	var err error
+	for attempt := 0; attempt < appendAttempts; attempt++ {
+		last, ok, lerr := c.log.Last(ctx)
+		if lerr != nil {
+			return fmt.Errorf("audit: reading the last record: %w", lerr)
+		}
+		var prev identity.Hash
+		r.Seq = 1
+		if ok {
+			prev, r.Seq = last.Hash, last.Seq+1
+		}
+		r.Hash = link(c.key, prev, &r)
+		if err = c.log.Append(ctx, r); !errors.Is(err, ErrConflict) {
+			return err
+		}
 	}
-	r.Hash = link(c.key, prev, &r)
-	return c.log.Append(ctx, r)
+	return err
 }
+
+// appendAttempts bounds how often Append chains a record again after other
+// writers got ahead of it.
+const appendAttempts = 20
 
 // link computes a record's chain hash from the previous hash and its content.
 func link(key []byte, prev identity.Hash, r *Record) identity.Hash {
@@ -155,7 +173,7 @@ func (l *MemLog) Append(ctx context.Context, r Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if want := uint64(len(l.recs)) + 1; r.Seq != want {
-		return fmt.Errorf("audit: appending record %d, want %d", r.Seq, want)
+		return fmt.Errorf("%w: appending record %d, want %d", ErrConflict, r.Seq, want)
 	}
 	r.Subjects = append([]identity.Hash(nil), r.Subjects...)
 	l.recs = append(l.recs, r)

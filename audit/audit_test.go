@@ -611,3 +611,45 @@ func TestConcurrentAppend(t *testing.T) {
 		}
 	}
 }
+
+// racingLog is a Log another writer appends to just before each of the first
+// `races` appends, as a second process sharing the log would.
+type racingLog struct {
+	*MemLog
+	races int
+	other *Chain
+}
+
+func (l *racingLog) Append(ctx context.Context, r Record) error {
+	if l.races > 0 {
+		l.races--
+		if err := l.other.Append(ctx, Record{At: r.At, Action: "other process"}); err != nil {
+			return err
+		}
+	}
+	return l.MemLog.Append(ctx, r)
+}
+
+func TestChainAppendsAgainAfterAnotherWriter(t *testing.T) {
+	ctx := context.Background()
+	key := []byte("0123456789abcdef0123456789abcdef")
+	mem := NewMemLog()
+	log := &racingLog{MemLog: mem, races: 3, other: NewChain(mem, key)}
+	c := NewChain(log, key)
+	if err := c.Append(ctx, Record{At: time.Now(), Action: "mine"}); err != nil {
+		t.Fatalf("Append after three conflicts: %v", err)
+	}
+	recs, err := mem.Records(ctx, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 4 || recs[3].Action != "mine" {
+		t.Fatalf("records %+v, want three of the other writer then mine", recs)
+	}
+	if n, err := Verify(ctx, mem, key); err != nil || n != 4 {
+		t.Fatalf("Verify = %d, %v; want 4 records and an intact chain", n, err)
+	}
+	if err := mem.Append(ctx, Record{Seq: 9}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("MemLog.Append out of turn = %v, want ErrConflict", err)
+	}
+}

@@ -46,11 +46,11 @@ func (l *auditLog) Append(ctx context.Context, r audit.Record) error {
 	})
 	switch {
 	case err != nil && isUniqueViolation(err):
-		return fmt.Errorf("audit: appending record %d: another writer appended it first: %w", r.Seq, err)
+		return fmt.Errorf("%w: appending record %d: %w", audit.ErrConflict, r.Seq, err)
 	case err != nil:
 		return retryable(fmt.Errorf("sqlstore: audit append of record %d: %w", r.Seq, err))
 	case added != 1:
-		return fmt.Errorf("audit: appending record %d, want %d", r.Seq, last+1)
+		return fmt.Errorf("%w: appending record %d, want %d", audit.ErrConflict, r.Seq, last+1)
 	}
 	return nil
 }
