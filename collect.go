@@ -7,6 +7,7 @@ import (
 	"maps"
 	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/gdprkit/privacy/audience"
@@ -249,8 +250,10 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 	}
 	var values []any
 	if pick { // before the update, which the transaction would have to replay
-		var buf [8]any
-		values, err = picker.PickTraits(ctx, plan.Profile, set.TraitNames(), buf[:0])
+		vb := traitValues.Get().(*[]any)
+		defer func() { clear((*vb)[:cap(*vb)]); traitValues.Put(vb) }()
+		values, err = picker.PickTraits(ctx, plan.Profile, set.TraitNames(), (*vb)[:0])
+		*vb = values[:0]
 		if errors.Is(err, profile.ErrNotFound) { // to be stored afresh: no traits yet
 			values, err = make([]any, len(set.TraitNames())), nil
 		}
@@ -315,53 +318,90 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 // counters are added, the event is counted, memberships are re-evaluated.
 func (c *Controller) stageAudiences(ctx context.Context, atx audience.Tx, set *audience.Set, plan *identity.Plan,
 	ev *profile.Event, traits map[string]profile.Trait, values []any, now time.Time) ([]audience.Change, error) {
-	// The closure must not capture plan: it escapes through Modify, and plan
-	// lives on Collect's stack.
-	pid, absorb := plan.Profile, plan.Absorb
-	var changes []audience.Change
-	update := func(st *audience.State) error {
-		for _, from := range absorb {
-			fs, err := atx.State(ctx, from)
-			switch {
-			case err == nil:
-				set.Merge(st, fs)
-			case !errors.Is(err, audience.ErrNotFound):
-				return backendError("reading audience state", err)
-			}
-			if err := atx.Delete(ctx, from); err != nil {
-				return backendError("audience delete", err)
-			}
-		}
-		if ev != nil {
-			set.Observe(st, ev, now)
-		}
-		if values != nil {
-			changes = set.EvaluateValues(st, values, now, c.excluded(ctx, pid))
-		} else {
-			changes = set.Evaluate(st, traits, now, c.excluded(ctx, pid))
-		}
-		return nil
-	}
+	w := audienceWorks.Get().(*audienceWork)
+	defer w.release()
+	*w = audienceWork{fn: w.fn, c: c, ctx: ctx, atx: atx, set: set, pid: plan.Profile, absorb: plan.Absorb,
+		ev: ev, traits: traits, values: values, now: now}
 	if m, ok := atx.(audience.Modifier); ok { // one copy of the state instead of two
-		if err := m.Modify(ctx, pid, update); err != nil {
+		if err := m.Modify(ctx, w.pid, w.fn); err != nil {
 			return nil, backendError("audience modify", err)
 		}
-		return changes, nil
+		return w.changes, nil
 	}
-	st, err := atx.State(ctx, pid)
+	st, err := atx.State(ctx, w.pid)
 	if errors.Is(err, audience.ErrNotFound) {
 		st, err = &audience.State{}, nil
 	}
 	if err != nil {
 		return nil, backendError("reading audience state", err)
 	}
-	if err := update(st); err != nil {
+	if err := w.update(st); err != nil {
 		return nil, err
 	}
-	if err := atx.Put(ctx, pid, st); err != nil {
+	if err := atx.Put(ctx, w.pid, st); err != nil {
 		return nil, backendError("audience put", err)
 	}
-	return changes, nil
+	return w.changes, nil
+}
+
+// traitValues pools the buffers the picked trait values go in.
+var traitValues = sync.Pool{New: func() any { return new([]any) }}
+
+// audienceWork is what stageAudiences' update needs, pooled with the update
+// bound to it once: a closure made per message would cost the collection path
+// an allocation or two, and it runs on every counted event.
+type audienceWork struct {
+	fn      func(*audience.State) error // w.update, made once per pooled value
+	c       *Controller
+	ctx     context.Context
+	atx     audience.Tx
+	set     *audience.Set
+	pid     identity.ProfileID
+	absorb  []identity.ProfileID
+	ev      *profile.Event
+	traits  map[string]profile.Trait
+	values  []any
+	now     time.Time
+	changes []audience.Change
+}
+
+var audienceWorks = sync.Pool{New: func() any {
+	w := &audienceWork{}
+	w.fn = w.update
+	return w
+}}
+
+// release forgets what the work referred to and returns it to the pool.
+func (w *audienceWork) release() {
+	*w = audienceWork{fn: w.fn}
+	audienceWorks.Put(w)
+}
+
+// update adds merged profiles' counters to st, counts the event and
+// re-evaluates the memberships, keeping what changed.
+func (w *audienceWork) update(st *audience.State) error {
+	for _, from := range w.absorb {
+		fs, err := w.atx.State(w.ctx, from)
+		switch {
+		case err == nil:
+			w.set.Merge(st, fs)
+		case !errors.Is(err, audience.ErrNotFound):
+			return backendError("reading audience state", err)
+		}
+		if err := w.atx.Delete(w.ctx, from); err != nil {
+			return backendError("audience delete", err)
+		}
+	}
+	if w.ev != nil {
+		w.set.Observe(st, w.ev, w.now)
+	}
+	excluded := w.c.excluded(w.ctx, w.pid)
+	if w.values != nil {
+		w.changes = w.set.EvaluateValues(st, w.values, w.now, excluded)
+	} else {
+		w.changes = w.set.Evaluate(st, w.traits, w.now, excluded)
+	}
+	return nil
 }
 
 // deliverMessage queues the collected message, addressed by its own

@@ -46,7 +46,15 @@ type Counter struct {
 // array, each with room for one more, so a clone costs a few allocations however
 // many counters there are, and counting the next event does not reallocate.
 func (s *State) Clone() *State {
-	c := &State{Audiences: slices.Clone(s.Audiences), NextChange: s.NextChange}
+	c := s.cloneCounters()
+	c.Audiences = slices.Clone(s.Audiences)
+	return c
+}
+
+// cloneCounters is Clone sharing Audiences with s: for a caller that replaces
+// the memberships rather than changing them in place (Modifier's contract).
+func (s *State) cloneCounters() *State {
+	c := &State{Audiences: slices.Clip(s.Audiences), NextChange: s.NextChange} // clipped: an append copies
 	if s.Counters == nil {
 		return c
 	}

@@ -2,7 +2,6 @@ package audience
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -61,8 +60,11 @@ type Tx interface {
 type Modifier interface {
 	// Modify calls fn with the profile's state (an empty State when it has none),
 	// staged as by Put when fn returns nil. fn may use the transaction, and must
-	// not keep st after it returns. An error from fn is returned and stages
-	// nothing.
+	// not keep st after it returns. fn may change st's counters in place but
+	// must not change the elements of st.Audiences: it assigns a new slice
+	// instead (as Set.Evaluate does), so that an implementation can share the
+	// unchanged memberships with the committed state rather than copy them. An
+	// error from fn is returned and stages nothing.
 	Modify(ctx context.Context, pid identity.ProfileID, fn func(st *State) error) error
 }
 
@@ -316,12 +318,25 @@ func (tx *memTx) Put(ctx context.Context, pid identity.ProfileID, st *State) err
 // Modify implements Modifier: the state fn changes is the transaction's own copy,
 // staged as it is.
 func (tx *memTx) Modify(ctx context.Context, pid identity.ProfileID, fn func(st *State) error) error {
-	st, err := tx.State(ctx, pid)
-	if errors.Is(err, ErrNotFound) {
-		st, err = &State{}, nil
-	}
-	if err != nil {
+	if err := tx.check(ctx); err != nil {
 		return err
+	}
+	st, staged := tx.lookup(pid)
+	switch {
+	case staged && st != nil:
+		st = st.Clone() // fn's error must leave the staged state as it was
+	case staged:
+		st = &State{} // deleted in this transaction
+	default:
+		tx.s.mu.RLock()
+		committed, ok := tx.s.states[pid]
+		if ok {
+			st = committed.cloneCounters() // the memberships are shared, as fn's contract allows
+		}
+		tx.s.mu.RUnlock()
+		if !ok {
+			st = &State{}
+		}
 	}
 	if err := fn(st); err != nil {
 		return err

@@ -680,3 +680,51 @@ func TestDueHeapOrder(t *testing.T) {
 		t.Fatalf("%d entries left", h.Len())
 	}
 }
+
+// TestModifySharesMembershipsSafely checks what Modify may share with the
+// committed state: appending to the memberships in one transaction reaches
+// neither the committed state nor another transaction, and a failed fn leaves
+// the transaction's staged state as it was.
+func TestModifySharesMembershipsSafely(t *testing.T) {
+	s := NewMemStore()
+	tx0, err := s.Begin(bg)
+	mustNil(t, err)
+	mustNil(t, tx0.Put(bg, pid("p"), &State{Audiences: []string{"a", "b"}}))
+	mustNil(t, tx0.Commit(bg))
+
+	tx1, _ := s.Begin(bg)
+	tx2, _ := s.Begin(bg)
+	defer tx1.Rollback(bg)
+	defer tx2.Rollback(bg)
+	mustNil(t, tx1.(Modifier).Modify(bg, pid("p"), func(st *State) error {
+		st.Audiences = append(st.Audiences, "c")
+		return nil
+	}))
+	mustNil(t, tx2.(Modifier).Modify(bg, pid("p"), func(st *State) error {
+		st.Audiences = append(st.Audiences, "d")
+		return nil
+	}))
+	committed, err := s.State(bg, pid("p"))
+	mustNil(t, err)
+	if diff := cmp.Diff([]string{"a", "b"}, committed.Audiences); diff != "" {
+		t.Errorf("committed memberships changed before any commit (-want +got):\n%s", diff)
+	}
+	for tx, want := range map[Tx][]string{tx1: {"a", "b", "c"}, tx2: {"a", "b", "d"}} {
+		got, err := tx.State(bg, pid("p"))
+		mustNil(t, err)
+		if diff := cmp.Diff(want, got.Audiences); diff != "" {
+			t.Errorf("a transaction's staged memberships (-want +got):\n%s", diff)
+		}
+	}
+	boom := errors.New("boom")
+	if err := tx1.(Modifier).Modify(bg, pid("p"), func(st *State) error {
+		st.Audiences = []string{"z"}
+		return boom
+	}); !errors.Is(err, boom) {
+		t.Fatalf("Modify = %v, want boom", err)
+	}
+	got, _ := tx1.State(bg, pid("p"))
+	if diff := cmp.Diff([]string{"a", "b", "c"}, got.Audiences); diff != "" {
+		t.Errorf("a failed Modify changed the staged state (-want +got):\n%s", diff)
+	}
+}
