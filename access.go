@@ -115,12 +115,8 @@ func (c *Controller) accessOnce(ctx context.Context, e *journal.Entry, sink expo
 	defer c.locks.unlock(&held)
 	pid := matches[0].Profile
 	if pid == "" {
-		e.Status, e.Reason, e.Finished = string(Finished), "nobody is known by the subject: nothing is held", c.now()
-		e.Scrub()
-		if err := c.journal.Put(context.WithoutCancel(ctx), e); err != nil {
-			c.log.ErrorContext(ctx, "journal write of a finished request failed", "request", e.ID, "err", err)
-		}
-		c.audit(ctx, e, "finished")
+		e.Reason = "nobody is known by the subject: nothing is held"
+		c.finish(ctx, e)
 		return receiptOf(e), fmt.Errorf("privacy: %w: nobody is known by the subject", ErrNotFound)
 	}
 	if err := c.writeExport(ctx, e, pid, sink); err != nil {
@@ -129,22 +125,14 @@ func (c *Controller) accessOnce(ctx context.Context, e *journal.Entry, sink expo
 	return c.endAccess(ctx, e, nil)
 }
 
-// endAccess records how an ACCESS request ended: FINISHED, or FAILED with the
-// error (INVALID for bad input).
+// endAccess records how an ACCESS request ended, as every request ends: FINISHED,
+// or through fail (FAILED, or INVALID for bad input).
 func (c *Controller) endAccess(ctx context.Context, e *journal.Entry, err error) (*Receipt, error) {
-	e.Status, e.Finished = string(Finished), c.now()
 	if err != nil {
-		e.Status, e.Reason = string(Failed), c.redact(e, err.Error(), nil)
-		if errors.Is(err, ErrInvalid) {
-			e.Status = string(Invalid)
-		}
+		return c.fail(ctx, e, err)
 	}
-	e.Scrub()
-	if perr := c.journal.Put(context.WithoutCancel(ctx), e); perr != nil {
-		err = errors.Join(err, backendError("journal", perr))
-	}
-	c.audit(ctx, e, "finished")
-	return receiptOf(e), err
+	c.finish(ctx, e)
+	return receiptOf(e), nil
 }
 
 // writeExport reads everything held about pid and writes it to sink, in the

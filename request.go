@@ -635,13 +635,9 @@ func (c *Controller) recoverOne(ctx context.Context, e *journal.Entry) error {
 	if e.Type == string(Access) {
 		// The export's reader went with the process: nothing to redo, and nothing
 		// was changed. The person must ask again.
-		defer c.inflight.Delete(e.ID)
-		e.Status, e.Reason, e.Finished = string(Failed), "the export was interrupted (the process stopped); make the request again", c.now()
-		e.Scrub()
-		if err := c.journal.Put(ctx, e); err != nil {
-			return backendError("journal", err)
+		if _, err := c.fail(ctx, e, errExportInterrupted); err != errExportInterrupted {
+			return err // the journal write failed too
 		}
-		c.audit(ctx, e, "failed")
 		return nil
 	}
 	if !e.Decided {
@@ -751,6 +747,9 @@ func (c *Controller) redact(e *journal.Entry, text string, extra []identity.ID) 
 // minRedacted is the shortest value redact replaces: shorter ones ("1", "us")
 // would mangle unrelated words of the text and identify nobody.
 const minRedacted = 3
+
+// errExportInterrupted is the reason of an ACCESS request a crash cut short.
+var errExportInterrupted = errors.New("the export was interrupted (the process stopped); make the request again")
 
 // decisionProfiles lists every profile a decision touches: what a redo locks.
 func decisionProfiles(d *journal.Decision) []identity.ProfileID {

@@ -48,23 +48,11 @@ func (op Op) compare(v, operand any) bool {
 	}
 	a, ok1 := v.(float64)
 	b, ok2 := operand.(float64)
-	if !ok1 || !ok2 {
-		return false
-	}
-	switch op {
-	case Lt:
-		return a < b
-	case Le:
-		return a <= b
-	case Gt:
-		return a > b
-	case Ge:
-		return a >= b
-	}
-	return false
+	return ok1 && ok2 && op.compareCount(a, b) // Lt, Le, Gt or Ge here
 }
 
-// compareCount is compare for an event count and its threshold, without boxing.
+// compareCount compares two numbers: an event count and its threshold, without
+// boxing, or the numeric cases of compare.
 func (op Op) compareCount(a, b float64) bool {
 	switch op {
 	case Eq:
