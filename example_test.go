@@ -43,6 +43,38 @@ func ExampleController_Collect() {
 	// plan: pro version: 3
 }
 
+// A batch is stored together; each message has its own outcome.
+func ExampleController_CollectBatch() {
+	ctx := context.Background()
+	c, _ := privacy.New()
+	defer c.Close()
+	ts := time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
+	_ = c.Collect(ctx, privacy.Identify{UserID: "u42", Timestamp: ts})
+	_, _ = c.Suppress(ctx, identity.ID{Type: "user_id", Value: "u7"})
+
+	err := c.CollectBatch(ctx, []privacy.Message{
+		privacy.Track{MessageID: "m1", UserID: "u42", Event: "Product Viewed", Timestamp: ts.Add(time.Minute)},
+		privacy.Track{MessageID: "m2", UserID: "u42", Timestamp: ts.Add(2 * time.Minute)}, // no event
+		privacy.Track{MessageID: "m3", UserID: "u7", Event: "Product Viewed", Timestamp: ts.Add(3 * time.Minute)},
+		privacy.Track{MessageID: "m1", UserID: "u42", Event: "Product Viewed", Timestamp: ts.Add(time.Minute)}, // a repeat
+	})
+	var be *privacy.BatchError
+	if errors.As(err, &be) {
+		for i, err := range be.Errs {
+			fmt.Println(i, err)
+		}
+	}
+	fmt.Println("suppressed:", errors.Is(err, privacy.ErrSuppressed))
+	fmt.Printf("%+v\n", c.Stats())
+	// Output:
+	// 0 <nil>
+	// 1 privacy: invalid Event: empty event name
+	// 2 privacy: subject is suppressed
+	// 3 <nil>
+	// suppressed: true
+	// {Collected:2 Duplicates:1 Suppressed:1 Refused:1}
+}
+
 // Bad input is refused with the field named; nothing is stored.
 func ExampleFieldError() {
 	c, _ := privacy.New()

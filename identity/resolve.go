@@ -2,7 +2,6 @@ package identity
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -69,18 +68,6 @@ func (r *Resolver) Order(ids []ID) []ID {
 type Match struct {
 	ID      ID
 	Profile ProfileID
-}
-
-// LookupAll looks every identifier up in rd.
-func LookupAll(ctx context.Context, rd Reader, ids []ID, dst []Match) ([]Match, error) {
-	for _, id := range ids {
-		pid, err := rd.Lookup(ctx, id)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return dst, err
-		}
-		dst = append(dst, Match{ID: id, Profile: pid})
-	}
-	return dst, nil
 }
 
 // Plan is what resolving one message decided: the profile it belongs to and the

@@ -1,0 +1,537 @@
+package privacy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/gdprkit/privacy/audience"
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/profile"
+	"github.com/gdprkit/privacy/suppression"
+	"github.com/gdprkit/privacy/txscope"
+)
+
+// BatchSize is how many messages of a CollectBatch are stored together, in one
+// transaction per backend (one database transaction when the backends share a
+// database). Larger batches are cut into pieces of this size.
+const BatchSize = 500
+
+// CollectBatch collects many messages, as Collect collects each, in far fewer
+// backend calls: the common message, a Track about a person already known by
+// all its identifiers, is stored together with the rest of its batch, which
+// costs a few statements and one commit per BatchSize messages on a SQL
+// backend instead of several statements and a commit per message. Backends
+// that implement the optional batch interfaces (identity.BatchReader,
+// suppression.BatchReader, profile.BatchTx) are asked once per batch; others
+// once per message, still within one transaction.
+//
+// Every message is handled on its own: a message with bad input, or about a
+// person who objected, is refused without keeping the others from being
+// stored, and a repeated message id is stored once, as with Collect. The
+// returned error is nil when every message was stored (or recognised as a
+// repeat), and a *BatchError otherwise, whose Errs says which messages were
+// not stored and why; errors.Is(err, ErrSuppressed) and the like work on it.
+//
+// Messages that create, link or merge profiles, and Identify messages, are
+// collected one at a time, as by Collect, after the rest of their batch; so
+// the messages of a batch are not necessarily stored in the order given.
+// Nothing depends on that order: traits are last-updated-wins by timestamp,
+// and events are ordered by their timestamps.
+func (c *Controller) CollectBatch(ctx context.Context, msgs []Message) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	errs := make([]error, len(msgs))
+	items := make([]batchItem, 0, min(len(msgs), BatchSize))
+	for start := 0; start < len(msgs); start += BatchSize {
+		items = items[:0]
+		for i, m := range msgs[start:min(start+BatchSize, len(msgs))] {
+			it := batchItem{index: start + i}
+			var err error
+			if it.ids, err = prepareMessage(c.resolver, m, &it.msg, nil); err != nil {
+				c.stats.refused.Add(1)
+				errs[it.index] = err
+				continue
+			}
+			items = append(items, it)
+		}
+		c.collectBatch(ctx, items, errs)
+		// What the batch left to the one-at-a-time path, in the given order.
+		for i := range items {
+			if it := &items[i]; it.outcome == outcomeAlone {
+				errs[it.index] = c.Collect(ctx, msgs[it.index])
+			}
+		}
+	}
+	return newBatchError(errs)
+}
+
+// BatchError reports the messages of a CollectBatch that were not stored.
+type BatchError struct {
+	// Errs has an entry per message of the batch, in order: nil for a message
+	// stored (or recognised as a repeat), the reason otherwise.
+	Errs []error
+}
+
+// newBatchError returns a *BatchError for errs, or nil when every entry is nil.
+func newBatchError(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return &BatchError{Errs: errs}
+		}
+	}
+	return nil
+}
+
+// Error says how many messages were not stored and why the first was not.
+func (e *BatchError) Error() string {
+	n, first := 0, -1
+	for i, err := range e.Errs {
+		if err != nil {
+			if first < 0 {
+				first = i
+			}
+			n++
+		}
+	}
+	if first < 0 {
+		return "privacy: every message of the batch was collected"
+	}
+	return fmt.Sprintf("privacy: %d of %d messages not collected; message %d: %v", n, len(e.Errs), first, e.Errs[first])
+}
+
+// Unwrap returns the errors of the messages not stored, so that errors.Is and
+// errors.As look into them.
+func (e *BatchError) Unwrap() []error {
+	var out []error
+	for _, err := range e.Errs {
+		if err != nil {
+			out = append(out, err)
+		}
+	}
+	return out
+}
+
+// batchOutcome is what became of one message of a batch.
+type batchOutcome uint8
+
+const (
+	outcomePending    batchOutcome = iota
+	outcomeAlone                   // left to the one-at-a-time path
+	outcomeSuppressed              // the person objected
+	outcomeDuplicate               // the message id was recorded before
+	outcomeStored
+)
+
+// batchItem is one valid message of a batch.
+type batchItem struct {
+	index   int // in the caller's slice
+	msg     message
+	ids     []identity.ID
+	matches []identity.Match
+	profile identity.ProfileID
+	outcome batchOutcome
+	version uint64            // the profile's version after the message
+	now     time.Time         // when the batch was stored
+	changes []audience.Change // memberships the message changed
+	update  int               // its update's index among the batch's
+}
+
+// collectBatch stores the batch's items, retrying it as a whole after a
+// conflict the backends marked txscope.ErrRetry, and records each item's
+// outcome (the errors of those refused or failed in errs).
+func (c *Controller) collectBatch(ctx context.Context, items []batchItem, errs []error) {
+	var err error
+	for attempt := 1; ; attempt++ {
+		for i := range items {
+			items[i].outcome, items[i].changes = outcomePending, nil
+		}
+		sctx, closeScope := c.openScope(ctx)
+		var recount []identity.ProfileID
+		recount, err = c.storeBatch(sctx, items)
+		closeScope()
+		if err == nil {
+			c.finishBatch(ctx, items, recount, errs)
+			return
+		}
+		if !errors.Is(err, txscope.ErrRetry) || ctx.Err() != nil || attempt == retryAttempts {
+			break
+		}
+		pause(ctx, attempt)
+	}
+	for i := range items {
+		if it := &items[i]; it.outcome != outcomeAlone {
+			errs[it.index] = err
+		}
+	}
+}
+
+// finishBatch counts the batch's outcomes, tells the destinations what was
+// stored and recomputes the memberships an audience commit failed to store.
+func (c *Controller) finishBatch(ctx context.Context, items []batchItem, recount []identity.ProfileID, errs []error) {
+	for i := range items {
+		it := &items[i]
+		switch it.outcome {
+		case outcomeSuppressed:
+			c.stats.suppressed.Add(1)
+			errs[it.index] = ErrSuppressed
+		case outcomeDuplicate:
+			c.stats.duplicates.Add(1)
+		case outcomeStored:
+			c.stats.collected.Add(1)
+			c.deliverMessage(it.profile, &it.msg, it.matches)
+			c.deliverChanges(detach(ctx), it.profile, it.version, it.changes, it.now)
+		}
+	}
+	for _, pid := range recount {
+		if err := c.reevaluate(context.WithoutCancel(ctx), pid, true); err != nil {
+			c.stale.Store(pid, struct{}{}) // the next Refresh tries again
+			c.log.ErrorContext(ctx, "recomputing memberships failed; Refresh will retry", "profile", pid, "err", err)
+		}
+	}
+}
+
+// storeBatch is one attempt at storing a batch in one transaction per backend.
+// It stores the Track messages whose identifiers all belong to one known
+// profile, and marks the others outcomeAlone. It returns the profiles whose
+// memberships must be recomputed because the audience commit failed after the
+// profiles' (backends that share no transaction only).
+func (c *Controller) storeBatch(ctx context.Context, items []batchItem) (recount []identity.ProfileID, err error) {
+	if err := c.lookupBatch(ctx, items); err != nil {
+		return nil, err
+	}
+	var held lockSet
+	for i := range items {
+		it := &items[i]
+		if it.outcome == outcomePending {
+			c.locks.addMatches(&held, it.matches)
+		}
+	}
+	c.locks.lock(&held)
+	defer c.locks.unlock(&held)
+
+	// The first look was unlocked: look again, under the locks of this process
+	// and, through the backend, of the others. A message whose identifiers
+	// moved meanwhile goes the one-at-a-time way; its stripes may not be held.
+	if c.remoteLocked(ctx) {
+		var all []identity.Match
+		for i := range items {
+			if it := &items[i]; it.outcome == outcomePending {
+				all = append(all, it.matches...)
+			}
+		}
+		if err := c.lockRemote(ctx, all, nil); err != nil {
+			return nil, err
+		}
+	}
+	first := make([]identity.ProfileID, len(items))
+	for i := range items {
+		first[i] = items[i].profile
+	}
+	if err := c.lookupBatch(ctx, items); err != nil {
+		return nil, err
+	}
+	for i := range items {
+		if it := &items[i]; it.outcome == outcomePending && it.profile != first[i] {
+			it.outcome = outcomeAlone
+		}
+	}
+
+	pids := batchProfiles(items)
+	if len(pids) == 0 {
+		return nil, nil
+	}
+	if err := c.admitBatch(ctx, items, pids); err != nil {
+		return nil, err
+	}
+	if pids = batchProfiles(items); len(pids) == 0 {
+		return nil, nil
+	}
+
+	ptx, err := c.profiles.Begin(ctx)
+	if err != nil {
+		return nil, backendError("profile begin", err)
+	}
+	defer ptx.Rollback(ctx)
+	now := c.now()
+	updates, err := c.buildBatchUpdates(ctx, ptx, items, pids, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := updateBatch(ctx, ptx, items, updates); err != nil {
+		return nil, err
+	}
+
+	// Audiences, for the events some audience counts.
+	set := c.set.Load()
+	var atx audience.Tx
+	if set.Len() > 0 {
+		for i := range items {
+			it := &items[i]
+			if it.outcome != outcomeStored || !set.UsesEvents(it.msg.event) {
+				continue
+			}
+			if atx == nil {
+				if atx, err = c.audiences.Begin(ctx); err != nil {
+					return nil, backendError("audience begin", err)
+				}
+				defer atx.Rollback(ctx)
+			}
+			if err := c.stageBatchAudiences(ctx, ptx, atx, set, it, &updates[it.update]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if c.scoped && atx != nil {
+		// As in store: the audiences commit first when the transaction is shared.
+		if err := atx.Commit(ctx); err != nil {
+			return nil, backendError("audience commit", err)
+		}
+	}
+	if err := ptx.Commit(ctx); err != nil {
+		return nil, backendError("profile commit", err)
+	}
+	if atx != nil && !c.scoped {
+		if err := atx.Commit(detach(ctx)); err != nil {
+			// The messages are stored: recompute their memberships instead.
+			c.log.ErrorContext(ctx, "audience commit failed; recomputing memberships", "profiles", len(pids), "err", err)
+			for i := range items {
+				if it := &items[i]; it.outcome == outcomeStored && set.UsesEvents(it.msg.event) {
+					it.changes = nil
+					recount = append(recount, it.profile)
+				}
+			}
+			slices.Sort(recount)
+			recount = slices.Compact(recount)
+		}
+	}
+	return recount, nil
+}
+
+// lookupBatch looks up the identifiers of the pending items in one call and
+// sets their matches and profile. An item that is not a Track about one known
+// profile is marked outcomeAlone.
+func (c *Controller) lookupBatch(ctx context.Context, items []batchItem) error {
+	var ids []identity.ID
+	for i := range items {
+		if it := &items[i]; it.outcome == outcomePending {
+			ids = append(ids, it.ids...)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	matches, err := identity.LookupAll(ctx, c.graph, ids, make([]identity.Match, 0, len(ids)))
+	if err != nil {
+		return backendError("identity lookup", err)
+	}
+	for i := range items {
+		it := &items[i]
+		if it.outcome != outcomePending {
+			continue
+		}
+		it.matches, matches = matches[:len(it.ids):len(it.ids)], matches[len(it.ids):]
+		it.profile = it.matches[0].Profile
+		for _, m := range it.matches {
+			if m.Profile != it.profile {
+				it.profile = ""
+			}
+		}
+		if it.profile == "" || it.msg.kind != "track" {
+			it.outcome = outcomeAlone
+		}
+	}
+	return nil
+}
+
+// batchProfiles returns the distinct profiles of the pending items, sorted.
+func batchProfiles(items []batchItem) []identity.ProfileID {
+	var pids []identity.ProfileID
+	for i := range items {
+		if it := &items[i]; it.outcome == outcomePending {
+			pids = append(pids, it.profile)
+		}
+	}
+	slices.Sort(pids)
+	return slices.Compact(pids)
+}
+
+// admitBatch is admit for a batch: every identifier of a pending item is
+// linked to its profile, so the check is by profile alone (the list's
+// invariant), in one call when the list is a suppression.BatchReader.
+func (c *Controller) admitBatch(ctx context.Context, items []batchItem, pids []identity.ProfileID) error {
+	if e, ok := c.suppressions.(interface{ Empty() bool }); ok && e.Empty() {
+		return nil
+	}
+	blocked := make(map[identity.ProfileID]bool, len(pids))
+	if br, ok := c.suppressions.(suppression.BatchReader); ok {
+		answers, err := br.ProfileSuppressedBatch(ctx, pids, make([]bool, 0, len(pids)))
+		if err == nil && len(answers) != len(pids) {
+			err = errors.New("ProfileSuppressedBatch answered for a different number of profiles")
+		}
+		if err != nil {
+			return fmt.Errorf("privacy: suppression check: %w", err)
+		}
+		for i, pid := range pids {
+			blocked[pid] = answers[i]
+		}
+	} else {
+		for _, pid := range pids {
+			yes, err := c.suppressions.ProfileSuppressed(ctx, pid)
+			if err != nil {
+				return fmt.Errorf("privacy: suppression check: %w", err)
+			}
+			blocked[pid] = yes
+		}
+	}
+	for i := range items {
+		if it := &items[i]; it.outcome == outcomePending && blocked[it.profile] {
+			it.outcome = outcomeSuppressed
+		}
+	}
+	return nil
+}
+
+// buildBatchUpdates reads the metadata of the batch's profiles and returns an
+// Update per pending item, in order, each profile's metadata carried from one
+// of its messages to the next. A message id seen earlier in the batch for the
+// same profile is marked a duplicate at once.
+func (c *Controller) buildBatchUpdates(ctx context.Context, ptx profile.Tx, items []batchItem, pids []identity.ProfileID, now time.Time) ([]profile.BatchUpdate, error) {
+	metas, err := metadataBatch(ctx, ptx, pids)
+	if err != nil {
+		return nil, backendError("profile read", err)
+	}
+	type seenKey struct {
+		pid identity.ProfileID
+		id  string
+	}
+	seen := make(map[seenKey]bool, len(items))
+	updates := make([]profile.BatchUpdate, 0, len(items))
+	events := make([]profile.Event, len(items))
+	for i := range items {
+		it := &items[i]
+		if it.outcome != outcomePending {
+			continue
+		}
+		k := seenKey{it.profile, it.msg.messageID}
+		if seen[k] {
+			it.outcome = outcomeDuplicate
+			continue
+		}
+		seen[k] = true
+		meta, ok := metas[it.profile]
+		if !ok {
+			// Linked in the graph, but the profile's commit was lost: start it
+			// afresh, as buildUpdate does.
+			meta = profile.Metadata{CreatedAt: now, FirstMessageID: it.msg.messageID, FirstSeen: it.msg.timestamp}
+		}
+		meta.Version++
+		meta.UpdatedAt = now
+		meta.LastMessageID = it.msg.messageID
+		if it.msg.timestamp.Before(meta.FirstSeen) || meta.FirstSeen.IsZero() {
+			meta.FirstSeen = it.msg.timestamp
+		}
+		if it.msg.timestamp.After(meta.LastSeen) {
+			meta.LastSeen = it.msg.timestamp
+		}
+		// Each update keeps its own recipients: the next one changes them.
+		meta.Recipients = c.noteRecipients(slices.Clone(meta.Recipients), now)
+		metas[it.profile] = meta
+		it.version, it.now, it.update = meta.Version, now, len(updates)
+		events[i] = profile.Event{MessageID: it.msg.messageID, Name: it.msg.event, Properties: it.msg.props,
+			Timestamp: it.msg.timestamp, ReceivedAt: now}
+		updates = append(updates, profile.BatchUpdate{Profile: it.profile,
+			Update: profile.Update{MessageID: it.msg.messageID, Event: &events[i], Metadata: meta}})
+	}
+	return updates, nil
+}
+
+// metadataBatch reads the metadata of the profiles that exist, in one call
+// when ptx is a profile.BatchTx.
+func metadataBatch(ctx context.Context, ptx profile.Tx, pids []identity.ProfileID) (map[identity.ProfileID]profile.Metadata, error) {
+	if bt, ok := ptx.(profile.BatchTx); ok {
+		return bt.MetadataBatch(ctx, pids)
+	}
+	out := make(map[identity.ProfileID]profile.Metadata, len(pids))
+	for _, pid := range pids {
+		m, err := ptx.Metadata(ctx, pid)
+		switch {
+		case err == nil:
+			out[pid] = m
+		case !errors.Is(err, profile.ErrNotFound):
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// updateBatch applies the updates of the pending items, in one call when ptx
+// is a profile.BatchTx, and marks each item stored or a duplicate.
+func updateBatch(ctx context.Context, ptx profile.Tx, items []batchItem, updates []profile.BatchUpdate) error {
+	if len(updates) == 0 {
+		return nil
+	}
+	var dups []bool
+	if bt, ok := ptx.(profile.BatchTx); ok {
+		var err error
+		if dups, err = bt.UpdateBatch(ctx, updates, make([]bool, 0, len(updates))); err != nil {
+			return backendError("profile update", err)
+		}
+		if len(dups) != len(updates) {
+			return errors.New("privacy: profile update: UpdateBatch answered for a different number of updates")
+		}
+	} else {
+		dups = make([]bool, len(updates))
+		for i := range updates {
+			err := ptx.Update(ctx, updates[i].Profile, updates[i].Update)
+			switch {
+			case errors.Is(err, profile.ErrDuplicate):
+				dups[i] = true
+			case err != nil:
+				return backendError("profile update", err)
+			}
+		}
+	}
+	j := 0
+	for i := range items {
+		if it := &items[i]; it.outcome == outcomePending {
+			if dups[j] {
+				it.outcome = outcomeDuplicate
+			} else {
+				it.outcome = outcomeStored
+			}
+			j++
+		}
+	}
+	return nil
+}
+
+// stageBatchAudiences counts a stored item's event and re-evaluates its
+// profile's memberships in atx, as store does for one message.
+func (c *Controller) stageBatchAudiences(ctx context.Context, ptx profile.Tx, atx audience.Tx, set *audience.Set, it *batchItem, u *profile.BatchUpdate) error {
+	var values []any
+	var traits map[string]profile.Trait
+	if picker, ok := ptx.(profile.TraitPicker); ok {
+		var err error
+		values, err = picker.PickTraits(ctx, it.profile, set.TraitNames(), make([]any, 0, len(set.TraitNames())))
+		if err != nil {
+			return backendError("profile read", err)
+		}
+	} else {
+		p, err := ptx.Get(ctx, it.profile)
+		if err != nil {
+			return backendError("profile read", err)
+		}
+		traits = p.Traits
+	}
+	plan := identity.Plan{Profile: it.profile}
+	changes, err := c.stageAudiences(ctx, atx, set, &plan, u.Event, traits, values, it.now)
+	if err != nil {
+		return err
+	}
+	it.changes = append(it.changes, changes...)
+	return nil
+}

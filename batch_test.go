@@ -1,0 +1,532 @@
+package privacy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gdprkit/privacy"
+	"github.com/gdprkit/privacy/audience"
+	"github.com/gdprkit/privacy/destination"
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/profile"
+	"github.com/gdprkit/privacy/suppression"
+)
+
+// batchWorld is a Controller over in-memory backends, with a destination.
+type batchWorld struct {
+	c    *privacy.Controller
+	rec  *destination.Recorder
+	auds *audience.MemStore
+}
+
+func newBatchWorld(t *testing.T, opts ...privacy.Option) *batchWorld {
+	t.Helper()
+	w := &batchWorld{rec: destination.NewRecorder("crm"), auds: audience.NewMemStore()}
+	opts = append([]privacy.Option{privacy.WithDestinations(w.rec), privacy.WithAudiences(w.auds),
+		privacy.WithClock(func() time.Time { return t0 })}, opts...)
+	c, err := privacy.New(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	w.c = c
+	return w
+}
+
+// mixedBatch is a batch with every kind of message: identifies that create
+// and merge profiles, tracks about known and unknown people, a repeat, bad
+// input.
+func mixedBatch() []privacy.Message {
+	var msgs []privacy.Message
+	for i := range 4 {
+		msgs = append(msgs, privacy.Identify{MessageID: fmt.Sprintf("id-%d", i), UserID: fmt.Sprintf("u%d", i),
+			Traits: map[string]any{"plan": "pro", "n": i}, Timestamp: at(i)})
+	}
+	for i := range 40 {
+		msgs = append(msgs, privacy.Track{MessageID: fmt.Sprintf("tr-%d", i), UserID: fmt.Sprintf("u%d", i%4),
+			Event: "Viewed", Properties: map[string]any{"i": i}, Timestamp: at(10 + i)})
+	}
+	msgs = append(msgs,
+		privacy.Track{MessageID: "anon-1", AnonymousID: "a9", Event: "Viewed", Timestamp: at(60)}, // a new person
+		privacy.Identify{MessageID: "link-1", UserID: "u1", AnonymousID: "a9", Timestamp: at(61)}, // merges them
+		privacy.Track{MessageID: "tr-3", UserID: "u3", Event: "Viewed", Timestamp: at(62)},        // a repeat
+		privacy.Track{MessageID: "bad-1", UserID: "u2", Timestamp: at(63)},                        // no event
+		privacy.Track{MessageID: "tr-3", UserID: "u3", Event: "Viewed", Timestamp: at(62)},        // a repeat again
+		privacy.Track{MessageID: "tr-late", UserID: "u2", Event: "Bought", Timestamp: at(5)},      // an older event
+		privacy.Identify{MessageID: "id-late", UserID: "u0", Traits: map[string]any{"n": 9}, Timestamp: at(70)},
+	)
+	return msgs
+}
+
+// personState is what the comparison looks at for one person.
+type personState struct {
+	Traits    map[string]any
+	Events    []string
+	Version   uint64
+	FirstSeen time.Time
+	LastSeen  time.Time
+	Members   []string
+}
+
+func statesOf(t *testing.T, c *privacy.Controller, people ...identity.ID) map[string]personState {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]personState{}
+	for _, id := range people {
+		p, err := c.Profile(ctx, id)
+		if err != nil {
+			t.Fatalf("Profile(%s): %v", id, err)
+		}
+		s := personState{Traits: map[string]any{}, Version: p.Metadata.Version, FirstSeen: p.Metadata.FirstSeen, LastSeen: p.Metadata.LastSeen}
+		for k, tr := range p.Traits {
+			s.Traits[k] = tr.Value
+		}
+		page, err := c.Events(ctx, id, profile.EventQuery{Sort: profile.Asc, Limit: profile.MaxLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range page.Events {
+			s.Events = append(s.Events, e.MessageID+"@"+e.Timestamp.Format(time.TimeOnly))
+		}
+		for _, key := range []string{"pro", "viewers"} {
+			members, err := c.Members(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if slices.Contains(members, p.ID) {
+				s.Members = append(s.Members, key)
+			}
+		}
+		out[id.String()] = s
+	}
+	return out
+}
+
+func defineBatchAudiences(t *testing.T, c *privacy.Controller) {
+	t.Helper()
+	for _, d := range []audience.Definition{
+		{Key: "pro", Query: `trait('plan') = 'pro'`},
+		{Key: "viewers", Query: `event('Viewed').count() >= 10`},
+	} {
+		if err := c.DefineAudience(context.Background(), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestCollectBatchMatchesCollect collects the same messages one at a time and
+// in a batch: the people, their events, versions, memberships and what the
+// destination heard must be the same, and so must the statistics.
+func TestCollectBatchMatchesCollect(t *testing.T) {
+	ctx := context.Background()
+	one, batch := newBatchWorld(t), newBatchWorld(t)
+	defineBatchAudiences(t, one.c)
+	defineBatchAudiences(t, batch.c)
+
+	msgs := mixedBatch()
+	var wantErrs []error
+	for _, m := range msgs {
+		wantErrs = append(wantErrs, one.c.Collect(ctx, m))
+	}
+	err := batch.c.CollectBatch(ctx, msgs)
+	var be *privacy.BatchError
+	if !errors.As(err, &be) {
+		t.Fatalf("CollectBatch = %v, want a *BatchError for the bad message", err)
+	}
+	if len(be.Errs) != len(msgs) {
+		t.Fatalf("BatchError has %d entries, want %d", len(be.Errs), len(msgs))
+	}
+	for i := range msgs {
+		if (wantErrs[i] == nil) != (be.Errs[i] == nil) || (wantErrs[i] != nil && wantErrs[i].Error() != be.Errs[i].Error()) {
+			t.Errorf("message %d: batch error %v, one at a time %v", i, be.Errs[i], wantErrs[i])
+		}
+	}
+	if !errors.Is(err, privacy.ErrInvalid) {
+		t.Errorf("errors.Is(%v, ErrInvalid) = false", err)
+	}
+	var fe *privacy.FieldError
+	if !errors.As(err, &fe) || fe.Field != "Event" {
+		t.Errorf("errors.As FieldError = %v, want the Event field", fe)
+	}
+
+	people := []identity.ID{user("u0"), user("u1"), user("u2"), user("u3"), anon("a9")}
+	if diff := cmp.Diff(statesOf(t, one.c, people...), statesOf(t, batch.c, people...)); diff != "" {
+		t.Errorf("people differ, one at a time (-) vs batch (+):\n%s", diff)
+	}
+	if got, want := batch.c.Stats(), one.c.Stats(); got != want {
+		t.Errorf("Stats: batch %+v, one at a time %+v", got, want)
+	}
+	flushBoth(t, one.c, batch.c)
+	if diff := cmp.Diff(sentIDs(one.rec), sentIDs(batch.rec)); diff != "" {
+		t.Errorf("the destination heard other messages (-one, +batch):\n%s", diff)
+	}
+}
+
+func flushBoth(t *testing.T, cs ...*privacy.Controller) {
+	t.Helper()
+	for _, c := range cs {
+		if err := c.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// sentIDs is what a destination heard, sorted: message ids, and audience
+// changes by event name.
+func sentIDs(rec *destination.Recorder) []string {
+	var out []string
+	for _, m := range rec.Messages() {
+		if m.Type == destination.TypeTrack && m.Event != "Viewed" && m.Event != "Bought" {
+			out = append(out, m.Event+" "+fmt.Sprint(m.Properties["audience_key"]))
+			continue
+		}
+		out = append(out, m.Type+" "+m.MessageID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestCollectBatchRefusesSuppressedPeopleOnly: the messages about a person who
+// objected are refused with ErrSuppressed, the others are stored.
+func TestCollectBatchRefusesSuppressedPeopleOnly(t *testing.T) {
+	ctx := context.Background()
+	w := newBatchWorld(t)
+	for _, u := range []string{"ada", "bob"} {
+		if err := w.c.Collect(ctx, privacy.Identify{UserID: u, Traits: map[string]any{"plan": "pro"}, Timestamp: at(0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.c.Suppress(ctx, user("ada")); err != nil {
+		t.Fatal(err)
+	}
+	before := w.c.Stats()
+	msgs := []privacy.Message{
+		privacy.Track{MessageID: "b1", UserID: "bob", Event: "Viewed", Timestamp: at(1)},
+		privacy.Track{MessageID: "a1", UserID: "ada", Event: "Viewed", Timestamp: at(2)},
+		privacy.Track{MessageID: "b2", UserID: "bob", Event: "Viewed", Timestamp: at(3)},
+		privacy.Track{MessageID: "a2", UserID: "ada", AnonymousID: "ada-phone", Event: "Viewed", Timestamp: at(4)},
+	}
+	err := w.c.CollectBatch(ctx, msgs)
+	var be *privacy.BatchError
+	if !errors.As(err, &be) {
+		t.Fatalf("CollectBatch = %v, want a *BatchError", err)
+	}
+	for i, want := range []error{nil, privacy.ErrSuppressed, nil, privacy.ErrSuppressed} {
+		if !errors.Is(be.Errs[i], want) || (want == nil && be.Errs[i] != nil) {
+			t.Errorf("message %d: %v, want %v", i, be.Errs[i], want)
+		}
+	}
+	if got := len(mustEvents(t, w.c, user("bob"))); got != 2 {
+		t.Errorf("bob has %d events, want 2", got)
+	}
+	if got := len(mustEvents(t, w.c, user("ada"))); got != 0 {
+		t.Errorf("ada, who objected, has %d events", got)
+	}
+	after := w.c.Stats()
+	if after.Suppressed-before.Suppressed != 2 || after.Collected-before.Collected != 2 {
+		t.Errorf("Stats moved from %+v to %+v, want 2 suppressed and 2 collected", before, after)
+	}
+}
+
+func mustEvents(t *testing.T, c *privacy.Controller, id identity.ID) []profile.Event {
+	t.Helper()
+	page, err := c.Events(context.Background(), id, profile.EventQuery{Limit: profile.MaxLimit})
+	if err != nil {
+		t.Fatalf("Events(%s): %v", id, err)
+	}
+	return page.Events
+}
+
+// TestCollectBatchLargerThanBatchSize: a batch of several pieces, sent twice,
+// stores each message once and counts the second sending as repeats.
+func TestCollectBatchLargerThanBatchSize(t *testing.T) {
+	ctx := context.Background()
+	w := newBatchWorld(t)
+	var msgs []privacy.Message
+	for i := range 2*privacy.BatchSize + 7 {
+		msgs = append(msgs, privacy.Track{MessageID: fmt.Sprintf("m%d", i), UserID: fmt.Sprintf("u%d", i%13),
+			Event: "Viewed", Timestamp: at(i)})
+	}
+	for round := range 2 {
+		if err := w.c.CollectBatch(ctx, msgs); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+	}
+	total := 0
+	for u := range 13 {
+		total += len(mustEvents(t, w.c, user(fmt.Sprintf("u%d", u))))
+	}
+	if total != len(msgs) {
+		t.Errorf("%d events stored, want %d", total, len(msgs))
+	}
+	st := w.c.Stats()
+	if st.Collected != uint64(len(msgs)) || st.Duplicates != uint64(len(msgs)) {
+		t.Errorf("Stats = %+v, want %d collected and %d duplicates", st, len(msgs), len(msgs))
+	}
+	if err := w.c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(w.rec.Messages()); got != len(msgs) {
+		t.Errorf("the destination heard %d messages, want %d", got, len(msgs))
+	}
+	p, err := w.c.Profile(ctx, user("u0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// u0 got one identify-free create (the first message) plus one version per
+	// stored message: ceil(1007/13) messages.
+	if want := uint64((len(msgs) + 12) / 13); p.Metadata.Version != want {
+		t.Errorf("u0's version = %d, want %d (one per stored message)", p.Metadata.Version, want)
+	}
+}
+
+// TestCollectBatchFailureStoresNothing: when the profile store fails, every
+// message of the batch reports it and nothing is stored or sent.
+func TestCollectBatchFailureStoresNothing(t *testing.T) {
+	ctx := context.Background()
+	profiles := profile.NewMemStore()
+	failing := &failCommits{Store: profiles}
+	w := newBatchWorld(t, privacy.WithProfiles(failing))
+	for _, u := range []string{"ada", "bob"} {
+		if err := w.c.Collect(ctx, privacy.Track{UserID: u, Event: "Signed Up", Timestamp: at(0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sent := len(w.rec.Messages())
+	failing.fail.Store(true)
+	msgs := []privacy.Message{
+		privacy.Track{MessageID: "x1", UserID: "ada", Event: "Viewed", Timestamp: at(1)},
+		privacy.Track{MessageID: "x2", UserID: "bob", Event: "Viewed", Timestamp: at(2)},
+	}
+	err := w.c.CollectBatch(ctx, msgs)
+	var be *privacy.BatchError
+	if !errors.As(err, &be) || !errors.Is(be.Errs[0], errCommitFailed) || !errors.Is(be.Errs[1], errCommitFailed) {
+		t.Fatalf("CollectBatch = %v, want the commit failure for both messages", err)
+	}
+	for _, u := range []string{"ada", "bob"} {
+		if got := len(mustEvents(t, w.c, user(u))); got != 1 {
+			t.Errorf("%s has %d events after a failed batch, want 1", u, got)
+		}
+	}
+	if err := w.c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(w.rec.Messages()); got != sent {
+		t.Errorf("the destination heard %d messages of a failed batch", got-sent)
+	}
+	// Sent again once the store is back, the batch is stored in full.
+	failing.fail.Store(false)
+	if err := w.c.CollectBatch(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"ada", "bob"} {
+		if got := len(mustEvents(t, w.c, user(u))); got != 2 {
+			t.Errorf("%s has %d events, want 2", u, got)
+		}
+	}
+}
+
+var errCommitFailed = errors.New("test: commit failed")
+
+// failCommits is a profile store whose commits fail while fail is set. Its
+// transactions keep the batch methods of the store's.
+type failCommits struct {
+	profile.Store
+	fail atomic.Bool
+}
+
+type failCommitsTx struct {
+	profile.Tx
+	profile.BatchTx
+	s *failCommits
+}
+
+func (s *failCommits) Begin(ctx context.Context) (profile.Tx, error) {
+	tx, err := s.Store.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return failCommitsTx{tx, tx.(profile.BatchTx), s}, nil
+}
+
+func (tx failCommitsTx) Commit(ctx context.Context) error {
+	if tx.s.fail.Load() {
+		tx.Tx.Rollback(ctx)
+		return errCommitFailed
+	}
+	return tx.Tx.Commit(ctx)
+}
+
+// TestCollectBatchRacesRights collects batches about people while they are
+// erased and suppressed: a suppressed person gains nothing after the
+// suppression, and an erased one is not resurrected by a batch that looked
+// them up before the erasure.
+func TestCollectBatchRacesRights(t *testing.T) {
+	ctx := context.Background()
+	supp := suppression.NewMemList()
+	w := newBatchWorld(t, privacy.WithSuppressions(supp))
+	const people = 20
+	for i := range people {
+		if err := w.c.Collect(ctx, privacy.Identify{UserID: fmt.Sprintf("p%d", i), Timestamp: at(0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := range 30 {
+				var msgs []privacy.Message
+				for i := range people {
+					msgs = append(msgs, privacy.Track{MessageID: fmt.Sprintf("g%d-r%d-p%d", g, round, i),
+						UserID: fmt.Sprintf("p%d", i), Event: "Viewed", Timestamp: at(round)})
+				}
+				err := w.c.CollectBatch(ctx, msgs)
+				var be *privacy.BatchError
+				if err != nil && !errors.As(err, &be) {
+					t.Error(err)
+					return
+				}
+				if be != nil {
+					for _, e := range be.Errs {
+						if e != nil && !errors.Is(e, privacy.ErrSuppressed) {
+							t.Errorf("unexpected error: %v", e)
+						}
+					}
+				}
+			}
+		}()
+	}
+	// Suppress the even people and erase-with-suppression the odd ones.
+	for i := range people {
+		var err error
+		if i%2 == 0 {
+			_, err = w.c.Suppress(ctx, user(fmt.Sprintf("p%d", i)))
+		} else {
+			_, err = w.c.Apply(ctx, privacy.Request{Type: privacy.SuppressWithDelete, Subjects: []identity.ID{user(fmt.Sprintf("p%d", i))}})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The suppressed people's event counts, now: nothing may be added later.
+	frozen := map[int]int{}
+	for i := 0; i < people; i += 2 {
+		frozen[i] = len(mustEvents(t, w.c, user(fmt.Sprintf("p%d", i))))
+	}
+	wg.Wait()
+	for i := range people {
+		id := user(fmt.Sprintf("p%d", i))
+		if i%2 == 0 {
+			if got := len(mustEvents(t, w.c, id)); got != frozen[i] {
+				t.Errorf("%s gained %d events after objecting", id, got-frozen[i])
+			}
+			continue
+		}
+		if _, err := w.c.Profile(ctx, id); !errors.Is(err, privacy.ErrNotFound) {
+			t.Errorf("%s was erased and suppressed, but Profile = %v", id, err)
+		}
+	}
+}
+
+// TestCollectBatchEdges: an empty batch, a closed Controller.
+func TestCollectBatchEdges(t *testing.T) {
+	ctx := context.Background()
+	w := newBatchWorld(t)
+	if err := w.c.CollectBatch(ctx, nil); err != nil {
+		t.Errorf("CollectBatch(nil) = %v", err)
+	}
+	var nilTrack *privacy.Track
+	err := w.c.CollectBatch(ctx, []privacy.Message{nilTrack})
+	if !errors.Is(err, privacy.ErrInvalid) {
+		t.Errorf("CollectBatch(nil message) = %v, want ErrInvalid", err)
+	}
+	if msg := err.Error(); msg == "" || !cmp.Equal(msg[:len("privacy: 1 of 1")], "privacy: 1 of 1") {
+		t.Errorf("BatchError text = %q", msg)
+	}
+	w.c.Close()
+	if err := w.c.CollectBatch(ctx, []privacy.Message{privacy.Track{UserID: "x", Event: "e", Timestamp: at(0)}}); !errors.Is(err, privacy.ErrClosed) {
+		t.Errorf("CollectBatch on a closed Controller = %v, want ErrClosed", err)
+	}
+}
+
+// countingProfiles counts the transactions begun on a profile store and the
+// batch calls made in them.
+type countingProfiles struct {
+	profile.Store
+	mu                    sync.Mutex
+	begins, batches, ones int
+}
+
+type countingProfilesTx struct {
+	profile.Tx
+	s *countingProfiles
+}
+
+func (s *countingProfiles) Begin(ctx context.Context) (profile.Tx, error) {
+	s.mu.Lock()
+	s.begins++
+	s.mu.Unlock()
+	tx, err := s.Store.Begin(ctx)
+	return countingProfilesTx{tx, s}, err
+}
+
+func (tx countingProfilesTx) Update(ctx context.Context, pid identity.ProfileID, u profile.Update) error {
+	tx.s.mu.Lock()
+	tx.s.ones++
+	tx.s.mu.Unlock()
+	return tx.Tx.Update(ctx, pid, u)
+}
+
+func (tx countingProfilesTx) MetadataBatch(ctx context.Context, pids []identity.ProfileID) (map[identity.ProfileID]profile.Metadata, error) {
+	return tx.Tx.(profile.BatchTx).MetadataBatch(ctx, pids)
+}
+
+func (tx countingProfilesTx) UpdateBatch(ctx context.Context, us []profile.BatchUpdate, dup []bool) ([]bool, error) {
+	tx.s.mu.Lock()
+	tx.s.batches++
+	tx.s.mu.Unlock()
+	return tx.Tx.(profile.BatchTx).UpdateBatch(ctx, us, dup)
+}
+
+// TestCollectBatchStoresKnownPeopleTogether: tracks about known people are
+// stored in one transaction with one UpdateBatch; a new person's message goes
+// the one-at-a-time way.
+func TestCollectBatchStoresKnownPeopleTogether(t *testing.T) {
+	ctx := context.Background()
+	counted := &countingProfiles{Store: profile.NewMemStore()}
+	w := newBatchWorld(t, privacy.WithProfiles(counted))
+	for i := range 5 {
+		if err := w.c.Collect(ctx, privacy.Identify{UserID: fmt.Sprintf("k%d", i), Timestamp: at(0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counted.begins, counted.ones = 0, 0
+	var msgs []privacy.Message
+	for i := range 100 {
+		msgs = append(msgs, privacy.Track{UserID: fmt.Sprintf("k%d", i%5), Event: "Viewed", Timestamp: at(i)})
+	}
+	msgs = append(msgs, privacy.Track{UserID: "newcomer", Event: "Viewed", Timestamp: at(1)})
+	if err := w.c.CollectBatch(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	if counted.begins != 2 || counted.batches != 1 || counted.ones != 1 {
+		t.Errorf("profile store: %d transactions, %d UpdateBatch and %d Update calls; want 2, 1 and 1 (the newcomer's)",
+			counted.begins, counted.batches, counted.ones)
+	}
+	if got := w.c.Stats().Collected; got != 106 {
+		t.Errorf("Stats().Collected = %d, want 106", got)
+	}
+}

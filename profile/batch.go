@@ -1,0 +1,99 @@
+package profile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/gdprkit/privacy/identity"
+)
+
+// BatchUpdate is one Update of a batch, with the profile it applies to.
+type BatchUpdate struct {
+	Profile identity.ProfileID
+	Update
+}
+
+// BatchTx is implemented by transactions that read and write many profiles in
+// a few calls, as a SQL adapter does with multi-row statements. It is
+// optional: the Controller's batched collection uses it when present, and
+// calls Metadata and Update once per message otherwise.
+type BatchTx interface {
+	// MetadataBatch returns the metadata of each of the profiles that exists,
+	// as Metadata would; unknown profiles are absent from the map.
+	MetadataBatch(ctx context.Context, pids []identity.ProfileID) (map[identity.ProfileID]Metadata, error)
+	// UpdateBatch applies the updates in order, as one Update call each would,
+	// and appends to dup, for each in order, whether it was a duplicate: its
+	// MessageID was recorded for its profile before, by an earlier update of
+	// the batch too. A duplicate changes nothing. Every update is checked
+	// before anything is written: one that Update would refuse with ErrInvalid
+	// fails the whole batch, which then changes nothing. After any other error
+	// the transaction's state is unknown; roll it back.
+	UpdateBatch(ctx context.Context, updates []BatchUpdate, dup []bool) ([]bool, error)
+}
+
+// MetadataBatch implements BatchTx.
+func (tx *memTx) MetadataBatch(ctx context.Context, pids []identity.ProfileID) (map[identity.ProfileID]Metadata, error) {
+	out := make(map[identity.ProfileID]Metadata, len(pids))
+	for _, pid := range pids {
+		m, err := tx.Metadata(ctx, pid)
+		switch {
+		case err == nil:
+			out[pid] = m
+		case !errors.Is(err, ErrNotFound):
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// UpdateBatch implements BatchTx. It looks at each profile of the batch once,
+// where Update calls in a row would rebuild the transaction's view each time.
+func (tx *memTx) UpdateBatch(ctx context.Context, updates []BatchUpdate, dup []bool) ([]bool, error) {
+	if err := tx.check(ctx); err != nil {
+		return dup, err
+	}
+	for i := range updates {
+		if err := updates[i].Validate(); err != nil {
+			return dup, fmt.Errorf("update %d of the batch: %w", i, err)
+		}
+	}
+	type key struct {
+		pid identity.ProfileID
+		id  string
+	}
+	byProfile := map[identity.ProfileID][]string{} // the message ids of each profile's updates
+	for i := range updates {
+		if u := &updates[i]; u.MessageID != "" {
+			byProfile[u.Profile] = append(byProfile[u.Profile], u.MessageID)
+		}
+	}
+	seen := map[key]bool{} // message ids recorded, before or earlier in the batch
+	for pid, ids := range byProfile {
+		m, locked := tx.view(pid)
+		if p := m[pid]; p != nil {
+			for _, id := range ids {
+				if _, ok := p.seen[id]; ok {
+					seen[key{pid, id}] = true
+				}
+			}
+		}
+		tx.release(locked)
+	}
+	for i := range updates {
+		u := &updates[i]
+		k := key{u.Profile, u.MessageID}
+		if u.MessageID != "" && seen[k] {
+			dup = append(dup, true)
+			continue
+		}
+		if u.MessageID != "" {
+			seen[k] = true
+		}
+		op := memOp{kind: opUpdate, pid: u.Profile}
+		op.u, op.ev, op.hasEvent = u.clone()
+		tx.ops = append(tx.ops, op)
+		dup = append(dup, false)
+	}
+	return dup, nil
+}
