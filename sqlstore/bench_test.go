@@ -412,3 +412,114 @@ func argsFor(q string, args ...any) []any {
 	}
 	return args[:n]
 }
+
+// BenchmarkCollectBatch collects batches of privacy.BatchSize track messages
+// about known people through CollectBatch, and beside each batch, as its
+// baseline in the same run, stores the same rows in a table shaped as the
+// adapter's events table two ways: a bare loop of one INSERT per row in one
+// transaction on one connection (the "bare INSERT loop"), and one multi-row
+// INSERT (about the least a database can do for them). It reports the rate of
+// each and the ratios, and the statements each batch sends.
+func BenchmarkCollectBatch(b *testing.B) {
+	for _, d := range testDialects {
+		b.Run(d.name, func(b *testing.B) {
+			s := newSite(b, d.dialect)
+			p := s.open(b)
+			c := p.controller(b, nil)
+			uids := seedKnown(b, c, benchPeople)
+			name, insert := scratchTable(b, s, p.db)
+			ctx := b.Context()
+			ts := time.Now()
+			const props = `{"price":249,"sku":"TENT-2P"}`
+			msgs := make([]privacy.Message, privacy.BatchSize)
+			var collect, loop, multi time.Duration
+			var stmts int64
+			var trace []string
+			n, rows := 0, 0
+			b.ReportAllocs()
+			for b.Loop() {
+				for j := range msgs {
+					msgs[j] = privacy.Track{MessageID: fmt.Sprintf("bench-%d-%d", n, j), UserID: uids[j%len(uids)], Event: "Product Viewed",
+						Properties: map[string]any{"sku": "TENT-2P", "price": 249}, Timestamp: ts}
+				}
+				before := p.cnt.snapshot()
+				if n == 1 {
+					p.cnt.startTrace()
+				}
+				start := time.Now()
+				if err := c.CollectBatch(ctx, msgs); err != nil {
+					b.Fatal(err)
+				}
+				collect += time.Since(start)
+				if n == 1 {
+					trace = p.cnt.stopTrace()
+				}
+				stmts += p.cnt.snapshot().sub(before).total()
+
+				b.StopTimer()
+				loop += timeInsertLoop(b, p.db, insert, n, len(msgs), tsArg(s, ts), props)
+				multi += timeMultiRowInsert(b, s, p.db, name, n, len(msgs), tsArg(s, ts), props)
+				b.StartTimer()
+				n++
+				rows += len(msgs)
+			}
+			b.ReportMetric(float64(rows)/collect.Seconds(), "msgs/s")
+			b.ReportMetric(float64(rows)/loop.Seconds(), "loop-rows/s")
+			b.ReportMetric(float64(rows)/multi.Seconds(), "multirow-rows/s")
+			b.ReportMetric(loop.Seconds()/collect.Seconds(), "x-loop")
+			b.ReportMetric(multi.Seconds()/collect.Seconds(), "x-multirow")
+			b.ReportMetric(float64(stmts)/float64(n), "stmts/batch")
+			logTrace(b, "the statements of one CollectBatch", trace)
+		})
+	}
+}
+
+// timeInsertLoop inserts the rows of batch n one INSERT at a time, in one
+// transaction on one connection, and returns how long it took.
+func timeInsertLoop(b *testing.B, db *sql.DB, insert string, n, size int, ts any, props string) time.Duration {
+	b.Helper()
+	ctx := b.Context()
+	start := time.Now()
+	conn, err := db.Conn(ctx)
+	must(b, err)
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, nil)
+	must(b, err)
+	for j := range size {
+		if _, err := tx.ExecContext(ctx, insert, fmt.Sprintf("use_bench%04d", j%benchPeople), fmt.Sprintf("loop-%d-%d", n, j),
+			"Product Viewed", props, ts, ts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	must(b, tx.Commit())
+	return time.Since(start)
+}
+
+// timeMultiRowInsert inserts the rows of batch n with multi-row INSERTs of
+// at most 500 rows, in one transaction, and returns how long it took.
+func timeMultiRowInsert(b *testing.B, s *site, db *sql.DB, table string, n, size int, ts any, props string) time.Duration {
+	b.Helper()
+	ctx := b.Context()
+	start := time.Now()
+	tx, err := db.BeginTx(ctx, nil)
+	must(b, err)
+	for lo := 0; lo < size; lo += 500 {
+		var q strings.Builder
+		q.WriteString("INSERT INTO " + table + " (profile_id, message_id, event_name, properties, ts, received_at) VALUES ")
+		var args []any
+		for j := lo; j < min(lo+500, size); j++ {
+			if j > lo {
+				q.WriteString(", ")
+			}
+			k := len(args)
+			fmt.Fprintf(&q, "($%d, $%d, $%d, $%d, $%d, $%d)", k+1, k+2, k+3, k+4, k+5, k+6)
+			args = append(args, fmt.Sprintf("use_bench%04d", j%benchPeople), fmt.Sprintf("multi-%d-%d", n, j), "Product Viewed", props, ts, ts)
+		}
+		q.WriteString(" ON CONFLICT (profile_id, message_id) DO NOTHING")
+		if _, err := tx.ExecContext(ctx, s.q(q.String()), args...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	must(b, tx.Commit())
+	return time.Since(start)
+}
