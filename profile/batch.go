@@ -34,6 +34,9 @@ type BatchTx interface {
 
 // MetadataBatch implements BatchTx.
 func (tx *memTx) MetadataBatch(ctx context.Context, pids []identity.ProfileID) (map[identity.ProfileID]Metadata, error) {
+	if err := tx.check(ctx); err != nil {
+		return nil, err
+	}
 	out := make(map[identity.ProfileID]Metadata, len(pids))
 	for _, pid := range pids {
 		m, err := tx.Metadata(ctx, pid)

@@ -42,7 +42,11 @@
 // RunConformanceTests calls the HarnessMaker once per subtest (and once per
 // backend up front, to find out which ones the adapter provides), calls each
 // Make method at most once per Harness, and closes the Harness when the subtest
-// ends. Every backend a Make method returns starts empty; the backends of one
+// ends. Two checks, Profiles/UpdateBatchEqualsUpdates and
+// Profiles/UpdateBatchMany, make a second Harness, open alongside the first,
+// and apply to its profile store one Update at a time what they give
+// UpdateBatch at once: two Harnesses must not share their backends' data.
+// Every backend a Make method returns starts empty; the backends of one
 // Harness may share a database, and the Controller checks use them together.
 // Subtests of one RunConformanceTests run one after another.
 //
@@ -90,7 +94,27 @@
 //     query under a defined key (audience.ErrConflict), audit appends out of
 //     sequence;
 //   - several goroutines writing disjoint data through separate transactions,
-//     with readers alongside, all of it visible afterwards.
+//     with readers alongside, all of it visible afterwards;
+//   - the optional batch interfaces, where the backend or its transactions
+//     implement them (otherwise the checks are skipped, the interface
+//     named), proved equivalent to the single-item methods:
+//     identity.BatchReader's LookupBatch, on the graph and in a transaction,
+//     and suppression.BatchReader's ProfileSuppressedBatch, on the list and in
+//     a transaction, answer as Lookup and ProfileSuppressed do one at a time
+//     (linked or suppressed, unknown, repeated, in order), append to dst,
+//     accept no input, see a transaction's own writes and not another's
+//     uncommitted ones, and answer 1,200 at once; profile.BatchTx's
+//     MetadataBatch answers as Metadata does (unknown profiles absent, the
+//     transaction's own writes seen, 1,200 at once) with values that are the
+//     caller's, and its UpdateBatch leaves the transaction and, after Commit,
+//     the store as Update one at a time does on a second Harness's store,
+//     with a duplicate flag where Update fails with ErrDuplicate (a message
+//     id recorded before, in the transaction or earlier in the batch; not one
+//     recorded for another profile), traits set and removed in order,
+//     profiles created, more than 1,200 updates at once, nothing kept of what
+//     was passed in, a batch with an invalid update refused whole with
+//     ErrInvalid and changing nothing, Rollback discarding, ErrTxDone after
+//     the end, and nothing visible to others before Commit.
 //
 // Then the group "Controller" builds privacy.Controllers over the adapter's
 // backends and runs the rights end to end: collection of people on two
@@ -107,7 +131,7 @@
 // recovers) and a new Controller's Recover completes the request. To inject
 // them, the check puts that one backend behind a wrapper, which hides the
 // optional interfaces it may implement (txscope.Aware and Locker,
-// audience.Modifier) for that check.
+// audience.Modifier, the batch interfaces) for that check.
 //
 // # Values
 //
@@ -121,5 +145,7 @@
 // ErrNotFound) must change nothing; the suite then either commits the
 // transaction or accepts that Commit fails, as a database that aborts a
 // transaction at its first error (PostgreSQL) does, and never issues another
-// write in that transaction.
+// write in that transaction. It does read the transaction after UpdateBatch
+// refused a batch with ErrInvalid: the contract checks every update before it
+// writes anything, so the transaction must be as it was.
 package storetest

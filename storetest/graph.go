@@ -30,6 +30,12 @@ var graphChecks = []check[identity.Graph]{
 	{"TxDone", graphTxDone},
 	{"CancelledCommitIsAllOrNothing", graphCancelledCommit},
 	{"ConcurrentWriters", graphConcurrentWriters},
+	// The optional identity.BatchReader (batch.go).
+	{"LookupBatch", graphLookupBatch},
+	{"LookupBatchTxSeesOwnWrites", graphLookupBatchTxSeesOwnWrites},
+	{"LookupBatchUncommittedInvisible", graphLookupBatchUncommittedInvisible},
+	{"LookupBatchMany", graphLookupBatchMany},
+	{"LookupBatchTxDone", graphLookupBatchTxDone},
 }
 
 // graphView is what a Reader shows of some profiles and identifiers: the node

@@ -39,6 +39,20 @@ var profileChecks = []check[profile.Store]{
 	{"TxDone", profileTxDone},
 	{"CancelledCommitIsAllOrNothing", profileCancelledCommit},
 	{"ConcurrentWriters", profileConcurrentWriters},
+	// The optional profile.BatchTx (batch.go).
+	{"MetadataBatch", profileMetadataBatch},
+	{"MetadataBatchCopyAtBoundary", profileMetadataBatchCopyAtBoundary},
+	{"MetadataBatchMany", profileMetadataBatchMany},
+	{"UpdateBatchEqualsUpdates", profileUpdateBatchEqualsUpdates},
+	{"UpdateBatchDuplicates", profileUpdateBatchDuplicates},
+	{"UpdateBatchTraitOrder", profileUpdateBatchTraitOrder},
+	{"UpdateBatchCreates", profileUpdateBatchCreates},
+	{"UpdateBatchInvalid", profileUpdateBatchInvalid},
+	{"UpdateBatchCopyAtBoundary", profileUpdateBatchCopyAtBoundary},
+	{"UpdateBatchMany", profileUpdateBatchMany},
+	{"UpdateBatchUncommittedInvisible", profileUpdateBatchUncommittedInvisible},
+	{"UpdateBatchRollbackDiscards", profileUpdateBatchRollbackDiscards},
+	{"UpdateBatchTxDone", profileUpdateBatchTxDone},
 }
 
 // ev returns an event at t0 plus sec seconds, with nested properties.

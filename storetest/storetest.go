@@ -114,11 +114,13 @@ type check[B any] struct {
 	run  func(t *testing.T, e *env, b B)
 }
 
-// env is what a check gets beside its backend: the subtest's context and the
-// Harness's declared capabilities.
+// env is what a check gets beside its backend: the subtest's context, the
+// Harness's declared capabilities, and the HarnessMaker, for the checks that
+// compare their backend with a second one (see referenceProfiles).
 type env struct {
 	ctx  context.Context
 	caps Capabilities
+	nh   HarnessMaker
 }
 
 // needIsolation skips the check when the adapter declared NoIsolation.
@@ -163,7 +165,7 @@ func runGroup[B any](t *testing.T, nh HarnessMaker, group, what string, mk func(
 		for _, c := range checks {
 			t.Run(c.name, func(t *testing.T) {
 				h := newHarness(t, nh)
-				e := &env{ctx: t.Context(), caps: h.Capabilities()}
+				e := &env{ctx: t.Context(), caps: h.Capabilities(), nh: nh}
 				b, err := mk(h, e.ctx)
 				if err != nil {
 					t.Fatalf("making the %s: %v", what, err)

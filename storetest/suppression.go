@@ -25,6 +25,12 @@ var suppressionChecks = []check[suppression.List]{
 	{"TxDone", suppressionTxDone},
 	{"CancelledCommitIsAllOrNothing", suppressionCancelledCommit},
 	{"ConcurrentWriters", suppressionConcurrentWriters},
+	// The optional suppression.BatchReader (batch.go).
+	{"ProfileSuppressedBatch", suppressionProfileSuppressedBatch},
+	{"ProfileSuppressedBatchTxSeesOwnWrites", suppressionProfileSuppressedBatchTxSeesOwnWrites},
+	{"ProfileSuppressedBatchUncommittedInvisible", suppressionProfileSuppressedBatchUncommittedInvisible},
+	{"ProfileSuppressedBatchMany", suppressionProfileSuppressedBatchMany},
+	{"ProfileSuppressedBatchTxDone", suppressionProfileSuppressedBatchTxDone},
 }
 
 // suppressionView is what a Reader shows of some hashes and profiles.

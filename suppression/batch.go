@@ -34,6 +34,9 @@ func (l *MemList) ProfileSuppressedBatch(ctx context.Context, pids []identity.Pr
 // ProfileSuppressedBatch implements BatchReader: the transaction's own writes
 // first.
 func (tx *memTx) ProfileSuppressedBatch(ctx context.Context, pids []identity.ProfileID, dst []bool) ([]bool, error) {
+	if err := tx.check(ctx); err != nil {
+		return dst, err
+	}
 	for _, pid := range pids {
 		ok, err := tx.ProfileSuppressed(ctx, pid)
 		if err != nil {

@@ -160,7 +160,7 @@ func (tx *memTx) ProfileSuppressed(ctx context.Context, pid identity.ProfileID) 
 		return false, err
 	}
 	for i := len(tx.ops) - 1; i >= 0; i-- {
-		if op := tx.ops[i]; op.profile == pid {
+		if op := tx.ops[i]; op.profile != "" && op.profile == pid { // not an identifier's write
 			return op.add, nil
 		}
 	}

@@ -1,0 +1,1323 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/profile"
+	"github.com/gdprkit/privacy/suppression"
+)
+
+// The checks of the optional batch interfaces: identity.BatchReader,
+// suppression.BatchReader and profile.BatchTx. A batch method must answer, and
+// write, exactly as the single-item methods do one call at a time; the checks
+// compare the two. A backend (or its transaction) that does not implement one
+// of them has its checks skipped, the interface named.
+
+// manyItems is the size of the large batches: beyond the chunk of a few
+// hundred rows a SQL adapter sends per statement, and not a multiple of it.
+const manyItems = 1200
+
+// Identity graph: identity.BatchReader.
+
+// graphBatcher returns g as an identity.BatchReader, or skips the check.
+func graphBatcher(t *testing.T, g identity.Graph) identity.BatchReader {
+	t.Helper()
+	br, ok := g.(identity.BatchReader)
+	if !ok {
+		t.Skip("the identity graph does not implement the optional identity.BatchReader")
+	}
+	return br
+}
+
+// graphTxBatcher begins a transaction, rolled back when the check ends, and
+// returns it with its identity.BatchReader, or skips the check.
+func graphTxBatcher(t *testing.T, e *env, g identity.Graph) (identity.Tx, identity.BatchReader) {
+	t.Helper()
+	tx, err := g.Begin(e.ctx)
+	must(t, err, "Begin")
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	br, ok := tx.(identity.BatchReader)
+	if !ok {
+		t.Skip("the identity graph's transaction does not implement the optional identity.BatchReader")
+	}
+	return tx, br
+}
+
+// pairs lines identifiers up with their answers, for readable diffs.
+func pairs(ids []identity.ID, pids []identity.ProfileID) []identity.Match {
+	out := make([]identity.Match, max(len(ids), len(pids)))
+	for i := range out {
+		if i < len(ids) {
+			out[i].ID = ids[i]
+		}
+		if i < len(pids) {
+			out[i].Profile = pids[i]
+		}
+	}
+	return out
+}
+
+// lookupEach answers ids one Lookup at a time: "" for ErrNotFound.
+func lookupEach(t *testing.T, ctx context.Context, r identity.Reader, ids []identity.ID) []identity.ProfileID {
+	t.Helper()
+	out := make([]identity.ProfileID, 0, len(ids))
+	for _, id := range ids {
+		pid, err := r.Lookup(ctx, id)
+		switch {
+		case errors.Is(err, identity.ErrNotFound):
+			pid = ""
+		case err != nil:
+			t.Fatalf("Lookup(%s): %v", id, err)
+		}
+		out = append(out, pid)
+	}
+	return out
+}
+
+// lookupBatch calls LookupBatch with a dst that already holds something,
+// checks that it is kept and one answer appended per identifier, and returns
+// the answers.
+func lookupBatch(t *testing.T, ctx context.Context, br identity.BatchReader, ids []identity.ID) []identity.ProfileID {
+	t.Helper()
+	prefix := []identity.ProfileID{"use_kept"}
+	dst := make([]identity.ProfileID, len(prefix), len(prefix)+2)
+	copy(dst, prefix)
+	got, err := br.LookupBatch(ctx, ids, dst)
+	if err != nil {
+		t.Fatalf("LookupBatch of %d identifiers: %v", len(ids), err)
+	}
+	if len(got) != len(prefix)+len(ids) {
+		t.Fatalf("LookupBatch of %d identifiers onto a dst of length %d returned length %d; want %d: dst with one answer per identifier appended", len(ids), len(prefix), len(got), len(prefix)+len(ids))
+	}
+	if d := diff(prefix, got[:len(prefix)]); d != "" {
+		t.Errorf("LookupBatch did not keep what dst held (-want +got):\n%s", d)
+	}
+	return got[len(prefix):]
+}
+
+// checkLookupBatch checks that br answers ids as want says and as r's Lookup
+// does, one at a time.
+func checkLookupBatch(t *testing.T, ctx context.Context, what string, r identity.Reader, br identity.BatchReader, ids []identity.ID, want []identity.ProfileID) {
+	t.Helper()
+	got := lookupBatch(t, ctx, br, ids)
+	if d := diff(pairs(ids, want), pairs(ids, got)); d != "" {
+		t.Errorf("%s: LookupBatch (-want +got):\n%s", what, d)
+	}
+	if d := diff(pairs(ids, lookupEach(t, ctx, r, ids)), pairs(ids, got)); d != "" {
+		t.Errorf("%s: LookupBatch answers otherwise than Lookup one at a time (-Lookup +LookupBatch):\n%s", what, d)
+	}
+}
+
+func graphLookupBatch(t *testing.T, e *env, g identity.Graph) {
+	f := seedGraph(t, e, g)
+	unknown := uid("nobody" + nextTag())
+	// Linked, unknown, repeated, and a linked value under another type.
+	ids := []identity.ID{f.mail, unknown, f.user, f.phone, f.user, email(f.user.Value), f.laptop, unknown, f.mail}
+	want := []identity.ProfileID{f.R, "", f.P, f.Q, f.P, "", f.P, "", f.R}
+	run := func(t *testing.T, r identity.Reader, br identity.BatchReader) {
+		checkLookupBatch(t, e.ctx, "committed links", r, br, ids, want)
+		for _, in := range [][]identity.ID{nil, {}} {
+			dst := []identity.ProfileID{"use_kept"}
+			got, err := br.LookupBatch(e.ctx, in, dst)
+			if err != nil || diff(dst, got) != "" {
+				t.Errorf("LookupBatch of no identifiers = %q, %v; want dst as it was, %q", got, err, dst)
+			}
+		}
+		got, err := br.LookupBatch(e.ctx, ids[:3], nil)
+		if err != nil || diff(want[:3], got) != "" {
+			t.Errorf("LookupBatch onto a nil dst = %q, %v; want %q", got, err, want[:3])
+		}
+	}
+	t.Run("OnGraph", func(t *testing.T) { run(t, g, graphBatcher(t, g)) })
+	t.Run("InTx", func(t *testing.T) {
+		tx, br := graphTxBatcher(t, e, g)
+		run(t, tx, br)
+	})
+}
+
+// stageGraphBatchWrites stages writes of every kind on the fixture and
+// returns identifiers to look up, what the graph answers for them before
+// Commit, and what the transaction answers.
+func stageGraphBatchWrites(t *testing.T, e *env, tx identity.Tx, f *graphFixture) (ids []identity.ID, committed, staged []identity.ProfileID) {
+	t.Helper()
+	tag := nextTag()
+	s := newPID()
+	sam, tv, unknown := email("sam"+tag+"@example.com"), anon("ada-tv"+tag), uid("nobody"+tag)
+	must(t, tx.Create(e.ctx, s, at(10)), "Create")
+	must(t, tx.Link(e.ctx, s, identity.Link{ID: sam, LinkedAt: at(10), MessageID: "m10"}), "Link")
+	must(t, tx.Link(e.ctx, f.Q, identity.Link{ID: tv, LinkedAt: at(11), MessageID: "m11"}), "Link")
+	must(t, tx.Merge(e.ctx, f.Q, identity.Merge{From: f.R, At: at(12), MessageID: "m12"}), "Merge")
+	must(t, tx.Delete(e.ctx, f.P), "Delete")
+	ids = []identity.ID{f.user, f.laptop, f.phone, f.mail, sam, tv, unknown, sam, f.user}
+	committed = []identity.ProfileID{f.P, f.P, f.Q, f.R, "", "", "", "", f.P}
+	staged = []identity.ProfileID{"", "", f.Q, f.Q, s, f.Q, "", s, ""}
+	return ids, committed, staged
+}
+
+func graphLookupBatchTxSeesOwnWrites(t *testing.T, e *env, g identity.Graph) {
+	f := seedGraph(t, e, g)
+	tx, br := graphTxBatcher(t, e, g)
+	ids, _, staged := stageGraphBatchWrites(t, e, tx, f)
+	checkLookupBatch(t, e.ctx, "the transaction's own writes", tx, br, ids, staged)
+	commitTx(t, e.ctx, tx)
+	if gbr, ok := g.(identity.BatchReader); ok {
+		checkLookupBatch(t, e.ctx, "the graph after Commit", g, gbr, ids, staged)
+	} else {
+		t.Log("the graph itself does not implement identity.BatchReader: not checking it after Commit")
+	}
+}
+
+func graphLookupBatchUncommittedInvisible(t *testing.T, e *env, g identity.Graph) {
+	e.needIsolation(t)
+	br := graphBatcher(t, g)
+	f := seedGraph(t, e, g)
+	tx, err := g.Begin(e.ctx)
+	must(t, err, "Begin")
+	defer tx.Rollback(e.ctx)
+	ids, committed, staged := stageGraphBatchWrites(t, e, tx, f)
+	checkLookupBatch(t, e.ctx, "the graph, while a transaction has writes staged", g, br, ids, committed)
+	if other, ok := secondTx(t, e, g.Begin); ok {
+		if obr, ok := other.(identity.BatchReader); ok {
+			checkLookupBatch(t, e.ctx, "another transaction", other, obr, ids, committed)
+		}
+		must(t, other.Rollback(e.ctx), "Rollback")
+	}
+	commitTx(t, e.ctx, tx)
+	checkLookupBatch(t, e.ctx, "the graph after Commit", g, br, ids, staged)
+}
+
+func graphLookupBatchMany(t *testing.T, e *env, g identity.Graph) {
+	// 30 profiles of 20 identifiers each, committed; identifiers a
+	// transaction links to new profiles; identifiers never linked.
+	tag := nextTag()
+	pids := newPIDs(30)
+	owner := map[identity.ID]identity.ProfileID{}
+	var linked []identity.ID
+	inTx(t, e.ctx, g.Begin, func(tx identity.Tx) error {
+		for i, pid := range pids {
+			if err := tx.Create(e.ctx, pid, at(i)); err != nil {
+				return err
+			}
+			for j := 0; j < 20; j++ {
+				id := uid(fmt.Sprintf("many-%d-%d%s", i, j, tag))
+				if err := tx.Link(e.ctx, pid, identity.Link{ID: id, LinkedAt: at(i)}); err != nil {
+					return err
+				}
+				owner[id] = pid
+				linked = append(linked, id)
+			}
+		}
+		return nil
+	})
+	var fresh []identity.ID
+	for i := 0; i < 300; i++ {
+		fresh = append(fresh, anon(fmt.Sprintf("fresh-%d%s", i, tag)))
+	}
+	var ids []identity.ID
+	for i := 0; len(ids) < manyItems; i++ {
+		switch i % 4 {
+		case 0, 1: // committed identifiers, each twice
+			ids = append(ids, linked[(i*7)%len(linked)])
+		case 2:
+			ids = append(ids, fresh[(i/4)%len(fresh)])
+		case 3:
+			ids = append(ids, email(fmt.Sprintf("unknown-%d%s@example.com", i, tag)))
+		}
+	}
+	answers := func(owner map[identity.ID]identity.ProfileID) []identity.ProfileID {
+		out := make([]identity.ProfileID, len(ids))
+		for i, id := range ids {
+			out[i] = owner[id]
+		}
+		return out
+	}
+	t.Run("OnGraph", func(t *testing.T) {
+		br := graphBatcher(t, g)
+		checkLookupBatch(t, e.ctx, fmt.Sprintf("%d identifiers", len(ids)), g, br, ids, answers(owner))
+	})
+	t.Run("InTx", func(t *testing.T) {
+		tx, br := graphTxBatcher(t, e, g)
+		staged := maps.Clone(owner)
+		// Two committed profiles deleted, ten new ones with 30 identifiers each.
+		for _, pid := range pids[:2] {
+			must(t, tx.Delete(e.ctx, pid), "Delete")
+		}
+		for id, pid := range owner {
+			if pid == pids[0] || pid == pids[1] {
+				delete(staged, id)
+			}
+		}
+		for i, pid := range newPIDs(10) {
+			must(t, tx.Create(e.ctx, pid, at(100+i)), "Create")
+			for _, id := range fresh[30*i : 30*(i+1)] {
+				must(t, tx.Link(e.ctx, pid, identity.Link{ID: id, LinkedAt: at(100 + i)}), "Link")
+				staged[id] = pid
+			}
+		}
+		checkLookupBatch(t, e.ctx, fmt.Sprintf("%d identifiers, in a transaction with writes", len(ids)), tx, br, ids, answers(staged))
+	})
+}
+
+func graphLookupBatchTxDone(t *testing.T, e *env, g identity.Graph) {
+	for _, how := range []string{"Commit", "Rollback"} {
+		f := seedGraph(t, e, g)
+		tx, br := graphTxBatcher(t, e, g)
+		if how == "Commit" {
+			commitTx(t, e.ctx, tx)
+		} else {
+			must(t, tx.Rollback(e.ctx), "Rollback")
+		}
+		checkDone(t, e.ctx, how, tx, identity.ErrTxDone, []txMethod{
+			{"LookupBatch", func(ctx context.Context) error {
+				_, err := br.LookupBatch(ctx, []identity.ID{f.user, f.phone}, nil)
+				return err
+			}},
+			{"LookupBatch (no ids)", func(ctx context.Context) error {
+				_, err := br.LookupBatch(ctx, nil, nil)
+				return err
+			}},
+		})
+	}
+}
+
+// Suppression list: suppression.BatchReader.
+
+// listBatcher returns l as a suppression.BatchReader, or skips the check.
+func listBatcher(t *testing.T, l suppression.List) suppression.BatchReader {
+	t.Helper()
+	br, ok := l.(suppression.BatchReader)
+	if !ok {
+		t.Skip("the suppression list does not implement the optional suppression.BatchReader")
+	}
+	return br
+}
+
+// listTxBatcher begins a transaction, rolled back when the check ends, and
+// returns it with its suppression.BatchReader, or skips the check.
+func listTxBatcher(t *testing.T, e *env, l suppression.List) (suppression.Tx, suppression.BatchReader) {
+	t.Helper()
+	tx, err := l.Begin(e.ctx)
+	must(t, err, "Begin")
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	br, ok := tx.(suppression.BatchReader)
+	if !ok {
+		t.Skip("the suppression list's transaction does not implement the optional suppression.BatchReader")
+	}
+	return tx, br
+}
+
+// profileAnswer is one profile with whether it is suppressed, for readable
+// diffs.
+type profileAnswer struct {
+	Profile    identity.ProfileID
+	Suppressed bool
+}
+
+func profileAnswers(pids []identity.ProfileID, oks []bool) []profileAnswer {
+	out := make([]profileAnswer, max(len(pids), len(oks)))
+	for i := range out {
+		if i < len(pids) {
+			out[i].Profile = pids[i]
+		}
+		if i < len(oks) {
+			out[i].Suppressed = oks[i]
+		}
+	}
+	return out
+}
+
+// suppressedEach answers pids one ProfileSuppressed at a time.
+func suppressedEach(t *testing.T, ctx context.Context, r suppression.Reader, pids []identity.ProfileID) []bool {
+	t.Helper()
+	out := make([]bool, 0, len(pids))
+	for _, pid := range pids {
+		ok, err := r.ProfileSuppressed(ctx, pid)
+		must(t, err, "ProfileSuppressed")
+		out = append(out, ok)
+	}
+	return out
+}
+
+// checkSuppressedBatch checks that br answers pids as want says and as r's
+// ProfileSuppressed does, one at a time, appending to a dst that already
+// holds something.
+func checkSuppressedBatch(t *testing.T, ctx context.Context, what string, r suppression.Reader, br suppression.BatchReader, pids []identity.ProfileID, want []bool) {
+	t.Helper()
+	prefix := []bool{true, false}
+	dst := make([]bool, len(prefix), len(prefix)+2)
+	copy(dst, prefix)
+	got, err := br.ProfileSuppressedBatch(ctx, pids, dst)
+	if err != nil {
+		t.Fatalf("%s: ProfileSuppressedBatch of %d profiles: %v", what, len(pids), err)
+	}
+	if len(got) != len(prefix)+len(pids) {
+		t.Fatalf("%s: ProfileSuppressedBatch of %d profiles onto a dst of length %d returned length %d; want %d: dst with one answer per profile appended", what, len(pids), len(prefix), len(got), len(prefix)+len(pids))
+	}
+	if d := diff(prefix, got[:len(prefix)]); d != "" {
+		t.Errorf("%s: ProfileSuppressedBatch did not keep what dst held (-want +got):\n%s", what, d)
+	}
+	got = got[len(prefix):]
+	if d := diff(profileAnswers(pids, want), profileAnswers(pids, got)); d != "" {
+		t.Errorf("%s: ProfileSuppressedBatch (-want +got):\n%s", what, d)
+	}
+	if d := diff(profileAnswers(pids, suppressedEach(t, ctx, r, pids)), profileAnswers(pids, got)); d != "" {
+		t.Errorf("%s: ProfileSuppressedBatch answers otherwise than ProfileSuppressed one at a time (-ProfileSuppressed +ProfileSuppressedBatch):\n%s", what, d)
+	}
+}
+
+func suppressionProfileSuppressedBatch(t *testing.T, e *env, l suppression.List) {
+	f := seedSuppressions(t, e, l)
+	unknown := newPID()
+	// p[0] suppressed; p[1], p[2] not; unknown never seen; repeats.
+	pids := []identity.ProfileID{f.p[1], f.p[0], unknown, f.p[0], f.p[2], unknown, f.p[0]}
+	want := []bool{false, true, false, true, false, false, true}
+	run := func(t *testing.T, r suppression.Reader, br suppression.BatchReader) {
+		checkSuppressedBatch(t, e.ctx, "committed suppressions", r, br, pids, want)
+		for _, in := range [][]identity.ProfileID{nil, {}} {
+			dst := []bool{true}
+			got, err := br.ProfileSuppressedBatch(e.ctx, in, dst)
+			if err != nil || diff(dst, got) != "" {
+				t.Errorf("ProfileSuppressedBatch of no profiles = %v, %v; want dst as it was, %v", got, err, dst)
+			}
+		}
+		got, err := br.ProfileSuppressedBatch(e.ctx, pids[:3], nil)
+		if err != nil || diff(want[:3], got) != "" {
+			t.Errorf("ProfileSuppressedBatch onto a nil dst = %v, %v; want %v", got, err, want[:3])
+		}
+	}
+	t.Run("OnList", func(t *testing.T) { run(t, l, listBatcher(t, l)) })
+	t.Run("InTx", func(t *testing.T) {
+		tx, br := listTxBatcher(t, e, l)
+		run(t, tx, br)
+	})
+}
+
+// stageSuppressionBatchWrites stages writes of every kind on the fixture and
+// returns profiles to check, what the list answers for them before Commit,
+// and what the transaction answers.
+func stageSuppressionBatchWrites(t *testing.T, e *env, tx suppression.Tx, f *suppressionFixture) (pids []identity.ProfileID, committed, staged []bool) {
+	t.Helper()
+	n, gone := newPID(), newPID()
+	stageSuppressionWrites(t, e, tx, f) // p[1] added, p[0] removed, hashes changed
+	must(t, tx.AddProfile(e.ctx, n), "AddProfile")
+	must(t, tx.AddProfile(e.ctx, gone), "AddProfile")
+	must(t, tx.RemoveProfile(e.ctx, gone), "RemoveProfile")
+	pids = []identity.ProfileID{f.p[0], f.p[1], f.p[2], n, gone, f.p[1], f.p[0]}
+	committed = []bool{true, false, false, false, false, false, true}
+	staged = []bool{false, true, false, true, false, true, false}
+	return pids, committed, staged
+}
+
+func suppressionProfileSuppressedBatchTxSeesOwnWrites(t *testing.T, e *env, l suppression.List) {
+	f := seedSuppressions(t, e, l)
+	tx, br := listTxBatcher(t, e, l)
+	pids, _, staged := stageSuppressionBatchWrites(t, e, tx, f)
+	checkSuppressedBatch(t, e.ctx, "the transaction's own writes", tx, br, pids, staged)
+	commitTx(t, e.ctx, tx)
+	if lbr, ok := l.(suppression.BatchReader); ok {
+		checkSuppressedBatch(t, e.ctx, "the list after Commit", l, lbr, pids, staged)
+	} else {
+		t.Log("the list itself does not implement suppression.BatchReader: not checking it after Commit")
+	}
+}
+
+func suppressionProfileSuppressedBatchUncommittedInvisible(t *testing.T, e *env, l suppression.List) {
+	e.needIsolation(t)
+	br := listBatcher(t, l)
+	f := seedSuppressions(t, e, l)
+	tx, err := l.Begin(e.ctx)
+	must(t, err, "Begin")
+	defer tx.Rollback(e.ctx)
+	pids, committed, staged := stageSuppressionBatchWrites(t, e, tx, f)
+	checkSuppressedBatch(t, e.ctx, "the list, while a transaction has writes staged", l, br, pids, committed)
+	if other, ok := secondTx(t, e, l.Begin); ok {
+		if obr, ok := other.(suppression.BatchReader); ok {
+			checkSuppressedBatch(t, e.ctx, "another transaction", other, obr, pids, committed)
+		}
+		must(t, other.Rollback(e.ctx), "Rollback")
+	}
+	commitTx(t, e.ctx, tx)
+	checkSuppressedBatch(t, e.ctx, "the list after Commit", l, br, pids, staged)
+}
+
+func suppressionProfileSuppressedBatchMany(t *testing.T, e *env, l suppression.List) {
+	// 500 profiles added, the last 100 of them removed again; 200 new ones a
+	// transaction adds; profiles never seen.
+	known, fresh := newPIDs(500), newPIDs(200)
+	suppressed := map[identity.ProfileID]bool{}
+	inTx(t, e.ctx, l.Begin, func(tx suppression.Tx) error {
+		for _, pid := range known {
+			if err := tx.AddProfile(e.ctx, pid); err != nil {
+				return err
+			}
+			suppressed[pid] = true
+		}
+		return nil
+	})
+	inTx(t, e.ctx, l.Begin, func(tx suppression.Tx) error {
+		for _, pid := range known[400:] {
+			if err := tx.RemoveProfile(e.ctx, pid); err != nil {
+				return err
+			}
+			delete(suppressed, pid)
+		}
+		return nil
+	})
+	var pids []identity.ProfileID
+	for i := 0; len(pids) < manyItems; i++ {
+		switch i % 4 {
+		case 0, 1: // known profiles, many of them twice
+			pids = append(pids, known[(i*7)%len(known)])
+		case 2:
+			pids = append(pids, fresh[(i/4)%len(fresh)])
+		case 3:
+			pids = append(pids, newPID())
+		}
+	}
+	answers := func(suppressed map[identity.ProfileID]bool) []bool {
+		out := make([]bool, len(pids))
+		for i, pid := range pids {
+			out[i] = suppressed[pid]
+		}
+		return out
+	}
+	t.Run("OnList", func(t *testing.T) {
+		br := listBatcher(t, l)
+		checkSuppressedBatch(t, e.ctx, fmt.Sprintf("%d profiles", len(pids)), l, br, pids, answers(suppressed))
+	})
+	t.Run("InTx", func(t *testing.T) {
+		tx, br := listTxBatcher(t, e, l)
+		staged := maps.Clone(suppressed)
+		for _, pid := range fresh {
+			must(t, tx.AddProfile(e.ctx, pid), "AddProfile")
+			staged[pid] = true
+		}
+		for _, pid := range known[:100] {
+			must(t, tx.RemoveProfile(e.ctx, pid), "RemoveProfile")
+			delete(staged, pid)
+		}
+		for _, pid := range known[450:] {
+			must(t, tx.AddProfile(e.ctx, pid), "AddProfile")
+			staged[pid] = true
+		}
+		checkSuppressedBatch(t, e.ctx, fmt.Sprintf("%d profiles, in a transaction with writes", len(pids)), tx, br, pids, answers(staged))
+	})
+}
+
+func suppressionProfileSuppressedBatchTxDone(t *testing.T, e *env, l suppression.List) {
+	for _, how := range []string{"Commit", "Rollback"} {
+		f := seedSuppressions(t, e, l)
+		tx, br := listTxBatcher(t, e, l)
+		if how == "Commit" {
+			commitTx(t, e.ctx, tx)
+		} else {
+			must(t, tx.Rollback(e.ctx), "Rollback")
+		}
+		checkDone(t, e.ctx, how, tx, suppression.ErrTxDone, []txMethod{
+			{"ProfileSuppressedBatch", func(ctx context.Context) error {
+				_, err := br.ProfileSuppressedBatch(ctx, f.p[:2], nil)
+				return err
+			}},
+			{"ProfileSuppressedBatch (no profiles)", func(ctx context.Context) error {
+				_, err := br.ProfileSuppressedBatch(ctx, nil, nil)
+				return err
+			}},
+		})
+	}
+}
+
+// Profile store: profile.BatchTx.
+
+// needBatchTx skips the check when the store's transactions do not implement
+// profile.BatchTx.
+func needBatchTx(t *testing.T, e *env, s profile.Store) {
+	t.Helper()
+	tx, err := s.Begin(e.ctx)
+	must(t, err, "Begin")
+	_, ok := tx.(profile.BatchTx)
+	must(t, tx.Rollback(e.ctx), "Rollback")
+	if !ok {
+		t.Skip("the profile store's transaction does not implement the optional profile.BatchTx")
+	}
+}
+
+// beginBatchTx begins a transaction, rolled back when the check ends, and
+// returns it with its profile.BatchTx, or skips the check.
+func beginBatchTx(t *testing.T, e *env, s profile.Store) (profile.Tx, profile.BatchTx) {
+	t.Helper()
+	tx, err := s.Begin(e.ctx)
+	must(t, err, "Begin")
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	b, ok := tx.(profile.BatchTx)
+	if !ok {
+		t.Skip("the profile store's transaction does not implement the optional profile.BatchTx")
+	}
+	return tx, b
+}
+
+// referenceProfiles makes a second Harness beside the check's, closed when
+// the check ends, and returns its (empty) profile store: the checks apply
+// there, one Update at a time, what they give UpdateBatch at once.
+func referenceProfiles(t *testing.T, e *env) profile.Store {
+	t.Helper()
+	s, err := newHarness(t, e.nh).MakeProfiles(e.ctx)
+	must(t, err, "making a second profile store to compare with")
+	return s
+}
+
+// metadataEach answers pids one Metadata at a time, leaving out those not
+// found.
+func metadataEach(t *testing.T, ctx context.Context, r profile.Reader, pids []identity.ProfileID) map[identity.ProfileID]profile.Metadata {
+	t.Helper()
+	out := map[identity.ProfileID]profile.Metadata{}
+	for _, pid := range pids {
+		m, err := r.Metadata(ctx, pid)
+		switch {
+		case errors.Is(err, profile.ErrNotFound):
+		case err != nil:
+			t.Fatalf("Metadata(%s): %v", pid, err)
+		default:
+			out[pid] = m
+		}
+	}
+	return out
+}
+
+// checkMetadataBatch checks that MetadataBatch answers pids as want says and
+// as tx's Metadata does, one at a time.
+func checkMetadataBatch(t *testing.T, ctx context.Context, what string, tx profile.Tx, b profile.BatchTx, pids []identity.ProfileID, want map[identity.ProfileID]profile.Metadata) {
+	t.Helper()
+	got, err := b.MetadataBatch(ctx, pids)
+	if err != nil {
+		t.Fatalf("%s: MetadataBatch of %d profiles: %v", what, len(pids), err)
+	}
+	if d := diff(want, got); d != "" {
+		t.Errorf("%s: MetadataBatch (-want +got):\n%s", what, d)
+	}
+	if d := diff(metadataEach(t, ctx, tx, pids), got); d != "" {
+		t.Errorf("%s: MetadataBatch answers otherwise than Metadata one at a time (-Metadata +MetadataBatch):\n%s", what, d)
+	}
+}
+
+// batchUpdates applies updates with UpdateBatch, appending to a dup that
+// already holds something, checks that it is kept and one flag appended per
+// update, and returns the flags.
+func batchUpdates(t *testing.T, ctx context.Context, b profile.BatchTx, updates []profile.BatchUpdate) []bool {
+	t.Helper()
+	prefix := []bool{true, false}
+	dst := make([]bool, len(prefix), len(prefix)+2)
+	copy(dst, prefix)
+	got, err := b.UpdateBatch(ctx, updates, dst)
+	if err != nil {
+		t.Fatalf("UpdateBatch of %d updates: %v", len(updates), err)
+	}
+	if len(got) != len(prefix)+len(updates) {
+		t.Fatalf("UpdateBatch of %d updates onto a dup of length %d returned length %d; want %d: dup with one flag per update appended", len(updates), len(prefix), len(got), len(prefix)+len(updates))
+	}
+	if d := diff(prefix, got[:len(prefix)]); d != "" {
+		t.Errorf("UpdateBatch did not keep what dup held (-want +got):\n%s", d)
+	}
+	return got[len(prefix):]
+}
+
+// dupAnswer is one update of a batch with whether it was a duplicate, for
+// readable diffs.
+type dupAnswer struct {
+	I         int
+	Profile   identity.ProfileID
+	MessageID string
+	Dup       bool
+}
+
+func dupAnswers(updates []profile.BatchUpdate, dups []bool) []dupAnswer {
+	out := make([]dupAnswer, max(len(updates), len(dups)))
+	for i := range out {
+		out[i].I = i
+		if i < len(updates) {
+			out[i].Profile, out[i].MessageID = updates[i].Profile, updates[i].MessageID
+		}
+		if i < len(dups) {
+			out[i].Dup = dups[i]
+		}
+	}
+	return out
+}
+
+// withTraits returns u with traits set (stamped with its UpdatedAt) and
+// removed.
+func withTraits(u profile.Update, set map[string]any, remove ...string) profile.Update {
+	if set != nil {
+		u.Set = map[string]profile.Trait{}
+		for k, v := range set {
+			u.Set[k] = profile.Trait{Value: v, Source: "batch", UpdatedAt: u.Metadata.UpdatedAt}
+		}
+	}
+	u.Remove = remove
+	return u
+}
+
+func profileMetadataBatch(t *testing.T, e *env, s profile.Store) {
+	needBatchTx(t, e, s)
+	f := seedProfiles(t, e, s)
+	committed := f.view(t, e.ctx, s)
+	tx, b := beginBatchTx(t, e, s)
+	for _, in := range [][]identity.ProfileID{nil, {}} {
+		if got, err := b.MetadataBatch(e.ctx, in); err != nil || len(got) != 0 {
+			t.Errorf("MetadataBatch of no profiles = %v, %v; want nothing", got, err)
+		}
+	}
+	unknown := newPID()
+	pids := []identity.ProfileID{f.B, unknown, f.A, f.C, f.A}
+	want := map[identity.ProfileID]profile.Metadata{f.A: committed[f.A].Meta, f.B: committed[f.B].Meta, f.C: committed[f.C].Meta}
+	checkMetadataBatch(t, e.ctx, "committed profiles", tx, b, pids, want)
+
+	// The transaction's own writes: a profile created, one updated, one
+	// merged away, one deleted.
+	n := newPID()
+	created := track(1, ev("n1", "n", 1))
+	more := traitsUpdate(7, "m9", map[string]any{"plan": "pro"})
+	must(t, tx.Update(e.ctx, n, created), "Update creating N")
+	must(t, tx.Update(e.ctx, f.A, more), "Update of A")
+	must(t, tx.Merge(e.ctx, f.A, f.B), "Merge")
+	must(t, tx.Delete(e.ctx, f.C), "Delete")
+	pids = append(pids, n)
+	want = map[identity.ProfileID]profile.Metadata{f.A: more.Metadata, n: created.Metadata}
+	checkMetadataBatch(t, e.ctx, "the transaction's own writes", tx, b, pids, want)
+	commitTx(t, e.ctx, tx)
+	if d := diff(want, metadataEach(t, e.ctx, s, pids)); d != "" {
+		t.Errorf("the store after Commit (-want +got):\n%s", d)
+	}
+}
+
+func profileMetadataBatchCopyAtBoundary(t *testing.T, e *env, s profile.Store) {
+	needBatchTx(t, e, s)
+	f := seedProfiles(t, e, s) // B's and C's metadata have recipients
+	n := newPID()
+	tx, b := beginBatchTx(t, e, s)
+	must(t, tx.Update(e.ctx, n, track(1, ev("n1", "n", 1))), "Update creating N")
+	pids := []identity.ProfileID{f.B, f.C, n}
+	want := metadataEach(t, e.ctx, tx, pids)
+	for _, pid := range pids {
+		if len(want[pid].Recipients) == 0 {
+			t.Fatalf("the check's profile %s has no recipients to change", pid)
+		}
+	}
+	got, err := b.MetadataBatch(e.ctx, pids)
+	must(t, err, "MetadataBatch")
+	for pid, m := range got {
+		for i := range m.Recipients {
+			m.Recipients[i].Name = "scribbled"
+			m.Recipients[i].LastSent = at(999)
+		}
+		m.Recipients = append(m.Recipients[:cap(m.Recipients)], profile.Recipient{Name: "appended"})
+		m.Version = 999
+		got[pid] = m
+	}
+	if d := diff(want, metadataEach(t, e.ctx, tx, pids)); d != "" {
+		t.Errorf("changing what MetadataBatch returned changed the transaction's profiles (-want +got):\n%s", d)
+	}
+	checkMetadataBatch(t, e.ctx, "after changing what it returned", tx, b, pids, want)
+	commitTx(t, e.ctx, tx)
+	if d := diff(want, metadataEach(t, e.ctx, s, pids)); d != "" {
+		t.Errorf("changing what MetadataBatch returned changed the store (-want +got):\n%s", d)
+	}
+}
+
+func profileMetadataBatchMany(t *testing.T, e *env, s profile.Store) {
+	needBatchTx(t, e, s)
+	meta := func(i int) profile.Metadata {
+		return profile.Metadata{CreatedAt: at(i), UpdatedAt: at(i + 1), Version: uint64(i + 1),
+			Recipients: []profile.Recipient{{Name: fmt.Sprint("dest-", i%3), FirstSent: at(i), LastSent: at(i + 1)}}}
+	}
+	known, fresh := newPIDs(500), newPIDs(200)
+	stored := map[identity.ProfileID]profile.Metadata{}
+	inTx(t, e.ctx, s.Begin, func(tx profile.Tx) error {
+		for i, pid := range known {
+			if err := tx.Update(e.ctx, pid, profile.Update{Metadata: meta(i)}); err != nil {
+				return err
+			}
+			stored[pid] = meta(i)
+		}
+		return nil
+	})
+	var pids []identity.ProfileID
+	for i := 0; len(pids) < manyItems; i++ {
+		switch i % 4 {
+		case 0, 1: // known profiles, many of them twice
+			pids = append(pids, known[(i*7)%len(known)])
+		case 2:
+			pids = append(pids, fresh[(i/4)%len(fresh)])
+		case 3:
+			pids = append(pids, newPID())
+		}
+	}
+	// only is m restricted to the profiles asked for.
+	only := func(m map[identity.ProfileID]profile.Metadata) map[identity.ProfileID]profile.Metadata {
+		out := map[identity.ProfileID]profile.Metadata{}
+		for _, pid := range pids {
+			if md, ok := m[pid]; ok {
+				out[pid] = md
+			}
+		}
+		return out
+	}
+	tx, b := beginBatchTx(t, e, s)
+	checkMetadataBatch(t, e.ctx, fmt.Sprintf("%d profiles", len(pids)), tx, b, pids, only(stored))
+	// 200 created, 50 deleted, 50 updated.
+	staged := maps.Clone(stored)
+	for i, pid := range fresh {
+		must(t, tx.Update(e.ctx, pid, profile.Update{Metadata: meta(1000 + i)}), "Update creating a profile")
+		staged[pid] = meta(1000 + i)
+	}
+	for _, pid := range known[:50] {
+		must(t, tx.Delete(e.ctx, pid), "Delete")
+		delete(staged, pid)
+	}
+	for i, pid := range known[50:100] {
+		must(t, tx.Update(e.ctx, pid, profile.Update{Metadata: meta(2000 + i)}), "Update")
+		staged[pid] = meta(2000 + i)
+	}
+	checkMetadataBatch(t, e.ctx, fmt.Sprintf("%d profiles, in a transaction with writes", len(pids)), tx, b, pids, only(staged))
+}
+
+// equivalenceBatch is a batch over A and B, which exist, and C and N, which
+// do not: new messages, replays of recorded ones, message ids shared across
+// profiles, updates without a message id, traits set and removed, events out
+// of order.
+func equivalenceBatch(A, B, C, N identity.ProfileID) []profile.BatchUpdate {
+	return []profile.BatchUpdate{
+		{Profile: A, Update: withTraits(track(3, ev("m4", "a", 4)), map[string]any{"plan": "pro"})},
+		{Profile: A, Update: withTraits(track(99, ev("m1", "replayed", 50)), map[string]any{"plan": "replayed"})}, // recorded before
+		{Profile: B, Update: track(3, ev("m4", "b", 4))},                                                          // A's message id, on B
+		{Profile: N, Update: traitsUpdate(1, "n1", map[string]any{"plan": "trial"})},
+		{Profile: A, Update: withTraits(traitsUpdate(4, "m5", nil), map[string]any{"city": "Paris"}, "plan", "never-there")},
+		{Profile: A, Update: track(99, ev("m4", "replayed", 51))}, // earlier in the batch
+		{Profile: C, Update: profile.Update{Metadata: profile.Metadata{CreatedAt: at(7), Version: 1}}},
+		{Profile: C, Update: withTraits(profile.Update{Metadata: profile.Metadata{CreatedAt: at(7), Version: 2}}, map[string]any{"x": 1.0})},
+		{Profile: C, Update: withTraits(profile.Update{Metadata: profile.Metadata{CreatedAt: at(7), Version: 3}}, map[string]any{"y": 2.0}, "x")},
+		{Profile: N, Update: track(2, ev("n2", "n", 2))},
+		{Profile: B, Update: track(4, ev("m6", "b", 3))},                                 // at the time of B's m3: ordered by message id
+		{Profile: A, Update: track(99, ev("mx", "replayed", 52))},                        // recorded before, without an event
+		{Profile: N, Update: traitsUpdate(99, "n1", map[string]any{"plan": "replayed"})}, // earlier in the batch
+		// tmp set and removed in one update: removed.
+		{Profile: B, Update: withTraits(traitsUpdate(5, "m7", map[string]any{"b": "B", "tmp": "x"}), nil, "city", "tmp")},
+		{Profile: A, Update: track(5, ev("m8", "a", 0))}, // older than every event of A
+		{Profile: C, Update: track(4, ev("m4", "c", 4))}, // A's and B's message id, on C
+	}
+}
+
+func profileUpdateBatchEqualsUpdates(t *testing.T, e *env, s profile.Store) {
+	needBatchTx(t, e, s)
+	ref := referenceProfiles(t, e)
+	ps := newPIDs(4)
+	A, B, C, N := ps[0], ps[1], ps[2], ps[3]
+	for _, st := range []profile.Store{s, ref} {
+		mustUpdate(t, e, st, A, withTraits(track(1, ev("m1", "a", 1)), map[string]any{"plan": "free", "city": "Lyon"}))
+		mustUpdate(t, e, st, A, traitsUpdate(2, "mx", map[string]any{"vip": true}))
+		mustUpdate(t, e, st, B, track(1, ev("m2", "b", 2)))
+		mustUpdate(t, e, st, B, withTraits(track(2, ev("m3", "b", 3)), map[string]any{"city": "Nice"}))
+	}
+	// One Update at a time, each in a transaction of its own, on the second
+	// store.
+	batch := equivalenceBatch(A, B, C, N)
+	var wantDup []bool
+	for i, u := range batch {
+		switch err := update(t, e, ref, u.Profile, u.Update); {
+		case err == nil:
+			wantDup = append(wantDup, false)
+		case errors.Is(err, profile.ErrDuplicate):
+			wantDup = append(wantDup, true)
+		default:
+			t.Fatalf("update %d, one at a time: %v", i, err)
+		}
+	}
+	want := viewProfiles(t, e.ctx, ref, ps...)
+	wantIDs, err := ref.IDs(e.ctx, "", 100)
+	must(t, err, "IDs of the second store")
+
+	tx, b := beginBatchTx(t, e, s)
+	dup := batchUpdates(t, e.ctx, b, equivalenceBatch(A, B, C, N))
+	if d := diff(dupAnswers(batch, wantDup), dupAnswers(batch, dup)); d != "" {
+		t.Errorf("UpdateBatch's duplicates differ from Update's ErrDuplicate one at a time (-Update +UpdateBatch):\n%s", d)
+	}
+	if d := diff(want, viewProfiles(t, e.ctx, tx, ps...)); d != "" {
+		t.Errorf("the transaction after UpdateBatch differs from the store after Update one at a time (-Update +UpdateBatch):\n%s", d)
+	}
+	commitTx(t, e.ctx, tx)
+	if d := diff(want, viewProfiles(t, e.ctx, s, ps...)); d != "" {
+		t.Errorf("the store after UpdateBatch differs from the store after Update one at a time (-Update +UpdateBatch):\n%s", d)
+	}
+	ids, err := s.IDs(e.ctx, "", 100)
+	must(t, err, "IDs")
+	if d := diff(wantIDs, ids); d != "" {
+		t.Errorf("IDs after UpdateBatch differ from IDs after Update one at a time (-Update +UpdateBatch):\n%s", d)
+	}
+}
+
+// cloneStored returns a copy of p that shares no slice or map with it.
+func cloneStored(p *storedProfile) *storedProfile {
+	if p == nil {
+		return nil
+	}
+	return &storedProfile{Traits: maps.Clone(p.Traits), Meta: p.Meta.Clone(), Events: slices.Clone(p.Events)}
+}
+
+func profileUpdateBatchDuplicates(t *testing.T, e *env, s profile.Store) {
+	needBatchTx(t, e, s)
+	f := seedProfiles(t, e, s) // A recorded m1, m3, mx; B m2, m3, my, mx, m5, m4; C c1
+	n := newPID()
+	pids := append(f.pids, n)
+	before := viewProfiles(t, e.ctx, s, pids...)
+	tx, b := beginBatchTx(t, e, s)
+	for _, in := range [][]profile.BatchUpdate{nil, {}} {
+		if got, err := b.UpdateBatch(e.ctx, in, []bool{true}); err != nil || diff([]bool{true}, got) != "" {
+			t.Errorf("UpdateBatch of no updates = %v, %v; want dup as it was, [true]", got, err)
+		}
+	}
+	stagedA := track(4, ev("m9", "a", 9))
+	must(t, tx.Update(e.ctx, f.A, stagedA), "Update of A") // recorded earlier in the transaction
+	// A duplicate carries other content: were it applied, it would show.
+	replay := func(id string, sec int) profile.Update {
+		return withTraits(track(99, ev(id, "replayed", sec)), map[string]any{"replayed": true}, "a", "b")
+	}
+	batch := []profile.BatchUpdate{
+		{Profile: f.A, Update: replay("m1", 50)},                                       // committed before: dup
+		{Profile: f.A, Update: replay("m9", 51)},                                       // staged earlier in the transaction: dup
+		{Profile: f.A, Update: track(5, ev("m10", "a", 10))},                           // new
+		{Profile: f.A, Update: replay("m10", 52)},                                      // earlier in the batch: dup
+		{Profile: f.C, Update: track(2, ev("m10", "c", 11))},                           // the same message on another profile: new
+		{Profile: f.C, Update: track(3, ev("m1", "c", 12))},                            // A's committed message on C: new
+		{Profile: f.B, Update: replay("mx", 53)},                                       // B recorded mx (A did too): dup
+		{Profile: f.A, Update: profile.Update{Metadata: profile.Metadata{Version: 6}}}, // no message id: never a dup
+		{Profile: f.A, Update: profile.Update{Metadata: profile.Metadata{Version: 7}}}, // nor again
+		{Profile: n, Update: track(1, ev("n1", "n", 1))},                               // new profile
+		{Profile: n, Update: replay("n1", 54)},                                         // earlier in the batch: dup
+	}
+	wantDup := []bool{true, true, false, true, false, false, true, false, false, false, true}
+	dup := batchUpdates(t, e.ctx, b, batch)
+	if d := diff(dupAnswers(batch, wantDup), dupAnswers(batch, dup)); d != "" {
+		t.Errorf("UpdateBatch's duplicate flags (-want +got):\n%s", d)
+	}
+	want := map[identity.ProfileID]*storedProfile{}
+	for pid, p := range before {
+		want[pid] = cloneStored(p)
+	}
+	want[f.A].Events = append(want[f.A].Events, *ev("m9", "a", 9), *ev("m10", "a", 10))
+	want[f.A].Meta = profile.Metadata{Version: 7}
+	want[f.C].Events = append(want[f.C].Events, *ev("m10", "c", 11), *ev("m1", "c", 12))
+	want[f.C].Meta = track(3, ev("m1", "c", 12)).Metadata
+	want[n] = &storedProfile{Meta: track(1, ev("n1", "n", 1)).Metadata, Events: []profile.Event{*ev("n1", "n", 1)}}
+	if d := diff(want, viewProfiles(t, e.ctx, tx, pids...)); d != "" {
+		t.Errorf("the transaction after UpdateBatch with duplicates (-want +got):\n%s", d)
+	}
+	commitTx(t, e.ctx, tx)
+	if d := diff(want, viewProfiles(t, e.ctx, s, pids...)); d != "" {
+		t.Errorf("the store after UpdateBatch with duplicates (-want +got):\n%s", d)
+	}
+	// What the batch recorded is recorded: replayed later, each is a duplicate.
+	for _, u := range []profile.BatchUpdate{{Profile: f.A, Update: replay("m10", 60)}, {Profile: f.C, Update: replay("m10", 61)}, {Profile: n, Update: replay("n1", 62)}} {
+		if err := update(t, e, s, u.Profile, u.Update); !errors.Is(err, profile.ErrDuplicate) {
+			t.Errorf("Update of %s with message %s, recorded by the batch = %v; want ErrDuplicate", u.Profile, u.MessageID, err)
+		}
+	}
+}
+
+func profileUpdateBatchTraitOrder(t *testing.T, e *env, s profile.Store) {
+	needBatchTx(t, e, s)
+	pid, other := newPID(), newPID()
+	mustUpdate(t, e, s, pid, traitsUpdate(1, "m1", map[string]any{"a": "1", "b": "1", "c": "1"}))
+	tr := func(v string, sec int) profile.Trait {
+		return profile.Trait{Value: v, Source: fmt.Sprint("update-", sec), UpdatedAt: at(sec)}
+	}
+	meta := func(v int) profile.Metadata {
+		return profile.Metadata{CreatedAt: at(0), UpdatedAt: at(v), Version: uint64(v)}
+	}
+	batch := []profile.BatchUpdate{
+		{Profile: pid, Update: profile.Update{MessageID: "m2", Metadata: meta(2),
+			Set: map[string]profile.Trait{"a": tr("2", 2), "d": tr("2", 2)}, Remove: []string{"c"}}},
+		{Profile: other, Update: profile.Update{MessageID: "o1", Metadata: meta(1),
+			Set: map[string]profile.Trait{"a": tr("other", 1)}}}, // a trait of the same name, elsewhere
+		{Profile: pid, Update: profile.Update{MessageID: "m3", Metadata: meta(3),
+			Set: map[string]profile.Trait{"c": tr("3", 3)}, Remove: []string{"a", "d"}}},
+		// Within one update Remove comes after Set.
+		{Profile: pid, Update: profile.Update{MessageID: "m4", Metadata: meta(4),
+			Set: map[string]profile.Trait{"a": tr("4", 4), "e": tr("4", 4)}, Remove: []string{"e"}}},
+		{Profile: pid, Update: profile.Update{MessageID: "m2", Metadata: meta(99), // a duplicate: ignored
+			Set: map[string]profile.Trait{"z": tr("dup", 99), "a": tr("dup", 99)}, Remove: []string{"c"}}},
+		{Profile: pid, Update: profile.Update{Metadata: meta(5),
+			Set: map[string]profile.Trait{"b": tr("5", 5)}}},
+		{Profile: pid, Update: profile.Update{MessageID: "m6", Metadata: meta(6),
+			Set: map[string]profile.Trait{"b": tr("6", 6)}, Remove: []string{"b"}}},
+		{Profile: pid, Update: profile.Update{MessageID: "m7", Metadata: meta(7),
+			Set: map[string]profile.Trait{"b": tr("7", 7)}}},
+		{Profile: other, Update: profile.Update{MessageID: "o2", Metadata: meta(2), Remove: []string{"b"}}},
+	}
+	want := map[identity.ProfileID]*storedProfile{
+		pid:   {Traits: map[string]profile.Trait{"a": tr("4", 4), "b": tr("7", 7), "c": tr("3", 3)}, Meta: meta(7)},
+		other: {Traits: map[string]profile.Trait{"a": tr("other", 1)}, Meta: meta(2)},
+	}
+	tx, b := beginBatchTx(t, e, s)
+	dup := batchUpdates(t, e.ctx, b, batch)
+	wantDup := []bool{false, false, false, false, true, false, false, false, false}
+	if d := diff(dupAnswers(batch, wantDup), dupAnswers(batch, dup)); d != "" {
+		t.Errorf("UpdateBatch's duplicate flags (-want +got):\n%s", d)
+	}
+	if d := diff(want, viewProfiles(t, e.ctx, tx, pid, other)); d != "" {
+		t.Errorf("the transaction after several updates of one profile in a batch (-want +got):\n%s", d)
+	}
+	commitTx(t, e.ctx, tx)
+	if d := diff(want, viewProfiles(t, e.ctx, s, pid, other)); d != "" {
+		t.Errorf("the store after several updates of one profile in a batch (-want +got):\n%s", d)
+	}
+}
+
+func profileUpdateBatchCreates(t *testing.T, e *env, s profile.Store) {
+	needBatchTx(t, e, s)
+	ps := newPIDs(3)
+	full := withTraits(track(1, ev("n1", "Signed Up", 1)), map[string]any{
+		"plan": "pro", "address": map[string]any{"city": "Paris", "geo": map[string]any{"lat": 48.85}}, "tags": []any{"a", 3.0}})
+	bare := profile.Update{Metadata: profile.Metadata{CreatedAt: at(9), UpdatedAt: at(9), Version: 1}}
+	first, second := traitsUpdate(1, "x1", map[string]any{"plan": "free"}), track(2, ev("x2", "Viewed", 2))
+	batch := []profile.BatchUpdate{{Profile: ps[0], Update: full}, {Profile: ps[1], Update: bare},
+		{Profile: ps[2], Update: first}, {Profile: ps[2], Update: second}}
+	want := map[identity.ProfileID]*storedProfile{
+		ps[0]: {Traits: full.Set, Meta: full.Metadata, Events: []profile.Event{*full.Event}},
+		ps[1]: {Meta: bare.Metadata},
+		// Created by the first update, built on by the second.
+		ps[2]: {Traits: first.Set, Meta: second.Metadata, Events: []profile.Event{*second.Event}},
+	}
+	tx, b := beginBatchTx(t, e, s)
+	if dup := batchUpdates(t, e.ctx, b, batch); diff([]bool{false, false, false, false}, dup) != "" {
+		t.Errorf("UpdateBatch creating profiles reported duplicates %v; want none", dup)
+	}
+	if d := diff(want, viewProfiles(t, e.ctx, tx, ps...)); d != "" {
+		t.Errorf("the profiles UpdateBatch created, in the transaction (-want +got):\n%s", d)
+	}
+	commitTx(t, e.ctx, tx)
+	if d := diff(want, viewProfiles(t, e.ctx, s, ps...)); d != "" {
+		t.Errorf("the profiles UpdateBatch created, after Commit (-want +got):\n%s", d)
+	}
+	ids, err := s.IDs(e.ctx, "", 10)
+	must(t, err, "IDs")
+	if d := diff(ps, ids); d != "" {
+		t.Errorf("IDs after UpdateBatch created profiles (-want +got):\n%s", d)
+	}
+}
+
+func profileUpdateBatchInvalid(t *testing.T, e *env, s profile.Store) {
+	needBatchTx(t, e, s)
+	f := seedProfiles(t, e, s)
+	n := newPID()
+	pids := append(f.pids, n)
+	valid := func() []profile.BatchUpdate {
+		return []profile.BatchUpdate{
+			{Profile: f.A, Update: track(5, ev("m10", "a", 10))},
+			{Profile: n, Update: track(1, ev("n1", "n", 1))},
+			{Profile: f.B, Update: traitsUpdate(7, "m11", map[string]any{"plan": "pro"})},
+		}
+	}
+	bad := []struct {
+		name string
+		u    profile.Update
+	}{
+		{"an event with another message id", profile.Update{MessageID: "m12", Event: ev("m13", "x", 13)}},
+		{"an event without a message id", profile.Update{MessageID: "m12", Event: &profile.Event{Name: "x", Timestamp: at(13)}}},
+		{"an event with a message id, the update without", profile.Update{Event: ev("m13", "x", 13)}},
+	}
+	for i, bd := range bad {
+		for _, where := range []string{"first", "last"} {
+			before := viewProfiles(t, e.ctx, s, pids...)
+			tx, b := beginBatchTx(t, e, s)
+			// A write staged before the batch, which must survive it.
+			must(t, tx.Update(e.ctx, f.A, track(uint64(10+i), ev(fmt.Sprintf("m9-%d-%s", i, where), "a", 9))), "Update of A")
+			staged := viewProfiles(t, e.ctx, tx, pids...)
+			batch := append(valid(), profile.BatchUpdate{Profile: f.C, Update: bd.u})
+			if where == "first" {
+				batch = append(batch[len(batch)-1:], batch[:len(batch)-1]...)
+			}
+			if _, err := b.UpdateBatch(e.ctx, batch, nil); !errors.Is(err, profile.ErrInvalid) {
+				t.Errorf("UpdateBatch with %s, %s in the batch = %v; want ErrInvalid", bd.name, where, err)
+			}
+			// UpdateBatch checks every update before it writes anything: the
+			// transaction is as it was.
+			if d := diff(staged, viewProfiles(t, e.ctx, tx, pids...)); d != "" {
+				t.Errorf("UpdateBatch with %s, %s in the batch, refused, changed the transaction's profiles (-before +after):\n%s", bd.name, where, d)
+			}
+			want := before
+			if commitAfterRefused(t, e.ctx, tx) {
+				want = staged
+			}
+			if d := diff(want, viewProfiles(t, e.ctx, s, pids...)); d != "" {
+				t.Errorf("UpdateBatch with %s, %s in the batch, refused, changed the store (-want +got):\n%s", bd.name, where, d)
+			}
+		}
+	}
+	// The refused batches recorded none of their message ids.
+	for _, u := range valid() {
+		if err := update(t, e, s, u.Profile, u.Update); err != nil {
+			t.Errorf("Update of %s with message %s, from a refused batch = %v; want it accepted", u.Profile, u.MessageID, err)
+		}
+	}
+}
+
+func profileUpdateBatchCopyAtBoundary(t *testing.T, e *env, s profile.Store) {
+	needBatchTx(t, e, s)
+	pid, elsewhere := newPID(), newPID()
+	mk := func() []profile.BatchUpdate {
+		u := withTraits(track(1, ev("m1", "a", 1)), map[string]any{
+			"address": map[string]any{"city": "Paris", "lines": []any{"1 rue", "2e"}}, "plan": "pro"}, "nothing")
+		u2 := withTraits(traitsUpdate(2, "m2", nil), map[string]any{"tags": []any{"a", map[string]any{"k": "v"}}})
+		u2.Metadata.Recipients = []profile.Recipient{{Name: "crm", FirstSent: at(1), LastSent: at(2)}}
+		return []profile.BatchUpdate{{Profile: pid, Update: u}, {Profile: pid, Update: u2}}
+	}
+	orig := mk()
+	traits := maps.Clone(orig[0].Set)
+	maps.Copy(traits, orig[1].Set)
+	want := map[identity.ProfileID]*storedProfile{
+		pid:       {Traits: traits, Meta: orig[1].Metadata, Events: []profile.Event{*orig[0].Event}},
+		elsewhere: nil,
+	}
+	tx, b := beginBatchTx(t, e, s)
+	batch := mk()
+	batchUpdates(t, e.ctx, b, batch)
+	// What the caller passed in, changed after the call.
+	for i := range batch {
+		u := &batch[i]
+		for k, tr := range u.Set {
+			switch v := tr.Value.(type) {
+			case map[string]any:
+				v["city"] = "scribbled"
+				v["lines"].([]any)[0] = "scribbled"
+			case []any:
+				v[1].(map[string]any)["k"] = "scribbled"
+			}
+			tr.Source = "scribbled"
+			u.Set[k] = tr
+		}
+		u.Set["added"] = profile.Trait{Value: "scribbled"}
+		if len(u.Remove) > 0 {
+			u.Remove[0] = "plan" // a store keeping the slice would remove plan at Commit
+		}
+		if u.Event != nil {
+			u.Event.Name = "scribbled"
+			u.Event.Properties["id"] = "scribbled"
+			u.Event.Properties["nested"].(map[string]any)["list"].([]any)[0] = "scribbled"
+		}
+		for j := range u.Metadata.Recipients {
+			u.Metadata.Recipients[j].Name = "scribbled"
+		}
+		u.Metadata.Version = 99
+		u.Profile = elsewhere
+	}
+	batch[0] = profile.BatchUpdate{Profile: elsewhere, Update: profile.Update{MessageID: "scribbled"}}
+	if d := diff(want, viewProfiles(t, e.ctx, tx, pid, elsewhere)); d != "" {
+		t.Errorf("changing what was passed to UpdateBatch changed the transaction's profiles (-want +got):\n%s", d)
+	}
+	commitTx(t, e.ctx, tx)
+	if d := diff(want, viewProfiles(t, e.ctx, s, pid, elsewhere)); d != "" {
+		t.Errorf("changing what was passed to UpdateBatch changed the store (-want +got):\n%s", d)
+	}
+}
+
+func profileUpdateBatchMany(t *testing.T, e *env, s profile.Store) {
+	needBatchTx(t, e, s)
+	ref := referenceProfiles(t, e)
+	ps := newPIDs(3) // the first two exist, the third is new
+	type key struct {
+		pid identity.ProfileID
+		id  string
+	}
+	recorded := map[key]bool{}
+	for _, st := range []profile.Store{s, ref} {
+		for i, pid := range ps[:2] {
+			id := fmt.Sprint("s", i)
+			mustUpdate(t, e, st, pid, withTraits(track(1, ev(id, "seed", 0)), map[string]any{"k0": "seed", "k1": "seed"}))
+			recorded[key{pid, id}] = true
+		}
+	}
+	n := manyItems + 50
+	batch := make([]profile.BatchUpdate, n)
+	for i := range batch {
+		pid := ps[i%3]
+		id := fmt.Sprintf("b%04d", i)
+		switch i {
+		case 600, 1100: // replays of a message earlier in the batch, far back
+			id = fmt.Sprintf("b%04d", i-300)
+		case 1000: // a committed message (1000 % 3 == 1)
+			id = "s1"
+		case 1202: // another profile's message (999 % 3 == 0): not a duplicate
+			id = "b0999"
+		}
+		u := profile.Update{
+			MessageID: id,
+			// Few distinct timestamps: many ties, ordered by message id.
+			Event: &profile.Event{MessageID: id, Name: fmt.Sprint("e", i%5), Properties: map[string]any{"i": float64(i)},
+				Timestamp: at(i % 97), ReceivedAt: at(i)},
+			Metadata: profile.Metadata{CreatedAt: at(0), UpdatedAt: at(i), Version: uint64(i + 2), LastMessageID: id},
+			Set:      map[string]profile.Trait{fmt.Sprint("k", i%7): {Value: float64(i), Source: "batch", UpdatedAt: at(i)}},
+		}
+		if i%5 == 0 {
+			u.Remove = []string{fmt.Sprint("k", (i+3)%7)}
+		}
+		batch[i] = profile.BatchUpdate{Profile: pid, Update: u}
+	}
+	wantDup := make([]bool, n)
+	var dups []int
+	for i, u := range batch {
+		k := key{u.Profile, u.MessageID}
+		wantDup[i] = recorded[k]
+		recorded[k] = true
+		if wantDup[i] {
+			dups = append(dups, i)
+		}
+	}
+	if d := diff([]int{600, 1000, 1100}, dups); d != "" {
+		t.Fatalf("the check's batch has other duplicates than meant (-meant +has):\n%s", d)
+	}
+	// The same updates one at a time, in transactions of 50, on the second
+	// store; a duplicate is refused by Update and left out here, so that no
+	// transaction holds a refused write.
+	for lo := 0; lo < n; lo += 50 {
+		inTx(t, e.ctx, ref.Begin, func(tx profile.Tx) error {
+			for i := lo; i < min(lo+50, n); i++ {
+				if wantDup[i] {
+					continue
+				}
+				if err := tx.Update(e.ctx, batch[i].Profile, batch[i].Update); err != nil {
+					return fmt.Errorf("update %d, one at a time: %w", i, err)
+				}
+			}
+			return nil
+		})
+	}
+	want := viewProfiles(t, e.ctx, ref, ps...)
+
+	tx, b := beginBatchTx(t, e, s)
+	dup := batchUpdates(t, e.ctx, b, batch)
+	if d := diff(dupAnswers(batch, wantDup), dupAnswers(batch, dup)); d != "" {
+		t.Errorf("UpdateBatch of %d updates: duplicate flags (-want +got):\n%s", n, d)
+	}
+	if d := diff(want, viewProfiles(t, e.ctx, tx, ps...)); d != "" {
+		t.Errorf("the transaction after UpdateBatch of %d updates differs from Update one at a time (-Update +UpdateBatch):\n%s", n, d)
+	}
+	commitTx(t, e.ctx, tx)
+	if d := diff(want, viewProfiles(t, e.ctx, s, ps...)); d != "" {
+		t.Errorf("the store after UpdateBatch of %d updates differs from Update one at a time (-Update +UpdateBatch):\n%s", n, d)
+	}
+}
+
+// stageBatchWrites stages, with UpdateBatch, an update of A, a new profile n
+// and a trait of B.
+func stageBatchWrites(t *testing.T, e *env, b profile.BatchTx, f *profileFixture, n identity.ProfileID) {
+	t.Helper()
+	batchUpdates(t, e.ctx, b, []profile.BatchUpdate{
+		{Profile: f.A, Update: track(4, ev("m9", "a", 9))},
+		{Profile: n, Update: track(1, ev("n1", "n", 1))},
+		{Profile: f.B, Update: traitsUpdate(7, "m10", map[string]any{"plan": "pro"})},
+	})
+}
+
+func profileUpdateBatchUncommittedInvisible(t *testing.T, e *env, s profile.Store) {
+	e.needIsolation(t)
+	needBatchTx(t, e, s)
+	f := seedProfiles(t, e, s)
+	n := newPID()
+	pids := append(f.pids, n)
+	before := viewProfiles(t, e.ctx, s, pids...)
+	beforeIDs, err := s.IDs(e.ctx, "", 100)
+	must(t, err, "IDs")
+	tx, b := beginBatchTx(t, e, s)
+	stageBatchWrites(t, e, b, f, n)
+	staged := viewProfiles(t, e.ctx, tx, pids...)
+	readers := map[string]profile.Reader{"the store": s}
+	other, ok := secondTx(t, e, s.Begin)
+	if ok {
+		readers["another transaction"] = other
+	}
+	for name, r := range readers {
+		if d := diff(before, viewProfiles(t, e.ctx, r, pids...)); d != "" {
+			t.Errorf("%s sees what UpdateBatch staged (-committed +seen):\n%s", name, d)
+		}
+	}
+	if ok {
+		must(t, other.Rollback(e.ctx), "Rollback")
+	}
+	if got, err := s.IDs(e.ctx, "", 100); err != nil || diff(beforeIDs, got) != "" {
+		t.Errorf("IDs lists a profile UpdateBatch staged: %v, %v; want %v", got, err, beforeIDs)
+	}
+	commitTx(t, e.ctx, tx)
+	if d := diff(staged, viewProfiles(t, e.ctx, s, pids...)); d != "" {
+		t.Errorf("the store after Commit (-staged +seen):\n%s", d)
+	}
+}
+
+func profileUpdateBatchRollbackDiscards(t *testing.T, e *env, s profile.Store) {
+	needBatchTx(t, e, s)
+	f := seedProfiles(t, e, s)
+	n := newPID()
+	pids := append(f.pids, n)
+	before := viewProfiles(t, e.ctx, s, pids...)
+	tx, b := beginBatchTx(t, e, s)
+	stageBatchWrites(t, e, b, f, n)
+	must(t, tx.Rollback(e.ctx), "Rollback")
+	if d := diff(before, viewProfiles(t, e.ctx, s, pids...)); d != "" {
+		t.Errorf("Rollback left what UpdateBatch staged (-before +after):\n%s", d)
+	}
+	if err := tx.Rollback(e.ctx); err != nil {
+		t.Errorf("a second Rollback = %v; want nil", err)
+	}
+	// The message ids it staged were not recorded.
+	for _, u := range []profile.BatchUpdate{{Profile: f.A, Update: profile.Update{MessageID: "m9"}}, {Profile: n, Update: profile.Update{MessageID: "n1"}}} {
+		if err := update(t, e, s, u.Profile, u.Update); err != nil {
+			t.Errorf("Update of %s with message %s, of a rolled back batch = %v; want it accepted", u.Profile, u.MessageID, err)
+		}
+	}
+}
+
+func profileUpdateBatchTxDone(t *testing.T, e *env, s profile.Store) {
+	needBatchTx(t, e, s)
+	for _, how := range []string{"Commit", "Rollback"} {
+		f := seedProfiles(t, e, s)
+		n := newPID()
+		tx, b := beginBatchTx(t, e, s)
+		batchUpdates(t, e.ctx, b, []profile.BatchUpdate{{Profile: n, Update: track(1, ev("n1", "n", 1))}})
+		if how == "Commit" {
+			commitTx(t, e.ctx, tx)
+		} else {
+			must(t, tx.Rollback(e.ctx), "Rollback")
+		}
+		late := newPID()
+		pids := append(f.pids, n, late)
+		before := viewProfiles(t, e.ctx, s, pids...)
+		checkDone(t, e.ctx, how, tx, profile.ErrTxDone, []txMethod{
+			{"UpdateBatch", func(ctx context.Context) error {
+				_, err := b.UpdateBatch(ctx, []profile.BatchUpdate{
+					{Profile: late, Update: track(1, ev("l1", "l", 1))},
+					{Profile: f.A, Update: traitsUpdate(9, "l2", map[string]any{"late": true})},
+				}, nil)
+				return err
+			}},
+			{"MetadataBatch", func(ctx context.Context) error {
+				_, err := b.MetadataBatch(ctx, []identity.ProfileID{f.A, n})
+				return err
+			}},
+			{"MetadataBatch (no profiles)", func(ctx context.Context) error {
+				_, err := b.MetadataBatch(ctx, nil)
+				return err
+			}},
+			{"UpdateBatch (no updates)", func(ctx context.Context) error {
+				_, err := b.UpdateBatch(ctx, nil, nil)
+				return err
+			}},
+		})
+		if d := diff(before, viewProfiles(t, e.ctx, s, pids...)); d != "" {
+			t.Errorf("UpdateBatch on a transaction ended by %s changed the store (-before +after):\n%s", how, d)
+		}
+	}
+}
