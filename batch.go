@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -20,10 +21,10 @@ import (
 const BatchSize = 500
 
 // CollectBatch collects many messages, as Collect collects each, in far fewer
-// backend calls: the common message, a Track about a person already known by
-// all its identifiers, is stored together with the rest of its batch, which
-// costs a few statements and one commit per BatchSize messages on a SQL
-// backend instead of several statements and a commit per message. Backends
+// backend calls: the common message, about a person already known by all its
+// identifiers, is stored together with the rest of its batch, which costs a
+// few statements and one commit per BatchSize messages on a SQL backend
+// instead of several statements and a commit per message. Backends
 // that implement the optional batch interfaces (identity.BatchReader,
 // suppression.BatchReader, profile.BatchTx) are asked once per batch; others
 // once per message, still within one transaction.
@@ -35,9 +36,9 @@ const BatchSize = 500
 // repeat), and a *BatchError otherwise, whose Errs says which messages were
 // not stored and why; errors.Is(err, ErrSuppressed) and the like work on it.
 //
-// Messages that create, link or merge profiles, and Identify messages, are
-// collected one at a time, as by Collect, after the rest of their batch; so
-// the messages of a batch are not necessarily stored in the order given.
+// Messages that create, link or merge profiles are collected one at a time, as
+// by Collect, after the rest of their batch; so the messages of a batch are not
+// necessarily stored in the order given.
 // Nothing depends on that order: traits are last-updated-wins by timestamp,
 // and events are ordered by their timestamps.
 func (c *Controller) CollectBatch(ctx context.Context, msgs []Message) error {
@@ -134,10 +135,11 @@ type batchItem struct {
 	matches []identity.Match
 	profile identity.ProfileID
 	outcome batchOutcome
-	version uint64            // the profile's version after the message
-	now     time.Time         // when the batch was stored
-	changes []audience.Change // memberships the message changed
-	update  int               // its update's index among the batch's
+	version uint64                   // the profile's version after the message
+	now     time.Time                // when the batch was stored
+	changes []audience.Change        // memberships the message changed
+	traits  map[string]profile.Trait // with audiences, the traits after it of a profile an identify of the batch changes
+	update  int                      // its update's index among the batch's
 }
 
 // collectBatch stores the batch's items, retrying it as a whole after a
@@ -195,8 +197,8 @@ func (c *Controller) finishBatch(ctx context.Context, items []batchItem, recount
 }
 
 // storeBatch is one attempt at storing a batch in one transaction per backend.
-// It stores the Track messages whose identifiers all belong to one known
-// profile, and marks the others outcomeAlone. It returns the profiles whose
+// It stores the messages whose identifiers all belong to one known profile,
+// and marks the others outcomeAlone. It returns the profiles whose
 // memberships must be recomputed because the audience commit failed after the
 // profiles' (backends that share no transaction only).
 func (c *Controller) storeBatch(ctx context.Context, items []batchItem) (recount []identity.ProfileID, err error) {
@@ -271,7 +273,7 @@ func (c *Controller) storeBatch(ctx context.Context, items []batchItem) (recount
 	if set.Len() > 0 {
 		for i := range items {
 			it := &items[i]
-			if it.outcome != outcomeStored || !set.UsesEvents(it.msg.event) {
+			if it.outcome != outcomeStored || (it.msg.kind == "track" && !set.UsesEvents(it.msg.event)) {
 				continue
 			}
 			if atx == nil {
@@ -299,7 +301,7 @@ func (c *Controller) storeBatch(ctx context.Context, items []batchItem) (recount
 			// The messages are stored: recompute their memberships instead.
 			c.log.ErrorContext(ctx, "audience commit failed; recomputing memberships", "profiles", len(pids), "err", err)
 			for i := range items {
-				if it := &items[i]; it.outcome == outcomeStored && set.UsesEvents(it.msg.event) {
+				if it := &items[i]; it.outcome == outcomeStored && (it.msg.kind == "identify" || set.UsesEvents(it.msg.event)) {
 					it.changes = nil
 					recount = append(recount, it.profile)
 				}
@@ -312,8 +314,8 @@ func (c *Controller) storeBatch(ctx context.Context, items []batchItem) (recount
 }
 
 // lookupBatch looks up the identifiers of the pending items in one call and
-// sets their matches and profile. An item that is not a Track about one known
-// profile is marked outcomeAlone.
+// sets their matches and profile. An item whose identifiers do not all belong
+// to one known profile is marked outcomeAlone.
 func (c *Controller) lookupBatch(ctx context.Context, items []batchItem) error {
 	var ids []identity.ID
 	for i := range items {
@@ -340,7 +342,7 @@ func (c *Controller) lookupBatch(ctx context.Context, items []batchItem) error {
 				it.profile = ""
 			}
 		}
-		if it.profile == "" || it.msg.kind != "track" {
+		if it.profile == "" {
 			it.outcome = outcomeAlone
 		}
 	}
@@ -404,6 +406,28 @@ func (c *Controller) buildBatchUpdates(ctx context.Context, ptx profile.Tx, item
 	if err != nil {
 		return nil, backendError("profile read", err)
 	}
+	// An identify needs its profile's traits, for last-updated-wins; they are
+	// carried from one message of the batch to the next like the metadata.
+	traits := map[identity.ProfileID]map[string]profile.Trait{}
+	for i := range items {
+		it := &items[i]
+		if it.outcome != outcomePending || it.msg.kind != "identify" {
+			continue
+		}
+		if _, ok := traits[it.profile]; ok {
+			continue
+		}
+		p, err := ptx.Get(ctx, it.profile)
+		switch {
+		case err == nil:
+			traits[it.profile] = p.Traits
+		case errors.Is(err, profile.ErrNotFound):
+			traits[it.profile] = nil
+		default:
+			return nil, backendError("profile read", err)
+		}
+	}
+	withAudiences := c.set.Load().Len() > 0
 	type seenKey struct {
 		pid identity.ProfileID
 		id  string
@@ -441,10 +465,33 @@ func (c *Controller) buildBatchUpdates(ctx context.Context, ptx profile.Tx, item
 		meta.Recipients = c.noteRecipients(slices.Clone(meta.Recipients), now)
 		metas[it.profile] = meta
 		it.version, it.now, it.update = meta.Version, now, len(updates)
-		events[i] = profile.Event{MessageID: it.msg.messageID, Name: it.msg.event, Properties: it.msg.props,
-			Timestamp: it.msg.timestamp, ReceivedAt: now}
-		updates = append(updates, profile.BatchUpdate{Profile: it.profile,
-			Update: profile.Update{MessageID: it.msg.messageID, Event: &events[i], Metadata: meta}})
+		u := profile.Update{MessageID: it.msg.messageID, Metadata: meta}
+		if it.msg.kind == "identify" {
+			cur := traits[it.profile]
+			applyIdentify(&u, &it.msg, cur)
+			// cur is the batch's own copy: bring it to the state after u. (Should
+			// u turn out a repeat, its traits were applied when it was first
+			// stored, and last-updated-wins makes applying them again moot.)
+			if cur == nil && len(u.Set) > 0 {
+				cur = make(map[string]profile.Trait, len(u.Set))
+			}
+			maps.Copy(cur, u.Set)
+			for _, k := range u.Remove {
+				delete(cur, k)
+			}
+			traits[it.profile] = cur
+		} else {
+			events[i] = profile.Event{MessageID: it.msg.messageID, Name: it.msg.event, Properties: it.msg.props,
+				Timestamp: it.msg.timestamp, ReceivedAt: now}
+			u.Event = &events[i]
+		}
+		if cur, ok := traits[it.profile]; ok && withAudiences {
+			// The audiences see the traits as they were after this message,
+			// not as the batch leaves them.
+			it.traits = make(map[string]profile.Trait, len(cur))
+			maps.Copy(it.traits, cur)
+		}
+		updates = append(updates, profile.BatchUpdate{Profile: it.profile, Update: u})
 	}
 	return updates, nil
 }
@@ -513,19 +560,21 @@ func updateBatch(ctx context.Context, ptx profile.Tx, items []batchItem, updates
 // profile's memberships in atx, as store does for one message.
 func (c *Controller) stageBatchAudiences(ctx context.Context, ptx profile.Tx, atx audience.Tx, set *audience.Set, it *batchItem, u *profile.BatchUpdate) error {
 	var values []any
-	var traits map[string]profile.Trait
-	if picker, ok := ptx.(profile.TraitPicker); ok {
-		var err error
-		values, err = picker.PickTraits(ctx, it.profile, set.TraitNames(), make([]any, 0, len(set.TraitNames())))
-		if err != nil {
-			return backendError("profile read", err)
+	traits := it.traits // set when an identify of the batch changed the profile
+	if traits == nil {
+		if picker, ok := ptx.(profile.TraitPicker); ok {
+			var err error
+			values, err = picker.PickTraits(ctx, it.profile, set.TraitNames(), make([]any, 0, len(set.TraitNames())))
+			if err != nil {
+				return backendError("profile read", err)
+			}
+		} else {
+			p, err := ptx.Get(ctx, it.profile)
+			if err != nil {
+				return backendError("profile read", err)
+			}
+			traits = p.Traits
 		}
-	} else {
-		p, err := ptx.Get(ctx, it.profile)
-		if err != nil {
-			return backendError("profile read", err)
-		}
-		traits = p.Traits
 	}
 	plan := identity.Plan{Profile: it.profile}
 	changes, err := c.stageAudiences(ctx, atx, set, &plan, u.Event, traits, values, it.now)

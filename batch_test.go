@@ -126,37 +126,54 @@ func defineBatchAudiences(t *testing.T, c *privacy.Controller) {
 // in a batch: the people, their events, versions, memberships and what the
 // destination heard must be the same, and so must the statistics.
 func TestCollectBatchMatchesCollect(t *testing.T) {
-	ctx := context.Background()
 	one, batch := newBatchWorld(t), newBatchWorld(t)
 	defineBatchAudiences(t, one.c)
 	defineBatchAudiences(t, batch.c)
 
-	msgs := mixedBatch()
+	// The second batch is about people the first made known: its identifies
+	// are stored together with its tracks.
+	for round, msgs := range [][]privacy.Message{mixedBatch(), knownPeopleBatch()} {
+		compareBatch(t, one, batch, msgs)
+		if t.Failed() {
+			t.Fatalf("batch %d differs", round)
+		}
+	}
+}
+
+// knownPeopleBatch changes the traits of the people mixedBatch made known,
+// between their events: newer and older values, removals, a repeat.
+func knownPeopleBatch() []privacy.Message {
+	return []privacy.Message{
+		privacy.Track{MessageID: "k1", UserID: "u2", Event: "Viewed", Timestamp: at(80)},
+		privacy.Identify{MessageID: "k2", UserID: "u2", Traits: map[string]any{"plan": "free", "seats": 3}, Timestamp: at(81)},
+		privacy.Track{MessageID: "k3", UserID: "u2", Event: "Viewed", Timestamp: at(82)},
+		privacy.Identify{MessageID: "k4", UserID: "u2", Traits: map[string]any{"plan": "enterprise"}, Timestamp: at(1)}, // older: loses
+		privacy.Identify{MessageID: "k5", UserID: "u3", Traits: map[string]any{"plan": nil}, Timestamp: at(83)},         // removes
+		privacy.Identify{MessageID: "k6", UserID: "u3", Traits: map[string]any{"plan": "pro"}, Timestamp: at(84)},       // sets again
+		privacy.Identify{MessageID: "k2", UserID: "u2", Traits: map[string]any{"plan": "free", "seats": 3}, Timestamp: at(81)},
+		privacy.Identify{MessageID: "k7", UserID: "u0", AnonymousID: "a9", Traits: map[string]any{"n": 1}, Timestamp: at(85)}, // merges
+		privacy.Track{MessageID: "k8", UserID: "u1", Event: "Viewed", Timestamp: at(86)},
+		privacy.Identify{MessageID: "k9", UserID: "u1", Traits: map[string]any{"plan": "free"}, Timestamp: at(87)},
+	}
+}
+
+// compareBatch collects msgs one at a time through one and as a batch
+// through batch, and compares what they did.
+func compareBatch(t *testing.T, one, batch *batchWorld, msgs []privacy.Message) {
+	t.Helper()
+	ctx := context.Background()
 	var wantErrs []error
 	for _, m := range msgs {
 		wantErrs = append(wantErrs, one.c.Collect(ctx, m))
 	}
 	err := batch.c.CollectBatch(ctx, msgs)
-	var be *privacy.BatchError
-	if !errors.As(err, &be) {
-		t.Fatalf("CollectBatch = %v, want a *BatchError for the bad message", err)
-	}
-	if len(be.Errs) != len(msgs) {
-		t.Fatalf("BatchError has %d entries, want %d", len(be.Errs), len(msgs))
-	}
-	for i := range msgs {
-		if (wantErrs[i] == nil) != (be.Errs[i] == nil) || (wantErrs[i] != nil && wantErrs[i].Error() != be.Errs[i].Error()) {
-			t.Errorf("message %d: batch error %v, one at a time %v", i, be.Errs[i], wantErrs[i])
+	if !slices.ContainsFunc(wantErrs, func(err error) bool { return err != nil }) {
+		if err != nil {
+			t.Errorf("CollectBatch = %v, want nil as one at a time", err)
 		}
+	} else {
+		checkBatchErrors(t, err, wantErrs)
 	}
-	if !errors.Is(err, privacy.ErrInvalid) {
-		t.Errorf("errors.Is(%v, ErrInvalid) = false", err)
-	}
-	var fe *privacy.FieldError
-	if !errors.As(err, &fe) || fe.Field != "Event" {
-		t.Errorf("errors.As FieldError = %v, want the Event field", fe)
-	}
-
 	people := []identity.ID{user("u0"), user("u1"), user("u2"), user("u3"), anon("a9")}
 	if diff := cmp.Diff(statesOf(t, one.c, people...), statesOf(t, batch.c, people...)); diff != "" {
 		t.Errorf("people differ, one at a time (-) vs batch (+):\n%s", diff)
@@ -167,6 +184,31 @@ func TestCollectBatchMatchesCollect(t *testing.T) {
 	flushBoth(t, one.c, batch.c)
 	if diff := cmp.Diff(sentIDs(one.rec), sentIDs(batch.rec)); diff != "" {
 		t.Errorf("the destination heard other messages (-one, +batch):\n%s", diff)
+	}
+}
+
+// checkBatchErrors checks that err is a *BatchError with the errors the
+// messages got one at a time (mixedBatch's: one refused for its Event).
+func checkBatchErrors(t *testing.T, err error, wantErrs []error) {
+	t.Helper()
+	var be *privacy.BatchError
+	if !errors.As(err, &be) {
+		t.Fatalf("CollectBatch = %v, want a *BatchError for the bad message", err)
+	}
+	if len(be.Errs) != len(wantErrs) {
+		t.Fatalf("BatchError has %d entries, want %d", len(be.Errs), len(wantErrs))
+	}
+	for i := range wantErrs {
+		if (wantErrs[i] == nil) != (be.Errs[i] == nil) || (wantErrs[i] != nil && wantErrs[i].Error() != be.Errs[i].Error()) {
+			t.Errorf("message %d: batch error %v, one at a time %v", i, be.Errs[i], wantErrs[i])
+		}
+	}
+	if !errors.Is(err, privacy.ErrInvalid) {
+		t.Errorf("errors.Is(%v, ErrInvalid) = false", err)
+	}
+	var fe *privacy.FieldError
+	if !errors.As(err, &fe) || fe.Field != "Event" {
+		t.Errorf("errors.As FieldError = %v, want the Event field", fe)
 	}
 }
 
@@ -501,7 +543,16 @@ func (tx countingProfilesTx) UpdateBatch(ctx context.Context, us []profile.Batch
 	return tx.Tx.(profile.BatchTx).UpdateBatch(ctx, us, dup)
 }
 
-// TestCollectBatchStoresKnownPeopleTogether: tracks about known people are
+func mustProfile(t *testing.T, c *privacy.Controller, id identity.ID) *profile.Profile {
+	t.Helper()
+	p, err := c.Profile(context.Background(), id)
+	if err != nil {
+		t.Fatalf("Profile(%s): %v", id, err)
+	}
+	return p
+}
+
+// TestCollectBatchStoresKnownPeopleTogether: messages about known people are
 // stored in one transaction with one UpdateBatch; a new person's message goes
 // the one-at-a-time way.
 func TestCollectBatchStoresKnownPeopleTogether(t *testing.T) {
@@ -518,6 +569,9 @@ func TestCollectBatchStoresKnownPeopleTogether(t *testing.T) {
 	for i := range 100 {
 		msgs = append(msgs, privacy.Track{UserID: fmt.Sprintf("k%d", i%5), Event: "Viewed", Timestamp: at(i)})
 	}
+	for i := range 5 {
+		msgs = append(msgs, privacy.Identify{UserID: fmt.Sprintf("k%d", i), Traits: map[string]any{"plan": "pro"}, Timestamp: at(i)})
+	}
 	msgs = append(msgs, privacy.Track{UserID: "newcomer", Event: "Viewed", Timestamp: at(1)})
 	if err := w.c.CollectBatch(ctx, msgs); err != nil {
 		t.Fatal(err)
@@ -526,7 +580,10 @@ func TestCollectBatchStoresKnownPeopleTogether(t *testing.T) {
 		t.Errorf("profile store: %d transactions, %d UpdateBatch and %d Update calls; want 2, 1 and 1 (the newcomer's)",
 			counted.begins, counted.batches, counted.ones)
 	}
-	if got := w.c.Stats().Collected; got != 106 {
-		t.Errorf("Stats().Collected = %d, want 106", got)
+	if got := w.c.Stats().Collected; got != 111 {
+		t.Errorf("Stats().Collected = %d, want 111", got)
+	}
+	if p := mustProfile(t, w.c, user("k3")); p.Traits["plan"].Value != "pro" {
+		t.Errorf("k3's plan = %v, want pro", p.Traits["plan"].Value)
 	}
 }

@@ -486,23 +486,7 @@ func (c *Controller) buildUpdate(ctx context.Context, ptx profile.Tx, plan *iden
 	}
 	switch msg.kind {
 	case "identify":
-		source := msg.source
-		if source == "" {
-			source = profile.SourceIdentify
-		}
-		for k, v := range msg.traits {
-			if have, ok := cur[k]; ok && have.UpdatedAt.After(msg.timestamp) {
-				continue // the stored value is newer: last updated wins
-			}
-			if v == nil {
-				delete(u.Set, k)
-				if _, ok := cur[k]; ok {
-					u.Remove = append(u.Remove, k)
-				}
-				continue
-			}
-			setTrait(&u, k, profile.Trait{Value: v, Source: source, UpdatedAt: msg.timestamp})
-		}
+		applyIdentify(&u, msg, cur)
 	case "track":
 		u.Event = &profile.Event{MessageID: msg.messageID, Name: msg.event, Properties: msg.props, Timestamp: msg.timestamp, ReceivedAt: now}
 	}
@@ -529,6 +513,28 @@ func (c *Controller) buildUpdate(ctx context.Context, ptx profile.Tx, plan *iden
 		delete(cur, k)
 	}
 	return u, cur, nil
+}
+
+// applyIdentify adds to u the trait changes of the identify msg, given the
+// profile's current traits: last updated wins, and a nil value removes.
+func applyIdentify(u *profile.Update, msg *message, cur map[string]profile.Trait) {
+	source := msg.source
+	if source == "" {
+		source = profile.SourceIdentify
+	}
+	for k, v := range msg.traits {
+		if have, ok := cur[k]; ok && have.UpdatedAt.After(msg.timestamp) {
+			continue // the stored value is newer: last updated wins
+		}
+		if v == nil {
+			delete(u.Set, k)
+			if _, ok := cur[k]; ok {
+				u.Remove = append(u.Remove, k)
+			}
+			continue
+		}
+		setTrait(u, k, profile.Trait{Value: v, Source: source, UpdatedAt: msg.timestamp})
+	}
 }
 
 func setTrait(u *profile.Update, k string, t profile.Trait) {
