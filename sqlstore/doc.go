@@ -80,13 +80,14 @@
 // lock per key inside the Scope's shared transaction (beginning it when need
 // be), held until that transaction ends. On PostgreSQL it is a transaction-level
 // advisory lock on a 64-bit hash of the key and the table prefix, taken in
-// ascending order of the hashes; a deadlock between processes that locked in
-// separate calls is broken by PostgreSQL and reported as an error matching
-// txscope.ErrRetry. On SQLite the shared transaction's write lock already
-// serialises every writer. UnlockSubjects releases them before any backend
-// joined the transaction: a caller that lets go of its in-process locks to
-// start over must let go of these too, or two goroutines may each wait for
-// the other's, in a cycle the database cannot see.
+// ascending order of the hashes, those of one call in one statement; a
+// deadlock between processes that locked in separate calls is broken by
+// PostgreSQL and reported as an error matching txscope.ErrRetry. On SQLite
+// the shared transaction's write lock already serialises every writer.
+// UnlockSubjects releases them before any backend joined the transaction: a
+// caller that lets go of its in-process locks to start over must let go of
+// these too, or two goroutines may each wait for the other's, in a cycle the
+// database cannot see.
 //
 // # The journal and the audit log
 //
@@ -130,6 +131,41 @@
 // table, indexed by (profile, timestamp, message id): a page of events is an
 // index range scan starting at the cursor, and storing a tracked message is
 // one insert that also de-duplicates it.
+//
+// A batch of collected messages costs a handful of statements, whatever its
+// size, through the optional batch interfaces the backends implement (the
+// Controller's batched collection uses them when present):
+//
+//   - LockSubjects: the locks not yet held, in one statement (PostgreSQL).
+//   - Graph().LookupBatch and a graph transaction's (identity.BatchReader):
+//     every identifier in one statement, a row value IN a VALUES list that
+//     each dialect answers from the primary key.
+//   - Suppressions().ProfileSuppressedBatch and a suppression transaction's
+//     (suppression.BatchReader): every profile in one statement.
+//   - A profile transaction's MetadataBatch (profile.BatchTx): the metadata
+//     of every profile in one statement.
+//   - A profile transaction's UpdateBatch (profile.BatchTx): at most four
+//     statements. One multi-row insert records the message ids (and events),
+//     and its RETURNING tells those recorded before, the duplicates; a
+//     message id repeated in the batch is a duplicate without asking. Then
+//     one upsert writes the metadata of each profile the batch changed (its
+//     last update's), one upsert the traits set and one delete the traits
+//     removed, each trait as the updates leave it in order. Every update is
+//     checked before the first statement: a bad one fails the batch with
+//     profile.ErrInvalid naming it, and leaves the transaction usable (on
+//     PostgreSQL, text with a NUL character or invalid UTF-8 included,
+//     which Update learns from the database with the transaction aborted).
+//
+// Reads go through the Scope's shared transaction as the single reads do.
+// The statements use the driver's ordinary parameters, no array types. Each
+// carries at most 10,000 on PostgreSQL, where every statement is a round
+// trip, and 1,000 on SQLite, in process, where smaller statements are faster
+// (modernc.org/sqlite binds parameters in time quadratic in their number); a
+// larger batch takes one more statement per chunk. A read's list is padded
+// to a power of two by repeating an entry, and so is a list of locks, so that
+// a driver that prepares and caches statements by their text (pgx keeps 512
+// per connection) prepares a few shapes, not one per batch size. Rows are
+// written in key order, so that concurrent batches lock them in one order.
 //
 // # Errors
 //

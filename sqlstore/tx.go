@@ -85,7 +85,8 @@ func beginImmediate(ctx context.Context, conn *sql.Conn) (txn, error) {
 		if !IsRetryable(err) || ctx.Err() != nil {
 			break
 		}
-		if err = sleep(ctx, backoff(attempt)); err != nil {
+		if serr := sleep(ctx, backoff(attempt)); serr != nil {
+			err = serr
 			break
 		}
 	}
@@ -332,7 +333,8 @@ func (s *Store) read(ctx context.Context, f func(Executor) error) error {
 // (pg_advisory_xact_lock), taken in ascending order of the keys' 64-bit
 // hashes, so two transactions locking overlapping keys cannot deadlock on
 // them; the hash covers the table prefix, so Stores with other prefixes or
-// schemas do not contend. Locking a key again in one Scope is a no-op.
+// schemas do not contend. Locking a key again in one Scope is a no-op. The
+// locks not yet held are taken in one statement (per chunk of 500 keys).
 //
 // SQLite: the shared transaction began with BEGIN IMMEDIATE, which holds the
 // database's single write lock until it ends; that serialises every writer, so
@@ -375,8 +377,9 @@ func (s *Store) LockSubjects(ctx context.Context, keys []string) error {
 	}
 	slices.Sort(hashes)
 	hashes = slices.Compact(hashes)
-	for _, h := range hashes {
-		if _, err := st.t.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", h); err != nil {
+	for rest := hashes; len(rest) > 0; {
+		n := min(len(rest), chunk)
+		if err := s.advisoryLocks(ctx, st.t, rest[:n]); err != nil {
 			// PostgreSQL aborted the transaction: end it, so that a retry in
 			// the same Scope (after a deadlock, say) begins a new one.
 			st.end(true, fmt.Errorf("locking subjects failed: %w", err))
@@ -386,9 +389,34 @@ func (s *Store) LockSubjects(ctx context.Context, keys []string) error {
 		if st.locked == nil {
 			st.locked = map[int64]bool{}
 		}
-		st.locked[h] = true
+		for _, h := range rest[:n] {
+			st.locked[h] = true
+		}
+		rest = rest[n:]
 	}
 	return nil
+}
+
+// advisoryLocks takes the transaction-level advisory locks of hashes, sorted
+// ascending, in one statement. PostgreSQL (9.6 and newer) evaluates a
+// volatile function of the select list after ORDER BY, so the locks are taken
+// in ascending order. The list is padded to a few lengths by repeating the
+// last hash (locking a key twice in a transaction is harmless), so that a
+// driver caching statements by their text prepares a few shapes.
+func (s *Store) advisoryLocks(ctx context.Context, ex Executor, hashes []int64) error {
+	if len(hashes) == 1 {
+		_, err := ex.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", hashes[0])
+		return err
+	}
+	size := listSize(len(hashes), chunk)
+	q := s.newListStmt(`SELECT pg_advisory_xact_lock(v.k) FROM (VALUES `, size)
+	q.tuples(size, 1, "{bigint}")
+	q.sql(`) AS v(k) ORDER BY v.k`)
+	for i := range size {
+		q.args = append(q.args, hashes[min(i, len(hashes)-1)])
+	}
+	_, err := ex.ExecContext(ctx, q.String(), q.args...)
+	return err
 }
 
 // UnlockSubjects releases the locks LockSubjects took in the Scope that ctx

@@ -1,0 +1,619 @@
+package sqlstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/profile"
+	"github.com/gdprkit/privacy/suppression"
+)
+
+// The batch methods: a batch of collected messages costs one statement per
+// step (per chunk of s.batchParams() parameters), whatever its number of
+// messages.
+
+var (
+	_ identity.BatchReader    = (*graphStore)(nil)
+	_ identity.BatchReader    = (*graphTx)(nil)
+	_ suppression.BatchReader = (*suppressionList)(nil)
+	_ suppression.BatchReader = (*suppressionTx)(nil)
+	_ profile.BatchTx         = (*profileTx)(nil)
+)
+
+// batchParams returns the most parameters one statement of a batch method
+// carries. On PostgreSQL, where each statement is a round trip, it is
+// maxListParams: well below the driver's limit (65535), and enough for a batch
+// of messages to take one statement per step. SQLite runs in process, where a
+// statement costs no round trip, and modernc.org/sqlite binds parameters in
+// time quadratic in their number: smaller statements are faster there.
+func (s *Store) batchParams() int {
+	if s.d == SQLite {
+		return sqliteBatchParams
+	}
+	return maxListParams
+}
+
+// sqliteBatchParams is SQLite's batchParams.
+const sqliteBatchParams = 1000
+
+// listSize returns the length a read's list of n entries (at most limit) is
+// sent as: the next power of two, at most limit. The list is padded by
+// repeating an entry, which changes no answer. Drivers that prepare and cache
+// statements by their text (pgx keeps 512 per connection) then prepare a few
+// shapes once, rather than one per batch size.
+func listSize(n, limit int) int {
+	if n <= 1 {
+		return n
+	}
+	size := 2
+	for size < n {
+		size <<= 1
+	}
+	return min(size, limit)
+}
+
+// listStmt builds a statement with lists of parameters of any length. The
+// fixed parts are templates, through s.sql and its cache; the lists are
+// written in the dialect's placeholders directly, so that statements of every
+// length are neither cached as templates nor rewritten whole.
+type listStmt struct {
+	s    *Store
+	b    strings.Builder
+	n    int // placeholders written
+	args []any
+}
+
+func (s *Store) newListStmt(head string, params int) *listStmt {
+	ls := &listStmt{s: s, args: make([]any, 0, params)}
+	ls.b.Grow(len(head) + params*8)
+	ls.sql(head)
+	return ls
+}
+
+// sql appends a template without parameters.
+func (ls *listStmt) sql(tmpl string) { ls.b.WriteString(ls.s.sql(tmpl)) }
+
+// tuples appends n tuples of w parameters each, "($1, $2), ($3, $4)", the
+// template cast (such as "{text}") after each parameter, numbered after those
+// written before. The caller appends the arguments in the same order.
+func (ls *listStmt) tuples(n, w int, cast string) { ls.write(n, w, cast, true) }
+
+// valuesTable appends a subquery of n rows of w parameters, for a row value
+// IN: "(SELECT column1, column2 FROM (VALUES ($1, $2), ...) AS v)". Both
+// dialects name a VALUES list's columns column1, column2, ...; and both look
+// each row up in the primary key, where SQLite scans the whole table for a
+// bare "IN (VALUES ...)".
+func (ls *listStmt) valuesTable(n, w int, cast string) {
+	ls.b.WriteString("(SELECT ")
+	for j := range w {
+		if j > 0 {
+			ls.b.WriteString(", ")
+		}
+		ls.b.WriteString("column")
+		ls.b.WriteString(strconv.Itoa(j + 1))
+	}
+	ls.b.WriteString(" FROM (VALUES ")
+	ls.tuples(n, w, cast)
+	ls.b.WriteString(") AS v)")
+}
+
+// params appends a list of n parameters: "$1, $2, $3".
+func (ls *listStmt) params(n int) { ls.write(n, 1, "", false) }
+
+// write writes the placeholders: $N on PostgreSQL, and on SQLite an
+// anonymous ?, bound in order (the fixed parts of a list statement have no
+// parameters), which modernc.org/sqlite binds much faster than ?N.
+func (ls *listStmt) write(n, w int, cast string, paren bool) {
+	ph := byte('$')
+	if ls.s.d == SQLite {
+		ph = '?'
+	}
+	if cast != "" {
+		cast = ls.s.sql(cast)
+	}
+	var num [20]byte
+	for i := range n {
+		if i > 0 {
+			ls.b.WriteString(", ")
+		}
+		if paren {
+			ls.b.WriteByte('(')
+		}
+		for j := range w {
+			if j > 0 {
+				ls.b.WriteString(", ")
+			}
+			ls.n++
+			ls.b.WriteByte(ph)
+			if ph == '$' {
+				ls.b.Write(strconv.AppendInt(num[:0], int64(ls.n), 10))
+			}
+			ls.b.WriteString(cast)
+		}
+		if paren {
+			ls.b.WriteByte(')')
+		}
+	}
+}
+
+func (ls *listStmt) String() string { return ls.b.String() }
+
+// ---------------------------------------------------------------------------
+// Identity graph.
+
+// LookupBatch implements identity.BatchReader: one statement per chunk of
+// batchParams()/2 distinct identifiers, through the Scope's shared transaction
+// when ctx holds this Store's, as Lookup.
+func (g *graphStore) LookupBatch(ctx context.Context, ids []identity.ID, dst []identity.ProfileID) ([]identity.ProfileID, error) {
+	if err := ctx.Err(); err != nil {
+		return dst, err
+	}
+	return lookupBatch(ctx, g.s, ids, dst, func(f func(Executor) error) error { return g.s.read(ctx, f) })
+}
+
+// LookupBatch implements identity.BatchReader in the transaction.
+func (tx *graphTx) LookupBatch(ctx context.Context, ids []identity.ID, dst []identity.ProfileID) ([]identity.ProfileID, error) {
+	if err := tx.check(ctx); err != nil {
+		return dst, err
+	}
+	return lookupBatch(ctx, tx.s, ids, dst, func(f func(Executor) error) error { return tx.run(ctx, f) })
+}
+
+// lookupBatch is LookupBatch, its statements run by run.
+func lookupBatch(ctx context.Context, s *Store, ids []identity.ID, dst []identity.ProfileID, run func(func(Executor) error) error) ([]identity.ProfileID, error) {
+	if len(ids) == 0 {
+		return dst, nil
+	}
+	var found map[identity.ID]identity.ProfileID
+	err := run(func(ex Executor) (err error) {
+		found, err = graphLookupBatch(ctx, s, ex, ids)
+		return err
+	})
+	if err != nil {
+		return dst, fmt.Errorf("sqlstore: identity lookup: %w", err)
+	}
+	for _, id := range ids {
+		dst = append(dst, found[id])
+	}
+	return dst, nil
+}
+
+// graphLookupBatch returns the profile of each of ids that is linked to one;
+// the others map to "".
+func graphLookupBatch(ctx context.Context, s *Store, ex Executor, ids []identity.ID) (map[identity.ID]identity.ProfileID, error) {
+	found := make(map[identity.ID]identity.ProfileID, len(ids))
+	uniq := make([]identity.ID, 0, len(ids))
+	for _, id := range ids {
+		if _, ok := found[id]; !ok {
+			found[id] = ""
+			uniq = append(uniq, id)
+		}
+	}
+	perStmt := s.batchParams() / 2
+	for rest := uniq; len(rest) > 0; {
+		n := min(len(rest), perStmt)
+		size := listSize(n, perStmt)
+		q := s.newListStmt(`SELECT id_type, id_value, profile_id FROM {p}identity_links WHERE (id_type, id_value) IN `, 2*size)
+		q.valuesTable(size, 2, "{text}")
+		for i := range size {
+			id := rest[min(i, n-1)]
+			q.args = append(q.args, id.Type, id.Value)
+		}
+		rows, err := ex.QueryContext(ctx, q.String(), q.args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id identity.ID
+			var pid string
+			if err := rows.Scan(&id.Type, &id.Value, &pid); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			found[id] = identity.ProfileID(pid)
+		}
+		if err := closeRows(rows); err != nil {
+			return nil, err
+		}
+		rest = rest[n:]
+	}
+	return found, nil
+}
+
+// ---------------------------------------------------------------------------
+// Suppression list.
+
+// ProfileSuppressedBatch implements suppression.BatchReader: one statement
+// per chunk of batchParams() distinct profiles, through the Scope's shared
+// transaction when ctx holds this Store's, as ProfileSuppressed.
+func (l *suppressionList) ProfileSuppressedBatch(ctx context.Context, pids []identity.ProfileID, dst []bool) ([]bool, error) {
+	if err := ctx.Err(); err != nil {
+		return dst, err
+	}
+	return profileSuppressedBatch(ctx, l.s, pids, dst, func(f func(Executor) error) error { return l.s.read(ctx, f) })
+}
+
+// ProfileSuppressedBatch implements suppression.BatchReader in the
+// transaction.
+func (tx *suppressionTx) ProfileSuppressedBatch(ctx context.Context, pids []identity.ProfileID, dst []bool) ([]bool, error) {
+	if err := tx.check(ctx); err != nil {
+		return dst, err
+	}
+	return profileSuppressedBatch(ctx, tx.s, pids, dst, func(f func(Executor) error) error { return tx.run(ctx, f) })
+}
+
+// profileSuppressedBatch is ProfileSuppressedBatch, its statements run by run.
+func profileSuppressedBatch(ctx context.Context, s *Store, pids []identity.ProfileID, dst []bool, run func(func(Executor) error) error) ([]bool, error) {
+	if len(pids) == 0 {
+		return dst, nil
+	}
+	var found map[identity.ProfileID]bool
+	err := run(func(ex Executor) (err error) {
+		found, err = profilesSuppressed(ctx, s, ex, pids)
+		return err
+	})
+	if err != nil {
+		return dst, err
+	}
+	for _, pid := range pids {
+		dst = append(dst, found[pid])
+	}
+	return dst, nil
+}
+
+// profilesSuppressed returns the suppressed profiles among pids, mapped to
+// true.
+func profilesSuppressed(ctx context.Context, s *Store, ex Executor, pids []identity.ProfileID) (map[identity.ProfileID]bool, error) {
+	uniq := uniqueIDs(pids)
+	found := make(map[identity.ProfileID]bool)
+	for rest := uniq; len(rest) > 0; {
+		n := min(len(rest), s.batchParams())
+		size := listSize(n, s.batchParams())
+		q := s.newListStmt(`SELECT profile_id FROM {p}suppressed_profiles WHERE profile_id IN (`, size)
+		q.params(size)
+		q.sql(`)`)
+		for i := range size {
+			q.args = append(q.args, string(rest[min(i, n-1)]))
+		}
+		rows, err := ex.QueryContext(ctx, q.String(), q.args...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: suppression check: %w", err)
+		}
+		ids, err := scanProfileIDs(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: suppression check: %w", err)
+		}
+		for _, pid := range ids {
+			found[pid] = true
+		}
+		rest = rest[n:]
+	}
+	return found, nil
+}
+
+// uniqueIDs returns pids without repeats, in their order.
+func uniqueIDs(pids []identity.ProfileID) []identity.ProfileID {
+	seen := make(map[identity.ProfileID]struct{}, len(pids))
+	out := make([]identity.ProfileID, 0, len(pids))
+	for _, pid := range pids {
+		if _, ok := seen[pid]; !ok {
+			seen[pid] = struct{}{}
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// ---------------------------------------------------------------------------
+// Profile store.
+
+// MetadataBatch implements profile.BatchTx: one statement per chunk of
+// batchParams() distinct profiles.
+func (tx *profileTx) MetadataBatch(ctx context.Context, pids []identity.ProfileID) (map[identity.ProfileID]profile.Metadata, error) {
+	if err := tx.check(ctx); err != nil {
+		return nil, err
+	}
+	out := make(map[identity.ProfileID]profile.Metadata, len(pids))
+	if len(pids) == 0 {
+		return out, nil
+	}
+	err := tx.run(ctx, func(ex Executor) error {
+		s := tx.s
+		for rest := uniqueIDs(pids); len(rest) > 0; {
+			n := min(len(rest), s.batchParams())
+			size := listSize(n, s.batchParams())
+			q := s.newListStmt(`SELECT p.profile_id, `+metadataColumns+` FROM {p}profiles p WHERE p.profile_id IN (`, size)
+			q.params(size)
+			q.sql(`)`)
+			for i := range size {
+				q.args = append(q.args, string(rest[min(i, n-1)]))
+			}
+			rows, err := ex.QueryContext(ctx, q.String(), q.args...)
+			if err != nil {
+				return fmt.Errorf("sqlstore: reading profiles: %w", err)
+			}
+			for rows.Next() {
+				var pid string
+				var ms metaScan
+				if err := rows.Scan(append([]any{&pid}, ms.dest()...)...); err != nil {
+					rows.Close()
+					return fmt.Errorf("sqlstore: reading profiles: %w", err)
+				}
+				m, err := ms.metadata()
+				if err != nil {
+					rows.Close()
+					return fmt.Errorf("sqlstore: reading profile %s: %w", pid, err)
+				}
+				out[identity.ProfileID(pid)] = m
+			}
+			if err := closeRows(rows); err != nil {
+				return fmt.Errorf("sqlstore: reading profiles: %w", err)
+			}
+			rest = rest[n:]
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// encodedUpdate is an update of a batch checked and encoded by checkUpdate.
+type encodedUpdate struct {
+	traits     []encodedTrait
+	props      string
+	recipients any
+}
+
+// messageKey is a recorded message: its profile and message id.
+type messageKey struct {
+	pid identity.ProfileID
+	id  string
+}
+
+// traitKey is one trait of one profile.
+type traitKey struct {
+	pid identity.ProfileID
+	key string
+}
+
+// UpdateBatch implements profile.BatchTx. It checks and encodes every update
+// first; then it records the message ids of the batch (a message id repeated
+// in the batch is a duplicate at once) in one statement per chunk, which tells
+// the ones recorded before (duplicates, which change nothing); then it writes
+// each profile's metadata once, that of its last update, and each trait once,
+// as the updates leave it in order: a statement per chunk for the metadata,
+// one for the traits set and one for the traits removed. Rows are written in
+// key order, so that concurrent batches lock them in one order.
+func (tx *profileTx) UpdateBatch(ctx context.Context, updates []profile.BatchUpdate, dup []bool) ([]bool, error) {
+	if err := tx.check(ctx); err != nil {
+		return dup, err
+	}
+	if len(updates) == 0 {
+		return dup, nil
+	}
+	enc := make([]encodedUpdate, len(updates))
+	for i := range updates {
+		u := &updates[i]
+		traits, props, recipients, err := tx.checkUpdate(u.Profile, &u.Update)
+		if err != nil {
+			return dup, fmt.Errorf("update %d of the batch: %w", i, err)
+		}
+		if tx.s.d == Postgres {
+			// Update learns it from PostgreSQL, which then aborts the
+			// transaction: here it is refused before, so that the caller
+			// may go on without the bad update.
+			if field := badPostgresText(u); field != "" {
+				return dup, fmt.Errorf("%w: update %d of the batch: %s holds a NUL character or invalid UTF-8, which PostgreSQL's text refuses",
+					profile.ErrInvalid, i, field)
+			}
+		}
+		enc[i] = encodedUpdate{traits, props, recipients}
+	}
+
+	// The first update with each message id tries to record it; later ones
+	// are duplicates of it.
+	isDup := make([]bool, len(updates))
+	first := make(map[messageKey]int, len(updates))
+	var recording []int
+	for i := range updates {
+		u := &updates[i]
+		if u.MessageID == "" {
+			continue
+		}
+		k := messageKey{u.Profile, u.MessageID}
+		if _, ok := first[k]; ok {
+			isDup[i] = true
+			continue
+		}
+		first[k] = i
+		recording = append(recording, i)
+	}
+	slices.SortFunc(recording, func(a, b int) int {
+		return cmp.Or(cmp.Compare(updates[a].Profile, updates[b].Profile), cmp.Compare(updates[a].MessageID, updates[b].MessageID))
+	})
+
+	err := tx.run(ctx, func(ex Executor) error {
+		s := tx.s
+		fail := func(err error) error { return fmt.Errorf("sqlstore: updating profiles: %w", err) }
+
+		// Messages: the rows returned are the ones inserted; the others were
+		// recorded before. ON CONFLICT DO NOTHING leaves a PostgreSQL
+		// transaction usable.
+		recorded := make([]bool, len(updates))
+		msgPerStmt := s.batchParams() / 6
+		for rest := recording; len(rest) > 0; {
+			n := min(len(rest), msgPerStmt)
+			q := s.newListStmt(`INSERT INTO {p}profile_messages (profile_id, message_id, event_name, properties, ts, received_at) VALUES `, 6*n)
+			q.tuples(n, 6, "")
+			q.sql(` ON CONFLICT (profile_id, message_id) DO NOTHING RETURNING profile_id, message_id`)
+			for _, i := range rest[:n] {
+				u := &updates[i]
+				var name, props, at, received any
+				if e := u.Event; e != nil {
+					name, props, at, received = e.Name, enc[i].props, s.ts(e.Timestamp), s.ts(e.ReceivedAt)
+				}
+				q.args = append(q.args, string(u.Profile), u.MessageID, name, props, at, received)
+			}
+			rows, err := ex.QueryContext(ctx, q.String(), q.args...)
+			if err != nil {
+				return fail(err)
+			}
+			for rows.Next() {
+				var pid, id string
+				if err := rows.Scan(&pid, &id); err != nil {
+					rows.Close()
+					return fail(err)
+				}
+				if i, ok := first[messageKey{identity.ProfileID(pid), id}]; ok {
+					recorded[i] = true
+				}
+			}
+			if err := closeRows(rows); err != nil {
+				return fail(err)
+			}
+			rest = rest[n:]
+		}
+		for _, i := range recording {
+			isDup[i] = !recorded[i]
+		}
+
+		// What the updates that are not duplicates leave: each profile's last
+		// metadata, and each trait's last Set or Remove (an update's Remove
+		// after its Set).
+		last := map[identity.ProfileID]int{}
+		type traitOp struct {
+			remove bool
+			t      encodedTrait
+		}
+		traitOps := map[traitKey]traitOp{}
+		for i := range updates {
+			if isDup[i] {
+				continue
+			}
+			u := &updates[i]
+			last[u.Profile] = i
+			for _, t := range enc[i].traits {
+				traitOps[traitKey{u.Profile, t.key}] = traitOp{t: t}
+			}
+			for _, k := range u.Remove {
+				traitOps[traitKey{u.Profile, k}] = traitOp{remove: true}
+			}
+		}
+		if len(last) == 0 {
+			return nil
+		}
+
+		// Metadata: one row per profile, as an upsert may touch a row once.
+		pids := make([]identity.ProfileID, 0, len(last))
+		for pid := range last {
+			pids = append(pids, pid)
+		}
+		slices.Sort(pids)
+		profilesPerStmt := s.batchParams() / 9
+		for rest := pids; len(rest) > 0; {
+			n := min(len(rest), profilesPerStmt)
+			q := s.newListStmt(`INSERT INTO {p}profiles (profile_id, created_at, updated_at, version, first_message_id, last_message_id, first_seen, last_seen, recipients) VALUES `, 9*n)
+			q.tuples(n, 9, "")
+			q.sql(` ON CONFLICT (profile_id) DO UPDATE SET created_at = excluded.created_at, updated_at = excluded.updated_at,
+				version = excluded.version, first_message_id = excluded.first_message_id, last_message_id = excluded.last_message_id,
+				first_seen = excluded.first_seen, last_seen = excluded.last_seen, recipients = excluded.recipients`)
+			for _, pid := range rest[:n] {
+				i := last[pid]
+				m := &updates[i].Metadata
+				q.args = append(q.args, string(pid), s.ts(m.CreatedAt), s.ts(m.UpdatedAt), int64(m.Version), m.FirstMessageID, m.LastMessageID,
+					s.ts(m.FirstSeen), s.ts(m.LastSeen), enc[i].recipients)
+			}
+			if _, err := ex.ExecContext(ctx, q.String(), q.args...); err != nil {
+				return fail(err)
+			}
+			rest = rest[n:]
+		}
+
+		// Traits: each (profile, key) once, set or removed.
+		var set, remove []traitKey
+		for k, op := range traitOps {
+			if op.remove {
+				remove = append(remove, k)
+			} else {
+				set = append(set, k)
+			}
+		}
+		byKey := func(a, b traitKey) int { return cmp.Or(cmp.Compare(a.pid, b.pid), cmp.Compare(a.key, b.key)) }
+		slices.SortFunc(set, byKey)
+		slices.SortFunc(remove, byKey)
+		setPerStmt := s.batchParams() / 5
+		for rest := set; len(rest) > 0; {
+			n := min(len(rest), setPerStmt)
+			q := s.newListStmt(`INSERT INTO {p}profile_traits (profile_id, trait_key, value, source, updated_at) VALUES `, 5*n)
+			q.tuples(n, 5, "")
+			q.sql(` ON CONFLICT (profile_id, trait_key) DO UPDATE SET value = excluded.value, source = excluded.source, updated_at = excluded.updated_at`)
+			for _, k := range rest[:n] {
+				t := traitOps[k].t
+				q.args = append(q.args, string(k.pid), t.key, t.value, t.source, t.updated)
+			}
+			if _, err := ex.ExecContext(ctx, q.String(), q.args...); err != nil {
+				return fail(err)
+			}
+			rest = rest[n:]
+		}
+		removePerStmt := s.batchParams() / 2
+		for rest := remove; len(rest) > 0; {
+			n := min(len(rest), removePerStmt)
+			q := s.newListStmt(`DELETE FROM {p}profile_traits WHERE (profile_id, trait_key) IN `, 2*n)
+			q.valuesTable(n, 2, "{text}")
+			for _, k := range rest[:n] {
+				q.args = append(q.args, string(k.pid), k.key)
+			}
+			if _, err := ex.ExecContext(ctx, q.String(), q.args...); err != nil {
+				return fail(err)
+			}
+			rest = rest[n:]
+		}
+		return nil
+	})
+	if err != nil {
+		return dup, err
+	}
+	return append(dup, isDup...), nil
+}
+
+// badPostgresText names the first of an update's strings stored as text that
+// PostgreSQL refuses (a NUL character, or invalid UTF-8), or returns "".
+// Values and properties are stored as JSON, which escapes both.
+func badPostgresText(u *profile.BatchUpdate) string {
+	bad := func(s string) bool { return strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) }
+	switch {
+	case bad(string(u.Profile)):
+		return "the profile id"
+	case bad(u.MessageID):
+		return "MessageID"
+	case bad(u.Metadata.FirstMessageID):
+		return "Metadata.FirstMessageID"
+	case bad(u.Metadata.LastMessageID):
+		return "Metadata.LastMessageID"
+	case u.Event != nil && bad(u.Event.Name):
+		return "Event.Name"
+	}
+	for k, t := range u.Set {
+		if bad(k) {
+			return "a key of Set"
+		}
+		if bad(t.Source) {
+			return "a Source in Set"
+		}
+	}
+	for _, k := range u.Remove {
+		if bad(k) {
+			return "a key of Remove"
+		}
+	}
+	return ""
+}
