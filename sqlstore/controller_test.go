@@ -762,12 +762,27 @@ func TestTwoControllersOneDatabase(t *testing.T) {
 	for _, d := range testDialects {
 		t.Run(d.name, func(t *testing.T) {
 			t.Parallel()
-			runTwoControllers(t, newSite(t, d.dialect))
+			runTwoControllers(t, newSite(t, d.dialect), 0)
 		})
 	}
 }
 
-func runTwoControllers(t *testing.T, s *site) {
+// TestTwoControllersCollectBatch is TestTwoControllersOneDatabase with A's
+// collectors sending their messages in batches (CollectBatch): a batch holds
+// the locks of all its people at once, and must neither resurrect nor lose
+// anyone either.
+func TestTwoControllersCollectBatch(t *testing.T) {
+	for _, d := range testDialects {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			runTwoControllers(t, newSite(t, d.dialect), 12)
+		})
+	}
+}
+
+// runTwoControllers runs the scenario; with batch > 0, A's collectors send
+// batches of that many messages.
+func runTwoControllers(t *testing.T, s *site, batch int) {
 	ctx := t.Context()
 	pa, pb := s.open(t), s.open(t)
 	a := pa.controller(t, nil)
@@ -818,6 +833,33 @@ func runTwoControllers(t *testing.T, s *site) {
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	// collectBatch sends a batch about random people (a person may appear
+	// more than once) and records each message's outcome.
+	collectBatch := func(ctx context.Context, c *privacy.Controller, r *mrand.Rand, via string, n int) {
+		who := make([]*person, batch)
+		ids := make([]string, batch)
+		msgs := make([]privacy.Message, batch)
+		for j := range msgs {
+			who[j] = people[r.IntN(len(people))]
+			ids[j] = fmt.Sprintf("%s-%s-%06d-%02d", via, who[j].uid, n, j)
+			msgs[j] = who[j].message(r, ids[j])
+		}
+		start := time.Now()
+		err := c.CollectBatch(ctx, msgs)
+		end := time.Now()
+		var be *privacy.BatchError
+		if err != nil && !errors.As(err, &be) {
+			t.Errorf("CollectBatch = %v, want nil or a *BatchError", err)
+			return
+		}
+		for j, p := range who {
+			var err error
+			if be != nil {
+				err = be.Errs[j]
+			}
+			p.record(attempt{id: ids[j], via: via, start: start, end: end, err: err})
+		}
+	}
 	collector := func(c *privacy.Controller, via string, seed uint64, pace time.Duration) {
 		defer wg.Done()
 		r := mrand.New(mrand.NewPCG(seed, 42))
@@ -826,6 +868,10 @@ func runTwoControllers(t *testing.T, s *site) {
 			case <-stop:
 				return
 			default:
+			}
+			if batch > 0 && c == a {
+				collectBatch(ctx, c, r, via, n)
+				continue
 			}
 			p := people[r.IntN(len(people))]
 			id := fmt.Sprintf("%s-%s-%06d", via, p.uid, n)
