@@ -99,3 +99,53 @@ func BenchmarkCollectTrackBaseline(b *testing.B) {
 		bp.meta.UpdatedAt = m.Timestamp
 	}
 }
+
+// BenchmarkCollectBatchInMemory collects, per iteration, one batch of
+// BatchSize track messages about known people with CollectBatch on one
+// in-memory Controller, and the same messages one Collect at a time on
+// another: the ratio says what batching saves when nothing is a round trip.
+func BenchmarkCollectBatchInMemory(b *testing.B) {
+	ctx := context.Background()
+	ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	seeded := func() *Controller {
+		c, err := New()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for p := range benchPeople {
+			if err := c.Collect(ctx, Identify{UserID: "u" + strconv.Itoa(p), AnonymousID: "a" + strconv.Itoa(p), Timestamp: ts}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return c
+	}
+	batched, single := seeded(), seeded()
+	msgs := make([]Message, BatchSize)
+	var buf []byte
+	var inBatch, oneByOne time.Duration
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		for j := range msgs {
+			p := (n*BatchSize + j) % benchPeople
+			msgs[j] = Track{MessageID: benchMessageID(buf, n*BatchSize+j), UserID: "u" + strconv.Itoa(p), AnonymousID: "a" + strconv.Itoa(p),
+				Event: "Product Viewed", Properties: benchProps, Timestamp: ts}
+		}
+		start := time.Now()
+		if err := batched.CollectBatch(ctx, msgs); err != nil {
+			b.Fatal(err)
+		}
+		inBatch += time.Since(start)
+		start = time.Now()
+		for _, m := range msgs {
+			if err := single.Collect(ctx, m); err != nil {
+				b.Fatal(err)
+			}
+		}
+		oneByOne += time.Since(start)
+		n++
+	}
+	b.ReportMetric(float64(n*BatchSize)/inBatch.Seconds(), "batch-msgs/s")
+	b.ReportMetric(float64(n*BatchSize)/oneByOne.Seconds(), "single-msgs/s")
+	b.ReportMetric(oneByOne.Seconds()/inBatch.Seconds(), "x-single")
+}
