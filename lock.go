@@ -88,6 +88,27 @@ func (l *subjectLocks) addMatches(s *lockSet, matches []identity.Match) {
 	}
 }
 
+// appendMatches appends the stripes addMatches would add, unsorted and with
+// repeats: for a batch, sorting once beats inserting each in order.
+func (l *subjectLocks) appendMatches(dst []uint16, matches []identity.Match) []uint16 {
+	for _, m := range matches {
+		dst = append(dst, l.identifier(m.ID))
+		if m.Profile != "" {
+			dst = append(dst, l.profile(m.Profile))
+		}
+	}
+	return dst
+}
+
+// setAll makes s the set of the stripes in idx, which it takes over.
+func (s *lockSet) setAll(idx []uint16) {
+	slices.Sort(idx)
+	*s = lockSet{more: slices.Compact(idx)}
+	if s.more == nil {
+		s.more = []uint16{}
+	}
+}
+
 // tryAdd takes stripe i without waiting, as the creator of a new profile does
 // for the profile's own stripe while already holding others: waiting there
 // could deadlock against the ascending order. It reports false when the stripe

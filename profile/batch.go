@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/gdprkit/privacy/identity"
 )
@@ -65,13 +66,13 @@ func (tx *memTx) UpdateBatch(ctx context.Context, updates []BatchUpdate, dup []b
 		pid identity.ProfileID
 		id  string
 	}
-	byProfile := map[identity.ProfileID][]string{} // the message ids of each profile's updates
+	byProfile := make(map[identity.ProfileID][]string, len(updates)/4) // the message ids of each profile's updates
 	for i := range updates {
 		if u := &updates[i]; u.MessageID != "" {
 			byProfile[u.Profile] = append(byProfile[u.Profile], u.MessageID)
 		}
 	}
-	seen := map[key]bool{} // message ids recorded, before or earlier in the batch
+	seen := make(map[key]bool, len(updates)) // message ids recorded, before or earlier in the batch
 	for pid, ids := range byProfile {
 		m, locked := tx.view(pid)
 		if p := m[pid]; p != nil {
@@ -83,6 +84,7 @@ func (tx *memTx) UpdateBatch(ctx context.Context, updates []BatchUpdate, dup []b
 		}
 		tx.release(locked)
 	}
+	tx.ops = slices.Grow(tx.ops, len(updates))
 	for i := range updates {
 		u := &updates[i]
 		k := key{u.Profile, u.MessageID}
