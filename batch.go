@@ -24,10 +24,11 @@ const BatchSize = 500
 // backend calls: the common message, about a person already known by all its
 // identifiers, is stored together with the rest of its batch, which costs a
 // few statements and one commit per BatchSize messages on a SQL backend
-// instead of several statements and a commit per message. Backends
-// that implement the optional batch interfaces (identity.BatchReader,
-// suppression.BatchReader, profile.BatchTx) are asked once per batch; others
-// once per message, still within one transaction.
+// instead of several statements and a commit per message. Backends that
+// implement the optional batch interfaces (identity.BatchReader,
+// suppression.BatchReader, profile.BatchTx, audience.BatchTx) are asked once
+// per batch; others once per message or profile, still within one
+// transaction.
 //
 // Every message is handled on its own: a message with bad input, or about a
 // person who objected, is refused without keeping the others from being
@@ -271,25 +272,14 @@ func (c *Controller) storeBatch(ctx context.Context, items []batchItem) (recount
 		return nil, err
 	}
 
-	// Audiences, for the events some audience counts.
+	// Audiences, for the identifies and the events some audience counts.
 	set := c.set.Load()
-	var atx audience.Tx
-	if set.Len() > 0 {
-		for i := range items {
-			it := &items[i]
-			if it.outcome != outcomeStored || (it.msg.kind == "track" && !set.UsesEvents(it.msg.event)) {
-				continue
-			}
-			if atx == nil {
-				if atx, err = c.audiences.Begin(ctx); err != nil {
-					return nil, backendError("audience begin", err)
-				}
-				defer atx.Rollback(ctx)
-			}
-			if err := c.stageBatchAudiences(ctx, ptx, atx, set, it, &updates[it.update]); err != nil {
-				return nil, err
-			}
-		}
+	atx, err := c.batchAudiences(ctx, ptx, set, items, updates)
+	if err != nil {
+		return nil, err
+	}
+	if atx != nil {
+		defer atx.Rollback(ctx)
 	}
 	if c.scoped && atx != nil {
 		// As in store: the audiences commit first when the transaction is shared.
@@ -560,31 +550,143 @@ func updateBatch(ctx context.Context, ptx profile.Tx, items []batchItem, updates
 	return nil
 }
 
-// stageBatchAudiences counts a stored item's event and re-evaluates its
-// profile's memberships in atx, as store does for one message.
-func (c *Controller) stageBatchAudiences(ctx context.Context, ptx profile.Tx, atx audience.Tx, set *audience.Set, it *batchItem, u *profile.BatchUpdate) error {
-	var values []any
-	traits := it.traits // set when an identify of the batch changed the profile
-	if traits == nil {
-		if picker, ok := ptx.(profile.TraitPicker); ok {
-			var err error
-			values, err = picker.PickTraits(ctx, it.profile, set.TraitNames(), make([]any, 0, len(set.TraitNames())))
-			if err != nil {
-				return backendError("profile read", err)
+// batchAudiences counts the events of the stored items and re-evaluates their
+// profiles' memberships, in order, in a new audience transaction that it
+// returns (nil when no item concerns an audience). It reads and writes each
+// profile's state once, and reads the traits the audiences name once per
+// profile: in one call each when the backends implement audience.BatchTx and
+// profile.BatchTx.
+func (c *Controller) batchAudiences(ctx context.Context, ptx profile.Tx, set *audience.Set, items []batchItem, updates []profile.BatchUpdate) (audience.Tx, error) {
+	if set.Len() == 0 {
+		return nil, nil
+	}
+	concerned := func(it *batchItem) bool {
+		return it.outcome == outcomeStored && (it.msg.kind == "identify" || set.UsesEvents(it.msg.event))
+	}
+	var pids, pick []identity.ProfileID // pick: profiles no identify of the batch changed
+	seen := map[identity.ProfileID]bool{}
+	for i := range items {
+		if it := &items[i]; concerned(it) && !seen[it.profile] {
+			seen[it.profile] = true
+			pids = append(pids, it.profile)
+			if it.traits == nil {
+				pick = append(pick, it.profile)
 			}
-		} else {
-			p, err := ptx.Get(ctx, it.profile)
-			if err != nil {
-				return backendError("profile read", err)
-			}
-			traits = p.Traits
 		}
 	}
-	plan := identity.Plan{Profile: it.profile}
-	changes, err := c.stageAudiences(ctx, atx, set, &plan, u.Event, traits, values, it.now)
-	if err != nil {
-		return err
+	if len(pids) == 0 {
+		return nil, nil
 	}
-	it.changes = append(it.changes, changes...)
+	names := set.TraitNames()
+	values, err := pickTraitsBatch(ctx, ptx, pick, names)
+	if err != nil {
+		return nil, backendError("profile read", err)
+	}
+	atx, err := c.audiences.Begin(ctx)
+	if err != nil {
+		return nil, backendError("audience begin", err)
+	}
+	states, err := stateBatch(ctx, atx, pids)
+	if err != nil {
+		atx.Rollback(ctx)
+		return nil, backendError("reading audience state", err)
+	}
+	for i := range items {
+		it := &items[i]
+		if !concerned(it) {
+			continue
+		}
+		st := states[it.profile]
+		if st == nil {
+			st = &audience.State{}
+			states[it.profile] = st
+		}
+		if ev := updates[it.update].Event; ev != nil {
+			set.Observe(st, ev, it.now)
+		}
+		// The profiles of a batch were admitted: none is suppressed.
+		if it.traits != nil {
+			it.changes = set.Evaluate(st, it.traits, it.now, false)
+		} else {
+			v := values[it.profile]
+			if v == nil { // stored afresh in this batch: no traits yet
+				v = make([]any, len(names))
+			}
+			it.changes = set.EvaluateValues(st, v, it.now, false)
+		}
+	}
+	puts := make([]audience.BatchState, len(pids))
+	for i, pid := range pids {
+		puts[i] = audience.BatchState{Profile: pid, State: states[pid]}
+	}
+	if err := putBatch(ctx, atx, puts); err != nil {
+		atx.Rollback(ctx)
+		return nil, backendError("audience put", err)
+	}
+	return atx, nil
+}
+
+// pickTraitsBatch reads the values of the named traits of each profile that
+// exists, in one call when ptx is a profile.BatchTx.
+func pickTraitsBatch(ctx context.Context, ptx profile.Tx, pids []identity.ProfileID, names []string) (map[identity.ProfileID][]any, error) {
+	if len(pids) == 0 {
+		return nil, nil
+	}
+	if bt, ok := ptx.(profile.BatchTx); ok {
+		return bt.PickTraitsBatch(ctx, pids, names)
+	}
+	out := make(map[identity.ProfileID][]any, len(pids))
+	for _, pid := range pids {
+		var values []any
+		var err error
+		if picker, ok := ptx.(profile.TraitPicker); ok {
+			values, err = picker.PickTraits(ctx, pid, names, make([]any, 0, len(names)))
+		} else {
+			var p *profile.Profile
+			if p, err = ptx.Get(ctx, pid); err == nil {
+				for _, name := range names {
+					values = append(values, p.Traits[name].Value)
+				}
+			}
+		}
+		switch {
+		case err == nil:
+			out[pid] = values
+		case !errors.Is(err, profile.ErrNotFound):
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// stateBatch reads the audience state of each profile that has one, in one
+// call when atx is an audience.BatchTx.
+func stateBatch(ctx context.Context, atx audience.Tx, pids []identity.ProfileID) (map[identity.ProfileID]*audience.State, error) {
+	if bt, ok := atx.(audience.BatchTx); ok {
+		return bt.StateBatch(ctx, pids)
+	}
+	out := make(map[identity.ProfileID]*audience.State, len(pids))
+	for _, pid := range pids {
+		st, err := atx.State(ctx, pid)
+		switch {
+		case err == nil:
+			out[pid] = st
+		case !errors.Is(err, audience.ErrNotFound):
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// putBatch stages the states, in one call when atx is an audience.BatchTx.
+func putBatch(ctx context.Context, atx audience.Tx, states []audience.BatchState) error {
+	if bt, ok := atx.(audience.BatchTx); ok {
+		return bt.PutBatch(ctx, states)
+	}
+	for _, s := range states {
+		if err := atx.Put(ctx, s.Profile, s.State); err != nil {
+			return err
+		}
+	}
 	return nil
 }

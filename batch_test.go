@@ -536,6 +536,10 @@ func (tx countingProfilesTx) MetadataBatch(ctx context.Context, pids []identity.
 	return tx.Tx.(profile.BatchTx).MetadataBatch(ctx, pids)
 }
 
+func (tx countingProfilesTx) PickTraitsBatch(ctx context.Context, pids []identity.ProfileID, names []string) (map[identity.ProfileID][]any, error) {
+	return tx.Tx.(profile.BatchTx).PickTraitsBatch(ctx, pids, names)
+}
+
 func (tx countingProfilesTx) UpdateBatch(ctx context.Context, us []profile.BatchUpdate, dup []bool) ([]bool, error) {
 	tx.s.mu.Lock()
 	tx.s.batches++
@@ -585,5 +589,47 @@ func TestCollectBatchStoresKnownPeopleTogether(t *testing.T) {
 	}
 	if p := mustProfile(t, w.c, user("k3")); p.Traits["plan"].Value != "pro" {
 		t.Errorf("k3's plan = %v, want pro", p.Traits["plan"].Value)
+	}
+}
+
+// Backends that hide their optional batch interfaces, so that CollectBatch
+// falls back to one call per profile or message.
+type (
+	plainGraph        struct{ identity.Graph }
+	plainProfiles     struct{ profile.Store }
+	plainProfilesTx   struct{ profile.Tx }
+	plainAudiences    struct{ audience.Store }
+	plainAudiencesTx  struct{ audience.Tx }
+	plainSuppressions struct{ suppression.List }
+)
+
+func (s plainProfiles) Begin(ctx context.Context) (profile.Tx, error) {
+	tx, err := s.Store.Begin(ctx)
+	return plainProfilesTx{tx}, err
+}
+
+func (s plainAudiences) Begin(ctx context.Context) (audience.Tx, error) {
+	tx, err := s.Store.Begin(ctx)
+	return plainAudiencesTx{tx}, err
+}
+
+// TestCollectBatchWithoutBatchInterfaces is TestCollectBatchMatchesCollect on
+// backends without the optional batch interfaces (nor TraitPicker and
+// Modifier): the same people, memberships and messages.
+func TestCollectBatchWithoutBatchInterfaces(t *testing.T) {
+	one := newBatchWorld(t)
+	plain := newBatchWorld(t,
+		privacy.WithIdentity(plainGraph{identity.NewMemGraph()}),
+		privacy.WithProfiles(plainProfiles{profile.NewMemStore()}),
+		privacy.WithAudiences(plainAudiences{audience.NewMemStore()}),
+		privacy.WithSuppressions(plainSuppressions{suppression.NewMemList()}))
+	for _, c := range []*privacy.Controller{one.c, plain.c} {
+		defineBatchAudiences(t, c)
+	}
+	for round, msgs := range [][]privacy.Message{mixedBatch(), knownPeopleBatch()} {
+		compareBatch(t, one, plain, msgs)
+		if t.Failed() {
+			t.Fatalf("batch %d differs", round)
+		}
 	}
 }

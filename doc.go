@@ -11,6 +11,10 @@
 //	err = c.Collect(ctx, privacy.Identify{UserID: "u1", Traits: map[string]any{"email": "a@b.c"}, Timestamp: now})
 //	p, err := c.Profile(ctx, identity.ID{Type: "email", Value: "a@b.c"})
 //
+// CollectBatch takes many messages at once and stores those about known people
+// together, in a few backend calls and one commit: the way to feed a SQL
+// backend at volume.
+//
 // Audiences (package audience) are kept current as messages arrive, and every
 // change reaches the destinations (package destination) after it commits.
 //

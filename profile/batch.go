@@ -31,6 +31,50 @@ type BatchTx interface {
 	// fails the whole batch, which then changes nothing. After any other error
 	// the transaction's state is unknown; roll it back.
 	UpdateBatch(ctx context.Context, updates []BatchUpdate, dup []bool) ([]bool, error)
+	// PickTraitsBatch returns, for each of the profiles that exists, the
+	// values of the named traits in the order of names (nil where the profile
+	// lacks one), as PickTraits would; unknown profiles are absent. The
+	// values are the caller's to keep.
+	PickTraitsBatch(ctx context.Context, pids []identity.ProfileID, names []string) (map[identity.ProfileID][]any, error)
+}
+
+// PickTraitsBatch implements BatchTx. The transaction's staged writes are
+// replayed once for the whole batch, not once per profile.
+func (tx *memTx) PickTraitsBatch(ctx context.Context, pids []identity.ProfileID, names []string) (map[identity.ProfileID][]any, error) {
+	if err := tx.check(ctx); err != nil {
+		return nil, err
+	}
+	touched := make(map[identity.ProfileID]bool, len(tx.ops))
+	for i := range tx.ops {
+		touched[tx.ops[i].pid], touched[tx.ops[i].from] = true, true
+	}
+	var replayed map[identity.ProfileID]*memProfile
+	for _, pid := range pids {
+		if touched[pid] {
+			replayed, _ = tx.view(pid) // a private copy: nothing stays locked
+			break
+		}
+	}
+	out := make(map[identity.ProfileID][]any, len(pids))
+	tx.s.mu.RLock()
+	defer tx.s.mu.RUnlock()
+	for _, pid := range pids {
+		p := tx.s.profiles[pid]
+		if touched[pid] {
+			p = replayed[pid]
+		}
+		if p == nil {
+			continue
+		}
+		values := make([]any, len(names))
+		for i, name := range names {
+			if t, ok := p.traits[name]; ok {
+				values[i] = CloneValue(t.Value)
+			}
+		}
+		out[pid] = values
+	}
+	return out, nil
 }
 
 // MetadataBatch implements BatchTx.

@@ -300,16 +300,7 @@ func (tx *audienceTx) Modify(ctx context.Context, pid identity.ProfileID, fn fun
 
 // put stores the state and its memberships. It does not keep st.
 func (tx *audienceTx) put(ctx context.Context, pid identity.ProfileID, st *audience.State) error {
-	// The membership rows and IsMember rely on sorted, distinct audiences.
-	keys := st.Audiences
-	if !sortedDistinct(keys) {
-		keys = slices.Clone(keys)
-		slices.Sort(keys)
-		keys = slices.Compact(keys)
-	}
-	c := *st
-	c.Audiences = keys
-	text, err := encodeState(&c)
+	keys, text, err := stateRow(st)
 	if err != nil {
 		return fmt.Errorf("%w: audience state of profile %s: %v", audience.ErrInvalid, pid, err)
 	}
@@ -359,6 +350,22 @@ func (tx *audienceTx) put(ctx context.Context, pid identity.ProfileID, st *audie
 		}
 		return nil
 	})
+}
+
+// stateRow returns what put stores of st: its audiences sorted and distinct,
+// as the membership rows and IsMember rely on, and the text of the state with
+// them.
+func stateRow(st *audience.State) (keys []string, text string, err error) {
+	keys = st.Audiences
+	if !sortedDistinct(keys) {
+		keys = slices.Clone(keys)
+		slices.Sort(keys)
+		keys = slices.Compact(keys)
+	}
+	c := *st
+	c.Audiences = keys
+	text, err = encodeState(&c)
+	return keys, text, err
 }
 
 func (tx *audienceTx) Delete(ctx context.Context, pid identity.ProfileID) error {

@@ -3,12 +3,15 @@ package sqlstore
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
+	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
@@ -24,6 +27,7 @@ var (
 	_ suppression.BatchReader = (*suppressionList)(nil)
 	_ suppression.BatchReader = (*suppressionTx)(nil)
 	_ profile.BatchTx         = (*profileTx)(nil)
+	_ audience.BatchTx        = (*audienceTx)(nil)
 )
 
 // batchParams returns the most parameters one statement of a batch method
@@ -365,6 +369,100 @@ func (tx *profileTx) MetadataBatch(ctx context.Context, pids []identity.ProfileI
 	return out, nil
 }
 
+// PickTraitsBatch implements profile.BatchTx: one statement per chunk of the
+// distinct profiles, as many as fit in batchParams() beside the names, each
+// profile that exists joined to its traits among the names. More distinct
+// names than batchParams()/2 take a statement per chunk of names too.
+func (tx *profileTx) PickTraitsBatch(ctx context.Context, pids []identity.ProfileID, names []string) (map[identity.ProfileID][]any, error) {
+	if err := tx.check(ctx); err != nil {
+		return nil, err
+	}
+	out := make(map[identity.ProfileID][]any, len(pids))
+	if len(pids) == 0 {
+		return out, nil
+	}
+	// The positions of each name in names, which may repeat one.
+	at := make(map[string][]int, len(names))
+	uniqNames := make([]string, 0, len(names))
+	for i, name := range names {
+		if _, ok := at[name]; !ok {
+			uniqNames = append(uniqNames, name)
+		}
+		at[name] = append(at[name], i)
+	}
+	err := tx.run(ctx, func(ex Executor) error {
+		s := tx.s
+		fail := func(err error) error { return fmt.Errorf("sqlstore: reading traits of profiles: %w", err) }
+		uniq := uniqueIDs(pids)
+		namesPerStmt := s.batchParams() / 2
+		for restNames, first := uniqNames, true; first || len(restNames) > 0; first = false {
+			k := min(len(restNames), namesPerStmt)
+			kSize := listSize(k, namesPerStmt)
+			pidsPerStmt := s.batchParams() - kSize
+			for rest := uniq; len(rest) > 0; {
+				n := min(len(rest), pidsPerStmt)
+				size := listSize(n, pidsPerStmt)
+				var q *listStmt
+				if k == 0 {
+					q = s.newListStmt(`SELECT p.profile_id, NULL, NULL FROM {p}profiles p WHERE p.profile_id IN (`, size)
+				} else {
+					q = s.newListStmt(`SELECT p.profile_id, t.trait_key, t.value FROM {p}profiles p
+						LEFT JOIN {p}profile_traits t ON t.profile_id = p.profile_id AND t.trait_key IN (`, kSize+size)
+					q.params(kSize)
+					q.sql(`) WHERE p.profile_id IN (`)
+					for i := range kSize {
+						q.args = append(q.args, restNames[min(i, k-1)])
+					}
+				}
+				q.params(size)
+				q.sql(`)`)
+				for i := range size {
+					q.args = append(q.args, string(rest[min(i, n-1)]))
+				}
+				rows, err := ex.QueryContext(ctx, q.String(), q.args...)
+				if err != nil {
+					return fail(err)
+				}
+				for rows.Next() {
+					var pid string
+					var key, value sql.NullString
+					if err := rows.Scan(&pid, &key, &value); err != nil {
+						rows.Close()
+						return fail(err)
+					}
+					values, ok := out[identity.ProfileID(pid)]
+					if !ok {
+						values = make([]any, len(names))
+						out[identity.ProfileID(pid)] = values
+					}
+					if !key.Valid {
+						continue // the profile has none of these names
+					}
+					// A value per position, each the caller's to keep.
+					for _, i := range at[key.String] {
+						v, err := decodeValue(value.String)
+						if err != nil {
+							rows.Close()
+							return fmt.Errorf("sqlstore: reading trait %q of profile %s: %w", key.String, pid, err)
+						}
+						values[i] = v
+					}
+				}
+				if err := closeRows(rows); err != nil {
+					return fail(err)
+				}
+				rest = rest[n:]
+			}
+			restNames = restNames[k:]
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // encodedUpdate is an update of a batch checked and encoded by checkUpdate.
 type encodedUpdate struct {
 	traits     []encodedTrait
@@ -585,11 +683,217 @@ func (tx *profileTx) UpdateBatch(ctx context.Context, updates []profile.BatchUpd
 	return append(dup, isDup...), nil
 }
 
+// ---------------------------------------------------------------------------
+// Audience store.
+
+// StateBatch implements audience.BatchTx: one statement per chunk of
+// batchParams() distinct profiles.
+func (tx *audienceTx) StateBatch(ctx context.Context, pids []identity.ProfileID) (map[identity.ProfileID]*audience.State, error) {
+	if err := tx.check(ctx); err != nil {
+		return nil, err
+	}
+	out := make(map[identity.ProfileID]*audience.State, len(pids))
+	if len(pids) == 0 {
+		return out, nil
+	}
+	err := tx.run(ctx, func(ex Executor) error {
+		s := tx.s
+		fail := func(err error) error { return fmt.Errorf("sqlstore: reading audience states: %w", err) }
+		for rest := uniqueIDs(pids); len(rest) > 0; {
+			n := min(len(rest), s.batchParams())
+			size := listSize(n, s.batchParams())
+			q := s.newListStmt(`SELECT profile_id, state, next_change FROM {p}audience_states WHERE profile_id IN (`, size)
+			q.params(size)
+			q.sql(`)`)
+			for i := range size {
+				q.args = append(q.args, string(rest[min(i, n-1)]))
+			}
+			rows, err := ex.QueryContext(ctx, q.String(), q.args...)
+			if err != nil {
+				return fail(err)
+			}
+			for rows.Next() {
+				var pid, text string
+				var next time.Time
+				if err := rows.Scan(&pid, &text, scanTime(&next)); err != nil {
+					rows.Close()
+					return fail(err)
+				}
+				st, err := decodeState(text, next)
+				if err != nil {
+					rows.Close()
+					return fmt.Errorf("sqlstore: reading the audience state of profile %s: %w", pid, err)
+				}
+				out[identity.ProfileID(pid)] = st
+			}
+			if err := closeRows(rows); err != nil {
+				return fail(err)
+			}
+			rest = rest[n:]
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// putRow is what PutBatch stores for one profile: its last state of the batch.
+type putRow struct {
+	pid  identity.ProfileID
+	keys []string // sorted, distinct
+	text string
+	next any
+}
+
+// membership is one row of audience_members.
+type membership struct {
+	key string
+	pid identity.ProfileID
+}
+
+// PutBatch implements audience.BatchTx. It checks every state first (a bad
+// one fails the batch with audience.ErrInvalid naming it, before any
+// statement) and keeps each profile's last; then, a statement per chunk for
+// each step, it upserts the states, deletes the memberships of these profiles
+// that their new states lack, and inserts the memberships they have (those
+// already there are left alone). Rows are written in key order, so that
+// concurrent batches lock them in one order.
+func (tx *audienceTx) PutBatch(ctx context.Context, states []audience.BatchState) error {
+	if err := tx.check(ctx); err != nil {
+		return err
+	}
+	if len(states) == 0 {
+		return nil
+	}
+	last := make(map[identity.ProfileID]int, len(states))
+	for i, bs := range states {
+		if bs.State == nil {
+			return fmt.Errorf("%w: state %d of the batch: nil audience state for profile %s", audience.ErrInvalid, i, bs.Profile)
+		}
+		if err := checkTime("NextChange", bs.State.NextChange); err != nil {
+			return fmt.Errorf("%w: state %d of the batch: audience state of profile %s: %v", audience.ErrInvalid, i, bs.Profile, err)
+		}
+		if tx.s.d == Postgres {
+			// Put learns it from PostgreSQL, which then aborts the
+			// transaction: here it is refused before.
+			bad := badPostgresString(string(bs.Profile))
+			for _, k := range bs.State.Audiences {
+				bad = bad || badPostgresString(k)
+			}
+			if bad {
+				return fmt.Errorf("%w: state %d of the batch: the profile id or an audience key holds a NUL character or invalid UTF-8, which PostgreSQL's text refuses",
+					audience.ErrInvalid, i)
+			}
+		}
+		last[bs.Profile] = i
+	}
+	rows := make([]putRow, 0, len(last))
+	var members []membership
+	for pid, i := range last {
+		st := states[i].State
+		keys, text, err := stateRow(st)
+		if err != nil {
+			return fmt.Errorf("%w: state %d of the batch: audience state of profile %s: %v", audience.ErrInvalid, i, pid, err)
+		}
+		rows = append(rows, putRow{pid: pid, keys: keys, text: text, next: tx.s.nullTS(st.NextChange)})
+		for _, k := range keys {
+			members = append(members, membership{k, pid})
+		}
+	}
+	slices.SortFunc(rows, func(a, b putRow) int { return cmp.Compare(a.pid, b.pid) })
+	slices.SortFunc(members, func(a, b membership) int { return cmp.Or(cmp.Compare(a.key, b.key), cmp.Compare(a.pid, b.pid)) })
+
+	return tx.run(ctx, func(ex Executor) error {
+		s := tx.s
+		fail := func(err error) error { return fmt.Errorf("sqlstore: storing audience states: %w", err) }
+
+		statesPerStmt := s.batchParams() / 3
+		for rest := rows; len(rest) > 0; {
+			n := min(len(rest), statesPerStmt)
+			q := s.newListStmt(`INSERT INTO {p}audience_states (profile_id, state, next_change) VALUES `, 3*n)
+			q.tuples(n, 3, "")
+			q.sql(` ON CONFLICT (profile_id) DO UPDATE SET state = excluded.state, next_change = excluded.next_change`)
+			for _, r := range rest[:n] {
+				q.args = append(q.args, string(r.pid), r.text, r.next)
+			}
+			if _, err := ex.ExecContext(ctx, q.String(), q.args...); err != nil {
+				return fail(err)
+			}
+			rest = rest[n:]
+		}
+
+		// Memberships the states no longer have: of the profiles of a chunk
+		// (found by the profile index), the rows not among their new ones.
+		// A chunk carries its profiles' new memberships whole; a profile with
+		// more than one statement carries loses all its rows here, inserted
+		// again below.
+		perStmt := s.batchParams()
+		kept := func(r *putRow) int {
+			if 1+2*len(r.keys) > perStmt {
+				return 0
+			}
+			return len(r.keys)
+		}
+		for rest := rows; len(rest) > 0; {
+			n, pairs := 0, 0
+			for n < len(rest) {
+				k := kept(&rest[n])
+				if n > 0 && n+1+2*(pairs+k) > perStmt {
+					break
+				}
+				n, pairs = n+1, pairs+k
+			}
+			q := s.newListStmt(`DELETE FROM {p}audience_members WHERE profile_id IN (`, n+2*pairs)
+			q.params(n)
+			for _, r := range rest[:n] {
+				q.args = append(q.args, string(r.pid))
+			}
+			if pairs == 0 {
+				q.sql(`)`)
+			} else {
+				// NOT IN a subquery: both dialects look each row up in a
+				// hash or an index of the list, where NOT EXISTS would
+				// scan the list per row on SQLite. The list has no NULLs.
+				q.sql(`) AND (profile_id, audience_key) NOT IN `)
+				q.valuesTable(pairs, 2, "{text}")
+				for i := range rest[:n] {
+					r := &rest[i]
+					for _, k := range r.keys[:kept(r)] {
+						q.args = append(q.args, string(r.pid), k)
+					}
+				}
+			}
+			if _, err := ex.ExecContext(ctx, q.String(), q.args...); err != nil {
+				return fail(err)
+			}
+			rest = rest[n:]
+		}
+
+		membersPerStmt := s.batchParams() / 2
+		for rest := members; len(rest) > 0; {
+			n := min(len(rest), membersPerStmt)
+			q := s.newListStmt(`INSERT INTO {p}audience_members (audience_key, profile_id) VALUES `, 2*n)
+			q.tuples(n, 2, "")
+			q.sql(` ON CONFLICT (audience_key, profile_id) DO NOTHING`)
+			for _, m := range rest[:n] {
+				q.args = append(q.args, m.key, string(m.pid))
+			}
+			if _, err := ex.ExecContext(ctx, q.String(), q.args...); err != nil {
+				return fail(err)
+			}
+			rest = rest[n:]
+		}
+		return nil
+	})
+}
+
 // badPostgresText names the first of an update's strings stored as text that
 // PostgreSQL refuses (a NUL character, or invalid UTF-8), or returns "".
 // Values and properties are stored as JSON, which escapes both.
 func badPostgresText(u *profile.BatchUpdate) string {
-	bad := func(s string) bool { return strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) }
+	bad := badPostgresString
 	switch {
 	case bad(string(u.Profile)):
 		return "the profile id"
@@ -617,3 +921,7 @@ func badPostgresText(u *profile.BatchUpdate) string {
 	}
 	return ""
 }
+
+// badPostgresString reports whether PostgreSQL's text refuses s: it holds a
+// NUL character, or is not valid UTF-8.
+func badPostgresString(s string) bool { return strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
@@ -74,14 +76,30 @@ func stmts(n, perStmt int) int64 { return int64((n + perStmt - 1) / perStmt) }
 // in key order.
 func dumpProfileTables(t *testing.T, s *Store, ex Executor) []string {
 	t.Helper()
-	var out []string
-	for _, q := range []string{
+	return dumpRows(t, s, ex,
 		`SELECT 'profile', profile_id, created_at, updated_at, version, first_message_id, last_message_id, first_seen, last_seen, CAST(recipients AS text)
 			FROM {p}profiles ORDER BY profile_id`,
 		`SELECT 'trait', profile_id, trait_key, CAST(value AS text), source, updated_at FROM {p}profile_traits ORDER BY profile_id, trait_key`,
 		`SELECT 'message', profile_id, message_id, event_name, CAST(properties AS text), ts, received_at
 			FROM {p}profile_messages ORDER BY profile_id, message_id`,
-	} {
+	)
+}
+
+// dumpAudienceTables returns every row of the audience states and
+// memberships, as text, in key order.
+func dumpAudienceTables(t *testing.T, s *Store, ex Executor) []string {
+	t.Helper()
+	return dumpRows(t, s, ex,
+		`SELECT 'state', profile_id, state, next_change FROM {p}audience_states ORDER BY profile_id`,
+		`SELECT 'member', audience_key, profile_id FROM {p}audience_members ORDER BY audience_key, profile_id`,
+	)
+}
+
+// dumpRows returns the rows of the queries, as text, a line each.
+func dumpRows(t *testing.T, s *Store, ex Executor, queries ...string) []string {
+	t.Helper()
+	var out []string
+	for _, q := range queries {
 		rows, err := ex.QueryContext(t.Context(), s.sql(q))
 		must(t, err)
 		cols, err := rows.Columns()
@@ -416,7 +434,23 @@ func TestBatchEmptyAndDone(t *testing.T) {
 		must(t, err)
 		stx, err := view.Suppressions().Begin(ctx)
 		must(t, err)
+		atx, err := view.Audiences().Begin(ctx)
+		must(t, err)
 		n := c.statements(func() {
+			traits, err := ptx.(profile.BatchTx).PickTraitsBatch(ctx, nil, []string{"a"})
+			if err != nil || traits == nil || len(traits) != 0 {
+				t.Errorf("PickTraitsBatch(nil) = %v, %v; want an empty map", traits, err)
+			}
+			states, err := atx.(audience.BatchTx).StateBatch(ctx, nil)
+			if err != nil || states == nil || len(states) != 0 {
+				t.Errorf("StateBatch(nil) = %v, %v; want an empty map", states, err)
+			}
+			if err := atx.(audience.BatchTx).PutBatch(ctx, nil); err != nil {
+				t.Errorf("PutBatch(nil) = %v", err)
+			}
+			if err := atx.(audience.BatchTx).PutBatch(ctx, []audience.BatchState{}); err != nil {
+				t.Errorf("PutBatch(empty) = %v", err)
+			}
 			dup, err := ptx.(profile.BatchTx).UpdateBatch(ctx, nil, []bool{true})
 			if err != nil || !cmp.Equal(dup, []bool{true}) {
 				t.Errorf("UpdateBatch(nil) = %v, %v; want dst unchanged", dup, err)
@@ -446,6 +480,7 @@ func TestBatchEmptyAndDone(t *testing.T) {
 			t.Errorf("batch methods with empty input sent %d statements, want 0", n)
 		}
 		// Nested savepoints in the view: they end in reverse order.
+		must(t, atx.Commit(ctx))
 		must(t, stx.Commit(ctx))
 		must(t, gtx.Commit(ctx))
 		must(t, ptx.Commit(ctx))
@@ -454,6 +489,19 @@ func TestBatchEmptyAndDone(t *testing.T) {
 		}
 		if _, err := ptx.(profile.BatchTx).MetadataBatch(ctx, []identity.ProfileID{"use_1"}); !errors.Is(err, profile.ErrTxDone) {
 			t.Errorf("MetadataBatch after Commit = %v, want ErrTxDone", err)
+		}
+		for _, pids := range [][]identity.ProfileID{nil, {"use_1"}} {
+			if _, err := ptx.(profile.BatchTx).PickTraitsBatch(ctx, pids, []string{"a"}); !errors.Is(err, profile.ErrTxDone) {
+				t.Errorf("PickTraitsBatch of %d profiles after Commit = %v, want ErrTxDone", len(pids), err)
+			}
+			if _, err := atx.(audience.BatchTx).StateBatch(ctx, pids); !errors.Is(err, audience.ErrTxDone) {
+				t.Errorf("StateBatch of %d profiles after Commit = %v, want ErrTxDone", len(pids), err)
+			}
+		}
+		for _, states := range [][]audience.BatchState{nil, {{Profile: "use_1", State: &audience.State{}}}, {{Profile: "use_1"}}} {
+			if err := atx.(audience.BatchTx).PutBatch(ctx, states); !errors.Is(err, audience.ErrTxDone) {
+				t.Errorf("PutBatch of %d states after Commit = %v, want ErrTxDone", len(states), err)
+			}
 		}
 		if _, err := gtx.(identity.BatchReader).LookupBatch(ctx, []identity.ID{anon("a")}, nil); !errors.Is(err, identity.ErrTxDone) {
 			t.Errorf("LookupBatch after Commit = %v, want ErrTxDone", err)
@@ -562,6 +610,535 @@ func TestUpdateBatchChunks(t *testing.T) {
 			}
 		}
 		must(t, tx.Commit(ctx))
+	})
+}
+
+// pickOneByOne returns what PickTraits answers for each of pids, those it
+// does not find absent: what PickTraitsBatch must return.
+func pickOneByOne(t *testing.T, tx profile.Tx, pids []identity.ProfileID, names []string) map[identity.ProfileID][]any {
+	t.Helper()
+	out := map[identity.ProfileID][]any{}
+	for _, pid := range pids {
+		values, err := tx.(profile.TraitPicker).PickTraits(t.Context(), pid, names, make([]any, 0, len(names)))
+		switch {
+		case err == nil:
+			out[pid] = values
+		case !errors.Is(err, profile.ErrNotFound):
+			t.Fatalf("PickTraits of %s: %v", pid, err)
+		}
+	}
+	return out
+}
+
+// TestPickTraitsBatch: PickTraitsBatch answers as PickTraits once per
+// profile, for lists of profiles and names of every small length with
+// repeats and unknown ones, in one statement each; empty names give each
+// profile found an empty slice.
+func TestPickTraitsBatch(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		r := rand.New(rand.NewPCG(5, 6))
+		for round := range 2 {
+			applyBatch(t, s, randomUpdates(r, round, 150))
+		}
+		view, c, _ := countedView(t, s)
+		tx := profileTxn(t, view.Profiles())
+		// A profile this transaction creates, with a trait whose value is a
+		// map.
+		_, err := tx.(profile.BatchTx).UpdateBatch(ctx, []profile.BatchUpdate{
+			msg("use_new", "m1", 1, map[string]any{"k0": map[string]any{"a": 1.0}, "k1": "new"}),
+		}, nil)
+		must(t, err)
+
+		pidPool := []identity.ProfileID{"use_0", "use_3", "use_7", "use_new", "use_unknown", ""}
+		namePool := []string{"k0", "k1", "k2", "k3", "k4", "k5", "unknown", ""}
+		found, empty := 0, 0
+		for n := 1; n <= 20; n++ {
+			pids := make([]identity.ProfileID, n)
+			for i := range pids {
+				pids[i] = pidPool[r.IntN(len(pidPool))]
+			}
+			names := make([]string, r.IntN(12))
+			for i := range names {
+				names[i] = namePool[r.IntN(len(namePool))]
+			}
+			want := pickOneByOne(t, tx, pids, names)
+			var got map[identity.ProfileID][]any
+			sent := c.statements(func() { got, err = tx.(profile.BatchTx).PickTraitsBatch(ctx, pids, names) })
+			must(t, err)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Fatalf("PickTraitsBatch(%v, %q) (-PickTraits +PickTraitsBatch):\n%s", pids, names, diff)
+			}
+			if sent != 1 {
+				t.Errorf("PickTraitsBatch of %d profiles and %d names: %d statements, want 1", n, len(names), sent)
+			}
+			for _, values := range got {
+				found++
+				for _, v := range values {
+					if v == nil {
+						empty++
+					}
+				}
+			}
+		}
+		if found == 0 || empty == 0 {
+			t.Fatalf("the profiles found had %d traits missing of %d answers, a weak test", empty, found)
+		}
+
+		// No names: each profile found maps to an empty slice, not nil.
+		got, err := tx.(profile.BatchTx).PickTraitsBatch(ctx, []identity.ProfileID{"use_0", "use_unknown", "use_new"}, nil)
+		must(t, err)
+		if len(got) != 2 || got["use_0"] == nil || len(got["use_0"]) != 0 || got["use_new"] == nil || len(got["use_new"]) != 0 {
+			t.Errorf("PickTraitsBatch without names = %#v, want use_0 and use_new to empty slices", got)
+		}
+
+		// A name given twice gives two values, each the caller's.
+		got, err = tx.(profile.BatchTx).PickTraitsBatch(ctx, []identity.ProfileID{"use_new"}, []string{"k0", "k1", "k0"})
+		must(t, err)
+		if diff := cmp.Diff([]any{map[string]any{"a": 1.0}, "new", map[string]any{"a": 1.0}}, got["use_new"]); diff != "" {
+			t.Fatalf("PickTraitsBatch of a name given twice (-want +got):\n%s", diff)
+		}
+		got["use_new"][0].(map[string]any)["changed"] = true
+		if _, shared := got["use_new"][2].(map[string]any)["changed"]; shared {
+			t.Errorf("PickTraitsBatch returned one map for both positions of a name given twice")
+		}
+		must(t, tx.Rollback(ctx))
+	})
+}
+
+// TestPickTraitsBatchChunks: more profiles than one statement carries beside
+// the names, and more names than half of it.
+func TestPickTraitsBatchChunks(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		bp := s.batchParams()
+		pid := func(i int) identity.ProfileID { return identity.ProfileID(fmt.Sprintf("use_%05d", i)) }
+		// Profiles at both ends of the chunks below.
+		existing := []int{0, 1, bp/2 - 1, bp / 2, bp/2 + 1, bp - 5, bp - 4, bp - 3, bp + 9}
+		var updates []profile.BatchUpdate
+		for _, i := range existing {
+			set := map[string]any{"a": float64(i)}
+			if i%2 == 1 {
+				set["z"] = fmt.Sprint("z", i)
+			}
+			updates = append(updates, msg(pid(i), "m", 1, set))
+		}
+		applyBatch(t, s, updates)
+		view, c, _ := countedView(t, s)
+		tx := profileTxn(t, view.Profiles())
+
+		check := func(pids []identity.ProfileID, names []string, wantStmts int64) {
+			t.Helper()
+			// PickTraits of the profiles that exist (one per profile would
+			// be slow), and of a few that do not.
+			var ask []identity.ProfileID
+			for _, i := range existing {
+				if slices.Contains(pids, pid(i)) {
+					ask = append(ask, pid(i))
+				}
+			}
+			want := pickOneByOne(t, tx, append(ask, pids[2], pids[len(pids)-3], "use_unknown"), names)
+			var got map[identity.ProfileID][]any
+			var err error
+			n := c.statements(func() { got, err = tx.(profile.BatchTx).PickTraitsBatch(ctx, pids, names) })
+			must(t, err)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("PickTraitsBatch of %d profiles and %d names (-PickTraits +PickTraitsBatch):\n%s", len(pids), len(names), diff)
+			}
+			if len(got) == 0 {
+				t.Errorf("PickTraitsBatch of %d profiles found none, a weak test", len(pids))
+			}
+			if n != wantStmts {
+				t.Errorf("PickTraitsBatch of %d profiles and %d names: %d statements, want %d", len(pids), len(names), n, wantStmts)
+			}
+		}
+		var pids []identity.ProfileID
+		for i := range bp + 10 {
+			pids = append(pids, pid(i))
+		}
+		pids = append(pids, pid(0), pid(bp+9)) // repeats
+		// Three names, sent as four: bp - 4 profiles a statement.
+		names := []string{"z", "a", "none"}
+		check(pids, names, stmts(bp+10, bp-4))
+		check(pids, nil, stmts(bp+10, bp))
+
+		// More names than half a statement: a statement per chunk of the
+		// names and of the profiles, the names that exist at both ends.
+		names = []string{"a"}
+		for i := range bp/2 + 1 {
+			names = append(names, fmt.Sprint("none-", i))
+		}
+		names = append(names, "z", "a")
+		p := bp/2 + bp/4 + 1
+		check(pids[:p], names, stmts(p, bp-bp/2)+stmts(p, bp-4))
+	})
+}
+
+// randomStates returns n states over a few profiles, with audiences unsorted,
+// repeated, empty or nil, counters, and NextChange zero or not.
+func randomStates(r *rand.Rand, round, n int) []audience.BatchState {
+	keys := []string{"a0", "a1", "a2", "a3", "a4", "a5"}
+	out := make([]audience.BatchState, n)
+	for i := range out {
+		seq := round*n + i
+		st := &audience.State{}
+		switch r.IntN(5) {
+		case 0: // nil
+		case 1:
+			st.Audiences = []string{}
+		default:
+			for range 1 + r.IntN(4) {
+				st.Audiences = append(st.Audiences, keys[r.IntN(len(keys))])
+			}
+		}
+		for j := range r.IntN(3) {
+			cn := audience.Counter{Key: fmt.Sprint("c", j), Count: int64(seq)}
+			if r.IntN(2) == 0 {
+				cn.Times = []int64{t0.UnixNano(), t0.UnixNano() + int64(seq)}
+			}
+			st.Counters = append(st.Counters, cn)
+		}
+		if r.IntN(3) != 0 {
+			st.NextChange = t0.Add(time.Duration(seq)*time.Second + 789*time.Nanosecond)
+		}
+		out[i] = audience.BatchState{Profile: identity.ProfileID(fmt.Sprint("use_", r.IntN(8))), State: st}
+	}
+	return out
+}
+
+func audienceTxn(t *testing.T, as audience.Store) audience.Tx {
+	t.Helper()
+	tx, err := as.Begin(t.Context())
+	must(t, err)
+	t.Cleanup(func() { tx.Rollback(context.Background()) })
+	return tx
+}
+
+// TestPutBatchEqualsPuts applies random batches of states to one store with
+// PutBatch and to another with one Put per item: every row of the audience
+// tables must be the same, and StateBatch must read what State reads.
+func TestPutBatchEqualsPuts(t *testing.T) {
+	for _, d := range dialects {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			batched, oneByOne := d.open(t), d.open(t)
+			r := rand.New(rand.NewPCG(7, 8))
+			var pids []identity.ProfileID
+			for i := range 8 {
+				pids = append(pids, identity.ProfileID(fmt.Sprint("use_", i)))
+			}
+			pids = append(pids, "use_unknown", "use_3")
+			var prev []string
+			for round := range 5 {
+				states := randomStates(r, round, 40)
+				if round == 4 {
+					states = states[:3] // a small batch: most profiles keep their state
+				}
+				btx := audienceTxn(t, batched.Audiences())
+				must(t, btx.(audience.BatchTx).PutBatch(ctx, states))
+				must(t, btx.Commit(ctx))
+				otx := audienceTxn(t, oneByOne.Audiences())
+				for i, st := range states {
+					if err := otx.Put(ctx, st.Profile, st.State); err != nil {
+						t.Fatalf("round %d: Put %d: %v", round, i, err)
+					}
+				}
+				must(t, otx.Commit(ctx))
+
+				want := dumpAudienceTables(t, oneByOne, oneByOne.db)
+				if diff := cmp.Diff(want, dumpAudienceTables(t, batched, batched.db)); diff != "" {
+					t.Fatalf("round %d: tables (-Put +PutBatch):\n%s", round, diff)
+				}
+				if cmp.Equal(prev, want) {
+					t.Fatalf("round %d changed no row, a weak test", round)
+				}
+				prev = want
+
+				wantStates := map[identity.ProfileID]*audience.State{}
+				for _, pid := range pids {
+					st, err := oneByOne.Audiences().State(ctx, pid)
+					if err == nil {
+						wantStates[pid] = st
+					} else if !errors.Is(err, audience.ErrNotFound) {
+						t.Fatal(err)
+					}
+				}
+				tx := audienceTxn(t, batched.Audiences())
+				got, err := tx.(audience.BatchTx).StateBatch(ctx, pids)
+				must(t, err)
+				if diff := cmp.Diff(wantStates, got); diff != "" {
+					t.Fatalf("round %d: StateBatch (-State +StateBatch):\n%s", round, diff)
+				}
+				must(t, tx.Rollback(ctx))
+			}
+			// The memberships were removed as well as added.
+			var members int
+			must(t, batched.db.QueryRowContext(ctx, batched.sql(`SELECT COUNT(*) FROM {p}audience_members`)).Scan(&members))
+			if members == 0 {
+				t.Errorf("no memberships at the end, a weak test")
+			}
+		})
+	}
+}
+
+// TestStateBatch: lists of every small length in one statement, more
+// profiles than one statement carries, and a transaction's own writes.
+func TestStateBatch(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		bp := s.batchParams()
+		pid := func(i int) identity.ProfileID { return identity.ProfileID(fmt.Sprintf("use_%05d", i)) }
+		stored := map[identity.ProfileID]*audience.State{
+			pid(0):      {Audiences: []string{"a", "b"}, Counters: []audience.Counter{{Key: "k", Count: 2, Times: []int64{1, 2}}}, NextChange: t0},
+			pid(7):      {Audiences: []string{}},
+			pid(bp - 1): {Counters: []audience.Counter{{Key: "k", Count: 1}}},
+			pid(bp):     {Audiences: []string{"c"}, NextChange: t0.Add(time.Hour)},
+			pid(bp + 5): {},
+		}
+		tx := audienceTxn(t, s.Audiences())
+		for p, st := range stored {
+			must(t, tx.Put(ctx, p, st))
+		}
+		must(t, tx.Commit(ctx))
+
+		view, c, _ := countedView(t, s)
+		tx = audienceTxn(t, view.Audiences())
+		btx := tx.(audience.BatchTx)
+		r := rand.New(rand.NewPCG(9, 10))
+		pool := []identity.ProfileID{pid(0), pid(7), pid(bp + 5), pid(1), ""}
+		for n := 1; n <= 20; n++ {
+			pids := make([]identity.ProfileID, n)
+			want := map[identity.ProfileID]*audience.State{}
+			for i := range pids {
+				pids[i] = pool[r.IntN(len(pool))]
+				if st, ok := stored[pids[i]]; ok {
+					want[pids[i]] = st
+				}
+			}
+			var got map[identity.ProfileID]*audience.State
+			var err error
+			sent := c.statements(func() { got, err = btx.StateBatch(ctx, pids) })
+			must(t, err)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Fatalf("StateBatch(%v) (-want +got):\n%s", pids, diff)
+			}
+			if sent != 1 {
+				t.Errorf("StateBatch of %d profiles: %d statements, want 1", n, sent)
+			}
+		}
+
+		var pids []identity.ProfileID
+		for i := range bp + 10 {
+			pids = append(pids, pid(i))
+		}
+		pids = append(pids, pid(7), pid(0))
+		var got map[identity.ProfileID]*audience.State
+		var err error
+		n := c.statements(func() { got, err = btx.StateBatch(ctx, pids) })
+		must(t, err)
+		if want := stmts(bp+10, bp); n != want {
+			t.Errorf("StateBatch of %d profiles: %d statements, want %d", bp+10, n, want)
+		}
+		if diff := cmp.Diff(stored, got); diff != "" {
+			t.Errorf("StateBatch of %d profiles (-want +got):\n%s", bp+10, diff)
+		}
+		// The states are the caller's.
+		got[pid(0)].Audiences[0] = "changed"
+		again, err := btx.StateBatch(ctx, []identity.ProfileID{pid(0)})
+		must(t, err)
+		if again[pid(0)].Audiences[0] != "a" {
+			t.Errorf("a state StateBatch returned is shared")
+		}
+
+		// The transaction's own writes.
+		must(t, btx.PutBatch(ctx, []audience.BatchState{{Profile: pid(1), State: &audience.State{Audiences: []string{"x"}}}}))
+		must(t, tx.Delete(ctx, pid(0)))
+		got, err = btx.StateBatch(ctx, []identity.ProfileID{pid(0), pid(1), pid(7)})
+		must(t, err)
+		want := map[identity.ProfileID]*audience.State{pid(1): {Audiences: []string{"x"}}, pid(7): {Audiences: []string{}}}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("StateBatch in the transaction (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestPutBatchChunks writes batches of more rows than one statement carries,
+// at every step, counts the statements and checks the memberships; and a
+// profile with more audiences than one delete carries.
+func TestPutBatchChunks(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		bp := s.batchParams()
+		view, c, sqlTx := countedView(t, s)
+		count := func(where string, args ...any) int {
+			t.Helper()
+			var n int
+			must(t, sqlTx.QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM {p}audience_members `+where), args...).Scan(&n))
+			return n
+		}
+		keysOf := func(p identity.ProfileID) []string {
+			t.Helper()
+			rows, err := sqlTx.QueryContext(ctx, s.sql(`SELECT audience_key FROM {p}audience_members WHERE profile_id = $1 ORDER BY audience_key`), string(p))
+			must(t, err)
+			var out []string
+			for rows.Next() {
+				var k string
+				must(t, rows.Scan(&k))
+				out = append(out, k)
+			}
+			must(t, closeRows(rows))
+			return out
+		}
+		pid := func(i int) identity.ProfileID { return identity.ProfileID(fmt.Sprintf("use_%05d", i)) }
+		// A delete carries bp/5 profiles of two audiences each: exactly two.
+		profiles := 2 * bp / 5
+		tx := audienceTxn(t, view.Audiences())
+		btx := tx.(audience.BatchTx)
+		put := func(states []audience.BatchState, want int64) {
+			t.Helper()
+			var err error
+			n := c.statements(func() { err = btx.PutBatch(ctx, states) })
+			must(t, err)
+			if n != want {
+				t.Errorf("PutBatch of %d states: %d statements, want %d", len(states), n, want)
+			}
+		}
+
+		// A: two audiences each, given in any order.
+		var a []audience.BatchState
+		for i := range profiles {
+			keys := []string{"a0", "a1"}
+			if i%2 == 1 {
+				keys = []string{"a1", "a0", "a1"}
+			}
+			a = append(a, audience.BatchState{Profile: pid(i), State: &audience.State{Audiences: keys, NextChange: t0}})
+		}
+		put(a, stmts(profiles, bp/3)+stmts(profiles, bp/5)+stmts(2*profiles, bp/2))
+		if got := count(""); got != 2*profiles {
+			t.Errorf("after A: %d memberships, want %d", got, 2*profiles)
+		}
+
+		// B: a1 kept, a0 dropped, a3 added.
+		var b []audience.BatchState
+		for i := range profiles {
+			b = append(b, audience.BatchState{Profile: pid(i), State: &audience.State{Audiences: []string{"a3", "a1"}}})
+		}
+		put(b, stmts(profiles, bp/3)+stmts(profiles, bp/5)+stmts(2*profiles, bp/2))
+		for key, want := range map[string]int{"a0": 0, "a1": profiles, "a3": profiles} {
+			if got := count(`WHERE audience_key = $1`, key); got != want {
+				t.Errorf("after B: %d members of %s, want %d", got, key, want)
+			}
+		}
+		if got := count(""); got != 2*profiles {
+			t.Errorf("after B: %d memberships, want %d", got, 2*profiles)
+		}
+		states, err := btx.StateBatch(ctx, []identity.ProfileID{pid(0), pid(profiles - 1)})
+		must(t, err)
+		if len(states) != 2 {
+			t.Errorf("after B: StateBatch found %d states, want 2", len(states))
+		}
+		for p, st := range states {
+			if !cmp.Equal(st.Audiences, []string{"a1", "a3"}) || !st.NextChange.IsZero() {
+				t.Errorf("after B: state of %s = %+v, want B's", p, st)
+			}
+		}
+
+		// C: a profile with more audiences than one delete carries, two
+		// dropping all of theirs (nil and empty), one state overridden later
+		// in the batch.
+		big := make([]string, bp/2)
+		for i := range big {
+			big[i] = fmt.Sprintf("b%05d", i)
+		}
+		c1 := []audience.BatchState{
+			{Profile: pid(0), State: &audience.State{Audiences: slices.Clone(big)}},
+			{Profile: pid(1), State: &audience.State{}},
+			{Profile: pid(2), State: &audience.State{Audiences: []string{"a9"}}},
+			{Profile: pid(2), State: &audience.State{Audiences: []string{}}},
+		}
+		put(c1, 3+stmts(len(big), bp/2)-1)
+		if got := keysOf(pid(0)); !cmp.Equal(got, big) {
+			t.Errorf("after C: %s in %d audiences, want %d", pid(0), len(got), len(big))
+		}
+		for _, p := range []identity.ProfileID{pid(1), pid(2)} {
+			if got := keysOf(p); got != nil {
+				t.Errorf("after C: %s in %v, want none", p, got)
+			}
+		}
+		if got := keysOf(pid(3)); !cmp.Equal(got, []string{"a1", "a3"}) {
+			t.Errorf("after C: %s in %v, untouched by C", pid(3), got)
+		}
+
+		// D: the big profile again, one audience fewer and one more, with a
+		// profile after it in the same delete.
+		bigger := append(slices.Clone(big[1:]), "b99999", "b99998")
+		put([]audience.BatchState{
+			{Profile: pid(0), State: &audience.State{Audiences: bigger}},
+			{Profile: pid(3), State: &audience.State{Audiences: []string{"a3"}}},
+		}, 3+stmts(len(bigger)+1, bp/2)-1)
+		slices.Sort(bigger)
+		if got := keysOf(pid(0)); !cmp.Equal(got, bigger) {
+			t.Errorf("after D: %s in %d audiences, want %d", pid(0), len(got), len(bigger))
+		}
+		if got := keysOf(pid(3)); !cmp.Equal(got, []string{"a3"}) {
+			t.Errorf("after D: %s in %v, want [a3]", pid(3), got)
+		}
+		must(t, tx.Commit(ctx))
+	})
+}
+
+// TestPutBatchInvalid: a bad state fails the whole batch with ErrInvalid
+// naming it, before any statement, even when a later state of its profile
+// would replace it; and the transaction goes on.
+func TestPutBatchInvalid(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		p, q := identity.ProfileID("use_p"), identity.ProfileID("use_q")
+		tx := audienceTxn(t, s.Audiences())
+		must(t, tx.Put(ctx, p, &audience.State{Audiences: []string{"a", "b"}, NextChange: t0}))
+		must(t, tx.Commit(ctx))
+		view, c, sqlTx := countedView(t, s)
+		before := dumpAudienceTables(t, s, sqlTx)
+
+		good := func(pid identity.ProfileID, keys ...string) audience.BatchState {
+			return audience.BatchState{Profile: pid, State: &audience.State{Audiences: keys}}
+		}
+		far := time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC)
+		bads := map[string][]audience.BatchState{
+			"nil state":           {good(p, "c"), good(q, "a"), good(p), {Profile: q}},
+			"NextChange":          {good(p, "c"), good(q, "a"), good(p), {Profile: q, State: &audience.State{NextChange: far}}},
+			"NextChange replaced": {{Profile: p, State: &audience.State{NextChange: far}}, good(q, "a"), good(p, "c"), good(p)},
+		}
+		want := map[string]string{"nil state": "state 3 of the batch", "NextChange": "state 3 of the batch", "NextChange replaced": "state 0 of the batch"}
+		if s.d == Postgres {
+			bads["NUL profile"] = []audience.BatchState{good(p, "c"), good("use_\x00", "a")}
+			bads["UTF-8 audience"] = []audience.BatchState{good(p, "c"), good(q, "a", "\xff")}
+			want["NUL profile"], want["UTF-8 audience"] = "state 1 of the batch", "state 1 of the batch"
+		}
+		atx := audienceTxn(t, view.Audiences())
+		for name, batch := range bads {
+			var err error
+			n := c.statements(func() { err = atx.(audience.BatchTx).PutBatch(ctx, batch) })
+			if !errors.Is(err, audience.ErrInvalid) || !strings.Contains(err.Error(), want[name]) {
+				t.Errorf("PutBatch with a bad %s = %v, want ErrInvalid naming %s", name, err, want[name])
+			}
+			if n != 0 {
+				t.Errorf("PutBatch with a bad %s: %d statements, want none", name, n)
+			}
+		}
+		if diff := cmp.Diff(before, dumpAudienceTables(t, s, sqlTx)); diff != "" {
+			t.Errorf("a refused batch changed the tables (-before +after):\n%s", diff)
+		}
+		// The transaction is still usable (on PostgreSQL a failed statement
+		// would have aborted it).
+		must(t, atx.(audience.BatchTx).PutBatch(ctx, []audience.BatchState{good(q, "z")}))
+		st, err := atx.State(ctx, q)
+		must(t, err)
+		if !cmp.Equal(st.Audiences, []string{"z"}) {
+			t.Errorf("state of %s = %+v, want [z]", q, st)
+		}
+		must(t, atx.Commit(ctx))
 	})
 }
 

@@ -420,58 +420,69 @@ func argsFor(q string, args ...any) []any {
 // transaction on one connection (the "bare INSERT loop"), and one multi-row
 // INSERT (about the least a database can do for them). It reports the rate of
 // each and the ratios, and the statements each batch sends.
+//
+// With audiences, two are defined, one on a trait and one counting the
+// tracked event, so every message updates its person's audience state.
 func BenchmarkCollectBatch(b *testing.B) {
 	for _, d := range testDialects {
-		b.Run(d.name, func(b *testing.B) {
-			s := newSite(b, d.dialect)
-			p := s.open(b)
-			c := p.controller(b, nil)
-			uids := seedKnown(b, c, benchPeople)
-			name, insert := scratchTable(b, s, p.db)
-			ctx := b.Context()
-			ts := time.Now()
-			const props = `{"price":249,"sku":"TENT-2P"}`
-			msgs := make([]privacy.Message, privacy.BatchSize)
-			var collect, loop, multi time.Duration
-			var stmts int64
-			var trace []string
-			n, rows := 0, 0
-			b.ReportAllocs()
-			for b.Loop() {
-				for j := range msgs {
-					msgs[j] = privacy.Track{MessageID: fmt.Sprintf("bench-%d-%d", n, j), UserID: uids[j%len(uids)], Event: "Product Viewed",
-						Properties: map[string]any{"sku": "TENT-2P", "price": 249}, Timestamp: ts}
-				}
-				before := p.cnt.snapshot()
-				if n == 1 {
-					p.cnt.startTrace()
-				}
-				start := time.Now()
-				if err := c.CollectBatch(ctx, msgs); err != nil {
-					b.Fatal(err)
-				}
-				collect += time.Since(start)
-				if n == 1 {
-					trace = p.cnt.stopTrace()
-				}
-				stmts += p.cnt.snapshot().sub(before).total()
-
-				b.StopTimer()
-				loop += timeInsertLoop(b, p.db, insert, n, len(msgs), tsArg(s, ts), props)
-				multi += timeMultiRowInsert(b, s, p.db, name, n, len(msgs), tsArg(s, ts), props)
-				b.StartTimer()
-				n++
-				rows += len(msgs)
-			}
-			b.ReportMetric(float64(rows)/collect.Seconds(), "msgs/s")
-			b.ReportMetric(float64(rows)/loop.Seconds(), "loop-rows/s")
-			b.ReportMetric(float64(rows)/multi.Seconds(), "multirow-rows/s")
-			b.ReportMetric(loop.Seconds()/collect.Seconds(), "x-loop")
-			b.ReportMetric(multi.Seconds()/collect.Seconds(), "x-multirow")
-			b.ReportMetric(float64(stmts)/float64(n), "stmts/batch")
-			logTrace(b, "the statements of one CollectBatch", trace)
-		})
+		for _, audiences := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/audiences=%v", d.name, audiences), func(b *testing.B) { benchCollectBatch(b, d.dialect, audiences) })
+		}
 	}
+}
+
+func benchCollectBatch(b *testing.B, dialect sqlstore.Dialect, audiences bool) {
+	s := newSite(b, dialect)
+	p := s.open(b)
+	c := p.controller(b, nil)
+	if audiences {
+		must(b, c.DefineAudience(b.Context(), audience.Definition{Key: "pro", Query: `trait('plan') = 'pro'`}))
+		must(b, c.DefineAudience(b.Context(), audience.Definition{Key: "viewers", Query: `event('Product Viewed').count() >= 3`}))
+	}
+	uids := seedKnown(b, c, benchPeople)
+	name, insert := scratchTable(b, s, p.db)
+	ctx := b.Context()
+	ts := time.Now()
+	const props = `{"price":249,"sku":"TENT-2P"}`
+	msgs := make([]privacy.Message, privacy.BatchSize)
+	var collect, loop, multi time.Duration
+	var stmts int64
+	var trace []string
+	n, rows := 0, 0
+	b.ReportAllocs()
+	for b.Loop() {
+		for j := range msgs {
+			msgs[j] = privacy.Track{MessageID: fmt.Sprintf("bench-%d-%d", n, j), UserID: uids[j%len(uids)], Event: "Product Viewed",
+				Properties: map[string]any{"sku": "TENT-2P", "price": 249}, Timestamp: ts}
+		}
+		before := p.cnt.snapshot()
+		if n == 1 {
+			p.cnt.startTrace()
+		}
+		start := time.Now()
+		if err := c.CollectBatch(ctx, msgs); err != nil {
+			b.Fatal(err)
+		}
+		collect += time.Since(start)
+		if n == 1 {
+			trace = p.cnt.stopTrace()
+		}
+		stmts += p.cnt.snapshot().sub(before).total()
+
+		b.StopTimer()
+		loop += timeInsertLoop(b, p.db, insert, n, len(msgs), tsArg(s, ts), props)
+		multi += timeMultiRowInsert(b, s, p.db, name, n, len(msgs), tsArg(s, ts), props)
+		b.StartTimer()
+		n++
+		rows += len(msgs)
+	}
+	b.ReportMetric(float64(rows)/collect.Seconds(), "msgs/s")
+	b.ReportMetric(float64(rows)/loop.Seconds(), "loop-rows/s")
+	b.ReportMetric(float64(rows)/multi.Seconds(), "multirow-rows/s")
+	b.ReportMetric(loop.Seconds()/collect.Seconds(), "x-loop")
+	b.ReportMetric(multi.Seconds()/collect.Seconds(), "x-multirow")
+	b.ReportMetric(float64(stmts)/float64(n), "stmts/batch")
+	logTrace(b, "the statements of one CollectBatch", trace)
 }
 
 // timeInsertLoop inserts the rows of batch n one INSERT at a time, in one

@@ -155,16 +155,36 @@
 //     profile.ErrInvalid naming it, and leaves the transaction usable (on
 //     PostgreSQL, text with a NUL character or invalid UTF-8 included,
 //     which Update learns from the database with the transaction aborted).
+//   - A profile transaction's PickTraitsBatch (profile.BatchTx): the named
+//     traits of every profile in one statement, each profile that exists
+//     joined to its traits among the names by the primary key.
+//   - An audience transaction's StateBatch (audience.BatchTx): the state of
+//     every profile in one statement.
+//   - An audience transaction's PutBatch (audience.BatchTx): three
+//     statements, for each profile's last state of the batch. One upsert
+//     writes the states; one delete drops the memberships of these profiles
+//     (found by the profile index) that their new states lack (a row value
+//     NOT IN the list of the new ones, which both dialects hash or index);
+//     one insert adds the new memberships, leaving those already there. A
+//     membership that stays is not written. Every state is checked before
+//     the first statement: a nil one, or one Put would refuse, fails the
+//     batch with audience.ErrInvalid naming it, and leaves the transaction
+//     usable (on PostgreSQL, a profile id or audience key with a NUL
+//     character or invalid UTF-8 included).
 //
 // Reads go through the Scope's shared transaction as the single reads do.
 // The statements use the driver's ordinary parameters, no array types. Each
 // carries at most 10,000 on PostgreSQL, where every statement is a round
 // trip, and 1,000 on SQLite, in process, where smaller statements are faster
 // (modernc.org/sqlite binds parameters in time quadratic in their number); a
-// larger batch takes one more statement per chunk. A read's list is padded
-// to a power of two by repeating an entry, and so is a list of locks, so that
-// a driver that prepares and caches statements by their text (pgx keeps 512
-// per connection) prepares a few shapes, not one per batch size. Rows are
+// larger batch takes one more statement per chunk. PickTraitsBatch with more
+// names than half of that takes one per chunk of the names and chunk of the
+// profiles; PutBatch's delete carries whole profiles with their new
+// memberships, and one with more than a statement carries has all its rows
+// deleted and inserted again. A read's list is padded to a power of two by
+// repeating an entry, and so is a list of locks, so that a driver that
+// prepares and caches statements by their text (pgx keeps 512 per
+// connection) prepares a few shapes, not one per batch size. Rows are
 // written in key order, so that concurrent batches lock them in one order.
 //
 // # Errors

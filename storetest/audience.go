@@ -31,6 +31,17 @@ var audienceChecks = []check[audience.Store]{
 	{"TxDone", audienceTxDone},
 	{"CancelledCommitIsAllOrNothing", audienceCancelledCommit},
 	{"ConcurrentWriters", audienceConcurrentWriters},
+	// The optional audience.BatchTx (batch.go).
+	{"StateBatch", audienceStateBatch},
+	{"StateBatchCopyAtBoundary", audienceStateBatchCopyAtBoundary},
+	{"StateBatchMany", audienceStateBatchMany},
+	{"PutBatchEqualsPuts", audiencePutBatchEqualsPuts},
+	{"PutBatchInvalid", audiencePutBatchInvalid},
+	{"PutBatchCopyAtBoundary", audiencePutBatchCopyAtBoundary},
+	{"PutBatchMany", audiencePutBatchMany},
+	{"PutBatchUncommittedInvisible", audiencePutBatchUncommittedInvisible},
+	{"PutBatchRollbackDiscards", audiencePutBatchRollbackDiscards},
+	{"PutBatchTxDone", audiencePutBatchTxDone},
 }
 
 // def returns a definition in the canonical form a Store is given
@@ -71,6 +82,12 @@ var audienceKeys = []string{"a", "b", "c"}
 
 func viewAudiences(t *testing.T, ctx context.Context, r audience.Reader, pids []identity.ProfileID) audienceView {
 	t.Helper()
+	return viewAudiencesOf(t, ctx, r, pids, audienceKeys)
+}
+
+// viewAudiencesOf is viewAudiences with the members of the audiences keys.
+func viewAudiencesOf(t *testing.T, ctx context.Context, r audience.Reader, pids []identity.ProfileID, keys []string) audienceView {
+	t.Helper()
 	defs, err := r.Definitions(ctx)
 	must(t, err, "Definitions")
 	v := audienceView{Defs: defs, States: map[identity.ProfileID]*audience.State{}, Members: map[string][]identity.ProfileID{}}
@@ -85,7 +102,7 @@ func viewAudiences(t *testing.T, ctx context.Context, r audience.Reader, pids []
 			v.States[pid] = st
 		}
 	}
-	for _, key := range audienceKeys {
+	for _, key := range keys {
 		m, err := r.Members(ctx, key, "", 0)
 		must(t, err, "Members")
 		v.Members[key] = m
@@ -103,6 +120,14 @@ type audienceFixture struct {
 func seedAudiences(t *testing.T, e *env, s audience.Store) *audienceFixture {
 	t.Helper()
 	f := &audienceFixture{p: newPIDs(6), defs: []audience.Definition{def("a", `trait('plan') = 'pro'`), def("b", `trait('x') exists`)}}
+	f.seed(t, e, s)
+	return f
+}
+
+// seed writes the fixture to s: the batch checks write one fixture to two
+// stores.
+func (f *audienceFixture) seed(t *testing.T, e *env, s audience.Store) {
+	t.Helper()
 	memberships := [][]string{{"a"}, {"a", "b"}, {"b"}, {"a"}, nil, {"a", "c"}}
 	inTx(t, e.ctx, s.Begin, func(tx audience.Tx) error {
 		for _, d := range f.defs {
@@ -117,7 +142,6 @@ func seedAudiences(t *testing.T, e *env, s audience.Store) *audienceFixture {
 		}
 		return nil
 	})
-	return f
 }
 
 func (f *audienceFixture) view(t *testing.T, ctx context.Context, r audience.Reader) audienceView {
@@ -439,33 +463,37 @@ func audienceDue(t *testing.T, e *env, s audience.Store) {
 	checkDue("after states changed, later", at(50), 10, false, []identity.ProfileID{p[2], p[3], p[5], p[1]})
 }
 
+// scribbleState changes every part of st in place and writes past the length
+// of its slices, within their capacity: what a caller may do with a state it
+// was given or passed in.
+func scribbleState(st *audience.State) {
+	if len(st.Audiences) > 0 {
+		st.Audiences[0] = "scribbled"
+	}
+	st.Audiences = append(st.Audiences[:cap(st.Audiences)], "zz-appended")
+	for i := range st.Counters {
+		st.Counters[i].Count = -1
+		if len(st.Counters[i].Times) > 0 {
+			st.Counters[i].Times[0] = -1
+		}
+		st.Counters[i].Times = append(st.Counters[i].Times[:cap(st.Counters[i].Times)], -2)
+	}
+	st.Counters = append(st.Counters[:cap(st.Counters)], audience.Counter{Key: "scribbled"})
+	st.NextChange = at(999)
+}
+
 func audienceCopyAtBoundary(t *testing.T, e *env, s audience.Store) {
 	pid := newPID()
-	scribble := func(st *audience.State) {
-		if len(st.Audiences) > 0 {
-			st.Audiences[0] = "scribbled"
-		}
-		st.Audiences = append(st.Audiences[:cap(st.Audiences)], "zz-appended")
-		for i := range st.Counters {
-			st.Counters[i].Count = -1
-			if len(st.Counters[i].Times) > 0 {
-				st.Counters[i].Times[0] = -1
-			}
-			st.Counters[i].Times = append(st.Counters[i].Times[:cap(st.Counters[i].Times)], -2)
-		}
-		st.Counters = append(st.Counters[:cap(st.Counters)], audience.Counter{Key: "scribbled"})
-		st.NextChange = at(999)
-	}
 	want := state(100, "a", "b")
 	tx, err := s.Begin(e.ctx)
 	must(t, err, "Begin")
 	defer tx.Rollback(e.ctx)
 	in := state(100, "a", "b")
 	must(t, tx.Put(e.ctx, pid, in), "Put")
-	scribble(in)
+	scribbleState(in)
 	st, err := tx.State(e.ctx, pid)
 	must(t, err, "tx.State")
-	scribble(st)
+	scribbleState(st)
 	st, err = tx.State(e.ctx, pid)
 	must(t, err, "tx.State")
 	if d := diff(want, st); d != "" {
@@ -479,7 +507,7 @@ func audienceCopyAtBoundary(t *testing.T, e *env, s audience.Store) {
 	commitTx(t, e.ctx, tx)
 	st, err = s.State(e.ctx, pid)
 	must(t, err, "State")
-	scribble(st)
+	scribbleState(st)
 	members, err := s.Members(e.ctx, "a", "", 0)
 	must(t, err, "Members")
 	members[0] = "use_scribbled"

@@ -5,23 +5,39 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
 )
 
 // The checks of the optional batch interfaces: identity.BatchReader,
-// suppression.BatchReader and profile.BatchTx. A batch method must answer, and
-// write, exactly as the single-item methods do one call at a time; the checks
-// compare the two. A backend (or its transaction) that does not implement one
+// suppression.BatchReader, profile.BatchTx and audience.BatchTx. A batch
+// method must answer, and write, exactly as the single-item methods do one
+// call at a time; the checks compare the two. A backend (or its transaction) that does not implement one
 // of them has its checks skipped, the interface named.
 
 // manyItems is the size of the large batches: beyond the chunk of a few
 // hundred rows a SQL adapter sends per statement, and not a multiple of it.
 const manyItems = 1200
+
+// manyProfiles returns manyItems profile ids to ask for at once: each of
+// known and fresh, the first hundred of known again, and the rest ids never
+// seen, shuffled the same way on every run. Few repeats, spread all through: a
+// batch method answering with a map that drops a chunk of its input then
+// leaves out profiles it should have answered.
+func manyProfiles(known, fresh []identity.ProfileID) []identity.ProfileID {
+	pids := slices.Concat(known, fresh, known[:100])
+	pids = append(pids, newPIDs(manyItems-len(pids))...)
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(pids), func(i, j int) { pids[i], pids[j] = pids[j], pids[i] })
+	return pids
+}
 
 // Identity graph: identity.BatchReader.
 
@@ -469,17 +485,7 @@ func suppressionProfileSuppressedBatchMany(t *testing.T, e *env, l suppression.L
 		}
 		return nil
 	})
-	var pids []identity.ProfileID
-	for i := 0; len(pids) < manyItems; i++ {
-		switch i % 4 {
-		case 0, 1: // known profiles, many of them twice
-			pids = append(pids, known[(i*7)%len(known)])
-		case 2:
-			pids = append(pids, fresh[(i/4)%len(fresh)])
-		case 3:
-			pids = append(pids, newPID())
-		}
-	}
+	pids := manyProfiles(known, fresh)
 	answers := func(suppressed map[identity.ProfileID]bool) []bool {
 		out := make([]bool, len(pids))
 		for i, pid := range pids {
@@ -746,17 +752,7 @@ func profileMetadataBatchMany(t *testing.T, e *env, s profile.Store) {
 		}
 		return nil
 	})
-	var pids []identity.ProfileID
-	for i := 0; len(pids) < manyItems; i++ {
-		switch i % 4 {
-		case 0, 1: // known profiles, many of them twice
-			pids = append(pids, known[(i*7)%len(known)])
-		case 2:
-			pids = append(pids, fresh[(i/4)%len(fresh)])
-		case 3:
-			pids = append(pids, newPID())
-		}
-	}
+	pids := manyProfiles(known, fresh)
 	// only is m restricted to the profiles asked for.
 	only := func(m map[identity.ProfileID]profile.Metadata) map[identity.ProfileID]profile.Metadata {
 		out := map[identity.ProfileID]profile.Metadata{}
@@ -784,6 +780,243 @@ func profileMetadataBatchMany(t *testing.T, e *env, s profile.Store) {
 		staged[pid] = meta(2000 + i)
 	}
 	checkMetadataBatch(t, e.ctx, fmt.Sprintf("%d profiles, in a transaction with writes", len(pids)), tx, b, pids, only(staged))
+}
+
+// picksFromGet answers pids one Get at a time: for each profile found, the
+// values of the named traits in the order of names, nil where it lacks one.
+func picksFromGet(t *testing.T, ctx context.Context, r profile.Reader, pids []identity.ProfileID, names []string) map[identity.ProfileID][]any {
+	t.Helper()
+	out := map[identity.ProfileID][]any{}
+	for _, pid := range pids {
+		p, err := r.Get(ctx, pid)
+		switch {
+		case errors.Is(err, profile.ErrNotFound):
+			continue
+		case err != nil:
+			t.Fatalf("Get(%s): %v", pid, err)
+		}
+		values := make([]any, 0, len(names))
+		for _, name := range names {
+			var v any
+			if tr, ok := p.Traits[name]; ok {
+				v = tr.Value
+			}
+			values = append(values, v)
+		}
+		out[pid] = values
+	}
+	return out
+}
+
+// picksEach answers pids one profile at a time, leaving out those not found:
+// with PickTraits when r implements profile.TraitPicker, from Get otherwise.
+// It returns the answers and the method that gave them.
+func picksEach(t *testing.T, ctx context.Context, r profile.Reader, pids []identity.ProfileID, names []string) (map[identity.ProfileID][]any, string) {
+	t.Helper()
+	picker, ok := r.(profile.TraitPicker)
+	if !ok {
+		return picksFromGet(t, ctx, r, pids, names), "Get"
+	}
+	out := map[identity.ProfileID][]any{}
+	for _, pid := range pids {
+		values, err := picker.PickTraits(ctx, pid, names, nil)
+		switch {
+		case errors.Is(err, profile.ErrNotFound):
+		case err != nil:
+			t.Fatalf("PickTraits(%s): %v", pid, err)
+		default:
+			out[pid] = values
+		}
+	}
+	return out, "PickTraits"
+}
+
+// checkPickTraitsBatch checks that PickTraitsBatch answers pids and names as
+// want says and as tx does one profile at a time (PickTraits, or Get when tx
+// is no profile.TraitPicker).
+func checkPickTraitsBatch(t *testing.T, ctx context.Context, what string, tx profile.Tx, b profile.BatchTx, pids []identity.ProfileID, names []string, want map[identity.ProfileID][]any) {
+	t.Helper()
+	got, err := b.PickTraitsBatch(ctx, pids, names)
+	if err != nil {
+		t.Fatalf("%s: PickTraitsBatch of %d profiles and %d names: %v", what, len(pids), len(names), err)
+	}
+	if d := diff(want, got); d != "" {
+		t.Errorf("%s: PickTraitsBatch of %q (-want +got):\n%s", what, names, d)
+	}
+	each, how := picksEach(t, ctx, tx, pids, names)
+	if d := diff(each, got); d != "" {
+		t.Errorf("%s: PickTraitsBatch of %q answers otherwise than %s one profile at a time (-%s +PickTraitsBatch):\n%s", what, names, how, how, d)
+	}
+}
+
+// pickFixture is seedProfiles with a nested trait on A: A has a, shared and
+// nested; B has b and shared; C has no traits.
+func pickFixture(t *testing.T, e *env, s profile.Store) (*profileFixture, any) {
+	t.Helper()
+	f := seedProfiles(t, e, s)
+	nested := map[string]any{"city": "Paris", "lines": []any{"1 rue", map[string]any{"floor": 2.0}}}
+	mustUpdate(t, e, s, f.A, traitsUpdate(4, "mn", map[string]any{"nested": nested}))
+	return f, profile.CloneValue(nested)
+}
+
+func profilePickTraitsBatch(t *testing.T, e *env, s profile.Store) {
+	needBatchTx(t, e, s)
+	f, nested := pickFixture(t, e, s)
+	tx, b := beginBatchTx(t, e, s)
+	unknown := newPID()
+	// Out of order, one twice, one no profile has.
+	names := []string{"shared", "missing", "a", "nested", "b", "shared"}
+	// Existing, unknown, repeated; C exists without traits.
+	pids := []identity.ProfileID{f.B, unknown, f.A, f.C, f.A, unknown}
+	want := map[identity.ProfileID][]any{
+		f.A: {"from A", nil, "A", nested, nil, "from A"},
+		f.B: {"from B", nil, nil, nil, "B", "from B"},
+		f.C: {nil, nil, nil, nil, nil, nil},
+	}
+	checkPickTraitsBatch(t, e.ctx, "committed profiles", tx, b, pids, names, want)
+	checkPickTraitsBatch(t, e.ctx, "one name", tx, b, pids, []string{"b"},
+		map[identity.ProfileID][]any{f.A: {nil}, f.B: {"B"}, f.C: {nil}})
+	// No names: every profile that exists, with no values.
+	for _, in := range [][]string{nil, {}} {
+		checkPickTraitsBatch(t, e.ctx, "no names", tx, b, pids, in,
+			map[identity.ProfileID][]any{f.A: {}, f.B: {}, f.C: {}})
+	}
+	for _, in := range [][]identity.ProfileID{nil, {}} {
+		if got, err := b.PickTraitsBatch(e.ctx, in, names); err != nil || len(got) != 0 {
+			t.Errorf("PickTraitsBatch of no profiles = %v, %v; want nothing", got, err)
+		}
+	}
+
+	// The transaction's own writes: a profile created, one updated (a trait
+	// set, one removed), one merged away, one deleted.
+	n := newPID()
+	must(t, tx.Update(e.ctx, n, withTraits(track(1, ev("n1", "n", 1)), map[string]any{"b": "N", "extra": 1.0})), "Update creating N")
+	must(t, tx.Update(e.ctx, f.A, withTraits(traitsUpdate(5, "m9", nil), map[string]any{"a": "A2", "b": []any{"from", "A"}}, "shared")), "Update of A")
+	must(t, tx.Merge(e.ctx, f.A, f.B), "Merge")
+	must(t, tx.Delete(e.ctx, f.C), "Delete")
+	pids = append(pids, n)
+	want = map[identity.ProfileID][]any{
+		f.A: {nil, nil, "A2", nested, []any{"from", "A"}, nil},
+		n:   {nil, nil, nil, nil, "N", nil},
+	}
+	checkPickTraitsBatch(t, e.ctx, "the transaction's own writes", tx, b, pids, names, want)
+	commitTx(t, e.ctx, tx)
+	if d := diff(want, picksFromGet(t, e.ctx, s, pids, names)); d != "" {
+		t.Errorf("the store after Commit (-want +got):\n%s", d)
+	}
+}
+
+// scribbleValue changes a trait value in place, all the way down.
+func scribbleValue(v any) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, el := range x {
+			scribbleValue(el)
+			x[k] = "scribbled"
+		}
+		x["added"] = "scribbled"
+	case []any:
+		for i := range x {
+			scribbleValue(x[i])
+			x[i] = "scribbled"
+		}
+	}
+}
+
+func profilePickTraitsBatchCopyAtBoundary(t *testing.T, e *env, s profile.Store) {
+	needBatchTx(t, e, s)
+	f, _ := pickFixture(t, e, s)
+	n := newPID()
+	tx, b := beginBatchTx(t, e, s)
+	// Staged in the transaction: a profile created, a trait of A replaced.
+	must(t, tx.Update(e.ctx, n, withTraits(track(1, ev("n1", "n", 1)), map[string]any{
+		"nested": map[string]any{"tags": []any{"a", map[string]any{"k": "v"}}}, "b": []any{1.0, 2.0}})), "Update creating N")
+	must(t, tx.Update(e.ctx, f.A, withTraits(traitsUpdate(5, "m9", nil), map[string]any{"b": map[string]any{"k": []any{"v"}}})), "Update of A")
+	pids := []identity.ProfileID{f.A, f.B, n}
+	names := []string{"nested", "b", "missing", "shared"}
+	want := picksFromGet(t, e.ctx, tx, pids, names)
+	if len(want) != 3 || want[f.A][0] == nil || want[n][0] == nil {
+		t.Fatalf("the check's profiles lack the nested traits to change: %v", want)
+	}
+	got, err := b.PickTraitsBatch(e.ctx, pids, names)
+	must(t, err, "PickTraitsBatch")
+	for pid, values := range got {
+		for _, v := range values {
+			scribbleValue(v)
+		}
+		for i := range values {
+			values[i] = "scribbled"
+		}
+		got[pid] = append(values[:cap(values)], "appended")
+	}
+	got[newPID()] = []any{"scribbled"}
+	if d := diff(want, picksFromGet(t, e.ctx, tx, pids, names)); d != "" {
+		t.Errorf("changing what PickTraitsBatch returned changed the transaction's profiles (-want +got):\n%s", d)
+	}
+	checkPickTraitsBatch(t, e.ctx, "after changing what it returned", tx, b, pids, names, want)
+	commitTx(t, e.ctx, tx)
+	if d := diff(want, picksFromGet(t, e.ctx, s, pids, names)); d != "" {
+		t.Errorf("changing what PickTraitsBatch returned changed the store (-want +got):\n%s", d)
+	}
+}
+
+func profilePickTraitsBatchMany(t *testing.T, e *env, s profile.Store) {
+	needBatchTx(t, e, s)
+	names := []string{"k1", "missing", "k0", "k2"}
+	// traits returns the traits of profile i, and its values for names.
+	traits := func(i int) (map[string]any, []any) {
+		set := map[string]any{"k0": float64(i), "k1": fmt.Sprint("v", i)}
+		values := []any{set["k1"], nil, set["k0"], nil}
+		if i%3 == 0 {
+			set["k2"] = map[string]any{"i": float64(i), "list": []any{"x", float64(i % 7)}}
+			values[3] = profile.CloneValue(set["k2"])
+		}
+		return set, values
+	}
+	meta := profile.Metadata{CreatedAt: at(0), UpdatedAt: at(1), Version: 1}
+	known, fresh := newPIDs(500), newPIDs(200)
+	stored := map[identity.ProfileID][]any{}
+	inTx(t, e.ctx, s.Begin, func(tx profile.Tx) error {
+		for i, pid := range known {
+			set, values := traits(i)
+			if err := tx.Update(e.ctx, pid, withTraits(profile.Update{Metadata: meta}, set)); err != nil {
+				return err
+			}
+			stored[pid] = values
+		}
+		return nil
+	})
+	pids := manyProfiles(known, fresh)
+	// only is m restricted to the profiles asked for.
+	only := func(m map[identity.ProfileID][]any) map[identity.ProfileID][]any {
+		out := map[identity.ProfileID][]any{}
+		for _, pid := range pids {
+			if v, ok := m[pid]; ok {
+				out[pid] = v
+			}
+		}
+		return out
+	}
+	tx, b := beginBatchTx(t, e, s)
+	checkPickTraitsBatch(t, e.ctx, fmt.Sprintf("%d profiles", len(pids)), tx, b, pids, names, only(stored))
+	// 200 created, 50 deleted, 50 updated (k0 set, k1 removed).
+	staged := maps.Clone(stored)
+	for i, pid := range fresh {
+		set, values := traits(1000 + i)
+		must(t, tx.Update(e.ctx, pid, withTraits(profile.Update{Metadata: meta}, set)), "Update creating a profile")
+		staged[pid] = values
+	}
+	for _, pid := range known[:50] {
+		must(t, tx.Delete(e.ctx, pid), "Delete")
+		delete(staged, pid)
+	}
+	for i, pid := range known[50:100] {
+		must(t, tx.Update(e.ctx, pid, withTraits(profile.Update{Metadata: meta}, map[string]any{"k0": "updated"}, "k1")), "Update")
+		_, values := traits(50 + i)
+		values[0], values[2] = nil, "updated"
+		staged[pid] = values
+	}
+	checkPickTraitsBatch(t, e.ctx, fmt.Sprintf("%d profiles, in a transaction with writes", len(pids)), tx, b, pids, names, only(staged))
 }
 
 // equivalenceBatch is a batch over A and B, which exist, and C and N, which
@@ -1315,9 +1548,591 @@ func profileUpdateBatchTxDone(t *testing.T, e *env, s profile.Store) {
 				_, err := b.UpdateBatch(ctx, nil, nil)
 				return err
 			}},
+			{"PickTraitsBatch", func(ctx context.Context) error {
+				_, err := b.PickTraitsBatch(ctx, []identity.ProfileID{f.A, n}, []string{"a", "shared"})
+				return err
+			}},
+			{"PickTraitsBatch (no profiles, no names)", func(ctx context.Context) error {
+				_, err := b.PickTraitsBatch(ctx, nil, nil)
+				return err
+			}},
 		})
 		if d := diff(before, viewProfiles(t, e.ctx, s, pids...)); d != "" {
 			t.Errorf("UpdateBatch on a transaction ended by %s changed the store (-before +after):\n%s", how, d)
+		}
+	}
+}
+
+// Audience store: audience.BatchTx.
+
+// needAudienceBatchTx skips the check when the audience store's transactions
+// do not implement audience.BatchTx.
+func needAudienceBatchTx(t *testing.T, e *env, s audience.Store) {
+	t.Helper()
+	tx, err := s.Begin(e.ctx)
+	must(t, err, "Begin")
+	_, ok := tx.(audience.BatchTx)
+	must(t, tx.Rollback(e.ctx), "Rollback")
+	if !ok {
+		t.Skip("the audience store's transaction does not implement the optional audience.BatchTx")
+	}
+}
+
+// beginAudienceBatchTx begins a transaction, rolled back when the check ends,
+// and returns it with its audience.BatchTx, or skips the check.
+func beginAudienceBatchTx(t *testing.T, e *env, s audience.Store) (audience.Tx, audience.BatchTx) {
+	t.Helper()
+	tx, err := s.Begin(e.ctx)
+	must(t, err, "Begin")
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	b, ok := tx.(audience.BatchTx)
+	if !ok {
+		t.Skip("the audience store's transaction does not implement the optional audience.BatchTx")
+	}
+	return tx, b
+}
+
+// referenceAudiences makes a second Harness beside the check's, closed when
+// the check ends, and returns its (empty) audience store: the checks apply
+// there, one Put at a time, what they give PutBatch at once.
+func referenceAudiences(t *testing.T, e *env) audience.Store {
+	t.Helper()
+	s, err := newHarness(t, e.nh).MakeAudiences(e.ctx)
+	must(t, err, "making a second audience store to compare with")
+	return s
+}
+
+// stateEach answers pids one State at a time, leaving out those not found.
+func stateEach(t *testing.T, ctx context.Context, r audience.Reader, pids []identity.ProfileID) map[identity.ProfileID]*audience.State {
+	t.Helper()
+	out := map[identity.ProfileID]*audience.State{}
+	for _, pid := range pids {
+		st, err := r.State(ctx, pid)
+		switch {
+		case errors.Is(err, audience.ErrNotFound):
+		case err != nil:
+			t.Fatalf("State(%s): %v", pid, err)
+		default:
+			out[pid] = st
+		}
+	}
+	return out
+}
+
+// checkStateBatch checks that StateBatch answers pids as want says and as
+// tx's State does, one at a time.
+func checkStateBatch(t *testing.T, ctx context.Context, what string, tx audience.Tx, b audience.BatchTx, pids []identity.ProfileID, want map[identity.ProfileID]*audience.State) {
+	t.Helper()
+	got, err := b.StateBatch(ctx, pids)
+	if err != nil {
+		t.Fatalf("%s: StateBatch of %d profiles: %v", what, len(pids), err)
+	}
+	if d := diff(want, got); d != "" {
+		t.Errorf("%s: StateBatch (-want +got):\n%s", what, d)
+	}
+	if d := diff(stateEach(t, ctx, tx, pids), got); d != "" {
+		t.Errorf("%s: StateBatch answers otherwise than State one at a time (-State +StateBatch):\n%s", what, d)
+	}
+}
+
+// putBatch calls PutBatch, failing the check on an error.
+func putBatch(t *testing.T, ctx context.Context, b audience.BatchTx, states []audience.BatchState) {
+	t.Helper()
+	if err := b.PutBatch(ctx, states); err != nil {
+		t.Fatalf("PutBatch of %d states: %v", len(states), err)
+	}
+}
+
+// putEach puts states one Put at a time, in order.
+func putEach(ctx context.Context, tx audience.Tx, states []audience.BatchState) error {
+	for i, bs := range states {
+		if err := tx.Put(ctx, bs.Profile, bs.State); err != nil {
+			return fmt.Errorf("state %d, one Put at a time: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// dueAll returns every profile r says is due by the end of the checks' time,
+// earliest first.
+func dueAll(t *testing.T, ctx context.Context, r audience.Reader) []identity.ProfileID {
+	t.Helper()
+	due, err := r.Due(ctx, at(1_000_000), 100_000)
+	must(t, err, "Due")
+	return due
+}
+
+// batchAudienceKeys are the audiences the PutBatch checks put profiles in.
+var batchAudienceKeys = []string{"a", "b", "c", "d"}
+
+func audienceStateBatch(t *testing.T, e *env, s audience.Store) {
+	needAudienceBatchTx(t, e, s)
+	f := seedAudiences(t, e, s) // p[0] in a, p[1] in a and b, p[2] in b, p[3] in a, p[4] in none, p[5] in a and c
+	p := f.p
+	tx, b := beginAudienceBatchTx(t, e, s)
+	for _, in := range [][]identity.ProfileID{nil, {}} {
+		if got, err := b.StateBatch(e.ctx, in); err != nil || len(got) != 0 {
+			t.Errorf("StateBatch of no profiles = %v, %v; want nothing", got, err)
+		}
+	}
+	unknown := newPID()
+	pids := []identity.ProfileID{p[1], unknown, p[0], p[4], p[0], p[5], unknown}
+	want := map[identity.ProfileID]*audience.State{p[0]: state(0, "a"), p[1]: state(0, "a", "b"), p[4]: state(0), p[5]: state(0, "a", "c")}
+	checkStateBatch(t, e.ctx, "committed states", tx, b, pids, want)
+
+	// The transaction's own writes: a state put for a new profile and for one
+	// that has one, states deleted, put again after Delete, deleted after Put,
+	// and changed with Modify.
+	n, gone := newPID(), newPID()
+	must(t, tx.Put(e.ctx, n, state(70, "a", "c")), "Put")
+	must(t, tx.Put(e.ctx, p[0], state(5, "b")), "Put")
+	must(t, tx.Delete(e.ctx, p[1]), "Delete")
+	must(t, tx.Put(e.ctx, gone, state(1, "a")), "Put")
+	must(t, tx.Delete(e.ctx, gone), "Delete")
+	must(t, tx.Delete(e.ctx, p[2]), "Delete")
+	must(t, tx.Put(e.ctx, p[2], state(9, "c")), "Put")
+	if m, ok := tx.(audience.Modifier); ok {
+		must(t, m.Modify(e.ctx, p[4], func(st *audience.State) error {
+			st.Audiences = []string{"b"}
+			st.NextChange = at(60)
+			return nil
+		}), "Modify")
+	} else {
+		t.Log("the transaction does not implement audience.Modifier: putting the state Modify would have")
+		must(t, tx.Put(e.ctx, p[4], state(60, "b")), "Put")
+	}
+	pids = append(pids, n, gone, p[2], p[3])
+	want = map[identity.ProfileID]*audience.State{p[0]: state(5, "b"), p[2]: state(9, "c"), p[3]: state(0, "a"),
+		p[4]: state(60, "b"), p[5]: state(0, "a", "c"), n: state(70, "a", "c")}
+	checkStateBatch(t, e.ctx, "the transaction's own writes", tx, b, pids, want)
+	commitTx(t, e.ctx, tx)
+	if d := diff(want, stateEach(t, e.ctx, s, pids)); d != "" {
+		t.Errorf("the store after Commit (-want +got):\n%s", d)
+	}
+}
+
+func audienceStateBatchCopyAtBoundary(t *testing.T, e *env, s audience.Store) {
+	needAudienceBatchTx(t, e, s)
+	f := seedAudiences(t, e, s)
+	n := newPID()
+	tx, b := beginAudienceBatchTx(t, e, s)
+	must(t, tx.Put(e.ctx, n, state(70, "a", "c")), "Put")
+	pids := []identity.ProfileID{f.p[1], f.p[5], n} // committed, and staged
+	want := stateEach(t, e.ctx, tx, pids)
+	got, err := b.StateBatch(e.ctx, pids)
+	must(t, err, "StateBatch")
+	for _, st := range got {
+		scribbleState(st)
+	}
+	got[newPID()] = state(1, "scribbled")
+	if d := diff(want, stateEach(t, e.ctx, tx, pids)); d != "" {
+		t.Errorf("changing what StateBatch returned changed the transaction's states (-want +got):\n%s", d)
+	}
+	checkStateBatch(t, e.ctx, "after changing what it returned", tx, b, pids, want)
+	commitTx(t, e.ctx, tx)
+	if d := diff(want, stateEach(t, e.ctx, s, pids)); d != "" {
+		t.Errorf("changing what StateBatch returned changed the store (-want +got):\n%s", d)
+	}
+
+	// What StateBatch returned stays as it was when the transaction then
+	// writes: the states staged, and the committed ones.
+	tx, b = beginAudienceBatchTx(t, e, s)
+	must(t, tx.Put(e.ctx, n, state(75, "b")), "Put")
+	want = stateEach(t, e.ctx, tx, pids)
+	kept, err := b.StateBatch(e.ctx, pids)
+	must(t, err, "StateBatch")
+	if m, ok := tx.(audience.Modifier); ok {
+		for _, pid := range pids[1:] {
+			must(t, m.Modify(e.ctx, pid, func(st *audience.State) error {
+				st.Counters[0].Count = 99
+				st.Counters[0].Times[0] = -5
+				st.NextChange = at(99)
+				return nil
+			}), "Modify")
+		}
+	}
+	must(t, tx.Put(e.ctx, f.p[1], state(80, "c")), "Put")
+	must(t, tx.Delete(e.ctx, f.p[5]), "Delete")
+	if d := diff(want, kept); d != "" {
+		t.Errorf("what StateBatch returned changed with the transaction's later writes (-want +got):\n%s", d)
+	}
+}
+
+// manyState is the i-th state of the large batches: in one to three of
+// batchAudienceKeys, counted i times, due at i seconds or never.
+func manyState(i int) *audience.State {
+	sets := [][]string{nil, {"a"}, {"a", "b"}, {"c"}, {"a", "c", "d"}, {"b", "d"}}
+	sec := i + 1
+	if i%4 == 0 {
+		sec = 0
+	}
+	st := state(sec, sets[i%len(sets)]...)
+	st.Counters[1].Count = int64(i)
+	return st
+}
+
+func audienceStateBatchMany(t *testing.T, e *env, s audience.Store) {
+	needAudienceBatchTx(t, e, s)
+	known, fresh := newPIDs(500), newPIDs(200)
+	stored := map[identity.ProfileID]*audience.State{}
+	inTx(t, e.ctx, s.Begin, func(tx audience.Tx) error {
+		for i, pid := range known {
+			if err := tx.Put(e.ctx, pid, manyState(i)); err != nil {
+				return err
+			}
+			stored[pid] = manyState(i)
+		}
+		return nil
+	})
+	pids := manyProfiles(known, fresh)
+	// only is m restricted to the profiles asked for.
+	only := func(m map[identity.ProfileID]*audience.State) map[identity.ProfileID]*audience.State {
+		out := map[identity.ProfileID]*audience.State{}
+		for _, pid := range pids {
+			if st, ok := m[pid]; ok {
+				out[pid] = st
+			}
+		}
+		return out
+	}
+	tx, b := beginAudienceBatchTx(t, e, s)
+	checkStateBatch(t, e.ctx, fmt.Sprintf("%d profiles", len(pids)), tx, b, pids, only(stored))
+	// 200 put, 50 deleted, 50 replaced, 50 modified.
+	staged := maps.Clone(stored)
+	for i, pid := range fresh {
+		must(t, tx.Put(e.ctx, pid, manyState(1000+i)), "Put")
+		staged[pid] = manyState(1000 + i)
+	}
+	for _, pid := range known[:50] {
+		must(t, tx.Delete(e.ctx, pid), "Delete")
+		delete(staged, pid)
+	}
+	for i, pid := range known[50:100] {
+		must(t, tx.Put(e.ctx, pid, manyState(2000+i)), "Put")
+		staged[pid] = manyState(2000 + i)
+	}
+	m, modifier := tx.(audience.Modifier)
+	for i, pid := range known[100:150] {
+		st := manyState(100 + i)
+		st.Audiences = []string{"d"}
+		st.Counters[1].Count += 1000
+		staged[pid] = st
+		if !modifier {
+			must(t, tx.Put(e.ctx, pid, st), "Put")
+			continue
+		}
+		must(t, m.Modify(e.ctx, pid, func(st *audience.State) error {
+			st.Audiences = []string{"d"}
+			st.Counters[1].Count += 1000
+			return nil
+		}), "Modify")
+	}
+	checkStateBatch(t, e.ctx, fmt.Sprintf("%d profiles, in a transaction with writes", len(pids)), tx, b, pids, only(staged))
+}
+
+// sortedAudiences compares states whatever the order of their audiences.
+var sortedAudiences = cmpopts.SortSlices(func(a, b string) bool { return a < b })
+
+func audiencePutBatchEqualsPuts(t *testing.T, e *env, s audience.Store) {
+	needAudienceBatchTx(t, e, s)
+	ref := referenceAudiences(t, e)
+	f := seedAudiences(t, e, s) // p[0] in a, p[1] in a and b, p[2] in b, p[3] in a, p[4] in none, p[5] in a and c
+	f.seed(t, e, ref)
+	p := f.p
+	n, m := newPID(), newPID()
+	pids := append(slices.Clone(p), n, m)
+	// Written in the transaction before the batch.
+	before := func(tx audience.Tx) error {
+		if err := tx.Put(e.ctx, p[2], state(15, "c")); err != nil {
+			return err
+		}
+		return tx.Delete(e.ctx, p[3])
+	}
+	batch := func() []audience.BatchState {
+		return []audience.BatchState{
+			{Profile: n, State: state(30, "d", "a")},      // new, audiences out of order
+			{Profile: p[0], State: state(10, "b", "b")},   // replaced, an audience twice
+			{Profile: p[1], State: &audience.State{}},     // an empty state: in no audience
+			{Profile: p[3], State: state(40, "c")},        // deleted earlier in the transaction
+			{Profile: p[2], State: state(20, "a")},        // put earlier in the transaction
+			{Profile: m, State: state(50, "b")},           // new,
+			{Profile: m, State: state(0, "c", "a")},       // and again: the later wins
+			{Profile: p[5], State: state(0, "a", "c")},    // as it was
+			{Profile: n, State: state(35, "d", "a", "d")}, // again, later
+		}
+	}
+	// One Put at a time, in order, in one transaction, on the second store.
+	inTx(t, e.ctx, ref.Begin, func(tx audience.Tx) error {
+		if err := before(tx); err != nil {
+			return err
+		}
+		return putEach(e.ctx, tx, batch())
+	})
+	want := viewAudiencesOf(t, e.ctx, ref, pids, batchAudienceKeys)
+	wantDue := dueAll(t, e.ctx, ref)
+
+	tx, b := beginAudienceBatchTx(t, e, s)
+	must(t, before(tx), "the writes before the batch")
+	putBatch(t, e.ctx, b, batch())
+	if d := diff(want, viewAudiencesOf(t, e.ctx, tx, pids, batchAudienceKeys)); d != "" {
+		t.Errorf("the transaction after PutBatch differs from the store after Put one at a time (-Put +PutBatch):\n%s", d)
+	}
+	commitTx(t, e.ctx, tx)
+	got := viewAudiencesOf(t, e.ctx, s, pids, batchAudienceKeys)
+	if d := diff(want, got); d != "" {
+		t.Errorf("the store after PutBatch differs from the store after Put one at a time (-Put +PutBatch):\n%s", d)
+	}
+	if d := diff(wantDue, dueAll(t, e.ctx, s)); d != "" {
+		t.Errorf("Due after PutBatch differs from Due after Put one at a time (-Put +PutBatch):\n%s", d)
+	}
+	// Of two states of one profile the later wins, whatever the order of its
+	// audiences.
+	if d := diff(state(0, "a", "c"), got.States[m], sortedAudiences); d != "" {
+		t.Errorf("the state of a profile put twice in one PutBatch (-later +got):\n%s", d)
+	}
+	for _, key := range []string{"a", "b", "c"} {
+		if slices.Contains(got.Members[key], m) != (key != "b") {
+			t.Errorf("members of %s after PutBatch put a profile in b, then in a and c: %v", key, got.Members[key])
+		}
+	}
+}
+
+func audiencePutBatchInvalid(t *testing.T, e *env, s audience.Store) {
+	needAudienceBatchTx(t, e, s)
+	f := seedAudiences(t, e, s)
+	n := newPID()
+	pids := append(slices.Clone(f.p), n)
+	valid := func() []audience.BatchState {
+		return []audience.BatchState{
+			{Profile: n, State: state(10, "a")},
+			{Profile: f.p[0], State: state(0, "c")},
+			{Profile: f.p[1], State: state(20)},
+		}
+	}
+	invalid := audience.BatchState{Profile: f.p[2]} // a nil state
+	for _, bad := range []struct {
+		where string
+		batch []audience.BatchState
+	}{
+		{"first", slices.Insert(valid(), 0, invalid)},
+		{"in the middle", slices.Insert(valid(), 2, invalid)},
+		{"last", append(valid(), invalid)},
+		{"alone", []audience.BatchState{invalid}},
+	} {
+		before := viewAudiences(t, e.ctx, s, pids)
+		dueBefore := dueAll(t, e.ctx, s)
+		tx, b := beginAudienceBatchTx(t, e, s)
+		// A write staged before the batch, which must survive it.
+		must(t, tx.Put(e.ctx, f.p[4], state(70, "b")), "Put")
+		staged := viewAudiences(t, e.ctx, tx, pids)
+		if err := b.PutBatch(e.ctx, bad.batch); !errors.Is(err, audience.ErrInvalid) {
+			t.Errorf("PutBatch with a nil state %s in the batch = %v; want ErrInvalid", bad.where, err)
+		}
+		// PutBatch checks every state before it stages anything: the
+		// transaction is as it was.
+		if d := diff(staged, viewAudiences(t, e.ctx, tx, pids)); d != "" {
+			t.Errorf("PutBatch with a nil state %s in the batch, refused, changed the transaction's states (-before +after):\n%s", bad.where, d)
+		}
+		want, wantDue := before, dueBefore
+		if commitAfterRefused(t, e.ctx, tx) {
+			want, wantDue = staged, []identity.ProfileID{f.p[4]}
+		}
+		if d := diff(want, viewAudiences(t, e.ctx, s, pids)); d != "" {
+			t.Errorf("PutBatch with a nil state %s in the batch, refused, changed the store (-want +got):\n%s", bad.where, d)
+		}
+		if d := diff(wantDue, dueAll(t, e.ctx, s)); d != "" {
+			t.Errorf("Due after PutBatch with a nil state %s in the batch, refused (-want +got):\n%s", bad.where, d)
+		}
+	}
+}
+
+func audiencePutBatchCopyAtBoundary(t *testing.T, e *env, s audience.Store) {
+	needAudienceBatchTx(t, e, s)
+	ps := newPIDs(4)
+	pid, twin, other, elsewhere := ps[0], ps[1], ps[2], ps[3]
+	shared := state(100, "a", "b") // one state, for two profiles
+	tx, b := beginAudienceBatchTx(t, e, s)
+	batch := []audience.BatchState{
+		{Profile: pid, State: shared},
+		{Profile: other, State: state(200, "c")},
+		{Profile: twin, State: shared},
+	}
+	putBatch(t, e.ctx, b, batch)
+	// What the caller passed in, changed after the call.
+	for i := range batch {
+		scribbleState(batch[i].State)
+		batch[i].Profile = elsewhere
+	}
+	batch[0] = audience.BatchState{Profile: elsewhere, State: state(1, "c")}
+	want := audienceView{
+		States:  map[identity.ProfileID]*audience.State{pid: state(100, "a", "b"), twin: state(100, "a", "b"), other: state(200, "c"), elsewhere: nil},
+		Members: map[string][]identity.ProfileID{"a": {pid, twin}, "b": {pid, twin}, "c": {other}},
+	}
+	if d := diff(want, viewAudiences(t, e.ctx, tx, ps)); d != "" {
+		t.Errorf("changing what was passed to PutBatch changed the transaction's states (-want +got):\n%s", d)
+	}
+	commitTx(t, e.ctx, tx)
+	if d := diff(want, viewAudiences(t, e.ctx, s, ps)); d != "" {
+		t.Errorf("changing what was passed to PutBatch changed the store (-want +got):\n%s", d)
+	}
+	due := dueAll(t, e.ctx, s)
+	slices.Sort(due) // pid and twin are due at the same time
+	if d := diff([]identity.ProfileID{pid, twin, other}, due); d != "" {
+		t.Errorf("Due after changing what was passed to PutBatch, sorted (-want +got):\n%s", d)
+	}
+}
+
+func audiencePutBatchMany(t *testing.T, e *env, s audience.Store) {
+	needAudienceBatchTx(t, e, s)
+	ref := referenceAudiences(t, e)
+	// 300 profiles with states, 300 without; the batch puts each about
+	// twice, the later winning.
+	known, fresh := newPIDs(300), newPIDs(300)
+	pids := append(slices.Clone(known), fresh...)
+	for _, st := range []audience.Store{s, ref} {
+		inTx(t, e.ctx, st.Begin, func(tx audience.Tx) error {
+			for i, pid := range known {
+				if err := tx.Put(e.ctx, pid, manyState(5000+i)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	n := manyItems + 50
+	batch := make([]audience.BatchState, n)
+	for i := range batch {
+		st := manyState(i)
+		switch i % 7 {
+		case 3: // out of order, an audience twice
+			st.Audiences = []string{"d", "b", "d", "a"}
+		case 5:
+			st = &audience.State{}
+		}
+		batch[i] = audience.BatchState{Profile: pids[(i*7)%len(pids)], State: st}
+	}
+	// The same states one Put at a time, in order, in transactions of 50, on
+	// the second store.
+	for lo := 0; lo < n; lo += 50 {
+		inTx(t, e.ctx, ref.Begin, func(tx audience.Tx) error {
+			return putEach(e.ctx, tx, batch[lo:min(lo+50, n)])
+		})
+	}
+	want := viewAudiencesOf(t, e.ctx, ref, pids, batchAudienceKeys)
+	wantDue := dueAll(t, e.ctx, ref)
+
+	tx, b := beginAudienceBatchTx(t, e, s)
+	putBatch(t, e.ctx, b, batch)
+	if d := diff(want, viewAudiencesOf(t, e.ctx, tx, pids, batchAudienceKeys)); d != "" {
+		t.Errorf("the transaction after PutBatch of %d states differs from Put one at a time (-Put +PutBatch):\n%s", n, d)
+	}
+	commitTx(t, e.ctx, tx)
+	if d := diff(want, viewAudiencesOf(t, e.ctx, s, pids, batchAudienceKeys)); d != "" {
+		t.Errorf("the store after PutBatch of %d states differs from Put one at a time (-Put +PutBatch):\n%s", n, d)
+	}
+	if d := diff(wantDue, dueAll(t, e.ctx, s)); d != "" {
+		t.Errorf("Due after PutBatch of %d states differs from Due after Put one at a time (-Put +PutBatch):\n%s", n, d)
+	}
+}
+
+// stageAudienceBatch stages, with PutBatch, a state for a new profile n, one
+// replacing p[0]'s and an empty one for p[1].
+func stageAudienceBatch(t *testing.T, e *env, b audience.BatchTx, f *audienceFixture, n identity.ProfileID) {
+	t.Helper()
+	putBatch(t, e.ctx, b, []audience.BatchState{
+		{Profile: n, State: state(70, "a", "c")},
+		{Profile: f.p[0], State: state(5, "b")},
+		{Profile: f.p[1], State: &audience.State{}},
+	})
+}
+
+func audiencePutBatchUncommittedInvisible(t *testing.T, e *env, s audience.Store) {
+	e.needIsolation(t)
+	needAudienceBatchTx(t, e, s)
+	f := seedAudiences(t, e, s)
+	n := newPID()
+	pids := append(slices.Clone(f.p), n)
+	before := viewAudiences(t, e.ctx, s, pids)
+	dueBefore := dueAll(t, e.ctx, s)
+	tx, b := beginAudienceBatchTx(t, e, s)
+	stageAudienceBatch(t, e, b, f, n)
+	staged := viewAudiences(t, e.ctx, tx, pids)
+	readers := map[string]audience.Reader{"the store": s}
+	other, ok := secondTx(t, e, s.Begin)
+	if ok {
+		readers["another transaction"] = other
+	}
+	for name, r := range readers {
+		if d := diff(before, viewAudiences(t, e.ctx, r, pids)); d != "" {
+			t.Errorf("%s sees what PutBatch staged (-committed +seen):\n%s", name, d)
+		}
+	}
+	if got := dueAll(t, e.ctx, s); diff(dueBefore, got) != "" {
+		t.Errorf("Due lists a state PutBatch staged: %v; want %v", got, dueBefore)
+	}
+	if ok {
+		must(t, other.Rollback(e.ctx), "Rollback")
+	}
+	commitTx(t, e.ctx, tx)
+	if d := diff(staged, viewAudiences(t, e.ctx, s, pids)); d != "" {
+		t.Errorf("the store after Commit (-staged +seen):\n%s", d)
+	}
+	if d := diff([]identity.ProfileID{f.p[0], n}, dueAll(t, e.ctx, s)); d != "" {
+		t.Errorf("Due after Commit (-want +got):\n%s", d)
+	}
+}
+
+func audiencePutBatchRollbackDiscards(t *testing.T, e *env, s audience.Store) {
+	needAudienceBatchTx(t, e, s)
+	f := seedAudiences(t, e, s)
+	n := newPID()
+	pids := append(slices.Clone(f.p), n)
+	before := viewAudiences(t, e.ctx, s, pids)
+	tx, b := beginAudienceBatchTx(t, e, s)
+	stageAudienceBatch(t, e, b, f, n)
+	must(t, tx.Rollback(e.ctx), "Rollback")
+	if d := diff(before, viewAudiences(t, e.ctx, s, pids)); d != "" {
+		t.Errorf("Rollback left what PutBatch staged (-before +after):\n%s", d)
+	}
+	if due := dueAll(t, e.ctx, s); len(due) != 0 {
+		t.Errorf("Due after a rolled back PutBatch = %v; want none", due)
+	}
+	if err := tx.Rollback(e.ctx); err != nil {
+		t.Errorf("a second Rollback = %v; want nil", err)
+	}
+}
+
+func audiencePutBatchTxDone(t *testing.T, e *env, s audience.Store) {
+	needAudienceBatchTx(t, e, s)
+	for _, how := range []string{"Commit", "Rollback"} {
+		f := seedAudiences(t, e, s)
+		n := newPID()
+		tx, b := beginAudienceBatchTx(t, e, s)
+		putBatch(t, e.ctx, b, []audience.BatchState{{Profile: n, State: state(0, "a")}})
+		if how == "Commit" {
+			commitTx(t, e.ctx, tx)
+		} else {
+			must(t, tx.Rollback(e.ctx), "Rollback")
+		}
+		late := newPID()
+		pids := append(slices.Clone(f.p), n, late)
+		before := viewAudiences(t, e.ctx, s, pids)
+		checkDone(t, e.ctx, how, tx, audience.ErrTxDone, []txMethod{
+			{"PutBatch", func(ctx context.Context) error {
+				return b.PutBatch(ctx, []audience.BatchState{{Profile: late, State: state(0, "c")}, {Profile: f.p[1], State: state(0)}})
+			}},
+			{"PutBatch (no states)", func(ctx context.Context) error { return b.PutBatch(ctx, nil) }},
+			{"StateBatch", func(ctx context.Context) error {
+				_, err := b.StateBatch(ctx, []identity.ProfileID{f.p[0], n})
+				return err
+			}},
+			{"StateBatch (no profiles)", func(ctx context.Context) error {
+				_, err := b.StateBatch(ctx, nil)
+				return err
+			}},
+		})
+		if d := diff(before, viewAudiences(t, e.ctx, s, pids)); d != "" {
+			t.Errorf("PutBatch on a transaction ended by %s changed the store (-before +after):\n%s", how, d)
 		}
 	}
 }

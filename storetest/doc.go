@@ -42,10 +42,12 @@
 // RunConformanceTests calls the HarnessMaker once per subtest (and once per
 // backend up front, to find out which ones the adapter provides), calls each
 // Make method at most once per Harness, and closes the Harness when the subtest
-// ends. Two checks, Profiles/UpdateBatchEqualsUpdates and
-// Profiles/UpdateBatchMany, make a second Harness, open alongside the first,
-// and apply to its profile store one Update at a time what they give
-// UpdateBatch at once: two Harnesses must not share their backends' data.
+// ends. Four checks, Profiles/UpdateBatchEqualsUpdates,
+// Profiles/UpdateBatchMany, Audiences/PutBatchEqualsPuts and
+// Audiences/PutBatchMany, make a second Harness, open alongside the first,
+// and apply to its profile or audience store one Update or Put at a time what
+// they give UpdateBatch or PutBatch at once: two Harnesses must not share
+// their backends' data.
 // Every backend a Make method returns starts empty; the backends of one
 // Harness may share a database, and the Controller checks use them together.
 // Subtests of one RunConformanceTests run one after another.
@@ -103,18 +105,37 @@
 //     a transaction, answer as Lookup and ProfileSuppressed do one at a time
 //     (linked or suppressed, unknown, repeated, in order), append to dst,
 //     accept no input, see a transaction's own writes and not another's
-//     uncommitted ones, and answer 1,200 at once; profile.BatchTx's
-//     MetadataBatch answers as Metadata does (unknown profiles absent, the
-//     transaction's own writes seen, 1,200 at once) with values that are the
-//     caller's, and its UpdateBatch leaves the transaction and, after Commit,
-//     the store as Update one at a time does on a second Harness's store,
-//     with a duplicate flag where Update fails with ErrDuplicate (a message
-//     id recorded before, in the transaction or earlier in the batch; not one
-//     recorded for another profile), traits set and removed in order,
+//     uncommitted ones, and answer 1,200 at once;
+//   - profile.BatchTx: MetadataBatch answers as Metadata does (unknown
+//     profiles absent, the transaction's own writes seen, 1,200 at once) and
+//     PickTraitsBatch as PickTraits does, or Get where the transaction is no
+//     profile.TraitPicker (unknown profiles absent, repeated ones answered
+//     once, the values in the order of the names, a name repeated, nil for a
+//     trait the profile lacks, no names, no profiles, the transaction's own
+//     updates, merges and deletes seen, 1,200 at once), both with values
+//     that are the caller's; UpdateBatch leaves the transaction and, after
+//     Commit, the store as Update one at a time does on a second Harness's
+//     store, with a duplicate flag where Update fails with ErrDuplicate (a
+//     message id recorded before, in the transaction or earlier in the batch;
+//     not one recorded for another profile), traits set and removed in order,
 //     profiles created, more than 1,200 updates at once, nothing kept of what
 //     was passed in, a batch with an invalid update refused whole with
-//     ErrInvalid and changing nothing, Rollback discarding, ErrTxDone after
-//     the end, and nothing visible to others before Commit.
+//     ErrInvalid and changing nothing, Rollback discarding, and nothing
+//     visible to others before Commit; every method fails with ErrTxDone
+//     after the end, given no input too;
+//   - audience.BatchTx: StateBatch answers as State does (profiles without a
+//     state absent, repeated ones answered once, the transaction's own Put,
+//     Delete and Modify seen, 1,200 at once) with states that are the
+//     caller's, unchanged by the transaction's later writes; PutBatch leaves
+//     the transaction and, after Commit, the store (every state, the members
+//     of every audience, Due) as Put one at a time, in order, does on a
+//     second Harness's store: of two states of one profile the later wins,
+//     audiences out of order or repeated are taken as Put takes them, empty
+//     states are states, more than 1,200 states at once, nothing kept of what
+//     was passed in, a batch with a nil state refused whole with ErrInvalid
+//     and staging nothing, Rollback discarding, and nothing visible to others
+//     before Commit; both fail with ErrTxDone after the end, given no input
+//     too.
 //
 // Then the group "Controller" builds privacy.Controllers over the adapter's
 // backends and runs the rights end to end: collection of people on two
@@ -146,6 +167,7 @@
 // transaction or accepts that Commit fails, as a database that aborts a
 // transaction at its first error (PostgreSQL) does, and never issues another
 // write in that transaction. It does read the transaction after UpdateBatch
-// refused a batch with ErrInvalid: the contract checks every update before it
-// writes anything, so the transaction must be as it was.
+// refused a batch with ErrInvalid, and after PutBatch refused one with a nil
+// state: the contracts check the whole batch before anything is written, so
+// the transaction must be as it was.
 package storetest

@@ -116,7 +116,8 @@ type check[B any] struct {
 
 // env is what a check gets beside its backend: the subtest's context, the
 // Harness's declared capabilities, and the HarnessMaker, for the checks that
-// compare their backend with a second one (see referenceProfiles).
+// compare their backend with a second one (see referenceProfiles and
+// referenceAudiences).
 type env struct {
 	ctx  context.Context
 	caps Capabilities
