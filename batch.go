@@ -34,14 +34,16 @@ const BatchSize = 500
 // person who objected, is refused without keeping the others from being
 // stored, and a repeated message id is stored once, as with Collect. The
 // returned error is nil when every message was stored (or recognised as a
-// repeat), and a *BatchError otherwise, whose Errs says which messages were
+// repeat), ErrClosed when the Controller is closed, and a *BatchError
+// otherwise, whose Errs says which messages were
 // not stored and why; errors.Is(err, ErrSuppressed) and the like work on it.
 //
 // Messages that create, link or merge profiles are collected one at a time, as
-// by Collect, after the rest of their batch; so the messages of a batch are not
-// necessarily stored in the order given.
-// Nothing depends on that order: traits are last-updated-wins by timestamp,
-// and events are ordered by their timestamps.
+// by Collect, after the rest of their batch, and so are the later messages of
+// the batch about the same people, so that each person's messages are stored
+// in the order given. Should the batch fail as a whole (a backend refusing one
+// message's text, say), its messages are collected one at a time too, each
+// with its own outcome.
 //
 // The gain is in round trips and commits: on the in-memory backends, which
 // have neither, a batch costs a little more than one Collect per message.
@@ -144,7 +146,20 @@ type batchItem struct {
 	changes []audience.Change        // memberships the message changed
 	traits  map[string]profile.Trait // with audiences, the traits after it of a profile an identify of the batch changes
 	update  int                      // its update's index among the batch's
+	// repeat: an attempt found the message id recorded for the profile
+	// before; it survives the resets between attempts. found: this attempt did.
+	repeat, found bool
 }
+
+// reset forgets what an attempt derived, keeping the message and what
+// earlier attempts learnt.
+func (it *batchItem) reset() {
+	*it = batchItem{index: it.index, msg: it.msg, ids: it.ids, repeat: it.repeat}
+}
+
+// errRedoBatch: the store reported repeats that the updates built after them
+// assumed applied; the attempt is made again with them known.
+var errRedoBatch = errors.New("privacy: the batch is stored again without its repeats")
 
 // collectBatch stores the batch's items, retrying it as a whole after a
 // conflict the backends marked txscope.ErrRetry, and records each item's
@@ -153,7 +168,7 @@ func (c *Controller) collectBatch(ctx context.Context, items []batchItem, errs [
 	var err error
 	for attempt := 1; ; attempt++ {
 		for i := range items {
-			items[i].outcome, items[i].changes = outcomePending, nil
+			items[i].reset()
 		}
 		sctx, closeScope := c.openScope(ctx)
 		var recount []identity.ProfileID
@@ -163,14 +178,23 @@ func (c *Controller) collectBatch(ctx context.Context, items []batchItem, errs [
 			c.finishBatch(ctx, items, recount, errs)
 			return
 		}
-		if !errors.Is(err, txscope.ErrRetry) || ctx.Err() != nil || attempt == retryAttempts {
+		if (!errors.Is(err, txscope.ErrRetry) && err != errRedoBatch) || ctx.Err() != nil || attempt == retryAttempts {
 			break
 		}
-		pause(ctx, attempt)
+		if err != errRedoBatch {
+			pause(ctx, attempt)
+		}
 	}
 	for i := range items {
-		if it := &items[i]; it.outcome != outcomeAlone {
+		it := &items[i]
+		switch {
+		case ctx.Err() != nil:
 			errs[it.index] = err
+		default:
+			// One message can fail a whole batch (text a database refuses, a
+			// conflict retried too often): each goes on its own, and only
+			// those that fail alone report an error.
+			it.outcome = outcomeAlone
 		}
 	}
 }
@@ -206,9 +230,11 @@ func (c *Controller) finishBatch(ctx context.Context, items []batchItem, recount
 // memberships must be recomputed because the audience commit failed after the
 // profiles' (backends that share no transaction only).
 func (c *Controller) storeBatch(ctx context.Context, items []batchItem) (recount []identity.ProfileID, err error) {
+	set := c.set.Load() // one definition of the audiences for the whole attempt
 	if err := c.lookupBatch(ctx, items); err != nil {
 		return nil, err
 	}
+	keepOrder(items)
 	stripes := make([]uint16, 0, 4*len(items))
 	for i := range items {
 		if it := &items[i]; it.outcome == outcomePending {
@@ -246,6 +272,7 @@ func (c *Controller) storeBatch(ctx context.Context, items []batchItem) (recount
 			it.outcome = outcomeAlone
 		}
 	}
+	keepOrder(items)
 
 	pids := batchProfiles(items)
 	if len(pids) == 0 {
@@ -264,16 +291,18 @@ func (c *Controller) storeBatch(ctx context.Context, items []batchItem) (recount
 	}
 	defer ptx.Rollback(ctx)
 	now := c.now()
-	updates, err := c.buildBatchUpdates(ctx, ptx, items, pids, now)
+	updates, err := c.buildBatchUpdates(ctx, ptx, set, items, pids, now)
 	if err != nil {
 		return nil, err
 	}
 	if err := updateBatch(ctx, ptx, items, updates); err != nil {
 		return nil, err
 	}
+	if repeatsBefore(items) {
+		return nil, errRedoBatch
+	}
 
 	// Audiences, for the identifies and the events some audience counts.
-	set := c.set.Load()
 	atx, err := c.batchAudiences(ctx, ptx, set, items, updates)
 	if err != nil {
 		return nil, err
@@ -343,6 +372,65 @@ func (c *Controller) lookupBatch(ctx context.Context, items []batchItem) error {
 	return nil
 }
 
+// keepOrder leaves to the one-at-a-time path every pending item about an
+// identifier or a profile of an earlier item left to it, so that each person's
+// messages are stored in the order given: the one-at-a-time path runs after
+// the batch.
+func keepOrder(items []batchItem) {
+	var ids map[identity.ID]bool
+	var pids map[identity.ProfileID]bool
+	for i := range items {
+		it := &items[i]
+		switch it.outcome {
+		case outcomePending:
+			if ids == nil {
+				continue
+			}
+			for _, m := range it.matches {
+				if ids[m.ID] || (m.Profile != "" && pids[m.Profile]) {
+					it.outcome = outcomeAlone
+					break
+				}
+			}
+			if it.outcome != outcomeAlone {
+				continue
+			}
+		case outcomeAlone:
+		default:
+			continue
+		}
+		if ids == nil {
+			ids, pids = map[identity.ID]bool{}, map[identity.ProfileID]bool{}
+		}
+		for _, m := range it.matches {
+			ids[m.ID] = true
+			if m.Profile != "" {
+				pids[m.Profile] = true
+			}
+		}
+	}
+}
+
+// repeatsBefore reports whether an item the store found repeated in this
+// attempt comes before another stored item of its profile: that item's update
+// assumed the repeat applied (its traits, its version), so the attempt must be
+// made again, with the repeat known (batchItem.repeat).
+func repeatsBefore(items []batchItem) bool {
+	var repeated map[identity.ProfileID]bool
+	for i := range items {
+		switch it := &items[i]; {
+		case it.found:
+			if repeated == nil {
+				repeated = map[identity.ProfileID]bool{}
+			}
+			repeated[it.profile] = true
+		case it.outcome == outcomeStored && repeated[it.profile]:
+			return true
+		}
+	}
+	return false
+}
+
 // batchProfiles returns the distinct profiles of the pending items, sorted.
 func batchProfiles(items []batchItem) []identity.ProfileID {
 	var pids []identity.ProfileID
@@ -395,7 +483,7 @@ func (c *Controller) admitBatch(ctx context.Context, items []batchItem, pids []i
 // Update per pending item, in order, each profile's metadata carried from one
 // of its messages to the next. A message id seen earlier in the batch for the
 // same profile is marked a duplicate at once.
-func (c *Controller) buildBatchUpdates(ctx context.Context, ptx profile.Tx, items []batchItem, pids []identity.ProfileID, now time.Time) ([]profile.BatchUpdate, error) {
+func (c *Controller) buildBatchUpdates(ctx context.Context, ptx profile.Tx, set *audience.Set, items []batchItem, pids []identity.ProfileID, now time.Time) ([]profile.BatchUpdate, error) {
 	metas, err := metadataBatch(ctx, ptx, pids)
 	if err != nil {
 		return nil, backendError("profile read", err)
@@ -421,7 +509,7 @@ func (c *Controller) buildBatchUpdates(ctx context.Context, ptx profile.Tx, item
 			return nil, backendError("profile read", err)
 		}
 	}
-	withAudiences := c.set.Load().Len() > 0
+	withAudiences := set.Len() > 0
 	type seenKey struct {
 		pid identity.ProfileID
 		id  string
@@ -435,7 +523,7 @@ func (c *Controller) buildBatchUpdates(ctx context.Context, ptx profile.Tx, item
 			continue
 		}
 		k := seenKey{it.profile, it.msg.messageID}
-		if seen[k] {
+		if seen[k] || it.repeat {
 			it.outcome = outcomeDuplicate
 			continue
 		}
@@ -464,8 +552,8 @@ func (c *Controller) buildBatchUpdates(ctx context.Context, ptx profile.Tx, item
 			cur := traits[it.profile]
 			applyIdentify(&u, &it.msg, cur)
 			// cur is the batch's own copy: bring it to the state after u. (Should
-			// u turn out a repeat, its traits were applied when it was first
-			// stored, and last-updated-wins makes applying them again moot.)
+			// u turn out a repeat, the batch is stored again without it:
+			// repeatsBefore.)
 			if cur == nil && len(u.Set) > 0 {
 				cur = make(map[string]profile.Trait, len(u.Set))
 			}
@@ -540,7 +628,7 @@ func updateBatch(ctx context.Context, ptx profile.Tx, items []batchItem, updates
 	for i := range items {
 		if it := &items[i]; it.outcome == outcomePending {
 			if dups[j] {
-				it.outcome = outcomeDuplicate
+				it.outcome, it.repeat, it.found = outcomeDuplicate, true, true
 			} else {
 				it.outcome = outcomeStored
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
+	"github.com/gdprkit/privacy/txscope"
 )
 
 // batchWorld is a Controller over in-memory backends, with a destination.
@@ -631,5 +632,157 @@ func TestCollectBatchWithoutBatchInterfaces(t *testing.T) {
 		if t.Failed() {
 			t.Fatalf("batch %d differs", round)
 		}
+	}
+}
+
+// TestCollectBatchRepeatAfterRemoval sends again an identify whose trait was
+// removed since, before another message about the person: the batch must not
+// take the repeat's traits (or a version) as applied, as one at a time would
+// not. (A review found it did.)
+func TestCollectBatchRepeatAfterRemoval(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		next privacy.Message
+	}{
+		{"audience", privacy.Identify{MessageID: "m4", UserID: "u1", Traits: map[string]any{"name": "bob"}, Timestamp: at(30)}},
+		{"lww", privacy.Identify{MessageID: "m5", UserID: "u1", Traits: map[string]any{"plan": "basic"}, Timestamp: at(5)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			one, batch := newBatchWorld(t), newBatchWorld(t)
+			defineBatchAudiences(t, one.c)
+			defineBatchAudiences(t, batch.c)
+			ctx := context.Background()
+			m1 := privacy.Identify{MessageID: "m1", UserID: "u1", Traits: map[string]any{"plan": "pro"}, Timestamp: at(10)}
+			m2 := privacy.Identify{MessageID: "m2", UserID: "u1", Traits: map[string]any{"plan": nil}, Timestamp: at(20)}
+			for _, w := range []*batchWorld{one, batch} {
+				if err := w.c.CollectBatch(ctx, []privacy.Message{m1}); err != nil {
+					t.Fatal(err)
+				}
+				if err := w.c.Collect(ctx, m2); err != nil {
+					t.Fatal(err)
+				}
+			}
+			msgs := []privacy.Message{m1, tc.next}
+			for _, m := range msgs {
+				if err := one.c.Collect(ctx, m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := batch.c.CollectBatch(ctx, msgs); err != nil {
+				t.Fatal(err)
+			}
+			a, b := statesOf(t, one.c, user("u1")), statesOf(t, batch.c, user("u1"))
+			if diff := cmp.Diff(a, b); diff != "" {
+				t.Errorf("differ (-one +batch):\n%s", diff)
+			}
+		})
+	}
+}
+
+// retryOnce: a scoped profile store whose first commit fails with ErrRetry,
+// after running hook (what another process did meanwhile).
+type retryOnce struct {
+	profile.Store
+	n    atomic.Int32
+	hook func()
+}
+
+func (*retryOnce) JoinsTxScope() {}
+
+type retryOnceTx struct {
+	profile.Tx
+	profile.BatchTx
+	s *retryOnce
+}
+
+func (s *retryOnce) Begin(ctx context.Context) (profile.Tx, error) {
+	tx, err := s.Store.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return retryOnceTx{tx, tx.(profile.BatchTx), s}, nil
+}
+
+func (tx retryOnceTx) Commit(ctx context.Context) error {
+	if tx.s.hook != nil && tx.s.n.Add(1) == 1 {
+		tx.Tx.Rollback(ctx)
+		tx.s.hook()
+		return txscope.ErrRetry
+	}
+	return tx.Tx.Commit(ctx)
+}
+
+// TestCollectBatchRetryForgetsTheFailedAttempt: between two attempts at a
+// batch, the person is erased and one of their identifiers goes to someone
+// else; the second attempt must not evaluate that someone with the traits of
+// the first. (A review found it did.)
+func TestCollectBatchRetryForgetsTheFailedAttempt(t *testing.T) {
+	ctx := context.Background()
+	g := identity.NewMemGraph()
+	ps := &retryOnce{Store: profile.NewMemStore()}
+	w := newBatchWorld(t, privacy.WithIdentity(g), privacy.WithProfiles(ps))
+	defineBatchAudiences(t, w.c)
+	// P has user:u1 and anon:a1.
+	if err := w.c.Collect(ctx, privacy.Identify{MessageID: "seed", UserID: "u1", AnonymousID: "a1", Timestamp: at(1)}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := g.Lookup(ctx, user("u1"))
+	var r identity.ProfileID = "use_other"
+	ps.hook = func() {
+		// Meanwhile: P erased, anon:a1 now someone else's (R).
+		gtx, _ := g.Begin(ctx)
+		gtx.Delete(ctx, p)
+		gtx.Create(ctx, r, t0)
+		gtx.Link(ctx, r, identity.Link{ID: anon("a1"), LinkedAt: t0})
+		if err := gtx.Commit(ctx); err != nil {
+			t.Error(err)
+		}
+	}
+	err := w.c.CollectBatch(ctx, []privacy.Message{
+		privacy.Identify{MessageID: "i", UserID: "u1", Traits: map[string]any{"plan": "pro"}, Timestamp: at(2)},
+		privacy.Track{MessageID: "t", AnonymousID: "a1", Event: "Viewed", Timestamp: at(3)},
+	})
+	if err != nil {
+		t.Fatalf("CollectBatch = %v", err)
+	}
+	members, _ := w.c.Members(ctx, "pro")
+	if rp := mustProfile(t, w.c, anon("a1")); rp.ID != r || len(rp.Traits) != 0 {
+		t.Errorf("a1's profile = %s with %v, want %s without traits", rp.ID, rp.Traits, r)
+	}
+	for _, m := range members {
+		if m == r {
+			t.Errorf("R (no traits) is in audience pro: evaluated with P's traits from the rolled-back attempt")
+		}
+	}
+}
+
+// TestCollectBatchKeepsEachPersonsOrder: a person's message left to the
+// one-at-a-time path keeps the person's later messages behind it; otherwise a
+// removal (which leaves no timestamp behind) would run before an older set.
+// (A review found it did.)
+func TestCollectBatchKeepsEachPersonsOrder(t *testing.T) {
+	ctx := context.Background()
+	one, batch := newBatchWorld(t), newBatchWorld(t)
+	defineBatchAudiences(t, one.c)
+	defineBatchAudiences(t, batch.c)
+	seed := privacy.Identify{MessageID: "seed", UserID: "u1", Timestamp: at(0)}
+	msgs := []privacy.Message{
+		privacy.Identify{MessageID: "m1", UserID: "u1", AnonymousID: "a-new", Traits: map[string]any{"plan": "pro"}, Timestamp: at(1)},
+		privacy.Identify{MessageID: "m2", UserID: "u1", Traits: map[string]any{"plan": nil}, Timestamp: at(2)},
+	}
+	for _, m := range append([]privacy.Message{seed}, msgs...) {
+		if err := one.c.Collect(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := batch.c.Collect(ctx, seed); err != nil {
+		t.Fatal(err)
+	}
+	if err := batch.c.CollectBatch(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	a, b := statesOf(t, one.c, user("u1")), statesOf(t, batch.c, user("u1"))
+	if diff := cmp.Diff(a, b); diff != "" {
+		t.Errorf("differ (-one +batch):\n%s", diff)
 	}
 }

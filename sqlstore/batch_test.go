@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/gdprkit/privacy"
 	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
@@ -1463,4 +1464,68 @@ func BenchmarkAdapterBatch(b *testing.B) {
 			})
 		}
 	}
+}
+
+func batchController(t *testing.T, s *Store) *privacy.Controller {
+	c, err := privacy.New(privacy.WithIdentity(s.Graph()), privacy.WithProfiles(s.Profiles()),
+		privacy.WithAudiences(s.Audiences()), privacy.WithSuppressions(s.Suppressions()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestCollectBatchOneBadTextFailsOnlyItself: a message whose text the
+// database refuses (PostgreSQL refuses NUL) fails alone; the others of its
+// batch are stored. (A review found the whole batch failed.)
+func TestCollectBatchOneBadTextFailsOnlyItself(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		c := batchController(t, s)
+		ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		var msgs []privacy.Message
+		for i := range 5 {
+			if err := c.Collect(ctx, privacy.Identify{MessageID: fmt.Sprint("seed", i), UserID: fmt.Sprint("u", i), Timestamp: ts}); err != nil {
+				t.Fatal(err)
+			}
+			msgs = append(msgs, privacy.Track{MessageID: fmt.Sprint("t", i), UserID: fmt.Sprint("u", i), Event: "Viewed", Timestamp: ts})
+		}
+		msgs[2] = privacy.Track{MessageID: "bad", UserID: "u\x002", Event: "Viewed", Timestamp: ts}
+		msgs = append(msgs, privacy.Track{MessageID: "bad-event", UserID: "u3", Event: "Vie\x00wed", Timestamp: ts})
+		alone := []error{c.Collect(ctx, msgs[2]), c.Collect(ctx, msgs[5])}
+		err := c.CollectBatch(ctx, msgs)
+		if s.d == SQLite {
+			// SQLite stores NUL: everything is collected.
+			if err != nil {
+				t.Fatalf("CollectBatch on SQLite = %v", err)
+			}
+			return
+		}
+		var be *privacy.BatchError
+		if !errors.As(err, &be) {
+			t.Fatalf("CollectBatch = %v, want a *BatchError", err)
+		}
+		for i, e := range be.Errs {
+			switch i {
+			case 2, 5:
+				if e == nil || alone[i/5] == nil {
+					t.Errorf("message %d: batch %v, alone %v; want both refused", i, e, alone[i/5])
+				}
+			default:
+				if e != nil {
+					t.Errorf("message %d refused because of another: %v", i, e)
+				}
+			}
+		}
+		for i := range 5 {
+			if i == 2 {
+				continue
+			}
+			page, err := c.Events(ctx, identity.ID{Type: identity.TypeUserID, Value: fmt.Sprint("u", i)}, profile.EventQuery{Limit: 10})
+			if err != nil || len(page.Events) != 1 {
+				t.Errorf("u%d: %d events, %v; want its one", i, len(page.Events), err)
+			}
+		}
+	})
 }
