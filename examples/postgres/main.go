@@ -142,6 +142,18 @@ func run(ctx context.Context, w io.Writer, dsn, schema string, cleanup bool) (er
 			return fmt.Errorf("collecting: %w", err)
 		}
 	}
+	// At volume, messages go in batches: those about known people are stored
+	// together, a few statements and one commit per 500.
+	var batch []privacy.Message
+	for i := range 200 {
+		batch = append(batch, privacy.Track{MessageID: fmt.Sprintf("b%03d", i), UserID: []string{"u-1001", "u-1002"}[i%2],
+			Event: "Page Viewed", Properties: map[string]any{"path": "/tents"}, Timestamp: ts.Add(2*time.Hour + time.Duration(i)*time.Second)})
+	}
+	if err := c.CollectBatch(ctx, batch); err != nil {
+		return fmt.Errorf("collecting a batch: %w", err)
+	}
+	fmt.Fprintf(w, "batch: %d messages collected, %d in all\n", len(batch), c.Stats().Collected)
+
 	ada := identity.ID{Type: identity.TypeEmail, Value: "ada@example.com"}
 	p, err := c.Profile(ctx, ada)
 	if err != nil {

@@ -26,7 +26,7 @@ func TestRun(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{
-		"RECTIFY FINISHED", "ACCESS FINISHED", "DELETE_ONLY FINISHED", `{"kind":"header"`,
+		"batch: 200 messages collected, 204 in all", "RECTIFY FINISHED", "ACCESS FINISHED", "DELETE_ONLY FINISHED", `{"kind":"header"`,
 		"Ada is not found: true", "chain verified", "schema " + schema + " dropped",
 	} {
 		if !strings.Contains(out.String(), want) {
