@@ -324,7 +324,7 @@ func (c *Controller) storeBatch(ctx context.Context, items []batchItem) (recount
 			// The messages are stored: recompute their memberships instead.
 			c.log.ErrorContext(ctx, "audience commit failed; recomputing memberships", "profiles", len(pids), "err", err)
 			for i := range items {
-				if it := &items[i]; it.outcome == outcomeStored && (it.msg.kind == "identify" || set.UsesEvents(it.msg.event)) {
+				if it := &items[i]; concernsAudiences(set, it) {
 					it.changes = nil
 					recount = append(recount, it.profile)
 				}
@@ -648,13 +648,10 @@ func (c *Controller) batchAudiences(ctx context.Context, ptx profile.Tx, set *au
 	if set.Len() == 0 {
 		return nil, nil
 	}
-	concerned := func(it *batchItem) bool {
-		return it.outcome == outcomeStored && (it.msg.kind == "identify" || set.UsesEvents(it.msg.event))
-	}
 	var pids, pick []identity.ProfileID // pick: profiles no identify of the batch changed
 	seen := map[identity.ProfileID]bool{}
 	for i := range items {
-		if it := &items[i]; concerned(it) && !seen[it.profile] {
+		if it := &items[i]; concernsAudiences(set, it) && !seen[it.profile] {
 			seen[it.profile] = true
 			pids = append(pids, it.profile)
 			if it.traits == nil {
@@ -681,7 +678,7 @@ func (c *Controller) batchAudiences(ctx context.Context, ptx profile.Tx, set *au
 	}
 	for i := range items {
 		it := &items[i]
-		if !concerned(it) {
+		if !concernsAudiences(set, it) {
 			continue
 		}
 		st := states[it.profile]
@@ -712,6 +709,12 @@ func (c *Controller) batchAudiences(ctx context.Context, ptx profile.Tx, set *au
 		return nil, backendError("audience put", err)
 	}
 	return atx, nil
+}
+
+// concernsAudiences reports whether a stored item can change its profile's
+// memberships: an identify (new traits), or an event some audience counts.
+func concernsAudiences(set *audience.Set, it *batchItem) bool {
+	return it.outcome == outcomeStored && (it.msg.kind == "identify" || set.UsesEvents(it.msg.event))
 }
 
 // pickTraitsBatch reads the values of the named traits of each profile that

@@ -335,9 +335,13 @@ func TestCollectBatchLargerThanBatchSize(t *testing.T) {
 // message of the batch reports it and nothing is stored or sent.
 func TestCollectBatchFailureStoresNothing(t *testing.T) {
 	ctx := context.Background()
-	profiles := profile.NewMemStore()
-	failing := &failCommits{Store: profiles}
-	w := newBatchWorld(t, privacy.WithProfiles(failing))
+	var failing atomic.Bool
+	w := newBatchWorld(t, privacy.WithProfiles(&commitFaults{Store: profile.NewMemStore(), fault: func() error {
+		if failing.Load() {
+			return errCommitFailed
+		}
+		return nil
+	}}))
 	for _, u := range []string{"ada", "bob"} {
 		if err := w.c.Collect(ctx, privacy.Track{UserID: u, Event: "Signed Up", Timestamp: at(0)}); err != nil {
 			t.Fatal(err)
@@ -347,7 +351,7 @@ func TestCollectBatchFailureStoresNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	sent := len(w.rec.Messages())
-	failing.fail.Store(true)
+	failing.Store(true)
 	msgs := []privacy.Message{
 		privacy.Track{MessageID: "x1", UserID: "ada", Event: "Viewed", Timestamp: at(1)},
 		privacy.Track{MessageID: "x2", UserID: "bob", Event: "Viewed", Timestamp: at(2)},
@@ -369,7 +373,7 @@ func TestCollectBatchFailureStoresNothing(t *testing.T) {
 		t.Errorf("the destination heard %d messages of a failed batch", got-sent)
 	}
 	// Sent again once the store is back, the batch is stored in full.
-	failing.fail.Store(false)
+	failing.Store(false)
 	if err := w.c.CollectBatch(ctx, msgs); err != nil {
 		t.Fatal(err)
 	}
@@ -382,34 +386,41 @@ func TestCollectBatchFailureStoresNothing(t *testing.T) {
 
 var errCommitFailed = errors.New("test: commit failed")
 
-// failCommits is a profile store whose commits fail while fail is set. Its
-// transactions keep the batch methods of the store's.
-type failCommits struct {
+// commitFaults is a profile store whose Commit asks fault first: an error
+// rolls the transaction back and is returned. Its transactions keep the
+// store's batch methods.
+type commitFaults struct {
 	profile.Store
-	fail atomic.Bool
+	fault func() error
 }
 
-type failCommitsTx struct {
+type commitFaultsTx struct {
 	profile.Tx
 	profile.BatchTx
-	s *failCommits
+	fault func() error
 }
 
-func (s *failCommits) Begin(ctx context.Context) (profile.Tx, error) {
+func (s *commitFaults) Begin(ctx context.Context) (profile.Tx, error) {
 	tx, err := s.Store.Begin(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return failCommitsTx{tx, tx.(profile.BatchTx), s}, nil
+	return commitFaultsTx{tx, tx.(profile.BatchTx), s.fault}, nil
 }
 
-func (tx failCommitsTx) Commit(ctx context.Context) error {
-	if tx.s.fail.Load() {
+func (tx commitFaultsTx) Commit(ctx context.Context) error {
+	if err := tx.fault(); err != nil {
 		tx.Tx.Rollback(ctx)
-		return errCommitFailed
+		return err
 	}
 	return tx.Tx.Commit(ctx)
 }
+
+// scopedCommitFaults is commitFaults joining txscope scopes, as a SQL
+// backend does: the Controller then retries what fails with txscope.ErrRetry.
+type scopedCommitFaults struct{ *commitFaults }
+
+func (scopedCommitFaults) JoinsTxScope() {}
 
 // TestCollectBatchRacesRights collects batches about people while they are
 // erased and suppressed: a suppressed person gains nothing after the
@@ -679,39 +690,6 @@ func TestCollectBatchRepeatAfterRemoval(t *testing.T) {
 	}
 }
 
-// retryOnce: a scoped profile store whose first commit fails with ErrRetry,
-// after running hook (what another process did meanwhile).
-type retryOnce struct {
-	profile.Store
-	n    atomic.Int32
-	hook func()
-}
-
-func (*retryOnce) JoinsTxScope() {}
-
-type retryOnceTx struct {
-	profile.Tx
-	profile.BatchTx
-	s *retryOnce
-}
-
-func (s *retryOnce) Begin(ctx context.Context) (profile.Tx, error) {
-	tx, err := s.Store.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return retryOnceTx{tx, tx.(profile.BatchTx), s}, nil
-}
-
-func (tx retryOnceTx) Commit(ctx context.Context) error {
-	if tx.s.hook != nil && tx.s.n.Add(1) == 1 {
-		tx.Tx.Rollback(ctx)
-		tx.s.hook()
-		return txscope.ErrRetry
-	}
-	return tx.Tx.Commit(ctx)
-}
-
 // TestCollectBatchRetryForgetsTheFailedAttempt: between two attempts at a
 // batch, the person is erased and one of their identifiers goes to someone
 // else; the second attempt must not evaluate that someone with the traits of
@@ -719,7 +697,15 @@ func (tx retryOnceTx) Commit(ctx context.Context) error {
 func TestCollectBatchRetryForgetsTheFailedAttempt(t *testing.T) {
 	ctx := context.Background()
 	g := identity.NewMemGraph()
-	ps := &retryOnce{Store: profile.NewMemStore()}
+	var commits atomic.Int32
+	var meanwhile func() // what another process does between the attempts
+	ps := scopedCommitFaults{&commitFaults{Store: profile.NewMemStore(), fault: func() error {
+		if meanwhile != nil && commits.Add(1) == 1 {
+			meanwhile()
+			return txscope.ErrRetry
+		}
+		return nil
+	}}}
 	w := newBatchWorld(t, privacy.WithIdentity(g), privacy.WithProfiles(ps))
 	defineBatchAudiences(t, w.c)
 	// P has user:u1 and anon:a1.
@@ -728,7 +714,7 @@ func TestCollectBatchRetryForgetsTheFailedAttempt(t *testing.T) {
 	}
 	p, _ := g.Lookup(ctx, user("u1"))
 	var r identity.ProfileID = "use_other"
-	ps.hook = func() {
+	meanwhile = func() {
 		// Meanwhile: P erased, anon:a1 now someone else's (R).
 		gtx, _ := g.Begin(ctx)
 		gtx.Delete(ctx, p)

@@ -274,29 +274,18 @@ func profileSuppressedBatch(ctx context.Context, s *Store, pids []identity.Profi
 // profilesSuppressed returns the suppressed profiles among pids, mapped to
 // true.
 func profilesSuppressed(ctx context.Context, s *Store, ex Executor, pids []identity.ProfileID) (map[identity.ProfileID]bool, error) {
-	uniq := uniqueIDs(pids)
 	found := make(map[identity.ProfileID]bool)
-	for rest := uniq; len(rest) > 0; {
-		n := min(len(rest), s.batchParams())
-		size := listSize(n, s.batchParams())
-		q := s.newListStmt(`SELECT profile_id FROM {p}suppressed_profiles WHERE profile_id IN (`, size)
-		q.params(size)
-		q.sql(`)`)
-		for i := range size {
-			q.args = append(q.args, string(rest[min(i, n-1)]))
-		}
-		rows, err := ex.QueryContext(ctx, q.String(), q.args...)
-		if err != nil {
-			return nil, fmt.Errorf("sqlstore: suppression check: %w", err)
-		}
-		ids, err := scanProfileIDs(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlstore: suppression check: %w", err)
-		}
-		for _, pid := range ids {
-			found[pid] = true
-		}
-		rest = rest[n:]
+	err := queryProfiles(ctx, s, ex, `SELECT profile_id FROM {p}suppressed_profiles WHERE profile_id IN (`, "suppressed profiles", pids,
+		func(rows *sql.Rows) error {
+			var pid string
+			if err := rows.Scan(&pid); err != nil {
+				return err
+			}
+			found[identity.ProfileID(pid)] = true
+			return nil
+		})
+	if err != nil {
+		return nil, err
 	}
 	return found, nil
 }
@@ -314,6 +303,38 @@ func uniqueIDs(pids []identity.ProfileID) []identity.ProfileID {
 	return out
 }
 
+// queryProfiles runs head, a SELECT ending in "profile_id IN (", for the
+// distinct pids, one statement per chunk of batchParams() with the list
+// padded (listSize), and calls scan for each row. what names the rows in
+// errors.
+func queryProfiles(ctx context.Context, s *Store, ex Executor, head, what string, pids []identity.ProfileID, scan func(*sql.Rows) error) error {
+	for rest := uniqueIDs(pids); len(rest) > 0; {
+		n := min(len(rest), s.batchParams())
+		size := listSize(n, s.batchParams())
+		q := s.newListStmt(head, size)
+		q.params(size)
+		q.sql(`)`)
+		for i := range size {
+			q.args = append(q.args, string(rest[min(i, n-1)]))
+		}
+		rows, err := ex.QueryContext(ctx, q.String(), q.args...)
+		if err != nil {
+			return fmt.Errorf("sqlstore: reading %s: %w", what, err)
+		}
+		for rows.Next() {
+			if err := scan(rows); err != nil {
+				rows.Close()
+				return fmt.Errorf("sqlstore: reading %s: %w", what, err)
+			}
+		}
+		if err := closeRows(rows); err != nil {
+			return fmt.Errorf("sqlstore: reading %s: %w", what, err)
+		}
+		rest = rest[n:]
+	}
+	return nil
+}
+
 // ---------------------------------------------------------------------------
 // Profile store.
 
@@ -328,40 +349,20 @@ func (tx *profileTx) MetadataBatch(ctx context.Context, pids []identity.ProfileI
 		return out, nil
 	}
 	err := tx.run(ctx, func(ex Executor) error {
-		s := tx.s
-		for rest := uniqueIDs(pids); len(rest) > 0; {
-			n := min(len(rest), s.batchParams())
-			size := listSize(n, s.batchParams())
-			q := s.newListStmt(`SELECT p.profile_id, `+metadataColumns+` FROM {p}profiles p WHERE p.profile_id IN (`, size)
-			q.params(size)
-			q.sql(`)`)
-			for i := range size {
-				q.args = append(q.args, string(rest[min(i, n-1)]))
-			}
-			rows, err := ex.QueryContext(ctx, q.String(), q.args...)
-			if err != nil {
-				return fmt.Errorf("sqlstore: reading profiles: %w", err)
-			}
-			for rows.Next() {
+		return queryProfiles(ctx, tx.s, ex, `SELECT p.profile_id, `+metadataColumns+` FROM {p}profiles p WHERE p.profile_id IN (`, "profiles", pids,
+			func(rows *sql.Rows) error {
 				var pid string
 				var ms metaScan
 				if err := rows.Scan(append([]any{&pid}, ms.dest()...)...); err != nil {
-					rows.Close()
-					return fmt.Errorf("sqlstore: reading profiles: %w", err)
+					return err
 				}
 				m, err := ms.metadata()
 				if err != nil {
-					rows.Close()
-					return fmt.Errorf("sqlstore: reading profile %s: %w", pid, err)
+					return fmt.Errorf("profile %s: %w", pid, err)
 				}
 				out[identity.ProfileID(pid)] = m
-			}
-			if err := closeRows(rows); err != nil {
-				return fmt.Errorf("sqlstore: reading profiles: %w", err)
-			}
-			rest = rest[n:]
-		}
-		return nil
+				return nil
+			})
 	})
 	if err != nil {
 		return nil, err
@@ -697,41 +698,20 @@ func (tx *audienceTx) StateBatch(ctx context.Context, pids []identity.ProfileID)
 		return out, nil
 	}
 	err := tx.run(ctx, func(ex Executor) error {
-		s := tx.s
-		fail := func(err error) error { return fmt.Errorf("sqlstore: reading audience states: %w", err) }
-		for rest := uniqueIDs(pids); len(rest) > 0; {
-			n := min(len(rest), s.batchParams())
-			size := listSize(n, s.batchParams())
-			q := s.newListStmt(`SELECT profile_id, state, next_change FROM {p}audience_states WHERE profile_id IN (`, size)
-			q.params(size)
-			q.sql(`)`)
-			for i := range size {
-				q.args = append(q.args, string(rest[min(i, n-1)]))
-			}
-			rows, err := ex.QueryContext(ctx, q.String(), q.args...)
-			if err != nil {
-				return fail(err)
-			}
-			for rows.Next() {
+		return queryProfiles(ctx, tx.s, ex, `SELECT profile_id, state, next_change FROM {p}audience_states WHERE profile_id IN (`, "audience states", pids,
+			func(rows *sql.Rows) error {
 				var pid, text string
 				var next time.Time
 				if err := rows.Scan(&pid, &text, scanTime(&next)); err != nil {
-					rows.Close()
-					return fail(err)
+					return err
 				}
 				st, err := decodeState(text, next)
 				if err != nil {
-					rows.Close()
-					return fmt.Errorf("sqlstore: reading the audience state of profile %s: %w", pid, err)
+					return fmt.Errorf("the state of profile %s: %w", pid, err)
 				}
 				out[identity.ProfileID(pid)] = st
-			}
-			if err := closeRows(rows); err != nil {
-				return fail(err)
-			}
-			rest = rest[n:]
-		}
-		return nil
+				return nil
+			})
 	})
 	if err != nil {
 		return nil, err
