@@ -68,11 +68,11 @@ func (c *Controller) runAccess(ctx context.Context, id identity.ID, sink exportS
 		return nil, err
 	}
 	now := c.now()
-	e := &journal.Entry{ID: newRequestID(now), Type: string(Access), Status: string(Initialized), Received: now, Due: now.AddDate(0, 1, 0)}
+	e := &journal.Entry{ID: newRequestID(now), Type: Access, Status: Initialized, Received: now, Due: now.AddDate(0, 1, 0)}
 	n, err := id.Normalize()
 	if err != nil {
 		err = fieldError("ID", err)
-		e.Status, e.Reason, e.Finished = string(Invalid), c.redact(e, err.Error(), []identity.ID{id}), now
+		e.Status, e.Reason, e.Finished = Invalid, c.redact(e, err.Error(), []identity.ID{id}), now
 		if perr := c.journal.Put(ctx, e); perr != nil {
 			return nil, errors.Join(err, backendError("journal", perr))
 		}
@@ -80,7 +80,7 @@ func (c *Controller) runAccess(ctx context.Context, id identity.ID, sink exportS
 		return receiptOf(e), err
 	}
 	e.Subjects, e.SubjectHashes = []identity.ID{n}, []identity.Hash{c.hasher.ID(n)}
-	e.Status = string(Running)
+	e.Status = Running
 	c.inflight.Store(e.ID, (*requestTracker)(nil)) // Recover leaves it alone while it runs
 	defer c.inflight.Delete(e.ID)
 	if err := c.journal.Put(ctx, e); err != nil {
@@ -238,13 +238,13 @@ func (c *Controller) writeRequests(ctx context.Context, e *journal.Entry, hashes
 	}
 	slices.Reverse(found) // the journal lists newest first
 	for _, r := range found {
-		q := export.Request{ID: r.ID, Type: r.Type, Status: r.Status, Reason: r.Reason, Received: r.Received,
+		q := export.Request{ID: r.ID, Type: string(r.Type), Status: string(r.Status), Reason: r.Reason, Received: r.Received,
 			Due: r.Due, Finished: r.Finished, ExtensionReason: r.ExtensionReason, ProfileVersion: r.ProfileVersion}
 		for _, o := range r.Backends {
-			q.Outcomes = append(q.Outcomes, export.Outcome{Kind: export.OutcomeBackend, Name: o.Name, Status: o.Status, Err: o.Err, Finished: o.Finished})
+			q.Outcomes = append(q.Outcomes, export.Outcome{Kind: export.OutcomeBackend, Name: o.Name, Status: string(o.Status), Err: o.Err, Finished: o.Finished})
 		}
 		for _, o := range r.Destinations {
-			q.Outcomes = append(q.Outcomes, export.Outcome{Kind: export.OutcomeDestination, Name: o.Name, Status: o.Status, Err: o.Err, Finished: o.Finished})
+			q.Outcomes = append(q.Outcomes, export.Outcome{Kind: export.OutcomeDestination, Name: o.Name, Status: string(o.Status), Err: o.Err, Finished: o.Finished})
 		}
 		if err := sink.WriteRequest(q); err != nil {
 			return err

@@ -270,7 +270,7 @@ func TestRecoverFailsAnInterruptedExport(t *testing.T) {
 	j := journal.NewMemJournal()
 	e := newEnv(t, privacy.WithJournal(j))
 	person(t, e, "ada")
-	if err := j.Put(ctx, &journal.Entry{ID: "req_interrupted", Type: string(privacy.Access), Status: string(privacy.Running),
+	if err := j.Put(ctx, &journal.Entry{ID: "req_interrupted", Type: privacy.Access, Status: privacy.Running,
 		Received: t0, Due: t0.AddDate(0, 1, 0), Subjects: []identity.ID{user("ada")}}); err != nil {
 		t.Fatal(err)
 	}

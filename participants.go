@@ -91,7 +91,7 @@ type pendingSend struct {
 // decide works out what the request changes for the resolved subjects. It
 // only reads.
 func (c *Controller) decide(ctx context.Context, txs *participants, e *journal.Entry, matches []identity.Match, now time.Time) (journal.Decision, []pendingSend, error) {
-	typ := RequestType(e.Type)
+	typ := e.Type
 	var d journal.Decision
 	var pids []identity.ProfileID
 	seen := make(map[identity.ProfileID]bool, len(matches))
@@ -109,7 +109,7 @@ func (c *Controller) decide(ctx context.Context, txs *participants, e *journal.E
 		}
 		nodes[pid] = n
 	}
-	if typ.suppresses() || typ == Unsuppress {
+	if typ.Suppresses() || typ == Unsuppress {
 		// Every identifier of every resolved person, and the subjects themselves
 		// (a subject nobody knows yet is suppressed before it is seen).
 		hashes := append([]identity.Hash(nil), e.SubjectHashes...)
@@ -135,7 +135,7 @@ func (c *Controller) decide(ctx context.Context, txs *participants, e *journal.E
 			d.Suppress, d.SuppressProfiles = hashes, pids
 		}
 	}
-	if typ.deletes() {
+	if typ.Deletes() {
 		d.Delete = pids
 		// Profiles merged into these ones are deleted too: should a merge's profile
 		// commit have been lost, their data would otherwise outlive the erasure.
@@ -144,7 +144,7 @@ func (c *Controller) decide(ctx context.Context, txs *participants, e *journal.E
 				d.Delete = append(d.Delete, m.From)
 			}
 		}
-		if typ.forwards() {
+		if typ.Forwards() {
 			for _, pid := range pids {
 				f := journal.Deletion{Profile: pid}
 				for _, l := range nodes[pid].Links {
@@ -301,7 +301,7 @@ func (c *Controller) suppressedTogether(ctx context.Context, subjects []identity
 		want[h] = true
 	}
 	var out []identity.Hash
-	f := journal.Filter{Types: []string{string(SuppressOnly), string(SuppressWithDelete), string(SuppressWithDeleteInternal)}, Limit: 1000}
+	f := journal.Filter{Types: []RequestType{SuppressOnly, SuppressWithDelete, SuppressWithDeleteInternal}, Limit: 1000}
 	for {
 		page, err := c.journal.List(ctx, f)
 		if err != nil {

@@ -17,64 +17,44 @@ import (
 )
 
 // RequestType is the kind of a privacy request. The values mirror Segment's
-// regulation types, plus Rectify and Access.
-type RequestType string
+// regulation types, plus Rectify and Access. It is the journal's type, so the
+// journal and the receipts speak one vocabulary.
+type RequestType = journal.RequestType
 
 // Request types.
 const (
 	// SuppressOnly blocks new data and keeps existing data (Art. 21).
-	SuppressOnly RequestType = "SUPPRESS_ONLY"
+	SuppressOnly = journal.SuppressOnly
 	// Unsuppress ends a suppression; data sent afterwards is kept.
-	Unsuppress RequestType = "UNSUPPRESS"
+	Unsuppress = journal.Unsuppress
 	// SuppressWithDelete suppresses, deletes everything and forwards the
 	// deletion to destinations (Art. 17, 19, 21).
-	SuppressWithDelete RequestType = "SUPPRESS_WITH_DELETE"
+	SuppressWithDelete = journal.SuppressWithDelete
 	// SuppressWithDeleteInternal suppresses and deletes internally only.
-	SuppressWithDeleteInternal RequestType = "SUPPRESS_WITH_DELETE_INTERNAL"
+	SuppressWithDeleteInternal = journal.SuppressWithDeleteInternal
 	// DeleteOnly deletes everything and forwards the deletion (Art. 17, 19).
-	DeleteOnly RequestType = "DELETE_ONLY"
+	DeleteOnly = journal.DeleteOnly
 	// DeleteInternal deletes internally only.
-	DeleteInternal RequestType = "DELETE_INTERNAL"
+	DeleteInternal = journal.DeleteInternal
 	// Rectify corrects traits here and downstream (Art. 16, 19).
-	Rectify RequestType = "RECTIFY"
+	Rectify = journal.Rectify
 	// Access exports everything held about the person (Art. 15, 20).
-	Access RequestType = "ACCESS"
+	Access = journal.Access
 )
 
-func (t RequestType) valid() bool {
-	switch t {
-	case SuppressOnly, Unsuppress, SuppressWithDelete, SuppressWithDeleteInternal, DeleteOnly, DeleteInternal, Rectify, Access:
-		return true
-	}
-	return false
-}
-
-func (t RequestType) deletes() bool {
-	return t == SuppressWithDelete || t == SuppressWithDeleteInternal || t == DeleteOnly || t == DeleteInternal
-}
-
-func (t RequestType) suppresses() bool {
-	return t == SuppressOnly || t == SuppressWithDelete || t == SuppressWithDeleteInternal
-}
-
-// forwards reports whether the request reaches destinations.
-func (t RequestType) forwards() bool {
-	return t == SuppressWithDelete || t == DeleteOnly || t == Rectify
-}
-
 // Status is the state of a request, overall or at one backend or destination.
-// The values mirror Segment's.
-type Status string
+// The values mirror Segment's. It is the journal's type.
+type Status = journal.Status
 
 // Statuses.
 const (
-	Initialized    Status = "INITIALIZED"
-	Running        Status = "RUNNING"
-	Finished       Status = "FINISHED"
-	PartialSuccess Status = "PARTIAL_SUCCESS"
-	Failed         Status = "FAILED"
-	Invalid        Status = "INVALID"
-	NotSupported   Status = "NOT_SUPPORTED"
+	Initialized    = journal.StatusInitialized
+	Running        = journal.StatusRunning
+	Finished       = journal.StatusFinished
+	PartialSuccess = journal.StatusPartialSuccess
+	Failed         = journal.StatusFailed
+	Invalid        = journal.StatusInvalid
+	NotSupported   = journal.StatusNotSupported
 )
 
 // MaxSubjects is the most subjects one request may name, as in Segment.
@@ -90,13 +70,9 @@ type Request struct {
 	Traits map[string]any
 }
 
-// Outcome is a request's result at one backend or destination.
-type Outcome struct {
-	Name     string
-	Status   Status
-	Err      string
-	Finished time.Time
-}
+// Outcome is a request's result at one backend or destination: the journal's
+// type, as kept there.
+type Outcome = journal.Outcome
 
 // Receipt is the proof of a request: what was asked, when it is due, and what
 // every backend and destination did. People are referred to by keyed hash only.
@@ -120,20 +96,10 @@ type Receipt struct {
 }
 
 func receiptOf(e *journal.Entry) *Receipt {
-	r := &Receipt{ID: e.ID, Type: RequestType(e.Type), Status: Status(e.Status), Reason: e.Reason,
+	return &Receipt{ID: e.ID, Type: e.Type, Status: e.Status, Reason: e.Reason,
 		Received: e.Received, Due: e.Due, Finished: e.Finished, ExtensionReason: e.ExtensionReason,
-		Subjects: slices.Clone(e.SubjectHashes), ProfileVersion: e.ProfileVersion}
-	for _, o := range e.Backends {
-		r.Backends = append(r.Backends, outcomeOf(o))
-	}
-	for _, o := range e.Destinations {
-		r.Destinations = append(r.Destinations, outcomeOf(o))
-	}
-	return r
-}
-
-func outcomeOf(o journal.Outcome) Outcome {
-	return Outcome{Name: o.Name, Status: Status(o.Status), Err: o.Err, Finished: o.Finished}
+		Subjects: slices.Clone(e.SubjectHashes), ProfileVersion: e.ProfileVersion,
+		Backends: slices.Clone(e.Backends), Destinations: slices.Clone(e.Destinations)}
 }
 
 // Erase deletes the person known by id everywhere and forwards the deletion to
@@ -175,9 +141,9 @@ func (c *Controller) Apply(ctx context.Context, req Request) (*Receipt, error) {
 		return nil, err
 	}
 	now := c.now()
-	e := &journal.Entry{ID: newRequestID(now), Type: string(req.Type), Status: string(Initialized), Received: now, Due: now.AddDate(0, 1, 0)}
+	e := &journal.Entry{ID: newRequestID(now), Type: req.Type, Status: Initialized, Received: now, Due: now.AddDate(0, 1, 0)}
 	if err := c.validateRequest(&req, e); err != nil {
-		e.Status, e.Reason, e.Finished = string(Invalid), c.redact(e, err.Error(), req.Subjects), now
+		e.Status, e.Reason, e.Finished = Invalid, c.redact(e, err.Error(), req.Subjects), now
 		e.Subjects = nil
 		if perr := c.journal.Put(ctx, e); perr != nil {
 			return nil, backendError("journal", perr)
@@ -185,7 +151,7 @@ func (c *Controller) Apply(ctx context.Context, req Request) (*Receipt, error) {
 		c.audit(ctx, e, "invalid")
 		return receiptOf(e), err
 	}
-	e.Status = string(Running)
+	e.Status = Running
 	// In flight from before its intent is recorded, so a concurrent Recover
 	// never runs it a second time.
 	c.inflight.Store(e.ID, (*requestTracker)(nil))
@@ -200,8 +166,8 @@ func (c *Controller) Apply(ctx context.Context, req Request) (*Receipt, error) {
 // validateRequest checks the request and fills the entry's subjects.
 func (c *Controller) validateRequest(req *Request, e *journal.Entry) error {
 	switch {
-	case !req.Type.valid():
-		return fieldErrorf("Type", "unknown request type %q", string(req.Type))
+	case !req.Type.Valid():
+		return fieldErrorf("Type", "unknown request type %q", req.Type)
 	case req.Type == Access:
 		return fieldErrorf("Type", "an ACCESS request returns the person's data: make it with Access or Export")
 	case len(req.Subjects) == 0:
@@ -308,9 +274,9 @@ func (c *Controller) deliverAudienceChanges(ctx context.Context, e *journal.Entr
 // fail records that a request failed before its decision: nothing changed.
 func (c *Controller) fail(ctx context.Context, e *journal.Entry, err error) (*Receipt, error) {
 	defer c.inflight.Delete(e.ID)
-	e.Status, e.Reason, e.Finished = string(Failed), c.redact(e, err.Error(), nil), c.now()
+	e.Status, e.Reason, e.Finished = Failed, c.redact(e, err.Error(), nil), c.now()
 	if errors.Is(err, ErrInvalid) {
-		e.Status = string(Invalid)
+		e.Status = Invalid
 	}
 	e.Scrub()
 	if perr := c.journal.Put(context.WithoutCancel(ctx), e); perr != nil {
@@ -363,10 +329,10 @@ func (c *Controller) commitDecision(ctx context.Context, txs *participants, e *j
 func (c *Controller) commitAll(ctx context.Context, txs *participants, e *journal.Entry) error {
 	e.Backends = e.Backends[:0]
 	for _, p := range txs.all() {
-		o := journal.Outcome{Name: p.name, Status: string(Finished), Finished: c.now()}
+		o := journal.Outcome{Name: p.name, Status: Finished, Finished: c.now()}
 		err := p.commit(ctx)
 		if err != nil {
-			o.Status, o.Err, o.Finished = string(Running), c.redact(e, err.Error(), nil), time.Time{}
+			o.Status, o.Err, o.Finished = Running, c.redact(e, err.Error(), nil), time.Time{}
 		}
 		e.Backends = append(e.Backends, o)
 		if err != nil {
@@ -383,14 +349,14 @@ const commitAttempts = 3
 // deliverDecision queues the request's work for destinations, or finishes it
 // when there is none.
 func (c *Controller) deliverDecision(ctx context.Context, e *journal.Entry, sends []pendingSend) {
-	forwards := RequestType(e.Type).forwards() && len(c.outbox.queues) > 0 &&
+	forwards := e.Type.Forwards() && len(c.outbox.queues) > 0 &&
 		(len(e.Decision.Forward) > 0 || len(sends) > 0)
 	if !forwards {
 		c.finish(ctx, e)
 		return
 	}
 	for _, q := range c.outbox.queues {
-		e.Destinations = append(e.Destinations, journal.Outcome{Name: q.d.Name(), Status: string(Running)})
+		e.Destinations = append(e.Destinations, journal.Outcome{Name: q.d.Name(), Status: Running})
 	}
 	_ = c.journal.Put(context.WithoutCancel(ctx), e)
 	// The tracker owns its own copy: outcomes arrive on delivery goroutines
@@ -413,7 +379,7 @@ func (c *Controller) deliverDecision(ctx context.Context, e *journal.Entry, send
 // clear personal data is scrubbed, the receipt is journaled.
 func (c *Controller) finish(ctx context.Context, e *journal.Entry) {
 	defer c.inflight.Delete(e.ID)
-	e.Status = string(overall(e))
+	e.Status = overall(e)
 	e.Finished = c.now()
 	e.Scrub()
 	if err := c.journal.Put(context.WithoutCancel(ctx), e); err != nil {
@@ -429,7 +395,7 @@ func (c *Controller) finish(ctx context.Context, e *journal.Entry) {
 func overall(e *journal.Entry) Status {
 	failed := 0
 	for _, o := range e.Destinations {
-		if Status(o.Status) == Failed {
+		if o.Status == Failed {
 			failed++
 		}
 	}
@@ -461,23 +427,23 @@ func (t *requestTracker) done(name string, err error) {
 	t.waiting[name]--
 	for i := range t.e.Destinations {
 		o := &t.e.Destinations[i]
-		if o.Name != name || Status(o.Status) == Failed {
+		if o.Name != name || o.Status == Failed {
 			continue // a failure stands
 		}
-		if Status(o.Status) == NotSupported && (err == nil || errors.Is(err, errNotSupported)) {
+		if o.Status == NotSupported && (err == nil || errors.Is(err, errNotSupported)) {
 			continue // so does NOT_SUPPORTED, unless a later item failed outright
 		}
 		switch {
 		case err == nil:
 			if t.waiting[name] == 0 {
-				o.Status = string(Finished)
+				o.Status = Finished
 			}
 		case errors.Is(err, errNotSupported):
-			o.Status, o.Err = string(NotSupported), t.c.redact(t.e, err.Error(), nil)
+			o.Status, o.Err = NotSupported, t.c.redact(t.e, err.Error(), nil)
 		default:
-			o.Status, o.Err = string(Failed), t.c.redact(t.e, err.Error(), nil)
+			o.Status, o.Err = Failed, t.c.redact(t.e, err.Error(), nil)
 		}
-		if t.waiting[name] == 0 || Status(o.Status) != Running {
+		if t.waiting[name] == 0 || o.Status != Running {
 			o.Finished = t.c.now()
 		}
 	}
@@ -520,14 +486,7 @@ type RequestPage struct {
 
 // Requests lists receipts, newest first, filtered by type and status.
 func (c *Controller) Requests(ctx context.Context, f RequestFilter) (RequestPage, error) {
-	jf := journal.Filter{Limit: f.Limit, Cursor: f.Cursor}
-	for _, t := range f.Types {
-		jf.Types = append(jf.Types, string(t))
-	}
-	for _, s := range f.Statuses {
-		jf.Statuses = append(jf.Statuses, string(s))
-	}
-	page, err := c.journal.List(ctx, jf)
+	page, err := c.journal.List(ctx, journal.Filter{Types: f.Types, Statuses: f.Statuses, Limit: f.Limit, Cursor: f.Cursor})
 	if err != nil {
 		return RequestPage{}, backendError("journal", err)
 	}
@@ -626,13 +585,13 @@ func (c *Controller) recoverOne(ctx context.Context, e *journal.Entry) error {
 	}
 	// The list Recover read may be stale: the request may have finished since.
 	cur, err := c.journal.Get(ctx, e.ID)
-	if err != nil || (cur.Status != string(Running) && cur.Status != string(Initialized)) {
+	if err != nil || (cur.Status != Running && cur.Status != Initialized) {
 		c.inflight.Delete(e.ID)
 		return backendError("journal", err)
 	}
 	e = cur
 	c.audit(ctx, e, "recovering")
-	if e.Type == string(Access) {
+	if e.Type == Access {
 		// The export's reader went with the process: nothing to redo, and nothing
 		// was changed. The person must ask again.
 		if _, err := c.fail(ctx, e, errExportInterrupted); err != errExportInterrupted {

@@ -236,7 +236,7 @@ func TestRegressionRecoverDuringApplyDoubleApplies(t *testing.T) {
 	v0 := e.profile(t, user("ada")).Metadata.Version
 	var once sync.Once
 	j.set(func(ctx context.Context, en *journal.Entry) {
-		if en.Type == string(privacy.Rectify) && en.Status == journal.StatusRunning && !en.Decided {
+		if en.Type == privacy.Rectify && en.Status == journal.StatusRunning && !en.Decided {
 			once.Do(func() {
 				n, err := e.c.Recover(context.Background())
 				t.Logf("Recover inside the window: %d, %v", n, err)

@@ -18,7 +18,7 @@ func (c *Controller) excluded(ctx context.Context, pid identity.ProfileID) bool 
 // audit appends a record of the request's progress to the audit log. A failure
 // to audit is logged, not returned: the right itself has been applied.
 func (c *Controller) audit(ctx context.Context, e *journal.Entry, action string) {
-	r := audit.Record{At: c.now(), Action: action, RequestID: e.ID, RequestType: e.Type, Status: e.Status,
+	r := audit.Record{At: c.now(), Action: action, RequestID: e.ID, RequestType: string(e.Type), Status: string(e.Status),
 		Subjects: e.SubjectHashes, Detail: e.Reason}
 	if err := c.chain.Append(context.WithoutCancel(ctx), r); err != nil {
 		c.log.ErrorContext(ctx, "audit log append failed", "request", e.ID, "action", action, "err", err)

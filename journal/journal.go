@@ -33,10 +33,80 @@ var (
 	ErrInvalid  = errors.New("journal: invalid")
 )
 
+// RequestType is the kind of a privacy request. The values mirror Segment's
+// regulation types, plus RECTIFY and ACCESS. The root package's RequestType is
+// this type, so the journal and the receipts speak one vocabulary.
+type RequestType string
+
+// Request types.
+const (
+	// SuppressOnly blocks new data and keeps existing data (Art. 21).
+	SuppressOnly RequestType = "SUPPRESS_ONLY"
+	// Unsuppress ends a suppression; data sent afterwards is kept.
+	Unsuppress RequestType = "UNSUPPRESS"
+	// SuppressWithDelete suppresses, deletes everything and forwards the
+	// deletion to destinations (Art. 17, 19, 21).
+	SuppressWithDelete RequestType = "SUPPRESS_WITH_DELETE"
+	// SuppressWithDeleteInternal suppresses and deletes internally only.
+	SuppressWithDeleteInternal RequestType = "SUPPRESS_WITH_DELETE_INTERNAL"
+	// DeleteOnly deletes everything and forwards the deletion (Art. 17, 19).
+	DeleteOnly RequestType = "DELETE_ONLY"
+	// DeleteInternal deletes internally only.
+	DeleteInternal RequestType = "DELETE_INTERNAL"
+	// Rectify corrects traits here and downstream (Art. 16, 19).
+	Rectify RequestType = "RECTIFY"
+	// Access exports everything held about the person (Art. 15, 20).
+	Access RequestType = "ACCESS"
+)
+
+// Valid reports whether t is one of the request types above.
+func (t RequestType) Valid() bool {
+	switch t {
+	case SuppressOnly, Unsuppress, SuppressWithDelete, SuppressWithDeleteInternal, DeleteOnly, DeleteInternal, Rectify, Access:
+		return true
+	}
+	return false
+}
+
+// Deletes reports whether a request of this type erases the person.
+func (t RequestType) Deletes() bool {
+	return t == SuppressWithDelete || t == SuppressWithDeleteInternal || t == DeleteOnly || t == DeleteInternal
+}
+
+// Suppresses reports whether a request of this type suppresses the person.
+func (t RequestType) Suppresses() bool {
+	return t == SuppressOnly || t == SuppressWithDelete || t == SuppressWithDeleteInternal
+}
+
+// Forwards reports whether a request of this type reaches destinations.
+func (t RequestType) Forwards() bool {
+	return t == SuppressWithDelete || t == DeleteOnly || t == Rectify
+}
+
+// Status is the state of a request, overall or at one backend or destination.
+// The values mirror Segment's. The root package's Status is this type.
+type Status string
+
+// Statuses. A request is INITIALIZED, then RUNNING, and ends in one of the
+// others; an outcome at a destination may also be NOT_SUPPORTED.
+const (
+	StatusInitialized    Status = "INITIALIZED"
+	StatusRunning        Status = "RUNNING"
+	StatusFinished       Status = "FINISHED"
+	StatusPartialSuccess Status = "PARTIAL_SUCCESS"
+	StatusFailed         Status = "FAILED"
+	StatusInvalid        Status = "INVALID"
+	StatusNotSupported   Status = "NOT_SUPPORTED"
+)
+
+// Ended reports whether a request in this status is over: neither INITIALIZED
+// nor RUNNING. Unfinished returns the entries that have not ended.
+func (s Status) Ended() bool { return s != StatusInitialized && s != StatusRunning }
+
 // Outcome is the result of a request at one backend or destination.
 type Outcome struct {
 	Name     string
-	Status   string
+	Status   Status
 	Err      string
 	Finished time.Time
 }
@@ -72,8 +142,8 @@ type Decision struct {
 // Entry is one request as the journal keeps it.
 type Entry struct {
 	ID     string
-	Type   string
-	Status string
+	Type   RequestType
+	Status Status
 	// Reason says why a request is INVALID or FAILED.
 	Reason string
 	// Subjects are the identifiers the request named: in clear until the request
@@ -145,7 +215,8 @@ func (e *Entry) Scrub() {
 
 // Filter selects entries for List.
 type Filter struct {
-	Types, Statuses []string
+	Types    []RequestType
+	Statuses []Status
 	// Subjects, when set, selects the entries naming any of these keyed hashes
 	// among their SubjectHashes: one person's requests.
 	Subjects []identity.Hash
@@ -173,12 +244,6 @@ type Journal interface {
 	// oldest first.
 	Unfinished(ctx context.Context) ([]*Entry, error)
 }
-
-// Statuses the journal treats as unfinished.
-const (
-	StatusInitialized = "INITIALIZED"
-	StatusRunning     = "RUNNING"
-)
 
 // MemJournal is the in-memory Journal. It is safe for concurrent use.
 type MemJournal struct {
@@ -291,7 +356,7 @@ func (j *MemJournal) Unfinished(ctx context.Context) ([]*Entry, error) {
 	defer j.mu.RUnlock()
 	var out []*Entry
 	for _, id := range j.order {
-		if e := j.entries[id]; e.Status == StatusInitialized || e.Status == StatusRunning {
+		if e := j.entries[id]; !e.Status.Ended() {
 			out = append(out, e.Clone())
 		}
 	}

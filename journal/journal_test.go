@@ -317,8 +317,8 @@ func TestPutReplaces(t *testing.T) {
 // orderedEntries returns n entries in the order List must return them: newest
 // first by (Received, ID), with ties on Received broken by ID.
 func orderedEntries(n int) []*Entry {
-	types := []string{"ACCESS", "ERASE", "RECTIFY"}
-	statuses := []string{StatusInitialized, StatusRunning, "COMPLETED", "FAILED"}
+	types := []RequestType{"ACCESS", "ERASE", "RECTIFY"}
+	statuses := []Status{StatusInitialized, StatusRunning, "COMPLETED", "FAILED"}
 	var es []*Entry
 	for i := range n {
 		es = append(es, &Entry{
@@ -372,17 +372,17 @@ func TestListFilters(t *testing.T) {
 		keep func(e *Entry) bool
 	}{
 		{"none", Filter{}, func(*Entry) bool { return true }},
-		{"one type", Filter{Types: []string{"ERASE"}}, func(e *Entry) bool { return e.Type == "ERASE" }},
-		{"two types", Filter{Types: []string{"ERASE", "ACCESS"}}, func(e *Entry) bool { return e.Type != "RECTIFY" }},
-		{"one status", Filter{Statuses: []string{"FAILED"}}, func(e *Entry) bool { return e.Status == "FAILED" }},
-		{"two statuses", Filter{Statuses: []string{StatusInitialized, StatusRunning}}, func(e *Entry) bool {
+		{"one type", Filter{Types: []RequestType{"ERASE"}}, func(e *Entry) bool { return e.Type == "ERASE" }},
+		{"two types", Filter{Types: []RequestType{"ERASE", "ACCESS"}}, func(e *Entry) bool { return e.Type != "RECTIFY" }},
+		{"one status", Filter{Statuses: []Status{"FAILED"}}, func(e *Entry) bool { return e.Status == "FAILED" }},
+		{"two statuses", Filter{Statuses: []Status{StatusInitialized, StatusRunning}}, func(e *Entry) bool {
 			return e.Status == StatusInitialized || e.Status == StatusRunning
 		}},
-		{"type and status", Filter{Types: []string{"RECTIFY"}, Statuses: []string{"COMPLETED"}}, func(e *Entry) bool {
+		{"type and status", Filter{Types: []RequestType{"RECTIFY"}, Statuses: []Status{"COMPLETED"}}, func(e *Entry) bool {
 			return e.Type == "RECTIFY" && e.Status == "COMPLETED"
 		}},
-		{"unknown type", Filter{Types: []string{"OBJECT"}}, func(*Entry) bool { return false }},
-		{"empty lists match all", Filter{Types: []string{}, Statuses: []string{}}, func(*Entry) bool { return true }},
+		{"unknown type", Filter{Types: []RequestType{"OBJECT"}}, func(*Entry) bool { return false }},
+		{"empty lists match all", Filter{Types: []RequestType{}, Statuses: []Status{}}, func(*Entry) bool { return true }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -425,8 +425,8 @@ func TestListPaging(t *testing.T) {
 		{limit: 120, perPage: 120},
 		{limit: 1000, perPage: 1000},
 		{limit: 0, perPage: 50}, // the default
-		{limit: 4, filter: Filter{Types: []string{"ERASE"}}, keep: func(e *Entry) bool { return e.Type == "ERASE" }, perPage: 4},
-		{limit: 3, filter: Filter{Statuses: []string{"FAILED"}}, keep: func(e *Entry) bool { return e.Status == "FAILED" }, perPage: 3},
+		{limit: 4, filter: Filter{Types: []RequestType{"ERASE"}}, keep: func(e *Entry) bool { return e.Type == "ERASE" }, perPage: 4},
+		{limit: 3, filter: Filter{Statuses: []Status{"FAILED"}}, keep: func(e *Entry) bool { return e.Status == "FAILED" }, perPage: 3},
 	}
 	for _, tt := range tests {
 		name := fmt.Sprintf("limit=%d/types=%v/statuses=%v", tt.limit, tt.filter.Types, tt.filter.Statuses)
@@ -529,7 +529,7 @@ func TestListInvalid(t *testing.T) {
 	}
 	// The cursor of an entry that exists but does not match the filter is valid.
 	c := base64.RawURLEncoding.EncodeToString([]byte("r002"))
-	page, err := j.List(context.Background(), Filter{Cursor: c, Types: []string{"OBJECT"}})
+	page, err := j.List(context.Background(), Filter{Cursor: c, Types: []RequestType{"OBJECT"}})
 	if err != nil || len(page.Entries) != 0 {
 		t.Errorf("List with a valid cursor = %v, %v, want an empty page", ids(page.Entries), err)
 	}

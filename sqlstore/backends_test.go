@@ -186,7 +186,7 @@ func TestSuppressions(t *testing.T) {
 }
 
 // fullEntry is a journal entry with every field set.
-func fullEntry(id string, received time.Time, status string) *journal.Entry {
+func fullEntry(id string, received time.Time, status journal.Status) *journal.Entry {
 	return &journal.Entry{
 		ID: id, Type: "SUPPRESS_WITH_DELETE", Status: status, Reason: "none yet",
 		Subjects:      []identity.ID{email("ann@example.com"), {Type: "user_id", Value: "42"}},
@@ -220,7 +220,7 @@ func TestJournal(t *testing.T) {
 		if _, err := j.Get(ctx, "nope"); !errors.Is(err, journal.ErrNotFound) {
 			t.Errorf("Get of an unknown request = %v, want ErrNotFound", err)
 		}
-		statuses := []string{journal.StatusRunning, "FINISHED", journal.StatusInitialized, "FAILED"}
+		statuses := []journal.Status{journal.StatusRunning, "FINISHED", journal.StatusInitialized, "FAILED"}
 		var all []*journal.Entry
 		for i := range 10 {
 			// Received out of id order, and two at one time, so that the id breaks ties.
@@ -263,7 +263,7 @@ func TestJournal(t *testing.T) {
 		if diff := cmp.Diff(wantIDs, ids); diff != "" {
 			t.Errorf("List over all pages (-want +got):\n%s", diff)
 		}
-		page, err := j.List(ctx, journal.Filter{Statuses: []string{"FAILED"}, Types: []string{"SUPPRESS_WITH_DELETE"}})
+		page, err := j.List(ctx, journal.Filter{Statuses: []journal.Status{"FAILED"}, Types: []journal.RequestType{"SUPPRESS_WITH_DELETE"}})
 		must(t, err)
 		if len(page.Entries) != 1 || page.Entries[0].ID != "req_07" || page.Next != "" {
 			t.Errorf("List of FAILED entries: %d, next %q; want req_07 alone", len(page.Entries), page.Next)

@@ -1321,7 +1321,7 @@ func crashProcessExits(t *testing.T, d sqlstore.Dialect) {
 	p := s.open(t)
 	un, err := p.jrnl.Journal().Unfinished(ctx)
 	must(t, err)
-	if len(un) != 1 || !un[0].Decided || un[0].Type != string(privacy.DeleteOnly) {
+	if len(un) != 1 || !un[0].Decided || un[0].Type != privacy.DeleteOnly {
 		t.Fatalf("after the crash the journal shows %d unfinished requests (%+v); want the decided erasure", len(un), un)
 	}
 	c := p.controller(t, nil)
@@ -1398,7 +1398,7 @@ func crashAtStaging(t *testing.T, d sqlstore.Dialect) {
 		t.Fatalf("SUPPRESS_WITH_DELETE failing at staging = %+v, %v (hook fired %d times); want an error and FAILED", r, err, fired)
 	}
 	t.Logf("failed at staging: %v", err)
-	if e, err := p.jrnl.Journal().Get(ctx, r.ID); err != nil || e.Decided || e.Status != string(privacy.Failed) {
+	if e, err := p.jrnl.Journal().Get(ctx, r.ID); err != nil || e.Decided || e.Status != privacy.Failed {
 		t.Fatalf("journal entry = %+v, %v; want FAILED, undecided", e, err)
 	}
 	after := s.dump(t)

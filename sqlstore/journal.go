@@ -108,7 +108,7 @@ func (j *journalStore) Put(ctx context.Context, e *journal.Entry) error {
 		_, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}journal (request_id, received, request_type, status, entry) VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (request_id) DO UPDATE SET received = excluded.received, request_type = excluded.request_type,
 				status = excluded.status, entry = excluded.entry`),
-			e.ID, s.ts(e.Received), e.Type, e.Status, string(doc))
+			e.ID, s.ts(e.Received), string(e.Type), string(e.Status), string(doc))
 		if err != nil {
 			return err
 		}
@@ -220,7 +220,7 @@ func (j *journalStore) List(ctx context.Context, f journal.Filter) (journal.Page
 	for _, in := range []struct {
 		col    string
 		values []string
-	}{{"request_type", f.Types}, {"status", f.Statuses}} {
+	}{{"request_type", plainStrings(f.Types)}, {"status", plainStrings(f.Statuses)}} {
 		if len(in.values) == 0 {
 			continue
 		}
@@ -286,7 +286,7 @@ func (j *journalStore) Unfinished(ctx context.Context) ([]*journal.Entry, error)
 		// The statuses are literals, as in the partial index that serves the
 		// query.
 		rows, err := ex.QueryContext(ctx, s.sql(`SELECT entry FROM {p}journal
-			WHERE status IN ('`+journal.StatusInitialized+`', '`+journal.StatusRunning+`') ORDER BY received, request_id`))
+			WHERE status IN ('`+string(journal.StatusInitialized)+`', '`+string(journal.StatusRunning)+`') ORDER BY received, request_id`))
 		if err != nil {
 			return err
 		}
@@ -310,4 +310,13 @@ func (j *journalStore) Unfinished(ctx context.Context) ([]*journal.Entry, error)
 		return nil, fmt.Errorf("sqlstore: journal unfinished: %w", err)
 	}
 	return out, nil
+}
+
+// plainStrings converts a list of the journal's typed strings for the driver.
+func plainStrings[T ~string](vs []T) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = string(v)
+	}
+	return out
 }

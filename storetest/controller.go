@@ -561,7 +561,7 @@ func checkJournalDone(t *testing.T, w *world, requestID string) {
 	t.Helper()
 	e, err := w.journal.Get(w.ctx, requestID)
 	must(t, err, "journal Get")
-	if e.Status != string(privacy.Finished) || !e.Decided {
+	if e.Status != privacy.Finished || !e.Decided {
 		t.Errorf("the journal has request %s %s (decided %v); want FINISHED and decided", requestID, e.Status, e.Decided)
 	}
 	if len(e.Subjects) > 0 || len(e.Traits) > 0 {
@@ -866,7 +866,7 @@ func (j faultyJournal) Put(ctx context.Context, e *journal.Entry) error {
 	if err := j.Journal.Put(ctx, e); err != nil {
 		return err
 	}
-	if e.Decided && e.Status == string(privacy.Running) {
+	if e.Decided && e.Status == privacy.Running {
 		j.f.decided()
 	}
 	return nil

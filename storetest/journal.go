@@ -69,7 +69,7 @@ func fullEntry(id string, sec int) *journal.Entry {
 }
 
 // entry returns a small entry.
-func entry(id, typ, status string, sec int) *journal.Entry {
+func entry(id string, typ journal.RequestType, status journal.Status, sec int) *journal.Entry {
 	return &journal.Entry{ID: id, Type: typ, Status: status, Received: at(sec), Due: at(sec).AddDate(0, 1, 0),
 		SubjectHashes: []identity.Hash{hashOf(id)}}
 }
@@ -274,8 +274,8 @@ func journalListOrder(t *testing.T, e *env, j journal.Journal) {
 }
 
 func journalListFilters(t *testing.T, e *env, j journal.Journal) {
-	types := []string{"DELETE_ONLY", "SUPPRESS_ONLY", "RECTIFY"}
-	statuses := []string{"FINISHED", "RUNNING", "FAILED", "INVALID"}
+	types := []journal.RequestType{"DELETE_ONLY", "SUPPRESS_ONLY", "RECTIFY"}
+	statuses := []journal.Status{"FINISHED", "RUNNING", "FAILED", "INVALID"}
 	var all []*journal.Entry
 	for i := 0; i < 24; i++ {
 		x := entry(fmt.Sprintf("req-%02d", i), types[i%3], statuses[i%4], i)
@@ -286,17 +286,17 @@ func journalListFilters(t *testing.T, e *env, j journal.Journal) {
 	}
 	put(t, e, j, all...)
 	filters := []journal.Filter{
-		{Types: []string{"RECTIFY"}},
-		{Types: []string{"RECTIFY", "DELETE_ONLY"}},
-		{Statuses: []string{"RUNNING"}},
-		{Statuses: []string{"FAILED", "INVALID"}},
-		{Types: []string{"SUPPRESS_ONLY"}, Statuses: []string{"RUNNING", "FINISHED"}},
-		{Types: []string{"ACCESS"}},
-		{Types: []string{"RECTIFY"}, Statuses: []string{"FINISHED"}},
+		{Types: []journal.RequestType{"RECTIFY"}},
+		{Types: []journal.RequestType{"RECTIFY", "DELETE_ONLY"}},
+		{Statuses: []journal.Status{"RUNNING"}},
+		{Statuses: []journal.Status{"FAILED", "INVALID"}},
+		{Types: []journal.RequestType{"SUPPRESS_ONLY"}, Statuses: []journal.Status{"RUNNING", "FINISHED"}},
+		{Types: []journal.RequestType{"ACCESS"}},
+		{Types: []journal.RequestType{"RECTIFY"}, Statuses: []journal.Status{"FINISHED"}},
 		{Subjects: []identity.Hash{hashOf("req-05")}},
 		{Subjects: []identity.Hash{hashOf("req-05"), hashOf("req-17"), hashOf("nobody")}},
 		{Subjects: []identity.Hash{hashOf("shared")}},
-		{Subjects: []identity.Hash{hashOf("shared")}, Types: []string{"DELETE_ONLY"}, Statuses: []string{"FINISHED", "RUNNING"}},
+		{Subjects: []identity.Hash{hashOf("shared")}, Types: []journal.RequestType{"DELETE_ONLY"}, Statuses: []journal.Status{"FINISHED", "RUNNING"}},
 	}
 	for _, f := range filters {
 		var want []string
@@ -384,7 +384,7 @@ func journalListCursorSurvivesWrites(t *testing.T, e *env, j journal.Journal) {
 }
 
 func journalUnfinished(t *testing.T, e *env, j journal.Journal) {
-	statuses := []string{journal.StatusRunning, "FINISHED", journal.StatusInitialized, "FAILED", "PARTIAL_SUCCESS", "INVALID", journal.StatusRunning}
+	statuses := []journal.Status{journal.StatusRunning, "FINISHED", journal.StatusInitialized, "FAILED", "PARTIAL_SUCCESS", "INVALID", journal.StatusRunning}
 	secs := []int{50, 10, 30, 20, 40, 60, 5}
 	for i, st := range statuses {
 		put(t, e, j, entry(fmt.Sprint("req-", i), "DELETE_ONLY", st, secs[i]))
