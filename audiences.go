@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/gdprkit/privacy/audience"
-	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
 )
@@ -225,44 +223,3 @@ func (c *Controller) recount(ctx context.Context, set *audience.Set, st *audienc
 		q.Cursor = page.Next
 	}
 }
-
-// deliverChanges queues "Audience Entered" and "Audience Exited" for every
-// destination, addressed by every identifier of the profile.
-func (c *Controller) deliverChanges(ctx context.Context, pid identity.ProfileID, version uint64, changes []audience.Change, now time.Time) {
-	if len(changes) == 0 || len(c.outbox.queues) == 0 {
-		return
-	}
-	var ids []identity.ID
-	if node, err := c.graph.Node(ctx, pid); err == nil {
-		for _, l := range node.Links {
-			ids = append(ids, l.ID)
-		}
-	}
-	msgs := make([]destination.Message, len(changes))
-	for i, ch := range changes {
-		event, verb := destination.AudienceExited, "exited"
-		if ch.Entered {
-			event, verb = destination.AudienceEntered, "entered"
-		}
-		msgs[i] = destination.Message{
-			// Stable across retries: the same change of the same profile version.
-			MessageID:  string(pid) + ":" + ch.Key + ":" + verb + ":" + strconv.FormatUint(version, 10),
-			Type:       destination.TypeTrack,
-			Event:      event,
-			ProfileID:  pid,
-			IDs:        ids,
-			Properties: map[string]any{"audience_key": ch.Key},
-			Timestamp:  now,
-		}
-	}
-	c.outbox.sendAll(msgs)
-}
-
-// Flush returns once everything pending for destinations has been delivered or
-// has used up its attempts, or when ctx ends (then with an error saying how much
-// is still pending). Tests and shutdown call it to wait for delivery.
-func (c *Controller) Flush(ctx context.Context) error { return c.outbox.flush(ctx) }
-
-// DeliveryStats returns, per destination name, what the outbox has delivered,
-// given up on and still holds.
-func (c *Controller) DeliveryStats() map[string]DeliveryStats { return c.outbox.stats() }

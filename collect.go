@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gdprkit/privacy/audience"
-	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/txscope"
@@ -404,31 +403,6 @@ func (w *audienceWork) update(st *audience.State) error {
 	return nil
 }
 
-// deliverMessage queues the collected message, addressed by its own
-// identifiers, for every destination.
-func (c *Controller) deliverMessage(pid identity.ProfileID, msg *message, matches []identity.Match) {
-	if len(c.outbox.queues) == 0 {
-		return
-	}
-	ids := make([]identity.ID, len(matches))
-	for i, m := range matches {
-		ids[i] = m.ID
-	}
-	m := destination.Message{
-		MessageID: msg.messageID,
-		Type:      msg.kind,
-		ProfileID: pid,
-		IDs:       ids,
-		Timestamp: msg.timestamp,
-	}
-	if msg.kind == destination.TypeIdentify {
-		m.Traits = msg.traits // nil values travel too: they remove the trait downstream
-	} else {
-		m.Event, m.Properties = msg.event, msg.props
-	}
-	c.outbox.sendAll([]destination.Message{m})
-}
-
 // buildUpdate reads what the message changes and returns the Update that applies
 // it: merged profiles first, then the identify traits by last-updated-wins or the
 // track event, with the metadata's version one above every merged profile's. With
@@ -579,8 +553,7 @@ func mergeMetadata(into, from profile.Metadata) profile.Metadata {
 // destination is being sent the person's data now: each message handed to the
 // outbox goes to all of them. An access request lists them (Art. 15(1)(c), 19).
 func (c *Controller) noteRecipients(rs []profile.Recipient, now time.Time) []profile.Recipient {
-	for _, q := range c.outbox.queues {
-		name := q.d.Name()
+	for _, name := range c.destinations {
 		i := slices.IndexFunc(rs, func(r profile.Recipient) bool { return r.Name == name })
 		if i < 0 {
 			rs = append(rs, profile.Recipient{Name: name, FirstSent: now, LastSent: now})

@@ -5,8 +5,15 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/gdprkit/privacy/audience"
+	"github.com/gdprkit/privacy/audit"
+	"github.com/gdprkit/privacy/destination"
+	"github.com/gdprkit/privacy/export"
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/internal/outbox"
+	"github.com/gdprkit/privacy/journal"
 	"github.com/gdprkit/privacy/profile"
+	"github.com/gdprkit/privacy/suppression"
 )
 
 // Errors of the Controller, matchable with errors.Is. Errors from the backends are
@@ -63,17 +70,39 @@ func fieldErrorf(field, format string, args ...any) *FieldError {
 	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
-// backendError wraps an error from a backend so the root sentinels match too.
+// sentinels maps every package's sentinel errors to the root sentinel they
+// also match. Every error from a backend passes through backendError, which
+// consults this table: a new sentinel is added here, never at a call site.
+// Sentinels that no root one stands for (a transaction already done, a
+// duplicate message, a retryable conflict) are absent: they keep their own.
+var sentinels = []struct{ backend, root error }{
+	{identity.ErrNotFound, ErrNotFound},
+	{profile.ErrNotFound, ErrNotFound},
+	{audience.ErrNotFound, ErrNotFound},
+	{journal.ErrNotFound, ErrNotFound},
+	{identity.ErrConflict, ErrConflict},
+	{audience.ErrConflict, ErrConflict},
+	{audit.ErrConflict, ErrConflict},
+	{identity.ErrInvalid, ErrInvalid},
+	{profile.ErrInvalid, ErrInvalid},
+	{audience.ErrInvalid, ErrInvalid},
+	{suppression.ErrInvalid, ErrInvalid},
+	{journal.ErrInvalid, ErrInvalid},
+	{export.ErrInvalid, ErrInvalid},
+	{destination.ErrInvalid, ErrInvalid},
+	{outbox.ErrClosed, ErrClosed},
+}
+
+// backendError wraps an error from a backend, naming the operation, so that
+// the root sentinel the table gives matches too.
 func backendError(op string, err error) error {
-	switch {
-	case err == nil:
+	if err == nil {
 		return nil
-	case errors.Is(err, identity.ErrNotFound), errors.Is(err, profile.ErrNotFound):
-		return fmt.Errorf("privacy: %s: %w: %w", op, ErrNotFound, err)
-	case errors.Is(err, identity.ErrConflict):
-		return fmt.Errorf("privacy: %s: %w: %w", op, ErrConflict, err)
-	case errors.Is(err, identity.ErrInvalid), errors.Is(err, profile.ErrInvalid):
-		return fmt.Errorf("privacy: %s: %w: %w", op, ErrInvalid, err)
+	}
+	for _, s := range sentinels {
+		if errors.Is(err, s.backend) {
+			return fmt.Errorf("privacy: %s: %w: %w", op, s.root, err)
+		}
 	}
 	return fmt.Errorf("privacy: %s: %w", op, err)
 }

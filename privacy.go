@@ -15,6 +15,7 @@ import (
 	"github.com/gdprkit/privacy/audit"
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/internal/outbox"
 	"github.com/gdprkit/privacy/journal"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
@@ -32,7 +33,9 @@ type Controller struct {
 	// (under defineMu), the collection path reads it without a lock.
 	set      atomic.Pointer[audience.Set]
 	defineMu sync.Mutex
-	outbox   *outbox
+	outbox   *outbox.Outbox
+	// destinations are the destinations' names, in the order configured.
+	destinations []string
 
 	suppressions suppression.List
 	journal      journal.Journal
@@ -291,7 +294,7 @@ func New(opts ...Option) (*Controller, error) {
 		clock:        cfg.clock,
 		log:          cfg.log,
 		locks:        newSubjectLocks(),
-		outbox:       newOutbox(cfg.dests, delivery, cfg.log),
+		outbox:       outbox.New(cfg.dests, outbox.Config(delivery), cfg.log),
 	}
 	for _, b := range []any{cfg.graph, cfg.profiles, cfg.audiences, cfg.supp} {
 		if _, ok := b.(txscope.Aware); ok {
@@ -304,6 +307,7 @@ func New(opts ...Option) (*Controller, error) {
 	if c.locker != nil {
 		c.scoped = true // the locks live in the scope's transaction
 	}
+	c.destinations = c.outbox.Destinations()
 	c.set.Store(set)
 	return c, nil
 }
@@ -373,7 +377,7 @@ func (c *Controller) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	c.outbox.close()
+	c.outbox.Close()
 	return nil
 }
 

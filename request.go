@@ -349,29 +349,29 @@ const commitAttempts = 3
 // deliverDecision queues the request's work for destinations, or finishes it
 // when there is none.
 func (c *Controller) deliverDecision(ctx context.Context, e *journal.Entry, sends []pendingSend) {
-	forwards := e.Type.Forwards() && len(c.outbox.queues) > 0 &&
+	forwards := e.Type.Forwards() && len(c.destinations) > 0 &&
 		(len(e.Decision.Forward) > 0 || len(sends) > 0)
 	if !forwards {
 		c.finish(ctx, e)
 		return
 	}
-	for _, q := range c.outbox.queues {
-		e.Destinations = append(e.Destinations, journal.Outcome{Name: q.d.Name(), Status: Running})
+	for _, name := range c.destinations {
+		e.Destinations = append(e.Destinations, journal.Outcome{Name: name, Status: Running})
 	}
 	_ = c.journal.Put(context.WithoutCancel(ctx), e)
 	// The tracker owns its own copy: outcomes arrive on delivery goroutines
 	// while the caller reads e for the receipt.
 	t := c.tracker(e.Clone())
-	for _, q := range c.outbox.queues {
-		t.waiting[q.d.Name()] = len(e.Decision.Forward) + len(sends)
+	for _, name := range c.destinations {
+		t.waiting[name] = len(e.Decision.Forward) + len(sends)
 	}
 	c.inflight.Store(e.ID, t)
 	for _, f := range e.Decision.Forward {
-		c.outbox.purge(f.Profile) // nothing about the person may follow the deletion
-		c.outbox.deleteAll(deletionOf(e.ID, f), t.done)
+		c.outbox.Purge(f.Profile) // nothing about the person may follow the deletion
+		c.outbox.Delete(deletionOf(e.ID, f), t.done)
 	}
 	for _, s := range sends {
-		c.outbox.sendTracked(s.msgs, t.done)
+		c.outbox.SendTracked(s.msgs, t.done)
 	}
 }
 

@@ -1,4 +1,4 @@
-package privacy
+package outbox
 
 import (
 	"context"
@@ -12,44 +12,21 @@ import (
 	"github.com/gdprkit/privacy/identity"
 )
 
-// Delivery configures how the outbox delivers to destinations.
-type Delivery struct {
-	// MaxAttempts bounds the tries per message or deletion (default 8).
-	MaxAttempts int
-	// Backoff is the wait after the first failure, doubled after each further one
-	// up to MaxBackoff (defaults 100ms and 30s).
+// ErrClosed: Flush was waiting when the outbox was closed.
+var ErrClosed = errors.New("outbox: closed")
+
+// Config is how the outbox delivers: the root package's Delivery, with its
+// defaults already filled in (every field positive).
+type Config struct {
+	MaxAttempts         int
 	Backoff, MaxBackoff time.Duration
-	// Timeout bounds each call to a destination (default 30s). A destination that
-	// ignores its context can still hold its own worker; it never holds the
-	// collection path or other destinations.
-	Timeout time.Duration
-	// BatchSize bounds the messages per Send (default 100).
-	BatchSize int
+	Timeout             time.Duration
+	BatchSize           int
 }
 
-func (d Delivery) withDefaults() (Delivery, error) {
-	if d.MaxAttempts < 0 || d.Backoff < 0 || d.MaxBackoff < 0 || d.Timeout < 0 || d.BatchSize < 0 {
-		return d, errors.New("WithDelivery: negative setting")
-	}
-	if d.MaxAttempts == 0 {
-		d.MaxAttempts = 8
-	}
-	if d.Backoff == 0 {
-		d.Backoff = 100 * time.Millisecond
-	}
-	if d.MaxBackoff == 0 {
-		d.MaxBackoff = 30 * time.Second
-	}
-	if d.Timeout == 0 {
-		d.Timeout = 30 * time.Second
-	}
-	if d.BatchSize == 0 {
-		d.BatchSize = 100
-	}
-	return d, nil
-}
-
-func (d Delivery) backoff(attempt int) time.Duration {
+// backoff is the wait after the attempt-th failure: Backoff doubled after each
+// further one, up to MaxBackoff.
+func (d Config) backoff(attempt int) time.Duration {
 	b := d.Backoff
 	for i := 1; i < attempt && b < d.MaxBackoff; i++ {
 		b *= 2
@@ -57,18 +34,11 @@ func (d Delivery) backoff(attempt int) time.Duration {
 	return min(b, d.MaxBackoff)
 }
 
-// DeliveryStats counts what the outbox did for one destination.
-type DeliveryStats struct {
-	// Delivered messages and deletions the destination accepted.
-	Delivered uint64
-	// Failed ones used up their attempts.
-	Failed uint64
-	// NotSupported deletions the destination cannot do.
-	NotSupported uint64
-	// Retries counts failed attempts that were tried again.
-	Retries uint64
-	// Pending ones wait for delivery.
-	Pending int
+// Stats counts what the outbox did for one destination; the root package's
+// DeliveryStats documents each field.
+type Stats struct {
+	Delivered, Failed, NotSupported, Retries uint64
+	Pending                                  int
 }
 
 // work is one item for one destination: a message to send or a deletion.
@@ -80,16 +50,16 @@ type work struct {
 	done func(error)
 }
 
-// outbox delivers destination work after the change that produced it committed:
+// Outbox delivers destination work after the change that produced it committed:
 // at least once, in order per destination, with exponential backoff and a bounded
 // number of attempts. Each destination has its own queue and worker, so a slow or
-// failing one delays only itself. It is in memory: work not delivered when the
-// process stops is lost (the journal of the rights issue makes it durable).
-type outbox struct {
-	cfg    Delivery
+// failing one delays only itself. It is safe for concurrent use.
+//
+// It is in memory: work not delivered when the process stops is lost.
+type Outbox struct {
+	cfg    Config
 	log    *slog.Logger
 	queues []*destQueue
-	byName map[string]*destQueue
 	ctx    context.Context
 	stop   context.CancelFunc
 	wg     sync.WaitGroup
@@ -99,24 +69,25 @@ type outbox struct {
 	idle    chan struct{} // closed when pending drops to zero
 }
 
+// destQueue is one destination's queue, delivered by its own worker (run).
 type destQueue struct {
-	o     *outbox
+	o     *Outbox
 	d     destination.Destination
 	mu    sync.Mutex
 	items []work
 	// inflight is how many items at the head of items a call is delivering.
 	inflight int
 	wake     chan struct{}
-	stats    DeliveryStats
+	stats    Stats
 }
 
-func newOutbox(dests []destination.Destination, cfg Delivery, log *slog.Logger) *outbox {
+// New starts an outbox with a worker per destination; Close stops them.
+func New(dests []destination.Destination, cfg Config, log *slog.Logger) *Outbox {
 	ctx, stop := context.WithCancel(context.Background())
-	o := &outbox{cfg: cfg, log: log, byName: map[string]*destQueue{}, ctx: ctx, stop: stop, idle: closedChan()}
+	o := &Outbox{cfg: cfg, log: log, ctx: ctx, stop: stop, idle: closedChan()}
 	for _, d := range dests {
 		q := &destQueue{o: o, d: d, wake: make(chan struct{}, 1)}
 		o.queues = append(o.queues, q)
-		o.byName[d.Name()] = q
 		o.wg.Add(1)
 		go q.run()
 	}
@@ -129,8 +100,8 @@ func closedChan() chan struct{} {
 	return c
 }
 
-// sendAll queues a copy of each message for every destination.
-func (o *outbox) sendAll(msgs []destination.Message) {
+// Send queues a copy of each message for every destination.
+func (o *Outbox) Send(msgs []destination.Message) {
 	if len(o.queues) == 0 || len(msgs) == 0 {
 		return
 	}
@@ -144,9 +115,11 @@ func (o *outbox) sendAll(msgs []destination.Message) {
 	}
 }
 
-// sendTracked queues a copy of the messages for every destination; done is
-// called once per destination and message with its name and outcome.
-func (o *outbox) sendTracked(msgs []destination.Message, done func(name string, err error)) {
+// SendTracked queues a copy of the messages for every destination; done is
+// called once per destination and message with its name and outcome: nil, an
+// error matching destination.ErrNotSupported, or the last error once the
+// attempts ran out.
+func (o *Outbox) SendTracked(msgs []destination.Message, done func(name string, err error)) {
 	for _, q := range o.queues {
 		name := q.d.Name()
 		items := make([]work, len(msgs))
@@ -158,9 +131,10 @@ func (o *outbox) sendTracked(msgs []destination.Message, done func(name string, 
 	}
 }
 
-// purge drops the queued messages about a profile (not a batch already being
-// delivered): after an erasure nothing about the person may reach a destination.
-func (o *outbox) purge(pid identity.ProfileID) {
+// Purge drops the untracked messages queued about a profile (not a batch
+// already being delivered): after an erasure nothing about the person may
+// reach a destination.
+func (o *Outbox) Purge(pid identity.ProfileID) {
 	n := 0
 	for _, q := range o.queues {
 		q.mu.Lock()
@@ -180,9 +154,9 @@ func (o *outbox) purge(pid identity.ProfileID) {
 	}
 }
 
-// deleteAll queues the deletion for every destination; done is called once per
-// destination with its name and outcome.
-func (o *outbox) deleteAll(d destination.Deletion, done func(name string, err error)) {
+// Delete queues the deletion for every destination; done is called once per
+// destination with its name and outcome, as for SendTracked.
+func (o *Outbox) Delete(d destination.Deletion, done func(name string, err error)) {
 	for _, q := range o.queues {
 		name := q.d.Name()
 		del := d
@@ -190,7 +164,7 @@ func (o *outbox) deleteAll(d destination.Deletion, done func(name string, err er
 	}
 }
 
-func (o *outbox) add(n int) {
+func (o *Outbox) add(n int) {
 	o.mu.Lock()
 	if o.pending == 0 && n > 0 {
 		o.idle = make(chan struct{})
@@ -202,8 +176,10 @@ func (o *outbox) add(n int) {
 	o.mu.Unlock()
 }
 
-// flush waits until nothing is pending or ctx ends.
-func (o *outbox) flush(ctx context.Context) error {
+// Flush waits until nothing is pending (delivered, or attempts used up), or
+// until ctx ends or the outbox is closed, with an error saying how much is
+// still pending.
+func (o *Outbox) Flush(ctx context.Context) error {
 	o.mu.Lock()
 	idle := o.idle
 	o.mu.Unlock()
@@ -211,25 +187,28 @@ func (o *outbox) flush(ctx context.Context) error {
 	case <-idle:
 		return nil
 	case <-o.ctx.Done():
-		return fmt.Errorf("privacy: flush: %w (%d deliveries were pending)", ErrClosed, o.pendingCount())
+		return fmt.Errorf("%w (%d deliveries were pending)", ErrClosed, o.pendingCount())
 	case <-ctx.Done():
-		return fmt.Errorf("privacy: flush: %d deliveries still pending: %w", o.pendingCount(), ctx.Err())
+		return fmt.Errorf("%d deliveries still pending: %w", o.pendingCount(), ctx.Err())
 	}
 }
 
-func (o *outbox) pendingCount() int {
+func (o *Outbox) pendingCount() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.pending
 }
 
-func (o *outbox) close() {
+// Close stops the workers and waits for them; what is pending stays undelivered.
+func (o *Outbox) Close() {
 	o.stop()
 	o.wg.Wait()
 }
 
-func (o *outbox) stats() map[string]DeliveryStats {
-	out := make(map[string]DeliveryStats, len(o.queues))
+// Stats returns, per destination name, what was delivered, given up on and is
+// still pending.
+func (o *Outbox) Stats() map[string]Stats {
+	out := make(map[string]Stats, len(o.queues))
 	for _, q := range o.queues {
 		q.mu.Lock()
 		s := q.stats
@@ -367,3 +346,15 @@ func (q *destQueue) call(ctx context.Context, batch []work) error {
 		return fmt.Errorf("destination %s did not answer within %v: %w", q.d.Name(), q.o.cfg.Timeout, ctx.Err())
 	}
 }
+
+// Destinations returns the names of the destinations, in the order given to New.
+func (o *Outbox) Destinations() []string {
+	names := make([]string, len(o.queues))
+	for i, q := range o.queues {
+		names[i] = q.d.Name()
+	}
+	return names
+}
+
+// Len returns how many destinations the outbox delivers to.
+func (o *Outbox) Len() int { return len(o.queues) }
