@@ -1,5 +1,8 @@
 package privacy
 
+// The rights of access and to data portability (Art. 15, 20): ACCESS, as one
+// export.Package (Access) or streamed in a format (Export).
+
 import (
 	"context"
 	"errors"
@@ -249,6 +252,19 @@ func (c *Controller) writeRequests(ctx context.Context, e *journal.Entry, hashes
 		if err := sink.WriteRequest(q); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// errExportInterrupted is the reason of an ACCESS request a crash cut short.
+var errExportInterrupted = errors.New("the export was interrupted (the process stopped); make the request again")
+
+// failInterruptedAccess ends, as Recover finds it, an ACCESS request a crash
+// cut short: the export's reader went with the process, so there is nothing
+// to redo, and nothing was changed. The person must ask again.
+func (c *Controller) failInterruptedAccess(ctx context.Context, e *journal.Entry) error {
+	if _, err := c.fail(ctx, e, errExportInterrupted); err != errExportInterrupted {
+		return err // the journal write failed too
 	}
 	return nil
 }

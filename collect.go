@@ -3,10 +3,7 @@ package privacy
 import (
 	"context"
 	"errors"
-	"fmt"
-	"maps"
 	"runtime"
-	"slices"
 	"sync"
 	"time"
 
@@ -132,86 +129,6 @@ func (c *Controller) resolveLocked(ctx context.Context, ids []identity.ID, buf [
 	}
 }
 
-// admit is the suppression check of the collection path: it fails with ErrSuppressed (counted in Stats)
-// when any identifier of the message, or any profile they resolve to, is
-// suppressed, and fails closed when the list cannot answer.
-func (c *Controller) admit(ctx context.Context, matches []identity.Match) error {
-	if e, ok := c.suppressions.(interface{ Empty() bool }); ok && e.Empty() {
-		return nil
-	}
-	for _, m := range matches {
-		// A linked identifier is suppressed only with its profile (the list's
-		// invariant), so it costs a profile lookup; only unlinked ones are hashed.
-		var blocked bool
-		var err error
-		if m.Profile != "" {
-			blocked, err = c.suppressions.ProfileSuppressed(ctx, m.Profile)
-		} else {
-			blocked, err = c.suppressions.Suppressed(ctx, c.hasher.ID(m.ID))
-		}
-		if err != nil {
-			return fmt.Errorf("privacy: suppression check: %w", err)
-		}
-		if blocked {
-			c.stats.suppressed.Add(1)
-			return ErrSuppressed
-		}
-	}
-	return nil
-}
-
-// lockMatches looks the identifiers up, takes the stripes that guard them and
-// looks again: when the second look needs a stripe not held (someone linked or
-// merged in between), it lets go and starts over. On success the caller holds the
-// returned stripes and must unlock them.
-func (c *Controller) lockMatches(ctx context.Context, ids []identity.ID, matches []identity.Match) ([]identity.Match, lockSet, error) {
-	return c.lockMatchesAnd(ctx, ids, matches, nil)
-}
-
-// lockMatchesAnd is lockMatches that also holds the stripes of the given
-// profiles, all taken together in ascending order.
-func (c *Controller) lockMatchesAnd(ctx context.Context, ids []identity.ID, matches []identity.Match, pids []identity.ProfileID) ([]identity.Match, lockSet, error) {
-	for {
-		var err error
-		if matches, err = identity.LookupAll(ctx, c.graph, ids, matches[:0]); err != nil {
-			return nil, lockSet{}, backendError("identity lookup", err)
-		}
-		var held lockSet
-		c.locks.addMatches(&held, matches)
-		for _, pid := range pids {
-			held.add(c.locks.profile(pid))
-		}
-		c.locks.lock(&held)
-		// Another process may be working on the same person: take its locks too,
-		// then look again (through the locked transaction) before trusting the
-		// first look.
-		if err := c.lockRemote(ctx, matches, pids); err != nil {
-			c.locks.unlock(&held)
-			return nil, lockSet{}, err
-		}
-		if matches, err = identity.LookupAll(ctx, c.graph, ids, matches[:0]); err != nil {
-			c.locks.unlock(&held)
-			return nil, lockSet{}, backendError("identity lookup", err)
-		}
-		var need lockSet
-		c.locks.addMatches(&need, matches)
-		if held.contains(&need) {
-			return matches, held, nil
-		}
-		c.locks.unlock(&held)
-		if c.remoteLocked(ctx) {
-			// The backend's locks stay held until the scope's transaction ends:
-			// waiting for a stripe while holding them could deadlock with a
-			// goroutine that holds the stripe and waits for them, a cycle the
-			// database cannot see. Start the operation over in a new scope.
-			return nil, lockSet{}, errRestart
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, lockSet{}, err
-		}
-	}
-}
-
 // store writes the resolved message to the graph, the profile store and the
 // audience engine, in one transaction each, committed in that order, then queues
 // what destinations must hear. It reports dup when the profile had already
@@ -241,8 +158,8 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 	// A counted event changes no trait: the audiences need only the values of
 	// the traits they name, which a TraitPicker reads without copying the
 	// profile.
-	picker, pick := ptx.(profile.TraitPicker)
-	pick = pick && withAudiences && msg.kind == "track" && !plan.Create && len(plan.Absorb) == 0
+	picker := traitPickerOf(ptx)
+	pick := picker != nil && withAudiences && msg.kind == "track" && !plan.Create && len(plan.Absorb) == 0
 	u, traits, err := c.buildUpdate(ctx, ptx, plan, msg, now, withAudiences && !pick)
 	if err != nil {
 		return false, false, err
@@ -321,24 +238,8 @@ func (c *Controller) stageAudiences(ctx context.Context, atx audience.Tx, set *a
 	defer w.release()
 	*w = audienceWork{fn: w.fn, c: c, ctx: ctx, atx: atx, set: set, pid: plan.Profile, absorb: plan.Absorb,
 		ev: ev, traits: traits, values: values, now: now}
-	if m, ok := atx.(audience.Modifier); ok { // one copy of the state instead of two
-		if err := m.Modify(ctx, w.pid, w.fn); err != nil {
-			return nil, backendError("audience modify", err)
-		}
-		return w.changes, nil
-	}
-	st, err := atx.State(ctx, w.pid)
-	if errors.Is(err, audience.ErrNotFound) {
-		st, err = &audience.State{}, nil
-	}
-	if err != nil {
-		return nil, backendError("reading audience state", err)
-	}
-	if err := w.update(st); err != nil {
+	if err := modifyState(ctx, atx, w.pid, w.fn); err != nil {
 		return nil, err
-	}
-	if err := atx.Put(ctx, w.pid, st); err != nil {
-		return nil, backendError("audience put", err)
 	}
 	return w.changes, nil
 }
@@ -401,167 +302,6 @@ func (w *audienceWork) update(st *audience.State) error {
 		w.changes = w.set.Evaluate(st, w.traits, w.now, excluded)
 	}
 	return nil
-}
-
-// buildUpdate reads what the message changes and returns the Update that applies
-// it: merged profiles first, then the identify traits by last-updated-wins or the
-// track event, with the metadata's version one above every merged profile's. With
-// wantTraits it also returns the profile's traits as they will be after the update.
-func (c *Controller) buildUpdate(ctx context.Context, ptx profile.Tx, plan *identity.Plan, msg *message, now time.Time, wantTraits bool) (profile.Update, map[string]profile.Trait, error) {
-	u := profile.Update{MessageID: msg.messageID}
-	var cur map[string]profile.Trait // the profile's traits, read only when needed
-	fresh := profile.Metadata{CreatedAt: now, FirstMessageID: msg.messageID, FirstSeen: msg.timestamp}
-	meta := fresh
-	if !plan.Create {
-		needTraits := wantTraits || msg.kind == "identify" || len(plan.Absorb) > 0
-		var err error
-		if needTraits {
-			var p *profile.Profile
-			if p, err = ptx.Get(ctx, plan.Profile); err == nil {
-				meta, cur = p.Metadata, p.Traits
-			}
-		} else {
-			meta, err = ptx.Metadata(ctx, plan.Profile)
-		}
-		switch {
-		case errors.Is(err, profile.ErrNotFound):
-			// Linked in the graph, but the profile's commit was lost: start it
-			// afresh, and store it before merging anything into it.
-			meta = fresh
-			if len(plan.Absorb) > 0 {
-				if err := ptx.Update(ctx, plan.Profile, profile.Update{Metadata: fresh}); err != nil {
-					return u, nil, backendError("profile update", err)
-				}
-			}
-		case err != nil:
-			return u, nil, backendError("profile read", err)
-		}
-	}
-	for _, from := range plan.Absorb {
-		p, err := ptx.Get(ctx, from)
-		if errors.Is(err, profile.ErrNotFound) {
-			continue
-		} else if err != nil {
-			return u, nil, backendError("profile read", err)
-		}
-		if err := ptx.Merge(ctx, plan.Profile, from); err != nil {
-			return u, nil, backendError("profile merge", err)
-		}
-		meta = mergeMetadata(meta, p.Metadata)
-		for k, t := range p.Traits {
-			if have, ok := cur[k]; !ok || t.UpdatedAt.After(have.UpdatedAt) {
-				if cur == nil {
-					cur = map[string]profile.Trait{}
-				}
-				cur[k] = t
-				setTrait(&u, k, t)
-			}
-		}
-	}
-	switch msg.kind {
-	case "identify":
-		applyIdentify(&u, msg, cur)
-	case "track":
-		u.Event = &profile.Event{MessageID: msg.messageID, Name: msg.event, Properties: msg.props, Timestamp: msg.timestamp, ReceivedAt: now}
-	}
-	meta.Version++
-	meta.UpdatedAt = now
-	meta.LastMessageID = msg.messageID
-	if msg.timestamp.Before(meta.FirstSeen) || meta.FirstSeen.IsZero() {
-		meta.FirstSeen = msg.timestamp
-	}
-	if msg.timestamp.After(meta.LastSeen) {
-		meta.LastSeen = msg.timestamp
-	}
-	meta.Recipients = c.noteRecipients(meta.Recipients, now)
-	u.Metadata = meta
-	if !wantTraits {
-		return u, nil, nil
-	}
-	// cur is this call's own copy: bring it to the state after the update.
-	if cur == nil {
-		cur = make(map[string]profile.Trait, len(u.Set))
-	}
-	maps.Copy(cur, u.Set)
-	for _, k := range u.Remove {
-		delete(cur, k)
-	}
-	return u, cur, nil
-}
-
-// applyIdentify adds to u the trait changes of the identify msg, given the
-// profile's current traits: last updated wins, and a nil value removes.
-func applyIdentify(u *profile.Update, msg *message, cur map[string]profile.Trait) {
-	source := msg.source
-	if source == "" {
-		source = profile.SourceIdentify
-	}
-	for k, v := range msg.traits {
-		if have, ok := cur[k]; ok && have.UpdatedAt.After(msg.timestamp) {
-			continue // the stored value is newer: last updated wins
-		}
-		if v == nil {
-			delete(u.Set, k)
-			if _, ok := cur[k]; ok {
-				u.Remove = append(u.Remove, k)
-			}
-			continue
-		}
-		setTrait(u, k, profile.Trait{Value: v, Source: source, UpdatedAt: msg.timestamp})
-	}
-}
-
-func setTrait(u *profile.Update, k string, t profile.Trait) {
-	if u.Set == nil {
-		u.Set = map[string]profile.Trait{}
-	}
-	u.Set[k] = t
-}
-
-// mergeMetadata combines the metadata of a profile and one merged into it: the
-// earlier creation and first message, the later last message, and the higher
-// version, so no identifier ever sees its profile's version go down.
-func mergeMetadata(into, from profile.Metadata) profile.Metadata {
-	if from.CreatedAt.Before(into.CreatedAt) {
-		into.CreatedAt, into.FirstMessageID = from.CreatedAt, from.FirstMessageID
-	}
-	if !from.FirstSeen.IsZero() && (into.FirstSeen.IsZero() || from.FirstSeen.Before(into.FirstSeen)) {
-		into.FirstSeen = from.FirstSeen
-	}
-	if from.LastSeen.After(into.LastSeen) {
-		into.LastSeen = from.LastSeen
-	}
-	into.Version = max(into.Version, from.Version)
-	for _, r := range from.Recipients {
-		i := slices.IndexFunc(into.Recipients, func(have profile.Recipient) bool { return have.Name == r.Name })
-		if i < 0 {
-			into.Recipients = append(into.Recipients, r)
-			continue
-		}
-		have := &into.Recipients[i]
-		if r.FirstSent.Before(have.FirstSent) {
-			have.FirstSent = r.FirstSent
-		}
-		if r.LastSent.After(have.LastSent) {
-			have.LastSent = r.LastSent
-		}
-	}
-	return into
-}
-
-// noteRecipients records in a profile's recipients (its own copy) that every
-// destination is being sent the person's data now: each message handed to the
-// outbox goes to all of them. An access request lists them (Art. 15(1)(c), 19).
-func (c *Controller) noteRecipients(rs []profile.Recipient, now time.Time) []profile.Recipient {
-	for _, name := range c.destinations {
-		i := slices.IndexFunc(rs, func(r profile.Recipient) bool { return r.Name == name })
-		if i < 0 {
-			rs = append(rs, profile.Recipient{Name: name, FirstSent: now, LastSent: now})
-			continue
-		}
-		rs[i].LastSent = now
-	}
-	return rs
 }
 
 // detach returns ctx without its cancellation, for work that must finish once a

@@ -1,5 +1,8 @@
 package privacy
 
+// Delivery to destinations: what each collected message and audience change
+// sends, through the outbox (internal/outbox), and how to wait for it.
+
 import (
 	"context"
 	"errors"

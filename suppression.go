@@ -1,32 +1,187 @@
 package privacy
 
+// The right to object (Art. 21): SUPPRESS_ONLY and UNSUPPRESS, the
+// suppressing half of SUPPRESS_WITH_DELETE and SUPPRESS_WITH_DELETE_INTERNAL,
+// and the suppression check of the collection path, which keeps an objecting
+// person out of the profiles and the audiences.
+
 import (
 	"context"
+	"fmt"
+	"time"
 
-	"github.com/gdprkit/privacy/audit"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
 )
+
+// Suppress stops collection for the person known by id, on every identifier
+// linked to them, and keeps them out of audiences (SUPPRESS_ONLY).
+func (c *Controller) Suppress(ctx context.Context, id identity.ID) (*Receipt, error) {
+	return c.Apply(ctx, Request{Type: SuppressOnly, Subjects: []identity.ID{id}})
+}
+
+// Unsuppress ends the suppression of the person known by id (UNSUPPRESS).
+func (c *Controller) Unsuppress(ctx context.Context, id identity.ID) (*Receipt, error) {
+	return c.Apply(ctx, Request{Type: Unsuppress, Subjects: []identity.ID{id}})
+}
+
+// decideSuppression suppresses every identifier of every person the subjects
+// lead to, the subjects themselves (a subject nobody knows yet is suppressed
+// before it is seen), and the people's profiles.
+func (c *Controller) decideSuppression(_ context.Context, _ *participants, e *journal.Entry, d *journal.Decision, who *people, _ time.Time) ([]pendingSend, error) {
+	// The profiles too: the identifiers' hashes and their profile's mark commit
+	// together, so a linked identifier is blocked through its profile even if a
+	// later participant's commit (a deletion) has not happened yet.
+	d.Suppress, d.SuppressProfiles = c.personHashes(e, who), who.pids
+	return nil, nil
+}
+
+// decideUnsuppression lifts what decideSuppression would suppress, and
+// everything suppressed together with the subjects.
+func (c *Controller) decideUnsuppression(ctx context.Context, _ *participants, e *journal.Entry, d *journal.Decision, who *people, _ time.Time) ([]pendingSend, error) {
+	// A person suppressed and deleted has no profile left to find their other
+	// identifiers by; the journal still has the hashes that request suppressed.
+	more, err := c.suppressedTogether(ctx, e.SubjectHashes)
+	if err != nil {
+		return nil, err
+	}
+	d.Unsuppress, d.UnsuppressProfiles = append(c.personHashes(e, who), more...), who.pids
+	return nil, nil
+}
+
+// personHashes returns the keyed hashes of the request's subjects and of
+// every identifier of the people they lead to.
+func (c *Controller) personHashes(e *journal.Entry, who *people) []identity.Hash {
+	hashes := append([]identity.Hash(nil), e.SubjectHashes...)
+	for _, pid := range who.pids {
+		for _, l := range who.nodes[pid].Links {
+			hashes = append(hashes, c.hasher.ID(l.ID))
+		}
+	}
+	return hashes
+}
+
+// suppressedTogether returns the hashes suppressed by any earlier suppressing
+// request that suppressed one of these hashes: everything suppressed together
+// with the subjects.
+func (c *Controller) suppressedTogether(ctx context.Context, subjects []identity.Hash) ([]identity.Hash, error) {
+	want := make(map[identity.Hash]bool, len(subjects))
+	for _, h := range subjects {
+		want[h] = true
+	}
+	var out []identity.Hash
+	f := journal.Filter{Types: []RequestType{SuppressOnly, SuppressWithDelete, SuppressWithDeleteInternal}, Limit: 1000}
+	for {
+		page, err := c.journal.List(ctx, f)
+		if err != nil {
+			return nil, backendError("journal", err)
+		}
+		for _, e := range page.Entries {
+			if !e.Decided {
+				continue
+			}
+			for _, h := range e.Decision.Suppress {
+				if want[h] {
+					out = append(out, e.Decision.Suppress...)
+					break
+				}
+			}
+		}
+		if page.Next == "" {
+			return out, nil
+		}
+		f.Cursor = page.Next
+	}
+}
+
+// stageSuppression writes the suppression list's part of a decision, then has
+// the audiences re-evaluated: suppressed people leave every audience,
+// unsuppressed ones are evaluated again.
+func stageSuppression(s *stager, d *journal.Decision) error {
+	tx := s.txs.supp
+	if len(d.Suppress) > 0 {
+		if err := tx.Add(s.ctx, d.Suppress...); err != nil {
+			return backendError("suppression add", err)
+		}
+	}
+	if len(d.Unsuppress) > 0 {
+		if err := tx.Remove(s.ctx, d.Unsuppress...); err != nil {
+			return backendError("suppression remove", err)
+		}
+	}
+	for _, pid := range d.SuppressProfiles {
+		if err := tx.AddProfile(s.ctx, pid); err != nil {
+			return backendError("suppression add", err)
+		}
+	}
+	for _, pid := range d.UnsuppressProfiles {
+		if err := tx.RemoveProfile(s.ctx, pid); err != nil {
+			return backendError("suppression remove", err)
+		}
+	}
+	for _, pid := range d.SuppressProfiles {
+		s.reevaluateLater(reevaluation{pid: pid, excluded: true})
+	}
+	for _, pid := range d.UnsuppressProfiles {
+		s.reevaluateLater(reevaluation{pid: pid})
+	}
+	return nil
+}
+
+// admit is the suppression check of the collection path: it fails with ErrSuppressed (counted in Stats)
+// when any identifier of the message, or any profile they resolve to, is
+// suppressed, and fails closed when the list cannot answer.
+func (c *Controller) admit(ctx context.Context, matches []identity.Match) error {
+	if listEmpty(ctx, c.suppressions) {
+		return nil
+	}
+	for _, m := range matches {
+		// A linked identifier is suppressed only with its profile (the list's
+		// invariant), so it costs a profile lookup; only unlinked ones are hashed.
+		var blocked bool
+		var err error
+		if m.Profile != "" {
+			blocked, err = c.suppressions.ProfileSuppressed(ctx, m.Profile)
+		} else {
+			blocked, err = c.suppressions.Suppressed(ctx, c.hasher.ID(m.ID))
+		}
+		if err != nil {
+			return fmt.Errorf("privacy: suppression check: %w", err)
+		}
+		if blocked {
+			c.stats.suppressed.Add(1)
+			return ErrSuppressed
+		}
+	}
+	return nil
+}
+
+// admitBatch is admit for a batch: every identifier of a pending item is
+// linked to its profile, so the check is by profile alone (the list's
+// invariant), in one call when the list is a suppression.BatchReader.
+func (c *Controller) admitBatch(ctx context.Context, items []batchItem, pids []identity.ProfileID) error {
+	if listEmpty(ctx, c.suppressions) {
+		return nil
+	}
+	answers, err := profilesSuppressed(ctx, c.suppressions, pids)
+	if err != nil {
+		return fmt.Errorf("privacy: suppression check: %w", err)
+	}
+	blocked := make(map[identity.ProfileID]bool, len(pids))
+	for i, pid := range pids {
+		blocked[pid] = answers[i]
+	}
+	for i := range items {
+		if it := &items[i]; it.outcome == outcomePending && blocked[it.profile] {
+			it.outcome = outcomeSuppressed
+		}
+	}
+	return nil
+}
 
 // excluded reports whether the profile must be kept out of every audience: the
 // person objected.
 func (c *Controller) excluded(ctx context.Context, pid identity.ProfileID) bool {
 	yes, err := c.suppressions.ProfileSuppressed(ctx, pid)
 	return yes || err != nil // when unsure, keep them out
-}
-
-// audit appends a record of the request's progress to the audit log. A failure
-// to audit is logged, not returned: the right itself has been applied.
-func (c *Controller) audit(ctx context.Context, e *journal.Entry, action string) {
-	r := audit.Record{At: c.now(), Action: action, RequestID: e.ID, RequestType: string(e.Type), Status: string(e.Status),
-		Subjects: e.SubjectHashes, Detail: e.Reason}
-	if err := c.chain.Append(context.WithoutCancel(ctx), r); err != nil {
-		c.log.ErrorContext(ctx, "audit log append failed", "request", e.ID, "action", action, "err", err)
-	}
-}
-
-// VerifyAudit walks the audit log's hash chain and returns how many records it
-// verified, or an error matching audit.ErrTampered naming the first bad one.
-func (c *Controller) VerifyAudit(ctx context.Context) (int, error) {
-	return audit.Verify(ctx, c.auditLog, c.key)
 }

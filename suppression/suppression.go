@@ -69,6 +69,21 @@ type Tx interface {
 	Rollback(ctx context.Context) error
 }
 
+// EmptyChecker is implemented by lists that can tell that nothing at all is
+// suppressed more cheaply than they can check one person. It is optional: the
+// collection path asks it first and skips its checks (no hashing, no lookups)
+// while the list is empty; a List without it is checked on every message.
+//
+// IsEmpty reports whether no identifier and no profile is suppressed, as
+// committed, in this process or any other sharing the list. A true answer
+// must be exact; false is always safe, so a list may keep answering false once
+// it has seen a suppression, without asking its storage again.
+type EmptyChecker interface {
+	IsEmpty(ctx context.Context) (bool, error)
+}
+
+var _ EmptyChecker = (*MemList)(nil)
+
 // MemList is the in-memory List. It is safe for concurrent use; a check is a map
 // lookup under a read lock and does not allocate.
 type MemList struct {
@@ -100,13 +115,17 @@ func (l *MemList) ProfileSuppressed(ctx context.Context, pid identity.ProfileID)
 	return ok, nil
 }
 
-// Empty reports whether nothing is suppressed. The collection path skips the
-// check altogether then, so an unused list costs nothing.
+// Empty reports whether nothing is suppressed. It is IsEmpty without a
+// context.
 func (l *MemList) Empty() bool {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return len(l.ids) == 0 && len(l.profiles) == 0
 }
+
+// IsEmpty implements EmptyChecker: a read lock and two map lengths, so an
+// unused list costs the collection path nothing.
+func (l *MemList) IsEmpty(ctx context.Context) (bool, error) { return l.Empty(), nil }
 
 // Len implements List.
 func (l *MemList) Len(ctx context.Context) (int, int, error) {

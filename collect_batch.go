@@ -11,7 +11,6 @@ import (
 	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
-	"github.com/gdprkit/privacy/suppression"
 	"github.com/gdprkit/privacy/txscope"
 )
 
@@ -443,42 +442,6 @@ func batchProfiles(items []batchItem) []identity.ProfileID {
 	return slices.Compact(pids)
 }
 
-// admitBatch is admit for a batch: every identifier of a pending item is
-// linked to its profile, so the check is by profile alone (the list's
-// invariant), in one call when the list is a suppression.BatchReader.
-func (c *Controller) admitBatch(ctx context.Context, items []batchItem, pids []identity.ProfileID) error {
-	if e, ok := c.suppressions.(interface{ Empty() bool }); ok && e.Empty() {
-		return nil
-	}
-	blocked := make(map[identity.ProfileID]bool, len(pids))
-	if br, ok := c.suppressions.(suppression.BatchReader); ok {
-		answers, err := br.ProfileSuppressedBatch(ctx, pids, make([]bool, 0, len(pids)))
-		if err == nil && len(answers) != len(pids) {
-			err = errors.New("ProfileSuppressedBatch answered for a different number of profiles")
-		}
-		if err != nil {
-			return fmt.Errorf("privacy: suppression check: %w", err)
-		}
-		for i, pid := range pids {
-			blocked[pid] = answers[i]
-		}
-	} else {
-		for _, pid := range pids {
-			yes, err := c.suppressions.ProfileSuppressed(ctx, pid)
-			if err != nil {
-				return fmt.Errorf("privacy: suppression check: %w", err)
-			}
-			blocked[pid] = yes
-		}
-	}
-	for i := range items {
-		if it := &items[i]; it.outcome == outcomePending && blocked[it.profile] {
-			it.outcome = outcomeSuppressed
-		}
-	}
-	return nil
-}
-
 // buildBatchUpdates reads the metadata of the batch's profiles and returns an
 // Update per pending item, in order, each profile's metadata carried from one
 // of its messages to the next. A message id seen earlier in the batch for the
@@ -532,19 +495,11 @@ func (c *Controller) buildBatchUpdates(ctx context.Context, ptx profile.Tx, set 
 		if !ok {
 			// Linked in the graph, but the profile's commit was lost: start it
 			// afresh, as buildUpdate does.
-			meta = profile.Metadata{CreatedAt: now, FirstMessageID: it.msg.messageID, FirstSeen: it.msg.timestamp}
-		}
-		meta.Version++
-		meta.UpdatedAt = now
-		meta.LastMessageID = it.msg.messageID
-		if it.msg.timestamp.Before(meta.FirstSeen) || meta.FirstSeen.IsZero() {
-			meta.FirstSeen = it.msg.timestamp
-		}
-		if it.msg.timestamp.After(meta.LastSeen) {
-			meta.LastSeen = it.msg.timestamp
+			meta = freshMetadata(&it.msg, now)
 		}
 		// Each update keeps its own recipients: the next one changes them.
-		meta.Recipients = c.noteRecipients(slices.Clone(meta.Recipients), now)
+		meta.Recipients = slices.Clone(meta.Recipients)
+		c.advanceMetadata(&meta, &it.msg, now)
 		metas[it.profile] = meta
 		it.version, it.now, it.update = meta.Version, now, len(updates)
 		u := profile.Update{MessageID: it.msg.messageID, Metadata: meta}
@@ -554,17 +509,9 @@ func (c *Controller) buildBatchUpdates(ctx context.Context, ptx profile.Tx, set 
 			// cur is the batch's own copy: bring it to the state after u. (Should
 			// u turn out a repeat, the batch is stored again without it:
 			// repeatsBefore.)
-			if cur == nil && len(u.Set) > 0 {
-				cur = make(map[string]profile.Trait, len(u.Set))
-			}
-			maps.Copy(cur, u.Set)
-			for _, k := range u.Remove {
-				delete(cur, k)
-			}
-			traits[it.profile] = cur
+			traits[it.profile] = traitsAfter(cur, &u)
 		} else {
-			events[i] = profile.Event{MessageID: it.msg.messageID, Name: it.msg.event, Properties: it.msg.props,
-				Timestamp: it.msg.timestamp, ReceivedAt: now}
+			events[i] = eventOf(&it.msg, now)
 			u.Event = &events[i]
 		}
 		if cur, ok := traits[it.profile]; ok && withAudiences {
@@ -578,51 +525,15 @@ func (c *Controller) buildBatchUpdates(ctx context.Context, ptx profile.Tx, set 
 	return updates, nil
 }
 
-// metadataBatch reads the metadata of the profiles that exist, in one call
-// when ptx is a profile.BatchTx.
-func metadataBatch(ctx context.Context, ptx profile.Tx, pids []identity.ProfileID) (map[identity.ProfileID]profile.Metadata, error) {
-	if bt, ok := ptx.(profile.BatchTx); ok {
-		return bt.MetadataBatch(ctx, pids)
-	}
-	out := make(map[identity.ProfileID]profile.Metadata, len(pids))
-	for _, pid := range pids {
-		m, err := ptx.Metadata(ctx, pid)
-		switch {
-		case err == nil:
-			out[pid] = m
-		case !errors.Is(err, profile.ErrNotFound):
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
 // updateBatch applies the updates of the pending items, in one call when ptx
 // is a profile.BatchTx, and marks each item stored or a duplicate.
 func updateBatch(ctx context.Context, ptx profile.Tx, items []batchItem, updates []profile.BatchUpdate) error {
 	if len(updates) == 0 {
 		return nil
 	}
-	var dups []bool
-	if bt, ok := ptx.(profile.BatchTx); ok {
-		var err error
-		if dups, err = bt.UpdateBatch(ctx, updates, make([]bool, 0, len(updates))); err != nil {
-			return backendError("profile update", err)
-		}
-		if len(dups) != len(updates) {
-			return errors.New("privacy: profile update: UpdateBatch answered for a different number of updates")
-		}
-	} else {
-		dups = make([]bool, len(updates))
-		for i := range updates {
-			err := ptx.Update(ctx, updates[i].Profile, updates[i].Update)
-			switch {
-			case errors.Is(err, profile.ErrDuplicate):
-				dups[i] = true
-			case err != nil:
-				return backendError("profile update", err)
-			}
-		}
+	dups, err := updateAll(ctx, ptx, updates)
+	if err != nil {
+		return backendError("profile update", err)
 	}
 	j := 0
 	for i := range items {
@@ -715,69 +626,4 @@ func (c *Controller) batchAudiences(ctx context.Context, ptx profile.Tx, set *au
 // memberships: an identify (new traits), or an event some audience counts.
 func concernsAudiences(set *audience.Set, it *batchItem) bool {
 	return it.outcome == outcomeStored && (it.msg.kind == "identify" || set.UsesEvents(it.msg.event))
-}
-
-// pickTraitsBatch reads the values of the named traits of each profile that
-// exists, in one call when ptx is a profile.BatchTx.
-func pickTraitsBatch(ctx context.Context, ptx profile.Tx, pids []identity.ProfileID, names []string) (map[identity.ProfileID][]any, error) {
-	if len(pids) == 0 {
-		return nil, nil
-	}
-	if bt, ok := ptx.(profile.BatchTx); ok {
-		return bt.PickTraitsBatch(ctx, pids, names)
-	}
-	out := make(map[identity.ProfileID][]any, len(pids))
-	for _, pid := range pids {
-		var values []any
-		var err error
-		if picker, ok := ptx.(profile.TraitPicker); ok {
-			values, err = picker.PickTraits(ctx, pid, names, make([]any, 0, len(names)))
-		} else {
-			var p *profile.Profile
-			if p, err = ptx.Get(ctx, pid); err == nil {
-				for _, name := range names {
-					values = append(values, p.Traits[name].Value)
-				}
-			}
-		}
-		switch {
-		case err == nil:
-			out[pid] = values
-		case !errors.Is(err, profile.ErrNotFound):
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-// stateBatch reads the audience state of each profile that has one, in one
-// call when atx is an audience.BatchTx.
-func stateBatch(ctx context.Context, atx audience.Tx, pids []identity.ProfileID) (map[identity.ProfileID]*audience.State, error) {
-	if bt, ok := atx.(audience.BatchTx); ok {
-		return bt.StateBatch(ctx, pids)
-	}
-	out := make(map[identity.ProfileID]*audience.State, len(pids))
-	for _, pid := range pids {
-		st, err := atx.State(ctx, pid)
-		switch {
-		case err == nil:
-			out[pid] = st
-		case !errors.Is(err, audience.ErrNotFound):
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-// putBatch stages the states, in one call when atx is an audience.BatchTx.
-func putBatch(ctx context.Context, atx audience.Tx, states []audience.BatchState) error {
-	if bt, ok := atx.(audience.BatchTx); ok {
-		return bt.PutBatch(ctx, states)
-	}
-	for _, s := range states {
-		if err := atx.Put(ctx, s.Profile, s.State); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -2,32 +2,10 @@ package privacy
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
 )
-
-// lockSubject resolves id to its profile and holds the profile's stripe, so the
-// caller sees (or changes) the person whole. The caller must unlock the set.
-func (c *Controller) lockSubject(ctx context.Context, id identity.ID) (identity.ProfileID, lockSet, error) {
-	if err := c.checkOpen(); err != nil {
-		return "", lockSet{}, err
-	}
-	n, err := id.Normalize()
-	if err != nil {
-		return "", lockSet{}, fieldError("ID", err)
-	}
-	matches, held, err := c.lockMatches(ctx, []identity.ID{n}, nil)
-	if err != nil {
-		return "", lockSet{}, err
-	}
-	if matches[0].Profile == "" {
-		c.locks.unlock(&held)
-		return "", lockSet{}, fmt.Errorf("%w: no profile has identifier %s", ErrNotFound, n)
-	}
-	return matches[0].Profile, held, nil
-}
 
 // Profile returns the profile of the person known by id (any linked identifier):
 // traits, identifiers and metadata. An unknown id fails with ErrNotFound.

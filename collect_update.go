@@ -1,0 +1,201 @@
+package privacy
+
+// The profile update a collected message makes, built the same way by Collect
+// and CollectBatch: metadata, traits by last-updated-wins, the event, merged
+// profiles, recipients.
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/profile"
+)
+
+// buildUpdate reads what the message changes and returns the Update that applies
+// it: merged profiles first, then the identify traits by last-updated-wins or the
+// track event, with the metadata's version one above every merged profile's. With
+// wantTraits it also returns the profile's traits as they will be after the update.
+func (c *Controller) buildUpdate(ctx context.Context, ptx profile.Tx, plan *identity.Plan, msg *message, now time.Time, wantTraits bool) (profile.Update, map[string]profile.Trait, error) {
+	u := profile.Update{MessageID: msg.messageID}
+	var cur map[string]profile.Trait // the profile's traits, read only when needed
+	fresh := freshMetadata(msg, now)
+	meta := fresh
+	if !plan.Create {
+		needTraits := wantTraits || msg.kind == "identify" || len(plan.Absorb) > 0
+		var err error
+		if needTraits {
+			var p *profile.Profile
+			if p, err = ptx.Get(ctx, plan.Profile); err == nil {
+				meta, cur = p.Metadata, p.Traits
+			}
+		} else {
+			meta, err = ptx.Metadata(ctx, plan.Profile)
+		}
+		switch {
+		case errors.Is(err, profile.ErrNotFound):
+			// Linked in the graph, but the profile's commit was lost: start it
+			// afresh, and store it before merging anything into it.
+			meta = fresh
+			if len(plan.Absorb) > 0 {
+				if err := ptx.Update(ctx, plan.Profile, profile.Update{Metadata: fresh}); err != nil {
+					return u, nil, backendError("profile update", err)
+				}
+			}
+		case err != nil:
+			return u, nil, backendError("profile read", err)
+		}
+	}
+	for _, from := range plan.Absorb {
+		p, err := ptx.Get(ctx, from)
+		if errors.Is(err, profile.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return u, nil, backendError("profile read", err)
+		}
+		if err := ptx.Merge(ctx, plan.Profile, from); err != nil {
+			return u, nil, backendError("profile merge", err)
+		}
+		meta = mergeMetadata(meta, p.Metadata)
+		for k, t := range p.Traits {
+			if have, ok := cur[k]; !ok || t.UpdatedAt.After(have.UpdatedAt) {
+				if cur == nil {
+					cur = map[string]profile.Trait{}
+				}
+				cur[k] = t
+				setTrait(&u, k, t)
+			}
+		}
+	}
+	switch msg.kind {
+	case "identify":
+		applyIdentify(&u, msg, cur)
+	case "track":
+		ev := eventOf(msg, now)
+		u.Event = &ev
+	}
+	c.advanceMetadata(&meta, msg, now)
+	u.Metadata = meta
+	if !wantTraits {
+		return u, nil, nil
+	}
+	return u, traitsAfter(cur, &u), nil // cur is this call's own copy
+}
+
+// freshMetadata is the metadata of a profile the message creates, or creates
+// afresh when the graph links it but the profile's commit was lost.
+func freshMetadata(msg *message, now time.Time) profile.Metadata {
+	return profile.Metadata{CreatedAt: now, FirstMessageID: msg.messageID, FirstSeen: msg.timestamp}
+}
+
+// advanceMetadata records the message in a profile's metadata: the next
+// version, the update time, the last message, the first and last times seen,
+// and the destinations that will be sent it.
+func (c *Controller) advanceMetadata(meta *profile.Metadata, msg *message, now time.Time) {
+	meta.Version++
+	meta.UpdatedAt = now
+	meta.LastMessageID = msg.messageID
+	if msg.timestamp.Before(meta.FirstSeen) || meta.FirstSeen.IsZero() {
+		meta.FirstSeen = msg.timestamp
+	}
+	if msg.timestamp.After(meta.LastSeen) {
+		meta.LastSeen = msg.timestamp
+	}
+	meta.Recipients = c.noteRecipients(meta.Recipients, now)
+}
+
+// eventOf is the event a track message stores.
+func eventOf(msg *message, now time.Time) profile.Event {
+	return profile.Event{MessageID: msg.messageID, Name: msg.event, Properties: msg.props, Timestamp: msg.timestamp, ReceivedAt: now}
+}
+
+// traitsAfter brings cur, the caller's own copy of a profile's traits (or
+// nil), to their state after u, and returns it.
+func traitsAfter(cur map[string]profile.Trait, u *profile.Update) map[string]profile.Trait {
+	if cur == nil {
+		cur = make(map[string]profile.Trait, len(u.Set))
+	}
+	maps.Copy(cur, u.Set)
+	for _, k := range u.Remove {
+		delete(cur, k)
+	}
+	return cur
+}
+
+// applyIdentify adds to u the trait changes of the identify msg, given the
+// profile's current traits: last updated wins, and a nil value removes.
+func applyIdentify(u *profile.Update, msg *message, cur map[string]profile.Trait) {
+	source := msg.source
+	if source == "" {
+		source = profile.SourceIdentify
+	}
+	for k, v := range msg.traits {
+		if have, ok := cur[k]; ok && have.UpdatedAt.After(msg.timestamp) {
+			continue // the stored value is newer: last updated wins
+		}
+		if v == nil {
+			delete(u.Set, k)
+			if _, ok := cur[k]; ok {
+				u.Remove = append(u.Remove, k)
+			}
+			continue
+		}
+		setTrait(u, k, profile.Trait{Value: v, Source: source, UpdatedAt: msg.timestamp})
+	}
+}
+
+func setTrait(u *profile.Update, k string, t profile.Trait) {
+	if u.Set == nil {
+		u.Set = map[string]profile.Trait{}
+	}
+	u.Set[k] = t
+}
+
+// mergeMetadata combines the metadata of a profile and one merged into it: the
+// earlier creation and first message, the later last message, and the higher
+// version, so no identifier ever sees its profile's version go down.
+func mergeMetadata(into, from profile.Metadata) profile.Metadata {
+	if from.CreatedAt.Before(into.CreatedAt) {
+		into.CreatedAt, into.FirstMessageID = from.CreatedAt, from.FirstMessageID
+	}
+	if !from.FirstSeen.IsZero() && (into.FirstSeen.IsZero() || from.FirstSeen.Before(into.FirstSeen)) {
+		into.FirstSeen = from.FirstSeen
+	}
+	if from.LastSeen.After(into.LastSeen) {
+		into.LastSeen = from.LastSeen
+	}
+	into.Version = max(into.Version, from.Version)
+	for _, r := range from.Recipients {
+		i := slices.IndexFunc(into.Recipients, func(have profile.Recipient) bool { return have.Name == r.Name })
+		if i < 0 {
+			into.Recipients = append(into.Recipients, r)
+			continue
+		}
+		have := &into.Recipients[i]
+		if r.FirstSent.Before(have.FirstSent) {
+			have.FirstSent = r.FirstSent
+		}
+		if r.LastSent.After(have.LastSent) {
+			have.LastSent = r.LastSent
+		}
+	}
+	return into
+}
+
+// noteRecipients records in a profile's recipients (its own copy) that every
+// destination is being sent the person's data now: each message handed to the
+// outbox goes to all of them. An access request lists them (Art. 15(1)(c), 19).
+func (c *Controller) noteRecipients(rs []profile.Recipient, now time.Time) []profile.Recipient {
+	for _, name := range c.destinations {
+		i := slices.IndexFunc(rs, func(r profile.Recipient) bool { return r.Name == name })
+		if i < 0 {
+			rs = append(rs, profile.Recipient{Name: name, FirstSent: now, LastSent: now})
+			continue
+		}
+		rs[i].LastSent = now
+	}
+	return rs
+}

@@ -1,0 +1,71 @@
+package privacy
+
+// The right to erasure (Art. 17), and its forwarding to recipients (Art. 19):
+// DELETE_ONLY and DELETE_INTERNAL, and the deleting half of
+// SUPPRESS_WITH_DELETE and SUPPRESS_WITH_DELETE_INTERNAL.
+
+import (
+	"context"
+	"time"
+
+	"github.com/gdprkit/privacy/destination"
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/journal"
+)
+
+// Erase deletes the person known by id everywhere and forwards the deletion to
+// every destination (DELETE_ONLY).
+func (c *Controller) Erase(ctx context.Context, id identity.ID) (*Receipt, error) {
+	return c.Apply(ctx, Request{Type: DeleteOnly, Subjects: []identity.ID{id}})
+}
+
+// decideErasure deletes every profile the subjects lead to, and the profiles
+// merged into them; a forwarding type also names, for destinations, every
+// identifier the person was known by.
+func (c *Controller) decideErasure(_ context.Context, _ *participants, e *journal.Entry, d *journal.Decision, who *people, _ time.Time) ([]pendingSend, error) {
+	d.Delete = append(d.Delete, who.pids...)
+	// Profiles merged into these ones are deleted too: should a merge's profile
+	// commit have been lost, their data would otherwise outlive the erasure.
+	for _, pid := range who.pids {
+		for _, m := range who.nodes[pid].Merges {
+			d.Delete = append(d.Delete, m.From)
+		}
+	}
+	if e.Type.Forwards() {
+		for _, pid := range who.pids {
+			f := journal.Deletion{Profile: pid}
+			for _, l := range who.nodes[pid].Links {
+				f.IDs = append(f.IDs, l.ID)
+			}
+			d.Forward = append(d.Forward, f)
+		}
+	}
+	return nil, nil
+}
+
+// stageErasure deletes the decided profiles from the identity graph, the
+// profile store and the audience engine.
+func stageErasure(s *stager, d *journal.Decision) error {
+	for _, pid := range d.Delete {
+		if err := s.txs.graph.Delete(s.ctx, pid); err != nil {
+			return backendError("identity delete", err)
+		}
+		if err := s.txs.profiles.Delete(s.ctx, pid); err != nil {
+			return backendError("profile delete", err)
+		}
+		if err := s.txs.audiences.Delete(s.ctx, pid); err != nil {
+			return backendError("audience delete", err)
+		}
+	}
+	return nil
+}
+
+// forwardDeletions queues the decided deletions for every destination, each
+// outcome reported to done, after dropping the queued messages about the
+// person: nothing about them may reach a destination after the deletion.
+func (c *Controller) forwardDeletions(e *journal.Entry, done func(name string, err error)) {
+	for _, f := range e.Decision.Forward {
+		c.outbox.Purge(f.Profile)
+		c.outbox.Delete(destination.Deletion{RequestID: e.ID, ProfileID: f.Profile, IDs: f.IDs}, done)
+	}
+}

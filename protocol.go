@@ -1,0 +1,518 @@
+package privacy
+
+// The protocol every right goes through, whatever the right: the request is
+// journaled (Apply), its subjects locked, every backend's transaction begun
+// (begin), what it changes decided (decide, which asks each right's file) and
+// staged (stage, likewise), the decision journaled, every backend committed
+// (commitDecision), the recipients told through the outbox (deliverDecision),
+// and the request finished (finish) or failed before its decision (fail).
+// Recover (recover.go) completes what a crash left unfinished.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/gdprkit/privacy/audience"
+	"github.com/gdprkit/privacy/destination"
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/profile"
+	"github.com/gdprkit/privacy/suppression"
+	"github.com/gdprkit/privacy/txscope"
+)
+
+// Apply applies a request atomically across every backend and returns its
+// receipt. Bad input (an unknown type, no subjects, more than MaxSubjects, a
+// malformed identifier, more than MaxTraits traits or a value that is not JSON)
+// gets an INVALID receipt and an error matching ErrInvalid, and changes nothing.
+//
+// The protocol: the request is journaled first; its subjects are locked so
+// collection cannot interleave; every backend stages its part in a transaction;
+// the commit decision is journaled; every backend commits; then destinations are
+// told through the outbox. A failure before the decision rolls everything back
+// (FAILED); after it, the request always completes, if need be by Recover.
+func (c *Controller) Apply(ctx context.Context, req Request) (*Receipt, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, err
+	}
+	now := c.now()
+	e := &journal.Entry{ID: newRequestID(now), Type: req.Type, Status: Initialized, Received: now, Due: now.AddDate(0, 1, 0)}
+	if err := c.validateRequest(&req, e); err != nil {
+		e.Status, e.Reason, e.Finished = Invalid, c.redact(e, err.Error(), req.Subjects), now
+		e.Subjects = nil
+		if perr := c.journal.Put(ctx, e); perr != nil {
+			return nil, backendError("journal", perr)
+		}
+		c.audit(ctx, e, "invalid")
+		return receiptOf(e), err
+	}
+	e.Status = Running
+	// In flight from before its intent is recorded, so a concurrent Recover
+	// never runs it a second time.
+	c.inflight.Store(e.ID, (*requestTracker)(nil))
+	if err := c.journal.Put(ctx, e); err != nil { // step 1: intent before any backend
+		c.inflight.Delete(e.ID)
+		return nil, backendError("journal", err)
+	}
+	c.audit(ctx, e, "received")
+	return c.execute(ctx, e)
+}
+
+// execute runs steps 2 to 5 of the protocol for a journaled, undecided request.
+// A conflict a shared backend reports before the decision (txscope.ErrRetry)
+// changed nothing, so the attempt is simply run again, a few times.
+func (c *Controller) execute(ctx context.Context, e *journal.Entry) (*Receipt, error) {
+	for attempt := 1; ; attempt++ {
+		r, err, failed := c.executeOnce(ctx, e)
+		if failed == nil {
+			return r, err
+		}
+		if !errors.Is(failed, txscope.ErrRetry) || attempt == retryAttempts || ctx.Err() != nil {
+			return c.fail(ctx, e, failed)
+		}
+		pause(ctx, attempt)
+	}
+}
+
+// executeOnce is one attempt at execute. A failure before the decision is
+// returned as failed, with nothing changed, for execute to retry or record.
+func (c *Controller) executeOnce(ctx context.Context, e *journal.Entry) (r *Receipt, err, failed error) {
+	ctx, closeScope := c.openScope(ctx)
+	defer closeScope()
+	var matchBuf []identity.Match
+	matches, held, err := c.lockMatches(ctx, e.Subjects, matchBuf) // step 2
+	if err != nil {
+		return nil, nil, err
+	}
+	defer c.locks.unlock(&held)
+
+	txs, err := c.begin(ctx) // step 3: prepare
+	if err != nil {
+		return nil, nil, err
+	}
+	defer txs.rollback(ctx)
+	now := c.now()
+	d, sends, err := c.decide(ctx, txs, e, matches, now)
+	var changes map[identity.ProfileID][]audience.Change
+	if err == nil {
+		changes, err = c.stage(ctx, txs, &d, now)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	e.Decided, e.Decision = true, d // step 4: the decision, then the commits
+	if err := c.journal.Put(ctx, e); err != nil {
+		e.Decided, e.Decision = false, journal.Decision{}
+		return nil, nil, backendError("journal", err)
+	}
+	c.audit(ctx, e, "decided")
+	if err := c.commitDecision(ctx, txs, e, &e.Decision); err != nil {
+		c.inflight.Delete(e.ID) // decided: Recover completes it
+		return receiptOf(e), err, nil
+	}
+	// Queued before the subjects are unlocked, so nothing collected afterwards
+	// can reach a destination ahead of the request's own messages.
+	c.deliverAudienceChanges(ctx, e, changes, now)
+	c.deliverDecision(ctx, e, sends) // step 5
+	return receiptOf(e), nil, nil
+}
+
+// participants holds one open transaction per backend of a request.
+type participants struct {
+	graph     identity.Tx
+	profiles  profile.Tx
+	audiences audience.Tx
+	supp      suppression.Tx
+}
+
+type participant struct {
+	name     string
+	commit   func(context.Context) error
+	rollback func(context.Context) error
+}
+
+// all returns the participants in commit order.
+func (p *participants) all() []participant {
+	var out []participant
+	add := func(name string, commit, rollback func(context.Context) error) {
+		out = append(out, participant{name, commit, rollback})
+	}
+	if p.supp != nil { // suppression first: "suppression first" of SUPPRESS_WITH_DELETE
+		add("suppression", p.supp.Commit, p.supp.Rollback)
+	}
+	if p.graph != nil {
+		add("identity", p.graph.Commit, p.graph.Rollback)
+	}
+	if p.profiles != nil {
+		add("profiles", p.profiles.Commit, p.profiles.Rollback)
+	}
+	if p.audiences != nil {
+		add("audiences", p.audiences.Commit, p.audiences.Rollback)
+	}
+	return out
+}
+
+func (p *participants) rollback(ctx context.Context) {
+	for _, x := range p.all() {
+		_ = x.rollback(context.WithoutCancel(ctx)) // harmless after Commit
+	}
+}
+
+// begin opens a transaction on every backend; on an error it rolls back those
+// already open.
+func (c *Controller) begin(ctx context.Context) (*participants, error) {
+	p := &participants{}
+	var err error
+	if p.supp, err = c.suppressions.Begin(ctx); err != nil {
+		return nil, backendError("suppression begin", err)
+	}
+	if p.graph, err = c.graph.Begin(ctx); err != nil {
+		p.rollback(ctx)
+		return nil, backendError("identity begin", err)
+	}
+	if p.profiles, err = c.profiles.Begin(ctx); err != nil {
+		p.rollback(ctx)
+		return nil, backendError("profile begin", err)
+	}
+	if p.audiences, err = c.audiences.Begin(ctx); err != nil {
+		p.rollback(ctx)
+		return nil, backendError("audience begin", err)
+	}
+	return p, nil
+}
+
+// people is what the decide step knows of the people a request names: their
+// profiles, in the order the subjects lead to them, and each profile's
+// identifiers and merges, read in the request's transaction.
+type people struct {
+	pids  []identity.ProfileID
+	nodes map[identity.ProfileID]*identity.Node
+}
+
+// decider is one right's part of the decide step: it adds to d what the right
+// changes for the people, and returns the messages it sends to destinations.
+// It only reads.
+type decider func(c *Controller, ctx context.Context, txs *participants, e *journal.Entry, d *journal.Decision, who *people, now time.Time) ([]pendingSend, error)
+
+// deciders gives each request type the decide steps of its rights, in order.
+// A new right is a file with its decide and stage steps, and a line here and
+// in stageSteps.
+var deciders = map[RequestType][]decider{
+	SuppressOnly:               {(*Controller).decideSuppression},
+	Unsuppress:                 {(*Controller).decideUnsuppression},
+	SuppressWithDelete:         {(*Controller).decideSuppression, (*Controller).decideErasure},
+	SuppressWithDeleteInternal: {(*Controller).decideSuppression, (*Controller).decideErasure},
+	DeleteOnly:                 {(*Controller).decideErasure},
+	DeleteInternal:             {(*Controller).decideErasure},
+	Rectify:                    {(*Controller).decideRectification},
+}
+
+// decide works out what the request changes for the resolved subjects, by the
+// steps its type's rights give. It only reads.
+func (c *Controller) decide(ctx context.Context, txs *participants, e *journal.Entry, matches []identity.Match, now time.Time) (journal.Decision, []pendingSend, error) {
+	who := &people{nodes: make(map[identity.ProfileID]*identity.Node, len(matches))}
+	for _, m := range matches {
+		if m.Profile == "" || who.nodes[m.Profile] != nil {
+			continue
+		}
+		n, err := txs.graph.Node(ctx, m.Profile)
+		if err != nil {
+			return journal.Decision{}, nil, backendError("reading identifiers", err)
+		}
+		who.pids = append(who.pids, m.Profile)
+		who.nodes[m.Profile] = n
+	}
+	var d journal.Decision
+	var sends []pendingSend
+	for _, step := range deciders[e.Type] {
+		more, err := step(c, ctx, txs, e, &d, who, now)
+		if err != nil {
+			return journal.Decision{}, nil, err
+		}
+		sends = append(sends, more...)
+	}
+	return d, sends, nil
+}
+
+// stager applies a decision to the open transactions (stageSteps), then
+// re-evaluates the audiences of the people whose memberships it changes, once
+// every write is staged.
+type stager struct {
+	c       *Controller
+	ctx     context.Context
+	txs     *participants
+	now     time.Time
+	reevals []reevaluation
+}
+
+// reevaluation is a profile whose memberships a decision changes.
+type reevaluation struct {
+	pid identity.ProfileID
+	// excluded keeps the person out of every audience; ask, instead, asks the
+	// suppression list in the transaction.
+	excluded, ask bool
+}
+
+// stageSteps apply each right's part of a decision, in this order: the
+// suppression list first (a linked identifier is blocked through its profile
+// before the profile's deletion commits), then deletions, then corrections.
+var stageSteps = []func(*stager, *journal.Decision) error{stageSuppression, stageErasure, stageRectification}
+
+// stage applies a decision to the open transactions, and re-evaluates the
+// audiences of the people whose membership it changes. Every write is an
+// idempotent redo, so recovery stages the same decision again.
+func (c *Controller) stage(ctx context.Context, txs *participants, d *journal.Decision, now time.Time) (map[identity.ProfileID][]audience.Change, error) {
+	s := &stager{c: c, ctx: ctx, txs: txs, now: now}
+	for _, step := range stageSteps {
+		if err := step(s, d); err != nil {
+			return nil, err
+		}
+	}
+	changes := map[identity.ProfileID][]audience.Change{}
+	for _, r := range s.reevals {
+		if err := s.reevaluate(r, changes); err != nil {
+			return nil, err
+		}
+	}
+	return changes, nil
+}
+
+// reevaluateLater notes a profile whose memberships the decision changes.
+func (s *stager) reevaluateLater(r reevaluation) { s.reevals = append(s.reevals, r) }
+
+// reevaluate evaluates one profile's memberships in the transaction and
+// stages its audience state; an erased profile has none left.
+func (s *stager) reevaluate(r reevaluation, changes map[identity.ProfileID][]audience.Change) error {
+	set := s.c.set.Load()
+	if set.Len() == 0 {
+		return nil
+	}
+	p, err := s.txs.profiles.Get(s.ctx, r.pid)
+	if errors.Is(err, profile.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return backendError("reading profile", err)
+	}
+	excluded := r.excluded
+	if r.ask {
+		if excluded, err = s.txs.supp.ProfileSuppressed(s.ctx, r.pid); err != nil {
+			return backendError("suppression check", err)
+		}
+	}
+	st, err := s.txs.audiences.State(s.ctx, r.pid)
+	if errors.Is(err, audience.ErrNotFound) {
+		st, err = &audience.State{}, nil
+	}
+	if err != nil {
+		return backendError("reading audience state", err)
+	}
+	changes[r.pid] = set.Evaluate(st, p.Traits, s.now, excluded)
+	return backendError("audience put", s.txs.audiences.Put(s.ctx, r.pid, st))
+}
+
+// commitAttempts bounds the tries per participant commit before the request is
+// left to Recover.
+const commitAttempts = 3
+
+// commitDecision commits every participant of a decided request. The caller's
+// context no longer counts: after the decision the request must complete. A
+// failed Commit leaves its transaction finished, so a retry stages the decision
+// again in new transactions (every write is an idempotent redo) and commits
+// those, with backoff. What is still failing after the last attempt is left to
+// Recover. It records the backends' outcomes.
+func (c *Controller) commitDecision(ctx context.Context, txs *participants, e *journal.Entry, d *journal.Decision) error {
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	for attempt := 1; ; attempt++ {
+		if err = c.commitAll(ctx, txs, e); err == nil {
+			return nil
+		}
+		txs.rollback(ctx)
+		if attempt == commitAttempts {
+			break
+		}
+		time.Sleep(time.Duration(attempt) * 10 * time.Millisecond)
+		// The failed attempt's shared transaction (and the cross-process locks
+		// it held) is gone: a new scope, the locks again, then the redo.
+		sctx, closeScope := c.openScope(ctx)
+		defer closeScope()
+		if err = c.lockRemote(sctx, nil, decisionProfiles(d)); err != nil {
+			continue
+		}
+		if txs, err = c.begin(sctx); err != nil {
+			continue
+		}
+		if _, err = c.stage(sctx, txs, d, c.now()); err != nil {
+			continue
+		}
+	}
+	if perr := c.journal.Put(ctx, e); perr != nil {
+		err = errors.Join(err, backendError("journal", perr))
+	}
+	return fmt.Errorf("privacy: request %s is decided but not fully committed; Recover completes it: %w", e.ID, err)
+}
+
+// commitAll commits the participants in order, recording each outcome, and
+// stops at the first failure.
+func (c *Controller) commitAll(ctx context.Context, txs *participants, e *journal.Entry) error {
+	e.Backends = e.Backends[:0]
+	for _, p := range txs.all() {
+		o := journal.Outcome{Name: p.name, Status: Finished, Finished: c.now()}
+		err := p.commit(ctx)
+		if err != nil {
+			o.Status, o.Err, o.Finished = Running, c.redact(e, err.Error(), nil), time.Time{}
+		}
+		e.Backends = append(e.Backends, o)
+		if err != nil {
+			return fmt.Errorf("%s commit: %w", p.name, err)
+		}
+	}
+	return nil
+}
+
+// fail records that a request failed before its decision: nothing changed.
+func (c *Controller) fail(ctx context.Context, e *journal.Entry, err error) (*Receipt, error) {
+	defer c.inflight.Delete(e.ID)
+	e.Status, e.Reason, e.Finished = Failed, c.redact(e, err.Error(), nil), c.now()
+	if errors.Is(err, ErrInvalid) {
+		e.Status = Invalid
+	}
+	e.Scrub()
+	if perr := c.journal.Put(context.WithoutCancel(ctx), e); perr != nil {
+		err = errors.Join(err, backendError("journal", perr))
+	}
+	c.audit(ctx, e, "failed")
+	return receiptOf(e), err
+}
+
+// pendingSend is a message a request sends to every destination, tracked in
+// its receipt.
+type pendingSend struct {
+	msgs []destination.Message
+}
+
+// deliverDecision queues the request's work for destinations, or finishes it
+// when there is none.
+func (c *Controller) deliverDecision(ctx context.Context, e *journal.Entry, sends []pendingSend) {
+	forwards := e.Type.Forwards() && len(c.destinations) > 0 &&
+		(len(e.Decision.Forward) > 0 || len(sends) > 0)
+	if !forwards {
+		c.finish(ctx, e)
+		return
+	}
+	for _, name := range c.destinations {
+		e.Destinations = append(e.Destinations, journal.Outcome{Name: name, Status: Running})
+	}
+	_ = c.journal.Put(context.WithoutCancel(ctx), e)
+	// The tracker owns its own copy: outcomes arrive on delivery goroutines
+	// while the caller reads e for the receipt.
+	t := c.tracker(e.Clone())
+	for _, name := range c.destinations {
+		t.waiting[name] = len(e.Decision.Forward) + len(sends)
+	}
+	c.inflight.Store(e.ID, t)
+	c.forwardDeletions(e, t.done)
+	for _, s := range sends {
+		c.outbox.SendTracked(s.msgs, t.done)
+	}
+}
+
+// deliverAudienceChanges tells destinations who entered or left audiences
+// because of the request (suppressed people leave them all).
+func (c *Controller) deliverAudienceChanges(ctx context.Context, e *journal.Entry, changes map[identity.ProfileID][]audience.Change, now time.Time) {
+	for pid, ch := range changes {
+		version := e.ProfileVersion
+		if m, err := c.profiles.Metadata(ctx, pid); err == nil {
+			version = m.Version
+		}
+		c.deliverChanges(ctx, pid, version, ch, now)
+	}
+}
+
+// errNotSupported is what a destination answers when it cannot delete.
+var errNotSupported = destination.ErrNotSupported
+
+// requestTracker collects the destinations' outcomes of one request and
+// finishes it when the last one is in.
+type requestTracker struct {
+	c       *Controller
+	mu      sync.Mutex
+	e       *journal.Entry
+	waiting map[string]int
+}
+
+func (c *Controller) tracker(e *journal.Entry) *requestTracker {
+	return &requestTracker{c: c, e: e, waiting: map[string]int{}}
+}
+
+func (t *requestTracker) done(name string, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.waiting[name]--
+	for i := range t.e.Destinations {
+		o := &t.e.Destinations[i]
+		if o.Name != name || o.Status == Failed {
+			continue // a failure stands
+		}
+		if o.Status == NotSupported && (err == nil || errors.Is(err, errNotSupported)) {
+			continue // so does NOT_SUPPORTED, unless a later item failed outright
+		}
+		switch {
+		case err == nil:
+			if t.waiting[name] == 0 {
+				o.Status = Finished
+			}
+		case errors.Is(err, errNotSupported):
+			o.Status, o.Err = NotSupported, t.c.redact(t.e, err.Error(), nil)
+		default:
+			o.Status, o.Err = Failed, t.c.redact(t.e, err.Error(), nil)
+		}
+		if t.waiting[name] == 0 || o.Status != Running {
+			o.Finished = t.c.now()
+		}
+	}
+	for _, n := range t.waiting {
+		if n > 0 {
+			_ = t.c.journal.Put(context.Background(), t.e)
+			return
+		}
+	}
+	t.c.finish(context.Background(), t.e)
+}
+
+// finish completes a request: the overall status follows Segment's rules, the
+// clear personal data is scrubbed, the receipt is journaled.
+func (c *Controller) finish(ctx context.Context, e *journal.Entry) {
+	defer c.inflight.Delete(e.ID)
+	e.Status = overall(e)
+	e.Finished = c.now()
+	e.Scrub()
+	if err := c.journal.Put(context.WithoutCancel(ctx), e); err != nil {
+		// The entry stays RUNNING; Recover will complete it again (idempotently).
+		c.log.ErrorContext(ctx, "journal write of a finished request failed", "request", e.ID, "err", err)
+	}
+	c.audit(ctx, e, "finished")
+}
+
+// overall is Segment's rule: FINISHED when every destination finished (or cannot
+// delete: NOT_SUPPORTED), FAILED when every destination failed, PARTIAL_SUCCESS
+// in between.
+func overall(e *journal.Entry) Status {
+	failed := 0
+	for _, o := range e.Destinations {
+		if o.Status == Failed {
+			failed++
+		}
+	}
+	switch {
+	case failed == 0:
+		return Finished
+	case failed == len(e.Destinations):
+		return Failed
+	}
+	return PartialSuccess
+}
