@@ -13,14 +13,15 @@ import (
 	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/internal/faultinject"
 	"github.com/gdprkit/privacy/journal"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
 )
 
 // faults arms one failure: a point such as "profiles.commit", failing every
-// time it is reached until disarmed, or a crash (a panic standing for the
-// process dying) after the journal's n-th record.
+// time it is reached until disarmed, or a crash (the process dying) after the
+// journal's n-th record.
 type faults struct {
 	mu         sync.Mutex
 	point      string
@@ -31,14 +32,13 @@ type faults struct {
 
 var errInjected = errors.New("injected failure")
 
-type crash struct{}
-
-func (f *faults) hit(point string) error {
+// at is the faultinject.Plan.
+func (f *faults) at(p faultinject.Point) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.point == point {
+	if f.point == p.String() {
 		f.fired = true
-		return fmt.Errorf("%s: %w", point, errInjected)
+		return fmt.Errorf("%s: %w", p, errInjected)
 	}
 	return nil
 }
@@ -52,168 +52,15 @@ func (f *faults) arm(point string, crashAfter int) {
 func (f *faults) disarm() { f.arm("", 0) }
 
 // journalRecorded counts a journal record and crashes when armed to.
-func (f *faults) journalRecorded() {
+func (f *faults) journalRecorded(*journal.Entry) error {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.records++
-	crashNow := f.crashAfter > 0 && f.records == f.crashAfter
-	if crashNow {
+	if f.crashAfter > 0 && f.records == f.crashAfter {
 		f.fired = true
 		f.crashAfter = 0
+		return faultinject.ErrCrash
 	}
-	f.mu.Unlock()
-	if crashNow {
-		panic(crash{})
-	}
-}
-
-type faultyGraph struct {
-	identity.Graph
-	f *faults
-}
-type faultyGraphTx struct {
-	identity.Tx
-	f *faults
-}
-
-func (g faultyGraph) Begin(ctx context.Context) (identity.Tx, error) {
-	if err := g.f.hit("identity.begin"); err != nil {
-		return nil, err
-	}
-	tx, err := g.Graph.Begin(ctx)
-	return faultyGraphTx{tx, g.f}, err
-}
-func (tx faultyGraphTx) Delete(ctx context.Context, pid identity.ProfileID) error {
-	if err := tx.f.hit("identity.stage"); err != nil {
-		return err
-	}
-	return tx.Tx.Delete(ctx, pid)
-}
-func (tx faultyGraphTx) Commit(ctx context.Context) error {
-	if err := tx.f.hit("identity.commit"); err != nil {
-		tx.Tx.Rollback(ctx)
-		return err
-	}
-	return tx.Tx.Commit(ctx)
-}
-
-type faultyProfiles struct {
-	profile.Store
-	f *faults
-}
-type faultyProfilesTx struct {
-	profile.Tx
-	f *faults
-}
-
-func (s faultyProfiles) Begin(ctx context.Context) (profile.Tx, error) {
-	if err := s.f.hit("profiles.begin"); err != nil {
-		return nil, err
-	}
-	tx, err := s.Store.Begin(ctx)
-	return faultyProfilesTx{tx, s.f}, err
-}
-func (tx faultyProfilesTx) Update(ctx context.Context, pid identity.ProfileID, u profile.Update) error {
-	if err := tx.f.hit("profiles.stage"); err != nil {
-		return err
-	}
-	return tx.Tx.Update(ctx, pid, u)
-}
-func (tx faultyProfilesTx) Delete(ctx context.Context, pid identity.ProfileID) error {
-	if err := tx.f.hit("profiles.stage"); err != nil {
-		return err
-	}
-	return tx.Tx.Delete(ctx, pid)
-}
-func (tx faultyProfilesTx) Commit(ctx context.Context) error {
-	if err := tx.f.hit("profiles.commit"); err != nil {
-		tx.Tx.Rollback(ctx)
-		return err
-	}
-	return tx.Tx.Commit(ctx)
-}
-
-type faultyAudiences struct {
-	audience.Store
-	f *faults
-}
-type faultyAudiencesTx struct {
-	audience.Tx
-	f *faults
-}
-
-func (s faultyAudiences) Begin(ctx context.Context) (audience.Tx, error) {
-	if err := s.f.hit("audiences.begin"); err != nil {
-		return nil, err
-	}
-	tx, err := s.Store.Begin(ctx)
-	return faultyAudiencesTx{tx, s.f}, err
-}
-func (tx faultyAudiencesTx) Put(ctx context.Context, pid identity.ProfileID, st *audience.State) error {
-	if err := tx.f.hit("audiences.stage"); err != nil {
-		return err
-	}
-	return tx.Tx.Put(ctx, pid, st)
-}
-func (tx faultyAudiencesTx) Delete(ctx context.Context, pid identity.ProfileID) error {
-	if err := tx.f.hit("audiences.stage"); err != nil {
-		return err
-	}
-	return tx.Tx.Delete(ctx, pid)
-}
-func (tx faultyAudiencesTx) Commit(ctx context.Context) error {
-	if err := tx.f.hit("audiences.commit"); err != nil {
-		tx.Tx.Rollback(ctx)
-		return err
-	}
-	return tx.Tx.Commit(ctx)
-}
-
-type faultySuppressions struct {
-	suppression.List
-	f *faults
-}
-type faultySuppressionsTx struct {
-	suppression.Tx
-	f *faults
-}
-
-func (l faultySuppressions) Begin(ctx context.Context) (suppression.Tx, error) {
-	if err := l.f.hit("suppression.begin"); err != nil {
-		return nil, err
-	}
-	tx, err := l.List.Begin(ctx)
-	return faultySuppressionsTx{tx, l.f}, err
-}
-func (tx faultySuppressionsTx) Add(ctx context.Context, hs ...identity.Hash) error {
-	if err := tx.f.hit("suppression.stage"); err != nil {
-		return err
-	}
-	return tx.Tx.Add(ctx, hs...)
-}
-func (tx faultySuppressionsTx) Remove(ctx context.Context, hs ...identity.Hash) error {
-	if err := tx.f.hit("suppression.stage"); err != nil {
-		return err
-	}
-	return tx.Tx.Remove(ctx, hs...)
-}
-func (tx faultySuppressionsTx) Commit(ctx context.Context) error {
-	if err := tx.f.hit("suppression.commit"); err != nil {
-		tx.Tx.Rollback(ctx)
-		return err
-	}
-	return tx.Tx.Commit(ctx)
-}
-
-type crashingJournal struct {
-	journal.Journal
-	f *faults
-}
-
-func (j crashingJournal) Put(ctx context.Context, e *journal.Entry) error {
-	if err := j.Journal.Put(ctx, e); err != nil {
-		return err
-	}
-	j.f.journalRecorded() // the record is durable; the process may die now
 	return nil
 }
 
@@ -246,11 +93,11 @@ func newWorld(t *testing.T) *world {
 func (w *world) controller(t *testing.T) *privacy.Controller {
 	t.Helper()
 	c, err := privacy.New(
-		privacy.WithIdentity(faultyGraph{w.graph, w.f}),
-		privacy.WithProfiles(faultyProfiles{w.profiles, w.f}),
-		privacy.WithAudiences(faultyAudiences{w.auds, w.f}),
-		privacy.WithSuppressions(faultySuppressions{w.supp, w.f}),
-		privacy.WithJournal(crashingJournal{w.journal, w.f}),
+		privacy.WithIdentity(faultinject.Graph(w.graph, w.f.at)),
+		privacy.WithProfiles(faultinject.ProfileStore(w.profiles, w.f.at)),
+		privacy.WithAudiences(faultinject.AudienceStore(w.auds, w.f.at)),
+		privacy.WithSuppressions(faultinject.SuppressionList(w.supp, w.f.at)),
+		privacy.WithJournal(faultinject.Journal(w.journal, w.f.journalRecorded)),
 		privacy.WithDestinations(w.rec), privacy.WithKey(worldKey),
 		privacy.WithClock(func() time.Time { return t0 }),
 		privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: time.Millisecond, MaxAttempts: 3}),
@@ -344,6 +191,17 @@ func TestFaultMatrix(t *testing.T) {
 			points = append(points, p+"."+at)
 		}
 	}
+	// Every point must be reached by some right: a fault that never fires
+	// would let its cases pass without testing anything.
+	var firedMu sync.Mutex
+	firedAt := map[string]bool{}
+	defer func() {
+		for _, p := range points {
+			if !firedAt[p] {
+				t.Errorf("no right ever reached the fault at %s", p)
+			}
+		}
+	}()
 	for name, r := range rights {
 		cases := append([]string{}, points...)
 		for k := 1; k <= 3; k++ {
@@ -362,25 +220,19 @@ func TestFaultMatrix(t *testing.T) {
 				before := w.summary(t, c)
 				want := r.after(before)
 
-				var crashed bool
 				var k int
 				if _, err := fmt.Sscanf(point, "crash after journal record %d", &k); err == nil {
 					w.f.arm("", k)
 				} else {
 					w.f.arm(point, 0)
 				}
-				receipt, err := func() (rc *privacy.Receipt, err error) {
-					defer func() {
-						if p := recover(); p != nil {
-							if _, ok := p.(crash); !ok {
-								panic(p)
-							}
-							crashed = true
-						}
-					}()
-					return c.Apply(context.Background(), r.req)
-				}()
+				var receipt *privacy.Receipt
+				var err error
+				crashed := faultinject.Survive(func() { receipt, err = c.Apply(context.Background(), r.req) })
 				fired := w.f.fired
+				firedMu.Lock()
+				firedAt[point] = firedAt[point] || fired
+				firedMu.Unlock()
 				w.f.disarm()
 
 				switch {

@@ -15,6 +15,7 @@ import (
 	"github.com/gdprkit/privacy/audit"
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/internal/faultinject"
 	"github.com/gdprkit/privacy/journal"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
@@ -35,7 +36,7 @@ var controllerChecks = []struct {
 
 // participants are the backends a right commits, in the Controller's commit
 // order, as receipts name them.
-var participants = []string{"suppression", "identity", "profiles", "audiences"}
+var participants = []string{faultinject.Suppressions, faultinject.Identity, faultinject.Profiles, faultinject.Audiences}
 
 // controllerKey keys the Controllers' hashes; the same across the
 // Controllers of one check, as a deployment keeps it across restarts.
@@ -149,16 +150,16 @@ func (w *world) controller(t *testing.T) *privacy.Controller {
 	var s suppression.List = w.supp
 	var j journal.Journal = w.journal
 	if f := w.faults; f != nil {
-		j = faultyJournal{j, f}
+		j = faultinject.Journal(j, f.recorded)
 		switch f.target {
-		case "identity":
-			g = faultyGraph{g, f}
-		case "profiles":
-			p = faultyProfiles{p, f}
-		case "audiences":
-			a = faultyAudiences{a, f}
-		case "suppression":
-			s = faultySuppressions{s, f}
+		case faultinject.Identity:
+			g = faultinject.Graph(g, f.at)
+		case faultinject.Profiles:
+			p = faultinject.ProfileStore(p, f.at)
+		case faultinject.Audiences:
+			a = faultinject.AudienceStore(a, f.at)
+		case faultinject.Suppressions:
+			s = faultinject.SuppressionList(s, f.at)
 		}
 	}
 	c, err := privacy.New(
@@ -737,19 +738,7 @@ func ctrlCommitKeepsFailing(t *testing.T, w *world, target string) {
 func ctrlCrashAtCommit(t *testing.T, w *world, target string) {
 	ctx := w.ctx
 	c, ada, bob := setupFault(t, w, target, crash)
-	crashed := func() (crashed bool) {
-		defer func() {
-			if p := recover(); p != nil {
-				if _, ok := p.(crashSignal); !ok {
-					panic(p)
-				}
-				crashed = true
-			}
-		}()
-		_, _ = c.Erase(ctx, ada.phone)
-		return false
-	}()
-	if !crashed {
+	if crashed := faultinject.Survive(func() { _, _ = c.Erase(ctx, ada.phone) }); !crashed {
 		t.Fatalf("the process did not crash at the %s commit after the decision", target)
 	}
 	c.Close() // the process is gone
@@ -790,15 +779,12 @@ const (
 	// failAlways fails every Commit of the target with errInjected, until
 	// disarmed.
 	failAlways
-	// crash panics with crashSignal in the target's next Commit, standing for
-	// the process dying there.
+	// crash ends the process (faultinject.ErrCrash) in the target's next
+	// Commit.
 	crash
 )
 
 var errInjected = errors.New("storetest: injected commit failure")
-
-// crashSignal is the panic that stands for the process dying.
-type crashSignal struct{}
 
 // faults strikes at the target participant's Commit after the journal
 // recorded a decision, once armed: once, or until disarmed (failAlways).
@@ -829,145 +815,28 @@ func (f *faults) hasFired() bool {
 	return f.fired
 }
 
-// decided notes that the journal recorded a decision.
-func (f *faults) decided() {
+// recorded notes, once armed, that the journal recorded a decision.
+func (f *faults) recorded(e *journal.Entry) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.armed && !f.fired {
+	if e.Decided && e.Status == privacy.Running && f.armed && !f.fired {
 		f.ready = true
-	}
-}
-
-// beforeCommit strikes when it is time: it ends tx as a failed commit or a
-// dead process would (nothing of it committed), then fails or panics.
-func (f *faults) beforeCommit(ctx context.Context, name string, tx ender) error {
-	f.mu.Lock()
-	strike := f.ready && name == f.target && (!f.fired || f.mode == failAlways)
-	if strike {
-		f.fired = true
-	}
-	f.mu.Unlock()
-	if !strike {
-		return nil
-	}
-	_ = tx.Rollback(ctx)
-	if f.mode == crash {
-		panic(crashSignal{})
-	}
-	return fmt.Errorf("%s commit: %w", name, errInjected)
-}
-
-type faultyJournal struct {
-	journal.Journal
-	f *faults
-}
-
-func (j faultyJournal) Put(ctx context.Context, e *journal.Entry) error {
-	if err := j.Journal.Put(ctx, e); err != nil {
-		return err
-	}
-	if e.Decided && e.Status == privacy.Running {
-		j.f.decided()
 	}
 	return nil
 }
 
-type faultyGraph struct {
-	identity.Graph
-	f *faults
-}
-
-type faultyGraphTx struct {
-	identity.Tx
-	f *faults
-}
-
-func (g faultyGraph) Begin(ctx context.Context) (identity.Tx, error) {
-	tx, err := g.Graph.Begin(ctx)
-	if err != nil {
-		return nil, err
+// at is the faultinject.Plan: it strikes at the target's Commit when it is
+// time. The wrapper ends the transaction as a failed commit or a dead process
+// would (nothing of it committed), then fails or panics.
+func (f *faults) at(p faultinject.Point) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p.Step != faultinject.Commit || !f.ready || p.Backend != f.target || (f.fired && f.mode != failAlways) {
+		return nil
 	}
-	return faultyGraphTx{tx, g.f}, nil
-}
-
-func (tx faultyGraphTx) Commit(ctx context.Context) error {
-	if err := tx.f.beforeCommit(ctx, "identity", tx.Tx); err != nil {
-		return err
+	f.fired = true
+	if f.mode == crash {
+		return faultinject.ErrCrash
 	}
-	return tx.Tx.Commit(ctx)
-}
-
-type faultyProfiles struct {
-	profile.Store
-	f *faults
-}
-
-type faultyProfilesTx struct {
-	profile.Tx
-	f *faults
-}
-
-func (s faultyProfiles) Begin(ctx context.Context) (profile.Tx, error) {
-	tx, err := s.Store.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return faultyProfilesTx{tx, s.f}, nil
-}
-
-func (tx faultyProfilesTx) Commit(ctx context.Context) error {
-	if err := tx.f.beforeCommit(ctx, "profiles", tx.Tx); err != nil {
-		return err
-	}
-	return tx.Tx.Commit(ctx)
-}
-
-type faultyAudiences struct {
-	audience.Store
-	f *faults
-}
-
-type faultyAudiencesTx struct {
-	audience.Tx
-	f *faults
-}
-
-func (s faultyAudiences) Begin(ctx context.Context) (audience.Tx, error) {
-	tx, err := s.Store.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return faultyAudiencesTx{tx, s.f}, nil
-}
-
-func (tx faultyAudiencesTx) Commit(ctx context.Context) error {
-	if err := tx.f.beforeCommit(ctx, "audiences", tx.Tx); err != nil {
-		return err
-	}
-	return tx.Tx.Commit(ctx)
-}
-
-type faultySuppressions struct {
-	suppression.List
-	f *faults
-}
-
-type faultySuppressionsTx struct {
-	suppression.Tx
-	f *faults
-}
-
-func (l faultySuppressions) Begin(ctx context.Context) (suppression.Tx, error) {
-	tx, err := l.List.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return faultySuppressionsTx{tx, l.f}, nil
-}
-
-func (tx faultySuppressionsTx) Commit(ctx context.Context) error {
-	if err := tx.f.beforeCommit(ctx, "suppression", tx.Tx); err != nil {
-		return err
-	}
-	return tx.Tx.Commit(ctx)
+	return fmt.Errorf("%s commit: %w", p.Backend, errInjected)
 }
