@@ -222,7 +222,9 @@ func (tx audiencesTx) Delete(ctx context.Context, pid identity.ProfileID) error 
 	return tx.Tx.Delete(ctx, pid)
 }
 
-func (tx audiencesTx) Commit(ctx context.Context) error { return commit(ctx, tx.plan, Audiences, tx.Tx) }
+func (tx audiencesTx) Commit(ctx context.Context) error {
+	return commit(ctx, tx.plan, Audiences, tx.Tx)
+}
 
 // SuppressionList wraps a suppression list.
 func SuppressionList(l suppression.List, plan Plan) suppression.List { return suppressions{l, plan} }
