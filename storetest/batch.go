@@ -41,92 +41,22 @@ func manyProfiles(known, fresh []identity.ProfileID) []identity.ProfileID {
 
 // Identity graph: identity.BatchReader.
 
-// graphBatcher returns g as an identity.BatchReader, or skips the check.
-func graphBatcher(t *testing.T, g identity.Graph) identity.BatchReader {
-	t.Helper()
-	br, ok := g.(identity.BatchReader)
-	if !ok {
-		t.Skip("the identity graph does not implement the optional identity.BatchReader")
-	}
-	return br
-}
-
-// graphTxBatcher begins a transaction, rolled back when the check ends, and
-// returns it with its identity.BatchReader, or skips the check.
-func graphTxBatcher(t *testing.T, e *env, g identity.Graph) (identity.Tx, identity.BatchReader) {
-	t.Helper()
-	tx, err := g.Begin(e.ctx)
-	must(t, err, "Begin")
-	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
-	br, ok := tx.(identity.BatchReader)
-	if !ok {
-		t.Skip("the identity graph's transaction does not implement the optional identity.BatchReader")
-	}
-	return tx, br
-}
-
-// pairs lines identifiers up with their answers, for readable diffs.
-func pairs(ids []identity.ID, pids []identity.ProfileID) []identity.Match {
-	out := make([]identity.Match, max(len(ids), len(pids)))
-	for i := range out {
-		if i < len(ids) {
-			out[i].ID = ids[i]
-		}
-		if i < len(pids) {
-			out[i].Profile = pids[i]
-		}
-	}
-	return out
-}
-
-// lookupEach answers ids one Lookup at a time: "" for ErrNotFound.
-func lookupEach(t *testing.T, ctx context.Context, r identity.Reader, ids []identity.ID) []identity.ProfileID {
-	t.Helper()
-	out := make([]identity.ProfileID, 0, len(ids))
-	for _, id := range ids {
-		pid, err := r.Lookup(ctx, id)
-		switch {
-		case errors.Is(err, identity.ErrNotFound):
-			pid = ""
-		case err != nil:
-			t.Fatalf("Lookup(%s): %v", id, err)
-		}
-		out = append(out, pid)
-	}
-	return out
-}
-
-// lookupBatch calls LookupBatch with a dst that already holds something,
-// checks that it is kept and one answer appended per identifier, and returns
-// the answers.
-func lookupBatch(t *testing.T, ctx context.Context, br identity.BatchReader, ids []identity.ID) []identity.ProfileID {
-	t.Helper()
-	prefix := []identity.ProfileID{"use_kept"}
-	dst := make([]identity.ProfileID, len(prefix), len(prefix)+2)
-	copy(dst, prefix)
-	got, err := br.LookupBatch(ctx, ids, dst)
-	if err != nil {
-		t.Fatalf("LookupBatch of %d identifiers: %v", len(ids), err)
-	}
-	if len(got) != len(prefix)+len(ids) {
-		t.Fatalf("LookupBatch of %d identifiers onto a dst of length %d returned length %d; want %d: dst with one answer per identifier appended", len(ids), len(prefix), len(got), len(prefix)+len(ids))
-	}
-	if d := diff(prefix, got[:len(prefix)]); d != "" {
-		t.Errorf("LookupBatch did not keep what dst held (-want +got):\n%s", d)
-	}
-	return got[len(prefix):]
-}
-
-// checkLookupBatch checks that br answers ids as want says and as r's Lookup
-// does, one at a time.
-func checkLookupBatch(t *testing.T, ctx context.Context, what string, r identity.Reader, br identity.BatchReader, ids []identity.ID, want []identity.ProfileID) {
-	t.Helper()
-	got := lookupBatch(t, ctx, br, ids)
-	if d := diff(pairs(ids, want), pairs(ids, got)); d != "" {
-		t.Errorf("%s: LookupBatch (-want +got):\n%s", what, d)
-	}
-	if d := diff(pairs(ids, lookupEach(t, ctx, r, ids)), pairs(ids, got)); d != "" {
-		t.Errorf("%s: LookupBatch answers otherwise than Lookup one at a time (-Lookup +LookupBatch):\n%s", what, d)
+// graphBatch is LookupBatch on g, for the checks every batch read shares.
+func graphBatch(g identity.Graph) *listBatch[identity.Graph, identity.Tx, identity.ID, identity.ProfileID] {
+	return &listBatch[identity.Graph, identity.Tx, identity.ID, identity.ProfileID]{
+		what: "the identity graph", onStore: "OnGraph", method: "LookupBatch", single: "Lookup",
+		store: g, begin: g.Begin,
+		batch: func(r any) (func(context.Context, []identity.ID, []identity.ProfileID) ([]identity.ProfileID, error), bool) {
+			br, ok := r.(identity.BatchReader)
+			if !ok {
+				return nil, false
+			}
+			return br.LookupBatch, true
+		},
+		read: func(ctx context.Context, r any, id identity.ID) (identity.ProfileID, error) {
+			return r.(identity.Reader).Lookup(ctx, id)
+		},
+		notFound: identity.ErrNotFound, prefix: []identity.ProfileID{"use_kept"}, errDone: identity.ErrTxDone,
 	}
 }
 
@@ -136,25 +66,7 @@ func graphLookupBatch(t *testing.T, e *env, g identity.Graph) {
 	// Linked, unknown, repeated, and a linked value under another type.
 	ids := []identity.ID{f.mail, unknown, f.user, f.phone, f.user, email(f.user.Value), f.laptop, unknown, f.mail}
 	want := []identity.ProfileID{f.R, "", f.P, f.Q, f.P, "", f.P, "", f.R}
-	run := func(t *testing.T, r identity.Reader, br identity.BatchReader) {
-		checkLookupBatch(t, e.ctx, "committed links", r, br, ids, want)
-		for _, in := range [][]identity.ID{nil, {}} {
-			dst := []identity.ProfileID{"use_kept"}
-			got, err := br.LookupBatch(e.ctx, in, dst)
-			if err != nil || diff(dst, got) != "" {
-				t.Errorf("LookupBatch of no identifiers = %q, %v; want dst as it was, %q", got, err, dst)
-			}
-		}
-		got, err := br.LookupBatch(e.ctx, ids[:3], nil)
-		if err != nil || diff(want[:3], got) != "" {
-			t.Errorf("LookupBatch onto a nil dst = %q, %v; want %q", got, err, want[:3])
-		}
-	}
-	t.Run("OnGraph", func(t *testing.T) { run(t, g, graphBatcher(t, g)) })
-	t.Run("InTx", func(t *testing.T) {
-		tx, br := graphTxBatcher(t, e, g)
-		run(t, tx, br)
-	})
+	graphBatch(g).checkBasics(t, e, ids, want)
 }
 
 // stageGraphBatchWrites stages writes of every kind on the fixture and
@@ -176,36 +88,28 @@ func stageGraphBatchWrites(t *testing.T, e *env, tx identity.Tx, f *graphFixture
 	return ids, committed, staged
 }
 
-func graphLookupBatchTxSeesOwnWrites(t *testing.T, e *env, g identity.Graph) {
+// graphStage seeds the fixture and returns the stage step of the shared
+// checks.
+func graphStage(t *testing.T, e *env, g identity.Graph) func(identity.Tx) ([]identity.ID, []identity.ProfileID, []identity.ProfileID) {
 	f := seedGraph(t, e, g)
-	tx, br := graphTxBatcher(t, e, g)
-	ids, _, staged := stageGraphBatchWrites(t, e, tx, f)
-	checkLookupBatch(t, e.ctx, "the transaction's own writes", tx, br, ids, staged)
-	commitTx(t, e.ctx, tx)
-	if gbr, ok := g.(identity.BatchReader); ok {
-		checkLookupBatch(t, e.ctx, "the graph after Commit", g, gbr, ids, staged)
-	} else {
-		t.Log("the graph itself does not implement identity.BatchReader: not checking it after Commit")
+	return func(tx identity.Tx) ([]identity.ID, []identity.ProfileID, []identity.ProfileID) {
+		return stageGraphBatchWrites(t, e, tx, f)
 	}
 }
 
+func graphLookupBatchTxSeesOwnWrites(t *testing.T, e *env, g identity.Graph) {
+	graphBatch(g).checkTxSeesOwnWrites(t, e, graphStage(t, e, g))
+}
+
 func graphLookupBatchUncommittedInvisible(t *testing.T, e *env, g identity.Graph) {
-	e.needIsolation(t)
-	br := graphBatcher(t, g)
-	f := seedGraph(t, e, g)
-	tx, err := g.Begin(e.ctx)
-	must(t, err, "Begin")
-	defer tx.Rollback(e.ctx)
-	ids, committed, staged := stageGraphBatchWrites(t, e, tx, f)
-	checkLookupBatch(t, e.ctx, "the graph, while a transaction has writes staged", g, br, ids, committed)
-	if other, ok := secondTx(t, e, g.Begin); ok {
-		if obr, ok := other.(identity.BatchReader); ok {
-			checkLookupBatch(t, e.ctx, "another transaction", other, obr, ids, committed)
-		}
-		must(t, other.Rollback(e.ctx), "Rollback")
-	}
-	commitTx(t, e.ctx, tx)
-	checkLookupBatch(t, e.ctx, "the graph after Commit", g, br, ids, staged)
+	graphBatch(g).checkUncommittedInvisible(t, e, graphStage(t, e, g))
+}
+
+func graphLookupBatchTxDone(t *testing.T, e *env, g identity.Graph) {
+	graphBatch(g).checkTxDone(t, e, func() []identity.ID {
+		f := seedGraph(t, e, g)
+		return []identity.ID{f.user, f.phone}
+	})
 }
 
 func graphLookupBatchMany(t *testing.T, e *env, g identity.Graph) {
@@ -253,12 +157,12 @@ func graphLookupBatchMany(t *testing.T, e *env, g identity.Graph) {
 		}
 		return out
 	}
+	b := graphBatch(g)
 	t.Run("OnGraph", func(t *testing.T) {
-		br := graphBatcher(t, g)
-		checkLookupBatch(t, e.ctx, fmt.Sprintf("%d identifiers", len(ids)), g, br, ids, answers(owner))
+		b.check(t, e.ctx, fmt.Sprintf("%d identifiers", len(ids)), g, ids, answers(owner))
 	})
 	t.Run("InTx", func(t *testing.T) {
-		tx, br := graphTxBatcher(t, e, g)
+		tx := b.tx(t, e)
 		staged := maps.Clone(owner)
 		// Two committed profiles deleted, ten new ones with 30 identifiers each.
 		for _, pid := range pids[:2] {
@@ -276,114 +180,29 @@ func graphLookupBatchMany(t *testing.T, e *env, g identity.Graph) {
 				staged[id] = pid
 			}
 		}
-		checkLookupBatch(t, e.ctx, fmt.Sprintf("%d identifiers, in a transaction with writes", len(ids)), tx, br, ids, answers(staged))
+		b.check(t, e.ctx, fmt.Sprintf("%d identifiers, in a transaction with writes", len(ids)), tx, ids, answers(staged))
 	})
-}
-
-func graphLookupBatchTxDone(t *testing.T, e *env, g identity.Graph) {
-	for _, how := range []string{"Commit", "Rollback"} {
-		f := seedGraph(t, e, g)
-		tx, br := graphTxBatcher(t, e, g)
-		if how == "Commit" {
-			commitTx(t, e.ctx, tx)
-		} else {
-			must(t, tx.Rollback(e.ctx), "Rollback")
-		}
-		checkDone(t, e.ctx, how, tx, identity.ErrTxDone, []txMethod{
-			{"LookupBatch", func(ctx context.Context) error {
-				_, err := br.LookupBatch(ctx, []identity.ID{f.user, f.phone}, nil)
-				return err
-			}},
-			{"LookupBatch (no ids)", func(ctx context.Context) error {
-				_, err := br.LookupBatch(ctx, nil, nil)
-				return err
-			}},
-		})
-	}
 }
 
 // Suppression list: suppression.BatchReader.
 
-// listBatcher returns l as a suppression.BatchReader, or skips the check.
-func listBatcher(t *testing.T, l suppression.List) suppression.BatchReader {
-	t.Helper()
-	br, ok := l.(suppression.BatchReader)
-	if !ok {
-		t.Skip("the suppression list does not implement the optional suppression.BatchReader")
-	}
-	return br
-}
-
-// listTxBatcher begins a transaction, rolled back when the check ends, and
-// returns it with its suppression.BatchReader, or skips the check.
-func listTxBatcher(t *testing.T, e *env, l suppression.List) (suppression.Tx, suppression.BatchReader) {
-	t.Helper()
-	tx, err := l.Begin(e.ctx)
-	must(t, err, "Begin")
-	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
-	br, ok := tx.(suppression.BatchReader)
-	if !ok {
-		t.Skip("the suppression list's transaction does not implement the optional suppression.BatchReader")
-	}
-	return tx, br
-}
-
-// profileAnswer is one profile with whether it is suppressed, for readable
-// diffs.
-type profileAnswer struct {
-	Profile    identity.ProfileID
-	Suppressed bool
-}
-
-func profileAnswers(pids []identity.ProfileID, oks []bool) []profileAnswer {
-	out := make([]profileAnswer, max(len(pids), len(oks)))
-	for i := range out {
-		if i < len(pids) {
-			out[i].Profile = pids[i]
-		}
-		if i < len(oks) {
-			out[i].Suppressed = oks[i]
-		}
-	}
-	return out
-}
-
-// suppressedEach answers pids one ProfileSuppressed at a time.
-func suppressedEach(t *testing.T, ctx context.Context, r suppression.Reader, pids []identity.ProfileID) []bool {
-	t.Helper()
-	out := make([]bool, 0, len(pids))
-	for _, pid := range pids {
-		ok, err := r.ProfileSuppressed(ctx, pid)
-		must(t, err, "ProfileSuppressed")
-		out = append(out, ok)
-	}
-	return out
-}
-
-// checkSuppressedBatch checks that br answers pids as want says and as r's
-// ProfileSuppressed does, one at a time, appending to a dst that already
-// holds something.
-func checkSuppressedBatch(t *testing.T, ctx context.Context, what string, r suppression.Reader, br suppression.BatchReader, pids []identity.ProfileID, want []bool) {
-	t.Helper()
-	prefix := []bool{true, false}
-	dst := make([]bool, len(prefix), len(prefix)+2)
-	copy(dst, prefix)
-	got, err := br.ProfileSuppressedBatch(ctx, pids, dst)
-	if err != nil {
-		t.Fatalf("%s: ProfileSuppressedBatch of %d profiles: %v", what, len(pids), err)
-	}
-	if len(got) != len(prefix)+len(pids) {
-		t.Fatalf("%s: ProfileSuppressedBatch of %d profiles onto a dst of length %d returned length %d; want %d: dst with one answer per profile appended", what, len(pids), len(prefix), len(got), len(prefix)+len(pids))
-	}
-	if d := diff(prefix, got[:len(prefix)]); d != "" {
-		t.Errorf("%s: ProfileSuppressedBatch did not keep what dst held (-want +got):\n%s", what, d)
-	}
-	got = got[len(prefix):]
-	if d := diff(profileAnswers(pids, want), profileAnswers(pids, got)); d != "" {
-		t.Errorf("%s: ProfileSuppressedBatch (-want +got):\n%s", what, d)
-	}
-	if d := diff(profileAnswers(pids, suppressedEach(t, ctx, r, pids)), profileAnswers(pids, got)); d != "" {
-		t.Errorf("%s: ProfileSuppressedBatch answers otherwise than ProfileSuppressed one at a time (-ProfileSuppressed +ProfileSuppressedBatch):\n%s", what, d)
+// listBatchOf is ProfileSuppressedBatch on l, for the checks every batch read
+// shares.
+func listBatchOf(l suppression.List) *listBatch[suppression.List, suppression.Tx, identity.ProfileID, bool] {
+	return &listBatch[suppression.List, suppression.Tx, identity.ProfileID, bool]{
+		what: "the suppression list", onStore: "OnList", method: "ProfileSuppressedBatch", single: "ProfileSuppressed",
+		store: l, begin: l.Begin,
+		batch: func(r any) (func(context.Context, []identity.ProfileID, []bool) ([]bool, error), bool) {
+			br, ok := r.(suppression.BatchReader)
+			if !ok {
+				return nil, false
+			}
+			return br.ProfileSuppressedBatch, true
+		},
+		read: func(ctx context.Context, r any, pid identity.ProfileID) (bool, error) {
+			return r.(suppression.Reader).ProfileSuppressed(ctx, pid)
+		},
+		prefix: []bool{true, false}, errDone: suppression.ErrTxDone,
 	}
 }
 
@@ -393,25 +212,7 @@ func suppressionProfileSuppressedBatch(t *testing.T, e *env, l suppression.List)
 	// p[0] suppressed; p[1], p[2] not; unknown never seen; repeats.
 	pids := []identity.ProfileID{f.p[1], f.p[0], unknown, f.p[0], f.p[2], unknown, f.p[0]}
 	want := []bool{false, true, false, true, false, false, true}
-	run := func(t *testing.T, r suppression.Reader, br suppression.BatchReader) {
-		checkSuppressedBatch(t, e.ctx, "committed suppressions", r, br, pids, want)
-		for _, in := range [][]identity.ProfileID{nil, {}} {
-			dst := []bool{true}
-			got, err := br.ProfileSuppressedBatch(e.ctx, in, dst)
-			if err != nil || diff(dst, got) != "" {
-				t.Errorf("ProfileSuppressedBatch of no profiles = %v, %v; want dst as it was, %v", got, err, dst)
-			}
-		}
-		got, err := br.ProfileSuppressedBatch(e.ctx, pids[:3], nil)
-		if err != nil || diff(want[:3], got) != "" {
-			t.Errorf("ProfileSuppressedBatch onto a nil dst = %v, %v; want %v", got, err, want[:3])
-		}
-	}
-	t.Run("OnList", func(t *testing.T) { run(t, l, listBatcher(t, l)) })
-	t.Run("InTx", func(t *testing.T) {
-		tx, br := listTxBatcher(t, e, l)
-		run(t, tx, br)
-	})
+	listBatchOf(l).checkBasics(t, e, pids, want)
 }
 
 // stageSuppressionBatchWrites stages writes of every kind on the fixture and
@@ -430,36 +231,25 @@ func stageSuppressionBatchWrites(t *testing.T, e *env, tx suppression.Tx, f *sup
 	return pids, committed, staged
 }
 
-func suppressionProfileSuppressedBatchTxSeesOwnWrites(t *testing.T, e *env, l suppression.List) {
+// suppressionStage seeds the fixture and returns the stage step of the
+// shared checks.
+func suppressionStage(t *testing.T, e *env, l suppression.List) func(suppression.Tx) ([]identity.ProfileID, []bool, []bool) {
 	f := seedSuppressions(t, e, l)
-	tx, br := listTxBatcher(t, e, l)
-	pids, _, staged := stageSuppressionBatchWrites(t, e, tx, f)
-	checkSuppressedBatch(t, e.ctx, "the transaction's own writes", tx, br, pids, staged)
-	commitTx(t, e.ctx, tx)
-	if lbr, ok := l.(suppression.BatchReader); ok {
-		checkSuppressedBatch(t, e.ctx, "the list after Commit", l, lbr, pids, staged)
-	} else {
-		t.Log("the list itself does not implement suppression.BatchReader: not checking it after Commit")
+	return func(tx suppression.Tx) ([]identity.ProfileID, []bool, []bool) {
+		return stageSuppressionBatchWrites(t, e, tx, f)
 	}
 }
 
+func suppressionProfileSuppressedBatchTxSeesOwnWrites(t *testing.T, e *env, l suppression.List) {
+	listBatchOf(l).checkTxSeesOwnWrites(t, e, suppressionStage(t, e, l))
+}
+
 func suppressionProfileSuppressedBatchUncommittedInvisible(t *testing.T, e *env, l suppression.List) {
-	e.needIsolation(t)
-	br := listBatcher(t, l)
-	f := seedSuppressions(t, e, l)
-	tx, err := l.Begin(e.ctx)
-	must(t, err, "Begin")
-	defer tx.Rollback(e.ctx)
-	pids, committed, staged := stageSuppressionBatchWrites(t, e, tx, f)
-	checkSuppressedBatch(t, e.ctx, "the list, while a transaction has writes staged", l, br, pids, committed)
-	if other, ok := secondTx(t, e, l.Begin); ok {
-		if obr, ok := other.(suppression.BatchReader); ok {
-			checkSuppressedBatch(t, e.ctx, "another transaction", other, obr, pids, committed)
-		}
-		must(t, other.Rollback(e.ctx), "Rollback")
-	}
-	commitTx(t, e.ctx, tx)
-	checkSuppressedBatch(t, e.ctx, "the list after Commit", l, br, pids, staged)
+	listBatchOf(l).checkUncommittedInvisible(t, e, suppressionStage(t, e, l))
+}
+
+func suppressionProfileSuppressedBatchTxDone(t *testing.T, e *env, l suppression.List) {
+	listBatchOf(l).checkTxDone(t, e, func() []identity.ProfileID { return seedSuppressions(t, e, l).p[:2] })
 }
 
 func suppressionProfileSuppressedBatchMany(t *testing.T, e *env, l suppression.List) {
@@ -493,12 +283,12 @@ func suppressionProfileSuppressedBatchMany(t *testing.T, e *env, l suppression.L
 		}
 		return out
 	}
+	b := listBatchOf(l)
 	t.Run("OnList", func(t *testing.T) {
-		br := listBatcher(t, l)
-		checkSuppressedBatch(t, e.ctx, fmt.Sprintf("%d profiles", len(pids)), l, br, pids, answers(suppressed))
+		b.check(t, e.ctx, fmt.Sprintf("%d profiles", len(pids)), l, pids, answers(suppressed))
 	})
 	t.Run("InTx", func(t *testing.T) {
-		tx, br := listTxBatcher(t, e, l)
+		tx := b.tx(t, e)
 		staged := maps.Clone(suppressed)
 		for _, pid := range fresh {
 			must(t, tx.AddProfile(e.ctx, pid), "AddProfile")
@@ -512,30 +302,8 @@ func suppressionProfileSuppressedBatchMany(t *testing.T, e *env, l suppression.L
 			must(t, tx.AddProfile(e.ctx, pid), "AddProfile")
 			staged[pid] = true
 		}
-		checkSuppressedBatch(t, e.ctx, fmt.Sprintf("%d profiles, in a transaction with writes", len(pids)), tx, br, pids, answers(staged))
+		b.check(t, e.ctx, fmt.Sprintf("%d profiles, in a transaction with writes", len(pids)), tx, pids, answers(staged))
 	})
-}
-
-func suppressionProfileSuppressedBatchTxDone(t *testing.T, e *env, l suppression.List) {
-	for _, how := range []string{"Commit", "Rollback"} {
-		f := seedSuppressions(t, e, l)
-		tx, br := listTxBatcher(t, e, l)
-		if how == "Commit" {
-			commitTx(t, e.ctx, tx)
-		} else {
-			must(t, tx.Rollback(e.ctx), "Rollback")
-		}
-		checkDone(t, e.ctx, how, tx, suppression.ErrTxDone, []txMethod{
-			{"ProfileSuppressedBatch", func(ctx context.Context) error {
-				_, err := br.ProfileSuppressedBatch(ctx, f.p[:2], nil)
-				return err
-			}},
-			{"ProfileSuppressedBatch (no profiles)", func(ctx context.Context) error {
-				_, err := br.ProfileSuppressedBatch(ctx, nil, nil)
-				return err
-			}},
-		})
-	}
 }
 
 // Profile store: profile.BatchTx.
@@ -544,27 +312,14 @@ func suppressionProfileSuppressedBatchTxDone(t *testing.T, e *env, l suppression
 // profile.BatchTx.
 func needBatchTx(t *testing.T, e *env, s profile.Store) {
 	t.Helper()
-	tx, err := s.Begin(e.ctx)
-	must(t, err, "Begin")
-	_, ok := tx.(profile.BatchTx)
-	must(t, tx.Rollback(e.ctx), "Rollback")
-	if !ok {
-		t.Skip("the profile store's transaction does not implement the optional profile.BatchTx")
-	}
+	needOptionalTx[profile.Tx, profile.BatchTx](t, e, "the profile store", s.Begin)
 }
 
 // beginBatchTx begins a transaction, rolled back when the check ends, and
 // returns it with its profile.BatchTx, or skips the check.
 func beginBatchTx(t *testing.T, e *env, s profile.Store) (profile.Tx, profile.BatchTx) {
 	t.Helper()
-	tx, err := s.Begin(e.ctx)
-	must(t, err, "Begin")
-	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
-	b, ok := tx.(profile.BatchTx)
-	if !ok {
-		t.Skip("the profile store's transaction does not implement the optional profile.BatchTx")
-	}
-	return tx, b
+	return beginOptional[profile.Tx, profile.BatchTx](t, e, "the profile store", s.Begin)
 }
 
 // referenceProfiles makes a second Harness beside the check's, closed when
@@ -581,18 +336,7 @@ func referenceProfiles(t *testing.T, e *env) profile.Store {
 // found.
 func metadataEach(t *testing.T, ctx context.Context, r profile.Reader, pids []identity.ProfileID) map[identity.ProfileID]profile.Metadata {
 	t.Helper()
-	out := map[identity.ProfileID]profile.Metadata{}
-	for _, pid := range pids {
-		m, err := r.Metadata(ctx, pid)
-		switch {
-		case errors.Is(err, profile.ErrNotFound):
-		case err != nil:
-			t.Fatalf("Metadata(%s): %v", pid, err)
-		default:
-			out[pid] = m
-		}
-	}
-	return out
+	return eachFound(t, "Metadata", pids, func(pid identity.ProfileID) (profile.Metadata, error) { return r.Metadata(ctx, pid) }, profile.ErrNotFound)
 }
 
 // checkMetadataBatch checks that MetadataBatch answers pids as want says and
@@ -603,12 +347,7 @@ func checkMetadataBatch(t *testing.T, ctx context.Context, what string, tx profi
 	if err != nil {
 		t.Fatalf("%s: MetadataBatch of %d profiles: %v", what, len(pids), err)
 	}
-	if d := diff(want, got); d != "" {
-		t.Errorf("%s: MetadataBatch (-want +got):\n%s", what, d)
-	}
-	if d := diff(metadataEach(t, ctx, tx, pids), got); d != "" {
-		t.Errorf("%s: MetadataBatch answers otherwise than Metadata one at a time (-Metadata +MetadataBatch):\n%s", what, d)
-	}
+	sameAsEach(t, what, "MetadataBatch", "Metadata", want, got, metadataEach(t, ctx, tx, pids))
 }
 
 // batchUpdates applies updates with UpdateBatch, appending to a dup that
@@ -616,20 +355,9 @@ func checkMetadataBatch(t *testing.T, ctx context.Context, what string, tx profi
 // update, and returns the flags.
 func batchUpdates(t *testing.T, ctx context.Context, b profile.BatchTx, updates []profile.BatchUpdate) []bool {
 	t.Helper()
-	prefix := []bool{true, false}
-	dst := make([]bool, len(prefix), len(prefix)+2)
-	copy(dst, prefix)
-	got, err := b.UpdateBatch(ctx, updates, dst)
-	if err != nil {
-		t.Fatalf("UpdateBatch of %d updates: %v", len(updates), err)
-	}
-	if len(got) != len(prefix)+len(updates) {
-		t.Fatalf("UpdateBatch of %d updates onto a dup of length %d returned length %d; want %d: dup with one flag per update appended", len(updates), len(prefix), len(got), len(prefix)+len(updates))
-	}
-	if d := diff(prefix, got[:len(prefix)]); d != "" {
-		t.Errorf("UpdateBatch did not keep what dup held (-want +got):\n%s", d)
-	}
-	return got[len(prefix):]
+	return appendOnto(t, "updates", "UpdateBatch", len(updates), []bool{true, false}, func(dup []bool) ([]bool, error) {
+		return b.UpdateBatch(ctx, updates, dup)
+	})
 }
 
 // dupAnswer is one update of a batch with whether it was a duplicate, for
@@ -753,18 +481,8 @@ func profileMetadataBatchMany(t *testing.T, e *env, s profile.Store) {
 		return nil
 	})
 	pids := manyProfiles(known, fresh)
-	// only is m restricted to the profiles asked for.
-	only := func(m map[identity.ProfileID]profile.Metadata) map[identity.ProfileID]profile.Metadata {
-		out := map[identity.ProfileID]profile.Metadata{}
-		for _, pid := range pids {
-			if md, ok := m[pid]; ok {
-				out[pid] = md
-			}
-		}
-		return out
-	}
 	tx, b := beginBatchTx(t, e, s)
-	checkMetadataBatch(t, e.ctx, fmt.Sprintf("%d profiles", len(pids)), tx, b, pids, only(stored))
+	checkMetadataBatch(t, e.ctx, fmt.Sprintf("%d profiles", len(pids)), tx, b, pids, only(stored, pids))
 	// 200 created, 50 deleted, 50 updated.
 	staged := maps.Clone(stored)
 	for i, pid := range fresh {
@@ -779,7 +497,7 @@ func profileMetadataBatchMany(t *testing.T, e *env, s profile.Store) {
 		must(t, tx.Update(e.ctx, pid, profile.Update{Metadata: meta(2000 + i)}), "Update")
 		staged[pid] = meta(2000 + i)
 	}
-	checkMetadataBatch(t, e.ctx, fmt.Sprintf("%d profiles, in a transaction with writes", len(pids)), tx, b, pids, only(staged))
+	checkMetadataBatch(t, e.ctx, fmt.Sprintf("%d profiles, in a transaction with writes", len(pids)), tx, b, pids, only(staged, pids))
 }
 
 // picksFromGet answers pids one Get at a time: for each profile found, the
@@ -817,18 +535,9 @@ func picksEach(t *testing.T, ctx context.Context, r profile.Reader, pids []ident
 	if !ok {
 		return picksFromGet(t, ctx, r, pids, names), "Get"
 	}
-	out := map[identity.ProfileID][]any{}
-	for _, pid := range pids {
-		values, err := picker.PickTraits(ctx, pid, names, nil)
-		switch {
-		case errors.Is(err, profile.ErrNotFound):
-		case err != nil:
-			t.Fatalf("PickTraits(%s): %v", pid, err)
-		default:
-			out[pid] = values
-		}
-	}
-	return out, "PickTraits"
+	return eachFound(t, "PickTraits", pids, func(pid identity.ProfileID) ([]any, error) {
+		return picker.PickTraits(ctx, pid, names, nil)
+	}, profile.ErrNotFound), "PickTraits"
 }
 
 // checkPickTraitsBatch checks that PickTraitsBatch answers pids and names as
@@ -840,13 +549,8 @@ func checkPickTraitsBatch(t *testing.T, ctx context.Context, what string, tx pro
 	if err != nil {
 		t.Fatalf("%s: PickTraitsBatch of %d profiles and %d names: %v", what, len(pids), len(names), err)
 	}
-	if d := diff(want, got); d != "" {
-		t.Errorf("%s: PickTraitsBatch of %q (-want +got):\n%s", what, names, d)
-	}
 	each, how := picksEach(t, ctx, tx, pids, names)
-	if d := diff(each, got); d != "" {
-		t.Errorf("%s: PickTraitsBatch of %q answers otherwise than %s one profile at a time (-%s +PickTraitsBatch):\n%s", what, names, how, how, d)
-	}
+	sameAsEach(t, fmt.Sprintf("%s, names %q", what, names), "PickTraitsBatch", how, want, got, each)
 }
 
 // pickFixture is seedProfiles with a nested trait on A: A has a, shared and
@@ -987,18 +691,8 @@ func profilePickTraitsBatchMany(t *testing.T, e *env, s profile.Store) {
 		return nil
 	})
 	pids := manyProfiles(known, fresh)
-	// only is m restricted to the profiles asked for.
-	only := func(m map[identity.ProfileID][]any) map[identity.ProfileID][]any {
-		out := map[identity.ProfileID][]any{}
-		for _, pid := range pids {
-			if v, ok := m[pid]; ok {
-				out[pid] = v
-			}
-		}
-		return out
-	}
 	tx, b := beginBatchTx(t, e, s)
-	checkPickTraitsBatch(t, e.ctx, fmt.Sprintf("%d profiles", len(pids)), tx, b, pids, names, only(stored))
+	checkPickTraitsBatch(t, e.ctx, fmt.Sprintf("%d profiles", len(pids)), tx, b, pids, names, only(stored, pids))
 	// 200 created, 50 deleted, 50 updated (k0 set, k1 removed).
 	staged := maps.Clone(stored)
 	for i, pid := range fresh {
@@ -1016,7 +710,7 @@ func profilePickTraitsBatchMany(t *testing.T, e *env, s profile.Store) {
 		values[0], values[2] = nil, "updated"
 		staged[pid] = values
 	}
-	checkPickTraitsBatch(t, e.ctx, fmt.Sprintf("%d profiles, in a transaction with writes", len(pids)), tx, b, pids, names, only(staged))
+	checkPickTraitsBatch(t, e.ctx, fmt.Sprintf("%d profiles, in a transaction with writes", len(pids)), tx, b, pids, names, only(staged, pids))
 }
 
 // equivalenceBatch is a batch over A and B, which exist, and C and N, which
@@ -1569,27 +1263,14 @@ func profileUpdateBatchTxDone(t *testing.T, e *env, s profile.Store) {
 // do not implement audience.BatchTx.
 func needAudienceBatchTx(t *testing.T, e *env, s audience.Store) {
 	t.Helper()
-	tx, err := s.Begin(e.ctx)
-	must(t, err, "Begin")
-	_, ok := tx.(audience.BatchTx)
-	must(t, tx.Rollback(e.ctx), "Rollback")
-	if !ok {
-		t.Skip("the audience store's transaction does not implement the optional audience.BatchTx")
-	}
+	needOptionalTx[audience.Tx, audience.BatchTx](t, e, "the audience store", s.Begin)
 }
 
 // beginAudienceBatchTx begins a transaction, rolled back when the check ends,
 // and returns it with its audience.BatchTx, or skips the check.
 func beginAudienceBatchTx(t *testing.T, e *env, s audience.Store) (audience.Tx, audience.BatchTx) {
 	t.Helper()
-	tx, err := s.Begin(e.ctx)
-	must(t, err, "Begin")
-	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
-	b, ok := tx.(audience.BatchTx)
-	if !ok {
-		t.Skip("the audience store's transaction does not implement the optional audience.BatchTx")
-	}
-	return tx, b
+	return beginOptional[audience.Tx, audience.BatchTx](t, e, "the audience store", s.Begin)
 }
 
 // referenceAudiences makes a second Harness beside the check's, closed when
@@ -1605,18 +1286,7 @@ func referenceAudiences(t *testing.T, e *env) audience.Store {
 // stateEach answers pids one State at a time, leaving out those not found.
 func stateEach(t *testing.T, ctx context.Context, r audience.Reader, pids []identity.ProfileID) map[identity.ProfileID]*audience.State {
 	t.Helper()
-	out := map[identity.ProfileID]*audience.State{}
-	for _, pid := range pids {
-		st, err := r.State(ctx, pid)
-		switch {
-		case errors.Is(err, audience.ErrNotFound):
-		case err != nil:
-			t.Fatalf("State(%s): %v", pid, err)
-		default:
-			out[pid] = st
-		}
-	}
-	return out
+	return eachFound(t, "State", pids, func(pid identity.ProfileID) (*audience.State, error) { return r.State(ctx, pid) }, audience.ErrNotFound)
 }
 
 // checkStateBatch checks that StateBatch answers pids as want says and as
@@ -1627,12 +1297,7 @@ func checkStateBatch(t *testing.T, ctx context.Context, what string, tx audience
 	if err != nil {
 		t.Fatalf("%s: StateBatch of %d profiles: %v", what, len(pids), err)
 	}
-	if d := diff(want, got); d != "" {
-		t.Errorf("%s: StateBatch (-want +got):\n%s", what, d)
-	}
-	if d := diff(stateEach(t, ctx, tx, pids), got); d != "" {
-		t.Errorf("%s: StateBatch answers otherwise than State one at a time (-State +StateBatch):\n%s", what, d)
-	}
+	sameAsEach(t, what, "StateBatch", "State", want, got, stateEach(t, ctx, tx, pids))
 }
 
 // putBatch calls PutBatch, failing the check on an error.
@@ -1785,18 +1450,8 @@ func audienceStateBatchMany(t *testing.T, e *env, s audience.Store) {
 		return nil
 	})
 	pids := manyProfiles(known, fresh)
-	// only is m restricted to the profiles asked for.
-	only := func(m map[identity.ProfileID]*audience.State) map[identity.ProfileID]*audience.State {
-		out := map[identity.ProfileID]*audience.State{}
-		for _, pid := range pids {
-			if st, ok := m[pid]; ok {
-				out[pid] = st
-			}
-		}
-		return out
-	}
 	tx, b := beginAudienceBatchTx(t, e, s)
-	checkStateBatch(t, e.ctx, fmt.Sprintf("%d profiles", len(pids)), tx, b, pids, only(stored))
+	checkStateBatch(t, e.ctx, fmt.Sprintf("%d profiles", len(pids)), tx, b, pids, only(stored, pids))
 	// 200 put, 50 deleted, 50 replaced, 50 modified.
 	staged := maps.Clone(stored)
 	for i, pid := range fresh {
@@ -1827,7 +1482,7 @@ func audienceStateBatchMany(t *testing.T, e *env, s audience.Store) {
 			return nil
 		}), "Modify")
 	}
-	checkStateBatch(t, e.ctx, fmt.Sprintf("%d profiles, in a transaction with writes", len(pids)), tx, b, pids, only(staged))
+	checkStateBatch(t, e.ctx, fmt.Sprintf("%d profiles, in a transaction with writes", len(pids)), tx, b, pids, only(staged, pids))
 }
 
 // sortedAudiences compares states whatever the order of their audiences.
