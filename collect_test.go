@@ -7,8 +7,8 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -16,69 +16,6 @@ import (
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
 )
-
-var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-
-// env is a Controller over in-memory backends the test can inspect.
-type env struct {
-	c        *privacy.Controller
-	graph    *identity.MemGraph
-	profiles *profile.MemStore
-}
-
-func newEnv(t testing.TB, opts ...privacy.Option) *env {
-	t.Helper()
-	e := &env{graph: identity.NewMemGraph(), profiles: profile.NewMemStore()}
-	opts = append([]privacy.Option{privacy.WithIdentity(e.graph), privacy.WithProfiles(e.profiles),
-		privacy.WithClock(func() time.Time { return t0 })}, opts...)
-	c, err := privacy.New(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	e.c = c
-	return e
-}
-
-func (e *env) collect(t testing.TB, msgs ...privacy.Message) {
-	t.Helper()
-	for i, m := range msgs {
-		if err := e.c.Collect(context.Background(), m); err != nil {
-			t.Fatalf("message %d: %v", i, err)
-		}
-	}
-}
-
-func (e *env) profile(t testing.TB, id identity.ID) *profile.Profile {
-	t.Helper()
-	p, err := e.c.Profile(context.Background(), id)
-	if err != nil {
-		t.Fatalf("Profile(%s): %v", id, err)
-	}
-	return p
-}
-
-func (e *env) events(t testing.TB, id identity.ID) []profile.Event {
-	t.Helper()
-	page, err := e.c.Events(context.Background(), id, profile.EventQuery{Sort: profile.Asc, Limit: profile.MaxLimit})
-	if err != nil {
-		t.Fatalf("Events(%s): %v", id, err)
-	}
-	return page.Events
-}
-
-func ids(p *profile.Profile) []string {
-	var out []string
-	for _, e := range p.ExternalIDs {
-		out = append(out, e.ID.String())
-	}
-	return out
-}
-
-func user(v string) identity.ID  { return identity.ID{Type: "user_id", Value: v} }
-func anon(v string) identity.ID  { return identity.ID{Type: "anonymous_id", Value: v} }
-func email(v string) identity.ID { return identity.ID{Type: "email", Value: v} }
-func at(min int) time.Time       { return t0.Add(time.Duration(min) * time.Minute) }
 
 func TestCollectResolvesTwoDevicesIntoOneProfile(t *testing.T) {
 	e := newEnv(t)
@@ -312,107 +249,6 @@ func TestCollectCopiesAtTheBoundary(t *testing.T) {
 	}
 }
 
-func TestReadsOfUnknownPeopleAndBadQueries(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	e.collect(t, privacy.Track{UserID: "u1", Event: "E", Timestamp: at(0)})
-	if _, err := e.c.Profile(ctx, user("nobody")); !errors.Is(err, privacy.ErrNotFound) {
-		t.Errorf("Profile(unknown) err = %v, want ErrNotFound", err)
-	}
-	if _, err := e.c.Events(ctx, user("nobody"), profile.EventQuery{}); !errors.Is(err, privacy.ErrNotFound) {
-		t.Errorf("Events(unknown) err = %v, want ErrNotFound", err)
-	}
-	if _, err := e.c.Profile(ctx, identity.ID{Type: "user_id"}); !errors.Is(err, privacy.ErrInvalid) {
-		t.Errorf("Profile(empty id) err = %v, want ErrInvalid", err)
-	}
-	for _, q := range []profile.EventQuery{{Limit: -1}, {Limit: profile.MaxLimit + 1}, {Sort: "sideways"}, {Cursor: "!!"}, {Start: at(5), End: at(1)}} {
-		if _, err := e.c.Events(ctx, user("u1"), q); !errors.Is(err, privacy.ErrInvalid) || !errors.Is(err, profile.ErrInvalid) {
-			t.Errorf("Events(%+v) err = %v, want ErrInvalid", q, err)
-		}
-	}
-	if _, err := e.c.Traits(ctx, user("u1"), profile.TraitQuery{Limit: -3}); !errors.Is(err, privacy.ErrInvalid) {
-		t.Errorf("Traits(limit -3) err = %v, want ErrInvalid", err)
-	}
-}
-
-func TestProfileAPIReads(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	e.collect(t, privacy.Identify{UserID: "u1", AnonymousID: "a1", Traits: map[string]any{"a": 1, "b": 2, "c": 3}, Timestamp: at(0), Source: "ios"})
-	for i := range 25 {
-		name := "Viewed"
-		if i%5 == 0 {
-			name = "Paid"
-		}
-		e.collect(t, privacy.Track{MessageID: fmt.Sprint("e", i), UserID: "u1", Event: name, Timestamp: at(i)})
-	}
-	tp, err := e.c.Traits(ctx, anon("a1"), profile.TraitQuery{Include: []string{"a", "c"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(map[string]profile.Trait{"a": {Value: 1.0}, "c": {Value: 3.0}}, tp.Traits); diff != "" {
-		t.Errorf("traits (-want +got):\n%s", diff)
-	}
-	tp, err = e.c.Traits(ctx, anon("a1"), profile.TraitQuery{Limit: 1, Verbose: true})
-	if err != nil || tp.Next == "" || tp.Traits["a"].Source != "ios" {
-		t.Errorf("verbose page = %+v, %v; want trait a from ios and a next cursor", tp, err)
-	}
-	xp, err := e.c.ExternalIDs(ctx, user("u1"), profile.ExternalIDQuery{Include: []string{"anonymous_id"}})
-	if err != nil || len(xp.ExternalIDs) != 1 || xp.ExternalIDs[0].ID != anon("a1") {
-		t.Errorf("external ids = %+v, %v; want only anonymous_id:a1", xp, err)
-	}
-	meta, err := e.c.Metadata(ctx, user("u1"))
-	if err != nil || meta.Version != 26 {
-		t.Errorf("metadata = %+v, %v; want version 26", meta, err)
-	}
-	// Newest Paid events first, paged two at a time.
-	var got []string
-	q := profile.EventQuery{Include: []string{"Paid"}, Limit: 2}
-	for {
-		page, err := e.c.Events(ctx, user("u1"), q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, ev := range page.Events {
-			got = append(got, ev.MessageID)
-		}
-		if page.Next == "" {
-			break
-		}
-		q.Cursor = page.Next
-	}
-	if diff := cmp.Diff([]string{"e20", "e15", "e10", "e5", "e0"}, got); diff != "" {
-		t.Errorf("paged events (-want +got):\n%s", diff)
-	}
-}
-
-func TestNewRejectsBadOptions(t *testing.T) {
-	badRules := identity.DefaultRules()
-	badRules.Blocked = append(badRules.Blocked, identity.Block{Pattern: "("})
-	for name, opt := range map[string]privacy.Option{
-		"bad regex":  privacy.WithIdentityRules(badRules),
-		"nil graph":  privacy.WithIdentity(nil),
-		"nil store":  privacy.WithProfiles(nil),
-		"nil clock":  privacy.WithClock(nil),
-		"nil logger": privacy.WithLogger(nil),
-	} {
-		if _, err := privacy.New(opt); !errors.Is(err, privacy.ErrInvalid) {
-			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
-		}
-	}
-}
-
-func TestClosedControllerRefuses(t *testing.T) {
-	e := newEnv(t)
-	e.c.Close()
-	if err := e.c.Collect(context.Background(), privacy.Track{UserID: "u", Event: "E", Timestamp: at(0)}); !errors.Is(err, privacy.ErrClosed) {
-		t.Fatalf("Collect after Close: %v, want ErrClosed", err)
-	}
-	if _, err := e.c.Profile(context.Background(), user("u")); !errors.Is(err, privacy.ErrClosed) {
-		t.Fatalf("Profile after Close: %v, want ErrClosed", err)
-	}
-}
-
 // TestConcurrentCollectLosesNothing has many goroutines collect for overlapping
 // people, each person arriving on two devices whose profiles merge midway, and
 // checks every event lands exactly once on the right person.
@@ -522,18 +358,18 @@ func TestConcurrentMergesLeaveNoOrphans(t *testing.T) {
 // When the profile commit is lost after the graph committed, the next message
 // finds the links without a profile and creates it: collection heals itself.
 func TestLostProfileCommitHeals(t *testing.T) {
-	store := &failingCommits{Store: profile.NewMemStore()}
-	c, err := privacy.New(privacy.WithProfiles(store))
+	var failing atomic.Bool
+	c, err := privacy.New(privacy.WithProfiles(failingCommits(profile.NewMemStore(), &failing)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	ctx := context.Background()
-	store.on.Store(true)
+	failing.Store(true)
 	if err := c.Collect(ctx, privacy.Identify{UserID: "u1", Traits: map[string]any{"plan": "pro"}, Timestamp: at(0)}); err == nil {
 		t.Fatal("Collect succeeded over a failing commit")
 	}
-	store.on.Store(false)
+	failing.Store(false)
 	if _, err := c.Profile(ctx, user("u1")); !errors.Is(err, privacy.ErrNotFound) {
 		t.Fatalf("Profile after the lost commit: %v, want ErrNotFound", err)
 	}
@@ -543,5 +379,162 @@ func TestLostProfileCommitHeals(t *testing.T) {
 	p, err := c.Profile(ctx, user("u1"))
 	if err != nil || p.Traits["plan"].Value != "pro" || p.Metadata.Version != 1 || p.Metadata.CreatedAt.IsZero() {
 		t.Fatalf("healed profile = %+v, %v", p, err)
+	}
+}
+
+// TestMergeProtection is the "blob profile" failure identity rules guard against:
+// 100,000 people all send the same shop-floor device id and the placeholder
+// anonymous id "anonymous". None of them may collapse into another's profile.
+func TestMergeProtection(t *testing.T) {
+	people := 100_000
+	if testing.Short() {
+		people = 5_000
+	}
+	shared := identity.ID{Type: "android.id", Value: "shop-kiosk-1"}
+	for _, drop := range []bool{false, true} {
+		t.Run(fmt.Sprintf("DropBlocked=%v", drop), func(t *testing.T) {
+			rules := identity.DefaultRules()
+			rules.DropBlocked = drop
+			e := newEnv(t, privacy.WithIdentityRules(rules))
+			ctx := context.Background()
+			for i := range people {
+				u := fmt.Sprint("u", i)
+				e.collect(t, privacy.Identify{UserID: u, ExternalIDs: []identity.ID{shared}, Timestamp: at(i)})
+				err := e.c.Collect(ctx, privacy.Track{UserID: u, AnonymousID: "anonymous", Event: "Visited", Timestamp: at(i)})
+				switch {
+				case drop && err != nil:
+					t.Fatalf("person %d: %v", i, err)
+				case !drop && !errors.Is(err, identity.ErrBlocked):
+					t.Fatalf("person %d: err = %v, want the blocked anonymous id refused", i, err)
+				}
+			}
+			profiles, links := e.graph.Len()
+			if profiles != people {
+				t.Fatalf("%d profiles for %d people", profiles, people)
+			}
+			// Each person's own user id plus, for the first person only, the device.
+			if links != people+1 {
+				t.Fatalf("%d identifiers linked, want %d", links, people+1)
+			}
+			first := e.profile(t, shared)
+			if got := ids(first); len(got) != 2 || got[0] != "user_id:u0" {
+				t.Fatalf("the shared device's profile holds %v, want u0 and the device only", got)
+			}
+			rules = identity.DefaultRules()
+			for _, i := range []int{0, 1, people / 2, people - 1} {
+				p := e.profile(t, user(fmt.Sprint("u", i)))
+				if n := len(p.ExternalIDs); n > rules.MaxIdentifiers || n > 2 {
+					t.Fatalf("person %d has %d identifiers", i, n)
+				}
+				wantEvents := 0
+				if drop {
+					wantEvents = 1
+				}
+				if got := len(e.events(t, user(fmt.Sprint("u", i)))); got != wantEvents {
+					t.Fatalf("person %d has %d events, want %d", i, got, wantEvents)
+				}
+			}
+		})
+	}
+}
+
+// R10: a merge whose profile commit fails after the graph's leaves the absorbed
+// profile's data in the store, unreachable; an erasure then leaves it behind.
+func TestRegressionLostMergeCommitOrphansData(t *testing.T) {
+	w := newWorld(t)
+	c := w.controller(t)
+	ctx := context.Background()
+	if err := c.Collect(ctx, privacy.Track{AnonymousID: "ada-phone", Event: "Secret", Timestamp: at(0)}); err != nil {
+		t.Fatal(err)
+	}
+	q, _ := w.graph.Lookup(ctx, anon("ada-phone"))
+	if err := c.Collect(ctx, privacy.Identify{UserID: "ada", Traits: map[string]any{"plan": "pro"}, Timestamp: at(1)}); err != nil {
+		t.Fatal(err)
+	}
+	w.f.arm("profiles.commit", 0)
+	err := c.Collect(ctx, privacy.Identify{UserID: "ada", AnonymousID: "ada-phone", Timestamp: at(2)})
+	w.f.disarm()
+	t.Logf("merge collect: %v", err)
+	if _, err := c.Erase(ctx, user("ada")); err != nil {
+		t.Fatal(err)
+	}
+	_ = q
+	pids, _ := w.profiles.IDs(ctx, "", 100)
+	for _, pid := range pids {
+		p, _ := w.profiles.Get(ctx, pid)
+		page, _ := w.profiles.Events(ctx, pid, profile.EventQuery{})
+		t.Errorf("after erasure, profile %s still stored: traits %v, %d events", pid, p.Traits, len(page.Events))
+	}
+}
+
+// R11: an audience commit failing after the profile's: the retried message is a
+// duplicate, so it is never delivered nor counted in audiences.
+func TestRegressionAudienceCommitFailureLosesMessage(t *testing.T) {
+	w := newWorld(t)
+	c := w.controller(t)
+	ctx := context.Background()
+	define(t, c, "pro", `trait('plan') = 'pro'`)
+	m := privacy.Identify{MessageID: "m1", UserID: "ada", Traits: map[string]any{"plan": "pro"}, Timestamp: at(0)}
+	w.f.arm("audiences.commit", 0)
+	err := c.Collect(ctx, m)
+	w.f.disarm()
+	t.Logf("first try: %v", err)
+	if err := c.Collect(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	// The audience backend is back: the next Refresh recomputes what it missed.
+	if n, err := c.Refresh(ctx); err != nil || n != 1 {
+		t.Fatalf("Refresh = %d, %v; want the one stale profile recomputed", n, err)
+	}
+	flush(t, c)
+	if got := members(t, c, "pro"); len(got) != 1 {
+		t.Errorf("members after Refresh = %v", got)
+	}
+	if n := len(w.rec.Messages()); n == 0 {
+		t.Errorf("the message never reached the destination")
+	}
+}
+
+type cancelAfterGraphCommit struct {
+	identity.Graph
+	cancel atomic.Pointer[context.CancelFunc]
+}
+
+type cagTx struct {
+	identity.Tx
+	g *cancelAfterGraphCommit
+}
+
+func (g *cancelAfterGraphCommit) Begin(ctx context.Context) (identity.Tx, error) {
+	tx, err := g.Graph.Begin(ctx)
+	return cagTx{tx, g}, err
+}
+
+func (tx cagTx) Commit(ctx context.Context) error {
+	err := tx.Tx.Commit(ctx)
+	if c := tx.g.cancel.Load(); c != nil {
+		(*c)() // the caller's deadline expires right now
+	}
+	return err
+}
+
+func TestRegressionCancelledMergeOrphansData(t *testing.T) {
+	g := &cancelAfterGraphCommit{Graph: identity.NewMemGraph()}
+	e := newEnv(t, privacy.WithIdentity(g))
+	ctx := context.Background()
+	e.collect(t, privacy.Identify{AnonymousID: "ada-phone", Traits: map[string]any{"phone": "+33 6"}, Timestamp: at(0)})
+	e.collect(t, privacy.Identify{UserID: "ada", Traits: map[string]any{"plan": "pro"}, Timestamp: at(1)})
+	cctx, cancel := context.WithCancel(ctx)
+	g.cancel.Store(&cancel)
+	err := e.c.Collect(cctx, privacy.Identify{UserID: "ada", AnonymousID: "ada-phone", Timestamp: at(2)})
+	g.cancel.Store(nil)
+	t.Logf("merge: %v", err)
+	if _, err := e.c.Erase(ctx, user("ada")); err != nil {
+		t.Fatal(err)
+	}
+	pids, _ := e.profiles.IDs(ctx, "", 100)
+	for _, pid := range pids {
+		p, _ := e.profiles.Get(ctx, pid)
+		t.Errorf("after erasure, profile %s still stored: %v", pid, p.Traits)
 	}
 }

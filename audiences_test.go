@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,59 +14,7 @@ import (
 	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
-	"github.com/gdprkit/privacy/profile"
 )
-
-// clock is a settable clock for tests of time windows.
-type clock struct{ ns atomic.Int64 }
-
-func newClock(t time.Time) *clock        { c := &clock{}; c.set(t); return c }
-func (c *clock) now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *clock) set(t time.Time)         { c.ns.Store(t.UnixNano()) }
-func (c *clock) advance(d time.Duration) { c.ns.Add(int64(d)) }
-func fastDelivery() privacy.Option {
-	return privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, MaxAttempts: 4, Timeout: time.Second})
-}
-func flush(t testing.TB, c *privacy.Controller) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// events returns "type event key" summaries of what a recorder got.
-func received(r *destination.Recorder) []string {
-	var out []string
-	for _, m := range r.Messages() {
-		s := m.Type
-		if m.Event != "" {
-			s += " " + m.Event
-		}
-		if k, ok := m.Properties["audience_key"]; ok {
-			s += " " + k.(string)
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
-func define(t testing.TB, c *privacy.Controller, key, query string) {
-	t.Helper()
-	if err := c.DefineAudience(context.Background(), audience.Definition{Key: key, Query: query}); err != nil {
-		t.Fatalf("DefineAudience(%s): %v", key, err)
-	}
-}
-
-func members(t testing.TB, c *privacy.Controller, key string) []identity.ProfileID {
-	t.Helper()
-	ids, err := c.Members(context.Background(), key)
-	if err != nil {
-		t.Fatalf("Members(%s): %v", key, err)
-	}
-	return ids
-}
 
 func TestAudienceMembershipIsRealTime(t *testing.T) {
 	rec := destination.NewRecorder("crm")
@@ -215,10 +161,6 @@ func TestDefineAudienceRefusesBadDefinitions(t *testing.T) {
 	}
 }
 
-func contains(err error, s string) bool {
-	return err != nil && len(s) > 0 && strings.Contains(err.Error(), s)
-}
-
 func TestMergedProfilesCountTogether(t *testing.T) {
 	e := newEnv(t)
 	define(t, e.c, "repeat", `event('Order Completed').count() >= 2`)
@@ -232,142 +174,6 @@ func TestMergedProfilesCountTogether(t *testing.T) {
 	e.collect(t, privacy.Identify{AnonymousID: "laptop", UserID: "u1", Timestamp: at(2)})
 	if got := members(t, e.c, "repeat"); len(got) != 1 || got[0] != e.profile(t, user("u1")).ID {
 		t.Fatalf("members after merge = %v, want the merged profile", got)
-	}
-}
-
-// failingCommits fails profile commits while on is set.
-type failingCommits struct {
-	profile.Store
-	on atomic.Bool
-}
-
-type failingCommitTx struct {
-	profile.Tx
-	s *failingCommits
-}
-
-func (s *failingCommits) Begin(ctx context.Context) (profile.Tx, error) {
-	tx, err := s.Store.Begin(ctx)
-	return &failingCommitTx{tx, s}, err
-}
-
-func (tx *failingCommitTx) Commit(ctx context.Context) error {
-	if tx.s.on.Load() {
-		tx.Tx.Rollback(ctx)
-		return errors.New("injected commit failure")
-	}
-	return tx.Tx.Commit(ctx)
-}
-
-func TestNothingIsDeliveredForAChangeThatDidNotCommit(t *testing.T) {
-	rec := destination.NewRecorder("crm")
-	store := &failingCommits{Store: profile.NewMemStore()}
-	c, err := privacy.New(privacy.WithProfiles(store), privacy.WithDestinations(rec), fastDelivery())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx := context.Background()
-	define(t, c, "pro", `trait('plan') = 'pro'`)
-	store.on.Store(true)
-	if err := c.Collect(ctx, privacy.Identify{UserID: "u1", Traits: map[string]any{"plan": "pro"}, Timestamp: at(0)}); err == nil {
-		t.Fatal("Collect succeeded over a failing commit")
-	}
-	flush(t, c)
-	if got := rec.Messages(); len(got) != 0 {
-		t.Fatalf("destination got %d messages for a rolled-back change: %+v", len(got), got)
-	}
-	if got := members(t, c, "pro"); len(got) != 0 {
-		t.Fatalf("audience has members from a rolled-back change: %v", got)
-	}
-	store.on.Store(false)
-	if err := c.Collect(ctx, privacy.Identify{UserID: "u1", Traits: map[string]any{"plan": "pro"}, Timestamp: at(1)}); err != nil {
-		t.Fatal(err)
-	}
-	flush(t, c)
-	if diff := cmp.Diff([]string{"identify", "track Audience Entered pro"}, received(rec)); diff != "" {
-		t.Fatalf("after a good commit (-want +got):\n%s", diff)
-	}
-}
-
-// hanging blocks every call until released; panicking panics on every call.
-type hanging struct{ release chan struct{} }
-
-func (h *hanging) Name() string { return "hanging" }
-func (h *hanging) Send(ctx context.Context, _ []destination.Message) error {
-	<-h.release // ignores ctx on purpose
-	return nil
-}
-func (h *hanging) Delete(ctx context.Context, _ destination.Deletion) error { <-h.release; return nil }
-
-type panicking struct{}
-
-func (panicking) Name() string                                       { return "panicking" }
-func (panicking) Send(context.Context, []destination.Message) error  { panic("boom") }
-func (panicking) Delete(context.Context, destination.Deletion) error { panic("boom") }
-
-func TestBadDestinationsNeverBlockCollectionOrOthers(t *testing.T) {
-	good := destination.NewRecorder("good")
-	failing := destination.NewRecorder("failing")
-	failing.FailSends(-1)
-	flaky := destination.NewRecorder("flaky")
-	flaky.FailSends(2)
-	hang := &hanging{release: make(chan struct{})}
-	defer close(hang.release)
-	c, err := privacy.New(privacy.WithDestinations(good, failing, flaky, hang, panicking{}),
-		privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: time.Millisecond, MaxAttempts: 3, Timeout: 100 * time.Millisecond, BatchSize: 7}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	const n = 50
-	for i := range n {
-		// Collect returns while destinations fail, hang and panic behind it.
-		if err := c.Collect(context.Background(), privacy.Track{MessageID: fmt.Sprint("m", i), UserID: "u1", Event: "E", Timestamp: at(i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	flush(t, c)
-	if got := len(good.Messages()); got != n {
-		t.Fatalf("healthy destination got %d messages, want %d", got, n)
-	}
-	if got := flaky.Messages(); len(got) != n || got[0].MessageID != "m0" || got[n-1].MessageID != fmt.Sprint("m", n-1) {
-		t.Fatalf("flaky destination got %d messages (first %v), want all %d in order, each once", len(got), got, n)
-	}
-	stats := c.DeliveryStats()
-	for _, name := range []string{"failing", "hanging", "panicking"} {
-		if s := stats[name]; s.Failed != n || s.Delivered != 0 || s.Pending != 0 {
-			t.Errorf("%s: stats %+v, want all %d failed after their attempts", name, s, n)
-		}
-	}
-	if s := stats["flaky"]; s.Delivered != n || s.Retries != 2 {
-		t.Errorf("flaky: stats %+v, want %d delivered after 2 retries", s, n)
-	}
-	p, err := c.Profile(context.Background(), user("u1"))
-	if err != nil || p.Metadata.Version != n {
-		t.Fatalf("store after bad destinations: %v, %v; want version %d", p, err, n)
-	}
-}
-
-func TestFlushHonoursItsContext(t *testing.T) {
-	hang := &hanging{release: make(chan struct{})}
-	c, err := privacy.New(privacy.WithDestinations(hang), privacy.WithDelivery(privacy.Delivery{Timeout: time.Hour}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Collect(context.Background(), privacy.Track{UserID: "u1", Event: "E", Timestamp: at(0)}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := c.Flush(ctx); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Flush = %v, want context.Canceled", err)
-	}
-	close(hang.release)
-	flush(t, c)
-	c.Close()
-	if err := c.Collect(context.Background(), privacy.Track{UserID: "u1", Event: "E", Timestamp: at(0)}); !errors.Is(err, privacy.ErrClosed) {
-		t.Fatalf("Collect after Close = %v", err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/gdprkit/privacy/journal"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
+	"github.com/google/go-cmp/cmp"
 )
 
 // faults arms one failure: a point such as "profiles.commit", failing every
@@ -300,5 +302,155 @@ func (w *world) checkNoClearData(t *testing.T) {
 				t.Errorf("finished request %s keeps the identifiers it forwarded: %v", e.ID, f.IDs)
 			}
 		}
+	}
+}
+
+func TestApplyRefusesBadRequestsAndChangesNothing(t *testing.T) {
+	many := make([]identity.ID, privacy.MaxSubjects+1)
+	for i := range many {
+		many[i] = user(fmt.Sprint("u", i))
+	}
+	traits301 := map[string]any{}
+	for i := range 301 {
+		traits301[fmt.Sprint("t", i)] = i
+	}
+	for _, tt := range []struct {
+		name  string
+		req   privacy.Request
+		field string
+	}{
+		{"unknown type", privacy.Request{Type: "FORGET_ME", Subjects: []identity.ID{user("ada")}}, "Type"},
+		{"no subjects", privacy.Request{Type: privacy.DeleteOnly}, "Subjects"},
+		{"too many subjects", privacy.Request{Type: privacy.DeleteOnly, Subjects: many}, "Subjects"},
+		{"malformed identifier", privacy.Request{Type: privacy.DeleteOnly, Subjects: []identity.ID{{Type: "user id!", Value: "x"}}}, "Subjects[0]"},
+		{"empty identifier", privacy.Request{Type: privacy.SuppressOnly, Subjects: []identity.ID{user("ada"), {Type: "email"}}}, "Subjects[1]"},
+		{"rectify with 301 traits", privacy.Request{Type: privacy.Rectify, Subjects: []identity.ID{user("ada")}, Traits: traits301}, "Traits"},
+		{"rectify with a non-JSON value", privacy.Request{Type: privacy.Rectify, Subjects: []identity.ID{user("ada")}, Traits: map[string]any{"f": func() {}}}, `Traits["f"]`},
+		{"rectify nothing", privacy.Request{Type: privacy.Rectify, Subjects: []identity.ID{user("ada")}}, "Traits"},
+		{"traits on a deletion", privacy.Request{Type: privacy.DeleteOnly, Subjects: []identity.ID{user("ada")}, Traits: map[string]any{"a": 1}}, "Traits"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			person(t, e, "ada")
+			before := e.profile(t, user("ada"))
+			r, err := e.c.Apply(context.Background(), tt.req)
+			var fe *privacy.FieldError
+			if !errors.Is(err, privacy.ErrInvalid) || !errors.As(err, &fe) || fe.Field != tt.field {
+				t.Fatalf("err = %v, want ErrInvalid on %s", err, tt.field)
+			}
+			if r == nil || r.Status != privacy.Invalid || !strings.Contains(r.Reason, tt.field) {
+				t.Fatalf("receipt = %+v, want INVALID with the reason", r)
+			}
+			if diff := cmp.Diff(before, e.profile(t, user("ada"))); diff != "" {
+				t.Fatalf("an invalid request changed the profile:\n%s", diff)
+			}
+			if err := e.c.Collect(context.Background(), privacy.Track{UserID: "ada", Event: "E", Timestamp: at(5)}); err != nil {
+				t.Fatalf("collection after an invalid request: %v", err)
+			}
+		})
+	}
+}
+
+func TestDestinationOutcomesFollowSegmentsRules(t *testing.T) {
+	ctx := context.Background()
+	flaky := destination.NewRecorder("flaky")
+	flaky.FailDeletes(2)
+	dead := destination.NewRecorder("dead")
+	dead.FailDeletes(-1)
+	cannot := destination.NewRecorder("cannot")
+	cannot.RefuseDeletes()
+	e := newEnv(t, privacy.WithDestinations(flaky, dead, cannot), fastDelivery())
+	person(t, e, "ada")
+	r, err := e.c.Erase(ctx, user("ada"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, e.c)
+	if got := flaky.Deletions(); len(got) != 1 || got[0].RequestID != r.ID {
+		t.Fatalf("flaky destination got %+v, want the deletion once", got)
+	}
+	if _, deletes := flaky.Calls(); deletes != 3 {
+		t.Fatalf("flaky destination was called %d times, want 3 (two failures, one success)", deletes)
+	}
+	final, err := e.c.Status(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]privacy.Status{}
+	for _, o := range final.Destinations {
+		got[o.Name] = o.Status
+	}
+	want := map[string]privacy.Status{"flaky": privacy.Finished, "dead": privacy.Failed, "cannot": privacy.NotSupported}
+	if diff := cmp.Diff(want, got); diff != "" || final.Status != privacy.PartialSuccess {
+		t.Fatalf("outcomes (-want +got):\n%s\noverall %s, want PARTIAL_SUCCESS", diff, final.Status)
+	}
+
+	// With only a destination that never succeeds, the request FAILED, though
+	// the internal deletion happened.
+	e2 := newEnv(t, privacy.WithDestinations(dead), fastDelivery())
+	person(t, e2, "bob")
+	r2, err := e2.c.Erase(ctx, user("bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, e2.c)
+	if final, _ := e2.c.Status(ctx, r2.ID); final.Status != privacy.Failed {
+		t.Fatalf("overall %s, want FAILED", final.Status)
+	}
+	if _, err := e2.c.Profile(ctx, user("bob")); !errors.Is(err, privacy.ErrNotFound) {
+		t.Fatal("the internal deletion did not happen")
+	}
+}
+
+type picky struct{ first identity.ProfileID }
+
+func (p *picky) Name() string { return "picky" }
+
+func (p *picky) Send(context.Context, []destination.Message) error { return nil }
+
+func (p *picky) Delete(_ context.Context, d destination.Deletion) error {
+	if d.ProfileID == p.first {
+		return destination.ErrNotSupported
+	}
+	return errors.New("boom")
+}
+
+func TestRegressionNotSupportedMasksFailure(t *testing.T) {
+	d := &picky{}
+	e := newEnv(t, privacy.WithDestinations(d), fastDelivery())
+	ctx := context.Background()
+	a := person(t, e, "ada")
+	person(t, e, "bob")
+	d.first = a
+	flush(t, e.c)
+	r, err := e.c.Apply(ctx, privacy.Request{Type: privacy.DeleteOnly, Subjects: []identity.ID{user("ada"), user("bob")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, e.c)
+	f, _ := e.c.Status(ctx, r.ID)
+	t.Logf("overall %s, destinations %+v", f.Status, f.Destinations)
+	if f.Status == privacy.Finished {
+		t.Errorf("bob's deletion failed at the only destination, overall FINISHED")
+	}
+}
+
+// R4: a context cancelled once the decision is journaled leaves the decided
+// suppression uncommitted; collection goes on.
+func TestRegressionCancelAfterDecision(t *testing.T) {
+	j := &hookJournal{Journal: journal.NewMemJournal()}
+	e := newEnv(t, privacy.WithJournal(j))
+	person(t, e, "ada")
+	ctx, cancel := context.WithCancel(context.Background())
+	j.set(func(_ context.Context, en *journal.Entry) {
+		if en.Decided {
+			cancel()
+		}
+	})
+	r, err := e.c.Suppress(ctx, user("ada"))
+	j.set(nil)
+	t.Logf("Suppress = %s, %v", r.Status, err)
+	if err := e.c.Collect(context.Background(), privacy.Track{UserID: "ada", Event: "After", Timestamp: at(9)}); !errors.Is(err, privacy.ErrSuppressed) {
+		t.Errorf("after a decided suppression, collection got %v", err)
 	}
 }

@@ -280,15 +280,6 @@ func TestCollectBatchRefusesSuppressedPeopleOnly(t *testing.T) {
 	}
 }
 
-func mustEvents(t *testing.T, c *privacy.Controller, id identity.ID) []profile.Event {
-	t.Helper()
-	page, err := c.Events(context.Background(), id, profile.EventQuery{Limit: profile.MaxLimit})
-	if err != nil {
-		t.Fatalf("Events(%s): %v", id, err)
-	}
-	return page.Events
-}
-
 // TestCollectBatchLargerThanBatchSize: a batch of several pieces, sent twice,
 // stores each message once and counts the second sending as repeats.
 func TestCollectBatchLargerThanBatchSize(t *testing.T) {
@@ -558,15 +549,6 @@ func (tx countingProfilesTx) UpdateBatch(ctx context.Context, us []profile.Batch
 	tx.s.batches++
 	tx.s.mu.Unlock()
 	return tx.Tx.(profile.BatchTx).UpdateBatch(ctx, us, dup)
-}
-
-func mustProfile(t *testing.T, c *privacy.Controller, id identity.ID) *profile.Profile {
-	t.Helper()
-	p, err := c.Profile(context.Background(), id)
-	if err != nil {
-		t.Fatalf("Profile(%s): %v", id, err)
-	}
-	return p
 }
 
 // TestCollectBatchStoresKnownPeopleTogether: messages about known people are

@@ -1,0 +1,122 @@
+package privacy_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/gdprkit/privacy"
+	"github.com/gdprkit/privacy/destination"
+	"github.com/gdprkit/privacy/profile"
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestRectifyCorrectsHereAndDownstream(t *testing.T) {
+	rec := destination.NewRecorder("crm")
+	e := newEnv(t, privacy.WithDestinations(rec), fastDelivery())
+	ctx := context.Background()
+	define(t, e.c, "pro", `trait('plan') = 'pro'`)
+	pid := person(t, e, "ada")
+	flush(t, e.c)
+	rec.Reset()
+	r, err := e.c.Rectify(ctx, email("ada@example.com"), map[string]any{"plan": "free", "email": nil, "name": "Ada L."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := e.profile(t, user("ada"))
+	if p.Metadata.Version != r.ProfileVersion || r.ProfileVersion == 0 {
+		t.Fatalf("profile version %d, receipt says %d: the caller cannot confirm", p.Metadata.Version, r.ProfileVersion)
+	}
+	want := map[string]profile.Trait{
+		"plan": {Value: "free", Source: profile.SourceRectification, UpdatedAt: t0},
+		"name": {Value: "Ada L.", Source: profile.SourceRectification, UpdatedAt: t0},
+	}
+	if diff := cmp.Diff(want, p.Traits); diff != "" {
+		t.Fatalf("traits after rectification (-want +got):\n%s", diff)
+	}
+	if got := members(t, e.c, "pro"); len(got) != 0 {
+		t.Fatalf("audiences not re-evaluated: %v", got)
+	}
+	flush(t, e.c)
+	var identify *destination.Message
+	for _, m := range rec.Messages() {
+		if m.Type == destination.TypeIdentify {
+			identify = &m
+		}
+	}
+	if identify == nil || identify.MessageID != r.ID || identify.ProfileID != pid || identify.Traits["plan"] != "free" ||
+		identify.Traits["email"] != nil || len(identify.IDs) != 4 {
+		t.Fatalf("downstream identify = %+v, want the corrected traits for all identifiers", identify)
+	}
+	if final, _ := e.c.Status(ctx, r.ID); final.Status != privacy.Finished {
+		t.Fatalf("final status %s", final.Status)
+	}
+	// The identity email was removed as a trait only: the person is still found by it.
+	if _, err := e.c.Profile(ctx, email("ada@example.com")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Rectify(ctx, user("nobody"), map[string]any{"a": 1}); !errors.Is(err, privacy.ErrNotFound) {
+		t.Fatalf("Rectify(unknown) = %v, want ErrNotFound", err)
+	}
+}
+
+// R2: a decided rectification left to Recover, redone after an erasure,
+// resurrects the erased profile and sends its traits downstream.
+func TestRegressionRecoverRectifyResurrects(t *testing.T) {
+	w := newWorld(t)
+	c := w.controller(t)
+	ctx := context.Background()
+	define(t, c, "pro", `trait('plan') = 'pro'`)
+	pid := person(t, &env{c: c, graph: w.graph, profiles: w.profiles}, "ada")
+	w.f.arm("audiences.commit", 0)
+	r, err := c.Rectify(ctx, user("ada"), map[string]any{"plan": "free", "phone": "+33 6 12 34 56 78"})
+	w.f.disarm()
+	if err == nil || r.Status != privacy.Running {
+		t.Fatalf("want decided-not-committed, got %+v %v", r, err)
+	}
+	if _, err := c.Erase(ctx, user("ada")); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, c)
+	if _, err := w.profiles.Get(ctx, pid); err == nil {
+		t.Fatal("erase did not delete")
+	}
+	w.rec.Reset()
+	if n, err := c.Recover(ctx); err != nil {
+		t.Fatal(n, err)
+	}
+	flush(t, c)
+	if p, err := w.profiles.Get(ctx, pid); err == nil {
+		t.Errorf("erased profile %s is back after Recover, traits %v", pid, p.Traits)
+	}
+	for _, m := range w.rec.Messages() {
+		t.Logf("sent after erasure: %+v", m)
+	}
+}
+
+// R3: Recover re-applies a rectification's absolute metadata: the version goes down.
+func TestRegressionRecoverRectifyVersionGoesDown(t *testing.T) {
+	w := newWorld(t)
+	c := w.controller(t)
+	ctx := context.Background()
+	define(t, c, "pro", `trait('plan') = 'pro'`)
+	person(t, &env{c: c, graph: w.graph, profiles: w.profiles}, "ada")
+	w.f.arm("audiences.commit", 0)
+	_, err := c.Rectify(ctx, user("ada"), map[string]any{"plan": "free"})
+	w.f.disarm()
+	if err == nil {
+		t.Fatal("want commit failure")
+	}
+	if err := c.Collect(ctx, privacy.Identify{UserID: "ada", Traits: map[string]any{"x": 1}, Timestamp: at(50)}); err != nil {
+		t.Fatal(err)
+	}
+	m1, _ := c.Metadata(ctx, user("ada"))
+	if _, err := c.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m2, _ := c.Metadata(ctx, user("ada"))
+	t.Logf("version before Recover %d, after %d; LastMessageID %q -> %q", m1.Version, m2.Version, m1.LastMessageID, m2.LastMessageID)
+	if m2.Version < m1.Version {
+		t.Errorf("version went down from %d to %d", m1.Version, m2.Version)
+	}
+}

@@ -1,0 +1,221 @@
+package privacy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gdprkit/privacy"
+	"github.com/gdprkit/privacy/audit"
+	"github.com/gdprkit/privacy/destination"
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/profile"
+)
+
+func TestDeadlinesExtensionsAndOverdue(t *testing.T) {
+	clk := newClock(time.Date(2026, 1, 31, 9, 0, 0, 0, time.UTC))
+	hang := &hanging{release: make(chan struct{})}
+	defer close(hang.release)
+	e := newEnv(t, privacy.WithClock(clk.now), privacy.WithDestinations(hang),
+		privacy.WithDelivery(privacy.Delivery{Timeout: time.Hour}))
+	ctx := context.Background()
+	person(t, e, "ada")
+	r, err := e.c.Erase(ctx, user("ada"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One calendar month: 31 January is due on 3 March (time.AddDate normalises 31 February).
+	if want := clk.now().AddDate(0, 1, 0); !r.Due.Equal(want) {
+		t.Fatalf("due %v, want %v", r.Due, want)
+	}
+	if _, err := e.c.Extend(ctx, r.ID, 3, "complex"); !errors.Is(err, privacy.ErrInvalid) {
+		t.Fatalf("extending by three months: %v, want ErrInvalid", err)
+	}
+	if _, err := e.c.Extend(ctx, r.ID, 1, ""); !errors.Is(err, privacy.ErrInvalid) {
+		t.Fatalf("extending without a reason: %v, want ErrInvalid", err)
+	}
+	ext, err := e.c.Extend(ctx, r.ID, 2, "the person holds accounts in three regions")
+	if err != nil || !ext.Due.Equal(r.Due.AddDate(0, 2, 0)) || ext.ExtensionReason == "" {
+		t.Fatalf("Extend = %+v, %v", ext, err)
+	}
+	if over, err := e.c.Overdue(ctx); err != nil || len(over) != 0 {
+		t.Fatalf("Overdue before the due date = %v, %v", over, err)
+	}
+	clk.advance(100 * 24 * time.Hour) // the hanging destination never acknowledged
+	over, err := e.c.Overdue(ctx)
+	if err != nil || len(over) != 1 || over[0].ID != r.ID {
+		t.Fatalf("Overdue = %v, %v; want the erasure", over, err)
+	}
+}
+
+func TestRequestsListingAndAudit(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	person(t, e, "ada")
+	person(t, e, "bob")
+	var ids []string
+	for _, req := range []privacy.Request{
+		{Type: privacy.SuppressOnly, Subjects: []identity.ID{user("ada")}},
+		{Type: privacy.Unsuppress, Subjects: []identity.ID{user("ada")}},
+		{Type: privacy.DeleteOnly, Subjects: []identity.ID{user("bob")}},
+		{Type: "BOGUS", Subjects: []identity.ID{user("bob")}},
+	} {
+		r, _ := e.c.Apply(ctx, req)
+		ids = append(ids, r.ID)
+	}
+	page, err := e.c.Requests(ctx, privacy.RequestFilter{Statuses: []privacy.Status{privacy.Finished}, Limit: 2})
+	if err != nil || len(page.Receipts) != 2 || page.Next == "" || page.Receipts[0].ID != ids[2] {
+		t.Fatalf("first page = %+v, %v", page, err)
+	}
+	next, err := e.c.Requests(ctx, privacy.RequestFilter{Statuses: []privacy.Status{privacy.Finished}, Limit: 2, Cursor: page.Next})
+	if err != nil || len(next.Receipts) != 1 || next.Receipts[0].ID != ids[0] || next.Next != "" {
+		t.Fatalf("second page = %+v, %v", next, err)
+	}
+	inv, _ := e.c.Requests(ctx, privacy.RequestFilter{Statuses: []privacy.Status{privacy.Invalid}})
+	if len(inv.Receipts) != 1 || inv.Receipts[0].ID != ids[3] {
+		t.Fatalf("invalid requests = %+v", inv)
+	}
+	if _, err := e.c.Status(ctx, "req_nope"); !errors.Is(err, privacy.ErrNotFound) {
+		t.Fatalf("Status(unknown) = %v", err)
+	}
+	n, err := e.c.VerifyAudit(ctx)
+	if err != nil || n < 8 {
+		t.Fatalf("VerifyAudit = %d, %v; want every step recorded and verified", n, err)
+	}
+}
+
+// R5: the reason of a failed rectification names the person in clear, in the
+// journal and the append-only audit log.
+func TestRegressionReasonLeaksIdentifier(t *testing.T) {
+	al := audit.NewMemLog()
+	mj := journal.NewMemJournal()
+	e := newEnv(t, privacy.WithAuditLog(al), privacy.WithJournal(mj))
+	ctx := context.Background()
+	r, err := e.c.Rectify(ctx, email("secret.person@example.com"), map[string]any{"plan": "x"})
+	t.Logf("err %v", err)
+	je, _ := mj.Get(ctx, r.ID)
+	if strings.Contains(je.Reason, "secret.person") {
+		t.Errorf("journal keeps %q", je.Reason)
+	}
+	recs, _ := al.Records(ctx, 0, 100)
+	for _, rc := range recs {
+		if strings.Contains(rc.Detail, "secret.person") {
+			t.Errorf("audit record %q keeps %q", rc.Action, rc.Detail)
+		}
+	}
+}
+
+// R6: an extension made while destinations are pending is overwritten by the
+// tracker's copy of the entry.
+func TestRegressionExtendLostWhileDelivering(t *testing.T) {
+	hang := &hanging{release: make(chan struct{})}
+	e := newEnv(t, privacy.WithDestinations(hang), privacy.WithDelivery(privacy.Delivery{Timeout: time.Hour}))
+	ctx := context.Background()
+	person(t, e, "ada")
+	flushAsync := func() {}
+	_ = flushAsync
+	close(hang.release) // let earlier sends go
+	flush(t, e.c)
+	hang.release = make(chan struct{})
+	r, err := e.c.Erase(ctx, user("ada"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, err := e.c.Extend(ctx, r.ID, 2, "complex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(hang.release)
+	flush(t, e.c)
+	final, _ := e.c.Status(ctx, r.ID)
+	if !final.Due.Equal(ext.Due) || final.ExtensionReason == "" {
+		t.Errorf("extension lost: due %v (extended to %v), reason %q, status %s", final.Due, ext.Due, final.ExtensionReason, final.Status)
+	}
+}
+
+// R7: Extend by an absurd number of months overflows and is accepted.
+func TestRegressionExtendOverflow(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	r, _ := e.c.Erase(ctx, user("nobody"))
+	ext, err := e.c.Extend(ctx, r.ID, math.MaxInt, "why not")
+	if err == nil {
+		t.Errorf("accepted: due %v (received %v)", ext.Due, ext.Received)
+	}
+	if _, err := e.c.Extend(ctx, "req_nope", 1, "x"); !errors.Is(err, privacy.ErrNotFound) {
+		t.Errorf("Extend(unknown) = %v, not ErrNotFound", err)
+	}
+}
+
+// quotingDestination fails every deletion with an error that quotes the
+// identifiers it was given, as real APIs do ("no user a@b.c").
+type quotingDestination struct{}
+
+func (quotingDestination) Name() string { return "quoting" }
+
+func (quotingDestination) Send(context.Context, []destination.Message) error { return nil }
+
+func (quotingDestination) Delete(_ context.Context, d destination.Deletion) error {
+	var vals []string
+	for _, id := range d.IDs {
+		vals = append(vals, id.Value)
+	}
+	return fmt.Errorf("no such user: %s", strings.Join(vals, ", "))
+}
+
+// TestReceiptsDoNotQuoteIdentifiers checks that error texts kept in receipts
+// name people by keyed hash, not by the clear identifiers a destination or a
+// validation error quoted: receipts outlive the clear data.
+func TestReceiptsDoNotQuoteIdentifiers(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, privacy.WithDestinations(quotingDestination{}), fastDelivery())
+	person(t, e, "ada")
+	r, err := e.c.Erase(ctx, user("ada"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, e.c)
+	final, err := e.c.Status(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(final.Destinations) != 1 || final.Destinations[0].Status != privacy.Failed {
+		t.Fatalf("destination outcomes = %+v, want one FAILED", final.Destinations)
+	}
+	msg := final.Destinations[0].Err
+	if strings.Contains(msg, "ada") || !strings.Contains(msg, "no such user: [user_id ") {
+		t.Errorf("outcome error = %q: want the identifiers replaced by keyed hashes", msg)
+	}
+
+	// A backend error quoting the person, before the decision: FAILED, and the
+	// reason names them by hash.
+	e2 := newEnv(t, privacy.WithProfiles(quotingProfiles{profile.NewMemStore()}))
+	person(t, e2, "grace")
+	failed, err := e2.c.Erase(ctx, user("grace"))
+	if err == nil && failed.Status != privacy.Failed {
+		t.Fatalf("erasure with a failing profile store: %+v", failed)
+	}
+	if failed == nil || strings.Contains(failed.Reason, "grace") || !strings.Contains(failed.Reason, "[user_id ") {
+		t.Errorf("FAILED reason = %+v: want the identifier replaced by its keyed hash", failed)
+	}
+}
+
+// quotingProfiles is a profile store whose deletions fail with an error that
+// quotes the person.
+type quotingProfiles struct{ profile.Store }
+
+type quotingProfilesTx struct{ profile.Tx }
+
+func (s quotingProfiles) Begin(ctx context.Context) (profile.Tx, error) {
+	tx, err := s.Store.Begin(ctx)
+	return quotingProfilesTx{tx}, err
+}
+
+func (quotingProfilesTx) Delete(context.Context, identity.ProfileID) error {
+	return errors.New("refusing to delete the profile of user grace")
+}
