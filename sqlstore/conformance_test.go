@@ -158,8 +158,14 @@ func (p *schemaPool) put(s *Store) {
 	if err := s.execAll(ctx, s.db, stmts); err != nil {
 		return // left out of the pool; dropped at the end
 	}
+	// A new Store over the emptied schema, as a new process would open: a
+	// Store remembers what it has seen (a suppression list not empty).
+	fresh, err := New(p.db, Postgres, WithSchema(s.schema))
+	if err != nil {
+		return
+	}
 	p.mu.Lock()
-	p.free = append(p.free, s)
+	p.free = append(p.free, fresh)
 	p.mu.Unlock()
 }
 

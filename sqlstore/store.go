@@ -116,6 +116,9 @@ type Store struct {
 	// bound to a caller's transaction has a key of its own.
 	key     *scopeKey
 	queries *queryCache // shared by copies
+	// notEmpty is set once the suppression list was seen to hold something
+	// (shared by copies): from then on IsEmpty answers false at no cost.
+	notEmpty *atomic.Bool
 }
 
 // queryCache keeps the SQL text of statement templates. Templates with lists
@@ -158,7 +161,7 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	if cfg.schema != "" && d == SQLite {
 		return nil, fmt.Errorf("sqlstore: New: WithSchema(%q): SQLite has no schemas; use WithTablePrefix", cfg.schema)
 	}
-	s := &Store{db: db, d: d, schema: cfg.schema, prefix: cfg.prefix, key: &scopeKey{}, queries: &queryCache{}}
+	s := &Store{db: db, d: d, schema: cfg.schema, prefix: cfg.prefix, key: &scopeKey{}, queries: &queryCache{}, notEmpty: new(atomic.Bool)}
 	s.qual = cfg.prefix
 	if cfg.schema != "" {
 		s.qual = cfg.schema + "." + cfg.prefix

@@ -14,7 +14,33 @@ import (
 // suppressed profile.
 type suppressionList struct{ base }
 
-var _ suppression.List = (*suppressionList)(nil)
+var (
+	_ suppression.List         = (*suppressionList)(nil)
+	_ suppression.EmptyChecker = (*suppressionList)(nil)
+)
+
+// IsEmpty implements suppression.EmptyChecker. Once the list has been seen to
+// hold something, by this Store or through it, it answers false without a
+// query: a suppression lifted since only costs the collection path its
+// checks, while an empty answer must be exact, for every process sharing the
+// database. Until then it asks, in the operation's shared transaction when
+// there is one, so that it sees what the subjects' locks protect.
+func (l *suppressionList) IsEmpty(ctx context.Context) (bool, error) {
+	if l.s.notEmpty.Load() {
+		return false, nil
+	}
+	var found bool
+	err := l.s.read(ctx, func(ex Executor) error {
+		return ex.QueryRowContext(ctx, l.s.sql(`SELECT EXISTS (SELECT 1 FROM {p}suppressed_identifiers) OR EXISTS (SELECT 1 FROM {p}suppressed_profiles)`)).Scan(&found)
+	})
+	if err != nil {
+		return false, fmt.Errorf("sqlstore: checking whether anyone is suppressed: %w", err)
+	}
+	if found {
+		l.s.notEmpty.Store(true)
+	}
+	return !found, nil
+}
 
 func (l *suppressionList) Suppressed(ctx context.Context, h identity.Hash) (bool, error) {
 	var ok bool

@@ -25,6 +25,9 @@ var suppressionChecks = []check[suppression.List]{
 	{"TxDone", suppressionTxDone},
 	{"CancelledCommitIsAllOrNothing", suppressionCancelledCommit},
 	{"ConcurrentWriters", suppressionConcurrentWriters},
+	// The optional suppression.EmptyChecker.
+	{"IsEmptyAfterIdentifier", suppressionIsEmptyAfterIdentifier},
+	{"IsEmptyAfterProfile", suppressionIsEmptyAfterProfile},
 	// The optional suppression.BatchReader (batch.go).
 	{"ProfileSuppressedBatch", suppressionProfileSuppressedBatch},
 	{"ProfileSuppressedBatchTxSeesOwnWrites", suppressionProfileSuppressedBatchTxSeesOwnWrites},
@@ -442,4 +445,41 @@ func suppressionConcurrentWriters(t *testing.T, e *env, l suppression.List) {
 		}
 	}
 	checkLen(t, e.ctx, l, concurrentMax/2, concurrentMax/2)
+}
+
+// checkIsEmpty asks ec whether the list is empty and compares. Only a true
+// answer must be exact: false is always allowed once something was
+// suppressed, so the checks never require true after a suppression.
+func checkIsEmpty(t *testing.T, ctx context.Context, what string, ec suppression.EmptyChecker, want bool) {
+	t.Helper()
+	got, err := ec.IsEmpty(ctx)
+	must(t, err, "IsEmpty")
+	if got != want {
+		t.Errorf("IsEmpty %s = %v; want %v", what, got, want)
+	}
+}
+
+// isEmptyAfter checks that a fresh list is empty, and that it is not once
+// suppress commits, nor after a later write that lifts something else.
+func isEmptyAfter(t *testing.T, e *env, l suppression.List, suppress func(suppression.Tx) error) {
+	ec := optional[suppression.EmptyChecker](t, "the suppression list", l)
+	checkLen(t, e.ctx, l, 0, 0)
+	checkIsEmpty(t, e.ctx, "of a fresh list", ec, true)
+	inTx(t, e.ctx, l.Begin, suppress)
+	checkIsEmpty(t, e.ctx, "once a suppression committed", ec, false)
+	inTx(t, e.ctx, l.Begin, func(tx suppression.Tx) error {
+		if err := tx.Remove(e.ctx, hasher.ID(uid("never-suppressed"))); err != nil {
+			return err
+		}
+		return tx.RemoveProfile(e.ctx, newPID())
+	})
+	checkIsEmpty(t, e.ctx, "after lifting what was never suppressed", ec, false)
+}
+
+func suppressionIsEmptyAfterIdentifier(t *testing.T, e *env, l suppression.List) {
+	isEmptyAfter(t, e, l, func(tx suppression.Tx) error { return tx.Add(e.ctx, hasher.ID(uid("ada"+nextTag()))) })
+}
+
+func suppressionIsEmptyAfterProfile(t *testing.T, e *env, l suppression.List) {
+	isEmptyAfter(t, e, l, func(tx suppression.Tx) error { return tx.AddProfile(e.ctx, newPID()) })
 }
