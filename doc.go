@@ -32,6 +32,30 @@
 // list, journal, audit log) is an interface with an in-memory default; options
 // such as WithIdentity and WithProfiles plug in others.
 //
+// # Where things are
+//
+// The package's files are its architecture; each right and each step of the
+// protocol has its own:
+//
+//   - privacy.go: the Controller, New, Close, Stats; options.go: the options.
+//   - messages.go: Identify and Track and their validation; collect.go:
+//     Collect; collect_batch.go: CollectBatch; collect_update.go: the profile
+//     update both build.
+//   - profiles.go: the Profile API reads; audiences.go: audiences;
+//     delivery.go: what destinations are sent, and Flush.
+//   - request.go: request types and statuses, receipts, listing, deadlines.
+//   - protocol.go: how every right is applied (Apply: journal, lock, begin,
+//     decide, stage, commit, deliver, finish or fail); recover.go: Recover.
+//   - erasure.go (Erase; DELETE_ONLY, DELETE_INTERNAL), suppression.go
+//     (Suppress, Unsuppress; the SUPPRESS_ types; the collection path's
+//     suppression check), rectification.go (Rectify; RECTIFY), access.go
+//     (Access, Export; ACCESS): each right's public methods and its own
+//     decide and stage steps.
+//   - audit.go: the audit log; locks.go: per-subject locks, in this process
+//     and across processes; errors.go: the sentinels, and the one table that
+//     maps every backend's to them; optional.go: the optional backend
+//     interfaces and their fallbacks.
+//
 // # Concurrency
 //
 // A Controller is safe for concurrent use. Everything that touches one person

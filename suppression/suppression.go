@@ -11,6 +11,10 @@
 // profile is, so a message whose identifiers are all linked is checked by profile
 // alone, and only unlinked identifiers are hashed.
 //
+// A list may implement the optional EmptyChecker, which lets the collection
+// path skip its check while nobody is suppressed, and BatchReader, which
+// checks a batch's profiles in one call.
+//
 // # Errors
 //
 // ErrTxDone and ErrInvalid, matchable with errors.Is.
