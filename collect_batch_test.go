@@ -656,19 +656,7 @@ func TestCollectBatchRepeatAfterRemoval(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			msgs := []privacy.Message{m1, tc.next}
-			for _, m := range msgs {
-				if err := one.c.Collect(ctx, m); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := batch.c.CollectBatch(ctx, msgs); err != nil {
-				t.Fatal(err)
-			}
-			a, b := statesOf(t, one.c, user("u1")), statesOf(t, batch.c, user("u1"))
-			if diff := cmp.Diff(a, b); diff != "" {
-				t.Errorf("differ (-one +batch):\n%s", diff)
-			}
+			sameAsOneAtATime(t, one, batch, []privacy.Message{m1, tc.next})
 		})
 	}
 }
@@ -739,13 +727,23 @@ func TestCollectBatchKeepsEachPersonsOrder(t *testing.T) {
 		privacy.Identify{MessageID: "m1", UserID: "u1", AnonymousID: "a-new", Traits: map[string]any{"plan": "pro"}, Timestamp: at(1)},
 		privacy.Identify{MessageID: "m2", UserID: "u1", Traits: map[string]any{"plan": nil}, Timestamp: at(2)},
 	}
-	for _, m := range append([]privacy.Message{seed}, msgs...) {
-		if err := one.c.Collect(ctx, m); err != nil {
+	for _, w := range []*batchWorld{one, batch} {
+		if err := w.c.Collect(ctx, seed); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := batch.c.Collect(ctx, seed); err != nil {
-		t.Fatal(err)
+	sameAsOneAtATime(t, one, batch, msgs)
+}
+
+// sameAsOneAtATime collects msgs one at a time into one and as a batch into
+// batch, each without an error, and compares the person u1 in both.
+func sameAsOneAtATime(t *testing.T, one, batch *batchWorld, msgs []privacy.Message) {
+	t.Helper()
+	ctx := context.Background()
+	for _, m := range msgs {
+		if err := one.c.Collect(ctx, m); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := batch.c.CollectBatch(ctx, msgs); err != nil {
 		t.Fatal(err)

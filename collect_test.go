@@ -249,38 +249,49 @@ func TestCollectCopiesAtTheBoundary(t *testing.T) {
 	}
 }
 
-// TestConcurrentCollectLosesNothing has many goroutines collect for overlapping
-// people, each person arriving on two devices whose profiles merge midway, and
-// checks every event lands exactly once on the right person.
-func TestConcurrentCollectLosesNothing(t *testing.T) {
-	e := newEnv(t)
-	const people, workers, perWorker = 40, 8, 30
+// The people, goroutines and messages per goroutine of the concurrency
+// tests.
+const concurrentPeople, concurrentWorkers, concurrentPerWorker = 40, 8, 30
+
+// collectConcurrently has concurrentWorkers goroutines collect for
+// overlapping people, each message pair a track on one of the person's two
+// devices and the identify that links the device to the person (so the
+// devices' profiles merge midway). It returns the errors met.
+func collectConcurrently(e *env) []error {
 	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := range workers {
+	var mu sync.Mutex
+	var errs []error
+	for w := range concurrentWorkers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range perWorker {
-				p := (w*7 + i) % people
-				u := fmt.Sprint("u", p)
+			for i := range concurrentPerWorker {
+				p := (w*7 + i) % concurrentPeople
 				dev := fmt.Sprintf("dev-%d-%d", p, w%2) // two devices per person
-				msgs := []privacy.Message{
+				for _, m := range []privacy.Message{
 					privacy.Track{MessageID: fmt.Sprintf("t-%d-%d", w, i), AnonymousID: dev, Event: "E", Timestamp: at(i)},
-					privacy.Identify{MessageID: fmt.Sprintf("i-%d-%d", w, i), AnonymousID: dev, UserID: u, Timestamp: at(i)},
-				}
-				for _, m := range msgs {
+					privacy.Identify{MessageID: fmt.Sprintf("i-%d-%d", w, i), AnonymousID: dev, UserID: fmt.Sprint("u", p), Timestamp: at(i)},
+				} {
 					if err := e.c.Collect(context.Background(), m); err != nil {
-						errs <- err
-						return
+						mu.Lock()
+						errs = append(errs, err)
+						mu.Unlock()
 					}
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
+	return errs
+}
+
+// TestConcurrentCollectLosesNothing has many goroutines collect for overlapping
+// people, each person arriving on two devices whose profiles merge midway, and
+// checks every event lands exactly once on the right person.
+func TestConcurrentCollectLosesNothing(t *testing.T) {
+	e := newEnv(t)
+	const people, workers, perWorker = concurrentPeople, concurrentWorkers, concurrentPerWorker
+	for _, err := range collectConcurrently(e) {
 		t.Fatal(err)
 	}
 	want := map[string]int{}
@@ -315,21 +326,8 @@ func TestConcurrentMergesLeaveNoOrphans(t *testing.T) {
 	}
 	for round := range rounds {
 		e := newEnv(t)
-		const people, workers, perWorker = 40, 8, 30
-		var wg sync.WaitGroup
-		for w := range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range perWorker {
-					p := (w*7 + i) % people
-					dev := fmt.Sprintf("dev-%d-%d", p, w%2)
-					_ = e.c.Collect(context.Background(), privacy.Track{MessageID: fmt.Sprintf("t-%d-%d", w, i), AnonymousID: dev, Event: "E", Timestamp: at(i)})
-					_ = e.c.Collect(context.Background(), privacy.Identify{MessageID: fmt.Sprintf("i-%d-%d", w, i), AnonymousID: dev, UserID: fmt.Sprint("u", p), Timestamp: at(i)})
-				}
-			}()
-		}
-		wg.Wait()
+		const workers, perWorker = concurrentWorkers, concurrentPerWorker
+		_ = collectConcurrently(e) // errors do not matter here: orphans do
 		ctx := context.Background()
 		pids, err := e.profiles.IDs(ctx, "", 100_000)
 		if err != nil {

@@ -33,38 +33,32 @@ type config struct {
 	log       *slog.Logger
 }
 
-// WithIdentity sets the identity graph backend (default identity.NewMemGraph()).
-func WithIdentity(g identity.Graph) Option {
+// notNil is the option that sets one setting, refusing a nil value (isNil,
+// as the caller sees it: a nil interface, func or pointer).
+func notNil(option, what string, isNil bool, set func(*config)) Option {
 	return func(c *config) error {
-		if g == nil {
-			return errors.New("WithIdentity: nil graph")
+		if isNil {
+			return fmt.Errorf("%s: nil %s", option, what)
 		}
-		c.graph = g
+		set(c)
 		return nil
 	}
 }
 
+// WithIdentity sets the identity graph backend (default identity.NewMemGraph()).
+func WithIdentity(g identity.Graph) Option {
+	return notNil("WithIdentity", "graph", g == nil, func(c *config) { c.graph = g })
+}
+
 // WithProfiles sets the profile store backend (default profile.NewMemStore()).
 func WithProfiles(s profile.Store) Option {
-	return func(c *config) error {
-		if s == nil {
-			return errors.New("WithProfiles: nil store")
-		}
-		c.profiles = s
-		return nil
-	}
+	return notNil("WithProfiles", "store", s == nil, func(c *config) { c.profiles = s })
 }
 
 // WithAudiences sets the audience engine backend (default audience.NewMemStore()).
 // Definitions it already holds are loaded by New.
 func WithAudiences(s audience.Store) Option {
-	return func(c *config) error {
-		if s == nil {
-			return errors.New("WithAudiences: nil store")
-		}
-		c.audiences = s
-		return nil
-	}
+	return notNil("WithAudiences", "store", s == nil, func(c *config) { c.audiences = s })
 }
 
 // WithDestinations adds destinations that receive every collected message,
@@ -101,35 +95,17 @@ func WithDelivery(d Delivery) Option {
 // WithSuppressions sets the suppression list backend (default
 // suppression.NewMemList()).
 func WithSuppressions(l suppression.List) Option {
-	return func(c *config) error {
-		if l == nil {
-			return errors.New("WithSuppressions: nil list")
-		}
-		c.supp = l
-		return nil
-	}
+	return notNil("WithSuppressions", "list", l == nil, func(c *config) { c.supp = l })
 }
 
 // WithJournal sets the request journal backend (default journal.NewMemJournal()).
 func WithJournal(j journal.Journal) Option {
-	return func(c *config) error {
-		if j == nil {
-			return errors.New("WithJournal: nil journal")
-		}
-		c.journal = j
-		return nil
-	}
+	return notNil("WithJournal", "journal", j == nil, func(c *config) { c.journal = j })
 }
 
 // WithAuditLog sets the audit log backend (default audit.NewMemLog()).
 func WithAuditLog(l audit.Log) Option {
-	return func(c *config) error {
-		if l == nil {
-			return errors.New("WithAuditLog: nil log")
-		}
-		c.auditLog = l
-		return nil
-	}
+	return notNil("WithAuditLog", "log", l == nil, func(c *config) { c.auditLog = l })
 }
 
 // WithKey sets the secret key of the keyed hashes that stand for people in the
@@ -158,22 +134,10 @@ func WithIdentityRules(r identity.Rules) Option {
 
 // WithClock sets the clock the Controller stamps times with (default time.Now).
 func WithClock(now func() time.Time) Option {
-	return func(c *config) error {
-		if now == nil {
-			return errors.New("WithClock: nil clock")
-		}
-		c.clock = now
-		return nil
-	}
+	return notNil("WithClock", "clock", now == nil, func(c *config) { c.clock = now })
 }
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option {
-	return func(c *config) error {
-		if l == nil {
-			return errors.New("WithLogger: nil logger")
-		}
-		c.log = l
-		return nil
-	}
+	return notNil("WithLogger", "logger", l == nil, func(c *config) { c.log = l })
 }

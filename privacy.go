@@ -63,7 +63,10 @@ type Controller struct {
 // New returns a Controller. Without options every backend is in memory, so it
 // works with zero setup. A bad option fails with an error matching ErrInvalid.
 func New(opts ...Option) (*Controller, error) {
-	cfg := config{rules: identity.DefaultRules(), clock: time.Now}
+	// The in-memory defaults, which options replace.
+	cfg := config{rules: identity.DefaultRules(), clock: time.Now, log: slog.New(slog.DiscardHandler),
+		graph: identity.NewMemGraph(), profiles: profile.NewMemStore(), audiences: audience.NewMemStore(),
+		supp: suppression.NewMemList(), journal: journal.NewMemJournal(), auditLog: audit.NewMemLog()}
 	for _, opt := range opts {
 		if err := opt(&cfg); err != nil {
 			return nil, fmt.Errorf("privacy: %w: %w", ErrInvalid, err)
@@ -72,18 +75,6 @@ func New(opts ...Option) (*Controller, error) {
 	resolver, err := identity.NewResolver(cfg.rules)
 	if err != nil {
 		return nil, fmt.Errorf("privacy: WithIdentityRules: %w: %w", ErrInvalid, err)
-	}
-	if cfg.graph == nil {
-		cfg.graph = identity.NewMemGraph()
-	}
-	if cfg.profiles == nil {
-		cfg.profiles = profile.NewMemStore()
-	}
-	if cfg.audiences == nil {
-		cfg.audiences = audience.NewMemStore()
-	}
-	if cfg.log == nil {
-		cfg.log = slog.New(slog.DiscardHandler)
 	}
 	delivery, err := cfg.delivery.withDefaults()
 	if err != nil {
@@ -96,15 +87,6 @@ func New(opts ...Option) (*Controller, error) {
 	set, err := audience.NewSet(defs...)
 	if err != nil {
 		return nil, fmt.Errorf("privacy: loading audience definitions: %w", err)
-	}
-	if cfg.supp == nil {
-		cfg.supp = suppression.NewMemList()
-	}
-	if cfg.journal == nil {
-		cfg.journal = journal.NewMemJournal()
-	}
-	if cfg.auditLog == nil {
-		cfg.auditLog = audit.NewMemLog()
 	}
 	if cfg.key == nil {
 		cfg.key = make([]byte, 32)

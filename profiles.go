@@ -38,23 +38,27 @@ func (c *Controller) readProfile(ctx context.Context, pid identity.ProfileID) (*
 // Traits returns a page of the person's traits, as the Profile API's traits
 // endpoint does.
 func (c *Controller) Traits(ctx context.Context, id identity.ID, q profile.TraitQuery) (profile.TraitPage, error) {
-	p, err := c.Profile(ctx, id)
-	if err != nil {
-		return profile.TraitPage{}, err
-	}
-	page, err := profile.SelectTraits(p.Traits, q)
-	return page, backendError("traits", err)
+	return selectFrom(c, ctx, id, "traits", func(p *profile.Profile) (profile.TraitPage, error) { return profile.SelectTraits(p.Traits, q) })
 }
 
 // ExternalIDs returns a page of the identifiers the person is known by, oldest
 // first, as the Profile API's external_ids endpoint does.
 func (c *Controller) ExternalIDs(ctx context.Context, id identity.ID, q profile.ExternalIDQuery) (profile.ExternalIDPage, error) {
+	return selectFrom(c, ctx, id, "external ids", func(p *profile.Profile) (profile.ExternalIDPage, error) {
+		return profile.SelectExternalIDs(p.ExternalIDs, q)
+	})
+}
+
+// selectFrom reads the person's profile, as Profile does, and selects a page
+// of it.
+func selectFrom[P any](c *Controller, ctx context.Context, id identity.ID, what string, sel func(*profile.Profile) (P, error)) (P, error) {
 	p, err := c.Profile(ctx, id)
 	if err != nil {
-		return profile.ExternalIDPage{}, err
+		var zero P
+		return zero, err
 	}
-	page, err := profile.SelectExternalIDs(p.ExternalIDs, q)
-	return page, backendError("external ids", err)
+	page, err := sel(p)
+	return page, backendError(what, err)
 }
 
 // Metadata returns the person's profile metadata, as the Profile API's metadata

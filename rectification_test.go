@@ -7,6 +7,7 @@ import (
 
 	"github.com/gdprkit/privacy"
 	"github.com/gdprkit/privacy/destination"
+	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/google/go-cmp/cmp"
 )
@@ -60,17 +61,26 @@ func TestRectifyCorrectsHereAndDownstream(t *testing.T) {
 	}
 }
 
-// R2: a decided rectification left to Recover, redone after an erasure,
-// resurrects the erased profile and sends its traits downstream.
-func TestRegressionRecoverRectifyResurrects(t *testing.T) {
+// rectifyLeftToRecover makes ada in a world with an audience, then rectifies
+// her traits while every audience commit fails: the rectification is decided
+// but not committed, left to Recover.
+func rectifyLeftToRecover(t *testing.T, traits map[string]any) (*world, *privacy.Controller, identity.ProfileID, *privacy.Receipt, error) {
+	t.Helper()
 	w := newWorld(t)
 	c := w.controller(t)
-	ctx := context.Background()
 	define(t, c, "pro", `trait('plan') = 'pro'`)
 	pid := person(t, &env{c: c, graph: w.graph, profiles: w.profiles}, "ada")
 	w.f.arm("audiences.commit", 0)
-	r, err := c.Rectify(ctx, user("ada"), map[string]any{"plan": "free", "phone": "+33 6 12 34 56 78"})
+	r, err := c.Rectify(context.Background(), user("ada"), traits)
 	w.f.disarm()
+	return w, c, pid, r, err
+}
+
+// R2: a decided rectification left to Recover, redone after an erasure,
+// resurrects the erased profile and sends its traits downstream.
+func TestRegressionRecoverRectifyResurrects(t *testing.T) {
+	ctx := context.Background()
+	w, c, pid, r, err := rectifyLeftToRecover(t, map[string]any{"plan": "free", "phone": "+33 6 12 34 56 78"})
 	if err == nil || r.Status != privacy.Running {
 		t.Fatalf("want decided-not-committed, got %+v %v", r, err)
 	}
@@ -90,20 +100,14 @@ func TestRegressionRecoverRectifyResurrects(t *testing.T) {
 		t.Errorf("erased profile %s is back after Recover, traits %v", pid, p.Traits)
 	}
 	for _, m := range w.rec.Messages() {
-		t.Logf("sent after erasure: %+v", m)
+		t.Errorf("sent after the erasure: %+v", m)
 	}
 }
 
 // R3: Recover re-applies a rectification's absolute metadata: the version goes down.
 func TestRegressionRecoverRectifyVersionGoesDown(t *testing.T) {
-	w := newWorld(t)
-	c := w.controller(t)
 	ctx := context.Background()
-	define(t, c, "pro", `trait('plan') = 'pro'`)
-	person(t, &env{c: c, graph: w.graph, profiles: w.profiles}, "ada")
-	w.f.arm("audiences.commit", 0)
-	_, err := c.Rectify(ctx, user("ada"), map[string]any{"plan": "free"})
-	w.f.disarm()
+	_, c, _, _, err := rectifyLeftToRecover(t, map[string]any{"plan": "free"})
 	if err == nil {
 		t.Fatal("want commit failure")
 	}
@@ -115,8 +119,7 @@ func TestRegressionRecoverRectifyVersionGoesDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	m2, _ := c.Metadata(ctx, user("ada"))
-	t.Logf("version before Recover %d, after %d; LastMessageID %q -> %q", m1.Version, m2.Version, m1.LastMessageID, m2.LastMessageID)
 	if m2.Version < m1.Version {
-		t.Errorf("version went down from %d to %d", m1.Version, m2.Version)
+		t.Errorf("version went down from %d to %d (LastMessageID %q -> %q)", m1.Version, m2.Version, m1.LastMessageID, m2.LastMessageID)
 	}
 }

@@ -677,9 +677,8 @@ func setupFault(t *testing.T, w *world, target string, mode faultMode) (*privacy
 }
 
 func ctrlCommitFailsOnce(t *testing.T, w *world, target string) {
-	ctx := w.ctx
 	c, ada, bob := setupFault(t, w, target, failOnce)
-	r, err := c.Erase(ctx, ada.phone)
+	r, err := c.Erase(w.ctx, ada.phone)
 	if !w.faults.hasFired() {
 		t.Fatalf("the %s commit was not reached after the decision (Erase = %+v, %v)", target, r, err)
 	}
@@ -688,26 +687,16 @@ func ctrlCommitFailsOnce(t *testing.T, w *world, target string) {
 	if err != nil {
 		t.Fatalf("Erase with one failed %s commit after the decision = %v; want it retried and finished", target, err)
 	}
-	flush(t, c)
-	if r, err = c.Status(ctx, r.ID); err != nil || r.Status != privacy.Finished {
-		t.Fatalf("Status = %+v, %v; want FINISHED", r, err)
-	}
-	erased(t, w, c, ada)
-	checkDeletion(t, w, r.ID, ada)
-	if d := diff(sortedPIDs(bob), members(t, c, "pro")); d != "" {
-		t.Errorf("members of pro (-want +got):\n%s", d)
-	}
-	checkJournalDone(t, w, r.ID)
+	checkErasureFinished(t, w, c, r.ID, ada, bob, "")
 	w.faults = nil
-	if n, err := w.controller(t).Recover(ctx); err != nil || n != 0 {
+	if n, err := w.controller(t).Recover(w.ctx); err != nil || n != 0 {
 		t.Errorf("Recover by a second Controller = %d, %v; want 0, nil", n, err)
 	}
 }
 
 func ctrlCommitKeepsFailing(t *testing.T, w *world, target string) {
-	ctx := w.ctx
 	c, ada, bob := setupFault(t, w, target, failAlways)
-	r, err := c.Erase(ctx, ada.phone)
+	r, err := c.Erase(w.ctx, ada.phone)
 	if !w.faults.hasFired() {
 		t.Fatalf("the %s commit was not reached after the decision (Erase = %+v, %v)", target, r, err)
 	}
@@ -717,57 +706,53 @@ func ctrlCommitKeepsFailing(t *testing.T, w *world, target string) {
 		t.Fatalf("Erase with every %s commit failing after the decision = %+v, %v; want an error and a RUNNING receipt", target, r, err)
 	}
 	w.faults.disarm()
-	// A new process over the same backends completes it.
-	w.faults = nil
-	c2 := w.controller(t)
-	if n, err := c2.Recover(ctx); err != nil || n != 1 {
-		t.Fatalf("Recover = %d, %v; want 1, nil", n, err)
-	}
-	flush(t, c2)
-	if r, err = c2.Status(ctx, r.ID); err != nil || r.Status != privacy.Finished {
-		t.Fatalf("Status after Recover = %+v, %v; want FINISHED", r, err)
-	}
-	erased(t, w, c2, ada)
-	checkDeletion(t, w, r.ID, ada)
-	if d := diff(sortedPIDs(bob), members(t, c2, "pro")); d != "" {
-		t.Errorf("members of pro after recovery (-want +got):\n%s", d)
-	}
-	checkJournalDone(t, w, r.ID)
+	recoverErasure(t, w, r.ID, ada, bob)
 }
 
 func ctrlCrashAtCommit(t *testing.T, w *world, target string) {
-	ctx := w.ctx
 	c, ada, bob := setupFault(t, w, target, crash)
-	if crashed := faultinject.Survive(func() { _, _ = c.Erase(ctx, ada.phone) }); !crashed {
+	if crashed := faultinject.Survive(func() { _, _ = c.Erase(w.ctx, ada.phone) }); !crashed {
 		t.Fatalf("the process did not crash at the %s commit after the decision", target)
 	}
 	c.Close() // the process is gone
-	un, err := w.journal.Unfinished(ctx)
+	un, err := w.journal.Unfinished(w.ctx)
 	must(t, err, "journal Unfinished")
 	if len(un) != 1 || !un[0].Decided {
 		t.Fatalf("the journal after the crash shows %d unfinished requests (%+v); want the decided erasure", len(un), un)
 	}
-	id := un[0].ID
-	// A new process over the same backends completes it.
-	w.faults = nil
-	c2 := w.controller(t)
-	if n, err := c2.Recover(ctx); err != nil || n != 1 {
-		t.Fatalf("Recover after the crash = %d, %v; want 1, nil", n, err)
-	}
-	flush(t, c2)
-	r, err := c2.Status(ctx, id)
-	if err != nil || r.Status != privacy.Finished {
-		t.Fatalf("Status after Recover = %+v, %v; want FINISHED", r, err)
-	}
-	erased(t, w, c2, ada)
-	checkDeletion(t, w, id, ada)
-	if d := diff(sortedPIDs(bob), members(t, c2, "pro")); d != "" {
-		t.Errorf("members of pro after recovery (-want +got):\n%s", d)
-	}
-	checkJournalDone(t, w, id)
-	if n, err := w.controller(t).Recover(ctx); err != nil || n != 0 {
+	recoverErasure(t, w, un[0].ID, ada, bob)
+	if n, err := w.controller(t).Recover(w.ctx); err != nil || n != 0 {
 		t.Errorf("Recover by a third Controller = %d, %v; want 0, nil", n, err)
 	}
+}
+
+// recoverErasure has a new process over the same backends (a Controller
+// without faults) complete the decided erasure of ada, and checks it.
+func recoverErasure(t *testing.T, w *world, requestID string, ada, bob *person) {
+	t.Helper()
+	w.faults = nil
+	c2 := w.controller(t)
+	if n, err := c2.Recover(w.ctx); err != nil || n != 1 {
+		t.Fatalf("Recover = %d, %v; want 1, nil", n, err)
+	}
+	checkErasureFinished(t, w, c2, requestID, ada, bob, " after recovery")
+}
+
+// checkErasureFinished checks that the erasure of ada finished: FINISHED,
+// nothing of her left, the deletion forwarded, bob still in the audience, the
+// journal done.
+func checkErasureFinished(t *testing.T, w *world, c *privacy.Controller, requestID string, ada, bob *person, when string) {
+	t.Helper()
+	flush(t, c)
+	if r, err := c.Status(w.ctx, requestID); err != nil || r.Status != privacy.Finished {
+		t.Fatalf("Status%s = %+v, %v; want FINISHED", when, r, err)
+	}
+	erased(t, w, c, ada)
+	checkDeletion(t, w, requestID, ada)
+	if d := diff(sortedPIDs(bob), members(t, c, "pro")); d != "" {
+		t.Errorf("members of pro%s (-want +got):\n%s", when, d)
+	}
+	checkJournalDone(t, w, requestID)
 }
 
 // faultMode is how an armed fault strikes.

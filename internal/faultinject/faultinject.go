@@ -93,6 +93,27 @@ func strike(plan Plan, p Point) error {
 	return err
 }
 
+// begin strikes at a backend's Begin, then begins a transaction and wraps it.
+func begin[T any](plan Plan, backend string, begin func() (T, error), wrap func(T) T) (T, error) {
+	var zero T
+	if err := strike(plan, Point{backend, Begin}); err != nil {
+		return zero, err
+	}
+	tx, err := begin()
+	if err != nil {
+		return zero, err
+	}
+	return wrap(tx), nil
+}
+
+// stage strikes at a staged write, then makes it.
+func stage(plan Plan, backend string, write func() error) error {
+	if err := strike(plan, Point{backend, Stage}); err != nil {
+		return err
+	}
+	return write()
+}
+
 // commit strikes at a Commit: the transaction is rolled back first, so that
 // nothing of it is committed, then the plan's error is returned (or the
 // process dies).
@@ -125,21 +146,12 @@ type graphTx struct {
 }
 
 func (g graph) Begin(ctx context.Context) (identity.Tx, error) {
-	if err := strike(g.plan, Point{Identity, Begin}); err != nil {
-		return nil, err
-	}
-	tx, err := g.Graph.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return graphTx{tx, g.plan}, nil
+	return begin(g.plan, Identity, func() (identity.Tx, error) { return g.Graph.Begin(ctx) },
+		func(tx identity.Tx) identity.Tx { return graphTx{tx, g.plan} })
 }
 
 func (tx graphTx) Delete(ctx context.Context, pid identity.ProfileID) error {
-	if err := strike(tx.plan, Point{Identity, Stage}); err != nil {
-		return err
-	}
-	return tx.Tx.Delete(ctx, pid)
+	return stage(tx.plan, Identity, func() error { return tx.Tx.Delete(ctx, pid) })
 }
 
 func (tx graphTx) Commit(ctx context.Context) error { return commit(ctx, tx.plan, Identity, tx.Tx) }
@@ -158,28 +170,16 @@ type profilesTx struct {
 }
 
 func (s profiles) Begin(ctx context.Context) (profile.Tx, error) {
-	if err := strike(s.plan, Point{Profiles, Begin}); err != nil {
-		return nil, err
-	}
-	tx, err := s.Store.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return profilesTx{tx, s.plan}, nil
+	return begin(s.plan, Profiles, func() (profile.Tx, error) { return s.Store.Begin(ctx) },
+		func(tx profile.Tx) profile.Tx { return profilesTx{tx, s.plan} })
 }
 
 func (tx profilesTx) Update(ctx context.Context, pid identity.ProfileID, u profile.Update) error {
-	if err := strike(tx.plan, Point{Profiles, Stage}); err != nil {
-		return err
-	}
-	return tx.Tx.Update(ctx, pid, u)
+	return stage(tx.plan, Profiles, func() error { return tx.Tx.Update(ctx, pid, u) })
 }
 
 func (tx profilesTx) Delete(ctx context.Context, pid identity.ProfileID) error {
-	if err := strike(tx.plan, Point{Profiles, Stage}); err != nil {
-		return err
-	}
-	return tx.Tx.Delete(ctx, pid)
+	return stage(tx.plan, Profiles, func() error { return tx.Tx.Delete(ctx, pid) })
 }
 
 func (tx profilesTx) Commit(ctx context.Context) error { return commit(ctx, tx.plan, Profiles, tx.Tx) }
@@ -198,28 +198,16 @@ type audiencesTx struct {
 }
 
 func (s audiences) Begin(ctx context.Context) (audience.Tx, error) {
-	if err := strike(s.plan, Point{Audiences, Begin}); err != nil {
-		return nil, err
-	}
-	tx, err := s.Store.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return audiencesTx{tx, s.plan}, nil
+	return begin(s.plan, Audiences, func() (audience.Tx, error) { return s.Store.Begin(ctx) },
+		func(tx audience.Tx) audience.Tx { return audiencesTx{tx, s.plan} })
 }
 
 func (tx audiencesTx) Put(ctx context.Context, pid identity.ProfileID, st *audience.State) error {
-	if err := strike(tx.plan, Point{Audiences, Stage}); err != nil {
-		return err
-	}
-	return tx.Tx.Put(ctx, pid, st)
+	return stage(tx.plan, Audiences, func() error { return tx.Tx.Put(ctx, pid, st) })
 }
 
 func (tx audiencesTx) Delete(ctx context.Context, pid identity.ProfileID) error {
-	if err := strike(tx.plan, Point{Audiences, Stage}); err != nil {
-		return err
-	}
-	return tx.Tx.Delete(ctx, pid)
+	return stage(tx.plan, Audiences, func() error { return tx.Tx.Delete(ctx, pid) })
 }
 
 func (tx audiencesTx) Commit(ctx context.Context) error {
@@ -240,42 +228,24 @@ type suppressionsTx struct {
 }
 
 func (l suppressions) Begin(ctx context.Context) (suppression.Tx, error) {
-	if err := strike(l.plan, Point{Suppressions, Begin}); err != nil {
-		return nil, err
-	}
-	tx, err := l.List.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return suppressionsTx{tx, l.plan}, nil
+	return begin(l.plan, Suppressions, func() (suppression.Tx, error) { return l.List.Begin(ctx) },
+		func(tx suppression.Tx) suppression.Tx { return suppressionsTx{tx, l.plan} })
 }
 
 func (tx suppressionsTx) Add(ctx context.Context, hs ...identity.Hash) error {
-	if err := strike(tx.plan, Point{Suppressions, Stage}); err != nil {
-		return err
-	}
-	return tx.Tx.Add(ctx, hs...)
+	return stage(tx.plan, Suppressions, func() error { return tx.Tx.Add(ctx, hs...) })
 }
 
 func (tx suppressionsTx) Remove(ctx context.Context, hs ...identity.Hash) error {
-	if err := strike(tx.plan, Point{Suppressions, Stage}); err != nil {
-		return err
-	}
-	return tx.Tx.Remove(ctx, hs...)
+	return stage(tx.plan, Suppressions, func() error { return tx.Tx.Remove(ctx, hs...) })
 }
 
 func (tx suppressionsTx) AddProfile(ctx context.Context, pid identity.ProfileID) error {
-	if err := strike(tx.plan, Point{Suppressions, Stage}); err != nil {
-		return err
-	}
-	return tx.Tx.AddProfile(ctx, pid)
+	return stage(tx.plan, Suppressions, func() error { return tx.Tx.AddProfile(ctx, pid) })
 }
 
 func (tx suppressionsTx) RemoveProfile(ctx context.Context, pid identity.ProfileID) error {
-	if err := strike(tx.plan, Point{Suppressions, Stage}); err != nil {
-		return err
-	}
-	return tx.Tx.RemoveProfile(ctx, pid)
+	return stage(tx.plan, Suppressions, func() error { return tx.Tx.RemoveProfile(ctx, pid) })
 }
 
 func (tx suppressionsTx) Commit(ctx context.Context) error {
