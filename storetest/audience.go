@@ -654,22 +654,27 @@ func audienceUncommittedInvisible(t *testing.T, e *env, s audience.Store) {
 }
 
 func audienceRollbackDiscards(t *testing.T, e *env, s audience.Store) {
-	f := seedAudiences(t, e, s)
-	n := newPID()
-	pids := append(slices.Clone(f.p), n)
-	before := viewAudiences(t, e.ctx, s, pids)
-	tx, err := s.Begin(e.ctx)
-	must(t, err, "Begin")
-	stageAudienceWrites(t, e, tx, f, n)
-	must(t, tx.Rollback(e.ctx), "Rollback")
-	if d := diff(before, viewAudiences(t, e.ctx, s, pids)); d != "" {
-		t.Errorf("Rollback left changes (-before +after):\n%s", d)
-	}
+	audienceStaging(t, e, s).checkRollbackDiscards(t, e)
 	if due, err := s.Due(e.ctx, at(1000), 100); err != nil || len(due) != 0 {
 		t.Errorf("Due after a rolled back Put = %v, %v; want none", due, err)
 	}
-	if err := tx.Rollback(e.ctx); err != nil {
-		t.Errorf("a second Rollback = %v; want nil", err)
+}
+
+// audienceStaging seeds the fixture for the shared transaction checks.
+func audienceStaging(t *testing.T, e *env, s audience.Store) staging[audience.Reader, audience.Tx, audienceView] {
+	f := seedAudiences(t, e, s)
+	n := newPID()
+	pids := append(slices.Clone(f.p), n)
+	return staging[audience.Reader, audience.Tx, audienceView]{
+		store: s, begin: s.Begin, errDone: audience.ErrTxDone,
+		stage: func(tx audience.Tx) { stageAudienceWrites(t, e, tx, f, n) },
+		view:  func(r audience.Reader) audienceView { return viewAudiences(t, e.ctx, r, pids) },
+		calls: func(tx audience.Tx) []txMethod {
+			return []txMethod{
+				{"State", func(ctx context.Context) error { _, err := tx.State(ctx, f.p[0]); return err }},
+				{"Put", func(ctx context.Context) error { return tx.Put(ctx, newPID(), state(0)) }},
+			}
+		},
 	}
 }
 
@@ -721,27 +726,7 @@ func audienceTxDone(t *testing.T, e *env, s audience.Store) {
 }
 
 func audienceCancelledCommit(t *testing.T, e *env, s audience.Store) {
-	f := seedAudiences(t, e, s)
-	n := newPID()
-	pids := append(slices.Clone(f.p), n)
-	before := viewAudiences(t, e.ctx, s, pids)
-	tx, err := s.Begin(e.ctx)
-	must(t, err, "Begin")
-	stageAudienceWrites(t, e, tx, f, n)
-	staged := viewAudiences(t, e.ctx, tx, pids)
-	err = tx.Commit(cancelled(e.ctx))
-	got := viewAudiences(t, e.ctx, s, pids)
-	if err != nil {
-		if d := diff(before, got); d != "" {
-			t.Errorf("Commit with a cancelled context failed (%v) but changed the store (-before +after):\n%s", err, d)
-		}
-	} else if d := diff(staged, got); d != "" {
-		t.Errorf("Commit with a cancelled context succeeded but not all of it is visible (-staged +after):\n%s", d)
-	}
-	checkDone(t, e.ctx, "a Commit with a cancelled context", tx, audience.ErrTxDone, []txMethod{
-		{"State", func(ctx context.Context) error { _, err := tx.State(ctx, f.p[0]); return err }},
-		{"Put", func(ctx context.Context) error { return tx.Put(ctx, newPID(), state(0)) }},
-	})
+	audienceStaging(t, e, s).checkCancelledCommit(t, e)
 }
 
 func audienceConcurrentWriters(t *testing.T, e *env, s audience.Store) {

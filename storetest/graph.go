@@ -605,23 +605,31 @@ func graphUncommittedInvisible(t *testing.T, e *env, g identity.Graph) {
 }
 
 func graphRollbackDiscards(t *testing.T, e *env, g identity.Graph) {
+	graphStaging(t, e, g).checkRollbackDiscards(t, e)
+}
+
+// graphStaging seeds the fixture for the shared transaction checks: a
+// profile created with a new identifier, a link, a merge and a deletion.
+func graphStaging(t *testing.T, e *env, g identity.Graph) staging[identity.Reader, identity.Tx, graphView] {
 	f := seedGraph(t, e, g)
 	s := newPID()
 	pids, ids := append(f.pids, s), append(f.ids, email("sam@example.com"), anon("ada-tv"))
-	before := viewGraph(t, e.ctx, g, pids, ids)
-	tx, err := g.Begin(e.ctx)
-	must(t, err, "Begin")
-	must(t, tx.Create(e.ctx, s, at(10)), "Create")
-	must(t, tx.Link(e.ctx, s, identity.Link{ID: email("sam@example.com"), LinkedAt: at(10)}), "Link")
-	must(t, tx.Link(e.ctx, f.P, identity.Link{ID: anon("ada-tv"), LinkedAt: at(11)}), "Link")
-	must(t, tx.Merge(e.ctx, f.Q, identity.Merge{From: f.R, At: at(12)}), "Merge")
-	must(t, tx.Delete(e.ctx, f.P), "Delete")
-	must(t, tx.Rollback(e.ctx), "Rollback")
-	if d := diff(before, viewGraph(t, e.ctx, g, pids, ids)); d != "" {
-		t.Errorf("Rollback left changes (-before +after):\n%s", d)
-	}
-	if err := tx.Rollback(e.ctx); err != nil {
-		t.Errorf("a second Rollback = %v; want nil", err)
+	return staging[identity.Reader, identity.Tx, graphView]{
+		store: g, begin: g.Begin, errDone: identity.ErrTxDone,
+		stage: func(tx identity.Tx) {
+			must(t, tx.Create(e.ctx, s, at(10)), "Create")
+			must(t, tx.Link(e.ctx, s, identity.Link{ID: email("sam@example.com"), LinkedAt: at(10)}), "Link")
+			must(t, tx.Link(e.ctx, f.P, identity.Link{ID: anon("ada-tv"), LinkedAt: at(11)}), "Link")
+			must(t, tx.Merge(e.ctx, f.Q, identity.Merge{From: f.R, At: at(12)}), "Merge")
+			must(t, tx.Delete(e.ctx, f.P), "Delete")
+		},
+		view: func(r identity.Reader) graphView { return viewGraph(t, e.ctx, r, pids, ids) },
+		calls: func(tx identity.Tx) []txMethod {
+			return []txMethod{
+				{"Lookup", func(ctx context.Context) error { _, err := tx.Lookup(ctx, f.user); return err }},
+				{"Create", func(ctx context.Context) error { return tx.Create(ctx, newPID(), at(20)) }},
+			}
+		},
 	}
 }
 
@@ -679,29 +687,7 @@ func graphTxDone(t *testing.T, e *env, g identity.Graph) {
 }
 
 func graphCancelledCommit(t *testing.T, e *env, g identity.Graph) {
-	f := seedGraph(t, e, g)
-	s := newPID()
-	pids, ids := append(f.pids, s), append(f.ids, email("sam@example.com"))
-	before := viewGraph(t, e.ctx, g, pids, ids)
-	tx, err := g.Begin(e.ctx)
-	must(t, err, "Begin")
-	must(t, tx.Create(e.ctx, s, at(10)), "Create")
-	must(t, tx.Link(e.ctx, s, identity.Link{ID: email("sam@example.com"), LinkedAt: at(10)}), "Link")
-	must(t, tx.Delete(e.ctx, f.P), "Delete")
-	staged := viewGraph(t, e.ctx, tx, pids, ids)
-	err = tx.Commit(cancelled(e.ctx))
-	got := viewGraph(t, e.ctx, g, pids, ids)
-	if err != nil {
-		if d := diff(before, got); d != "" {
-			t.Errorf("Commit with a cancelled context failed (%v) but changed the graph (-before +after):\n%s", err, d)
-		}
-	} else if d := diff(staged, got); d != "" {
-		t.Errorf("Commit with a cancelled context succeeded but not all of it is visible (-staged +after):\n%s", d)
-	}
-	checkDone(t, e.ctx, "a Commit with a cancelled context", tx, identity.ErrTxDone, []txMethod{
-		{"Lookup", func(ctx context.Context) error { _, err := tx.Lookup(ctx, f.user); return err }},
-		{"Create", func(ctx context.Context) error { return tx.Create(ctx, newPID(), at(20)) }},
-	})
+	graphStaging(t, e, g).checkCancelledCommit(t, e)
 }
 
 func graphConcurrentWriters(t *testing.T, e *env, g identity.Graph) {

@@ -205,3 +205,62 @@ func secondTx[T ender](t *testing.T, e *env, begin func(context.Context) (T, err
 	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
 	return tx, true
 }
+
+// staging is one backend's part in the transaction checks every backend
+// shares: writes of every kind staged on a seeded fixture, and a view of what
+// a reader (the backend itself, or a transaction) shows of the fixture. R is
+// the backend's reader interface, T its transaction.
+type staging[R any, T ender, V any] struct {
+	store   R
+	begin   func(context.Context) (T, error)
+	stage   func(tx T)
+	view    func(r R) V
+	errDone error // the package's ErrTxDone
+	// calls are a read and a write of the transaction, for checkDone.
+	calls func(tx T) []txMethod
+}
+
+// stageInTx begins a transaction and stages the writes in it.
+func (s staging[R, T, V]) stageInTx(t *testing.T, ctx context.Context) T {
+	t.Helper()
+	tx, err := s.begin(ctx)
+	must(t, err, "Begin")
+	s.stage(tx)
+	return tx
+}
+
+// checkRollbackDiscards checks that a rolled back transaction changed
+// nothing, and that a second Rollback is harmless; it returns the
+// transaction for checks of the backend's own.
+func (s staging[R, T, V]) checkRollbackDiscards(t *testing.T, e *env) T {
+	t.Helper()
+	before := s.view(s.store)
+	tx := s.stageInTx(t, e.ctx)
+	must(t, tx.Rollback(e.ctx), "Rollback")
+	if d := diff(before, s.view(s.store)); d != "" {
+		t.Errorf("Rollback left changes (-before +after):\n%s", d)
+	}
+	if err := tx.Rollback(e.ctx); err != nil {
+		t.Errorf("a second Rollback = %v; want nil", err)
+	}
+	return tx
+}
+
+// checkCancelledCommit checks that a Commit with a cancelled context applies
+// all of the transaction or none of it, as its error says, and ends it.
+func (s staging[R, T, V]) checkCancelledCommit(t *testing.T, e *env) {
+	t.Helper()
+	before := s.view(s.store)
+	tx := s.stageInTx(t, e.ctx)
+	staged := s.view(any(tx).(R))
+	err := tx.Commit(cancelled(e.ctx))
+	got := s.view(s.store)
+	if err != nil {
+		if d := diff(before, got); d != "" {
+			t.Errorf("Commit with a cancelled context failed (%v) but changed the backend (-before +after):\n%s", err, d)
+		}
+	} else if d := diff(staged, got); d != "" {
+		t.Errorf("Commit with a cancelled context succeeded but not all of it is visible (-staged +after):\n%s", d)
+	}
+	checkDone(t, e.ctx, "a Commit with a cancelled context", tx, s.errDone, s.calls(tx))
+}

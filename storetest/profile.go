@@ -1002,24 +1002,31 @@ func profileUncommittedInvisible(t *testing.T, e *env, s profile.Store) {
 }
 
 func profileRollbackDiscards(t *testing.T, e *env, s profile.Store) {
-	f := seedProfiles(t, e, s)
-	n := newPID()
-	pids := append(f.pids, n)
-	before := viewProfiles(t, e.ctx, s, pids...)
-	tx, err := s.Begin(e.ctx)
-	must(t, err, "Begin")
-	stageProfileWrites(t, e, tx, f, n)
-	must(t, tx.Rollback(e.ctx), "Rollback")
-	if d := diff(before, viewProfiles(t, e.ctx, s, pids...)); d != "" {
-		t.Errorf("Rollback left changes (-before +after):\n%s", d)
-	}
-	if err := tx.Rollback(e.ctx); err != nil {
-		t.Errorf("a second Rollback = %v; want nil", err)
-	}
+	st, n := profileStaging(t, e, s)
+	st.checkRollbackDiscards(t, e)
 	// The message ids it staged were not recorded.
 	if err := update(t, e, s, n, profile.Update{MessageID: "n1"}); err != nil {
 		t.Errorf("Update with a message id of a rolled back transaction = %v; want nil", err)
 	}
+}
+
+// profileStaging seeds the fixture for the shared transaction checks, and
+// returns the profile the writes create.
+func profileStaging(t *testing.T, e *env, s profile.Store) (staging[profile.Reader, profile.Tx, map[identity.ProfileID]*storedProfile], identity.ProfileID) {
+	f := seedProfiles(t, e, s)
+	n := newPID()
+	pids := append(f.pids, n)
+	return staging[profile.Reader, profile.Tx, map[identity.ProfileID]*storedProfile]{
+		store: s, begin: s.Begin, errDone: profile.ErrTxDone,
+		stage: func(tx profile.Tx) { stageProfileWrites(t, e, tx, f, n) },
+		view:  func(r profile.Reader) map[identity.ProfileID]*storedProfile { return viewProfiles(t, e.ctx, r, pids...) },
+		calls: func(tx profile.Tx) []txMethod {
+			return []txMethod{
+				{"Get", func(ctx context.Context) error { _, err := tx.Get(ctx, f.A); return err }},
+				{"Update", func(ctx context.Context) error { return tx.Update(ctx, newPID(), profile.Update{}) }},
+			}
+		},
+	}, n
 }
 
 func profileRollbackAfterCommit(t *testing.T, e *env, s profile.Store) {
@@ -1069,27 +1076,8 @@ func profileTxDone(t *testing.T, e *env, s profile.Store) {
 }
 
 func profileCancelledCommit(t *testing.T, e *env, s profile.Store) {
-	f := seedProfiles(t, e, s)
-	n := newPID()
-	pids := append(f.pids, n)
-	before := viewProfiles(t, e.ctx, s, pids...)
-	tx, err := s.Begin(e.ctx)
-	must(t, err, "Begin")
-	stageProfileWrites(t, e, tx, f, n)
-	staged := viewProfiles(t, e.ctx, tx, pids...)
-	err = tx.Commit(cancelled(e.ctx))
-	got := viewProfiles(t, e.ctx, s, pids...)
-	if err != nil {
-		if d := diff(before, got); d != "" {
-			t.Errorf("Commit with a cancelled context failed (%v) but changed the store (-before +after):\n%s", err, d)
-		}
-	} else if d := diff(staged, got); d != "" {
-		t.Errorf("Commit with a cancelled context succeeded but not all of it is visible (-staged +after):\n%s", d)
-	}
-	checkDone(t, e.ctx, "a Commit with a cancelled context", tx, profile.ErrTxDone, []txMethod{
-		{"Get", func(ctx context.Context) error { _, err := tx.Get(ctx, f.A); return err }},
-		{"Update", func(ctx context.Context) error { return tx.Update(ctx, newPID(), profile.Update{}) }},
-	})
+	st, _ := profileStaging(t, e, s)
+	st.checkCancelledCommit(t, e)
 }
 
 func profileConcurrentWriters(t *testing.T, e *env, s profile.Store) {

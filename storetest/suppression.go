@@ -324,18 +324,23 @@ func suppressionUncommittedInvisible(t *testing.T, e *env, l suppression.List) {
 }
 
 func suppressionRollbackDiscards(t *testing.T, e *env, l suppression.List) {
-	f := seedSuppressions(t, e, l)
-	before := f.view(t, e.ctx, l)
-	tx, err := l.Begin(e.ctx)
-	must(t, err, "Begin")
-	stageSuppressionWrites(t, e, tx, f)
-	must(t, tx.Rollback(e.ctx), "Rollback")
-	if d := diff(before, f.view(t, e.ctx, l)); d != "" {
-		t.Errorf("Rollback left changes (-before +after):\n%s", d)
-	}
+	suppressionStaging(t, e, l).checkRollbackDiscards(t, e)
 	checkLen(t, e.ctx, l, 2, 1)
-	if err := tx.Rollback(e.ctx); err != nil {
-		t.Errorf("a second Rollback = %v; want nil", err)
+}
+
+// suppressionStaging seeds the fixture for the shared transaction checks.
+func suppressionStaging(t *testing.T, e *env, l suppression.List) staging[suppression.Reader, suppression.Tx, suppressionView] {
+	f := seedSuppressions(t, e, l)
+	return staging[suppression.Reader, suppression.Tx, suppressionView]{
+		store: l, begin: l.Begin, errDone: suppression.ErrTxDone,
+		stage: func(tx suppression.Tx) { stageSuppressionWrites(t, e, tx, f) },
+		view:  func(r suppression.Reader) suppressionView { return f.view(t, e.ctx, r) },
+		calls: func(tx suppression.Tx) []txMethod {
+			return []txMethod{
+				{"Suppressed", func(ctx context.Context) error { _, err := tx.Suppressed(ctx, f.h[0]); return err }},
+				{"Add", func(ctx context.Context) error { return tx.Add(ctx, f.h[3]) }},
+			}
+		},
 	}
 }
 
@@ -380,24 +385,7 @@ func suppressionTxDone(t *testing.T, e *env, l suppression.List) {
 }
 
 func suppressionCancelledCommit(t *testing.T, e *env, l suppression.List) {
-	f := seedSuppressions(t, e, l)
-	before := f.view(t, e.ctx, l)
-	tx, err := l.Begin(e.ctx)
-	must(t, err, "Begin")
-	stageSuppressionWrites(t, e, tx, f)
-	err = tx.Commit(cancelled(e.ctx))
-	got := f.view(t, e.ctx, l)
-	if err != nil {
-		if d := diff(before, got); d != "" {
-			t.Errorf("Commit with a cancelled context failed (%v) but changed the list (-before +after):\n%s", err, d)
-		}
-	} else if d := diff(f.staged(), got); d != "" {
-		t.Errorf("Commit with a cancelled context succeeded but not all of it is visible (-staged +after):\n%s", d)
-	}
-	checkDone(t, e.ctx, "a Commit with a cancelled context", tx, suppression.ErrTxDone, []txMethod{
-		{"Suppressed", func(ctx context.Context) error { _, err := tx.Suppressed(ctx, f.h[0]); return err }},
-		{"Add", func(ctx context.Context) error { return tx.Add(ctx, f.h[3]) }},
-	})
+	suppressionStaging(t, e, l).checkCancelledCommit(t, e)
 }
 
 func suppressionConcurrentWriters(t *testing.T, e *env, l suppression.List) {
