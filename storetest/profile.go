@@ -1019,7 +1019,9 @@ func profileStaging(t *testing.T, e *env, s profile.Store) (staging[profile.Read
 	return staging[profile.Reader, profile.Tx, map[identity.ProfileID]*storedProfile]{
 		store: s, begin: s.Begin, errDone: profile.ErrTxDone,
 		stage: func(tx profile.Tx) { stageProfileWrites(t, e, tx, f, n) },
-		view:  func(r profile.Reader) map[identity.ProfileID]*storedProfile { return viewProfiles(t, e.ctx, r, pids...) },
+		view: func(r profile.Reader) map[identity.ProfileID]*storedProfile {
+			return viewProfiles(t, e.ctx, r, pids...)
+		},
 		calls: func(tx profile.Tx) []txMethod {
 			return []txMethod{
 				{"Get", func(ctx context.Context) error { _, err := tx.Get(ctx, f.A); return err }},
