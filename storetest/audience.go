@@ -371,15 +371,10 @@ func audienceDefineRace(t *testing.T, e *env, s audience.Store) {
 	a1, a2 := def("a", `trait('plan') = 'pro'`), def("a", `trait('plan') = 'free'`)
 	// Two transactions define the key; the first commits before the second
 	// defines it. The second fails, at Define or at Commit.
-	first, err := s.Begin(e.ctx)
-	must(t, err, "Begin")
-	defer first.Rollback(e.ctx)
-	second, err := s.Begin(e.ctx)
-	must(t, err, "Begin")
-	defer second.Rollback(e.ctx)
+	first, second := beginTwo(t, e, s.Begin)
 	must(t, first.Define(e.ctx, a1), "Define")
 	commitTx(t, e.ctx, first)
-	err = second.Define(e.ctx, a2)
+	err := second.Define(e.ctx, a2)
 	if err == nil {
 		err = second.Commit(e.ctx)
 	}
@@ -388,12 +383,7 @@ func audienceDefineRace(t *testing.T, e *env, s audience.Store) {
 	}
 	// The same definition twice: one of it.
 	b := def("b", `trait('x') exists`)
-	third, err := s.Begin(e.ctx)
-	must(t, err, "Begin")
-	defer third.Rollback(e.ctx)
-	fourth, err := s.Begin(e.ctx)
-	must(t, err, "Begin")
-	defer fourth.Rollback(e.ctx)
+	third, fourth := beginTwo(t, e, s.Begin)
 	must(t, third.Define(e.ctx, b), "Define")
 	commitTx(t, e.ctx, third)
 	if err := fourth.Define(e.ctx, b); err != nil {

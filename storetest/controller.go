@@ -383,11 +383,18 @@ func ctrlAudiences(t *testing.T, w *world) {
 	}
 }
 
-func ctrlSuppressAndUnsuppress(t *testing.T, w *world) {
-	ctx := w.ctx
+// twoInPro builds a Controller with the audience pro and two people on the
+// pro plan, in it.
+func twoInPro(t *testing.T, w *world, a, b string) (*privacy.Controller, *person, *person) {
+	t.Helper()
 	c := w.controller(t)
 	define(t, c, "pro", `trait('plan') = 'pro'`)
-	ada, cy := newPerson(t, w, c, "ada", "pro"), newPerson(t, w, c, "cy", "pro")
+	return c, newPerson(t, w, c, a, "pro"), newPerson(t, w, c, b, "pro")
+}
+
+func ctrlSuppressAndUnsuppress(t *testing.T, w *world) {
+	ctx := w.ctx
+	c, ada, cy := twoInPro(t, w, "ada", "cy")
 	r, err := c.Suppress(ctx, ada.mail)
 	if err != nil || r.Status != privacy.Finished {
 		t.Fatalf("Suppress = %+v, %v; want FINISHED", r, err)
@@ -442,9 +449,7 @@ func ctrlSuppressAndUnsuppress(t *testing.T, w *world) {
 
 func ctrlRectify(t *testing.T, w *world) {
 	ctx := w.ctx
-	c := w.controller(t)
-	define(t, c, "pro", `trait('plan') = 'pro'`)
-	ada, cy := newPerson(t, w, c, "ada", "pro"), newPerson(t, w, c, "cy", "pro")
+	c, ada, cy := twoInPro(t, w, "ada", "cy")
 	before, err := c.Metadata(ctx, ada.user)
 	must(t, err, "Metadata")
 	r, err := c.Rectify(ctx, ada.mail, map[string]any{"plan": "free", "phone": nil})
@@ -668,9 +673,7 @@ func ctrlSuppressWithDelete(t *testing.T, w *world) {
 func setupFault(t *testing.T, w *world, target string, mode faultMode) (*privacy.Controller, *person, *person) {
 	t.Helper()
 	w.faults = &faults{target: target, mode: mode}
-	c := w.controller(t)
-	define(t, c, "pro", `trait('plan') = 'pro'`)
-	ada, bob := newPerson(t, w, c, "ada", "pro"), newPerson(t, w, c, "bob", "pro")
+	c, ada, bob := twoInPro(t, w, "ada", "bob")
 	flush(t, c)
 	w.faults.arm()
 	return c, ada, bob

@@ -264,3 +264,17 @@ func (s staging[R, T, V]) checkCancelledCommit(t *testing.T, e *env) {
 	}
 	checkDone(t, e.ctx, "a Commit with a cancelled context", tx, s.errDone, s.calls(tx))
 }
+
+// beginTwo begins two transactions at once, rolled back when the check ends
+// (a no-op for those it commits).
+func beginTwo[T ender](t *testing.T, e *env, begin func(context.Context) (T, error)) (T, T) {
+	t.Helper()
+	var txs [2]T
+	for i := range txs {
+		tx, err := begin(e.ctx)
+		must(t, err, "Begin")
+		t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+		txs[i] = tx
+	}
+	return txs[0], txs[1]
+}
