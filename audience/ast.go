@@ -148,17 +148,11 @@ type TraitCondition struct {
 
 // String renders the condition in the query language.
 func (c *TraitCondition) String() string {
-	if c.Op == Exists {
-		return fmt.Sprintf("trait(%s) exists", literal(c.Name))
-	}
-	return fmt.Sprintf("trait(%s) %s %s", literal(c.Name), c.Op, literal(c.Operand))
+	return comparisonString("trait", c.Name, c.Op, c.Operand)
 }
 
 func (c *TraitCondition) validate() error {
-	if c.Name == "" {
-		return fmt.Errorf("trait name is empty")
-	}
-	return checkOperand(fmt.Sprintf("trait(%s)", literal(c.Name)), c.Op, c.Operand)
+	return validateComparison("trait", c.Name, c.Op, c.Operand)
 }
 
 // PropertyCondition compares an event property inside where(...).
@@ -170,17 +164,29 @@ type PropertyCondition struct {
 
 // String renders the condition in the query language.
 func (c *PropertyCondition) String() string {
-	if c.Op == Exists {
-		return fmt.Sprintf("property(%s) exists", literal(c.Name))
-	}
-	return fmt.Sprintf("property(%s) %s %s", literal(c.Name), c.Op, literal(c.Operand))
+	return comparisonString("property", c.Name, c.Op, c.Operand)
 }
 
 func (c *PropertyCondition) validate() error {
-	if c.Name == "" {
-		return fmt.Errorf("property name is empty")
+	return validateComparison("property", c.Name, c.Op, c.Operand)
+}
+
+// comparisonString renders a trait or a property comparison, which differ only
+// in fn, the function that names the value compared: trait('plan') = 'pro'.
+func comparisonString(fn, name string, op Op, operand any) string {
+	if op == Exists {
+		return fmt.Sprintf("%s(%s) exists", fn, literal(name))
 	}
-	return checkOperand(fmt.Sprintf("property(%s)", literal(c.Name)), c.Op, c.Operand)
+	return fmt.Sprintf("%s(%s) %s %s", fn, literal(name), op, literal(operand))
+}
+
+// validateComparison checks a trait or a property comparison, fn naming which,
+// as comparisonString renders them.
+func validateComparison(fn, name string, op Op, operand any) error {
+	if name == "" {
+		return fmt.Errorf("%s name is empty", fn)
+	}
+	return checkOperand(fmt.Sprintf("%s(%s)", fn, literal(name)), op, operand)
 }
 
 // Window bounds the events an EventCondition counts, relative to the time of

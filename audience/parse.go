@@ -250,38 +250,27 @@ func (p *parser) expect(kind tokenKind, what string) (token, error) {
 }
 
 func (p *parser) parseOr() (Condition, error) {
-	first, err := p.parseAnd()
-	if err != nil {
-		return nil, err
-	}
-	cs := []Condition{first}
-	for p.isKeyword("or") {
-		if err := p.advance(); err != nil {
-			return nil, err
-		}
-		c, err := p.parseAnd()
-		if err != nil {
-			return nil, err
-		}
-		cs = append(cs, c)
-	}
-	if len(cs) == 1 {
-		return first, nil
-	}
-	return &OrCondition{Conditions: cs}, nil
+	return p.parseJoined("or", p.parseAnd, func(cs []Condition) Condition { return &OrCondition{Conditions: cs} })
 }
 
 func (p *parser) parseAnd() (Condition, error) {
-	first, err := p.parseUnary()
+	return p.parseJoined("and", p.parseUnary, func(cs []Condition) Condition { return &AndCondition{Conditions: cs} })
+}
+
+// parseJoined parses one or more operands joined by the keyword sep, the shape
+// of both or and and: one operand is returned as it is, more are combined by
+// join.
+func (p *parser) parseJoined(sep string, operand func() (Condition, error), join func([]Condition) Condition) (Condition, error) {
+	first, err := operand()
 	if err != nil {
 		return nil, err
 	}
 	cs := []Condition{first}
-	for p.isKeyword("and") {
+	for p.isKeyword(sep) {
 		if err := p.advance(); err != nil {
 			return nil, err
 		}
-		c, err := p.parseUnary()
+		c, err := operand()
 		if err != nil {
 			return nil, err
 		}
@@ -290,7 +279,7 @@ func (p *parser) parseAnd() (Condition, error) {
 	if len(cs) == 1 {
 		return first, nil
 	}
-	return &AndCondition{Conditions: cs}, nil
+	return join(cs), nil
 }
 
 func (p *parser) parseUnary() (Condition, error) {

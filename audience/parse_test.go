@@ -92,40 +92,43 @@ var validQueries = []struct {
 			Event("Order Completed").Where(Property("total").Ge(100)).Within(30*day).CountIs(Ge, 2))},
 }
 
-func TestParse(t *testing.T) {
+// parseEachValidQuery runs check as a subtest for each of validQueries, with the
+// tree Parse made of the query; a query Parse refuses fails its subtest.
+func parseEachValidQuery(t *testing.T, check func(t *testing.T, query string, want, parsed Condition)) {
+	t.Helper()
 	for _, tc := range validQueries {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Parse(tc.query)
+			parsed, err := Parse(tc.query)
 			if err != nil {
 				t.Fatalf("Parse(%q): %v", tc.query, err)
 			}
-			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("Parse(%q) tree (-want +got):\n%s", tc.query, diff)
-			}
+			check(t, tc.query, tc.want, parsed)
 		})
 	}
 }
 
+func TestParse(t *testing.T) {
+	parseEachValidQuery(t, func(t *testing.T, query string, want, got Condition) {
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("Parse(%q) tree (-want +got):\n%s", query, diff)
+		}
+	})
+}
+
 func TestStringRoundTrips(t *testing.T) {
-	for _, tc := range validQueries {
-		t.Run(tc.name, func(t *testing.T) {
-			c, err := Parse(tc.query)
-			if err != nil {
-				t.Fatalf("Parse(%q): %v", tc.query, err)
-			}
-			s := c.String()
-			again, err := Parse(s)
-			if err != nil {
-				t.Fatalf("Parse(String()) of %q = %q: %v", tc.query, s, err)
-			}
-			if diff := cmp.Diff(c, again); diff != "" {
-				t.Errorf("Parse(%q) differs from the tree it was rendered from (-want +got):\n%s", s, diff)
-			}
-			if s != tc.want.String() {
-				t.Errorf("parsed tree renders %q, builder tree renders %q", s, tc.want.String())
-			}
-		})
-	}
+	parseEachValidQuery(t, func(t *testing.T, query string, want, c Condition) {
+		s := c.String()
+		again, err := Parse(s)
+		if err != nil {
+			t.Fatalf("Parse(String()) of %q = %q: %v", query, s, err)
+		}
+		if diff := cmp.Diff(c, again); diff != "" {
+			t.Errorf("Parse(%q) differs from the tree it was rendered from (-want +got):\n%s", s, diff)
+		}
+		if s != want.String() {
+			t.Errorf("parsed tree renders %q, builder tree renders %q", s, want.String())
+		}
+	})
 }
 
 // TestStringCanonical pins the canonical rendering, which Set keeps as the Query

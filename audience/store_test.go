@@ -129,12 +129,39 @@ func TestTxIsolation(t *testing.T) {
 	})
 }
 
-func TestTxRollback(t *testing.T) {
-	s := NewMemStore()
+// beginStaged begins a transaction on s and stages in it a profile in audience
+// a and the definition of a: writes that tests of transactions which end
+// without committing then look for with mustShowNoneStaged.
+func beginStaged(t *testing.T, s Store) Tx {
+	t.Helper()
 	tx, err := s.Begin(bg)
 	mustNil(t, err)
-	mustNil(t, tx.Put(bg, pid("p"), &State{Audiences: []string{"a"}, NextChange: t0}))
+	mustNil(t, tx.Put(bg, pid("staged"), &State{Audiences: []string{"a"}, NextChange: t0}))
 	mustNil(t, tx.Define(bg, Definition{Key: "a", Query: `trait('x') = 1`}))
+	return tx
+}
+
+// mustShowNoneStaged checks that s shows none of the writes beginStaged
+// stages; when says after what, in messages.
+func mustShowNoneStaged(t *testing.T, s Store, when string) {
+	t.Helper()
+	if _, err := s.State(bg, pid("staged")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("State of the staged profile %s: %v, want ErrNotFound", when, err)
+	}
+	if ds, _ := s.Definitions(bg); len(ds) != 0 {
+		t.Errorf("definitions %s: %v, want none", when, ds)
+	}
+	if got := members(t, s, "a", "", 0); len(got) != 0 {
+		t.Errorf("members %s: %v, want none", when, got)
+	}
+	if got := due(t, s, t0, 0); len(got) != 0 {
+		t.Errorf("due %s: %v, want none", when, got)
+	}
+}
+
+func TestTxRollback(t *testing.T) {
+	s := NewMemStore()
+	tx := beginStaged(t, s)
 	if err := tx.Rollback(bg); err != nil {
 		t.Fatalf("Rollback: %v", err)
 	}
@@ -144,18 +171,7 @@ func TestTxRollback(t *testing.T) {
 	if err := tx.Commit(bg); !errors.Is(err, ErrTxDone) {
 		t.Errorf("Commit after Rollback: %v, want ErrTxDone", err)
 	}
-	if _, err := s.State(bg, pid("p")); !errors.Is(err, ErrNotFound) {
-		t.Errorf("State after Rollback: %v, want ErrNotFound", err)
-	}
-	if ds, _ := s.Definitions(bg); len(ds) != 0 {
-		t.Errorf("definitions after Rollback: %v", ds)
-	}
-	if got := members(t, s, "a", "", 0); len(got) != 0 {
-		t.Errorf("members after Rollback: %v", got)
-	}
-	if got := due(t, s, t0, 0); len(got) != 0 {
-		t.Errorf("due after Rollback: %v", got)
-	}
+	mustShowNoneStaged(t, s, "after Rollback")
 }
 
 // txMethods calls every Tx method but Rollback, returning its error.
@@ -213,10 +229,7 @@ func TestTxCancelledContext(t *testing.T) {
 	for _, m := range txMethods {
 		t.Run(m.name, func(t *testing.T) {
 			s := NewMemStore()
-			tx, err := s.Begin(bg)
-			mustNil(t, err)
-			mustNil(t, tx.Put(bg, pid("staged"), &State{Audiences: []string{"a"}, NextChange: t0}))
-			mustNil(t, tx.Define(bg, Definition{Key: "a", Query: `trait('x') = 1`}))
+			tx := beginStaged(t, s)
 			if err := m.call(cancelled, tx); !errors.Is(err, context.Canceled) {
 				t.Errorf("%s with a cancelled context: %v, want context.Canceled", m.name, err)
 			}
@@ -228,18 +241,7 @@ func TestTxCancelledContext(t *testing.T) {
 			} else {
 				mustNil(t, tx.Rollback(bg))
 			}
-			if _, err := s.State(bg, pid("staged")); !errors.Is(err, ErrNotFound) {
-				t.Errorf("State of a staged profile: %v, want ErrNotFound", err)
-			}
-			if ds, _ := s.Definitions(bg); len(ds) != 0 {
-				t.Errorf("definitions: %v, want none", ds)
-			}
-			if got := members(t, s, "a", "", 0); len(got) != 0 {
-				t.Errorf("members: %v, want none", got)
-			}
-			if got := due(t, s, t0, 0); len(got) != 0 {
-				t.Errorf("due: %v, want none", got)
-			}
+			mustShowNoneStaged(t, s, "after "+m.name+" with a cancelled context")
 		})
 	}
 }

@@ -45,22 +45,19 @@ func track(version uint64, e *Event) Update {
 // inTx runs fn in a transaction and commits it.
 func inTx(t *testing.T, s Store, fn func(tx Tx) error) {
 	t.Helper()
-	ctx := t.Context()
-	tx, err := s.Begin(ctx)
-	if err != nil {
-		t.Fatalf("Begin: %v", err)
+	fnErr, commitErr := runTx(t, s, fn)
+	if fnErr != nil {
+		t.Fatalf("in transaction: %v", fnErr)
 	}
-	defer tx.Rollback(ctx)
-	if err := fn(tx); err != nil {
-		t.Fatalf("in transaction: %v", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatalf("Commit: %v", err)
+	if commitErr != nil {
+		t.Fatalf("Commit: %v", commitErr)
 	}
 }
 
-// update applies u to pid in a transaction of its own.
-func update(t *testing.T, s Store, pid identity.ProfileID, u Update) error {
+// runTx runs fn in a transaction of its own and commits it unless fn fails. It
+// returns fn's error and Commit's apart, for inTx to tell them apart and update
+// not to.
+func runTx(t *testing.T, s Store, fn func(tx Tx) error) (fnErr, commitErr error) {
 	t.Helper()
 	ctx := t.Context()
 	tx, err := s.Begin(ctx)
@@ -68,10 +65,32 @@ func update(t *testing.T, s Store, pid identity.ProfileID, u Update) error {
 		t.Fatalf("Begin: %v", err)
 	}
 	defer tx.Rollback(ctx)
-	if err := tx.Update(ctx, pid, u); err != nil {
-		return err
+	if err := fn(tx); err != nil {
+		return err, nil
 	}
-	return tx.Commit(ctx)
+	return nil, tx.Commit(ctx)
+}
+
+// openTx begins a transaction on s that is rolled back when the test ends: the
+// transaction a test reads and writes through, committed or not.
+func openTx(t *testing.T, s Store) Tx {
+	t.Helper()
+	tx, err := s.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback(context.Background()) })
+	return tx
+}
+
+// update applies u to pid in a transaction of its own.
+func update(t *testing.T, s Store, pid identity.ProfileID, u Update) error {
+	t.Helper()
+	fnErr, commitErr := runTx(t, s, func(tx Tx) error { return tx.Update(t.Context(), pid, u) })
+	if fnErr != nil {
+		return fnErr
+	}
+	return commitErr
 }
 
 func mustUpdate(t *testing.T, s Store, pid identity.ProfileID, u Update) {
@@ -206,11 +225,7 @@ func TestMemStoreNotFound(t *testing.T) {
 	s := NewMemStore()
 	ctx := t.Context()
 	mustUpdate(t, s, pidA, Update{Metadata: Metadata{Version: 1}})
-	tx, err := s.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
+	tx := openTx(t, s)
 	for name, r := range map[string]Reader{"store": s, "tx": tx} {
 		if p, err := r.Get(ctx, pidB); !errors.Is(err, ErrNotFound) || p != nil {
 			t.Errorf("%s: Get unknown = %v, %v; want nil, ErrNotFound", name, p, err)
@@ -694,16 +709,8 @@ func TestMemTxSeesOwnWrites(t *testing.T) {
 	u := track(1, event("m1", "a", 1))
 	u.Set = map[string]Trait{"t": {Value: "v", Source: "s", UpdatedAt: at(1)}}
 
-	tx, err := s.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	other, err := s.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Rollback(ctx)
+	tx := openTx(t, s)
+	other := openTx(t, s)
 
 	if err := tx.Update(ctx, pidA, u); err != nil {
 		t.Fatal(err)
@@ -740,16 +747,8 @@ func TestMemTxSeesOwnMergeAndDelete(t *testing.T) {
 	mustUpdate(t, s, pidB, track(1, event("b1", "b", 2)))
 	committed := dump(t, s, pidA, pidB)
 
-	tx, err := s.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	other, err := s.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Rollback(ctx)
+	tx := openTx(t, s)
+	other := openTx(t, s)
 
 	if err := tx.Merge(ctx, pidA, pidB); err != nil {
 		t.Fatal(err)
@@ -997,11 +996,7 @@ func TestMemStoreCopiesAtBoundary(t *testing.T) {
 		ev.Properties[tag] = tag
 	}
 
-	tx, err := s.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
+	tx := openTx(t, s)
 	if err := tx.Update(ctx, pidA, u); err != nil {
 		t.Fatal(err)
 	}
@@ -1302,11 +1297,7 @@ func TestMemStoreConcurrent(t *testing.T) {
 func TestMemStoreRefusesEventsWithoutTheMessageID(t *testing.T) {
 	ctx := t.Context()
 	s := NewMemStore()
-	tx, err := s.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
+	tx := openTx(t, s)
 	for _, u := range []Update{
 		{Event: &Event{Name: "E", Timestamp: t0}},
 		{MessageID: "m1", Event: &Event{Name: "E", Timestamp: t0}},
@@ -1328,11 +1319,7 @@ func TestMemTxPickTraits(t *testing.T) {
 	ctx := t.Context()
 	s := NewMemStore()
 	mustUpdate(t, s, pidA, Update{Set: map[string]Trait{"plan": {Value: "pro"}, "tags": {Value: []any{"a"}}}})
-	tx, err := s.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
+	tx := openTx(t, s)
 	got, err := tx.(TraitPicker).PickTraits(ctx, pidA, []string{"tags", "missing", "plan"}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -173,11 +173,7 @@ type TraitPage struct {
 
 // SelectTraits returns the page of traits that q asks for.
 func SelectTraits(traits map[string]Trait, q TraitQuery) (TraitPage, error) {
-	limit, err := pageLimit("traits", q.Limit)
-	if err != nil {
-		return TraitPage{}, err
-	}
-	after, err := decodeKeyCursor("traits", q.Cursor)
+	limit, after, err := keyPageBounds("traits", q.Limit, q.Cursor)
 	if err != nil {
 		return TraitPage{}, err
 	}
@@ -224,11 +220,7 @@ type ExternalIDPage struct {
 
 // SelectExternalIDs returns the page of ids (oldest first) that q asks for.
 func SelectExternalIDs(ids []ExternalID, q ExternalIDQuery) (ExternalIDPage, error) {
-	limit, err := pageLimit("external ids", q.Limit)
-	if err != nil {
-		return ExternalIDPage{}, err
-	}
-	after, err := decodeKeyCursor("external ids", q.Cursor)
+	limit, after, err := keyPageBounds("external ids", q.Limit, q.Cursor)
 	if err != nil {
 		return ExternalIDPage{}, err
 	}
@@ -249,6 +241,21 @@ func SelectExternalIDs(ids []ExternalID, q ExternalIDQuery) (ExternalIDPage, err
 		page.ExternalIDs = append(page.ExternalIDs, e)
 	}
 	return page, nil
+}
+
+// keyPageBounds checks the limit and cursor of a query paged by key (traits,
+// external ids), the same for both, and returns the page size and the key the
+// page starts after ("" for the first page).
+func keyPageBounds(what string, limit int, cursor string) (int, string, error) {
+	size, err := pageLimit(what, limit)
+	if err != nil {
+		return 0, "", err
+	}
+	after, err := decodeKeyCursor(what, cursor)
+	if err != nil {
+		return 0, "", err
+	}
+	return size, after, nil
 }
 
 func pageLimit(what string, limit int) (int, error) {

@@ -18,9 +18,14 @@ var t0 = time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
 // at returns t0 plus sec seconds; unlike a time.Duration, sec may span centuries.
 func at(sec int) time.Time { return time.Unix(t0.Unix()+int64(sec), 0).UTC() }
 
+// ascCursor and descCursor are valid cursors of each order, of message m1 at
+// at(1) and of m2 at at(2), for the tests of Normalize.
+var (
+	ascCursor  = EncodeCursor(Asc, &Event{MessageID: "m1", Timestamp: at(1)})
+	descCursor = EncodeCursor(Desc, &Event{MessageID: "m2", Timestamp: at(2)})
+)
+
 func TestEventQueryNormalizeDefaults(t *testing.T) {
-	ascCursor := EncodeCursor(Asc, &Event{MessageID: "m1", Timestamp: at(1)})
-	descCursor := EncodeCursor(Desc, &Event{MessageID: "m2", Timestamp: at(2)})
 	tests := []struct {
 		name       string
 		q          EventQuery
@@ -58,8 +63,6 @@ func TestEventQueryNormalizeDefaults(t *testing.T) {
 }
 
 func TestEventQueryNormalizeErrors(t *testing.T) {
-	ascCursor := EncodeCursor(Asc, &Event{MessageID: "m", Timestamp: at(0)})
-	descCursor := EncodeCursor(Desc, &Event{MessageID: "m", Timestamp: at(0)})
 	tests := []struct {
 		name string
 		q    EventQuery
@@ -289,35 +292,50 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
+// selectCase is a case of TestSelectTraitsInclude and TestSelectExternalIDs: a
+// query and the keys, in page order, of the one page it must return.
+type selectCase[Q any] struct {
+	name string
+	q    Q
+	want []string
+}
+
+// runSelectCases runs each of tests as a subtest: selectKeys returns the keys of
+// the page selected by the case's query (checking anything else the page must
+// hold), and what names those keys in messages.
+func runSelectCases[Q any](t *testing.T, what string, tests []selectCase[Q], selectKeys func(t *testing.T, q Q) ([]string, error)) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := selectKeys(t, tt.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("%s (-want +got):\n%s", what, diff)
+			}
+		})
+	}
+}
+
 func TestSelectTraitsInclude(t *testing.T) {
 	traits := testTraits(5)
-	tests := []struct {
-		name string
-		q    TraitQuery
-		want []string
-	}{
+	tests := []selectCase[TraitQuery]{
 		{"all", TraitQuery{}, []string{"A", "k", "k00", "k01", "k02", "k03", "k04", "zü"}},
 		{"include", TraitQuery{Include: []string{"k03", "A", "missing"}}, []string{"A", "k03"}},
 		{"include none present", TraitQuery{Include: []string{"missing"}}, []string{}},
 		{"limit", TraitQuery{Limit: 3}, []string{"A", "k", "k00"}},
 		{"include and limit", TraitQuery{Include: []string{"k04", "k01", "zü"}, Limit: 2}, []string{"k01", "k04"}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			page, err := SelectTraits(traits, tt.q)
-			if err != nil {
-				t.Fatal(err)
+	runSelectCases(t, "keys", tests, func(t *testing.T, q TraitQuery) ([]string, error) {
+		page, err := SelectTraits(traits, q)
+		for _, k := range sortedKeys(page.Traits) {
+			if diff := cmp.Diff(traits[k].Value, page.Traits[k].Value); diff != "" {
+				t.Errorf("value of %s (-want +got):\n%s", k, diff)
 			}
-			if diff := cmp.Diff(tt.want, sortedKeys(page.Traits)); diff != "" {
-				t.Errorf("keys (-want +got):\n%s", diff)
-			}
-			for _, k := range sortedKeys(page.Traits) {
-				if diff := cmp.Diff(traits[k].Value, page.Traits[k].Value); diff != "" {
-					t.Errorf("value of %s (-want +got):\n%s", k, diff)
-				}
-			}
-		})
-	}
+		}
+		return sortedKeys(page.Traits), err
+	})
 	page, err := SelectTraits(testTraits(30), TraitQuery{})
 	if err != nil {
 		t.Fatal(err)
@@ -331,30 +349,43 @@ func TestSelectTraitsInclude(t *testing.T) {
 // gave them and failing on an overlong walk.
 func walkTraits(t *testing.T, traits map[string]Trait, q TraitQuery) []string {
 	t.Helper()
-	var keys []string
+	limit := q.Limit
+	if limit == 0 {
+		limit = DefaultLimit
+	}
+	return walkKeyPages(t, "traits", limit, len(traits)+1, func() ([]string, string, error) {
+		page, err := SelectTraits(traits, q)
+		q.Cursor = page.Next
+		return sortedKeys(page.Traits), page.Next, err
+	})
+}
+
+// walkKeyPages walks the pages of a query paged by key (traits, external ids)
+// and returns their items in page order: next returns the items of the next
+// page and its Next, and moves on. It checks that the pages before the last are
+// full, no page holds more than limit items, and the walk ends within maxPages
+// pages; what names the items in messages.
+func walkKeyPages[T any](t *testing.T, what string, limit, maxPages int, next func() (items []T, cursor string, err error)) []T {
+	t.Helper()
+	var got []T
 	for pages := 0; ; pages++ {
-		if pages > len(traits)+1 {
+		if pages > maxPages {
 			t.Fatalf("more than %d pages: the cursor does not advance", pages)
 		}
-		page, err := SelectTraits(traits, q)
+		items, cursor, err := next()
 		if err != nil {
 			t.Fatalf("page %d: %v", pages, err)
 		}
-		limit := q.Limit
-		if limit == 0 {
-			limit = DefaultLimit
+		if len(items) > limit {
+			t.Errorf("page %d has %d %s, more than the limit %d", pages, len(items), what, limit)
 		}
-		if len(page.Traits) > limit {
-			t.Errorf("page %d has %d traits, more than the limit %d", pages, len(page.Traits), limit)
+		if cursor != "" && len(items) != limit {
+			t.Errorf("page %d has %d %s and a Next; want %d", pages, len(items), what, limit)
 		}
-		if page.Next != "" && len(page.Traits) != limit {
-			t.Errorf("page %d has %d traits and a Next; want full pages before the last", pages, len(page.Traits))
+		got = append(got, items...)
+		if cursor == "" {
+			return got
 		}
-		keys = append(keys, sortedKeys(page.Traits)...)
-		if page.Next == "" {
-			return keys
-		}
-		q.Cursor = page.Next
 	}
 }
 
@@ -428,16 +459,30 @@ func TestSelectTraitsCopies(t *testing.T) {
 	}
 }
 
-func TestSelectTraitsErrors(t *testing.T) {
-	for name, q := range map[string]TraitQuery{
-		"limit -1":   {Limit: -1},
-		"limit 1001": {Limit: MaxLimit + 1},
-		"bad cursor": {Cursor: "***"},
+// checkInvalidPaging checks that selectPage, a query paged by key with the given
+// limit and cursor, refuses the limits and the cursor that both such queries
+// (traits, external ids) refuse.
+func checkInvalidPaging(t *testing.T, selectPage func(limit int, cursor string) error) {
+	t.Helper()
+	for name, q := range map[string]struct {
+		limit  int
+		cursor string
+	}{
+		"limit -1":   {limit: -1},
+		"limit 1001": {limit: MaxLimit + 1},
+		"bad cursor": {cursor: "***"},
 	} {
-		if _, err := SelectTraits(testTraits(1), q); !errors.Is(err, ErrInvalid) {
+		if err := selectPage(q.limit, q.cursor); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: error %v, want ErrInvalid", name, err)
 		}
 	}
+}
+
+func TestSelectTraitsErrors(t *testing.T) {
+	checkInvalidPaging(t, func(limit int, cursor string) error {
+		_, err := SelectTraits(testTraits(1), TraitQuery{Limit: limit, Cursor: cursor})
+		return err
+	})
 	if _, err := SelectTraits(testTraits(1), TraitQuery{Limit: MaxLimit}); err != nil {
 		t.Errorf("limit %d: %v", MaxLimit, err)
 	}
@@ -473,33 +518,16 @@ func idStrings(ids []ExternalID) []string {
 // walkExternalIDs pages through ids with q and returns every id it was given.
 func walkExternalIDs(t *testing.T, ids []ExternalID, q ExternalIDQuery) []ExternalID {
 	t.Helper()
-	var got []ExternalID
-	for pages := 0; ; pages++ {
-		if pages > len(ids)+1 {
-			t.Fatalf("more than %d pages: the cursor does not advance", pages)
-		}
+	return walkKeyPages(t, "ids", q.Limit, len(ids)+1, func() ([]ExternalID, string, error) {
 		page, err := SelectExternalIDs(ids, q)
-		if err != nil {
-			t.Fatalf("page %d: %v", pages, err)
-		}
-		if page.Next != "" && len(page.ExternalIDs) != q.Limit {
-			t.Errorf("page %d has %d ids and a Next; want %d", pages, len(page.ExternalIDs), q.Limit)
-		}
-		got = append(got, page.ExternalIDs...)
-		if page.Next == "" {
-			return got
-		}
 		q.Cursor = page.Next
-	}
+		return page.ExternalIDs, page.Next, err
+	})
 }
 
 func TestSelectExternalIDs(t *testing.T) {
 	ids := testExternalIDs()
-	tests := []struct {
-		name string
-		q    ExternalIDQuery
-		want []string
-	}{
+	tests := []selectCase[ExternalIDQuery]{
 		{"all", ExternalIDQuery{}, idStrings(ids)},
 		{"include email", ExternalIDQuery{Include: []string{"email"}},
 			[]string{"email:a@example.com", "email:b@example.com", "email:c@example.com"}},
@@ -508,17 +536,10 @@ func TestSelectExternalIDs(t *testing.T) {
 		{"include unknown type", ExternalIDQuery{Include: []string{"phone"}}, []string{}},
 		{"limit", ExternalIDQuery{Limit: 2}, []string{"anonymous_id:anon-1", "email:a@example.com"}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			page, err := SelectExternalIDs(ids, tt.q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(tt.want, idStrings(page.ExternalIDs)); diff != "" {
-				t.Errorf("ids (-want +got):\n%s", diff)
-			}
-		})
-	}
+	runSelectCases(t, "ids", tests, func(t *testing.T, q ExternalIDQuery) ([]string, error) {
+		page, err := SelectExternalIDs(ids, q)
+		return idStrings(page.ExternalIDs), err
+	})
 }
 
 func TestSelectExternalIDsPaging(t *testing.T) {
@@ -539,13 +560,8 @@ func TestSelectExternalIDsPaging(t *testing.T) {
 }
 
 func TestSelectExternalIDsErrors(t *testing.T) {
-	for name, q := range map[string]ExternalIDQuery{
-		"limit -1":   {Limit: -1},
-		"limit 1001": {Limit: MaxLimit + 1},
-		"bad cursor": {Cursor: "***"},
-	} {
-		if _, err := SelectExternalIDs(testExternalIDs(), q); !errors.Is(err, ErrInvalid) {
-			t.Errorf("%s: error %v, want ErrInvalid", name, err)
-		}
-	}
+	checkInvalidPaging(t, func(limit int, cursor string) error {
+		_, err := SelectExternalIDs(testExternalIDs(), ExternalIDQuery{Limit: limit, Cursor: cursor})
+		return err
+	})
 }

@@ -283,20 +283,17 @@ func TestNormalizeValuePathQuoting(t *testing.T) {
 }
 
 func TestCloneValue(t *testing.T) {
-	orig := map[string]any{
-		"s": "x",
-		"n": 1.0,
-		"m": map[string]any{"inner": []any{1.0, map[string]any{"deep": "v"}}},
-		"l": []any{"a", []any{"b"}},
-		"z": nil,
+	// Built twice, so that want shares nothing with orig or its clone.
+	value := func() map[string]any {
+		return map[string]any{
+			"s": "x",
+			"n": 1.0,
+			"m": map[string]any{"inner": []any{1.0, map[string]any{"deep": "v"}}},
+			"l": []any{"a", []any{"b"}},
+			"z": nil,
+		}
 	}
-	want := map[string]any{
-		"s": "x",
-		"n": 1.0,
-		"m": map[string]any{"inner": []any{1.0, map[string]any{"deep": "v"}}},
-		"l": []any{"a", []any{"b"}},
-		"z": nil,
-	}
+	orig, want := value(), value()
 	c := CloneValue(orig).(map[string]any)
 	if diff := cmp.Diff(orig, c); diff != "" {
 		t.Fatalf("clone differs (-orig +clone):\n%s", diff)

@@ -41,25 +41,56 @@ func commit(t testing.TB, l List, f func(Tx) error) {
 	}
 }
 
+// inTx begins a transaction on l, stages f in it and ends it with end
+// (Tx.Commit or Tx.Rollback), returning the first error: commit's counterpart
+// for goroutines, which must not call t.Fatal.
+func inTx(ctx context.Context, l List, end func(Tx, context.Context) error, f func(Tx) error) error {
+	tx, err := l.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		return err
+	}
+	return end(tx, ctx)
+}
+
+// seededList returns a MemList holding hashOf(1) and pidOf(1): the committed
+// state that several tests start from.
+func seededList(t *testing.T) *MemList {
+	t.Helper()
+	ctx := context.Background()
+	l := NewMemList()
+	commit(t, l, func(tx Tx) error {
+		if err := tx.Add(ctx, hashOf(1)); err != nil {
+			return err
+		}
+		return tx.AddProfile(ctx, pidOf(1))
+	})
+	return l
+}
+
 func mustSuppressed(t *testing.T, name string, r Reader, h identity.Hash, want bool) {
 	t.Helper()
-	got, err := r.Suppressed(context.Background(), h)
-	if err != nil {
-		t.Fatalf("%s: Suppressed: %v", name, err)
-	}
-	if got != want {
-		t.Errorf("%s: Suppressed(%s) = %v, want %v", name, h.String()[:8], got, want)
-	}
+	mustCheck(t, name, "Suppressed", r.Suppressed, h, h.String()[:8], want)
 }
 
 func mustProfileSuppressed(t *testing.T, name string, r Reader, pid identity.ProfileID, want bool) {
 	t.Helper()
-	got, err := r.ProfileSuppressed(context.Background(), pid)
+	mustCheck(t, name, "ProfileSuppressed", r.ProfileSuppressed, pid, string(pid), want)
+}
+
+// mustCheck fails the test unless check (the Reader method called method)
+// answers want for key, shown in the message as shown: the one body of
+// mustSuppressed and mustProfileSuppressed.
+func mustCheck[K any](t *testing.T, name, method string, check func(context.Context, K) (bool, error), key K, shown string, want bool) {
+	t.Helper()
+	got, err := check(context.Background(), key)
 	if err != nil {
-		t.Fatalf("%s: ProfileSuppressed: %v", name, err)
+		t.Fatalf("%s: %s: %v", name, method, err)
 	}
 	if got != want {
-		t.Errorf("%s: ProfileSuppressed(%s) = %v, want %v", name, pid, got, want)
+		t.Errorf("%s: %s(%s) = %v, want %v", name, method, shown, got, want)
 	}
 }
 
@@ -80,48 +111,46 @@ func mustLen(t *testing.T, l List, wantIDs, wantProfiles int) {
 func TestTxIsolation(t *testing.T) {
 	ctx := context.Background()
 	h, pid := hashOf(1), pidOf(1)
-	tests := []struct {
-		name string
-		// present sets up the committed state before the transaction.
-		present bool
-		write   func(Tx) error
+	// Each kind of item is added to a list without it and removed from a list
+	// with it.
+	kinds := []struct {
+		suffix      string // of the methods' names: Add, Remove
+		add, remove func(Tx) error
 		// check reads the item the write changes.
 		check func(t *testing.T, name string, r Reader, want bool)
 	}{
 		{
-			name:  "Add",
-			write: func(tx Tx) error { return tx.Add(ctx, h) },
-			check: func(t *testing.T, name string, r Reader, want bool) { mustSuppressed(t, name, r, h, want) },
+			suffix: "",
+			add:    func(tx Tx) error { return tx.Add(ctx, h) },
+			remove: func(tx Tx) error { return tx.Remove(ctx, h) },
+			check:  func(t *testing.T, name string, r Reader, want bool) { mustSuppressed(t, name, r, h, want) },
 		},
 		{
-			name:    "Remove",
-			present: true,
-			write:   func(tx Tx) error { return tx.Remove(ctx, h) },
-			check:   func(t *testing.T, name string, r Reader, want bool) { mustSuppressed(t, name, r, h, want) },
+			suffix: "Profile",
+			add:    func(tx Tx) error { return tx.AddProfile(ctx, pid) },
+			remove: func(tx Tx) error { return tx.RemoveProfile(ctx, pid) },
+			check:  func(t *testing.T, name string, r Reader, want bool) { mustProfileSuppressed(t, name, r, pid, want) },
 		},
-		{
-			name:  "AddProfile",
-			write: func(tx Tx) error { return tx.AddProfile(ctx, pid) },
-			check: func(t *testing.T, name string, r Reader, want bool) { mustProfileSuppressed(t, name, r, pid, want) },
-		},
-		{
-			name:    "RemoveProfile",
-			present: true,
-			write:   func(tx Tx) error { return tx.RemoveProfile(ctx, pid) },
-			check:   func(t *testing.T, name string, r Reader, want bool) { mustProfileSuppressed(t, name, r, pid, want) },
-		},
+	}
+	type test struct {
+		name string
+		// present sets up the committed state before the transaction.
+		present bool
+		write   func(Tx) error
+		check   func(t *testing.T, name string, r Reader, want bool)
+	}
+	var tests []test
+	for _, k := range kinds {
+		tests = append(tests,
+			test{name: "Add" + k.suffix, present: false, write: k.add, check: k.check},
+			test{name: "Remove" + k.suffix, present: true, write: k.remove, check: k.check})
 	}
 	for _, tt := range tests {
 		for _, end := range []string{"Commit", "Rollback"} {
 			t.Run(tt.name+"/"+end, func(t *testing.T) {
 				l := NewMemList()
 				if tt.present {
-					commit(t, l, func(tx Tx) error {
-						if err := tx.Add(ctx, h); err != nil {
-							return err
-						}
-						return tx.AddProfile(ctx, pid)
-					})
+					l = seededList(t)
 				}
 				before, after := tt.present, !tt.present
 
@@ -224,13 +253,7 @@ func TestTxDone(t *testing.T) {
 	for _, e := range ends {
 		for _, m := range methods {
 			t.Run(e.name+"/"+m.name, func(t *testing.T) {
-				l := NewMemList()
-				commit(t, l, func(tx Tx) error {
-					if err := tx.Add(ctx, hashOf(1)); err != nil {
-						return err
-					}
-					return tx.AddProfile(ctx, pidOf(1))
-				})
+				l := seededList(t)
 				tx, err := l.Begin(ctx)
 				if err != nil {
 					t.Fatal(err)
@@ -258,13 +281,7 @@ func TestTxDone(t *testing.T) {
 // of the staged writes and ends the transaction.
 func TestCommitCancelled(t *testing.T) {
 	ctx := context.Background()
-	l := NewMemList()
-	commit(t, l, func(tx Tx) error {
-		if err := tx.Add(ctx, hashOf(1)); err != nil {
-			return err
-		}
-		return tx.AddProfile(ctx, pidOf(1))
-	})
+	l := seededList(t)
 	tx, err := l.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -513,59 +530,36 @@ func TestConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for b := range batches {
-				tx, err := l.Begin(ctx)
-				if err != nil {
-					errs <- err
-					return
-				}
 				hs := make([]identity.Hash, batch)
 				for i := range hs {
 					hs[i] = hash(w, b, i)
 				}
-				if err := tx.Add(ctx, hs...); err != nil {
+				pid := pidOf(w*batches + b)
+				if err := inTx(ctx, l, Tx.Commit, func(tx Tx) error {
+					if err := tx.Add(ctx, hs...); err != nil {
+						return err
+					}
+					if err := tx.Add(ctx, scratch(w)); err != nil {
+						return err
+					}
+					return tx.AddProfile(ctx, pid)
+				}); err != nil {
 					errs <- err
 					return
 				}
-				if err := tx.Add(ctx, scratch(w)); err != nil {
-					errs <- err
-					return
-				}
-				if err := tx.AddProfile(ctx, pidOf(w*batches+b)); err != nil {
-					errs <- err
-					return
-				}
-				if err := tx.Commit(ctx); err != nil {
-					errs <- err
-					return
-				}
-				tx, err = l.Begin(ctx)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if err := tx.Remove(ctx, scratch(w)); err != nil {
-					errs <- err
-					return
-				}
-				if err := tx.Commit(ctx); err != nil {
+				if err := inTx(ctx, l, Tx.Commit, func(tx Tx) error {
+					return tx.Remove(ctx, scratch(w))
+				}); err != nil {
 					errs <- err
 					return
 				}
 				// Rolled back: must leave no trace.
-				tx, err = l.Begin(ctx)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if err := tx.RemoveProfile(ctx, pidOf(w*batches+b)); err != nil {
-					errs <- err
-					return
-				}
-				if err := tx.Remove(ctx, hs[0]); err != nil {
-					errs <- err
-					return
-				}
-				if err := tx.Rollback(ctx); err != nil {
+				if err := inTx(ctx, l, Tx.Rollback, func(tx Tx) error {
+					if err := tx.RemoveProfile(ctx, pid); err != nil {
+						return err
+					}
+					return tx.Remove(ctx, hs[0])
+				}); err != nil {
 					errs <- err
 					return
 				}
@@ -631,13 +625,7 @@ func TestConcurrent(t *testing.T) {
 // check does not allocate, which the collection path relies on.
 func TestChecksDoNotAllocate(t *testing.T) {
 	ctx := context.Background()
-	l := NewMemList()
-	commit(t, l, func(tx Tx) error {
-		if err := tx.Add(ctx, hashOf(1)); err != nil {
-			return err
-		}
-		return tx.AddProfile(ctx, pidOf(1))
-	})
+	l := seededList(t)
 	present, absent := hashOf(1), hashOf(2)
 	pPresent, pAbsent := pidOf(1), pidOf(2)
 	checks := map[string]func(){
@@ -659,6 +647,35 @@ func samples(rnd *rand.Rand, n int, lo, span uint64) []identity.Hash {
 		hs[i] = hashOf(lo + rnd.Uint64N(span))
 	}
 	return hs
+}
+
+// benchCheck runs the sub-benchmarks "absent" and "present" of a suppression
+// check, cycling through the sampled keys of each (whose count must be a power
+// of two), so that both benchmarks above share one loop and one assertion.
+func benchCheck[K any](b *testing.B, name string, check func(context.Context, K) (bool, error), absent, present []K) {
+	ctx := context.Background()
+	cases := []struct {
+		name string
+		keys []K
+		want bool
+	}{
+		{"absent", absent, false},
+		{"present", present, true},
+	}
+	for _, c := range cases {
+		mask := len(c.keys) - 1
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				ok, err := check(ctx, c.keys[i&mask])
+				if err != nil || ok != c.want {
+					b.Fatalf("%s = %v, %v, want %v", name, ok, err, c.want)
+				}
+				i++
+			}
+		})
+	}
 }
 
 // BenchmarkSuppressedCheck10M measures the check of the collection path against
@@ -684,27 +701,7 @@ func BenchmarkSuppressedCheck10M(b *testing.B) {
 		b.Fatalf("list holds %d hashes, want %d", ids, n)
 	}
 	rnd := rand.New(rand.NewPCG(1, 2))
-	cases := []struct {
-		name string
-		hs   []identity.Hash
-		want bool
-	}{
-		{"absent", samples(rnd, nsamp, n, n), false},
-		{"present", samples(rnd, nsamp, 0, n), true},
-	}
-	for _, c := range cases {
-		b.Run(c.name, func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				ok, err := l.Suppressed(ctx, c.hs[i&(nsamp-1)])
-				if err != nil || ok != c.want {
-					b.Fatalf("Suppressed = %v, %v, want %v", ok, err, c.want)
-				}
-				i++
-			}
-		})
-	}
+	benchCheck(b, "Suppressed", l.Suppressed, samples(rnd, nsamp, n, n), samples(rnd, nsamp, 0, n))
 }
 
 // BenchmarkProfileSuppressed measures the profile check against a list of a
@@ -744,27 +741,7 @@ func BenchmarkProfileSuppressed(b *testing.B) {
 	for i := range absent {
 		absent[i] = identity.NewProfileID(now.Add(time.Hour))
 	}
-	cases := []struct {
-		name string
-		pids []identity.ProfileID
-		want bool
-	}{
-		{"absent", absent, false},
-		{"present", presentSample, true},
-	}
-	for _, c := range cases {
-		b.Run(c.name, func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				ok, err := l.ProfileSuppressed(ctx, c.pids[i&(nsamp-1)])
-				if err != nil || ok != c.want {
-					b.Fatalf("ProfileSuppressed = %v, %v, want %v", ok, err, c.want)
-				}
-				i++
-			}
-		})
-	}
+	benchCheck(b, "ProfileSuppressed", l.ProfileSuppressed, absent, presentSample)
 }
 
 func TestEmptyProfileIDIsRefused(t *testing.T) {
