@@ -91,6 +91,12 @@ type Deletion struct {
 	IDs []identity.ID
 }
 
+// clone returns a copy of d that shares no identifiers with it.
+func (d Deletion) clone() Deletion {
+	d.IDs = slices.Clone(d.IDs)
+	return d
+}
+
 // Recorder is an in-memory Destination for tests and examples: it records what it
 // receives and can be told to fail.
 type Recorder struct {
@@ -175,8 +181,7 @@ func (r *Recorder) Delete(ctx context.Context, d Deletion) error {
 	}
 	if !r.seenDeletes[d.RequestID] {
 		r.seenDeletes[d.RequestID] = true
-		d.IDs = slices.Clone(d.IDs)
-		r.dels = append(r.dels, d)
+		r.dels = append(r.dels, d.clone())
 	}
 	return nil
 }
@@ -185,21 +190,23 @@ func (r *Recorder) Delete(ctx context.Context, d Deletion) error {
 func (r *Recorder) Messages() []Message {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]Message, len(r.msgs))
-	for i, m := range r.msgs {
-		out[i] = m.Clone()
-	}
-	return out
+	return cloneAll(r.msgs, Message.Clone)
 }
 
 // Deletions returns copies of the deletions received, in order, each once.
 func (r *Recorder) Deletions() []Deletion {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]Deletion, len(r.dels))
-	for i, d := range r.dels {
-		d.IDs = slices.Clone(d.IDs)
-		out[i] = d
+	return cloneAll(r.dels, Deletion.clone)
+}
+
+// cloneAll returns deep copies of the elements of s in a new slice, empty but
+// not nil when s is, so that what the Recorder returns shares nothing with
+// what it keeps.
+func cloneAll[T any](s []T, clone func(T) T) []T {
+	out := make([]T, len(s))
+	for i, v := range s {
+		out[i] = clone(v)
 	}
 	return out
 }

@@ -43,20 +43,45 @@ func del(id string) Deletion {
 	}
 }
 
-func messageIDs(ms []Message) []string {
-	ids := make([]string, len(ms))
-	for i, m := range ms {
-		ids[i] = m.MessageID
+// batchOf returns the messages msg makes for ids, in order: one Send's batch.
+func batchOf(ids ...string) []Message {
+	var ms []Message
+	for _, id := range ids {
+		ms = append(ms, msg(id))
+	}
+	return ms
+}
+
+// messageID and requestID are the ids the Recorder de-duplicates on.
+func messageID(m Message) string  { return m.MessageID }
+func requestID(d Deletion) string { return d.RequestID }
+
+// idsOf returns the id of every item, in order, for comparing what was
+// recorded with the ids sent.
+func idsOf[T any](items []T, id func(T) string) []string {
+	ids := make([]string, len(items))
+	for i, v := range items {
+		ids[i] = id(v)
 	}
 	return ids
 }
 
-func requestIDs(ds []Deletion) []string {
-	ids := make([]string, len(ds))
-	for i, d := range ds {
-		ids[i] = d.RequestID
+func messageIDs(ms []Message) []string  { return idsOf(ms, messageID) }
+func requestIDs(ds []Deletion) []string { return idsOf(ds, requestID) }
+
+// checkRecorded checks that got holds the items of the ids want, in order, each
+// equal to the one item makes of its id: the Recorder keeps every message or
+// deletion it receives once, unchanged. what names the items in errors.
+func checkRecorded[T any](t *testing.T, what string, got []T, want []string, id func(T) string, item func(string) T) {
+	t.Helper()
+	if diff := cmp.Diff(want, idsOf(got, id)); diff != "" {
+		t.Errorf("recorded %s ids (-want +got):\n%s", what, diff)
 	}
-	return ids
+	for _, v := range got {
+		if diff := cmp.Diff(item(id(v)), v); diff != "" {
+			t.Errorf("%s %s recorded wrongly (-want +got):\n%s", what, id(v), diff)
+		}
+	}
 }
 
 func TestRecorderName(t *testing.T) {
@@ -84,23 +109,11 @@ func TestRecorderMessagesInOrderOncePerID(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := NewRecorder("r")
 			for _, batch := range tt.batches {
-				var msgs []Message
-				for _, id := range batch {
-					msgs = append(msgs, msg(id))
-				}
-				if err := r.Send(context.Background(), msgs); err != nil {
+				if err := r.Send(context.Background(), batchOf(batch...)); err != nil {
 					t.Fatalf("Send(%v): %v", batch, err)
 				}
 			}
-			got := r.Messages()
-			if diff := cmp.Diff(tt.want, messageIDs(got)); diff != "" {
-				t.Errorf("recorded message ids (-want +got):\n%s", diff)
-			}
-			for _, m := range got {
-				if diff := cmp.Diff(msg(m.MessageID), m); diff != "" {
-					t.Errorf("message %s recorded wrongly (-want +got):\n%s", m.MessageID, diff)
-				}
-			}
+			checkRecorded(t, "message", r.Messages(), tt.want, messageID, msg)
 		})
 	}
 }
@@ -139,15 +152,7 @@ func TestRecorderDeletionsInOrderOncePerID(t *testing.T) {
 					t.Fatalf("Delete(%s): %v", id, err)
 				}
 			}
-			got := r.Deletions()
-			if diff := cmp.Diff(tt.want, requestIDs(got)); diff != "" {
-				t.Errorf("recorded request ids (-want +got):\n%s", diff)
-			}
-			for _, d := range got {
-				if diff := cmp.Diff(del(d.RequestID), d); diff != "" {
-					t.Errorf("deletion %s recorded wrongly (-want +got):\n%s", d.RequestID, diff)
-				}
-			}
+			checkRecorded(t, "deletion", r.Deletions(), tt.want, requestID, del)
 		})
 	}
 }
@@ -221,64 +226,68 @@ func TestRecorderFailures(t *testing.T) {
 		{"negative fails forever", -1, []bool{true, true, true, true, true, true}},
 		{"other negative fails forever", -5, []bool{true, true, true, true, true, true}},
 	}
-	for _, tt := range tests {
-		t.Run("sends/"+tt.name, func(t *testing.T) {
-			r := NewRecorder("r")
-			r.FailSends(tt.n)
-			var got []bool
-			var recorded []string
-			for i := range calls {
+	// Sends and deletes fail alike, each on its own Recorder.
+	halves := []struct {
+		name                   string // of the subtests
+		method                 string
+		fail                   func(r *Recorder, n int)
+		call                   func(r *Recorder, i int) (id string, err error) // the i-th call, with a new id
+		recorded               func(r *Recorder) []string
+		what                   string // what recorded returns the ids of
+		wantSends, wantDeletes int
+	}{
+		{
+			name: "sends", method: "Send", fail: (*Recorder).FailSends,
+			call: func(r *Recorder, i int) (string, error) {
 				id := fmt.Sprint("m", i)
-				err := r.Send(context.Background(), []Message{msg(id)})
-				got = append(got, err != nil)
-				if err == nil {
-					recorded = append(recorded, id)
-				} else if errors.Is(err, ErrNotSupported) {
-					t.Errorf("Send %d: injected failure %v matches ErrNotSupported", i, err)
-				}
-			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("which Send calls failed (-want +got):\n%s", diff)
-			}
-			// A failed Send records nothing.
-			if len(recorded) == 0 {
-				recorded = []string{}
-			}
-			if diff := cmp.Diff(recorded, messageIDs(r.Messages())); diff != "" {
-				t.Errorf("recorded messages (-want +got):\n%s", diff)
-			}
-			if sends, deletes := r.Calls(); sends != calls || deletes != 0 {
-				t.Errorf("Calls() = %d, %d, want %d, 0", sends, deletes, calls)
-			}
-		})
-		t.Run("deletes/"+tt.name, func(t *testing.T) {
-			r := NewRecorder("r")
-			r.FailDeletes(tt.n)
-			var got []bool
-			var recorded []string
-			for i := range calls {
+				return id, r.Send(context.Background(), []Message{msg(id)})
+			},
+			recorded:  func(r *Recorder) []string { return messageIDs(r.Messages()) },
+			what:      "messages",
+			wantSends: calls,
+		},
+		{
+			name: "deletes", method: "Delete", fail: (*Recorder).FailDeletes,
+			call: func(r *Recorder, i int) (string, error) {
 				id := fmt.Sprint("r", i)
-				err := r.Delete(context.Background(), del(id))
-				got = append(got, err != nil)
-				if err == nil {
-					recorded = append(recorded, id)
-				} else if errors.Is(err, ErrNotSupported) {
-					t.Errorf("Delete %d: injected failure %v matches ErrNotSupported", i, err)
+				return id, r.Delete(context.Background(), del(id))
+			},
+			recorded:    func(r *Recorder) []string { return requestIDs(r.Deletions()) },
+			what:        "deletions",
+			wantDeletes: calls,
+		},
+	}
+	for _, tt := range tests {
+		for _, h := range halves {
+			t.Run(h.name+"/"+tt.name, func(t *testing.T) {
+				r := NewRecorder("r")
+				h.fail(r, tt.n)
+				var got []bool
+				var recorded []string
+				for i := range calls {
+					id, err := h.call(r, i)
+					got = append(got, err != nil)
+					if err == nil {
+						recorded = append(recorded, id)
+					} else if errors.Is(err, ErrNotSupported) {
+						t.Errorf("%s %d: injected failure %v matches ErrNotSupported", h.method, i, err)
+					}
 				}
-			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("which Delete calls failed (-want +got):\n%s", diff)
-			}
-			if len(recorded) == 0 {
-				recorded = []string{}
-			}
-			if diff := cmp.Diff(recorded, requestIDs(r.Deletions())); diff != "" {
-				t.Errorf("recorded deletions (-want +got):\n%s", diff)
-			}
-			if sends, deletes := r.Calls(); sends != 0 || deletes != calls {
-				t.Errorf("Calls() = %d, %d, want 0, %d", sends, deletes, calls)
-			}
-		})
+				if diff := cmp.Diff(tt.want, got); diff != "" {
+					t.Errorf("which %s calls failed (-want +got):\n%s", h.method, diff)
+				}
+				// A failed call records nothing.
+				if len(recorded) == 0 {
+					recorded = []string{}
+				}
+				if diff := cmp.Diff(recorded, h.recorded(r)); diff != "" {
+					t.Errorf("recorded %s (-want +got):\n%s", h.what, diff)
+				}
+				if sends, deletes := r.Calls(); sends != h.wantSends || deletes != h.wantDeletes {
+					t.Errorf("Calls() = %d, %d, want %d, %d", sends, deletes, h.wantSends, h.wantDeletes)
+				}
+			})
+		}
 	}
 }
 

@@ -267,104 +267,12 @@ func readJSON(r io.Reader) (*Package, error) {
 }
 
 func (jr *jsonReader) document() error {
-	if err := jr.delim('{', "the document"); err != nil {
+	if err := jr.fields("the document", jr.documentField); err != nil {
 		return err
 	}
-	var seen []string
-	for jr.dec.More() {
-		key, err := jr.key("the document", &seen)
-		if err != nil {
-			return err
-		}
-		switch key {
-		case "schema":
-			var s string
-			if err := jr.dec.Decode(&s); err != nil {
-				return fmt.Errorf("schema: %w", err)
-			}
-			if s != SchemaVersion {
-				return schemaError(s)
-			}
-		case "request_id":
-			err = jr.decode("request_id", &jr.p.RequestID)
-		case "generated_at":
-			var t jsonTime
-			err = jr.decode("generated_at", &t)
-			jr.p.GeneratedAt = time.Time(t)
-		case "suppression":
-			var s wireSuppression
-			err = jr.decode("suppression", &s)
-			jr.p.Suppression.Suppressed = s.Suppressed
-		case "profile":
-			err = jr.profile()
-		case "events":
-			err = jr.array("events", func(i int) error {
-				var w wireEvent
-				if err := jr.dec.Decode(&w); err != nil {
-					return fmt.Errorf("events[%d]: %w", i, err)
-				}
-				e, err := w.event()
-				if err != nil {
-					return fmt.Errorf("events[%d]: %w", i, err)
-				}
-				jr.p.Events = append(jr.p.Events, e)
-				return nil
-			})
-		case "audiences":
-			o := order{sec: secAudiences}
-			err = jr.array("audiences", func(i int) error {
-				var k string
-				if err := jr.dec.Decode(&k); err != nil {
-					return fmt.Errorf("audiences[%d]: %w", i, err)
-				}
-				if err := o.check(secAudiences, k); err != nil {
-					return fmt.Errorf("audiences[%d]: %w", i, err)
-				}
-				o.add(secAudiences, k)
-				jr.p.Audiences = append(jr.p.Audiences, k)
-				return nil
-			})
-		case "requests":
-			o := order{sec: secRequests}
-			err = jr.array("requests", func(i int) error {
-				var w wireRequest
-				if err := jr.dec.Decode(&w); err != nil {
-					return fmt.Errorf("requests[%d]: %w", i, err)
-				}
-				if err := o.check(secRequests, w.ID); err != nil {
-					return fmt.Errorf("requests[%d]: %w", i, err)
-				}
-				q, err := w.request()
-				if err != nil {
-					return fmt.Errorf("requests[%d]: %w", i, err)
-				}
-				o.add(secRequests, w.ID)
-				jr.p.Requests = append(jr.p.Requests, q)
-				return nil
-			})
-		case "recipients":
-			err = jr.array("recipients", func(i int) error {
-				var w wireRecipient
-				if err := jr.dec.Decode(&w); err != nil {
-					return fmt.Errorf("recipients[%d]: %w", i, err)
-				}
-				jr.p.Recipients = append(jr.p.Recipients, w.recipient())
-				return nil
-			})
-		default:
-			return fmt.Errorf("unknown key %q in the document", key)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	if err := jr.delim('}', "the document"); err != nil {
-		return err
-	}
-	if !contains(seen, "schema") {
+	if jr.p.Schema == "" {
 		return fmt.Errorf("the document has no schema: it is not a %s export", SchemaVersion)
 	}
-	jr.p.Schema = SchemaVersion
 	// Nothing but white space may follow.
 	if _, err := jr.dec.Token(); err != io.EOF {
 		if errors.As(err, new(*sourceError)) || errors.Is(err, errTooLarge) {
@@ -375,44 +283,97 @@ func (jr *jsonReader) document() error {
 	return nil
 }
 
-func (jr *jsonReader) profile() error {
-	if err := jr.delim('{', "profile"); err != nil {
+// documentField reads the value of the document's member key.
+func (jr *jsonReader) documentField(key string) error {
+	switch key {
+	case "schema":
+		var s string
+		if err := jr.dec.Decode(&s); err != nil {
+			return fmt.Errorf("schema: %w", err)
+		}
+		if s != SchemaVersion {
+			return schemaError(s)
+		}
+		jr.p.Schema = s
+		return nil
+	case "request_id":
+		return jr.decode("request_id", &jr.p.RequestID)
+	case "generated_at":
+		var t jsonTime
+		err := jr.decode("generated_at", &t)
+		jr.p.GeneratedAt = time.Time(t)
 		return err
+	case "suppression":
+		var s wireSuppression
+		err := jr.decode("suppression", &s)
+		jr.p.Suppression.Suppressed = s.Suppressed
+		return err
+	case "profile":
+		return jr.fields("profile", jr.profileField)
+	case "events":
+		return readArray(jr, "events", func(w *wireEvent) error {
+			e, err := w.event()
+			if err != nil {
+				return err
+			}
+			jr.p.Events = append(jr.p.Events, e)
+			return nil
+		})
+	case "audiences":
+		o := order{sec: secAudiences}
+		return readArray(jr, "audiences", func(k *string) error {
+			if err := o.check(secAudiences, *k); err != nil {
+				return err
+			}
+			o.add(secAudiences, *k)
+			jr.p.Audiences = append(jr.p.Audiences, *k)
+			return nil
+		})
+	case "requests":
+		o := order{sec: secRequests}
+		return readArray(jr, "requests", func(w *wireRequest) error {
+			if err := o.check(secRequests, w.ID); err != nil {
+				return err
+			}
+			q, err := w.request()
+			if err != nil {
+				return err
+			}
+			o.add(secRequests, w.ID)
+			jr.p.Requests = append(jr.p.Requests, q)
+			return nil
+		})
+	case "recipients":
+		return readArray(jr, "recipients", func(w *wireRecipient) error {
+			jr.p.Recipients = append(jr.p.Recipients, w.recipient())
+			return nil
+		})
 	}
-	var seen []string
-	for jr.dec.More() {
-		key, err := jr.key("profile", &seen)
-		if err != nil {
-			return err
-		}
-		switch key {
-		case "id":
-			var id string
-			err = jr.decode("profile.id", &id)
-			jr.p.Profile.ID = identity.ProfileID(id)
-		case "metadata":
-			var m wireMetadata
-			err = jr.decode("profile.metadata", &m)
-			jr.p.Profile.Metadata = m.metadata()
-		case "external_ids":
-			err = jr.array("profile.external_ids", func(i int) error {
-				var w wireIdentifier
-				if err := jr.dec.Decode(&w); err != nil {
-					return fmt.Errorf("profile.external_ids[%d]: %w", i, err)
-				}
-				jr.p.Profile.ExternalIDs = append(jr.p.Profile.ExternalIDs, w.identifier())
-				return nil
-			})
-		case "traits":
-			err = jr.traits()
-		default:
-			return fmt.Errorf("unknown key %q in profile", key)
-		}
-		if err != nil {
-			return err
-		}
+	return fmt.Errorf("unknown key %q in the document", key)
+}
+
+// profileField reads the value of the profile's member key.
+func (jr *jsonReader) profileField(key string) error {
+	switch key {
+	case "id":
+		var id string
+		err := jr.decode("profile.id", &id)
+		jr.p.Profile.ID = identity.ProfileID(id)
+		return err
+	case "metadata":
+		var m wireMetadata
+		err := jr.decode("profile.metadata", &m)
+		jr.p.Profile.Metadata = m.metadata()
+		return err
+	case "external_ids":
+		return readArray(jr, "profile.external_ids", func(w *wireIdentifier) error {
+			jr.p.Profile.ExternalIDs = append(jr.p.Profile.ExternalIDs, w.identifier())
+			return nil
+		})
+	case "traits":
+		return jr.traits()
 	}
-	return jr.delim('}', "profile")
+	return fmt.Errorf("unknown key %q in profile", key)
 }
 
 func (jr *jsonReader) traits() error {
@@ -477,14 +438,40 @@ func (jr *jsonReader) delim(d json.Delim, what string) error {
 	return nil
 }
 
-// array reads a JSON array, calling each for every element.
-func (jr *jsonReader) array(what string, each func(i int) error) error {
+// fields reads an object with named members, what in errors, each member at
+// most once: the decoder is at the member's value when field is called with
+// its key. The document and the profile are such objects.
+func (jr *jsonReader) fields(what string, field func(key string) error) error {
+	if err := jr.delim('{', what); err != nil {
+		return err
+	}
+	var seen []string
+	for jr.dec.More() {
+		key, err := jr.key(what, &seen)
+		if err != nil {
+			return err
+		}
+		if err := field(key); err != nil {
+			return err
+		}
+	}
+	return jr.delim('}', what)
+}
+
+// readArray reads the JSON array what, decoding its elements one at a time
+// into a T and passing each to add; an error is named after its element, as
+// what[i].
+func readArray[T any](jr *jsonReader, what string, add func(*T) error) error {
 	if err := jr.delim('[', what); err != nil {
 		return err
 	}
 	for i := 0; jr.dec.More(); i++ {
-		if err := each(i); err != nil {
-			return err
+		var v T
+		if err := jr.dec.Decode(&v); err != nil {
+			return fmt.Errorf("%s[%d]: %w", what, i, err)
+		}
+		if err := add(&v); err != nil {
+			return fmt.Errorf("%s[%d]: %w", what, i, err)
 		}
 	}
 	return jr.delim(']', what)
@@ -643,124 +630,131 @@ func (nr *ndReader) record(line []byte) error {
 	}
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
-	key := ""
-	var add func() error
-	switch s {
-	case secHeader:
-		var h ndHeader
-		if err := dec.Decode(&h); err != nil {
-			return err
-		}
-		if h.Schema != SchemaVersion {
-			return schemaError(h.Schema)
-		}
-		add = func() error {
-			nr.p.GeneratedAt = time.Time(h.GeneratedAt)
-			nr.p.RequestID = h.RequestID
-			nr.p.Profile.ID = identity.ProfileID(h.ProfileID)
-			nr.p.Profile.Metadata = h.Metadata.metadata()
-			nr.p.Suppression.Suppressed = h.Suppression.Suppressed
-			return nil
-		}
-	case secIdentifiers:
-		var w ndIdentifier
-		if err := dec.Decode(&w); err != nil {
-			return err
-		}
-		add = func() error {
-			nr.p.Profile.ExternalIDs = append(nr.p.Profile.ExternalIDs, w.identifier())
-			return nil
-		}
-	case secTraits:
-		var w ndTrait
-		if err := dec.Decode(&w); err != nil {
-			return err
-		}
-		key = w.Key
-		add = func() error {
-			t, err := w.trait()
-			if err != nil {
-				return fmt.Errorf("trait %q: %w", w.Key, err)
-			}
-			if nr.p.Profile.Traits == nil {
-				nr.p.Profile.Traits = make(map[string]profile.Trait)
-			}
-			nr.p.Profile.Traits[w.Key] = t
-			return nil
-		}
-	case secEvents:
-		var w ndEvent
-		if err := dec.Decode(&w); err != nil {
-			return err
-		}
-		add = func() error {
-			e, err := w.event()
-			if err != nil {
-				return fmt.Errorf("event %q: %w", w.MessageID, err)
-			}
-			nr.p.Events = append(nr.p.Events, e)
-			return nil
-		}
-	case secAudiences:
-		var w ndAudience
-		if err := dec.Decode(&w); err != nil {
-			return err
-		}
-		key = w.Key
-		add = func() error {
-			nr.p.Audiences = append(nr.p.Audiences, w.Key)
-			return nil
-		}
-	case secRequests:
-		var w ndRequest
-		if err := dec.Decode(&w); err != nil {
-			return err
-		}
-		key = w.ID
-		add = func() error {
-			q, err := w.request()
-			if err != nil {
-				return fmt.Errorf("request %q: %w", w.ID, err)
-			}
-			nr.p.Requests = append(nr.p.Requests, q)
-			return nil
-		}
-	case secRecipients:
-		var w ndRecipient
-		if err := dec.Decode(&w); err != nil {
-			return err
-		}
-		add = func() error {
-			nr.p.Recipients = append(nr.p.Recipients, w.recipient())
-			return nil
-		}
-	case secEnd:
-		var w ndEnd
-		if err := dec.Decode(&w); err != nil {
-			return err
-		}
-		if err := nr.order.check(secEnd, ""); err != nil {
-			return err
-		}
-		c := &w.Counts
-		for _, x := range []struct {
-			s    section
-			want int
-		}{{secIdentifiers, c.Identifier}, {secTraits, c.Trait}, {secEvents, c.Event},
-			{secAudiences, c.Audience}, {secRequests, c.Request}, {secRecipients, c.Recipient}} {
-			if got := nr.order.n[x.s]; got != x.want {
-				return fmt.Errorf("the end record counts %d %s records, the export has %d: records are missing or added", x.want, x.s, got)
-			}
-		}
-		nr.order.sec = secEnd
-		return nil
+	if s == secEnd {
+		return nr.end(dec)
 	}
+	rec := newNDRecord[s]()
+	if err := dec.Decode(rec); err != nil {
+		return err
+	}
+	if h, ok := rec.(*ndHeader); ok && h.Schema != SchemaVersion {
+		return schemaError(h.Schema)
+	}
+	key := rec.orderKey()
 	if err := nr.order.check(s, key); err != nil {
 		return err
 	}
-	if err := add(); err != nil {
+	if err := rec.addTo(&nr.p); err != nil {
 		return err
 	}
 	nr.order.add(s, key)
+	return nil
+}
+
+// end reads the end record, whose counts must be those of the records read.
+func (nr *ndReader) end(dec *json.Decoder) error {
+	var w ndEnd
+	if err := dec.Decode(&w); err != nil {
+		return err
+	}
+	if err := nr.order.check(secEnd, ""); err != nil {
+		return err
+	}
+	c := &w.Counts
+	for _, x := range []struct {
+		s    section
+		want int
+	}{{secIdentifiers, c.Identifier}, {secTraits, c.Trait}, {secEvents, c.Event},
+		{secAudiences, c.Audience}, {secRequests, c.Request}, {secRecipients, c.Recipient}} {
+		if got := nr.order.n[x.s]; got != x.want {
+			return fmt.Errorf("the end record counts %d %s records, the export has %d: records are missing or added", x.want, x.s, got)
+		}
+	}
+	nr.order.sec = secEnd
+	return nil
+}
+
+// ndRecord is an NDJSON record of a section before the end. Every one is read
+// the same way: decoded whole, its key's place in the order checked, then
+// added to the package.
+type ndRecord interface {
+	// orderKey is the key the order checks: a trait or audience key, a request
+	// id; "" in the other sections.
+	orderKey() string
+	// addTo adds the record to p.
+	addTo(p *Package) error
+}
+
+// newNDRecord makes an empty record of each section, for Decode to fill.
+var newNDRecord = [...]func() ndRecord{
+	secHeader:      func() ndRecord { return new(ndHeader) },
+	secIdentifiers: func() ndRecord { return new(ndIdentifier) },
+	secTraits:      func() ndRecord { return new(ndTrait) },
+	secEvents:      func() ndRecord { return new(ndEvent) },
+	secAudiences:   func() ndRecord { return new(ndAudience) },
+	secRequests:    func() ndRecord { return new(ndRequest) },
+	secRecipients:  func() ndRecord { return new(ndRecipient) },
+}
+
+func (*ndHeader) orderKey() string     { return "" }
+func (*ndIdentifier) orderKey() string { return "" }
+func (w *ndTrait) orderKey() string    { return w.Key }
+func (*ndEvent) orderKey() string      { return "" }
+func (w *ndAudience) orderKey() string { return w.Key }
+func (w *ndRequest) orderKey() string  { return w.ID }
+func (*ndRecipient) orderKey() string  { return "" }
+
+func (h *ndHeader) addTo(p *Package) error {
+	p.GeneratedAt = time.Time(h.GeneratedAt)
+	p.RequestID = h.RequestID
+	p.Profile.ID = identity.ProfileID(h.ProfileID)
+	p.Profile.Metadata = h.Metadata.metadata()
+	p.Suppression.Suppressed = h.Suppression.Suppressed
+	return nil
+}
+
+func (w *ndIdentifier) addTo(p *Package) error {
+	p.Profile.ExternalIDs = append(p.Profile.ExternalIDs, w.identifier())
+	return nil
+}
+
+func (w *ndTrait) addTo(p *Package) error {
+	t, err := w.trait()
+	if err != nil {
+		return fmt.Errorf("trait %q: %w", w.Key, err)
+	}
+	if p.Profile.Traits == nil {
+		p.Profile.Traits = make(map[string]profile.Trait)
+	}
+	p.Profile.Traits[w.Key] = t
+	return nil
+}
+
+func (w *ndEvent) addTo(p *Package) error {
+	return appendConverted(&p.Events, w.event, "event", w.MessageID)
+}
+
+func (w *ndAudience) addTo(p *Package) error {
+	p.Audiences = append(p.Audiences, w.Key)
+	return nil
+}
+
+func (w *ndRequest) addTo(p *Package) error {
+	return appendConverted(&p.Requests, w.request, "request", w.ID)
+}
+
+func (w *ndRecipient) addTo(p *Package) error {
+	p.Recipients = append(p.Recipients, w.recipient())
+	return nil
+}
+
+// appendConverted appends to *dst what convert makes of a record's wire form,
+// or returns convert's error naming the record: what and its id.
+func appendConverted[T any](dst *[]T, convert func() (T, error), what, id string) error {
+	v, err := convert()
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", what, id, err)
+	}
+	*dst = append(*dst, v)
 	return nil
 }

@@ -363,28 +363,29 @@ func (c *cells) bool(col, s string) bool {
 
 // value decodes a JSON-encoded column into NormalizeValue's canonical form.
 func (c *cells) value(col, s string) any {
-	var v any
+	return decodeColumn[any](c, col, s, "not JSON")
+}
+
+// object decodes a JSON-encoded object (or null) column.
+func (c *cells) object(col, s string) map[string]any {
+	return decodeColumn[map[string]any](c, col, s, "not a JSON object")
+}
+
+// decodeColumn is value and object, which differ only in T: it decodes a
+// JSON-encoded column into a T and checks that it is in NormalizeValue's
+// canonical form. A failure is recorded in c; for a column that does not
+// decode, notT says what it is not, and the zero T is returned.
+func decodeColumn[T any](c *cells, col, s, notT string) T {
+	var v T
 	if err := json.Unmarshal([]byte(s), &v); err != nil {
-		c.fail(col, fmt.Errorf("not JSON: %w", err))
-		return nil
+		c.fail(col, fmt.Errorf("%s: %w", notT, err))
+		var zero T
+		return zero
 	}
 	if _, err := profile.NormalizeValue(col, v); err != nil {
 		c.fail(col, err)
 	}
 	return v
-}
-
-// object decodes a JSON-encoded object (or null) column.
-func (c *cells) object(col, s string) map[string]any {
-	var m map[string]any
-	if err := json.Unmarshal([]byte(s), &m); err != nil {
-		c.fail(col, fmt.Errorf("not a JSON object: %w", err))
-		return nil
-	}
-	if _, err := profile.NormalizeValue(col, m); err != nil {
-		c.fail(col, err)
-	}
-	return m
 }
 
 // add checks the row's order (after its cells) and records it.

@@ -179,11 +179,8 @@ func run(ctx context.Context, w io.Writer, dsn, schema string, cleanup bool) (er
 		return fmt.Errorf("rectifying: %w", err)
 	}
 	// The receipt says RUNNING until the destination has the corrected
-	// traits: Flush waits for delivery.
-	if err := c.Flush(ctx); err != nil {
-		return err
-	}
-	if r, err = c.Status(ctx, r.ID); err != nil {
+	// traits: delivered waits for that, then reads the receipt again.
+	if r, err = delivered(ctx, c, r); err != nil {
 		return err
 	}
 	printReceipt(w, r)
@@ -213,10 +210,7 @@ func run(ctx context.Context, w io.Writer, dsn, schema string, cleanup bool) (er
 	if r, err = c.Erase(ctx, ada); err != nil {
 		return fmt.Errorf("erasing: %w", err)
 	}
-	if err := c.Flush(ctx); err != nil {
-		return err
-	}
-	if r, err = c.Status(ctx, r.ID); err != nil {
+	if r, err = delivered(ctx, c, r); err != nil {
 		return err
 	}
 	printReceipt(w, r)
@@ -236,6 +230,16 @@ func run(ctx context.Context, w io.Writer, dsn, schema string, cleanup bool) (er
 		fmt.Fprintf(w, "\nthe tables stay in schema %s\n", schema)
 	}
 	return nil
+}
+
+// delivered waits until the destinations have been told all that is pending
+// (Flush), then reads receipt r again (Status): a request that destinations
+// must hear of stays RUNNING until they have.
+func delivered(ctx context.Context, c *privacy.Controller, r *privacy.Receipt) (*privacy.Receipt, error) {
+	if err := c.Flush(ctx); err != nil {
+		return nil, err
+	}
+	return c.Status(ctx, r.ID)
 }
 
 func printMembers(ctx context.Context, w io.Writer, c *privacy.Controller, key string) error {
