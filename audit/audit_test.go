@@ -147,6 +147,26 @@ func TestChainOwnsItsInputs(t *testing.T) {
 	mustVerify(t, l, key, 2)
 }
 
+// renumbered numbers recs 1, 2, ... again, as a tamperer hiding a removal,
+// insertion or swap would.
+func renumbered(recs []Record) []Record {
+	for i := range recs {
+		recs[i].Seq = uint64(i + 1)
+	}
+	return recs
+}
+
+// rehashedUnder changes recs[from] and re-hashes recs[from:to] under key, each
+// chained to the record before it, as a tamperer holding the wrong key would.
+// from is at least 1.
+func rehashedUnder(key []byte, recs []Record, from, to int) []Record {
+	recs[from].Detail = "forged"
+	for i := from; i < to; i++ {
+		recs[i].Hash = link(key, recs[i-1].Hash, &recs[i])
+	}
+	return recs
+}
+
 func TestVerifyEmpty(t *testing.T) {
 	mustVerify(t, NewMemLog(), key, 0)
 	mustVerify(t, NewMemLog(), otherKey, 0)
@@ -224,14 +244,8 @@ func TestVerifyTampered(t *testing.T) {
 			wantMsg: "record 2 follows record 0",
 		},
 		{
-			name: "middle record removed and the rest renumbered",
-			tamper: func(recs []Record) []Record {
-				recs = append(recs[:2], recs[3:]...)
-				for i := range recs {
-					recs[i].Seq = uint64(i + 1)
-				}
-				return recs
-			},
+			name:    "middle record removed and the rest renumbered",
+			tamper:  func(recs []Record) []Record { return renumbered(append(recs[:2], recs[3:]...)) },
 			wantN:   2,
 			wantMsg: "record 3 does not match its chain hash",
 		},
@@ -248,8 +262,7 @@ func TestVerifyTampered(t *testing.T) {
 			name: "two records swapped and renumbered",
 			tamper: func(recs []Record) []Record {
 				recs[1], recs[2] = recs[2], recs[1]
-				recs[1].Seq, recs[2].Seq = 2, 3
-				return recs
+				return renumbered(recs)
 			},
 			wantN:   1,
 			wantMsg: "record 2 does not match its chain hash",
@@ -267,11 +280,7 @@ func TestVerifyTampered(t *testing.T) {
 			tamper: func(recs []Record) []Record {
 				forged := recs[1]
 				forged.Detail = "forged"
-				recs = append(recs[:2], append([]Record{forged}, recs[2:]...)...)
-				for i := range recs {
-					recs[i].Seq = uint64(i + 1)
-				}
-				return recs
+				return renumbered(append(recs[:2], append([]Record{forged}, recs[2:]...)...))
 			},
 			wantN:   2,
 			wantMsg: "record 3 does not match its chain hash",
@@ -307,24 +316,14 @@ func TestVerifyTampered(t *testing.T) {
 			wantMsg: "record 3 does not match its chain hash",
 		},
 		{
-			name: "record changed and re-hashed with another key",
-			tamper: func(recs []Record) []Record {
-				recs[2].Detail = "forged"
-				recs[2].Hash = link(otherKey, recs[1].Hash, &recs[2])
-				return recs
-			},
+			name:    "record changed and re-hashed with another key",
+			tamper:  func(recs []Record) []Record { return rehashedUnder(otherKey, recs, 2, 3) },
 			wantN:   2,
 			wantMsg: "record 3 does not match its chain hash",
 		},
 		{
-			name: "chain re-hashed with another key from a record on",
-			tamper: func(recs []Record) []Record {
-				recs[3].Detail = "forged"
-				for i := 3; i < len(recs); i++ {
-					recs[i].Hash = link(otherKey, recs[i-1].Hash, &recs[i])
-				}
-				return recs
-			},
+			name:    "chain re-hashed with another key from a record on",
+			tamper:  func(recs []Record) []Record { return rehashedUnder(otherKey, recs, 3, len(recs)) },
 			wantN:   3,
 			wantMsg: "record 4 does not match its chain hash",
 		},

@@ -272,47 +272,49 @@ var (
 // values themselves (user ids of 10-11 bytes, anonymous ids of 36), the profile
 // ids, the nodes with their links (LinkedAt, MessageID) and the index.
 func BenchmarkMemoryPerIdentifier(b *testing.B) {
-	b.ReportAllocs()
-	var perID float64
-	for range b.N {
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
+	reportHeapPerIdentifier(b, "graph", func() (any, int) {
 		g := buildGraph(b, benchIdentifiers/2, nil)
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		if _, n := g.Len(); n != benchIdentifiers {
-			b.Fatalf("graph holds %d identifiers, want %d", n, benchIdentifiers)
-		}
-		perID = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / benchIdentifiers
-		runtime.KeepAlive(g)
-	}
-	b.ReportMetric(perID, "B/identifier")
+		_, n := g.Len()
+		return g, n
+	})
 }
 
 // BenchmarkMemoryPerIdentifierBaselineMap is the yardstick for
 // BenchmarkMemoryPerIdentifier: the same identifiers and profile ids in a plain
 // map[ID]ProfileID, without nodes, link times or message ids.
 func BenchmarkMemoryPerIdentifierBaselineMap(b *testing.B) {
-	b.ReportAllocs()
-	var perID float64
-	for range b.N {
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
+	reportHeapPerIdentifier(b, "map", func() (any, int) {
 		m := make(map[ID]ProfileID)
 		for i := range benchIdentifiers / 2 {
 			pid := NewProfileID(benchT0.Add(time.Duration(i) * time.Second))
 			m[ID{Type: TypeUserID, Value: benchUserID(i)}] = pid
 			m[ID{Type: TypeAnonymousID, Value: benchAnonID(i)}] = pid
 		}
+		return m, len(m)
+	})
+}
+
+// reportHeapPerIdentifier is the measurement both memory benchmarks share, so
+// the graph and its yardstick are measured alike: per op, it runs build between
+// two GCs and reports the live heap that what build returns holds per
+// identifier (B/identifier). build returns what it built and how many
+// identifiers that holds, which must be benchIdentifiers; what names it in the
+// failure.
+func reportHeapPerIdentifier(b *testing.B, what string, build func() (held any, identifiers int)) {
+	b.ReportAllocs()
+	var perID float64
+	for range b.N {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		held, n := build()
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		if len(m) != benchIdentifiers {
-			b.Fatalf("map holds %d identifiers, want %d", len(m), benchIdentifiers)
+		if n != benchIdentifiers {
+			b.Fatalf("%s holds %d identifiers, want %d", what, n, benchIdentifiers)
 		}
 		perID = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / benchIdentifiers
-		runtime.KeepAlive(m)
+		runtime.KeepAlive(held)
 	}
 	b.ReportMetric(perID, "B/identifier")
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -114,6 +113,29 @@ func TestNewIDEmailGrowthWithinLimit(t *testing.T) {
 	}
 }
 
+// checkParse runs parse (named name in messages) on in and checks the error
+// contract ParseID and ParseProfileID share: an invalid input fails with an
+// error matching ErrInvalid and yields the zero value, a valid one parses
+// without error. It reports whether in parsed, for the caller to check got.
+func checkParse[T comparable](t *testing.T, name string, parse func(string) (T, error), in string, wantInvalid bool) (got T, ok bool) {
+	t.Helper()
+	got, err := parse(in)
+	if wantInvalid {
+		if !errors.Is(err, ErrInvalid) {
+			t.Fatalf("%s(%q) = %#v, %v; want an error matching ErrInvalid", name, in, got, err)
+		}
+		var zero T
+		if got != zero {
+			t.Errorf("%s returned %#v beside its error, want the zero value", name, got)
+		}
+		return got, false
+	}
+	if err != nil {
+		t.Fatalf("%s(%q): %v", name, in, err)
+	}
+	return got, true
+}
+
 func TestParseID(t *testing.T) {
 	tests := []struct {
 		in          string
@@ -140,18 +162,9 @@ func TestParseID(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, err := ParseID(tt.in)
-			if tt.wantInvalid {
-				if !errors.Is(err, ErrInvalid) {
-					t.Fatalf("ParseID(%q) = %v, %v; want an error matching ErrInvalid", tt.in, got, err)
-				}
-				if !got.IsZero() {
-					t.Errorf("ParseID returned %v beside its error, want the zero ID", got)
-				}
+			got, ok := checkParse(t, "ParseID", ParseID, tt.in, tt.wantInvalid)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatalf("ParseID(%q): %v", tt.in, err)
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("ParseID(%q) mismatch (-want +got):\n%s", tt.in, diff)
@@ -276,17 +289,12 @@ func TestNewProfileIDConcurrent(t *testing.T) {
 	const goroutines, each = 8, 500
 	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	results := make([][]ProfileID, goroutines)
-	var wg sync.WaitGroup
-	for g := range goroutines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range each {
-				results[g] = append(results[g], NewProfileID(at))
-			}
-		}()
-	}
-	wg.Wait()
+	concurrently(t, goroutines, func(g int) error {
+		for range each {
+			results[g] = append(results[g], NewProfileID(at))
+		}
+		return nil
+	})
 	seen := map[ProfileID]bool{}
 	for _, ids := range results {
 		if !slices.IsSorted(ids) {
@@ -339,18 +347,9 @@ func TestParseProfileID(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseProfileID(tt.in)
-			if tt.wantInvalid {
-				if !errors.Is(err, ErrInvalid) {
-					t.Fatalf("ParseProfileID(%q) = %q, %v; want an error matching ErrInvalid", tt.in, got, err)
-				}
-				if got != "" {
-					t.Errorf("ParseProfileID returned %q beside its error", got)
-				}
+			got, ok := checkParse(t, "ParseProfileID", ParseProfileID, tt.in, tt.wantInvalid)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatalf("ParseProfileID(%q): %v", tt.in, err)
 			}
 			if string(got) != tt.in {
 				t.Errorf("ParseProfileID(%q) = %q", tt.in, got)

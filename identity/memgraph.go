@@ -73,82 +73,94 @@ func (g *MemGraph) Begin(ctx context.Context) (Tx, error) {
 type memGraphTx struct {
 	g        *MemGraph
 	done     bool
-	ids      []stagedID
-	nodes    []stagedNode
-	idsBuf   [2]stagedID
-	nodesBuf [1]stagedNode
-	// Past indexFrom entries, lookups go through these indexes (position of the
-	// latest entry), so a bulk erasure stays linear.
-	idIndex   map[ID]int
-	nodeIndex map[ProfileID]int
+	ids      stage[ID, ProfileID]
+	nodes    stage[ProfileID, *Node]
+	idsBuf   [2]staged[ID, ProfileID]
+	nodesBuf [1]staged[ProfileID, *Node]
 }
 
 const indexFrom = 16
 
-type stagedID struct {
-	id  ID
-	pid ProfileID
+// stage is one kind of a transaction's staged writes, identifiers or nodes:
+// the entries in order, and past indexFrom entries an index of the position of
+// each key's latest entry, so a bulk erasure stays linear. Both kinds share it
+// because they differ only in their key and value types.
+type stage[K, V comparable] struct {
+	entries []staged[K, V]
+	index   map[K]int
 }
 
-type stagedNode struct {
-	pid  ProfileID
-	node *Node
+// staged is one staged write: the new value of key, the zero value once
+// removed.
+type staged[K, V comparable] struct {
+	key   K
+	value V
 }
 
-func (tx *memGraphTx) stagedID(id ID) (ProfileID, bool) {
-	if tx.idIndex != nil {
-		if i, ok := tx.idIndex[id]; ok {
-			return tx.ids[i].pid, true
-		}
-		return "", false
+// find returns the position of key's latest entry.
+func (s *stage[K, V]) find(key K) (int, bool) {
+	if s.index != nil {
+		i, ok := s.index[key]
+		return i, ok
 	}
-	for i := len(tx.ids) - 1; i >= 0; i-- {
-		if tx.ids[i].id == id {
-			return tx.ids[i].pid, true
+	for i := len(s.entries) - 1; i >= 0; i-- {
+		if s.entries[i].key == key {
+			return i, true
 		}
 	}
-	return "", false
+	return 0, false
 }
 
-func (tx *memGraphTx) stagedNode(pid ProfileID) (*Node, bool) {
-	if tx.nodeIndex != nil {
-		if i, ok := tx.nodeIndex[pid]; ok {
-			return tx.nodes[i].node, true
-		}
-		return nil, false
+// latest returns the value of key's latest entry, if it has one.
+func (s *stage[K, V]) latest(key K) (V, bool) {
+	if i, ok := s.find(key); ok {
+		return s.entries[i].value, true
 	}
-	for i := len(tx.nodes) - 1; i >= 0; i-- {
-		if tx.nodes[i].pid == pid {
-			return tx.nodes[i].node, true
+	var none V
+	return none, false
+}
+
+// add appends an entry for key and keeps the index in step, building it once
+// the stage grows past indexFrom entries.
+func (s *stage[K, V]) add(key K, value V) {
+	s.entries = append(s.entries, staged[K, V]{key, value})
+	switch {
+	case s.index != nil:
+		s.index[key] = len(s.entries) - 1
+	case len(s.entries) > indexFrom:
+		s.index = make(map[K]int, 2*len(s.entries))
+		for i, e := range s.entries {
+			s.index[e.key] = i // later entries overwrite earlier ones
 		}
 	}
-	return nil, false
+}
+
+// readThrough returns a transaction's view of key: the latest value staged
+// for it (none when staged as removed), else the committed one, read under the
+// graph's read lock. committed is g.ids or g.nodes, which are never replaced.
+func readThrough[K, V comparable](g *MemGraph, s *stage[K, V], committed map[K]V, key K) (V, bool) {
+	if v, ok := s.latest(key); ok {
+		var removed V
+		return v, v != removed
+	}
+	g.mu.RLock()
+	v, ok := committed[key]
+	g.mu.RUnlock()
+	return v, ok
 }
 
 func (tx *memGraphTx) lookup(id ID) (ProfileID, bool) {
-	if pid, ok := tx.stagedID(id); ok {
-		return pid, pid != ""
-	}
-	tx.g.mu.RLock()
-	pid, ok := tx.g.ids[id]
-	tx.g.mu.RUnlock()
-	return pid, ok
+	return readThrough(tx.g, &tx.ids, tx.g.ids, id)
 }
 
 // node returns the transaction's view of pid; the result must not be changed.
 func (tx *memGraphTx) node(pid ProfileID) (*Node, bool) {
-	if n, ok := tx.stagedNode(pid); ok {
-		return n, n != nil
-	}
-	tx.g.mu.RLock()
-	n, ok := tx.g.nodes[pid]
-	tx.g.mu.RUnlock()
-	return n, ok
+	return readThrough(tx.g, &tx.nodes, tx.g.nodes, pid)
 }
 
 // writable returns a private copy of pid's node to change, staged in the tx.
 func (tx *memGraphTx) writable(pid ProfileID) (*Node, bool) {
-	if n, ok := tx.stagedNode(pid); ok {
+	if n, ok := tx.nodes.latest(pid); ok {
 		return n, n != nil
 	}
 	n, ok := tx.node(pid)
@@ -163,49 +175,24 @@ func (tx *memGraphTx) writable(pid ProfileID) (*Node, bool) {
 	return &c, true
 }
 
+// stageNode stages n as pid's node, replacing the node already staged for pid:
+// a node has at most one entry.
 func (tx *memGraphTx) stageNode(pid ProfileID, n *Node) {
-	if tx.nodes == nil {
-		tx.nodes = tx.nodesBuf[:0]
+	if tx.nodes.entries == nil {
+		tx.nodes.entries = tx.nodesBuf[:0]
 	}
-	if tx.nodeIndex != nil {
-		if i, ok := tx.nodeIndex[pid]; ok {
-			tx.nodes[i].node = n
-			return
-		}
-	} else {
-		for i := range tx.nodes {
-			if tx.nodes[i].pid == pid {
-				tx.nodes[i].node = n
-				return
-			}
-		}
+	if i, ok := tx.nodes.find(pid); ok {
+		tx.nodes.entries[i].value = n
+		return
 	}
-	tx.nodes = append(tx.nodes, stagedNode{pid, n})
-	switch {
-	case tx.nodeIndex != nil:
-		tx.nodeIndex[pid] = len(tx.nodes) - 1
-	case len(tx.nodes) > indexFrom:
-		tx.nodeIndex = make(map[ProfileID]int, 2*len(tx.nodes))
-		for i, s := range tx.nodes {
-			tx.nodeIndex[s.pid] = i
-		}
-	}
+	tx.nodes.add(pid, n)
 }
 
 func (tx *memGraphTx) stageID(id ID, pid ProfileID) {
-	if tx.ids == nil {
-		tx.ids = tx.idsBuf[:0]
+	if tx.ids.entries == nil {
+		tx.ids.entries = tx.idsBuf[:0]
 	}
-	tx.ids = append(tx.ids, stagedID{id, pid})
-	switch {
-	case tx.idIndex != nil:
-		tx.idIndex[id] = len(tx.ids) - 1
-	case len(tx.ids) > indexFrom:
-		tx.idIndex = make(map[ID]int, 2*len(tx.ids))
-		for i, s := range tx.ids {
-			tx.idIndex[s.id] = i // later entries overwrite earlier ones
-		}
-	}
+	tx.ids.add(id, pid)
 }
 
 func (tx *memGraphTx) check(ctx context.Context) error {
@@ -316,26 +303,26 @@ func (tx *memGraphTx) Commit(ctx context.Context) error {
 	}
 	tx.done = true
 	if err := ctx.Err(); err != nil {
-		tx.ids, tx.nodes = nil, nil // as database/sql does: a cancelled commit rolls back
+		tx.ids.entries, tx.nodes.entries = nil, nil // as database/sql does: a cancelled commit rolls back
 		return err
 	}
-	if len(tx.ids) == 0 && len(tx.nodes) == 0 {
+	if len(tx.ids.entries) == 0 && len(tx.nodes.entries) == 0 {
 		return nil
 	}
 	g := tx.g
 	g.mu.Lock()
-	for _, s := range tx.ids { // in order: a later entry overrides an earlier one
-		if s.pid == "" {
-			delete(g.ids, s.id)
+	for _, s := range tx.ids.entries { // in order: a later entry overrides an earlier one
+		if s.value == "" {
+			delete(g.ids, s.key)
 		} else {
-			g.ids[s.id] = s.pid
+			g.ids[s.key] = s.value
 		}
 	}
-	for _, s := range tx.nodes {
-		if s.node == nil {
-			delete(g.nodes, s.pid)
+	for _, s := range tx.nodes.entries {
+		if s.value == nil {
+			delete(g.nodes, s.key)
 		} else {
-			g.nodes[s.pid] = s.node
+			g.nodes[s.key] = s.value
 		}
 	}
 	g.mu.Unlock()
@@ -344,6 +331,6 @@ func (tx *memGraphTx) Commit(ctx context.Context) error {
 
 func (tx *memGraphTx) Rollback(ctx context.Context) error {
 	tx.done = true
-	tx.ids, tx.nodes = nil, nil
+	tx.ids.entries, tx.nodes.entries = nil, nil
 	return nil
 }

@@ -28,6 +28,29 @@ func must(t testing.TB, err error) {
 	}
 }
 
+// concurrently runs work(0) to work(n-1) in n goroutines at once and, once
+// all have returned, reports every error they returned: the harness of the
+// tests that hammer the package from many goroutines (run them with -race).
+func concurrently(t *testing.T, n int, work func(i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := work(i); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
 // seeded returns a graph with one committed profile P holding u1 and a1.
 func seeded(t testing.TB) (*MemGraph, ProfileID) {
 	t.Helper()
@@ -40,6 +63,22 @@ func seeded(t testing.TB) (*MemGraph, ProfileID) {
 	must(t, tx.Link(ctx, pid, Link{ID: anon("a1"), LinkedAt: t0, MessageID: "m1"}))
 	must(t, tx.Commit(ctx))
 	return g, pid
+}
+
+// seededWithQ returns the seeded graph, its profile P and an open tx on it that
+// has staged a second profile Q, created at createdAt and holding links: the
+// two-profile start that many tests share.
+func seededWithQ(t testing.TB, createdAt time.Time, links ...Link) (g *MemGraph, p, q ProfileID, tx Tx) {
+	t.Helper()
+	ctx := context.Background()
+	g, p = seeded(t)
+	q = NewProfileID(t0)
+	tx = begin(t, g)
+	must(t, tx.Create(ctx, q, createdAt))
+	for _, l := range links {
+		must(t, tx.Link(ctx, q, l))
+	}
+	return g, p, q, tx
 }
 
 func TestTxSeesOwnWritesOthersDoNot(t *testing.T) {
@@ -264,10 +303,7 @@ func TestLink(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g, p := seeded(t)
-			q := NewProfileID(t0)
-			tx := begin(t, g)
-			must(t, tx.Create(ctx, q, t0))
+			_, p, q, tx := seededWithQ(t, t0)
 			if tt.setup != nil {
 				tt.setup(t, tx, p, q)
 			}
@@ -367,51 +403,46 @@ func TestCreate(t *testing.T) {
 
 func TestMerge(t *testing.T) {
 	ctx := context.Background()
-	g, p := seeded(t)
-	q := NewProfileID(t0)
-	tx := begin(t, g)
-	must(t, tx.Create(ctx, q, at(time.Hour)))
-	must(t, tx.Link(ctx, q, Link{ID: mail("q@x"), LinkedAt: at(time.Hour), MessageID: "mq"}))
+	g, p, q, tx := seededWithQ(t, at(time.Hour), Link{ID: mail("q@x"), LinkedAt: at(time.Hour), MessageID: "mq"})
 	must(t, tx.Commit(ctx))
 	base := snap(g)
 
-	t.Run("into itself", func(t *testing.T) {
-		g := base.graph()
-		tx := begin(t, g)
-		if err := tx.Merge(ctx, p, Merge{From: p}); !errors.Is(err, ErrConflict) {
-			t.Errorf("Merge into itself = %v, want ErrConflict", err)
-		}
-		must(t, tx.Commit(ctx))
-		if diff := cmp.Diff(base, snap(g)); diff != "" {
-			t.Errorf("graph changed (-before +after):\n%s", diff)
-		}
-	})
-	t.Run("missing profile is a no-op", func(t *testing.T) {
-		g := base.graph()
-		tx := begin(t, g)
-		if err := tx.Merge(ctx, p, Merge{From: NewProfileID(t0), At: at(time.Hour)}); err != nil {
-			t.Errorf("Merge of a missing profile = %v, want nil", err)
-		}
-		// Even into a missing profile: there is nothing left to do.
-		if err := tx.Merge(ctx, NewProfileID(t0), Merge{From: NewProfileID(t0)}); err != nil {
-			t.Errorf("Merge of a missing profile into a missing one = %v, want nil", err)
-		}
-		must(t, tx.Commit(ctx))
-		if diff := cmp.Diff(base, snap(g)); diff != "" {
-			t.Errorf("graph changed (-before +after):\n%s", diff)
-		}
-	})
-	t.Run("into a missing profile", func(t *testing.T) {
-		g := base.graph()
-		tx := begin(t, g)
-		if err := tx.Merge(ctx, NewProfileID(t0), Merge{From: q}); !errors.Is(err, ErrNotFound) {
-			t.Errorf("Merge into a missing profile = %v, want ErrNotFound", err)
-		}
-		must(t, tx.Commit(ctx))
-		if diff := cmp.Diff(base, snap(g)); diff != "" {
-			t.Errorf("graph changed (-before +after):\n%s", diff)
-		}
-	})
+	// Merges that leave the graph as it was, even once committed.
+	unchanging := []struct {
+		name  string
+		merge func(t *testing.T, tx Tx)
+	}{
+		{"into itself", func(t *testing.T, tx Tx) {
+			if err := tx.Merge(ctx, p, Merge{From: p}); !errors.Is(err, ErrConflict) {
+				t.Errorf("Merge into itself = %v, want ErrConflict", err)
+			}
+		}},
+		{"missing profile is a no-op", func(t *testing.T, tx Tx) {
+			if err := tx.Merge(ctx, p, Merge{From: NewProfileID(t0), At: at(time.Hour)}); err != nil {
+				t.Errorf("Merge of a missing profile = %v, want nil", err)
+			}
+			// Even into a missing profile: there is nothing left to do.
+			if err := tx.Merge(ctx, NewProfileID(t0), Merge{From: NewProfileID(t0)}); err != nil {
+				t.Errorf("Merge of a missing profile into a missing one = %v, want nil", err)
+			}
+		}},
+		{"into a missing profile", func(t *testing.T, tx Tx) {
+			if err := tx.Merge(ctx, NewProfileID(t0), Merge{From: q}); !errors.Is(err, ErrNotFound) {
+				t.Errorf("Merge into a missing profile = %v, want ErrNotFound", err)
+			}
+		}},
+	}
+	for _, tt := range unchanging {
+		t.Run(tt.name, func(t *testing.T) {
+			g := base.graph()
+			tx := begin(t, g)
+			tt.merge(t, tx)
+			must(t, tx.Commit(ctx))
+			if diff := cmp.Diff(base, snap(g)); diff != "" {
+				t.Errorf("graph changed (-before +after):\n%s", diff)
+			}
+		})
+	}
 	t.Run("moves identifiers and history", func(t *testing.T) {
 		g := base.graph()
 		x := NewProfileID(t0)
@@ -457,11 +488,7 @@ func TestMerge(t *testing.T) {
 
 func TestDelete(t *testing.T) {
 	ctx := context.Background()
-	g, p := seeded(t)
-	q := NewProfileID(t0)
-	tx := begin(t, g)
-	must(t, tx.Create(ctx, q, t0))
-	must(t, tx.Link(ctx, q, Link{ID: mail("q@x")}))
+	g, p, q, tx := seededWithQ(t, t0, Link{ID: mail("q@x")})
 	must(t, tx.Link(ctx, p, Link{ID: ios("staged")})) // staged, then deleted with p
 	must(t, tx.Delete(ctx, p))
 	if _, err := tx.Node(ctx, p); !errors.Is(err, ErrNotFound) {
@@ -507,11 +534,7 @@ func TestDelete(t *testing.T) {
 // graph, committed or staged.
 func TestNodeIsACopy(t *testing.T) {
 	ctx := context.Background()
-	g, p := seeded(t)
-	q := NewProfileID(t0)
-	tx := begin(t, g)
-	must(t, tx.Create(ctx, q, t0))
-	must(t, tx.Link(ctx, q, Link{ID: mail("q@x")}))
+	g, p, q, tx := seededWithQ(t, t0, Link{ID: mail("q@x")})
 	must(t, tx.Merge(ctx, q, Merge{From: NewProfileID(t0)})) // no-op, q keeps no merges
 	must(t, tx.Commit(ctx))
 	before := snap(g)
@@ -582,63 +605,51 @@ func TestMemGraphConcurrent(t *testing.T) {
 	ctx := context.Background()
 	g := NewMemGraph()
 	const workers, each = 8, 50
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
 	owners := make([][]ProfileID, workers)
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				pid := NewProfileID(t0)
-				u := uid(strconv.Itoa(w) + "-" + strconv.Itoa(i))
-				tx, err := g.Begin(ctx)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if err := tx.Create(ctx, pid, t0); err != nil {
-					errs <- err
-					return
-				}
-				if err := tx.Link(ctx, pid, Link{ID: u, LinkedAt: t0}); err != nil {
-					errs <- err
-					return
-				}
-				// Read others' committed work while staging.
-				if _, err := tx.Lookup(ctx, uid(strconv.Itoa((w+1)%workers)+"-0")); err != nil && !errors.Is(err, ErrNotFound) {
-					errs <- err
-					return
-				}
-				if i%5 == 4 {
-					if err := tx.Rollback(ctx); err != nil {
-						errs <- err
-						return
-					}
-					continue
-				}
-				if err := tx.Commit(ctx); err != nil {
-					errs <- err
-					return
-				}
-				owners[w] = append(owners[w], pid)
-				if got, err := g.Lookup(ctx, u); err != nil || got != pid {
-					errs <- fmt.Errorf("Lookup(%v) after commit = %s, %v; want %s", u, got, err, pid)
-					return
-				}
-				if n, err := g.Node(ctx, pid); err != nil || len(n.Links) != 1 {
-					errs <- fmt.Errorf("Node(%s) after commit = %+v, %v", pid, n, err)
-					return
-				}
-				g.Len()
+	// op is worker w's i-th transaction: it stages a profile with a new user id
+	// while reading another worker's, then rolls back (one in five) or commits
+	// and checks that the commit shows.
+	op := func(w, i int) error {
+		pid := NewProfileID(t0)
+		u := uid(strconv.Itoa(w) + "-" + strconv.Itoa(i))
+		tx, err := g.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		if err := tx.Create(ctx, pid, t0); err != nil {
+			return err
+		}
+		if err := tx.Link(ctx, pid, Link{ID: u, LinkedAt: t0}); err != nil {
+			return err
+		}
+		// Read others' committed work while staging.
+		if _, err := tx.Lookup(ctx, uid(strconv.Itoa((w+1)%workers)+"-0")); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if i%5 == 4 {
+			return tx.Rollback(ctx)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return err
+		}
+		owners[w] = append(owners[w], pid)
+		if got, err := g.Lookup(ctx, u); err != nil || got != pid {
+			return fmt.Errorf("Lookup(%v) after commit = %s, %v; want %s", u, got, err, pid)
+		}
+		if n, err := g.Node(ctx, pid); err != nil || len(n.Links) != 1 {
+			return fmt.Errorf("Node(%s) after commit = %+v, %v", pid, n, err)
+		}
+		g.Len()
+		return nil
+	}
+	concurrently(t, workers, func(w int) error {
+		for i := range each {
+			if err := op(w, i); err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+		}
+		return nil
+	})
 	wantProfiles := workers * each * 4 / 5
 	if profiles, ids := g.Len(); profiles != wantProfiles || ids != wantProfiles {
 		t.Errorf("Len = %d, %d; want %d, %d", profiles, ids, wantProfiles, wantProfiles)

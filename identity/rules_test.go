@@ -154,10 +154,7 @@ func TestResolverRulesAreCopies(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
-	res, err := NewResolver(DefaultRules())
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := newResolver(t, nil)
 	tests := []struct {
 		name        string
 		id          ID
@@ -229,15 +226,12 @@ func TestBlockedErrorMatching(t *testing.T) {
 }
 
 func TestCheckPerTypeBlock(t *testing.T) {
-	r := DefaultRules()
-	r.Blocked = append(r.Blocked,
-		Block{Type: "EMAIL", Value: "test@example.com"},
-		Block{Type: "ios.id", Pattern: `^unknown-`},
-	)
-	res, err := NewResolver(r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := newResolver(t, func(r *Rules) {
+		r.Blocked = append(r.Blocked,
+			Block{Type: "EMAIL", Value: "test@example.com"},
+			Block{Type: "ios.id", Pattern: `^unknown-`},
+		)
+	})
 	tests := []struct {
 		id          ID
 		wantBlocked bool
@@ -262,10 +256,7 @@ func TestCheckPerTypeBlock(t *testing.T) {
 }
 
 func TestOrder(t *testing.T) {
-	res, err := NewResolver(DefaultRules())
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := newResolver(t, nil)
 	tests := []struct {
 		name string
 		in   []ID
@@ -309,12 +300,7 @@ func TestOrder(t *testing.T) {
 }
 
 func TestOrderCustomPriority(t *testing.T) {
-	r := DefaultRules()
-	r.Priority = []string{"ios.id", TypeEmail, TypeUserID}
-	res, err := NewResolver(r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := newResolver(t, func(r *Rules) { r.Priority = []string{"ios.id", TypeEmail, TypeUserID} })
 	got := res.Order([]ID{{TypeUserID, "u"}, {"android.id", "d"}, {TypeEmail, "e"}, {"ios.id", "i"}, {TypeAnonymousID, "a"}})
 	want := []ID{{"ios.id", "i"}, {TypeEmail, "e"}, {TypeUserID, "u"}, {"android.id", "d"}, {TypeAnonymousID, "a"}}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -344,6 +344,26 @@ func shuffledJournal(t *testing.T, es []*Entry, seed uint64) *MemJournal {
 	return j
 }
 
+// orderedJournal returns orderedEntries(n) and a journal holding them, put in
+// the random order seed picks: the fixture of the List and Unfinished tests.
+func orderedJournal(t *testing.T, n int, seed uint64) ([]*Entry, *MemJournal) {
+	t.Helper()
+	es := orderedEntries(n)
+	return es, shuffledJournal(t, es, seed)
+}
+
+// idsKept returns the IDs of the entries of es that keep accepts (all of them
+// when keep is nil), in the order of es: what a filtered List must return.
+func idsKept(es []*Entry, keep func(*Entry) bool) []string {
+	var kept []string
+	for _, e := range es {
+		if keep == nil || keep(e) {
+			kept = append(kept, e.ID)
+		}
+	}
+	return kept
+}
+
 func TestListOrder(t *testing.T) {
 	es := orderedEntries(30)
 	// Received in another location orders by instant, not by wall clock.
@@ -364,8 +384,7 @@ func TestListOrder(t *testing.T) {
 }
 
 func TestListFilters(t *testing.T) {
-	es := orderedEntries(24)
-	j := shuffledJournal(t, es, 1)
+	es, j := orderedJournal(t, 24, 1)
 	tests := []struct {
 		name string
 		f    Filter
@@ -386,12 +405,7 @@ func TestListFilters(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var want []string
-			for _, e := range es {
-				if tt.keep(e) {
-					want = append(want, e.ID)
-				}
-			}
+			want := idsKept(es, tt.keep)
 			page, err := j.List(context.Background(), tt.f)
 			if err != nil {
 				t.Fatal(err)
@@ -410,8 +424,7 @@ func TestListFilters(t *testing.T) {
 // right sizes, that the last one has no Next, and that together they hold every
 // matching entry once, in order.
 func TestListPaging(t *testing.T) {
-	es := orderedEntries(120)
-	j := shuffledJournal(t, es, 2)
+	es, j := orderedJournal(t, 120, 2)
 	tests := []struct {
 		limit   int
 		filter  Filter
@@ -431,12 +444,7 @@ func TestListPaging(t *testing.T) {
 	for _, tt := range tests {
 		name := fmt.Sprintf("limit=%d/types=%v/statuses=%v", tt.limit, tt.filter.Types, tt.filter.Statuses)
 		t.Run(name, func(t *testing.T) {
-			var want []string
-			for _, e := range es {
-				if tt.keep == nil || tt.keep(e) {
-					want = append(want, e.ID)
-				}
-			}
+			want := idsKept(es, tt.keep)
 			f := tt.filter
 			f.Limit = tt.limit
 			var got []string
@@ -477,8 +485,7 @@ func TestListPaging(t *testing.T) {
 // are added before and after it between pages.
 func TestListPagingWhileWriting(t *testing.T) {
 	ctx := context.Background()
-	es := orderedEntries(10)
-	j := shuffledJournal(t, es, 3)
+	es, j := orderedJournal(t, 10, 3)
 	page, err := j.List(ctx, Filter{Limit: 4})
 	if err != nil {
 		t.Fatal(err)
@@ -536,8 +543,7 @@ func TestListInvalid(t *testing.T) {
 }
 
 func TestUnfinished(t *testing.T) {
-	es := orderedEntries(20)
-	j := shuffledJournal(t, es, 4)
+	es, j := orderedJournal(t, 20, 4)
 	var want []string
 	for _, e := range slices.Backward(es) {
 		if e.Status == StatusInitialized || e.Status == StatusRunning {
