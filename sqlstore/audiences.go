@@ -35,12 +35,7 @@ func (as *audienceStore) Definitions(ctx context.Context) ([]audience.Definition
 }
 
 func (as *audienceStore) State(ctx context.Context, pid identity.ProfileID) (*audience.State, error) {
-	var st *audience.State
-	err := as.s.read(ctx, func(ex Executor) (err error) {
-		st, err = audienceState(ctx, as.s, ex, pid)
-		return err
-	})
-	return st, err
+	return readKey(ctx, as.s, nil, pid, audienceState)
 }
 
 func (as *audienceStore) Members(ctx context.Context, key string, after identity.ProfileID, limit int) ([]identity.ProfileID, error) {
@@ -62,11 +57,7 @@ func (as *audienceStore) Due(ctx context.Context, now time.Time, limit int) ([]i
 }
 
 func (as *audienceStore) Begin(ctx context.Context) (audience.Tx, error) {
-	st, err := as.s.begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &audienceTx{base: as.base, part: part{st: st, errDone: audience.ErrTxDone, errInvalid: audience.ErrInvalid}}, nil
+	return beginTx(ctx, as.s, audience.ErrTxDone, audience.ErrInvalid, func(p part) audience.Tx { return &audienceTx{base: as.base, part: p} })
 }
 
 func audienceDefinitions(ctx context.Context, s *Store, ex Executor) ([]audience.Definition, error) {
@@ -213,12 +204,7 @@ func (tx *audienceTx) Definitions(ctx context.Context) ([]audience.Definition, e
 }
 
 func (tx *audienceTx) State(ctx context.Context, pid identity.ProfileID) (*audience.State, error) {
-	var st *audience.State
-	err := tx.run(ctx, func(ex Executor) (err error) {
-		st, err = audienceState(ctx, tx.s, ex, pid)
-		return err
-	})
-	return st, err
+	return readKey(ctx, tx.s, &tx.part, pid, audienceState)
 }
 
 func (tx *audienceTx) Members(ctx context.Context, key string, after identity.ProfileID, limit int) ([]identity.ProfileID, error) {
@@ -369,20 +355,10 @@ func stateRow(st *audience.State) (keys []string, text string, err error) {
 }
 
 func (tx *audienceTx) Delete(ctx context.Context, pid identity.ProfileID) error {
-	return tx.run(ctx, func(ex Executor) error {
-		err := tx.s.execAll(ctx, ex, []string{
-			`DELETE FROM {p}audience_members WHERE profile_id = $1`,
-			`DELETE FROM {p}audience_states WHERE profile_id = $1`,
-		}, string(pid))
-		if err != nil {
-			return fmt.Errorf("sqlstore: deleting the audience state of profile %s: %w", pid, err)
-		}
-		return nil
-	})
+	return deleteProfile(ctx, tx.s, &tx.part, pid, "the audience state of profile",
+		`DELETE FROM {p}audience_members WHERE profile_id = $1`,
+		`DELETE FROM {p}audience_states WHERE profile_id = $1`)
 }
-
-func (tx *audienceTx) Commit(ctx context.Context) error   { return tx.commit(ctx) }
-func (tx *audienceTx) Rollback(ctx context.Context) error { return tx.rollback(ctx) }
 
 func sortedDistinct(keys []string) bool {
 	for i := 1; i < len(keys); i++ {

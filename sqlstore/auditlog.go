@@ -94,15 +94,7 @@ func (l *auditLog) Records(ctx context.Context, after uint64, limit int) ([]audi
 		q += ` LIMIT $2`
 		args = append(args, limit)
 	}
-	var out []audit.Record
-	err := s.read(ctx, func(ex Executor) error {
-		rows, err := ex.QueryContext(ctx, s.sql(q), args...)
-		if err != nil {
-			return err
-		}
-		out, err = scanRecords(rows)
-		return err
-	})
+	out, err := readRows(ctx, s, q, args, scanRecords)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: audit records: %w", err)
 	}
@@ -110,16 +102,7 @@ func (l *auditLog) Records(ctx context.Context, after uint64, limit int) ([]audi
 }
 
 func (l *auditLog) Last(ctx context.Context) (audit.Record, bool, error) {
-	s := l.s
-	var out []audit.Record
-	err := s.read(ctx, func(ex Executor) error {
-		rows, err := ex.QueryContext(ctx, s.sql(`SELECT `+recordColumns+` FROM {p}audit_log ORDER BY seq DESC LIMIT 1`))
-		if err != nil {
-			return err
-		}
-		out, err = scanRecords(rows)
-		return err
-	})
+	out, err := readRows(ctx, l.s, `SELECT `+recordColumns+` FROM {p}audit_log ORDER BY seq DESC LIMIT 1`, nil, scanRecords)
 	if err != nil {
 		return audit.Record{}, false, fmt.Errorf("sqlstore: audit last: %w", err)
 	}

@@ -29,9 +29,7 @@ func TestAudiences(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		as := s.Audiences()
-		tx, err := as.Begin(ctx)
-		must(t, err)
-		defer tx.Rollback(ctx)
+		tx := audienceTxn(t, as)
 		defs := []audience.Definition{{Key: "vip", Query: `trait('plan') = 'pro'`}, {Key: "all", Query: `trait('plan') exists`}}
 		for _, d := range defs {
 			must(t, tx.Define(ctx, d))
@@ -98,9 +96,7 @@ func TestAudiences(t *testing.T) {
 		}
 
 		// Modify, then Delete: memberships follow.
-		tx, err = as.Begin(ctx)
-		must(t, err)
-		defer tx.Rollback(ctx)
+		tx = audienceTxn(t, as)
 		must(t, tx.(audience.Modifier).Modify(ctx, pids[0], func(st *audience.State) error {
 			st.Audiences = []string{"all"}
 			st.NextChange = time.Time{}
@@ -133,9 +129,7 @@ func TestSuppressions(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		l := s.Suppressions()
-		tx, err := l.Begin(ctx)
-		must(t, err)
-		defer tx.Rollback(ctx)
+		tx := beginTxn(t, l.Begin)
 		must(t, tx.Add(ctx, hash(1), hash(2), hash(1)))
 		must(t, tx.Add(ctx, hash(2)))
 		must(t, tx.Remove(ctx, hash(2), hash(9)))
@@ -167,16 +161,14 @@ func TestSuppressions(t *testing.T) {
 		for i := range many {
 			many[i][0], many[i][1], many[i][15] = byte(i), byte(i>>8), 0xee
 		}
-		tx, err = l.Begin(ctx)
-		must(t, err)
+		tx = beginTxn(t, l.Begin)
 		must(t, tx.Add(ctx, many...))
 		must(t, tx.RemoveProfile(ctx, "use_a"))
 		must(t, tx.Commit(ctx))
 		if ids, profiles, err := l.Len(ctx); err != nil || ids != 1201 || profiles != 0 {
 			t.Errorf("Len after adding many = %d, %d, %v; want 1201, 0", ids, profiles, err)
 		}
-		tx, err = l.Begin(ctx)
-		must(t, err)
+		tx = beginTxn(t, l.Begin)
 		must(t, tx.Remove(ctx, many...))
 		must(t, tx.Commit(ctx))
 		if ids, _, err := l.Len(ctx); err != nil || ids != 1 {

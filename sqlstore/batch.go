@@ -148,6 +148,16 @@ func (ls *listStmt) write(n, w int, cast string, paren bool) {
 
 func (ls *listStmt) String() string { return ls.b.String() }
 
+// paddedParams appends a list of size parameters (listSize) and their
+// arguments: the first n of vals, then the last of them repeated, which
+// changes no answer of an IN list. The batch reads send their lists so.
+func paddedParams[T ~string](ls *listStmt, vals []T, n, size int) {
+	ls.params(size)
+	for i := range size {
+		ls.args = append(ls.args, string(vals[min(i, n-1)]))
+	}
+}
+
 // ---------------------------------------------------------------------------
 // Identity graph.
 
@@ -312,11 +322,8 @@ func queryProfiles(ctx context.Context, s *Store, ex Executor, head, what string
 		n := min(len(rest), s.batchParams())
 		size := listSize(n, s.batchParams())
 		q := s.newListStmt(head, size)
-		q.params(size)
+		paddedParams(q, rest, n, size)
 		q.sql(`)`)
-		for i := range size {
-			q.args = append(q.args, string(rest[min(i, n-1)]))
-		}
 		rows, err := ex.QueryContext(ctx, q.String(), q.args...)
 		if err != nil {
 			return fmt.Errorf("sqlstore: reading %s: %w", what, err)
@@ -341,28 +348,47 @@ func queryProfiles(ctx context.Context, s *Store, ex Executor, head, what string
 // MetadataBatch implements profile.BatchTx: one statement per chunk of
 // batchParams() distinct profiles.
 func (tx *profileTx) MetadataBatch(ctx context.Context, pids []identity.ProfileID) (map[identity.ProfileID]profile.Metadata, error) {
-	if err := tx.check(ctx); err != nil {
+	return readBatch(ctx, &tx.part, tx.s, pids, `SELECT p.profile_id, `+metadataColumns+` FROM {p}profiles p WHERE p.profile_id IN (`, "profiles",
+		scanMetadataRow)
+}
+
+// scanMetadataRow reads a row of MetadataBatch: a profile id and its metadata.
+func scanMetadataRow(rows *sql.Rows) (identity.ProfileID, profile.Metadata, error) {
+	var pid string
+	var ms metaScan
+	if err := rows.Scan(append([]any{&pid}, ms.dest()...)...); err != nil {
+		return "", profile.Metadata{}, err
+	}
+	m, err := ms.metadata()
+	if err != nil {
+		return "", profile.Metadata{}, fmt.Errorf("profile %s: %w", pid, err)
+	}
+	return identity.ProfileID(pid), m, nil
+}
+
+// readBatch is the body of the batch reads that map each profile to one row
+// (MetadataBatch, StateBatch), so that they check, answer an empty batch and
+// fail alike: in the transaction p, it runs head, a SELECT ending in
+// "profile_id IN (", for the distinct pids (queryProfiles), and maps the
+// profile of each row to what scan reads of it. what names the rows in errors.
+func readBatch[V any](ctx context.Context, p *part, s *Store, pids []identity.ProfileID, head, what string,
+	scan func(*sql.Rows) (identity.ProfileID, V, error)) (map[identity.ProfileID]V, error) {
+	if err := p.check(ctx); err != nil {
 		return nil, err
 	}
-	out := make(map[identity.ProfileID]profile.Metadata, len(pids))
+	out := make(map[identity.ProfileID]V, len(pids))
 	if len(pids) == 0 {
 		return out, nil
 	}
-	err := tx.run(ctx, func(ex Executor) error {
-		return queryProfiles(ctx, tx.s, ex, `SELECT p.profile_id, `+metadataColumns+` FROM {p}profiles p WHERE p.profile_id IN (`, "profiles", pids,
-			func(rows *sql.Rows) error {
-				var pid string
-				var ms metaScan
-				if err := rows.Scan(append([]any{&pid}, ms.dest()...)...); err != nil {
-					return err
-				}
-				m, err := ms.metadata()
-				if err != nil {
-					return fmt.Errorf("profile %s: %w", pid, err)
-				}
-				out[identity.ProfileID(pid)] = m
-				return nil
-			})
+	err := p.run(ctx, func(ex Executor) error {
+		return queryProfiles(ctx, s, ex, head, what, pids, func(rows *sql.Rows) error {
+			pid, v, err := scan(rows)
+			if err != nil {
+				return err
+			}
+			out[pid] = v
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, err
@@ -409,17 +435,11 @@ func (tx *profileTx) PickTraitsBatch(ctx context.Context, pids []identity.Profil
 				} else {
 					q = s.newListStmt(`SELECT p.profile_id, t.trait_key, t.value FROM {p}profiles p
 						LEFT JOIN {p}profile_traits t ON t.profile_id = p.profile_id AND t.trait_key IN (`, kSize+size)
-					q.params(kSize)
+					paddedParams(q, restNames, k, kSize)
 					q.sql(`) WHERE p.profile_id IN (`)
-					for i := range kSize {
-						q.args = append(q.args, restNames[min(i, k-1)])
-					}
 				}
-				q.params(size)
+				paddedParams(q, rest, n, size)
 				q.sql(`)`)
-				for i := range size {
-					q.args = append(q.args, string(rest[min(i, n-1)]))
-				}
 				rows, err := ex.QueryContext(ctx, q.String(), q.args...)
 				if err != nil {
 					return fail(err)
@@ -616,24 +636,19 @@ func (tx *profileTx) UpdateBatch(ctx context.Context, updates []profile.BatchUpd
 			pids = append(pids, pid)
 		}
 		slices.Sort(pids)
-		profilesPerStmt := s.batchParams() / 9
-		for rest := pids; len(rest) > 0; {
-			n := min(len(rest), profilesPerStmt)
-			q := s.newListStmt(`INSERT INTO {p}profiles (profile_id, created_at, updated_at, version, first_message_id, last_message_id, first_seen, last_seen, recipients) VALUES `, 9*n)
-			q.tuples(n, 9, "")
-			q.sql(` ON CONFLICT (profile_id) DO UPDATE SET created_at = excluded.created_at, updated_at = excluded.updated_at,
+		err := execChunks(ctx, s, ex, pids, 9, tupleRows,
+			`INSERT INTO {p}profiles (profile_id, created_at, updated_at, version, first_message_id, last_message_id, first_seen, last_seen, recipients) VALUES `,
+			` ON CONFLICT (profile_id) DO UPDATE SET created_at = excluded.created_at, updated_at = excluded.updated_at,
 				version = excluded.version, first_message_id = excluded.first_message_id, last_message_id = excluded.last_message_id,
-				first_seen = excluded.first_seen, last_seen = excluded.last_seen, recipients = excluded.recipients`)
-			for _, pid := range rest[:n] {
-				i := last[pid]
+				first_seen = excluded.first_seen, last_seen = excluded.last_seen, recipients = excluded.recipients`,
+			func(q *listStmt, pid *identity.ProfileID) {
+				i := last[*pid]
 				m := &updates[i].Metadata
-				q.args = append(q.args, string(pid), s.ts(m.CreatedAt), s.ts(m.UpdatedAt), int64(m.Version), m.FirstMessageID, m.LastMessageID,
+				q.args = append(q.args, string(*pid), s.ts(m.CreatedAt), s.ts(m.UpdatedAt), int64(m.Version), m.FirstMessageID, m.LastMessageID,
 					s.ts(m.FirstSeen), s.ts(m.LastSeen), enc[i].recipients)
-			}
-			if _, err := ex.ExecContext(ctx, q.String(), q.args...); err != nil {
-				return fail(err)
-			}
-			rest = rest[n:]
+			})
+		if err != nil {
+			return fail(err)
 		}
 
 		// Traits: each (profile, key) once, set or removed.
@@ -648,33 +663,21 @@ func (tx *profileTx) UpdateBatch(ctx context.Context, updates []profile.BatchUpd
 		byKey := func(a, b traitKey) int { return cmp.Or(cmp.Compare(a.pid, b.pid), cmp.Compare(a.key, b.key)) }
 		slices.SortFunc(set, byKey)
 		slices.SortFunc(remove, byKey)
-		setPerStmt := s.batchParams() / 5
-		for rest := set; len(rest) > 0; {
-			n := min(len(rest), setPerStmt)
-			q := s.newListStmt(`INSERT INTO {p}profile_traits (profile_id, trait_key, value, source, updated_at) VALUES `, 5*n)
-			q.tuples(n, 5, "")
-			q.sql(` ON CONFLICT (profile_id, trait_key) DO UPDATE SET value = excluded.value, source = excluded.source, updated_at = excluded.updated_at`)
-			for _, k := range rest[:n] {
-				t := traitOps[k].t
+		err = execChunks(ctx, s, ex, set, 5, tupleRows,
+			`INSERT INTO {p}profile_traits (profile_id, trait_key, value, source, updated_at) VALUES `,
+			` ON CONFLICT (profile_id, trait_key) DO UPDATE SET value = excluded.value, source = excluded.source, updated_at = excluded.updated_at`,
+			func(q *listStmt, k *traitKey) {
+				t := traitOps[*k].t
 				q.args = append(q.args, string(k.pid), t.key, t.value, t.source, t.updated)
-			}
-			if _, err := ex.ExecContext(ctx, q.String(), q.args...); err != nil {
-				return fail(err)
-			}
-			rest = rest[n:]
+			})
+		if err != nil {
+			return fail(err)
 		}
-		removePerStmt := s.batchParams() / 2
-		for rest := remove; len(rest) > 0; {
-			n := min(len(rest), removePerStmt)
-			q := s.newListStmt(`DELETE FROM {p}profile_traits WHERE (profile_id, trait_key) IN `, 2*n)
-			q.valuesTable(n, 2, "{text}")
-			for _, k := range rest[:n] {
-				q.args = append(q.args, string(k.pid), k.key)
-			}
-			if _, err := ex.ExecContext(ctx, q.String(), q.args...); err != nil {
-				return fail(err)
-			}
-			rest = rest[n:]
+		err = execChunks(ctx, s, ex, remove, 2, textTableRows,
+			`DELETE FROM {p}profile_traits WHERE (profile_id, trait_key) IN `, "",
+			func(q *listStmt, k *traitKey) { q.args = append(q.args, string(k.pid), k.key) })
+		if err != nil {
+			return fail(err)
 		}
 		return nil
 	})
@@ -690,33 +693,22 @@ func (tx *profileTx) UpdateBatch(ctx context.Context, updates []profile.BatchUpd
 // StateBatch implements audience.BatchTx: one statement per chunk of
 // batchParams() distinct profiles.
 func (tx *audienceTx) StateBatch(ctx context.Context, pids []identity.ProfileID) (map[identity.ProfileID]*audience.State, error) {
-	if err := tx.check(ctx); err != nil {
-		return nil, err
+	return readBatch(ctx, &tx.part, tx.s, pids, `SELECT profile_id, state, next_change FROM {p}audience_states WHERE profile_id IN (`, "audience states",
+		scanStateRow)
+}
+
+// scanStateRow reads a row of StateBatch: a profile id and its state.
+func scanStateRow(rows *sql.Rows) (identity.ProfileID, *audience.State, error) {
+	var pid, text string
+	var next time.Time
+	if err := rows.Scan(&pid, &text, scanTime(&next)); err != nil {
+		return "", nil, err
 	}
-	out := make(map[identity.ProfileID]*audience.State, len(pids))
-	if len(pids) == 0 {
-		return out, nil
-	}
-	err := tx.run(ctx, func(ex Executor) error {
-		return queryProfiles(ctx, tx.s, ex, `SELECT profile_id, state, next_change FROM {p}audience_states WHERE profile_id IN (`, "audience states", pids,
-			func(rows *sql.Rows) error {
-				var pid, text string
-				var next time.Time
-				if err := rows.Scan(&pid, &text, scanTime(&next)); err != nil {
-					return err
-				}
-				st, err := decodeState(text, next)
-				if err != nil {
-					return fmt.Errorf("the state of profile %s: %w", pid, err)
-				}
-				out[identity.ProfileID(pid)] = st
-				return nil
-			})
-	})
+	st, err := decodeState(text, next)
 	if err != nil {
-		return nil, err
+		return "", nil, fmt.Errorf("the state of profile %s: %w", pid, err)
 	}
-	return out, nil
+	return identity.ProfileID(pid), st, nil
 }
 
 // putRow is what PutBatch stores for one profile: its last state of the batch.
@@ -789,19 +781,12 @@ func (tx *audienceTx) PutBatch(ctx context.Context, states []audience.BatchState
 		s := tx.s
 		fail := func(err error) error { return fmt.Errorf("sqlstore: storing audience states: %w", err) }
 
-		statesPerStmt := s.batchParams() / 3
-		for rest := rows; len(rest) > 0; {
-			n := min(len(rest), statesPerStmt)
-			q := s.newListStmt(`INSERT INTO {p}audience_states (profile_id, state, next_change) VALUES `, 3*n)
-			q.tuples(n, 3, "")
-			q.sql(` ON CONFLICT (profile_id) DO UPDATE SET state = excluded.state, next_change = excluded.next_change`)
-			for _, r := range rest[:n] {
-				q.args = append(q.args, string(r.pid), r.text, r.next)
-			}
-			if _, err := ex.ExecContext(ctx, q.String(), q.args...); err != nil {
-				return fail(err)
-			}
-			rest = rest[n:]
+		err := execChunks(ctx, s, ex, rows, 3, tupleRows,
+			`INSERT INTO {p}audience_states (profile_id, state, next_change) VALUES `,
+			` ON CONFLICT (profile_id) DO UPDATE SET state = excluded.state, next_change = excluded.next_change`,
+			func(q *listStmt, r *putRow) { q.args = append(q.args, string(r.pid), r.text, r.next) })
+		if err != nil {
+			return fail(err)
 		}
 
 		// Memberships the states no longer have: of the profiles of a chunk
@@ -851,23 +836,49 @@ func (tx *audienceTx) PutBatch(ctx context.Context, states []audience.BatchState
 			rest = rest[n:]
 		}
 
-		membersPerStmt := s.batchParams() / 2
-		for rest := members; len(rest) > 0; {
-			n := min(len(rest), membersPerStmt)
-			q := s.newListStmt(`INSERT INTO {p}audience_members (audience_key, profile_id) VALUES `, 2*n)
-			q.tuples(n, 2, "")
-			q.sql(` ON CONFLICT (audience_key, profile_id) DO NOTHING`)
-			for _, m := range rest[:n] {
-				q.args = append(q.args, m.key, string(m.pid))
-			}
-			if _, err := ex.ExecContext(ctx, q.String(), q.args...); err != nil {
-				return fail(err)
-			}
-			rest = rest[n:]
+		err = execChunks(ctx, s, ex, members, 2, tupleRows,
+			`INSERT INTO {p}audience_members (audience_key, profile_id) VALUES `,
+			` ON CONFLICT (audience_key, profile_id) DO NOTHING`,
+			func(q *listStmt, m *membership) { q.args = append(q.args, m.key, string(m.pid)) })
+		if err != nil {
+			return fail(err)
 		}
 		return nil
 	})
 }
+
+// execChunks runs a step of a batch write that carries w parameters per row:
+// a statement per chunk of as many rows as batchParams() allows, head, the
+// chunk's rows written by list, then tail; args appends a row's w arguments.
+// UpdateBatch and PutBatch write most of their steps with it.
+func execChunks[R any](ctx context.Context, s *Store, ex Executor, rows []R, w int, list func(q *listStmt, n, w int), head, tail string,
+	args func(q *listStmt, row *R)) error {
+	perStmt := s.batchParams() / w
+	for rest := rows; len(rest) > 0; {
+		n := min(len(rest), perStmt)
+		q := s.newListStmt(head, w*n)
+		list(q, n, w)
+		if tail != "" {
+			q.sql(tail)
+		}
+		for i := range rest[:n] {
+			args(q, &rest[i])
+		}
+		if _, err := ex.ExecContext(ctx, q.String(), q.args...); err != nil {
+			return err
+		}
+		rest = rest[n:]
+	}
+	return nil
+}
+
+// tupleRows writes the rows of a chunk of execChunks as the tuples of an
+// INSERT's VALUES.
+func tupleRows(q *listStmt, n, w int) { q.tuples(n, w, "") }
+
+// textTableRows writes the rows of a chunk of execChunks as a table of text
+// values, for a row value IN.
+func textTableRows(q *listStmt, n, w int) { q.valuesTable(n, w, "{text}") }
 
 // badPostgresText names the first of an update's strings stored as text that
 // PostgreSQL refuses (a NUL character, or invalid UTF-8), or returns "".

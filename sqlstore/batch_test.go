@@ -70,6 +70,30 @@ func countedPool(s *Store) (*Store, *countingEx) {
 	return s.WithTx(c), c
 }
 
+// checkSmallBatches calls read, a batch read named name, on lists of every
+// length from 1 to 20 of items drawn from pool with r (repeats likely), and
+// checks that each answers what want computes, in one statement counted by c.
+// noun names the items in failures.
+func checkSmallBatches[I, R any](t *testing.T, r *rand.Rand, c *countingEx, pool []I, name, noun string, want func([]I) R, read func([]I) (R, error)) {
+	t.Helper()
+	for n := 1; n <= 20; n++ {
+		items := make([]I, n)
+		for i := range items {
+			items[i] = pool[r.IntN(len(pool))]
+		}
+		var got R
+		var err error
+		sent := c.statements(func() { got, err = read(items) })
+		must(t, err)
+		if diff := cmp.Diff(want(items), got); diff != "" {
+			t.Fatalf("%s of %v (-want +got):\n%s", name, items, diff)
+		}
+		if sent != 1 {
+			t.Errorf("%s of %d %s: %d statements, want 1", name, n, noun, sent)
+		}
+	}
+}
+
 // stmts returns how many statements n rows take at perStmt rows each.
 func stmts(n, perStmt int) int64 { return int64((n + perStmt - 1) / perStmt) }
 
@@ -103,15 +127,7 @@ func dumpRows(t *testing.T, s *Store, ex Executor, queries ...string) []string {
 	for _, q := range queries {
 		rows, err := ex.QueryContext(t.Context(), s.sql(q))
 		must(t, err)
-		cols, err := rows.Columns()
-		must(t, err)
-		for rows.Next() {
-			vals := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			must(t, rows.Scan(ptrs...))
+		for _, vals := range ScanAll(t, rows) {
 			var b strings.Builder
 			for i, v := range vals {
 				if i > 0 {
@@ -128,7 +144,6 @@ func dumpRows(t *testing.T, s *Store, ex Executor, queries ...string) []string {
 			}
 			out = append(out, b.String())
 		}
-		must(t, closeRows(rows))
 	}
 	return out
 }
@@ -807,13 +822,7 @@ func randomStates(r *rand.Rand, round, n int) []audience.BatchState {
 	return out
 }
 
-func audienceTxn(t *testing.T, as audience.Store) audience.Tx {
-	t.Helper()
-	tx, err := as.Begin(t.Context())
-	must(t, err)
-	t.Cleanup(func() { tx.Rollback(context.Background()) })
-	return tx
-}
+func audienceTxn(t *testing.T, as audience.Store) audience.Tx { return beginTxn(t, as.Begin) }
 
 // TestPutBatchEqualsPuts applies random batches of states to one store with
 // PutBatch and to another with one Put per item: every row of the audience
@@ -908,26 +917,19 @@ func TestStateBatch(t *testing.T) {
 		btx := tx.(audience.BatchTx)
 		r := rand.New(rand.NewPCG(9, 10))
 		pool := []identity.ProfileID{pid(0), pid(7), pid(bp + 5), pid(1), ""}
-		for n := 1; n <= 20; n++ {
-			pids := make([]identity.ProfileID, n)
-			want := map[identity.ProfileID]*audience.State{}
-			for i := range pids {
-				pids[i] = pool[r.IntN(len(pool))]
-				if st, ok := stored[pids[i]]; ok {
-					want[pids[i]] = st
+		checkSmallBatches(t, r, c, pool, "StateBatch", "profiles",
+			func(pids []identity.ProfileID) map[identity.ProfileID]*audience.State {
+				want := map[identity.ProfileID]*audience.State{}
+				for _, p := range pids {
+					if st, ok := stored[p]; ok {
+						want[p] = st
+					}
 				}
-			}
-			var got map[identity.ProfileID]*audience.State
-			var err error
-			sent := c.statements(func() { got, err = btx.StateBatch(ctx, pids) })
-			must(t, err)
-			if diff := cmp.Diff(want, got); diff != "" {
-				t.Fatalf("StateBatch(%v) (-want +got):\n%s", pids, diff)
-			}
-			if sent != 1 {
-				t.Errorf("StateBatch of %d profiles: %d statements, want 1", n, sent)
-			}
-		}
+				return want
+			},
+			func(pids []identity.ProfileID) (map[identity.ProfileID]*audience.State, error) {
+				return btx.StateBatch(ctx, pids)
+			})
 
 		var pids []identity.ProfileID
 		for i := range bp + 10 {
@@ -980,16 +982,7 @@ func TestPutBatchChunks(t *testing.T) {
 		}
 		keysOf := func(p identity.ProfileID) []string {
 			t.Helper()
-			rows, err := sqlTx.QueryContext(ctx, s.sql(`SELECT audience_key FROM {p}audience_members WHERE profile_id = $1 ORDER BY audience_key`), string(p))
-			must(t, err)
-			var out []string
-			for rows.Next() {
-				var k string
-				must(t, rows.Scan(&k))
-				out = append(out, k)
-			}
-			must(t, closeRows(rows))
-			return out
+			return queryStrings(t, ctx, sqlTx, s.sql(`SELECT audience_key FROM {p}audience_members WHERE profile_id = $1 ORDER BY audience_key`), string(p))
 		}
 		pid := func(i int) identity.ProfileID { return identity.ProfileID(fmt.Sprintf("use_%05d", i)) }
 		// A delete carries bp/5 profiles of two audiences each: exactly two.
@@ -1161,26 +1154,17 @@ func TestLookupBatch(t *testing.T) {
 		pool := []identity.ID{email("p@x"), anon("x-0"), anon("x-5199"), anon("x-1"), email("x-0"), {Type: "user_id", Value: "p@x"}}
 		view, c := countedPool(s)
 		r := rand.New(rand.NewPCG(3, 4))
-		for n := 1; n <= 20; n++ {
-			ids := make([]identity.ID, n)
-			want := []identity.ProfileID{"prefix"}
-			for i := range ids {
-				ids[i] = pool[r.IntN(len(pool))]
-				want = append(want, known[ids[i]])
-			}
-			var got []identity.ProfileID
-			var err error
-			sent := c.statements(func() {
-				got, err = view.Graph().(identity.BatchReader).LookupBatch(ctx, ids, []identity.ProfileID{"prefix"})
+		checkSmallBatches(t, r, c, pool, "LookupBatch", "identifiers",
+			func(ids []identity.ID) []identity.ProfileID {
+				want := []identity.ProfileID{"prefix"}
+				for _, id := range ids {
+					want = append(want, known[id])
+				}
+				return want
+			},
+			func(ids []identity.ID) ([]identity.ProfileID, error) {
+				return view.Graph().(identity.BatchReader).LookupBatch(ctx, ids, []identity.ProfileID{"prefix"})
 			})
-			must(t, err)
-			if diff := cmp.Diff(want, got); diff != "" {
-				t.Fatalf("LookupBatch of %v (-want +got):\n%s", ids, diff)
-			}
-			if sent != 1 {
-				t.Errorf("LookupBatch of %d identifiers: %d statements, want 1", n, sent)
-			}
-		}
 
 		// More identifiers than one statement carries, the known ones at
 		// both ends.

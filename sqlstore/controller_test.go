@@ -85,6 +85,27 @@ func (c *counter) note(q string) {
 	c.mu.Unlock()
 }
 
+// count counts a statement in n, one of c's counts, and notes its text.
+func (c *counter) count(n *atomic.Int64, q string) {
+	n.Add(1)
+	c.note(q)
+}
+
+// sendCounted sends a statement through inner's optional method of interface
+// I, with send, after counting it in n. When inner lacks the method it sends
+// and counts nothing, and returns driver.ErrSkip (for a connection's, database/sql
+// then prepares the statement, and countStmt counts it). The Exec and Query
+// methods of countConn and countStmt share it.
+func sendCounted[I, R any](c *counter, n *atomic.Int64, q string, inner any, send func(I) (R, error)) (R, error) {
+	i, ok := inner.(I)
+	if !ok {
+		var none R
+		return none, driver.ErrSkip
+	}
+	c.count(n, q)
+	return send(i)
+}
+
 // startTrace starts keeping statements; stopTrace stops and returns them.
 func (c *counter) startTrace() {
 	c.mu.Lock()
@@ -239,8 +260,7 @@ var (
 )
 
 func (c *countConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	c.cnt.begins.Add(1)
-	c.cnt.note("BEGIN")
+	c.cnt.count(&c.cnt.begins, "BEGIN")
 	var tx driver.Tx
 	var err error
 	if b, ok := c.Conn.(driver.ConnBeginTx); ok {
@@ -257,23 +277,11 @@ func (c *countConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.
 }
 
 func (c *countConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
-	e, ok := c.Conn.(driver.ExecerContext)
-	if !ok {
-		return nil, driver.ErrSkip
-	}
-	c.cnt.execs.Add(1)
-	c.cnt.note(q)
-	return e.ExecContext(ctx, q, args)
+	return sendCounted(c.cnt, &c.cnt.execs, q, c.Conn, func(e driver.ExecerContext) (driver.Result, error) { return e.ExecContext(ctx, q, args) })
 }
 
 func (c *countConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
-	e, ok := c.Conn.(driver.QueryerContext)
-	if !ok {
-		return nil, driver.ErrSkip
-	}
-	c.cnt.queries.Add(1)
-	c.cnt.note(q)
-	return e.QueryContext(ctx, q, args)
+	return sendCounted(c.cnt, &c.cnt.queries, q, c.Conn, func(e driver.QueryerContext) (driver.Rows, error) { return e.QueryContext(ctx, q, args) })
 }
 
 func (c *countConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {
@@ -329,17 +337,20 @@ type countTx struct {
 }
 
 func (t *countTx) Commit() error {
-	t.c.cnt.commits.Add(1)
-	t.c.cnt.note("COMMIT")
-	t.c.cnt.setInTx(t.c, false)
+	t.ending(&t.c.cnt.commits, "COMMIT")
 	return t.Tx.Commit()
 }
 
 func (t *countTx) Rollback() error {
-	t.c.cnt.rollbacks.Add(1)
-	t.c.cnt.note("ROLLBACK")
-	t.c.cnt.setInTx(t.c, false)
+	t.ending(&t.c.cnt.rollbacks, "ROLLBACK")
 	return t.Tx.Rollback()
+}
+
+// ending counts the transaction's end, q, in n, and marks its connection out
+// of a transaction.
+func (t *countTx) ending(n *atomic.Int64, q string) {
+	t.c.cnt.count(n, q)
+	t.c.cnt.setInTx(t.c, false)
 }
 
 type countStmt struct {
@@ -349,21 +360,11 @@ type countStmt struct {
 }
 
 func (s *countStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	s.cnt.execs.Add(1)
-	s.cnt.note(s.q)
-	if e, ok := s.Stmt.(driver.StmtExecContext); ok {
-		return e.ExecContext(ctx, args)
-	}
-	return nil, driver.ErrSkip
+	return sendCounted(s.cnt, &s.cnt.execs, s.q, s.Stmt, func(e driver.StmtExecContext) (driver.Result, error) { return e.ExecContext(ctx, args) })
 }
 
 func (s *countStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	s.cnt.queries.Add(1)
-	s.cnt.note(s.q)
-	if q, ok := s.Stmt.(driver.StmtQueryContext); ok {
-		return q.QueryContext(ctx, args)
-	}
-	return nil, driver.ErrSkip
+	return sendCounted(s.cnt, &s.cnt.queries, s.q, s.Stmt, func(q driver.StmtQueryContext) (driver.Rows, error) { return q.QueryContext(ctx, args) })
 }
 
 // ---------------------------------------------------------------------------
@@ -615,19 +616,9 @@ func (s *site) dump(t testing.TB) map[string][]string {
 	for _, table := range append(slices.Clone(dataTables), "suppressed_identifiers", "suppressed_profiles") {
 		rows, err := db.QueryContext(t.Context(), "SELECT * FROM "+s.table(table))
 		must(t, err)
-		cols, err := rows.Columns()
-		must(t, err)
-		for rows.Next() {
-			vals := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			must(t, rows.Scan(ptrs...))
+		for _, vals := range sqlstore.ScanAll(t, rows) {
 			out[table] = append(out[table], fmt.Sprint(vals...))
 		}
-		must(t, rows.Err())
-		rows.Close()
 		sort.Strings(out[table])
 	}
 	return out
@@ -1129,6 +1120,15 @@ func (t *faultTx) Commit(ctx context.Context) error {
 	return t.Tx.Commit(ctx)
 }
 
+// openFaulty opens a process on the site whose Controller's profile store is
+// a faultProfiles, for the crash tests to hook failures into.
+func (s *site) openFaulty(t testing.TB) (*proc, *faultProfiles, *privacy.Controller) {
+	t.Helper()
+	p := s.open(t)
+	fp := &faultProfiles{Store: p.data.Profiles()}
+	return p, fp, p.controller(t, fp)
+}
+
 // decided reports whether the journal holds exactly one unfinished request,
 // and it decided: the moment after step 4's decision record.
 func decided(p *proc) (bool, error) {
@@ -1235,9 +1235,7 @@ func crashTerminated(t *testing.T, always bool) {
 	s := newSite(t, sqlstore.Postgres)
 	ctx := t.Context()
 	ada, bob := seedCrash(t, s)
-	p := s.open(t)
-	fp := &faultProfiles{Store: p.data.Profiles()}
-	c := p.controller(t, fp)
+	p, fp, c := s.openFaulty(t)
 
 	var kills int
 	var hookErr error
@@ -1347,9 +1345,7 @@ func TestCrashMidRightChild(t *testing.T) {
 	}
 	var s site
 	must(t, json.Unmarshal([]byte(cfg), &s))
-	p := s.open(t)
-	fp := &faultProfiles{Store: p.data.Profiles()}
-	c := p.controller(t, fp)
+	p, fp, c := s.openFaulty(t)
 	die := func(context.Context) error {
 		if ok, err := decided(p); err != nil || !ok {
 			fmt.Fprintln(os.Stderr, "the commit came before the decision was journaled:", err)
@@ -1375,9 +1371,7 @@ func crashAtStaging(t *testing.T, d sqlstore.Dialect) {
 	ctx := t.Context()
 	ada, bob := seedCrash(t, s)
 	before := s.dump(t)
-	p := s.open(t)
-	fp := &faultProfiles{Store: p.data.Profiles()}
-	c := p.controller(t, fp)
+	p, fp, c := s.openFaulty(t)
 	var fired int
 	var hookErr error
 	fail := func(context.Context) error {

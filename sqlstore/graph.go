@@ -18,12 +18,7 @@ type graphStore struct{ base }
 var _ identity.Graph = (*graphStore)(nil)
 
 func (g *graphStore) Lookup(ctx context.Context, id identity.ID) (identity.ProfileID, error) {
-	var pid identity.ProfileID
-	err := g.s.read(ctx, func(ex Executor) error {
-		var err error
-		pid, err = graphLookup(ctx, g.s, ex, id)
-		return err
-	})
+	pid, err := readKey(ctx, g.s, nil, id, graphLookup)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", identity.ErrNotFound // bare, as MemGraph: a miss is routine and callers add context
 	}
@@ -34,21 +29,11 @@ func (g *graphStore) Lookup(ctx context.Context, id identity.ID) (identity.Profi
 }
 
 func (g *graphStore) Node(ctx context.Context, pid identity.ProfileID) (*identity.Node, error) {
-	var n *identity.Node
-	err := g.s.read(ctx, func(ex Executor) error {
-		var err error
-		n, err = graphNode(ctx, g.s, ex, pid)
-		return err
-	})
-	return n, err
+	return readKey(ctx, g.s, nil, pid, graphNode)
 }
 
 func (g *graphStore) Begin(ctx context.Context) (identity.Tx, error) {
-	st, err := g.s.begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &graphTx{base: g.base, part: part{st: st, errDone: identity.ErrTxDone, errInvalid: identity.ErrInvalid}}, nil
+	return beginTx(ctx, g.s, identity.ErrTxDone, identity.ErrInvalid, func(p part) identity.Tx { return &graphTx{base: g.base, part: p} })
 }
 
 func graphLookup(ctx context.Context, s *Store, ex Executor, id identity.ID) (identity.ProfileID, error) {
@@ -120,12 +105,7 @@ type graphTx struct {
 }
 
 func (tx *graphTx) Lookup(ctx context.Context, id identity.ID) (identity.ProfileID, error) {
-	var pid identity.ProfileID
-	err := tx.run(ctx, func(ex Executor) error {
-		var err error
-		pid, err = graphLookup(ctx, tx.s, ex, id)
-		return err
-	})
+	pid, err := readKey(ctx, tx.s, &tx.part, id, graphLookup)
 	if errors.Is(err, sql.ErrNoRows) {
 		// The type only: identifiers stay out of error messages, which get logged.
 		return "", fmt.Errorf("%w: no profile has this %s identifier", identity.ErrNotFound, id.Type)
@@ -137,13 +117,7 @@ func (tx *graphTx) Lookup(ctx context.Context, id identity.ID) (identity.Profile
 }
 
 func (tx *graphTx) Node(ctx context.Context, pid identity.ProfileID) (*identity.Node, error) {
-	var n *identity.Node
-	err := tx.run(ctx, func(ex Executor) error {
-		var err error
-		n, err = graphNode(ctx, tx.s, ex, pid)
-		return err
-	})
-	return n, err
+	return readKey(ctx, tx.s, &tx.part, pid, graphNode)
 }
 
 func (tx *graphTx) Create(ctx context.Context, pid identity.ProfileID, createdAt time.Time) error {
@@ -244,43 +218,52 @@ func (tx *graphTx) Merge(ctx context.Context, into identity.ProfileID, m identit
 		}
 		// from's links and merge history follow into's, in their order, then
 		// the merge itself.
-		stmts := []struct {
-			q    string
-			args []any
-		}{
-			{`UPDATE {p}identity_links SET profile_id = $1, ord = ord + $3 WHERE profile_id = $2`,
+		return s.execMerge(ctx, ex, into,
+			stmt{`UPDATE {p}identity_links SET profile_id = $1, ord = ord + $3 WHERE profile_id = $2`,
 				[]any{string(into), string(m.From), intoLinks}},
-			{`UPDATE {p}identity_merges SET profile_id = $1, ord = ord + $3 WHERE profile_id = $2`,
+			stmt{`UPDATE {p}identity_merges SET profile_id = $1, ord = ord + $3 WHERE profile_id = $2`,
 				[]any{string(into), string(m.From), intoMerges}},
-			{`INSERT INTO {p}identity_merges (profile_id, ord, from_id, merged_at, message_id) VALUES ($1, $2, $3, $4, $5)`,
+			stmt{`INSERT INTO {p}identity_merges (profile_id, ord, from_id, merged_at, message_id) VALUES ($1, $2, $3, $4, $5)`,
 				[]any{string(into), intoMerges + fromMerges + 1, string(m.From), s.ts(m.At), m.MessageID}},
-			{`DELETE FROM {p}identity_profiles WHERE profile_id = $1`, []any{string(m.From)}},
-		}
-		for _, st := range stmts {
-			if _, err := ex.ExecContext(ctx, s.sql(st.q), st.args...); err != nil {
-				return fmt.Errorf("sqlstore: merging into profile %s: %w", into, err)
-			}
-		}
-		return nil
+			stmt{`DELETE FROM {p}identity_profiles WHERE profile_id = $1`, []any{string(m.From)}})
 	})
 }
 
 func (tx *graphTx) Delete(ctx context.Context, pid identity.ProfileID) error {
-	return tx.run(ctx, func(ex Executor) error {
-		err := tx.s.execAll(ctx, ex, []string{
-			`DELETE FROM {p}identity_links WHERE profile_id = $1`,
-			`DELETE FROM {p}identity_merges WHERE profile_id = $1`,
-			`DELETE FROM {p}identity_profiles WHERE profile_id = $1`,
-		}, string(pid))
-		if err != nil {
-			return fmt.Errorf("sqlstore: deleting profile %s: %w", pid, err)
+	return deleteProfile(ctx, tx.s, &tx.part, pid, "profile",
+		`DELETE FROM {p}identity_links WHERE profile_id = $1`,
+		`DELETE FROM {p}identity_merges WHERE profile_id = $1`,
+		`DELETE FROM {p}identity_profiles WHERE profile_id = $1`)
+}
+
+// stmt is a statement template with its arguments.
+type stmt struct {
+	q    string
+	args []any
+}
+
+// execMerge runs the statements of a merge into profile into, in order, for
+// the Merge of the graph and of the profile store, whose errors name it.
+func (s *Store) execMerge(ctx context.Context, ex Executor, into identity.ProfileID, stmts ...stmt) error {
+	for _, st := range stmts {
+		if _, err := ex.ExecContext(ctx, s.sql(st.q), st.args...); err != nil {
+			return fmt.Errorf("sqlstore: merging into profile %s: %w", into, err)
+		}
+	}
+	return nil
+}
+
+// deleteProfile is the Delete of the backend transactions: it runs stmts,
+// which delete a profile's rows and take its id, as one (execAll). what names
+// the rows in the error, before the id.
+func deleteProfile(ctx context.Context, s *Store, p *part, pid identity.ProfileID, what string, stmts ...string) error {
+	return p.run(ctx, func(ex Executor) error {
+		if err := s.execAll(ctx, ex, stmts, string(pid)); err != nil {
+			return fmt.Errorf("sqlstore: deleting %s %s: %w", what, pid, err)
 		}
 		return nil
 	})
 }
-
-func (tx *graphTx) Commit(ctx context.Context) error   { return tx.commit(ctx) }
-func (tx *graphTx) Rollback(ctx context.Context) error { return tx.rollback(ctx) }
 
 // execAll runs statements that take the same parameters. PostgreSQL runs them
 // as one statement, the first ones as data-modifying WITH queries, so they cost

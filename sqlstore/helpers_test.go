@@ -125,6 +125,57 @@ func scoped(t testing.TB, ctx context.Context) (context.Context, *txscope.Scope)
 	return ctx, s
 }
 
+// ScanAll reads the rows left in rows, each as the values of its columns as
+// the driver returns them, and closes rows. The tests of this package
+// (dumpRows) and of package sqlstore_test (site.dump) read whole tables with
+// it, hence exported, for tests only.
+func ScanAll(t testing.TB, rows *sql.Rows) [][]any {
+	t.Helper()
+	cols, err := rows.Columns()
+	must(t, err)
+	var out [][]any
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		must(t, rows.Scan(ptrs...))
+		out = append(out, vals)
+	}
+	must(t, closeRows(rows))
+	return out
+}
+
+// queryStrings runs query, of one text column, on db and returns its values:
+// the tests that read a list (keys, query plans) share it.
+func queryStrings(t testing.TB, ctx context.Context, db interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, query string, args ...any) []string {
+	t.Helper()
+	rows, err := db.QueryContext(ctx, query, args...)
+	must(t, err)
+	var out []string
+	for rows.Next() {
+		var v string
+		must(t, rows.Scan(&v))
+		out = append(out, v)
+	}
+	must(t, closeRows(rows))
+	return out
+}
+
+// beginTxn begins a transaction with begin, a backend's Begin, and rolls it
+// back when the test ends (a no-op once it ended): the transaction helpers of
+// the backends (graphTxn, profileTxn, audienceTxn) share it.
+func beginTxn[Tx interface{ Rollback(context.Context) error }](t *testing.T, begin func(context.Context) (Tx, error)) Tx {
+	t.Helper()
+	tx, err := begin(t.Context())
+	must(t, err)
+	t.Cleanup(func() { tx.Rollback(context.Background()) })
+	return tx
+}
+
 func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {

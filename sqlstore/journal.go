@@ -38,17 +38,33 @@ func (s *Store) write(ctx context.Context, f func(Executor) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if s.d == SQLite {
-		if scope := txscope.FromContext(ctx); scope != nil {
-			if v, ok := scope.Load(s.key); ok {
-				err := v.(*sharedTx).run(f)
-				if !errors.Is(err, errEnded) && !errors.Is(err, ErrAborted) {
-					return err
-				}
-			}
-		}
+	if ran, err := s.runInSQLiteScope(ctx, f); ran {
+		return err
 	}
 	return f(s.direct())
+}
+
+// runInSQLiteScope is the step write and writeTx share: on SQLite, it runs f
+// in this Store's shared transaction of the Scope ctx holds (see write). ran
+// is false when the write must go elsewhere: another dialect, no such
+// transaction, or one that ended meanwhile.
+func (s *Store) runInSQLiteScope(ctx context.Context, f func(Executor) error) (ran bool, err error) {
+	if s.d != SQLite {
+		return false, nil
+	}
+	scope := txscope.FromContext(ctx)
+	if scope == nil {
+		return false, nil
+	}
+	v, ok := scope.Load(s.key)
+	if !ok {
+		return false, nil
+	}
+	err = v.(*sharedTx).run(f)
+	if errors.Is(err, errEnded) || errors.Is(err, ErrAborted) {
+		return false, nil
+	}
+	return true, err
 }
 
 // writeTx runs several statements of a Journal write as one: in the
@@ -61,15 +77,8 @@ func (s *Store) writeTx(ctx context.Context, f func(Executor) error) error {
 	if s.ex != nil {
 		return f(s.ex)
 	}
-	if s.d == SQLite {
-		if scope := txscope.FromContext(ctx); scope != nil {
-			if v, ok := scope.Load(s.key); ok {
-				err := v.(*sharedTx).run(f)
-				if !errors.Is(err, errEnded) && !errors.Is(err, ErrAborted) {
-					return err
-				}
-			}
-		}
+	if ran, err := s.runInSQLiteScope(ctx, f); ran {
+		return err
 	}
 	for attempt := 0; ; attempt++ {
 		t, err := s.beginTxn(ctx)
@@ -176,6 +185,16 @@ func (j *journalStore) Get(ctx context.Context, id string) (*journal.Entry, erro
 	return decodeEntry(doc)
 }
 
+// scanEntry reads a row of List or Unfinished, whose last column is the
+// entry: the columns before it into dest, and the entry decoded.
+func scanEntry(rows *sql.Rows, dest ...any) (*journal.Entry, error) {
+	var doc string
+	if err := rows.Scan(append(dest, &doc)...); err != nil {
+		return nil, err
+	}
+	return decodeEntry(doc)
+}
+
 // A List cursor is the position of the last entry returned: its received time
 // (Unix microseconds, as stored) and its id.
 func encodeJournalCursor(received time.Time, id string) string {
@@ -254,13 +273,8 @@ func (j *journalStore) List(ctx context.Context, f journal.Filter) (journal.Page
 				more = true // the extra row asked for: there is a next page
 				break
 			}
-			var doc string
 			var received time.Time
-			if err := rows.Scan(scanTime(&received), &doc); err != nil {
-				rows.Close()
-				return err
-			}
-			e, err := decodeEntry(doc)
+			e, err := scanEntry(rows, scanTime(&received))
 			if err != nil {
 				rows.Close()
 				return err
@@ -292,12 +306,7 @@ func (j *journalStore) Unfinished(ctx context.Context) ([]*journal.Entry, error)
 		}
 		out = nil
 		for rows.Next() {
-			var doc string
-			if err := rows.Scan(&doc); err != nil {
-				rows.Close()
-				return err
-			}
-			e, err := decodeEntry(doc)
+			e, err := scanEntry(rows)
 			if err != nil {
 				rows.Close()
 				return err

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -48,20 +49,11 @@ func seedPeople(t testing.TB, s *Store, n, events int) []identity.ProfileID {
 func erase(ctx context.Context, s *Store, pid identity.ProfileID, h identity.Hash) error {
 	ctx, scope := txscope.NewContext(ctx)
 	defer scope.Close()
-	stx, err := s.Suppressions().Begin(ctx)
-	if err != nil {
-		return err
-	}
-	gtx, err := s.Graph().Begin(ctx)
-	if err != nil {
-		return err
-	}
-	ptx, err := s.Profiles().Begin(ctx)
-	if err != nil {
-		return err
-	}
-	atx, err := s.Audiences().Begin(ctx)
-	if err != nil {
+	stx, serr := s.Suppressions().Begin(ctx)
+	gtx, gerr := s.Graph().Begin(ctx)
+	ptx, perr := s.Profiles().Begin(ctx)
+	atx, aerr := s.Audiences().Begin(ctx)
+	if err := errors.Join(serr, gerr, perr, aerr); err != nil {
 		return err
 	}
 	for _, err := range []error{stx.Add(ctx, h), stx.AddProfile(ctx, pid), gtx.Delete(ctx, pid), ptx.Delete(ctx, pid), atx.Delete(ctx, pid),
@@ -91,15 +83,7 @@ func TestErasureIsFast(t *testing.T) {
 	defer conn.ExecContext(context.Background(), "RESET enable_seqscan")
 	for _, table := range []string{"identity_links", "identity_merges", "identity_profiles", "profiles", "profile_messages", "profile_traits",
 		"audience_members", "audience_states"} {
-		var plan []string
-		rows, err := conn.QueryContext(ctx, s.sql(`EXPLAIN DELETE FROM {p}`+table+` WHERE profile_id = $1`), string(targets[0]))
-		must(t, err)
-		for rows.Next() {
-			var line string
-			must(t, rows.Scan(&line))
-			plan = append(plan, line)
-		}
-		must(t, closeRows(rows))
+		plan := queryStrings(t, ctx, conn, s.sql(`EXPLAIN DELETE FROM {p}`+table+` WHERE profile_id = $1`), string(targets[0]))
 		if p := strings.Join(plan, "\n"); !strings.Contains(p, "Index") {
 			t.Errorf("deleting a profile's %s scans the table:\n%s", table, p)
 		}
@@ -107,17 +91,9 @@ func TestErasureIsFast(t *testing.T) {
 
 	// An events page after a cursor is a range scan of the events index,
 	// starting at the cursor: no sort, no filter on the rows before it.
-	rows, err := s.db.QueryContext(ctx, s.sql(`EXPLAIN SELECT message_id FROM {p}profile_messages
+	plan := queryStrings(t, ctx, s.db, s.sql(`EXPLAIN SELECT message_id FROM {p}profile_messages
 		WHERE profile_id = $1 AND ts IS NOT NULL AND (ts, message_id) < ($2, $3) ORDER BY ts DESC, message_id DESC LIMIT 11`),
 		string(targets[0]), t0, "m500")
-	must(t, err)
-	var plan []string
-	for rows.Next() {
-		var line string
-		must(t, rows.Scan(&line))
-		plan = append(plan, line)
-	}
-	must(t, closeRows(rows))
 	if p := strings.Join(plan, "\n"); !strings.Contains(p, "Index Cond") || !strings.Contains(p, "ROW(ts, message_id) <") || strings.Contains(p, "Sort") {
 		t.Errorf("an events page is not an index range scan:\n%s", p)
 	}

@@ -23,21 +23,11 @@ type profileStore struct{ base }
 var _ profile.Store = (*profileStore)(nil)
 
 func (ps *profileStore) Get(ctx context.Context, pid identity.ProfileID) (*profile.Profile, error) {
-	var p *profile.Profile
-	err := ps.s.read(ctx, func(ex Executor) (err error) {
-		p, err = profileGet(ctx, ps.s, ex, pid)
-		return err
-	})
-	return p, err
+	return readKey(ctx, ps.s, nil, pid, profileGet)
 }
 
 func (ps *profileStore) Metadata(ctx context.Context, pid identity.ProfileID) (profile.Metadata, error) {
-	var m profile.Metadata
-	err := ps.s.read(ctx, func(ex Executor) (err error) {
-		m, err = profileMetadata(ctx, ps.s, ex, pid)
-		return err
-	})
-	return m, err
+	return readKey(ctx, ps.s, nil, pid, profileMetadata)
 }
 
 func (ps *profileStore) Events(ctx context.Context, pid identity.ProfileID, q profile.EventQuery) (profile.EventPage, error) {
@@ -53,16 +43,8 @@ func (ps *profileStore) IDs(ctx context.Context, after identity.ProfileID, limit
 	if limit <= 0 {
 		return nil, fmt.Errorf("%w: IDs: limit %d, want at least 1", profile.ErrInvalid, limit)
 	}
-	var out []identity.ProfileID
-	err := ps.s.read(ctx, func(ex Executor) error {
-		rows, err := ex.QueryContext(ctx, ps.s.sql(`SELECT profile_id FROM {p}profiles WHERE profile_id > $1 ORDER BY profile_id LIMIT $2`),
-			string(after), limit)
-		if err != nil {
-			return err
-		}
-		out, err = scanProfileIDs(rows)
-		return err
-	})
+	out, err := readRows(ctx, ps.s, `SELECT profile_id FROM {p}profiles WHERE profile_id > $1 ORDER BY profile_id LIMIT $2`,
+		[]any{string(after), limit}, scanProfileIDs)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: listing profiles: %w", err)
 	}
@@ -73,11 +55,7 @@ func (ps *profileStore) IDs(ctx context.Context, after identity.ProfileID, limit
 }
 
 func (ps *profileStore) Begin(ctx context.Context) (profile.Tx, error) {
-	st, err := ps.s.begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &profileTx{base: ps.base, part: part{st: st, errDone: profile.ErrTxDone, errInvalid: profile.ErrInvalid}}, nil
+	return beginTx(ctx, ps.s, profile.ErrTxDone, profile.ErrInvalid, func(p part) profile.Tx { return &profileTx{base: ps.base, part: p} })
 }
 
 // scanProfileIDs reads a column of profile ids and closes rows.
@@ -280,21 +258,11 @@ type profileTx struct {
 }
 
 func (tx *profileTx) Get(ctx context.Context, pid identity.ProfileID) (*profile.Profile, error) {
-	var p *profile.Profile
-	err := tx.run(ctx, func(ex Executor) (err error) {
-		p, err = profileGet(ctx, tx.s, ex, pid)
-		return err
-	})
-	return p, err
+	return readKey(ctx, tx.s, &tx.part, pid, profileGet)
 }
 
 func (tx *profileTx) Metadata(ctx context.Context, pid identity.ProfileID) (profile.Metadata, error) {
-	var m profile.Metadata
-	err := tx.run(ctx, func(ex Executor) (err error) {
-		m, err = profileMetadata(ctx, tx.s, ex, pid)
-		return err
-	})
-	return m, err
+	return readKey(ctx, tx.s, &tx.part, pid, profileMetadata)
 }
 
 func (tx *profileTx) Events(ctx context.Context, pid identity.ProfileID, q profile.EventQuery) (profile.EventPage, error) {
@@ -458,39 +426,19 @@ func (tx *profileTx) Merge(ctx context.Context, into, from identity.ProfileID) e
 		}
 		// from's messages (and so its events) move unless into recorded the
 		// same message id; what is left of from goes.
-		stmts := []struct {
-			q    string
-			args []any
-		}{
-			{`UPDATE {p}profile_messages AS t SET profile_id = $1 WHERE t.profile_id = $2 AND NOT EXISTS
+		return s.execMerge(ctx, ex, into,
+			stmt{`UPDATE {p}profile_messages AS t SET profile_id = $1 WHERE t.profile_id = $2 AND NOT EXISTS
 				(SELECT 1 FROM {p}profile_messages m WHERE m.profile_id = $1 AND m.message_id = t.message_id)`,
 				[]any{string(into), string(from)}},
-			{`DELETE FROM {p}profile_messages WHERE profile_id = $1`, []any{string(from)}},
-			{`DELETE FROM {p}profile_traits WHERE profile_id = $1`, []any{string(from)}},
-			{`DELETE FROM {p}profiles WHERE profile_id = $1`, []any{string(from)}},
-		}
-		for _, st := range stmts {
-			if _, err := ex.ExecContext(ctx, s.sql(st.q), st.args...); err != nil {
-				return fmt.Errorf("sqlstore: merging into profile %s: %w", into, err)
-			}
-		}
-		return nil
+			stmt{`DELETE FROM {p}profile_messages WHERE profile_id = $1`, []any{string(from)}},
+			stmt{`DELETE FROM {p}profile_traits WHERE profile_id = $1`, []any{string(from)}},
+			stmt{`DELETE FROM {p}profiles WHERE profile_id = $1`, []any{string(from)}})
 	})
 }
 
 func (tx *profileTx) Delete(ctx context.Context, pid identity.ProfileID) error {
-	return tx.run(ctx, func(ex Executor) error {
-		err := tx.s.execAll(ctx, ex, []string{
-			`DELETE FROM {p}profile_messages WHERE profile_id = $1`,
-			`DELETE FROM {p}profile_traits WHERE profile_id = $1`,
-			`DELETE FROM {p}profiles WHERE profile_id = $1`,
-		}, string(pid))
-		if err != nil {
-			return fmt.Errorf("sqlstore: deleting profile %s: %w", pid, err)
-		}
-		return nil
-	})
+	return deleteProfile(ctx, tx.s, &tx.part, pid, "profile",
+		`DELETE FROM {p}profile_messages WHERE profile_id = $1`,
+		`DELETE FROM {p}profile_traits WHERE profile_id = $1`,
+		`DELETE FROM {p}profiles WHERE profile_id = $1`)
 }
-
-func (tx *profileTx) Commit(ctx context.Context) error   { return tx.commit(ctx) }
-func (tx *profileTx) Rollback(ctx context.Context) error { return tx.rollback(ctx) }

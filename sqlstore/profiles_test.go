@@ -1,7 +1,6 @@
 package sqlstore
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -14,13 +13,7 @@ import (
 	"github.com/gdprkit/privacy/profile"
 )
 
-func profileTxn(t *testing.T, ps profile.Store) profile.Tx {
-	t.Helper()
-	tx, err := ps.Begin(t.Context())
-	must(t, err)
-	t.Cleanup(func() { tx.Rollback(context.Background()) })
-	return tx
-}
+func profileTxn(t *testing.T, ps profile.Store) profile.Tx { return beginTxn(t, ps.Begin) }
 
 // track returns an update recording a tracked event at t0+sec seconds.
 func track(version uint64, id, name string, sec int, props map[string]any) profile.Update {

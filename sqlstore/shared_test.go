@@ -222,16 +222,7 @@ func TestLockSubjectsSerialises(t *testing.T) {
 
 			if tt.perKey {
 				// Another subject: no wait.
-				bctx, bscope := txscope.NewContext(t.Context())
-				done := make(chan error, 1)
-				go func() { done <- b.LockSubjects(bctx, []string{"profile:use_2"}) }()
-				select {
-				case err := <-done:
-					must(t, err)
-				case <-time.After(5 * time.Second):
-					t.Fatal("locking another subject waited")
-				}
-				bscope.Close()
+				lockPromptly(t, b, []string{"profile:use_2"}, "locking another subject waited")
 			}
 
 			bctx, bscope := txscope.NewContext(t.Context())
@@ -401,6 +392,23 @@ func auditRecord(seq uint64) audit.Record {
 	return audit.Record{Seq: seq, At: t0, Action: "decided", RequestID: "req_1", RequestType: "DELETE_ONLY", Status: "RUNNING"}
 }
 
+// lockPromptly locks keys on s in a new Scope, closed after, and fails the
+// test with failure unless it gets the locks within 5 seconds: the tests
+// that check no one holds them share it.
+func lockPromptly(t *testing.T, s *Store, keys []string, failure string) {
+	t.Helper()
+	ctx, scope := txscope.NewContext(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.LockSubjects(ctx, keys) }()
+	select {
+	case err := <-done:
+		must(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal(failure)
+	}
+	scope.Close()
+}
+
 // TestUnlockSubjects releases the locks of a Scope no backend joined yet.
 func TestUnlockSubjects(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *Store) {
@@ -409,16 +417,7 @@ func TestUnlockSubjects(t *testing.T) {
 		must(t, s.UnlockSubjects(actx))
 		must(t, s.UnlockSubjects(actx)) // again: nothing to do
 		// Another Scope gets the lock at once.
-		bctx, bscope := txscope.NewContext(t.Context())
-		done := make(chan error, 1)
-		go func() { done <- s.LockSubjects(bctx, []string{"k"}) }()
-		select {
-		case err := <-done:
-			must(t, err)
-		case <-time.After(5 * time.Second):
-			t.Fatal("the lock was not released")
-		}
-		bscope.Close()
+		lockPromptly(t, s, []string{"k"}, "the lock was not released")
 		// The first Scope can lock again, then begin backends.
 		must(t, s.LockSubjects(actx, []string{"k"}))
 		tx, err := s.Graph().Begin(actx)

@@ -43,21 +43,11 @@ func (l *suppressionList) IsEmpty(ctx context.Context) (bool, error) {
 }
 
 func (l *suppressionList) Suppressed(ctx context.Context, h identity.Hash) (bool, error) {
-	var ok bool
-	err := l.s.read(ctx, func(ex Executor) (err error) {
-		ok, err = suppressed(ctx, l.s, ex, h)
-		return err
-	})
-	return ok, err
+	return readKey(ctx, l.s, nil, h, suppressed)
 }
 
 func (l *suppressionList) ProfileSuppressed(ctx context.Context, pid identity.ProfileID) (bool, error) {
-	var ok bool
-	err := l.s.read(ctx, func(ex Executor) (err error) {
-		ok, err = profileSuppressed(ctx, l.s, ex, pid)
-		return err
-	})
-	return ok, err
+	return readKey(ctx, l.s, nil, pid, profileSuppressed)
 }
 
 func (l *suppressionList) Len(ctx context.Context) (identifiers, profiles int, err error) {
@@ -72,11 +62,7 @@ func (l *suppressionList) Len(ctx context.Context) (identifiers, profiles int, e
 }
 
 func (l *suppressionList) Begin(ctx context.Context) (suppression.Tx, error) {
-	st, err := l.s.begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &suppressionTx{base: l.base, part: part{st: st, errDone: suppression.ErrTxDone, errInvalid: suppression.ErrInvalid}}, nil
+	return beginTx(ctx, l.s, suppression.ErrTxDone, suppression.ErrInvalid, func(p part) suppression.Tx { return &suppressionTx{base: l.base, part: p} })
 }
 
 func suppressed(ctx context.Context, s *Store, ex Executor, h identity.Hash) (bool, error) {
@@ -103,21 +89,11 @@ type suppressionTx struct {
 }
 
 func (tx *suppressionTx) Suppressed(ctx context.Context, h identity.Hash) (bool, error) {
-	var ok bool
-	err := tx.run(ctx, func(ex Executor) (err error) {
-		ok, err = suppressed(ctx, tx.s, ex, h)
-		return err
-	})
-	return ok, err
+	return readKey(ctx, tx.s, &tx.part, h, suppressed)
 }
 
 func (tx *suppressionTx) ProfileSuppressed(ctx context.Context, pid identity.ProfileID) (bool, error) {
-	var ok bool
-	err := tx.run(ctx, func(ex Executor) (err error) {
-		ok, err = profileSuppressed(ctx, tx.s, ex, pid)
-		return err
-	})
-	return ok, err
+	return readKey(ctx, tx.s, &tx.part, pid, profileSuppressed)
 }
 
 func (tx *suppressionTx) Add(ctx context.Context, hs ...identity.Hash) error {
@@ -163,23 +139,18 @@ func (tx *suppressionTx) Remove(ctx context.Context, hs ...identity.Hash) error 
 }
 
 func (tx *suppressionTx) AddProfile(ctx context.Context, pid identity.ProfileID) error {
-	if err := tx.check(ctx); err != nil {
-		return err
-	}
-	if pid == "" {
-		return suppression.ErrInvalid
-	}
-	return tx.run(ctx, func(ex Executor) error {
-		_, err := ex.ExecContext(ctx, tx.s.sql(`INSERT INTO {p}suppressed_profiles (profile_id) VALUES ($1) ON CONFLICT (profile_id) DO NOTHING`),
-			string(pid))
-		if err != nil {
-			return fmt.Errorf("sqlstore: suppressing profile %s: %w", pid, err)
-		}
-		return nil
-	})
+	return tx.execProfile(ctx, pid, "suppressing",
+		`INSERT INTO {p}suppressed_profiles (profile_id) VALUES ($1) ON CONFLICT (profile_id) DO NOTHING`)
 }
 
 func (tx *suppressionTx) RemoveProfile(ctx context.Context, pid identity.ProfileID) error {
+	return tx.execProfile(ctx, pid, "unsuppressing", `DELETE FROM {p}suppressed_profiles WHERE profile_id = $1`)
+}
+
+// execProfile is AddProfile and RemoveProfile: after checking the transaction
+// and refusing an empty pid, it runs q, which takes pid. doing names the
+// change in the error.
+func (tx *suppressionTx) execProfile(ctx context.Context, pid identity.ProfileID, doing, q string) error {
 	if err := tx.check(ctx); err != nil {
 		return err
 	}
@@ -187,13 +158,9 @@ func (tx *suppressionTx) RemoveProfile(ctx context.Context, pid identity.Profile
 		return suppression.ErrInvalid
 	}
 	return tx.run(ctx, func(ex Executor) error {
-		_, err := ex.ExecContext(ctx, tx.s.sql(`DELETE FROM {p}suppressed_profiles WHERE profile_id = $1`), string(pid))
-		if err != nil {
-			return fmt.Errorf("sqlstore: unsuppressing profile %s: %w", pid, err)
+		if _, err := ex.ExecContext(ctx, tx.s.sql(q), string(pid)); err != nil {
+			return fmt.Errorf("sqlstore: %s profile %s: %w", doing, pid, err)
 		}
 		return nil
 	})
 }
-
-func (tx *suppressionTx) Commit(ctx context.Context) error   { return tx.commit(ctx) }
-func (tx *suppressionTx) Rollback(ctx context.Context) error { return tx.rollback(ctx) }

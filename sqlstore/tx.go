@@ -323,6 +323,42 @@ func (s *Store) read(ctx context.Context, f func(Executor) error) error {
 	return retryable(f(s.direct()))
 }
 
+// readKey runs read, a read of a backend's rows for one key, in the backend
+// transaction p, or through the Store's read when p is nil, and returns its
+// answer: the reading methods of the backends and of their transactions share
+// it.
+func readKey[K, T any](ctx context.Context, s *Store, p *part, key K, read func(context.Context, *Store, Executor, K) (T, error)) (T, error) {
+	var out T
+	f := func(ex Executor) (err error) {
+		out, err = read(ctx, s, ex, key)
+		return err
+	}
+	var err error
+	if p == nil {
+		err = s.read(ctx, f)
+	} else {
+		err = p.run(ctx, f)
+	}
+	return out, err
+}
+
+// readRows runs query (a template, through s.sql) with args through the
+// Store's read, and reads its rows with scan, which closes them: the reading
+// methods that return the rows of one query (audit records, profile ids)
+// share it.
+func readRows[T any](ctx context.Context, s *Store, query string, args []any, scan func(*sql.Rows) (T, error)) (T, error) {
+	var out T
+	err := s.read(ctx, func(ex Executor) error {
+		rows, err := ex.QueryContext(ctx, s.sql(query), args...)
+		if err != nil {
+			return err
+		}
+		out, err = scan(rows)
+		return err
+	})
+	return out, err
+}
+
 // LockSubjects implements txscope.Locker: within the Scope that ctx holds, it
 // takes a lock on each key in the Store's shared transaction (beginning it
 // when no backend has yet), held until that transaction ends, so that
@@ -469,6 +505,19 @@ type part struct {
 	errDone, errInvalid error
 }
 
+// beginTx is the Begin of every backend: it begins a part of s's shared
+// transaction (begin) whose errors are the backend package's errDone and
+// errInvalid, and returns the backend's transaction newTx makes of it (nil,
+// not a typed nil, on an error).
+func beginTx[Tx any](ctx context.Context, s *Store, errDone, errInvalid error, newTx func(part) Tx) (Tx, error) {
+	st, err := s.begin(ctx)
+	if err != nil {
+		var none Tx
+		return none, err
+	}
+	return newTx(part{st: st, errDone: errDone, errInvalid: errInvalid}), nil
+}
+
 // check reports whether the transaction is usable: not ended, and ctx not
 // done. Methods that validate their input check first, as the in-memory
 // backends do, so a finished transaction always answers ErrTxDone.
@@ -494,7 +543,9 @@ func (p *part) run(ctx context.Context, f func(Executor) error) error {
 	return retryable(err)
 }
 
-func (p *part) commit(ctx context.Context) error {
+// Commit and Rollback are the Commit and Rollback of every backend
+// transaction, which embeds part.
+func (p *part) Commit(ctx context.Context) error {
 	if p.done {
 		return p.errDone
 	}
@@ -506,7 +557,7 @@ func (p *part) commit(ctx context.Context) error {
 	return retryable(err)
 }
 
-func (p *part) rollback(ctx context.Context) error {
+func (p *part) Rollback(ctx context.Context) error {
 	if p.done {
 		return nil
 	}
