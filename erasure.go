@@ -22,22 +22,22 @@ func (c *Controller) Erase(ctx context.Context, id identity.ID) (*Receipt, error
 // decideErasure deletes every profile the subjects lead to, and the profiles
 // merged into them; a forwarding type also names, for destinations, every
 // identifier the person was known by.
-func (c *Controller) decideErasure(_ context.Context, _ *participants, e *journal.Entry, d *journal.Decision, who *people, _ time.Time) ([]pendingSend, error) {
-	d.Delete = append(d.Delete, who.pids...)
+func (c *Controller) decideErasure(_ context.Context, _ *participants, e *journal.Entry, s *deciding, _ time.Time) ([]pendingSend, error) {
+	s.d.Delete = append(s.d.Delete, s.pids...)
 	// Profiles merged into these ones are deleted too: should a merge's profile
 	// commit have been lost, their data would otherwise outlive the erasure.
-	for _, pid := range who.pids {
-		for _, m := range who.nodes[pid].Merges {
-			d.Delete = append(d.Delete, m.From)
+	for _, pid := range s.pids {
+		for _, m := range s.nodes[pid].Merges {
+			s.d.Delete = append(s.d.Delete, m.From)
 		}
 	}
 	if e.Type.Forwards() {
-		for _, pid := range who.pids {
+		for _, pid := range s.pids {
 			f := journal.Deletion{Profile: pid}
-			for _, l := range who.nodes[pid].Links {
+			for _, l := range s.nodes[pid].Links {
 				f.IDs = append(f.IDs, l.ID)
 			}
-			d.Forward = append(d.Forward, f)
+			s.d.Forward = append(s.d.Forward, f)
 		}
 	}
 	return nil, nil

@@ -184,22 +184,24 @@ func (c *Controller) begin(ctx context.Context) (*participants, error) {
 	return p, nil
 }
 
-// people is what the decide step knows of the people a request names: their
-// profiles, in the order the subjects lead to them, and each profile's
-// identifiers and merges, read in the request's transaction.
-type people struct {
+// deciding is what the decide step works with: the people a request names,
+// as their profiles in the order the subjects lead to them and each profile's
+// identifiers and merges (read in the request's transaction), and the
+// decision the rights' steps build.
+type deciding struct {
 	pids  []identity.ProfileID
 	nodes map[identity.ProfileID]*identity.Node
+	d     journal.Decision
 }
 
-// decider is one right's part of the decide step: it adds to d what the right
-// changes for the people, and returns the messages it sends to destinations.
-// It only reads.
-type decider func(c *Controller, ctx context.Context, txs *participants, e *journal.Entry, d *journal.Decision, who *people, now time.Time) ([]pendingSend, error)
+// decider is one right's part of the decide step: it adds to s.d what the
+// right changes for the people, and returns the messages it sends to
+// destinations. It only reads.
+type decider func(c *Controller, ctx context.Context, txs *participants, e *journal.Entry, s *deciding, now time.Time) ([]pendingSend, error)
 
 // deciders gives each request type the decide steps of its rights, in order.
 // A new right is a file with its decide and stage steps, and a line here and
-// in stageSteps.
+// in stage.
 var deciders = map[RequestType][]decider{
 	SuppressOnly:               {(*Controller).decideSuppression},
 	Unsuppress:                 {(*Controller).decideUnsuppression},
@@ -213,31 +215,31 @@ var deciders = map[RequestType][]decider{
 // decide works out what the request changes for the resolved subjects, by the
 // steps its type's rights give. It only reads.
 func (c *Controller) decide(ctx context.Context, txs *participants, e *journal.Entry, matches []identity.Match, now time.Time) (journal.Decision, []pendingSend, error) {
-	who := &people{nodes: make(map[identity.ProfileID]*identity.Node, len(matches))}
+	s := &deciding{nodes: make(map[identity.ProfileID]*identity.Node, len(matches))}
 	for _, m := range matches {
-		if m.Profile == "" || who.nodes[m.Profile] != nil {
+		if m.Profile == "" || s.nodes[m.Profile] != nil {
 			continue
 		}
 		n, err := txs.graph.Node(ctx, m.Profile)
 		if err != nil {
 			return journal.Decision{}, nil, backendError("reading identifiers", err)
 		}
-		who.pids = append(who.pids, m.Profile)
-		who.nodes[m.Profile] = n
+		s.pids = append(s.pids, m.Profile)
+		s.nodes[m.Profile] = n
 	}
-	var d journal.Decision
 	var sends []pendingSend
 	for _, step := range deciders[e.Type] {
-		more, err := step(c, ctx, txs, e, &d, who, now)
+		more, err := step(c, ctx, txs, e, s, now)
 		if err != nil {
 			return journal.Decision{}, nil, err
 		}
 		sends = append(sends, more...)
 	}
-	return d, sends, nil
+	return s.d, sends, nil
 }
 
-// stager applies a decision to the open transactions (stageSteps), then
+// stager applies a decision to the open transactions (each right's stage
+// step), then
 // re-evaluates the audiences of the people whose memberships it changes, once
 // every write is staged.
 type stager struct {
@@ -256,20 +258,23 @@ type reevaluation struct {
 	excluded, ask bool
 }
 
-// stageSteps apply each right's part of a decision, in this order: the
-// suppression list first (a linked identifier is blocked through its profile
-// before the profile's deletion commits), then deletions, then corrections.
-var stageSteps = []func(*stager, *journal.Decision) error{stageSuppression, stageErasure, stageRectification}
-
 // stage applies a decision to the open transactions, and re-evaluates the
 // audiences of the people whose membership it changes. Every write is an
 // idempotent redo, so recovery stages the same decision again.
 func (c *Controller) stage(ctx context.Context, txs *participants, d *journal.Decision, now time.Time) (map[identity.ProfileID][]audience.Change, error) {
-	s := &stager{c: c, ctx: ctx, txs: txs, now: now}
-	for _, step := range stageSteps {
-		if err := step(s, d); err != nil {
-			return nil, err
-		}
+	// Each right's part, in this order: the suppression list first (a linked
+	// identifier is blocked through its profile before the profile's deletion
+	// commits), then deletions, then corrections. (Called one by one rather
+	// than through a table, so that the stager stays on the stack.)
+	s := stager{c: c, ctx: ctx, txs: txs, now: now}
+	if err := stageSuppression(&s, d); err != nil {
+		return nil, err
+	}
+	if err := stageErasure(&s, d); err != nil {
+		return nil, err
+	}
+	if err := stageRectification(&s, d); err != nil {
+		return nil, err
 	}
 	changes := map[identity.ProfileID][]audience.Change{}
 	for _, r := range s.reevals {

@@ -25,12 +25,12 @@ func (c *Controller) Rectify(ctx context.Context, id identity.ID, traits map[str
 // decideRectification builds the profile write that sets and removes the
 // traits, with a new version, and the identify that carries them downstream.
 // Nobody known by the subject fails the request with ErrNotFound.
-func (c *Controller) decideRectification(ctx context.Context, txs *participants, e *journal.Entry, d *journal.Decision, who *people, now time.Time) ([]pendingSend, error) {
-	if len(who.pids) == 0 {
+func (c *Controller) decideRectification(ctx context.Context, txs *participants, e *journal.Entry, s *deciding, now time.Time) ([]pendingSend, error) {
+	if len(s.pids) == 0 {
 		// The reason goes to the journal and the audit log: no identifier in it.
 		return nil, fmt.Errorf("privacy: %w: nobody is known by Subjects[0]", ErrNotFound)
 	}
-	pid := who.pids[0]
+	pid := s.pids[0]
 	p, err := txs.profiles.Get(ctx, pid)
 	if err != nil {
 		return nil, backendError("reading profile", err)
@@ -48,9 +48,9 @@ func (c *Controller) decideRectification(ctx context.Context, txs *participants,
 	u.Metadata.Version++
 	u.Metadata.UpdatedAt = now
 	u.Metadata.Recipients = c.noteRecipients(u.Metadata.Recipients, now)
-	d.Rectify = []journal.Rectification{{Profile: pid, Update: u}}
+	s.d.Rectify = []journal.Rectification{{Profile: pid, Update: u}}
 	e.ProfileVersion = u.Metadata.Version
-	return c.rectifySends(e.ID, e.Traits, d.Rectify), nil
+	return c.rectifySends(e.ID, e.Traits, s.d.Rectify), nil
 }
 
 // stageRectification writes the corrected traits, then has the audiences

@@ -28,33 +28,33 @@ func (c *Controller) Unsuppress(ctx context.Context, id identity.ID) (*Receipt, 
 // decideSuppression suppresses every identifier of every person the subjects
 // lead to, the subjects themselves (a subject nobody knows yet is suppressed
 // before it is seen), and the people's profiles.
-func (c *Controller) decideSuppression(_ context.Context, _ *participants, e *journal.Entry, d *journal.Decision, who *people, _ time.Time) ([]pendingSend, error) {
+func (c *Controller) decideSuppression(_ context.Context, _ *participants, e *journal.Entry, s *deciding, _ time.Time) ([]pendingSend, error) {
 	// The profiles too: the identifiers' hashes and their profile's mark commit
 	// together, so a linked identifier is blocked through its profile even if a
 	// later participant's commit (a deletion) has not happened yet.
-	d.Suppress, d.SuppressProfiles = c.personHashes(e, who), who.pids
+	s.d.Suppress, s.d.SuppressProfiles = c.personHashes(e, s), s.pids
 	return nil, nil
 }
 
 // decideUnsuppression lifts what decideSuppression would suppress, and
 // everything suppressed together with the subjects.
-func (c *Controller) decideUnsuppression(ctx context.Context, _ *participants, e *journal.Entry, d *journal.Decision, who *people, _ time.Time) ([]pendingSend, error) {
+func (c *Controller) decideUnsuppression(ctx context.Context, _ *participants, e *journal.Entry, s *deciding, _ time.Time) ([]pendingSend, error) {
 	// A person suppressed and deleted has no profile left to find their other
 	// identifiers by; the journal still has the hashes that request suppressed.
 	more, err := c.suppressedTogether(ctx, e.SubjectHashes)
 	if err != nil {
 		return nil, err
 	}
-	d.Unsuppress, d.UnsuppressProfiles = append(c.personHashes(e, who), more...), who.pids
+	s.d.Unsuppress, s.d.UnsuppressProfiles = append(c.personHashes(e, s), more...), s.pids
 	return nil, nil
 }
 
 // personHashes returns the keyed hashes of the request's subjects and of
 // every identifier of the people they lead to.
-func (c *Controller) personHashes(e *journal.Entry, who *people) []identity.Hash {
+func (c *Controller) personHashes(e *journal.Entry, s *deciding) []identity.Hash {
 	hashes := append([]identity.Hash(nil), e.SubjectHashes...)
-	for _, pid := range who.pids {
-		for _, l := range who.nodes[pid].Links {
+	for _, pid := range s.pids {
+		for _, l := range s.nodes[pid].Links {
 			hashes = append(hashes, c.hasher.ID(l.ID))
 		}
 	}
