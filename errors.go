@@ -3,6 +3,7 @@ package privacy
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/gdprkit/privacy/audience"
@@ -94,15 +95,18 @@ var sentinels = []struct{ backend, root error }{
 }
 
 // backendError wraps an error from a backend, naming the operation, so that
-// the root sentinel the table gives matches too.
+// every root sentinel the table gives for it matches too (an error joining
+// several backends' failures may stand for more than one).
 func backendError(op string, err error) error {
 	if err == nil {
 		return nil
 	}
+	format, args := "privacy: %s: ", []any{op}
 	for _, s := range sentinels {
-		if errors.Is(err, s.backend) {
-			return fmt.Errorf("privacy: %s: %w: %w", op, s.root, err)
+		if errors.Is(err, s.backend) && !slices.Contains(args[1:], any(s.root)) {
+			format += "%w: "
+			args = append(args, s.root)
 		}
 	}
-	return fmt.Errorf("privacy: %s: %w", op, err)
+	return fmt.Errorf(format+"%w", append(args, err)...)
 }

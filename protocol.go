@@ -291,6 +291,15 @@ func (s *stager) reevaluateLater(r reevaluation) { s.reevals = append(s.reevals,
 // reevaluate evaluates one profile's memberships in the transaction and
 // stages its audience state; an erased profile has none left.
 func (s *stager) reevaluate(r reevaluation, changes map[identity.ProfileID][]audience.Change) error {
+	excluded := r.excluded
+	if r.ask {
+		// Asked whether or not any audience is defined: a list that cannot
+		// answer fails the request before anything commits.
+		var err error
+		if excluded, err = s.txs.supp.ProfileSuppressed(s.ctx, r.pid); err != nil {
+			return backendError("suppression check", err)
+		}
+	}
 	set := s.c.set.Load()
 	if set.Len() == 0 {
 		return nil
@@ -301,12 +310,6 @@ func (s *stager) reevaluate(r reevaluation, changes map[identity.ProfileID][]aud
 	}
 	if err != nil {
 		return backendError("reading profile", err)
-	}
-	excluded := r.excluded
-	if r.ask {
-		if excluded, err = s.txs.supp.ProfileSuppressed(s.ctx, r.pid); err != nil {
-			return backendError("suppression check", err)
-		}
 	}
 	st, err := s.txs.audiences.State(s.ctx, r.pid)
 	if errors.Is(err, audience.ErrNotFound) {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/gdprkit/privacy"
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
+	"github.com/gdprkit/privacy/suppression"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -121,5 +123,58 @@ func TestRegressionRecoverRectifyVersionGoesDown(t *testing.T) {
 	m2, _ := c.Metadata(ctx, user("ada"))
 	if m2.Version < m1.Version {
 		t.Errorf("version went down from %d to %d (LastMessageID %q -> %q)", m1.Version, m2.Version, m1.LastMessageID, m2.LastMessageID)
+	}
+}
+
+// blindSuppressions is a suppression list whose transactions cannot answer
+// ProfileSuppressed (a backend outage seen inside the request's transaction);
+// everything else works.
+type blindSuppressions struct{ *suppression.MemList }
+
+func (l blindSuppressions) Begin(ctx context.Context) (suppression.Tx, error) {
+	tx, err := l.MemList.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return blindSuppressionsTx{tx}, nil
+}
+
+type blindSuppressionsTx struct{ suppression.Tx }
+
+var errListUnavailable = errors.New("suppression list unavailable")
+
+func (blindSuppressionsTx) ProfileSuppressed(context.Context, identity.ProfileID) (bool, error) {
+	return false, errListUnavailable
+}
+
+// TestRectifyFailsWhenTheSuppressionListCannotAnswer: a rectification asks
+// the suppression list, in its transaction, whether the person objected,
+// whether or not any audience is defined; when the list cannot answer, the
+// request fails and nothing changes. (A review of the layout change found the
+// question skipped without audiences.)
+func TestRectifyFailsWhenTheSuppressionListCannotAnswer(t *testing.T) {
+	ctx := context.Background()
+	c, err := privacy.New(privacy.WithSuppressions(blindSuppressions{suppression.NewMemList()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	id := identity.ID{Type: "user_id", Value: "u-blind"}
+	if err := c.Collect(ctx, privacy.Identify{UserID: id.Value, Traits: map[string]any{"plan": "pro"}, Timestamp: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Rectify(ctx, id, map[string]any{"plan": "free"})
+	if err == nil || !errors.Is(err, errListUnavailable) {
+		t.Errorf("Rectify error = %v, want the suppression list's error", err)
+	}
+	if r == nil || r.Status != privacy.Failed {
+		t.Errorf("Rectify receipt = %+v, want FAILED", r)
+	}
+	p, err := c.Profile(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Traits["plan"].Value; got != "pro" {
+		t.Errorf("plan = %v after a rectification that could not be checked, want pro (unchanged)", got)
 	}
 }
