@@ -31,6 +31,9 @@ import (
 var (
 	ErrNotFound = errors.New("journal: not found")
 	ErrInvalid  = errors.New("journal: invalid")
+	// ErrConflict: a Put by compare-and-swap found the entry at another
+	// Version than the writer read (another writer came first), or gone.
+	ErrConflict = errors.New("journal: conflict: the entry changed since it was read")
 )
 
 // RequestType is the kind of a privacy request. The values mirror Segment's
@@ -163,6 +166,20 @@ type Entry struct {
 	Backends, Destinations []Outcome
 	// ProfileVersion is the profile's version after a rectification.
 	ProfileVersion uint64
+
+	// Version counts the entry's writes; the journal sets it. A Put of an
+	// entry read from the journal (Version above 0) replaces the stored one
+	// only if that one still has this Version: a writer working from a stale
+	// copy fails with ErrConflict instead of undoing a newer state.
+	Version uint64
+	// Owner names the Controller instance that holds the request's claim,
+	// Claim counts the claims taken on it (a fencing token: a takeover moves
+	// it on, so the former holder's writes no longer match), and LeaseUntil
+	// is when the claim lapses unless renewed. Only an expired claim, or one
+	// of the same instance (a restart), is taken over.
+	Owner      string
+	Claim      uint64
+	LeaseUntil time.Time
 }
 
 // Clone returns a deep copy of e.
@@ -234,7 +251,12 @@ type Page struct {
 
 // Journal is the journal backend. Put is durable when it returns.
 type Journal interface {
-	// Put stores a copy of e, replacing the entry with the same ID.
+	// Put stores a copy of e and sets e.Version to the stored entry's new
+	// Version. With e.Version 0 it stores the entry whatever is stored under
+	// its ID (a new request); otherwise it replaces only an entry whose
+	// stored Version is e.Version (compare-and-swap), and fails with an error
+	// matching ErrConflict, storing nothing, when the stored one has another
+	// Version or none is stored.
 	Put(ctx context.Context, e *Entry) error
 	// Get returns the entry, or an error matching ErrNotFound.
 	Get(ctx context.Context, id string) (*Entry, error)
@@ -265,6 +287,15 @@ func (j *MemJournal) Put(ctx context.Context, e *Entry) error {
 	c := e.Clone()
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	var version uint64
+	if old, ok := j.entries[e.ID]; ok {
+		version = old.Version
+	}
+	if e.Version != 0 && e.Version != version {
+		return fmt.Errorf("%w: request %s is at version %d, not %d", ErrConflict, e.ID, version, e.Version)
+	}
+	c.Version = version + 1
+	defer func() { e.Version = c.Version }()
 	if old, ok := j.entries[e.ID]; ok && !old.Received.Equal(c.Received) {
 		// The replacement moves in the order: take the old position out.
 		j.order = slices.DeleteFunc(j.order, func(id string) bool { return id == e.ID })

@@ -249,7 +249,9 @@ func TestCopyAtBoundary(t *testing.T) {
 				j := NewMemJournal()
 				e := src.get(t, j)
 				m.mutate(e)
-				if diff := cmp.Diff(fullEntry("r1"), mustGet(t, j, "r1")); diff != "" {
+				want := fullEntry("r1")
+				want.Version = 1 // set by the Put
+				if diff := cmp.Diff(want, mustGet(t, j, "r1")); diff != "" {
 					t.Errorf("stored entry changed (-want +got):\n%s", diff)
 				}
 			})
@@ -332,11 +334,16 @@ func orderedEntries(n int) []*Entry {
 	return es
 }
 
-// shuffledJournal puts es in a journal in a random order.
+// shuffledJournal puts copies of es, as new requests, in a journal in a
+// random order.
 func shuffledJournal(t *testing.T, es []*Entry, seed uint64) *MemJournal {
 	t.Helper()
 	j := NewMemJournal()
-	shuffled := slices.Clone(es)
+	shuffled := make([]*Entry, len(es))
+	for i, e := range es {
+		shuffled[i] = e.Clone()
+		shuffled[i].Version = 0
+	}
 	rand.New(rand.NewPCG(seed, seed)).Shuffle(len(shuffled), func(a, b int) {
 		shuffled[a], shuffled[b] = shuffled[b], shuffled[a]
 	})
@@ -642,5 +649,44 @@ func TestListFiltersBySubject(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"req_2", "req_0"}, ids); diff != "" {
 		t.Errorf("ada's requests, newest first (-want +got):\n%s", diff)
+	}
+}
+
+// TestPutComparesAndSwaps: a Put of an entry read from the journal replaces
+// the stored one only if nobody wrote it since; a stale copy fails with
+// ErrConflict and changes nothing.
+func TestPutComparesAndSwaps(t *testing.T) {
+	ctx := context.Background()
+	j := NewMemJournal()
+	e := &Entry{ID: "r1", Type: DeleteOnly, Status: StatusRunning, Received: t0}
+	mustPut(t, j, e)
+	if e.Version != 1 {
+		t.Fatalf("Version after the first Put = %d, want 1", e.Version)
+	}
+	a, b := mustGet(t, j, "r1"), mustGet(t, j, "r1")
+	a.Status = StatusFinished
+	mustPut(t, j, a)
+	if a.Version != 2 {
+		t.Errorf("Version after a second Put = %d, want 2", a.Version)
+	}
+	b.ExtensionReason = "stale"
+	if err := j.Put(ctx, b); !errors.Is(err, ErrConflict) {
+		t.Fatalf("Put of a stale copy = %v, want ErrConflict", err)
+	}
+	if b.Version != 1 {
+		t.Errorf("a refused Put changed the writer's Version to %d", b.Version)
+	}
+	if got := mustGet(t, j, "r1"); got.Status != StatusFinished || got.ExtensionReason != "" || got.Version != 2 {
+		t.Errorf("after a refused Put the entry is %+v; want FINISHED at version 2, no extension", got)
+	}
+	missing := &Entry{ID: "r2", Status: StatusRunning, Received: t0, Version: 3}
+	if err := j.Put(ctx, missing); !errors.Is(err, ErrConflict) {
+		t.Errorf("Put by compare-and-swap of an entry never stored = %v, want ErrConflict", err)
+	}
+	// Version 0 stores whatever is there: a new request.
+	fresh := &Entry{ID: "r1", Status: StatusInitialized, Received: t0}
+	mustPut(t, j, fresh)
+	if fresh.Version != 3 {
+		t.Errorf("Version after an unconditional Put over version 2 = %d, want 3", fresh.Version)
 	}
 }

@@ -113,13 +113,30 @@ func (j *journalStore) Put(ctx context.Context, e *journal.Entry) error {
 	slices.SortFunc(hashes, func(a, b identity.Hash) int { return bytes.Compare(a[:], b[:]) })
 	hashes = slices.Compact(hashes)
 	s := j.s
+	var version uint64
 	err = s.writeTx(ctx, func(ex Executor) error {
-		_, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}journal (request_id, received, request_type, status, entry) VALUES ($1, $2, $3, $4, $5)
+		if e.Version == 0 { // a new request: stored whatever is there
+			err := ex.QueryRowContext(ctx, s.sql(`INSERT INTO {p}journal AS j (request_id, received, request_type, status, entry, version) VALUES ($1, $2, $3, $4, $5, 1)
 			ON CONFLICT (request_id) DO UPDATE SET received = excluded.received, request_type = excluded.request_type,
-				status = excluded.status, entry = excluded.entry`),
-			e.ID, s.ts(e.Received), string(e.Type), string(e.Status), string(doc))
-		if err != nil {
-			return err
+				status = excluded.status, entry = excluded.entry, version = j.version + 1
+			RETURNING version`),
+				e.ID, s.ts(e.Received), string(e.Type), string(e.Status), string(doc)).Scan(&version)
+			if err != nil {
+				return err
+			}
+		} else { // compare-and-swap on the version the writer read
+			res, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}journal SET received = $2, request_type = $3, status = $4, entry = $5, version = version + 1
+				WHERE request_id = $1 AND version = $6`),
+				e.ID, s.ts(e.Received), string(e.Type), string(e.Status), string(doc), int64(e.Version))
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n != 1 {
+				return fmt.Errorf("%w: request %s is no longer at version %d", journal.ErrConflict, e.ID, e.Version)
+			}
+			version = e.Version + 1
 		}
 		// The subject index: drop hashes the entry no longer names, add the
 		// others. An unchanged entry touches no row.
@@ -154,27 +171,34 @@ func (j *journalStore) Put(ctx context.Context, e *journal.Entry) error {
 		}
 		return nil
 	})
+	if errors.Is(err, journal.ErrConflict) {
+		return err
+	}
 	if badText(err) {
 		return fmt.Errorf("%w: request %s: %w", journal.ErrInvalid, e.ID, err)
 	}
 	if err != nil {
 		return retryable(fmt.Errorf("sqlstore: journal put of request %s: %w", e.ID, err))
 	}
+	e.Version = version
 	return nil
 }
 
-func decodeEntry(doc string) (*journal.Entry, error) {
+// decodeEntry decodes a stored entry; its Version is the row's.
+func decodeEntry(doc string, version int64) (*journal.Entry, error) {
 	var e journal.Entry
 	if err := json.Unmarshal([]byte(doc), &e); err != nil {
 		return nil, fmt.Errorf("sqlstore: stored journal entry does not decode: %w", err)
 	}
+	e.Version = uint64(version)
 	return &e, nil
 }
 
 func (j *journalStore) Get(ctx context.Context, id string) (*journal.Entry, error) {
 	var doc string
+	var version int64
 	err := j.s.read(ctx, func(ex Executor) error {
-		return ex.QueryRowContext(ctx, j.s.sql(`SELECT entry FROM {p}journal WHERE request_id = $1`), id).Scan(&doc)
+		return ex.QueryRowContext(ctx, j.s.sql(`SELECT entry, version FROM {p}journal WHERE request_id = $1`), id).Scan(&doc, &version)
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: request %q", journal.ErrNotFound, id)
@@ -182,17 +206,19 @@ func (j *journalStore) Get(ctx context.Context, id string) (*journal.Entry, erro
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: journal get of request %q: %w", id, err)
 	}
-	return decodeEntry(doc)
+	return decodeEntry(doc, version)
 }
 
-// scanEntry reads a row of List or Unfinished, whose last column is the
-// entry: the columns before it into dest, and the entry decoded.
+// scanEntry reads a row of List or Unfinished, whose last columns are the
+// entry and its version: the columns before them into dest, and the entry
+// decoded.
 func scanEntry(rows *sql.Rows, dest ...any) (*journal.Entry, error) {
 	var doc string
-	if err := rows.Scan(append(dest, &doc)...); err != nil {
+	var version int64
+	if err := rows.Scan(append(dest, &doc, &version)...); err != nil {
 		return nil, err
 	}
-	return decodeEntry(doc)
+	return decodeEntry(doc, version)
 }
 
 // A List cursor is the position of the last entry returned: its received time
@@ -228,7 +254,7 @@ func (j *journalStore) List(ctx context.Context, f journal.Filter) (journal.Page
 		args = append(args, v)
 		return fmt.Sprintf("$%d", len(args))
 	}
-	b.WriteString(`SELECT received, entry FROM {p}journal WHERE 1 = 1`)
+	b.WriteString(`SELECT received, entry, version FROM {p}journal WHERE 1 = 1`)
 	if f.Cursor != "" {
 		at, id, err := decodeJournalCursor(f.Cursor)
 		if err != nil {
@@ -299,7 +325,7 @@ func (j *journalStore) Unfinished(ctx context.Context) ([]*journal.Entry, error)
 	err := s.read(ctx, func(ex Executor) error {
 		// The statuses are literals, as in the partial index that serves the
 		// query.
-		rows, err := ex.QueryContext(ctx, s.sql(`SELECT entry FROM {p}journal
+		rows, err := ex.QueryContext(ctx, s.sql(`SELECT entry, version FROM {p}journal
 			WHERE status IN ('`+string(journal.StatusInitialized)+`', '`+string(journal.StatusRunning)+`') ORDER BY received, request_id`))
 		if err != nil {
 			return err

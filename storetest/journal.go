@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
 	"github.com/gdprkit/privacy/profile"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 var journalChecks = []check[journal.Journal]{
@@ -27,6 +29,14 @@ var journalChecks = []check[journal.Journal]{
 	{"ListCursorSurvivesWrites", journalListCursorSurvivesWrites},
 	{"Unfinished", journalUnfinished},
 	{"ConcurrentWriters", journalConcurrentWriters},
+	{"PutComparesAndSwaps", journalPutComparesAndSwaps},
+	{"ConcurrentCompareAndSwap", journalConcurrentCompareAndSwap},
+}
+
+// diffEntries compares entries as the checks before versions did: the
+// Version a journal sets is checked on its own (JournalPutComparesAndSwaps).
+func diffEntries(want, got any) string {
+	return diff(want, got, cmpopts.IgnoreFields(journal.Entry{}, "Version"))
 }
 
 // journalPIDs are the profiles fullEntry names.
@@ -130,7 +140,7 @@ func list(t *testing.T, e *env, j journal.Journal, f journal.Filter) []string {
 func journalPutGet(t *testing.T, e *env, j journal.Journal) {
 	want := fullEntry("req-1", 10)
 	put(t, e, j, fullEntry("req-1", 10))
-	if d := diff(want, get(t, e, j, "req-1")); d != "" {
+	if d := diffEntries(want, get(t, e, j, "req-1")); d != "" {
 		t.Errorf("Get of a stored entry (-want +got):\n%s", d)
 	}
 	// A small entry, and a scrubbed one, round-trip too.
@@ -140,7 +150,7 @@ func journalPutGet(t *testing.T, e *env, j journal.Journal) {
 	scrubbed.Scrub()
 	put(t, e, j, small, scrubbed)
 	for _, want := range []*journal.Entry{small, scrubbed} {
-		if d := diff(want, get(t, e, j, want.ID)); d != "" {
+		if d := diffEntries(want, get(t, e, j, want.ID)); d != "" {
 			t.Errorf("Get(%s) (-want +got):\n%s", want.ID, d)
 		}
 	}
@@ -170,10 +180,10 @@ func journalPutReplaces(t *testing.T, e *env, j journal.Journal) {
 	done.Destinations[0].Status = "FINISHED"
 	done.Scrub()
 	put(t, e, j, done)
-	if d := diff(done, get(t, e, j, "req-1")); d != "" {
+	if d := diffEntries(done, get(t, e, j, "req-1")); d != "" {
 		t.Errorf("Get after a replacing Put (-want +got):\n%s", d)
 	}
-	if d := diff([]string{"req-2", "req-1"}, list(t, e, j, journal.Filter{})); d != "" {
+	if d := diffEntries([]string{"req-2", "req-1"}, list(t, e, j, journal.Filter{})); d != "" {
 		t.Errorf("List after a replacing Put (-want +got):\n%s", d)
 	}
 	un, err := j.Unfinished(e.ctx)
@@ -187,10 +197,10 @@ func journalPutIsIdempotent(t *testing.T, e *env, j journal.Journal) {
 	x := fullEntry("req-1", 10)
 	put(t, e, j, x, x, entry("req-2", "DELETE_ONLY", "RUNNING", 5))
 	put(t, e, j, x)
-	if d := diff(fullEntry("req-1", 10), get(t, e, j, "req-1")); d != "" {
+	if d := diffEntries(fullEntry("req-1", 10), get(t, e, j, "req-1")); d != "" {
 		t.Errorf("Get after the same Put three times (-want +got):\n%s", d)
 	}
-	if d := diff([]string{"req-1", "req-2"}, list(t, e, j, journal.Filter{})); d != "" {
+	if d := diffEntries([]string{"req-1", "req-2"}, list(t, e, j, journal.Filter{})); d != "" {
 		t.Errorf("List after the same Put three times (-want +got):\n%s", d)
 	}
 	un, err := j.Unfinished(e.ctx)
@@ -199,7 +209,7 @@ func journalPutIsIdempotent(t *testing.T, e *env, j journal.Journal) {
 	for _, x := range un {
 		ids = append(ids, x.ID)
 	}
-	if d := diff([]string{"req-2", "req-1"}, ids); d != "" {
+	if d := diffEntries([]string{"req-2", "req-1"}, ids); d != "" {
 		t.Errorf("Unfinished after the same Put three times (-want +got):\n%s", d)
 	}
 }
@@ -240,7 +250,7 @@ func journalCopyAtBoundary(t *testing.T, e *env, j journal.Journal) {
 	put(t, e, j, in)
 	scribble(in)
 	got := get(t, e, j, "req-1")
-	if d := diff(want, got); d != "" {
+	if d := diffEntries(want, got); d != "" {
 		t.Errorf("changing an entry after Put changed the stored one (-want +got):\n%s", d)
 	}
 	scribble(got)
@@ -250,7 +260,7 @@ func journalCopyAtBoundary(t *testing.T, e *env, j journal.Journal) {
 	un, err := j.Unfinished(e.ctx)
 	must(t, err, "Unfinished")
 	scribble(un[0])
-	if d := diff(want, get(t, e, j, "req-1")); d != "" {
+	if d := diffEntries(want, get(t, e, j, "req-1")); d != "" {
 		t.Errorf("changing entries returned by Get, List and Unfinished changed the stored one (-want +got):\n%s", d)
 	}
 }
@@ -262,13 +272,13 @@ func journalListOrder(t *testing.T, e *env, j journal.Journal) {
 	}
 	// Newest first, by Received.
 	want := []string{"req-2", "req-4", "req-0", "req-3", "req-1"}
-	if d := diff(want, list(t, e, j, journal.Filter{})); d != "" {
+	if d := diffEntries(want, list(t, e, j, journal.Filter{})); d != "" {
 		t.Errorf("List, newest first (-want +got):\n%s", d)
 	}
 	// Put again received later: it moves.
 	put(t, e, j, entry("req-1", "DELETE_ONLY", "FINISHED", 60))
 	want = []string{"req-1", "req-2", "req-4", "req-0", "req-3"}
-	if d := diff(want, list(t, e, j, journal.Filter{})); d != "" {
+	if d := diffEntries(want, list(t, e, j, journal.Filter{})); d != "" {
 		t.Errorf("List after req-1 was put again, received later (-want +got):\n%s", d)
 	}
 }
@@ -309,7 +319,7 @@ func journalListFilters(t *testing.T, e *env, j journal.Journal) {
 		}
 		for _, limit := range []int{0, 1, 3} {
 			f.Limit = limit
-			if d := diff(want, list(t, e, j, f)); d != "" {
+			if d := diffEntries(want, list(t, e, j, f)); d != "" {
 				t.Errorf("List(types %v, statuses %v, %d subjects, limit %d) (-want +got):\n%s", f.Types, f.Statuses, len(f.Subjects), limit, d)
 			}
 		}
@@ -337,7 +347,7 @@ func journalListPaging(t *testing.T, e *env, j journal.Journal) {
 		}
 	}
 	for _, limit := range []int{1, 2, 5, 22, 23, 24} {
-		if d := diff(whole, list(t, e, j, journal.Filter{Limit: limit})); d != "" {
+		if d := diffEntries(whole, list(t, e, j, journal.Filter{Limit: limit})); d != "" {
 			t.Errorf("walking the journal %d at a time (-want the single page +got):\n%s", limit, d)
 		}
 	}
@@ -354,7 +364,7 @@ func journalListDefaultLimit(t *testing.T, e *env, j journal.Journal) {
 	}
 	rest, err := j.List(e.ctx, journal.Filter{Cursor: page.Next})
 	must(t, err, "List")
-	if d := diff([]string{"req-02", "req-01", "req-00"}, idsOf(rest.Entries)); d != "" || rest.Next != "" {
+	if d := diffEntries([]string{"req-02", "req-01", "req-00"}, idsOf(rest.Entries)); d != "" || rest.Next != "" {
 		t.Errorf("the second page (Next %q) (-want +got):\n%s", rest.Next, d)
 	}
 }
@@ -378,7 +388,7 @@ func journalListCursorSurvivesWrites(t *testing.T, e *env, j journal.Journal) {
 	put(t, e, j, entry("req-05", "DELETE_ONLY", "FINISHED", 5))
 	got := append(idsOf(page.Entries), list(t, e, j, journal.Filter{Limit: 3, Cursor: page.Next})...)
 	want := []string{"req-09", "req-08", "req-07", "req-06", "req-05", "req-04", "req-03", "req-02", "req-01", "req-00"}
-	if d := diff(want, got); d != "" {
+	if d := diffEntries(want, got); d != "" {
 		t.Errorf("walk with writes between pages (-want +got):\n%s", d)
 	}
 }
@@ -392,11 +402,11 @@ func journalUnfinished(t *testing.T, e *env, j journal.Journal) {
 	un, err := j.Unfinished(e.ctx)
 	must(t, err, "Unfinished")
 	// Oldest first.
-	if d := diff([]string{"req-6", "req-2", "req-0"}, idsOf(un)); d != "" {
+	if d := diffEntries([]string{"req-6", "req-2", "req-0"}, idsOf(un)); d != "" {
 		t.Errorf("Unfinished (-want +got):\n%s", d)
 	}
 	if len(un) > 0 {
-		if d := diff(entry("req-6", "DELETE_ONLY", journal.StatusRunning, 5), un[0]); d != "" {
+		if d := diffEntries(entry("req-6", "DELETE_ONLY", journal.StatusRunning, 5), un[0]); d != "" {
 			t.Errorf("an entry from Unfinished (-want +got):\n%s", d)
 		}
 	}
@@ -404,7 +414,7 @@ func journalUnfinished(t *testing.T, e *env, j journal.Journal) {
 	put(t, e, j, entry("req-2", "DELETE_ONLY", "FINISHED", 30))
 	un, err = j.Unfinished(e.ctx)
 	must(t, err, "Unfinished")
-	if d := diff([]string{"req-6", "req-0"}, idsOf(un)); d != "" {
+	if d := diffEntries([]string{"req-6", "req-0"}, idsOf(un)); d != "" {
 		t.Errorf("Unfinished after one finished (-want +got):\n%s", d)
 	}
 }
@@ -436,12 +446,93 @@ func journalConcurrentWriters(t *testing.T, e *env, j journal.Journal) {
 	for n := concurrentMax - 1; n >= 0; n-- {
 		want = append(want, fmt.Sprintf("req-%03d", n))
 	}
-	if d := diff(want, got); d != "" {
+	if d := diffEntries(want, got); d != "" {
 		t.Errorf("List after the concurrent writers (-want +got):\n%s", d)
 	}
 	un, err := j.Unfinished(e.ctx)
 	must(t, err, "Unfinished")
 	if len(un) != 0 {
 		t.Errorf("Unfinished after every request finished = %v; want none", idsOf(un))
+	}
+}
+
+// journalPutComparesAndSwaps: a Put of an entry read from the journal
+// replaces the stored one only if nobody wrote it since, and sets the
+// writer's Version; a stale copy fails with ErrConflict and changes nothing.
+func journalPutComparesAndSwaps(t *testing.T, e *env, j journal.Journal) {
+	x := entry("req-1", "DELETE_ONLY", "RUNNING", 10)
+	put(t, e, j, x)
+	if x.Version == 0 {
+		t.Fatalf("Put left the entry's Version 0; want the stored entry's version")
+	}
+	a, b := get(t, e, j, "req-1"), get(t, e, j, "req-1")
+	if a.Version != x.Version {
+		t.Errorf("Get returned Version %d; the Put that stored it set %d", a.Version, x.Version)
+	}
+	a.Status, a.Finished = "FINISHED", at(20)
+	put(t, e, j, a)
+	if a.Version <= x.Version {
+		t.Errorf("Version after a second Put = %d; want more than %d", a.Version, x.Version)
+	}
+	stale := b.Version
+	b.ExtensionReason = "stale"
+	if err := j.Put(e.ctx, b); !errors.Is(err, journal.ErrConflict) {
+		t.Fatalf("Put of a stale copy (version %d, stored %d) = %v; want ErrConflict", stale, a.Version, err)
+	}
+	if b.Version != stale {
+		t.Errorf("a refused Put changed the writer's Version from %d to %d", stale, b.Version)
+	}
+	got := get(t, e, j, "req-1")
+	if got.Status != "FINISHED" || got.ExtensionReason != "" || got.Version != a.Version {
+		t.Errorf("after a refused Put: status %s, extension %q, version %d; want FINISHED, none, %d", got.Status, got.ExtensionReason, got.Version, a.Version)
+	}
+	if un, err := j.Unfinished(e.ctx); err != nil || len(un) != 0 {
+		t.Errorf("Unfinished after a refused Put of a RUNNING copy = %d entries, %v; want none", len(un), err)
+	}
+	// An entry never stored cannot be swapped.
+	ghost := entry("req-ghost", "DELETE_ONLY", "RUNNING", 11)
+	ghost.Version = 7
+	if err := j.Put(e.ctx, ghost); !errors.Is(err, journal.ErrConflict) {
+		t.Errorf("Put by compare-and-swap of an entry never stored = %v; want ErrConflict", err)
+	}
+	if x, err := j.Get(e.ctx, "req-ghost"); !errors.Is(err, journal.ErrNotFound) {
+		t.Errorf("Get after the refused Put = %+v, %v; want ErrNotFound", x, err)
+	}
+	// Version 0 stores whatever is there.
+	again := entry("req-1", "DELETE_ONLY", "INITIALIZED", 10)
+	put(t, e, j, again)
+	if again.Version <= a.Version {
+		t.Errorf("Version after an unconditional Put = %d; want more than %d", again.Version, a.Version)
+	}
+}
+
+// journalConcurrentCompareAndSwap: writers racing to swap the same version
+// of an entry: exactly one wins.
+func journalConcurrentCompareAndSwap(t *testing.T, e *env, j journal.Journal) {
+	const rounds, racers = 20, 4
+	x := entry("req-1", "DELETE_ONLY", "RUNNING", 10)
+	put(t, e, j, x)
+	for round := range rounds {
+		base := get(t, e, j, "req-1")
+		var wins atomic.Int32
+		errs := parallel(racers, func(w int) error {
+			c := base.Clone()
+			c.ExtensionReason = fmt.Sprint("racer ", w)
+			switch err := j.Put(e.ctx, c); {
+			case err == nil:
+				wins.Add(1)
+			case !errors.Is(err, journal.ErrConflict):
+				return err
+			}
+			return nil
+		})
+		for _, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: Put: %v", round, err)
+			}
+		}
+		if n := wins.Load(); n != 1 {
+			t.Fatalf("round %d: %d of %d writers swapped version %d; want exactly one", round, n, racers, base.Version)
+		}
 	}
 }
