@@ -84,20 +84,20 @@ func (c *Controller) runAccess(ctx context.Context, id identity.ID, sink exportS
 	}
 	e.Subjects, e.SubjectHashes = []identity.ID{n}, []identity.Hash{c.hasher.ID(n)}
 	e.Status = Running
-	c.inflight.Store(e.ID, (*requestTracker)(nil)) // Recover leaves it alone while it runs
+	cl := c.claimNew(e) // Recover leaves it alone while it runs
 	defer c.inflight.Delete(e.ID)
-	if err := c.journal.Put(ctx, e); err != nil {
-		return nil, backendError("journal", err)
+	if err := c.record(ctx, cl, e); err != nil {
+		return c.intentFailed(ctx, cl, e, err)
 	}
 	c.audit(ctx, e, "received")
 
 	for attempt := 1; ; attempt++ {
-		r, err := c.accessOnce(ctx, e, sink)
+		r, err := c.accessOnce(ctx, cl, e, sink)
 		if !errors.Is(err, errRestart) {
 			return r, err
 		}
 		if attempt == retryAttempts {
-			return c.endAccess(ctx, e, err)
+			return c.endAccess(ctx, cl, e, err)
 		}
 		pause(ctx, attempt) // nothing was written yet
 	}
@@ -105,7 +105,7 @@ func (c *Controller) runAccess(ctx context.Context, id identity.ID, sink exportS
 
 // accessOnce is one attempt at runAccess, in a scope of its own. It fails with
 // errRestart, having written nothing, when the person moved while it locked them.
-func (c *Controller) accessOnce(ctx context.Context, e *journal.Entry, sink exportSink) (*Receipt, error) {
+func (c *Controller) accessOnce(ctx context.Context, cl *claim, e *journal.Entry, sink exportSink) (*Receipt, error) {
 	ctx, closeScope := c.openScope(ctx)
 	defer closeScope()
 	matches, held, err := c.lockMatches(ctx, e.Subjects, nil)
@@ -113,28 +113,28 @@ func (c *Controller) accessOnce(ctx context.Context, e *journal.Entry, sink expo
 		return nil, err
 	}
 	if err != nil {
-		return c.endAccess(ctx, e, err)
+		return c.endAccess(ctx, cl, e, err)
 	}
 	defer c.locks.unlock(&held)
 	pid := matches[0].Profile
 	if pid == "" {
 		e.Reason = "nobody is known by the subject: nothing is held"
-		c.finish(ctx, e)
+		c.finish(ctx, cl, e)
 		return receiptOf(e), fmt.Errorf("privacy: %w: nobody is known by the subject", ErrNotFound)
 	}
 	if err := c.writeExport(ctx, e, pid, sink); err != nil {
-		return c.endAccess(ctx, e, err)
+		return c.endAccess(ctx, cl, e, err)
 	}
-	return c.endAccess(ctx, e, nil)
+	return c.endAccess(ctx, cl, e, nil)
 }
 
 // endAccess records how an ACCESS request ended, as every request ends: FINISHED,
 // or through fail (FAILED, or INVALID for bad input).
-func (c *Controller) endAccess(ctx context.Context, e *journal.Entry, err error) (*Receipt, error) {
+func (c *Controller) endAccess(ctx context.Context, cl *claim, e *journal.Entry, err error) (*Receipt, error) {
 	if err != nil {
-		return c.fail(ctx, e, err)
+		return c.fail(ctx, cl, e, err)
 	}
-	c.finish(ctx, e)
+	c.finish(ctx, cl, e)
 	return receiptOf(e), nil
 }
 
@@ -262,8 +262,8 @@ var errExportInterrupted = errors.New("the export was interrupted (the process s
 // failInterruptedAccess ends, as Recover finds it, an ACCESS request a crash
 // cut short: the export's reader went with the process, so there is nothing
 // to redo, and nothing was changed. The person must ask again.
-func (c *Controller) failInterruptedAccess(ctx context.Context, e *journal.Entry) error {
-	if _, err := c.fail(ctx, e, errExportInterrupted); err != errExportInterrupted {
+func (c *Controller) failInterruptedAccess(ctx context.Context, cl *claim, e *journal.Entry) error {
+	if _, err := c.fail(ctx, cl, e, errExportInterrupted); err != errExportInterrupted {
 		return err // the journal write failed too
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/audit"
@@ -31,6 +32,8 @@ type config struct {
 	rules     identity.Rules
 	clock     func() time.Time
 	log       *slog.Logger
+	instance  string
+	lease     time.Duration
 }
 
 // notNil is the option that sets one setting, refusing a nil value (isNil,
@@ -135,6 +138,38 @@ func WithIdentityRules(r identity.Rules) Option {
 // WithClock sets the clock the Controller stamps times with (default time.Now).
 func WithClock(now func() time.Time) Option {
 	return notNil("WithClock", "clock", now == nil, func(c *config) { c.clock = now })
+}
+
+// WithInstance names this Controller in the claims it takes on the requests
+// it works on (default: a random name, new at every New). Give each host a
+// name that stays the same across its restarts and is never used by two
+// running hosts at once (a pod or host name): Recover then completes, at
+// once, what the host left unfinished when it stopped, while another host's
+// live requests are left to it until its claim's lease lapses.
+func WithInstance(name string) Option {
+	return func(c *config) error {
+		switch {
+		case name == "":
+			return errors.New("WithInstance: empty name")
+		case len(name) > maxNameLength || !utf8.ValidString(name):
+			return fmt.Errorf("WithInstance: the name must be valid UTF-8 of at most %d bytes", maxNameLength)
+		}
+		c.instance = name
+		return nil
+	}
+}
+
+// WithLease sets how long a claim on a request lasts unless its holder renews
+// it (default DefaultLease): how long another host waits before it takes over
+// the requests of a host that stopped. The holder renews every third of it.
+func WithLease(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("WithLease: %v is not a duration", d)
+		}
+		c.lease = d
+		return nil
+	}
 }
 
 // WithLogger sets the logger (default: discard).

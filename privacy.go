@@ -40,9 +40,14 @@ type Controller struct {
 	auditLog     audit.Log
 	key          []byte
 	hasher       *identity.Hasher
-	// inflight holds the requests whose destinations this Controller is still
-	// waiting for, by id, so Recover leaves them alone.
+	// inflight holds the claims (*claim) of the requests this Controller
+	// works on, by id, so Recover leaves them alone.
 	inflight sync.Map
+	// instance names this Controller in the claims it takes (WithInstance);
+	// lease is how long a claim lasts unless renewed (WithLease).
+	instance   string
+	lease      time.Duration
+	stopClaims chan struct{}
 	// stale holds profiles whose memberships could not be stored; Refresh
 	// recomputes them from their events.
 	stale sync.Map
@@ -65,6 +70,7 @@ type Controller struct {
 func New(opts ...Option) (*Controller, error) {
 	// The in-memory defaults, which options replace.
 	cfg := config{rules: identity.DefaultRules(), clock: time.Now, log: slog.New(slog.DiscardHandler),
+		instance: identity.NewSortableID("ins_", time.Now()), lease: DefaultLease,
 		graph: identity.NewMemGraph(), profiles: profile.NewMemStore(), audiences: audience.NewMemStore(),
 		supp: suppression.NewMemList(), journal: journal.NewMemJournal(), auditLog: audit.NewMemLog()}
 	for _, opt := range opts {
@@ -111,9 +117,13 @@ func New(opts ...Option) (*Controller, error) {
 		log:          cfg.log,
 		locks:        newSubjectLocks(),
 		outbox:       outbox.New(cfg.dests, outbox.Config(delivery), cfg.log),
+		instance:     cfg.instance,
+		lease:        cfg.lease,
+		stopClaims:   make(chan struct{}),
 	}
 	c.scoped, c.locker = scopeOf(cfg.graph, cfg.profiles, cfg.audiences, cfg.supp)
 	c.destinations = c.outbox.Destinations()
+	go c.keepClaims(c.stopClaims)
 	c.set.Store(set)
 	return c, nil
 }
@@ -125,6 +135,7 @@ func (c *Controller) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
+	close(c.stopClaims)
 	c.outbox.Close()
 	return nil
 }

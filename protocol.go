@@ -50,28 +50,39 @@ func (c *Controller) Apply(ctx context.Context, req Request) (*Receipt, error) {
 		return receiptOf(e), err
 	}
 	e.Status = Running
-	// In flight from before its intent is recorded, so a concurrent Recover
-	// never runs it a second time.
-	c.inflight.Store(e.ID, (*requestTracker)(nil))
-	if err := c.journal.Put(ctx, e); err != nil { // step 1: intent before any backend
-		c.inflight.Delete(e.ID)
-		return nil, backendError("journal", err)
+	// Claimed (and in flight) from before its intent is recorded, so no
+	// Recover, here or elsewhere, runs it a second time.
+	cl := c.claimNew(e)
+	if err := c.record(ctx, cl, e); err != nil { // step 1: intent before any backend
+		return c.intentFailed(ctx, cl, e, err)
 	}
 	c.audit(ctx, e, "received")
-	return c.execute(ctx, e)
+	return c.execute(ctx, cl, e)
+}
+
+// intentFailed ends a request whose intent record failed: nothing is
+// recorded and no error is kept, or else (the write landed after all) the
+// request is recorded FAILED, if it still can be.
+func (c *Controller) intentFailed(ctx context.Context, cl *claim, e *journal.Entry, err error) (*Receipt, error) {
+	if _, gerr := c.journal.Get(context.WithoutCancel(ctx), e.ID); errors.Is(gerr, journal.ErrNotFound) {
+		c.inflight.Delete(e.ID)
+		return nil, err
+	}
+	e.Version = 1 // the version the intent has if it landed, and nobody wrote it since
+	return c.fail(ctx, cl, e, err)
 }
 
 // execute runs steps 2 to 5 of the protocol for a journaled, undecided request.
 // A conflict a shared backend reports before the decision (txscope.ErrRetry)
 // changed nothing, so the attempt is simply run again, a few times.
-func (c *Controller) execute(ctx context.Context, e *journal.Entry) (*Receipt, error) {
+func (c *Controller) execute(ctx context.Context, cl *claim, e *journal.Entry) (*Receipt, error) {
 	for attempt := 1; ; attempt++ {
-		r, err, failed := c.executeOnce(ctx, e)
+		r, err, failed := c.executeOnce(ctx, cl, e)
 		if failed == nil {
 			return r, err
 		}
 		if !errors.Is(failed, txscope.ErrRetry) || attempt == retryAttempts || ctx.Err() != nil {
-			return c.fail(ctx, e, failed)
+			return c.fail(ctx, cl, e, failed)
 		}
 		pause(ctx, attempt)
 	}
@@ -79,7 +90,7 @@ func (c *Controller) execute(ctx context.Context, e *journal.Entry) (*Receipt, e
 
 // executeOnce is one attempt at execute. A failure before the decision is
 // returned as failed, with nothing changed, for execute to retry or record.
-func (c *Controller) executeOnce(ctx context.Context, e *journal.Entry) (r *Receipt, err, failed error) {
+func (c *Controller) executeOnce(ctx context.Context, cl *claim, e *journal.Entry) (r *Receipt, err, failed error) {
 	ctx, closeScope := c.openScope(ctx)
 	defer closeScope()
 	var matchBuf []identity.Match
@@ -104,19 +115,19 @@ func (c *Controller) executeOnce(ctx context.Context, e *journal.Entry) (r *Rece
 		return nil, nil, err
 	}
 	e.Decided, e.Decision = true, d // step 4: the decision, then the commits
-	if err := c.journal.Put(ctx, e); err != nil {
+	if err := c.record(ctx, cl, e); err != nil {
 		e.Decided, e.Decision = false, journal.Decision{}
-		return nil, nil, backendError("journal", err)
+		return nil, nil, err
 	}
 	c.audit(ctx, e, "decided")
-	if err := c.commitDecision(ctx, txs, e, &e.Decision); err != nil {
+	if err := c.commitDecision(ctx, cl, txs, e, &e.Decision); err != nil {
 		c.inflight.Delete(e.ID) // decided: Recover completes it
 		return receiptOf(e), err, nil
 	}
 	// Queued before the subjects are unlocked, so nothing collected afterwards
 	// can reach a destination ahead of the request's own messages.
 	c.deliverAudienceChanges(ctx, e, changes, now)
-	c.deliverDecision(ctx, e, sends) // step 5
+	c.deliverDecision(ctx, cl, e, sends) // step 5
 	return receiptOf(e), nil, nil
 }
 
@@ -332,7 +343,7 @@ const commitAttempts = 3
 // again in new transactions (every write is an idempotent redo) and commits
 // those, with backoff. What is still failing after the last attempt is left to
 // Recover. It records the backends' outcomes.
-func (c *Controller) commitDecision(ctx context.Context, txs *participants, e *journal.Entry, d *journal.Decision) error {
+func (c *Controller) commitDecision(ctx context.Context, cl *claim, txs *participants, e *journal.Entry, d *journal.Decision) error {
 	ctx = context.WithoutCancel(ctx)
 	var err error
 	for attempt := 1; ; attempt++ {
@@ -351,6 +362,12 @@ func (c *Controller) commitDecision(ctx context.Context, txs *participants, e *j
 		if err = c.lockRemote(sctx, nil, decisionProfiles(d)); err != nil {
 			continue
 		}
+		// Under the person's locks again: should another instance have taken
+		// the request over meanwhile, it redoes the decision itself, after
+		// these locks; this one must not write anything more.
+		if err = c.stillHeld(sctx, cl, e); err != nil {
+			break
+		}
 		if txs, err = c.begin(sctx); err != nil {
 			continue
 		}
@@ -358,8 +375,8 @@ func (c *Controller) commitDecision(ctx context.Context, txs *participants, e *j
 			continue
 		}
 	}
-	if perr := c.journal.Put(ctx, e); perr != nil {
-		err = errors.Join(err, backendError("journal", perr))
+	if perr := c.record(ctx, cl, e); perr != nil {
+		err = errors.Join(err, perr)
 	}
 	return fmt.Errorf("privacy: request %s is decided but not fully committed; Recover completes it: %w", e.ID, err)
 }
@@ -383,18 +400,22 @@ func (c *Controller) commitAll(ctx context.Context, txs *participants, e *journa
 }
 
 // fail records that a request failed before its decision: nothing changed.
-func (c *Controller) fail(ctx context.Context, e *journal.Entry, err error) (*Receipt, error) {
+// Only once that is recorded is the caller told FAILED (or INVALID): a
+// request whose failure could not be recorded may still be completed by
+// Recover, so its receipt says RUNNING.
+func (c *Controller) fail(ctx context.Context, cl *claim, e *journal.Entry, err error) (*Receipt, error) {
 	defer c.inflight.Delete(e.ID)
-	e.Status, e.Reason, e.Finished = Failed, c.redact(e, err.Error(), nil), c.now()
+	f := e.Clone()
+	f.Status, f.Reason, f.Finished = Failed, c.redact(e, err.Error(), nil), c.now()
 	if errors.Is(err, ErrInvalid) {
-		e.Status = Invalid
+		f.Status = Invalid
 	}
-	e.Scrub()
-	if perr := c.journal.Put(context.WithoutCancel(ctx), e); perr != nil {
-		err = errors.Join(err, backendError("journal", perr))
+	f.Scrub()
+	if rerr := c.record(context.WithoutCancel(ctx), cl, f); rerr != nil {
+		return c.undecided(e, err, rerr)
 	}
-	c.audit(ctx, e, "failed")
-	return receiptOf(e), err
+	c.audit(ctx, f, "failed")
+	return receiptOf(f), err
 }
 
 // pendingSend is a message a request sends to every destination, tracked in
@@ -405,24 +426,26 @@ type pendingSend struct {
 
 // deliverDecision queues the request's work for destinations, or finishes it
 // when there is none.
-func (c *Controller) deliverDecision(ctx context.Context, e *journal.Entry, sends []pendingSend) {
+func (c *Controller) deliverDecision(ctx context.Context, cl *claim, e *journal.Entry, sends []pendingSend) {
 	forwards := e.Type.Forwards() && len(c.destinations) > 0 &&
 		(len(e.Decision.Forward) > 0 || len(sends) > 0)
 	if !forwards {
-		c.finish(ctx, e)
+		c.finish(ctx, cl, e)
 		return
 	}
 	for _, name := range c.destinations {
 		e.Destinations = append(e.Destinations, journal.Outcome{Name: name, Status: Running})
 	}
-	_ = c.journal.Put(context.WithoutCancel(ctx), e)
+	if err := c.record(context.WithoutCancel(ctx), cl, e); errors.Is(err, errClaimLost) || errors.Is(err, errOutcomeMoved) {
+		c.inflight.Delete(e.ID)
+		return // the request is another instance's now: it delivers
+	}
 	// The tracker owns its own copy: outcomes arrive on delivery goroutines
 	// while the caller reads e for the receipt.
-	t := c.tracker(e.Clone())
+	t := c.tracker(cl, e.Clone())
 	for _, name := range c.destinations {
 		t.waiting[name] = len(e.Decision.Forward) + len(sends)
 	}
-	c.inflight.Store(e.ID, t)
 	c.forwardDeletions(e, t.done)
 	for _, s := range sends {
 		c.outbox.SendTracked(s.msgs, t.done)
@@ -448,13 +471,14 @@ var errNotSupported = destination.ErrNotSupported
 // finishes it when the last one is in.
 type requestTracker struct {
 	c       *Controller
+	cl      *claim
 	mu      sync.Mutex
 	e       *journal.Entry
 	waiting map[string]int
 }
 
-func (c *Controller) tracker(e *journal.Entry) *requestTracker {
-	return &requestTracker{c: c, e: e, waiting: map[string]int{}}
+func (c *Controller) tracker(cl *claim, e *journal.Entry) *requestTracker {
+	return &requestTracker{c: c, cl: cl, e: e, waiting: map[string]int{}}
 }
 
 func (t *requestTracker) done(name string, err error) {
@@ -485,23 +509,26 @@ func (t *requestTracker) done(name string, err error) {
 	}
 	for _, n := range t.waiting {
 		if n > 0 {
-			_ = t.c.journal.Put(context.Background(), t.e)
+			if err := t.c.record(context.Background(), t.cl, t.e); errors.Is(err, errClaimLost) {
+				t.c.inflight.Delete(t.e.ID) // another instance delivers and finishes it
+			}
 			return
 		}
 	}
-	t.c.finish(context.Background(), t.e)
+	t.c.finish(context.Background(), t.cl, t.e)
 }
 
 // finish completes a request: the overall status follows Segment's rules, the
 // clear personal data is scrubbed, the receipt is journaled.
-func (c *Controller) finish(ctx context.Context, e *journal.Entry) {
+func (c *Controller) finish(ctx context.Context, cl *claim, e *journal.Entry) {
 	defer c.inflight.Delete(e.ID)
 	e.Status = overall(e)
 	e.Finished = c.now()
 	e.Scrub()
-	if err := c.journal.Put(context.WithoutCancel(ctx), e); err != nil {
+	if err := c.record(context.WithoutCancel(ctx), cl, e); err != nil {
 		// The entry stays RUNNING; Recover will complete it again (idempotently).
 		c.log.ErrorContext(ctx, "journal write of a finished request failed", "request", e.ID, "err", err)
+		return
 	}
 	c.audit(ctx, e, "finished")
 }

@@ -101,6 +101,7 @@ func (w *world) controller(t *testing.T) *privacy.Controller {
 		privacy.WithSuppressions(faultinject.SuppressionList(w.supp, w.f.at)),
 		privacy.WithJournal(faultinject.Journal(w.journal, w.f.journalRecorded)),
 		privacy.WithDestinations(w.rec), privacy.WithKey(worldKey),
+		privacy.WithInstance("host-1"), // every Controller of the world is the same host, restarted
 		privacy.WithClock(func() time.Time { return t0 }),
 		privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: time.Millisecond, MaxAttempts: 3}),
 	)

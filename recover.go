@@ -13,10 +13,14 @@ import (
 	"github.com/gdprkit/privacy/journal"
 )
 
-// Recover completes the requests the journal shows unfinished, as after a
-// crash: a decided request is committed again (every write is an idempotent
-// redo) and its destinations are told; an undecided one is presumed aborted and
-// run again from the lock step. It returns how many requests it completed.
+// Recover completes the requests the journal shows unfinished that nobody
+// else is working on, as after a crash: those no instance claims, those whose
+// claim's lease lapsed (their holder stopped), and those this instance
+// claimed before it restarted (WithInstance). Another instance's live
+// requests are left to it. A decided request is committed again (every write
+// is an idempotent redo) and its destinations are told; an undecided one is
+// presumed aborted and run again from the lock step. It returns how many
+// requests it completed.
 func (c *Controller) Recover(ctx context.Context) (int, error) {
 	if err := c.checkOpen(); err != nil {
 		return 0, err
@@ -28,35 +32,29 @@ func (c *Controller) Recover(ctx context.Context) (int, error) {
 	n := 0
 	var errs []error
 	for _, e := range es {
-		if c.inFlight(e.ID) {
-			continue // this Controller is still delivering it
+		cl, ok, err := c.takeOver(ctx, e)
+		if err == nil && ok {
+			err = c.recoverOne(ctx, cl, e)
 		}
-		if err := c.recoverOne(ctx, e); err != nil {
+		if err != nil {
 			errs = append(errs, fmt.Errorf("request %s: %w", e.ID, err))
 			continue
 		}
-		n++
+		if ok {
+			n++
+		}
 	}
 	return n, errors.Join(errs...)
 }
 
-func (c *Controller) recoverOne(ctx context.Context, e *journal.Entry) error {
-	if _, busy := c.inflight.LoadOrStore(e.ID, (*requestTracker)(nil)); busy {
-		return nil // claimed meanwhile by this Controller
-	}
-	// The list Recover read may be stale: the request may have finished since.
-	cur, err := c.journal.Get(ctx, e.ID)
-	if err != nil || cur.Status.Ended() {
-		c.inflight.Delete(e.ID)
-		return backendError("journal", err)
-	}
-	e = cur
+// recoverOne completes a request Recover took over.
+func (c *Controller) recoverOne(ctx context.Context, cl *claim, e *journal.Entry) error {
 	c.audit(ctx, e, "recovering")
 	if e.Type == Access {
-		return c.failInterruptedAccess(ctx, e)
+		return c.failInterruptedAccess(ctx, cl, e)
 	}
 	if !e.Decided {
-		_, err := c.execute(ctx, e) // presumed aborted: run it again
+		_, err := c.execute(ctx, cl, e) // presumed aborted: run it again
 		return err
 	}
 	// Lock the subjects and every profile the decision touches.
@@ -79,7 +77,7 @@ func (c *Controller) recoverOne(ctx context.Context, e *journal.Entry) error {
 	now := c.now()
 	changes, err := c.stage(ctx, txs, &d, now)
 	if err == nil {
-		err = c.commitDecision(ctx, txs, e, &d)
+		err = c.commitDecision(ctx, cl, txs, e, &d)
 	}
 	if err != nil {
 		c.locks.unlock(&held)
@@ -91,16 +89,11 @@ func (c *Controller) recoverOne(ctx context.Context, e *journal.Entry) error {
 	// de-duplicate on the request id. A rectification already in effect sends
 	// nothing.
 	e.Destinations = nil
-	c.deliverDecision(ctx, e, c.rectifySends(e.ID, e.Traits, d.Rectify))
+	c.deliverDecision(ctx, cl, e, c.rectifySends(e.ID, e.Traits, d.Rectify))
 	c.locks.unlock(&held)
 	return nil
 }
 
-// inFlight reports whether this Controller is still delivering the request.
-func (c *Controller) inFlight(id string) bool {
-	_, ok := c.inflight.Load(id)
-	return ok
-}
 
 // decisionProfiles lists every profile a decision touches: what a redo locks.
 func decisionProfiles(d *journal.Decision) []identity.ProfileID {

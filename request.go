@@ -183,40 +183,38 @@ func (c *Controller) Requests(ctx context.Context, f RequestFilter) (RequestPage
 // Extend moves a request's due date by up to two further months in all, with
 // the reason recorded (Art. 12(3)). Extending past that is refused.
 func (c *Controller) Extend(ctx context.Context, id string, months int, reason string) (*Receipt, error) {
-	if months < 1 || months > 2 {
-		return nil, fieldErrorf("months", "%d: extend by one or two months", months)
-	}
-	e, err := c.journal.Get(ctx, id)
-	if errors.Is(err, journal.ErrNotFound) {
-		return nil, fmt.Errorf("privacy: %w: request %q", ErrNotFound, id)
-	}
-	if err != nil {
-		return nil, backendError("journal", err)
-	}
-	newDue := e.Due.AddDate(0, months, 0)
-	firstDue := e.Received.AddDate(0, 1, 0)
 	switch {
-	case months < 1:
+	case months < 1 || months > 2:
 		return nil, fieldErrorf("months", "%d: extend by one or two months", months)
 	case reason == "":
 		return nil, fieldErrorf("reason", "an extension needs a reason to tell the person")
-	case newDue.After(firstDue.AddDate(0, 2, 0)):
-		return nil, fieldErrorf("months", "the due date may move two months past the first at most")
 	}
-	e.Due, e.ExtensionReason = newDue, reason
-	if v, ok := c.inflight.Load(id); ok && v.(*requestTracker) != nil {
-		// The request is delivering: its tracker writes the entry from now on,
-		// so it must carry the extension too.
-		t := v.(*requestTracker)
-		t.mu.Lock()
-		t.e.Due, t.e.ExtensionReason = newDue, reason
-		t.mu.Unlock()
+	// Read, extend, and write by compare-and-swap: the request's holder may
+	// write it meanwhile (an outcome, the end), and then the extension is
+	// made again on what it wrote, never over it.
+	for attempt := 1; ; attempt++ {
+		e, err := c.journal.Get(ctx, id)
+		if errors.Is(err, journal.ErrNotFound) {
+			return nil, fmt.Errorf("privacy: %w: request %q", ErrNotFound, id)
+		}
+		if err != nil {
+			return nil, backendError("journal", err)
+		}
+		newDue := e.Due.AddDate(0, months, 0)
+		if firstDue := e.Received.AddDate(0, 1, 0); newDue.After(firstDue.AddDate(0, 2, 0)) {
+			return nil, fieldErrorf("months", "the due date may move two months past the first at most")
+		}
+		e.Due, e.ExtensionReason = newDue, reason
+		err = c.journal.Put(ctx, e)
+		if errors.Is(err, journal.ErrConflict) && attempt < recordAttempts {
+			continue
+		}
+		if err != nil {
+			return nil, backendError("journal", err)
+		}
+		c.audit(ctx, e, "extended")
+		return receiptOf(e), nil
 	}
-	if err := c.journal.Put(ctx, e); err != nil {
-		return nil, backendError("journal", err)
-	}
-	c.audit(ctx, e, "extended")
-	return receiptOf(e), nil
 }
 
 // Overdue lists the unfinished requests whose due date has passed.

@@ -378,6 +378,10 @@ type site struct {
 	DSN     string // PostgreSQL
 	Schema  string // PostgreSQL
 	Dir     string // SQLite: data.db and journal.db
+	// Instance, when set, names every process's Controllers
+	// (privacy.WithInstance): they are one host, restarted; otherwise each
+	// Controller is an instance of its own.
+	Instance string
 
 	admin *sql.DB // PostgreSQL: a pool of the test's own, outside any process
 
@@ -480,7 +484,7 @@ func (p *proc) controller(t testing.TB, profiles profile.Store) *privacy.Control
 	if profiles == nil {
 		profiles = p.data.Profiles()
 	}
-	c, err := privacy.New(
+	opts := []privacy.Option{
 		privacy.WithIdentity(p.data.Graph()),
 		privacy.WithProfiles(profiles),
 		privacy.WithAudiences(p.data.Audiences()),
@@ -488,7 +492,11 @@ func (p *proc) controller(t testing.TB, profiles profile.Store) *privacy.Control
 		privacy.WithJournal(p.jrnl.Journal()),
 		privacy.WithAuditLog(p.jrnl.AuditLog()),
 		privacy.WithKey(testKey),
-	)
+	}
+	if p.site.Instance != "" {
+		opts = append(opts, privacy.WithInstance(p.site.Instance))
+	}
+	c, err := privacy.New(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1159,6 +1167,9 @@ func terminateTx(s *site, p *proc) error {
 // nothing (an identify and 5 tracks). The audience "pro" holds both.
 func seedCrash(t *testing.T, s *site) (ada, bob *person) {
 	t.Helper()
+	// The processes of a crash test are one host, restarted: the one that
+	// recovers takes over at once what the one that died had claimed.
+	s.Instance = "crash-host"
 	ctx := t.Context()
 	p := s.open(t)
 	defer p.close()

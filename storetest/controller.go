@@ -166,6 +166,7 @@ func (w *world) controller(t *testing.T) *privacy.Controller {
 		privacy.WithIdentity(g), privacy.WithProfiles(p), privacy.WithAudiences(a),
 		privacy.WithSuppressions(s), privacy.WithJournal(j), privacy.WithAuditLog(w.auditLog),
 		privacy.WithDestinations(w.rec), privacy.WithKey(controllerKey),
+		privacy.WithInstance("host-1"), // every Controller of the world is the same host, restarted
 		privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, MaxAttempts: 4, Timeout: 10 * time.Second}),
 	)
 	must(t, err, "privacy.New")
