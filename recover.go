@@ -94,7 +94,6 @@ func (c *Controller) recoverOne(ctx context.Context, cl *claim, e *journal.Entry
 	return nil
 }
 
-
 // decisionProfiles lists every profile a decision touches: what a redo locks.
 func decisionProfiles(d *journal.Decision) []identity.ProfileID {
 	var pids []identity.ProfileID
