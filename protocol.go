@@ -106,9 +106,11 @@ func (c *Controller) executeOnce(ctx context.Context, cl *claim, e *journal.Entr
 	}
 	defer txs.rollback(ctx)
 	now := c.now()
-	d, sends, err := c.decide(ctx, txs, e, matches, now)
+	s, sends, err := c.decide(ctx, txs, e, matches, now)
+	var d journal.Decision
 	var changes map[identity.ProfileID][]audience.Change
 	if err == nil {
+		d = s.d
 		changes, err = c.stage(ctx, txs, &d, now)
 	}
 	if err != nil {
@@ -203,6 +205,10 @@ type deciding struct {
 	pids  []identity.ProfileID
 	nodes map[identity.ProfileID]*identity.Node
 	d     journal.Decision
+	// superseded names a request on the same person, received later and
+	// already decided, that this one must not undo: its suppression-list part
+	// is then left out.
+	superseded string
 }
 
 // decider is one right's part of the decide step: it adds to s.d what the
@@ -225,7 +231,7 @@ var deciders = map[RequestType][]decider{
 
 // decide works out what the request changes for the resolved subjects, by the
 // steps its type's rights give. It only reads.
-func (c *Controller) decide(ctx context.Context, txs *participants, e *journal.Entry, matches []identity.Match, now time.Time) (journal.Decision, []pendingSend, error) {
+func (c *Controller) decide(ctx context.Context, txs *participants, e *journal.Entry, matches []identity.Match, now time.Time) (*deciding, []pendingSend, error) {
 	s := &deciding{nodes: make(map[identity.ProfileID]*identity.Node, len(matches))}
 	for _, m := range matches {
 		if m.Profile == "" || s.nodes[m.Profile] != nil {
@@ -233,7 +239,7 @@ func (c *Controller) decide(ctx context.Context, txs *participants, e *journal.E
 		}
 		n, err := txs.graph.Node(ctx, m.Profile)
 		if err != nil {
-			return journal.Decision{}, nil, backendError("reading identifiers", err)
+			return nil, nil, backendError("reading identifiers", err)
 		}
 		s.pids = append(s.pids, m.Profile)
 		s.nodes[m.Profile] = n
@@ -242,11 +248,11 @@ func (c *Controller) decide(ctx context.Context, txs *participants, e *journal.E
 	for _, step := range deciders[e.Type] {
 		more, err := step(c, ctx, txs, e, s, now)
 		if err != nil {
-			return journal.Decision{}, nil, err
+			return nil, nil, err
 		}
 		sends = append(sends, more...)
 	}
-	return s.d, sends, nil
+	return s, sends, nil
 }
 
 // stager applies a decision to the open transactions (each right's stage

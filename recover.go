@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
@@ -57,30 +58,43 @@ func (c *Controller) recoverOne(ctx context.Context, cl *claim, e *journal.Entry
 		_, err := c.execute(ctx, cl, e) // presumed aborted: run it again
 		return err
 	}
-	// Lock the subjects and every profile the decision touches.
+	// Lock the person as they are now: what the subjects, and the identifiers
+	// the decision forwards, lead to, and every profile the decision touches.
 	ctx, closeScope := c.openScope(ctx)
 	defer closeScope()
-	_, held, err := c.lockMatchesAnd(ctx, slices.Clone(e.Subjects), nil, decisionProfiles(&e.Decision))
+	ids := slices.Clone(e.Subjects)
+	for _, f := range e.Decision.Forward {
+		ids = append(ids, f.IDs...)
+	}
+	matches, held, err := c.lockMatchesAnd(ctx, ids, nil, decisionProfiles(&e.Decision))
 	if err != nil {
 		c.inflight.Delete(e.ID)
 		return err
 	}
-	d := e.Decision
-	d.Rectify = c.redoableRectifications(ctx, d.Rectify)
+	defer c.locks.unlock(&held)
 	txs, err := c.begin(ctx)
 	if err != nil {
-		c.locks.unlock(&held)
 		c.inflight.Delete(e.ID)
 		return err
 	}
 	defer txs.rollback(ctx)
 	now := c.now()
+	d, sends, err := c.redecide(ctx, txs, e, matches, now)
+	if err != nil {
+		c.inflight.Delete(e.ID)
+		return err
+	}
+	// The decision as redone is recorded before it commits, as the first one
+	// was: a crash now recovers from it.
+	e.Decision = d
 	changes, err := c.stage(ctx, txs, &d, now)
+	if err == nil {
+		err = c.record(ctx, cl, e)
+	}
 	if err == nil {
 		err = c.commitDecision(ctx, cl, txs, e, &d)
 	}
 	if err != nil {
-		c.locks.unlock(&held)
 		c.inflight.Delete(e.ID)
 		return err
 	}
@@ -89,9 +103,72 @@ func (c *Controller) recoverOne(ctx context.Context, cl *claim, e *journal.Entry
 	// de-duplicate on the request id. A rectification already in effect sends
 	// nothing.
 	e.Destinations = nil
-	c.deliverDecision(ctx, cl, e, c.rectifySends(e.ID, e.Traits, d.Rectify))
-	c.locks.unlock(&held)
+	c.deliverDecision(ctx, cl, e, sends)
 	return nil
+}
+
+// redecide brings a recorded decision to the person as they are now, for
+// Recover. Erasure and objection decide again on what the subjects lead to
+// now (a merge since the decision moved the person to another profile) and
+// keep everything recorded; unless a request of the other kind on the same
+// person, received later, was decided meanwhile: then the suppression list is
+// left as that one left it. A rectification is made again on the profile as
+// it is now (redoRectification).
+func (c *Controller) redecide(ctx context.Context, txs *participants, e *journal.Entry, matches []identity.Match, now time.Time) (journal.Decision, []pendingSend, error) {
+	if e.Type == Rectify {
+		rs, told, err := c.redoRectification(ctx, txs, e, matches, now)
+		if err != nil {
+			return journal.Decision{}, nil, err
+		}
+		d := e.Decision
+		d.Rectify = rs
+		return d, c.rectifySends(e.ID, told, rs), nil
+	}
+	s, _, err := c.decide(ctx, txs, e, matches, now)
+	if err != nil {
+		return journal.Decision{}, nil, err
+	}
+	d := unionDecisions(e.Decision, s.d)
+	if s.superseded != "" {
+		d.Suppress, d.Unsuppress, d.SuppressProfiles, d.UnsuppressProfiles = nil, nil, nil, nil
+	}
+	return d, nil, nil
+}
+
+// unionDecisions is what either decision changes.
+func unionDecisions(a, b journal.Decision) journal.Decision {
+	d := journal.Decision{
+		Delete:             unionOf(a.Delete, b.Delete),
+		Suppress:           unionOf(a.Suppress, b.Suppress),
+		Unsuppress:         unionOf(a.Unsuppress, b.Unsuppress),
+		SuppressProfiles:   unionOf(a.SuppressProfiles, b.SuppressProfiles),
+		UnsuppressProfiles: unionOf(a.UnsuppressProfiles, b.UnsuppressProfiles),
+		Rectify:            a.Rectify,
+	}
+	forward := map[identity.ProfileID]int{}
+	for _, f := range slices.Concat(a.Forward, b.Forward) {
+		i, ok := forward[f.Profile]
+		if !ok {
+			forward[f.Profile] = len(d.Forward)
+			d.Forward = append(d.Forward, journal.Deletion{Profile: f.Profile, IDs: slices.Clone(f.IDs)})
+			continue
+		}
+		d.Forward[i].IDs = unionOf(d.Forward[i].IDs, f.IDs)
+	}
+	return d
+}
+
+// unionOf returns the elements of a, then those of b not in a, once each.
+func unionOf[T comparable](a, b []T) []T {
+	seen := make(map[T]bool, len(a)+len(b))
+	var out []T
+	for _, x := range slices.Concat(a, b) {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // decisionProfiles lists every profile a decision touches: what a redo locks.

@@ -2,11 +2,15 @@ package privacy_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/gdprkit/privacy"
 	"github.com/gdprkit/privacy/destination"
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/internal/faultinject"
 	"github.com/gdprkit/privacy/journal"
 )
 
@@ -140,4 +144,147 @@ func recoverLoop(c *privacy.Controller) (chan struct{}, *sync.WaitGroup) {
 		}
 	}()
 	return stop, wg
+}
+
+// crashAfterDecision applies req in a world whose host dies right after the
+// request's decision is journaled (its second record), and returns the
+// request's id and the restarted host, which has not recovered it yet.
+func crashAfterDecision(t *testing.T, w *world, c *privacy.Controller, req privacy.Request) (string, *privacy.Controller) {
+	t.Helper()
+	w.f.arm("", 2)
+	if !faultinject.Survive(func() { _, _ = c.Apply(context.Background(), req) }) {
+		t.Fatal("the host did not die after the decision")
+	}
+	w.f.disarm()
+	un, err := w.journal.Unfinished(context.Background())
+	if err != nil || len(un) != 1 || !un[0].Decided {
+		t.Fatalf("after the crash the journal shows %d unfinished (%v); want the decided request", len(un), err)
+	}
+	c.Close()
+	return un[0].ID, w.controller(t)
+}
+
+// mergeIntoOlder has a message link ada's identifiers with a device an older
+// profile holds: ada's profile is merged into that one, which now holds her
+// data and answers for her identifiers.
+func mergeIntoOlder(t *testing.T, c *privacy.Controller) {
+	t.Helper()
+	if err := c.Collect(context.Background(), privacy.Identify{MessageID: "merge", UserID: "ada", AnonymousID: "old-device",
+		Traits: map[string]any{"city": "Paris"}, Timestamp: at(10)}); err != nil {
+		t.Fatalf("the merging message: %v", err)
+	}
+}
+
+// TestRecoverActsOnThePersonAsTheyAreNow: an erasure or an objection decided
+// before a crash, whose person is merged into an older profile before
+// Recover, reaches that profile: nothing of the person is left, and nothing
+// more is collected about them. (Recover used to replay the profile ids the
+// decision named, gone with the merge.)
+func TestRecoverActsOnThePersonAsTheyAreNow(t *testing.T) {
+	for _, typ := range []privacy.RequestType{privacy.DeleteOnly, privacy.SuppressWithDelete, privacy.SuppressOnly} {
+		t.Run(string(typ), func(t *testing.T) {
+			w := newWorld(t)
+			c := w.controller(t)
+			ctx := context.Background()
+			e := &env{c: c, graph: w.graph, profiles: w.profiles}
+			e.collect(t, privacy.Track{MessageID: "old", AnonymousID: "old-device", Event: "Seen", Timestamp: at(-10)})
+			person(t, e, "ada")
+			person(t, e, "bob")
+			id, c2 := crashAfterDecision(t, w, c, privacy.Request{Type: typ, Subjects: []identity.ID{user("ada")}})
+			mergeIntoOlder(t, c2)
+			if n, err := c2.Recover(ctx); n != 1 || err != nil {
+				t.Fatalf("Recover = %d, %v; want 1, nil", n, err)
+			}
+			flush(t, c2)
+			if r, err := c2.Status(ctx, id); err != nil || r.Status != privacy.Finished {
+				t.Fatalf("Status = %+v, %v; want FINISHED", r, err)
+			}
+			if typ.Deletes() {
+				for _, who := range []identity.ID{user("ada"), anon("old-device"), anon("ada-phone")} {
+					if p, err := c2.Profile(ctx, who); !errors.Is(err, privacy.ErrNotFound) {
+						t.Errorf("Profile(%s) after the erasure = %+v, %v; want ErrNotFound", who, p, err)
+					}
+				}
+				pids, err := w.profiles.IDs(ctx, "", 100)
+				if err != nil || len(pids) != 1 {
+					t.Errorf("profiles left: %v, %v; want bob's only", pids, err)
+				}
+			}
+			if typ.Suppresses() {
+				err := c2.Collect(ctx, privacy.Track{AnonymousID: "old-device", Event: "Seen", Timestamp: at(20)})
+				if !errors.Is(err, privacy.ErrSuppressed) {
+					t.Errorf("Collect on the merged profile's device after the objection = %v; want ErrSuppressed", err)
+				}
+			}
+			if p, err := c2.Profile(ctx, user("bob")); err != nil || p.Traits["plan"].Value != "pro" {
+				t.Errorf("bob after the request = %+v, %v; want untouched", p, err)
+			}
+		})
+	}
+}
+
+// TestRecoverNeverUndoesANewerRequest: a lifted objection decided before a
+// crash, recovered after a newer objection on the same person finished,
+// leaves the person suppressed; a rectification decided before a crash,
+// recovered after a newer message set one of its traits, leaves that trait
+// as the message set it, and the version never goes back.
+func TestRecoverNeverUndoesANewerRequest(t *testing.T) {
+	t.Run("unsuppress before suppress", func(t *testing.T) {
+		w := newWorld(t)
+		c := w.controller(t)
+		ctx := context.Background()
+		person(t, &env{c: c, graph: w.graph, profiles: w.profiles}, "ada")
+		if _, err := c.Suppress(ctx, user("ada")); err != nil {
+			t.Fatal(err)
+		}
+		id, c2 := crashAfterDecision(t, w, c, privacy.Request{Type: privacy.Unsuppress, Subjects: []identity.ID{email("ada@example.com")}})
+		if r, err := c2.Suppress(ctx, anon("ada-phone")); err != nil || r.Status != privacy.Finished {
+			t.Fatalf("the newer Suppress = %+v, %v", r, err)
+		}
+		if n, err := c2.Recover(ctx); n != 1 || err != nil {
+			t.Fatalf("Recover = %d, %v; want 1, nil", n, err)
+		}
+		flush(t, c2)
+		r, err := c2.Status(ctx, id)
+		if err != nil || r.Status != privacy.Finished || !strings.Contains(r.Reason, "superseded") {
+			t.Errorf("the recovered UNSUPPRESS = %+v, %v; want FINISHED, superseded", r, err)
+		}
+		for _, who := range []string{"ada-phone", "ada-laptop"} {
+			if err := c2.Collect(ctx, privacy.Track{AnonymousID: who, Event: "Seen", Timestamp: at(20)}); !errors.Is(err, privacy.ErrSuppressed) {
+				t.Errorf("Collect from %s after the newer objection = %v; want ErrSuppressed", who, err)
+			}
+		}
+	})
+	t.Run("rectify before a newer message", func(t *testing.T) {
+		w := newWorld(t)
+		c := w.controller(t)
+		ctx := context.Background()
+		person(t, &env{c: c, graph: w.graph, profiles: w.profiles}, "ada")
+		id, c2 := crashAfterDecision(t, w, c, privacy.Request{Type: privacy.Rectify, Subjects: []identity.ID{user("ada")},
+			Traits: map[string]any{"plan": "free", "city": "Paris"}})
+		if err := c2.Collect(ctx, privacy.Identify{MessageID: "newer", UserID: "ada", Traits: map[string]any{"plan": "gold"}, Timestamp: at(100)}); err != nil {
+			t.Fatal(err)
+		}
+		before, err := c2.Metadata(ctx, user("ada"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := c2.Recover(ctx); n != 1 || err != nil {
+			t.Fatalf("Recover = %d, %v; want 1, nil", n, err)
+		}
+		p, err := c2.Profile(ctx, user("ada"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Traits["plan"].Value != "gold" || p.Traits["city"].Value != "Paris" {
+			t.Errorf("after Recover: plan %v, city %v; want gold (the newer message's), Paris (the rectification's)", p.Traits["plan"].Value, p.Traits["city"].Value)
+		}
+		if p.Metadata.Version <= before.Version || p.Metadata.LastMessageID != "newer" {
+			t.Errorf("metadata after Recover: version %d (was %d), last message %q; want a newer version, the newer message last", p.Metadata.Version, before.Version, p.Metadata.LastMessageID)
+		}
+		flush(t, c2)
+		if r, err := c2.Status(ctx, id); err != nil || r.Status != privacy.Finished || r.ProfileVersion != p.Metadata.Version {
+			t.Errorf("Status = %+v, %v; want FINISHED at the profile's version %d", r, err, p.Metadata.Version)
+		}
+	})
 }

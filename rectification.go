@@ -5,6 +5,7 @@ package privacy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"time"
@@ -35,6 +36,16 @@ func (c *Controller) decideRectification(ctx context.Context, txs *participants,
 	if err != nil {
 		return nil, backendError("reading profile", err)
 	}
+	// The traits are stamped with the request's time, or just after the
+	// newest value they correct (a message may carry a timestamp ahead of
+	// this clock): the correction is newer than everything it corrects, and
+	// last updated wins orders every later write, a redo included, against it.
+	at := e.Received
+	for k := range e.Traits {
+		if have, ok := p.Traits[k]; ok && !have.UpdatedAt.Before(at) {
+			at = have.UpdatedAt.Add(time.Microsecond)
+		}
+	}
 	u := profile.Update{Metadata: p.Metadata}
 	for k, v := range e.Traits {
 		if v == nil {
@@ -43,12 +54,12 @@ func (c *Controller) decideRectification(ctx context.Context, txs *participants,
 			}
 			continue
 		}
-		setTrait(&u, k, profile.Trait{Value: v, Source: profile.SourceRectification, UpdatedAt: now})
+		setTrait(&u, k, profile.Trait{Value: v, Source: profile.SourceRectification, UpdatedAt: at})
 	}
 	u.Metadata.Version++
 	u.Metadata.UpdatedAt = now
 	u.Metadata.Recipients = c.noteRecipients(u.Metadata.Recipients, now)
-	s.d.Rectify = []journal.Rectification{{Profile: pid, Update: u}}
+	s.d.Rectify = []journal.Rectification{{Profile: pid, Update: u, At: at}}
 	e.ProfileVersion = u.Metadata.Version
 	return c.rectifySends(e.ID, e.Traits, s.d.Rectify), nil
 }
@@ -85,18 +96,62 @@ func (c *Controller) rectifySends(requestID string, traits map[string]any, rs []
 	return []pendingSend{{msgs: []destination.Message{m}}}
 }
 
-// redoableRectifications returns the rectifications of a decision that a
-// recovery may write again: those whose profile exists and has not moved
-// past the decided version (at that version, the same write again is
-// harmless). Otherwise a redo would bring an erased person back, or set a
-// newer version back.
-func (c *Controller) redoableRectifications(ctx context.Context, rs []journal.Rectification) []journal.Rectification {
-	kept := rs[:0:0]
-	for _, r := range rs {
-		m, err := c.profiles.Metadata(ctx, r.Profile)
-		if err == nil && m.Version <= r.Update.Metadata.Version {
-			kept = append(kept, r)
+// redoRectification makes a decided rectification again, as Recover does, on
+// the profile as it is now: the one the subject leads to now (a merge since
+// the decision may have moved the person), else the one decided. A trait is
+// set or removed only where the profile's value is not newer than the
+// rectification's time (last updated wins, by time, never by the order of
+// replay), and the metadata moves on from what it is now; where the profile
+// is already as the request left it, nothing is written, but the audiences
+// are evaluated again and destinations told, which the first attempt may not
+// have done. It returns the writes and the traits destinations are told (nil
+// for those removed). Nothing is redone for a profile erased since.
+func (c *Controller) redoRectification(ctx context.Context, txs *participants, e *journal.Entry, matches []identity.Match, now time.Time) ([]journal.Rectification, map[string]any, error) {
+	var out []journal.Rectification
+	told := map[string]any{}
+	for _, r := range e.Decision.Rectify {
+		pid := r.Profile
+		if len(matches) > 0 && matches[0].Profile != "" {
+			pid = matches[0].Profile
 		}
+		p, err := txs.profiles.Get(ctx, pid)
+		if errors.Is(err, profile.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, backendError("reading profile", err)
+		}
+		at := r.At
+		if at.IsZero() { // decided before rectifications recorded their time
+			at = e.Received
+		}
+		u := profile.Update{Metadata: p.Metadata}
+		for k, v := range e.Traits {
+			have, ok := p.Traits[k]
+			switch {
+			case ok && have.UpdatedAt.After(at):
+				continue // written after the rectification: it stands
+			case ok && have.Source == profile.SourceRectification && have.UpdatedAt.Equal(at):
+				// already as the request left it
+			case v == nil:
+				if ok {
+					u.Remove = append(u.Remove, k)
+				}
+			default:
+				setTrait(&u, k, profile.Trait{Value: v, Source: profile.SourceRectification, UpdatedAt: at})
+			}
+			told[k] = v
+		}
+		if len(u.Set) > 0 || len(u.Remove) > 0 {
+			u.Metadata.Version++
+			u.Metadata.UpdatedAt = now
+			u.Metadata.Recipients = c.noteRecipients(u.Metadata.Recipients, now)
+		}
+		out = append(out, journal.Rectification{Profile: pid, Update: u, At: at})
+		e.ProfileVersion = u.Metadata.Version
 	}
-	return kept
+	if len(told) == 0 {
+		told = nil
+	}
+	return out, told, nil
 }

@@ -28,11 +28,15 @@ func (c *Controller) Unsuppress(ctx context.Context, id identity.ID) (*Receipt, 
 // decideSuppression suppresses every identifier of every person the subjects
 // lead to, the subjects themselves (a subject nobody knows yet is suppressed
 // before it is seen), and the people's profiles.
-func (c *Controller) decideSuppression(_ context.Context, _ *participants, e *journal.Entry, s *deciding, _ time.Time) ([]pendingSend, error) {
+func (c *Controller) decideSuppression(ctx context.Context, _ *participants, e *journal.Entry, s *deciding, _ time.Time) ([]pendingSend, error) {
+	hashes := c.personHashes(e, s)
+	if err := c.checkNewer(ctx, e, s, hashes, Unsuppress); err != nil || s.superseded != "" {
+		return nil, err
+	}
 	// The profiles too: the identifiers' hashes and their profile's mark commit
 	// together, so a linked identifier is blocked through its profile even if a
 	// later participant's commit (a deletion) has not happened yet.
-	s.d.Suppress, s.d.SuppressProfiles = c.personHashes(e, s), s.pids
+	s.d.Suppress, s.d.SuppressProfiles = hashes, s.pids
 	return nil, nil
 }
 
@@ -45,8 +49,60 @@ func (c *Controller) decideUnsuppression(ctx context.Context, _ *participants, e
 	if err != nil {
 		return nil, err
 	}
-	s.d.Unsuppress, s.d.UnsuppressProfiles = append(c.personHashes(e, s), more...), s.pids
+	hashes := append(c.personHashes(e, s), more...)
+	if err := c.checkNewer(ctx, e, s, hashes, SuppressOnly, SuppressWithDelete, SuppressWithDeleteInternal); err != nil || s.superseded != "" {
+		return nil, err
+	}
+	s.d.Unsuppress, s.d.UnsuppressProfiles = hashes, s.pids
 	return nil, nil
+}
+
+// checkNewer enforces the order of objection and its lifting on one person:
+// requests take effect in the order they were received, so a suppression,
+// or its lifting, never undoes one of the other kind received later and
+// already decided (one received later and not decided yet comes after this
+// one anyway: it waits for the person's locks). It marks s superseded by the
+// first such request it finds among those naming any of hashes.
+func (c *Controller) checkNewer(ctx context.Context, e *journal.Entry, s *deciding, hashes []identity.Hash, kinds ...RequestType) error {
+	for rest := hashes; len(rest) > 0; {
+		n := min(len(rest), maxSubjectsPerList)
+		f := journal.Filter{Subjects: rest[:n], Types: kinds, Limit: 1000}
+		rest = rest[n:]
+		for {
+			page, err := c.journal.List(ctx, f)
+			if err != nil {
+				return backendError("journal", err)
+			}
+			for _, x := range page.Entries { // newest first
+				if !receivedAfter(x, e) {
+					break
+				}
+				if x.Decided {
+					s.superseded = x.ID
+					e.Reason = "superseded by request " + x.ID + ", received later, on the same person"
+					return nil
+				}
+			}
+			if page.Next == "" || len(page.Entries) == 0 || !receivedAfter(page.Entries[len(page.Entries)-1], e) {
+				break
+			}
+			f.Cursor = page.Next
+		}
+	}
+	return nil
+}
+
+// maxSubjectsPerList is how many keyed hashes one journal.Filter names at
+// most: adapters may bound it (sqlstore at 500).
+const maxSubjectsPerList = 500
+
+// receivedAfter reports whether x was received after e, ties broken by id
+// (ids sort in creation order).
+func receivedAfter(x, e *journal.Entry) bool {
+	if !x.Received.Equal(e.Received) {
+		return x.Received.After(e.Received)
+	}
+	return x.ID > e.ID
 }
 
 // personHashes returns the keyed hashes of the request's subjects and of

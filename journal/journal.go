@@ -118,6 +118,10 @@ type Outcome struct {
 type Rectification struct {
 	Profile identity.ProfileID
 	Update  profile.Update
+	// At is the time the rectified traits are stamped with: the request's
+	// receipt, or just after the newest value it corrects. Last updated wins
+	// orders every other write of those traits against it, a redo included.
+	At time.Time
 }
 
 // Deletion is a person to delete at the destinations: every identifier they were
