@@ -9,6 +9,7 @@ import (
 	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
+	"github.com/gdprkit/privacy/txscope"
 )
 
 // scanPage is how many profiles DefineAudience reads at a time.
@@ -151,13 +152,34 @@ func (c *Controller) Refresh(ctx context.Context) (int, error) {
 	}
 }
 
-// reevaluate recomputes one profile's memberships under its lock, recounting its
-// events from the store when recount is set, and tells destinations what changed.
+// reevaluate recomputes one profile's memberships, recounting its events from
+// the store when recount is set, and tells destinations what changed. It
+// writes the person's data as every writer does: under the profile's lock in
+// this process and, through a txscope.Locker backend, across processes, in
+// one operation whose transaction the audience write shares, reading the
+// profile there. So an erasure or a merge elsewhere happens wholly before it
+// (the profile is gone: so is its audience state) or wholly after.
 func (c *Controller) reevaluate(ctx context.Context, pid identity.ProfileID, recount bool) error {
+	for attempt := 1; ; attempt++ {
+		err := c.reevaluateOnce(ctx, pid, recount)
+		if !errors.Is(err, txscope.ErrRetry) || attempt == retryAttempts || ctx.Err() != nil {
+			return err
+		}
+		pause(ctx, attempt)
+	}
+}
+
+// reevaluateOnce is one attempt at reevaluate, in an operation of its own.
+func (c *Controller) reevaluateOnce(ctx context.Context, pid identity.ProfileID, recount bool) error {
+	ctx, closeScope := c.openScope(ctx)
+	defer closeScope()
 	var held lockSet
 	held.add(c.locks.profile(pid))
 	c.locks.lock(&held)
 	defer c.locks.unlock(&held)
+	if err := c.lockRemote(ctx, nil, []identity.ProfileID{pid}); err != nil {
+		return err
+	}
 
 	set := c.set.Load()
 	now := c.now()

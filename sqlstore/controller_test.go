@@ -1473,3 +1473,81 @@ func TestTwoControllersAuditTrail(t *testing.T) {
 		t.Errorf("VerifyAudit = %d, %v; want %d, nil", n, err, len(recs))
 	}
 }
+
+// hookProfiles wraps a profile store: Get runs the armed hook after reading.
+type hookProfiles struct {
+	profile.Store
+	onGet atomic.Pointer[func(identity.ProfileID)]
+}
+
+func (h *hookProfiles) Get(ctx context.Context, pid identity.ProfileID) (*profile.Profile, error) {
+	p, err := h.Store.Get(ctx, pid)
+	if hook := h.onGet.Load(); hook != nil {
+		(*hook)(pid)
+	}
+	return p, err
+}
+
+// TestAudiencesRacingAnErasure: process A computes the members of a new
+// audience (the path Refresh takes too) while process B erases a person A is
+// evaluating. Whichever order they take, the erased person keeps no audience
+// state and is no member. (A used to read the profile, let B erase it, then
+// write the person's audience rows back.)
+func TestAudiencesRacingAnErasure(t *testing.T) {
+	for _, d := range testDialects {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			s := newSite(t, d.dialect)
+			ctx := t.Context()
+			pa, pb := s.open(t), s.open(t)
+			hp := &hookProfiles{Store: pa.data.Profiles()}
+			a, b := pa.controller(t, hp), pb.controller(t, nil)
+			ts := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+			for _, u := range []string{"ada", "bob"} {
+				must(t, b.Collect(ctx, privacy.Identify{UserID: u, Traits: map[string]any{"plan": "pro"}, Timestamp: ts}))
+			}
+			ada, err := b.Profile(ctx, identity.ID{Type: identity.TypeUserID, Value: "ada"})
+			must(t, err)
+			// Once A has read ada's profile, B erases her: B is given two
+			// seconds to finish before A goes on (it cannot, while A holds
+			// ada's locks).
+			erased := make(chan error, 1)
+			var once sync.Once
+			hook := func(pid identity.ProfileID) {
+				if pid != ada.ID {
+					return
+				}
+				once.Do(func() {
+					done := make(chan error, 1)
+					go func() {
+						_, err := b.Erase(context.Background(), identity.ID{Type: identity.TypeUserID, Value: "ada"})
+						done <- err
+					}()
+					select {
+					case err := <-done:
+						erased <- err
+					case <-time.After(2 * time.Second):
+						go func() { erased <- <-done }()
+					}
+				})
+			}
+			hp.onGet.Store(&hook)
+			must(t, a.DefineAudience(ctx, audience.Definition{Key: "pro", Query: `trait('plan') = 'pro'`}))
+			hp.onGet.Store(nil)
+			if err := <-erased; err != nil {
+				t.Fatalf("B's erasure: %v", err)
+			}
+			members, err := pb.data.Audiences().Members(ctx, "pro", "", 0)
+			must(t, err)
+			if slices.Contains(members, ada.ID) {
+				t.Errorf("the erased person is a member of pro: %v", members)
+			}
+			if st, err := pb.data.Audiences().State(ctx, ada.ID); !errors.Is(err, audience.ErrNotFound) {
+				t.Errorf("the erased person's audience state = %+v, %v; want ErrNotFound", st, err)
+			}
+			if len(members) != 1 {
+				t.Errorf("members of pro = %v; want bob", members)
+			}
+		})
+	}
+}
