@@ -76,20 +76,17 @@ func (c *Controller) runAccess(ctx context.Context, id identity.ID, sink exportS
 	if err != nil {
 		err = fieldError("ID", err)
 		e.Status, e.Reason, e.Finished = Invalid, c.redact(e, err.Error(), []identity.ID{id}), now
-		if perr := c.journal.Put(ctx, e); perr != nil {
-			return nil, errors.Join(err, backendError("journal", perr))
-		}
-		c.audit(ctx, e, "invalid")
-		return receiptOf(e), err
+		return c.refuse(ctx, e, err)
 	}
 	e.Subjects, e.SubjectHashes = []identity.ID{n}, []identity.Hash{c.hasher.ID(n)}
 	e.Status = Running
 	cl := c.claimNew(e) // Recover leaves it alone while it runs
 	defer c.inflight.Delete(e.ID)
+	c.owe(e, "received")
 	if err := c.record(ctx, cl, e); err != nil {
 		return c.intentFailed(ctx, cl, e, err)
 	}
-	c.audit(ctx, e, "received")
+	c.settleSoon(ctx, e)
 
 	for attempt := 1; ; attempt++ {
 		r, err := c.accessOnce(ctx, cl, e, sink)

@@ -105,6 +105,7 @@ func (c *Controller) takeOver(ctx context.Context, e *journal.Entry) (*claim, bo
 		return nil, false, nil
 	}
 	e.Owner, e.Claim, e.LeaseUntil = c.instance, cl.token, c.leaseEnd()
+	c.owe(e, "recovering")
 	if err := c.journal.Put(ctx, e); err != nil {
 		c.inflight.Delete(e.ID)
 		if errors.Is(err, journal.ErrConflict) {
@@ -112,6 +113,7 @@ func (c *Controller) takeOver(ctx context.Context, e *journal.Entry) (*claim, bo
 		}
 		return nil, false, backendError("journal", err)
 	}
+	c.settleSoon(ctx, e)
 	return cl, true, nil
 }
 

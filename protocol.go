@@ -43,21 +43,30 @@ func (c *Controller) Apply(ctx context.Context, req Request) (*Receipt, error) {
 	if err := c.validateRequest(&req, e); err != nil {
 		e.Status, e.Reason, e.Finished = Invalid, c.redact(e, err.Error(), req.Subjects), now
 		e.Subjects = nil
-		if perr := c.journal.Put(ctx, e); perr != nil {
-			return nil, backendError("journal", perr)
-		}
-		c.audit(ctx, e, "invalid")
-		return receiptOf(e), err
+		return c.refuse(ctx, e, err)
 	}
 	e.Status = Running
 	// Claimed (and in flight) from before its intent is recorded, so no
 	// Recover, here or elsewhere, runs it a second time.
 	cl := c.claimNew(e)
+	c.owe(e, "received")
 	if err := c.record(ctx, cl, e); err != nil { // step 1: intent before any backend
 		return c.intentFailed(ctx, cl, e, err)
 	}
-	c.audit(ctx, e, "received")
+	c.settleSoon(ctx, e)
 	return c.execute(ctx, cl, e)
+}
+
+// refuse records a request refused as INVALID, which ends it at once: its
+// audit record first, then the journal.
+func (c *Controller) refuse(ctx context.Context, e *journal.Entry, err error) (*Receipt, error) {
+	if aerr := c.ending(ctx, e, "invalid"); aerr != nil {
+		return nil, errors.Join(err, aerr)
+	}
+	if perr := c.journal.Put(ctx, e); perr != nil {
+		return nil, errors.Join(err, backendError("journal", perr))
+	}
+	return receiptOf(e), err
 }
 
 // intentFailed ends a request whose intent record failed: nothing is
@@ -117,11 +126,13 @@ func (c *Controller) executeOnce(ctx context.Context, cl *claim, e *journal.Entr
 		return nil, nil, err
 	}
 	e.Decided, e.Decision = true, d // step 4: the decision, then the commits
+	c.owe(e, "decided")
 	if err := c.record(ctx, cl, e); err != nil {
 		e.Decided, e.Decision = false, journal.Decision{}
+		e.AuditOwed = e.AuditOwed[:len(e.AuditOwed)-1]
 		return nil, nil, err
 	}
-	c.audit(ctx, e, "decided")
+	c.settleSoon(ctx, e)
 	if err := c.commitDecision(ctx, cl, txs, e, &e.Decision); err != nil {
 		c.inflight.Delete(e.ID) // decided: Recover completes it
 		return receiptOf(e), err, nil
@@ -417,10 +428,12 @@ func (c *Controller) fail(ctx context.Context, cl *claim, e *journal.Entry, err 
 		f.Status = Invalid
 	}
 	f.Scrub()
+	if aerr := c.ending(ctx, f, "failed"); aerr != nil {
+		return c.undecided(e, err, aerr)
+	}
 	if rerr := c.record(context.WithoutCancel(ctx), cl, f); rerr != nil {
 		return c.undecided(e, err, rerr)
 	}
-	c.audit(ctx, f, "failed")
 	return receiptOf(f), err
 }
 
@@ -526,17 +539,27 @@ func (t *requestTracker) done(name string, err error) {
 
 // finish completes a request: the overall status follows Segment's rules, the
 // clear personal data is scrubbed, the receipt is journaled.
+// A request whose audit records the log cannot take stays RUNNING, owing them:
+// Recover completes it again (idempotently), and appends them first.
 func (c *Controller) finish(ctx context.Context, cl *claim, e *journal.Entry) {
 	defer c.inflight.Delete(e.ID)
-	e.Status = overall(e)
-	e.Finished = c.now()
-	e.Scrub()
-	if err := c.record(context.WithoutCancel(ctx), cl, e); err != nil {
+	ctx = context.WithoutCancel(ctx)
+	f := e.Clone()
+	f.Status = overall(f)
+	f.Finished = c.now()
+	f.Scrub()
+	if err := c.ending(ctx, f, "finished"); err != nil {
+		c.log.ErrorContext(ctx, "the audit log cannot take a finished request's records; it stays RUNNING", "request", e.ID, "err", err)
+		e.AuditOwed = f.AuditOwed
+		_ = c.record(ctx, cl, e)
+		return
+	}
+	if err := c.record(ctx, cl, f); err != nil {
 		// The entry stays RUNNING; Recover will complete it again (idempotently).
 		c.log.ErrorContext(ctx, "journal write of a finished request failed", "request", e.ID, "err", err)
 		return
 	}
-	c.audit(ctx, e, "finished")
+	*e = *f
 }
 
 // overall is Segment's rule: FINISHED when every destination finished (or cannot

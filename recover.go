@@ -50,7 +50,6 @@ func (c *Controller) Recover(ctx context.Context) (int, error) {
 
 // recoverOne completes a request Recover took over.
 func (c *Controller) recoverOne(ctx context.Context, cl *claim, e *journal.Entry) error {
-	c.audit(ctx, e, "recovering")
 	if e.Type == Access {
 		return c.failInterruptedAccess(ctx, cl, e)
 	}

@@ -192,6 +192,7 @@ func (c *Controller) Extend(ctx context.Context, id string, months int, reason s
 	// Read, extend, and write by compare-and-swap: the request's holder may
 	// write it meanwhile (an outcome, the end), and then the extension is
 	// made again on what it wrote, never over it.
+	audited := false
 	for attempt := 1; ; attempt++ {
 		e, err := c.journal.Get(ctx, id)
 		if errors.Is(err, journal.ErrNotFound) {
@@ -205,6 +206,17 @@ func (c *Controller) Extend(ctx context.Context, id string, months int, reason s
 			return nil, fieldErrorf("months", "the due date may move two months past the first at most")
 		}
 		e.Due, e.ExtensionReason = newDue, reason
+		if !audited {
+			// Into the audit log before the journal: an extension of a
+			// request that has ended has no later change to carry a record
+			// it would owe.
+			rec := &journal.Entry{ID: e.ID, Type: e.Type, SubjectHashes: e.SubjectHashes,
+				AuditOwed: []journal.AuditNote{{At: c.now(), Action: "extended", Status: e.Status, Detail: reason}}}
+			if err := c.settle(ctx, rec); err != nil {
+				return nil, err
+			}
+			audited = true
+		}
 		err = c.journal.Put(ctx, e)
 		if errors.Is(err, journal.ErrConflict) && attempt < recordAttempts {
 			continue
@@ -212,7 +224,6 @@ func (c *Controller) Extend(ctx context.Context, id string, months int, reason s
 		if err != nil {
 			return nil, backendError("journal", err)
 		}
-		c.audit(ctx, e, "extended")
 		return receiptOf(e), nil
 	}
 }

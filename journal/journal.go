@@ -124,6 +124,17 @@ type Rectification struct {
 	At time.Time
 }
 
+// AuditNote is an audit record a request owes: its state change is
+// journaled, and its record not yet appended to the audit log. The Controller
+// appends what a request owes before it records the request's end, so a
+// request the journal shows ended has every one of its audit records.
+type AuditNote struct {
+	At     time.Time
+	Action string
+	Status Status
+	Detail string
+}
+
 // Deletion is a person to delete at the destinations: every identifier they were
 // known by, in clear until every destination has acknowledged.
 type Deletion struct {
@@ -184,6 +195,8 @@ type Entry struct {
 	Owner      string
 	Claim      uint64
 	LeaseUntil time.Time
+	// AuditOwed lists the audit records the request owes, oldest first.
+	AuditOwed []AuditNote
 }
 
 // Clone returns a deep copy of e.
@@ -198,6 +211,7 @@ func (e *Entry) Clone() *Entry {
 		}
 	}
 	c.Backends = slices.Clone(e.Backends)
+	c.AuditOwed = slices.Clone(e.AuditOwed)
 	c.Destinations = slices.Clone(e.Destinations)
 	d := &c.Decision
 	d.Delete = slices.Clone(d.Delete)

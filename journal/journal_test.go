@@ -82,6 +82,10 @@ func fullEntry(id string) *Entry {
 		Backends:       []Outcome{{Name: "profiles", Status: "DONE", Finished: t0}},
 		Destinations:   []Outcome{{Name: "crm", Status: "FAILED", Err: "timeout"}},
 		ProfileVersion: 3,
+		Owner:          "host-1",
+		Claim:          2,
+		LeaseUntil:     t0.Add(time.Minute),
+		AuditOwed:      []AuditNote{{At: t0, Action: "decided", Status: StatusRunning, Detail: "d"}},
 	}
 }
 
@@ -268,6 +272,7 @@ func TestCloneIsDeep(t *testing.T) {
 	c.Decision.Rectify[0].Update.Event.Properties["k"] = nil
 	c.Scrub()
 	c.Backends[0].Name = "x"
+	c.AuditOwed[0].Action = "x"
 	if c.Decision.Rectify[0].Update.Event != nil {
 		t.Error("Scrub kept the rectification's event")
 	}

@@ -75,6 +75,11 @@ func fullEntry(id string, sec int) *journal.Entry {
 			{Name: "profiles", Status: journal.StatusRunning, Err: "injected"}},
 		Destinations:   []journal.Outcome{{Name: "crm", Status: journal.StatusRunning}},
 		ProfileVersion: 7,
+		Owner:          "host-1",
+		Claim:          3,
+		LeaseUntil:     at(sec + 60),
+		AuditOwed: []journal.AuditNote{{At: at(sec), Action: "received", Status: journal.StatusRunning},
+			{At: at(sec + 1), Action: "decided", Status: journal.StatusRunning, Detail: "a detail"}},
 	}
 }
 
