@@ -34,6 +34,7 @@ type config struct {
 	log       *slog.Logger
 	instance  string
 	lease     time.Duration
+	schedule  Schedule
 }
 
 // notNil is the option that sets one setting, refusing a nil value (isNil,

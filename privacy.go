@@ -47,7 +47,8 @@ type Controller struct {
 	// lease is how long a claim lasts unless renewed (WithLease).
 	instance   string
 	lease      time.Duration
-	stopClaims chan struct{}
+	stopClaims chan struct{} // closed by Close
+	schedule   Schedule
 	// stale holds profiles whose memberships could not be stored; Refresh
 	// recomputes them from their events.
 	stale sync.Map
@@ -119,6 +120,7 @@ func New(opts ...Option) (*Controller, error) {
 		outbox:       outbox.New(cfg.dests, outbox.Config(delivery), cfg.log),
 		instance:     cfg.instance,
 		lease:        cfg.lease,
+		schedule:     cfg.schedule.withDefaults(cfg.lease),
 		stopClaims:   make(chan struct{}),
 	}
 	c.scoped, c.locker = scopeOf(cfg.graph, cfg.profiles, cfg.audiences, cfg.supp)

@@ -1,0 +1,122 @@
+package privacy
+
+// The background work a host runs beside the Controller (Run): recovering
+// what crashes left unfinished and taking over the requests of hosts that
+// stopped, refreshing audiences as time moves their windows, and reporting
+// requests past their due date.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Schedule sets how often Run does each of its tasks. A zero field keeps its
+// default.
+type Schedule struct {
+	// Recover is how often Run recovers what is unfinished and takes over
+	// lapsed claims (default: half the lease, so another host's requests wait
+	// at most a lease and a half).
+	Recover time.Duration
+	// Refresh is how often it refreshes audiences (default one minute).
+	Refresh time.Duration
+	// Overdue is how often it reports requests past their due date (default
+	// one hour).
+	Overdue time.Duration
+}
+
+// DefaultRefresh and DefaultOverdue are Schedule's defaults.
+const (
+	DefaultRefresh = time.Minute
+	DefaultOverdue = time.Hour
+)
+
+// WithSchedule sets how often Run does its tasks.
+func WithSchedule(s Schedule) Option {
+	return func(c *config) error {
+		if s.Recover < 0 || s.Refresh < 0 || s.Overdue < 0 {
+			return errors.New("WithSchedule: negative period")
+		}
+		c.schedule = s
+		return nil
+	}
+}
+
+// withDefaults fills in the periods not set.
+func (s Schedule) withDefaults(lease time.Duration) Schedule {
+	if s.Recover == 0 {
+		s.Recover = max(lease/2, time.Millisecond)
+	}
+	if s.Refresh == 0 {
+		s.Refresh = DefaultRefresh
+	}
+	if s.Overdue == 0 {
+		s.Overdue = DefaultOverdue
+	}
+	return s
+}
+
+// Run does the work a host runs in the background, until ctx ends (then it
+// returns nil) or the Controller is closed (ErrClosed): at once, and then on
+// the Schedule, it recovers what a crash left unfinished and takes over the
+// requests of hosts that stopped (Recover); it refreshes audiences as time
+// moves their windows (Refresh); and it reports, in the log, requests past
+// their due date (Overdue). Errors of a round are logged and the round is
+// tried again at the next tick: a backend that is down does not stop Run.
+//
+// A host starts Run beside its intake and, to shut down, stops its intake,
+// cancels Run's context, waits for Flush (or its own deadline), then calls
+// Close.
+func (c *Controller) Run(ctx context.Context) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	s := c.schedule
+	c.runRecover(ctx)
+	c.runOverdue(ctx)
+	recoverTick, refreshTick, overdueTick := time.NewTicker(s.Recover), time.NewTicker(s.Refresh), time.NewTicker(s.Overdue)
+	defer recoverTick.Stop()
+	defer refreshTick.Stop()
+	defer overdueTick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.stopClaims:
+			return ErrClosed
+		case <-recoverTick.C:
+			c.runRecover(ctx)
+		case <-refreshTick.C:
+			if _, err := c.Refresh(ctx); err != nil && ctx.Err() == nil {
+				c.log.ErrorContext(ctx, "refreshing audiences failed; Run tries again", "err", err)
+			}
+		case <-overdueTick.C:
+			c.runOverdue(ctx)
+		}
+	}
+}
+
+// runRecover is Run's recovery round.
+func (c *Controller) runRecover(ctx context.Context) {
+	if n, err := c.Recover(ctx); err != nil && ctx.Err() == nil {
+		c.log.ErrorContext(ctx, "recovering requests failed; Run tries again", "recovered", n, "err", err)
+	} else if n > 0 {
+		c.log.InfoContext(ctx, "requests recovered", "recovered", n)
+	}
+}
+
+// runOverdue is Run's report of the requests past their due date.
+func (c *Controller) runOverdue(ctx context.Context) {
+	late, err := c.Overdue(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.ErrorContext(ctx, "listing overdue requests failed", "err", err)
+		}
+		return
+	}
+	for _, r := range late {
+		c.log.WarnContext(ctx, "request past its due date (Art. 12(3))", "request", r.ID, "type", string(r.Type),
+			"status", string(r.Status), "due", r.Due.Format(time.RFC3339), "late", fmt.Sprint(c.now().Sub(r.Due).Round(time.Minute)))
+	}
+}
