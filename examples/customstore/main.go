@@ -43,6 +43,13 @@ func run(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	defer c.Close()
+	// The work a host runs in the background: recovery (and taking over the
+	// requests of hosts that stopped), audience refresh, overdue reports. To
+	// shut down: stop the intake, cancel Run, Flush, then Close.
+	runCtx, stopRun := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- c.Run(runCtx) }()
+	defer func() { stopRun(); <-ran }()
 
 	ts := time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
 	for _, m := range []privacy.Message{

@@ -120,11 +120,21 @@ func run(ctx context.Context, w io.Writer, dsn, schema string, cleanup bool) (er
 		privacy.WithAuditLog(store.AuditLog()),
 		privacy.WithKey(exampleKey),
 		privacy.WithDestinations(crm),
+		// A name that stays the host's across its restarts: after a crash it
+		// completes its own unfinished requests at once.
+		privacy.WithInstance("example-host"),
 	)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	// The work a host runs in the background: recovery (and taking over the
+	// requests of hosts that stopped), audience refresh, overdue reports. To
+	// shut down: stop the intake, cancel Run, Flush, then Close.
+	runCtx, stopRun := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- c.Run(runCtx) }()
+	defer func() { stopRun(); <-ran }()
 
 	// Collection: Ada browses anonymously, signs up, buys; Bob signs up.
 	ts := time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)

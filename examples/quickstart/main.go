@@ -37,6 +37,13 @@ func run(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	defer c.Close()
+	// The work a host runs in the background: recovery (and taking over the
+	// requests of hosts that stopped), audience refresh, overdue reports. To
+	// shut down: stop the intake, cancel Run, Flush, then Close.
+	runCtx, stopRun := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- c.Run(runCtx) }()
+	defer func() { stopRun(); <-ran }()
 	// An audience, kept current as messages arrive.
 	if err := c.DefineAudience(ctx, audience.Definition{Key: "big_spenders",
 		Query: `trait('plan') = 'pro' and event('Order Completed').where(property('total') >= 100).within(30 days).count() >= 1`}); err != nil {
