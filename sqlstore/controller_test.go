@@ -1234,6 +1234,7 @@ func TestCrashMidRight(t *testing.T) {
 				t.Run("terminated_every_attempt", func(t *testing.T) { crashTerminated(t, true) })
 			}
 			t.Run("process_exits", func(t *testing.T) { crashProcessExits(t, d.dialect) })
+			t.Run("process_exits_then_merge", func(t *testing.T) { crashThenMerge(t, d.dialect) })
 			t.Run("fails_at_staging", func(t *testing.T) { crashAtStaging(t, d.dialect) })
 		})
 	}
@@ -1317,15 +1318,7 @@ func crashProcessExits(t *testing.T, d sqlstore.Dialect) {
 	s := newSite(t, d)
 	ctx := t.Context()
 	ada, bob := seedCrash(t, s)
-	cfg, err := json.Marshal(s)
-	must(t, err)
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrashMidRightChild$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), "GDPRKIT_CRASH_CHILD="+string(cfg), "GDPRKIT_CRASH_SUBJECT="+ada.uid)
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != crashExitCode {
-		t.Fatalf("the child process = %v; want it to exit with %d at the commit:\n%s", err, crashExitCode, out)
-	}
+	eraseInDyingChild(t, s, ada)
 
 	p := s.open(t)
 	un, err := p.jrnl.Journal().Unfinished(ctx)
@@ -1344,6 +1337,62 @@ func crashProcessExits(t *testing.T, d sqlstore.Dialect) {
 		t.Fatalf("Status after Recover = %+v, %v; want FINISHED", r, err)
 	}
 	checkGone(t, s, []*privacy.Controller{c}, []*proc{p}, ada)
+	checkIntact(t, s, c, bob)
+}
+
+// eraseInDyingChild runs the erasure of p in a child process that dies at the
+// profile store's commit, after the decision.
+func eraseInDyingChild(t *testing.T, s *site, p *person) {
+	t.Helper()
+	cfg, err := json.Marshal(s)
+	must(t, err)
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestCrashMidRightChild$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "GDPRKIT_CRASH_CHILD="+string(cfg), "GDPRKIT_CRASH_SUBJECT="+p.uid)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != crashExitCode {
+		t.Fatalf("the child process = %v; want it to exit with %d at the commit:\n%s", err, crashExitCode, out)
+	}
+}
+
+// crashThenMerge: the erasure's process dies after the decision; before the
+// host recovers it, a message merges the person's profile into an older one.
+// Recover erases the person as they are now: the older profile too, with
+// everything merged into it. (Recover used to replay the profile ids the
+// decision named, gone with the merge, and report FINISHED.)
+func crashThenMerge(t *testing.T, d sqlstore.Dialect) {
+	s := newSite(t, d)
+	ctx := t.Context()
+	var tag [3]byte
+	rand.Read(tag[:])
+	device := "old-device-" + hex.EncodeToString(tag[:])
+	first := s.open(t)
+	must(t, first.controller(t, nil).Collect(ctx, privacy.Track{MessageID: "old", AnonymousID: device, Event: "Seen", Timestamp: time.Now()}))
+	first.close()
+	ada, bob := seedCrash(t, s)
+	eraseInDyingChild(t, s, ada)
+
+	p := s.open(t)
+	c := p.controller(t, nil)
+	must(t, c.Collect(ctx, privacy.Identify{MessageID: "merge", UserID: ada.uid, AnonymousID: device,
+		Traits: map[string]any{"city": "Paris"}, Timestamp: time.Now()}))
+	merged, err := c.Profile(ctx, identity.ID{Type: identity.TypeAnonymousID, Value: device})
+	must(t, err)
+	if merged.ID == ada.pid {
+		t.Fatalf("the older device's profile is ada's own %s: the merge did not move her", ada.pid)
+	}
+	un, err := p.jrnl.Journal().Unfinished(ctx)
+	must(t, err)
+	if n, err := c.Recover(ctx); n != 1 || err != nil {
+		t.Fatalf("Recover = %d, %v; want 1, nil", n, err)
+	}
+	if r, err := c.Status(ctx, un[0].ID); err != nil || r.Status != privacy.Finished {
+		t.Fatalf("Status after Recover = %+v, %v; want FINISHED", r, err)
+	}
+	checkGone(t, s, []*privacy.Controller{c}, []*proc{p}, ada)
+	if prof, err := c.Profile(ctx, identity.ID{Type: identity.TypeAnonymousID, Value: device}); !errors.Is(err, privacy.ErrNotFound) {
+		t.Errorf("the profile ada was merged into = %+v, %v; want it erased", prof, err)
+	}
 	checkIntact(t, s, c, bob)
 }
 
