@@ -45,7 +45,9 @@
 //     delivery.go: what destinations are sent, and Flush.
 //   - request.go: request types and statuses, receipts, listing, deadlines.
 //   - protocol.go: how every right is applied (Apply: journal, lock, begin,
-//     decide, stage, commit, deliver, finish or fail); recover.go: Recover.
+//     decide, stage, commit, deliver, finish or fail); claims.go: which
+//     instance works on a request, and every journal write of it; recover.go:
+//     Recover; run.go: Run, the background work of a host.
 //   - erasure.go (Erase; DELETE_ONLY, DELETE_INTERNAL), suppression.go
 //     (Suppress, Unsuppress; the SUPPRESS_ types; the collection path's
 //     suppression check), rectification.go (Rectify; RECTIFY), access.go
@@ -55,6 +57,24 @@
 //     and across processes; errors.go: the sentinels, and the one table that
 //     maps every backend's to them; optional.go: the optional backend
 //     interfaces and their fallbacks.
+//
+// # How a right completes
+//
+// A right, once decided, completes and is never undone, whichever instance
+// finishes it. The instance that receives a request claims it in the journal
+// for a lease it renews while it works (WithInstance, WithLease); Recover takes
+// over only an unheld request, one whose holder's lease lapsed, or one of the
+// same instance restarted. Every journal write of a request is a
+// compare-and-swap, so a former holder's writes are refused and Extend never
+// undoes an ended request. A request is reported FAILED only once that is
+// recorded, and a FAILED request was never decided. Recover acts on the person
+// as they are now (a merge since the decision is followed), never lets an
+// older objection or its lifting undo a newer one, and redoes a rectification
+// trait by trait against the request's time. Every writer (collection, the
+// rights, Refresh, DefineAudience) takes the same locks, in this process and
+// across processes. A request the journal shows ended has all of its audit
+// records. Run does the background work: recovery and takeover, audience
+// refresh, overdue reports.
 //
 // # Concurrency
 //
