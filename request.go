@@ -253,9 +253,15 @@ func newRequestID(now time.Time) string { return identity.NewSortableID("req_", 
 // which Entry.Scrub removes, and a backend's or destination's error may quote
 // what it was given ("no user a@b.c"); a receipt must not keep it.
 func (c *Controller) redact(e *journal.Entry, text string, extra []identity.ID) string {
+	// Every value is replaced in one pass over the text, longest first where
+	// values overlap: a label already put in (whose hash may happen to contain
+	// a short value) is never replaced into again.
+	var pairs [][2]string
+	seen := map[string]bool{}
 	replace := func(value, label string) {
-		if len(value) >= minRedacted && strings.Contains(text, value) {
-			text = strings.ReplaceAll(text, value, label)
+		if len(value) >= minRedacted && !seen[value] && strings.Contains(text, value) {
+			seen[value] = true
+			pairs = append(pairs, [2]string{value, label})
 		}
 	}
 	replaceID := func(id identity.ID) {
@@ -283,7 +289,15 @@ func (c *Controller) redact(e *journal.Entry, text string, extra []identity.ID) 
 			replace(s, "[trait "+k+"]")
 		}
 	}
-	return text
+	if len(pairs) == 0 {
+		return text
+	}
+	slices.SortStableFunc(pairs, func(a, b [2]string) int { return len(b[0]) - len(a[0]) })
+	args := make([]string, 0, 2*len(pairs))
+	for _, p := range pairs {
+		args = append(args, p[0], p[1])
+	}
+	return strings.NewReplacer(args...).Replace(text)
 }
 
 // minRedacted is the shortest value redact replaces: shorter ones ("1", "us")
