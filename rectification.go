@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/gdprkit/privacy/destination"
@@ -32,6 +33,15 @@ func (c *Controller) decideRectification(ctx context.Context, txs *participants,
 		return nil, fmt.Errorf("privacy: %w: nobody is known by Subjects[0]", ErrNotFound)
 	}
 	pid := s.pids[0]
+	erasedBy, corrected, err := c.newerOnRectified(ctx, e, c.personHashes(e, s))
+	if err != nil {
+		return nil, err
+	}
+	if erasedBy != "" {
+		s.superseded = erasedBy
+		e.Reason = "superseded by request " + erasedBy + ", an erasure received later, on the same person"
+		return nil, nil
+	}
 	p, err := txs.profiles.Get(ctx, pid)
 	if err != nil {
 		return nil, backendError("reading profile", err)
@@ -47,21 +57,62 @@ func (c *Controller) decideRectification(ctx context.Context, txs *participants,
 		}
 	}
 	u := profile.Update{Metadata: p.Metadata}
-	for k, v := range e.Traits {
+	r := journal.Rectification{Profile: pid, At: at}
+	told := map[string]any{}
+	for _, k := range slices.Sorted(maps.Keys(e.Traits)) {
+		if corrected[k] {
+			continue // a newer rectification, decided already, set it
+		}
+		v := e.Traits[k]
+		_, held := p.Traits[k]
+		r.Traits, told[k] = append(r.Traits, k), v
+		if held {
+			r.Held = append(r.Held, k)
+		}
 		if v == nil {
-			if _, ok := p.Traits[k]; ok {
+			if held {
 				u.Remove = append(u.Remove, k)
 			}
 			continue
 		}
 		setTrait(&u, k, profile.Trait{Value: v, Source: profile.SourceRectification, UpdatedAt: at})
 	}
+	if len(r.Traits) == 0 {
+		s.superseded = "newer rectifications"
+		e.Reason = "superseded: newer rectifications on the same person, decided already, set every trait this one names"
+		return nil, nil
+	}
 	u.Metadata.Version++
 	u.Metadata.UpdatedAt = now
 	u.Metadata.Recipients = c.noteRecipients(u.Metadata.Recipients, now)
-	s.d.Rectify = []journal.Rectification{{Profile: pid, Update: u, At: at}}
+	r.Update = u
+	s.d.Rectify = []journal.Rectification{r}
 	e.ProfileVersion = u.Metadata.Version
-	return c.rectifySends(e.ID, e.Traits, s.d.Rectify), nil
+	return c.rectifySends(e.ID, told, s.d.Rectify), nil
+}
+
+// newerOnRectified is what the requests on the person (any of hashes)
+// received after e and already decided leave a rectification of e: when one
+// of them erased the person, its id (nothing of e is to be written: the
+// erasure erased everything before it); and the traits newer rectifications
+// set or removed, which e leaves as they left them.
+func (c *Controller) newerOnRectified(ctx context.Context, e *journal.Entry, hashes []identity.Hash) (erasedBy string, corrected map[string]bool, err error) {
+	newer, err := c.newerDecided(ctx, e, hashes, DeleteOnly, DeleteInternal, SuppressWithDelete, SuppressWithDeleteInternal, Rectify)
+	if err != nil {
+		return "", nil, err
+	}
+	corrected = map[string]bool{}
+	for _, x := range newer {
+		if x.Type.Deletes() {
+			return x.ID, nil, nil
+		}
+		for _, r := range x.Decision.Rectify {
+			for _, k := range r.Traits {
+				corrected[k] = true
+			}
+		}
+	}
+	return "", corrected, nil
 }
 
 // stageRectification writes the corrected traits, then has the audiences
@@ -121,16 +172,38 @@ func (c *Controller) redoRectification(ctx context.Context, txs *participants, e
 		if err != nil {
 			return nil, nil, backendError("reading profile", err)
 		}
+		hashes := slices.Clone(e.SubjectHashes)
+		if n, err := txs.graph.Node(ctx, pid); err == nil {
+			for _, l := range n.Links {
+				hashes = append(hashes, c.hasher.ID(l.ID))
+			}
+		}
+		erasedBy, corrected, err := c.newerOnRectified(ctx, e, hashes)
+		if err != nil {
+			return nil, nil, err
+		}
+		if erasedBy != "" {
+			e.Reason = "superseded by request " + erasedBy + ", an erasure received later, on the same person"
+			return nil, nil, nil
+		}
 		at := r.At
 		if at.IsZero() { // decided before rectifications recorded their time
 			at = e.Received
+		}
+		held := map[string]bool{}
+		for _, k := range r.Held {
+			held[k] = true
 		}
 		u := profile.Update{Metadata: p.Metadata}
 		for k, v := range e.Traits {
 			have, ok := p.Traits[k]
 			switch {
+			case corrected[k]:
+				continue // a newer rectification, decided already, set it
 			case ok && have.UpdatedAt.After(at):
 				continue // written after the rectification: it stands
+			case !ok && held[k] && v != nil:
+				continue // removed since the decision (a removal leaves no time): it stands
 			case ok && have.Source == profile.SourceRectification && have.UpdatedAt.Equal(at):
 				// already as the request left it
 			case v == nil:
@@ -147,7 +220,7 @@ func (c *Controller) redoRectification(ctx context.Context, txs *participants, e
 			u.Metadata.UpdatedAt = now
 			u.Metadata.Recipients = c.noteRecipients(u.Metadata.Recipients, now)
 		}
-		out = append(out, journal.Rectification{Profile: pid, Update: u, At: at})
+		out = append(out, journal.Rectification{Profile: pid, Update: u, At: at, Traits: r.Traits, Held: r.Held})
 		e.ProfileVersion = u.Metadata.Version
 	}
 	if len(told) == 0 {

@@ -190,3 +190,124 @@ func TestRectifyFailsWhenTheSuppressionListCannotAnswer(t *testing.T) {
 		t.Errorf("plan = %v after a rectification that could not be checked, want pro (unchanged)", got)
 	}
 }
+
+// TestRecoveredRectificationLeavesANewerRemoval: a rectification
+// (plan=free) decided before a crash, recovered after a newer rectification
+// on the same person removed the trait, must not set it again: requests on one
+// person take effect in the order they were received, and recovering an older
+// one never reverses a newer one. (A review found the redo compared only the
+// times of traits still present: a removed trait leaves none.)
+func TestRecoveredRectificationLeavesANewerRemoval(t *testing.T) {
+	w := newWorld(t)
+	c := w.controller(t)
+	ctx := context.Background()
+	person(t, &env{c: c, graph: w.graph, profiles: w.profiles}, "ada")
+	older, c2 := crashAfterDecision(t, w, c, privacy.Request{Type: privacy.Rectify, Subjects: []identity.ID{user("ada")},
+		Traits: map[string]any{"plan": "free"}})
+	newer, err := c2.Rectify(ctx, user("ada"), map[string]any{"plan": nil})
+	if err != nil {
+		t.Fatalf("the newer rectification = %+v, %v", newer, err)
+	}
+	flush(t, c2)
+	if r, err := c2.Status(ctx, newer.ID); err != nil || r.Status != privacy.Finished {
+		t.Fatalf("the newer rectification = %+v, %v; want FINISHED", r, err)
+	}
+	if p := mustProfile(t, c2, user("ada")); p.Traits["plan"].Value != nil {
+		t.Fatalf("plan after the newer removal = %v; want none", p.Traits["plan"].Value)
+	}
+	if n, err := c2.Recover(ctx); n != 1 || err != nil {
+		t.Fatalf("Recover = %d, %v; want 1, nil", n, err)
+	}
+	flush(t, c2)
+	if r, err := c2.Status(ctx, older); err != nil || r.Status != privacy.Finished {
+		t.Fatalf("the older rectification after Recover = %+v, %v; want FINISHED", r, err)
+	}
+	if tr, ok := mustProfile(t, c2, user("ada")).Traits["plan"]; ok {
+		t.Errorf("after recovering the older rectification, plan = %+v; want it removed, as the newer request (%s) left it", tr, newer.ID)
+	}
+}
+
+// TestRecoveredRectificationNeverOutlivesANewerErasure: a rectification
+// decided before a crash (it sets a phone number), recovered after a newer
+// erasure of the person and after the person came back as a new customer,
+// must not write the erased phone number onto the new profile (nor tell
+// destinations): the erasure, received later, erased everything before it.
+// (A review found the redo followed the subject to its new profile without
+// asking whether a newer erasure was decided.)
+func TestRecoveredRectificationNeverOutlivesANewerErasure(t *testing.T) {
+	w := newWorld(t)
+	c := w.controller(t)
+	ctx := context.Background()
+	person(t, &env{c: c, graph: w.graph, profiles: w.profiles}, "ada")
+	older, c2 := crashAfterDecision(t, w, c, privacy.Request{Type: privacy.Rectify, Subjects: []identity.ID{user("ada")},
+		Traits: map[string]any{"phone": "+33 6 00 00 00 01"}})
+	erased, err := c2.Erase(ctx, user("ada"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, c2)
+	if r, err := c2.Status(ctx, erased.ID); err != nil || r.Status != privacy.Finished {
+		t.Fatalf("the newer erasure = %+v, %v; want FINISHED", r, err)
+	}
+	// The person comes back later, as a new customer.
+	if err := c2.Collect(ctx, privacy.Identify{MessageID: "back", UserID: "ada", Traits: map[string]any{"plan": "basic"}, Timestamp: at(500)}); err != nil {
+		t.Fatal(err)
+	}
+	w.rec.Reset()
+	if _, err := c2.Recover(ctx); err != nil {
+		t.Fatalf("Recover = %v", err)
+	}
+	flush(t, c2)
+	if r, err := c2.Status(ctx, older); err != nil || r.Status.Ended() == false {
+		t.Fatalf("the older rectification after Recover = %+v, %v; want it ended", r, err)
+	}
+	if tr, ok := mustProfile(t, c2, user("ada")).Traits["phone"]; ok {
+		t.Errorf("the new profile after recovering the rectification received before the erasure has phone %+v; want the erased value gone", tr)
+	}
+	for _, m := range w.rec.Messages() {
+		if _, ok := m.Traits["phone"]; ok {
+			t.Errorf("a destination was sent the erased phone after the erasure: %+v", m)
+		}
+	}
+}
+
+// TestRecoveredRectificationNeverRetellsAnOlderValue: a message stamped
+// ahead of the clock makes a rectification stamp its trait just after it
+// (at = newest + 1µs). A rectification decided before a crash and a newer
+// one made before Recover both correct that same value, so both get the same
+// stamp. Recover then takes the newer one's trait (source rectification,
+// same time) for its own ("already as the request left it") and tells the
+// destinations the older request's value: downstream, the older request
+// undoes the newer one. (A review found it.) The
+// redo leaves alone what newer rectifications, decided already, named.
+func TestRecoveredRectificationNeverRetellsAnOlderValue(t *testing.T) {
+	w := newWorld(t)
+	c := w.controller(t)
+	ctx := context.Background()
+	e := &env{c: c, graph: w.graph, profiles: w.profiles}
+	// A client whose clock runs ahead: its message is stamped in the future.
+	e.collect(t, privacy.Identify{MessageID: "ahead", UserID: "ada", Traits: map[string]any{"plan": "pro"}, Timestamp: at(1000)})
+	_, c2 := crashAfterDecision(t, w, c, privacy.Request{Type: privacy.Rectify, Subjects: []identity.ID{user("ada")},
+		Traits: map[string]any{"plan": "free"}})
+	newer, err := c2.Rectify(ctx, user("ada"), map[string]any{"plan": "gold"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, c2)
+	if n, err := c2.Recover(ctx); n != 1 || err != nil {
+		t.Fatalf("Recover = %d, %v; want 1, nil", n, err)
+	}
+	flush(t, c2)
+	if p := mustProfile(t, c2, user("ada")); p.Traits["plan"].Value != "gold" {
+		t.Errorf("plan here after Recover = %v; want gold, the newer request's", p.Traits["plan"].Value)
+	}
+	var last any
+	for _, m := range w.rec.Messages() {
+		if v, ok := m.Traits["plan"]; ok && m.Type == "identify" {
+			last = v
+		}
+	}
+	if last != "gold" {
+		t.Errorf("the last plan the destination was told is %v; want gold, the newer request's (%s)", last, newer.ID)
+	}
+}

@@ -303,3 +303,50 @@ func (c *Controller) redact(e *journal.Entry, text string, extra []identity.ID) 
 // minRedacted is the shortest value redact replaces: shorter ones ("1", "us")
 // would mangle unrelated words of the text and identify nobody.
 const minRedacted = 3
+
+// newerDecided returns the requests of the given kinds received after e and
+// already decided, among those naming any of hashes (one person's
+// identifiers): requests on one person take effect in the order they were
+// received, so e must not undo what they did.
+func (c *Controller) newerDecided(ctx context.Context, e *journal.Entry, hashes []identity.Hash, kinds ...RequestType) ([]*journal.Entry, error) {
+	var out []*journal.Entry
+	seen := map[string]bool{}
+	for rest := hashes; len(rest) > 0; {
+		n := min(len(rest), maxSubjectsPerList)
+		f := journal.Filter{Subjects: rest[:n], Types: kinds, Limit: 1000}
+		rest = rest[n:]
+		for {
+			page, err := c.journal.List(ctx, f)
+			if err != nil {
+				return nil, backendError("journal", err)
+			}
+			for _, x := range page.Entries { // newest first
+				if !receivedAfter(x, e) {
+					break
+				}
+				if x.Decided && !seen[x.ID] {
+					seen[x.ID] = true
+					out = append(out, x)
+				}
+			}
+			if page.Next == "" || len(page.Entries) == 0 || !receivedAfter(page.Entries[len(page.Entries)-1], e) {
+				break
+			}
+			f.Cursor = page.Next
+		}
+	}
+	return out, nil
+}
+
+// maxSubjectsPerList is how many keyed hashes one journal.Filter names at
+// most: adapters may bound it (sqlstore at 500).
+const maxSubjectsPerList = 500
+
+// receivedAfter reports whether x was received after e, ties broken by id
+// (ids sort in creation order).
+func receivedAfter(x, e *journal.Entry) bool {
+	if !x.Received.Equal(e.Received) {
+		return x.Received.After(e.Received)
+	}
+	return x.ID > e.ID
+}

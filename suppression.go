@@ -61,48 +61,16 @@ func (c *Controller) decideUnsuppression(ctx context.Context, _ *participants, e
 // requests take effect in the order they were received, so a suppression,
 // or its lifting, never undoes one of the other kind received later and
 // already decided (one received later and not decided yet comes after this
-// one anyway: it waits for the person's locks). It marks s superseded by the
-// first such request it finds among those naming any of hashes.
+// one anyway: it waits for the person's locks). It marks s superseded by such
+// a request, when there is one among those naming any of hashes.
 func (c *Controller) checkNewer(ctx context.Context, e *journal.Entry, s *deciding, hashes []identity.Hash, kinds ...RequestType) error {
-	for rest := hashes; len(rest) > 0; {
-		n := min(len(rest), maxSubjectsPerList)
-		f := journal.Filter{Subjects: rest[:n], Types: kinds, Limit: 1000}
-		rest = rest[n:]
-		for {
-			page, err := c.journal.List(ctx, f)
-			if err != nil {
-				return backendError("journal", err)
-			}
-			for _, x := range page.Entries { // newest first
-				if !receivedAfter(x, e) {
-					break
-				}
-				if x.Decided {
-					s.superseded = x.ID
-					e.Reason = "superseded by request " + x.ID + ", received later, on the same person"
-					return nil
-				}
-			}
-			if page.Next == "" || len(page.Entries) == 0 || !receivedAfter(page.Entries[len(page.Entries)-1], e) {
-				break
-			}
-			f.Cursor = page.Next
-		}
+	newer, err := c.newerDecided(ctx, e, hashes, kinds...)
+	if err != nil || len(newer) == 0 {
+		return err
 	}
+	s.superseded = newer[0].ID
+	e.Reason = "superseded by request " + newer[0].ID + ", received later, on the same person"
 	return nil
-}
-
-// maxSubjectsPerList is how many keyed hashes one journal.Filter names at
-// most: adapters may bound it (sqlstore at 500).
-const maxSubjectsPerList = 500
-
-// receivedAfter reports whether x was received after e, ties broken by id
-// (ids sort in creation order).
-func receivedAfter(x, e *journal.Entry) bool {
-	if !x.Received.Equal(e.Received) {
-		return x.Received.After(e.Received)
-	}
-	return x.ID > e.ID
 }
 
 // personHashes returns the keyed hashes of the request's subjects and of

@@ -122,6 +122,11 @@ type Rectification struct {
 	// receipt, or just after the newest value it corrects. Last updated wins
 	// orders every other write of those traits against it, a redo included.
 	At time.Time
+	// Traits names the traits the rectification sets or removes, and Held
+	// those of them the profile held when it was decided. Names, never
+	// values: Scrub keeps them, so that an older request recovered later can
+	// leave what this one corrected alone.
+	Traits, Held []string
 }
 
 // AuditNote is an audit record a request owes: its state change is
@@ -219,6 +224,7 @@ func (e *Entry) Clone() *Entry {
 	d.SuppressProfiles, d.UnsuppressProfiles = slices.Clone(d.SuppressProfiles), slices.Clone(d.UnsuppressProfiles)
 	d.Rectify = slices.Clone(d.Rectify)
 	for i := range d.Rectify {
+		d.Rectify[i].Traits, d.Rectify[i].Held = slices.Clone(d.Rectify[i].Traits), slices.Clone(d.Rectify[i].Held)
 		u := &d.Rectify[i].Update
 		u.Metadata = u.Metadata.Clone()
 		u.Set = profile.CloneTraits(u.Set)

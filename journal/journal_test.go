@@ -586,7 +586,8 @@ func TestUnfinished(t *testing.T) {
 
 func TestScrub(t *testing.T) {
 	e := fullEntry("r1")
-	e.Decision.Rectify = append(e.Decision.Rectify, Rectification{Profile: "use_b", Update: profile.Update{Remove: []string{"x"}}})
+	e.Decision.Rectify = append(e.Decision.Rectify, Rectification{Profile: "use_b", Update: profile.Update{Remove: []string{"x"}},
+		Traits: []string{"x"}, Held: []string{"x"}})
 	e.Decision.Forward = append(e.Decision.Forward, Deletion{Profile: "use_b", IDs: []identity.ID{{Type: "user_id", Value: "7"}}})
 	orig := e.Clone()
 	e.Scrub()
@@ -607,8 +608,8 @@ func TestScrub(t *testing.T) {
 			t.Errorf("Rectify[%d] = Set %v, Remove %v, Event %v after Scrub", i, r.Update.Set, r.Update.Remove, r.Update.Event)
 		}
 	}
-	// Everything else stays, SubjectHashes and the profiles to forward and
-	// rectify included.
+	// Everything else stays, SubjectHashes, the profiles to forward and
+	// rectify, and the names of the traits rectified included.
 	keep := cmp.Options{
 		cmpopts.IgnoreFields(Entry{}, "Subjects", "Traits"),
 		cmpopts.IgnoreFields(Deletion{}, "IDs"),
