@@ -2,10 +2,11 @@ package privacy
 
 // The audit log: every state change of a request, naming people by keyed hash
 // only, in a hash chain that VerifyAudit walks. A change's record is owed in
-// the journal with the change itself (owe), appended after it (settle), and
-// every record a request owes is appended before its end is recorded
-// (ending): a request the journal shows ended has all of its records, and
-// VerifyAudit checks that it does.
+// the journal with the change itself (owe) and appended after it (settle). A
+// request's end is journaled as owed first, then everything it owes is
+// appended, then the end is recorded (end): a request the journal shows ended
+// has all of its records, and VerifyAudit checks that it does. Recover drops
+// what a dead holder appended before appending the rest (dropAppended).
 
 import (
 	"context"
@@ -18,7 +19,7 @@ import (
 // owe notes in e the audit record of the state change about to be journaled
 // with it.
 func (c *Controller) owe(e *journal.Entry, action string) {
-	e.AuditOwed = append(e.AuditOwed, journal.AuditNote{At: c.now(), Action: action, Status: e.Status, Detail: e.Reason})
+	e.AuditOwed = append(e.AuditOwed, journal.AuditNote{At: c.now(), Action: action, Status: e.Status, Detail: e.Reason, After: c.chain.Seen()})
 }
 
 // settle appends the records e owes to the audit log, oldest first, taking
@@ -36,6 +37,48 @@ func (c *Controller) settle(ctx context.Context, e *journal.Entry) error {
 	return nil
 }
 
+// dropAppended takes off e the records it owes that the audit log already
+// has: a former holder appended them and died before journaling that it had.
+// It looks for them after the lowest point they were owed from, by request,
+// action and time.
+func (c *Controller) dropAppended(ctx context.Context, e *journal.Entry) error {
+	if len(e.AuditOwed) == 0 {
+		return nil
+	}
+	type key struct {
+		at     int64
+		action string
+	}
+	from := e.AuditOwed[0].After
+	for _, n := range e.AuditOwed {
+		from = min(from, n.After)
+	}
+	have := map[key]bool{}
+	for after := from; ; {
+		rs, err := c.auditLog.Records(ctx, after, 1000)
+		if err != nil {
+			return backendError("audit log", err)
+		}
+		for _, r := range rs {
+			if r.RequestID == e.ID {
+				have[key{r.At.UnixMicro(), r.Action}] = true
+			}
+			after = r.Seq
+		}
+		if len(rs) < 1000 {
+			break
+		}
+	}
+	owed := e.AuditOwed[:0]
+	for _, n := range e.AuditOwed {
+		if !have[key{n.At.UnixMicro(), n.Action}] { // the log keeps times to the microsecond
+			owed = append(owed, n)
+		}
+	}
+	e.AuditOwed = owed
+	return nil
+}
+
 // settleSoon is settle after a change that is not a request's end: a failure
 // is logged, and the records stay owed, journaled again with the request's
 // next change and appended before its end.
@@ -45,19 +88,60 @@ func (c *Controller) settleSoon(ctx context.Context, e *journal.Entry) {
 	}
 }
 
-// ending appends every record e owes, the one of its end (action, e's final
-// state already set) last, before that end may be recorded. When the audit log
-// cannot take them all, the end is not to be recorded: e keeps what it still
-// owes, the end's record taken off.
-func (c *Controller) ending(ctx context.Context, e *journal.Entry, action string) error {
-	c.owe(e, action)
-	if err := c.settle(ctx, e); err != nil {
-		if n := len(e.AuditOwed); n > 0 {
-			e.AuditOwed = e.AuditOwed[:n-1]
-		}
+// end records the end of a request this Controller holds, in three steps, so
+// that the journal and the audit log never disagree. First the end's audit
+// record is journaled as owed, by compare-and-swap, with the request still as
+// it was (e): a former holder is refused here, before anything reaches the
+// audit log. Then every record the request owes is appended. Then the end (f,
+// the request's final state) is recorded. When a step fails the request is
+// not ended; should the process die between the last two, Recover finds the
+// end owed and records it (completeEnd).
+func (c *Controller) end(ctx context.Context, cl *claim, e, f *journal.Entry, action string) error {
+	pre := e.Clone()
+	pre.AuditOwed = append(pre.AuditOwed, journal.AuditNote{At: c.now(), Action: action, Status: f.Status, Detail: f.Reason, After: c.chain.Seen()})
+	if err := c.record(ctx, cl, pre); err != nil {
 		return err
 	}
-	return nil
+	if err := c.settle(ctx, pre); err != nil {
+		return err
+	}
+	f.AuditOwed = nil
+	f.Version, f.Due, f.ExtensionReason = pre.Version, pre.Due, pre.ExtensionReason
+	return c.record(ctx, cl, f)
+}
+
+// endOwed returns the note of the end a request owes, if its holder journaled
+// the end and stopped before recording it.
+func endOwed(e *journal.Entry) (int, bool) {
+	for i, n := range e.AuditOwed {
+		if endActions[n.Action] {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// completeEnd records, as Recover finds it, the end a request's former holder
+// journaled as owed at e.AuditOwed[at]: the records it owes up to that end
+// first, but for those the holder appended already, then the end, as the
+// holder had decided it.
+func (c *Controller) completeEnd(ctx context.Context, cl *claim, e *journal.Entry, at int) error {
+	defer c.inflight.Delete(e.ID)
+	note := e.AuditOwed[at]
+	f := e.Clone()
+	f.AuditOwed = f.AuditOwed[:at+1] // not the takeover's note: the request ended before it
+	f.Status, f.Finished = note.Status, note.At
+	if note.Action != "finished" {
+		f.Reason = note.Detail
+	}
+	f.Scrub()
+	if err := c.dropAppended(ctx, f); err != nil {
+		return err
+	}
+	if err := c.settle(ctx, f); err != nil {
+		return err
+	}
+	return c.record(ctx, cl, f)
 }
 
 // VerifyAudit walks the audit log's hash chain, and checks that every request

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gdprkit/privacy/journal"
@@ -43,6 +44,9 @@ type claim struct {
 	token   uint64
 	status  journal.Status
 	decided bool
+	// renewing is set while a renewal of the claim is under way: one at a
+	// time.
+	renewing atomic.Bool
 }
 
 // claimNew makes e, a request not yet journaled, this Controller's, and
@@ -113,34 +117,46 @@ func (c *Controller) takeOver(ctx context.Context, e *journal.Entry) (*claim, bo
 		}
 		return nil, false, backendError("journal", err)
 	}
-	c.settleSoon(ctx, e)
 	return cl, true, nil
 }
 
 // keepClaims renews, every third of the lease, the claims of the requests in
-// flight here, until stop is closed: a request waiting long for its
-// destinations keeps its claim.
-func (c *Controller) keepClaims(stop <-chan struct{}) {
-	tick := time.NewTicker(max(c.lease/3, time.Millisecond))
+// flight here, until Close: a request waiting long for its destinations keeps
+// its claim. Each claim is renewed on its own, with a deadline of a third of
+// the lease that Close cancels, so a slow or stuck journal call holds up
+// neither the other renewals nor Close.
+func (c *Controller) keepClaims() {
+	defer c.claimsDone.Done()
+	period := max(c.lease/3, time.Millisecond)
+	tick := time.NewTicker(period)
 	defer tick.Stop()
 	for {
 		select {
-		case <-stop:
+		case <-c.stopClaims:
 			return
 		case <-tick.C:
 		}
 		c.inflight.Range(func(k, v any) bool {
-			c.renew(context.Background(), k.(string), v.(*claim))
+			id, cl := k.(string), v.(*claim)
+			if !cl.renewing.CompareAndSwap(false, true) {
+				return true // the last renewal of it is still under way
+			}
+			go func() {
+				defer cl.renewing.Store(false)
+				ctx, cancel := context.WithTimeout(c.closing, period)
+				defer cancel()
+				c.renew(ctx, id, cl)
+			}()
 			return true
 		})
 	}
 }
 
-// renew moves the lease of a claim this Controller holds on. A failure is
-// harmless: the next write of the request, or the next tick, renews it.
+// renew moves the lease of a claim this Controller holds on, by a
+// compare-and-swap of its own: it never waits for the holder's writes (which
+// renew the lease too), and they never wait for it. A failure is harmless:
+// the next write of the request, or the next tick, renews it.
 func (c *Controller) renew(ctx context.Context, id string, cl *claim) {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
 	fresh, err := c.journal.Get(ctx, id)
 	if err != nil || fresh.Owner != c.instance || fresh.Claim != cl.token || fresh.Status.Ended() {
 		return
@@ -157,6 +173,9 @@ func (c *Controller) renew(ctx context.Context, id string, cl *claim) {
 func (c *Controller) undecided(e *journal.Entry, cause, recordErr error) (*Receipt, error) {
 	r := receiptOf(e)
 	r.Status, r.Finished = Running, time.Time{}
+	if errors.Is(cause, recordErr) { // the cause is why it could not be recorded
+		return r, fmt.Errorf("privacy: request %s: %w; its outcome could not be recorded, so it may still complete: Status tells", e.ID, cause)
+	}
 	return r, fmt.Errorf("privacy: request %s: %w; its outcome could not be recorded (%w), so it may still complete: Status tells", e.ID, cause, recordErr)
 }
 

@@ -3,6 +3,8 @@ package privacy_test
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -54,6 +56,21 @@ func (h *hosts) host(t *testing.T, instance string, clk *clock, opts ...privacy.
 	return c
 }
 
+// erasingAtA starts host A over h, with a destination that waits at the
+// returned gate, and has it erase ada: the erasure stays RUNNING, held by A,
+// until the gate opens.
+func (h *hosts) erasingAtA(t *testing.T) (a *privacy.Controller, clkA *clock, g *gate, r *privacy.Receipt) {
+	t.Helper()
+	g, clkA = newGate(), newClock(t0)
+	a = h.host(t, "host-a", clkA, privacy.WithDestinations(g))
+	person(t, &env{c: a, graph: h.graph, profiles: h.profiles}, "ada")
+	r, err := a.Erase(context.Background(), user("ada"))
+	if err != nil || r.Status != privacy.Running {
+		t.Fatalf("Erase = %+v, %v; want RUNNING while the destination waits", r, err)
+	}
+	return a, clkA, g, r
+}
+
 // hookedJournal runs the hooks it is given around the journal's calls.
 type hookedJournal struct {
 	journal.Journal
@@ -61,16 +78,16 @@ type hookedJournal struct {
 	// afterGet runs after a Get returns the entry; beforePut decides whether
 	// a Put fails (a non-nil error) before it reaches the journal.
 	afterGet  func(*journal.Entry)
-	beforePut func(*journal.Entry) error
+	beforePut func(context.Context, *journal.Entry) error
 }
 
-func (j *hookedJournal) hooks() (func(*journal.Entry), func(*journal.Entry) error) {
+func (j *hookedJournal) hooks() (func(*journal.Entry), func(context.Context, *journal.Entry) error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.afterGet, j.beforePut
 }
 
-func (j *hookedJournal) set(afterGet func(*journal.Entry), beforePut func(*journal.Entry) error) {
+func (j *hookedJournal) set(afterGet func(*journal.Entry), beforePut func(context.Context, *journal.Entry) error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.afterGet, j.beforePut = afterGet, beforePut
@@ -86,7 +103,7 @@ func (j *hookedJournal) Get(ctx context.Context, id string) (*journal.Entry, err
 
 func (j *hookedJournal) Put(ctx context.Context, e *journal.Entry) error {
 	if _, before := j.hooks(); before != nil {
-		if err := before(e); err != nil {
+		if err := before(ctx, e); err != nil {
 			return err
 		}
 	}
@@ -177,18 +194,11 @@ func TestExtendNeverUndoesTheEnd(t *testing.T) {
 // former holder's late writes are refused.
 func TestRecoverLeavesLiveRequestsAlone(t *testing.T) {
 	h := newHosts()
-	g := newGate()
-	clkA, clkB := newClock(t0), newClock(t0)
-	a := h.host(t, "host-a", clkA, privacy.WithDestinations(g))
+	a, _, g, erasure := h.erasingAtA(t)
+	clkB := newClock(t0)
 	b := h.host(t, "host-b", clkB, privacy.WithDestinations(destination.NewRecorder("crm")))
 	ctx := context.Background()
-	person(t, &env{c: a, graph: h.graph, profiles: h.profiles}, "ada")
 	person(t, &env{c: a, graph: h.graph, profiles: h.profiles}, "bob")
-
-	erasure, err := a.Erase(ctx, user("ada"))
-	if err != nil || erasure.Status != privacy.Running {
-		t.Fatalf("Erase = %+v, %v; want RUNNING while the destination waits", erasure, err)
-	}
 	// An export in flight on A: its writer blocks until released.
 	w := &blockingWriter{started: make(chan struct{}), release: make(chan struct{})}
 	var exported atomic.Pointer[privacy.Receipt]
@@ -231,17 +241,22 @@ func TestRecoverLeavesLiveRequestsAlone(t *testing.T) {
 }
 
 // TestFailedIsFinal: a request reported FAILED is never applied, and one
-// whose failure could not be recorded is not reported FAILED. (A
-// rectification failed before its decision, its FAILED record lost, used to
-// be re-run and applied by the next Recover.)
+// whose failure could not be recorded is not reported FAILED: it is RUNNING,
+// and, its end having been journaled as owed before anything reached the
+// audit log, Recover ends it as it was ending, FAILED, in the journal and the
+// audit log alike, once. (A rectification failed before its decision, its
+// FAILED record lost, used to be re-run and applied by the next Recover; then
+// the audit log said FAILED for a request the journal showed finished; then it
+// said FAILED twice.)
 func TestFailedIsFinal(t *testing.T) {
 	w := newWorld(t)
 	c := w.controller(t)
 	ctx := context.Background()
 	person(t, &env{c: c, graph: w.graph, profiles: w.profiles}, "ada")
 	hooked := &hookedJournal{Journal: w.journal}
+	log := audit.NewMemLog()
 	c2, err := privacy.New(privacy.WithIdentity(w.graph), privacy.WithProfiles(faultinject.ProfileStore(w.profiles, w.f.at)),
-		privacy.WithSuppressions(w.supp), privacy.WithAudiences(w.auds), privacy.WithJournal(hooked),
+		privacy.WithSuppressions(w.supp), privacy.WithAudiences(w.auds), privacy.WithJournal(hooked), privacy.WithAuditLog(log),
 		privacy.WithKey(worldKey), privacy.WithInstance("host-1"), privacy.WithClock(func() time.Time { return t0 }))
 	if err != nil {
 		t.Fatal(err)
@@ -249,7 +264,7 @@ func TestFailedIsFinal(t *testing.T) {
 	defer c2.Close()
 
 	errLost := errors.New("the journal lost its connection")
-	hooked.set(nil, func(e *journal.Entry) error {
+	hooked.set(nil, func(_ context.Context, e *journal.Entry) error {
 		if e.Status == privacy.Failed {
 			return errLost // the FAILED record cannot be written
 		}
@@ -265,13 +280,16 @@ func TestFailedIsFinal(t *testing.T) {
 	if r == nil || r.Status == privacy.Failed {
 		t.Fatalf("Rectify whose failure was not recorded: receipt %+v; want RUNNING, not FAILED", r)
 	}
-	// What Recover does with it is consistent with what the caller was told:
-	// it may complete the request, which never said FAILED.
+	// The end was journaled as owed before the FAILED write failed: Recover
+	// records it as it was ending, and nothing of it is applied.
 	if n, err := c2.Recover(ctx); n != 1 || err != nil {
-		t.Fatalf("Recover = %d, %v; want the request re-run", n, err)
+		t.Fatalf("Recover = %d, %v; want the request ended", n, err)
 	}
-	if got, err := c2.Status(ctx, r.ID); err != nil || got.Status != privacy.Finished {
-		t.Errorf("Status after Recover = %+v, %v; want FINISHED", got, err)
+	if got, err := c2.Status(ctx, r.ID); err != nil || got.Status != privacy.Failed {
+		t.Errorf("Status after Recover = %+v, %v; want FAILED", got, err)
+	}
+	if ends := auditEnds(t, log, r.ID); len(ends) != 1 || ends[0] != "failed FAILED" {
+		t.Errorf("the audit log's end records for the request: %v; want one, FAILED, as the journal says", ends)
 	}
 
 	// A failure that is recorded is final: Recover leaves it, and nothing of
@@ -285,7 +303,79 @@ func TestFailedIsFinal(t *testing.T) {
 	if n, err := c2.Recover(ctx); n != 0 || err != nil {
 		t.Fatalf("Recover after a recorded failure = %d, %v; want 0, nil", n, err)
 	}
-	if p, err := w.profiles.Get(ctx, mustProfile(t, c2, user("ada")).ID); err != nil || p.Traits["plan"].Value != "free" {
-		t.Errorf("plan after the FAILED rectification = %v, %v; want free (the first one's)", p.Traits["plan"].Value, err)
+	if p, err := w.profiles.Get(ctx, mustProfile(t, c2, user("ada")).ID); err != nil || p.Traits["plan"].Value != "pro" {
+		t.Errorf("plan after the FAILED rectifications = %v, %v; want pro: nothing of them applied", p.Traits["plan"].Value, err)
+	}
+}
+
+// goroutinesIn counts the goroutines whose stack passes through fn and this
+// test's journal hook.
+func goroutinesIn(fn string) int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, fn) && strings.Contains(g, "TestKeepClaimsEndsWithClose") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestKeepClaimsEndsWithClose: keepClaims renews with
+// context.Background(), one claim after another, so a journal call that never
+// returns (a connection dead without the client knowing, on which only a
+// deadline helps) stops every renewal of the Controller for good: each claim
+// it holds lapses and is taken over while it still works on it, and Close
+// cannot stop the goroutine, which leaks.
+func TestKeepClaimsEndsWithClose(t *testing.T) {
+	h := newHosts()
+	g := newGate()
+	var hang sync.Once
+	hung := make(chan struct{})    // closed when a renewal is stuck
+	release := make(chan struct{}) // frees it at the end of the test
+	t.Cleanup(func() { close(release) })
+	var armed bool
+	var mu sync.Mutex
+	h.journal.set(nil, func(ctx context.Context, e *journal.Entry) error {
+		mu.Lock()
+		a := armed
+		mu.Unlock()
+		if a {
+			hang.Do(func() { close(hung) })
+			select { // the journal does not answer, as over a dead connection, until the call's context ends
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	})
+	a, err := privacy.New(privacy.WithIdentity(h.graph), privacy.WithProfiles(h.profiles), privacy.WithAudiences(h.auds),
+		privacy.WithSuppressions(h.supp), privacy.WithJournal(h.journal), privacy.WithAuditLog(h.audit),
+		privacy.WithKey(worldKey), privacy.WithInstance("host-a"), privacy.WithLease(30*time.Millisecond),
+		privacy.WithDestinations(g), fastDelivery())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	person(t, &env{c: a, graph: h.graph, profiles: h.profiles}, "ada")
+	r, err := a.Erase(ctx, user("ada"))
+	if err != nil || r.Status != privacy.Running {
+		t.Fatalf("Erase = %+v, %v; want RUNNING while the destination waits", r, err)
+	}
+	mu.Lock()
+	armed = true
+	mu.Unlock()
+	select {
+	case <-hung:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no renewal reached the journal")
+	}
+	before := goroutinesIn("privacy.(*Controller).keepClaims")
+	a.Close()
+	time.Sleep(100 * time.Millisecond)
+	if n := goroutinesIn("privacy.(*Controller).keepClaims"); n > 0 {
+		t.Errorf("%d keepClaims goroutine(s) still running after Close (%d before): a renewal without a deadline blocks it for good", n, before)
 	}
 }

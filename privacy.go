@@ -48,7 +48,11 @@ type Controller struct {
 	instance   string
 	lease      time.Duration
 	stopClaims chan struct{} // closed by Close
-	schedule   Schedule
+	// closing ends with Close (cancelClosing): the background work's context.
+	closing       context.Context
+	cancelClosing context.CancelFunc
+	claimsDone    sync.WaitGroup
+	schedule      Schedule
 	// stale holds profiles whose memberships could not be stored; Refresh
 	// recomputes them from their events.
 	stale sync.Map
@@ -125,7 +129,9 @@ func New(opts ...Option) (*Controller, error) {
 	}
 	c.scoped, c.locker = scopeOf(cfg.graph, cfg.profiles, cfg.audiences, cfg.supp)
 	c.destinations = c.outbox.Destinations()
-	go c.keepClaims(c.stopClaims)
+	c.closing, c.cancelClosing = context.WithCancel(context.Background())
+	c.claimsDone.Add(1)
+	go c.keepClaims()
 	c.set.Store(set)
 	return c, nil
 }
@@ -138,6 +144,8 @@ func (c *Controller) Close() error {
 		return nil
 	}
 	close(c.stopClaims)
+	c.cancelClosing()
+	c.claimsDone.Wait()
 	c.outbox.Close()
 	return nil
 }

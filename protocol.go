@@ -60,7 +60,8 @@ func (c *Controller) Apply(ctx context.Context, req Request) (*Receipt, error) {
 // refuse records a request refused as INVALID, which ends it at once: its
 // audit record first, then the journal.
 func (c *Controller) refuse(ctx context.Context, e *journal.Entry, err error) (*Receipt, error) {
-	if aerr := c.ending(ctx, e, "invalid"); aerr != nil {
+	c.owe(e, "invalid")
+	if aerr := c.settle(ctx, e); aerr != nil {
 		return nil, errors.Join(err, aerr)
 	}
 	if perr := c.journal.Put(ctx, e); perr != nil {
@@ -428,10 +429,7 @@ func (c *Controller) fail(ctx context.Context, cl *claim, e *journal.Entry, err 
 		f.Status = Invalid
 	}
 	f.Scrub()
-	if aerr := c.ending(ctx, f, "failed"); aerr != nil {
-		return c.undecided(e, err, aerr)
-	}
-	if rerr := c.record(context.WithoutCancel(ctx), cl, f); rerr != nil {
+	if rerr := c.end(context.WithoutCancel(ctx), cl, e, f, "failed"); rerr != nil {
 		return c.undecided(e, err, rerr)
 	}
 	return receiptOf(f), err
@@ -548,15 +546,10 @@ func (c *Controller) finish(ctx context.Context, cl *claim, e *journal.Entry) {
 	f.Status = overall(f)
 	f.Finished = c.now()
 	f.Scrub()
-	if err := c.ending(ctx, f, "finished"); err != nil {
-		c.log.ErrorContext(ctx, "the audit log cannot take a finished request's records; it stays RUNNING", "request", e.ID, "err", err)
-		e.AuditOwed = f.AuditOwed
-		_ = c.record(ctx, cl, e)
-		return
-	}
-	if err := c.record(ctx, cl, f); err != nil {
-		// The entry stays RUNNING; Recover will complete it again (idempotently).
-		c.log.ErrorContext(ctx, "journal write of a finished request failed", "request", e.ID, "err", err)
+	if err := c.end(ctx, cl, e, f, "finished"); err != nil {
+		// The entry stays RUNNING; Recover completes it (idempotently), and
+		// appends the audit records it owes first.
+		c.log.ErrorContext(ctx, "recording a finished request failed; it stays RUNNING", "request", e.ID, "err", err)
 		return
 	}
 	*e = *f

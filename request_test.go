@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
-	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -221,80 +219,6 @@ func (s quotingProfiles) Begin(ctx context.Context) (profile.Tx, error) {
 
 func (quotingProfilesTx) Delete(context.Context, identity.ProfileID) error {
 	return errors.New("refusing to delete the profile of user grace")
-}
-
-// flakyAuditLog is an audit log whose appends fail while failing is set.
-type flakyAuditLog struct {
-	audit.Log
-	failing atomic.Bool
-}
-
-func (l *flakyAuditLog) Append(ctx context.Context, r audit.Record) error {
-	if l.failing.Load() {
-		return errors.New("audit storage unavailable")
-	}
-	return l.Log.Append(ctx, r)
-}
-
-// TestAuditWithoutGaps: a request is not reported finished, nor recorded so,
-// before every one of its audit records is in the log; while the log fails it
-// stays RUNNING, owing them, and Recover appends them and finishes it. A
-// request the journal shows ended without the record of its end in the log is
-// reported by VerifyAudit. (Audit failures used to be logged only.)
-func TestAuditWithoutGaps(t *testing.T) {
-	ctx := context.Background()
-	log := &flakyAuditLog{Log: audit.NewMemLog()}
-	j := journal.NewMemJournal()
-	e := newEnv(t, privacy.WithAuditLog(log), privacy.WithJournal(j), privacy.WithInstance("host-1"))
-	person(t, e, "ada")
-
-	log.failing.Store(true)
-	r, err := e.c.Erase(ctx, user("ada"))
-	if err != nil || r.Status != privacy.Running {
-		t.Fatalf("Erase while the audit log fails = %+v, %v; want RUNNING: not finished without its records", r, err)
-	}
-	got, err := j.Get(ctx, r.ID)
-	if err != nil || got.Status != privacy.Running || len(got.AuditOwed) == 0 {
-		t.Fatalf("the journal shows %+v, %v; want RUNNING, owing its audit records", got, err)
-	}
-	if _, err := e.c.Profile(ctx, user("ada")); !errors.Is(err, privacy.ErrNotFound) {
-		t.Errorf("Profile after the erasure = %v; want ErrNotFound: the data is erased, only the records wait", err)
-	}
-
-	log.failing.Store(false)
-	if n, err := e.c.Recover(ctx); n != 1 || err != nil {
-		t.Fatalf("Recover once the audit log is back = %d, %v; want 1, nil", n, err)
-	}
-	if r, err := e.c.Status(ctx, r.ID); err != nil || r.Status != privacy.Finished {
-		t.Fatalf("Status after Recover = %+v, %v; want FINISHED", r, err)
-	}
-	recs, err := log.Records(ctx, 0, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var actions []string
-	for _, rec := range recs {
-		if rec.RequestID == r.ID {
-			actions = append(actions, rec.Action)
-		}
-	}
-	for _, want := range []string{"received", "decided", "finished"} {
-		if !slices.Contains(actions, want) {
-			t.Errorf("the request's audit records are %v; %q is missing", actions, want)
-		}
-	}
-	if _, err := e.c.VerifyAudit(ctx); err != nil {
-		t.Errorf("VerifyAudit = %v", err)
-	}
-
-	// A request recorded ended behind the audit log's back is found.
-	ghost := &journal.Entry{ID: "req_ghost", Type: privacy.DeleteOnly, Status: privacy.Finished, Received: t0}
-	if err := j.Put(ctx, ghost); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.c.VerifyAudit(ctx); !errors.Is(err, audit.ErrTampered) || !strings.Contains(err.Error(), "req_ghost") {
-		t.Errorf("VerifyAudit with a request ended without its record = %v; want ErrTampered naming it", err)
-	}
 }
 
 // redactionLabel is how a receipt names a person's identifier: by type and

@@ -58,15 +58,9 @@ func TestRunRecoversAndTakesOver(t *testing.T) {
 	})
 	t.Run("takeover", func(t *testing.T) {
 		h := newHosts()
-		g := newGate()
-		clkA, clkB := newClock(t0), newClock(t0)
-		a := h.host(t, "host-a", clkA, privacy.WithDestinations(g))
+		a, _, _, r := h.erasingAtA(t)
+		clkB := newClock(t0)
 		b := h.host(t, "host-b", clkB, privacy.WithSchedule(privacy.Schedule{Recover: 5 * time.Millisecond}))
-		person(t, &env{c: a, graph: h.graph, profiles: h.profiles}, "ada")
-		r, err := a.Erase(context.Background(), user("ada"))
-		if err != nil || r.Status != privacy.Running {
-			t.Fatalf("Erase = %+v, %v; want RUNNING while the destination waits", r, err)
-		}
 		runInBackground(t, b)
 		time.Sleep(50 * time.Millisecond) // several of B's rounds, within A's lease
 		if e := statusOf(t, h.mem, r.ID); e.Owner != "host-a" {

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gdprkit/privacy/identity"
@@ -65,9 +66,10 @@ type Log interface {
 // concurrent use, also by several processes sharing one Log: a record another
 // writer got ahead of is chained again to the new last record.
 type Chain struct {
-	log Log
-	key []byte
-	mu  sync.Mutex
+	log  Log
+	key  []byte
+	mu   sync.Mutex
+	seen atomic.Uint64 // the highest Seq this Chain has read or appended
 }
 
 // NewChain returns a Chain over log with the HMAC key.
@@ -89,14 +91,33 @@ func (c *Chain) Append(ctx context.Context, r Record) error {
 		var prev identity.Hash
 		r.Seq = 1
 		if ok {
+			c.see(last.Seq)
 			prev, r.Seq = last.Hash, last.Seq+1
 		}
 		r.Hash = link(c.key, prev, &r)
 		if err = c.log.Append(ctx, r); !errors.Is(err, ErrConflict) {
+			if err == nil {
+				c.see(r.Seq)
+			}
 			return err
 		}
 	}
 	return err
+}
+
+// Seen returns the highest Seq this Chain has appended or read, 0 before its
+// first Append: a bound below the Seq of any record appended after the call,
+// which is where a writer that may have appended a record without knowing it
+// looks for it.
+func (c *Chain) Seen() uint64 { return c.seen.Load() }
+
+func (c *Chain) see(seq uint64) {
+	for {
+		old := c.seen.Load()
+		if seq <= old || c.seen.CompareAndSwap(old, seq) {
+			return
+		}
+	}
 }
 
 // appendAttempts bounds how often Append chains a record again after other

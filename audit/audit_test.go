@@ -100,6 +100,40 @@ func TestChainAppend(t *testing.T) {
 	mustVerify(t, l, key, 3)
 }
 
+// TestChainSeen checks that Seen never passes the log's last record: it is 0
+// before the first Append, the last Seq this Chain appended after it, and it
+// follows records another writer appended once this Chain reads past them.
+func TestChainSeen(t *testing.T) {
+	ctx := context.Background()
+	l := NewMemLog()
+	mine, other := NewChain(l, key), NewChain(l, key)
+	if n := mine.Seen(); n != 0 {
+		t.Fatalf("Seen before any Append = %d, want 0", n)
+	}
+	for i := range 2 {
+		if err := mine.Append(ctx, record(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := mine.Seen(); n != 2 {
+		t.Errorf("Seen after two Appends = %d, want 2", n)
+	}
+	for i := range 3 {
+		if err := other.Append(ctx, record(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := mine.Seen(); n != 2 {
+		t.Errorf("Seen after another writer appended = %d, want 2: it has not read past them", n)
+	}
+	if err := mine.Append(ctx, record(9)); err != nil {
+		t.Fatal(err)
+	}
+	if n := mine.Seen(); n != 6 {
+		t.Errorf("Seen after appending behind the other writer = %d, want 6", n)
+	}
+}
+
 // TestChainIgnoresCallerSeqAndHash checks that the Chain numbers and hashes a
 // record whatever Seq and Hash the caller set.
 func TestChainIgnoresCallerSeqAndHash(t *testing.T) {

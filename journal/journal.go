@@ -138,6 +138,11 @@ type AuditNote struct {
 	Action string
 	Status Status
 	Detail string
+	// After is a sequence number of the audit log before the record was
+	// appended: a holder that died between appending it and journaling that
+	// it had left it in the log after this point, where Recover looks for it
+	// so that it is not appended twice.
+	After uint64
 }
 
 // Deletion is a person to delete at the destinations: every identifier they were

@@ -1600,3 +1600,55 @@ func TestAudiencesRacingAnErasure(t *testing.T) {
 		})
 	}
 }
+
+// TestRenewalNeverStallsARightOnSQLite: on SQLite with the journal in the
+// same Store, as the package documentation shows, a right holds the write
+// lock in its scope's transaction from its lock step to its commit, and
+// journals its decision inside that transaction, under the request's claim.
+// A renewal of that claim writes the journal outside any scope, so it waits
+// for the right's transaction: it must not hold the claim while it does. (A
+// review found renewals holding the claim's mutex, and each right stalled
+// until the renewal gave up, long past the lease.)
+func TestRenewalNeverStallsARightOnSQLite(t *testing.T) {
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "app.db")+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st, err := sqlstore.New(db, sqlstore.SQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	must(t, st.Migrate(ctx))
+	// A short lease, so that the renewal (every third of it) meets a right
+	// mid-flight within a few requests, as it does under load with the default.
+	c, err := privacy.New(privacy.WithIdentity(st.Graph()), privacy.WithProfiles(st.Profiles()),
+		privacy.WithAudiences(st.Audiences()), privacy.WithSuppressions(st.Suppressions()),
+		privacy.WithJournal(st.Journal()), privacy.WithAuditLog(st.AuditLog()), privacy.WithKey(testKey),
+		privacy.WithInstance("host-1"), privacy.WithLease(3*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 40 {
+		u := "u" + string(rune('a'+i%26)) + string(rune('a'+i/26))
+		if err := c.Collect(ctx, privacy.Identify{UserID: u, Traits: map[string]any{"plan": "pro"}, Timestamp: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() {
+			_, err := c.Rectify(ctx, identity.ID{Type: "user_id", Value: u}, map[string]any{"plan": "free"})
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Rectify %d: %v", i, err)
+			}
+		case <-time.After(4 * time.Second):
+			t.Fatalf("Rectify %d has not returned after %v: the right's transaction waits for the claim's mutex, which the renewal holds while it waits for the right's transaction", i, time.Since(start))
+		}
+	}
+}

@@ -68,7 +68,7 @@ func fullEntry(id string, sec int) *journal.Entry {
 				Remove:    []string{"phone"},
 				MessageID: rectEvent.MessageID,
 				Event:     rectEvent,
-			}}},
+			}, At: at(sec + 2), Traits: []string{"phone", "plan"}, Held: []string{"plan"}}},
 			Forward: []journal.Deletion{{Profile: p[0], IDs: []identity.ID{uid("ada"), anon("ada-phone")}}, {Profile: p[1]}},
 		},
 		Backends: []journal.Outcome{{Name: "identity", Status: "FINISHED", Finished: at(sec + 1)},
@@ -79,7 +79,7 @@ func fullEntry(id string, sec int) *journal.Entry {
 		Claim:          3,
 		LeaseUntil:     at(sec + 60),
 		AuditOwed: []journal.AuditNote{{At: at(sec), Action: "received", Status: journal.StatusRunning},
-			{At: at(sec + 1), Action: "decided", Status: journal.StatusRunning, Detail: "a detail"}},
+			{At: at(sec + 1), Action: "decided", Status: journal.StatusRunning, Detail: "a detail", After: 41}},
 	}
 }
 
