@@ -74,6 +74,7 @@ type soakLine struct {
 	// carries the user id too (then it links the device to the person).
 	Anon     string
 	WithUser bool
+	Identify bool // an identify, which links the email too
 	At       time.Time
 	Err      string
 	Status   string
@@ -118,7 +119,10 @@ func soakRound(t *testing.T, seed uint64) {
 	for i := range 20 {
 		p := soakPerson{UID: fmt.Sprintf("soak-%s-%02d", tag, i), Email: fmt.Sprintf("soak-%s-%02d@example.com", tag, i), Fate: soakFates[i%len(soakFates)]}
 		for a := range 3 {
-			p.Anons = append(p.Anons, fmt.Sprintf("soak-%s-%02d-anon%d", tag, i, a))
+			// Neither devices nor message ids contain the user id: the
+			// checks look for each value anywhere, and a device only ever
+			// seen alone is not known to be the person's.
+			p.Anons = append(p.Anons, fmt.Sprintf("dev-%s-%02d-%d", tag, i, a))
 		}
 		people = append(people, p)
 	}
@@ -301,6 +305,7 @@ func soakCheck(t *testing.T, s *site, p *proc, c *privacy.Controller, hasher *id
 			for _, v := range linked[i] {
 				if h := s.holders(t, v); len(h) > 0 {
 					t.Errorf("person %d (%s) was erased, yet %s is in %v", i, person.Fate, v, h)
+					soakExplain(t, s, p, hasher, person, i, lines)
 				}
 			}
 		case "object":
@@ -326,6 +331,37 @@ func soakCheck(t *testing.T, s *site, p *proc, c *privacy.Controller, hasher *id
 					t.Errorf("person %d: message %s was collected (no error) but is not stored", i, id)
 				}
 			}
+		}
+	}
+}
+
+// soakExplain logs, for a failed check, where the person's identifiers are
+// linked and the requests that named them.
+func soakExplain(t *testing.T, s *site, p *proc, hasher *identity.Hasher, person soakPerson, i int, lines [][]soakLine) {
+	t.Helper()
+	for child, ls := range lines {
+		for _, l := range ls {
+			if l.Person == i {
+				t.Logf("  child %d %s %s %s anon=%s user=%v identify=%v err=%q request=%s %s", child, l.At.Format("15:04:05.000000"), l.Kind, l.ID, l.Anon, l.WithUser, l.Identify, l.Err, l.Request, l.Status)
+			}
+		}
+	}
+	for _, v := range append([]string{person.UID, person.Email}, person.Anons...) {
+		rows, err := s.dataDB(t).QueryContext(t.Context(), s.q("SELECT id_type, profile_id, message_id FROM "+s.table("identity_links")+" WHERE id_value = $1"), v)
+		must(t, err)
+		for rows.Next() {
+			var typ, prof, msg string
+			must(t, rows.Scan(&typ, &prof, &msg))
+			t.Logf("  %s %s is linked to profile %s by message %s", typ, v, prof, msg)
+		}
+		must(t, rows.Close())
+	}
+	for _, id := range []identity.ID{{Type: identity.TypeEmail, Value: person.Email}, {Type: identity.TypeUserID, Value: person.UID}} {
+		page, err := p.jrnl.Journal().List(t.Context(), journal.Filter{Subjects: []identity.Hash{hasher.ID(id)}, Limit: 1000})
+		must(t, err)
+		for _, e := range page.Entries {
+			t.Logf("  request %s %s %s decided=%v received %v finished %v reason %q decision %+v outcomes %+v",
+				e.ID, e.Type, e.Status, e.Decided, e.Received, e.Finished, e.Reason, e.Decision, e.Backends)
 		}
 	}
 }
@@ -424,6 +460,24 @@ func TestSoakChild(t *testing.T) {
 			report(l)
 		}
 	}()
+	// Each person is identified once first, by the child they are
+	// assigned to, so their email is known to the graph: the rights name
+	// people by email, and a person whose random messages held no identify
+	// would be known to nobody by it.
+	for i, person := range plan.People {
+		if i%2 != plan.Child {
+			continue
+		}
+		id := fmt.Sprintf("m%s-c%d-first", strings.TrimPrefix(person.UID, "soak"), plan.Child)
+		report(soakLine{Kind: "begin", Person: i, ID: id, At: time.Now(), Anon: person.Anons[0], WithUser: true, Identify: true})
+		err := c.Collect(context.Background(), privacy.Identify{MessageID: id, UserID: person.UID, AnonymousID: person.Anons[0],
+			Traits: map[string]any{"email": person.Email, "plan": "free"}, Timestamp: time.Now()})
+		l := soakLine{Kind: "end", Person: i, ID: id, At: time.Now()}
+		if err != nil {
+			l.Err = err.Error()
+		}
+		report(l)
+	}
 	// Collection: about everyone in the first phase, about everyone but the
 	// erased in the second (the rectified by tracks only). Devices first seen
 	// alone make profiles of their own, which later messages merge.
@@ -439,12 +493,13 @@ func TestSoakChild(t *testing.T) {
 				if second && person.Fate == "erase" {
 					continue
 				}
-				id := fmt.Sprintf("%s-c%d-w%d-%d", person.UID, plan.Child, w, n)
+				id := fmt.Sprintf("m%s-c%d-w%d-%d", strings.TrimPrefix(person.UID, "soak"), plan.Child, w, n)
 				anon := person.Anons[rw.IntN(len(person.Anons))]
 				var m privacy.Message
-				withUser := true
+				withUser, identify := true, false
 				switch k := rw.IntN(4); {
 				case k == 0 && !(second && person.Fate == "rectify"):
+					identify = true
 					m = privacy.Identify{MessageID: id, UserID: person.UID, AnonymousID: anon,
 						Traits: map[string]any{"email": person.Email, "plan": []string{"free", "pro"}[rw.IntN(2)]}, Timestamp: time.Now()}
 				case k == 1:
@@ -453,7 +508,7 @@ func TestSoakChild(t *testing.T) {
 				default:
 					m = privacy.Track{MessageID: id, UserID: person.UID, AnonymousID: anon, Event: "Viewed", Timestamp: time.Now()}
 				}
-				report(soakLine{Kind: "begin", Person: i, ID: id, At: time.Now(), Anon: anon, WithUser: withUser})
+				report(soakLine{Kind: "begin", Person: i, ID: id, At: time.Now(), Anon: anon, WithUser: withUser, Identify: identify})
 				err := c.Collect(context.Background(), m)
 				l := soakLine{Kind: "end", Person: i, ID: id, At: time.Now()}
 				if err != nil {
