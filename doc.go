@@ -66,14 +66,17 @@
 // over only an unheld request, one whose holder's lease lapsed, or one of the
 // same instance restarted. Every journal write of a request is a
 // compare-and-swap, so a former holder's writes are refused and Extend never
-// undoes an ended request. A request is reported FAILED only once that is
-// recorded, and a FAILED request was never decided. Recover acts on the person
+// undoes an ended request. A request failing before its decision is reported
+// FAILED only once that is recorded, and nothing of it is ever applied; a
+// decided one is applied whatever its destinations answer (its overall status
+// follows Segment). Recover acts on the person
 // as they are now (a merge since the decision is followed), never lets an
 // older objection or its lifting undo a newer one, and redoes a rectification
 // trait by trait against the request's time. Every writer (collection, the
 // rights, Refresh, DefineAudience) takes the same locks, in this process and
 // across processes. A request the journal shows ended has all of its audit
-// records. Run does the background work: recovery and takeover, audience
+// records, each once: its end is journaled as owed before any reaches the log.
+// Run does the background work: recovery and takeover, audience
 // refresh, overdue reports.
 //
 // # Concurrency
