@@ -296,6 +296,44 @@ func TestJournal(t *testing.T) {
 	})
 }
 
+// TestJournalPutInOneStatement: on PostgreSQL a journal write, the entry and
+// its subject index, is one statement, so one round trip (a right writes its
+// entry four times or more); the index follows the subjects, and a
+// compare-and-swap that finds another version changes neither the entry nor
+// the index.
+func TestJournalPutInOneStatement(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		counting := &countingEx{Executor: s.direct()}
+		j := s.WithTx(counting).Journal()
+		e := &journal.Entry{ID: "req_1", Type: "DELETE_ONLY", Status: journal.StatusRunning, Received: t0,
+			SubjectHashes: []identity.Hash{hash(1), hash(2)}}
+		must(t, j.Put(ctx, e))
+		stale := e.Clone()
+		e.SubjectHashes = []identity.Hash{hash(2), hash(3)}
+		n := counting.statements(func() { must(t, j.Put(ctx, e)) })
+		if want := map[Dialect]int64{Postgres: 1, SQLite: 3}[s.d]; n != want {
+			t.Errorf("a compare-and-swap write took %d statements, want %d", n, want)
+		}
+		stale.SubjectHashes, stale.Status = []identity.Hash{hash(4)}, "FINISHED"
+		if err := j.Put(ctx, stale); !errors.Is(err, journal.ErrConflict) {
+			t.Fatalf("a write on a stale version = %v, want ErrConflict", err)
+		}
+		for h, want := range map[byte]bool{1: false, 2: true, 3: true, 4: false} {
+			page, err := j.List(ctx, journal.Filter{Subjects: []identity.Hash{hash(h)}})
+			must(t, err)
+			if got := len(page.Entries) == 1; got != want {
+				t.Errorf("List by subject %d finds the request: %v, want %v", h, got, want)
+			}
+		}
+		got, err := j.Get(ctx, e.ID)
+		must(t, err)
+		if got.Status != journal.StatusRunning || got.Version != e.Version {
+			t.Errorf("after the refused write: %s at version %d, want RUNNING at %d", got.Status, got.Version, e.Version)
+		}
+	})
+}
+
 func entryIDs(es []*journal.Entry) []string {
 	out := make([]string, len(es))
 	for i, e := range es {
