@@ -24,9 +24,11 @@ import (
 )
 
 // The soak: two processes on one PostgreSQL database collect about people and
-// apply their rights, and each may die (os.Exit) right after a random journal
-// record; then a third process recovers what they left and the invariants of
-// the rights are checked against everything in the database.
+// apply their rights (erasure, objection with and without deletion, an
+// objection then its lifting, rectification), and each may die (os.Exit)
+// right after a random journal record; then a third process recovers what
+// they left, applies what no child finished, and the invariants of the rights
+// are checked against everything in the database.
 //
 // The short version runs in the test suite. The long one:
 //
@@ -35,8 +37,13 @@ import (
 //
 // GDPRKIT_SOAK_SEED replays one round's seed, as printed.
 
-// soakFates are what happens to the people of a soak.
-var soakFates = []string{"keep", "swd", "erase", "object", "rectify"}
+// soakFates are what happens to the people of a soak: "lift" objects and
+// then lifts the objection (SUPPRESS_ONLY, then UNSUPPRESS).
+var soakFates = []string{"keep", "swd", "erase", "object", "rectify", "lift"}
+
+// soakChildOf is the child process that applies person i's rights: people
+// are assigned by runs of len(soakFates), so each child has every fate.
+func soakChildOf(i int) int { return (i / len(soakFates)) % 2 }
 
 // soakPerson is one person of a soak, as the processes share it.
 type soakPerson struct {
@@ -133,7 +140,7 @@ func soakRound(t *testing.T, seed uint64) {
 		plan := soakPlan{Site: s, Seed: seed + uint64(child), Child: child, People: people, Start: start,
 			Phase1: 1500 * time.Millisecond, Phase2: 2 * time.Second, Guard: 200 * time.Millisecond, Lease: 300 * time.Millisecond}
 		for i := range people {
-			if i%2 == child && people[i].Fate != "keep" {
+			if soakChildOf(i) == child && people[i].Fate != "keep" {
 				plan.Assigned = append(plan.Assigned, i)
 			}
 		}
@@ -200,45 +207,49 @@ func soakRound(t *testing.T, seed uint64) {
 	hasher, err := identity.NewHasher(testKey)
 	must(t, err)
 	for i, person := range people {
-		if person.Fate == "keep" {
-			continue
+		// Each of the person's requests no child finished is applied, in
+		// order: a lifted objection is lifted after the objection.
+		for _, req := range soakRequests(person) {
+			if soakApplied(t, p, hasher, person, req.Type) != nil {
+				continue
+			}
+			r, err := c.Apply(ctx, req)
+			if err != nil || r.Status != privacy.Finished {
+				t.Fatalf("applying %s's %s (%s) after the children = %+v, %v", person.UID, req.Type, person.Fate, r, err)
+			}
+			t.Logf("person %d's %s was never finished by a child: applied now", i, req.Type)
 		}
-		if soakApplied(t, p, hasher, person) != nil {
-			continue
-		}
-		r, err := c.Apply(ctx, soakRequest(person))
-		if err != nil || r.Status != privacy.Finished {
-			t.Fatalf("applying %s's right (%s) after the children = %+v, %v", person.UID, person.Fate, r, err)
-		}
-		t.Logf("person %d's right was never journaled by a child: applied now", i)
 	}
 	must(t, c.Flush(ctx))
 	soakCheck(t, s, p, c, hasher, people, lines)
 }
 
-// soakRequest is the request that meets a person's fate.
-func soakRequest(p soakPerson) privacy.Request {
+// soakRequests are the requests that meet a person's fate, in order.
+func soakRequests(p soakPerson) []privacy.Request {
 	subject := []identity.ID{{Type: identity.TypeEmail, Value: p.Email}}
 	switch p.Fate {
+	case "keep":
+		return nil
 	case "swd":
-		return privacy.Request{Type: privacy.SuppressWithDelete, Subjects: subject}
+		return []privacy.Request{{Type: privacy.SuppressWithDelete, Subjects: subject}}
 	case "erase":
-		return privacy.Request{Type: privacy.DeleteOnly, Subjects: subject}
+		return []privacy.Request{{Type: privacy.DeleteOnly, Subjects: subject}}
 	case "object":
-		return privacy.Request{Type: privacy.SuppressOnly, Subjects: subject}
+		return []privacy.Request{{Type: privacy.SuppressOnly, Subjects: subject}}
+	case "lift":
+		return []privacy.Request{{Type: privacy.SuppressOnly, Subjects: subject}, {Type: privacy.Unsuppress, Subjects: subject}}
 	}
-	return privacy.Request{Type: privacy.Rectify, Subjects: subject, Traits: map[string]any{"plan": "rectified"}}
+	return []privacy.Request{{Type: privacy.Rectify, Subjects: subject, Traits: map[string]any{"plan": "rectified"}}}
 }
 
-// soakApplied returns the FINISHED request that met the person's fate, if
-// any.
-func soakApplied(t *testing.T, p *proc, hasher *identity.Hasher, person soakPerson) *journal.Entry {
+// soakApplied returns the person's FINISHED request of the type, if any.
+func soakApplied(t *testing.T, p *proc, hasher *identity.Hasher, person soakPerson, typ privacy.RequestType) *journal.Entry {
 	t.Helper()
 	h := hasher.ID(identity.ID{Type: identity.TypeEmail, Value: person.Email})
 	page, err := p.jrnl.Journal().List(t.Context(), journal.Filter{Subjects: []identity.Hash{h}, Limit: 1000})
 	must(t, err)
 	for _, e := range page.Entries {
-		if e.Type == soakRequest(person).Type && (e.Status == privacy.Finished || e.Status == privacy.PartialSuccess) {
+		if e.Type == typ && (e.Status == privacy.Finished || e.Status == privacy.PartialSuccess) {
 			return e
 		}
 	}
@@ -308,16 +319,32 @@ func soakCheck(t *testing.T, s *site, p *proc, c *privacy.Controller, hasher *id
 					soakExplain(t, s, p, hasher, person, i, lines)
 				}
 			}
-		case "object":
-			e := soakApplied(t, p, hasher, person)
+		case "object", "lift":
+			e := soakApplied(t, p, hasher, person, privacy.SuppressOnly)
 			if e == nil {
 				t.Errorf("person %d: no finished SUPPRESS_ONLY", i)
 				continue
 			}
+			// Nothing begun after the objection finished is stored; for a
+			// lifted objection, nothing that also ended before the lifting
+			// was received.
+			var lifted time.Time
+			if person.Fate == "lift" {
+				u := soakApplied(t, p, hasher, person, privacy.Unsuppress)
+				if u == nil {
+					t.Errorf("person %d: no finished UNSUPPRESS", i)
+					continue
+				}
+				lifted = u.Received
+				soakCollectsAgain(t, s, p, c, person)
+			}
 			for id := range stored {
 				b, ok := begun[id]
-				if ok && b.Person == i && b.At.After(e.Finished) {
-					t.Errorf("person %d objected (finished %v), yet message %s, begun at %v, is stored", i, e.Finished, id, b.At)
+				if !ok || b.Person != i || !b.At.After(e.Finished) {
+					continue
+				}
+				if end, ok := ended[id]; lifted.IsZero() || ok && end.At.Before(lifted) {
+					t.Errorf("person %d objected (finished %v, lifted %v), yet message %s, begun at %v, is stored", i, e.Finished, lifted, id, b.At)
 				}
 			}
 		case "rectify":
@@ -332,6 +359,20 @@ func soakCheck(t *testing.T, s *site, p *proc, c *privacy.Controller, hasher *id
 				}
 			}
 		}
+	}
+}
+
+// soakCollectsAgain checks that a person whose objection was lifted is
+// collected about again: a new message is accepted and stored.
+func soakCollectsAgain(t *testing.T, s *site, p *proc, c *privacy.Controller, person soakPerson) {
+	t.Helper()
+	id := "m" + strings.TrimPrefix(person.UID, "soak") + "-after-lifting"
+	if err := c.Collect(t.Context(), privacy.Track{MessageID: id, UserID: person.UID, Event: "Returned", Timestamp: time.Now()}); err != nil {
+		t.Errorf("collecting about %s after the objection was lifted: %v", person.UID, err)
+		return
+	}
+	if !soakStoredMessages(t, s, p)[id] {
+		t.Errorf("collecting about %s after the objection was lifted: accepted, but not stored", person.UID)
 	}
 }
 
@@ -449,15 +490,23 @@ func TestSoakChild(t *testing.T) {
 			person := plan.People[plan.Assigned[i]]
 			at := phase2.Add(plan.Guard + time.Duration(rr.Int64N(int64(plan.Phase2-plan.Guard))))
 			time.Sleep(time.Until(at))
-			rc, err := c.Apply(context.Background(), soakRequest(person))
-			l := soakLine{Kind: "right", Person: plan.Assigned[i], At: time.Now()}
-			if rc != nil {
-				l.Request, l.Status = rc.ID, string(rc.Status)
+			for k, req := range soakRequests(person) {
+				if k > 0 {
+					time.Sleep(time.Duration(50+rr.IntN(150)) * time.Millisecond)
+				}
+				rc, err := c.Apply(context.Background(), req)
+				l := soakLine{Kind: "right", Person: plan.Assigned[i], At: time.Now()}
+				if rc != nil {
+					l.Request, l.Status = rc.ID, string(rc.Status)
+				}
+				if err != nil {
+					l.Err = err.Error()
+				}
+				report(l)
+				if err != nil {
+					break // the next request waits for this one: the third process applies it
+				}
 			}
-			if err != nil {
-				l.Err = err.Error()
-			}
-			report(l)
 		}
 	}()
 	// Each person is identified once first, by the child they are
@@ -465,7 +514,7 @@ func TestSoakChild(t *testing.T) {
 	// people by email, and a person whose random messages held no identify
 	// would be known to nobody by it.
 	for i, person := range plan.People {
-		if i%2 != plan.Child {
+		if soakChildOf(i) != plan.Child {
 			continue
 		}
 		id := fmt.Sprintf("m%s-c%d-first", strings.TrimPrefix(person.UID, "soak"), plan.Child)
