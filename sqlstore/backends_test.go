@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -410,4 +411,65 @@ func TestNoClearIdentifiersInSuppressions(t *testing.T) {
 			t.Errorf("stored %q, want a %d-byte hash", b, len(identity.Hash{}))
 		}
 	})
+}
+
+// TestJournalIndexUnderConcurrentPuts: two writers (two processes, each on
+// its own connection) write the same request while a third holds the entry's
+// row for a moment; A's write goes first, then B's, a Put with Version 0
+// ("stored whatever is there"), which waits for A's row lock. The subject
+// index must name what the stored entry names. (A review found a one-statement
+// Version 0 write, whose snapshot predates that wait, leaving A's index rows.)
+func TestJournalIndexUnderConcurrentPuts(t *testing.T) {
+	s := openPostgres(t)
+	ctx := t.Context()
+	j := s.Journal()
+	base := &journal.Entry{ID: "req_1", Type: "DELETE_ONLY", Status: journal.StatusRunning, Received: t0,
+		SubjectHashes: []identity.Hash{hash(1)}}
+	must(t, j.Put(ctx, base))
+
+	for _, mode := range []string{"A compare-and-swap", "A version 0"} {
+		t.Run(mode, func(t *testing.T) {
+			cur, err := j.Get(ctx, "req_1")
+			must(t, err)
+			// C holds the row, so that A and B both start before either writes.
+			c, err := s.db.BeginTx(ctx, nil)
+			must(t, err)
+			defer c.Rollback()
+			var one int
+			must(t, c.QueryRowContext(ctx, s.sql(`SELECT 1 FROM {p}journal WHERE request_id = 'req_1' FOR UPDATE`)).Scan(&one))
+
+			a := cur.Clone()
+			a.SubjectHashes = []identity.Hash{hash(2)}
+			if mode == "A version 0" {
+				a.Version = 0
+			}
+			b := cur.Clone()
+			b.Version, b.SubjectHashes = 0, []identity.Hash{hash(3)}
+			errs := make(chan error, 2)
+			go func() { errs <- j.Put(context.Background(), a) }()
+			time.Sleep(200 * time.Millisecond) // A waits on C first
+			go func() { errs <- j.Put(context.Background(), b) }()
+			time.Sleep(200 * time.Millisecond) // then B, behind A
+			must(t, c.Commit())
+			for range 2 {
+				if err := <-errs; err != nil {
+					t.Fatalf("Put: %v", err)
+				}
+			}
+			got, err := j.Get(ctx, "req_1")
+			must(t, err)
+			for _, h := range []byte{1, 2, 3} {
+				page, err := j.List(ctx, journal.Filter{Subjects: []identity.Hash{hash(h)}})
+				must(t, err)
+				listed := len(page.Entries) == 1
+				named := slices.Contains(got.SubjectHashes, hash(h))
+				if listed != named {
+					t.Errorf("subject %d: the stored entry (version %d) names it: %v; List by it finds the entry: %v", h, got.Version, named, listed)
+				}
+			}
+			// Back to subject 1 for the next mode.
+			got.SubjectHashes = []identity.Hash{hash(1)}
+			must(t, j.Put(ctx, got))
+		})
+	}
 }

@@ -141,7 +141,11 @@ func (j *journalStore) Put(ctx context.Context, e *journal.Entry) error {
 			version, err = putPostgres(ctx, s, ex, e, string(doc), hashes)
 			return err
 		})
-		return j.putResult(e, version, err)
+		if !errors.Is(err, errEntryExists) {
+			return j.putResult(e, version, err)
+		}
+		// A Version 0 write over an existing entry: in a transaction, whose
+		// statements each see what a concurrent writer committed.
 	}
 	err = s.writeTx(ctx, func(ex Executor) error {
 		if e.Version == 0 { // a new request: stored whatever is there
@@ -219,19 +223,25 @@ func (j *journalStore) putResult(e *journal.Entry, version uint64, err error) er
 	return nil
 }
 
+// errEntryExists is putPostgres's answer to a Version 0 write of an entry
+// that exists: Put writes it over in a transaction instead.
+var errEntryExists = errors.New("sqlstore: the journal entry exists")
+
 // putPostgres writes e and its subject index in one statement, one round
 // trip where a transaction of its own would take five: a right writes its
 // entry four times or more. The index statements run only when the entry's
 // write did (a compare-and-swap that finds another version writes nothing),
-// and touch no row when the subjects did not change.
+// and touch no row when the subjects did not change. A Version 0 write only
+// inserts a new entry: over an existing one, a statement whose snapshot
+// predates its wait for a concurrent writer's row lock would not see the
+// index rows that writer added (errEntryExists). A compare-and-swap has no
+// such wait to fear: the version it names was committed before it began.
 func putPostgres(ctx context.Context, s *Store, ex Executor, e *journal.Entry, doc string, hashes []identity.Hash) (uint64, error) {
 	args := []any{e.ID, s.ts(e.Received), string(e.Type), string(e.Status), doc}
 	var b strings.Builder
 	if e.Version == 0 { // a new request: stored whatever is there
-		b.WriteString(`WITH w AS (INSERT INTO {p}journal AS j (request_id, received, request_type, status, entry, version) VALUES ($1, $2, $3, $4, $5, 1)
-			ON CONFLICT (request_id) DO UPDATE SET received = excluded.received, request_type = excluded.request_type,
-				status = excluded.status, entry = excluded.entry, version = j.version + 1
-			RETURNING version)`)
+		b.WriteString(`WITH w AS (INSERT INTO {p}journal (request_id, received, request_type, status, entry, version) VALUES ($1, $2, $3, $4, $5, 1)
+			ON CONFLICT (request_id) DO NOTHING RETURNING version)`)
 	} else { // compare-and-swap on the version the writer read
 		args = append(args, int64(e.Version))
 		b.WriteString(`WITH w AS (UPDATE {p}journal SET received = $2, request_type = $3, status = $4, entry = $5, version = version + 1
@@ -259,7 +269,10 @@ func putPostgres(ctx context.Context, s *Store, ex Executor, e *journal.Entry, d
 	b.WriteString(` SELECT version FROM w`)
 	var version int64
 	err := ex.QueryRowContext(ctx, s.sql(b.String()), args...).Scan(&version)
-	if errors.Is(err, sql.ErrNoRows) {
+	switch {
+	case errors.Is(err, sql.ErrNoRows) && e.Version == 0:
+		return 0, errEntryExists
+	case errors.Is(err, sql.ErrNoRows):
 		return 0, fmt.Errorf("%w: request %s is no longer at version %d", journal.ErrConflict, e.ID, e.Version)
 	}
 	return uint64(version), err
