@@ -72,7 +72,9 @@
 // follows Segment). Recover acts on the person
 // as they are now (a merge since the decision is followed), never lets an
 // older objection or its lifting undo a newer one, and redoes a rectification
-// trait by trait against the request's time. Every writer (collection, the
+// trait by trait against the request's time, never over a newer erasure of an
+// identifier it names (an erasure is found by every identifier it erased).
+// Every writer (collection, the
 // rights, Refresh, DefineAudience) takes the same locks, in this process and
 // across processes. A request the journal shows ended has all of its audit
 // records, each once: its end is journaled as owed before any reaches the log.

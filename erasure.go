@@ -6,6 +6,7 @@ package privacy
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/gdprkit/privacy/destination"
@@ -24,6 +25,17 @@ func (c *Controller) Erase(ctx context.Context, id identity.ID) (*Receipt, error
 // identifier the person was known by.
 func (c *Controller) decideErasure(_ context.Context, _ *participants, e *journal.Entry, s *deciding, _ time.Time) ([]pendingSend, error) {
 	s.d.Delete = append(s.d.Delete, s.pids...)
+	// The request is found by every identifier it erases, not only those it
+	// names (keyed hashes, never the identifiers): a request on the person
+	// received before it and recovered after it finds it by any of them and
+	// writes nothing of them back.
+	for _, pid := range s.pids {
+		for _, l := range s.nodes[pid].Links {
+			if h := c.hasher.ID(l.ID); !slices.Contains(e.SubjectHashes, h) {
+				e.SubjectHashes = append(e.SubjectHashes, h)
+			}
+		}
+	}
 	// Profiles merged into these ones are deleted too: should a merge's profile
 	// commit have been lost, their data would otherwise outlive the erasure.
 	for _, pid := range s.pids {

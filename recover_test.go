@@ -151,14 +151,26 @@ func recoverLoop(c *privacy.Controller) (chan struct{}, *sync.WaitGroup) {
 // request's id and the restarted host, which has not recovered it yet.
 func crashAfterDecision(t *testing.T, w *world, c *privacy.Controller, req privacy.Request) (string, *privacy.Controller) {
 	t.Helper()
-	w.f.arm("", 2)
+	id, c2 := crashAfterRecord(t, w, c, req, 2)
+	if e, err := w.journal.Get(context.Background(), id); err != nil || !e.Decided {
+		t.Fatalf("after the crash the journal shows %+v, %v; want the request decided", e, err)
+	}
+	return id, c2
+}
+
+// crashAfterRecord has c's host die right after the request's journal record
+// n (1: the intent, 2: the decision, 3: the commits' outcomes), and returns
+// the request's id and a new Controller over the same backends.
+func crashAfterRecord(t *testing.T, w *world, c *privacy.Controller, req privacy.Request, n int) (string, *privacy.Controller) {
+	t.Helper()
+	w.f.arm("", n)
 	if !faultinject.Survive(func() { _, _ = c.Apply(context.Background(), req) }) {
-		t.Fatal("the host did not die after the decision")
+		t.Fatalf("the host did not die after journal record %d", n)
 	}
 	w.f.disarm()
 	un, err := w.journal.Unfinished(context.Background())
-	if err != nil || len(un) != 1 || !un[0].Decided {
-		t.Fatalf("after the crash the journal shows %d unfinished (%v); want the decided request", len(un), err)
+	if err != nil || len(un) != 1 {
+		t.Fatalf("after the crash the journal shows %d unfinished (%v); want the request", len(un), err)
 	}
 	c.Close()
 	return un[0].ID, w.controller(t)

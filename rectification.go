@@ -91,11 +91,14 @@ func (c *Controller) decideRectification(ctx context.Context, txs *participants,
 	return c.rectifySends(e.ID, told, s.d.Rectify), nil
 }
 
-// newerOnRectified is what the requests on the person (any of hashes)
-// received after e and already decided leave a rectification of e: when one
-// of them erased the person, its id (nothing of e is to be written: the
-// erasure erased everything before it); and the traits newer rectifications
-// set or removed, which e leaves as they left them.
+// newerOnRectified is what the requests on the person (any of hashes: the
+// subjects and the identifiers of the profile they lead to now) received
+// after e and already decided leave a rectification of e: when one of them
+// erased an identifier e names, its id (nothing of e is to be written: the
+// erasure erased everything of the person before it, and an erasure is found
+// by every identifier it erased); and the traits newer rectifications set or
+// removed, which e leaves as they left them. An erasure of an identifier the
+// person only came to have since (a device somebody else used) is not theirs.
 func (c *Controller) newerOnRectified(ctx context.Context, e *journal.Entry, hashes []identity.Hash) (erasedBy string, corrected map[string]bool, err error) {
 	newer, err := c.newerDecided(ctx, e, hashes, DeleteOnly, DeleteInternal, SuppressWithDelete, SuppressWithDeleteInternal, Rectify)
 	if err != nil {
@@ -104,7 +107,10 @@ func (c *Controller) newerOnRectified(ctx context.Context, e *journal.Entry, has
 	corrected = map[string]bool{}
 	for _, x := range newer {
 		if x.Type.Deletes() {
-			return x.ID, nil, nil
+			if slices.ContainsFunc(x.SubjectHashes, func(h identity.Hash) bool { return slices.Contains(e.SubjectHashes, h) }) {
+				return x.ID, nil, nil
+			}
+			continue
 		}
 		for _, r := range x.Decision.Rectify {
 			for _, k := range r.Traits {
@@ -147,12 +153,19 @@ func (c *Controller) rectifySends(requestID string, traits map[string]any, rs []
 	return []pendingSend{{msgs: []destination.Message{m}}}
 }
 
+// committed reports whether the journal records the backend's commit of e's
+// decision as done.
+func committed(e *journal.Entry, backend string) bool {
+	return slices.ContainsFunc(e.Backends, func(o journal.Outcome) bool { return o.Name == backend && o.Status == Finished })
+}
+
 // redoRectification makes a decided rectification again, as Recover does, on
 // the profile as it is now: the one the subject leads to now (a merge since
 // the decision may have moved the person), else the one decided. A trait is
 // set or removed only where the profile's value is not newer than the
 // rectification's time (last updated wins, by time, never by the order of
-// replay), and the metadata moves on from what it is now; where the profile
+// replay), and not at all once the journal records the profile store's
+// commit as done, and the metadata moves on from what it is now; where the profile
 // is already as the request left it, nothing is written, but the audiences
 // are evaluated again and destinations told, which the first attempt may not
 // have done. It returns the writes and the traits destinations are told (nil
@@ -190,6 +203,10 @@ func (c *Controller) redoRectification(ctx context.Context, txs *participants, e
 		if at.IsZero() { // decided before rectifications recorded their time
 			at = e.Received
 		}
+		// The profile store's commit is recorded as done: the traits were
+		// written, and whatever changed them since (a message's removal
+		// leaves no time to compare) is newer.
+		landed := committed(e, "profiles")
 		held := map[string]bool{}
 		for _, k := range r.Held {
 			held[k] = true
@@ -197,9 +214,14 @@ func (c *Controller) redoRectification(ctx context.Context, txs *participants, e
 		u := profile.Update{Metadata: p.Metadata}
 		for k, v := range e.Traits {
 			have, ok := p.Traits[k]
+			asLeft := ok && have.Source == profile.SourceRectification && have.UpdatedAt.Equal(at) || v == nil && !ok
 			switch {
 			case corrected[k]:
 				continue // a newer rectification, decided already, set it
+			case landed && !asLeft:
+				continue // it was written, and changed since: the change stands
+			case landed:
+				// written, and still as the request left it
 			case ok && have.UpdatedAt.After(at):
 				continue // written after the rectification: it stands
 			case !ok && held[k] && v != nil:

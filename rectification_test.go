@@ -227,50 +227,6 @@ func TestRecoveredRectificationLeavesANewerRemoval(t *testing.T) {
 	}
 }
 
-// TestRecoveredRectificationNeverOutlivesANewerErasure: a rectification
-// decided before a crash (it sets a phone number), recovered after a newer
-// erasure of the person and after the person came back as a new customer,
-// must not write the erased phone number onto the new profile (nor tell
-// destinations): the erasure, received later, erased everything before it.
-// (A review found the redo followed the subject to its new profile without
-// asking whether a newer erasure was decided.)
-func TestRecoveredRectificationNeverOutlivesANewerErasure(t *testing.T) {
-	w := newWorld(t)
-	c := w.controller(t)
-	ctx := context.Background()
-	person(t, &env{c: c, graph: w.graph, profiles: w.profiles}, "ada")
-	older, c2 := crashAfterDecision(t, w, c, privacy.Request{Type: privacy.Rectify, Subjects: []identity.ID{user("ada")},
-		Traits: map[string]any{"phone": "+33 6 00 00 00 01"}})
-	erased, err := c2.Erase(ctx, user("ada"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	flush(t, c2)
-	if r, err := c2.Status(ctx, erased.ID); err != nil || r.Status != privacy.Finished {
-		t.Fatalf("the newer erasure = %+v, %v; want FINISHED", r, err)
-	}
-	// The person comes back later, as a new customer.
-	if err := c2.Collect(ctx, privacy.Identify{MessageID: "back", UserID: "ada", Traits: map[string]any{"plan": "basic"}, Timestamp: at(500)}); err != nil {
-		t.Fatal(err)
-	}
-	w.rec.Reset()
-	if _, err := c2.Recover(ctx); err != nil {
-		t.Fatalf("Recover = %v", err)
-	}
-	flush(t, c2)
-	if r, err := c2.Status(ctx, older); err != nil || r.Status.Ended() == false {
-		t.Fatalf("the older rectification after Recover = %+v, %v; want it ended", r, err)
-	}
-	if tr, ok := mustProfile(t, c2, user("ada")).Traits["phone"]; ok {
-		t.Errorf("the new profile after recovering the rectification received before the erasure has phone %+v; want the erased value gone", tr)
-	}
-	for _, m := range w.rec.Messages() {
-		if _, ok := m.Traits["phone"]; ok {
-			t.Errorf("a destination was sent the erased phone after the erasure: %+v", m)
-		}
-	}
-}
-
 // TestRecoveredRectificationNeverRetellsAnOlderValue: a message stamped
 // ahead of the clock makes a rectification stamp its trait just after it
 // (at = newest + 1µs). A rectification decided before a crash and a newer
@@ -309,5 +265,144 @@ func TestRecoveredRectificationNeverRetellsAnOlderValue(t *testing.T) {
 	}
 	if last != "gold" {
 		t.Errorf("the last plan the destination was told is %v; want gold, the newer request's (%s)", last, newer.ID)
+	}
+}
+
+// TestRecoveredRectificationNeverOutlivesANewerErasure: a rectification (by
+// user_id; it sets a phone number), its host dead after its intent or after
+// its decision, recovered after a newer erasure of the person (naming the same
+// identifier, or another of theirs) and after the person came back as a new
+// customer under the same user_id, writes nothing of itself onto the new
+// profile and tells the destinations nothing: the erasure, received later,
+// erased everything before it, and it is found by every identifier it erased.
+// (Reviews found the redo following the subject to its new profile without
+// asking whether a newer erasure was decided, then an erasure indexed only
+// under the identifier it named.)
+func TestRecoveredRectificationNeverOutlivesANewerErasure(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		record int         // the journal record after which the host dies
+		erase  identity.ID // what the erasure names
+	}{
+		{"decided_erased_by_the_same_identifier", 2, user("ada")},
+		{"decided_erased_by_another_identifier", 2, anon("ada-laptop")},
+		{"undecided_erased_by_another_identifier", 1, anon("ada-laptop")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			c := w.controller(t)
+			ctx := context.Background()
+			person(t, &env{c: c, graph: w.graph, profiles: w.profiles}, "ada")
+			older, c2 := crashAfterRecord(t, w, c, privacy.Request{Type: privacy.Rectify, Subjects: []identity.ID{user("ada")},
+				Traits: map[string]any{"phone": "+33 6 00 00 00 01"}}, tc.record)
+			erased, err := c2.Erase(ctx, tc.erase)
+			if err != nil {
+				t.Fatal(err)
+			}
+			flush(t, c2)
+			if r, err := c2.Status(ctx, erased.ID); err != nil || r.Status != privacy.Finished {
+				t.Fatalf("the newer erasure = %+v, %v; want FINISHED", r, err)
+			}
+			if _, err := c2.Profile(ctx, user("ada")); err == nil {
+				t.Fatal("the erasure left the profile the user id leads to")
+			}
+			// The person comes back later, as a new customer.
+			if err := c2.Collect(ctx, privacy.Identify{MessageID: "back", UserID: "ada", Traits: map[string]any{"plan": "basic"}, Timestamp: at(500)}); err != nil {
+				t.Fatal(err)
+			}
+			w.rec.Reset()
+			if _, err := c2.Recover(ctx); err != nil {
+				t.Fatalf("Recover = %v", err)
+			}
+			flush(t, c2)
+			if r, err := c2.Status(ctx, older); err != nil || !r.Status.Ended() {
+				t.Fatalf("the older rectification after Recover = %+v, %v; want it ended", r, err)
+			}
+			if tr, ok := mustProfile(t, c2, user("ada")).Traits["phone"]; ok {
+				t.Errorf("the new profile after recovering the rectification received before the erasure (%s) has phone %+v; want the erased value gone", erased.ID, tr)
+			}
+			for _, m := range w.rec.Messages() {
+				if _, ok := m.Traits["phone"]; ok {
+					t.Errorf("a destination was sent the erased phone after the erasure: %+v", m.Traits)
+				}
+			}
+		})
+	}
+}
+
+// TestRecoveredRectificationSurvivesAnotherPersonsErasure: the converse. A
+// rectification of ada decided before a crash; then an erasure of somebody
+// else, known only by a shared device's anonymous id; then ada uses that
+// device, which links it to her profile. Recover makes her correction: an
+// erasure supersedes a rectification only when it erased an identifier the
+// rectification names. (A review found the correction dropped, its receipt
+// saying an erasure of the same person superseded it.)
+func TestRecoveredRectificationSurvivesAnotherPersonsErasure(t *testing.T) {
+	w := newWorld(t)
+	c := w.controller(t)
+	ctx := context.Background()
+	person(t, &env{c: c, graph: w.graph, profiles: w.profiles}, "ada")
+	if err := c.Collect(ctx, privacy.Track{MessageID: "kiosk-1", AnonymousID: "kiosk", Event: "Viewed", Timestamp: at(4)}); err != nil {
+		t.Fatal(err)
+	}
+	older, c2 := crashAfterDecision(t, w, c, privacy.Request{Type: privacy.Rectify, Subjects: []identity.ID{user("ada")},
+		Traits: map[string]any{"plan": "free"}})
+	// Somebody else, known only by the kiosk's anonymous id, is erased.
+	erased, err := c2.Erase(ctx, anon("kiosk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, c2)
+	if p := mustProfile(t, c2, user("ada")); p.Traits["plan"].Value != "pro" {
+		t.Fatalf("ada's plan before Recover = %v", p.Traits["plan"].Value)
+	}
+	// Ada then uses the kiosk.
+	if err := c2.Collect(ctx, privacy.Identify{MessageID: "kiosk-2", UserID: "ada", AnonymousID: "kiosk", Timestamp: at(600)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.Recover(ctx); err != nil {
+		t.Fatalf("Recover = %v", err)
+	}
+	flush(t, c2)
+	r, err := c2.Status(ctx, older)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := mustProfile(t, c2, user("ada")); p.Traits["plan"].Value != "free" {
+		t.Errorf("ada's plan after recovering her rectification = %v; want free: the erasure %s erased somebody else (receipt: %s, %q)",
+			p.Traits["plan"].Value, erased.ID, r.Status, r.Reason)
+	}
+}
+
+// TestRecoveredRectificationLeavesAMessagesRemoval: a rectification adds a
+// trait the profile did not hold (nickname), commits, and the host dies
+// before the request finishes. The person then removes the trait with an
+// identify stamped after the rectification (a nil value removes: last updated
+// wins). Recover does not set it again: the journal records the profile
+// store's commit as done, and a change since then stands. (A review found the
+// nickname back: a removal leaves no time to compare.)
+func TestRecoveredRectificationLeavesAMessagesRemoval(t *testing.T) {
+	w := newWorld(t)
+	c := w.controller(t)
+	ctx := context.Background()
+	person(t, &env{c: c, graph: w.graph, profiles: w.profiles}, "ada")
+	_, c2 := crashAfterRecord(t, w, c, privacy.Request{Type: privacy.Rectify, Subjects: []identity.ID{user("ada")},
+		Traits: map[string]any{"nickname": "Ada L."}}, 3) // after the commits' outcomes
+	if p := mustProfile(t, c2, user("ada")); p.Traits["nickname"].Value != "Ada L." {
+		t.Fatalf("nickname after the commits = %v; want Ada L.", p.Traits["nickname"].Value)
+	}
+	// Later, the person removes it.
+	if err := c2.Collect(ctx, privacy.Identify{MessageID: "drop-nick", UserID: "ada", Traits: map[string]any{"nickname": nil}, Timestamp: at(700)}); err != nil {
+		t.Fatal(err)
+	}
+	if tr, ok := mustProfile(t, c2, user("ada")).Traits["nickname"]; ok {
+		t.Fatalf("nickname after the removal = %+v; want none", tr)
+	}
+	if n, err := c2.Recover(ctx); n != 1 || err != nil {
+		t.Fatalf("Recover = %d, %v; want 1, nil", n, err)
+	}
+	flush(t, c2)
+	if tr, ok := mustProfile(t, c2, user("ada")).Traits["nickname"]; ok {
+		t.Errorf("after recovering the older rectification, nickname = %+v; want it removed, as the newer identify left it", tr)
 	}
 }
