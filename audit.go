@@ -10,6 +10,7 @@ package privacy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/gdprkit/privacy/audit"
@@ -19,7 +20,14 @@ import (
 // owe notes in e the audit record of the state change about to be journaled
 // with it.
 func (c *Controller) owe(e *journal.Entry, action string) {
-	e.AuditOwed = append(e.AuditOwed, journal.AuditNote{At: c.now(), Action: action, Status: e.Status, Detail: e.Reason, After: c.chain.Seen()})
+	c.oweAs(e, action, e.Status, e.Reason)
+}
+
+// oweAs notes in e an audit record of the action with the status and detail
+// given, numbered after the notes e owed before.
+func (c *Controller) oweAs(e *journal.Entry, action string, status Status, detail string) {
+	e.AuditNotes++
+	e.AuditOwed = append(e.AuditOwed, journal.AuditNote{At: c.now(), Action: action, Status: status, Detail: detail, Note: e.AuditNotes})
 }
 
 // settle appends the records e owes to the audit log, oldest first, taking
@@ -28,54 +36,14 @@ func (c *Controller) settle(ctx context.Context, e *journal.Entry) error {
 	for len(e.AuditOwed) > 0 {
 		n := e.AuditOwed[0]
 		r := audit.Record{At: n.At, Action: n.Action, RequestID: e.ID, RequestType: string(e.Type), Status: string(n.Status),
-			Subjects: e.SubjectHashes, Detail: n.Detail}
-		if err := c.chain.Append(context.WithoutCancel(ctx), r); err != nil {
+			Subjects: e.SubjectHashes, Detail: n.Detail, Note: n.Note}
+		// A duplicate was appended already, by a holder that died or
+		// stalled before journaling that it had: the log holds it once.
+		if err := c.chain.Append(context.WithoutCancel(ctx), r); err != nil && !errors.Is(err, audit.ErrDuplicate) {
 			return fmt.Errorf("privacy: audit log: %w", err)
 		}
 		e.AuditOwed = e.AuditOwed[1:]
 	}
-	return nil
-}
-
-// dropAppended takes off e the records it owes that the audit log already
-// has: a former holder appended them and died before journaling that it had.
-// It looks for them after the lowest point they were owed from, by request,
-// action and time.
-func (c *Controller) dropAppended(ctx context.Context, e *journal.Entry) error {
-	if len(e.AuditOwed) == 0 {
-		return nil
-	}
-	type key struct {
-		at     int64
-		action string
-	}
-	from := e.AuditOwed[0].After
-	for _, n := range e.AuditOwed {
-		from = min(from, n.After)
-	}
-	have := map[key]bool{}
-	for after := from; ; {
-		rs, err := c.auditLog.Records(ctx, after, 1000)
-		if err != nil {
-			return backendError("audit log", err)
-		}
-		for _, r := range rs {
-			if r.RequestID == e.ID {
-				have[key{r.At.UnixMicro(), r.Action}] = true
-			}
-			after = r.Seq
-		}
-		if len(rs) < 1000 {
-			break
-		}
-	}
-	owed := e.AuditOwed[:0]
-	for _, n := range e.AuditOwed {
-		if !have[key{n.At.UnixMicro(), n.Action}] { // the log keeps times to the microsecond
-			owed = append(owed, n)
-		}
-	}
-	e.AuditOwed = owed
 	return nil
 }
 
@@ -98,14 +66,14 @@ func (c *Controller) settleSoon(ctx context.Context, e *journal.Entry) {
 // end owed and records it (completeEnd).
 func (c *Controller) end(ctx context.Context, cl *claim, e, f *journal.Entry, action string) error {
 	pre := e.Clone()
-	pre.AuditOwed = append(pre.AuditOwed, journal.AuditNote{At: c.now(), Action: action, Status: f.Status, Detail: f.Reason, After: c.chain.Seen()})
+	c.oweAs(pre, action, f.Status, f.Reason)
 	if err := c.record(ctx, cl, pre); err != nil {
 		return err
 	}
 	if err := c.settle(ctx, pre); err != nil {
 		return err
 	}
-	f.AuditOwed = nil
+	f.AuditOwed, f.AuditNotes = nil, pre.AuditNotes
 	f.Version, f.Due, f.ExtensionReason = pre.Version, pre.Due, pre.ExtensionReason
 	return c.record(ctx, cl, f)
 }
@@ -123,8 +91,8 @@ func endOwed(e *journal.Entry) (int, bool) {
 
 // completeEnd records, as Recover finds it, the end a request's former holder
 // journaled as owed at e.AuditOwed[at]: the records it owes up to that end
-// first, but for those the holder appended already, then the end, as the
-// holder had decided it.
+// first (the log refuses again those the holder appended), then the end, as
+// the holder had decided it.
 func (c *Controller) completeEnd(ctx context.Context, cl *claim, e *journal.Entry, at int) error {
 	defer c.inflight.Delete(e.ID)
 	note := e.AuditOwed[at]
@@ -135,9 +103,6 @@ func (c *Controller) completeEnd(ctx context.Context, cl *claim, e *journal.Entr
 		f.Reason = note.Detail
 	}
 	f.Scrub()
-	if err := c.dropAppended(ctx, f); err != nil {
-		return err
-	}
 	if err := c.settle(ctx, f); err != nil {
 		return err
 	}

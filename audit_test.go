@@ -3,8 +3,10 @@ package privacy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -143,5 +145,123 @@ func TestAStaleHolderNeverAuditsAnEnd(t *testing.T) {
 	}
 	if _, err := b.VerifyAudit(ctx); err != nil {
 		t.Errorf("VerifyAudit = %v", err)
+	}
+}
+
+// stallingAuditLog is host A's view of the shared audit log: its first append
+// of an end record stalls (a long GC pause, a slow audit database) until
+// released.
+type stallingAuditLog struct {
+	audit.Log
+	once     sync.Once
+	stalled  chan struct{}
+	release  chan struct{}
+	appended chan struct{}
+}
+
+func (l *stallingAuditLog) Append(ctx context.Context, r audit.Record) error {
+	stall := false
+	if r.Action == "finished" {
+		l.once.Do(func() { stall = true })
+	}
+	if !stall {
+		return l.Log.Append(ctx, r)
+	}
+	close(l.stalled)
+	<-l.release
+	defer close(l.appended)
+	return l.Log.Append(ctx, r)
+}
+
+// TestAStalledHolderNeverAuditsAnEndTwice: host A journals its erasure's end
+// as owed (the compare-and-swap succeeds: it still holds the claim) and then
+// stalls before its append of the end record reaches the audit log. Past A's
+// lease, B takes the request over, finds the end owed, appends it and records
+// it. A wakes up and appends the same note: the log holds a request's note
+// once, so the end is in it once. (A review found it twice: a check before
+// appending cannot see an append still on its way.)
+func TestAStalledHolderNeverAuditsAnEndTwice(t *testing.T) {
+	h := newHosts()
+	g := newGate()
+	stalling := &stallingAuditLog{Log: h.audit, stalled: make(chan struct{}), release: make(chan struct{}), appended: make(chan struct{})}
+	a := h.host(t, "host-a", newClock(t0), privacy.WithDestinations(g), privacy.WithAuditLog(stalling))
+	ctx := context.Background()
+	person(t, &env{c: a, graph: h.graph, profiles: h.profiles}, "ada")
+	r, err := a.Erase(ctx, user("ada"))
+	if err != nil || r.Status != privacy.Running {
+		t.Fatalf("Erase = %+v, %v; want RUNNING while the destination waits", r, err)
+	}
+	close(g.open) // the deletion is delivered: A ends the request
+	select {
+	case <-stalling.stalled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("A never appended the end record")
+	}
+	if e := statusOf(t, h.mem, r.ID); e.Status != privacy.Running || e.Owner != "host-a" {
+		t.Fatalf("while A stalls the journal shows %s held by %q; want RUNNING, host-a's, its end owed", e.Status, e.Owner)
+	}
+
+	// Past A's lease, B takes the request over and completes the owed end.
+	clkB := newClock(t0)
+	b := h.host(t, "host-b", clkB, privacy.WithDestinations(destination.NewRecorder("crm")))
+	clkB.advance(2 * time.Minute)
+	if n, err := b.Recover(ctx); n != 1 || err != nil {
+		t.Fatalf("Recover after A's lease lapsed = %d, %v; want 1, nil", n, err)
+	}
+	if e := statusOf(t, h.mem, r.ID); e.Status != privacy.Finished || e.Owner != "host-b" {
+		t.Fatalf("after B's Recover the journal shows %s held by %q; want FINISHED, host-b's", e.Status, e.Owner)
+	}
+
+	// A wakes up.
+	close(stalling.release)
+	<-stalling.appended
+	time.Sleep(50 * time.Millisecond)
+	if ends := auditEnds(t, h.audit, r.ID); len(ends) != 1 {
+		t.Errorf("the audit log records the request's end %d times: %v; want once", len(ends), ends)
+	}
+}
+
+// countingAuditLog counts the records its Records calls return.
+type countingAuditLog struct {
+	audit.Log
+	read atomic.Int64
+}
+
+func (l *countingAuditLog) Records(ctx context.Context, after uint64, limit int) ([]audit.Record, error) {
+	rs, err := l.Log.Records(ctx, after, limit)
+	l.read.Add(int64(len(rs)))
+	return rs, err
+}
+
+// TestRecoverNeverReadsTheAuditLog: a Recover after a restart appends what
+// the requests it takes over owe without reading the log's history (a log of
+// years of records). (A review found a search for records a dead holder had
+// appended reading the whole log once per request taken over; the log now
+// refuses a note it holds instead.)
+func TestRecoverNeverReadsTheAuditLog(t *testing.T) {
+	h := newHosts()
+	ctx := context.Background()
+	const history = 5000
+	chain := audit.NewChain(h.audit, worldKey)
+	for i := range history {
+		if err := chain.Append(ctx, audit.Record{At: t0, Action: "received", RequestID: fmt.Sprint("req_old_", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk := newClock(t0)
+	a := h.host(t, "host-1", clk, privacy.WithDestinations(newGate()))
+	person(t, &env{c: a, graph: h.graph, profiles: h.profiles}, "ada")
+	r, err := a.Erase(ctx, user("ada"))
+	if err != nil || r.Status != privacy.Running {
+		t.Fatalf("Erase = %+v, %v; want RUNNING while the destination waits", r, err)
+	}
+	a.Close() // the process stops; the same instance restarts
+	log := &countingAuditLog{Log: h.audit}
+	b := h.host(t, "host-1", clk, privacy.WithAuditLog(log), privacy.WithDestinations(destination.NewRecorder("crm")))
+	if n, err := b.Recover(ctx); n != 1 || err != nil {
+		t.Fatalf("Recover = %d, %v; want 1, nil", n, err)
+	}
+	if n := log.read.Load(); n > 0 {
+		t.Errorf("Recover of one request read %d audit records; the log had %d before the request was received", n, history)
 	}
 }

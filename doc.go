@@ -74,12 +74,12 @@
 // older objection or its lifting undo a newer one, and redoes a rectification
 // trait by trait against the request's time, never over a newer erasure of an
 // identifier it names (an erasure is found by every identifier it erased).
-// Every writer (collection, the
-// rights, Refresh, DefineAudience) takes the same locks, in this process and
-// across processes. A request the journal shows ended has all of its audit
-// records, each once: its end is journaled as owed before any reaches the log.
-// Run does the background work: recovery and takeover, audience
-// refresh, overdue reports.
+// Every writer (collection, the rights, Refresh, DefineAudience) takes the
+// same locks, in this process and across processes. A request the journal
+// shows ended has all of its audit records: its end is journaled as owed
+// before any reaches the log. Each record is there once: they are numbered,
+// and the log holds a request's number once. Run does the background work:
+// recovery and takeover, audience refresh, overdue reports.
 //
 // # Concurrency
 //

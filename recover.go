@@ -53,11 +53,7 @@ func (c *Controller) recoverOne(ctx context.Context, cl *claim, e *journal.Entry
 	if at, ok := endOwed(e); ok {
 		return c.completeEnd(ctx, cl, e, at) // its holder decided how it ends
 	}
-	if err := c.dropAppended(ctx, e); err != nil {
-		c.log.ErrorContext(ctx, "audit log unreadable; the records stay owed", "request", e.ID, "err", err)
-	} else {
-		c.settleSoon(ctx, e)
-	}
+	c.settleSoon(ctx, e)
 	if e.Type == Access {
 		return c.failInterruptedAccess(ctx, cl, e)
 	}

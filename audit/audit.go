@@ -8,9 +8,14 @@
 // walks the chain and reports the first record that was changed, removed or
 // inserted; without the key a tamperer cannot recompute the chain.
 //
+// A record may carry a Note: its number among its request's records. A log
+// stores a request's note once, so that a record two writers both owe (a
+// request's holder that stalled while another took the request over) is in
+// the log once, whoever appends it first.
+//
 // # Errors
 //
-// ErrTampered, matchable with errors.Is.
+// ErrTampered, ErrConflict and ErrDuplicate, matchable with errors.Is.
 package audit
 
 import (
@@ -21,7 +26,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gdprkit/privacy/identity"
@@ -35,6 +39,11 @@ var ErrTampered = errors.New("audit: log was tampered with")
 // then chains the record to the new last one and appends it again.
 var ErrConflict = errors.New("audit: another writer appended first")
 
+// ErrDuplicate is what Log.Append returns when the log holds a record of the
+// same request with the same Note already: the record was appended, by this
+// writer or another.
+var ErrDuplicate = errors.New("audit: the request's record is in the log already")
+
 // Record is one audit entry.
 type Record struct {
 	// Seq numbers records from 1 without gaps.
@@ -47,6 +56,9 @@ type Record struct {
 	// Subjects are keyed hashes of the identifiers concerned.
 	Subjects []identity.Hash
 	Detail   string
+	// Note, when not 0, numbers the record among its request's records: a
+	// log holds one record per RequestID and Note.
+	Note uint64 `json:",omitempty"`
 	// Hash chains the record to the previous one.
 	Hash identity.Hash
 }
@@ -55,6 +67,9 @@ type Record struct {
 type Log interface {
 	// Append stores the record; its Seq is one more than the last one's.
 	// Otherwise it stores nothing and fails with an error matching ErrConflict.
+	// A record whose Note is not 0, of a request that has a record with that
+	// Note stored, is not stored either: Append fails with an error matching
+	// ErrDuplicate.
 	Append(ctx context.Context, r Record) error
 	// Records returns up to limit records with Seq greater than after, in order.
 	Records(ctx context.Context, after uint64, limit int) ([]Record, error)
@@ -66,17 +81,17 @@ type Log interface {
 // concurrent use, also by several processes sharing one Log: a record another
 // writer got ahead of is chained again to the new last record.
 type Chain struct {
-	log  Log
-	key  []byte
-	mu   sync.Mutex
-	seen atomic.Uint64 // the highest Seq this Chain has read or appended
+	log Log
+	key []byte
+	mu  sync.Mutex
 }
 
 // NewChain returns a Chain over log with the HMAC key.
 func NewChain(log Log, key []byte) *Chain { return &Chain{log: log, key: append([]byte(nil), key...)} }
 
 // Append numbers r, chains it to the last record and appends it, again after
-// each conflict with another writer, up to a bound.
+// each conflict with another writer, up to a bound. It fails with an error
+// matching ErrDuplicate when the log holds r's request's Note already.
 func (c *Chain) Append(ctx context.Context, r Record) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -91,33 +106,14 @@ func (c *Chain) Append(ctx context.Context, r Record) error {
 		var prev identity.Hash
 		r.Seq = 1
 		if ok {
-			c.see(last.Seq)
 			prev, r.Seq = last.Hash, last.Seq+1
 		}
 		r.Hash = link(c.key, prev, &r)
 		if err = c.log.Append(ctx, r); !errors.Is(err, ErrConflict) {
-			if err == nil {
-				c.see(r.Seq)
-			}
 			return err
 		}
 	}
 	return err
-}
-
-// Seen returns the highest Seq this Chain has appended or read, 0 before its
-// first Append: a bound below the Seq of any record appended after the call,
-// which is where a writer that may have appended a record without knowing it
-// looks for it.
-func (c *Chain) Seen() uint64 { return c.seen.Load() }
-
-func (c *Chain) see(seq uint64) {
-	for {
-		old := c.seen.Load()
-		if seq <= old || c.seen.CompareAndSwap(old, seq) {
-			return
-		}
-	}
 }
 
 // appendAttempts bounds how often Append chains a record again after other
@@ -180,8 +176,15 @@ func Verify(ctx context.Context, log Log, key []byte) (int, error) {
 
 // MemLog is the in-memory Log. It is safe for concurrent use.
 type MemLog struct {
-	mu   sync.RWMutex
-	recs []Record
+	mu    sync.RWMutex
+	recs  []Record
+	notes map[noteKey]bool
+}
+
+// noteKey is a request's note, which a log stores once.
+type noteKey struct {
+	request string
+	note    uint64
 }
 
 var _ Log = (*MemLog)(nil)
@@ -193,8 +196,17 @@ func NewMemLog() *MemLog { return &MemLog{} }
 func (l *MemLog) Append(ctx context.Context, r Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if k := (noteKey{r.RequestID, r.Note}); r.Note != 0 && l.notes[k] {
+		return fmt.Errorf("%w: request %s, note %d", ErrDuplicate, r.RequestID, r.Note)
+	}
 	if want := uint64(len(l.recs)) + 1; r.Seq != want {
 		return fmt.Errorf("%w: appending record %d, want %d", ErrConflict, r.Seq, want)
+	}
+	if r.Note != 0 {
+		if l.notes == nil {
+			l.notes = map[noteKey]bool{}
+		}
+		l.notes[noteKey{r.RequestID, r.Note}] = true
 	}
 	r.Subjects = append([]identity.Hash(nil), r.Subjects...)
 	l.recs = append(l.recs, r)

@@ -100,38 +100,42 @@ func TestChainAppend(t *testing.T) {
 	mustVerify(t, l, key, 3)
 }
 
-// TestChainSeen checks that Seen never passes the log's last record: it is 0
-// before the first Append, the last Seq this Chain appended after it, and it
-// follows records another writer appended once this Chain reads past them.
-func TestChainSeen(t *testing.T) {
+// TestChainAppendsANoteOnce checks that a request's Note is appended once,
+// by whichever of two chains on one log comes first, that records without a
+// Note and other requests' notes are not held back, and that the chain
+// verifies with its notes.
+func TestChainAppendsANoteOnce(t *testing.T) {
 	ctx := context.Background()
 	l := NewMemLog()
 	mine, other := NewChain(l, key), NewChain(l, key)
-	if n := mine.Seen(); n != 0 {
-		t.Fatalf("Seen before any Append = %d, want 0", n)
+	noted := func(req string, note uint64) Record {
+		r := record(int(note))
+		r.RequestID, r.Note = req, note
+		return r
 	}
-	for i := range 2 {
-		if err := mine.Append(ctx, record(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := mine.Seen(); n != 2 {
-		t.Errorf("Seen after two Appends = %d, want 2", n)
-	}
-	for i := range 3 {
-		if err := other.Append(ctx, record(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := mine.Seen(); n != 2 {
-		t.Errorf("Seen after another writer appended = %d, want 2: it has not read past them", n)
-	}
-	if err := mine.Append(ctx, record(9)); err != nil {
+	if err := mine.Append(ctx, noted("req_a", 1)); err != nil {
 		t.Fatal(err)
 	}
-	if n := mine.Seen(); n != 6 {
-		t.Errorf("Seen after appending behind the other writer = %d, want 6", n)
+	if err := other.Append(ctx, noted("req_a", 1)); !errors.Is(err, ErrDuplicate) {
+		t.Errorf("appending req_a's note 1 again = %v, want ErrDuplicate", err)
 	}
+	for _, r := range []Record{noted("req_a", 2), noted("req_b", 1), record(7), record(7)} {
+		if err := other.Append(ctx, r); err != nil {
+			t.Errorf("Append(%s note %d) = %v", r.RequestID, r.Note, err)
+		}
+	}
+	recs, err := l.Records(ctx, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range recs {
+		got = append(got, fmt.Sprintf("%s/%d", r.RequestID, r.Note))
+	}
+	if diff := cmp.Diff([]string{"req_a/1", "req_a/2", "req_b/1", "req_2/0", "req_2/0"}, got); diff != "" {
+		t.Errorf("records (-want +got):\n%s", diff)
+	}
+	mustVerify(t, l, key, 5)
 }
 
 // TestChainIgnoresCallerSeqAndHash checks that the Chain numbers and hashes a

@@ -138,11 +138,9 @@ type AuditNote struct {
 	Action string
 	Status Status
 	Detail string
-	// After is a sequence number of the audit log before the record was
-	// appended: a holder that died between appending it and journaling that
-	// it had left it in the log after this point, where Recover looks for it
-	// so that it is not appended twice.
-	After uint64
+	// Note numbers the record among the request's (audit.Record.Note): the
+	// audit log holds it once, whichever holder appends it.
+	Note uint64
 }
 
 // Deletion is a person to delete at the destinations: every identifier they were
@@ -207,6 +205,9 @@ type Entry struct {
 	LeaseUntil time.Time
 	// AuditOwed lists the audit records the request owes, oldest first.
 	AuditOwed []AuditNote
+	// AuditNotes counts the notes the request has owed: the next is numbered
+	// one more.
+	AuditNotes uint64
 }
 
 // Clone returns a deep copy of e.

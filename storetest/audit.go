@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ var auditChecks = []check[audit.Log]{
 	{"AppendRefusesWrongSeq", auditAppendRefusesWrongSeq},
 	{"CopyAtBoundary", auditCopyAtBoundary},
 	{"ConcurrentAppend", auditConcurrentAppend},
+	{"StoresANoteOnce", auditStoresANoteOnce},
 }
 
 // auditKey chains the records the checks append.
@@ -36,7 +38,7 @@ func auditRecord(i int) audit.Record {
 	}
 	switch i % 3 {
 	case 1:
-		r.Subjects = []identity.Hash{hashOf(fmt.Sprint("s", i))}
+		r.Subjects, r.Note = []identity.Hash{hashOf(fmt.Sprint("s", i))}, uint64(i)
 	case 2:
 		r.Subjects = []identity.Hash{hashOf(fmt.Sprint("s", i)), hashOf(fmt.Sprint("t", i))}
 	}
@@ -139,6 +141,43 @@ func auditAppendRefusesWrongSeq(t *testing.T, e *env, log audit.Log) {
 	}
 	if n, err := audit.Verify(e.ctx, log, auditKey); err != nil || n != 3 {
 		t.Errorf("Verify after refused appends = %d, %v; want 3, nil", n, err)
+	}
+}
+
+// auditStoresANoteOnce: a request's Note is stored once (ErrDuplicate), by
+// a writer that read the log's end or one that did not (a concurrent one),
+// and the log is unchanged by the refusal; another request's same note, and
+// records without a Note, are stored; Records returns the Note.
+func auditStoresANoteOnce(t *testing.T, e *env, log audit.Log) {
+	ref := audit.NewMemLog()
+	appendRecords(t, e.ctx, log, ref, 0, 3) // record 1 has note 1
+	again := auditRecord(1)
+	if err := audit.NewChain(log, auditKey).Append(e.ctx, again); !errors.Is(err, audit.ErrDuplicate) {
+		t.Errorf("appending request req-1's note 1 again through a Chain = %v; want ErrDuplicate", err)
+	}
+	again.Seq = 3 // as a writer that raced for the same place would
+	if err := log.Append(e.ctx, again); err == nil {
+		t.Error("appending request req-1's note 1 again at Seq 3 = nil; want an error")
+	}
+	if d := diff(records(t, e.ctx, ref, 0, 100), records(t, e.ctx, log, 0, 100)); d != "" {
+		t.Errorf("a refused note changed the log (-want +got):\n%s", d)
+	}
+	other, plain := auditRecord(1), auditRecord(0)
+	other.RequestID = "req-other"
+	c, rc := audit.NewChain(log, auditKey), audit.NewChain(ref, auditKey)
+	for _, r := range []audit.Record{other, plain, plain} {
+		must(t, c.Append(e.ctx, r), "Append")
+		must(t, rc.Append(e.ctx, r), "Append to the reference")
+	}
+	got := records(t, e.ctx, log, 0, 100)
+	if d := diff(records(t, e.ctx, ref, 0, 100), got); d != "" {
+		t.Errorf("the log after another request's note and records without one (-want +got):\n%s", d)
+	}
+	if len(got) < 2 || got[1].Note != 1 {
+		t.Errorf("record 2 as stored: %+v; want note 1", got)
+	}
+	if n, err := audit.Verify(e.ctx, log, auditKey); err != nil || n != 6 {
+		t.Errorf("Verify = %d, %v; want 6, nil", n, err)
 	}
 }
 

@@ -78,8 +78,9 @@ func fullEntry(id string, sec int) *journal.Entry {
 		Owner:          "host-1",
 		Claim:          3,
 		LeaseUntil:     at(sec + 60),
-		AuditOwed: []journal.AuditNote{{At: at(sec), Action: "received", Status: journal.StatusRunning},
-			{At: at(sec + 1), Action: "decided", Status: journal.StatusRunning, Detail: "a detail", After: 41}},
+		AuditOwed: []journal.AuditNote{{At: at(sec), Action: "received", Status: journal.StatusRunning, Note: 1},
+			{At: at(sec + 1), Action: "decided", Status: journal.StatusRunning, Detail: "a detail", Note: 2}},
+		AuditNotes: 2,
 	}
 }
 
