@@ -91,8 +91,8 @@ type Deletion struct {
 	IDs []identity.ID
 }
 
-// clone returns a copy of d that shares no identifiers with it.
-func (d Deletion) clone() Deletion {
+// Clone returns a copy of d that shares no identifiers with it.
+func (d Deletion) Clone() Deletion {
 	d.IDs = slices.Clone(d.IDs)
 	return d
 }
@@ -181,7 +181,7 @@ func (r *Recorder) Delete(ctx context.Context, d Deletion) error {
 	}
 	if !r.seenDeletes[d.RequestID] {
 		r.seenDeletes[d.RequestID] = true
-		r.dels = append(r.dels, d.clone())
+		r.dels = append(r.dels, d.Clone())
 	}
 	return nil
 }
@@ -197,7 +197,7 @@ func (r *Recorder) Messages() []Message {
 func (r *Recorder) Deletions() []Deletion {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return cloneAll(r.dels, Deletion.clone)
+	return cloneAll(r.dels, Deletion.Clone)
 }
 
 // cloneAll returns deep copies of the elements of s in a new slice, empty but

@@ -1,0 +1,44 @@
+// Package outbox is the backend that holds what destinations are owed: every
+// message, audience change and deletion bound for a destination, written in
+// the same transaction as the change that causes it, and kept until the
+// destination has answered. It is a transactional outbox: whatever committed
+// is delivered, whichever process delivers it and whenever.
+//
+// A Store is a transaction participant like the profile store (Begin, then
+// Enqueue, Merge and Purge in a Tx, then Commit), and a work queue that any
+// number of deliverers, in any number of processes, share: Claim leases due
+// items to one owner until a time, Renew extends the lease while a call runs,
+// Settle records each item's answer. An item whose lease lapses (its
+// deliverer died) is claimed again.
+//
+// # Order
+//
+// A destination gets each profile's items in the order they were enqueued,
+// each only after every earlier one has answered (delivered, not supported,
+// or given up on): Claim returns only the oldest outstanding item of each
+// destination and profile. So a deletion is never overtaken by an earlier
+// message about the person, not even one whose call outlived its timeout,
+// since its item stays claimed until the call returns. Purge drops a
+// profile's queued messages (an erasure's transaction does it before it
+// enqueues the deletion), and Merge moves a profile's items to the profile it
+// was merged into, in the merge's transaction, so the order follows the
+// person.
+//
+// # States
+//
+// An item is Pending until it answers: Delivered, NotSupported (a destination
+// that cannot delete), or Dead (given up on after the retry horizon; listed by
+// Dead, counted by Stats, made Pending again by Replay). An item without a
+// Request is removed once delivered; a request's items stay, their payload
+// (the person's identifiers and traits) removed, until the request has
+// recorded their outcomes (Outcomes) and forgets them (Forget).
+//
+// MemStore is the in-memory Store; package sqlstore has the PostgreSQL and
+// SQLite one, and package storetest checks any Store against this
+// documentation.
+//
+// # Errors
+//
+// ErrInvalid (an item or argument that cannot be stored), ErrNotFound, and
+// ErrTxDone, matchable with errors.Is.
+package outbox

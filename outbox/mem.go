@@ -1,0 +1,545 @@
+package outbox
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gdprkit/privacy/identity"
+)
+
+// MemStore is the in-memory Store, the Controller's default: what it holds
+// goes with the process. It is safe for concurrent use, also by several
+// Controllers sharing it.
+type MemStore struct {
+	mu    sync.Mutex
+	next  uint64
+	items map[uint64]*memItem
+	// queues holds, per destination and profile, the IDs of its Pending
+	// items in ascending order: its head is the only one Claim may hand out.
+	queues    map[queueKey]*[]uint64
+	keys      map[keyKey]uint64
+	byRequest map[string]map[uint64]bool
+	counts    map[string]*Counts
+	// heads holds, per destination, the queues whose head may be due: a
+	// min-heap by the time from which it may be (lazily checked on Claim).
+	heads map[string]*headHeap
+}
+
+type memItem struct {
+	Item
+	owner string
+	until time.Time
+}
+
+type queueKey struct {
+	dest    string
+	profile identity.ProfileID
+}
+
+type keyKey struct{ dest, key string }
+
+var _ Store = (*MemStore)(nil)
+
+// NewMemStore returns an empty MemStore.
+func NewMemStore() *MemStore {
+	return &MemStore{items: map[uint64]*memItem{}, queues: map[queueKey]*[]uint64{}, keys: map[keyKey]uint64{},
+		byRequest: map[string]map[uint64]bool{}, counts: map[string]*Counts{}, heads: map[string]*headHeap{}}
+}
+
+// Begin implements Store.
+func (s *MemStore) Begin(ctx context.Context) (Tx, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return &memTx{s: s}, nil
+}
+
+// memTx stages its writes and applies them, in order, on Commit.
+type memTx struct {
+	s    *MemStore
+	ops  []func()
+	keys map[keyKey]bool
+	done bool
+}
+
+func (tx *memTx) check(ctx context.Context) error {
+	if tx.done {
+		return ErrTxDone
+	}
+	return ctx.Err()
+}
+
+func (tx *memTx) Enqueue(ctx context.Context, items []Item) error {
+	if err := tx.check(ctx); err != nil {
+		return err
+	}
+	for i := range items {
+		if err := items[i].Validate(); err != nil {
+			return fmt.Errorf("items[%d]: %w", i, err)
+		}
+	}
+	s := tx.s
+	staged := make([]Item, 0, len(items))
+	s.mu.Lock()
+	for i := range items {
+		it := &items[i]
+		it.ID = 0
+		if it.Key != "" {
+			k := keyKey{it.Destination, it.Key}
+			if _, ok := s.keys[k]; ok || tx.keys[k] {
+				continue
+			}
+			if tx.keys == nil {
+				tx.keys = map[keyKey]bool{}
+			}
+			tx.keys[k] = true
+		}
+		s.next++
+		it.ID = s.next
+		c := it.Clone()
+		c.State, c.Attempts, c.LastError, c.NotBefore = Pending, 0, "", c.Enqueued
+		staged = append(staged, c)
+	}
+	s.mu.Unlock()
+	tx.ops = append(tx.ops, func() {
+		for _, it := range staged {
+			s.insert(it)
+		}
+	})
+	return nil
+}
+
+func (tx *memTx) Merge(ctx context.Context, into, from identity.ProfileID) error {
+	if err := tx.check(ctx); err != nil {
+		return err
+	}
+	if into == "" || from == "" {
+		return fmt.Errorf("%w: Merge of an empty profile id", ErrInvalid)
+	}
+	if into != from {
+		tx.ops = append(tx.ops, func() { tx.s.merge(into, from) })
+	}
+	return nil
+}
+
+func (tx *memTx) Purge(ctx context.Context, pid identity.ProfileID) (int, error) {
+	if err := tx.check(ctx); err != nil {
+		return 0, err
+	}
+	s := tx.s
+	s.mu.Lock()
+	removed, _ := s.purgeable(pid)
+	n := len(removed)
+	s.mu.Unlock()
+	tx.ops = append(tx.ops, func() { s.purge(pid) })
+	return n, nil
+}
+
+func (tx *memTx) Commit(ctx context.Context) error {
+	if err := tx.check(ctx); err != nil {
+		return err
+	}
+	tx.done = true
+	s := tx.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, op := range tx.ops {
+		op()
+	}
+	tx.ops = nil
+	return nil
+}
+
+func (tx *memTx) Rollback(context.Context) error {
+	tx.done, tx.ops = true, nil
+	return nil
+}
+
+// insert adds a staged item; the caller holds s.mu. One whose key another
+// transaction committed meanwhile is skipped.
+func (s *MemStore) insert(it Item) {
+	if it.Key != "" {
+		k := keyKey{it.Destination, it.Key}
+		if _, ok := s.keys[k]; ok {
+			return
+		}
+		s.keys[k] = it.ID
+	}
+	m := &memItem{Item: it}
+	s.items[it.ID] = m
+	if it.Request != "" {
+		if s.byRequest[it.Request] == nil {
+			s.byRequest[it.Request] = map[uint64]bool{}
+		}
+		s.byRequest[it.Request][it.ID] = true
+	}
+	s.count(it.Destination).Pending++
+	s.enqueue(m, it.NotBefore)
+}
+
+// enqueue puts a Pending item into its queue, in ID order, and offers the
+// queue's head to Claim; the caller holds s.mu.
+func (s *MemStore) enqueue(m *memItem, at time.Time) {
+	k := queueKey{m.Destination, m.Profile}
+	q := s.queues[k]
+	if q == nil {
+		q = new([]uint64)
+		s.queues[k] = q
+	}
+	i, _ := slices.BinarySearch(*q, m.ID)
+	*q = slices.Insert(*q, i, m.ID)
+	if i == 0 {
+		s.offer(k, at)
+	}
+}
+
+// dequeue takes an item out of its queue, and offers the queue's new head
+// if it changed; the caller holds s.mu.
+func (s *MemStore) dequeue(m *memItem) {
+	k := queueKey{m.Destination, m.Profile}
+	q := s.queues[k]
+	if q == nil {
+		return
+	}
+	i, ok := slices.BinarySearch(*q, m.ID)
+	if !ok {
+		return
+	}
+	*q = slices.Delete(*q, i, i+1)
+	switch {
+	case len(*q) == 0:
+		delete(s.queues, k)
+	case i == 0:
+		s.offer(k, s.items[(*q)[0]].NotBefore)
+	}
+}
+
+// offer tells Claim that the queue's head may be due from at.
+func (s *MemStore) offer(k queueKey, at time.Time) {
+	h := s.heads[k.dest]
+	if h == nil {
+		h = &headHeap{}
+		s.heads[k.dest] = h
+	}
+	heap.Push(h, headEntry{at: at, key: k})
+}
+
+func (s *MemStore) count(dest string) *Counts {
+	c := s.counts[dest]
+	if c == nil {
+		c = &Counts{}
+		s.counts[dest] = c
+	}
+	return c
+}
+
+// remove forgets an item that is no longer Pending; the caller holds s.mu.
+func (s *MemStore) remove(m *memItem) {
+	delete(s.items, m.ID)
+	if m.Key != "" && s.keys[keyKey{m.Destination, m.Key}] == m.ID {
+		delete(s.keys, keyKey{m.Destination, m.Key})
+	}
+	if m.Request != "" {
+		delete(s.byRequest[m.Request], m.ID)
+		if len(s.byRequest[m.Request]) == 0 {
+			delete(s.byRequest, m.Request)
+		}
+	}
+}
+
+// Claim implements Store.
+func (s *MemStore) Claim(ctx context.Context, c Claim) ([]Item, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Item
+	for _, dest := range c.Destinations {
+		h := s.heads[dest]
+		var later []headEntry
+		for h != nil && h.Len() > 0 && len(out) < c.Limit {
+			e := (*h)[0]
+			if e.at.After(c.Now) {
+				break
+			}
+			heap.Pop(h)
+			q := s.queues[e.key]
+			if q == nil {
+				continue // emptied since
+			}
+			m := s.items[(*q)[0]]
+			switch {
+			case m.owner != "" && !m.until.Before(c.Now):
+				later = append(later, headEntry{at: m.until, key: e.key}) // leased: again once the lease lapses
+				continue
+			case m.NotBefore.After(c.Now):
+				later = append(later, headEntry{at: m.NotBefore, key: e.key})
+				continue
+			}
+			m.owner, m.until = c.Owner, c.Until
+			out = append(out, m.Clone())
+			// Offered again at the lease's end: should the owner die, the
+			// item is claimed again then.
+			later = append(later, headEntry{at: c.Until, key: e.key})
+		}
+		for _, e := range later {
+			heap.Push(h, e)
+		}
+	}
+	slices.SortFunc(out, func(a, b Item) int { return cmpID(a.ID, b.ID) })
+	return out, nil
+}
+
+func cmpID(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Renew implements Store.
+func (s *MemStore) Renew(ctx context.Context, owner string, ids []uint64, until time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		if m := s.items[id]; m != nil && m.owner == owner && m.State == Pending {
+			m.until = until
+		}
+	}
+	return nil
+}
+
+// Settle implements Store.
+func (s *MemStore) Settle(ctx context.Context, owner string, answers []Answer) (int, error) {
+	for i := range answers {
+		if err := answers[i].Validate(); err != nil {
+			return 0, fmt.Errorf("answers[%d]: %w", i, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lost := 0
+	for _, a := range answers {
+		m := s.items[a.ID]
+		if m == nil || m.owner != owner || m.State != Pending {
+			lost++
+			continue
+		}
+		m.owner, m.until = "", time.Time{}
+		switch a.State {
+		case Pending:
+			m.Attempts++
+			m.NotBefore, m.LastError = a.NotBefore, CutError(a.Err)
+			if q := s.queues[queueKey{m.Destination, m.Profile}]; q != nil && (*q)[0] == m.ID {
+				s.offer(queueKey{m.Destination, m.Profile}, a.NotBefore)
+			}
+			continue
+		case Dead:
+			m.Attempts++
+		}
+		s.dequeue(m)
+		c := s.count(m.Destination)
+		c.Pending--
+		m.State, m.LastError = a.State, CutError(a.Err)
+		switch {
+		case a.State == Dead:
+			c.Dead++
+		case m.Request == "":
+			s.remove(m)
+		default:
+			m.Message, m.Deletion = nil, nil // the answer stays; the person's data goes
+		}
+	}
+	return lost, nil
+}
+
+// Outcomes implements Store.
+func (s *MemStore) Outcomes(ctx context.Context, request string) ([]Item, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Item
+	for id := range s.byRequest[request] {
+		it := s.items[id].Item
+		it.Message, it.Deletion = nil, nil
+		out = append(out, it)
+	}
+	slices.SortFunc(out, func(a, b Item) int { return cmpID(a.ID, b.ID) })
+	return out, nil
+}
+
+// Forget implements Store.
+func (s *MemStore) Forget(ctx context.Context, request string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id := range s.byRequest[request] {
+		if m := s.items[id]; m.State.Answered() {
+			if m.State == Dead {
+				s.count(m.Destination).Dead--
+			}
+			s.remove(m)
+		}
+	}
+	return nil
+}
+
+// Dead implements Store.
+func (s *MemStore) Dead(ctx context.Context, dest string, after uint64, limit int) ([]Item, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: Dead limit %d: want a positive number", ErrInvalid, limit)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Item
+	for id, m := range s.items {
+		if id > after && m.State == Dead && (dest == "" || m.Destination == dest) {
+			out = append(out, m.Clone())
+		}
+	}
+	slices.SortFunc(out, func(a, b Item) int { return cmpID(a.ID, b.ID) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// Replay implements Store.
+func (s *MemStore) Replay(ctx context.Context, ids []uint64, now time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, id := range ids {
+		m := s.items[id]
+		if m == nil || m.State != Dead || m.Message == nil && m.Deletion == nil {
+			continue // a purged message is never sent
+		}
+		m.State, m.Attempts, m.LastError, m.Enqueued, m.NotBefore = Pending, 0, "", now, now
+		c := s.count(m.Destination)
+		c.Dead--
+		c.Pending++
+		s.enqueue(m, now)
+		n++
+	}
+	return n, nil
+}
+
+// Stats implements Store.
+func (s *MemStore) Stats(ctx context.Context) (map[string]Counts, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]Counts{}
+	for dest, c := range s.counts {
+		if c.Pending > 0 || c.Dead > 0 {
+			out[dest] = *c
+		}
+	}
+	return out, nil
+}
+
+// purgeable returns the messages Purge removes, and the request's Dead
+// messages whose payload it drops; the caller holds s.mu.
+func (s *MemStore) purgeable(pid identity.ProfileID) (removed, dropped []*memItem) {
+	for _, m := range s.items {
+		switch {
+		case m.Profile != pid || m.Message == nil:
+		case m.Request == "" && (m.State == Dead || m.State == Pending && m.owner == ""):
+			removed = append(removed, m)
+		case m.Request != "" && m.State == Dead:
+			dropped = append(dropped, m)
+		}
+	}
+	return removed, dropped
+}
+
+func (s *MemStore) purge(pid identity.ProfileID) {
+	removed, dropped := s.purgeable(pid)
+	for _, m := range removed {
+		c := s.count(m.Destination)
+		if m.State == Dead {
+			c.Dead--
+		} else {
+			c.Pending--
+			s.dequeue(m)
+		}
+		s.remove(m)
+	}
+	for _, m := range dropped {
+		m.Message = nil // never replayed after the deletion
+	}
+}
+
+func (s *MemStore) merge(into, from identity.ProfileID) {
+	var moved []*memItem
+	for _, m := range s.items {
+		if m.Profile == from {
+			moved = append(moved, m)
+		}
+	}
+	slices.SortFunc(moved, func(a, b *memItem) int { return cmpID(a.ID, b.ID) })
+	for _, m := range moved {
+		pending := m.State == Pending
+		if pending {
+			s.dequeue(m)
+		}
+		m.Profile = into
+		if m.Message != nil {
+			m.Message.ProfileID = into
+		}
+		if m.Deletion != nil {
+			m.Deletion.ProfileID = into
+		}
+		if pending {
+			s.enqueue(m, m.NotBefore)
+		}
+	}
+}
+
+// headEntry offers a queue's head to Claim from a time on.
+type headEntry struct {
+	at  time.Time
+	key queueKey
+}
+
+type headHeap []headEntry
+
+func (h headHeap) Len() int           { return len(h) }
+func (h headHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h headHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *headHeap) Push(x any)        { *h = append(*h, x.(headEntry)) }
+func (h *headHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}

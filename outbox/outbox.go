@@ -1,0 +1,252 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gdprkit/privacy/destination"
+	"github.com/gdprkit/privacy/identity"
+)
+
+// Errors of this package, matchable with errors.Is.
+var (
+	// ErrInvalid: an item or an argument the store cannot take. Nothing was
+	// written.
+	ErrInvalid = errors.New("outbox: invalid")
+	// ErrNotFound: no such item.
+	ErrNotFound = errors.New("outbox: not found")
+	// ErrTxDone: the transaction was committed or rolled back already.
+	ErrTxDone = errors.New("outbox: transaction already committed or rolled back")
+)
+
+// State is where an item is in its life.
+type State string
+
+// The states of an item.
+const (
+	// Pending: not answered yet (waiting, leased to a deliverer, or waiting
+	// for a retry).
+	Pending State = "PENDING"
+	// Delivered: the destination accepted it.
+	Delivered State = "DELIVERED"
+	// NotSupported: the destination cannot do it (a deletion it cannot make).
+	NotSupported State = "NOT_SUPPORTED"
+	// Dead: given up on after the retry horizon, or refused for good by the
+	// destination; Replay makes it Pending again.
+	Dead State = "DEAD"
+)
+
+// Valid reports whether s is one of the states.
+func (s State) Valid() bool {
+	switch s {
+	case Pending, Delivered, NotSupported, Dead:
+		return true
+	}
+	return false
+}
+
+// Answered reports whether the destination has answered: every state but
+// Pending.
+func (s State) Answered() bool { return s.Valid() && s != Pending }
+
+// Item is one piece of work for one destination: a message to send, or a
+// deletion to make.
+type Item struct {
+	// ID is set by the store when the item is enqueued: of two items of one
+	// destination and profile, the later one has the larger ID.
+	ID uint64
+	// Destination is the name of the destination the item is for.
+	Destination string
+	// Profile is the person the item is about: a destination gets each
+	// profile's items in ID order.
+	Profile identity.ProfileID
+	// Request is the id of the privacy request whose receipt awaits the
+	// item's answer, or "" (a collected message, an audience change).
+	Request string
+	// Key, when set, identifies the item among its destination's: an item
+	// whose destination and key an item held by the store has already is not
+	// enqueued again, so that a request made again after a crash does not
+	// owe its work twice.
+	Key string
+	// Exactly one of Message and Deletion is set.
+	Message  *destination.Message
+	Deletion *destination.Deletion
+	// Enqueued is when the item was enqueued, or replayed: the retry
+	// horizon counts from it.
+	Enqueued time.Time
+	// State is Pending until the destination answers.
+	State State
+	// Attempts counts the calls that failed; NotBefore is when the next may
+	// be made; LastError says why the last one failed, without personal
+	// data.
+	Attempts  int
+	NotBefore time.Time
+	LastError string
+}
+
+// Clone returns a copy of it that shares nothing with it.
+func (it Item) Clone() Item {
+	if it.Message != nil {
+		m := it.Message.Clone()
+		it.Message = &m
+	}
+	if it.Deletion != nil {
+		d := it.Deletion.Clone()
+		it.Deletion = &d
+	}
+	return it
+}
+
+// Limits on what a store takes.
+const (
+	// MaxNameLen bounds Destination, Request, Key and an owner, in bytes.
+	MaxNameLen = 256
+	// MaxErrorLen bounds LastError, in bytes: a longer one is cut.
+	MaxErrorLen = 1024
+)
+
+// Validate reports, with an error matching ErrInvalid that names the field,
+// why the store cannot enqueue it.
+func (it *Item) Validate() error {
+	switch {
+	case it.Destination == "" || len(it.Destination) > MaxNameLen || !utf8.ValidString(it.Destination):
+		return fmt.Errorf("%w: Destination %q: want 1 to %d bytes of UTF-8", ErrInvalid, it.Destination, MaxNameLen)
+	case it.Profile == "" || len(it.Profile) > MaxNameLen || !utf8.ValidString(string(it.Profile)):
+		return fmt.Errorf("%w: Profile: want 1 to %d bytes of UTF-8", ErrInvalid, MaxNameLen)
+	case len(it.Request) > MaxNameLen || !utf8.ValidString(it.Request):
+		return fmt.Errorf("%w: Request: want at most %d bytes of UTF-8", ErrInvalid, MaxNameLen)
+	case len(it.Key) > MaxNameLen || !utf8.ValidString(it.Key):
+		return fmt.Errorf("%w: Key: want at most %d bytes of UTF-8", ErrInvalid, MaxNameLen)
+	case (it.Message == nil) == (it.Deletion == nil):
+		return fmt.Errorf("%w: an item has exactly one of Message and Deletion", ErrInvalid)
+	case it.Message != nil && it.Message.ProfileID != it.Profile:
+		return fmt.Errorf("%w: Message.ProfileID is not the item's Profile", ErrInvalid)
+	case it.Deletion != nil && it.Deletion.ProfileID != it.Profile:
+		return fmt.Errorf("%w: Deletion.ProfileID is not the item's Profile", ErrInvalid)
+	}
+	return nil
+}
+
+// Store holds what destinations are owed, and hands it out to deliverers.
+// Implementations are safe for concurrent use, also by several processes
+// sharing one store, and never keep or return memory the caller holds.
+type Store interface {
+	// Begin starts a transaction, in which the Controller writes the items a
+	// change owes together with the change.
+	Begin(ctx context.Context) (Tx, error)
+	// Claim leases to c.Owner, until c.Until, up to c.Limit Pending items
+	// of c.Destinations that are due (NotBefore not after c.Now) and not
+	// leased to anyone (or whose lease lapsed before c.Now), each the oldest
+	// Pending item of its destination and profile, oldest first.
+	Claim(ctx context.Context, c Claim) ([]Item, error)
+	// Renew extends to until the leases owner holds on the items; items it
+	// no longer holds are left alone.
+	Renew(ctx context.Context, owner string, ids []uint64, until time.Time) error
+	// Settle records what the destination answered for items owner holds,
+	// and ends their leases; items it no longer holds are left alone, and
+	// their number is returned. An item without a Request that answered
+	// Delivered or NotSupported is removed; a request's item keeps its
+	// answer, without its payload, until Forget.
+	Settle(ctx context.Context, owner string, answers []Answer) (lost int, err error)
+	// Outcomes returns the items of the request, without their payload, by
+	// ID.
+	Outcomes(ctx context.Context, request string) ([]Item, error)
+	// Forget removes the request's answered items; its Pending ones stay.
+	Forget(ctx context.Context, request string) error
+	// Dead returns up to limit Dead items of the destination ("" for every
+	// destination) whose ID is greater than after, by ID.
+	Dead(ctx context.Context, dest string, after uint64, limit int) ([]Item, error)
+	// Replay makes the Dead items among ids Pending again, due at now, their
+	// attempts and horizon started afresh, and returns how many it changed
+	// (a purged one stays Dead).
+	Replay(ctx context.Context, ids []uint64, now time.Time) (int, error)
+	// Stats counts the Pending and Dead items of each destination that has
+	// any.
+	Stats(ctx context.Context) (map[string]Counts, error)
+}
+
+// Tx is a Store transaction. Rollback after Commit is a harmless no-op; any
+// other call after either fails with ErrTxDone.
+type Tx interface {
+	// Enqueue adds the items, Pending and due at their Enqueued time, and
+	// sets their IDs; an item whose Destination and Key (when not "") an
+	// item in the store has already is skipped, its ID left 0. An invalid
+	// item fails the call with ErrInvalid and nothing is enqueued.
+	Enqueue(ctx context.Context, items []Item) error
+	// Merge moves the items of profile from, whatever their state, to
+	// profile into. Each keeps its ID, so the person's items still go out
+	// in the order they were enqueued.
+	Merge(ctx context.Context, into, from identity.ProfileID) error
+	// Purge removes the Pending and Dead messages (not deletions) of the
+	// profile that no request awaits and no deliverer holds, and returns how
+	// many it removed; a request's Dead messages of the profile keep their
+	// answer but lose their payload, so Replay never sends them after the
+	// person's deletion. A request's Pending messages stay: they go out
+	// before the deletion enqueued after them.
+	Purge(ctx context.Context, pid identity.ProfileID) (int, error)
+	Commit(ctx context.Context) error
+	Rollback(ctx context.Context) error
+}
+
+// Claim is what a deliverer asks Store.Claim for.
+type Claim struct {
+	Owner        string
+	Destinations []string
+	Now, Until   time.Time
+	Limit        int
+}
+
+// Validate reports why a store cannot take c, with an error matching
+// ErrInvalid.
+func (c *Claim) Validate() error {
+	switch {
+	case c.Owner == "" || len(c.Owner) > MaxNameLen:
+		return fmt.Errorf("%w: Claim.Owner: want 1 to %d bytes", ErrInvalid, MaxNameLen)
+	case c.Limit <= 0:
+		return fmt.Errorf("%w: Claim.Limit %d: want a positive number", ErrInvalid, c.Limit)
+	case !c.Until.After(c.Now):
+		return fmt.Errorf("%w: Claim.Until is not after Claim.Now", ErrInvalid)
+	}
+	return nil
+}
+
+// Answer is what a destination answered for one item.
+type Answer struct {
+	ID uint64
+	// State is the answer; Pending means the call failed and the item is
+	// tried again at NotBefore (its Attempts counted up).
+	State     State
+	NotBefore time.Time
+	// Err says why the call failed (Pending, Dead) or why the destination
+	// cannot (NotSupported), without personal data; cut at MaxErrorLen.
+	Err string
+}
+
+// Validate reports why a store cannot take a, with an error matching
+// ErrInvalid.
+func (a *Answer) Validate() error {
+	if !a.State.Valid() {
+		return fmt.Errorf("%w: Answer.State %q", ErrInvalid, a.State)
+	}
+	return nil
+}
+
+// CutError returns s cut to MaxErrorLen bytes, at a rune boundary.
+func CutError(s string) string {
+	if len(s) <= MaxErrorLen {
+		return s
+	}
+	s = s[:MaxErrorLen]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// Counts is how many items of one destination are Pending and Dead.
+type Counts struct {
+	Pending, Dead int
+}
