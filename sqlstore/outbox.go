@@ -1,0 +1,553 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gdprkit/privacy/destination"
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/outbox"
+)
+
+// outboxStore is the outbox: a row per item (migration 0004). Its
+// transactions join the Store's shared transaction like every backend's, so
+// an item is written with the change that owes it. Deliverers in any number
+// of processes claim items with a lease: on PostgreSQL with FOR UPDATE SKIP
+// LOCKED, so that they share the work without waiting on one another; on
+// SQLite in a write transaction, which holds the database's only write lock.
+type outboxStore struct{ base }
+
+var _ outbox.Store = (*outboxStore)(nil)
+
+// Outbox returns the outbox backend.
+func (s *Store) Outbox() outbox.Store { return &outboxStore{base{s}} }
+
+// Item kinds, as stored.
+const (
+	kindSend   = "send"
+	kindDelete = "delete"
+)
+
+func (o *outboxStore) Begin(ctx context.Context) (outbox.Tx, error) {
+	return beginTx(ctx, o.s, outbox.ErrTxDone, outbox.ErrInvalid, func(p part) outbox.Tx { return &outboxTx{base: o.base, part: p} })
+}
+
+type outboxTx struct {
+	base
+	part
+}
+
+// encodePayload encodes an item's message or deletion without its profile id
+// (the profile_id column holds it, and Merge changes only that).
+func encodePayload(it *outbox.Item) (kind, payload string, err error) {
+	var v any
+	if it.Message != nil {
+		m := *it.Message
+		m.ProfileID = ""
+		kind, v = kindSend, m
+	} else {
+		d := *it.Deletion
+		d.ProfileID = ""
+		kind, v = kindDelete, d
+	}
+	payload, err = encodeJSON(v)
+	if err != nil {
+		return "", "", fmt.Errorf("%w: the item's payload does not encode as JSON: %v", outbox.ErrInvalid, err)
+	}
+	return kind, payload, nil
+}
+
+// decodePayload sets the item's message or deletion from its stored payload.
+func decodePayload(it *outbox.Item, kind string, payload sql.NullString) error {
+	if !payload.Valid {
+		return nil
+	}
+	switch kind {
+	case kindSend:
+		var m destination.Message
+		if err := json.Unmarshal([]byte(payload.String), &m); err != nil {
+			return fmt.Errorf("sqlstore: outbox item %d: stored message does not decode: %w", it.ID, err)
+		}
+		m.ProfileID = it.Profile
+		it.Message = &m
+	case kindDelete:
+		var d destination.Deletion
+		if err := json.Unmarshal([]byte(payload.String), &d); err != nil {
+			return fmt.Errorf("sqlstore: outbox item %d: stored deletion does not decode: %w", it.ID, err)
+		}
+		d.ProfileID = it.Profile
+		it.Deletion = &d
+	default:
+		return fmt.Errorf("sqlstore: outbox item %d has kind %q", it.ID, kind)
+	}
+	return nil
+}
+
+func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
+	type row struct {
+		kind, payload string
+	}
+	rows := make([]row, len(items))
+	for i := range items {
+		it := &items[i]
+		it.ID = 0
+		if err := it.Validate(); err != nil {
+			return fmt.Errorf("items[%d]: %w", i, err)
+		}
+		if err := checkTime("Enqueued", it.Enqueued); err != nil {
+			return fmt.Errorf("items[%d]: %w: %v", i, outbox.ErrInvalid, err)
+		}
+		var err error
+		if rows[i].kind, rows[i].payload, err = encodePayload(it); err != nil {
+			return fmt.Errorf("items[%d]: %w", i, err)
+		}
+	}
+	s := tx.s
+	const cols = 11
+	return tx.run(ctx, func(ex Executor) error {
+		// In the order given, so that the ids follow it: an item with a key
+		// on its own, skipped when the key is there; runs of the others many
+		// to a statement, their ids returned in the order of the rows (a
+		// sequence numbers them as they are inserted).
+		for i := 0; i < len(items); {
+			if items[i].Key != "" {
+				if err := enqueueKeyed(ctx, s, ex, &items[i], rows[i].kind, rows[i].payload); err != nil {
+					return err
+				}
+				i++
+				continue
+			}
+			j := i
+			for j < len(items) && items[j].Key == "" && j-i < chunk/cols {
+				j++
+			}
+			var b strings.Builder
+			args := make([]any, 0, (j-i)*cols)
+			b.WriteString(`INSERT INTO {p}outbox (destination, profile_id, request_id, item_key, kind, payload, state, attempts, enqueued, not_before, last_error) VALUES `)
+			for k := i; k < j; k++ {
+				if k > i {
+					b.WriteString(", ")
+				}
+				it := &items[k]
+				fmt.Fprintf(&b, "(%s)", placeholders(len(args)+1, cols))
+				args = append(args, it.Destination, string(it.Profile), it.Request, "", rows[k].kind, rows[k].payload, string(outbox.Pending), 0,
+					s.ts(it.Enqueued), s.ts(it.Enqueued), "")
+			}
+			b.WriteString(` RETURNING id`)
+			ids, err := queryIDs(ctx, ex, s.sql(b.String()), args)
+			if err != nil {
+				return fmt.Errorf("sqlstore: outbox enqueue: %w", err)
+			}
+			if len(ids) != j-i {
+				return fmt.Errorf("sqlstore: outbox enqueue: %d ids returned for %d rows", len(ids), j-i)
+			}
+			slices.Sort(ids)
+			for k := i; k < j; k++ {
+				items[k].ID = ids[k-i]
+			}
+			i = j
+		}
+		return nil
+	})
+}
+
+// enqueueKeyed inserts an item with a key, unless its destination holds the
+// key already (then its ID stays 0).
+func enqueueKeyed(ctx context.Context, s *Store, ex Executor, it *outbox.Item, kind, payload string) error {
+	var id int64
+	err := ex.QueryRowContext(ctx, s.sql(`INSERT INTO {p}outbox (destination, profile_id, request_id, item_key, kind, payload, state, attempts, enqueued, not_before, last_error)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+		ON CONFLICT (destination, item_key) WHERE item_key <> '' DO NOTHING RETURNING id`),
+		it.Destination, string(it.Profile), it.Request, it.Key, kind, payload, string(outbox.Pending), 0,
+		s.ts(it.Enqueued), s.ts(it.Enqueued), "").Scan(&id)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("sqlstore: outbox enqueue: %w", err)
+	}
+	it.ID = uint64(id)
+	return nil
+}
+
+// queryIDs runs a statement that returns one id per row.
+func queryIDs(ctx context.Context, ex Executor, query string, args []any) ([]uint64, error) {
+	rows, err := ex.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	var ids []uint64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, uint64(id))
+	}
+	return ids, closeRows(rows)
+}
+
+func (tx *outboxTx) Merge(ctx context.Context, into, from identity.ProfileID) error {
+	if into == "" || from == "" {
+		return fmt.Errorf("%w: Merge of an empty profile id", outbox.ErrInvalid)
+	}
+	if into == from {
+		return tx.check(ctx)
+	}
+	return tx.run(ctx, func(ex Executor) error {
+		_, err := ex.ExecContext(ctx, tx.s.sql(`UPDATE {p}outbox SET profile_id = $1 WHERE profile_id = $2`), string(into), string(from))
+		if err != nil {
+			return fmt.Errorf("sqlstore: outbox merge: %w", err)
+		}
+		return nil
+	})
+}
+
+func (tx *outboxTx) Purge(ctx context.Context, pid identity.ProfileID) (int, error) {
+	var n int64
+	err := tx.run(ctx, func(ex Executor) error {
+		res, err := ex.ExecContext(ctx, tx.s.sql(`DELETE FROM {p}outbox WHERE profile_id = $1 AND kind = 'send' AND request_id = ''
+			AND (state = 'DEAD' OR state = 'PENDING' AND owner IS NULL)`), string(pid))
+		if err != nil {
+			return fmt.Errorf("sqlstore: outbox purge: %w", err)
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		// A request's dead message keeps its answer, never its payload: it
+		// is never replayed after the person's deletion.
+		_, err = ex.ExecContext(ctx, tx.s.sql(`UPDATE {p}outbox SET payload = NULL WHERE profile_id = $1 AND kind = 'send' AND request_id <> '' AND state = 'DEAD'`), string(pid))
+		if err != nil {
+			return fmt.Errorf("sqlstore: outbox purge: %w", err)
+		}
+		return nil
+	})
+	return int(n), err
+}
+
+// itemColumns are the columns scanItems reads; payload is NULL where the
+// caller gets none.
+const itemColumns = `id, destination, profile_id, request_id, item_key, kind, payload, state, attempts, enqueued, not_before, last_error`
+
+// scanItems reads items, and closes rows.
+func scanItems(rows *sql.Rows) ([]outbox.Item, error) {
+	var out []outbox.Item
+	for rows.Next() {
+		var it outbox.Item
+		var id int64
+		var pid, kind, state string
+		var payload sql.NullString
+		if err := rows.Scan(&id, &it.Destination, &pid, &it.Request, &it.Key, &kind, &payload, &state, &it.Attempts,
+			scanTime(&it.Enqueued), scanTime(&it.NotBefore), &it.LastError); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		it.ID, it.Profile, it.State = uint64(id), identity.ProfileID(pid), outbox.State(state)
+		if err := decodePayload(&it, kind, payload); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, it)
+	}
+	return out, closeRows(rows)
+}
+
+// idList returns the ids as arguments from $from on.
+func idList(ids []uint64) []any {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = int64(id)
+	}
+	return args
+}
+
+func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if len(c.Destinations) == 0 {
+		return nil, ctx.Err()
+	}
+	if err := checkTime("Claim.Until", c.Until); err != nil {
+		return nil, fmt.Errorf("%w: %v", outbox.ErrInvalid, err)
+	}
+	s := o.s
+	args := []any{s.ts(c.Now), c.Limit, c.Owner, s.ts(c.Until)}
+	dests := placeholders(len(args)+1, len(c.Destinations))
+	for _, d := range c.Destinations {
+		args = append(args, d)
+	}
+	// Each the oldest PENDING item of its destination and profile (leased or
+	// not, due or not): an item waits for every earlier one to answer.
+	candidates := `SELECT o.id FROM {p}outbox o
+		WHERE o.state = 'PENDING' AND o.destination IN (` + dests + `) AND o.not_before <= $1{ts}
+		AND (o.lease_until IS NULL OR o.lease_until < $1{ts})
+		AND NOT EXISTS (SELECT 1 FROM {p}outbox e WHERE e.state = 'PENDING' AND e.destination = o.destination
+			AND e.profile_id = o.profile_id AND e.id < o.id)
+		ORDER BY o.id LIMIT $2`
+	var q string
+	if s.d == Postgres {
+		q = `WITH c AS (` + candidates + ` FOR UPDATE SKIP LOCKED)
+			UPDATE {p}outbox o SET owner = $3, lease_until = $4{ts} FROM c WHERE o.id = c.id RETURNING ` + prefixed("o.", itemColumns)
+	} else {
+		q = `UPDATE {p}outbox SET owner = $3, lease_until = $4 WHERE id IN (` + candidates + `) RETURNING ` + itemColumns
+	}
+	var out []outbox.Item
+	err := s.write(ctx, func(ex Executor) error {
+		rows, err := ex.QueryContext(ctx, s.sql(q), args...)
+		if err != nil {
+			return err
+		}
+		out, err = scanItems(rows)
+		return err
+	})
+	if err != nil {
+		return nil, retryable(fmt.Errorf("sqlstore: outbox claim: %w", err))
+	}
+	slices.SortFunc(out, func(a, b outbox.Item) int { return compareIDs(a.ID, b.ID) })
+	return out, nil
+}
+
+// prefixed puts the prefix before each of the comma-separated columns.
+func prefixed(prefix, cols string) string {
+	parts := strings.Split(cols, ", ")
+	for i := range parts {
+		parts[i] = prefix + parts[i]
+	}
+	return strings.Join(parts, ", ")
+}
+
+func compareIDs(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (o *outboxStore) Renew(ctx context.Context, owner string, ids []uint64, until time.Time) error {
+	if err := checkTime("until", until); err != nil {
+		return fmt.Errorf("%w: %v", outbox.ErrInvalid, err)
+	}
+	s := o.s
+	for rest := ids; len(rest) > 0; {
+		n := min(len(rest), chunk)
+		args := append([]any{owner, s.ts(until)}, idList(rest[:n])...)
+		err := s.write(ctx, func(ex Executor) error {
+			_, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET lease_until = $2{ts} WHERE owner = $1 AND state = 'PENDING' AND id IN (`+placeholders(3, n)+`)`), args...)
+			return err
+		})
+		if err != nil {
+			return retryable(fmt.Errorf("sqlstore: outbox renew: %w", err))
+		}
+		rest = rest[n:]
+	}
+	return nil
+}
+
+func (o *outboxStore) Settle(ctx context.Context, owner string, answers []outbox.Answer) (int, error) {
+	for i := range answers {
+		if err := answers[i].Validate(); err != nil {
+			return 0, fmt.Errorf("answers[%d]: %w", i, err)
+		}
+		if answers[i].State == outbox.Pending {
+			if err := checkTime("NotBefore", answers[i].NotBefore); err != nil {
+				return 0, fmt.Errorf("answers[%d]: %w: %v", i, outbox.ErrInvalid, err)
+			}
+		}
+	}
+	s := o.s
+	var done, notSupported []uint64
+	var others []outbox.Answer
+	for _, a := range answers {
+		switch {
+		case a.State == outbox.Delivered:
+			done = append(done, a.ID)
+		case a.State == outbox.NotSupported && a.Err == "":
+			notSupported = append(notSupported, a.ID)
+		default:
+			others = append(others, a)
+		}
+	}
+	settled := 0
+	err := s.write(ctx, func(ex Executor) error {
+		settled = 0
+		for _, group := range []struct {
+			ids   []uint64
+			state outbox.State
+		}{{done, outbox.Delivered}, {notSupported, outbox.NotSupported}} {
+			for rest := group.ids; len(rest) > 0; {
+				n := min(len(rest), chunk)
+				k, err := settleAll(ctx, s, ex, owner, group.state, rest[:n])
+				if err != nil {
+					return err
+				}
+				settled += k
+				rest = rest[n:]
+			}
+		}
+		for _, a := range others {
+			msg := outbox.CutError(a.Err)
+			var res sql.Result
+			var err error
+			switch a.State {
+			case outbox.Pending:
+				res, err = ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET attempts = attempts + 1, not_before = $3{ts}, last_error = $4, owner = NULL, lease_until = NULL
+					WHERE id = $1 AND owner = $2 AND state = 'PENDING'`), int64(a.ID), owner, s.ts(a.NotBefore), msg)
+			case outbox.Dead:
+				res, err = ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET state = 'DEAD', attempts = attempts + 1, last_error = $3, owner = NULL, lease_until = NULL
+					WHERE id = $1 AND owner = $2 AND state = 'PENDING'`), int64(a.ID), owner, msg)
+			default: // NOT_SUPPORTED with a reason, which the request's receipt keeps
+				res, err = ex.ExecContext(ctx, s.sql(`DELETE FROM {p}outbox WHERE id = $1 AND owner = $2 AND state = 'PENDING' AND request_id = ''`), int64(a.ID), owner)
+				if err == nil {
+					var n int64
+					if n, err = res.RowsAffected(); err == nil && n == 0 {
+						res, err = ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET state = $3, payload = NULL, last_error = $4, owner = NULL, lease_until = NULL
+							WHERE id = $1 AND owner = $2 AND state = 'PENDING'`), int64(a.ID), owner, string(a.State), msg)
+					}
+				}
+			}
+			if err != nil {
+				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			settled += int(n)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, retryable(fmt.Errorf("sqlstore: outbox settle: %w", err))
+	}
+	return len(answers) - settled, nil
+}
+
+// settleAll settles the items owner holds with an answer that carries no
+// error: an item no request awaits goes, a request's keeps its answer but
+// not the person's data. It returns how many it settled.
+func settleAll(ctx context.Context, s *Store, ex Executor, owner string, state outbox.State, ids []uint64) (int, error) {
+	in := placeholders(3, len(ids))
+	args := append([]any{owner, string(state)}, idList(ids)...)
+	del := `DELETE FROM {p}outbox WHERE owner = $1 AND state = 'PENDING' AND request_id = '' AND id IN (` + in + `)`
+	upd := `UPDATE {p}outbox SET state = $2, payload = NULL, owner = NULL, lease_until = NULL, last_error = ''
+		WHERE owner = $1 AND state = 'PENDING' AND request_id <> '' AND id IN (` + in + `)`
+	if s.d == Postgres { // one round trip
+		var n int
+		err := ex.QueryRowContext(ctx, s.sql(`WITH d AS (`+del+` RETURNING 1), u AS (`+upd+` RETURNING 1)
+			SELECT (SELECT COUNT(*) FROM d) + (SELECT COUNT(*) FROM u)`), args...).Scan(&n)
+		return n, err
+	}
+	total := 0
+	for _, q := range []string{del, upd} {
+		res, err := ex.ExecContext(ctx, s.sql(q), args...)
+		if err != nil {
+			return 0, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, err
+		}
+		total += int(n)
+	}
+	return total, nil
+}
+
+func (o *outboxStore) Outcomes(ctx context.Context, request string) ([]outbox.Item, error) {
+	out, err := readRows(ctx, o.s, `SELECT `+strings.Replace(itemColumns, "payload", "NULL", 1)+` FROM {p}outbox WHERE request_id = $1 AND request_id <> '' ORDER BY id`,
+		[]any{request}, scanItems)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: outbox outcomes: %w", err)
+	}
+	return out, nil
+}
+
+func (o *outboxStore) Forget(ctx context.Context, request string) error {
+	err := o.s.write(ctx, func(ex Executor) error {
+		_, err := ex.ExecContext(ctx, o.s.sql(`DELETE FROM {p}outbox WHERE request_id = $1 AND request_id <> '' AND state <> 'PENDING'`), request)
+		return err
+	})
+	if err != nil {
+		return retryable(fmt.Errorf("sqlstore: outbox forget: %w", err))
+	}
+	return nil
+}
+
+func (o *outboxStore) Dead(ctx context.Context, dest string, after uint64, limit int) ([]outbox.Item, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: Dead limit %d: want a positive number", outbox.ErrInvalid, limit)
+	}
+	if after > 1<<62 {
+		return nil, nil
+	}
+	out, err := readRows(ctx, o.s, `SELECT `+itemColumns+` FROM {p}outbox WHERE state = 'DEAD' AND id > $1 AND ($2 = '' OR destination = $2) ORDER BY id LIMIT $3`,
+		[]any{int64(after), dest, min(limit, 10000)}, scanItems)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: outbox dead letters: %w", err)
+	}
+	return out, nil
+}
+
+func (o *outboxStore) Replay(ctx context.Context, ids []uint64, now time.Time) (int, error) {
+	if err := checkTime("now", now); err != nil {
+		return 0, fmt.Errorf("%w: %v", outbox.ErrInvalid, err)
+	}
+	s := o.s
+	total := 0
+	for rest := ids; len(rest) > 0; {
+		n := min(len(rest), chunk)
+		args := append([]any{s.ts(now)}, idList(rest[:n])...)
+		err := s.write(ctx, func(ex Executor) error {
+			res, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET state = 'PENDING', attempts = 0, last_error = '', enqueued = $1{ts}, not_before = $1{ts}, owner = NULL, lease_until = NULL
+				WHERE state = 'DEAD' AND payload IS NOT NULL AND id IN (`+placeholders(2, n)+`)`), args...)
+			if err != nil {
+				return err
+			}
+			k, err := res.RowsAffected()
+			total += int(k)
+			return err
+		})
+		if err != nil {
+			return total, retryable(fmt.Errorf("sqlstore: outbox replay: %w", err))
+		}
+		rest = rest[n:]
+	}
+	return total, nil
+}
+
+func (o *outboxStore) Stats(ctx context.Context) (map[string]outbox.Counts, error) {
+	out, err := readRows(ctx, o.s, `SELECT destination, state, COUNT(*) FROM {p}outbox WHERE state IN ('PENDING', 'DEAD') GROUP BY destination, state`, nil,
+		func(rows *sql.Rows) (map[string]outbox.Counts, error) {
+			out := map[string]outbox.Counts{}
+			for rows.Next() {
+				var dest, state string
+				var n int
+				if err := rows.Scan(&dest, &state, &n); err != nil {
+					rows.Close()
+					return nil, err
+				}
+				c := out[dest]
+				if state == string(outbox.Dead) {
+					c.Dead = n
+				} else {
+					c.Pending = n
+				}
+				out[dest] = c
+			}
+			return out, closeRows(rows)
+		})
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: outbox stats: %w", err)
+	}
+	return out, nil
+}
