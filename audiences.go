@@ -216,10 +216,33 @@ func (c *Controller) reevaluateOnce(ctx context.Context, pid identity.ProfileID,
 	if err := atx.Put(ctx, pid, st); err != nil {
 		return backendError("audience put", err)
 	}
-	if err := atx.Commit(ctx); err != nil {
+	if len(changes) == 0 || len(c.destinations) == 0 {
+		return backendError("audience commit", atx.Commit(ctx))
+	}
+	// What the changes owe the destinations is written with them.
+	otx, err := c.outbox.Begin(ctx)
+	if err != nil {
+		return backendError("outbox begin", err)
+	}
+	defer otx.Rollback(ctx)
+	o := owed{c: c}
+	o.audienceChanges(pid, nodeIDs(ctx, c.graph.Node, pid), p.Metadata.Version, changes, now)
+	if err := o.enqueue(ctx, otx); err != nil {
+		return err
+	}
+	// A shared transaction commits with its last participant, the
+	// audiences'; otherwise what is owed follows what was done.
+	first, second := otx.Commit, atx.Commit
+	if !c.scoped {
+		first, second = atx.Commit, otx.Commit
+	}
+	if err := first(ctx); err != nil {
 		return backendError("audience commit", err)
 	}
-	c.deliverChanges(ctx, pid, p.Metadata.Version, changes, now)
+	if err := second(detach(ctx)); err != nil {
+		return backendError("audience commit", err)
+	}
+	c.deliver.Wake()
 	return nil
 }
 

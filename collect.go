@@ -9,6 +9,7 @@ import (
 
 	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/txscope"
 )
@@ -194,12 +195,37 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 			return false, false, err
 		}
 	}
-	if c.scoped && atx != nil {
+	// The outbox: a merged profile's items follow the person; what the
+	// message owes the destinations is written with it.
+	var otx outbox.Tx
+	if len(c.destinations) > 0 || len(plan.Absorb) > 0 {
+		if otx, err = c.outbox.Begin(ctx); err != nil {
+			return false, false, backendError("outbox begin", err)
+		}
+		defer otx.Rollback(ctx)
+		for _, from := range plan.Absorb {
+			if err := otx.Merge(ctx, plan.Profile, from); err != nil {
+				return false, false, backendError("outbox merge", err)
+			}
+		}
+	}
+	if c.scoped {
 		// Participants may share one transaction, which commits with the last of
-		// them: commit the audiences before the profile, so that a failure of
-		// the real commit is the profile's, and fails the message as a whole.
-		if err := atx.Commit(ctx); err != nil {
-			return false, false, backendError("audience commit", err)
+		// them: commit the audiences and the outbox before the profile, so that
+		// a failure of the real commit is the profile's, and fails the message
+		// as a whole.
+		if err := c.oweCollected(ctx, otx, plan.Profile, msg, matches, u.Metadata.Version, changes, now); err != nil {
+			return false, false, err
+		}
+		if atx != nil {
+			if err := atx.Commit(ctx); err != nil {
+				return false, false, backendError("audience commit", err)
+			}
+		}
+		if otx != nil {
+			if err := otx.Commit(ctx); err != nil {
+				return false, false, backendError("outbox commit", err)
+			}
 		}
 	}
 	if gtx != nil {
@@ -225,9 +251,38 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 			changes, recount = nil, true
 		}
 	}
-	c.deliverMessage(plan.Profile, msg, matches)
-	c.deliverChanges(ctx, plan.Profile, u.Metadata.Version, changes, now)
+	if otx != nil && !c.scoped {
+		// Backends that share no transaction: what is owed follows what was
+		// stored (a failed audience commit owes no audience change).
+		ctx = detach(ctx)
+		err := c.oweCollected(ctx, otx, plan.Profile, msg, matches, u.Metadata.Version, changes, now)
+		if err == nil {
+			err = backendError("outbox commit", otx.Commit(ctx))
+		}
+		if err != nil {
+			c.log.ErrorContext(ctx, "the outbox did not take what a stored message owes the destinations", "profile", plan.Profile, "err", err)
+		}
+	}
+	if len(c.destinations) > 0 {
+		c.deliver.Wake()
+	}
 	return false, recount, nil
+}
+
+// oweCollected writes in otx what a stored message owes the destinations:
+// the message, addressed by its own identifiers, and the audience changes it
+// caused, addressed by every identifier of the profile.
+func (c *Controller) oweCollected(ctx context.Context, otx outbox.Tx, pid identity.ProfileID, msg *message, matches []identity.Match,
+	version uint64, changes []audience.Change, now time.Time) error {
+	if otx == nil || len(c.destinations) == 0 {
+		return nil
+	}
+	o := owed{c: c}
+	o.collected(pid, msg, matches)
+	if len(changes) > 0 {
+		o.audienceChanges(pid, nodeIDs(ctx, c.graph.Node, pid), version, changes, now)
+	}
+	return o.enqueue(ctx, otx)
 }
 
 // stageAudiences updates the profile's audience state in atx: merged profiles'

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/txscope"
 )
@@ -211,8 +212,6 @@ func (c *Controller) finishBatch(ctx context.Context, items []batchItem, recount
 			c.stats.duplicates.Add(1)
 		case outcomeStored:
 			c.stats.collected.Add(1)
-			c.deliverMessage(it.profile, &it.msg, it.matches)
-			c.deliverChanges(detach(ctx), it.profile, it.version, it.changes, it.now)
 		}
 	}
 	for _, pid := range recount {
@@ -309,10 +308,28 @@ func (c *Controller) storeBatch(ctx context.Context, items []batchItem) (recount
 	if atx != nil {
 		defer atx.Rollback(ctx)
 	}
-	if c.scoped && atx != nil {
-		// As in store: the audiences commit first when the transaction is shared.
-		if err := atx.Commit(ctx); err != nil {
-			return nil, backendError("audience commit", err)
+	var otx outbox.Tx
+	if len(c.destinations) > 0 {
+		if otx, err = c.outbox.Begin(ctx); err != nil {
+			return nil, backendError("outbox begin", err)
+		}
+		defer otx.Rollback(ctx)
+	}
+	if c.scoped {
+		// As in store: the audiences and the outbox commit first when the
+		// transaction is shared, what the messages owe written with them.
+		if err := c.oweBatch(ctx, otx, items); err != nil {
+			return nil, err
+		}
+		if atx != nil {
+			if err := atx.Commit(ctx); err != nil {
+				return nil, backendError("audience commit", err)
+			}
+		}
+		if otx != nil {
+			if err := otx.Commit(ctx); err != nil {
+				return nil, backendError("outbox commit", err)
+			}
 		}
 	}
 	if err := ptx.Commit(ctx); err != nil {
@@ -332,7 +349,40 @@ func (c *Controller) storeBatch(ctx context.Context, items []batchItem) (recount
 			recount = slices.Compact(recount)
 		}
 	}
+	if otx != nil && !c.scoped {
+		// As in store: what is owed follows what was stored.
+		err := c.oweBatch(detach(ctx), otx, items)
+		if err == nil {
+			err = backendError("outbox commit", otx.Commit(detach(ctx)))
+		}
+		if err != nil {
+			c.log.ErrorContext(ctx, "the outbox did not take what stored messages owe the destinations", "profiles", len(pids), "err", err)
+		}
+	}
+	if otx != nil {
+		c.deliver.Wake()
+	}
 	return recount, nil
+}
+
+// oweBatch writes in otx what the batch's stored messages owe the
+// destinations, in the batch's order.
+func (c *Controller) oweBatch(ctx context.Context, otx outbox.Tx, items []batchItem) error {
+	if otx == nil {
+		return nil
+	}
+	o := owed{c: c}
+	for i := range items {
+		it := &items[i]
+		if it.outcome != outcomeStored {
+			continue
+		}
+		o.collected(it.profile, &it.msg, it.matches)
+		if len(it.changes) > 0 {
+			o.audienceChanges(it.profile, nodeIDs(ctx, c.graph.Node, it.profile), it.version, it.changes, it.now)
+		}
+	}
+	return o.enqueue(ctx, otx)
 }
 
 // lookupBatch looks up the identifiers of the pending items in one call and

@@ -1,7 +1,10 @@
 package privacy
 
-// Delivery to destinations: what each collected message and audience change
-// sends, through the outbox (internal/outbox), and how to wait for it.
+// Delivery to destinations: the outbox (package outbox) holds what each
+// collected message, audience change and request owes them, written with the
+// change; an engine (internal/deliver) delivers it, in this process and in
+// every other one sharing the store. This file is its public face: Delivery,
+// DeliveryStats, Flush, DeadLetters, Replay, and the items each change owes.
 
 import (
 	"context"
@@ -12,78 +15,197 @@ import (
 	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/internal/deliver"
+	"github.com/gdprkit/privacy/outbox"
 )
 
-// Delivery configures how the outbox delivers to destinations.
+// Delivery configures how the outbox delivers to destinations. Zero fields
+// keep their defaults.
 type Delivery struct {
-	// MaxAttempts bounds the tries per message or deletion (default 8).
+	// Horizon is how long an item is tried before it is given up on and
+	// kept as a dead letter (default 24 hours, as Amazon EventBridge's
+	// default; Segment retries for 4 hours, RudderStack's router for 3).
+	Horizon time.Duration
+	// MaxAttempts, when set, also gives up on an item after that many failed
+	// calls (default: no bound but the horizon).
 	MaxAttempts int
-	// Backoff is the wait after the first failure, doubled after each further one
-	// up to MaxBackoff (defaults 100ms and 30s).
+	// Backoff is the wait after the first failure, doubled after each further
+	// one up to MaxBackoff (defaults 1s and 1h), each drawn at random between
+	// half of it and all of it.
 	Backoff, MaxBackoff time.Duration
-	// Timeout bounds each call to a destination (default 30s). A destination that
-	// ignores its context can still hold its own worker; it never holds the
-	// collection path or other destinations.
+	// Timeout bounds each call to a destination (default 30s). A call that
+	// outlives it counts as failed, but its items wait for it to return
+	// before anything later about the person goes to that destination.
 	Timeout time.Duration
 	// BatchSize bounds the messages per Send (default 100).
 	BatchSize int
+	// Lease is how long a deliverer holds the items it claimed, renewed
+	// while it works (default 30s): a process that dies leaves its items to
+	// the others, and to its next start, once the lease lapses.
+	Lease time.Duration
+	// Poll is how often an idle deliverer looks for work other processes
+	// enqueued (default 1s); work enqueued here wakes it at once.
+	Poll time.Duration
 }
 
-func (d Delivery) withDefaults() (Delivery, error) {
-	if d.MaxAttempts < 0 || d.Backoff < 0 || d.MaxBackoff < 0 || d.Timeout < 0 || d.BatchSize < 0 {
-		return d, errors.New("WithDelivery: negative setting")
+func (d Delivery) withDefaults() (deliver.Config, error) {
+	if d.Horizon < 0 || d.MaxAttempts < 0 || d.Backoff < 0 || d.MaxBackoff < 0 || d.Timeout < 0 || d.BatchSize < 0 || d.Lease < 0 || d.Poll < 0 {
+		return deliver.Config{}, errors.New("WithDelivery: negative setting")
 	}
-	if d.MaxAttempts == 0 {
-		d.MaxAttempts = 8
-	}
-	if d.Backoff == 0 {
-		d.Backoff = 100 * time.Millisecond
-	}
-	if d.MaxBackoff == 0 {
-		d.MaxBackoff = 30 * time.Second
-	}
-	if d.Timeout == 0 {
-		d.Timeout = 30 * time.Second
-	}
-	if d.BatchSize == 0 {
-		d.BatchSize = 100
-	}
-	return d, nil
-}
-
-// DeliveryStats counts what the outbox did for one destination.
-type DeliveryStats struct {
-	// Delivered messages and deletions the destination accepted.
-	Delivered uint64
-	// Failed ones used up their attempts.
-	Failed uint64
-	// NotSupported deletions the destination cannot do.
-	NotSupported uint64
-	// Retries counts failed attempts that were tried again.
-	Retries uint64
-	// Pending ones wait for delivery.
-	Pending int
-}
-
-// deliverChanges queues "Audience Entered" and "Audience Exited" for every
-// destination, addressed by every identifier of the profile.
-func (c *Controller) deliverChanges(ctx context.Context, pid identity.ProfileID, version uint64, changes []audience.Change, now time.Time) {
-	if len(changes) == 0 || len(c.destinations) == 0 {
-		return
-	}
-	var ids []identity.ID
-	if node, err := c.graph.Node(ctx, pid); err == nil {
-		for _, l := range node.Links {
-			ids = append(ids, l.ID)
+	c := deliver.Config{Horizon: d.Horizon, MaxAttempts: d.MaxAttempts, Backoff: d.Backoff, MaxBackoff: d.MaxBackoff,
+		Timeout: d.Timeout, BatchSize: d.BatchSize, Lease: d.Lease, Poll: d.Poll, ClaimSize: 500}
+	for _, f := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&c.Horizon, 24 * time.Hour}, {&c.Backoff, time.Second}, {&c.MaxBackoff, time.Hour}, {&c.Timeout, 30 * time.Second},
+		{&c.Lease, 30 * time.Second}, {&c.Poll, time.Second}} {
+		if *f.v == 0 {
+			*f.v = f.def
 		}
 	}
-	msgs := make([]destination.Message, len(changes))
-	for i, ch := range changes {
+	if c.BatchSize == 0 {
+		c.BatchSize = 100
+	}
+	c.MaxBackoff = max(c.MaxBackoff, c.Backoff)
+	return c, nil
+}
+
+// DeliveryStats counts the outbox's work for one destination.
+type DeliveryStats struct {
+	// Delivered messages and deletions the destination accepted, since New.
+	Delivered uint64
+	// Failed ones were given up on, since New (they are dead letters).
+	Failed uint64
+	// NotSupported deletions the destination cannot do, since New.
+	NotSupported uint64
+	// Retries counts failed calls that were tried again, since New.
+	Retries uint64
+	// Pending items wait for delivery, now, in the outbox (every process's).
+	Pending int
+	// Dead items were given up on and wait, now, in the outbox for Replay.
+	Dead int
+}
+
+// DeliveryStats returns, per destination name, what this Controller
+// delivered, gave up on and retried, and what the outbox holds now, for
+// every destination it holds something for: one removed from the
+// configuration keeps its work pending, and counted, until it comes back.
+func (c *Controller) DeliveryStats(ctx context.Context) (map[string]DeliveryStats, error) {
+	counts, err := c.outbox.Stats(ctx)
+	if err != nil {
+		return nil, backendError("outbox stats", err)
+	}
+	out := make(map[string]DeliveryStats, len(c.destinations))
+	for name, s := range c.deliver.Stats() {
+		out[name] = DeliveryStats{Delivered: s.Delivered, Failed: s.Failed, NotSupported: s.NotSupported, Retries: s.Retries}
+	}
+	for name, n := range counts {
+		s := out[name]
+		s.Pending, s.Dead = n.Pending, n.Dead
+		out[name] = s
+	}
+	return out, nil
+}
+
+// Flush returns once the outbox holds nothing pending for this Controller's
+// destinations (delivered, or given up on) and the requests that waited for
+// it have recorded their outcomes, or when ctx ends (then with an error saying
+// how much is still pending). Tests and shutdown call it to wait for delivery.
+func (c *Controller) Flush(ctx context.Context) error {
+	if err := c.deliver.Flush(ctx); err != nil {
+		return backendError("flush", err)
+	}
+	c.checkAwaiting(ctx)
+	return nil
+}
+
+// DeadLetter is an item given up on: its destination, what it was (the
+// message's id, or the deletion's request), when it was enqueued, how often
+// it was tried and why the last call failed. It names nobody.
+type DeadLetter struct {
+	ID          uint64
+	Destination string
+	// Request is the request that owed it, if any.
+	Request string
+	// MessageID is a message's id; a deletion has none.
+	MessageID string
+	Deletion  bool
+	Enqueued  time.Time
+	Attempts  int
+	LastError string
+}
+
+// DeadLetters lists up to limit (at most 1000) dead letters of the
+// destination ("" for every one) whose ID is greater than after, by ID.
+func (c *Controller) DeadLetters(ctx context.Context, dest string, after uint64, limit int) ([]DeadLetter, error) {
+	if limit <= 0 || limit > 1000 {
+		return nil, fieldErrorf("limit", "%d: want 1 to 1000", limit)
+	}
+	items, err := c.outbox.Dead(ctx, dest, after, limit)
+	if err != nil {
+		return nil, backendError("outbox dead letters", err)
+	}
+	out := make([]DeadLetter, len(items))
+	for i, it := range items {
+		out[i] = DeadLetter{ID: it.ID, Destination: it.Destination, Request: it.Request, Deletion: it.Deletion != nil,
+			Enqueued: it.Enqueued, Attempts: it.Attempts, LastError: it.LastError}
+		if it.Message != nil {
+			out[i].MessageID = it.Message.MessageID
+		}
+	}
+	return out, nil
+}
+
+// Replay makes the dead letters among ids pending again, tried afresh (their
+// horizon restarted), and returns how many it replayed. A message about a
+// person erased since is never replayed: the erasure removed it.
+func (c *Controller) Replay(ctx context.Context, ids ...uint64) (int, error) {
+	if err := c.checkOpen(); err != nil {
+		return 0, err
+	}
+	n, err := c.outbox.Replay(ctx, ids, time.Now())
+	if err != nil {
+		return n, backendError("outbox replay", err)
+	}
+	c.deliver.Wake()
+	return n, nil
+}
+
+// owed collects the items a change owes the destinations, to enqueue in its
+// transaction.
+type owed struct {
+	c     *Controller
+	items []outbox.Item
+}
+
+// message owes m to every destination; request, when set, awaits it, and
+// key makes it the only one of its kind.
+func (o *owed) message(m destination.Message, request, key string) {
+	for _, name := range o.c.destinations {
+		mc := m.Clone()
+		o.items = append(o.items, outbox.Item{Destination: name, Profile: m.ProfileID, Request: request, Key: key,
+			Message: &mc, Enqueued: time.Now()})
+	}
+}
+
+// deletion owes d to every destination; its request awaits it.
+func (o *owed) deletion(d destination.Deletion) {
+	for _, name := range o.c.destinations {
+		dc := d.Clone()
+		o.items = append(o.items, outbox.Item{Destination: name, Profile: d.ProfileID, Request: d.RequestID,
+			Key: d.RequestID + "/" + string(d.ProfileID) + "/delete", Deletion: &dc, Enqueued: time.Now()})
+	}
+}
+
+// audienceChanges owes "Audience Entered" and "Audience Exited" for the
+// profile's changes, addressed by the identifiers given.
+func (o *owed) audienceChanges(pid identity.ProfileID, ids []identity.ID, version uint64, changes []audience.Change, now time.Time) {
+	for _, ch := range changes {
 		event, verb := destination.AudienceExited, "exited"
 		if ch.Entered {
 			event, verb = destination.AudienceEntered, "entered"
 		}
-		msgs[i] = destination.Message{
+		o.message(destination.Message{
 			// Stable across retries: the same change of the same profile version.
 			MessageID:  string(pid) + ":" + ch.Key + ":" + verb + ":" + strconv.FormatUint(version, 10),
 			Type:       destination.TypeTrack,
@@ -92,52 +214,66 @@ func (c *Controller) deliverChanges(ctx context.Context, pid identity.ProfileID,
 			IDs:        ids,
 			Properties: map[string]any{"audience_key": ch.Key},
 			Timestamp:  now,
-		}
+		}, "", "")
 	}
-	c.outbox.Send(msgs)
 }
 
-// Flush returns once everything pending for destinations has been delivered or
-// has used up its attempts, or when ctx ends (then with an error saying how much
-// is still pending). Tests and shutdown call it to wait for delivery.
-func (c *Controller) Flush(ctx context.Context) error {
-	if err := c.outbox.Flush(ctx); err != nil {
-		return backendError("flush", err)
-	}
-	return nil
-}
-
-// DeliveryStats returns, per destination name, what the outbox has delivered,
-// given up on and still holds.
-func (c *Controller) DeliveryStats() map[string]DeliveryStats {
-	out := make(map[string]DeliveryStats, len(c.destinations))
-	for name, s := range c.outbox.Stats() {
-		out[name] = DeliveryStats(s)
-	}
-	return out
-}
-
-// deliverMessage queues the collected message, addressed by its own
-// identifiers, for every destination.
-func (c *Controller) deliverMessage(pid identity.ProfileID, msg *message, matches []identity.Match) {
-	if len(c.destinations) == 0 {
-		return
-	}
+// collected owes the collected message, addressed by its own identifiers.
+func (o *owed) collected(pid identity.ProfileID, msg *message, matches []identity.Match) {
 	ids := make([]identity.ID, len(matches))
 	for i, m := range matches {
 		ids[i] = m.ID
 	}
-	m := destination.Message{
-		MessageID: msg.messageID,
-		Type:      msg.kind,
-		ProfileID: pid,
-		IDs:       ids,
-		Timestamp: msg.timestamp,
-	}
+	m := destination.Message{MessageID: msg.messageID, Type: msg.kind, ProfileID: pid, IDs: ids, Timestamp: msg.timestamp}
 	if msg.kind == destination.TypeIdentify {
 		m.Traits = msg.traits // nil values travel too: they remove the trait downstream
 	} else {
 		m.Event, m.Properties = msg.event, msg.props
 	}
-	c.outbox.Send([]destination.Message{m})
+	o.message(m, "", "")
+}
+
+// enqueue writes what is owed in the transaction.
+func (o *owed) enqueue(ctx context.Context, tx outbox.Tx) error {
+	if len(o.items) == 0 {
+		return nil
+	}
+	return backendError("outbox enqueue", tx.Enqueue(ctx, o.items))
+}
+
+// nodeIDs returns the identifiers linked to the profile, read through read
+// (a transaction's or the graph's Node), or none when it has no node.
+func nodeIDs(ctx context.Context, read func(context.Context, identity.ProfileID) (*identity.Node, error), pid identity.ProfileID) []identity.ID {
+	n, err := read(ctx, pid)
+	if err != nil {
+		return nil
+	}
+	ids := make([]identity.ID, len(n.Links))
+	for i, l := range n.Links {
+		ids[i] = l.ID
+	}
+	return ids
+}
+
+// scrubDelivery is the delivery engine's Scrub: a destination's error,
+// kept in the outbox and the receipt, names the batch's people by keyed hash
+// and their traits and properties by name.
+func (c *Controller) scrubDelivery(text string, batch []outbox.Item) string {
+	var ids []identity.ID
+	values := map[string]any{}
+	for _, it := range batch {
+		if m := it.Message; m != nil {
+			ids = append(ids, m.IDs...)
+			for k, v := range m.Traits {
+				values[k] = []any{values[k], v}
+			}
+			for k, v := range m.Properties {
+				values[k] = []any{values[k], v}
+			}
+		}
+		if d := it.Deletion; d != nil {
+			ids = append(ids, d.IDs...)
+		}
+	}
+	return c.redactText(text, ids, values)
 }

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
 )
@@ -70,14 +69,4 @@ func stageErasure(s *stager, d *journal.Decision) error {
 		}
 	}
 	return nil
-}
-
-// forwardDeletions queues the decided deletions for every destination, each
-// outcome reported to done, after dropping the queued messages about the
-// person: nothing about them may reach a destination after the deletion.
-func (c *Controller) forwardDeletions(e *journal.Entry, done func(name string, err error)) {
-	for _, f := range e.Decision.Forward {
-		c.outbox.Purge(f.Profile)
-		c.outbox.Delete(destination.Deletion{RequestID: e.ID, ProfileID: f.Profile, IDs: f.IDs}, done)
-	}
 }

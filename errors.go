@@ -11,8 +11,9 @@ import (
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/export"
 	"github.com/gdprkit/privacy/identity"
-	"github.com/gdprkit/privacy/internal/outbox"
+	"github.com/gdprkit/privacy/internal/deliver"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
 )
@@ -91,7 +92,9 @@ var sentinels = []struct{ backend, root error }{
 	{journal.ErrInvalid, ErrInvalid},
 	{export.ErrInvalid, ErrInvalid},
 	{destination.ErrInvalid, ErrInvalid},
-	{outbox.ErrClosed, ErrClosed},
+	{deliver.ErrClosed, ErrClosed},
+	{outbox.ErrNotFound, ErrNotFound},
+	{outbox.ErrInvalid, ErrInvalid},
 }
 
 // backendError wraps an error from a backend, naming the operation, so that

@@ -12,6 +12,7 @@ import (
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
 )
@@ -29,6 +30,7 @@ type config struct {
 	audiences audience.Store
 	dests     []destination.Destination
 	delivery  Delivery
+	outbox    outbox.Store
 	rules     identity.Rules
 	clock     func() time.Time
 	log       *slog.Logger
@@ -94,6 +96,15 @@ func WithDelivery(d Delivery) Option {
 		c.delivery = d
 		return nil
 	}
+}
+
+// WithOutbox sets the outbox backend, which holds what destinations are owed
+// until they answer (default outbox.NewMemStore(), whose content goes with
+// the process). With a durable outbox that shares the other backends'
+// transactions, such as sqlstore's, whatever committed is delivered, across
+// crashes and restarts, by whichever process sharing it gets there first.
+func WithOutbox(o outbox.Store) Option {
+	return notNil("WithOutbox", "outbox", o == nil, func(c *config) { c.outbox = o })
 }
 
 // WithSuppressions sets the suppression list backend (default

@@ -12,8 +12,9 @@ import (
 	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/audit"
 	"github.com/gdprkit/privacy/identity"
-	"github.com/gdprkit/privacy/internal/outbox"
+	"github.com/gdprkit/privacy/internal/deliver"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
 	"github.com/gdprkit/privacy/txscope"
@@ -30,9 +31,14 @@ type Controller struct {
 	// (under defineMu), the collection path reads it without a lock.
 	set      atomic.Pointer[audience.Set]
 	defineMu sync.Mutex
-	outbox   *outbox.Outbox
+	// outbox holds what destinations are owed; deliver delivers it.
+	outbox  outbox.Store
+	deliver *deliver.Engine
 	// destinations are the destinations' names, in the order configured.
 	destinations []string
+	// awaiting holds the requests this Controller holds that wait for their
+	// destinations' answers (*awaited), by id.
+	awaiting sync.Map
 
 	suppressions suppression.List
 	journal      journal.Journal
@@ -77,7 +83,7 @@ func New(opts ...Option) (*Controller, error) {
 	cfg := config{rules: identity.DefaultRules(), clock: time.Now, log: slog.New(slog.DiscardHandler),
 		instance: identity.NewSortableID("ins_", time.Now()), lease: DefaultLease,
 		graph: identity.NewMemGraph(), profiles: profile.NewMemStore(), audiences: audience.NewMemStore(),
-		supp: suppression.NewMemList(), journal: journal.NewMemJournal(), auditLog: audit.NewMemLog()}
+		supp: suppression.NewMemList(), journal: journal.NewMemJournal(), auditLog: audit.NewMemLog(), outbox: outbox.NewMemStore()}
 	for _, opt := range opts {
 		if err := opt(&cfg); err != nil {
 			return nil, fmt.Errorf("privacy: %w: %w", ErrInvalid, err)
@@ -121,17 +127,29 @@ func New(opts ...Option) (*Controller, error) {
 		clock:        cfg.clock,
 		log:          cfg.log,
 		locks:        newSubjectLocks(),
-		outbox:       outbox.New(cfg.dests, outbox.Config(delivery), cfg.log),
+		outbox:       cfg.outbox,
 		instance:     cfg.instance,
 		lease:        cfg.lease,
 		schedule:     cfg.schedule.withDefaults(cfg.lease),
 		stopClaims:   make(chan struct{}),
 	}
-	c.scoped, c.locker = scopeOf(cfg.graph, cfg.profiles, cfg.audiences, cfg.supp)
-	c.destinations = c.outbox.Destinations()
+	c.scoped, c.locker = scopeOf(cfg.graph, cfg.profiles, cfg.audiences, cfg.supp, cfg.outbox)
+	// Each process claims as itself: a restart does not inherit the leases
+	// of the run before, whose calls died with it.
+	owner := cfg.instance + "/" + identity.NewSortableID("run_", time.Now())
+	// Delivery keeps wall-clock time, whatever WithClock says: its leases,
+	// retries and horizon are measured, not recorded.
+	delivery.Scrub = c.scrubDelivery
+	c.deliver = deliver.New(cfg.outbox, cfg.dests, delivery, owner, time.Now, cfg.log, func(requests []string) {
+		for _, id := range requests {
+			c.checkRequest(context.Background(), id)
+		}
+	})
+	c.destinations = c.deliver.Destinations()
 	c.closing, c.cancelClosing = context.WithCancel(context.Background())
-	c.claimsDone.Add(1)
+	c.claimsDone.Add(2)
 	go c.keepClaims()
+	go c.awaitAnswers(delivery.Poll)
 	c.set.Store(set)
 	return c, nil
 }
@@ -146,8 +164,24 @@ func (c *Controller) Close() error {
 	close(c.stopClaims)
 	c.cancelClosing()
 	c.claimsDone.Wait()
-	c.outbox.Close()
+	c.deliver.Close()
 	return nil
+}
+
+// awaitAnswers checks, every poll, the requests awaiting their destinations'
+// answers, which deliverers in other processes may have given, until Close.
+func (c *Controller) awaitAnswers(poll time.Duration) {
+	defer c.claimsDone.Done()
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.closing.Done():
+			return
+		case <-tick.C:
+			c.checkAwaiting(c.closing)
+		}
+	}
 }
 
 // Stats counts what the collection path did with the messages it was given, so

@@ -12,6 +12,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
 	"github.com/gdprkit/privacy/txscope"
@@ -118,10 +121,9 @@ func (c *Controller) executeOnce(ctx context.Context, cl *claim, e *journal.Entr
 	now := c.now()
 	s, sends, err := c.decide(ctx, txs, e, matches, now)
 	var d journal.Decision
-	var changes map[identity.ProfileID][]audience.Change
 	if err == nil {
 		d = s.d
-		changes, err = c.stage(ctx, txs, &d, now)
+		err = c.stage(ctx, txs, e, &d, sends, now)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -134,14 +136,11 @@ func (c *Controller) executeOnce(ctx context.Context, cl *claim, e *journal.Entr
 		return nil, nil, err
 	}
 	c.settleSoon(ctx, e)
-	if err := c.commitDecision(ctx, cl, txs, e, &e.Decision); err != nil {
+	if err := c.commitDecision(ctx, cl, txs, e, &e.Decision, sends); err != nil {
 		c.inflight.Delete(e.ID) // decided: Recover completes it
 		return receiptOf(e), err, nil
 	}
-	// Queued before the subjects are unlocked, so nothing collected afterwards
-	// can reach a destination ahead of the request's own messages.
-	c.deliverAudienceChanges(ctx, e, changes, now)
-	c.deliverDecision(ctx, cl, e, sends) // step 5
+	c.deliverDecision(ctx, cl, e, len(sends) > 0) // step 5
 	return receiptOf(e), nil, nil
 }
 
@@ -151,6 +150,7 @@ type participants struct {
 	profiles  profile.Tx
 	audiences audience.Tx
 	supp      suppression.Tx
+	outbox    outbox.Tx
 }
 
 type participant struct {
@@ -176,6 +176,9 @@ func (p *participants) all() []participant {
 	}
 	if p.audiences != nil {
 		add("audiences", p.audiences.Commit, p.audiences.Rollback)
+	}
+	if p.outbox != nil { // last: with backends that share no transaction, what is owed follows what was done
+		add("outbox", p.outbox.Commit, p.outbox.Rollback)
 	}
 	return out
 }
@@ -205,6 +208,10 @@ func (c *Controller) begin(ctx context.Context) (*participants, error) {
 	if p.audiences, err = c.audiences.Begin(ctx); err != nil {
 		p.rollback(ctx)
 		return nil, backendError("audience begin", err)
+	}
+	if p.outbox, err = c.outbox.Begin(ctx); err != nil {
+		p.rollback(ctx)
+		return nil, backendError("outbox begin", err)
 	}
 	return p, nil
 }
@@ -290,28 +297,64 @@ type reevaluation struct {
 // stage applies a decision to the open transactions, and re-evaluates the
 // audiences of the people whose membership it changes. Every write is an
 // idempotent redo, so recovery stages the same decision again.
-func (c *Controller) stage(ctx context.Context, txs *participants, d *journal.Decision, now time.Time) (map[identity.ProfileID][]audience.Change, error) {
+func (c *Controller) stage(ctx context.Context, txs *participants, e *journal.Entry, d *journal.Decision, sends []pendingSend, now time.Time) error {
 	// Each right's part, in this order: the suppression list first (a linked
 	// identifier is blocked through its profile before the profile's deletion
 	// commits), then deletions, then corrections. (Called one by one rather
 	// than through a table, so that the stager stays on the stack.)
 	s := stager{c: c, ctx: ctx, txs: txs, now: now}
 	if err := stageSuppression(&s, d); err != nil {
-		return nil, err
+		return err
 	}
 	if err := stageErasure(&s, d); err != nil {
-		return nil, err
+		return err
 	}
 	if err := stageRectification(&s, d); err != nil {
-		return nil, err
+		return err
 	}
 	changes := map[identity.ProfileID][]audience.Change{}
 	for _, r := range s.reevals {
 		if err := s.reevaluate(r, changes); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return changes, nil
+	return s.stageOutbox(e, d, sends, changes)
+}
+
+// stageOutbox writes, in the request's transaction, what it owes the
+// destinations: the deletions it forwards and the messages it sends, which
+// the request awaits (each keyed by the request, so that a redo owes them
+// once), and who entered or left audiences. An erased person's queued
+// messages are removed first, and nothing about them follows their deletion.
+func (s *stager) stageOutbox(e *journal.Entry, d *journal.Decision, sends []pendingSend, changes map[identity.ProfileID][]audience.Change) error {
+	ctx, txs := s.ctx, s.txs
+	for _, pid := range d.Delete {
+		if _, err := txs.outbox.Purge(ctx, pid); err != nil {
+			return backendError("outbox purge", err)
+		}
+	}
+	o := owed{c: s.c}
+	if e.Type.Forwards() {
+		for _, f := range d.Forward {
+			o.deletion(destination.Deletion{RequestID: e.ID, ProfileID: f.Profile, IDs: f.IDs})
+		}
+		for _, snd := range sends {
+			for _, m := range snd.msgs {
+				o.message(m, e.ID, e.ID+"/"+string(m.ProfileID)+"/"+m.Type)
+			}
+		}
+	}
+	for _, pid := range slices.Sorted(maps.Keys(changes)) {
+		if slices.Contains(d.Delete, pid) {
+			continue // erased: nothing about them after their deletion
+		}
+		version := e.ProfileVersion
+		if m, err := txs.profiles.Metadata(ctx, pid); err == nil {
+			version = m.Version
+		}
+		o.audienceChanges(pid, nodeIDs(ctx, txs.graph.Node, pid), version, changes[pid], s.now)
+	}
+	return o.enqueue(ctx, txs.outbox)
 }
 
 // reevaluateLater notes a profile whose memberships the decision changes.
@@ -361,7 +404,7 @@ const commitAttempts = 3
 // again in new transactions (every write is an idempotent redo) and commits
 // those, with backoff. What is still failing after the last attempt is left to
 // Recover. It records the backends' outcomes.
-func (c *Controller) commitDecision(ctx context.Context, cl *claim, txs *participants, e *journal.Entry, d *journal.Decision) error {
+func (c *Controller) commitDecision(ctx context.Context, cl *claim, txs *participants, e *journal.Entry, d *journal.Decision, sends []pendingSend) error {
 	ctx = context.WithoutCancel(ctx)
 	var err error
 	for attempt := 1; ; attempt++ {
@@ -389,7 +432,7 @@ func (c *Controller) commitDecision(ctx context.Context, cl *claim, txs *partici
 		if txs, err = c.begin(sctx); err != nil {
 			continue
 		}
-		if _, err = c.stage(sctx, txs, d, c.now()); err != nil {
+		if err = c.stage(sctx, txs, e, d, sends, c.now()); err != nil {
 			continue
 		}
 	}
@@ -441,98 +484,125 @@ type pendingSend struct {
 	msgs []destination.Message
 }
 
-// deliverDecision queues the request's work for destinations, or finishes it
-// when there is none.
-func (c *Controller) deliverDecision(ctx context.Context, cl *claim, e *journal.Entry, sends []pendingSend) {
-	forwards := e.Type.Forwards() && len(c.destinations) > 0 &&
-		(len(e.Decision.Forward) > 0 || len(sends) > 0)
-	if !forwards {
+// deliverDecision finishes a committed request, or, when it owes
+// destinations work (written with its commit), records which ones and awaits
+// their answers. A request recovered keeps the destinations it owed before,
+// configured here or not: one removed from the configuration stays RUNNING in
+// the receipt until it answers.
+func (c *Controller) deliverDecision(ctx context.Context, cl *claim, e *journal.Entry, sends bool) {
+	owes := e.Type.Forwards() && (len(e.Decision.Forward) > 0 || sends) && (len(c.destinations) > 0 || len(e.Destinations) > 0)
+	if !owes {
 		c.finish(ctx, cl, e)
 		return
 	}
 	for _, name := range c.destinations {
-		e.Destinations = append(e.Destinations, journal.Outcome{Name: name, Status: Running})
+		if !slices.ContainsFunc(e.Destinations, func(o journal.Outcome) bool { return o.Name == name }) {
+			e.Destinations = append(e.Destinations, journal.Outcome{Name: name, Status: Running})
+		}
 	}
 	if err := c.record(context.WithoutCancel(ctx), cl, e); errors.Is(err, errClaimLost) || errors.Is(err, errOutcomeMoved) {
 		c.inflight.Delete(e.ID)
-		return // the request is another instance's now: it delivers
+		return // the request is another instance's now: it awaits the answers
 	}
-	// The tracker owns its own copy: outcomes arrive on delivery goroutines
-	// while the caller reads e for the receipt.
-	t := c.tracker(cl, e.Clone())
-	for _, name := range c.destinations {
-		t.waiting[name] = len(e.Decision.Forward) + len(sends)
+	a := &awaited{cl: cl, e: e.Clone()}
+	c.awaiting.Store(e.ID, a)
+	c.checkRequest(context.WithoutCancel(ctx), e.ID)
+	a.mu.Lock()
+	if a.e.Status.Ended() { // every destination had answered already
+		*e = *a.e
 	}
-	c.forwardDeletions(e, t.done)
-	for _, s := range sends {
-		c.outbox.SendTracked(s.msgs, t.done)
-	}
+	a.mu.Unlock()
 }
 
-// deliverAudienceChanges tells destinations who entered or left audiences
-// because of the request (suppressed people leave them all).
-func (c *Controller) deliverAudienceChanges(ctx context.Context, e *journal.Entry, changes map[identity.ProfileID][]audience.Change, now time.Time) {
-	for pid, ch := range changes {
-		version := e.ProfileVersion
-		if m, err := c.profiles.Metadata(ctx, pid); err == nil {
-			version = m.Version
+// awaited is a request this Controller holds that waits for its
+// destinations' answers.
+type awaited struct {
+	mu sync.Mutex
+	cl *claim
+	e  *journal.Entry
+}
+
+// checkRequest records what the destinations answered for an awaited
+// request, from the outbox, and finishes it once every destination it owed
+// work answered.
+func (c *Controller) checkRequest(ctx context.Context, id string) {
+	v, ok := c.awaiting.Load(id)
+	if !ok {
+		return
+	}
+	a := v.(*awaited)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, still := c.awaiting.Load(id); !still {
+		return
+	}
+	items, err := c.outbox.Outcomes(ctx, id)
+	if err != nil {
+		c.log.WarnContext(ctx, "reading a request's delivery outcomes failed; it is checked again", "request", id, "err", err)
+		return
+	}
+	changed, answered := false, true
+	for i := range a.e.Destinations {
+		o := &a.e.Destinations[i]
+		st, why := outcomeOf(items, o.Name)
+		if st == Running {
+			answered = false
 		}
-		c.deliverChanges(ctx, pid, version, ch, now)
+		if st != o.Status {
+			o.Status, o.Err, changed = st, why, true // scrubbed by the deliverer (scrubDelivery)
+			if st != Running {
+				o.Finished = c.now()
+			}
+		}
+	}
+	if answered {
+		// Forgotten once finished, not before: Flush, which checks every
+		// request awaiting, waits for this one until then.
+		defer c.awaiting.Delete(id)
+		c.finish(ctx, a.cl, a.e)
+		if a.e.Status.Ended() {
+			if err := c.outbox.Forget(ctx, id); err != nil {
+				c.log.WarnContext(ctx, "forgetting a finished request's delivery outcomes failed", "request", id, "err", err)
+			}
+		}
+		return
+	}
+	if changed {
+		if err := c.record(ctx, a.cl, a.e); errors.Is(err, errClaimLost) || errors.Is(err, errOutcomeMoved) {
+			c.awaiting.Delete(id)
+			c.inflight.Delete(id) // another instance awaits it now
+		}
 	}
 }
 
-// errNotSupported is what a destination answers when it cannot delete.
-var errNotSupported = destination.ErrNotSupported
-
-// requestTracker collects the destinations' outcomes of one request and
-// finishes it when the last one is in.
-type requestTracker struct {
-	c       *Controller
-	cl      *claim
-	mu      sync.Mutex
-	e       *journal.Entry
-	waiting map[string]int
-}
-
-func (c *Controller) tracker(cl *claim, e *journal.Entry) *requestTracker {
-	return &requestTracker{c: c, cl: cl, e: e, waiting: map[string]int{}}
-}
-
-func (t *requestTracker) done(name string, err error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.waiting[name]--
-	for i := range t.e.Destinations {
-		o := &t.e.Destinations[i]
-		if o.Name != name || o.Status == Failed {
-			continue // a failure stands
-		}
-		if o.Status == NotSupported && (err == nil || errors.Is(err, errNotSupported)) {
-			continue // so does NOT_SUPPORTED, unless a later item failed outright
+// outcomeOf is a destination's outcome of a request, from the request's
+// items: RUNNING while one is pending, FAILED when one was given up on,
+// NOT_SUPPORTED when one cannot be done, FINISHED when all were delivered
+// (or none was owed), with the error of the item that decided it.
+func outcomeOf(items []outbox.Item, dest string) (Status, string) {
+	st, why := Finished, ""
+	for _, it := range items {
+		if it.Destination != dest {
+			continue
 		}
 		switch {
-		case err == nil:
-			if t.waiting[name] == 0 {
-				o.Status = Finished
-			}
-		case errors.Is(err, errNotSupported):
-			o.Status, o.Err = NotSupported, t.c.redact(t.e, err.Error(), nil)
-		default:
-			o.Status, o.Err = Failed, t.c.redact(t.e, err.Error(), nil)
-		}
-		if t.waiting[name] == 0 || o.Status != Running {
-			o.Finished = t.c.now()
+		case it.State == outbox.Pending:
+			return Running, ""
+		case it.State == outbox.Dead:
+			st, why = Failed, it.LastError
+		case it.State == outbox.NotSupported && st != Failed:
+			st, why = NotSupported, it.LastError
 		}
 	}
-	for _, n := range t.waiting {
-		if n > 0 {
-			if err := t.c.record(context.Background(), t.cl, t.e); errors.Is(err, errClaimLost) {
-				t.c.inflight.Delete(t.e.ID) // another instance delivers and finishes it
-			}
-			return
-		}
-	}
-	t.c.finish(context.Background(), t.cl, t.e)
+	return st, why
+}
+
+// checkAwaiting checks every request awaiting its destinations.
+func (c *Controller) checkAwaiting(ctx context.Context) {
+	c.awaiting.Range(func(k, _ any) bool {
+		c.checkRequest(ctx, k.(string))
+		return true
+	})
 }
 
 // finish completes a request: the overall status follows Segment's rules, the

@@ -16,6 +16,7 @@ import (
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/internal/faultinject"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
 	"github.com/google/go-cmp/cmp"
@@ -75,6 +76,7 @@ type world struct {
 	auds     *audience.MemStore
 	supp     *suppression.MemList
 	journal  *journal.MemJournal
+	outbox   *outbox.MemStore
 	rec      *destination.Recorder
 	hasher   *identity.Hasher
 }
@@ -87,7 +89,7 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	return &world{f: &faults{}, graph: identity.NewMemGraph(), profiles: profile.NewMemStore(), auds: audience.NewMemStore(),
-		supp: suppression.NewMemList(), journal: journal.NewMemJournal(), rec: destination.NewRecorder("crm"), hasher: h}
+		supp: suppression.NewMemList(), journal: journal.NewMemJournal(), outbox: outbox.NewMemStore(), rec: destination.NewRecorder("crm"), hasher: h}
 }
 
 // controller builds a Controller over the world's backends, through the
@@ -100,10 +102,12 @@ func (w *world) controller(t *testing.T) *privacy.Controller {
 		privacy.WithAudiences(faultinject.AudienceStore(w.auds, w.f.at)),
 		privacy.WithSuppressions(faultinject.SuppressionList(w.supp, w.f.at)),
 		privacy.WithJournal(faultinject.Journal(w.journal, w.f.journalRecorded)),
+		privacy.WithOutbox(faultinject.OutboxStore(w.outbox, w.f.at)),
 		privacy.WithDestinations(w.rec), privacy.WithKey(worldKey),
 		privacy.WithInstance("host-1"), // every Controller of the world is the same host, restarted
 		privacy.WithClock(func() time.Time { return t0 }),
-		privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: time.Millisecond, MaxAttempts: 3}),
+		// A short lease: what a Controller closed as a crash held goes to the next one soon.
+		privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: time.Millisecond, MaxAttempts: 3, Lease: 100 * time.Millisecond}),
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +193,7 @@ func TestFaultMatrix(t *testing.T) {
 			}},
 	}
 	var points []string
-	for _, p := range []string{"identity", "profiles", "audiences", "suppression"} {
+	for _, p := range []string{"identity", "profiles", "audiences", "suppression", "outbox"} {
 		for _, at := range []string{"begin", "stage", "commit"} {
 			points = append(points, p+"."+at)
 		}

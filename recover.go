@@ -90,23 +90,22 @@ func (c *Controller) recoverOne(ctx context.Context, cl *claim, e *journal.Entry
 	// The decision as redone is recorded before it commits, as the first one
 	// was: a crash now recovers from it.
 	e.Decision = d
-	changes, err := c.stage(ctx, txs, &d, now)
+	err = c.stage(ctx, txs, e, &d, sends, now)
 	if err == nil {
 		err = c.record(ctx, cl, e)
 	}
 	if err == nil {
-		err = c.commitDecision(ctx, cl, txs, e, &d)
+		err = c.commitDecision(ctx, cl, txs, e, &d, sends)
 	}
 	if err != nil {
 		c.inflight.Delete(e.ID)
 		return err
 	}
-	c.deliverAudienceChanges(ctx, e, changes, now)
-	// Destinations are told again, all of them: at least once, and they
-	// de-duplicate on the request id. A rectification already in effect sends
-	// nothing.
-	e.Destinations = nil
-	c.deliverDecision(ctx, cl, e, sends)
+	// What the request owes the destinations was written with its first
+	// commit; staged again, it is owed once (each item keyed by the
+	// request), and a destination configured since is owed it too. The
+	// request awaits every destination it owed, configured here or not.
+	c.deliverDecision(ctx, cl, e, len(sends) > 0)
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -253,6 +254,17 @@ func newRequestID(now time.Time) string { return identity.NewSortableID("req_", 
 // which Entry.Scrub removes, and a backend's or destination's error may quote
 // what it was given ("no user a@b.c"); a receipt must not keep it.
 func (c *Controller) redact(e *journal.Entry, text string, extra []identity.ID) string {
+	ids := slices.Concat(extra, e.Subjects)
+	for _, f := range e.Decision.Forward {
+		ids = append(ids, f.IDs...)
+	}
+	return c.redactText(text, ids, e.Traits)
+}
+
+// redactText replaces, in text, each identifier's value with its type and
+// keyed hash, and each text value among the traits (nested ones included)
+// with the trait's name.
+func (c *Controller) redactText(text string, ids []identity.ID, traits map[string]any) string {
 	// Every value is replaced in one pass over the text, longest first where
 	// values overlap: a label already put in (whose hash may happen to contain
 	// a short value) is never replaced into again.
@@ -264,7 +276,7 @@ func (c *Controller) redact(e *journal.Entry, text string, extra []identity.ID) 
 			pairs = append(pairs, [2]string{value, label})
 		}
 	}
-	replaceID := func(id identity.ID) {
+	for _, id := range ids {
 		n, err := id.Normalize()
 		if err != nil {
 			n = id // malformed: hash it as given
@@ -273,21 +285,8 @@ func (c *Controller) redact(e *journal.Entry, text string, extra []identity.ID) 
 		replace(id.Value, label)
 		replace(n.Value, label)
 	}
-	for _, id := range extra {
-		replaceID(id)
-	}
-	for _, id := range e.Subjects {
-		replaceID(id)
-	}
-	for _, f := range e.Decision.Forward {
-		for _, id := range f.IDs {
-			replaceID(id)
-		}
-	}
-	for k, v := range e.Traits {
-		if s, ok := v.(string); ok {
-			replace(s, "[trait "+k+"]")
-		}
+	for _, k := range slices.Sorted(maps.Keys(traits)) {
+		eachString(traits[k], func(s string) { replace(s, "[trait "+k+"]") })
 	}
 	if len(pairs) == 0 {
 		return text
@@ -298,6 +297,22 @@ func (c *Controller) redact(e *journal.Entry, text string, extra []identity.ID) 
 		args = append(args, p[0], p[1])
 	}
 	return strings.NewReplacer(args...).Replace(text)
+}
+
+// eachString calls f with every string in a JSON-like value.
+func eachString(v any, f func(string)) {
+	switch x := v.(type) {
+	case string:
+		f(x)
+	case map[string]any:
+		for _, e := range x {
+			eachString(e, f)
+		}
+	case []any:
+		for _, e := range x {
+			eachString(e, f)
+		}
+	}
 }
 
 // minRedacted is the shortest value redact replaces: shorter ones ("1", "us")

@@ -3,7 +3,9 @@ package destination
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,7 +20,40 @@ var (
 	ErrNotSupported = errors.New("destination: deletion not supported")
 	// ErrInvalid: a destination was configured wrongly.
 	ErrInvalid = errors.New("destination: invalid")
+	// ErrRejected: the destination refuses the call for good (a request it
+	// cannot accept, whatever the retries): the outbox gives up on its items
+	// at once instead of retrying them.
+	ErrRejected = errors.New("destination: rejected for good")
 )
+
+// RejectedError is what Send returns when some of the messages can never be
+// delivered (the destination cannot encode them, or refuses them for good)
+// and it delivered the others: the outbox gives up on the rejected ones at
+// once and counts the others delivered, so that one poison message does not
+// hold back, or fail, the rest of its batch.
+type RejectedError struct {
+	// Rejected maps the index in the batch of each message refused to why.
+	// The reasons are kept in the outbox: they must not quote the message.
+	Rejected map[int]error
+}
+
+// Error implements error.
+func (e *RejectedError) Error() string {
+	idx := make([]int, 0, len(e.Rejected))
+	for i := range e.Rejected {
+		idx = append(idx, i)
+	}
+	slices.Sort(idx)
+	var b strings.Builder
+	fmt.Fprintf(&b, "destination: %d message(s) rejected for good:", len(idx))
+	for _, i := range idx {
+		fmt.Fprintf(&b, " [%d] %v;", i, e.Rejected[i])
+	}
+	return strings.TrimSuffix(b.String(), ";")
+}
+
+// Is makes a RejectedError match ErrRejected.
+func (e *RejectedError) Is(target error) bool { return target == ErrRejected }
 
 // Destination is a downstream tool that receives profile updates: an analytics
 // tool, a CRM, an ad platform. Destinations are not transaction participants:

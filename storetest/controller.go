@@ -17,6 +17,7 @@ import (
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/internal/faultinject"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
 )
@@ -36,7 +37,7 @@ var controllerChecks = []struct {
 
 // participants are the backends a right commits, in the Controller's commit
 // order, as receipts name them.
-var participants = []string{faultinject.Suppressions, faultinject.Identity, faultinject.Profiles, faultinject.Audiences}
+var participants = []string{faultinject.Suppressions, faultinject.Identity, faultinject.Profiles, faultinject.Audiences, faultinject.Outbox}
 
 // controllerKey keys the Controllers' hashes; the same across the
 // Controllers of one check, as a deployment keeps it across restarts.
@@ -85,6 +86,7 @@ type world struct {
 	supp      suppression.List
 	journal   journal.Journal
 	auditLog  audit.Log
+	outbox    outbox.Store
 	rec       *destination.Recorder
 	hasher    *identity.Hasher
 	faults    *faults // set by the fault checks
@@ -136,7 +138,11 @@ func makeWorld(t *testing.T, h Harness) (*world, []string) {
 	if al, err = h.MakeAuditLog(ctx); !pick("audit log", err) {
 		al = audit.NewMemLog()
 	}
-	w.graph, w.profiles, w.audiences, w.supp, w.journal, w.auditLog = g, p, a, s, j, al
+	ob, err := makeOutbox(h, ctx)
+	if !pick("outbox", err) {
+		ob = outbox.NewMemStore()
+	}
+	w.graph, w.profiles, w.audiences, w.supp, w.journal, w.auditLog, w.outbox = g, p, a, s, j, al, ob
 	return w, provided
 }
 
@@ -149,6 +155,7 @@ func (w *world) controller(t *testing.T) *privacy.Controller {
 	var a audience.Store = w.audiences
 	var s suppression.List = w.supp
 	var j journal.Journal = w.journal
+	var ob outbox.Store = w.outbox
 	if f := w.faults; f != nil {
 		j = faultinject.Journal(j, f.recorded)
 		switch f.target {
@@ -160,14 +167,17 @@ func (w *world) controller(t *testing.T) *privacy.Controller {
 			a = faultinject.AudienceStore(a, f.at)
 		case faultinject.Suppressions:
 			s = faultinject.SuppressionList(s, f.at)
+		case faultinject.Outbox:
+			ob = faultinject.OutboxStore(ob, f.at)
 		}
 	}
 	c, err := privacy.New(
 		privacy.WithIdentity(g), privacy.WithProfiles(p), privacy.WithAudiences(a),
-		privacy.WithSuppressions(s), privacy.WithJournal(j), privacy.WithAuditLog(w.auditLog),
+		privacy.WithSuppressions(s), privacy.WithJournal(j), privacy.WithAuditLog(w.auditLog), privacy.WithOutbox(ob),
 		privacy.WithDestinations(w.rec), privacy.WithKey(controllerKey),
 		privacy.WithInstance("host-1"), // every Controller of the world is the same host, restarted
-		privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, MaxAttempts: 4, Timeout: 10 * time.Second}),
+		privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, MaxAttempts: 4, Timeout: 10 * time.Second,
+			Lease: 200 * time.Millisecond, Poll: 20 * time.Millisecond}),
 	)
 	must(t, err, "privacy.New")
 	t.Cleanup(func() { c.Close() })

@@ -69,6 +69,7 @@ func Example() {
 	//   backend identity FINISHED
 	//   backend profiles FINISHED
 	//   backend audiences FINISHED
+	//   backend outbox FINISHED
 	//   destination crm FINISHED
 	// custom store after erasure: 0 profile(s), 0 event(s)
 	// profile found: false

@@ -23,6 +23,7 @@ import (
 	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
 )
@@ -36,7 +37,8 @@ const (
 	Begin Step = "begin"
 	// Stage is each write a right stages: Delete on the graph; Update and
 	// Delete on the profiles; Put and Delete on the audiences; Add, Remove,
-	// AddProfile and RemoveProfile on the suppression list.
+	// AddProfile and RemoveProfile on the suppression list; Enqueue, Purge
+	// and Merge on the outbox.
 	Stage Step = "stage"
 	// Commit is the transaction's Commit.
 	Commit Step = "commit"
@@ -48,6 +50,7 @@ const (
 	Profiles     = "profiles"
 	Audiences    = "audiences"
 	Suppressions = "suppression"
+	Outbox       = "outbox"
 )
 
 // Point is a step of one backend.
@@ -251,6 +254,40 @@ func (tx suppressionsTx) RemoveProfile(ctx context.Context, pid identity.Profile
 func (tx suppressionsTx) Commit(ctx context.Context) error {
 	return commit(ctx, tx.plan, Suppressions, tx.Tx)
 }
+
+// OutboxStore wraps an outbox.
+func OutboxStore(s outbox.Store, plan Plan) outbox.Store { return outboxes{s, plan} }
+
+type outboxes struct {
+	outbox.Store
+	plan Plan
+}
+
+type outboxTx struct {
+	outbox.Tx
+	plan Plan
+}
+
+func (s outboxes) Begin(ctx context.Context) (outbox.Tx, error) {
+	return begin(s.plan, Outbox, func() (outbox.Tx, error) { return s.Store.Begin(ctx) },
+		func(tx outbox.Tx) outbox.Tx { return outboxTx{tx, s.plan} })
+}
+
+func (tx outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
+	return stage(tx.plan, Outbox, func() error { return tx.Tx.Enqueue(ctx, items) })
+}
+
+func (tx outboxTx) Purge(ctx context.Context, pid identity.ProfileID) (int, error) {
+	var n int
+	err := stage(tx.plan, Outbox, func() (err error) { n, err = tx.Tx.Purge(ctx, pid); return err })
+	return n, err
+}
+
+func (tx outboxTx) Merge(ctx context.Context, into, from identity.ProfileID) error {
+	return stage(tx.plan, Outbox, func() error { return tx.Tx.Merge(ctx, into, from) })
+}
+
+func (tx outboxTx) Commit(ctx context.Context) error { return commit(ctx, tx.plan, Outbox, tx.Tx) }
 
 // Journal wraps a journal: recorded learns of each entry once its Put is
 // durable, and may return ErrCrash to end the process right after it (any

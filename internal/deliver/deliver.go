@@ -1,0 +1,525 @@
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gdprkit/privacy/destination"
+	"github.com/gdprkit/privacy/outbox"
+)
+
+// ErrClosed: Flush was waiting when the engine was closed.
+var ErrClosed = errors.New("deliver: closed")
+
+// Config is how the engine delivers: the root package's Delivery with its
+// defaults filled in (every duration and size positive; MaxAttempts 0 means
+// no bound but the horizon).
+type Config struct {
+	// Horizon: an item still failing this long after it was enqueued is
+	// given up on (Dead).
+	Horizon time.Duration
+	// MaxAttempts, when positive, gives up on an item after that many
+	// failed calls, within the horizon.
+	MaxAttempts int
+	// Backoff is the wait after the first failure, doubled after each
+	// further one up to MaxBackoff; each wait is drawn at random between
+	// half of it and all of it (jitter), so that items that failed together
+	// are not all tried again at once.
+	Backoff, MaxBackoff time.Duration
+	// Timeout bounds each call to a destination.
+	Timeout time.Duration
+	// BatchSize bounds the messages per Send.
+	BatchSize int
+	// Lease is how long a claim holds an item; it is renewed every third
+	// of it while a call runs.
+	Lease time.Duration
+	// Poll is how often an idle worker looks for items other processes
+	// enqueued (its own process wakes it at once).
+	Poll time.Duration
+	// ClaimSize bounds the items per Claim.
+	ClaimSize int
+	// Scrub, when set, takes the person's data out of a destination's error
+	// text before it is kept or logged; scrub does when it is not.
+	Scrub func(text string, batch []outbox.Item) string
+}
+
+// wait is the wait after the attempt-th failed call, with jitter.
+func (c Config) wait(attempt int, r *rand.Rand) time.Duration {
+	b := c.Backoff
+	for i := 1; i < attempt && b < c.MaxBackoff; i++ {
+		b *= 2
+	}
+	b = min(b, c.MaxBackoff)
+	half := b / 2
+	return half + time.Duration(r.Int64N(int64(b-half)+1))
+}
+
+// Stats counts what this engine did for one destination since it started.
+type Stats struct {
+	Delivered, Failed, NotSupported, Retries uint64
+}
+
+// Engine delivers what a Store holds to the destinations, at least once, in
+// order per destination and profile: one worker per destination claims
+// items with a lease, calls the destination, and settles each item's answer.
+// A slow, failing, hanging or panicking destination delays only itself; a
+// call that outlives its timeout keeps its items (their lease renewed) until
+// it returns, so that nothing about the person overtakes it.
+type Engine struct {
+	store    outbox.Store
+	cfg      Config
+	owner    string
+	now      func() time.Time
+	log      *slog.Logger
+	answered func(requests []string)
+
+	ctx     context.Context
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+	workers []*worker
+
+	heldMu sync.Mutex
+	held   map[uint64]bool // items claimed and not yet settled
+
+	changed chan struct{} // closed and replaced when an item is settled
+	chMu    sync.Mutex
+}
+
+type worker struct {
+	e    *Engine
+	d    destination.Destination
+	wake chan struct{}
+	rnd  *rand.Rand
+
+	mu    sync.Mutex
+	stats Stats
+	// due is the earliest retry this worker set, not yet reached: it looks
+	// again then rather than at the next poll.
+	due time.Time
+}
+
+// New starts an engine delivering store's items to the destinations, claiming
+// them as owner (unique per process), with the clock now. answered, when not
+// nil, learns the requests some of whose items answered. Close stops it.
+func New(store outbox.Store, dests []destination.Destination, cfg Config, owner string, now func() time.Time,
+	log *slog.Logger, answered func(requests []string)) *Engine {
+	ctx, stop := context.WithCancel(context.Background())
+	e := &Engine{store: store, cfg: cfg, owner: owner, now: now, log: log, answered: answered, ctx: ctx, stop: stop,
+		held: map[uint64]bool{}, changed: make(chan struct{})}
+	for i, d := range dests {
+		w := &worker{e: e, d: d, wake: make(chan struct{}, 1), rnd: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(i)))}
+		e.workers = append(e.workers, w)
+		e.wg.Add(1)
+		go w.run()
+	}
+	if len(dests) > 0 {
+		e.wg.Add(1)
+		go e.renew()
+	}
+	return e
+}
+
+// Destinations returns the names of the destinations, in the order given.
+func (e *Engine) Destinations() []string {
+	out := make([]string, len(e.workers))
+	for i, w := range e.workers {
+		out[i] = w.d.Name()
+	}
+	return out
+}
+
+// Wake tells every worker that items were enqueued.
+func (e *Engine) Wake() {
+	for _, w := range e.workers {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Close stops the workers and waits for them. Items they hold stay in the
+// store, claimed until their lease lapses; a call still running is left to
+// finish on its own.
+func (e *Engine) Close() {
+	e.stop()
+	e.wg.Wait()
+}
+
+// Stats returns, per destination, what the engine did since it started.
+func (e *Engine) Stats() map[string]Stats {
+	out := make(map[string]Stats, len(e.workers))
+	for _, w := range e.workers {
+		w.mu.Lock()
+		out[w.d.Name()] = w.stats
+		w.mu.Unlock()
+	}
+	return out
+}
+
+// Flush waits until the store holds no Pending item for these destinations,
+// or ctx ends, or the engine closes.
+func (e *Engine) Flush(ctx context.Context) error {
+	for {
+		e.chMu.Lock()
+		changed := e.changed
+		e.chMu.Unlock()
+		pending, err := e.pending(ctx)
+		if err != nil {
+			return err
+		}
+		if pending == 0 {
+			return nil
+		}
+		e.Wake()
+		select {
+		case <-changed:
+		case <-time.After(min(e.cfg.Poll, 50*time.Millisecond)):
+		case <-e.ctx.Done():
+			return fmt.Errorf("%w (%d deliveries were pending)", ErrClosed, pending)
+		case <-ctx.Done():
+			return fmt.Errorf("%d deliveries still pending: %w", pending, ctx.Err())
+		}
+	}
+}
+
+// pending counts the Pending items of the engine's destinations.
+func (e *Engine) pending(ctx context.Context) (int, error) {
+	st, err := e.store.Stats(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("deliver: counting pending items: %w", err)
+	}
+	n := 0
+	for _, w := range e.workers {
+		n += st[w.d.Name()].Pending
+	}
+	return n, nil
+}
+
+// settled tells Flush that items answered.
+func (e *Engine) settled() {
+	e.chMu.Lock()
+	close(e.changed)
+	e.changed = make(chan struct{})
+	e.chMu.Unlock()
+}
+
+func (e *Engine) hold(items []outbox.Item) {
+	e.heldMu.Lock()
+	for _, it := range items {
+		e.held[it.ID] = true
+	}
+	e.heldMu.Unlock()
+}
+
+func (e *Engine) release(answers []outbox.Answer) {
+	e.heldMu.Lock()
+	for _, a := range answers {
+		delete(e.held, a.ID)
+	}
+	e.heldMu.Unlock()
+}
+
+// renew extends, every third of the lease, the leases of the items the
+// engine holds, so that a long call keeps them.
+func (e *Engine) renew() {
+	defer e.wg.Done()
+	tick := time.NewTicker(max(e.cfg.Lease/3, time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		e.heldMu.Lock()
+		ids := make([]uint64, 0, len(e.held))
+		for id := range e.held {
+			ids = append(ids, id)
+		}
+		e.heldMu.Unlock()
+		if len(ids) == 0 {
+			continue
+		}
+		slices.Sort(ids)
+		if err := e.store.Renew(e.ctx, e.owner, ids, e.now().Add(e.cfg.Lease)); err != nil && e.ctx.Err() == nil {
+			e.log.Warn("renewing the outbox leases failed", "items", len(ids), "err", err)
+		}
+	}
+}
+
+func (w *worker) run() {
+	defer w.e.wg.Done()
+	e := w.e
+	name := w.d.Name()
+	poll := time.NewTimer(0)
+	defer poll.Stop()
+	for {
+		now := e.now()
+		items, err := e.store.Claim(e.ctx, outbox.Claim{Owner: e.owner, Destinations: []string{name}, Now: now,
+			Until: now.Add(e.cfg.Lease), Limit: e.cfg.ClaimSize})
+		if err != nil && e.ctx.Err() == nil {
+			e.log.Warn("claiming outbox items failed", "destination", name, "err", err)
+		}
+		if len(items) > 0 {
+			e.hold(items)
+			w.deliver(items)
+			continue
+		}
+		poll.Reset(w.idle(now))
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-w.wake:
+		case <-poll.C:
+		}
+	}
+}
+
+// idle is how long the worker waits for work before it looks again: a poll,
+// or less when a retry it set is due sooner.
+func (w *worker) idle(now time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	wait := w.e.cfg.Poll
+	if !w.due.IsZero() {
+		if d := w.due.Sub(now); d < wait {
+			wait = max(d, 0)
+		}
+		if !w.due.After(now) {
+			w.due = time.Time{}
+		}
+	}
+	return wait
+}
+
+// deliver calls the destination for the claimed items: each deletion on its
+// own, the messages in batches, in ID order.
+func (w *worker) deliver(items []outbox.Item) {
+	for i := 0; i < len(items); {
+		if w.e.ctx.Err() != nil {
+			return // the leases lapse; another process, or the next start, delivers them
+		}
+		if items[i].Deletion != nil {
+			w.call(items[i : i+1])
+			i++
+			continue
+		}
+		j := i
+		for j < len(items) && items[j].Message != nil && j-i < w.e.cfg.BatchSize {
+			j++
+		}
+		w.call(items[i:j])
+		i = j
+	}
+}
+
+// call makes one call for the batch and settles its answers. The destination
+// runs in its own goroutine, so one that ignores its context or panics costs
+// that goroutine, never the worker: past the timeout the worker moves on,
+// and the batch's items stay held until the call returns, then are settled
+// with what it returned.
+func (w *worker) call(batch []outbox.Item) {
+	e := w.e
+	res := make(chan error, 1)
+	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.Timeout)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				res <- fmt.Errorf("destination %s panicked", w.d.Name())
+			}
+		}()
+		if batch[0].Deletion != nil {
+			res <- w.d.Delete(ctx, *batch[0].Deletion)
+			return
+		}
+		msgs := make([]destination.Message, len(batch))
+		for i, it := range batch {
+			msgs[i] = *it.Message
+		}
+		res <- w.d.Send(ctx, msgs)
+	}()
+	select {
+	case err := <-res:
+		cancel()
+		w.settle(batch, err)
+		return
+	case <-ctx.Done():
+	}
+	select {
+	case err := <-res: // it answered as the time ran out
+		cancel()
+		w.settle(batch, err)
+		return
+	default:
+	}
+	if e.ctx.Err() != nil {
+		cancel()
+		return // closing: the leases lapse
+	}
+	e.log.Warn("a destination call outlived its timeout; its items wait for it", "destination", w.d.Name(), "items", len(batch))
+	go func() {
+		err := <-res
+		cancel()
+		if err != nil {
+			err = fmt.Errorf("destination %s did not answer within %v, then: %w", w.d.Name(), e.cfg.Timeout, err)
+		}
+		w.settle(batch, err)
+	}()
+}
+
+// settle records the call's answer for each item of the batch.
+func (w *worker) settle(batch []outbox.Item, err error) {
+	e := w.e
+	now := e.now()
+	answers := make([]outbox.Answer, len(batch))
+	var rejected *destination.RejectedError
+	errors.As(err, &rejected)
+	var delivered, dead, notSupported, retries uint64
+	for i, it := range batch {
+		a := outbox.Answer{ID: it.ID}
+		switch {
+		case err == nil:
+			a.State = outbox.Delivered
+		case rejected != nil && it.Message != nil:
+			if why, ok := rejected.Rejected[i]; ok {
+				a.State, a.Err = outbox.Dead, why.Error()
+			} else {
+				a.State = outbox.Delivered
+			}
+		case errors.Is(err, destination.ErrNotSupported):
+			a.State, a.Err = outbox.NotSupported, err.Error()
+		case errors.Is(err, destination.ErrRejected) || w.gaveUp(it, now):
+			a.State, a.Err = outbox.Dead, err.Error()
+		default:
+			a.State, a.Err, a.NotBefore = outbox.Pending, err.Error(), now.Add(e.cfg.wait(it.Attempts+1, w.rnd))
+		}
+		switch a.State {
+		case outbox.Delivered:
+			delivered++
+		case outbox.Dead:
+			dead++
+		case outbox.NotSupported:
+			notSupported++
+		default:
+			retries++
+		}
+		if e.cfg.Scrub != nil {
+			a.Err = e.cfg.Scrub(a.Err, batch)
+		} else {
+			a.Err = scrub(a.Err, batch)
+		}
+		a.Err = outbox.CutError(a.Err)
+		answers[i] = a
+	}
+	if dead > 0 {
+		e.log.Warn("destination items given up on; listed as dead letters", "destination", w.d.Name(), "items", dead)
+	}
+	if e.ctx.Err() != nil {
+		e.release(answers)
+		return // closed meanwhile: the leases lapse, and the items go again
+	}
+	var serr error
+	for attempt := 0; attempt < 3; attempt++ {
+		if _, serr = e.store.Settle(context.WithoutCancel(e.ctx), e.owner, answers); serr == nil {
+			break
+		}
+		time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
+	}
+	e.release(answers)
+	if serr != nil {
+		// The leases lapse and the items are delivered again: at least once.
+		e.log.Error("settling outbox items failed; they will be delivered again", "destination", w.d.Name(), "items", len(answers), "err", serr.Error())
+		return
+	}
+	w.mu.Lock()
+	for _, a := range answers {
+		if a.State == outbox.Pending && (!w.due.After(now) || a.NotBefore.Before(w.due)) {
+			w.due = a.NotBefore
+		}
+	}
+	w.stats.Delivered += delivered
+	w.stats.Failed += dead
+	w.stats.NotSupported += notSupported
+	w.stats.Retries += retries
+	w.mu.Unlock()
+	var requests []string
+	for _, it := range batch {
+		if it.Request != "" && !slices.Contains(requests, it.Request) {
+			requests = append(requests, it.Request)
+		}
+	}
+	e.settled()
+	if len(requests) > 0 && e.answered != nil {
+		e.answered(requests)
+	}
+}
+
+// gaveUp reports whether an item whose call just failed is out of time or
+// attempts.
+func (w *worker) gaveUp(it outbox.Item, now time.Time) bool {
+	c := w.e.cfg
+	return now.Sub(it.Enqueued) >= c.Horizon || c.MaxAttempts > 0 && it.Attempts+1 >= c.MaxAttempts
+}
+
+// scrub replaces, in a destination's error text, every value of the batch's
+// payload that could be the person's (identifiers, text traits and
+// properties) with a mark: the error is kept in the outbox and the receipt
+// and may be logged, and a destination's error may quote what it was sent.
+func scrub(text string, batch []outbox.Item) string {
+	if text == "" {
+		return text
+	}
+	var values []string
+	add := func(v string) {
+		if len(v) >= 3 && strings.Contains(text, v) {
+			values = append(values, v)
+		}
+	}
+	for _, it := range batch {
+		if m := it.Message; m != nil {
+			for _, id := range m.IDs {
+				add(id.Value)
+			}
+			walkStrings(m.Traits, add)
+			walkStrings(m.Properties, add)
+		}
+		if d := it.Deletion; d != nil {
+			for _, id := range d.IDs {
+				add(id.Value)
+			}
+		}
+	}
+	if len(values) == 0 {
+		return text
+	}
+	slices.SortFunc(values, func(a, b string) int { return len(b) - len(a) }) // longest first
+	pairs := make([]string, 0, 2*len(values))
+	for _, v := range values {
+		pairs = append(pairs, v, "[redacted]")
+	}
+	return strings.NewReplacer(pairs...).Replace(text)
+}
+
+// walkStrings calls f with every string in a JSON-like value.
+func walkStrings(v any, f func(string)) {
+	switch x := v.(type) {
+	case string:
+		f(x)
+	case map[string]any:
+		for _, e := range x {
+			walkStrings(e, f)
+		}
+	case []any:
+		for _, e := range x {
+			walkStrings(e, f)
+		}
+	}
+}

@@ -1,0 +1,448 @@
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gdprkit/privacy/destination"
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/outbox"
+)
+
+// scripted is a destination whose answers the test sets: it records every
+// call, in order, may block until released, and fails as told.
+type scripted struct {
+	name   string
+	mu     sync.Mutex
+	calls  []string // "send:<ids>" or "delete:<request>"
+	fail   int      // fail this many calls
+	err    error    // with this error (a plain one when nil)
+	panic  bool
+	reject map[int]error // Send rejects these indexes for good
+	gate   chan struct{} // when set, every call waits for it, ignoring its context
+	slow   time.Duration // every call takes this long
+	shared *callLog      // when set, also records its calls there
+}
+
+// callLog records the calls of several destinations in the order they
+// completed.
+type callLog struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (l *callLog) got() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.calls)
+}
+
+func (d *scripted) Name() string { return d.name }
+
+func (d *scripted) answer(call string) error {
+	d.mu.Lock()
+	gate, slow := d.gate, d.slow
+	d.mu.Unlock()
+	if gate != nil {
+		<-gate // a destination that ignores its context
+	}
+	time.Sleep(slow)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.panic {
+		panic("boom")
+	}
+	if d.fail != 0 {
+		d.fail--
+		if d.err != nil {
+			return d.err
+		}
+		return errors.New("503 from " + d.name)
+	}
+	d.calls = append(d.calls, call)
+	if d.shared != nil {
+		d.shared.mu.Lock()
+		d.shared.calls = append(d.shared.calls, call)
+		d.shared.mu.Unlock()
+	}
+	return nil
+}
+
+func (d *scripted) Send(ctx context.Context, msgs []destination.Message) error {
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.MessageID
+	}
+	d.mu.Lock()
+	reject := d.reject
+	d.mu.Unlock()
+	if reject != nil {
+		var kept []string
+		for i, id := range ids {
+			if _, ok := reject[i]; !ok {
+				kept = append(kept, id)
+			}
+		}
+		if err := d.answer("send:" + strings.Join(kept, ",")); err != nil {
+			return err
+		}
+		return &destination.RejectedError{Rejected: reject}
+	}
+	return d.answer("send:" + strings.Join(ids, ","))
+}
+
+func (d *scripted) Delete(ctx context.Context, del destination.Deletion) error {
+	return d.answer("delete:" + del.RequestID)
+}
+
+func (d *scripted) got() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.calls)
+}
+
+// sent returns the message ids sent, in order, one per message.
+func (d *scripted) sent() []string {
+	var out []string
+	for _, c := range d.got() {
+		if rest, ok := strings.CutPrefix(c, "send:"); ok && rest != "" {
+			out = append(out, strings.Split(rest, ",")...)
+		}
+	}
+	return out
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// testConfig delivers fast: millisecond backoff, short timeouts and leases.
+func testConfig() Config {
+	return Config{Horizon: time.Hour, Backoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond, Timeout: 500 * time.Millisecond,
+		BatchSize: 3, Lease: time.Second, Poll: 5 * time.Millisecond, ClaimSize: 10}
+}
+
+func start(t *testing.T, s outbox.Store, cfg Config, answered func([]string), dests ...destination.Destination) *Engine {
+	t.Helper()
+	e := New(s, dests, cfg, fmt.Sprintf("test-%p", t), time.Now, quiet, answered)
+	t.Cleanup(e.Close)
+	return e
+}
+
+func msg(dest string, pid identity.ProfileID, id string) outbox.Item {
+	return outbox.Item{Destination: dest, Profile: pid, Enqueued: time.Now(),
+		Message: &destination.Message{MessageID: id, Type: destination.TypeTrack, ProfileID: pid, IDs: []identity.ID{{Type: "user_id", Value: "user-" + id}},
+			Properties: map[string]any{"note": "secret-" + id}}}
+}
+
+func del(dest string, pid identity.ProfileID, request string) outbox.Item {
+	return outbox.Item{Destination: dest, Profile: pid, Request: request, Key: request + "/" + string(pid), Enqueued: time.Now(),
+		Deletion: &destination.Deletion{RequestID: request, ProfileID: pid, IDs: []identity.ID{{Type: "user_id", Value: "gone"}}}}
+}
+
+func put(t *testing.T, s outbox.Store, items ...outbox.Item) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Enqueue(ctx, items); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func flush(t *testing.T, e *Engine) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+}
+
+// TestDeliversInOrderPerProfile: every item goes out once, each profile's in
+// the order enqueued, the deletion after the person's messages, messages in
+// batches of BatchSize.
+func TestDeliversInOrderPerProfile(t *testing.T) {
+	s := outbox.NewMemStore()
+	crm := &scripted{name: "crm"}
+	e := start(t, s, testConfig(), nil, crm)
+	put(t, s, msg("crm", "use_a", "a1"), msg("crm", "use_b", "b1"), msg("crm", "use_a", "a2"), msg("crm", "use_a", "a3"),
+		del("crm", "use_a", "req-1"), msg("crm", "use_b", "b2"))
+	e.Wake()
+	flush(t, e)
+	var order []string
+	for _, c := range crm.got() {
+		if rest, ok := strings.CutPrefix(c, "send:"); ok {
+			order = append(order, strings.Split(rest, ",")...)
+		} else {
+			order = append(order, c)
+		}
+		if n := strings.Count(c, ","); n >= testConfig().BatchSize {
+			t.Errorf("a batch of %d messages: %s", n+1, c)
+		}
+	}
+	pos := map[string]int{}
+	for i, x := range order {
+		if _, dup := pos[x]; dup {
+			t.Errorf("%s delivered twice: %v", x, order)
+		}
+		pos[x] = i
+	}
+	for _, pair := range [][2]string{{"a1", "a2"}, {"a2", "a3"}, {"a3", "delete:req-1"}, {"b1", "b2"}} {
+		a, okA := pos[pair[0]]
+		b, okB := pos[pair[1]]
+		if !okA || !okB || a > b {
+			t.Errorf("%s must go before %s: %v", pair[0], pair[1], order)
+		}
+	}
+	if st := e.Stats()["crm"]; st.Delivered != 6 {
+		t.Errorf("Stats = %+v; want 6 delivered", st)
+	}
+}
+
+// TestRetriesThenDelivers: failed calls are tried again after a backoff,
+// and counted.
+func TestRetriesThenDelivers(t *testing.T) {
+	s := outbox.NewMemStore()
+	crm := &scripted{name: "crm", fail: 2}
+	e := start(t, s, testConfig(), nil, crm)
+	put(t, s, msg("crm", "use_a", "a1"))
+	e.Wake()
+	flush(t, e)
+	if got := crm.sent(); !slices.Equal(got, []string{"a1"}) {
+		t.Errorf("sent %v; want a1 once", got)
+	}
+	if st := e.Stats()["crm"]; st.Retries != 2 || st.Delivered != 1 {
+		t.Errorf("Stats = %+v; want 2 retries, 1 delivered", st)
+	}
+}
+
+// TestGivesUpAfterItsAttempts: an item still failing after MaxAttempts, or
+// past the horizon, is a dead letter, listed with its error, without the
+// personal data the destination's error quoted; the person's later items
+// are not held back by it.
+func TestGivesUpAfterItsAttempts(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  func(*Config)
+	}{
+		{"attempts", func(c *Config) { c.MaxAttempts = 3 }},
+		{"horizon", func(c *Config) {
+			c.Horizon = 20 * time.Millisecond
+			c.Backoff, c.MaxBackoff = 5*time.Millisecond, 5*time.Millisecond
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := outbox.NewMemStore()
+			crm := &scripted{name: "crm", fail: -1, err: errors.New("no user user-a1 with note secret-a1")}
+			cfg := testConfig()
+			tc.cfg(&cfg)
+			e := start(t, s, cfg, nil, crm)
+			put(t, s, msg("crm", "use_a", "a1"))
+			e.Wake()
+			flush(t, e)
+			dead, err := s.Dead(context.Background(), "crm", 0, 10)
+			if err != nil || len(dead) != 1 {
+				t.Fatalf("Dead = %v, %v; want the item", dead, err)
+			}
+			if le := dead[0].LastError; strings.Contains(le, "user-a1") || strings.Contains(le, "secret-a1") || !strings.Contains(le, "[redacted]") {
+				t.Errorf("the dead letter's error %q quotes the person's data", le)
+			}
+			if st := e.Stats()["crm"]; st.Failed != 1 || st.Delivered != 0 {
+				t.Errorf("Stats = %+v; want 1 failed", st)
+			}
+			if tc.name == "attempts" && dead[0].Attempts != 3 {
+				t.Errorf("Attempts = %d; want 3", dead[0].Attempts)
+			}
+		})
+	}
+}
+
+// TestARejectedMessageFailsAlone: a message the destination rejects for good
+// (it cannot encode it) dies at once, and the rest of its batch is
+// delivered, not retried.
+func TestARejectedMessageFailsAlone(t *testing.T) {
+	s := outbox.NewMemStore()
+	crm := &scripted{name: "crm", reject: map[int]error{1: errors.New("timestamp past year 9999")}}
+	cfg := testConfig()
+	cfg.BatchSize = 10
+	e := start(t, s, cfg, nil, crm)
+	put(t, s, msg("crm", "use_a", "a1"), msg("crm", "use_b", "poison"), msg("crm", "use_c", "c1"))
+	e.Wake()
+	flush(t, e)
+	if st := e.Stats()["crm"]; st.Delivered != 2 || st.Failed != 1 || st.Retries != 0 {
+		t.Errorf("Stats = %+v; want 2 delivered, 1 failed, no retries", st)
+	}
+	dead, _ := s.Dead(context.Background(), "crm", 0, 10)
+	if len(dead) != 1 || dead[0].Message.MessageID != "poison" || dead[0].Attempts != 1 {
+		t.Errorf("Dead = %+v; want the poison message after 1 attempt", dead)
+	}
+}
+
+// TestADeletionWaitsForALateSend: a send that outlives its timeout keeps its
+// item until it returns: the person's deletion waits for it, and goes after
+// it, whatever the leases (renewed meanwhile) and other processes.
+func TestADeletionWaitsForALateSend(t *testing.T) {
+	s := outbox.NewMemStore()
+	gate := make(chan struct{})
+	log := &callLog{}
+	crm := &scripted{name: "crm", gate: gate, shared: log}
+	cfg := testConfig()
+	cfg.Timeout, cfg.Lease = 20*time.Millisecond, 30*time.Millisecond
+	e := start(t, s, cfg, nil, crm)
+	put(t, s, msg("crm", "use_a", "a1"))
+	e.Wake()
+	time.Sleep(10 * time.Millisecond)
+	put(t, s, del("crm", "use_a", "req-1"), msg("crm", "use_b", "b1"))
+	// A second process with the same destination, as another host.
+	other := &scripted{name: "crm", shared: log}
+	e2 := start(t, s, cfg, nil, other)
+	e.Wake()
+	e2.Wake()
+	time.Sleep(200 * time.Millisecond) // many timeouts and leases
+	if got := log.got(); slices.Contains(got, "delete:req-1") {
+		t.Fatalf("the deletion went out while the person's earlier send was still running: %v", got)
+	}
+	crm.mu.Lock()
+	crm.gate = nil
+	crm.mu.Unlock()
+	close(gate)
+	flush(t, e)
+	flush(t, e2)
+	got := log.got()
+	i, j := slices.Index(got, "send:a1"), slices.Index(got, "delete:req-1")
+	if i < 0 || j < 0 || j < i {
+		t.Errorf("calls %v; want the late send, then the deletion", got)
+	}
+	if n := len(crm.sent()) + len(other.sent()); n != 2 {
+		t.Errorf("%d messages sent; want a1 and b1 once each (crm %v, other %v)", n, crm.got(), other.got())
+	}
+}
+
+// TestAPanickingDestinationDelaysOnlyItself: a destination that panics costs
+// its calls, never the worker or another destination.
+func TestAPanickingDestinationDelaysOnlyItself(t *testing.T) {
+	s := outbox.NewMemStore()
+	bad := &scripted{name: "bad", panic: true}
+	good := &scripted{name: "good"}
+	cfg := testConfig()
+	cfg.MaxAttempts = 2
+	e := start(t, s, cfg, nil, bad, good)
+	put(t, s, msg("bad", "use_a", "a1"), msg("good", "use_a", "a1"))
+	e.Wake()
+	flush(t, e)
+	if got := good.sent(); !slices.Equal(got, []string{"a1"}) {
+		t.Errorf("good sent %v", got)
+	}
+	if st := e.Stats()["bad"]; st.Failed != 1 {
+		t.Errorf("bad's Stats = %+v; want 1 failed", st)
+	}
+}
+
+// TestALongCallKeepsItsItems: a call longer than the lease (within its
+// timeout) keeps its items, renewed: another process does not deliver them
+// meanwhile.
+func TestALongCallKeepsItsItems(t *testing.T) {
+	s := outbox.NewMemStore()
+	slow := &scripted{name: "crm", slow: 150 * time.Millisecond}
+	cfg := testConfig()
+	cfg.Lease, cfg.Timeout = 30*time.Millisecond, time.Second
+	e := start(t, s, cfg, nil, slow)
+	put(t, s, msg("crm", "use_a", "a1"))
+	e.Wake()
+	time.Sleep(20 * time.Millisecond)
+	other := &scripted{name: "crm"}
+	e2 := start(t, s, cfg, nil, other)
+	e2.Wake()
+	flush(t, e)
+	if got := other.sent(); len(got) != 0 {
+		t.Errorf("another process delivered %v while the first one's call ran", got)
+	}
+	if got := slow.sent(); !slices.Equal(got, []string{"a1"}) {
+		t.Errorf("sent %v", got)
+	}
+}
+
+// TestClosedEngineLeavesItsItems: what an engine held when it closed is
+// delivered by the next one once the lease lapses.
+func TestClosedEngineLeavesItsItems(t *testing.T) {
+	s := outbox.NewMemStore()
+	gate := make(chan struct{})
+	defer close(gate)
+	stuck := &scripted{name: "crm", gate: gate}
+	cfg := testConfig()
+	cfg.Lease = 50 * time.Millisecond
+	e := New(s, []destination.Destination{stuck}, cfg, "first", time.Now, quiet, nil)
+	put(t, s, msg("crm", "use_a", "a1"), del("crm", "use_b", "req-1"))
+	e.Wake()
+	time.Sleep(20 * time.Millisecond)
+	e.Close()
+	next := &scripted{name: "crm"}
+	e2 := start(t, s, cfg, nil, next)
+	e2.Wake()
+	flush(t, e2)
+	if got := next.got(); !slices.Contains(got, "send:a1") || !slices.Contains(got, "delete:req-1") {
+		t.Errorf("the next engine delivered %v; want both items", got)
+	}
+}
+
+// TestAnsweredTellsTheRequests: the engine tells which requests' items
+// answered.
+func TestAnsweredTellsTheRequests(t *testing.T) {
+	s := outbox.NewMemStore()
+	var mu sync.Mutex
+	var told []string
+	e := start(t, s, testConfig(), func(rs []string) { mu.Lock(); told = append(told, rs...); mu.Unlock() }, &scripted{name: "crm"})
+	put(t, s, del("crm", "use_a", "req-1"), msg("crm", "use_b", "b1"))
+	e.Wake()
+	flush(t, e)
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(told, []string{"req-1"}) {
+		t.Errorf("answered told %v; want req-1", told)
+	}
+}
+
+// TestWaitIsJittered: each wait lies between half and all of the doubled
+// backoff, capped.
+func TestWaitIsJittered(t *testing.T) {
+	c := Config{Backoff: 100 * time.Millisecond, MaxBackoff: time.Second}
+	r := rand.New(rand.NewPCG(1, 2))
+	seen := map[time.Duration]bool{}
+	for attempt := 1; attempt <= 8; attempt++ {
+		full := min(100*time.Millisecond<<(attempt-1), time.Second)
+		for range 50 {
+			w := c.wait(attempt, r)
+			if w < full/2 || w > full {
+				t.Fatalf("wait(%d) = %v; want within [%v, %v]", attempt, w, full/2, full)
+			}
+			seen[w] = true
+		}
+	}
+	if len(seen) < 100 {
+		t.Errorf("only %d distinct waits in 400: no jitter", len(seen))
+	}
+}
+
+// TestScrub: the values of the batch's identifiers, traits and properties
+// are taken out of an error text; short ones and other text stay.
+func TestScrub(t *testing.T) {
+	it := msg("crm", "use_a", "a1")
+	it.Message.Traits = map[string]any{"address": map[string]any{"city": "Lyon"}, "tags": []any{"vip-gold"}}
+	got := scrub("rejected user-a1 (secret-a1) from Lyon, tag vip-gold: 400", []outbox.Item{it})
+	if want := "rejected [redacted] ([redacted]) from [redacted], tag [redacted]: 400"; got != want {
+		t.Errorf("scrub = %q; want %q", got, want)
+	}
+}

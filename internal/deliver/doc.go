@@ -1,0 +1,14 @@
+// Package deliver delivers to destinations what an outbox.Store holds: one
+// worker per destination claims items with a lease, calls the destination
+// (a batch of messages, or one deletion), and settles each item's answer:
+// delivered, not supported, tried again later with exponential backoff and
+// jitter, or given up on (a dead letter) after the retry horizon or when the
+// destination rejects it for good. A profile's items go out in order, each
+// after the one before answered, which the store enforces; a call that
+// outlives its timeout keeps its items, their lease renewed, until it
+// returns. Any number of engines, in any number of processes, share one
+// store.
+//
+// The Controller is its only user; the root package's delivery.go is its
+// public face (Delivery, DeliveryStats, Flush, DeadLetters, Replay).
+package deliver
