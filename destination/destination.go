@@ -62,8 +62,9 @@ func (e *RejectedError) Is(target error) bool { return target == ErrRejected }
 type Destination interface {
 	// Name identifies the destination in receipts and logs; unique per Controller.
 	Name() string
-	// Send delivers messages, in order. An error means none of them may be
-	// assumed delivered: the batch is retried whole.
+	// Send delivers messages, in order. A *RejectedError says which of them
+	// can never be delivered and that the others were; any other error means
+	// none of them may be assumed delivered: the batch is retried whole.
 	Send(ctx context.Context, msgs []Message) error
 	// Delete deletes the person known by the identifiers, or returns an error
 	// matching ErrNotSupported when the destination cannot.

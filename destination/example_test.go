@@ -3,7 +3,7 @@ package destination_test
 import (
 	"context"
 	"fmt"
-	"io"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"time"
@@ -53,29 +53,35 @@ func ExampleRecorder() {
 	// send calls: 2
 }
 
-func ExampleVerifySignature() {
+func ExampleVerifyWebhook() {
 	secret := []byte("shared-secret-of-32-bytes-length")
 
-	// The receiver of a webhook checks the signature over the exact body it read
-	// before trusting the request.
-	verified := func(r io.Reader, header string) bool {
-		body, err := io.ReadAll(r)
+	// The receiver's handler checks the request before it trusts the body.
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := destination.VerifyWebhook(r, secret, 0)
 		if err != nil {
-			return false
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
 		}
-		return destination.VerifySignature(secret, body, header)
-	}
+		// Drop a key already applied, then apply the body.
+		fmt.Println("applied", r.Header.Get(destination.IdempotencyHeader), len(body) > 0)
+	})
 
 	// A request as the webhook sends it.
 	body := `{"type":"delete","requestId":"req_1","profileId":"use_01hx0000000000000000000000","identifiers":["email:ada@example.com"]}`
-	req := httptest.NewRequest("POST", "/gdpr", strings.NewReader(body))
-	req.Header.Set(destination.SignatureHeader, destination.Sign(secret, []byte(body)))
-	fmt.Println(verified(req.Body, req.Header.Get(destination.SignatureHeader)))
-
-	// The same signature over a body changed on the way.
-	tampered := strings.Replace(body, "req_1", "req_2", 1)
-	fmt.Println(verified(strings.NewReader(tampered), req.Header.Get(destination.SignatureHeader)))
+	send := func(body string, signedAt time.Time) int {
+		req := httptest.NewRequest("POST", "/gdpr", strings.NewReader(body))
+		req.Header.Set(destination.IdempotencyHeader, "delete-1")
+		req.Header.Set(destination.SignatureHeader, destination.SignWebhook(secret, signedAt, "delete-1", []byte(body)))
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	fmt.Println(send(body, time.Now()))
+	// A captured request replayed an hour later.
+	fmt.Println(send(body, time.Now().Add(-time.Hour)))
 	// Output:
-	// true
-	// false
+	// applied delete-1 true
+	// 200
+	// 401
 }

@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -98,6 +101,8 @@ func newTestWebhook(t *testing.T, cfg WebhookConfig) *Webhook {
 	if cfg.Secret == nil {
 		cfg.Secret = testSecret
 	}
+	// The test servers listen on the loopback interface, in clear.
+	cfg.AllowInsecureHTTP = true
 	w, err := NewWebhook(cfg)
 	if err != nil {
 		t.Fatalf("NewWebhook: %v", err)
@@ -134,6 +139,8 @@ func TestNewWebhookInvalid(t *testing.T) {
 		{"nil secret", func(c *WebhookConfig) { c.Secret = nil }, "Secret"},
 		{"secret of 15 bytes", func(c *WebhookConfig) { c.Secret = []byte("0123456789abcde") }, "Secret"},
 		{"negative timeout", func(c *WebhookConfig) { c.Timeout = -time.Second }, "Timeout"},
+		{"plain http", func(c *WebhookConfig) { c.URL = "http://example.com/hook" }, "AllowInsecureHTTP"},
+		{"plain http on the loopback", func(c *WebhookConfig) { c.URL = "http://127.0.0.1:8080/hook" }, "AllowInsecureHTTP"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,7 +166,8 @@ func TestNewWebhookValid(t *testing.T) {
 		cfg  WebhookConfig
 	}{
 		{"https", WebhookConfig{Name: "crm", URL: "https://example.com/hook", Secret: testSecret}},
-		{"http with port and query", WebhookConfig{Name: "crm", URL: "http://127.0.0.1:8080/h?x=1", Secret: testSecret}},
+		{"http allowed, with port and query", WebhookConfig{Name: "crm", URL: "http://127.0.0.1:8080/h?x=1",
+			Secret: testSecret, AllowInsecureHTTP: true}},
 		{"upper-case scheme", WebhookConfig{Name: "crm", URL: "HTTPS://example.com/hook", Secret: testSecret}},
 		{"secret of exactly 16 bytes", WebhookConfig{Name: "crm", URL: "https://example.com", Secret: []byte("0123456789abcdef")}},
 		{"explicit timeout and client", WebhookConfig{Name: "crm", URL: "https://example.com", Secret: testSecret,
@@ -287,6 +295,11 @@ func TestWebhookSendBody(t *testing.T) {
 	}
 }
 
+// verify checks req's signature as a receiver would, now.
+func verify(req request, secret []byte) error {
+	return VerifyWebhookPayload(secret, req.Signature, req.Key, req.Body, 0, time.Now())
+}
+
 func TestWebhookSignature(t *testing.T) {
 	rc := newReceiver(t)
 	secret := bytes.Clone(testSecret)
@@ -294,10 +307,22 @@ func TestWebhookSignature(t *testing.T) {
 	// The webhook keeps its own copy of the secret.
 	secret[0] ^= 0xff
 
+	before := time.Now().Unix()
 	if err := w.Send(context.Background(), []Message{msg("m1")}); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 	req := rc.only(t)
+	var ts int64
+	var sig string
+	if n, err := fmt.Sscanf(req.Signature, "t=%d,v1=%s", &ts, &sig); n != 2 || err != nil {
+		t.Fatalf("%s = %q, want t=<seconds>,v1=<hex>", SignatureHeader, req.Signature)
+	}
+	if ts < before || ts > time.Now().Unix() {
+		t.Errorf("signature timestamp %d is not the time of sending (from %d)", ts, before)
+	}
+	if len(sig) != 64 {
+		t.Errorf("v1 = %q, want 64 hex digits", sig)
+	}
 	tampered := bytes.Replace(req.Body, []byte("m1"), []byte("m2"), 1)
 	if bytes.Equal(tampered, req.Body) {
 		t.Fatal("test bug: tampering did not change the body")
@@ -305,73 +330,148 @@ func TestWebhookSignature(t *testing.T) {
 	tests := []struct {
 		name   string
 		secret []byte
+		key    string
 		body   []byte
-		want   bool
+		ok     bool
 	}{
-		{"exact body", testSecret, req.Body, true},
-		{"tampered body", testSecret, tampered, false},
-		{"trailing newline added", testSecret, append(bytes.Clone(req.Body), '\n'), false},
-		{"other secret", []byte("another-secret-of-enough-bytes"), req.Body, false},
-		{"secret changed after NewWebhook", secret, req.Body, false},
+		{"exact request", testSecret, req.Key, req.Body, true},
+		{"tampered body", testSecret, req.Key, tampered, false},
+		{"trailing newline added", testSecret, req.Key, append(bytes.Clone(req.Body), '\n'), false},
+		{"key swapped", testSecret, "batch-0000", req.Body, false},
+		{"other secret", []byte("another-secret-of-enough-bytes"), req.Key, req.Body, false},
+		{"secret changed after NewWebhook", secret, req.Key, req.Body, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := VerifySignature(tt.secret, tt.body, req.Signature); got != tt.want {
-				t.Errorf("VerifySignature = %v, want %v (header %q)", got, tt.want, req.Signature)
+			err := VerifyWebhookPayload(tt.secret, req.Signature, tt.key, tt.body, 0, time.Now())
+			if (err == nil) != tt.ok {
+				t.Errorf("VerifyWebhookPayload = %v, want ok %v (header %q)", err, tt.ok, req.Signature)
+			}
+			if err != nil && !errors.Is(err, ErrSignature) {
+				t.Errorf("error %v does not match ErrSignature", err)
 			}
 		})
 	}
-	if want := Sign(testSecret, req.Body); req.Signature != want {
-		t.Errorf("%s = %q, want %q", SignatureHeader, req.Signature, want)
-	}
 }
 
-func TestSignAndVerifySignature(t *testing.T) {
+func TestVerifyWebhookPayload(t *testing.T) {
 	body := []byte(`{"type":"batch","messages":[]}`)
-	sig := Sign(testSecret, body)
-	if !strings.HasPrefix(sig, "sha256=") || len(sig) != len("sha256=")+64 {
-		t.Fatalf("Sign = %q, want sha256= and 64 hex digits", sig)
+	key := "batch-abc"
+	at := time.Unix(1_700_000_000, 0)
+	header := SignWebhook(testSecret, at, key, body)
+	if again := SignWebhook(testSecret, at, key, body); again != header {
+		t.Errorf("SignWebhook is not deterministic: %q then %q", header, again)
 	}
-	if again := Sign(testSecret, body); again != sig {
-		t.Errorf("Sign is not deterministic: %q then %q", sig, again)
+	sig := strings.TrimPrefix(header, "t=1700000000,v1=")
+	if len(sig) != 64 {
+		t.Fatalf("SignWebhook = %q, want t=1700000000,v1= and 64 hex digits", header)
 	}
 	flipped := byte('0')
 	if sig[len(sig)-1] == '0' {
 		flipped = '1'
 	}
+	other := SignWebhook([]byte("another-secret-of-enough-bytes"), at, key, body)
+	otherSig := other[strings.Index(other, "v1="):]
 	tests := []struct {
-		name   string
-		header string
-		want   bool
+		name      string
+		header    string
+		now       time.Time
+		tolerance time.Duration
+		want      string // in the error; empty: valid
 	}{
-		{"valid", sig, true},
-		{"empty header", "", false},
-		{"without prefix", strings.TrimPrefix(sig, "sha256="), false},
-		{"other algorithm prefix", "sha1=" + strings.TrimPrefix(sig, "sha256="), false},
-		{"truncated", sig[:len(sig)-1], false},
-		{"one digit changed", sig[:len(sig)-1] + string(flipped), false},
-		{"signature of another body", Sign(testSecret, []byte("{}")), false},
+		{"valid", header, at, 0, ""},
+		{"valid at the edge of the default tolerance", header, at.Add(DefaultTolerance), 0, ""},
+		{"valid with a second v1 from a rotated secret", header + "," + otherSig, at, 0, ""},
+		{"valid with the old secret's v1 first", "t=1700000000," + otherSig + ",v1=" + sig, at, 0, ""},
+		{"unknown scheme skipped", header + ",v0=deadbeef", at, 0, ""},
+		{"spaces after commas", "t=1700000000, v1=" + sig, at, 0, ""},
+		{"empty header", "", at, 0, "no Gdprkit-Signature header"},
+		{"too old", header, at.Add(DefaultTolerance + time.Second), 0, "outside the tolerance"},
+		{"from the future", header, at.Add(-DefaultTolerance - time.Second), 0, "outside the tolerance"},
+		{"too old for a tighter tolerance", header, at.Add(2 * time.Second), time.Second, "outside the tolerance"},
+		{"no timestamp", "v1=" + sig, at, 0, "no timestamp"},
+		{"two timestamps", "t=1700000000,t=1700000001,v1=" + sig, at, 0, "two timestamps"},
+		{"timestamp not a number", "t=soon,v1=" + sig, at, 0, "not a number"},
+		{"timestamp changed", "t=1700000001,v1=" + sig, at, 0, "no signature matches"},
+		{"no signature", "t=1700000000", at, 0, "no v1 signature"},
+		{"not name=value", "t=1700000000,v1", at, 0, "name=value"},
+		{"signature not hex", "t=1700000000,v1=zz" + sig[2:], at, 0, "hex"},
+		{"signature truncated", "t=1700000000,v1=" + sig[:62], at, 0, "hex"},
+		{"one digit changed", "t=1700000000,v1=" + sig[:63] + string(flipped), at, 0, "no signature matches"},
+		{"only another secret's signature", other, at, 0, "no signature matches"},
+		{"old body-only form", "sha256=" + sig, at, 0, "no timestamp"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := VerifySignature(testSecret, body, tt.header); got != tt.want {
-				t.Errorf("VerifySignature(%q) = %v, want %v", tt.header, got, tt.want)
+			err := VerifyWebhookPayload(testSecret, tt.header, key, body, tt.tolerance, tt.now)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("VerifyWebhookPayload(%q) = %v, want nil", tt.header, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrSignature) {
+				t.Fatalf("VerifyWebhookPayload(%q) = %v, want an error matching ErrSignature", tt.header, err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not say %q", err, tt.want)
 			}
 		})
+	}
+	if err := VerifyWebhookPayload(testSecret, header, "batch-other", body, 0, at); !errors.Is(err, ErrSignature) {
+		t.Errorf("a signature checked against another key = %v, want ErrSignature", err)
+	}
+}
+
+func TestVerifyWebhook(t *testing.T) {
+	body := `{"type":"delete","requestId":"r1"}`
+	signed := func(body string, at time.Time) *http.Request {
+		r := httptest.NewRequest(http.MethodPost, "/gdpr", strings.NewReader(body))
+		r.Header.Set(IdempotencyHeader, "delete-1")
+		r.Header.Set(SignatureHeader, SignWebhook(testSecret, at, "delete-1", []byte(body)))
+		return r
+	}
+	got, err := VerifyWebhook(signed(body, time.Now()), testSecret, 0)
+	if err != nil || string(got) != body {
+		t.Fatalf("VerifyWebhook = %q, %v; want the body and no error", got, err)
+	}
+	if _, err := VerifyWebhook(signed(body, time.Now().Add(-time.Hour)), testSecret, 0); !errors.Is(err, ErrSignature) {
+		t.Errorf("an hour-old request = %v, want ErrSignature", err)
+	}
+	if _, err := VerifyWebhook(signed(body, time.Now().Add(-time.Hour)), testSecret, 2*time.Hour); err != nil {
+		t.Errorf("an hour-old request within a 2h tolerance = %v, want nil", err)
+	}
+	r := signed(body, time.Now())
+	r.Header.Set(IdempotencyHeader, "delete-2")
+	if _, err := VerifyWebhook(r, testSecret, 0); !errors.Is(err, ErrSignature) {
+		t.Errorf("a request whose key was changed = %v, want ErrSignature", err)
+	}
+	huge := signed(strings.Repeat(" ", MaxWebhookBody+1), time.Now())
+	if _, err := VerifyWebhook(huge, testSecret, 0); !errors.Is(err, ErrSignature) || !strings.Contains(err.Error(), "over") {
+		t.Errorf("a body over MaxWebhookBody = %v, want ErrSignature naming the bound", err)
 	}
 }
 
 func TestWebhookIdempotencyKey(t *testing.T) {
+	person := func(m Message, profileID identity.ProfileID) Message {
+		m.ProfileID = profileID
+		return m
+	}
 	tests := []struct {
 		name     string
 		a, b     []Message
+		otherDst bool // the second batch goes through another destination
 		wantSame bool
 	}{
-		{"same batch", batchOf("m1", "m2"), batchOf("m1", "m2"), true},
-		{"different ids", batchOf("m1", "m2"), batchOf("m1", "m3"), false},
-		{"extra message", batchOf("m1", "m2"), batchOf("m1", "m2", "m3"), false},
-		{"reordered", batchOf("m1", "m2"), batchOf("m2", "m1"), false},
-		{"ids joined differently", batchOf("m1", "m2"), batchOf("m1m2"), false},
+		{"same batch", batchOf("m1", "m2"), batchOf("m1", "m2"), false, true},
+		{"same batch, other traits", batchOf("m1"), []Message{{MessageID: "m1", ProfileID: "use_m1"}}, false, true},
+		{"different ids", batchOf("m1", "m2"), batchOf("m1", "m3"), false, false},
+		{"extra message", batchOf("m1", "m2"), batchOf("m1", "m2", "m3"), false, false},
+		{"reordered", batchOf("m1", "m2"), batchOf("m2", "m1"), false, false},
+		{"ids joined differently", batchOf("m1", "m2"), batchOf("m1m2"), false, false},
+		{"same id, other person", []Message{person(msg("m1"), "use_a")}, []Message{person(msg("m1"), "use_b")}, false, false},
+		{"person and id split differently", []Message{person(msg("1x"), "use_a")}, []Message{person(msg("x"), "use_a1")}, false, false},
+		{"same batch, other destination", batchOf("m1"), batchOf("m1"), true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -379,6 +479,9 @@ func TestWebhookIdempotencyKey(t *testing.T) {
 			w := newTestWebhook(t, WebhookConfig{URL: rc.srv.URL})
 			if err := w.Send(context.Background(), tt.a); err != nil {
 				t.Fatal(err)
+			}
+			if tt.otherDst {
+				w = newTestWebhook(t, WebhookConfig{Name: "other", URL: rc.srv.URL})
 			}
 			if err := w.Send(context.Background(), tt.b); err != nil {
 				t.Fatal(err)
@@ -389,8 +492,8 @@ func TestWebhookIdempotencyKey(t *testing.T) {
 			}
 			ka, kb := reqs[0].Key, reqs[1].Key
 			for _, k := range []string{ka, kb} {
-				if !strings.HasPrefix(k, "batch-") || len(k) <= len("batch-") {
-					t.Errorf("%s = %q, want batch- and a hash", IdempotencyHeader, k)
+				if !strings.HasPrefix(k, "batch-") || len(k) != len("batch-")+40 {
+					t.Errorf("%s = %q, want batch- and 40 hex digits", IdempotencyHeader, k)
 				}
 			}
 			if same := ka == kb; same != tt.wantSame {
@@ -401,29 +504,28 @@ func TestWebhookIdempotencyKey(t *testing.T) {
 }
 
 func TestWebhookStatus(t *testing.T) {
-	long := strings.Repeat("x", 600) + "TAIL"
 	tests := []struct {
-		status  int
-		answer  string
-		wantErr bool
-		want    []string // substrings of the error
-		notWant []string
+		status   int
+		answer   string
+		wantErr  bool
+		rejected bool // for good: the outbox must not retry
 	}{
 		{status: http.StatusOK},
 		{status: http.StatusCreated, answer: "created"},
 		{status: http.StatusAccepted},
 		{status: http.StatusNoContent},
-		{status: http.StatusBadRequest, answer: "bad batch: missing field\n", wantErr: true,
-			want: []string{"400", "Bad Request", "bad batch: missing field", "hook"}},
-		{status: http.StatusUnauthorized, answer: "signature mismatch", wantErr: true,
-			want: []string{"401", "signature mismatch"}},
-		{status: http.StatusNotFound, wantErr: true, want: []string{"404"}},
-		{status: http.StatusTooManyRequests, answer: "slow down", wantErr: true, want: []string{"429", "slow down"}},
-		{status: http.StatusInternalServerError, answer: "database on fire", wantErr: true,
-			want: []string{"500", "database on fire"}},
-		{status: http.StatusServiceUnavailable, answer: long, wantErr: true,
-			want: []string{"503", strings.Repeat("x", 100)}, notWant: []string{"TAIL"}},
-		{status: http.StatusNotModified, wantErr: true, want: []string{"304"}},
+		{status: http.StatusBadRequest, answer: "bad batch: ada@example.com", wantErr: true, rejected: true},
+		{status: http.StatusRequestEntityTooLarge, wantErr: true, rejected: true},
+		{status: http.StatusUnsupportedMediaType, wantErr: true, rejected: true},
+		{status: http.StatusUnprocessableEntity, answer: "no such person: ada@example.com", wantErr: true, rejected: true},
+		{status: http.StatusUnauthorized, answer: "signature mismatch", wantErr: true},
+		{status: http.StatusForbidden, wantErr: true},
+		{status: http.StatusNotFound, wantErr: true},
+		{status: http.StatusRequestTimeout, wantErr: true},
+		{status: http.StatusTooManyRequests, answer: "slow down", wantErr: true},
+		{status: http.StatusInternalServerError, answer: "database on fire: ada@example.com", wantErr: true},
+		{status: http.StatusServiceUnavailable, wantErr: true},
+		{status: http.StatusNotModified, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(http.StatusText(tt.status), func(t *testing.T) {
@@ -447,21 +549,164 @@ func TestWebhookStatus(t *testing.T) {
 				if errors.Is(err, ErrNotSupported) || errors.Is(err, ErrInvalid) {
 					t.Errorf("%s: error %v matches a sentinel of the package", call.name, err)
 				}
-				for _, s := range tt.want {
-					if !strings.Contains(err.Error(), s) {
-						t.Errorf("%s: error %q does not contain %q", call.name, err, s)
+				if got := errors.Is(err, ErrRejected); got != tt.rejected {
+					t.Errorf("%s: error %v matches ErrRejected = %v, want %v", call.name, err, got, tt.rejected)
+				}
+				var re *RejectedError
+				if call.name == "Send" && tt.rejected {
+					if !errors.As(err, &re) || len(re.Rejected) != 1 || re.Rejected[0] == nil {
+						t.Errorf("Send: error %v, want a RejectedError naming message 0", err)
 					}
 				}
-				for _, s := range tt.notWant {
-					if strings.Contains(err.Error(), s) {
-						t.Errorf("%s: error %q contains %q", call.name, err, s)
-					}
+				// The status is named; the receiver's answer, which may quote
+				// the person, is not kept.
+				if !strings.Contains(err.Error(), strconv.Itoa(tt.status)) || !strings.Contains(err.Error(), "hook") {
+					t.Errorf("%s: error %q does not name the destination and the status", call.name, err)
+				}
+				if tt.answer != "" && strings.Contains(err.Error(), tt.answer) {
+					t.Errorf("%s: error %q quotes the receiver's answer", call.name, err)
 				}
 			}
 			if n := len(rc.requests()); n != 2 {
 				t.Errorf("server received %d requests, want 2", n)
 			}
 		})
+	}
+}
+
+// A message the webhook cannot encode fails alone: the other people's
+// messages of its batch go out in one request.
+func TestWebhookPoisonMessageFailsAlone(t *testing.T) {
+	rc := newReceiver(t)
+	w := newTestWebhook(t, WebhookConfig{URL: rc.srv.URL})
+	var msgs []Message
+	for i := range 21 {
+		msgs = append(msgs, msg(fmt.Sprintf("m%02d", i)))
+	}
+	msgs[7].Timestamp = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	msgs[12].Traits = map[string]any{"ratio": math.NaN()}
+	msgs[15].Properties = map[string]any{"ch": make(chan int)}
+
+	err := w.Send(context.Background(), msgs)
+	var re *RejectedError
+	if !errors.As(err, &re) || !errors.Is(err, ErrRejected) {
+		t.Fatalf("Send = %v, want a RejectedError", err)
+	}
+	want := map[int]string{7: "timestamp", 12: "NaN", 15: "chan int"}
+	if len(re.Rejected) != len(want) {
+		t.Errorf("rejected %v, want messages 7, 12 and 15", re.Rejected)
+	}
+	for i, says := range want {
+		why := re.Rejected[i]
+		if why == nil || !errors.Is(why, ErrRejected) || !strings.Contains(why.Error(), says) {
+			t.Errorf("message %d rejected with %v, want ErrRejected saying %q", i, why, says)
+			continue
+		}
+		if strings.Contains(why.Error(), msgs[i].MessageID+"@example.com") || strings.Contains(why.Error(), "Ada") {
+			t.Errorf("message %d's reason %q quotes the message", i, why)
+		}
+	}
+	req := rc.only(t)
+	var got struct {
+		Messages []struct {
+			MessageID string `json:"messageId"`
+		} `json:"messages"`
+	}
+	if err := json.Unmarshal(req.Body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Messages) != 18 {
+		t.Errorf("the request carried %d messages, want the 18 others", len(got.Messages))
+	}
+	for _, m := range got.Messages {
+		if m.MessageID == "m07" || m.MessageID == "m12" || m.MessageID == "m15" {
+			t.Errorf("the request carried the poison message %s", m.MessageID)
+		}
+	}
+}
+
+// A batch the receiver refuses for good is split until the messages it
+// refuses are found: the others are delivered, and only those are rejected.
+func TestWebhookReceiverRejectionIsolatesMessages(t *testing.T) {
+	var mu sync.Mutex
+	delivered := map[string]int{}
+	requests := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var b struct {
+			Messages []struct {
+				MessageID string `json:"messageId"`
+			} `json:"messages"`
+		}
+		json.Unmarshal(body, &b)
+		mu.Lock()
+		defer mu.Unlock()
+		requests++
+		for _, m := range b.Messages {
+			if strings.HasPrefix(m.MessageID, "bad") {
+				w.WriteHeader(http.StatusUnprocessableEntity)
+				return
+			}
+		}
+		for _, m := range b.Messages {
+			delivered[m.MessageID]++
+		}
+	}))
+	defer srv.Close()
+	w := newTestWebhook(t, WebhookConfig{URL: srv.URL})
+	var msgs []Message
+	for i := range 16 {
+		id := fmt.Sprintf("m%02d", i)
+		if i == 3 || i == 11 {
+			id = fmt.Sprintf("bad%02d", i)
+		}
+		msgs = append(msgs, msg(id))
+	}
+	err := w.Send(context.Background(), msgs)
+	var re *RejectedError
+	if !errors.As(err, &re) {
+		t.Fatalf("Send = %v, want a RejectedError", err)
+	}
+	if len(re.Rejected) != 2 || re.Rejected[3] == nil || re.Rejected[11] == nil {
+		t.Errorf("rejected %v, want messages 3 and 11", re.Rejected)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, m := range msgs {
+		if i == 3 || i == 11 {
+			continue
+		}
+		if delivered[m.MessageID] != 1 {
+			t.Errorf("message %s delivered %d times, want once", m.MessageID, delivered[m.MessageID])
+		}
+	}
+	// 1 + 2 + 4 + 4 + 4: the halves without a refused message stop splitting.
+	if requests > 15 {
+		t.Errorf("%d requests to isolate 2 of 16 messages, want at most 15", requests)
+	}
+}
+
+// A batch that fails for a reason that may pass (here a 503 on the second
+// half) is retried whole: Send reports the error, not a rejection.
+func TestWebhookTransientFailureDuringSplitFailsTheBatch(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch calls.Add(1) {
+		case 1:
+			w.WriteHeader(http.StatusBadRequest)
+		case 2:
+		default:
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	w := newTestWebhook(t, WebhookConfig{URL: srv.URL})
+	err := w.Send(context.Background(), batchOf("m1", "m2", "m3", "m4"))
+	if err == nil || errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("Send = %v, want the 503, not a rejection", err)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Errorf("%d requests, want 3 (the batch, then each half)", n)
 	}
 }
 
@@ -620,16 +865,16 @@ func TestWebhookDelete(t *testing.T) {
 			if diff := cmp.Diff(tt.want, decode(t, req.Body)); diff != "" {
 				t.Errorf("body (-want +got):\n%s", diff)
 			}
-			if want := "delete-" + tt.d.RequestID; req.Key != want {
-				t.Errorf("%s = %q, want %q", IdempotencyHeader, req.Key, want)
+			if !strings.HasPrefix(req.Key, "delete-") || len(req.Key) != len("delete-")+40 {
+				t.Errorf("%s = %q, want delete- and 40 hex digits", IdempotencyHeader, req.Key)
 			}
 			if reqs[1].Key != req.Key {
 				t.Errorf("retry %s = %q, want %q", IdempotencyHeader, reqs[1].Key, req.Key)
 			}
-			if !VerifySignature(testSecret, req.Body, req.Signature) {
-				t.Errorf("signature %q does not verify", req.Signature)
+			if err := verify(req, testSecret); err != nil {
+				t.Errorf("signature %q does not verify: %v", req.Signature, err)
 			}
-			if VerifySignature([]byte("another-secret-of-enough-bytes"), req.Body, req.Signature) {
+			if verify(req, []byte("another-secret-of-enough-bytes")) == nil {
 				t.Errorf("signature %q verifies under another secret", req.Signature)
 			}
 		})
@@ -639,12 +884,78 @@ func TestWebhookDelete(t *testing.T) {
 func TestWebhookUsesConfiguredClient(t *testing.T) {
 	rc := newReceiver(t)
 	rt := &countingTransport{next: http.DefaultTransport}
-	w := newTestWebhook(t, WebhookConfig{URL: rc.srv.URL, Client: &http.Client{Transport: rt}})
+	client := &http.Client{Transport: rt}
+	w := newTestWebhook(t, WebhookConfig{URL: rc.srv.URL, Client: client})
 	if err := w.Send(context.Background(), []Message{msg("m1")}); err != nil {
 		t.Fatal(err)
 	}
 	if rt.n != 1 {
 		t.Errorf("configured client made %d round trips, want 1", rt.n)
+	}
+	if client.CheckRedirect != nil {
+		t.Error("NewWebhook changed the caller's client")
+	}
+}
+
+// An https receiver, the default: the request arrives over TLS, signed.
+func TestWebhookOverTLS(t *testing.T) {
+	var got request
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got = request{Signature: r.Header.Get(SignatureHeader), Key: r.Header.Get(IdempotencyHeader), Body: body}
+		if r.TLS == nil {
+			w.WriteHeader(http.StatusBadRequest)
+		}
+	}))
+	defer srv.Close()
+	w, err := NewWebhook(WebhookConfig{Name: "tls", URL: srv.URL, Secret: testSecret, Client: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Send(context.Background(), []Message{msg("m1")}); err != nil {
+		t.Fatalf("Send over TLS: %v", err)
+	}
+	if err := verify(got, testSecret); err != nil {
+		t.Errorf("the request over TLS does not verify: %v", err)
+	}
+}
+
+// Each person of a request, at each destination, gets a deletion key of their
+// own, so a receiver that drops repeated keys deletes every one of them.
+func TestWebhookDeletionKeys(t *testing.T) {
+	rc := newReceiver(t)
+	a := newTestWebhook(t, WebhookConfig{Name: "a", URL: rc.srv.URL, DeleteSupported: true})
+	b := newTestWebhook(t, WebhookConfig{Name: "b", URL: rc.srv.URL, DeleteSupported: true})
+	ctx := context.Background()
+	for _, call := range []struct {
+		w *Webhook
+		d Deletion
+	}{
+		{a, Deletion{RequestID: "req_1", ProfileID: "use_1"}},
+		{a, Deletion{RequestID: "req_1", ProfileID: "use_2"}},
+		{a, Deletion{RequestID: "req_1", ProfileID: "use_3"}},
+		{a, Deletion{RequestID: "req_2", ProfileID: "use_1"}},
+		{b, Deletion{RequestID: "req_1", ProfileID: "use_1"}},
+		{a, Deletion{RequestID: "req_1", ProfileID: "use_1"}}, // a retry of the first
+		{a, Deletion{RequestID: "req_", ProfileID: "1use_1"}},
+	} {
+		if err := call.w.Delete(ctx, call.d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reqs := rc.requests()
+	keys := map[string]int{}
+	for i, r := range reqs {
+		if j, seen := keys[r.Key]; seen && !(j == 0 && i == 5) {
+			t.Errorf("deletions %d and %d share the key %q", j, i, r.Key)
+		}
+		keys[r.Key] = i
+	}
+	if reqs[5].Key != reqs[0].Key {
+		t.Errorf("a retried deletion has the key %q, want %q", reqs[5].Key, reqs[0].Key)
+	}
+	if err := a.Delete(ctx, Deletion{ProfileID: "use_1"}); !errors.Is(err, ErrInvalid) || !errors.Is(err, ErrRejected) {
+		t.Errorf("a deletion without a RequestID = %v, want ErrInvalid and ErrRejected", err)
 	}
 }
 
@@ -670,7 +981,7 @@ func TestWebhookTreatsRedirectAsFailure(t *testing.T) {
 		gets.Add(1)
 	}))
 	defer srv.Close()
-	wh, err := NewWebhook(WebhookConfig{Name: "w", URL: srv.URL + "/hook", Secret: []byte("0123456789abcdef")})
+	wh, err := NewWebhook(WebhookConfig{Name: "w", URL: srv.URL + "/hook", Secret: []byte("0123456789abcdef"), AllowInsecureHTTP: true})
 	if err != nil {
 		t.Fatal(err)
 	}
