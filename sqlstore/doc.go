@@ -1,7 +1,7 @@
 // Package sqlstore keeps every backend of the library in one SQL database,
 // over database/sql with the driver the caller chooses: the identity graph, the
 // profile store, the audience engine's store, the suppression list, the request
-// journal and the audit log.
+// journal, the audit log and the outbox of what destinations are owed.
 //
 //	db, err := sql.Open("pgx", dsn) // or "sqlite", "postgres", ...
 //	s, err := sqlstore.New(db, sqlstore.Postgres)
@@ -12,6 +12,8 @@
 //		privacy.WithAudiences(s.Audiences()),
 //		privacy.WithSuppressions(s.Suppressions()),
 //		privacy.WithJournal(s.Journal()),
+//		privacy.WithAuditLog(s.AuditLog()),
+//		privacy.WithOutbox(s.Outbox()),
 //	)
 //
 // # Dialects
@@ -99,6 +101,17 @@
 // open transaction until the busy timeout), and so commit with the Scope's
 // backends, all or nothing. To keep the journal independent of the data it
 // protects on SQLite, give it a Store over another database file.
+//
+// # The outbox
+//
+// Outbox keeps a row per item a destination is owed, written in the shared
+// transaction of the change that owes it, so a committed change's deliveries
+// survive a crash and a restart. Deliverers in any number of processes claim
+// items with a lease: on PostgreSQL the oldest pending item of each
+// destination and person, FOR UPDATE SKIP LOCKED, in one statement, so that
+// they share the work without waiting on one another; on SQLite under the
+// write lock. A deliverer that dies leaves its items to the others when its
+// lease lapses.
 //
 // # A caller's transaction
 //

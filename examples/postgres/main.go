@@ -118,6 +118,9 @@ func run(ctx context.Context, w io.Writer, dsn, schema string, cleanup bool) (er
 		privacy.WithSuppressions(store.Suppressions()),
 		privacy.WithJournal(store.Journal()),
 		privacy.WithAuditLog(store.AuditLog()),
+		// What each destination is owed is written in the same transaction
+		// as the change that causes it, and survives a crash or a restart.
+		privacy.WithOutbox(store.Outbox()),
 		privacy.WithKey(exampleKey),
 		privacy.WithDestinations(crm),
 		// A name that stays the host's across its restarts: after a crash it
