@@ -343,6 +343,12 @@ func (s *MemStore) Settle(ctx context.Context, owner string, answers []Answer) (
 			continue
 		}
 		m.owner, m.until = "", time.Time{}
+		if m.purged() {
+			s.dequeue(m)
+			s.count(m.Destination).Pending--
+			s.remove(m)
+			continue
+		}
 		switch a.State {
 		case Pending:
 			m.Attempts++
@@ -467,19 +473,25 @@ func (s *MemStore) Stats(ctx context.Context) (map[string]Counts, error) {
 	return out, nil
 }
 
-// purgeable returns the messages Purge removes, and the request's Dead
-// messages whose payload it drops; the caller holds s.mu.
+// purgeable returns the messages Purge removes, and those whose payload it
+// drops (a request's Dead ones, and the held ones no request awaits); the
+// caller holds s.mu.
 func (s *MemStore) purgeable(pid identity.ProfileID) (removed, dropped []*memItem) {
 	for _, m := range s.items {
 		switch {
 		case m.Profile != pid || m.Message == nil:
 		case m.Request == "" && (m.State == Dead || m.State == Pending && m.owner == ""):
 			removed = append(removed, m)
-		case m.Request != "" && m.State == Dead:
+		case m.Request != "" && m.State == Dead, m.Request == "" && m.State == Pending:
 			dropped = append(dropped, m)
 		}
 	}
 	return removed, dropped
+}
+
+// purged reports whether m lost its payload to Purge while it was held.
+func (m *memItem) purged() bool {
+	return m.Request == "" && m.Message == nil && m.Deletion == nil
 }
 
 func (s *MemStore) purge(pid identity.ProfileID) {

@@ -140,7 +140,9 @@ type Store interface {
 	// Claim leases to c.Owner, until c.Until, up to c.Limit Pending items
 	// of c.Destinations that are due (NotBefore not after c.Now) and not
 	// leased to anyone (or whose lease lapsed before c.Now), each the oldest
-	// Pending item of its destination and profile, oldest first.
+	// Pending item of its destination and profile, oldest first. An item
+	// with neither Message nor Deletion was purged while a deliverer held
+	// it: the deliverer settles it without delivering it.
 	Claim(ctx context.Context, c Claim) ([]Item, error)
 	// Renew extends to until the leases owner holds on the items; items it
 	// no longer holds are left alone.
@@ -148,8 +150,9 @@ type Store interface {
 	// Settle records what the destination answered for items owner holds,
 	// and ends their leases; items it no longer holds are left alone, and
 	// their number is returned. An item without a Request that answered
-	// Delivered or NotSupported is removed; a request's item keeps its
-	// answer, without its payload, until Forget.
+	// Delivered or NotSupported is removed, as is one that was purged,
+	// whatever its answer; a request's item keeps its answer, without its
+	// payload, until Forget.
 	Settle(ctx context.Context, owner string, answers []Answer) (lost int, err error)
 	// Outcomes returns the items of the request, without their payload, by
 	// ID.
@@ -182,10 +185,14 @@ type Tx interface {
 	Merge(ctx context.Context, into, from identity.ProfileID) error
 	// Purge removes the Pending and Dead messages (not deletions) of the
 	// profile that no request awaits and no deliverer holds, and returns how
-	// many it removed; a request's Dead messages of the profile keep their
-	// answer but lose their payload, so Replay never sends them after the
-	// person's deletion. A request's Pending messages stay: they go out
-	// before the deletion enqueued after them.
+	// many it removed. A message a deliverer holds (its lease lapsed or not)
+	// stays, so that nothing enqueued after it overtakes a call still
+	// running, but loses its payload: whatever its call answers, it is
+	// never delivered again, and Settle removes it. A request's Dead
+	// messages of the profile keep their answer but lose their payload, so
+	// Replay never sends them after the person's deletion. A request's
+	// Pending messages stay: they go out before the deletion enqueued after
+	// them.
 	Purge(ctx context.Context, pid identity.ProfileID) (int, error)
 	Commit(ctx context.Context) error
 	Rollback(ctx context.Context) error

@@ -222,8 +222,11 @@ func (tx *outboxTx) Purge(ctx context.Context, pid identity.ProfileID) (int, err
 			return err
 		}
 		// A request's dead message keeps its answer, never its payload: it
-		// is never replayed after the person's deletion.
-		_, err = ex.ExecContext(ctx, tx.s.sql(`UPDATE {p}outbox SET payload = NULL WHERE profile_id = $1 AND kind = 'send' AND request_id <> '' AND state = 'DEAD'`), string(pid))
+		// is never replayed after the person's deletion. A held message
+		// stays, so that nothing queued after it overtakes its call, but
+		// is never delivered again: Settle removes it, whatever it answers.
+		_, err = ex.ExecContext(ctx, tx.s.sql(`UPDATE {p}outbox SET payload = NULL WHERE profile_id = $1 AND kind = 'send'
+			AND (request_id <> '' AND state = 'DEAD' OR request_id = '' AND state = 'PENDING' AND owner IS NOT NULL)`), string(pid))
 		if err != nil {
 			return fmt.Errorf("sqlstore: outbox purge: %w", err)
 		}
@@ -395,6 +398,14 @@ func (o *outboxStore) Settle(ctx context.Context, owner string, answers []outbox
 				rest = rest[n:]
 			}
 		}
+		if len(others) > 0 {
+			// Purged while held: removed, whatever the answer.
+			k, err := removePurged(ctx, s, ex, owner, others)
+			if err != nil {
+				return err
+			}
+			settled += k
+		}
 		for _, a := range others {
 			msg := outbox.CutError(a.Err)
 			var res sql.Result
@@ -431,6 +442,31 @@ func (o *outboxStore) Settle(ctx context.Context, owner string, answers []outbox
 		return 0, retryable(fmt.Errorf("sqlstore: outbox settle: %w", err))
 	}
 	return len(answers) - settled, nil
+}
+
+// removePurged removes the items among answers that owner holds and Purge
+// emptied, and returns how many.
+func removePurged(ctx context.Context, s *Store, ex Executor, owner string, answers []outbox.Answer) (int, error) {
+	total := 0
+	for rest := answers; len(rest) > 0; {
+		n := min(len(rest), chunk)
+		ids := make([]uint64, n)
+		for i, a := range rest[:n] {
+			ids[i] = a.ID
+		}
+		res, err := ex.ExecContext(ctx, s.sql(`DELETE FROM {p}outbox WHERE owner = $1 AND state = 'PENDING' AND request_id = '' AND payload IS NULL
+			AND id IN (`+placeholders(2, n)+`)`), append([]any{owner}, idList(ids)...)...)
+		if err != nil {
+			return 0, err
+		}
+		k, err := res.RowsAffected()
+		if err != nil {
+			return 0, err
+		}
+		total += int(k)
+		rest = rest[n:]
+	}
+	return total, nil
 }
 
 // settleAll settles the items owner holds with an answer that carries no

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -45,6 +46,7 @@ var outboxChecks = []check[outbox.Store]{
 	{"Answers", outboxAnswers},
 	{"DeadAndReplay", outboxDeadAndReplay},
 	{"Purge", outboxPurge},
+	{"PurgeOfHeldMessages", outboxPurgeOfHeldMessages},
 	{"Merge", outboxMerge},
 	{"ConcurrentDeliverers", outboxConcurrentDeliverers},
 }
@@ -473,6 +475,67 @@ func outboxPurge(t *testing.T, e *env, s outbox.Store) {
 	}
 	if d := diff([]uint64{in[3].ID, in[5].ID}, left); d != "" {
 		t.Errorf("crm's items after Purge (-want +got):\n%s", d)
+	}
+}
+
+// outboxPurgeOfHeldMessages: a message a deliverer holds when the person is
+// erased stays, so the deletion behind it waits for its call, but never goes
+// out again: a failed call's retry, or another deliverer's claim after the
+// lease lapsed, gets no payload, and Settle removes it whatever it answers.
+func outboxPurgeOfHeldMessages(t *testing.T, e *env, s outbox.Store) {
+	p := newPIDs(2)
+	in := enqueue(t, e.ctx, s, sendItem("crm", p[0], "fails", 1), sendItem("crm", p[1], "stalls", 1))
+	held := claim(t, e.ctx, s, "w", 2, "crm") // leased until 62
+	if len(held) != 2 {
+		t.Fatalf("Claim got %v", ids(held))
+	}
+	tx, err := s.Begin(e.ctx)
+	must(t, err, "Begin")
+	for _, pid := range p {
+		_, err := tx.Purge(e.ctx, pid)
+		must(t, err, "Purge")
+	}
+	must(t, tx.Enqueue(e.ctx, []outbox.Item{deleteItem("crm", p[0], "req-0", 3), deleteItem("crm", p[1], "req-1", 3)}), "Enqueue")
+	commitTx(t, e.ctx, tx)
+	if got := claim(t, e.ctx, s, "other", 4, "crm"); len(got) != 0 {
+		t.Fatalf("with the purged messages still held, Claim got %v; want nothing: the deletions wait", ids(got))
+	}
+	// The first call fails: a retry would deliver it after the erasure.
+	lost, err := s.Settle(e.ctx, "w", []outbox.Answer{{ID: in[0].ID, State: outbox.Pending, Err: "timeout", NotBefore: at(5)}})
+	must(t, err, "Settle")
+	if lost != 0 {
+		t.Fatalf("Settle lost %d", lost)
+	}
+	// The second's deliverer stalls past its lease; another claims after it.
+	var sent []string
+	for sec := 63; sec < 70; sec++ {
+		got := claim(t, e.ctx, s, "other", sec, "crm")
+		for _, it := range got {
+			switch {
+			case it.Message != nil:
+				sent = append(sent, it.Message.MessageID)
+			case it.Deletion != nil:
+				sent = append(sent, "delete "+it.Deletion.RequestID)
+			}
+			// What a deliverer does with a purged item: settle it uncalled;
+			// here a failure, which must remove it all the same.
+			state := outbox.Delivered
+			if it.Message == nil && it.Deletion == nil {
+				state = outbox.Pending
+			}
+			lost, err := s.Settle(e.ctx, "other", []outbox.Answer{{ID: it.ID, State: state, Err: "x", NotBefore: at(sec + 1)}})
+			must(t, err, "Settle")
+			if lost != 0 {
+				t.Fatalf("Settle lost %d", lost)
+			}
+		}
+	}
+	slices.Sort(sent)
+	if d := diff([]string{"delete req-0", "delete req-1"}, sent); d != "" {
+		t.Errorf("what went out after the erasure (-want +got):\n%s", d)
+	}
+	if c := counts(t, e.ctx, s, "crm"); c.Pending != 0 || c.Dead != 0 {
+		t.Errorf("after everything answered, Stats = %+v; want nothing left", c)
 	}
 }
 

@@ -303,6 +303,7 @@ func (w *worker) idle(now time.Time) time.Duration {
 // deliver calls the destination for the claimed items: each deletion on its
 // own, the messages in batches, in ID order.
 func (w *worker) deliver(items []outbox.Item) {
+	items = w.discardPurged(items)
 	for i := 0; i < len(items); {
 		if w.e.ctx.Err() != nil {
 			return // the leases lapse; another process, or the next start, delivers them
@@ -319,6 +320,30 @@ func (w *worker) deliver(items []outbox.Item) {
 		w.call(items[i:j])
 		i = j
 	}
+}
+
+// discardPurged settles, without a call, the items Purge emptied while a
+// deliverer held them (the person was erased: they must never go out), and
+// returns the others.
+func (w *worker) discardPurged(items []outbox.Item) []outbox.Item {
+	var answers []outbox.Answer
+	kept := items[:0:0]
+	for _, it := range items {
+		if it.Message == nil && it.Deletion == nil {
+			answers = append(answers, outbox.Answer{ID: it.ID, State: outbox.Delivered})
+			continue
+		}
+		kept = append(kept, it)
+	}
+	if len(answers) == 0 {
+		return items
+	}
+	if _, err := w.e.store.Settle(context.WithoutCancel(w.e.ctx), w.e.owner, answers); err != nil {
+		w.e.log.Warn("settling purged outbox items failed; they are discarded at their next claim", "destination", w.d.Name(), "items", len(answers), "err", err)
+	}
+	w.e.release(answers)
+	w.e.settled()
+	return kept
 }
 
 // call makes one call for the batch and settles its answers. The destination
