@@ -2,14 +2,21 @@ package privacy_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gdprkit/privacy"
 	"github.com/gdprkit/privacy/destination"
+	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/internal/faultinject"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/google/go-cmp/cmp"
@@ -215,5 +222,298 @@ func TestFlushHonoursItsContext(t *testing.T) {
 	c.Close()
 	if err := c.Collect(context.Background(), privacy.Track{UserID: "u1", Event: "E", Timestamp: at(0)}); !errors.Is(err, privacy.ErrClosed) {
 		t.Fatalf("Collect after Close = %v", err)
+	}
+}
+
+// ledger is a destination that keeps, in order, every call it answered
+// with success ("send <message id>" or "delete <request id> <profile id>"),
+// and asks answer, when set, what to answer first.
+type ledger struct {
+	name   string
+	answer func(msgs []destination.Message, d *destination.Deletion) error
+
+	mu  sync.Mutex
+	log []string
+}
+
+func (l *ledger) Name() string { return l.name }
+
+func (l *ledger) Send(ctx context.Context, msgs []destination.Message) error {
+	if l.answer != nil {
+		if err := l.answer(msgs, nil); err != nil {
+			var re *destination.RejectedError
+			if errors.As(err, &re) {
+				l.mu.Lock()
+				for i, m := range msgs {
+					if re.Rejected[i] == nil {
+						l.log = append(l.log, "send "+m.MessageID)
+					}
+				}
+				l.mu.Unlock()
+			}
+			return err
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range msgs {
+		l.log = append(l.log, "send "+m.MessageID)
+	}
+	return nil
+}
+
+func (l *ledger) Delete(ctx context.Context, d destination.Deletion) error {
+	if l.answer != nil {
+		if err := l.answer(nil, &d); err != nil {
+			return err
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.log = append(l.log, "delete "+d.RequestID+" "+string(d.ProfileID))
+	return nil
+}
+
+func (l *ledger) calls() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.log)
+}
+
+// TestDeadLettersAndReplay: items a destination refuses for good, or keeps
+// failing past MaxAttempts, become dead letters the host lists, counts and
+// replays once the destination is fixed; an erasure removes the person's
+// dead messages, so they are never replayed after it.
+func TestDeadLettersAndReplay(t *testing.T) {
+	ctx := context.Background()
+	var broken atomic.Bool
+	broken.Store(true)
+	crm := &ledger{name: "crm", answer: func(msgs []destination.Message, _ *destination.Deletion) error {
+		if !broken.Load() || msgs == nil {
+			return nil
+		}
+		if msgs[0].MessageID == "flaky" {
+			// Quotes the person: the kept error must not.
+			return fmt.Errorf("crm is down, could not store %v", msgs[0].IDs)
+		}
+		return fmt.Errorf("%w: crm refuses %v", destination.ErrRejected, msgs[0].IDs)
+	}}
+	c, err := privacy.New(privacy.WithDestinations(crm), privacy.WithDelivery(privacy.Delivery{
+		Backoff: time.Millisecond, MaxBackoff: time.Millisecond, MaxAttempts: 3, BatchSize: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i, m := range []privacy.Message{
+		privacy.Track{MessageID: "a1", UserID: "ada", Event: "E", Timestamp: at(0)},
+		privacy.Track{MessageID: "a2", UserID: "ada", Event: "E", Timestamp: at(1)},
+		privacy.Identify{MessageID: "b1", UserID: "bob", Traits: map[string]any{"email": "bob@example.com"}, Timestamp: at(2)},
+		privacy.Track{MessageID: "flaky", UserID: "cy", Event: "E", Timestamp: at(3)},
+	} {
+		if err := c.Collect(ctx, m); err != nil {
+			t.Fatalf("Collect %d: %v", i, err)
+		}
+	}
+	flush(t, c)
+	dead, err := c.DeadLetters(ctx, "crm", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byMessage := map[string]privacy.DeadLetter{}
+	for _, d := range dead {
+		byMessage[d.MessageID] = d
+		for _, v := range []string{"user_id:ada", "user_id:bob", "user_id:cy", "bob@example.com"} {
+			if strings.Contains(d.LastError, v) {
+				t.Errorf("dead letter %s keeps the person's %q in its error %q", d.MessageID, v, d.LastError)
+			}
+		}
+	}
+	if len(dead) != 4 || byMessage["a1"].Attempts != 1 || byMessage["flaky"].Attempts != 3 {
+		t.Fatalf("dead letters = %+v; want a1, a2, b1 refused at once, flaky after its 3 attempts", dead)
+	}
+	if st, err := c.DeliveryStats(ctx); err != nil || st["crm"].Dead != 4 || st["crm"].Pending != 0 || st["crm"].Failed != 4 {
+		t.Fatalf("DeliveryStats = %+v, %v; want 4 dead, none pending", st["crm"], err)
+	}
+	// Paging: after the first, three.
+	if rest, err := c.DeadLetters(ctx, "", dead[0].ID, 100); err != nil || len(rest) != 3 {
+		t.Errorf("DeadLetters after the first = %d, %v; want 3", len(rest), err)
+	}
+	if _, err := c.DeadLetters(ctx, "crm", 0, 0); !errors.Is(err, privacy.ErrInvalid) || !strings.Contains(err.Error(), "limit") {
+		t.Errorf("DeadLetters with limit 0 = %v; want ErrInvalid naming limit", err)
+	}
+
+	// Bob is erased: his dead message goes with him.
+	if _, err := c.Erase(ctx, user("bob")); err != nil {
+		t.Fatal(err)
+	}
+	broken.Store(false)
+	n, err := c.Replay(ctx, byMessage["a1"].ID, byMessage["a2"].ID, byMessage["b1"].ID, byMessage["flaky"].ID, 1<<60)
+	if err != nil || n != 3 {
+		t.Fatalf("Replay = %d, %v; want 3 (not bob's, erased, nor an unknown id)", n, err)
+	}
+	flush(t, c)
+	sends := slices.DeleteFunc(crm.calls(), func(s string) bool { return strings.HasPrefix(s, "delete") })
+	if i, j := slices.Index(sends, "send a1"), slices.Index(sends, "send a2"); i < 0 || j < i {
+		t.Errorf("sent after the replay %v; want a1 before a2, in the person's order", sends)
+	}
+	slices.Sort(sends)
+	if diff := cmp.Diff([]string{"send a1", "send a2", "send flaky"}, sends); diff != "" {
+		t.Errorf("sent after the replay (-want +got):\n%s", diff)
+	}
+	if st, err := c.DeliveryStats(ctx); err != nil || st["crm"].Dead != 0 || st["crm"].Pending != 0 {
+		t.Errorf("DeliveryStats after the replay = %+v, %v; want nothing dead or pending", st["crm"], err)
+	}
+	if n, err := c.Replay(ctx, byMessage["a1"].ID); err != nil || n != 0 {
+		t.Errorf("a second Replay = %d, %v; want 0", n, err)
+	}
+}
+
+// TestInternalErasuresPurgeTheQueue: DELETE_INTERNAL and
+// SUPPRESS_WITH_DELETE_INTERNAL tell no destination, and leave nothing of
+// the person queued for one either.
+func TestInternalErasuresPurgeTheQueue(t *testing.T) {
+	ctx := context.Background()
+	var down atomic.Bool
+	down.Store(true)
+	crm := &ledger{name: "crm", answer: func([]destination.Message, *destination.Deletion) error {
+		if down.Load() {
+			return errors.New("crm is down")
+		}
+		return nil
+	}}
+	c, err := privacy.New(privacy.WithDestinations(crm),
+		privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, u := range []string{"ada", "bob", "cy"} {
+		for i := range 3 {
+			if err := c.Collect(ctx, privacy.Track{MessageID: fmt.Sprint(u, i), UserID: u, Event: "E", Timestamp: at(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for u, typ := range map[string]privacy.RequestType{"ada": privacy.DeleteInternal, "bob": privacy.SuppressWithDeleteInternal} {
+		r, err := c.Apply(ctx, privacy.Request{Type: typ, Subjects: []identity.ID{user(u)}})
+		if err != nil || r.Status != privacy.Finished || len(r.Destinations) != 0 {
+			t.Fatalf("%s of %s = %+v, %v; want FINISHED, no destination", typ, u, r, err)
+		}
+	}
+	down.Store(false)
+	flush(t, c)
+	if diff := cmp.Diff([]string{"send cy0", "send cy1", "send cy2"}, crm.calls()); diff != "" {
+		t.Errorf("delivered after the internal erasures (-want +got):\n%s", diff)
+	}
+}
+
+// TestDeletionWaitsForALateSend: a send that outlives its timeout, still
+// running at the destination when the person is erased, lands before the
+// deletion, never after it; the erasure is FINISHED only once the deletion
+// is delivered.
+func TestDeletionWaitsForALateSend(t *testing.T) {
+	ctx := context.Background()
+	release := make(chan struct{})
+	var entered sync.Once
+	inSend := make(chan struct{})
+	crm := &ledger{name: "crm", answer: func(msgs []destination.Message, _ *destination.Deletion) error {
+		if msgs != nil && msgs[0].MessageID == "slow" {
+			entered.Do(func() { close(inSend) })
+			<-release // ignores its context, as a stuck HTTP client would
+		}
+		return nil
+	}}
+	c, err := privacy.New(privacy.WithDestinations(crm), privacy.WithDelivery(privacy.Delivery{
+		Timeout: 20 * time.Millisecond, Lease: 60 * time.Millisecond, Backoff: time.Millisecond, MaxBackoff: time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Collect(ctx, privacy.Identify{MessageID: "slow", UserID: "ada", Traits: map[string]any{"phone": "+33600000000"}, Timestamp: at(0)}); err != nil {
+		t.Fatal(err)
+	}
+	<-inSend
+	r, err := c.Erase(ctx, user("ada"))
+	if err != nil || r.Status != privacy.Running {
+		t.Fatalf("Erase = %+v, %v; want RUNNING while the deletion waits", r, err)
+	}
+	// Well past the timeout and several leases: the deletion still waits.
+	time.Sleep(300 * time.Millisecond)
+	if got := crm.calls(); len(got) != 0 {
+		t.Fatalf("with the send still running, the destination got %v; want nothing", got)
+	}
+	close(release)
+	flush(t, c)
+	got := crm.calls()
+	if len(got) != 2 || got[0] != "send slow" || !strings.HasPrefix(got[1], "delete "+r.ID) {
+		t.Fatalf("the destination got %v; want the late send, then the deletion", got)
+	}
+	if r, err := c.Status(ctx, r.ID); err != nil || r.Status != privacy.Finished || r.Destinations[0].Status != privacy.Finished {
+		t.Errorf("Status = %+v, %v; want FINISHED, crm FINISHED", r, err)
+	}
+}
+
+// TestRejectedMessageFailsAlone: through the webhook, a batch in which the
+// receiver refuses one person's message for good delivers the 20 others; the
+// refused one is a dead letter.
+func TestRejectedMessageFailsAlone(t *testing.T) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	got := map[string]int{}
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Messages []struct {
+				MessageID string `json:"messageId"`
+			} `json:"messages"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		for _, m := range body.Messages {
+			if m.MessageID == "poison" {
+				w.WriteHeader(http.StatusUnprocessableEntity)
+				return
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range body.Messages {
+			got[m.MessageID]++
+		}
+	}))
+	defer srv.Close()
+	hook, err := destination.NewWebhook(destination.WebhookConfig{Name: "hook", URL: srv.URL, Secret: []byte("0123456789abcdef"), Client: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Held until every message is enqueued, so they go in one batch.
+	gate := &ledger{name: "gate"}
+	c, err := privacy.New(privacy.WithDestinations(hook, gate), privacy.WithDelivery(privacy.Delivery{BatchSize: 100, Backoff: time.Hour}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msgs := []privacy.Message{privacy.Track{MessageID: "poison", UserID: "u-poison", Event: "E", Timestamp: at(0)}}
+	for i := range 20 {
+		msgs = append(msgs, privacy.Track{MessageID: fmt.Sprint("m", i), UserID: fmt.Sprint("u", i), Event: "E", Timestamp: at(i)})
+	}
+	if err := c.CollectBatch(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, c)
+	mu.Lock()
+	for i := range 20 {
+		if n := got[fmt.Sprint("m", i)]; n != 1 {
+			t.Errorf("m%d delivered %d times, want once", i, n)
+		}
+	}
+	mu.Unlock()
+	dead, err := c.DeadLetters(ctx, "hook", 0, 10)
+	if err != nil || len(dead) != 1 || dead[0].MessageID != "poison" || !strings.Contains(dead[0].LastError, "422") {
+		t.Fatalf("dead letters = %+v, %v; want the poison message alone, with the 422", dead, err)
+	}
+	if st, err := c.DeliveryStats(ctx); err != nil || st["hook"].Delivered != 20 || st["hook"].Failed != 1 {
+		t.Errorf("DeliveryStats = %+v, %v; want 20 delivered, 1 failed", st["hook"], err)
 	}
 }

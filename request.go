@@ -282,6 +282,10 @@ func (c *Controller) redactText(text string, ids []identity.ID, traits map[strin
 			n = id // malformed: hash it as given
 		}
 		label := "[" + n.Type + " " + c.hasher.ID(n).String()[:12] + "]"
+		// The "type:value" forms too, whatever the value's length: a value
+		// too short to replace alone is still found next to its type.
+		replace(id.String(), label)
+		replace(n.String(), label)
 		replace(id.Value, label)
 		replace(n.Value, label)
 	}
