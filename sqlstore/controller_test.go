@@ -478,8 +478,8 @@ func (p *proc) close() {
 }
 
 // controller builds a Controller on every backend of the process's Stores;
-// profiles, when set, stands in for the profile store.
-func (p *proc) controller(t testing.TB, profiles profile.Store) *privacy.Controller {
+// profiles, when set, stands in for the profile store; extra options follow.
+func (p *proc) controller(t testing.TB, profiles profile.Store, extra ...privacy.Option) *privacy.Controller {
 	t.Helper()
 	if profiles == nil {
 		profiles = p.data.Profiles()
@@ -491,11 +491,13 @@ func (p *proc) controller(t testing.TB, profiles profile.Store) *privacy.Control
 		privacy.WithSuppressions(p.data.Suppressions()),
 		privacy.WithJournal(p.jrnl.Journal()),
 		privacy.WithAuditLog(p.jrnl.AuditLog()),
+		privacy.WithOutbox(p.data.Outbox()),
 		privacy.WithKey(testKey),
 	}
 	if p.site.Instance != "" {
 		opts = append(opts, privacy.WithInstance(p.site.Instance))
 	}
+	opts = append(opts, extra...)
 	c, err := privacy.New(opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -523,7 +525,7 @@ func (s *site) q(query string) string {
 // dataTables hold the people's data; the other tables are the machinery
 // (suppression list, journal, audit log, migrations, definitions).
 var dataTables = []string{"identity_profiles", "identity_links", "identity_merges", "profiles", "profile_traits",
-	"profile_messages", "audience_states", "audience_members"}
+	"profile_messages", "audience_states", "audience_members", "outbox"}
 
 // inspectors returns a pool per database file of the site, for the test's
 // own queries: PostgreSQL's admin pool, or SQLite's two files.
