@@ -259,6 +259,9 @@ func nodeIDs(ctx context.Context, read func(context.Context, identity.ProfileID)
 // kept in the outbox and the receipt, names the batch's people by keyed hash
 // and their traits and properties by name.
 func (c *Controller) scrubDelivery(text string, batch []outbox.Item) string {
+	if text == "" {
+		return ""
+	}
 	var ids []identity.ID
 	values := map[string]any{}
 	for _, it := range batch {

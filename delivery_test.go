@@ -186,8 +186,9 @@ func TestBadDestinationsNeverBlockCollectionOrOthers(t *testing.T) {
 			t.Errorf("%s: stats %+v, want all %d failed after their attempts, dead letters now", name, s, n)
 		}
 	}
-	if s := st["flaky"]; s.Delivered != n || s.Retries != 2 {
-		t.Errorf("flaky: stats %+v, want %d delivered after 2 retries", s, n)
+	// Two calls failed, each with a batch of up to 7 items to retry.
+	if s := st["flaky"]; s.Delivered != n || s.Retries < 2 || s.Retries > 2*7 {
+		t.Errorf("flaky: stats %+v, want %d delivered after 2 failed calls", s, n)
 	}
 	if s := st["hanging"]; s.Pending != n || s.Delivered != 0 {
 		t.Errorf("hanging: stats %+v, want all %d pending behind the hanging call", s, n)

@@ -286,8 +286,19 @@ func (s *MemStore) Claim(ctx context.Context, c Claim) ([]Item, error) {
 			}
 			m.owner, m.until = c.Owner, c.Until
 			out = append(out, m.Clone())
+			// The messages after a message, up to the first that is a
+			// deletion, not due or leased: the run goes out in order.
+			for _, id := range (*q)[1:] {
+				f := s.items[id]
+				if m.Deletion != nil || len(out) >= c.Limit || f.Deletion != nil || f.NotBefore.After(c.Now) ||
+					f.owner != "" && !f.until.Before(c.Now) {
+					break
+				}
+				f.owner, f.until = c.Owner, c.Until
+				out = append(out, f.Clone())
+			}
 			// Offered again at the lease's end: should the owner die, the
-			// item is claimed again then.
+			// items are claimed again then.
 			later = append(later, headEntry{at: c.Until, key: e.key})
 		}
 		for _, e := range later {
@@ -317,7 +328,17 @@ func (s *MemStore) Renew(ctx context.Context, owner string, ids []uint64, until 
 	defer s.mu.Unlock()
 	for _, id := range ids {
 		if m := s.items[id]; m != nil && m.owner == owner && m.State == Pending {
+			shortened := until.Before(m.until)
 			m.until = until
+			if until.IsZero() {
+				m.owner = "" // given up
+			}
+			// Given up early, it is offered then (an extension needs no
+			// offer: the one at the old end finds it leased and comes again).
+			k := queueKey{m.Destination, m.Profile}
+			if q := s.queues[k]; shortened && q != nil && (*q)[0] == m.ID {
+				s.offer(k, until)
+			}
 		}
 	}
 	return nil

@@ -139,13 +139,19 @@ type Store interface {
 	Begin(ctx context.Context) (Tx, error)
 	// Claim leases to c.Owner, until c.Until, up to c.Limit Pending items
 	// of c.Destinations that are due (NotBefore not after c.Now) and not
-	// leased to anyone (or whose lease lapsed before c.Now), each the oldest
-	// Pending item of its destination and profile, oldest first. An item
-	// with neither Message nor Deletion was purged while a deliverer held
-	// it: the deliverer settles it without delivering it.
+	// leased to anyone (or whose lease lapsed before c.Now), by ID. Of each
+	// destination and profile it hands out a run that starts at its oldest
+	// Pending item: a deletion alone, or messages in order up to the first
+	// later item that is a deletion, not due or leased. So nothing is handed
+	// out while an earlier item of its destination and profile is held or
+	// waits for its retry, and a deletion only once everything before it
+	// answered. An item with neither Message nor Deletion was purged while a
+	// deliverer held it: the deliverer settles it without delivering it.
 	Claim(ctx context.Context, c Claim) ([]Item, error)
-	// Renew extends to until the leases owner holds on the items; items it
-	// no longer holds are left alone.
+	// Renew extends to until the leases owner holds on the items, or, with
+	// a zero until, gives the items up: they are no longer held, and are
+	// claimed again as any other. Items owner no longer holds are left
+	// alone.
 	Renew(ctx context.Context, owner string, ids []uint64, until time.Time) error
 	// Settle records what the destination answered for items owner holds,
 	// and ends their leases; items it no longer holds are left alone, and

@@ -434,7 +434,10 @@ func TestRemovedDestinationStaysOwed(t *testing.T) {
 			must(t, err)
 			r, err := c1.Erase(ctx, ada)
 			must(t, err)
-			waitUntil(t, "crm has the deletion", func() bool { return slices.Contains(crm.calls(), "delete "+r.ID+" "+string(prof.ID)) })
+			waitUntil(t, "crm has the deletion, settled", func() bool {
+				st, err := c1.DeliveryStats(ctx)
+				return err == nil && st["crm"].Pending == 0 && slices.Contains(crm.calls(), "delete "+r.ID+" "+string(prof.ID))
+			})
 			c1.Close()
 			p1.close()
 

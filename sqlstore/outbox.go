@@ -123,24 +123,21 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 				i++
 				continue
 			}
+			// As many rows to a statement as a batch method's statement
+			// carries (a round trip each on PostgreSQL).
 			j := i
-			for j < len(items) && items[j].Key == "" && j-i < chunk/cols {
+			for j < len(items) && items[j].Key == "" && j-i < s.batchParams()/cols {
 				j++
 			}
-			var b strings.Builder
-			args := make([]any, 0, (j-i)*cols)
-			b.WriteString(`INSERT INTO {p}outbox (destination, profile_id, request_id, item_key, kind, payload, state, attempts, enqueued, not_before, last_error) VALUES `)
+			ls := s.newListStmt(`INSERT INTO {p}outbox (destination, profile_id, request_id, item_key, kind, payload, state, attempts, enqueued, not_before, last_error) VALUES `, (j-i)*cols)
+			ls.tuples(j-i, cols, "")
+			ls.sql(` RETURNING id`)
 			for k := i; k < j; k++ {
-				if k > i {
-					b.WriteString(", ")
-				}
 				it := &items[k]
-				fmt.Fprintf(&b, "(%s)", placeholders(len(args)+1, cols))
-				args = append(args, it.Destination, string(it.Profile), it.Request, "", rows[k].kind, rows[k].payload, string(outbox.Pending), 0,
+				ls.args = append(ls.args, it.Destination, string(it.Profile), it.Request, "", rows[k].kind, rows[k].payload, string(outbox.Pending), 0,
 					s.ts(it.Enqueued), s.ts(it.Enqueued), "")
 			}
-			b.WriteString(` RETURNING id`)
-			ids, err := queryIDs(ctx, ex, s.sql(b.String()), args)
+			ids, err := queryIDs(ctx, ex, ls.b.String(), ls.args)
 			if err != nil {
 				return fmt.Errorf("sqlstore: outbox enqueue: %w", err)
 			}
@@ -287,20 +284,42 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 	for _, d := range c.Destinations {
 		args = append(args, d)
 	}
-	// Each the oldest PENDING item of its destination and profile (leased or
-	// not, due or not): an item waits for every earlier one to answer.
-	candidates := `SELECT o.id FROM {p}outbox o
+	// heads: the oldest PENDING item of each destination and profile (leased
+	// or not, due or not), when it is due and not leased: an item waits for
+	// every earlier one to answer. The oldest is a scalar subquery in
+	// outbox_queue's order, one probe of that index per row the scan (in id
+	// order, on outbox_pending) meets, whatever the statistics say: as an
+	// anti-join, a planner that thought the table small (a fresh or churned
+	// outbox) compared every pair of rows. stop is the profile's first later
+	// item that ends the run: a deletion, or one not due or leased.
+	//
+	// runs: the messages after a message head, up to its stop, oldest first,
+	// as many as the heads leave of the limit. Only heads are locked (SKIP
+	// LOCKED on PostgreSQL): a run is reached through its head, so another
+	// deliverer that skipped the head cannot take the run either.
+	heads := `SELECT o.id, o.destination, o.profile_id, o.kind,
+			(SELECT g.id FROM {p}outbox g WHERE g.state = 'PENDING' AND g.destination = o.destination AND g.profile_id = o.profile_id
+				AND g.id > o.id AND (g.kind <> 'send' OR g.not_before > $1{ts} OR g.lease_until >= $1{ts})
+				ORDER BY g.destination, g.profile_id, g.id LIMIT 1) AS stop
+		FROM {p}outbox o
 		WHERE o.state = 'PENDING' AND o.destination IN (` + dests + `) AND o.not_before <= $1{ts}
 		AND (o.lease_until IS NULL OR o.lease_until < $1{ts})
-		AND NOT EXISTS (SELECT 1 FROM {p}outbox e WHERE e.state = 'PENDING' AND e.destination = o.destination
-			AND e.profile_id = o.profile_id AND e.id < o.id)
+		AND o.id = (SELECT e.id FROM {p}outbox e WHERE e.state = 'PENDING' AND e.destination = o.destination
+			AND e.profile_id = o.profile_id ORDER BY e.destination, e.profile_id, e.id LIMIT 1)
 		ORDER BY o.id LIMIT $2`
+	runs := `SELECT f.id FROM h JOIN {p}outbox f ON f.state = 'PENDING' AND f.destination = h.destination
+			AND f.profile_id = h.profile_id AND f.id > h.id
+		WHERE h.kind = 'send' AND (h.stop IS NULL OR f.id < h.stop)
+		ORDER BY f.id LIMIT (SELECT $2 - count(*) FROM h)`
 	var q string
 	if s.d == Postgres {
-		q = `WITH c AS (` + candidates + ` FOR UPDATE SKIP LOCKED)
-			UPDATE {p}outbox o SET owner = $3, lease_until = $4{ts} FROM c WHERE o.id = c.id RETURNING ` + prefixed("o.", itemColumns)
+		q = `WITH h AS (` + heads + ` FOR UPDATE OF o SKIP LOCKED), r AS (` + runs + `)
+			UPDATE {p}outbox o SET owner = $3, lease_until = $4{ts} WHERE o.id IN (SELECT id FROM h UNION ALL SELECT id FROM r)
+			RETURNING ` + prefixed("o.", itemColumns)
 	} else {
-		q = `UPDATE {p}outbox SET owner = $3, lease_until = $4 WHERE id IN (` + candidates + `) RETURNING ` + itemColumns
+		q = `WITH h AS (` + heads + `), r AS (` + runs + `)
+			UPDATE {p}outbox SET owner = $3, lease_until = $4 WHERE id IN (SELECT id FROM h UNION ALL SELECT id FROM r)
+			RETURNING ` + itemColumns
 	}
 	var out []outbox.Item
 	err := s.write(ctx, func(ex Executor) error {
@@ -338,17 +357,27 @@ func compareIDs(a, b uint64) int {
 }
 
 func (o *outboxStore) Renew(ctx context.Context, owner string, ids []uint64, until time.Time) error {
-	if err := checkTime("until", until); err != nil {
+	giveUp := until.IsZero()
+	if err := checkTime("until", until); err != nil && !giveUp {
 		return fmt.Errorf("%w: %v", outbox.ErrInvalid, err)
 	}
 	s := o.s
 	for rest := ids; len(rest) > 0; {
 		n := min(len(rest), chunk)
-		args := append([]any{owner, s.ts(until)}, idList(rest[:n])...)
-		err := s.write(ctx, func(ex Executor) error {
-			_, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET lease_until = $2{ts} WHERE owner = $1 AND state = 'PENDING' AND id IN (`+placeholders(3, n)+`)`), args...)
-			return err
-		})
+		var err error
+		if giveUp {
+			args := append([]any{owner}, idList(rest[:n])...)
+			err = s.write(ctx, func(ex Executor) error {
+				_, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET owner = NULL, lease_until = NULL WHERE owner = $1 AND id IN (`+placeholders(2, n)+`)`), args...)
+				return err
+			})
+		} else {
+			args := append([]any{owner, s.ts(until)}, idList(rest[:n])...)
+			err = s.write(ctx, func(ex Executor) error {
+				_, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET lease_until = $2{ts} WHERE owner = $1 AND id IN (`+placeholders(3, n)+`)`), args...)
+				return err
+			})
+		}
 		if err != nil {
 			return retryable(fmt.Errorf("sqlstore: outbox renew: %w", err))
 		}
@@ -357,6 +386,11 @@ func (o *outboxStore) Renew(ctx context.Context, owner string, ids []uint64, unt
 	return nil
 }
 
+// Only a Pending item has an owner (Claim sets it on Pending items, and
+// every change of state clears it), so the statements on the items an owner
+// holds name the owner and the ids, not the state: with the state, a
+// planner without statistics on the outbox picked the partial index of
+// Pending items over the primary key and read the whole of it per id.
 func (o *outboxStore) Settle(ctx context.Context, owner string, answers []outbox.Answer) (int, error) {
 	for i := range answers {
 		if err := answers[i].Validate(); err != nil {
@@ -413,17 +447,17 @@ func (o *outboxStore) Settle(ctx context.Context, owner string, answers []outbox
 			switch a.State {
 			case outbox.Pending:
 				res, err = ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET attempts = attempts + 1, not_before = $3{ts}, last_error = $4, owner = NULL, lease_until = NULL
-					WHERE id = $1 AND owner = $2 AND state = 'PENDING'`), int64(a.ID), owner, s.ts(a.NotBefore), msg)
+					WHERE id = $1 AND owner = $2`), int64(a.ID), owner, s.ts(a.NotBefore), msg)
 			case outbox.Dead:
 				res, err = ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET state = 'DEAD', attempts = attempts + 1, last_error = $3, owner = NULL, lease_until = NULL
-					WHERE id = $1 AND owner = $2 AND state = 'PENDING'`), int64(a.ID), owner, msg)
+					WHERE id = $1 AND owner = $2`), int64(a.ID), owner, msg)
 			default: // NOT_SUPPORTED with a reason, which the request's receipt keeps
-				res, err = ex.ExecContext(ctx, s.sql(`DELETE FROM {p}outbox WHERE id = $1 AND owner = $2 AND state = 'PENDING' AND request_id = ''`), int64(a.ID), owner)
+				res, err = ex.ExecContext(ctx, s.sql(`DELETE FROM {p}outbox WHERE id = $1 AND owner = $2 AND request_id = ''`), int64(a.ID), owner)
 				if err == nil {
 					var n int64
 					if n, err = res.RowsAffected(); err == nil && n == 0 {
 						res, err = ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET state = $3, payload = NULL, last_error = $4, owner = NULL, lease_until = NULL
-							WHERE id = $1 AND owner = $2 AND state = 'PENDING'`), int64(a.ID), owner, string(a.State), msg)
+							WHERE id = $1 AND owner = $2`), int64(a.ID), owner, string(a.State), msg)
 					}
 				}
 			}
@@ -454,7 +488,7 @@ func removePurged(ctx context.Context, s *Store, ex Executor, owner string, answ
 		for i, a := range rest[:n] {
 			ids[i] = a.ID
 		}
-		res, err := ex.ExecContext(ctx, s.sql(`DELETE FROM {p}outbox WHERE owner = $1 AND state = 'PENDING' AND request_id = '' AND payload IS NULL
+		res, err := ex.ExecContext(ctx, s.sql(`DELETE FROM {p}outbox WHERE owner = $1 AND request_id = '' AND payload IS NULL
 			AND id IN (`+placeholders(2, n)+`)`), append([]any{owner}, idList(ids)...)...)
 		if err != nil {
 			return 0, err
@@ -475,9 +509,9 @@ func removePurged(ctx context.Context, s *Store, ex Executor, owner string, answ
 func settleAll(ctx context.Context, s *Store, ex Executor, owner string, state outbox.State, ids []uint64) (int, error) {
 	in := placeholders(3, len(ids))
 	args := append([]any{owner, string(state)}, idList(ids)...)
-	del := `DELETE FROM {p}outbox WHERE owner = $1 AND state = 'PENDING' AND request_id = '' AND id IN (` + in + `)`
+	del := `DELETE FROM {p}outbox WHERE owner = $1 AND request_id = '' AND id IN (` + in + `)`
 	upd := `UPDATE {p}outbox SET state = $2, payload = NULL, owner = NULL, lease_until = NULL, last_error = ''
-		WHERE owner = $1 AND state = 'PENDING' AND request_id <> '' AND id IN (` + in + `)`
+		WHERE owner = $1 AND request_id <> '' AND id IN (` + in + `)`
 	if s.d == Postgres { // one round trip
 		var n int
 		err := ex.QueryRowContext(ctx, s.sql(`WITH d AS (`+del+` RETURNING 1), u AS (`+upd+` RETURNING 1)

@@ -228,40 +228,70 @@ func outboxKeyedOnce(t *testing.T, e *env, s outbox.Store) {
 // in order, each once the one before answered; an item waiting for its retry
 // holds the later ones back; other profiles and destinations are not held.
 func outboxOrderPerProfile(t *testing.T, e *env, s outbox.Store) {
-	p := newPIDs(2)
+	p := newPIDs(4)
 	in := enqueue(t, e.ctx, s, sendItem("crm", p[0], "a1", 1), sendItem("crm", p[0], "a2", 2), sendItem("crm", p[0], "a3", 3),
-		sendItem("crm", p[1], "b1", 4), sendItem("ads", p[0], "x1", 5))
-	got := claim(t, e.ctx, s, "w", 10, "crm", "ads")
-	if d := diff([]uint64{in[0].ID, in[3].ID, in[4].ID}, ids(got)); d != "" {
-		t.Fatalf("first Claim (-want +got):\n%s", d)
+		sendItem("crm", p[1], "b1", 4), sendItem("ads", p[0], "x1", 5), sendItem("crm", p[0], "a4", 6))
+	got := claim(t, e.ctx, s, "w", 10, "crm")
+	if d := diff([]uint64{in[0].ID, in[1].ID, in[2].ID, in[3].ID, in[5].ID}, ids(got)); d != "" {
+		t.Fatalf("Claim of crm (-want +got):\n%s", d)
 	}
-	settle(t, e.ctx, s, "w", outbox.Delivered, got...)
-	next := claim(t, e.ctx, s, "w", 11, "crm")
-	if d := diff([]uint64{in[1].ID}, ids(next)); d != "" {
-		t.Fatalf("after a1 answered (-want +got):\n%s", d)
+	if more := claim(t, e.ctx, s, "v", 11, "crm"); len(more) != 0 {
+		t.Fatalf("with everything held, another deliverer's Claim got %v", ids(more))
 	}
-	// a2 fails; its retry is due at 100: a3 waits behind it.
+	// a1 and b1 delivered; a2 fails, its retry due at 100; a3 and a4, sent
+	// after it, are given back unsent, as a deliverer does.
+	settle(t, e.ctx, s, "w", outbox.Delivered, got[0], got[3])
 	lost, err := s.Settle(e.ctx, "w", []outbox.Answer{{ID: in[1].ID, State: outbox.Pending, NotBefore: at(100), Err: "503"}})
 	must(t, err, "Settle")
 	if lost != 0 {
 		t.Fatalf("Settle lost %d", lost)
 	}
-	if got := claim(t, e.ctx, s, "w", 50, "crm"); len(got) != 0 {
-		t.Errorf("before a2's retry is due Claim got %v; want nothing (a3 waits behind a2)", ids(got))
+	must(t, s.Renew(e.ctx, "w", []uint64{in[2].ID, in[5].ID}, time.Time{}), "Renew")
+	if got := claim(t, e.ctx, s, "v", 50, "crm"); len(got) != 0 {
+		t.Errorf("before a2's retry is due Claim got %v; want nothing (a3 and a4 wait behind a2)", ids(got))
 	}
-	retry := claim(t, e.ctx, s, "w", 100, "crm")
-	if len(retry) != 1 || retry[0].ID != in[1].ID || retry[0].Attempts != 1 || retry[0].LastError != "503" {
-		t.Fatalf("at a2's retry Claim got %+v; want a2, 1 attempt, its error", retry)
+	// At the retry, the run from a2 to a4, in order, and the ads message.
+	retry := claim(t, e.ctx, s, "w", 100, "crm", "ads")
+	if d := diff([]uint64{in[1].ID, in[2].ID, in[4].ID, in[5].ID}, ids(retry)); d != "" {
+		t.Fatalf("at a2's retry (-want +got):\n%s", d)
+	}
+	if retry[0].Attempts != 1 || retry[0].LastError != "503" {
+		t.Errorf("a2 at its retry = %+v; want 1 attempt, its error", retry[0])
+	}
+	must(t, s.Renew(e.ctx, "w", []uint64{in[2].ID, in[5].ID}, time.Time{}), "Renew")
+	if got := claim(t, e.ctx, s, "v", 101, "crm"); len(got) != 0 {
+		t.Errorf("with a2 still held, Claim got %v; want nothing: a3 and a4 wait behind it", ids(got))
 	}
 	settle(t, e.ctx, s, "w", outbox.Delivered, retry[0])
-	if got := claim(t, e.ctx, s, "w", 101, "crm"); len(got) != 1 || got[0].ID != in[2].ID {
-		t.Errorf("after a2 answered Claim got %v; want a3", ids(got))
+	if got := claim(t, e.ctx, s, "v", 102, "crm"); len(got) != 2 || got[0].ID != in[2].ID || got[1].ID != in[5].ID {
+		t.Errorf("after a2 answered Claim got %v; want a3 and a4", ids(got))
+	}
+
+	// A limit cuts runs short, never out of order: what a Claim of 2 gets
+	// of each profile is the start of its queue.
+	queues := map[identity.ProfileID][]uint64{}
+	for _, it := range enqueue(t, e.ctx, s, sendItem("mail", p[2], "c1", 200), sendItem("mail", p[3], "d1", 201),
+		sendItem("mail", p[2], "c2", 202), sendItem("mail", p[2], "c3", 203)) {
+		queues[it.Profile] = append(queues[it.Profile], it.ID)
+	}
+	limited, err := s.Claim(e.ctx, outbox.Claim{Owner: "w", Destinations: []string{"mail"}, Now: at(210), Until: at(270), Limit: 2})
+	must(t, err, "Claim")
+	if len(limited) != 2 {
+		t.Errorf("Claim with Limit 2 got %v; want 2 items", ids(limited))
+	}
+	next := map[identity.ProfileID]int{}
+	for _, it := range limited {
+		if q := queues[it.Profile]; next[it.Profile] >= len(q) || q[next[it.Profile]] != it.ID {
+			t.Errorf("Claim with Limit 2 got %v: not the start of each profile's queue %v", ids(limited), queues)
+		}
+		next[it.Profile]++
 	}
 }
 
 // outboxDeletionWaitsForEarlierItems: a deletion is not handed out while an
 // earlier message about the person is held by a deliverer (a call still
-// running, past its timeout even) or waits for its retry.
+// running, past its timeout even) or waits for its retry; it ends a run of
+// messages, and goes out alone, the messages after it only once it answered.
 func outboxDeletionWaitsForEarlierItems(t *testing.T, e *env, s outbox.Store) {
 	p := newPID()
 	send := enqueue(t, e.ctx, s, sendItem("crm", p, "m1", 1))
@@ -277,10 +307,15 @@ func outboxDeletionWaitsForEarlierItems(t *testing.T, e *env, s outbox.Store) {
 			t.Fatalf("at %ds, with the message still held, Claim got %v; want nothing: the deletion waits", sec, ids(got))
 		}
 	}
+	after := enqueue(t, e.ctx, s, sendItem("crm", p, "m2", 32))
 	settle(t, e.ctx, s, "slow", outbox.Delivered, held[0])
-	got := claim(t, e.ctx, s, "fast", 31, "crm")
+	got := claim(t, e.ctx, s, "fast", 33, "crm")
 	if len(got) != 1 || got[0].ID != del[0].ID || got[0].Deletion == nil || got[0].ID <= send[0].ID {
-		t.Errorf("after the message answered Claim got %+v; want the deletion", got)
+		t.Fatalf("after the message answered Claim got %+v; want the deletion alone", got)
+	}
+	settle(t, e.ctx, s, "fast", outbox.Delivered, got[0])
+	if got := claim(t, e.ctx, s, "fast", 34, "crm"); len(got) != 1 || got[0].ID != after[0].ID {
+		t.Errorf("after the deletion answered Claim got %v; want the message enqueued after it", ids(got))
 	}
 }
 
@@ -381,7 +416,8 @@ func outboxAnswers(t *testing.T, e *env, s outbox.Store) {
 func outboxDeadAndReplay(t *testing.T, e *env, s outbox.Store) {
 	p := newPID()
 	in := enqueue(t, e.ctx, s, sendItem("crm", p, "poison", 1), sendItem("crm", p, "next", 2))
-	held := claim(t, e.ctx, s, "w", 3, "crm")
+	held, err := s.Claim(e.ctx, outbox.Claim{Owner: "w", Destinations: []string{"crm"}, Now: at(3), Until: at(63), Limit: 1})
+	must(t, err, "Claim")
 	lost, err := s.Settle(e.ctx, "w", []outbox.Answer{{ID: held[0].ID, State: outbox.Dead, Err: "cannot encode"}})
 	must(t, err, "Settle")
 	if lost != 0 {
@@ -442,6 +478,8 @@ func outboxPurge(t *testing.T, e *env, s outbox.Store) {
 		sendItem("crm", p[1], "other", 1),     // 6
 	)
 	held := claim(t, e.ctx, s, "w", 2, "crm", "mail", "ads")
+	// Only the heads stay held: the rest of crm's run is given back.
+	must(t, s.Renew(e.ctx, "w", []uint64{in[1].ID, in[3].ID}, time.Time{}), "Renew")
 	for _, it := range held {
 		if it.ID == in[2].ID || it.ID == in[4].ID {
 			if _, err := s.Settle(e.ctx, "w", []outbox.Answer{{ID: it.ID, State: outbox.Dead, Err: "x"}}); err != nil {
@@ -576,8 +614,9 @@ func outboxMerge(t *testing.T, e *env, s outbox.Store) {
 }
 
 // outboxConcurrentDeliverers: deliverers claiming at once, as several
-// processes do, never hold two items of one destination and profile at the
-// same time, and between them answer every item exactly once.
+// processes do, never hold items of one destination and profile at the same
+// time (one holds a run of them, in order), and between them answer every
+// item exactly once, each profile's in the order enqueued.
 func outboxConcurrentDeliverers(t *testing.T, e *env, s outbox.Store) {
 	p := newPIDs(8)
 	var items []outbox.Item
@@ -587,6 +626,7 @@ func outboxConcurrentDeliverers(t *testing.T, e *env, s outbox.Store) {
 	enqueue(t, e.ctx, s, items...)
 	var mu sync.Mutex
 	busy := map[identity.ProfileID]bool{}
+	last := map[identity.ProfileID]uint64{}
 	answered := map[uint64]int{}
 	var wg sync.WaitGroup
 	for w := range 4 {
@@ -607,11 +647,12 @@ func outboxConcurrentDeliverers(t *testing.T, e *env, s outbox.Store) {
 				}
 				idle = 0
 				mu.Lock()
+				mine := map[identity.ProfileID]bool{}
 				for _, it := range got {
-					if busy[it.Profile] {
-						t.Errorf("two items of profile %s held at once", it.Profile)
+					if busy[it.Profile] && !mine[it.Profile] {
+						t.Errorf("two deliverers hold items of profile %s at once", it.Profile)
 					}
-					busy[it.Profile] = true
+					busy[it.Profile], mine[it.Profile] = true, true
 				}
 				mu.Unlock()
 				answers := make([]outbox.Answer, len(got))
@@ -620,6 +661,10 @@ func outboxConcurrentDeliverers(t *testing.T, e *env, s outbox.Store) {
 					answers[i] = outbox.Answer{ID: it.ID, State: outbox.Delivered}
 					busy[it.Profile] = false
 					answered[it.ID]++
+					if it.ID < last[it.Profile] {
+						t.Errorf("item %d of profile %s handed out after item %d", it.ID, it.Profile, last[it.Profile])
+					}
+					last[it.Profile] = it.ID
 				}
 				mu.Unlock()
 				if lost, err := s.Settle(e.ctx, owner, answers); err != nil || lost != 0 {

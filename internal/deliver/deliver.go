@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gdprkit/privacy/destination"
+	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/outbox"
 )
 
@@ -301,25 +302,65 @@ func (w *worker) idle(now time.Time) time.Duration {
 }
 
 // deliver calls the destination for the claimed items: each deletion on its
-// own, the messages in batches, in ID order.
+// own, the messages in batches, in ID order. A profile's run may span
+// batches: once a batch of it failed, or outlived its timeout, its later
+// items are given back unsent (their leases ended), so that none overtakes
+// the retry or the late call.
 func (w *worker) deliver(items []outbox.Item) {
 	items = w.discardPurged(items)
+	stalled := map[identity.ProfileID]bool{}
 	for i := 0; i < len(items); {
 		if w.e.ctx.Err() != nil {
 			return // the leases lapse; another process, or the next start, delivers them
 		}
-		if items[i].Deletion != nil {
-			w.call(items[i : i+1])
-			i++
+		j := i + 1
+		if items[i].Deletion == nil {
+			for j < len(items) && items[j].Message != nil && j-i < w.e.cfg.BatchSize {
+				j++
+			}
+		}
+		batch := w.giveBack(items[i:j], stalled)
+		i = j
+		if len(batch) == 0 {
 			continue
 		}
-		j := i
-		for j < len(items) && items[j].Message != nil && j-i < w.e.cfg.BatchSize {
-			j++
+		if !w.call(batch) {
+			for _, it := range batch {
+				stalled[it.Profile] = true
+			}
 		}
-		w.call(items[i:j])
-		i = j
 	}
+}
+
+// giveBack returns the batch without the items of stalled profiles, whose
+// leases it ends so that they are claimed again behind the item that
+// stalled them.
+func (w *worker) giveBack(batch []outbox.Item, stalled map[identity.ProfileID]bool) []outbox.Item {
+	if len(stalled) == 0 {
+		return batch
+	}
+	var kept []outbox.Item
+	var back []uint64
+	for _, it := range batch {
+		if stalled[it.Profile] {
+			back = append(back, it.ID)
+			continue
+		}
+		kept = append(kept, it)
+	}
+	if len(back) == 0 {
+		return batch
+	}
+	e := w.e
+	if err := e.store.Renew(context.WithoutCancel(e.ctx), e.owner, back, time.Time{}); err != nil {
+		e.log.Warn("giving back outbox items failed; they are claimed again when their leases lapse", "destination", w.d.Name(), "items", len(back), "err", err)
+	}
+	answers := make([]outbox.Answer, len(back))
+	for i, id := range back {
+		answers[i] = outbox.Answer{ID: id}
+	}
+	e.release(answers)
+	return kept
 }
 
 // discardPurged settles, without a call, the items Purge emptied while a
@@ -351,7 +392,7 @@ func (w *worker) discardPurged(items []outbox.Item) []outbox.Item {
 // that goroutine, never the worker: past the timeout the worker moves on,
 // and the batch's items stay held until the call returns, then are settled
 // with what it returned.
-func (w *worker) call(batch []outbox.Item) {
+func (w *worker) call(batch []outbox.Item) (final bool) {
 	e := w.e
 	res := make(chan error, 1)
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.Timeout)
@@ -374,20 +415,18 @@ func (w *worker) call(batch []outbox.Item) {
 	select {
 	case err := <-res:
 		cancel()
-		w.settle(batch, err)
-		return
+		return w.settle(batch, err)
 	case <-ctx.Done():
 	}
 	select {
 	case err := <-res: // it answered as the time ran out
 		cancel()
-		w.settle(batch, err)
-		return
+		return w.settle(batch, err)
 	default:
 	}
 	if e.ctx.Err() != nil {
 		cancel()
-		return // closing: the leases lapse
+		return false // closing: the leases lapse
 	}
 	e.log.Warn("a destination call outlived its timeout; its items wait for it", "destination", w.d.Name(), "items", len(batch))
 	go func() {
@@ -398,16 +437,19 @@ func (w *worker) call(batch []outbox.Item) {
 		}
 		w.settle(batch, err)
 	}()
+	return false
 }
 
-// settle records the call's answer for each item of the batch.
-func (w *worker) settle(batch []outbox.Item, err error) {
+// settle records the call's answer for each item of the batch, and reports
+// whether they are all final (none to be tried again) and recorded.
+func (w *worker) settle(batch []outbox.Item, err error) (final bool) {
 	e := w.e
 	now := e.now()
 	answers := make([]outbox.Answer, len(batch))
 	var rejected *destination.RejectedError
 	errors.As(err, &rejected)
 	var delivered, dead, notSupported, retries uint64
+	scrubbed := map[string]string{}
 	for i, it := range batch {
 		a := outbox.Answer{ID: it.ID}
 		switch {
@@ -436,12 +478,20 @@ func (w *worker) settle(batch []outbox.Item, err error) {
 		default:
 			retries++
 		}
-		if e.cfg.Scrub != nil {
-			a.Err = e.cfg.Scrub(a.Err, batch)
-		} else {
-			a.Err = scrub(a.Err, batch)
+		if a.Err != "" {
+			// A batch's items mostly share one error: scrubbed once.
+			clean, ok := scrubbed[a.Err]
+			if !ok {
+				if e.cfg.Scrub != nil {
+					clean = e.cfg.Scrub(a.Err, batch)
+				} else {
+					clean = scrub(a.Err, batch)
+				}
+				clean = outbox.CutError(clean)
+				scrubbed[a.Err] = clean
+			}
+			a.Err = clean
 		}
-		a.Err = outbox.CutError(a.Err)
 		answers[i] = a
 	}
 	if dead > 0 {
@@ -449,7 +499,7 @@ func (w *worker) settle(batch []outbox.Item, err error) {
 	}
 	if e.ctx.Err() != nil {
 		e.release(answers)
-		return // closed meanwhile: the leases lapse, and the items go again
+		return false // closed meanwhile: the leases lapse, and the items go again
 	}
 	var serr error
 	for attempt := 0; attempt < 3; attempt++ {
@@ -462,7 +512,7 @@ func (w *worker) settle(batch []outbox.Item, err error) {
 	if serr != nil {
 		// The leases lapse and the items are delivered again: at least once.
 		e.log.Error("settling outbox items failed; they will be delivered again", "destination", w.d.Name(), "items", len(answers), "err", serr.Error())
-		return
+		return false
 	}
 	w.mu.Lock()
 	for _, a := range answers {
@@ -485,6 +535,7 @@ func (w *worker) settle(batch []outbox.Item, err error) {
 	if len(requests) > 0 && e.answered != nil {
 		e.answered(requests)
 	}
+	return retries == 0
 }
 
 // gaveUp reports whether an item whose call just failed is out of time or

@@ -212,6 +212,34 @@ func TestDeliversInOrderPerProfile(t *testing.T) {
 	}
 }
 
+// TestAFailedBatchHoldsTheRunBehindIt: a claim hands out a person's run of
+// messages, which may span batches; when a batch fails, the person's later
+// batches of the claim are given back unsent, so that nothing overtakes the
+// retry, while other people's messages go on.
+func TestAFailedBatchHoldsTheRunBehindIt(t *testing.T) {
+	s := outbox.NewMemStore()
+	crm := &scripted{name: "crm", fail: 1}
+	cfg := testConfig()
+	cfg.BatchSize = 2
+	put(t, s, msg("crm", "use_a", "a1"), msg("crm", "use_a", "a2"), msg("crm", "use_b", "b1"), msg("crm", "use_a", "a3"),
+		msg("crm", "use_a", "a4"), msg("crm", "use_a", "a5"))
+	e := start(t, s, cfg, nil, crm)
+	flush(t, e)
+	calls := crm.got()
+	if len(calls) == 0 || calls[0] != "send:b1" {
+		t.Errorf("calls %v; want b1 first and alone: a3, in its batch, waits for a1's retry", calls)
+	}
+	var as []string
+	for _, id := range crm.sent() {
+		if strings.HasPrefix(id, "a") {
+			as = append(as, id)
+		}
+	}
+	if want := []string{"a1", "a2", "a3", "a4", "a5"}; !slices.Equal(as, want) {
+		t.Errorf("a's messages went out as %v; want %v, each once, in order", as, want)
+	}
+}
+
 // TestRetriesThenDelivers: failed calls are tried again after a backoff,
 // and counted.
 func TestRetriesThenDelivers(t *testing.T) {

@@ -21,7 +21,7 @@ CREATE TABLE {p}outbox (
     last_error  TEXT NOT NULL
 );
 CREATE INDEX {n}outbox_queue ON {p}outbox (destination, profile_id, id) WHERE state = 'PENDING';
-CREATE INDEX {n}outbox_pending ON {p}outbox (id) WHERE state = 'PENDING';
+CREATE INDEX {n}outbox_pending ON {p}outbox (destination, id) WHERE state = 'PENDING';
 CREATE UNIQUE INDEX {n}outbox_key ON {p}outbox (destination, item_key) WHERE item_key <> '';
 CREATE INDEX {n}outbox_request ON {p}outbox (request_id) WHERE request_id <> '';
 CREATE INDEX {n}outbox_profile ON {p}outbox (profile_id);
