@@ -18,6 +18,7 @@ import (
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/internal/faultinject"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
 )
@@ -32,12 +33,14 @@ type hosts struct {
 	mem      *journal.MemJournal
 	journal  *hookedJournal
 	audit    *audit.MemLog
+	outbox   *outbox.MemStore // what the destinations are owed, shared as a database is
 }
 
 func newHosts() *hosts {
 	mem := journal.NewMemJournal()
 	return &hosts{graph: identity.NewMemGraph(), profiles: profile.NewMemStore(), auds: audience.NewMemStore(),
-		supp: suppression.NewMemList(), mem: mem, journal: &hookedJournal{Journal: mem}, audit: audit.NewMemLog()}
+		supp: suppression.NewMemList(), mem: mem, journal: &hookedJournal{Journal: mem}, audit: audit.NewMemLog(),
+		outbox: outbox.NewMemStore()}
 }
 
 // host builds a Controller named instance over the shared backends.
@@ -45,7 +48,7 @@ func (h *hosts) host(t *testing.T, instance string, clk *clock, opts ...privacy.
 	t.Helper()
 	c, err := privacy.New(append([]privacy.Option{
 		privacy.WithIdentity(h.graph), privacy.WithProfiles(h.profiles), privacy.WithAudiences(h.auds),
-		privacy.WithSuppressions(h.supp), privacy.WithJournal(h.journal), privacy.WithAuditLog(h.audit),
+		privacy.WithSuppressions(h.supp), privacy.WithJournal(h.journal), privacy.WithAuditLog(h.audit), privacy.WithOutbox(h.outbox),
 		privacy.WithKey(worldKey), privacy.WithInstance(instance), privacy.WithClock(clk.now),
 		privacy.WithLease(time.Minute), fastDelivery(),
 	}, opts...)...)
@@ -352,7 +355,7 @@ func TestKeepClaimsEndsWithClose(t *testing.T) {
 		return nil
 	})
 	a, err := privacy.New(privacy.WithIdentity(h.graph), privacy.WithProfiles(h.profiles), privacy.WithAudiences(h.auds),
-		privacy.WithSuppressions(h.supp), privacy.WithJournal(h.journal), privacy.WithAuditLog(h.audit),
+		privacy.WithSuppressions(h.supp), privacy.WithJournal(h.journal), privacy.WithAuditLog(h.audit), privacy.WithOutbox(h.outbox),
 		privacy.WithKey(worldKey), privacy.WithInstance("host-a"), privacy.WithLease(30*time.Millisecond),
 		privacy.WithDestinations(g), fastDelivery())
 	if err != nil {

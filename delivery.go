@@ -175,13 +175,22 @@ func (c *Controller) Replay(ctx context.Context, ids ...uint64) (int, error) {
 // transaction.
 type owed struct {
 	c     *Controller
+	dests []string // the destinations owed; nil: the Controller's
 	items []outbox.Item
+}
+
+// names returns the destinations owed.
+func (o *owed) names() []string {
+	if o.dests != nil {
+		return o.dests
+	}
+	return o.c.destinations
 }
 
 // message owes m to every destination; request, when set, awaits it, and
 // key makes it the only one of its kind.
 func (o *owed) message(m destination.Message, request, key string) {
-	for _, name := range o.c.destinations {
+	for _, name := range o.names() {
 		mc := m.Clone()
 		o.items = append(o.items, outbox.Item{Destination: name, Profile: m.ProfileID, Request: request, Key: key,
 			Message: &mc, Enqueued: time.Now()})
@@ -190,7 +199,7 @@ func (o *owed) message(m destination.Message, request, key string) {
 
 // deletion owes d to every destination; its request awaits it.
 func (o *owed) deletion(d destination.Deletion) {
-	for _, name := range o.c.destinations {
+	for _, name := range o.names() {
 		dc := d.Clone()
 		o.items = append(o.items, outbox.Item{Destination: name, Profile: d.ProfileID, Request: d.RequestID,
 			Key: d.RequestID + "/" + string(d.ProfileID) + "/delete", Deletion: &dc, Enqueued: time.Now()})

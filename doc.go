@@ -16,7 +16,11 @@
 // backend at volume.
 //
 // Audiences (package audience) are kept current as messages arrive, and every
-// change reaches the destinations (package destination) after it commits.
+// change reaches the destinations (package destination) through a durable
+// outbox (package outbox), written in the change's own transaction and
+// delivered at least once, in order per destination and person, retried over
+// a horizon (24 hours by default) and then kept as dead letters
+// (DeadLetters, Replay).
 //
 // The four rights act on the whole person, found by any identifier: Erase,
 // Suppress and Unsuppress, Rectify, and Apply for any Request type (Segment's,
@@ -29,8 +33,8 @@
 // audit log (package audit) records every step, naming people only by keyed hash.
 //
 // Every backend (identity graph, profile store, audience engine, suppression
-// list, journal, audit log) is an interface with an in-memory default; options
-// such as WithIdentity and WithProfiles plug in others.
+// list, journal, audit log, outbox) is an interface with an in-memory default;
+// options such as WithIdentity, WithProfiles and WithOutbox plug in others.
 //
 // # Where things are
 //
@@ -42,7 +46,9 @@
 //     Collect; collect_batch.go: CollectBatch; collect_update.go: the profile
 //     update both build.
 //   - profiles.go: the Profile API reads; audiences.go: audiences;
-//     delivery.go: what destinations are sent, and Flush.
+//     delivery.go: what destinations are owed (enqueued with the change),
+//     Flush, DeliveryStats, DeadLetters, Replay; the deliverer itself is
+//     internal/deliver.
 //   - request.go: request types and statuses, receipts, listing, deadlines.
 //   - protocol.go: how every right is applied (Apply: journal, lock, begin,
 //     decide, stage, commit, deliver, finish or fail); claims.go: which

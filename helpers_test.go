@@ -92,7 +92,8 @@ func (c *clock) set(t time.Time) { c.ns.Store(t.UnixNano()) }
 func (c *clock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 func fastDelivery() privacy.Option {
-	return privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, MaxAttempts: 4, Timeout: time.Second})
+	return privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, MaxAttempts: 4, Timeout: time.Second,
+		Lease: 200 * time.Millisecond})
 }
 
 func flush(t testing.TB, c *privacy.Controller) {

@@ -334,7 +334,19 @@ func (s *stager) stageOutbox(e *journal.Entry, d *journal.Decision, sends []pend
 		}
 	}
 	o := owed{c: s.c}
-	if e.Type.Forwards() {
+	if e.Type.Forwards() && (len(d.Forward) > 0 || len(sends) > 0) {
+		// The destinations owed are journaled with the decision: a redo by a
+		// host configured without one of them still owes it, and its receipt
+		// shows it until it answers.
+		for _, name := range s.c.destinations {
+			if !slices.ContainsFunc(e.Destinations, func(o journal.Outcome) bool { return o.Name == name }) {
+				e.Destinations = append(e.Destinations, journal.Outcome{Name: name, Status: Running})
+			}
+		}
+		o.dests = make([]string, len(e.Destinations))
+		for i, out := range e.Destinations {
+			o.dests[i] = out.Name
+		}
 		for _, f := range d.Forward {
 			o.deletion(destination.Deletion{RequestID: e.ID, ProfileID: f.Profile, IDs: f.IDs})
 		}
@@ -344,6 +356,7 @@ func (s *stager) stageOutbox(e *journal.Entry, d *journal.Decision, sends []pend
 			}
 		}
 	}
+	o.dests = nil // audience changes: the destinations configured
 	for _, pid := range slices.Sorted(maps.Keys(changes)) {
 		if slices.Contains(d.Delete, pid) {
 			continue // erased: nothing about them after their deletion
@@ -491,11 +504,30 @@ type pendingSend struct {
 // the receipt until it answers.
 func (c *Controller) deliverDecision(ctx context.Context, cl *claim, e *journal.Entry, sends bool) {
 	owes := e.Type.Forwards() && (len(e.Decision.Forward) > 0 || sends) && (len(c.destinations) > 0 || len(e.Destinations) > 0)
-	if !owes {
+	// What the outbox holds for the request counts too: a destination that
+	// is owed work since the commit, though a crash before its outcome was
+	// journaled and a restart without it in the configuration left it out
+	// of the entry, keeps the request running.
+	var owed []string
+	if items, err := c.outbox.Outcomes(context.WithoutCancel(ctx), e.ID); err != nil {
+		c.log.WarnContext(ctx, "reading a request's delivery outcomes failed; it awaits them", "request", e.ID, "err", err)
+		owes = owes || e.Type.Forwards()
+	} else {
+		for _, it := range items {
+			if !slices.Contains(owed, it.Destination) {
+				owed = append(owed, it.Destination)
+			}
+		}
+	}
+	if !owes && len(owed) == 0 {
 		c.finish(ctx, cl, e)
 		return
 	}
-	for _, name := range c.destinations {
+	names := slices.Clone(owed)
+	if owes {
+		names = append(names, c.destinations...)
+	}
+	for _, name := range names {
 		if !slices.ContainsFunc(e.Destinations, func(o journal.Outcome) bool { return o.Name == name }) {
 			e.Destinations = append(e.Destinations, journal.Outcome{Name: name, Status: Running})
 		}

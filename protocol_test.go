@@ -96,6 +96,12 @@ func newWorld(t *testing.T) *world {
 // fault injectors.
 func (w *world) controller(t *testing.T) *privacy.Controller {
 	t.Helper()
+	return w.controllerWith(t, w.rec)
+}
+
+// controllerWith is controller with the destinations given.
+func (w *world) controllerWith(t *testing.T, dests ...destination.Destination) *privacy.Controller {
+	t.Helper()
 	c, err := privacy.New(
 		privacy.WithIdentity(faultinject.Graph(w.graph, w.f.at)),
 		privacy.WithProfiles(faultinject.ProfileStore(w.profiles, w.f.at)),
@@ -103,7 +109,7 @@ func (w *world) controller(t *testing.T) *privacy.Controller {
 		privacy.WithSuppressions(faultinject.SuppressionList(w.supp, w.f.at)),
 		privacy.WithJournal(faultinject.Journal(w.journal, w.f.journalRecorded)),
 		privacy.WithOutbox(faultinject.OutboxStore(w.outbox, w.f.at)),
-		privacy.WithDestinations(w.rec), privacy.WithKey(worldKey),
+		privacy.WithDestinations(dests...), privacy.WithKey(worldKey),
 		privacy.WithInstance("host-1"), // every Controller of the world is the same host, restarted
 		privacy.WithClock(func() time.Time { return t0 }),
 		// A short lease: what a Controller closed as a crash held goes to the next one soon.
@@ -457,5 +463,69 @@ func TestRegressionCancelAfterDecision(t *testing.T) {
 	t.Logf("Suppress = %s, %v", r.Status, err)
 	if err := e.c.Collect(context.Background(), privacy.Track{UserID: "ada", Event: "After", Timestamp: at(9)}); !errors.Is(err, privacy.ErrSuppressed) {
 		t.Errorf("after a decided suppression, collection got %v", err)
+	}
+}
+
+// TestCrashThenRestartWithoutTheDestination: whichever journal record an
+// erasure's process dies after, a host restarted without the destination
+// that is owed the deletion keeps the request RUNNING, the destination on
+// its receipt and pending in its stats; back with the destination, it
+// delivers the deletion and finishes.
+func TestCrashThenRestartWithoutTheDestination(t *testing.T) {
+	ctx := context.Background()
+	for k := 1; k <= 8; k++ {
+		t.Run(fmt.Sprint("crash after journal record ", k), func(t *testing.T) {
+			w := newWorld(t)
+			w.rec.FailDeletes(-1)
+			c := w.controller(t)
+			if err := c.Collect(ctx, privacy.Identify{UserID: "ada", Timestamp: t0}); err != nil {
+				t.Fatal(err)
+			}
+			w.f.arm("", k)
+			crashed := faultinject.Survive(func() { c.Erase(ctx, user("ada")) })
+			w.f.disarm()
+			c.Close()
+			if !crashed {
+				t.Skipf("the erasure has fewer than %d journal records", k)
+			}
+			page, err := w.journal.List(ctx, journal.Filter{})
+			if err != nil || len(page.Entries) != 1 {
+				t.Fatalf("journal = %+v, %v; want the erasure", page, err)
+			}
+			if !page.Entries[0].Decided {
+				// Crashed before the decision: the restarted host decides,
+				// and owes only the destinations it has.
+				t.Skip("crashed before the decision")
+			}
+			bare := w.controllerWith(t)
+			if _, err := bare.Recover(ctx); err != nil {
+				t.Fatalf("Recover: %v", err)
+			}
+			st, err := bare.DeliveryStats(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := page.Entries[0]
+			if st["crm"].Pending != 1 {
+				t.Fatalf("restarted without crm, DeliveryStats[crm] = %+v; want the deletion pending", st["crm"])
+			}
+			got, err := bare.Status(ctx, e.ID)
+			if err != nil || got.Status != privacy.Running || len(got.Destinations) != 1 || got.Destinations[0].Name != "crm" {
+				t.Fatalf("restarted without crm, which is owed the deletion: receipt %+v, %v; want RUNNING, crm listed", got, err)
+			}
+			bare.Close()
+			w.rec.FailDeletes(0)
+			back := w.controller(t)
+			if _, err := back.Recover(ctx); err != nil {
+				t.Fatalf("Recover: %v", err)
+			}
+			flush(t, back)
+			if got, err := back.Status(ctx, e.ID); err != nil || got.Status != privacy.Finished {
+				t.Errorf("with crm back, the receipt = %+v, %v; want FINISHED", got, err)
+			}
+			if n := len(w.rec.Deletions()); n != 1 {
+				t.Errorf("crm got %d deletions; want 1", n)
+			}
+		})
 	}
 }

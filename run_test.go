@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gdprkit/privacy"
+	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
 )
 
@@ -60,7 +61,10 @@ func TestRunRecoversAndTakesOver(t *testing.T) {
 		h := newHosts()
 		a, _, _, r := h.erasingAtA(t)
 		clkB := newClock(t0)
-		b := h.host(t, "host-b", clkB, privacy.WithSchedule(privacy.Schedule{Recover: 5 * time.Millisecond}))
+		// B has the destination too: the deletion A could not deliver is
+		// owed still, in the outbox both share.
+		b := h.host(t, "host-b", clkB, privacy.WithSchedule(privacy.Schedule{Recover: 5 * time.Millisecond}),
+			privacy.WithDestinations(destination.NewRecorder("crm")))
 		runInBackground(t, b)
 		time.Sleep(50 * time.Millisecond) // several of B's rounds, within A's lease
 		if e := statusOf(t, h.mem, r.ID); e.Owner != "host-a" {

@@ -13,12 +13,14 @@
 //
 // # Order
 //
-// A destination gets each profile's items in the order they were enqueued,
-// each only after every earlier one has answered (delivered, not supported,
-// or given up on): Claim returns only the oldest outstanding item of each
-// destination and profile. So a deletion is never overtaken by an earlier
-// message about the person, not even one whose call outlived its timeout,
-// since its item stays claimed until the call returns. Purge drops a
+// A destination gets each profile's items in the order they were enqueued:
+// Claim hands out, of each destination and profile, a run that starts at its
+// oldest outstanding item, messages in order up to a deletion (which goes
+// alone, once everything before it answered) or an item not due or held. A
+// deliverer sends a run in order and gives back, unsent, what follows a part
+// that failed. So a deletion is never overtaken by an earlier message about
+// the person, not even one whose call outlived its timeout, since its item
+// stays claimed until the call returns. Purge drops a
 // profile's queued messages (an erasure's transaction does it before it
 // enqueues the deletion), and Merge moves a profile's items to the profile it
 // was merged into, in the merge's transaction, so the order follows the

@@ -422,12 +422,17 @@ func (s *MemStore) Forget(ctx context.Context, request string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id := range s.byRequest[request] {
-		if m := s.items[id]; m.State.Answered() {
-			if m.State == Dead {
-				s.count(m.Destination).Dead--
-			}
+		switch m := s.items[id]; {
+		case m.State == Dead:
+			// A dead letter, the request's no longer: Replay may send it.
+			delete(s.byRequest[request], id)
+			m.Request = ""
+		case m.State.Answered():
 			s.remove(m)
 		}
+	}
+	if len(s.byRequest[request]) == 0 {
+		delete(s.byRequest, request)
 	}
 	return nil
 }

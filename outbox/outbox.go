@@ -163,7 +163,10 @@ type Store interface {
 	// Outcomes returns the items of the request, without their payload, by
 	// ID.
 	Outcomes(ctx context.Context, request string) ([]Item, error)
-	// Forget removes the request's answered items; its Pending ones stay.
+	// Forget removes the request's Delivered and NotSupported items and lets
+	// go of its Dead ones: they stay, payload and all, as dead letters no
+	// request awaits, which Replay can send again (a deletion given up on
+	// must not be lost with its request). Its Pending items stay.
 	Forget(ctx context.Context, request string) error
 	// Dead returns up to limit Dead items of the destination ("" for every
 	// destination) whose ID is greater than after, by ID.

@@ -544,7 +544,11 @@ func (o *outboxStore) Outcomes(ctx context.Context, request string) ([]outbox.It
 
 func (o *outboxStore) Forget(ctx context.Context, request string) error {
 	err := o.s.write(ctx, func(ex Executor) error {
-		_, err := ex.ExecContext(ctx, o.s.sql(`DELETE FROM {p}outbox WHERE request_id = $1 AND request_id <> '' AND state <> 'PENDING'`), request)
+		if _, err := ex.ExecContext(ctx, o.s.sql(`DELETE FROM {p}outbox WHERE request_id = $1 AND request_id <> '' AND state IN ('DELIVERED', 'NOT_SUPPORTED')`), request); err != nil {
+			return err
+		}
+		// A dead letter stays, the request's no longer: Replay may send it.
+		_, err := ex.ExecContext(ctx, o.s.sql(`UPDATE {p}outbox SET request_id = '' WHERE request_id = $1 AND request_id <> '' AND state = 'DEAD'`), request)
 		return err
 	})
 	if err != nil {

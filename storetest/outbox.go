@@ -372,23 +372,25 @@ func outboxAnswers(t *testing.T, e *env, s outbox.Store) {
 	plain := sendItem("crm", p[0], "plain", 1)
 	tracked := sendItem("crm", p[1], "tracked", 1)
 	tracked.Request, tracked.Key = "req-1", "req-1/send"
-	in := enqueue(t, e.ctx, s, plain, tracked, deleteItem("ads", p[1], "req-1", 1), deleteItem("crm", p[2], "req-1", 1))
-	got := claim(t, e.ctx, s, "w", 2, "crm", "ads")
-	if len(got) != 4 {
-		t.Fatalf("Claim got %v; want 4", ids(got))
+	in := enqueue(t, e.ctx, s, plain, tracked, deleteItem("ads", p[1], "req-1", 1), deleteItem("crm", p[2], "req-1", 1),
+		deleteItem("mail", p[1], "req-1", 1))
+	got := claim(t, e.ctx, s, "w", 2, "crm", "ads", "mail")
+	if len(got) != 5 {
+		t.Fatalf("Claim got %v; want 5", ids(got))
 	}
+	must(t, s.Renew(e.ctx, "w", []uint64{in[3].ID}, time.Time{}), "Renew")
 	lost, err := s.Settle(e.ctx, "w", []outbox.Answer{{ID: in[0].ID, State: outbox.Delivered}, {ID: in[1].ID, State: outbox.Delivered},
-		{ID: in[2].ID, State: outbox.NotSupported, Err: "ads cannot delete"}})
+		{ID: in[2].ID, State: outbox.NotSupported, Err: "ads cannot delete"}, {ID: in[4].ID, State: outbox.Dead, Err: "mail is gone"}})
 	must(t, err, "Settle")
 	if lost != 0 {
 		t.Fatalf("Settle lost %d", lost)
 	}
 	out, err := s.Outcomes(e.ctx, "req-1")
 	must(t, err, "Outcomes")
-	if len(out) != 3 {
-		t.Fatalf("Outcomes = %+v; want the request's 3 items", out)
+	if len(out) != 4 {
+		t.Fatalf("Outcomes = %+v; want the request's 4 items", out)
 	}
-	want := map[uint64]outbox.State{in[1].ID: outbox.Delivered, in[2].ID: outbox.NotSupported, in[3].ID: outbox.Pending}
+	want := map[uint64]outbox.State{in[1].ID: outbox.Delivered, in[2].ID: outbox.NotSupported, in[3].ID: outbox.Pending, in[4].ID: outbox.Dead}
 	for _, o := range out {
 		if o.State != want[o.ID] || o.Request != "req-1" || o.Message != nil || o.Deletion != nil {
 			t.Errorf("outcome %+v; want state %s, no payload", o, want[o.ID])
@@ -405,6 +407,24 @@ func outboxAnswers(t *testing.T, e *env, s outbox.Store) {
 	must(t, err, "Outcomes")
 	if len(out) != 1 || out[0].ID != in[3].ID {
 		t.Errorf("Outcomes after Forget = %+v; want only the Pending deletion", out)
+	}
+	// The deletion given up on outlives its request, as a dead letter that
+	// Replay sends again; delivered then, it goes.
+	dead, err := s.Dead(e.ctx, "mail", 0, 10)
+	must(t, err, "Dead")
+	if len(dead) != 1 || dead[0].ID != in[4].ID || dead[0].Deletion == nil || dead[0].Request != "" {
+		t.Fatalf("after Forget, Dead(mail) = %+v; want the deletion, its payload, no request", dead)
+	}
+	if n, err := s.Replay(e.ctx, []uint64{in[4].ID}, at(3)); err != nil || n != 1 {
+		t.Fatalf("Replay of the dead deletion = %d, %v; want 1", n, err)
+	}
+	again := claim(t, e.ctx, s, "w", 4, "mail")
+	if len(again) != 1 || again[0].Deletion == nil {
+		t.Fatalf("after Replay Claim got %+v; want the deletion", again)
+	}
+	settle(t, e.ctx, s, "w", outbox.Delivered, again[0])
+	if c := counts(t, e.ctx, s, "mail"); c.Pending != 0 || c.Dead != 0 {
+		t.Errorf("after the replayed deletion was delivered, Stats = %+v; want nothing left", c)
 	}
 	if out, _ := s.Outcomes(e.ctx, "req-none"); len(out) != 0 {
 		t.Errorf("Outcomes of an unknown request = %+v", out)

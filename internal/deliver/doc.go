@@ -3,10 +3,11 @@
 // (a batch of messages, or one deletion), and settles each item's answer:
 // delivered, not supported, tried again later with exponential backoff and
 // jitter, or given up on (a dead letter) after the retry horizon or when the
-// destination rejects it for good. A profile's items go out in order, each
-// after the one before answered, which the store enforces; a call that
-// outlives its timeout keeps its items, their lease renewed, until it
-// returns. Any number of engines, in any number of processes, share one
+// destination rejects it for good (a RejectedError fails only the messages
+// it names). A profile's items go out in order: the store hands out a run of
+// them at a time, and once a batch of a run failed or outlived its timeout
+// the engine gives the rest of the run back unsent; a call that outlives its
+// timeout keeps its items, their lease renewed, until it returns. Any number of engines, in any number of processes, share one
 // store.
 //
 // The Controller is its only user; the root package's delivery.go is its
