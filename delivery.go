@@ -8,7 +8,6 @@ package privacy
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"time"
 
@@ -48,12 +47,35 @@ type Delivery struct {
 	Poll time.Duration
 }
 
+// Bounds of the Delivery settings: below them a deliverer could not renew
+// its leases in time (a lapsed lease lets another deliverer send a person's
+// later items while a call still runs), or would poll its store in a loop.
+const (
+	minDeliveryLease   = 100 * time.Millisecond
+	minDeliveryPoll    = time.Millisecond
+	minDeliveryTimeout = time.Millisecond
+	maxDeliveryBatch   = 500
+)
+
 func (d Delivery) withDefaults() (deliver.Config, error) {
-	if d.Horizon < 0 || d.MaxAttempts < 0 || d.Backoff < 0 || d.MaxBackoff < 0 || d.Timeout < 0 || d.BatchSize < 0 || d.Lease < 0 || d.Poll < 0 {
-		return deliver.Config{}, errors.New("WithDelivery: negative setting")
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+		min  time.Duration
+	}{{"Horizon", d.Horizon, 0}, {"Backoff", d.Backoff, 0}, {"MaxBackoff", d.MaxBackoff, 0},
+		{"Timeout", d.Timeout, minDeliveryTimeout}, {"Lease", d.Lease, minDeliveryLease}, {"Poll", d.Poll, minDeliveryPoll}} {
+		if f.v < 0 || f.v != 0 && f.v < f.min {
+			return deliver.Config{}, fieldErrorf("Delivery."+f.name, "%v: want 0 (the default) or at least %v", f.v, max(f.min, time.Nanosecond))
+		}
+	}
+	if d.MaxAttempts < 0 {
+		return deliver.Config{}, fieldErrorf("Delivery.MaxAttempts", "%d: want 0 (no bound) or more", d.MaxAttempts)
+	}
+	if d.BatchSize < 0 || d.BatchSize > maxDeliveryBatch {
+		return deliver.Config{}, fieldErrorf("Delivery.BatchSize", "%d: want 0 (the default, 100) to %d", d.BatchSize, maxDeliveryBatch)
 	}
 	c := deliver.Config{Horizon: d.Horizon, MaxAttempts: d.MaxAttempts, Backoff: d.Backoff, MaxBackoff: d.MaxBackoff,
-		Timeout: d.Timeout, BatchSize: d.BatchSize, Lease: d.Lease, Poll: d.Poll, ClaimSize: 500}
+		Timeout: d.Timeout, BatchSize: d.BatchSize, Lease: d.Lease, Poll: d.Poll}
 	for _, f := range []struct {
 		v   *time.Duration
 		def time.Duration
@@ -66,6 +88,10 @@ func (d Delivery) withDefaults() (deliver.Config, error) {
 	if c.BatchSize == 0 {
 		c.BatchSize = 100
 	}
+	// A claim holds one batch: what a deliverer holds unsent is never more
+	// than the call it is about to make, so an erasure that commits
+	// meanwhile purges the rest before it is handed out.
+	c.ClaimSize = c.BatchSize
 	c.MaxBackoff = max(c.MaxBackoff, c.Backoff)
 	return c, nil
 }

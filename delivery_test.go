@@ -425,7 +425,7 @@ func TestDeletionWaitsForALateSend(t *testing.T) {
 		return nil
 	}}
 	c, err := privacy.New(privacy.WithDestinations(crm), privacy.WithDelivery(privacy.Delivery{
-		Timeout: 20 * time.Millisecond, Lease: 60 * time.Millisecond, Backoff: time.Millisecond, MaxBackoff: time.Millisecond}))
+		Timeout: 20 * time.Millisecond, Lease: 150 * time.Millisecond, Backoff: time.Millisecond, MaxBackoff: time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,4 +517,37 @@ func TestRejectedMessageFailsAlone(t *testing.T) {
 	if st, err := c.DeliveryStats(ctx); err != nil || st["hook"].Delivered != 20 || st["hook"].Failed != 1 {
 		t.Errorf("DeliveryStats = %+v, %v; want 20 delivered, 1 failed", st["hook"], err)
 	}
+}
+
+// TestDeliverySettingsAreChecked: a setting that would let leases lapse
+// while calls run, poll in a loop, or is negative is refused, naming it.
+func TestDeliverySettingsAreChecked(t *testing.T) {
+	for _, tc := range []struct {
+		d     privacy.Delivery
+		field string
+	}{
+		{privacy.Delivery{Lease: time.Microsecond}, "Delivery.Lease"},
+		{privacy.Delivery{Lease: -time.Second}, "Delivery.Lease"},
+		{privacy.Delivery{Poll: time.Nanosecond}, "Delivery.Poll"},
+		{privacy.Delivery{Timeout: time.Nanosecond}, "Delivery.Timeout"},
+		{privacy.Delivery{Horizon: -time.Hour}, "Delivery.Horizon"},
+		{privacy.Delivery{Backoff: -1}, "Delivery.Backoff"},
+		{privacy.Delivery{MaxAttempts: -1}, "Delivery.MaxAttempts"},
+		{privacy.Delivery{BatchSize: 501}, "Delivery.BatchSize"},
+		{privacy.Delivery{BatchSize: -1}, "Delivery.BatchSize"},
+	} {
+		c, err := privacy.New(privacy.WithDelivery(tc.d))
+		var fe *privacy.FieldError
+		if !errors.Is(err, privacy.ErrInvalid) || !errors.As(err, &fe) || fe.Field != tc.field {
+			t.Errorf("New with %+v = %v; want ErrInvalid naming %s", tc.d, err, tc.field)
+		}
+		if c != nil {
+			c.Close()
+		}
+	}
+	c, err := privacy.New(privacy.WithDelivery(privacy.Delivery{Lease: 100 * time.Millisecond, Poll: time.Millisecond, BatchSize: 500}))
+	if err != nil {
+		t.Fatalf("New with the smallest lease and poll and the largest batch = %v", err)
+	}
+	c.Close()
 }

@@ -421,6 +421,16 @@ func TestVerifyWebhookPayload(t *testing.T) {
 	if err := VerifyWebhookPayload(testSecret, header, "batch-other", body, 0, at); !errors.Is(err, ErrSignature) {
 		t.Errorf("a signature checked against another key = %v, want ErrSignature", err)
 	}
+	// The start of the body moved into the key, under the same signature.
+	i := bytes.IndexByte(body, '.')
+	if i < 0 {
+		body = []byte(`{"type":"batch","note":"a.b"}`)
+		header = SignWebhook(testSecret, at, key, body)
+		i = bytes.IndexByte(body, '.')
+	}
+	if err := VerifyWebhookPayload(testSecret, header, key+"."+string(body[:i]), body[i+1:], 0, at); !errors.Is(err, ErrSignature) {
+		t.Errorf("the body's start moved into the key = %v, want ErrSignature", err)
+	}
 }
 
 func TestVerifyWebhook(t *testing.T) {
