@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/gdprkit/privacy/audience"
@@ -226,7 +227,7 @@ func (c *Controller) reevaluateOnce(ctx context.Context, pid identity.ProfileID,
 	}
 	defer otx.Rollback(ctx)
 	o := owed{c: c}
-	o.audienceChanges(pid, nodeIDs(ctx, c.graph.Node, pid), p.Metadata.Version, changes, now)
+	o.audienceChanges(pid, nodeIDs(ctx, c.graph.Node, pid), p.Metadata.Version, "t"+strconv.FormatInt(now.UnixNano(), 36), changes, now)
 	if err := o.enqueue(ctx, otx); err != nil {
 		return err
 	}

@@ -233,8 +233,13 @@ func (o *owed) deletion(d destination.Deletion) {
 }
 
 // audienceChanges owes "Audience Entered" and "Audience Exited" for the
-// profile's changes, addressed by the identifiers given.
-func (o *owed) audienceChanges(pid identity.ProfileID, ids []identity.ID, version uint64, changes []audience.Change, now time.Time) {
+// profile's changes, addressed by the identifiers given. cause tells apart
+// changes at one profile version: "" for a collected message (each bumps
+// the version), a request's id, or the time of a refresh. (An objection and
+// its lifting change memberships, not the version: without it, a second
+// exit at one version would repeat the first's id, and a destination that
+// drops repeats would keep the person in.)
+func (o *owed) audienceChanges(pid identity.ProfileID, ids []identity.ID, version uint64, cause string, changes []audience.Change, now time.Time) {
 	for _, ch := range changes {
 		event, verb := destination.AudienceExited, "exited"
 		if ch.Entered {
@@ -242,7 +247,7 @@ func (o *owed) audienceChanges(pid identity.ProfileID, ids []identity.ID, versio
 		}
 		o.message(destination.Message{
 			// Stable across retries: the same change of the same profile version.
-			MessageID:  string(pid) + ":" + ch.Key + ":" + verb + ":" + strconv.FormatUint(version, 10),
+			MessageID:  audienceMessageID(pid, ch.Key, verb, version, cause),
 			Type:       destination.TypeTrack,
 			Event:      event,
 			ProfileID:  pid,
@@ -251,6 +256,16 @@ func (o *owed) audienceChanges(pid identity.ProfileID, ids []identity.ID, versio
 			Timestamp:  now,
 		}, "", "")
 	}
+}
+
+// audienceMessageID is an audience change's message id, the same for a
+// redo of the same change.
+func audienceMessageID(pid identity.ProfileID, key, verb string, version uint64, cause string) string {
+	id := string(pid) + ":" + key + ":" + verb + ":" + strconv.FormatUint(version, 10)
+	if cause != "" {
+		id += ":" + cause
+	}
+	return id
 }
 
 // collected owes the collected message, addressed by its own identifiers.

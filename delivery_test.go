@@ -551,3 +551,37 @@ func TestDeliverySettingsAreChecked(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestAudienceChangesAreEachTheirOwnMessage: objections and their lifting
+// move a person in and out of an audience without a new profile version;
+// each move is a message of its own, so a destination that drops repeated
+// message ids (as the Recorder does) ends with the person out.
+func TestAudienceChangesAreEachTheirOwnMessage(t *testing.T) {
+	ctx := context.Background()
+	rec := destination.NewRecorder("crm")
+	c, err := privacy.New(privacy.WithDestinations(rec), fastDelivery())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	define(t, c, "pro", `trait('plan') = 'pro'`)
+	if err := c.Collect(ctx, privacy.Identify{UserID: "ada", Traits: map[string]any{"plan": "pro"}, Timestamp: at(0)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, apply := range []func(context.Context, identity.ID) (*privacy.Receipt, error){c.Suppress, c.Unsuppress, c.Suppress} {
+		if _, err := apply(ctx, user("ada")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flush(t, c)
+	var moves []string
+	for _, m := range rec.Messages() {
+		if m.Event == destination.AudienceEntered || m.Event == destination.AudienceExited {
+			moves = append(moves, m.Event)
+		}
+	}
+	want := []string{destination.AudienceEntered, destination.AudienceExited, destination.AudienceEntered, destination.AudienceExited}
+	if diff := cmp.Diff(want, moves); diff != "" {
+		t.Errorf("audience moves the destination kept (-want +got):\n%s", diff)
+	}
+}

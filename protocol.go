@@ -365,7 +365,7 @@ func (s *stager) stageOutbox(e *journal.Entry, d *journal.Decision, sends []pend
 		if m, err := txs.profiles.Metadata(ctx, pid); err == nil {
 			version = m.Version
 		}
-		o.audienceChanges(pid, nodeIDs(ctx, txs.graph.Node, pid), version, changes[pid], s.now)
+		o.audienceChanges(pid, nodeIDs(ctx, txs.graph.Node, pid), version, e.ID, changes[pid], s.now)
 	}
 	return o.enqueue(ctx, txs.outbox)
 }
