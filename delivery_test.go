@@ -585,3 +585,49 @@ func TestAudienceChangesAreEachTheirOwnMessage(t *testing.T) {
 		t.Errorf("audience moves the destination kept (-want +got):\n%s", diff)
 	}
 }
+
+// TestAnErasureSupersedesAQueuedRectification: a rectification's corrected
+// traits, still queued when the person is erased (internally or not), are
+// never sent: the rectification's receipt says so, and finishes.
+func TestAnErasureSupersedesAQueuedRectification(t *testing.T) {
+	for _, typ := range []privacy.RequestType{privacy.DeleteInternal, privacy.SuppressWithDeleteInternal, privacy.DeleteOnly} {
+		t.Run(string(typ), func(t *testing.T) {
+			ctx := context.Background()
+			var down atomic.Bool
+			down.Store(true)
+			crm := &ledger{name: "crm", answer: func([]destination.Message, *destination.Deletion) error {
+				if down.Load() {
+					return errors.New("crm is down")
+				}
+				return nil
+			}}
+			c, err := privacy.New(privacy.WithDestinations(crm),
+				privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := c.Collect(ctx, privacy.Identify{MessageID: "m1", UserID: "ada", Traits: map[string]any{"email": "ada@example.com"}, Timestamp: at(0)}); err != nil {
+				t.Fatal(err)
+			}
+			rect, err := c.Rectify(ctx, user("ada"), map[string]any{"email": "ada-new@example.com"})
+			if err != nil || rect.Status != privacy.Running {
+				t.Fatalf("Rectify = %+v, %v; want RUNNING while crm is down", rect, err)
+			}
+			if _, err := c.Apply(ctx, privacy.Request{Type: typ, Subjects: []identity.ID{user("ada")}}); err != nil {
+				t.Fatal(err)
+			}
+			down.Store(false)
+			flush(t, c)
+			for _, call := range crm.calls() {
+				if strings.HasPrefix(call, "send") {
+					t.Errorf("after the erasure crm got %q", call)
+				}
+			}
+			r, err := c.Status(ctx, rect.ID)
+			if err != nil || !r.Status.Ended() || len(r.Destinations) != 1 || r.Destinations[0].Status != privacy.NotSupported {
+				t.Errorf("the rectification's receipt = %+v, %v; want ended, crm NOT_SUPPORTED (erased first)", r, err)
+			}
+		})
+	}
+}

@@ -132,8 +132,8 @@ func (tx *memTx) Purge(ctx context.Context, pid identity.ProfileID) (int, error)
 	}
 	s := tx.s
 	s.mu.Lock()
-	removed, _ := s.purgeable(pid)
-	n := len(removed)
+	removed, _, superseded := s.purgeable(pid)
+	n := len(removed) + len(superseded)
 	s.mu.Unlock()
 	tx.ops = append(tx.ops, func() { s.purge(pid) })
 	return n, nil
@@ -365,9 +365,14 @@ func (s *MemStore) Settle(ctx context.Context, owner string, answers []Answer) (
 		}
 		m.owner, m.until = "", time.Time{}
 		if m.purged() {
+			// Whatever it answered, it is not sent again.
 			s.dequeue(m)
 			s.count(m.Destination).Pending--
-			s.remove(m)
+			if m.Request == "" {
+				s.remove(m)
+			} else {
+				m.State, m.LastError = NotSupported, ErasedFirst
+			}
 			continue
 		}
 		switch a.State {
@@ -502,26 +507,34 @@ func (s *MemStore) Stats(ctx context.Context) (map[string]Counts, error) {
 // purgeable returns the messages Purge removes, and those whose payload it
 // drops (a request's Dead ones, and the held ones no request awaits); the
 // caller holds s.mu.
-func (s *MemStore) purgeable(pid identity.ProfileID) (removed, dropped []*memItem) {
+func (s *MemStore) purgeable(pid identity.ProfileID) (removed, dropped, superseded []*memItem) {
 	for _, m := range s.items {
 		switch {
 		case m.Profile != pid || m.Message == nil:
 		case m.Request == "" && (m.State == Dead || m.State == Pending && m.owner == ""):
 			removed = append(removed, m)
-		case m.Request != "" && m.State == Dead, m.Request == "" && m.State == Pending:
+		case m.Request != "" && m.State == Pending && m.owner == "":
+			superseded = append(superseded, m)
+		case m.State == Dead, m.State == Pending:
+			// A request's dead message, or a held one: no payload left.
 			dropped = append(dropped, m)
 		}
 	}
-	return removed, dropped
+	return removed, dropped, superseded
 }
 
 // purged reports whether m lost its payload to Purge while it was held.
 func (m *memItem) purged() bool {
-	return m.Request == "" && m.Message == nil && m.Deletion == nil
+	return m.State == Pending && m.Message == nil && m.Deletion == nil
 }
 
 func (s *MemStore) purge(pid identity.ProfileID) {
-	removed, dropped := s.purgeable(pid)
+	removed, dropped, superseded := s.purgeable(pid)
+	for _, m := range superseded {
+		s.count(m.Destination).Pending--
+		s.dequeue(m)
+		m.State, m.LastError, m.Message = NotSupported, ErasedFirst, nil
+	}
 	for _, m := range removed {
 		c := s.count(m.Destination)
 		if m.State == Dead {

@@ -200,12 +200,18 @@ type Tx interface {
 	// never delivered again, and Settle removes it. A request's Dead
 	// messages of the profile keep their answer but lose their payload, so
 	// Replay never sends them after the person's deletion. A request's
-	// Pending messages stay: they go out before the deletion enqueued after
-	// them.
+	// Pending messages no deliverer holds are answered NotSupported, with
+	// the reason ErasedFirst, without their payload: nothing about the
+	// person goes out after their erasure, whether or not a deletion
+	// follows, and the request that awaits them can finish.
 	Purge(ctx context.Context, pid identity.ProfileID) (int, error)
 	Commit(ctx context.Context) error
 	Rollback(ctx context.Context) error
 }
+
+// ErasedFirst is the reason Purge gives a request's message it answers: the
+// person was erased before it was delivered.
+const ErasedFirst = "not sent: the person was erased before it was delivered"
 
 // Claim is what a deliverer asks Store.Claim for.
 type Claim struct {

@@ -428,7 +428,7 @@ func TestRemovedDestinationStaysOwed(t *testing.T) {
 			old.fail.Store(true)
 			p1 := s.open(t)
 			c1 := p1.controller(t, nil, privacy.WithDestinations(crm, old), privacy.WithInstance("host"),
-				privacy.WithDelivery(privacy.Delivery{Backoff: time.Hour}))
+				privacy.WithDelivery(privacy.Delivery{Backoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Lease: 200 * time.Millisecond}))
 			must(t, c1.Collect(ctx, privacy.Track{MessageID: "m1", UserID: "ada", Event: "E", Timestamp: time.Now()}))
 			prof, err := c1.Profile(ctx, ada)
 			must(t, err)

@@ -218,12 +218,23 @@ func (tx *outboxTx) Purge(ctx context.Context, pid identity.ProfileID) (int, err
 		if n, err = res.RowsAffected(); err != nil {
 			return err
 		}
+		// A request's queued message is answered: not sent, the person erased first.
+		res, err = ex.ExecContext(ctx, tx.s.sql(`UPDATE {p}outbox SET state = 'NOT_SUPPORTED', payload = NULL, last_error = $2
+			WHERE profile_id = $1 AND kind = 'send' AND request_id <> '' AND state = 'PENDING' AND owner IS NULL`), string(pid), outbox.ErasedFirst)
+		if err != nil {
+			return fmt.Errorf("sqlstore: outbox purge: %w", err)
+		}
+		k, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		n += k
 		// A request's dead message keeps its answer, never its payload: it
 		// is never replayed after the person's deletion. A held message
 		// stays, so that nothing queued after it overtakes its call, but
 		// is never delivered again: Settle removes it, whatever it answers.
 		_, err = ex.ExecContext(ctx, tx.s.sql(`UPDATE {p}outbox SET payload = NULL WHERE profile_id = $1 AND kind = 'send'
-			AND (request_id <> '' AND state = 'DEAD' OR request_id = '' AND state = 'PENDING' AND owner IS NOT NULL)`), string(pid))
+			AND (request_id <> '' AND state = 'DEAD' OR state = 'PENDING' AND owner IS NOT NULL)`), string(pid))
 		if err != nil {
 			return fmt.Errorf("sqlstore: outbox purge: %w", err)
 		}
@@ -478,8 +489,9 @@ func (o *outboxStore) Settle(ctx context.Context, owner string, answers []outbox
 	return len(answers) - settled, nil
 }
 
-// removePurged removes the items among answers that owner holds and Purge
-// emptied, and returns how many.
+// removePurged settles the items among answers that owner holds and Purge
+// emptied, whatever they answered: one no request awaits goes, a request's
+// is answered NOT_SUPPORTED (ErasedFirst). It returns how many it settled.
 func removePurged(ctx context.Context, s *Store, ex Executor, owner string, answers []outbox.Answer) (int, error) {
 	total := 0
 	for rest := answers; len(rest) > 0; {
@@ -488,16 +500,26 @@ func removePurged(ctx context.Context, s *Store, ex Executor, owner string, answ
 		for i, a := range rest[:n] {
 			ids[i] = a.ID
 		}
-		res, err := ex.ExecContext(ctx, s.sql(`DELETE FROM {p}outbox WHERE owner = $1 AND request_id = '' AND payload IS NULL
-			AND id IN (`+placeholders(2, n)+`)`), append([]any{owner}, idList(ids)...)...)
-		if err != nil {
-			return 0, err
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{
+			{`DELETE FROM {p}outbox WHERE owner = $1 AND request_id = '' AND payload IS NULL AND id IN (` + placeholders(2, n) + `)`,
+				append([]any{owner}, idList(ids)...)},
+			{`UPDATE {p}outbox SET state = 'NOT_SUPPORTED', last_error = $2, owner = NULL, lease_until = NULL
+				WHERE owner = $1 AND request_id <> '' AND kind = 'send' AND payload IS NULL AND id IN (` + placeholders(3, n) + `)`,
+				append([]any{owner, outbox.ErasedFirst}, idList(ids)...)},
+		} {
+			res, err := ex.ExecContext(ctx, s.sql(q.sql), q.args...)
+			if err != nil {
+				return 0, err
+			}
+			k, err := res.RowsAffected()
+			if err != nil {
+				return 0, err
+			}
+			total += int(k)
 		}
-		k, err := res.RowsAffected()
-		if err != nil {
-			return 0, err
-		}
-		total += int(k)
 		rest = rest[n:]
 	}
 	return total, nil

@@ -479,9 +479,10 @@ func outboxDeadAndReplay(t *testing.T, e *env, s outbox.Store) {
 }
 
 // outboxPurge: Purge drops the person's queued and dead messages, but not
-// their deletions, the messages a deliverer holds, or a request's messages
-// (a request's dead message loses its payload: never replayed); it leaves
-// other people alone.
+// their deletions or the messages a deliverer holds; a request's queued
+// message is answered NotSupported (ErasedFirst), without its payload, and a
+// request's dead message loses its payload (never replayed); it leaves other
+// people alone.
 func outboxPurge(t *testing.T, e *env, s outbox.Store) {
 	p := newPIDs(2)
 	trackedSend := sendItem("crm", p[0], "tracked", 2)
@@ -512,8 +513,15 @@ func outboxPurge(t *testing.T, e *env, s outbox.Store) {
 	n, err := tx.Purge(e.ctx, p[0])
 	must(t, err, "Purge")
 	commitTx(t, e.ctx, tx)
-	if n != 2 {
-		t.Errorf("Purge = %d; want 2 (the queued message and the dead one)", n)
+	if n != 3 {
+		t.Errorf("Purge = %d; want 3 (the queued message, the dead one, the request's queued one)", n)
+	}
+	out, err := s.Outcomes(e.ctx, "req-r")
+	must(t, err, "Outcomes")
+	for _, o := range out {
+		if o.ID == in[3].ID && (o.State != outbox.NotSupported || o.LastError != outbox.ErasedFirst) {
+			t.Errorf("the request's queued message after Purge = %+v; want NOT_SUPPORTED, %q", o, outbox.ErasedFirst)
+		}
 	}
 	if d, _ := s.Dead(e.ctx, "mail", 0, 10); len(d) != 0 {
 		t.Errorf("the person's dead message survived Purge: %v", ids(d))
@@ -531,7 +539,7 @@ func outboxPurge(t *testing.T, e *env, s outbox.Store) {
 		left = append(left, ids(got)...)
 		settle(t, e.ctx, s, "w", outbox.Delivered, got...)
 	}
-	if d := diff([]uint64{in[3].ID, in[5].ID}, left); d != "" {
+	if d := diff([]uint64{in[5].ID}, left); d != "" {
 		t.Errorf("crm's items after Purge (-want +got):\n%s", d)
 	}
 }

@@ -371,7 +371,7 @@ func (w *worker) discardPurged(items []outbox.Item) []outbox.Item {
 	kept := items[:0:0]
 	for _, it := range items {
 		if it.Message == nil && it.Deletion == nil {
-			answers = append(answers, outbox.Answer{ID: it.ID, State: outbox.Delivered})
+			answers = append(answers, outbox.Answer{ID: it.ID, State: outbox.NotSupported, Err: outbox.ErasedFirst})
 			continue
 		}
 		kept = append(kept, it)
