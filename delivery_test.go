@@ -371,12 +371,19 @@ func TestDeadLettersAndReplay(t *testing.T) {
 
 // TestInternalErasuresPurgeTheQueue: DELETE_INTERNAL and
 // SUPPRESS_WITH_DELETE_INTERNAL tell no destination, and leave nothing of
-// the person queued for one either.
+// the person queued for one either: not what waits for a retry, nor what a
+// call in flight at the erasure holds, should that call fail.
 func TestInternalErasuresPurgeTheQueue(t *testing.T) {
 	ctx := context.Background()
 	var down atomic.Bool
 	down.Store(true)
+	gate, entered := make(chan struct{}), make(chan struct{})
+	var first sync.Once
 	crm := &ledger{name: "crm", answer: func([]destination.Message, *destination.Deletion) error {
+		first.Do(func() {
+			close(entered)
+			<-gate // in flight while the person is erased
+		})
 		if down.Load() {
 			return errors.New("crm is down")
 		}
@@ -395,12 +402,15 @@ func TestInternalErasuresPurgeTheQueue(t *testing.T) {
 			}
 		}
 	}
+	<-entered
 	for u, typ := range map[string]privacy.RequestType{"ada": privacy.DeleteInternal, "bob": privacy.SuppressWithDeleteInternal} {
 		r, err := c.Apply(ctx, privacy.Request{Type: typ, Subjects: []identity.ID{user(u)}})
 		if err != nil || r.Status != privacy.Finished || len(r.Destinations) != 0 {
 			t.Fatalf("%s of %s = %+v, %v; want FINISHED, no destination", typ, u, r, err)
 		}
 	}
+	close(gate) // the call in flight fails: crm is still down
+	time.Sleep(20 * time.Millisecond)
 	down.Store(false)
 	flush(t, c)
 	if diff := cmp.Diff([]string{"send cy0", "send cy1", "send cy2"}, crm.calls()); diff != "" {

@@ -506,7 +506,9 @@ func TestCrashThenRestartWithoutTheDestination(t *testing.T) {
 				t.Fatal(err)
 			}
 			e := page.Entries[0]
-			if st["crm"].Pending != 1 {
+			// The deletion, and perhaps the message a call held at the crash
+			// (purged: it is answered, never sent, once crm is back).
+			if p := st["crm"].Pending; p < 1 || p > 2 {
 				t.Fatalf("restarted without crm, DeliveryStats[crm] = %+v; want the deletion pending", st["crm"])
 			}
 			got, err := bare.Status(ctx, e.ID)

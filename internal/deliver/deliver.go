@@ -88,6 +88,9 @@ type Engine struct {
 
 	heldMu sync.Mutex
 	held   map[uint64]bool // items claimed and not yet settled
+	// calling are the held items whose call is running: after Close, their
+	// leases are still renewed until it returns.
+	calling map[uint64]bool
 
 	changed chan struct{} // closed and replaced when an item is settled
 	chMu    sync.Mutex
@@ -113,7 +116,7 @@ func New(store outbox.Store, dests []destination.Destination, cfg Config, owner 
 	log *slog.Logger, answered func(requests []string)) *Engine {
 	ctx, stop := context.WithCancel(context.Background())
 	e := &Engine{store: store, cfg: cfg, owner: owner, now: now, log: log, answered: answered, ctx: ctx, stop: stop,
-		held: map[uint64]bool{}, changed: make(chan struct{})}
+		held: map[uint64]bool{}, calling: map[uint64]bool{}, changed: make(chan struct{})}
 	for i, d := range dests {
 		w := &worker{e: e, d: d, wake: make(chan struct{}, 1), rnd: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(i)))}
 		e.workers = append(e.workers, w)
@@ -121,7 +124,6 @@ func New(store outbox.Store, dests []destination.Destination, cfg Config, owner 
 		go w.run()
 	}
 	if len(dests) > 0 {
-		e.wg.Add(1)
 		go e.renew()
 	}
 	return e
@@ -148,7 +150,8 @@ func (e *Engine) Wake() {
 
 // Close stops the workers and waits for them. Items they hold stay in the
 // store, claimed until their lease lapses; a call still running is left to
-// finish on its own.
+// finish on its own, and its items' leases are renewed until it returns, so
+// that no other deliverer sends what follows them meanwhile.
 func (e *Engine) Close() {
 	e.stop()
 	e.wg.Wait()
@@ -229,29 +232,46 @@ func (e *Engine) release(answers []outbox.Answer) {
 }
 
 // renew extends, every third of the lease, the leases of the items the
-// engine holds, so that a long call keeps them.
+// engine holds, so that a long call keeps them. Once the engine is closed it
+// renews only the items of calls still running, and returns when none is.
 func (e *Engine) renew() {
-	defer e.wg.Done()
 	tick := time.NewTicker(max(e.cfg.Lease/3, time.Millisecond))
 	defer tick.Stop()
-	for {
-		select {
-		case <-e.ctx.Done():
-			return
-		case <-tick.C:
-		}
+	for range tick.C {
+		closed := e.ctx.Err() != nil
 		e.heldMu.Lock()
-		ids := make([]uint64, 0, len(e.held))
-		for id := range e.held {
+		from := e.held
+		if closed {
+			from = e.calling
+		}
+		ids := make([]uint64, 0, len(from))
+		for id := range from {
 			ids = append(ids, id)
 		}
 		e.heldMu.Unlock()
 		if len(ids) == 0 {
+			if closed {
+				return
+			}
 			continue
 		}
 		slices.Sort(ids)
-		if err := e.store.Renew(e.ctx, e.owner, ids, e.now().Add(e.cfg.Lease)); err != nil && e.ctx.Err() == nil {
+		err := e.store.Renew(context.WithoutCancel(e.ctx), e.owner, ids, e.now().Add(e.cfg.Lease))
+		if err != nil {
 			e.log.Warn("renewing the outbox leases failed", "items", len(ids), "err", err)
+		}
+	}
+}
+
+// calls marks the batch's items as in a call, or no longer.
+func (e *Engine) calls(batch []outbox.Item, in bool) {
+	e.heldMu.Lock()
+	defer e.heldMu.Unlock()
+	for _, it := range batch {
+		if in {
+			e.calling[it.ID] = true
+		} else {
+			delete(e.calling, it.ID)
 		}
 	}
 }
@@ -396,7 +416,9 @@ func (w *worker) call(batch []outbox.Item) (final bool) {
 	e := w.e
 	res := make(chan error, 1)
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.Timeout)
+	e.calls(batch, true)
 	go func() {
+		defer e.calls(batch, false)
 		defer func() {
 			if r := recover(); r != nil {
 				res <- fmt.Errorf("destination %s panicked", w.d.Name())
