@@ -55,6 +55,30 @@ func (e *RejectedError) Error() string {
 // Is makes a RejectedError match ErrRejected.
 func (e *RejectedError) Is(target error) bool { return target == ErrRejected }
 
+// KeptError is an error whose text a destination vouches names nobody (a
+// status, a code of its API, the destination's own words): the outbox keeps
+// that text, in dead letters and receipts. Of any other error a destination
+// returns only the kind is kept (a timeout, a rejection, its Go type), since
+// its text may quote what the destination was sent, such as a person's
+// email address.
+type KeptError struct {
+	// Text is what is kept; it must not quote what the destination was sent.
+	Text string
+	// Err, when set, is what the error matches (ErrRejected, say).
+	Err error
+}
+
+// Kept returns a KeptError with the text, matching err when it is not nil.
+func Kept(err error, format string, args ...any) *KeptError {
+	return &KeptError{Text: fmt.Sprintf(format, args...), Err: err}
+}
+
+// Error implements error.
+func (e *KeptError) Error() string { return e.Text }
+
+// Unwrap returns Err.
+func (e *KeptError) Unwrap() error { return e.Err }
+
 // Destination is a downstream tool that receives profile updates: an analytics
 // tool, a CRM, an ad platform. Destinations are not transaction participants:
 // they are told after a change commits, at least once, so they must treat a
@@ -155,7 +179,7 @@ var _ Destination = (*Recorder)(nil)
 
 // NewRecorder returns a Recorder with the given name.
 func NewRecorder(name string) *Recorder {
-	return &Recorder{name: name, err: errors.New("recorder " + name + ": injected failure"),
+	return &Recorder{name: name, err: Kept(nil, "recorder %s: injected failure", name),
 		seenMessages: map[string]bool{}, seenDeletes: map[string]bool{}}
 }
 

@@ -22,6 +22,11 @@
 //
 // # Errors
 //
+// The outbox keeps of a destination's error only its kind (a timeout, a
+// rejection, its Go type), since its text may quote what it was sent; a
+// destination returns a KeptError (Kept) for a text it vouches names nobody,
+// as the Webhook does for the statuses it gets.
+//
 // Delete returns an error matching ErrNotSupported when a destination cannot
 // delete a person; an error matching ErrRejected (a RejectedError from Send)
 // says a call can never succeed, so the outbox keeps it as a dead letter at

@@ -149,7 +149,7 @@ func (w *Webhook) Send(ctx context.Context, msgs []Message) error {
 	for i, m := range msgs {
 		b, err := encodeMessage(m)
 		if err != nil {
-			rejected[i] = fmt.Errorf("%w: webhook %s: message %d cannot be encoded as JSON: %s", ErrRejected, w.cfg.Name, i, err)
+			rejected[i] = Kept(ErrRejected, "webhook %s: message %d cannot be encoded as JSON: %s", w.cfg.Name, i, err)
 			continue
 		}
 		encoded[i] = b
@@ -234,7 +234,7 @@ func (w *Webhook) Delete(ctx context.Context, d Deletion) error {
 		return ErrNotSupported
 	}
 	if d.RequestID == "" {
-		return fmt.Errorf("%w: %w: webhook %s: a deletion needs a RequestID", ErrRejected, ErrInvalid, w.cfg.Name)
+		return Kept(fmt.Errorf("%w: %w", ErrRejected, ErrInvalid), "webhook %s: a deletion needs a RequestID", w.cfg.Name)
 	}
 	ids := make([]string, len(d.IDs))
 	for i, id := range d.IDs {
@@ -247,7 +247,7 @@ func (w *Webhook) Delete(ctx context.Context, d Deletion) error {
 		Identifiers []string `json:"identifiers"`
 	}{"delete", d.RequestID, string(d.ProfileID), ids})
 	if err != nil {
-		return fmt.Errorf("%w: webhook %s: the deletion cannot be encoded as JSON", ErrRejected, w.cfg.Name)
+		return Kept(ErrRejected, "webhook %s: the deletion cannot be encoded as JSON", w.cfg.Name)
 	}
 	key := sha256.New()
 	fmt.Fprintf(key, "%d:%s%d:%s%d:%s", len(w.cfg.Name), w.cfg.Name, len(d.RequestID), d.RequestID, len(d.ProfileID), d.ProfileID)
@@ -278,9 +278,9 @@ func (w *Webhook) post(ctx context.Context, body []byte, key string) error {
 		return nil
 	case code == http.StatusBadRequest || code == http.StatusRequestEntityTooLarge ||
 		code == http.StatusUnsupportedMediaType || code == http.StatusUnprocessableEntity:
-		return fmt.Errorf("%w: webhook %s: %s", ErrRejected, w.cfg.Name, resp.Status)
+		return Kept(ErrRejected, "webhook %s: %s", w.cfg.Name, resp.Status)
 	default:
-		return fmt.Errorf("webhook %s: %s", w.cfg.Name, resp.Status)
+		return Kept(nil, "webhook %s: %s", w.cfg.Name, resp.Status)
 	}
 }
 

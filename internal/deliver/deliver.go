@@ -421,7 +421,7 @@ func (w *worker) call(batch []outbox.Item) (final bool) {
 		defer e.calls(batch, false)
 		defer func() {
 			if r := recover(); r != nil {
-				res <- fmt.Errorf("destination %s panicked", w.d.Name())
+				res <- destination.Kept(nil, "destination %s panicked", w.d.Name())
 			}
 		}()
 		if batch[0].Deletion != nil {
@@ -455,7 +455,7 @@ func (w *worker) call(batch []outbox.Item) (final bool) {
 		err := <-res
 		cancel()
 		if err != nil {
-			err = fmt.Errorf("destination %s did not answer within %v, then: %w", w.d.Name(), e.cfg.Timeout, err)
+			err = &lateError{name: w.d.Name(), timeout: e.cfg.Timeout, err: err}
 		}
 		w.settle(batch, err)
 	}()
@@ -479,16 +479,16 @@ func (w *worker) settle(batch []outbox.Item, err error) (final bool) {
 			a.State = outbox.Delivered
 		case rejected != nil && it.Message != nil:
 			if why, ok := rejected.Rejected[i]; ok {
-				a.State, a.Err = outbox.Dead, why.Error()
+				a.State, a.Err = outbox.Dead, w.kept(why)
 			} else {
 				a.State = outbox.Delivered
 			}
 		case errors.Is(err, destination.ErrNotSupported):
-			a.State, a.Err = outbox.NotSupported, err.Error()
+			a.State, a.Err = outbox.NotSupported, w.kept(err)
 		case errors.Is(err, destination.ErrRejected) || w.gaveUp(it, now):
-			a.State, a.Err = outbox.Dead, err.Error()
+			a.State, a.Err = outbox.Dead, w.kept(err)
 		default:
-			a.State, a.Err, a.NotBefore = outbox.Pending, err.Error(), now.Add(e.cfg.wait(it.Attempts+1, w.rnd))
+			a.State, a.Err, a.NotBefore = outbox.Pending, w.kept(err), now.Add(e.cfg.wait(it.Attempts+1, w.rnd))
 		}
 		switch a.State {
 		case outbox.Delivered:
@@ -559,6 +559,48 @@ func (w *worker) settle(batch []outbox.Item, err error) (final bool) {
 	}
 	return retries == 0
 }
+
+// kept is what is kept of a destination's error: a KeptError's text, or
+// else only its kind, since its text may quote what the destination was
+// sent.
+func (w *worker) kept(err error) string {
+	name := w.d.Name()
+	var late *lateError
+	if errors.As(err, &late) {
+		return fmt.Sprintf("destination %s did not answer within %v, then: %s", name, late.timeout, w.kept(late.err))
+	}
+	var kept *destination.KeptError
+	switch {
+	case errors.As(err, &kept):
+		return kept.Text
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Sprintf("destination %s: timed out", name)
+	case errors.Is(err, context.Canceled):
+		return fmt.Sprintf("destination %s: call canceled", name)
+	case errors.Is(err, destination.ErrNotSupported):
+		return fmt.Sprintf("destination %s: deletion not supported", name)
+	case errors.Is(err, destination.ErrRejected):
+		return fmt.Sprintf("destination %s: rejected for good", name)
+	}
+	inner := err
+	for errors.Unwrap(inner) != nil {
+		inner = errors.Unwrap(inner)
+	}
+	return fmt.Sprintf("destination %s failed (%T; its text is not kept, as it may quote the person: return a destination.KeptError to keep one)", name, inner)
+}
+
+// lateError is a call's error that came after its timeout.
+type lateError struct {
+	name    string
+	timeout time.Duration
+	err     error
+}
+
+func (e *lateError) Error() string {
+	return fmt.Sprintf("destination %s did not answer within %v, then: %v", e.name, e.timeout, e.err)
+}
+
+func (e *lateError) Unwrap() error { return e.err }
 
 // gaveUp reports whether an item whose call just failed is out of time or
 // attempts.

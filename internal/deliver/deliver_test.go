@@ -285,8 +285,9 @@ func TestGivesUpAfterItsAttempts(t *testing.T) {
 			if err != nil || len(dead) != 1 {
 				t.Fatalf("Dead = %v, %v; want the item", dead, err)
 			}
-			if le := dead[0].LastError; strings.Contains(le, "user-a1") || strings.Contains(le, "secret-a1") || !strings.Contains(le, "[redacted]") {
-				t.Errorf("the dead letter's error %q quotes the person's data", le)
+			// A plain error's text is not kept, only its kind.
+			if le := dead[0].LastError; strings.Contains(le, "user-a1") || strings.Contains(le, "secret-a1") || !strings.Contains(le, "*errors.errorString") {
+				t.Errorf("the dead letter's error %q quotes the person's data, or does not say what kind of error it was", le)
 			}
 			if st := e.Stats()["crm"]; st.Failed != 1 || st.Delivered != 0 {
 				t.Errorf("Stats = %+v; want 1 failed", st)
