@@ -33,8 +33,14 @@ var (
 // hold back, or fail, the rest of its batch.
 type RejectedError struct {
 	// Rejected maps the index in the batch of each message refused to why.
-	// The reasons are kept in the outbox: they must not quote the message.
+	// Only a KeptError's text is kept in the outbox (see KeptError).
 	Rejected map[int]error
+	// Unsent lists the indexes of messages not delivered for a reason that
+	// may pass (Err: the destination went down halfway, say): the outbox
+	// tries them again. The messages neither rejected nor unsent were
+	// delivered.
+	Unsent []int
+	Err    error
 }
 
 // Error implements error.
@@ -49,11 +55,17 @@ func (e *RejectedError) Error() string {
 	for _, i := range idx {
 		fmt.Fprintf(&b, " [%d] %v;", i, e.Rejected[i])
 	}
+	if len(e.Unsent) > 0 {
+		fmt.Fprintf(&b, " %d not sent: %v", len(e.Unsent), e.Err)
+	}
 	return strings.TrimSuffix(b.String(), ";")
 }
 
-// Is makes a RejectedError match ErrRejected.
-func (e *RejectedError) Is(target error) bool { return target == ErrRejected }
+// Is makes a RejectedError that rejects a message match ErrRejected.
+func (e *RejectedError) Is(target error) bool { return target == ErrRejected && len(e.Rejected) > 0 }
+
+// Unwrap returns Err.
+func (e *RejectedError) Unwrap() error { return e.Err }
 
 // KeptError is an error whose text a destination vouches names nobody (a
 // status, a code of its API, the destination's own words): the outbox keeps

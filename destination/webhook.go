@@ -155,9 +155,21 @@ func (w *Webhook) Send(ctx context.Context, msgs []Message) error {
 		encoded[i] = b
 		sendable = append(sendable, i)
 	}
+	delivered := map[int]bool{}
 	if len(sendable) > 0 {
-		if err := w.sendPart(ctx, msgs, encoded, sendable, rejected); err != nil {
-			return err
+		if err := w.sendPart(ctx, msgs, encoded, sendable, rejected, delivered); err != nil {
+			if len(rejected) == 0 && len(delivered) == 0 {
+				return err // nothing went: the batch is tried again whole
+			}
+			// Part of it went, or was refused for good: only the rest is
+			// tried again.
+			var unsent []int
+			for _, i := range sendable {
+				if !delivered[i] && rejected[i] == nil {
+					unsent = append(unsent, i)
+				}
+			}
+			return &RejectedError{Rejected: rejected, Unsent: unsent, Err: err}
 		}
 	}
 	if len(rejected) > 0 {
@@ -169,7 +181,7 @@ func (w *Webhook) Send(ctx context.Context, msgs []Message) error {
 // sendPart posts the messages at idx. When the receiver refuses them for
 // good, it splits them in halves to find the ones at fault and records those
 // in rejected; any other error is returned, and the whole batch is retried.
-func (w *Webhook) sendPart(ctx context.Context, msgs []Message, encoded [][]byte, idx []int, rejected map[int]error) error {
+func (w *Webhook) sendPart(ctx context.Context, msgs []Message, encoded [][]byte, idx []int, rejected map[int]error, delivered map[int]bool) error {
 	var body bytes.Buffer
 	body.WriteString(`{"type":"batch","messages":[`)
 	key := sha256.New()
@@ -184,7 +196,13 @@ func (w *Webhook) sendPart(ctx context.Context, msgs []Message, encoded [][]byte
 	}
 	body.WriteString(`]}`)
 	err := w.post(ctx, body.Bytes(), "batch-"+hex.EncodeToString(key.Sum(nil))[:40])
-	if err == nil || !errors.Is(err, ErrRejected) {
+	if err == nil {
+		for _, i := range idx {
+			delivered[i] = true
+		}
+		return nil
+	}
+	if !errors.Is(err, ErrRejected) {
 		return err
 	}
 	if len(idx) == 1 {
@@ -192,10 +210,10 @@ func (w *Webhook) sendPart(ctx context.Context, msgs []Message, encoded [][]byte
 		return nil
 	}
 	half := len(idx) / 2
-	if err := w.sendPart(ctx, msgs, encoded, idx[:half], rejected); err != nil {
+	if err := w.sendPart(ctx, msgs, encoded, idx[:half], rejected, delivered); err != nil {
 		return err
 	}
-	return w.sendPart(ctx, msgs, encoded, idx[half:], rejected)
+	return w.sendPart(ctx, msgs, encoded, idx[half:], rejected, delivered)
 }
 
 // encodeMessage is m's JSON, or an error that says what could not be encoded

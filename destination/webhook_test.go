@@ -10,6 +10,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -696,9 +697,10 @@ func TestWebhookReceiverRejectionIsolatesMessages(t *testing.T) {
 	}
 }
 
-// A batch that fails for a reason that may pass (here a 503 on the second
-// half) is retried whole: Send reports the error, not a rejection.
-func TestWebhookTransientFailureDuringSplitFailsTheBatch(t *testing.T) {
+// A batch split to find a refused message, whose second half then fails for
+// a reason that may pass (a 503): the first half was delivered, so only the
+// second is to be tried again, and nothing is refused for good.
+func TestWebhookTransientFailureDuringSplitRetriesTheRest(t *testing.T) {
 	var calls atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch calls.Add(1) {
@@ -712,11 +714,20 @@ func TestWebhookTransientFailureDuringSplitFailsTheBatch(t *testing.T) {
 	defer srv.Close()
 	w := newTestWebhook(t, WebhookConfig{URL: srv.URL})
 	err := w.Send(context.Background(), batchOf("m1", "m2", "m3", "m4"))
-	if err == nil || errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), "503") {
-		t.Fatalf("Send = %v, want the 503, not a rejection", err)
+	var re *RejectedError
+	if !errors.As(err, &re) || len(re.Rejected) != 0 || !slices.Equal(re.Unsent, []int{2, 3}) || re.Err == nil || !strings.Contains(re.Err.Error(), "503") {
+		t.Fatalf("Send = %v; want messages 2 and 3 unsent after the 503, none rejected", err)
+	}
+	if errors.Is(err, ErrRejected) {
+		t.Errorf("Send = %v matches ErrRejected, though it refused nothing for good", err)
 	}
 	if n := calls.Load(); n != 3 {
 		t.Errorf("%d requests, want 3 (the batch, then each half)", n)
+	}
+	// Nothing went at all: the error as it is, for the whole batch.
+	calls.Store(2)
+	if err := w.Send(context.Background(), batchOf("m1")); errors.As(err, &re) || err == nil {
+		t.Errorf("Send of a batch that failed whole = %v; want the plain error", err)
 	}
 }
 

@@ -478,9 +478,14 @@ func (w *worker) settle(batch []outbox.Item, err error) (final bool) {
 		case err == nil:
 			a.State = outbox.Delivered
 		case rejected != nil && it.Message != nil:
-			if why, ok := rejected.Rejected[i]; ok {
+			switch why, ok := rejected.Rejected[i]; {
+			case ok:
 				a.State, a.Err = outbox.Dead, w.kept(why)
-			} else {
+			case slices.Contains(rejected.Unsent, i) && w.gaveUp(it, now):
+				a.State, a.Err = outbox.Dead, w.kept(rejected.Err)
+			case slices.Contains(rejected.Unsent, i):
+				a.State, a.Err, a.NotBefore = outbox.Pending, w.kept(rejected.Err), now.Add(e.cfg.wait(it.Attempts+1, w.rnd))
+			default:
 				a.State = outbox.Delivered
 			}
 		case errors.Is(err, destination.ErrNotSupported):

@@ -535,3 +535,57 @@ func TestClosingKeepsARunningCallsItems(t *testing.T) {
 		t.Errorf("calls %v; want the late send, then the deletion", got)
 	}
 }
+
+// halfway delivers the first half of its first batch and reports the rest
+// unsent; then everything.
+type halfway struct {
+	mu    sync.Mutex
+	calls [][]string
+}
+
+func (h *halfway) Name() string { return "crm" }
+
+func (h *halfway) Send(_ context.Context, msgs []destination.Message) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	first := len(h.calls) == 0
+	var ids []string
+	for _, m := range msgs {
+		ids = append(ids, m.MessageID)
+	}
+	if first {
+		half := len(msgs) / 2
+		h.calls = append(h.calls, ids[:half])
+		var unsent []int
+		for i := half; i < len(msgs); i++ {
+			unsent = append(unsent, i)
+		}
+		return &destination.RejectedError{Unsent: unsent, Err: errors.New("went down halfway")}
+	}
+	h.calls = append(h.calls, ids)
+	return nil
+}
+
+func (h *halfway) Delete(context.Context, destination.Deletion) error { return nil }
+
+// TestPartOfABatchIsTriedAgain: a destination that delivered part of a batch
+// and says which messages it did not send gets only those again, in order.
+func TestPartOfABatchIsTriedAgain(t *testing.T) {
+	s := outbox.NewMemStore()
+	h := &halfway{}
+	put(t, s, msg("crm", "use_a", "a1"), msg("crm", "use_a", "a2"), msg("crm", "use_a", "a3"), msg("crm", "use_a", "a4"))
+	e := start(t, s, testConfig(), nil, h)
+	flush(t, e)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var all []string
+	for _, c := range h.calls {
+		all = append(all, c...)
+	}
+	if want := []string{"a1", "a2", "a3", "a4"}; !slices.Equal(all, want) {
+		t.Errorf("delivered %v over calls %v; want %v, each once, in order", all, h.calls, want)
+	}
+	if st := e.Stats()["crm"]; st.Delivered != 4 || st.Failed != 0 {
+		t.Errorf("Stats = %+v; want 4 delivered", st)
+	}
+}
