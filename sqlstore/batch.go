@@ -148,6 +148,17 @@ func (ls *listStmt) write(n, w int, cast string, paren bool) {
 
 func (ls *listStmt) String() string { return ls.b.String() }
 
+// param appends one placeholder, numbered after those written before.
+func (ls *listStmt) param() {
+	ls.n++
+	if ls.s.d == SQLite {
+		ls.b.WriteByte('?')
+		return
+	}
+	ls.b.WriteByte('$')
+	ls.b.WriteString(strconv.Itoa(ls.n))
+}
+
 // paddedParams appends a list of size parameters (listSize) and their
 // arguments: the first n of vals, then the last of them repeated, which
 // changes no answer of an IN list. The batch reads send their lists so.

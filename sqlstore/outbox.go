@@ -109,7 +109,7 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 		}
 	}
 	s := tx.s
-	const cols = 11
+	const newCols = 7 // the columns of a new item that differ from item to item
 	return tx.run(ctx, func(ex Executor) error {
 		// In the order given, so that the ids follow it: an item with a key
 		// on its own, skipped when the key is there; runs of the others many
@@ -126,17 +126,28 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 			// As many rows to a statement as a batch method's statement
 			// carries (a round trip each on PostgreSQL).
 			j := i
-			for j < len(items) && items[j].Key == "" && j-i < s.batchParams()/cols {
+			for j < len(items) && items[j].Key == "" && j-i < s.batchParams()/newCols {
 				j++
 			}
-			ls := s.newListStmt(`INSERT INTO {p}outbox (destination, profile_id, request_id, item_key, kind, payload, state, attempts, enqueued, not_before, last_error) VALUES `, (j-i)*cols)
-			ls.tuples(j-i, cols, "")
-			ls.sql(` RETURNING id`)
+			// The columns every new item has alike are literals: fewer
+			// parameters to send and bind.
+			ls := s.newListStmt(`INSERT INTO {p}outbox (destination, profile_id, request_id, kind, payload, enqueued, not_before, item_key, state, attempts, last_error) VALUES `, (j-i)*newCols)
 			for k := i; k < j; k++ {
+				if k > i {
+					ls.b.WriteString(", ")
+				}
+				ls.b.WriteByte('(')
+				for c := range newCols {
+					if c > 0 {
+						ls.b.WriteString(", ")
+					}
+					ls.param()
+				}
+				ls.b.WriteString(`, '', 'PENDING', 0, '')`)
 				it := &items[k]
-				ls.args = append(ls.args, it.Destination, string(it.Profile), it.Request, "", rows[k].kind, rows[k].payload, string(outbox.Pending), 0,
-					s.ts(it.Enqueued), s.ts(it.Enqueued), "")
+				ls.args = append(ls.args, it.Destination, string(it.Profile), it.Request, rows[k].kind, rows[k].payload, s.ts(it.Enqueued), s.ts(it.Enqueued))
 			}
+			ls.sql(` RETURNING id`)
 			ids, err := queryIDs(ctx, ex, ls.b.String(), ls.args)
 			if err != nil {
 				return fmt.Errorf("sqlstore: outbox enqueue: %w", err)
@@ -311,12 +322,12 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 	heads := `SELECT o.id, o.destination, o.profile_id, o.kind,
 			(SELECT g.id FROM {p}outbox g WHERE g.state = 'PENDING' AND g.destination = o.destination AND g.profile_id = o.profile_id
 				AND g.id > o.id AND (g.kind <> 'send' OR g.not_before > $1{ts} OR g.lease_until >= $1{ts})
-				ORDER BY g.destination, g.profile_id, g.id LIMIT 1) AS stop
+				ORDER BY g.profile_id, g.destination, g.id LIMIT 1) AS stop
 		FROM {p}outbox o
 		WHERE o.state = 'PENDING' AND o.destination IN (` + dests + `) AND o.not_before <= $1{ts}
 		AND (o.lease_until IS NULL OR o.lease_until < $1{ts})
 		AND o.id = (SELECT e.id FROM {p}outbox e WHERE e.state = 'PENDING' AND e.destination = o.destination
-			AND e.profile_id = o.profile_id ORDER BY e.destination, e.profile_id, e.id LIMIT 1)
+			AND e.profile_id = o.profile_id ORDER BY e.profile_id, e.destination, e.id LIMIT 1)
 		ORDER BY o.id LIMIT $2`
 	runs := `SELECT f.id FROM h JOIN {p}outbox f ON f.state = 'PENDING' AND f.destination = h.destination
 			AND f.profile_id = h.profile_id AND f.id > h.id
