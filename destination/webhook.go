@@ -291,14 +291,18 @@ func (w *Webhook) post(ctx context.Context, body []byte, key string) error {
 	defer resp.Body.Close()
 	// Drain a little so the connection can be reused.
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-	switch code := resp.StatusCode; {
+	// The code and its standard text, never the reason phrase the receiver
+	// sent, which it chose and may quote the request.
+	code := resp.StatusCode
+	status := strconv.Itoa(code) + " " + http.StatusText(code)
+	switch {
 	case code >= 200 && code <= 299:
 		return nil
 	case code == http.StatusBadRequest || code == http.StatusRequestEntityTooLarge ||
 		code == http.StatusUnsupportedMediaType || code == http.StatusUnprocessableEntity:
-		return Kept(ErrRejected, "webhook %s: %s", w.cfg.Name, resp.Status)
+		return Kept(ErrRejected, "webhook %s: %s", w.cfg.Name, status)
 	default:
-		return Kept(nil, "webhook %s: %s", w.cfg.Name, resp.Status)
+		return Kept(nil, "webhook %s: %s", w.cfg.Name, status)
 	}
 }
 

@@ -585,6 +585,33 @@ func TestWebhookStatus(t *testing.T) {
 	}
 }
 
+// The receiver's reason phrase is its own text, and may quote the request:
+// the error names the code and its standard text only.
+func TestWebhookKeepsNotTheReasonPhrase(t *testing.T) {
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hj, _ := w.(http.Hijacker)
+		conn, buf, err := hj.Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		buf.WriteString("HTTP/1.1 400 ALICE%40EXAMPLE.COM is not valid \xff\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+		buf.Flush()
+	})
+	srv.Start()
+	defer srv.Close()
+	w := newTestWebhook(t, WebhookConfig{URL: srv.URL})
+	err := w.Send(context.Background(), []Message{msg("m1")})
+	var re *RejectedError
+	if !errors.As(err, &re) || re.Rejected[0] == nil {
+		t.Fatalf("Send = %v; want message 0 rejected", err)
+	}
+	if got := re.Rejected[0].Error(); got != "webhook hook: 400 Bad Request" {
+		t.Errorf("the kept reason = %q; want the code and its standard text only", got)
+	}
+}
+
 // A message the webhook cannot encode fails alone: the other people's
 // messages of its batch go out in one request.
 func TestWebhookPoisonMessageFailsAlone(t *testing.T) {

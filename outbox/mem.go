@@ -218,6 +218,13 @@ func (s *MemStore) dequeue(m *memItem) {
 	}
 }
 
+// offerHead offers the queue's head at its NotBefore, when there is one.
+func (s *MemStore) offerHead(k queueKey) {
+	if q := s.queues[k]; q != nil && len(*q) > 0 {
+		s.offer(k, s.items[(*q)[0]].NotBefore)
+	}
+}
+
 // offer tells Claim that the queue's head may be due from at.
 func (s *MemStore) offer(k queueKey, at time.Time) {
 	h := s.heads[k.dest]
@@ -284,6 +291,12 @@ func (s *MemStore) Claim(ctx context.Context, c Claim) ([]Item, error) {
 				later = append(later, headEntry{at: m.NotBefore, key: e.key})
 				continue
 			}
+			// Nothing of the queue while any of it is leased: a replayed or
+			// merged older item must not go beside a later one in a call.
+			if until, leased := s.leasedIn(*q, c.Now); leased {
+				later = append(later, headEntry{at: until, key: e.key})
+				continue
+			}
 			m.owner, m.until = c.Owner, c.Until
 			out = append(out, m.Clone())
 			// The messages after a message, up to the first that is a
@@ -307,6 +320,20 @@ func (s *MemStore) Claim(ctx context.Context, c Claim) ([]Item, error) {
 	}
 	slices.SortFunc(out, func(a, b Item) int { return cmpID(a.ID, b.ID) })
 	return out, nil
+}
+
+// leasedIn reports whether an item of the queue is leased at now, and until
+// when the last lease runs.
+func (s *MemStore) leasedIn(q []uint64, now time.Time) (until time.Time, leased bool) {
+	for _, id := range q {
+		if m := s.items[id]; m.owner != "" && !m.until.Before(now) {
+			leased = true
+			if m.until.After(until) {
+				until = m.until
+			}
+		}
+	}
+	return until, leased
 }
 
 func cmpID(a, b uint64) int {
@@ -364,8 +391,11 @@ func (s *MemStore) Settle(ctx context.Context, owner string, answers []Answer) (
 			continue
 		}
 		m.owner, m.until = "", time.Time{}
-		if m.purged() {
-			// Whatever it answered, it is not sent again.
+		// Its lease may have held its queue back: the head may go now.
+		s.offerHead(queueKey{m.Destination, m.Profile})
+		if m.purged() && !(m.Request != "" && a.State == Delivered) {
+			// Not sent again: one no request awaits goes; a request's is
+			// answered so (delivered, it says so: it went before the erasure).
 			s.dequeue(m)
 			s.count(m.Destination).Pending--
 			if m.Request == "" {

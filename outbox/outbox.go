@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -196,8 +197,10 @@ type Tx interface {
 	// profile that no request awaits and no deliverer holds, and returns how
 	// many it removed. A message a deliverer holds (its lease lapsed or not)
 	// stays, so that nothing enqueued after it overtakes a call still
-	// running, but loses its payload: whatever its call answers, it is
-	// never delivered again, and Settle removes it. A request's Dead
+	// running, but loses its payload: it is never delivered again. Settle
+	// removes it whatever its call answered, or, when a request awaits it,
+	// records it Delivered if its call delivered it and else NotSupported
+	// (ErasedFirst). A request's Dead
 	// messages of the profile keep their answer but lose their payload, so
 	// Replay never sends them after the person's deletion. A request's
 	// Pending messages no deliverer holds are answered NotSupported, with
@@ -256,8 +259,15 @@ func (a *Answer) Validate() error {
 	return nil
 }
 
-// CutError returns s cut to MaxErrorLen bytes, at a rune boundary.
+// CutError returns s as a store keeps it: valid UTF-8 (invalid bytes
+// replaced), without NUL bytes, cut to MaxErrorLen bytes at a rune boundary.
 func CutError(s string) string {
+	// Text any store takes: valid UTF-8 without NUL (PostgreSQL refuses
+	// both, and an answer it cannot record is delivered again forever).
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	s = strings.ReplaceAll(s, "\x00", "")
 	if len(s) <= MaxErrorLen {
 		return s
 	}

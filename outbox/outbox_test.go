@@ -30,6 +30,19 @@ func TestItemValidate(t *testing.T) {
 	}
 }
 
+func TestCutErrorMakesTextAnyStoreTakes(t *testing.T) {
+	for in, want := range map[string]string{
+		"503 a\x00b":       "503 ab",
+		"down \xff\xfe":    "down \uFFFD",
+		"plain":            "plain",
+		"caf\xc3\xa9 \x00": "café ",
+	} {
+		if got := outbox.CutError(in); got != want || !utf8.ValidString(got) {
+			t.Errorf("CutError(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
+
 func TestCutError(t *testing.T) {
 	long := strings.Repeat("é", outbox.MaxErrorLen) // two bytes each
 	got := outbox.CutError(long)

@@ -312,8 +312,11 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 	// outbox_queue's order, one probe of that index per row the scan (in id
 	// order, on outbox_pending) meets, whatever the statistics say: as an
 	// anti-join, a planner that thought the table small (a fresh or churned
-	// outbox) compared every pair of rows. stop is the profile's first later
-	// item that ends the run: a deletion, or one not due or leased.
+	// outbox) compared every pair of rows. Nothing of a destination and
+	// profile is handed out while any of its items is leased (a replayed or
+	// merged older item must not go beside a later one in a call). stop is
+	// the profile's first later item that ends the run: a deletion, or one
+	// not due or leased.
 	//
 	// runs: the messages after a message head, up to its stop, oldest first,
 	// as many as the heads leave of the limit. Only heads are locked (SKIP
@@ -328,6 +331,8 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 		AND (o.lease_until IS NULL OR o.lease_until < $1{ts})
 		AND o.id = (SELECT e.id FROM {p}outbox e WHERE e.state = 'PENDING' AND e.destination = o.destination
 			AND e.profile_id = o.profile_id ORDER BY e.profile_id, e.destination, e.id LIMIT 1)
+		AND NOT COALESCE((SELECT max(l.lease_until) FROM {p}outbox l WHERE l.profile_id = o.profile_id
+			AND l.destination = o.destination AND l.state = 'PENDING') >= $1{ts}, false)
 		ORDER BY o.id LIMIT $2`
 	runs := `SELECT f.id FROM h JOIN {p}outbox f ON f.state = 'PENDING' AND f.destination = h.destination
 			AND f.profile_id = h.profile_id AND f.id > h.id

@@ -47,6 +47,7 @@ var outboxChecks = []check[outbox.Store]{
 	{"DeadAndReplay", outboxDeadAndReplay},
 	{"Purge", outboxPurge},
 	{"PurgeOfHeldMessages", outboxPurgeOfHeldMessages},
+	{"ReplayBehindAHeldItem", outboxReplayBehindAHeldItem},
 	{"Merge", outboxMerge},
 	{"ConcurrentDeliverers", outboxConcurrentDeliverers},
 }
@@ -438,7 +439,9 @@ func outboxDeadAndReplay(t *testing.T, e *env, s outbox.Store) {
 	in := enqueue(t, e.ctx, s, sendItem("crm", p, "poison", 1), sendItem("crm", p, "next", 2))
 	held, err := s.Claim(e.ctx, outbox.Claim{Owner: "w", Destinations: []string{"crm"}, Now: at(3), Until: at(63), Limit: 1})
 	must(t, err, "Claim")
-	lost, err := s.Settle(e.ctx, "w", []outbox.Answer{{ID: held[0].ID, State: outbox.Dead, Err: "cannot encode"}})
+	// An error text no store could keep as it is (a NUL, invalid UTF-8), as
+	// a destination may answer: CutError makes it one.
+	lost, err := s.Settle(e.ctx, "w", []outbox.Answer{{ID: held[0].ID, State: outbox.Dead, Err: "cannot encode\x00\xff"}})
 	must(t, err, "Settle")
 	if lost != 0 {
 		t.Fatal("lost")
@@ -451,7 +454,7 @@ func outboxDeadAndReplay(t *testing.T, e *env, s outbox.Store) {
 	}
 	dead, err := s.Dead(e.ctx, "crm", 0, 10)
 	must(t, err, "Dead")
-	if len(dead) != 1 || dead[0].ID != in[0].ID || dead[0].LastError != "cannot encode" || dead[0].Message == nil || dead[0].Message.MessageID != "poison" {
+	if len(dead) != 1 || dead[0].ID != in[0].ID || dead[0].LastError != outbox.CutError("cannot encode\x00\xff") || dead[0].Message == nil || dead[0].Message.MessageID != "poison" {
 		t.Fatalf("Dead = %+v; want the poison message, payload and error", dead)
 	}
 	if d, _ := s.Dead(e.ctx, "crm", in[0].ID, 10); len(d) != 0 {
@@ -602,6 +605,68 @@ func outboxPurgeOfHeldMessages(t *testing.T, e *env, s outbox.Store) {
 	}
 	if c := counts(t, e.ctx, s, "crm"); c.Pending != 0 || c.Dead != 0 {
 		t.Errorf("after everything answered, Stats = %+v; want nothing left", c)
+	}
+
+	// A request's held messages: the one whose call delivered it says so;
+	// the one whose call failed is answered NOT_SUPPORTED, ErasedFirst.
+	q := newPIDs(2)
+	ok, failed := sendItem("crm", q[0], "ok", 100), sendItem("crm", q[1], "failed", 100)
+	ok.Request, ok.Key, failed.Request, failed.Key = "req-rect", "req-rect/ok", "req-rect", "req-rect/failed"
+	rin := enqueue(t, e.ctx, s, ok, failed)
+	if held := claim(t, e.ctx, s, "w", 101, "crm"); len(held) != 2 {
+		t.Fatalf("Claim got %v", ids(held))
+	}
+	tx, err = s.Begin(e.ctx)
+	must(t, err, "Begin")
+	for _, pid := range q {
+		_, err := tx.Purge(e.ctx, pid)
+		must(t, err, "Purge")
+	}
+	commitTx(t, e.ctx, tx)
+	lost, err = s.Settle(e.ctx, "w", []outbox.Answer{{ID: rin[0].ID, State: outbox.Delivered},
+		{ID: rin[1].ID, State: outbox.Pending, Err: "503", NotBefore: at(102)}})
+	must(t, err, "Settle")
+	if lost != 0 {
+		t.Fatalf("Settle lost %d", lost)
+	}
+	out, err := s.Outcomes(e.ctx, "req-rect")
+	must(t, err, "Outcomes")
+	want := map[uint64]outbox.State{rin[0].ID: outbox.Delivered, rin[1].ID: outbox.NotSupported}
+	for _, o := range out {
+		if o.State != want[o.ID] || o.State == outbox.NotSupported && o.LastError != outbox.ErasedFirst {
+			t.Errorf("outcome %+v after the purge; want %s", o, want[o.ID])
+		}
+	}
+	if len(out) != 2 {
+		t.Errorf("Outcomes = %+v; want both messages answered", out)
+	}
+}
+
+// outboxReplayBehindAHeldItem: a dead letter replayed while a later item of
+// its destination and profile is held waits for that one: two deliverers
+// never hold items of one destination and profile at once.
+func outboxReplayBehindAHeldItem(t *testing.T, e *env, s outbox.Store) {
+	p := newPID()
+	in := enqueue(t, e.ctx, s, sendItem("crm", p, "old", 1))
+	first := claim(t, e.ctx, s, "a", 2, "crm")
+	lost, err := s.Settle(e.ctx, "a", []outbox.Answer{{ID: first[0].ID, State: outbox.Dead, Err: "x"}})
+	must(t, err, "Settle")
+	if lost != 0 {
+		t.Fatalf("Settle lost %d", lost)
+	}
+	later := enqueue(t, e.ctx, s, sendItem("crm", p, "new", 3))
+	if got := claim(t, e.ctx, s, "a", 4, "crm"); len(got) != 1 || got[0].ID != later[0].ID {
+		t.Fatalf("Claim got %v; want the new message", ids(got))
+	}
+	if n, err := s.Replay(e.ctx, []uint64{in[0].ID}, at(5)); err != nil || n != 1 {
+		t.Fatalf("Replay = %d, %v", n, err)
+	}
+	if got := claim(t, e.ctx, s, "b", 6, "crm"); len(got) != 0 {
+		t.Fatalf("with the new message held by a, b's Claim got %v; want nothing", ids(got))
+	}
+	settle(t, e.ctx, s, "a", outbox.Delivered, later[0])
+	if got := claim(t, e.ctx, s, "b", 7, "crm"); len(got) != 1 || got[0].ID != in[0].ID {
+		t.Errorf("after the new message answered, Claim got %v; want the replayed one", ids(got))
 	}
 }
 

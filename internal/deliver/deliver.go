@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/gdprkit/privacy/destination"
-	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/outbox"
 )
 
@@ -321,66 +320,47 @@ func (w *worker) idle(now time.Time) time.Duration {
 	return wait
 }
 
-// deliver calls the destination for the claimed items: each deletion on its
-// own, the messages in batches, in ID order. A profile's run may span
-// batches: once a batch of it failed, or outlived its timeout, its later
-// items are given back unsent (their leases ended), so that none overtakes
-// the retry or the late call.
+// deliver makes one call for the claimed items: a deletion alone, or the
+// messages before the first deletion, at most BatchSize of them, in ID
+// order. The rest it gives back unsent at once (their leases ended), to be
+// claimed again: a call holds only what it sends, so an erasure that commits
+// while it runs purges the rest of the claim before anything of it goes,
+// and a person's later items wait behind the call (a claim skips a
+// destination and profile while any of its items is held).
 func (w *worker) deliver(items []outbox.Item) {
 	items = w.discardPurged(items)
-	stalled := map[identity.ProfileID]bool{}
-	for i := 0; i < len(items); {
-		if w.e.ctx.Err() != nil {
-			return // the leases lapse; another process, or the next start, delivers them
-		}
-		j := i + 1
-		if items[i].Deletion == nil {
-			for j < len(items) && items[j].Message != nil && j-i < w.e.cfg.BatchSize {
-				j++
-			}
-		}
-		batch := w.giveBack(items[i:j], stalled)
-		i = j
-		if len(batch) == 0 {
-			continue
-		}
-		if !w.call(batch) {
-			for _, it := range batch {
-				stalled[it.Profile] = true
-			}
+	if len(items) == 0 {
+		return
+	}
+	j := 1
+	if items[0].Deletion == nil {
+		for j < len(items) && items[j].Message != nil && j < w.e.cfg.BatchSize {
+			j++
 		}
 	}
+	w.giveBack(items[j:])
+	if w.e.ctx.Err() != nil {
+		return // the leases lapse; another process, or the next start, delivers them
+	}
+	w.call(items[:j])
 }
 
-// giveBack returns the batch without the items of stalled profiles, whose
-// leases it ends so that they are claimed again behind the item that
-// stalled them.
-func (w *worker) giveBack(batch []outbox.Item, stalled map[identity.ProfileID]bool) []outbox.Item {
-	if len(stalled) == 0 {
-		return batch
-	}
-	var kept []outbox.Item
-	var back []uint64
-	for _, it := range batch {
-		if stalled[it.Profile] {
-			back = append(back, it.ID)
-			continue
-		}
-		kept = append(kept, it)
-	}
-	if len(back) == 0 {
-		return batch
+// giveBack ends the leases of items claimed but not to be sent now, so that
+// they are claimed again.
+func (w *worker) giveBack(items []outbox.Item) {
+	if len(items) == 0 {
+		return
 	}
 	e := w.e
+	back := make([]uint64, len(items))
+	answers := make([]outbox.Answer, len(items))
+	for i, it := range items {
+		back[i], answers[i] = it.ID, outbox.Answer{ID: it.ID}
+	}
 	if err := e.store.Renew(context.WithoutCancel(e.ctx), e.owner, back, time.Time{}); err != nil {
 		e.log.Warn("giving back outbox items failed; they are claimed again when their leases lapse", "destination", w.d.Name(), "items", len(back), "err", err)
 	}
-	answers := make([]outbox.Answer, len(back))
-	for i, id := range back {
-		answers[i] = outbox.Answer{ID: id}
-	}
 	e.release(answers)
-	return kept
 }
 
 // discardPurged settles, without a call, the items Purge emptied while a

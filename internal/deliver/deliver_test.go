@@ -589,3 +589,45 @@ func TestPartOfABatchIsTriedAgain(t *testing.T) {
 		t.Errorf("Stats = %+v; want 4 delivered", st)
 	}
 }
+
+// TestAPurgeDuringACallReachesTheRestOfTheClaim: a claim that holds several
+// calls' worth (a deletion splits it) sends only its first call's items; the
+// rest goes back, so a person erased while that call runs is purged before
+// anything more of theirs goes.
+func TestAPurgeDuringACallReachesTheRestOfTheClaim(t *testing.T) {
+	s := outbox.NewMemStore()
+	gate, entered := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	crm := &scripted{name: "crm"}
+	blocking := &deleteGate{scripted: crm, gate: gate, entered: entered, once: &once}
+	put(t, s, msg("crm", "use_p", "p1"), del("crm", "use_q", "req-q"), msg("crm", "use_p", "p3"))
+	e := start(t, s, testConfig(), nil, blocking)
+	<-entered // the deletion's call is running
+	tx, err := s.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Purge(context.Background(), "use_p"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	flush(t, e)
+	if got := crm.sent(); slices.Contains(got, "p3") {
+		t.Errorf("sent %v; p3 went out after its person was erased", got)
+	}
+}
+
+// deleteGate blocks the first Delete until gate closes.
+type deleteGate struct {
+	*scripted
+	gate, entered chan struct{}
+	once          *sync.Once
+}
+
+func (d *deleteGate) Delete(ctx context.Context, del destination.Deletion) error {
+	d.once.Do(func() { close(d.entered); <-d.gate })
+	return d.scripted.Delete(ctx, del)
+}
