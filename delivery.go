@@ -183,8 +183,9 @@ func (c *Controller) DeadLetters(ctx context.Context, dest string, after uint64,
 }
 
 // Replay makes the dead letters among ids pending again, tried afresh (their
-// horizon restarted), and returns how many it replayed. A message about a
-// person erased since is never replayed: the erasure removed it.
+// horizon restarted) after what was enqueued for the same person since, under
+// new IDs, and returns how many it replayed. A message about a person erased
+// since is never replayed: the erasure removed it.
 func (c *Controller) Replay(ctx context.Context, ids ...uint64) (int, error) {
 	if err := c.checkOpen(); err != nil {
 		return 0, err

@@ -291,12 +291,6 @@ func (s *MemStore) Claim(ctx context.Context, c Claim) ([]Item, error) {
 				later = append(later, headEntry{at: m.NotBefore, key: e.key})
 				continue
 			}
-			// Nothing of the queue while any of it is leased: a replayed or
-			// merged older item must not go beside a later one in a call.
-			if until, leased := s.leasedIn(*q, c.Now); leased {
-				later = append(later, headEntry{at: until, key: e.key})
-				continue
-			}
 			m.owner, m.until = c.Owner, c.Until
 			out = append(out, m.Clone())
 			// The messages after a message, up to the first that is a
@@ -320,20 +314,6 @@ func (s *MemStore) Claim(ctx context.Context, c Claim) ([]Item, error) {
 	}
 	slices.SortFunc(out, func(a, b Item) int { return cmpID(a.ID, b.ID) })
 	return out, nil
-}
-
-// leasedIn reports whether an item of the queue is leased at now, and until
-// when the last lease runs.
-func (s *MemStore) leasedIn(q []uint64, now time.Time) (until time.Time, leased bool) {
-	for _, id := range q {
-		if m := s.items[id]; m.owner != "" && !m.until.Before(now) {
-			leased = true
-			if m.until.After(until) {
-				until = m.until
-			}
-		}
-	}
-	return until, leased
 }
 
 func cmpID(a, b uint64) int {
@@ -507,6 +487,19 @@ func (s *MemStore) Replay(ctx context.Context, ids []uint64, now time.Time) (int
 		m := s.items[id]
 		if m == nil || m.State != Dead || m.Message == nil && m.Deletion == nil {
 			continue // a purged message is never sent
+		}
+		// A new ID: at the end of its queue.
+		old := m.ID
+		delete(s.items, old)
+		s.next++
+		m.ID = s.next
+		s.items[m.ID] = m
+		if k := (keyKey{m.Destination, m.Key}); m.Key != "" && s.keys[k] == old {
+			s.keys[k] = m.ID
+		}
+		if m.Request != "" {
+			delete(s.byRequest[m.Request], old)
+			s.byRequest[m.Request][m.ID] = true
 		}
 		m.State, m.Attempts, m.LastError, m.Enqueued, m.NotBefore = Pending, 0, "", now, now
 		c := s.count(m.Destination)

@@ -173,8 +173,11 @@ type Store interface {
 	// destination) whose ID is greater than after, by ID.
 	Dead(ctx context.Context, dest string, after uint64, limit int) ([]Item, error)
 	// Replay makes the Dead items among ids Pending again, due at now, their
-	// attempts and horizon started afresh, and returns how many it changed
-	// (a purged one stays Dead).
+	// attempts and horizon started afresh, under new IDs: at the end of
+	// their destination and profile's queue, after what was enqueued since
+	// (which may have gone out already), so that nothing of the person is
+	// ever handed out beside a later item still held. It returns how many
+	// it changed (a purged one stays Dead).
 	Replay(ctx context.Context, ids []uint64, now time.Time) (int, error)
 	// Stats counts the Pending and Dead items of each destination that has
 	// any.

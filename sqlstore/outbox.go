@@ -312,11 +312,8 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 	// outbox_queue's order, one probe of that index per row the scan (in id
 	// order, on outbox_pending) meets, whatever the statistics say: as an
 	// anti-join, a planner that thought the table small (a fresh or churned
-	// outbox) compared every pair of rows. Nothing of a destination and
-	// profile is handed out while any of its items is leased (a replayed or
-	// merged older item must not go beside a later one in a call). stop is
-	// the profile's first later item that ends the run: a deletion, or one
-	// not due or leased.
+	// outbox) compared every pair of rows. stop is the profile's first later
+	// item that ends the run: a deletion, or one not due or leased.
 	//
 	// runs: the messages after a message head, up to its stop, oldest first,
 	// as many as the heads leave of the limit. Only heads are locked (SKIP
@@ -331,8 +328,6 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 		AND (o.lease_until IS NULL OR o.lease_until < $1{ts})
 		AND o.id = (SELECT e.id FROM {p}outbox e WHERE e.state = 'PENDING' AND e.destination = o.destination
 			AND e.profile_id = o.profile_id ORDER BY e.profile_id, e.destination, e.id LIMIT 1)
-		AND NOT COALESCE((SELECT max(l.lease_until) FROM {p}outbox l WHERE l.profile_id = o.profile_id
-			AND l.destination = o.destination AND l.state = 'PENDING') >= $1{ts}, false)
 		ORDER BY o.id LIMIT $2`
 	runs := `SELECT f.id FROM h JOIN {p}outbox f ON f.state = 'PENDING' AND f.destination = h.destination
 			AND f.profile_id = h.profile_id AND f.id > h.id
@@ -616,23 +611,30 @@ func (o *outboxStore) Replay(ctx context.Context, ids []uint64, now time.Time) (
 	}
 	s := o.s
 	total := 0
-	for rest := ids; len(rest) > 0; {
-		n := min(len(rest), chunk)
-		args := append([]any{s.ts(now)}, idList(rest[:n])...)
-		err := s.write(ctx, func(ex Executor) error {
-			res, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET state = 'PENDING', attempts = 0, last_error = '', enqueued = $1{ts}, not_before = $1{ts}, owner = NULL, lease_until = NULL
-				WHERE state = 'DEAD' AND payload IS NOT NULL AND id IN (`+placeholders(2, n)+`)`), args...)
+	err := s.write(ctx, func(ex Executor) error {
+		total = 0
+		for _, id := range ids {
+			// A new row, at the end of its queue; the dead one goes.
+			var dest, pid, req, key, kind string
+			var payload sql.NullString
+			err := ex.QueryRowContext(ctx, s.sql(`DELETE FROM {p}outbox WHERE id = $1 AND state = 'DEAD' AND payload IS NOT NULL
+				RETURNING destination, profile_id, request_id, item_key, kind, payload`), int64(id)).Scan(&dest, &pid, &req, &key, &kind, &payload)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			}
 			if err != nil {
 				return err
 			}
-			k, err := res.RowsAffected()
-			total += int(k)
-			return err
-		})
-		if err != nil {
-			return total, retryable(fmt.Errorf("sqlstore: outbox replay: %w", err))
+			if _, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}outbox (destination, profile_id, request_id, item_key, kind, payload, state, attempts, enqueued, not_before, last_error)
+				VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', 0, $7, $7, '')`), dest, pid, req, key, kind, payload, s.ts(now)); err != nil {
+				return err
+			}
+			total++
 		}
-		rest = rest[n:]
+		return nil
+	})
+	if err != nil {
+		return 0, retryable(fmt.Errorf("sqlstore: outbox replay: %w", err))
 	}
 	return total, nil
 }
