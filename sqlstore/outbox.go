@@ -315,6 +315,9 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 	// outbox) compared every pair of rows. stop is the profile's first later
 	// item that ends the run: a deletion, or one not due or leased.
 	//
+	// The update finds the rows by primary key (= ANY of an array): with
+	// IN, PostgreSQL hashed a scan of the whole table for a hundred rows.
+	//
 	// runs: the messages after a message head, up to its stop, oldest first,
 	// as many as the heads leave of the limit. Only heads are locked (SKIP
 	// LOCKED on PostgreSQL): a run is reached through its head, so another
@@ -336,7 +339,7 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 	var q string
 	if s.d == Postgres {
 		q = `WITH h AS (` + heads + ` FOR UPDATE OF o SKIP LOCKED), r AS (` + runs + `)
-			UPDATE {p}outbox o SET owner = $3, lease_until = $4{ts} WHERE o.id IN (SELECT id FROM h UNION ALL SELECT id FROM r)
+			UPDATE {p}outbox o SET owner = $3, lease_until = $4{ts} WHERE o.id = ANY(ARRAY(SELECT id FROM h UNION ALL SELECT id FROM r))
 			RETURNING ` + prefixed("o.", itemColumns)
 	} else {
 		q = `WITH h AS (` + heads + `), r AS (` + runs + `)
