@@ -5,9 +5,10 @@
 // jitter, or given up on (a dead letter) after the retry horizon or when the
 // destination rejects it for good (a RejectedError fails only the messages
 // it names). A profile's items go out in order: the store hands out a run of
-// them at a time, and once a batch of a run failed or outlived its timeout
-// the engine gives the rest of the run back unsent; a call that outlives its
-// timeout keeps its items, their lease renewed, until it returns. Any number of engines, in any number of processes, share one
+// them at a time; the engine makes one call per claim and gives the rest of
+// the claim back unsent at once, so an erasure that commits during a call
+// purges what was not yet sent; a call that outlives its timeout keeps its
+// items, their lease renewed (after Close too), until it returns. Any number of engines, in any number of processes, share one
 // store.
 //
 // The Controller is its only user; the root package's delivery.go is its
