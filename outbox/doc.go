@@ -24,7 +24,9 @@
 // profile's queued messages (an erasure's transaction does it before it
 // enqueues the deletion), and Merge moves a profile's items to the profile it
 // was merged into, in the merge's transaction, so the order follows the
-// person.
+// person. (An item merged in ahead of one a deliverer holds may go out beside
+// it, in another call: until the merge they were about two profiles. A
+// deletion still waits for both.)
 //
 // # States
 //
