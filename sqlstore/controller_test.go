@@ -67,6 +67,9 @@ var testDialects = []struct {
 // "round trip" is a call into SQLite.
 type counter struct {
 	execs, queries, begins, commits, rollbacks atomic.Int64
+	// loseCommits, while positive, makes that many commits that succeed
+	// return an error (counting down; below zero it does nothing).
+	loseCommits atomic.Int64
 
 	mu   sync.Mutex
 	inTx map[*countConn]bool
@@ -338,7 +341,12 @@ type countTx struct {
 
 func (t *countTx) Commit() error {
 	t.ending(&t.c.cnt.commits, "COMMIT")
-	return t.Tx.Commit()
+	err := t.Tx.Commit()
+	if err == nil && t.c.cnt.loseCommits.Add(-1) >= 0 {
+		// An ambiguous commit: done in the database, an error for the client.
+		return errors.New("the test lost the answer to a COMMIT that succeeded")
+	}
+	return err
 }
 
 func (t *countTx) Rollback() error {

@@ -483,3 +483,55 @@ func TestRemovedDestinationStaysOwed(t *testing.T) {
 		})
 	}
 }
+
+// TestAnAmbiguousCommitIsStillDelivered: a message whose commit succeeded in
+// the database while the caller got an error is forwarded all the same (its
+// outbox row committed with it), and the client's resend, a duplicate, is
+// stored once: the destination gets the message, and nothing twice but what
+// at least once allows.
+//
+// PostgreSQL only: a lost answer is a network's; SQLite answers in process.
+func TestAnAmbiguousCommitIsStillDelivered(t *testing.T) {
+	s := newSite(t, sqlstore.Postgres)
+	ctx := t.Context()
+	p := s.open(t)
+	crm := &logDest{name: "crm"}
+	// No polling: nothing but the collection commits while the fault is armed.
+	c := p.controller(t, nil, privacy.WithDestinations(crm), privacy.WithDelivery(privacy.Delivery{Poll: time.Hour}))
+	must(t, c.Collect(ctx, privacy.Identify{MessageID: "m0", UserID: "ada", Timestamp: time.Now()}))
+	flushWithin(t, c, time.Minute)
+	msgs := []privacy.Message{
+		privacy.Track{MessageID: "m1", UserID: "ada", Event: "Viewed", Timestamp: time.Now()},
+		privacy.Track{MessageID: "m2", UserID: "ada", Event: "Bought", Timestamp: time.Now()},
+	}
+	// The first as one message, the second in a batch. Either call
+	// may retry on its own, find its message stored and succeed.
+	p.cnt.loseCommits.Store(1)
+	err := c.Collect(ctx, msgs[0])
+	if p.cnt.loseCommits.Load() > 0 {
+		t.Fatal("the test's fault did not fire")
+	}
+	t.Logf("Collect with its commit's answer lost: %v", err)
+	p.cnt.loseCommits.Store(1)
+	err = c.CollectBatch(ctx, msgs[1:])
+	if p.cnt.loseCommits.Load() > 0 {
+		t.Fatal("the test's fault did not fire")
+	}
+	t.Logf("CollectBatch with its commit's answer lost: %v", err)
+	p.cnt.loseCommits.Store(0)
+	// The client sends both again.
+	must(t, c.Collect(ctx, msgs[0]))
+	must(t, c.CollectBatch(ctx, msgs[1:]))
+	flushWithin(t, c, time.Minute)
+	got := crm.calls()
+	for _, id := range []string{"m1", "m2"} {
+		if !slices.Contains(got, "send "+id) {
+			t.Errorf("the destination got %v; want %s, whose commit succeeded", got, id)
+		}
+	}
+	prof, err := c.Profile(ctx, identity.ID{Type: identity.TypeUserID, Value: "ada"})
+	must(t, err)
+	if stored := s.storedMessages(t, s.dataDB(t), prof.ID); !stored["m1"] || !stored["m2"] || len(stored) != 3 {
+		t.Errorf("stored %v; want m0, m1 and m2 once each", stored)
+	}
+}
