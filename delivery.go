@@ -88,10 +88,6 @@ func (d Delivery) withDefaults() (deliver.Config, error) {
 	if c.BatchSize == 0 {
 		c.BatchSize = 100
 	}
-	// A claim holds one batch: what a deliverer holds unsent is never more
-	// than the call it is about to make, so an erasure that commits
-	// meanwhile purges the rest before it is handed out.
-	c.ClaimSize = c.BatchSize
 	c.MaxBackoff = max(c.MaxBackoff, c.Backoff)
 	return c, nil
 }
@@ -216,20 +212,23 @@ func (o *owed) names() []string {
 
 // message owes m to every destination; request, when set, awaits it, and
 // key makes it the only one of its kind.
+//
+// The destinations' items share m: a store copies what it enqueues (or
+// encodes it), and enqueue follows at once.
 func (o *owed) message(m destination.Message, request, key string) {
+	now := time.Now()
 	for _, name := range o.names() {
-		mc := m.Clone()
 		o.items = append(o.items, outbox.Item{Destination: name, Profile: m.ProfileID, Request: request, Key: key,
-			Message: &mc, Enqueued: time.Now()})
+			Message: &m, Enqueued: now})
 	}
 }
 
 // deletion owes d to every destination; its request awaits it.
 func (o *owed) deletion(d destination.Deletion) {
+	now, key := time.Now(), d.RequestID+"/"+string(d.ProfileID)+"/delete"
 	for _, name := range o.names() {
-		dc := d.Clone()
 		o.items = append(o.items, outbox.Item{Destination: name, Profile: d.ProfileID, Request: d.RequestID,
-			Key: d.RequestID + "/" + string(d.ProfileID) + "/delete", Deletion: &dc, Enqueued: time.Now()})
+			Key: key, Deletion: &d, Enqueued: now})
 	}
 }
 

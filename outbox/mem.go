@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"fmt"
@@ -312,18 +313,8 @@ func (s *MemStore) Claim(ctx context.Context, c Claim) ([]Item, error) {
 			heap.Push(h, e)
 		}
 	}
-	slices.SortFunc(out, func(a, b Item) int { return cmpID(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b Item) int { return cmp.Compare(a.ID, b.ID) })
 	return out, nil
-}
-
-func cmpID(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Renew implements Store.
@@ -425,7 +416,7 @@ func (s *MemStore) Outcomes(ctx context.Context, request string) ([]Item, error)
 		it.Message, it.Deletion = nil, nil
 		out = append(out, it)
 	}
-	slices.SortFunc(out, func(a, b Item) int { return cmpID(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b Item) int { return cmp.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
@@ -468,7 +459,7 @@ func (s *MemStore) Dead(ctx context.Context, dest string, after uint64, limit in
 			out = append(out, m.Clone())
 		}
 	}
-	slices.SortFunc(out, func(a, b Item) int { return cmpID(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b Item) int { return cmp.Compare(a.ID, b.ID) })
 	if len(out) > limit {
 		out = out[:limit]
 	}
@@ -580,7 +571,7 @@ func (s *MemStore) merge(into, from identity.ProfileID) {
 			moved = append(moved, m)
 		}
 	}
-	slices.SortFunc(moved, func(a, b *memItem) int { return cmpID(a.ID, b.ID) })
+	slices.SortFunc(moved, func(a, b *memItem) int { return cmp.Compare(a.ID, b.ID) })
 	for _, m := range moved {
 		pending := m.State == Pending
 		if pending {

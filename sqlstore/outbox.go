@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -358,7 +359,7 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 	if err != nil {
 		return nil, retryable(fmt.Errorf("sqlstore: outbox claim: %w", err))
 	}
-	slices.SortFunc(out, func(a, b outbox.Item) int { return compareIDs(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b outbox.Item) int { return cmp.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
@@ -369,16 +370,6 @@ func prefixed(prefix, cols string) string {
 		parts[i] = prefix + parts[i]
 	}
 	return strings.Join(parts, ", ")
-}
-
-func compareIDs(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (o *outboxStore) Renew(ctx context.Context, owner string, ids []uint64, until time.Time) error {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,35 +17,22 @@ import (
 // ErrClosed: Flush was waiting when the engine was closed.
 var ErrClosed = errors.New("deliver: closed")
 
-// Config is how the engine delivers: the root package's Delivery with its
-// defaults filled in (every duration and size positive; MaxAttempts 0 means
-// no bound but the horizon).
+// Config is how the engine delivers: the fields of the root package's
+// Delivery (see there), with its defaults filled in (every duration and size
+// positive; MaxAttempts 0 means no bound but the horizon). A claim holds at
+// most BatchSize items, one call's worth, so that an erasure committing
+// during a call purges what the deliverer has not claimed yet.
 type Config struct {
-	// Horizon: an item still failing this long after it was enqueued is
-	// given up on (Dead).
-	Horizon time.Duration
-	// MaxAttempts, when positive, gives up on an item after that many
-	// failed calls, within the horizon.
-	MaxAttempts int
-	// Backoff is the wait after the first failure, doubled after each
-	// further one up to MaxBackoff; each wait is drawn at random between
-	// half of it and all of it (jitter), so that items that failed together
-	// are not all tried again at once.
-	Backoff, MaxBackoff time.Duration
-	// Timeout bounds each call to a destination.
-	Timeout time.Duration
-	// BatchSize bounds the messages per Send.
-	BatchSize int
-	// Lease is how long a claim holds an item; it is renewed every third
-	// of it while a call runs.
-	Lease time.Duration
-	// Poll is how often an idle worker looks for items other processes
-	// enqueued (its own process wakes it at once).
-	Poll time.Duration
-	// ClaimSize bounds the items per Claim.
-	ClaimSize int
-	// Scrub, when set, takes the person's data out of a destination's error
-	// text before it is kept or logged; scrub does when it is not.
+	Horizon             time.Duration
+	MaxAttempts         int
+	Backoff, MaxBackoff time.Duration // each wait drawn between half and all of it
+	Timeout             time.Duration
+	BatchSize           int
+	Lease               time.Duration // renewed every third of it while a call runs
+	Poll                time.Duration
+	// Scrub, when set, takes the person's data out of the text kept of a
+	// destination's error (a KeptError's, which the destination vouches
+	// for) before it is stored.
 	Scrub func(text string, batch []outbox.Item) string
 }
 
@@ -284,7 +270,7 @@ func (w *worker) run() {
 	for {
 		now := e.now()
 		items, err := e.store.Claim(e.ctx, outbox.Claim{Owner: e.owner, Destinations: []string{name}, Now: now,
-			Until: now.Add(e.cfg.Lease), Limit: e.cfg.ClaimSize})
+			Until: now.Add(e.cfg.Lease), Limit: e.cfg.BatchSize})
 		if err != nil && e.ctx.Err() == nil {
 			e.log.Warn("claiming outbox items failed", "destination", name, "err", err)
 		}
@@ -392,7 +378,7 @@ func (w *worker) discardPurged(items []outbox.Item) []outbox.Item {
 // that goroutine, never the worker: past the timeout the worker moves on,
 // and the batch's items stay held until the call returns, then are settled
 // with what it returned.
-func (w *worker) call(batch []outbox.Item) (final bool) {
+func (w *worker) call(batch []outbox.Item) {
 	e := w.e
 	res := make(chan error, 1)
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.Timeout)
@@ -417,18 +403,20 @@ func (w *worker) call(batch []outbox.Item) (final bool) {
 	select {
 	case err := <-res:
 		cancel()
-		return w.settle(batch, err)
+		w.settle(batch, err)
+		return
 	case <-ctx.Done():
 	}
 	select {
 	case err := <-res: // it answered as the time ran out
 		cancel()
-		return w.settle(batch, err)
+		w.settle(batch, err)
+		return
 	default:
 	}
 	if e.ctx.Err() != nil {
 		cancel()
-		return false // closing: the leases lapse
+		return // closing: the leases lapse
 	}
 	e.log.Warn("a destination call outlived its timeout; its items wait for it", "destination", w.d.Name(), "items", len(batch))
 	go func() {
@@ -439,12 +427,10 @@ func (w *worker) call(batch []outbox.Item) (final bool) {
 		}
 		w.settle(batch, err)
 	}()
-	return false
 }
 
-// settle records the call's answer for each item of the batch, and reports
-// whether they are all final (none to be tried again) and recorded.
-func (w *worker) settle(batch []outbox.Item, err error) (final bool) {
+// settle records the call's answer for each item of the batch.
+func (w *worker) settle(batch []outbox.Item, err error) {
 	e := w.e
 	now := e.now()
 	answers := make([]outbox.Answer, len(batch))
@@ -489,10 +475,9 @@ func (w *worker) settle(batch []outbox.Item, err error) (final bool) {
 			// A batch's items mostly share one error: scrubbed once.
 			clean, ok := scrubbed[a.Err]
 			if !ok {
+				clean = a.Err
 				if e.cfg.Scrub != nil {
-					clean = e.cfg.Scrub(a.Err, batch)
-				} else {
-					clean = scrub(a.Err, batch)
+					clean = e.cfg.Scrub(clean, batch)
 				}
 				clean = outbox.CutError(clean)
 				scrubbed[a.Err] = clean
@@ -506,7 +491,7 @@ func (w *worker) settle(batch []outbox.Item, err error) (final bool) {
 	}
 	if e.ctx.Err() != nil {
 		e.release(answers)
-		return false // closed meanwhile: the leases lapse, and the items go again
+		return // closed meanwhile: the leases lapse, and the items go again
 	}
 	var serr error
 	for attempt := 0; attempt < 3; attempt++ {
@@ -519,7 +504,7 @@ func (w *worker) settle(batch []outbox.Item, err error) (final bool) {
 	if serr != nil {
 		// The leases lapse and the items are delivered again: at least once.
 		e.log.Error("settling outbox items failed; they will be delivered again", "destination", w.d.Name(), "items", len(answers), "err", serr.Error())
-		return false
+		return
 	}
 	w.mu.Lock()
 	for _, a := range answers {
@@ -542,7 +527,6 @@ func (w *worker) settle(batch []outbox.Item, err error) (final bool) {
 	if len(requests) > 0 && e.answered != nil {
 		e.answered(requests)
 	}
-	return retries == 0
 }
 
 // kept is what is kept of a destination's error: a KeptError's text, or
@@ -592,59 +576,4 @@ func (e *lateError) Unwrap() error { return e.err }
 func (w *worker) gaveUp(it outbox.Item, now time.Time) bool {
 	c := w.e.cfg
 	return now.Sub(it.Enqueued) >= c.Horizon || c.MaxAttempts > 0 && it.Attempts+1 >= c.MaxAttempts
-}
-
-// scrub replaces, in a destination's error text, every value of the batch's
-// payload that could be the person's (identifiers, text traits and
-// properties) with a mark: the error is kept in the outbox and the receipt
-// and may be logged, and a destination's error may quote what it was sent.
-func scrub(text string, batch []outbox.Item) string {
-	if text == "" {
-		return text
-	}
-	var values []string
-	add := func(v string) {
-		if len(v) >= 3 && strings.Contains(text, v) {
-			values = append(values, v)
-		}
-	}
-	for _, it := range batch {
-		if m := it.Message; m != nil {
-			for _, id := range m.IDs {
-				add(id.Value)
-			}
-			walkStrings(m.Traits, add)
-			walkStrings(m.Properties, add)
-		}
-		if d := it.Deletion; d != nil {
-			for _, id := range d.IDs {
-				add(id.Value)
-			}
-		}
-	}
-	if len(values) == 0 {
-		return text
-	}
-	slices.SortFunc(values, func(a, b string) int { return len(b) - len(a) }) // longest first
-	pairs := make([]string, 0, 2*len(values))
-	for _, v := range values {
-		pairs = append(pairs, v, "[redacted]")
-	}
-	return strings.NewReplacer(pairs...).Replace(text)
-}
-
-// walkStrings calls f with every string in a JSON-like value.
-func walkStrings(v any, f func(string)) {
-	switch x := v.(type) {
-	case string:
-		f(x)
-	case map[string]any:
-		for _, e := range x {
-			walkStrings(e, f)
-		}
-	case []any:
-		for _, e := range x {
-			walkStrings(e, f)
-		}
-	}
 }
