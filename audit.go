@@ -115,7 +115,7 @@ func (c *Controller) completeEnd(ctx context.Context, cl *claim, e *journal.Entr
 // names the first record at fault, or the first request whose end is not
 // recorded.
 func (c *Controller) VerifyAudit(ctx context.Context) (int, error) {
-	n, err := audit.Verify(ctx, c.auditLog, c.key)
+	n, err := audit.VerifyKeys(ctx, c.auditLog, c.keys)
 	if err != nil {
 		return n, err
 	}

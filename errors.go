@@ -33,6 +33,12 @@ var (
 	ErrConflict = errors.New("privacy: conflict")
 	// ErrClosed: the Controller was closed.
 	ErrClosed = errors.New("privacy: controller closed")
+	// ErrKeyMismatch: the key given to New (WithKey, with WithPreviousKeys
+	// after a rotation) is not the one the backends' hashes were made with
+	// (the suppression list's recorded check value, the audit log's chain).
+	// Started anyway, suppressions would stop matching and the audit chain
+	// would break, so New refuses.
+	ErrKeyMismatch = errors.New("privacy: the key is not the one the backends were keyed with")
 )
 
 // FieldError says which field of the input was wrong and why. It matches

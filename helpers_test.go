@@ -26,7 +26,7 @@ type env struct {
 func newEnv(t testing.TB, opts ...privacy.Option) *env {
 	t.Helper()
 	e := &env{graph: identity.NewMemGraph(), profiles: profile.NewMemStore()}
-	opts = append([]privacy.Option{privacy.WithIdentity(e.graph), privacy.WithProfiles(e.profiles),
+	opts = append([]privacy.Option{privacy.WithIdentity(e.graph), privacy.WithProfiles(e.profiles), privacy.WithKey(worldKey),
 		privacy.WithClock(func() time.Time { return t0 })}, opts...)
 	c, err := privacy.New(opts...)
 	if err != nil {

@@ -25,6 +25,7 @@ type config struct {
 	journal   journal.Journal
 	auditLog  audit.Log
 	key       []byte
+	previous  [][]byte // keys before rotations, oldest first
 	graph     identity.Graph
 	profiles  profile.Store
 	audiences audience.Store
@@ -125,15 +126,108 @@ func WithAuditLog(l audit.Log) Option {
 
 // WithKey sets the secret key of the keyed hashes that stand for people in the
 // suppression list, receipts and the audit log, and that chain the audit log (at
-// least 16 bytes; 32 random bytes are right). With durable backends it must stay
-// the same across restarts, or suppressions stop matching; without it a random
-// key is made, which suits the in-memory defaults only.
+// least 16 bytes; 32 random bytes are right). Durable backends need it, and
+// it must stay the same across restarts: New refuses durable backends
+// without it, and a key that is not the one their data was keyed with
+// (ErrKeyMismatch). Only the in-memory defaults, whose content goes with the
+// process, may go without: New then makes a random key. RotateKey changes
+// it.
 func WithKey(key []byte) Option {
 	return func(c *config) error {
 		if len(key) < identity.MinKeyLength {
 			return fmt.Errorf("WithKey: key is %d bytes, want at least %d", len(key), identity.MinKeyLength)
 		}
 		c.key = append([]byte(nil), key...)
+		return nil
+	}
+}
+
+// WithPreviousKeys gives, after a key rotation (RotateKey), the keys used
+// before the one WithKey sets, oldest first. The hashes the backends keep are
+// layered over the old keys' (identity.NewRotatedHasher), and the audit log's
+// earlier records are chained under them, so they are needed as long as the
+// data is; New refuses them without WithKey.
+func WithPreviousKeys(keys ...[]byte) Option {
+	return func(c *config) error {
+		if len(keys) == 0 {
+			return errors.New("WithPreviousKeys: no key")
+		}
+		c.previous = c.previous[:0]
+		for i, k := range keys {
+			if len(k) < identity.MinKeyLength {
+				return fmt.Errorf("WithPreviousKeys: key %d of %d is %d bytes, want at least %d", i+1, len(keys), len(k), identity.MinKeyLength)
+			}
+			c.previous = append(c.previous, append([]byte(nil), k...))
+		}
+		return nil
+	}
+}
+
+// WithBackends wires every backend store provides, in one option: each of
+// these methods it has, with the option it stands for.
+//
+//	Graph() identity.Graph          WithIdentity
+//	Profiles() profile.Store        WithProfiles
+//	Audiences() audience.Store      WithAudiences
+//	Suppressions() suppression.List WithSuppressions
+//	Journal() journal.Journal       WithJournal
+//	AuditLog() audit.Log            WithAuditLog
+//	Outbox() outbox.Store           WithOutbox
+//
+// sqlstore.Store has them all. Options after it replace what it set (a
+// journal in another database, say). A store with none of them, or one that
+// returns a nil backend, is refused.
+func WithBackends(store any) Option {
+	return func(c *config) error {
+		if store == nil {
+			return errors.New("WithBackends: nil store")
+		}
+		n := 0
+		var err error
+		wire := func(name string, isNil bool, set func()) {
+			switch {
+			case err != nil:
+			case isNil:
+				err = fmt.Errorf("WithBackends: %T.%s() returned nil", store, name)
+			default:
+				set()
+				n++
+			}
+		}
+		if p, ok := store.(interface{ Graph() identity.Graph }); ok {
+			g := p.Graph()
+			wire("Graph", g == nil, func() { c.graph = g })
+		}
+		if p, ok := store.(interface{ Profiles() profile.Store }); ok {
+			s := p.Profiles()
+			wire("Profiles", s == nil, func() { c.profiles = s })
+		}
+		if p, ok := store.(interface{ Audiences() audience.Store }); ok {
+			s := p.Audiences()
+			wire("Audiences", s == nil, func() { c.audiences = s })
+		}
+		if p, ok := store.(interface{ Suppressions() suppression.List }); ok {
+			l := p.Suppressions()
+			wire("Suppressions", l == nil, func() { c.supp = l })
+		}
+		if p, ok := store.(interface{ Journal() journal.Journal }); ok {
+			j := p.Journal()
+			wire("Journal", j == nil, func() { c.journal = j })
+		}
+		if p, ok := store.(interface{ AuditLog() audit.Log }); ok {
+			l := p.AuditLog()
+			wire("AuditLog", l == nil, func() { c.auditLog = l })
+		}
+		if p, ok := store.(interface{ Outbox() outbox.Store }); ok {
+			o := p.Outbox()
+			wire("Outbox", o == nil, func() { c.outbox = o })
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("WithBackends: %T provides no backend (no Graph, Profiles, Audiences, Suppressions, Journal, AuditLog or Outbox method)", store)
+		}
 		return nil
 	}
 }

@@ -2,7 +2,6 @@ package privacy
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -44,7 +43,7 @@ type Controller struct {
 	journal      journal.Journal
 	chain        *audit.Chain
 	auditLog     audit.Log
-	key          []byte
+	keys         [][]byte // every key, oldest first (WithPreviousKeys, WithKey)
 	hasher       *identity.Hasher
 	// inflight holds the claims (*claim) of the requests this Controller
 	// works on, by id, so Recover leaves them alone.
@@ -76,14 +75,20 @@ type Controller struct {
 	}
 }
 
-// New returns a Controller. Without options every backend is in memory, so it
-// works with zero setup. A bad option fails with an error matching ErrInvalid.
-func New(opts ...Option) (*Controller, error) {
-	// The in-memory defaults, which options replace.
-	cfg := config{rules: identity.DefaultRules(), clock: time.Now, log: slog.New(slog.DiscardHandler),
+// defaultConfig returns the in-memory defaults, which options replace.
+func defaultConfig() config {
+	return config{rules: identity.DefaultRules(), clock: time.Now, log: slog.New(slog.DiscardHandler),
 		instance: identity.NewSortableID("ins_", time.Now()), lease: DefaultLease,
 		graph: identity.NewMemGraph(), profiles: profile.NewMemStore(), audiences: audience.NewMemStore(),
 		supp: suppression.NewMemList(), journal: journal.NewMemJournal(), auditLog: audit.NewMemLog(), outbox: outbox.NewMemStore()}
+}
+
+// New returns a Controller. Without options every backend is in memory, so it
+// works with zero setup. A bad option fails with an error matching ErrInvalid.
+// Durable backends need WithKey, the key they were keyed with: New refuses
+// them without it, and with another key (ErrKeyMismatch).
+func New(opts ...Option) (*Controller, error) {
+	cfg := defaultConfig()
 	for _, opt := range opts {
 		if err := opt(&cfg); err != nil {
 			return nil, fmt.Errorf("privacy: %w: %w", ErrInvalid, err)
@@ -105,20 +110,16 @@ func New(opts ...Option) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("privacy: loading audience definitions: %w", err)
 	}
-	if cfg.key == nil {
-		cfg.key = make([]byte, 32)
-		_, _ = rand.Read(cfg.key) // crypto/rand.Read never fails
-	}
-	hasher, err := identity.NewHasher(cfg.key)
+	hasher, err := openKeys(context.Background(), &cfg)
 	if err != nil {
-		return nil, fmt.Errorf("privacy: %w: %w", ErrInvalid, err)
+		return nil, err
 	}
 	c := &Controller{
 		suppressions: cfg.supp,
 		journal:      cfg.journal,
 		chain:        audit.NewChain(cfg.auditLog, cfg.key),
 		auditLog:     cfg.auditLog,
-		key:          cfg.key,
+		keys:         cfg.keys(),
 		hasher:       hasher,
 		graph:        cfg.graph,
 		profiles:     cfg.profiles,

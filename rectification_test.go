@@ -166,7 +166,7 @@ func (blindSuppressionsTx) ProfileSuppressed(context.Context, identity.ProfileID
 // question skipped without audiences.)
 func TestRectifyFailsWhenTheSuppressionListCannotAnswer(t *testing.T) {
 	ctx := context.Background()
-	c, err := privacy.New(privacy.WithSuppressions(blindSuppressions{suppression.NewMemList()}))
+	c, err := privacy.New(privacy.WithSuppressions(blindSuppressions{suppression.NewMemList()}), privacy.WithKey(worldKey))
 	if err != nil {
 		t.Fatal(err)
 	}

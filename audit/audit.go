@@ -34,6 +34,10 @@ import (
 // ErrTampered: the chain does not verify.
 var ErrTampered = errors.New("audit: log was tampered with")
 
+// ErrUnknownKey: the log's chain continues under a key that was not given
+// to VerifyKeys, or a key given was never rotated to.
+var ErrUnknownKey = errors.New("audit: the log is chained under another key")
+
 // ErrConflict is what Log.Append returns when the record's Seq is not the next
 // one: another writer (another process sharing the log) appended first. Chain
 // then chains the record to the new last one and appends it again.
@@ -131,10 +135,85 @@ func link(key []byte, prev identity.Hash, r *Record) identity.Hash {
 	return identity.Hash(mac.Sum(nil)[:len(identity.Hash{})]) // HMAC-SHA256 truncated to 128 bits (RFC 4868)
 }
 
-// Verify walks the whole log and checks every link of the chain. It returns the
-// number of records verified, or an error matching ErrTampered that names the
-// first record at fault. Records appended while it runs are not checked.
+// ActionKeyRotated is the Action of the record a key rotation appends: the
+// last record chained under the old key, whose Detail names the new key by
+// its check value (KeyRotatedDetail); the records after it are chained
+// under the new key.
+const ActionKeyRotated = "key rotated"
+
+// keyRotatedPrefix starts a rotation record's Detail.
+const keyRotatedPrefix = "to the key with check value "
+
+// KeyRotatedDetail returns the Detail of the record of a rotation to the
+// keys whose hasher has the check value check (identity.Hasher.Check).
+func KeyRotatedDetail(check identity.Hash) string { return keyRotatedPrefix + check.String() }
+
+// Verify walks the whole log and checks every link of the chain, under one
+// key. It returns the number of records verified, or an error matching
+// ErrTampered that names the first record at fault. Records appended while it
+// runs are not checked. A log whose key was rotated is verified with
+// VerifyKeys.
 func Verify(ctx context.Context, log Log, key []byte) (int, error) {
+	return VerifyKeys(ctx, log, [][]byte{key})
+}
+
+// CheckKey reports whether the log's last record is chained under the
+// current key, the last of keys (every key used, oldest first): what a
+// Controller checks when it starts, so that a start with another key is
+// refused before it appends a record Verify would call tampered. A log whose
+// last record is the rotation to the current key (chained under the key
+// before it) passes, and so does an empty log. It fails with an error
+// matching ErrUnknownKey.
+func CheckKey(ctx context.Context, log Log, keys [][]byte) error {
+	if len(keys) == 0 {
+		return fmt.Errorf("%w: no key", ErrUnknownKey)
+	}
+	last, ok, err := log.Last(ctx)
+	if err != nil {
+		return fmt.Errorf("audit: reading the last record: %w", err)
+	}
+	if !ok {
+		return nil
+	}
+	var prev identity.Hash
+	if last.Seq > 1 {
+		recs, err := log.Records(ctx, last.Seq-2, 1)
+		if err != nil {
+			return fmt.Errorf("audit: reading records: %w", err)
+		}
+		if len(recs) != 1 || recs[0].Seq != last.Seq-1 {
+			return fmt.Errorf("%w: record %d, before the last one, is missing", ErrTampered, last.Seq-1)
+		}
+		prev = recs[0].Hash
+	}
+	under := func(key []byte) bool {
+		want := link(key, prev, &last)
+		return hmac.Equal(want[:], last.Hash[:])
+	}
+	current := keys[len(keys)-1]
+	if under(current) {
+		return nil
+	}
+	if len(keys) > 1 && under(keys[len(keys)-2]) {
+		if last.Action == ActionKeyRotated {
+			h, err := identity.NewRotatedHasher(keys...)
+			if err == nil && last.Detail == KeyRotatedDetail(h.Check()) {
+				return nil
+			}
+		}
+		return fmt.Errorf("%w: the last record (%d) is chained under the key before the current one, and is not the rotation to it: a key rotation did not finish", ErrUnknownKey, last.Seq)
+	}
+	return fmt.Errorf("%w: the last record (%d) is not chained under the current key", ErrUnknownKey, last.Seq)
+}
+
+// VerifyKeys is Verify for a log whose key was rotated: keys are every key
+// used, oldest first. The chain starts under the first; after each
+// ActionKeyRotated record it continues under the next, which must be the key
+// that record names (an error matching ErrUnknownKey says it is not).
+func VerifyKeys(ctx context.Context, log Log, keys [][]byte) (int, error) {
+	if len(keys) == 0 {
+		return 0, fmt.Errorf("%w: no key to verify with", ErrUnknownKey)
+	}
 	// Read the end first and walk up to it, so that records appended during the
 	// walk do not make it look short.
 	last, ok, err := log.Last(ctx)
@@ -144,7 +223,7 @@ func Verify(ctx context.Context, log Log, key []byte) (int, error) {
 	end := func(after uint64) bool { return ok && after == last.Seq }
 	var prev identity.Hash
 	var after uint64
-	n := 0
+	n, k := 0, 0 // records verified; the key they are chained under
 	for !end(after) {
 		recs, err := log.Records(ctx, after, 1000)
 		if err != nil {
@@ -158,11 +237,24 @@ func Verify(ctx context.Context, log Log, key []byte) (int, error) {
 			if r.Seq != after+1 {
 				return n, fmt.Errorf("%w: record %d follows record %d: records are missing or reordered", ErrTampered, r.Seq, after)
 			}
-			if want := link(key, prev, r); !hmac.Equal(want[:], r.Hash[:]) {
+			if want := link(keys[k], prev, r); !hmac.Equal(want[:], r.Hash[:]) {
 				return n, fmt.Errorf("%w: record %d does not match its chain hash: it or an earlier one was changed", ErrTampered, r.Seq)
 			}
 			prev, after = r.Hash, r.Seq
 			n++
+			if r.Action == ActionKeyRotated {
+				if k+1 == len(keys) {
+					return n, fmt.Errorf("%w: record %d rotated the key to one not given (%s)", ErrUnknownKey, r.Seq, r.Detail)
+				}
+				h, err := identity.NewRotatedHasher(keys[:k+2]...)
+				if err != nil {
+					return n, fmt.Errorf("%w: key %d: %v", ErrUnknownKey, k+2, err)
+				}
+				if r.Detail != KeyRotatedDetail(h.Check()) {
+					return n, fmt.Errorf("%w: record %d rotated the key to another than key %d of those given", ErrUnknownKey, r.Seq, k+2)
+				}
+				k++
+			}
 		}
 		if len(recs) < 1000 {
 			break
@@ -170,6 +262,9 @@ func Verify(ctx context.Context, log Log, key []byte) (int, error) {
 	}
 	if ok && last.Seq != after {
 		return n, fmt.Errorf("%w: the log ends at record %d but the walk ended at %d", ErrTampered, last.Seq, after)
+	}
+	if k+1 != len(keys) {
+		return n, fmt.Errorf("%w: the log was never rotated to key %d of the %d given", ErrUnknownKey, k+2, len(keys))
 	}
 	return n, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -688,5 +689,65 @@ func TestChainAppendsAgainAfterAnotherWriter(t *testing.T) {
 	}
 	if err := mem.Append(ctx, Record{Seq: 9}); !errors.Is(err, ErrConflict) {
 		t.Fatalf("MemLog.Append out of turn = %v, want ErrConflict", err)
+	}
+}
+
+// rotatedLog returns a log of before records chained under key, the record
+// of a rotation to otherKey, and after records chained under otherKey.
+func rotatedLog(t *testing.T, before, after int) *MemLog {
+	t.Helper()
+	l := chained(t, before)
+	ctx := context.Background()
+	h, err := identity.NewRotatedHasher(key, otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rot := record(before)
+	rot.Action, rot.Detail = ActionKeyRotated, KeyRotatedDetail(h.Check())
+	if err := NewChain(l, key).Append(ctx, rot); err != nil {
+		t.Fatal(err)
+	}
+	next := NewChain(l, otherKey)
+	for i := range after {
+		if err := next.Append(ctx, record(before+1+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l
+}
+
+func TestVerifyKeysAcrossARotation(t *testing.T) {
+	ctx := context.Background()
+	l := rotatedLog(t, 4, 3)
+	if n, err := VerifyKeys(ctx, l, [][]byte{key, otherKey}); err != nil || n != 8 {
+		t.Fatalf("VerifyKeys(old, new) = %d, %v; want 8, nil", n, err)
+	}
+	third := []byte("a third key, never rotated to...")
+	for name, keys := range map[string][][]byte{
+		"the old key alone":       {key},
+		"the new key alone":       {otherKey},
+		"a key never rotated to":  {key, third},
+		"one key too many":        {key, otherKey, third},
+		"the keys in wrong order": {otherKey, key},
+	} {
+		_, err := VerifyKeys(ctx, l, keys)
+		if !errors.Is(err, ErrUnknownKey) && !errors.Is(err, ErrTampered) {
+			t.Errorf("%s: err = %v, want ErrUnknownKey or ErrTampered", name, err)
+		}
+	}
+	if _, err := Verify(ctx, l, key); !errors.Is(err, ErrUnknownKey) {
+		t.Errorf("Verify with the old key: err = %v, want ErrUnknownKey (the log goes on under another)", err)
+	}
+	if _, err := VerifyKeys(ctx, l, nil); !errors.Is(err, ErrUnknownKey) {
+		t.Errorf("VerifyKeys without keys: err = %v, want ErrUnknownKey", err)
+	}
+	// A change on either side of the rotation is found.
+	for _, seq := range []int{2, 5, 7} {
+		recs := slices.Clone(l.recs)
+		recs[seq-1].Detail = "changed"
+		tampered := &MemLog{recs: recs}
+		if _, err := VerifyKeys(ctx, tampered, [][]byte{key, otherKey}); !errors.Is(err, ErrTampered) {
+			t.Errorf("record %d changed: err = %v, want ErrTampered", seq, err)
+		}
 	}
 }

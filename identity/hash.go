@@ -66,6 +66,9 @@ const hashKeyLabel = "gdprkit/identity.Hasher/v2 AES-128-CMAC"
 // suppression to hold. A Hasher is safe for concurrent use and does not
 // allocate per call.
 type Hasher struct {
+	// inner, when set, is the hasher of the keys before a rotation: this
+	// hasher's hashes are its own layer over inner's (NewRotatedHasher).
+	inner  *Hasher
 	block  cipher.Block
 	k1, k2 [aes.BlockSize]byte // CMAC's subkeys for a complete and a padded last block
 	pool   sync.Pool           // of *cmacState: Encrypt through the interface would move a stack buffer to the heap
@@ -123,11 +126,60 @@ func double(b [aes.BlockSize]byte) [aes.BlockSize]byte {
 	return out
 }
 
+// NewRotatedHasher returns the Hasher of a key that was rotated: keys are
+// every key used, oldest first (the current key last), each at least
+// MinKeyLength bytes. Its hash of a value is the current key's layer over the
+// hash under the keys before it (CMAC of "rekey:" and that hash), so that
+// the hashes a store holds are carried to a new key by Rekey alone, without
+// the values they stand for (an erased person's identifiers are nowhere in
+// clear), and someone who learns an old key cannot compute the current
+// hashes. With one key it is NewHasher's.
+func NewRotatedHasher(keys ...[]byte) (*Hasher, error) {
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%w: no hash key", ErrInvalid)
+	}
+	var h *Hasher
+	for i, k := range keys {
+		next, err := NewHasher(k)
+		if err != nil {
+			return nil, fmt.Errorf("key %d of %d: %w", i+1, len(keys), err)
+		}
+		next.inner = h
+		h = next
+	}
+	return h, nil
+}
+
 // ID returns the keyed hash of an identifier, which should be normalised.
-func (h *Hasher) ID(id ID) Hash { return h.sum(id.Type, ":", id.Value) }
+func (h *Hasher) ID(id ID) Hash {
+	if h.inner != nil {
+		return h.Rekey(h.inner.ID(id))
+	}
+	return h.sum(id.Type, ":", id.Value)
+}
 
 // Profile returns the keyed hash of a profile id.
-func (h *Hasher) Profile(pid ProfileID) Hash { return h.sum("profile", ":", string(pid)) }
+func (h *Hasher) Profile(pid ProfileID) Hash {
+	if h.inner != nil {
+		return h.Rekey(h.inner.Profile(pid))
+	}
+	return h.sum("profile", ":", string(pid))
+}
+
+// Rekey returns the hash, under this Hasher, of the value whose hash under
+// the keys before the current one (the Hasher made without the last of
+// NewRotatedHasher's keys) is old: how a key rotation carries a stored hash
+// to the new key.
+func (h *Hasher) Rekey(old Hash) Hash { return h.sum("rekey", ":", string(old[:])) }
+
+// keyCheckID is what Check hashes: no identifier has its type.
+var keyCheckID = ID{Type: "gdprkit-key-check", Value: "v1"}
+
+// Check returns the key's check value: the hash of a constant, which a store
+// records at first use so that a later start with another key (or without
+// the keys before a rotation) is refused instead of silently hashing people
+// differently. It reveals nothing of the key that a hash does not.
+func (h *Hasher) Check() Hash { return h.ID(keyCheckID) }
 
 // sum returns the CMAC of the concatenation of the parts, without copying them
 // into one buffer.

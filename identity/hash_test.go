@@ -1,10 +1,12 @@
 package identity
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -121,5 +123,64 @@ func BenchmarkHasherIDBaselineHMAC(b *testing.B) {
 		buf = append(append(append(buf[:0], id.Type...), ':'), id.Value...)
 		mac.Write(buf)
 		mac.Sum(sum[:0])
+	}
+}
+
+func TestRotatedHasherIsTheNewLayerOverTheOld(t *testing.T) {
+	k1, k2, k3 := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32), bytes.Repeat([]byte{3}, 32)
+	one, err := NewHasher(k1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same, err := NewRotatedHasher(k1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, err := NewRotatedHasher(k1, k2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	three, err := NewRotatedHasher(k1, k2, k3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alone, err := NewHasher(k2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ID{Type: TypeEmail, Value: "ada@example.com"}
+	if one.ID(id) != same.ID(id) || one.Check() != same.Check() {
+		t.Error("a rotated hasher of one key differs from NewHasher's")
+	}
+	// What a store holds under the old keys is carried over by Rekey alone.
+	if got, want := two.Rekey(one.ID(id)), two.ID(id); got != want {
+		t.Errorf("Rekey(old hash) = %v, want the rotated hash %v", got, want)
+	}
+	if got, want := three.Rekey(two.Profile("prof_1")), three.Profile("prof_1"); got != want {
+		t.Errorf("Rekey of a profile hash = %v, want %v", got, want)
+	}
+	if three.Rekey(two.Check()) != three.Check() {
+		t.Error("the check value does not follow the rotation")
+	}
+	// Every key tells: the new key alone, or the old keys, hash otherwise.
+	hashes := map[Hash]string{}
+	for name, h := range map[string]*Hasher{"k1": one, "k1,k2": two, "k1,k2,k3": three, "k2": alone} {
+		if other, dup := hashes[h.ID(id)]; dup {
+			t.Errorf("hashers %s and %s hash alike", name, other)
+		}
+		hashes[h.ID(id)] = name
+		if h.Check() == h.ID(id) || h.Check().IsZero() {
+			t.Errorf("hasher %s: check value %v", name, h.Check())
+		}
+	}
+}
+
+func TestNewRotatedHasherRefusesShortKeys(t *testing.T) {
+	if _, err := NewRotatedHasher(); !errors.Is(err, ErrInvalid) {
+		t.Errorf("no key: err = %v, want ErrInvalid", err)
+	}
+	_, err := NewRotatedHasher(bytes.Repeat([]byte{1}, 32), []byte("short"))
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "key 2 of 2") {
+		t.Errorf("short second key: err = %v, want ErrInvalid naming key 2 of 2", err)
 	}
 }

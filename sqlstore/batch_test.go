@@ -1452,7 +1452,8 @@ func BenchmarkAdapterBatch(b *testing.B) {
 
 func batchController(t *testing.T, s *Store) *privacy.Controller {
 	c, err := privacy.New(privacy.WithIdentity(s.Graph()), privacy.WithProfiles(s.Profiles()),
-		privacy.WithAudiences(s.Audiences()), privacy.WithSuppressions(s.Suppressions()))
+		privacy.WithAudiences(s.Audiences()), privacy.WithSuppressions(s.Suppressions()),
+		privacy.WithKey([]byte("batch-test-key-0123456789abcdef")))
 	if err != nil {
 		t.Fatal(err)
 	}

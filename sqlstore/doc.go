@@ -7,14 +7,15 @@
 //	s, err := sqlstore.New(db, sqlstore.Postgres)
 //	err = s.Migrate(ctx)
 //	c, err := privacy.New(
-//		privacy.WithIdentity(s.Graph()),
-//		privacy.WithProfiles(s.Profiles()),
-//		privacy.WithAudiences(s.Audiences()),
-//		privacy.WithSuppressions(s.Suppressions()),
-//		privacy.WithJournal(s.Journal()),
-//		privacy.WithAuditLog(s.AuditLog()),
-//		privacy.WithOutbox(s.Outbox()),
+//		privacy.WithBackends(s), // every backend below, in one option
+//		privacy.WithKey(key),    // the same secret at every start
 //	)
+//
+// The Store provides each backend on its own too (Graph, Profiles,
+// Audiences, Suppressions, Journal, AuditLog, Outbox), for a Controller that
+// keeps some elsewhere. It records the check value of the Controller's key
+// (never the key) at first use: a later start with another key fails with
+// privacy.ErrKeyMismatch, and privacy.RotateKey changes the key.
 //
 // # Dialects
 //

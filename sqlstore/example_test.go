@@ -42,12 +42,12 @@ func Example() {
 	data, journal := open("data.db"), open("journal.db")
 
 	c, err := privacy.New(
-		privacy.WithIdentity(data.Graph()),
-		privacy.WithProfiles(data.Profiles()),
-		privacy.WithAudiences(data.Audiences()),
-		privacy.WithSuppressions(data.Suppressions()),
+		privacy.WithBackends(data),
+		// On SQLite, the journal and the audit log in a file of their own.
 		privacy.WithJournal(journal.Journal()),
 		privacy.WithAuditLog(journal.AuditLog()),
+		// The same key at every start (New refuses durable backends without
+		// it, and with another one): from a secret store, not the source.
 		privacy.WithKey([]byte("an example key, 32 bytes long!!!")),
 	)
 	if err != nil {

@@ -61,6 +61,28 @@ func (l *suppressionList) Len(ctx context.Context) (identifiers, profiles int, e
 	return identifiers, profiles, nil
 }
 
+var _ suppression.KeyChecker = (*suppressionList)(nil)
+
+// KeyCheck implements suppression.KeyChecker, in a table of one row.
+func (l *suppressionList) KeyCheck(ctx context.Context, check identity.Hash) (identity.Hash, error) {
+	if check.IsZero() {
+		return identity.Hash{}, fmt.Errorf("%w: zero key check value", suppression.ErrInvalid)
+	}
+	s := l.s
+	if _, err := s.direct().ExecContext(ctx, s.sql(`INSERT INTO {p}key_check (id, check_value) VALUES (1, $1) ON CONFLICT (id) DO NOTHING`), check[:]); err != nil {
+		return identity.Hash{}, fmt.Errorf("sqlstore: recording the key check value: %w", err)
+	}
+	var b []byte
+	if err := s.direct().QueryRowContext(ctx, s.sql(`SELECT check_value FROM {p}key_check WHERE id = 1`)).Scan(&b); err != nil {
+		return identity.Hash{}, fmt.Errorf("sqlstore: reading the key check value: %w", err)
+	}
+	var h identity.Hash
+	if len(b) != len(h) {
+		return h, fmt.Errorf("sqlstore: the key check value is %d bytes, want %d", len(b), len(h))
+	}
+	return identity.Hash(b), nil
+}
+
 func (l *suppressionList) Begin(ctx context.Context) (suppression.Tx, error) {
 	return beginTx(ctx, l.s, suppression.ErrTxDone, suppression.ErrInvalid, func(p part) suppression.Tx { return &suppressionTx{base: l.base, part: p} })
 }
@@ -138,6 +160,63 @@ func (tx *suppressionTx) Remove(ctx context.Context, hs ...identity.Hash) error 
 	})
 }
 
+var _ suppression.Rekeyer = (*suppressionTx)(nil)
+
+// Rekey implements suppression.Rekeyer: it reads every hash, and replaces
+// them all in the transaction.
+func (tx *suppressionTx) Rekey(ctx context.Context, rekey func(identity.Hash) identity.Hash, check identity.Hash) (int, error) {
+	if err := tx.check(ctx); err != nil {
+		return 0, err
+	}
+	switch {
+	case rekey == nil:
+		return 0, fmt.Errorf("%w: nil rekey function", suppression.ErrInvalid)
+	case check.IsZero():
+		return 0, fmt.Errorf("%w: zero key check value", suppression.ErrInvalid)
+	}
+	var old []identity.Hash
+	err := tx.run(ctx, func(ex Executor) error {
+		rows, err := ex.QueryContext(ctx, tx.s.sql(`SELECT id_hash FROM {p}suppressed_identifiers`))
+		if err != nil {
+			return fmt.Errorf("sqlstore: reading the suppression list: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var b []byte
+			if err := rows.Scan(&b); err != nil {
+				return fmt.Errorf("sqlstore: reading the suppression list: %w", err)
+			}
+			var h identity.Hash
+			if len(b) != len(h) {
+				return fmt.Errorf("sqlstore: the suppression list holds a hash of %d bytes", len(b))
+			}
+			old = append(old, identity.Hash(b))
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("sqlstore: reading the suppression list: %w", err)
+		}
+		if _, err := ex.ExecContext(ctx, tx.s.sql(`DELETE FROM {p}suppressed_identifiers`)); err != nil {
+			return fmt.Errorf("sqlstore: rekeying the suppression list: %w", err)
+		}
+		if _, err := ex.ExecContext(ctx, tx.s.sql(`INSERT INTO {p}key_check (id, check_value) VALUES (1, $1)
+			ON CONFLICT (id) DO UPDATE SET check_value = excluded.check_value`), check[:]); err != nil {
+			return fmt.Errorf("sqlstore: recording the key check value: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	next := make([]identity.Hash, len(old))
+	for i, h := range old {
+		next[i] = rekey(h)
+	}
+	if err := tx.Add(ctx, next...); err != nil {
+		return 0, err
+	}
+	return len(old), nil
+}
+
 func (tx *suppressionTx) AddProfile(ctx context.Context, pid identity.ProfileID) error {
 	return tx.execProfile(ctx, pid, "suppressing",
 		`INSERT INTO {p}suppressed_profiles (profile_id) VALUES ($1) ON CONFLICT (profile_id) DO NOTHING`)
@@ -155,7 +234,7 @@ func (tx *suppressionTx) execProfile(ctx context.Context, pid identity.ProfileID
 		return err
 	}
 	if pid == "" {
-		return suppression.ErrInvalid
+		return fmt.Errorf("%w: empty profile id", suppression.ErrInvalid)
 	}
 	return tx.run(ctx, func(ex Executor) error {
 		if _, err := ex.ExecContext(ctx, tx.s.sql(q), string(pid)); err != nil {

@@ -28,6 +28,10 @@ var suppressionChecks = []check[suppression.List]{
 	// The optional suppression.EmptyChecker.
 	{"IsEmptyAfterIdentifier", suppressionIsEmptyAfterIdentifier},
 	{"IsEmptyAfterProfile", suppressionIsEmptyAfterProfile},
+	// The optional suppression.KeyChecker and suppression.Rekeyer.
+	{"KeyCheckKeepsTheFirst", suppressionKeyCheckKeepsTheFirst},
+	{"RekeyCarriesEveryHash", suppressionRekeyCarriesEveryHash},
+	{"RekeyRolledBackChangesNothing", suppressionRekeyRolledBack},
 	// The optional suppression.BatchReader (batch.go).
 	{"ProfileSuppressedBatch", suppressionProfileSuppressedBatch},
 	{"ProfileSuppressedBatchTxSeesOwnWrites", suppressionProfileSuppressedBatchTxSeesOwnWrites},
@@ -470,4 +474,109 @@ func suppressionIsEmptyAfterIdentifier(t *testing.T, e *env, l suppression.List)
 
 func suppressionIsEmptyAfterProfile(t *testing.T, e *env, l suppression.List) {
 	isEmptyAfter(t, e, l, func(tx suppression.Tx) error { return tx.AddProfile(e.ctx, newPID()) })
+}
+
+// checkValue returns a key check value made of b.
+func checkValue(b byte) identity.Hash {
+	var h identity.Hash
+	for i := range h {
+		h[i] = b
+	}
+	return h
+}
+
+func suppressionKeyCheckKeepsTheFirst(t *testing.T, e *env, l suppression.List) {
+	kc := optional[suppression.KeyChecker](t, "the suppression list", l)
+	first, second := checkValue(1), checkValue(2)
+	for i, give := range []identity.Hash{first, second, first} {
+		got, err := kc.KeyCheck(e.ctx, give)
+		must(t, err, "KeyCheck")
+		if got != first {
+			t.Errorf("KeyCheck #%d = %v; want the first recorded, %v", i+1, got, first)
+		}
+	}
+	if _, err := kc.KeyCheck(e.ctx, identity.Hash{}); !errors.Is(err, suppression.ErrInvalid) {
+		t.Errorf("KeyCheck of a zero value = %v; want ErrInvalid", err)
+	}
+}
+
+// rekeyed is the rekey function of the Rekeyer checks: any function of the
+// old hash will do.
+func rekeyed(h identity.Hash) identity.Hash { return hasher.Rekey(h) }
+
+func suppressionRekeyCarriesEveryHash(t *testing.T, e *env, l suppression.List) {
+	kc := optional[suppression.KeyChecker](t, "the suppression list", l)
+	_, err := kc.KeyCheck(e.ctx, checkValue(1))
+	must(t, err, "KeyCheck")
+	f := seedSuppressions(t, e, l)
+	tx, err := l.Begin(e.ctx)
+	must(t, err, "Begin")
+	defer tx.Rollback(e.ctx)
+	rk := optional[suppression.Rekeyer](t, "the suppression list's transaction", tx)
+	// Staged before the Rekey: carried over with the committed ones.
+	must(t, tx.Add(e.ctx, f.h[2]), "Add")
+	n, err := rk.Rekey(e.ctx, rekeyed, checkValue(2))
+	must(t, err, "Rekey")
+	if n != 3 {
+		t.Errorf("Rekey = %d; want 3 hashes replaced", n)
+	}
+	// Staged after it: as given.
+	must(t, tx.Add(e.ctx, f.h[3]), "Add")
+	moved := []identity.Hash{rekeyed(f.h[0]), rekeyed(f.h[1]), rekeyed(f.h[2]), f.h[3]}
+	all := append(append([]identity.Hash(nil), f.h...), moved[:3]...)
+	want := func() suppressionView {
+		v := suppressionView{Hashes: map[identity.Hash]bool{}, Profiles: map[identity.ProfileID]bool{f.p[0]: true, f.p[1]: false, f.p[2]: false}}
+		for _, h := range all {
+			v.Hashes[h] = false
+		}
+		for _, h := range moved {
+			v.Hashes[h] = true
+		}
+		return v
+	}()
+	if d := diff(want, viewSuppressions(t, e.ctx, tx, all, f.p)); d != "" {
+		t.Errorf("the transaction after Rekey (-want +got):\n%s", d)
+	}
+	if ok, err := l.Suppressed(e.ctx, moved[0]); err != nil || ok {
+		t.Errorf("before Commit, the list shows a rekeyed hash: %v, %v", ok, err)
+	}
+	must(t, tx.Commit(e.ctx), "Commit")
+	if d := diff(want, viewSuppressions(t, e.ctx, l, all, f.p)); d != "" {
+		t.Errorf("the list after Rekey (-want +got):\n%s", d)
+	}
+	checkLen(t, e.ctx, l, 4, 1)
+	if got, err := kc.KeyCheck(e.ctx, checkValue(3)); err != nil || got != checkValue(2) {
+		t.Errorf("KeyCheck after Rekey = %v, %v; want the check value Rekey recorded", got, err)
+	}
+	// Refused: no function, no check value.
+	inTx(t, e.ctx, l.Begin, func(tx suppression.Tx) error {
+		rk := tx.(suppression.Rekeyer)
+		if _, err := rk.Rekey(e.ctx, nil, checkValue(4)); !errors.Is(err, suppression.ErrInvalid) {
+			t.Errorf("Rekey without a function = %v; want ErrInvalid", err)
+		}
+		if _, err := rk.Rekey(e.ctx, rekeyed, identity.Hash{}); !errors.Is(err, suppression.ErrInvalid) {
+			t.Errorf("Rekey without a check value = %v; want ErrInvalid", err)
+		}
+		return nil
+	})
+}
+
+func suppressionRekeyRolledBack(t *testing.T, e *env, l suppression.List) {
+	kc := optional[suppression.KeyChecker](t, "the suppression list", l)
+	_, err := kc.KeyCheck(e.ctx, checkValue(1))
+	must(t, err, "KeyCheck")
+	f := seedSuppressions(t, e, l)
+	before := f.view(t, e.ctx, l)
+	tx, err := l.Begin(e.ctx)
+	must(t, err, "Begin")
+	rk := optional[suppression.Rekeyer](t, "the suppression list's transaction", tx)
+	_, err = rk.Rekey(e.ctx, rekeyed, checkValue(2))
+	must(t, err, "Rekey")
+	must(t, tx.Rollback(e.ctx), "Rollback")
+	if d := diff(before, f.view(t, e.ctx, l)); d != "" {
+		t.Errorf("a rolled back Rekey changed the list (-before +after):\n%s", d)
+	}
+	if got, err := kc.KeyCheck(e.ctx, checkValue(3)); err != nil || got != checkValue(1) {
+		t.Errorf("KeyCheck after a rolled back Rekey = %v, %v; want the first check value", got, err)
+	}
 }

@@ -23,6 +23,8 @@ package suppression
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"sync"
 
 	"github.com/gdprkit/privacy/identity"
@@ -32,8 +34,8 @@ import (
 var (
 	// ErrTxDone: the transaction was already committed or rolled back.
 	ErrTxDone = errors.New("suppression: transaction already committed or rolled back")
-	// ErrInvalid: an empty profile id.
-	ErrInvalid = errors.New("suppression: invalid: empty profile id")
+	// ErrInvalid: an argument the list cannot take (an empty profile id).
+	ErrInvalid = errors.New("suppression: invalid")
 )
 
 // Reader reads the suppression list.
@@ -73,6 +75,30 @@ type Tx interface {
 	Rollback(ctx context.Context) error
 }
 
+// Rekeyer is implemented by the transactions of lists whose identifier hashes
+// a key rotation can carry to a new key (identity.Hasher.Rekey): the list
+// holds only hashes, and an erased person's identifiers are nowhere else, so
+// a rotation cannot hash them again from the values. It is optional, but a
+// Controller's key cannot be rotated over a list without it.
+type Rekeyer interface {
+	// Rekey replaces, in the transaction, every suppressed identifier hash h
+	// (committed or staged before) by rekey(h), records check as the key
+	// check value (KeyChecker) and returns how many hashes it replaced.
+	// Suppressed profiles, kept by id, do not change.
+	Rekey(ctx context.Context, rekey func(identity.Hash) identity.Hash, check identity.Hash) (int, error)
+}
+
+// KeyChecker is implemented by lists that record the check value of the key
+// their hashes are made with (identity.Hasher.Check), so that a Controller
+// started with another key is refused rather than silently missing every
+// suppression. It is optional; every list that outlives its process should
+// have it.
+type KeyChecker interface {
+	// KeyCheck returns the key check value the list holds, after recording
+	// check as it if the list held none.
+	KeyCheck(ctx context.Context, check identity.Hash) (identity.Hash, error)
+}
+
 // EmptyChecker is implemented by lists that can tell that nothing at all is
 // suppressed more cheaply than they can check one person. It is optional: the
 // collection path asks it first and skips its checks (no hashing, no lookups)
@@ -92,11 +118,28 @@ var _ EmptyChecker = (*MemList)(nil)
 // lookup under a read lock and does not allocate.
 type MemList struct {
 	mu       sync.RWMutex
+	check    identity.Hash // the key check value, zero until the first KeyCheck
 	ids      map[identity.Hash]struct{}
 	profiles map[identity.ProfileID]struct{}
 }
 
-var _ List = (*MemList)(nil)
+var (
+	_ List       = (*MemList)(nil)
+	_ KeyChecker = (*MemList)(nil)
+)
+
+// KeyCheck implements KeyChecker.
+func (l *MemList) KeyCheck(ctx context.Context, check identity.Hash) (identity.Hash, error) {
+	if check.IsZero() {
+		return identity.Hash{}, fmt.Errorf("%w: zero key check value", ErrInvalid)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.check.IsZero() {
+		l.check = check
+	}
+	return l.check, nil
+}
 
 // NewMemList returns an empty in-memory suppression list.
 func NewMemList() *MemList {
@@ -150,8 +193,12 @@ func (l *MemList) Begin(ctx context.Context) (Tx, error) {
 type memOp struct {
 	add     bool
 	hash    identity.Hash
-	profile identity.ProfileID // set for profile ops
+	profile identity.ProfileID                // set for profile ops
+	rekey   func(identity.Hash) identity.Hash // set for a Rekey
+	check   identity.Hash                     // a Rekey's key check value
 }
+
+var _ Rekeyer = (*memTx)(nil)
 
 type memTx struct {
 	l    *MemList
@@ -171,11 +218,62 @@ func (tx *memTx) Suppressed(ctx context.Context, h identity.Hash) (bool, error) 
 		return false, err
 	}
 	for i := len(tx.ops) - 1; i >= 0; i-- {
-		if op := tx.ops[i]; op.profile == "" && op.hash == h {
+		op := tx.ops[i]
+		if op.rekey != nil {
+			// Staged after a Rekey: the hashes as they will be.
+			_, ok := tx.staged()[h]
+			return ok, nil
+		}
+		if op.profile == "" && op.hash == h {
 			return op.add, nil
 		}
 	}
 	return tx.l.Suppressed(ctx, h)
+}
+
+// staged returns the identifier hashes as they will be after Commit: a copy
+// (a Rekey's reads only, which a rotation makes once).
+func (tx *memTx) staged() map[identity.Hash]struct{} {
+	tx.l.mu.RLock()
+	ids := maps.Clone(tx.l.ids)
+	tx.l.mu.RUnlock()
+	return applyIDs(ids, tx.ops)
+}
+
+// applyIDs applies the identifier writes among ops to ids, in order.
+func applyIDs(ids map[identity.Hash]struct{}, ops []memOp) map[identity.Hash]struct{} {
+	for _, op := range ops {
+		switch {
+		case op.profile != "":
+		case op.rekey != nil:
+			next := make(map[identity.Hash]struct{}, len(ids))
+			for h := range ids {
+				next[op.rekey(h)] = struct{}{}
+			}
+			ids = next
+		case op.add:
+			ids[op.hash] = struct{}{}
+		default:
+			delete(ids, op.hash)
+		}
+	}
+	return ids
+}
+
+// Rekey implements Rekeyer.
+func (tx *memTx) Rekey(ctx context.Context, rekey func(identity.Hash) identity.Hash, check identity.Hash) (int, error) {
+	if err := tx.check(ctx); err != nil {
+		return 0, err
+	}
+	switch {
+	case rekey == nil:
+		return 0, fmt.Errorf("%w: nil rekey function", ErrInvalid)
+	case check.IsZero():
+		return 0, fmt.Errorf("%w: zero key check value", ErrInvalid)
+	}
+	n := len(tx.staged())
+	tx.ops = append(tx.ops, memOp{rekey: rekey, check: check})
+	return n, nil
 }
 
 func (tx *memTx) ProfileSuppressed(ctx context.Context, pid identity.ProfileID) (bool, error) {
@@ -210,7 +308,7 @@ func (tx *memTx) stageProfile(ctx context.Context, add bool, pid identity.Profil
 		return err
 	}
 	if pid == "" {
-		return ErrInvalid
+		return fmt.Errorf("%w: empty profile id", ErrInvalid)
 	}
 	tx.ops = append(tx.ops, memOp{add: add, profile: pid})
 	return nil
@@ -243,12 +341,11 @@ func (tx *memTx) Commit(ctx context.Context) error {
 			l.profiles[op.profile] = struct{}{}
 		case op.profile != "":
 			delete(l.profiles, op.profile)
-		case op.add:
-			l.ids[op.hash] = struct{}{}
-		default:
-			delete(l.ids, op.hash)
+		case op.rekey != nil:
+			l.check = op.check
 		}
 	}
+	l.ids = applyIDs(l.ids, ops)
 	return nil
 }
 

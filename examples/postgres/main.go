@@ -112,15 +112,12 @@ func run(ctx context.Context, w io.Writer, dsn, schema string, cleanup bool) (er
 	// downstream tool that hears of every update and every erasure (Art. 19).
 	crm := destination.NewRecorder("crm")
 	c, err := privacy.New(
-		privacy.WithIdentity(store.Graph()),
-		privacy.WithProfiles(store.Profiles()),
-		privacy.WithAudiences(store.Audiences()),
-		privacy.WithSuppressions(store.Suppressions()),
-		privacy.WithJournal(store.Journal()),
-		privacy.WithAuditLog(store.AuditLog()),
-		// What each destination is owed is written in the same transaction
-		// as the change that causes it, and survives a crash or a restart.
-		privacy.WithOutbox(store.Outbox()),
+		// Every backend, the outbox among them: what each destination is
+		// owed is written in the same transaction as the change that causes
+		// it, and survives a crash or a restart.
+		privacy.WithBackends(store),
+		// The same key at every start: New refuses durable backends without
+		// it, and with another one.
 		privacy.WithKey(exampleKey),
 		privacy.WithDestinations(crm),
 		// A name that stays the host's across its restarts: after a crash it
