@@ -136,6 +136,11 @@ func (c *Controller) keepClaims() {
 			return
 		case <-tick.C:
 		}
+		func() {
+			ctx, cancel := context.WithTimeout(c.closing, period)
+			defer cancel()
+			c.watchKey(ctx)
+		}()
 		c.inflight.Range(func(k, v any) bool {
 			id, cl := k.(string), v.(*claim)
 			if !cl.renewing.CompareAndSwap(false, true) {

@@ -50,7 +50,7 @@ func (h *hosts) host(t *testing.T, instance string, clk *clock, opts ...privacy.
 		privacy.WithIdentity(h.graph), privacy.WithProfiles(h.profiles), privacy.WithAudiences(h.auds),
 		privacy.WithSuppressions(h.supp), privacy.WithJournal(h.journal), privacy.WithAuditLog(h.audit), privacy.WithOutbox(h.outbox),
 		privacy.WithKey(worldKey), privacy.WithInstance(instance), privacy.WithClock(clk.now),
-		privacy.WithLease(time.Minute), fastDelivery(),
+		privacy.WithLease(time.Minute), fastDelivery(), testLimits,
 	}, opts...)...)
 	if err != nil {
 		t.Fatal(err)

@@ -52,7 +52,8 @@ func (c *Controller) collect(ctx context.Context, m Message) error {
 	// apart from msg because store lets msg's fields escape.
 	var msg message
 	var idBuf [4]identity.ID
-	ids, err := prepareMessage(c.resolver, m, &msg, idBuf[:0])
+	in := c.intake()
+	ids, err := prepareMessage(&in, m, &msg, idBuf[:0])
 	if err != nil {
 		c.stats.refused.Add(1)
 		return err

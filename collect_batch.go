@@ -55,10 +55,11 @@ func (c *Controller) CollectBatch(ctx context.Context, msgs []Message) error {
 	items := make([]batchItem, 0, min(len(msgs), BatchSize))
 	for start := 0; start < len(msgs); start += BatchSize {
 		items = items[:0]
+		in := c.intake()
 		for i, m := range msgs[start:min(start+BatchSize, len(msgs))] {
 			it := batchItem{index: start + i}
 			var err error
-			if it.ids, err = prepareMessage(c.resolver, m, &it.msg, nil); err != nil {
+			if it.ids, err = prepareMessage(&in, m, &it.msg, nil); err != nil {
 				c.stats.refused.Add(1)
 				errs[it.index] = err
 				continue

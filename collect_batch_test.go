@@ -32,7 +32,7 @@ type batchWorld struct {
 func newBatchWorld(t *testing.T, opts ...privacy.Option) *batchWorld {
 	t.Helper()
 	w := &batchWorld{rec: destination.NewRecorder("crm"), auds: audience.NewMemStore()}
-	opts = append([]privacy.Option{privacy.WithDestinations(w.rec), privacy.WithAudiences(w.auds), privacy.WithKey(worldKey),
+	opts = append([]privacy.Option{privacy.WithDestinations(w.rec), privacy.WithAudiences(w.auds), privacy.WithKey(worldKey), testLimits,
 		privacy.WithClock(func() time.Time { return t0 })}, opts...)
 	c, err := privacy.New(opts...)
 	if err != nil {

@@ -23,10 +23,15 @@ type env struct {
 	profiles *profile.MemStore
 }
 
+// testLimits lets the tests' messages be stamped up to a day after their
+// fixed clock (the default takes a Timestamp more than 5 minutes ahead as
+// the clock's time; TestFutureTimestampIsTheClocksTime checks it).
+var testLimits = privacy.WithLimits(privacy.Limits{FutureSkew: 24 * time.Hour})
+
 func newEnv(t testing.TB, opts ...privacy.Option) *env {
 	t.Helper()
 	e := &env{graph: identity.NewMemGraph(), profiles: profile.NewMemStore()}
-	opts = append([]privacy.Option{privacy.WithIdentity(e.graph), privacy.WithProfiles(e.profiles), privacy.WithKey(worldKey),
+	opts = append([]privacy.Option{privacy.WithIdentity(e.graph), privacy.WithProfiles(e.profiles), privacy.WithKey(worldKey), testLimits,
 		privacy.WithClock(func() time.Time { return t0 })}, opts...)
 	c, err := privacy.New(opts...)
 	if err != nil {

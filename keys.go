@@ -65,24 +65,86 @@ func openKeys(ctx context.Context, cfg *config) (*identity.Hasher, error) {
 }
 
 // checkKey checks the key against the suppression list's recorded check
-// value, recording it at first use, and against the audit log's chain.
+// value and the audit log's chain, and only then, when both agree and the
+// list holds none, records it: a start that is refused writes nothing.
 func checkKey(ctx context.Context, cfg *config, hasher *identity.Hasher) error {
-	if kc, ok := cfg.supp.(suppression.KeyChecker); ok {
-		recorded, err := kc.KeyCheck(ctx, hasher.Check())
-		if err != nil {
-			return backendError("suppression list: key check", err)
-		}
-		if recorded != hasher.Check() {
-			return fmt.Errorf("%w: the suppression list was keyed with another key (or other keys before a rotation: WithPreviousKeys)", ErrKeyMismatch)
-		}
+	keys := cfg.keys()
+	if err := audit.CheckKey(ctx, cfg.auditLog, keys); err != nil {
+		return auditKeyError(err)
 	}
-	if err := audit.CheckKey(ctx, cfg.auditLog, cfg.keys()); err != nil {
-		if errors.Is(err, audit.ErrUnknownKey) {
-			return fmt.Errorf("%w: audit log: %w", ErrKeyMismatch, err)
-		}
-		return backendError("audit log: key check", err)
+	kc, ok := cfg.supp.(suppression.KeyChecker)
+	if !ok {
+		return nil
+	}
+	recorded, err := kc.KeyCheck(ctx)
+	if err != nil {
+		return backendError("suppression list: key check", err)
+	}
+	switch {
+	case recorded == hasher.Check():
+		return nil
+	case !recorded.IsZero():
+		return fmt.Errorf("%w: the suppression list was keyed with another key (or other keys before a rotation: WithPreviousKeys); every Controller sharing backends needs the same WithKey", ErrKeyMismatch)
+	}
+	// None recorded: a new list, or one written before lists recorded a
+	// check value. Suppressions in it must not be taken over by a key
+	// nothing confirms.
+	if err := confirmUnrecorded(ctx, cfg, keys); err != nil {
+		return err
+	}
+	recorded, err = kc.RecordKeyCheck(ctx, hasher.Check())
+	if err != nil {
+		return backendError("suppression list: key check", err)
+	}
+	if recorded != hasher.Check() {
+		return fmt.Errorf("%w: another Controller recorded another key on the suppression list first", ErrKeyMismatch)
 	}
 	return nil
+}
+
+// confirmUnrecorded allows a key to be recorded on a suppression list that
+// holds no check value: an empty list, a key the audit log's chain confirms,
+// or WithKeyAdopted.
+func confirmUnrecorded(ctx context.Context, cfg *config, keys [][]byte) error {
+	if cfg.adoptKey {
+		return nil
+	}
+	ids, profiles, err := cfg.supp.Len(ctx)
+	if err != nil {
+		return backendError("suppression list", err)
+	}
+	if ids+profiles == 0 {
+		return nil
+	}
+	_, _, logged, err := audit.LastKey(ctx, cfg.auditLog, keys)
+	if err != nil {
+		return auditKeyError(err)
+	}
+	if logged {
+		return nil // chained under these keys: CheckKey passed
+	}
+	return fmt.Errorf("%w: the suppression list holds suppressions but no key check value (it was written before lists recorded one), "+
+		"and the audit log is empty, so nothing confirms the key: if it is the key the list was written with, start once with WithKeyAdopted", ErrKeyMismatch)
+}
+
+// auditKeyError classifies an error of the audit log's key check.
+func auditKeyError(err error) error {
+	if errors.Is(err, audit.ErrUnknownKey) {
+		return fmt.Errorf("%w: audit log: %w", ErrKeyMismatch, err)
+	}
+	return backendError("audit log: key check", err)
+}
+
+// WithKeyAdopted lets New record the key's check value on a suppression list
+// that holds suppressions but no check value (sqlstore before migration
+// 0005) when the audit log cannot confirm the key (it is empty, or kept
+// elsewhere). Give it once, with the key the list was written with: a wrong
+// key would be recorded, and every suppression in the list would lapse.
+func WithKeyAdopted() Option {
+	return func(c *config) error {
+		c.adoptKey = true
+		return nil
+	}
 }
 
 // RotateKey changes the secret key (WithKey) to newKey over the backends the
@@ -98,11 +160,13 @@ func checkKey(ctx context.Context, cfg *config, hasher *identity.Hasher) error {
 // the old keys.
 //
 // Run it with every Controller over these backends stopped, and no request
-// unfinished (Recover first): a host still running with the old key would
-// store hashes the list no longer matches, and a request recovered after it
-// would suppress its subjects under the old key. It refuses unfinished
-// requests. It is safe to run again after a failure, with the same options
-// and newKey: it finishes what the failed run left.
+// unfinished (Recover first): it refuses unfinished requests, and a
+// Controller still running with the old key stops (every call fails with
+// ErrKeyMismatch) once it sees the new check value, within a third of its
+// lease. It checks both backends before it writes anything: given keys that
+// are not those they were keyed with, it fails with ErrKeyMismatch and
+// changes nothing. It is safe to run again after a failure, with the same
+// options and newKey: it finishes what the failed run left.
 func RotateKey(ctx context.Context, newKey []byte, opts ...Option) error {
 	cfg := defaultConfig()
 	for _, opt := range opts {
@@ -116,16 +180,18 @@ func RotateKey(ctx context.Context, newKey []byte, opts ...Option) error {
 	if len(newKey) < identity.MinKeyLength {
 		return fmt.Errorf("privacy: %w: the new key is %d bytes, want at least %d", ErrInvalid, len(newKey), identity.MinKeyLength)
 	}
-	for _, k := range cfg.keys() {
+	keys := cfg.keys()
+	for _, k := range keys {
 		if string(k) == string(newKey) {
 			return fmt.Errorf("privacy: %w: the new key is one used before", ErrInvalid)
 		}
 	}
-	old, err := identity.NewRotatedHasher(cfg.keys()...)
+	after := append(append([][]byte(nil), keys...), newKey)
+	old, err := identity.NewRotatedHasher(keys...)
 	if err != nil {
 		return fmt.Errorf("privacy: %w: %w", ErrInvalid, err)
 	}
-	next, err := identity.NewRotatedHasher(append(cfg.keys(), newKey)...)
+	next, err := identity.NewRotatedHasher(after...)
 	if err != nil {
 		return fmt.Errorf("privacy: %w: %w", ErrInvalid, err)
 	}
@@ -137,46 +203,58 @@ func RotateKey(ctx context.Context, newKey []byte, opts ...Option) error {
 		return fmt.Errorf("privacy: %w: %d requests are unfinished (the first: %s): finish them (Recover) before rotating the key", ErrConflict, len(unfinished), unfinished[0].ID)
 	}
 
-	// The suppression list, unless a run before this one carried it over.
-	rekeyer := false
-	if kc, ok := cfg.supp.(suppression.KeyChecker); ok {
-		recorded, err := kc.KeyCheck(ctx, old.Check())
-		if err != nil {
-			return backendError("suppression list: key check", err)
-		}
-		switch recorded {
-		case next.Check(): // done by a run that failed after it
-		case old.Check():
-			rekeyer = true
-		default:
-			return fmt.Errorf("%w: the suppression list was keyed with other keys than those given", ErrKeyMismatch)
-		}
-	} else {
+	// Where each backend stands, read before anything is written.
+	i, last, logged, err := audit.LastKey(ctx, cfg.auditLog, after)
+	if err != nil {
+		return auditKeyError(err)
+	}
+	var appendRecord bool
+	switch {
+	case !logged: // an empty log: it starts with the rotation
+		appendRecord = true
+	case i == len(keys): // under the new key: rotated already
+	case i == len(keys)-1 && audit.IsRotationTo(last, after): // the rotation is the last record
+	case i == len(keys)-1 && last.Action == audit.ActionKeyRotated:
+		return fmt.Errorf("%w: the audit log's last record is a rotation to another key, unfinished: finish it (RotateKey with the key it rotated to) first", ErrKeyMismatch)
+	case i == len(keys)-1, i == len(keys)-2 && audit.IsRotationTo(last, keys):
+		// Under the current key, or its own rotation record the last.
+		appendRecord = true
+	default:
+		return fmt.Errorf("%w: the audit log's last record (%d) is chained under an older key than the current one: give the keys it was rotated to (WithKey, WithPreviousKeys)", ErrKeyMismatch, last.Seq)
+	}
+	kc, ok := cfg.supp.(suppression.KeyChecker)
+	if !ok {
 		return fmt.Errorf("privacy: %w: the suppression list (%T) does not record a key check value (suppression.KeyChecker)", ErrInvalid, cfg.supp)
 	}
-	if rekeyer {
+	recorded, err := kc.KeyCheck(ctx)
+	if err != nil {
+		return backendError("suppression list: key check", err)
+	}
+	var rekey bool
+	switch recorded {
+	case next.Check(): // carried over by a run that failed after it
+	case old.Check():
+		rekey = true
+	case identity.Hash{}:
+		if err := confirmUnrecorded(ctx, &cfg, keys); err != nil {
+			return err
+		}
+		rekey = true
+	default:
+		return fmt.Errorf("%w: the suppression list was keyed with other keys than those given", ErrKeyMismatch)
+	}
+
+	if rekey {
 		if err := rekeySuppressions(ctx, cfg.supp, next); err != nil {
 			return err
 		}
 	}
-
-	// The audit log: the rotation record, unless it is there already.
-	switch err := audit.CheckKey(ctx, cfg.auditLog, append(cfg.keys(), newKey)); {
-	case err == nil: // rotated by a run that failed after it
-		return nil
-	case !errors.Is(err, audit.ErrUnknownKey):
-		return backendError("audit log: key check", err)
-	}
-	if err := audit.CheckKey(ctx, cfg.auditLog, cfg.keys()); err != nil {
-		if errors.Is(err, audit.ErrUnknownKey) {
-			return fmt.Errorf("%w: audit log: %w", ErrKeyMismatch, err)
+	if appendRecord {
+		r := audit.Record{At: cfg.clock().UTC().Truncate(time.Microsecond), Action: audit.ActionKeyRotated, Status: "FINISHED",
+			Detail: audit.KeyRotatedDetail(next.Check())}
+		if err := audit.NewChain(cfg.auditLog, cfg.key).Append(ctx, r); err != nil {
+			return backendError("audit log", err)
 		}
-		return backendError("audit log: key check", err)
-	}
-	r := audit.Record{At: cfg.clock().UTC().Truncate(time.Microsecond), Action: audit.ActionKeyRotated, Status: "FINISHED",
-		Detail: audit.KeyRotatedDetail(next.Check())}
-	if err := audit.NewChain(cfg.auditLog, cfg.key).Append(ctx, r); err != nil {
-		return backendError("audit log", err)
 	}
 	return nil
 }
@@ -200,4 +278,21 @@ func rekeySuppressions(ctx context.Context, l suppression.List, next *identity.H
 		return backendError("suppression list: rekey", err)
 	}
 	return nil
+}
+
+// watchKey checks, on the claims' tick, that the suppression list still
+// holds this Controller's key check value: once a rotation replaced it,
+// every call fails with ErrKeyMismatch, since the hashes this Controller
+// makes would no longer match the list.
+func (c *Controller) watchKey(ctx context.Context) {
+	kc, ok := c.suppressions.(suppression.KeyChecker)
+	if !ok || c.keyLost.Load() {
+		return
+	}
+	recorded, err := kc.KeyCheck(ctx)
+	if err != nil || recorded.IsZero() || recorded == c.hasher.Check() {
+		return // a failed read is tried again at the next tick
+	}
+	c.keyLost.Store(true)
+	c.log.ErrorContext(ctx, "the suppression list was keyed with another key (a rotation?): every call now fails; restart with the new keys")
 }

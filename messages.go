@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -34,19 +35,19 @@ func (Track) isMessage()    {}
 // highest priority first. It switches on the concrete type rather than calling a
 // method through the interface, and keeps the identifiers apart from out, so none
 // of them escapes to the heap on the collection path.
-func prepareMessage(r *identity.Resolver, m Message, out *message, ids []identity.ID) ([]identity.ID, error) {
+func prepareMessage(in *intake, m Message, out *message, ids []identity.ID) ([]identity.ID, error) {
 	switch m := m.(type) {
 	case Identify:
-		return m.prepare(r, out, ids)
+		return m.prepare(in, out, ids)
 	case Track:
-		return m.prepare(r, out, ids)
+		return m.prepare(in, out, ids)
 	case *Identify:
 		if m != nil {
-			return m.prepare(r, out, ids)
+			return m.prepare(in, out, ids)
 		}
 	case *Track:
 		if m != nil {
-			return m.prepare(r, out, ids)
+			return m.prepare(in, out, ids)
 		}
 	}
 	return ids, fieldErrorf("Message", "nil message")
@@ -96,13 +97,15 @@ type message struct {
 	props     map[string]any // track
 }
 
-func (m *Identify) prepare(r *identity.Resolver, out *message, ids []identity.ID) ([]identity.ID, error) {
+func (m *Identify) prepare(in *intake, out *message, ids []identity.ID) ([]identity.ID, error) {
 	out.kind = "identify"
-	ids, err := out.common(r, m.MessageID, m.UserID, m.AnonymousID, m.ExternalIDs, m.Timestamp, m.Source, ids)
+	r := in.resolver
+	budget := in.limits.MessageBytes
+	ids, err := out.common(in, &budget, m.MessageID, m.UserID, m.AnonymousID, m.ExternalIDs, m.Timestamp, m.Source, ids)
 	if err != nil {
 		return ids, err
 	}
-	traits, err := checkTraits(m.Traits)
+	traits, err := checkTraits(m.Traits, &budget, in.limits)
 	if err != nil {
 		return ids, err
 	}
@@ -118,9 +121,10 @@ func (m *Identify) prepare(r *identity.Resolver, out *message, ids []identity.ID
 	return finish(r, ids)
 }
 
-func (m *Track) prepare(r *identity.Resolver, out *message, ids []identity.ID) ([]identity.ID, error) {
+func (m *Track) prepare(in *intake, out *message, ids []identity.ID) ([]identity.ID, error) {
 	out.kind = "track"
-	ids, err := out.common(r, m.MessageID, m.UserID, m.AnonymousID, m.ExternalIDs, m.Timestamp, m.Source, ids)
+	budget := in.limits.MessageBytes
+	ids, err := out.common(in, &budget, m.MessageID, m.UserID, m.AnonymousID, m.ExternalIDs, m.Timestamp, m.Source, ids)
 	if err != nil {
 		return ids, err
 	}
@@ -130,15 +134,24 @@ func (m *Track) prepare(r *identity.Resolver, out *message, ids []identity.ID) (
 	if err := checkName("Event", m.Event); err != nil {
 		return ids, err
 	}
+	if budget -= len(m.Event); budget < 0 {
+		return ids, tooLarge("Event", in.limits)
+	}
 	out.event = m.Event
 	if m.Properties != nil {
-		p, err := profile.NormalizeValue("Properties", m.Properties)
+		if len(m.Properties) > in.limits.Properties {
+			return ids, fieldErrorf("Properties", "%d properties, more than %d (Limits.Properties)", len(m.Properties), in.limits.Properties)
+		}
+		p, err := profile.NormalizeValueWithin("Properties", m.Properties, &budget)
+		if errors.Is(err, profile.ErrTooLarge) {
+			return ids, tooLarge("Properties", in.limits)
+		}
 		if err != nil {
 			return ids, fieldError("Properties", err)
 		}
 		out.props = p.(map[string]any)
 	}
-	return finish(r, ids)
+	return finish(in.resolver, ids)
 }
 
 func isPromoted(trait string) bool {
@@ -150,24 +163,52 @@ func isPromoted(trait string) bool {
 	return false
 }
 
+// checkName checks a name: at most maxNameLength bytes of UTF-8, without NUL
+// (which no SQL backend stores in text).
 func checkName(field, s string) error {
 	switch {
 	case len(s) > maxNameLength:
 		return fieldErrorf(field, "%d bytes, more than %d", len(s), maxNameLength)
 	case !utf8.ValidString(s):
 		return fieldErrorf(field, "not valid UTF-8")
+	case strings.IndexByte(s, 0) >= 0:
+		return fieldErrorf(field, "contains a NUL byte")
 	}
 	return nil
 }
 
+// tooLarge is the error of a message larger than the limit, where the
+// budget ran out.
+func tooLarge(field string, l *Limits) error {
+	return fieldErrorf(field, "the message is larger than %d bytes (Limits.MessageBytes)", l.MessageBytes)
+}
+
 // common validates what every message type has and appends its identifiers.
-func (m *message) common(r *identity.Resolver, msgID, userID, anonID string, ext []identity.ID, ts time.Time, source string, ids []identity.ID) ([]identity.ID, error) {
-	if ts.IsZero() {
+// It spends the budget on the message id, identifiers and source.
+func (m *message) common(in *intake, budget *int, msgID, userID, anonID string, ext []identity.ID, ts time.Time, source string, ids []identity.ID) ([]identity.ID, error) {
+	r := in.resolver
+	switch {
+	case ts.IsZero():
 		return ids, fieldErrorf("Timestamp", "zero; set it to when the message happened")
+	case ts.Before(earliest):
+		return ids, fieldErrorf("Timestamp", "before year 1")
+	case ts.After(in.now.Add(in.limits.FutureSkew)):
+		// A clock ahead of ours: taken as the time it is collected.
+		ts = in.now
 	}
 	m.timestamp = ts.UTC().Truncate(time.Microsecond)
 	if err := checkName("MessageID", msgID); err != nil {
 		return ids, err
+	}
+	if len(msgID) > in.limits.MessageIDBytes {
+		return ids, fieldErrorf("MessageID", "%d bytes, more than %d (Limits.MessageIDBytes)", len(msgID), in.limits.MessageIDBytes)
+	}
+	*budget -= len(msgID) + len(userID) + len(anonID) + len(source)
+	for _, id := range ext {
+		*budget -= len(id.Type) + len(id.Value)
+	}
+	if *budget < 0 {
+		return ids, tooLarge("ExternalIDs", in.limits)
 	}
 	if msgID == "" {
 		msgID = newMessageID()
@@ -223,9 +264,10 @@ func newMessageID() string {
 }
 
 // checkTraits validates traits as an Identify's are validated: at most
-// MaxTraits, names not empty, values JSON. It returns them normalised (a nil
-// value stays nil: it removes the trait).
-func checkTraits(traits map[string]any) (map[string]any, error) {
+// MaxTraits, names not empty, values JSON, their size within the budget,
+// which it counts down. It returns them normalised (a nil value stays nil: it
+// removes the trait).
+func checkTraits(traits map[string]any, budget *int, l *Limits) (map[string]any, error) {
 	if len(traits) > MaxTraits {
 		return nil, fieldErrorf("Traits", "%d traits, more than %d", len(traits), MaxTraits)
 	}
@@ -238,7 +280,13 @@ func checkTraits(traits map[string]any) (map[string]any, error) {
 		if err := checkName(path, k); err != nil {
 			return nil, err
 		}
-		n, err := profile.NormalizeValue(path, v)
+		if *budget -= len(k); *budget < 0 {
+			return nil, tooLarge(path, l)
+		}
+		n, err := profile.NormalizeValueWithin(path, v, budget)
+		if errors.Is(err, profile.ErrTooLarge) {
+			return nil, tooLarge(path, l)
+		}
 		if err != nil {
 			return nil, fieldError(path, err)
 		}

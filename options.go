@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"time"
 	"unicode/utf8"
 
@@ -26,6 +27,8 @@ type config struct {
 	auditLog  audit.Log
 	key       []byte
 	previous  [][]byte // keys before rotations, oldest first
+	limits    Limits
+	adoptKey  bool // WithKeyAdopted
 	graph     identity.Graph
 	profiles  profile.Store
 	audiences audience.Store
@@ -179,8 +182,8 @@ func WithPreviousKeys(keys ...[]byte) Option {
 // returns a nil backend, is refused.
 func WithBackends(store any) Option {
 	return func(c *config) error {
-		if store == nil {
-			return errors.New("WithBackends: nil store")
+		if v := reflect.ValueOf(store); store == nil || v.Kind() == reflect.Pointer && v.IsNil() {
+			return fmt.Errorf("WithBackends: nil store (%T)", store)
 		}
 		n := 0
 		var err error

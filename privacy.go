@@ -45,6 +45,7 @@ type Controller struct {
 	auditLog     audit.Log
 	keys         [][]byte // every key, oldest first (WithPreviousKeys, WithKey)
 	hasher       *identity.Hasher
+	limits       Limits // on collected messages (WithLimits)
 	// inflight holds the claims (*claim) of the requests this Controller
 	// works on, by id, so Recover leaves them alone.
 	inflight sync.Map
@@ -70,15 +71,19 @@ type Controller struct {
 	locker txscope.Locker
 
 	closed atomic.Bool
-	stats  struct {
+	// keyLost: the suppression list holds another key's check value (a
+	// rotation since New); every call fails.
+	keyLost atomic.Bool
+	stats   struct {
 		collected, duplicates, suppressed, refused atomic.Uint64
 	}
 }
 
 // defaultConfig returns the in-memory defaults, which options replace.
 func defaultConfig() config {
+	limits, _ := Limits{}.withDefaults() // the defaults are in range
 	return config{rules: identity.DefaultRules(), clock: time.Now, log: slog.New(slog.DiscardHandler),
-		instance: identity.NewSortableID("ins_", time.Now()), lease: DefaultLease,
+		instance: identity.NewSortableID("ins_", time.Now()), lease: DefaultLease, limits: limits,
 		graph: identity.NewMemGraph(), profiles: profile.NewMemStore(), audiences: audience.NewMemStore(),
 		supp: suppression.NewMemList(), journal: journal.NewMemJournal(), auditLog: audit.NewMemLog(), outbox: outbox.NewMemStore()}
 }
@@ -120,6 +125,7 @@ func New(opts ...Option) (*Controller, error) {
 		chain:        audit.NewChain(cfg.auditLog, cfg.key),
 		auditLog:     cfg.auditLog,
 		keys:         cfg.keys(),
+		limits:       cfg.limits,
 		hasher:       hasher,
 		graph:        cfg.graph,
 		profiles:     cfg.profiles,
@@ -215,6 +221,9 @@ func (c *Controller) now() time.Time { return c.clock().UTC().Truncate(time.Micr
 func (c *Controller) checkOpen() error {
 	if c.closed.Load() {
 		return ErrClosed
+	}
+	if c.keyLost.Load() {
+		return fmt.Errorf("%w: the suppression list was keyed with another key since this Controller started (a rotation): restart it with the new keys", ErrKeyMismatch)
 	}
 	return nil
 }

@@ -109,7 +109,7 @@ func (w *world) controllerWith(t *testing.T, dests ...destination.Destination) *
 		privacy.WithSuppressions(faultinject.SuppressionList(w.supp, w.f.at)),
 		privacy.WithJournal(faultinject.Journal(w.journal, w.f.journalRecorded)),
 		privacy.WithOutbox(faultinject.OutboxStore(w.outbox, w.f.at)),
-		privacy.WithDestinations(dests...), privacy.WithKey(worldKey),
+		privacy.WithDestinations(dests...), privacy.WithKey(worldKey), testLimits,
 		privacy.WithInstance("host-1"), // every Controller of the world is the same host, restarted
 		privacy.WithClock(func() time.Time { return t0 }),
 		// A short lease: what a Controller closed as a crash held goes to the next one soon.

@@ -128,7 +128,8 @@ func (c *Controller) validateRequest(req *Request, e *journal.Entry) error {
 		e.SubjectHashes = append(e.SubjectHashes, c.hasher.ID(n))
 	}
 	if req.Type == Rectify {
-		traits, err := checkTraits(req.Traits)
+		budget := c.limits.MessageBytes
+		traits, err := checkTraits(req.Traits, &budget, &c.limits)
 		if err != nil {
 			return err
 		}

@@ -148,6 +148,12 @@ const keyRotatedPrefix = "to the key with check value "
 // keys whose hasher has the check value check (identity.Hasher.Check).
 func KeyRotatedDetail(check identity.Hash) string { return keyRotatedPrefix + check.String() }
 
+// linked is link as a slice.
+func linked(key []byte, prev identity.Hash, r *Record) []byte {
+	h := link(key, prev, r)
+	return h[:]
+}
+
 // Verify walks the whole log and checks every link of the chain, under one
 // key. It returns the number of records verified, or an error matching
 // ErrTampered that names the first record at fault. Records appended while it
@@ -155,6 +161,37 @@ func KeyRotatedDetail(check identity.Hash) string { return keyRotatedPrefix + ch
 // VerifyKeys.
 func Verify(ctx context.Context, log Log, key []byte) (int, error) {
 	return VerifyKeys(ctx, log, [][]byte{key})
+}
+
+// LastKey returns the index, among keys (oldest first), of the key the
+// log's last record is chained under, and that record; ok is false when the
+// log is empty. A last record chained under none of them fails with an error
+// matching ErrUnknownKey.
+func LastKey(ctx context.Context, log Log, keys [][]byte) (i int, last Record, ok bool, err error) {
+	last, ok, err = log.Last(ctx)
+	if err != nil {
+		return 0, last, false, fmt.Errorf("audit: reading the last record: %w", err)
+	}
+	if !ok {
+		return 0, last, false, nil
+	}
+	var prev identity.Hash
+	if last.Seq > 1 {
+		recs, err := log.Records(ctx, last.Seq-2, 1)
+		if err != nil {
+			return 0, last, true, fmt.Errorf("audit: reading records: %w", err)
+		}
+		if len(recs) != 1 || recs[0].Seq != last.Seq-1 {
+			return 0, last, true, fmt.Errorf("%w: record %d, before the last one, is missing", ErrTampered, last.Seq-1)
+		}
+		prev = recs[0].Hash
+	}
+	for i := len(keys) - 1; i >= 0; i-- {
+		if want := link(keys[i], prev, &last); hmac.Equal(want[:], last.Hash[:]) {
+			return i, last, true, nil
+		}
+	}
+	return 0, last, true, fmt.Errorf("%w: the last record (%d) is chained under none of the keys given", ErrUnknownKey, last.Seq)
 }
 
 // CheckKey reports whether the log's last record is chained under the
@@ -168,42 +205,28 @@ func CheckKey(ctx context.Context, log Log, keys [][]byte) error {
 	if len(keys) == 0 {
 		return fmt.Errorf("%w: no key", ErrUnknownKey)
 	}
-	last, ok, err := log.Last(ctx)
-	if err != nil {
-		return fmt.Errorf("audit: reading the last record: %w", err)
-	}
-	if !ok {
+	i, last, ok, err := LastKey(ctx, log, keys)
+	switch {
+	case err != nil:
+		return err
+	case !ok || i == len(keys)-1:
 		return nil
-	}
-	var prev identity.Hash
-	if last.Seq > 1 {
-		recs, err := log.Records(ctx, last.Seq-2, 1)
-		if err != nil {
-			return fmt.Errorf("audit: reading records: %w", err)
-		}
-		if len(recs) != 1 || recs[0].Seq != last.Seq-1 {
-			return fmt.Errorf("%w: record %d, before the last one, is missing", ErrTampered, last.Seq-1)
-		}
-		prev = recs[0].Hash
-	}
-	under := func(key []byte) bool {
-		want := link(key, prev, &last)
-		return hmac.Equal(want[:], last.Hash[:])
-	}
-	current := keys[len(keys)-1]
-	if under(current) {
+	case i == len(keys)-2 && IsRotationTo(last, keys):
 		return nil
-	}
-	if len(keys) > 1 && under(keys[len(keys)-2]) {
-		if last.Action == ActionKeyRotated {
-			h, err := identity.NewRotatedHasher(keys...)
-			if err == nil && last.Detail == KeyRotatedDetail(h.Check()) {
-				return nil
-			}
-		}
+	case i == len(keys)-2:
 		return fmt.Errorf("%w: the last record (%d) is chained under the key before the current one, and is not the rotation to it: a key rotation did not finish", ErrUnknownKey, last.Seq)
 	}
-	return fmt.Errorf("%w: the last record (%d) is not chained under the current key", ErrUnknownKey, last.Seq)
+	return fmt.Errorf("%w: the last record (%d) is chained under an older key than the current one", ErrUnknownKey, last.Seq)
+}
+
+// IsRotationTo reports whether r is the record of the rotation to the last
+// of keys (every key used, oldest first).
+func IsRotationTo(r Record, keys [][]byte) bool {
+	if r.Action != ActionKeyRotated {
+		return false
+	}
+	h, err := identity.NewRotatedHasher(keys...)
+	return err == nil && r.Detail == KeyRotatedDetail(h.Check())
 }
 
 // VerifyKeys is Verify for a log whose key was rotated: keys are every key
@@ -237,6 +260,14 @@ func VerifyKeys(ctx context.Context, log Log, keys [][]byte) (int, error) {
 			if r.Seq != after+1 {
 				return n, fmt.Errorf("%w: record %d follows record %d: records are missing or reordered", ErrTampered, r.Seq, after)
 			}
+			if r.Seq == 1 {
+				// A log may start under a later key than the first: one
+				// kept where the earlier ones were never used (an
+				// in-memory log, a log begun after a rotation).
+				for k+1 < len(keys) && !hmac.Equal(r.Hash[:], linked(keys[k], prev, r)) {
+					k++
+				}
+			}
 			if want := link(keys[k], prev, r); !hmac.Equal(want[:], r.Hash[:]) {
 				return n, fmt.Errorf("%w: record %d does not match its chain hash: it or an earlier one was changed", ErrTampered, r.Seq)
 			}
@@ -263,7 +294,7 @@ func VerifyKeys(ctx context.Context, log Log, keys [][]byte) (int, error) {
 	if ok && last.Seq != after {
 		return n, fmt.Errorf("%w: the log ends at record %d but the walk ended at %d", ErrTampered, last.Seq, after)
 	}
-	if k+1 != len(keys) {
+	if n > 0 && k+1 != len(keys) {
 		return n, fmt.Errorf("%w: the log was never rotated to key %d of the %d given", ErrUnknownKey, k+2, len(keys))
 	}
 	return n, nil

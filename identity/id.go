@@ -82,6 +82,9 @@ func (id ID) Normalize() (ID, error) {
 		return ID{}, fmt.Errorf("%w: identifier %s: value is %d bytes, more than %d", ErrInvalid, typ, len(value), MaxValueLength)
 	case !utf8.ValidString(value):
 		return ID{}, fmt.Errorf("%w: identifier %s: value is not valid UTF-8", ErrInvalid, typ)
+	case strings.IndexByte(value, 0) >= 0:
+		// No SQL backend stores NUL in text: refused alike everywhere.
+		return ID{}, fmt.Errorf("%w: identifier %s: value contains a NUL byte", ErrInvalid, typ)
 	}
 	if typ == TypeEmail && hasUpper(value) {
 		value = strings.ToLower(value)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -19,17 +20,24 @@ const MaxDepth = 32
 const maxExactInt = 1 << 53
 
 // A ValueError says which part of a value is not a JSON value. It matches
-// ErrInvalid.
+// ErrInvalid, and ErrTooLarge when the value was larger than allowed.
 type ValueError struct {
 	Path   string // such as `traits["address"]["zip"]`
 	Reason string
+	// tooLarge: the value's size went over the budget.
+	tooLarge bool
 }
+
+// ErrTooLarge: a value larger than its size budget (NormalizeValueWithin).
+var ErrTooLarge = errors.New("profile: value too large")
 
 // Error names the path and the reason.
 func (e *ValueError) Error() string { return fmt.Sprintf("profile: invalid %s: %s", e.Path, e.Reason) }
 
-// Is makes a ValueError match ErrInvalid.
-func (e *ValueError) Is(target error) bool { return target == ErrInvalid }
+// Is makes a ValueError match ErrInvalid, and ErrTooLarge when it says so.
+func (e *ValueError) Is(target error) bool {
+	return target == ErrInvalid || e.tooLarge && target == ErrTooLarge
+}
 
 // NormalizeValue checks that v is a JSON value and returns it in canonical form:
 // nil, bool, float64, string, []any or map[string]any, all the way down. Integers
@@ -37,35 +45,89 @@ func (e *ValueError) Is(target error) bool { return target == ErrInvalid }
 // refused: send them as strings), time.Time becomes an RFC 3339 string, and other
 // types go through encoding/json. Strings and keys must be UTF-8; NaN and the
 // infinities are refused. v itself is returned when it is already canonical, so the
-// common case does not allocate; path names v in error messages.
+// common case does not allocate; path names v in error messages. A value larger
+// than MaxValueSize (see NormalizeValueWithin) is refused.
 func NormalizeValue(path string, v any) (any, error) {
-	if isCanonical(v, 0) {
-		return v, nil
-	}
-	return normalize(path, v, 0)
+	budget := MaxValueSize
+	return NormalizeValueWithin(path, v, &budget)
 }
 
-func isCanonical(v any, depth int) bool {
+// MaxValueSize bounds the size of a value NormalizeValue takes (1 MiB), as
+// NormalizeValueWithin counts it.
+const MaxValueSize = 1 << 20
+
+// ValueOverhead is what NormalizeValueWithin counts for each value besides
+// the bytes of its strings and keys.
+const ValueOverhead = 8
+
+// NormalizeValueWithin is NormalizeValue within a size budget, which it
+// counts down: the bytes of every string and map key in v, plus
+// ValueOverhead for each value (each string, number, bool, null, array and
+// object, nested ones included). A value whose size is more than *budget is
+// refused, with a ValueError naming the part of it where the budget ran out.
+// The walk stops there, so its time is bounded by the budget whatever v
+// holds: a map that several parts of v share counts once for each, as it
+// would once encoded.
+func NormalizeValueWithin(path string, v any, budget *int) (any, error) {
+	limit := *budget
+	if isCanonical(v, 0, budget) {
+		return v, nil
+	}
+	if *budget < 0 {
+		return nil, tooLarge(path, limit)
+	}
+	*budget = limit
+	return normalize(path, v, 0, &sizer{limit: limit, left: budget})
+}
+
+// sizer counts a value's size down from limit as normalize walks it.
+type sizer struct {
+	limit int
+	left  *int
+}
+
+// spend counts n bytes, and fails, naming path, once the budget is spent.
+func (z *sizer) spend(path string, n int) error {
+	*z.left -= n
+	if *z.left < 0 {
+		return tooLarge(path, z.limit)
+	}
+	return nil
+}
+
+func tooLarge(path string, limit int) error {
+	return &ValueError{Path: path, Reason: fmt.Sprintf("larger than the %d bytes allowed", limit), tooLarge: true}
+}
+
+// isCanonical reports whether v is canonical, counting its size down from
+// *left; it stops, false, once *left is below 0.
+func isCanonical(v any, depth int, left *int) bool {
 	if depth > MaxDepth {
+		return false
+	}
+	*left -= ValueOverhead
+	if *left < 0 {
 		return false
 	}
 	switch x := v.(type) {
 	case nil, bool:
 		return true
 	case string:
-		return utf8.ValidString(x)
+		*left -= len(x)
+		return *left >= 0 && utf8.ValidString(x)
 	case float64:
 		return !math.IsNaN(x) && !math.IsInf(x, 0)
 	case map[string]any:
 		for k, e := range x {
-			if !utf8.ValidString(k) || !isCanonical(e, depth+1) {
+			*left -= len(k)
+			if *left < 0 || !utf8.ValidString(k) || !isCanonical(e, depth+1, left) {
 				return false
 			}
 		}
 		return true
 	case []any:
 		for _, e := range x {
-			if !isCanonical(e, depth+1) {
+			if !isCanonical(e, depth+1, left) {
 				return false
 			}
 		}
@@ -74,18 +136,18 @@ func isCanonical(v any, depth int) bool {
 	return false
 }
 
-func normalize(path string, v any, depth int) (any, error) {
+func normalize(path string, v any, depth int, z *sizer) (any, error) {
 	if depth > MaxDepth {
-		return nil, &ValueError{path, fmt.Sprintf("nested more than %d levels deep", MaxDepth)}
+		return nil, &ValueError{Path: path, Reason: fmt.Sprintf("nested more than %d levels deep", MaxDepth)}
+	}
+	if err := z.spend(path, ValueOverhead); err != nil {
+		return nil, err
 	}
 	switch x := v.(type) {
 	case nil, bool:
 		return x, nil
 	case string:
-		if !utf8.ValidString(x) {
-			return nil, &ValueError{path, "not valid UTF-8"}
-		}
-		return x, nil
+		return checkString(path, x, z)
 	case float64:
 		return checkFloat(path, x)
 	case float32:
@@ -116,19 +178,22 @@ func normalize(path string, v any, depth int) (any, error) {
 		}
 		f, err := strconv.ParseFloat(string(x), 64)
 		if err != nil {
-			return nil, &ValueError{path, fmt.Sprintf("number %q: %v", string(x), err)}
+			return nil, &ValueError{Path: path, Reason: fmt.Sprintf("number %q: %v", string(x), err)}
 		}
 		return checkFloat(path, f)
 	case time.Time:
-		return x.Format(time.RFC3339Nano), nil
+		return checkString(path, x.Format(time.RFC3339Nano), z)
 	case map[string]any:
 		m := make(map[string]any, len(x))
 		for k, e := range x {
 			p := path + "[" + strconv.Quote(k) + "]"
 			if !utf8.ValidString(k) {
-				return nil, &ValueError{p, "key is not valid UTF-8"}
+				return nil, &ValueError{Path: p, Reason: "key is not valid UTF-8"}
 			}
-			n, err := normalize(p, e, depth+1)
+			if err := z.spend(p, len(k)); err != nil {
+				return nil, err
+			}
+			n, err := normalize(p, e, depth+1, z)
 			if err != nil {
 				return nil, err
 			}
@@ -138,7 +203,7 @@ func normalize(path string, v any, depth int) (any, error) {
 	case []any:
 		s := make([]any, len(x))
 		for i, e := range x {
-			n, err := normalize(path+"["+strconv.Itoa(i)+"]", e, depth+1)
+			n, err := normalize(path+"["+strconv.Itoa(i)+"]", e, depth+1, z)
 			if err != nil {
 				return nil, err
 			}
@@ -146,18 +211,18 @@ func normalize(path string, v any, depth int) (any, error) {
 		}
 		return s, nil
 	}
-	return normalizeReflect(path, v, depth)
+	return normalizeReflect(path, v, depth, z)
 }
 
 // normalizeReflect handles the remaining kinds: typed slices and string-keyed maps
 // element by element, anything else (structs, json.Marshalers) through a JSON round
 // trip, so whatever encoding/json accepts is accepted.
-func normalizeReflect(path string, v any, depth int) (any, error) {
+func normalizeReflect(path string, v any, depth int, z *sizer) (any, error) {
 	rv := reflect.ValueOf(v)
 	_, marshals := v.(json.Marshaler)
 	_, marshalsText := v.(encoding.TextMarshaler)
 	if marshals || marshalsText {
-		return normalizeJSON(path, v, depth)
+		return normalizeJSON(path, v, depth, z)
 	}
 	switch rv.Kind() {
 	case reflect.Bool:
@@ -169,7 +234,7 @@ func normalizeReflect(path string, v any, depth int) (any, error) {
 	case reflect.Float32, reflect.Float64:
 		return checkFloat(path, rv.Float())
 	case reflect.String:
-		return normalize(path, rv.String(), depth)
+		return checkString(path, rv.String(), z)
 	case reflect.Pointer, reflect.Interface:
 		if rv.IsNil() {
 			return nil, nil
@@ -177,7 +242,8 @@ func normalizeReflect(path string, v any, depth int) (any, error) {
 		if _, ok := v.(json.Marshaler); !ok {
 			// depth+1: a pointer that leads back to itself must end in an error,
 			// not in a stack overflow.
-			return normalize(path, rv.Elem().Interface(), depth+1)
+			*z.left += ValueOverhead // the value it points to is this value
+			return normalize(path, rv.Elem().Interface(), depth+1, z)
 		}
 	case reflect.Slice, reflect.Array:
 		if rv.Kind() == reflect.Slice && rv.IsNil() {
@@ -186,7 +252,7 @@ func normalizeReflect(path string, v any, depth int) (any, error) {
 		if rv.Type().Elem().Kind() != reflect.Uint8 { // []byte goes through JSON, as base64
 			s := make([]any, rv.Len())
 			for i := range s {
-				n, err := normalize(path+"["+strconv.Itoa(i)+"]", rv.Index(i).Interface(), depth+1)
+				n, err := normalize(path+"["+strconv.Itoa(i)+"]", rv.Index(i).Interface(), depth+1, z)
 				if err != nil {
 					return nil, err
 				}
@@ -205,9 +271,12 @@ func normalizeReflect(path string, v any, depth int) (any, error) {
 				k := it.Key().String()
 				p := path + "[" + strconv.Quote(k) + "]"
 				if !utf8.ValidString(k) {
-					return nil, &ValueError{p, "key is not valid UTF-8"}
+					return nil, &ValueError{Path: p, Reason: "key is not valid UTF-8"}
 				}
-				n, err := normalize(p, it.Value().Interface(), depth+1)
+				if err := z.spend(p, len(k)); err != nil {
+					return nil, err
+				}
+				n, err := normalize(p, it.Value().Interface(), depth+1, z)
 				if err != nil {
 					return nil, err
 				}
@@ -216,44 +285,56 @@ func normalizeReflect(path string, v any, depth int) (any, error) {
 			return m, nil
 		}
 	case reflect.Func, reflect.Chan, reflect.Complex64, reflect.Complex128, reflect.UnsafePointer:
-		return nil, &ValueError{path, fmt.Sprintf("a %T is not a JSON value", v)}
+		return nil, &ValueError{Path: path, Reason: fmt.Sprintf("a %T is not a JSON value", v)}
 	}
-	return normalizeJSON(path, v, depth)
+	return normalizeJSON(path, v, depth, z)
 }
 
 // normalizeJSON normalises v by a round trip through encoding/json, keeping
 // numbers exact so that integers beyond 2^53 are refused, not rounded.
-func normalizeJSON(path string, v any, depth int) (any, error) {
+func normalizeJSON(path string, v any, depth int, z *sizer) (any, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return nil, &ValueError{path, fmt.Sprintf("a %T is not a JSON value: %v", v, err)}
+		return nil, &ValueError{Path: path, Reason: fmt.Sprintf("a %T is not a JSON value: %v", v, err)}
 	}
 	var out any
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(&out); err != nil {
-		return nil, &ValueError{path, fmt.Sprintf("a %T does not encode to JSON: %v", v, err)}
+		return nil, &ValueError{Path: path, Reason: fmt.Sprintf("a %T does not encode to JSON: %v", v, err)}
 	}
-	return normalize(path, out, depth)
+	*z.left += ValueOverhead // out is this value, counted already
+	return normalize(path, out, depth, z)
+}
+
+// checkString checks a string value and counts its bytes.
+func checkString(path, s string, z *sizer) (any, error) {
+	if !utf8.ValidString(s) {
+		return nil, &ValueError{Path: path, Reason: "not valid UTF-8"}
+	}
+	if err := z.spend(path, len(s)); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func checkFloat(path string, f float64) (any, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return nil, &ValueError{path, fmt.Sprintf("%v is not a JSON number", f)}
+		return nil, &ValueError{Path: path, Reason: fmt.Sprintf("%v is not a JSON number", f)}
 	}
 	return f, nil
 }
 
 func checkInt(path string, i int64) (any, error) {
 	if i > maxExactInt || i < -maxExactInt {
-		return nil, &ValueError{path, fmt.Sprintf("integer %d is beyond 2^53, which a JSON number holds exactly; send it as a string", i)}
+		return nil, &ValueError{Path: path, Reason: fmt.Sprintf("integer %d is beyond 2^53, which a JSON number holds exactly; send it as a string", i)}
 	}
 	return float64(i), nil
 }
 
 func checkUint(path string, u uint64) (any, error) {
 	if u > maxExactInt {
-		return nil, &ValueError{path, fmt.Sprintf("integer %d is beyond 2^53, which a JSON number holds exactly; send it as a string", u)}
+		return nil, &ValueError{Path: path, Reason: fmt.Sprintf("integer %d is beyond 2^53, which a JSON number holds exactly; send it as a string", u)}
 	}
 	return float64(u), nil
 }

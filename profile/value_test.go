@@ -444,3 +444,68 @@ func TestNormalizeValueNamedTypes(t *testing.T) {
 		}
 	}
 }
+
+// sharedMaps returns a value of levels maps, each holding the next twice:
+// small in memory, 2^levels leaves once encoded.
+func sharedMaps(levels int) map[string]any {
+	m := map[string]any{"leaf": "x"}
+	for range levels {
+		m = map[string]any{"a": m, "b": m}
+	}
+	return m
+}
+
+// TestNormalizeValueSharedMapsIsBounded: maps shared by many parts of a value
+// count once for each, so the walk stops at the budget instead of visiting
+// every path (it took a second for 25 levels, and stored 335 MB for 21).
+func TestNormalizeValueSharedMapsIsBounded(t *testing.T) {
+	for _, v := range []any{
+		sharedMaps(30), // canonical: the fast path
+		map[string]any{"t": time.Unix(0, 0), "shared": sharedMaps(30)}, // not: the converting path
+	} {
+		_, err := NormalizeValue("traits", v)
+		var ve *ValueError
+		if !errors.As(err, &ve) || !strings.Contains(ve.Reason, "larger than") {
+			t.Fatalf("NormalizeValue of 2^30 shared leaves = %v; want a ValueError saying it is too large", err)
+		}
+	}
+	budget := 1000
+	_, err := NormalizeValueWithin("Properties", sharedMaps(20), &budget)
+	var ve *ValueError
+	if !errors.As(err, &ve) || !strings.HasPrefix(ve.Path, "Properties") || !strings.Contains(ve.Reason, "1000 bytes") {
+		t.Errorf("NormalizeValueWithin(budget 1000) = %v; want a ValueError naming Properties and the 1000 bytes", err)
+	}
+}
+
+// TestNormalizeValueWithinCountsSize: the size counted is the bytes of the
+// strings and keys plus ValueOverhead per value, on both paths.
+func TestNormalizeValueWithinCountsSize(t *testing.T) {
+	for name, tc := range map[string]struct {
+		v    any
+		size int
+	}{
+		"string":         {"abc", ValueOverhead + 3},
+		"map":            {map[string]any{"ab": "cd", "n": 1.0}, ValueOverhead + 2 + ValueOverhead + 2 + 1 + ValueOverhead},
+		"array":          {[]any{true, nil}, 3 * ValueOverhead},
+		"converted map":  {map[string]int{"ab": 1}, 2*ValueOverhead + 2},
+		"pointer":        {ptr("abc"), ValueOverhead + 3},
+		"through JSON":   {struct{ A string }{"xy"}, 2*ValueOverhead + 1 + 2},
+		"typed string":   {myString("abc"), ValueOverhead + 3},
+		"canonical nest": {map[string]any{"a": []any{"b"}}, 3*ValueOverhead + 1 + 1},
+	} {
+		for _, budget := range []int{tc.size, tc.size - 1} {
+			left := budget
+			_, err := NormalizeValueWithin("v", tc.v, &left)
+			if fits := budget >= tc.size; fits != (err == nil) {
+				t.Errorf("%s: size %d, budget %d: err = %v", name, tc.size, budget, err)
+			}
+			if err == nil && left != budget-tc.size {
+				t.Errorf("%s: budget %d left %d; want %d spent", name, budget, left, tc.size)
+			}
+		}
+	}
+}
+
+type myString string
+
+func ptr[T any](v T) *T { return &v }

@@ -1461,9 +1461,11 @@ func batchController(t *testing.T, s *Store) *privacy.Controller {
 	return c
 }
 
-// TestCollectBatchOneBadTextFailsOnlyItself: a message whose text the
-// database refuses (PostgreSQL refuses NUL) fails alone; the others of its
-// batch are stored. (A review found the whole batch failed.)
+// TestCollectBatchOneBadTextFailsOnlyItself: a message with text no SQL
+// backend stores (PostgreSQL refuses NUL) is refused, ErrInvalid naming the
+// field, on every backend alike, alone: the others of its batch are stored.
+// (A review found the whole batch failed; another that PostgreSQL answered
+// with its own error where memory and SQLite took the NUL.)
 func TestCollectBatchOneBadTextFailsOnlyItself(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *Store) {
 		ctx := context.Background()
@@ -1480,12 +1482,11 @@ func TestCollectBatchOneBadTextFailsOnlyItself(t *testing.T) {
 		msgs = append(msgs, privacy.Track{MessageID: "bad-event", UserID: "u3", Event: "Vie\x00wed", Timestamp: ts})
 		alone := []error{c.Collect(ctx, msgs[2]), c.Collect(ctx, msgs[5])}
 		err := c.CollectBatch(ctx, msgs)
-		if s.d == SQLite {
-			// SQLite stores NUL: everything is collected.
-			if err != nil {
-				t.Fatalf("CollectBatch on SQLite = %v", err)
+		for i, field := range []string{"UserID", "Event"} {
+			var fe *privacy.FieldError
+			if !errors.As(alone[i], &fe) || fe.Field != field || !strings.Contains(fe.Reason, "NUL") {
+				t.Errorf("Collect with a NUL in %s = %v; want ErrInvalid naming %s and the NUL", field, alone[i], field)
 			}
-			return
 		}
 		var be *privacy.BatchError
 		if !errors.As(err, &be) {
@@ -1494,8 +1495,8 @@ func TestCollectBatchOneBadTextFailsOnlyItself(t *testing.T) {
 		for i, e := range be.Errs {
 			switch i {
 			case 2, 5:
-				if e == nil || alone[i/5] == nil {
-					t.Errorf("message %d: batch %v, alone %v; want both refused", i, e, alone[i/5])
+				if !errors.Is(e, privacy.ErrInvalid) || alone[i/5] == nil || e.Error() != alone[i/5].Error() {
+					t.Errorf("message %d: batch %v, alone %v; want both refused alike, ErrInvalid", i, e, alone[i/5])
 				}
 			default:
 				if e != nil {

@@ -2,6 +2,8 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -63,8 +65,8 @@ func (l *suppressionList) Len(ctx context.Context) (identifiers, profiles int, e
 
 var _ suppression.KeyChecker = (*suppressionList)(nil)
 
-// KeyCheck implements suppression.KeyChecker, in a table of one row.
-func (l *suppressionList) KeyCheck(ctx context.Context, check identity.Hash) (identity.Hash, error) {
+// RecordKeyCheck implements suppression.KeyChecker, in a table of one row.
+func (l *suppressionList) RecordKeyCheck(ctx context.Context, check identity.Hash) (identity.Hash, error) {
 	if check.IsZero() {
 		return identity.Hash{}, fmt.Errorf("%w: zero key check value", suppression.ErrInvalid)
 	}
@@ -72,8 +74,18 @@ func (l *suppressionList) KeyCheck(ctx context.Context, check identity.Hash) (id
 	if _, err := s.direct().ExecContext(ctx, s.sql(`INSERT INTO {p}key_check (id, check_value) VALUES (1, $1) ON CONFLICT (id) DO NOTHING`), check[:]); err != nil {
 		return identity.Hash{}, fmt.Errorf("sqlstore: recording the key check value: %w", err)
 	}
+	return l.KeyCheck(ctx)
+}
+
+// KeyCheck implements suppression.KeyChecker.
+func (l *suppressionList) KeyCheck(ctx context.Context) (identity.Hash, error) {
+	s := l.s
 	var b []byte
-	if err := s.direct().QueryRowContext(ctx, s.sql(`SELECT check_value FROM {p}key_check WHERE id = 1`)).Scan(&b); err != nil {
+	err := s.direct().QueryRowContext(ctx, s.sql(`SELECT check_value FROM {p}key_check WHERE id = 1`)).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return identity.Hash{}, nil
+	}
+	if err != nil {
 		return identity.Hash{}, fmt.Errorf("sqlstore: reading the key check value: %w", err)
 	}
 	var h identity.Hash

@@ -487,16 +487,22 @@ func checkValue(b byte) identity.Hash {
 
 func suppressionKeyCheckKeepsTheFirst(t *testing.T, e *env, l suppression.List) {
 	kc := optional[suppression.KeyChecker](t, "the suppression list", l)
+	if got, err := kc.KeyCheck(e.ctx); err != nil || !got.IsZero() {
+		t.Errorf("KeyCheck of a fresh list = %v, %v; want zero (none recorded)", got, err)
+	}
 	first, second := checkValue(1), checkValue(2)
 	for i, give := range []identity.Hash{first, second, first} {
-		got, err := kc.KeyCheck(e.ctx, give)
-		must(t, err, "KeyCheck")
+		got, err := kc.RecordKeyCheck(e.ctx, give)
+		must(t, err, "RecordKeyCheck")
 		if got != first {
-			t.Errorf("KeyCheck #%d = %v; want the first recorded, %v", i+1, got, first)
+			t.Errorf("RecordKeyCheck #%d = %v; want the first recorded, %v", i+1, got, first)
 		}
 	}
-	if _, err := kc.KeyCheck(e.ctx, identity.Hash{}); !errors.Is(err, suppression.ErrInvalid) {
-		t.Errorf("KeyCheck of a zero value = %v; want ErrInvalid", err)
+	if got, err := kc.KeyCheck(e.ctx); err != nil || got != first {
+		t.Errorf("KeyCheck = %v, %v; want the first recorded, %v", got, err, first)
+	}
+	if _, err := kc.RecordKeyCheck(e.ctx, identity.Hash{}); !errors.Is(err, suppression.ErrInvalid) {
+		t.Errorf("RecordKeyCheck of a zero value = %v; want ErrInvalid", err)
 	}
 }
 
@@ -506,8 +512,8 @@ func rekeyed(h identity.Hash) identity.Hash { return hasher.Rekey(h) }
 
 func suppressionRekeyCarriesEveryHash(t *testing.T, e *env, l suppression.List) {
 	kc := optional[suppression.KeyChecker](t, "the suppression list", l)
-	_, err := kc.KeyCheck(e.ctx, checkValue(1))
-	must(t, err, "KeyCheck")
+	_, err := kc.RecordKeyCheck(e.ctx, checkValue(1))
+	must(t, err, "RecordKeyCheck")
 	f := seedSuppressions(t, e, l)
 	tx, err := l.Begin(e.ctx)
 	must(t, err, "Begin")
@@ -545,7 +551,7 @@ func suppressionRekeyCarriesEveryHash(t *testing.T, e *env, l suppression.List) 
 		t.Errorf("the list after Rekey (-want +got):\n%s", d)
 	}
 	checkLen(t, e.ctx, l, 4, 1)
-	if got, err := kc.KeyCheck(e.ctx, checkValue(3)); err != nil || got != checkValue(2) {
+	if got, err := kc.KeyCheck(e.ctx); err != nil || got != checkValue(2) {
 		t.Errorf("KeyCheck after Rekey = %v, %v; want the check value Rekey recorded", got, err)
 	}
 	// Refused: no function, no check value.
@@ -563,8 +569,8 @@ func suppressionRekeyCarriesEveryHash(t *testing.T, e *env, l suppression.List) 
 
 func suppressionRekeyRolledBack(t *testing.T, e *env, l suppression.List) {
 	kc := optional[suppression.KeyChecker](t, "the suppression list", l)
-	_, err := kc.KeyCheck(e.ctx, checkValue(1))
-	must(t, err, "KeyCheck")
+	_, err := kc.RecordKeyCheck(e.ctx, checkValue(1))
+	must(t, err, "RecordKeyCheck")
 	f := seedSuppressions(t, e, l)
 	before := f.view(t, e.ctx, l)
 	tx, err := l.Begin(e.ctx)
@@ -576,7 +582,7 @@ func suppressionRekeyRolledBack(t *testing.T, e *env, l suppression.List) {
 	if d := diff(before, f.view(t, e.ctx, l)); d != "" {
 		t.Errorf("a rolled back Rekey changed the list (-before +after):\n%s", d)
 	}
-	if got, err := kc.KeyCheck(e.ctx, checkValue(3)); err != nil || got != checkValue(1) {
+	if got, err := kc.KeyCheck(e.ctx); err != nil || got != checkValue(1) {
 		t.Errorf("KeyCheck after a rolled back Rekey = %v, %v; want the first check value", got, err)
 	}
 }

@@ -94,9 +94,12 @@ type Rekeyer interface {
 // suppression. It is optional; every list that outlives its process should
 // have it.
 type KeyChecker interface {
-	// KeyCheck returns the key check value the list holds, after recording
-	// check as it if the list held none.
-	KeyCheck(ctx context.Context, check identity.Hash) (identity.Hash, error)
+	// KeyCheck returns the key check value the list holds, zero when it
+	// holds none.
+	KeyCheck(ctx context.Context) (identity.Hash, error)
+	// RecordKeyCheck records check as the key check value unless the list
+	// holds one already, and returns the one it holds.
+	RecordKeyCheck(ctx context.Context, check identity.Hash) (identity.Hash, error)
 }
 
 // EmptyChecker is implemented by lists that can tell that nothing at all is
@@ -129,7 +132,14 @@ var (
 )
 
 // KeyCheck implements KeyChecker.
-func (l *MemList) KeyCheck(ctx context.Context, check identity.Hash) (identity.Hash, error) {
+func (l *MemList) KeyCheck(ctx context.Context) (identity.Hash, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.check, nil
+}
+
+// RecordKeyCheck implements KeyChecker.
+func (l *MemList) RecordKeyCheck(ctx context.Context, check identity.Hash) (identity.Hash, error) {
 	if check.IsZero() {
 		return identity.Hash{}, fmt.Errorf("%w: zero key check value", ErrInvalid)
 	}
