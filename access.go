@@ -75,7 +75,7 @@ func (c *Controller) runAccess(ctx context.Context, id identity.ID, sink exportS
 	n, err := id.Normalize()
 	if err != nil {
 		err = fieldError("ID", err)
-		e.Status, e.Reason, e.Finished = Invalid, c.redact(e, err.Error(), []identity.ID{id}), now
+		e.Status, e.Reason, e.Finished = Invalid, c.redact(e, describe(err), []identity.ID{id}), now
 		return c.refuse(ctx, e, err)
 	}
 	e.Subjects, e.SubjectHashes = []identity.ID{n}, []identity.Hash{c.hasher.ID(n)}
@@ -120,6 +120,12 @@ func (c *Controller) accessOnce(ctx context.Context, cl *claim, e *journal.Entry
 		return receiptOf(e), fmt.Errorf("privacy: %w: nobody is known by the subject", ErrNotFound)
 	}
 	if err := c.writeExport(ctx, e, pid, sink); err != nil {
+		var se *safeError
+		if !errors.As(err, &se) {
+			// The writer's error (the host's io.Writer, or the export's own
+			// checks): told by its kind, as a backend's is.
+			err = &safeError{text: "privacy: writing the export: " + describe(err), errs: []error{err}}
+		}
 		return c.endAccess(ctx, cl, e, err)
 	}
 	return c.endAccess(ctx, cl, e, nil)

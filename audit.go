@@ -52,7 +52,7 @@ func (c *Controller) settle(ctx context.Context, e *journal.Entry) error {
 // next change and appended before its end.
 func (c *Controller) settleSoon(ctx context.Context, e *journal.Entry) {
 	if err := c.settle(ctx, e); err != nil {
-		c.log.ErrorContext(ctx, "audit log append failed; the records stay owed", "request", e.ID, "err", err)
+		c.log.ErrorContext(ctx, "audit log append failed; the records stay owed", "request", e.ID, "err", describe(err))
 	}
 }
 

@@ -168,7 +168,7 @@ func (c *Controller) renew(ctx context.Context, id string, cl *claim) {
 	}
 	fresh.LeaseUntil = c.leaseEnd()
 	if err := c.journal.Put(ctx, fresh); err != nil && !errors.Is(err, journal.ErrConflict) {
-		c.log.WarnContext(ctx, "renewing a request's claim failed", "request", id, "err", err)
+		c.log.WarnContext(ctx, "renewing a request's claim failed", "request", id, "err", describe(err))
 	}
 }
 

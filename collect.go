@@ -91,7 +91,7 @@ func (c *Controller) collect(ctx context.Context, m Message) error {
 		c.locks.unlock(&held)
 		if err := c.reevaluate(context.WithoutCancel(ctx), plan.Profile, true); err != nil {
 			c.stale.Store(plan.Profile, struct{}{}) // the next Refresh tries again
-			c.log.ErrorContext(ctx, "recomputing memberships failed; Refresh will retry", "profile", plan.Profile, "err", err)
+			c.log.ErrorContext(ctx, "recomputing memberships failed; Refresh will retry", "profile", plan.Profile, "err", describe(err))
 		}
 	}
 	return nil
@@ -248,7 +248,7 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 			// The message is stored (its id recorded), so failing now would turn
 			// the client's retry into a duplicate and lose it: deliver it, and
 			// recompute the memberships from the stored events instead.
-			c.log.ErrorContext(ctx, "audience commit failed; recomputing memberships", "profile", plan.Profile, "err", err)
+			c.log.ErrorContext(ctx, "audience commit failed; recomputing memberships", "profile", plan.Profile, "err", describe(err))
 			changes, recount = nil, true
 		}
 	}
@@ -261,7 +261,7 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 			err = backendError("outbox commit", otx.Commit(ctx))
 		}
 		if err != nil {
-			c.log.ErrorContext(ctx, "the outbox did not take what a stored message owes the destinations", "profile", plan.Profile, "err", err)
+			c.log.ErrorContext(ctx, "the outbox did not take what a stored message owes the destinations", "profile", plan.Profile, "err", describe(err))
 		}
 	}
 	if len(c.destinations) > 0 {

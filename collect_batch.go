@@ -218,7 +218,7 @@ func (c *Controller) finishBatch(ctx context.Context, items []batchItem, recount
 	for _, pid := range recount {
 		if err := c.reevaluate(context.WithoutCancel(ctx), pid, true); err != nil {
 			c.stale.Store(pid, struct{}{}) // the next Refresh tries again
-			c.log.ErrorContext(ctx, "recomputing memberships failed; Refresh will retry", "profile", pid, "err", err)
+			c.log.ErrorContext(ctx, "recomputing memberships failed; Refresh will retry", "profile", pid, "err", describe(err))
 		}
 	}
 }
@@ -339,7 +339,7 @@ func (c *Controller) storeBatch(ctx context.Context, items []batchItem) (recount
 	if atx != nil && !c.scoped {
 		if err := atx.Commit(detach(ctx)); err != nil {
 			// The messages are stored: recompute their memberships instead.
-			c.log.ErrorContext(ctx, "audience commit failed; recomputing memberships", "profiles", len(pids), "err", err)
+			c.log.ErrorContext(ctx, "audience commit failed; recomputing memberships", "profiles", len(pids), "err", describe(err))
 			for i := range items {
 				if it := &items[i]; concernsAudiences(set, it) {
 					it.changes = nil
@@ -357,7 +357,7 @@ func (c *Controller) storeBatch(ctx context.Context, items []batchItem) (recount
 			err = backendError("outbox commit", otx.Commit(detach(ctx)))
 		}
 		if err != nil {
-			c.log.ErrorContext(ctx, "the outbox did not take what stored messages owe the destinations", "profiles", len(pids), "err", err)
+			c.log.ErrorContext(ctx, "the outbox did not take what stored messages owe the destinations", "profiles", len(pids), "err", describe(err))
 		}
 	}
 	if otx != nil {

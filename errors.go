@@ -1,10 +1,14 @@
 package privacy
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/audit"
@@ -16,6 +20,7 @@ import (
 	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
+	"github.com/gdprkit/privacy/txscope"
 )
 
 // Errors of the Controller, matchable with errors.Is. Errors from the backends are
@@ -105,17 +110,107 @@ var sentinels = []struct{ backend, root error }{
 
 // backendError wraps an error from a backend, naming the operation, so that
 // every root sentinel the table gives for it matches too (an error joining
-// several backends' failures may stand for more than one).
+// several backends' failures may stand for more than one). Its text is the
+// operation and the error's kind (describe), never the backend's own text:
+// a driver's or a store's message may quote the values it was given, and
+// this text reaches receipts, the journal, the audit log and log lines.
+// errors.Is and errors.As still see the backend's error.
 func backendError(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	format, args := "privacy: %s: ", []any{op}
+	var roots []error
 	for _, s := range sentinels {
-		if errors.Is(err, s.backend) && !slices.Contains(args[1:], any(s.root)) {
-			format += "%w: "
-			args = append(args, s.root)
+		if errors.Is(err, s.backend) && !slices.Contains(roots, s.root) {
+			roots = append(roots, s.root)
 		}
 	}
-	return fmt.Errorf(format+"%w", append(args, err)...)
+	return &safeError{text: "privacy: " + op + ": " + describe(err), errs: append(roots, err)}
+}
+
+// safeError is an error whose text is fit to keep: it names what failed and
+// how, never a value. It unwraps to the errors it stands for.
+type safeError struct {
+	text string
+	errs []error
+}
+
+func (e *safeError) Error() string   { return e.text }
+func (e *safeError) Unwrap() []error { return e.errs }
+
+// keptSentinels are the errors whose text describe keeps: fixed texts, which
+// say what went wrong without a value.
+var keptSentinels = []error{
+	ErrInvalid, ErrNotFound, ErrSuppressed, ErrConflict, ErrClosed, ErrKeyMismatch,
+	identity.ErrInvalid, identity.ErrNotFound, identity.ErrConflict, identity.ErrTxDone, identity.ErrBlocked,
+	profile.ErrInvalid, profile.ErrNotFound, profile.ErrDuplicate, profile.ErrTxDone, profile.ErrTooLarge,
+	audience.ErrInvalid, audience.ErrNotFound, audience.ErrConflict, audience.ErrTxDone,
+	suppression.ErrInvalid, suppression.ErrTxDone,
+	journal.ErrInvalid, journal.ErrNotFound, journal.ErrConflict,
+	audit.ErrConflict, audit.ErrDuplicate, audit.ErrTampered, audit.ErrUnknownKey,
+	outbox.ErrInvalid, outbox.ErrNotFound, outbox.ErrTxDone,
+	export.ErrInvalid, export.ErrTooLarge,
+	destination.ErrInvalid, destination.ErrNotSupported, destination.ErrRejected,
+	txscope.ErrRetry, deliver.ErrClosed,
+	context.Canceled, context.DeadlineExceeded, io.ErrUnexpectedEOF, io.ErrShortWrite, io.ErrClosedPipe,
+	errExportInterrupted,
+}
+
+// describe returns what kind of error err is, in words fit to keep (a
+// receipt, the journal, the audit log, a log line): the text of an error
+// this package made safe (a FieldError, a safeError), else the fixed texts
+// of the sentinels it matches, a database's SQLSTATE, whether it is a
+// network error, and otherwise its type. Never the error's own text, which
+// may quote values.
+func describe(err error) string {
+	var fe *FieldError
+	var se *safeError
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &se):
+		return se.text
+	case errors.As(err, &fe):
+		return fe.Error()
+	}
+	var kinds []string
+	for _, s := range keptSentinels {
+		if errors.Is(err, s) {
+			kinds = append(kinds, s.Error())
+		}
+	}
+	var ve *profile.ValueError
+	if errors.As(err, &ve) {
+		kinds = append(kinds, ve.Error()) // names a path and a reason, no value
+	}
+	var state interface{ SQLState() string }
+	if errors.As(err, &state) {
+		kinds = append(kinds, "database error SQLSTATE "+state.SQLState())
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		kinds = append(kinds, errno.Error()) // the system's fixed text: "no space left on device"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		kinds = append(kinds, "network error")
+		if ne.Timeout() {
+			kinds = append(kinds, "timeout")
+		}
+	}
+	if len(kinds) == 0 {
+		return fmt.Sprintf("failed (%T)", innermost(err))
+	}
+	return strings.Join(kinds, ": ")
+}
+
+// innermost returns the error at the end of err's first chain.
+func innermost(err error) error {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err
+		}
+		err = next
+	}
 }

@@ -146,7 +146,7 @@ func New(opts ...Option) (*Controller, error) {
 	owner := cfg.instance + "/" + identity.NewSortableID("run_", time.Now())
 	// Delivery keeps wall-clock time, whatever WithClock says: its leases,
 	// retries and horizon are measured, not recorded.
-	delivery.Scrub = c.scrubDelivery
+	delivery.Scrub, delivery.Describe = c.scrubDelivery, describe
 	c.deliver = deliver.New(cfg.outbox, cfg.dests, delivery, owner, time.Now, cfg.log, func(requests []string) {
 		for _, id := range requests {
 			c.checkRequest(context.Background(), id)

@@ -44,7 +44,7 @@ func (c *Controller) Apply(ctx context.Context, req Request) (*Receipt, error) {
 	now := c.now()
 	e := &journal.Entry{ID: newRequestID(now), Type: req.Type, Status: Initialized, Received: now, Due: now.AddDate(0, 1, 0)}
 	if err := c.validateRequest(&req, e); err != nil {
-		e.Status, e.Reason, e.Finished = Invalid, c.redact(e, err.Error(), req.Subjects), now
+		e.Status, e.Reason, e.Finished = Invalid, c.redact(e, describe(err), req.Subjects), now
 		e.Subjects = nil
 		return c.refuse(ctx, e, err)
 	}
@@ -463,11 +463,12 @@ func (c *Controller) commitAll(ctx context.Context, txs *participants, e *journa
 		o := journal.Outcome{Name: p.name, Status: Finished, Finished: c.now()}
 		err := p.commit(ctx)
 		if err != nil {
-			o.Status, o.Err, o.Finished = Running, c.redact(e, err.Error(), nil), time.Time{}
+			err = backendError(p.name+" commit", err)
+			o.Status, o.Err, o.Finished = Running, c.redact(e, describe(err), nil), time.Time{}
 		}
 		e.Backends = append(e.Backends, o)
 		if err != nil {
-			return fmt.Errorf("%s commit: %w", p.name, err)
+			return err
 		}
 	}
 	return nil
@@ -480,7 +481,7 @@ func (c *Controller) commitAll(ctx context.Context, txs *participants, e *journa
 func (c *Controller) fail(ctx context.Context, cl *claim, e *journal.Entry, err error) (*Receipt, error) {
 	defer c.inflight.Delete(e.ID)
 	f := e.Clone()
-	f.Status, f.Reason, f.Finished = Failed, c.redact(e, err.Error(), nil), c.now()
+	f.Status, f.Reason, f.Finished = Failed, c.redact(e, describe(err), nil), c.now()
 	if errors.Is(err, ErrInvalid) {
 		f.Status = Invalid
 	}
@@ -510,7 +511,7 @@ func (c *Controller) deliverDecision(ctx context.Context, cl *claim, e *journal.
 	// of the entry, keeps the request running.
 	var owed []string
 	if items, err := c.outbox.Outcomes(context.WithoutCancel(ctx), e.ID); err != nil {
-		c.log.WarnContext(ctx, "reading a request's delivery outcomes failed; it awaits them", "request", e.ID, "err", err)
+		c.log.WarnContext(ctx, "reading a request's delivery outcomes failed; it awaits them", "request", e.ID, "err", describe(err))
 		owes = owes || e.Type.Forwards()
 	} else {
 		for _, it := range items {
@@ -570,7 +571,7 @@ func (c *Controller) checkRequest(ctx context.Context, id string) {
 	}
 	items, err := c.outbox.Outcomes(ctx, id)
 	if err != nil {
-		c.log.WarnContext(ctx, "reading a request's delivery outcomes failed; it is checked again", "request", id, "err", err)
+		c.log.WarnContext(ctx, "reading a request's delivery outcomes failed; it is checked again", "request", id, "err", describe(err))
 		return
 	}
 	changed, answered := false, true
@@ -594,7 +595,7 @@ func (c *Controller) checkRequest(ctx context.Context, id string) {
 		c.finish(ctx, a.cl, a.e)
 		if a.e.Status.Ended() {
 			if err := c.outbox.Forget(ctx, id); err != nil {
-				c.log.WarnContext(ctx, "forgetting a finished request's delivery outcomes failed", "request", id, "err", err)
+				c.log.WarnContext(ctx, "forgetting a finished request's delivery outcomes failed", "request", id, "err", describe(err))
 			}
 		}
 		return
@@ -651,7 +652,7 @@ func (c *Controller) finish(ctx context.Context, cl *claim, e *journal.Entry) {
 	if err := c.end(ctx, cl, e, f, "finished"); err != nil {
 		// The entry stays RUNNING; Recover completes it (idempotently), and
 		// appends the audit records it owes first.
-		c.log.ErrorContext(ctx, "recording a finished request failed; it stays RUNNING", "request", e.ID, "err", err)
+		c.log.ErrorContext(ctx, "recording a finished request failed; it stays RUNNING", "request", e.ID, "err", describe(err))
 		return
 	}
 	*e = *f

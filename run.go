@@ -89,7 +89,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			c.runRecover(ctx)
 		case <-refreshTick.C:
 			if _, err := c.Refresh(ctx); err != nil && ctx.Err() == nil {
-				c.log.ErrorContext(ctx, "refreshing audiences failed; Run tries again", "err", err)
+				c.log.ErrorContext(ctx, "refreshing audiences failed; Run tries again", "err", describe(err))
 			}
 		case <-overdueTick.C:
 			c.runOverdue(ctx)
@@ -100,7 +100,7 @@ func (c *Controller) Run(ctx context.Context) error {
 // runRecover is Run's recovery round.
 func (c *Controller) runRecover(ctx context.Context) {
 	if n, err := c.Recover(ctx); err != nil && ctx.Err() == nil {
-		c.log.ErrorContext(ctx, "recovering requests failed; Run tries again", "recovered", n, "err", err)
+		c.log.ErrorContext(ctx, "recovering requests failed; Run tries again", "recovered", n, "err", describe(err))
 	} else if n > 0 {
 		c.log.InfoContext(ctx, "requests recovered", "recovered", n)
 	}
@@ -111,7 +111,7 @@ func (c *Controller) runOverdue(ctx context.Context) {
 	late, err := c.Overdue(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			c.log.ErrorContext(ctx, "listing overdue requests failed", "err", err)
+			c.log.ErrorContext(ctx, "listing overdue requests failed", "err", describe(err))
 		}
 		return
 	}

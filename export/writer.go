@@ -242,7 +242,7 @@ func (w *Writer) WriteEvent(e profile.Event) error {
 		r.close(w.format)
 	}
 	if r.err != nil {
-		return fmt.Errorf("%w: events[%d] (message id %q): %w", ErrInvalid, w.order.n[secEvents], e.MessageID, r.err)
+		return fmt.Errorf("%w: events[%d]: %w", ErrInvalid, w.order.n[secEvents], r.err)
 	}
 	return w.put(secEvents, "")
 }

@@ -60,7 +60,7 @@ func TestWriterRefuses(t *testing.T) {
 		{"NaN property", func(w *export.Writer) error { return w.WriteEvent(ev) },
 			func(w *export.Writer) error {
 				return w.WriteEvent(profile.Event{MessageID: "m2", Properties: map[string]any{"x": []any{math.NaN()}}})
-			}, `events[1] (message id "m2"): profile: invalid properties["x"][0]: NaN is not a JSON number`,
+			}, `events[1]: profile: invalid properties["x"][0]: NaN and the infinities are not JSON numbers`,
 			func(w *export.Writer) error { return w.WriteEvent(ev) }},
 		{"trait value not JSON", nil,
 			func(w *export.Writer) error { return w.WriteTrait("f", profile.Trait{Value: func() {}}) }, `traits["f"]`,

@@ -56,7 +56,7 @@ func NewID(typ, value string) (ID, error) {
 func ParseID(s string) (ID, error) {
 	typ, value, ok := strings.Cut(s, ":")
 	if !ok {
-		return ID{}, fmt.Errorf("%w: identifier %q: want type:value", ErrInvalid, s)
+		return ID{}, fmt.Errorf("%w: identifier: want type:value", ErrInvalid)
 	}
 	return NewID(typ, value)
 }
@@ -111,7 +111,7 @@ func normalizeType(typ string) (string, error) {
 	for i := 0; i < len(t); i++ {
 		c := t[i]
 		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return "", fmt.Errorf("%w: identifier type %q: only a-z, 0-9, '_', '.' and '-' are allowed", ErrInvalid, typ)
+			return "", fmt.Errorf("%w: identifier type: only a-z, 0-9, '_', '.' and '-' are allowed", ErrInvalid)
 		}
 	}
 	return t, nil

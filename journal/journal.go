@@ -247,16 +247,19 @@ func (e *Entry) Clone() *Entry {
 	return &c
 }
 
-// Scrub removes the clear personal data a finished request no longer needs.
+// Scrub removes the clear personal data a finished request no longer needs:
+// its subjects, traits and forwarded identifiers, and what its rectifications
+// wrote, the message ids of the profile's metadata included (the person's
+// own messages', which outlive nothing else after an erasure).
 func (e *Entry) Scrub() {
 	e.Subjects, e.Traits = nil, nil
 	for i := range e.Decision.Forward {
 		e.Decision.Forward[i].IDs = nil
 	}
 	for i := range e.Decision.Rectify {
-		e.Decision.Rectify[i].Update.Set = nil
-		e.Decision.Rectify[i].Update.Remove = nil
-		e.Decision.Rectify[i].Update.Event = nil
+		u := &e.Decision.Rectify[i].Update
+		u.Set, u.Remove, u.Event = nil, nil, nil
+		u.Metadata.FirstMessageID, u.Metadata.LastMessageID = "", ""
 	}
 }
 

@@ -164,7 +164,7 @@ type Update struct {
 // depend on it). It fails with ErrInvalid.
 func (u *Update) Validate() error {
 	if u.Event != nil && (u.Event.MessageID == "" || u.Event.MessageID != u.MessageID) {
-		return fmt.Errorf("%w: update: the event's MessageID %q must be set and equal the update's %q", ErrInvalid, u.Event.MessageID, u.MessageID)
+		return fmt.Errorf("%w: update: the event's MessageID must be set and equal the update's", ErrInvalid)
 	}
 	return nil
 }

@@ -19,7 +19,12 @@ const MaxDepth = 32
 // maxExactInt is the largest integer a JSON number (a float64) holds exactly.
 const maxExactInt = 1 << 53
 
-// A ValueError says which part of a value is not a JSON value. It matches
+// beyond53 is the reason an integer JSON cannot hold exactly is refused.
+const beyond53 = "an integer beyond 2^53, which a JSON number cannot hold exactly: send it as a string"
+
+// A ValueError says which part of a value is not a JSON value, and why,
+// without the value: its text may be kept (in a receipt, a log) after the
+// value is gone. It matches
 // ErrInvalid, and ErrTooLarge when the value was larger than allowed.
 type ValueError struct {
 	Path   string // such as `traits["address"]["zip"]`
@@ -178,7 +183,7 @@ func normalize(path string, v any, depth int, z *sizer) (any, error) {
 		}
 		f, err := strconv.ParseFloat(string(x), 64)
 		if err != nil {
-			return nil, &ValueError{Path: path, Reason: fmt.Sprintf("number %q: %v", string(x), err)}
+			return nil, &ValueError{Path: path, Reason: "not a number JSON can hold"}
 		}
 		return checkFloat(path, f)
 	case time.Time:
@@ -295,13 +300,13 @@ func normalizeReflect(path string, v any, depth int, z *sizer) (any, error) {
 func normalizeJSON(path string, v any, depth int, z *sizer) (any, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return nil, &ValueError{Path: path, Reason: fmt.Sprintf("a %T is not a JSON value: %v", v, err)}
+		return nil, &ValueError{Path: path, Reason: fmt.Sprintf("a %T is not a JSON value", v)}
 	}
 	var out any
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(&out); err != nil {
-		return nil, &ValueError{Path: path, Reason: fmt.Sprintf("a %T does not encode to JSON: %v", v, err)}
+		return nil, &ValueError{Path: path, Reason: fmt.Sprintf("a %T does not encode to JSON", v)}
 	}
 	*z.left += ValueOverhead // out is this value, counted already
 	return normalize(path, out, depth, z)
@@ -320,21 +325,21 @@ func checkString(path, s string, z *sizer) (any, error) {
 
 func checkFloat(path string, f float64) (any, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return nil, &ValueError{Path: path, Reason: fmt.Sprintf("%v is not a JSON number", f)}
+		return nil, &ValueError{Path: path, Reason: "NaN and the infinities are not JSON numbers"}
 	}
 	return f, nil
 }
 
 func checkInt(path string, i int64) (any, error) {
 	if i > maxExactInt || i < -maxExactInt {
-		return nil, &ValueError{Path: path, Reason: fmt.Sprintf("integer %d is beyond 2^53, which a JSON number holds exactly; send it as a string", i)}
+		return nil, &ValueError{Path: path, Reason: beyond53}
 	}
 	return float64(i), nil
 }
 
 func checkUint(path string, u uint64) (any, error) {
 	if u > maxExactInt {
-		return nil, &ValueError{Path: path, Reason: fmt.Sprintf("integer %d is beyond 2^53, which a JSON number holds exactly; send it as a string", u)}
+		return nil, &ValueError{Path: path, Reason: beyond53}
 	}
 	return float64(u), nil
 }

@@ -34,6 +34,18 @@ type Config struct {
 	// destination's error (a KeptError's, which the destination vouches
 	// for) before it is stored.
 	Scrub func(text string, batch []outbox.Item) string
+	// Describe, when set, tells an outbox store's error in a log line
+	// without its text, which may quote what the store was given; unset,
+	// the line gives the error's type.
+	Describe func(error) string
+}
+
+// describe is how a log line tells an outbox store's error.
+func (e *Engine) describe(err error) string {
+	if e.cfg.Describe != nil {
+		return e.cfg.Describe(err)
+	}
+	return fmt.Sprintf("%T", err)
 }
 
 // wait is the wait after the attempt-th failed call, with jitter.
@@ -243,7 +255,7 @@ func (e *Engine) renew() {
 		slices.Sort(ids)
 		err := e.store.Renew(context.WithoutCancel(e.ctx), e.owner, ids, e.now().Add(e.cfg.Lease))
 		if err != nil {
-			e.log.Warn("renewing the outbox leases failed", "items", len(ids), "err", err)
+			e.log.Warn("renewing the outbox leases failed", "items", len(ids), "err", e.describe(err))
 		}
 	}
 }
@@ -272,7 +284,7 @@ func (w *worker) run() {
 		items, err := e.store.Claim(e.ctx, outbox.Claim{Owner: e.owner, Destinations: []string{name}, Now: now,
 			Until: now.Add(e.cfg.Lease), Limit: e.cfg.BatchSize})
 		if err != nil && e.ctx.Err() == nil {
-			e.log.Warn("claiming outbox items failed", "destination", name, "err", err)
+			e.log.Warn("claiming outbox items failed", "destination", name, "err", e.describe(err))
 		}
 		if len(items) > 0 {
 			e.hold(items)
@@ -344,7 +356,7 @@ func (w *worker) giveBack(items []outbox.Item) {
 		back[i], answers[i] = it.ID, outbox.Answer{ID: it.ID}
 	}
 	if err := e.store.Renew(context.WithoutCancel(e.ctx), e.owner, back, time.Time{}); err != nil {
-		e.log.Warn("giving back outbox items failed; they are claimed again when their leases lapse", "destination", w.d.Name(), "items", len(back), "err", err)
+		e.log.Warn("giving back outbox items failed; they are claimed again when their leases lapse", "destination", w.d.Name(), "items", len(back), "err", e.describe(err))
 	}
 	e.release(answers)
 }
@@ -366,7 +378,7 @@ func (w *worker) discardPurged(items []outbox.Item) []outbox.Item {
 		return items
 	}
 	if _, err := w.e.store.Settle(context.WithoutCancel(w.e.ctx), w.e.owner, answers); err != nil {
-		w.e.log.Warn("settling purged outbox items failed; they are discarded at their next claim", "destination", w.d.Name(), "items", len(answers), "err", err)
+		w.e.log.Warn("settling purged outbox items failed; they are discarded at their next claim", "destination", w.d.Name(), "items", len(answers), "err", w.e.describe(err))
 	}
 	w.e.release(answers)
 	w.e.settled()
@@ -503,7 +515,7 @@ func (w *worker) settle(batch []outbox.Item, err error) {
 	e.release(answers)
 	if serr != nil {
 		// The leases lapse and the items are delivered again: at least once.
-		e.log.Error("settling outbox items failed; they will be delivered again", "destination", w.d.Name(), "items", len(answers), "err", serr.Error())
+		e.log.Error("settling outbox items failed; they will be delivered again", "destination", w.d.Name(), "items", len(answers), "err", e.describe(serr))
 		return
 	}
 	w.mu.Lock()
