@@ -73,7 +73,12 @@
 //
 // Read holds at most DefaultMaxSize bytes of input (ReadLimit sets another
 // bound), and for CSV as much again of uncompressed files; values nest at most
-// profile.MaxDepth deep.
+// profile.MaxDepth deep. The Package it returns holds the whole export. A
+// Scanner reads an NDJSON export one record at a time instead, in memory a
+// small multiple of its longest record whatever the export's size: the way to
+// read an export too large to hold. Both refuse an NDJSON record longer than
+// DefaultMaxRecord (a Scanner's bound is its own) as soon as it is seen to
+// be longer, before decoding it.
 //
 // # Errors
 //

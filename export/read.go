@@ -554,49 +554,34 @@ type (
 	}
 )
 
-// ndReader reads the NDJSON format line by line.
+// ndReader checks the NDJSON format's records line by line.
 type ndReader struct {
-	p     Package
 	order order
 }
 
+// readNDJSON reads an NDJSON export through a Scanner.
 func readNDJSON(r io.Reader) (*Package, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	nr := &ndReader{}
-	var line []byte
-	n := 0
-	for {
-		var err error
-		line, err = readLine(br, line[:0])
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		n++
-		if nr.order.sec == secEnd {
-			return nil, fmt.Errorf("%w: ndjson line %d: data after the end record", ErrInvalid, n)
-		}
-		if err := nr.record(line); err != nil {
-			return nil, fmt.Errorf("%w: ndjson line %d: %w", ErrInvalid, n, err)
-		}
+	s := NewScanner(r, DefaultMaxRecord)
+	p := &Package{Schema: SchemaVersion}
+	for s.Scan() {
+		rec := s.Record()
+		rec.addTo(p)
 	}
-	switch {
-	case n == 0:
-		return nil, fmt.Errorf("%w: ndjson: the input is empty", ErrInvalid)
-	case nr.order.sec != secEnd:
-		return nil, fmt.Errorf("%w: ndjson: no end record after line %d: the export is truncated", ErrInvalid, n)
+	if err := s.Err(); err != nil {
+		return nil, err
 	}
-	nr.p.Schema = SchemaVersion
-	return &nr.p, nil
+	return p, nil
 }
 
 // readLine returns the next line without its newline, appended to buf; io.EOF
-// when there is none.
-func readLine(br *bufio.Reader, buf []byte) ([]byte, error) {
+// when there is none; errLineTooLong as soon as the line is longer than max
+// bytes, without reading the rest of it.
+func readLine(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
 	for {
 		chunk, err := br.ReadSlice('\n')
+		if len(buf)+len(chunk) > max+1 { // +1: the newline
+			return nil, errLineTooLong
+		}
 		buf = append(buf, chunk...)
 		switch err {
 		case nil:
@@ -607,48 +592,53 @@ func readLine(br *bufio.Reader, buf []byte) ([]byte, error) {
 			if len(buf) == 0 {
 				return nil, io.EOF
 			}
+			if len(buf) > max {
+				return nil, errLineTooLong
+			}
 			return buf, nil // the last line may lack its newline
 		}
 		return nil, err
 	}
 }
 
-func (nr *ndReader) record(line []byte) error {
+// record checks one line and sets out to its record; end reports the end
+// record, which sets nothing.
+func (nr *ndReader) record(line []byte, out *Record) (end bool, err error) {
 	if len(line) == 0 {
-		return errors.New("empty line")
+		return false, errors.New("empty line")
 	}
 	var k ndKind
 	if err := json.Unmarshal(line, &k); err != nil {
-		return err
+		return false, err
 	}
 	if k.Kind == nil {
-		return errors.New(`the record has no "kind"`)
+		return false, errors.New(`the record has no "kind"`)
 	}
 	s, ok := sectionOf(*k.Kind)
 	if !ok {
-		return fmt.Errorf("unknown kind %.40q", *k.Kind)
+		return false, fmt.Errorf("unknown kind %.40q", *k.Kind)
 	}
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	if s == secEnd {
-		return nr.end(dec)
+		return true, nr.end(dec)
 	}
 	rec := newNDRecord[s]()
 	if err := dec.Decode(rec); err != nil {
-		return err
+		return false, err
 	}
 	if h, ok := rec.(*ndHeader); ok && h.Schema != SchemaVersion {
-		return schemaError(h.Schema)
+		return false, schemaError(h.Schema)
 	}
 	key := rec.orderKey()
 	if err := nr.order.check(s, key); err != nil {
-		return err
+		return false, err
 	}
-	if err := rec.addTo(&nr.p); err != nil {
-		return err
+	if err := rec.fill(out); err != nil {
+		return false, err
 	}
 	nr.order.add(s, key)
-	return nil
+	return false, nil
 }
 
 // end reads the end record, whose counts must be those of the records read.
@@ -681,8 +671,8 @@ type ndRecord interface {
 	// orderKey is the key the order checks: a trait or audience key, a request
 	// id; "" in the other sections.
 	orderKey() string
-	// addTo adds the record to p.
-	addTo(p *Package) error
+	// fill sets out to the record.
+	fill(out *Record) error
 }
 
 // newNDRecord makes an empty record of each section, for Decode to fill.
@@ -704,57 +694,54 @@ func (w *ndAudience) orderKey() string { return w.Key }
 func (w *ndRequest) orderKey() string  { return w.ID }
 func (*ndRecipient) orderKey() string  { return "" }
 
-func (h *ndHeader) addTo(p *Package) error {
-	p.GeneratedAt = time.Time(h.GeneratedAt)
-	p.RequestID = h.RequestID
-	p.Profile.ID = identity.ProfileID(h.ProfileID)
-	p.Profile.Metadata = h.Metadata.metadata()
-	p.Suppression.Suppressed = h.Suppression.Suppressed
+func (h *ndHeader) fill(out *Record) error {
+	out.Kind = KindHeader
+	out.Header = Header{Schema: h.Schema, GeneratedAt: time.Time(h.GeneratedAt), RequestID: h.RequestID,
+		ProfileID: identity.ProfileID(h.ProfileID), Metadata: h.Metadata.metadata(), Suppression: Suppression{Suppressed: h.Suppression.Suppressed}}
 	return nil
 }
 
-func (w *ndIdentifier) addTo(p *Package) error {
-	p.Profile.ExternalIDs = append(p.Profile.ExternalIDs, w.identifier())
+func (w *ndIdentifier) fill(out *Record) error {
+	out.Kind, out.Identifier = KindIdentifier, w.identifier()
 	return nil
 }
 
-func (w *ndTrait) addTo(p *Package) error {
+func (w *ndTrait) fill(out *Record) error {
 	t, err := w.trait()
 	if err != nil {
 		return fmt.Errorf("trait %q: %w", w.Key, err)
 	}
-	if p.Profile.Traits == nil {
-		p.Profile.Traits = make(map[string]profile.Trait)
-	}
-	p.Profile.Traits[w.Key] = t
+	out.Kind, out.TraitKey, out.Trait = KindTrait, w.Key, t
 	return nil
 }
 
-func (w *ndEvent) addTo(p *Package) error {
-	return appendConverted(&p.Events, w.event, "event", w.MessageID)
+func (w *ndEvent) fill(out *Record) error {
+	out.Kind = KindEvent
+	return converted(&out.Event, w.event, "event")
 }
 
-func (w *ndAudience) addTo(p *Package) error {
-	p.Audiences = append(p.Audiences, w.Key)
+func (w *ndAudience) fill(out *Record) error {
+	out.Kind, out.Audience = KindAudience, w.Key
 	return nil
 }
 
-func (w *ndRequest) addTo(p *Package) error {
-	return appendConverted(&p.Requests, w.request, "request", w.ID)
+func (w *ndRequest) fill(out *Record) error {
+	out.Kind = KindRequest
+	return converted(&out.Request, w.request, "request")
 }
 
-func (w *ndRecipient) addTo(p *Package) error {
-	p.Recipients = append(p.Recipients, w.recipient())
+func (w *ndRecipient) fill(out *Record) error {
+	out.Kind, out.Recipient = KindRecipient, w.recipient()
 	return nil
 }
 
-// appendConverted appends to *dst what convert makes of a record's wire form,
-// or returns convert's error naming the record: what and its id.
-func appendConverted[T any](dst *[]T, convert func() (T, error), what, id string) error {
+// converted sets *dst to what convert makes of a record's wire form, or
+// returns convert's error naming the kind of record.
+func converted[T any](dst *T, convert func() (T, error), what string) error {
 	v, err := convert()
 	if err != nil {
-		return fmt.Errorf("%s %q: %w", what, id, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	*dst = append(*dst, v)
+	*dst = v
 	return nil
 }
