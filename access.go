@@ -4,6 +4,7 @@ package privacy
 // export.Package (Access) or streamed in a format (Export).
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -227,22 +228,35 @@ func (c *Controller) writeExport(ctx context.Context, e *journal.Entry, pid iden
 // any identifier now linked to them.
 func (c *Controller) writeRequests(ctx context.Context, e *journal.Entry, hashes []identity.Hash, sink exportSink) error {
 	var found []*journal.Entry
-	for f := (journal.Filter{Subjects: hashes, Limit: 1000}); ; {
-		page, err := c.journal.List(ctx, f)
-		if err != nil {
-			return backendError("journal", err)
-		}
-		for _, r := range page.Entries {
-			if r.ID != e.ID {
-				found = append(found, r)
+	seen := map[string]bool{e.ID: true}
+	// A filter names at most maxSubjectsPerList hashes (a person may have
+	// a thousand identifiers): one listing per part, a request naming
+	// identifiers of several parts kept once.
+	for rest := hashes; len(rest) > 0; {
+		n := min(len(rest), maxSubjectsPerList)
+		f := journal.Filter{Subjects: rest[:n], Limit: 1000}
+		rest = rest[n:]
+		for {
+			page, err := c.journal.List(ctx, f)
+			if err != nil {
+				return backendError("journal", err)
 			}
+			for _, r := range page.Entries {
+				if !seen[r.ID] {
+					seen[r.ID] = true
+					found = append(found, r)
+				}
+			}
+			if page.Next == "" {
+				break
+			}
+			f.Cursor = page.Next
 		}
-		if page.Next == "" {
-			break
-		}
-		f.Cursor = page.Next
 	}
-	slices.Reverse(found) // the journal lists newest first
+	// Oldest first, as the journal orders them (it lists newest first).
+	slices.SortStableFunc(found, func(a, b *journal.Entry) int {
+		return cmp.Or(a.Received.Compare(b.Received), cmp.Compare(a.ID, b.ID))
+	})
 	for _, r := range found {
 		q := export.Request{ID: r.ID, Type: string(r.Type), Status: string(r.Status), Reason: r.Reason, Received: r.Received,
 			Due: r.Due, Finished: r.Finished, ExtensionReason: r.ExtensionReason, ProfileVersion: r.ProfileVersion}

@@ -48,16 +48,22 @@ var (
 
 // FieldError says which field of the input was wrong and why. It matches
 // ErrInvalid, and the cause (such as identity.ErrBlocked) when there is one.
+// Its Reason never quotes a value; its Error text, which receipts, the
+// journal and the audit log keep, names a trait or property by its top-level
+// name only (profile.ShownPath).
 type FieldError struct {
 	// Field names the field as the Go struct spells it: "UserID",
-	// "ExternalIDs[1]", `Traits["email"]`, "Timestamp".
+	// "ExternalIDs[1]", `Traits["email"]`, `Properties["cart"]["sku"]`,
+	// "Timestamp".
 	Field  string
 	Reason string
 	Err    error
 }
 
-// Error names the field and the reason.
-func (e *FieldError) Error() string { return "privacy: invalid " + e.Field + ": " + e.Reason }
+// Error names the field, as profile.ShownPath shows it, and the reason.
+func (e *FieldError) Error() string {
+	return "privacy: invalid " + profile.ShownPath(e.Field) + ": " + e.Reason
+}
 
 // Unwrap returns ErrInvalid and the cause.
 func (e *FieldError) Unwrap() []error {
@@ -125,7 +131,8 @@ func backendError(op string, err error) error {
 			roots = append(roots, s.root)
 		}
 	}
-	return &safeError{text: "privacy: " + op + ": " + describe(err), errs: append(roots, err)}
+	// "journal: journal: invalid" says it once.
+	return &safeError{text: "privacy: " + op + ": " + strings.TrimPrefix(describe(err), op+": "), errs: append(roots, err)}
 }
 
 // safeError is an error whose text is fit to keep: it names what failed and

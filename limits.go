@@ -85,9 +85,10 @@ func WithLimits(l Limits) Option {
 	}
 }
 
-// earliest is the earliest Timestamp taken: the first instant of year 1,
-// which every backend stores and every export format writes (RFC 3339 has
-// four-digit years; PostgreSQL's timestamptz goes back further).
+// earliest bounds the Timestamps taken from below: year 1, which every
+// backend stores and every export format writes (RFC 3339 has four-digit
+// years; PostgreSQL's timestamptz goes back further). Its first instant is
+// time.Time's zero value, which means no timestamp and is refused as such.
 var earliest = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // intake is what checking a message needs beside the message: the identity

@@ -275,7 +275,7 @@ func (c *Controller) lockSubject(ctx context.Context, id identity.ID) (identity.
 	}
 	if matches[0].Profile == "" {
 		c.locks.unlock(&held)
-		return "", lockSet{}, fmt.Errorf("%w: no profile has identifier %s", ErrNotFound, n)
+		return "", lockSet{}, fmt.Errorf("%w: no profile has the %s identifier given", ErrNotFound, n.Type)
 	}
 	return matches[0].Profile, held, nil
 }

@@ -205,7 +205,7 @@ func (m *message) common(in *intake, budget *int, msgID, userID, anonID string, 
 	}
 	*budget -= len(msgID) + len(userID) + len(anonID) + len(source)
 	for _, id := range ext {
-		*budget -= len(id.Type) + len(id.Value)
+		*budget -= len(id.Type) + len(id.Value) + 2*profile.ValueOverhead // as in JSON: an object of two strings
 	}
 	if *budget < 0 {
 		return ids, tooLarge("ExternalIDs", in.limits)

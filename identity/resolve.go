@@ -44,10 +44,13 @@ func (r *Resolver) Check(id ID) (ID, error) {
 	if err != nil {
 		return ID{}, err
 	}
-	if b, blocked := r.rules.blocked(n); blocked {
-		rule := b.Pattern
-		if rule == "" {
-			rule = fmt.Sprintf("%q", b.Value)
+	if i, b, blocked := r.rules.blocked(n); blocked {
+		// Named by its place, and its pattern, which is configuration: an
+		// exact value may be someone's identifier, which an error's text
+		// must not quote.
+		rule := fmt.Sprintf("Blocked[%d]", i)
+		if b.Pattern != "" {
+			rule += " " + b.Pattern
 		}
 		return ID{}, fmt.Errorf("%w: identifier %s: value is blocked by rule %s", ErrBlocked, n.Type, rule)
 	}

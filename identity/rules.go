@@ -225,13 +225,13 @@ func (b *compiledBlock) matches(id ID) bool {
 }
 
 // blocked reports whether rules block id, and which rule did.
-func (c *compiledRules) blocked(id ID) (Block, bool) {
+func (c *compiledRules) blocked(id ID) (int, Block, bool) {
 	for i := range c.blocks {
 		if c.blocks[i].matches(id) {
-			return c.Rules.Blocked[i], true
+			return i, c.Rules.Blocked[i], true
 		}
 	}
-	return Block{}, false
+	return -1, Block{}, false
 }
 
 func (c *compiledRules) limit(typ string) Limit {

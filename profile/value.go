@@ -9,6 +9,7 @@ import (
 	"math"
 	"reflect"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -36,8 +37,54 @@ type ValueError struct {
 // ErrTooLarge: a value larger than its size budget (NormalizeValueWithin).
 var ErrTooLarge = errors.New("profile: value too large")
 
-// Error names the path and the reason.
-func (e *ValueError) Error() string { return fmt.Sprintf("profile: invalid %s: %s", e.Path, e.Reason) }
+// Error names the path, as ShownPath shows it, and the reason.
+func (e *ValueError) Error() string { return "profile: invalid " + ShownPath(e.Path) + ": " + e.Reason }
+
+// maxShownKey bounds a key ShownPath shows, in bytes.
+const maxShownKey = 64
+
+// ShownPath returns a path (a ValueError's, a field's) as error texts show it: its top-level
+// trait or property name, cut to 64 bytes, and the keys below it replaced by
+// "[…]" (`Traits["address"]["zip"]` shows as `Traits["address"][…]`), indexes
+// kept. A name is a name, chosen by the host; the keys below it may be data
+// (a map keyed by email), and the text of an error is kept after the person
+// is erased.
+func ShownPath(field string) string {
+	i := strings.IndexByte(field, '[')
+	if i < 0 {
+		return field
+	}
+	var b strings.Builder
+	b.WriteString(field[:i])
+	keys := 0
+	for rest := field[i:]; rest != ""; {
+		if rest[0] != '[' {
+			b.WriteString(rest) // not a path this package built: as it is
+			break
+		}
+		if q, err := strconv.QuotedPrefix(rest[1:]); err == nil && strings.HasPrefix(rest[1+len(q):], "]") {
+			rest = rest[len(q)+2:]
+			if keys++; keys > 1 {
+				b.WriteString("[…]")
+				continue
+			}
+			k, _ := strconv.Unquote(q)
+			if len(k) > maxShownKey {
+				k = strings.ToValidUTF8(k[:maxShownKey], "") + "…"
+			}
+			b.WriteString("[" + strconv.Quote(k) + "]")
+			continue
+		}
+		end := strings.IndexByte(rest, ']')
+		if end < 0 {
+			b.WriteString(rest)
+			break
+		}
+		b.WriteString(rest[:end+1]) // an index
+		rest = rest[end+1:]
+	}
+	return b.String()
+}
 
 // Is makes a ValueError match ErrInvalid, and ErrTooLarge when it says so.
 func (e *ValueError) Is(target error) bool {
@@ -189,14 +236,18 @@ func normalize(path string, v any, depth int, z *sizer) (any, error) {
 	case time.Time:
 		return checkString(path, x.Format(time.RFC3339Nano), z)
 	case map[string]any:
+		if err := z.spend(path, len(x)*ValueOverhead); err != nil { // before the map is made
+			return nil, err
+		}
+		*z.left += len(x) * ValueOverhead // each element spends its own
 		m := make(map[string]any, len(x))
 		for k, e := range x {
+			if err := z.spend(path, len(k)); err != nil { // before a long key is quoted
+				return nil, err
+			}
 			p := path + "[" + strconv.Quote(k) + "]"
 			if !utf8.ValidString(k) {
 				return nil, &ValueError{Path: p, Reason: "key is not valid UTF-8"}
-			}
-			if err := z.spend(p, len(k)); err != nil {
-				return nil, err
 			}
 			n, err := normalize(p, e, depth+1, z)
 			if err != nil {
@@ -206,6 +257,10 @@ func normalize(path string, v any, depth int, z *sizer) (any, error) {
 		}
 		return m, nil
 	case []any:
+		if err := z.spend(path, len(x)*ValueOverhead); err != nil { // before the slice is made
+			return nil, err
+		}
+		*z.left += len(x) * ValueOverhead // each element spends its own
 		s := make([]any, len(x))
 		for i, e := range x {
 			n, err := normalize(path+"["+strconv.Itoa(i)+"]", e, depth+1, z)
@@ -255,6 +310,12 @@ func normalizeReflect(path string, v any, depth int, z *sizer) (any, error) {
 			return nil, nil
 		}
 		if rv.Type().Elem().Kind() != reflect.Uint8 { // []byte goes through JSON, as base64
+			// Spent before the slice is made: a []struct{} of 2^25
+			// elements costs its caller nothing.
+			if err := z.spend(path, rv.Len()*ValueOverhead); err != nil {
+				return nil, err
+			}
+			*z.left += rv.Len() * ValueOverhead // each element spends its own
 			s := make([]any, rv.Len())
 			for i := range s {
 				n, err := normalize(path+"["+strconv.Itoa(i)+"]", rv.Index(i).Interface(), depth+1, z)
@@ -270,16 +331,20 @@ func normalizeReflect(path string, v any, depth int, z *sizer) (any, error) {
 			if rv.IsNil() {
 				return nil, nil
 			}
+			if err := z.spend(path, rv.Len()*ValueOverhead); err != nil {
+				return nil, err
+			}
+			*z.left += rv.Len() * ValueOverhead // each element spends its own
 			m := make(map[string]any, rv.Len())
 			it := rv.MapRange()
 			for it.Next() {
 				k := it.Key().String()
+				if err := z.spend(path, len(k)); err != nil {
+					return nil, err
+				}
 				p := path + "[" + strconv.Quote(k) + "]"
 				if !utf8.ValidString(k) {
 					return nil, &ValueError{Path: p, Reason: "key is not valid UTF-8"}
-				}
-				if err := z.spend(p, len(k)); err != nil {
-					return nil, err
 				}
 				n, err := normalize(p, it.Value().Interface(), depth+1, z)
 				if err != nil {
@@ -298,6 +363,13 @@ func normalizeReflect(path string, v any, depth int, z *sizer) (any, error) {
 // normalizeJSON normalises v by a round trip through encoding/json, keeping
 // numbers exact so that integers beyond 2^53 are refused, not rounded.
 func normalizeJSON(path string, v any, depth int, z *sizer) (any, error) {
+	// Counted before it is encoded, on a copy of the budget: encoding/json
+	// expands a pointer each place it appears, so a value of a few shared
+	// structs would encode to an exponential size before the budget saw it.
+	left := *z.left + ValueOverhead // v itself, counted already
+	if err := (&sizer{limit: z.limit, left: &left}).walk(path, reflect.ValueOf(v), depth); err != nil {
+		return nil, err
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, &ValueError{Path: path, Reason: fmt.Sprintf("a %T is not a JSON value", v)}
@@ -310,6 +382,81 @@ func normalizeJSON(path string, v any, depth int, z *sizer) (any, error) {
 	}
 	*z.left += ValueOverhead // out is this value, counted already
 	return normalize(path, out, depth, z)
+}
+
+// walk counts v's size as it would encode, without encoding it, stopping
+// once the budget is spent or v nests more than MaxDepth deep: its time is
+// bounded by the budget. What a json.Marshaler or encoding.TextMarshaler
+// holds is its own: it counts as one value, and what it encodes to is
+// counted afterwards.
+func (z *sizer) walk(path string, v reflect.Value, depth int) error {
+	if depth > MaxDepth {
+		return &ValueError{Path: path, Reason: fmt.Sprintf("nested more than %d levels deep", MaxDepth)}
+	}
+	if err := z.spend(path, ValueOverhead); err != nil {
+		return err
+	}
+	if !v.IsValid() {
+		return nil
+	}
+	if v.CanInterface() {
+		switch v.Interface().(type) {
+		case json.Marshaler, encoding.TextMarshaler:
+			return nil
+		}
+	}
+	switch v.Kind() {
+	case reflect.String:
+		return z.spend(path, v.Len())
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return nil
+		}
+		// Not a level of its own (encoded, it is the value it points to),
+		// but counted: a cycle of pointers spends the budget.
+		return z.walk(path, v.Elem(), depth)
+	case reflect.Struct:
+		t := v.Type()
+		for i := range t.NumField() {
+			if f := t.Field(i); f.IsExported() || f.Anonymous {
+				if err := z.spend(path, len(f.Name)); err != nil {
+					return err
+				}
+				if err := z.walk(path, v.Field(i), depth+1); err != nil {
+					return err
+				}
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return z.spend(path, (v.Len()+2)/3*4) // base64
+		}
+		if err := z.spend(path, v.Len()*ValueOverhead); err != nil {
+			return err
+		}
+		*z.left += v.Len() * ValueOverhead // each element spends its own
+		for i := range v.Len() {
+			if err := z.walk(path, v.Index(i), depth+1); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		if err := z.spend(path, v.Len()*ValueOverhead); err != nil {
+			return err
+		}
+		*z.left += v.Len() * ValueOverhead
+		for it := v.MapRange(); it.Next(); {
+			if k := it.Key(); k.Kind() == reflect.String {
+				if err := z.spend(path, k.Len()); err != nil {
+					return err
+				}
+			}
+			if err := z.walk(path, it.Value(), depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // checkString checks a string value and counts its bytes.

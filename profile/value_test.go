@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -247,8 +248,8 @@ func TestNormalizeValueRejects(t *testing.T) {
 			if ve.Path != tt.path {
 				t.Errorf("Path = %s, want %s", ve.Path, tt.path)
 			}
-			if ve.Reason == "" || !strings.Contains(err.Error(), ve.Path) {
-				t.Errorf("Error() = %q: want the path %s and a reason", err.Error(), ve.Path)
+			if ve.Reason == "" || !strings.Contains(err.Error(), ShownPath(ve.Path)) {
+				t.Errorf("Error() = %q: want the path as shown, %s, and a reason", err.Error(), ShownPath(ve.Path))
 			}
 			if got != nil {
 				t.Errorf("value = %#v, want nil with an error", got)
@@ -509,3 +510,86 @@ func TestNormalizeValueWithinCountsSize(t *testing.T) {
 type myString string
 
 func ptr[T any](v T) *T { return &v }
+
+func TestShownPathKeepsNamesNotKeys(t *testing.T) {
+	long := strings.Repeat("k", 100)
+	for in, want := range map[string]string{
+		"Timestamp":                    "Timestamp",
+		"ExternalIDs[3]":               "ExternalIDs[3]",
+		`Traits["email"]`:              `Traits["email"]`,
+		`Traits["address"]["zip"]`:     `Traits["address"][…]`,
+		`Properties["a"][2]["b"]["c"]`: `Properties["a"][2][…][…]`,
+		`Traits["` + long + `"]`:       `Traits["` + long[:64] + `…"]`,
+		`Traits["a\"]b"]["x"]`:         `Traits["a\"]b"][…]`,
+		`odd[unclosed`:                 `odd[unclosed`,
+		`Traits["ok"]tail`:             `Traits["ok"]tail`,
+	} {
+		if got := ShownPath(in); got != want {
+			t.Errorf("ShownPath(%s) = %s; want %s", in, got, want)
+		}
+	}
+}
+
+// node is a struct whose fields may share pointers.
+type node struct {
+	A, B *node
+	S    string
+}
+
+// TestNormalizeValueSharedStructsIsBounded: a value of structs sharing
+// pointers, which encoding/json expands at every place (2^30 leaves from 31
+// structs), is counted before it is encoded, and refused at the budget.
+// (encoding it first took 16 s for 23 structs, 4 times longer per 2 more.)
+func TestNormalizeValueSharedStructsIsBounded(t *testing.T) {
+	wide := &node{S: "x"}
+	for range 30 {
+		wide = &node{A: wide, B: wide}
+	}
+	budget := 32 << 10
+	_, err := NormalizeValueWithin("v", wide, &budget)
+	if !errors.Is(err, ErrTooLarge) && !strings.Contains(fmt.Sprint(err), "levels deep") {
+		t.Errorf("2^30 shared leaves = %v; want it refused as too large or too deep", err)
+	}
+	// Within the bounds, shared structs normalise as encoding/json sees them.
+	small := &node{S: "x"}
+	small = &node{A: small, B: small}
+	budget = 32 << 10
+	got, err := NormalizeValueWithin("v", small, &budget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := map[string]any{"A": nil, "B": nil, "S": "x"}
+	if d := cmp.Diff(map[string]any{"A": leaf, "B": leaf, "S": ""}, got); d != "" {
+		t.Errorf("two shared structs (-want +got):\n%s", d)
+	}
+	// A cycle of pointers spends the budget instead of looping.
+	var l any
+	l = &l
+	budget = 1 << 10
+	if _, err := NormalizeValueWithin("v", l, &budget); err == nil {
+		t.Error("a cycle of pointers normalised")
+	}
+}
+
+// TestNormalizeValueCountsBeforeAllocating: a slice of 2^25 zero-size
+// elements, free for its caller, is refused before a slice of its length
+// is made.
+func TestNormalizeValueCountsBeforeAllocating(t *testing.T) {
+	v := make([]struct{}, 1<<25)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	budget := 32 << 10
+	_, err := NormalizeValueWithin("v", v, &budget)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrTooLarge) {
+		t.Errorf("2^25 empty structs = %v; want ErrTooLarge", err)
+	}
+	if mb := (after.TotalAlloc - before.TotalAlloc) >> 20; mb > 1 {
+		t.Errorf("refusing them allocated %d MB", mb)
+	}
+	budget = 32 << 10
+	if _, err := NormalizeValueWithin("v", map[string]any{"k": make([]any, 1<<20)}, &budget); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("a million nils = %v; want ErrTooLarge", err)
+	}
+}

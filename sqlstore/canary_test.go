@@ -14,11 +14,13 @@ import (
 	"time"
 
 	"github.com/gdprkit/privacy"
+	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/export"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
 	"github.com/gdprkit/privacy/profile"
+	"github.com/gdprkit/privacy/sqlstore"
 )
 
 // The canaries: values planted in one person's data, each of a kind the
@@ -136,6 +138,7 @@ func TestCanariesGoNowhereElse(t *testing.T) {
 			}
 			receipt(c.Rectify(ctx, uid, map[string]any{"address": map[string]any{"street": canaries["rectified value"]}}))
 			receipt(c.Rectify(ctx, uid, map[string]any{"score": uint64(9007199254740993)}))
+			receipt(c.Rectify(ctx, uid, map[string]any{"children": map[string]any{canaries["nested key"]: uint64(9007199254740993)}}))
 			receipt(c.Rectify(ctx, identity.ID{Type: identity.TypeEmail, Value: canaries["identifier of another"] + "@example.com"}, map[string]any{"plan": "x"}))
 			profiles.failing.Store(true)
 			receipt(c.Rectify(ctx, uid, map[string]any{"plan": canaries["failed rectification"]}))
@@ -205,4 +208,126 @@ func around(text, needle string) string {
 	return text[max(0, i-120):min(len(text), i+len(needle)+60)]
 }
 
-var _ = errors.Is
+type quotingReader struct {
+	profile.Store
+	failing bool
+}
+
+const readCanary = "cnry-read-77"
+
+func (q *quotingReader) err() error {
+	return fmt.Errorf("pq: invalid input value %q for column (email)", readCanary)
+}
+func (q *quotingReader) Get(ctx context.Context, pid identity.ProfileID) (*profile.Profile, error) {
+	if q.failing {
+		return nil, q.err()
+	}
+	return q.Store.Get(ctx, pid)
+}
+func (q *quotingReader) Events(ctx context.Context, pid identity.ProfileID, qu profile.EventQuery) (profile.EventPage, error) {
+	if q.failing {
+		return profile.EventPage{}, q.err()
+	}
+	return q.Store.Events(ctx, pid, qu)
+}
+func (q *quotingReader) Metadata(ctx context.Context, pid identity.ProfileID) (profile.Metadata, error) {
+	if q.failing {
+		return profile.Metadata{}, q.err()
+	}
+	return q.Store.Metadata(ctx, pid)
+}
+func (q *quotingReader) IDs(ctx context.Context, after identity.ProfileID, limit int) ([]identity.ProfileID, error) {
+	if q.failing {
+		return nil, q.err()
+	}
+	return q.Store.IDs(ctx, after, limit)
+}
+
+// TestReadPathsKeepNoBackendText: with a profile store whose reads fail with
+// errors quoting a value, every read path and the collection paths return,
+// log and keep the error by its kind only.
+func TestReadPathsKeepNoBackendText(t *testing.T) {
+	s := newSite(t, sqlstore.SQLite)
+	p := s.open(t)
+	ctx := t.Context()
+	logs := &lockedBuffer{}
+	qr := &quotingReader{Store: p.data.Profiles()}
+	c := p.controller(t, qr, privacy.WithLogger(slog.New(slog.NewJSONHandler(logs, nil))))
+	uid := identity.ID{Type: identity.TypeUserID, Value: "u-read"}
+	must(t, c.Collect(ctx, privacy.Identify{UserID: uid.Value, Timestamp: time.Now(), Traits: map[string]any{"plan": "a"}}))
+	must(t, c.DefineAudience(ctx, audience.Definition{Key: "planners", Query: `trait('plan') = 'a'`}))
+	var err error
+	qr.failing = true
+	var errs []string
+	keep := func(what string, err error) {
+		if err != nil {
+			errs = append(errs, what+": "+err.Error())
+		}
+	}
+	_, err = c.Profile(ctx, uid)
+	keep("Profile", err)
+	_, err = c.Metadata(ctx, uid)
+	keep("Metadata", err)
+	_, err = c.Events(ctx, uid, profile.EventQuery{})
+	keep("Events", err)
+	_, err = c.Access(ctx, uid)
+	keep("Access", err)
+	var sb strings.Builder
+	_, err = c.Export(ctx, uid, &sb, export.JSON)
+	keep("Export", err)
+	_, err = c.Refresh(ctx)
+	keep("Refresh", err)
+	keep("Collect", c.Collect(ctx, privacy.Identify{UserID: uid.Value, Timestamp: time.Now(), Traits: map[string]any{"plan": "b"}}))
+	keep("CollectBatch", c.CollectBatch(ctx, []privacy.Message{privacy.Identify{UserID: uid.Value, Timestamp: time.Now(), Traits: map[string]any{"plan": "c"}}}))
+	_, err = c.Rectify(ctx, uid, map[string]any{"plan": "d"})
+	keep("Rectify", err)
+	_, err = c.Recover(ctx)
+	keep("Recover", err)
+	if len(errs) < 5 { // the reads; collection reads in its transactions
+		t.Errorf("only %d calls failed with the failing reads: %v", len(errs), errs)
+	}
+	places := map[string]string{"errors": strings.Join(errs, "\n"), "logs": logs.String()}
+	page, err := p.jrnl.Journal().List(ctx, journal.Filter{Limit: 1000})
+	must(t, err)
+	for _, e := range page.Entries {
+		b, _ := json.Marshal(e)
+		places["journal "+e.ID] = string(b)
+	}
+	recs, err := p.jrnl.AuditLog().Records(ctx, 0, 10000)
+	must(t, err)
+	b, _ := json.Marshal(recs)
+	places["audit log"] = string(b)
+	for place, text := range places {
+		if strings.Contains(text, readCanary) {
+			t.Errorf("the quoted value is in the %s: %s", place, around(text, readCanary))
+		}
+	}
+}
+
+// TestRefusalTextIsBounded: a rectification naming a trait far longer than
+// allowed is refused with a text of bounded length: the receipt, the
+// journal and the append-only audit log keep no more than a short name.
+func TestRefusalTextIsBounded(t *testing.T) {
+	s := newSite(t, sqlstore.SQLite)
+	p := s.open(t)
+	ctx := t.Context()
+	c := p.controller(t, nil)
+	uid := identity.ID{Type: identity.TypeUserID, Value: "u-long"}
+	must(t, c.Collect(ctx, privacy.Identify{UserID: uid.Value, Timestamp: time.Now(), Traits: map[string]any{"plan": "a"}}))
+	for _, traits := range []map[string]any{
+		{strings.Repeat("k", 4<<20): "x"},
+		{"nested": map[string]any{strings.Repeat("k", 4<<20): uint64(1 << 60)}},
+	} {
+		r, err := c.Rectify(ctx, uid, traits)
+		if !errors.Is(err, privacy.ErrInvalid) || r == nil || len(r.Reason) > 1024 || len(err.Error()) > 1024 {
+			t.Errorf("a refused rectification with a 4 MiB name: %d-byte reason, %v; want INVALID in under 1 KiB", len(r.Reason), err)
+		}
+	}
+	recs, err := p.jrnl.AuditLog().Records(ctx, 0, 10000)
+	must(t, err)
+	for _, rec := range recs {
+		if len(rec.Detail) > 1024 {
+			t.Errorf("audit record %d keeps a %d-byte detail", rec.Seq, len(rec.Detail))
+		}
+	}
+}

@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -69,6 +70,38 @@ var edgeInputs = []edgeInput{
 	{"a message id of 101 bytes", "long-msgid", func(u string, now time.Time) privacy.Message {
 		return privacy.Track{MessageID: strings.Repeat("m", 101), UserID: u, Event: "E", Timestamp: now}
 	}},
+	{"year 1 exactly", "y1-exact", func(u string, now time.Time) privacy.Message {
+		return privacy.Track{UserID: u, Event: "E", Timestamp: time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)}
+	}},
+	{"year 1 exactly, local zone +14", "y1-zone", func(u string, now time.Time) privacy.Message {
+		return privacy.Track{UserID: u, Event: "E", Timestamp: time.Date(1, 1, 1, 14, 0, 0, 1000, time.FixedZone("x", 14*3600))}
+	}},
+	{"3000 external ids", "many-ext", func(u string, now time.Time) privacy.Message {
+		ext := make([]identity.ID, 3000)
+		for i := range ext {
+			ext[i] = identity.ID{Type: "x", Value: fmt.Sprint(u, i)}
+		}
+		return privacy.Identify{UserID: u, ExternalIDs: ext, Timestamp: now}
+	}},
+	{"3000 external ids of many types", "many-ext-types", func(u string, now time.Time) privacy.Message {
+		ext := make([]identity.ID, 3000)
+		for i := range ext {
+			ext[i] = identity.ID{Type: fmt.Sprint("t", i), Value: "v"}
+		}
+		return privacy.Identify{UserID: u, ExternalIDs: ext, Timestamp: now}
+	}},
+	{"a negative zero and extreme floats", "floats", func(u string, now time.Time) privacy.Message {
+		return privacy.Identify{UserID: u, Traits: map[string]any{"nz": math.Copysign(0, -1), "max": 1.7976931348623157e308, "tiny": 5e-324}, Timestamp: now}
+	}},
+	{"a trait value with U+FFFF and U+2028", "oddrunes", func(u string, now time.Time) privacy.Message {
+		return privacy.Identify{UserID: u, Traits: map[string]any{"s": "a\uffff\u2028b\\u0000"}, Timestamp: now}
+	}},
+	{"an escaped-NUL-looking key", "nulkey", func(u string, now time.Time) privacy.Message {
+		return privacy.Track{UserID: u, Event: "E", Properties: map[string]any{"\\u0000": "x"}, Timestamp: now}
+	}},
+	{"a message 100 ms past the skew", "future", func(u string, now time.Time) privacy.Message {
+		return privacy.Identify{UserID: u, Traits: map[string]any{"plan": "f"}, Timestamp: now.Add(5*time.Minute + 100*time.Millisecond)}
+	}},
 }
 
 // TestEdgeInputsAgreeAcrossBackends: the same message gets the same answer
@@ -134,11 +167,51 @@ func TestEdgeInputsAgreeAcrossBackends(t *testing.T) {
 		"NUL in a property": true, "a timestamp in year 10000": true, "a timestamp in year 293000": true,
 		"a timestamp in year 0": false, "a timestamp in year 1": true, "301 properties": false,
 		"a 40 KB trait": false, "a message id of 101 bytes": false,
+		"year 1 exactly": false, "year 1 exactly, local zone +14": true, "3000 external ids": false,
+		"3000 external ids of many types": false, "a negative zero and extreme floats": true,
+		"a trait value with U+FFFF and U+2028": true, "an escaped-NUL-looking key": true,
+		"a message 100 ms past the skew": true,
 	}
 	for _, in := range edgeInputs {
 		err := mem.Collect(ctx, in.msg(in.user+"-again", now))
 		if taken := err == nil; taken != want[in.name] {
 			t.Errorf("%s: Collect = %v; want taken %v", in.name, err, want[in.name])
 		}
+	}
+}
+
+// TestAccessOfAPersonWithManyIdentifiers: a person linked to more identifiers
+// than a journal filter names (sqlstore takes 500) gets Access and Export on
+// every backend, their requests listed once each. (Both failed on SQLite and
+// PostgreSQL with 600.)
+func TestAccessOfAPersonWithManyIdentifiers(t *testing.T) {
+	for _, d := range testDialects {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			c := newSite(t, d.dialect).open(t).controller(t, nil)
+			ext := make([]identity.ID, 600)
+			for i := range ext {
+				ext[i] = identity.ID{Type: fmt.Sprint("t", i), Value: "v"}
+			}
+			must(t, c.Collect(ctx, privacy.Identify{UserID: "u-many", ExternalIDs: ext, Timestamp: time.Now()}))
+			id := identity.ID{Type: identity.TypeUserID, Value: "u-many"}
+			// A request naming identifiers on both sides of the 500th.
+			r, err := c.Rectify(ctx, identity.ID{Type: "t599", Value: "v"}, map[string]any{"plan": "pro"})
+			if err != nil || r.Status != privacy.Finished {
+				t.Fatalf("Rectify = %+v, %v", r, err)
+			}
+			pkg, err := c.Access(ctx, id)
+			if err != nil {
+				t.Fatalf("Access = %v", err)
+			}
+			if len(pkg.Profile.ExternalIDs) != 601 || len(pkg.Requests) != 1 || pkg.Requests[0].ID != r.ID {
+				t.Errorf("Access: %d identifiers, requests %+v; want 601 and the rectification once", len(pkg.Profile.ExternalIDs), pkg.Requests)
+			}
+			var buf bytes.Buffer
+			if _, err := c.Export(ctx, id, &buf, export.NDJSON); err != nil {
+				t.Errorf("Export = %v", err)
+			}
+		})
 	}
 }
