@@ -14,6 +14,7 @@ import (
 	"github.com/gdprkit/privacy/audit"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/storetest"
@@ -49,8 +50,11 @@ func (h *harness) MakeAuditLog(context.Context) (audit.Log, error) {
 	return h.journalStore().AuditLog(), nil
 }
 func (h *harness) MakeOutbox(context.Context) (outbox.Store, error) { return h.s.Outbox(), nil }
-func (h *harness) Capabilities() storetest.Capabilities             { return h.caps }
-func (h *harness) Close()                                           { h.close() }
+func (h *harness) MakeKeyring(context.Context) (keyring.Store, error) {
+	return h.s.Keyring(), nil
+}
+func (h *harness) Capabilities() storetest.Capabilities { return h.caps }
+func (h *harness) Close()                               { h.close() }
 
 // sqliteCaps: SQLite has one writer, and a backend transaction holds it from
 // Begin (BEGIN IMMEDIATE), so a second one begun in the same goroutine waits.
@@ -154,7 +158,7 @@ func (p *schemaPool) put(s *Store) {
 	var stmts []string
 	for _, table := range []string{"identity_profiles", "identity_links", "identity_merges", "profiles", "profile_traits", "profile_messages",
 		"audience_definitions", "audience_states", "audience_members", "suppressed_identifiers", "suppressed_profiles",
-		"journal", "journal_subjects", "audit_log", "outbox", "key_check"} {
+		"journal", "journal_subjects", "audit_log", "outbox", "key_check", "keyring"} {
 		stmts = append(stmts, "DELETE FROM {p}"+table)
 	}
 	if err := s.execAll(ctx, s.db, stmts); err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/gdprkit/privacy/audit"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/storetest"
@@ -35,8 +36,11 @@ func (memHarness) MakeJournal(context.Context) (journal.Journal, error) {
 }
 func (memHarness) MakeAuditLog(context.Context) (audit.Log, error)  { return audit.NewMemLog(), nil }
 func (memHarness) MakeOutbox(context.Context) (outbox.Store, error) { return outbox.NewMemStore(), nil }
-func (memHarness) Capabilities() storetest.Capabilities             { return storetest.Capabilities{} }
-func (memHarness) Close()                                           {}
+func (memHarness) MakeKeyring(context.Context) (keyring.Store, error) {
+	return keyring.NewMemStore(), nil
+}
+func (memHarness) Capabilities() storetest.Capabilities { return storetest.Capabilities{} }
+func (memHarness) Close()                               {}
 
 func TestMemoryDefaults(t *testing.T) {
 	storetest.RunConformanceTests(t, func(context.Context, *testing.T) (storetest.Harness, error) {

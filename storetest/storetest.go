@@ -87,8 +87,9 @@ type Capabilities struct {
 
 // RunConformanceTests runs the conformance suite against the backends that
 // newHarness makes: one subtest per behaviour, grouped by backend ("Graph",
-// "Profiles", "Audiences", "Suppressions", "Journal", "AuditLog", "Outbox":
-// the last for a Harness that is also an OutboxMaker) and ending
+// "Profiles", "Audiences", "Suppressions", "Journal", "AuditLog", "Outbox"
+// and "Keyring": the last two for a Harness that is also an OutboxMaker, a
+// KeyringMaker) and ending
 // with "Controller", which runs the four rights end to end on a
 // privacy.Controller built over the adapter's backends (the in-memory defaults
 // standing in for those the adapter does not provide), crash recovery
@@ -107,6 +108,7 @@ func RunConformanceTests(t *testing.T, newHarness HarnessMaker) {
 	runGroup(t, newHarness, "Journal", "journal", Harness.MakeJournal, journalChecks)
 	runGroup(t, newHarness, "AuditLog", "audit log", Harness.MakeAuditLog, auditChecks)
 	runGroup(t, newHarness, "Outbox", "outbox", makeOutbox, outboxChecks)
+	runGroup(t, newHarness, "Keyring", "keyring", makeKeyring, keyringChecks)
 	t.Run("Controller", func(t *testing.T) { runController(t, newHarness) })
 }
 

@@ -1,0 +1,241 @@
+package keyring
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/gdprkit/privacy/identity"
+)
+
+var (
+	secret      = []byte("the keeper's secret, 32 bytes...")
+	otherSecret = []byte("another keeper's secret, 32 b...")
+)
+
+func keeper(t *testing.T, s []byte) *LocalKeeper {
+	t.Helper()
+	k, err := NewLocalKeeper(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestLocalKeeperRoundTripAndRefusals(t *testing.T) {
+	ctx := context.Background()
+	k := keeper(t, secret)
+	wrapped, err := k.Encrypt(ctx, []byte("a data key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(wrapped, []byte("a data key")) {
+		t.Error("the wrapped key holds the key in clear")
+	}
+	again, _ := k.Encrypt(ctx, []byte("a data key"))
+	if bytes.Equal(wrapped, again) {
+		t.Error("two encryptions of one key are equal: the nonce is not random")
+	}
+	if got, err := k.Decrypt(ctx, wrapped); err != nil || string(got) != "a data key" {
+		t.Errorf("Decrypt = %q, %v", got, err)
+	}
+	if _, err := keeper(t, otherSecret).Decrypt(ctx, wrapped); !errors.Is(err, ErrUndecryptable) {
+		t.Errorf("Decrypt with another secret = %v; want ErrUndecryptable", err)
+	}
+	for i := range wrapped {
+		bad := bytes.Clone(wrapped)
+		bad[i] ^= 1
+		if _, err := k.Decrypt(ctx, bad); !errors.Is(err, ErrUndecryptable) {
+			t.Fatalf("byte %d flipped: Decrypt = %v; want ErrUndecryptable", i, err)
+		}
+	}
+	for _, short := range [][]byte{nil, {1}, wrapped[:20]} {
+		if _, err := k.Decrypt(ctx, short); !errors.Is(err, ErrUndecryptable) {
+			t.Errorf("Decrypt of %d bytes = %v; want ErrUndecryptable", len(short), err)
+		}
+	}
+	if _, err := NewLocalKeeper([]byte("short")); !errors.Is(err, ErrInvalid) {
+		t.Errorf("NewLocalKeeper(short) = %v; want ErrInvalid", err)
+	}
+}
+
+// TestDataKeyBindsProfileAndField: a value opens only for the profile and
+// field it was sealed for: moved to another row or field, it fails.
+func TestDataKeyBindsProfileAndField(t *testing.T) {
+	ctx := context.Background()
+	keys, err := NewKeys(NewMemStore(), keeper(t, secret), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ada, err := keys.For(ctx, "prof_ada")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := keys.For(ctx, "prof_bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := ada.Seal("trait:email", []byte("ada@example.com"))
+	if bytes.Contains(sealed, []byte("ada@example.com")) {
+		t.Error("the sealed value holds it in clear")
+	}
+	if got, err := ada.Open("trait:email", sealed); err != nil || string(got) != "ada@example.com" {
+		t.Errorf("Open = %q, %v", got, err)
+	}
+	if _, err := ada.Open("trait:phone", sealed); !errors.Is(err, ErrUndecryptable) {
+		t.Errorf("opened as another field: %v; want ErrUndecryptable", err)
+	}
+	if _, err := bob.Open("trait:email", sealed); !errors.Is(err, ErrUndecryptable) {
+		t.Errorf("opened as another profile's: %v; want ErrUndecryptable", err)
+	}
+	// The same key bytes under another profile id still refuse it: the
+	// profile is in the associated data, not only in the key.
+	dk, err := newDataKey("prof_eve", mustRaw(t, keys, "prof_ada"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dk.Open("trait:email", sealed); !errors.Is(err, ErrUndecryptable) {
+		t.Errorf("the same key under another profile id opened it: %v", err)
+	}
+}
+
+// mustRaw returns the profile's raw data key.
+func mustRaw(t *testing.T, k *Keys, pid identity.ProfileID) []byte {
+	t.Helper()
+	e, err := k.store.Get(context.Background(), pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := k.keeper.Decrypt(context.Background(), e.Wrapped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// TestKeysMakeOneKeyPerProfile: Keys of two processes sharing a store, making
+// a new profile's key at once, end with the same key; a destroyed key is
+// gone for both once forgotten.
+func TestKeysMakeOneKeyPerProfile(t *testing.T) {
+	ctx := context.Background()
+	store := NewMemStore()
+	var all []*Keys
+	for range 2 {
+		k, err := NewKeys(store, keeper(t, secret), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, k)
+	}
+	var wg sync.WaitGroup
+	sealed := make([][]byte, 16)
+	for i := range sealed {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dk, err := all[i%2].For(ctx, "prof_new")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			sealed[i] = dk.Seal("f", []byte(fmt.Sprint(i)))
+		}()
+	}
+	wg.Wait()
+	for _, k := range all {
+		dk, err := k.Existing(ctx, "prof_new")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, s := range sealed {
+			if got, err := dk.Open("f", s); err != nil || string(got) != fmt.Sprint(i) {
+				t.Fatalf("value %d sealed by a racing For: %q, %v; want one key for the profile", i, got, err)
+			}
+		}
+	}
+	// Shredded: the store forgets it, each Keys once told.
+	tx, err := store.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Delete(ctx, "prof_new"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range all {
+		k.Forget("prof_new")
+		if _, err := k.Existing(ctx, "prof_new"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Existing after the key was destroyed = %v; want ErrNotFound", err)
+		}
+	}
+}
+
+// TestRotateRewrapsWithoutTouchingData: every data key is re-wrapped under
+// the new keeper; values sealed before still open; the old keeper opens no
+// key; a second run re-wraps nothing.
+func TestRotateRewrapsWithoutTouchingData(t *testing.T) {
+	ctx := context.Background()
+	store := NewMemStore()
+	old, next := keeper(t, secret), keeper(t, otherSecret)
+	keys, err := NewKeys(store, old, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := map[identity.ProfileID][]byte{}
+	for i := range 7 {
+		pid := identity.ProfileID(fmt.Sprint("prof_", i))
+		dk, err := keys.For(ctx, pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealed[pid] = dk.Seal("v", []byte(pid))
+	}
+	n, err := Rotate(ctx, store, old, next, 3)
+	if err != nil || n != 7 {
+		t.Fatalf("Rotate = %d, %v; want 7", n, err)
+	}
+	after, err := NewKeys(store, next, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale, _ := NewKeys(store, old, 0)
+	for pid, s := range sealed {
+		dk, err := after.Existing(ctx, pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := dk.Open("v", s); err != nil || string(got) != string(pid) {
+			t.Errorf("%s after the rotation: %q, %v", pid, got, err)
+		}
+		if _, err := stale.Existing(ctx, pid); err == nil {
+			t.Errorf("%s: the old keeper still unwraps its key", pid)
+		}
+	}
+	if n, err := Rotate(ctx, store, old, next, 3); err != nil || n != 0 {
+		t.Errorf("Rotate again = %d, %v; want nothing left", n, err)
+	}
+}
+
+func TestKeysCacheIsBounded(t *testing.T) {
+	ctx := context.Background()
+	keys, err := NewKeys(NewMemStore(), keeper(t, secret), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if _, err := keys.For(ctx, identity.ProfileID(fmt.Sprint("p", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(keys.cache); n > 4 {
+		t.Errorf("the cache holds %d keys; want at most 4", n)
+	}
+	if _, err := NewKeys(nil, keeper(t, secret), 0); !errors.Is(err, ErrInvalid) {
+		t.Errorf("NewKeys without a store = %v; want ErrInvalid", err)
+	}
+}
