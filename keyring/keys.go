@@ -84,15 +84,15 @@ func (k *Keys) For(ctx context.Context, pid identity.ProfileID) (*DataKey, error
 		return nil, err
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	e, err := k.Make(ctx, tx, pid)
-	if err != nil {
+	if _, err := k.Make(ctx, tx, pid); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, err
 	}
 	// Read back: another process may have committed its key first.
-	if e, err = k.store.Get(ctx, pid); err != nil {
+	e, err := k.store.Get(ctx, pid)
+	if err != nil {
 		return nil, err
 	}
 	return k.unwrap(ctx, e)
