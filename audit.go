@@ -40,7 +40,7 @@ func (c *Controller) settle(ctx context.Context, e *journal.Entry) error {
 		// A duplicate was appended already, by a holder that died or
 		// stalled before journaling that it had: the log holds it once.
 		if err := c.chain.Append(context.WithoutCancel(ctx), r); err != nil && !errors.Is(err, audit.ErrDuplicate) {
-			return fmt.Errorf("privacy: audit log: %w", err)
+			return backendError("audit log", err)
 		}
 		e.AuditOwed = e.AuditOwed[1:]
 	}

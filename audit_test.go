@@ -262,7 +262,9 @@ func TestRecoverNeverReadsTheAuditLog(t *testing.T) {
 	if n, err := b.Recover(ctx); n != 1 || err != nil {
 		t.Fatalf("Recover = %d, %v; want 1, nil", n, err)
 	}
-	if n := log.read.Load(); n > 0 {
+	// Each append reads the record before the last (to check the chain is
+	// under this Controller's key): a few records, never the history.
+	if n := log.read.Load(); n > 8 {
 		t.Errorf("Recover of one request read %d audit records; the log had %d before the request was received", n, history)
 	}
 }

@@ -72,7 +72,7 @@ func (c *Controller) collect(ctx context.Context, m Message) error {
 
 	if len(plan.Dropped) > 0 {
 		c.log.InfoContext(ctx, "identifiers not linked by the identity rules",
-			"profile", plan.Profile, "dropped", len(plan.Dropped), "capped", plan.Capped, "message_id", msg.messageID)
+			"profile", plan.Profile, "dropped", len(plan.Dropped), "capped", plan.Capped)
 	}
 	dup, recount, err := c.store(ctx, &plan, &msg, matches, now)
 	switch {

@@ -163,6 +163,9 @@ func (c *Controller) DeadLetters(ctx context.Context, dest string, after uint64,
 	if limit <= 0 || limit > 1000 {
 		return nil, fieldErrorf("limit", "%d: want 1 to 1000", limit)
 	}
+	if !storableText(dest) {
+		return nil, fieldErrorf("dest", "not valid UTF-8, or holds a NUL byte")
+	}
 	items, err := c.outbox.Dead(ctx, dest, after, limit)
 	if err != nil {
 		return nil, backendError("outbox dead letters", err)

@@ -112,6 +112,8 @@ var sentinels = []struct{ backend, root error }{
 	{deliver.ErrClosed, ErrClosed},
 	{outbox.ErrNotFound, ErrNotFound},
 	{outbox.ErrInvalid, ErrInvalid},
+	{suppression.ErrKeyChanged, ErrKeyMismatch},
+	{audit.ErrUnknownKey, ErrKeyMismatch},
 }
 
 // backendError wraps an error from a backend, naming the operation, so that
@@ -152,7 +154,7 @@ var keptSentinels = []error{
 	identity.ErrInvalid, identity.ErrNotFound, identity.ErrConflict, identity.ErrTxDone, identity.ErrBlocked,
 	profile.ErrInvalid, profile.ErrNotFound, profile.ErrDuplicate, profile.ErrTxDone, profile.ErrTooLarge,
 	audience.ErrInvalid, audience.ErrNotFound, audience.ErrConflict, audience.ErrTxDone,
-	suppression.ErrInvalid, suppression.ErrTxDone,
+	suppression.ErrInvalid, suppression.ErrTxDone, suppression.ErrKeyChanged,
 	journal.ErrInvalid, journal.ErrNotFound, journal.ErrConflict,
 	audit.ErrConflict, audit.ErrDuplicate, audit.ErrTampered, audit.ErrUnknownKey,
 	outbox.ErrInvalid, outbox.ErrNotFound, outbox.ErrTxDone,

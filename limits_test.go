@@ -2,8 +2,10 @@ package privacy_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -81,12 +83,14 @@ func TestLimitsRefuseNamingTheField(t *testing.T) {
 		"a property too large":      {privacy.Track{UserID: "u2", Event: "E", Properties: map[string]any{"p": big}, Timestamp: t0}, "Properties"},
 		"too many properties":       {privacy.Track{UserID: "u3", Event: "E", Properties: props, Timestamp: t0}, "Properties"},
 		"a message id too long":     {privacy.Track{MessageID: strings.Repeat("m", 101), UserID: "u4", Event: "E", Timestamp: t0}, "MessageID"},
-		"identifiers too large":     {privacy.Track{UserID: "u5", AnonymousID: strings.Repeat("a", 1000), ExternalIDs: externalIDs(40), Event: "E", Timestamp: t0}, "ExternalIDs"},
+		"identifiers too large":     {privacy.Track{UserID: "u5", AnonymousID: strings.Repeat("a", 1000), ExternalIDs: externalIDs(40), Event: "E", Timestamp: t0}, "ExternalIDs["},
 		"a timestamp before year 1": {privacy.Track{UserID: "u6", Event: "E", Timestamp: time.Date(0, 6, 1, 0, 0, 0, 0, time.UTC)}, "Timestamp"},
+		"a user id too large":       {privacy.Track{UserID: strings.Repeat("u", 40<<10), Event: "E", Timestamp: t0}, "UserID"},
+		"a trait name too long":     {privacy.Identify{UserID: "u7", Traits: map[string]any{strings.Repeat("\xff", 64<<20): 1}, Timestamp: t0}, "Traits"},
 	} {
 		err := c.Collect(ctx, tc.msg)
 		var fe *privacy.FieldError
-		if !errors.As(err, &fe) || !errors.Is(err, privacy.ErrInvalid) || fe.Field != tc.field {
+		if !errors.As(err, &fe) || !errors.Is(err, privacy.ErrInvalid) || fe.Field != tc.field && !(strings.HasSuffix(tc.field, "[") && strings.HasPrefix(fe.Field, tc.field)) {
 			t.Errorf("%s: Collect = %v; want ErrInvalid naming %s", name, err, tc.field)
 		}
 	}
@@ -139,4 +143,42 @@ func externalIDs(n int) []identity.ID {
 		ids[i] = identity.ID{Type: "crm_id", Value: fmt.Sprintf("%04d%s", i, strings.Repeat("c", 1020))}
 	}
 	return ids
+}
+
+// TestLimitsTakeWhatSegmentTakes: a message whose JSON is within Segment's
+// 32 KiB is taken, however many small values it holds (each counted no more
+// than its JSON takes).
+func TestLimitsTakeWhatSegmentTakes(t *testing.T) {
+	c := limitedController(t)
+	ratings := make([]any, 6000)
+	for i := range ratings {
+		ratings[i] = float64(i % 10)
+	}
+	props := map[string]any{"ratings": ratings, "flags": []any{true, false, nil}}
+	b, err := json.Marshal(privacy.Track{UserID: "u1", Event: "Rated", Properties: props, Timestamp: t0})
+	if err != nil || len(b) >= privacy.DefaultMessageBytes {
+		t.Fatalf("the message's JSON is %d bytes (%v); the test wants it under 32 KiB", len(b), err)
+	}
+	if err := c.Collect(context.Background(), privacy.Track{UserID: "u1", Event: "Rated", Properties: props, Timestamp: t0}); err != nil {
+		t.Errorf("Collect of %d bytes of JSON = %v; want it taken", len(b), err)
+	}
+}
+
+// TestLimitsBoundAMarshalersOutput: a json.Marshaler's output is counted by
+// its length before it is decoded: 24 MiB of JSON objects are refused
+// without decoding them into millions of maps.
+func TestLimitsBoundAMarshalersOutput(t *testing.T) {
+	c := limitedController(t)
+	raw := "[" + strings.Repeat("{},", 8<<20) + "{}]"
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	err := c.Collect(context.Background(), privacy.Track{UserID: "u1", Event: "E", Timestamp: t0,
+		Properties: map[string]any{"raw": json.RawMessage(raw)}})
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, privacy.ErrInvalid) || !strings.Contains(err.Error(), "Limits.MessageBytes") {
+		t.Errorf("Collect of a 24 MiB RawMessage = %v; want it refused as too large", err)
+	}
+	if mb := (after.TotalAlloc - before.TotalAlloc) >> 20; mb > 256 {
+		t.Errorf("refusing it allocated %d MiB; want about the RawMessage's copies, not its decoding", mb)
+	}
 }

@@ -177,6 +177,10 @@ func checkName(field, s string) error {
 	return nil
 }
 
+// externalIDOverhead is what an external identifier counts beside its type
+// and value: its JSON's least, {"id":"","type":""} and a comma.
+const externalIDOverhead = 20
+
 // tooLarge is the error of a message larger than the limit, where the
 // budget ran out.
 func tooLarge(field string, l *Limits) error {
@@ -203,12 +207,18 @@ func (m *message) common(in *intake, budget *int, msgID, userID, anonID string, 
 	if len(msgID) > in.limits.MessageIDBytes {
 		return ids, fieldErrorf("MessageID", "%d bytes, more than %d (Limits.MessageIDBytes)", len(msgID), in.limits.MessageIDBytes)
 	}
-	*budget -= len(msgID) + len(userID) + len(anonID) + len(source)
-	for _, id := range ext {
-		*budget -= len(id.Type) + len(id.Value) + 2*profile.ValueOverhead // as in JSON: an object of two strings
+	for _, f := range [...]struct {
+		name string
+		n    int
+	}{{"MessageID", len(msgID)}, {"UserID", len(userID)}, {"AnonymousID", len(anonID)}, {"Source", len(source)}} {
+		if *budget -= f.n; *budget < 0 {
+			return ids, tooLarge(f.name, in.limits)
+		}
 	}
-	if *budget < 0 {
-		return ids, tooLarge("ExternalIDs", in.limits)
+	for i, id := range ext {
+		if *budget -= len(id.Type) + len(id.Value) + externalIDOverhead; *budget < 0 {
+			return ids, tooLarge("ExternalIDs["+strconv.Itoa(i)+"]", in.limits)
+		}
 	}
 	if msgID == "" {
 		msgID = newMessageID()
@@ -273,6 +283,9 @@ func checkTraits(traits map[string]any, budget *int, l *Limits) (map[string]any,
 	}
 	out := make(map[string]any, len(traits))
 	for k, v := range traits {
+		if len(k) > maxNameLength { // before the name is quoted into a path
+			return nil, fieldErrorf("Traits", "a trait name of %d bytes, more than %d", len(k), maxNameLength)
+		}
 		path := fmt.Sprintf("Traits[%q]", k)
 		if k == "" {
 			return nil, fieldErrorf(path, "empty trait name")

@@ -122,7 +122,7 @@ func New(opts ...Option) (*Controller, error) {
 	c := &Controller{
 		suppressions: cfg.supp,
 		journal:      cfg.journal,
-		chain:        audit.NewChain(cfg.auditLog, cfg.key),
+		chain:        audit.NewKeyedChain(cfg.auditLog, cfg.key, hasher.Check()),
 		auditLog:     cfg.auditLog,
 		keys:         cfg.keys(),
 		limits:       cfg.limits,

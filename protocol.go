@@ -197,6 +197,18 @@ func (c *Controller) begin(ctx context.Context) (*participants, error) {
 	if p.supp, err = c.suppressions.Begin(ctx); err != nil {
 		return nil, backendError("suppression begin", err)
 	}
+	// The list must still be keyed with this Controller's key, checked in
+	// the transaction that writes it: a host left running through a
+	// rotation must not write hashes under the old key.
+	if kg, ok := p.supp.(suppression.KeyGuard); ok {
+		if err := kg.RequireKey(ctx, c.hasher.Check()); err != nil {
+			p.rollback(ctx)
+			if errors.Is(err, suppression.ErrKeyChanged) {
+				c.keyLost.Store(true)
+			}
+			return nil, backendError("suppression key check", err)
+		}
+	}
 	if p.graph, err = c.graph.Begin(ctx); err != nil {
 		p.rollback(ctx)
 		return nil, backendError("identity begin", err)

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
@@ -141,11 +142,23 @@ func (c *Controller) validateRequest(req *Request, e *journal.Entry) error {
 	return nil
 }
 
+// maxReasonLength bounds an extension's reason, in bytes: it is kept in the
+// append-only audit log.
+const maxReasonLength = 1024
+
+// storableText reports whether every backend stores s as it is: valid UTF-8
+// without NUL (PostgreSQL refuses both in text). An input that is not is
+// answered alike on every backend, before any reaches it.
+func storableText(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
+
 // Status returns the receipt of a request. An unknown id fails with ErrNotFound.
 func (c *Controller) Status(ctx context.Context, id string) (*Receipt, error) {
+	if !storableText(id) {
+		return nil, fmt.Errorf("privacy: %w: no request has that id", ErrNotFound) // ids are ASCII
+	}
 	e, err := c.journal.Get(ctx, id)
 	if errors.Is(err, journal.ErrNotFound) {
-		return nil, fmt.Errorf("privacy: %w: request %q", ErrNotFound, id)
+		return nil, fmt.Errorf("privacy: %w: no request has that id", ErrNotFound)
 	}
 	if err != nil {
 		return nil, backendError("journal", err)
@@ -183,13 +196,21 @@ func (c *Controller) Requests(ctx context.Context, f RequestFilter) (RequestPage
 }
 
 // Extend moves a request's due date by up to two further months in all, with
-// the reason recorded (Art. 12(3)). Extending past that is refused.
+// the reason recorded (Art. 12(3)). Extending past that is refused. The
+// reason (at most 1,024 bytes) is kept in the append-only audit log, after
+// the person is erased too: it must not name them.
 func (c *Controller) Extend(ctx context.Context, id string, months int, reason string) (*Receipt, error) {
 	switch {
 	case months < 1 || months > 2:
 		return nil, fieldErrorf("months", "%d: extend by one or two months", months)
 	case reason == "":
 		return nil, fieldErrorf("reason", "an extension needs a reason to tell the person")
+	case len(reason) > maxReasonLength:
+		return nil, fieldErrorf("reason", "%d bytes, more than %d", len(reason), maxReasonLength)
+	case !storableText(reason):
+		return nil, fieldErrorf("reason", "not valid UTF-8, or holds a NUL byte")
+	case !storableText(id):
+		return nil, fmt.Errorf("privacy: %w: no request has that id", ErrNotFound)
 	}
 	// Read, extend, and write by compare-and-swap: the request's holder may
 	// write it meanwhile (an outcome, the end), and then the extension is
@@ -198,7 +219,7 @@ func (c *Controller) Extend(ctx context.Context, id string, months int, reason s
 	for attempt := 1; ; attempt++ {
 		e, err := c.journal.Get(ctx, id)
 		if errors.Is(err, journal.ErrNotFound) {
-			return nil, fmt.Errorf("privacy: %w: request %q", ErrNotFound, id)
+			return nil, fmt.Errorf("privacy: %w: no request has that id", ErrNotFound)
 		}
 		if err != nil {
 			return nil, backendError("journal", err)

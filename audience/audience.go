@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 )
 
 // Errors of this package, matchable with errors.Is.
@@ -37,6 +38,9 @@ func (d Definition) Compile() (Condition, error) {
 		return nil, fmt.Errorf("%w: audience key %q: want 1 to 128 of a-z, 0-9, '_' and '-', starting with a letter or digit", ErrInvalid, d.Key)
 	}
 	switch {
+	case strings.IndexByte(d.Query, 0) >= 0:
+		// No SQL backend stores NUL in text: refused alike everywhere.
+		return nil, fmt.Errorf("%w: audience %s: the query holds a NUL byte", ErrInvalid, d.Key)
 	case d.Query != "" && d.Condition != nil:
 		return nil, fmt.Errorf("%w: audience %s sets both Query and Condition", ErrInvalid, d.Key)
 	case d.Query != "":

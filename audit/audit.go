@@ -87,11 +87,47 @@ type Log interface {
 type Chain struct {
 	log Log
 	key []byte
-	mu  sync.Mutex
+	// check, when set, is the check value of the keys the writer hashes
+	// with (NewKeyedChain).
+	check identity.Hash
+	mu    sync.Mutex
 }
 
 // NewChain returns a Chain over log with the HMAC key.
 func NewChain(log Log, key []byte) *Chain { return &Chain{log: log, key: append([]byte(nil), key...)} }
+
+// NewKeyedChain is NewChain for a writer whose keys have the check value
+// check (identity.Hasher.Check): its Append fails with an error matching
+// ErrUnknownKey, appending nothing, when the log's last record is chained
+// under another key, or is the rotation to another key. So a writer left
+// running with the old key through a rotation cannot break the chain.
+func NewKeyedChain(log Log, key []byte, check identity.Hash) *Chain {
+	c := NewChain(log, key)
+	c.check = check
+	return c
+}
+
+// follows reports why the chain cannot go on after last under c's key, or
+// nil when it can.
+func (c *Chain) follows(ctx context.Context, last Record) error {
+	if c.check.IsZero() {
+		return nil
+	}
+	if last.Action == ActionKeyRotated {
+		if last.Detail != KeyRotatedDetail(c.check) {
+			return fmt.Errorf("%w: the log was rotated to another key (record %d)", ErrUnknownKey, last.Seq)
+		}
+		return nil
+	}
+	i, _, _, err := LastKey(ctx, c.log, [][]byte{c.key})
+	if err != nil {
+		return err
+	}
+	if i != 0 {
+		return fmt.Errorf("%w: the last record is chained under another key", ErrUnknownKey)
+	}
+	return nil
+}
 
 // Append numbers r, chains it to the last record and appends it, again after
 // each conflict with another writer, up to a bound. It fails with an error
@@ -110,6 +146,9 @@ func (c *Chain) Append(ctx context.Context, r Record) error {
 		var prev identity.Hash
 		r.Seq = 1
 		if ok {
+			if err := c.follows(ctx, last); err != nil {
+				return err
+			}
 			prev, r.Seq = last.Hash, last.Seq+1
 		}
 		r.Hash = link(c.key, prev, &r)

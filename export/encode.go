@@ -116,11 +116,11 @@ func parseTime(s string) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("time %q is not RFC 3339", s)
+		return time.Time{}, fmt.Errorf("a time of %d bytes is not RFC 3339", len(s))
 	}
 	t = t.UTC()
 	if y := t.Year(); y < 0 || y > 9999 {
-		return time.Time{}, fmt.Errorf("time %q is in year %d in UTC, outside 0 to 9999", s, y)
+		return time.Time{}, fmt.Errorf("a time in year %d in UTC, outside 0 to 9999", y)
 	}
 	return t, nil
 }

@@ -485,7 +485,7 @@ func describe(tok json.Token) string {
 	case json.Delim:
 		return fmt.Sprintf("%q", t)
 	case string:
-		return fmt.Sprintf("the string %.40q", t)
+		return fmt.Sprintf("a string of %d bytes", len(t))
 	case bool:
 		return fmt.Sprintf("%v", t)
 	}

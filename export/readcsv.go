@@ -345,7 +345,7 @@ func (c *cells) time(col, s string) time.Time {
 func (c *cells) uint(col, s string) uint64 {
 	u, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		c.fail(col, fmt.Errorf("%.40q is not an unsigned integer", s))
+		c.fail(col, fmt.Errorf("a value of %d bytes is not an unsigned integer", len(s)))
 	}
 	return u
 }
@@ -357,7 +357,7 @@ func (c *cells) bool(col, s string) bool {
 	case "false":
 		return false
 	}
-	c.fail(col, fmt.Errorf("%.40q is neither true nor false", s))
+	c.fail(col, fmt.Errorf("a value of %d bytes is neither true nor false", len(s)))
 	return false
 }
 

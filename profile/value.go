@@ -109,13 +109,17 @@ func NormalizeValue(path string, v any) (any, error) {
 const MaxValueSize = 1 << 20
 
 // ValueOverhead is what NormalizeValueWithin counts for each value besides
-// the bytes of its strings and keys.
-const ValueOverhead = 8
+// the bytes of its strings and keys: no more than its JSON takes (a
+// string's quotes; a number's digit and the comma after it; a bool or null,
+// an array's or an object's brackets take more), so that a value whose JSON
+// is within a budget in bytes is within it as counted too.
+const ValueOverhead = 2
 
 // NormalizeValueWithin is NormalizeValue within a size budget, which it
 // counts down: the bytes of every string and map key in v, plus
 // ValueOverhead for each value (each string, number, bool, null, array and
-// object, nested ones included). A value whose size is more than *budget is
+// object, nested ones included): about the size of its JSON, never more
+// than it by more than a byte. A value whose size is more than *budget is
 // refused, with a ValueError naming the part of it where the budget ran out.
 // The walk stops there, so its time is bounded by the budget whatever v
 // holds: a map that several parts of v share counts once for each, as it
@@ -373,6 +377,12 @@ func normalizeJSON(path string, v any, depth int, z *sizer) (any, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, &ValueError{Path: path, Reason: fmt.Sprintf("a %T is not a JSON value", v)}
+	}
+	// What a json.Marshaler made is counted by its length before it is
+	// decoded: the count of a value is about its JSON's length (a long
+	// number counts less than it takes), so twice the budget is past it.
+	if len(b) > 2*(*z.left+ValueOverhead)+64 {
+		return nil, tooLarge(path, z.limit)
 	}
 	var out any
 	dec := json.NewDecoder(bytes.NewReader(b))

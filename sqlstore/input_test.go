@@ -2,6 +2,7 @@ package sqlstore_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gdprkit/privacy"
+	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/export"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/sqlstore"
@@ -213,5 +215,49 @@ func TestAccessOfAPersonWithManyIdentifiers(t *testing.T) {
 				t.Errorf("Export = %v", err)
 			}
 		})
+	}
+}
+
+// TestTextInputsAgreeAcrossBackends: text PostgreSQL cannot store (a NUL,
+// invalid UTF-8) in a request id, an extension's reason, a destination's name
+// or an audience query is answered alike in memory, on SQLite and on
+// PostgreSQL, before any backend sees it; an extension's reason is bounded.
+func TestTextInputsAgreeAcrossBackends(t *testing.T) {
+	ctx := t.Context()
+	mem, err := privacy.New(privacy.WithKey(testKey))
+	must(t, err)
+	defer mem.Close()
+	controllers := map[string]*privacy.Controller{"memory": mem}
+	for _, d := range testDialects {
+		if d.dialect == sqlstore.Postgres && os.Getenv(postgresEnv) == "" {
+			continue
+		}
+		controllers[d.name] = newSite(t, d.dialect).open(t).controller(t, nil)
+	}
+	for name, c := range controllers {
+		must(t, c.Collect(ctx, privacy.Identify{UserID: "ada", Timestamp: time.Now()}))
+		r, err := c.Suppress(ctx, identity.ID{Type: identity.TypeUserID, Value: "ada"})
+		must(t, err)
+		for what, call := range map[string]struct {
+			err  error
+			call func() error
+		}{
+			"Status of an id with a NUL":       {privacy.ErrNotFound, func() error { _, err := c.Status(ctx, "req_\x00"); return err }},
+			"Status of an id of invalid UTF-8": {privacy.ErrNotFound, func() error { _, err := c.Status(ctx, "req_\xff"); return err }},
+			"Extend with a NUL in the reason":  {privacy.ErrInvalid, func() error { _, err := c.Extend(ctx, r.ID, 1, "busy \x00"); return err }},
+			"Extend with invalid UTF-8":        {privacy.ErrInvalid, func() error { _, err := c.Extend(ctx, r.ID, 1, "busy \xff"); return err }},
+			"Extend with a 2 KiB reason":       {privacy.ErrInvalid, func() error { _, err := c.Extend(ctx, r.ID, 1, strings.Repeat("r", 2048)); return err }},
+			"DeadLetters of a NUL name":        {privacy.ErrInvalid, func() error { _, err := c.DeadLetters(ctx, "d\x00", 0, 10); return err }},
+			"an audience query with a NUL": {privacy.ErrInvalid, func() error {
+				return c.DefineAudience(ctx, audience.Definition{Key: "nul", Query: "trait('plan') = 'a\x00b'"})
+			}},
+		} {
+			if err := call.call(); !errors.Is(err, call.err) {
+				t.Errorf("%s: %s = %v; want %v", name, what, err, call.err)
+			}
+		}
+		if got, err := c.Status(ctx, r.ID); err != nil || got.ExtensionReason != "" {
+			t.Errorf("%s: the refused extensions changed the request: %+v, %v", name, got, err)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gdprkit/privacy"
 	"github.com/gdprkit/privacy/audit"
+	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
 	"github.com/gdprkit/privacy/sqlstore"
 )
@@ -245,5 +246,60 @@ func TestWithBackendsTypedNil(t *testing.T) {
 	_, err := privacy.New(privacy.WithBackends((*sqlstore.Store)(nil)))
 	if !errors.Is(err, privacy.ErrInvalid) {
 		t.Errorf("WithBackends((*sqlstore.Store)(nil)) = %v; want ErrInvalid", err)
+	}
+}
+
+// TestKeyRotationRefusesAHostStillWriting: a host left running with the old
+// key through a rotation, before its tick sees the new check value, asks to
+// suppress someone: the suppression list refuses the write in its own
+// transaction (the key check value is read there, under a lock a rotation
+// waits for), the request does not finish, and its audit records are not
+// chained after the rotation under the old key. Hosts started with the new
+// keys verify the whole chain, and Recover settles the refused request.
+// (The request said FINISHED, the suppression was hashed under the old key
+// and never matched again, and the audit chain broke for good.)
+func TestKeyRotationRefusesAHostStillWriting(t *testing.T) {
+	for _, d := range testDialects {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			s := newSite(t, d.dialect)
+			seedSuppressed(t, s, oldKey)
+			pa := s.open(t)
+			a, err := privacy.New(pa.keyed(privacy.WithKey(oldKey), privacy.WithLease(time.Hour))...) // no tick in time
+			must(t, err)
+			pr := s.open(t)
+			must(t, privacy.RotateKey(ctx, newKey, pr.keyed(privacy.WithKey(oldKey))...))
+			late := identity.ID{Type: identity.TypeEmail, Value: "objected-during-rotation@example.com"}
+			r, err := a.Suppress(ctx, late)
+			if !errors.Is(err, privacy.ErrKeyMismatch) || r != nil && r.Status == privacy.Finished {
+				t.Errorf("the old-key host's Suppress after the rotation = %+v, %v; want ErrKeyMismatch, not FINISHED", r, err)
+			}
+			if err := collectSuppressed(a, ctx); !errors.Is(err, privacy.ErrKeyMismatch) {
+				t.Errorf("the old-key host after its refused write: Collect = %v; want ErrKeyMismatch", err)
+			}
+			must(t, a.Close())
+
+			pc := s.open(t)
+			c, err := privacy.New(pc.keyed(privacy.WithKey(newKey), privacy.WithPreviousKeys(oldKey))...)
+			must(t, err)
+			defer c.Close()
+			if _, err := c.Recover(ctx); err != nil {
+				t.Errorf("Recover = %v", err)
+			}
+			if n, err := c.VerifyAudit(ctx); err != nil || n == 0 {
+				t.Errorf("VerifyAudit after a host ran through the rotation = %d, %v", n, err)
+			}
+			checkStillSuppressed(t, c)
+			// Asked again, on a host with the new keys, it holds.
+			if r, err := c.Suppress(ctx, late); err != nil || r.Status != privacy.Finished {
+				t.Fatalf("Suppress with the new keys = %+v, %v", r, err)
+			}
+			err = c.Collect(ctx, privacy.Identify{MessageID: "x1", UserID: "someone-else", Timestamp: time.Now(),
+				Traits: map[string]any{"email": late.Value}})
+			if !errors.Is(err, privacy.ErrSuppressed) {
+				t.Errorf("Collect of the person suppressed with the new keys = %v; want ErrSuppressed", err)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -172,7 +173,33 @@ func (tx *suppressionTx) Remove(ctx context.Context, hs ...identity.Hash) error 
 	})
 }
 
-var _ suppression.Rekeyer = (*suppressionTx)(nil)
+var (
+	_ suppression.Rekeyer  = (*suppressionTx)(nil)
+	_ suppression.KeyGuard = (*suppressionTx)(nil)
+)
+
+// RequireKey implements suppression.KeyGuard: on PostgreSQL the check value
+// is read FOR SHARE, so a Rekey (FOR UPDATE) waits for this transaction, and
+// this one for a Rekey under way; SQLite's single writer serialises them.
+func (tx *suppressionTx) RequireKey(ctx context.Context, check identity.Hash) error {
+	return tx.run(ctx, func(ex Executor) error {
+		q := `SELECT check_value FROM {p}key_check WHERE id = 1`
+		if tx.s.d == Postgres {
+			q += ` FOR SHARE`
+		}
+		var b []byte
+		err := ex.QueryRowContext(ctx, tx.s.sql(q)).Scan(&b)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil // none recorded: New records one before any writer
+		case err != nil:
+			return fmt.Errorf("sqlstore: reading the key check value: %w", err)
+		case !bytes.Equal(b, check[:]):
+			return suppression.ErrKeyChanged
+		}
+		return nil
+	})
+}
 
 // Rekey implements suppression.Rekeyer: it reads every hash, and replaces
 // them all in the transaction.
@@ -188,6 +215,18 @@ func (tx *suppressionTx) Rekey(ctx context.Context, rekey func(identity.Hash) id
 	}
 	var old []identity.Hash
 	err := tx.run(ctx, func(ex Executor) error {
+		if tx.s.d == Postgres {
+			// Writers that state their key (RequireKey) hold the check
+			// value's row FOR SHARE: this waits for them, and they for
+			// this. The table lock keeps out writers that do not, so
+			// nothing is inserted between the read and the delete below.
+			if _, err := ex.ExecContext(ctx, tx.s.sql(`SELECT 1 FROM {p}key_check WHERE id = 1 FOR UPDATE`)); err != nil {
+				return fmt.Errorf("sqlstore: locking the key check value: %w", err)
+			}
+			if _, err := ex.ExecContext(ctx, tx.s.sql(`LOCK TABLE {p}suppressed_identifiers IN SHARE ROW EXCLUSIVE MODE`)); err != nil {
+				return fmt.Errorf("sqlstore: locking the suppression list: %w", err)
+			}
+		}
 		rows, err := ex.QueryContext(ctx, tx.s.sql(`SELECT id_hash FROM {p}suppressed_identifiers`))
 		if err != nil {
 			return fmt.Errorf("sqlstore: reading the suppression list: %w", err)

@@ -32,6 +32,7 @@ var suppressionChecks = []check[suppression.List]{
 	{"KeyCheckKeepsTheFirst", suppressionKeyCheckKeepsTheFirst},
 	{"RekeyCarriesEveryHash", suppressionRekeyCarriesEveryHash},
 	{"RekeyRolledBackChangesNothing", suppressionRekeyRolledBack},
+	{"RekeyCarriesAConcurrentWrite", suppressionRekeyConcurrentWrite},
 	// The optional suppression.BatchReader (batch.go).
 	{"ProfileSuppressedBatch", suppressionProfileSuppressedBatch},
 	{"ProfileSuppressedBatchTxSeesOwnWrites", suppressionProfileSuppressedBatchTxSeesOwnWrites},
@@ -584,5 +585,51 @@ func suppressionRekeyRolledBack(t *testing.T, e *env, l suppression.List) {
 	}
 	if got, err := kc.KeyCheck(e.ctx); err != nil || got != checkValue(1) {
 		t.Errorf("KeyCheck after a rolled back Rekey = %v, %v; want the first check value", got, err)
+	}
+}
+
+// suppressionRekeyConcurrentWrite: a writer that stated its key
+// (suppression.KeyGuard) and a Rekey at once: whichever order they commit
+// in, the writer's hash is carried to the new key, and a writer stating the
+// old key after the Rekey committed is refused.
+func suppressionRekeyConcurrentWrite(t *testing.T, e *env, l suppression.List) {
+	e.needConcurrentTx(t)
+	kc := optional[suppression.KeyChecker](t, "the suppression list", l)
+	_, err := kc.RecordKeyCheck(e.ctx, checkValue(1))
+	must(t, err, "RecordKeyCheck")
+	h := hashOf("written-during-a-rekey" + nextTag())
+	w, err := l.Begin(e.ctx)
+	must(t, err, "Begin")
+	defer w.Rollback(e.ctx)
+	kg := optional[suppression.KeyGuard](t, "the suppression list's transaction", w)
+	must(t, kg.RequireKey(e.ctx, checkValue(1)), "RequireKey")
+	must(t, w.Add(e.ctx, h), "Add")
+	done := make(chan error, 1)
+	go func() {
+		tx, err := l.Begin(e.ctx)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer tx.Rollback(e.ctx)
+		if _, err := tx.(suppression.Rekeyer).Rekey(e.ctx, rekeyed, checkValue(2)); err != nil {
+			done <- err
+			return
+		}
+		done <- tx.Commit(e.ctx)
+	}()
+	must(t, w.Commit(e.ctx), "Commit of the writer")
+	must(t, <-done, "the Rekey")
+	if ok, err := l.Suppressed(e.ctx, rekeyed(h)); err != nil || !ok {
+		t.Errorf("the hash written during the Rekey was not carried to the new key: %v, %v", ok, err)
+	}
+	if ok, err := l.Suppressed(e.ctx, h); err != nil || ok {
+		t.Errorf("the hash written during the Rekey stayed under the old key: %v, %v", ok, err)
+	}
+	late, err := l.Begin(e.ctx)
+	must(t, err, "Begin")
+	defer late.Rollback(e.ctx)
+	if err := late.(suppression.KeyGuard).RequireKey(e.ctx, checkValue(1)); !errors.Is(err, suppression.ErrKeyChanged) {
+		t.Errorf("RequireKey of the old key after the Rekey = %v; want ErrKeyChanged", err)
 	}
 }

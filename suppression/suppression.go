@@ -88,6 +88,21 @@ type Rekeyer interface {
 	Rekey(ctx context.Context, rekey func(identity.Hash) identity.Hash, check identity.Hash) (int, error)
 }
 
+// ErrKeyChanged: the list holds another key check value than the writer's
+// (KeyGuard): its key was rotated since the writer started.
+var ErrKeyChanged = errors.New("suppression: the list is keyed with another key")
+
+// KeyGuard is implemented by the transactions of lists that record a key
+// check value (KeyChecker): a writer states the check value of the key it
+// hashes with before it writes, and the transaction fails with an error
+// matching ErrKeyChanged unless the list holds that value. The value is read
+// under a lock a Rekey waits for (and that waits for a Rekey), so that a
+// writer that started before a rotation can never write hashes under the
+// old key after it.
+type KeyGuard interface {
+	RequireKey(ctx context.Context, check identity.Hash) error
+}
+
 // KeyChecker is implemented by lists that record the check value of the key
 // their hashes are made with (identity.Hasher.Check), so that a Controller
 // started with another key is refused rather than silently missing every
@@ -208,7 +223,23 @@ type memOp struct {
 	check   identity.Hash                     // a Rekey's key check value
 }
 
-var _ Rekeyer = (*memTx)(nil)
+var (
+	_ Rekeyer  = (*memTx)(nil)
+	_ KeyGuard = (*memTx)(nil)
+)
+
+// RequireKey implements KeyGuard.
+func (tx *memTx) RequireKey(ctx context.Context, check identity.Hash) error {
+	if err := tx.check(ctx); err != nil {
+		return err
+	}
+	tx.l.mu.RLock()
+	defer tx.l.mu.RUnlock()
+	if !tx.l.check.IsZero() && tx.l.check != check {
+		return ErrKeyChanged
+	}
+	return nil
+}
 
 type memTx struct {
 	l    *MemList
