@@ -238,6 +238,7 @@ func (tx *memTx) RequireKey(ctx context.Context, check identity.Hash) error {
 	if !tx.l.check.IsZero() && tx.l.check != check {
 		return ErrKeyChanged
 	}
+	tx.required = check // checked again at Commit: a Rekey may commit first
 	return nil
 }
 
@@ -245,6 +246,9 @@ type memTx struct {
 	l    *MemList
 	done bool
 	ops  []memOp
+	// required is the key check value RequireKey stated: Commit fails
+	// unless the list still holds it.
+	required identity.Hash
 }
 
 func (tx *memTx) check(ctx context.Context) error {
@@ -376,6 +380,9 @@ func (tx *memTx) Commit(ctx context.Context) error {
 	l := tx.l
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if !tx.required.IsZero() && !l.check.IsZero() && l.check != tx.required {
+		return ErrKeyChanged // a Rekey committed since RequireKey: nothing applied
+	}
 	for _, op := range ops {
 		switch {
 		case op.profile != "" && op.add:
