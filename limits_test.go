@@ -182,3 +182,26 @@ func TestLimitsBoundAMarshalersOutput(t *testing.T) {
 		t.Errorf("refusing it allocated %d MiB; want about the RawMessage's copies, not its decoding", mb)
 	}
 }
+
+// note is a struct value: it reaches normalisation through encoding/json.
+type note struct{ Text string }
+
+// TestLimitsCountJSONAsItIs: numbers count their digits, so sixteen thousand
+// long floats (390 KB of JSON) are refused; a struct's text is not counted
+// HTML-escaped (26 KB of JSON, "<" one byte), so it is taken.
+func TestLimitsCountJSONAsItIs(t *testing.T) {
+	ctx := context.Background()
+	c := limitedController(t)
+	xs := make([]any, 16000)
+	for i := range xs {
+		xs[i] = 0.1234567890123 + float64(i)
+	}
+	err := c.Collect(ctx, privacy.Track{UserID: "u1", Event: "E", Properties: map[string]any{"xs": xs}, Timestamp: t0})
+	if !errors.Is(err, privacy.ErrInvalid) || !strings.Contains(err.Error(), "Limits.MessageBytes") {
+		t.Errorf("Collect of 390 KB of numbers = %v; want it refused as too large", err)
+	}
+	props := map[string]any{"a": strings.Repeat("x", 20000), "note": note{Text: strings.Repeat("<&>", 2000)}}
+	if err := c.Collect(ctx, privacy.Track{UserID: "u2", Event: "E", Properties: props, Timestamp: t0}); err != nil {
+		t.Errorf("Collect of 26 KB with a struct of HTML characters = %v; want it taken", err)
+	}
+}

@@ -167,12 +167,17 @@ func isCanonical(v any, depth int, left *int) bool {
 	}
 	switch x := v.(type) {
 	case nil, bool:
-		return true
+		*left -= scalarExtra(x)
+		return *left >= 0
 	case string:
 		*left -= len(x)
 		return *left >= 0 && utf8.ValidString(x)
 	case float64:
-		return !math.IsNaN(x) && !math.IsInf(x, 0)
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return false
+		}
+		*left -= scalarExtra(x)
+		return *left >= 0
 	case map[string]any:
 		for k, e := range x {
 			*left -= len(k)
@@ -192,7 +197,38 @@ func isCanonical(v any, depth int, left *int) bool {
 	return false
 }
 
+// normalize normalises v and counts it, a scalar by its JSON's length.
 func normalize(path string, v any, depth int, z *sizer) (any, error) {
+	out, err := normalizeValue(path, v, depth, z)
+	if err != nil || !isScalar(v) {
+		return out, err // a pointer or a marshaler: its value counted itself
+	}
+	if err := z.spend(path, scalarExtra(out)); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// isScalar reports whether v is a bool, a number or nil, of any type.
+func isScalar(v any) bool {
+	if v == nil {
+		return true
+	}
+	if _, ok := v.(json.Number); ok {
+		return true
+	}
+	switch reflect.TypeOf(v).Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64:
+		_, marshals := v.(json.Marshaler)
+		_, marshalsText := v.(encoding.TextMarshaler)
+		return !marshals && !marshalsText
+	}
+	return false
+}
+
+func normalizeValue(path string, v any, depth int, z *sizer) (any, error) {
 	if depth > MaxDepth {
 		return nil, &ValueError{Path: path, Reason: fmt.Sprintf("nested more than %d levels deep", MaxDepth)}
 	}
@@ -374,14 +410,31 @@ func normalizeJSON(path string, v any, depth int, z *sizer) (any, error) {
 	if err := (&sizer{limit: z.limit, left: &left}).walk(path, reflect.ValueOf(v), depth); err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(v)
+	// The count of a value is about its JSON's length: twice the budget is
+	// past it. What a json.Marshaler makes is measured before anything
+	// copies or decodes it (a json.RawMessage is its own bytes).
+	bound := 2*(*z.left+ValueOverhead) + 64
+	var b []byte
+	var err error
+	if m, ok := v.(json.Marshaler); ok {
+		if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer && rv.IsNil() {
+			return nil, nil
+		}
+		if b, err = m.MarshalJSON(); err == nil && len(b) <= bound && !json.Valid(b) {
+			err = errors.New("invalid JSON")
+		}
+	} else {
+		// Without HTML escaping, which would make "<" six bytes.
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		err = enc.Encode(v)
+		b = buf.Bytes()
+	}
 	if err != nil {
 		return nil, &ValueError{Path: path, Reason: fmt.Sprintf("a %T is not a JSON value", v)}
 	}
-	// What a json.Marshaler made is counted by its length before it is
-	// decoded: the count of a value is about its JSON's length (a long
-	// number counts less than it takes), so twice the budget is past it.
-	if len(b) > 2*(*z.left+ValueOverhead)+64 {
+	if len(b) > bound {
 		return nil, tooLarge(path, z.limit)
 	}
 	var out any
@@ -418,6 +471,14 @@ func (z *sizer) walk(path string, v reflect.Value, depth int) error {
 	switch v.Kind() {
 	case reflect.String:
 		return z.spend(path, v.Len())
+	case reflect.Bool:
+		return z.spend(path, scalarExtra(v.Bool()))
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return z.spend(path, numberSize(float64(v.Int()))-1)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return z.spend(path, numberSize(float64(v.Uint()))-1)
+	case reflect.Float32, reflect.Float64:
+		return z.spend(path, numberSize(v.Float())-1)
 	case reflect.Pointer, reflect.Interface:
 		if v.IsNil() {
 			return nil
@@ -467,6 +528,46 @@ func (z *sizer) walk(path string, v reflect.Value, depth int) error {
 		}
 	}
 	return nil
+}
+
+// scalarExtra is what a canonical scalar's JSON takes beyond ValueOverhead:
+// a number its digits (as encoding/json writes it), true and null 4 bytes,
+// false 5.
+func scalarExtra(v any) int {
+	switch x := v.(type) {
+	case float64:
+		return numberSize(x) - 1
+	case bool:
+		if x {
+			return 2
+		}
+		return 3
+	case nil:
+		return 2
+	}
+	return 0
+}
+
+// numberSize returns the length of f as encoding/json writes it; integers
+// below 1e15, the common case, without formatting.
+func numberSize(f float64) int {
+	if f == math.Trunc(f) && math.Abs(f) < 1e15 {
+		n := 1
+		if f < 0 {
+			n, f = 2, -f
+		}
+		for f >= 10 {
+			f /= 10
+			n++
+		}
+		return n
+	}
+	var buf [32]byte
+	format := byte('f')
+	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
+		format = 'e'
+	}
+	return len(strconv.AppendFloat(buf[:0], f, format, -1, 64))
 }
 
 // checkString checks a string value and counts its bytes.

@@ -479,7 +479,8 @@ func TestNormalizeValueSharedMapsIsBounded(t *testing.T) {
 }
 
 // TestNormalizeValueWithinCountsSize: the size counted is the bytes of the
-// strings and keys plus ValueOverhead per value, on both paths.
+// strings and keys plus ValueOverhead per value, and what a scalar's JSON
+// takes beyond it (a number's digits, true, false, null), on both paths.
 func TestNormalizeValueWithinCountsSize(t *testing.T) {
 	for name, tc := range map[string]struct {
 		v    any
@@ -487,7 +488,10 @@ func TestNormalizeValueWithinCountsSize(t *testing.T) {
 	}{
 		"string":         {"abc", ValueOverhead + 3},
 		"map":            {map[string]any{"ab": "cd", "n": 1.0}, ValueOverhead + 2 + ValueOverhead + 2 + 1 + ValueOverhead},
-		"array":          {[]any{true, nil}, 3 * ValueOverhead},
+		"array":          {[]any{true, nil}, 3*ValueOverhead + 2 + 2},
+		"numbers":        {[]any{1.5, -12345.0, 1e300}, 4*ValueOverhead + 2 + 5 + 5},
+		"typed numbers":  {[]int64{-12345, 7}, 3*ValueOverhead + 5},
+		"false":          {false, ValueOverhead + 3},
 		"converted map":  {map[string]int{"ab": 1}, 2*ValueOverhead + 2},
 		"pointer":        {ptr("abc"), ValueOverhead + 3},
 		"through JSON":   {struct{ A string }{"xy"}, 2*ValueOverhead + 1 + 2},
