@@ -168,9 +168,9 @@ func (c *Controller) writeExport(ctx context.Context, e *journal.Entry, pid iden
 		ProfileID: pid, Metadata: meta, Suppression: export.Suppression{Suppressed: suppressed}}); err != nil {
 		return err
 	}
-	hashes := make([]identity.Hash, 0, len(node.Links))
+	hashes := make([]identity.Hash, 0, len(node.Links)*len(c.hashers))
 	for _, l := range node.Links {
-		hashes = append(hashes, c.hasher.ID(l.ID))
+		hashes = append(hashes, c.hashesOf(l.ID)...) // requests made before a rotation too
 		if err := sink.WriteIdentifier(profile.ExternalID{ID: l.ID, CreatedAt: l.LinkedAt, FirstMessageID: l.MessageID}); err != nil {
 			return err
 		}

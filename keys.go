@@ -280,6 +280,81 @@ func rekeySuppressions(ctx context.Context, l suppression.List, next *identity.H
 	return nil
 }
 
+// rotatedHashers returns the hasher of every prefix of keys (every key used,
+// oldest first): the i-th hashes as the Controller did under keys[:i+1],
+// before the rotations after it. The last is the current one.
+func rotatedHashers(keys [][]byte) ([]*identity.Hasher, error) {
+	out := make([]*identity.Hasher, len(keys))
+	for i := range keys {
+		h, err := identity.NewRotatedHasher(keys[:i+1]...)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+// hashesOf returns the identifier's hash under every key the Controller has
+// used, oldest first: the journal keeps the hashes each request was made
+// with, and a lookup of a person's past requests must find those made before
+// a rotation too.
+func (c *Controller) hashesOf(id identity.ID) []identity.Hash {
+	out := make([]identity.Hash, len(c.hashers))
+	for i, h := range c.hashers {
+		out[i] = h.ID(id)
+	}
+	return out
+}
+
+// lift carries hashes made under the keys of prefix from to the current
+// keys, as a rotation carried the suppression list.
+func (c *Controller) lift(hashes []identity.Hash, from int) []identity.Hash {
+	if hashes == nil || from == len(c.hashers)-1 {
+		return hashes
+	}
+	out := make([]identity.Hash, len(hashes))
+	for j, h := range hashes {
+		for _, next := range c.hashers[from+1:] {
+			h = next.Rekey(h)
+		}
+		out[j] = h
+	}
+	return out
+}
+
+// liftEntry carries the hashes of a request made before a rotation (by a
+// host that ran through it, or recorded just before it) to the current keys,
+// before Recover completes it: made under the old keys, its suppression would
+// match nothing. Which keys made them is told by its first subject, in clear
+// while the request is unfinished. Hashes under keys the Controller does not
+// have fail with ErrKeyMismatch.
+func (c *Controller) liftEntry(e *journal.Entry) error {
+	if len(e.Subjects) == 0 || len(e.SubjectHashes) == 0 {
+		return nil
+	}
+	n, err := e.Subjects[0].Normalize()
+	if err != nil {
+		return nil // not a request the Controller hashed
+	}
+	from := -1
+	for i, h := range c.hashesOf(n) {
+		if h == e.SubjectHashes[0] {
+			from = i
+		}
+	}
+	switch from {
+	case len(c.hashers) - 1:
+		return nil
+	case -1:
+		return fmt.Errorf("privacy: %w: request %s was made under keys this Controller was not given", ErrKeyMismatch, e.ID)
+	}
+	e.SubjectHashes = c.lift(e.SubjectHashes, from)
+	e.Decision.Suppress = c.lift(e.Decision.Suppress, from)
+	e.Decision.Unsuppress = c.lift(e.Decision.Unsuppress, from)
+	return nil
+}
+
 // watchKey checks, on the claims' tick, that the suppression list still
 // holds this Controller's key check value: once a rotation replaced it,
 // every call fails with ErrKeyMismatch, since the hashes this Controller

@@ -45,7 +45,10 @@ type Controller struct {
 	auditLog     audit.Log
 	keys         [][]byte // every key, oldest first (WithPreviousKeys, WithKey)
 	hasher       *identity.Hasher
-	limits       Limits // on collected messages (WithLimits)
+	// hashers hash under every prefix of keys, oldest first (rotatedHashers);
+	// the last is hasher.
+	hashers []*identity.Hasher
+	limits  Limits // on collected messages (WithLimits)
 	// inflight holds the claims (*claim) of the requests this Controller
 	// works on, by id, so Recover leaves them alone.
 	inflight sync.Map
@@ -119,6 +122,10 @@ func New(opts ...Option) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
+	hashers, err := rotatedHashers(cfg.keys())
+	if err != nil {
+		return nil, fmt.Errorf("privacy: %w: %w", ErrInvalid, err)
+	}
 	c := &Controller{
 		suppressions: cfg.supp,
 		journal:      cfg.journal,
@@ -127,6 +134,7 @@ func New(opts ...Option) (*Controller, error) {
 		keys:         cfg.keys(),
 		limits:       cfg.limits,
 		hasher:       hasher,
+		hashers:      hashers,
 		graph:        cfg.graph,
 		profiles:     cfg.profiles,
 		audiences:    cfg.audiences,

@@ -50,6 +50,10 @@ func (c *Controller) Recover(ctx context.Context) (int, error) {
 
 // recoverOne completes a request Recover took over.
 func (c *Controller) recoverOne(ctx context.Context, cl *claim, e *journal.Entry) error {
+	if err := c.liftEntry(e); err != nil {
+		c.inflight.Delete(e.ID)
+		return err
+	}
 	if at, ok := endOwed(e); ok {
 		return c.completeEnd(ctx, cl, e, at) // its holder decided how it ends
 	}

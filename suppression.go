@@ -45,7 +45,7 @@ func (c *Controller) decideSuppression(ctx context.Context, _ *participants, e *
 func (c *Controller) decideUnsuppression(ctx context.Context, _ *participants, e *journal.Entry, s *deciding, _ time.Time) ([]pendingSend, error) {
 	// A person suppressed and deleted has no profile left to find their other
 	// identifiers by; the journal still has the hashes that request suppressed.
-	more, err := c.suppressedTogether(ctx, e.SubjectHashes)
+	more, err := c.suppressedTogether(ctx, e.Subjects)
 	if err != nil {
 		return nil, err
 	}
@@ -88,10 +88,19 @@ func (c *Controller) personHashes(e *journal.Entry, s *deciding) []identity.Hash
 // suppressedTogether returns the hashes suppressed by any earlier suppressing
 // request that suppressed one of these hashes: everything suppressed together
 // with the subjects.
-func (c *Controller) suppressedTogether(ctx context.Context, subjects []identity.Hash) ([]identity.Hash, error) {
-	want := make(map[identity.Hash]bool, len(subjects))
-	for _, h := range subjects {
-		want[h] = true
+func (c *Controller) suppressedTogether(ctx context.Context, subjects []identity.ID) ([]identity.Hash, error) {
+	// Each subject's hash under every key used, and which keys made it: a
+	// request decided before a rotation holds the hashes of the keys then,
+	// carried to the current ones once it is found.
+	want := make(map[identity.Hash]int, len(subjects)*len(c.hashers))
+	for _, id := range subjects {
+		n, err := id.Normalize()
+		if err != nil {
+			continue
+		}
+		for i, h := range c.hashesOf(n) {
+			want[h] = i
+		}
 	}
 	var out []identity.Hash
 	f := journal.Filter{Types: []RequestType{SuppressOnly, SuppressWithDelete, SuppressWithDeleteInternal}, Limit: 1000}
@@ -105,8 +114,8 @@ func (c *Controller) suppressedTogether(ctx context.Context, subjects []identity
 				continue
 			}
 			for _, h := range e.Decision.Suppress {
-				if want[h] {
-					out = append(out, e.Decision.Suppress...)
+				if from, ok := want[h]; ok {
+					out = append(out, c.lift(e.Decision.Suppress, from)...)
 					break
 				}
 			}
