@@ -71,6 +71,12 @@ func (c *Controller) runAccess(ctx context.Context, id identity.ID, sink exportS
 	if err := c.checkOpen(); err != nil {
 		return nil, err
 	}
+	// Access writes no backend but the journal: its key is checked here,
+	// not by a suppression transaction (a host left running through a
+	// rotation would list the person's requests under the old keys only).
+	if err := c.checkKeyNow(ctx); err != nil {
+		return nil, err
+	}
 	now := c.now()
 	e := &journal.Entry{ID: newRequestID(now), Type: Access, Status: Initialized, Received: now, Due: now.AddDate(0, 1, 0)}
 	n, err := id.Normalize()

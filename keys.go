@@ -355,6 +355,25 @@ func (c *Controller) liftEntry(e *journal.Entry) error {
 	return nil
 }
 
+// checkKeyNow fails with ErrKeyMismatch, and stops the Controller's calls,
+// when the suppression list holds another key's check value than this
+// Controller's: its key was rotated since New.
+func (c *Controller) checkKeyNow(ctx context.Context) error {
+	kc, ok := c.suppressions.(suppression.KeyChecker)
+	if !ok {
+		return nil
+	}
+	recorded, err := kc.KeyCheck(ctx)
+	if err != nil {
+		return backendError("suppression list: key check", err)
+	}
+	if !recorded.IsZero() && recorded != c.hasher.Check() {
+		c.keyLost.Store(true)
+		return fmt.Errorf("privacy: %w: the suppression list was keyed with another key since this Controller started (a rotation): restart it with the new keys", ErrKeyMismatch)
+	}
+	return nil
+}
+
 // watchKey checks, on the claims' tick, that the suppression list still
 // holds this Controller's key check value: once a rotation replaced it,
 // every call fails with ErrKeyMismatch, since the hashes this Controller

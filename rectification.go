@@ -33,7 +33,7 @@ func (c *Controller) decideRectification(ctx context.Context, txs *participants,
 		return nil, fmt.Errorf("privacy: %w: nobody is known by Subjects[0]", ErrNotFound)
 	}
 	pid := s.pids[0]
-	erasedBy, corrected, err := c.newerOnRectified(ctx, e, c.personHashes(e, s))
+	erasedBy, corrected, err := c.newerOnRectified(ctx, e, c.personHashesAllKeys(e, s))
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +107,9 @@ func (c *Controller) newerOnRectified(ctx context.Context, e *journal.Entry, has
 	corrected = map[string]bool{}
 	for _, x := range newer {
 		if x.Type.Deletes() {
-			if slices.ContainsFunc(x.SubjectHashes, func(h identity.Hash) bool { return slices.Contains(e.SubjectHashes, h) }) {
+			// e's subjects under every key: x may hold an older key's.
+			mine := append(slices.Clone(e.SubjectHashes), c.subjectHashesAllKeys(e)...)
+			if slices.ContainsFunc(x.SubjectHashes, func(h identity.Hash) bool { return slices.Contains(mine, h) }) {
 				return x.ID, nil, nil
 			}
 			continue
@@ -185,10 +187,12 @@ func (c *Controller) redoRectification(ctx context.Context, txs *participants, e
 		if err != nil {
 			return nil, nil, backendError("reading profile", err)
 		}
-		hashes := slices.Clone(e.SubjectHashes)
+		// Under every key: a newer request may have been decided before a
+		// key rotation, under the keys then.
+		hashes := append(slices.Clone(e.SubjectHashes), c.subjectHashesAllKeys(e)...)
 		if n, err := txs.graph.Node(ctx, pid); err == nil {
 			for _, l := range n.Links {
-				hashes = append(hashes, c.hasher.ID(l.ID))
+				hashes = append(hashes, c.hashesOf(l.ID)...)
 			}
 		}
 		erasedBy, corrected, err := c.newerOnRectified(ctx, e, hashes)

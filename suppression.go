@@ -8,6 +8,7 @@ package privacy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/gdprkit/privacy/identity"
@@ -30,7 +31,7 @@ func (c *Controller) Unsuppress(ctx context.Context, id identity.ID) (*Receipt, 
 // before it is seen), and the people's profiles.
 func (c *Controller) decideSuppression(ctx context.Context, _ *participants, e *journal.Entry, s *deciding, _ time.Time) ([]pendingSend, error) {
 	hashes := c.personHashes(e, s)
-	if err := c.checkNewer(ctx, e, s, hashes, Unsuppress); err != nil || s.superseded != "" {
+	if err := c.checkNewer(ctx, e, s, c.personHashesAllKeys(e, s), Unsuppress); err != nil || s.superseded != "" {
 		return nil, err
 	}
 	// The profiles too: the identifiers' hashes and their profile's mark commit
@@ -50,7 +51,7 @@ func (c *Controller) decideUnsuppression(ctx context.Context, _ *participants, e
 		return nil, err
 	}
 	hashes := append(c.personHashes(e, s), more...)
-	if err := c.checkNewer(ctx, e, s, hashes, SuppressOnly, SuppressWithDelete, SuppressWithDeleteInternal); err != nil || s.superseded != "" {
+	if err := c.checkNewer(ctx, e, s, append(c.personHashesAllKeys(e, s), more...), SuppressOnly, SuppressWithDelete, SuppressWithDeleteInternal); err != nil || s.superseded != "" {
 		return nil, err
 	}
 	s.d.Unsuppress, s.d.UnsuppressProfiles = hashes, s.pids
@@ -83,6 +84,31 @@ func (c *Controller) personHashes(e *journal.Entry, s *deciding) []identity.Hash
 		}
 	}
 	return hashes
+}
+
+// personHashesAllKeys is personHashes under every key the Controller has
+// used: how the journal is searched for the person's newer requests, which
+// a host may have decided before a key rotation, under the keys then.
+func (c *Controller) personHashesAllKeys(e *journal.Entry, s *deciding) []identity.Hash {
+	hashes := append(slices.Clone(e.SubjectHashes), c.subjectHashesAllKeys(e)...)
+	for _, pid := range s.pids {
+		for _, l := range s.nodes[pid].Links {
+			hashes = append(hashes, c.hashesOf(l.ID)...)
+		}
+	}
+	return hashes
+}
+
+// subjectHashesAllKeys returns the hashes of the request's subjects, in
+// clear while it is unfinished, under every key the Controller has used.
+func (c *Controller) subjectHashesAllKeys(e *journal.Entry) []identity.Hash {
+	var out []identity.Hash
+	for _, id := range e.Subjects {
+		if n, err := id.Normalize(); err == nil {
+			out = append(out, c.hashesOf(n)...)
+		}
+	}
+	return out
 }
 
 // suppressedTogether returns the hashes suppressed by any earlier suppressing
