@@ -42,7 +42,9 @@ var (
 	// after a rotation) is not the one the backends' hashes were made with
 	// (the suppression list's recorded check value, the audit log's chain).
 	// Started anyway, suppressions would stop matching and the audit chain
-	// would break, so New refuses.
+	// would break, so New refuses; and a Controller left running through a
+	// rotation (RotateKey) answers every call with it once it sees the new
+	// key: restart it with the new keys.
 	ErrKeyMismatch = errors.New("privacy: the key is not the one the backends were keyed with")
 )
 

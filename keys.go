@@ -56,7 +56,7 @@ func openKeys(ctx context.Context, cfg *config) (*identity.Hasher, error) {
 	}
 	hasher, err := identity.NewRotatedHasher(cfg.keys()...)
 	if err != nil {
-		return nil, fmt.Errorf("privacy: %w: %w", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if err := checkKey(ctx, cfg, hasher); err != nil {
 		return nil, err
@@ -148,8 +148,10 @@ func WithKeyAdopted() Option {
 }
 
 // RotateKey changes the secret key (WithKey) to newKey over the backends the
-// options name: the Controller's own options, with its current key and
-// previous keys. It carries every hash the suppression list holds to the new
+// options name: every option the Controllers are started with, with their
+// current key and previous keys; a journal and audit log kept in another
+// Store (WithJournal, WithAuditLog after WithBackends) included, or it
+// rotates the wrong ones. It carries every hash the suppression list holds to the new
 // key and records the new key's check value, in one transaction, then
 // appends to the audit log, under the old key, the record of the rotation,
 // after which the chain continues under the new one. Afterwards start every
@@ -171,36 +173,36 @@ func RotateKey(ctx context.Context, newKey []byte, opts ...Option) error {
 	cfg := defaultConfig()
 	for _, opt := range opts {
 		if err := opt(&cfg); err != nil {
-			return fmt.Errorf("privacy: %w: %w", ErrInvalid, err)
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 	}
 	if cfg.key == nil {
-		return fmt.Errorf("privacy: %w: RotateKey needs the current key (WithKey)", ErrInvalid)
+		return fmt.Errorf("%w: RotateKey needs the current key (WithKey)", ErrInvalid)
 	}
 	if len(newKey) < identity.MinKeyLength {
-		return fmt.Errorf("privacy: %w: the new key is %d bytes, want at least %d", ErrInvalid, len(newKey), identity.MinKeyLength)
+		return fmt.Errorf("%w: the new key is %d bytes, want at least %d", ErrInvalid, len(newKey), identity.MinKeyLength)
 	}
 	keys := cfg.keys()
 	for _, k := range keys {
 		if string(k) == string(newKey) {
-			return fmt.Errorf("privacy: %w: the new key is one used before", ErrInvalid)
+			return fmt.Errorf("%w: the new key is one used before", ErrInvalid)
 		}
 	}
 	after := append(append([][]byte(nil), keys...), newKey)
 	old, err := identity.NewRotatedHasher(keys...)
 	if err != nil {
-		return fmt.Errorf("privacy: %w: %w", ErrInvalid, err)
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	next, err := identity.NewRotatedHasher(after...)
 	if err != nil {
-		return fmt.Errorf("privacy: %w: %w", ErrInvalid, err)
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	unfinished, err := cfg.journal.Unfinished(ctx)
 	if err != nil {
 		return backendError("journal", err)
 	}
 	if len(unfinished) > 0 {
-		return fmt.Errorf("privacy: %w: %d requests are unfinished (the first: %s): finish them (Recover) before rotating the key", ErrConflict, len(unfinished), unfinished[0].ID)
+		return fmt.Errorf("%w: %d requests are unfinished (the first: %s): finish them (Recover) before rotating the key", ErrConflict, len(unfinished), unfinished[0].ID)
 	}
 
 	// Where each backend stands, read before anything is written.
@@ -224,7 +226,7 @@ func RotateKey(ctx context.Context, newKey []byte, opts ...Option) error {
 	}
 	kc, ok := cfg.supp.(suppression.KeyChecker)
 	if !ok {
-		return fmt.Errorf("privacy: %w: the suppression list (%T) does not record a key check value (suppression.KeyChecker)", ErrInvalid, cfg.supp)
+		return fmt.Errorf("%w: the suppression list (%T) does not record a key check value (suppression.KeyChecker)", ErrInvalid, cfg.supp)
 	}
 	recorded, err := kc.KeyCheck(ctx)
 	if err != nil {
@@ -269,7 +271,7 @@ func rekeySuppressions(ctx context.Context, l suppression.List, next *identity.H
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	rk, ok := tx.(suppression.Rekeyer)
 	if !ok {
-		return fmt.Errorf("privacy: %w: the suppression list's transactions (%T) cannot carry hashes to a new key (suppression.Rekeyer)", ErrInvalid, tx)
+		return fmt.Errorf("%w: the suppression list's transactions (%T) cannot carry hashes to a new key (suppression.Rekeyer)", ErrInvalid, tx)
 	}
 	if _, err := rk.Rekey(ctx, next.Rekey, next.Check()); err != nil {
 		return backendError("suppression list: rekey", err)
@@ -347,7 +349,7 @@ func (c *Controller) liftEntry(e *journal.Entry) error {
 	case len(c.hashers) - 1:
 		return nil
 	case -1:
-		return fmt.Errorf("privacy: %w: request %s was made under keys this Controller was not given", ErrKeyMismatch, e.ID)
+		return fmt.Errorf("%w: request %s was made under keys this Controller was not given", ErrKeyMismatch, e.ID)
 	}
 	e.SubjectHashes = c.lift(e.SubjectHashes, from)
 	e.Decision.Suppress = c.lift(e.Decision.Suppress, from)
@@ -369,7 +371,7 @@ func (c *Controller) checkKeyNow(ctx context.Context) error {
 	}
 	if !recorded.IsZero() && recorded != c.hasher.Check() {
 		c.keyLost.Store(true)
-		return fmt.Errorf("privacy: %w: the suppression list was keyed with another key since this Controller started (a rotation): restart it with the new keys", ErrKeyMismatch)
+		return fmt.Errorf("%w: the suppression list was keyed with another key since this Controller started (a rotation): restart it with the new keys", ErrKeyMismatch)
 	}
 	return nil
 }

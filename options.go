@@ -133,8 +133,9 @@ func WithAuditLog(l audit.Log) Option {
 // it must stay the same across restarts: New refuses durable backends
 // without it, and a key that is not the one their data was keyed with
 // (ErrKeyMismatch). Only the in-memory defaults, whose content goes with the
-// process, may go without: New then makes a random key. RotateKey changes
-// it.
+// process, may go without: New then makes a random key (Controllers sharing
+// in-memory backends need one WithKey too: the second is refused without).
+// RotateKey changes it.
 func WithKey(key []byte) Option {
 	return func(c *config) error {
 		if len(key) < identity.MinKeyLength {

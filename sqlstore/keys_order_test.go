@@ -141,8 +141,6 @@ func TestKeyRotationKeepsRectificationOrder(t *testing.T) {
 	}
 }
 
-
-
 // TestKeyTwoRotationsAccessAndUnsuppress: two rotations. Access lists requests made under each of the three keys;
 // an objection lifted under key 3 lifts what was suppressed together under
 // key 1.
