@@ -19,11 +19,7 @@ func TestKeyRotationKeepsRequestOrder(t *testing.T) {
 		for _, d := range testDialects {
 			t.Run(d.name+map[bool]string{false: "/no-rotation", true: "/rotated"}[rotate], func(t *testing.T) {
 				ctx := t.Context()
-				s := newSite(t, d.dialect)
-				p := s.open(t)
-				c, err := privacy.New(p.keyed(privacy.WithKey(oldKey))...)
-				must(t, err)
-				must(t, c.Close())
+				s, p := keyedSite(t, d.dialect)
 				u := identity.ID{Type: identity.TypeEmail, Value: "objects-last@example.com"}
 
 				pa := s.open(t)
@@ -41,17 +37,8 @@ func TestKeyRotationKeepsRequestOrder(t *testing.T) {
 					}
 					b.Close()
 				}
-				opts := p.keyed(privacy.WithKey(oldKey))
-				if rotate {
-					j := &hookedJournal{Journal: p.jrnl.Journal(), hook: window}
-					must(t, privacy.RotateKey(ctx, newKey, append(opts, privacy.WithJournal(j))...))
-					opts = p.keyed(privacy.WithKey(newKey), privacy.WithPreviousKeys(oldKey))
-				} else {
-					window()
-				}
-				pc := s.open(t)
-				_ = pc
-				c, err = privacy.New(append(opts, privacy.WithClock(func() time.Time { return time.Now().Add(2 * time.Hour) }))...)
+				opts := rotateWithWindow(t, p, rotate, window)
+				c, err := privacy.New(append(opts, privacy.WithClock(func() time.Time { return time.Now().Add(2 * time.Hour) }))...)
 				must(t, err)
 				defer c.Close()
 				if n, err := c.Recover(ctx); n != 1 || err != nil {
@@ -109,14 +96,7 @@ func TestKeyRotationKeepsRectificationOrder(t *testing.T) {
 						}
 						b.Close()
 					}
-					opts := p.keyed(privacy.WithKey(oldKey))
-					if rotate {
-						j := &hookedJournal{Journal: p.jrnl.Journal(), hook: window}
-						must(t, privacy.RotateKey(ctx, newKey, append(opts, privacy.WithJournal(j))...))
-						opts = p.keyed(privacy.WithKey(newKey), privacy.WithPreviousKeys(oldKey))
-					} else {
-						window()
-					}
+					opts := rotateWithWindow(t, p, rotate, window)
 					c, err = privacy.New(append(opts, privacy.WithClock(func() time.Time { return time.Now().Add(2 * time.Hour) }))...)
 					must(t, err)
 					defer c.Close()

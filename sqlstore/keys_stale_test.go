@@ -9,6 +9,7 @@ import (
 	"github.com/gdprkit/privacy"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/sqlstore"
 	"github.com/gdprkit/privacy/suppression"
 )
 
@@ -52,6 +53,33 @@ func (j *hookedJournal) Unfinished(ctx context.Context) ([]*journal.Entry, error
 	return es, err
 }
 
+// rotateWithWindow rotates p's backends from oldKey to newKey, running
+// window between RotateKey's check for unfinished requests and its rekey (a
+// host acting then), or, when rotate is false, runs window alone (the
+// control), and returns the options of a Controller started after.
+func rotateWithWindow(t *testing.T, p *proc, rotate bool, window func()) []privacy.Option {
+	t.Helper()
+	if !rotate {
+		window()
+		return p.keyed(privacy.WithKey(oldKey))
+	}
+	j := &hookedJournal{Journal: p.jrnl.Journal(), hook: window}
+	must(t, privacy.RotateKey(t.Context(), newKey, append(p.keyed(privacy.WithKey(oldKey)), privacy.WithJournal(j))...))
+	return p.keyed(privacy.WithKey(newKey), privacy.WithPreviousKeys(oldKey))
+}
+
+// keyedSite returns a migrated site of the dialect whose backends are keyed
+// with oldKey (a Controller started and stopped on it), and a process on it.
+func keyedSite(t *testing.T, d sqlstore.Dialect) (*site, *proc) {
+	t.Helper()
+	s := newSite(t, d)
+	p := s.open(t)
+	c, err := privacy.New(p.keyed(privacy.WithKey(oldKey))...)
+	must(t, err)
+	must(t, c.Close())
+	return s, p
+}
+
 // A host still on the old key decides a suppression just after RotateKey's
 // check for unfinished requests and dies before committing it; a host with
 // the new keys recovers it. The person must be suppressed afterwards.
@@ -59,24 +87,17 @@ func TestKeyStaleDecisionRecoveredAfterRotation(t *testing.T) {
 	for _, d := range testDialects {
 		t.Run(d.name, func(t *testing.T) {
 			ctx := t.Context()
-			s := newSite(t, d.dialect)
-			p := s.open(t)
-			c, err := privacy.New(p.keyed(privacy.WithKey(oldKey))...)
-			must(t, err)
-			must(t, c.Close())
+			s, p := keyedSite(t, d.dialect)
 			late := identity.ID{Type: identity.TypeEmail, Value: "objected-in-the-window@example.com"}
 
 			pa := s.open(t)
 			a, err := privacy.New(pa.keyed(privacy.WithKey(oldKey), privacy.WithLease(time.Second),
 				privacy.WithSuppressions(commitFailingList{pa.data.Suppressions()}))...)
 			must(t, err)
-			j := &hookedJournal{Journal: p.jrnl.Journal(), hook: func() {
+			rotateWithWindow(t, p, true, func() {
 				_, _ = a.Suppress(ctx, late) // it dies before its commit: either outcome
 				a.Close()
-			}}
-			opts := p.keyed(privacy.WithKey(oldKey))
-			opts = append(opts, privacy.WithJournal(j))
-			must(t, privacy.RotateKey(ctx, newKey, opts...))
+			})
 
 			time.Sleep(1500 * time.Millisecond) // the stale host's lease ends
 			pb := s.open(t)
