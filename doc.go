@@ -41,7 +41,11 @@
 // The package's files are its architecture; each right and each step of the
 // protocol has its own:
 //
-//   - privacy.go: the Controller, New, Close, Stats; options.go: the options.
+//   - privacy.go: the Controller, New, Close, Stats; options.go: the options
+//     (WithBackends among them); keys.go: the key (refused when missing or
+//     another than the backends were keyed with), RotateKey, and the hashes
+//     of requests made before a rotation; limits.go: the bounds on what is
+//     collected (WithLimits).
 //   - messages.go: Identify and Track and their validation; collect.go:
 //     Collect; collect_batch.go: CollectBatch; collect_update.go: the profile
 //     update both build.
@@ -99,6 +103,9 @@
 // *FieldError says which field and why, and nothing changed; a bad request also
 // gets an INVALID receipt), ErrNotFound (no person is known by the identifier,
 // or no request by the id), ErrSuppressed (the person objected, the message was
-// dropped), ErrConflict and ErrClosed. Errors from backends also match
-// the backend package's own sentinels, such as profile.ErrNotFound.
+// dropped), ErrConflict, ErrClosed and ErrKeyMismatch (the key is not the one
+// the backends were keyed with). Errors from backends also match the backend
+// package's own sentinels, such as profile.ErrNotFound; their text names the
+// operation and the error's kind, never the backend's own words, which may
+// quote a person's data.
 package privacy
