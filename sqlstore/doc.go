@@ -1,7 +1,9 @@
 // Package sqlstore keeps every backend of the library in one SQL database,
 // over database/sql with the driver the caller chooses: the identity graph, the
 // profile store, the audience engine's store, the suppression list, the request
-// journal, the audit log and the outbox of what destinations are owed.
+// journal, the audit log, the outbox of what destinations are owed, and the
+// keyring of each person's wrapped data key (package keyring; encryption at
+// rest is being built on it).
 //
 //	db, err := sql.Open("pgx", dsn) // or "sqlite", "postgres", ...
 //	s, err := sqlstore.New(db, sqlstore.Postgres)
