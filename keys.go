@@ -37,11 +37,12 @@ func (cfg *config) durableBackends() []string {
 	return names
 }
 
-// openKeys settles the configuration's key and returns its hasher: it
+// openKeys settles the configuration's key and returns its hashers, one per
+// key used, oldest first (rotatedHashers; the last is the current one): it
 // refuses durable backends without WithKey (a random key per process lets
 // suppressions lapse at the next restart) and a key that is not the one the
 // backends were keyed with (ErrKeyMismatch).
-func openKeys(ctx context.Context, cfg *config) (*identity.Hasher, error) {
+func openKeys(ctx context.Context, cfg *config) ([]*identity.Hasher, error) {
 	if cfg.key == nil {
 		if len(cfg.previous) > 0 {
 			return nil, fmt.Errorf("%w: WithPreviousKeys without WithKey: the current key is the one WithKey sets", ErrInvalid)
@@ -54,14 +55,14 @@ func openKeys(ctx context.Context, cfg *config) (*identity.Hasher, error) {
 		cfg.key = make([]byte, 32)
 		_, _ = rand.Read(cfg.key) // crypto/rand.Read never fails
 	}
-	hasher, err := identity.NewRotatedHasher(cfg.keys()...)
+	hashers, err := rotatedHashers(cfg.keys())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if err := checkKey(ctx, cfg, hasher); err != nil {
+	if err := checkKey(ctx, cfg, hashers[len(hashers)-1]); err != nil {
 		return nil, err
 	}
-	return hasher, nil
+	return hashers, nil
 }
 
 // checkKey checks the key against the suppression list's recorded check
@@ -381,14 +382,11 @@ func (c *Controller) checkKeyNow(ctx context.Context) error {
 // every call fails with ErrKeyMismatch, since the hashes this Controller
 // makes would no longer match the list.
 func (c *Controller) watchKey(ctx context.Context) {
-	kc, ok := c.suppressions.(suppression.KeyChecker)
-	if !ok || c.keyLost.Load() {
+	if c.keyLost.Load() {
 		return
 	}
-	recorded, err := kc.KeyCheck(ctx)
-	if err != nil || recorded.IsZero() || recorded == c.hasher.Check() {
-		return // a failed read is tried again at the next tick
+	// A failed read is tried again at the next tick.
+	if err := c.checkKeyNow(ctx); errors.Is(err, ErrKeyMismatch) {
+		c.log.ErrorContext(ctx, "the suppression list was keyed with another key (a rotation?): every call now fails; restart with the new keys")
 	}
-	c.keyLost.Store(true)
-	c.log.ErrorContext(ctx, "the suppression list was keyed with another key (a rotation?): every call now fails; restart with the new keys")
 }

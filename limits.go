@@ -16,12 +16,11 @@ type Limits struct {
 	// KiB, Segment's bound per message on its tracking API): the bytes of
 	// its message id, identifiers, event name, source, and of every string
 	// and key of its traits or properties, nested ones included, plus
-	// profile.ValueOverhead (2) for each value in them, and 20 for each
-	// external identifier: no more than their JSON takes, so a message
-	// Segment takes is taken. A
-	// message whose values share maps counts them once for each place, as
-	// its JSON would: the check stops at the bound, so its cost is bounded
-	// too.
+	// what JSON takes beyond them for each value (profile.ValueOverhead, a
+	// number's digits) and 20 for each external identifier: no more than
+	// their JSON takes, so a message Segment takes is taken. A message whose
+	// values share maps counts them once for each place, as its JSON would:
+	// the check stops at the bound, so its cost is bounded too.
 	MessageBytes int
 	// Properties bounds the keys of a Track's Properties (default
 	// DefaultProperties, 300: Segment drops events with more).

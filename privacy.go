@@ -118,14 +118,11 @@ func New(opts ...Option) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("privacy: loading audience definitions: %w", err)
 	}
-	hasher, err := openKeys(context.Background(), &cfg)
+	hashers, err := openKeys(context.Background(), &cfg)
 	if err != nil {
 		return nil, err
 	}
-	hashers, err := rotatedHashers(cfg.keys())
-	if err != nil {
-		return nil, fmt.Errorf("privacy: %w: %w", ErrInvalid, err)
-	}
+	hasher := hashers[len(hashers)-1]
 	c := &Controller{
 		suppressions: cfg.supp,
 		journal:      cfg.journal,

@@ -151,6 +151,17 @@ func (z *sizer) spend(path string, n int) error {
 	return nil
 }
 
+// afford fails, naming path, when the budget cannot hold n more values:
+// checked before a map or slice of n elements is made, so that a length that
+// costs its caller nothing (2^25 empty structs) is refused before it is
+// allocated. Each element spends its own as it is walked.
+func (z *sizer) afford(path string, n int) error {
+	if n > *z.left/ValueOverhead {
+		return tooLarge(path, z.limit)
+	}
+	return nil
+}
+
 func tooLarge(path string, limit int) error {
 	return &ValueError{Path: path, Reason: fmt.Sprintf("larger than the %d bytes allowed", limit), tooLarge: true}
 }
@@ -276,10 +287,9 @@ func normalizeValue(path string, v any, depth int, z *sizer) (any, error) {
 	case time.Time:
 		return checkString(path, x.Format(time.RFC3339Nano), z)
 	case map[string]any:
-		if err := z.spend(path, len(x)*ValueOverhead); err != nil { // before the map is made
+		if err := z.afford(path, len(x)); err != nil {
 			return nil, err
 		}
-		*z.left += len(x) * ValueOverhead // each element spends its own
 		m := make(map[string]any, len(x))
 		for k, e := range x {
 			if err := z.spend(path, len(k)); err != nil { // before a long key is quoted
@@ -297,10 +307,9 @@ func normalizeValue(path string, v any, depth int, z *sizer) (any, error) {
 		}
 		return m, nil
 	case []any:
-		if err := z.spend(path, len(x)*ValueOverhead); err != nil { // before the slice is made
+		if err := z.afford(path, len(x)); err != nil {
 			return nil, err
 		}
-		*z.left += len(x) * ValueOverhead // each element spends its own
 		s := make([]any, len(x))
 		for i, e := range x {
 			n, err := normalize(path+"["+strconv.Itoa(i)+"]", e, depth+1, z)
@@ -352,10 +361,9 @@ func normalizeReflect(path string, v any, depth int, z *sizer) (any, error) {
 		if rv.Type().Elem().Kind() != reflect.Uint8 { // []byte goes through JSON, as base64
 			// Spent before the slice is made: a []struct{} of 2^25
 			// elements costs its caller nothing.
-			if err := z.spend(path, rv.Len()*ValueOverhead); err != nil {
+			if err := z.afford(path, rv.Len()); err != nil {
 				return nil, err
 			}
-			*z.left += rv.Len() * ValueOverhead // each element spends its own
 			s := make([]any, rv.Len())
 			for i := range s {
 				n, err := normalize(path+"["+strconv.Itoa(i)+"]", rv.Index(i).Interface(), depth+1, z)
@@ -371,10 +379,9 @@ func normalizeReflect(path string, v any, depth int, z *sizer) (any, error) {
 			if rv.IsNil() {
 				return nil, nil
 			}
-			if err := z.spend(path, rv.Len()*ValueOverhead); err != nil {
+			if err := z.afford(path, rv.Len()); err != nil {
 				return nil, err
 			}
-			*z.left += rv.Len() * ValueOverhead // each element spends its own
 			m := make(map[string]any, rv.Len())
 			it := rv.MapRange()
 			for it.Next() {
@@ -502,20 +509,18 @@ func (z *sizer) walk(path string, v reflect.Value, depth int) error {
 		if v.Type().Elem().Kind() == reflect.Uint8 {
 			return z.spend(path, (v.Len()+2)/3*4) // base64
 		}
-		if err := z.spend(path, v.Len()*ValueOverhead); err != nil {
+		if err := z.afford(path, v.Len()); err != nil {
 			return err
 		}
-		*z.left += v.Len() * ValueOverhead // each element spends its own
 		for i := range v.Len() {
 			if err := z.walk(path, v.Index(i), depth+1); err != nil {
 				return err
 			}
 		}
 	case reflect.Map:
-		if err := z.spend(path, v.Len()*ValueOverhead); err != nil {
+		if err := z.afford(path, v.Len()); err != nil {
 			return err
 		}
-		*z.left += v.Len() * ValueOverhead
 		for it := v.MapRange(); it.Next(); {
 			if k := it.Key(); k.Kind() == reflect.String {
 				if err := z.spend(path, k.Len()); err != nil {

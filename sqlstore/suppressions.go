@@ -218,8 +218,8 @@ func (tx *suppressionTx) Rekey(ctx context.Context, rekey func(identity.Hash) id
 		if tx.s.d == Postgres {
 			// Writers that state their key (RequireKey) hold the check
 			// value's row FOR SHARE: this waits for them, and they for
-			// this. The table lock keeps out writers that do not, so
-			// nothing is inserted between the read and the delete below.
+			// this. The table lock keeps out writers that do not, until
+			// the carried hashes are in.
 			if _, err := ex.ExecContext(ctx, tx.s.sql(`SELECT 1 FROM {p}key_check WHERE id = 1 FOR UPDATE`)); err != nil {
 				return fmt.Errorf("sqlstore: locking the key check value: %w", err)
 			}
@@ -227,9 +227,10 @@ func (tx *suppressionTx) Rekey(ctx context.Context, rekey func(identity.Hash) id
 				return fmt.Errorf("sqlstore: locking the suppression list: %w", err)
 			}
 		}
-		rows, err := ex.QueryContext(ctx, tx.s.sql(`SELECT id_hash FROM {p}suppressed_identifiers`))
+		// Taken out and read back in one statement.
+		rows, err := ex.QueryContext(ctx, tx.s.sql(`DELETE FROM {p}suppressed_identifiers RETURNING id_hash`))
 		if err != nil {
-			return fmt.Errorf("sqlstore: reading the suppression list: %w", err)
+			return fmt.Errorf("sqlstore: rekeying the suppression list: %w", err)
 		}
 		defer rows.Close()
 		for rows.Next() {
@@ -246,9 +247,7 @@ func (tx *suppressionTx) Rekey(ctx context.Context, rekey func(identity.Hash) id
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("sqlstore: reading the suppression list: %w", err)
 		}
-		if _, err := ex.ExecContext(ctx, tx.s.sql(`DELETE FROM {p}suppressed_identifiers`)); err != nil {
-			return fmt.Errorf("sqlstore: rekeying the suppression list: %w", err)
-		}
+		rows.Close() // before the next statement on the connection
 		if _, err := ex.ExecContext(ctx, tx.s.sql(`INSERT INTO {p}key_check (id, check_value) VALUES (1, $1)
 			ON CONFLICT (id) DO UPDATE SET check_value = excluded.check_value`), check[:]); err != nil {
 			return fmt.Errorf("sqlstore: recording the key check value: %w", err)
