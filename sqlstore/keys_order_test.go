@@ -121,9 +121,9 @@ func TestKeyRotationKeepsRectificationOrder(t *testing.T) {
 	}
 }
 
-// TestKeyTwoRotationsAccessAndUnsuppress: two rotations. Access lists requests made under each of the three keys;
-// an objection lifted under key 3 lifts what was suppressed together under
-// key 1.
+// TestKeyTwoRotationsAccessAndUnsuppress: two rotations. Access lists
+// requests made under each of the three keys; an objection lifted under key 3
+// lifts what was suppressed together under key 1.
 func TestKeyTwoRotationsAccessAndUnsuppress(t *testing.T) {
 	for _, d := range testDialects {
 		t.Run(d.name, func(t *testing.T) {
