@@ -76,6 +76,9 @@ type counter struct {
 	// tracing, when set, keeps the text of every statement in trace.
 	tracing atomic.Bool
 	trace   []string
+	// before, when set, runs before each statement is sent, with its text:
+	// a test pauses a process there, between two statements of a method.
+	before atomic.Pointer[func(q string)]
 }
 
 // note keeps a statement's text when tracing.
@@ -92,6 +95,9 @@ func (c *counter) note(q string) {
 func (c *counter) count(n *atomic.Int64, q string) {
 	n.Add(1)
 	c.note(q)
+	if f := c.before.Load(); f != nil {
+		(*f)(q)
+	}
 }
 
 // sendCounted sends a statement through inner's optional method of interface

@@ -222,6 +222,16 @@ func (tx *outboxTx) Merge(ctx context.Context, into, from identity.ProfileID) er
 func (tx *outboxTx) Purge(ctx context.Context, pid identity.ProfileID) (int, error) {
 	var n int64
 	err := tx.run(ctx, func(ex Executor) error {
+		if tx.s.d == Postgres {
+			// The profile's rows first, all of them: each statement below
+			// sees its own snapshot, and a deliverer settling or giving
+			// back a held message between two of them would leave it
+			// neither deleted nor emptied, to be sent after the erasure.
+			// Locked, its Settle and Renew wait for the erasure's commit.
+			if _, err := ex.ExecContext(ctx, tx.s.sql(`SELECT id FROM {p}outbox WHERE profile_id = $1 ORDER BY id FOR UPDATE`), string(pid)); err != nil {
+				return fmt.Errorf("sqlstore: outbox purge: %w", err)
+			}
+		}
 		res, err := ex.ExecContext(ctx, tx.s.sql(`DELETE FROM {p}outbox WHERE profile_id = $1 AND kind = 'send' AND request_id = ''
 			AND (state = 'DEAD' OR state = 'PENDING' AND owner IS NULL)`), string(pid))
 		if err != nil {
