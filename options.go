@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"reflect"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/audit"
@@ -79,8 +78,13 @@ func WithDestinations(ds ...destination.Destination) Option {
 			if d == nil {
 				return errors.New("WithDestinations: nil destination")
 			}
-			if d.Name() == "" {
+			switch name := d.Name(); {
+			case name == "":
 				return errors.New("WithDestinations: a destination has an empty name")
+			case len(name) > outbox.MaxNameLen || !storableText(name):
+				// The outbox keeps it with every item owed: a name it
+				// refuses would fail every change, or deliver nothing.
+				return fmt.Errorf("WithDestinations: a destination's name must be valid UTF-8 without NUL, of at most %d bytes", outbox.MaxNameLen)
 			}
 			for _, have := range c.dests {
 				if have.Name() == d.Name() {
@@ -250,6 +254,11 @@ func WithClock(now func() time.Time) Option {
 	return notNil("WithClock", "clock", now == nil, func(c *config) { c.clock = now })
 }
 
+// maxInstanceLength bounds an instance name: the owner of the outbox items
+// a process claims is the name and a run id of 31 bytes, within
+// outbox.MaxNameLen.
+const maxInstanceLength = outbox.MaxNameLen - 32
+
 // WithInstance names this Controller in the claims it takes on the requests
 // it works on (default: a random name, new at every New). Give each host a
 // name that stays the same across its restarts and is never used by two
@@ -261,8 +270,8 @@ func WithInstance(name string) Option {
 		switch {
 		case name == "":
 			return errors.New("WithInstance: empty name")
-		case len(name) > maxNameLength || !utf8.ValidString(name):
-			return fmt.Errorf("WithInstance: the name must be valid UTF-8 of at most %d bytes", maxNameLength)
+		case len(name) > maxInstanceLength || !storableText(name):
+			return fmt.Errorf("WithInstance: the name must be valid UTF-8 without NUL, of at most %d bytes", maxInstanceLength)
 		}
 		c.instance = name
 		return nil

@@ -1,10 +1,14 @@
 package privacy_test
 
 import (
+	"context"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/gdprkit/privacy"
+	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
 )
 
@@ -21,5 +25,37 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		if _, err := privacy.New(opt); !errors.Is(err, privacy.ErrInvalid) {
 			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
 		}
+	}
+}
+
+// TestNewRefusesNamesTheOutboxCannotKeep: a destination or instance name
+// the outbox cannot store with its items is refused by New, rather than
+// fail every change or deliver nothing.
+func TestNewRefusesNamesTheOutboxCannotKeep(t *testing.T) {
+	long := strings.Repeat("d", 300)
+	for name, opt := range map[string]privacy.Option{
+		"a destination name of 300 bytes": privacy.WithDestinations(destination.NewRecorder(long)),
+		"a destination name with a NUL":   privacy.WithDestinations(destination.NewRecorder("crm\x00")),
+		"an instance name of 300 bytes":   privacy.WithInstance(long),
+		"an instance name with a NUL":     privacy.WithInstance("host\x00"),
+	} {
+		if _, err := privacy.New(opt); !errors.Is(err, privacy.ErrInvalid) {
+			t.Errorf("%s: New = %v; want ErrInvalid", name, err)
+		}
+	}
+	rec := destination.NewRecorder(strings.Repeat("d", 256))
+	c, err := privacy.New(privacy.WithInstance(strings.Repeat("h", 224)), privacy.WithDestinations(rec))
+	if err != nil {
+		t.Fatalf("the longest names allowed: New = %v", err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if err := c.Collect(ctx, privacy.Identify{UserID: "ada", Timestamp: t0}); err != nil {
+		t.Fatal(err)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := c.Flush(fctx); err != nil || len(rec.Messages()) != 1 {
+		t.Errorf("with the longest names: Flush = %v, %d delivered; want the message delivered", err, len(rec.Messages()))
 	}
 }
