@@ -226,8 +226,12 @@ func (c *Controller) reevaluateOnce(ctx context.Context, pid identity.ProfileID,
 		return backendError("outbox begin", err)
 	}
 	defer otx.Rollback(ctx)
+	ids, err := nodeIDs(ctx, c.graph.Node, pid)
+	if err != nil {
+		return err
+	}
 	o := owed{c: c}
-	o.audienceChanges(pid, nodeIDs(ctx, c.graph.Node, pid), p.Metadata.Version, "t"+strconv.FormatInt(now.UnixNano(), 36), changes, now)
+	o.audienceChanges(pid, ids, p.Metadata.Version, "t"+strconv.FormatInt(now.UnixNano(), 36), changes, now)
 	if err := o.enqueue(ctx, otx); err != nil {
 		return err
 	}

@@ -281,7 +281,7 @@ func (c *Controller) oweCollected(ctx context.Context, otx outbox.Tx, pid identi
 	o := owed{c: c}
 	o.collected(pid, msg, matches)
 	if len(changes) > 0 {
-		o.audienceChanges(pid, nodeIDs(ctx, c.graph.Node, pid), version, "", changes, now)
+		o.audienceChanges(pid, c.collectedChangeIDs(ctx, pid, matches), version, "", changes, now)
 	}
 	return o.enqueue(ctx, otx)
 }

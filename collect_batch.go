@@ -380,7 +380,7 @@ func (c *Controller) oweBatch(ctx context.Context, otx outbox.Tx, items []batchI
 		}
 		o.collected(it.profile, &it.msg, it.matches)
 		if len(it.changes) > 0 {
-			o.audienceChanges(it.profile, nodeIDs(ctx, c.graph.Node, it.profile), it.version, "", it.changes, it.now)
+			o.audienceChanges(it.profile, c.collectedChangeIDs(ctx, it.profile, it.matches), it.version, "", it.changes, it.now)
 		}
 	}
 	return o.enqueue(ctx, otx)

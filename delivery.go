@@ -8,6 +8,7 @@ package privacy
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
@@ -273,10 +274,7 @@ func audienceMessageID(pid identity.ProfileID, key, verb string, version uint64,
 
 // collected owes the collected message, addressed by its own identifiers.
 func (o *owed) collected(pid identity.ProfileID, msg *message, matches []identity.Match) {
-	ids := make([]identity.ID, len(matches))
-	for i, m := range matches {
-		ids[i] = m.ID
-	}
+	ids := matchedIDs(matches)
 	m := destination.Message{MessageID: msg.messageID, Type: msg.kind, ProfileID: pid, IDs: ids, Timestamp: msg.timestamp}
 	if msg.kind == destination.TypeIdentify {
 		m.Traits = msg.traits // nil values travel too: they remove the trait downstream
@@ -284,6 +282,28 @@ func (o *owed) collected(pid identity.ProfileID, msg *message, matches []identit
 		m.Event, m.Properties = msg.event, msg.props
 	}
 	o.message(m, "", "")
+}
+
+// matchedIDs returns the identifiers of a message's matches.
+func matchedIDs(matches []identity.Match) []identity.ID {
+	ids := make([]identity.ID, len(matches))
+	for i, m := range matches {
+		ids[i] = m.ID
+	}
+	return ids
+}
+
+// collectedChangeIDs returns the identifiers an audience change a collected
+// message caused is owed with: every identifier of the profile, or, when
+// they cannot be read, the message's own, which the destination matches
+// the person by as well (a change without any would match nobody).
+func (c *Controller) collectedChangeIDs(ctx context.Context, pid identity.ProfileID, matches []identity.Match) []identity.ID {
+	ids, err := nodeIDs(ctx, c.graph.Node, pid)
+	if err != nil {
+		c.log.WarnContext(ctx, "reading a profile's identifiers failed; an audience change is owed with the message's", "profile", pid, "err", describe(err))
+		return matchedIDs(matches)
+	}
+	return ids
 }
 
 // enqueue writes what is owed in the transaction.
@@ -295,17 +315,22 @@ func (o *owed) enqueue(ctx context.Context, tx outbox.Tx) error {
 }
 
 // nodeIDs returns the identifiers linked to the profile, read through read
-// (a transaction's or the graph's Node), or none when it has no node.
-func nodeIDs(ctx context.Context, read func(context.Context, identity.ProfileID) (*identity.Node, error), pid identity.ProfileID) []identity.ID {
+// (a transaction's or the graph's Node), or none when it has no node. A
+// failed read fails: an audience change owed without identifiers would
+// reach a destination that can match it to nobody.
+func nodeIDs(ctx context.Context, read func(context.Context, identity.ProfileID) (*identity.Node, error), pid identity.ProfileID) ([]identity.ID, error) {
 	n, err := read(ctx, pid)
-	if err != nil {
-		return nil
+	switch {
+	case errors.Is(err, identity.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, backendError("reading identifiers", err)
 	}
 	ids := make([]identity.ID, len(n.Links))
 	for i, l := range n.Links {
 		ids[i] = l.ID
 	}
-	return ids
+	return ids, nil
 }
 
 // scrubDelivery is the delivery engine's Scrub: a destination's error,

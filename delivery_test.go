@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gdprkit/privacy"
+	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/internal/faultinject"
@@ -639,5 +640,55 @@ func TestAnErasureSupersedesAQueuedRectification(t *testing.T) {
 				t.Errorf("the rectification's receipt = %+v, %v; want ended, crm NOT_SUPPORTED (erased first)", r, err)
 			}
 		})
+	}
+}
+
+// nodeFailingGraph fails Node while failing is set, as a graph whose read
+// fails for a moment.
+type nodeFailingGraph struct {
+	identity.Graph
+	failing atomic.Bool
+}
+
+func (g *nodeFailingGraph) Node(ctx context.Context, pid identity.ProfileID) (*identity.Node, error) {
+	if g.failing.Load() {
+		return nil, errors.New("graph unavailable")
+	}
+	return g.Graph.Node(ctx, pid)
+}
+
+// TestAudienceChangeNeverOwedWithoutIdentifiers: when the person's
+// identifiers cannot be read as a collected message changes their
+// audiences, the change is owed with the message's identifiers, never with
+// none (a destination would match it to nobody).
+func TestAudienceChangeNeverOwedWithoutIdentifiers(t *testing.T) {
+	ctx := context.Background()
+	g := &nodeFailingGraph{Graph: identity.NewMemGraph()}
+	rec := destination.NewRecorder("crm")
+	e := newEnv(t, privacy.WithIdentity(g), privacy.WithDestinations(rec), fastDelivery())
+	if err := e.c.DefineAudience(ctx, audience.Definition{Key: "pros", Query: `trait('plan') = 'pro'`}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Collect(ctx, privacy.Identify{MessageID: "m1", UserID: "ada", Timestamp: t0}); err != nil {
+		t.Fatal(err)
+	}
+	g.failing.Store(true)
+	err := e.c.Collect(ctx, privacy.Identify{MessageID: "m2", UserID: "ada", Traits: map[string]any{"plan": "pro"}, Timestamp: t0.Add(time.Minute)})
+	g.failing.Store(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, e.c)
+	entered := 0
+	for _, m := range rec.Messages() {
+		if m.Event == destination.AudienceEntered {
+			entered++
+			if !slices.Contains(m.IDs, user("ada")) {
+				t.Errorf("an %s owed without the person's identifier: %+v", m.Event, m.IDs)
+			}
+		}
+	}
+	if entered != 1 {
+		t.Errorf("%d Audience Entered delivered; want 1", entered)
 	}
 }

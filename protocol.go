@@ -377,7 +377,11 @@ func (s *stager) stageOutbox(e *journal.Entry, d *journal.Decision, sends []pend
 		if m, err := txs.profiles.Metadata(ctx, pid); err == nil {
 			version = m.Version
 		}
-		o.audienceChanges(pid, nodeIDs(ctx, txs.graph.Node, pid), version, e.ID, changes[pid], s.now)
+		ids, err := nodeIDs(ctx, txs.graph.Node, pid)
+		if err != nil {
+			return err
+		}
+		o.audienceChanges(pid, ids, version, e.ID, changes[pid], s.now)
 	}
 	return o.enqueue(ctx, txs.outbox)
 }

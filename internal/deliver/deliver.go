@@ -577,8 +577,10 @@ type lateError struct {
 	err     error
 }
 
+// Error says the call was late, without the destination's own text, which
+// may quote the person (kept tells what of it is kept).
 func (e *lateError) Error() string {
-	return fmt.Sprintf("destination %s did not answer within %v, then: %v", e.name, e.timeout, e.err)
+	return fmt.Sprintf("destination %s did not answer within %v", e.name, e.timeout)
 }
 
 func (e *lateError) Unwrap() error { return e.err }
