@@ -236,6 +236,10 @@ func TestAFailedBatchHoldsTheRunBehindIt(t *testing.T) {
 	crm := &scripted{name: "crm", fail: 1}
 	cfg := testConfig()
 	cfg.BatchSize = 2
+	// A retry not due before the next claim, however slow the machine (at
+	// 1ms, a claim under the race detector came after it: a1 and a2 went
+	// first, as the failed batch's retry).
+	cfg.Backoff, cfg.MaxBackoff = 200*time.Millisecond, 200*time.Millisecond
 	put(t, s, msg("crm", "use_a", "a1"), msg("crm", "use_a", "a2"), msg("crm", "use_b", "b1"), msg("crm", "use_a", "a3"),
 		msg("crm", "use_a", "a4"), msg("crm", "use_a", "a5"))
 	e := start(t, s, cfg, nil, crm)
