@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/gdprkit/privacy/internal/jsontext"
 	"github.com/gdprkit/privacy/profile"
 )
 
@@ -17,65 +18,10 @@ import (
 // encoding/json writes with SetEscapeHTML(false): the same number and string
 // forms, map keys sorted.
 
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string. Invalid UTF-8 bytes become U+FFFD,
-// as encoding/json does; valid reports whether there were none.
-func appendString(b []byte, s string) (_ []byte, valid bool) {
-	valid = true
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			valid = false
-			i++
-			start = i
-			continue
-		}
-		// U+2028 and U+2029 end lines in JavaScript; encoding/json escapes them.
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"'), valid
-}
-
-// appendStr is appendString for strings outside values, where invalid UTF-8 is
+// appendStr is jsontext.AppendString for strings outside values, where invalid UTF-8 is
 // replaced rather than refused.
 func appendStr(b []byte, s string) []byte {
-	b, _ = appendString(b, s)
+	b, _ = jsontext.AppendString(b, s)
 	return b
 }
 
@@ -149,7 +95,7 @@ func (e *valueEncoder) appendValue(b []byte, v any, depth int) (_ []byte, ok boo
 		}
 		return appendFloat(b, x), true
 	case string:
-		return appendString(b, x)
+		return jsontext.AppendString(b, x)
 	case []any:
 		if x == nil {
 			return append(b, "null"...), true
@@ -182,7 +128,7 @@ func (e *valueEncoder) appendValue(b []byte, v any, depth int) (_ []byte, ok boo
 			if i > 0 {
 				b = append(b, ',')
 			}
-			if b, ok = appendString(b, k); !ok {
+			if b, ok = jsontext.AppendString(b, k); !ok {
 				return b, false
 			}
 			b = append(b, ':')

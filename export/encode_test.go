@@ -12,6 +12,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/gdprkit/privacy/internal/jsontext"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -88,12 +89,12 @@ func replaceInvalid(s string) string {
 // encoding/json replaces it.
 func TestAppendStringReplaces(t *testing.T) {
 	for _, s := range tricky {
-		got, valid := appendString(nil, s)
+		got, valid := jsontext.AppendString(nil, s)
 		if want := jsonEncode(t, s); string(got) != want {
-			t.Errorf("appendString(%q) = %s; encoding/json writes %s", s, got, want)
+			t.Errorf("jsontext.AppendString(%q) = %s; encoding/json writes %s", s, got, want)
 		}
 		if valid != utf8Valid(s) {
-			t.Errorf("appendString(%q) says valid = %v", s, valid)
+			t.Errorf("jsontext.AppendString(%q) says valid = %v", s, valid)
 		}
 	}
 }
