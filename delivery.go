@@ -204,6 +204,17 @@ type owed struct {
 	c     *Controller
 	dests []string // the destinations owed; nil: the Controller's
 	items []outbox.Item
+	at    time.Time // when the first item was owed: every item's Enqueued
+}
+
+// now is when the change's items are enqueued: one time for all, so that a
+// store may keep the messages one person is owed by a batch together
+// (sqlstore writes them as one row).
+func (o *owed) now() time.Time {
+	if o.at.IsZero() {
+		o.at = time.Now()
+	}
+	return o.at
 }
 
 // names returns the destinations owed.
@@ -220,7 +231,7 @@ func (o *owed) names() []string {
 // The destinations' items share m: a store copies what it enqueues (or
 // encodes it), and enqueue follows at once.
 func (o *owed) message(m destination.Message, request, key string) {
-	now := time.Now()
+	now := o.now()
 	for _, name := range o.names() {
 		o.items = append(o.items, outbox.Item{Destination: name, Profile: m.ProfileID, Request: request, Key: key,
 			Message: &m, Enqueued: now})
@@ -229,7 +240,7 @@ func (o *owed) message(m destination.Message, request, key string) {
 
 // deletion owes d to every destination; its request awaits it.
 func (o *owed) deletion(d destination.Deletion) {
-	now, key := time.Now(), d.RequestID+"/"+string(d.ProfileID)+"/delete"
+	now, key := o.now(), d.RequestID+"/"+string(d.ProfileID)+"/delete"
 	for _, name := range o.names() {
 		o.items = append(o.items, outbox.Item{Destination: name, Profile: d.ProfileID, Request: d.RequestID,
 			Key: key, Deletion: &d, Enqueued: now})

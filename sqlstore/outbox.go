@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
 	"strings"
 	"time"
@@ -91,10 +92,6 @@ func decodePayload(it *outbox.Item, kind string, payload sql.NullString) error {
 }
 
 func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
-	type row struct {
-		kind, payload string
-	}
-	rows := make([]row, len(items))
 	for i := range items {
 		it := &items[i]
 		it.ID = 0
@@ -104,21 +101,35 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 		if err := checkTime("Enqueued", it.Enqueued); err != nil {
 			return fmt.Errorf("items[%d]: %w: %v", i, outbox.ErrInvalid, err)
 		}
-		var err error
-		if rows[i].kind, rows[i].payload, err = encodePayload(it); err != nil {
-			return fmt.Errorf("items[%d]: %w", i, err)
+	}
+	rows := enqueueRows(items)
+	kinds := make([]string, len(items))
+	payloads := make([]string, len(items))
+	for _, r := range rows {
+		for _, i := range r {
+			var err error
+			if len(r) > 1 {
+				kinds[i] = kindBundle
+				payloads[i], err = encodeBundled(items[i].Message)
+			} else {
+				kinds[i], payloads[i], err = encodePayload(&items[i])
+			}
+			if err != nil {
+				return fmt.Errorf("items[%d]: %w", i, err)
+			}
 		}
 	}
 	s := tx.s
-	const newCols = 7 // the columns of a new item that differ from item to item
+	const newCols = 10 // the columns of a new row that differ from row to row
 	return tx.run(ctx, func(ex Executor) error {
-		// In the order given, so that the ids follow it: an item with a key
-		// on its own, skipped when the key is there; runs of the others many
-		// to a statement, their ids returned in the order of the rows (a
-		// sequence numbers them as they are inserted).
-		for i := 0; i < len(items); {
-			if items[i].Key != "" {
-				if err := enqueueKeyed(ctx, s, ex, &items[i], rows[i].kind, rows[i].payload); err != nil {
+		// In the order of their first items, so that a person's rows keep
+		// their order: a row with a key on its own, skipped when the key is
+		// there; runs of the others many to a statement, their ids returned
+		// in the order of the rows (a sequence numbers them as they are
+		// inserted).
+		for i := 0; i < len(rows); {
+			if first := &items[rows[i][0]]; first.Key != "" {
+				if err := enqueueKeyed(ctx, s, ex, first, kinds[rows[i][0]], payloads[rows[i][0]]); err != nil {
 					return err
 				}
 				i++
@@ -127,12 +138,12 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 			// As many rows to a statement as a batch method's statement
 			// carries (a round trip each on PostgreSQL).
 			j := i
-			for j < len(items) && items[j].Key == "" && j-i < s.batchParams()/newCols {
+			for j < len(rows) && items[rows[j][0]].Key == "" && j-i < s.batchParams()/newCols {
 				j++
 			}
-			// The columns every new item has alike are literals: fewer
+			// The columns every new row has alike are literals: fewer
 			// parameters to send and bind.
-			ls := s.newListStmt(`INSERT INTO {p}outbox (destination, profile_id, request_id, kind, payload, enqueued, not_before, item_key, state, attempts, last_error) VALUES `, (j-i)*newCols)
+			ls := s.newListStmt(`INSERT INTO {p}outbox (destination, profile_id, request_id, kind, payload, enqueued, not_before, items, present, held, item_key, state, attempts, last_error) VALUES `, (j-i)*newCols)
 			for k := i; k < j; k++ {
 				if k > i {
 					ls.b.WriteString(", ")
@@ -145,8 +156,17 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 					ls.param()
 				}
 				ls.b.WriteString(`, '', 'PENDING', 0, '')`)
-				it := &items[k]
-				ls.args = append(ls.args, it.Destination, string(it.Profile), it.Request, rows[k].kind, rows[k].payload, s.ts(it.Enqueued), s.ts(it.Enqueued))
+				r := rows[k]
+				it := &items[r[0]]
+				kind, payload, present := kinds[r[0]], payloads[r[0]], int64(0)
+				if len(r) > 1 {
+					msgs := make([]string, len(r))
+					for m, x := range r {
+						msgs[m] = payloads[x]
+					}
+					kind, payload, present = kindBundle, bundlePayload(msgs), firstSlots(len(r))
+				}
+				ls.args = append(ls.args, it.Destination, string(it.Profile), it.Request, kind, payload, s.ts(it.Enqueued), s.ts(it.Enqueued), len(r), present, int64(0))
 			}
 			ls.sql(` RETURNING id`)
 			ids, err := queryIDs(ctx, ex, ls.b.String(), ls.args)
@@ -158,12 +178,50 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 			}
 			slices.Sort(ids)
 			for k := i; k < j; k++ {
-				items[k].ID = ids[k-i]
+				r := rows[k]
+				if len(r) == 1 {
+					items[r[0]].ID = itemID(int64(ids[k-i]), 0)
+					continue
+				}
+				for m, x := range r {
+					items[x].ID = itemID(int64(ids[k-i]), m+1)
+				}
 			}
 			i = j
 		}
 		return nil
 	})
+}
+
+// enqueueRows groups the items into rows, each a list of item indexes, in
+// the order of their first items: the messages for one destination and
+// profile without a key or a request, enqueued at the same time, share a row
+// (up to maxBundle of them), until an item of that destination and profile
+// that cannot join them comes between; every other item has a row of its
+// own.
+func enqueueRows(items []outbox.Item) [][]int {
+	type queue struct {
+		dest    string
+		profile string
+	}
+	rows := make([][]int, 0, len(items))
+	open := map[queue]int{} // the row still taking messages, by queue
+	for i := range items {
+		it := &items[i]
+		q := queue{it.Destination, string(it.Profile)}
+		if it.Message == nil || it.Key != "" || it.Request != "" {
+			delete(open, q)
+			rows = append(rows, []int{i})
+			continue
+		}
+		if r, ok := open[q]; ok && len(rows[r]) < maxBundle && items[rows[r][0]].Enqueued.Equal(it.Enqueued) {
+			rows[r] = append(rows[r], i)
+			continue
+		}
+		open[q] = len(rows)
+		rows = append(rows, []int{i})
+	}
+	return rows
 }
 
 // enqueueKeyed inserts an item with a key, unless its destination holds the
@@ -181,7 +239,7 @@ func enqueueKeyed(ctx context.Context, s *Store, ex Executor, it *outbox.Item, k
 	case err != nil:
 		return fmt.Errorf("sqlstore: outbox enqueue: %w", err)
 	}
-	it.ID = uint64(id)
+	it.ID = itemID(id, 0)
 	return nil
 }
 
@@ -220,8 +278,9 @@ func (tx *outboxTx) Merge(ctx context.Context, into, from identity.ProfileID) er
 }
 
 func (tx *outboxTx) Purge(ctx context.Context, pid identity.ProfileID) (int, error) {
-	var n int64
+	var n int
 	err := tx.run(ctx, func(ex Executor) error {
+		n = 0
 		if tx.s.d == Postgres {
 			// The profile's rows first, all of them: each statement below
 			// sees its own snapshot, and a deliverer settling or giving
@@ -232,16 +291,16 @@ func (tx *outboxTx) Purge(ctx context.Context, pid identity.ProfileID) (int, err
 				return fmt.Errorf("sqlstore: outbox purge: %w", err)
 			}
 		}
-		res, err := ex.ExecContext(ctx, tx.s.sql(`DELETE FROM {p}outbox WHERE profile_id = $1 AND kind = 'send' AND request_id = ''
-			AND (state = 'DEAD' OR state = 'PENDING' AND owner IS NULL)`), string(pid))
+		gone, err := queryIDs(ctx, ex, tx.s.sql(`DELETE FROM {p}outbox WHERE profile_id = $1 AND kind IN ('send', 'sends') AND request_id = ''
+			AND (state = 'DEAD' OR state = 'PENDING' AND owner IS NULL) RETURNING items`), []any{string(pid)})
 		if err != nil {
 			return fmt.Errorf("sqlstore: outbox purge: %w", err)
 		}
-		if n, err = res.RowsAffected(); err != nil {
-			return err
+		for _, k := range gone {
+			n += int(k)
 		}
 		// A request's queued message is answered: not sent, the person erased first.
-		res, err = ex.ExecContext(ctx, tx.s.sql(`UPDATE {p}outbox SET state = 'NOT_SUPPORTED', payload = NULL, last_error = $2
+		res, err := ex.ExecContext(ctx, tx.s.sql(`UPDATE {p}outbox SET state = 'NOT_SUPPORTED', payload = NULL, last_error = $2
 			WHERE profile_id = $1 AND kind = 'send' AND request_id <> '' AND state = 'PENDING' AND owner IS NULL`), string(pid), outbox.ErasedFirst)
 		if err != nil {
 			return fmt.Errorf("sqlstore: outbox purge: %w", err)
@@ -250,39 +309,74 @@ func (tx *outboxTx) Purge(ctx context.Context, pid identity.ProfileID) (int, err
 		if err != nil {
 			return err
 		}
-		n += k
+		n += int(k)
 		// A request's dead message keeps its answer, never its payload: it
 		// is never replayed after the person's deletion. A held message
 		// stays, so that nothing queued after it overtakes its call, but
 		// is never delivered again: Settle removes it, whatever it answers.
-		_, err = ex.ExecContext(ctx, tx.s.sql(`UPDATE {p}outbox SET payload = NULL WHERE profile_id = $1 AND kind = 'send'
-			AND (request_id <> '' AND state = 'DEAD' OR state = 'PENDING' AND owner IS NOT NULL)`), string(pid))
+		// Of a held bundle, the messages not in a call go at once.
+		rows, err := ex.QueryContext(ctx, tx.s.sql(`UPDATE {p}outbox SET payload = NULL WHERE profile_id = $1 AND kind IN ('send', 'sends')
+			AND (request_id <> '' AND state = 'DEAD' OR state = 'PENDING' AND owner IS NOT NULL) RETURNING id, present, held`), string(pid))
 		if err != nil {
 			return fmt.Errorf("sqlstore: outbox purge: %w", err)
 		}
+		type cut struct{ id, left int64 }
+		var cuts []cut
+		for rows.Next() {
+			var id, present, held int64
+			if err := rows.Scan(&id, &present, &held); err != nil {
+				rows.Close()
+				return err
+			}
+			if present&^held != 0 {
+				cuts = append(cuts, cut{id, present & held})
+				n += bits.OnesCount64(uint64(present &^ held))
+			}
+		}
+		if err := closeRows(rows); err != nil {
+			return fmt.Errorf("sqlstore: outbox purge: %w", err)
+		}
+		for _, c := range cuts {
+			q, args := `UPDATE {p}outbox SET present = $2, items = $3 WHERE id = $1`, []any{c.id, c.left, bits.OnesCount64(uint64(c.left))}
+			if c.left == 0 { // nothing of it in a call
+				q, args = `DELETE FROM {p}outbox WHERE id = $1`, args[:1]
+			}
+			if _, err := ex.ExecContext(ctx, tx.s.sql(q), args...); err != nil {
+				return fmt.Errorf("sqlstore: outbox purge: %w", err)
+			}
+		}
 		return nil
 	})
-	return int(n), err
+	return n, err
 }
 
 // itemColumns are the columns scanItems reads; payload is NULL where the
 // caller gets none.
-const itemColumns = `id, destination, profile_id, request_id, item_key, kind, payload, state, attempts, enqueued, not_before, last_error`
+const itemColumns = `id, destination, profile_id, request_id, item_key, kind, payload, state, attempts, enqueued, not_before, last_error, present`
 
-// scanItems reads items, and closes rows.
+// scanItems reads rows of items, a bundle's as one item per message, and
+// closes rows.
 func scanItems(rows *sql.Rows) ([]outbox.Item, error) {
 	var out []outbox.Item
 	for rows.Next() {
 		var it outbox.Item
-		var id int64
+		var id, present int64
 		var pid, kind, state string
 		var payload sql.NullString
 		if err := rows.Scan(&id, &it.Destination, &pid, &it.Request, &it.Key, &kind, &payload, &state, &it.Attempts,
-			scanTime(&it.Enqueued), scanTime(&it.NotBefore), &it.LastError); err != nil {
+			scanTime(&it.Enqueued), scanTime(&it.NotBefore), &it.LastError, &present); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		it.ID, it.Profile, it.State = uint64(id), identity.ProfileID(pid), outbox.State(state)
+		it.ID, it.Profile, it.State = itemID(id, 0), identity.ProfileID(pid), outbox.State(state)
+		if kind == kindBundle {
+			var err error
+			if out, err = appendBundle(out, it, id, payload, present); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			continue
+		}
 		if err := decodePayload(&it, kind, payload); err != nil {
 			rows.Close()
 			return nil, err
@@ -292,13 +386,51 @@ func scanItems(rows *sql.Rows) ([]outbox.Item, error) {
 	return out, closeRows(rows)
 }
 
-// idList returns the ids as arguments from $from on.
+// appendBundle appends a bundle's items, each with its message (none when
+// the payload is NULL), the row's fields alike.
+func appendBundle(out []outbox.Item, it outbox.Item, row int64, payload sql.NullString, present int64) ([]outbox.Item, error) {
+	var msgs []bundledMessage
+	if payload.Valid {
+		if err := json.Unmarshal([]byte(payload.String), &msgs); err != nil {
+			return nil, fmt.Errorf("sqlstore: outbox row %d: stored bundle does not decode: %w", row, err)
+		}
+		if len(msgs) != bits.OnesCount64(uint64(present)) {
+			return nil, fmt.Errorf("sqlstore: outbox row %d holds %d messages for %d slots", row, len(msgs), bits.OnesCount64(uint64(present)))
+		}
+	}
+	for i, slot := range slotsOf(present) {
+		m := it
+		m.ID = itemID(row, slot)
+		if msgs != nil {
+			m.Message = msgs[i].message(it.Profile)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// idList returns the rows of the items' IDs (items alone in their rows) as
+// arguments.
 func idList(ids []uint64) []any {
 	args := make([]any, len(ids))
 	for i, id := range ids {
-		args[i] = int64(id)
+		row, _ := splitID(id)
+		args[i] = row
 	}
 	return args
+}
+
+// splitSingles parts the IDs of items alone in their rows (slot 0) from
+// those of bundled ones.
+func splitSingles[T any](all []T, id func(T) uint64) (singles, bundled []T) {
+	for _, x := range all {
+		if _, slot := splitID(id(x)); slot == 0 {
+			singles = append(singles, x)
+		} else {
+			bundled = append(bundled, x)
+		}
+	}
+	return singles, bundled
 }
 
 func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item, error) {
@@ -317,44 +449,60 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 	for _, d := range c.Destinations {
 		args = append(args, d)
 	}
-	// heads: the oldest PENDING item of each destination and profile (leased
-	// or not, due or not), when it is due and not leased: an item waits for
+	// heads: the oldest PENDING row of each destination and profile (leased
+	// or not, due or not), when it is due and not leased: a row waits for
 	// every earlier one to answer. The oldest is a scalar subquery in
 	// outbox_queue's order, one probe of that index per row the scan (in id
 	// order, on outbox_pending) meets, whatever the statistics say: as an
 	// anti-join, a planner that thought the table small (a fresh or churned
-	// outbox) compared every pair of rows. stop is the profile's first later
-	// item that ends the run: a deletion, or one not due or leased.
+	// outbox) compared every pair of rows.
+	//
+	// hk: the heads the limit reaches, counted in items (a bundle holds
+	// several); hl: those of them no other deliverer holds, locked (SKIP
+	// LOCKED on PostgreSQL, which checks the lease again on the row's
+	// latest version), with stop, the profile's first later row that ends
+	// the run: a deletion, or one not due or leased. Only what is handed
+	// out is locked and looked at further. runs: the rows after a message
+	// head, up to its stop, oldest first, as many as the heads leave of
+	// the limit. A run is reached through its head, so another deliverer
+	// that skipped the head cannot take the run either. The last row may
+	// hold more items than the limit leaves: Claim gives the rest back.
 	//
 	// The update finds the rows by primary key (= ANY of an array): with
 	// IN, PostgreSQL hashed a scan of the whole table for a hundred rows.
-	//
-	// runs: the messages after a message head, up to its stop, oldest first,
-	// as many as the heads leave of the limit. Only heads are locked (SKIP
-	// LOCKED on PostgreSQL): a run is reached through its head, so another
-	// deliverer that skipped the head cannot take the run either.
-	heads := `SELECT o.id, o.destination, o.profile_id, o.kind,
-			(SELECT g.id FROM {p}outbox g WHERE g.state = 'PENDING' AND g.destination = o.destination AND g.profile_id = o.profile_id
-				AND g.id > o.id AND (g.kind <> 'send' OR g.not_before > $1{ts} OR g.lease_until >= $1{ts})
-				ORDER BY g.profile_id, g.destination, g.id LIMIT 1) AS stop
-		FROM {p}outbox o
+	heads := `SELECT o.id, o.items FROM {p}outbox o
 		WHERE o.state = 'PENDING' AND o.destination IN (` + dests + `) AND o.not_before <= $1{ts}
 		AND (o.lease_until IS NULL OR o.lease_until < $1{ts})
 		AND o.id = (SELECT e.id FROM {p}outbox e WHERE e.state = 'PENDING' AND e.destination = o.destination
 			AND e.profile_id = o.profile_id ORDER BY e.profile_id, e.destination, e.id LIMIT 1)
 		ORDER BY o.id LIMIT $2`
-	runs := `SELECT f.id FROM h JOIN {p}outbox f ON f.state = 'PENDING' AND f.destination = h.destination
-			AND f.profile_id = h.profile_id AND f.id > h.id
-		WHERE h.kind = 'send' AND (h.stop IS NULL OR f.id < h.stop)
-		ORDER BY f.id LIMIT (SELECT $2 - count(*) FROM h)`
+	hk := `SELECT id FROM (SELECT id, items, SUM(items) OVER (ORDER BY id) AS upto FROM h) x WHERE x.upto - x.items < $2`
+	locked := `SELECT o.id, o.destination, o.profile_id, o.kind, o.items FROM {p}outbox o
+		WHERE o.id IN (SELECT id FROM hk) AND o.state = 'PENDING' AND (o.lease_until IS NULL OR o.lease_until < $1{ts})`
+	greatest := "max"
+	if s.d == Postgres {
+		locked += ` FOR UPDATE OF o SKIP LOCKED`
+		greatest = "GREATEST"
+	}
+	hl := `SELECT l.id, l.destination, l.profile_id, l.kind, l.items,
+			(SELECT g.id FROM {p}outbox g WHERE g.state = 'PENDING' AND g.destination = l.destination AND g.profile_id = l.profile_id
+				AND g.id > l.id AND (g.kind = 'delete' OR g.not_before > $1{ts} OR g.lease_until >= $1{ts})
+				ORDER BY g.profile_id, g.destination, g.id LIMIT 1) AS stop
+		FROM l`
+	left := `$2 - (SELECT COALESCE(SUM(items), 0) FROM hl)`
+	runs := `SELECT id FROM (SELECT id, items, SUM(items) OVER (ORDER BY id) AS upto FROM (
+			SELECT f.id, f.items FROM hl JOIN {p}outbox f ON f.state = 'PENDING' AND f.destination = hl.destination
+				AND f.profile_id = hl.profile_id AND f.id > hl.id
+			WHERE hl.kind <> 'delete' AND (hl.stop IS NULL OR f.id < hl.stop)
+			ORDER BY f.id LIMIT ` + greatest + `(` + left + `, 0)) f) y
+		WHERE y.upto - y.items < ` + left
+	with := `WITH h AS (` + heads + `), hk AS (` + hk + `), l AS (` + locked + `), hl AS (` + hl + `), r AS (` + runs + `)`
 	var q string
 	if s.d == Postgres {
-		q = `WITH h AS (` + heads + ` FOR UPDATE OF o SKIP LOCKED), r AS (` + runs + `)
-			UPDATE {p}outbox o SET owner = $3, lease_until = $4{ts} WHERE o.id = ANY(ARRAY(SELECT id FROM h UNION ALL SELECT id FROM r))
+		q = with + ` UPDATE {p}outbox o SET owner = $3, lease_until = $4{ts}, held = o.present WHERE o.id = ANY(ARRAY(SELECT id FROM hl UNION ALL SELECT id FROM r))
 			RETURNING ` + prefixed("o.", itemColumns)
 	} else {
-		q = `WITH h AS (` + heads + `), r AS (` + runs + `)
-			UPDATE {p}outbox SET owner = $3, lease_until = $4 WHERE id IN (SELECT id FROM h UNION ALL SELECT id FROM r)
+		q = with + ` UPDATE {p}outbox SET owner = $3, lease_until = $4, held = present WHERE id IN (SELECT id FROM hl UNION ALL SELECT id FROM r)
 			RETURNING ` + itemColumns
 	}
 	var out []outbox.Item
@@ -370,6 +518,19 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 		return nil, retryable(fmt.Errorf("sqlstore: outbox claim: %w", err))
 	}
 	slices.SortFunc(out, func(a, b outbox.Item) int { return cmp.Compare(a.ID, b.ID) })
+	if len(out) > c.Limit {
+		// The last row reached past the limit: what is cut off of it is
+		// given back at once, as a deliverer gives back what it does not
+		// send.
+		cut := make([]uint64, 0, len(out)-c.Limit)
+		for _, it := range out[c.Limit:] {
+			cut = append(cut, it.ID)
+		}
+		if err := o.Renew(ctx, c.Owner, cut, time.Time{}); err != nil {
+			return nil, err
+		}
+		out = out[:c.Limit]
+	}
 	return out, nil
 }
 
@@ -388,13 +549,22 @@ func (o *outboxStore) Renew(ctx context.Context, owner string, ids []uint64, unt
 		return fmt.Errorf("%w: %v", outbox.ErrInvalid, err)
 	}
 	s := o.s
-	for rest := ids; len(rest) > 0; {
+	singles := ids
+	if giveUp {
+		var bundled []uint64
+		singles, bundled = splitSingles(ids, func(id uint64) uint64 { return id })
+		if err := giveBackBundles(ctx, s, owner, bundled); err != nil {
+			return retryable(fmt.Errorf("sqlstore: outbox renew: %w", err))
+		}
+	}
+	// A renewed lease is a row's, whichever of its items are named.
+	for rest := singles; len(rest) > 0; {
 		n := min(len(rest), chunk)
 		var err error
 		if giveUp {
 			args := append([]any{owner}, idList(rest[:n])...)
 			err = s.write(ctx, func(ex Executor) error {
-				_, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET owner = NULL, lease_until = NULL WHERE owner = $1 AND id IN (`+placeholders(2, n)+`)`), args...)
+				_, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET owner = NULL, lease_until = NULL WHERE owner = $1 AND present = 0 AND id IN (`+placeholders(2, n)+`)`), args...)
 				return err
 			})
 		} else {
@@ -429,9 +599,10 @@ func (o *outboxStore) Settle(ctx context.Context, owner string, answers []outbox
 		}
 	}
 	s := o.s
+	singles, bundled := splitSingles(answers, func(a outbox.Answer) uint64 { return a.ID })
 	var done, notSupported []uint64
 	var others []outbox.Answer
-	for _, a := range answers {
+	for _, a := range singles {
 		switch {
 		case a.State == outbox.Delivered:
 			done = append(done, a.ID)
@@ -468,22 +639,23 @@ func (o *outboxStore) Settle(ctx context.Context, owner string, answers []outbox
 		}
 		for _, a := range others {
 			msg := outbox.CutError(a.Err)
+			row, _ := splitID(a.ID)
 			var res sql.Result
 			var err error
 			switch a.State {
 			case outbox.Pending:
 				res, err = ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET attempts = attempts + 1, not_before = $3{ts}, last_error = $4, owner = NULL, lease_until = NULL
-					WHERE id = $1 AND owner = $2`), int64(a.ID), owner, s.ts(a.NotBefore), msg)
+					WHERE id = $1 AND owner = $2 AND present = 0`), row, owner, s.ts(a.NotBefore), msg)
 			case outbox.Dead:
 				res, err = ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET state = 'DEAD', attempts = attempts + 1, last_error = $3, owner = NULL, lease_until = NULL
-					WHERE id = $1 AND owner = $2`), int64(a.ID), owner, msg)
+					WHERE id = $1 AND owner = $2 AND present = 0`), row, owner, msg)
 			default: // NOT_SUPPORTED with a reason, which the request's receipt keeps
-				res, err = ex.ExecContext(ctx, s.sql(`DELETE FROM {p}outbox WHERE id = $1 AND owner = $2 AND request_id = ''`), int64(a.ID), owner)
+				res, err = ex.ExecContext(ctx, s.sql(`DELETE FROM {p}outbox WHERE id = $1 AND owner = $2 AND request_id = '' AND present = 0`), row, owner)
 				if err == nil {
 					var n int64
 					if n, err = res.RowsAffected(); err == nil && n == 0 {
 						res, err = ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET state = $3, payload = NULL, last_error = $4, owner = NULL, lease_until = NULL
-							WHERE id = $1 AND owner = $2`), int64(a.ID), owner, string(a.State), msg)
+							WHERE id = $1 AND owner = $2 AND present = 0`), row, owner, string(a.State), msg)
 					}
 				}
 			}
@@ -500,6 +672,13 @@ func (o *outboxStore) Settle(ctx context.Context, owner string, answers []outbox
 	})
 	if err != nil {
 		return 0, retryable(fmt.Errorf("sqlstore: outbox settle: %w", err))
+	}
+	if len(bundled) > 0 {
+		k, err := settleBundles(ctx, s, owner, bundled)
+		if err != nil {
+			return 0, retryable(fmt.Errorf("sqlstore: outbox settle: %w", err))
+		}
+		settled += k
 	}
 	return len(answers) - settled, nil
 }
@@ -519,10 +698,10 @@ func removePurged(ctx context.Context, s *Store, ex Executor, owner string, answ
 			sql  string
 			args []any
 		}{
-			{`DELETE FROM {p}outbox WHERE owner = $1 AND request_id = '' AND payload IS NULL AND id IN (` + placeholders(2, n) + `)`,
+			{`DELETE FROM {p}outbox WHERE owner = $1 AND request_id = '' AND payload IS NULL AND present = 0 AND id IN (` + placeholders(2, n) + `)`,
 				append([]any{owner}, idList(ids)...)},
 			{`UPDATE {p}outbox SET state = 'NOT_SUPPORTED', last_error = $2, owner = NULL, lease_until = NULL
-				WHERE owner = $1 AND request_id <> '' AND kind = 'send' AND payload IS NULL AND id IN (` + placeholders(3, n) + `)`,
+				WHERE owner = $1 AND request_id <> '' AND kind = 'send' AND payload IS NULL AND present = 0 AND id IN (` + placeholders(3, n) + `)`,
 				append([]any{owner, outbox.ErasedFirst}, idList(ids)...)},
 		} {
 			res, err := ex.ExecContext(ctx, s.sql(q.sql), q.args...)
@@ -546,9 +725,9 @@ func removePurged(ctx context.Context, s *Store, ex Executor, owner string, answ
 func settleAll(ctx context.Context, s *Store, ex Executor, owner string, state outbox.State, ids []uint64) (int, error) {
 	in := placeholders(3, len(ids))
 	args := append([]any{owner, string(state)}, idList(ids)...)
-	del := `DELETE FROM {p}outbox WHERE owner = $1 AND request_id = '' AND id IN (` + in + `)`
+	del := `DELETE FROM {p}outbox WHERE owner = $1 AND request_id = '' AND present = 0 AND id IN (` + in + `)`
 	upd := `UPDATE {p}outbox SET state = $2, payload = NULL, owner = NULL, lease_until = NULL, last_error = ''
-		WHERE owner = $1 AND request_id <> '' AND id IN (` + in + `)`
+		WHERE owner = $1 AND request_id <> '' AND present = 0 AND id IN (` + in + `)`
 	if s.d == Postgres { // one round trip
 		var n int
 		err := ex.QueryRowContext(ctx, s.sql(`WITH d AS (`+del+` RETURNING 1), u AS (`+upd+` RETURNING 1)
@@ -598,15 +777,17 @@ func (o *outboxStore) Dead(ctx context.Context, dest string, after uint64, limit
 	if limit <= 0 {
 		return nil, fmt.Errorf("%w: Dead limit %d: want a positive number", outbox.ErrInvalid, limit)
 	}
-	if after > 1<<62 {
-		return nil, nil
-	}
-	out, err := readRows(ctx, o.s, `SELECT `+itemColumns+` FROM {p}outbox WHERE state = 'DEAD' AND id > $1 AND ($2 = '' OR destination = $2) ORDER BY id LIMIT $3`,
-		[]any{int64(after), dest, min(limit, 10000)}, scanItems)
+	limit = min(limit, 10000)
+	from, _ := splitID(after)
+	// Rows from the one after's item is in: each holds at least one item,
+	// and the first may hold none after it.
+	out, err := readRows(ctx, o.s, `SELECT `+itemColumns+` FROM {p}outbox WHERE state = 'DEAD' AND id >= $1 AND ($2 = '' OR destination = $2) ORDER BY id LIMIT $3`,
+		[]any{from, dest, limit + 1}, scanItems)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: outbox dead letters: %w", err)
 	}
-	return out, nil
+	out = slices.DeleteFunc(out, func(it outbox.Item) bool { return it.ID <= after })
+	return out[:min(len(out), limit)], nil
 }
 
 func (o *outboxStore) Replay(ctx context.Context, ids []uint64, now time.Time) (int, error) {
@@ -614,15 +795,18 @@ func (o *outboxStore) Replay(ctx context.Context, ids []uint64, now time.Time) (
 		return 0, fmt.Errorf("%w: %v", outbox.ErrInvalid, err)
 	}
 	s := o.s
+	singles, bundled := splitSingles(ids, func(id uint64) uint64 { return id })
+	rows, masks := slotMasks(bundled)
 	total := 0
-	err := s.write(ctx, func(ex Executor) error {
+	err := s.writeTx(ctx, func(ex Executor) error {
 		total = 0
-		for _, id := range ids {
+		for _, id := range singles {
 			// A new row, at the end of its queue; the dead one goes.
+			row, _ := splitID(id)
 			var dest, pid, req, key, kind string
 			var payload sql.NullString
-			err := ex.QueryRowContext(ctx, s.sql(`DELETE FROM {p}outbox WHERE id = $1 AND state = 'DEAD' AND payload IS NOT NULL
-				RETURNING destination, profile_id, request_id, item_key, kind, payload`), int64(id)).Scan(&dest, &pid, &req, &key, &kind, &payload)
+			err := ex.QueryRowContext(ctx, s.sql(`DELETE FROM {p}outbox WHERE id = $1 AND state = 'DEAD' AND payload IS NOT NULL AND present = 0
+				RETURNING destination, profile_id, request_id, item_key, kind, payload`), row).Scan(&dest, &pid, &req, &key, &kind, &payload)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue
 			}
@@ -635,6 +819,13 @@ func (o *outboxStore) Replay(ctx context.Context, ids []uint64, now time.Time) (
 			}
 			total++
 		}
+		for _, row := range rows {
+			n, err := replayBundle(ctx, s, ex, row, masks[row], now)
+			if err != nil {
+				return err
+			}
+			total += n
+		}
 		return nil
 	})
 	if err != nil {
@@ -644,7 +835,7 @@ func (o *outboxStore) Replay(ctx context.Context, ids []uint64, now time.Time) (
 }
 
 func (o *outboxStore) Stats(ctx context.Context) (map[string]outbox.Counts, error) {
-	out, err := readRows(ctx, o.s, `SELECT destination, state, COUNT(*) FROM {p}outbox WHERE state IN ('PENDING', 'DEAD') GROUP BY destination, state`, nil,
+	out, err := readRows(ctx, o.s, `SELECT destination, state, SUM(items) FROM {p}outbox WHERE state IN ('PENDING', 'DEAD') GROUP BY destination, state`, nil,
 		func(rows *sql.Rows) (map[string]outbox.Counts, error) {
 			out := map[string]outbox.Counts{}
 			for rows.Next() {

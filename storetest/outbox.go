@@ -50,6 +50,10 @@ var outboxChecks = []check[outbox.Store]{
 	{"ReplayBehindAHeldItem", outboxReplayBehindAHeldItem},
 	{"Merge", outboxMerge},
 	{"ConcurrentDeliverers", outboxConcurrentDeliverers},
+	{"BatchLimit", outboxBatchLimit},
+	{"BatchGiveBack", outboxBatchGiveBack},
+	{"BatchAnswers", outboxBatchAnswers},
+	{"BatchPurge", outboxBatchPurge},
 }
 
 // sendItem returns a message item for the destination and profile.

@@ -1,0 +1,85 @@
+package sqlstore
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/gdprkit/privacy/destination"
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/outbox"
+)
+
+// bundledByReflection is what encodeBundled must match: encoding/json's
+// encoding of the bundledMessage.
+func bundledByReflection(m *destination.Message) (string, error) {
+	b := bundledMessage{MessageID: m.MessageID, Type: m.Type, Event: m.Event, Traits: m.Traits, Properties: m.Properties, Timestamp: m.Timestamp}
+	if m.IDs != nil {
+		b.IDs = make([]bundledID, len(m.IDs))
+		for i, id := range m.IDs {
+			b.IDs[i] = bundledID(id)
+		}
+	}
+	return encodeJSON(b)
+}
+
+// checkBundled fails unless encodeBundled's text is valid JSON that decodes
+// as encoding/json's own encoding of the message does, back to the message.
+func checkBundled(t *testing.T, m *destination.Message) {
+	t.Helper()
+	got, err := encodeBundled(m)
+	want, werr := bundledByReflection(m)
+	if (err != nil) != (werr != nil) {
+		t.Fatalf("encodeBundled error %v; encoding/json's %v", err, werr)
+	}
+	if err != nil {
+		if !errors.Is(err, outbox.ErrInvalid) {
+			t.Fatalf("encodeBundled error %v; want ErrInvalid", err)
+		}
+		return
+	}
+	if !json.Valid([]byte(got)) {
+		t.Fatalf("encodeBundled wrote invalid JSON %q", got)
+	}
+	var a, b bundledMessage
+	if err := json.Unmarshal([]byte(got), &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(want), &b); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("encodeBundled decodes to %+v; encoding/json's to %+v\n got  %s\n want %s", a, b, got, want)
+	}
+	back := a.message(m.ProfileID)
+	if back.MessageID != b.MessageID || back.Event != b.Event || !back.Timestamp.Equal(m.Timestamp) || len(back.IDs) != len(m.IDs) {
+		t.Fatalf("message back %+v; want %+v", back, m)
+	}
+}
+
+func TestEncodeBundled(t *testing.T) {
+	ts := time.Date(2026, 12, 6, 10, 0, 0, 123456789, time.UTC)
+	for _, m := range []destination.Message{
+		{MessageID: "m1", Type: destination.TypeTrack, Event: "Order Completed", IDs: []identity.ID{{Type: "user_id", Value: "u1"}},
+			Properties: map[string]any{"sku": "TENT-2P", "price": 249.0, "nested": map[string]any{"a": []any{1.0, "x"}}}, Timestamp: ts},
+		{MessageID: "m2", Type: destination.TypeIdentify, Traits: map[string]any{"email": nil, "plan": "pro"}, Timestamp: ts.In(time.FixedZone("X", 3600))},
+		{MessageID: "quote\" back\\slash \n\r\t\x01\x1f <html>&", Type: "track", Event: "\u2028\u2029 é 日本", IDs: []identity.ID{}, Traits: map[string]any{}, Timestamp: ts},
+		{MessageID: "bad \xff\xfe utf8", Type: "track", Event: "x", Timestamp: time.Time{}},
+		{MessageID: "far", Type: "track", Timestamp: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{MessageID: "before", Type: "track", Timestamp: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)},
+	} {
+		checkBundled(t, &m)
+	}
+}
+
+func FuzzEncodeBundled(f *testing.F) {
+	f.Add("m1", "Order Completed", "user_id", "u1", "sku", "TENT-2P", int64(0))
+	f.Add("q\"\\\n\x00", "\u2028", "email", "a@b.c", "k\xff", "\xed\xa0\x80", int64(1<<62))
+	f.Fuzz(func(t *testing.T, id, event, idType, idValue, key, value string, nanos int64) {
+		m := &destination.Message{MessageID: id, Type: "track", Event: event, IDs: []identity.ID{{Type: idType, Value: idValue}},
+			Properties: map[string]any{key: value}, Timestamp: time.Unix(0, nanos).UTC()}
+		checkBundled(t, m)
+	})
+}
