@@ -57,7 +57,8 @@ func (s State) Answered() bool { return s.Valid() && s != Pending }
 // deletion to make.
 type Item struct {
 	// ID is set by the store when the item is enqueued: of two items of one
-	// destination and profile, the later one has the larger ID.
+	// destination and profile, the later one has the larger ID (items of
+	// different profiles or destinations are in no particular order).
 	ID uint64
 	// Destination is the name of the destination the item is for.
 	Destination string
@@ -159,7 +160,10 @@ type Store interface {
 	// their number is returned. An item without a Request that answered
 	// Delivered or NotSupported is removed, as is one that was purged,
 	// whatever its answer; a request's item keeps its answer, without its
-	// payload, until Forget.
+	// payload, until Forget. An item answered Dead is listed by Dead, under
+	// its ID or, when the store kept it together with items that did not
+	// die (sqlstore's bundles), under a new one. An item answered twice
+	// counts as lost the second time.
 	Settle(ctx context.Context, owner string, answers []Answer) (lost int, err error)
 	// Outcomes returns the items of the request, without their payload, by
 	// ID.

@@ -107,13 +107,19 @@
 //
 // # The outbox
 //
-// Outbox keeps a row per item a destination is owed, written in the shared
-// transaction of the change that owes it, so a committed change's deliveries
-// survive a crash and a restart. Deliverers in any number of processes claim
-// items with a lease: on PostgreSQL the oldest pending item of each
-// destination and person, FOR UPDATE SKIP LOCKED, in one statement, so that
-// they share the work without waiting on one another; on SQLite under the
-// write lock. A deliverer that dies leaves its items to the others when its
+// Outbox keeps what destinations are owed, written in the shared transaction
+// of the change that owes it, so a committed change's deliveries survive a
+// crash and a restart. The messages one change (a collection batch) owes a
+// destination about one person are one row, a bundle of up to 62 (migration
+// 0007): a batch of 500 messages about 100 people writes 100 rows. Each
+// message is still an item of its own, with its own ID (the row's id times
+// 64 plus its slot), claimed, given back, answered and purged alone; a
+// request's items and deletions have a row each. Deliverers in any number of
+// processes claim items with a lease: on PostgreSQL the oldest pending row of
+// each destination and person, FOR UPDATE SKIP LOCKED, in one statement, so
+// that they share the work without waiting on one another; on SQLite under
+// the write lock. A row stays leased while any of its items is handed out and
+// unanswered. A deliverer that dies leaves its items to the others when its
 // lease lapses.
 //
 // # A caller's transaction
