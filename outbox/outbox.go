@@ -197,8 +197,12 @@ type Tx interface {
 	// item fails the call with ErrInvalid and nothing is enqueued.
 	Enqueue(ctx context.Context, items []Item) error
 	// Merge moves the items of profile from, whatever their state, to
-	// profile into. Each keeps its ID, so the person's items still go out
-	// in the order they were enqueued.
+	// profile into. Each keeps its ID, so each profile's items still go out
+	// in the order they were enqueued, and the merged person's one run at a
+	// time; between the items of the two, in the order of their IDs, which
+	// need not be the order they were enqueued in (a store may keep a
+	// profile's items of one call together): until the merge the two were
+	// queues of their own, and could have gone out in any interleaving.
 	Merge(ctx context.Context, into, from identity.ProfileID) error
 	// Purge removes the Pending and Dead messages (not deletions) of the
 	// profile that no request awaits and no deliverer holds, and returns how

@@ -110,7 +110,7 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 			var err error
 			if len(r) > 1 {
 				kinds[i] = kindBundle
-				payloads[i], err = encodeBundled(items[i].Message)
+				payloads[i], err = encodeBundled(items[i].Message, 0)
 			} else {
 				kinds[i], payloads[i], err = encodePayload(&items[i])
 			}
@@ -402,7 +402,7 @@ func appendBundle(out []outbox.Item, it outbox.Item, row int64, payload sql.Null
 		m := it
 		m.ID = itemID(row, slot)
 		if msgs != nil {
-			m.Message = msgs[i].message(it.Profile)
+			m.Message, m.Attempts = msgs[i].message(it.Profile), msgs[i].Attempts
 		}
 		out = append(out, m)
 	}

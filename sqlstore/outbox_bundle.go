@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/bits"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,9 +28,12 @@ import (
 // of their slots, items their number, and held the slots handed out to the
 // row's owner and neither answered nor given back: the row stays leased
 // while any is, so that a deliverer that gives back the rest of a claim
-// while a call runs keeps what the call holds. A row's attempts, retry time
-// and lease are its messages' together; a message that answers Dead leaves
-// for a row of its own, and Dead lists it under its new ID.
+// while a call runs keeps what the call holds. A row's retry time and lease
+// are its messages' together; each message counts its own failed calls (in
+// the payload), so one handed out apart from the rest (a claim's limit cut
+// the row) does not lend its failures to those never sent. A message that
+// answers Dead leaves for a row of its own, and Dead lists it under its new
+// ID.
 const (
 	kindBundle = "sends"
 	slotBits   = 6
@@ -71,6 +75,8 @@ type bundledMessage struct {
 	Traits     map[string]any `json:"tr"`
 	Properties map[string]any `json:"p"`
 	Timestamp  time.Time      `json:"ts"`
+	// Attempts counts the message's failed calls.
+	Attempts int `json:"a,omitempty"`
 }
 
 type bundledID struct {
@@ -82,7 +88,7 @@ type bundledID struct {
 // encode its bundledMessage, written out by hand: a batch encodes one per
 // message it collects, and reflection over the struct cost as much as the
 // maps it holds.
-func encodeBundled(m *destination.Message) (string, error) {
+func encodeBundled(m *destination.Message, attempts int) (string, error) {
 	if y := m.Timestamp.Year(); y < 0 || y > 9999 {
 		return "", fmt.Errorf("%w: the item's payload does not encode as JSON: Timestamp year %d outside 0 to 9999", outbox.ErrInvalid, y)
 	}
@@ -129,9 +135,30 @@ func encodeBundled(m *destination.Message) (string, error) {
 	}
 	b = append(b, `,"ts":"`...)
 	b = m.Timestamp.AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `"}`...)
+	b = append(b, '"')
+	if attempts > 0 {
+		b = append(b, `,"a":`...)
+		b = strconv.AppendInt(b, int64(attempts), 10)
+	}
+	b = append(b, '}')
 	return string(b), nil
 }
+
+// withAttempts returns the encoded bundled message with its attempts set by
+// to from what they were.
+func withAttempts(raw json.RawMessage, to func(int) int) (json.RawMessage, error) {
+	var b bundledMessage
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return nil, fmt.Errorf("sqlstore: outbox: a stored bundled message does not decode: %w", err)
+	}
+	enc, err := encodeBundled(b.message(""), to(b.Attempts))
+	return json.RawMessage(enc), err
+}
+
+// oneMore and none are what withAttempts sets: a failed call more, or none
+// (a replay starts afresh).
+func oneMore(n int) int { return n + 1 }
+func none(int) int      { return 0 }
 
 // message is the destination.Message of the profile that b keeps.
 func (b *bundledMessage) message(pid identity.ProfileID) *destination.Message {
@@ -323,12 +350,14 @@ func settleBundle(ctx context.Context, s *Store, ex Executor, owner string, g *b
 	stillHeld := held &^ valid
 	release := stillHeld&present == 0
 	if !payload.Valid {
-		// Purged while held: its messages never go out; the row goes once
-		// nothing of it is in a call.
+		// Purged while held: its messages never go out, the answered ones
+		// leave it, and the row goes once nothing of it is in a call.
 		if release {
 			_, err = ex.ExecContext(ctx, s.sql(`DELETE FROM {p}outbox WHERE id = $1`), g.row)
 		} else {
-			_, err = ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET held = $2 WHERE id = $1`), g.row, stillHeld)
+			left := present &^ valid
+			_, err = ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET held = $2, present = $3, items = $4 WHERE id = $1`),
+				g.row, stillHeld&left, left, bits.OnesCount64(uint64(left)))
 		}
 		return bits.OnesCount64(uint64(valid)), err
 	}
@@ -347,7 +376,11 @@ func settleBundle(ctx context.Context, s *Store, ex Executor, owner string, g *b
 		case !answered || valid&(1<<slot) == 0:
 			kept, keptMask = append(kept, msgs[i]), keptMask|1<<slot
 		case a.State == outbox.Pending:
-			kept, keptMask = append(kept, msgs[i]), keptMask|1<<slot
+			m, err := withAttempts(msgs[i], oneMore)
+			if err != nil {
+				return 0, err
+			}
+			kept, keptMask = append(kept, m), keptMask|1<<slot
 			if !retry || a.NotBefore.After(notBefore) {
 				notBefore = a.NotBefore
 			}
@@ -356,7 +389,11 @@ func settleBundle(ctx context.Context, s *Store, ex Executor, owner string, g *b
 			}
 			retry = true
 		case a.State == outbox.Dead:
-			dead, deadMask = append(dead, msgs[i]), deadMask|1<<slot
+			m, err := withAttempts(msgs[i], oneMore)
+			if err != nil {
+				return 0, err
+			}
+			dead, deadMask = append(dead, m), deadMask|1<<slot
 			if deadErr == "" {
 				deadErr = outbox.CutError(a.Err)
 			}
@@ -366,14 +403,14 @@ func settleBundle(ctx context.Context, s *Store, ex Executor, owner string, g *b
 		// Every message died: the row itself is the dead letter, under the
 		// same IDs.
 		_, err = ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET state = 'DEAD', payload = $2, present = $3, items = $4, held = 0,
-			attempts = attempts + 1, last_error = $5, owner = NULL, lease_until = NULL WHERE id = $1`),
+			last_error = $5, owner = NULL, lease_until = NULL WHERE id = $1`),
 			g.row, joinRaw(dead), deadMask, len(dead), deadErr)
 		return bits.OnesCount64(uint64(valid)), err
 	}
 	if len(dead) > 0 {
 		if _, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}outbox (destination, profile_id, request_id, item_key, kind, payload, state, attempts,
 			enqueued, not_before, last_error, items, present, held)
-			SELECT destination, profile_id, '', '', 'sends', $2, 'DEAD', attempts + 1, enqueued, not_before, $3, $4, $5, 0 FROM {p}outbox WHERE id = $1`),
+			SELECT destination, profile_id, '', '', 'sends', $2, 'DEAD', 0, enqueued, not_before, $3, $4, $5, 0 FROM {p}outbox WHERE id = $1`),
 			g.row, joinRaw(dead), deadErr, len(dead), deadMask); err != nil {
 			return 0, err
 		}
@@ -384,7 +421,7 @@ func settleBundle(ctx context.Context, s *Store, ex Executor, owner string, g *b
 	case retry:
 		_, err = ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET payload = $2, present = $3, items = $4, held = $5,
 			owner = CASE WHEN $6 THEN NULL ELSE owner END, lease_until = CASE WHEN $6 THEN NULL ELSE lease_until END,
-			attempts = attempts + 1, not_before = $7{ts}, last_error = $8 WHERE id = $1`),
+			not_before = $7{ts}, last_error = $8 WHERE id = $1`),
 			g.row, joinRaw(kept), keptMask, len(kept), stillHeld&keptMask, release, s.ts(notBefore), retryErr)
 	default:
 		_, err = ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET payload = $2, present = $3, items = $4, held = $5,
@@ -441,7 +478,11 @@ func replayBundle(ctx context.Context, s *Store, ex Executor, row int64, slots i
 	var again, left []json.RawMessage
 	for i, slot := range slotsOf(present) {
 		if chosen&(1<<slot) != 0 {
-			again = append(again, msgs[i])
+			m, err := withAttempts(msgs[i], none)
+			if err != nil {
+				return 0, err
+			}
+			again = append(again, m)
 		} else {
 			left = append(left, msgs[i])
 		}

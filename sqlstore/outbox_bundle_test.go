@@ -29,7 +29,7 @@ func bundledByReflection(m *destination.Message) (string, error) {
 // as encoding/json's own encoding of the message does, back to the message.
 func checkBundled(t *testing.T, m *destination.Message) {
 	t.Helper()
-	got, err := encodeBundled(m)
+	got, err := encodeBundled(m, 0)
 	want, werr := bundledByReflection(m)
 	if (err != nil) != (werr != nil) {
 		t.Fatalf("encodeBundled error %v; encoding/json's %v", err, werr)
