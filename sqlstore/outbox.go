@@ -102,25 +102,36 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 			return fmt.Errorf("items[%d]: %w: %v", i, outbox.ErrInvalid, err)
 		}
 	}
-	rows := enqueueRows(items)
-	kinds := make([]string, len(items))
-	payloads := make([]string, len(items))
-	for _, r := range rows {
-		for _, i := range r {
+	// Each row encoded before the transaction: a bundle's messages in its
+	// own form, joined; a row of one item as the item.
+	type newRow struct {
+		items         []int // indexes into items
+		kind, payload string
+		present       int64
+	}
+	groups := enqueueRows(items)
+	rows := make([]newRow, len(groups))
+	for k, g := range groups {
+		r := &rows[k]
+		r.items = g
+		if len(g) == 1 {
 			var err error
-			if len(r) > 1 {
-				kinds[i] = kindBundle
-				payloads[i], err = encodeBundled(items[i].Message, 0)
-			} else {
-				kinds[i], payloads[i], err = encodePayload(&items[i])
+			if r.kind, r.payload, err = encodePayload(&items[g[0]]); err != nil {
+				return fmt.Errorf("items[%d]: %w", g[0], err)
 			}
-			if err != nil {
+			continue
+		}
+		msgs := make([]string, len(g))
+		for m, i := range g {
+			var err error
+			if msgs[m], err = encodeBundled(items[i].Message, 0); err != nil {
 				return fmt.Errorf("items[%d]: %w", i, err)
 			}
 		}
+		r.kind, r.payload, r.present = kindBundle, bundlePayload(msgs), firstSlots(len(g))
 	}
 	s := tx.s
-	const newCols = 10 // the columns of a new row that differ from row to row
+	const newCols = 9 // the columns of a new row that differ from row to row
 	return tx.run(ctx, func(ex Executor) error {
 		// In the order of their first items, so that a person's rows keep
 		// their order: a row with a key on its own, skipped when the key is
@@ -128,8 +139,8 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 		// in the order of the rows (a sequence numbers them as they are
 		// inserted).
 		for i := 0; i < len(rows); {
-			if first := &items[rows[i][0]]; first.Key != "" {
-				if err := enqueueKeyed(ctx, s, ex, first, kinds[rows[i][0]], payloads[rows[i][0]]); err != nil {
+			if first := &items[rows[i].items[0]]; first.Key != "" {
+				if err := enqueueKeyed(ctx, s, ex, first, rows[i].kind, rows[i].payload); err != nil {
 					return err
 				}
 				i++
@@ -138,7 +149,7 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 			// As many rows to a statement as a batch method's statement
 			// carries (a round trip each on PostgreSQL).
 			j := i
-			for j < len(rows) && items[rows[j][0]].Key == "" && j-i < s.batchParams()/newCols {
+			for j < len(rows) && items[rows[j].items[0]].Key == "" && j-i < s.batchParams()/newCols {
 				j++
 			}
 			// The columns every new row has alike are literals: fewer
@@ -155,18 +166,10 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 					}
 					ls.param()
 				}
-				ls.b.WriteString(`, '', 'PENDING', 0, '')`)
-				r := rows[k]
-				it := &items[r[0]]
-				kind, payload, present := kinds[r[0]], payloads[r[0]], int64(0)
-				if len(r) > 1 {
-					msgs := make([]string, len(r))
-					for m, x := range r {
-						msgs[m] = payloads[x]
-					}
-					kind, payload, present = kindBundle, bundlePayload(msgs), firstSlots(len(r))
-				}
-				ls.args = append(ls.args, it.Destination, string(it.Profile), it.Request, kind, payload, s.ts(it.Enqueued), s.ts(it.Enqueued), len(r), present, int64(0))
+				ls.b.WriteString(`, 0, '', 'PENDING', 0, '')`)
+				r := &rows[k]
+				it := &items[r.items[0]]
+				ls.args = append(ls.args, it.Destination, string(it.Profile), it.Request, r.kind, r.payload, s.ts(it.Enqueued), s.ts(it.Enqueued), len(r.items), r.present)
 			}
 			ls.sql(` RETURNING id`)
 			ids, err := queryIDs(ctx, ex, ls.b.String(), ls.args)
@@ -178,7 +181,7 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 			}
 			slices.Sort(ids)
 			for k := i; k < j; k++ {
-				r := rows[k]
+				r := rows[k].items
 				if len(r) == 1 {
 					items[r[0]].ID = itemID(int64(ids[k-i]), 0)
 					continue

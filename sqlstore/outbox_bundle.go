@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -260,7 +261,7 @@ func groupBundleAnswers(answers []outbox.Answer) []*bundleAnswers {
 			g.plain = false
 		}
 	}
-	slices.SortFunc(out, func(a, b *bundleAnswers) int { return int(a.row - b.row) })
+	slices.SortFunc(out, func(a, b *bundleAnswers) int { return cmp.Compare(a.row, b.row) })
 	return out
 }
 
@@ -415,19 +416,19 @@ func settleBundle(ctx context.Context, s *Store, ex Executor, owner string, g *b
 			return 0, err
 		}
 	}
-	switch {
-	case len(kept) == 0:
+	if len(kept) == 0 {
 		_, err = ex.ExecContext(ctx, s.sql(`DELETE FROM {p}outbox WHERE id = $1`), g.row)
-	case retry:
-		_, err = ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET payload = $2, present = $3, items = $4, held = $5,
-			owner = CASE WHEN $6 THEN NULL ELSE owner END, lease_until = CASE WHEN $6 THEN NULL ELSE lease_until END,
-			not_before = $7{ts}, last_error = $8 WHERE id = $1`),
-			g.row, joinRaw(kept), keptMask, len(kept), stillHeld&keptMask, release, s.ts(notBefore), retryErr)
-	default:
-		_, err = ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET payload = $2, present = $3, items = $4, held = $5,
-			owner = CASE WHEN $6 THEN NULL ELSE owner END, lease_until = CASE WHEN $6 THEN NULL ELSE lease_until END WHERE id = $1`),
-			g.row, joinRaw(kept), keptMask, len(kept), stillHeld&keptMask, release)
+		return bits.OnesCount64(uint64(valid)), err
 	}
+	// A retry sets the row's time and error; else they stay (NULL).
+	var due, why any
+	if retry {
+		due, why = s.ts(notBefore), retryErr
+	}
+	_, err = ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET payload = $2, present = $3, items = $4, held = $5,
+		owner = CASE WHEN $6 THEN NULL ELSE owner END, lease_until = CASE WHEN $6 THEN NULL ELSE lease_until END,
+		not_before = COALESCE($7{ts}, not_before), last_error = COALESCE($8{text}, last_error) WHERE id = $1`),
+		g.row, joinRaw(kept), keptMask, len(kept), stillHeld&keptMask, release, due, why)
 	return bits.OnesCount64(uint64(valid)), err
 }
 
