@@ -105,10 +105,12 @@ func (c *Controller) newerOnRectified(ctx context.Context, e *journal.Entry, has
 		return "", nil, err
 	}
 	corrected = map[string]bool{}
+	var mine []identity.Hash // e's subjects under every key: x may hold an older key's
 	for _, x := range newer {
 		if x.Type.Deletes() {
-			// e's subjects under every key: x may hold an older key's.
-			mine := append(slices.Clone(e.SubjectHashes), c.subjectHashesAllKeys(e)...)
+			if mine == nil {
+				mine = c.subjectHashesAllKeys(e)
+			}
 			if slices.ContainsFunc(x.SubjectHashes, func(h identity.Hash) bool { return slices.Contains(mine, h) }) {
 				return x.ID, nil, nil
 			}
@@ -189,7 +191,7 @@ func (c *Controller) redoRectification(ctx context.Context, txs *participants, e
 		}
 		// Under every key: a newer request may have been decided before a
 		// key rotation, under the keys then.
-		hashes := append(slices.Clone(e.SubjectHashes), c.subjectHashesAllKeys(e)...)
+		hashes := c.subjectHashesAllKeys(e)
 		if n, err := txs.graph.Node(ctx, pid); err == nil {
 			for _, l := range n.Links {
 				hashes = append(hashes, c.hashesOf(l.ID)...)

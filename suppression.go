@@ -90,7 +90,7 @@ func (c *Controller) personHashes(e *journal.Entry, s *deciding) []identity.Hash
 // used: how the journal is searched for the person's newer requests, which
 // a host may have decided before a key rotation, under the keys then.
 func (c *Controller) personHashesAllKeys(e *journal.Entry, s *deciding) []identity.Hash {
-	hashes := append(slices.Clone(e.SubjectHashes), c.subjectHashesAllKeys(e)...)
+	hashes := c.subjectHashesAllKeys(e)
 	for _, pid := range s.pids {
 		for _, l := range s.nodes[pid].Links {
 			hashes = append(hashes, c.hashesOf(l.ID)...)
@@ -99,10 +99,11 @@ func (c *Controller) personHashesAllKeys(e *journal.Entry, s *deciding) []identi
 	return hashes
 }
 
-// subjectHashesAllKeys returns the hashes of the request's subjects, in
-// clear while it is unfinished, under every key the Controller has used.
+// subjectHashesAllKeys returns the hashes of the request's subjects: those
+// it was made with, and, from the subjects in clear while it is unfinished,
+// their hashes under every key the Controller has used.
 func (c *Controller) subjectHashesAllKeys(e *journal.Entry) []identity.Hash {
-	var out []identity.Hash
+	out := slices.Clone(e.SubjectHashes)
 	for _, id := range e.Subjects {
 		if n, err := id.Normalize(); err == nil {
 			out = append(out, c.hashesOf(n)...)

@@ -119,14 +119,8 @@ func (c *Chain) follows(ctx context.Context, last Record) error {
 		}
 		return nil
 	}
-	i, _, _, err := LastKey(ctx, c.log, [][]byte{c.key})
-	if err != nil {
-		return err
-	}
-	if i != 0 {
-		return fmt.Errorf("%w: the last record is chained under another key", ErrUnknownKey)
-	}
-	return nil
+	_, err := keyOf(ctx, c.log, last, [][]byte{c.key})
+	return err
 }
 
 // Append numbers r, chains it to the last record and appends it, again after
@@ -214,23 +208,30 @@ func LastKey(ctx context.Context, log Log, keys [][]byte) (i int, last Record, o
 	if !ok {
 		return 0, last, false, nil
 	}
+	i, err = keyOf(ctx, log, last, keys)
+	return i, last, true, err
+}
+
+// keyOf returns the index, among keys, of the key last (the log's last
+// record) is chained under.
+func keyOf(ctx context.Context, log Log, last Record, keys [][]byte) (int, error) {
 	var prev identity.Hash
 	if last.Seq > 1 {
 		recs, err := log.Records(ctx, last.Seq-2, 1)
 		if err != nil {
-			return 0, last, true, fmt.Errorf("audit: reading records: %w", err)
+			return 0, fmt.Errorf("audit: reading records: %w", err)
 		}
 		if len(recs) != 1 || recs[0].Seq != last.Seq-1 {
-			return 0, last, true, fmt.Errorf("%w: record %d, before the last one, is missing", ErrTampered, last.Seq-1)
+			return 0, fmt.Errorf("%w: record %d, before the last one, is missing", ErrTampered, last.Seq-1)
 		}
 		prev = recs[0].Hash
 	}
 	for i := len(keys) - 1; i >= 0; i-- {
 		if want := link(keys[i], prev, &last); hmac.Equal(want[:], last.Hash[:]) {
-			return i, last, true, nil
+			return i, nil
 		}
 	}
-	return 0, last, true, fmt.Errorf("%w: the last record (%d) is chained under none of the keys given", ErrUnknownKey, last.Seq)
+	return 0, fmt.Errorf("%w: the last record (%d) is chained under none of the keys given", ErrUnknownKey, last.Seq)
 }
 
 // CheckKey reports whether the log's last record is chained under the

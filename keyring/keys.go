@@ -91,11 +91,7 @@ func (k *Keys) For(ctx context.Context, pid identity.ProfileID) (*DataKey, error
 		return nil, err
 	}
 	// Read back: another process may have committed its key first.
-	e, err := k.store.Get(ctx, pid)
-	if err != nil {
-		return nil, err
-	}
-	return k.unwrap(ctx, e)
+	return k.Existing(ctx, pid)
 }
 
 // Make makes the profile's data key in tx, unless tx sees one already, and

@@ -2,6 +2,7 @@ package keyring
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -120,21 +121,11 @@ func (s *MemStore) List(ctx context.Context, after identity.ProfileID, limit int
 			out = append(out, cloneEntry(e))
 		}
 	}
-	slices.SortFunc(out, func(a, b Entry) int { return cmpProfile(a.Profile, b.Profile) })
+	slices.SortFunc(out, func(a, b Entry) int { return cmp.Compare(a.Profile, b.Profile) })
 	if len(out) > limit {
 		out = out[:limit]
 	}
 	return out, nil
-}
-
-func cmpProfile(a, b identity.ProfileID) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Begin implements Store.
