@@ -153,7 +153,10 @@ type Store interface {
 	// Renew extends to until the leases owner holds on the items, or, with
 	// a zero until, gives the items up: they are no longer held, and are
 	// claimed again as any other. Items owner no longer holds are left
-	// alone.
+	// alone. A store whose Renew can wait (for rows an erasure's
+	// transaction holds locked) counts the lease from when it applies it:
+	// a lease that lapsed while its renewal waited would let the person's
+	// deletion go out under a call still running.
 	Renew(ctx context.Context, owner string, ids []uint64, until time.Time) error
 	// Settle records what the destination answered for items owner holds,
 	// and ends their leases; items it no longer holds are left alone, and

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -121,25 +122,10 @@ func TestDeliverySurvivesAKill(t *testing.T) {
 func deliverySurvivesAKill(t *testing.T, d sqlstore.Dialect) {
 	s := newSite(t, d)
 	ctx := t.Context()
-	logPath := filepath.Join(t.TempDir(), "delivered.log")
-	cfg, err := json.Marshal(s)
-	must(t, err)
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestDeliveryKillChild$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), "GDPRKIT_DELIVERY_CHILD="+string(cfg), "GDPRKIT_DELIVERY_LOG="+logPath)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	must(t, err)
-	must(t, cmd.Start())
 	committed := map[string]bool{}
 	var requests []string
 	erased := map[string]string{} // request id -> "<profile id> <user id>"
-	ready := false
-	sc := bufio.NewScanner(stdout)
-	var childOut strings.Builder
-	for !ready && sc.Scan() {
-		f := strings.Fields(sc.Text())
-		childOut.WriteString(sc.Text() + "\n")
+	cmd, logPath := startChild(t, s, "TestDeliveryKillChild", func(f []string) {
 		switch {
 		case len(f) == 2 && f[0] == "committed":
 			committed[f[1]] = true
@@ -148,15 +134,8 @@ func deliverySurvivesAKill(t *testing.T, d sqlstore.Dialect) {
 			requests = append(requests, f[1])
 		case len(f) == 2 && f[0] == "rectified":
 			requests = append(requests, f[1])
-		case len(f) == 1 && f[0] == "READY":
-			ready = true
 		}
-	}
-	if !ready {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("the child ended before it was ready:\n%s\n%s", childOut.String(), stderr.String())
-	}
+	})
 	// Mid-delivery: something delivered, more still owed.
 	waitUntil(t, "the child delivers", func() bool {
 		b, _ := os.ReadFile(logPath)
@@ -215,19 +194,7 @@ func deliverySurvivesAKill(t *testing.T, d sqlstore.Dialect) {
 			}
 		}
 	}
-	missing := 0
-	for id := range committed {
-		uid, _, _ := strings.Cut(id, "-")
-		if !erasedUsers[uid] && seen["send "+id] == 0 {
-			missing++
-			if missing <= 5 {
-				t.Errorf("committed message %s was never delivered", id)
-			}
-		}
-	}
-	if missing > 0 {
-		t.Errorf("%d committed messages never delivered", missing)
-	}
+	checkDelivered(t, slices.Sorted(maps.Keys(committed)), seen, func(uid string) bool { return erasedUsers[uid] })
 	for _, id := range requests {
 		r, err := c.Status(ctx, id)
 		if err != nil || r.Status != privacy.Finished || len(r.Destinations) != 1 || r.Destinations[0].Status != privacy.Finished {
@@ -239,18 +206,79 @@ func deliverySurvivesAKill(t *testing.T, d sqlstore.Dialect) {
 	}
 }
 
-// TestDeliveryKillChild is the process TestDeliverySurvivesAKill starts and
-// kills: it collects, erases and rectifies, printing what committed, then
-// waits to be killed while its slow destination works through the outbox.
-func TestDeliveryKillChild(t *testing.T) {
+// startChild starts the test binary again, running only the test child with
+// the site and a delivery log file (childSite reads them), and reads the
+// child's output until it prints READY, handing each line's fields to line.
+// It returns the running child and the log's path; a child that ends first
+// fails the test.
+func startChild(t *testing.T, s *site, child string, line func(fields []string)) (*exec.Cmd, string) {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), "delivered.log")
+	cfg, err := json.Marshal(s)
+	must(t, err)
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^"+child+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "GDPRKIT_DELIVERY_CHILD="+string(cfg), "GDPRKIT_DELIVERY_LOG="+logPath)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	must(t, err)
+	must(t, cmd.Start())
+	sc := bufio.NewScanner(stdout)
+	var out strings.Builder
+	for sc.Scan() {
+		out.WriteString(sc.Text() + "\n")
+		f := strings.Fields(sc.Text())
+		if len(f) == 1 && f[0] == "READY" {
+			return cmd, logPath
+		}
+		line(f)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	t.Fatalf("the child ended before it was ready:\n%s\n%s", out.String(), stderr.String())
+	return nil, ""
+}
+
+// checkDelivered fails the test for each message id ("<user id>-...")
+// committed but never sent in the timeline's counts (seen, by line), but for
+// the users erased says to leave out.
+func checkDelivered(t *testing.T, committed []string, seen map[string]int, erased func(uid string) bool) {
+	t.Helper()
+	missing := 0
+	for _, id := range committed {
+		uid, _, _ := strings.Cut(id, "-")
+		if !erased(uid) && seen["send "+id] == 0 {
+			missing++
+			if missing <= 5 {
+				t.Errorf("committed message %s was never delivered", id)
+			}
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d committed messages never delivered", missing)
+	}
+}
+
+// childSite is, in a process startChild started, the parent's site and the
+// delivery log to append to; it skips the test in any other process.
+func childSite(t *testing.T, parent string) (*site, *os.File) {
 	cfg := os.Getenv("GDPRKIT_DELIVERY_CHILD")
 	if cfg == "" {
-		t.Skip("the process TestDeliverySurvivesAKill starts, and kills")
+		t.Skip("the process " + parent + " starts, and kills")
 	}
 	var s site
 	must(t, json.Unmarshal([]byte(cfg), &s))
 	f, err := os.OpenFile(os.Getenv("GDPRKIT_DELIVERY_LOG"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
 	must(t, err)
+	t.Cleanup(func() { f.Close() })
+	return &s, f
+}
+
+// TestDeliveryKillChild is the process TestDeliverySurvivesAKill starts and
+// kills: it collects, erases and rectifies, printing what committed, then
+// waits to be killed while its slow destination works through the outbox.
+func TestDeliveryKillChild(t *testing.T) {
+	s, f := childSite(t, "TestDeliverySurvivesAKill")
 	ctx := t.Context()
 	p := s.open(t)
 	slow := &logDest{name: "crm", delay: 100 * time.Millisecond, file: f}

@@ -120,7 +120,13 @@
 // that they share the work without waiting on one another; on SQLite under
 // the write lock. A row stays leased while any of its items is handed out and
 // unanswered. A deliverer that dies leaves its items to the others when its
-// lease lapses.
+// lease lapses. Its renewals also keep a heartbeat (migration 0008), which
+// nothing else locks: a row an erasure emptied while it was held stays held
+// while its deliverer is alive, so an erasure whose commit is slow (its rows
+// locked, the renewal waiting) cannot let the lease of a call still running
+// lapse and the person's deletion overtake the call. On SQLite, whose one
+// writer makes every renewal wait for the erasure, the lease counts from
+// when the renewal got the write lock.
 //
 // # A caller's transaction
 //

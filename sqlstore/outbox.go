@@ -475,13 +475,13 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 	// IN, PostgreSQL hashed a scan of the whole table for a hundred rows.
 	heads := `SELECT o.id, o.items FROM {p}outbox o
 		WHERE o.state = 'PENDING' AND o.destination IN (` + dests + `) AND o.not_before <= $1{ts}
-		AND (o.lease_until IS NULL OR o.lease_until < $1{ts})
+		AND ` + free("o") + `
 		AND o.id = (SELECT e.id FROM {p}outbox e WHERE e.state = 'PENDING' AND e.destination = o.destination
 			AND e.profile_id = o.profile_id ORDER BY e.profile_id, e.destination, e.id LIMIT 1)
 		ORDER BY o.id LIMIT $2`
 	hk := `SELECT id FROM (SELECT id, items, SUM(items) OVER (ORDER BY id) AS upto FROM h) x WHERE x.upto - x.items < $2`
 	locked := `SELECT o.id, o.destination, o.profile_id, o.kind, o.items FROM {p}outbox o
-		WHERE o.id IN (SELECT id FROM hk) AND o.state = 'PENDING' AND (o.lease_until IS NULL OR o.lease_until < $1{ts})`
+		WHERE o.id IN (SELECT id FROM hk) AND o.state = 'PENDING' AND ` + free("o")
 	greatest := "max"
 	if s.d == Postgres {
 		locked += ` FOR UPDATE OF o SKIP LOCKED`
@@ -489,7 +489,7 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 	}
 	hl := `SELECT l.id, l.destination, l.profile_id, l.kind, l.items,
 			(SELECT g.id FROM {p}outbox g WHERE g.state = 'PENDING' AND g.destination = l.destination AND g.profile_id = l.profile_id
-				AND g.id > l.id AND (g.kind = 'delete' OR g.not_before > $1{ts} OR g.lease_until >= $1{ts})
+				AND g.id > l.id AND (g.kind = 'delete' OR g.not_before > $1{ts} OR NOT (` + free("g") + `))
 				ORDER BY g.profile_id, g.destination, g.id LIMIT 1) AS stop
 		FROM l`
 	left := `$2 - (SELECT COALESCE(SUM(items), 0) FROM hl)`
@@ -537,6 +537,14 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 	return out, nil
 }
 
+// free is the condition, on the outbox row t, that no deliverer holds it:
+// its lease ended (by $1, the claim's time), and, when an erasure emptied it
+// while it was held, its owner is no longer alive either (migration 0008).
+func free(t string) string {
+	return `(` + t + `.lease_until IS NULL OR ` + t + `.lease_until < $1{ts}) AND NOT (` + t + `.payload IS NULL AND ` + t + `.owner IS NOT NULL
+		AND EXISTS (SELECT 1 FROM {p}outbox_owners w WHERE w.owner = ` + t + `.owner AND w.alive_until >= $1{ts}))`
+}
+
 // prefixed puts the prefix before each of the comma-separated columns.
 func prefixed(prefix, cols string) string {
 	parts := strings.Split(cols, ", ")
@@ -552,31 +560,64 @@ func (o *outboxStore) Renew(ctx context.Context, owner string, ids []uint64, unt
 		return fmt.Errorf("%w: %v", outbox.ErrInvalid, err)
 	}
 	s := o.s
-	singles := ids
-	if giveUp {
-		var bundled []uint64
-		singles, bundled = splitSingles(ids, func(id uint64) uint64 { return id })
-		if err := giveBackBundles(ctx, s, owner, bundled); err != nil {
-			return retryable(fmt.Errorf("sqlstore: outbox renew: %w", err))
-		}
+	if !giveUp {
+		return o.extend(ctx, owner, ids, until)
 	}
-	// A renewed lease is a row's, whichever of its items are named.
+	singles, bundled := splitSingles(ids, func(id uint64) uint64 { return id })
+	if err := giveBackBundles(ctx, s, owner, bundled); err != nil {
+		return retryable(fmt.Errorf("sqlstore: outbox renew: %w", err))
+	}
 	for rest := singles; len(rest) > 0; {
 		n := min(len(rest), chunk)
-		var err error
-		if giveUp {
-			args := append([]any{owner}, idList(rest[:n])...)
-			err = s.write(ctx, func(ex Executor) error {
-				_, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET owner = NULL, lease_until = NULL WHERE owner = $1 AND present = 0 AND id IN (`+placeholders(2, n)+`)`), args...)
-				return err
-			})
-		} else {
-			args := append([]any{owner, s.ts(until)}, idList(rest[:n])...)
-			err = s.write(ctx, func(ex Executor) error {
-				_, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET lease_until = $2{ts} WHERE owner = $1 AND id IN (`+placeholders(3, n)+`)`), args...)
-				return err
-			})
+		args := append([]any{owner}, idList(rest[:n])...)
+		err := s.write(ctx, func(ex Executor) error {
+			_, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET owner = NULL, lease_until = NULL WHERE owner = $1 AND present = 0 AND id IN (`+placeholders(2, n)+`)`), args...)
+			return err
+		})
+		if err != nil {
+			return retryable(fmt.Errorf("sqlstore: outbox renew: %w", err))
 		}
+		rest = rest[n:]
+	}
+	return nil
+}
+
+// extend renews owner's leases on the items' rows (a lease is a row's,
+// whichever of its items are named) to until, after its heartbeat.
+//
+// An erasure's transaction holds the person's rows locked until it commits,
+// and a renewal that waited for them would let the lease of a call still
+// running lapse, and the person's deletion, as soon as the erasure commits,
+// overtake the call. So the owner's heartbeat (outbox_owners, which nothing
+// else locks) goes first, and keeps the rows the erasure emptied held while
+// the owner is alive; on PostgreSQL the rows a transaction holds locked are
+// skipped, not waited for, and renewed at the next renewal. On SQLite every
+// write waits for the one writer, and the lease is counted from when the
+// renewal got the write lock.
+func (o *outboxStore) extend(ctx context.Context, owner string, ids []uint64, until time.Time) error {
+	s := o.s
+	sent := time.Now()
+	err := s.write(ctx, func(ex Executor) error {
+		_, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}outbox_owners (owner, alive_until) VALUES ($1, $2{ts})
+			ON CONFLICT (owner) DO UPDATE SET alive_until = excluded.alive_until`), owner, s.ts(until))
+		return err
+	})
+	if err != nil {
+		return retryable(fmt.Errorf("sqlstore: outbox renew: %w", err))
+	}
+	for rest := ids; len(rest) > 0; {
+		n := min(len(rest), chunk)
+		args := append([]any{owner, nil}, idList(rest[:n])...)
+		err := s.writeTx(ctx, func(ex Executor) error {
+			q := `UPDATE {p}outbox SET lease_until = $2{ts} WHERE owner = $1 AND id IN (` + placeholders(3, n) + `)`
+			if s.d == Postgres {
+				q = `UPDATE {p}outbox SET lease_until = $2{ts} WHERE id IN (SELECT id FROM {p}outbox WHERE owner = $1 AND id IN (` + placeholders(3, n) + `)
+					ORDER BY id FOR UPDATE SKIP LOCKED)`
+			}
+			args[1] = s.ts(until.Add(time.Since(sent)))
+			_, err := ex.ExecContext(ctx, s.sql(q), args...)
+			return err
+		})
 		if err != nil {
 			return retryable(fmt.Errorf("sqlstore: outbox renew: %w", err))
 		}

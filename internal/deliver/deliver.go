@@ -514,8 +514,17 @@ func (w *worker) settle(batch []outbox.Item, err error) {
 	}
 	e.release(answers)
 	if serr != nil {
-		// The leases lapse and the items are delivered again: at least once.
+		// Given back, or else their leases lapse: they are delivered again,
+		// at least once (and an item an erasure emptied, which a store may
+		// keep held while its owner lives, is let go).
 		e.log.Error("settling outbox items failed; they will be delivered again", "destination", w.d.Name(), "items", len(answers), "err", e.describe(serr))
+		ids := make([]uint64, len(answers))
+		for i, a := range answers {
+			ids[i] = a.ID
+		}
+		if err := e.store.Renew(context.WithoutCancel(e.ctx), e.owner, ids, time.Time{}); err != nil {
+			e.log.Warn("giving back outbox items failed; they are claimed again when their leases lapse", "destination", w.d.Name(), "items", len(ids), "err", e.describe(err))
+		}
 		return
 	}
 	w.mu.Lock()
