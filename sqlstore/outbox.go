@@ -452,6 +452,8 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 	for _, d := range c.Destinations {
 		args = append(args, d)
 	}
+	args = append(args, s.ts(c.Now.Add(-heartbeatBridge)))
+	free := func(t string) string { return freeRow(t, fmt.Sprintf("$%d", len(args))) }
 	// heads: the oldest PENDING row of each destination and profile (leased
 	// or not, due or not), when it is due and not leased: a row waits for
 	// every earlier one to answer. The oldest is a scalar subquery in
@@ -537,13 +539,24 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 	return out, nil
 }
 
-// free is the condition, on the outbox row t, that no deliverer holds it:
+// freeRow is the condition, on the outbox row t, that no deliverer holds it:
 // its lease ended (by $1, the claim's time), and, when an erasure emptied it
-// while it was held, its owner is no longer alive either (migration 0008).
-func free(t string) string {
+// while it was held, its owner is no longer alive either (migration 0008),
+// or its own lease ended before since, the parameter that is $1 less
+// heartbeatBridge.
+func freeRow(t, since string) string {
 	return `(` + t + `.lease_until IS NULL OR ` + t + `.lease_until < $1{ts}) AND NOT (` + t + `.payload IS NULL AND ` + t + `.owner IS NOT NULL
+		AND ` + t + `.lease_until >= ` + since + `{ts}
 		AND EXISTS (SELECT 1 FROM {p}outbox_owners w WHERE w.owner = ` + t + `.owner AND w.alive_until >= $1{ts}))`
 }
+
+// heartbeatBridge bounds how long a deliverer's heartbeat keeps a row an
+// erasure emptied held past the row's own lease. A row its deliverer holds
+// has its lease renewed again once the erasure commits (at the next
+// renewal); one it lost track of (its claim committed, but the answer never
+// reached it) would otherwise stay held, and the person's deletion wait,
+// for as long as the deliverer lives.
+const heartbeatBridge = time.Hour
 
 // prefixed puts the prefix before each of the comma-separated columns.
 func prefixed(prefix, cols string) string {

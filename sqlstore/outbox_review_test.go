@@ -141,3 +141,46 @@ func TestReviewBundlePurgedSettledSlotComesBack(t *testing.T) {
 		}
 	})
 }
+
+// A row an erasure emptied while its deliverer held it stays held while the
+// deliverer's heartbeat lives, past the row's own lease (its renewal may be
+// waiting for the erasure's commit), but not for longer than heartbeatBridge
+// past it: a deliverer that lost track of the row (its claim's answer lost)
+// but lives on must not hold the person's deletion back for ever.
+func TestPurgedHeldRowHeartbeat(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		rvEnqueue(t, s, []outbox.Item{rvMsg("d", "P", "m1"), rvMsg("d", "Q", "q1")})
+		held := rvClaim(t, s, "A", rvT0, 10) // leased until rvT0 + 1 minute
+		if len(held) != 2 {
+			t.Fatalf("claimed %v", rvNames(held))
+		}
+		var q1 outbox.Item
+		for _, it := range held {
+			if it.Profile == "Q" {
+				q1 = it
+			}
+		}
+		tx, err := s.Outbox().Begin(ctx)
+		must(t, err)
+		_, err = tx.Purge(ctx, "P")
+		must(t, err)
+		must(t, tx.Commit(ctx))
+		// A lives on, renewing what else it holds: its heartbeat.
+		alive := rvT0.Add(3 * time.Hour)
+		must(t, s.Outbox().Renew(ctx, "A", []uint64{q1.ID}, alive))
+		for _, c := range []struct {
+			at   time.Time
+			want int
+		}{
+			{rvT0.Add(2 * time.Minute), 0},                             // P's lease lapsed, A alive: still held
+			{rvT0.Add(time.Minute + heartbeatBridge - time.Second), 0}, // within the bridge
+			{rvT0.Add(time.Minute + heartbeatBridge + time.Second), 1}, // past it: let go
+		} {
+			got := rvClaim(t, s, "B", c.at, 10)
+			if len(got) != c.want || c.want == 1 && (got[0].Profile != "P" || got[0].Message != nil) {
+				t.Errorf("at %v B claimed %v; want %d purged item of P", c.at.Sub(rvT0), rvNames(got), c.want)
+			}
+		}
+	})
+}
