@@ -526,7 +526,7 @@ func TestXprocSlowEraseLapsesHoldersLease(t *testing.T) {
 	must(t, err)
 	var purged, fired atomic.Bool
 	pause := func(q string) {
-		if strings.Contains(q, "SET payload = NULL WHERE profile_id") {
+		if strings.Contains(q, "hold_until = CASE") {
 			purged.Store(true)
 		}
 		if q == "COMMIT" && purged.Load() && fired.CompareAndSwap(false, true) {

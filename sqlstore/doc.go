@@ -120,13 +120,14 @@
 // that they share the work without waiting on one another; on SQLite under
 // the write lock. A row stays leased while any of its items is handed out and
 // unanswered. A deliverer that dies leaves its items to the others when its
-// lease lapses. Its renewals also keep a heartbeat (migration 0008), which
-// nothing else locks: a row an erasure emptied while it was held stays held
-// while its deliverer is alive, so an erasure whose commit is slow (its rows
-// locked, the renewal waiting) cannot let the lease of a call still running
-// lapse and the person's deletion overtake the call. On SQLite, whose one
-// writer makes every renewal wait for the erasure, the lease counts from
-// when the renewal got the write lock.
+// lease lapses. A renewal that waits for rows another transaction holds
+// locked counts its lease from when it got them. A row an erasure empties
+// while a deliverer holds it stays held for ten lease lengths past its lease
+// then (migration 0008), whatever its lease says meanwhile: the erasure holds
+// the row locked until it commits and the holder's renewal waits that long,
+// so a slow commit cannot let another deliverer take the row before the
+// holder's renewal lands and send the person's deletion while the holder's
+// call about them still runs.
 //
 // # A caller's transaction
 //

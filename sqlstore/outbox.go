@@ -318,7 +318,14 @@ func (tx *outboxTx) Purge(ctx context.Context, pid identity.ProfileID) (int, err
 		// stays, so that nothing queued after it overtakes its call, but
 		// is never delivered again: Settle removes it, whatever it answers.
 		// Of a held bundle, the messages not in a call go at once.
-		rows, err := ex.QueryContext(ctx, tx.s.sql(`UPDATE {p}outbox SET payload = NULL WHERE profile_id = $1 AND kind IN ('send', 'sends')
+		// A held one stays held a while past its lease (see emptiedLeases).
+		grace := fmt.Sprintf("leased_for * %d", emptiedLeases)
+		if tx.s.d == Postgres {
+			grace += " * interval '1 microsecond'"
+		}
+		rows, err := ex.QueryContext(ctx, tx.s.sql(`UPDATE {p}outbox SET payload = NULL,
+			hold_until = CASE WHEN state = 'PENDING' AND owner IS NOT NULL THEN lease_until + `+grace+` ELSE hold_until END
+			WHERE profile_id = $1 AND kind IN ('send', 'sends')
 			AND (request_id <> '' AND state = 'DEAD' OR state = 'PENDING' AND owner IS NOT NULL) RETURNING id, present, held`), string(pid))
 		if err != nil {
 			return fmt.Errorf("sqlstore: outbox purge: %w", err)
@@ -452,8 +459,8 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 	for _, d := range c.Destinations {
 		args = append(args, d)
 	}
-	args = append(args, s.ts(c.Now.Add(-heartbeatBridge)))
-	free := func(t string) string { return freeRow(t, fmt.Sprintf("$%d", len(args))) }
+	args = append(args, c.Until.Sub(c.Now).Microseconds())
+	leasedFor := fmt.Sprintf("$%d", len(args))
 	// heads: the oldest PENDING row of each destination and profile (leased
 	// or not, due or not), when it is due and not leased: a row waits for
 	// every earlier one to answer. The oldest is a scalar subquery in
@@ -477,13 +484,13 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 	// IN, PostgreSQL hashed a scan of the whole table for a hundred rows.
 	heads := `SELECT o.id, o.items FROM {p}outbox o
 		WHERE o.state = 'PENDING' AND o.destination IN (` + dests + `) AND o.not_before <= $1{ts}
-		AND ` + free("o") + `
+		AND ` + freeRow("o") + `
 		AND o.id = (SELECT e.id FROM {p}outbox e WHERE e.state = 'PENDING' AND e.destination = o.destination
 			AND e.profile_id = o.profile_id ORDER BY e.profile_id, e.destination, e.id LIMIT 1)
 		ORDER BY o.id LIMIT $2`
 	hk := `SELECT id FROM (SELECT id, items, SUM(items) OVER (ORDER BY id) AS upto FROM h) x WHERE x.upto - x.items < $2`
 	locked := `SELECT o.id, o.destination, o.profile_id, o.kind, o.items FROM {p}outbox o
-		WHERE o.id IN (SELECT id FROM hk) AND o.state = 'PENDING' AND ` + free("o")
+		WHERE o.id IN (SELECT id FROM hk) AND o.state = 'PENDING' AND ` + freeRow("o")
 	greatest := "max"
 	if s.d == Postgres {
 		locked += ` FOR UPDATE OF o SKIP LOCKED`
@@ -491,7 +498,7 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 	}
 	hl := `SELECT l.id, l.destination, l.profile_id, l.kind, l.items,
 			(SELECT g.id FROM {p}outbox g WHERE g.state = 'PENDING' AND g.destination = l.destination AND g.profile_id = l.profile_id
-				AND g.id > l.id AND (g.kind = 'delete' OR g.not_before > $1{ts} OR NOT (` + free("g") + `))
+				AND g.id > l.id AND (g.kind = 'delete' OR g.not_before > $1{ts} OR NOT (` + freeRow("g") + `))
 				ORDER BY g.profile_id, g.destination, g.id LIMIT 1) AS stop
 		FROM l`
 	left := `$2 - (SELECT COALESCE(SUM(items), 0) FROM hl)`
@@ -504,10 +511,10 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 	with := `WITH h AS (` + heads + `), hk AS (` + hk + `), l AS (` + locked + `), hl AS (` + hl + `), r AS (` + runs + `)`
 	var q string
 	if s.d == Postgres {
-		q = with + ` UPDATE {p}outbox o SET owner = $3, lease_until = $4{ts}, held = o.present WHERE o.id = ANY(ARRAY(SELECT id FROM hl UNION ALL SELECT id FROM r))
+		q = with + ` UPDATE {p}outbox o SET owner = $3, lease_until = $4{ts}, leased_for = ` + leasedFor + `, held = o.present WHERE o.id = ANY(ARRAY(SELECT id FROM hl UNION ALL SELECT id FROM r))
 			RETURNING ` + prefixed("o.", itemColumns)
 	} else {
-		q = with + ` UPDATE {p}outbox SET owner = $3, lease_until = $4, held = present WHERE id IN (SELECT id FROM hl UNION ALL SELECT id FROM r)
+		q = with + ` UPDATE {p}outbox SET owner = $3, lease_until = $4, leased_for = ` + leasedFor + `, held = present WHERE id IN (SELECT id FROM hl UNION ALL SELECT id FROM r)
 			RETURNING ` + itemColumns
 	}
 	var out []outbox.Item
@@ -541,22 +548,22 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 
 // freeRow is the condition, on the outbox row t, that no deliverer holds it:
 // its lease ended (by $1, the claim's time), and, when an erasure emptied it
-// while it was held, its owner is no longer alive either (migration 0008),
-// or its own lease ended before since, the parameter that is $1 less
-// heartbeatBridge.
-func freeRow(t, since string) string {
+// while it was held, the hold that set (hold_until, migration 0008) too.
+func freeRow(t string) string {
 	return `(` + t + `.lease_until IS NULL OR ` + t + `.lease_until < $1{ts}) AND NOT (` + t + `.payload IS NULL AND ` + t + `.owner IS NOT NULL
-		AND ` + t + `.lease_until >= ` + since + `{ts}
-		AND EXISTS (SELECT 1 FROM {p}outbox_owners w WHERE w.owner = ` + t + `.owner AND w.alive_until >= $1{ts}))`
+		AND ` + t + `.hold_until >= $1{ts})`
 }
 
-// heartbeatBridge bounds how long a deliverer's heartbeat keeps a row an
-// erasure emptied held past the row's own lease. A row its deliverer holds
-// has its lease renewed again once the erasure commits (at the next
-// renewal); one it lost track of (its claim committed, but the answer never
-// reached it) would otherwise stay held, and the person's deletion wait,
-// for as long as the deliverer lives.
-const heartbeatBridge = time.Hour
+// emptiedLeases is how many lease lengths past its lease then a row an
+// erasure emptied while a deliverer held it stays held, whatever its lease
+// says meanwhile. The erasure's transaction holds the row locked until it
+// commits, and the holder's renewal waits that long: without the hold, a
+// commit slower than what was left of the lease let another deliverer take
+// the row once the erasure committed, before the holder's renewal landed,
+// and send the person's deletion while the holder's call about them still
+// ran. A holder that died meanwhile holds the deletion back this much longer
+// (with the default lease of 30 seconds, five minutes).
+const emptiedLeases = 10
 
 // prefixed puts the prefix before each of the comma-separated columns.
 func prefixed(prefix, cols string) string {
@@ -596,39 +603,25 @@ func (o *outboxStore) Renew(ctx context.Context, owner string, ids []uint64, unt
 }
 
 // extend renews owner's leases on the items' rows (a lease is a row's,
-// whichever of its items are named) to until, after its heartbeat.
-//
-// An erasure's transaction holds the person's rows locked until it commits,
-// and a renewal that waited for them would let the lease of a call still
-// running lapse, and the person's deletion, as soon as the erasure commits,
-// overtake the call. So the owner's heartbeat (outbox_owners, which nothing
-// else locks) goes first, and keeps the rows the erasure emptied held while
-// the owner is alive; on PostgreSQL the rows a transaction holds locked are
-// skipped, not waited for, and renewed at the next renewal. On SQLite every
-// write waits for the one writer, and the lease is counted from when the
-// renewal got the write lock.
+// whichever of its items are named) to until, plus however long the renewal
+// waited for the rows (an erasure's transaction holds the person's rows
+// locked until it commits): the rows are locked first (on SQLite, the
+// transaction's write lock), and the lease counted from then.
 func (o *outboxStore) extend(ctx context.Context, owner string, ids []uint64, until time.Time) error {
 	s := o.s
 	sent := time.Now()
-	err := s.write(ctx, func(ex Executor) error {
-		_, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}outbox_owners (owner, alive_until) VALUES ($1, $2{ts})
-			ON CONFLICT (owner) DO UPDATE SET alive_until = excluded.alive_until`), owner, s.ts(until))
-		return err
-	})
-	if err != nil {
-		return retryable(fmt.Errorf("sqlstore: outbox renew: %w", err))
-	}
 	for rest := ids; len(rest) > 0; {
 		n := min(len(rest), chunk)
-		args := append([]any{owner, nil}, idList(rest[:n])...)
+		args := append([]any{owner, nil, until.Sub(sent).Microseconds()}, idList(rest[:n])...)
 		err := s.writeTx(ctx, func(ex Executor) error {
-			q := `UPDATE {p}outbox SET lease_until = $2{ts} WHERE owner = $1 AND id IN (` + placeholders(3, n) + `)`
 			if s.d == Postgres {
-				q = `UPDATE {p}outbox SET lease_until = $2{ts} WHERE id IN (SELECT id FROM {p}outbox WHERE owner = $1 AND id IN (` + placeholders(3, n) + `)
-					ORDER BY id FOR UPDATE SKIP LOCKED)`
+				if _, err := ex.ExecContext(ctx, s.sql(`SELECT id FROM {p}outbox WHERE owner = $1 AND id IN (`+placeholders(2, n)+`) ORDER BY id FOR UPDATE`),
+					append([]any{owner}, args[3:]...)...); err != nil {
+					return err
+				}
 			}
 			args[1] = s.ts(until.Add(time.Since(sent)))
-			_, err := ex.ExecContext(ctx, s.sql(q), args...)
+			_, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET lease_until = $2{ts}, leased_for = $3 WHERE owner = $1 AND id IN (`+placeholders(4, n)+`)`), args...)
 			return err
 		})
 		if err != nil {
