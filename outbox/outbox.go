@@ -153,10 +153,12 @@ type Store interface {
 	// Renew extends to until the leases owner holds on the items, or, with
 	// a zero until, gives the items up: they are no longer held, and are
 	// claimed again as any other. Items owner no longer holds are left
-	// alone. A store whose Renew can wait (for rows an erasure's
-	// transaction holds locked) counts the lease from when it applies it:
-	// a lease that lapsed while its renewal waited would let the person's
-	// deletion go out under a call still running.
+	// alone. A store whose renewal of an item has to wait (for rows an
+	// erasure's transaction holds locked) counts the lease from when it
+	// applies it, and may apply it in the background, Renew returning at
+	// once: a lease that lapsed while its renewal waited would let the
+	// person's deletion go out under a call still running, and a Renew
+	// that waited would hold back the renewal of every other item.
 	Renew(ctx context.Context, owner string, ids []uint64, until time.Time) error
 	// Settle records what the destination answered for items owner holds,
 	// and ends their leases; items it no longer holds are left alone, and
@@ -211,7 +213,9 @@ type Tx interface {
 	// profile that no request awaits and no deliverer holds, and returns how
 	// many it removed. A message a deliverer holds (its lease lapsed or not)
 	// stays, so that nothing enqueued after it overtakes a call still
-	// running, but loses its payload: it is never delivered again. Settle
+	// running, but loses its payload: it is never delivered again. A store
+	// may keep it held a while past its lease (its holder's renewal may
+	// wait for the purge's commit). Settle
 	// removes it whatever its call answered, or, when a request awaits it,
 	// records it Delivered if its call delivered it and else NotSupported
 	// (ErasedFirst). A request's Dead

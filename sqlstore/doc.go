@@ -120,8 +120,9 @@
 // that they share the work without waiting on one another; on SQLite under
 // the write lock. A row stays leased while any of its items is handed out and
 // unanswered. A deliverer that dies leaves its items to the others when its
-// lease lapses. A renewal that waits for rows another transaction holds
-// locked counts its lease from when it got them. A row an erasure empties
+// lease lapses. A renewal does not wait for rows another transaction holds
+// locked (on PostgreSQL): it renews the others at once and those in the
+// background, counting their lease from when it got them. A row an erasure empties
 // while a deliverer holds it stays held for ten lease lengths past its lease
 // then (migration 0008), whatever its lease says meanwhile: the erasure holds
 // the row locked until it commits and the holder's renewal waits that long,

@@ -551,7 +551,7 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 // while it was held, the hold that set (hold_until, migration 0008) too.
 func freeRow(t string) string {
 	return `(` + t + `.lease_until IS NULL OR ` + t + `.lease_until < $1{ts}) AND NOT (` + t + `.payload IS NULL AND ` + t + `.owner IS NOT NULL
-		AND ` + t + `.hold_until >= $1{ts})`
+		AND ` + t + `.hold_until IS NOT NULL AND ` + t + `.hold_until >= $1{ts})`
 }
 
 // emptiedLeases is how many lease lengths past its lease then a row an
@@ -603,31 +603,94 @@ func (o *outboxStore) Renew(ctx context.Context, owner string, ids []uint64, unt
 }
 
 // extend renews owner's leases on the items' rows (a lease is a row's,
-// whichever of its items are named) to until, plus however long the renewal
-// waited for the rows (an erasure's transaction holds the person's rows
-// locked until it commits): the rows are locked first (on SQLite, the
-// transaction's write lock), and the lease counted from then.
+// whichever of its items are named) to until. The lease's length
+// (leased_for) stays as the claim set it: until is in the caller's time,
+// which need not be this clock's.
+//
+// An erasure's transaction holds the person's rows locked until it commits.
+// On PostgreSQL the rows no transaction holds locked are renewed at once;
+// the others in the background, which waits for them and counts their lease
+// from when it got them (until, plus the wait), so that one person's slow
+// erasure neither holds back the renewal of everyone else's rows, as the
+// caller renews them again, nor lets the lease of a row it waits for lapse
+// when it commits. On SQLite every write waits for the one writer: the
+// renewal waits, and counts its lease from when it got the write lock.
 func (o *outboxStore) extend(ctx context.Context, owner string, ids []uint64, until time.Time) error {
 	s := o.s
 	sent := time.Now()
 	for rest := ids; len(rest) > 0; {
 		n := min(len(rest), chunk)
-		args := append([]any{owner, nil, until.Sub(sent).Microseconds()}, idList(rest[:n])...)
-		err := s.writeTx(ctx, func(ex Executor) error {
-			if s.d == Postgres {
-				if _, err := ex.ExecContext(ctx, s.sql(`SELECT id FROM {p}outbox WHERE owner = $1 AND id IN (`+placeholders(2, n)+`) ORDER BY id FOR UPDATE`),
-					append([]any{owner}, args[3:]...)...); err != nil {
-					return err
-				}
+		part := rest[:n]
+		rest = rest[n:]
+		if s.d == SQLite {
+			if err := o.extendWaiting(ctx, owner, part, until, sent); err != nil {
+				return err
 			}
-			args[1] = s.ts(until.Add(time.Since(sent)))
-			_, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET lease_until = $2{ts}, leased_for = $3 WHERE owner = $1 AND id IN (`+placeholders(4, n)+`)`), args...)
+			continue
+		}
+		var done []uint64
+		err := s.write(ctx, func(ex Executor) error {
+			var err error
+			done, err = queryIDs(ctx, ex, s.sql(`UPDATE {p}outbox SET lease_until = $2{ts} WHERE id IN (SELECT id FROM {p}outbox
+				WHERE owner = $1 AND id IN (`+placeholders(3, n)+`) ORDER BY id FOR UPDATE SKIP LOCKED) RETURNING id`),
+				append([]any{owner, s.ts(until)}, idList(part)...))
 			return err
 		})
 		if err != nil {
 			return retryable(fmt.Errorf("sqlstore: outbox renew: %w", err))
 		}
-		rest = rest[n:]
+		// What is left is locked, or no longer owner's: waited for in the
+		// background, a row at a time, unless a wait for it runs already.
+		var wait []uint64
+		for _, id := range part {
+			row, _ := splitID(id)
+			if slices.Contains(done, uint64(row)) {
+				continue
+			}
+			if _, busy := s.renewing.LoadOrStore(row, true); !busy {
+				wait = append(wait, id)
+			}
+		}
+		if len(wait) == 0 {
+			continue
+		}
+		go func() {
+			defer func() {
+				for _, id := range wait {
+					row, _ := splitID(id)
+					s.renewing.Delete(row)
+				}
+			}()
+			bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), renewWaitLimit)
+			defer cancel()
+			_ = o.extendWaiting(bg, owner, wait, until, sent) // a failed one: the next renewal tries again
+		}()
+	}
+	return nil
+}
+
+// renewWaitLimit bounds how long a renewal waits in the background for rows
+// another transaction holds locked; the caller renews again meanwhile.
+const renewWaitLimit = time.Hour
+
+// extendWaiting renews owner's leases on the items' rows, waiting for the
+// rows (or SQLite's write lock), to until plus the time since sent.
+func (o *outboxStore) extendWaiting(ctx context.Context, owner string, ids []uint64, until, sent time.Time) error {
+	s := o.s
+	args := append([]any{owner, nil}, idList(ids)...)
+	err := s.writeTx(ctx, func(ex Executor) error {
+		if s.d == Postgres {
+			if _, err := ex.ExecContext(ctx, s.sql(`SELECT id FROM {p}outbox WHERE owner = $1 AND id IN (`+placeholders(2, len(ids))+`) ORDER BY id FOR UPDATE`),
+				append([]any{owner}, args[2:]...)...); err != nil {
+				return err
+			}
+		}
+		args[1] = s.ts(until.Add(time.Since(sent)))
+		_, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET lease_until = $2{ts} WHERE owner = $1 AND id IN (`+placeholders(3, len(ids))+`)`), args...)
+		return err
+	})
+	if err != nil {
+		return retryable(fmt.Errorf("sqlstore: outbox renew: %w", err))
 	}
 	return nil
 }

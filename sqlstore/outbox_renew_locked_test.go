@@ -9,10 +9,11 @@ import (
 	"github.com/gdprkit/privacy/outbox"
 )
 
-// A renewal that returns nil must have extended the lease of every row the
-// owner holds and named, whatever other transaction held the row locked
-// meanwhile: otherwise another host claims a message (not emptied) that a
-// call still sends, and the person's later message with it.
+// A renewal of a row another transaction holds locked (a merge, an erasure
+// that rolls back) lands once the lock is free, its lease counted from then
+// (in the background: Renew does not wait): otherwise another host claims a
+// message (not emptied) that a call still sends, and the person's later
+// message with it.
 func TestRenewWaitsForALockedHeldRow(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range []struct {
@@ -51,7 +52,8 @@ func TestRenewWaitsForALockedHeldRow(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("renewal never returned")
 			}
-			// A's call still runs; its renewal to +10m returned nil.
+			untilRenewed(t, s)
+			// A's call still runs; its renewal to +10m landed.
 			got, err := s.Outbox().Claim(ctx, outbox.Claim{Owner: "B", Destinations: []string{"d"},
 				Now: rvT0.Add(2 * time.Minute), Until: rvT0.Add(3 * time.Minute), Limit: 10})
 			must(t, err)
@@ -63,8 +65,8 @@ func TestRenewWaitsForALockedHeldRow(t *testing.T) {
 }
 
 // A held deletion (not emptied) locked by a second erasure: the renewal
-// waits for it and then extends it, and no other host sends the deletion
-// again while A's runs.
+// waits for it in the background and then extends it, and no other host
+// sends the deletion again while A's runs.
 func TestRenewWaitsForAHeldDeletionDuringASecondErasure(t *testing.T) {
 	ctx := context.Background()
 	s := openPostgres(t)
@@ -83,10 +85,26 @@ func TestRenewWaitsForAHeldDeletionDuringASecondErasure(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	must(t, tx.Commit(ctx))
 	must(t, <-done)
+	untilRenewed(t, s)
 	got, err := s.Outbox().Claim(ctx, outbox.Claim{Owner: "B", Destinations: []string{"d"},
 		Now: rvT0.Add(2 * time.Minute), Until: rvT0.Add(3 * time.Minute), Limit: 10})
 	must(t, err)
 	if len(got) != 0 {
 		t.Errorf("A renewed its deletion's lease to +10m, yet at +2m B claimed %d item(s): the deletion again while A's runs", len(got))
+	}
+}
+
+// untilRenewed waits until no renewal waits in the background for a row.
+func untilRenewed(t *testing.T, s *Store) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		waiting := false
+		s.renewing.Range(func(any, any) bool { waiting = true; return false })
+		if !waiting {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a renewal still waits for its rows")
+		}
 	}
 }

@@ -119,6 +119,9 @@ type Store struct {
 	// notEmpty is set once the suppression list was seen to hold something
 	// (shared by copies): from then on IsEmpty answers false at no cost.
 	notEmpty *atomic.Bool
+	// renewing holds the outbox rows a renewal waits for in the background
+	// (shared by copies; see outboxStore.extend).
+	renewing *sync.Map
 }
 
 // queryCache keeps the SQL text of statement templates. Templates with lists
@@ -161,7 +164,7 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	if cfg.schema != "" && d == SQLite {
 		return nil, fmt.Errorf("sqlstore: New: WithSchema(%q): SQLite has no schemas; use WithTablePrefix", cfg.schema)
 	}
-	s := &Store{db: db, d: d, schema: cfg.schema, prefix: cfg.prefix, key: &scopeKey{}, queries: &queryCache{}, notEmpty: new(atomic.Bool)}
+	s := &Store{db: db, d: d, schema: cfg.schema, prefix: cfg.prefix, key: &scopeKey{}, queries: &queryCache{}, notEmpty: new(atomic.Bool), renewing: new(sync.Map)}
 	s.qual = cfg.prefix
 	if cfg.schema != "" {
 		s.qual = cfg.schema + "." + cfg.prefix
