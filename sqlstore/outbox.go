@@ -622,7 +622,10 @@ func (o *outboxStore) extend(ctx context.Context, owner string, ids []uint64, un
 		n := min(len(rest), chunk)
 		part := rest[:n]
 		rest = rest[n:]
-		if s.d == SQLite {
+		if s.d == SQLite || s.ex != nil {
+			// SQLite's one writer, or the caller's transaction: waited for
+			// in place (a background wait would run in the caller's
+			// transaction, and outlive it).
 			if err := o.extendWaiting(ctx, owner, part, until, sent); err != nil {
 				return err
 			}
@@ -647,7 +650,7 @@ func (o *outboxStore) extend(ctx context.Context, owner string, ids []uint64, un
 			if slices.Contains(done, uint64(row)) {
 				continue
 			}
-			if _, busy := s.renewing.LoadOrStore(row, true); !busy {
+			if _, busy := s.renewing.LoadOrStore(renewal{owner, row}, true); !busy {
 				wait = append(wait, id)
 			}
 		}
@@ -658,15 +661,27 @@ func (o *outboxStore) extend(ctx context.Context, owner string, ids []uint64, un
 			defer func() {
 				for _, id := range wait {
 					row, _ := splitID(id)
-					s.renewing.Delete(row)
+					s.renewing.Delete(renewal{owner, row})
 				}
 			}()
 			bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), renewWaitLimit)
 			defer cancel()
-			_ = o.extendWaiting(bg, owner, wait, until, sent) // a failed one: the next renewal tries again
+			// A row at a time: a renewal holding one row's lock while it
+			// waits for another's could close a cycle with an erasure
+			// locking them the other way round.
+			for _, id := range wait {
+				_ = o.extendWaiting(bg, owner, []uint64{id}, until, sent) // a failed one: the next renewal tries again
+			}
 		}()
 	}
 	return nil
+}
+
+// renewal keys a renewal waiting in the background: an owner's of a row
+// (another owner that took the row since renews it on its own).
+type renewal struct {
+	owner string
+	row   int64
 }
 
 // renewWaitLimit bounds how long a renewal waits in the background for rows
