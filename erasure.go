@@ -54,10 +54,17 @@ func (c *Controller) decideErasure(_ context.Context, _ *participants, e *journa
 	return nil, nil
 }
 
-// stageErasure deletes the decided profiles from the identity graph, the
+// stageErasure destroys the decided profiles' data keys (which shreds every
+// copy of their sealed values) and deletes them from the identity graph, the
 // profile store and the audience engine.
 func stageErasure(s *stager, d *journal.Decision) error {
 	for _, pid := range d.Delete {
+		if s.txs.keyring != nil {
+			if err := s.txs.keyring.Delete(s.ctx, pid); err != nil {
+				return backendError("keyring delete", err)
+			}
+			s.c.dataKeys.Forget(pid) // no use of it after this: the store's word counts
+		}
 		if err := s.txs.graph.Delete(s.ctx, pid); err != nil {
 			return backendError("identity delete", err)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/internal/deliver"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
@@ -116,6 +117,8 @@ var sentinels = []struct{ backend, root error }{
 	{outbox.ErrInvalid, ErrInvalid},
 	{suppression.ErrKeyChanged, ErrKeyMismatch},
 	{audit.ErrUnknownKey, ErrKeyMismatch},
+	{keyring.ErrNotFound, ErrNotFound},
+	{keyring.ErrInvalid, ErrInvalid},
 }
 
 // backendError wraps an error from a backend, naming the operation, so that
@@ -161,6 +164,7 @@ var keptSentinels = []error{
 	audit.ErrConflict, audit.ErrDuplicate, audit.ErrTampered, audit.ErrUnknownKey,
 	outbox.ErrInvalid, outbox.ErrNotFound, outbox.ErrTxDone,
 	export.ErrInvalid, export.ErrTooLarge,
+	keyring.ErrNotFound, keyring.ErrInvalid, keyring.ErrTxDone, keyring.ErrUndecryptable,
 	destination.ErrInvalid, destination.ErrNotSupported, destination.ErrRejected,
 	txscope.ErrRetry, deliver.ErrClosed,
 	context.Canceled, context.DeadlineExceeded, io.ErrUnexpectedEOF, io.ErrShortWrite, io.ErrClosedPipe,

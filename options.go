@@ -12,6 +12,7 @@ import (
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
@@ -40,6 +41,10 @@ type config struct {
 	instance  string
 	lease     time.Duration
 	schedule  Schedule
+	// Encryption at rest (encryption.go).
+	keeper       keyring.Keeper
+	keyStore     keyring.Store
+	noEncryption bool
 }
 
 // notNil is the option that sets one setting, refusing a nil value (isNil,
@@ -181,6 +186,7 @@ func WithPreviousKeys(keys ...[]byte) Option {
 //	Journal() journal.Journal       WithJournal
 //	AuditLog() audit.Log            WithAuditLog
 //	Outbox() outbox.Store           WithOutbox
+//	Keyring() keyring.Store         WithKeyring
 //
 // sqlstore.Store has them all. Options after it replace what it set (a
 // journal in another database, say). A store with none of them, or one that
@@ -230,12 +236,47 @@ func WithBackends(store any) Option {
 			o := p.Outbox()
 			wire("Outbox", o == nil, func() { c.outbox = o })
 		}
+		if p, ok := store.(interface{ Keyring() keyring.Store }); ok {
+			k := p.Keyring()
+			wire("Keyring", k == nil, func() { c.keyStore = k })
+		}
 		if err != nil {
 			return err
 		}
 		if n == 0 {
-			return fmt.Errorf("WithBackends: %T provides no backend (no Graph, Profiles, Audiences, Suppressions, Journal, AuditLog or Outbox method)", store)
+			return fmt.Errorf("WithBackends: %T provides no backend (no Graph, Profiles, Audiences, Suppressions, Journal, AuditLog, Outbox or Keyring method)", store)
 		}
+		return nil
+	}
+}
+
+// WithKeyring sets the keyring backend, which keeps each profile's data key
+// wrapped by the Keeper (default: the one WithBackends' store provides, else
+// the profile store's own when it has a Keyring method, as sqlstore's has). It may be in another database than the data, so
+// that a backup of the data holds no key; a profile store that seals its
+// data on disk is refused with the in-memory keyring, whose keys would go
+// with the process.
+func WithKeyring(s keyring.Store) Option {
+	return notNil("WithKeyring", "store", s == nil, func(c *config) { c.keyStore = s })
+}
+
+// WithKeeper sets the Keeper that wraps the data keys: a key management
+// service's, through Go CDK's *secrets.Keeper, which has its method set
+// (default: a keyring.LocalKeeper derived from WithKey, and from
+// WithPreviousKeys' keys to unwrap what was wrapped before a rotation).
+func WithKeeper(k keyring.Keeper) Option {
+	return notNil("WithKeeper", "keeper", k == nil, func(c *config) { c.keeper = k })
+}
+
+// WithoutEncryption stores traits and event properties in clear even in a
+// profile store that can seal them (sqlstore's). An erasure then cannot
+// reach copies of the rows (backups, replicas): use it only where the data is
+// not personal or is protected otherwise. Rows sealed before cannot be read
+// without it: their reads fail with an error matching
+// keyring.ErrUndecryptable.
+func WithoutEncryption() Option {
+	return func(c *config) error {
+		c.noEncryption = true
 		return nil
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/internal/deliver"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
@@ -48,7 +49,10 @@ type Controller struct {
 	// hashers hash under every prefix of keys, oldest first (rotatedHashers);
 	// the last is hasher.
 	hashers []*identity.Hasher
-	limits  Limits // on collected messages (WithLimits)
+	// dataKeys are the profiles' data keys the profile store seals with
+	// (encryption.go), nil when it does not: an erasure destroys them.
+	dataKeys *keyring.Keys
+	limits   Limits // on collected messages (WithLimits)
 	// inflight holds the claims (*claim) of the requests this Controller
 	// works on, by id, so Recover leaves them alone.
 	inflight sync.Map
@@ -118,9 +122,14 @@ func New(opts ...Option) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("privacy: loading audience definitions: %w", err)
 	}
+	keyGiven := cfg.key != nil
 	hashers, err := openKeys(context.Background(), &cfg)
 	if err != nil {
 		return nil, err
+	}
+	dataKeys, err := openKeyring(&cfg, keyGiven)
+	if err != nil {
+		return nil, fmt.Errorf("privacy: %w", err)
 	}
 	hasher := hashers[len(hashers)-1]
 	c := &Controller{
@@ -144,8 +153,13 @@ func New(opts ...Option) (*Controller, error) {
 		lease:        cfg.lease,
 		schedule:     cfg.schedule.withDefaults(cfg.lease),
 		stopClaims:   make(chan struct{}),
+		dataKeys:     dataKeys,
 	}
-	c.scoped, c.locker = scopeOf(cfg.graph, cfg.profiles, cfg.audiences, cfg.supp, cfg.outbox)
+	backends := []any{cfg.graph, cfg.profiles, cfg.audiences, cfg.supp, cfg.outbox}
+	if dataKeys != nil {
+		backends = append(backends, dataKeys.Store())
+	}
+	c.scoped, c.locker = scopeOf(backends...)
 	// Each process claims as itself: a restart does not inherit the leases
 	// of the run before, whose calls died with it.
 	owner := cfg.instance + "/" + identity.NewSortableID("run_", time.Now())

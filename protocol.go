@@ -21,6 +21,7 @@ import (
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
@@ -146,6 +147,7 @@ func (c *Controller) executeOnce(ctx context.Context, cl *claim, e *journal.Entr
 
 // participants holds one open transaction per backend of a request.
 type participants struct {
+	keyring   keyring.Tx // nil when nothing is sealed
 	graph     identity.Tx
 	profiles  profile.Tx
 	audiences audience.Tx
@@ -167,6 +169,9 @@ func (p *participants) all() []participant {
 	}
 	if p.supp != nil { // suppression first: "suppression first" of SUPPRESS_WITH_DELETE
 		add("suppression", p.supp.Commit, p.supp.Rollback)
+	}
+	if p.keyring != nil { // before the data: an erasure shreds first
+		add("keyring", p.keyring.Commit, p.keyring.Rollback)
 	}
 	if p.graph != nil {
 		add("identity", p.graph.Commit, p.graph.Rollback)
@@ -207,6 +212,12 @@ func (c *Controller) begin(ctx context.Context) (*participants, error) {
 				c.keyLost.Store(true)
 			}
 			return nil, backendError("suppression key check", err)
+		}
+	}
+	if c.dataKeys != nil {
+		if p.keyring, err = c.dataKeys.Store().Begin(ctx); err != nil {
+			p.rollback(ctx)
+			return nil, backendError("keyring begin", err)
 		}
 	}
 	if p.graph, err = c.graph.Begin(ctx); err != nil {

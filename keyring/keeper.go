@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Errors of this package, matchable with errors.Is.
@@ -109,4 +110,44 @@ func open(aead cipher.AEAD, ciphertext, ad []byte) ([]byte, error) {
 		return nil, ErrUndecryptable
 	}
 	return plain, nil
+}
+
+// RotatingKeeper is a Keeper across a rotation of its key: it encrypts with
+// the current Keeper, and decrypts with the first of the current and then
+// the previous ones (newest first) that opens the ciphertext, so keys wrapped
+// before the rotation still unwrap until Rotate re-wraps them.
+type RotatingKeeper struct {
+	current  Keeper
+	previous []Keeper
+}
+
+var _ Keeper = (*RotatingKeeper)(nil)
+
+// NewRotatingKeeper returns the RotatingKeeper of current and the keepers
+// before it, newest first.
+func NewRotatingKeeper(current Keeper, previous ...Keeper) (*RotatingKeeper, error) {
+	if current == nil || slices.Contains(previous, nil) {
+		return nil, fmt.Errorf("%w: NewRotatingKeeper: nil Keeper", ErrInvalid)
+	}
+	return &RotatingKeeper{current: current, previous: slices.Clone(previous)}, nil
+}
+
+// Encrypt implements Keeper with the current keeper.
+func (k *RotatingKeeper) Encrypt(ctx context.Context, plaintext []byte) ([]byte, error) {
+	return k.current.Encrypt(ctx, plaintext)
+}
+
+// Decrypt implements Keeper: the current keeper's answer, or else the first
+// previous keeper's that opens it; failing all, the current keeper's error.
+func (k *RotatingKeeper) Decrypt(ctx context.Context, ciphertext []byte) ([]byte, error) {
+	plain, err := k.current.Decrypt(ctx, ciphertext)
+	if err == nil {
+		return plain, nil
+	}
+	for _, p := range k.previous {
+		if plain, perr := p.Decrypt(ctx, ciphertext); perr == nil {
+			return plain, nil
+		}
+	}
+	return nil, err
 }

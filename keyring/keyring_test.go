@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/gdprkit/privacy/identity"
@@ -118,7 +119,7 @@ func mustRaw(t *testing.T, k *Keys, pid identity.ProfileID) []byte {
 
 // TestKeysMakeOneKeyPerProfile: Keys of two processes sharing a store, making
 // a new profile's key at once, end with the same key; a destroyed key is
-// gone for both once forgotten.
+// gone for both at once, cache or no cache.
 func TestKeysMakeOneKeyPerProfile(t *testing.T) {
 	ctx := context.Background()
 	store := NewMemStore()
@@ -156,7 +157,7 @@ func TestKeysMakeOneKeyPerProfile(t *testing.T) {
 			}
 		}
 	}
-	// Shredded: the store forgets it, each Keys once told.
+	// Shredded: gone for every Keys at once, though each has it cached.
 	tx, err := store.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +169,6 @@ func TestKeysMakeOneKeyPerProfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range all {
-		k.Forget("prof_new")
 		if _, err := k.Existing(ctx, "prof_new"); !errors.Is(err, ErrNotFound) {
 			t.Errorf("Existing after the key was destroyed = %v; want ErrNotFound", err)
 		}
@@ -237,5 +237,77 @@ func TestKeysCacheIsBounded(t *testing.T) {
 	}
 	if _, err := NewKeys(nil, keeper(t, secret), 0); !errors.Is(err, ErrInvalid) {
 		t.Errorf("NewKeys without a store = %v; want ErrInvalid", err)
+	}
+}
+
+// countingKeeper counts the Keeper's Decrypt calls.
+type countingKeeper struct {
+	Keeper
+	decrypts atomic.Int64
+}
+
+func (k *countingKeeper) Decrypt(ctx context.Context, ciphertext []byte) ([]byte, error) {
+	k.decrypts.Add(1)
+	return k.Keeper.Decrypt(ctx, ciphertext)
+}
+
+// TestKeysCacheFollowsTheStore: the cache saves the Keeper's calls, never
+// the Store's word: a key made in a transaction that rolled back, or replaced
+// by another one, is not used from the cache.
+func TestKeysCacheFollowsTheStore(t *testing.T) {
+	ctx := context.Background()
+	store := NewMemStore()
+	ck := &countingKeeper{Keeper: keeper(t, secret)}
+	keys, err := NewKeys(store, ck, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Made and opened in a transaction that rolls back.
+	tx, err := store.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := keys.Make(ctx, tx, "prof_x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost, err := keys.Open(ctx, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.Existing(ctx, "prof_x"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Existing after the making transaction rolled back = %v; want ErrNotFound", err)
+	}
+	kept, err := keys.For(ctx, "prof_x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := kept.Seal("f", []byte("v"))
+	if _, err := lost.Open("f", sealed); err == nil {
+		t.Fatal("the rolled-back key opens what the kept one sealed: For reused it")
+	}
+	// Busy: the Keeper is not asked again while the store holds the same key.
+	before := ck.decrypts.Load()
+	for range 50 {
+		dk, err := keys.Existing(ctx, "prof_x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := dk.Open("f", sealed); err != nil || string(got) != "v" {
+			t.Fatalf("Open = %q, %v", got, err)
+		}
+	}
+	if n := ck.decrypts.Load() - before; n != 0 {
+		t.Errorf("50 reads of a cached key called the Keeper %d times; want 0", n)
+	}
+	keys.Forget("prof_x")
+	if _, err := keys.Existing(ctx, "prof_x"); err != nil {
+		t.Fatal(err)
+	}
+	if n := ck.decrypts.Load() - before; n != 1 {
+		t.Errorf("a read after Forget called the Keeper %d times; want 1", n)
 	}
 }

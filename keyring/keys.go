@@ -1,6 +1,7 @@
 package keyring
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -14,9 +15,15 @@ import (
 // DefaultCacheSize is how many unwrapped data keys Keys keeps by default.
 const DefaultCacheSize = 10_000
 
-// Keys gets profiles' data keys: from its cache, or from the Store, unwrapped
-// by the Keeper, or made at first use. It is safe for concurrent use, also
-// by several processes sharing one Store.
+// Keys gets profiles' data keys: read from the Store, unwrapped by the Keeper
+// (or taken from its cache when the Store holds the same wrapped key), or
+// made at first use. It is safe for concurrent use, also by several
+// processes sharing one Store.
+//
+// The cache saves the Keeper's call (a key management service's round trip),
+// never the Store's read: a key is used only while the Store holds it, so a
+// key another process destroyed, or one made in a transaction that rolled
+// back, is never used from the cache.
 type Keys struct {
 	store  Store
 	keeper Keeper
@@ -24,7 +31,13 @@ type Keys struct {
 	max    int
 
 	mu    sync.Mutex
-	cache map[identity.ProfileID]*DataKey
+	cache map[identity.ProfileID]cachedKey
+}
+
+// cachedKey is an unwrapped key and the wrapped form it was unwrapped from.
+type cachedKey struct {
+	wrapped []byte
+	dk      *DataKey
 }
 
 // NewKeys returns Keys over store and keeper, caching up to cacheSize
@@ -36,40 +49,63 @@ func NewKeys(store Store, keeper Keeper, cacheSize int) (*Keys, error) {
 	if cacheSize <= 0 {
 		cacheSize = DefaultCacheSize
 	}
-	return &Keys{store: store, keeper: keeper, now: time.Now, max: cacheSize, cache: map[identity.ProfileID]*DataKey{}}, nil
+	return &Keys{store: store, keeper: keeper, now: time.Now, max: cacheSize, cache: map[identity.ProfileID]cachedKey{}}, nil
 }
 
-// cached returns the profile's key from the cache.
-func (k *Keys) cached(pid identity.ProfileID) *DataKey {
+// Store returns the Store the keys are kept in.
+func (k *Keys) Store() Store { return k.store }
+
+// cached returns the profile's key from the cache, if it was unwrapped from
+// wrapped.
+func (k *Keys) cached(pid identity.ProfileID, wrapped []byte) *DataKey {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.cache[pid]
+	if c, ok := k.cache[pid]; ok && bytes.Equal(c.wrapped, wrapped) {
+		return c.dk
+	}
+	return nil
 }
 
 // keep caches the key, making room by dropping another when full.
-func (k *Keys) keep(dk *DataKey) {
+func (k *Keys) keep(wrapped []byte, dk *DataKey) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if len(k.cache) >= k.max {
+	if _, ok := k.cache[dk.profile]; !ok && len(k.cache) >= k.max {
 		for pid := range k.cache { // an arbitrary one: map order
 			delete(k.cache, pid)
 			break
 		}
 	}
-	k.cache[dk.profile] = dk
+	k.cache[dk.profile] = cachedKey{bytes.Clone(wrapped), dk}
+}
+
+// Open returns the data key of e, an entry a Store holds: from the cache when
+// it was unwrapped from the same wrapped key, else unwrapped by the Keeper.
+func (k *Keys) Open(ctx context.Context, e Entry) (*DataKey, error) {
+	if dk := k.cached(e.Profile, e.Wrapped); dk != nil {
+		return dk, nil
+	}
+	raw, err := k.keeper.Decrypt(ctx, e.Wrapped)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: unwrapping the data key: %w", err)
+	}
+	dk, err := newDataKey(e.Profile, raw)
+	clear(raw)
+	if err != nil {
+		return nil, err
+	}
+	k.keep(e.Wrapped, dk)
+	return dk, nil
 }
 
 // Existing returns the profile's data key, or an error matching ErrNotFound
 // when it has none: never made, or destroyed (its data is shredded).
 func (k *Keys) Existing(ctx context.Context, pid identity.ProfileID) (*DataKey, error) {
-	if dk := k.cached(pid); dk != nil {
-		return dk, nil
-	}
 	e, err := k.store.Get(ctx, pid)
 	if err != nil {
 		return nil, err
 	}
-	return k.unwrap(ctx, e)
+	return k.Open(ctx, e)
 }
 
 // For returns the profile's data key, making it (in a transaction of its
@@ -84,14 +120,16 @@ func (k *Keys) For(ctx context.Context, pid identity.ProfileID) (*DataKey, error
 		return nil, err
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := k.Make(ctx, tx, pid); err != nil {
+	e, err := k.Make(ctx, tx, pid)
+	if err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, err
 	}
-	// Read back: another process may have committed its key first.
-	return k.Existing(ctx, pid)
+	// The entry Add returned is the one the store holds: this one, or
+	// another process's committed first.
+	return k.Open(ctx, e)
 }
 
 // Make makes the profile's data key in tx, unless tx sees one already, and
@@ -100,6 +138,17 @@ func (k *Keys) Make(ctx context.Context, tx Tx, pid identity.ProfileID) (Entry, 
 	if e, err := tx.Get(ctx, pid); !errors.Is(err, ErrNotFound) {
 		return e, err
 	}
+	e, err := k.NewEntry(ctx, pid)
+	if err != nil {
+		return Entry{}, err
+	}
+	return tx.Add(ctx, e)
+}
+
+// NewEntry makes a new data key for the profile and returns it wrapped by
+// the Keeper, for a Store to add: how a backend that keeps the keyring in
+// its own transaction makes keys (then Open returns the key it holds).
+func (k *Keys) NewEntry(ctx context.Context, pid identity.ProfileID) (Entry, error) {
 	raw := make([]byte, DataKeySize)
 	_, _ = rand.Read(raw) // crypto/rand.Read never fails
 	wrapped, err := k.keeper.Encrypt(ctx, raw)
@@ -107,27 +156,12 @@ func (k *Keys) Make(ctx context.Context, tx Tx, pid identity.ProfileID) (Entry, 
 	if err != nil {
 		return Entry{}, fmt.Errorf("keyring: wrapping a data key: %w", err)
 	}
-	return tx.Add(ctx, Entry{Profile: pid, Wrapped: wrapped, Created: k.now().UTC().Truncate(time.Microsecond)})
+	return Entry{Profile: pid, Wrapped: wrapped, Created: k.now().UTC().Truncate(time.Microsecond)}, nil
 }
 
-// unwrap unwraps e and caches it.
-func (k *Keys) unwrap(ctx context.Context, e Entry) (*DataKey, error) {
-	raw, err := k.keeper.Decrypt(ctx, e.Wrapped)
-	if err != nil {
-		return nil, fmt.Errorf("keyring: unwrapping the data key: %w", err)
-	}
-	dk, err := newDataKey(e.Profile, raw)
-	clear(raw)
-	if err != nil {
-		return nil, err
-	}
-	k.keep(dk)
-	return dk, nil
-}
-
-// Forget drops the profile's key from the cache: an erasure calls it before
-// and after its transaction destroys the key, so that no value is sealed or
-// opened under it from then on.
+// Forget drops the profile's key from the cache: an erasure calls it once
+// its transaction destroyed the key, so that the unwrapped key does not stay
+// in memory.
 func (k *Keys) Forget(pid identity.ProfileID) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -187,4 +221,11 @@ func Rotate(ctx context.Context, store Store, from, to Keeper, batch int) (int, 
 		n += done
 		after = page[len(page)-1].Profile
 	}
+}
+
+// Sealer is implemented by a backend that can seal what it stores with
+// profiles' data keys (sqlstore's profile store does): the Controller hands
+// it its Keys at New, unless told WithoutEncryption.
+type Sealer interface {
+	SealWith(keys *Keys)
 }

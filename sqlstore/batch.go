@@ -13,6 +13,7 @@ import (
 
 	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/suppression"
 )
@@ -143,6 +144,26 @@ func (ls *listStmt) write(n, w int, cast string, paren bool) {
 		if paren {
 			ls.b.WriteByte(')')
 		}
+	}
+}
+
+// tuplesEndingIn appends n tuples of w parameters each, then literal (SQL
+// constants) in each: "($1, $2, 0, ”), ($3, $4, 0, ”)".
+func (ls *listStmt) tuplesEndingIn(n, w int, literal string) {
+	for i := range n {
+		if i > 0 {
+			ls.b.WriteString(", ")
+		}
+		ls.b.WriteByte('(')
+		for j := range w {
+			if j > 0 {
+				ls.b.WriteString(", ")
+			}
+			ls.param()
+		}
+		ls.b.WriteString(", ")
+		ls.b.WriteString(literal)
+		ls.b.WriteByte(')')
 	}
 }
 
@@ -428,7 +449,14 @@ func (tx *profileTx) PickTraitsBatch(ctx context.Context, pids []identity.Profil
 		}
 		at[name] = append(at[name], i)
 	}
+	type sealedTrait struct {
+		pid   identity.ProfileID
+		key   string
+		value []byte
+	}
+	var sealed []sealedTrait // opened once every statement is read
 	err := tx.run(ctx, func(ex Executor) error {
+		sealed = sealed[:0]
 		s := tx.s
 		fail := func(err error) error { return fmt.Errorf("sqlstore: reading traits of profiles: %w", err) }
 		uniq := uniqueIDs(pids)
@@ -442,9 +470,9 @@ func (tx *profileTx) PickTraitsBatch(ctx context.Context, pids []identity.Profil
 				size := listSize(n, pidsPerStmt)
 				var q *listStmt
 				if k == 0 {
-					q = s.newListStmt(`SELECT p.profile_id, NULL, NULL FROM {p}profiles p WHERE p.profile_id IN (`, size)
+					q = s.newListStmt(`SELECT p.profile_id, NULL, NULL, NULL FROM {p}profiles p WHERE p.profile_id IN (`, size)
 				} else {
-					q = s.newListStmt(`SELECT p.profile_id, t.trait_key, t.value FROM {p}profiles p
+					q = s.newListStmt(`SELECT p.profile_id, t.trait_key, t.value, t.sealed FROM {p}profiles p
 						LEFT JOIN {p}profile_traits t ON t.profile_id = p.profile_id AND t.trait_key IN (`, kSize+size)
 					paddedParams(q, restNames, k, kSize)
 					q.sql(`) WHERE p.profile_id IN (`)
@@ -458,7 +486,8 @@ func (tx *profileTx) PickTraitsBatch(ctx context.Context, pids []identity.Profil
 				for rows.Next() {
 					var pid string
 					var key, value sql.NullString
-					if err := rows.Scan(&pid, &key, &value); err != nil {
+					var seal []byte
+					if err := rows.Scan(&pid, &key, &value, &seal); err != nil {
 						rows.Close()
 						return fail(err)
 					}
@@ -469,6 +498,10 @@ func (tx *profileTx) PickTraitsBatch(ctx context.Context, pids []identity.Profil
 					}
 					if !key.Valid {
 						continue // the profile has none of these names
+					}
+					if seal != nil {
+						sealed = append(sealed, sealedTrait{identity.ProfileID(pid), key.String, seal})
+						continue
 					}
 					// A value per position, each the caller's to keep.
 					for _, i := range at[key.String] {
@@ -486,6 +519,30 @@ func (tx *profileTx) PickTraitsBatch(ctx context.Context, pids []identity.Profil
 				rest = rest[n:]
 			}
 			restNames = restNames[k:]
+		}
+		if len(sealed) == 0 {
+			return nil
+		}
+		owners := make([]identity.ProfileID, len(sealed))
+		for i := range sealed {
+			owners[i] = sealed[i].pid
+		}
+		dks, err := s.openingKeys(ctx, ex, owners)
+		if err != nil {
+			return err
+		}
+		for _, st := range sealed {
+			text, err := s.openText(st.pid, dks[st.pid], traitField(st.key), sealedJSON{sealed: st.value})
+			if err != nil {
+				return err
+			}
+			for _, i := range at[st.key] {
+				v, err := decodeValue(text)
+				if err != nil {
+					return fmt.Errorf("sqlstore: reading trait %q of profile %s: %w", st.key, st.pid, err)
+				}
+				out[st.pid][i] = v
+			}
 		}
 		return nil
 	})
@@ -573,22 +630,45 @@ func (tx *profileTx) UpdateBatch(ctx context.Context, updates []profile.BatchUpd
 	err := tx.run(ctx, func(ex Executor) error {
 		s := tx.s
 		fail := func(err error) error { return fmt.Errorf("sqlstore: updating profiles: %w", err) }
+		var dks map[identity.ProfileID]*keyring.DataKey
+		if keys := s.keys(); keys != nil {
+			var sealing []identity.ProfileID
+			for i := range updates {
+				if len(enc[i].traits) > 0 || updates[i].Event != nil {
+					sealing = append(sealing, updates[i].Profile)
+				}
+			}
+			var err error
+			if dks, err = s.dataKeys(ctx, ex, keys, sealing, true); err != nil {
+				return fail(err)
+			}
+		}
 
 		// Messages: the rows returned are the ones inserted; the others were
 		// recorded before. ON CONFLICT DO NOTHING leaves a PostgreSQL
 		// transaction usable.
 		recorded := make([]bool, len(updates))
+		// Sealing, every event's properties are sealed (each profile has
+		// its key): the statement names the one column it writes.
+		propsColumn := "properties"
+		if dks != nil {
+			propsColumn = "sealed"
+		}
 		msgPerStmt := s.batchParams() / 6
 		for rest := recording; len(rest) > 0; {
 			n := min(len(rest), msgPerStmt)
-			q := s.newListStmt(`INSERT INTO {p}profile_messages (profile_id, message_id, event_name, properties, ts, received_at) VALUES `, 6*n)
+			q := s.newListStmt(`INSERT INTO {p}profile_messages (profile_id, message_id, event_name, `+propsColumn+`, ts, received_at) VALUES `, 6*n)
 			q.tuples(n, 6, "")
 			q.sql(` ON CONFLICT (profile_id, message_id) DO NOTHING RETURNING profile_id, message_id`)
 			for _, i := range rest[:n] {
 				u := &updates[i]
 				var name, props, at, received any
 				if e := u.Event; e != nil {
-					name, props, at, received = e.Name, enc[i].props, s.ts(e.Timestamp), s.ts(e.ReceivedAt)
+					props = enc[i].props
+					if dks != nil {
+						props = dks[u.Profile].Seal(eventField(u.MessageID), []byte(enc[i].props))
+					}
+					name, at, received = e.Name, s.ts(e.Timestamp), s.ts(e.ReceivedAt)
 				}
 				q.args = append(q.args, string(u.Profile), u.MessageID, name, props, at, received)
 			}
@@ -674,12 +754,22 @@ func (tx *profileTx) UpdateBatch(ctx context.Context, updates []profile.BatchUpd
 		byKey := func(a, b traitKey) int { return cmp.Or(cmp.Compare(a.pid, b.pid), cmp.Compare(a.key, b.key)) }
 		slices.SortFunc(set, byKey)
 		slices.SortFunc(remove, byKey)
-		err = execChunks(ctx, s, ex, set, 5, tupleRows,
-			`INSERT INTO {p}profile_traits (profile_id, trait_key, value, source, updated_at) VALUES `,
-			` ON CONFLICT (profile_id, trait_key) DO UPDATE SET value = excluded.value, source = excluded.source, updated_at = excluded.updated_at`,
+		// Sealing, every value is sealed and value holds the placeholder;
+		// else sealed is NULL: one column is a literal.
+		valueColumns, literal := "value, source, updated_at, sealed", "NULL"
+		if dks != nil {
+			valueColumns, literal = "sealed, source, updated_at, value", "'"+sealedPlaceholder+"'"
+		}
+		err = execChunks(ctx, s, ex, set, 5, tupleRowsEndingIn(literal),
+			`INSERT INTO {p}profile_traits (profile_id, trait_key, `+valueColumns+`) VALUES `,
+			` ON CONFLICT (profile_id, trait_key) DO UPDATE SET value = excluded.value, sealed = excluded.sealed, source = excluded.source, updated_at = excluded.updated_at`,
 			func(q *listStmt, k *traitKey) {
 				t := traitOps[*k].t
-				q.args = append(q.args, string(k.pid), t.key, t.value, t.source, t.updated)
+				var value any = t.value
+				if dks != nil {
+					value = dks[k.pid].Seal(traitField(t.key), []byte(t.value))
+				}
+				q.args = append(q.args, string(k.pid), t.key, value, t.source, t.updated)
 			})
 		if err != nil {
 			return fail(err)
@@ -886,6 +976,12 @@ func execChunks[R any](ctx context.Context, s *Store, ex Executor, rows []R, w i
 // tupleRows writes the rows of a chunk of execChunks as the tuples of an
 // INSERT's VALUES.
 func tupleRows(q *listStmt, n, w int) { q.tuples(n, w, "") }
+
+// tupleRowsEndingIn is tupleRows with literal, SQL constants, after each
+// tuple's parameters: columns every row of the statement has alike.
+func tupleRowsEndingIn(literal string) func(q *listStmt, n, w int) {
+	return func(q *listStmt, n, w int) { q.tuplesEndingIn(n, w, literal) }
+}
 
 // textTableRows writes the rows of a chunk of execChunks as a table of text
 // values, for a row value IN.

@@ -65,7 +65,7 @@ func (d *quotingDest) Delete(_ context.Context, del destination.Deletion) error 
 // quotingProfiles fails Begin, while failing is set, with an error that
 // quotes a value, as a database driver's may.
 type quotingProfiles struct {
-	profile.Store
+	sealingStore
 	failing atomic.Bool
 }
 
@@ -73,7 +73,7 @@ func (p *quotingProfiles) Begin(ctx context.Context) (profile.Tx, error) {
 	if p.failing.Load() {
 		return nil, fmt.Errorf("pq: value %q violates check constraint; key (email)=(%s) exists", canaries["failed rectification"], canaries["identifier of another"])
 	}
-	return p.Store.Begin(ctx)
+	return p.sealingStore.Begin(ctx)
 }
 
 // lockedBuffer is a log sink safe for concurrent writes.
@@ -108,7 +108,7 @@ func TestCanariesGoNowhereElse(t *testing.T) {
 			p := s.open(t)
 			ctx := t.Context()
 			logs := &lockedBuffer{}
-			profiles := &quotingProfiles{Store: p.data.Profiles()}
+			profiles := &quotingProfiles{sealingStore: profilesOf(p.data)}
 			c := p.controller(t, profiles, privacy.WithDestinations(&quotingDest{}),
 				privacy.WithLogger(slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
 				privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Poll: 5 * time.Millisecond}))
@@ -209,7 +209,7 @@ func around(text, needle string) string {
 }
 
 type quotingReader struct {
-	profile.Store
+	sealingStore
 	failing bool
 }
 
@@ -222,25 +222,25 @@ func (q *quotingReader) Get(ctx context.Context, pid identity.ProfileID) (*profi
 	if q.failing {
 		return nil, q.err()
 	}
-	return q.Store.Get(ctx, pid)
+	return q.sealingStore.Get(ctx, pid)
 }
 func (q *quotingReader) Events(ctx context.Context, pid identity.ProfileID, qu profile.EventQuery) (profile.EventPage, error) {
 	if q.failing {
 		return profile.EventPage{}, q.err()
 	}
-	return q.Store.Events(ctx, pid, qu)
+	return q.sealingStore.Events(ctx, pid, qu)
 }
 func (q *quotingReader) Metadata(ctx context.Context, pid identity.ProfileID) (profile.Metadata, error) {
 	if q.failing {
 		return profile.Metadata{}, q.err()
 	}
-	return q.Store.Metadata(ctx, pid)
+	return q.sealingStore.Metadata(ctx, pid)
 }
 func (q *quotingReader) IDs(ctx context.Context, after identity.ProfileID, limit int) ([]identity.ProfileID, error) {
 	if q.failing {
 		return nil, q.err()
 	}
-	return q.Store.IDs(ctx, after, limit)
+	return q.sealingStore.IDs(ctx, after, limit)
 }
 
 // TestReadPathsKeepNoBackendText: with a profile store whose reads fail with
@@ -251,7 +251,7 @@ func TestReadPathsKeepNoBackendText(t *testing.T) {
 	p := s.open(t)
 	ctx := t.Context()
 	logs := &lockedBuffer{}
-	qr := &quotingReader{Store: p.data.Profiles()}
+	qr := &quotingReader{sealingStore: profilesOf(p.data)}
 	c := p.controller(t, qr, privacy.WithLogger(slog.New(slog.NewJSONHandler(logs, nil))))
 	uid := identity.ID{Type: identity.TypeUserID, Value: "u-read"}
 	must(t, c.Collect(ctx, privacy.Identify{UserID: uid.Value, Timestamp: time.Now(), Traits: map[string]any{"plan": "a"}}))

@@ -28,6 +28,7 @@ import (
 	"github.com/gdprkit/privacy"
 	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/sqlstore"
 
@@ -1109,12 +1110,12 @@ func setDiff(a, b map[string]bool) []string {
 // faultProfiles wraps a profile store: its transactions run the armed hooks
 // at Delete and at Commit, before passing the call on.
 type faultProfiles struct {
-	profile.Store
+	sealingStore
 	onDelete, onCommit atomic.Pointer[func(context.Context) error]
 }
 
 func (f *faultProfiles) Begin(ctx context.Context) (profile.Tx, error) {
-	tx, err := f.Store.Begin(ctx)
+	tx, err := f.sealingStore.Begin(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -1149,7 +1150,7 @@ func (t *faultTx) Commit(ctx context.Context) error {
 func (s *site) openFaulty(t testing.TB) (*proc, *faultProfiles, *privacy.Controller) {
 	t.Helper()
 	p := s.open(t)
-	fp := &faultProfiles{Store: p.data.Profiles()}
+	fp := &faultProfiles{sealingStore: profilesOf(p.data)}
 	return p, fp, p.controller(t, fp)
 }
 
@@ -1541,12 +1542,12 @@ func TestTwoControllersAuditTrail(t *testing.T) {
 
 // hookProfiles wraps a profile store: Get runs the armed hook after reading.
 type hookProfiles struct {
-	profile.Store
+	sealingStore
 	onGet atomic.Pointer[func(identity.ProfileID)]
 }
 
 func (h *hookProfiles) Get(ctx context.Context, pid identity.ProfileID) (*profile.Profile, error) {
-	p, err := h.Store.Get(ctx, pid)
+	p, err := h.sealingStore.Get(ctx, pid)
 	if hook := h.onGet.Load(); hook != nil {
 		(*hook)(pid)
 	}
@@ -1565,7 +1566,7 @@ func TestAudiencesRacingAnErasure(t *testing.T) {
 			s := newSite(t, d.dialect)
 			ctx := t.Context()
 			pa, pb := s.open(t), s.open(t)
-			hp := &hookProfiles{Store: pa.data.Profiles()}
+			hp := &hookProfiles{sealingStore: profilesOf(pa.data)}
 			a, b := pa.controller(t, hp), pb.controller(t, nil)
 			ts := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 			for _, u := range []string{"ada", "bob"} {
@@ -1668,3 +1669,16 @@ func TestRenewalNeverStallsARightOnSQLite(t *testing.T) {
 		}
 	}
 }
+
+// sealingStore is sqlstore's profile store as a Controller sees it: it seals
+// with the keys New hands it (keyring.Sealer), in its own keyring. A test's
+// wrapper embeds it, so that it forwards both, as any decorator of a sealing
+// profile store must.
+type sealingStore interface {
+	profile.Store
+	keyring.Sealer
+	Keyring() keyring.Store
+}
+
+// profilesOf returns s's profile store as a sealingStore.
+func profilesOf(s *sqlstore.Store) sealingStore { return s.Profiles().(sealingStore) }

@@ -155,18 +155,8 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 			// The columns every new row has alike are literals: fewer
 			// parameters to send and bind.
 			ls := s.newListStmt(`INSERT INTO {p}outbox (destination, profile_id, request_id, kind, payload, enqueued, not_before, items, present, held, item_key, state, attempts, last_error) VALUES `, (j-i)*newCols)
+			ls.tuplesEndingIn(j-i, newCols, `0, '', 'PENDING', 0, ''`)
 			for k := i; k < j; k++ {
-				if k > i {
-					ls.b.WriteString(", ")
-				}
-				ls.b.WriteByte('(')
-				for c := range newCols {
-					if c > 0 {
-						ls.b.WriteString(", ")
-					}
-					ls.param()
-				}
-				ls.b.WriteString(`, 0, '', 'PENDING', 0, '')`)
 				r := &rows[k]
 				it := &items[r.items[0]]
 				ls.args = append(ls.args, it.Destination, string(it.Profile), it.Request, r.kind, r.payload, s.ts(it.Enqueued), s.ts(it.Enqueued), len(r.items), r.present)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/profile"
 )
 
@@ -43,39 +44,58 @@ func (tx *profileTx) PickTraits(ctx context.Context, pid identity.ProfileID, nam
 		join = `t.trait_key IN (` + placeholders(2, len(names)) + `)`
 	}
 	err := tx.run(ctx, func(ex Executor) error {
-		rows, err := ex.QueryContext(ctx, tx.s.sql(`SELECT t.trait_key, t.value
+		rows, err := ex.QueryContext(ctx, tx.s.sql(`SELECT t.trait_key, t.value, t.sealed
 			FROM {p}profiles p LEFT JOIN {p}profile_traits t ON t.profile_id = p.profile_id AND `+join+`
 			WHERE p.profile_id = $1`), args...)
 		if err != nil {
 			return fmt.Errorf("sqlstore: reading traits of profile %s: %w", pid, err)
 		}
-		found := false
+		found, sealed := false, false
+		type picked struct {
+			key   string
+			value sealedJSON
+		}
+		var got []picked
 		for rows.Next() {
 			found = true
-			var key, value sql.NullString
-			if err := rows.Scan(&key, &value); err != nil {
+			var key sql.NullString
+			var v sealedJSON
+			if err := rows.Scan(&key, &v.clear, &v.sealed); err != nil {
 				rows.Close()
 				return fmt.Errorf("sqlstore: reading traits of profile %s: %w", pid, err)
 			}
 			if !key.Valid {
 				continue // the profile has none of them
 			}
-			v, err := decodeValue(value.String)
-			if err != nil {
-				rows.Close()
-				return fmt.Errorf("sqlstore: reading trait %q of profile %s: %w", key.String, pid, err)
-			}
-			for i, name := range names {
-				if name == key.String {
-					dst[start+i] = v
-				}
-			}
+			sealed = sealed || v.sealed != nil
+			got = append(got, picked{key.String, v})
 		}
 		if err := closeRows(rows); err != nil {
 			return fmt.Errorf("sqlstore: reading traits of profile %s: %w", pid, err)
 		}
 		if !found {
 			return notFound(pid)
+		}
+		var dks map[identity.ProfileID]*keyring.DataKey
+		if sealed {
+			if dks, err = tx.s.openingKeys(ctx, ex, []identity.ProfileID{pid}); err != nil {
+				return err
+			}
+		}
+		for _, g := range got {
+			text, err := tx.s.openText(pid, dks[pid], traitField(g.key), g.value)
+			if err != nil {
+				return err
+			}
+			v, err := decodeValue(text)
+			if err != nil {
+				return fmt.Errorf("sqlstore: reading trait %q of profile %s: %w", g.key, pid, err)
+			}
+			for i, name := range names {
+				if name == g.key {
+					dst[start+i] = v
+				}
+			}
 		}
 		return nil
 	})

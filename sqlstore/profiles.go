@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/profile"
 )
 
@@ -119,20 +120,28 @@ func profileMetadata(ctx context.Context, s *Store, ex Executor, pid identity.Pr
 	return m, nil
 }
 
-// profileGet reads the metadata and the traits in one query.
+// profileGet reads the metadata and the traits in one query, then opens the
+// sealed ones.
 func profileGet(ctx context.Context, s *Store, ex Executor, pid identity.ProfileID) (*profile.Profile, error) {
-	rows, err := ex.QueryContext(ctx, s.sql(`SELECT `+metadataColumns+`, t.trait_key, t.value, t.source, t.updated_at
+	rows, err := ex.QueryContext(ctx, s.sql(`SELECT `+metadataColumns+`, t.trait_key, t.value, t.sealed, t.source, t.updated_at
 		FROM {p}profiles p LEFT JOIN {p}profile_traits t ON t.profile_id = p.profile_id
 		WHERE p.profile_id = $1`), string(pid))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: reading profile %s: %w", pid, err)
 	}
+	type storedTrait struct {
+		key   string
+		value sealedJSON
+		t     profile.Trait
+	}
 	var p *profile.Profile
+	var traits []storedTrait
+	sealed := false
 	for rows.Next() {
 		var ms metaScan
-		var key, value, source sql.NullString
-		var updated time.Time
-		if err := rows.Scan(append(ms.dest(), &key, &value, &source, scanTime(&updated))...); err != nil {
+		var key, source sql.NullString
+		var st storedTrait
+		if err := rows.Scan(append(ms.dest(), &key, &st.value.clear, &st.value.sealed, &source, scanTime(&st.t.UpdatedAt))...); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("sqlstore: reading profile %s: %w", pid, err)
 		}
@@ -147,21 +156,34 @@ func profileGet(ctx context.Context, s *Store, ex Executor, pid identity.Profile
 		if !key.Valid {
 			continue // no traits
 		}
-		v, err := decodeValue(value.String)
-		if err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("sqlstore: reading trait %q of profile %s: %w", key.String, pid, err)
-		}
-		if p.Traits == nil {
-			p.Traits = map[string]profile.Trait{}
-		}
-		p.Traits[key.String] = profile.Trait{Value: v, Source: source.String, UpdatedAt: updated}
+		st.key, st.t.Source = key.String, source.String
+		sealed = sealed || st.value.sealed != nil
+		traits = append(traits, st)
 	}
 	if err := closeRows(rows); err != nil {
 		return nil, fmt.Errorf("sqlstore: reading profile %s: %w", pid, err)
 	}
 	if p == nil {
 		return nil, notFound(pid)
+	}
+	var dks map[identity.ProfileID]*keyring.DataKey
+	if sealed {
+		if dks, err = s.openingKeys(ctx, ex, []identity.ProfileID{pid}); err != nil {
+			return nil, err
+		}
+	}
+	for _, st := range traits {
+		text, err := s.openText(pid, dks[pid], traitField(st.key), st.value)
+		if err != nil {
+			return nil, err
+		}
+		if st.t.Value, err = decodeValue(text); err != nil {
+			return nil, fmt.Errorf("sqlstore: reading trait %q of profile %s: %w", st.key, pid, err)
+		}
+		if p.Traits == nil {
+			p.Traits = map[string]profile.Trait{}
+		}
+		p.Traits[st.key] = st.t
 	}
 	return p, nil
 }
@@ -180,7 +202,7 @@ func profileEvents(ctx context.Context, s *Store, ex Executor, pid identity.Prof
 		args = append(args, v)
 		return fmt.Sprintf("$%d", len(args))
 	}
-	b.WriteString(`SELECT message_id, event_name, properties, ts, received_at FROM {p}profile_messages
+	b.WriteString(`SELECT message_id, event_name, properties, sealed, ts, received_at FROM {p}profile_messages
 		WHERE profile_id = $1 AND ts IS NOT NULL`)
 	// Stored times are whole microseconds: "at or after t" is "at or after t
 	// rounded up", and "before t" is "before t rounded up".
@@ -217,21 +239,37 @@ func profileEvents(ctx context.Context, s *Store, ex Executor, pid identity.Prof
 		return profile.EventPage{}, fmt.Errorf("sqlstore: reading events of profile %s: %w", pid, err)
 	}
 	var page profile.EventPage
+	var props []sealedJSON
+	sealed := false
 	for rows.Next() {
 		var e profile.Event
-		var props string
-		if err := rows.Scan(&e.MessageID, &e.Name, &props, scanTime(&e.Timestamp), scanTime(&e.ReceivedAt)); err != nil {
+		var v sealedJSON
+		if err := rows.Scan(&e.MessageID, &e.Name, &v.clear, &v.sealed, scanTime(&e.Timestamp), scanTime(&e.ReceivedAt)); err != nil {
 			rows.Close()
 			return profile.EventPage{}, fmt.Errorf("sqlstore: reading events of profile %s: %w", pid, err)
 		}
-		if e.Properties, err = decodeMap(props); err != nil {
-			rows.Close()
-			return profile.EventPage{}, fmt.Errorf("sqlstore: reading event %s of profile %s: %w", e.MessageID, pid, err)
-		}
+		sealed = sealed || v.sealed != nil
 		page.Events = append(page.Events, e)
+		props = append(props, v)
 	}
 	if err := closeRows(rows); err != nil {
 		return profile.EventPage{}, fmt.Errorf("sqlstore: reading events of profile %s: %w", pid, err)
+	}
+	var dks map[identity.ProfileID]*keyring.DataKey
+	if sealed {
+		if dks, err = s.openingKeys(ctx, ex, []identity.ProfileID{pid}); err != nil {
+			return profile.EventPage{}, err
+		}
+	}
+	for i := range page.Events {
+		e := &page.Events[i]
+		text, err := s.openText(pid, dks[pid], eventField(e.MessageID), props[i])
+		if err != nil {
+			return profile.EventPage{}, err
+		}
+		if e.Properties, err = decodeMap(text); err != nil {
+			return profile.EventPage{}, fmt.Errorf("sqlstore: reading event %s of profile %s: %w", e.MessageID, pid, err)
+		}
 	}
 	if len(page.Events) > q.Limit {
 		page.Events = page.Events[:q.Limit]
@@ -343,17 +381,26 @@ func (tx *profileTx) Update(ctx context.Context, pid identity.ProfileID, u profi
 	return tx.run(ctx, func(ex Executor) error {
 		s := tx.s
 		fail := func(err error) error { return fmt.Errorf("sqlstore: updating profile %s: %w", pid, err) }
+		var dk *keyring.DataKey
+		if keys := s.keys(); keys != nil && (len(traits) > 0 || u.Event != nil) {
+			dks, err := s.dataKeys(ctx, ex, keys, []identity.ProfileID{pid}, true)
+			if err != nil {
+				return fail(err)
+			}
+			dk = dks[pid]
+		}
 		if u.MessageID != "" {
 			// Recording the message id first tells a duplicate without an
 			// error, which would abort a PostgreSQL transaction: the insert
 			// then affects no row, and nothing else is written.
-			var name, propsArg, at, received any
+			var name, propsArg, sealed, at, received any
 			if e := u.Event; e != nil {
-				name, propsArg, at, received = e.Name, props, s.ts(e.Timestamp), s.ts(e.ReceivedAt)
+				propsArg, sealed = sealText(dk, eventField(u.MessageID), props, nil)
+				name, at, received = e.Name, s.ts(e.Timestamp), s.ts(e.ReceivedAt)
 			}
-			res, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}profile_messages (profile_id, message_id, event_name, properties, ts, received_at)
-				VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (profile_id, message_id) DO NOTHING`),
-				string(pid), u.MessageID, name, propsArg, at, received)
+			res, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}profile_messages (profile_id, message_id, event_name, properties, sealed, ts, received_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (profile_id, message_id) DO NOTHING`),
+				string(pid), u.MessageID, name, propsArg, sealed, at, received)
 			if err != nil {
 				return fail(err)
 			}
@@ -375,18 +422,19 @@ func (tx *profileTx) Update(ctx context.Context, pid identity.ProfileID, u profi
 			return fail(err)
 		}
 		for len(traits) > 0 {
-			n := min(len(traits), chunk/4)
+			n := min(len(traits), chunk/5)
 			var b strings.Builder
 			args := []any{string(pid)}
-			b.WriteString(`INSERT INTO {p}profile_traits (profile_id, trait_key, value, source, updated_at) VALUES `)
+			b.WriteString(`INSERT INTO {p}profile_traits (profile_id, trait_key, value, sealed, source, updated_at) VALUES `)
 			for i, t := range traits[:n] {
 				if i > 0 {
 					b.WriteString(", ")
 				}
-				fmt.Fprintf(&b, "($1, %s)", placeholders(len(args)+1, 4))
-				args = append(args, t.key, t.value, t.source, t.updated)
+				fmt.Fprintf(&b, "($1, %s)", placeholders(len(args)+1, 5))
+				value, sealed := sealText(dk, traitField(t.key), t.value, sealedPlaceholder)
+				args = append(args, t.key, value, sealed, t.source, t.updated)
 			}
-			b.WriteString(` ON CONFLICT (profile_id, trait_key) DO UPDATE SET value = excluded.value, source = excluded.source, updated_at = excluded.updated_at`)
+			b.WriteString(` ON CONFLICT (profile_id, trait_key) DO UPDATE SET value = excluded.value, sealed = excluded.sealed, source = excluded.source, updated_at = excluded.updated_at`)
 			if _, err := ex.ExecContext(ctx, s.sql(b.String()), args...); err != nil {
 				return fail(err)
 			}
@@ -423,6 +471,9 @@ func (tx *profileTx) Merge(ctx context.Context, into, from identity.ProfileID) e
 		}
 		if n == 0 {
 			return notFound(into)
+		}
+		if err := s.resealMoved(ctx, ex, into, from); err != nil {
+			return fmt.Errorf("sqlstore: merging profile %s into %s: %w", from, into, err)
 		}
 		// from's messages (and so its events) move unless into recorded the
 		// same message id; what is left of from goes.

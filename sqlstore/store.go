@@ -122,6 +122,9 @@ type Store struct {
 	// renewing holds the outbox rows a renewal waits for in the background
 	// (shared by copies; see outboxStore.extend).
 	renewing *sync.Map
+	// sealing holds the keys the profile store seals values with (shared
+	// by copies; see sealing.go).
+	sealing *sealKeys
 }
 
 // queryCache keeps the SQL text of statement templates. Templates with lists
@@ -164,7 +167,7 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	if cfg.schema != "" && d == SQLite {
 		return nil, fmt.Errorf("sqlstore: New: WithSchema(%q): SQLite has no schemas; use WithTablePrefix", cfg.schema)
 	}
-	s := &Store{db: db, d: d, schema: cfg.schema, prefix: cfg.prefix, key: &scopeKey{}, queries: &queryCache{}, notEmpty: new(atomic.Bool), renewing: new(sync.Map)}
+	s := &Store{db: db, d: d, schema: cfg.schema, prefix: cfg.prefix, key: &scopeKey{}, queries: &queryCache{}, notEmpty: new(atomic.Bool), renewing: new(sync.Map), sealing: new(sealKeys)}
 	s.qual = cfg.prefix
 	if cfg.schema != "" {
 		s.qual = cfg.schema + "." + cfg.prefix

@@ -1,0 +1,74 @@
+package privacy
+
+// Encryption at rest with a data key per person (package keyring): a profile
+// store that can seal what it writes (keyring.Sealer: sqlstore's) is handed
+// the Controller's Keys at New, and an erasure destroys the person's data key
+// in its own decision, which shreds every copy of their sealed rows
+// (backups, replicas, dead tuples, the WAL). The in-memory profile store
+// keeps values in clear: nothing it holds outlives the process, so there is
+// no copy for a key to shred, and sealing would only cost time.
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/gdprkit/privacy/keyring"
+)
+
+// openKeyring returns the Keys the profile store seals with, or nil when it
+// does not seal (it cannot, or WithoutEncryption). keyGiven tells whether
+// the key is the caller's (WithKey) rather than a random one of this
+// process: data keys wrapped under a random key would be lost at restart.
+func openKeyring(cfg *config, keyGiven bool) (*keyring.Keys, error) {
+	sealer, ok := cfg.profiles.(keyring.Sealer)
+	if !ok || cfg.noEncryption {
+		return nil, nil
+	}
+	keeper := cfg.keeper
+	if keeper == nil {
+		if !keyGiven {
+			return nil, fmt.Errorf("%w: the profile store seals what it stores with data keys, and they are wrapped "+
+				"under a key derived from WithKey: without WithKey (or WithKeeper) they would be lost at the next restart", ErrInvalid)
+		}
+		var err error
+		if keeper, err = localKeeper(cfg.key, cfg.previous); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+	}
+	store := cfg.keyStore
+	if own, ok := cfg.profiles.(interface{ Keyring() keyring.Store }); ok && store == nil {
+		store = own.Keyring() // the profile store's own: sqlstore's is in the same database
+	}
+	if store == nil {
+		return nil, fmt.Errorf("%w: the profile store seals what it stores, and there is no keyring to keep its data keys: "+
+			"use WithBackends with a store that has one (sqlstore.Store), or WithKeyring", ErrInvalid)
+	}
+	if _, mem := store.(*keyring.MemStore); mem {
+		return nil, fmt.Errorf("%w: the profile store seals what it stores, and the keyring is in memory: "+
+			"its data keys, and so the data, would be lost with the process; use WithKeyring with a durable keyring", ErrInvalid)
+	}
+	keys, err := keyring.NewKeys(store, keeper, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	sealer.SealWith(keys)
+	return keys, nil
+}
+
+// localKeeper is the default Keeper: derived from the current key, and from
+// the previous ones (newest first) for what was wrapped before a rotation.
+func localKeeper(current []byte, previous [][]byte) (keyring.Keeper, error) {
+	cur, err := keyring.NewLocalKeeper(current)
+	if err != nil {
+		return nil, err
+	}
+	var prev []keyring.Keeper
+	for _, k := range slices.Backward(previous) {
+		p, err := keyring.NewLocalKeeper(k)
+		if err != nil {
+			return nil, err
+		}
+		prev = append(prev, p)
+	}
+	return keyring.NewRotatingKeeper(cur, prev...)
+}

@@ -1,0 +1,8 @@
+-- Encryption at rest: a trait value or an event's properties sealed with the
+-- profile's data key (AES-256-GCM, the keyring's), when the Store was given
+-- keys (a Controller gives them unless WithoutEncryption). A sealed trait
+-- keeps the JSON null in value, a sealed event NULL properties; a row
+-- written in clear (before this migration, or without keys) keeps sealed
+-- NULL and is read as it is.
+ALTER TABLE {p}profile_traits ADD COLUMN sealed bytea;
+ALTER TABLE {p}profile_messages ADD COLUMN sealed bytea;
