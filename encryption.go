@@ -35,10 +35,7 @@ func openKeyring(cfg *config, keyGiven bool) (*keyring.Keys, error) {
 			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 	}
-	store := cfg.keyStore
-	if own, ok := cfg.profiles.(interface{ Keyring() keyring.Store }); ok && store == nil {
-		store = own.Keyring() // the profile store's own: sqlstore's is in the same database
-	}
+	store := cfg.keyring()
 	if store == nil {
 		return nil, fmt.Errorf("%w: the profile store seals what it stores, and there is no keyring to keep its data keys: "+
 			"use WithBackends with a store that has one (sqlstore.Store), or WithKeyring", ErrInvalid)
@@ -53,6 +50,19 @@ func openKeyring(cfg *config, keyGiven bool) (*keyring.Keys, error) {
 	}
 	sealer.SealWith(keys)
 	return keys, nil
+}
+
+// keyring returns the keyring backend: WithKeyring's (or WithBackends'),
+// else the profile store's own (sqlstore's is in the same database), else
+// nil.
+func (cfg *config) keyring() keyring.Store {
+	if cfg.keyStore != nil {
+		return cfg.keyStore
+	}
+	if own, ok := cfg.profiles.(interface{ Keyring() keyring.Store }); ok {
+		return own.Keyring()
+	}
+	return nil
 }
 
 // localKeeper is the default Keeper: derived from the current key, and from

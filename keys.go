@@ -10,6 +10,7 @@ import (
 	"github.com/gdprkit/privacy/audit"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/suppression"
 )
 
@@ -170,6 +171,11 @@ func WithKeyAdopted() Option {
 // are not those they were keyed with, it fails with ErrKeyMismatch and
 // changes nothing. It is safe to run again after a failure, with the same
 // options and newKey: it finishes what the failed run left.
+//
+// Data keys (encryption at rest) wrapped by the default keeper, derived from
+// the key, are re-wrapped under the new key last, without touching the data
+// they seal (keyring.Rotate); until then WithPreviousKeys still unwraps
+// them. A keeper of WithKeeper is left to its own rotation.
 func RotateKey(ctx context.Context, newKey []byte, opts ...Option) error {
 	cfg := defaultConfig()
 	for _, opt := range opts {
@@ -258,6 +264,29 @@ func RotateKey(ctx context.Context, newKey []byte, opts ...Option) error {
 		if err := audit.NewChain(cfg.auditLog, cfg.key).Append(ctx, r); err != nil {
 			return backendError("audit log", err)
 		}
+	}
+	return rewrapDataKeys(ctx, &cfg, newKey)
+}
+
+// rewrapDataKeys re-wraps every data key of the keyring under the key
+// derived from newKey, when they are wrapped by the default keeper (derived
+// from the keys: WithKeeper's are its own to rotate). The data they seal is
+// not touched; a key re-wrapped by a run before is skipped.
+func rewrapDataKeys(ctx context.Context, cfg *config, newKey []byte) error {
+	store := cfg.keyring()
+	if _, seals := cfg.profiles.(keyring.Sealer); !seals || store == nil || cfg.keeper != nil {
+		return nil
+	}
+	from, err := localKeeper(cfg.key, cfg.previous)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	to, err := keyring.NewLocalKeeper(newKey)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if _, err := keyring.Rotate(ctx, store, from, to, 0); err != nil {
+		return backendError("keyring: re-wrapping data keys", err)
 	}
 	return nil
 }

@@ -352,3 +352,81 @@ func TestMergeResealsMovedEvents(t *testing.T) {
 		})
 	}
 }
+
+// TestRotateKeyRewrapsDataKeys: RotateKey re-wraps every data key under the
+// new key (the old key alone no longer unwraps any), without touching the
+// sealed rows, which the Controllers started after it read back; one left
+// unrotated (a run that failed before its end) is still read through
+// WithPreviousKeys, and a second run re-wraps it.
+func TestRotateKeyRewrapsDataKeys(t *testing.T) {
+	for _, d := range testDialects {
+		t.Run(d.name, func(t *testing.T) {
+			s := newSite(t, d.dialect)
+			ctx := t.Context()
+			p := s.open(t)
+			c, err := privacy.New(p.keyed(privacy.WithKey(testKey))...)
+			must(t, err)
+			ada := collectCanaries(t, c, "ada")
+			collectCanaries(t, c, "bob")
+			c.Close()
+			sealedBefore := dumpSite(t, s, p)
+
+			newKey := []byte("the key after the rotation, 32 b")
+			must(t, privacy.RotateKey(ctx, newKey, p.keyed(privacy.WithKey(testKey))...))
+			oldKeeper, err := keyring.NewLocalKeeper(testKey)
+			must(t, err)
+			newKeeper, err := keyring.NewLocalKeeper(newKey)
+			must(t, err)
+			entries, err := p.data.Keyring().List(ctx, "", 100)
+			must(t, err)
+			if len(entries) != 2 {
+				t.Fatalf("the keyring holds %d keys; want ada's and bob's", len(entries))
+			}
+			for _, e := range entries {
+				if _, err := oldKeeper.Decrypt(ctx, e.Wrapped); err == nil {
+					t.Errorf("%s's data key still unwraps under the old key", e.Profile)
+				}
+				if _, err := newKeeper.Decrypt(ctx, e.Wrapped); err != nil {
+					t.Errorf("%s's data key does not unwrap under the new key: %v", e.Profile, err)
+				}
+			}
+			if !bytes.Contains(sealedBefore, []byte(entries[0].Profile)) {
+				t.Fatal("the dump before the rotation is not of the data")
+			}
+			rotated := p.keyed(privacy.WithKey(newKey), privacy.WithPreviousKeys(testKey))
+			after, err := privacy.New(rotated...)
+			must(t, err)
+			checkCanariesRead(t, after, "ada")
+			checkCanariesRead(t, after, "bob")
+			after.Close()
+
+			// Ada's key put back as the old key wrapped it: read through the
+			// previous key, then re-wrapped by a second run.
+			adaKey, err := p.data.Keyring().Get(ctx, ada.ID)
+			must(t, err)
+			oldWrap, err := oldKeeper.Encrypt(ctx, mustUnwrap(t, newKeeper, adaKey.Wrapped))
+			must(t, err)
+			tx, err := p.data.Keyring().Begin(ctx)
+			must(t, err)
+			must(t, tx.Rewrap(ctx, ada.ID, oldWrap))
+			must(t, tx.Commit(ctx))
+			again, err := privacy.New(rotated...)
+			must(t, err)
+			checkCanariesRead(t, again, "ada")
+			again.Close()
+			must(t, privacy.RotateKey(ctx, newKey, p.keyed(privacy.WithKey(testKey))...))
+			adaKey, err = p.data.Keyring().Get(ctx, ada.ID)
+			must(t, err)
+			if _, err := newKeeper.Decrypt(ctx, adaKey.Wrapped); err != nil {
+				t.Errorf("a second RotateKey left ada's data key wrapped under the old key: %v", err)
+			}
+		})
+	}
+}
+
+func mustUnwrap(t *testing.T, k keyring.Keeper, wrapped []byte) []byte {
+	t.Helper()
+	raw, err := k.Decrypt(t.Context(), wrapped)
+	must(t, err)
+	return raw
+}
