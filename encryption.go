@@ -9,19 +9,31 @@ package privacy
 // no copy for a key to shred, and sealing would only cost time.
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/gdprkit/privacy/keyring"
+	"github.com/gdprkit/privacy/profile"
 )
 
 // openKeyring returns the Keys the profile store seals with, or nil when it
 // does not seal (it cannot, or WithoutEncryption). keyGiven tells whether
 // the key is the caller's (WithKey) rather than a random one of this
 // process: data keys wrapped under a random key would be lost at restart.
-func openKeyring(cfg *config, keyGiven bool) (*keyring.Keys, error) {
+func openKeyring(ctx context.Context, cfg *config, keyGiven bool) (*keyring.Keys, error) {
+	if cfg.noEncryption {
+		return nil, nil
+	}
 	sealer, ok := cfg.profiles.(keyring.Sealer)
-	if !ok || cfg.noEncryption {
+	if !ok {
+		// A profile store that cannot seal, given a keyring, is most likely
+		// a decorator of one that can, which would write in clear.
+		if _, mem := cfg.profiles.(*profile.MemStore); !mem && cfg.keyStore != nil {
+			return nil, fmt.Errorf("%w: there is a keyring, but the profile store (%T) cannot seal what it stores (it has no SealWith): "+
+				"a decorator of a sealing store must forward SealWith and Keyring; or say WithoutEncryption", ErrInvalid, cfg.profiles)
+		}
 		return nil, nil
 	}
 	keeper := cfg.keeper
@@ -47,6 +59,12 @@ func openKeyring(cfg *config, keyGiven bool) (*keyring.Keys, error) {
 	keys, err := keyring.NewKeys(store, keeper, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if err := keys.CheckKeeper(ctx); err != nil {
+		if errors.Is(err, keyring.ErrWrongKeeper) {
+			return nil, fmt.Errorf("%w: %w: start every host with the same WithKeeper (or the same WithKey)", ErrKeyMismatch, err)
+		}
+		return nil, backendError("keyring: keeper check", err)
 	}
 	sealer.SealWith(keys)
 	return keys, nil

@@ -119,6 +119,7 @@ var sentinels = []struct{ backend, root error }{
 	{audit.ErrUnknownKey, ErrKeyMismatch},
 	{keyring.ErrNotFound, ErrNotFound},
 	{keyring.ErrInvalid, ErrInvalid},
+	{keyring.ErrWrongKeeper, ErrKeyMismatch},
 }
 
 // backendError wraps an error from a backend, naming the operation, so that
@@ -164,7 +165,7 @@ var keptSentinels = []error{
 	audit.ErrConflict, audit.ErrDuplicate, audit.ErrTampered, audit.ErrUnknownKey,
 	outbox.ErrInvalid, outbox.ErrNotFound, outbox.ErrTxDone,
 	export.ErrInvalid, export.ErrTooLarge,
-	keyring.ErrNotFound, keyring.ErrInvalid, keyring.ErrTxDone, keyring.ErrUndecryptable,
+	keyring.ErrNotFound, keyring.ErrInvalid, keyring.ErrTxDone, keyring.ErrUndecryptable, keyring.ErrWrongKeeper,
 	destination.ErrInvalid, destination.ErrNotSupported, destination.ErrRejected,
 	txscope.ErrRetry, deliver.ErrClosed,
 	context.Canceled, context.DeadlineExceeded, io.ErrUnexpectedEOF, io.ErrShortWrite, io.ErrClosedPipe,

@@ -65,6 +65,10 @@ func WithIdentity(g identity.Graph) Option {
 }
 
 // WithProfiles sets the profile store backend (default profile.NewMemStore()).
+// A profile store that seals what it stores (keyring.Sealer: sqlstore's) is
+// handed the data keys by New; a decorator of one must forward SealWith and
+// Keyring, or New refuses it beside a keyring rather than let it write in
+// clear.
 func WithProfiles(s profile.Store) Option {
 	return notNil("WithProfiles", "store", s == nil, func(c *config) { c.profiles = s })
 }

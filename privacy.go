@@ -127,7 +127,7 @@ func New(opts ...Option) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	dataKeys, err := openKeyring(&cfg, keyGiven)
+	dataKeys, err := openKeyring(context.Background(), &cfg, keyGiven)
 	if err != nil {
 		return nil, fmt.Errorf("privacy: %w", err)
 	}

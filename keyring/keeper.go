@@ -24,6 +24,9 @@ var (
 	// ErrUndecryptable: a ciphertext that does not open: tampered with, moved
 	// to another profile or field, or sealed under another key.
 	ErrUndecryptable = errors.New("keyring: ciphertext does not decrypt")
+	// ErrWrongKeeper: the Keeper is not the one the Store's keys are
+	// wrapped by (Keys.CheckKeeper).
+	ErrWrongKeeper = errors.New("keyring: not the keeper the keyring's keys are wrapped by")
 )
 
 // Keeper encrypts and decrypts data keys: the method set of Go CDK's

@@ -311,3 +311,54 @@ func TestKeysCacheFollowsTheStore(t *testing.T) {
 		t.Errorf("a read after Forget called the Keeper %d times; want 1", n)
 	}
 }
+
+// TestCheckKeeper: the first check writes the keeper check; another keeper
+// is refused, on a store with a check and on one with keys made before
+// checks; the right one passes, also after Rotate.
+func TestCheckKeeper(t *testing.T) {
+	ctx := context.Background()
+	right, wrong := keeper(t, secret), keeper(t, otherSecret)
+	newKeys := func(s Store, k Keeper) *Keys {
+		keys, err := NewKeys(s, k, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return keys
+	}
+	store := NewMemStore()
+	if err := newKeys(store, right).CheckKeeper(ctx); err != nil {
+		t.Fatalf("the first check: %v", err)
+	}
+	if _, err := store.Get(ctx, KeeperCheckProfile); err != nil {
+		t.Fatalf("the first check wrote no keeper check: %v", err)
+	}
+	if err := newKeys(store, wrong).CheckKeeper(ctx); !errors.Is(err, ErrWrongKeeper) {
+		t.Errorf("another keeper's check = %v; want ErrWrongKeeper", err)
+	}
+	if err := newKeys(store, right).CheckKeeper(ctx); err != nil {
+		t.Errorf("the right keeper's second check: %v", err)
+	}
+	// Keys made before there were checks.
+	old := NewMemStore()
+	if _, err := newKeys(old, right).For(ctx, "prof_ada"); err != nil {
+		t.Fatal(err)
+	}
+	if err := newKeys(old, wrong).CheckKeeper(ctx); !errors.Is(err, ErrWrongKeeper) {
+		t.Errorf("another keeper's check of a store with keys and no check = %v; want ErrWrongKeeper", err)
+	}
+	if _, err := old.Get(ctx, KeeperCheckProfile); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a refused check wrote a keeper check (%v)", err)
+	}
+	if err := newKeys(old, right).CheckKeeper(ctx); err != nil {
+		t.Errorf("the right keeper's check of a store with keys and no check: %v", err)
+	}
+	if _, err := Rotate(ctx, old, right, wrong, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := newKeys(old, wrong).CheckKeeper(ctx); err != nil {
+		t.Errorf("the check after Rotate to the new keeper: %v", err)
+	}
+	if err := newKeys(old, right).CheckKeeper(ctx); !errors.Is(err, ErrWrongKeeper) {
+		t.Errorf("the old keeper's check after Rotate = %v; want ErrWrongKeeper", err)
+	}
+}

@@ -229,3 +229,55 @@ func Rotate(ctx context.Context, store Store, from, to Keeper, batch int) (int, 
 type Sealer interface {
 	SealWith(keys *Keys)
 }
+
+// KeeperCheckProfile is the reserved Entry.Profile of the keeper check: a
+// known value the keeper wrapped, written by the first CheckKeeper on a
+// Store. Rotate re-wraps it with the data keys; it stands for no profile.
+const KeeperCheckProfile identity.ProfileID = "keyring:keeper-check"
+
+// keeperCheck is the value the keeper check wraps.
+var keeperCheck = []byte("gdprkit/keyring keeper check v1")
+
+// CheckKeeper checks that the Keeper is the one the Store's keys are wrapped
+// by, so that a host started with another one (WithKeeper forgotten, say)
+// is refused before it wraps a key that the others cannot unwrap: it
+// unwraps the Store's keeper check, or, on a Store without one yet, its
+// first data key, then writes the check. It fails with an error matching
+// ErrWrongKeeper when the Keeper cannot.
+func (k *Keys) CheckKeeper(ctx context.Context) error {
+	e, err := k.store.Get(ctx, KeeperCheckProfile)
+	if errors.Is(err, ErrNotFound) {
+		page, err := k.store.List(ctx, "", 1)
+		if err != nil {
+			return err
+		}
+		if len(page) > 0 && page[0].Profile != KeeperCheckProfile {
+			if _, err := k.keeper.Decrypt(ctx, page[0].Wrapped); err != nil {
+				return fmt.Errorf("%w: it does not unwrap the keyring's data keys (%v)", ErrWrongKeeper, err)
+			}
+		}
+		wrapped, err := k.keeper.Encrypt(ctx, keeperCheck)
+		if err != nil {
+			return fmt.Errorf("keyring: wrapping the keeper check: %w", err)
+		}
+		tx, err := k.store.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+		// Another process may add one first: Add returns the one kept.
+		if e, err = tx.Add(ctx, Entry{Profile: KeeperCheckProfile, Wrapped: wrapped, Created: k.now().UTC().Truncate(time.Microsecond)}); err != nil {
+			return err
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	plain, err := k.keeper.Decrypt(ctx, e.Wrapped)
+	if err != nil || !bytes.Equal(plain, keeperCheck) {
+		return fmt.Errorf("%w: it does not unwrap the keyring's keeper check", ErrWrongKeeper)
+	}
+	return nil
+}

@@ -2,10 +2,12 @@ package sqlstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	"github.com/gdprkit/privacy/identity"
@@ -59,11 +61,12 @@ func (s *Store) dataKeys(ctx context.Context, ex Executor, keys *keyring.Keys, p
 	uniq := uniqueIDs(pids)
 	if !s.ownKeyring(keys) {
 		for _, pid := range uniq {
-			get := keys.Existing
-			if create {
-				get = keys.For
+			dk, err := keys.Existing(ctx, pid)
+			if errors.Is(err, keyring.ErrNotFound) && create {
+				if err = purgeShredded(ctx, s, ex, []identity.ProfileID{pid}); err == nil {
+					dk, err = keys.For(ctx, pid)
+				}
 			}
-			dk, err := get(ctx, pid)
 			if errors.Is(err, keyring.ErrNotFound) {
 				continue
 			}
@@ -90,7 +93,16 @@ func (s *Store) dataKeys(ctx context.Context, ex Executor, keys *keyring.Keys, p
 			}
 		}
 		if len(missing) > 0 {
+			made := make([]identity.ProfileID, len(missing))
+			for i := range missing {
+				made[i] = missing[i].Profile
+			}
+			if err := purgeShredded(ctx, s, ex, made); err != nil {
+				return nil, err
+			}
 			// Another transaction may add one first: its key is the one kept.
+			// In profile order, as every batch writes its rows.
+			slices.SortFunc(missing, func(a, b keyring.Entry) int { return cmp.Compare(a.Profile, b.Profile) })
 			err := execChunks(ctx, s, ex, missing, 3, tupleRows, `INSERT INTO {p}keyring (profile_id, wrapped, created) VALUES `,
 				` ON CONFLICT (profile_id) DO NOTHING`,
 				func(q *listStmt, e *keyring.Entry) {
@@ -98,10 +110,6 @@ func (s *Store) dataKeys(ctx context.Context, ex Executor, keys *keyring.Keys, p
 				})
 			if err != nil {
 				return nil, fmt.Errorf("sqlstore: making data keys: %w", err)
-			}
-			made := make([]identity.ProfileID, len(missing))
-			for i := range missing {
-				made[i] = missing[i].Profile
 			}
 			again, err := readEntries(ctx, s, ex, made)
 			if err != nil {
@@ -124,6 +132,23 @@ func (s *Store) dataKeys(ctx context.Context, ex Executor, keys *keyring.Keys, p
 		out[pid] = dk
 	}
 	return out, nil
+}
+
+// purgeShredded deletes the sealed rows of profiles that have no data key,
+// before one is made for them: sealed under a key that was destroyed (rows
+// an erasure left in a restored backup, or a data commit that failed after
+// the keyring's), no key opens them, and beside the new key's they would
+// make every read of the profile fail.
+func purgeShredded(ctx context.Context, s *Store, ex Executor, pids []identity.ProfileID) error {
+	for _, table := range []string{"profile_traits", "profile_messages"} {
+		err := execChunks(ctx, s, ex, pids, 1, func(q *listStmt, n, _ int) { q.params(n); q.sql(`) AND sealed IS NOT NULL`) },
+			`DELETE FROM {p}`+table+` WHERE profile_id IN (`, "",
+			func(q *listStmt, pid *identity.ProfileID) { q.args = append(q.args, string(*pid)) })
+		if err != nil {
+			return fmt.Errorf("sqlstore: deleting the shredded rows of profiles: %w", err)
+		}
+	}
+	return nil
 }
 
 // readEntries reads the keyring entries of pids (distinct) with ex.
