@@ -10,7 +10,8 @@
 // of Go CDK's secrets.Keeper, so that AWS KMS, GCP KMS, Azure Key Vault or
 // HashiCorp Vault plug in through Go CDK without this module depending on it.
 // LocalKeeper is the default: its key is derived from a secret (the
-// Controller's WithKey).
+// Controller's WithKey). RotatingKeeper encrypts with one keeper and
+// decrypts with it or those before it, across a rotation.
 //
 // # Store
 //
@@ -25,13 +26,19 @@
 // Keys is what encrypts and decrypts: it gets a profile's data key from the
 // Store (making it at first use), unwraps it through the Keeper and keeps it
 // in a bounded cache, so that a busy person is not unwrapped on every
-// message; Forget empties the cache of a person being erased. A DataKey
+// message. The cache saves the Keeper's calls, never the Store's read: a key
+// is used only while the Store holds it. Forget empties the cache of a
+// person being erased. CheckKeeper refuses a Keeper other than the one the
+// Store's keys are wrapped by, against a check entry (KeeperCheckProfile).
+//
+// A backend that seals what it stores implements Sealer; the Controller
+// hands it its Keys (sqlstore's profile store does). A DataKey
 // seals a value with associated data naming its profile and field, so a
 // ciphertext moved to another row or field fails to open. Rotate re-wraps
 // every data key under a new Keeper without touching the data.
 //
 // # Errors
 //
-// ErrNotFound (no data key: never made, or shredded), ErrInvalid, ErrTxDone
-// and ErrUndecryptable, matchable with errors.Is.
+// ErrNotFound (no data key: never made, or shredded), ErrInvalid, ErrTxDone,
+// ErrUndecryptable and ErrWrongKeeper, matchable with errors.Is.
 package keyring

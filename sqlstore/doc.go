@@ -2,8 +2,7 @@
 // over database/sql with the driver the caller chooses: the identity graph, the
 // profile store, the audience engine's store, the suppression list, the request
 // journal, the audit log, the outbox of what destinations are owed, and the
-// keyring of each person's wrapped data key (package keyring; encryption at
-// rest is being built on it).
+// keyring of each person's wrapped data key (package keyring).
 //
 //	db, err := sql.Open("pgx", dsn) // or "sqlite", "postgres", ...
 //	s, err := sqlstore.New(db, sqlstore.Postgres)
@@ -14,10 +13,25 @@
 //	)
 //
 // The Store provides each backend on its own too (Graph, Profiles,
-// Audiences, Suppressions, Journal, AuditLog, Outbox), for a Controller that
-// keeps some elsewhere. It records the check value of the Controller's key
+// Audiences, Suppressions, Journal, AuditLog, Outbox, Keyring), for a
+// Controller that keeps some elsewhere. It records the check value of the Controller's key
 // (never the key) at first use: a later start with another key fails with
 // privacy.ErrKeyMismatch, and privacy.RotateKey changes the key.
+//
+// # Encryption at rest
+//
+// Given keys (keyring.Sealer: a Controller hands them to the profile store
+// unless told privacy.WithoutEncryption), the profile store seals every trait
+// value and every event's properties with the profile's data key
+// (AES-256-GCM, the profile and the field as associated data) before writing
+// them (migration 0009: the sealed columns), and opens them as it reads. Its
+// own keyring is read and written in the data's transaction, so a new
+// person's key commits with their first values; a keyring in another
+// database makes keys in transactions of its own, committed first. A merge
+// re-seals the events it moves and destroys the merged-away key; a profile
+// without a key (erased, its rows from a restored backup) reads as not found
+// and loses its sealed rows when a key is made for it again. Rows written in
+// clear (before the migration, or without keys) are read as they are.
 //
 // # Dialects
 //
