@@ -66,7 +66,12 @@ func openKeyring(ctx context.Context, cfg *config, keyGiven bool) (*keyring.Keys
 		}
 		return nil, backendError("keyring: keeper check", err)
 	}
-	sealer.SealWith(keys)
+	if err := sealer.SealWith(ctx, keys); err != nil {
+		if errors.Is(err, keyring.ErrWrongKeyring) {
+			return nil, fmt.Errorf("%w: %w: give the keyring the data was sealed with (WithKeyring)", ErrKeyMismatch, err)
+		}
+		return nil, backendError("profile store: sealing", err)
+	}
 	return keys, nil
 }
 

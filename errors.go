@@ -120,6 +120,7 @@ var sentinels = []struct{ backend, root error }{
 	{keyring.ErrNotFound, ErrNotFound},
 	{keyring.ErrInvalid, ErrInvalid},
 	{keyring.ErrWrongKeeper, ErrKeyMismatch},
+	{keyring.ErrWrongKeyring, ErrKeyMismatch},
 }
 
 // backendError wraps an error from a backend, naming the operation, so that
@@ -165,7 +166,7 @@ var keptSentinels = []error{
 	audit.ErrConflict, audit.ErrDuplicate, audit.ErrTampered, audit.ErrUnknownKey,
 	outbox.ErrInvalid, outbox.ErrNotFound, outbox.ErrTxDone,
 	export.ErrInvalid, export.ErrTooLarge,
-	keyring.ErrNotFound, keyring.ErrInvalid, keyring.ErrTxDone, keyring.ErrUndecryptable, keyring.ErrWrongKeeper,
+	keyring.ErrNotFound, keyring.ErrInvalid, keyring.ErrTxDone, keyring.ErrUndecryptable, keyring.ErrWrongKeeper, keyring.ErrWrongKeyring,
 	destination.ErrInvalid, destination.ErrNotSupported, destination.ErrRejected,
 	txscope.ErrRetry, deliver.ErrClosed,
 	context.Canceled, context.DeadlineExceeded, io.ErrUnexpectedEOF, io.ErrShortWrite, io.ErrClosedPipe,

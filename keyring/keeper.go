@@ -27,6 +27,9 @@ var (
 	// ErrWrongKeeper: the Keeper is not the one the Store's keys are
 	// wrapped by (Keys.CheckKeeper).
 	ErrWrongKeeper = errors.New("keyring: not the keeper the keyring's keys are wrapped by")
+	// ErrWrongKeyring: the keyring is not the one a backend's data was
+	// sealed with (Sealer).
+	ErrWrongKeyring = errors.New("keyring: not the keyring the data was sealed with")
 )
 
 // Keeper encrypts and decrypts data keys: the method set of Go CDK's

@@ -352,11 +352,25 @@ func TestCheckKeeper(t *testing.T) {
 	if err := newKeys(old, right).CheckKeeper(ctx); err != nil {
 		t.Errorf("the right keeper's check of a store with keys and no check: %v", err)
 	}
+	before := newKeys(old, right)
+	if err := before.CheckKeeper(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(before.KeyringID()) == 0 {
+		t.Fatal("no KeyringID after CheckKeeper")
+	}
 	if _, err := Rotate(ctx, old, right, wrong, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := newKeys(old, wrong).CheckKeeper(ctx); err != nil {
+	after := newKeys(old, wrong)
+	if err := after.CheckKeeper(ctx); err != nil {
 		t.Errorf("the check after Rotate to the new keeper: %v", err)
+	}
+	if !bytes.Equal(after.KeyringID(), before.KeyringID()) {
+		t.Errorf("KeyringID changed with Rotate: %x, then %x", before.KeyringID(), after.KeyringID())
+	}
+	if other := newKeys(NewMemStore(), wrong); other.CheckKeeper(ctx) != nil || bytes.Equal(other.KeyringID(), after.KeyringID()) {
+		t.Error("two keyrings have one KeyringID")
 	}
 	if err := newKeys(old, right).CheckKeeper(ctx); !errors.Is(err, ErrWrongKeeper) {
 		t.Errorf("the old keeper's check after Rotate = %v; want ErrWrongKeeper", err)

@@ -32,6 +32,7 @@ type Keys struct {
 
 	mu    sync.Mutex
 	cache map[identity.ProfileID]cachedKey
+	id    []byte // the keyring's, read by CheckKeeper
 }
 
 // cachedKey is an unwrapped key and the wrapped form it was unwrapped from.
@@ -225,9 +226,12 @@ func Rotate(ctx context.Context, store Store, from, to Keeper, batch int) (int, 
 
 // Sealer is implemented by a backend that can seal what it stores with
 // profiles' data keys (sqlstore's profile store does): the Controller hands
-// it its Keys at New, unless told WithoutEncryption.
+// it its Keys at New, once their keeper is checked (CheckKeeper), unless told
+// WithoutEncryption. SealWith fails with an error matching ErrWrongKeyring
+// when the backend's data was sealed with the keys of another keyring
+// (KeyringID).
 type Sealer interface {
-	SealWith(keys *Keys)
+	SealWith(ctx context.Context, keys *Keys) error
 }
 
 // KeeperCheckProfile is the reserved Entry.Profile of the keeper check: a
@@ -256,7 +260,9 @@ func (k *Keys) CheckKeeper(ctx context.Context) error {
 				return fmt.Errorf("%w: it does not unwrap the keyring's data keys (%v)", ErrWrongKeeper, err)
 			}
 		}
-		wrapped, err := k.keeper.Encrypt(ctx, keeperCheck)
+		id := make([]byte, keyringIDSize)
+		_, _ = rand.Read(id) // crypto/rand.Read never fails
+		wrapped, err := k.keeper.Encrypt(ctx, append(bytes.Clone(keeperCheck), id...))
 		if err != nil {
 			return fmt.Errorf("keyring: wrapping the keeper check: %w", err)
 		}
@@ -276,8 +282,25 @@ func (k *Keys) CheckKeeper(ctx context.Context) error {
 		return err
 	}
 	plain, err := k.keeper.Decrypt(ctx, e.Wrapped)
-	if err != nil || !bytes.Equal(plain, keeperCheck) {
+	if err != nil || len(plain) != len(keeperCheck)+keyringIDSize || !bytes.Equal(plain[:len(keeperCheck)], keeperCheck) {
 		return fmt.Errorf("%w: it does not unwrap the keyring's keeper check", ErrWrongKeeper)
 	}
+	k.mu.Lock()
+	k.id = plain[len(keeperCheck):]
+	k.mu.Unlock()
 	return nil
+}
+
+// keyringIDSize is the size of a keyring's id.
+const keyringIDSize = 16
+
+// KeyringID returns the id of the Store's keyring, random, made with its
+// keeper check and kept in it (re-wrapped, never changed, by Rotate): a
+// backend that seals records it, and refuses a keyring of another id, whose
+// keys are not those of its data (an empty keyring given by mistake would
+// make every person look erased). Nil before CheckKeeper.
+func (k *Keys) KeyringID() []byte {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return bytes.Clone(k.id)
 }

@@ -158,7 +158,7 @@ func (p *schemaPool) put(s *Store) {
 	var stmts []string
 	for _, table := range []string{"identity_profiles", "identity_links", "identity_merges", "profiles", "profile_traits", "profile_messages",
 		"audience_definitions", "audience_states", "audience_members", "suppressed_identifiers", "suppressed_profiles",
-		"journal", "journal_subjects", "audit_log", "outbox", "key_check", "keyring"} {
+		"journal", "journal_subjects", "audit_log", "outbox", "key_check", "keyring", "sealing"} {
 		stmts = append(stmts, "DELETE FROM {p}"+table)
 	}
 	if err := s.execAll(ctx, s.db, stmts); err != nil {

@@ -225,14 +225,21 @@ func openRestored(t *testing.T, restored, keys *sqlstore.Store) *privacy.Control
 // schema of its own, which a dump of the data's schema leaves out).
 func separateKeyring(t *testing.T, s *site, p *proc) *sqlstore.Store {
 	t.Helper()
+	return separateKeyringNamed(t, s, p, "keys")
+}
+
+// separateKeyringNamed is separateKeyring, the keyring's database named
+// after name.
+func separateKeyringNamed(t *testing.T, s *site, p *proc, name string) *sqlstore.Store {
+	t.Helper()
 	var ks *sqlstore.Store
 	var err error
 	if s.Dialect == sqlstore.Postgres {
-		schema := s.Schema + "_keys"
+		schema := s.Schema + "_" + name
 		t.Cleanup(func() { _, _ = s.admin.Exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE") })
 		ks, err = sqlstore.New(p.db, sqlstore.Postgres, sqlstore.WithSchema(schema))
 	} else {
-		db, oerr := sql.Open("sqlite", "file:"+filepath.Join(s.Dir, "keys.db")+sqliteParams)
+		db, oerr := sql.Open("sqlite", "file:"+filepath.Join(s.Dir, name+".db")+sqliteParams)
 		must(t, oerr)
 		t.Cleanup(func() { db.Close() })
 		ks, err = sqlstore.New(db, sqlstore.SQLite)

@@ -298,3 +298,26 @@ func TestAttackRotateWhileRunning(t *testing.T) {
 		})
 	}
 }
+
+// TestWrongKeyringRefused: the data was sealed with the keys of one
+// keyring; a host given another (empty) keyring by mistake, with the right
+// keeper, is refused (every person would look erased to it, and their
+// sealed rows be purged at their next write); nothing of the data changes,
+// and the right keyring still reads it.
+func TestWrongKeyringRefused(t *testing.T) {
+	for _, d := range testDialects {
+		t.Run(d.name, func(t *testing.T) {
+			s, p, keys, c := keptApart(t, d.dialect)
+			collectCanaries(t, c, "ada")
+			c.Close()
+			empty := separateKeyringNamed(t, s, p, "other")
+			_, err := privacy.New(privacy.WithBackends(p.data), privacy.WithKeyring(empty.Keyring()),
+				privacy.WithJournal(p.jrnl.Journal()), privacy.WithAuditLog(p.jrnl.AuditLog()), privacy.WithKey(testKey))
+			if !errors.Is(err, privacy.ErrKeyMismatch) || !errors.Is(err, keyring.ErrWrongKeyring) {
+				t.Fatalf("New with another keyring = %v; want ErrKeyMismatch and keyring.ErrWrongKeyring", err)
+			}
+			right := p.controller(t, nil, privacy.WithKeyring(keys.Keyring()))
+			checkCanariesRead(t, right, "ada")
+		})
+	}
+}

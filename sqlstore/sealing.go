@@ -34,8 +34,30 @@ type sealKeys = atomic.Pointer[keyring.Keys]
 // what it writes with keys' data keys. The Store's own keyring (Keyring)
 // is read and written in the same transaction as the data, so a new
 // profile's key commits with its first values; a keyring elsewhere makes
-// keys in transactions of its own, committed first.
-func (ps *profileStore) SealWith(keys *keyring.Keys) { ps.s.sealing.Store(keys) }
+// keys in transactions of its own, committed first. The Store records the
+// keyring's id at the first call, and refuses another keyring's keys
+// (keyring.ErrWrongKeyring): with an empty keyring given by mistake, every
+// person would look erased, and their sealed rows be purged at their next
+// write.
+func (ps *profileStore) SealWith(ctx context.Context, keys *keyring.Keys) error {
+	s := ps.s
+	id := keys.KeyringID()
+	if len(id) == 0 {
+		return fmt.Errorf("%w: SealWith: keys whose keeper was not checked (keyring.Keys.CheckKeeper)", keyring.ErrInvalid)
+	}
+	if _, err := s.direct().ExecContext(ctx, s.sql(`INSERT INTO {p}sealing (id, keyring_id) VALUES (1, $1) ON CONFLICT (id) DO NOTHING`), id); err != nil {
+		return fmt.Errorf("sqlstore: recording the keyring: %w", err)
+	}
+	var recorded []byte
+	if err := s.direct().QueryRowContext(ctx, s.sql(`SELECT keyring_id FROM {p}sealing WHERE id = 1`)).Scan(&recorded); err != nil {
+		return fmt.Errorf("sqlstore: reading the keyring's record: %w", err)
+	}
+	if !bytes.Equal(recorded, id) {
+		return fmt.Errorf("%w: this Store's data is sealed with the keys of another keyring", keyring.ErrWrongKeyring)
+	}
+	s.sealing.Store(keys)
+	return nil
+}
 
 // Keyring returns the keyring of the Store the profile store is a view of,
 // which a Controller given this profile store alone keeps its data keys in.

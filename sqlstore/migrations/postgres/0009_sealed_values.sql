@@ -6,3 +6,10 @@
 -- NULL and is read as it is.
 ALTER TABLE {p}profile_traits ADD COLUMN sealed bytea;
 ALTER TABLE {p}profile_messages ADD COLUMN sealed bytea;
+-- The id of the keyring whose keys seal this Store's data (keyring.Keys'
+-- KeyringID), recorded at the first SealWith: a later one with another
+-- keyring is refused. One row.
+CREATE TABLE {p}sealing (
+    id         integer PRIMARY KEY CHECK (id = 1),
+    keyring_id bytea NOT NULL
+);
