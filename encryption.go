@@ -60,19 +60,41 @@ func openKeyring(ctx context.Context, cfg *config, keyGiven bool) (*keyring.Keys
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if err := keys.CheckKeeper(ctx); err != nil {
-		if errors.Is(err, keyring.ErrWrongKeeper) {
-			return nil, fmt.Errorf("%w: %w: start every host with the same WithKeeper (or the same WithKey)", ErrKeyMismatch, err)
-		}
-		return nil, backendError("keyring: keeper check", err)
+	if err := checkKeeper(ctx, keys); err != nil {
+		return nil, err
 	}
-	if err := sealer.SealWith(ctx, keys); err != nil {
-		if errors.Is(err, keyring.ErrWrongKeyring) {
-			return nil, fmt.Errorf("%w: %w: give the keyring the data was sealed with (WithKeyring)", ErrKeyMismatch, err)
+	sealers := []keyring.Sealer{sealer}
+	if g, ok := cfg.graph.(keyring.Sealer); ok {
+		sealers = append(sealers, g) // the identifiers
+	}
+	for _, sealer := range sealers {
+		if err := sealWith(ctx, sealer, keys); err != nil {
+			return nil, err
 		}
-		return nil, backendError("profile store: sealing", err)
 	}
 	return keys, nil
+}
+
+// checkKeeper checks the keys' keeper against their keyring's check.
+func checkKeeper(ctx context.Context, keys *keyring.Keys) error {
+	if err := keys.CheckKeeper(ctx); err != nil {
+		if errors.Is(err, keyring.ErrWrongKeeper) {
+			return fmt.Errorf("%w: %w: start every host with the same WithKeeper (or the same WithKey)", ErrKeyMismatch, err)
+		}
+		return backendError("keyring: keeper check", err)
+	}
+	return nil
+}
+
+// sealWith hands keys to the backend.
+func sealWith(ctx context.Context, sealer keyring.Sealer, keys *keyring.Keys) error {
+	if err := sealer.SealWith(ctx, keys); err != nil {
+		if errors.Is(err, keyring.ErrWrongKeyring) {
+			return fmt.Errorf("%w: %w: give the keyring the data was sealed with (WithKeyring)", ErrKeyMismatch, err)
+		}
+		return backendError("sealing", err)
+	}
+	return nil
 }
 
 // keyring returns the keyring backend: WithKeyring's (or WithBackends'),

@@ -285,6 +285,23 @@ func rewrapDataKeys(ctx context.Context, cfg *config, newKey []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	// The keyring must be the data's, its keys wrapped by the old keys (or
+	// by the new one, a run before): re-wrapping another (WithKeyring
+	// forgotten) would leave the data's keys under the old key.
+	either, err := keyring.NewRotatingKeeper(to, from)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	keys, err := keyring.NewKeys(store, either, 0)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if err := checkKeeper(ctx, keys); err != nil {
+		return err
+	}
+	if err := sealWith(ctx, cfg.profiles.(keyring.Sealer), keys); err != nil {
+		return err
+	}
 	if _, err := keyring.Rotate(ctx, store, from, to, 0); err != nil {
 		return backendError("keyring: re-wrapping data keys", err)
 	}

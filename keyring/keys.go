@@ -3,9 +3,13 @@ package keyring
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"sync"
 	"time"
 
@@ -32,7 +36,8 @@ type Keys struct {
 
 	mu    sync.Mutex
 	cache map[identity.ProfileID]cachedKey
-	id    []byte // the keyring's, read by CheckKeeper
+	id    []byte    // the keyring's, read by CheckKeeper
+	index hash.Hash // HMAC under the keyring's index key, set by CheckKeeper
 }
 
 // cachedKey is an unwrapped key and the wrapped form it was unwrapped from.
@@ -260,9 +265,10 @@ func (k *Keys) CheckKeeper(ctx context.Context) error {
 				return fmt.Errorf("%w: it does not unwrap the keyring's data keys (%v)", ErrWrongKeeper, err)
 			}
 		}
-		id := make([]byte, keyringIDSize)
-		_, _ = rand.Read(id) // crypto/rand.Read never fails
-		wrapped, err := k.keeper.Encrypt(ctx, append(bytes.Clone(keeperCheck), id...))
+		secret := make([]byte, keyringIDSize+indexKeySize)
+		_, _ = rand.Read(secret) // crypto/rand.Read never fails
+		wrapped, err := k.keeper.Encrypt(ctx, append(bytes.Clone(keeperCheck), secret...))
+		clear(secret)
 		if err != nil {
 			return fmt.Errorf("keyring: wrapping the keeper check: %w", err)
 		}
@@ -282,17 +288,42 @@ func (k *Keys) CheckKeeper(ctx context.Context) error {
 		return err
 	}
 	plain, err := k.keeper.Decrypt(ctx, e.Wrapped)
-	if err != nil || len(plain) != len(keeperCheck)+keyringIDSize || !bytes.Equal(plain[:len(keeperCheck)], keeperCheck) {
+	if err != nil || len(plain) != len(keeperCheck)+keyringIDSize+indexKeySize || !bytes.Equal(plain[:len(keeperCheck)], keeperCheck) {
 		return fmt.Errorf("%w: it does not unwrap the keyring's keeper check", ErrWrongKeeper)
 	}
+	secret := plain[len(keeperCheck):]
 	k.mu.Lock()
-	k.id = plain[len(keeperCheck):]
+	k.id = bytes.Clone(secret[:keyringIDSize])
+	k.index = hmac.New(sha256.New, secret[keyringIDSize:])
 	k.mu.Unlock()
+	clear(plain)
 	return nil
 }
 
-// keyringIDSize is the size of a keyring's id.
-const keyringIDSize = 16
+// The sizes of a keyring's id and of its index key, kept with its keeper
+// check.
+const (
+	keyringIDSize = 16
+	indexKeySize  = 32
+)
+
+// Index returns the keyed hash an identifier is looked up by where its value
+// is kept sealed (a blind index: "h1:" and the HMAC-SHA256 of its type and
+// value, base64url), under the keyring's index key, which its keeper check
+// keeps wrapped: someone with the data alone cannot compute it, and it stays
+// the same across Rotate. It fails with ErrInvalid before CheckKeeper.
+func (k *Keys) Index(id identity.ID) (string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.index == nil {
+		return "", fmt.Errorf("%w: Index before CheckKeeper", ErrInvalid)
+	}
+	k.index.Reset()
+	k.index.Write([]byte(id.Type))
+	k.index.Write([]byte{0})
+	k.index.Write([]byte(id.Value))
+	return "h1:" + base64.RawURLEncoding.EncodeToString(k.index.Sum(nil)), nil
+}
 
 // KeyringID returns the id of the Store's keyring, random, made with its
 // keeper check and kept in it (re-wrapped, never changed, by Rotate): a

@@ -231,7 +231,9 @@ func lookupBatch(ctx context.Context, s *Store, ids []identity.ID, dst []identit
 }
 
 // graphLookupBatch returns the profile of each of ids that is linked to one;
-// the others map to "".
+// the others map to "". With keys, each identifier is asked for in both
+// forms (sealing.go), and a sealed link of a profile without a data key
+// (erased) counts for none.
 func graphLookupBatch(ctx context.Context, s *Store, ex Executor, ids []identity.ID) (map[identity.ID]identity.ProfileID, error) {
 	found := make(map[identity.ID]identity.ProfileID, len(ids))
 	uniq := make([]identity.ID, 0, len(ids))
@@ -241,33 +243,64 @@ func graphLookupBatch(ctx context.Context, s *Store, ex Executor, ids []identity
 			uniq = append(uniq, id)
 		}
 	}
+	keys := s.keys()
+	forms, err := linkForms(keys, uniq)
+	if err != nil {
+		return nil, err
+	}
+	asked := make([]linkForm, 0, len(forms))
+	for f := range forms {
+		asked = append(asked, f)
+	}
+	sealedOwner := map[identity.ID]bool{}
 	perStmt := s.batchParams() / 2
-	for rest := uniq; len(rest) > 0; {
+	for rest := asked; len(rest) > 0; {
 		n := min(len(rest), perStmt)
 		size := listSize(n, perStmt)
-		q := s.newListStmt(`SELECT id_type, id_value, profile_id FROM {p}identity_links WHERE (id_type, id_value) IN `, 2*size)
+		q := s.newListStmt(`SELECT id_type, id_value, profile_id, sealed IS NOT NULL FROM {p}identity_links WHERE (id_type, id_value) IN `, 2*size)
 		q.valuesTable(size, 2, "{text}")
 		for i := range size {
-			id := rest[min(i, n-1)]
-			q.args = append(q.args, id.Type, id.Value)
+			f := rest[min(i, n-1)]
+			q.args = append(q.args, f.typ, f.value)
 		}
 		rows, err := ex.QueryContext(ctx, q.String(), q.args...)
 		if err != nil {
 			return nil, err
 		}
 		for rows.Next() {
-			var id identity.ID
+			var f linkForm
 			var pid string
-			if err := rows.Scan(&id.Type, &id.Value, &pid); err != nil {
+			if err := rows.Scan(&f.typ, &f.value, &pid, &f.sealed); err != nil {
 				rows.Close()
 				return nil, err
 			}
-			found[id] = identity.ProfileID(pid)
+			if id, ok := forms[f]; ok { // a clear value and an index alike are told apart by sealed
+				found[id] = identity.ProfileID(pid)
+				sealedOwner[id] = f.sealed
+			}
 		}
 		if err := closeRows(rows); err != nil {
 			return nil, err
 		}
 		rest = rest[n:]
+	}
+	if keys == nil {
+		return found, nil
+	}
+	var owners []identity.ProfileID
+	for id, sealed := range sealedOwner {
+		if sealed {
+			owners = append(owners, found[id])
+		}
+	}
+	gone, err := s.keyless(ctx, ex, keys, owners)
+	if err != nil {
+		return nil, err
+	}
+	for id, sealed := range sealedOwner {
+		if sealed && gone[found[id]] {
+			found[id] = ""
+		}
 	}
 	return found, nil
 }

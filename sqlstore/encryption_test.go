@@ -23,6 +23,7 @@ import (
 const (
 	canaryTrait = "canary-trait-8c41f0"
 	canaryProp  = "canary-property-5e9a27"
+	canaryEmail = "canary-mail-3d72b1"
 )
 
 var encTS = time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
@@ -33,7 +34,7 @@ func collectCanaries(t *testing.T, c *privacy.Controller, user string) *profile.
 	t.Helper()
 	ctx := t.Context()
 	must(t, c.Collect(ctx, privacy.Identify{MessageID: user + "-i", UserID: user,
-		Traits: map[string]any{"favorite_color": canaryTrait + "-" + user}, Timestamp: encTS}))
+		Traits: map[string]any{"favorite_color": canaryTrait + "-" + user, "email": emailOf(user)}, Timestamp: encTS}))
 	must(t, c.Collect(ctx, privacy.Track{MessageID: user + "-t", UserID: user, Event: "Note Taken",
 		Properties: map[string]any{"note": canaryProp + "-" + user}, Timestamp: encTS}))
 	p, err := c.Profile(ctx, uid(user))
@@ -42,6 +43,9 @@ func collectCanaries(t *testing.T, c *privacy.Controller, user string) *profile.
 }
 
 func uid(v string) identity.ID { return identity.ID{Type: identity.TypeUserID, Value: v} }
+
+// emailOf is the user's canary email address, an identifier.
+func emailOf(user string) string { return canaryEmail + "-" + user + "@example.com" }
 
 // checkCanariesRead: the person's trait and event read back in clear through
 // the Controller.
@@ -79,10 +83,24 @@ func TestSealedValuesNeverReachTheDatabase(t *testing.T) {
 			if !bytes.Contains(dump, []byte(pr.ID)) {
 				t.Fatalf("the dump (%d bytes) does not hold the profile id %s: it is not of the data", len(dump), pr.ID)
 			}
-			for _, canary := range []string{canaryTrait, canaryProp} {
+			for _, canary := range []string{canaryTrait, canaryProp, canaryEmail} {
 				if bytes.Contains(dump, []byte(canary)) {
 					t.Errorf("%q is in the database in clear", canary)
 				}
+			}
+			// Identifiers are looked up by their blind index, and read back.
+			byEmail, err := c.Profile(t.Context(), identity.ID{Type: identity.TypeEmail, Value: emailOf("ada")})
+			if err != nil || byEmail.ID != pr.ID {
+				t.Fatalf("Profile by ada's email = %v, %v; want her profile", byEmail, err)
+			}
+			node, err := p.data.Graph().Node(t.Context(), pr.ID)
+			must(t, err)
+			got := map[identity.ID]bool{}
+			for _, l := range node.Links {
+				got[l.ID] = true
+			}
+			if !got[uid("ada")] || !got[identity.ID{Type: identity.TypeEmail, Value: emailOf("ada")}] {
+				t.Errorf("ada's identifiers read back as %+v; want her user id and email in clear", node.Links)
 			}
 		})
 	}
@@ -161,7 +179,7 @@ func TestErasureShredsARestoredBackup(t *testing.T) {
 		t.Run(d.name, func(t *testing.T) {
 			s, p, keys, c := keptApart(t, d.dialect)
 			ctx := t.Context()
-			collectCanaries(t, c, "ada")
+			adaID := collectCanaries(t, c, "ada").ID
 			collectCanaries(t, c, "bob")
 
 			restore := backup(t, s, p)
@@ -174,12 +192,17 @@ func TestErasureShredsARestoredBackup(t *testing.T) {
 			restored, rdb := restore()
 			rc := openRestored(t, restored, keys)
 			checkCanariesRead(t, rc, "bob")
-			if _, err := rc.Profile(ctx, uid("ada")); !errors.Is(err, keyring.ErrNotFound) || !errors.Is(err, privacy.ErrNotFound) ||
-				!strings.Contains(err.Error(), keyring.ErrNotFound.Error()) {
-				t.Errorf("Profile(ada) from the restored backup = %v; want not found, saying it is for want of her data key", err)
+			// Her identifiers lead nowhere: their links are her profile's,
+			// which has no key.
+			if _, err := rc.Profile(ctx, uid("ada")); !errors.Is(err, privacy.ErrNotFound) || !strings.Contains(err.Error(), "not found") {
+				t.Errorf("Profile(ada) from the restored backup = %v; want not found, saying so", err)
 			}
-			if _, err := rc.Events(ctx, uid("ada"), profile.EventQuery{}); !errors.Is(err, keyring.ErrNotFound) {
-				t.Errorf("Events(ada) from the restored backup = %v; want not found, for want of her data key", err)
+			if _, err := rc.Events(ctx, uid("ada"), profile.EventQuery{}); !errors.Is(err, privacy.ErrNotFound) {
+				t.Errorf("Events(ada) from the restored backup = %v; want not found", err)
+			}
+			// Read by her profile id, her rows say why they cannot be read.
+			if _, err := restored.Profiles().Get(ctx, adaID); !errors.Is(err, keyring.ErrNotFound) || !strings.Contains(err.Error(), "data key was destroyed") {
+				t.Errorf("the restored store's Get of ada's profile = %v; want not found, for want of her data key", err)
 			}
 			// The restored rows are sealed still: nothing of ada in clear.
 			if dump := dumpRestored(t, s, rdb); bytes.Contains(dump, []byte(canaryTrait+"-ada")) {

@@ -36,7 +36,18 @@ func (g *graphStore) Begin(ctx context.Context) (identity.Tx, error) {
 	return beginTx(ctx, g.s, identity.ErrTxDone, identity.ErrInvalid, func(p part) identity.Tx { return &graphTx{base: g.base, part: p} })
 }
 
+// graphLookup returns the identifier's profile, or sql.ErrNoRows.
 func graphLookup(ctx context.Context, s *Store, ex Executor, id identity.ID) (identity.ProfileID, error) {
+	if s.keys() != nil { // in either form (sealing.go)
+		found, err := graphLookupBatch(ctx, s, ex, []identity.ID{id})
+		if err != nil {
+			return "", err
+		}
+		if found[id] == "" {
+			return "", sql.ErrNoRows
+		}
+		return found[id], nil
+	}
 	var pid string
 	err := ex.QueryRowContext(ctx, s.sql(`SELECT profile_id FROM {p}identity_links WHERE id_type = $1 AND id_value = $2`),
 		id.Type, id.Value).Scan(&pid)
@@ -53,21 +64,26 @@ func graphNode(ctx context.Context, s *Store, ex Executor, pid identity.ProfileI
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: reading profile %s: %w", pid, err)
 	}
-	rows, err := ex.QueryContext(ctx, s.sql(`SELECT id_type, id_value, linked_at, message_id FROM {p}identity_links
+	rows, err := ex.QueryContext(ctx, s.sql(`SELECT id_type, id_value, sealed, linked_at, message_id FROM {p}identity_links
 		WHERE profile_id = $1 ORDER BY ord, id_type, id_value`), string(pid))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: reading links of profile %s: %w", pid, err)
 	}
+	var sealed [][]byte
 	for rows.Next() {
 		var l identity.Link
-		if err := rows.Scan(&l.ID.Type, &l.ID.Value, scanTime(&l.LinkedAt), &l.MessageID); err != nil {
+		var b []byte
+		if err := rows.Scan(&l.ID.Type, &l.ID.Value, &b, scanTime(&l.LinkedAt), &l.MessageID); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("sqlstore: reading links of profile %s: %w", pid, err)
 		}
-		n.Links = append(n.Links, l)
+		n.Links, sealed = append(n.Links, l), append(sealed, b)
 	}
 	if err := closeRows(rows); err != nil {
 		return nil, fmt.Errorf("sqlstore: reading links of profile %s: %w", pid, err)
+	}
+	if err := s.openLinks(ctx, ex, pid, n.Links, sealed); err != nil {
+		return nil, err
 	}
 	rows, err = ex.QueryContext(ctx, s.sql(`SELECT from_id, merged_at, message_id FROM {p}identity_merges
 		WHERE profile_id = $1 ORDER BY ord`), string(pid))
@@ -159,6 +175,9 @@ func (tx *graphTx) Link(ctx context.Context, pid identity.ProfileID, l identity.
 	}
 	return tx.run(ctx, func(ex Executor) error {
 		s := tx.s
+		if keys := s.keys(); keys != nil {
+			return sealedLink(ctx, s, ex, keys, pid, l)
+		}
 		// One statement in the common case: it inserts only when the profile
 		// exists and the identifier is free, as the next link of the profile.
 		res, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}identity_links (id_type, id_value, profile_id, ord, linked_at, message_id)
@@ -215,6 +234,9 @@ func (tx *graphTx) Merge(ctx context.Context, into identity.ProfileID, m identit
 		}
 		if hasInto == 0 {
 			return fmt.Errorf("%w: profile %s", identity.ErrNotFound, into)
+		}
+		if err := s.resealLinks(ctx, ex, into, m.From); err != nil {
+			return fmt.Errorf("sqlstore: merging profile %s into %s: %w", m.From, into, err)
 		}
 		// from's links and merge history follow into's, in their order, then
 		// the merge itself.

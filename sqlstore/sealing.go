@@ -25,7 +25,10 @@ import (
 // properties; rows written in clear (before the migration, or without keys)
 // are read as they are.
 
-var _ keyring.Sealer = (*profileStore)(nil)
+var (
+	_ keyring.Sealer = (*profileStore)(nil)
+	_ keyring.Sealer = (*graphStore)(nil)
+)
 
 // sealKeys holds the keys a Store seals with, shared by its copies.
 type sealKeys = atomic.Pointer[keyring.Keys]
@@ -40,7 +43,19 @@ type sealKeys = atomic.Pointer[keyring.Keys]
 // person would look erased, and their sealed rows be purged at their next
 // write.
 func (ps *profileStore) SealWith(ctx context.Context, keys *keyring.Keys) error {
-	s := ps.s
+	return sealWith(ctx, ps.s, keys)
+}
+
+// SealWith implements keyring.Sealer: the graph of a Store seals what it
+// writes as the Store's profile store does (they share the keys): each
+// identifier's value, kept sealed, is looked up by its blind index
+// (keyring.Keys.Index).
+func (g *graphStore) SealWith(ctx context.Context, keys *keyring.Keys) error {
+	return sealWith(ctx, g.s, keys)
+}
+
+// sealWith is the SealWith of the Store's backends.
+func sealWith(ctx context.Context, s *Store, keys *keyring.Keys) error {
 	id := keys.KeyringID()
 	if len(id) == 0 {
 		return fmt.Errorf("%w: SealWith: keys whose keeper was not checked (keyring.Keys.CheckKeeper)", keyring.ErrInvalid)
@@ -162,7 +177,7 @@ func (s *Store) dataKeys(ctx context.Context, ex Executor, keys *keyring.Keys, p
 // the keyring's), no key opens them, and beside the new key's they would
 // make every read of the profile fail.
 func purgeShredded(ctx context.Context, s *Store, ex Executor, pids []identity.ProfileID) error {
-	for _, table := range []string{"profile_traits", "profile_messages"} {
+	for _, table := range []string{"profile_traits", "profile_messages", "identity_links"} {
 		err := execChunks(ctx, s, ex, pids, 1, func(q *listStmt, n, _ int) { q.params(n); q.sql(`) AND sealed IS NOT NULL`) },
 			`DELETE FROM {p}`+table+` WHERE profile_id IN (`, "",
 			func(q *listStmt, pid *identity.ProfileID) { q.args = append(q.args, string(*pid)) })
@@ -291,7 +306,9 @@ func (s *Store) resealMoved(ctx context.Context, ex Executor, into, from identit
 			return err
 		}
 		if old[from] == nil {
-			return s.shredded(from)
+			// from was erased (its rows are from before: a restored
+			// backup): what no key opens goes, rather than block the merge.
+			return purgeShredded(ctx, s, ex, []identity.ProfileID{from})
 		}
 		dks, err := s.dataKeys(ctx, ex, keys, []identity.ProfileID{into}, true)
 		if err != nil {
@@ -310,6 +327,221 @@ func (s *Store) resealMoved(ctx context.Context, ex Executor, into, from identit
 	}
 	if s.ownKeyring(keys) {
 		if _, err := ex.ExecContext(ctx, s.sql(`DELETE FROM {p}keyring WHERE profile_id = $1`), string(from)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Identifiers (the identity graph). Given keys, a link keeps its value
+// sealed (sealed) and, in id_value, the identifier's blind index
+// (keyring.Keys.Index); links written in clear keep their value there and
+// sealed NULL. A lookup asks for both forms, and takes a sealed link whose
+// profile has no data key for none: the person was erased, the row is from
+// before (a restored backup).
+
+// linkField is the field an identifier's sealed value is bound to: its type
+// and its index, so that it opens on its own link only.
+func linkField(typ, index string) string { return "id:" + typ + ":" + index }
+
+// linkForm is an identifier as a link row keeps it.
+type linkForm struct {
+	typ, value string
+	sealed     bool
+}
+
+// linkForms returns the forms the links of ids may have, each mapped to its
+// identifier: in clear, and with keys by index.
+func linkForms(keys *keyring.Keys, ids []identity.ID) (map[linkForm]identity.ID, error) {
+	forms := make(map[linkForm]identity.ID, 2*len(ids))
+	for _, id := range ids {
+		forms[linkForm{id.Type, id.Value, false}] = id
+		if keys != nil {
+			idx, err := keys.Index(id)
+			if err != nil {
+				return nil, err
+			}
+			forms[linkForm{id.Type, idx, true}] = id
+		}
+	}
+	return forms, nil
+}
+
+// keyless returns which of pids have no data key: erased.
+func (s *Store) keyless(ctx context.Context, ex Executor, keys *keyring.Keys, pids []identity.ProfileID) (map[identity.ProfileID]bool, error) {
+	out := map[identity.ProfileID]bool{}
+	if len(pids) == 0 {
+		return out, nil
+	}
+	uniq := uniqueIDs(pids)
+	if s.ownKeyring(keys) {
+		entries, err := readEntries(ctx, s, ex, uniq)
+		if err != nil {
+			return nil, err
+		}
+		for _, pid := range uniq {
+			if _, ok := entries[pid]; !ok {
+				out[pid] = true
+			}
+		}
+		return out, nil
+	}
+	for _, pid := range uniq {
+		_, err := keys.Store().Get(ctx, pid)
+		switch {
+		case errors.Is(err, keyring.ErrNotFound):
+			out[pid] = true
+		case err != nil:
+			return nil, fmt.Errorf("sqlstore: the data key of profile %s: %w", pid, err)
+		}
+	}
+	return out, nil
+}
+
+// openLinks opens the sealed values of a profile's links, in place.
+func (s *Store) openLinks(ctx context.Context, ex Executor, pid identity.ProfileID, links []identity.Link, sealed [][]byte) error {
+	var dk *keyring.DataKey
+	for i := range links {
+		if sealed[i] == nil {
+			continue
+		}
+		if dk == nil {
+			dks, err := s.openingKeys(ctx, ex, []identity.ProfileID{pid})
+			if err != nil {
+				return err
+			}
+			if dk = dks[pid]; dk == nil {
+				return s.shredded(pid)
+			}
+		}
+		l := &links[i]
+		value, err := dk.Open(linkField(l.ID.Type, l.ID.Value), sealed[i])
+		if err != nil {
+			return fmt.Errorf("sqlstore: an identifier of profile %s: %w", pid, err)
+		}
+		l.ID.Value = string(value)
+	}
+	return nil
+}
+
+// sealedLink is Link with keys: the identifier's owner looked up in both
+// forms (a link of a profile without a key is purged, the profile's
+// shredded rows with it), then the link inserted sealed, with its index.
+func sealedLink(ctx context.Context, s *Store, ex Executor, keys *keyring.Keys, pid identity.ProfileID, l identity.Link) error {
+	var n int
+	if err := ex.QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM {p}identity_profiles WHERE profile_id = $1`), string(pid)).Scan(&n); err != nil {
+		return fmt.Errorf("sqlstore: linking to profile %s: %w", pid, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: profile %s", identity.ErrNotFound, pid)
+	}
+	owners, err := linkOwners(ctx, s, ex, keys, l.ID)
+	if err != nil {
+		return fmt.Errorf("sqlstore: linking to profile %s: %w", pid, err)
+	}
+	for owner, sealed := range owners {
+		if owner == pid {
+			return nil // a redo
+		}
+		if sealed {
+			gone, err := s.keyless(ctx, ex, keys, []identity.ProfileID{owner})
+			if err != nil {
+				return err
+			}
+			if gone[owner] {
+				if err := purgeShredded(ctx, s, ex, []identity.ProfileID{owner}); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		return fmt.Errorf("%w: the %s identifier belongs to profile %s, not %s", identity.ErrConflict, l.ID.Type, owner, pid)
+	}
+	dks, err := s.dataKeys(ctx, ex, keys, []identity.ProfileID{pid}, true)
+	if err != nil {
+		return fmt.Errorf("sqlstore: linking to profile %s: %w", pid, err)
+	}
+	idx, err := keys.Index(l.ID)
+	if err != nil {
+		return err
+	}
+	res, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}identity_links (id_type, id_value, profile_id, ord, linked_at, message_id, sealed)
+		VALUES ($1, $2, $3, (SELECT COALESCE(MAX(ord), 0) + 1 FROM {p}identity_links WHERE profile_id = $3), $4, $5, $6)
+		ON CONFLICT (id_type, id_value) DO NOTHING`),
+		l.ID.Type, idx, string(pid), s.ts(l.LinkedAt), l.MessageID, dks[pid].Seal(linkField(l.ID.Type, idx), []byte(l.ID.Value)))
+	if err != nil {
+		return fmt.Errorf("sqlstore: linking to profile %s: %w", pid, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return err
+	}
+	return fmt.Errorf("%w: the %s identifier was linked to another profile meanwhile", identity.ErrConflict, l.ID.Type)
+}
+
+// linkOwners returns the profiles the identifier's links name, in either
+// form, each with whether its link is sealed.
+func linkOwners(ctx context.Context, s *Store, ex Executor, keys *keyring.Keys, id identity.ID) (map[identity.ProfileID]bool, error) {
+	idx, err := keys.Index(id)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := ex.QueryContext(ctx, s.sql(`SELECT profile_id, sealed IS NOT NULL FROM {p}identity_links
+		WHERE id_type = $1 AND ((id_value = $2 AND sealed IS NULL) OR (id_value = $3 AND sealed IS NOT NULL))`), id.Type, id.Value, idx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[identity.ProfileID]bool{}
+	for rows.Next() {
+		var pid string
+		var sealed bool
+		if err := rows.Scan(&pid, &sealed); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out[identity.ProfileID(pid)] = sealed
+	}
+	return out, closeRows(rows)
+}
+
+// resealLinks re-seals, for into, the sealed links of from that a merge
+// moves to into.
+func (s *Store) resealLinks(ctx context.Context, ex Executor, into, from identity.ProfileID) error {
+	keys := s.keys()
+	if keys == nil {
+		return nil
+	}
+	rows, err := ex.QueryContext(ctx, s.sql(`SELECT id_type, id_value, sealed FROM {p}identity_links WHERE profile_id = $1 AND sealed IS NOT NULL`), string(from))
+	if err != nil {
+		return err
+	}
+	var links []identity.Link
+	var sealed [][]byte
+	for rows.Next() {
+		var l identity.Link
+		var b []byte
+		if err := rows.Scan(&l.ID.Type, &l.ID.Value, &b); err != nil {
+			rows.Close()
+			return err
+		}
+		links, sealed = append(links, l), append(sealed, b)
+	}
+	if err := closeRows(rows); err != nil || len(links) == 0 {
+		return err
+	}
+	index := make([]string, len(links))
+	for i := range links {
+		index[i] = links[i].ID.Value
+	}
+	if err := s.openLinks(ctx, ex, from, links, sealed); err != nil {
+		return err
+	}
+	dks, err := s.dataKeys(ctx, ex, keys, []identity.ProfileID{into}, true)
+	if err != nil {
+		return err
+	}
+	for i, l := range links {
+		if _, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}identity_links SET sealed = $3 WHERE id_type = $1 AND id_value = $2`),
+			l.ID.Type, index[i], dks[into].Seal(linkField(l.ID.Type, index[i]), []byte(l.ID.Value))); err != nil {
 			return err
 		}
 	}
