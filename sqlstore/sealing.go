@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/gdprkit/privacy/identity"
@@ -130,33 +131,11 @@ func (s *Store) dataKeys(ctx context.Context, ex Executor, keys *keyring.Keys, p
 			}
 		}
 		if len(missing) > 0 {
-			made := make([]identity.ProfileID, len(missing))
-			for i := range missing {
-				made[i] = missing[i].Profile
-			}
-			if err := purgeShredded(ctx, s, ex, made); err != nil {
-				return nil, err
-			}
-			// Another transaction may add one first: its key is the one kept.
-			// In profile order, as every batch writes its rows.
-			slices.SortFunc(missing, func(a, b keyring.Entry) int { return cmp.Compare(a.Profile, b.Profile) })
-			err := execChunks(ctx, s, ex, missing, 3, tupleRows, `INSERT INTO {p}keyring (profile_id, wrapped, created) VALUES `,
-				` ON CONFLICT (profile_id) DO NOTHING`,
-				func(q *listStmt, e *keyring.Entry) {
-					q.args = append(q.args, string(e.Profile), e.Wrapped, s.ts(e.Created))
-				})
-			if err != nil {
-				return nil, fmt.Errorf("sqlstore: making data keys: %w", err)
-			}
-			again, err := readEntries(ctx, s, ex, made)
+			made, err := makeKeys(ctx, s, ex, missing)
 			if err != nil {
 				return nil, err
 			}
-			for _, pid := range made {
-				e, ok := again[pid]
-				if !ok {
-					return nil, fmt.Errorf("sqlstore: the data key of profile %s was destroyed as it was made (an erasure in between): %w", pid, keyring.ErrNotFound)
-				}
+			for pid, e := range made {
 				entries[pid] = e
 			}
 		}
@@ -171,13 +150,114 @@ func (s *Store) dataKeys(ctx context.Context, ex Executor, keys *keyring.Keys, p
 	return out, nil
 }
 
+// makeKeys adds the missing keys to the Store's own keyring with ex, after
+// purging the profiles' shredded rows (purgeShredded), and returns the
+// entries it holds then: these, or those another transaction added first.
+// On PostgreSQL the purge and the insert are one statement a chunk.
+func makeKeys(ctx context.Context, s *Store, ex Executor, missing []keyring.Entry) (map[identity.ProfileID]keyring.Entry, error) {
+	// In profile order, as every batch writes its rows.
+	slices.SortFunc(missing, func(a, b keyring.Entry) int { return cmp.Compare(a.Profile, b.Profile) })
+	pids := make([]identity.ProfileID, len(missing))
+	for i := range missing {
+		pids[i] = missing[i].Profile
+	}
+	inserted := map[identity.ProfileID]bool{}
+	if s.d == Postgres {
+		perStmt := s.batchParams() / 3
+		for rest := missing; len(rest) > 0; {
+			n := min(len(rest), perStmt)
+			q := s.newListStmt(`WITH k (profile_id, wrapped, created) AS (VALUES `, 3*n)
+			var ids strings.Builder // the profile ids' placeholders, for the deletes: a list the planner probes the index with
+			for i := range rest[:n] {
+				if i > 0 {
+					q.b.WriteString(", ")
+					ids.WriteString(", ")
+				}
+				q.b.WriteByte('(')
+				q.param()
+				fmt.Fprintf(&ids, "$%d", q.n)
+				q.b.WriteString("::text, ")
+				q.param()
+				q.b.WriteString("::bytea, ")
+				q.param()
+				q.b.WriteString("::timestamptz)")
+				e := &rest[i]
+				q.args = append(q.args, string(e.Profile), e.Wrapped, s.ts(e.Created))
+			}
+			q.b.WriteString(")")
+			for i, table := range shreddedTables {
+				fmt.Fprintf(&q.b, ", d%d AS (", i)
+				q.sql(`DELETE FROM {p}` + table + ` WHERE profile_id IN (`)
+				q.b.WriteString(ids.String())
+				q.b.WriteString(`) AND sealed IS NOT NULL)`)
+			}
+			q.sql(` INSERT INTO {p}keyring (profile_id, wrapped, created) SELECT profile_id, wrapped, created FROM k
+				ON CONFLICT (profile_id) DO NOTHING RETURNING profile_id`)
+			rows, err := ex.QueryContext(ctx, q.String(), q.args...)
+			if err != nil {
+				return nil, fmt.Errorf("sqlstore: making data keys: %w", err)
+			}
+			for rows.Next() {
+				var pid string
+				if err := rows.Scan(&pid); err != nil {
+					rows.Close()
+					return nil, fmt.Errorf("sqlstore: making data keys: %w", err)
+				}
+				inserted[identity.ProfileID(pid)] = true
+			}
+			if err := closeRows(rows); err != nil {
+				return nil, fmt.Errorf("sqlstore: making data keys: %w", err)
+			}
+			rest = rest[n:]
+		}
+	} else {
+		if err := purgeShredded(ctx, s, ex, pids); err != nil {
+			return nil, err
+		}
+		err := execChunks(ctx, s, ex, missing, 3, tupleRows, `INSERT INTO {p}keyring (profile_id, wrapped, created) VALUES `,
+			` ON CONFLICT (profile_id) DO NOTHING`,
+			func(q *listStmt, e *keyring.Entry) {
+				q.args = append(q.args, string(e.Profile), e.Wrapped, s.ts(e.Created))
+			})
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: making data keys: %w", err)
+		}
+	}
+	out := make(map[identity.ProfileID]keyring.Entry, len(missing))
+	var raced []identity.ProfileID
+	for _, e := range missing {
+		if inserted[e.Profile] {
+			out[e.Profile] = e
+		} else {
+			raced = append(raced, e.Profile)
+		}
+	}
+	// Not known to be this one's (SQLite does not say; on PostgreSQL,
+	// another transaction's first): read back.
+	again, err := readEntries(ctx, s, ex, raced)
+	if err != nil {
+		return nil, err
+	}
+	for _, pid := range raced {
+		e, ok := again[pid]
+		if !ok {
+			return nil, fmt.Errorf("sqlstore: the data key of profile %s was destroyed as it was made (an erasure in between): %w", pid, keyring.ErrNotFound)
+		}
+		out[pid] = e
+	}
+	return out, nil
+}
+
+// shreddedTables are the tables that keep sealed rows.
+var shreddedTables = []string{"profile_traits", "profile_messages", "identity_links"}
+
 // purgeShredded deletes the sealed rows of profiles that have no data key,
 // before one is made for them: sealed under a key that was destroyed (rows
 // an erasure left in a restored backup, or a data commit that failed after
 // the keyring's), no key opens them, and beside the new key's they would
 // make every read of the profile fail.
 func purgeShredded(ctx context.Context, s *Store, ex Executor, pids []identity.ProfileID) error {
-	for _, table := range []string{"profile_traits", "profile_messages", "identity_links"} {
+	for _, table := range shreddedTables {
 		err := execChunks(ctx, s, ex, pids, 1, func(q *listStmt, n, _ int) { q.params(n); q.sql(`) AND sealed IS NOT NULL`) },
 			`DELETE FROM {p}`+table+` WHERE profile_id IN (`, "",
 			func(q *listStmt, pid *identity.ProfileID) { q.args = append(q.args, string(*pid)) })
@@ -424,20 +504,51 @@ func (s *Store) openLinks(ctx context.Context, ex Executor, pid identity.Profile
 	return nil
 }
 
-// sealedLink is Link with keys: the identifier's owner looked up in both
-// forms (a link of a profile without a key is purged, the profile's
-// shredded rows with it), then the link inserted sealed, with its index.
+// sealedLink is Link with keys: the link inserted sealed, with its index,
+// in one statement when the profile exists and the identifier is free in
+// both forms; else the identifier's owner looked up in both forms (a link of
+// a profile without a key is purged, the profile's shredded rows with it,
+// and the insert tried again).
 func sealedLink(ctx context.Context, s *Store, ex Executor, keys *keyring.Keys, pid identity.ProfileID, l identity.Link) error {
+	fail := func(err error) error { return fmt.Errorf("sqlstore: linking to profile %s: %w", pid, err) }
+	dks, err := s.dataKeys(ctx, ex, keys, []identity.ProfileID{pid}, true)
+	if err != nil {
+		return fail(err)
+	}
+	idx, err := keys.Index(l.ID)
+	if err != nil {
+		return err
+	}
+	sealed := dks[pid].Seal(linkField(l.ID.Type, idx), []byte(l.ID.Value))
+	insert := func() (bool, error) {
+		res, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}identity_links (id_type, id_value, profile_id, ord, linked_at, message_id, sealed)
+			SELECT $1{text}, $2{text}, n.profile_id,
+				(SELECT COALESCE(MAX(ord), 0) + 1 FROM {p}identity_links WHERE profile_id = $3), $4{ts}, $5{text}, $6{bytes}
+			FROM {p}identity_profiles n WHERE n.profile_id = $3
+				AND NOT EXISTS (SELECT 1 FROM {p}identity_links WHERE id_type = $1 AND id_value = $7 AND sealed IS NULL)
+			ON CONFLICT (id_type, id_value) DO NOTHING`),
+			l.ID.Type, idx, string(pid), s.ts(l.LinkedAt), l.MessageID, sealed, l.ID.Value)
+		if err != nil {
+			return false, err
+		}
+		n, err := res.RowsAffected()
+		return n == 1, err
+	}
+	if done, err := insert(); err != nil {
+		return fail(err)
+	} else if done {
+		return nil
+	}
 	var n int
 	if err := ex.QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM {p}identity_profiles WHERE profile_id = $1`), string(pid)).Scan(&n); err != nil {
-		return fmt.Errorf("sqlstore: linking to profile %s: %w", pid, err)
+		return fail(err)
 	}
 	if n == 0 {
 		return fmt.Errorf("%w: profile %s", identity.ErrNotFound, pid)
 	}
 	owners, err := linkOwners(ctx, s, ex, keys, l.ID)
 	if err != nil {
-		return fmt.Errorf("sqlstore: linking to profile %s: %w", pid, err)
+		return fail(err)
 	}
 	for owner, sealed := range owners {
 		if owner == pid {
@@ -457,23 +568,10 @@ func sealedLink(ctx context.Context, s *Store, ex Executor, keys *keyring.Keys, 
 		}
 		return fmt.Errorf("%w: the %s identifier belongs to profile %s, not %s", identity.ErrConflict, l.ID.Type, owner, pid)
 	}
-	dks, err := s.dataKeys(ctx, ex, keys, []identity.ProfileID{pid}, true)
-	if err != nil {
-		return fmt.Errorf("sqlstore: linking to profile %s: %w", pid, err)
-	}
-	idx, err := keys.Index(l.ID)
-	if err != nil {
-		return err
-	}
-	res, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}identity_links (id_type, id_value, profile_id, ord, linked_at, message_id, sealed)
-		VALUES ($1, $2, $3, (SELECT COALESCE(MAX(ord), 0) + 1 FROM {p}identity_links WHERE profile_id = $3), $4, $5, $6)
-		ON CONFLICT (id_type, id_value) DO NOTHING`),
-		l.ID.Type, idx, string(pid), s.ts(l.LinkedAt), l.MessageID, dks[pid].Seal(linkField(l.ID.Type, idx), []byte(l.ID.Value)))
-	if err != nil {
-		return fmt.Errorf("sqlstore: linking to profile %s: %w", pid, err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n == 1 {
-		return err
+	if done, err := insert(); err != nil {
+		return fail(err)
+	} else if done {
+		return nil
 	}
 	return fmt.Errorf("%w: the %s identifier was linked to another profile meanwhile", identity.ErrConflict, l.ID.Type)
 }
