@@ -21,16 +21,20 @@
 // # Encryption at rest
 //
 // Given keys (keyring.Sealer: a Controller hands them to the profile store
-// unless told privacy.WithoutEncryption), the profile store seals every trait
-// value and every event's properties with the profile's data key
-// (AES-256-GCM, the profile and the field as associated data) before writing
-// them (migration 0009: the sealed columns), and opens them as it reads. Its
+// and the graph unless told privacy.WithoutEncryption), the Store seals every
+// trait value, every event's properties and every identifier with the
+// profile's data key (AES-256-GCM, the profile and the field as associated
+// data) before writing them (migration 0009: the sealed columns), and opens
+// them as it reads; a sealed identifier is looked up by its blind index
+// (keyring.Keys.Index), which its link keeps in id_value. The Store records
+// the keyring it seals with, and refuses another. Its
 // own keyring is read and written in the data's transaction, so a new
 // person's key commits with their first values; a keyring in another
 // database makes keys in transactions of its own, committed first. A merge
-// re-seals the events it moves and destroys the merged-away key; a profile
-// without a key (erased, its rows from a restored backup) reads as not found
-// and loses its sealed rows when a key is made for it again. Rows written in
+// re-seals the events and identifiers it moves and destroys the merged-away
+// key; a profile without a key (erased, its rows from a restored backup) is
+// found by no identifier, reads as not found, and loses its sealed rows when
+// a key is made for it, or its identifier linked, again. Rows written in
 // clear (before the migration, or without keys) are read as they are.
 //
 // # Dialects
