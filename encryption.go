@@ -23,18 +23,17 @@ import (
 // the key is the caller's (WithKey) rather than a random one of this
 // process: data keys wrapped under a random key would be lost at restart.
 func openKeyring(ctx context.Context, cfg *config, keyGiven bool) (*keyring.Keys, error) {
-	if cfg.noEncryption {
-		return nil, nil
-	}
 	sealer, ok := cfg.profiles.(keyring.Sealer)
-	if !ok {
-		// A profile store that cannot seal, given a keyring, is most likely
-		// a decorator of one that can, which would write in clear.
-		if _, mem := cfg.profiles.(*profile.MemStore); !mem && cfg.keyStore != nil {
-			return nil, fmt.Errorf("%w: there is a keyring, but the profile store (%T) cannot seal what it stores (it has no SealWith): "+
-				"a decorator of a sealing store must forward SealWith and Keyring; or say WithoutEncryption", ErrInvalid, cfg.profiles)
+	if cfg.noEncryption || !ok {
+		if !cfg.noEncryption {
+			// A profile store that cannot seal, given a keyring, is most
+			// likely a decorator of one that can, which would write in clear.
+			if _, mem := cfg.profiles.(*profile.MemStore); !mem && cfg.keyStore != nil {
+				return nil, fmt.Errorf("%w: there is a keyring, but the profile store (%T) cannot seal what it stores (it has no SealWith): "+
+					"a decorator of a sealing store must forward SealWith and Keyring; or say WithoutEncryption", ErrInvalid, cfg.profiles)
+			}
 		}
-		return nil, nil
+		return nil, refuseSealedData(ctx, cfg)
 	}
 	keeper := cfg.keeper
 	if keeper == nil {
@@ -73,6 +72,27 @@ func openKeyring(ctx context.Context, cfg *config, keyGiven bool) (*keyring.Keys
 		}
 	}
 	return keys, nil
+}
+
+// refuseSealedData refuses, to a Controller that does not seal, backends
+// whose data was sealed: it would not see their sealed identifiers, and
+// would link them again in clear, to a second profile.
+func refuseSealedData(ctx context.Context, cfg *config) error {
+	for _, b := range []any{cfg.graph, cfg.profiles} {
+		s, ok := b.(keyring.Sealer)
+		if !ok {
+			continue
+		}
+		sealed, err := s.Sealed(ctx)
+		if err != nil {
+			return backendError("sealing", err)
+		}
+		if sealed {
+			return fmt.Errorf("%w: the %T's data is sealed (encryption at rest), and this Controller would not seal: "+
+				"start it with the keys (no WithoutEncryption, and a profile store that seals)", ErrKeyMismatch, b)
+		}
+	}
+	return nil
 }
 
 // checkKeeper checks the keys' keeper against their keyring's check.

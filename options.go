@@ -275,9 +275,9 @@ func WithKeeper(k keyring.Keeper) Option {
 // WithoutEncryption stores traits and event properties in clear even in a
 // profile store that can seal them (sqlstore's). An erasure then cannot
 // reach copies of the rows (backups, replicas): use it only where the data is
-// not personal or is protected otherwise. Rows sealed before cannot be read
-// without it: their reads fail with an error matching
-// keyring.ErrUndecryptable.
+// not personal or is protected otherwise. New refuses it over data that was
+// sealed (ErrKeyMismatch): it would not find the sealed identifiers, and
+// would link them again, in clear, to a second profile.
 func WithoutEncryption() Option {
 	return func(c *config) error {
 		c.noEncryption = true

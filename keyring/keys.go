@@ -235,8 +235,14 @@ func Rotate(ctx context.Context, store Store, from, to Keeper, batch int) (int, 
 // WithoutEncryption. SealWith fails with an error matching ErrWrongKeyring
 // when the backend's data was sealed with the keys of another keyring
 // (KeyringID).
+//
+// Sealed reports whether the backend's data was ever sealed (a keyring is
+// recorded): then a Controller without its keys (WithoutEncryption, or a
+// profile store that cannot seal) is refused, since it would not find the
+// sealed identifiers and would link them again, in clear.
 type Sealer interface {
 	SealWith(ctx context.Context, keys *Keys) error
+	Sealed(ctx context.Context) (bool, error)
 }
 
 // KeeperCheckProfile is the reserved Entry.Profile of the keeper check: a

@@ -82,7 +82,7 @@ func graphNode(ctx context.Context, s *Store, ex Executor, pid identity.ProfileI
 	if err := closeRows(rows); err != nil {
 		return nil, fmt.Errorf("sqlstore: reading links of profile %s: %w", pid, err)
 	}
-	if err := s.openLinks(ctx, ex, pid, n.Links, sealed); err != nil {
+	if n.Links, err = s.openLinks(ctx, ex, pid, n.Links, sealed); err != nil {
 		return nil, err
 	}
 	rows, err = ex.QueryContext(ctx, s.sql(`SELECT from_id, merged_at, message_id FROM {p}identity_merges

@@ -55,6 +55,21 @@ func (g *graphStore) SealWith(ctx context.Context, keys *keyring.Keys) error {
 	return sealWith(ctx, g.s, keys)
 }
 
+// Sealed implements keyring.Sealer.
+func (ps *profileStore) Sealed(ctx context.Context) (bool, error) { return sealed(ctx, ps.s) }
+
+// Sealed implements keyring.Sealer.
+func (g *graphStore) Sealed(ctx context.Context) (bool, error) { return sealed(ctx, g.s) }
+
+// sealed reports whether the Store recorded a keyring (sealWith).
+func sealed(ctx context.Context, s *Store) (bool, error) {
+	var n int
+	if err := s.direct().QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM {p}sealing`)).Scan(&n); err != nil {
+		return false, fmt.Errorf("sqlstore: reading the keyring's record: %w", err)
+	}
+	return n > 0, nil
+}
+
 // sealWith is the SealWith of the Store's backends.
 func sealWith(ctx context.Context, s *Store, keys *keyring.Keys) error {
 	id := keys.KeyringID()
@@ -478,30 +493,37 @@ func (s *Store) keyless(ctx context.Context, ex Executor, keys *keyring.Keys, pi
 	return out, nil
 }
 
-// openLinks opens the sealed values of a profile's links, in place.
-func (s *Store) openLinks(ctx context.Context, ex Executor, pid identity.ProfileID, links []identity.Link, sealed [][]byte) error {
-	var dk *keyring.DataKey
-	for i := range links {
-		if sealed[i] == nil {
-			continue
-		}
-		if dk == nil {
-			dks, err := s.openingKeys(ctx, ex, []identity.ProfileID{pid})
-			if err != nil {
-				return err
-			}
-			if dk = dks[pid]; dk == nil {
-				return s.shredded(pid)
-			}
-		}
-		l := &links[i]
-		value, err := dk.Open(linkField(l.ID.Type, l.ID.Value), sealed[i])
-		if err != nil {
-			return fmt.Errorf("sqlstore: an identifier of profile %s: %w", pid, err)
-		}
-		l.ID.Value = string(value)
+// openLinks opens the sealed values of a profile's links and returns the
+// links: those of a profile without a data key (erased; its rows are from
+// before, such as a restored backup) are left out, as lookups leave them.
+func (s *Store) openLinks(ctx context.Context, ex Executor, pid identity.ProfileID, links []identity.Link, sealed [][]byte) ([]identity.Link, error) {
+	if !slices.ContainsFunc(sealed, func(b []byte) bool { return b != nil }) {
+		return links, nil
 	}
-	return nil
+	if s.keys() == nil {
+		return nil, s.shredded(pid)
+	}
+	dks, err := s.openingKeys(ctx, ex, []identity.ProfileID{pid})
+	if err != nil {
+		return nil, err
+	}
+	dk := dks[pid]
+	kept := links[:0]
+	for i, l := range links {
+		switch {
+		case sealed[i] == nil:
+		case dk == nil:
+			continue // shredded
+		default:
+			value, err := dk.Open(linkField(l.ID.Type, l.ID.Value), sealed[i])
+			if err != nil {
+				return nil, fmt.Errorf("sqlstore: an identifier of profile %s: %w", pid, err)
+			}
+			l.ID.Value = string(value)
+		}
+		kept = append(kept, l)
+	}
+	return kept, nil
 }
 
 // sealedLink is Link with keys: the link inserted sealed, with its index,
@@ -626,11 +648,18 @@ func (s *Store) resealLinks(ctx context.Context, ex Executor, into, from identit
 	if err := closeRows(rows); err != nil || len(links) == 0 {
 		return err
 	}
+	if gone, err := s.keyless(ctx, ex, keys, []identity.ProfileID{from}); err != nil {
+		return err
+	} else if gone[from] {
+		// from was erased (its rows are from before: a restored backup):
+		// what no key opens goes, rather than block the merge.
+		return purgeShredded(ctx, s, ex, []identity.ProfileID{from})
+	}
 	index := make([]string, len(links))
 	for i := range links {
 		index[i] = links[i].ID.Value
 	}
-	if err := s.openLinks(ctx, ex, from, links, sealed); err != nil {
+	if links, err = s.openLinks(ctx, ex, from, links, sealed); err != nil {
 		return err
 	}
 	dks, err := s.dataKeys(ctx, ex, keys, []identity.ProfileID{into}, true)
