@@ -79,6 +79,16 @@ type world struct {
 	outbox   *outbox.MemStore
 	rec      *destination.Recorder
 	hasher   *identity.Hasher
+	// attempts is Delivery.MaxAttempts (0: 3).
+	attempts int
+}
+
+// maxAttempts is the world's Delivery.MaxAttempts.
+func (w *world) maxAttempts() int {
+	if w.attempts == 0 {
+		return 3
+	}
+	return w.attempts
 }
 
 var worldKey = []byte("fault-matrix-key-0123456789abcdef")
@@ -113,7 +123,7 @@ func (w *world) controllerWith(t *testing.T, dests ...destination.Destination) *
 		privacy.WithInstance("host-1"), // every Controller of the world is the same host, restarted
 		privacy.WithClock(func() time.Time { return t0 }),
 		// A short lease: what a Controller closed as a crash held goes to the next one soon.
-		privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: time.Millisecond, MaxAttempts: 3, Lease: 100 * time.Millisecond}),
+		privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: time.Millisecond, MaxAttempts: w.maxAttempts(), Lease: 100 * time.Millisecond}),
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -476,6 +486,10 @@ func TestCrashThenRestartWithoutTheDestination(t *testing.T) {
 	for k := 1; k <= 8; k++ {
 		t.Run(fmt.Sprint("crash after journal record ", k), func(t *testing.T) {
 			w := newWorld(t)
+			// The crashed host, until it is closed, retries the deletion
+			// every millisecond: too few attempts, and it gives up on it
+			// before the restart it is owed at.
+			w.attempts = 1_000_000
 			w.rec.FailDeletes(-1)
 			c := w.controller(t)
 			if err := c.Collect(ctx, privacy.Identify{UserID: "ada", Timestamp: t0}); err != nil {
