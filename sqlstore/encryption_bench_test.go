@@ -85,3 +85,44 @@ func seedPeople(b *testing.B, c *privacy.Controller, tag string, n int) []string
 	}
 	return uids
 }
+
+// BenchmarkErasureUnreadable erases a person whose events are sealed, with
+// 1,000 and with 100,000 of them, on PostgreSQL, and reports how long until
+// they are unreadable everywhere (ms/unreadable: their data key is destroyed
+// in the erasure's commit, which today also deletes their rows, so it is the
+// erasure's time) and the rate its rows are purged at (events/s). Each
+// iteration collects the person first, untimed, through CollectBatch.
+func BenchmarkErasureUnreadable(b *testing.B) {
+	for _, events := range []int{1_000, 100_000} {
+		b.Run(fmt.Sprint("events=", events), func(b *testing.B) {
+			s := newSite(b, sqlstore.Postgres)
+			ctx := b.Context()
+			c := s.open(b).controller(b, nil)
+			var took time.Duration
+			n := 0
+			for b.Loop() {
+				b.StopTimer()
+				n++
+				user := fmt.Sprint("heavy-", n)
+				must(b, c.Collect(ctx, privacy.Identify{MessageID: user, UserID: user, Traits: map[string]any{"plan": "pro"}, Timestamp: time.Now()}))
+				for i := 0; i < events; i += privacy.BatchSize {
+					msgs := make([]privacy.Message, min(privacy.BatchSize, events-i))
+					for j := range msgs {
+						msgs[j] = privacy.Track{MessageID: fmt.Sprintf("%s-%d", user, i+j), UserID: user, Event: "Viewed",
+							Properties: map[string]any{"i": i + j}, Timestamp: time.Now()}
+					}
+					must(b, c.CollectBatch(ctx, msgs))
+				}
+				b.StartTimer()
+				start := time.Now()
+				r, err := c.Erase(ctx, uid(user))
+				took += time.Since(start)
+				if err != nil || r.Status != privacy.Finished {
+					b.Fatalf("Erase = %+v, %v", r, err)
+				}
+			}
+			b.ReportMetric(float64(took.Milliseconds())/float64(n), "ms/unreadable")
+			b.ReportMetric(float64(events*n)/took.Seconds(), "events/s")
+		})
+	}
+}
