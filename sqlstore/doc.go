@@ -35,7 +35,8 @@
 // key; a profile without a key (erased, its rows from a restored backup) is
 // found by no identifier, reads as not found, and loses its sealed rows when
 // a key is made for it, or its identifier linked, again. Rows written in
-// clear (before the migration, or without keys) are read as they are.
+// clear (before the migration, or without keys) are read as they are, and
+// SealExisting seals them.
 //
 // # Dialects
 //

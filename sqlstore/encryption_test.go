@@ -489,3 +489,57 @@ func mustUnwrap(t *testing.T, k keyring.Keeper, wrapped []byte) []byte {
 	must(t, err)
 	return raw
 }
+
+// TestSealExistingSealsRowsInClear: a person collected in clear (before the
+// upgrade: WithoutEncryption on a store that never sealed) is sealed by
+// SealExisting once a Controller seals: no canary is left in the database,
+// and they read back, by every identifier.
+func TestSealExistingSealsRowsInClear(t *testing.T) {
+	for _, d := range testDialects {
+		t.Run(d.name, func(t *testing.T) {
+			s := newSite(t, d.dialect)
+			ctx := t.Context()
+			p0 := s.open(t)
+			if _, err := p0.data.SealExisting(ctx, 10); !errors.Is(err, keyring.ErrInvalid) {
+				t.Errorf("SealExisting without keys = %v; want keyring.ErrInvalid", err)
+			}
+			collectCanaries(t, p0.controller(t, nil, privacy.WithoutEncryption()), "ada")
+			p := s.open(t)
+			c := p.controller(t, nil)
+			collectCanaries(t, c, "bob")
+			if dump := dumpSite(t, s, p); !bytes.Contains(dump, []byte(canaryEmail+"-ada")) {
+				t.Fatal("ada's email is not in clear before SealExisting: the test does not test it")
+			}
+			total := 0
+			for {
+				n, err := p.data.SealExisting(ctx, 1)
+				must(t, err)
+				if n == 0 {
+					break
+				}
+				total += n
+			}
+			// Ada's identify (user id, email, color, email as a trait) and track.
+			if total < 5 {
+				t.Errorf("SealExisting sealed %d rows; want ada's links, traits and event", total)
+			}
+			if d.dialect == sqlstore.SQLite {
+				// The rows' old pages stay in the file until a VACUUM, as
+				// SealExisting's documentation says.
+				_, err := p.db.ExecContext(ctx, "VACUUM")
+				must(t, err)
+			}
+			dump := dumpSite(t, s, p)
+			for _, canary := range []string{canaryTrait, canaryProp, canaryEmail} {
+				if bytes.Contains(dump, []byte(canary)) {
+					t.Errorf("%q is in the database in clear after SealExisting", canary)
+				}
+			}
+			checkCanariesRead(t, c, "ada")
+			checkCanariesRead(t, c, "bob")
+			if pr, err := c.Profile(ctx, identity.ID{Type: identity.TypeEmail, Value: emailOf("ada")}); err != nil || pr.Traits["email"].Value != emailOf("ada") {
+				t.Errorf("Profile by ada's email after SealExisting = %v, %v", pr, err)
+			}
+		})
+	}
+}

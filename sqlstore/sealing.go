@@ -674,3 +674,139 @@ func (s *Store) resealLinks(ctx context.Context, ex Executor, into, from identit
 	}
 	return nil
 }
+
+// SealExisting seals, with the keys a Controller gave the Store (SealWith),
+// the rows kept in clear of up to limit profiles: trait values, events'
+// properties and identifiers written before migration 0009. It returns how
+// many rows it sealed; run it until it returns 0 (a profile a time, each in
+// a transaction of its own, while Controllers run: a row changed meanwhile is
+// left as its writer left it, sealed). Without keys it fails with
+// keyring.ErrInvalid. It seals the live rows only: their former versions
+// stay in the database's files until it reclaims them (dead tuples on
+// PostgreSQL until a VACUUM, free pages on SQLite until a VACUUM), and in
+// backups taken before; run VACUUM after it, and let old backups expire.
+func (s *Store) SealExisting(ctx context.Context, limit int) (int, error) {
+	keys := s.keys()
+	if keys == nil {
+		return 0, fmt.Errorf("%w: SealExisting: the Store has no keys: start a Controller over it first (it calls SealWith)", keyring.ErrInvalid)
+	}
+	if limit <= 0 {
+		return 0, fmt.Errorf("%w: SealExisting limit %d: want a positive number", keyring.ErrInvalid, limit)
+	}
+	var pids []identity.ProfileID
+	err := s.read(ctx, func(ex Executor) error {
+		pids = pids[:0]
+		rows, err := ex.QueryContext(ctx, s.sql(`SELECT profile_id FROM {p}profile_traits WHERE sealed IS NULL
+			UNION SELECT profile_id FROM {p}profile_messages WHERE sealed IS NULL AND properties IS NOT NULL
+			UNION SELECT profile_id FROM {p}identity_links WHERE sealed IS NULL
+			ORDER BY profile_id LIMIT $1`), limit)
+		if err != nil {
+			return err
+		}
+		pids, err = scanProfileIDs(rows)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlstore: finding rows in clear: %w", err)
+	}
+	total := 0
+	for _, pid := range pids {
+		n, err := s.sealProfile(ctx, keys, pid)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("sqlstore: sealing the rows of profile %s: %w", pid, err)
+		}
+	}
+	return total, nil
+}
+
+// sealProfile seals the rows the profile keeps in clear, in one transaction.
+func (s *Store) sealProfile(ctx context.Context, keys *keyring.Keys, pid identity.ProfileID) (int, error) {
+	tx, err := beginTx(ctx, s, profile.ErrTxDone, profile.ErrInvalid, func(p part) *profileTx { return &profileTx{base: base{s}, part: p} })
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	n := 0
+	err = tx.run(ctx, func(ex Executor) error {
+		dks, err := s.dataKeys(ctx, ex, keys, []identity.ProfileID{pid}, true)
+		if err != nil {
+			return err
+		}
+		dk := dks[pid]
+		type clearRow struct{ a, b string }
+		read := func(q string) ([]clearRow, error) {
+			rows, err := ex.QueryContext(ctx, s.sql(q), string(pid))
+			if err != nil {
+				return nil, err
+			}
+			var out []clearRow
+			for rows.Next() {
+				var r clearRow
+				if err := rows.Scan(&r.a, &r.b); err != nil {
+					rows.Close()
+					return nil, err
+				}
+				out = append(out, r)
+			}
+			return out, closeRows(rows)
+		}
+		// Each update applies only to the row as read: one its writer
+		// changed meanwhile is sealed already.
+		traits, err := read(`SELECT trait_key, value FROM {p}profile_traits WHERE profile_id = $1 AND sealed IS NULL`)
+		if err != nil {
+			return err
+		}
+		for _, r := range traits {
+			res, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}profile_traits SET value = '`+sealedPlaceholder+`', sealed = $3
+				WHERE profile_id = $1 AND trait_key = $2 AND sealed IS NULL`), string(pid), r.a, dk.Seal(traitField(r.a), []byte(r.b)))
+			if err != nil {
+				return err
+			}
+			n += affected(res)
+		}
+		events, err := read(`SELECT message_id, properties FROM {p}profile_messages WHERE profile_id = $1 AND sealed IS NULL AND properties IS NOT NULL`)
+		if err != nil {
+			return err
+		}
+		for _, r := range events {
+			res, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}profile_messages SET properties = NULL, sealed = $3
+				WHERE profile_id = $1 AND message_id = $2 AND sealed IS NULL`), string(pid), r.a, dk.Seal(eventField(r.a), []byte(r.b)))
+			if err != nil {
+				return err
+			}
+			n += affected(res)
+		}
+		links, err := read(`SELECT id_type, id_value FROM {p}identity_links WHERE profile_id = $1 AND sealed IS NULL`)
+		if err != nil {
+			return err
+		}
+		for _, r := range links {
+			idx, err := keys.Index(identity.ID{Type: r.a, Value: r.b})
+			if err != nil {
+				return err
+			}
+			res, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}identity_links SET id_value = $4, sealed = $5
+				WHERE profile_id = $1 AND id_type = $2 AND id_value = $3 AND sealed IS NULL`),
+				string(pid), r.a, r.b, idx, dk.Seal(linkField(r.a, idx), []byte(r.b)))
+			if err != nil {
+				return err
+			}
+			n += affected(res)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, tx.Commit(ctx)
+}
+
+// affected is how many rows res changed (0 when the driver cannot say).
+func affected(res sql.Result) int {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0
+	}
+	return int(n)
+}
