@@ -169,13 +169,13 @@ func (c *Controller) lockRemote(ctx context.Context, matches []identity.Match, p
 	}
 	keys := make([]string, 0, 2*len(matches)+len(pids))
 	for _, m := range matches {
-		keys = append(keys, "id:"+m.ID.String())
+		keys = append(keys, txscope.IDKey(m.ID.String()))
 		if m.Profile != "" {
-			keys = append(keys, "profile:"+string(m.Profile))
+			keys = append(keys, txscope.ProfileKey(string(m.Profile)))
 		}
 	}
 	for _, pid := range pids {
-		keys = append(keys, "profile:"+string(pid))
+		keys = append(keys, txscope.ProfileKey(string(pid)))
 	}
 	if err := c.locker.LockSubjects(ctx, keys); err != nil {
 		return backendError("locking subjects", err)

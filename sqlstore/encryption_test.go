@@ -17,6 +17,7 @@ import (
 	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/sqlstore"
+	"github.com/gdprkit/privacy/txscope"
 )
 
 // Canary values: unique strings a dump or a file is searched for.
@@ -541,5 +542,44 @@ func TestSealExistingSealsRowsInClear(t *testing.T) {
 				t.Errorf("Profile by ada's email after SealExisting = %v, %v", pr, err)
 			}
 		})
+	}
+}
+
+// TestSealExistingWaitsForTheProfileLock: SealExisting takes a profile's
+// lock, the one a Controller's operation on the person holds (a merge
+// re-seals in Go what it moves, and must not see rows change form in
+// between): while another transaction holds it, the profile is not sealed.
+func TestSealExistingWaitsForTheProfileLock(t *testing.T) {
+	s := newSite(t, sqlstore.Postgres)
+	ctx := t.Context()
+	p0 := s.open(t)
+	ada := collectCanaries(t, p0.controller(t, nil, privacy.WithoutEncryption()), "ada")
+	p := s.open(t)
+	p.controller(t, nil) // gives the Store its keys
+
+	holder := s.open(t)
+	hctx, scope := txscope.NewContext(ctx)
+	must(t, holder.data.LockSubjects(hctx, []string{txscope.ProfileKey(string(ada.ID))}))
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.data.SealExisting(ctx, 10)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("SealExisting = %v while another transaction held the profile's lock; want it to wait", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	scope.Close() // rolls the holder's transaction back, and its lock goes
+	select {
+	case err := <-done:
+		must(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("SealExisting still waits after the lock was released")
+	}
+	var clear int
+	must(t, p.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+s.table("profile_traits")+` WHERE sealed IS NULL`).Scan(&clear))
+	if clear != 0 {
+		t.Errorf("%d traits still in clear after SealExisting", clear)
 	}
 }

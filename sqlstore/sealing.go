@@ -14,6 +14,7 @@ import (
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/profile"
+	"github.com/gdprkit/privacy/txscope"
 )
 
 // Encryption at rest (migration 0009): given keys (SealWith, which a
@@ -720,8 +721,16 @@ func (s *Store) SealExisting(ctx context.Context, limit int) (int, error) {
 	return total, nil
 }
 
-// sealProfile seals the rows the profile keeps in clear, in one transaction.
+// sealProfile seals the rows the profile keeps in clear, in one transaction,
+// under the profile's lock, the one a Controller takes (LockSubjects): a
+// merge re-seals what it moves in Go, and must not see the rows change form
+// in between.
 func (s *Store) sealProfile(ctx context.Context, keys *keyring.Keys, pid identity.ProfileID) (int, error) {
+	ctx, scope := txscope.NewContext(ctx)
+	defer scope.Close()
+	if err := s.LockSubjects(ctx, []string{txscope.ProfileKey(string(pid))}); err != nil {
+		return 0, err
+	}
 	tx, err := beginTx(ctx, s, profile.ErrTxDone, profile.ErrInvalid, func(p part) *profileTx { return &profileTx{base: base{s}, part: p} })
 	if err != nil {
 		return 0, err

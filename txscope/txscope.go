@@ -33,6 +33,15 @@ type Locker interface {
 	LockSubjects(ctx context.Context, keys []string) error
 }
 
+// ProfileKey is the key LockSubjects locks a profile by: a backend's own
+// maintenance (sqlstore's SealExisting) takes it to keep out of the way of
+// the Controller's operations on the profile.
+func ProfileKey(pid string) string { return "profile:" + pid }
+
+// IDKey is the key LockSubjects locks an identifier by (its type, a colon,
+// its value: identity.ID's String).
+func IDKey(id string) string { return "id:" + id }
+
 // Scope is one Controller operation: the transactions begun with a context
 // holding it belong together. It is safe for concurrent use.
 type Scope struct {
