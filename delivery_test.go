@@ -599,15 +599,29 @@ func TestAudienceChangesAreEachTheirOwnMessage(t *testing.T) {
 
 // TestAnErasureSupersedesAQueuedRectification: a rectification's corrected
 // traits, still queued when the person is erased (internally or not), are
-// never sent: the rectification's receipt says so, and finishes.
+// never sent: the rectification's receipt says so, and finishes. The first
+// call to crm, about the person's first message, is held until the erasure
+// has committed, then fails: a call in flight at the erasure may still go out
+// (the deletion waits for it), so without the hold the test would depend on
+// whether a retry had claimed the messages just before the erasure.
 func TestAnErasureSupersedesAQueuedRectification(t *testing.T) {
 	for _, typ := range []privacy.RequestType{privacy.DeleteInternal, privacy.SuppressWithDeleteInternal, privacy.DeleteOnly} {
 		t.Run(string(typ), func(t *testing.T) {
 			ctx := context.Background()
 			var down atomic.Bool
 			down.Store(true)
-			crm := &ledger{name: "crm", answer: func([]destination.Message, *destination.Deletion) error {
-				if down.Load() {
+			held, release := make(chan struct{}), make(chan struct{})
+			var first sync.Once
+			crm := &ledger{name: "crm", answer: func(msgs []destination.Message, _ *destination.Deletion) error {
+				wasHeld := false
+				if msgs != nil {
+					first.Do(func() {
+						close(held)
+						<-release
+						wasHeld = true
+					})
+				}
+				if wasHeld || down.Load() {
 					return errors.New("crm is down")
 				}
 				return nil
@@ -621,6 +635,7 @@ func TestAnErasureSupersedesAQueuedRectification(t *testing.T) {
 			if err := c.Collect(ctx, privacy.Identify{MessageID: "m1", UserID: "ada", Traits: map[string]any{"email": "ada@example.com"}, Timestamp: at(0)}); err != nil {
 				t.Fatal(err)
 			}
+			<-held // the call about m1 is in flight
 			rect, err := c.Rectify(ctx, user("ada"), map[string]any{"email": "ada-new@example.com"})
 			if err != nil || rect.Status != privacy.Running {
 				t.Fatalf("Rectify = %+v, %v; want RUNNING while crm is down", rect, err)
@@ -628,6 +643,7 @@ func TestAnErasureSupersedesAQueuedRectification(t *testing.T) {
 			if _, err := c.Apply(ctx, privacy.Request{Type: typ, Subjects: []identity.ID{user("ada")}}); err != nil {
 				t.Fatal(err)
 			}
+			close(release) // the held call fails: crm is still down
 			down.Store(false)
 			flush(t, c)
 			for _, call := range crm.calls() {
