@@ -677,54 +677,73 @@ func (s *Store) resealLinks(ctx context.Context, ex Executor, into, from identit
 }
 
 // SealExisting seals, with the keys a Controller gave the Store (SealWith),
-// the rows kept in clear of up to limit profiles: trait values, events'
-// properties and identifiers written before migration 0009. It returns how
-// many rows it sealed; run it until it returns 0 (a profile a time, each in
-// a transaction of its own, while Controllers run: a row changed meanwhile is
-// left as its writer left it, sealed). Without keys it fails with
-// keyring.ErrInvalid. It seals the live rows only: their former versions
-// stay in the database's files until it reclaims them (dead tuples on
-// PostgreSQL until a VACUUM, free pages on SQLite until a VACUUM), and in
-// backups taken before; run VACUUM after it, and let old backups expire.
-func (s *Store) SealExisting(ctx context.Context, limit int) (int, error) {
+// every row kept in clear: trait values, events' properties and identifiers
+// written before migration 0009 (or by a host WithoutEncryption). It walks
+// the profiles with such rows batch at a time, each profile in a transaction
+// of its own under the profile's lock, as a Controller takes it, so it may
+// run beside running Controllers (a row changed meanwhile is left as its
+// writer left it, sealed). It returns how many rows it sealed, and the
+// errors of the profiles it could not seal, joined; the others are sealed
+// all the same. An identifier linked in clear that a sealed link of another
+// profile also names (two hosts, one not sealing, in the upgrade window) is
+// left in clear, with an error matching identity.ErrConflict naming both
+// profiles: merge them, or erase one. Without keys it fails with
+// keyring.ErrInvalid.
+//
+// It seals the live rows only: their former versions stay in the database's
+// files until it reclaims them (dead tuples on PostgreSQL until a VACUUM,
+// free pages on SQLite until a VACUUM), and in backups taken before; run
+// VACUUM after it, and let old backups expire.
+func (s *Store) SealExisting(ctx context.Context, batch int) (int, error) {
 	keys := s.keys()
 	if keys == nil {
 		return 0, fmt.Errorf("%w: SealExisting: the Store has no keys: start a Controller over it first (it calls SealWith)", keyring.ErrInvalid)
 	}
-	if limit <= 0 {
-		return 0, fmt.Errorf("%w: SealExisting limit %d: want a positive number", keyring.ErrInvalid, limit)
-	}
-	var pids []identity.ProfileID
-	err := s.read(ctx, func(ex Executor) error {
-		pids = pids[:0]
-		rows, err := ex.QueryContext(ctx, s.sql(`SELECT profile_id FROM {p}profile_traits WHERE sealed IS NULL
-			UNION SELECT profile_id FROM {p}profile_messages WHERE sealed IS NULL AND properties IS NOT NULL
-			UNION SELECT profile_id FROM {p}identity_links WHERE sealed IS NULL
-			ORDER BY profile_id LIMIT $1`), limit)
-		if err != nil {
-			return err
-		}
-		pids, err = scanProfileIDs(rows)
-		return err
-	})
-	if err != nil {
-		return 0, fmt.Errorf("sqlstore: finding rows in clear: %w", err)
+	if batch <= 0 {
+		return 0, fmt.Errorf("%w: SealExisting batch %d: want a positive number", keyring.ErrInvalid, batch)
 	}
 	total := 0
-	for _, pid := range pids {
-		n, err := s.sealProfile(ctx, keys, pid)
-		total += n
+	var errs []error
+	for after := ""; ; {
+		var pids []identity.ProfileID
+		err := s.read(ctx, func(ex Executor) error {
+			rows, err := ex.QueryContext(ctx, s.sql(`SELECT profile_id FROM (
+				SELECT profile_id FROM {p}profile_traits WHERE sealed IS NULL
+				UNION SELECT profile_id FROM {p}profile_messages WHERE sealed IS NULL AND properties IS NOT NULL
+				UNION SELECT profile_id FROM {p}identity_links WHERE sealed IS NULL) c
+				WHERE profile_id > $1 ORDER BY profile_id LIMIT $2`), after, batch)
+			if err != nil {
+				return err
+			}
+			pids, err = scanProfileIDs(rows)
+			return err
+		})
 		if err != nil {
-			return total, fmt.Errorf("sqlstore: sealing the rows of profile %s: %w", pid, err)
+			return total, errors.Join(append(errs, fmt.Errorf("sqlstore: finding rows in clear: %w", err))...)
 		}
+		if len(pids) == 0 {
+			return total, errors.Join(errs...)
+		}
+		for _, pid := range pids {
+			n, err := s.sealProfile(ctx, keys, pid)
+			total += n
+			if err != nil {
+				if ctx.Err() != nil {
+					return total, errors.Join(append(errs, err)...)
+				}
+				errs = append(errs, fmt.Errorf("sqlstore: sealing the rows of profile %s: %w", pid, err))
+			}
+		}
+		after = string(pids[len(pids)-1])
 	}
-	return total, nil
 }
 
 // sealProfile seals the rows the profile keeps in clear, in one transaction,
 // under the profile's lock, the one a Controller takes (LockSubjects): a
-// merge re-seals what it moves in Go, and must not see the rows change form
-// in between.
+// merge re-seals in Go what it moves, and must not see rows change form in
+// between. It makes the profile's key only when there is something to seal:
+// a profile erased or merged away while it waited for the lock has nothing
+// left, and must not get a key again.
 func (s *Store) sealProfile(ctx context.Context, keys *keyring.Keys, pid identity.ProfileID) (int, error) {
 	ctx, scope := txscope.NewContext(ctx)
 	defer scope.Close()
@@ -737,12 +756,8 @@ func (s *Store) sealProfile(ctx context.Context, keys *keyring.Keys, pid identit
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	n := 0
+	var conflicts []error
 	err = tx.run(ctx, func(ex Executor) error {
-		dks, err := s.dataKeys(ctx, ex, keys, []identity.ProfileID{pid}, true)
-		if err != nil {
-			return err
-		}
-		dk := dks[pid]
 		type clearRow struct{ a, b string }
 		read := func(q string) ([]clearRow, error) {
 			rows, err := ex.QueryContext(ctx, s.sql(q), string(pid))
@@ -760,12 +775,28 @@ func (s *Store) sealProfile(ctx context.Context, keys *keyring.Keys, pid identit
 			}
 			return out, closeRows(rows)
 		}
-		// Each update applies only to the row as read: one its writer
-		// changed meanwhile is sealed already.
 		traits, err := read(`SELECT trait_key, value FROM {p}profile_traits WHERE profile_id = $1 AND sealed IS NULL`)
 		if err != nil {
 			return err
 		}
+		events, err := read(`SELECT message_id, properties FROM {p}profile_messages WHERE profile_id = $1 AND sealed IS NULL AND properties IS NOT NULL`)
+		if err != nil {
+			return err
+		}
+		links, err := read(`SELECT id_type, id_value FROM {p}identity_links WHERE profile_id = $1 AND sealed IS NULL`)
+		if err != nil {
+			return err
+		}
+		if len(traits)+len(events)+len(links) == 0 {
+			return nil
+		}
+		dks, err := s.dataKeys(ctx, ex, keys, []identity.ProfileID{pid}, true)
+		if err != nil {
+			return err
+		}
+		dk := dks[pid]
+		// Each update applies only to the row as read: one its writer
+		// changed meanwhile is sealed already.
 		for _, r := range traits {
 			res, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}profile_traits SET value = '`+sealedPlaceholder+`', sealed = $3
 				WHERE profile_id = $1 AND trait_key = $2 AND sealed IS NULL`), string(pid), r.a, dk.Seal(traitField(r.a), []byte(r.b)))
@@ -773,10 +804,6 @@ func (s *Store) sealProfile(ctx context.Context, keys *keyring.Keys, pid identit
 				return err
 			}
 			n += affected(res)
-		}
-		events, err := read(`SELECT message_id, properties FROM {p}profile_messages WHERE profile_id = $1 AND sealed IS NULL AND properties IS NOT NULL`)
-		if err != nil {
-			return err
 		}
 		for _, r := range events {
 			res, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}profile_messages SET properties = NULL, sealed = $3
@@ -786,14 +813,36 @@ func (s *Store) sealProfile(ctx context.Context, keys *keyring.Keys, pid identit
 			}
 			n += affected(res)
 		}
-		links, err := read(`SELECT id_type, id_value FROM {p}identity_links WHERE profile_id = $1 AND sealed IS NULL`)
-		if err != nil {
-			return err
-		}
+	links:
 		for _, r := range links {
-			idx, err := keys.Index(identity.ID{Type: r.a, Value: r.b})
+			id := identity.ID{Type: r.a, Value: r.b}
+			idx, err := keys.Index(id)
 			if err != nil {
 				return err
+			}
+			// Another profile's sealed link of the same identifier would
+			// collide with this one's index: one without a key is erased
+			// (purged); one with a key is a split to resolve.
+			owners, err := linkOwners(ctx, s, ex, keys, id)
+			if err != nil {
+				return err
+			}
+			for owner, sealed := range owners {
+				if owner == pid || !sealed {
+					continue
+				}
+				gone, err := s.keyless(ctx, ex, keys, []identity.ProfileID{owner})
+				if err != nil {
+					return err
+				}
+				if !gone[owner] {
+					conflicts = append(conflicts, fmt.Errorf("%w: a %s identifier of profile %s is linked, sealed, to profile %s too: left in clear; merge or erase one of them",
+						identity.ErrConflict, id.Type, pid, owner))
+					continue links
+				}
+				if err := purgeShredded(ctx, s, ex, []identity.ProfileID{owner}); err != nil {
+					return err
+				}
 			}
 			res, err := ex.ExecContext(ctx, s.sql(`UPDATE {p}identity_links SET id_value = $4, sealed = $5
 				WHERE profile_id = $1 AND id_type = $2 AND id_value = $3 AND sealed IS NULL`),
@@ -808,7 +857,10 @@ func (s *Store) sealProfile(ctx context.Context, keys *keyring.Keys, pid identit
 	if err != nil {
 		return 0, err
 	}
-	return n, tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		return 0, err
+	}
+	return n, errors.Join(conflicts...)
 }
 
 // affected is how many rows res changed (0 when the driver cannot say).
