@@ -252,12 +252,26 @@ func graphLookupBatch(ctx context.Context, s *Store, ex Executor, ids []identity
 	for f := range forms {
 		asked = append(asked, f)
 	}
-	sealedOwner := map[identity.ID]bool{}
+	// With the Store's own keyring, whether a sealed link's profile has a
+	// key comes with the row; with one elsewhere, it is asked after.
+	own := keys != nil && s.ownKeyring(keys)
+	head := `SELECT id_type, id_value, profile_id, sealed IS NOT NULL, TRUE FROM {p}identity_links WHERE (id_type, id_value) IN `
+	if own {
+		head = `SELECT l.id_type, l.id_value, l.profile_id, l.sealed IS NOT NULL,
+			l.sealed IS NULL OR EXISTS (SELECT 1 FROM {p}keyring k WHERE k.profile_id = l.profile_id)
+			FROM {p}identity_links l WHERE (l.id_type, l.id_value) IN `
+	}
+	type match struct {
+		id     identity.ID
+		pid    identity.ProfileID
+		sealed bool
+	}
+	var matches []match
 	perStmt := s.batchParams() / 2
 	for rest := asked; len(rest) > 0; {
 		n := min(len(rest), perStmt)
 		size := listSize(n, perStmt)
-		q := s.newListStmt(`SELECT id_type, id_value, profile_id, sealed IS NOT NULL FROM {p}identity_links WHERE (id_type, id_value) IN `, 2*size)
+		q := s.newListStmt(head, 2*size)
 		q.valuesTable(size, 2, "{text}")
 		for i := range size {
 			f := rest[min(i, n-1)]
@@ -270,13 +284,15 @@ func graphLookupBatch(ctx context.Context, s *Store, ex Executor, ids []identity
 		for rows.Next() {
 			var f linkForm
 			var pid string
-			if err := rows.Scan(&f.typ, &f.value, &pid, &f.sealed); err != nil {
+			var keyed bool
+			if err := rows.Scan(&f.typ, &f.value, &pid, &f.sealed, &keyed); err != nil {
 				rows.Close()
 				return nil, err
 			}
-			if id, ok := forms[f]; ok { // a clear value and an index alike are told apart by sealed
-				found[id] = identity.ProfileID(pid)
-				sealedOwner[id] = f.sealed
+			// A clear value and an index alike are told apart by sealed; a
+			// sealed link of a profile without a key counts for none.
+			if id, ok := forms[f]; ok && keyed {
+				matches = append(matches, match{id, identity.ProfileID(pid), f.sealed})
 			}
 		}
 		if err := closeRows(rows); err != nil {
@@ -284,22 +300,22 @@ func graphLookupBatch(ctx context.Context, s *Store, ex Executor, ids []identity
 		}
 		rest = rest[n:]
 	}
-	if keys == nil {
-		return found, nil
-	}
-	var owners []identity.ProfileID
-	for id, sealed := range sealedOwner {
-		if sealed {
-			owners = append(owners, found[id])
+	var gone map[identity.ProfileID]bool
+	if keys != nil && !own {
+		var owners []identity.ProfileID
+		for _, m := range matches {
+			if m.sealed {
+				owners = append(owners, m.pid)
+			}
+		}
+		var err error
+		if gone, err = s.keyless(ctx, ex, keys, owners); err != nil {
+			return nil, err
 		}
 	}
-	gone, err := s.keyless(ctx, ex, keys, owners)
-	if err != nil {
-		return nil, err
-	}
-	for id, sealed := range sealedOwner {
-		if sealed && gone[found[id]] {
-			found[id] = ""
+	for _, m := range matches {
+		if !(m.sealed && gone[m.pid]) {
+			found[m.id] = m.pid
 		}
 	}
 	return found, nil

@@ -18,14 +18,16 @@ import (
 )
 
 // Encryption at rest (migration 0009): given keys (SealWith, which a
-// Controller calls unless told WithoutEncryption), the profile store seals
-// every trait value and every event's properties with the profile's data
-// key before they reach the database, and opens them as it reads them. The
-// associated data names the profile and the field ("trait:" and the key,
-// "event:" and the message id), so a ciphertext copied to another row does
-// not open. A sealed trait keeps the JSON null in value, a sealed event NULL
-// properties; rows written in clear (before the migration, or without keys)
-// are read as they are.
+// Controller calls unless told WithoutEncryption), the Store seals every
+// trait value, every event's properties and every identifier with the
+// profile's data key before they reach the database, and opens them as it
+// reads them. The associated data names the profile and the field ("trait:"
+// and the key, "event:" and the message id, "id:" and the type and index),
+// so a ciphertext copied to another row does not open. A sealed trait keeps
+// the JSON null in value, a sealed event NULL properties, a sealed link its
+// blind index in id_value; rows written in clear (before the migration, or
+// without keys) are read as they are, until SealExisting seals them. The
+// sealing table records the keyring the Store seals with.
 
 var (
 	_ keyring.Sealer = (*profileStore)(nil)
