@@ -376,3 +376,48 @@ func TestCheckKeeper(t *testing.T) {
 		t.Errorf("the old keeper's check after Rotate = %v; want ErrWrongKeeper", err)
 	}
 }
+
+// TestCheckKeeperAtOnceAgreesOnOneIndexKey: hosts starting together on an
+// empty keyring all end with the keeper check the store kept, so they index
+// identifiers alike (a host left with its own index key would never find
+// the others' people).
+func TestCheckKeeperAtOnceAgreesOnOneIndexKey(t *testing.T) {
+	ctx := context.Background()
+	for round := range 20 {
+		store := NewMemStore()
+		all := make([]*Keys, 4)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range all {
+			k, err := NewKeys(store, keeper(t, secret), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all[i] = k
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				if err := k.CheckKeeper(ctx); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		id := identity.ID{Type: "email", Value: "a@example.com"}
+		want, err := all[0].Index(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, k := range all[1:] {
+			got, err := k.Index(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != want || !bytes.Equal(k.KeyringID(), all[0].KeyringID()) {
+				t.Fatalf("round %d: host %d indexes %q under keyring %x; host 0 %q under %x: want one keeper check", round, i+1, got, k.KeyringID(), want, all[0].KeyringID())
+			}
+		}
+	}
+}

@@ -126,16 +126,16 @@ func (k *Keys) For(ctx context.Context, pid identity.ProfileID) (*DataKey, error
 		return nil, err
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	e, err := k.Make(ctx, tx, pid)
-	if err != nil {
+	if _, err := k.Make(ctx, tx, pid); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, err
 	}
-	// The entry Add returned is the one the store holds: this one, or
-	// another process's committed first.
-	return k.Open(ctx, e)
+	// Read again what the store holds: this key, or the one another process
+	// committed first (a Store such as MemStore sees that only at Commit,
+	// after Add returned ours).
+	return k.Existing(ctx, pid)
 }
 
 // Make makes the profile's data key in tx, unless tx sees one already, and
@@ -284,10 +284,14 @@ func (k *Keys) CheckKeeper(ctx context.Context) error {
 		}
 		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 		// Another process may add one first: Add returns the one kept.
-		if e, err = tx.Add(ctx, Entry{Profile: KeeperCheckProfile, Wrapped: wrapped, Created: k.now().UTC().Truncate(time.Microsecond)}); err != nil {
+		if _, err = tx.Add(ctx, Entry{Profile: KeeperCheckProfile, Wrapped: wrapped, Created: k.now().UTC().Truncate(time.Microsecond)}); err != nil {
 			return err
 		}
 		if err := tx.Commit(ctx); err != nil {
+			return err
+		}
+		// The one kept, read again: a Store may see another's only at Commit.
+		if e, err = k.store.Get(ctx, KeeperCheckProfile); err != nil {
 			return err
 		}
 	} else if err != nil {

@@ -63,7 +63,9 @@ type Tx interface {
 	// Add stores e unless its profile has an entry already, and returns the
 	// entry the store holds for it: e, or the one another transaction
 	// committed first (two processes making a new person's key at once end
-	// with one).
+	// with one). A Store that finds the other only at Commit (MemStore
+	// drops the later Add there) returns e: callers read the entry again
+	// after Commit, as Keys.For does.
 	Add(ctx context.Context, e Entry) (Entry, error)
 	// Rewrap replaces the wrapped key of the profile's entry (a key
 	// rotation): an error matching ErrNotFound when it has none.
