@@ -11,6 +11,7 @@ import (
 
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/profile"
 )
 
 // Erase deletes the person known by id everywhere and forwards the deletion to
@@ -56,19 +57,32 @@ func (c *Controller) decideErasure(_ context.Context, _ *participants, e *journa
 
 // stageErasure destroys the decided profiles' data keys (which shreds every
 // copy of their sealed values) and deletes them from the identity graph, the
-// profile store and the audience engine.
+// profile store and the audience engine. A profile store that can
+// (profile.ShreddingTx) leaves the sealed rows of a shredded profile to the
+// purge after the commit (purgeShredded): the person is unreadable from the
+// commit on, however many events they have.
 func stageErasure(s *stager, d *journal.Decision) error {
+	// Only with a store that purges after: a decorator that passes on the
+	// transactions but not Purge would leave the rows for good.
+	shredding, _ := s.txs.profiles.(profile.ShreddingTx)
+	if _, purges := s.c.profiles.(profile.Purger); !purges {
+		shredding = nil
+	}
 	for _, pid := range d.Delete {
+		deleteProfile := s.txs.profiles.Delete
 		if s.txs.keyring != nil {
 			if err := s.txs.keyring.Delete(s.ctx, pid); err != nil {
 				return backendError("keyring delete", err)
 			}
 			s.c.dataKeys.Forget(pid) // no use of it after this: the store's word counts
+			if shredding != nil {
+				deleteProfile = shredding.DeleteShredded
+			}
 		}
 		if err := s.txs.graph.Delete(s.ctx, pid); err != nil {
 			return backendError("identity delete", err)
 		}
-		if err := s.txs.profiles.Delete(s.ctx, pid); err != nil {
+		if err := deleteProfile(s.ctx, pid); err != nil {
 			return backendError("profile delete", err)
 		}
 		if err := s.txs.audiences.Delete(s.ctx, pid); err != nil {
@@ -76,4 +90,37 @@ func stageErasure(s *stager, d *journal.Decision) error {
 		}
 	}
 	return nil
+}
+
+// purgeBackend names, in a receipt's Backends, the purge of what an erasure
+// left sealed: its Finished says when the rows were gone, where the other
+// backends' say when the person became unreadable.
+const purgeBackend = "profiles purge"
+
+// purgeShredded purges, after an erasure's commit, the sealed rows the
+// profile store left of the profiles it deleted (profile.Purger), and
+// records when in the receipt. It reports whether the request may go on to
+// finish: a purge that fails leaves it RUNNING, and Recover purges again.
+func (c *Controller) purgeShredded(ctx context.Context, cl *claim, e *journal.Entry) bool {
+	purger, ok := c.profiles.(profile.Purger)
+	if !ok || c.dataKeys == nil || len(e.Decision.Delete) == 0 {
+		return true
+	}
+	ctx = context.WithoutCancel(ctx)
+	o := journal.Outcome{Name: purgeBackend, Status: Finished}
+	_, err := purger.Purge(ctx, e.Decision.Delete)
+	o.Finished = c.now()
+	if err != nil {
+		err = backendError(purgeBackend, err)
+		o.Status, o.Err, o.Finished = Running, c.redact(e, describe(err), nil), time.Time{}
+	}
+	e.Backends = append(slices.DeleteFunc(e.Backends, func(b journal.Outcome) bool { return b.Name == purgeBackend }), o)
+	if err != nil {
+		c.log.ErrorContext(ctx, "purging an erased person's rows failed; the request stays RUNNING and Recover purges again", "request", e.ID, "err", describe(err))
+		if rerr := c.record(ctx, cl, e); rerr != nil {
+			c.log.ErrorContext(ctx, "recording a request failed", "request", e.ID, "err", describe(rerr))
+		}
+		return false
+	}
+	return true
 }

@@ -105,6 +105,7 @@ func (c *Controller) execute(ctx context.Context, cl *claim, e *journal.Entry) (
 // executeOnce is one attempt at execute. A failure before the decision is
 // returned as failed, with nothing changed, for execute to retry or record.
 func (c *Controller) executeOnce(ctx context.Context, cl *claim, e *journal.Entry) (r *Receipt, err, failed error) {
+	outer := ctx
 	ctx, closeScope := c.openScope(ctx)
 	defer closeScope()
 	var matchBuf []identity.Match
@@ -112,7 +113,8 @@ func (c *Controller) executeOnce(ctx context.Context, cl *claim, e *journal.Entr
 	if err != nil {
 		return nil, nil, err
 	}
-	defer c.locks.unlock(&held)
+	unlock := sync.OnceFunc(func() { c.locks.unlock(&held) })
+	defer unlock()
 
 	txs, err := c.begin(ctx) // step 3: prepare
 	if err != nil {
@@ -141,7 +143,12 @@ func (c *Controller) executeOnce(ctx context.Context, cl *claim, e *journal.Entr
 		c.inflight.Delete(e.ID) // decided: Recover completes it
 		return receiptOf(e), err, nil
 	}
-	c.deliverDecision(ctx, cl, e, len(sends) > 0) // step 5
+	// Committed: the person's locks go (closing the scope releases the
+	// cross-process ones) before the purge and the wait for destinations,
+	// which write nothing of theirs that another request could race.
+	closeScope()
+	unlock()
+	c.deliverDecision(outer, cl, e, len(sends) > 0) // step 5
 	return receiptOf(e), nil, nil
 }
 
@@ -487,8 +494,9 @@ func (c *Controller) commitDecision(ctx context.Context, cl *claim, txs *partici
 func (c *Controller) commitAll(ctx context.Context, txs *participants, e *journal.Entry) error {
 	e.Backends = e.Backends[:0]
 	for _, p := range txs.all() {
-		o := journal.Outcome{Name: p.name, Status: Finished, Finished: c.now()}
+		o := journal.Outcome{Name: p.name, Status: Finished}
 		err := p.commit(ctx)
+		o.Finished = c.now() // when it committed: with a shared transaction, the last one's says when all did
 		if err != nil {
 			err = backendError(p.name+" commit", err)
 			o.Status, o.Err, o.Finished = Running, c.redact(e, describe(err), nil), time.Time{}
@@ -531,6 +539,10 @@ type pendingSend struct {
 // configured here or not: one removed from the configuration stays RUNNING in
 // the receipt until it answers.
 func (c *Controller) deliverDecision(ctx context.Context, cl *claim, e *journal.Entry, sends bool) {
+	if !c.purgeShredded(ctx, cl, e) {
+		c.inflight.Delete(e.ID)
+		return
+	}
 	owes := e.Type.Forwards() && (len(e.Decision.Forward) > 0 || sends) && (len(c.destinations) > 0 || len(e.Destinations) > 0)
 	// What the outbox holds for the request counts too: a destination that
 	// is owed work since the commit, though a crash before its outcome was

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/gdprkit/privacy/identity"
@@ -67,6 +68,7 @@ func (c *Controller) recoverOne(ctx context.Context, cl *claim, e *journal.Entry
 	}
 	// Lock the person as they are now: what the subjects, and the identifiers
 	// the decision forwards, lead to, and every profile the decision touches.
+	outer := ctx
 	ctx, closeScope := c.openScope(ctx)
 	defer closeScope()
 	ids := slices.Clone(e.Subjects)
@@ -78,7 +80,8 @@ func (c *Controller) recoverOne(ctx context.Context, cl *claim, e *journal.Entry
 		c.inflight.Delete(e.ID)
 		return err
 	}
-	defer c.locks.unlock(&held)
+	unlock := sync.OnceFunc(func() { c.locks.unlock(&held) })
+	defer unlock()
 	txs, err := c.begin(ctx)
 	if err != nil {
 		c.inflight.Delete(e.ID)
@@ -109,7 +112,9 @@ func (c *Controller) recoverOne(ctx context.Context, cl *claim, e *journal.Entry
 	// commit; staged again, it is owed once (each item keyed by the
 	// request), and a destination configured since is owed it too. The
 	// request awaits every destination it owed, configured here or not.
-	c.deliverDecision(ctx, cl, e, len(sends) > 0)
+	closeScope() // committed: the locks go, as in executeOnce
+	unlock()
+	c.deliverDecision(outer, cl, e, len(sends) > 0)
 	return nil
 }
 

@@ -71,3 +71,26 @@ type TraitPicker interface {
 	// are the caller's to keep. An unknown profile fails with ErrNotFound.
 	PickTraits(ctx context.Context, pid identity.ProfileID, names []string, dst []any) ([]any, error)
 }
+
+// ShreddingTx is implemented by transactions of stores that keep values
+// sealed under a person's data key (package keyring). An erasure that
+// destroys the key in the same decision calls DeleteShredded instead of
+// Delete: every sealed copy is unreadable from that commit on, so the store
+// may leave the sealed rows to a Purger after it, and the time until a
+// person is unreadable does not grow with their events.
+type ShreddingTx interface {
+	// DeleteShredded is Delete for a profile whose data key the same
+	// decision destroys: the profile, its traits and everything it keeps in
+	// clear go at once; its sealed rows may stay, unreadable, until
+	// Purger.Purge. Reads find the profile no more.
+	DeleteShredded(ctx context.Context, pid identity.ProfileID) error
+}
+
+// Purger is implemented by stores whose ShreddingTx leaves rows to purge.
+type Purger interface {
+	// Purge deletes the rows DeleteShredded left of pids (of every profile
+	// that has some, when pids is empty), in short transactions, and returns
+	// how many it deleted. A profile DeleteShredded did not delete is left
+	// alone. It is idempotent: a purge cut short is finished by the next.
+	Purge(ctx context.Context, pids []identity.ProfileID) (int64, error)
+}

@@ -540,7 +540,7 @@ func (s *site) q(query string) string {
 // dataTables hold the people's data; the other tables are the machinery
 // (suppression list, journal, audit log, migrations, definitions).
 var dataTables = []string{"identity_profiles", "identity_links", "identity_merges", "profiles", "profile_traits",
-	"profile_messages", "audience_states", "audience_members", "outbox"}
+	"profile_messages", "profile_purges", "audience_states", "audience_members", "outbox"}
 
 // inspectors returns a pool per database file of the site, for the test's
 // own queries: PostgreSQL's admin pool, or SQLite's two files.

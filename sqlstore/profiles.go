@@ -188,6 +188,105 @@ func profileGet(ctx context.Context, s *Store, ex Executor, pid identity.Profile
 	return p, nil
 }
 
+// DeleteShredded implements profile.ShreddingTx. With keys, it deletes the
+// profile, its traits and its events kept in clear (an index finds those
+// without reading the sealed ones), and lists the profile in
+// profile_purges: its sealed events, which no key opens once the erasure's
+// keyring commit destroyed theirs, and its recorded message ids are left to
+// Purge. Without keys it is Delete.
+func (tx *profileTx) DeleteShredded(ctx context.Context, pid identity.ProfileID) error {
+	if tx.s.keys() == nil {
+		return tx.Delete(ctx, pid)
+	}
+	return deleteProfile(ctx, tx.s, &tx.part, pid, "profile",
+		`INSERT INTO {p}profile_purges (profile_id) VALUES ($1) ON CONFLICT (profile_id) DO NOTHING`,
+		`DELETE FROM {p}profile_messages WHERE profile_id = $1 AND sealed IS NULL AND ts IS NOT NULL`,
+		`DELETE FROM {p}profile_traits WHERE profile_id = $1`,
+		`DELETE FROM {p}profiles WHERE profile_id = $1`)
+}
+
+// purgeBatch is how many rows each of Purge's statements deletes: each is a
+// transaction of its own, so none holds its locks or its WAL for long.
+const purgeBatch = 10_000
+
+var (
+	_ profile.ShreddingTx = (*profileTx)(nil)
+	_ profile.Purger      = (*profileStore)(nil)
+)
+
+// Purge implements profile.Purger: it deletes, purgeBatch rows a statement,
+// the rows of each profile listed in profile_purges (of those of pids, when
+// given), then the listing.
+func (p *profileStore) Purge(ctx context.Context, pids []identity.ProfileID) (int64, error) {
+	s := p.s
+	ex := s.direct()
+	listed, err := s.purgesListed(ctx, ex, pids)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, pid := range listed {
+		for _, q := range []string{
+			`DELETE FROM {p}profile_messages WHERE profile_id = $1 AND message_id IN
+				(SELECT message_id FROM {p}profile_messages WHERE profile_id = $1 LIMIT $2)`,
+			`DELETE FROM {p}profile_traits WHERE profile_id = $1 AND trait_key IN
+				(SELECT trait_key FROM {p}profile_traits WHERE profile_id = $1 LIMIT $2)`,
+		} {
+			for {
+				res, err := ex.ExecContext(ctx, s.sql(q), string(pid), purgeBatch)
+				if err != nil {
+					return n, fmt.Errorf("sqlstore: purging the rows of erased profile %s: %w", pid, err)
+				}
+				k, err := res.RowsAffected()
+				if err != nil {
+					return n, fmt.Errorf("sqlstore: purging the rows of erased profile %s: %w", pid, err)
+				}
+				n += k
+				if k < purgeBatch {
+					break
+				}
+			}
+		}
+		if _, err := ex.ExecContext(ctx, s.sql(`DELETE FROM {p}profile_purges WHERE profile_id = $1 AND NOT EXISTS
+			(SELECT 1 FROM {p}profile_messages WHERE profile_id = $1)`), string(pid)); err != nil {
+			return n, fmt.Errorf("sqlstore: purging the rows of erased profile %s: %w", pid, err)
+		}
+	}
+	return n, nil
+}
+
+// purgesListed returns the profiles of pids listed in profile_purges, or
+// every listed one when pids is empty.
+func (s *Store) purgesListed(ctx context.Context, ex Executor, pids []identity.ProfileID) ([]identity.ProfileID, error) {
+	var out []identity.ProfileID
+	scan := func(rows *sql.Rows) error {
+		var pid string
+		if err := rows.Scan(&pid); err != nil {
+			return err
+		}
+		out = append(out, identity.ProfileID(pid))
+		return nil
+	}
+	if len(pids) > 0 {
+		err := queryProfiles(ctx, s, ex, `SELECT profile_id FROM {p}profile_purges WHERE profile_id IN (`, "purges", pids, scan)
+		return out, err
+	}
+	rows, err := ex.QueryContext(ctx, s.sql(`SELECT profile_id FROM {p}profile_purges ORDER BY profile_id`))
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: reading the profiles to purge: %w", err)
+	}
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("sqlstore: reading the profiles to purge: %w", err)
+		}
+	}
+	if err := closeRows(rows); err != nil {
+		return nil, fmt.Errorf("sqlstore: reading the profiles to purge: %w", err)
+	}
+	return out, nil
+}
+
 func profileEvents(ctx context.Context, s *Store, ex Executor, pid identity.ProfileID, q profile.EventQuery) (profile.EventPage, error) {
 	q, cur, err := q.Normalize()
 	if err != nil {

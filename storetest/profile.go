@@ -29,6 +29,7 @@ var profileChecks = []check[profile.Store]{
 	{"MergeIntoProfileCreatedInSameTx", profileMergeIntoNew},
 	{"Delete", profileDelete},
 	{"DeleteIsIdempotent", profileDeleteIsIdempotent},
+	{"DeleteShreddedThenPurge", profileDeleteShreddedThenPurge},
 	{"IDs", profileIDs},
 	{"PickTraits", profilePickTraits},
 	{"CopyAtBoundary", profileCopyAtBoundary},
@@ -724,6 +725,47 @@ func profileDelete(t *testing.T, e *env, s profile.Store) {
 	got := viewProfiles(t, e.ctx, s, f.B)[f.B]
 	if d := diff(&storedProfile{Meta: again.Metadata, Events: []profile.Event{*again.Event}}, got); d != "" {
 		t.Errorf("B recreated after its deletion (-want +got):\n%s", d)
+	}
+}
+
+// profileDeleteShreddedThenPurge checks profile.ShreddingTx and
+// profile.Purger, on a store that has them: the profile is gone for every
+// read from the commit on, whatever the purge has not done yet; Purge
+// touches only what DeleteShredded left, and after it the profile id comes
+// back fresh.
+func profileDeleteShreddedThenPurge(t *testing.T, e *env, s profile.Store) {
+	purger, ok := s.(profile.Purger)
+	if !ok {
+		t.Skip("the store is no profile.Purger")
+	}
+	f := seedProfiles(t, e, s)
+	before := f.view(t, e.ctx, s)
+	inTx(t, e.ctx, s.Begin, func(tx profile.Tx) error {
+		shredding, ok := tx.(profile.ShreddingTx)
+		if !ok {
+			return errors.New("the store is a profile.Purger whose transactions are no profile.ShreddingTx")
+		}
+		return shredding.DeleteShredded(e.ctx, f.B)
+	})
+	want := before
+	want[f.B] = nil
+	if d := diff(want, f.view(t, e.ctx, s)); d != "" {
+		t.Errorf("the store after DeleteShredded(B), before the purge (-want +got):\n%s", d)
+	}
+	for _, pids := range [][]identity.ProfileID{{f.A, f.C}, {f.B, f.B, newPID()}, nil} {
+		if _, err := purger.Purge(e.ctx, pids); err != nil {
+			t.Fatalf("Purge(%v): %v", pids, err)
+		}
+		if d := diff(want, f.view(t, e.ctx, s)); d != "" {
+			t.Errorf("the store after Purge(%v) (-want +got):\n%s", pids, d)
+		}
+	}
+	// Purged, B's recorded message ids are gone with it.
+	again := track(1, ev("m2", "again", 8))
+	mustUpdate(t, e, s, f.B, again)
+	got := viewProfiles(t, e.ctx, s, f.B)[f.B]
+	if d := diff(&storedProfile{Meta: again.Metadata, Events: []profile.Event{*again.Event}}, got); d != "" {
+		t.Errorf("B recreated after its purge (-want +got):\n%s", d)
 	}
 }
 
