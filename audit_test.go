@@ -114,12 +114,17 @@ func auditEnds(t *testing.T, log audit.Log, id string) []string {
 }
 
 // TestAStaleHolderNeverAuditsAnEnd: host A stalls while its
-// erasure's deletion is being delivered; its lease lapses, B takes the
-// request over and finishes it. When A wakes up and its delivery completes,
-// its journal write is refused (the claim moved on) before anything reaches
-// the audit log: the log shows the request finished once, by the instance that
-// recorded it. (A review found the end appended before the journal's
-// compare-and-swap.)
+// erasure's deletion is being delivered; its lease lapses and B takes the
+// request over. When A wakes up and its delivery completes, its journal write
+// is refused (the claim moved on) before anything reaches the audit log: the
+// log shows the request finished once, by the instance that recorded it, B.
+// (A review found the end appended before the journal's compare-and-swap.)
+//
+// A's deliverer stays alive: delivery leases are wall-clock and renewed while
+// its call runs, and it retries each timed-out call at once, so B cannot be
+// relied on to deliver the deletion while the destination still hangs (A's
+// retries could use up MaxAttempts and B would rightly record FAILED). The
+// destination answers once B holds the request, before B waits for it.
 func TestAStaleHolderNeverAuditsAnEnd(t *testing.T) {
 	h := newHosts()
 	a, _, g, r := h.erasingAtA(t)
@@ -127,17 +132,18 @@ func TestAStaleHolderNeverAuditsAnEnd(t *testing.T) {
 	b := h.host(t, "host-b", clkB, privacy.WithDestinations(destination.NewRecorder("crm")))
 	ctx := context.Background()
 	// A stalls (it does not renew: its ticker is a third of a minute away);
-	// past its lease, B takes the erasure over and finishes it.
+	// past its lease, B takes the erasure over.
 	clkB.advance(2 * time.Minute)
 	if n, err := b.Recover(ctx); n != 1 || err != nil {
 		t.Fatalf("Recover after A's lease lapsed = %d, %v; want 1, nil", n, err)
 	}
+	// A wakes up: its delivery completes (unless B's deliverer got the
+	// deletion first), and its stale end is refused; B finishes the request.
+	close(g.open)
 	flush(t, b)
 	if e := statusOf(t, h.mem, r.ID); e.Owner != "host-b" || e.Status != privacy.Finished {
 		t.Fatalf("after B took over: owner %q, %s; want host-b's, FINISHED", e.Owner, e.Status)
 	}
-	// A wakes up: its delivery completes.
-	close(g.open)
 	flush(t, a)
 	time.Sleep(20 * time.Millisecond)
 	if ends := auditEnds(t, h.audit, r.ID); len(ends) != 1 {

@@ -563,6 +563,7 @@ func (c *Controller) deliverDecision(ctx context.Context, cl *claim, e *journal.
 		c.finish(ctx, cl, e)
 		return
 	}
+	c.deliver.Wake() // what the commit owes goes out now, not at the next poll
 	names := slices.Clone(owed)
 	if owes {
 		names = append(names, c.destinations...)

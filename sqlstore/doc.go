@@ -38,6 +38,13 @@
 // clear (before the migration, or without keys) are read as they are, and
 // SealExisting seals them.
 //
+// An erasure shreds, then purges (profile.ShreddingTx, profile.Purger,
+// migration 0010): its commit destroys the person's key and deletes their
+// profile, traits, links and any event kept in clear, and lists them in
+// profile_purges; their sealed events, unreadable from that commit on, are
+// deleted after it by Profiles().(profile.Purger).Purge, 10,000 rows a
+// statement, so no transaction of the erasure grows with their events.
+//
 // # Dialects
 //
 // Postgres (PostgreSQL 12 or newer) is for many instances sharing one
