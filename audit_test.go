@@ -127,7 +127,11 @@ func auditEnds(t *testing.T, log audit.Log, id string) []string {
 // destination answers once B holds the request, before B waits for it.
 func TestAStaleHolderNeverAuditsAnEnd(t *testing.T) {
 	h := newHosts()
-	a, _, g, r := h.erasingAtA(t)
+	// A's view of the log counts the end records A appends: the log
+	// refuses a record it holds already, so the log alone would not show
+	// A's stale end appended before its journal write was refused.
+	aLog := &endCountingAuditLog{Log: h.audit}
+	a, _, g, r := h.erasingAtA(t, privacy.WithAuditLog(aLog))
 	clkB := newClock(t0)
 	b := h.host(t, "host-b", clkB, privacy.WithDestinations(destination.NewRecorder("crm")))
 	ctx := context.Background()
@@ -149,9 +153,26 @@ func TestAStaleHolderNeverAuditsAnEnd(t *testing.T) {
 	if ends := auditEnds(t, h.audit, r.ID); len(ends) != 1 {
 		t.Errorf("the audit log records the request's end %d times: %v; want once, by the instance that recorded it", len(ends), ends)
 	}
+	if n := aLog.ends.Load(); n != 0 {
+		t.Errorf("A, no longer the request's holder, appended its end to the audit log %d times; want never", n)
+	}
 	if _, err := b.VerifyAudit(ctx); err != nil {
 		t.Errorf("VerifyAudit = %v", err)
 	}
+}
+
+// endCountingAuditLog counts the end records ("finished", "failed",
+// "invalid") appended through it.
+type endCountingAuditLog struct {
+	audit.Log
+	ends atomic.Int64
+}
+
+func (l *endCountingAuditLog) Append(ctx context.Context, r audit.Record) error {
+	if r.Action == "finished" || r.Action == "failed" || r.Action == "invalid" {
+		l.ends.Add(1)
+	}
+	return l.Log.Append(ctx, r)
 }
 
 // stallingAuditLog is host A's view of the shared audit log: its first append

@@ -61,11 +61,11 @@ func (h *hosts) host(t *testing.T, instance string, clk *clock, opts ...privacy.
 
 // erasingAtA starts host A over h, with a destination that waits at the
 // returned gate, and has it erase ada: the erasure stays RUNNING, held by A,
-// until the gate opens.
-func (h *hosts) erasingAtA(t *testing.T) (a *privacy.Controller, clkA *clock, g *gate, r *privacy.Receipt) {
+// until the gate opens. opts are A's, after the others.
+func (h *hosts) erasingAtA(t *testing.T, opts ...privacy.Option) (a *privacy.Controller, clkA *clock, g *gate, r *privacy.Receipt) {
 	t.Helper()
 	g, clkA = newGate(), newClock(t0)
-	a = h.host(t, "host-a", clkA, privacy.WithDestinations(g))
+	a = h.host(t, "host-a", clkA, append([]privacy.Option{privacy.WithDestinations(g)}, opts...)...)
 	person(t, &env{c: a, graph: h.graph, profiles: h.profiles}, "ada")
 	r, err := a.Erase(context.Background(), user("ada"))
 	if err != nil || r.Status != privacy.Running {
