@@ -80,9 +80,11 @@ type TraitPicker interface {
 // person is unreadable does not grow with their events.
 type ShreddingTx interface {
 	// DeleteShredded is Delete for a profile whose data key the same
-	// decision destroys: the profile, its traits and everything it keeps in
-	// clear go at once; its sealed rows may stay, unreadable, until
-	// Purger.Purge. Reads find the profile no more.
+	// decision destroys: the profile, its traits and every value it keeps in
+	// clear go at once; its sealed rows (with what they keep in clear
+	// beside the sealed value: a message id, an event's name and times) may
+	// stay, unreadable, until Purger.Purge. Reads find the profile no more.
+	// A profile id written again before the purge comes back fresh.
 	DeleteShredded(ctx context.Context, pid identity.ProfileID) error
 }
 

@@ -43,7 +43,8 @@
 // profile, traits, links and any event kept in clear, and lists them in
 // profile_purges; their sealed events, unreadable from that commit on, are
 // deleted after it by Profiles().(profile.Purger).Purge, 10,000 rows a
-// statement, so no transaction of the erasure grows with their events.
+// statement, so no transaction of the erasure grows with their events. A key
+// made again for a listed profile purges it first.
 //
 // # Dialects
 //

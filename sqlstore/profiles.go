@@ -226,6 +226,23 @@ func (p *profileStore) Purge(ctx context.Context, pids []identity.ProfileID) (in
 	}
 	var n int64
 	for _, pid := range listed {
+		k, err := s.purgeListed(ctx, ex, pid)
+		n += k
+		if err != nil {
+			return n, fmt.Errorf("sqlstore: purging the rows of erased profile %s: %w", pid, err)
+		}
+	}
+	return n, nil
+}
+
+// purgeListed purges one listed profile: batches until one deletes nothing
+// (a batch cut short by another purger's deletes is no sign of the end),
+// then the listing, unless rows are left (written meanwhile by a redo of
+// the erasure, or another purger's batch not committed yet): then it goes
+// round again, a few times, and fails rather than say it is done.
+func (s *Store) purgeListed(ctx context.Context, ex Executor, pid identity.ProfileID) (int64, error) {
+	var n int64
+	for range purgeRounds {
 		for _, q := range []string{
 			`DELETE FROM {p}profile_messages WHERE profile_id = $1 AND message_id IN
 				(SELECT message_id FROM {p}profile_messages WHERE profile_id = $1 LIMIT $2)`,
@@ -233,26 +250,46 @@ func (p *profileStore) Purge(ctx context.Context, pids []identity.ProfileID) (in
 				(SELECT trait_key FROM {p}profile_traits WHERE profile_id = $1 LIMIT $2)`,
 		} {
 			for {
-				res, err := ex.ExecContext(ctx, s.sql(q), string(pid), purgeBatch)
-				if err != nil {
-					return n, fmt.Errorf("sqlstore: purging the rows of erased profile %s: %w", pid, err)
-				}
-				k, err := res.RowsAffected()
-				if err != nil {
-					return n, fmt.Errorf("sqlstore: purging the rows of erased profile %s: %w", pid, err)
-				}
+				k, err := rowsAffected(ex.ExecContext(ctx, s.sql(q), string(pid), purgeBatch))
 				n += k
-				if k < purgeBatch {
+				if err != nil {
+					return n, err
+				}
+				if k == 0 {
 					break
 				}
 			}
 		}
-		if _, err := ex.ExecContext(ctx, s.sql(`DELETE FROM {p}profile_purges WHERE profile_id = $1 AND NOT EXISTS
-			(SELECT 1 FROM {p}profile_messages WHERE profile_id = $1)`), string(pid)); err != nil {
-			return n, fmt.Errorf("sqlstore: purging the rows of erased profile %s: %w", pid, err)
+		k, err := rowsAffected(ex.ExecContext(ctx, s.sql(`DELETE FROM {p}profile_purges WHERE profile_id = $1
+			AND NOT EXISTS (SELECT 1 FROM {p}profile_messages WHERE profile_id = $1)
+			AND NOT EXISTS (SELECT 1 FROM {p}profile_traits WHERE profile_id = $1)`), string(pid)))
+		if err != nil {
+			return n, err
 		}
+		if k == 1 {
+			return n, nil
+		}
+		var listed int
+		if err := ex.QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM {p}profile_purges WHERE profile_id = $1`), string(pid)).Scan(&listed); err != nil {
+			return n, err
+		}
+		if listed == 0 { // another purger finished it
+			return n, nil
+		}
+		time.Sleep(10 * time.Millisecond) // another purger's batch, until it commits
 	}
-	return n, nil
+	return n, errors.New("rows are still left after the purge: another writer keeps adding them")
+}
+
+// purgeRounds bounds purgeListed's rounds.
+const purgeRounds = 5
+
+// rowsAffected returns the rows an Exec affected.
+func rowsAffected(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 // purgesListed returns the profiles of pids listed in profile_purges, or
@@ -588,6 +625,7 @@ func (tx *profileTx) Merge(ctx context.Context, into, from identity.ProfileID) e
 
 func (tx *profileTx) Delete(ctx context.Context, pid identity.ProfileID) error {
 	return deleteProfile(ctx, tx.s, &tx.part, pid, "profile",
+		`DELETE FROM {p}profile_purges WHERE profile_id = $1`, // nothing is left to purge
 		`DELETE FROM {p}profile_messages WHERE profile_id = $1`,
 		`DELETE FROM {p}profile_traits WHERE profile_id = $1`,
 		`DELETE FROM {p}profiles WHERE profile_id = $1`)

@@ -292,3 +292,43 @@ func TestPurgeLeavesTheLiving(t *testing.T) {
 		checkIntact(t, s, c, bob)
 	})
 }
+
+// TestRunPurgesWhatIsListed: a listing no request purges any more (left by
+// a host of an older version, say) is purged by Run's recovery round.
+func TestRunPurgesWhatIsListed(t *testing.T) {
+	forEachSeededSite(t, func(t *testing.T, s *site, ada, bob *person) {
+		ctx := t.Context()
+		p := s.open(t)
+		defer p.close()
+		c := p.controller(t, nil, privacy.WithSchedule(privacy.Schedule{Recover: 20 * time.Millisecond}))
+		// Shredded and listed, behind the Controller's back.
+		ktx, err := p.data.Keyring().Begin(ctx)
+		must(t, err)
+		must(t, ktx.Delete(ctx, ada.pid))
+		must(t, ktx.Commit(ctx))
+		tx, err := p.data.Profiles().Begin(ctx)
+		must(t, err)
+		must(t, tx.(profile.ShreddingTx).DeleteShredded(ctx, ada.pid))
+		must(t, tx.Commit(ctx))
+		if m, _, l := s.rowsLeft(t, ada.pid); m == 0 || l != 1 {
+			t.Fatalf("ada has %d messages, listed %d; want rows listed to purge", m, l)
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- c.Run(runCtx) }()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			m, c, l := s.rowsLeft(t, ada.pid)
+			if m+c+l == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Run left %d messages, %d listings of ada after 10 s; want them purged", m, l)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		stop()
+		<-done
+		checkIntact(t, s, c, bob)
+	})
+}

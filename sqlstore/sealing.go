@@ -207,8 +207,11 @@ func makeKeys(ctx context.Context, s *Store, ex Executor, missing []keyring.Entr
 				fmt.Fprintf(&q.b, ", d%d AS (", i)
 				q.sql(`DELETE FROM {p}` + table + ` WHERE profile_id IN (`)
 				q.b.WriteString(ids.String())
-				q.b.WriteString(`) AND sealed IS NOT NULL)`)
+				q.sql(`)` + shreddedRows(table) + `)`)
 			}
+			q.sql(`, dp AS (DELETE FROM {p}profile_purges WHERE profile_id IN (`)
+			q.b.WriteString(ids.String())
+			q.b.WriteString(`))`)
 			q.sql(` INSERT INTO {p}keyring (profile_id, wrapped, created) SELECT profile_id, wrapped, created FROM k
 				ON CONFLICT (profile_id) DO NOTHING RETURNING profile_id`)
 			rows, err := ex.QueryContext(ctx, q.String(), q.args...)
@@ -273,17 +276,35 @@ var shreddedTables = []string{"profile_traits", "profile_messages", "identity_li
 // before one is made for them: sealed under a key that was destroyed (rows
 // an erasure left in a restored backup, or a data commit that failed after
 // the keyring's), no key opens them, and beside the new key's they would
-// make every read of the profile fail.
+// make every read of the profile fail. Of a profile an erasure listed in
+// profile_purges it deletes every message row (recorded message ids
+// too, which would refuse its new messages as repeats) and the listing, so
+// that Purge leaves what is written after alone.
 func purgeShredded(ctx context.Context, s *Store, ex Executor, pids []identity.ProfileID) error {
 	for _, table := range shreddedTables {
-		err := execChunks(ctx, s, ex, pids, 1, func(q *listStmt, n, _ int) { q.params(n); q.sql(`) AND sealed IS NOT NULL`) },
+		err := execChunks(ctx, s, ex, pids, 1, func(q *listStmt, n, _ int) { q.params(n); q.sql(`)` + shreddedRows(table)) },
 			`DELETE FROM {p}`+table+` WHERE profile_id IN (`, "",
 			func(q *listStmt, pid *identity.ProfileID) { q.args = append(q.args, string(*pid)) })
 		if err != nil {
 			return fmt.Errorf("sqlstore: deleting the shredded rows of profiles: %w", err)
 		}
 	}
+	err := execChunks(ctx, s, ex, pids, 1, func(q *listStmt, n, _ int) { q.params(n); q.sql(`)`) },
+		`DELETE FROM {p}profile_purges WHERE profile_id IN (`, "",
+		func(q *listStmt, pid *identity.ProfileID) { q.args = append(q.args, string(*pid)) })
+	if err != nil {
+		return fmt.Errorf("sqlstore: deleting the shredded rows of profiles: %w", err)
+	}
 	return nil
+}
+
+// shreddedRows is the condition, after the profile ids', on the rows of
+// table that purgeShredded deletes.
+func shreddedRows(table string) string {
+	if table == "profile_messages" {
+		return ` AND (sealed IS NOT NULL OR profile_id IN (SELECT profile_id FROM {p}profile_purges))`
+	}
+	return ` AND sealed IS NOT NULL`
 }
 
 // readEntries reads the keyring entries of pids (distinct) with ex.
