@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/gdprkit/privacy/journal"
 	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/profile"
 )
@@ -146,4 +147,68 @@ func localKeeper(current []byte, previous [][]byte) (keyring.Keeper, error) {
 		prev = append(prev, p)
 	}
 	return keyring.NewRotatingKeeper(cur, prev...)
+}
+
+// sealingJournal seals, with the keyring's forwarding key, what each journal
+// entry keeps of a person (its subjects, the identifiers its erasure
+// forwards, the values its rectification writes) before the entry is
+// stored, bound to the request, and opens it as entries are read: a journal
+// in the data's database holds no identifier in clear while a request runs.
+type sealingJournal struct {
+	journal.Journal
+	keys *keyring.Keys
+}
+
+// journalField is the associated data's field of a request's sealed data.
+func journalField(id string) string { return "journal:" + id }
+
+func (j sealingJournal) Put(ctx context.Context, e *journal.Entry) error {
+	fk := j.keys.Forwarding()
+	c := e.Clone()
+	if err := c.SealPersonal(func(b []byte) []byte { return fk.Seal(journalField(c.ID), b) }); err != nil {
+		return err
+	}
+	err := j.Journal.Put(ctx, c)
+	e.Version = c.Version
+	return err
+}
+
+// open opens the sealed part of an entry read.
+func (j sealingJournal) open(e *journal.Entry) error {
+	fk := j.keys.Forwarding()
+	return e.OpenPersonal(func(b []byte) ([]byte, error) { return fk.Open(journalField(e.ID), b) })
+}
+
+func (j sealingJournal) Get(ctx context.Context, id string) (*journal.Entry, error) {
+	e, err := j.Journal.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return e, j.open(e)
+}
+
+func (j sealingJournal) List(ctx context.Context, f journal.Filter) (journal.Page, error) {
+	p, err := j.Journal.List(ctx, f)
+	if err != nil {
+		return p, err
+	}
+	for _, e := range p.Entries {
+		if err := j.open(e); err != nil {
+			return journal.Page{}, err
+		}
+	}
+	return p, nil
+}
+
+func (j sealingJournal) Unfinished(ctx context.Context) ([]*journal.Entry, error) {
+	es, err := j.Journal.Unfinished(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range es {
+		if err := j.open(e); err != nil {
+			return nil, err
+		}
+	}
+	return es, nil
 }

@@ -132,6 +132,9 @@ func New(opts ...Option) (*Controller, error) {
 		return nil, fmt.Errorf("privacy: %w", err)
 	}
 	hasher := hashers[len(hashers)-1]
+	if dataKeys != nil {
+		cfg.journal = sealingJournal{cfg.journal, dataKeys}
+	}
 	c := &Controller{
 		suppressions: cfg.supp,
 		journal:      cfg.journal,

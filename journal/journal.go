@@ -16,6 +16,7 @@ package journal
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -208,6 +209,85 @@ type Entry struct {
 	// AuditNotes counts the notes the request has owed: the next is numbered
 	// one more.
 	AuditNotes uint64
+	// Sealed, when set, holds what Scrub clears, sealed with SealPersonal
+	// (a Controller that encrypts at rest does so before every Put, and
+	// opens it after every read): those fields are then empty as stored.
+	Sealed []byte `json:",omitempty"`
+}
+
+// personal is what an entry keeps of a person: what Scrub clears.
+type personal struct {
+	Subjects []identity.ID   `json:",omitempty"`
+	Traits   map[string]any  `json:",omitempty"`
+	Forward  [][]identity.ID `json:",omitempty"` // by Decision.Forward's index
+	Rectify  []rectified     `json:",omitempty"` // by Decision.Rectify's index
+}
+
+// rectified is what Scrub clears of a Rectification.
+type rectified struct {
+	Set                           map[string]profile.Trait `json:",omitempty"`
+	Remove                        []string                 `json:",omitempty"`
+	Event                         *profile.Event           `json:",omitempty"`
+	FirstMessageID, LastMessageID string                   `json:",omitempty"`
+}
+
+// SealPersonal moves what Scrub clears into Sealed, as seal returns it (an
+// encryption of the JSON it is given); the fields are then as Scrub leaves
+// them. An entry with nothing to seal keeps Sealed nil.
+func (e *Entry) SealPersonal(seal func([]byte) []byte) error {
+	var p personal
+	p.Subjects, p.Traits = e.Subjects, e.Traits
+	some := len(p.Subjects) > 0 || len(p.Traits) > 0
+	for _, f := range e.Decision.Forward {
+		p.Forward = append(p.Forward, f.IDs)
+		some = some || len(f.IDs) > 0
+	}
+	for _, r := range e.Decision.Rectify {
+		u := &r.Update
+		p.Rectify = append(p.Rectify, rectified{u.Set, u.Remove, u.Event, u.Metadata.FirstMessageID, u.Metadata.LastMessageID})
+		some = some || len(u.Set) > 0 || len(u.Remove) > 0 || u.Event != nil || u.Metadata.FirstMessageID != "" || u.Metadata.LastMessageID != ""
+	}
+	e.Sealed = nil
+	if !some {
+		return nil
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("journal: request %s: sealing its personal data: %w", e.ID, err)
+	}
+	e.Scrub()
+	e.Sealed = seal(b)
+	clear(b)
+	return nil
+}
+
+// OpenPersonal puts back what SealPersonal sealed, opened by open, and
+// empties Sealed.
+func (e *Entry) OpenPersonal(open func([]byte) ([]byte, error)) error {
+	if e.Sealed == nil {
+		return nil
+	}
+	b, err := open(e.Sealed)
+	if err != nil {
+		return fmt.Errorf("journal: request %s: opening its personal data: %w", e.ID, err)
+	}
+	var p personal
+	err = json.Unmarshal(b, &p)
+	clear(b)
+	if err != nil || len(p.Forward) > len(e.Decision.Forward) || len(p.Rectify) > len(e.Decision.Rectify) {
+		return fmt.Errorf("journal: request %s: its sealed personal data does not fit the entry", e.ID)
+	}
+	e.Subjects, e.Traits = p.Subjects, p.Traits
+	for i, ids := range p.Forward {
+		e.Decision.Forward[i].IDs = ids
+	}
+	for i, r := range p.Rectify {
+		u := &e.Decision.Rectify[i].Update
+		u.Set, u.Remove, u.Event = r.Set, r.Remove, r.Event
+		u.Metadata.FirstMessageID, u.Metadata.LastMessageID = r.FirstMessageID, r.LastMessageID
+	}
+	e.Sealed = nil
+	return nil
 }
 
 // Clone returns a deep copy of e.
@@ -244,6 +324,7 @@ func (e *Entry) Clone() *Entry {
 	for i := range d.Forward {
 		d.Forward[i].IDs = slices.Clone(d.Forward[i].IDs)
 	}
+	c.Sealed = slices.Clone(e.Sealed)
 	return &c
 }
 

@@ -696,3 +696,56 @@ func TestPutComparesAndSwaps(t *testing.T) {
 		t.Errorf("Version after an unconditional Put over version 2 = %d, want 3", fresh.Version)
 	}
 }
+
+// TestSealPersonal: what Scrub clears is sealed whole, the rest stays as it
+// was, and OpenPersonal brings the entry back (values as JSON reads them);
+// an entry with nothing personal seals nothing; a seal that does not open,
+// or does not fit the entry, fails naming the request.
+func TestSealPersonal(t *testing.T) {
+	xor := func(b []byte) []byte { // a stand-in cipher: reversible, not the identity
+		out := slices.Clone(b)
+		for i := range out {
+			out[i] ^= 0x5a
+		}
+		return out
+	}
+	open := func(b []byte) ([]byte, error) { return xor(b), nil }
+	e := fullEntry("r1")
+	sealed := e.Clone()
+	if err := sealed.SealPersonal(xor); err != nil {
+		t.Fatal(err)
+	}
+	scrubbed := fullEntry("r1")
+	scrubbed.Scrub()
+	if len(sealed.Sealed) == 0 || strings.Contains(string(sealed.Sealed), "ann@example.com") {
+		t.Fatalf("Sealed = %q; want the personal data, sealed", sealed.Sealed)
+	}
+	withoutSeal := sealed.Clone()
+	withoutSeal.Sealed = nil
+	if diff := cmp.Diff(scrubbed, withoutSeal); diff != "" {
+		t.Errorf("the sealed entry besides Sealed is not the scrubbed one (-want +got):\n%s", diff)
+	}
+	if err := sealed.OpenPersonal(open); err != nil {
+		t.Fatal(err)
+	}
+	// As stored in a journal that encodes entries as JSON: numbers are
+	// float64, times UTC.
+	if diff := cmp.Diff(e, sealed); diff != "" {
+		t.Errorf("opened (-want +got):\n%s", diff)
+	}
+	plain := &Entry{ID: "r2", Decision: Decision{Forward: []Deletion{{Profile: "use_a"}}}}
+	if err := plain.SealPersonal(xor); err != nil || plain.Sealed != nil {
+		t.Errorf("an entry with nothing personal: Sealed %q, %v; want none", plain.Sealed, err)
+	}
+	bad := fullEntry("r3")
+	if err := bad.SealPersonal(xor); err != nil {
+		t.Fatal(err)
+	}
+	if err := bad.Clone().OpenPersonal(func([]byte) ([]byte, error) { return nil, errors.New("no key") }); err == nil || !strings.Contains(err.Error(), "r3") {
+		t.Errorf("OpenPersonal with a failing open = %v; want an error naming the request", err)
+	}
+	bad.Decision.Forward = nil
+	if err := bad.OpenPersonal(open); err == nil {
+		t.Error("OpenPersonal of a seal that does not fit the entry: nil error")
+	}
+}

@@ -421,3 +421,42 @@ func TestCheckKeeperAtOnceAgreesOnOneIndexKey(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardingKey: every host of one keyring derives the same forwarding
+// key, which still opens what it sealed after Rotate; another keyring's does
+// not open it, and there is none before CheckKeeper.
+func TestForwardingKey(t *testing.T) {
+	ctx := context.Background()
+	open := func(store Store, k Keeper) *Keys {
+		t.Helper()
+		keys, err := NewKeys(store, k, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if keys.Forwarding() != nil {
+			t.Fatal("a forwarding key before CheckKeeper")
+		}
+		if err := keys.CheckKeeper(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return keys
+	}
+	store := NewMemStore()
+	a := open(store, keeper(t, secret))
+	sealed := a.Forwarding().Seal("outbox:delete:crm", []byte("ada@example.com"))
+	if got, err := open(store, keeper(t, secret)).Forwarding().Open("outbox:delete:crm", sealed); err != nil || string(got) != "ada@example.com" {
+		t.Errorf("another host's forwarding key opens %q, %v; want the value", got, err)
+	}
+	if _, err := a.Forwarding().Open("outbox:delete:other", sealed); !errors.Is(err, ErrUndecryptable) {
+		t.Errorf("opened as another field: %v; want ErrUndecryptable", err)
+	}
+	if _, err := open(NewMemStore(), keeper(t, secret)).Forwarding().Open("outbox:delete:crm", sealed); !errors.Is(err, ErrUndecryptable) {
+		t.Errorf("another keyring's forwarding key: %v; want ErrUndecryptable", err)
+	}
+	if _, err := Rotate(ctx, store, keeper(t, secret), keeper(t, otherSecret), 10); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := open(store, keeper(t, otherSecret)).Forwarding().Open("outbox:delete:crm", sealed); err != nil || string(got) != "ada@example.com" {
+		t.Errorf("after Rotate the forwarding key opens %q, %v; want the value", got, err)
+	}
+}

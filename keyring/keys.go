@@ -34,10 +34,11 @@ type Keys struct {
 	now    func() time.Time
 	max    int
 
-	mu    sync.Mutex
-	cache map[identity.ProfileID]cachedKey
-	id    []byte    // the keyring's, read by CheckKeeper
-	index hash.Hash // HMAC under the keyring's index key, set by CheckKeeper
+	mu      sync.Mutex
+	cache   map[identity.ProfileID]cachedKey
+	id      []byte    // the keyring's, read by CheckKeeper
+	index   hash.Hash // HMAC under the keyring's index key, set by CheckKeeper
+	forward *DataKey  // derived from the index key by CheckKeeper
 }
 
 // cachedKey is an unwrapped key and the wrapped form it was unwrapped from.
@@ -302,12 +303,41 @@ func (k *Keys) CheckKeeper(ctx context.Context) error {
 		return fmt.Errorf("%w: it does not unwrap the keyring's keeper check", ErrWrongKeeper)
 	}
 	secret := plain[len(keeperCheck):]
+	derive := hmac.New(sha256.New, secret[keyringIDSize:])
+	derive.Write([]byte(forwardingLabel))
+	raw := derive.Sum(nil)
+	forward, err := newDataKey(ForwardingProfile, raw)
+	clear(raw)
+	if err != nil {
+		return err
+	}
 	k.mu.Lock()
 	k.id = bytes.Clone(secret[:keyringIDSize])
 	k.index = hmac.New(sha256.New, secret[keyringIDSize:])
+	k.forward = forward
 	k.mu.Unlock()
 	clear(plain)
 	return nil
+}
+
+// ForwardingProfile is the profile the keyring's forwarding key (Forwarding)
+// seals as: a name no profile id takes.
+const ForwardingProfile identity.ProfileID = "keyring:forwarding"
+
+// forwardingLabel is what the forwarding key is derived from the index key
+// with.
+const forwardingLabel = "gdprkit/keyring/forwarding/v1"
+
+// Forwarding returns the keyring's forwarding key: one key, derived from its
+// index key (kept wrapped in the keeper check, the same across Rotate), for
+// what must stay readable after a person's own key is destroyed (the
+// deletions an erasure owes destinations) and what a backend would rather
+// not tie to one person's key (an outbox's queued messages). Someone with
+// the data alone cannot read what it seals. Nil before CheckKeeper.
+func (k *Keys) Forwarding() *DataKey {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.forward
 }
 
 // The sizes of a keyring's id and of its index key, kept with its keeper

@@ -46,6 +46,12 @@
 // statement, so no transaction of the erasure grows with their events. A key
 // made again for a listed profile purges it first.
 //
+// The outbox's payloads are sealed with the keyring's forwarding key
+// (keyring.Keys.Forwarding): a deletion must stay readable once the
+// person's key is gone, and a merge moves queued messages between profiles
+// without opening them. A claimed message about a profile whose key is gone
+// and whose data was sealed is handed out empty, and so settled unsent.
+//
 // # Dialects
 //
 // Postgres (PostgreSQL 12 or newer) is for many instances sharing one

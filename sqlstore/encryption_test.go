@@ -107,8 +107,9 @@ func TestSealedValuesNeverReachTheDatabase(t *testing.T) {
 	}
 }
 
-// dumpSite returns what the site's data database holds, as bytes: a pg_dump
-// of its schema, or SQLite's files after a checkpoint.
+// dumpSite returns what the site's databases hold, as bytes: a pg_dump of
+// its schema (the journal's too), or SQLite's files, data and journal, after
+// a checkpoint.
 func dumpSite(t *testing.T, s *site, p *proc) []byte {
 	t.Helper()
 	if s.Dialect == sqlstore.Postgres {
@@ -118,11 +119,13 @@ func dumpSite(t *testing.T, s *site, p *proc) []byte {
 		}
 		return out
 	}
-	if _, err := p.db.ExecContext(t.Context(), "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
-		t.Fatal(err)
+	for _, db := range []*sql.DB{p.db, p.jdb} {
+		if _, err := db.ExecContext(t.Context(), "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var all []byte
-	for _, f := range []string{"data.db", "data.db-wal"} {
+	for _, f := range []string{"data.db", "data.db-wal", "journal.db", "journal.db-wal"} {
 		b, err := os.ReadFile(filepath.Join(s.Dir, f))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/outbox"
 )
 
@@ -65,22 +66,27 @@ func encodePayload(it *outbox.Item) (kind, payload string, err error) {
 	return kind, payload, nil
 }
 
-// decodePayload sets the item's message or deletion from its stored payload.
-func decodePayload(it *outbox.Item, kind string, payload sql.NullString) error {
+// decodePayload sets the item's message or deletion from its stored
+// payload, opened with fk when sealed.
+func decodePayload(fk *keyring.DataKey, it *outbox.Item, kind string, payload sql.NullString) error {
 	if !payload.Valid {
 		return nil
+	}
+	text, err := openPayloadText(fk, payloadField(kind, it.Destination), payload.String)
+	if err != nil {
+		return fmt.Errorf("sqlstore: outbox item %d: %w", it.ID, err)
 	}
 	switch kind {
 	case kindSend:
 		var m destination.Message
-		if err := json.Unmarshal([]byte(payload.String), &m); err != nil {
+		if err := json.Unmarshal([]byte(text), &m); err != nil {
 			return fmt.Errorf("sqlstore: outbox item %d: stored message does not decode: %w", it.ID, err)
 		}
 		m.ProfileID = it.Profile
 		it.Message = &m
 	case kindDelete:
 		var d destination.Deletion
-		if err := json.Unmarshal([]byte(payload.String), &d); err != nil {
+		if err := json.Unmarshal([]byte(text), &d); err != nil {
 			return fmt.Errorf("sqlstore: outbox item %d: stored deletion does not decode: %w", it.ID, err)
 		}
 		d.ProfileID = it.Profile
@@ -109,15 +115,23 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 		kind, payload string
 		present       int64
 	}
+	fk, err := tx.s.forwardingKey()
+	if err != nil {
+		return err
+	}
 	groups := enqueueRows(items)
 	rows := make([]newRow, len(groups))
 	for k, g := range groups {
 		r := &rows[k]
 		r.items = g
 		if len(g) == 1 {
+			it := &items[g[0]]
 			var err error
-			if r.kind, r.payload, err = encodePayload(&items[g[0]]); err != nil {
+			if r.kind, r.payload, err = encodePayload(it); err != nil {
 				return fmt.Errorf("items[%d]: %w", g[0], err)
+			}
+			if fk != nil {
+				r.payload = sealPayloadText(fk, payloadField(r.kind, it.Destination), r.payload)
 			}
 			continue
 		}
@@ -126,6 +140,9 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 			var err error
 			if msgs[m], err = encodeBundled(items[i].Message, 0); err != nil {
 				return fmt.Errorf("items[%d]: %w", i, err)
+			}
+			if fk != nil {
+				msgs[m] = sealedBundled(sealPayloadText(fk, payloadField(kindBundle, items[i].Destination), msgs[m]), 0)
 			}
 		}
 		r.kind, r.payload, r.present = kindBundle, bundlePayload(msgs), firstSlots(len(g))
@@ -354,9 +371,34 @@ func (tx *outboxTx) Purge(ctx context.Context, pid identity.ProfileID) (int, err
 // caller gets none.
 const itemColumns = `id, destination, profile_id, request_id, item_key, kind, payload, state, attempts, enqueued, not_before, last_error, present`
 
-// scanItems reads rows of items, a bundle's as one item per message, and
-// closes rows.
-func scanItems(rows *sql.Rows) ([]outbox.Item, error) {
+// scanItems reads rows of items, a bundle's as one item per message,
+// opening sealed payloads with the Store's forwarding key, and closes rows.
+func (s *Store) scanItems(rows *sql.Rows) ([]outbox.Item, error) {
+	sc, err := s.scanSealedItems(rows)
+	return sc.items, err
+}
+
+// scannedItems are items read, and which of them were sealed.
+type scannedItems struct {
+	items  []outbox.Item
+	sealed map[uint64]bool // by item ID
+}
+
+// scanSealedItems is scanItems, telling which items were sealed.
+func (s *Store) scanSealedItems(rows *sql.Rows) (scannedItems, error) {
+	fk, err := s.forwardingKey()
+	if err != nil {
+		rows.Close()
+		return scannedItems{}, err
+	}
+	sc := scannedItems{sealed: map[uint64]bool{}}
+	sc.items, err = s.scanItemsWith(fk, rows, sc.sealed)
+	return sc, err
+}
+
+// scanItemsWith is scanItems with fk, noting in sealed the items whose
+// payload was sealed.
+func (s *Store) scanItemsWith(fk *keyring.DataKey, rows *sql.Rows, sealed map[uint64]bool) ([]outbox.Item, error) {
 	var out []outbox.Item
 	for rows.Next() {
 		var it outbox.Item
@@ -369,17 +411,27 @@ func scanItems(rows *sql.Rows) ([]outbox.Item, error) {
 			return nil, err
 		}
 		it.ID, it.Profile, it.State = itemID(id, 0), identity.ProfileID(pid), outbox.State(state)
+		isSealed := payload.Valid && (strings.HasPrefix(payload.String, sealedPayload) || strings.HasPrefix(payload.String, `[{"s":`))
 		if kind == kindBundle {
+			n := len(out)
 			var err error
-			if out, err = appendBundle(out, it, id, payload, present); err != nil {
+			if out, err = appendBundle(fk, out, it, id, payload, present); err != nil {
 				rows.Close()
 				return nil, err
 			}
+			for _, b := range out[n:] {
+				if isSealed {
+					sealed[b.ID] = true
+				}
+			}
 			continue
 		}
-		if err := decodePayload(&it, kind, payload); err != nil {
+		if err := decodePayload(fk, &it, kind, payload); err != nil {
 			rows.Close()
 			return nil, err
+		}
+		if isSealed {
+			sealed[it.ID] = true
 		}
 		out = append(out, it)
 	}
@@ -388,11 +440,26 @@ func scanItems(rows *sql.Rows) ([]outbox.Item, error) {
 
 // appendBundle appends a bundle's items, each with its message (none when
 // the payload is NULL), the row's fields alike.
-func appendBundle(out []outbox.Item, it outbox.Item, row int64, payload sql.NullString, present int64) ([]outbox.Item, error) {
+func appendBundle(fk *keyring.DataKey, out []outbox.Item, it outbox.Item, row int64, payload sql.NullString, present int64) ([]outbox.Item, error) {
 	var msgs []bundledMessage
 	if payload.Valid {
 		if err := json.Unmarshal([]byte(payload.String), &msgs); err != nil {
 			return nil, fmt.Errorf("sqlstore: outbox row %d: stored bundle does not decode: %w", row, err)
+		}
+		for i := range msgs {
+			if msgs[i].Sealed == "" {
+				continue
+			}
+			text, err := openPayloadText(fk, payloadField(kindBundle, it.Destination), msgs[i].Sealed)
+			if err != nil {
+				return nil, fmt.Errorf("sqlstore: outbox row %d: %w", row, err)
+			}
+			attempts := msgs[i].Attempts
+			msgs[i] = bundledMessage{}
+			if err := json.Unmarshal([]byte(text), &msgs[i]); err != nil {
+				return nil, fmt.Errorf("sqlstore: outbox row %d: stored bundle does not decode: %w", row, err)
+			}
+			msgs[i].Attempts = attempts
 		}
 		if len(msgs) != bits.OnesCount64(uint64(present)) {
 			return nil, fmt.Errorf("sqlstore: outbox row %d holds %d messages for %d slots", row, len(msgs), bits.OnesCount64(uint64(present)))
@@ -507,17 +574,31 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 		q = with + ` UPDATE {p}outbox SET owner = $3, lease_until = $4, leased_for = ` + leasedFor + `, held = present WHERE id IN (SELECT id FROM hl UNION ALL SELECT id FROM r)
 			RETURNING ` + itemColumns
 	}
-	var out []outbox.Item
+	var sc scannedItems
 	err := s.write(ctx, func(ex Executor) error {
 		rows, err := ex.QueryContext(ctx, s.sql(q), args...)
 		if err != nil {
 			return err
 		}
-		out, err = scanItems(rows)
+		sc, err = s.scanSealedItems(rows)
 		return err
 	})
 	if err != nil {
 		return nil, retryable(fmt.Errorf("sqlstore: outbox claim: %w", err))
+	}
+	out := sc.items
+	if err := s.dropShredded(ctx, sc); err != nil {
+		// Claimed: given back at once (else their leases lapse), to be
+		// claimed again in order.
+		ids := make([]uint64, len(out))
+		for i, it := range out {
+			ids[i] = it.ID
+		}
+		err = fmt.Errorf("sqlstore: outbox claim: %w", err)
+		if rerr := o.Renew(context.WithoutCancel(ctx), c.Owner, ids, time.Time{}); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return nil, retryable(err)
 	}
 	slices.SortFunc(out, func(a, b outbox.Item) int { return cmp.Compare(a.ID, b.ID) })
 	if len(out) > c.Limit {
@@ -869,7 +950,7 @@ func settleAll(ctx context.Context, s *Store, ex Executor, owner string, state o
 
 func (o *outboxStore) Outcomes(ctx context.Context, request string) ([]outbox.Item, error) {
 	out, err := readRows(ctx, o.s, `SELECT `+strings.Replace(itemColumns, "payload", "NULL", 1)+` FROM {p}outbox WHERE request_id = $1 AND request_id <> '' ORDER BY id`,
-		[]any{request}, scanItems)
+		[]any{request}, o.s.scanItems)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: outbox outcomes: %w", err)
 	}
@@ -899,11 +980,15 @@ func (o *outboxStore) Dead(ctx context.Context, dest string, after uint64, limit
 	from, _ := splitID(after)
 	// Rows from the one after's item is in: each holds at least one item,
 	// and the first may hold none after it.
-	out, err := readRows(ctx, o.s, `SELECT `+itemColumns+` FROM {p}outbox WHERE state = 'DEAD' AND id >= $1 AND ($2 = '' OR destination = $2) ORDER BY id LIMIT $3`,
-		[]any{from, dest, limit + 1}, scanItems)
+	sc, err := readRows(ctx, o.s, `SELECT `+itemColumns+` FROM {p}outbox WHERE state = 'DEAD' AND id >= $1 AND ($2 = '' OR destination = $2) ORDER BY id LIMIT $3`,
+		[]any{from, dest, limit + 1}, o.s.scanSealedItems)
+	if err == nil {
+		err = o.s.dropShredded(ctx, sc)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: outbox dead letters: %w", err)
 	}
+	out := sc.items
 	out = slices.DeleteFunc(out, func(it outbox.Item) bool { return it.ID <= after })
 	return out[:min(len(out), limit)], nil
 }

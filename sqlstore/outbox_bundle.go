@@ -78,6 +78,9 @@ type bundledMessage struct {
 	Timestamp  time.Time      `json:"ts"`
 	// Attempts counts the message's failed calls.
 	Attempts int `json:"a,omitempty"`
+	// Sealed, when set, is the message sealed (outbox_sealing.go), which
+	// the other fields are then not: only Attempts is kept beside it.
+	Sealed string `json:"s,omitempty"`
 }
 
 type bundledID struct {
@@ -151,6 +154,9 @@ func withAttempts(raw json.RawMessage, to func(int) int) (json.RawMessage, error
 	var b bundledMessage
 	if err := json.Unmarshal(raw, &b); err != nil {
 		return nil, fmt.Errorf("sqlstore: outbox: a stored bundled message does not decode: %w", err)
+	}
+	if b.Sealed != "" {
+		return json.RawMessage(sealedBundled(b.Sealed, to(b.Attempts))), nil
 	}
 	enc, err := encodeBundled(b.message(""), to(b.Attempts))
 	return json.RawMessage(enc), err

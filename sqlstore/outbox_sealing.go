@@ -1,0 +1,185 @@
+package sqlstore
+
+// The outbox's payloads sealed (encryption at rest, issue 15): given keys,
+// the Store seals what it queues for destinations with the keyring's
+// forwarding key (keyring.Keys.Forwarding), bound to the item's kind and
+// destination. One key, not the person's: an erasure's deletions must stay
+// readable once the person's key is destroyed, and a merge moves a person's
+// queued messages to another profile's rows without opening them. What the
+// person's key gave the rest of their data, the outbox gets from the
+// keyring at delivery: a message about a profile whose key is gone (its data
+// shredded: a backup restored after the erasure) is never sent, as the
+// erasure would have emptied it (dropShredded).
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/keyring"
+	"github.com/gdprkit/privacy/outbox"
+)
+
+// sealedPayload starts a payload the forwarding key sealed; a payload in
+// clear is JSON, an object or an array.
+const sealedPayload = "s1:"
+
+// payloadField is the associated data's field of an item's payload, or of
+// one message of a bundle (kind kindBundle).
+func payloadField(kind, dest string) string { return "outbox:" + kind + ":" + dest }
+
+// forwardingKey returns the key the Store seals its outbox payloads with,
+// nil when it seals nothing.
+func (s *Store) forwardingKey() (*keyring.DataKey, error) {
+	keys := s.keys()
+	if keys == nil {
+		return nil, nil
+	}
+	fk := keys.Forwarding()
+	if fk == nil {
+		return nil, fmt.Errorf("%w: the Store's keys have no forwarding key (keyring.Keys.CheckKeeper was not run)", outbox.ErrInvalid)
+	}
+	return fk, nil
+}
+
+// sealPayloadText seals an encoded payload, or a bundle's message, for
+// field.
+func sealPayloadText(fk *keyring.DataKey, field, text string) string {
+	return sealedPayload + base64.RawStdEncoding.EncodeToString(fk.Seal(field, []byte(text)))
+}
+
+// openPayloadText returns the encoded payload stored, opened when sealed.
+func openPayloadText(fk *keyring.DataKey, field, stored string) (string, error) {
+	rest, ok := strings.CutPrefix(stored, sealedPayload)
+	if !ok {
+		return stored, nil
+	}
+	if fk == nil {
+		return "", fmt.Errorf("%w: the outbox holds sealed payloads and the Store was given no keys (keyring.Sealer)", keyring.ErrUndecryptable)
+	}
+	raw, err := base64.RawStdEncoding.DecodeString(rest)
+	if err != nil {
+		return "", fmt.Errorf("%w: a sealed outbox payload is not base64", keyring.ErrUndecryptable)
+	}
+	text, err := fk.Open(field, raw)
+	if err != nil {
+		return "", err
+	}
+	return string(text), nil
+}
+
+// sealedBundled is a bundle's message sealed: the sealed encoding of the
+// message (without its attempts) and its attempts, in clear, which a
+// settlement counts without opening it.
+func sealedBundled(sealed string, attempts int) string {
+	b := make([]byte, 0, len(sealed)+24)
+	b = append(b, `{"s":`...)
+	b = strconv.AppendQuote(b, sealed)
+	if attempts > 0 {
+		b = append(b, `,"a":`...)
+		b = strconv.AppendInt(b, int64(attempts), 10)
+	}
+	return string(append(b, '}'))
+}
+
+// dropShredded empties the sealed messages of items about a profile whose
+// data is shredded, which the deliverer then settles unsent, as an
+// erasure's: the profile has no data key, and either no profile row or
+// sealed rows that the missing key sealed. A profile without a key that
+// holds only rows in clear (from before sealing), or that was merged into
+// another since the items were read, keeps its messages, and so does a
+// message queued in clear. Deletions stay.
+func (s *Store) dropShredded(ctx context.Context, sc scannedItems) error {
+	keys := s.keys()
+	if keys == nil {
+		return nil
+	}
+	items := sc.items
+	var pids []identity.ProfileID
+	for i := range items {
+		if items[i].Message != nil && sc.sealed[items[i].ID] {
+			pids = append(pids, items[i].Profile)
+		}
+	}
+	if len(pids) == 0 {
+		return nil
+	}
+	pids = uniqueIDs(pids)
+	ex := s.direct()
+	keyed := map[identity.ProfileID]bool{}
+	if s.ownKeyring(keys) {
+		entries, err := readEntries(ctx, s, ex, pids)
+		if err != nil {
+			return err
+		}
+		for pid := range entries {
+			keyed[pid] = true
+		}
+	} else {
+		for _, pid := range pids {
+			_, err := keys.Store().Get(ctx, pid)
+			switch {
+			case err == nil:
+				keyed[pid] = true
+			case !errors.Is(err, keyring.ErrNotFound):
+				return fmt.Errorf("sqlstore: outbox: reading the data key of profile %s: %w", pid, err)
+			}
+		}
+	}
+	var keyless []identity.ProfileID
+	for _, pid := range pids {
+		if !keyed[pid] {
+			keyless = append(keyless, pid)
+		}
+	}
+	if len(keyless) == 0 {
+		return nil
+	}
+	inClear := map[identity.ProfileID]bool{} // kept: their data is in clear, or they were merged away
+	err := queryProfiles(ctx, s, ex, `SELECT p.profile_id FROM {p}profiles p
+		WHERE NOT EXISTS (SELECT 1 FROM {p}profile_traits t WHERE t.profile_id = p.profile_id AND t.sealed IS NOT NULL)
+		AND NOT EXISTS (SELECT 1 FROM {p}identity_links l WHERE l.profile_id = p.profile_id AND l.sealed IS NOT NULL)
+		AND p.profile_id IN (`, "the profiles of outbox messages", keyless, func(rows *sql.Rows) error {
+		var pid string
+		if err := rows.Scan(&pid); err != nil {
+			return err
+		}
+		inClear[identity.ProfileID(pid)] = true
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// A profile merged away lost its key with the merge, which moved its
+	// items to the profile it was merged into: these were read before.
+	var gone []identity.ProfileID
+	for _, pid := range keyless {
+		if !inClear[pid] {
+			gone = append(gone, pid)
+		}
+	}
+	if len(gone) > 0 {
+		err = queryProfiles(ctx, s, ex, `SELECT from_id FROM {p}identity_merges WHERE from_id IN (`, "the merges of outbox messages' profiles", gone, func(rows *sql.Rows) error {
+			var pid string
+			if err := rows.Scan(&pid); err != nil {
+				return err
+			}
+			inClear[identity.ProfileID(pid)] = true // kept: not shredded
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for i := range items {
+		if it := &items[i]; it.Message != nil && sc.sealed[it.ID] && !keyed[it.Profile] && !inClear[it.Profile] {
+			it.Message = nil
+		}
+	}
+	return nil
+}
