@@ -67,6 +67,9 @@ func openKeyring(ctx context.Context, cfg *config, keyGiven bool) (*keyring.Keys
 	if g, ok := cfg.graph.(keyring.Sealer); ok {
 		sealers = append(sealers, g) // the identifiers
 	}
+	if o, ok := cfg.outbox.(keyring.Sealer); ok {
+		sealers = append(sealers, o) // what waits for destinations, when the outbox is a Store of its own
+	}
 	for _, sealer := range sealers {
 		if err := sealWith(ctx, sealer, keys); err != nil {
 			return nil, err
@@ -79,7 +82,7 @@ func openKeyring(ctx context.Context, cfg *config, keyGiven bool) (*keyring.Keys
 // whose data was sealed: it would not see their sealed identifiers, and
 // would link them again in clear, to a second profile.
 func refuseSealedData(ctx context.Context, cfg *config) error {
-	for _, b := range []any{cfg.graph, cfg.profiles} {
+	for _, b := range []any{cfg.graph, cfg.profiles, cfg.outbox} {
 		s, ok := b.(keyring.Sealer)
 		if !ok {
 			continue

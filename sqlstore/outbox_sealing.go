@@ -144,6 +144,7 @@ func (s *Store) dropShredded(ctx context.Context, sc scannedItems) error {
 	err := queryProfiles(ctx, s, ex, `SELECT p.profile_id FROM {p}profiles p
 		WHERE NOT EXISTS (SELECT 1 FROM {p}profile_traits t WHERE t.profile_id = p.profile_id AND t.sealed IS NOT NULL)
 		AND NOT EXISTS (SELECT 1 FROM {p}identity_links l WHERE l.profile_id = p.profile_id AND l.sealed IS NOT NULL)
+		AND NOT EXISTS (SELECT 1 FROM {p}profile_messages m WHERE m.profile_id = p.profile_id AND m.sealed IS NOT NULL)
 		AND p.profile_id IN (`, "the profiles of outbox messages", keyless, func(rows *sql.Rows) error {
 		var pid string
 		if err := rows.Scan(&pid); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/gdprkit/privacy"
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/sqlstore"
 )
 
 // downRecorder is a destination.Recorder whose calls fail while down is set.
@@ -44,8 +45,9 @@ func (d *downRecorder) Delete(ctx context.Context, del destination.Deletion) err
 	return d.Recorder.Delete(ctx, del)
 }
 
-// quickRetries retries a failed call within milliseconds.
-var quickRetries = privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Poll: 5 * time.Millisecond})
+// quickRetries retries a failed call within milliseconds, on leases of a
+// second (a backup restored holds its deliverer's leases until they lapse).
+var quickRetries = privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Poll: 5 * time.Millisecond, Lease: time.Second})
 
 // sentIDsOf returns the message ids the recorder got.
 func sentIDsOf(r *destination.Recorder) []string {
@@ -183,5 +185,69 @@ func TestOutboxSurvivesAMerge(t *testing.T) {
 				t.Errorf("the destination got %v; want the device's message, its property in clear", sentIDsOf(crm.Recorder))
 			}
 		})
+	}
+}
+
+// TestOutboxInAnotherStoreIsSealed: an outbox that is a Store of its own
+// (WithOutbox after WithBackends, or another database) seals too: the
+// Controller hands it the keys. (It kept every payload in clear.)
+func TestOutboxInAnotherStoreIsSealed(t *testing.T) {
+	s := newSite(t, sqlstore.Postgres)
+	p := s.open(t)
+	other, err := sqlstore.New(p.db, sqlstore.Postgres, sqlstore.WithSchema(s.Schema))
+	must(t, err)
+	crm := newDownRecorder("crm")
+	c := p.controller(t, nil, privacy.WithOutbox(other.Outbox()), privacy.WithDestinations(crm), quickRetries)
+	collectCanaries(t, c, "ada")
+	if n := s.outboxRows(t, "PENDING"); n == 0 {
+		t.Fatal("nothing waits in the outbox")
+	}
+	dump := dumpSite(t, s, p)
+	for _, canary := range []string{canaryTrait, canaryProp, canaryEmail} {
+		if bytes.Contains(dump, []byte(canary)) {
+			t.Errorf("%q is in the database in clear while it waits in the outbox", canary)
+		}
+	}
+}
+
+// TestRestoredBackupSendsNothingOfAnErasedLegacyPerson: ada was collected
+// in clear (before sealing), then an event of hers sealed waits for the
+// destination; a backup restored after her erasure must not send it,
+// though her older rows are in clear. (Only her traits and links were
+// looked at for sealed rows, not her events.)
+func TestRestoredBackupSendsNothingOfAnErasedLegacyPerson(t *testing.T) {
+	s := newSite(t, sqlstore.Postgres)
+	ctx := t.Context()
+	p0 := s.open(t)
+	c0 := p0.controller(t, nil, privacy.WithoutEncryption())
+	collectCanaries(t, c0, "ada")
+	c0.Close()
+
+	p := s.open(t)
+	keys := separateKeyring(t, s, p)
+	crm := newDownRecorder("crm")
+	c := p.controller(t, nil, privacy.WithKeyring(keys.Keyring()), privacy.WithDestinations(crm), quickRetries)
+	must(t, c.Collect(ctx, privacy.Track{MessageID: "ada-t2", UserID: "ada", Event: "Secret Noted",
+		Properties: map[string]any{"note": canaryProp + "-sealed"}, Timestamp: encTS.Add(time.Minute)}))
+	var sealedEvents int
+	must(t, s.dataDB(t).QueryRowContext(ctx, "SELECT COUNT(*) FROM "+s.table("profile_messages")+" WHERE sealed IS NOT NULL").Scan(&sealedEvents))
+	if sealedEvents == 0 {
+		t.Fatal("the new event was not sealed: the scenario needs a person in clear with a sealed event")
+	}
+	restore := backup(t, s, p)
+	if r, err := c.Erase(ctx, uid("ada")); err != nil || r.Status != privacy.Running {
+		t.Fatalf("Erase(ada) with the destination down = %+v, %v; want RUNNING", r, err)
+	}
+	c.Close()
+
+	restored, _ := restore()
+	up := destination.NewRecorder("crm")
+	rc, err := privacy.New(privacy.WithBackends(restored), privacy.WithKeyring(keys.Keyring()), privacy.WithKey(testKey),
+		privacy.WithDestinations(up), quickRetries)
+	must(t, err)
+	defer rc.Close()
+	flushWithin(t, rc, time.Minute)
+	if got := sentIDsOf(up); slices.Contains(got, "ada-t2") {
+		t.Errorf("the restored backup sent ada's sealed event ada-t2 after her erasure; sent %v", got)
 	}
 }

@@ -32,6 +32,7 @@ import (
 var (
 	_ keyring.Sealer = (*profileStore)(nil)
 	_ keyring.Sealer = (*graphStore)(nil)
+	_ keyring.Sealer = (*outboxStore)(nil)
 )
 
 // sealKeys holds the keys a Store seals with, shared by its copies.
@@ -57,6 +58,15 @@ func (ps *profileStore) SealWith(ctx context.Context, keys *keyring.Keys) error 
 func (g *graphStore) SealWith(ctx context.Context, keys *keyring.Keys) error {
 	return sealWith(ctx, g.s, keys)
 }
+
+// SealWith implements keyring.Sealer: the outbox seals its payloads with
+// the keys' forwarding key (outbox_sealing.go).
+func (o *outboxStore) SealWith(ctx context.Context, keys *keyring.Keys) error {
+	return sealWith(ctx, o.s, keys)
+}
+
+// Sealed implements keyring.Sealer.
+func (o *outboxStore) Sealed(ctx context.Context) (bool, error) { return sealed(ctx, o.s) }
 
 // Sealed implements keyring.Sealer.
 func (ps *profileStore) Sealed(ctx context.Context) (bool, error) { return sealed(ctx, ps.s) }
