@@ -141,11 +141,11 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 			if msgs[m], err = encodeBundled(items[i].Message, 0); err != nil {
 				return fmt.Errorf("items[%d]: %w", i, err)
 			}
-			if fk != nil {
-				msgs[m] = sealedBundled(sealPayloadText(fk, payloadField(kindBundle, items[i].Destination), msgs[m]), 0)
-			}
 		}
 		r.kind, r.payload, r.present = kindBundle, bundlePayload(msgs), firstSlots(len(g))
+		if fk != nil { // the row whole: one seal for its messages
+			r.payload = sealPayloadText(fk, payloadField(kindBundle, items[g[0]].Destination), r.payload)
+		}
 	}
 	s := tx.s
 	const newCols = 9 // the columns of a new row that differ from row to row
@@ -411,7 +411,7 @@ func (s *Store) scanItemsWith(fk *keyring.DataKey, rows *sql.Rows, sealed map[ui
 			return nil, err
 		}
 		it.ID, it.Profile, it.State = itemID(id, 0), identity.ProfileID(pid), outbox.State(state)
-		isSealed := payload.Valid && (strings.HasPrefix(payload.String, sealedPayload) || strings.HasPrefix(payload.String, `[{"s":`))
+		isSealed := payload.Valid && strings.HasPrefix(payload.String, sealedPayload)
 		if kind == kindBundle {
 			n := len(out)
 			var err error
@@ -443,23 +443,12 @@ func (s *Store) scanItemsWith(fk *keyring.DataKey, rows *sql.Rows, sealed map[ui
 func appendBundle(fk *keyring.DataKey, out []outbox.Item, it outbox.Item, row int64, payload sql.NullString, present int64) ([]outbox.Item, error) {
 	var msgs []bundledMessage
 	if payload.Valid {
-		if err := json.Unmarshal([]byte(payload.String), &msgs); err != nil {
-			return nil, fmt.Errorf("sqlstore: outbox row %d: stored bundle does not decode: %w", row, err)
+		text, err := openPayloadText(fk, payloadField(kindBundle, it.Destination), payload.String)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: outbox row %d: %w", row, err)
 		}
-		for i := range msgs {
-			if msgs[i].Sealed == "" {
-				continue
-			}
-			text, err := openPayloadText(fk, payloadField(kindBundle, it.Destination), msgs[i].Sealed)
-			if err != nil {
-				return nil, fmt.Errorf("sqlstore: outbox row %d: %w", row, err)
-			}
-			attempts := msgs[i].Attempts
-			msgs[i] = bundledMessage{}
-			if err := json.Unmarshal([]byte(text), &msgs[i]); err != nil {
-				return nil, fmt.Errorf("sqlstore: outbox row %d: stored bundle does not decode: %w", row, err)
-			}
-			msgs[i].Attempts = attempts
+		if err := json.Unmarshal([]byte(text), &msgs); err != nil {
+			return nil, fmt.Errorf("sqlstore: outbox row %d: stored bundle does not decode: %w", row, err)
 		}
 		if len(msgs) != bits.OnesCount64(uint64(present)) {
 			return nil, fmt.Errorf("sqlstore: outbox row %d holds %d messages for %d slots", row, len(msgs), bits.OnesCount64(uint64(present)))

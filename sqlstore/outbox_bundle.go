@@ -78,9 +78,6 @@ type bundledMessage struct {
 	Timestamp  time.Time      `json:"ts"`
 	// Attempts counts the message's failed calls.
 	Attempts int `json:"a,omitempty"`
-	// Sealed, when set, is the message sealed (outbox_sealing.go), which
-	// the other fields are then not: only Attempts is kept beside it.
-	Sealed string `json:"s,omitempty"`
 }
 
 type bundledID struct {
@@ -154,9 +151,6 @@ func withAttempts(raw json.RawMessage, to func(int) int) (json.RawMessage, error
 	var b bundledMessage
 	if err := json.Unmarshal(raw, &b); err != nil {
 		return nil, fmt.Errorf("sqlstore: outbox: a stored bundled message does not decode: %w", err)
-	}
-	if b.Sealed != "" {
-		return json.RawMessage(sealedBundled(b.Sealed, to(b.Attempts))), nil
 	}
 	enc, err := encodeBundled(b.message(""), to(b.Attempts))
 	return json.RawMessage(enc), err
@@ -342,8 +336,9 @@ func settleBundle(ctx context.Context, s *Store, ex Executor, owner string, g *b
 	}
 	var payload sql.NullString
 	var present, held int64
-	err := ex.QueryRowContext(ctx, s.sql(`SELECT payload, present, held FROM {p}outbox
-		WHERE id = $1 AND owner = $2 AND kind = 'sends' AND state = 'PENDING'`+lock), g.row, owner).Scan(&payload, &present, &held)
+	var dest string
+	err := ex.QueryRowContext(ctx, s.sql(`SELECT payload, present, held, destination FROM {p}outbox
+		WHERE id = $1 AND owner = $2 AND kind = 'sends' AND state = 'PENDING'`+lock), g.row, owner).Scan(&payload, &present, &held, &dest)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -368,10 +363,11 @@ func settleBundle(ctx context.Context, s *Store, ex Executor, owner string, g *b
 		}
 		return bits.OnesCount64(uint64(valid)), err
 	}
-	msgs, err := splitBundle(g.row, payload.String, present)
+	b, err := s.openBundle(g.row, dest, payload.String, present)
 	if err != nil {
 		return 0, err
 	}
+	msgs := b.msgs
 	var kept, dead []json.RawMessage
 	var keptMask, deadMask int64
 	var retry bool
@@ -411,14 +407,14 @@ func settleBundle(ctx context.Context, s *Store, ex Executor, owner string, g *b
 		// same IDs.
 		_, err = ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET state = 'DEAD', payload = $2, present = $3, items = $4, held = 0,
 			last_error = $5, owner = NULL, lease_until = NULL WHERE id = $1`),
-			g.row, joinRaw(dead), deadMask, len(dead), deadErr)
+			g.row, b.join(dead), deadMask, len(dead), deadErr)
 		return bits.OnesCount64(uint64(valid)), err
 	}
 	if len(dead) > 0 {
 		if _, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}outbox (destination, profile_id, request_id, item_key, kind, payload, state, attempts,
 			enqueued, not_before, last_error, items, present, held)
 			SELECT destination, profile_id, '', '', 'sends', $2, 'DEAD', 0, enqueued, not_before, $3, $4, $5, 0 FROM {p}outbox WHERE id = $1`),
-			g.row, joinRaw(dead), deadErr, len(dead), deadMask); err != nil {
+			g.row, b.join(dead), deadErr, len(dead), deadMask); err != nil {
 			return 0, err
 		}
 	}
@@ -434,7 +430,7 @@ func settleBundle(ctx context.Context, s *Store, ex Executor, owner string, g *b
 	_, err = ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET payload = $2, present = $3, items = $4, held = $5,
 		owner = CASE WHEN $6 THEN NULL ELSE owner END, lease_until = CASE WHEN $6 THEN NULL ELSE lease_until END,
 		not_before = COALESCE($7{ts}, not_before), last_error = COALESCE($8{text}, last_error) WHERE id = $1`),
-		g.row, joinRaw(kept), keptMask, len(kept), stillHeld&keptMask, release, due, why)
+		g.row, b.join(kept), keptMask, len(kept), stillHeld&keptMask, release, due, why)
 	return bits.OnesCount64(uint64(valid)), err
 }
 
@@ -464,10 +460,10 @@ func replayBundle(ctx context.Context, s *Store, ex Executor, row int64, slots i
 	if s.d == Postgres {
 		lock = " FOR UPDATE"
 	}
-	var payload string
+	var payload, dest string
 	var present int64
-	err := ex.QueryRowContext(ctx, s.sql(`SELECT payload, present FROM {p}outbox
-		WHERE id = $1 AND kind = 'sends' AND state = 'DEAD' AND payload IS NOT NULL`+lock), row).Scan(&payload, &present)
+	err := ex.QueryRowContext(ctx, s.sql(`SELECT payload, present, destination FROM {p}outbox
+		WHERE id = $1 AND kind = 'sends' AND state = 'DEAD' AND payload IS NOT NULL`+lock), row).Scan(&payload, &present, &dest)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -478,10 +474,11 @@ func replayBundle(ctx context.Context, s *Store, ex Executor, row int64, slots i
 	if chosen == 0 {
 		return 0, nil
 	}
-	msgs, err := splitBundle(row, payload, present)
+	b, err := s.openBundle(row, dest, payload, present)
 	if err != nil {
 		return 0, err
 	}
+	msgs := b.msgs
 	var again, left []json.RawMessage
 	for i, slot := range slotsOf(present) {
 		if chosen&(1<<slot) != 0 {
@@ -497,14 +494,14 @@ func replayBundle(ctx context.Context, s *Store, ex Executor, row int64, slots i
 	if _, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}outbox (destination, profile_id, request_id, item_key, kind, payload, state, attempts,
 		enqueued, not_before, last_error, items, present, held)
 		SELECT destination, profile_id, '', '', 'sends', $2, 'PENDING', 0, $3{ts}, $3{ts}, '', $4, $5, 0 FROM {p}outbox WHERE id = $1`),
-		row, joinRaw(again), s.ts(now), len(again), firstSlots(len(again))); err != nil {
+		row, b.join(again), s.ts(now), len(again), firstSlots(len(again))); err != nil {
 		return 0, err
 	}
 	if len(left) == 0 {
 		_, err = ex.ExecContext(ctx, s.sql(`DELETE FROM {p}outbox WHERE id = $1`), row)
 	} else {
 		_, err = ex.ExecContext(ctx, s.sql(`UPDATE {p}outbox SET payload = $2, present = $3, items = $4 WHERE id = $1`),
-			row, joinRaw(left), present&^chosen, len(left))
+			row, b.join(left), present&^chosen, len(left))
 	}
 	return len(again), err
 }

@@ -3,7 +3,8 @@ package sqlstore
 // The outbox's payloads sealed (encryption at rest, issue 15): given keys,
 // the Store seals what it queues for destinations with the keyring's
 // forwarding key (keyring.Keys.Forwarding), bound to the item's kind and
-// destination. One key, not the person's: an erasure's deletions must stay
+// destination; a bundle row is sealed whole, and opened and sealed again
+// when a settlement or a replay splits it. One key, not the person's: an erasure's deletions must stay
 // readable once the person's key is destroyed, and a merge moves a person's
 // queued messages to another profile's rows without opening them. What the
 // person's key gave the rest of their data, the outbox gets from the
@@ -15,9 +16,9 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/gdprkit/privacy/identity"
@@ -29,8 +30,8 @@ import (
 // clear is JSON, an object or an array.
 const sealedPayload = "s1:"
 
-// payloadField is the associated data's field of an item's payload, or of
-// one message of a bundle (kind kindBundle).
+// payloadField is the associated data's field of an item's payload (a
+// bundle row's, kind kindBundle, is sealed whole).
 func payloadField(kind, dest string) string { return "outbox:" + kind + ":" + dest }
 
 // forwardingKey returns the key the Store seals its outbox payloads with,
@@ -47,10 +48,12 @@ func (s *Store) forwardingKey() (*keyring.DataKey, error) {
 	return fk, nil
 }
 
-// sealPayloadText seals an encoded payload, or a bundle's message, for
-// field.
+// sealPayloadText seals an encoded payload for field.
 func sealPayloadText(fk *keyring.DataKey, field, text string) string {
-	return sealedPayload + base64.RawStdEncoding.EncodeToString(fk.Seal(field, []byte(text)))
+	sealed := fk.Seal(field, []byte(text))
+	b := make([]byte, 0, len(sealedPayload)+base64.RawStdEncoding.EncodedLen(len(sealed)))
+	b = append(b, sealedPayload...)
+	return string(base64.RawStdEncoding.AppendEncode(b, sealed))
 }
 
 // openPayloadText returns the encoded payload stored, opened when sealed.
@@ -73,18 +76,39 @@ func openPayloadText(fk *keyring.DataKey, field, stored string) (string, error) 
 	return string(text), nil
 }
 
-// sealedBundled is a bundle's message sealed: the sealed encoding of the
-// message (without its attempts) and its attempts, in clear, which a
-// settlement counts without opening it.
-func sealedBundled(sealed string, attempts int) string {
-	b := make([]byte, 0, len(sealed)+24)
-	b = append(b, `{"s":`...)
-	b = strconv.AppendQuote(b, sealed)
-	if attempts > 0 {
-		b = append(b, `,"a":`...)
-		b = strconv.AppendInt(b, int64(attempts), 10)
+// openedBundle is a bundle row's messages, encoded, in slot order, and
+// what seals a part of them again as the row kept them.
+type openedBundle struct {
+	msgs []json.RawMessage
+	fk   *keyring.DataKey // nil when the row was in clear
+	dest string
+}
+
+// openBundle splits a bundle row's stored payload (bundle rows are sealed
+// whole: one seal for their messages), opening it when sealed.
+func (s *Store) openBundle(row int64, dest, stored string, present int64) (openedBundle, error) {
+	b := openedBundle{dest: dest}
+	if strings.HasPrefix(stored, sealedPayload) {
+		var err error
+		if b.fk, err = s.forwardingKey(); err != nil {
+			return b, err
+		}
+		if stored, err = openPayloadText(b.fk, payloadField(kindBundle, dest), stored); err != nil {
+			return b, fmt.Errorf("sqlstore: outbox row %d: %w", row, err)
+		}
 	}
-	return string(append(b, '}'))
+	var err error
+	b.msgs, err = splitBundle(row, stored, present)
+	return b, err
+}
+
+// join joins messages of the bundle into a payload, sealed as the row was.
+func (b openedBundle) join(msgs []json.RawMessage) string {
+	text := joinRaw(msgs)
+	if b.fk == nil {
+		return text
+	}
+	return sealPayloadText(b.fk, payloadField(kindBundle, b.dest), text)
 }
 
 // dropShredded empties the sealed messages of items about a profile whose

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -249,5 +250,80 @@ func TestRestoredBackupSendsNothingOfAnErasedLegacyPerson(t *testing.T) {
 	flushWithin(t, rc, time.Minute)
 	if got := sentIDsOf(up); slices.Contains(got, "ada-t2") {
 		t.Errorf("the restored backup sent ada's sealed event ada-t2 after her erasure; sent %v", got)
+	}
+}
+
+// rejectingRecorder is a destination.Recorder that rejects for good the
+// message with one id, while reject is set, and delivers the others.
+type rejectingRecorder struct {
+	*destination.Recorder
+	id     string
+	reject atomic.Bool
+}
+
+func (d *rejectingRecorder) Send(ctx context.Context, msgs []destination.Message) error {
+	var keep []destination.Message
+	rej := &destination.RejectedError{Rejected: map[int]error{}}
+	for i, m := range msgs {
+		if m.MessageID == d.id && d.reject.Load() {
+			rej.Rejected[i] = destination.Kept(destination.ErrRejected, "refused")
+			continue
+		}
+		keep = append(keep, m)
+	}
+	if err := d.Recorder.Send(ctx, keep); err != nil {
+		return err
+	}
+	if len(rej.Rejected) > 0 {
+		return rej
+	}
+	return nil
+}
+
+// TestSealedBundleSplitsAndReplays: one message of a sealed bundle dies,
+// the others are delivered: the dead letter is split off sealed (its
+// property nowhere in clear), and replayed, reaches the destination whole.
+func TestSealedBundleSplitsAndReplays(t *testing.T) {
+	for _, d := range testDialects {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			s := newSite(t, d.dialect)
+			p := s.open(t)
+			crm := &rejectingRecorder{Recorder: destination.NewRecorder("crm"), id: "b-2"}
+			crm.reject.Store(true)
+			c := p.controller(t, nil, privacy.WithDestinations(crm), quickRetries)
+			ctx := t.Context()
+			must(t, c.Collect(ctx, privacy.Identify{MessageID: "b-seed", UserID: "bob", Timestamp: encTS})) // known: a batch bundles
+			var msgs []privacy.Message
+			for i := range 4 {
+				msgs = append(msgs, privacy.Track{MessageID: fmt.Sprint("b-", i), UserID: "bob", Event: "Noted",
+					Properties: map[string]any{"note": fmt.Sprint(canaryProp, "-b", i)}, Timestamp: encTS})
+			}
+			must(t, c.CollectBatch(ctx, msgs))
+			flushWithin(t, c, time.Minute)
+			dead, err := c.DeadLetters(ctx, "crm", 0, 10)
+			must(t, err)
+			if len(dead) != 1 || dead[0].MessageID != "b-2" || dead[0].ID%64 == 0 {
+				t.Fatalf("dead letters %+v; want b-2 alone, a slot of a bundle (ID not a multiple of 64)", dead)
+			}
+			if got := sentIDsOf(crm.Recorder); len(got) != 4 || slices.Contains(got, "b-2") {
+				t.Fatalf("delivered %v; want the seed and the three others", got)
+			}
+			if dump := dumpSite(t, s, p); bytes.Contains(dump, []byte(canaryProp)) {
+				t.Error("a note is in the database in clear")
+			}
+			crm.reject.Store(false)
+			if n, err := c.Replay(ctx, dead[0].ID); n != 1 || err != nil {
+				t.Fatalf("Replay = %d, %v; want 1", n, err)
+			}
+			flushWithin(t, c, time.Minute)
+			var whole bool
+			for _, m := range crm.Messages() {
+				whole = whole || (m.MessageID == "b-2" && m.Properties["note"] == canaryProp+"-b2")
+			}
+			if !whole {
+				t.Errorf("delivered %v; want b-2 replayed, its note in clear", sentIDsOf(crm.Recorder))
+			}
+		})
 	}
 }
