@@ -140,6 +140,12 @@ func (c *Controller) redecide(ctx context.Context, txs *participants, e *journal
 		return journal.Decision{}, nil, err
 	}
 	d := unionDecisions(e.Decision, s.d)
+	if allCommitted(e) {
+		// Every backend committed the decision (what is left is the purge,
+		// or the destinations): what the subjects lead to now came after
+		// it, a person collected anew, and is no part of this request.
+		d = e.Decision
+	}
 	if s.superseded != "" {
 		d.Suppress, d.Unsuppress, d.SuppressProfiles, d.UnsuppressProfiles = nil, nil, nil, nil
 	}
@@ -192,4 +198,20 @@ func decisionProfiles(d *journal.Decision) []identity.ProfileID {
 		pids = append(pids, r.Profile)
 	}
 	return pids
+}
+
+// allCommitted reports whether the entry records every backend's commit of its
+// decision done.
+func allCommitted(e *journal.Entry) bool {
+	n := 0
+	for _, o := range e.Backends {
+		if o.Name == purgeBackend {
+			continue
+		}
+		if o.Status != Finished {
+			return false
+		}
+		n++
+	}
+	return n > 0
 }

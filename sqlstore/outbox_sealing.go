@@ -4,13 +4,14 @@ package sqlstore
 // the Store seals what it queues for destinations with the keyring's
 // forwarding key (keyring.Keys.Forwarding), bound to the item's kind and
 // destination; a bundle row is sealed whole, and opened and sealed again
-// when a settlement or a replay splits it. One key, not the person's: an erasure's deletions must stay
-// readable once the person's key is destroyed, and a merge moves a person's
-// queued messages to another profile's rows without opening them. What the
-// person's key gave the rest of their data, the outbox gets from the
-// keyring at delivery: a message about a profile whose key is gone (its data
-// shredded: a backup restored after the erasure) is never sent, as the
-// erasure would have emptied it (dropShredded).
+// when a settlement or a replay splits it. One key, not the person's: an
+// erasure's deletions must stay readable once the person's key is
+// destroyed, and a merge moves a person's queued messages to another
+// profile's rows without opening them. What the person's key gave the rest
+// of their data, the outbox gets from the keyring at delivery: a message
+// about a profile whose key is gone and whose sealed rows are here (a
+// backup restored after the erasure) is never sent, as the erasure would
+// have emptied it (dropShredded).
 
 import (
 	"context"
@@ -113,11 +114,8 @@ func (b openedBundle) join(msgs []json.RawMessage) string {
 
 // dropShredded empties the sealed messages of items about a profile whose
 // data is shredded, which the deliverer then settles unsent, as an
-// erasure's: the profile has no data key, and either no profile row or
-// sealed rows that the missing key sealed. A profile without a key that
-// holds only rows in clear (from before sealing), or that was merged into
-// another since the items were read, keeps its messages, and so does a
-// message queued in clear. Deletions stay.
+// erasure's: the profile has no data key, and its sealed rows (or its
+// listing to purge) are here. Deletions stay.
 func (s *Store) dropShredded(ctx context.Context, sc scannedItems) error {
 	keys := s.keys()
 	if keys == nil {
@@ -164,37 +162,24 @@ func (s *Store) dropShredded(ctx context.Context, sc scannedItems) error {
 	if len(keyless) == 0 {
 		return nil
 	}
-	inClear := map[identity.ProfileID]bool{} // kept: their data is in clear, or they were merged away
-	err := queryProfiles(ctx, s, ex, `SELECT p.profile_id FROM {p}profiles p
-		WHERE NOT EXISTS (SELECT 1 FROM {p}profile_traits t WHERE t.profile_id = p.profile_id AND t.sealed IS NOT NULL)
-		AND NOT EXISTS (SELECT 1 FROM {p}identity_links l WHERE l.profile_id = p.profile_id AND l.sealed IS NOT NULL)
-		AND NOT EXISTS (SELECT 1 FROM {p}profile_messages m WHERE m.profile_id = p.profile_id AND m.sealed IS NOT NULL)
-		AND p.profile_id IN (`, "the profiles of outbox messages", keyless, func(rows *sql.Rows) error {
-		var pid string
-		if err := rows.Scan(&pid); err != nil {
-			return err
-		}
-		inClear[identity.ProfileID(pid)] = true
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	// A profile merged away lost its key with the merge, which moved its
-	// items to the profile it was merged into: these were read before.
-	var gone []identity.ProfileID
-	for _, pid := range keyless {
-		if !inClear[pid] {
-			gone = append(gone, pid)
-		}
-	}
-	if len(gone) > 0 {
-		err = queryProfiles(ctx, s, ex, `SELECT from_id FROM {p}identity_merges WHERE from_id IN (`, "the merges of outbox messages' profiles", gone, func(rows *sql.Rows) error {
+	// Shredded: sealed rows of the profile that no key opens (a backup
+	// restored after the erasure), or its listing to purge. Without either
+	// the message goes: a profile merged away since the claim read it (its
+	// rows moved, its key destroyed), one whose data is in clear, or an
+	// outbox kept apart from the data, whose tables here say nothing.
+	shredded := map[identity.ProfileID]bool{}
+	for _, q := range []string{
+		`SELECT DISTINCT profile_id FROM {p}profile_traits WHERE sealed IS NOT NULL AND profile_id IN (`,
+		`SELECT DISTINCT profile_id FROM {p}identity_links WHERE sealed IS NOT NULL AND profile_id IN (`,
+		`SELECT DISTINCT profile_id FROM {p}profile_messages WHERE sealed IS NOT NULL AND profile_id IN (`,
+		`SELECT profile_id FROM {p}profile_purges WHERE profile_id IN (`,
+	} {
+		err := queryProfiles(ctx, s, ex, q, "the profiles of outbox messages", keyless, func(rows *sql.Rows) error {
 			var pid string
 			if err := rows.Scan(&pid); err != nil {
 				return err
 			}
-			inClear[identity.ProfileID(pid)] = true // kept: not shredded
+			shredded[identity.ProfileID(pid)] = true
 			return nil
 		})
 		if err != nil {
@@ -202,7 +187,7 @@ func (s *Store) dropShredded(ctx context.Context, sc scannedItems) error {
 		}
 	}
 	for i := range items {
-		if it := &items[i]; it.Message != nil && sc.sealed[it.ID] && !keyed[it.Profile] && !inClear[it.Profile] {
+		if it := &items[i]; it.Message != nil && sc.sealed[it.ID] && shredded[it.Profile] {
 			it.Message = nil
 		}
 	}

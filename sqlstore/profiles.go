@@ -243,11 +243,21 @@ func (p *profileStore) Purge(ctx context.Context, pids []identity.ProfileID) (in
 func (s *Store) purgeListed(ctx context.Context, ex Executor, pid identity.ProfileID) (int64, error) {
 	var n int64
 	for range purgeRounds {
+		// Each batch only while the profile is still listed, its listing
+		// locked for the statement: a key made again for the profile (which
+		// purges it and drops the listing first, in its own transaction)
+		// waits for the batch, or the batch finds no listing, and the rows
+		// written after are never the purge's.
+		share := ""
+		if s.d == Postgres {
+			share = " FOR SHARE"
+		}
+		whileListed := ` AND EXISTS (SELECT 1 FROM {p}profile_purges WHERE profile_id = $1` + share + `)`
 		for _, q := range []string{
 			`DELETE FROM {p}profile_messages WHERE profile_id = $1 AND message_id IN
-				(SELECT message_id FROM {p}profile_messages WHERE profile_id = $1 LIMIT $2)`,
+				(SELECT message_id FROM {p}profile_messages WHERE profile_id = $1` + whileListed + ` LIMIT $2)`,
 			`DELETE FROM {p}profile_traits WHERE profile_id = $1 AND trait_key IN
-				(SELECT trait_key FROM {p}profile_traits WHERE profile_id = $1 LIMIT $2)`,
+				(SELECT trait_key FROM {p}profile_traits WHERE profile_id = $1` + whileListed + ` LIMIT $2)`,
 		} {
 			for {
 				k, err := rowsAffected(ex.ExecContext(ctx, s.sql(q), string(pid), purgeBatch))
