@@ -5,6 +5,7 @@ package privacy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -313,6 +314,11 @@ func (c *Controller) redactText(text string, ids []identity.ID, traits map[strin
 	}
 	for _, k := range slices.Sorted(maps.Keys(traits)) {
 		eachString(traits[k], func(s string) { replace(s, "[trait "+k+"]") })
+		eachNumber(traits[k], func(s string) {
+			if len(s) >= minRedactedNumber {
+				replace(s, "[trait "+k+"]")
+			}
+		})
 	}
 	if len(pairs) == 0 {
 		return text
@@ -341,9 +347,48 @@ func eachString(v any, f func(string)) {
 	}
 }
 
+// eachNumber calls f with every number in a JSON-like value, written as
+// JSON writes it and as fmt's %v does (a phone number or a customer number
+// kept as a number).
+func eachNumber(v any, f func(string)) {
+	switch x := v.(type) {
+	case float64: // as JSON writes it, and as %v does (1.5551234567e+10)
+		f(strconv.FormatFloat(x, 'f', -1, 64))
+		f(strconv.FormatFloat(x, 'g', -1, 64))
+	case float32:
+		f(strconv.FormatFloat(float64(x), 'f', -1, 32))
+		f(strconv.FormatFloat(float64(x), 'g', -1, 32))
+	case int:
+		f(strconv.Itoa(x))
+	case int64:
+		f(strconv.FormatInt(x, 10))
+	case int32:
+		f(strconv.FormatInt(int64(x), 10))
+	case uint64:
+		f(strconv.FormatUint(x, 10))
+	case uint32:
+		f(strconv.FormatUint(uint64(x), 10))
+	case json.Number:
+		f(x.String())
+	case map[string]any:
+		for _, e := range x {
+			eachNumber(e, f)
+		}
+	case []any:
+		for _, e := range x {
+			eachNumber(e, f)
+		}
+	}
+}
+
 // minRedacted is the shortest value redact replaces: shorter ones ("1", "us")
 // would mangle unrelated words of the text and identify nobody.
 const minRedacted = 3
+
+// minRedactedNumber is the shortest number, in digits, redact replaces: a
+// phone, a customer number or a postcode, not a count or a status code that
+// the text may hold for its own reasons.
+const minRedactedNumber = 5
 
 // newerDecided returns the requests of the given kinds received after e and
 // already decided, among those naming any of hashes (one person's

@@ -276,3 +276,59 @@ func TestRedactionLabelsAreNotRedactedAgain(t *testing.T) {
 		t.Errorf("outcome error = %q; want %q", final.Destinations[0].Err, want)
 	}
 }
+
+// numberQuotingDestination fails every send with a kept error that quotes
+// the batch's traits and properties, numbers included.
+type numberQuotingDestination struct{}
+
+func (numberQuotingDestination) Name() string { return "numbers" }
+
+func (numberQuotingDestination) Send(_ context.Context, msgs []destination.Message) error {
+	var vals []string
+	for _, m := range msgs {
+		for _, v := range m.Traits {
+			vals = append(vals, fmt.Sprint(v))
+		}
+		for _, v := range m.Properties {
+			vals = append(vals, fmt.Sprint(v))
+		}
+	}
+	return destination.Kept(destination.ErrRejected, "refused values: %s; status 400", strings.Join(vals, ", "))
+}
+
+func (numberQuotingDestination) Delete(context.Context, destination.Deletion) error { return nil }
+
+// TestDeadLettersDoNotQuoteNumbers: a destination's kept error that quotes a
+// trait or a property kept as a number (a phone number) keeps it out of the
+// dead letter, as it does a text value; a short number of the error's own
+// (a status) stays.
+func TestDeadLettersDoNotQuoteNumbers(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, privacy.WithDestinations(numberQuotingDestination{}), fastDelivery())
+	if err := e.c.Collect(ctx, privacy.Identify{MessageID: "m1", UserID: "ada", Timestamp: time.Now(),
+		Traits: map[string]any{"phone": 15551234567, "zip": map[string]any{"code": 69001.0}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Collect(ctx, privacy.Track{MessageID: "m2", UserID: "ada", Event: "Paid", Timestamp: time.Now(),
+		Properties: map[string]any{"card_last_digits": int64(424242)}}); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, e.c)
+	dead, err := e.c.DeadLetters(ctx, "numbers", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dead) == 0 {
+		t.Fatal("no dead letters: the destination refused everything")
+	}
+	for _, d := range dead {
+		for _, n := range []string{"15551234567", "1.5551234567e+10", "69001", "424242"} {
+			if strings.Contains(d.LastError, n) {
+				t.Errorf("dead letter %s keeps %q: %q", d.MessageID, n, d.LastError)
+			}
+		}
+		if !strings.Contains(d.LastError, "status 400") {
+			t.Errorf("dead letter %s: %q; want the destination's own words kept", d.MessageID, d.LastError)
+		}
+	}
+}
