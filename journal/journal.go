@@ -4,9 +4,11 @@
 // commits, and every outcome after. Recovery reads the unfinished entries back
 // and completes them: a decided request is redone, an undecided one re-run.
 //
-// An entry holds what recovery needs in clear (the subjects, the identifiers to
-// forward to destinations, the traits of a rectification) only until the request
-// finishes; then the clear values are scrubbed and the keyed hashes stay.
+// An entry holds what recovery needs of the person (the subjects, the
+// identifiers to forward to destinations, the traits of a rectification) only
+// until the request finishes; then they are scrubbed and the keyed hashes
+// stay. A Controller that encrypts at rest stores them sealed meanwhile
+// (Entry.SealPersonal), so the journal holds none of them in clear.
 //
 // # Errors
 //

@@ -31,8 +31,14 @@
 // person being erased. CheckKeeper refuses a Keeper other than the one the
 // Store's keys are wrapped by, against a check entry (KeeperCheckProfile).
 //
+// Keys also hold, from the keeper check, the keyring's index key (Index:
+// identifiers looked up by keyed hash) and a forwarding key derived from it
+// (Forwarding: what must stay readable once a person's key is destroyed,
+// such as the deletions an erasure forwards, or belongs to nobody's key,
+// such as an outbox's queue or a journal entry's personal data).
+//
 // A backend that seals what it stores implements Sealer; the Controller
-// hands it its Keys (sqlstore's profile store does). A DataKey
+// hands it its Keys (sqlstore's profile store, graph and outbox do). A DataKey
 // seals a value with associated data naming its profile and field, so a
 // ciphertext moved to another row or field fails to open. Rotate re-wraps
 // every data key under a new Keeper without touching the data.

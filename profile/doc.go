@@ -7,6 +7,12 @@
 // writes that recovery can replay, and copies at the boundary, so no caller ever
 // holds the store's own memory. MemStore is the in-memory implementation.
 //
+// A store that keeps values sealed under a person's data key (package keyring)
+// may implement ShreddingTx and Purger: an erasure then deletes the profile
+// in its commit, which destroys the key, and leaves the sealed rows, unreadable,
+// to a purge after it, so that the time until a person is unreadable does not
+// grow with their events.
+//
 // The portable pieces every backend shares live here too: NormalizeValue (what a
 // trait value or event property may be: a JSON value), EventQuery with its
 // cursor encoding, and SelectTraits and SelectExternalIDs for the Profile API
