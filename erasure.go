@@ -124,3 +124,17 @@ func (c *Controller) purgeShredded(ctx context.Context, cl *claim, e *journal.En
 	}
 	return true
 }
+
+// recordCommitted journals, before a purge, that every backend committed the
+// request's decision: a crash in the purge, and the person collected anew
+// meanwhile, must find the request committed, so that Recover redoes what it
+// decided and no more (allCommitted). Without a purge the next write is
+// soon: nothing is recorded here.
+func (c *Controller) recordCommitted(ctx context.Context, cl *claim, e *journal.Entry) {
+	if _, purges := c.profiles.(profile.Purger); !purges || c.dataKeys == nil || len(e.Decision.Delete) == 0 {
+		return
+	}
+	if err := c.record(context.WithoutCancel(ctx), cl, e); err != nil {
+		c.log.WarnContext(ctx, "recording an erasure's commit failed; Recover decides it again on the person as they are then", "request", e.ID, "err", describe(err))
+	}
+}

@@ -148,6 +148,7 @@ func (c *Controller) executeOnce(ctx context.Context, cl *claim, e *journal.Entr
 	// which write nothing of theirs that another request could race.
 	closeScope()
 	unlock()
+	c.recordCommitted(outer, cl, e)
 	c.deliverDecision(outer, cl, e, len(sends) > 0) // step 5
 	return receiptOf(e), nil, nil
 }

@@ -114,6 +114,7 @@ func (c *Controller) recoverOne(ctx context.Context, cl *claim, e *journal.Entry
 	// request awaits every destination it owed, configured here or not.
 	closeScope() // committed: the locks go, as in executeOnce
 	unlock()
+	c.recordCommitted(outer, cl, e)
 	c.deliverDecision(outer, cl, e, len(sends) > 0)
 	return nil
 }
@@ -135,16 +136,19 @@ func (c *Controller) redecide(ctx context.Context, txs *participants, e *journal
 		d.Rectify = rs
 		return d, c.rectifySends(e.ID, told, rs), nil
 	}
+	committed := allCommitted(e)
+	hashes := slices.Clone(e.SubjectHashes)
 	s, _, err := c.decide(ctx, txs, e, matches, now)
 	if err != nil {
 		return journal.Decision{}, nil, err
 	}
 	d := unionDecisions(e.Decision, s.d)
-	if allCommitted(e) {
+	if committed {
 		// Every backend committed the decision (what is left is the purge,
 		// or the destinations): what the subjects lead to now came after
-		// it, a person collected anew, and is no part of this request.
-		d = e.Decision
+		// it, a person collected anew, and is no part of this request,
+		// nor are their identifiers (decideErasure adds those it erases).
+		d, e.SubjectHashes = e.Decision, hashes
 	}
 	if s.superseded != "" {
 		d.Suppress, d.Unsuppress, d.SuppressProfiles, d.UnsuppressProfiles = nil, nil, nil, nil

@@ -487,7 +487,9 @@ func TestRemovedDestinationStaysOwed(t *testing.T) {
 			}
 			st, err := c2.DeliveryStats(ctx)
 			must(t, err)
-			if st["old"].Pending != 1 {
+			// The deletion; and m1, when its call to old was in flight at
+			// the erasure: emptied, held until a deliverer of old lets it go.
+			if p := st["old"].Pending; p < 1 || p > 2 {
 				t.Errorf("DeliveryStats[old] = %+v; want the deletion pending", st["old"])
 			}
 			c2.Close()

@@ -62,7 +62,8 @@ func outboxLegacy(t *testing.T, elsewhere bool) {
 // (ada unreadable, her locks released) and its purge failed: RUNNING. Ada
 // signs up again: a new profile, collected after the erasure committed.
 // Recover, meant only to finish the purge, decided the erasure again on
-// what her identifiers lead to now and erased the new profile too.
+// what her identifiers lead to now and erased the new profile too (and,
+// once it no longer did, still named its identifiers among its subjects).
 func TestRecoverAfterFailedPurgeKeepsNewCollection(t *testing.T) {
 	s := newSite(t, sqlstore.Postgres)
 	ada, _ := seedCrash(t, s)
@@ -77,7 +78,8 @@ func TestRecoverAfterFailedPurgeKeepsNewCollection(t *testing.T) {
 		t.Fatalf("Erase = %+v, %v; want RUNNING", r, err)
 	}
 	pp.onPurge.Store(nil)
-	must(t, c.Collect(ctx, privacy.Identify{MessageID: "again-1", UserID: ada.uid, Traits: map[string]any{"plan": "new"}, Timestamp: time.Now()}))
+	must(t, c.Collect(ctx, privacy.Identify{MessageID: "again-1", UserID: ada.uid, AnonymousID: "new-device-again",
+		Traits: map[string]any{"plan": "new"}, Timestamp: time.Now()}))
 	fresh, err := c.Profile(ctx, userID(ada))
 	must(t, err)
 	if fresh.ID == ada.pid {
@@ -85,6 +87,16 @@ func TestRecoverAfterFailedPurgeKeepsNewCollection(t *testing.T) {
 	}
 	if n, err := c.Recover(ctx); n != 1 || err != nil {
 		t.Fatalf("Recover = %d, %v", n, err)
+	}
+	// Nor does the erasure name what it did not erase: decideErasure, run
+	// for the superseded check, added the new device's hash to the
+	// receipt's (and the audit log's) subjects.
+	after, err := c.Status(ctx, r.ID)
+	must(t, err)
+	for _, h := range after.Subjects {
+		if !slices.Contains(r.Subjects, h) {
+			t.Errorf("after Recover the erasure's receipt names %d subjects, %d at its commit: it gained %s, of the profile it kept", len(after.Subjects), len(r.Subjects), h)
+		}
 	}
 	if got, err := c.Profile(ctx, userID(ada)); err != nil || got.ID != fresh.ID {
 		t.Errorf("after Recover finished the purge, the profile collected after the erasure's commit = %v, %v; want %s kept", got, err, fresh.ID)
