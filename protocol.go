@@ -146,9 +146,9 @@ func (c *Controller) executeOnce(ctx context.Context, cl *claim, e *journal.Entr
 	// Committed: the person's locks go (closing the scope releases the
 	// cross-process ones) before the purge and the wait for destinations,
 	// which write nothing of theirs that another request could race.
+	c.recordCommitted(outer, cl, e) // under the locks: nothing of the person is collected anew before
 	closeScope()
 	unlock()
-	c.recordCommitted(outer, cl, e)
 	c.deliverDecision(outer, cl, e, len(sends) > 0) // step 5
 	return receiptOf(e), nil, nil
 }
@@ -456,10 +456,20 @@ func (c *Controller) commitDecision(ctx context.Context, cl *claim, txs *partici
 	ctx = context.WithoutCancel(ctx)
 	var err error
 	for attempt := 1; ; attempt++ {
-		if err = c.commitAll(ctx, txs, e); err == nil {
-			return nil
+		// Only transactions staged whole are committed: a redo that failed
+		// to lock, begin or stage is rolled back and tried again (its
+		// half-staged writes committed would have been taken for the
+		// decision's).
+		if txs != nil {
+			if err = c.commitAll(ctx, txs, e); err == nil {
+				if e.Committed.IsZero() {
+					e.Committed = c.now()
+				}
+				return nil
+			}
+			txs.rollback(ctx)
+			txs = nil
 		}
-		txs.rollback(ctx)
 		if attempt == commitAttempts {
 			break
 		}
@@ -477,12 +487,16 @@ func (c *Controller) commitDecision(ctx context.Context, cl *claim, txs *partici
 		if err = c.stillHeld(sctx, cl, e); err != nil {
 			break
 		}
-		if txs, err = c.begin(sctx); err != nil {
+		next, berr := c.begin(sctx)
+		if berr != nil {
+			err = berr
 			continue
 		}
-		if err = c.stage(sctx, txs, e, d, sends, c.now()); err != nil {
+		if err = c.stage(sctx, next, e, d, sends, c.now()); err != nil {
+			next.rollback(sctx)
 			continue
 		}
+		txs = next
 	}
 	if perr := c.record(ctx, cl, e); perr != nil {
 		err = errors.Join(err, perr)

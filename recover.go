@@ -112,9 +112,9 @@ func (c *Controller) recoverOne(ctx context.Context, cl *claim, e *journal.Entry
 	// commit; staged again, it is owed once (each item keyed by the
 	// request), and a destination configured since is owed it too. The
 	// request awaits every destination it owed, configured here or not.
+	c.recordCommitted(outer, cl, e)
 	closeScope() // committed: the locks go, as in executeOnce
 	unlock()
-	c.recordCommitted(outer, cl, e)
 	c.deliverDecision(outer, cl, e, len(sends) > 0)
 	return nil
 }
@@ -204,18 +204,7 @@ func decisionProfiles(d *journal.Decision) []identity.ProfileID {
 	return pids
 }
 
-// allCommitted reports whether the entry records every backend's commit of its
-// decision done.
-func allCommitted(e *journal.Entry) bool {
-	n := 0
-	for _, o := range e.Backends {
-		if o.Name == purgeBackend {
-			continue
-		}
-		if o.Status != Finished {
-			return false
-		}
-		n++
-	}
-	return n > 0
-}
+// allCommitted reports whether the entry records that every backend
+// committed its decision once (Committed is never reset: a redo's failed
+// commit rewrites Backends, not the fact).
+func allCommitted(e *journal.Entry) bool { return !e.Committed.IsZero() }

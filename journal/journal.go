@@ -188,6 +188,11 @@ type Entry struct {
 	// completes.
 	Decided  bool
 	Decision Decision
+	// Committed is when every backend first committed the decision; it is
+	// never reset (a redo whose commit fails leaves it): Recover then redoes
+	// the recorded decision, and decides nothing anew on the person as they
+	// are by then.
+	Committed time.Time `json:",omitzero"`
 	// Backends and Destinations hold one outcome each.
 	Backends, Destinations []Outcome
 	// ProfileVersion is the profile's version after a rectification.
