@@ -455,6 +455,11 @@ const commitAttempts = 3
 func (c *Controller) commitDecision(ctx context.Context, cl *claim, txs *participants, e *journal.Entry, d *journal.Decision, sends []pendingSend) error {
 	ctx = context.WithoutCancel(ctx)
 	var err error
+	// Each redo's scope is closed before the next begins (and at the end):
+	// one left open would keep its shared transaction and the person's
+	// cross-process locks, and the next redo would wait for them for ever.
+	closeAttempt := func() {}
+	defer func() { closeAttempt() }()
 	for attempt := 1; ; attempt++ {
 		// Only transactions staged whole are committed: a redo that failed
 		// to lock, begin or stage is rolled back and tried again (its
@@ -476,8 +481,9 @@ func (c *Controller) commitDecision(ctx context.Context, cl *claim, txs *partici
 		time.Sleep(time.Duration(attempt) * 10 * time.Millisecond)
 		// The failed attempt's shared transaction (and the cross-process locks
 		// it held) is gone: a new scope, the locks again, then the redo.
+		closeAttempt()
 		sctx, closeScope := c.openScope(ctx)
-		defer closeScope()
+		closeAttempt = closeScope
 		if err = c.lockRemote(sctx, nil, decisionProfiles(d)); err != nil {
 			continue
 		}

@@ -212,7 +212,7 @@ func (c *Controller) redoRectification(ctx context.Context, txs *participants, e
 		// The profile store's commit is recorded as done: the traits were
 		// written, and whatever changed them since (a message's removal
 		// leaves no time to compare) is newer.
-		landed := committed(e, "profiles")
+		landed := !e.Committed.IsZero() || committed(e, "profiles") // Committed: once committed, always (Backends are a redo's)
 		held := map[string]bool{}
 		for _, k := range r.Held {
 			held[k] = true
