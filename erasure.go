@@ -11,6 +11,7 @@ import (
 
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/profile"
 )
 
@@ -65,7 +66,7 @@ func stageErasure(s *stager, d *journal.Decision) error {
 	// Only with a store that purges after: a decorator that passes on the
 	// transactions but not Purge would leave the rows for good.
 	shredding, _ := s.txs.profiles.(profile.ShreddingTx)
-	if _, purges := s.c.profiles.(profile.Purger); !purges {
+	if s.c.purger == nil {
 		shredding = nil
 	}
 	for _, pid := range d.Delete {
@@ -102,13 +103,12 @@ const purgeBackend = "profiles purge"
 // records when in the receipt. It reports whether the request may go on to
 // finish: a purge that fails leaves it RUNNING, and Recover purges again.
 func (c *Controller) purgeShredded(ctx context.Context, cl *claim, e *journal.Entry) bool {
-	purger, ok := c.profiles.(profile.Purger)
-	if !ok || c.dataKeys == nil || len(e.Decision.Delete) == 0 {
+	if c.purger == nil || len(e.Decision.Delete) == 0 {
 		return true
 	}
 	ctx = context.WithoutCancel(ctx)
 	o := journal.Outcome{Name: purgeBackend, Status: Finished}
-	_, err := purger.Purge(ctx, e.Decision.Delete)
+	_, err := c.purger.Purge(ctx, e.Decision.Delete)
 	o.Finished = c.now()
 	if err != nil {
 		err = backendError(purgeBackend, err)
@@ -131,10 +131,20 @@ func (c *Controller) purgeShredded(ctx context.Context, cl *claim, e *journal.En
 // decided and no more (allCommitted). Without a purge the next write is
 // soon: nothing is recorded here.
 func (c *Controller) recordCommitted(ctx context.Context, cl *claim, e *journal.Entry) {
-	if _, purges := c.profiles.(profile.Purger); !purges || c.dataKeys == nil || len(e.Decision.Delete) == 0 {
+	if c.purger == nil || len(e.Decision.Delete) == 0 {
 		return
 	}
 	if err := c.record(context.WithoutCancel(ctx), cl, e); err != nil {
 		c.log.WarnContext(ctx, "recording an erasure's commit failed; Recover decides it again on the person as they are then", "request", e.ID, "err", describe(err))
 	}
+}
+
+// purgerOf returns the profile store as the Purger of what its erasures
+// leave sealed, when it seals (keys) and purges; else nil, and erasures
+// delete everything in their commit.
+func purgerOf(profiles profile.Store, keys *keyring.Keys) profile.Purger {
+	if p, ok := profiles.(profile.Purger); ok && keys != nil {
+		return p
+	}
+	return nil
 }

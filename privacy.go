@@ -52,7 +52,10 @@ type Controller struct {
 	// dataKeys are the profiles' data keys the profile store seals with
 	// (encryption.go), nil when it does not: an erasure destroys them.
 	dataKeys *keyring.Keys
-	limits   Limits // on collected messages (WithLimits)
+	// purger purges, after an erasure's commit, the sealed rows the profile
+	// store left (erasure.go): set when it seals and purges, else nil.
+	purger profile.Purger
+	limits Limits // on collected messages (WithLimits)
 	// inflight holds the claims (*claim) of the requests this Controller
 	// works on, by id, so Recover leaves them alone.
 	inflight sync.Map
@@ -157,6 +160,7 @@ func New(opts ...Option) (*Controller, error) {
 		schedule:     cfg.schedule.withDefaults(cfg.lease),
 		stopClaims:   make(chan struct{}),
 		dataKeys:     dataKeys,
+		purger:       purgerOf(cfg.profiles, dataKeys),
 	}
 	backends := []any{cfg.graph, cfg.profiles, cfg.audiences, cfg.supp, cfg.outbox}
 	if dataKeys != nil {

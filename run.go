@@ -10,8 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/gdprkit/privacy/profile"
 )
 
 // Schedule sets how often Run does each of its tasks. A zero field keeps its
@@ -109,8 +107,8 @@ func (c *Controller) runRecover(ctx context.Context) {
 	// What an erasure listed to purge and no request purges any more (a
 	// listing is made only with the key's destruction: purging it is
 	// always safe).
-	if purger, ok := c.profiles.(profile.Purger); ok && c.dataKeys != nil {
-		if n, err := purger.Purge(ctx, nil); err != nil && ctx.Err() == nil {
+	if c.purger != nil {
+		if n, err := c.purger.Purge(ctx, nil); err != nil && ctx.Err() == nil {
 			c.log.ErrorContext(ctx, "purging erased people's rows failed; Run tries again", "err", describe(err))
 		} else if n > 0 {
 			c.log.InfoContext(ctx, "erased people's rows purged", "rows", n)

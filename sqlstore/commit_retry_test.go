@@ -108,14 +108,9 @@ func TestCommitRetryNeverCommitsAHalfStagedRedo(t *testing.T) {
 	c := p.controller(t, fp, privacy.WithDestinations(crm), quickRetries)
 	fp.onCommit.Store(failOn(1))
 	fp.onDelete.Store(failOn(2))
-	r, err := c.Erase(ctx, userID(ada))
-	if err != nil { // left to Recover
-		if n, rerr := c.Recover(ctx); n != 1 || rerr != nil {
-			t.Fatalf("Erase = %v; Recover = %d, %v; want the erasure completed", err, n, rerr)
-		}
-	}
+	r := erasedOrRecovered(t, c, ada)
 	flushWithin(t, c, 30*time.Second)
-	if r, err = c.Status(ctx, r.ID); err != nil || r.Status != privacy.Finished {
+	if r, err := c.Status(ctx, r.ID); err != nil || r.Status != privacy.Finished {
 		t.Fatalf("Status = %+v, %v; want FINISHED", r, err)
 	}
 	if len(crm.Deletions()) == 0 {
@@ -142,13 +137,8 @@ func TestCommitRetryBeginFailureDoesNotPanic(t *testing.T) {
 			t.Fatalf("Erase panicked after a Begin failed in the commit retry: %v", v)
 		}
 	}()
-	r, err := c.Erase(ctx, userID(ada))
-	if err != nil { // left to Recover
-		if n, rerr := c.Recover(ctx); n != 1 || rerr != nil {
-			t.Fatalf("Erase = %v; Recover = %d, %v; want the erasure completed", err, n, rerr)
-		}
-	}
-	if r, err = c.Status(ctx, r.ID); err != nil || r.Status != privacy.Finished {
+	r := erasedOrRecovered(t, c, ada)
+	if r, err := c.Status(ctx, r.ID); err != nil || r.Status != privacy.Finished {
 		t.Fatalf("Status = %+v, %v; want FINISHED", r, err)
 	}
 }
@@ -191,4 +181,17 @@ func TestFailedRedoCommitKeepsTheRequestCommitted(t *testing.T) {
 	if got, err := c.Profile(ctx, userID(ada)); err != nil || got.ID != fresh.ID {
 		t.Errorf("after Recover #2 the profile ada got after the erasure's commit = %v, %v; want %s kept (a failed redo commit made the request look uncommitted)", got, err, fresh.ID)
 	}
+}
+
+// erasedOrRecovered erases ada through c, completing with Recover an erasure
+// Erase left to it, and returns its first receipt.
+func erasedOrRecovered(t *testing.T, c *privacy.Controller, ada *person) *privacy.Receipt {
+	t.Helper()
+	r, err := c.Erase(t.Context(), userID(ada))
+	if err != nil {
+		if n, rerr := c.Recover(t.Context()); n != 1 || rerr != nil {
+			t.Fatalf("Erase = %v; Recover = %d, %v; want the erasure completed", err, n, rerr)
+		}
+	}
+	return r
 }

@@ -64,50 +64,46 @@ func sentIDsOf(r *destination.Recorder) []string {
 // email) is in the database in clear. Once the destination is back, it gets
 // them in clear.
 func TestOutboxSealsWhatItQueues(t *testing.T) {
-	for _, d := range testDialects {
-		t.Run(d.name, func(t *testing.T) {
-			t.Parallel()
-			s := newSite(t, d.dialect)
-			p := s.open(t)
-			crm := newDownRecorder("crm")
-			c := p.controller(t, nil, privacy.WithDestinations(crm), quickRetries)
-			collectCanaries(t, c, "ada")
-			collectCanaries(t, c, "bob")
-			r, err := c.Erase(t.Context(), uid("bob"))
-			if err != nil || r.Status != privacy.Running {
-				t.Fatalf("Erase(bob) with the destination down = %+v, %v; want RUNNING", r, err)
+	forEachSite(t, func(t *testing.T, s *site) {
+		p := s.open(t)
+		crm := newDownRecorder("crm")
+		c := p.controller(t, nil, privacy.WithDestinations(crm), quickRetries)
+		collectCanaries(t, c, "ada")
+		collectCanaries(t, c, "bob")
+		r, err := c.Erase(t.Context(), uid("bob"))
+		if err != nil || r.Status != privacy.Running {
+			t.Fatalf("Erase(bob) with the destination down = %+v, %v; want RUNNING", r, err)
+		}
+		var waiting int
+		must(t, s.dataDB(t).QueryRowContext(t.Context(), "SELECT COUNT(*) FROM "+s.table("outbox")+" WHERE payload IS NOT NULL").Scan(&waiting))
+		if waiting < 2 {
+			t.Fatalf("%d outbox rows hold a payload; want ada's messages and bob's deletion waiting", waiting)
+		}
+		dump := dumpSite(t, s, p)
+		for _, canary := range []string{canaryTrait, canaryProp, canaryEmail} {
+			if i := bytes.Index(dump, []byte(canary)); i >= 0 {
+				t.Errorf("%q is in the database in clear: %q", canary, dump[max(0, i-300):i+50])
 			}
-			var waiting int
-			must(t, s.dataDB(t).QueryRowContext(t.Context(), "SELECT COUNT(*) FROM "+s.table("outbox")+" WHERE payload IS NOT NULL").Scan(&waiting))
-			if waiting < 2 {
-				t.Fatalf("%d outbox rows hold a payload; want ada's messages and bob's deletion waiting", waiting)
-			}
-			dump := dumpSite(t, s, p)
-			for _, canary := range []string{canaryTrait, canaryProp, canaryEmail} {
-				if i := bytes.Index(dump, []byte(canary)); i >= 0 {
-					t.Errorf("%q is in the database in clear: %q", canary, dump[max(0, i-300):i+50])
-				}
-			}
+		}
 
-			crm.down.Store(false)
-			flushWithin(t, c, time.Minute)
-			var trait, prop bool
-			for _, m := range crm.Messages() {
-				trait = trait || m.Traits["favorite_color"] == canaryTrait+"-ada"
-				prop = prop || m.Properties["note"] == canaryProp+"-ada"
-				if slices.Contains(m.IDs, uid("bob")) {
-					t.Errorf("bob's message %s went out after his erasure", m.MessageID)
-				}
+		crm.down.Store(false)
+		flushWithin(t, c, time.Minute)
+		var trait, prop bool
+		for _, m := range crm.Messages() {
+			trait = trait || m.Traits["favorite_color"] == canaryTrait+"-ada"
+			prop = prop || m.Properties["note"] == canaryProp+"-ada"
+			if slices.Contains(m.IDs, uid("bob")) {
+				t.Errorf("bob's message %s went out after his erasure", m.MessageID)
 			}
-			if !trait || !prop {
-				t.Errorf("the destination got %v; want ada's trait and property in clear", sentIDsOf(crm.Recorder))
-			}
-			dels := crm.Deletions()
-			if len(dels) != 1 || !slices.Contains(dels[0].IDs, identity.ID{Type: identity.TypeEmail, Value: emailOf("bob")}) {
-				t.Errorf("the destination got the deletions %+v; want bob's, naming his email", dels)
-			}
-		})
-	}
+		}
+		if !trait || !prop {
+			t.Errorf("the destination got %v; want ada's trait and property in clear", sentIDsOf(crm.Recorder))
+		}
+		dels := crm.Deletions()
+		if len(dels) != 1 || !slices.Contains(dels[0].IDs, identity.ID{Type: identity.TypeEmail, Value: emailOf("bob")}) {
+			t.Errorf("the destination got the deletions %+v; want bob's, naming his email", dels)
+		}
+	})
 }
 
 // TestOutboxOfARestoredBackupSendsNothingOfTheErased: a backup taken while
@@ -115,78 +111,70 @@ func TestOutboxSealsWhatItQueues(t *testing.T) {
 // erasure and opened with the live keyring (kept apart), delivers bob's
 // messages and none of ada's: her data key is gone.
 func TestOutboxOfARestoredBackupSendsNothingOfTheErased(t *testing.T) {
-	for _, d := range testDialects {
-		t.Run(d.name, func(t *testing.T) {
-			t.Parallel()
-			s := newSite(t, d.dialect)
-			p := s.open(t)
-			keys := separateKeyring(t, s, p)
-			crm := newDownRecorder("crm")
-			c := p.controller(t, nil, privacy.WithKeyring(keys.Keyring()), privacy.WithDestinations(crm), quickRetries)
-			collectCanaries(t, c, "ada")
-			collectCanaries(t, c, "bob")
-			restore := backup(t, s, p)
-			if r, err := c.Erase(t.Context(), uid("ada")); err != nil || r.Status != privacy.Running {
-				t.Fatalf("Erase(ada) with the destination down = %+v, %v; want RUNNING", r, err)
-			}
-			c.Close()
+	forEachSite(t, func(t *testing.T, s *site) {
+		p := s.open(t)
+		keys := separateKeyring(t, s, p)
+		crm := newDownRecorder("crm")
+		c := p.controller(t, nil, privacy.WithKeyring(keys.Keyring()), privacy.WithDestinations(crm), quickRetries)
+		collectCanaries(t, c, "ada")
+		collectCanaries(t, c, "bob")
+		restore := backup(t, s, p)
+		if r, err := c.Erase(t.Context(), uid("ada")); err != nil || r.Status != privacy.Running {
+			t.Fatalf("Erase(ada) with the destination down = %+v, %v; want RUNNING", r, err)
+		}
+		c.Close()
 
-			restored, _ := restore()
-			up := destination.NewRecorder("crm")
-			rc, err := privacy.New(privacy.WithBackends(restored), privacy.WithKeyring(keys.Keyring()), privacy.WithKey(testKey),
-				privacy.WithDestinations(up), quickRetries)
-			must(t, err)
-			defer rc.Close()
-			flushWithin(t, rc, time.Minute)
-			got := sentIDsOf(up)
-			for _, id := range []string{"ada-i", "ada-t"} {
-				if slices.Contains(got, id) {
-					t.Errorf("the restored backup sent ada's message %s after her erasure", id)
-				}
+		restored, _ := restore()
+		up := destination.NewRecorder("crm")
+		rc, err := privacy.New(privacy.WithBackends(restored), privacy.WithKeyring(keys.Keyring()), privacy.WithKey(testKey),
+			privacy.WithDestinations(up), quickRetries)
+		must(t, err)
+		defer rc.Close()
+		flushWithin(t, rc, time.Minute)
+		got := sentIDsOf(up)
+		for _, id := range []string{"ada-i", "ada-t"} {
+			if slices.Contains(got, id) {
+				t.Errorf("the restored backup sent ada's message %s after her erasure", id)
 			}
-			for _, id := range []string{"bob-i", "bob-t"} {
-				if !slices.Contains(got, id) {
-					t.Errorf("the restored backup sent %v; want bob's %s", got, id)
-				}
+		}
+		for _, id := range []string{"bob-i", "bob-t"} {
+			if !slices.Contains(got, id) {
+				t.Errorf("the restored backup sent %v; want bob's %s", got, id)
 			}
-		})
-	}
+		}
+	})
 }
 
 // TestOutboxSurvivesAMerge: a device's message waits for the destination;
 // an identify then merges the device's profile into ada's older one, which
 // destroys the device profile's data key. The message still goes out, whole.
 func TestOutboxSurvivesAMerge(t *testing.T) {
-	for _, d := range testDialects {
-		t.Run(d.name, func(t *testing.T) {
-			t.Parallel()
-			s := newSite(t, d.dialect)
-			p := s.open(t)
-			crm := newDownRecorder("crm")
-			c := p.controller(t, nil, privacy.WithDestinations(crm), quickRetries)
-			ctx := t.Context()
-			collectCanaries(t, c, "ada")
-			must(t, c.Collect(ctx, privacy.Track{MessageID: "dev-t", AnonymousID: "dev-1", Event: "Seen",
-				Properties: map[string]any{"note": canaryProp + "-dev"}, Timestamp: encTS}))
-			device, err := c.Profile(ctx, identity.ID{Type: identity.TypeAnonymousID, Value: "dev-1"})
-			must(t, err)
-			must(t, c.Collect(ctx, privacy.Identify{MessageID: "link", UserID: "ada", AnonymousID: "dev-1", Timestamp: encTS}))
-			merged, err := c.Profile(ctx, identity.ID{Type: identity.TypeAnonymousID, Value: "dev-1"})
-			must(t, err)
-			if merged.ID == device.ID {
-				t.Fatalf("the device's profile %s was not merged into ada's", device.ID)
-			}
-			crm.down.Store(false)
-			flushWithin(t, c, time.Minute)
-			var whole bool
-			for _, m := range crm.Messages() {
-				whole = whole || (m.MessageID == "dev-t" && m.Properties["note"] == canaryProp+"-dev")
-			}
-			if !whole {
-				t.Errorf("the destination got %v; want the device's message, its property in clear", sentIDsOf(crm.Recorder))
-			}
-		})
-	}
+	forEachSite(t, func(t *testing.T, s *site) {
+		p := s.open(t)
+		crm := newDownRecorder("crm")
+		c := p.controller(t, nil, privacy.WithDestinations(crm), quickRetries)
+		ctx := t.Context()
+		collectCanaries(t, c, "ada")
+		must(t, c.Collect(ctx, privacy.Track{MessageID: "dev-t", AnonymousID: "dev-1", Event: "Seen",
+			Properties: map[string]any{"note": canaryProp + "-dev"}, Timestamp: encTS}))
+		device, err := c.Profile(ctx, identity.ID{Type: identity.TypeAnonymousID, Value: "dev-1"})
+		must(t, err)
+		must(t, c.Collect(ctx, privacy.Identify{MessageID: "link", UserID: "ada", AnonymousID: "dev-1", Timestamp: encTS}))
+		merged, err := c.Profile(ctx, identity.ID{Type: identity.TypeAnonymousID, Value: "dev-1"})
+		must(t, err)
+		if merged.ID == device.ID {
+			t.Fatalf("the device's profile %s was not merged into ada's", device.ID)
+		}
+		crm.down.Store(false)
+		flushWithin(t, c, time.Minute)
+		var whole bool
+		for _, m := range crm.Messages() {
+			whole = whole || (m.MessageID == "dev-t" && m.Properties["note"] == canaryProp+"-dev")
+		}
+		if !whole {
+			t.Errorf("the destination got %v; want the device's message, its property in clear", sentIDsOf(crm.Recorder))
+		}
+	})
 }
 
 // TestOutboxInAnotherStoreIsSealed: an outbox that is a Store of its own
@@ -284,46 +272,42 @@ func (d *rejectingRecorder) Send(ctx context.Context, msgs []destination.Message
 // the others are delivered: the dead letter is split off sealed (its
 // property nowhere in clear), and replayed, reaches the destination whole.
 func TestSealedBundleSplitsAndReplays(t *testing.T) {
-	for _, d := range testDialects {
-		t.Run(d.name, func(t *testing.T) {
-			t.Parallel()
-			s := newSite(t, d.dialect)
-			p := s.open(t)
-			crm := &rejectingRecorder{Recorder: destination.NewRecorder("crm"), id: "b-2"}
-			crm.reject.Store(true)
-			c := p.controller(t, nil, privacy.WithDestinations(crm), quickRetries)
-			ctx := t.Context()
-			must(t, c.Collect(ctx, privacy.Identify{MessageID: "b-seed", UserID: "bob", Timestamp: encTS})) // known: a batch bundles
-			var msgs []privacy.Message
-			for i := range 4 {
-				msgs = append(msgs, privacy.Track{MessageID: fmt.Sprint("b-", i), UserID: "bob", Event: "Noted",
-					Properties: map[string]any{"note": fmt.Sprint(canaryProp, "-b", i)}, Timestamp: encTS})
-			}
-			must(t, c.CollectBatch(ctx, msgs))
-			flushWithin(t, c, time.Minute)
-			dead, err := c.DeadLetters(ctx, "crm", 0, 10)
-			must(t, err)
-			if len(dead) != 1 || dead[0].MessageID != "b-2" || dead[0].ID%64 == 0 {
-				t.Fatalf("dead letters %+v; want b-2 alone, a slot of a bundle (ID not a multiple of 64)", dead)
-			}
-			if got := sentIDsOf(crm.Recorder); len(got) != 4 || slices.Contains(got, "b-2") {
-				t.Fatalf("delivered %v; want the seed and the three others", got)
-			}
-			if dump := dumpSite(t, s, p); bytes.Contains(dump, []byte(canaryProp)) {
-				t.Error("a note is in the database in clear")
-			}
-			crm.reject.Store(false)
-			if n, err := c.Replay(ctx, dead[0].ID); n != 1 || err != nil {
-				t.Fatalf("Replay = %d, %v; want 1", n, err)
-			}
-			flushWithin(t, c, time.Minute)
-			var whole bool
-			for _, m := range crm.Messages() {
-				whole = whole || (m.MessageID == "b-2" && m.Properties["note"] == canaryProp+"-b2")
-			}
-			if !whole {
-				t.Errorf("delivered %v; want b-2 replayed, its note in clear", sentIDsOf(crm.Recorder))
-			}
-		})
-	}
+	forEachSite(t, func(t *testing.T, s *site) {
+		p := s.open(t)
+		crm := &rejectingRecorder{Recorder: destination.NewRecorder("crm"), id: "b-2"}
+		crm.reject.Store(true)
+		c := p.controller(t, nil, privacy.WithDestinations(crm), quickRetries)
+		ctx := t.Context()
+		must(t, c.Collect(ctx, privacy.Identify{MessageID: "b-seed", UserID: "bob", Timestamp: encTS})) // known: a batch bundles
+		var msgs []privacy.Message
+		for i := range 4 {
+			msgs = append(msgs, privacy.Track{MessageID: fmt.Sprint("b-", i), UserID: "bob", Event: "Noted",
+				Properties: map[string]any{"note": fmt.Sprint(canaryProp, "-b", i)}, Timestamp: encTS})
+		}
+		must(t, c.CollectBatch(ctx, msgs))
+		flushWithin(t, c, time.Minute)
+		dead, err := c.DeadLetters(ctx, "crm", 0, 10)
+		must(t, err)
+		if len(dead) != 1 || dead[0].MessageID != "b-2" || dead[0].ID%64 == 0 {
+			t.Fatalf("dead letters %+v; want b-2 alone, a slot of a bundle (ID not a multiple of 64)", dead)
+		}
+		if got := sentIDsOf(crm.Recorder); len(got) != 4 || slices.Contains(got, "b-2") {
+			t.Fatalf("delivered %v; want the seed and the three others", got)
+		}
+		if dump := dumpSite(t, s, p); bytes.Contains(dump, []byte(canaryProp)) {
+			t.Error("a note is in the database in clear")
+		}
+		crm.reject.Store(false)
+		if n, err := c.Replay(ctx, dead[0].ID); n != 1 || err != nil {
+			t.Fatalf("Replay = %d, %v; want 1", n, err)
+		}
+		flushWithin(t, c, time.Minute)
+		var whole bool
+		for _, m := range crm.Messages() {
+			whole = whole || (m.MessageID == "b-2" && m.Properties["note"] == canaryProp+"-b2")
+		}
+		if !whole {
+			t.Errorf("delivered %v; want b-2 replayed, its note in clear", sentIDsOf(crm.Recorder))
+		}
+	})
 }

@@ -90,17 +90,23 @@ func checkPurgeOutcome(t *testing.T, r *privacy.Receipt) {
 	}
 }
 
-// forEachSeededSite runs f on a new site per dialect, seeded with ada and bob
-// (seedCrash).
-func forEachSeededSite(t *testing.T, f func(t *testing.T, s *site, ada, bob *person)) {
+// forEachSite runs f, in parallel, on a new site per dialect.
+func forEachSite(t *testing.T, f func(t *testing.T, s *site)) {
 	for _, d := range testDialects {
 		t.Run(d.name, func(t *testing.T) {
 			t.Parallel()
-			s := newSite(t, d.dialect)
-			ada, bob := seedCrash(t, s)
-			f(t, s, ada, bob)
+			f(t, newSite(t, d.dialect))
 		})
 	}
+}
+
+// forEachSeededSite runs f on a new site per dialect, seeded with ada and bob
+// (seedCrash).
+func forEachSeededSite(t *testing.T, f func(t *testing.T, s *site, ada, bob *person)) {
+	forEachSite(t, func(t *testing.T, s *site) {
+		ada, bob := seedCrash(t, s)
+		f(t, s, ada, bob)
+	})
 }
 
 // checkErased checks that the erasure r finished with its purge, and left
