@@ -23,9 +23,18 @@ func benchMessageID(buf []byte, i int) string {
 
 // BenchmarkCollectTrackKnown is Collect of a track message (user id and anonymous
 // id, three properties) for a person already known, all in memory.
-func BenchmarkCollectTrackKnown(b *testing.B) {
+func BenchmarkCollectTrackKnown(b *testing.B) { benchCollectTrackKnown(b) }
+
+// BenchmarkCollectTrackKnownSealed is BenchmarkCollectTrackKnown with the
+// profile store sealing in memory: the cost of sealing on the collection
+// path, with no database to hide it.
+func BenchmarkCollectTrackKnownSealed(b *testing.B) {
+	benchCollectTrackKnown(b, WithProfiles(profile.NewSealedMemStore()))
+}
+
+func benchCollectTrackKnown(b *testing.B, opts ...Option) {
 	ctx := context.Background()
-	c, err := New()
+	c, err := New(opts...)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,8 +5,9 @@ package privacy
 // the Controller's Keys at New, and an erasure destroys the person's data key
 // in its own decision, which shreds every copy of their sealed rows
 // (backups, replicas, dead tuples, the WAL). The in-memory profile store
-// keeps values in clear: nothing it holds outlives the process, so there is
-// no copy for a key to shred, and sealing would only cost time.
+// keeps values in clear by default: nothing it holds outlives the process, so
+// there is no copy for a key to shred; profile.NewSealedMemStore seals in
+// memory with keys of its own, and needs nothing from the Controller.
 
 import (
 	"context"

@@ -3,9 +3,6 @@ package export
 import (
 	"bytes"
 	"fmt"
-	"math"
-	"slices"
-	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -22,25 +19,6 @@ import (
 // replaced rather than refused.
 func appendStr(b []byte, s string) []byte {
 	b, _ = jsontext.AppendString(b, s)
-	return b
-}
-
-// appendFloat appends f as encoding/json does: the shortest form that reads back
-// exactly, with an exponent only for very small or large magnitudes.
-func appendFloat(b []byte, f float64) []byte {
-	abs := math.Abs(f)
-	format := byte('f')
-	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		// Clean up e-09 to e-9.
-		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
 	return b
 }
 
@@ -71,89 +49,21 @@ func parseTime(s string) (time.Time, error) {
 	return t, nil
 }
 
-// valueEncoder encodes trait values and event properties. It keeps one key
-// buffer per nesting level, so sorting keys does not allocate once warm.
-type valueEncoder struct {
-	keys [][]string
-}
-
-// appendValue appends v as JSON when it is in profile.NormalizeValue's canonical
-// form, which is all a store hands out; ok is false otherwise, and the caller
-// falls back to NormalizeValue, which also names what is wrong.
-func (e *valueEncoder) appendValue(b []byte, v any, depth int) (_ []byte, ok bool) {
-	if depth > profile.MaxDepth {
-		return b, false
-	}
-	switch x := v.(type) {
-	case nil:
-		return append(b, "null"...), true
-	case bool:
-		return strconv.AppendBool(b, x), true
-	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return b, false
-		}
-		return appendFloat(b, x), true
-	case string:
-		return jsontext.AppendString(b, x)
-	case []any:
-		if x == nil {
-			return append(b, "null"...), true
-		}
-		b = append(b, '[')
-		for i, el := range x {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			if b, ok = e.appendValue(b, el, depth+1); !ok {
-				return b, false
-			}
-		}
-		return append(b, ']'), true
-	case map[string]any:
-		if x == nil {
-			return append(b, "null"...), true
-		}
-		if len(e.keys) <= depth {
-			e.keys = append(e.keys, make([][]string, depth+1-len(e.keys))...)
-		}
-		keys := e.keys[depth][:0]
-		for k := range x {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		e.keys[depth] = keys
-		b = append(b, '{')
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			if b, ok = jsontext.AppendString(b, k); !ok {
-				return b, false
-			}
-			b = append(b, ':')
-			if b, ok = e.appendValue(b, x[k], depth+1); !ok {
-				return b, false
-			}
-		}
-		clear(keys) // let the strings go
-		return append(b, '}'), true
-	}
-	return b, false
-}
+// valueEncoder encodes trait values and event properties.
+type valueEncoder struct{ jsontext.ValueEncoder }
 
 // encodeValue appends v as JSON. A value not in canonical form is normalised
 // first; one NormalizeValue refuses fails with its error, which names path.
 func (e *valueEncoder) encodeValue(b []byte, path string, v any) ([]byte, error) {
 	mark := len(b)
-	if out, ok := e.appendValue(b, v, 0); ok {
+	if out, ok := e.AppendValue(b, v, profile.MaxDepth); ok {
 		return out, nil
 	}
 	n, err := profile.NormalizeValue(path, v)
 	if err != nil {
 		return b[:mark], err
 	}
-	out, ok := e.appendValue(b[:mark], n, 0)
+	out, ok := e.AppendValue(b[:mark], n, profile.MaxDepth)
 	if !ok { // cannot happen: NormalizeValue returns canonical values
 		return b[:mark], fmt.Errorf("%s: value %T cannot be encoded", path, n)
 	}

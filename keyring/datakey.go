@@ -2,7 +2,9 @@ package keyring
 
 import (
 	"crypto/cipher"
+	"crypto/rand"
 	"fmt"
+	"sync"
 
 	"github.com/gdprkit/privacy/identity"
 )
@@ -29,13 +31,23 @@ func newDataKey(pid identity.ProfileID, raw []byte) (*DataKey, error) {
 	return &DataKey{profile: pid, aead: aead}, nil
 }
 
+// NewRandomDataKey returns a new random data key for the profile, wrapped by
+// nothing and kept by no keyring: for a store whose keys live exactly as long
+// as the data they seal, in its own memory (profile.NewSealedMemStore), where
+// dropping the key with the profile is the shredding.
+func NewRandomDataKey(pid identity.ProfileID) (*DataKey, error) {
+	raw := make([]byte, DataKeySize)
+	_, _ = rand.Read(raw) // crypto/rand.Read never fails
+	defer clear(raw)
+	return newDataKey(pid, raw)
+}
+
 // Profile returns the profile the key belongs to.
 func (k *DataKey) Profile() identity.ProfileID { return k.profile }
 
-// dataAD is the associated data of a value: the scheme, the profile and the
-// field, so that a ciphertext opens only where it was sealed.
-func (k *DataKey) dataAD(field string) []byte {
-	ad := make([]byte, 0, len("gdprkit/keyring/value/v1")+2+len(k.profile)+len(field))
+// appendAD appends the associated data of a value: the scheme, the profile
+// and the field, so that a ciphertext opens only where it was sealed.
+func (k *DataKey) appendAD(ad []byte, field string) []byte {
 	ad = append(ad, "gdprkit/keyring/value/v1"...)
 	ad = append(ad, 0)
 	ad = append(ad, k.profile...)
@@ -43,14 +55,28 @@ func (k *DataKey) dataAD(field string) []byte {
 	return append(ad, field...)
 }
 
+// adBufs holds buffers for associated data, which escapes through the AEAD
+// interface: a busy collection path would allocate one per value.
+var adBufs = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }}
+
 // Seal encrypts plaintext as the value of field (such as "trait:plan" or
 // "event:m42:properties") of the key's profile.
 func (k *DataKey) Seal(field string, plaintext []byte) []byte {
-	return seal(k.aead, plaintext, k.dataAD(field))
+	bp := adBufs.Get().(*[]byte)
+	ad := k.appendAD((*bp)[:0], field)
+	out := seal(k.aead, plaintext, ad)
+	*bp = ad[:0]
+	adBufs.Put(bp)
+	return out
 }
 
 // Open decrypts what Seal sealed for the same profile and field; anything
 // else fails with ErrUndecryptable.
 func (k *DataKey) Open(field string, ciphertext []byte) ([]byte, error) {
-	return open(k.aead, ciphertext, k.dataAD(field))
+	bp := adBufs.Get().(*[]byte)
+	ad := k.appendAD((*bp)[:0], field)
+	out, err := open(k.aead, ciphertext, ad)
+	*bp = ad[:0]
+	adBufs.Put(bp)
+	return out, err
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/keyring"
 )
 
 // BatchUpdate is one Update of a batch, with the profile it applies to.
@@ -69,7 +70,11 @@ func (tx *memTx) PickTraitsBatch(ctx context.Context, pids []identity.ProfileID,
 		values := make([]any, len(names))
 		for i, name := range names {
 			if t, ok := p.traits[name]; ok {
-				values[i] = CloneValue(t.Value)
+				v, err := p.traitValue(name, t)
+				if err != nil {
+					return nil, err
+				}
+				values[i] = v
 			}
 		}
 		out[pid] = values
@@ -128,7 +133,22 @@ func (tx *memTx) UpdateBatch(ctx context.Context, updates []BatchUpdate, dup []b
 		}
 		tx.release(locked)
 	}
+	var keys map[identity.ProfileID]*keyring.DataKey // a sealed store's: each profile's key, looked up once
+	if tx.s.sealed {
+		keys = make(map[identity.ProfileID]*keyring.DataKey, len(byProfile))
+		for i := range updates {
+			pid := updates[i].Profile
+			if keys[pid] == nil {
+				k, err := tx.keyFor(pid)
+				if err != nil {
+					return dup, err
+				}
+				keys[pid] = k
+			}
+		}
+	}
 	tx.ops = slices.Grow(tx.ops, len(updates))
+	staged, answered := len(tx.ops), len(dup) // to leave tx as it was when a value does not seal
 	for i := range updates {
 		u := &updates[i]
 		k := key{u.Profile, u.MessageID}
@@ -139,8 +159,12 @@ func (tx *memTx) UpdateBatch(ctx context.Context, updates []BatchUpdate, dup []b
 		if u.MessageID != "" {
 			seen[k] = true
 		}
-		op := memOp{kind: opUpdate, pid: u.Profile}
-		op.u, op.ev, op.hasEvent = u.clone()
+		op, err := tx.stage(u.Profile, &u.Update, keys[u.Profile])
+		if err != nil {
+			clear(tx.ops[staged:])
+			tx.ops = tx.ops[:staged]
+			return dup[:answered], fmt.Errorf("update %d of the batch: %w", i, err)
+		}
 		tx.ops = append(tx.ops, op)
 		dup = append(dup, false)
 	}

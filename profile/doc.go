@@ -5,7 +5,9 @@
 // The Store interface is the backend contract: transactions with database/sql
 // manners (Begin, Commit, Rollback; Rollback after Commit is harmless), idempotent
 // writes that recovery can replay, and copies at the boundary, so no caller ever
-// holds the store's own memory. MemStore is the in-memory implementation.
+// holds the store's own memory. MemStore is the in-memory implementation;
+// NewSealedMemStore makes one that keeps trait values and event properties
+// sealed under a data key per profile, dropped with the profile.
 //
 // A store that keeps values sealed under a person's data key (package keyring)
 // may implement ShreddingTx and Purger: an erasure then deletes the profile

@@ -3,12 +3,14 @@ package profile
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/keyring"
 )
 
 // MemStore is the in-memory Store. It is safe for concurrent use. A transaction
@@ -25,6 +27,8 @@ type MemStore struct {
 	idxMu  sync.Mutex
 	sorted []identity.ProfileID
 	dirty  atomic.Bool
+
+	sealed bool // NewSealedMemStore
 }
 
 var (
@@ -38,10 +42,19 @@ type memProfile struct {
 	traits map[string]Trait
 	events []Event
 	seen   map[string]struct{} // recorded message ids
+
+	// In a sealed store: the profile's data key, which sealed its trait
+	// values (sealedValue) and its events' properties, kept in props by
+	// message id (the events hold none).
+	key   *keyring.DataKey
+	props map[string][]byte
 }
 
 func (p *memProfile) clone() *memProfile {
-	c := &memProfile{meta: p.meta, traits: CloneTraits(p.traits), seen: make(map[string]struct{}, len(p.seen))}
+	c := &memProfile{meta: p.meta, traits: CloneTraits(p.traits), seen: make(map[string]struct{}, len(p.seen)), key: p.key}
+	if p.props != nil {
+		c.props = maps.Clone(p.props) // the sealed bytes are never changed in place
+	}
 	c.events = make([]Event, len(p.events))
 	for i := range p.events {
 		c.events[i] = p.events[i].Clone()
@@ -63,9 +76,28 @@ func (p *memProfile) insert(e Event) {
 	p.events = slices.Insert(p.events, i, e)
 }
 
-// NewMemStore returns an empty in-memory profile store.
+// NewMemStore returns an empty in-memory profile store. It keeps values in
+// clear: see NewSealedMemStore.
 func NewMemStore() *MemStore {
 	return &MemStore{profiles: make(map[identity.ProfileID]*memProfile)}
+}
+
+// NewSealedMemStore returns an empty in-memory profile store that keeps trait
+// values and event properties sealed (AES-256-GCM) under a data key per
+// profile, made with the profile and dropped with it: what it holds between a
+// write and a read is ciphertext bound to its profile and field, and an
+// erased person's values left in memory not yet reused cannot be opened once
+// the key is gone. The keys are in the same memory, so it does not protect
+// against someone who can read the whole process; that is why the in-memory
+// default (NewMemStore) keeps values in clear, while sqlstore, whose rows
+// outlive the process in backups, seals by default. Reads open
+// transparently, and a merge re-seals the merged events under the kept
+// profile's key. Values come back as JSON decodes them (numbers as float64),
+// which is the form the Controller stores.
+func NewSealedMemStore() *MemStore {
+	s := NewMemStore()
+	s.sealed = true
+	return s
 }
 
 // Len returns the number of profiles stored.
@@ -139,7 +171,11 @@ func getProfile(m map[identity.ProfileID]*memProfile, pid identity.ProfileID) (*
 	if !ok {
 		return nil, notFound(pid)
 	}
-	return &Profile{ID: pid, Traits: CloneTraits(p.traits), Metadata: p.meta.Clone()}, nil
+	traits, err := p.cloneTraits()
+	if err != nil {
+		return nil, err
+	}
+	return &Profile{ID: pid, Traits: traits, Metadata: p.meta.Clone()}, nil
 }
 
 func getMetadata(m map[identity.ProfileID]*memProfile, pid identity.ProfileID) (Metadata, error) {
@@ -181,6 +217,7 @@ func getEvents(m map[identity.ProfileID]*memProfile, pid identity.ProfileID, q E
 		}
 	}
 	var page EventPage
+	var failed error
 	take := func(i int) bool {
 		e := &evs[i]
 		if !q.Matches(e) {
@@ -190,7 +227,12 @@ func getEvents(m map[identity.ProfileID]*memProfile, pid identity.ProfileID, q E
 			page.Next = EncodeCursor(q.Sort, &page.Events[q.Limit-1])
 			return false
 		}
-		page.Events = append(page.Events, e.Clone())
+		c, err := p.cloneEvent(e)
+		if err != nil {
+			failed = err
+			return false
+		}
+		page.Events = append(page.Events, c)
 		return true
 	}
 	if q.Sort == Asc {
@@ -199,6 +241,9 @@ func getEvents(m map[identity.ProfileID]*memProfile, pid identity.ProfileID, q E
 	} else {
 		for i := hi - 1; i >= lo && take(i); i-- {
 		}
+	}
+	if failed != nil {
+		return EventPage{}, failed
 	}
 	return page, nil
 }
@@ -220,6 +265,11 @@ type memOp struct {
 	u        Update // with Event nil: the event is held in ev
 	ev       Event
 	hasEvent bool
+
+	// In a sealed store: the key u's values and the event's properties
+	// (props) are sealed under.
+	key   *keyring.DataKey
+	props []byte
 }
 
 func (op *memOp) apply(m map[identity.ProfileID]*memProfile) {
@@ -227,7 +277,10 @@ func (op *memOp) apply(m map[identity.ProfileID]*memProfile) {
 	case opUpdate:
 		p := m[op.pid]
 		if p == nil {
-			p = &memProfile{seen: map[string]struct{}{}}
+			p = &memProfile{seen: map[string]struct{}{}, key: op.key}
+			if op.key != nil {
+				p.props = map[string][]byte{}
+			}
 			m[op.pid] = p
 		}
 		if op.u.MessageID != "" {
@@ -236,11 +289,17 @@ func (op *memOp) apply(m map[identity.ProfileID]*memProfile) {
 			}
 			p.seen[op.u.MessageID] = struct{}{}
 		}
+		if op.key != nil && op.key != p.key {
+			op.rekey(p.key)
+		}
 		prof := Profile{Traits: p.traits}
 		op.u.apply(&prof)
 		p.traits, p.meta = prof.Traits, prof.Metadata
 		if op.hasEvent {
 			p.insert(op.ev)
+			if op.props != nil {
+				p.props[op.ev.MessageID] = op.props
+			}
 		}
 	case opMerge:
 		from, into := m[op.from], m[op.pid]
@@ -250,6 +309,9 @@ func (op *memOp) apply(m map[identity.ProfileID]*memProfile) {
 		for _, e := range from.events {
 			if _, dup := into.seen[e.MessageID]; !dup || e.MessageID == "" {
 				into.insert(e)
+				if sealed, ok := from.props[e.MessageID]; ok {
+					into.props[e.MessageID] = reseal(from.key, into.key, sealedEventField(e.MessageID), sealed)
+				}
 			}
 		}
 		for id := range from.seen {
@@ -341,7 +403,10 @@ func (tx *memTx) PickTraits(ctx context.Context, pid identity.ProfileID, names [
 	for _, name := range names {
 		var v any
 		if t, ok := p.traits[name]; ok {
-			v = CloneValue(t.Value)
+			var err error
+			if v, err = p.traitValue(name, t); err != nil {
+				return dst, err
+			}
 		}
 		dst = append(dst, v)
 	}
@@ -384,8 +449,10 @@ func (tx *memTx) Update(ctx context.Context, pid identity.ProfileID, u Update) e
 			return fmt.Errorf("%w: message %s on profile %s", ErrDuplicate, u.MessageID, pid)
 		}
 	}
-	op := memOp{kind: opUpdate, pid: pid}
-	op.u, op.ev, op.hasEvent = u.clone()
+	op, err := tx.stage(pid, &u, nil)
+	if err != nil {
+		return err
+	}
 	tx.ops = append(tx.ops, op)
 	return nil
 }

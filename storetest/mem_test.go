@@ -47,3 +47,16 @@ func TestMemoryDefaults(t *testing.T) {
 		return memHarness{}, nil
 	})
 }
+
+// sealedMemHarness is memHarness with the profile store that seals in memory.
+type sealedMemHarness struct{ memHarness }
+
+func (sealedMemHarness) MakeProfiles(context.Context) (profile.Store, error) {
+	return profile.NewSealedMemStore(), nil
+}
+
+func TestSealedMemStore(t *testing.T) {
+	storetest.RunConformanceTests(t, func(context.Context, *testing.T) (storetest.Harness, error) {
+		return sealedMemHarness{}, nil
+	})
+}

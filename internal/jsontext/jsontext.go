@@ -1,6 +1,11 @@
 package jsontext
 
-import "unicode/utf8"
+import (
+	"math"
+	"slices"
+	"strconv"
+	"unicode/utf8"
+)
 
 const hexDigits = "0123456789abcdef"
 
@@ -55,4 +60,101 @@ func AppendString(b []byte, s string) (_ []byte, valid bool) {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"'), valid
+}
+
+// AppendFloat appends f as encoding/json does: the shortest form that reads back
+// exactly, with an exponent only for very small or large magnitudes.
+func AppendFloat(b []byte, f float64) []byte {
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// Clean up e-09 to e-9.
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
+}
+
+// ValueEncoder encodes trait values and event properties, map keys sorted. It
+// keeps one key buffer per nesting level, so sorting keys does not allocate
+// once warm; the zero value is ready, and one is not safe for concurrent use.
+type ValueEncoder struct {
+	keys [][]string
+}
+
+// AppendValue appends v as JSON when it is in profile.NormalizeValue's
+// canonical form (nil, bool, finite float64, UTF-8 string, []any,
+// map[string]any), nested at most maxDepth levels; ok is false otherwise,
+// and the caller falls back to NormalizeValue, which also names what is
+// wrong.
+func (e *ValueEncoder) AppendValue(b []byte, v any, maxDepth int) (_ []byte, ok bool) {
+	return e.appendValue(b, v, 0, maxDepth)
+}
+
+func (e *ValueEncoder) appendValue(b []byte, v any, depth, maxDepth int) (_ []byte, ok bool) {
+	if depth > maxDepth {
+		return b, false
+	}
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...), true
+	case bool:
+		return strconv.AppendBool(b, x), true
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return b, false
+		}
+		return AppendFloat(b, x), true
+	case string:
+		return AppendString(b, x)
+	case []any:
+		if x == nil {
+			return append(b, "null"...), true
+		}
+		b = append(b, '[')
+		for i, el := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, ok = e.appendValue(b, el, depth+1, maxDepth); !ok {
+				return b, false
+			}
+		}
+		return append(b, ']'), true
+	case map[string]any:
+		if x == nil {
+			return append(b, "null"...), true
+		}
+		if len(e.keys) <= depth {
+			e.keys = append(e.keys, make([][]string, depth+1-len(e.keys))...)
+		}
+		keys := e.keys[depth][:0]
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		e.keys[depth] = keys
+		b = append(b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, ok = AppendString(b, k); !ok {
+				return b, false
+			}
+			b = append(b, ':')
+			if b, ok = e.appendValue(b, x[k], depth+1, maxDepth); !ok {
+				return b, false
+			}
+		}
+		clear(keys) // let the strings go
+		return append(b, '}'), true
+	}
+	return b, false
 }

@@ -1,0 +1,207 @@
+package profile
+
+// Sealing in memory (NewSealedMemStore): trait values and event properties
+// are kept as JSON sealed under a data key of the profile's own, made with
+// the profile and dropped with it. Values are sealed when a write is staged,
+// outside the store's lock, and opened when read, so what the store holds
+// between the two is ciphertext only.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/internal/jsontext"
+	"github.com/gdprkit/privacy/keyring"
+)
+
+// sealedValue is a trait value as a sealed MemStore keeps it: its JSON,
+// sealed under the profile's data key for the trait's name. Its type tells a
+// sealed value from a clear one: no caller's value is of it.
+type sealedValue []byte
+
+// Fields the associated data binds a sealed value to, beside the profile.
+func sealedTraitField(name string) string { return "trait:" + name }
+func sealedEventField(id string) string   { return "event:" + id + ":properties" }
+
+// sealEncoder is a buffer and an encoder for sealJSON.
+type sealEncoder struct {
+	buf []byte
+	jsontext.ValueEncoder
+}
+
+var sealEncoders = sync.Pool{New: func() any { return &sealEncoder{buf: make([]byte, 0, 256)} }}
+
+// sealJSON seals v's JSON for field. It encodes the values the Controller
+// stores by hand, sparing the collection path encoding/json's reflection.
+func sealJSON(key *keyring.DataKey, field string, v any) ([]byte, error) {
+	se := sealEncoders.Get().(*sealEncoder)
+	defer sealEncoders.Put(se)
+	b, ok := se.AppendValue(se.buf[:0], v, MaxDepth)
+	if !ok {
+		// Not in NormalizeValue's form (a caller of the store's own): let
+		// encoding/json say whether it is JSON at all. HTML characters are
+		// kept as they are: the text is data, not markup.
+		w := bytes.NewBuffer(b[:0])
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(v); err != nil {
+			// The value is not repeated: it is personal data.
+			return nil, fmt.Errorf("%w: %s: a %T that does not encode as JSON", ErrInvalid, field, v)
+		}
+		b = w.Bytes()
+	}
+	sealed := key.Seal(field, b)
+	clear(b) // the pool keeps no value in clear
+	se.buf = b[:0]
+	return sealed, nil
+}
+
+// openJSON opens what sealJSON sealed into dst.
+func openJSON(key *keyring.DataKey, field string, sealed []byte, dst any) error {
+	text, err := key.Open(field, sealed)
+	if err != nil {
+		return fmt.Errorf("profile %s: %s does not open: %w", key.Profile(), field, err)
+	}
+	defer clear(text) // the decoded value is a copy
+	if err := json.Unmarshal(text, dst); err != nil {
+		return fmt.Errorf("profile %s: %s does not decode: %w", key.Profile(), field, err)
+	}
+	return nil
+}
+
+// traitValue returns a copy of the trait's value, opened when sealed.
+func (p *memProfile) traitValue(name string, t Trait) (any, error) {
+	sealed, ok := t.Value.(sealedValue)
+	if !ok {
+		return CloneValue(t.Value), nil
+	}
+	var v any
+	err := openJSON(p.key, sealedTraitField(name), sealed, &v)
+	return v, err
+}
+
+// cloneTraits returns a copy of the profile's traits, opened when sealed.
+func (p *memProfile) cloneTraits() (map[string]Trait, error) {
+	if p.key == nil {
+		return CloneTraits(p.traits), nil
+	}
+	if p.traits == nil {
+		return nil, nil
+	}
+	c := make(map[string]Trait, len(p.traits))
+	for name, t := range p.traits {
+		v, err := p.traitValue(name, t)
+		if err != nil {
+			return nil, err
+		}
+		t.Value = v
+		c[name] = t
+	}
+	return c, nil
+}
+
+// cloneEvent returns a copy of e, one of the profile's events, with its
+// properties opened when sealed.
+func (p *memProfile) cloneEvent(e *Event) (Event, error) {
+	sealed, ok := p.props[e.MessageID]
+	if !ok {
+		return e.Clone(), nil
+	}
+	c := *e
+	err := openJSON(p.key, sealedEventField(e.MessageID), sealed, &c.Properties)
+	return c, err
+}
+
+// reseal opens what from sealed for field and seals it under to. It cannot
+// fail but for memory corrupted under the store: both keys are the store's
+// own and the ciphertext never left it.
+func reseal(from, to *keyring.DataKey, field string, sealed []byte) []byte {
+	text, err := from.Open(field, sealed)
+	if err != nil {
+		panic(fmt.Sprintf("profile: sealed MemStore: a value of profile %s does not open with its own key: %v", from.Profile(), err))
+	}
+	return to.Seal(field, text)
+}
+
+// stageSealed returns what an Update op holds in a sealed store: u's trait
+// values and event properties sealed under key, everything else copied.
+func stageSealed(u *Update, key *keyring.DataKey) (memOp, error) {
+	op := memOp{kind: opUpdate, key: key}
+	op.u = *u
+	op.u.Metadata = u.Metadata.Clone()
+	op.u.Remove = append([]string(nil), u.Remove...)
+	op.u.Event = nil
+	if u.Set != nil {
+		op.u.Set = make(map[string]Trait, len(u.Set))
+		for name, t := range u.Set {
+			sealed, err := sealJSON(key, sealedTraitField(name), t.Value)
+			if err != nil {
+				return memOp{}, err
+			}
+			t.Value = sealedValue(sealed)
+			op.u.Set[name] = t
+		}
+	}
+	if u.Event != nil {
+		op.ev, op.hasEvent = *u.Event, true
+		op.ev.Properties = nil
+		if u.Event.Properties != nil {
+			sealed, err := sealJSON(key, sealedEventField(u.Event.MessageID), u.Event.Properties)
+			if err != nil {
+				return memOp{}, err
+			}
+			op.props = sealed
+		}
+	}
+	return op, nil
+}
+
+// rekey re-seals what op staged under key, the key of the profile it
+// lands on: another transaction made the profile, with its own key, after
+// this one staged.
+func (op *memOp) rekey(key *keyring.DataKey) {
+	for name, t := range op.u.Set {
+		t.Value = sealedValue(reseal(op.key, key, sealedTraitField(name), t.Value.(sealedValue)))
+		op.u.Set[name] = t
+	}
+	if op.props != nil {
+		op.props = reseal(op.key, key, sealedEventField(op.ev.MessageID), op.props)
+	}
+	op.key = key
+}
+
+// keyFor returns the data key of the profile as tx sees it, or a new one
+// when tx sees no such profile.
+func (tx *memTx) keyFor(pid identity.ProfileID) (*keyring.DataKey, error) {
+	m, locked := tx.view(pid)
+	var key *keyring.DataKey
+	if p := m[pid]; p != nil {
+		key = p.key
+	}
+	tx.release(locked)
+	if key != nil {
+		return key, nil
+	}
+	return keyring.NewRandomDataKey(pid)
+}
+
+// stage returns the op that applies u to pid.
+func (tx *memTx) stage(pid identity.ProfileID, u *Update, key *keyring.DataKey) (memOp, error) {
+	if !tx.s.sealed {
+		op := memOp{kind: opUpdate, pid: pid}
+		op.u, op.ev, op.hasEvent = u.clone()
+		return op, nil
+	}
+	if key == nil {
+		var err error
+		if key, err = tx.keyFor(pid); err != nil {
+			return memOp{}, err
+		}
+	}
+	op, err := stageSealed(u, key)
+	op.pid = pid
+	return op, err
+}
