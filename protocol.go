@@ -334,6 +334,13 @@ func (c *Controller) stage(ctx context.Context, txs *participants, e *journal.En
 	// commits), then deletions, then corrections. (Called one by one rather
 	// than through a table, so that the stager stays on the stack.)
 	s := stager{c: c, ctx: ctx, txs: txs, now: now}
+	// The mark commits with the decision's data: Recover tells by it that
+	// the decision landed, should the journal not get to record it.
+	if m, ok := txs.profiles.(profile.RequestMarkingTx); ok {
+		if err := m.MarkRequest(ctx, e.ID); err != nil {
+			return backendError("profile request mark", err)
+		}
+	}
 	if err := stageSuppression(&s, d); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/profile"
 )
 
 // Recover completes the requests the journal shows unfinished that nobody
@@ -64,6 +65,10 @@ func (c *Controller) recoverOne(ctx context.Context, cl *claim, e *journal.Entry
 	}
 	if !e.Decided {
 		_, err := c.execute(ctx, cl, e) // presumed aborted: run it again
+		return err
+	}
+	if err := c.readCommitMark(ctx, e); err != nil {
+		c.inflight.Delete(e.ID)
 		return err
 	}
 	// Lock the person as they are now: what the subjects, and the identifiers
@@ -202,6 +207,28 @@ func decisionProfiles(d *journal.Decision) []identity.ProfileID {
 		pids = append(pids, r.Profile)
 	}
 	return pids
+}
+
+// readCommitMark sets e.Committed when the journal does not show the
+// decision's commit but the profile store marked the request in it
+// (profile.RequestMarks): the process died, or the journal failed, between
+// the two. The time is the recovery's; the commit's is not known. Without
+// the mark, Recover would decide the request again on the person as they are
+// now: erase a person collected anew since, or correct again a trait changed
+// since.
+func (c *Controller) readCommitMark(ctx context.Context, e *journal.Entry) error {
+	m, ok := c.profiles.(profile.RequestMarks)
+	if !ok || !e.Committed.IsZero() {
+		return nil
+	}
+	marked, err := m.RequestMarked(ctx, e.ID)
+	if err != nil {
+		return backendError("profile request marks", err)
+	}
+	if marked {
+		e.Committed = c.now()
+	}
+	return nil
 }
 
 // allCommitted reports whether the entry records that every backend

@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	"github.com/gdprkit/privacy/identity"
-	"github.com/gdprkit/privacy/keyring"
 )
 
 // BatchUpdate is one Update of a batch, with the profile it applies to.
@@ -133,17 +132,14 @@ func (tx *memTx) UpdateBatch(ctx context.Context, updates []BatchUpdate, dup []b
 		}
 		tx.release(locked)
 	}
-	var keys map[identity.ProfileID]*keyring.DataKey // a sealed store's: each profile's key, looked up once
+	var keys map[identity.ProfileID]stagingKey // a sealed store's: each profile's key, looked up once
 	if tx.s.sealed {
-		keys = make(map[identity.ProfileID]*keyring.DataKey, len(byProfile))
+		keys = make(map[identity.ProfileID]stagingKey, len(byProfile))
 		for i := range updates {
 			pid := updates[i].Profile
-			if keys[pid] == nil {
-				k, err := tx.keyFor(pid)
-				if err != nil {
-					return dup, err
-				}
-				keys[pid] = k
+			if _, ok := keys[pid]; !ok {
+				k, own := tx.keyFor(pid)
+				keys[pid] = stagingKey{k, own}
 			}
 		}
 	}

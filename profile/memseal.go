@@ -7,8 +7,8 @@ package profile
 // between the two is ciphertext only.
 
 import (
-	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -35,28 +35,35 @@ type sealEncoder struct {
 var sealEncoders = sync.Pool{New: func() any { return &sealEncoder{buf: make([]byte, 0, 256)} }}
 
 // sealJSON seals v's JSON for field. It encodes the values the Controller
-// stores by hand, sparing the collection path encoding/json's reflection.
+// stores by hand, sparing the collection path encoding/json's reflection;
+// another value is normalised first, as NormalizeValue says. Whatever
+// happens, the pooled encoder goes back holding nothing of v.
 func sealJSON(key *keyring.DataKey, field string, v any) ([]byte, error) {
 	se := sealEncoders.Get().(*sealEncoder)
-	defer sealEncoders.Put(se)
-	b, ok := se.AppendValue(se.buf[:0], v, MaxDepth)
-	if !ok {
-		// Not in NormalizeValue's form (a caller of the store's own): let
-		// encoding/json say whether it is JSON at all. HTML characters are
-		// kept as they are: the text is data, not markup.
-		w := bytes.NewBuffer(b[:0])
-		enc := json.NewEncoder(w)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(v); err != nil {
-			// The value is not repeated: it is personal data.
-			return nil, fmt.Errorf("%w: %s: a %T that does not encode as JSON", ErrInvalid, field, v)
+	b := se.buf[:0]
+	defer func() {
+		clear(b[:cap(b)]) // the text, or what was written of it before a refusal
+		se.buf = b[:0]
+		se.Reset() // the map keys sorted
+		sealEncoders.Put(se)
+	}()
+	var ok bool
+	if b, ok = se.AppendValue(b, v, MaxDepth); !ok {
+		n, err := NormalizeValue(field, v)
+		if err != nil {
+			// The reason only: the path names the keys of maps, which may
+			// be personal data, as the value is.
+			var ve *ValueError
+			if errors.As(err, &ve) {
+				return nil, fmt.Errorf("%w: %s: %s", ErrInvalid, field, ve.Reason)
+			}
+			return nil, fmt.Errorf("%w: %s: not a JSON value", ErrInvalid, field)
 		}
-		b = w.Bytes()
+		if b, ok = se.AppendValue(b[:0], n, MaxDepth); !ok {
+			return nil, fmt.Errorf("%w: %s: not a JSON value", ErrInvalid, field) // NormalizeValue's are
+		}
 	}
-	sealed := key.Seal(field, b)
-	clear(b) // the pool keeps no value in clear
-	se.buf = b[:0]
-	return sealed, nil
+	return key.Seal(field, b), nil
 }
 
 // openJSON opens what sealJSON sealed into dst.
@@ -123,6 +130,7 @@ func reseal(from, to *keyring.DataKey, field string, sealed []byte) []byte {
 	if err != nil {
 		panic(fmt.Sprintf("profile: sealed MemStore: a value of profile %s does not open with its own key: %v", from.Profile(), err))
 	}
+	defer clear(text)
 	return to.Seal(field, text)
 }
 
@@ -174,34 +182,47 @@ func (op *memOp) rekey(key *keyring.DataKey) {
 }
 
 // keyFor returns the data key of the profile as tx sees it, or a new one
-// when tx sees no such profile.
-func (tx *memTx) keyFor(pid identity.ProfileID) (*keyring.DataKey, error) {
+// (own) when tx sees no such profile.
+func (tx *memTx) keyFor(pid identity.ProfileID) (key *keyring.DataKey, own bool) {
 	m, locked := tx.view(pid)
-	var key *keyring.DataKey
 	if p := m[pid]; p != nil {
 		key = p.key
 	}
 	tx.release(locked)
 	if key != nil {
-		return key, nil
+		return key, false
 	}
-	return keyring.NewRandomDataKey(pid)
+	return newKey(pid), true
 }
 
-// stage returns the op that applies u to pid.
-func (tx *memTx) stage(pid identity.ProfileID, u *Update, key *keyring.DataKey) (memOp, error) {
+// newKey returns a new data key for the profile.
+func newKey(pid identity.ProfileID) *keyring.DataKey {
+	key, err := keyring.NewRandomDataKey(pid)
+	if err != nil { // it fails only for a key of the wrong size
+		panic("profile: sealed MemStore: " + err.Error())
+	}
+	return key
+}
+
+// stagingKey is the key a write is staged under, and whether it was made
+// for it.
+type stagingKey struct {
+	key *keyring.DataKey
+	own bool
+}
+
+// stage returns the op that applies u to pid, under k in a sealed store
+// (looked up when k.key is nil).
+func (tx *memTx) stage(pid identity.ProfileID, u *Update, k stagingKey) (memOp, error) {
 	if !tx.s.sealed {
 		op := memOp{kind: opUpdate, pid: pid}
 		op.u, op.ev, op.hasEvent = u.clone()
 		return op, nil
 	}
-	if key == nil {
-		var err error
-		if key, err = tx.keyFor(pid); err != nil {
-			return memOp{}, err
-		}
+	if k.key == nil {
+		k.key, k.own = tx.keyFor(pid)
 	}
-	op, err := stageSealed(u, key)
-	op.pid = pid
+	op, err := stageSealed(u, k.key)
+	op.pid, op.ownKey = pid, k.own
 	return op, err
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/internal/memscan"
 	"github.com/gdprkit/privacy/keyring"
 	"github.com/google/go-cmp/cmp"
 )
@@ -29,57 +30,11 @@ func canaryUpdate(id string) Update {
 	}
 }
 
-// findString reports whether s occurs in any string or byte slice reachable
-// from v, unexported fields included.
-func findString(v reflect.Value, s string, seen map[uintptr]bool) bool {
-	switch v.Kind() {
-	case reflect.String:
-		return strings.Contains(v.String(), s)
-	case reflect.Slice:
-		if v.Type().Elem().Kind() == reflect.Uint8 {
-			return strings.Contains(string(v.Bytes()), s)
-		}
-		for i := range v.Len() {
-			if findString(v.Index(i), s, seen) {
-				return true
-			}
-		}
-	case reflect.Array:
-		for i := range v.Len() {
-			if findString(v.Index(i), s, seen) {
-				return true
-			}
-		}
-	case reflect.Pointer:
-		if v.IsNil() || seen[v.Pointer()] {
-			return false
-		}
-		seen[v.Pointer()] = true
-		return findString(v.Elem(), s, seen)
-	case reflect.Interface:
-		return !v.IsNil() && findString(v.Elem(), s, seen)
-	case reflect.Map:
-		it := v.MapRange()
-		for it.Next() {
-			if findString(it.Key(), s, seen) || findString(it.Value(), s, seen) {
-				return true
-			}
-		}
-	case reflect.Struct:
-		for i := range v.NumField() {
-			if findString(v.Field(i), s, seen) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // holds reports whether the store's memory holds s anywhere.
 func holds(s *MemStore, str string) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return findString(reflect.ValueOf(s.profiles), str, map[uintptr]bool{})
+	return memscan.Holds(s.profiles, str)
 }
 
 func TestSealedMemStoreHoldsNoValueInClear(t *testing.T) {

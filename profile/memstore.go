@@ -29,11 +29,15 @@ type MemStore struct {
 	dirty  atomic.Bool
 
 	sealed bool // NewSealedMemStore
+
+	marks map[string]struct{} // requests marked (RequestMarkingTx), under mu
 }
 
 var (
-	_ Store       = (*MemStore)(nil)
-	_ TraitPicker = (*memTx)(nil)
+	_ Store            = (*MemStore)(nil)
+	_ TraitPicker      = (*memTx)(nil)
+	_ RequestMarkingTx = (*memTx)(nil)
+	_ RequestMarks     = (*MemStore)(nil)
 )
 
 // memProfile is one stored profile. Events are kept sorted by CompareEvents.
@@ -254,6 +258,7 @@ const (
 	opUpdate opKind = iota
 	opMerge
 	opDelete
+	opMark // a request marked (RequestMarkingTx)
 )
 
 // memOp is one staged write. apply is the only code that changes profiles, used
@@ -267,9 +272,13 @@ type memOp struct {
 	hasEvent bool
 
 	// In a sealed store: the key u's values and the event's properties
-	// (props) are sealed under.
-	key   *keyring.DataKey
-	props []byte
+	// (props) are sealed under, and whether it was made for this write
+	// (ownKey: the profile did not exist) or is an existing profile's.
+	key    *keyring.DataKey
+	ownKey bool
+	props  []byte
+
+	request string // opMark's
 }
 
 func (op *memOp) apply(m map[identity.ProfileID]*memProfile) {
@@ -277,6 +286,14 @@ func (op *memOp) apply(m map[identity.ProfileID]*memProfile) {
 	case opUpdate:
 		p := m[op.pid]
 		if p == nil {
+			if op.key != nil && !op.ownKey {
+				// The key was the profile's, deleted since by another
+				// transaction: the profile made again gets a key of its
+				// own, or the deleted one's sealed values would open
+				// with it.
+				op.rekey(newKey(op.pid))
+				op.ownKey = true
+			}
 			p = &memProfile{seen: map[string]struct{}{}, key: op.key}
 			if op.key != nil {
 				p.props = map[string][]byte{}
@@ -291,6 +308,7 @@ func (op *memOp) apply(m map[identity.ProfileID]*memProfile) {
 		}
 		if op.key != nil && op.key != p.key {
 			op.rekey(p.key)
+			op.ownKey = false
 		}
 		prof := Profile{Traits: p.traits}
 		op.u.apply(&prof)
@@ -449,7 +467,7 @@ func (tx *memTx) Update(ctx context.Context, pid identity.ProfileID, u Update) e
 			return fmt.Errorf("%w: message %s on profile %s", ErrDuplicate, u.MessageID, pid)
 		}
 	}
-	op, err := tx.stage(pid, &u, nil)
+	op, err := tx.stage(pid, &u, stagingKey{})
 	if err != nil {
 		return err
 	}
@@ -482,6 +500,23 @@ func (tx *memTx) Delete(ctx context.Context, pid identity.ProfileID) error {
 	return nil
 }
 
+// MarkRequest implements RequestMarkingTx.
+func (tx *memTx) MarkRequest(ctx context.Context, id string) error {
+	if err := tx.check(ctx); err != nil {
+		return err
+	}
+	tx.ops = append(tx.ops, memOp{kind: opMark, request: id})
+	return nil
+}
+
+// RequestMarked implements RequestMarks.
+func (s *MemStore) RequestMarked(ctx context.Context, id string) (bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.marks[id]
+	return ok, nil
+}
+
 func (tx *memTx) Commit(ctx context.Context) error {
 	if tx.done {
 		return ErrTxDone
@@ -498,6 +533,13 @@ func (tx *memTx) Commit(ctx context.Context) error {
 	tx.s.mu.Lock()
 	before := len(tx.s.profiles)
 	for i := range ops {
+		if ops[i].kind == opMark {
+			if tx.s.marks == nil {
+				tx.s.marks = map[string]struct{}{}
+			}
+			tx.s.marks[ops[i].request] = struct{}{}
+			continue
+		}
 		ops[i].apply(tx.s.profiles)
 		if ops[i].kind != opUpdate {
 			tx.s.dirty.Store(true)

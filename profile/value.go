@@ -95,8 +95,9 @@ func (e *ValueError) Is(target error) bool {
 // nil, bool, float64, string, []any or map[string]any, all the way down. Integers
 // become float64 (those beyond 2^53, which JSON numbers cannot hold exactly, are
 // refused: send them as strings), time.Time becomes an RFC 3339 string, and other
-// types go through encoding/json. Strings and keys must be UTF-8; NaN and the
-// infinities are refused. v itself is returned when it is already canonical, so the
+// types go through encoding/json. A typed nil (a nil map, slice or pointer)
+// becomes nil, JSON's null, which is all a store that keeps JSON gives back.
+// Strings and keys must be UTF-8; NaN and the infinities are refused. v itself is returned when it is already canonical, so the
 // common case does not allocate; path names v in error messages. A value larger
 // than MaxValueSize (see NormalizeValueWithin) is refused.
 func NormalizeValue(path string, v any) (any, error) {
@@ -190,6 +191,9 @@ func isCanonical(v any, depth int, left *int) bool {
 		*left -= scalarExtra(x)
 		return *left >= 0
 	case map[string]any:
+		if x == nil {
+			return false // JSON's null: normalised to nil
+		}
 		for k, e := range x {
 			*left -= len(k)
 			if *left < 0 || !utf8.ValidString(k) || !isCanonical(e, depth+1, left) {
@@ -198,6 +202,9 @@ func isCanonical(v any, depth int, left *int) bool {
 		}
 		return true
 	case []any:
+		if x == nil {
+			return false // JSON's null: normalised to nil
+		}
 		for _, e := range x {
 			if !isCanonical(e, depth+1, left) {
 				return false
@@ -287,6 +294,9 @@ func normalizeValue(path string, v any, depth int, z *sizer) (any, error) {
 	case time.Time:
 		return checkString(path, x.Format(time.RFC3339Nano), z)
 	case map[string]any:
+		if x == nil {
+			return nil, nil // as every other typed nil: what JSON keeps of it
+		}
 		if err := z.afford(path, len(x)); err != nil {
 			return nil, err
 		}
@@ -307,6 +317,9 @@ func normalizeValue(path string, v any, depth int, z *sizer) (any, error) {
 		}
 		return m, nil
 	case []any:
+		if x == nil {
+			return nil, nil
+		}
 		if err := z.afford(path, len(x)); err != nil {
 			return nil, err
 		}

@@ -1361,14 +1361,23 @@ func crashProcessExits(t *testing.T, d sqlstore.Dialect) {
 // profile store's commit, after the decision.
 func eraseInDyingChild(t *testing.T, s *site, p *person) {
 	t.Helper()
+	runCrashingChild(t, s, "TestCrashMidRightChild", "GDPRKIT_CRASH_CHILD", "at the commit", "GDPRKIT_CRASH_SUBJECT="+p.uid)
+}
+
+// runCrashingChild runs the test named child in a new process of this test
+// binary, given the site (as JSON) in the environment variable siteVar and
+// env besides, and fails unless the process dies (os.Exit(crashExitCode))
+// at the point where names.
+func runCrashingChild(t *testing.T, s *site, child, siteVar, where string, env ...string) {
+	t.Helper()
 	cfg, err := json.Marshal(s)
 	must(t, err)
-	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestCrashMidRightChild$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), "GDPRKIT_CRASH_CHILD="+string(cfg), "GDPRKIT_CRASH_SUBJECT="+p.uid)
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^"+child+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(append(os.Environ(), siteVar+"="+string(cfg)), env...)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != crashExitCode {
-		t.Fatalf("the child process = %v; want it to exit with %d at the commit:\n%s", err, crashExitCode, out)
+		t.Fatalf("the child process = %v; want it to exit with %d %s:\n%s", err, crashExitCode, where, out)
 	}
 }
 

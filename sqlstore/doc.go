@@ -46,6 +46,12 @@
 // statement, so no transaction of the erasure grows with their events. A key
 // made again for a listed profile purges it first.
 //
+// Every decided request is marked in its own transaction (migration 0011,
+// request_marks: the request id only; profile.RequestMarkingTx), so that
+// Recover can tell a decision that committed from one that did not when the
+// process died, or the journal failed, between the commit and the journal's
+// record of it.
+//
 // The outbox's payloads are sealed with the keyring's forwarding key
 // (keyring.Keys.Forwarding): a deletion must stay readable once the
 // person's key is gone, and a merge moves queued messages between profiles

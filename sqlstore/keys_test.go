@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -187,19 +186,11 @@ func TestKeyRotationCrash(t *testing.T) {
 			ctx := t.Context()
 			seedSuppressed(t, s, oldKey)
 
-			cfg, err := json.Marshal(s)
-			must(t, err)
-			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestKeyRotationCrashChild$", "-test.count=1", "-test.v")
-			cmd.Env = append(os.Environ(), "GDPRKIT_ROTATION_CHILD="+string(cfg))
-			out, err := cmd.CombinedOutput()
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() != crashExitCode {
-				t.Fatalf("the child process = %v; want it to exit with %d at the audit record:\n%s", err, crashExitCode, out)
-			}
+			runCrashingChild(t, s, "TestKeyRotationCrashChild", "GDPRKIT_ROTATION_CHILD", "at the audit record")
 
 			p := s.open(t)
 			rotated := p.keyed(privacy.WithKey(newKey), privacy.WithPreviousKeys(oldKey))
-			_, err = privacy.New(rotated...)
+			_, err := privacy.New(rotated...)
 			if !errors.Is(err, privacy.ErrKeyMismatch) || !strings.Contains(err.Error(), "did not finish") {
 				t.Errorf("New with the new keys after the crash = %v; want ErrKeyMismatch saying the rotation did not finish", err)
 			}

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -223,15 +222,7 @@ func TestPurgeFailsThenRecovers(t *testing.T) {
 func TestCrashBeforeThePurge(t *testing.T) {
 	forEachSeededSite(t, func(t *testing.T, s *site, ada, bob *person) {
 		ctx := t.Context()
-		cfg, err := json.Marshal(s)
-		must(t, err)
-		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrashBeforeThePurgeChild$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), "GDPRKIT_PURGE_CRASH_CHILD="+string(cfg), "GDPRKIT_CRASH_SUBJECT="+ada.uid)
-		out, err := cmd.CombinedOutput()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != crashExitCode {
-			t.Fatalf("the child process = %v; want it to exit with %d at the purge:\n%s", err, crashExitCode, out)
-		}
+		runCrashingChild(t, s, "TestCrashBeforeThePurgeChild", "GDPRKIT_PURGE_CRASH_CHILD", "at the purge", "GDPRKIT_CRASH_SUBJECT="+ada.uid)
 
 		if m, _, l := s.rowsLeft(t, ada.pid); m < 20 || l != 1 {
 			t.Fatalf("after the crash ada has %d messages, listed %d; want her sealed events left, listed to purge", m, l)

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -26,15 +25,7 @@ func TestCrashDuringPurgeKeepsNewCollection(t *testing.T) {
 	s := newSite(t, sqlstore.Postgres)
 	ada, _ := seedCrash(t, s)
 	ctx := t.Context()
-	cfg, err := json.Marshal(s)
-	must(t, err)
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrashDuringPurgeChild$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), "GDPRKIT_PURGE_DIE_CHILD="+string(cfg), "GDPRKIT_PURGE_DIE_SUBJECT="+ada.uid)
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != crashExitCode {
-		t.Fatalf("child = %v; want exit %d in the purge:\n%s", err, crashExitCode, out)
-	}
+	runCrashingChild(t, s, "TestCrashDuringPurgeChild", "GDPRKIT_PURGE_DIE_CHILD", "in the purge", "GDPRKIT_PURGE_DIE_SUBJECT="+ada.uid)
 	p := s.open(t)
 	c := p.controller(t, nil)
 	if _, err := c.Profile(ctx, userID(ada)); !errors.Is(err, privacy.ErrNotFound) {

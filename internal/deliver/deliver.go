@@ -176,7 +176,10 @@ func (e *Engine) Flush(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if pending == 0 {
+		e.heldMu.Lock()
+		held := len(e.held)
+		e.heldMu.Unlock()
+		if pending == 0 && held == 0 { // nothing owed, and what was answered is counted
 			return nil
 		}
 		e.Wake()
@@ -512,8 +515,8 @@ func (w *worker) settle(batch []outbox.Item, err error) {
 		}
 		time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
 	}
-	e.release(answers)
 	if serr != nil {
+		e.release(answers)
 		// Given back, or else their leases lapse: they are delivered again,
 		// at least once (and an item an erasure emptied, which a store may
 		// keep held while its owner lives, is let go).
@@ -538,6 +541,7 @@ func (w *worker) settle(batch []outbox.Item, err error) {
 	w.stats.NotSupported += notSupported
 	w.stats.Retries += retries
 	w.mu.Unlock()
+	e.release(answers) // after the stats: Flush waits for what is held
 	var requests []string
 	for _, it := range batch {
 		if it.Request != "" && !slices.Contains(requests, it.Request) {

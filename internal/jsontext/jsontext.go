@@ -88,6 +88,14 @@ type ValueEncoder struct {
 	keys [][]string
 }
 
+// Reset clears the key buffers, so that the encoder keeps no map key of a
+// value it encoded (they may be personal data) once it is put away.
+func (e *ValueEncoder) Reset() {
+	for i := range e.keys {
+		clear(e.keys[i][:cap(e.keys[i])])
+	}
+}
+
 // AppendValue appends v as JSON when it is in profile.NormalizeValue's
 // canonical form (nil, bool, finite float64, UTF-8 string, []any,
 // map[string]any), nested at most maxDepth levels; ok is false otherwise,
