@@ -139,7 +139,7 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 	set := c.set.Load()
 	// Only these can change a membership now: new traits, a new or merged profile,
 	// or an event some audience counts. Time passing is Refresh's business.
-	withAudiences := set.Len() > 0 && (msg.kind == "identify" || plan.Create || len(plan.Absorb) > 0 || set.UsesEvents(msg.event))
+	withAudiences := set.Len() > 0 && (msg.kind == kindIdentify || plan.Create || len(plan.Absorb) > 0 || set.UsesEvents(msg.event))
 
 	var gtx identity.Tx
 	if plan.Writes() {
@@ -161,7 +161,7 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 	// the traits they name, which a TraitPicker reads without copying the
 	// profile.
 	picker := traitPickerOf(ptx)
-	pick := picker != nil && withAudiences && msg.kind == "track" && !plan.Create && len(plan.Absorb) == 0
+	pick := picker != nil && withAudiences && msg.storesEvent() && !plan.Create && len(plan.Absorb) == 0
 	u, traits, err := c.buildUpdate(ctx, ptx, plan, msg, now, withAudiences && !pick)
 	if err != nil {
 		return false, false, err

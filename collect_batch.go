@@ -507,7 +507,7 @@ func (c *Controller) buildBatchUpdates(ctx context.Context, ptx profile.Tx, set 
 	traits := map[identity.ProfileID]map[string]profile.Trait{}
 	for i := range items {
 		it := &items[i]
-		if it.outcome != outcomePending || it.msg.kind != "identify" {
+		if it.outcome != outcomePending || it.msg.kind != kindIdentify {
 			continue
 		}
 		if _, ok := traits[it.profile]; ok {
@@ -554,7 +554,7 @@ func (c *Controller) buildBatchUpdates(ctx context.Context, ptx profile.Tx, set 
 		metas[it.profile] = meta
 		it.version, it.now, it.update = meta.Version, now, len(updates)
 		u := profile.Update{MessageID: it.msg.messageID, Metadata: meta}
-		if it.msg.kind == "identify" {
+		if it.msg.kind == kindIdentify {
 			cur := traits[it.profile]
 			applyIdentify(&u, &it.msg, cur)
 			// cur is the batch's own copy: bring it to the state after u. (Should
@@ -676,5 +676,5 @@ func (c *Controller) batchAudiences(ctx context.Context, ptx profile.Tx, set *au
 // concernsAudiences reports whether a stored item can change its profile's
 // memberships: an identify (new traits), or an event some audience counts.
 func concernsAudiences(set *audience.Set, it *batchItem) bool {
-	return it.outcome == outcomeStored && (it.msg.kind == "identify" || set.UsesEvents(it.msg.event))
+	return it.outcome == outcomeStored && (it.msg.kind == kindIdentify || set.UsesEvents(it.msg.event))
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -138,9 +139,12 @@ func TestPromotedIdentifiers(t *testing.T) {
 
 func TestCollectRefusesBadInputAndStoresNothing(t *testing.T) {
 	bad := string([]byte{0xff, 0xfe})
-	traits301 := map[string]any{}
+	traits300, traits301 := map[string]any{}, map[string]any{}
 	for i := range 301 {
 		traits301[fmt.Sprint("t", i)] = i
+		if i < 300 {
+			traits300[fmt.Sprint("t", i)] = i
+		}
 	}
 	deep := map[string]any{}
 	for cur, i := deep, 0; i < 40; i++ {
@@ -156,7 +160,6 @@ func TestCollectRefusesBadInputAndStoresNothing(t *testing.T) {
 	}{
 		{"no identifier", privacy.Track{Event: "E", Timestamp: at(0)}, "UserID", nil},
 		{"blocked anonymous id", privacy.Track{AnonymousID: "anonymous", Event: "E", Timestamp: at(0)}, "AnonymousID", identity.ErrBlocked},
-		{"blocked beside a good id", privacy.Track{UserID: "u1", AnonymousID: "00000000-0000-0000-0000-000000000000", Event: "E", Timestamp: at(0)}, "AnonymousID", identity.ErrBlocked},
 		{"blocked user id", privacy.Identify{UserID: "null", Timestamp: at(0)}, "UserID", identity.ErrBlocked},
 		{"blank user id", privacy.Identify{UserID: "   ", Timestamp: at(0)}, "UserID", identity.ErrInvalid},
 		{"empty external id value", privacy.Identify{UserID: "u1", ExternalIDs: []identity.ID{{Type: "ios.id", Value: ""}}, Timestamp: at(0)}, "ExternalIDs[0]", identity.ErrInvalid},
@@ -168,8 +171,17 @@ func TestCollectRefusesBadInputAndStoresNothing(t *testing.T) {
 		{"non-UTF-8 event", privacy.Track{UserID: "u1", Event: bad, Timestamp: at(0)}, "Event", nil},
 		{"empty trait name", privacy.Identify{UserID: "u1", Traits: map[string]any{"": 1}, Timestamp: at(0)}, `Traits[""]`, nil},
 		{"301 traits", privacy.Identify{UserID: "u1", Traits: traits301, Timestamp: at(0)}, "Traits", nil},
-		{"zero timestamp identify", privacy.Identify{UserID: "u1"}, "Timestamp", nil},
-		{"zero timestamp track", privacy.Track{UserID: "u1", Event: "E"}, "Timestamp", nil},
+		{"300 traits", privacy.Identify{UserID: "u1", Traits: traits300, Timestamp: at(0)}, "Traits", nil},
+		{"group without a group id", privacy.Group{UserID: "u1", Timestamp: at(0)}, "GroupID", nil},
+		{"group of a blocked id only", privacy.Group{GroupID: "null", Timestamp: at(0)}, "GroupID", identity.ErrBlocked},
+		{"group with 300 traits", privacy.Group{UserID: "u1", GroupID: "g1", Traits: traits300, Timestamp: at(0)}, "Traits", nil},
+		{"alias without a previous id", privacy.Alias{UserID: "u1", Timestamp: at(0)}, "PreviousID", nil},
+		{"alias without a user id", privacy.Alias{PreviousID: "a1", Timestamp: at(0)}, "UserID", nil},
+		{"non-UTF-8 page name", privacy.Page{UserID: "u1", Name: bad, Timestamp: at(0)}, "Name", nil},
+		{"non-UTF-8 page category", privacy.Page{UserID: "u1", Category: bad, Timestamp: at(0)}, "Category", nil},
+		{"NaN in context", privacy.Screen{UserID: "u1", Context: map[string]any{"screen": map[string]any{"density": math.NaN()}}, Timestamp: at(0)}, `Context["screen"]`, profile.ErrInvalid},
+		{"function in integrations", privacy.Track{UserID: "u1", Event: "E", Integrations: map[string]any{"crm": func() {}}, Timestamp: at(0)}, `Integrations["crm"]`, profile.ErrInvalid},
+		{"sent before year 1", privacy.Track{UserID: "u1", Event: "E", Timestamp: at(0), SentAt: time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)}, "SentAt", nil},
 		{"empty event", privacy.Track{UserID: "u1", Timestamp: at(0)}, "Event", nil},
 		{"NaN property", privacy.Track{UserID: "u1", Event: "E", Properties: map[string]any{"x": math.NaN()}, Timestamp: at(0)}, `Properties["x"]`, profile.ErrInvalid},
 		{"integer beyond 2^53", privacy.Identify{UserID: "u1", Traits: map[string]any{"big": int64(1) << 60}, Timestamp: at(0)}, `Traits["big"]`, profile.ErrInvalid},

@@ -25,7 +25,7 @@ func (c *Controller) buildUpdate(ctx context.Context, ptx profile.Tx, plan *iden
 	fresh := freshMetadata(msg, now)
 	meta := fresh
 	if !plan.Create {
-		needTraits := wantTraits || msg.kind == "identify" || len(plan.Absorb) > 0
+		needTraits := wantTraits || msg.kind == kindIdentify || len(plan.Absorb) > 0
 		var err error
 		if needTraits {
 			var p *profile.Profile
@@ -70,12 +70,11 @@ func (c *Controller) buildUpdate(ctx context.Context, ptx profile.Tx, plan *iden
 			}
 		}
 	}
-	switch msg.kind {
-	case "identify":
-		applyIdentify(&u, msg, cur)
-	case "track":
+	if msg.storesEvent() {
 		ev := eventOf(msg, now)
 		u.Event = &ev
+	} else {
+		applyIdentify(&u, msg, cur)
 	}
 	c.advanceMetadata(&meta, msg, now)
 	u.Metadata = meta
@@ -104,12 +103,13 @@ func (c *Controller) advanceMetadata(meta *profile.Metadata, msg *message, now t
 	if msg.timestamp.After(meta.LastSeen) {
 		meta.LastSeen = msg.timestamp
 	}
-	meta.Recipients = c.noteRecipients(meta.Recipients, now)
+	meta.Recipients = noteRecipients(meta.Recipients, route(msg.integrations, c.destinations), now)
 }
 
-// eventOf is the event a track message stores.
+// eventOf is the event a message other than an identify stores.
 func eventOf(msg *message, now time.Time) profile.Event {
-	return profile.Event{MessageID: msg.messageID, Name: msg.event, Properties: msg.props, Timestamp: msg.timestamp, ReceivedAt: now}
+	return profile.Event{MessageID: msg.messageID, Type: msg.kind, Name: msg.event, Properties: msg.props,
+		Context: msg.context, Source: msg.source, Timestamp: msg.timestamp, ReceivedAt: now}
 }
 
 // traitsAfter brings cur, the caller's own copy of a profile's traits (or
@@ -189,7 +189,13 @@ func mergeMetadata(into, from profile.Metadata) profile.Metadata {
 // destination is being sent the person's data now: each message handed to the
 // outbox goes to all of them. An access request lists them (Art. 15(1)(c), 19).
 func (c *Controller) noteRecipients(rs []profile.Recipient, now time.Time) []profile.Recipient {
-	for _, name := range c.destinations {
+	return noteRecipients(rs, c.destinations, now)
+}
+
+// noteRecipients records in rs that the destinations named are being sent
+// the person's data now.
+func noteRecipients(rs []profile.Recipient, names []string, now time.Time) []profile.Recipient {
+	for _, name := range names {
 		i := slices.IndexFunc(rs, func(r profile.Recipient) bool { return r.Name == name })
 		if i < 0 {
 			rs = append(rs, profile.Recipient{Name: name, FirstSent: now, LastSent: now})

@@ -231,8 +231,16 @@ func (o *owed) names() []string {
 // The destinations' items share m: a store copies what it enqueues (or
 // encodes it), and enqueue follows at once.
 func (o *owed) message(m destination.Message, request, key string) {
+	o.messageTo(o.names(), m, request, key)
+}
+
+// messageTo owes m to the destinations named, as message does.
+func (o *owed) messageTo(names []string, m destination.Message, request, key string) {
+	if len(names) == 0 {
+		return
+	}
 	now := o.now()
-	for _, name := range o.names() {
+	for _, name := range names {
 		o.items = append(o.items, outbox.Item{Destination: name, Profile: m.ProfileID, Request: request, Key: key,
 			Message: &m, Enqueued: now})
 	}
@@ -283,16 +291,50 @@ func audienceMessageID(pid identity.ProfileID, key, verb string, version uint64,
 	return id
 }
 
-// collected owes the collected message, addressed by its own identifiers.
+// collected owes the collected message, addressed by its own identifiers,
+// to the destinations its Integrations allow.
 func (o *owed) collected(pid identity.ProfileID, msg *message, matches []identity.Match) {
 	ids := matchedIDs(matches)
-	m := destination.Message{MessageID: msg.messageID, Type: msg.kind, ProfileID: pid, IDs: ids, Timestamp: msg.timestamp}
-	if msg.kind == destination.TypeIdentify {
+	m := destination.Message{MessageID: msg.messageID, Type: msg.kind, ProfileID: pid, IDs: ids,
+		Context: msg.context, Timestamp: msg.timestamp}
+	switch msg.kind {
+	case kindIdentify:
 		m.Traits = msg.traits // nil values travel too: they remove the trait downstream
-	} else {
+	case kindTrack:
 		m.Event, m.Properties = msg.event, msg.props
+	case kindPage, kindScreen:
+		m.Name, m.Category, m.Properties = msg.event, msg.category, msg.props
+	case kindGroup:
+		m.GroupID, m.Traits = msg.groupID, msg.props // the group's traits
+	case kindAlias:
+		m.PreviousID = msg.previous
 	}
-	o.message(m, "", "")
+	o.messageTo(route(msg.integrations, o.names()), m, "", "")
+}
+
+// route returns the destinations of names a message with the integrations
+// given goes to, as Segment routes: a destination named true (or an
+// object of its options) is sent, one named false is not, and those not
+// named follow "All", true when absent. Nil integrations send to all.
+func route(integrations map[string]any, names []string) []string {
+	if integrations == nil {
+		return names
+	}
+	all := true
+	if v, ok := integrations["All"]; ok && v != nil {
+		all = v != false
+	}
+	out := names[:0:0]
+	for _, name := range names {
+		on := all
+		if v, ok := integrations[name]; ok && v != nil {
+			on = v != false
+		}
+		if on {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // matchedIDs returns the identifiers of a message's matches.

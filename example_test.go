@@ -78,13 +78,13 @@ func ExampleController_CollectBatch() {
 // Bad input is refused with the field named; nothing is stored.
 func ExampleFieldError() {
 	c, _ := privacy.New()
-	err := c.Collect(context.Background(), privacy.Identify{UserID: "u1", AnonymousID: "00000000-0000"})
+	err := c.Collect(context.Background(), privacy.Track{UserID: "u1", Properties: map[string]any{"plan": "pro"}})
 	var fe *privacy.FieldError
 	fmt.Println(errors.As(err, &fe), fe.Field)
 	fmt.Println(err)
 	// Output:
-	// true Timestamp
-	// privacy: invalid Timestamp: zero; set it to when the message happened
+	// true Event
+	// privacy: invalid Event: empty event name
 }
 
 // Events page like the Profile API's events endpoint: newest first, with a cursor.

@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,13 +17,15 @@ import (
 
 // Limits on collected messages.
 const (
-	// MaxTraits is the most traits one Identify may carry, as in Segment.
+	// MaxTraits bounds the traits of one Identify or Group: Segment rejects
+	// those with MaxTraits or more.
 	MaxTraits = 300
 	// maxNameLength bounds message ids, event names, trait keys and sources.
 	maxNameLength = 1024
 )
 
-// Message is a Segment-spec message for Collect: Identify or Track.
+// Message is a Segment-spec message for Collect: Identify, Track, Page,
+// Screen, Group or Alias (or a pointer to one).
 type Message interface {
 	// isMessage seals the interface: only this package's message types
 	// implement it.
@@ -30,6 +34,10 @@ type Message interface {
 
 func (Identify) isMessage() {}
 func (Track) isMessage()    {}
+func (Page) isMessage()     {}
+func (Screen) isMessage()   {}
+func (Group) isMessage()    {}
+func (Alias) isMessage()    {}
 
 // prepareMessage validates m into out and appends its identifiers to ids,
 // highest priority first. It switches on the concrete type rather than calling a
@@ -49,14 +57,60 @@ func prepareMessage(in *intake, m Message, out *message, ids []identity.ID) ([]i
 		if m != nil {
 			return m.prepare(in, out, ids)
 		}
+	case Page:
+		return m.prepare(in, out, ids)
+	case *Page:
+		if m != nil {
+			return m.prepare(in, out, ids)
+		}
+	case Screen:
+		return m.prepare(in, out, ids)
+	case *Screen:
+		if m != nil {
+			return m.prepare(in, out, ids)
+		}
+	case Group:
+		return m.prepare(in, out, ids)
+	case *Group:
+		if m != nil {
+			return m.prepare(in, out, ids)
+		}
+	case Alias:
+		return m.prepare(in, out, ids)
+	case *Alias:
+		if m != nil {
+			return m.prepare(in, out, ids)
+		}
 	}
 	return ids, fieldErrorf("Message", "nil message")
 }
 
+// Segment's common fields, on every message type:
+//
+//   - Context is what the sending library knows of the circumstances (ip,
+//     userAgent, device, page, campaign, locale, library, traits, consent,
+//     ...), kept as given: a JSON object within the message's size limit.
+//     Its traits.email is an identifier, as traits.email is; on a device
+//     whose type is "ios" or "android", device.id and device.advertisingId
+//     are the identifiers <type>.id and <type>.idfa.
+//   - Integrations names the destinations the message goes to: a key per
+//     destination name, true or an object to send, false not to; "All"
+//     applies to those not named (by default all are sent).
+//   - Timestamp (or OriginalTimestamp, when Timestamp is zero) is when the
+//     message happened by the sender's clock; SentAt, when the sender sent
+//     it by that clock; ReceivedAt, when it reached the host (zero: when
+//     it is collected). The time stored is Segment's: ReceivedAt -
+//     (SentAt - Timestamp) when SentAt is given, which corrects the
+//     sender's clock skew; Timestamp when it is not; ReceivedAt when
+//     neither Timestamp nor OriginalTimestamp is.
+//   - Source names the sending source; it becomes the traits' Source and
+//     the stored event's.
+
 // Identify tells who a person is and what is known of them (Segment's identify).
-// At least one of UserID, AnonymousID and ExternalIDs is required, and so is
-// Timestamp. An email trait, or a trait named after another default identifier type
-// (identity.DefaultTypes), is promoted to an identifier of the profile.
+// At least one of UserID, AnonymousID and ExternalIDs is required. An email
+// trait, or a trait named after another default identifier type
+// (identity.DefaultTypes; group_id comes from Group messages only), is
+// promoted to an identifier of the profile.
 type Identify struct {
 	// MessageID de-duplicates: a message collected twice for one person is stored
 	// once. When empty, a random id is assigned.
@@ -65,11 +119,17 @@ type Identify struct {
 	AnonymousID string
 	ExternalIDs []identity.ID
 	// Traits set profile traits; a trait set to nil removes it, "" sets it empty.
-	// More than MaxTraits is refused.
+	// MaxTraits or more are refused.
 	Traits    map[string]any
 	Timestamp time.Time
 	// Source names the sending source; it becomes the traits' Source.
 	Source string
+	// Segment's common fields (see Message).
+	Context           map[string]any
+	Integrations      map[string]any
+	SentAt            time.Time
+	ReceivedAt        time.Time
+	OriginalTimestamp time.Time
 }
 
 // Track records an event a person did (Segment's track). Identifiers as for
@@ -83,25 +143,145 @@ type Track struct {
 	Properties  map[string]any
 	Timestamp   time.Time
 	Source      string
+	// Segment's common fields (see Message).
+	Context           map[string]any
+	Integrations      map[string]any
+	SentAt            time.Time
+	ReceivedAt        time.Time
+	OriginalTimestamp time.Time
 }
+
+// Page records a page a person viewed on a website (Segment's page). It is
+// stored as an event of type "page" named Name; Name and Category are
+// added to its properties (as analytics.js does) unless they hold those
+// keys already. Identifiers as for Identify.
+type Page struct {
+	MessageID   string
+	UserID      string
+	AnonymousID string
+	ExternalIDs []identity.ID
+	Name        string
+	Category    string
+	Properties  map[string]any
+	Timestamp   time.Time
+	Source      string
+	// Segment's common fields (see Message).
+	Context           map[string]any
+	Integrations      map[string]any
+	SentAt            time.Time
+	ReceivedAt        time.Time
+	OriginalTimestamp time.Time
+}
+
+// Screen records a screen a person viewed in a mobile app (Segment's
+// screen), stored as an event of type "screen" named Name, which is added
+// to its properties unless they hold it already. Identifiers as for
+// Identify.
+type Screen struct {
+	MessageID   string
+	UserID      string
+	AnonymousID string
+	ExternalIDs []identity.ID
+	Name        string
+	Properties  map[string]any
+	Timestamp   time.Time
+	Source      string
+	// Segment's common fields (see Message).
+	Context           map[string]any
+	Integrations      map[string]any
+	SentAt            time.Time
+	ReceivedAt        time.Time
+	OriginalTimestamp time.Time
+}
+
+// Group ties a person to a group (an account, a company: Segment's group).
+// GroupID is required and becomes the person's group_id identifier; Traits
+// are the group's (MaxTraits or more are refused), kept on the stored event
+// of type "group" as its properties and sent to destinations. Identifiers
+// as for Identify.
+type Group struct {
+	MessageID   string
+	UserID      string
+	AnonymousID string
+	ExternalIDs []identity.ID
+	GroupID     string
+	Traits      map[string]any
+	Timestamp   time.Time
+	Source      string
+	// Segment's common fields (see Message).
+	Context           map[string]any
+	Integrations      map[string]any
+	SentAt            time.Time
+	ReceivedAt        time.Time
+	OriginalTimestamp time.Time
+}
+
+// Alias tells that PreviousID (an earlier user id or anonymous id) is the
+// person UserID is now (Segment's alias). As in Segment Unify it does not
+// merge profiles: it is stored as an event of type "alias" on UserID's
+// profile, with previousId among its properties, and sent to destinations.
+// UserID and PreviousID are required.
+type Alias struct {
+	MessageID   string
+	UserID      string
+	AnonymousID string
+	PreviousID  string
+	Timestamp   time.Time
+	Source      string
+	// Segment's common fields (see Message).
+	Context           map[string]any
+	Integrations      map[string]any
+	SentAt            time.Time
+	ReceivedAt        time.Time
+	OriginalTimestamp time.Time
+}
+
+// Message types, as message.kind and destination.Message.Type.
+const (
+	kindIdentify = "identify"
+	kindTrack    = "track"
+	kindPage     = "page"
+	kindScreen   = "screen"
+	kindGroup    = "group"
+	kindAlias    = "alias"
+)
 
 // message is a validated, normalised message.
 type message struct {
-	kind      string // "identify" or "track"
+	kind      string // kindIdentify, kindTrack, ...
 	messageID string
 
-	timestamp time.Time
+	timestamp time.Time // as Segment computes it
 	source    string
 	traits    map[string]any // identify; a nil value removes the trait
-	event     string         // track
-	props     map[string]any // track
+	event     string         // the stored event's name: a track's event, a page's or screen's name
+	props     map[string]any // the stored event's properties
+	category  string         // page
+	groupID   string         // group
+	previous  string         // alias
+
+	context      map[string]any
+	integrations map[string]any
+
+	dropped error // the first blocked identifier dropped (addID)
+}
+
+// storesEvent reports whether the message is stored as an event (every
+// kind but identify).
+func (m *message) storesEvent() bool { return m.kind != kindIdentify }
+
+// envelope is what every message type has, handed to message.common.
+type envelope struct {
+	messageID, userID, anonID, source string
+	ext                               []identity.ID
+	timestamp, original, sentAt, recv time.Time
+	context, integrations             map[string]any
 }
 
 func (m *Identify) prepare(in *intake, out *message, ids []identity.ID) ([]identity.ID, error) {
-	out.kind = "identify"
 	r := in.resolver
-	budget := in.limits.MessageBytes
-	ids, err := out.common(in, &budget, m.MessageID, m.UserID, m.AnonymousID, m.ExternalIDs, m.Timestamp, m.Source, ids)
+	budget, ids, err := out.start(in, kindIdentify, envelope{m.MessageID, m.UserID, m.AnonymousID, m.Source, m.ExternalIDs,
+		m.Timestamp, m.OriginalTimestamp, m.SentAt, m.ReceivedAt, m.Context, m.Integrations}, ids)
 	if err != nil {
 		return ids, err
 	}
@@ -118,49 +298,197 @@ func (m *Identify) prepare(in *intake, out *message, ids []identity.ID) ([]ident
 			}
 		}
 	}
-	return finish(r, ids)
+	return out.finish(r, ids)
 }
 
 func (m *Track) prepare(in *intake, out *message, ids []identity.ID) ([]identity.ID, error) {
-	out.kind = "track"
-	budget := in.limits.MessageBytes
-	ids, err := out.common(in, &budget, m.MessageID, m.UserID, m.AnonymousID, m.ExternalIDs, m.Timestamp, m.Source, ids)
+	budget, ids, err := out.start(in, kindTrack, envelope{m.MessageID, m.UserID, m.AnonymousID, m.Source, m.ExternalIDs,
+		m.Timestamp, m.OriginalTimestamp, m.SentAt, m.ReceivedAt, m.Context, m.Integrations}, ids)
 	if err != nil {
 		return ids, err
 	}
 	if m.Event == "" {
 		return ids, fieldErrorf("Event", "empty event name")
 	}
-	if err := checkName("Event", m.Event); err != nil {
+	if err := out.name(in, &budget, "Event", m.Event); err != nil {
 		return ids, err
 	}
-	if budget -= len(m.Event); budget < 0 {
-		return ids, tooLarge("Event", in.limits)
+	if out.props, err = checkProperties(in, &budget, "Properties", m.Properties, nil); err != nil {
+		return ids, err
 	}
-	out.event = m.Event
-	if m.Properties != nil {
-		if len(m.Properties) > in.limits.Properties {
-			return ids, fieldErrorf("Properties", "%d properties, more than %d (Limits.Properties)", len(m.Properties), in.limits.Properties)
-		}
-		p, err := profile.NormalizeValueWithin("Properties", m.Properties, &budget)
-		if errors.Is(err, profile.ErrTooLarge) {
-			return ids, tooLarge("Properties", in.limits)
-		}
-		if err != nil {
-			return ids, fieldError("Properties", err)
-		}
-		out.props = p.(map[string]any)
-	}
-	return finish(in.resolver, ids)
+	return out.finish(in.resolver, ids)
 }
 
-func isPromoted(trait string) bool {
-	for _, t := range identity.DefaultTypes {
-		if t == trait {
+func (m *Page) prepare(in *intake, out *message, ids []identity.ID) ([]identity.ID, error) {
+	budget, ids, err := out.start(in, kindPage, envelope{m.MessageID, m.UserID, m.AnonymousID, m.Source, m.ExternalIDs,
+		m.Timestamp, m.OriginalTimestamp, m.SentAt, m.ReceivedAt, m.Context, m.Integrations}, ids)
+	if err != nil {
+		return ids, err
+	}
+	if err := out.name(in, &budget, "Name", m.Name); err != nil {
+		return ids, err
+	}
+	if err := checkName("Category", m.Category); err != nil {
+		return ids, err
+	}
+	if budget -= len(m.Category); budget < 0 {
+		return ids, tooLarge("Category", in.limits)
+	}
+	out.category = m.Category
+	if out.props, err = checkProperties(in, &budget, "Properties", m.Properties, []string{"name", m.Name, "category", m.Category}); err != nil {
+		return ids, err
+	}
+	return out.finish(in.resolver, ids)
+}
+
+func (m *Screen) prepare(in *intake, out *message, ids []identity.ID) ([]identity.ID, error) {
+	budget, ids, err := out.start(in, kindScreen, envelope{m.MessageID, m.UserID, m.AnonymousID, m.Source, m.ExternalIDs,
+		m.Timestamp, m.OriginalTimestamp, m.SentAt, m.ReceivedAt, m.Context, m.Integrations}, ids)
+	if err != nil {
+		return ids, err
+	}
+	if err := out.name(in, &budget, "Name", m.Name); err != nil {
+		return ids, err
+	}
+	if out.props, err = checkProperties(in, &budget, "Properties", m.Properties, []string{"name", m.Name}); err != nil {
+		return ids, err
+	}
+	return out.finish(in.resolver, ids)
+}
+
+func (m *Group) prepare(in *intake, out *message, ids []identity.ID) ([]identity.ID, error) {
+	r := in.resolver
+	budget, ids, err := out.start(in, kindGroup, envelope{m.MessageID, m.UserID, m.AnonymousID, m.Source, m.ExternalIDs,
+		m.Timestamp, m.OriginalTimestamp, m.SentAt, m.ReceivedAt, m.Context, m.Integrations}, ids)
+	if err != nil {
+		return ids, err
+	}
+	if m.GroupID == "" {
+		return ids, fieldErrorf("GroupID", "empty; a group message names its group")
+	}
+	if budget -= len(m.GroupID); budget < 0 {
+		return ids, tooLarge("GroupID", in.limits)
+	}
+	if ids, err = out.addID(r, ids, "GroupID", identity.ID{Type: identity.TypeGroupID, Value: m.GroupID}); err != nil {
+		return ids, err
+	}
+	out.groupID = m.GroupID
+	traits, err := checkTraits(m.Traits, &budget, in.limits)
+	if err != nil {
+		return ids, err
+	}
+	// The group's traits, not the person's: kept on the group event, with
+	// nil values kept as null (they remove nothing).
+	out.props = traits
+	return out.finish(r, ids)
+}
+
+func (m *Alias) prepare(in *intake, out *message, ids []identity.ID) ([]identity.ID, error) {
+	if m.UserID == "" {
+		return ids, fieldErrorf("UserID", "empty; an alias names the user id the person has now")
+	}
+	if m.PreviousID == "" {
+		return ids, fieldErrorf("PreviousID", "empty; an alias names the id the person had before")
+	}
+	budget, ids, err := out.start(in, kindAlias, envelope{m.MessageID, m.UserID, m.AnonymousID, m.Source, nil,
+		m.Timestamp, m.OriginalTimestamp, m.SentAt, m.ReceivedAt, m.Context, m.Integrations}, ids)
+	if err != nil {
+		return ids, err
+	}
+	if err := checkName("PreviousID", m.PreviousID); err != nil {
+		return ids, err
+	}
+	if len(m.PreviousID) > identity.MaxValueLength {
+		return ids, fieldErrorf("PreviousID", "%d bytes, more than %d", len(m.PreviousID), identity.MaxValueLength)
+	}
+	if budget -= len(m.PreviousID); budget < 0 {
+		return ids, tooLarge("PreviousID", in.limits)
+	}
+	out.previous = m.PreviousID
+	out.props = map[string]any{"previousId": m.PreviousID}
+	return out.finish(in.resolver, ids)
+}
+
+// start begins preparing a message of the kind given: the common fields,
+// within the message's size budget, which it returns for the rest.
+func (m *message) start(in *intake, kind string, e envelope, ids []identity.ID) (int, []identity.ID, error) {
+	m.kind = kind
+	budget := in.limits.MessageBytes
+	ids, err := m.common(in, &budget, &e, ids)
+	return budget, ids, err
+}
+
+// name checks a stored event's name and spends it from the budget.
+func (m *message) name(in *intake, budget *int, field, name string) error {
+	if err := checkName(field, name); err != nil {
+		return err
+	}
+	if *budget -= len(name); *budget < 0 {
+		return tooLarge(field, in.limits)
+	}
+	m.event = name
+	return nil
+}
+
+// checkProperties validates a stored event's properties, and adds the
+// pairs of add (key, value, ...) whose value is not empty and whose key the
+// properties do not hold.
+func checkProperties(in *intake, budget *int, field string, props map[string]any, add []string) (map[string]any, error) {
+	if props == nil && !hasValue(add) {
+		return nil, nil
+	}
+	if len(props) > in.limits.Properties {
+		return nil, fieldErrorf(field, "%d properties, more than %d (Limits.Properties)", len(props), in.limits.Properties)
+	}
+	var out map[string]any
+	cloned := false
+	if props != nil {
+		p, err := profile.NormalizeValueWithin(field, props, budget)
+		if errors.Is(err, profile.ErrTooLarge) {
+			return nil, tooLarge(field, in.limits)
+		}
+		if err != nil {
+			return nil, fieldError(field, err)
+		}
+		out, _ = p.(map[string]any)
+	}
+	for i := 0; i+1 < len(add); i += 2 {
+		k, v := add[i], add[i+1]
+		if v == "" {
+			continue
+		}
+		if _, ok := out[k]; ok {
+			continue
+		}
+		if !cloned {
+			// NormalizeValue may have returned the caller's own map.
+			out, cloned = maps.Clone(out), true
+			if out == nil {
+				out = map[string]any{}
+			}
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// hasValue reports whether any value of the pairs (key, value, ...) is not
+// empty.
+func hasValue(pairs []string) bool {
+	for i := 1; i < len(pairs); i += 2 {
+		if pairs[i] != "" {
 			return true
 		}
 	}
 	return false
+}
+
+// isPromoted reports whether an identify trait is also an identifier: one
+// named after a default identifier type, but group_id, which a Group
+// message's GroupID sets (a trait named so merged people who shared a
+// group).
+func isPromoted(trait string) bool {
+	return trait != identity.TypeGroupID && slices.Contains(identity.DefaultTypes, trait)
 }
 
 // checkName checks a name: at most maxNameLength bytes of UTF-8, without NUL
@@ -188,19 +516,16 @@ func tooLarge(field string, l *Limits) error {
 }
 
 // common validates what every message type has and appends its identifiers.
-// It spends the budget on the message id, identifiers and source.
-func (m *message) common(in *intake, budget *int, msgID, userID, anonID string, ext []identity.ID, ts time.Time, source string, ids []identity.ID) ([]identity.ID, error) {
+// It spends the budget on the message id, identifiers, source, context and
+// integrations.
+func (m *message) common(in *intake, budget *int, e *envelope, ids []identity.ID) ([]identity.ID, error) {
 	r := in.resolver
-	switch {
-	case ts.IsZero():
-		return ids, fieldErrorf("Timestamp", "zero; set it to when the message happened")
-	case ts.Before(earliest):
-		return ids, fieldErrorf("Timestamp", "before year 1")
-	case ts.After(in.now.Add(in.limits.FutureSkew)):
-		// A clock ahead of ours: taken as the time it is collected.
-		ts = in.now
+	ts, err := segmentTime(in, e)
+	if err != nil {
+		return ids, err
 	}
 	m.timestamp = ts.UTC().Truncate(time.Microsecond)
+	msgID := e.messageID
 	if err := checkName("MessageID", msgID); err != nil {
 		return ids, err
 	}
@@ -210,12 +535,12 @@ func (m *message) common(in *intake, budget *int, msgID, userID, anonID string, 
 	for _, f := range [...]struct {
 		name string
 		n    int
-	}{{"MessageID", len(msgID)}, {"UserID", len(userID)}, {"AnonymousID", len(anonID)}, {"Source", len(source)}} {
+	}{{"MessageID", len(msgID)}, {"UserID", len(e.userID)}, {"AnonymousID", len(e.anonID)}, {"Source", len(e.source)}} {
 		if *budget -= f.n; *budget < 0 {
 			return ids, tooLarge(f.name, in.limits)
 		}
 	}
-	for i, id := range ext {
+	for i, id := range e.ext {
 		if *budget -= len(id.Type) + len(id.Value) + externalIDOverhead; *budget < 0 {
 			return ids, tooLarge("ExternalIDs["+strconv.Itoa(i)+"]", in.limits)
 		}
@@ -224,44 +549,135 @@ func (m *message) common(in *intake, budget *int, msgID, userID, anonID string, 
 		msgID = newMessageID()
 	}
 	m.messageID = msgID
-	if err := checkName("Source", source); err != nil {
+	if err := checkName("Source", e.source); err != nil {
 		return ids, err
 	}
-	m.source = source
-	var err error
-	if userID != "" {
-		if ids, err = addID(r, ids, "UserID", identity.ID{Type: identity.TypeUserID, Value: userID}); err != nil {
+	m.source = e.source
+	for _, f := range [...]struct {
+		name string
+		v    map[string]any
+		dst  *map[string]any
+	}{{"Context", e.context, &m.context}, {"Integrations", e.integrations, &m.integrations}} {
+		if f.v == nil {
+			continue
+		}
+		n, err := profile.NormalizeValueWithin(f.name, f.v, budget)
+		if errors.Is(err, profile.ErrTooLarge) {
+			return ids, tooLarge(f.name, in.limits)
+		}
+		if err != nil {
+			return ids, fieldError(f.name, err)
+		}
+		*f.dst, _ = n.(map[string]any)
+	}
+	if e.userID != "" {
+		if ids, err = m.addID(r, ids, "UserID", identity.ID{Type: identity.TypeUserID, Value: e.userID}); err != nil {
 			return ids, err
 		}
 	}
-	if anonID != "" {
-		if ids, err = addID(r, ids, "AnonymousID", identity.ID{Type: identity.TypeAnonymousID, Value: anonID}); err != nil {
+	if e.anonID != "" {
+		if ids, err = m.addID(r, ids, "AnonymousID", identity.ID{Type: identity.TypeAnonymousID, Value: e.anonID}); err != nil {
 			return ids, err
 		}
 	}
-	for i, id := range ext {
-		if ids, err = addID(r, ids, "ExternalIDs["+strconv.Itoa(i)+"]", id); err != nil {
+	for i, id := range e.ext {
+		if ids, err = m.addID(r, ids, "ExternalIDs["+strconv.Itoa(i)+"]", id); err != nil {
 			return ids, err
 		}
 	}
-	return ids, nil
+	return contextIDs(r, m.context, ids), nil
+}
+
+// segmentTime is the message's time as Segment computes it (see Message),
+// checked: a time past the clock by more than Limits.FutureSkew is taken as
+// the clock's.
+func segmentTime(in *intake, e *envelope) (time.Time, error) {
+	for _, f := range [...]struct {
+		name string
+		t    time.Time
+	}{{"Timestamp", e.timestamp}, {"OriginalTimestamp", e.original}, {"SentAt", e.sentAt}, {"ReceivedAt", e.recv}} {
+		if !f.t.IsZero() && f.t.Before(earliest) {
+			return time.Time{}, fieldErrorf(f.name, "before year 1")
+		}
+	}
+	original := e.timestamp
+	if original.IsZero() {
+		original = e.original
+	}
+	received := e.recv
+	if received.IsZero() {
+		received = in.now
+	}
+	ts := original
+	switch {
+	case original.IsZero():
+		ts = received
+	case !e.sentAt.IsZero():
+		ts = received.Add(-e.sentAt.Sub(original)) // the sender's clock skew, corrected
+	}
+	switch {
+	case ts.Before(earliest):
+		return time.Time{}, fieldErrorf("Timestamp", "before year 1 once corrected by SentAt and ReceivedAt")
+	case ts.After(in.now.Add(in.limits.FutureSkew)):
+		// A clock ahead of ours: taken as the time it is collected.
+		ts = in.now
+	}
+	return ts, nil
+}
+
+// contextIDs appends the identifiers a message's context holds, as Segment
+// takes them: traits.email, and on an iOS or Android device its id and
+// advertising id. A value that is not a usable identifier (blocked, too
+// long) is left in the context only.
+func contextIDs(r *identity.Resolver, ctx map[string]any, ids []identity.ID) []identity.ID {
+	if ctx == nil {
+		return ids
+	}
+	add := func(typ string, v any) {
+		if s, ok := v.(string); ok && s != "" {
+			if id, err := r.Check(identity.ID{Type: typ, Value: s}); err == nil {
+				ids = append(ids, id)
+			}
+		}
+	}
+	if traits, ok := ctx["traits"].(map[string]any); ok {
+		add(identity.TypeEmail, traits["email"])
+	}
+	if device, ok := ctx["device"].(map[string]any); ok {
+		switch platform, _ := device["type"].(string); strings.ToLower(platform) {
+		case "ios", "android":
+			p := strings.ToLower(platform)
+			add(p+".id", device["id"])
+			add(p+".idfa", device["advertisingId"])
+		}
+	}
+	return ids
 }
 
 // addID checks one identifier of the message and appends it, unless it is
 // blocked and the rules say to drop blocked identifiers.
-func addID(r *identity.Resolver, ids []identity.ID, field string, id identity.ID) ([]identity.ID, error) {
+// The first one dropped is kept, to name should none be left.
+func (m *message) addID(r *identity.Resolver, ids []identity.ID, field string, id identity.ID) ([]identity.ID, error) {
 	n, err := r.Check(id)
 	switch {
 	case err == nil:
 		return append(ids, n), nil
 	case errors.Is(err, identity.ErrBlocked) && r.DropBlocked():
+		if m.dropped == nil {
+			m.dropped = fieldError(field, fmt.Errorf("%w; the message has no other identifier", err))
+		}
 		return ids, nil
 	}
 	return ids, fieldError(field, err)
 }
 
-func finish(r *identity.Resolver, ids []identity.ID) ([]identity.ID, error) {
+// finish orders the message's identifiers, and refuses it when none is
+// left: the blocked one dropped first is named, if any.
+func (m *message) finish(r *identity.Resolver, ids []identity.ID) ([]identity.ID, error) {
 	if len(ids) == 0 {
+		if m.dropped != nil {
+			return ids, m.dropped
+		}
 		return ids, fieldErrorf("UserID", "the message has no usable identifier: set UserID, AnonymousID or ExternalIDs")
 	}
 	return r.Order(ids), nil
@@ -278,8 +694,8 @@ func newMessageID() string {
 // which it counts down. It returns them normalised (a nil value stays nil: it
 // removes the trait).
 func checkTraits(traits map[string]any, budget *int, l *Limits) (map[string]any, error) {
-	if len(traits) > MaxTraits {
-		return nil, fieldErrorf("Traits", "%d traits, more than %d", len(traits), MaxTraits)
+	if len(traits) >= MaxTraits {
+		return nil, fieldErrorf("Traits", "%d traits; Segment takes fewer than %d", len(traits), MaxTraits)
 	}
 	out := make(map[string]any, len(traits))
 	for k, v := range traits {

@@ -107,10 +107,14 @@ type Destination interface {
 	Delete(ctx context.Context, d Deletion) error
 }
 
-// Message types.
+// Message types, as Segment's spec names them.
 const (
 	TypeIdentify = "identify"
 	TypeTrack    = "track"
+	TypePage     = "page"
+	TypeScreen   = "screen"
+	TypeGroup    = "group"
+	TypeAlias    = "alias"
 )
 
 // Names of the audience events, as Segment sends them.
@@ -124,15 +128,24 @@ const (
 type Message struct {
 	// MessageID is unique per message; destinations de-duplicate on it.
 	MessageID string
-	Type      string // TypeIdentify or TypeTrack
+	Type      string // TypeIdentify, TypeTrack, TypePage, ...
 	Event     string // track only
+	// Name is a page's or a screen's name; Category a page's category.
+	Name, Category string
+	// GroupID is a group message's group; its Traits are the group's.
+	GroupID string
+	// PreviousID is an alias message's earlier id (UserID is among IDs).
+	PreviousID string
 	// ProfileID is the person's canonical profile id.
 	ProfileID identity.ProfileID
 	// IDs are the identifiers the message is about.
 	IDs        []identity.ID
 	Traits     map[string]any
 	Properties map[string]any
-	Timestamp  time.Time
+	// Context is the message's context (ip, userAgent, device, ...), as
+	// sent: personal data, which the outbox seals as it does the rest.
+	Context   map[string]any
+	Timestamp time.Time
 }
 
 // Clone returns a deep copy of m.
@@ -140,6 +153,7 @@ func (m Message) Clone() Message {
 	m.IDs = slices.Clone(m.IDs)
 	m.Traits = cloneValues(m.Traits)
 	m.Properties = cloneValues(m.Properties)
+	m.Context = cloneValues(m.Context)
 	return m
 }
 

@@ -133,6 +133,12 @@ type wireMessage struct {
 	Traits     map[string]any `json:"traits,omitempty"`
 	Properties map[string]any `json:"properties,omitempty"`
 	Timestamp  time.Time      `json:"timestamp"`
+	// Segment's names for the other message types' fields.
+	Name       string         `json:"name,omitempty"`
+	Category   string         `json:"category,omitempty"`
+	GroupID    string         `json:"groupId,omitempty"`
+	PreviousID string         `json:"previousId,omitempty"`
+	Context    map[string]any `json:"context,omitempty"`
 }
 
 // Send implements Destination: one POST for the batch, keyed by its content,
@@ -220,7 +226,8 @@ func (w *Webhook) sendPart(ctx context.Context, msgs []Message, encoded [][]byte
 // without quoting it: the error is kept, and the message is personal data.
 func encodeMessage(m Message) ([]byte, error) {
 	wm := wireMessage{MessageID: m.MessageID, Type: m.Type, Event: m.Event, ProfileID: string(m.ProfileID),
-		Traits: m.Traits, Properties: m.Properties, Timestamp: m.Timestamp}
+		Traits: m.Traits, Properties: m.Properties, Timestamp: m.Timestamp,
+		Name: m.Name, Category: m.Category, GroupID: m.GroupID, PreviousID: m.PreviousID, Context: m.Context}
 	for _, id := range m.IDs {
 		wm.Identities = append(wm.Identities, id.String())
 	}

@@ -224,6 +224,12 @@ func TestWebhookSendBody(t *testing.T) {
 			Properties: map[string]any{"audience_key": "big_spenders", "count": 3.0},
 			Timestamp:  ts.Add(time.Second),
 		},
+		{
+			MessageID: "msg_3", Type: TypePage, Name: "Pricing", Category: "Docs", ProfileID: "use_01hx0000000000000000000000",
+			Context: map[string]any{"ip": "203.0.113.9"}, Timestamp: ts.Add(2 * time.Second),
+		},
+		{MessageID: "msg_4", Type: TypeGroup, GroupID: "acme", Traits: map[string]any{"plan": "enterprise"}, Timestamp: ts.Add(3 * time.Second)},
+		{MessageID: "msg_5", Type: TypeAlias, PreviousID: "anon-1", IDs: []identity.ID{{Type: identity.TypeUserID, Value: "42"}}, Timestamp: ts.Add(4 * time.Second)},
 	}
 	if err := w.Send(context.Background(), msgs); err != nil {
 		t.Fatalf("Send: %v", err)
@@ -259,6 +265,14 @@ func TestWebhookSendBody(t *testing.T) {
 				"properties":  map[string]any{"audience_key": "big_spenders", "count": 3.0},
 				"timestamp":   "2024-05-01T12:30:46.123456789+02:00",
 			},
+			map[string]any{
+				"messageId": "msg_3", "type": "page", "name": "Pricing", "category": "Docs", "profileId": "use_01hx0000000000000000000000",
+				"context": map[string]any{"ip": "203.0.113.9"}, "timestamp": "2024-05-01T12:30:47.123456789+02:00",
+			},
+			map[string]any{"messageId": "msg_4", "type": "group", "groupId": "acme", "traits": map[string]any{"plan": "enterprise"},
+				"timestamp": "2024-05-01T12:30:48.123456789+02:00"},
+			map[string]any{"messageId": "msg_5", "type": "alias", "previousId": "anon-1", "identifiers": []any{"user_id:42"},
+				"timestamp": "2024-05-01T12:30:49.123456789+02:00"},
 		},
 	}
 	if diff := cmp.Diff(want, decode(t, req.Body)); diff != "" {

@@ -149,6 +149,9 @@ type (
 		Timestamp  jsonTime       `json:"timestamp"`
 		ReceivedAt jsonTime       `json:"received_at"`
 		Properties map[string]any `json:"properties"`
+		Type       string         `json:"type"`
+		Source     string         `json:"source"`
+		Context    map[string]any `json:"context"`
 	}
 	wireRequest struct {
 		ID              string        `json:"id"`
@@ -208,8 +211,14 @@ func (w *wireEvent) event() (profile.Event, error) {
 	if _, err := profile.NormalizeValue("properties", w.Properties); err != nil {
 		return profile.Event{}, err
 	}
+	if _, err := profile.NormalizeValue("context", w.Context); err != nil {
+		return profile.Event{}, err
+	}
 	return profile.Event{
 		MessageID:  w.MessageID,
+		Type:       w.Type,
+		Source:     w.Source,
+		Context:    w.Context,
 		Name:       w.Name,
 		Properties: w.Properties,
 		Timestamp:  time.Time(w.Timestamp),

@@ -11,8 +11,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gdprkit/privacy/export"
+	"github.com/gdprkit/privacy/profile"
+	"github.com/google/go-cmp/cmp"
 )
 
 // readFails reads data and checks the error matches ErrInvalid and says want.
@@ -327,6 +330,66 @@ func TestReadSourceError(t *testing.T) {
 		_, err := export.Read(errReader{bytes.NewReader(data[:len(data)/2])}, f)
 		if !errors.Is(err, errBoom) || errors.Is(err, export.ErrInvalid) {
 			t.Errorf("%v: %v; want the reader's error, not ErrInvalid", f, err)
+		}
+	}
+}
+
+// TestReadExportWithoutEventTypes: an export written before events kept
+// their type, source and context (events.csv without those columns, JSON
+// events without those members) still reads, with them empty.
+func TestReadExportWithoutEventTypes(t *testing.T) {
+	p := richPackage()
+	t0 := p.Events[0].Timestamp
+	p.Events = []profile.Event{ // no line breaks: the test cuts lines
+		{MessageID: "m1", Name: "Order Completed", Timestamp: t0, Properties: map[string]any{"total": 99.95}},
+		{MessageID: "m3", Name: "Empty", Timestamp: t0.Add(time.Minute), Properties: map[string]any{}},
+	}
+	files, names := zipFiles(t, write(t, export.CSV, p))
+	var old bytes.Buffer
+	for i, line := range strings.SplitAfter(string(files["events.csv"]), "\n") {
+		if line == "" {
+			continue
+		}
+		// The three columns added last, each empty here: ",,,\n" or the header's names.
+		cut := strings.TrimSuffix(line, "\n")
+		if i == 0 {
+			cut = strings.TrimSuffix(cut, ",type,source,context")
+		} else {
+			if !strings.HasSuffix(cut, ",,") {
+				t.Fatalf("events.csv line %d %q: want the new columns empty", i+1, line)
+			}
+			cut = strings.TrimSuffix(cut, ",,,")
+		}
+		old.WriteString(cut + "\n")
+	}
+	files["events.csv"] = old.Bytes()
+	got, err := export.Read(bytes.NewReader(rezip(t, files, names, true)), export.CSV)
+	if err != nil {
+		t.Fatalf("an events.csv without the type, source and context columns: %v", err)
+	}
+	if len(got.Events) != len(p.Events) || got.Events[0].Properties["total"] != 99.95 {
+		t.Errorf("read back %d events, the first %+v; want %d, as written", len(got.Events), got.Events[0], len(p.Events))
+	}
+	if _, err := export.Read(bytes.NewReader(write(t, export.JSON, p)), export.JSON); err != nil {
+		t.Errorf("a JSON export whose events have no type, source or context: %v", err)
+	}
+}
+
+// TestEventTypeSourceAndContextRoundTrip: an event's type, source and
+// context are written and read back in every format.
+func TestEventTypeSourceAndContextRoundTrip(t *testing.T) {
+	p := richPackage()
+	t0 := p.Events[0].Timestamp
+	p.Events = append(p.Events, profile.Event{MessageID: "m9", Type: "page", Source: "web, \"eu\"", Name: "Pricing",
+		Timestamp: t0.Add(time.Hour), Properties: map[string]any{"name": "Pricing"},
+		Context: map[string]any{"ip": "203.0.113.9", "page": map[string]any{"url": "https://x.example/p?a=1,2\n"}, "consent": map[string]any{"categoryPreferences": map[string]any{"Ads": false}}}})
+	for _, f := range []export.Format{export.JSON, export.NDJSON, export.CSV} {
+		got, err := export.Read(bytes.NewReader(write(t, f, p)), f)
+		if err != nil {
+			t.Fatalf("%v: %v", f, err)
+		}
+		if diff := cmp.Diff(p.Events, got.Events); diff != "" {
+			t.Errorf("%v: events read back (-written +read):\n%s", f, diff)
 		}
 	}
 }

@@ -186,7 +186,7 @@ func (cr *csvReader) parseTable(p *csvParser, t *table) (rows int, err error) {
 		idx[c] = i
 	}
 	for c, i := range idx {
-		if i < 0 {
+		if i < 0 && c < t.required {
 			return 0, fmt.Errorf("line 1: column %q is missing", t.cols[c])
 		}
 	}
@@ -203,7 +203,10 @@ func (cr *csvReader) parseTable(p *csvParser, t *table) (rows int, err error) {
 			return rows, fmt.Errorf("line %d: %d fields, the header has %d", line, len(rec), len(header))
 		}
 		for c, i := range idx {
-			vals[c] = rec[i]
+			vals[c] = ""
+			if i >= 0 {
+				vals[c] = rec[i]
+			}
 		}
 		if err := cr.row(t, vals); err != nil {
 			return rows, fmt.Errorf("line %d: %w", line, err)
@@ -272,6 +275,10 @@ func (cr *csvReader) row(t *table, v []string) error {
 		}
 		if v[4] != "" {
 			e.Properties = c.object("properties", v[4])
+		}
+		e.Type, e.Source = v[5], v[6]
+		if v[7] != "" {
+			e.Context = c.object("context", v[7])
 		}
 		if err := c.add(&cr.order, secEvents, ""); err != nil {
 			return err

@@ -8,10 +8,21 @@ type table struct {
 	name   string
 	cols   []string
 	header string // the header row
+	// required is how many of cols, the first ones, a file must have: the
+	// others were added later, and an older export lacks them.
+	required int
 }
 
 func newTable(name string, cols ...string) *table {
-	return &table{name: name, cols: cols, header: strings.Join(cols, ",") + "\n"}
+	return &table{name: name, cols: cols, header: strings.Join(cols, ",") + "\n", required: len(cols)}
+}
+
+// since adds columns added to t after its first version: Read takes a file
+// without them, as empty.
+func (t *table) since(cols ...string) *table {
+	t.cols = append(t.cols, cols...)
+	t.header = strings.Join(t.cols, ",") + "\n"
+	return t
 }
 
 // The columns here are the JSON names of the same fields.
@@ -21,7 +32,7 @@ var (
 		"first_seen", "last_seen", "suppressed")
 	identifiersTable = newTable("identifiers.csv", "type", "value", "created_at", "first_message_id")
 	traitsTable      = newTable("traits.csv", "key", "value", "source", "updated_at")
-	eventsTable      = newTable("events.csv", "message_id", "name", "timestamp", "received_at", "properties")
+	eventsTable      = newTable("events.csv", "message_id", "name", "timestamp", "received_at", "properties").since("type", "source", "context")
 	audiencesTable   = newTable("audiences.csv", "key")
 	requestsTable    = newTable("requests.csv", "id", "type", "status", "reason", "received", "due",
 		"finished", "extension_reason", "profile_version")

@@ -226,6 +226,11 @@ func (w *Writer) WriteEvent(e profile.Event) error {
 		if e.Properties != nil {
 			r.csvValue("properties", e.Properties)
 		}
+		r.csvs(e.Type, e.Source)
+		r.raw(",")
+		if e.Context != nil {
+			r.csvValue("context", e.Context)
+		}
 		r.raw("\n")
 	} else {
 		r.open(w.format, secEvents)
@@ -238,6 +243,18 @@ func (w *Writer) WriteEvent(e profile.Event) error {
 		if e.Properties != nil {
 			r.raw(`,"properties":`)
 			r.value("properties", e.Properties)
+		}
+		if e.Type != "" {
+			r.raw(`,"type":`)
+			r.str(e.Type)
+		}
+		if e.Source != "" {
+			r.raw(`,"source":`)
+			r.str(e.Source)
+		}
+		if e.Context != nil {
+			r.raw(`,"context":`)
+			r.value("context", e.Context)
 		}
 		r.close(w.format)
 	}

@@ -67,10 +67,14 @@ type Block struct {
 // Rules are the identity resolution settings. The zero value is not useful; start
 // from DefaultRules and change what you need.
 type Rules struct {
-	// Blocked values are refused (or dropped, with DropBlocked).
+	// Blocked values are dropped from a message's identifiers (or refuse
+	// it, without DropBlocked).
 	Blocked []Block
-	// DropBlocked makes a blocked identifier be ignored, as Segment does, instead of
-	// refusing the whole message. A message left with no identifier is still refused.
+	// DropBlocked makes a blocked identifier be ignored, as Segment does ("these
+	// values remain in the payload on the event itself"), instead of refusing
+	// the whole message; DefaultRules sets it. A message left with no
+	// identifier is still refused. Unset, a blocked value refuses the message:
+	// the strict behaviour, for hosts that want to hear of every one.
 	DropBlocked bool
 	// Limits per identifier type; types not listed get DefaultLimit.
 	Limits       map[string]Limit
@@ -86,7 +90,8 @@ type Rules struct {
 }
 
 // DefaultRules returns Segment's defaults: the suggested blocked values
-// (`^[0-]*$`, "-1", "null", "anonymous"), a limit of one user_id ever and five of
+// (`^[0-]*$`, "-1", "null", "anonymous"), dropped from a message's
+// identifiers (DropBlocked), a limit of one user_id ever and five of
 // every other type ever, priority user_id then email then alphabetical, and caps of
 // 100 merges and 1,000 identifiers per profile.
 func DefaultRules() Rules {
@@ -97,6 +102,7 @@ func DefaultRules() Rules {
 			{Value: "null"},
 			{Value: "anonymous"},
 		},
+		DropBlocked:    true,
 		Limits:         map[string]Limit{TypeUserID: {Max: 1, Window: Ever}},
 		DefaultLimit:   Limit{Max: 5, Window: Ever},
 		Priority:       []string{TypeUserID, TypeEmail},

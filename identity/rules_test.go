@@ -16,7 +16,7 @@ func TestDefaultRulesMatchSegment(t *testing.T) {
 			{Value: "null"},
 			{Value: "anonymous"},
 		},
-		DropBlocked:    false,
+		DropBlocked:    true,
 		Limits:         map[string]Limit{TypeUserID: {Max: 1, Window: Ever}},
 		DefaultLimit:   Limit{Max: 5, Window: Ever},
 		Priority:       []string{TypeUserID, TypeEmail},

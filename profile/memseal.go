@@ -25,6 +25,7 @@ type sealedValue []byte
 // Fields the associated data binds a sealed value to, beside the profile.
 func sealedTraitField(name string) string { return "trait:" + name }
 func sealedEventField(id string) string   { return "event:" + id + ":properties" }
+func sealedContextField(id string) string { return "event:" + id + ":context" }
 
 // sealEncoder is a buffer and an encoder for sealJSON.
 type sealEncoder struct {
@@ -113,13 +114,21 @@ func (p *memProfile) cloneTraits() (map[string]Trait, error) {
 // cloneEvent returns a copy of e, one of the profile's events, with its
 // properties opened when sealed.
 func (p *memProfile) cloneEvent(e *Event) (Event, error) {
-	sealed, ok := p.props[e.MessageID]
-	if !ok {
+	if p.key == nil {
 		return e.Clone(), nil
 	}
 	c := *e
-	err := openJSON(p.key, sealedEventField(e.MessageID), sealed, &c.Properties)
-	return c, err
+	if sealed, ok := p.props[e.MessageID]; ok {
+		if err := openJSON(p.key, sealedEventField(e.MessageID), sealed, &c.Properties); err != nil {
+			return Event{}, err
+		}
+	}
+	if sealed, ok := p.ctxs[e.MessageID]; ok {
+		if err := openJSON(p.key, sealedContextField(e.MessageID), sealed, &c.Context); err != nil {
+			return Event{}, err
+		}
+	}
+	return c, nil
 }
 
 // reseal opens what from sealed for field and seals it under to. It cannot
@@ -155,13 +164,20 @@ func stageSealed(u *Update, key *keyring.DataKey) (memOp, error) {
 	}
 	if u.Event != nil {
 		op.ev, op.hasEvent = *u.Event, true
-		op.ev.Properties = nil
+		op.ev.Properties, op.ev.Context = nil, nil
 		if u.Event.Properties != nil {
 			sealed, err := sealJSON(key, sealedEventField(u.Event.MessageID), u.Event.Properties)
 			if err != nil {
 				return memOp{}, err
 			}
 			op.props = sealed
+		}
+		if u.Event.Context != nil {
+			sealed, err := sealJSON(key, sealedContextField(u.Event.MessageID), u.Event.Context)
+			if err != nil {
+				return memOp{}, err
+			}
+			op.ctx = sealed
 		}
 	}
 	return op, nil
@@ -177,6 +193,9 @@ func (op *memOp) rekey(key *keyring.DataKey) {
 	}
 	if op.props != nil {
 		op.props = reseal(op.key, key, sealedEventField(op.ev.MessageID), op.props)
+	}
+	if op.ctx != nil {
+		op.ctx = reseal(op.key, key, sealedContextField(op.ev.MessageID), op.ctx)
 	}
 	op.key = key
 }

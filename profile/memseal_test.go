@@ -21,7 +21,9 @@ const canary = "canary-7Qx2-ada@example.com"
 // event property.
 func canaryUpdate(id string) Update {
 	e := &Event{MessageID: id, Name: "Signed Up", Timestamp: at(0), ReceivedAt: at(1),
-		Properties: map[string]any{"email": canary, "nested": []any{map[string]any{"deep": canary}, 2.5, true, nil}}}
+		Properties: map[string]any{"email": canary, "nested": []any{map[string]any{"deep": canary}, 2.5, true, nil}},
+		Type:       "page", Source: "web",
+		Context: map[string]any{"ip": "203.0.113.7", "traits": map[string]any{"email": canary}}}
 	return Update{
 		Metadata:  Metadata{Version: 1, LastMessageID: id},
 		Set:       map[string]Trait{"email": {Value: canary, Source: SourceIdentify, UpdatedAt: at(0)}, "address": {Value: map[string]any{"line": canary}, Source: "crm"}},

@@ -52,12 +52,14 @@ type memProfile struct {
 	// message id (the events hold none).
 	key   *keyring.DataKey
 	props map[string][]byte
+	ctxs  map[string][]byte // each event's context, sealed, by message id
 }
 
 func (p *memProfile) clone() *memProfile {
 	c := &memProfile{meta: p.meta, traits: CloneTraits(p.traits), seen: make(map[string]struct{}, len(p.seen)), key: p.key}
 	if p.props != nil {
 		c.props = maps.Clone(p.props) // the sealed bytes are never changed in place
+		c.ctxs = maps.Clone(p.ctxs)
 	}
 	c.events = make([]Event, len(p.events))
 	for i := range p.events {
@@ -277,6 +279,7 @@ type memOp struct {
 	key    *keyring.DataKey
 	ownKey bool
 	props  []byte
+	ctx    []byte
 
 	request string // opMark's
 }
@@ -318,6 +321,12 @@ func (op *memOp) apply(m map[identity.ProfileID]*memProfile) {
 			if op.props != nil {
 				p.props[op.ev.MessageID] = op.props
 			}
+			if op.ctx != nil {
+				if p.ctxs == nil {
+					p.ctxs = map[string][]byte{}
+				}
+				p.ctxs[op.ev.MessageID] = op.ctx
+			}
 		}
 	case opMerge:
 		from, into := m[op.from], m[op.pid]
@@ -329,6 +338,12 @@ func (op *memOp) apply(m map[identity.ProfileID]*memProfile) {
 				into.insert(e)
 				if sealed, ok := from.props[e.MessageID]; ok {
 					into.props[e.MessageID] = reseal(from.key, into.key, sealedEventField(e.MessageID), sealed)
+				}
+				if sealed, ok := from.ctxs[e.MessageID]; ok {
+					if into.ctxs == nil {
+						into.ctxs = map[string][]byte{}
+					}
+					into.ctxs[e.MessageID] = reseal(from.key, into.key, sealedContextField(e.MessageID), sealed)
 				}
 			}
 		}

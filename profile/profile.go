@@ -129,9 +129,18 @@ func (m Metadata) Clone() Metadata {
 
 // Event is one track call stored on a profile.
 type Event struct {
-	MessageID  string
+	MessageID string
+	// Type is the type of the message that made the event: "track",
+	// "page", "screen", "group" or "alias"; empty for events stored before
+	// types were kept, which were tracks.
+	Type       string
 	Name       string
 	Properties map[string]any
+	// Context is the message's context (ip, userAgent, device, ...), kept
+	// as given: personal data, sealed where the properties are.
+	Context map[string]any
+	// Source names the source that sent the message.
+	Source string
 	// Timestamp is when the event happened, as the message says.
 	Timestamp time.Time
 	// ReceivedAt is when the library collected it.
@@ -141,6 +150,7 @@ type Event struct {
 // Clone returns a deep copy of e.
 func (e Event) Clone() Event {
 	e.Properties = cloneMap(e.Properties)
+	e.Context = cloneMap(e.Context)
 	return e
 }
 

@@ -703,23 +703,24 @@ func (tx *profileTx) UpdateBatch(ctx context.Context, updates []profile.BatchUpd
 		if dks != nil {
 			propsColumn = "sealed"
 		}
-		msgPerStmt := s.batchParams() / 6
+		msgPerStmt := s.batchParams() / 8
 		for rest := recording; len(rest) > 0; {
 			n := min(len(rest), msgPerStmt)
-			q := s.newListStmt(`INSERT INTO {p}profile_messages (profile_id, message_id, event_name, `+propsColumn+`, ts, received_at) VALUES `, 6*n)
-			q.tuples(n, 6, "")
+			q := s.newListStmt(`INSERT INTO {p}profile_messages (profile_id, message_id, event_name, `+propsColumn+`, ts, received_at, event_type, source) VALUES `, 8*n)
+			q.tuples(n, 8, "")
 			q.sql(` ON CONFLICT (profile_id, message_id) DO NOTHING RETURNING profile_id, message_id`)
 			for _, i := range rest[:n] {
 				u := &updates[i]
-				var name, props, at, received any
+				var name, props, at, received, typ, source any
 				if e := u.Event; e != nil {
 					props = enc[i].props
 					if dks != nil {
 						props = dks[u.Profile].Seal(eventField(u.MessageID), []byte(enc[i].props))
 					}
 					name, at, received = e.Name, s.ts(e.Timestamp), s.ts(e.ReceivedAt)
+					typ, source = nullIfEmpty(e.Type), nullIfEmpty(e.Source)
 				}
-				q.args = append(q.args, string(u.Profile), u.MessageID, name, props, at, received)
+				q.args = append(q.args, string(u.Profile), u.MessageID, name, props, at, received, typ, source)
 			}
 			rows, err := ex.QueryContext(ctx, q.String(), q.args...)
 			if err != nil {

@@ -119,6 +119,29 @@ func decodeValue(text string) (any, error) {
 	return v, nil
 }
 
+// decodeEventText decodes an event's stored properties text: an object (or
+// null), or, for an event with a context, [properties, context] (migration
+// 0012).
+func decodeEventText(text string) (props, ctx map[string]any, err error) {
+	if !strings.HasPrefix(text, "[") {
+		props, err = decodeMap(text)
+		return props, nil, err
+	}
+	var pair [2]map[string]any
+	if err := json.Unmarshal([]byte(text), &pair); err != nil {
+		return nil, nil, fmt.Errorf("sqlstore: stored JSON does not decode: %w", err)
+	}
+	return pair[0], pair[1], nil
+}
+
+// nullIfEmpty is s, or SQL NULL when s is empty.
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
 // decodeMap decodes a JSON object (or null) into a canonical map.
 func decodeMap(text string) (map[string]any, error) {
 	var m map[string]any

@@ -76,6 +76,12 @@ type bundledMessage struct {
 	Traits     map[string]any `json:"tr"`
 	Properties map[string]any `json:"p"`
 	Timestamp  time.Time      `json:"ts"`
+	// Segment's other message types and common fields, left out when empty.
+	Name       string         `json:"n,omitempty"`
+	Category   string         `json:"c,omitempty"`
+	GroupID    string         `json:"g,omitempty"`
+	PreviousID string         `json:"pr,omitempty"`
+	Context    map[string]any `json:"cx,omitempty"`
 	// Attempts counts the message's failed calls.
 	Attempts int `json:"a,omitempty"`
 }
@@ -137,6 +143,20 @@ func encodeBundled(m *destination.Message, attempts int) (string, error) {
 	b = append(b, `,"ts":"`...)
 	b = m.Timestamp.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, '"')
+	for _, f := range []struct{ key, v string }{{`,"n":`, m.Name}, {`,"c":`, m.Category}, {`,"g":`, m.GroupID}, {`,"pr":`, m.PreviousID}} {
+		if f.v != "" {
+			b = append(b, f.key...)
+			b, _ = jsontext.AppendString(b, f.v)
+		}
+	}
+	if len(m.Context) > 0 {
+		enc, err := encodeJSON(m.Context)
+		if err != nil {
+			return "", fmt.Errorf("%w: the item's payload does not encode as JSON: %v", outbox.ErrInvalid, err)
+		}
+		b = append(b, `,"cx":`...)
+		b = append(b, enc...)
+	}
 	if attempts > 0 {
 		b = append(b, `,"a":`...)
 		b = strconv.AppendInt(b, int64(attempts), 10)
@@ -164,7 +184,8 @@ func none(int) int      { return 0 }
 // message is the destination.Message of the profile that b keeps.
 func (b *bundledMessage) message(pid identity.ProfileID) *destination.Message {
 	m := &destination.Message{MessageID: b.MessageID, Type: b.Type, Event: b.Event, ProfileID: pid,
-		Traits: b.Traits, Properties: b.Properties, Timestamp: b.Timestamp}
+		Traits: b.Traits, Properties: b.Properties, Timestamp: b.Timestamp,
+		Name: b.Name, Category: b.Category, GroupID: b.GroupID, PreviousID: b.PreviousID, Context: b.Context}
 	if b.IDs != nil {
 		m.IDs = make([]identity.ID, len(b.IDs))
 		for i, id := range b.IDs {

@@ -15,7 +15,8 @@ import (
 // bundledByReflection is what encodeBundled must match: encoding/json's
 // encoding of the bundledMessage.
 func bundledByReflection(m *destination.Message) (string, error) {
-	b := bundledMessage{MessageID: m.MessageID, Type: m.Type, Event: m.Event, Traits: m.Traits, Properties: m.Properties, Timestamp: m.Timestamp}
+	b := bundledMessage{MessageID: m.MessageID, Type: m.Type, Event: m.Event, Traits: m.Traits, Properties: m.Properties, Timestamp: m.Timestamp,
+		Name: m.Name, Category: m.Category, GroupID: m.GroupID, PreviousID: m.PreviousID, Context: m.Context}
 	if m.IDs != nil {
 		b.IDs = make([]bundledID, len(m.IDs))
 		for i, id := range m.IDs {
@@ -54,7 +55,9 @@ func checkBundled(t *testing.T, m *destination.Message) {
 		t.Fatalf("encodeBundled decodes to %+v; encoding/json's to %+v\n got  %s\n want %s", a, b, got, want)
 	}
 	back := a.message(m.ProfileID)
-	if back.MessageID != b.MessageID || back.Event != b.Event || !back.Timestamp.Equal(m.Timestamp) || len(back.IDs) != len(m.IDs) {
+	if back.MessageID != b.MessageID || back.Event != b.Event || !back.Timestamp.Equal(m.Timestamp) || len(back.IDs) != len(m.IDs) ||
+		back.Name != m.Name || back.Category != m.Category || back.GroupID != m.GroupID || back.PreviousID != m.PreviousID ||
+		!reflect.DeepEqual(back.Context, nilIfEmpty(m.Context)) {
 		t.Fatalf("message back %+v; want %+v", back, m)
 	}
 }
@@ -69,6 +72,10 @@ func TestEncodeBundled(t *testing.T) {
 		{MessageID: "bad \xff\xfe utf8", Type: "track", Event: "x", Timestamp: time.Time{}},
 		{MessageID: "far", Type: "track", Timestamp: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
 		{MessageID: "before", Type: "track", Timestamp: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{MessageID: "p1", Type: destination.TypePage, Name: "Pricing \"x\"", Category: "Docs", Properties: map[string]any{"name": "Pricing"},
+			Context: map[string]any{"ip": "203.0.113.9", "page": map[string]any{"url": "https://x.example/?a=1&b=<2>"}}, Timestamp: ts},
+		{MessageID: "g1", Type: destination.TypeGroup, GroupID: "acme\n", Traits: map[string]any{"plan": "enterprise"}, Context: map[string]any{}, Timestamp: ts},
+		{MessageID: "a1", Type: destination.TypeAlias, PreviousID: "anon-1", Timestamp: ts},
 	} {
 		checkBundled(t, &m)
 	}
@@ -82,4 +89,13 @@ func FuzzEncodeBundled(f *testing.F) {
 			Properties: map[string]any{key: value}, Timestamp: time.Unix(0, nanos).UTC()}
 		checkBundled(t, m)
 	})
+}
+
+// nilIfEmpty is m, or nil when m is empty: a bundle leaves an empty
+// context out.
+func nilIfEmpty(m map[string]any) map[string]any {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
 }

@@ -371,7 +371,7 @@ func profileEvents(ctx context.Context, s *Store, ex Executor, pid identity.Prof
 		args = append(args, v)
 		return fmt.Sprintf("$%d", len(args))
 	}
-	b.WriteString(`SELECT message_id, event_name, properties, sealed, ts, received_at FROM {p}profile_messages
+	b.WriteString(`SELECT message_id, event_name, properties, sealed, ts, received_at, event_type, source FROM {p}profile_messages
 		WHERE profile_id = $1 AND ts IS NOT NULL`)
 	// Stored times are whole microseconds: "at or after t" is "at or after t
 	// rounded up", and "before t" is "before t rounded up".
@@ -413,11 +413,13 @@ func profileEvents(ctx context.Context, s *Store, ex Executor, pid identity.Prof
 	for rows.Next() {
 		var e profile.Event
 		var v sealedJSON
-		if err := rows.Scan(&e.MessageID, &e.Name, &v.clear, &v.sealed, scanTime(&e.Timestamp), scanTime(&e.ReceivedAt)); err != nil {
+		var typ, source sql.NullString
+		if err := rows.Scan(&e.MessageID, &e.Name, &v.clear, &v.sealed, scanTime(&e.Timestamp), scanTime(&e.ReceivedAt), &typ, &source); err != nil {
 			rows.Close()
 			return profile.EventPage{}, fmt.Errorf("sqlstore: reading events of profile %s: %w", pid, err)
 		}
 		sealed = sealed || v.sealed != nil
+		e.Type, e.Source = typ.String, source.String
 		page.Events = append(page.Events, e)
 		props = append(props, v)
 	}
@@ -436,7 +438,7 @@ func profileEvents(ctx context.Context, s *Store, ex Executor, pid identity.Prof
 		if err != nil {
 			return profile.EventPage{}, err
 		}
-		if e.Properties, err = decodeMap(text); err != nil {
+		if e.Properties, e.Context, err = decodeEventText(text); err != nil {
 			return profile.EventPage{}, fmt.Errorf("sqlstore: reading event %s of profile %s: %w", e.MessageID, pid, err)
 		}
 	}
@@ -528,6 +530,13 @@ func (tx *profileTx) checkUpdate(pid identity.ProfileID, u *profile.Update) (tra
 		if props, err = encodeJSON(e.Properties); err != nil {
 			return nil, "", nil, invalid("event properties are not JSON values: %v", err)
 		}
+		if e.Context != nil {
+			c, err := encodeJSON(e.Context)
+			if err != nil {
+				return nil, "", nil, invalid("event context is not a JSON value: %v", err)
+			}
+			props = "[" + props + "," + c + "]" // see migration 0012
+		}
 	}
 	if m.Recipients != nil {
 		b, err := json.Marshal(m.Recipients)
@@ -562,14 +571,15 @@ func (tx *profileTx) Update(ctx context.Context, pid identity.ProfileID, u profi
 			// Recording the message id first tells a duplicate without an
 			// error, which would abort a PostgreSQL transaction: the insert
 			// then affects no row, and nothing else is written.
-			var name, propsArg, sealed, at, received any
+			var name, propsArg, sealed, at, received, typ, source any
 			if e := u.Event; e != nil {
 				propsArg, sealed = sealText(dk, eventField(u.MessageID), props, nil)
 				name, at, received = e.Name, s.ts(e.Timestamp), s.ts(e.ReceivedAt)
+				typ, source = nullIfEmpty(e.Type), nullIfEmpty(e.Source)
 			}
-			res, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}profile_messages (profile_id, message_id, event_name, properties, sealed, ts, received_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (profile_id, message_id) DO NOTHING`),
-				string(pid), u.MessageID, name, propsArg, sealed, at, received)
+			res, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}profile_messages (profile_id, message_id, event_name, properties, sealed, ts, received_at, event_type, source)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (profile_id, message_id) DO NOTHING`),
+				string(pid), u.MessageID, name, propsArg, sealed, at, received, typ, source)
 			if err != nil {
 				return fail(err)
 			}

@@ -62,11 +62,16 @@ var profileChecks = []check[profile.Store]{
 
 // ev returns an event at t0 plus sec seconds, with nested properties.
 func ev(id, name string, sec int) *profile.Event {
+	types := []string{"track", "page", "screen", "group", "alias", ""} // "": an event stored before types were kept
 	return &profile.Event{
 		MessageID: id,
+		Type:      types[sec%len(types)],
+		Source:    []string{"web", ""}[sec%2],
 		Name:      name,
 		Properties: map[string]any{"id": id, "sec": float64(sec),
 			"nested": map[string]any{"list": []any{"x", 1.5, true, nil}, "ok": false}},
+		// Every other event has a context, as a message's.
+		Context:    map[bool]map[string]any{true: {"ip": "203.0.113.7", "page": map[string]any{"url": "https://x.example/" + id}, "n": []any{float64(sec)}}}[sec%2 == 0],
 		Timestamp:  at(sec),
 		ReceivedAt: at(sec + 1000),
 	}
