@@ -553,22 +553,13 @@ func (m *message) common(in *intake, budget *int, e *envelope, ids []identity.ID
 		return ids, err
 	}
 	m.source = e.source
-	for _, f := range [...]struct {
-		name string
-		v    map[string]any
-		dst  *map[string]any
-	}{{"Context", e.context, &m.context}, {"Integrations", e.integrations, &m.integrations}} {
-		if f.v == nil {
-			continue
-		}
-		n, err := profile.NormalizeValueWithin(f.name, f.v, budget)
-		if errors.Is(err, profile.ErrTooLarge) {
-			return ids, tooLarge(f.name, in.limits)
-		}
-		if err != nil {
-			return ids, fieldError(f.name, err)
-		}
-		*f.dst, _ = n.(map[string]any)
+	// Assigned one by one, not through pointers into m, which would move the
+	// message to the heap.
+	if m.context, err = checkObject(in, budget, "Context", e.context); err != nil {
+		return ids, err
+	}
+	if m.integrations, err = checkObject(in, budget, "Integrations", e.integrations); err != nil {
+		return ids, err
 	}
 	if e.userID != "" {
 		if ids, err = m.addID(r, ids, "UserID", identity.ID{Type: identity.TypeUserID, Value: e.userID}); err != nil {
@@ -586,6 +577,23 @@ func (m *message) common(in *intake, budget *int, e *envelope, ids []identity.ID
 		}
 	}
 	return contextIDs(r, m.context, ids), nil
+}
+
+// checkObject normalises a message's JSON object field (nil stays nil)
+// within the budget.
+func checkObject(in *intake, budget *int, field string, v map[string]any) (map[string]any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	n, err := profile.NormalizeValueWithin(field, v, budget)
+	if errors.Is(err, profile.ErrTooLarge) {
+		return nil, tooLarge(field, in.limits)
+	}
+	if err != nil {
+		return nil, fieldError(field, err)
+	}
+	out, _ := n.(map[string]any)
+	return out, nil
 }
 
 // segmentTime is the message's time as Segment computes it (see Message),

@@ -7,6 +7,7 @@ package profile
 // between the two is ciphertext only.
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,7 +34,10 @@ type sealEncoder struct {
 	jsontext.ValueEncoder
 }
 
-var sealEncoders = sync.Pool{New: func() any { return &sealEncoder{buf: make([]byte, 0, 256)} }}
+// The text is sealed or stored, never compared: map keys need no sorting.
+var sealEncoders = sync.Pool{New: func() any {
+	return &sealEncoder{buf: make([]byte, 0, 256), ValueEncoder: jsontext.ValueEncoder{Unsorted: true}}
+}}
 
 // sealJSON seals v's JSON for field. It encodes the values the Controller
 // stores by hand, sparing the collection path encoding/json's reflection;
@@ -65,6 +69,30 @@ func sealJSON(key *keyring.DataKey, field string, v any) ([]byte, error) {
 		}
 	}
 	return key.Seal(field, b), nil
+}
+
+// contextJSON is an event's context as JSON, for a store that keeps values
+// in clear.
+func contextJSON(field string, v map[string]any) ([]byte, error) {
+	se := sealEncoders.Get().(*sealEncoder)
+	b := se.buf[:0]
+	defer func() {
+		// Not cleared: the store keeps the same text in clear. (Map keys
+		// are not kept: the encoder does not sort them.)
+		se.buf = b[:0]
+		sealEncoders.Put(se)
+	}()
+	var ok bool
+	if b, ok = se.AppendValue(b, v, MaxDepth); !ok {
+		n, err := NormalizeValue(field, v)
+		if err != nil {
+			return nil, err
+		}
+		if b, ok = se.AppendValue(b[:0], n, MaxDepth); !ok {
+			return nil, fmt.Errorf("%w: %s: not a JSON value", ErrInvalid, field)
+		}
+	}
+	return bytes.Clone(b), nil // the pooled buffer is not the store's to keep
 }
 
 // openJSON opens what sealJSON sealed into dst.
@@ -115,7 +143,13 @@ func (p *memProfile) cloneTraits() (map[string]Trait, error) {
 // properties opened when sealed.
 func (p *memProfile) cloneEvent(e *Event) (Event, error) {
 	if p.key == nil {
-		return e.Clone(), nil
+		c := e.Clone()
+		if raw, ok := p.ctxs[e.MessageID]; ok {
+			if err := json.Unmarshal(raw, &c.Context); err != nil {
+				return Event{}, fmt.Errorf("profile: the context of event %s does not decode: %w", e.MessageID, err)
+			}
+		}
+		return c, nil
 	}
 	c := *e
 	if sealed, ok := p.props[e.MessageID]; ok {
@@ -236,6 +270,12 @@ func (tx *memTx) stage(pid identity.ProfileID, u *Update, k stagingKey) (memOp, 
 	if !tx.s.sealed {
 		op := memOp{kind: opUpdate, pid: pid}
 		op.u, op.ev, op.hasEvent = u.clone()
+		if op.hasEvent && u.Event.Context != nil {
+			var err error
+			if op.ctx, err = contextJSON(sealedContextField(u.Event.MessageID), u.Event.Context); err != nil {
+				return memOp{}, err
+			}
+		}
 		return op, nil
 	}
 	if k.key == nil {

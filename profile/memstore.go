@@ -52,15 +52,19 @@ type memProfile struct {
 	// message id (the events hold none).
 	key   *keyring.DataKey
 	props map[string][]byte
-	ctxs  map[string][]byte // each event's context, sealed, by message id
+	// ctxs holds each event's context as JSON by message id, sealed in a
+	// sealed store (the events hold none): a message's context, a
+	// kilobyte of nested maps, costs one copy of bytes rather than a copy
+	// of every map, and takes a third of the memory.
+	ctxs map[string][]byte
 }
 
 func (p *memProfile) clone() *memProfile {
 	c := &memProfile{meta: p.meta, traits: CloneTraits(p.traits), seen: make(map[string]struct{}, len(p.seen)), key: p.key}
 	if p.props != nil {
 		c.props = maps.Clone(p.props) // the sealed bytes are never changed in place
-		c.ctxs = maps.Clone(p.ctxs)
 	}
+	c.ctxs = maps.Clone(p.ctxs)
 	c.events = make([]Event, len(p.events))
 	for i := range p.events {
 		c.events[i] = p.events[i].Clone()
@@ -339,11 +343,14 @@ func (op *memOp) apply(m map[identity.ProfileID]*memProfile) {
 				if sealed, ok := from.props[e.MessageID]; ok {
 					into.props[e.MessageID] = reseal(from.key, into.key, sealedEventField(e.MessageID), sealed)
 				}
-				if sealed, ok := from.ctxs[e.MessageID]; ok {
+				if raw, ok := from.ctxs[e.MessageID]; ok {
 					if into.ctxs == nil {
 						into.ctxs = map[string][]byte{}
 					}
-					into.ctxs[e.MessageID] = reseal(from.key, into.key, sealedContextField(e.MessageID), sealed)
+					if from.key != nil {
+						raw = reseal(from.key, into.key, sealedContextField(e.MessageID), raw)
+					}
+					into.ctxs[e.MessageID] = raw
 				}
 			}
 		}

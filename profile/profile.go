@@ -179,8 +179,10 @@ func (u *Update) Validate() error {
 	return nil
 }
 
-// clone returns a deep copy of u, so the store keeps nothing the caller holds.
-// The event is returned apart, by value, to spare an allocation on the hot path.
+// clone returns a deep copy of u, so the store keeps nothing the caller
+// holds, but for the event's Context, which it leaves out: the in-memory
+// store keeps it apart, as JSON. The event is returned apart, by value, to
+// spare an allocation on the hot path.
 func (u *Update) clone() (c Update, ev Event, hasEvent bool) {
 	c = *u
 	c.Metadata = u.Metadata.Clone()
@@ -188,7 +190,9 @@ func (u *Update) clone() (c Update, ev Event, hasEvent bool) {
 	c.Remove = append([]string(nil), u.Remove...)
 	c.Event = nil
 	if u.Event != nil {
-		return c, u.Event.Clone(), true
+		ev = *u.Event
+		ev.Properties, ev.Context = cloneMap(u.Event.Properties), nil
+		return c, ev, true
 	}
 	return c, Event{}, false
 }

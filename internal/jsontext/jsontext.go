@@ -9,13 +9,32 @@ import (
 
 const hexDigits = "0123456789abcdef"
 
+// plainASCII tells the bytes a JSON string holds as they are: printable
+// ASCII but the quote and the backslash.
+var plainASCII = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // AppendString appends s as a JSON string. Invalid UTF-8 bytes become U+FFFD,
 // as encoding/json does; valid reports whether there were none.
 func AppendString(b []byte, s string) (_ []byte, valid bool) {
 	valid = true
 	b = append(b, '"')
+	// Most strings are printable ASCII that needs no escape: found by a
+	// table and copied whole.
+	i := 0
+	for i < len(s) && plainASCII[s[i]] {
+		i++
+	}
+	if i == len(s) {
+		b = append(b, s...)
+		return append(b, '"'), true
+	}
 	start := 0
-	for i := 0; i < len(s); {
+	for i < len(s) {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
@@ -86,6 +105,9 @@ func AppendFloat(b []byte, f float64) []byte {
 // once warm; the zero value is ready, and one is not safe for concurrent use.
 type ValueEncoder struct {
 	keys [][]string
+	// Unsorted writes map keys in the map's order, which saves sorting them
+	// where the text is only stored and read back.
+	Unsorted bool
 }
 
 // Reset clears the key buffers, so that the encoder keeps no map key of a
@@ -138,6 +160,24 @@ func (e *ValueEncoder) appendValue(b []byte, v any, depth, maxDepth int) (_ []by
 	case map[string]any:
 		if x == nil {
 			return append(b, "null"...), true
+		}
+		if e.Unsorted {
+			b = append(b, '{')
+			first := true
+			for k, v := range x {
+				if !first {
+					b = append(b, ',')
+				}
+				first = false
+				if b, ok = AppendString(b, k); !ok {
+					return b, false
+				}
+				b = append(b, ':')
+				if b, ok = e.appendValue(b, v, depth+1, maxDepth); !ok {
+					return b, false
+				}
+			}
+			return append(b, '}'), true
 		}
 		if len(e.keys) <= depth {
 			e.keys = append(e.keys, make([][]string, depth+1-len(e.keys))...)

@@ -61,5 +61,11 @@ func FuzzAppendValue(f *testing.F) {
 		if !reflect.DeepEqual(got, v) {
 			t.Fatalf("AppendValue(%q) = %q, decodes as %#v, want %#v", data, b, got, v)
 		}
+		unsorted := ValueEncoder{Unsorted: true}
+		u, ok := unsorted.AppendValue(nil, v, 64)
+		var back any
+		if !ok || json.Unmarshal(u, &back) != nil || !reflect.DeepEqual(back, v) {
+			t.Fatalf("AppendValue unsorted(%q) = %q, %v; decodes as %#v, want %#v", data, u, ok, back, v)
+		}
 	})
 }
