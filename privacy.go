@@ -134,6 +134,9 @@ func New(opts ...Option) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("privacy: %w", err)
 	}
+	if err := checkMarks(context.Background(), cfg.outbox); err != nil {
+		return nil, fmt.Errorf("privacy: %w", err)
+	}
 	hasher := hashers[len(hashers)-1]
 	if dataKeys != nil {
 		cfg.journal = sealingJournal{cfg.journal, dataKeys}

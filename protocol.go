@@ -139,7 +139,7 @@ func (c *Controller) executeOnce(ctx context.Context, cl *claim, e *journal.Entr
 		return nil, nil, err
 	}
 	c.settleSoon(ctx, e)
-	if err := c.commitDecision(ctx, cl, txs, e, &e.Decision, sends); err != nil {
+	if err := c.commitDecision(ctx, cl, txs, e, &e.Decision); err != nil {
 		c.inflight.Delete(e.ID) // decided: Recover completes it
 		return receiptOf(e), err, nil
 	}
@@ -334,11 +334,12 @@ func (c *Controller) stage(ctx context.Context, txs *participants, e *journal.En
 	// commits), then deletions, then corrections. (Called one by one rather
 	// than through a table, so that the stager stays on the stack.)
 	s := stager{c: c, ctx: ctx, txs: txs, now: now}
-	// The mark commits with the decision's data: Recover tells by it that
-	// the decision landed, should the journal not get to record it.
-	if m, ok := txs.profiles.(profile.RequestMarkingTx); ok {
+	// The mark commits with the outbox, the last of the decision's
+	// commits: Recover tells by it that every one landed, should the
+	// journal not get to record it.
+	if m, ok := txs.outbox.(outbox.RequestMarkingTx); ok {
 		if err := m.MarkRequest(ctx, e.ID); err != nil {
-			return backendError("profile request mark", err)
+			return backendError("outbox request mark", err)
 		}
 	}
 	if err := stageSuppression(&s, d); err != nil {
@@ -455,11 +456,15 @@ const commitAttempts = 3
 
 // commitDecision commits every participant of a decided request. The caller's
 // context no longer counts: after the decision the request must complete. A
-// failed Commit leaves its transaction finished, so a retry stages the decision
-// again in new transactions (every write is an idempotent redo) and commits
-// those, with backoff. What is still failing after the last attempt is left to
-// Recover. It records the backends' outcomes.
-func (c *Controller) commitDecision(ctx context.Context, cl *claim, txs *participants, e *journal.Entry, d *journal.Decision, sends []pendingSend) error {
+// failed Commit leaves its transaction finished, so a retry makes the
+// decision again, as Recover does, on the person as they are now (the
+// failed commit let go of their cross-process locks, and another process
+// may have merged them meanwhile; one whose mark shows it landed is redone
+// as decided), journals it, stages it in new transactions (every write is
+// an idempotent redo) and commits those, with backoff. What is still
+// failing after the last attempt is left to Recover. It records the
+// backends' outcomes.
+func (c *Controller) commitDecision(ctx context.Context, cl *claim, txs *participants, e *journal.Entry, d *journal.Decision) error {
 	ctx = context.WithoutCancel(ctx)
 	var err error
 	// Each redo's scope is closed before the next begins (and at the end):
@@ -491,7 +496,9 @@ func (c *Controller) commitDecision(ctx context.Context, cl *claim, txs *partici
 		closeAttempt()
 		sctx, closeScope := c.openScope(ctx)
 		closeAttempt = closeScope
-		if err = c.lockRemote(sctx, nil, decisionProfiles(d)); err != nil {
+		matches, lerr := c.lockDecision(sctx, e, d)
+		if lerr != nil {
+			err = lerr
 			continue
 		}
 		// Under the person's locks again: should another instance have taken
@@ -500,12 +507,28 @@ func (c *Controller) commitDecision(ctx context.Context, cl *claim, txs *partici
 		if err = c.stillHeld(sctx, cl, e); err != nil {
 			break
 		}
+		// A commit reported failed may have landed (its mark says so); one
+		// that did not left the person free meanwhile, for another process
+		// to merge: the decision is made again on the person as they are
+		// now, as Recover makes it, and journaled before it commits.
+		if err = c.readCommitMark(sctx, e); err != nil {
+			continue
+		}
 		next, berr := c.begin(sctx)
 		if berr != nil {
 			err = berr
 			continue
 		}
-		if err = c.stage(sctx, next, e, d, sends, c.now()); err != nil {
+		now := c.now()
+		nd, sends, rerr := c.redecide(sctx, next, e, matches, now)
+		if rerr == nil {
+			e.Decision, *d = nd, nd
+			rerr = c.stage(sctx, next, e, d, sends, now)
+		}
+		if rerr == nil {
+			rerr = c.record(ctx, cl, e)
+		}
+		if err = rerr; err != nil {
 			next.rollback(sctx)
 			continue
 		}
@@ -515,6 +538,40 @@ func (c *Controller) commitDecision(ctx context.Context, cl *claim, txs *partici
 		err = errors.Join(err, perr)
 	}
 	return fmt.Errorf("privacy: request %s is decided but not fully committed; Recover completes it: %w", e.ID, err)
+}
+
+// lockDecision takes, in the scope of ctx, the cross-process locks of what a
+// decided request touches, and returns what its identifiers lead to now:
+// its subjects, the identifiers its decision forwards, and every profile
+// its decision names. (The caller holds the in-process locks.)
+func (c *Controller) lockDecision(ctx context.Context, e *journal.Entry, d *journal.Decision) ([]identity.Match, error) {
+	ids := decisionIDs(e, d)
+	matches, err := identity.LookupAll(ctx, c.graph, ids, nil)
+	if err != nil {
+		return nil, backendError("identity lookup", err)
+	}
+	if err := c.lockRemote(ctx, matches, decisionProfiles(d)); err != nil {
+		return nil, err
+	}
+	// Looked up again through the locked transaction: the first look may
+	// predate a merge the locks waited for.
+	if matches, err = identity.LookupAll(ctx, c.graph, ids, matches[:0]); err != nil {
+		return nil, backendError("identity lookup", err)
+	}
+	if err := c.lockRemote(ctx, matches, nil); err != nil {
+		return nil, err
+	}
+	return matches, nil
+}
+
+// decisionIDs lists the identifiers a decided request is about: its
+// subjects and those its decision forwards.
+func decisionIDs(e *journal.Entry, d *journal.Decision) []identity.ID {
+	ids := slices.Clone(e.Subjects)
+	for _, f := range d.Forward {
+		ids = append(ids, f.IDs...)
+	}
+	return ids
 }
 
 // commitAll commits the participants in order, recording each outcome, and

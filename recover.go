@@ -13,7 +13,7 @@ import (
 
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
-	"github.com/gdprkit/privacy/profile"
+	"github.com/gdprkit/privacy/outbox"
 )
 
 // Recover completes the requests the journal shows unfinished that nobody
@@ -67,26 +67,25 @@ func (c *Controller) recoverOne(ctx context.Context, cl *claim, e *journal.Entry
 		_, err := c.execute(ctx, cl, e) // presumed aborted: run it again
 		return err
 	}
-	if err := c.readCommitMark(ctx, e); err != nil {
-		c.inflight.Delete(e.ID)
-		return err
-	}
 	// Lock the person as they are now: what the subjects, and the identifiers
 	// the decision forwards, lead to, and every profile the decision touches.
 	outer := ctx
 	ctx, closeScope := c.openScope(ctx)
 	defer closeScope()
-	ids := slices.Clone(e.Subjects)
-	for _, f := range e.Decision.Forward {
-		ids = append(ids, f.IDs...)
-	}
-	matches, held, err := c.lockMatchesAnd(ctx, ids, nil, decisionProfiles(&e.Decision))
+	matches, held, err := c.lockMatchesAnd(ctx, decisionIDs(e, &e.Decision), nil, decisionProfiles(&e.Decision))
 	if err != nil {
 		c.inflight.Delete(e.ID)
 		return err
 	}
 	unlock := sync.OnceFunc(func() { c.locks.unlock(&held) })
 	defer unlock()
+	// Read under the locks: a holder whose lease lapsed may still be
+	// committing, and its commit, with its mark, lands before the locks
+	// are had.
+	if err := c.readCommitMark(ctx, e); err != nil {
+		c.inflight.Delete(e.ID)
+		return err
+	}
 	txs, err := c.begin(ctx)
 	if err != nil {
 		c.inflight.Delete(e.ID)
@@ -107,7 +106,7 @@ func (c *Controller) recoverOne(ctx context.Context, cl *claim, e *journal.Entry
 		err = c.record(ctx, cl, e)
 	}
 	if err == nil {
-		err = c.commitDecision(ctx, cl, txs, e, &d, sends)
+		err = c.commitDecision(ctx, cl, txs, e, &d)
 	}
 	if err != nil {
 		c.inflight.Delete(e.ID)
@@ -210,23 +209,46 @@ func decisionProfiles(d *journal.Decision) []identity.ProfileID {
 }
 
 // readCommitMark sets e.Committed when the journal does not show the
-// decision's commit but the profile store marked the request in it
-// (profile.RequestMarks): the process died, or the journal failed, between
-// the two. The time is the recovery's; the commit's is not known. Without
+// decision's commit but the outbox marked the request in its transaction,
+// the last of the decision's (outbox.RequestMarks): the process died, or
+// the journal failed, between the commits and the journal's record. The time is the recovery's; the commit's is not known. Without
 // the mark, Recover would decide the request again on the person as they are
 // now: erase a person collected anew since, or correct again a trait changed
 // since.
 func (c *Controller) readCommitMark(ctx context.Context, e *journal.Entry) error {
-	m, ok := c.profiles.(profile.RequestMarks)
+	m, ok := c.outbox.(outbox.RequestMarks)
 	if !ok || !e.Committed.IsZero() {
 		return nil
 	}
 	marked, err := m.RequestMarked(ctx, e.ID)
 	if err != nil {
-		return backendError("profile request marks", err)
+		return backendError("outbox request marks", err)
 	}
 	if marked {
 		e.Committed = c.now()
+	}
+	return nil
+}
+
+// checkMarks refuses an outbox that reads request marks whose transactions
+// do not write them: a decorator of one that forwards Begin but not
+// MarkRequest. Recover would find no mark, and decide again a request that
+// committed.
+func checkMarks(ctx context.Context, o outbox.Store) error {
+	if _, ok := o.(outbox.RequestMarks); !ok {
+		return nil
+	}
+	tx, err := o.Begin(ctx)
+	if err != nil {
+		return backendError("outbox begin", err)
+	}
+	_, marks := tx.(outbox.RequestMarkingTx)
+	if err := tx.Rollback(ctx); err != nil {
+		return backendError("outbox rollback", err)
+	}
+	if !marks {
+		return fmt.Errorf("%w: the outbox (%T) reads request marks (RequestMarked), and its transactions (%T) do not write them: "+
+			"a decorator of a marking outbox must forward MarkRequest", ErrInvalid, o, tx)
 	}
 	return nil
 }

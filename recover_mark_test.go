@@ -3,6 +3,7 @@ package privacy_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/gdprkit/privacy"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/profile"
 )
 
@@ -78,5 +80,26 @@ func TestRecoverAfterJournalOutagePastTheCommitKeepsNewCollection(t *testing.T) 
 				t.Errorf("Status = %+v, %v; want FINISHED", s, err)
 			}
 		})
+	}
+}
+
+// forgetfulOutbox is a decorator of a marking outbox that forwards
+// RequestMarked (embedded) but whose transactions drop MarkRequest.
+type forgetfulOutbox struct{ *outbox.MemStore }
+
+func (o forgetfulOutbox) Begin(ctx context.Context) (outbox.Tx, error) {
+	tx, err := o.MemStore.Begin(ctx)
+	return struct{ outbox.Tx }{tx}, err
+}
+
+// TestNewRefusesAnOutboxThatReadsMarksItDoesNotWrite: Recover would find no
+// mark, and decide a committed request again.
+func TestNewRefusesAnOutboxThatReadsMarksItDoesNotWrite(t *testing.T) {
+	_, err := privacy.New(privacy.WithOutbox(forgetfulOutbox{outbox.NewMemStore()}))
+	if !errors.Is(err, privacy.ErrInvalid) || !strings.Contains(err.Error(), "MarkRequest") {
+		t.Errorf("New with an outbox whose transactions do not mark = %v; want ErrInvalid naming MarkRequest", err)
+	}
+	if _, err := privacy.New(privacy.WithOutbox(outbox.NewMemStore())); err != nil {
+		t.Errorf("New with the in-memory outbox: %v", err)
 	}
 }

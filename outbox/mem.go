@@ -28,6 +28,8 @@ type MemStore struct {
 	// heads holds, per destination, the queues whose head may be due: a
 	// min-heap by the time from which it may be (lazily checked on Claim).
 	heads map[string]*headHeap
+	// marks holds the requests marked (RequestMarkingTx).
+	marks map[string]bool
 }
 
 type memItem struct {
@@ -43,7 +45,11 @@ type queueKey struct {
 
 type keyKey struct{ dest, key string }
 
-var _ Store = (*MemStore)(nil)
+var (
+	_ Store            = (*MemStore)(nil)
+	_ RequestMarks     = (*MemStore)(nil)
+	_ RequestMarkingTx = (*memTx)(nil)
+)
 
 // NewMemStore returns an empty MemStore.
 func NewMemStore() *MemStore {
@@ -153,6 +159,27 @@ func (tx *memTx) Commit(ctx context.Context) error {
 	}
 	tx.ops = nil
 	return nil
+}
+
+// MarkRequest implements RequestMarkingTx.
+func (tx *memTx) MarkRequest(ctx context.Context, id string) error {
+	if err := tx.check(ctx); err != nil {
+		return err
+	}
+	tx.ops = append(tx.ops, func() {
+		if tx.s.marks == nil {
+			tx.s.marks = map[string]bool{}
+		}
+		tx.s.marks[id] = true
+	})
+	return nil
+}
+
+// RequestMarked implements RequestMarks.
+func (s *MemStore) RequestMarked(ctx context.Context, id string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.marks[id], nil
 }
 
 func (tx *memTx) Rollback(context.Context) error {

@@ -193,6 +193,31 @@ type Store interface {
 	Stats(ctx context.Context) (map[string]Counts, error)
 }
 
+// RequestMarkingTx is implemented by outbox transactions that can record,
+// in their own commit, that a request's decision was applied. The outbox
+// is the last backend a decision commits (what is owed follows what was
+// done), so a mark in its transaction means every backend's commit landed,
+// whatever database each is in. The Controller marks every decided
+// request; Recover, finding one whose commit the journal does not show
+// (the process died, or the journal failed, between the commits and the
+// journal's record of them), asks the outbox (RequestMarks) rather than
+// decide it again on the person as they are by then, who may have been
+// collected anew or corrected since. A mark holds the request id only,
+// nothing personal.
+type RequestMarkingTx interface {
+	// MarkRequest records, in the transaction, that the request's decision
+	// was applied. Marking twice is harmless.
+	MarkRequest(ctx context.Context, id string) error
+}
+
+// RequestMarks is implemented by outbox stores whose transactions are
+// RequestMarkingTx.
+type RequestMarks interface {
+	// RequestMarked reports whether a committed transaction marked the
+	// request.
+	RequestMarked(ctx context.Context, id string) (bool, error)
+}
+
 // Tx is a Store transaction. Rollback after Commit is a harmless no-op; any
 // other call after either fails with ErrTxDone.
 type Tx interface {

@@ -15,10 +15,6 @@
 // to a purge after it, so that the time until a person is unreadable does not
 // grow with their events.
 //
-// A store may mark, in a transaction, the request whose decision it applies
-// (RequestMarkingTx, RequestMarks): Recover then tells a decision that
-// committed from one that did not when the journal lost the difference.
-//
 // The portable pieces every backend shares live here too: NormalizeValue (what a
 // trait value or event property may be: a JSON value), EventQuery with its
 // cursor encoding, and SelectTraits and SelectExternalIDs for the Profile API

@@ -29,15 +29,11 @@ type MemStore struct {
 	dirty  atomic.Bool
 
 	sealed bool // NewSealedMemStore
-
-	marks map[string]struct{} // requests marked (RequestMarkingTx), under mu
 }
 
 var (
-	_ Store            = (*MemStore)(nil)
-	_ TraitPicker      = (*memTx)(nil)
-	_ RequestMarkingTx = (*memTx)(nil)
-	_ RequestMarks     = (*MemStore)(nil)
+	_ Store       = (*MemStore)(nil)
+	_ TraitPicker = (*memTx)(nil)
 )
 
 // memProfile is one stored profile. Events are kept sorted by CompareEvents.
@@ -264,7 +260,6 @@ const (
 	opUpdate opKind = iota
 	opMerge
 	opDelete
-	opMark // a request marked (RequestMarkingTx)
 )
 
 // memOp is one staged write. apply is the only code that changes profiles, used
@@ -284,8 +279,6 @@ type memOp struct {
 	ownKey bool
 	props  []byte
 	ctx    []byte
-
-	request string // opMark's
 }
 
 func (op *memOp) apply(m map[identity.ProfileID]*memProfile) {
@@ -522,23 +515,6 @@ func (tx *memTx) Delete(ctx context.Context, pid identity.ProfileID) error {
 	return nil
 }
 
-// MarkRequest implements RequestMarkingTx.
-func (tx *memTx) MarkRequest(ctx context.Context, id string) error {
-	if err := tx.check(ctx); err != nil {
-		return err
-	}
-	tx.ops = append(tx.ops, memOp{kind: opMark, request: id})
-	return nil
-}
-
-// RequestMarked implements RequestMarks.
-func (s *MemStore) RequestMarked(ctx context.Context, id string) (bool, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	_, ok := s.marks[id]
-	return ok, nil
-}
-
 func (tx *memTx) Commit(ctx context.Context) error {
 	if tx.done {
 		return ErrTxDone
@@ -555,13 +531,6 @@ func (tx *memTx) Commit(ctx context.Context) error {
 	tx.s.mu.Lock()
 	before := len(tx.s.profiles)
 	for i := range ops {
-		if ops[i].kind == opMark {
-			if tx.s.marks == nil {
-				tx.s.marks = map[string]struct{}{}
-			}
-			tx.s.marks[ops[i].request] = struct{}{}
-			continue
-		}
 		ops[i].apply(tx.s.profiles)
 		if ops[i].kind != opUpdate {
 			tx.s.dirty.Store(true)

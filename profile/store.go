@@ -96,26 +96,3 @@ type Purger interface {
 	// alone. It is idempotent: a purge cut short is finished by the next.
 	Purge(ctx context.Context, pids []identity.ProfileID) (int64, error)
 }
-
-// RequestMarkingTx is implemented by transactions of stores that can record,
-// in their own commit, that a request's decision was applied here. The
-// Controller marks every decided request in the transaction that applies
-// it; Recover, finding a decided request whose commit the journal does not
-// show (the process died, or the journal failed, between the data's commit
-// and the journal's), asks the store (RequestMarks) whether it landed,
-// rather than decide it again on the person as they are by then, who may
-// have been collected anew or corrected since. A mark holds the request id
-// only, nothing personal.
-type RequestMarkingTx interface {
-	// MarkRequest records, in the transaction, that the request's decision
-	// was applied. Marking twice is harmless.
-	MarkRequest(ctx context.Context, id string) error
-}
-
-// RequestMarks is implemented by stores whose transactions are
-// RequestMarkingTx.
-type RequestMarks interface {
-	// RequestMarked reports whether a committed transaction marked the
-	// request.
-	RequestMarked(ctx context.Context, id string) (bool, error)
-}

@@ -46,8 +46,9 @@
 // statement, so no transaction of the erasure grows with their events. A key
 // made again for a listed profile purges it first.
 //
-// Every decided request is marked in its own transaction (migration 0011,
-// request_marks: the request id only; profile.RequestMarkingTx), so that
+// Every decided request is marked in its outbox transaction, the last of its
+// commits (migration 0011, request_marks: the request id only;
+// outbox.RequestMarkingTx), so that
 // Recover can tell a decision that committed from one that did not when the
 // process died, or the journal failed, between the commit and the journal's
 // record of it.

@@ -46,6 +46,35 @@ type outboxTx struct {
 	part
 }
 
+var (
+	_ outbox.RequestMarkingTx = (*outboxTx)(nil)
+	_ outbox.RequestMarks     = (*outboxStore)(nil)
+)
+
+// MarkRequest implements outbox.RequestMarkingTx: the mark commits with the
+// outbox's transaction, the last of a decision's.
+func (tx *outboxTx) MarkRequest(ctx context.Context, id string) error {
+	return tx.run(ctx, func(ex Executor) error {
+		if _, err := ex.ExecContext(ctx, tx.s.sql(`INSERT INTO {p}request_marks (request_id) VALUES ($1) ON CONFLICT (request_id) DO NOTHING`), id); err != nil {
+			return fmt.Errorf("sqlstore: marking request %s: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// RequestMarked implements outbox.RequestMarks. Within a Scope it reads
+// through the shared transaction, after the locks it holds.
+func (o *outboxStore) RequestMarked(ctx context.Context, id string) (bool, error) {
+	var n int
+	err := o.s.read(ctx, func(ex Executor) error {
+		return ex.QueryRowContext(ctx, o.s.sql(`SELECT COUNT(*) FROM {p}request_marks WHERE request_id = $1`), id).Scan(&n)
+	})
+	if err != nil {
+		return false, fmt.Errorf("sqlstore: reading the mark of request %s: %w", id, err)
+	}
+	return n > 0, nil
+}
+
 // encodePayload encodes an item's message or deletion without its profile id
 // (the profile_id column holds it, and Merge changes only that).
 func encodePayload(it *outbox.Item) (kind, payload string, err error) {

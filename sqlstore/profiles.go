@@ -210,32 +210,9 @@ func (tx *profileTx) DeleteShredded(ctx context.Context, pid identity.ProfileID)
 const purgeBatch = 10_000
 
 var (
-	_ profile.ShreddingTx      = (*profileTx)(nil)
-	_ profile.Purger           = (*profileStore)(nil)
-	_ profile.RequestMarkingTx = (*profileTx)(nil)
-	_ profile.RequestMarks     = (*profileStore)(nil)
+	_ profile.ShreddingTx = (*profileTx)(nil)
+	_ profile.Purger      = (*profileStore)(nil)
 )
-
-// MarkRequest implements profile.RequestMarkingTx: the mark commits with the
-// rest of the Store's transaction, the decision's data.
-func (tx *profileTx) MarkRequest(ctx context.Context, id string) error {
-	return tx.run(ctx, func(ex Executor) error {
-		if _, err := ex.ExecContext(ctx, tx.s.sql(`INSERT INTO {p}request_marks (request_id) VALUES ($1) ON CONFLICT (request_id) DO NOTHING`), id); err != nil {
-			return fmt.Errorf("sqlstore: marking request %s: %w", id, err)
-		}
-		return nil
-	})
-}
-
-// RequestMarked implements profile.RequestMarks.
-func (p *profileStore) RequestMarked(ctx context.Context, id string) (bool, error) {
-	var n int
-	err := p.s.direct().QueryRowContext(ctx, p.s.sql(`SELECT COUNT(*) FROM {p}request_marks WHERE request_id = $1`), id).Scan(&n)
-	if err != nil {
-		return false, fmt.Errorf("sqlstore: reading the mark of request %s: %w", id, err)
-	}
-	return n > 0, nil
-}
 
 // Purge implements profile.Purger: it deletes, purgeBatch rows a statement,
 // the rows of each profile listed in profile_purges (of those of pids, when

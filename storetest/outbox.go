@@ -38,6 +38,7 @@ var outboxChecks = []check[outbox.Store]{
 	{"EnqueueAndClaim", outboxEnqueueAndClaim},
 	{"EnqueueIsAllOrNothing", outboxEnqueueIsAllOrNothing},
 	{"RollbackDiscards", outboxRollbackDiscards},
+	{"RequestMarksCommitWithTheTransaction", outboxRequestMarks},
 	{"KeyedOnce", outboxKeyedOnce},
 	{"OrderPerProfile", outboxOrderPerProfile},
 	{"DeletionWaitsForEarlierItems", outboxDeletionWaitsForEarlierItems},
@@ -208,6 +209,53 @@ func outboxRollbackDiscards(t *testing.T, e *env, s outbox.Store) {
 	commitTx(t, e.ctx, tx2)
 	if err := tx2.Rollback(e.ctx); err != nil {
 		t.Errorf("Rollback after Commit = %v; want nil", err)
+	}
+}
+
+// outboxRequestMarks checks outbox.RequestMarkingTx and
+// outbox.RequestMarks, on a store that has them: a mark is seen once its
+// transaction commits, never when it rolls back, and marking twice is
+// harmless. Recover trusts a mark to mean the decision's commits landed.
+func outboxRequestMarks(t *testing.T, e *env, s outbox.Store) {
+	marks, ok := s.(outbox.RequestMarks)
+	if !ok {
+		t.Skip("the store is no outbox.RequestMarks")
+	}
+	marked := func(id string) bool {
+		t.Helper()
+		ok, err := marks.RequestMarked(e.ctx, id)
+		must(t, err, "RequestMarked")
+		return ok
+	}
+	p := newPIDs(1)
+	mark := func(commit bool, id string) {
+		t.Helper()
+		tx, err := s.Begin(e.ctx)
+		must(t, err, "Begin")
+		m, ok := tx.(outbox.RequestMarkingTx)
+		if !ok {
+			t.Fatal("the store is an outbox.RequestMarks whose transactions are no outbox.RequestMarkingTx")
+		}
+		must(t, tx.Enqueue(e.ctx, []outbox.Item{sendItem("crm", p[0], id, 1)}), "Enqueue") // what the decision owes
+		must(t, m.MarkRequest(e.ctx, id), "MarkRequest")
+		must(t, m.MarkRequest(e.ctx, id), "MarkRequest again")
+		if commit {
+			commitTx(t, e.ctx, tx)
+		} else {
+			must(t, tx.Rollback(e.ctx), "Rollback")
+		}
+	}
+	rolledBack, committed := "req_"+string(newPIDs(1)[0]), "req_"+string(newPIDs(1)[0])
+	mark(false, rolledBack)
+	if marked(rolledBack) {
+		t.Error("a mark whose transaction rolled back is seen")
+	}
+	mark(true, committed)
+	if !marked(committed) {
+		t.Error("a mark whose transaction committed is not seen")
+	}
+	if marked(rolledBack) || marked("req_never") {
+		t.Error("requests never marked are seen marked")
 	}
 }
 

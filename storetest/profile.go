@@ -30,7 +30,6 @@ var profileChecks = []check[profile.Store]{
 	{"Delete", profileDelete},
 	{"DeleteIsIdempotent", profileDeleteIsIdempotent},
 	{"DeleteShreddedThenPurge", profileDeleteShreddedThenPurge},
-	{"RequestMarksCommitWithTheTransaction", profileRequestMarks},
 	{"IDs", profileIDs},
 	{"PickTraits", profilePickTraits},
 	{"CopyAtBoundary", profileCopyAtBoundary},
@@ -772,57 +771,6 @@ func profileDeleteShreddedThenPurge(t *testing.T, e *env, s profile.Store) {
 	got := viewProfiles(t, e.ctx, s, f.B)[f.B]
 	if d := diff(&storedProfile{Meta: again.Metadata, Events: []profile.Event{*again.Event}}, got); d != "" {
 		t.Errorf("B recreated after its purge (-want +got):\n%s", d)
-	}
-}
-
-// profileRequestMarks checks profile.RequestMarkingTx and
-// profile.RequestMarks, on a store that has them: a mark is seen once its
-// transaction commits, never when it rolls back, and marking twice is
-// harmless. Recover trusts a mark to mean the decision's writes committed.
-func profileRequestMarks(t *testing.T, e *env, s profile.Store) {
-	marks, ok := s.(profile.RequestMarks)
-	if !ok {
-		t.Skip("the store is no profile.RequestMarks")
-	}
-	f := seedProfiles(t, e, s)
-	marked := func(id string) bool {
-		t.Helper()
-		ok, err := marks.RequestMarked(e.ctx, id)
-		if err != nil {
-			t.Fatalf("RequestMarked(%s): %v", id, err)
-		}
-		return ok
-	}
-	mark := func(tx profile.Tx, id string) error {
-		m, ok := tx.(profile.RequestMarkingTx)
-		if !ok {
-			return errors.New("the store is a profile.RequestMarks whose transactions are no profile.RequestMarkingTx")
-		}
-		if err := tx.Delete(e.ctx, f.A); err != nil { // the decision's writes
-			return err
-		}
-		return errors.Join(m.MarkRequest(e.ctx, id), m.MarkRequest(e.ctx, id))
-	}
-	rolledBack, committed := "req_"+string(newPID()), "req_"+string(newPID())
-	tx, err := s.Begin(e.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := mark(tx, rolledBack); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Rollback(e.ctx); err != nil {
-		t.Fatal(err)
-	}
-	if marked(rolledBack) {
-		t.Error("a mark whose transaction rolled back is seen")
-	}
-	inTx(t, e.ctx, s.Begin, func(tx profile.Tx) error { return mark(tx, committed) })
-	if !marked(committed) {
-		t.Error("a mark whose transaction committed is not seen")
-	}
-	if marked(rolledBack) || marked("req_never") {
-		t.Error("requests never marked are seen marked")
 	}
 }
 

@@ -1,5 +1,5 @@
--- Requests whose decision a transaction of the profile store applied, marked
--- in that same transaction (profile.RequestMarkingTx): Recover reads the mark
+-- Requests whose decision committed, marked in the outbox's transaction, the
+-- last of a decision's (outbox.RequestMarkingTx): Recover reads the mark
 -- when the journal does not show the commit (the process died, or the journal
 -- failed, between the two), rather than decide the request again on the
 -- person as they are by then. A request id only: nothing personal.

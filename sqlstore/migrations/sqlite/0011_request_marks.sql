@@ -1,4 +1,4 @@
--- Requests whose decision a transaction of the profile store applied (see
+-- Requests whose decision committed, marked in the outbox's transaction (see
 -- the PostgreSQL migration).
 CREATE TABLE {p}request_marks (
     request_id TEXT PRIMARY KEY
