@@ -103,7 +103,7 @@ func (c *Controller) advanceMetadata(meta *profile.Metadata, msg *message, now t
 	if msg.timestamp.After(meta.LastSeen) {
 		meta.LastSeen = msg.timestamp
 	}
-	meta.Recipients = noteRecipients(meta.Recipients, route(msg.integrations, c.destinations), now)
+	meta.Recipients = noteRecipients(meta.Recipients, c.routeMessage(msg, c.destinations), now)
 }
 
 // eventOf is the event a message other than an identify stores.

@@ -9,6 +9,7 @@ package privacy
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"time"
 
@@ -309,7 +310,63 @@ func (o *owed) collected(pid identity.ProfileID, msg *message, matches []identit
 	case kindAlias:
 		m.PreviousID = msg.previous
 	}
-	o.messageTo(route(msg.integrations, o.names()), m, "", "")
+	o.messageTo(o.c.routeMessage(msg, o.names()), m, "", "")
+}
+
+// routeMessage returns the destinations of names a collected message goes
+// to: as its Integrations say (route), and, when it carries the person's
+// consent preferences, only those that declare no consent category or whose
+// every category the person consented to (destination.Consent).
+func (c *Controller) routeMessage(msg *message, names []string) []string {
+	names = route(msg.integrations, names)
+	prefs, ok := consentPreferences(msg.context)
+	if !ok || len(c.consent) == 0 {
+		return names
+	}
+	out := names[:0:0]
+	for _, name := range names {
+		if consented(prefs, c.consent[name]) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// consentPreferences returns a message context's
+// consent.categoryPreferences, and whether it has them.
+func consentPreferences(ctx map[string]any) (map[string]any, bool) {
+	consent, _ := ctx["consent"].(map[string]any)
+	prefs, ok := consent["categoryPreferences"].(map[string]any)
+	return prefs, ok
+}
+
+// consented reports whether every one of categories is true in prefs.
+func consented(prefs map[string]any, categories []string) bool {
+	for _, cat := range categories {
+		if prefs[cat] != true {
+			return false
+		}
+	}
+	return true
+}
+
+// consentCategories returns the categories of each destination that
+// declares some.
+func consentCategories(ds []destination.Destination) map[string][]string {
+	var out map[string][]string
+	for _, d := range ds {
+		c, ok := d.(destination.Consent)
+		if !ok {
+			continue
+		}
+		if cats := slices.DeleteFunc(slices.Clone(c.ConsentCategories()), func(s string) bool { return s == "" }); len(cats) > 0 {
+			if out == nil {
+				out = map[string][]string{}
+			}
+			out[d.Name()] = cats
+		}
+	}
+	return out
 }
 
 // route returns the destinations of names a message with the integrations

@@ -183,3 +183,29 @@ func ExampleController_Suppress() {
 	// true 1
 	// <nil>
 }
+
+// Segment's other calls, with its common fields: a page view stored as an
+// event of type "page", its context kept; a group call's group id an
+// identifier of the person; the time corrected for the sender's clock skew.
+func ExampleController_Collect_segmentSpec() {
+	ctx := context.Background()
+	now := time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
+	c, _ := privacy.New(privacy.WithClock(func() time.Time { return now }))
+	// The sender's clock runs an hour ahead: it stamped the view at 10:55
+	// by its clock and sent it at 11:00, received at 10:00.
+	_ = c.Collect(ctx, privacy.Page{UserID: "u1", Name: "Pricing", Category: "Docs",
+		Context:   map[string]any{"ip": "203.0.113.9", "locale": "fr-FR"},
+		Timestamp: now.Add(55 * time.Minute), SentAt: now.Add(time.Hour), ReceivedAt: now})
+	_ = c.Collect(ctx, privacy.Group{UserID: "u1", GroupID: "acme", Traits: map[string]any{"plan": "enterprise"}})
+
+	page, _ := c.Events(ctx, identity.ID{Type: "user_id", Value: "u1"}, profile.EventQuery{Sort: profile.Asc})
+	for _, e := range page.Events {
+		fmt.Println(e.Type, e.Name, e.Timestamp.Format("15:04"), e.Properties, e.Context["ip"])
+	}
+	p, _ := c.Profile(ctx, identity.ID{Type: "group_id", Value: "acme"})
+	fmt.Println(p != nil)
+	// Output:
+	// page Pricing 09:55 map[category:Docs name:Pricing] 203.0.113.9
+	// group  10:00 map[plan:enterprise] <nil>
+	// true
+}

@@ -265,3 +265,58 @@ func TestBlockedValuesAreDroppedNotRefused(t *testing.T) {
 		t.Errorf("strict rules: the refused message stored something: %v", err)
 	}
 }
+
+// consentingRecorder is a Recorder that falls under consent categories.
+type consentingRecorder struct {
+	*destination.Recorder
+	categories []string
+}
+
+func (r consentingRecorder) ConsentCategories() []string { return r.categories }
+
+// TestConsentRoutesMessages: a message carrying the person's consent
+// preferences goes to a destination that declares categories only if every
+// one of them is true; one without preferences goes as before; deletions
+// go whatever the consent (Segment's Consent Management).
+func TestConsentRoutesMessages(t *testing.T) {
+	ads := consentingRecorder{destination.NewRecorder("ads"), []string{"Advertising", "DataSharing"}}
+	crm := destination.NewRecorder("crm")
+	e := newEnv(t, privacy.WithDestinations(ads, crm))
+	ctx := context.Background()
+	prefs := func(p map[string]any) map[string]any {
+		return map[string]any{"consent": map[string]any{"categoryPreferences": p}}
+	}
+	e.collect(t,
+		privacy.Track{MessageID: "no-consent", UserID: "u1", Event: "E", Timestamp: at(1)},
+		privacy.Track{MessageID: "all-true", UserID: "u1", Event: "E", Timestamp: at(2), Context: prefs(map[string]any{"Advertising": true, "DataSharing": true})},
+		privacy.Track{MessageID: "one-false", UserID: "u1", Event: "E", Timestamp: at(3), Context: prefs(map[string]any{"Advertising": true, "DataSharing": false})},
+		privacy.Track{MessageID: "one-missing", UserID: "u1", Event: "E", Timestamp: at(4), Context: prefs(map[string]any{"Advertising": true})},
+		privacy.Page{MessageID: "string-true", UserID: "u1", Name: "P", Timestamp: at(5), Context: prefs(map[string]any{"Advertising": "true", "DataSharing": true})},
+	)
+	if err := e.c.Flush(ctx); err != nil { // before the erasure, which drops what is still queued
+		t.Fatal(err)
+	}
+	if _, err := e.c.Erase(ctx, uidOf("u1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(r *destination.Recorder) []string {
+		var out []string
+		for _, m := range r.Messages() {
+			out = append(out, m.MessageID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got, want := ids(ads.Recorder), []string{"all-true", "no-consent"}; !slices.Equal(got, want) {
+		t.Errorf("the destination under consent categories got %v; want %v", got, want)
+	}
+	if got := ids(crm); len(got) != 5 {
+		t.Errorf("the destination under no category got %v; want all 5", got)
+	}
+	if len(ads.Deletions()) != 1 {
+		t.Errorf("the destination under consent categories got %d deletions; want the erasure's, whatever the consent", len(ads.Deletions()))
+	}
+}

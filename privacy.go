@@ -36,6 +36,9 @@ type Controller struct {
 	deliver *deliver.Engine
 	// destinations are the destinations' names, in the order configured.
 	destinations []string
+	// consent holds the categories of each destination that declares some
+	// (destination.Consent).
+	consent map[string][]string
 	// awaiting holds the requests this Controller holds that wait for their
 	// destinations' answers (*awaited), by id.
 	awaiting sync.Map
@@ -182,6 +185,7 @@ func New(opts ...Option) (*Controller, error) {
 		}
 	})
 	c.destinations = c.deliver.Destinations()
+	c.consent = consentCategories(cfg.dests)
 	c.closing, c.cancelClosing = context.WithCancel(context.Background())
 	c.claimsDone.Add(2)
 	go c.keepClaims()

@@ -107,6 +107,16 @@ type Destination interface {
 	Delete(ctx context.Context, d Deletion) error
 }
 
+// Consent is implemented by destinations that fall under consent categories
+// (Segment's Consent Management: "Advertising", "Analytics", ...): a
+// message that carries the person's consent preferences
+// (context.consent.categoryPreferences) goes to such a destination only if
+// every one of its categories is true there; a message without them goes
+// as any other. Deletions go whatever the consent.
+type Consent interface {
+	ConsentCategories() []string
+}
+
 // Message types, as Segment's spec names them.
 const (
 	TypeIdentify = "identify"
