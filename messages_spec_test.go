@@ -16,6 +16,16 @@ import (
 
 func uidOf(v string) identity.ID { return identity.ID{Type: identity.TypeUserID, Value: v} }
 
+// messageIDsSent returns the ids of the messages r was sent, sorted.
+func messageIDsSent(r *destination.Recorder) []string {
+	var out []string
+	for _, m := range r.Messages() {
+		out = append(out, m.MessageID)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // onlyEvent returns the person's one stored event.
 func onlyEvent(t *testing.T, c *privacy.Controller, id identity.ID) profile.Event {
 	t.Helper()
@@ -211,18 +221,10 @@ func TestIntegrationsRouteMessages(t *testing.T) {
 	if err := e.c.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ids := func(r *destination.Recorder) []string {
-		var out []string
-		for _, m := range r.Messages() {
-			out = append(out, m.MessageID)
-		}
-		slices.Sort(out)
-		return out
-	}
-	if got, want := ids(crm), []string{"all", "crm-only", "not-ads"}; !slices.Equal(got, want) {
+	if got, want := messageIDsSent(crm), []string{"all", "crm-only", "not-ads"}; !slices.Equal(got, want) {
 		t.Errorf("crm got %v; want %v", got, want)
 	}
-	if got, want := ids(ads), []string{"all", "options"}; !slices.Equal(got, want) {
+	if got, want := messageIDsSent(ads), []string{"all", "options"}; !slices.Equal(got, want) {
 		t.Errorf("ads got %v; want %v", got, want)
 	}
 	p, err := e.c.Profile(ctx, uidOf("u2"))
@@ -302,18 +304,10 @@ func TestConsentRoutesMessages(t *testing.T) {
 	if err := e.c.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ids := func(r *destination.Recorder) []string {
-		var out []string
-		for _, m := range r.Messages() {
-			out = append(out, m.MessageID)
-		}
-		slices.Sort(out)
-		return out
-	}
-	if got, want := ids(ads.Recorder), []string{"all-true", "no-consent"}; !slices.Equal(got, want) {
+	if got, want := messageIDsSent(ads.Recorder), []string{"all-true", "no-consent"}; !slices.Equal(got, want) {
 		t.Errorf("the destination under consent categories got %v; want %v", got, want)
 	}
-	if got := ids(crm); len(got) != 5 {
+	if got := messageIDsSent(crm); len(got) != 5 {
 		t.Errorf("the destination under no category got %v; want all 5", got)
 	}
 	if len(ads.Deletions()) != 1 {
