@@ -783,13 +783,19 @@ func (c *Controller) finish(ctx context.Context, cl *claim, e *journal.Entry) {
 	*e = *f
 }
 
-// overall is Segment's rule: FINISHED when every destination finished (or cannot
-// delete: NOT_SUPPORTED), FAILED when every destination failed, PARTIAL_SUCCESS
-// in between.
+// overall is Segment's rule: FINISHED when every destination finished,
+// FAILED when every destination failed or one cannot delete (NOT_SUPPORTED:
+// Segment "returns a FAILED status because of a failure on an unsupported
+// destination, even if the deletion from the Segment Internal Systems and
+// supported destinations were completed successfully"), PARTIAL_SUCCESS in
+// between. The per-destination outcomes say which.
 func overall(e *journal.Entry) Status {
 	failed := 0
 	for _, o := range e.Destinations {
-		if o.Status == Failed {
+		switch o.Status {
+		case NotSupported:
+			return Failed
+		case Failed:
 			failed++
 		}
 	}

@@ -372,6 +372,20 @@ func TestApplyRefusesBadRequestsAndChangesNothing(t *testing.T) {
 	}
 }
 
+// refusing and failing are destinations that cannot delete, and that fail
+// every deletion.
+func refusing(name string) *destination.Recorder {
+	r := destination.NewRecorder(name)
+	r.RefuseDeletes()
+	return r
+}
+
+func failing(name string) *destination.Recorder {
+	r := destination.NewRecorder(name)
+	r.FailDeletes(-1)
+	return r
+}
+
 func TestDestinationOutcomesFollowSegmentsRules(t *testing.T) {
 	ctx := context.Background()
 	flaky := destination.NewRecorder("flaky")
@@ -402,8 +416,33 @@ func TestDestinationOutcomesFollowSegmentsRules(t *testing.T) {
 		got[o.Name] = o.Status
 	}
 	want := map[string]privacy.Status{"flaky": privacy.Finished, "dead": privacy.Failed, "cannot": privacy.NotSupported}
-	if diff := cmp.Diff(want, got); diff != "" || final.Status != privacy.PartialSuccess {
-		t.Fatalf("outcomes (-want +got):\n%s\noverall %s, want PARTIAL_SUCCESS", diff, final.Status)
+	if diff := cmp.Diff(want, got); diff != "" || final.Status != privacy.Failed {
+		t.Fatalf("outcomes (-want +got):\n%s\noverall %s, want FAILED (a destination cannot delete)", diff, final.Status)
+	}
+
+	// Segment: FAILED "because of a failure on an unsupported destination,
+	// even if the deletion from the Segment Internal Systems and supported
+	// destinations were completed successfully"; without one, a destination
+	// that failed among others that did not is PARTIAL_SUCCESS.
+	for _, tc := range []struct {
+		name  string
+		dests []destination.Destination
+		want  privacy.Status
+	}{
+		{"supported and unsupported", []destination.Destination{destination.NewRecorder("ok"), refusing("cannot")}, privacy.Failed},
+		{"one failed among others", []destination.Destination{destination.NewRecorder("ok"), failing("dead")}, privacy.PartialSuccess},
+		{"all finished", []destination.Destination{destination.NewRecorder("ok"), destination.NewRecorder("ok2")}, privacy.Finished},
+	} {
+		e := newEnv(t, privacy.WithDestinations(tc.dests...), fastDelivery())
+		person(t, e, "cy")
+		r, err := e.c.Erase(ctx, user("cy"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		flush(t, e.c)
+		if final, _ := e.c.Status(ctx, r.ID); final.Status != tc.want {
+			t.Errorf("%s: overall %s, want %s", tc.name, final.Status, tc.want)
+		}
 	}
 
 	// With only a destination that never succeeds, the request FAILED, though
