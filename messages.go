@@ -90,7 +90,8 @@ func prepareMessage(in *intake, m Message, out *message, ids []identity.ID) ([]i
 //   - Context is what the sending library knows of the circumstances (ip,
 //     userAgent, device, page, campaign, locale, library, traits, consent,
 //     ...), kept as given: a JSON object within the message's size limit.
-//     Its traits.email is an identifier, as traits.email is; on a device
+//     Its traits.email is an identifier, as traits.email is, and so is each
+//     of its externalIds ({id, type}, in the users collection); on a device
 //     whose type is "ios" or "android", device.id and device.advertisingId
 //     are the identifiers <type>.id and <type>.idfa.
 //   - Integrations names the destinations the message goes to: a key per
@@ -634,8 +635,8 @@ func segmentTime(in *intake, e *envelope) (time.Time, error) {
 }
 
 // contextIDs appends the identifiers a message's context holds, as Segment
-// takes them: traits.email, and on an iOS or Android device its id and
-// advertising id. A value that is not a usable identifier (blocked, too
+// takes them: traits.email, externalIds (of the users collection), and on
+// an iOS or Android device its id and advertising id. A value that is not a usable identifier (blocked, too
 // long) is left in the context only.
 func contextIDs(r *identity.Resolver, ctx map[string]any, ids []identity.ID) []identity.ID {
 	if ctx == nil {
@@ -650,6 +651,19 @@ func contextIDs(r *identity.Resolver, ctx map[string]any, ids []identity.ID) []i
 	}
 	if traits, ok := ctx["traits"].(map[string]any); ok {
 		add(identity.TypeEmail, traits["email"])
+	}
+	// Segment's externalIds, [{id, type, collection, encoding}]: a user's
+	// identifiers named by their type.
+	if ext, ok := ctx["externalIds"].([]any); ok {
+		for _, x := range ext {
+			if e, ok := x.(map[string]any); ok {
+				if typ, ok := e["type"].(string); ok && typ != "" {
+					if c, _ := e["collection"].(string); c == "" || c == "users" {
+						add(typ, e["id"])
+					}
+				}
+			}
+		}
 	}
 	if device, ok := ctx["device"].(map[string]any); ok {
 		switch platform, _ := device["type"].(string); strings.ToLower(platform) {

@@ -314,3 +314,30 @@ func TestConsentRoutesMessages(t *testing.T) {
 		t.Errorf("the destination under consent categories got %d deletions; want the erasure's, whatever the consent", len(ads.Deletions()))
 	}
 }
+
+// TestExternalIDsInContext: Segment's context.externalIds are identifiers,
+// those of the users collection (or none named).
+func TestExternalIDsInContext(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.collect(t, privacy.Track{AnonymousID: "a1", Event: "E", Timestamp: at(1), Context: map[string]any{"externalIds": []any{
+		map[string]any{"id": "cus_42", "type": "stripe_id", "collection": "users", "encoding": "none"},
+		map[string]any{"id": "ada@example.com", "type": "email"},
+		map[string]any{"id": "acct_9", "type": "account_id", "collection": "accounts"},
+		map[string]any{"id": 7, "type": "bad"},
+	}}})
+	a1, err := e.c.Profile(ctx, identity.ID{Type: identity.TypeAnonymousID, Value: "a1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []identity.ID{{Type: "stripe_id", Value: "cus_42"}, {Type: identity.TypeEmail, Value: "ada@example.com"}} {
+		if p, err := e.c.Profile(ctx, id); err != nil || p.ID != a1.ID {
+			t.Errorf("Profile(%v) = %v, %v; want a1's", id, p, err)
+		}
+	}
+	for _, id := range []identity.ID{{Type: "account_id", Value: "acct_9"}, {Type: "bad", Value: "7"}} {
+		if _, err := e.c.Profile(ctx, id); !errors.Is(err, privacy.ErrNotFound) {
+			t.Errorf("Profile(%v) = %v; want not found (another collection, or not a string)", id, err)
+		}
+	}
+}
