@@ -170,7 +170,7 @@ func TestAnalyticsGoEveryType(t *testing.T) {
 		analytics.Identify{MessageId: "id-1", UserId: "ada", AnonymousId: "anon-ada", Timestamp: ts.Add(time.Second),
 			Traits: analytics.NewTraits().SetEmail("Ada@Example.com").Set("plan", "pro"), Context: appCtx},
 		analytics.Track{MessageId: "tr-1", UserId: "ada", Event: "Order Completed", Timestamp: ts.Add(2 * time.Second),
-			Properties: analytics.NewProperties().SetRevenue(249).Set("items", []any{"tent"}),
+			Properties:   analytics.NewProperties().SetRevenue(249).Set("items", []any{"tent"}),
 			Integrations: analytics.NewIntegrations().EnableAll().Disable("ads")},
 		analytics.Page{MessageId: "pg-1", UserId: "ada", Name: "Pricing", Timestamp: ts.Add(3 * time.Second), Context: appCtx,
 			Properties: analytics.NewProperties().SetURL("https://shop.example/pricing")},
@@ -213,7 +213,9 @@ func TestAnalyticsGoEveryType(t *testing.T) {
 		byID[e.MessageID] = e
 	}
 	for id, check := range map[string]func(e profile.Event) bool{
-		"anon-1": func(e profile.Event) bool { return e.Type == "track" && e.Name == "Viewed" && e.Properties["sku"] == "TENT-2P" },
+		"anon-1": func(e profile.Event) bool {
+			return e.Type == "track" && e.Name == "Viewed" && e.Properties["sku"] == "TENT-2P"
+		},
 		"tr-1": func(e profile.Event) bool {
 			return e.Type == "track" && e.Properties["revenue"] == 249.0 && slices.Equal(e.Properties["items"].([]any), []any{"tent"})
 		},
@@ -223,7 +225,9 @@ func TestAnalyticsGoEveryType(t *testing.T) {
 				e.Context["ip"] == "203.0.113.9" && e.Context["userAgent"] == "Mozilla/5.0 (compat test)" && ctxPage["title"] == "Pricing"
 		},
 		"sc-1": func(e profile.Event) bool { return e.Type == "screen" && e.Name == "Settings" },
-		"gr-1": func(e profile.Event) bool { return e.Type == "group" && e.Properties["name"] == "Acme" && e.Properties["employees"] == 120.0 },
+		"gr-1": func(e profile.Event) bool {
+			return e.Type == "group" && e.Properties["name"] == "Acme" && e.Properties["employees"] == 120.0
+		},
 		"al-1": func(e profile.Event) bool { return e.Type == "alias" && e.Properties["previousId"] == "anon-old" },
 	} {
 		e, ok := byID[id]
