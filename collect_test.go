@@ -118,22 +118,47 @@ func TestMergeKeepsNewestTraitOfEitherProfile(t *testing.T) {
 	}
 }
 
+// TestPromotedIdentifiers: as Segment, the email trait is an identifier,
+// and a trait or property the rules name (Rules.Custom); a trait named after
+// another identifier type alone is not.
 func TestPromotedIdentifiers(t *testing.T) {
-	e := newEnv(t)
-	e.collect(t, privacy.Identify{UserID: "u1", Traits: map[string]any{
+	traits := map[string]any{
 		"email":        "Ada@Example.com",
 		"ga_client_id": "GA1.2.3",
-		"phone":        "+33 1", // not a default identifier type: stays a trait only
-		"group_id":     "null",  // blocked value: stays a trait only
-		"ios.id":       12345.0, // not a string: stays a trait only
-	}, Timestamp: at(0)})
-	p := e.profile(t, email("ada@example.com"))
-	want := []string{"user_id:u1", "email:ada@example.com", "ga_client_id:GA1.2.3"}
-	if diff := cmp.Diff(want, ids(p)); diff != "" {
-		t.Fatalf("identifiers (-want +got):\n%s", diff)
+		"phone":        "+33 1",
+		"crm_id":       12345.0, // an integer: written as one
+		"score":        1.5,     // not an integer: stays a trait only
+		"ios.id":       "dev-1", // a default type, but a trait: not taken unless configured
 	}
-	if len(p.Traits) != 5 {
-		t.Fatalf("%d traits, want all 5 kept", len(p.Traits))
+	e := newEnv(t)
+	e.collect(t, privacy.Identify{UserID: "u1", Traits: traits, Timestamp: at(0)})
+	p := e.profile(t, email("ada@example.com"))
+	if diff := cmp.Diff([]string{"user_id:u1", "email:ada@example.com"}, ids(p)); diff != "" {
+		t.Errorf("default rules: identifiers (-want +got):\n%s", diff)
+	}
+	if len(p.Traits) != len(traits) {
+		t.Errorf("%d traits, want all %d kept", len(p.Traits), len(traits))
+	}
+
+	rules := identity.DefaultRules()
+	rules.Custom = []identity.CustomID{{Type: "ga_client_id", Trait: "ga_client_id"}, {Type: "crm_id", Trait: "crm_id"},
+		{Type: "score", Trait: "score"}, {Type: "sku", Property: "sku"}}
+	c := newEnv(t, privacy.WithIdentityRules(rules))
+	c.collect(t, privacy.Identify{UserID: "u1", Traits: traits, Timestamp: at(0)},
+		privacy.Track{AnonymousID: "a1", Event: "Viewed", Properties: map[string]any{"sku": "TENT-2P"}, Timestamp: at(1)})
+	p = c.profile(t, email("ada@example.com"))
+	if diff := cmp.Diff([]string{"user_id:u1", "email:ada@example.com", "crm_id:12345", "ga_client_id:GA1.2.3"}, ids(p)); diff != "" {
+		t.Errorf("custom rules: identifiers (-want +got):\n%s", diff)
+	}
+	if q, err := c.c.Profile(context.Background(), identity.ID{Type: "sku", Value: "TENT-2P"}); err != nil || q.ID == p.ID {
+		t.Errorf("Profile by the property sku = %v, %v; want a1's own profile", q, err)
+	}
+	for _, bad := range []identity.CustomID{{Type: "x"}, {Type: "x", Trait: "a", Property: "b"}, {Type: "", Trait: "a"}} {
+		r := identity.DefaultRules()
+		r.Custom = []identity.CustomID{bad}
+		if _, err := privacy.New(privacy.WithIdentityRules(r)); !errors.Is(err, privacy.ErrInvalid) {
+			t.Errorf("custom %+v: New = %v; want ErrInvalid", bad, err)
+		}
 	}
 }
 

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -108,10 +108,9 @@ func prepareMessage(in *intake, m Message, out *message, ids []identity.ID) ([]i
 //     the stored event's.
 
 // Identify tells who a person is and what is known of them (Segment's identify).
-// At least one of UserID, AnonymousID and ExternalIDs is required. An email
-// trait, or a trait named after another default identifier type
-// (identity.DefaultTypes; group_id comes from Group messages only), is
-// promoted to an identifier of the profile.
+// At least one of UserID, AnonymousID and ExternalIDs is required. The email
+// trait is an identifier of the profile too, and so is a trait the identity
+// rules name (identity.Rules.Custom).
 type Identify struct {
 	// MessageID de-duplicates: a message collected twice for one person is stored
 	// once. When empty, a random id is assigned.
@@ -291,14 +290,13 @@ func (m *Identify) prepare(in *intake, out *message, ids []identity.ID) ([]ident
 		return ids, err
 	}
 	out.traits = traits
-	for k, v := range traits {
-		if s, ok := v.(string); ok && isPromoted(k) {
-			// A promoted value that is not a usable identifier stays a trait only.
-			if id, err := r.Check(identity.ID{Type: k, Value: s}); err == nil {
-				ids = append(ids, id)
-			}
+	if s, ok := traits[identity.TypeEmail].(string); ok {
+		// A value that is not a usable identifier stays a trait only.
+		if id, err := r.Check(identity.ID{Type: identity.TypeEmail, Value: s}); err == nil {
+			ids = append(ids, id)
 		}
 	}
+	ids = customIDs(r, traits, r.TraitIDs, ids)
 	return out.finish(r, ids)
 }
 
@@ -317,7 +315,7 @@ func (m *Track) prepare(in *intake, out *message, ids []identity.ID) ([]identity
 	if out.props, err = checkProperties(in, &budget, "Properties", m.Properties, nil); err != nil {
 		return ids, err
 	}
-	return out.finish(in.resolver, ids)
+	return out.finish(in.resolver, customIDs(in.resolver, out.props, in.resolver.PropertyIDs, ids))
 }
 
 func (m *Page) prepare(in *intake, out *message, ids []identity.ID) ([]identity.ID, error) {
@@ -339,7 +337,7 @@ func (m *Page) prepare(in *intake, out *message, ids []identity.ID) ([]identity.
 	if out.props, err = checkProperties(in, &budget, "Properties", m.Properties, []string{"name", m.Name, "category", m.Category}); err != nil {
 		return ids, err
 	}
-	return out.finish(in.resolver, ids)
+	return out.finish(in.resolver, customIDs(in.resolver, out.props, in.resolver.PropertyIDs, ids))
 }
 
 func (m *Screen) prepare(in *intake, out *message, ids []identity.ID) ([]identity.ID, error) {
@@ -354,7 +352,7 @@ func (m *Screen) prepare(in *intake, out *message, ids []identity.ID) ([]identit
 	if out.props, err = checkProperties(in, &budget, "Properties", m.Properties, []string{"name", m.Name}); err != nil {
 		return ids, err
 	}
-	return out.finish(in.resolver, ids)
+	return out.finish(in.resolver, customIDs(in.resolver, out.props, in.resolver.PropertyIDs, ids))
 }
 
 func (m *Group) prepare(in *intake, out *message, ids []identity.ID) ([]identity.ID, error) {
@@ -381,7 +379,7 @@ func (m *Group) prepare(in *intake, out *message, ids []identity.ID) ([]identity
 	// The group's traits, not the person's: kept on the group event, with
 	// nil values kept as null (they remove nothing).
 	out.props = traits
-	return out.finish(r, ids)
+	return out.finish(r, customIDs(r, traits, r.TraitIDs, ids))
 }
 
 func (m *Alias) prepare(in *intake, out *message, ids []identity.ID) ([]identity.ID, error) {
@@ -484,12 +482,38 @@ func hasValue(pairs []string) bool {
 	return false
 }
 
-// isPromoted reports whether an identify trait is also an identifier: one
-// named after a default identifier type, but group_id, which a Group
-// message's GroupID sets (a trait named so merged people who shared a
-// group).
-func isPromoted(trait string) bool {
-	return trait != identity.TypeGroupID && slices.Contains(identity.DefaultTypes, trait)
+// customIDs appends the identifiers the rules take from values
+// (Rules.Custom: typesOf is the resolver's TraitIDs or PropertyIDs): a
+// string, or a number written as an integer. A value that is not a usable
+// identifier stays where it is only.
+func customIDs(r *identity.Resolver, values map[string]any, typesOf func(string) []string, ids []identity.ID) []identity.ID {
+	if !r.HasCustom() {
+		return ids
+	}
+	for k, v := range values {
+		types := typesOf(k)
+		if types == nil {
+			continue
+		}
+		var s string
+		switch x := v.(type) {
+		case string:
+			s = x
+		case float64:
+			if x != math.Trunc(x) || math.Abs(x) > 1<<53 {
+				continue
+			}
+			s = strconv.FormatFloat(x, 'f', -1, 64)
+		default:
+			continue
+		}
+		for _, typ := range types {
+			if id, err := r.Check(identity.ID{Type: typ, Value: s}); err == nil {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids
 }
 
 // checkName checks a name: at most maxNameLength bytes of UTF-8, without NUL

@@ -20,8 +20,11 @@ const (
 	TypeGroupID     = "group_id"
 )
 
-// DefaultTypes are Segment's default identifier types. An identify trait whose key
-// is one of them is promoted to an identifier of the profile.
+// DefaultTypes are Segment's default identifier types: user_id and
+// anonymous_id from a message's ids, email from its traits or
+// context.traits, group_id from a group call, the device ids from its
+// context. A trait of another name (or of these, but email) is an identifier
+// only when Rules.Custom names it.
 var DefaultTypes = []string{
 	TypeUserID, TypeEmail, TypeAnonymousID, TypeGroupID,
 	"android.id", "android.idfa", "android.push_token",

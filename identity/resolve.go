@@ -31,11 +31,25 @@ func (r *Resolver) Rules() Rules {
 	c.Blocked = slices.Clone(c.Blocked)
 	c.Limits = maps.Clone(c.Limits)
 	c.Priority = slices.Clone(c.Priority)
+	c.Custom = slices.Clone(c.Custom)
 	return c
 }
 
 // DropBlocked reports whether blocked identifiers are dropped rather than refused.
 func (r *Resolver) DropBlocked() bool { return r.rules.DropBlocked }
+
+// TraitIDs returns the identifier types the rules take from the trait key
+// (Rules.Custom), or nil. The slice is the resolver's: do not change it.
+func (r *Resolver) TraitIDs(key string) []string { return r.rules.traitIDs[key] }
+
+// PropertyIDs returns the identifier types the rules take from the event
+// property key (Rules.Custom), or nil. The slice is the resolver's: do not
+// change it.
+func (r *Resolver) PropertyIDs(key string) []string { return r.rules.propertyIDs[key] }
+
+// HasCustom reports whether the rules take identifiers from traits or
+// properties beyond Segment's defaults.
+func (r *Resolver) HasCustom() bool { return len(r.rules.Custom) > 0 }
 
 // Check normalises id and applies the blocked values. A blocked identifier gets an
 // error matching ErrBlocked (and so ErrInvalid) that names the rule.

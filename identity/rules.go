@@ -87,6 +87,22 @@ type Rules struct {
 	// takes no new merges or identifiers, but messages still resolve to it.
 	MaxMerges      int
 	MaxIdentifiers int
+	// Custom lists identifiers taken from a trait or an event property, as
+	// Segment's custom identifiers are: beside the top-level ids,
+	// traits.email, context.traits.email, context.externalIds and the
+	// device ids, which are always taken, a value is an identifier only
+	// when configured here.
+	Custom []CustomID
+}
+
+// CustomID takes the identifier Type from a message's Trait (an identify's
+// or a group's traits) or Property (the properties of a track, page or
+// screen): a string value, or a number written as an integer. Set one of
+// Trait and Property.
+type CustomID struct {
+	Type     string
+	Trait    string
+	Property string
 }
 
 // DefaultRules returns Segment's defaults: the suggested blocked values
@@ -116,6 +132,9 @@ type compiledRules struct {
 	Rules
 	blocks   []compiledBlock
 	priority map[string]int
+	// traitIDs and propertyIDs map a trait or property key to the
+	// identifier types taken from it (Custom).
+	traitIDs, propertyIDs map[string][]string
 }
 
 type compiledBlock struct {
@@ -159,6 +178,31 @@ func compileRules(r Rules) (*compiledRules, error) {
 		}
 		c.priority[t] = len(c.Priority)
 		c.Priority = append(c.Priority, t)
+	}
+	c.Custom = nil
+	for i, cu := range r.Custom {
+		t, err := normalizeType(cu.Type)
+		if err != nil {
+			return nil, fmt.Errorf("rules: custom[%d]: %w", i, err)
+		}
+		var m *map[string][]string
+		key := cu.Trait
+		switch {
+		case (cu.Trait == "") == (cu.Property == ""):
+			return nil, fmt.Errorf("%w: rules: custom[%d] (%s): set one of Trait and Property", ErrInvalid, i, t)
+		case cu.Trait != "":
+			m = &c.traitIDs
+		default:
+			m, key = &c.propertyIDs, cu.Property
+		}
+		if *m == nil {
+			*m = map[string][]string{}
+		}
+		if slices.Contains((*m)[key], t) {
+			return nil, fmt.Errorf("%w: rules: custom[%d] takes %s from %q twice", ErrInvalid, i, t, key)
+		}
+		(*m)[key] = append((*m)[key], t)
+		c.Custom = append(c.Custom, CustomID{Type: t, Trait: cu.Trait, Property: cu.Property})
 	}
 	for i, b := range r.Blocked {
 		cb := compiledBlock{value: b.Value}
