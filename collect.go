@@ -139,7 +139,7 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 	set := c.set.Load()
 	// Only these can change a membership now: new traits, a new or merged profile,
 	// or an event some audience counts. Time passing is Refresh's business.
-	withAudiences := set.Len() > 0 && (msg.kind == kindIdentify || plan.Create || len(plan.Absorb) > 0 || set.UsesEvents(msg.event))
+	withAudiences := set.Len() > 0 && (msg.kind == kindIdentify || plan.Create || len(plan.Absorb) > 0 || (msg.kind == kindTrack && set.UsesEvents(msg.event)))
 
 	var gtx identity.Tx
 	if plan.Writes() {
@@ -281,7 +281,7 @@ func (c *Controller) oweCollected(ctx context.Context, otx outbox.Tx, pid identi
 	o := owed{c: c}
 	o.collected(pid, msg, matches)
 	if len(changes) > 0 {
-		o.audienceChanges(pid, c.collectedChangeIDs(ctx, pid, matches), version, "", changes, now)
+		o.audienceChanges(pid, c.collectedChangeIDs(ctx, pid, matches), version, "", changes, now, c.routeMessage(msg, o.names()))
 	}
 	return o.enqueue(ctx, otx)
 }

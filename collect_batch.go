@@ -380,7 +380,7 @@ func (c *Controller) oweBatch(ctx context.Context, otx outbox.Tx, items []batchI
 		}
 		o.collected(it.profile, &it.msg, it.matches)
 		if len(it.changes) > 0 {
-			o.audienceChanges(it.profile, c.collectedChangeIDs(ctx, it.profile, it.matches), it.version, "", it.changes, it.now)
+			o.audienceChanges(it.profile, c.collectedChangeIDs(ctx, it.profile, it.matches), it.version, "", it.changes, it.now, c.routeMessage(&it.msg, o.names()))
 		}
 	}
 	return o.enqueue(ctx, otx)
@@ -676,5 +676,5 @@ func (c *Controller) batchAudiences(ctx context.Context, ptx profile.Tx, set *au
 // concernsAudiences reports whether a stored item can change its profile's
 // memberships: an identify (new traits), or an event some audience counts.
 func concernsAudiences(set *audience.Set, it *batchItem) bool {
-	return it.outcome == outcomeStored && (it.msg.kind == kindIdentify || set.UsesEvents(it.msg.event))
+	return it.outcome == outcomeStored && (it.msg.kind == kindIdentify || it.msg.kind == kindTrack && set.UsesEvents(it.msg.event))
 }

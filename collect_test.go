@@ -198,7 +198,7 @@ func TestCollectRefusesBadInputAndStoresNothing(t *testing.T) {
 		{"301 traits", privacy.Identify{UserID: "u1", Traits: traits301, Timestamp: at(0)}, "Traits", nil},
 		{"300 traits", privacy.Identify{UserID: "u1", Traits: traits300, Timestamp: at(0)}, "Traits", nil},
 		{"group without a group id", privacy.Group{UserID: "u1", Timestamp: at(0)}, "GroupID", nil},
-		{"group of a blocked id only", privacy.Group{GroupID: "null", Timestamp: at(0)}, "GroupID", identity.ErrBlocked},
+		{"group without a person", privacy.Group{GroupID: "acme", Timestamp: at(0)}, "UserID", nil},
 		{"group with 300 traits", privacy.Group{UserID: "u1", GroupID: "g1", Traits: traits300, Timestamp: at(0)}, "Traits", nil},
 		{"alias without a previous id", privacy.Alias{UserID: "u1", Timestamp: at(0)}, "PreviousID", nil},
 		{"alias without a user id", privacy.Alias{PreviousID: "a1", Timestamp: at(0)}, "UserID", nil},

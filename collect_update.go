@@ -185,11 +185,16 @@ func mergeMetadata(into, from profile.Metadata) profile.Metadata {
 	return into
 }
 
-// noteRecipients records in a profile's recipients (its own copy) that every
-// destination is being sent the person's data now: each message handed to the
-// outbox goes to all of them. An access request lists them (Art. 15(1)(c), 19).
-func (c *Controller) noteRecipients(rs []profile.Recipient, now time.Time) []profile.Recipient {
-	return noteRecipients(rs, c.destinations, now)
+// configuredRecipients returns the names of the recipients rs lists that
+// are destinations of this Controller, never nil.
+func (c *Controller) configuredRecipients(rs []profile.Recipient) []string {
+	out := []string{}
+	for _, r := range rs {
+		if slices.Contains(c.destinations, r.Name) {
+			out = append(out, r.Name)
+		}
+	}
+	return out
 }
 
 // noteRecipients records in rs that the destinations named are being sent

@@ -263,13 +263,20 @@ func (o *owed) deletion(d destination.Deletion) {
 // its lifting change memberships, not the version: without it, a second
 // exit at one version would repeat the first's id, and a destination that
 // drops repeats would keep the person in.)
-func (o *owed) audienceChanges(pid identity.ProfileID, ids []identity.ID, version uint64, cause string, changes []audience.Change, now time.Time) {
+//
+// to, when not nil, names the destinations owed them: those the collected
+// message that caused the changes went to, so that no destination its
+// Integrations or consent kept the person from hears of them this way.
+func (o *owed) audienceChanges(pid identity.ProfileID, ids []identity.ID, version uint64, cause string, changes []audience.Change, now time.Time, to []string) {
+	if to == nil {
+		to = o.names()
+	}
 	for _, ch := range changes {
 		event, verb := destination.AudienceExited, "exited"
 		if ch.Entered {
 			event, verb = destination.AudienceEntered, "entered"
 		}
-		o.message(destination.Message{
+		o.messageTo(to, destination.Message{
 			// Stable across retries: the same change of the same profile version.
 			MessageID:  audienceMessageID(pid, ch.Key, verb, version, cause),
 			Type:       destination.TypeTrack,

@@ -185,8 +185,8 @@ func ExampleController_Suppress() {
 }
 
 // Segment's other calls, with its common fields: a page view stored as an
-// event of type "page", its context kept; a group call's group id an
-// identifier of the person; the time corrected for the sender's clock skew.
+// event of type "page", its context kept; a group call as an event named by
+// its group; the time corrected for the sender's clock skew.
 func ExampleController_Collect_segmentSpec() {
 	ctx := context.Background()
 	now := time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
@@ -202,10 +202,7 @@ func ExampleController_Collect_segmentSpec() {
 	for _, e := range page.Events {
 		fmt.Println(e.Type, e.Name, e.Timestamp.Format("15:04"), e.Properties, e.Context["ip"])
 	}
-	p, _ := c.Profile(ctx, identity.ID{Type: "group_id", Value: "acme"})
-	fmt.Println(p != nil)
 	// Output:
 	// page Pricing 09:55 map[category:Docs name:Pricing] 203.0.113.9
-	// group  10:00 map[plan:enterprise] <nil>
-	// true
+	// group acme 10:00 map[plan:enterprise] <nil>
 }

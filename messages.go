@@ -92,8 +92,9 @@ func prepareMessage(in *intake, m Message, out *message, ids []identity.ID) ([]i
 //     ...), kept as given: a JSON object within the message's size limit.
 //     Its traits.email is an identifier, as traits.email is, and so is each
 //     of its externalIds ({id, type}, in the users collection); on a device
-//     whose type is "ios" or "android", device.id and device.advertisingId
-//     are the identifiers <type>.id and <type>.idfa.
+//     whose type is "ios" or "android", device.id, device.advertisingId
+//     (when device.adTrackingEnabled is true) and device.token are the
+//     identifiers <type>.id, <type>.idfa and <type>.push_token.
 //   - Integrations names the destinations the message goes to: a key per
 //     destination name, true or an object to send, false not to; "All"
 //     applies to those not named (by default all are sent).
@@ -195,10 +196,11 @@ type Screen struct {
 }
 
 // Group ties a person to a group (an account, a company: Segment's group).
-// GroupID is required and becomes the person's group_id identifier; Traits
-// are the group's (MaxTraits or more are refused), kept on the stored event
-// of type "group" as its properties and sent to destinations. Identifiers
-// as for Identify.
+// GroupID is required; the message is stored as an event of type "group"
+// named GroupID, whose properties are the group's Traits (MaxTraits or more
+// are refused), and sent to destinations. The group's id is not an
+// identifier of the person: members of one group are different people.
+// Identifiers as for Identify.
 type Group struct {
 	MessageID   string
 	UserID      string
@@ -365,10 +367,10 @@ func (m *Group) prepare(in *intake, out *message, ids []identity.ID) ([]identity
 	if m.GroupID == "" {
 		return ids, fieldErrorf("GroupID", "empty; a group message names its group")
 	}
-	if budget -= len(m.GroupID); budget < 0 {
-		return ids, tooLarge("GroupID", in.limits)
-	}
-	if ids, err = out.addID(r, ids, "GroupID", identity.ID{Type: identity.TypeGroupID, Value: m.GroupID}); err != nil {
+	// The group's id is the event's name, not an identifier of the person:
+	// as one, it merged every member of a group into one profile, and an
+	// erasure of one suppressed the group for all.
+	if err := out.name(in, &budget, "GroupID", m.GroupID); err != nil {
 		return ids, err
 	}
 	out.groupID = m.GroupID
@@ -385,6 +387,11 @@ func (m *Group) prepare(in *intake, out *message, ids []identity.ID) ([]identity
 func (m *Alias) prepare(in *intake, out *message, ids []identity.ID) ([]identity.ID, error) {
 	if m.UserID == "" {
 		return ids, fieldErrorf("UserID", "empty; an alias names the user id the person has now")
+	}
+	if _, err := in.resolver.Check(identity.ID{Type: identity.TypeUserID, Value: m.UserID}); err != nil {
+		// Refused whatever DropBlocked says: an alias without its user id
+		// would tell destinations the previous id is nobody.
+		return ids, fieldError("UserID", err)
 	}
 	if m.PreviousID == "" {
 		return ids, fieldErrorf("PreviousID", "empty; an alias names the id the person had before")
@@ -646,7 +653,10 @@ func segmentTime(in *intake, e *envelope) (time.Time, error) {
 	case original.IsZero():
 		ts = received
 	case !e.sentAt.IsZero():
-		ts = received.Add(-e.sentAt.Sub(original)) // the sender's clock skew, corrected
+		// The sender's clock skew (received - sentAt) corrected; added to
+		// the original rather than subtracting their gap from received, which
+		// a time.Duration (±292 years) cannot hold for an old timestamp.
+		ts = original.Add(received.Sub(e.sentAt))
 	}
 	switch {
 	case ts.Before(earliest):
@@ -694,7 +704,10 @@ func contextIDs(r *identity.Resolver, ctx map[string]any, ids []identity.ID) []i
 		case "ios", "android":
 			p := strings.ToLower(platform)
 			add(p+".id", device["id"])
-			add(p+".idfa", device["advertisingId"])
+			if device["adTrackingEnabled"] == true { // as Segment: only when the person lets ads track them
+				add(p+".idfa", device["advertisingId"])
+			}
+			add(p+".push_token", device["token"])
 		}
 	}
 	return ids

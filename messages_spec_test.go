@@ -100,15 +100,16 @@ func TestEveryMessageTypeIsStoredAndSent(t *testing.T) {
 			Context: webCtx, Source: "web", Timestamp: at(1), ReceivedAt: t0},
 		{MessageID: "p2", Type: "page", Name: "Home", Properties: map[string]any{"name": "kept as sent"}, Timestamp: at(2), ReceivedAt: t0},
 		{MessageID: "s1", Type: "screen", Name: "Settings", Properties: map[string]any{"name": "Settings"}, Source: "ios", Timestamp: at(3), ReceivedAt: t0},
-		{MessageID: "g1", Type: "group", Properties: map[string]any{"plan": "enterprise", "employees": 120.0}, Timestamp: at(4), ReceivedAt: t0},
+		{MessageID: "g1", Type: "group", Name: "acme", Properties: map[string]any{"plan": "enterprise", "employees": 120.0}, Timestamp: at(4), ReceivedAt: t0},
 		{MessageID: "a1", Type: "alias", Properties: map[string]any{"previousId": "anon-old"}, Timestamp: at(5), ReceivedAt: t0},
 	}
 	if diff := cmp.Diff(want, page.Events); diff != "" {
 		t.Errorf("stored events (-want +got):\n%s", diff)
 	}
-	// The group call's GroupID is the person's group_id identifier.
-	if p, err := e.c.Profile(ctx, identity.ID{Type: identity.TypeGroupID, Value: "acme"}); err != nil {
-		t.Errorf("Profile by group_id = %v, %v; want u1's", p, err)
+	// The group call's GroupID names its event; it is no identifier of the
+	// person (members of a group are different people).
+	if p, err := e.c.Profile(ctx, identity.ID{Type: identity.TypeGroupID, Value: "acme"}); !errors.Is(err, privacy.ErrNotFound) {
+		t.Errorf("Profile by group_id = %v, %v; want not found", p, err)
 	}
 	if err := e.c.Flush(ctx); err != nil {
 		t.Fatal(err)
@@ -161,7 +162,7 @@ func TestIdentifiersFromContext(t *testing.T) {
 	ctx := context.Background()
 	e.collect(t,
 		privacy.Track{AnonymousID: "a1", Event: "E", Timestamp: at(1), Context: map[string]any{"traits": map[string]any{"email": "Ada@Example.com"}}},
-		privacy.Screen{AnonymousID: "a2", Name: "Home", Timestamp: at(2), Context: map[string]any{"device": map[string]any{"type": "ios", "id": "ios-dev-1", "advertisingId": "idfa-1"}}},
+		privacy.Screen{AnonymousID: "a2", Name: "Home", Timestamp: at(2), Context: map[string]any{"device": map[string]any{"type": "ios", "id": "ios-dev-1", "advertisingId": "idfa-1", "adTrackingEnabled": true, "token": "push-1"}}},
 		privacy.Screen{AnonymousID: "a3", Name: "Home", Timestamp: at(3), Context: map[string]any{"device": map[string]any{"type": "android", "id": "and-dev-1"}}},
 		privacy.Screen{AnonymousID: "a4", Name: "Home", Timestamp: at(4), Context: map[string]any{"device": map[string]any{"type": "tv", "id": "tv-1"}}},
 	)
@@ -172,6 +173,7 @@ func TestIdentifiersFromContext(t *testing.T) {
 		{identity.ID{Type: identity.TypeEmail, Value: "ada@example.com"}, "a1"},
 		{identity.ID{Type: "ios.id", Value: "ios-dev-1"}, "a2"},
 		{identity.ID{Type: "ios.idfa", Value: "idfa-1"}, "a2"},
+		{identity.ID{Type: "ios.push_token", Value: "push-1"}, "a2"},
 		{identity.ID{Type: "android.id", Value: "and-dev-1"}, "a3"},
 	} {
 		p, err := e.c.Profile(ctx, tc.id)

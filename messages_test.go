@@ -13,12 +13,17 @@ import (
 
 // FuzzCollectValidation feeds arbitrary fields to Collect: it must never panic;
 // a refused message is ErrInvalid with nothing stored, and an accepted one can be
-// read back by its user id with the trait as normalised.
+// read back by its user id (unless the rules drop it, blocked) with the trait as
+// normalised.
 func FuzzCollectValidation(f *testing.F) {
 	f.Add("u1", "a1", "email", "a@b.c", "plan", "pro", "Order Completed", int64(1700000000))
 	f.Add("anonymous", "", "", "", "", "", "", int64(0))
 	f.Add("", "00000000-0000", "ios.id", " ", "k", "\xff", "E", int64(1))
 	f.Add("null", "-1", "UPPER.Type", "v", "", "", "\x00", int64(-5))
+	rules, err := identity.NewResolver(identity.DefaultRules())
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, userID, anonID, extType, extValue, traitKey, traitValue, event string, unix int64) {
 		graph, store := identity.NewMemGraph(), profile.NewMemStore()
 		c, err := privacy.New(privacy.WithIdentity(graph), privacy.WithProfiles(store))
@@ -51,8 +56,8 @@ func FuzzCollectValidation(f *testing.F) {
 				}
 				continue
 			}
-			if userID == "" {
-				continue
+			if _, err := rules.Check(identity.ID{Type: identity.TypeUserID, Value: userID}); userID == "" || errors.Is(err, identity.ErrBlocked) {
+				continue // no user id, or one dropped as blocked: the message went under the others
 			}
 			p, err := c.Profile(ctx, identity.ID{Type: "user_id", Value: userID})
 			if err != nil {

@@ -377,7 +377,7 @@ func (s *stager) stageOutbox(e *journal.Entry, d *journal.Decision, sends []pend
 		// The destinations owed are journaled with the decision: a redo by a
 		// host configured without one of them still owes it, and its receipt
 		// shows it until it answers.
-		for _, name := range s.c.destinations {
+		for _, name := range owedNames(s.c.destinations, d, sends) {
 			if !slices.ContainsFunc(e.Destinations, func(o journal.Outcome) bool { return o.Name == name }) {
 				e.Destinations = append(e.Destinations, journal.Outcome{Name: name, Status: Running})
 			}
@@ -391,7 +391,11 @@ func (s *stager) stageOutbox(e *journal.Entry, d *journal.Decision, sends []pend
 		}
 		for _, snd := range sends {
 			for _, m := range snd.msgs {
-				o.message(m, e.ID, e.ID+"/"+string(m.ProfileID)+"/"+m.Type)
+				if snd.routed {
+					o.messageTo(snd.to, m, e.ID, e.ID+"/"+string(m.ProfileID)+"/"+m.Type)
+				} else {
+					o.message(m, e.ID, e.ID+"/"+string(m.ProfileID)+"/"+m.Type)
+				}
 			}
 		}
 	}
@@ -408,9 +412,30 @@ func (s *stager) stageOutbox(e *journal.Entry, d *journal.Decision, sends []pend
 		if err != nil {
 			return err
 		}
-		o.audienceChanges(pid, ids, version, e.ID, changes[pid], s.now)
+		o.audienceChanges(pid, ids, version, e.ID, changes[pid], s.now, nil)
 	}
 	return o.enqueue(ctx, txs.outbox)
+}
+
+// owedNames returns the destinations a decision owes work: every one
+// configured when it forwards deletions or sends to all, else those its
+// sends name.
+func owedNames(configured []string, d *journal.Decision, sends []pendingSend) []string {
+	if len(d.Forward) > 0 {
+		return configured
+	}
+	var out []string
+	for _, snd := range sends {
+		if !snd.routed {
+			return configured
+		}
+		for _, name := range snd.to {
+			if !slices.Contains(out, name) {
+				out = append(out, name)
+			}
+		}
+	}
+	return out
 }
 
 // reevaluateLater notes a profile whose memberships the decision changes.
@@ -616,6 +641,10 @@ func (c *Controller) fail(ctx context.Context, cl *claim, e *journal.Entry, err 
 // its receipt.
 type pendingSend struct {
 	msgs []destination.Message
+	// to, when routed, names the destinations owed the messages; else
+	// every destination is.
+	to     []string
+	routed bool
 }
 
 // deliverDecision finishes a committed request, or, when it owes

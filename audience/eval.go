@@ -349,14 +349,19 @@ func (s *Set) EventNames() []string {
 	return names
 }
 
-// UsesEvents reports whether any audience counts events of the name, so the
-// collection path can skip the audience state for other events.
+// UsesEvents reports whether any audience counts track events of the name,
+// so the collection path can skip the audience state for other events.
 func (s *Set) UsesEvents(name string) bool { return len(s.byEvent[name]) > 0 }
 
 // Observe counts a collected event into st's counters. It reports whether any
 // counter changed. An event stamped after it was received counts as happening
-// when it was received: windows are about the past.
+// when it was received: windows are about the past. Only tracks count
+// (Type "track", or "" for events stored before types were kept): event('X')
+// is Segment's track event X, not a page or screen named X.
 func (s *Set) Observe(st *State, e *profile.Event, now time.Time) bool {
+	if e.Type != "" && e.Type != "track" {
+		return false
+	}
 	specs := s.byEvent[e.Name]
 	changed := false
 	for _, spec := range specs {

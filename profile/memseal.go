@@ -77,8 +77,9 @@ func contextJSON(field string, v map[string]any) ([]byte, error) {
 	se := sealEncoders.Get().(*sealEncoder)
 	b := se.buf[:0]
 	defer func() {
-		// Not cleared: the store keeps the same text in clear. (Map keys
-		// are not kept: the encoder does not sort them.)
+		// Cleared as sealJSON's: the pool is shared, and outlives the person
+		// (map keys are not kept: the encoder does not sort them).
+		clear(b[:cap(b)])
 		se.buf = b[:0]
 		sealEncoders.Put(se)
 	}()
@@ -86,7 +87,11 @@ func contextJSON(field string, v map[string]any) ([]byte, error) {
 	if b, ok = se.AppendValue(b, v, MaxDepth); !ok {
 		n, err := NormalizeValue(field, v)
 		if err != nil {
-			return nil, err
+			var ve *ValueError
+			if errors.As(err, &ve) { // the reason only: the path names map keys
+				return nil, fmt.Errorf("%w: %s: %s", ErrInvalid, field, ve.Reason)
+			}
+			return nil, fmt.Errorf("%w: %s: not a JSON value", ErrInvalid, field)
 		}
 		if b, ok = se.AppendValue(b[:0], n, MaxDepth); !ok {
 			return nil, fmt.Errorf("%w: %s: not a JSON value", ErrInvalid, field)

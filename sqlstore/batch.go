@@ -1053,6 +1053,10 @@ func badPostgresText(u *profile.BatchUpdate) string {
 		return "Metadata.LastMessageID"
 	case u.Event != nil && bad(u.Event.Name):
 		return "Event.Name"
+	case u.Event != nil && bad(u.Event.Type):
+		return "Event.Type"
+	case u.Event != nil && bad(u.Event.Source):
+		return "Event.Source"
 	}
 	for k, t := range u.Set {
 		if bad(k) {
