@@ -3,7 +3,8 @@
 // (suppression), rectification, and access with portability.
 //
 // A host service feeds the Controller the Segment-style messages it collects
-// (Identify and Track). The Controller resolves their identifiers into one profile
+// (Identify, Track, Page, Screen, Group and Alias, with Segment's common
+// fields: context, integrations and its timestamps). The Controller resolves their identifiers into one profile
 // per person (package identity), keeps traits, events and metadata (package
 // profile), and serves them back through reads modelled on Segment's Profile API.
 //
@@ -46,12 +47,14 @@
 //     another than the backends were keyed with), RotateKey, and the hashes
 //     of requests made before a rotation; limits.go: the bounds on what is
 //     collected (WithLimits).
-//   - messages.go: Identify and Track and their validation; collect.go:
+//   - messages.go: the message types, their validation, Segment's
+//     timestamps and the identifiers a message holds; collect.go:
 //     Collect; collect_batch.go: CollectBatch; collect_update.go: the profile
 //     update both build.
 //   - profiles.go: the Profile API reads; audiences.go: audiences;
-//     delivery.go: what destinations are owed (enqueued with the change),
-//     Flush, DeliveryStats, DeadLetters, Replay; the deliverer itself is
+//     delivery.go: what destinations are owed (enqueued with the change,
+//     routed by a message's Integrations and consent), Flush,
+//     DeliveryStats, DeadLetters, Replay; the deliverer itself is
 //     internal/deliver.
 //   - request.go: request types and statuses, receipts, listing, deadlines.
 //   - protocol.go: how every right is applied (Apply: journal, lock, begin,
