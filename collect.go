@@ -215,7 +215,7 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 		// them: commit the audiences and the outbox before the profile, so that
 		// a failure of the real commit is the profile's, and fails the message
 		// as a whole.
-		if err := c.oweCollected(ctx, otx, plan.Profile, msg, matches, u.Metadata.Version, changes, now); err != nil {
+		if err := c.oweCollected(ctx, otx, plan.Profile, msg, matches, &u.Metadata, changes, now); err != nil {
 			return false, false, err
 		}
 		if atx != nil {
@@ -256,7 +256,7 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 		// Backends that share no transaction: what is owed follows what was
 		// stored (a failed audience commit owes no audience change).
 		ctx = detach(ctx)
-		err := c.oweCollected(ctx, otx, plan.Profile, msg, matches, u.Metadata.Version, changes, now)
+		err := c.oweCollected(ctx, otx, plan.Profile, msg, matches, &u.Metadata, changes, now)
 		if err == nil {
 			err = backendError("outbox commit", otx.Commit(ctx))
 		}
@@ -274,14 +274,17 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 // the message, addressed by its own identifiers, and the audience changes it
 // caused, addressed by every identifier of the profile.
 func (c *Controller) oweCollected(ctx context.Context, otx outbox.Tx, pid identity.ProfileID, msg *message, matches []identity.Match,
-	version uint64, changes []audience.Change, now time.Time) error {
+	meta *profile.Metadata, changes []audience.Change, now time.Time) error {
 	if otx == nil || len(c.destinations) == 0 {
 		return nil
 	}
 	o := owed{c: c}
 	o.collected(pid, msg, matches)
 	if len(changes) > 0 {
-		o.audienceChanges(pid, c.collectedChangeIDs(ctx, pid, matches), version, "", changes, now, c.routeMessage(msg, o.names()))
+		// To the destinations that hold the person after the message (those
+		// it went to, and those told of them before: an exit reaches a
+		// destination told of the entry).
+		o.audienceChanges(pid, c.collectedChangeIDs(ctx, pid, matches), meta.Version, "", changes, now, recipientNames(meta.Recipients))
 	}
 	return o.enqueue(ctx, otx)
 }

@@ -143,6 +143,7 @@ type batchItem struct {
 	profile identity.ProfileID
 	outcome batchOutcome
 	version uint64                   // the profile's version after the message
+	holders []string                 // the destinations that hold the person after it (its recipients)
 	now     time.Time                // when the batch was stored
 	changes []audience.Change        // memberships the message changed
 	traits  map[string]profile.Trait // with audiences, the traits after it of a profile an identify of the batch changes
@@ -380,7 +381,7 @@ func (c *Controller) oweBatch(ctx context.Context, otx outbox.Tx, items []batchI
 		}
 		o.collected(it.profile, &it.msg, it.matches)
 		if len(it.changes) > 0 {
-			o.audienceChanges(it.profile, c.collectedChangeIDs(ctx, it.profile, it.matches), it.version, "", it.changes, it.now, c.routeMessage(&it.msg, o.names()))
+			o.audienceChanges(it.profile, c.collectedChangeIDs(ctx, it.profile, it.matches), it.version, "", it.changes, it.now, it.holders)
 		}
 	}
 	return o.enqueue(ctx, otx)
@@ -552,7 +553,7 @@ func (c *Controller) buildBatchUpdates(ctx context.Context, ptx profile.Tx, set 
 		meta.Recipients = slices.Clone(meta.Recipients)
 		c.advanceMetadata(&meta, &it.msg, now)
 		metas[it.profile] = meta
-		it.version, it.now, it.update = meta.Version, now, len(updates)
+		it.version, it.now, it.update, it.holders = meta.Version, now, len(updates), recipientNames(meta.Recipients)
 		u := profile.Update{MessageID: it.msg.messageID, Metadata: meta}
 		if it.msg.kind == kindIdentify {
 			cur := traits[it.profile]

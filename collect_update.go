@@ -185,14 +185,14 @@ func mergeMetadata(into, from profile.Metadata) profile.Metadata {
 	return into
 }
 
-// configuredRecipients returns the names of the recipients rs lists that
-// are destinations of this Controller, never nil.
-func (c *Controller) configuredRecipients(rs []profile.Recipient) []string {
-	out := []string{}
+// recipientNames returns the names of the recipients rs lists, never nil:
+// the destinations that hold the person's data, configured on this host or
+// not (a destination removed from the configuration stays owed what is
+// owed to it).
+func recipientNames(rs []profile.Recipient) []string {
+	out := make([]string, 0, len(rs))
 	for _, r := range rs {
-		if slices.Contains(c.destinations, r.Name) {
-			out = append(out, r.Name)
-		}
+		out = append(out, r.Name)
 	}
 	return out
 }

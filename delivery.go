@@ -264,8 +264,8 @@ func (o *owed) deletion(d destination.Deletion) {
 // exit at one version would repeat the first's id, and a destination that
 // drops repeats would keep the person in.)
 //
-// to, when not nil, names the destinations owed them: those the collected
-// message that caused the changes went to, so that no destination its
+// to, when not nil, names the destinations owed them: those that hold the
+// person (their recipients), so that no destination a message's
 // Integrations or consent kept the person from hears of them this way.
 func (o *owed) audienceChanges(pid identity.ProfileID, ids []identity.ID, version uint64, cause string, changes []audience.Change, now time.Time, to []string) {
 	if to == nil {

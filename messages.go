@@ -691,7 +691,7 @@ func contextIDs(r *identity.Resolver, ctx map[string]any, ids []identity.ID) []i
 	if ext, ok := ctx["externalIds"].([]any); ok {
 		for _, x := range ext {
 			if e, ok := x.(map[string]any); ok {
-				if typ, ok := e["type"].(string); ok && typ != "" {
+				if typ, ok := e["type"].(string); ok && typ != "" && typ != identity.TypeGroupID { // a group's, not the person's
 					if c, _ := e["collection"].(string); c == "" || c == "users" {
 						add(typ, e["id"])
 					}

@@ -343,3 +343,18 @@ func TestExternalIDsInContext(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupIDInExternalIDsIsNotAnIdentifier: a group's id names a group,
+// never a person, wherever it comes from.
+func TestGroupIDInExternalIDsIsNotAnIdentifier(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	ext := map[string]any{"externalIds": []any{map[string]any{"id": "acme", "type": "group_id"}}}
+	e.collect(t, privacy.Track{AnonymousID: "a1", Event: "E", Timestamp: at(1), Context: ext},
+		privacy.Track{AnonymousID: "a2", Event: "E", Timestamp: at(2), Context: ext})
+	p1, err1 := e.c.Profile(ctx, identity.ID{Type: identity.TypeAnonymousID, Value: "a1"})
+	p2, err2 := e.c.Profile(ctx, identity.ID{Type: identity.TypeAnonymousID, Value: "a2"})
+	if err1 != nil || err2 != nil || p1.ID == p2.ID {
+		t.Errorf("two people whose context names one group: profiles %v, %v (%v, %v); want two", p1, p2, err1, err2)
+	}
+}

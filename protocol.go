@@ -404,15 +404,15 @@ func (s *stager) stageOutbox(e *journal.Entry, d *journal.Decision, sends []pend
 		if slices.Contains(d.Delete, pid) {
 			continue // erased: nothing about them after their deletion
 		}
-		version := e.ProfileVersion
+		version, holders := e.ProfileVersion, o.names()
 		if m, err := txs.profiles.Metadata(ctx, pid); err == nil {
-			version = m.Version
+			version, holders = m.Version, recipientNames(m.Recipients)
 		}
 		ids, err := nodeIDs(ctx, txs.graph.Node, pid)
 		if err != nil {
 			return err
 		}
-		o.audienceChanges(pid, ids, version, e.ID, changes[pid], s.now, nil)
+		o.audienceChanges(pid, ids, version, e.ID, changes[pid], s.now, holders)
 	}
 	return o.enqueue(ctx, txs.outbox)
 }

@@ -114,8 +114,9 @@ func (c *Controller) recoverOne(ctx context.Context, cl *claim, e *journal.Entry
 	}
 	// What the request owes the destinations was written with its first
 	// commit; staged again, it is owed once (each item keyed by the
-	// request), and a destination configured since is owed it too. The
-	// request awaits every destination it owed, configured here or not.
+	// request), and a destination configured since is owed a forwarded
+	// deletion too (a rectification goes to the person's recipients only).
+	// The request awaits every destination it owed, configured here or not.
 	c.recordCommitted(outer, cl, e)
 	closeScope() // committed: the locks go, as in executeOnce
 	unlock()

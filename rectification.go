@@ -84,7 +84,7 @@ func (c *Controller) decideRectification(ctx context.Context, txs *participants,
 	}
 	u.Metadata.Version++
 	u.Metadata.UpdatedAt = now
-	u.Metadata.Recipients = noteRecipients(u.Metadata.Recipients, c.configuredRecipients(u.Metadata.Recipients), now)
+	u.Metadata.Recipients = noteRecipients(u.Metadata.Recipients, recipientNames(u.Metadata.Recipients), now)
 	r.Update = u
 	s.d.Rectify = []journal.Rectification{r}
 	e.ProfileVersion = u.Metadata.Version
@@ -154,9 +154,11 @@ func (c *Controller) rectifySends(requestID string, traits map[string]any, rs []
 			m.IDs = append(m.IDs, l.ID)
 		}
 	}
-	// To the person's recipients only (Art. 19): a destination their
-	// messages never went to (Integrations, consent) is not told of them now.
-	return []pendingSend{{msgs: []destination.Message{m}, to: c.configuredRecipients(r.Update.Metadata.Recipients), routed: true}}
+	// To the person's recipients only (Art. 19), as journaled with the
+	// decision, whatever a redo's host is configured with: a destination
+	// their messages never went to (Integrations, consent) is not told of
+	// them now.
+	return []pendingSend{{msgs: []destination.Message{m}, to: recipientNames(r.Update.Metadata.Recipients), routed: true}}
 }
 
 // committed reports whether the journal records the backend's commit of e's
@@ -248,7 +250,7 @@ func (c *Controller) redoRectification(ctx context.Context, txs *participants, e
 		if len(u.Set) > 0 || len(u.Remove) > 0 {
 			u.Metadata.Version++
 			u.Metadata.UpdatedAt = now
-			u.Metadata.Recipients = noteRecipients(u.Metadata.Recipients, c.configuredRecipients(u.Metadata.Recipients), now)
+			u.Metadata.Recipients = noteRecipients(u.Metadata.Recipients, recipientNames(u.Metadata.Recipients), now)
 		}
 		out = append(out, journal.Rectification{Profile: pid, Update: u, At: at, Traits: r.Traits, Held: r.Held})
 		e.ProfileVersion = u.Metadata.Version

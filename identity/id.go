@@ -22,9 +22,10 @@ const (
 
 // DefaultTypes are Segment's default identifier types: user_id and
 // anonymous_id from a message's ids, email from its traits or
-// context.traits, group_id from a group call, the device ids from its
-// context. A trait of another name (or of these, but email) is an identifier
-// only when Rules.Custom names it.
+// context.traits, the device ids from its context. group_id names a group
+// (an account), never a person: a group call's GroupID is no identifier of
+// its member. A trait of another name (or of these, but email) is an
+// identifier only when Rules.Custom names it.
 var DefaultTypes = []string{
 	TypeUserID, TypeEmail, TypeAnonymousID, TypeGroupID,
 	"android.id", "android.idfa", "android.push_token",

@@ -34,8 +34,13 @@ func outboxLegacy(t *testing.T, elsewhere bool) {
 	s := newSite(t, sqlstore.Postgres)
 	ctx := t.Context()
 	p0 := s.open(t)
-	c0 := p0.controller(t, nil, privacy.WithoutEncryption())
+	// crm holds ada from her first message on (a recipient: her audience
+	// changes are owed to it).
+	crm0 := newDownRecorder("crm")
+	crm0.down.Store(false)
+	c0 := p0.controller(t, nil, privacy.WithoutEncryption(), privacy.WithDestinations(crm0), quickRetries)
 	must(t, c0.Collect(ctx, privacy.Identify{MessageID: "ada-i", UserID: "ada", Traits: map[string]any{"plan": "a"}, Timestamp: encTS}))
+	flushWithin(t, c0, 30*time.Second)
 	c0.Close()
 	p0.close()
 
