@@ -5,8 +5,10 @@
 // ProfileID ("use_...") names a profile for good. The Graph interface stores which
 // identifiers belong to which profile; MemGraph is its in-memory implementation.
 // The Resolver holds the rules and is the portable layer every Graph shares:
-// blocked values (exact or regular expression), per-type limits within a window,
-// priority order, and hard caps per profile. Resolve plans what a message does (no
+// blocked values (exact or regular expression; dropped from a message's
+// identifiers by default), per-type limits within a window, priority order,
+// hard caps per profile, and the custom identifiers taken from traits or
+// event properties (Rules.Custom). Resolve plans what a message does (no
 // match creates a profile, one joins it, several merge into the oldest, keeping a
 // merge history) and Plan.Apply writes it in a transaction.
 //

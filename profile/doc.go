@@ -6,8 +6,9 @@
 // manners (Begin, Commit, Rollback; Rollback after Commit is harmless), idempotent
 // writes that recovery can replay, and copies at the boundary, so no caller ever
 // holds the store's own memory. MemStore is the in-memory implementation;
-// NewSealedMemStore makes one that keeps trait values and event properties
-// sealed under a data key per profile, dropped with the profile.
+// NewSealedMemStore makes one that keeps trait values, event properties and
+// contexts sealed under a data key per profile, dropped with the profile. An
+// event keeps the type, context and source of the message that made it.
 //
 // A store that keeps values sealed under a person's data key (package keyring)
 // may implement ShreddingTx and Purger: an erasure then deletes the profile
