@@ -231,7 +231,7 @@ func (c *Controller) reevaluateOnce(ctx context.Context, pid identity.ProfileID,
 		return err
 	}
 	o := owed{c: c}
-	o.audienceChanges(pid, ids, p.Metadata.Version, "t"+strconv.FormatInt(now.UnixNano(), 36), changes, now, recipientNames(p.Metadata.Recipients))
+	o.audienceChanges(pid, ids, p.Metadata.Version, "t"+strconv.FormatInt(now.UnixNano(), 36), changes, now, c.holders(p.Metadata.Recipients, nil))
 	if err := o.enqueue(ctx, otx); err != nil {
 		return err
 	}

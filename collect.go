@@ -284,7 +284,7 @@ func (c *Controller) oweCollected(ctx context.Context, otx outbox.Tx, pid identi
 		// To the destinations that hold the person after the message (those
 		// it went to, and those told of them before: an exit reaches a
 		// destination told of the entry).
-		o.audienceChanges(pid, c.collectedChangeIDs(ctx, pid, matches), meta.Version, "", changes, now, recipientNames(meta.Recipients))
+		o.audienceChanges(pid, c.collectedChangeIDs(ctx, pid, matches), meta.Version, "", changes, now, c.holders(meta.Recipients, nil))
 	}
 	return o.enqueue(ctx, otx)
 }

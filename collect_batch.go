@@ -553,7 +553,7 @@ func (c *Controller) buildBatchUpdates(ctx context.Context, ptx profile.Tx, set 
 		meta.Recipients = slices.Clone(meta.Recipients)
 		c.advanceMetadata(&meta, &it.msg, now)
 		metas[it.profile] = meta
-		it.version, it.now, it.update, it.holders = meta.Version, now, len(updates), recipientNames(meta.Recipients)
+		it.version, it.now, it.update, it.holders = meta.Version, now, len(updates), c.holders(meta.Recipients, nil)
 		u := profile.Update{MessageID: it.msg.messageID, Metadata: meta}
 		if it.msg.kind == kindIdentify {
 			cur := traits[it.profile]

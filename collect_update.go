@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/journal"
 	"github.com/gdprkit/privacy/profile"
 )
 
@@ -185,14 +186,17 @@ func mergeMetadata(into, from profile.Metadata) profile.Metadata {
 	return into
 }
 
-// recipientNames returns the names of the recipients rs lists, never nil:
-// the destinations that hold the person's data, configured on this host or
-// not (a destination removed from the configuration stays owed what is
-// owed to it).
-func recipientNames(rs []profile.Recipient) []string {
+// holders returns the destinations that hold the person (the recipients rs
+// lists) and are configured here or named in owed (what a request journaled
+// it owes, whatever the host that redoes it is configured with), never nil:
+// a destination configured nowhere any more would be owed work no host ever
+// delivers.
+func (c *Controller) holders(rs []profile.Recipient, owed []journal.Outcome) []string {
 	out := make([]string, 0, len(rs))
 	for _, r := range rs {
-		out = append(out, r.Name)
+		if slices.Contains(c.destinations, r.Name) || slices.ContainsFunc(owed, func(o journal.Outcome) bool { return o.Name == r.Name }) {
+			out = append(out, r.Name)
+		}
 	}
 	return out
 }

@@ -406,7 +406,7 @@ func (s *stager) stageOutbox(e *journal.Entry, d *journal.Decision, sends []pend
 		}
 		version, holders := e.ProfileVersion, o.names()
 		if m, err := txs.profiles.Metadata(ctx, pid); err == nil {
-			version, holders = m.Version, recipientNames(m.Recipients)
+			version, holders = m.Version, s.c.holders(m.Recipients, nil)
 		}
 		ids, err := nodeIDs(ctx, txs.graph.Node, pid)
 		if err != nil {

@@ -139,7 +139,7 @@ func (c *Controller) redecide(ctx context.Context, txs *participants, e *journal
 		}
 		d := e.Decision
 		d.Rectify = rs
-		return d, c.rectifySends(e.ID, told, rs), nil
+		return d, c.rectifySends(e, told, rs), nil
 	}
 	committed := allCommitted(e)
 	hashes := slices.Clone(e.SubjectHashes)

@@ -84,11 +84,11 @@ func (c *Controller) decideRectification(ctx context.Context, txs *participants,
 	}
 	u.Metadata.Version++
 	u.Metadata.UpdatedAt = now
-	u.Metadata.Recipients = noteRecipients(u.Metadata.Recipients, recipientNames(u.Metadata.Recipients), now)
+	u.Metadata.Recipients = noteRecipients(u.Metadata.Recipients, c.holders(u.Metadata.Recipients, e.Destinations), now)
 	r.Update = u
 	s.d.Rectify = []journal.Rectification{r}
 	e.ProfileVersion = u.Metadata.Version
-	return c.rectifySends(e.ID, told, s.d.Rectify), nil
+	return c.rectifySends(e, told, s.d.Rectify), nil
 }
 
 // newerOnRectified is what the requests on the person (any of hashes: the
@@ -142,23 +142,23 @@ func stageRectification(s *stager, d *journal.Decision) error {
 // rectifySends is the identify message that carries a rectification's
 // corrected traits (nil for removed ones) to destinations, addressed by the
 // person's identifiers; its MessageID is the request id, for de-duplication.
-func (c *Controller) rectifySends(requestID string, traits map[string]any, rs []journal.Rectification) []pendingSend {
+func (c *Controller) rectifySends(e *journal.Entry, traits map[string]any, rs []journal.Rectification) []pendingSend {
 	if len(rs) == 0 || traits == nil {
 		return nil
 	}
 	r := rs[0]
-	m := destination.Message{MessageID: requestID, Type: destination.TypeIdentify, ProfileID: r.Profile,
+	m := destination.Message{MessageID: e.ID, Type: destination.TypeIdentify, ProfileID: r.Profile,
 		Traits: maps.Clone(traits), Timestamp: r.Update.Metadata.UpdatedAt}
 	if n, err := c.graph.Node(context.Background(), r.Profile); err == nil {
 		for _, l := range n.Links {
 			m.IDs = append(m.IDs, l.ID)
 		}
 	}
-	// To the person's recipients only (Art. 19), as journaled with the
-	// decision, whatever a redo's host is configured with: a destination
-	// their messages never went to (Integrations, consent) is not told of
-	// them now.
-	return []pendingSend{{msgs: []destination.Message{m}, to: recipientNames(r.Update.Metadata.Recipients), routed: true}}
+	// To the person's recipients only (Art. 19): those configured here, and
+	// those the request journaled it owes, whatever a redo's host is
+	// configured with. A destination their messages never went to
+	// (Integrations, consent) is not told of them now.
+	return []pendingSend{{msgs: []destination.Message{m}, to: c.holders(r.Update.Metadata.Recipients, e.Destinations), routed: true}}
 }
 
 // committed reports whether the journal records the backend's commit of e's
@@ -250,7 +250,7 @@ func (c *Controller) redoRectification(ctx context.Context, txs *participants, e
 		if len(u.Set) > 0 || len(u.Remove) > 0 {
 			u.Metadata.Version++
 			u.Metadata.UpdatedAt = now
-			u.Metadata.Recipients = noteRecipients(u.Metadata.Recipients, recipientNames(u.Metadata.Recipients), now)
+			u.Metadata.Recipients = noteRecipients(u.Metadata.Recipients, c.holders(u.Metadata.Recipients, e.Destinations), now)
 		}
 		out = append(out, journal.Rectification{Profile: pid, Update: u, At: at, Traits: r.Traits, Held: r.Held})
 		e.ProfileVersion = u.Metadata.Version

@@ -145,3 +145,26 @@ func TestAudienceExitReachesADestinationToldOfTheEntryBatch(t *testing.T) {
 		t.Errorf("ads, told u1 entered pro, got %v: never told u1 left", got)
 	}
 }
+
+// TestHoldersConfiguredNowhereAreNotOwed: a destination that held the
+// person but is configured nowhere any more (removed) is owed no
+// rectification nor audience change: nothing would ever deliver them, and
+// the rectification would wait for it for good.
+func TestHoldersConfiguredNowhereAreNotOwed(t *testing.T) {
+	ctx := context.Background()
+	crm, old := destination.NewRecorder("crm"), destination.NewRecorder("old")
+	e := newEnv(t, privacy.WithDestinations(crm, old))
+	e.collect(t, privacy.Identify{UserID: "u1", Traits: map[string]any{"plan": "free"}, Timestamp: at(1)})
+	flush(t, e.c)
+	// The same data, a host configured without old (removed for good).
+	e2 := newEnv(t, privacy.WithDestinations(crm), privacy.WithIdentity(e.graph), privacy.WithProfiles(e.profiles))
+	r, err := e2.c.Rectify(ctx, user("u1"), map[string]any{"plan": "pro"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, e2.c)
+	got, err := e2.c.Status(ctx, r.ID)
+	if err != nil || got.Status != privacy.Finished || slices.ContainsFunc(got.Destinations, func(o privacy.Outcome) bool { return o.Name == "old" }) {
+		t.Errorf("a rectification of a person held by a destination configured nowhere: %+v, %v; want FINISHED, not owed to old", got, err)
+	}
+}
