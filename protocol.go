@@ -404,9 +404,15 @@ func (s *stager) stageOutbox(e *journal.Entry, d *journal.Decision, sends []pend
 		if slices.Contains(d.Delete, pid) {
 			continue // erased: nothing about them after their deletion
 		}
-		version, holders := e.ProfileVersion, o.names()
-		if m, err := txs.profiles.Metadata(ctx, pid); err == nil {
+		// Owed to those that hold the person: none when the profile is gone,
+		// and, when its metadata cannot be read, the request fails this
+		// attempt rather than tell every destination.
+		version, holders := e.ProfileVersion, []string{}
+		switch m, err := txs.profiles.Metadata(ctx, pid); {
+		case err == nil:
 			version, holders = m.Version, s.c.holders(m.Recipients, nil)
+		case !errors.Is(err, profile.ErrNotFound):
+			return backendError("reading profile", err)
 		}
 		ids, err := nodeIDs(ctx, txs.graph.Node, pid)
 		if err != nil {

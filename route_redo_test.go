@@ -24,14 +24,24 @@ func TestRectificationRedoneWithoutADestinationStillOwesIt(t *testing.T) {
 		t.Run(fmt.Sprint("crash after journal record ", k), func(t *testing.T) {
 			w := newWorld(t)
 			ads := destination.NewRecorder("ads")
-			c := w.controllerWith(t, w.rec, ads)
+			// The destinations answer only once the crash point is past:
+			// an answer is journaled by the deliverer's goroutine, where the
+			// injected crash would not be the rectification's.
+			gate := make(chan struct{})
+			gated := func(d destination.Destination) destination.Destination { return gatedDestination{d, gate} }
+			c := w.controllerWith(t, gated(w.rec), gated(ads))
+			close(gate) // the person's first message goes through
 			if err := c.Collect(ctx, privacy.Identify{UserID: "ada", Traits: map[string]any{"plan": "free"}, Timestamp: t0}); err != nil {
 				t.Fatal(err)
 			}
 			flush(t, c)
+			c.Close()
+			gate = make(chan struct{})
+			c = w.controllerWith(t, gated(w.rec), gated(ads))
 			w.f.arm("", k)
 			crashed := faultinject.Survive(func() { c.Rectify(ctx, user("ada"), map[string]any{"plan": "pro"}) })
 			w.f.disarm()
+			close(gate)
 			c.Close()
 			if !crashed {
 				t.Skipf("the rectification has fewer than %d journal records", k)
@@ -79,4 +89,28 @@ func TestRectificationRedoneWithoutADestinationStillOwesIt(t *testing.T) {
 			}
 		})
 	}
+}
+
+// gatedDestination holds every call until gate is closed.
+type gatedDestination struct {
+	destination.Destination
+	gate chan struct{}
+}
+
+func (g gatedDestination) Send(ctx context.Context, msgs []destination.Message) error {
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.Destination.Send(ctx, msgs)
+}
+
+func (g gatedDestination) Delete(ctx context.Context, d destination.Deletion) error {
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.Destination.Delete(ctx, d)
 }
