@@ -211,3 +211,42 @@ func TestBatchAndCollectSendTheSameAudienceChanges(t *testing.T) {
 		})
 	}
 }
+
+// Merges: ads was told anonymous a1 entered "pro" (a1's own profile). a1 is
+// then merged into u1's profile, whose newer plan is "free": the absorbed
+// profile's memberships are dropped with its audience state, and since the
+// surviving profile was never in "pro", no exit is owed. ads, which holds
+// the person and was told of the entry, keeps them in "pro" for good.
+func TestMergeDropsAbsorbedMembershipWithoutExit(t *testing.T) {
+	for _, order := range []string{"anon first", "user first"} {
+		t.Run(order, func(t *testing.T) {
+			crm, ads := destination.NewRecorder("crm"), destination.NewRecorder("ads")
+			e := newEnv(t, privacy.WithDestinations(crm, ads))
+			define(t, e.c, "pro", `trait('plan') = 'pro'`)
+			a := privacy.Identify{AnonymousID: "a1", Traits: map[string]any{"plan": "pro"}, Timestamp: at(1)}
+			u := privacy.Identify{UserID: "u1", Traits: map[string]any{"plan": "free"}, Timestamp: at(2)}
+			if order == "anon first" {
+				e.collect(t, a, u)
+			} else {
+				e.collect(t, u, a)
+			}
+			flush(t, e.c)
+			if !slices.Contains(received(ads), "track Audience Entered pro") {
+				t.Fatalf("premise: ads got %v", received(ads))
+			}
+			// Links a1 and u1: a merge.
+			e.collect(t, privacy.Identify{AnonymousID: "a1", UserID: "u1", Timestamp: at(3)})
+			flush(t, e.c)
+			if got := e.profile(t, user("u1")); got.Traits["plan"].Value != "free" {
+				t.Fatalf("premise: merged plan %v", got.Traits["plan"].Value)
+			}
+			if m := members(t, e.c, "pro"); len(m) != 0 {
+				t.Fatalf("premise: pro members %v", m)
+			}
+			got := received(ads)
+			if !slices.Contains(got, "track Audience Exited pro") {
+				t.Errorf("ads, told a1 entered pro, got %v: after the merge nobody is in pro, yet ads never heard the exit", got)
+			}
+		})
+	}
+}

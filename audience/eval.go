@@ -397,13 +397,21 @@ func prune(times []int64, cutoff int64) []int64 {
 	return append(times[:0], times[i:]...)
 }
 
-// Merge adds the counters of from into into, as when two profiles merge.
+// Merge adds the counters of from into into, as when two profiles merge, and
+// its memberships: the next Evaluate then reports an exit from an audience
+// the merged-away profile was in and the merged one is not, which those told
+// of its entry must hear.
 func (s *Set) Merge(into, from *State) {
 	for _, fc := range from.Counters {
 		c := into.counter(fc.Key)
 		c.Count += fc.Count
 		c.Times = append(c.Times, fc.Times...)
 		slices.Sort(c.Times)
+	}
+	for _, a := range from.Audiences {
+		if i, found := slices.BinarySearch(into.Audiences, a); !found {
+			into.Audiences = slices.Insert(into.Audiences, i, a)
+		}
 	}
 }
 
