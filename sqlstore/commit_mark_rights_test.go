@@ -6,7 +6,6 @@ package sqlstore_test
 // crash and the recovery.
 
 import (
-	"encoding/json"
 	"errors"
 	"os"
 	"testing"
@@ -17,12 +16,7 @@ import (
 )
 
 func TestDieAfterCommitChild(t *testing.T) {
-	cfg := os.Getenv("GDPRKIT_COMMIT_DIE_CHILD")
-	if cfg == "" {
-		t.Skip("started by TestMarkRights")
-	}
-	var s site
-	must(t, json.Unmarshal([]byte(cfg), &s))
+	s := childSite(t, "GDPRKIT_COMMIT_DIE_CHILD", "started by TestMarkRights")
 	p := s.open(t)
 	c := p.controller(t, nil, privacy.WithJournal(exitAtCommitRecord{p.jrnl.Journal()}))
 	req := privacy.Request{Type: privacy.RequestType(os.Getenv("GDPRKIT_COMMIT_DIE_TYPE")),
@@ -160,12 +154,7 @@ func TestMarkRights(t *testing.T) {
 // profile store (as faultProfiles, or a host's tracing wrapper: its Tx embeds
 // profile.Tx) and dies after the commit, before the journal records it.
 func TestDecoratedDieChild(t *testing.T) {
-	cfg := os.Getenv("GDPRKIT_REVIEW_DECORATED_CHILD")
-	if cfg == "" {
-		t.Skip("started by TestDecoratedStoreLosesMarks")
-	}
-	var s site
-	must(t, json.Unmarshal([]byte(cfg), &s))
+	s := childSite(t, "GDPRKIT_REVIEW_DECORATED_CHILD", "started by TestDecoratedStoreLosesMarks")
 	p := s.open(t)
 	c := p.controller(t, &faultProfiles{sealingStore: profilesOf(p.data)}, privacy.WithJournal(exitAtCommitRecord{p.jrnl.Journal()}))
 	r, err := c.Erase(t.Context(), uid(os.Getenv("GDPRKIT_REVIEW_DECORATED_SUBJECT")))

@@ -16,7 +16,6 @@ package sqlstore_test
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -125,12 +124,7 @@ func (exitingAudienceTx) Commit(context.Context) error {
 // TestSplitChild erases (or suppresses with delete) the subject and
 // dies between the profile store's commit and the data Store's.
 func TestSplitChild(t *testing.T) {
-	cfg := os.Getenv("GDPRKIT_SPLIT_CHILD")
-	if cfg == "" {
-		t.Skip("started by TestMarkWithoutDataMissesMerge")
-	}
-	var s site
-	must(t, json.Unmarshal([]byte(cfg), &s))
+	s := childSite(t, "GDPRKIT_SPLIT_CHILD", "started by TestMarkWithoutDataMissesMerge")
 	sp := s.openSplit(t)
 	c := sp.controller(t, exitingAudiences{sp.data.Audiences()})
 	subject := uid(os.Getenv("GDPRKIT_SPLIT_SUBJECT"))

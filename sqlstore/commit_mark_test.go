@@ -40,20 +40,8 @@ func TestRecoverAfterDyingPastTheCommitKeepsNewCollection(t *testing.T) {
 		ctx := t.Context()
 		id := dieAfterCommitWith(t, s, privacy.DeleteOnly, ada.uid)
 
-		p := s.open(t)
-		c := p.controller(t, nil)
-		if _, err := c.Profile(ctx, userID(ada)); !errors.Is(err, privacy.ErrNotFound) {
-			t.Fatalf("after the commit ada = %v; want not found (the erasure committed)", err)
-		}
-		must(t, c.Collect(ctx, privacy.Identify{MessageID: "again-1", UserID: ada.uid, Traits: map[string]any{"plan": "new"}, Timestamp: time.Now()}))
-		fresh, err := c.Profile(ctx, userID(ada))
-		must(t, err)
-		if n, err := c.Recover(ctx); n != 1 || err != nil {
-			t.Fatalf("Recover = %d, %v", n, err)
-		}
-		if got, err := c.Profile(ctx, userID(ada)); err != nil || got.ID != fresh.ID {
-			t.Errorf("after Recover, the profile collected after the erasure's commit = %v, %v; want %s kept", got, err, fresh.ID)
-		}
+		c := s.open(t).controller(t, nil)
+		recoverKeepsNewCollection(t, c, ada)
 		r, err := c.Status(ctx, id)
 		if err != nil || r.Status != privacy.Finished {
 			t.Errorf("Status = %+v, %v; want FINISHED", r, err)
@@ -118,4 +106,24 @@ func TestRequestMarkCommitsWithTheData(t *testing.T) {
 			}
 		}
 	})
+}
+
+// recoverKeepsNewCollection: after an erasure of ada that committed and was
+// left unfinished, ada signs up again through c; c's Recover must finish the
+// erasure as decided and keep her new profile.
+func recoverKeepsNewCollection(t *testing.T, c *privacy.Controller, ada *person) {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := c.Profile(ctx, userID(ada)); !errors.Is(err, privacy.ErrNotFound) {
+		t.Fatalf("after the commit ada = %v; want not found (the erasure committed)", err)
+	}
+	must(t, c.Collect(ctx, privacy.Identify{MessageID: "again-1", UserID: ada.uid, Traits: map[string]any{"plan": "new"}, Timestamp: time.Now()}))
+	fresh, err := c.Profile(ctx, userID(ada))
+	must(t, err)
+	if n, err := c.Recover(ctx); n != 1 || err != nil {
+		t.Fatalf("Recover = %d, %v", n, err)
+	}
+	if got, err := c.Profile(ctx, userID(ada)); err != nil || got.ID != fresh.ID {
+		t.Errorf("after Recover, the profile collected after the erasure's commit = %v, %v; want %s kept", got, err, fresh.ID)
+	}
 }

@@ -1364,6 +1364,20 @@ func eraseInDyingChild(t *testing.T, s *site, p *person) {
 	runCrashingChild(t, s, "TestCrashMidRightChild", "GDPRKIT_CRASH_CHILD", "at the commit", "GDPRKIT_CRASH_SUBJECT="+p.uid)
 }
 
+// childSite is the site a crashing child runs on, which runCrashingChild
+// passed in siteVar; the test is skipped, saying why, when it was not
+// started as a child.
+func childSite(t *testing.T, siteVar, why string) *site {
+	t.Helper()
+	cfg := os.Getenv(siteVar)
+	if cfg == "" {
+		t.Skip(why)
+	}
+	s := &site{}
+	must(t, json.Unmarshal([]byte(cfg), s))
+	return s
+}
+
 // runCrashingChild runs the test named child in a new process of this test
 // binary, given the site (as JSON) in the environment variable siteVar and
 // env besides, and fails unless the process dies (os.Exit(crashExitCode))
@@ -1425,12 +1439,7 @@ func crashThenMerge(t *testing.T, d sqlstore.Dialect) {
 // TestCrashMidRightChild is the process crashProcessExits starts: it erases
 // the subject and dies at the commit after the decision.
 func TestCrashMidRightChild(t *testing.T) {
-	cfg := os.Getenv("GDPRKIT_CRASH_CHILD")
-	if cfg == "" {
-		t.Skip("the process TestCrashMidRight starts, and crashes")
-	}
-	var s site
-	must(t, json.Unmarshal([]byte(cfg), &s))
+	s := childSite(t, "GDPRKIT_CRASH_CHILD", "the process TestCrashMidRight starts, and crashes")
 	p, fp, c := s.openFaulty(t)
 	die := func(context.Context) error {
 		if ok, err := decided(p); err != nil || !ok {

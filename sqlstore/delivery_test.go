@@ -259,26 +259,21 @@ func checkDelivered(t *testing.T, committed []string, seen map[string]int, erase
 	}
 }
 
-// childSite is, in a process startChild started, the parent's site and the
-// delivery log to append to; it skips the test in any other process.
-func childSite(t *testing.T, parent string) (*site, *os.File) {
-	cfg := os.Getenv("GDPRKIT_DELIVERY_CHILD")
-	if cfg == "" {
-		t.Skip("the process " + parent + " starts, and kills")
-	}
-	var s site
-	must(t, json.Unmarshal([]byte(cfg), &s))
+// deliveryChild is, in a process startChild started, the parent's site and
+// the delivery log to append to; it skips the test in any other process.
+func deliveryChild(t *testing.T, parent string) (*site, *os.File) {
+	s := childSite(t, "GDPRKIT_DELIVERY_CHILD", "the process "+parent+" starts, and kills")
 	f, err := os.OpenFile(os.Getenv("GDPRKIT_DELIVERY_LOG"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
 	must(t, err)
 	t.Cleanup(func() { f.Close() })
-	return &s, f
+	return s, f
 }
 
 // TestDeliveryKillChild is the process TestDeliverySurvivesAKill starts and
 // kills: it collects, erases and rectifies, printing what committed, then
 // waits to be killed while its slow destination works through the outbox.
 func TestDeliveryKillChild(t *testing.T) {
-	s, f := childSite(t, "TestDeliverySurvivesAKill")
+	s, f := deliveryChild(t, "TestDeliverySurvivesAKill")
 	ctx := t.Context()
 	p := s.open(t)
 	slow := &logDest{name: "crm", delay: 100 * time.Millisecond, file: f}

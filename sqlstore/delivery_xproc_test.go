@@ -341,7 +341,7 @@ func TestXprocKillMidBundle(t *testing.T) {
 }
 
 func TestXprocKillMidBundleChild(t *testing.T) {
-	s, f := childSite(t, "TestXprocKillMidBundle")
+	s, f := deliveryChild(t, "TestXprocKillMidBundle")
 	ctx := t.Context()
 	p := s.open(t)
 	slow := &logDest{name: "crm", delay: 60 * time.Millisecond, file: f}

@@ -2,7 +2,6 @@ package sqlstore_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"strings"
@@ -228,12 +227,7 @@ func (l dyingAuditLog) Append(ctx context.Context, r audit.Record) error {
 
 // TestKeyRotationCrashChild is the process TestKeyRotationCrash starts.
 func TestKeyRotationCrashChild(t *testing.T) {
-	cfg := os.Getenv("GDPRKIT_ROTATION_CHILD")
-	if cfg == "" {
-		t.Skip("the process TestKeyRotationCrash starts, and crashes")
-	}
-	var s site
-	must(t, json.Unmarshal([]byte(cfg), &s))
+	s := childSite(t, "GDPRKIT_ROTATION_CHILD", "the process TestKeyRotationCrash starts, and crashes")
 	p := s.open(t)
 	err := privacy.RotateKey(t.Context(), newKey, p.keyed(privacy.WithKey(oldKey), privacy.WithAuditLog(dyingAuditLog{p.jrnl.AuditLog()}))...)
 	t.Fatalf("RotateKey = %v; the process should have died at the audit record", err)

@@ -6,7 +6,6 @@ package sqlstore_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"strings"
@@ -255,12 +254,7 @@ func TestCrashBeforeThePurge(t *testing.T) {
 // TestCrashBeforeThePurgeChild is the process TestCrashBeforeThePurge
 // starts: it erases the subject and dies as the purge starts.
 func TestCrashBeforeThePurgeChild(t *testing.T) {
-	cfg := os.Getenv("GDPRKIT_PURGE_CRASH_CHILD")
-	if cfg == "" {
-		t.Skip("the process TestCrashBeforeThePurge starts, and crashes")
-	}
-	var s site
-	must(t, json.Unmarshal([]byte(cfg), &s))
+	s := childSite(t, "GDPRKIT_PURGE_CRASH_CHILD", "the process TestCrashBeforeThePurge starts, and crashes")
 	p := s.open(t)
 	pp := &purgingProfiles{sealingStore: profilesOf(p.data)}
 	c := p.controller(t, pp)
