@@ -138,8 +138,10 @@ func (c *Controller) resolveLocked(ctx context.Context, ids []identity.ID, buf [
 func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *message, matches []identity.Match, now time.Time) (dup, recount bool, err error) {
 	set := c.set.Load()
 	// Only these can change a membership now: new traits, a new or merged profile,
-	// or an event some audience counts. Time passing is Refresh's business.
-	withAudiences := set.Len() > 0 && (msg.kind == kindIdentify || plan.Create || len(plan.Absorb) > 0 || (msg.kind == kindTrack && set.UsesEvents(msg.event)))
+	// an event some audience counts, or consent some audience reads. Time
+	// passing is Refresh's business.
+	withAudiences := set.Len() > 0 && (msg.kind == kindIdentify || plan.Create || len(plan.Absorb) > 0 ||
+		(msg.kind == kindTrack && set.UsesEvents(msg.event)) || (msg.hasConsent && set.UsesConsent()))
 
 	var gtx identity.Tx
 	if plan.Writes() {
@@ -192,7 +194,8 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 			return false, false, backendError("audience begin", err)
 		}
 		defer atx.Rollback(ctx)
-		if changes, err = c.stageAudiences(ctx, atx, set, plan, u.Event, traits, values, now); err != nil {
+		in := audience.Inputs{Traits: traits, Values: values, Consent: u.Metadata.Consent.Categories}
+		if changes, err = c.stageAudiences(ctx, atx, set, plan, u.Event, in, now); err != nil {
 			return false, false, err
 		}
 	}
@@ -292,11 +295,11 @@ func (c *Controller) oweCollected(ctx context.Context, otx outbox.Tx, pid identi
 // stageAudiences updates the profile's audience state in atx: merged profiles'
 // counters are added, the event is counted, memberships are re-evaluated.
 func (c *Controller) stageAudiences(ctx context.Context, atx audience.Tx, set *audience.Set, plan *identity.Plan,
-	ev *profile.Event, traits map[string]profile.Trait, values []any, now time.Time) ([]audience.Change, error) {
+	ev *profile.Event, in audience.Inputs, now time.Time) ([]audience.Change, error) {
 	w := audienceWorks.Get().(*audienceWork)
 	defer w.release()
 	*w = audienceWork{fn: w.fn, c: c, ctx: ctx, atx: atx, set: set, pid: plan.Profile, absorb: plan.Absorb,
-		ev: ev, traits: traits, values: values, now: now}
+		ev: ev, in: in, now: now}
 	if err := modifyState(ctx, atx, w.pid, w.fn); err != nil {
 		return nil, err
 	}
@@ -318,8 +321,7 @@ type audienceWork struct {
 	pid     identity.ProfileID
 	absorb  []identity.ProfileID
 	ev      *profile.Event
-	traits  map[string]profile.Trait
-	values  []any
+	in      audience.Inputs
 	now     time.Time
 	changes []audience.Change
 }
@@ -355,11 +357,7 @@ func (w *audienceWork) update(st *audience.State) error {
 		w.set.Observe(st, w.ev, w.now)
 	}
 	excluded := w.c.excluded(w.ctx, w.pid)
-	if w.values != nil {
-		w.changes = w.set.EvaluateValues(st, w.values, w.now, excluded)
-	} else {
-		w.changes = w.set.Evaluate(st, w.traits, w.now, excluded)
-	}
+	w.changes = w.set.EvaluateInputs(st, w.in, w.now, excluded)
 	return nil
 }
 

@@ -652,16 +652,16 @@ func (c *Controller) batchAudiences(ctx context.Context, ptx profile.Tx, set *au
 		if ev := updates[it.update].Event; ev != nil {
 			set.Observe(st, ev, it.now)
 		}
-		// The profiles of a batch were admitted: none is suppressed.
-		if it.traits != nil {
-			it.changes = set.Evaluate(st, it.traits, it.now, false)
-		} else {
-			v := values[it.profile]
-			if v == nil { // stored afresh in this batch: no traits yet
-				v = make([]any, len(names))
+		// The profiles of a batch were admitted: none is suppressed. The
+		// consent is the profile's after this message.
+		in := audience.Inputs{Traits: it.traits, Consent: updates[it.update].Metadata.Consent.Categories}
+		if it.traits == nil {
+			in.Values = values[it.profile]
+			if in.Values == nil { // stored afresh in this batch: no traits yet
+				in.Values = make([]any, len(names))
 			}
-			it.changes = set.EvaluateValues(st, v, it.now, false)
 		}
+		it.changes = set.EvaluateInputs(st, in, it.now, false)
 	}
 	puts := make([]audience.BatchState, len(pids))
 	for i, pid := range pids {
@@ -677,5 +677,6 @@ func (c *Controller) batchAudiences(ctx context.Context, ptx profile.Tx, set *au
 // concernsAudiences reports whether a stored item can change its profile's
 // memberships: an identify (new traits), or an event some audience counts.
 func concernsAudiences(set *audience.Set, it *batchItem) bool {
-	return it.outcome == outcomeStored && (it.msg.kind == kindIdentify || it.msg.kind == kindTrack && set.UsesEvents(it.msg.event))
+	return it.outcome == outcomeStored && (it.msg.kind == kindIdentify || it.msg.kind == kindTrack && set.UsesEvents(it.msg.event) ||
+		it.msg.hasConsent && set.UsesConsent())
 }

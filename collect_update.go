@@ -60,7 +60,7 @@ func (c *Controller) buildUpdate(ctx context.Context, ptx profile.Tx, plan *iden
 		if err := ptx.Merge(ctx, plan.Profile, from); err != nil {
 			return u, nil, backendError("profile merge", err)
 		}
-		meta = mergeMetadata(meta, p.Metadata)
+		meta = mergeMetadata(meta, p.Metadata, msg.messageID, now)
 		for k, t := range p.Traits {
 			if have, ok := cur[k]; !ok || t.UpdatedAt.After(have.UpdatedAt) {
 				if cur == nil {
@@ -93,7 +93,7 @@ func freshMetadata(msg *message, now time.Time) profile.Metadata {
 
 // advanceMetadata records the message in a profile's metadata: the next
 // version, the update time, the last message, the first and last times seen,
-// and the destinations that will be sent it.
+// the destinations that will be sent it, and the consent it carries.
 func (c *Controller) advanceMetadata(meta *profile.Metadata, msg *message, now time.Time) {
 	meta.Version++
 	meta.UpdatedAt = now
@@ -105,6 +105,7 @@ func (c *Controller) advanceMetadata(meta *profile.Metadata, msg *message, now t
 		meta.LastSeen = msg.timestamp
 	}
 	meta.Recipients = noteRecipients(meta.Recipients, c.routeMessage(msg, c.destinations), now)
+	noteConsent(meta, msg, now)
 }
 
 // eventOf is the event a message other than an identify stores.
@@ -156,9 +157,12 @@ func setTrait(u *profile.Update, k string, t profile.Trait) {
 }
 
 // mergeMetadata combines the metadata of a profile and one merged into it: the
-// earlier creation and first message, the later last message, and the higher
-// version, so no identifier ever sees its profile's version go down.
-func mergeMetadata(into, from profile.Metadata) profile.Metadata {
+// earlier creation and first message, the later last message, the higher
+// version, so no identifier ever sees its profile's version go down, and
+// both consents (profile.Consent.Merge), the merge named by the message
+// that caused it.
+func mergeMetadata(into, from profile.Metadata, messageID string, now time.Time) profile.Metadata {
+	into.Consent.Merge(from.Consent, messageID, now)
 	if from.CreatedAt.Before(into.CreatedAt) {
 		into.CreatedAt, into.FirstMessageID = from.CreatedAt, from.FirstMessageID
 	}

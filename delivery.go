@@ -323,28 +323,22 @@ func (o *owed) collected(pid identity.ProfileID, msg *message, matches []identit
 // routeMessage returns the destinations of names a collected message goes
 // to: as its Integrations say (route), and, when it carries the person's
 // consent preferences, only those that declare no consent category or whose
-// every category the person consented to (destination.Consent).
+// every category the person consented to (destination.Consent). The
+// "Segment Consent Preference Updated" event is the exception, as in
+// Segment: it goes regardless of the preferences, so that a destination
+// learns that consent was withdrawn.
 func (c *Controller) routeMessage(msg *message, names []string) []string {
 	names = route(msg.integrations, names)
-	prefs, ok := consentPreferences(msg.context)
-	if !ok || len(c.consent) == 0 {
+	if !msg.hasConsent || len(c.consent) == 0 || msg.consentEvent() {
 		return names
 	}
 	out := names[:0:0]
 	for _, name := range names {
-		if consented(prefs, c.consent[name]) {
+		if consented(msg.consent, c.consent[name]) {
 			out = append(out, name)
 		}
 	}
 	return out
-}
-
-// consentPreferences returns a message context's
-// consent.categoryPreferences, and whether it has them.
-func consentPreferences(ctx map[string]any) (map[string]any, bool) {
-	consent, _ := ctx["consent"].(map[string]any)
-	prefs, ok := consent["categoryPreferences"].(map[string]any)
-	return prefs, ok
 }
 
 // consented reports whether every one of categories is true in prefs.

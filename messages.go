@@ -264,6 +264,10 @@ type message struct {
 
 	context      map[string]any
 	integrations map[string]any
+	// consent is context.consent.categoryPreferences when hasConsent: the
+	// message sets the person's consent (a value other than true is false).
+	consent    map[string]any
+	hasConsent bool
 
 	dropped error // the first blocked identifier dropped (addID)
 }
@@ -593,6 +597,9 @@ func (m *message) common(in *intake, budget *int, e *envelope, ids []identity.ID
 	if m.integrations, err = checkObject(in, budget, "Integrations", e.integrations); err != nil {
 		return ids, err
 	}
+	if m.consent, m.hasConsent, err = consentOf(m.context); err != nil {
+		return ids, err
+	}
 	if e.userID != "" {
 		if ids, err = m.addID(r, ids, "UserID", identity.ID{Type: identity.TypeUserID, Value: e.userID}); err != nil {
 			return ids, err
@@ -609,6 +616,34 @@ func (m *message) common(in *intake, budget *int, e *envelope, ids []identity.ID
 		}
 	}
 	return contextIDs(r, m.context, ids), nil
+}
+
+// consentOf returns a message context's consent.categoryPreferences, and
+// whether it has them, as Segment reads them: a context without a consent
+// object, or a consent object without categoryPreferences, says nothing of
+// consent; an empty categoryPreferences denies every category. A consent
+// object or preferences of another shape are refused rather than taken as
+// no consent, which would send the message everywhere unenforced. A
+// preference other than true (a string "true", say) is not consent: it
+// counts as false, for routing and on the profile.
+func consentOf(ctx map[string]any) (map[string]any, bool, error) {
+	v, ok := ctx["consent"]
+	if !ok || v == nil {
+		return nil, false, nil
+	}
+	consent, ok := v.(map[string]any)
+	if !ok {
+		return nil, false, fieldErrorf("Context.consent", "must be an object holding categoryPreferences")
+	}
+	p, ok := consent["categoryPreferences"]
+	if !ok || p == nil {
+		return nil, false, nil
+	}
+	prefs, ok := p.(map[string]any)
+	if !ok {
+		return nil, false, fieldErrorf("Context.consent.categoryPreferences", "must be an object of true or false per consent category")
+	}
+	return prefs, true, nil
 }
 
 // checkObject normalises a message's JSON object field (nil stays nil)

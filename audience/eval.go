@@ -140,7 +140,9 @@ type Set struct {
 	// once here; traitNames are the distinct traits they read, by slot.
 	progs      []node
 	traitNames []string
-	scratch    sync.Pool
+	// consentCats are the distinct consent categories they read, by slot.
+	consentCats []string
+	scratch     sync.Pool
 }
 
 // node kinds.
@@ -151,6 +153,7 @@ const (
 	nodeAnd
 	nodeOr
 	nodeNot
+	nodeConsent
 )
 
 // node is a compiled condition. Evaluating 50 audiences per collected message is
@@ -178,6 +181,13 @@ func (s *Set) compile(c Condition, slots map[string]int) node {
 			s.traitNames = append(s.traitNames, x.Name)
 		}
 		return node{kind: nodeTrait, op: x.Op, slot: slot, operand: x.Operand}
+	case *ConsentCondition:
+		slot := slices.Index(s.consentCats, x.Category)
+		if slot < 0 {
+			slot = len(s.consentCats)
+			s.consentCats = append(s.consentCats, x.Category)
+		}
+		return node{kind: nodeConsent, op: x.Op, slot: slot, operand: x.Operand}
 	case *EventCondition:
 		return node{kind: nodeEvent, op: x.Op, slot: s.specs[x].idx, window: x.Window, count: float64(x.Count)}
 	case *AudienceCondition:
@@ -424,10 +434,34 @@ type Change struct {
 // Evaluate recomputes st's memberships from its counters and the profile's traits
 // at now, in dependency order, updates st.Audiences and st.NextChange, and
 // returns what changed. With excluded set (a suppressed person) the profile is in
-// no audience. Counters no audience uses any more are dropped.
+// no audience. Counters no audience uses any more are dropped. Consent
+// conditions see no preference collected: EvaluateInputs gives them one.
 func (s *Set) Evaluate(st *State, traits map[string]profile.Trait, now time.Time, excluded bool) []Change {
-	return s.evaluate(st, traits, nil, now, excluded)
+	return s.evaluate(st, Inputs{Traits: traits}, now, excluded)
 }
+
+// Inputs is what evaluating a profile's memberships reads besides its
+// counters: its traits, either whole (Traits) or only the values of those
+// the audiences read, in TraitNames order (Values, when not nil), and its
+// consent preferences (profile.Consent.Categories).
+type Inputs struct {
+	Traits  map[string]profile.Trait
+	Values  []any
+	Consent map[string]profile.ConsentStatus
+}
+
+// EvaluateInputs is Evaluate given everything a condition can read.
+func (s *Set) EvaluateInputs(st *State, in Inputs, now time.Time, excluded bool) []Change {
+	if in.Values != nil && len(in.Values) != len(s.traitNames) {
+		panic(fmt.Sprintf("audience: EvaluateInputs got %d values for %d trait names", len(in.Values), len(s.traitNames)))
+	}
+	return s.evaluate(st, in, now, excluded)
+}
+
+// UsesConsent reports whether any audience reads a consent preference, so
+// the collection path re-evaluates when a message changes the person's
+// consent.
+func (s *Set) UsesConsent() bool { return len(s.consentCats) > 0 }
 
 // TraitNames returns the traits the audiences read, in the order
 // EvaluateValues takes their values. The caller must not change it.
@@ -440,17 +474,17 @@ func (s *Set) EvaluateValues(st *State, values []any, now time.Time, excluded bo
 	if len(values) != len(s.traitNames) {
 		panic(fmt.Sprintf("audience: EvaluateValues got %d values for %d trait names", len(values), len(s.traitNames)))
 	}
-	return s.evaluate(st, nil, values, now, excluded)
+	return s.evaluate(st, Inputs{Values: values}, now, excluded)
 }
 
-func (s *Set) evaluate(st *State, traits map[string]profile.Trait, values []any, now time.Time, excluded bool) []Change {
+func (s *Set) evaluate(st *State, in Inputs, now time.Time, excluded bool) []Change {
 	scratch, _ := s.scratch.Get().(*evaluation)
 	if scratch == nil { // the empty Set has no pool constructor
 		scratch = new(evaluation)
 	}
 	defer s.scratch.Put(scratch)
 	e := *scratch
-	e.init(s, st, traits, values, now)
+	e.init(s, st, in, now)
 	*scratch = e // keep grown buffers for next time
 	if !excluded {
 		for i := range s.progs {
@@ -520,11 +554,12 @@ type evaluation struct {
 	member   []bool
 	counters []Counter
 	traits   []any // by slot; nil for a trait the profile lacks
+	consent  []any // by slot; nil for a category never collected
 }
 
 // init sizes the buffers for s and fetches st's counters. The buffers come from
 // the Set's pool, so evaluating does not allocate.
-func (e *evaluation) init(s *Set, st *State, traits map[string]profile.Trait, values []any, now time.Time) {
+func (e *evaluation) init(s *Set, st *State, in Inputs, now time.Time) {
 	e.now = nanos(now)
 	if cap(e.member) < len(s.conds) {
 		e.member = make([]bool, len(s.conds))
@@ -544,14 +579,18 @@ func (e *evaluation) init(s *Set, st *State, traits map[string]profile.Trait, va
 		}
 		e.counters = append(e.counters, c)
 	}
+	e.consent = e.consent[:0]
+	for _, cat := range s.consentCats {
+		e.consent = append(e.consent, consentValue(in.Consent, cat))
+	}
 	e.traits = e.traits[:0]
-	if values != nil {
-		e.traits = append(e.traits, values...)
+	if in.Values != nil {
+		e.traits = append(e.traits, in.Values...)
 		return
 	}
 	for _, name := range s.traitNames {
 		var v any
-		if t, ok := traits[name]; ok {
+		if t, ok := in.Traits[name]; ok {
 			v = t.Value
 		}
 		e.traits = append(e.traits, v)
@@ -600,6 +639,8 @@ func (e *evaluation) eval(n *node) bool {
 	switch n.kind {
 	case nodeTrait:
 		return n.op.compare(e.traits[n.slot], n.operand)
+	case nodeConsent:
+		return evalConsent(n, e.consent[n.slot])
 	case nodeEvent:
 		return n.op.compareCount(float64(count(e.counters[n.slot], n.window, e.now)), n.count)
 	case nodeAudience:

@@ -651,3 +651,47 @@ func TestTimesOutsideNanosecondRange(t *testing.T) {
 		t.Errorf("nanos(3000) = %d, want MaxInt64", got)
 	}
 }
+
+// TestEvaluateConsent: consent('X') compares the person's status for X,
+// true, false or 'conflict'; a category never collected is false and does
+// not exist.
+func TestEvaluateConsent(t *testing.T) {
+	consent := map[string]profile.ConsentStatus{"Ads": profile.ConsentGranted, "Stats": profile.ConsentDenied, "Mail": profile.ConsentConflict}
+	tests := []struct {
+		query string
+		want  bool
+	}{
+		{`consent('Ads') = true`, true},
+		{`consent('Ads') = false`, false},
+		{`consent('Stats') = false`, true},
+		{`consent('Stats') != true`, true},
+		{`consent('Mail') = 'conflict'`, true},
+		{`consent('Mail') = true`, false},
+		{`consent('Mail') = false`, false},
+		{`consent('Never') = false`, true},
+		{`consent('Never') = true`, false},
+		{`consent('Never') exists`, false},
+		{`consent('Stats') exists`, true},
+		{`consent('Ads') = true and consent('Stats') = true`, false},
+	}
+	for _, tc := range tests {
+		s := newSet(t, "x", tc.query)
+		if !s.UsesConsent() {
+			t.Errorf("%s: UsesConsent = false", tc.query)
+		}
+		st := &State{}
+		s.EvaluateInputs(st, Inputs{Consent: consent}, t0, false)
+		if got := st.IsMember("x"); got != tc.want {
+			t.Errorf("%s: member %v, want %v", tc.query, got, tc.want)
+		}
+		// Evaluate gives no consent: never collected.
+		st = &State{}
+		s.Evaluate(st, nil, t0, false)
+		if got, want := st.IsMember("x"), newSet(t, "x", tc.query).EvaluateInputs(&State{}, Inputs{}, t0, false) != nil; got != want {
+			t.Errorf("%s: Evaluate and EvaluateInputs without consent disagree: %v, %v", tc.query, got, want)
+		}
+	}
+	if newSet(t, "x", `trait('a') = 1`).UsesConsent() {
+		t.Error("UsesConsent = true for a set without consent conditions")
+	}
+}

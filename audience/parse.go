@@ -314,7 +314,8 @@ func (p *parser) parseUnary() (Condition, error) {
 	return p.parseCall()
 }
 
-// parseCall parses trait(...), property(...), event(...) and audience(...).
+// parseCall parses trait(...), property(...), event(...), audience(...) and
+// consent(...).
 func (p *parser) parseCall() (Condition, error) {
 	fn := p.tok
 	if fn.kind != tokIdent {
@@ -326,8 +327,8 @@ func (p *parser) parseCall() (Condition, error) {
 		return nil, p.errorf("property(...) is only allowed inside event(...).where(...)")
 	case name != "property" && p.inWhere:
 		return nil, p.errorf("where(...) takes property conditions, not %s(...)", name)
-	case name != "trait" && name != "property" && name != "event" && name != "audience":
-		return nil, p.errorf("unknown function %q: want trait, event, audience or property", fn.text)
+	case name != "trait" && name != "property" && name != "event" && name != "audience" && name != "consent":
+		return nil, p.errorf("unknown function %q: want trait, event, audience, consent or property", fn.text)
 	}
 	if err := p.advance(); err != nil {
 		return nil, err
@@ -355,8 +356,15 @@ func (p *parser) parseCall() (Condition, error) {
 	if err != nil {
 		return nil, err
 	}
-	if name == "trait" {
+	switch name {
+	case "trait":
 		return &TraitCondition{Name: arg.text, Op: op, Operand: operand}, nil
+	case "consent":
+		c := &ConsentCondition{Category: arg.text, Op: op, Operand: operand}
+		if err := c.validate(); err != nil {
+			return nil, &SyntaxError{Line: fn.line, Col: fn.col, Msg: err.Error()}
+		}
+		return c, nil
 	}
 	return &PropertyCondition{Name: arg.text, Op: op, Operand: operand}, nil
 }

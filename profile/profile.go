@@ -112,6 +112,8 @@ type Metadata struct {
 	// Recipients are the destinations the person's data was sent to, in the
 	// order they first were (Art. 19: the recipients an access request names).
 	Recipients []Recipient
+	// Consent is the person's consent preferences and their history.
+	Consent Consent
 }
 
 // Recipient is one destination that was sent a person's data, and when: first
@@ -124,6 +126,7 @@ type Recipient struct {
 // Clone returns a copy of m that shares no memory with it.
 func (m Metadata) Clone() Metadata {
 	m.Recipients = slices.Clone(m.Recipients)
+	m.Consent = m.Consent.Clone()
 	return m
 }
 

@@ -603,9 +603,15 @@ func (tx *profileTx) PickTraitsBatch(ctx context.Context, pids []identity.Profil
 
 // encodedUpdate is an update of a batch checked and encoded by checkUpdate.
 type encodedUpdate struct {
-	traits     []encodedTrait
-	props      string
-	recipients any
+	traits []encodedTrait
+	props  string
+	meta   encodedMeta
+}
+
+// encodedMeta is the metadata's JSON columns, encoded by checkUpdate: nil
+// for NULL.
+type encodedMeta struct {
+	recipients, consent any
 }
 
 // messageKey is a recorded message: its profile and message id.
@@ -638,7 +644,7 @@ func (tx *profileTx) UpdateBatch(ctx context.Context, updates []profile.BatchUpd
 	enc := make([]encodedUpdate, len(updates))
 	for i := range updates {
 		u := &updates[i]
-		traits, props, recipients, err := tx.checkUpdate(u.Profile, &u.Update)
+		traits, props, meta, err := tx.checkUpdate(u.Profile, &u.Update)
 		if err != nil {
 			return dup, fmt.Errorf("update %d of the batch: %w", i, err)
 		}
@@ -651,7 +657,7 @@ func (tx *profileTx) UpdateBatch(ctx context.Context, updates []profile.BatchUpd
 					profile.ErrInvalid, i, field)
 			}
 		}
-		enc[i] = encodedUpdate{traits, props, recipients}
+		enc[i] = encodedUpdate{traits, props, meta}
 	}
 
 	// The first update with each message id tries to record it; later ones
@@ -777,16 +783,16 @@ func (tx *profileTx) UpdateBatch(ctx context.Context, updates []profile.BatchUpd
 			pids = append(pids, pid)
 		}
 		slices.Sort(pids)
-		err := execChunks(ctx, s, ex, pids, 9, tupleRows,
-			`INSERT INTO {p}profiles (profile_id, created_at, updated_at, version, first_message_id, last_message_id, first_seen, last_seen, recipients) VALUES `,
+		err := execChunks(ctx, s, ex, pids, 10, tupleRows,
+			`INSERT INTO {p}profiles (profile_id, created_at, updated_at, version, first_message_id, last_message_id, first_seen, last_seen, recipients, consent) VALUES `,
 			` ON CONFLICT (profile_id) DO UPDATE SET created_at = excluded.created_at, updated_at = excluded.updated_at,
 				version = excluded.version, first_message_id = excluded.first_message_id, last_message_id = excluded.last_message_id,
-				first_seen = excluded.first_seen, last_seen = excluded.last_seen, recipients = excluded.recipients`,
+				first_seen = excluded.first_seen, last_seen = excluded.last_seen, recipients = excluded.recipients, consent = excluded.consent`,
 			func(q *listStmt, pid *identity.ProfileID) {
 				i := last[*pid]
 				m := &updates[i].Metadata
 				q.args = append(q.args, string(*pid), s.ts(m.CreatedAt), s.ts(m.UpdatedAt), int64(m.Version), m.FirstMessageID, m.LastMessageID,
-					s.ts(m.FirstSeen), s.ts(m.LastSeen), enc[i].recipients)
+					s.ts(m.FirstSeen), s.ts(m.LastSeen), enc[i].meta.recipients, enc[i].meta.consent)
 			})
 		if err != nil {
 			return fail(err)

@@ -73,19 +73,20 @@ func scanProfileIDs(rows *sql.Rows) ([]identity.ProfileID, error) {
 	return out, closeRows(rows)
 }
 
-const metadataColumns = `p.created_at, p.updated_at, p.version, p.first_message_id, p.last_message_id, p.first_seen, p.last_seen, p.recipients`
+const metadataColumns = `p.created_at, p.updated_at, p.version, p.first_message_id, p.last_message_id, p.first_seen, p.last_seen, p.recipients, p.consent`
 
 // metaScan reads the metadata columns.
 type metaScan struct {
 	m          profile.Metadata
 	version    int64
 	recipients sql.NullString
+	consent    sql.NullString
 }
 
 func (ms *metaScan) dest() []any {
 	m := &ms.m
 	return []any{scanTime(&m.CreatedAt), scanTime(&m.UpdatedAt), &ms.version, &m.FirstMessageID, &m.LastMessageID,
-		scanTime(&m.FirstSeen), scanTime(&m.LastSeen), &ms.recipients}
+		scanTime(&m.FirstSeen), scanTime(&m.LastSeen), &ms.recipients, &ms.consent}
 }
 
 func (ms *metaScan) metadata() (profile.Metadata, error) {
@@ -94,6 +95,11 @@ func (ms *metaScan) metadata() (profile.Metadata, error) {
 	if ms.recipients.Valid {
 		if err := json.Unmarshal([]byte(ms.recipients.String), &m.Recipients); err != nil {
 			return m, fmt.Errorf("stored recipients do not decode: %w", err)
+		}
+	}
+	if ms.consent.Valid {
+		if err := json.Unmarshal([]byte(ms.consent.String), &m.Consent); err != nil {
+			return m, fmt.Errorf("stored consent does not decode: %w", err)
 		}
 	}
 	return m, nil
@@ -468,49 +474,49 @@ type encodedTrait struct {
 
 // checkUpdate checks what the database cannot hold and encodes the values, so
 // that a bad update fails before it writes anything.
-func (tx *profileTx) checkUpdate(pid identity.ProfileID, u *profile.Update) (traits []encodedTrait, props string, recipients any, err error) {
+func (tx *profileTx) checkUpdate(pid identity.ProfileID, u *profile.Update) (traits []encodedTrait, props string, meta encodedMeta, err error) {
 	if err := u.Validate(); err != nil {
-		return nil, "", nil, err
+		return nil, "", meta, err
 	}
 	invalid := func(format string, a ...any) error {
 		return fmt.Errorf("%w: update of profile %s: %s", profile.ErrInvalid, pid, fmt.Sprintf(format, a...))
 	}
 	m := &u.Metadata
 	if err := checkVersion(m.Version); err != nil {
-		return nil, "", nil, invalid("Metadata.%v", err)
+		return nil, "", meta, invalid("Metadata.%v", err)
 	}
 	for _, t := range []struct {
 		name string
 		t    time.Time
 	}{{"CreatedAt", m.CreatedAt}, {"UpdatedAt", m.UpdatedAt}, {"FirstSeen", m.FirstSeen}, {"LastSeen", m.LastSeen}} {
 		if err := checkTime("Metadata."+t.name, t.t); err != nil {
-			return nil, "", nil, invalid("%v", err)
+			return nil, "", meta, invalid("%v", err)
 		}
 	}
 	for k, t := range u.Set {
 		if err := checkTime("Set["+k+"].UpdatedAt", t.UpdatedAt); err != nil {
-			return nil, "", nil, invalid("%v", err)
+			return nil, "", meta, invalid("%v", err)
 		}
 		v, err := encodeJSON(t.Value)
 		if err != nil {
-			return nil, "", nil, invalid("trait %q is not a JSON value: %v", k, err)
+			return nil, "", meta, invalid("trait %q is not a JSON value: %v", k, err)
 		}
 		traits = append(traits, encodedTrait{k, v, t.Source, tx.s.ts(t.UpdatedAt)})
 	}
 	if e := u.Event; e != nil {
 		if err := checkTime("Event.Timestamp", e.Timestamp); err != nil {
-			return nil, "", nil, invalid("%v", err)
+			return nil, "", meta, invalid("%v", err)
 		}
 		if err := checkTime("Event.ReceivedAt", e.ReceivedAt); err != nil {
-			return nil, "", nil, invalid("%v", err)
+			return nil, "", meta, invalid("%v", err)
 		}
 		if props, err = encodeJSON(e.Properties); err != nil {
-			return nil, "", nil, invalid("event properties are not JSON values: %v", err)
+			return nil, "", meta, invalid("event properties are not JSON values: %v", err)
 		}
 		if e.Context != nil {
 			c, err := encodeJSON(e.Context)
 			if err != nil {
-				return nil, "", nil, invalid("event context is not a JSON value: %v", err)
+				return nil, "", meta, invalid("event context is not a JSON value: %v", err)
 			}
 			props = "[" + props + "," + c + "]" // see migration 0012
 		}
@@ -518,18 +524,25 @@ func (tx *profileTx) checkUpdate(pid identity.ProfileID, u *profile.Update) (tra
 	if m.Recipients != nil {
 		b, err := json.Marshal(m.Recipients)
 		if err != nil {
-			return nil, "", nil, invalid("Metadata.Recipients: %v", err)
+			return nil, "", meta, invalid("Metadata.Recipients: %v", err)
 		}
-		recipients = string(b)
+		meta.recipients = string(b)
 	}
-	return traits, props, recipients, nil
+	if m.Consent.Collected() {
+		b, err := json.Marshal(m.Consent)
+		if err != nil {
+			return nil, "", meta, invalid("Metadata.Consent: %v", err)
+		}
+		meta.consent = string(b)
+	}
+	return traits, props, meta, nil
 }
 
 func (tx *profileTx) Update(ctx context.Context, pid identity.ProfileID, u profile.Update) error {
 	if err := tx.check(ctx); err != nil {
 		return err
 	}
-	traits, props, recipients, err := tx.checkUpdate(pid, &u)
+	traits, props, meta, err := tx.checkUpdate(pid, &u)
 	if err != nil {
 		return err
 	}
@@ -567,13 +580,13 @@ func (tx *profileTx) Update(ctx context.Context, pid identity.ProfileID, u profi
 			}
 		}
 		m := &u.Metadata
-		_, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}profiles (profile_id, created_at, updated_at, version, first_message_id, last_message_id, first_seen, last_seen, recipients)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		_, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}profiles (profile_id, created_at, updated_at, version, first_message_id, last_message_id, first_seen, last_seen, recipients, consent)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 			ON CONFLICT (profile_id) DO UPDATE SET created_at = excluded.created_at, updated_at = excluded.updated_at,
 				version = excluded.version, first_message_id = excluded.first_message_id, last_message_id = excluded.last_message_id,
-				first_seen = excluded.first_seen, last_seen = excluded.last_seen, recipients = excluded.recipients`),
+				first_seen = excluded.first_seen, last_seen = excluded.last_seen, recipients = excluded.recipients, consent = excluded.consent`),
 			string(pid), s.ts(m.CreatedAt), s.ts(m.UpdatedAt), int64(m.Version), m.FirstMessageID, m.LastMessageID,
-			s.ts(m.FirstSeen), s.ts(m.LastSeen), recipients)
+			s.ts(m.FirstSeen), s.ts(m.LastSeen), meta.recipients, meta.consent)
 		if err != nil {
 			return fail(err)
 		}

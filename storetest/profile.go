@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
@@ -83,7 +84,22 @@ func track(version uint64, e *profile.Event) profile.Update {
 		Event:     e,
 		Metadata: profile.Metadata{CreatedAt: at(0), UpdatedAt: e.ReceivedAt, Version: version,
 			FirstMessageID: "first", LastMessageID: e.MessageID, FirstSeen: at(0), LastSeen: e.Timestamp,
-			Recipients: []profile.Recipient{{Name: "crm", FirstSent: at(0), LastSent: e.ReceivedAt}, {Name: "ads", FirstSent: at(1), LastSent: at(2)}}},
+			Recipients: []profile.Recipient{{Name: "crm", FirstSent: at(0), LastSent: e.ReceivedAt}, {Name: "ads", FirstSent: at(1), LastSent: at(2)}},
+			Consent:    consentAt(e.Timestamp)},
+	}
+}
+
+// consentAt is a consent last set at t, in each status, with its history.
+func consentAt(t time.Time) profile.Consent {
+	return profile.Consent{
+		Categories: map[string]profile.ConsentStatus{"Advertising": profile.ConsentGranted, "Analytics": profile.ConsentDenied, "Functional": profile.ConsentConflict},
+		UpdatedAt:  t,
+		History: []profile.ConsentChange{
+			{MessageID: "c1", Type: "identify", Source: "web", Timestamp: at(0), ReceivedAt: at(1), Preferences: map[string]bool{"Advertising": false}},
+			{MessageID: "c2", Type: "track", Event: "Segment Consent Preference Updated", Timestamp: t, ReceivedAt: t.Add(time.Second),
+				Preferences: map[string]bool{"Advertising": true, "Analytics": false}},
+			{MessageID: "c3", Type: profile.ConsentMerge, Timestamp: t, ReceivedAt: t.Add(2 * time.Second), Preferences: map[string]bool{}},
+		},
 	}
 }
 
