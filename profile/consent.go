@@ -14,7 +14,9 @@ import (
 // person, and the changes that set it, the proof of consent Art. 7(1) GDPR
 // asks a controller to be able to show.
 //
-// The zero Consent is a person whose consent was never collected.
+// The zero Consent is a person whose consent was never collected. Stores keep
+// it with the metadata, in clear (categories, statuses, times, message ids:
+// no value the person typed), and delete it with the profile.
 type Consent struct {
 	// Categories maps every category ever collected to its status. A
 	// category never collected is absent; it counts as ConsentDenied.

@@ -1,6 +1,10 @@
 // Package profile stores what is known about each person: traits with provenance
 // (value, source, update time; the value updated last wins), events, and metadata
-// whose Version goes up with every change.
+// whose Version goes up with every change. The metadata holds the recipients the
+// person's data went to and their consent preferences with the history of their
+// changes (Consent, with Apply and Merge, the rules Segment stores consent by);
+// stores keep both beside the other metadata, in clear, as the Controller writes
+// them.
 //
 // The Store interface is the backend contract: transactions with database/sql
 // manners (Begin, Commit, Rollback; Rollback after Commit is harmless), idempotent
