@@ -3,6 +3,7 @@ package privacy
 import (
 	"context"
 	"errors"
+	"slices"
 	"runtime"
 	"sync"
 	"time"
@@ -181,6 +182,27 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 			return false, false, backendError("profile read", err)
 		}
 	}
+	// A destination the message makes a recipient for the first time is
+	// owed the audiences the person is in: read them, with the traits they
+	// need (which this message, no identify, leaves as they are).
+	catchUp := len(msg.joined) > 0 && set.Len() > 0
+	if catchUp && !withAudiences {
+		withAudiences = true
+		if picker != nil {
+			values, err = picker.PickTraits(ctx, plan.Profile, set.TraitNames(), nil)
+		} else {
+			var p *profile.Profile
+			if p, err = ptx.Get(ctx, plan.Profile); err == nil {
+				traits = p.Traits
+			}
+		}
+		if errors.Is(err, profile.ErrNotFound) {
+			values, err = make([]any, len(set.TraitNames())), nil
+		}
+		if err != nil {
+			return false, false, backendError("profile read", err)
+		}
+	}
 	if err := ptx.Update(ctx, plan.Profile, u); err != nil {
 		if errors.Is(err, profile.ErrDuplicate) {
 			return true, false, nil
@@ -189,13 +211,14 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 	}
 	var atx audience.Tx
 	var changes []audience.Change
+	var members []string // with catchUp, the audiences the person is in after the message
 	if withAudiences {
 		if atx, err = c.audiences.Begin(ctx); err != nil {
 			return false, false, backendError("audience begin", err)
 		}
 		defer atx.Rollback(ctx)
 		in := audience.Inputs{Traits: traits, Values: values, Consent: u.Metadata.Consent.Categories}
-		if changes, err = c.stageAudiences(ctx, atx, set, plan, u.Event, in, now); err != nil {
+		if changes, members, err = c.stageAudiences(ctx, atx, set, plan, u.Event, in, now, catchUp); err != nil {
 			return false, false, err
 		}
 	}
@@ -218,7 +241,7 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 		// them: commit the audiences and the outbox before the profile, so that
 		// a failure of the real commit is the profile's, and fails the message
 		// as a whole.
-		if err := c.oweCollected(ctx, otx, plan.Profile, msg, matches, &u.Metadata, changes, now); err != nil {
+		if err := c.oweCollected(ctx, otx, plan.Profile, msg, matches, &u.Metadata, changes, members, now); err != nil {
 			return false, false, err
 		}
 		if atx != nil {
@@ -252,14 +275,14 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 			// the client's retry into a duplicate and lose it: deliver it, and
 			// recompute the memberships from the stored events instead.
 			c.log.ErrorContext(ctx, "audience commit failed; recomputing memberships", "profile", plan.Profile, "err", describe(err))
-			changes, recount = nil, true
+			changes, members, recount = nil, nil, true
 		}
 	}
 	if otx != nil && !c.scoped {
 		// Backends that share no transaction: what is owed follows what was
 		// stored (a failed audience commit owes no audience change).
 		ctx = detach(ctx)
-		err := c.oweCollected(ctx, otx, plan.Profile, msg, matches, &u.Metadata, changes, now)
+		err := c.oweCollected(ctx, otx, plan.Profile, msg, matches, &u.Metadata, changes, members, now)
 		if err == nil {
 			err = backendError("outbox commit", otx.Commit(ctx))
 		}
@@ -275,35 +298,61 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 
 // oweCollected writes in otx what a stored message owes the destinations:
 // the message, addressed by its own identifiers, and the audience changes it
-// caused, addressed by every identifier of the profile.
+// caused, addressed by every identifier of the profile; to the destinations
+// it made recipients for the first time, the audiences the person was in
+// already (members, after the message, less those it entered).
 func (c *Controller) oweCollected(ctx context.Context, otx outbox.Tx, pid identity.ProfileID, msg *message, matches []identity.Match,
-	meta *profile.Metadata, changes []audience.Change, now time.Time) error {
+	meta *profile.Metadata, changes []audience.Change, members []string, now time.Time) error {
 	if otx == nil || len(c.destinations) == 0 {
 		return nil
 	}
 	o := owed{c: c}
 	o.collected(pid, msg, matches)
+	var ids []identity.ID
 	if len(changes) > 0 {
 		// To the destinations that hold the person after the message (those
 		// it went to, and those told of them before: an exit reaches a
 		// destination told of the entry).
-		o.audienceChanges(pid, c.collectedChangeIDs(ctx, pid, matches), meta.Version, "", changes, now, c.holders(meta.Recipients, nil))
+		ids = c.collectedChangeIDs(ctx, pid, matches)
+		o.audienceChanges(pid, ids, meta.Version, "", changes, now, c.holders(meta.Recipients, nil))
+	}
+	if held := heldBefore(members, changes); len(held) > 0 && len(msg.joined) > 0 {
+		if ids == nil {
+			ids = c.collectedChangeIDs(ctx, pid, matches)
+		}
+		o.audienceChanges(pid, ids, meta.Version, causeJoined, held, now, msg.joined)
 	}
 	return o.enqueue(ctx, otx)
+}
+
+// causeJoined tells apart, in their message ids, the entries a destination
+// is owed when it first holds the person (audienceChanges).
+const causeJoined = "joined"
+
+// heldBefore returns, as entries, the audiences of members that changes did
+// not enter: those the person was in before the message.
+func heldBefore(members []string, changes []audience.Change) []audience.Change {
+	var out []audience.Change
+	for _, k := range members {
+		if !slices.ContainsFunc(changes, func(ch audience.Change) bool { return ch.Key == k && ch.Entered }) {
+			out = append(out, audience.Change{Key: k, Entered: true})
+		}
+	}
+	return out
 }
 
 // stageAudiences updates the profile's audience state in atx: merged profiles'
 // counters are added, the event is counted, memberships are re-evaluated.
 func (c *Controller) stageAudiences(ctx context.Context, atx audience.Tx, set *audience.Set, plan *identity.Plan,
-	ev *profile.Event, in audience.Inputs, now time.Time) ([]audience.Change, error) {
+	ev *profile.Event, in audience.Inputs, now time.Time, wantMembers bool) ([]audience.Change, []string, error) {
 	w := audienceWorks.Get().(*audienceWork)
 	defer w.release()
 	*w = audienceWork{fn: w.fn, c: c, ctx: ctx, atx: atx, set: set, pid: plan.Profile, absorb: plan.Absorb,
-		ev: ev, in: in, now: now}
+		ev: ev, in: in, now: now, wantMembers: wantMembers}
 	if err := modifyState(ctx, atx, w.pid, w.fn); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return w.changes, nil
+	return w.changes, w.members, nil
 }
 
 // traitValues pools the buffers the picked trait values go in.
@@ -324,6 +373,9 @@ type audienceWork struct {
 	in      audience.Inputs
 	now     time.Time
 	changes []audience.Change
+	// members, when wantMembers, are the audiences the profile is in after.
+	wantMembers bool
+	members     []string
 }
 
 var audienceWorks = sync.Pool{New: func() any {
@@ -358,6 +410,9 @@ func (w *audienceWork) update(st *audience.State) error {
 	}
 	excluded := w.c.excluded(w.ctx, w.pid)
 	w.changes = w.set.EvaluateInputs(st, w.in, w.now, excluded)
+	if w.wantMembers {
+		w.members = slices.Clone(st.Audiences)
+	}
 	return nil
 }
 

@@ -146,6 +146,7 @@ type batchItem struct {
 	holders []string                 // the destinations that hold the person after it (its recipients)
 	now     time.Time                // when the batch was stored
 	changes []audience.Change        // memberships the message changed
+	members []string                 // with msg.joined, the audiences the profile is in after it
 	traits  map[string]profile.Trait // with audiences, the traits after it of a profile an identify of the batch changes
 	update  int                      // its update's index among the batch's
 	// repeat: an attempt found the message id recorded for the profile
@@ -380,8 +381,16 @@ func (c *Controller) oweBatch(ctx context.Context, otx outbox.Tx, items []batchI
 			continue
 		}
 		o.collected(it.profile, &it.msg, it.matches)
+		var ids []identity.ID
 		if len(it.changes) > 0 {
-			o.audienceChanges(it.profile, c.collectedChangeIDs(ctx, it.profile, it.matches), it.version, "", it.changes, it.now, it.holders)
+			ids = c.collectedChangeIDs(ctx, it.profile, it.matches)
+			o.audienceChanges(it.profile, ids, it.version, "", it.changes, it.now, it.holders)
+		}
+		if held := heldBefore(it.members, it.changes); len(held) > 0 && len(it.msg.joined) > 0 {
+			if ids == nil {
+				ids = c.collectedChangeIDs(ctx, it.profile, it.matches)
+			}
+			o.audienceChanges(it.profile, ids, it.version, causeJoined, held, it.now, it.msg.joined)
 		}
 	}
 	return o.enqueue(ctx, otx)
@@ -551,7 +560,7 @@ func (c *Controller) buildBatchUpdates(ctx context.Context, ptx profile.Tx, set 
 		}
 		// Each update keeps its own recipients: the next one changes them.
 		meta.Recipients = slices.Clone(meta.Recipients)
-		c.advanceMetadata(&meta, &it.msg, now)
+		it.msg.joined = c.advanceMetadata(&meta, &it.msg, now)
 		metas[it.profile] = meta
 		it.version, it.now, it.update, it.holders = meta.Version, now, len(updates), c.holders(meta.Recipients, nil)
 		u := profile.Update{MessageID: it.msg.messageID, Metadata: meta}
@@ -662,6 +671,9 @@ func (c *Controller) batchAudiences(ctx context.Context, ptx profile.Tx, set *au
 			}
 		}
 		it.changes = set.EvaluateInputs(st, in, it.now, false)
+		if len(it.msg.joined) > 0 {
+			it.members = slices.Clone(st.Audiences)
+		}
 	}
 	puts := make([]audience.BatchState, len(pids))
 	for i, pid := range pids {
@@ -675,8 +687,10 @@ func (c *Controller) batchAudiences(ctx context.Context, ptx profile.Tx, set *au
 }
 
 // concernsAudiences reports whether a stored item can change its profile's
-// memberships: an identify (new traits), or an event some audience counts.
+// memberships (an identify: new traits; an event some audience counts;
+// consent some audience reads) or must read them (a destination it makes a
+// recipient is owed them).
 func concernsAudiences(set *audience.Set, it *batchItem) bool {
 	return it.outcome == outcomeStored && (it.msg.kind == kindIdentify || it.msg.kind == kindTrack && set.UsesEvents(it.msg.event) ||
-		it.msg.hasConsent && set.UsesConsent())
+		it.msg.hasConsent && set.UsesConsent() || len(it.msg.joined) > 0)
 }

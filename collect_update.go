@@ -77,7 +77,7 @@ func (c *Controller) buildUpdate(ctx context.Context, ptx profile.Tx, plan *iden
 	} else {
 		applyIdentify(&u, msg, cur)
 	}
-	c.advanceMetadata(&meta, msg, now)
+	msg.joined = c.advanceMetadata(&meta, msg, now)
 	u.Metadata = meta
 	if !wantTraits {
 		return u, nil, nil
@@ -93,8 +93,9 @@ func freshMetadata(msg *message, now time.Time) profile.Metadata {
 
 // advanceMetadata records the message in a profile's metadata: the next
 // version, the update time, the last message, the first and last times seen,
-// the destinations that will be sent it, and the consent it carries.
-func (c *Controller) advanceMetadata(meta *profile.Metadata, msg *message, now time.Time) {
+// the destinations that will be sent it, and the consent it carries. It
+// returns the destinations the message makes recipients for the first time.
+func (c *Controller) advanceMetadata(meta *profile.Metadata, msg *message, now time.Time) (joined []string) {
 	meta.Version++
 	meta.UpdatedAt = now
 	meta.LastMessageID = msg.messageID
@@ -104,8 +105,13 @@ func (c *Controller) advanceMetadata(meta *profile.Metadata, msg *message, now t
 	if msg.timestamp.After(meta.LastSeen) {
 		meta.LastSeen = msg.timestamp
 	}
+	before := len(meta.Recipients)
 	meta.Recipients = noteRecipients(meta.Recipients, c.routeMessage(msg, c.destinations), now)
+	for _, r := range meta.Recipients[before:] {
+		joined = append(joined, r.Name)
+	}
 	noteConsent(meta, msg, now)
+	return joined
 }
 
 // eventOf is the event a message other than an identify stores.

@@ -269,6 +269,10 @@ type message struct {
 	consent    map[string]any
 	hasConsent bool
 
+	// joined are the destinations that storing the message makes the
+	// person's recipients for the first time (advanceMetadata).
+	joined []string
+
 	dropped error // the first blocked identifier dropped (addID)
 }
 
