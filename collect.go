@@ -3,8 +3,8 @@ package privacy
 import (
 	"context"
 	"errors"
-	"slices"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
