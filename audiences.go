@@ -60,6 +60,9 @@ func (c *Controller) DefineAudience(ctx context.Context, d audience.Definition) 
 			return backendError("listing profiles", err)
 		}
 		for _, pid := range pids {
+			if pid.IsAccount() {
+				continue // an account is in no audience
+			}
 			if err := c.reevaluate(ctx, pid, true); err != nil {
 				return fmt.Errorf("privacy: audience %s defined, computing membership of %s: %w", d.Key, pid, err)
 			}

@@ -60,7 +60,7 @@ func (c *Controller) collect(ctx context.Context, m Message) error {
 		return err
 	}
 	var matchBuf [4]identity.Match
-	matches, plan, held, now, err := c.resolveLocked(ctx, ids, matchBuf[:0])
+	matches, plan, held, now, err := c.resolveLocked(ctx, ids, matchBuf[:0], accountOf(&msg))
 	if err != nil {
 		return err
 	}
@@ -98,13 +98,18 @@ func (c *Controller) collect(ctx context.Context, m Message) error {
 	return nil
 }
 
-// resolveLocked locks the message's subjects, runs the suppression check and
-// resolves the identity plan. A plan that creates a profile also holds the new
-// profile's stripe, so nothing reaches the profile by id before it is stored.
-// On success the caller holds the returned stripes and must unlock them.
-func (c *Controller) resolveLocked(ctx context.Context, ids []identity.ID, buf []identity.Match) ([]identity.Match, identity.Plan, lockSet, time.Time, error) {
+// resolveLocked locks the message's subjects, and the account profile it
+// writes to when not "", runs the suppression check and resolves the
+// identity plan. A plan that creates a profile also holds the new profile's
+// stripe, so nothing reaches the profile by id before it is stored. On
+// success the caller holds the returned stripes and must unlock them.
+func (c *Controller) resolveLocked(ctx context.Context, ids []identity.ID, buf []identity.Match, account identity.ProfileID) ([]identity.Match, identity.Plan, lockSet, time.Time, error) {
+	var also []identity.ProfileID
+	if account != "" {
+		also = []identity.ProfileID{account}
+	}
 	for {
-		matches, held, err := c.lockMatches(ctx, ids, buf)
+		matches, held, err := c.lockMatchesAnd(ctx, ids, buf, also)
 		if err != nil {
 			return nil, identity.Plan{}, lockSet{}, time.Time{}, err
 		}
@@ -208,6 +213,11 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 			return true, false, nil
 		}
 		return false, false, backendError("profile update", err)
+	}
+	if msg.kind == kindGroup {
+		if err := c.updateAccount(ctx, ptx, msg, now); err != nil {
+			return false, false, err
+		}
 	}
 	var atx audience.Tx
 	var changes []audience.Change

@@ -425,7 +425,9 @@ func (c *Controller) lookupBatch(ctx context.Context, items []batchItem) error {
 				it.profile = ""
 			}
 		}
-		if it.profile == "" {
+		// A group call writes to its account's profile too, under its
+		// stripe: the one-at-a-time path takes it.
+		if it.profile == "" || it.msg.kind == kindGroup {
 			it.outcome = outcomeAlone
 		}
 	}

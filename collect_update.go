@@ -111,6 +111,7 @@ func (c *Controller) advanceMetadata(meta *profile.Metadata, msg *message, now t
 		joined = append(joined, r.Name)
 	}
 	noteConsent(meta, msg, now)
+	noteAccount(meta, msg)
 	return joined
 }
 
@@ -136,12 +137,18 @@ func traitsAfter(cur map[string]profile.Trait, u *profile.Update) map[string]pro
 // applyIdentify adds to u the trait changes of the identify msg, given the
 // profile's current traits: last updated wins, and a nil value removes.
 func applyIdentify(u *profile.Update, msg *message, cur map[string]profile.Trait) {
-	source := msg.source
+	applyTraits(u, msg.traits, msg.source, msg.timestamp, cur)
+}
+
+// applyTraits adds to u the changes of traits set at ts by source ("" for
+// an identify's), given the profile's current traits: last updated wins,
+// and a nil value removes.
+func applyTraits(u *profile.Update, traits map[string]any, source string, ts time.Time, cur map[string]profile.Trait) {
 	if source == "" {
 		source = profile.SourceIdentify
 	}
-	for k, v := range msg.traits {
-		if have, ok := cur[k]; ok && have.UpdatedAt.After(msg.timestamp) {
+	for k, v := range traits {
+		if have, ok := cur[k]; ok && have.UpdatedAt.After(ts) {
 			continue // the stored value is newer: last updated wins
 		}
 		if v == nil {
@@ -151,7 +158,7 @@ func applyIdentify(u *profile.Update, msg *message, cur map[string]profile.Trait
 			}
 			continue
 		}
-		setTrait(u, k, profile.Trait{Value: v, Source: source, UpdatedAt: msg.timestamp})
+		setTrait(u, k, profile.Trait{Value: v, Source: source, UpdatedAt: ts})
 	}
 }
 
@@ -169,6 +176,7 @@ func setTrait(u *profile.Update, k string, t profile.Trait) {
 // that caused it.
 func mergeMetadata(into, from profile.Metadata, messageID string, now time.Time) profile.Metadata {
 	into.Consent.Merge(from.Consent, messageID, now)
+	into.Accounts = mergeAccounts(slices.Clone(into.Accounts), from.Accounts)
 	if from.CreatedAt.Before(into.CreatedAt) {
 		into.CreatedAt, into.FirstMessageID = from.CreatedAt, from.FirstMessageID
 	}

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base32"
 	"encoding/binary"
 	"fmt"
@@ -146,6 +147,23 @@ var profileEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").Wit
 // is incremented, as monotonic ULIDs do), so "the oldest profile" of a merge is
 // always the one created first.
 func NewProfileID(now time.Time) ProfileID { return ProfileID(NewSortableID(ProfilePrefix, now)) }
+
+// AccountPrefix begins the ProfileID of an account profile (Segment's
+// accounts collection: a group's traits, AccountProfileID), never a person's.
+const AccountPrefix = "acc_"
+
+// AccountProfileID returns the id of the account profile of the group
+// groupID names: AccountPrefix then 26 base32 characters of the SHA-256 of
+// groupID, the same on every host and after every restart, so that no
+// index is needed to find it. A group id names a group, not a person: it is
+// no identifier of the identity graph.
+func AccountProfileID(groupID string) ProfileID {
+	sum := sha256.Sum256([]byte(groupID))
+	return ProfileID(AccountPrefix + profileEncoding.EncodeToString(sum[:16]))
+}
+
+// IsAccount reports whether id names an account profile (AccountProfileID).
+func (id ProfileID) IsAccount() bool { return strings.HasPrefix(string(id), AccountPrefix) }
 
 // NewSortableID returns prefix followed by 26 characters that sort in creation
 // order within the process, as NewProfileID's do: for ids of other things, such

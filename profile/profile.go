@@ -48,7 +48,8 @@ func (p *Profile) Clone() *Profile {
 type Trait struct {
 	Value any
 	// Source says where the value came from: the source named on the message,
-	// "identify" when it named none, or "rectification".
+	// "identify" (on an account profile, "group") when it named none, or
+	// "rectification".
 	Source    string
 	UpdatedAt time.Time
 }
@@ -56,6 +57,7 @@ type Trait struct {
 // Sources of trait values set by the library itself.
 const (
 	SourceIdentify      = "identify"
+	SourceGroup         = "group"
 	SourceRectification = "rectification"
 )
 
@@ -114,7 +116,24 @@ type Metadata struct {
 	Recipients []Recipient
 	// Consent is the person's consent preferences and their history.
 	Consent Consent
+	// Accounts are the accounts (Segment's groups) group calls linked the
+	// person to, in the order first linked: at most MaxAccountLinks, those
+	// linked last. Each account's traits are on its own profile
+	// (identity.AccountProfileID). An account profile's metadata lists none.
+	Accounts []AccountLink
 }
+
+// AccountLink is one account a person belongs to, linked by a group call.
+type AccountLink struct {
+	GroupID string
+	// FirstLinked and LastLinked are the timestamps of the first and the
+	// latest group call that linked them.
+	FirstLinked, LastLinked time.Time
+}
+
+// MaxAccountLinks bounds Metadata.Accounts: a person belongs to a few
+// accounts, and the metadata is read with every message.
+const MaxAccountLinks = 100
 
 // Recipient is one destination that was sent a person's data, and when: first
 // and most recently (when the message was handed to delivery).
@@ -127,6 +146,7 @@ type Recipient struct {
 func (m Metadata) Clone() Metadata {
 	m.Recipients = slices.Clone(m.Recipients)
 	m.Consent = m.Consent.Clone()
+	m.Accounts = slices.Clone(m.Accounts)
 	return m
 }
 

@@ -611,7 +611,7 @@ type encodedUpdate struct {
 // encodedMeta is the metadata's JSON columns, encoded by checkUpdate: nil
 // for NULL.
 type encodedMeta struct {
-	recipients, consent any
+	recipients, consent, accounts any
 }
 
 // messageKey is a recorded message: its profile and message id.
@@ -783,16 +783,16 @@ func (tx *profileTx) UpdateBatch(ctx context.Context, updates []profile.BatchUpd
 			pids = append(pids, pid)
 		}
 		slices.Sort(pids)
-		err := execChunks(ctx, s, ex, pids, 10, tupleRows,
-			`INSERT INTO {p}profiles (profile_id, created_at, updated_at, version, first_message_id, last_message_id, first_seen, last_seen, recipients, consent) VALUES `,
+		err := execChunks(ctx, s, ex, pids, 11, tupleRows,
+			`INSERT INTO {p}profiles (profile_id, created_at, updated_at, version, first_message_id, last_message_id, first_seen, last_seen, recipients, consent, accounts) VALUES `,
 			` ON CONFLICT (profile_id) DO UPDATE SET created_at = excluded.created_at, updated_at = excluded.updated_at,
 				version = excluded.version, first_message_id = excluded.first_message_id, last_message_id = excluded.last_message_id,
-				first_seen = excluded.first_seen, last_seen = excluded.last_seen, recipients = excluded.recipients, consent = excluded.consent`,
+				first_seen = excluded.first_seen, last_seen = excluded.last_seen, recipients = excluded.recipients, consent = excluded.consent, accounts = excluded.accounts`,
 			func(q *listStmt, pid *identity.ProfileID) {
 				i := last[*pid]
 				m := &updates[i].Metadata
 				q.args = append(q.args, string(*pid), s.ts(m.CreatedAt), s.ts(m.UpdatedAt), int64(m.Version), m.FirstMessageID, m.LastMessageID,
-					s.ts(m.FirstSeen), s.ts(m.LastSeen), enc[i].meta.recipients, enc[i].meta.consent)
+					s.ts(m.FirstSeen), s.ts(m.LastSeen), enc[i].meta.recipients, enc[i].meta.consent, enc[i].meta.accounts)
 			})
 		if err != nil {
 			return fail(err)

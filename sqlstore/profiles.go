@@ -73,7 +73,7 @@ func scanProfileIDs(rows *sql.Rows) ([]identity.ProfileID, error) {
 	return out, closeRows(rows)
 }
 
-const metadataColumns = `p.created_at, p.updated_at, p.version, p.first_message_id, p.last_message_id, p.first_seen, p.last_seen, p.recipients, p.consent`
+const metadataColumns = `p.created_at, p.updated_at, p.version, p.first_message_id, p.last_message_id, p.first_seen, p.last_seen, p.recipients, p.consent, p.accounts`
 
 // metaScan reads the metadata columns.
 type metaScan struct {
@@ -81,12 +81,13 @@ type metaScan struct {
 	version    int64
 	recipients sql.NullString
 	consent    sql.NullString
+	accounts   sql.NullString
 }
 
 func (ms *metaScan) dest() []any {
 	m := &ms.m
 	return []any{scanTime(&m.CreatedAt), scanTime(&m.UpdatedAt), &ms.version, &m.FirstMessageID, &m.LastMessageID,
-		scanTime(&m.FirstSeen), scanTime(&m.LastSeen), &ms.recipients, &ms.consent}
+		scanTime(&m.FirstSeen), scanTime(&m.LastSeen), &ms.recipients, &ms.consent, &ms.accounts}
 }
 
 func (ms *metaScan) metadata() (profile.Metadata, error) {
@@ -100,6 +101,11 @@ func (ms *metaScan) metadata() (profile.Metadata, error) {
 	if ms.consent.Valid {
 		if err := json.Unmarshal([]byte(ms.consent.String), &m.Consent); err != nil {
 			return m, fmt.Errorf("stored consent does not decode: %w", err)
+		}
+	}
+	if ms.accounts.Valid {
+		if err := json.Unmarshal([]byte(ms.accounts.String), &m.Accounts); err != nil {
+			return m, fmt.Errorf("stored account links do not decode: %w", err)
 		}
 	}
 	return m, nil
@@ -535,6 +541,13 @@ func (tx *profileTx) checkUpdate(pid identity.ProfileID, u *profile.Update) (tra
 		}
 		meta.consent = string(b)
 	}
+	if m.Accounts != nil {
+		b, err := json.Marshal(m.Accounts)
+		if err != nil {
+			return nil, "", meta, invalid("Metadata.Accounts: %v", err)
+		}
+		meta.accounts = string(b)
+	}
 	return traits, props, meta, nil
 }
 
@@ -580,13 +593,13 @@ func (tx *profileTx) Update(ctx context.Context, pid identity.ProfileID, u profi
 			}
 		}
 		m := &u.Metadata
-		_, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}profiles (profile_id, created_at, updated_at, version, first_message_id, last_message_id, first_seen, last_seen, recipients, consent)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		_, err := ex.ExecContext(ctx, s.sql(`INSERT INTO {p}profiles (profile_id, created_at, updated_at, version, first_message_id, last_message_id, first_seen, last_seen, recipients, consent, accounts)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 			ON CONFLICT (profile_id) DO UPDATE SET created_at = excluded.created_at, updated_at = excluded.updated_at,
 				version = excluded.version, first_message_id = excluded.first_message_id, last_message_id = excluded.last_message_id,
-				first_seen = excluded.first_seen, last_seen = excluded.last_seen, recipients = excluded.recipients, consent = excluded.consent`),
+				first_seen = excluded.first_seen, last_seen = excluded.last_seen, recipients = excluded.recipients, consent = excluded.consent, accounts = excluded.accounts`),
 			string(pid), s.ts(m.CreatedAt), s.ts(m.UpdatedAt), int64(m.Version), m.FirstMessageID, m.LastMessageID,
-			s.ts(m.FirstSeen), s.ts(m.LastSeen), meta.recipients, meta.consent)
+			s.ts(m.FirstSeen), s.ts(m.LastSeen), meta.recipients, meta.consent, meta.accounts)
 		if err != nil {
 			return fail(err)
 		}

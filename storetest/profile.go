@@ -85,7 +85,8 @@ func track(version uint64, e *profile.Event) profile.Update {
 		Metadata: profile.Metadata{CreatedAt: at(0), UpdatedAt: e.ReceivedAt, Version: version,
 			FirstMessageID: "first", LastMessageID: e.MessageID, FirstSeen: at(0), LastSeen: e.Timestamp,
 			Recipients: []profile.Recipient{{Name: "crm", FirstSent: at(0), LastSent: e.ReceivedAt}, {Name: "ads", FirstSent: at(1), LastSent: at(2)}},
-			Consent:    consentAt(e.Timestamp)},
+			Consent:    consentAt(e.Timestamp),
+			Accounts:   []profile.AccountLink{{GroupID: "acme", FirstLinked: at(0), LastLinked: e.Timestamp}, {GroupID: "globex", FirstLinked: at(1), LastLinked: at(1)}}},
 	}
 }
 
