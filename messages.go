@@ -2,6 +2,7 @@ package privacy
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -515,10 +516,15 @@ func customIDs(r *identity.Resolver, values map[string]any, typesOf func(string)
 		case string:
 			s = x
 		case float64:
-			if x != math.Trunc(x) || math.Abs(x) > 1<<53 {
+			if x != math.Trunc(x) || math.Abs(x) >= 1e21 { // at most 21 digits
 				continue
 			}
 			s = strconv.FormatFloat(x, 'f', -1, 64)
+		case json.Number: // kept exactly: an identifier when an integer
+			if !isInteger(string(x)) {
+				continue
+			}
+			s = string(x)
 		default:
 			continue
 		}
@@ -529,6 +535,20 @@ func customIDs(r *identity.Resolver, values map[string]any, typesOf func(string)
 		}
 	}
 	return ids
+}
+
+// isInteger reports whether s is JSON integer text: digits, after a minus.
+func isInteger(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // checkName checks a name: at most maxNameLength bytes of UTF-8, without NUL

@@ -1,10 +1,13 @@
 package audience
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gdprkit/privacy/profile"
 )
 
 // Condition is one node of an audience's condition tree. Parse builds one from a
@@ -46,7 +49,7 @@ func (op Op) compare(v, operand any) bool {
 		sub, ok2 := operand.(string)
 		return ok1 && ok2 && strings.Contains(s, sub)
 	}
-	a, ok1 := v.(float64)
+	a, ok1 := profile.NumberFloat(v) // a number kept exactly compares as its nearest float64
 	b, ok2 := operand.(float64)
 	return ok1 && ok2 && op.compareCount(a, b) // Lt, Le, Gt or Ge here
 }
@@ -75,6 +78,9 @@ func equal(a, b any) bool {
 	switch x := a.(type) {
 	case string, float64, bool:
 		return a == b
+	case json.Number: // the query's numbers are float64s: compared as the nearest
+		f, ok := profile.NumberFloat(x)
+		return ok && f == b
 	case []any: // a list trait equals a value it contains, as Segment's list traits do
 		for _, e := range x {
 			if equal(e, b) {

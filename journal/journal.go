@@ -238,6 +238,57 @@ type rectified struct {
 	FirstMessageID, LastMessageID string                   `json:",omitempty"`
 }
 
+// exactNumbers makes the values p holds canonical after
+// profile.UnmarshalNumbers.
+func (p *personal) exactNumbers() error {
+	if err := profile.ExactMaps(&p.Traits); err != nil {
+		return err
+	}
+	for i := range p.Rectify {
+		if err := exactUpdate(p.Rectify[i].Set, p.Rectify[i].Event); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// exactUpdate makes the values of a rectification's traits and event
+// canonical after profile.UnmarshalNumbers.
+func exactUpdate(set map[string]profile.Trait, ev *profile.Event) error {
+	for k, t := range set {
+		v, err := profile.ExactNumbers(t.Value)
+		if err != nil {
+			return err
+		}
+		t.Value = v
+		set[k] = t
+	}
+	if ev != nil {
+		return profile.ExactMaps(&ev.Properties, &ev.Context)
+	}
+	return nil
+}
+
+// UnmarshalEntry decodes an entry encoded with encoding/json, keeping every
+// value's numbers exact (profile.DecodeValue): a rectification's traits do
+// not come back rounded for its redo.
+func UnmarshalEntry(b []byte, e *Entry) error {
+	numbers, err := profile.UnmarshalNumbers(b, e)
+	if err != nil || !numbers {
+		return err
+	}
+	if err := profile.ExactMaps(&e.Traits); err != nil {
+		return err
+	}
+	for i := range e.Decision.Rectify {
+		u := &e.Decision.Rectify[i].Update
+		if err := exactUpdate(u.Set, u.Event); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // SealPersonal moves what Scrub clears into Sealed, as seal returns it (an
 // encryption of the JSON it is given); the fields are then as Scrub leaves
 // them. An entry with nothing to seal keeps Sealed nil.
@@ -279,8 +330,11 @@ func (e *Entry) OpenPersonal(open func([]byte) ([]byte, error)) error {
 		return fmt.Errorf("journal: request %s: opening its personal data: %w", e.ID, err)
 	}
 	var p personal
-	err = json.Unmarshal(b, &p)
+	numbers, err := profile.UnmarshalNumbers(b, &p)
 	clear(b)
+	if err == nil && numbers {
+		err = p.exactNumbers()
+	}
 	if err != nil || len(p.Forward) > len(e.Decision.Forward) || len(p.Rectify) > len(e.Decision.Rectify) {
 		return fmt.Errorf("journal: request %s: its sealed personal data does not fit the entry", e.ID)
 	}

@@ -65,8 +65,9 @@ func FuzzNormalizeValue(f *testing.F) {
 			t.Fatalf("NormalizeValue changed decoded JSON %q (-in +out):\n%s", data, diff)
 		}
 
-		// With json.Number, every number needs converting; the result must be
-		// what decoding to float64 gave.
+		// With json.Number, every number is kept exactly: the result must be
+		// what DecodeValue reads, equal to the float64 decoding where no
+		// number was rounded by it, and canonical.
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.UseNumber()
 		var n any
@@ -74,15 +75,31 @@ func FuzzNormalizeValue(f *testing.F) {
 			t.Fatalf("decoding %q with UseNumber: %v, but Unmarshal accepted it", data, err)
 		}
 		got, err = NormalizeValue("v", n)
-		var ve *ValueError
-		if errors.As(err, &ve) && strings.Contains(ve.Reason, "beyond 2^53") {
-			return // an exact integer too large for a JSON number is refused, not rounded
-		}
 		if err != nil {
 			t.Fatalf("NormalizeValue of %q decoded with UseNumber: %v", data, err)
 		}
-		if diff := diffValue(v, got); diff != "" {
-			t.Fatalf("NormalizeValue of %q decoded with UseNumber differs (-float64 +json.Number):\n%s", data, diff)
+		exact, err := DecodeValue(data)
+		if err != nil {
+			t.Fatalf("DecodeValue(%q): %v, but Unmarshal accepted it", data, err)
+		}
+		if diff := diffValue(got, exact); diff != "" {
+			t.Fatalf("DecodeValue(%q) differs from NormalizeValue of its UseNumber decoding (-normalized +decoded):\n%s", data, diff)
+		}
+		if again, err := NormalizeValue("v", exact); err != nil || diffValue(exact, again) != "" {
+			t.Fatalf("DecodeValue(%q) = %#v is not canonical: %#v, %v", data, exact, again, err)
+		}
+		if !hasNumber(exact) {
+			if diff := diffValue(v, exact); diff != "" {
+				t.Fatalf("DecodeValue(%q) without an exact number differs from Unmarshal (-float64 +exact):\n%s", data, diff)
+			}
+		}
+		// What is canonical encodes and decodes back the same.
+		b, err := json.Marshal(exact)
+		if err != nil {
+			t.Fatalf("Marshal(%#v): %v", exact, err)
+		}
+		if back, err := DecodeValue(b); err != nil || diffValue(exact, back) != "" {
+			t.Fatalf("DecodeValue(Marshal(%#v)) = %#v, %v", exact, back, err)
 		}
 	})
 }
@@ -139,4 +156,25 @@ func FuzzDecodeCursor(f *testing.F) {
 			t.Fatalf("Normalize with cursor %q = %+v, %v; want %+v", s, qc, err, c)
 		}
 	})
+}
+
+// hasNumber reports whether v holds a json.Number.
+func hasNumber(v any) bool {
+	switch x := v.(type) {
+	case json.Number:
+		return true
+	case map[string]any:
+		for _, e := range x {
+			if hasNumber(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if hasNumber(e) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -8,7 +8,6 @@ package profile
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -107,7 +106,7 @@ func openJSON(key *keyring.DataKey, field string, sealed []byte, dst any) error 
 		return fmt.Errorf("profile %s: %s does not open: %w", key.Profile(), field, err)
 	}
 	defer clear(text) // the decoded value is a copy
-	if err := json.Unmarshal(text, dst); err != nil {
+	if err := UnmarshalExact(text, dst); err != nil {
 		return fmt.Errorf("profile %s: %s does not decode: %w", key.Profile(), field, err)
 	}
 	return nil
@@ -150,7 +149,7 @@ func (p *memProfile) cloneEvent(e *Event) (Event, error) {
 	if p.key == nil {
 		c := e.Clone()
 		if raw, ok := p.ctxs[e.MessageID]; ok {
-			if err := json.Unmarshal(raw, &c.Context); err != nil {
+			if err := UnmarshalExact(raw, &c.Context); err != nil {
 				return Event{}, fmt.Errorf("profile: the context of event %s does not decode: %w", e.MessageID, err)
 			}
 		}

@@ -17,12 +17,6 @@ import (
 // MaxDepth bounds how deeply trait values and event properties may nest.
 const MaxDepth = 32
 
-// maxExactInt is the largest integer a JSON number (a float64) holds exactly.
-const maxExactInt = 1 << 53
-
-// beyond53 is the reason an integer JSON cannot hold exactly is refused.
-const beyond53 = "an integer beyond 2^53, which a JSON number cannot hold exactly: send it as a string"
-
 // A ValueError says which part of a value is not a JSON value, and why,
 // without the value: its text may be kept (in a receipt, a log) after the
 // value is gone. It matches
@@ -92,9 +86,12 @@ func (e *ValueError) Is(target error) bool {
 }
 
 // NormalizeValue checks that v is a JSON value and returns it in canonical form:
-// nil, bool, float64, string, []any or map[string]any, all the way down. Integers
-// become float64 (those beyond 2^53, which JSON numbers cannot hold exactly, are
-// refused: send them as strings), time.Time becomes an RFC 3339 string, and other
+// nil, bool, float64, json.Number, string, []any or map[string]any, all the way
+// down. Every number is kept exactly, as Segment takes any JSON number: as a
+// float64 when one holds it (every integer up to 2^53, 0.1, 1e300), else as a
+// json.Number with its JSON text (an integer beyond 2^53, a decimal with more
+// digits than a float64 keeps, an exponent past its range); DecodeValue reads
+// them back alike. time.Time becomes an RFC 3339 string, and other
 // types go through encoding/json. A typed nil (a nil map, slice or pointer)
 // becomes nil, JSON's null, which is all a store that keeps JSON gives back.
 // Strings and keys must be UTF-8; NaN and the infinities are refused. v itself is returned when it is already canonical, so the
@@ -190,6 +187,9 @@ func isCanonical(v any, depth int, left *int) bool {
 		}
 		*left -= scalarExtra(x)
 		return *left >= 0
+	case json.Number:
+		*left -= scalarExtra(x)
+		return *left >= 0 && canonicalNumber(x)
 	case map[string]any:
 		if x == nil {
 			return false // JSON's null: normalised to nil
@@ -283,14 +283,11 @@ func normalizeValue(path string, v any, depth int, z *sizer) (any, error) {
 	case uint64:
 		return checkUint(path, x)
 	case json.Number:
-		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
-			return checkInt(path, i)
+		n, ok := exactNumber(string(x))
+		if !ok {
+			return nil, &ValueError{Path: path, Reason: "not a JSON number"}
 		}
-		f, err := strconv.ParseFloat(string(x), 64)
-		if err != nil {
-			return nil, &ValueError{Path: path, Reason: "not a number JSON can hold"}
-		}
-		return checkFloat(path, f)
+		return n, nil
 	case time.Time:
 		return checkString(path, x.Format(time.RFC3339Nano), z)
 	case map[string]any:
@@ -421,7 +418,8 @@ func normalizeReflect(path string, v any, depth int, z *sizer) (any, error) {
 }
 
 // normalizeJSON normalises v by a round trip through encoding/json, keeping
-// numbers exact so that integers beyond 2^53 are refused, not rounded.
+// numbers exact (an integer beyond 2^53 is kept as a json.Number, not
+// rounded).
 func normalizeJSON(path string, v any, depth int, z *sizer) (any, error) {
 	// Counted before it is encoded, on a copy of the budget: encoding/json
 	// expands a pointer each place it appears, so a value of a few shared
@@ -562,6 +560,8 @@ func scalarExtra(v any) int {
 		return 3
 	case nil:
 		return 2
+	case json.Number:
+		return len(x) - 1
 	}
 	return 0
 }
@@ -606,19 +606,9 @@ func checkFloat(path string, f float64) (any, error) {
 	return f, nil
 }
 
-func checkInt(path string, i int64) (any, error) {
-	if i > maxExactInt || i < -maxExactInt {
-		return nil, &ValueError{Path: path, Reason: beyond53}
-	}
-	return float64(i), nil
-}
+func checkInt(path string, i int64) (any, error) { return intNumber(i), nil }
 
-func checkUint(path string, u uint64) (any, error) {
-	if u > maxExactInt {
-		return nil, &ValueError{Path: path, Reason: beyond53}
-	}
-	return float64(u), nil
-}
+func checkUint(path string, u uint64) (any, error) { return uintNumber(u), nil }
 
 // CloneValue returns a deep copy of a canonical value (see NormalizeValue): maps
 // and slices are copied, scalars returned as they are.

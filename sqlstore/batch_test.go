@@ -560,7 +560,7 @@ func TestUpdateBatchChunks(t *testing.T) {
 		var err error
 		n := c.statements(func() { dup, err = btx.UpdateBatch(ctx, a, nil) })
 		must(t, err)
-		if want := stmts(len(a), s.batchParams()/8) + stmts(profiles, s.batchParams()/9) + stmts(6*profiles, s.batchParams()/5); n != want {
+		if want := stmts(len(a), s.batchParams()/8) + stmts(profiles, s.batchParams()/11) + stmts(6*profiles, s.batchParams()/5); n != want {
 			t.Errorf("UpdateBatch of %d updates on %d profiles setting %d traits: %d statements, want %d", len(a), profiles, 6*profiles, n, want)
 		}
 		if s.d == Postgres && n > 8 {
@@ -607,7 +607,7 @@ func TestUpdateBatchChunks(t *testing.T) {
 		}
 		n = c.statements(func() { dup, err = btx.UpdateBatch(ctx, b, nil) })
 		must(t, err)
-		if want := stmts(len(b), s.batchParams()/8) + stmts(profiles, s.batchParams()/9) + stmts(5*profiles, s.batchParams()/2); n != want {
+		if want := stmts(len(b), s.batchParams()/8) + stmts(profiles, s.batchParams()/11) + stmts(5*profiles, s.batchParams()/2); n != want {
 			t.Errorf("UpdateBatch of %d updates removing %d traits: %d statements, want %d", len(b), 5*profiles, n, want)
 		}
 		for i, d := range dup {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/profile"
 )
 
 // Times are kept to the microsecond, the precision of PostgreSQL's
@@ -108,12 +109,11 @@ func encodeJSON(v any) (string, error) {
 	return strings.TrimSuffix(b.String(), "\n"), nil
 }
 
-// decodeValue decodes JSON text into profile.NormalizeValue's canonical form:
-// nil, bool, float64, string, []any or map[string]any, which is what
-// encoding/json produces for an interface value.
+// decodeValue decodes JSON text into profile.NormalizeValue's canonical form,
+// numbers exact (profile.DecodeValue).
 func decodeValue(text string) (any, error) {
-	var v any
-	if err := json.Unmarshal([]byte(text), &v); err != nil {
+	v, err := profile.DecodeValue([]byte(text))
+	if err != nil {
 		return nil, fmt.Errorf("sqlstore: stored JSON does not decode: %w", err)
 	}
 	return v, nil
@@ -128,7 +128,11 @@ func decodeEventText(text string) (props, ctx map[string]any, err error) {
 		return props, nil, err
 	}
 	var pair [2]map[string]any
-	if err := json.Unmarshal([]byte(text), &pair); err != nil {
+	numbers, err := profile.UnmarshalNumbers([]byte(text), &pair)
+	if err == nil && numbers {
+		err = profile.ExactMaps(&pair[0], &pair[1])
+	}
+	if err != nil {
 		return nil, nil, fmt.Errorf("sqlstore: stored JSON does not decode: %w", err)
 	}
 	return pair[0], pair[1], nil
@@ -145,7 +149,7 @@ func nullIfEmpty(s string) any {
 // decodeMap decodes a JSON object (or null) into a canonical map.
 func decodeMap(text string) (map[string]any, error) {
 	var m map[string]any
-	if err := json.Unmarshal([]byte(text), &m); err != nil {
+	if err := profile.UnmarshalExact([]byte(text), &m); err != nil {
 		return nil, fmt.Errorf("sqlstore: stored JSON does not decode: %w", err)
 	}
 	return m, nil

@@ -281,7 +281,7 @@ func putPostgres(ctx context.Context, s *Store, ex Executor, e *journal.Entry, d
 // decodeEntry decodes a stored entry; its Version is the row's.
 func decodeEntry(doc string, version int64) (*journal.Entry, error) {
 	var e journal.Entry
-	if err := json.Unmarshal([]byte(doc), &e); err != nil {
+	if err := journal.UnmarshalEntry([]byte(doc), &e); err != nil {
 		return nil, fmt.Errorf("sqlstore: stored journal entry does not decode: %w", err)
 	}
 	e.Version = uint64(version)

@@ -16,6 +16,7 @@ import (
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/outbox"
+	"github.com/gdprkit/privacy/profile"
 )
 
 // outboxStore is the outbox: a row per item (migration 0004). Its
@@ -108,7 +109,11 @@ func decodePayload(fk *keyring.DataKey, it *outbox.Item, kind string, payload sq
 	switch kind {
 	case kindSend:
 		var m destination.Message
-		if err := json.Unmarshal([]byte(text), &m); err != nil {
+		numbers, err := profile.UnmarshalNumbers([]byte(text), &m)
+		if err == nil && numbers {
+			err = profile.ExactMaps(&m.Traits, &m.Properties, &m.Context)
+		}
+		if err != nil {
 			return fmt.Errorf("sqlstore: outbox item %d: stored message does not decode: %w", it.ID, err)
 		}
 		m.ProfileID = it.Profile
@@ -476,7 +481,11 @@ func appendBundle(fk *keyring.DataKey, out []outbox.Item, it outbox.Item, row in
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: outbox row %d: %w", row, err)
 		}
-		if err := json.Unmarshal([]byte(text), &msgs); err != nil {
+		numbers, err := profile.UnmarshalNumbers([]byte(text), &msgs)
+		for i := 0; err == nil && numbers && i < len(msgs); i++ {
+			err = profile.ExactMaps(&msgs[i].Traits, &msgs[i].Properties, &msgs[i].Context)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("sqlstore: outbox row %d: stored bundle does not decode: %w", row, err)
 		}
 		if len(msgs) != bits.OnesCount64(uint64(present)) {

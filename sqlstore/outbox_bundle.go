@@ -17,6 +17,7 @@ import (
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/internal/jsontext"
 	"github.com/gdprkit/privacy/outbox"
+	"github.com/gdprkit/privacy/profile"
 )
 
 // Bundles (migration 0007). The messages one Enqueue call owes a destination
@@ -169,7 +170,8 @@ func encodeBundled(m *destination.Message, attempts int) (string, error) {
 // to from what they were.
 func withAttempts(raw json.RawMessage, to func(int) int) (json.RawMessage, error) {
 	var b bundledMessage
-	if err := json.Unmarshal(raw, &b); err != nil {
+	// Numbers stay as their text (json.Number), encoded back as they were.
+	if _, err := profile.UnmarshalNumbers(raw, &b); err != nil {
 		return nil, fmt.Errorf("sqlstore: outbox: a stored bundled message does not decode: %w", err)
 	}
 	enc, err := encodeBundled(b.message(""), to(b.Attempts))

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -69,7 +70,9 @@ func ev(id, name string, sec int) *profile.Event {
 		Source:    []string{"web", ""}[sec%2],
 		Name:      name,
 		Properties: map[string]any{"id": id, "sec": float64(sec),
-			"nested": map[string]any{"list": []any{"x", 1.5, true, nil}, "ok": false}},
+			"nested": map[string]any{"list": []any{"x", 1.5, true, nil}, "ok": false},
+			// Any JSON number, read back exactly (profile.DecodeValue).
+			"big": json.Number("9007199254740993"), "digits": json.Number("0.10000000000000000555")},
 		// Every other event has a context, as a message's.
 		Context:    map[bool]map[string]any{true: {"ip": "203.0.113.7", "page": map[string]any{"url": "https://x.example/" + id}, "n": []any{float64(sec)}}}[sec%2 == 0],
 		Timestamp:  at(sec),

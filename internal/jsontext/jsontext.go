@@ -1,6 +1,7 @@
 package jsontext
 
 import (
+	"encoding/json"
 	"math"
 	"slices"
 	"strconv"
@@ -143,6 +144,11 @@ func (e *ValueEncoder) appendValue(b []byte, v any, depth, maxDepth int) (_ []by
 		return AppendFloat(b, x), true
 	case string:
 		return AppendString(b, x)
+	case json.Number: // canonical: JSON number text no float64 holds
+		if x == "" || !json.Valid([]byte(x)) || x[0] != '-' && (x[0] < '0' || x[0] > '9') {
+			return b, false
+		}
+		return append(b, x...), true
 	case []any:
 		if x == nil {
 			return append(b, "null"...), true
