@@ -22,8 +22,9 @@ import (
 const exportPage = profile.MaxLimit
 
 // Access returns everything held about the person known by id (Art. 15 and
-// 20): identifiers, traits, every event, audiences, suppression, past requests
-// and recipients, as one export.Package. It is an ACCESS request with a receipt
+// 20): identifiers, traits, every event, audiences, suppression, past
+// requests, recipients, consent with its history, and the accounts (groups)
+// they are linked to, as one export.Package. It is an ACCESS request with a receipt
 // (read it with Status(ctx, pkg.RequestID)). An unknown or erased person fails
 // with ErrNotFound, and the request is recorded as FINISHED with nothing held.
 // Access holds the whole package in memory; Export streams it instead.
@@ -62,6 +63,8 @@ type exportSink interface {
 	WriteAudience(string) error
 	WriteRequest(export.Request) error
 	WriteRecipient(export.Recipient) error
+	WriteConsentChange(profile.ConsentChange) error
+	WriteAccount(profile.AccountLink) error
 	Close() error
 }
 
@@ -168,8 +171,8 @@ func (c *Controller) writeExport(ctx context.Context, e *journal.Entry, pid iden
 		return backendError("suppression read", err)
 	}
 	meta := p.Metadata
-	recipients := meta.Recipients
-	meta.Recipients = nil // a section of their own
+	recipients, consentHistory, accounts := meta.Recipients, meta.Consent.History, meta.Accounts
+	meta.Recipients, meta.Consent.History, meta.Accounts = nil, nil, nil // sections of their own
 	if err := sink.WriteHeader(export.Header{Schema: export.SchemaVersion, GeneratedAt: c.now(), RequestID: e.ID,
 		ProfileID: pid, Metadata: meta, Suppression: export.Suppression{Suppressed: suppressed}}); err != nil {
 		return err
@@ -224,6 +227,16 @@ func (c *Controller) writeExport(ctx context.Context, e *journal.Entry, pid iden
 	}
 	for _, r := range recipients {
 		if err := sink.WriteRecipient(r); err != nil {
+			return err
+		}
+	}
+	for _, ch := range consentHistory {
+		if err := sink.WriteConsentChange(ch); err != nil {
+			return err
+		}
+	}
+	for _, l := range accounts {
+		if err := sink.WriteAccount(l); err != nil {
 			return err
 		}
 	}
@@ -332,6 +345,16 @@ func (s *packageSink) WriteRequest(r export.Request) error {
 
 func (s *packageSink) WriteRecipient(r export.Recipient) error {
 	s.p.Recipients = append(s.p.Recipients, r)
+	return nil
+}
+
+func (s *packageSink) WriteConsentChange(ch profile.ConsentChange) error {
+	s.p.ConsentHistory = append(s.p.ConsentHistory, ch)
+	return nil
+}
+
+func (s *packageSink) WriteAccount(l profile.AccountLink) error {
+	s.p.Accounts = append(s.p.Accounts, l)
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/gdprkit/privacy"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
+	"github.com/google/go-cmp/cmp"
 )
 
 func mustAccount(t *testing.T, c *privacy.Controller, groupID string) *profile.Profile {
@@ -178,5 +179,29 @@ func TestGroupInBatchAndSuppressed(t *testing.T) {
 	}
 	if got := linkedGroups(mustMetadata(t, e.c, user("u1"))); !slices.Equal(got, []string{"acme"}) {
 		t.Errorf("u1's accounts = %v; want [acme]", got)
+	}
+}
+
+// TestAccessAndExportCarryAccountLinks: the accounts a person is linked to
+// are in what Access returns and in every export format.
+func TestAccessAndExportCarryAccountLinks(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.collect(t,
+		privacy.Group{MessageID: "g1", UserID: "u1", GroupID: "acme", Timestamp: at(1)},
+		privacy.Group{MessageID: "g2", UserID: "u1", GroupID: "globex", Timestamp: at(2)},
+	)
+	want := mustMetadata(t, e.c, user("u1")).Accounts
+	pkg, err := e.c.Access(ctx, user("u1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, pkg.Accounts); diff != "" || len(pkg.Profile.Metadata.Accounts) != 0 {
+		t.Errorf("Access: accounts (-want +got):\n%s; in the metadata too: %v", diff, pkg.Profile.Metadata.Accounts)
+	}
+	for f, got := range exportedEveryWay(t, e.c, user("u1")) {
+		if diff := cmp.Diff(want, got.Accounts); diff != "" {
+			t.Errorf("Export(%v): accounts (-want +got):\n%s", f, diff)
+		}
 	}
 }

@@ -1,16 +1,20 @@
 package privacy_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"testing"
 
 	"github.com/gdprkit/privacy"
 	"github.com/gdprkit/privacy/destination"
+	"github.com/gdprkit/privacy/export"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
+	"github.com/google/go-cmp/cmp"
 )
 
 // consentCtx is a message context carrying consent preferences.
@@ -311,4 +315,54 @@ func TestConsentInBatchDoesNotLeak(t *testing.T) {
 	if want := []string{"track " + destination.AudienceEntered + " ads-ok", "track " + destination.AudienceExited + " ads-ok"}; !slices.Equal(changes, want) {
 		t.Errorf("audience changes sent = %v; want %v: b1's consent, then b2's", changes, want)
 	}
+}
+
+// TestAccessAndExportCarryConsent: the person's consent state and history
+// are in what Access returns and in every export format, read back whole.
+func TestAccessAndExportCarryConsent(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.collect(t,
+		privacy.Identify{MessageID: "m1", UserID: "u1", Source: "web", Timestamp: at(1), Context: consentCtx(map[string]any{"Advertising": true})},
+		privacy.Track{MessageID: "m2", UserID: "u1", Event: privacy.ConsentPreferenceUpdated, Timestamp: at(2), Context: consentCtx(map[string]any{})},
+	)
+	want := mustMetadata(t, e.c, user("u1")).Consent
+	pkg, err := e.c.Access(ctx, user("u1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(where string, pkg *export.Package) {
+		t.Helper()
+		if got := statuses(pkg.Profile.Metadata.Consent); !slices.Equal(got, statuses(want)) || !pkg.Profile.Metadata.Consent.UpdatedAt.Equal(want.UpdatedAt) {
+			t.Errorf("%s: consent %v at %v; want %v at %v", where, got, pkg.Profile.Metadata.Consent.UpdatedAt, statuses(want), want.UpdatedAt)
+		}
+		if diff := cmp.Diff(want.History, pkg.ConsentHistory); diff != "" {
+			t.Errorf("%s: consent history (-want +got):\n%s", where, diff)
+		}
+		if len(pkg.Profile.Metadata.Consent.History) != 0 {
+			t.Errorf("%s: the history is in the metadata too", where)
+		}
+	}
+	check("Access", pkg)
+	for f, got := range exportedEveryWay(t, e.c, user("u1")) {
+		check(fmt.Sprintf("Export(%v)", f), got)
+	}
+}
+
+// exportedEveryWay exports the person in every format and reads each back.
+func exportedEveryWay(t *testing.T, c *privacy.Controller, id identity.ID) map[export.Format]*export.Package {
+	t.Helper()
+	out := map[export.Format]*export.Package{}
+	for _, f := range []export.Format{export.JSON, export.NDJSON, export.CSV} {
+		var buf bytes.Buffer
+		if _, err := c.Export(context.Background(), id, &buf, f); err != nil {
+			t.Fatalf("Export(%v): %v", f, err)
+		}
+		got, err := export.Read(bytes.NewReader(buf.Bytes()), f)
+		if err != nil {
+			t.Fatalf("Read(%v): %v", f, err)
+		}
+		out[f] = got
+	}
+	return out
 }

@@ -22,11 +22,17 @@ func Example() {
 			ID:          "use_1",
 			Traits:      map[string]profile.Trait{"plan": {Value: "pro", Source: "identify", UpdatedAt: at}},
 			ExternalIDs: []profile.ExternalID{{ID: identity.ID{Type: "email", Value: "a@b.c"}, CreatedAt: at, FirstMessageID: "m1"}},
-			Metadata:    profile.Metadata{Version: 2},
+			Metadata: profile.Metadata{Version: 2, Consent: profile.Consent{
+				Categories: map[string]profile.ConsentStatus{"Advertising": profile.ConsentDenied, "Analytics": profile.ConsentGranted},
+				UpdatedAt:  at,
+			}},
 		},
 		Events:     []profile.Event{{MessageID: "m1", Name: "Signed Up", Properties: map[string]any{"trial": true}, Timestamp: at}},
 		Audiences:  []string{"vip"},
 		Recipients: []export.Recipient{{Name: "crm", FirstSent: at, LastSent: at}},
+		ConsentHistory: []profile.ConsentChange{{MessageID: "m0", Type: "track", Event: "Segment Consent Preference Updated",
+			Timestamp: at, Preferences: map[string]bool{"Advertising": false, "Analytics": true}}},
+		Accounts: []profile.AccountLink{{GroupID: "acme", FirstLinked: at, LastLinked: at}},
 	}
 	var buf bytes.Buffer
 	if err := export.Write(&buf, export.NDJSON, p); err != nil {
@@ -38,16 +44,18 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(len(back.Events), back.Profile.Traits["plan"].Value)
+	fmt.Println(len(back.Events), back.Profile.Traits["plan"].Value, back.Profile.Metadata.Consent.Status("Analytics"), back.Accounts[0].GroupID)
 	// Output:
-	// {"kind":"header","schema":"gdprkit.export/v1","request_id":"req_1","generated_at":"2024-05-01T12:00:00Z","profile_id":"use_1","metadata":{"version":2,"first_message_id":"","last_message_id":""},"suppression":{"suppressed":false}}
+	// {"kind":"header","schema":"gdprkit.export/v1","request_id":"req_1","generated_at":"2024-05-01T12:00:00Z","profile_id":"use_1","metadata":{"version":2,"first_message_id":"","last_message_id":"","consent":{"categories":{"Advertising":false,"Analytics":true},"updated_at":"2024-05-01T12:00:00Z"}},"suppression":{"suppressed":false}}
 	// {"kind":"identifier","type":"email","value":"a@b.c","first_message_id":"m1","created_at":"2024-05-01T12:00:00Z"}
 	// {"kind":"trait","key":"plan","value":"pro","source":"identify","updated_at":"2024-05-01T12:00:00Z"}
 	// {"kind":"event","message_id":"m1","name":"Signed Up","timestamp":"2024-05-01T12:00:00Z","properties":{"trial":true}}
 	// {"kind":"audience","key":"vip"}
 	// {"kind":"recipient","name":"crm","first_sent":"2024-05-01T12:00:00Z","last_sent":"2024-05-01T12:00:00Z"}
-	// {"kind":"end","counts":{"identifier":1,"trait":1,"event":1,"audience":1,"request":0,"recipient":1}}
-	// 1 pro
+	// {"kind":"consent_change","message_id":"m0","type":"track","event":"Segment Consent Preference Updated","source":"","timestamp":"2024-05-01T12:00:00Z","preferences":{"Advertising":false,"Analytics":true}}
+	// {"kind":"account","group_id":"acme","first_linked":"2024-05-01T12:00:00Z","last_linked":"2024-05-01T12:00:00Z"}
+	// {"kind":"end","counts":{"identifier":1,"trait":1,"event":1,"audience":1,"request":0,"recipient":1,"consent_change":1,"account":1}}
+	// 1 pro true acme
 }
 
 // A Writer streams an export section by section, as a caller reading its
@@ -77,6 +85,6 @@ func ExampleWriter() {
 	}
 	fmt.Print(buf.String())
 	// Output:
-	// export: invalid: write event after audience: sections come in the order header, identifier, trait, event, audience, request, recipient
-	// {"schema":"gdprkit.export/v1","request_id":"req_1","generated_at":"2024-05-01T12:00:00Z","suppression":{"suppressed":false},"profile":{"id":"use_1","metadata":{"version":0,"first_message_id":"","last_message_id":""},"external_ids":[],"traits":{}},"events":[{"message_id":"m0","name":"Page Viewed","timestamp":"2024-05-01T12:00:00Z"},{"message_id":"m1","name":"Page Viewed","timestamp":"2024-05-01T12:00:00Z"}],"audiences":["readers"],"requests":[],"recipients":[]}
+	// export: invalid: write event after audience: sections come in the order header, identifier, trait, event, audience, request, recipient, consent_change, account
+	// {"schema":"gdprkit.export/v1","request_id":"req_1","generated_at":"2024-05-01T12:00:00Z","suppression":{"suppressed":false},"profile":{"id":"use_1","metadata":{"version":0,"first_message_id":"","last_message_id":""},"external_ids":[],"traits":{}},"events":[{"message_id":"m0","name":"Page Viewed","timestamp":"2024-05-01T12:00:00Z"},{"message_id":"m1","name":"Page Viewed","timestamp":"2024-05-01T12:00:00Z"}],"audiences":["readers"],"requests":[],"recipients":[],"consent_history":[],"accounts":[]}
 }

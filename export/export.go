@@ -29,11 +29,14 @@ var (
 // (portability) GDPR ask for: the Go value of one export in any Format.
 //
 // Read returns nil, not empty, slices and maps for empty collections; event
-// properties are the exception, where nil (no properties) and an empty map
-// differ. So Read(Write(p)) equals p for a p whose times are UTC, whose values
-// are in profile.NormalizeValue's canonical form (with no nil map or slice inside
-// them: JSON writes those as null), whose Schema is SchemaVersion and whose
-// empty collections are nil.
+// properties are one exception, where nil (no properties) and an empty map
+// differ, and the Preferences of a consent change the other, where nil (the
+// message gave none) and an empty map (it gave an empty set, which denies every
+// category) differ. So Read(Write(p)) equals p for a p whose times are UTC, whose
+// values are in profile.NormalizeValue's canonical form (with no nil map or slice
+// inside them: JSON writes those as null), whose Schema is SchemaVersion and
+// whose empty collections are nil, Profile.Metadata.Recipients,
+// Profile.Metadata.Consent.History and Profile.Metadata.Accounts among them.
 type Package struct {
 	// Schema is SchemaVersion.
 	Schema string
@@ -43,7 +46,8 @@ type Package struct {
 	RequestID string
 	// Profile holds the person's traits (value, source, update time), every
 	// identifier linked to them (with when it was first seen and the message that
-	// brought it) and the profile's metadata.
+	// brought it) and the profile's metadata, with the person's consent as it
+	// stands (Metadata.Consent's Categories and UpdatedAt).
 	Profile profile.Profile
 	// Events are every event collected about the person, oldest first.
 	Events []profile.Event
@@ -59,6 +63,16 @@ type Package struct {
 	// recipients Art. 19 GDPR asks to name. They are here, not in
 	// Profile.Metadata.Recipients, which stays nil.
 	Recipients []Recipient
+	// ConsentHistory is the person's consent changes, oldest first: the
+	// proof of consent Art. 7(1) GDPR asks a controller to be able to show.
+	// They are here, not in Profile.Metadata.Consent.History, which stays
+	// nil.
+	ConsentHistory []profile.ConsentChange
+	// Accounts are the accounts the person is linked to, Segment's groups
+	// (linked by group calls), in the order first linked; their group ids
+	// are unique. They are here, not in Profile.Metadata.Accounts, which
+	// stays nil.
+	Accounts []profile.AccountLink
 }
 
 // Suppression is the state of the person's objection (Art. 21 GDPR).
@@ -115,9 +129,11 @@ type Header struct {
 	GeneratedAt time.Time
 	RequestID   string
 	ProfileID   identity.ProfileID
-	// Metadata is the profile's metadata without its Recipients, which are a
-	// section of their own (WriteRecipient): WriteHeader refuses any here
-	// rather than drop them.
+	// Metadata is the profile's metadata without its Recipients, its
+	// Consent.History and its Accounts, which are sections of their own
+	// (WriteRecipient, WriteConsentChange, WriteAccount): WriteHeader
+	// refuses any here rather than drop them. Its Consent's Categories and
+	// UpdatedAt are written here.
 	Metadata    profile.Metadata
 	Suppression Suppression
 }

@@ -20,7 +20,10 @@ var t0 = time.Date(2024, 3, 1, 9, 30, 0, 123456789, time.UTC)
 
 // richPackage has a bit of everything: traits of every value kind, strings that
 // need escaping in JSON and quoting in CSV, nested properties, nil and empty
-// properties, zero times, requests with and without outcomes, suppression.
+// properties, zero times, requests with and without outcomes, suppression,
+// consent in each of its three statuses and a history of its changes (one with
+// an empty set of preferences, which denies all, one with none), accounts (one
+// whose group id needs quoting, one without times).
 func richPackage() *export.Package {
 	return &export.Package{
 		Schema:      export.SchemaVersion,
@@ -59,6 +62,15 @@ func richPackage() *export.Package {
 				LastMessageID:  "m9",
 				FirstSeen:      t0.Add(-time.Hour),
 				LastSeen:       t0.Add(2 * time.Hour),
+				Consent: profile.Consent{
+					Categories: map[string]profile.ConsentStatus{
+						"Advertising":   profile.ConsentGranted,
+						"Analytics":     profile.ConsentDenied,
+						"Functional":    profile.ConsentConflict,
+						"Sales, \"EU\"": profile.ConsentGranted,
+					},
+					UpdatedAt: t0.Add(90 * time.Minute),
+				},
 			},
 		},
 		Events: []profile.Event{
@@ -91,6 +103,21 @@ func richPackage() *export.Package {
 		Recipients: []export.Recipient{
 			{Name: "webhook", FirstSent: t0, LastSent: t0.Add(time.Hour)},
 			{Name: "crm, eu"},
+		},
+		ConsentHistory: []profile.ConsentChange{
+			{MessageID: "c1", Type: "track", Event: "Segment Consent Preference Updated", Source: "web, \"eu\"",
+				Timestamp: t0, ReceivedAt: t0.Add(time.Millisecond),
+				Preferences: map[string]bool{"Advertising": true, "Analytics": false, "Sales, \"EU\"": true}},
+			{MessageID: "c2", Type: "identify", Source: "crm", Timestamp: t0.Add(time.Hour), ReceivedAt: t0.Add(time.Hour),
+				Preferences: map[string]bool{}}, // an empty set: deny all
+			{MessageID: "c3", Type: profile.ConsentMerge, Timestamp: t0.Add(90 * time.Minute), ReceivedAt: t0.Add(3 * time.Hour),
+				Preferences: map[string]bool{"Advertising": true, "Analytics": false, "Functional": false, "Sales, \"EU\"": true}},
+			{MessageID: "c4", Type: "track", Event: "Order\nCompleted"}, // no preferences, no times
+		},
+		Accounts: []profile.AccountLink{
+			{GroupID: "acme", FirstLinked: t0.Add(-24 * time.Hour), LastLinked: t0.Add(time.Hour)},
+			{GroupID: "globex, \"eu\"\nbranch", FirstLinked: t0, LastLinked: t0},
+			{GroupID: "initech"}, // no times
 		},
 	}
 }
@@ -146,14 +173,21 @@ func everyField(t *testing.T) *export.Package {
 	p := new(export.Package)
 	fill(reflect.ValueOf(p).Elem(), "p")
 	p.Schema = export.SchemaVersion
-	p.Profile.Metadata.Recipients = nil // carried as p.Recipients
+	p.Profile.Metadata.Recipients = nil      // carried as p.Recipients
+	p.Profile.Metadata.Consent.History = nil // carried as p.ConsentHistory
+	p.Profile.Metadata.Accounts = nil        // carried as p.Accounts
+	for k := range p.Profile.Metadata.Consent.Categories {
+		p.Profile.Metadata.Consent.Categories[k] = profile.ConsentConflict // a status there is, whatever fill set
+	}
 	for i := range p.Requests {
 		for j := range p.Requests[i].Outcomes {
 			p.Requests[i].Outcomes[j].Kind = export.OutcomeDestination
 		}
 	}
 	// Sanity: the filler reached the leaves.
-	if p.Profile.Metadata.LastSeen.IsZero() || p.Requests[0].Outcomes[0].Err == "" || p.Profile.ExternalIDs[0].ID.Value == "" {
+	if p.Profile.Metadata.LastSeen.IsZero() || p.Requests[0].Outcomes[0].Err == "" || p.Profile.ExternalIDs[0].ID.Value == "" ||
+		p.Profile.Metadata.Consent.UpdatedAt.IsZero() || len(p.ConsentHistory[0].Preferences) == 0 || p.ConsentHistory[0].ReceivedAt.IsZero() ||
+		p.Accounts[0].GroupID == "" || p.Accounts[0].LastLinked.IsZero() {
 		t.Fatalf("everyField left fields zero: %+v", p)
 	}
 	return p

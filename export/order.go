@@ -18,6 +18,8 @@ const (
 	secAudiences
 	secRequests
 	secRecipients
+	secConsent
+	secAccounts
 	secEnd
 )
 
@@ -30,6 +32,8 @@ var sectionNames = [...]string{
 	secAudiences:   "audience",
 	secRequests:    "request",
 	secRecipients:  "recipient",
+	secConsent:     "consent_change",
+	secAccounts:    "account",
 	secEnd:         "end",
 }
 
@@ -48,16 +52,19 @@ func sectionOf(kind string) (section, bool) {
 // order checks what every format promises about order, for the Writer and for
 // Read alike: sections in order, the header exactly once and first, trait and
 // audience keys strictly ascending (so unique and deterministic), request ids
-// unique (outcomes.csv refers to them), all three UTF-8.
+// unique (outcomes.csv refers to them), account group ids unique, all four
+// UTF-8.
 type order struct {
 	sec      section
 	n        [secEnd]int    // records written per section
 	last     [secEnd]string // the key of the last trait or audience
 	requests map[string]struct{}
+	groups   map[string]struct{} // account group ids
 }
 
 // check says whether a record of section s with key (a trait or audience key, a
-// request id) may come next. It changes nothing.
+// request id, an account's group id) may come next. It changes nothing. For an
+// account the error names the field, not the group id.
 func (o *order) check(s section, key string) error {
 	switch {
 	case o.sec == secEnd:
@@ -65,9 +72,13 @@ func (o *order) check(s section, key string) error {
 	case o.sec == secNone && s != secHeader:
 		return fmt.Errorf("%s before the header: the header comes first", s)
 	case s < o.sec || s == secHeader && o.sec == secHeader:
-		return fmt.Errorf("%s after %s: sections come in the order header, identifier, trait, event, audience, request, recipient", s, o.sec)
+		return fmt.Errorf("%s after %s: sections come in the order header, identifier, trait, event, audience, request, recipient, consent_change, account", s, o.sec)
 	}
 	switch s {
+	case secAccounts:
+		if !utf8.ValidString(key) {
+			return fmt.Errorf("%s group_id is not valid UTF-8", s)
+		}
 	case secTraits, secAudiences, secRequests:
 		// Other strings have invalid bytes replaced, as encoding/json does; a
 		// key so changed could collide or fall out of order.
@@ -87,6 +98,10 @@ func (o *order) check(s section, key string) error {
 		if _, dup := o.requests[key]; dup {
 			return fmt.Errorf("request id %q appears twice", key)
 		}
+	case secAccounts:
+		if _, dup := o.groups[key]; dup {
+			return fmt.Errorf("%s group_id appears twice: an export links each account once", s)
+		}
 	}
 	return nil
 }
@@ -103,6 +118,11 @@ func (o *order) add(s section, key string) {
 			o.requests = make(map[string]struct{})
 		}
 		o.requests[key] = struct{}{}
+	case secAccounts:
+		if o.groups == nil {
+			o.groups = make(map[string]struct{})
+		}
+		o.groups[key] = struct{}{}
 	}
 }
 

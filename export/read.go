@@ -128,6 +128,31 @@ type (
 		UpdatedAt      jsonTime `json:"updated_at"`
 		FirstSeen      jsonTime `json:"first_seen"`
 		LastSeen       jsonTime `json:"last_seen"`
+		// Consent is absent when none was collected, and in an export
+		// from before consent was kept.
+		Consent *wireConsent `json:"consent"`
+	}
+	// wireConsent is the consent state in the metadata. Its times are
+	// decoded apart, so that an error names the field.
+	wireConsent struct {
+		Categories wireCategories  `json:"categories"`
+		UpdatedAt  json.RawMessage `json:"updated_at"`
+	}
+	wireConsentChange struct {
+		MessageID   string          `json:"message_id"`
+		Type        string          `json:"type"`
+		Event       string          `json:"event"`
+		Source      string          `json:"source"`
+		Timestamp   json.RawMessage `json:"timestamp"`
+		ReceivedAt  json.RawMessage `json:"received_at"`
+		Preferences wirePreferences `json:"preferences"`
+	}
+	// wireAccount is an account link. Its times are decoded apart, so that
+	// an error names the field.
+	wireAccount struct {
+		GroupID     string          `json:"group_id"`
+		FirstLinked json.RawMessage `json:"first_linked"`
+		LastLinked  json.RawMessage `json:"last_linked"`
 	}
 	wireSuppression struct {
 		Suppressed bool `json:"suppressed"`
@@ -179,8 +204,8 @@ type (
 	}
 )
 
-func (m *wireMetadata) metadata() profile.Metadata {
-	return profile.Metadata{
+func (m *wireMetadata) metadata() (profile.Metadata, error) {
+	md := profile.Metadata{
 		CreatedAt:      time.Time(m.CreatedAt),
 		UpdatedAt:      time.Time(m.UpdatedAt),
 		Version:        m.Version,
@@ -189,6 +214,167 @@ func (m *wireMetadata) metadata() profile.Metadata {
 		FirstSeen:      time.Time(m.FirstSeen),
 		LastSeen:       time.Time(m.LastSeen),
 	}
+	if c := m.Consent; c != nil {
+		at, err := rawTime("consent.updated_at", c.UpdatedAt)
+		if err != nil {
+			return profile.Metadata{}, err
+		}
+		md.Consent = profile.Consent{Categories: c.Categories, UpdatedAt: at}
+	}
+	return md, nil
+}
+
+func (w *wireConsentChange) consentChange() (profile.ConsentChange, error) {
+	ts, err := rawTime("timestamp", w.Timestamp)
+	if err != nil {
+		return profile.ConsentChange{}, err
+	}
+	recv, err := rawTime("received_at", w.ReceivedAt)
+	if err != nil {
+		return profile.ConsentChange{}, err
+	}
+	return profile.ConsentChange{MessageID: w.MessageID, Type: w.Type, Event: w.Event, Source: w.Source,
+		Timestamp: ts, ReceivedAt: recv, Preferences: w.Preferences}, nil
+}
+
+func (w *wireAccount) account() (profile.AccountLink, error) {
+	first, err := rawTime("first_linked", w.FirstLinked)
+	if err != nil {
+		return profile.AccountLink{}, err
+	}
+	last, err := rawTime("last_linked", w.LastLinked)
+	if err != nil {
+		return profile.AccountLink{}, err
+	}
+	return profile.AccountLink{GroupID: w.GroupID, FirstLinked: first, LastLinked: last}, nil
+}
+
+// rawTime reads a time in JSON as jsonTime does, with an error that names
+// field and says nothing of the value.
+func rawTime(field string, raw json.RawMessage) (time.Time, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return time.Time{}, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return time.Time{}, fmt.Errorf("%s: a time must be an RFC 3339 string", field)
+	}
+	t, err := parseTime(s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s: %w", field, err)
+	}
+	return t, nil
+}
+
+// wireCategories is consent categories in JSON: an object of statuses true,
+// false or "conflict". Empty, or null, it is nil.
+type wireCategories map[string]profile.ConsentStatus
+
+// UnmarshalJSON reads the categories, refusing a repeated category or
+// another status, naming the category but not what its status was.
+func (c *wireCategories) UnmarshalJSON(b []byte) error {
+	m, err := decodeCategories("consent.categories", b)
+	*c = m
+	return err
+}
+
+// decodeCategories reads consent categories, the field what, from JSON text.
+func decodeCategories(what string, b []byte) (map[string]profile.ConsentStatus, error) {
+	var m map[string]profile.ConsentStatus
+	_, err := decodeObject(what, b, func(key string, v json.Token) error {
+		if _, dup := m[key]; dup {
+			return errors.New("appears twice")
+		}
+		var s profile.ConsentStatus
+		switch v {
+		case true:
+			s = profile.ConsentGranted
+		case false:
+			s = profile.ConsentDenied
+		case "conflict":
+			s = profile.ConsentConflict
+		default:
+			return errors.New(`the status is not true, false or "conflict"`)
+		}
+		if m == nil {
+			m = make(map[string]profile.ConsentStatus)
+		}
+		m[key] = s
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// wirePreferences is a consent change's preferences in JSON: an object of
+// booleans. Null is nil, as is a change without them; an empty object is an
+// empty map, which differs (it denies every category).
+type wirePreferences map[string]bool
+
+// UnmarshalJSON reads the preferences, refusing a repeated key or a value
+// that is not a boolean, naming the key but not the value.
+func (p *wirePreferences) UnmarshalJSON(b []byte) error {
+	m, err := decodePreferences("preferences", b)
+	*p = m
+	return err
+}
+
+// decodePreferences reads consent preferences, the field what, from JSON
+// text.
+func decodePreferences(what string, b []byte) (map[string]bool, error) {
+	m := map[string]bool{}
+	null, err := decodeObject(what, b, func(key string, v json.Token) error {
+		if _, dup := m[key]; dup {
+			return errors.New("appears twice")
+		}
+		granted, ok := v.(bool)
+		if !ok {
+			return errors.New("not a boolean")
+		}
+		m[key] = granted
+		return nil
+	})
+	if err != nil || null {
+		return nil, err
+	}
+	return m, nil
+}
+
+// decodeObject reads b, JSON text of an object whose members are scalars, or
+// null (which it reports), passing each member's key and value to add. An
+// error names what and the key, never the value: a member that is not a
+// scalar is passed as the delimiter that opens it, for add to refuse.
+func decodeObject(what string, b []byte, add func(key string, v json.Token) error) (null bool, err error) {
+	if !json.Valid(b) {
+		return false, fmt.Errorf("%s: not JSON", what)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	tok, err := dec.Token()
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("%s: %w", what, err)
+	case tok == nil:
+		return true, nil
+	case tok != json.Delim('{'):
+		return false, fmt.Errorf("%s: not a JSON object", what)
+	}
+	for dec.More() {
+		kt, err := dec.Token()
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", what, err)
+		}
+		key := kt.(string) // inside an object, Token returns keys as strings
+		v, err := dec.Token()
+		if err != nil {
+			return false, fmt.Errorf("%s[%.80q]: %w", what, key, err)
+		}
+		if err := add(key, v); err != nil {
+			return false, fmt.Errorf("%s[%.80q]: %w", what, key, err)
+		}
+	}
+	return false, nil
 }
 
 func (w *wireIdentifier) identifier() profile.ExternalID {
@@ -199,19 +385,35 @@ func (w *wireIdentifier) identifier() profile.ExternalID {
 	}
 }
 
+// The values of traits and events are decoded with their numbers as
+// json.Number: NormalizeValue bounds their depth and keeps each number
+// exactly (a float64 when one holds it).
 func (w *wireTrait) trait() (profile.Trait, error) {
-	if _, err := profile.NormalizeValue("value", w.Value); err != nil {
+	v, err := profile.NormalizeValue("value", w.Value)
+	if err != nil {
 		return profile.Trait{}, err
 	}
-	return profile.Trait{Value: w.Value, Source: w.Source, UpdatedAt: time.Time(w.UpdatedAt)}, nil
+	return profile.Trait{Value: v, Source: w.Source, UpdatedAt: time.Time(w.UpdatedAt)}, nil
+}
+
+// exactObject is an object's canonical form (nil stays nil).
+func exactObject(path string, m map[string]any) (map[string]any, error) {
+	if m == nil {
+		return nil, nil
+	}
+	v, err := profile.NormalizeValue(path, m)
+	if err != nil {
+		return nil, err
+	}
+	return v.(map[string]any), nil
 }
 
 func (w *wireEvent) event() (profile.Event, error) {
-	// Decoded JSON is canonical but for its depth, which NormalizeValue bounds.
-	if _, err := profile.NormalizeValue("properties", w.Properties); err != nil {
+	var err error
+	if w.Properties, err = exactObject("properties", w.Properties); err != nil {
 		return profile.Event{}, err
 	}
-	if _, err := profile.NormalizeValue("context", w.Context); err != nil {
+	if w.Context, err = exactObject("context", w.Context); err != nil {
 		return profile.Event{}, err
 	}
 	return profile.Event{
@@ -266,6 +468,7 @@ type jsonReader struct {
 func readJSON(r io.Reader) (*Package, error) {
 	jr := &jsonReader{dec: json.NewDecoder(r)}
 	jr.dec.DisallowUnknownFields()
+	jr.dec.UseNumber() // values' numbers exact; trait and event make them canonical
 	if err := jr.document(); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			err = fmt.Errorf("%w: the document ends early: it is truncated", err)
@@ -357,6 +560,29 @@ func (jr *jsonReader) documentField(key string) error {
 			jr.p.Recipients = append(jr.p.Recipients, w.recipient())
 			return nil
 		})
+	case "consent_history": // absent in an export from before consent was kept
+		return readArray(jr, "consent_history", func(w *wireConsentChange) error {
+			ch, err := w.consentChange()
+			if err != nil {
+				return err
+			}
+			jr.p.ConsentHistory = append(jr.p.ConsentHistory, ch)
+			return nil
+		})
+	case "accounts": // absent in an export from before accounts were kept
+		o := order{sec: secAccounts}
+		return readArray(jr, "accounts", func(w *wireAccount) error {
+			if err := o.check(secAccounts, w.GroupID); err != nil {
+				return err
+			}
+			l, err := w.account()
+			if err != nil {
+				return err
+			}
+			o.add(secAccounts, w.GroupID)
+			jr.p.Accounts = append(jr.p.Accounts, l)
+			return nil
+		})
 	}
 	return fmt.Errorf("unknown key %q in the document", key)
 }
@@ -371,9 +597,15 @@ func (jr *jsonReader) profileField(key string) error {
 		return err
 	case "metadata":
 		var m wireMetadata
-		err := jr.decode("profile.metadata", &m)
-		jr.p.Profile.Metadata = m.metadata()
-		return err
+		if err := jr.decode("profile.metadata", &m); err != nil {
+			return err
+		}
+		md, err := m.metadata()
+		if err != nil {
+			return fmt.Errorf("profile.metadata: %w", err)
+		}
+		jr.p.Profile.Metadata = md
+		return nil
 	case "external_ids":
 		return readArray(jr, "profile.external_ids", func(w *wireIdentifier) error {
 			jr.p.Profile.ExternalIDs = append(jr.p.Profile.ExternalIDs, w.identifier())
@@ -550,6 +782,14 @@ type (
 		Kind string `json:"kind"`
 		wireRecipient
 	}
+	ndConsentChange struct {
+		Kind string `json:"kind"`
+		wireConsentChange
+	}
+	ndAccount struct {
+		Kind string `json:"kind"`
+		wireAccount
+	}
 	ndEnd struct {
 		Kind   string `json:"kind"`
 		Counts struct {
@@ -559,6 +799,11 @@ type (
 			Audience   int `json:"audience"`
 			Request    int `json:"request"`
 			Recipient  int `json:"recipient"`
+			// ConsentChange is 0 in an export from before consent was
+			// kept, whose end record has no such member.
+			ConsentChange int `json:"consent_change"`
+			// Account is 0 in an export from before accounts were kept.
+			Account int `json:"account"`
 		} `json:"counts"`
 	}
 )
@@ -629,6 +874,7 @@ func (nr *ndReader) record(line []byte, out *Record) (end bool, err error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
+	dec.UseNumber() // values' numbers exact; trait and event make them canonical
 	if s == secEnd {
 		return true, nr.end(dec)
 	}
@@ -664,7 +910,8 @@ func (nr *ndReader) end(dec *json.Decoder) error {
 		s    section
 		want int
 	}{{secIdentifiers, c.Identifier}, {secTraits, c.Trait}, {secEvents, c.Event},
-		{secAudiences, c.Audience}, {secRequests, c.Request}, {secRecipients, c.Recipient}} {
+		{secAudiences, c.Audience}, {secRequests, c.Request}, {secRecipients, c.Recipient},
+		{secConsent, c.ConsentChange}, {secAccounts, c.Account}} {
 		if got := nr.order.n[x.s]; got != x.want {
 			return fmt.Errorf("the end record counts %d %s records, the export has %d: records are missing or added", x.want, x.s, got)
 		}
@@ -693,20 +940,28 @@ var newNDRecord = [...]func() ndRecord{
 	secAudiences:   func() ndRecord { return new(ndAudience) },
 	secRequests:    func() ndRecord { return new(ndRequest) },
 	secRecipients:  func() ndRecord { return new(ndRecipient) },
+	secConsent:     func() ndRecord { return new(ndConsentChange) },
+	secAccounts:    func() ndRecord { return new(ndAccount) },
 }
 
-func (*ndHeader) orderKey() string     { return "" }
-func (*ndIdentifier) orderKey() string { return "" }
-func (w *ndTrait) orderKey() string    { return w.Key }
-func (*ndEvent) orderKey() string      { return "" }
-func (w *ndAudience) orderKey() string { return w.Key }
-func (w *ndRequest) orderKey() string  { return w.ID }
-func (*ndRecipient) orderKey() string  { return "" }
+func (*ndHeader) orderKey() string        { return "" }
+func (*ndIdentifier) orderKey() string    { return "" }
+func (w *ndTrait) orderKey() string       { return w.Key }
+func (*ndEvent) orderKey() string         { return "" }
+func (w *ndAudience) orderKey() string    { return w.Key }
+func (w *ndRequest) orderKey() string     { return w.ID }
+func (*ndRecipient) orderKey() string     { return "" }
+func (*ndConsentChange) orderKey() string { return "" }
+func (w *ndAccount) orderKey() string     { return w.GroupID }
 
 func (h *ndHeader) fill(out *Record) error {
+	md, err := h.Metadata.metadata()
+	if err != nil {
+		return fmt.Errorf("header: metadata: %w", err)
+	}
 	out.Kind = KindHeader
 	out.Header = Header{Schema: h.Schema, GeneratedAt: time.Time(h.GeneratedAt), RequestID: h.RequestID,
-		ProfileID: identity.ProfileID(h.ProfileID), Metadata: h.Metadata.metadata(), Suppression: Suppression{Suppressed: h.Suppression.Suppressed}}
+		ProfileID: identity.ProfileID(h.ProfileID), Metadata: md, Suppression: Suppression{Suppressed: h.Suppression.Suppressed}}
 	return nil
 }
 
@@ -742,6 +997,16 @@ func (w *ndRequest) fill(out *Record) error {
 func (w *ndRecipient) fill(out *Record) error {
 	out.Kind, out.Recipient = KindRecipient, w.recipient()
 	return nil
+}
+
+func (w *ndConsentChange) fill(out *Record) error {
+	out.Kind = KindConsentChange
+	return converted(&out.ConsentChange, w.consentChange, "consent_change")
+}
+
+func (w *ndAccount) fill(out *Record) error {
+	out.Kind = KindAccount
+	return converted(&out.Account, w.account, "account")
 }
 
 // converted sets *dst to what convert makes of a record's wire form, or

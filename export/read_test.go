@@ -191,7 +191,7 @@ func TestReadCSVRefuses(t *testing.T) {
 	good := write(t, export.CSV, richPackage())
 	files, names := zipFiles(t, good)
 	if want := []string{"profile.csv", "identifiers.csv", "traits.csv", "events.csv", "audiences.csv",
-		"requests.csv", "outcomes.csv", "recipients.csv", "manifest.json"}; strings.Join(names, " ") != strings.Join(want, " ") {
+		"requests.csv", "outcomes.csv", "recipients.csv", "consent_history.csv", "accounts.csv", "manifest.json"}; strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Fatalf("archive has %v; want %v", names, want)
 	}
 	// The archive rebuilt unchanged reads: the tests below change one thing.
@@ -233,8 +233,15 @@ func TestReadCSVRefuses(t *testing.T) {
 			return bytes.Replace(b, []byte(old), []byte(new), 1)
 		}
 	}
+	// A byte in the middle of events.csv's compressed data, not one the
+	// reader ignores (such as a local header's sizes, given after the data).
 	corrupt := append([]byte(nil), good...)
-	corrupt[len(corrupt)/3] ^= 0xff
+	start := bytes.Index(corrupt, []byte("events.csv"))
+	end := start + bytes.Index(corrupt[start:], []byte("PK\x03\x04"))
+	if start < 0 || end <= start+100 {
+		t.Fatalf("no events.csv data to corrupt at %d to %d", start, end)
+	}
+	corrupt[(start+end)/2] ^= 0xff
 	for _, tc := range []struct {
 		name string
 		data []byte

@@ -44,6 +44,9 @@ func readCSV(r io.Reader, maxSize int64) (*Package, error) {
 		return nil, err
 	}
 	for _, t := range csvTables {
+		if files[t.name] == nil { // an optional file the archive lacks, as readManifest allowed
+			continue
+		}
 		if err := cr.readTable(files[t.name], t); err != nil {
 			return nil, err
 		}
@@ -111,7 +114,11 @@ func (cr *csvReader) readManifest(files map[string]*zip.File) error {
 		cr.files[mf.Name] = mf
 	}
 	for _, t := range csvTables {
-		if _, ok := cr.files[t.name]; !ok {
+		_, listed := cr.files[t.name]
+		if t.optional && !listed && files[t.name] == nil {
+			continue // an export from before the file was added: it has no rows
+		}
+		if !listed {
 			return fmt.Errorf("%w: csv: %s does not list %s", ErrInvalid, manifestName, t.name)
 		}
 		if files[t.name] == nil {
@@ -246,6 +253,12 @@ func (cr *csvReader) row(t *table, v []string) error {
 			LastSeen:       c.time("last_seen", v[10]),
 		}
 		p.Suppression.Suppressed = c.bool("suppressed", v[11])
+		// Empty in an export from before consent was kept, which lacks
+		// the columns, and when none was collected.
+		if v[12] != "" {
+			p.Profile.Metadata.Consent.Categories = c.categories("consent", v[12])
+		}
+		p.Profile.Metadata.Consent.UpdatedAt = c.time("consent_updated_at", v[13])
 		return c.add(&cr.order, secHeader, "")
 	case identifiersTable:
 		id := profile.ExternalID{
@@ -328,6 +341,28 @@ func (cr *csvReader) row(t *table, v []string) error {
 			return err
 		}
 		p.Recipients = append(p.Recipients, rc)
+	case consentTable:
+		ch := profile.ConsentChange{
+			MessageID:  v[0],
+			Type:       v[1],
+			Event:      v[2],
+			Source:     v[3],
+			Timestamp:  c.time("timestamp", v[4]),
+			ReceivedAt: c.time("received_at", v[5]),
+		}
+		if v[6] != "" { // empty: no preferences; "{}": an empty set of them
+			ch.Preferences = c.preferences("preferences", v[6])
+		}
+		if err := c.add(&cr.order, secConsent, ""); err != nil {
+			return err
+		}
+		p.ConsentHistory = append(p.ConsentHistory, ch)
+	case accountsTable:
+		l := profile.AccountLink{GroupID: v[0], FirstLinked: c.time("first_linked", v[1]), LastLinked: c.time("last_linked", v[2])}
+		if err := c.add(&cr.order, secAccounts, v[0]); err != nil {
+			return err
+		}
+		p.Accounts = append(p.Accounts, l)
 	}
 	return nil
 }
@@ -368,6 +403,25 @@ func (c *cells) bool(col, s string) bool {
 	return false
 }
 
+// categories decodes a consent column: a JSON object of statuses.
+func (c *cells) categories(col, s string) map[string]profile.ConsentStatus {
+	m, err := decodeCategories(col, []byte(s))
+	if err != nil && c.err == nil {
+		c.err = err // it names col
+	}
+	return m
+}
+
+// preferences decodes a consent change's preferences column: a JSON object
+// of booleans.
+func (c *cells) preferences(col, s string) map[string]bool {
+	m, err := decodePreferences(col, []byte(s))
+	if err != nil && c.err == nil {
+		c.err = err // it names col
+	}
+	return m
+}
+
 // value decodes a JSON-encoded column into NormalizeValue's canonical form.
 func (c *cells) value(col, s string) any {
 	return decodeColumn[any](c, col, s, "not JSON")
@@ -384,15 +438,21 @@ func (c *cells) object(col, s string) map[string]any {
 // decode, notT says what it is not, and the zero T is returned.
 func decodeColumn[T any](c *cells, col, s, notT string) T {
 	var v T
-	if err := json.Unmarshal([]byte(s), &v); err != nil {
+	if _, err := profile.UnmarshalNumbers([]byte(s), &v); err != nil {
 		c.fail(col, fmt.Errorf("%s: %w", notT, err))
 		var zero T
 		return zero
 	}
-	if _, err := profile.NormalizeValue(col, v); err != nil {
+	n, err := profile.NormalizeValue(col, v) // numbers exact, depth bounded
+	if err != nil {
 		c.fail(col, err)
+		return v
 	}
-	return v
+	if n == nil { // JSON null
+		var zero T
+		return zero
+	}
+	return n.(T)
 }
 
 // add checks the row's order (after its cells) and records it.

@@ -27,6 +27,12 @@ const (
 	KindAudience   RecordKind = "audience"
 	KindRequest    RecordKind = "request"
 	KindRecipient  RecordKind = "recipient"
+	// KindConsentChange is one change of the person's consent, as
+	// Package.ConsentHistory holds it.
+	KindConsentChange RecordKind = "consent_change"
+	// KindAccount is one account the person is linked to, as
+	// Package.Accounts holds it.
+	KindAccount RecordKind = "account"
 )
 
 // Record is one record of an NDJSON export: Kind says which of its fields is
@@ -41,6 +47,10 @@ type Record struct {
 	Audience   string             // KindAudience
 	Request    Request            // KindRequest
 	Recipient  Recipient          // KindRecipient
+	// ConsentChange is set for KindConsentChange.
+	ConsentChange profile.ConsentChange
+	// Account is set for KindAccount.
+	Account profile.AccountLink
 }
 
 // Scanner reads an NDJSON export one record at a time, checking it as Read
@@ -155,5 +165,9 @@ func (r *Record) addTo(p *Package) {
 		p.Requests = append(p.Requests, r.Request)
 	case KindRecipient:
 		p.Recipients = append(p.Recipients, r.Recipient)
+	case KindConsentChange:
+		p.ConsentHistory = append(p.ConsentHistory, r.ConsentChange)
+	case KindAccount:
+		p.Accounts = append(p.Accounts, r.Account)
 	}
 }

@@ -49,6 +49,10 @@ func TestScannerReadsWhatReadReads(t *testing.T) {
 			got.Requests = append(got.Requests, r.Request)
 		case export.KindRecipient:
 			got.Recipients = append(got.Recipients, r.Recipient)
+		case export.KindConsentChange:
+			got.ConsentHistory = append(got.ConsentHistory, r.ConsentChange)
+		case export.KindAccount:
+			got.Accounts = append(got.Accounts, r.Account)
 		default:
 			t.Errorf("record of kind %q", r.Kind)
 		}
@@ -59,7 +63,9 @@ func TestScannerReadsWhatReadReads(t *testing.T) {
 	if d := cmp.Diff(want, got, cmpopts.EquateEmpty()); d != "" {
 		t.Errorf("the Scanner's records differ from Read's package (-Read +Scanner):\n%s", d)
 	}
-	if kinds[export.KindHeader] != 1 || kinds[export.KindEvent] != len(want.Events) {
+	if kinds[export.KindHeader] != 1 || kinds[export.KindEvent] != len(want.Events) ||
+		kinds[export.KindConsentChange] != len(richPackage().ConsentHistory) || len(want.ConsentHistory) == 0 ||
+		kinds[export.KindAccount] != len(richPackage().Accounts) || len(want.Accounts) == 0 {
 		t.Errorf("kinds read: %v", kinds)
 	}
 	// Truncated: the Scanner returns the records, then fails as Read does.

@@ -59,6 +59,21 @@ func TestJSONSchema(t *testing.T) {
 		{"suppressed not a boolean", `"suppressed":true`, `"suppressed":"yes"`},
 		{"audiences repeated", `"audiences":["",`, `"audiences":["","",`},
 		{"properties not an object", `"properties":{}`, `"properties":[]`},
+		{"consent status", `"Functional":"conflict"`, `"Functional":"maybe"`},
+		{"consent status a string", `"Advertising":true`, `"Advertising":"true"`},
+		{"consent without categories", `"consent":{"categories":{"Advertising":true,"Analytics":false,"Functional":"conflict","Sales, \"EU\"":true},`, `"consent":{`},
+		{"consent member unknown", `"consent":{"categories":`, `"consent":{"colour":"red","categories":`},
+		{"consent time", `"updated_at":"2024-03-01T11:00:00.123456789Z"}`, `"updated_at":"soon"}`},
+		{"preference not a boolean", `"preferences":{"Advertising":true`, `"preferences":{"Advertising":"yes"`},
+		{"preferences not an object", `"preferences":{}`, `"preferences":[]`},
+		{"consent change member unknown", `"message_id":"c1"`, `"message_id":"c1","colour":"red"`},
+		{"consent change without message_id", `"message_id":"c1",`, ``},
+		{"consent change not an object", `"consent_history":[{`, `"consent_history":[7,{`},
+		{"account member unknown", `{"group_id":"acme"`, `{"group_id":"acme","colour":"red"`},
+		{"account without group_id", `{"group_id":"acme",`, `{`},
+		{"group_id not a string", `{"group_id":"acme"`, `{"group_id":7`},
+		{"account time", `"first_linked":"2024-02-29T09:30:00.123456789Z"`, `"first_linked":"soon"`},
+		{"account not an object", `"accounts":[{`, `"accounts":["acme",{`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !strings.Contains(good, tc.old) {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gdprkit/privacy/profile"
 )
@@ -22,8 +23,9 @@ import (
 const flushSize = 64 << 10
 
 // A Writer writes one export as it goes, section by section: WriteHeader, then any
-// number of identifiers, traits, events, audiences, requests and recipients, in
-// that order (any section may be empty), then Close. It keeps at most a buffer of
+// number of identifiers, traits, events, audiences, requests, recipients,
+// consent changes and accounts, in that order (any section may be empty), then
+// Close. It keeps at most a buffer of
 // output, not the export, so memory does not grow with the number of events; the
 // one exception is the CSV format's outcomes.csv, held until the requests
 // section ends (a person has few requests).
@@ -77,7 +79,9 @@ func NewWriter(w io.Writer, f Format) (*Writer, error) {
 }
 
 // WriteHeader writes the header: what the export is and about whom. It comes
-// first, once.
+// first, once. The consent in h.Metadata is written when any was collected
+// (Categories not empty or UpdatedAt set); its statuses must be ConsentDenied,
+// ConsentGranted or ConsentConflict and its categories UTF-8.
 func (w *Writer) WriteHeader(h Header) error {
 	if err := w.ready(secHeader, ""); err != nil {
 		return err
@@ -90,6 +94,12 @@ func (w *Writer) WriteHeader(h Header) error {
 	}
 	if len(h.Metadata.Recipients) > 0 {
 		return fmt.Errorf("%w: header: Metadata.Recipients must be empty: recipients are a section of their own, written with WriteRecipient", ErrInvalid)
+	}
+	if len(h.Metadata.Consent.History) > 0 {
+		return fmt.Errorf("%w: header: Metadata.Consent.History must be empty: consent changes are a section of their own, written with WriteConsentChange", ErrInvalid)
+	}
+	if len(h.Metadata.Accounts) > 0 {
+		return fmt.Errorf("%w: header: Metadata.Accounts must be empty: accounts are a section of their own, written with WriteAccount", ErrInvalid)
 	}
 	r := w.rec.reset()
 	switch w.format {
@@ -132,6 +142,11 @@ func (w *Writer) WriteHeader(h Header) error {
 		r.csvTime("last_seen", m.LastSeen)
 		r.raw(",")
 		r.bool(h.Suppression.Suppressed)
+		r.raw(",")
+		if len(m.Consent.Categories) > 0 {
+			r.csvJSON(func() { r.categories(m.Consent.Categories) })
+		}
+		r.csvTime("consent_updated_at", m.Consent.UpdatedAt)
 		r.raw("\n")
 		w.zip.modified = h.GeneratedAt.UTC()
 	}
@@ -390,6 +405,77 @@ func (w *Writer) WriteRecipient(rc Recipient) error {
 	return w.put(secRecipients, "")
 }
 
+// WriteConsentChange writes one change of the person's consent. Changes are
+// written in the order given: oldest first, by convention. Preferences' keys
+// must be UTF-8; nil Preferences are left out, and differ from an empty map.
+func (w *Writer) WriteConsentChange(ch profile.ConsentChange) error {
+	if err := w.ready(secConsent, ""); err != nil {
+		return err
+	}
+	r := w.rec.reset()
+	if w.format == CSV {
+		r.csv(ch.MessageID)
+		r.csvs(ch.Type, ch.Event, ch.Source)
+		r.csvTime("timestamp", ch.Timestamp)
+		r.csvTime("received_at", ch.ReceivedAt)
+		r.raw(",")
+		if ch.Preferences != nil {
+			r.csvJSON(func() { r.preferences(ch.Preferences) })
+		}
+		r.raw("\n")
+	} else {
+		r.open(w.format, secConsent)
+		r.raw(`"message_id":`)
+		r.str(ch.MessageID)
+		r.raw(`,"type":`)
+		r.str(ch.Type)
+		r.raw(`,"event":`)
+		r.str(ch.Event)
+		r.raw(`,"source":`)
+		r.str(ch.Source)
+		r.time(`,"timestamp":`, ch.Timestamp)
+		r.time(`,"received_at":`, ch.ReceivedAt)
+		if ch.Preferences != nil {
+			r.raw(`,"preferences":`)
+			r.preferences(ch.Preferences)
+		}
+		r.close(w.format)
+	}
+	if r.err != nil {
+		return fmt.Errorf("%w: consent_history[%d]: %w", ErrInvalid, w.order.n[secConsent], r.err)
+	}
+	return w.put(secConsent, "")
+}
+
+// WriteAccount writes one account the person is linked to (a Segment group).
+// Accounts are written in the order given: first linked first, as the
+// profile's metadata holds them. Group ids must be unique within an export
+// and UTF-8; a repeated or malformed one fails with ErrInvalid, naming the
+// field, not the group id.
+func (w *Writer) WriteAccount(l profile.AccountLink) error {
+	if err := w.ready(secAccounts, l.GroupID); err != nil {
+		return err
+	}
+	r := w.rec.reset()
+	if w.format == CSV {
+		r.csv(l.GroupID)
+		r.csvTime("first_linked", l.FirstLinked)
+		r.csvTime("last_linked", l.LastLinked)
+		r.raw("\n")
+	} else {
+		r.open(w.format, secAccounts)
+		r.raw(`"group_id":`)
+		r.str(l.GroupID)
+		r.time(`,"first_linked":`, l.FirstLinked)
+		r.time(`,"last_linked":`, l.LastLinked)
+		r.close(w.format)
+	}
+	if r.err != nil {
+		return fmt.Errorf("%w: accounts[%d]: %w", ErrInvalid, w.order.n[secAccounts], r.err)
+	}
+	return w.put(secAccounts, l.GroupID)
+}
+
 // Close ends the remaining sections and the export and writes what is buffered:
 // the JSON document's closing brace, the NDJSON trailer, the CSV manifest and
 // the zip's directory. It does not close the underlying io.Writer. Close without
@@ -455,6 +541,8 @@ var jsonSections = [...]struct{ open, close string }{
 	secAudiences:   {`,"audiences":[`, `]`},
 	secRequests:    {`,"requests":[`, `]`},
 	secRecipients:  {`,"recipients":[`, `]`},
+	secConsent:     {`,"consent_history":[`, `]`},
+	secAccounts:    {`,"accounts":[`, `]`},
 	secEnd:         {"}\n", ""},
 }
 
@@ -647,6 +735,12 @@ func Write(w io.Writer, f Format, p *Package) error {
 	for i := 0; err == nil && i < len(p.Recipients); i++ {
 		err = wr.WriteRecipient(p.Recipients[i])
 	}
+	for i := 0; err == nil && i < len(p.ConsentHistory); i++ {
+		err = wr.WriteConsentChange(p.ConsentHistory[i])
+	}
+	for i := 0; err == nil && i < len(p.Accounts); i++ {
+		err = wr.WriteAccount(p.Accounts[i])
+	}
 	if err != nil {
 		return err
 	}
@@ -658,8 +752,11 @@ func Write(w io.Writer, f Format, p *Package) error {
 type recBuf struct {
 	b   []byte
 	val []byte // JSON text of a value for a CSV column
-	enc valueEncoder
-	err error
+	// keys holds a map's keys while they are sorted, for consent categories
+	// and preferences.
+	keys []string
+	enc  valueEncoder
+	err  error
 	// split, for a CSV request, is where its outcomes' rows begin in b, and
 	// splitRows how many there are.
 	split, splitRows int
@@ -726,7 +823,72 @@ func (r *recBuf) metadata(m *profile.Metadata) {
 	r.time(`,"updated_at":`, m.UpdatedAt)
 	r.time(`,"first_seen":`, m.FirstSeen)
 	r.time(`,"last_seen":`, m.LastSeen)
+	if c := &m.Consent; len(c.Categories) > 0 || !c.UpdatedAt.IsZero() {
+		r.raw(`,"consent":{"categories":`)
+		r.categories(c.Categories)
+		if !c.UpdatedAt.IsZero() && r.err == nil {
+			r.raw(`,"updated_at":"`)
+			r.b, r.err = appendTime(r.b, "consent.updated_at", c.UpdatedAt)
+			r.raw(`"`)
+		}
+		r.raw("}")
+	}
 	r.raw("}")
+}
+
+// categories appends consent categories as a JSON object, keys ascending,
+// each status true, false or "conflict".
+func (r *recBuf) categories(m map[string]profile.ConsentStatus) {
+	r.b = append(r.b, '{')
+	for i, k := range sortedKeys(r, m, "consent.categories") {
+		if i > 0 {
+			r.b = append(r.b, ',')
+		}
+		r.str(k)
+		switch s := m[k]; s {
+		case profile.ConsentDenied:
+			r.raw(":false")
+		case profile.ConsentGranted:
+			r.raw(":true")
+		case profile.ConsentConflict:
+			r.raw(`:"conflict"`)
+		default:
+			if r.err == nil {
+				r.err = fmt.Errorf("consent.categories[%q]: status %v is not ConsentDenied, ConsentGranted or ConsentConflict", k, s)
+			}
+		}
+	}
+	r.b = append(r.b, '}')
+}
+
+// preferences appends a consent change's preferences as a JSON object, keys
+// ascending.
+func (r *recBuf) preferences(m map[string]bool) {
+	r.b = append(r.b, '{')
+	for i, k := range sortedKeys(r, m, "preferences") {
+		if i > 0 {
+			r.b = append(r.b, ',')
+		}
+		r.str(k)
+		r.b = append(r.b, ':')
+		r.bool(m[k])
+	}
+	r.b = append(r.b, '}')
+}
+
+// sortedKeys returns m's keys in ascending order, in r.keys. A key that is
+// not UTF-8 sets r.err, naming field: it would be written changed, and could
+// then collide with another.
+func sortedKeys[V any](r *recBuf, m map[string]V, field string) []string {
+	r.keys = r.keys[:0]
+	for k := range m {
+		if !utf8.ValidString(k) && r.err == nil {
+			r.err = fmt.Errorf("%s: key %q is not valid UTF-8", field, k)
+		}
+		r.keys = append(r.keys, k)
+	}
+	slices.Sort(r.keys)
+	return r.keys
 }
 
 func (r *recBuf) value(path string, v any) {
@@ -756,6 +918,14 @@ func (r *recBuf) csvTime(name string, t time.Time) {
 	r.b, r.err = appendTime(r.b, name, t)
 }
 
+// csvJSON appends, as one CSV field, the JSON text enc appends to r.b.
+func (r *recBuf) csvJSON(enc func()) {
+	mark := len(r.b)
+	enc()
+	r.val = append(r.val[:0], r.b[mark:]...)
+	r.b = appendCSVJSON(r.b[:mark], r.val)
+}
+
 // csvValue appends v as a JSON-encoded CSV field.
 func (r *recBuf) csvValue(path string, v any) {
 	if r.err != nil {
@@ -766,7 +936,7 @@ func (r *recBuf) csvValue(path string, v any) {
 }
 
 // The zip's deflate writers are pooled: a flate.Writer costs hundreds of
-// kilobytes, and an archive has nine entries.
+// kilobytes, and an archive has eleven entries.
 var flatePool sync.Pool
 
 // flateLevel trades size for speed: exports are written under the subject's lock.

@@ -22,6 +22,7 @@ var header = export.Header{Schema: export.SchemaVersion, GeneratedAt: t0, Reques
 // after it is byte for byte the export written without it.
 func TestWriterRefuses(t *testing.T) {
 	ev := profile.Event{MessageID: "m1", Name: "x", Timestamp: t0}
+	change := profile.ConsentChange{MessageID: "c1", Type: "track", Timestamp: t0, Preferences: map[string]bool{"Ads": false, "Analytics": true}}
 	for _, tc := range []struct {
 		name   string
 		before func(w *export.Writer) error // valid calls
@@ -80,6 +81,19 @@ func TestWriterRefuses(t *testing.T) {
 		}, "due: year -1", nil},
 		{"trait key not UTF-8", nil,
 			func(w *export.Writer) error { return w.WriteTrait("a\xff", profile.Trait{Value: 1.0}) }, "not valid UTF-8", nil},
+		{"recipient after consent change", func(w *export.Writer) error { return w.WriteConsentChange(change) },
+			func(w *export.Writer) error { return w.WriteRecipient(export.Recipient{Name: "crm"}) }, "recipient after consent_change",
+			func(w *export.Writer) error { return w.WriteConsentChange(change) }},
+		{"consent change before header", nil, func(w *export.Writer) error { return w.WriteConsentChange(change) },
+			"consent_change before the header", func(w *export.Writer) error { return w.WriteHeader(header) }},
+		{"preference key not UTF-8", func(w *export.Writer) error { return w.WriteConsentChange(change) },
+			func(w *export.Writer) error {
+				return w.WriteConsentChange(profile.ConsentChange{MessageID: "c2", Preferences: map[string]bool{"Ads": true, "A\xffs": false}})
+			}, `consent_history[1]: preferences: key "A\xffs" is not valid UTF-8`,
+			func(w *export.Writer) error { return w.WriteConsentChange(change) }},
+		{"consent change time beyond RFC 3339", nil, func(w *export.Writer) error {
+			return w.WriteConsentChange(profile.ConsentChange{MessageID: "c9", ReceivedAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), Preferences: map[string]bool{}})
+		}, "consent_history[0]: received_at: year 10000", func(w *export.Writer) error { return w.WriteConsentChange(change) }},
 		{"write after close", func(w *export.Writer) error { return w.Close() },
 			func(w *export.Writer) error { return w.WriteRecipient(export.Recipient{Name: "crm"}) }, "closed", nil},
 	} {
@@ -91,7 +105,7 @@ func TestWriterRefuses(t *testing.T) {
 					if err != nil {
 						return err
 					}
-					start := tc.name == "event before header" || tc.name == "close before header"
+					start := strings.HasSuffix(tc.name, "before header")
 					if !start {
 						if err := w.WriteHeader(header); err != nil {
 							return fmt.Errorf("header: %w", err)
@@ -220,7 +234,11 @@ func TestWriterFails(t *testing.T) {
 				"WriteEvent":     func() error { return w.WriteEvent(events[0]) },
 				"WriteAudience":  func() error { return w.WriteAudience("z") },
 				"WriteRecipient": func() error { return w.WriteRecipient(export.Recipient{Name: "x"}) },
-				"Close":          w.Close,
+				"WriteConsentChange": func() error {
+					return w.WriteConsentChange(profile.ConsentChange{MessageID: "c1"})
+				},
+				"WriteAccount": func() error { return w.WriteAccount(profile.AccountLink{GroupID: "g1"}) },
+				"Close":        w.Close,
 			} {
 				if err := call(); !errors.Is(err, errBoom) {
 					t.Errorf("%s after the failure = %v; want the same error", name, err)
