@@ -171,8 +171,8 @@ func (c *Controller) writeExport(ctx context.Context, e *journal.Entry, pid iden
 		return backendError("suppression read", err)
 	}
 	meta := p.Metadata
-	recipients, consentHistory, accounts := meta.Recipients, meta.Consent.History, meta.Accounts
-	meta.Recipients, meta.Consent.History, meta.Accounts = nil, nil, nil // sections of their own
+	recipients, consentHistory, accounts := meta.Recipients, meta.Consent.History(), meta.Accounts
+	meta.Recipients, meta.Consent, meta.Accounts = nil, meta.Consent.WithoutHistory(), nil // sections of their own
 	if err := sink.WriteHeader(export.Header{Schema: export.SchemaVersion, GeneratedAt: c.now(), RequestID: e.ID,
 		ProfileID: pid, Metadata: meta, Suppression: export.Suppression{Suppressed: suppressed}}); err != nil {
 		return err

@@ -216,7 +216,7 @@ func (c *Controller) reevaluateOnce(ctx context.Context, pid identity.ProfileID,
 			return err
 		}
 	}
-	changes := set.EvaluateInputs(st, audience.Inputs{Traits: p.Traits, Consent: p.Metadata.Consent.Categories}, now, c.excluded(ctx, pid))
+	changes := set.EvaluateInputs(st, audience.Inputs{Traits: p.Traits, Consent: p.Metadata.Consent}, now, c.excluded(ctx, pid))
 	if err := atx.Put(ctx, pid, st); err != nil {
 		return backendError("audience put", err)
 	}

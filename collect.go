@@ -227,7 +227,7 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 			return false, false, backendError("audience begin", err)
 		}
 		defer atx.Rollback(ctx)
-		in := audience.Inputs{Traits: traits, Values: values, Consent: u.Metadata.Consent.Categories}
+		in := audience.Inputs{Traits: traits, Values: values, Consent: u.Metadata.Consent}
 		if changes, members, err = c.stageAudiences(ctx, atx, set, plan, u.Event, in, now, catchUp); err != nil {
 			return false, false, err
 		}

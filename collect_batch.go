@@ -665,7 +665,7 @@ func (c *Controller) batchAudiences(ctx context.Context, ptx profile.Tx, set *au
 		}
 		// The profiles of a batch were admitted: none is suppressed. The
 		// consent is the profile's after this message.
-		in := audience.Inputs{Traits: it.traits, Consent: updates[it.update].Metadata.Consent.Categories}
+		in := audience.Inputs{Traits: it.traits, Consent: updates[it.update].Metadata.Consent}
 		if it.traits == nil {
 			in.Values = values[it.profile]
 			if in.Values == nil { // stored afresh in this batch: no traits yet

@@ -175,7 +175,7 @@ func setTrait(u *profile.Update, k string, t profile.Trait) {
 // both consents (profile.Consent.Merge), the merge named by the message
 // that caused it.
 func mergeMetadata(into, from profile.Metadata, messageID string, now time.Time) profile.Metadata {
-	into.Consent.Merge(from.Consent, messageID, now)
+	into.Consent = into.Consent.Merge(from.Consent, messageID, now)
 	into.Accounts = mergeAccounts(slices.Clone(into.Accounts), from.Accounts)
 	if from.CreatedAt.Before(into.CreatedAt) {
 		into.CreatedAt, into.FirstMessageID = from.CreatedAt, from.FirstMessageID

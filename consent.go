@@ -27,15 +27,14 @@ func (m *message) consentEvent() bool {
 }
 
 // noteConsent records the message's consent preferences in meta, when it
-// carries some that change it (or is the explicit event). meta's Consent is
-// copied before it changes: the batch path hands each update its own
-// metadata, sharing what did not change.
+// carries some that change it (or is the explicit event). Consent is
+// immutable: an unchanged one costs nothing to carry.
 func noteConsent(meta *profile.Metadata, msg *message, now time.Time) {
-	if !msg.hasConsent || msg.timestamp.Before(meta.Consent.UpdatedAt) {
+	if !msg.hasConsent || msg.timestamp.Before(meta.Consent.UpdatedAt()) {
 		return
 	}
 	explicit := msg.consentEvent()
-	if !explicit && sameConsent(meta.Consent.Categories, msg.consent) {
+	if !explicit && meta.Consent.Same(msg.consent) {
 		return
 	}
 	prefs := make(map[string]bool, len(msg.consent))
@@ -47,22 +46,5 @@ func noteConsent(meta *profile.Metadata, msg *message, now time.Time) {
 	if msg.kind == kindTrack {
 		ch.Event = msg.event
 	}
-	meta.Consent = meta.Consent.Clone()
-	meta.Consent.Apply(ch, explicit)
-}
-
-// sameConsent reports whether preferences prefs (true granted, any other
-// value denied) would leave the statuses cats as they are: the same
-// categories, each with the same status.
-func sameConsent(cats map[string]profile.ConsentStatus, prefs map[string]any) bool {
-	if len(cats) != len(prefs) {
-		return false
-	}
-	for k, s := range cats {
-		v, ok := prefs[k]
-		if !ok || (s == profile.ConsentGranted) != (v == true) || s == profile.ConsentConflict {
-			return false
-		}
-	}
-	return true
+	meta.Consent, _ = meta.Consent.Apply(ch, explicit)
 }

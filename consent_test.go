@@ -34,7 +34,7 @@ func mustMetadata(t *testing.T, c *privacy.Controller, id identity.ID) profile.M
 // statuses renders a consent's categories as category=status, sorted.
 func statuses(c profile.Consent) []string {
 	var out []string
-	for k, s := range c.Categories {
+	for k, s := range c.Categories() {
 		out = append(out, k+"="+s.String())
 	}
 	slices.Sort(out)
@@ -44,7 +44,7 @@ func statuses(c profile.Consent) []string {
 // historyIDs returns the message ids of a consent's history, in order.
 func historyIDs(c profile.Consent) []string {
 	var out []string
-	for _, ch := range c.History {
+	for _, ch := range c.History() {
 		out = append(out, ch.MessageID)
 	}
 	return out
@@ -75,7 +75,7 @@ func TestConsentOnTheProfile(t *testing.T) {
 	if got := historyIDs(m.Consent); !slices.Equal(got, []string{"m1"}) {
 		t.Fatalf("history = %v; want [m1]: a repeat or a message without preferences is no change", got)
 	}
-	ch := m.Consent.History[0]
+	ch := m.Consent.History()[0]
 	if ch.Type != "identify" || ch.Source != "web" || !ch.Timestamp.Equal(at(1)) || !ch.ReceivedAt.Equal(t0) ||
 		!maps.Equal(ch.Preferences, map[string]bool{"Advertising": true, "Analytics": false}) {
 		t.Errorf("history[0] = %+v; want the identify from web at at(1), received at t0, with its preferences", ch)
@@ -96,8 +96,8 @@ func TestConsentOnTheProfile(t *testing.T) {
 	if got := historyIDs(m.Consent); !slices.Equal(got, []string{"m1", "m5"}) {
 		t.Errorf("history = %v; want [m1 m5]", got)
 	}
-	if !m.Consent.UpdatedAt.Equal(at(5)) {
-		t.Errorf("UpdatedAt = %v; want at(5), the last change's timestamp", m.Consent.UpdatedAt)
+	if !m.Consent.UpdatedAt().Equal(at(5)) {
+		t.Errorf("UpdatedAt = %v; want at(5), the last change's timestamp", m.Consent.UpdatedAt())
 	}
 
 	// An empty categoryPreferences denies every category.
@@ -106,7 +106,7 @@ func TestConsentOnTheProfile(t *testing.T) {
 	if got, want := statuses(m.Consent), []string{"Advertising=false", "Analytics=false", "Functional=false"}; !slices.Equal(got, want) {
 		t.Errorf("consent after an empty categoryPreferences = %v; want %v", got, want)
 	}
-	if h := m.Consent.History; len(h) != 3 || h[2].MessageID != "m7" || h[2].Preferences == nil || len(h[2].Preferences) != 0 {
+	if h := m.Consent.History(); len(h) != 3 || h[2].MessageID != "m7" || h[2].Preferences == nil || len(h[2].Preferences) != 0 {
 		t.Errorf("history = %+v; want m7 last, with empty (not nil) preferences", h)
 	}
 }
@@ -130,7 +130,7 @@ func TestConsentPreferenceUpdatedIsProof(t *testing.T) {
 	if got := historyIDs(m.Consent); !slices.Equal(got, []string{"m1", "m2"}) {
 		t.Errorf("history = %v; want [m1 m2]: the consent event is recorded though it repeats m1", got)
 	}
-	if h := m.Consent.History; len(h) == 2 && h[1].Event != privacy.ConsentPreferenceUpdated {
+	if h := m.Consent.History(); len(h) == 2 && h[1].Event != privacy.ConsentPreferenceUpdated {
 		t.Errorf("history[1].Event = %q; want %q", h[1].Event, privacy.ConsentPreferenceUpdated)
 	}
 	if got := messageIDsSent(ads.Recorder); !slices.Equal(got, []string{"m2"}) {
@@ -189,7 +189,7 @@ func TestConsentMergeConflicts(t *testing.T) {
 	if got, want := historyIDs(m.Consent), []string{"a", "b", "join"}; !slices.Equal(got, want) {
 		t.Errorf("history after the merge = %v; want %v", got, want)
 	}
-	if last := m.Consent.History[len(m.Consent.History)-1]; last.Type != profile.ConsentMerge {
+	if last := m.Consent.History()[m.Consent.HistoryLen()-1]; last.Type != profile.ConsentMerge {
 		t.Errorf("the merge's history entry has type %q; want %q", last.Type, profile.ConsentMerge)
 	}
 	e.collect(t, privacy.Track{MessageID: "c", UserID: "u1", Event: "E", Timestamp: at(4), Context: consentCtx(map[string]any{"Advertising": true, "Analytics": true})})
@@ -221,7 +221,7 @@ func TestConsentHistoryIsBounded(t *testing.T) {
 		e.collect(t, privacy.Track{MessageID: "m" + string(rune('A'+i/26)) + string(rune('a'+i%26)), UserID: "u1", Event: "E", Timestamp: at(i),
 			Context: consentCtx(map[string]any{"Advertising": i%2 == 0})})
 	}
-	h := mustMetadata(t, e.c, user("u1")).Consent.History
+	h := mustMetadata(t, e.c, user("u1")).Consent.History()
 	if len(h) != profile.MaxConsentHistory {
 		t.Fatalf("history holds %d changes; want %d", len(h), profile.MaxConsentHistory)
 	}
@@ -333,13 +333,13 @@ func TestAccessAndExportCarryConsent(t *testing.T) {
 	}
 	check := func(where string, pkg *export.Package) {
 		t.Helper()
-		if got := statuses(pkg.Profile.Metadata.Consent); !slices.Equal(got, statuses(want)) || !pkg.Profile.Metadata.Consent.UpdatedAt.Equal(want.UpdatedAt) {
-			t.Errorf("%s: consent %v at %v; want %v at %v", where, got, pkg.Profile.Metadata.Consent.UpdatedAt, statuses(want), want.UpdatedAt)
+		if got := statuses(pkg.Profile.Metadata.Consent); !slices.Equal(got, statuses(want)) || !pkg.Profile.Metadata.Consent.UpdatedAt().Equal(want.UpdatedAt()) {
+			t.Errorf("%s: consent %v at %v; want %v at %v", where, got, pkg.Profile.Metadata.Consent.UpdatedAt(), statuses(want), want.UpdatedAt())
 		}
-		if diff := cmp.Diff(want.History, pkg.ConsentHistory); diff != "" {
+		if diff := cmp.Diff(want.History(), pkg.ConsentHistory); diff != "" {
 			t.Errorf("%s: consent history (-want +got):\n%s", where, diff)
 		}
-		if len(pkg.Profile.Metadata.Consent.History) != 0 {
+		if pkg.Profile.Metadata.Consent.HistoryLen() != 0 {
 			t.Errorf("%s: the history is in the metadata too", where)
 		}
 	}

@@ -477,7 +477,7 @@ func (s *stager) reevaluate(r reevaluation, changes map[identity.ProfileID][]aud
 	if err != nil {
 		return backendError("reading audience state", err)
 	}
-	changes[r.pid] = set.EvaluateInputs(st, audience.Inputs{Traits: p.Traits, Consent: p.Metadata.Consent.Categories}, s.now, excluded)
+	changes[r.pid] = set.EvaluateInputs(st, audience.Inputs{Traits: p.Traits, Consent: p.Metadata.Consent}, s.now, excluded)
 	return backendError("audience put", s.txs.audiences.Put(s.ctx, r.pid, st))
 }
 

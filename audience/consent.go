@@ -80,8 +80,8 @@ func (c ConsentRef) Exists() Condition {
 
 // consentValue is what a consent condition compares: nil when the category
 // was never collected.
-func consentValue(consent map[string]profile.ConsentStatus, category string) any {
-	s, ok := consent[category]
+func consentValue(consent profile.Consent, category string) any {
+	s, ok := consent.Lookup(category)
 	switch {
 	case !ok:
 		return nil

@@ -443,11 +443,11 @@ func (s *Set) Evaluate(st *State, traits map[string]profile.Trait, now time.Time
 // Inputs is what evaluating a profile's memberships reads besides its
 // counters: its traits, either whole (Traits) or only the values of those
 // the audiences read, in TraitNames order (Values, when not nil), and its
-// consent preferences (profile.Consent.Categories).
+// consent preferences.
 type Inputs struct {
 	Traits  map[string]profile.Trait
 	Values  []any
-	Consent map[string]profile.ConsentStatus
+	Consent profile.Consent
 }
 
 // EvaluateInputs is Evaluate given everything a condition can read.

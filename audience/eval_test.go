@@ -680,7 +680,7 @@ func TestEvaluateConsent(t *testing.T) {
 			t.Errorf("%s: UsesConsent = false", tc.query)
 		}
 		st := &State{}
-		s.EvaluateInputs(st, Inputs{Consent: consent}, t0, false)
+		s.EvaluateInputs(st, Inputs{Consent: profile.NewConsent(consent, t0, nil)}, t0, false)
 		if got := st.IsMember("x"); got != tc.want {
 			t.Errorf("%s: member %v, want %v", tc.query, got, tc.want)
 		}

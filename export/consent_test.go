@@ -93,10 +93,10 @@ func TestConsentLeftOutWhenNotCollected(t *testing.T) {
 	if row := strings.SplitN(string(files["profile.csv"]), "\n", 3)[1]; !strings.HasSuffix(row, ",false,,") {
 		t.Errorf("profile.csv row %q: want empty consent cells", row)
 	}
-	p.Profile.Metadata.Consent = profile.Consent{Categories: map[string]profile.ConsentStatus{}, UpdatedAt: t0}
+	p.Profile.Metadata.Consent = profile.NewConsent(map[string]profile.ConsentStatus{}, t0, nil)
 	for _, f := range formats {
 		got := read(t, f, write(t, f, p))
-		if c := got.Profile.Metadata.Consent; c.Categories != nil || !c.UpdatedAt.Equal(t0) {
+		if c := got.Profile.Metadata.Consent; c.Categories() != nil || !c.UpdatedAt().Equal(t0) {
 			t.Errorf("%v: consent with no categories read back as %+v; want nil categories updated at %v", f, c, t0)
 		}
 	}
@@ -203,8 +203,8 @@ func TestReadExportWithoutConsent(t *testing.T) {
 // absent only with its manifest entry; one without the other is refused.
 func TestReadCSVConsentHistoryListedIfPresent(t *testing.T) {
 	got := readWithoutCSVFile(t, "consent_history.csv")
-	if got.ConsentHistory != nil || got.Profile.Metadata.Consent.Categories == nil {
-		t.Errorf("read %d consent changes and categories %v; want none and the categories", len(got.ConsentHistory), got.Profile.Metadata.Consent.Categories)
+	if got.ConsentHistory != nil || got.Profile.Metadata.Consent.Len() == 0 {
+		t.Errorf("read %d consent changes and categories %v; want none and the categories", len(got.ConsentHistory), got.Profile.Metadata.Consent.Categories())
 	}
 }
 
@@ -341,26 +341,26 @@ func TestReadRefusesMalformedConsent(t *testing.T) {
 // good header as if nothing had happened.
 func TestWriteHeaderRefusesConsent(t *testing.T) {
 	good := header
-	good.Metadata.Consent = profile.Consent{Categories: map[string]profile.ConsentStatus{"Ads": profile.ConsentGranted}, UpdatedAt: t0}
+	ads := map[string]profile.ConsentStatus{"Ads": profile.ConsentGranted}
+	good.Metadata.Consent = profile.NewConsent(ads, t0, nil)
 	for _, tc := range []struct {
-		name string
-		edit func(c *profile.Consent)
-		want string
+		name    string
+		consent profile.Consent
+		want    string
 	}{
-		{"history", func(c *profile.Consent) { c.History = []profile.ConsentChange{{MessageID: "c1"}} },
+		{"history", profile.NewConsent(ads, t0, []profile.ConsentChange{{MessageID: "c1"}}),
 			"Metadata.Consent.History must be empty: consent changes are a section of their own, written with WriteConsentChange"},
-		{"status", func(c *profile.Consent) { c.Categories["Ads"] = profile.ConsentConflict + 1 },
+		{"status", profile.NewConsent(map[string]profile.ConsentStatus{"Ads": profile.ConsentConflict + 1}, t0, nil),
 			`consent.categories["Ads"]: status ConsentStatus(3) is not ConsentDenied, ConsentGranted or ConsentConflict`},
-		{"category not UTF-8", func(c *profile.Consent) { c.Categories["A\xffs"] = profile.ConsentDenied },
+		{"category not UTF-8", profile.NewConsent(map[string]profile.ConsentStatus{"Ads": profile.ConsentGranted, "A\xffs": profile.ConsentDenied}, t0, nil),
 			`consent.categories: key "A\xffs" is not valid UTF-8`},
-		{"time", func(c *profile.Consent) { c.UpdatedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
+		{"time", profile.NewConsent(ads, time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), nil),
 			"updated_at: year 10000"}, // CSV names the column consent_updated_at
 	} {
 		for _, f := range formats {
 			t.Run(tc.name+"/"+f.String(), func(t *testing.T) {
 				bad := good
-				bad.Metadata.Consent = good.Metadata.Consent.Clone()
-				tc.edit(&bad.Metadata.Consent)
+				bad.Metadata.Consent = tc.consent
 				var got, want bytes.Buffer
 				w, err := export.NewWriter(&got, f)
 				if err != nil {
@@ -387,7 +387,8 @@ func TestWriteHeaderRefusesConsent(t *testing.T) {
 	}
 	// Write refuses a package whose metadata holds the history.
 	p := richPackage()
-	p.Profile.Metadata.Consent.History = p.ConsentHistory
+	c := p.Profile.Metadata.Consent
+	p.Profile.Metadata.Consent = profile.NewConsent(c.Categories(), c.UpdatedAt(), p.ConsentHistory)
 	for _, f := range formats {
 		if err := export.Write(io.Discard, f, p); !errors.Is(err, export.ErrInvalid) || !strings.Contains(err.Error(), "Consent.History") {
 			t.Errorf("%v: Write with Metadata.Consent.History = %v; want ErrInvalid naming it", f, err)
@@ -427,9 +428,9 @@ func TestFuzzSeedsWithConsent(t *testing.T) {
 			t.Fatalf("%s: %v", tc.path, err)
 		}
 		c := p.Profile.Metadata.Consent
-		has := len(c.Categories) == 3 && c.Categories["Functional, \"x\""] == profile.ConsentConflict &&
+		has := c.Len() == 3 && c.Status("Functional, \"x\"") == profile.ConsentConflict &&
 			len(p.ConsentHistory) == 4 && p.ConsentHistory[1].Preferences != nil && len(p.ConsentHistory[1].Preferences) == 0
-		if has != tc.wantConsent || !tc.wantConsent && (c.Collected() || !c.UpdatedAt.IsZero() || p.ConsentHistory != nil) {
+		if has != tc.wantConsent || !tc.wantConsent && (c.Collected() || !c.UpdatedAt().IsZero() || p.ConsentHistory != nil) {
 			t.Errorf("%s: consent %+v, history %+v; want consent: %v", tc.path, c, p.ConsentHistory, tc.wantConsent)
 		}
 	}

@@ -22,10 +22,8 @@ func Example() {
 			ID:          "use_1",
 			Traits:      map[string]profile.Trait{"plan": {Value: "pro", Source: "identify", UpdatedAt: at}},
 			ExternalIDs: []profile.ExternalID{{ID: identity.ID{Type: "email", Value: "a@b.c"}, CreatedAt: at, FirstMessageID: "m1"}},
-			Metadata: profile.Metadata{Version: 2, Consent: profile.Consent{
-				Categories: map[string]profile.ConsentStatus{"Advertising": profile.ConsentDenied, "Analytics": profile.ConsentGranted},
-				UpdatedAt:  at,
-			}},
+			Metadata: profile.Metadata{Version: 2, Consent: profile.NewConsent(
+				map[string]profile.ConsentStatus{"Advertising": profile.ConsentDenied, "Analytics": profile.ConsentGranted}, at, nil)},
 		},
 		Events:     []profile.Event{{MessageID: "m1", Name: "Signed Up", Properties: map[string]any{"trial": true}, Timestamp: at}},
 		Audiences:  []string{"vip"},

@@ -62,15 +62,12 @@ func richPackage() *export.Package {
 				LastMessageID:  "m9",
 				FirstSeen:      t0.Add(-time.Hour),
 				LastSeen:       t0.Add(2 * time.Hour),
-				Consent: profile.Consent{
-					Categories: map[string]profile.ConsentStatus{
-						"Advertising":   profile.ConsentGranted,
-						"Analytics":     profile.ConsentDenied,
-						"Functional":    profile.ConsentConflict,
-						"Sales, \"EU\"": profile.ConsentGranted,
-					},
-					UpdatedAt: t0.Add(90 * time.Minute),
-				},
+				Consent: profile.NewConsent(map[string]profile.ConsentStatus{
+					"Advertising":   profile.ConsentGranted,
+					"Analytics":     profile.ConsentDenied,
+					"Functional":    profile.ConsentConflict,
+					"Sales, \"EU\"": profile.ConsentGranted,
+				}, t0.Add(90*time.Minute), nil),
 			},
 		},
 		Events: []profile.Event{
@@ -173,12 +170,12 @@ func everyField(t *testing.T) *export.Package {
 	p := new(export.Package)
 	fill(reflect.ValueOf(p).Elem(), "p")
 	p.Schema = export.SchemaVersion
-	p.Profile.Metadata.Recipients = nil      // carried as p.Recipients
-	p.Profile.Metadata.Consent.History = nil // carried as p.ConsentHistory
-	p.Profile.Metadata.Accounts = nil        // carried as p.Accounts
-	for k := range p.Profile.Metadata.Consent.Categories {
-		p.Profile.Metadata.Consent.Categories[k] = profile.ConsentConflict // a status there is, whatever fill set
-	}
+	p.Profile.Metadata.Recipients = nil // carried as p.Recipients
+	p.Profile.Metadata.Accounts = nil   // carried as p.Accounts
+	// Consent's fields are its own (reflection cannot fill them): every
+	// status, and a time; its history is carried as p.ConsentHistory.
+	p.Profile.Metadata.Consent = profile.NewConsent(map[string]profile.ConsentStatus{
+		"p.granted": profile.ConsentGranted, "p.denied": profile.ConsentDenied, "p.conflict": profile.ConsentConflict}, p.Profile.Metadata.LastSeen, nil)
 	for i := range p.Requests {
 		for j := range p.Requests[i].Outcomes {
 			p.Requests[i].Outcomes[j].Kind = export.OutcomeDestination
@@ -186,7 +183,7 @@ func everyField(t *testing.T) *export.Package {
 	}
 	// Sanity: the filler reached the leaves.
 	if p.Profile.Metadata.LastSeen.IsZero() || p.Requests[0].Outcomes[0].Err == "" || p.Profile.ExternalIDs[0].ID.Value == "" ||
-		p.Profile.Metadata.Consent.UpdatedAt.IsZero() || len(p.ConsentHistory[0].Preferences) == 0 || p.ConsentHistory[0].ReceivedAt.IsZero() ||
+		p.Profile.Metadata.Consent.UpdatedAt().IsZero() || len(p.ConsentHistory[0].Preferences) == 0 || p.ConsentHistory[0].ReceivedAt.IsZero() ||
 		p.Accounts[0].GroupID == "" || p.Accounts[0].LastLinked.IsZero() {
 		t.Fatalf("everyField left fields zero: %+v", p)
 	}

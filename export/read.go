@@ -219,7 +219,7 @@ func (m *wireMetadata) metadata() (profile.Metadata, error) {
 		if err != nil {
 			return profile.Metadata{}, err
 		}
-		md.Consent = profile.Consent{Categories: c.Categories, UpdatedAt: at}
+		md.Consent = profile.NewConsent(c.Categories, at, nil)
 	}
 	return md, nil
 }

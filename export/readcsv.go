@@ -255,10 +255,11 @@ func (cr *csvReader) row(t *table, v []string) error {
 		p.Suppression.Suppressed = c.bool("suppressed", v[11])
 		// Empty in an export from before consent was kept, which lacks
 		// the columns, and when none was collected.
+		var cats map[string]profile.ConsentStatus
 		if v[12] != "" {
-			p.Profile.Metadata.Consent.Categories = c.categories("consent", v[12])
+			cats = c.categories("consent", v[12])
 		}
-		p.Profile.Metadata.Consent.UpdatedAt = c.time("consent_updated_at", v[13])
+		p.Profile.Metadata.Consent = profile.NewConsent(cats, c.time("consent_updated_at", v[13]), nil)
 		return c.add(&cr.order, secHeader, "")
 	case identifiersTable:
 		id := profile.ExternalID{

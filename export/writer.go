@@ -95,7 +95,7 @@ func (w *Writer) WriteHeader(h Header) error {
 	if len(h.Metadata.Recipients) > 0 {
 		return fmt.Errorf("%w: header: Metadata.Recipients must be empty: recipients are a section of their own, written with WriteRecipient", ErrInvalid)
 	}
-	if len(h.Metadata.Consent.History) > 0 {
+	if h.Metadata.Consent.HistoryLen() > 0 {
 		return fmt.Errorf("%w: header: Metadata.Consent.History must be empty: consent changes are a section of their own, written with WriteConsentChange", ErrInvalid)
 	}
 	if len(h.Metadata.Accounts) > 0 {
@@ -143,10 +143,10 @@ func (w *Writer) WriteHeader(h Header) error {
 		r.raw(",")
 		r.bool(h.Suppression.Suppressed)
 		r.raw(",")
-		if len(m.Consent.Categories) > 0 {
-			r.csvJSON(func() { r.categories(m.Consent.Categories) })
+		if m.Consent.Len() > 0 {
+			r.csvJSON(func() { r.categories(m.Consent.Categories()) })
 		}
-		r.csvTime("consent_updated_at", m.Consent.UpdatedAt)
+		r.csvTime("consent_updated_at", m.Consent.UpdatedAt())
 		r.raw("\n")
 		w.zip.modified = h.GeneratedAt.UTC()
 	}
@@ -823,12 +823,12 @@ func (r *recBuf) metadata(m *profile.Metadata) {
 	r.time(`,"updated_at":`, m.UpdatedAt)
 	r.time(`,"first_seen":`, m.FirstSeen)
 	r.time(`,"last_seen":`, m.LastSeen)
-	if c := &m.Consent; len(c.Categories) > 0 || !c.UpdatedAt.IsZero() {
+	if c := &m.Consent; c.Len() > 0 || !c.UpdatedAt().IsZero() {
 		r.raw(`,"consent":{"categories":`)
-		r.categories(c.Categories)
-		if !c.UpdatedAt.IsZero() && r.err == nil {
+		r.categories(c.Categories())
+		if !c.UpdatedAt().IsZero() && r.err == nil {
 			r.raw(`,"updated_at":"`)
-			r.b, r.err = appendTime(r.b, "consent.updated_at", c.UpdatedAt)
+			r.b, r.err = appendTime(r.b, "consent.updated_at", c.UpdatedAt())
 			r.raw(`"`)
 		}
 		r.raw("}")

@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"encoding/json"
 	"maps"
 	"slices"
 	"sort"
@@ -14,23 +15,22 @@ import (
 // person, and the changes that set it, the proof of consent Art. 7(1) GDPR
 // asks a controller to be able to show.
 //
-// The zero Consent is a person whose consent was never collected. Stores keep
-// it with the metadata, in clear (categories, statuses, times, message ids:
-// no value the person typed), and delete it with the profile.
+// A Consent is immutable: Apply and Merge return a new one, and the
+// accessors return copies. So copying a Metadata copies its Consent for
+// free, whatever the length of its history, on the collection path that
+// reads and writes the metadata with every message. The zero Consent is a
+// person whose consent was never collected. Stores keep it with the
+// metadata, in clear (categories, statuses, times, message ids: no value the
+// person typed), as its JSON (MarshalJSON), and delete it with the profile.
 type Consent struct {
-	// Categories maps every category ever collected to its status. A
-	// category never collected is absent; it counts as ConsentDenied.
-	Categories map[string]ConsentStatus
-	// UpdatedAt is the timestamp of the message that set Categories last:
-	// a message older than it changes nothing (the latest preference wins,
-	// whatever the order of arrival).
-	UpdatedAt time.Time
-	// History lists the changes, oldest first: at most MaxConsentHistory,
-	// the latest ones.
-	History []ConsentChange
+	// Never changed in place once the Consent is made: Apply and Merge
+	// make new ones, so that copies share them safely.
+	categories map[string]ConsentStatus
+	updatedAt  time.Time
+	history    []ConsentChange
 }
 
-// MaxConsentHistory is how many changes Consent.History keeps: the latest.
+// MaxConsentHistory is how many changes a Consent keeps: the latest.
 const MaxConsentHistory = 100
 
 // ConsentStatus is one category's consent status.
@@ -62,9 +62,8 @@ func (s ConsentStatus) String() string {
 // said it: when, what, and from which message and source.
 type ConsentChange struct {
 	// MessageID is the message's id; Type its type ("identify", "track",
-	// ...) and Event a track's event name, such as "Segment Consent
-	// Preference Updated", or "merge" for a change a merge of two
-	// profiles made.
+	// ...) or ConsentMerge for a change a merge of two profiles made; Event a
+	// track's event name, such as "Segment Consent Preference Updated".
 	MessageID string
 	Type      string
 	Event     string
@@ -74,48 +73,138 @@ type ConsentChange struct {
 	Timestamp  time.Time
 	ReceivedAt time.Time
 	// Preferences are the message's categoryPreferences as given (after a
-	// merge, the statuses the merge set, with conflicts as false).
+	// merge, the statuses the merge set, with conflicts as false). Empty,
+	// not nil, for an empty object, which denies every category.
 	Preferences map[string]bool
 }
 
 // The Type of a ConsentChange a merge of two profiles made.
 const ConsentMerge = "merge"
 
-// Clone returns a deep copy of c.
-func (c Consent) Clone() Consent {
-	c.Categories = maps.Clone(c.Categories)
-	if c.History != nil {
-		h := make([]ConsentChange, len(c.History))
-		for i, ch := range c.History {
-			ch.Preferences = maps.Clone(ch.Preferences)
-			h[i] = ch
+func (ch ConsentChange) clone() ConsentChange {
+	ch.Preferences = maps.Clone(ch.Preferences)
+	return ch
+}
+
+// NewConsent returns the Consent of the statuses given, set last at
+// updatedAt, with the history given (oldest first; the latest
+// MaxConsentHistory are kept). It copies what it keeps. Stores and readers
+// of exports make one with it.
+func NewConsent(categories map[string]ConsentStatus, updatedAt time.Time, history []ConsentChange) Consent {
+	c := Consent{categories: maps.Clone(categories), updatedAt: updatedAt}
+	if len(c.categories) == 0 {
+		c.categories = nil
+	}
+	if n := len(history) - MaxConsentHistory; n > 0 {
+		history = history[n:]
+	}
+	if len(history) > 0 {
+		c.history = make([]ConsentChange, len(history))
+		for i, ch := range history {
+			c.history[i] = ch.clone()
 		}
-		c.History = h
 	}
 	return c
 }
 
+// Categories returns a copy of the statuses of every category ever
+// collected; nil when none was.
+func (c Consent) Categories() map[string]ConsentStatus { return maps.Clone(c.categories) }
+
 // Status returns the status of category: ConsentDenied when it was never
 // collected.
-func (c *Consent) Status(category string) ConsentStatus { return c.Categories[category] }
+func (c Consent) Status(category string) ConsentStatus { return c.categories[category] }
+
+// Lookup returns the status of category and whether it was ever collected.
+func (c Consent) Lookup(category string) (ConsentStatus, bool) {
+	s, ok := c.categories[category]
+	return s, ok
+}
+
+// Len returns how many categories were ever collected.
+func (c Consent) Len() int { return len(c.categories) }
+
+// UpdatedAt is the timestamp of the message that set the statuses last: a
+// message older than it changes nothing (the latest preference wins,
+// whatever the order of arrival).
+func (c Consent) UpdatedAt() time.Time { return c.updatedAt }
+
+// History returns a copy of the changes, oldest first: at most
+// MaxConsentHistory, the latest ones. nil when there are none.
+func (c Consent) History() []ConsentChange {
+	if len(c.history) == 0 {
+		return nil
+	}
+	out := make([]ConsentChange, len(c.history))
+	for i, ch := range c.history {
+		out[i] = ch.clone()
+	}
+	return out
+}
+
+// HistoryLen returns how many changes the history holds.
+func (c Consent) HistoryLen() int { return len(c.history) }
+
+// WithoutHistory returns c without its history: what an export's header
+// holds, the history being a section of its own.
+func (c Consent) WithoutHistory() Consent {
+	c.history = nil
+	return c
+}
 
 // Collected reports whether any consent preference was ever collected.
-func (c *Consent) Collected() bool { return len(c.Categories) > 0 || len(c.History) > 0 }
+func (c Consent) Collected() bool {
+	return len(c.categories) > 0 || len(c.history) > 0 || !c.updatedAt.IsZero()
+}
 
-// Apply records ch, a message's preferences, as Segment stores them on the
-// profile: every category ch names takes its value, every category known
-// before that ch does not name becomes ConsentDenied (an empty Preferences
-// denies them all), conflicts are settled. It changes nothing and reports
-// false when ch is older than UpdatedAt, or when it would change no status
-// and always is false (a message repeating the same preferences is not a
-// change; an explicit "Segment Consent Preference Updated" is recorded
-// always, as proof renewed). It keeps ch.Preferences.
-func (c *Consent) Apply(ch ConsentChange, always bool) bool {
-	if ch.Timestamp.Before(c.UpdatedAt) {
+// Equal reports whether c and o hold the same statuses, time and history
+// (nil and empty alike, but for a change's Preferences, where they differ).
+func (c Consent) Equal(o Consent) bool {
+	if !maps.Equal(c.categories, o.categories) || !c.updatedAt.Equal(o.updatedAt) || len(c.history) != len(o.history) {
 		return false
 	}
-	changed := len(c.Categories) != len(ch.Preferences)
-	for k, s := range c.Categories {
+	for i, a := range c.history {
+		b := o.history[i]
+		if a.MessageID != b.MessageID || a.Type != b.Type || a.Event != b.Event || a.Source != b.Source ||
+			!a.Timestamp.Equal(b.Timestamp) || !a.ReceivedAt.Equal(b.ReceivedAt) ||
+			(a.Preferences == nil) != (b.Preferences == nil) || !maps.Equal(a.Preferences, b.Preferences) {
+			return false
+		}
+	}
+	return true
+}
+
+// Same reports whether preferences prefs, one per category (true granted,
+// any other value denied), would leave the statuses as they are: the same
+// categories, each with the same status and none in conflict. It does not
+// allocate: the collection path asks it of every message with consent.
+func (c Consent) Same(prefs map[string]any) bool {
+	if len(c.categories) != len(prefs) {
+		return false
+	}
+	for k, s := range c.categories {
+		v, ok := prefs[k]
+		if !ok || s == ConsentConflict || (s == ConsentGranted) != (v == true) {
+			return false
+		}
+	}
+	return true
+}
+
+// Apply returns c with ch, a message's preferences, recorded as Segment
+// stores them on the profile: every category ch names takes its value,
+// every category known before that ch does not name becomes ConsentDenied
+// (an empty Preferences denies them all), conflicts are settled. It returns
+// c and false when ch is older than UpdatedAt, or when it would change no
+// status and always is false (a message repeating the same preferences is
+// not a change; an explicit "Segment Consent Preference Updated" is recorded
+// always, as proof renewed). It copies what it keeps of ch.
+func (c Consent) Apply(ch ConsentChange, always bool) (Consent, bool) {
+	if ch.Timestamp.Before(c.updatedAt) {
+		return c, false
+	}
+	changed := len(c.categories) != len(ch.Preferences)
+	for k, s := range c.categories {
 		if changed {
 			break
 		}
@@ -123,42 +212,41 @@ func (c *Consent) Apply(ch ConsentChange, always bool) bool {
 		changed = !ok || s != statusOf(v)
 	}
 	if !changed && !always {
-		return false
+		return c, false
 	}
-	if c.Categories == nil {
-		c.Categories = make(map[string]ConsentStatus, len(ch.Preferences))
-	}
-	for k := range c.Categories {
-		c.Categories[k] = ConsentDenied
+	cats := make(map[string]ConsentStatus, max(len(c.categories), len(ch.Preferences)))
+	for k := range c.categories {
+		cats[k] = ConsentDenied
 	}
 	for k, v := range ch.Preferences {
-		c.Categories[k] = statusOf(v)
+		cats[k] = statusOf(v)
 	}
-	c.UpdatedAt = ch.Timestamp
-	c.History = appendHistory(c.History, ch)
-	return true
+	if ch.Preferences == nil {
+		ch.Preferences = map[string]bool{}
+	}
+	return Consent{categories: nonEmpty(cats), updatedAt: ch.Timestamp, history: appendHistory(c.history, ch.clone())}, true
 }
 
-// Merge combines the consent of a profile merged into this one, as Segment
-// resolves a profile-level conflict: a category both collected with
-// different statuses, or one collected as granted and the other not at all,
-// becomes ConsentConflict. A profile that never collected any preference
-// takes the other's as they are. The histories are merged in time order.
-// now is when the merge happens; mergeID names it in the history.
-func (c *Consent) Merge(from Consent, mergeID string, now time.Time) {
+// Merge returns the consent of a profile after one with from's consent is
+// merged into it, as Segment resolves a profile-level conflict: a category
+// both collected with different statuses, or one collected as granted and
+// the other not at all, becomes ConsentConflict. A profile that never
+// collected any preference takes the other's as they are. The histories are
+// merged in time order, and a merge that made a conflict is recorded, named
+// mergeID, received now.
+func (c Consent) Merge(from Consent, mergeID string, now time.Time) Consent {
 	if !from.Collected() {
-		return
+		return c
 	}
 	if !c.Collected() {
-		*c = from.Clone()
-		return
+		return from
 	}
-	cats := maps.Clone(c.Categories)
+	cats := maps.Clone(c.categories)
 	if cats == nil {
 		cats = map[string]ConsentStatus{}
 	}
 	conflict := false
-	for k, s := range from.Categories {
+	for k, s := range from.categories {
 		if have := cats[k]; have != s { // an absent category is ConsentDenied
 			cats[k], conflict = ConsentConflict, true
 		} else {
@@ -166,34 +254,66 @@ func (c *Consent) Merge(from Consent, mergeID string, now time.Time) {
 		}
 	}
 	for k, s := range cats {
-		if _, ok := from.Categories[k]; !ok && s != ConsentDenied {
+		if _, ok := from.categories[k]; !ok && s != ConsentDenied {
 			cats[k], conflict = ConsentConflict, true
 		}
 	}
-	h := append(slices.Clone(c.History), from.History...)
+	h := make([]ConsentChange, 0, len(c.history)+len(from.history)+1)
+	h = append(append(h, c.history...), from.history...)
 	sort.SliceStable(h, func(i, j int) bool { return h[i].Timestamp.Before(h[j].Timestamp) })
-	for i := range h {
-		h[i].Preferences = maps.Clone(h[i].Preferences)
-	}
-	c.Categories, c.UpdatedAt = cats, maxTime(c.UpdatedAt, from.UpdatedAt)
-	c.History = h
+	out := Consent{categories: nonEmpty(cats), updatedAt: maxTime(c.updatedAt, from.updatedAt), history: h}
 	if conflict {
 		prefs := make(map[string]bool, len(cats))
 		for k, s := range cats {
 			prefs[k] = s == ConsentGranted
 		}
-		c.History = append(c.History, ConsentChange{MessageID: mergeID, Type: ConsentMerge, Timestamp: c.UpdatedAt, ReceivedAt: now, Preferences: prefs})
+		out.history = append(out.history, ConsentChange{MessageID: mergeID, Type: ConsentMerge, Timestamp: out.updatedAt, ReceivedAt: now, Preferences: prefs})
 	}
-	if n := len(c.History) - MaxConsentHistory; n > 0 {
-		c.History = slices.Delete(c.History, 0, n)
+	if n := len(out.history) - MaxConsentHistory; n > 0 {
+		out.history = out.history[n:]
 	}
+	return out
 }
 
-func appendHistory(h []ConsentChange, ch ConsentChange) []ConsentChange {
-	if len(h) >= MaxConsentHistory {
-		h = slices.Delete(h, 0, len(h)-MaxConsentHistory+1)
+// wireConsent is a Consent's JSON, as stores keep it.
+type wireConsent struct {
+	Categories map[string]ConsentStatus `json:"categories,omitempty"`
+	UpdatedAt  time.Time                `json:"updated_at,omitzero"`
+	History    []ConsentChange          `json:"history,omitempty"`
+}
+
+// MarshalJSON encodes the Consent for a store.
+func (c Consent) MarshalJSON() ([]byte, error) {
+	return json.Marshal(wireConsent{c.categories, c.updatedAt, c.history})
+}
+
+// UnmarshalJSON decodes what MarshalJSON encoded.
+func (c *Consent) UnmarshalJSON(b []byte) error {
+	var w wireConsent
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
 	}
-	return append(h, ch)
+	*c = Consent{categories: nonEmpty(w.Categories), updatedAt: w.UpdatedAt, history: w.History}
+	if len(c.history) == 0 {
+		c.history = nil
+	}
+	return nil
+}
+
+// appendHistory returns a new history: h, the oldest dropped past
+// MaxConsentHistory, then ch. h is shared by other Consents and left as is.
+func appendHistory(h []ConsentChange, ch ConsentChange) []ConsentChange {
+	if n := len(h) + 1 - MaxConsentHistory; n > 0 {
+		h = h[n:]
+	}
+	return append(slices.Clip(h), ch) // Clip: append copies, never writes into a shared array
+}
+
+func nonEmpty(m map[string]ConsentStatus) map[string]ConsentStatus {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
 }
 
 func statusOf(granted bool) ConsentStatus {

@@ -114,7 +114,8 @@ type Metadata struct {
 	// Recipients are the destinations the person's data was sent to, in the
 	// order they first were (Art. 19: the recipients an access request names).
 	Recipients []Recipient
-	// Consent is the person's consent preferences and their history.
+	// Consent is the person's consent preferences and their history
+	// (immutable: copies share it safely).
 	Consent Consent
 	// Accounts are the accounts (Segment's groups) group calls linked the
 	// person to, in the order first linked: at most MaxAccountLinks, those
@@ -145,7 +146,6 @@ type Recipient struct {
 // Clone returns a copy of m that shares no memory with it.
 func (m Metadata) Clone() Metadata {
 	m.Recipients = slices.Clone(m.Recipients)
-	m.Consent = m.Consent.Clone()
 	m.Accounts = slices.Clone(m.Accounts)
 	return m
 }

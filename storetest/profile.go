@@ -95,16 +95,15 @@ func track(version uint64, e *profile.Event) profile.Update {
 
 // consentAt is a consent last set at t, in each status, with its history.
 func consentAt(t time.Time) profile.Consent {
-	return profile.Consent{
-		Categories: map[string]profile.ConsentStatus{"Advertising": profile.ConsentGranted, "Analytics": profile.ConsentDenied, "Functional": profile.ConsentConflict},
-		UpdatedAt:  t,
-		History: []profile.ConsentChange{
+	return profile.NewConsent(
+		map[string]profile.ConsentStatus{"Advertising": profile.ConsentGranted, "Analytics": profile.ConsentDenied, "Functional": profile.ConsentConflict},
+		t,
+		[]profile.ConsentChange{
 			{MessageID: "c1", Type: "identify", Source: "web", Timestamp: at(0), ReceivedAt: at(1), Preferences: map[string]bool{"Advertising": false}},
 			{MessageID: "c2", Type: "track", Event: "Segment Consent Preference Updated", Timestamp: t, ReceivedAt: t.Add(time.Second),
 				Preferences: map[string]bool{"Advertising": true, "Analytics": false}},
 			{MessageID: "c3", Type: profile.ConsentMerge, Timestamp: t, ReceivedAt: t.Add(2 * time.Second), Preferences: map[string]bool{}},
-		},
-	}
+		})
 }
 
 // traitsUpdate sets traits, recorded as message id.
