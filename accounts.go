@@ -23,7 +23,9 @@ const TypeGroupID = "group_id"
 
 // Account returns the account profile of the group groupID names: the
 // traits group calls gave it (the value updated last wins; nil removes),
-// its metadata, and its group id as its one external id. An account no
+// its metadata (no message ids: they are the members'), and its group id as
+// its one external id. The traits are the group's: a member's erasure
+// leaves them, so a host must not send a person's own data as group traits. An account no
 // group call named fails with ErrNotFound. The accounts a person is linked
 // to are in their profile's Metadata.Accounts.
 func (c *Controller) Account(ctx context.Context, groupID string) (*profile.Profile, error) {
@@ -42,8 +44,7 @@ func (c *Controller) Account(ctx context.Context, groupID string) (*profile.Prof
 		return nil, backendError("reading account", err)
 	}
 	p.ID = pid
-	p.ExternalIDs = []profile.ExternalID{{ID: identity.ID{Type: TypeGroupID, Value: groupID}, CreatedAt: p.Metadata.CreatedAt,
-		FirstMessageID: p.Metadata.FirstMessageID}}
+	p.ExternalIDs = []profile.ExternalID{{ID: identity.ID{Type: TypeGroupID, Value: groupID}, CreatedAt: p.Metadata.CreatedAt}}
 	return p, nil
 }
 
@@ -107,12 +108,14 @@ func mergeAccounts(into, from []profile.AccountLink) []profile.AccountLink {
 
 // updateAccount writes a group call's traits to its account profile in
 // ptx, creating it: the value updated last wins, nil removes. The account's
-// stripe is held (resolveLocked). A message id the account recorded before
-// (the same group call through another member) changes nothing.
+// stripe is held (resolveLocked). The account keeps no message id of the
+// member's (an erasure of the member, which leaves the account, would leave
+// it there): a repeat of the group call is the member's profile's to tell,
+// and it is, before this is called.
 func (c *Controller) updateAccount(ctx context.Context, ptx profile.Tx, msg *message, now time.Time) error {
 	pid := identity.AccountProfileID(msg.groupID)
 	p, err := ptx.Get(ctx, pid)
-	meta := profile.Metadata{CreatedAt: now, FirstMessageID: msg.messageID, FirstSeen: msg.timestamp}
+	meta := profile.Metadata{CreatedAt: now, FirstSeen: msg.timestamp}
 	var cur map[string]profile.Trait
 	switch {
 	case err == nil:
@@ -120,7 +123,7 @@ func (c *Controller) updateAccount(ctx context.Context, ptx profile.Tx, msg *mes
 	case !errors.Is(err, profile.ErrNotFound):
 		return backendError("account read", err)
 	}
-	u := profile.Update{MessageID: msg.messageID}
+	var u profile.Update
 	source := msg.source
 	if source == "" {
 		source = profile.SourceGroup
@@ -128,7 +131,6 @@ func (c *Controller) updateAccount(ctx context.Context, ptx profile.Tx, msg *mes
 	applyTraits(&u, msg.props, source, msg.timestamp, cur)
 	meta.Version++
 	meta.UpdatedAt = now
-	meta.LastMessageID = msg.messageID
 	if msg.timestamp.Before(meta.FirstSeen) || meta.FirstSeen.IsZero() {
 		meta.FirstSeen = msg.timestamp
 	}
@@ -136,7 +138,7 @@ func (c *Controller) updateAccount(ctx context.Context, ptx profile.Tx, msg *mes
 		meta.LastSeen = msg.timestamp
 	}
 	u.Metadata = meta
-	if err := ptx.Update(ctx, pid, u); err != nil && !errors.Is(err, profile.ErrDuplicate) {
+	if err := ptx.Update(ctx, pid, u); err != nil {
 		return backendError("account update", err)
 	}
 	return nil

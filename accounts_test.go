@@ -75,8 +75,8 @@ func TestGroupMakesAnAccountProfile(t *testing.T) {
 	if got := acme.Traits["name"].Source; got != profile.SourceGroup {
 		t.Errorf("name's source = %q; want %q for a group call that names none", got, profile.SourceGroup)
 	}
-	if acme.Metadata.Version != 3 || acme.Metadata.FirstMessageID != "g1" || acme.Metadata.LastMessageID != "g3" {
-		t.Errorf("acme's metadata = %+v; want version 3, first g1, last g3", acme.Metadata)
+	if m := acme.Metadata; m.Version != 3 || m.FirstMessageID != "" || m.LastMessageID != "" || !m.FirstSeen.Equal(at(1)) || !m.LastSeen.Equal(at(3)) {
+		t.Errorf("acme's metadata = %+v; want version 3, seen at(1)..at(3), and no message id (they are the members')", m)
 	}
 	p1, p2 := e.profile(t, user("u1")), e.profile(t, user("u2"))
 	if p1.ID == p2.ID {

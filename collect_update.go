@@ -106,7 +106,8 @@ func (c *Controller) advanceMetadata(meta *profile.Metadata, msg *message, now t
 		meta.LastSeen = msg.timestamp
 	}
 	before := len(meta.Recipients)
-	meta.Recipients = noteRecipients(meta.Recipients, c.routeMessage(msg, c.destinations), now)
+	msg.routed = c.routeMessage(msg, c.destinations, meta.Recipients)
+	meta.Recipients = noteRecipients(meta.Recipients, msg.routed, now)
 	for _, r := range meta.Recipients[before:] {
 		joined = append(joined, r.Name)
 	}

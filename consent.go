@@ -35,6 +35,7 @@ func noteConsent(meta *profile.Metadata, msg *message, now time.Time) {
 	}
 	explicit := msg.consentEvent()
 	if !explicit && meta.Consent.Same(msg.consent) {
+		meta.Consent = meta.Consent.Seen(msg.timestamp) // a later repeat: an older message must not undo it
 		return
 	}
 	prefs := make(map[string]bool, len(msg.consent))

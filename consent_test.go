@@ -3,10 +3,12 @@ package privacy_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/gdprkit/privacy"
@@ -113,28 +115,43 @@ func TestConsentOnTheProfile(t *testing.T) {
 
 // TestConsentPreferenceUpdatedIsProof: Segment's consent event is recorded
 // even when it repeats the preferences held (proof renewed), and it reaches
-// a destination under consent categories whatever the preferences, so that
-// the destination learns that consent was withdrawn; another message denied
-// by them does not reach it.
+// a destination under consent categories that holds the person whatever
+// the preferences, so that the destination learns that consent was
+// withdrawn; another message denied by them does not reach it, and neither
+// does the notice reach a destination that never held the person (it would
+// make it a holder of what the person denied it).
 func TestConsentPreferenceUpdatedIsProof(t *testing.T) {
 	ads := consentingRecorder{destination.NewRecorder("ads"), []string{"Advertising"}}
-	e := newEnv(t, privacy.WithDestinations(ads), fastDelivery())
-	denied := consentCtx(map[string]any{"Advertising": false})
+	stats := consentingRecorder{destination.NewRecorder("stats"), []string{"Analytics"}}
+	e := newEnv(t, privacy.WithDestinations(ads, stats), fastDelivery())
+	adsOnly := consentCtx(map[string]any{"Advertising": true, "Analytics": false})
+	denied := consentCtx(map[string]any{"Advertising": false, "Analytics": false})
 	e.collect(t,
+		privacy.Track{MessageID: "m0", UserID: "u1", Event: "Viewed", Timestamp: at(0), Context: adsOnly},
 		privacy.Track{MessageID: "m1", UserID: "u1", Event: "Viewed", Timestamp: at(1), Context: denied},
 		privacy.Track{MessageID: "m2", UserID: "u1", Event: privacy.ConsentPreferenceUpdated, Timestamp: at(2), Context: denied},
 		privacy.Track{MessageID: "m3", UserID: "u1", Event: "Viewed", Timestamp: at(3), Context: denied},
 	)
 	flush(t, e.c)
 	m := mustMetadata(t, e.c, user("u1"))
-	if got := historyIDs(m.Consent); !slices.Equal(got, []string{"m1", "m2"}) {
-		t.Errorf("history = %v; want [m1 m2]: the consent event is recorded though it repeats m1", got)
+	if got := historyIDs(m.Consent); !slices.Equal(got, []string{"m0", "m1", "m2"}) {
+		t.Errorf("history = %v; want [m0 m1 m2]: the consent event is recorded though it repeats m1", got)
 	}
-	if h := m.Consent.History(); len(h) == 2 && h[1].Event != privacy.ConsentPreferenceUpdated {
-		t.Errorf("history[1].Event = %q; want %q", h[1].Event, privacy.ConsentPreferenceUpdated)
+	if h := m.Consent.History(); len(h) == 3 && h[2].Event != privacy.ConsentPreferenceUpdated {
+		t.Errorf("history[2].Event = %q; want %q", h[2].Event, privacy.ConsentPreferenceUpdated)
 	}
-	if got := messageIDsSent(ads.Recorder); !slices.Equal(got, []string{"m2"}) {
-		t.Errorf("the destination under Advertising got %v; want only the consent event m2", got)
+	if got := messageIDsSent(ads.Recorder); !slices.Equal(got, []string{"m0", "m2"}) {
+		t.Errorf("the destination under Advertising got %v; want m0, then only the consent event m2", got)
+	}
+	if got := messageIDsSent(stats.Recorder); len(got) != 0 {
+		t.Errorf("the destination under Analytics, never allowed, got %v; want nothing, not even the notice", got)
+	}
+	var names []string
+	for _, r := range m.Recipients {
+		names = append(names, r.Name)
+	}
+	if !slices.Equal(names, []string{"ads"}) {
+		t.Errorf("recipients = %v; want [ads]", names)
 	}
 }
 
@@ -365,4 +382,66 @@ func exportedEveryWay(t *testing.T, c *privacy.Controller, id identity.ID) map[e
 		out[f] = got
 	}
 	return out
+}
+
+// TestConsentRepeatMovesTimeOn: a message repeating the preferences held
+// is no change but is later: an older message arriving after it changes
+// nothing (the latest preference wins, whatever the order of arrival), on
+// Collect and CollectBatch. (A review found the late withdrawal won.)
+func TestConsentRepeatMovesTimeOn(t *testing.T) {
+	for _, batch := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Collect", true: "CollectBatch"}[batch], func(t *testing.T) {
+			e := newEnv(t)
+			send := func(m privacy.Message) {
+				t.Helper()
+				if batch {
+					if err := e.c.CollectBatch(context.Background(), []privacy.Message{m}); err != nil {
+						t.Fatal(err)
+					}
+					return
+				}
+				e.collect(t, m)
+			}
+			granted, denied := consentCtx(map[string]any{"Advertising": true}), consentCtx(map[string]any{"Advertising": false})
+			e.collect(t, privacy.Identify{MessageID: "m1", UserID: "u1", Timestamp: at(1), Context: granted})
+			send(privacy.Track{MessageID: "m3", UserID: "u1", Event: "E", Timestamp: at(3), Context: granted})
+			send(privacy.Track{MessageID: "m2", UserID: "u1", Event: "E", Timestamp: at(2), Context: denied}) // late
+			m := mustMetadata(t, e.c, user("u1"))
+			if got, want := statuses(m.Consent), []string{"Advertising=true"}; !slices.Equal(got, want) {
+				t.Errorf("consent = %v; want %v: m3 (t3) is the latest preference, m2 (t2) arrived late", got, want)
+			}
+		})
+	}
+}
+
+// TestConsentSizeIsBounded: a message naming more than
+// profile.MaxConsentCategories categories is refused, and however many
+// categories messages rotate through, the person's consent stays small: it
+// is read and written with every message. (A review left 2.7 MB of consent
+// on one person with 110 messages.)
+func TestConsentSizeIsBounded(t *testing.T) {
+	e := newEnv(t)
+	prefs := func(n, round int) map[string]any {
+		m := map[string]any{}
+		for i := range n {
+			m[fmt.Sprintf("category-%03d-%05d-%s", round, i, strings.Repeat("x", 40))] = i%2 == 0
+		}
+		return m
+	}
+	err := e.c.Collect(context.Background(), privacy.Track{UserID: "u1", Event: "E", Timestamp: at(0), Context: consentCtx(prefs(profile.MaxConsentCategories+1, 0))})
+	var fe *privacy.FieldError
+	if !errors.As(err, &fe) || fe.Field != "Context.consent.categoryPreferences" {
+		t.Errorf("a message with %d categories: %v; want a FieldError on its preferences", profile.MaxConsentCategories+1, err)
+	}
+	for i := range 110 {
+		e.collect(t, privacy.Track{MessageID: fmt.Sprintf("m%d", i), UserID: "u1", Event: "E", Timestamp: at(i), Context: consentCtx(prefs(profile.MaxConsentCategories, i))})
+	}
+	m := mustMetadata(t, e.c, user("u1"))
+	b, err := json.Marshal(m.Consent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if limit := profile.MaxConsentHistoryBytes + profile.MaxConsentCategories*200; len(b) > 2*limit || m.Consent.Len() > profile.MaxConsentCategories {
+		t.Errorf("the person's consent holds %d bytes and %d categories; want about %d bytes at most and %d categories", len(b), m.Consent.Len(), limit, profile.MaxConsentCategories)
+	}
 }

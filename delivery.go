@@ -18,6 +18,7 @@ import (
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/internal/deliver"
 	"github.com/gdprkit/privacy/outbox"
+	"github.com/gdprkit/privacy/profile"
 )
 
 // Delivery configures how the outbox delivers to destinations. Zero fields
@@ -300,7 +301,7 @@ func audienceMessageID(pid identity.ProfileID, key, verb string, version uint64,
 }
 
 // collected owes the collected message, addressed by its own identifiers,
-// to the destinations its Integrations allow.
+// to the destinations advanceMetadata routed it to.
 func (o *owed) collected(pid identity.ProfileID, msg *message, matches []identity.Match) {
 	ids := matchedIDs(matches)
 	m := destination.Message{MessageID: msg.messageID, Type: msg.kind, ProfileID: pid, IDs: ids,
@@ -317,7 +318,7 @@ func (o *owed) collected(pid identity.ProfileID, msg *message, matches []identit
 	case kindAlias:
 		m.PreviousID = msg.previous
 	}
-	o.messageTo(o.c.routeMessage(msg, o.names()), m, "", "")
+	o.messageTo(msg.routed, m, "", "")
 }
 
 // routeMessage returns the destinations of names a collected message goes
@@ -325,16 +326,20 @@ func (o *owed) collected(pid identity.ProfileID, msg *message, matches []identit
 // consent preferences, only those that declare no consent category or whose
 // every category the person consented to (destination.Consent). The
 // "Segment Consent Preference Updated" event is the exception, as in
-// Segment: it goes regardless of the preferences, so that a destination
-// learns that consent was withdrawn.
-func (c *Controller) routeMessage(msg *message, names []string) []string {
+// Segment: it goes whatever the preferences to the destinations that hold
+// the person already (held, their recipients), so that a destination
+// learns that consent was withdrawn; one the person's data never reached
+// has nothing to withdraw, and the notice would make it a holder.
+func (c *Controller) routeMessage(msg *message, names []string, held []profile.Recipient) []string {
 	names = route(msg.integrations, names)
-	if !msg.hasConsent || len(c.consent) == 0 || msg.consentEvent() {
+	if !msg.hasConsent || len(c.consent) == 0 {
 		return names
 	}
+	notice := msg.consentEvent()
 	out := names[:0:0]
 	for _, name := range names {
-		if consented(msg.consent, c.consent[name]) {
+		if consented(msg.consent, c.consent[name]) ||
+			notice && slices.ContainsFunc(held, func(r profile.Recipient) bool { return r.Name == name }) {
 			out = append(out, name)
 		}
 	}

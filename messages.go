@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -270,9 +269,10 @@ type message struct {
 	consent    map[string]any
 	hasConsent bool
 
-	// joined are the destinations that storing the message makes the
-	// person's recipients for the first time (advanceMetadata).
-	joined []string
+	// routed are the destinations the message goes to, and joined those
+	// it makes the person's recipients for the first time (both set by
+	// advanceMetadata).
+	routed, joined []string
 
 	dropped error // the first blocked identifier dropped (addID)
 }
@@ -515,16 +515,11 @@ func customIDs(r *identity.Resolver, values map[string]any, typesOf func(string)
 		switch x := v.(type) {
 		case string:
 			s = x
-		case float64:
-			if x != math.Trunc(x) || math.Abs(x) >= 1e21 { // at most 21 digits
+		case float64, json.Number: // an integer, however it was written
+			var ok bool
+			if s, ok = profile.IntegerText(x); !ok {
 				continue
 			}
-			s = strconv.FormatFloat(x, 'f', -1, 64)
-		case json.Number: // kept exactly: an identifier when an integer
-			if !isInteger(string(x)) {
-				continue
-			}
-			s = string(x)
 		default:
 			continue
 		}
@@ -535,20 +530,6 @@ func customIDs(r *identity.Resolver, values map[string]any, typesOf func(string)
 		}
 	}
 	return ids
-}
-
-// isInteger reports whether s is JSON integer text: digits, after a minus.
-func isInteger(s string) bool {
-	s = strings.TrimPrefix(s, "-")
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // checkName checks a name: at most maxNameLength bytes of UTF-8, without NUL
@@ -666,6 +647,9 @@ func consentOf(ctx map[string]any) (map[string]any, bool, error) {
 	prefs, ok := p.(map[string]any)
 	if !ok {
 		return nil, false, fieldErrorf("Context.consent.categoryPreferences", "must be an object of true or false per consent category")
+	}
+	if len(prefs) > profile.MaxConsentCategories {
+		return nil, false, fieldErrorf("Context.consent.categoryPreferences", "%d categories, more than %d (profile.MaxConsentCategories)", len(prefs), profile.MaxConsentCategories)
 	}
 	return prefs, true, nil
 }

@@ -236,6 +236,10 @@ type rectified struct {
 	Remove                        []string                 `json:",omitempty"`
 	Event                         *profile.Event           `json:",omitempty"`
 	FirstMessageID, LastMessageID string                   `json:",omitempty"`
+	// The metadata's consent (categories, message ids) and account links
+	// (group ids) are the person's too.
+	Consent  profile.Consent       `json:",omitzero"`
+	Accounts []profile.AccountLink `json:",omitempty"`
 }
 
 // exactNumbers makes the values p holds canonical after
@@ -302,8 +306,10 @@ func (e *Entry) SealPersonal(seal func([]byte) []byte) error {
 	}
 	for _, r := range e.Decision.Rectify {
 		u := &r.Update
-		p.Rectify = append(p.Rectify, rectified{u.Set, u.Remove, u.Event, u.Metadata.FirstMessageID, u.Metadata.LastMessageID})
-		some = some || len(u.Set) > 0 || len(u.Remove) > 0 || u.Event != nil || u.Metadata.FirstMessageID != "" || u.Metadata.LastMessageID != ""
+		m := &u.Metadata
+		p.Rectify = append(p.Rectify, rectified{u.Set, u.Remove, u.Event, m.FirstMessageID, m.LastMessageID, m.Consent, m.Accounts})
+		some = some || len(u.Set) > 0 || len(u.Remove) > 0 || u.Event != nil || m.FirstMessageID != "" || m.LastMessageID != "" ||
+			m.Consent.Collected() || len(m.Accounts) > 0
 	}
 	e.Sealed = nil
 	if !some {
@@ -346,6 +352,7 @@ func (e *Entry) OpenPersonal(open func([]byte) ([]byte, error)) error {
 		u := &e.Decision.Rectify[i].Update
 		u.Set, u.Remove, u.Event = r.Set, r.Remove, r.Event
 		u.Metadata.FirstMessageID, u.Metadata.LastMessageID = r.FirstMessageID, r.LastMessageID
+		u.Metadata.Consent, u.Metadata.Accounts = r.Consent, r.Accounts
 	}
 	e.Sealed = nil
 	return nil
@@ -402,6 +409,7 @@ func (e *Entry) Scrub() {
 		u := &e.Decision.Rectify[i].Update
 		u.Set, u.Remove, u.Event = nil, nil, nil
 		u.Metadata.FirstMessageID, u.Metadata.LastMessageID = "", ""
+		u.Metadata.Consent, u.Metadata.Accounts = profile.Consent{}, nil
 	}
 }
 

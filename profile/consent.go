@@ -30,8 +30,17 @@ type Consent struct {
 	history    []ConsentChange
 }
 
-// MaxConsentHistory is how many changes a Consent keeps: the latest.
-const MaxConsentHistory = 100
+// Bounds of a Consent, read and written with the metadata on every
+// message: the latest MaxConsentHistory changes, whose preferences' names
+// take at most MaxConsentHistoryBytes all told (older changes go first), and
+// at most MaxConsentCategories categories: past it, a category the latest
+// preferences do not name is forgotten (it counts as denied either way;
+// only "exists" tells it apart).
+const (
+	MaxConsentHistory      = 100
+	MaxConsentHistoryBytes = 64 << 10
+	MaxConsentCategories   = 100
+)
 
 // ConsentStatus is one category's consent status.
 type ConsentStatus uint8
@@ -95,9 +104,7 @@ func NewConsent(categories map[string]ConsentStatus, updatedAt time.Time, histor
 	if len(c.categories) == 0 {
 		c.categories = nil
 	}
-	if n := len(history) - MaxConsentHistory; n > 0 {
-		history = history[n:]
-	}
+	history = bound(history)
 	if len(history) > 0 {
 		c.history = make([]ConsentChange, len(history))
 		for i, ch := range history {
@@ -191,14 +198,23 @@ func (c Consent) Same(prefs map[string]any) bool {
 	return true
 }
 
+// Seen returns c as a message at ts that repeats its preferences leaves
+// it: UpdatedAt moves on to ts, so that an older message arriving after
+// both changes nothing (the latest preference wins). Nothing is recorded.
+func (c Consent) Seen(ts time.Time) Consent {
+	c.updatedAt = maxTime(c.updatedAt, ts)
+	return c
+}
+
 // Apply returns c with ch, a message's preferences, recorded as Segment
 // stores them on the profile: every category ch names takes its value,
 // every category known before that ch does not name becomes ConsentDenied
 // (an empty Preferences denies them all), conflicts are settled. It returns
-// c and false when ch is older than UpdatedAt, or when it would change no
-// status and always is false (a message repeating the same preferences is
-// not a change; an explicit "Segment Consent Preference Updated" is recorded
-// always, as proof renewed). It copies what it keeps of ch.
+// c and false when ch is older than UpdatedAt; c.Seen(ch.Timestamp) and
+// false when it would change no status and always is false (a message
+// repeating the same preferences is no change; an explicit "Segment Consent
+// Preference Updated" is recorded always, as proof renewed). It copies what
+// it keeps of ch.
 func (c Consent) Apply(ch ConsentChange, always bool) (Consent, bool) {
 	if ch.Timestamp.Before(c.updatedAt) {
 		return c, false
@@ -212,11 +228,19 @@ func (c Consent) Apply(ch ConsentChange, always bool) (Consent, bool) {
 		changed = !ok || s != statusOf(v)
 	}
 	if !changed && !always {
-		return c, false
+		return c.Seen(ch.Timestamp), false
 	}
 	cats := make(map[string]ConsentStatus, max(len(c.categories), len(ch.Preferences)))
-	for k := range c.categories {
-		cats[k] = ConsentDenied
+	if len(c.categories)+len(ch.Preferences) <= MaxConsentCategories {
+		for k := range c.categories {
+			cats[k] = ConsentDenied
+		}
+	} else { // past the bound, keep the categories ch names and what room is left
+		for k := range c.categories {
+			if _, named := ch.Preferences[k]; !named && len(cats)+len(ch.Preferences) < MaxConsentCategories {
+				cats[k] = ConsentDenied
+			}
+		}
 	}
 	for k, v := range ch.Preferences {
 		cats[k] = statusOf(v)
@@ -261,6 +285,7 @@ func (c Consent) Merge(from Consent, mergeID string, now time.Time) Consent {
 	h := make([]ConsentChange, 0, len(c.history)+len(from.history)+1)
 	h = append(append(h, c.history...), from.history...)
 	sort.SliceStable(h, func(i, j int) bool { return h[i].Timestamp.Before(h[j].Timestamp) })
+	trimCategories(cats)
 	out := Consent{categories: nonEmpty(cats), updatedAt: maxTime(c.updatedAt, from.updatedAt), history: h}
 	if conflict {
 		prefs := make(map[string]bool, len(cats))
@@ -269,9 +294,7 @@ func (c Consent) Merge(from Consent, mergeID string, now time.Time) Consent {
 		}
 		out.history = append(out.history, ConsentChange{MessageID: mergeID, Type: ConsentMerge, Timestamp: out.updatedAt, ReceivedAt: now, Preferences: prefs})
 	}
-	if n := len(out.history) - MaxConsentHistory; n > 0 {
-		out.history = out.history[n:]
-	}
+	out.history = bound(out.history)
 	return out
 }
 
@@ -300,13 +323,58 @@ func (c *Consent) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// appendHistory returns a new history: h, the oldest dropped past
-// MaxConsentHistory, then ch. h is shared by other Consents and left as is.
+// appendHistory returns a new history: h, then ch, the oldest changes
+// dropped past the bounds. h is shared by other Consents and left as is.
 func appendHistory(h []ConsentChange, ch ConsentChange) []ConsentChange {
-	if n := len(h) + 1 - MaxConsentHistory; n > 0 {
+	return bound(append(slices.Clip(h), ch)) // Clip: append copies, never writes into a shared array
+}
+
+// bound drops the oldest changes of h past MaxConsentHistory and
+// MaxConsentHistoryBytes (the latest change is kept whatever its size).
+func bound(h []ConsentChange) []ConsentChange {
+	if n := len(h) - MaxConsentHistory; n > 0 {
 		h = h[n:]
 	}
-	return append(slices.Clip(h), ch) // Clip: append copies, never writes into a shared array
+	size := 0
+	for i := len(h) - 1; i >= 0; i-- {
+		if size += changeBytes(&h[i]); size > MaxConsentHistoryBytes && i < len(h)-1 {
+			return h[i+1:]
+		}
+	}
+	return h
+}
+
+// changeBytes is about what a change takes: its strings and preferences.
+func changeBytes(ch *ConsentChange) int {
+	n := len(ch.MessageID) + len(ch.Type) + len(ch.Event) + len(ch.Source) + 64
+	for k := range ch.Preferences {
+		n += len(k) + 8
+	}
+	return n
+}
+
+// trimCategories brings the merged cats within MaxConsentCategories:
+// denied categories go first, then the others past the bound, in name
+// order, so that every host trims alike.
+func trimCategories(cats map[string]ConsentStatus) {
+	if len(cats) <= MaxConsentCategories {
+		return
+	}
+	keys := slices.Sorted(maps.Keys(cats))
+	for _, k := range keys {
+		if len(cats) <= MaxConsentCategories {
+			return
+		}
+		if cats[k] == ConsentDenied {
+			delete(cats, k)
+		}
+	}
+	for _, k := range slices.Backward(keys) {
+		if len(cats) <= MaxConsentCategories {
+			return
+		}
+		delete(cats, k)
+	}
 }
 
 func nonEmpty(m map[string]ConsentStatus) map[string]ConsentStatus {

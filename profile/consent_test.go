@@ -2,7 +2,9 @@ package profile
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
+	"strings"
 	"testing"
 	"time"
 )
@@ -181,5 +183,49 @@ func TestConsentJSONAndStatusString(t *testing.T) {
 		if s.String() != want {
 			t.Errorf("%d.String() = %q; want %q", s, s.String(), want)
 		}
+	}
+}
+
+// TestConsentBounds: however many categories and however long the names
+// the messages bring, a Consent stays within its bounds, and a repeat of
+// the preferences moves UpdatedAt on (an older message arriving after it
+// changes nothing).
+func TestConsentBounds(t *testing.T) {
+	var c Consent
+	long := strings.Repeat("x", 1000)
+	for i := range 50 {
+		prefs := map[string]bool{}
+		for j := range MaxConsentCategories {
+			prefs[fmt.Sprintf("%s-%d-%d", long, i, j)] = true
+		}
+		c, _ = c.Apply(change("m", i, prefs), false)
+	}
+	if c.Len() > MaxConsentCategories {
+		t.Errorf("%d categories; want at most %d", c.Len(), MaxConsentCategories)
+	}
+	size := 0
+	for _, ch := range c.History() {
+		size += changeBytes(&ch)
+	}
+	if size > MaxConsentHistoryBytes+changeBytes(&c.history[len(c.history)-1]) || c.HistoryLen() == 0 {
+		t.Errorf("history of %d changes takes %d bytes; want at most %d (and the latest kept)", c.HistoryLen(), size, MaxConsentHistoryBytes)
+	}
+	// A merge of two full consents stays within the bound too.
+	var a, b Consent
+	pa, pb := map[string]bool{}, map[string]bool{}
+	for j := range MaxConsentCategories {
+		pa[fmt.Sprint("a", j)], pb[fmt.Sprint("b", j)] = j%2 == 0, j%3 == 0
+	}
+	a, _ = a.Apply(change("a", 1, pa), false)
+	b, _ = b.Apply(change("b", 2, pb), false)
+	if m := a.Merge(b, "j", consentT0); m.Len() > MaxConsentCategories {
+		t.Errorf("merged %d categories; want at most %d", m.Len(), MaxConsentCategories)
+	}
+	// Repeats move time on.
+	c = Consent{}
+	c, _ = c.Apply(change("m1", 1, map[string]bool{"Ads": true}), false)
+	c, _ = c.Apply(change("m3", 3, map[string]bool{"Ads": true}), false)
+	if c, ok := c.Apply(change("m2", 2, map[string]bool{"Ads": false}), false); ok || c.Status("Ads") != ConsentGranted {
+		t.Errorf("an older message after a repeat applied: Ads = %v", c.Status("Ads"))
 	}
 }

@@ -34,20 +34,56 @@ func exactNumber(s string) (v any, ok bool) {
 	return json.Number(s), true
 }
 
-// intNumber is the canonical form of an integer: a float64 when it holds
-// it exactly, else its decimal text as a json.Number.
+// intNumber is the canonical form of an integer, as exactNumber makes it
+// of its decimal text: a float64 up to 2^53, and past it when the float64's
+// text is the same number (1e300 is, 2^60 is not: a float64 writes it
+// 1152921504606847000).
 func intNumber(i int64) any {
-	if f := float64(i); f < 1<<63 && int64(f) == i { // 2^63 itself is past int64
-		return f
+	if -1<<53 <= i && i <= 1<<53 {
+		return float64(i)
 	}
-	return json.Number(strconv.FormatInt(i, 10))
+	v, _ := exactNumber(strconv.FormatInt(i, 10))
+	return v
 }
 
 func uintNumber(u uint64) any {
-	if f := float64(u); f < 1<<64 && uint64(f) == u {
-		return f
+	if u <= 1<<53 {
+		return float64(u)
 	}
-	return json.Number(strconv.FormatUint(u, 10))
+	v, _ := exactNumber(strconv.FormatUint(u, 10))
+	return v
+}
+
+// IntegerText returns the decimal text of n, a canonical number, when it
+// is an integer of at most 64 digits, however it was written
+// ("1.5e1" and "15" alike), and whether it is one.
+func IntegerText(n any) (string, bool) {
+	var d decimal
+	switch x := n.(type) {
+	case float64:
+		if x != math.Trunc(x) || math.IsInf(x, 0) {
+			return "", false
+		}
+		d, _ = parseDecimal(strconv.FormatFloat(x, 'g', -1, 64))
+	case json.Number:
+		var ok bool
+		if d, ok = parseDecimal(string(x)); !ok {
+			return "", false
+		}
+	default:
+		return "", false
+	}
+	if d.digits == "" {
+		return "0", true
+	}
+	if d.exp < 0 || int64(len(d.digits))+d.exp > 64 {
+		return "", false
+	}
+	s := d.digits + strings.Repeat("0", int(d.exp))
+	if d.neg {
+		s = "-" + s
+	}
+	return s, true
 }
 
 // canonicalNumber reports whether n is a number in canonical form: JSON
