@@ -221,14 +221,14 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 	}
 	var atx audience.Tx
 	var changes []audience.Change
-	var members []string // with catchUp, the audiences the person is in after the message
+	var reckon *reckoning // with catchUp or a merge, what the changes are reckoned from
 	if withAudiences {
 		if atx, err = c.audiences.Begin(ctx); err != nil {
 			return false, false, backendError("audience begin", err)
 		}
 		defer atx.Rollback(ctx)
 		in := audience.Inputs{Traits: traits, Values: values, Consent: u.Metadata.Consent}
-		if changes, members, err = c.stageAudiences(ctx, atx, set, plan, u.Event, in, now, catchUp); err != nil {
+		if changes, reckon, err = c.stageAudiences(ctx, atx, set, plan, u.Event, in, now, catchUp || len(plan.Absorb) > 0); err != nil {
 			return false, false, err
 		}
 	}
@@ -251,7 +251,7 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 		// them: commit the audiences and the outbox before the profile, so that
 		// a failure of the real commit is the profile's, and fails the message
 		// as a whole.
-		if err := c.oweCollected(ctx, otx, plan.Profile, msg, matches, &u.Metadata, changes, members, now); err != nil {
+		if err := c.oweCollected(ctx, otx, plan.Profile, msg, matches, &u.Metadata, changes, reckon, now); err != nil {
 			return false, false, err
 		}
 		if atx != nil {
@@ -285,14 +285,16 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 			// the client's retry into a duplicate and lose it: deliver it, and
 			// recompute the memberships from the stored events instead.
 			c.log.ErrorContext(ctx, "audience commit failed; recomputing memberships", "profile", plan.Profile, "err", describe(err))
-			changes, members, recount = nil, nil, true
+			// The catch-ups still hold: they are reckoned from the state the
+			// recount starts from, and the recount's changes follow them.
+			changes, recount = nil, true
 		}
 	}
 	if otx != nil && !c.scoped {
 		// Backends that share no transaction: what is owed follows what was
 		// stored (a failed audience commit owes no audience change).
 		ctx = detach(ctx)
-		err := c.oweCollected(ctx, otx, plan.Profile, msg, matches, &u.Metadata, changes, members, now)
+		err := c.oweCollected(ctx, otx, plan.Profile, msg, matches, &u.Metadata, changes, reckon, now)
 		if err == nil {
 			err = backendError("outbox commit", otx.Commit(ctx))
 		}
@@ -307,62 +309,35 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 }
 
 // oweCollected writes in otx what a stored message owes the destinations:
-// the message, addressed by its own identifiers, and the audience changes it
-// caused, addressed by every identifier of the profile; to the destinations
-// it made recipients for the first time, the audiences the person was in
-// already (members, after the message, less those it entered).
+// the message, addressed by its own identifiers, and the audience news of
+// each destination that holds the person after it (audience_news.go),
+// addressed by every identifier of the profile.
 func (c *Controller) oweCollected(ctx context.Context, otx outbox.Tx, pid identity.ProfileID, msg *message, matches []identity.Match,
-	meta *profile.Metadata, changes []audience.Change, members []string, now time.Time) error {
+	meta *profile.Metadata, changes []audience.Change, reckon *reckoning, now time.Time) error {
 	if otx == nil || len(c.destinations) == 0 {
 		return nil
 	}
 	o := owed{c: c}
 	o.collected(pid, msg, matches)
-	var ids []identity.ID
-	if len(changes) > 0 {
-		// To the destinations that hold the person after the message (those
-		// it went to, and those told of them before: an exit reaches a
-		// destination told of the entry).
-		ids = c.collectedChangeIDs(ctx, pid, matches)
-		o.audienceChanges(pid, ids, meta.Version, "", changes, now, c.holders(meta.Recipients, nil))
-	}
-	if held := heldBefore(members, changes); len(held) > 0 && len(msg.joined) > 0 {
-		if ids == nil {
-			ids = c.collectedChangeIDs(ctx, pid, matches)
-		}
-		o.audienceChanges(pid, ids, meta.Version, causeJoined, held, now, msg.joined)
-	}
+	c.oweNews(ctx, &o, pid, msg, matches, meta.Version, c.holders(meta.Recipients, nil), changes, reckon, now)
 	return o.enqueue(ctx, otx)
-}
-
-// causeJoined tells apart, in their message ids, the entries a destination
-// is owed when it first holds the person (audienceChanges).
-const causeJoined = "joined"
-
-// heldBefore returns, as entries, the audiences of members that changes did
-// not enter: those the person was in before the message.
-func heldBefore(members []string, changes []audience.Change) []audience.Change {
-	var out []audience.Change
-	for _, k := range members {
-		if !slices.ContainsFunc(changes, func(ch audience.Change) bool { return ch.Key == k && ch.Entered }) {
-			out = append(out, audience.Change{Key: k, Entered: true})
-		}
-	}
-	return out
 }
 
 // stageAudiences updates the profile's audience state in atx: merged profiles'
 // counters are added, the event is counted, memberships are re-evaluated.
 func (c *Controller) stageAudiences(ctx context.Context, atx audience.Tx, set *audience.Set, plan *identity.Plan,
-	ev *profile.Event, in audience.Inputs, now time.Time, wantMembers bool) ([]audience.Change, []string, error) {
+	ev *profile.Event, in audience.Inputs, now time.Time, reckon bool) ([]audience.Change, *reckoning, error) {
 	w := audienceWorks.Get().(*audienceWork)
 	defer w.release()
 	*w = audienceWork{fn: w.fn, c: c, ctx: ctx, atx: atx, set: set, pid: plan.Profile, absorb: plan.Absorb,
-		ev: ev, in: in, now: now, wantMembers: wantMembers}
+		ev: ev, in: in, now: now}
+	if reckon {
+		w.reckon = new(reckoning)
+	}
 	if err := modifyState(ctx, atx, w.pid, w.fn); err != nil {
 		return nil, nil, err
 	}
-	return w.changes, w.members, nil
+	return w.changes, w.reckon, nil
 }
 
 // traitValues pools the buffers the picked trait values go in.
@@ -383,9 +358,9 @@ type audienceWork struct {
 	in      audience.Inputs
 	now     time.Time
 	changes []audience.Change
-	// members, when wantMembers, are the audiences the profile is in after.
-	wantMembers bool
-	members     []string
+	// reckon, when not nil, is filled with what the changes are reckoned
+	// from.
+	reckon *reckoning
 }
 
 var audienceWorks = sync.Pool{New: func() any {
@@ -403,13 +378,23 @@ func (w *audienceWork) release() {
 // update adds merged profiles' counters to st, counts the event and
 // re-evaluates the memberships, keeping what changed.
 func (w *audienceWork) update(st *audience.State) error {
+	if w.reckon != nil { // before merging: called again on a retry
+		w.reckon.before = append(w.reckon.before[:0], slices.Clone(st.Audiences))
+	}
 	for _, from := range w.absorb {
 		fs, err := w.atx.State(w.ctx, from)
 		switch {
 		case err == nil:
+			if w.reckon != nil {
+				w.reckon.before = append(w.reckon.before, slices.Clone(fs.Audiences))
+			}
 			w.set.Merge(st, fs)
 		case !errors.Is(err, audience.ErrNotFound):
 			return backendError("reading audience state", err)
+		default:
+			if w.reckon != nil {
+				w.reckon.before = append(w.reckon.before, nil)
+			}
 		}
 		if err := w.atx.Delete(w.ctx, from); err != nil {
 			return backendError("audience delete", err)
@@ -419,10 +404,10 @@ func (w *audienceWork) update(st *audience.State) error {
 		w.set.Observe(st, w.ev, w.now)
 	}
 	excluded := w.c.excluded(w.ctx, w.pid)
-	w.changes = w.set.EvaluateInputs(st, w.in, w.now, excluded)
-	if w.wantMembers {
-		w.members = slices.Clone(st.Audiences)
+	if w.reckon != nil {
+		w.reckon.base = slices.Clone(st.Audiences)
 	}
+	w.changes = w.set.EvaluateInputs(st, w.in, w.now, excluded)
 	return nil
 }
 

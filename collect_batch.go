@@ -146,7 +146,7 @@ type batchItem struct {
 	holders []string                 // the destinations that hold the person after it (its recipients)
 	now     time.Time                // when the batch was stored
 	changes []audience.Change        // memberships the message changed
-	members []string                 // with msg.joined, the audiences the profile is in after it
+	reckon  *reckoning               // with msg.joined, what the changes are reckoned from
 	traits  map[string]profile.Trait // with audiences, the traits after it of a profile an identify of the batch changes
 	update  int                      // its update's index among the batch's
 	// repeat: an attempt found the message id recorded for the profile
@@ -381,17 +381,7 @@ func (c *Controller) oweBatch(ctx context.Context, otx outbox.Tx, items []batchI
 			continue
 		}
 		o.collected(it.profile, &it.msg, it.matches)
-		var ids []identity.ID
-		if len(it.changes) > 0 {
-			ids = c.collectedChangeIDs(ctx, it.profile, it.matches)
-			o.audienceChanges(it.profile, ids, it.version, "", it.changes, it.now, it.holders)
-		}
-		if held := heldBefore(it.members, it.changes); len(held) > 0 && len(it.msg.joined) > 0 {
-			if ids == nil {
-				ids = c.collectedChangeIDs(ctx, it.profile, it.matches)
-			}
-			o.audienceChanges(it.profile, ids, it.version, causeJoined, held, it.now, it.msg.joined)
-		}
+		c.oweNews(ctx, &o, it.profile, &it.msg, it.matches, it.version, it.holders, it.changes, it.reckon, it.now)
 	}
 	return o.enqueue(ctx, otx)
 }
@@ -672,10 +662,10 @@ func (c *Controller) batchAudiences(ctx context.Context, ptx profile.Tx, set *au
 				in.Values = make([]any, len(names))
 			}
 		}
-		it.changes = set.EvaluateInputs(st, in, it.now, false)
 		if len(it.msg.joined) > 0 {
-			it.members = slices.Clone(st.Audiences)
+			it.reckon = &reckoning{base: slices.Clone(st.Audiences)}
 		}
+		it.changes = set.EvaluateInputs(st, in, it.now, false)
 	}
 	puts := make([]audience.BatchState, len(pids))
 	for i, pid := range pids {

@@ -50,9 +50,15 @@ func (c *Controller) buildUpdate(ctx context.Context, ptx profile.Tx, plan *iden
 			return u, nil, backendError("profile read", err)
 		}
 	}
+	if len(plan.Absorb) > 0 {
+		// Who held each profile the message joins, for the audience news
+		// each destination is owed (catchUps): the kept one first.
+		msg.sides = append(msg.sides[:0], recipientNames(meta.Recipients))
+	}
 	for _, from := range plan.Absorb {
 		p, err := ptx.Get(ctx, from)
 		if errors.Is(err, profile.ErrNotFound) {
+			msg.sides = append(msg.sides, nil)
 			continue
 		} else if err != nil {
 			return u, nil, backendError("profile read", err)
@@ -60,6 +66,7 @@ func (c *Controller) buildUpdate(ctx context.Context, ptx profile.Tx, plan *iden
 		if err := ptx.Merge(ctx, plan.Profile, from); err != nil {
 			return u, nil, backendError("profile merge", err)
 		}
+		msg.sides = append(msg.sides, recipientNames(p.Metadata.Recipients))
 		meta = mergeMetadata(meta, p.Metadata, msg.messageID, now)
 		for k, t := range p.Traits {
 			if have, ok := cur[k]; !ok || t.UpdatedAt.After(have.UpdatedAt) {
@@ -216,6 +223,15 @@ func (c *Controller) holders(rs []profile.Recipient, owed []journal.Outcome) []s
 		if slices.Contains(c.destinations, r.Name) || slices.ContainsFunc(owed, func(o journal.Outcome) bool { return o.Name == r.Name }) {
 			out = append(out, r.Name)
 		}
+	}
+	return out
+}
+
+// recipientNames returns the names of rs.
+func recipientNames(rs []profile.Recipient) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.Name
 	}
 	return out
 }

@@ -273,6 +273,9 @@ type message struct {
 	// it makes the person's recipients for the first time (both set by
 	// advanceMetadata).
 	routed, joined []string
+	// sides are, for a message that merges profiles, the recipients of each
+	// profile it joins: the kept one, then plan.Absorb's (buildUpdate).
+	sides [][]string
 
 	dropped error // the first blocked identifier dropped (addID)
 }
