@@ -565,7 +565,7 @@ func (c *Controller) buildBatchUpdates(ctx context.Context, ptx profile.Tx, set 
 			traits[it.profile] = traitsAfter(cur, &u)
 		} else {
 			events[i] = eventOf(&it.msg, now)
-			u.Event = &events[i]
+			u.Event, u.EncodedContext = &events[i], it.msg.contextJSON
 		}
 		if cur, ok := traits[it.profile]; ok && withAudiences {
 			// The audiences see the traits as they were after this message,

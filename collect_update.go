@@ -80,7 +80,7 @@ func (c *Controller) buildUpdate(ctx context.Context, ptx profile.Tx, plan *iden
 	}
 	if msg.storesEvent() {
 		ev := eventOf(msg, now)
-		u.Event = &ev
+		u.Event, u.EncodedContext = &ev, msg.contextJSON
 	} else {
 		applyIdentify(&u, msg, cur)
 	}

@@ -263,6 +263,7 @@ type message struct {
 	previous  string         // alias
 
 	context      map[string]any
+	contextJSON  []byte // context's JSON (checkContext)
 	integrations map[string]any
 	// consent is context.consent.categoryPreferences when hasConsent: the
 	// message sets the person's consent (a value other than true is false).
@@ -599,7 +600,12 @@ func (m *message) common(in *intake, budget *int, e *envelope, ids []identity.ID
 	m.source = e.source
 	// Assigned one by one, not through pointers into m, which would move the
 	// message to the heap.
-	if m.context, err = checkObject(in, budget, "Context", e.context); err != nil {
+	if m.storesEvent() {
+		m.context, m.contextJSON, err = checkContext(in, budget, e.context)
+	} else { // an identify: no event keeps the context's JSON
+		m.context, err = checkObject(in, budget, "Context", e.context)
+	}
+	if err != nil {
 		return ids, err
 	}
 	if m.integrations, err = checkObject(in, budget, "Integrations", e.integrations); err != nil {
@@ -624,6 +630,19 @@ func (m *message) common(in *intake, budget *int, e *envelope, ids []identity.ID
 		}
 	}
 	return contextIDs(r, m.context, ids), nil
+}
+
+// checkContext is checkObject for the context, which it also encodes, in
+// the same walk: the stored event keeps its JSON (Update.EncodedContext).
+func checkContext(in *intake, budget *int, v map[string]any) (map[string]any, []byte, error) {
+	out, b, err := profile.EncodeObjectWithin("Context", v, budget)
+	if errors.Is(err, profile.ErrTooLarge) {
+		return nil, nil, tooLarge("Context", in.limits)
+	}
+	if err != nil {
+		return nil, nil, fieldError("Context", err)
+	}
+	return out, b, nil
 }
 
 // consentOf returns a message context's consent.categoryPreferences, and

@@ -64,6 +64,21 @@ func FuzzNormalizeValue(f *testing.F) {
 		if diff := diffValue(v, got); diff != "" {
 			t.Fatalf("NormalizeValue changed decoded JSON %q (-in +out):\n%s", data, diff)
 		}
+		// An object checked and encoded in one walk: the same object, its
+		// JSON decoding to it, the same budget spent.
+		if m, isMap := v.(map[string]any); isMap {
+			b1, b2 := MaxValueSize, MaxValueSize
+			if _, err := NormalizeValueWithin("v", m, &b1); err != nil {
+				t.Fatal(err)
+			}
+			om, text, err := EncodeObjectWithin("v", m, &b2)
+			if err != nil || b1 != b2 || diffValue(got, om) != "" {
+				t.Fatalf("EncodeObjectWithin(%q) = %#v, budget %d, %v; want %#v, budget %d", data, om, b2, err, got, b1)
+			}
+			if back, err := DecodeValue(text); err != nil || diffValue(got, back) != "" {
+				t.Fatalf("EncodeObjectWithin(%q) wrote %s, which decodes to %#v, %v", data, text, back, err)
+			}
+		}
 
 		// With json.Number, every number is kept exactly: the result must be
 		// what DecodeValue reads, equal to the float64 decoding where no

@@ -520,9 +520,14 @@ func (tx *profileTx) checkUpdate(pid identity.ProfileID, u *profile.Update) (tra
 			return nil, "", meta, invalid("event properties are not JSON values: %v", err)
 		}
 		if e.Context != nil {
-			c, err := encodeJSON(e.Context)
-			if err != nil {
-				return nil, "", meta, invalid("event context is not a JSON value: %v", err)
+			c := string(u.EncodedContext) // the Controller's, when it encoded it checking it
+			if c != "" && !json.Valid(u.EncodedContext) {
+				return nil, "", meta, invalid("EncodedContext is not JSON")
+			}
+			if c == "" {
+				if c, err = encodeJSON(e.Context); err != nil {
+					return nil, "", meta, invalid("event context is not a JSON value: %v", err)
+				}
 			}
 			props = "[" + props + "," + c + "]" // see migration 0012
 		}

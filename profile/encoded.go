@@ -1,0 +1,130 @@
+package profile
+
+import (
+	"encoding/json"
+	"math"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/gdprkit/privacy/internal/jsontext"
+)
+
+// EncodeObjectWithin is NormalizeValueWithin for a JSON object that also
+// returns its JSON (keys in no particular order), in one walk over a value
+// already in canonical form, where checking it and then encoding it for a
+// store take two: the collection path does this for every message's
+// context. The object returned is m itself when canonical. The JSON is
+// the caller's to keep (Update.EncodedContext hands it to a store). A nil
+// m gives nil, nil.
+func EncodeObjectWithin(path string, m map[string]any, budget *int) (map[string]any, []byte, error) {
+	if m == nil {
+		return nil, nil, nil
+	}
+	w := encodeWalks.Get().(*encodeWalk)
+	defer func() {
+		clear(w.buf[:cap(w.buf)]) // personal data: the pool outlives the person
+		w.buf = w.buf[:0]
+		encodeWalks.Put(w)
+	}()
+	left := *budget
+	var ok bool
+	if w.buf, ok = appendCanonical(w.buf[:0], m, 0, &left); ok {
+		*budget = left
+		return m, append([]byte(nil), w.buf...), nil
+	}
+	n, err := NormalizeValueWithin(path, m, budget)
+	if err != nil {
+		return nil, nil, err
+	}
+	out, _ := n.(map[string]any)
+	if w.buf, ok = w.enc.AppendValue(w.buf[:0], out, MaxDepth); !ok {
+		return nil, nil, &ValueError{Path: path, Reason: "not a JSON value"} // cannot happen: out is canonical
+	}
+	return out, append([]byte(nil), w.buf...), nil
+}
+
+type encodeWalk struct {
+	buf []byte
+	enc jsontext.ValueEncoder
+}
+
+var encodeWalks = sync.Pool{New: func() any { return &encodeWalk{enc: jsontext.ValueEncoder{Unsorted: true}} }}
+
+// appendCanonical appends v's JSON to b and reports whether v is canonical
+// and within *left as isCanonical counts it (which it counts down alike).
+// When it reports false, what it appended is to be dropped.
+func appendCanonical(b []byte, v any, depth int, left *int) (_ []byte, ok bool) {
+	if depth > MaxDepth {
+		return b, false
+	}
+	*left -= ValueOverhead
+	if *left < 0 {
+		return b, false
+	}
+	switch x := v.(type) {
+	case nil:
+		*left -= scalarExtra(x)
+		return append(b, "null"...), *left >= 0
+	case bool:
+		*left -= scalarExtra(x)
+		if x {
+			return append(b, "true"...), *left >= 0
+		}
+		return append(b, "false"...), *left >= 0
+	case string:
+		*left -= len(x)
+		if *left < 0 {
+			return b, false
+		}
+		return jsontext.AppendString(b, x) // false when not UTF-8
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return b, false
+		}
+		*left -= scalarExtra(x)
+		return jsontext.AppendFloat(b, x), *left >= 0
+	case json.Number:
+		*left -= scalarExtra(x)
+		if *left < 0 || !canonicalNumber(x) {
+			return b, false
+		}
+		return append(b, x...), true
+	case map[string]any:
+		if x == nil {
+			return b, false // JSON's null: normalised to nil
+		}
+		b = append(b, '{')
+		first := true
+		for k, e := range x {
+			*left -= len(k)
+			if *left < 0 || !utf8.ValidString(k) {
+				return b, false
+			}
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b, _ = jsontext.AppendString(b, k)
+			b = append(b, ':')
+			if b, ok = appendCanonical(b, e, depth+1, left); !ok {
+				return b, false
+			}
+		}
+		return append(b, '}'), true
+	case []any:
+		if x == nil {
+			return b, false
+		}
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, ok = appendCanonical(b, e, depth+1, left); !ok {
+				return b, false
+			}
+		}
+		return append(b, ']'), true
+	}
+	return b, false
+}
