@@ -211,6 +211,26 @@ func (c *Controller) reevaluateOnce(ctx context.Context, pid identity.ProfileID,
 		return backendError("reading audience state", err)
 	}
 	if recount {
+		// A merge whose audience commit failed left the merged profiles'
+		// states as they were: the catch-ups it owed were reckoned from the
+		// union of their memberships, so the recount starts from it too, and
+		// the merged-away states go.
+		if n, err := c.graph.Node(ctx, pid); err == nil {
+			for _, m := range n.Merges {
+				fs, err := atx.State(ctx, m.From)
+				if errors.Is(err, audience.ErrNotFound) {
+					continue
+				} else if err != nil {
+					return backendError("reading audience state", err)
+				}
+				set.Merge(st, fs)
+				if err := atx.Delete(ctx, m.From); err != nil {
+					return backendError("audience delete", err)
+				}
+			}
+		} else if !errors.Is(err, identity.ErrNotFound) {
+			return backendError("reading identifiers", err)
+		}
 		st.Counters = nil
 		if err := c.recount(ctx, set, st, pid, now); err != nil {
 			return err

@@ -673,6 +673,11 @@ func consentOf(ctx map[string]any) (map[string]any, bool, error) {
 	if len(prefs) > profile.MaxConsentCategories {
 		return nil, false, fieldErrorf("Context.consent.categoryPreferences", "%d categories, more than %d (profile.MaxConsentCategories)", len(prefs), profile.MaxConsentCategories)
 	}
+	for k := range prefs {
+		if len(k) > profile.MaxConsentCategoryBytes {
+			return nil, false, fieldErrorf("Context.consent.categoryPreferences", "a category name of %d bytes, more than %d (profile.MaxConsentCategoryBytes)", len(k), profile.MaxConsentCategoryBytes)
+		}
+	}
 	return prefs, true, nil
 }
 

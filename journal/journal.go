@@ -237,9 +237,10 @@ type rectified struct {
 	Event                         *profile.Event           `json:",omitempty"`
 	FirstMessageID, LastMessageID string                   `json:",omitempty"`
 	// The metadata's consent (categories, message ids) and account links
-	// (group ids) are the person's too.
-	Consent  profile.Consent       `json:",omitzero"`
-	Accounts []profile.AccountLink `json:",omitempty"`
+	// (group ids) are the person's too. Pointers: an entry sealed before
+	// they were sealed lacks them, and opening it keeps its own.
+	Consent  *profile.Consent       `json:",omitempty"`
+	Accounts *[]profile.AccountLink `json:",omitempty"`
 }
 
 // exactNumbers makes the values p holds canonical after
@@ -307,7 +308,14 @@ func (e *Entry) SealPersonal(seal func([]byte) []byte) error {
 	for _, r := range e.Decision.Rectify {
 		u := &r.Update
 		m := &u.Metadata
-		p.Rectify = append(p.Rectify, rectified{u.Set, u.Remove, u.Event, m.FirstMessageID, m.LastMessageID, m.Consent, m.Accounts})
+		r := rectified{Set: u.Set, Remove: u.Remove, Event: u.Event, FirstMessageID: m.FirstMessageID, LastMessageID: m.LastMessageID}
+		if m.Consent.Collected() {
+			r.Consent = &m.Consent
+		}
+		if len(m.Accounts) > 0 {
+			r.Accounts = &m.Accounts
+		}
+		p.Rectify = append(p.Rectify, r)
 		some = some || len(u.Set) > 0 || len(u.Remove) > 0 || u.Event != nil || m.FirstMessageID != "" || m.LastMessageID != "" ||
 			m.Consent.Collected() || len(m.Accounts) > 0
 	}
@@ -352,7 +360,12 @@ func (e *Entry) OpenPersonal(open func([]byte) ([]byte, error)) error {
 		u := &e.Decision.Rectify[i].Update
 		u.Set, u.Remove, u.Event = r.Set, r.Remove, r.Event
 		u.Metadata.FirstMessageID, u.Metadata.LastMessageID = r.FirstMessageID, r.LastMessageID
-		u.Metadata.Consent, u.Metadata.Accounts = r.Consent, r.Accounts
+		if r.Consent != nil {
+			u.Metadata.Consent = *r.Consent
+		}
+		if r.Accounts != nil {
+			u.Metadata.Accounts = *r.Accounts
+		}
 	}
 	e.Sealed = nil
 	return nil

@@ -40,6 +40,9 @@ const (
 	MaxConsentHistory      = 100
 	MaxConsentHistoryBytes = 64 << 10
 	MaxConsentCategories   = 100
+	// MaxConsentCategoryBytes bounds a category's name (a CMP's category
+	// ids are short: "Advertising", "C0004").
+	MaxConsentCategoryBytes = 128
 )
 
 // ConsentStatus is one category's consent status.
