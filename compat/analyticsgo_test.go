@@ -239,6 +239,17 @@ func TestAnalyticsGoEveryType(t *testing.T) {
 			t.Errorf("event %s at %v; want about when it was sent (%v)", id, e.Timestamp, ts)
 		}
 	}
+	// The group call made the account's profile and linked ada to it.
+	acme, err := c.Account(ctx, "acme")
+	if err != nil || acme.Traits["name"].Value != "Acme" || acme.Traits["employees"].Value != 120.0 {
+		t.Errorf("Account(acme) = %+v, %v; want its traits name and employees", acme, err)
+	}
+	if m, err := c.Metadata(ctx, ada); err != nil || len(m.Accounts) != 1 || m.Accounts[0].GroupID != "acme" {
+		t.Errorf("ada's accounts = %+v, %v; want acme", m.Accounts, err)
+	} else if h := m.Consent.History(); m.Consent.Status("Advertising") != profile.ConsentDenied || len(h) != 1 || h[0].MessageID != "id-1" {
+		// The consent came with the identify, and again (no change) with the page.
+		t.Errorf("ada's consent = %v, history %+v; want Advertising false, set by id-1", m.Consent.Categories(), h)
+	}
 	// Integrations and consent routed the messages.
 	if err := c.Flush(ctx); err != nil {
 		t.Fatal(err)
