@@ -3,7 +3,7 @@ package profile
 import (
 	"encoding/json"
 	"math"
-	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/gdprkit/privacy/internal/jsontext"
@@ -20,35 +20,33 @@ func EncodeObjectWithin(path string, m map[string]any, budget *int) (map[string]
 	if m == nil {
 		return nil, nil, nil
 	}
-	w := encodeWalks.Get().(*encodeWalk)
-	defer func() {
-		clear(w.buf[:cap(w.buf)]) // personal data: the pool outlives the person
-		w.buf = w.buf[:0]
-		encodeWalks.Put(w)
-	}()
+	// Written straight into the buffer the caller keeps, sized as the last
+	// one was: a pooled buffer copied out cost more (the pool empties with
+	// every collection, and the copy is one more walk).
+	b := make([]byte, 0, encodedSizeHint.Load()+64)
 	left := *budget
 	var ok bool
-	if w.buf, ok = appendCanonical(w.buf[:0], m, 0, &left); ok {
+	if b, ok = appendCanonical(b, m, 0, &left); ok {
 		*budget = left
-		return m, append([]byte(nil), w.buf...), nil
+		encodedSizeHint.Store(int64(len(b)))
+		return m, b, nil
 	}
+	clear(b) // what was written of it: personal data
 	n, err := NormalizeValueWithin(path, m, budget)
 	if err != nil {
 		return nil, nil, err
 	}
 	out, _ := n.(map[string]any)
-	if w.buf, ok = w.enc.AppendValue(w.buf[:0], out, MaxDepth); !ok {
+	enc := jsontext.ValueEncoder{Unsorted: true}
+	if b, ok = enc.AppendValue(b[:0], out, MaxDepth); !ok {
 		return nil, nil, &ValueError{Path: path, Reason: "not a JSON value"} // cannot happen: out is canonical
 	}
-	return out, append([]byte(nil), w.buf...), nil
+	return out, b, nil
 }
 
-type encodeWalk struct {
-	buf []byte
-	enc jsontext.ValueEncoder
-}
-
-var encodeWalks = sync.Pool{New: func() any { return &encodeWalk{enc: jsontext.ValueEncoder{Unsorted: true}} }}
+// encodedSizeHint is the size of the last object EncodeObjectWithin
+// encoded: messages of one host carry contexts of about one size.
+var encodedSizeHint atomic.Int64
 
 // appendCanonical appends v's JSON to b and reports whether v is canonical
 // and within *left as isCanonical counts it (which it counts down alike).
