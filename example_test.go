@@ -206,3 +206,39 @@ func ExampleController_Collect_segmentSpec() {
 	// page Pricing 09:55 map[category:Docs name:Pricing] 203.0.113.9
 	// group acme 10:00 map[plan:enterprise] <nil>
 }
+
+// A group call puts the group's traits on the account's own profile and
+// links the person to it; the person's consent preferences, from the
+// context of their messages, are kept with a history and read by audiences.
+func ExampleController_Account() {
+	ctx := context.Background()
+	c, _ := privacy.New()
+	defer c.Close()
+	ts := time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
+	_ = c.DefineAudience(ctx, audience.Definition{Key: "ads-ok", Query: "consent('Advertising') = true"})
+
+	consent := func(ads bool) map[string]any {
+		return map[string]any{"consent": map[string]any{"categoryPreferences": map[string]any{"Advertising": ads, "Analytics": true}}}
+	}
+	_ = c.Collect(ctx, privacy.Group{UserID: "u42", GroupID: "acme", Traits: map[string]any{"name": "Acme", "employees": 120},
+		Timestamp: ts, Context: consent(true)})
+	_ = c.Collect(ctx, privacy.Track{UserID: "u42", Event: privacy.ConsentPreferenceUpdated, Timestamp: ts.Add(time.Hour), Context: consent(false)})
+
+	acme, _ := c.Account(ctx, "acme")
+	fmt.Println("account:", acme.Traits["name"].Value, acme.Traits["employees"].Value)
+	m, _ := c.Metadata(ctx, identity.ID{Type: identity.TypeUserID, Value: "u42"})
+	fmt.Println("linked to:", m.Accounts[0].GroupID)
+	fmt.Println("advertising:", m.Consent.Status("Advertising"), "analytics:", m.Consent.Status("Analytics"))
+	for _, ch := range m.Consent.History() {
+		fmt.Println("changed by:", ch.Type, ch.Event, ch.Timestamp.Format(time.Kitchen))
+	}
+	members, _ := c.Members(ctx, "ads-ok")
+	fmt.Println("in ads-ok:", len(members))
+	// Output:
+	// account: Acme 120
+	// linked to: acme
+	// advertising: false analytics: true
+	// changed by: group  10:00AM
+	// changed by: track Segment Consent Preference Updated 11:00AM
+	// in ads-ok: 0
+}
