@@ -222,6 +222,8 @@ type Group struct {
 // person UserID is now (Segment's alias). As in Segment Unify it does not
 // merge profiles: it is stored as an event of type "alias" on UserID's
 // profile, with previousId among its properties, and sent to destinations.
+// identity.Rules.AliasLinks makes PreviousID an identifier of the types it
+// lists, linked to UserID's profile under the usual merge protection.
 // UserID and PreviousID are required.
 type Alias struct {
 	MessageID   string
@@ -425,6 +427,13 @@ func (m *Alias) prepare(in *intake, out *message, ids []identity.ID) ([]identity
 	}
 	out.previous = m.PreviousID
 	out.props = map[string]any{"previousId": m.PreviousID}
+	// Linked only when the rules say as what (identity.Rules.AliasLinks):
+	// a blocked previousId is dropped as any blocked identifier is.
+	for _, typ := range in.resolver.AliasLinks() {
+		if ids, err = out.addID(in.resolver, ids, "PreviousID", identity.ID{Type: typ, Value: m.PreviousID}); err != nil {
+			return ids, err
+		}
+	}
 	return out.finish(in.resolver, ids)
 }
 

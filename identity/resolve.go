@@ -32,8 +32,13 @@ func (r *Resolver) Rules() Rules {
 	c.Limits = maps.Clone(c.Limits)
 	c.Priority = slices.Clone(c.Priority)
 	c.Custom = slices.Clone(c.Custom)
+	c.AliasLinks = slices.Clone(c.AliasLinks)
 	return c
 }
+
+// AliasLinks returns the identifier types an alias's previousId is taken
+// as (Rules.AliasLinks). The slice is the resolver's: do not change it.
+func (r *Resolver) AliasLinks() []string { return r.rules.AliasLinks }
 
 // DropBlocked reports whether blocked identifiers are dropped rather than refused.
 func (r *Resolver) DropBlocked() bool { return r.rules.DropBlocked }

@@ -93,6 +93,13 @@ type Rules struct {
 	// device ids, which are always taken, a value is an identifier only
 	// when configured here.
 	Custom []CustomID
+	// AliasLinks lists the identifier types an alias call's previousId is
+	// taken as, beside its userId, so that it links (and merges, under the
+	// limits and priority above) the profiles they name: "anonymous_id",
+	// say, for a client that aliases the anonymous id it had to the user id
+	// it now has. Empty by default: as in Segment Unify, an alias merges
+	// nothing and only goes on to destinations.
+	AliasLinks []string
 }
 
 // CustomID takes the identifier Type from a message's Trait (an identify's
@@ -203,6 +210,17 @@ func compileRules(r Rules) (*compiledRules, error) {
 		}
 		(*m)[key] = append((*m)[key], t)
 		c.Custom = append(c.Custom, CustomID{Type: t, Trait: cu.Trait, Property: cu.Property})
+	}
+	c.AliasLinks = nil
+	for i, typ := range r.AliasLinks {
+		t, err := normalizeType(typ)
+		if err != nil {
+			return nil, fmt.Errorf("rules: alias links[%d]: %w", i, err)
+		}
+		if slices.Contains(c.AliasLinks, t) {
+			return nil, fmt.Errorf("%w: rules: alias links list %s twice", ErrInvalid, t)
+		}
+		c.AliasLinks = append(c.AliasLinks, t)
 	}
 	for i, b := range r.Blocked {
 		cb := compiledBlock{value: b.Value}
