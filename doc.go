@@ -12,6 +12,13 @@
 //	err = c.Collect(ctx, privacy.Identify{UserID: "u1", Traits: map[string]any{"email": "a@b.c"}, Timestamp: now})
 //	p, err := c.Profile(ctx, identity.ID{Type: "email", Value: "a@b.c"})
 //
+// A message's consent preferences (context.consent.categoryPreferences) are
+// kept on the profile with the history of their changes, the proof of
+// consent (profile.Consent), and route the message to destinations that
+// declare consent categories; a group call puts the group's traits on an
+// account profile (Account) and links the person to it. Any JSON number is
+// kept exactly.
+//
 // CollectBatch takes many messages at once and stores those about known people
 // together, in a few backend calls and one commit: the way to feed a SQL
 // backend at volume.
@@ -50,7 +57,9 @@
 //   - messages.go: the message types, their validation, Segment's
 //     timestamps and the identifiers a message holds; collect.go:
 //     Collect; collect_batch.go: CollectBatch; collect_update.go: the profile
-//     update both build.
+//     update both build; consent.go: consent on the profile; accounts.go:
+//     account profiles (group calls); audience_news.go: the audience news
+//     each destination is owed with a collected message.
 //   - profiles.go: the Profile API reads; audiences.go: audiences;
 //     delivery.go: what destinations are owed (enqueued with the change,
 //     routed by a message's Integrations and consent), Flush,
