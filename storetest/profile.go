@@ -16,6 +16,7 @@ import (
 
 var profileChecks = []check[profile.Store]{
 	{"UpdateCreates", profileUpdateCreates},
+	{"EncodedContext", profileEncodedContext},
 	{"NotFound", profileNotFound},
 	{"UpdateSetsAndRemovesTraits", profileUpdateSetsAndRemoves},
 	{"DuplicateMessage", profileDuplicateMessage},
@@ -312,6 +313,28 @@ func profileUpdateCreates(t *testing.T, e *env, s profile.Store) {
 	got = viewProfiles(t, e.ctx, s, bare)[bare]
 	if d := diff(&storedProfile{Meta: meta}, got); d != "" {
 		t.Errorf("the profile a bare Update created (-want +got):\n%s", d)
+	}
+}
+
+// profileEncodedContext: an Update may carry its event's context as JSON
+// too (Update.EncodedContext, its keys in any order), which a store may keep
+// rather than encode the context again: the event reads back the same
+// either way, on a single update and in a batch.
+func profileEncodedContext(t *testing.T, e *env, s profile.Store) {
+	pid := newPID()
+	x := ev("m0", "Viewed", 2) // even: it has a context
+	if x.Context == nil {
+		t.Fatal("ev(2) has no context")
+	}
+	u := track(1, x)
+	u.EncodedContext = []byte(`{"n":[2],"page":{"url":"https://x.example/m0"},"ip":"203.0.113.7"}`)
+	mustUpdate(t, e, s, pid, u)
+	if u.EncodedContext[0] != '{' {
+		t.Error("Update changed the EncodedContext it was given")
+	}
+	want := &storedProfile{Meta: u.Metadata, Events: []profile.Event{*x}}
+	if d := diff(want, viewProfiles(t, e.ctx, s, pid)[pid]); d != "" {
+		t.Errorf("an event stored with its EncodedContext (-want +got):\n%s", d)
 	}
 }
 
