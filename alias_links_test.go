@@ -41,14 +41,25 @@ func TestAliasLinksPreviousIDWhenConfigured(t *testing.T) {
 	if got := len(mustEvents(t, e.c, user("ada"))); got != 2 {
 		t.Errorf("the merged profile holds %d events; want the visit's and the alias's", got)
 	}
-	// Another user id as previousId, taken as a user id: user_id takes one
-	// value per profile, so the two users stay apart.
+	// A previousId that is another user's id taken as an anonymous id
+	// links nothing: no profile holds it as one.
+	e.collect(t, privacy.Identify{MessageID: "i2", UserID: "bob", Timestamp: at(4)},
+		privacy.Alias{MessageID: "al2", UserID: "ada", PreviousID: "bob", Timestamp: at(5)})
+	if b := e.profile(t, user("bob")); b.ID == u.ID {
+		t.Error("an alias merged two users")
+	}
+	// A blocked previousId is not linked, the alias kept, with DropBlocked
+	// off too (the user id names the person).
+	strict := rules
+	strict.DropBlocked = false
+	e3 := newEnv(t, privacy.WithIdentityRules(strict))
+	if err := e3.c.Collect(ctx, privacy.Alias{MessageID: "al4", UserID: "ada", PreviousID: "null", Timestamp: at(7)}); err != nil {
+		t.Errorf("an alias with a blocked previousId, DropBlocked off: %v; want it stored", err)
+	}
+	// user_id cannot be listed: the alias names one already.
 	rules.AliasLinks = []string{identity.TypeUserID}
-	e2 := newEnv(t, privacy.WithIdentityRules(rules))
-	e2.collect(t, privacy.Identify{MessageID: "i1", UserID: "ada", Timestamp: at(1)}, privacy.Identify{MessageID: "i2", UserID: "bob", Timestamp: at(2)},
-		privacy.Alias{MessageID: "al2", UserID: "ada", PreviousID: "bob", Timestamp: at(3)})
-	if a, b := e2.profile(t, user("ada")), e2.profile(t, user("bob")); a.ID == b.ID {
-		t.Error("an alias merged two user ids, past the user_id limit")
+	if _, err := privacy.New(privacy.WithIdentityRules(rules)); !errors.Is(err, privacy.ErrInvalid) {
+		t.Errorf("AliasLinks listing user_id: New = %v; want ErrInvalid", err)
 	}
 	// A blocked previousId is dropped, the alias kept.
 	if err := e.c.Collect(ctx, privacy.Alias{MessageID: "al3", UserID: "ada", PreviousID: "null", Timestamp: at(6)}); err != nil {

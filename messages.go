@@ -265,7 +265,7 @@ type message struct {
 	previous  string         // alias
 
 	context      map[string]any
-	contextJSON  []byte // context's JSON (checkContext)
+	contextJSON  profile.EncodedObject // context's JSON (checkContext)
 	integrations map[string]any
 	// consent is context.consent.categoryPreferences when hasConsent: the
 	// message sets the person's consent (a value other than true is false).
@@ -427,11 +427,16 @@ func (m *Alias) prepare(in *intake, out *message, ids []identity.ID) ([]identity
 	}
 	out.previous = m.PreviousID
 	out.props = map[string]any{"previousId": m.PreviousID}
-	// Linked only when the rules say as what (identity.Rules.AliasLinks):
-	// a blocked previousId is dropped as any blocked identifier is.
+	// Linked only when the rules say as what (identity.Rules.AliasLinks).
+	// A blocked previousId is not linked, whatever DropBlocked says: the
+	// alias's user id names the person.
 	for _, typ := range in.resolver.AliasLinks() {
-		if ids, err = out.addID(in.resolver, ids, "PreviousID", identity.ID{Type: typ, Value: m.PreviousID}); err != nil {
-			return ids, err
+		id, err := in.resolver.Check(identity.ID{Type: typ, Value: m.PreviousID})
+		switch {
+		case err == nil:
+			ids = append(ids, id)
+		case !errors.Is(err, identity.ErrBlocked):
+			return ids, fieldError("PreviousID", err)
 		}
 	}
 	return out.finish(in.resolver, ids)
@@ -643,13 +648,13 @@ func (m *message) common(in *intake, budget *int, e *envelope, ids []identity.ID
 
 // checkContext is checkObject for the context, which it also encodes, in
 // the same walk: the stored event keeps its JSON (Update.EncodedContext).
-func checkContext(in *intake, budget *int, v map[string]any) (map[string]any, []byte, error) {
+func checkContext(in *intake, budget *int, v map[string]any) (map[string]any, profile.EncodedObject, error) {
 	out, b, err := profile.EncodeObjectWithin("Context", v, budget)
 	if errors.Is(err, profile.ErrTooLarge) {
-		return nil, nil, tooLarge("Context", in.limits)
+		return nil, b, tooLarge("Context", in.limits)
 	}
 	if err != nil {
-		return nil, nil, fieldError("Context", err)
+		return nil, b, fieldError("Context", err)
 	}
 	return out, b, nil
 }

@@ -98,7 +98,10 @@ type Rules struct {
 	// limits and priority above) the profiles they name: "anonymous_id",
 	// say, for a client that aliases the anonymous id it had to the user id
 	// it now has. Empty by default: as in Segment Unify, an alias merges
-	// nothing and only goes on to destinations.
+	// nothing and only goes on to destinations. user_id cannot be listed
+	// (the alias names one already). Like an identify naming a user id and
+	// an anonymous id, a linking alias trusts its sender: collect it from
+	// authenticated sources only.
 	AliasLinks []string
 }
 
@@ -219,6 +222,11 @@ func compileRules(r Rules) (*compiledRules, error) {
 		}
 		if slices.Contains(c.AliasLinks, t) {
 			return nil, fmt.Errorf("%w: rules: alias links list %s twice", ErrInvalid, t)
+		}
+		if t == TypeUserID {
+			// The alias's own userId is one; with the user_id limit, the
+			// previous one would take its place, or be dropped.
+			return nil, fmt.Errorf("%w: rules: alias links cannot list %s: an alias already names the user id", ErrInvalid, t)
 		}
 		c.AliasLinks = append(c.AliasLinks, t)
 	}

@@ -35,9 +35,10 @@ func TestEncodeObjectWithin(t *testing.T) {
 			if diffValue(want, got) != "" || b1 != b2 {
 				t.Errorf("EncodeObjectWithin = %#v, budget %d; want %#v, %d", got, b2, want, b1)
 			}
-			back, err := DecodeValue(text)
-			if err != nil || diffValue(want, back) != "" {
-				t.Errorf("its JSON %s decodes to %#v, %v; want %#v", text, back, err, want)
+			b, ok := text.JSONFor(got)
+			back, err := DecodeValue(b)
+			if !ok || err != nil || diffValue(want, back) != "" {
+				t.Errorf("its JSON %s (bound: %v) decodes to %#v, %v; want %#v", b, ok, back, err, want)
 			}
 		})
 	}
@@ -51,7 +52,38 @@ func TestEncodeObjectWithin(t *testing.T) {
 	if _, _, err := EncodeObjectWithin("Context", map[string]any{"k": strings.Repeat("x", 20)}, &b); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("over the budget: %v; want ErrTooLarge", err)
 	}
-	if m, text, err := EncodeObjectWithin("Context", nil, &b); m != nil || text != nil || err != nil {
+	if m, text, err := EncodeObjectWithin("Context", nil, &b); m != nil || !text.Equal(EncodedObject{}) || err != nil {
 		t.Errorf("nil: %v, %q, %v", m, text, err)
+	}
+}
+
+// TestEncodedObjectIsBoundToItsMap: an encoding gives its JSON for the map
+// it encoded only, not for an equal one, nor nil; a large context does not
+// make the next one keep its capacity.
+func TestEncodedObjectIsBoundToItsMap(t *testing.T) {
+	m := map[string]any{"ip": "203.0.113.9"}
+	b := 1000
+	out, enc, err := EncodeObjectWithin("Context", m, &b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text, ok := enc.JSONFor(out); !ok || string(text) != `{"ip":"203.0.113.9"}` {
+		t.Errorf("JSONFor(its map) = %s, %v", text, ok)
+	}
+	if _, ok := enc.JSONFor(map[string]any{"ip": "203.0.113.9"}); ok {
+		t.Error("JSONFor an equal map gave the encoding")
+	}
+	if _, ok := enc.JSONFor(nil); ok {
+		t.Error("JSONFor(nil) gave the encoding")
+	}
+	big := map[string]any{"s": strings.Repeat("\x00", 200_000)}
+	b = MaxValueSize
+	if _, _, err := EncodeObjectWithin("Context", big, &b); err != nil {
+		t.Fatal(err)
+	}
+	b = 1000
+	small, enc, _ := EncodeObjectWithin("Context", map[string]any{"k": "v"}, &b)
+	if text, _ := enc.JSONFor(small); cap(text) > maxSizeHint+64 {
+		t.Errorf("a small context's JSON keeps %d bytes of capacity after a large one", cap(text))
 	}
 }

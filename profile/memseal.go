@@ -210,8 +210,8 @@ func stageSealed(u *Update, key *keyring.DataKey) (memOp, error) {
 			}
 			op.props = sealed
 		}
-		if u.Event.Context != nil && u.EncodedContext != nil {
-			op.ctx = key.Seal(sealedContextField(u.Event.MessageID), u.EncodedContext)
+		if text, ok := u.EncodedContext.JSONFor(u.Event.Context); ok {
+			op.ctx = key.Seal(sealedContextField(u.Event.MessageID), text)
 		} else if u.Event.Context != nil {
 			sealed, err := sealJSON(key, sealedContextField(u.Event.MessageID), u.Event.Context)
 			if err != nil {
@@ -278,7 +278,7 @@ func (tx *memTx) stage(pid identity.ProfileID, u *Update, k stagingKey) (memOp, 
 		op.u, op.ev, op.hasEvent = u.clone()
 		if op.hasEvent && u.Event.Context != nil {
 			var err error
-			if op.ctx = u.EncodedContext; op.ctx == nil {
+			if op.ctx, _ = u.EncodedContext.JSONFor(u.Event.Context); op.ctx == nil {
 				if op.ctx, err = contextJSON(sealedContextField(u.Event.MessageID), u.Event.Context); err != nil {
 					return memOp{}, err
 				}

@@ -190,12 +190,12 @@ type Update struct {
 	MessageID string
 	// Event, when not nil, is appended to the profile's events.
 	Event *Event
-	// EncodedContext, when not nil, is the Event's Context as JSON (its
-	// keys in no particular order), as the Controller encoded it while
-	// checking it (EncodeObjectWithin): a store may keep it rather than
-	// encode the Context again. It is the store's to keep: the caller does
-	// not change it.
-	EncodedContext []byte
+	// EncodedContext is the Event's Context as JSON (its keys in no
+	// particular order), when the Controller encoded it while checking it
+	// (EncodeObjectWithin): a store may keep EncodedContext.JSONFor(
+	// Event.Context) rather than encode the Context again. It is bound to
+	// that very map: it gives nothing for any other.
+	EncodedContext EncodedObject
 }
 
 // Validate checks what every Store relies on: an Event carries the Update's
@@ -217,7 +217,7 @@ func (u *Update) clone() (c Update, ev Event, hasEvent bool) {
 	c.Metadata = u.Metadata.Clone()
 	c.Set = CloneTraits(u.Set)
 	c.Remove = append([]string(nil), u.Remove...)
-	c.Event, c.EncodedContext = nil, nil
+	c.Event, c.EncodedContext = nil, EncodedObject{}
 	if u.Event != nil {
 		ev = *u.Event
 		ev.Properties, ev.Context = cloneMap(u.Event.Properties), nil

@@ -520,10 +520,8 @@ func (tx *profileTx) checkUpdate(pid identity.ProfileID, u *profile.Update) (tra
 			return nil, "", meta, invalid("event properties are not JSON values: %v", err)
 		}
 		if e.Context != nil {
-			c := string(u.EncodedContext) // the Controller's, when it encoded it checking it
-			if c != "" && !json.Valid(u.EncodedContext) {
-				return nil, "", meta, invalid("EncodedContext is not JSON")
-			}
+			text, _ := u.EncodedContext.JSONFor(e.Context) // the Controller's, when it encoded it checking it
+			c := string(text)
 			if c == "" {
 				if c, err = encodeJSON(e.Context); err != nil {
 					return nil, "", meta, invalid("event context is not a JSON value: %v", err)
