@@ -85,20 +85,9 @@ func noteAccount(meta *profile.Metadata, msg *message) {
 // mergeAccounts adds from's links to into's, each group once with the
 // earliest and latest times of both.
 func mergeAccounts(into, from []profile.AccountLink) []profile.AccountLink {
-	for _, l := range from {
-		i := slices.IndexFunc(into, func(have profile.AccountLink) bool { return have.GroupID == l.GroupID })
-		if i < 0 {
-			into = append(into, l)
-			continue
-		}
-		have := &into[i]
-		if l.FirstLinked.Before(have.FirstLinked) {
-			have.FirstLinked = l.FirstLinked
-		}
-		if l.LastLinked.After(have.LastLinked) {
-			have.LastLinked = l.LastLinked
-		}
-	}
+	into = mergeSpans(into, from, func(l *profile.AccountLink) (string, *time.Time, *time.Time) {
+		return l.GroupID, &l.FirstLinked, &l.LastLinked
+	})
 	slices.SortStableFunc(into, func(a, b profile.AccountLink) int { return a.FirstLinked.Compare(b.FirstLinked) })
 	if n := len(into) - profile.MaxAccountLinks; n > 0 {
 		into = slices.Delete(into, 0, n)

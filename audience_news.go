@@ -81,6 +81,12 @@ func (o *owed) catchUps(pid identity.ProfileID, ids func() []identity.ID, versio
 	}
 }
 
+// newsOwed reports whether a message's changes, or the catch-ups reckon
+// calls for, owe any destination audience news.
+func newsOwed(changes []audience.Change, reckon *reckoning) bool {
+	return len(changes) > 0 || reckon != nil && len(reckon.base) > 0
+}
+
 // oweNews owes holders, the destinations that hold the person after a
 // stored message (those it went to, and those told of them before: an exit
 // reaches a destination told of the entry), their audience news: the
@@ -88,7 +94,7 @@ func (o *owed) catchUps(pid identity.ProfileID, ids func() []identity.ID, versio
 // version is the profile's after the message.
 func (c *Controller) oweNews(ctx context.Context, o *owed, pid identity.ProfileID, msg *message, matches []identity.Match,
 	version uint64, holders []string, changes []audience.Change, reckon *reckoning, now time.Time) {
-	if len(changes) == 0 && (reckon == nil || len(reckon.base) == 0) {
+	if !newsOwed(changes, reckon) {
 		return
 	}
 	var ids []identity.ID

@@ -63,7 +63,7 @@ func (c *Controller) DefineAudience(ctx context.Context, d audience.Definition) 
 			if pid.IsAccount() {
 				continue // an account is in no audience
 			}
-			if err := c.reevaluate(ctx, pid, true); err != nil {
+			if err := c.reevaluate(ctx, pid, recountEvents); err != nil {
 				return fmt.Errorf("privacy: audience %s defined, computing membership of %s: %w", d.Key, pid, err)
 			}
 		}
@@ -129,7 +129,7 @@ func (c *Controller) Refresh(ctx context.Context) (int, error) {
 	var staleErr error
 	c.stale.Range(func(k, _ any) bool {
 		pid := k.(identity.ProfileID)
-		if staleErr = c.reevaluate(ctx, pid, true); staleErr != nil {
+		if staleErr = c.reevaluate(ctx, pid, repairState); staleErr != nil {
 			return false
 		}
 		c.stale.Delete(pid)
@@ -148,7 +148,7 @@ func (c *Controller) Refresh(ctx context.Context) (int, error) {
 			return done, nil
 		}
 		for _, pid := range due {
-			if err := c.reevaluate(ctx, pid, false); err != nil {
+			if err := c.reevaluate(ctx, pid, keepCounters); err != nil {
 				return done, err
 			}
 			done++
@@ -156,16 +156,32 @@ func (c *Controller) Refresh(ctx context.Context) (int, error) {
 	}
 }
 
-// reevaluate recomputes one profile's memberships, recounting its events from
-// the store when recount is set, and tells destinations what changed. It
+// How reevaluate treats a profile's audience state.
+type recountMode uint8
+
+const (
+	// keepCounters evaluates the stored counters (time has passed).
+	keepCounters recountMode = iota
+	// recountEvents recounts them from the stored events (a new audience).
+	recountEvents
+	// repairState recounts them after a failed audience commit, starting
+	// from the memberships of every profile merged into this one whose
+	// state the failure left: the catch-ups the message owed were reckoned
+	// from their union (audience_news.go), and the merged-away states go.
+	// Only a failure leaves such states, so only repairs pay for the look.
+	repairState
+)
+
+// reevaluate recomputes one profile's memberships, as mode says, and tells
+// destinations what changed. It
 // writes the person's data as every writer does: under the profile's lock in
 // this process and, through a txscope.Locker backend, across processes, in
 // one operation whose transaction the audience write shares, reading the
 // profile there. So an erasure or a merge elsewhere happens wholly before it
 // (the profile is gone: so is its audience state) or wholly after.
-func (c *Controller) reevaluate(ctx context.Context, pid identity.ProfileID, recount bool) error {
+func (c *Controller) reevaluate(ctx context.Context, pid identity.ProfileID, mode recountMode) error {
 	for attempt := 1; ; attempt++ {
-		err := c.reevaluateOnce(ctx, pid, recount)
+		err := c.reevaluateOnce(ctx, pid, mode)
 		if !errors.Is(err, txscope.ErrRetry) || attempt == retryAttempts || ctx.Err() != nil {
 			return err
 		}
@@ -174,7 +190,7 @@ func (c *Controller) reevaluate(ctx context.Context, pid identity.ProfileID, rec
 }
 
 // reevaluateOnce is one attempt at reevaluate, in an operation of its own.
-func (c *Controller) reevaluateOnce(ctx context.Context, pid identity.ProfileID, recount bool) error {
+func (c *Controller) reevaluateOnce(ctx context.Context, pid identity.ProfileID, mode recountMode) error {
 	ctx, closeScope := c.openScope(ctx)
 	defer closeScope()
 	var held lockSet
@@ -210,11 +226,7 @@ func (c *Controller) reevaluateOnce(ctx context.Context, pid identity.ProfileID,
 	if err != nil {
 		return backendError("reading audience state", err)
 	}
-	if recount {
-		// A merge whose audience commit failed left the merged profiles'
-		// states as they were: the catch-ups it owed were reckoned from the
-		// union of their memberships, so the recount starts from it too, and
-		// the merged-away states go.
+	if mode == repairState {
 		if n, err := c.graph.Node(ctx, pid); err == nil {
 			for _, m := range n.Merges {
 				fs, err := atx.State(ctx, m.From)
@@ -231,6 +243,8 @@ func (c *Controller) reevaluateOnce(ctx context.Context, pid identity.ProfileID,
 		} else if !errors.Is(err, identity.ErrNotFound) {
 			return backendError("reading identifiers", err)
 		}
+	}
+	if mode != keepCounters {
 		st.Counters = nil
 		if err := c.recount(ctx, set, st, pid, now); err != nil {
 			return err

@@ -90,7 +90,7 @@ func (c *Controller) collect(ctx context.Context, m Message) error {
 		// takes it again) and before returning.
 		locked = false
 		c.locks.unlock(&held)
-		if err := c.reevaluate(context.WithoutCancel(ctx), plan.Profile, true); err != nil {
+		if err := c.reevaluate(context.WithoutCancel(ctx), plan.Profile, repairState); err != nil {
 			c.stale.Store(plan.Profile, struct{}{}) // the next Refresh tries again
 			c.log.ErrorContext(ctx, "recomputing memberships failed; Refresh will retry", "profile", plan.Profile, "err", describe(err))
 		}
@@ -319,7 +319,9 @@ func (c *Controller) oweCollected(ctx context.Context, otx outbox.Tx, pid identi
 	}
 	o := owed{c: c}
 	o.collected(pid, msg, matches)
-	c.oweNews(ctx, &o, pid, msg, matches, meta.Version, c.holders(meta.Recipients, nil), changes, reckon, now)
+	if newsOwed(changes, reckon) { // holders allocates: not on every message
+		c.oweNews(ctx, &o, pid, msg, matches, meta.Version, c.holders(meta.Recipients, nil), changes, reckon, now)
+	}
 	return o.enqueue(ctx, otx)
 }
 

@@ -218,7 +218,7 @@ func (c *Controller) finishBatch(ctx context.Context, items []batchItem, recount
 		}
 	}
 	for _, pid := range recount {
-		if err := c.reevaluate(context.WithoutCancel(ctx), pid, true); err != nil {
+		if err := c.reevaluate(context.WithoutCancel(ctx), pid, repairState); err != nil {
 			c.stale.Store(pid, struct{}{}) // the next Refresh tries again
 			c.log.ErrorContext(ctx, "recomputing memberships failed; Refresh will retry", "profile", pid, "err", describe(err))
 		}

@@ -195,18 +195,29 @@ func mergeMetadata(into, from profile.Metadata, messageID string, now time.Time)
 		into.LastSeen = from.LastSeen
 	}
 	into.Version = max(into.Version, from.Version)
-	for _, r := range from.Recipients {
-		i := slices.IndexFunc(into.Recipients, func(have profile.Recipient) bool { return have.Name == r.Name })
-		if i < 0 {
-			into.Recipients = append(into.Recipients, r)
+	into.Recipients = mergeSpans(into.Recipients, from.Recipients, func(r *profile.Recipient) (string, *time.Time, *time.Time) {
+		return r.Name, &r.FirstSent, &r.LastSent
+	})
+	return into
+}
+
+// mergeSpans adds the entries of from to into, each key once: an entry into
+// lacks is appended, one it has takes the earlier first time and the later
+// last time of both. span returns an entry's key and its two times.
+func mergeSpans[T any](into, from []T, span func(*T) (key string, first, last *time.Time)) []T {
+	for i := range from {
+		key, first, last := span(&from[i])
+		j := slices.IndexFunc(into, func(have T) bool { k, _, _ := span(&have); return k == key })
+		if j < 0 {
+			into = append(into, from[i])
 			continue
 		}
-		have := &into.Recipients[i]
-		if r.FirstSent.Before(have.FirstSent) {
-			have.FirstSent = r.FirstSent
+		_, haveFirst, haveLast := span(&into[j])
+		if first.Before(*haveFirst) {
+			*haveFirst = *first
 		}
-		if r.LastSent.After(have.LastSent) {
-			have.LastSent = r.LastSent
+		if last.After(*haveLast) {
+			*haveLast = *last
 		}
 	}
 	return into

@@ -7,7 +7,6 @@ package profile
 // between the two is ciphertext only.
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"sync"
@@ -55,13 +54,7 @@ func sealJSON(key *keyring.DataKey, field string, v any) ([]byte, error) {
 	if b, ok = se.AppendValue(b, v, MaxDepth); !ok {
 		n, err := NormalizeValue(field, v)
 		if err != nil {
-			// The reason only: the path names the keys of maps, which may
-			// be personal data, as the value is.
-			var ve *ValueError
-			if errors.As(err, &ve) {
-				return nil, fmt.Errorf("%w: %s: %s", ErrInvalid, field, ve.Reason)
-			}
-			return nil, fmt.Errorf("%w: %s: not a JSON value", ErrInvalid, field)
+			return nil, reasonOnly(field, err)
 		}
 		if b, ok = se.AppendValue(b[:0], n, MaxDepth); !ok {
 			return nil, fmt.Errorf("%w: %s: not a JSON value", ErrInvalid, field) // NormalizeValue's are
@@ -70,33 +63,27 @@ func sealJSON(key *keyring.DataKey, field string, v any) ([]byte, error) {
 	return key.Seal(field, b), nil
 }
 
-// contextJSON is an event's context as JSON, for a store that keeps values
-// in clear.
-func contextJSON(field string, v map[string]any) ([]byte, error) {
-	se := sealEncoders.Get().(*sealEncoder)
-	b := se.buf[:0]
-	defer func() {
-		// Cleared as sealJSON's: the pool is shared, and outlives the person
-		// (map keys are not kept: the encoder does not sort them).
-		clear(b[:cap(b)])
-		se.buf = b[:0]
-		sealEncoders.Put(se)
-	}()
-	var ok bool
-	if b, ok = se.AppendValue(b, v, MaxDepth); !ok {
-		n, err := NormalizeValue(field, v)
-		if err != nil {
-			var ve *ValueError
-			if errors.As(err, &ve) { // the reason only: the path names map keys
-				return nil, fmt.Errorf("%w: %s: %s", ErrInvalid, field, ve.Reason)
-			}
-			return nil, fmt.Errorf("%w: %s: not a JSON value", ErrInvalid, field)
-		}
-		if b, ok = se.AppendValue(b[:0], n, MaxDepth); !ok {
-			return nil, fmt.Errorf("%w: %s: not a JSON value", ErrInvalid, field)
-		}
+// reasonOnly is err, NormalizeValue's about field, with the reason alone:
+// its path names the keys of maps, which may be personal data, as the
+// value is.
+func reasonOnly(field string, err error) error {
+	var ve *ValueError
+	if errors.As(err, &ve) {
+		return fmt.Errorf("%w: %s: %s", ErrInvalid, field, ve.Reason)
 	}
-	return bytes.Clone(b), nil // the pooled buffer is not the store's to keep
+	return fmt.Errorf("%w: %s: not a JSON value", ErrInvalid, field)
+}
+
+// contextJSON is an event's context as JSON, for a store that keeps values
+// in clear and was not handed it (Update.EncodedContext): checked and
+// encoded in one walk, as the Controller does.
+func contextJSON(field string, v map[string]any) ([]byte, error) {
+	budget := MaxValueSize
+	_, b, err := encodeObjectWithin(field, v, &budget)
+	if err != nil {
+		return nil, reasonOnly(field, err)
+	}
+	return b, nil
 }
 
 // openJSON opens what sealJSON sealed into dst.
