@@ -252,7 +252,7 @@ func TestConsentHistoryIsBounded(t *testing.T) {
 // 'conflict' matches a category in conflict.
 func TestConsentAudience(t *testing.T) {
 	for _, batch := range []bool{false, true} {
-		name := map[bool]string{false: "Collect", true: "CollectBatch"}[batch]
+		name := pathName(batch)
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t)
 			define(t, e.c, "ads-ok", "consent('Advertising') = true")
@@ -260,13 +260,7 @@ func TestConsentAudience(t *testing.T) {
 			define(t, e.c, "asked", "consent('Advertising') exists")
 			send := func(msgs ...privacy.Message) {
 				t.Helper()
-				if batch {
-					if err := e.c.CollectBatch(context.Background(), msgs); err != nil {
-						t.Fatal(err)
-					}
-					return
-				}
-				e.collect(t, msgs...)
+				e.collectEither(t, batch, msgs...)
 			}
 			// A page counted by no audience still re-evaluates: its consent changed.
 			send(privacy.Identify{MessageID: "i", UserID: "u1", Timestamp: at(1)})
@@ -390,17 +384,11 @@ func exportedEveryWay(t *testing.T, c *privacy.Controller, id identity.ID) map[e
 // Collect and CollectBatch. (A review found the late withdrawal won.)
 func TestConsentRepeatMovesTimeOn(t *testing.T) {
 	for _, batch := range []bool{false, true} {
-		t.Run(map[bool]string{false: "Collect", true: "CollectBatch"}[batch], func(t *testing.T) {
+		t.Run(pathName(batch), func(t *testing.T) {
 			e := newEnv(t)
 			send := func(m privacy.Message) {
 				t.Helper()
-				if batch {
-					if err := e.c.CollectBatch(context.Background(), []privacy.Message{m}); err != nil {
-						t.Fatal(err)
-					}
-					return
-				}
-				e.collect(t, m)
+				e.collectEither(t, batch, m)
 			}
 			granted, denied := consentCtx(map[string]any{"Advertising": true}), consentCtx(map[string]any{"Advertising": false})
 			e.collect(t, privacy.Identify{MessageID: "m1", UserID: "u1", Timestamp: at(1), Context: granted})

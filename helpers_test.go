@@ -51,6 +51,28 @@ func (e *env) collect(t testing.TB, msgs ...privacy.Message) {
 	}
 }
 
+// collectEither collects msgs with Collect, one by one, or with
+// CollectBatch, together, when batch is set: the tests that hold on both
+// paths run through it.
+func (e *env) collectEither(t testing.TB, batch bool, msgs ...privacy.Message) {
+	t.Helper()
+	if !batch {
+		e.collect(t, msgs...)
+		return
+	}
+	if err := e.c.CollectBatch(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// pathName names the subtest of a path: "Collect" or "CollectBatch".
+func pathName(batch bool) string {
+	if batch {
+		return "CollectBatch"
+	}
+	return "Collect"
+}
+
 func (e *env) profile(t testing.TB, id identity.ID) *profile.Profile {
 	t.Helper()
 	p, err := e.c.Profile(context.Background(), id)

@@ -192,13 +192,7 @@ func TestBatchAndCollectSendTheSameAudienceChanges(t *testing.T) {
 				define(t, e.c, "pro", `trait('plan') = 'pro'`)
 				define(t, e.c, "viewers", `event('Viewed').count() >= 2`)
 				e.collect(t, privacy.Identify{UserID: "u1", Traits: map[string]any{"plan": "free"}, Timestamp: at(1), Integrations: onlyCRM})
-				if batch {
-					if err := e.c.CollectBatch(context.Background(), msgs); err != nil {
-						t.Fatal(err)
-					}
-				} else {
-					e.collect(t, msgs...)
-				}
+				e.collectEither(t, batch, msgs...)
 				flush(t, e.c)
 				return map[string][]string{"crm": received(crm), "ads": received(ads)}
 			}

@@ -1,7 +1,6 @@
 package privacy_test
 
 import (
-	"context"
 	"slices"
 	"testing"
 
@@ -31,20 +30,14 @@ func audienceNews(r *destination.Recorder) []string {
 // exit it later hears of follows an entry, on Collect and CollectBatch.
 func TestNewHolderIsToldOfAudiences(t *testing.T) {
 	for _, batch := range []bool{false, true} {
-		t.Run(map[bool]string{false: "Collect", true: "CollectBatch"}[batch], func(t *testing.T) {
+		t.Run(pathName(batch), func(t *testing.T) {
 			ads := consentingRecorder{destination.NewRecorder("ads"), []string{"Advertising"}}
 			e := newEnv(t, privacy.WithDestinations(ads), fastDelivery())
 			define(t, e.c, "pro", "trait('plan') = 'pro'")
 			denied, granted := consentCtx(map[string]any{"Advertising": false}), consentCtx(map[string]any{"Advertising": true})
 			e.collect(t, privacy.Identify{MessageID: "i1", UserID: "u1", Traits: map[string]any{"plan": "pro"}, Timestamp: at(1), Context: denied})
 			next := privacy.Track{MessageID: "t1", UserID: "u1", Event: "Viewed", Timestamp: at(2), Context: granted}
-			if batch {
-				if err := e.c.CollectBatch(context.Background(), []privacy.Message{next}); err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				e.collect(t, next)
-			}
+			e.collectEither(t, batch, next)
 			e.collect(t, privacy.Identify{MessageID: "i2", UserID: "u1", Traits: map[string]any{"plan": "free"}, Timestamp: at(3), Context: granted})
 			flush(t, e.c)
 			if got, want := audienceNews(ads.Recorder), []string{"entered pro", "exited pro"}; !slices.Equal(got, want) {

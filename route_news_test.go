@@ -45,7 +45,7 @@ func entryBeforeExit(news []string) string {
 // false.
 func TestConsentEventDoesNotMakeDeniedDestinationAHolder(t *testing.T) {
 	for _, batch := range []bool{false, true} {
-		t.Run(map[bool]string{false: "Collect", true: "CollectBatch"}[batch], func(t *testing.T) {
+		t.Run(pathName(batch), func(t *testing.T) {
 			ads := consentingRecorder{destination.NewRecorder("ads"), []string{"Advertising"}}
 			crm := destination.NewRecorder("crm")
 			e := newEnv(t, privacy.WithDestinations(ads, crm), fastDelivery())
@@ -53,13 +53,7 @@ func TestConsentEventDoesNotMakeDeniedDestinationAHolder(t *testing.T) {
 			denied := consentCtx(map[string]any{"Advertising": false})
 			e.collect(t, privacy.Identify{MessageID: "i1", UserID: "u1", Traits: map[string]any{"plan": "pro"}, Timestamp: at(1), Context: denied})
 			ev := privacy.Track{MessageID: "c1", UserID: "u1", Event: privacy.ConsentPreferenceUpdated, Timestamp: at(2), Context: denied}
-			if batch {
-				if err := e.c.CollectBatch(context.Background(), []privacy.Message{ev}); err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				e.collect(t, ev)
-			}
+			e.collectEither(t, batch, ev)
 			e.collect(t, privacy.Identify{MessageID: "i2", UserID: "u1", Traits: map[string]any{"plan": "free"}, Timestamp: at(3), Context: denied})
 			if _, err := e.c.Rectify(context.Background(), user("u1"), map[string]any{"phone": "+33 6 00 00 00 00"}); err != nil {
 				t.Fatal(err)
@@ -86,7 +80,6 @@ func TestMergeTellsEachHolderOfEntriesBeforeExits(t *testing.T) {
 	d1, d2 := destination.NewRecorder("d1"), destination.NewRecorder("d2")
 	e := newEnv(t, privacy.WithDestinations(d1, d2), fastDelivery())
 	define(t, e.c, "pro", "trait('plan') = 'pro'")
-	only := func(name string) map[string]any { return map[string]any{"All": false, name: true} }
 	e.collect(t,
 		// The anonymous visitor's data goes to d1 only; they enter pro.
 		privacy.Identify{MessageID: "a", AnonymousID: "laptop", Traits: map[string]any{"plan": "pro"}, Timestamp: at(1), Integrations: only("d1")},
@@ -98,11 +91,7 @@ func TestMergeTellsEachHolderOfEntriesBeforeExits(t *testing.T) {
 		privacy.Identify{MessageID: "free", UserID: "u1", Traits: map[string]any{"plan": "free"}, Timestamp: at(4)},
 	)
 	flush(t, e.c)
-	for _, r := range []*destination.Recorder{d1, d2} {
-		if bad := entryBeforeExit(audienceNews(r)); bad != "" {
-			t.Errorf("%s heard %v: %s", r.Name(), audienceNews(r), bad)
-		}
-	}
+	checkNews(t, d1, d2)
 }
 
 // failingAudiences fails the commit of its transactions while fail is set.
@@ -137,7 +126,7 @@ func (tx failingAudiencesTx) Commit(ctx context.Context) error {
 // hears the exit.
 func TestNewHolderCaughtUpAfterAudienceCommitFailure(t *testing.T) {
 	for _, batch := range []bool{false, true} {
-		t.Run(map[bool]string{false: "Collect", true: "CollectBatch"}[batch], func(t *testing.T) {
+		t.Run(pathName(batch), func(t *testing.T) {
 			ads := consentingRecorder{destination.NewRecorder("ads"), []string{"Advertising"}}
 			var fail atomic.Bool
 			e := newEnv(t, privacy.WithDestinations(ads), privacy.WithAudiences(failingAudiences{audience.NewMemStore(), &fail}), fastDelivery())
@@ -173,20 +162,14 @@ func TestNewHolderCaughtUpAfterAudienceCommitFailure(t *testing.T) {
 // message, the new one included, which was never told of the entry.
 func TestNewHolderNotToldOfExitItNeverEntered(t *testing.T) {
 	for _, batch := range []bool{false, true} {
-		t.Run(map[bool]string{false: "Collect", true: "CollectBatch"}[batch], func(t *testing.T) {
+		t.Run(pathName(batch), func(t *testing.T) {
 			ads := consentingRecorder{destination.NewRecorder("ads"), []string{"Advertising"}}
 			e := newEnv(t, privacy.WithDestinations(ads), fastDelivery())
 			define(t, e.c, "pro", "trait('plan') = 'pro'")
 			denied, granted := consentCtx(map[string]any{"Advertising": false}), consentCtx(map[string]any{"Advertising": true})
 			e.collect(t, privacy.Identify{MessageID: "i1", UserID: "u1", Traits: map[string]any{"plan": "pro"}, Timestamp: at(1), Context: denied})
 			next := privacy.Identify{MessageID: "i2", UserID: "u1", Traits: map[string]any{"plan": "free"}, Timestamp: at(2), Context: granted}
-			if batch {
-				if err := e.c.CollectBatch(context.Background(), []privacy.Message{next}); err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				e.collect(t, next)
-			}
+			e.collectEither(t, batch, next)
 			flush(t, e.c)
 			if bad := entryBeforeExit(audienceNews(ads.Recorder)); bad != "" {
 				t.Errorf("ads, a holder from i2 on, heard %v: %s", audienceNews(ads.Recorder), bad)
@@ -202,18 +185,13 @@ func TestMergeExitOnlyToThoseToldOfEntry(t *testing.T) {
 	d1, d2 := destination.NewRecorder("d1"), destination.NewRecorder("d2")
 	e := newEnv(t, privacy.WithDestinations(d1, d2), fastDelivery())
 	define(t, e.c, "pro", "trait('plan') = 'pro'")
-	only := func(name string) map[string]any { return map[string]any{"All": false, name: true} }
 	e.collect(t,
 		privacy.Identify{MessageID: "a", AnonymousID: "laptop", Traits: map[string]any{"plan": "pro"}, Timestamp: at(1), Integrations: only("d1")},
 		privacy.Identify{MessageID: "b", UserID: "u1", Traits: map[string]any{"plan": "free"}, Timestamp: at(2), Integrations: only("d2")},
 		privacy.Identify{MessageID: "join", UserID: "u1", AnonymousID: "laptop", Timestamp: at(3)},
 	)
 	flush(t, e.c)
-	for _, r := range []*destination.Recorder{d1, d2} {
-		if bad := entryBeforeExit(audienceNews(r)); bad != "" {
-			t.Errorf("%s heard %v: %s", r.Name(), audienceNews(r), bad)
-		}
-	}
+	checkNews(t, d1, d2)
 }
 
 // CollectBatch, audience commit failing: the message that makes

@@ -21,12 +21,24 @@ import (
 // readFails reads data and checks the error matches ErrInvalid and says want.
 func readFails(t *testing.T, f export.Format, data []byte, want string) {
 	t.Helper()
+	readFailsQuoting(t, f, data, want)
+}
+
+// readFailsQuoting is readFails whose error quotes none of values: the
+// malformed values of a person's export.
+func readFailsQuoting(t *testing.T, f export.Format, data []byte, want string, values ...string) {
+	t.Helper()
 	p, err := export.Read(bytes.NewReader(data), f)
 	if err == nil {
 		t.Fatalf("Read(%v) accepted it: %+v", f, p)
 	}
 	if !errors.Is(err, export.ErrInvalid) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("Read(%v) = %v; want ErrInvalid saying %q", f, err, want)
+	}
+	for _, v := range values {
+		if strings.Contains(err.Error(), v) {
+			t.Errorf("the error shows the malformed value %q: %v", v, err)
+		}
 	}
 }
 

@@ -176,17 +176,6 @@ func TestDecoratedStoreLosesMarks(t *testing.T) {
 		if err != nil || len(un) != 1 || !un[0].Decided || !un[0].Committed.IsZero() {
 			t.Fatalf("journal = %+v, %v; want the erasure decided, its commit not recorded", un, err)
 		}
-		if _, err := c.Profile(ctx, userID(ada)); !errors.Is(err, privacy.ErrNotFound) {
-			t.Fatalf("after the commit ada = %v; want erased", err)
-		}
-		must(t, c.Collect(ctx, privacy.Identify{MessageID: "again", UserID: ada.uid, Traits: map[string]any{"plan": "new"}, Timestamp: time.Now()}))
-		fresh, err := c.Profile(ctx, userID(ada))
-		must(t, err)
-		if _, err := c.Recover(ctx); err != nil {
-			t.Fatalf("Recover: %v", err)
-		}
-		if got, err := c.Profile(ctx, userID(ada)); err != nil || got.ID != fresh.ID {
-			t.Errorf("after Recover, the profile collected after the erasure committed = %v, %v; want %s kept (no mark was written through the decorator)", got, err, fresh.ID)
-		}
+		recoverKeepsNewCollection(t, c, ada) // no mark was written through the decorator
 	})
 }
