@@ -7,6 +7,7 @@ package privacy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -24,6 +25,48 @@ func (c *Controller) Suppress(ctx context.Context, id identity.ID) (*Receipt, er
 // Unsuppress ends the suppression of the person known by id (UNSUPPRESS).
 func (c *Controller) Unsuppress(ctx context.Context, id identity.ID) (*Receipt, error) {
 	return c.Apply(ctx, Request{Type: Unsuppress, Subjects: []identity.ID{id}})
+}
+
+// StillSuppressed returns what the suppressing request id (SUPPRESS_ONLY,
+// SUPPRESS_WITH_DELETE, SUPPRESS_WITH_DELETE_INTERNAL) suppressed that is
+// suppressed still: the keyed hashes, under the current key, of the
+// identifiers it suppressed (the subjects and every identifier linked to
+// them then) that no later UNSUPPRESS lifted. It is what a listing of
+// suppressions can show: the suppression list holds keyed hashes only,
+// never an identifier. Another type of request, or one that suppressed
+// nothing (not finished, failed), returns none; an unknown id fails with
+// ErrNotFound.
+func (c *Controller) StillSuppressed(ctx context.Context, id string) ([]identity.Hash, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, err
+	}
+	if !storableText(id) {
+		return nil, fmt.Errorf("privacy: %w: no request has that id", ErrNotFound)
+	}
+	e, err := c.journal.Get(ctx, id)
+	if errors.Is(err, journal.ErrNotFound) {
+		return nil, fmt.Errorf("privacy: %w: no request has that id", ErrNotFound)
+	}
+	if err != nil {
+		return nil, backendError("journal", err)
+	}
+	if !e.Type.Suppresses() || e.Type == Unsuppress || !e.Decided || len(e.Decision.Suppress) == 0 {
+		return nil, nil
+	}
+	if err := c.liftEntry(e); err != nil {
+		return nil, err
+	}
+	var out []identity.Hash
+	for _, h := range e.Decision.Suppress {
+		ok, err := c.suppressions.Suppressed(ctx, h)
+		if err != nil {
+			return nil, backendError("suppression", err)
+		}
+		if ok && !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	return out, nil
 }
 
 // decideSuppression suppresses every identifier of every person the subjects
