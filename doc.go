@@ -44,6 +44,11 @@
 // list, journal, audit log, outbox) is an interface with an in-memory default;
 // options such as WithIdentity, WithProfiles and WithOutbox plug in others.
 //
+// Package segmentapi serves Segment's HTTP APIs (Tracking, Profile, and the
+// deletion and suppression endpoints) over a Controller, so that Segment's own
+// libraries and API callers work against the host unchanged; examples/segment
+// runs them over SQLite.
+//
 // # Where things are
 //
 // The package's files are its architecture; each right and each step of the

@@ -19,6 +19,10 @@ const (
 	// MaxBatchBytes bounds the body of /v1/batch and /v1/import (500 KB),
 	// counted after gzip decompression.
 	MaxBatchBytes = 500 << 10
+	// MaxBatchMessages bounds the messages of a batch (2,500): as Segment
+	// does, the batch is answered 200 and the messages past the bound are
+	// refused, each listed in the answer.
+	MaxBatchMessages = 2500
 )
 
 // NewTracking returns Segment's Tracking HTTP API over c: POST /v1/identify,
@@ -34,7 +38,8 @@ const (
 // write key configured every request is refused.
 // Bodies may be gzipped (Content-Encoding: gzip). A message is at most
 // MaxMessageBytes and a batch at most MaxBatchBytes, as in Segment; larger
-// ones are refused (400) and change nothing. receivedAt is stamped by the
+// ones are refused (400) and change nothing; so are the messages of a batch
+// past MaxBatchMessages, each. receivedAt is stamped by the
 // handler, and a batch's context, integrations and sentAt fill what its
 // messages leave out.
 //
@@ -207,6 +212,10 @@ func (t *tracking) batch(w http.ResponseWriter, r *http.Request, source string) 
 	msgs := make([]privacy.Message, 0, len(env.Batch))
 	index := make([]int, 0, len(env.Batch)) // index[i]: msgs[i]'s place in the batch
 	for i, raw := range env.Batch {
+		if i >= MaxBatchMessages {
+			issues = append(issues, messageIssue{Index: i, Code: "invalid_request", Message: "the batch holds more than " + strconv.Itoa(MaxBatchMessages) + " messages"})
+			continue
+		}
 		msg, err := batchMessage(raw, source, received, env)
 		if err != nil {
 			issues = append(issues, messageIssue{Index: i, Code: "invalid_request", Message: err.Error()})

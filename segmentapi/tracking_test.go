@@ -191,6 +191,31 @@ func TestTrackingSizeLimits(t *testing.T) {
 	}
 }
 
+func TestTrackingBatchOfMoreThan2500RefusesTheRest(t *testing.T) {
+	a := newAPI(t)
+	var b strings.Builder
+	b.WriteString(`{"batch":[`)
+	for i := range MaxBatchMessages + 3 {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `{"type":"track","userId":"u1","event":"E","messageId":"%d"}`, i)
+	}
+	b.WriteString(`]}`)
+	got := a.post("/v1/batch", testWriteKey, b.String())
+	wantStatus(t, got, http.StatusOK)
+	var ans trackingAnswer
+	if err := json.Unmarshal(got.body, &ans); err != nil {
+		t.Fatal(err)
+	}
+	if len(ans.Errors) != 3 || ans.Errors[0].Index != MaxBatchMessages || !strings.Contains(ans.Errors[0].Message, "2500") {
+		t.Fatalf("answer errors %+v: want the 3 messages past %d", ans.Errors, MaxBatchMessages)
+	}
+	if got := a.c.Stats().Collected; got != MaxBatchMessages {
+		t.Errorf("collected %d, want %d", got, MaxBatchMessages)
+	}
+}
+
 func TestTrackingBadInputNamesFieldQuotesNothing(t *testing.T) {
 	a := newAPI(t)
 	const secret = "jane@example.com"
