@@ -259,6 +259,12 @@ func ExactMaps(ms ...*map[string]any) error {
 	return nil
 }
 
+// MayRound reports whether JSON text may hold a number a float64 would not
+// hold exactly (see mayRound): a decoder of its own (a json.Decoder
+// streaming a batch, say) then decodes with UseNumber and makes the values
+// canonical with ExactMaps, as UnmarshalNumbers does.
+func MayRound(b []byte) bool { return mayRound(b) }
+
 // mayRound reports whether JSON text may hold a number a float64 would not
 // hold exactly: a run of 16 or more digits (dots within it aside), or an
 // exponent of three or more digits. Runs inside strings count too: such

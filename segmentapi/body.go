@@ -1,11 +1,13 @@
 package segmentapi
 
 import (
+	"bytes"
 	"compress/gzip"
 	"errors"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 )
 
 var (
@@ -24,24 +26,44 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(body)
+		zr, _ := gzipReaders.Get().(*gzip.Reader)
+		var err error
+		if zr == nil {
+			zr, err = gzip.NewReader(body)
+		} else {
+			err = zr.Reset(body)
+		}
 		if err != nil {
 			return nil, bodyError(err)
 		}
-		defer zr.Close()
+		defer func() {
+			// Let go of this body before the reader waits in the pool.
+			_ = zr.Reset(bytes.NewReader(nil))
+			gzipReaders.Put(zr)
+		}()
 		src = zr
 	default:
 		return nil, errEncoding
 	}
-	b, err := io.ReadAll(io.LimitReader(src, limit+1))
-	if err != nil {
+	// Sized from Content-Length (a gzipped body is guessed at four times
+	// its length), so that reading does not grow the buffer step by step;
+	// capped at the limit, whatever the header claims.
+	size := r.ContentLength
+	if src != io.Reader(body) {
+		size *= 4
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, max(min(size, limit)+1, 512)))
+	if _, err := buf.ReadFrom(io.LimitReader(src, limit+1)); err != nil {
 		return nil, bodyError(err)
 	}
-	if int64(len(b)) > limit {
+	if int64(buf.Len()) > limit {
 		return nil, errTooLarge
 	}
-	return b, nil
+	return buf.Bytes(), nil
 }
+
+// gzipReaders keeps gzip readers for reuse: each holds a 32 KB window.
+var gzipReaders sync.Pool
 
 func bodyError(err error) error {
 	var mbe *http.MaxBytesError

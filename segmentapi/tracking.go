@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"time"
 
 	"github.com/gdprkit/privacy"
 )
@@ -209,14 +208,20 @@ func (t *tracking) batch(w http.ResponseWriter, r *http.Request, source string) 
 		return
 	}
 	var issues []messageIssue
-	msgs := make([]privacy.Message, 0, len(env.Batch))
-	index := make([]int, 0, len(env.Batch)) // index[i]: msgs[i]'s place in the batch
-	for i, raw := range env.Batch {
+	msgs := make([]privacy.Message, 0, len(env.Entries))
+	index := make([]int, 0, len(env.Entries)) // index[i]: msgs[i]'s place in the batch
+	for i, entry := range env.Entries {
 		if i >= MaxBatchMessages {
 			issues = append(issues, messageIssue{Index: i, Code: "invalid_request", Message: "the batch holds more than " + strconv.Itoa(MaxBatchMessages) + " messages"})
 			continue
 		}
-		msg, err := batchMessage(raw, source, received, env)
+		var msg privacy.Message
+		var err error
+		if entry.err != nil {
+			err = entry.err
+		} else {
+			msg, err = entry.msg.message(entry.msg.Type, source, received, env)
+		}
 		if err != nil {
 			issues = append(issues, messageIssue{Index: i, Code: "invalid_request", Message: err.Error()})
 			continue
@@ -248,21 +253,6 @@ func (t *tracking) batch(w http.ResponseWriter, r *http.Request, source string) 
 	}
 	sortIssues(issues)
 	writeJSON(w, http.StatusOK, trackingAnswer{Success: true, Errors: issues})
-}
-
-// batchMessage reads the message raw of a batch, of the type it names.
-func batchMessage(raw []byte, source string, received time.Time, env *wireBatch) (privacy.Message, error) {
-	if len(raw) > MaxMessageBytes {
-		return nil, &messageError{Reason: "the message is larger than " + strconv.Itoa(MaxMessageBytes>>10) + " KB"}
-	}
-	if !isObject(raw) {
-		return nil, &messageError{Reason: "want a JSON object"}
-	}
-	wm, err := decodeMessage(raw)
-	if err != nil {
-		return nil, err
-	}
-	return wm.message(wm.Type, source, received, env)
 }
 
 // sortIssues orders issues by index: refused while reading, and refused

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 
@@ -36,14 +37,21 @@ type wireMessage struct {
 	WriteKey string `json:"writeKey"`
 }
 
-// wireBatch is the body of /v1/batch (and /v1/import). Its context,
-// integrations and sentAt apply to every message that lacks its own.
+// wireBatch is the body of /v1/batch (and /v1/import), read: its messages,
+// each decoded or refused on its own, and the envelope's context,
+// integrations and sentAt, which apply to every message that lacks its own.
 type wireBatch struct {
-	Batch        []json.RawMessage `json:"batch"`
-	Context      map[string]any    `json:"context"`
-	Integrations map[string]any    `json:"integrations"`
-	SentAt       wireTime          `json:"sentAt"`
-	WriteKey     string            `json:"writeKey"`
+	Entries      []batchEntry
+	Context      map[string]any
+	Integrations map[string]any
+	SentAt       wireTime
+	WriteKey     string
+}
+
+// batchEntry is one message of a batch: decoded, or why it could not be.
+type batchEntry struct {
+	msg *wireMessage
+	err *messageError
 }
 
 // wireID is an identifier field: a string, or a number, which Segment's
@@ -51,6 +59,10 @@ type wireBatch struct {
 type wireID string
 
 func (id *wireID) UnmarshalJSON(b []byte) error {
+	if s, ok := plainString(b); ok {
+		*id = wireID(s)
+		return nil
+	}
 	switch {
 	case len(b) > 0 && b[0] == '"':
 		var s string
@@ -93,12 +105,14 @@ func (t *wireTime) UnmarshalJSON(b []byte) error {
 		*t = wireTime{}
 		return nil
 	}
-	if len(b) == 0 || b[0] != '"' {
-		return errWantTime
-	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return errWantTime
+	s, ok := plainString(b)
+	if !ok {
+		if len(b) == 0 || b[0] != '"' {
+			return errWantTime
+		}
+		if err := json.Unmarshal(b, &s); err != nil {
+			return errWantTime
+		}
 	}
 	if s == "" {
 		*t = wireTime{}
@@ -111,6 +125,22 @@ func (t *wireTime) UnmarshalJSON(b []byte) error {
 		}
 	}
 	return errWantTime
+}
+
+// plainString returns the text of b, a JSON string, when it holds no
+// escape and no byte that is not printable ASCII: then it is its bytes,
+// and the common identifier or timestamp is read without a second
+// decoding. Others take encoding/json's path.
+func plainString(b []byte) (string, bool) {
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return "", false
+	}
+	for _, c := range b[1 : len(b)-1] {
+		if c < 0x20 || c >= 0x7f || c == '\\' || c == '"' {
+			return "", false
+		}
+	}
+	return string(b[1 : len(b)-1]), true
 }
 
 // messageError is a message the API could not read: which field, and why.
@@ -143,23 +173,126 @@ func decodeMessage(b []byte) (*wireMessage, error) {
 	return &m, nil
 }
 
-// decodeBatch reads a batch's envelope; its messages stay raw, each
-// decoded on its own so that one bad message fails alone.
+// decodeBatch reads a batch in one pass: a json.Decoder steps into its
+// "batch" array and decodes each message in place, so that the body is
+// scanned once and no message is copied out first. A message of the wrong
+// shape, or over MaxMessageBytes, fails alone; text that is not JSON fails
+// the batch.
 func decodeBatch(b []byte) (*wireBatch, error) {
+	numbers := profile.MayRound(b)
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if numbers {
+		dec.UseNumber()
+	}
 	var wb wireBatch
-	numbers, err := profile.UnmarshalNumbers(b, &wb)
-	if err != nil {
+	if err := expectDelim(dec, '{'); err != nil {
+		return nil, err
+	}
+	seen := false
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, jsonError(err)
+		}
+		var dst any
+		switch key := tok.(string); key {
+		case "batch":
+			if err := decodeEntries(dec, &wb, numbers); err != nil {
+				return nil, err
+			}
+			seen = true
+			continue
+		case "context":
+			dst = &wb.Context
+		case "integrations":
+			dst = &wb.Integrations
+		case "sentAt":
+			dst = &wb.SentAt
+		case "writeKey":
+			dst = &wb.WriteKey
+		default:
+			dst = new(json.RawMessage) // skipped
+		}
+		if err := dec.Decode(dst); err != nil {
+			e := jsonError(err)
+			if e.Field == "" {
+				e.Field = tok.(string)
+			}
+			return nil, e
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
 		return nil, jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, &messageError{Reason: "invalid JSON: text after the batch"}
 	}
 	if numbers {
 		if err := profile.ExactMaps(&wb.Context, &wb.Integrations); err != nil {
 			return nil, &messageError{Reason: "a number is not valid"}
 		}
 	}
-	if wb.Batch == nil {
+	if !seen {
 		return nil, &messageError{Field: "batch", Reason: "missing: want an array of messages"}
 	}
 	return &wb, nil
+}
+
+// decodeEntries reads the batch array's messages into wb.Entries.
+func decodeEntries(dec *json.Decoder, wb *wireBatch, numbers bool) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return jsonError(err)
+	}
+	if tok == nil { // "batch": null
+		wb.Entries = nil
+		return nil
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		return &messageError{Field: "batch", Reason: "want an array of messages"}
+	}
+	wb.Entries = wb.Entries[:0]
+	for dec.More() {
+		start := dec.InputOffset()
+		m := new(wireMessage)
+		err := dec.Decode(m)
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return jsonError(err)
+		}
+		var entry batchEntry
+		switch {
+		case dec.InputOffset()-start > MaxMessageBytes+1: // +1: the comma before it
+			entry.err = &messageError{Reason: "the message is larger than " + strconv.Itoa(MaxMessageBytes>>10) + " KB"}
+		case err != nil:
+			entry.err = jsonError(err)
+		case numbers:
+			if err := profile.ExactMaps(&m.Traits, &m.Properties, &m.Context, &m.Integrations); err != nil {
+				entry.err = &messageError{Reason: "a number is not valid"}
+			}
+		}
+		if entry.err == nil {
+			entry.msg = m
+		}
+		wb.Entries = append(wb.Entries, entry)
+	}
+	_, err = dec.Token() // ']'
+	if err != nil {
+		return jsonError(err)
+	}
+	return nil
+}
+
+// expectDelim reads the token d.
+func expectDelim(dec *json.Decoder, d json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return jsonError(err)
+	}
+	if got, ok := tok.(json.Delim); !ok || got != d {
+		return &messageError{Reason: "want a JSON object"}
+	}
+	return nil
 }
 
 // jsonError says what encoding/json found wrong, by field and position,
@@ -270,10 +403,4 @@ func mergeObjects(own, shared map[string]any) map[string]any {
 		out[k] = v
 	}
 	return out
-}
-
-// isObject reports whether b, a JSON value, is an object.
-func isObject(b []byte) bool {
-	b = bytes.TrimLeft(b, " \t\r\n")
-	return len(b) > 0 && b[0] == '{'
 }
