@@ -64,6 +64,10 @@ func (c *Controller) collect(ctx context.Context, m Message) error {
 	if err != nil {
 		return err
 	}
+	if err := c.admitPrevious(ctx, msg.previous); err != nil {
+		c.locks.unlock(&held)
+		return err
+	}
 	locked := true
 	defer func() {
 		if locked {

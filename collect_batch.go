@@ -416,8 +416,9 @@ func (c *Controller) lookupBatch(ctx context.Context, items []batchItem) error {
 			}
 		}
 		// A group call writes to its account's profile too, under its
-		// stripe: the one-at-a-time path takes it.
-		if it.profile == "" || it.msg.kind == kindGroup {
+		// stripe, and an alias's previous id is checked against the
+		// suppression list: the one-at-a-time path takes them.
+		if it.profile == "" || it.msg.kind == kindGroup || it.msg.previous != "" {
 			it.outcome = outcomeAlone
 		}
 	}

@@ -222,9 +222,11 @@ type Group struct {
 // person UserID is now (Segment's alias). As in Segment Unify it does not
 // merge profiles: it is stored as an event of type "alias" on UserID's
 // profile, with previousId among its properties, and sent to destinations.
-// identity.Rules.AliasLinks makes PreviousID an identifier of the types it
-// lists, linked to UserID's profile under the usual merge protection.
-// UserID and PreviousID are required.
+// An alias whose PreviousID is suppressed, as a user id or an anonymous
+// id, is dropped with ErrSuppressed: it would store and send on the id of
+// a person who objected. identity.Rules.AliasLinks makes PreviousID an
+// identifier of the types it lists, linked to UserID's profile under the
+// usual merge protection. UserID and PreviousID are required.
 type Alias struct {
 	MessageID   string
 	UserID      string

@@ -28,14 +28,19 @@ func (c *Controller) Unsuppress(ctx context.Context, id identity.ID) (*Receipt, 
 }
 
 // StillSuppressed returns what the suppressing request id (SUPPRESS_ONLY,
-// SUPPRESS_WITH_DELETE, SUPPRESS_WITH_DELETE_INTERNAL) suppressed that is
-// suppressed still: the keyed hashes, under the current key, of the
+// SUPPRESS_WITH_DELETE, SUPPRESS_WITH_DELETE_INTERNAL) suppressed and keeps
+// suppressed now: the keyed hashes, under the current key, of the
 // identifiers it suppressed (the subjects and every identifier linked to
-// them then) that no later UNSUPPRESS lifted. It is what a listing of
-// suppressions can show: the suppression list holds keyed hashes only,
-// never an identifier. Another type of request, or one that suppressed
-// nothing (not finished, failed), returns none; an unknown id fails with
-// ErrNotFound.
+// them then) that are suppressed and that no later decided suppression or
+// UNSUPPRESS of the same person took over. So each suppressed identifier
+// is answered for by one request, the one in effect, whatever its status
+// (a request decided while a destination is still failing is RUNNING, and
+// in effect). It is what a listing of suppressions can show: the
+// suppression list holds keyed hashes only, never an identifier. Another
+// type of request, or one that suppressed nothing (undecided, failed
+// before its decision), returns none; an unknown id fails with
+// ErrNotFound. Requests made before a key rotation (RotateKey) are carried
+// to the current key.
 func (c *Controller) StillSuppressed(ctx context.Context, id string) ([]identity.Hash, error) {
 	if err := c.checkOpen(); err != nil {
 		return nil, err
@@ -53,20 +58,44 @@ func (c *Controller) StillSuppressed(ctx context.Context, id string) ([]identity
 	if !e.Type.Suppresses() || e.Type == Unsuppress || !e.Decided || len(e.Decision.Suppress) == 0 {
 		return nil, nil
 	}
-	if err := c.liftEntry(e); err != nil {
+	// The keys the request's hashes were made under are not recorded once it
+	// is done (its subjects are scrubbed): under the wrong keys, a lifted
+	// hash matches nothing, so the keys under which any is suppressed now
+	// are the request's, newest first.
+	var held []identity.Hash
+	for from := len(c.hashers) - 1; from >= 0 && len(held) == 0; from-- {
+		for _, h := range c.lift(e.Decision.Suppress, from) {
+			ok, err := c.suppressions.Suppressed(ctx, h)
+			if err != nil {
+				return nil, backendError("suppression", err)
+			}
+			if ok && !slices.Contains(held, h) {
+				held = append(held, h)
+			}
+		}
+	}
+	if len(held) == 0 {
+		return nil, nil
+	}
+	// A later suppression or UNSUPPRESS of the same person is the one in
+	// effect for what it named: found by the hashes as this request made
+	// them and as they are now.
+	newer, err := c.newerDecided(ctx, e, slices.Concat(e.Decision.Suppress, held),
+		SuppressOnly, SuppressWithDelete, SuppressWithDeleteInternal, Unsuppress)
+	if err != nil {
 		return nil, err
 	}
-	var out []identity.Hash
-	for _, h := range e.Decision.Suppress {
-		ok, err := c.suppressions.Suppressed(ctx, h)
-		if err != nil {
-			return nil, backendError("suppression", err)
-		}
-		if ok && !slices.Contains(out, h) {
-			out = append(out, h)
+	for _, x := range newer {
+		taken := slices.Concat(x.Decision.Suppress, x.Decision.Unsuppress)
+		for from := range c.hashers {
+			for _, h := range c.lift(taken, from) {
+				if i := slices.Index(held, h); i >= 0 {
+					held = slices.Delete(held, i, i+1)
+				}
+			}
 		}
 	}
-	return out, nil
+	return held, nil
 }
 
 // decideSuppression suppresses every identifier of every person the subjects
@@ -248,6 +277,31 @@ func (c *Controller) admit(ctx context.Context, matches []identity.Match) error 
 		} else {
 			blocked, err = c.suppressions.Suppressed(ctx, c.hasher.ID(m.ID))
 		}
+		if err != nil {
+			return fmt.Errorf("privacy: suppression check: %w", err)
+		}
+		if blocked {
+			c.stats.suppressed.Add(1)
+			return ErrSuppressed
+		}
+	}
+	return nil
+}
+
+// admitPrevious fails with ErrSuppressed (counted in Stats) when an alias's
+// previous id, as a user id or an anonymous id, is suppressed: the alias
+// would store it among its properties and send it on, the id of a person
+// who objected, erased or not.
+func (c *Controller) admitPrevious(ctx context.Context, previous string) error {
+	if previous == "" || listEmpty(ctx, c.suppressions) {
+		return nil
+	}
+	for _, typ := range []string{identity.TypeUserID, identity.TypeAnonymousID} {
+		id, err := identity.NewID(typ, previous)
+		if err != nil {
+			continue // not an id of this type: nothing could suppress it
+		}
+		blocked, err := c.suppressions.Suppressed(ctx, c.hasher.ID(id))
 		if err != nil {
 			return fmt.Errorf("privacy: suppression check: %w", err)
 		}

@@ -177,3 +177,47 @@ func TestRegressionUnsuppressAfterSuppressWithDelete(t *testing.T) {
 		}
 	}
 }
+
+// An alias naming a suppressed person's id as its previousId would store
+// that id among its properties and send it on: it is dropped, by Collect
+// and by CollectBatch, whether the person was erased or only suppressed.
+func TestAliasOfSuppressedPreviousIDIsDropped(t *testing.T) {
+	for _, typ := range []privacy.RequestType{privacy.SuppressWithDelete, privacy.SuppressOnly} {
+		for _, batch := range []bool{false, true} {
+			t.Run(string(typ)+"/"+pathName(batch), func(t *testing.T) {
+				rec := destination.NewRecorder("crm")
+				e := newEnv(t, privacy.WithDestinations(rec), fastDelivery())
+				e.collect(t, privacy.Identify{UserID: "ada", AnonymousID: "anon-ada", Timestamp: at(0)})
+				if _, err := e.c.Apply(context.Background(), privacy.Request{Type: typ, Subjects: []identity.ID{user("ada")}}); err != nil {
+					t.Fatal(err)
+				}
+				flush(t, e.c)
+				before := len(received(rec))
+				for _, prev := range []string{"ada", "anon-ada"} {
+					msg := privacy.Alias{MessageID: "al-" + prev, UserID: "newcomer", PreviousID: prev, Timestamp: at(1)}
+					var err error
+					if batch {
+						err = e.c.CollectBatch(context.Background(), []privacy.Message{msg})
+					} else {
+						err = e.c.Collect(context.Background(), msg)
+					}
+					if !errors.Is(err, privacy.ErrSuppressed) {
+						t.Fatalf("alias of %s: %v, want ErrSuppressed", prev, err)
+					}
+				}
+				if _, err := e.c.Profile(context.Background(), user("newcomer")); !errors.Is(err, privacy.ErrNotFound) {
+					t.Fatalf("the alias was stored: %v", err)
+				}
+				flush(t, e.c)
+				if got := received(rec); len(got) != before {
+					t.Fatalf("the alias was sent on: %v", got[before:])
+				}
+				// An alias of someone else still goes through.
+				e.collect(t, privacy.Alias{MessageID: "al-ok", UserID: "newcomer", PreviousID: "anon-other", Timestamp: at(2)})
+				if evs := e.events(t, user("newcomer")); len(evs) != 1 {
+					t.Fatalf("a free alias was not stored: %+v", evs)
+				}
+			})
+		}
+	}
+}

@@ -219,28 +219,70 @@ type ExternalIDPage struct {
 }
 
 // SelectExternalIDs returns the page of ids (oldest first) that q asks for.
+// Its cursor holds the position and the creation time of the last
+// identifier of the page, never the identifier itself: a cursor travels in
+// URLs, which logs and proxies keep. A cursor that matches no identifier of
+// ids (another profile's, or one the profile lost to an erasure) fails with
+// ErrInvalid, rather than read as the end of the list.
 func SelectExternalIDs(ids []ExternalID, q ExternalIDQuery) (ExternalIDPage, error) {
-	limit, after, err := keyPageBounds("external ids", q.Limit, q.Cursor)
+	limit, err := pageLimit("external ids", q.Limit)
 	if err != nil {
 		return ExternalIDPage{}, err
 	}
-	var page ExternalIDPage
-	started := after == ""
-	for _, e := range ids {
-		if !started {
-			started = e.ID.String() == after
-			continue
+	start := 0
+	if q.Cursor != "" {
+		if start, err = resumeIDs(ids, q.Cursor); err != nil {
+			return ExternalIDPage{}, err
 		}
+	}
+	var page ExternalIDPage
+	last := -1
+	for i := start; i < len(ids); i++ {
+		e := ids[i]
 		if len(q.Include) > 0 && !slices.Contains(q.Include, e.ID.Type) {
 			continue
 		}
 		if len(page.ExternalIDs) == limit {
-			page.Next = encodeKeyCursor(page.ExternalIDs[limit-1].ID.String())
+			page.Next = encodeIDCursor(last, ids[last].CreatedAt)
 			break
 		}
 		page.ExternalIDs = append(page.ExternalIDs, e)
+		last = i
 	}
 	return page, nil
+}
+
+// idCursorVersion starts an external ids cursor: position and time.
+const idCursorVersion = 'p'
+
+func encodeIDCursor(pos int, created time.Time) string {
+	b := make([]byte, 13)
+	b[0] = idCursorVersion
+	binary.BigEndian.PutUint32(b[1:5], uint32(pos))
+	binary.BigEndian.PutUint64(b[5:13], uint64(created.UnixNano()))
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// resumeIDs returns where the page after cursor starts in ids: after the
+// identifier at the cursor's position when it was created at the cursor's
+// time, else (identifiers were added before it since, by a merge) after
+// the first one created at that time.
+func resumeIDs(ids []ExternalID, cursor string) (int, error) {
+	b, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil || len(b) != 13 || b[0] != idCursorVersion {
+		return 0, fmt.Errorf("%w: external ids query: malformed cursor", ErrInvalid)
+	}
+	pos := int(binary.BigEndian.Uint32(b[1:5]))
+	created := int64(binary.BigEndian.Uint64(b[5:13]))
+	if pos < len(ids) && ids[pos].CreatedAt.UnixNano() == created {
+		return pos + 1, nil
+	}
+	for i := range ids {
+		if ids[i].CreatedAt.UnixNano() == created {
+			return i + 1, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: external ids query: the cursor matches no identifier of this profile", ErrInvalid)
 }
 
 // keyPageBounds checks the limit and cursor of a query paged by key (traits,

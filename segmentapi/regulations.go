@@ -1,6 +1,7 @@
 package segmentapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -24,6 +25,10 @@ const (
 	DefaultPageCount = 200
 	// MaxPageCount is the largest pagination.count.
 	MaxPageCount = 1000
+	// RegulationTimeout bounds the work of creating (or extending) a
+	// regulation, which goes on when the client hangs up: a request
+	// received is carried out.
+	RegulationTimeout = 2 * time.Minute
 )
 
 // publicAPIType is the media type of Segment's Public API answers.
@@ -53,10 +58,17 @@ const publicAPIType = "application/vnd.segment.v1+json"
 // POST /regulations/extensions/{regulateId} {months, reason} extends its due
 // date (privacy.Controller.Extend).
 //
-// GET /suppressions lists, per finished suppressing regulation, newest
-// first, what it suppressed that is suppressed still, as keyed hashes
-// (subjectType KEYED_HASH): the library keeps no suppressed identifier in
-// clear. A person suppressed twice appears under both regulations.
+// GET /suppressions lists, per suppressing regulation in effect, newest
+// first, what it keeps suppressed (privacy.Controller.StillSuppressed), as
+// keyed hashes (subjectType KEYED_HASH): the library keeps no suppressed
+// identifier in clear. Each identifier is listed once, under the latest
+// regulation that suppressed it; a page may hold fewer entries than its
+// count, as regulations no longer in effect are left out.
+//
+// A regulation received is carried out even when the client hangs up or
+// times out before the answer (within RegulationTimeout): it reads the
+// outcome with GET /regulations, as after any lost answer. Reads and ACCESS
+// downloads stop with the client.
 //
 // Requests authenticate with "Authorization: Bearer {token}", a token given
 // by WithAccessToken; without one every request is refused. Errors take
@@ -246,7 +258,13 @@ func (g *regulations) create(w http.ResponseWriter, r *http.Request) {
 		g.access(w, r, req.Subjects[0], format)
 		return
 	}
-	receipt, err := g.c.Apply(r.Context(), req)
+	// Detached from the client: a request received is carried out even when
+	// the client hangs up or times out (it reads the outcome with GET, as it
+	// would after any lost answer); cancelled half way, it would be recorded
+	// FAILED and never run. Bounded all the same.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), RegulationTimeout)
+	defer cancel()
+	receipt, err := g.c.Apply(ctx, req)
 	if receipt == nil || errors.Is(err, privacy.ErrInvalid) {
 		if err == nil {
 			err = errors.New("no receipt")
@@ -395,7 +413,9 @@ func (g *regulations) extend(w http.ResponseWriter, r *http.Request) {
 		publicError(w, http.StatusUnprocessableEntity, "input-validation", je.Field, je.Error())
 		return
 	}
-	rc, ferr := g.c.Extend(r.Context(), r.PathValue("regulateId"), b.Months, b.Reason)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), RegulationTimeout)
+	defer cancel()
+	rc, ferr := g.c.Extend(ctx, r.PathValue("regulateId"), b.Months, b.Reason)
 	if ferr != nil {
 		g.failed(w, r, "extend regulation", ferr)
 		return
@@ -535,8 +555,7 @@ func (g *regulations) suppressions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	page, err := g.c.Requests(r.Context(), privacy.RequestFilter{Limit: count, Cursor: cur,
-		Types:    []privacy.RequestType{privacy.SuppressOnly, privacy.SuppressWithDelete, privacy.SuppressWithDeleteInternal},
-		Statuses: []privacy.Status{privacy.Finished, privacy.PartialSuccess, privacy.Failed}})
+		Types: []privacy.RequestType{privacy.SuppressOnly, privacy.SuppressWithDelete, privacy.SuppressWithDeleteInternal}})
 	if err != nil {
 		g.failed(w, r, "list suppressions", err)
 		return

@@ -38,7 +38,7 @@ const (
 // Bodies may be gzipped (Content-Encoding: gzip). A message is at most
 // MaxMessageBytes and a batch at most MaxBatchBytes, as in Segment; larger
 // ones are refused (400) and change nothing; so are the messages of a batch
-// past MaxBatchMessages, each. receivedAt is stamped by the
+// past MaxBatchMessages, listed as one refusal at the index of the first. receivedAt is stamped by the
 // handler, and a batch's context, integrations and sentAt fill what its
 // messages leave out.
 //
@@ -50,7 +50,9 @@ const (
 // every message was stored or refused for good, listing the refused ones
 // by index in "errors"; it answers 503 when a backend failed any message,
 // so that the client sends the batch again (the stored ones are then
-// repeats, stored once). Server-side failures are logged by class only.
+// repeats, stored once: a message without a messageId is given one derived
+// from its source and its JSON, so two identical messages without one are
+// one message). Server-side failures are logged by class only.
 func NewTracking(c *privacy.Controller, opts ...Option) http.Handler {
 	if c == nil {
 		panic("segmentapi: NewTracking: nil Controller")
@@ -211,10 +213,6 @@ func (t *tracking) batch(w http.ResponseWriter, r *http.Request, source string) 
 	msgs := make([]privacy.Message, 0, len(env.Entries))
 	index := make([]int, 0, len(env.Entries)) // index[i]: msgs[i]'s place in the batch
 	for i, entry := range env.Entries {
-		if i >= MaxBatchMessages {
-			issues = append(issues, messageIssue{Index: i, Code: "invalid_request", Message: "the batch holds more than " + strconv.Itoa(MaxBatchMessages) + " messages"})
-			continue
-		}
 		var msg privacy.Message
 		var err error
 		if entry.err != nil {
@@ -252,6 +250,10 @@ func (t *tracking) batch(w http.ResponseWriter, r *http.Request, source string) 
 		return
 	}
 	sortIssues(issues)
+	if env.Surplus > 0 {
+		issues = append(issues, messageIssue{Index: MaxBatchMessages, Code: "invalid_request",
+			Message: "the batch holds more than " + strconv.Itoa(MaxBatchMessages) + " messages: the " + strconv.Itoa(env.Surplus) + " from this index on are refused"})
+	}
 	writeJSON(w, http.StatusOK, trackingAnswer{Success: true, Errors: issues})
 }
 

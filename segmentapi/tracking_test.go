@@ -208,8 +208,8 @@ func TestTrackingBatchOfMoreThan2500RefusesTheRest(t *testing.T) {
 	if err := json.Unmarshal(got.body, &ans); err != nil {
 		t.Fatal(err)
 	}
-	if len(ans.Errors) != 3 || ans.Errors[0].Index != MaxBatchMessages || !strings.Contains(ans.Errors[0].Message, "2500") {
-		t.Fatalf("answer errors %+v: want the 3 messages past %d", ans.Errors, MaxBatchMessages)
+	if len(ans.Errors) != 1 || ans.Errors[0].Index != MaxBatchMessages || !strings.Contains(ans.Errors[0].Message, "2500 messages: the 3 from") {
+		t.Fatalf("answer errors %+v: want one refusal of the 3 messages past %d", ans.Errors, MaxBatchMessages)
 	}
 	if got := a.c.Stats().Collected; got != MaxBatchMessages {
 		t.Errorf("collected %d, want %d", got, MaxBatchMessages)

@@ -2,6 +2,8 @@ package segmentapi
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +37,10 @@ type wireMessage struct {
 	// WriteKey authenticates a request without HTTP Basic credentials, as
 	// analytics-python sends it.
 	WriteKey string `json:"writeKey"`
+
+	// raw is the message's JSON as sent: a message without a messageId
+	// is given one derived from it (derivedID).
+	raw []byte
 }
 
 // wireBatch is the body of /v1/batch (and /v1/import), read: its messages,
@@ -46,6 +52,8 @@ type wireBatch struct {
 	Integrations map[string]any
 	SentAt       wireTime
 	WriteKey     string
+	// Surplus counts the messages past MaxBatchMessages, skipped unread.
+	Surplus int
 }
 
 // batchEntry is one message of a batch: decoded, or why it could not be.
@@ -127,6 +135,20 @@ func (t *wireTime) UnmarshalJSON(b []byte) error {
 	return errWantTime
 }
 
+// derivedID is the message id of a message sent without one: a hash of
+// its source and its JSON, so that a message sent again (a batch resent
+// after a 503, a client retrying a lost answer) is a repeat, stored once,
+// as Segment's libraries make it with the id they set. Two identical
+// messages without an id are one message: a sender tells them apart with
+// a messageId or a timestamp.
+func derivedID(source string, raw []byte) string {
+	h := sha256.New()
+	h.Write([]byte(source))
+	h.Write([]byte{0})
+	h.Write(raw)
+	return "api-" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
 // plainString returns the text of b, a JSON string, when it holds no
 // escape and no byte that is not printable ASCII: then it is its bytes,
 // and the common identifier or timestamp is read without a second
@@ -160,7 +182,7 @@ func (e *messageError) Error() string {
 // decodeMessage reads one message from b. Numbers anywhere in its traits,
 // properties, context and integrations are kept exactly (profile.DecodeValue).
 func decodeMessage(b []byte) (*wireMessage, error) {
-	var m wireMessage
+	m := wireMessage{raw: b}
 	numbers, err := profile.UnmarshalNumbers(b, &m)
 	if err != nil {
 		return nil, jsonError(err)
@@ -197,7 +219,7 @@ func decodeBatch(b []byte) (*wireBatch, error) {
 		var dst any
 		switch key := tok.(string); key {
 		case "batch":
-			if err := decodeEntries(dec, &wb, numbers); err != nil {
+			if err := decodeEntries(dec, b, &wb, numbers); err != nil {
 				return nil, err
 			}
 			seen = true
@@ -239,7 +261,7 @@ func decodeBatch(b []byte) (*wireBatch, error) {
 }
 
 // decodeEntries reads the batch array's messages into wb.Entries.
-func decodeEntries(dec *json.Decoder, wb *wireBatch, numbers bool) error {
+func decodeEntries(dec *json.Decoder, body []byte, wb *wireBatch, numbers bool) error {
 	tok, err := dec.Token()
 	if err != nil {
 		return jsonError(err)
@@ -251,8 +273,18 @@ func decodeEntries(dec *json.Decoder, wb *wireBatch, numbers bool) error {
 	if d, ok := tok.(json.Delim); !ok || d != '[' {
 		return &messageError{Field: "batch", Reason: "want an array of messages"}
 	}
-	wb.Entries = wb.Entries[:0]
+	wb.Entries, wb.Surplus = wb.Entries[:0], 0
+	var skip json.RawMessage
 	for dec.More() {
+		if len(wb.Entries) == MaxBatchMessages {
+			// Refused unread, and answered as one: the surplus of a small
+			// gzipped body costs no more than its bytes.
+			if err := dec.Decode(&skip); err != nil {
+				return jsonError(err)
+			}
+			wb.Surplus++
+			continue
+		}
 		start := dec.InputOffset()
 		m := new(wireMessage)
 		err := dec.Decode(m)
@@ -272,6 +304,7 @@ func decodeEntries(dec *json.Decoder, wb *wireBatch, numbers bool) error {
 			}
 		}
 		if entry.err == nil {
+			m.raw = bytes.TrimLeft(body[start:dec.InputOffset()], ", \t\r\n")
 			entry.msg = m
 		}
 		wb.Entries = append(wb.Entries, entry)
@@ -343,6 +376,9 @@ func (m *wireMessage) message(typ, source string, receivedAt time.Time, env *wir
 		}
 	}
 	ts, orig := time.Time(m.Timestamp), time.Time(m.OriginalTimestamp)
+	if m.MessageID == "" {
+		m.MessageID = wireID(derivedID(source, m.raw))
+	}
 	switch typ {
 	case "identify":
 		return privacy.Identify{MessageID: string(m.MessageID), UserID: string(m.UserID), AnonymousID: string(m.AnonymousID),

@@ -44,6 +44,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -173,23 +174,7 @@ func serve(ctx context.Context, ln net.Listener, cfg config, out io.Writer) (err
 func loadKey(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		key := make([]byte, 32)
-		if _, err := rand.Read(key); err != nil {
-			return nil, err
-		}
-		// O_EXCL: two first starts at once do not each make a key.
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("making the key file: %w", err)
-		}
-		if _, err := f.Write([]byte(hex.EncodeToString(key) + "\n")); err != nil {
-			f.Close()
-			return nil, err
-		}
-		if err := f.Close(); err != nil {
-			return nil, err
-		}
-		return key, nil
+		return makeKey(path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading the key file: %w", err)
@@ -197,6 +182,55 @@ func loadKey(path string) ([]byte, error) {
 	key, err := hex.DecodeString(string(trimNewline(b)))
 	if err != nil || len(key) < 32 {
 		return nil, fmt.Errorf("the key file %s does not hold 32 or more hex-encoded bytes", path)
+	}
+	return key, nil
+}
+
+// makeKey writes a new key to path durably before anything is keyed with
+// it: a temporary file, synced, linked as path (refused if another first
+// start got there first), and the directory synced. A key lost to a crash
+// after the database recorded its check value would leave every
+// suppression unmatchable.
+func makeKey(path string) ([]byte, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".key-*")
+	if err != nil {
+		return nil, fmt.Errorf("making the key file: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	if _, err := tmp.WriteString(hex.EncodeToString(key) + "\n"); err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, err
+	}
+	// Link, not rename: two first starts at once do not each keep a key.
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return loadKey(path)
+		}
+		return nil, fmt.Errorf("making the key file: %w", err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return nil, fmt.Errorf("syncing the key file's directory: %w", err)
 	}
 	return key, nil
 }

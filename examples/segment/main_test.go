@@ -158,3 +158,24 @@ func TestLoadKeyRefusesABadKeyFile(t *testing.T) {
 		t.Fatal("loadKey took a 2-byte key")
 	}
 }
+
+func TestLoadKeyMakesAPrivateKeyFileOnce(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "segment.db.key")
+	k1, err := loadKey(path)
+	if err != nil || len(k1) != 32 {
+		t.Fatalf("first start: %x, %v", k1, err)
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, %v; want mode 0600", st, err)
+	}
+	k2, err := loadKey(path)
+	if err != nil || !bytes.Equal(k1, k2) {
+		t.Fatalf("second start read another key: %x, %v", k2, err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("the directory holds %v, %v: want the key file alone", entries, err)
+	}
+}
