@@ -44,7 +44,11 @@ const (
 // account's events and links are empty: group calls are stored on the
 // members, who link to their accounts. The metadata carries the profile's
 // version, which a rectification's receipt names, and its consent.
-// Errors take Segment's {"error": {"code", "message"}}: not_found (404,
+// Fields of Segment's answers the library has no value for are left out:
+// the source_id of an identifier or a link, the first and last message's
+// source in the metadata, and an event's external_ids and related (it is
+// read through its profile). Errors take Segment's {"error": {"code",
+// "message"}}: not_found (404,
 // for an erased or unknown person too), validation_error (400),
 // authentication_error (401).
 //
