@@ -44,7 +44,10 @@ func (c *Controller) Access(ctx context.Context, id identity.ID) (*export.Packag
 // collection or right can tear; a slow w delays collection about that person
 // only. A failing w (or a cancelled ctx) ends the export with the error, and the
 // receipt says FAILED; nothing else changes. An unknown format fails with
-// ErrInvalid before anything is written or journaled.
+// ErrInvalid before anything is written or journaled, and an unknown or
+// erased person with ErrNotFound before the first byte is written: a host
+// streaming to an http.ResponseWriter can still answer with an error (as
+// segmentapi's ACCESS download does).
 func (c *Controller) Export(ctx context.Context, id identity.ID, w io.Writer, f export.Format) (*Receipt, error) {
 	ew, err := export.NewWriter(w, f)
 	if err != nil {
