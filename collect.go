@@ -60,12 +60,8 @@ func (c *Controller) collect(ctx context.Context, m Message) error {
 		return err
 	}
 	var matchBuf [4]identity.Match
-	matches, plan, held, now, err := c.resolveLocked(ctx, ids, matchBuf[:0], accountOf(&msg))
+	matches, plan, held, now, err := c.resolveLocked(ctx, ids, matchBuf[:0], accountOf(&msg), previousIDs(msg.previous))
 	if err != nil {
-		return err
-	}
-	if err := c.admitPrevious(ctx, msg.previous); err != nil {
-		c.locks.unlock(&held)
 		return err
 	}
 	locked := true
@@ -103,17 +99,22 @@ func (c *Controller) collect(ctx context.Context, m Message) error {
 }
 
 // resolveLocked locks the message's subjects, and the account profile it
-// writes to when not "", runs the suppression check and resolves the
-// identity plan. A plan that creates a profile also holds the new profile's
+// writes to when not "", and the guard identifiers (an alias's previous id:
+// checked, not linked), runs the suppression check on all of them and
+// resolves the identity plan of the message's own. A plan that creates a profile also holds the new profile's
 // stripe, so nothing reaches the profile by id before it is stored. On
 // success the caller holds the returned stripes and must unlock them.
-func (c *Controller) resolveLocked(ctx context.Context, ids []identity.ID, buf []identity.Match, account identity.ProfileID) ([]identity.Match, identity.Plan, lockSet, time.Time, error) {
+func (c *Controller) resolveLocked(ctx context.Context, ids []identity.ID, buf []identity.Match, account identity.ProfileID, guard []identity.ID) ([]identity.Match, identity.Plan, lockSet, time.Time, error) {
 	var also []identity.ProfileID
 	if account != "" {
 		also = []identity.ProfileID{account}
 	}
+	locked := ids
+	if len(guard) > 0 {
+		locked = append(slices.Clip(ids), guard...)
+	}
 	for {
-		matches, held, err := c.lockMatchesAnd(ctx, ids, buf, also)
+		matches, held, err := c.lockMatchesAnd(ctx, locked, buf, also)
 		if err != nil {
 			return nil, identity.Plan{}, lockSet{}, time.Time{}, err
 		}
@@ -124,6 +125,7 @@ func (c *Controller) resolveLocked(ctx context.Context, ids []identity.ID, buf [
 		if err := c.admit(ctx, matches); err != nil {
 			return fail(err)
 		}
+		matches = matches[:len(ids)]
 		now := c.now()
 		plan, err := c.resolver.Resolve(ctx, c.graph, matches, now)
 		if err != nil {
@@ -139,6 +141,24 @@ func (c *Controller) resolveLocked(ctx context.Context, ids []identity.ID, buf [
 		}
 		return matches, plan, held, now, nil
 	}
+}
+
+// previousIDs are the identifiers an alias's previous id may be of (a user
+// id, an anonymous id, an email): the alias stores it among its properties
+// and sends it on, so it is refused when any of them is suppressed, checked
+// under their locks so that no suppression lands between the check and the
+// store.
+func previousIDs(previous string) []identity.ID {
+	if previous == "" {
+		return nil
+	}
+	var out []identity.ID
+	for _, typ := range []string{identity.TypeUserID, identity.TypeAnonymousID, identity.TypeEmail} {
+		if id, err := identity.NewID(typ, previous); err == nil {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // store writes the resolved message to the graph, the profile store and the

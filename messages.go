@@ -2,6 +2,8 @@ package privacy
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -222,9 +224,9 @@ type Group struct {
 // person UserID is now (Segment's alias). As in Segment Unify it does not
 // merge profiles: it is stored as an event of type "alias" on UserID's
 // profile, with previousId among its properties, and sent to destinations.
-// An alias whose PreviousID is suppressed, as a user id or an anonymous
-// id, is dropped with ErrSuppressed: it would store and send on the id of
-// a person who objected. identity.Rules.AliasLinks makes PreviousID an
+// An alias whose PreviousID is suppressed, as a user id, an anonymous id
+// or an email, is dropped with ErrSuppressed: it would store and send on
+// the id of a person who objected. identity.Rules.AliasLinks makes PreviousID an
 // identifier of the types it lists, linked to UserID's profile under the
 // usual merge protection. UserID and PreviousID are required.
 type Alias struct {
@@ -826,6 +828,24 @@ func (m *message) finish(r *identity.Resolver, ids []identity.ID) ([]identity.ID
 		return ids, fieldErrorf("UserID", "the message has no usable identifier: set UserID, AnonymousID or ExternalIDs")
 	}
 	return r.Order(ids), nil
+}
+
+// MessageIDFor returns a message id for a message sent without one, derived
+// from content (what makes the message itself: its source, its type, its
+// JSON as sent) under the Controller's key, so that a message sent again
+// (a batch resent after an error, a client retrying an answer it lost) gets
+// the same id and is a repeat, stored once, on every host sharing the key
+// and across restarts; and so that the id, which answers and paging cursors
+// show, tells nothing of the content to whoever reads it (a plain hash of a
+// short message could be reversed by trying candidates). An intake that
+// cannot tell a resend from a new message without an id uses it (package
+// segmentapi does); others leave MessageID empty and get a random one.
+func (c *Controller) MessageIDFor(content []byte) string {
+	sum := sha256.Sum256(content)
+	// A keyed hash of a type no identifier has, so that it stands for no
+	// person's identifier.
+	h := c.hasher.ID(identity.ID{Type: "gdprkit.message-digest", Value: hex.EncodeToString(sum[:])})
+	return "gdprkit-d" + hex.EncodeToString(h[:])
 }
 
 func newMessageID() string {

@@ -210,3 +210,21 @@ func scopeOf(backends ...any) (scoped bool, locker txscope.Locker) {
 	}
 	return scoped || locker != nil, locker
 }
+
+// hashesSuppressed reports, for each of hs in order, whether the identifier
+// with that keyed hash is suppressed: in one call when l is a
+// suppression.HashBatchReader, else one Suppressed each.
+func hashesSuppressed(ctx context.Context, l suppression.List, hs []identity.Hash) ([]bool, error) {
+	if br, ok := l.(suppression.HashBatchReader); ok {
+		return br.SuppressedBatch(ctx, hs, make([]bool, 0, len(hs)))
+	}
+	out := make([]bool, 0, len(hs))
+	for _, h := range hs {
+		ok, err := l.Suppressed(ctx, h)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ok)
+	}
+	return out, nil
+}

@@ -62,15 +62,17 @@ func (c *Controller) StillSuppressed(ctx context.Context, id string) ([]identity
 	// is done (its subjects are scrubbed): under the wrong keys, a lifted
 	// hash matches nothing, so the keys under which any is suppressed now
 	// are the request's, newest first.
+	made := uniqueHashes(e.Decision.Suppress)
 	var held []identity.Hash
 	for from := len(c.hashers) - 1; from >= 0 && len(held) == 0; from-- {
-		for _, h := range c.lift(e.Decision.Suppress, from) {
-			ok, err := c.suppressions.Suppressed(ctx, h)
-			if err != nil {
-				return nil, backendError("suppression", err)
-			}
-			if ok && !slices.Contains(held, h) {
-				held = append(held, h)
+		lifted := c.lift(made, from)
+		answers, err := hashesSuppressed(ctx, c.suppressions, lifted)
+		if err != nil {
+			return nil, backendError("suppression", err)
+		}
+		for i, ok := range answers {
+			if ok {
+				held = append(held, lifted[i])
 			}
 		}
 	}
@@ -79,23 +81,40 @@ func (c *Controller) StillSuppressed(ctx context.Context, id string) ([]identity
 	}
 	// A later suppression or UNSUPPRESS of the same person is the one in
 	// effect for what it named: found by the hashes as this request made
-	// them and as they are now.
-	newer, err := c.newerDecided(ctx, e, slices.Concat(e.Decision.Suppress, held),
-		SuppressOnly, SuppressWithDelete, SuppressWithDeleteInternal, Unsuppress)
+	// them and, after a rotation, as they are now.
+	search := made
+	if !slices.Equal(held, made) {
+		search = uniqueHashes(slices.Concat(made, held))
+	}
+	newer, err := c.newerDecided(ctx, e, search, SuppressOnly, SuppressWithDelete, SuppressWithDeleteInternal, Unsuppress)
 	if err != nil {
 		return nil, err
 	}
+	if len(newer) == 0 {
+		return held, nil
+	}
+	taken := map[identity.Hash]bool{}
 	for _, x := range newer {
-		taken := slices.Concat(x.Decision.Suppress, x.Decision.Unsuppress)
 		for from := range c.hashers {
-			for _, h := range c.lift(taken, from) {
-				if i := slices.Index(held, h); i >= 0 {
-					held = slices.Delete(held, i, i+1)
-				}
+			for _, h := range c.lift(slices.Concat(x.Decision.Suppress, x.Decision.Unsuppress), from) {
+				taken[h] = true
 			}
 		}
 	}
-	return held, nil
+	return slices.DeleteFunc(held, func(h identity.Hash) bool { return taken[h] }), nil
+}
+
+// uniqueHashes returns hs without repeats, in their order.
+func uniqueHashes(hs []identity.Hash) []identity.Hash {
+	seen := make(map[identity.Hash]bool, len(hs))
+	out := make([]identity.Hash, 0, len(hs))
+	for _, h := range hs {
+		if !seen[h] {
+			seen[h] = true
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // decideSuppression suppresses every identifier of every person the subjects
@@ -277,31 +296,6 @@ func (c *Controller) admit(ctx context.Context, matches []identity.Match) error 
 		} else {
 			blocked, err = c.suppressions.Suppressed(ctx, c.hasher.ID(m.ID))
 		}
-		if err != nil {
-			return fmt.Errorf("privacy: suppression check: %w", err)
-		}
-		if blocked {
-			c.stats.suppressed.Add(1)
-			return ErrSuppressed
-		}
-	}
-	return nil
-}
-
-// admitPrevious fails with ErrSuppressed (counted in Stats) when an alias's
-// previous id, as a user id or an anonymous id, is suppressed: the alias
-// would store it among its properties and send it on, the id of a person
-// who objected, erased or not.
-func (c *Controller) admitPrevious(ctx context.Context, previous string) error {
-	if previous == "" || listEmpty(ctx, c.suppressions) {
-		return nil
-	}
-	for _, typ := range []string{identity.TypeUserID, identity.TypeAnonymousID} {
-		id, err := identity.NewID(typ, previous)
-		if err != nil {
-			continue // not an id of this type: nothing could suppress it
-		}
-		blocked, err := c.suppressions.Suppressed(ctx, c.hasher.ID(id))
 		if err != nil {
 			return fmt.Errorf("privacy: suppression check: %w", err)
 		}

@@ -219,8 +219,8 @@ type ExternalIDPage struct {
 }
 
 // SelectExternalIDs returns the page of ids (oldest first) that q asks for.
-// Its cursor holds the position and the creation time of the last
-// identifier of the page, never the identifier itself: a cursor travels in
+// Its cursor holds the creation time of the last identifier of the page and
+// its rank among those created then, never the identifier itself: a cursor travels in
 // URLs, which logs and proxies keep. A cursor that matches no identifier of
 // ids (another profile's, or one the profile lost to an erasure) fails with
 // ErrInvalid, rather than read as the end of the list.
@@ -243,7 +243,7 @@ func SelectExternalIDs(ids []ExternalID, q ExternalIDQuery) (ExternalIDPage, err
 			continue
 		}
 		if len(page.ExternalIDs) == limit {
-			page.Next = encodeIDCursor(last, ids[last].CreatedAt)
+			page.Next = idCursor(ids, last)
 			break
 		}
 		page.ExternalIDs = append(page.ExternalIDs, e)
@@ -252,35 +252,46 @@ func SelectExternalIDs(ids []ExternalID, q ExternalIDQuery) (ExternalIDPage, err
 	return page, nil
 }
 
-// idCursorVersion starts an external ids cursor: position and time.
-const idCursorVersion = 'p'
+// idCursorVersion starts an external ids cursor: a time and a rank.
+const idCursorVersion = 'r'
 
-func encodeIDCursor(pos int, created time.Time) string {
+// idCursor is the cursor after ids[last]: its creation time, and how many
+// identifiers before it were created at that time (those linked by one
+// message share it). Neither names the identifier, and both survive a
+// merge, which moves a profile's identifiers in a block.
+func idCursor(ids []ExternalID, last int) string {
+	created := ids[last].CreatedAt
+	rank := 0
+	for _, e := range ids[:last] {
+		if e.CreatedAt.Equal(created) {
+			rank++
+		}
+	}
 	b := make([]byte, 13)
 	b[0] = idCursorVersion
-	binary.BigEndian.PutUint32(b[1:5], uint32(pos))
-	binary.BigEndian.PutUint64(b[5:13], uint64(created.UnixNano()))
+	binary.BigEndian.PutUint64(b[1:9], uint64(created.UnixNano()))
+	binary.BigEndian.PutUint32(b[9:13], uint32(rank))
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // resumeIDs returns where the page after cursor starts in ids: after the
-// identifier at the cursor's position when it was created at the cursor's
-// time, else (identifiers were added before it since, by a merge) after
-// the first one created at that time.
+// identifier created at the cursor's time with the cursor's rank among
+// those created then.
 func resumeIDs(ids []ExternalID, cursor string) (int, error) {
 	b, err := base64.RawURLEncoding.DecodeString(cursor)
 	if err != nil || len(b) != 13 || b[0] != idCursorVersion {
 		return 0, fmt.Errorf("%w: external ids query: malformed cursor", ErrInvalid)
 	}
-	pos := int(binary.BigEndian.Uint32(b[1:5]))
-	created := int64(binary.BigEndian.Uint64(b[5:13]))
-	if pos < len(ids) && ids[pos].CreatedAt.UnixNano() == created {
-		return pos + 1, nil
-	}
+	created := int64(binary.BigEndian.Uint64(b[1:9]))
+	rank := int(binary.BigEndian.Uint32(b[9:13]))
 	for i := range ids {
-		if ids[i].CreatedAt.UnixNano() == created {
+		if ids[i].CreatedAt.UnixNano() != created {
+			continue
+		}
+		if rank == 0 {
 			return i + 1, nil
 		}
+		rank--
 	}
 	return 0, fmt.Errorf("%w: external ids query: the cursor matches no identifier of this profile", ErrInvalid)
 }

@@ -51,8 +51,9 @@ const (
 // by index in "errors"; it answers 503 when a backend failed any message,
 // so that the client sends the batch again (the stored ones are then
 // repeats, stored once: a message without a messageId is given one derived
-// from its source and its JSON, so two identical messages without one are
-// one message). Server-side failures are logged by class only.
+// from its source, type and JSON under the Controller's key
+// (privacy.Controller.MessageIDFor), so two identical messages without one
+// are one message). Server-side failures are logged by class only.
 func NewTracking(c *privacy.Controller, opts ...Option) http.Handler {
 	if c == nil {
 		panic("segmentapi: NewTracking: nil Controller")
@@ -173,7 +174,7 @@ func (t *tracking) single(w http.ResponseWriter, r *http.Request, typ, source st
 		unauthorized(w)
 		return
 	}
-	msg, err := wm.message(typ, source, received, nil)
+	msg, err := wm.message(t.c, typ, source, received, nil)
 	if err == nil {
 		err = t.c.Collect(r.Context(), msg)
 	}
@@ -218,7 +219,7 @@ func (t *tracking) batch(w http.ResponseWriter, r *http.Request, source string) 
 		if entry.err != nil {
 			err = entry.err
 		} else {
-			msg, err = entry.msg.message(entry.msg.Type, source, received, env)
+			msg, err = entry.msg.message(t.c, entry.msg.Type, source, received, env)
 		}
 		if err != nil {
 			issues = append(issues, messageIssue{Index: i, Code: "invalid_request", Message: err.Error()})

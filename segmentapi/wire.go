@@ -2,13 +2,12 @@ package segmentapi
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gdprkit/privacy"
@@ -135,18 +134,16 @@ func (t *wireTime) UnmarshalJSON(b []byte) error {
 	return errWantTime
 }
 
-// derivedID is the message id of a message sent without one: a hash of
-// its source and its JSON, so that a message sent again (a batch resent
-// after a 503, a client retrying a lost answer) is a repeat, stored once,
-// as Segment's libraries make it with the id they set. Two identical
-// messages without an id are one message: a sender tells them apart with
-// a messageId or a timestamp.
-func derivedID(source string, raw []byte) string {
-	h := sha256.New()
-	h.Write([]byte(source))
-	h.Write([]byte{0})
-	h.Write(raw)
-	return "api-" + hex.EncodeToString(h.Sum(nil)[:16])
+// derivedContent is what a message sent without a messageId is known by
+// (privacy.Controller.MessageIDFor): its source, its type (a path's, for
+// the single endpoints) and its JSON as sent.
+func derivedContent(source, typ string, raw []byte) []byte {
+	b := make([]byte, 0, len(source)+len(typ)+2+len(raw))
+	b = append(b, source...)
+	b = append(b, 0)
+	b = append(b, typ...)
+	b = append(b, 0)
+	return append(b, raw...)
 }
 
 // plainString returns the text of b, a JSON string, when it holds no
@@ -217,7 +214,8 @@ func decodeBatch(b []byte) (*wireBatch, error) {
 			return nil, jsonError(err)
 		}
 		var dst any
-		switch key := tok.(string); key {
+		// Case-insensitively, as encoding/json matches a message's own keys.
+		switch key := strings.ToLower(tok.(string)); key {
 		case "batch":
 			if err := decodeEntries(dec, b, &wb, numbers); err != nil {
 				return nil, err
@@ -228,9 +226,9 @@ func decodeBatch(b []byte) (*wireBatch, error) {
 			dst = &wb.Context
 		case "integrations":
 			dst = &wb.Integrations
-		case "sentAt":
+		case "sentat":
 			dst = &wb.SentAt
-		case "writeKey":
+		case "writekey":
 			dst = &wb.WriteKey
 		default:
 			dst = new(json.RawMessage) // skipped
@@ -288,13 +286,14 @@ func decodeEntries(dec *json.Decoder, body []byte, wb *wireBatch, numbers bool) 
 		start := dec.InputOffset()
 		m := new(wireMessage)
 		err := dec.Decode(m)
+		raw := bytes.TrimLeft(body[start:dec.InputOffset()], ", \t\r\n")
 		var syntax *json.SyntaxError
 		if errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return jsonError(err)
 		}
 		var entry batchEntry
 		switch {
-		case dec.InputOffset()-start > MaxMessageBytes+1: // +1: the comma before it
+		case len(raw) > MaxMessageBytes:
 			entry.err = &messageError{Reason: "the message is larger than " + strconv.Itoa(MaxMessageBytes>>10) + " KB"}
 		case err != nil:
 			entry.err = jsonError(err)
@@ -304,7 +303,7 @@ func decodeEntries(dec *json.Decoder, body []byte, wb *wireBatch, numbers bool) 
 			}
 		}
 		if entry.err == nil {
-			m.raw = bytes.TrimLeft(body[start:dec.InputOffset()], ", \t\r\n")
+			m.raw = raw
 			entry.msg = m
 		}
 		wb.Entries = append(wb.Entries, entry)
@@ -364,7 +363,7 @@ func jsonKind(kind string) string {
 // message turns m into the Controller's message of type typ (the path's,
 // or m's own in a batch), sent by source and received at receivedAt; the
 // batch's envelope fills what m leaves out.
-func (m *wireMessage) message(typ, source string, receivedAt time.Time, env *wireBatch) (privacy.Message, error) {
+func (m *wireMessage) message(c *privacy.Controller, typ, source string, receivedAt time.Time, env *wireBatch) (privacy.Message, error) {
 	ctx, integrations, sentAt := m.Context, m.Integrations, time.Time(m.SentAt)
 	if env != nil {
 		ctx = mergeObjects(ctx, env.Context)
@@ -376,8 +375,8 @@ func (m *wireMessage) message(typ, source string, receivedAt time.Time, env *wir
 		}
 	}
 	ts, orig := time.Time(m.Timestamp), time.Time(m.OriginalTimestamp)
-	if m.MessageID == "" {
-		m.MessageID = wireID(derivedID(source, m.raw))
+	if m.MessageID == "" && typ != "" {
+		m.MessageID = wireID(c.MessageIDFor(derivedContent(source, typ, m.raw)))
 	}
 	switch typ {
 	case "identify":

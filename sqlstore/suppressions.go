@@ -64,7 +64,54 @@ func (l *suppressionList) Len(ctx context.Context) (identifiers, profiles int, e
 	return identifiers, profiles, nil
 }
 
-var _ suppression.KeyChecker = (*suppressionList)(nil)
+var (
+	_ suppression.KeyChecker      = (*suppressionList)(nil)
+	_ suppression.HashBatchReader = (*suppressionList)(nil)
+)
+
+// SuppressedBatch implements suppression.HashBatchReader: one statement per
+// chunk of batchParams() hashes.
+func (l *suppressionList) SuppressedBatch(ctx context.Context, hs []identity.Hash, dst []bool) ([]bool, error) {
+	if err := ctx.Err(); err != nil {
+		return dst, err
+	}
+	found := make(map[identity.Hash]bool, len(hs))
+	err := l.s.read(ctx, func(ex Executor) error {
+		for rest := hs; len(rest) > 0; {
+			n := min(len(rest), l.s.batchParams())
+			args := make([]any, n)
+			for i := range rest[:n] {
+				args[i] = rest[i][:]
+			}
+			rows, err := ex.QueryContext(ctx, l.s.sql(`SELECT id_hash FROM {p}suppressed_identifiers WHERE id_hash IN (`+placeholders(1, n)+`)`), args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var b []byte
+				if err := rows.Scan(&b); err != nil {
+					rows.Close()
+					return err
+				}
+				var h identity.Hash
+				copy(h[:], b)
+				found[h] = true
+			}
+			if err := closeRows(rows); err != nil {
+				return err
+			}
+			rest = rest[n:]
+		}
+		return nil
+	})
+	if err != nil {
+		return dst, fmt.Errorf("sqlstore: suppression check: %w", err)
+	}
+	for _, h := range hs {
+		dst = append(dst, found[h])
+	}
+	return dst, nil
+}
 
 // RecordKeyCheck implements suppression.KeyChecker, in a table of one row.
 func (l *suppressionList) RecordKeyCheck(ctx context.Context, check identity.Hash) (identity.Hash, error) {

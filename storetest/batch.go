@@ -1791,3 +1791,64 @@ func audiencePutBatchTxDone(t *testing.T, e *env, s audience.Store) {
 		}
 	}
 }
+
+// Suppression list: suppression.HashBatchReader, on committed state.
+
+// hashBatchOf returns l's SuppressedBatch, or skips the check.
+func hashBatchOf(t *testing.T, l suppression.List) func(context.Context, []identity.Hash, []bool) ([]bool, error) {
+	t.Helper()
+	br, ok := l.(suppression.HashBatchReader)
+	if !ok {
+		t.Skip("the suppression list does not implement the optional SuppressedBatch")
+	}
+	return br.SuppressedBatch
+}
+
+func suppressionSuppressedBatch(t *testing.T, e *env, l suppression.List) {
+	read := hashBatchOf(t, l)
+	f := seedSuppressions(t, e, l) // h[0], h[1] suppressed
+	unknown := hashOf("never-seen-" + nextTag())
+	hs := []identity.Hash{f.h[1], f.h[2], unknown, f.h[0], f.h[3], f.h[1], unknown}
+	want := []bool{true, false, false, true, false, true, false}
+	got, err := read(e.ctx, hs, []bool{true})
+	if err != nil || diff(append([]bool{true}, want...), got) != "" {
+		t.Fatalf("SuppressedBatch = %v, %v; want %v after the prefix", got, err, want)
+	}
+	for i, h := range hs {
+		if one, err := l.Suppressed(e.ctx, h); err != nil || one != want[i] {
+			t.Errorf("Suppressed(hs[%d]) = %v, %v; SuppressedBatch said %v", i, one, err, want[i])
+		}
+	}
+	got, err = read(e.ctx, nil, nil)
+	if err != nil || len(got) != 0 {
+		t.Errorf("SuppressedBatch of nothing = %v, %v", got, err)
+	}
+	// A write committed since is seen.
+	inTx(t, e.ctx, l.Begin, func(tx suppression.Tx) error { return tx.Remove(e.ctx, f.h[0]) })
+	if got, err := read(e.ctx, []identity.Hash{f.h[0], f.h[1]}, nil); err != nil || diff([]bool{false, true}, got) != "" {
+		t.Errorf("after removing h[0]: %v, %v; want [false true]", got, err)
+	}
+}
+
+// suppressionSuppressedBatchMany checks more hashes than one statement of a
+// SQL adapter takes.
+func suppressionSuppressedBatchMany(t *testing.T, e *env, l suppression.List) {
+	read := hashBatchOf(t, l)
+	tag := nextTag()
+	var hs []identity.Hash
+	var want []bool
+	var add []identity.Hash
+	for i := range 1500 {
+		h := hashOf(fmt.Sprint("many-", i, tag))
+		hs = append(hs, h)
+		want = append(want, i%7 == 0)
+		if i%7 == 0 {
+			add = append(add, h)
+		}
+	}
+	inTx(t, e.ctx, l.Begin, func(tx suppression.Tx) error { return tx.Add(e.ctx, add...) })
+	got, err := read(e.ctx, hs, nil)
+	if err != nil || diff(want, got) != "" {
+		t.Fatalf("SuppressedBatch of %d hashes: %v; answers differ: %s", len(hs), err, diff(want, got))
+	}
+}

@@ -105,7 +105,10 @@
 //     a transaction, answer as Lookup and ProfileSuppressed do one at a time
 //     (linked or suppressed, unknown, repeated, in order), append to dst,
 //     accept no input, see a transaction's own writes and not another's
-//     uncommitted ones, and answer 1,200 at once;
+//     uncommitted ones, and answer 1,200 at once; and
+//     suppression.HashBatchReader's SuppressedBatch, on the list, answers as
+//     Suppressed does (repeats, unknown hashes, a commit since) for 1,500
+//     at once;
 //   - profile.BatchTx: MetadataBatch answers as Metadata does (unknown
 //     profiles absent, the transaction's own writes seen, 1,200 at once) and
 //     PickTraitsBatch as PickTraits does, or Get where the transaction is no

@@ -39,6 +39,9 @@ var suppressionChecks = []check[suppression.List]{
 	{"ProfileSuppressedBatchUncommittedInvisible", suppressionProfileSuppressedBatchUncommittedInvisible},
 	{"ProfileSuppressedBatchMany", suppressionProfileSuppressedBatchMany},
 	{"ProfileSuppressedBatchTxDone", suppressionProfileSuppressedBatchTxDone},
+	// The optional suppression.HashBatchReader (batch.go).
+	{"SuppressedBatch", suppressionSuppressedBatch},
+	{"SuppressedBatchMany", suppressionSuppressedBatchMany},
 }
 
 // suppressionView is what a Reader shows of some hashes and profiles.

@@ -6,6 +6,18 @@ import (
 	"github.com/gdprkit/privacy/identity"
 )
 
+// HashBatchReader is implemented by lists that check many identifiers'
+// keyed hashes in one call on committed state, as a SQL adapter does in a
+// statement per few hundred. It is optional: listing a suppressing
+// request's effect (the Controller's StillSuppressed) asks Suppressed once
+// per hash otherwise.
+type HashBatchReader interface {
+	// SuppressedBatch appends to dst, for each of hs in order, whether the
+	// identifier with that keyed hash is suppressed, and returns dst. It
+	// answers as Suppressed would for each.
+	SuppressedBatch(ctx context.Context, hs []identity.Hash, dst []bool) ([]bool, error)
+}
+
 // BatchReader is implemented by lists (and their transactions) that check many
 // profiles in one call, as a SQL adapter does in one statement. It is
 // optional: the Controller's batched collection checks a whole batch with it
