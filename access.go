@@ -74,6 +74,11 @@ type exportSink interface {
 // runAccess journals an ACCESS request, writes the person's data to sink under
 // their lock and records how it ended.
 func (c *Controller) runAccess(ctx context.Context, id identity.ID, sink exportSink) (*Receipt, error) {
+	return c.right(ctx, Access, func(ctx context.Context) (*Receipt, error) { return c.access(ctx, id, sink) })
+}
+
+// access is runAccess, its telemetry aside.
+func (c *Controller) access(ctx context.Context, id identity.ID, sink exportSink) (*Receipt, error) {
 	if err := c.checkOpen(); err != nil {
 		return nil, err
 	}

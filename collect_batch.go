@@ -51,7 +51,9 @@ func (c *Controller) CollectBatch(ctx context.Context, msgs []Message) error {
 	if err := c.checkOpen(); err != nil {
 		return err
 	}
+	ctx, span := c.batchSpan(ctx, len(msgs))
 	errs := make([]error, len(msgs))
+	defer endBatchSpan(span, errs)
 	items := make([]batchItem, 0, min(len(msgs), BatchSize))
 	for start := 0; start < len(msgs); start += BatchSize {
 		items = items[:0]

@@ -80,6 +80,9 @@
 //     suppression check), rectification.go (Rectify; RECTIFY), access.go
 //     (Access, Export; ACCESS): each right's public methods and its own
 //     decide and stage steps.
+//   - telemetry.go: spans, metrics and a log line per right, through
+//     OpenTelemetry's API (WithTracerProvider, WithMeterProvider), naming
+//     no person.
 //   - audit.go: the audit log; locks.go: per-subject locks, in this process
 //     and across processes; errors.go: the sentinels, and the one table that
 //     maps every backend's to them; optional.go: the optional backend

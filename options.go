@@ -7,6 +7,9 @@ import (
 	"reflect"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/audit"
 	"github.com/gdprkit/privacy/destination"
@@ -41,6 +44,9 @@ type config struct {
 	instance  string
 	lease     time.Duration
 	schedule  Schedule
+	// Telemetry (telemetry.go).
+	tracerProvider trace.TracerProvider
+	meterProvider  metric.MeterProvider
 	// Encryption at rest (encryption.go).
 	keeper       keyring.Keeper
 	keyStore     keyring.Store

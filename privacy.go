@@ -77,6 +77,7 @@ type Controller struct {
 	stale sync.Map
 	clock func() time.Time
 	log   *slog.Logger
+	tel   *telemetry
 	locks *subjectLocks
 	// scoped: some backend joins txscope scopes, so each operation opens one;
 	// locker, when set, locks subjects across processes within a scope.
@@ -185,6 +186,10 @@ func New(opts ...Option) (*Controller, error) {
 		}
 	})
 	c.destinations = c.deliver.Destinations()
+	if c.tel, err = newTelemetry(c, cfg.tracerProvider, cfg.meterProvider); err != nil {
+		c.deliver.Close()
+		return nil, fmt.Errorf("privacy: telemetry: %w", err)
+	}
 	c.consent = consentCategories(cfg.dests)
 	c.closing, c.cancelClosing = context.WithCancel(context.Background())
 	c.claimsDone.Add(2)
@@ -205,6 +210,7 @@ func (c *Controller) Close() error {
 	c.cancelClosing()
 	c.claimsDone.Wait()
 	c.deliver.Close()
+	c.tel.close()
 	return nil
 }
 

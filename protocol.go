@@ -39,6 +39,11 @@ import (
 // told through the outbox. A failure before the decision rolls everything back
 // (FAILED); after it, the request always completes, if need be by Recover.
 func (c *Controller) Apply(ctx context.Context, req Request) (*Receipt, error) {
+	return c.right(ctx, req.Type, func(ctx context.Context) (*Receipt, error) { return c.apply(ctx, req) })
+}
+
+// apply is Apply, its telemetry aside.
+func (c *Controller) apply(ctx context.Context, req Request) (*Receipt, error) {
 	if err := c.checkOpen(); err != nil {
 		return nil, err
 	}
