@@ -1,0 +1,343 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver
+	_ "modernc.org/sqlite"             // the "sqlite" driver
+
+	"github.com/gdprkit/privacy"
+	"github.com/gdprkit/privacy/audit"
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/sqlstore"
+)
+
+// Exit statuses.
+const (
+	exitOK          = 0
+	exitFailed      = 1
+	exitUsage       = 2
+	exitNotFound    = 3
+	exitKeyMismatch = 4
+)
+
+// usageError is a command line that cannot be run.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+const usage = `usage: gdprkit [-dsn DSN] [-schema NAME] [-key-file FILE] [-json] COMMAND [ARGS]
+
+commands:
+  migrate                                 create or update the tables
+  erase SUBJECT...                        DELETE_ONLY: delete the people everywhere, tell destinations
+  suppress SUBJECT...                     SUPPRESS_ONLY: stop collecting about them
+  unsuppress SUBJECT...                   UNSUPPRESS
+  apply -type TYPE SUBJECT...             any request type (SUPPRESS_WITH_DELETE, DELETE_INTERNAL, ...)
+  rectify SUBJECT KEY=JSON...             RECTIFY: set traits (KEY=null removes one)
+  status ID                               a request's receipt
+  list [-status S] [-type T] [-overdue] [-limit N]
+                                          requests, newest first
+  export [-format json|ndjson|csv] -o FILE SUBJECT
+                                          everything held about a person (ACCESS)
+  verify-audit                            walk the audit chain
+  recover                                 complete the requests a crash left unfinished
+
+A SUBJECT is an identifier written type:value (user_id:42, email:a@b.c).
+`
+
+// cli is a command line's global settings and outputs.
+type cli struct {
+	dsn, schema, keyFile string
+	json                 bool
+	out, errOut          io.Writer
+}
+
+func run(ctx context.Context, args []string, out, errOut io.Writer) int {
+	cl := &cli{out: out, errOut: errOut}
+	fs := flag.NewFlagSet("gdprkit", flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	fs.Usage = func() { fmt.Fprint(errOut, usage) }
+	fs.StringVar(&cl.dsn, "dsn", os.Getenv("GDPRKIT_DSN"), "database: postgres://... or a SQLite file (default $GDPRKIT_DSN)")
+	fs.StringVar(&cl.schema, "schema", "", "PostgreSQL schema of the tables (default: the search_path's first)")
+	fs.StringVar(&cl.keyFile, "key-file", "", "file holding the key in hex (default: $GDPRKIT_KEY, the key in hex)")
+	fs.BoolVar(&cl.json, "json", false, "print results as JSON")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprint(errOut, usage)
+		return exitUsage
+	}
+	err := cl.command(ctx, fs.Arg(0), fs.Args()[1:])
+	return cl.exit(err)
+}
+
+// exit reports err and returns the exit status it stands for.
+func (cl *cli) exit(err error) int {
+	var ue *usageError
+	var ended *endedError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(cl.errOut, "gdprkit: %v\n\n%s", err, usage)
+		return exitUsage
+	case errors.As(err, &ended):
+		return exitFailed // the receipt was printed
+	case errors.Is(err, privacy.ErrNotFound):
+		fmt.Fprintf(cl.errOut, "gdprkit: %v\n", err)
+		return exitNotFound
+	case errors.Is(err, privacy.ErrKeyMismatch):
+		fmt.Fprintf(cl.errOut, "gdprkit: %v\n", err)
+		return exitKeyMismatch
+	}
+	fmt.Fprintf(cl.errOut, "gdprkit: %v\n", err)
+	return exitFailed
+}
+
+// endedError is a request that ended FAILED or INVALID.
+type endedError struct{ status privacy.Status }
+
+func (e *endedError) Error() string { return "the request ended " + string(e.status) }
+
+func (cl *cli) command(ctx context.Context, name string, args []string) error {
+	switch name {
+	case "migrate":
+		if len(args) != 0 {
+			return usagef("migrate takes no arguments")
+		}
+		store, db, err := cl.open(ctx)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		if err := store.Migrate(ctx); err != nil {
+			return err
+		}
+		return cl.print(map[string]string{"migrated": "ok"}, "tables migrated")
+	case "erase", "suppress", "unsuppress":
+		typ := map[string]privacy.RequestType{"erase": privacy.DeleteOnly, "suppress": privacy.SuppressOnly, "unsuppress": privacy.Unsuppress}[name]
+		subjects, err := parseSubjects(args)
+		if err != nil {
+			return err
+		}
+		return cl.apply(ctx, privacy.Request{Type: typ, Subjects: subjects})
+	case "apply":
+		fs := cl.flags("apply")
+		typ := fs.String("type", "", "request type, as Segment's regulation types (SUPPRESS_WITH_DELETE, ...)")
+		if err := fs.Parse(args); err != nil {
+			return usagef("apply: %v", err)
+		}
+		if *typ == "" {
+			return usagef("apply needs -type")
+		}
+		subjects, err := parseSubjects(fs.Args())
+		if err != nil {
+			return err
+		}
+		return cl.apply(ctx, privacy.Request{Type: privacy.RequestType(strings.ToUpper(*typ)), Subjects: subjects})
+	case "rectify":
+		if len(args) < 2 {
+			return usagef("rectify needs a SUBJECT and at least one KEY=JSON")
+		}
+		subjects, err := parseSubjects(args[:1])
+		if err != nil {
+			return err
+		}
+		traits, err := parseTraits(args[1:])
+		if err != nil {
+			return err
+		}
+		return cl.apply(ctx, privacy.Request{Type: privacy.Rectify, Subjects: subjects, Traits: traits})
+	case "status":
+		if len(args) != 1 {
+			return usagef("status needs one request ID")
+		}
+		return cl.withController(ctx, func(c *privacy.Controller) error {
+			r, err := c.Status(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			return cl.receipt(r)
+		})
+	case "list":
+		return cl.list(ctx, args)
+	case "export":
+		return cl.export(ctx, args)
+	case "verify-audit":
+		if len(args) != 0 {
+			return usagef("verify-audit takes no arguments")
+		}
+		return cl.withController(ctx, func(c *privacy.Controller) error {
+			n, err := c.VerifyAudit(ctx)
+			if errors.Is(err, audit.ErrTampered) {
+				return fmt.Errorf("the audit chain is broken after %d records: %w", n, err)
+			}
+			if err != nil {
+				return err
+			}
+			return cl.print(map[string]int{"verified": n}, fmt.Sprintf("audit chain verified: %d records", n))
+		})
+	case "recover":
+		if len(args) != 0 {
+			return usagef("recover takes no arguments")
+		}
+		return cl.withController(ctx, func(c *privacy.Controller) error {
+			n, err := c.Recover(ctx)
+			if err != nil {
+				return err
+			}
+			return cl.print(map[string]int{"recovered": n}, fmt.Sprintf("requests recovered: %d", n))
+		})
+	}
+	return usagef("unknown command %q", name)
+}
+
+func (cl *cli) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// parseSubjects reads type:value identifiers. The error names the argument
+// by position, not its text: it may be an email.
+func parseSubjects(args []string) ([]identity.ID, error) {
+	if len(args) == 0 {
+		return nil, usagef("no SUBJECT given: write identifiers as type:value")
+	}
+	var out []identity.ID
+	for i, a := range args {
+		id, err := identity.ParseID(a)
+		if err != nil {
+			return nil, usagef("subject %d is not an identifier written type:value", i+1)
+		}
+		out = append(out, id)
+	}
+	return out, nil
+}
+
+// parseTraits reads KEY=JSON pairs; a value that is not JSON is taken as a
+// string.
+func parseTraits(args []string) (map[string]any, error) {
+	traits := map[string]any{}
+	for i, a := range args {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || k == "" {
+			return nil, usagef("trait %d is not KEY=JSON", i+1)
+		}
+		var val any
+		if err := json.Unmarshal([]byte(v), &val); err != nil {
+			val = v
+		}
+		traits[k] = val
+	}
+	return traits, nil
+}
+
+// open opens the database and its Store.
+func (cl *cli) open(ctx context.Context) (*sqlstore.Store, *sql.DB, error) {
+	if cl.dsn == "" {
+		return nil, nil, usagef("no database: set -dsn or $GDPRKIT_DSN")
+	}
+	driver, dialect, dsn := "sqlite", sqlstore.SQLite, cl.dsn
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		driver, dialect = "pgx", sqlstore.Postgres
+	} else if !strings.HasPrefix(dsn, "file:") {
+		dsn = "file:" + dsn + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_txlock=immediate"
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		db.Close()
+		return nil, nil, fmt.Errorf("connecting to the database: %w", err)
+	}
+	var opts []sqlstore.Option
+	if cl.schema != "" {
+		opts = append(opts, sqlstore.WithSchema(cl.schema))
+	}
+	store, err := sqlstore.New(db, dialect, opts...)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return store, db, nil
+}
+
+// key reads the key from -key-file or $GDPRKIT_KEY.
+func (cl *cli) key() ([]byte, error) {
+	text := os.Getenv("GDPRKIT_KEY")
+	if cl.keyFile != "" {
+		b, err := os.ReadFile(cl.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading the key file: %w", err)
+		}
+		text = string(b)
+	}
+	if text == "" {
+		return nil, usagef("no key: set -key-file or $GDPRKIT_KEY (the hosts' key, in hex)")
+	}
+	key, err := hex.DecodeString(strings.TrimSpace(text))
+	if err != nil || len(key) < 32 {
+		return nil, usagef("the key is not 32 or more bytes written in hex")
+	}
+	return key, nil
+}
+
+// withController runs f with a Controller over the database.
+func (cl *cli) withController(ctx context.Context, f func(*privacy.Controller) error) error {
+	key, err := cl.key()
+	if err != nil {
+		return err
+	}
+	store, db, err := cl.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	host, _ := os.Hostname()
+	c, err := privacy.New(privacy.WithBackends(store), privacy.WithKey(key), privacy.WithInstance("gdprkit-cli/"+host))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return f(c)
+}
+
+// apply applies req and prints its receipt.
+func (cl *cli) apply(ctx context.Context, req privacy.Request) error {
+	return cl.withController(ctx, func(c *privacy.Controller) error {
+		r, err := c.Apply(ctx, req)
+		if r != nil {
+			if perr := cl.receipt(r); perr != nil {
+				return perr
+			}
+			if r.Status == privacy.Failed || r.Status == privacy.Invalid {
+				if err != nil {
+					fmt.Fprintf(cl.errOut, "gdprkit: %v\n", err)
+				}
+				return &endedError{r.Status}
+			}
+		}
+		return err
+	})
+}
