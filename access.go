@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 
 	"github.com/gdprkit/privacy/export"
 	"github.com/gdprkit/privacy/identity"
@@ -121,32 +122,43 @@ func (c *Controller) access(ctx context.Context, id identity.ID, sink exportSink
 // accessOnce is one attempt at runAccess, in a scope of its own. It fails with
 // errRestart, having written nothing, when the person moved while it locked them.
 func (c *Controller) accessOnce(ctx context.Context, cl *claim, e *journal.Entry, sink exportSink) (*Receipt, error) {
+	outer := ctx
 	ctx, closeScope := c.openScope(ctx)
-	defer closeScope()
+	// The end is recorded outside the scope: on a backend whose scope holds
+	// a lock-only transaction (SQLite), what is written in it is rolled
+	// back when it closes, and the ACCESS would stay RUNNING.
+	leave := sync.OnceFunc(closeScope)
+	defer leave()
 	matches, held, err := c.lockMatches(ctx, e.Subjects, nil)
 	if errors.Is(err, errRestart) {
 		return nil, err
 	}
 	if err != nil {
-		return c.endAccess(ctx, cl, e, err)
+		leave()
+		return c.endAccess(outer, cl, e, err)
 	}
-	defer c.locks.unlock(&held)
+	unlock := sync.OnceFunc(func() { c.locks.unlock(&held) })
+	defer unlock()
 	pid := matches[0].Profile
 	if pid == "" {
+		leave()
 		e.Reason = "nobody is known by the subject: nothing is held"
-		c.finish(ctx, cl, e)
+		c.finish(outer, cl, e)
 		return receiptOf(e), fmt.Errorf("privacy: %w: nobody is known by the subject", ErrNotFound)
 	}
-	if err := c.writeExport(ctx, e, pid, sink); err != nil {
+	err = c.writeExport(ctx, e, pid, sink)
+	leave()
+	unlock()
+	if err != nil {
 		var se *safeError
 		if !errors.As(err, &se) {
 			// The writer's error (the host's io.Writer, or the export's own
 			// checks): told by its kind, as a backend's is.
 			err = &safeError{text: "privacy: writing the export: " + describe(err), errs: []error{err}}
 		}
-		return c.endAccess(ctx, cl, e, err)
+		return c.endAccess(outer, cl, e, err)
 	}
-	return c.endAccess(ctx, cl, e, nil)
+	return c.endAccess(outer, cl, e, nil)
 }
 
 // endAccess records how an ACCESS request ended, as every request ends: FINISHED,

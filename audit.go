@@ -75,7 +75,11 @@ func (c *Controller) end(ctx context.Context, cl *claim, e, f *journal.Entry, ac
 	}
 	f.AuditOwed, f.AuditNotes = nil, pre.AuditNotes
 	f.Version, f.Due, f.ExtensionReason = pre.Version, pre.Due, pre.ExtensionReason
-	return c.record(ctx, cl, f)
+	if err := c.record(ctx, cl, f); err != nil {
+		return err
+	}
+	c.tel.ended(ctx, f)
+	return nil
 }
 
 // endOwed returns the note of the end a request owes, if its holder journaled
@@ -106,7 +110,11 @@ func (c *Controller) completeEnd(ctx context.Context, cl *claim, e *journal.Entr
 	if err := c.settle(ctx, f); err != nil {
 		return err
 	}
-	return c.record(ctx, cl, f)
+	if err := c.record(ctx, cl, f); err != nil {
+		return err
+	}
+	c.tel.ended(ctx, f)
+	return nil
 }
 
 // VerifyAudit walks the audit log's hash chain, and checks that every request

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -25,25 +27,26 @@ import (
 type Option func(*config) error
 
 type config struct {
-	supp      suppression.List
-	journal   journal.Journal
-	auditLog  audit.Log
-	key       []byte
-	previous  [][]byte // keys before rotations, oldest first
-	limits    Limits
-	adoptKey  bool // WithKeyAdopted
-	graph     identity.Graph
-	profiles  profile.Store
-	audiences audience.Store
-	dests     []destination.Destination
-	delivery  Delivery
-	outbox    outbox.Store
-	rules     identity.Rules
-	clock     func() time.Time
-	log       *slog.Logger
-	instance  string
-	lease     time.Duration
-	schedule  Schedule
+	supp        suppression.List
+	journal     journal.Journal
+	auditLog    audit.Log
+	key         []byte
+	previous    [][]byte // keys before rotations, oldest first
+	limits      Limits
+	adoptKey    bool // WithKeyAdopted
+	graph       identity.Graph
+	profiles    profile.Store
+	audiences   audience.Store
+	dests       []destination.Destination
+	delivery    Delivery
+	outbox      outbox.Store
+	rules       identity.Rules
+	clock       func() time.Time
+	log         *slog.Logger
+	instance    string
+	lease       time.Duration
+	schedule    Schedule
+	remoteDests []string // WithRemoteDestinations
 	// Telemetry (telemetry.go).
 	tracerProvider trace.TracerProvider
 	meterProvider  metric.MeterProvider
@@ -61,6 +64,31 @@ func notNil(option, what string, isNil bool, set func(*config)) Option {
 			return fmt.Errorf("%s: nil %s", option, what)
 		}
 		set(c)
+		return nil
+	}
+}
+
+// WithRemoteDestinations names destinations that other processes sharing
+// this Controller's outbox deliver to (the hosts), and this one does not:
+// what a right owes them (a forwarded deletion, a rectification) is
+// written to the outbox for them, and the request waits for their answers
+// as for its own destinations'. It is for a process that applies rights
+// beside the hosts without delivering, such as an operator's tool
+// (cmd/gdprkit): one that collects needs the destinations themselves (their
+// consent categories route messages). Names are trimmed; empty ones and
+// repeats are refused.
+func WithRemoteDestinations(names ...string) Option {
+	return func(c *config) error {
+		for _, n := range names {
+			n = strings.TrimSpace(n)
+			if n == "" {
+				return fmt.Errorf("WithRemoteDestinations: an empty name")
+			}
+			if slices.Contains(c.remoteDests, n) {
+				return fmt.Errorf("WithRemoteDestinations: %q given twice", n)
+			}
+			c.remoteDests = append(c.remoteDests, n)
+		}
 		return nil
 	}
 }

@@ -59,3 +59,36 @@ func TestNewRefusesNamesTheOutboxCannotKeep(t *testing.T) {
 		t.Errorf("with the longest names: Flush = %v, %d delivered; want the message delivered", err, len(rec.Messages()))
 	}
 }
+
+// WithRemoteDestinations refuses an empty name, a repeat, and a name the
+// Controller delivers to itself.
+func TestWithRemoteDestinationsRefusesBadNames(t *testing.T) {
+	for name, opts := range map[string][]privacy.Option{
+		"empty": {privacy.WithRemoteDestinations("crm", " ")},
+		"twice": {privacy.WithRemoteDestinations("crm", "crm")},
+		"clash": {privacy.WithDestinations(destination.NewRecorder("crm")), privacy.WithRemoteDestinations("crm")},
+	} {
+		c, err := privacy.New(opts...)
+		if err == nil {
+			c.Close()
+			t.Errorf("%s: New took it", name)
+		}
+	}
+}
+
+// An unknown request type is not kept: the receipt shows UnknownType, and
+// neither it nor its reason quotes the text given.
+func TestUnknownRequestTypeIsNotKept(t *testing.T) {
+	e := newEnv(t)
+	r, err := e.c.Apply(context.Background(), privacy.Request{Type: "ada@example.com", Subjects: []identity.ID{user("u1")}})
+	if !errors.Is(err, privacy.ErrInvalid) || r == nil || r.Type != privacy.UnknownType || r.Status != privacy.Invalid {
+		t.Fatalf("Apply of an unknown type: %+v, %v", r, err)
+	}
+	if strings.Contains(r.Reason, "ada") || strings.Contains(err.Error(), "ada") {
+		t.Errorf("the unknown type is quoted: %q, %v", r.Reason, err)
+	}
+	st, err := e.c.Status(context.Background(), r.ID)
+	if err != nil || st.Type != privacy.UnknownType {
+		t.Errorf("the journal keeps %+v, %v", st, err)
+	}
+}

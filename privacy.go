@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -185,7 +186,14 @@ func New(opts ...Option) (*Controller, error) {
 			c.checkRequest(context.Background(), id)
 		}
 	})
-	c.destinations = c.deliver.Destinations()
+	c.destinations = slices.Clone(c.deliver.Destinations())
+	for _, name := range cfg.remoteDests {
+		if slices.Contains(c.destinations, name) {
+			c.deliver.Close()
+			return nil, fmt.Errorf("privacy: WithRemoteDestinations: %q is a destination of this Controller too", name)
+		}
+		c.destinations = append(c.destinations, name)
+	}
 	if c.tel, err = newTelemetry(c, cfg.tracerProvider, cfg.meterProvider); err != nil {
 		c.deliver.Close()
 		return nil, fmt.Errorf("privacy: telemetry: %w", err)

@@ -50,6 +50,9 @@ func (c *Controller) apply(ctx context.Context, req Request) (*Receipt, error) {
 	now := c.now()
 	e := &journal.Entry{ID: newRequestID(now), Type: req.Type, Status: Initialized, Received: now, Due: now.AddDate(0, 1, 0)}
 	if err := c.validateRequest(&req, e); err != nil {
+		if !req.Type.Valid() {
+			e.Type = UnknownType // the journal keeps no text of the caller's as a type
+		}
 		e.Status, e.Reason, e.Finished = Invalid, c.redact(e, describe(err), req.Subjects), now
 		e.Subjects = nil
 		return c.refuse(ctx, e, err)
@@ -76,6 +79,7 @@ func (c *Controller) refuse(ctx context.Context, e *journal.Entry, err error) (*
 	if perr := c.journal.Put(ctx, e); perr != nil {
 		return nil, errors.Join(err, backendError("journal", perr))
 	}
+	c.tel.ended(ctx, e)
 	return receiptOf(e), err
 }
 

@@ -60,6 +60,11 @@ const (
 	NotSupported   = journal.StatusNotSupported
 )
 
+// UnknownType is the type an INVALID receipt shows for a request whose type
+// was none of the known ones: the text given is not kept, as it may be
+// anything (an email typed in the wrong field, say).
+const UnknownType RequestType = "UNKNOWN"
+
 // MaxSubjects is the most subjects one request may name, as in Segment.
 const MaxSubjects = 5000
 
@@ -109,7 +114,8 @@ func receiptOf(e *journal.Entry) *Receipt {
 func (c *Controller) validateRequest(req *Request, e *journal.Entry) error {
 	switch {
 	case !req.Type.Valid():
-		return fieldErrorf("Type", "unknown request type %q", req.Type)
+		// Not quoted: the text is the caller's, and may be anything.
+		return fieldErrorf("Type", "unknown request type: want one of Segment's regulation types or RECTIFY")
 	case req.Type == Access:
 		return fieldErrorf("Type", "an ACCESS request returns the person's data: make it with Access or Export")
 	case len(req.Subjects) == 0:

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -18,6 +19,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/gdprkit/privacy/journal"
 )
 
 // InstrumentationName names the library's tracer and meter.
@@ -53,6 +56,68 @@ type telemetry struct {
 	requests metric.Int64Counter
 	duration metric.Float64Histogram
 	reg      metric.Registration
+
+	mu         sync.Mutex
+	last       backendView // the latest refresh's
+	refreshed  time.Time   // when the latest refresh started
+	refreshing chan struct{}
+}
+
+// backendView is what the observed metrics read from the backends.
+type backendView struct {
+	delivery  map[string]DeliveryStats
+	overdue   int
+	overdueOK bool
+}
+
+// How often, at most, the observed metrics read the backends; how long a
+// refresh may take; how long a collection waits for one.
+const (
+	observeEvery   = 15 * time.Second
+	refreshTimeout = 10 * time.Second
+	observeWait    = 100 * time.Millisecond
+)
+
+// view returns the backends' latest view, starting a refresh when it is
+// older than observeEvery and waiting for it up to observeWait.
+func (t *telemetry) view(c *Controller) backendView {
+	t.mu.Lock()
+	done := t.refreshing
+	if done == nil && time.Since(t.refreshed) >= observeEvery {
+		done = make(chan struct{})
+		t.refreshing, t.refreshed = done, time.Now()
+		go t.refresh(c, done)
+	}
+	t.mu.Unlock()
+	if done != nil {
+		select {
+		case <-done:
+		case <-time.After(observeWait):
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.last
+}
+
+// refresh reads the backends into t.last, within refreshTimeout.
+func (t *telemetry) refresh(c *Controller, done chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
+	defer cancel()
+	var v backendView
+	if stats, err := c.DeliveryStats(ctx); err == nil {
+		v.delivery = stats
+	}
+	if late, err := c.Overdue(ctx); err == nil {
+		v.overdue, v.overdueOK = len(late), true
+	}
+	t.mu.Lock()
+	if v.delivery == nil {
+		v.delivery = t.last.delivery // kept from before rather than dropped
+	}
+	t.last, t.refreshing = v, nil
+	t.mu.Unlock()
+	close(done)
 }
 
 // newTelemetry makes the instruments, and registers the observed ones:
@@ -71,10 +136,10 @@ func newTelemetry(c *Controller, tp trace.TracerProvider, mp metric.MeterProvide
 	add := func(err error) { errs = append(errs, err) }
 	var err error
 	t.requests, err = m.Int64Counter("gdprkit.requests", metric.WithUnit("{request}"),
-		metric.WithDescription("Privacy requests ended, by type and status."))
+		metric.WithDescription("Privacy requests ended (by whichever instance ended them), by type and final status."))
 	add(err)
 	t.duration, err = m.Float64Histogram("gdprkit.request.duration", metric.WithUnit("s"),
-		metric.WithDescription("How long applying a privacy request took, by type and status."))
+		metric.WithDescription("A privacy request's life, from received to ended (destinations' answers included), by type and final status."))
 	add(err)
 	messages, err := m.Int64ObservableCounter("gdprkit.messages", metric.WithUnit("{message}"),
 		metric.WithDescription("Messages given to Collect and CollectBatch, by outcome: collected, duplicate, suppressed, refused."))
@@ -105,23 +170,25 @@ func newTelemetry(c *Controller, tp trace.TracerProvider, mp metric.MeterProvide
 		}{{"collected", s.Collected}, {"duplicate", s.Duplicates}, {"suppressed", s.Suppressed}, {"refused", s.Refused}} {
 			o.ObserveInt64(messages, int64(v.n), metric.WithAttributes(AttrMessageOutcome.String(v.outcome)))
 		}
-		// What the backends cannot answer now is left out of this
-		// collection, not reported as zero.
-		if stats, err := c.DeliveryStats(ctx); err == nil {
-			for name, d := range stats {
-				dest := AttrDestination.String(name)
-				for _, v := range []struct {
-					result string
-					n      uint64
-				}{{"delivered", d.Delivered}, {"failed", d.Failed}, {"not_supported", d.NotSupported}, {"retried", d.Retries}} {
-					o.ObserveInt64(delivered, int64(v.n), metric.WithAttributes(dest, AttrDeliveryResult.String(v.result)))
-				}
-				o.ObserveInt64(pending, int64(d.Pending), metric.WithAttributes(dest))
-				o.ObserveInt64(dead, int64(d.Dead), metric.WithAttributes(dest))
+		// Read from the backends at most every observeEvery, by a refresh
+		// of its own that this collection waits for only briefly: a slow
+		// or hanging database costs the host's metrics export no more, and
+		// many collections cost no more reads. What no refresh could read
+		// yet is left out, not reported as zero.
+		view := t.view(c)
+		for name, d := range view.delivery {
+			dest := AttrDestination.String(name)
+			for _, v := range []struct {
+				result string
+				n      uint64
+			}{{"delivered", d.Delivered}, {"failed", d.Failed}, {"not_supported", d.NotSupported}, {"retried", d.Retries}} {
+				o.ObserveInt64(delivered, int64(v.n), metric.WithAttributes(dest, AttrDeliveryResult.String(v.result)))
 			}
+			o.ObserveInt64(pending, int64(d.Pending), metric.WithAttributes(dest))
+			o.ObserveInt64(dead, int64(d.Dead), metric.WithAttributes(dest))
 		}
-		if late, err := c.Overdue(ctx); err == nil {
-			o.ObserveInt64(overdue, int64(len(late)))
+		if view.overdueOK {
+			o.ObserveInt64(overdue, int64(view.overdue))
 		}
 		return nil
 	}, messages, delivered, pending, dead, overdue)
@@ -147,9 +214,10 @@ func spanName(typ RequestType) string {
 	return "gdprkit." + strings.ToLower(string(typ))
 }
 
-// right runs a right (apply) in its span, then records its outcome: the
-// span's attributes and status, the request counter and duration, and one
-// log line.
+// right runs a right (apply) in its span, then records how the call
+// returned: the span's attributes and status (RUNNING while destinations
+// have yet to answer), and one log line. The request is counted when it
+// ends (ended), wherever it ends.
 func (c *Controller) right(ctx context.Context, typ RequestType, apply func(context.Context) (*Receipt, error)) (*Receipt, error) {
 	ctx, span := c.tel.tracer.Start(ctx, spanName(typ), trace.WithSpanKind(trace.SpanKindInternal),
 		trace.WithAttributes(AttrRequestType.String(requestTypeName(typ))))
@@ -162,7 +230,6 @@ func (c *Controller) right(ctx context.Context, typ RequestType, apply func(cont
 		status = string(r.Status)
 		span.SetAttributes(AttrRequestID.String(r.ID))
 	}
-	attrs := metric.WithAttributes(AttrRequestType.String(requestTypeName(typ)), AttrRequestStatus.String(status))
 	span.SetAttributes(AttrRequestStatus.String(status))
 	if err != nil {
 		// The error's kind, never its text: the span outlives the person.
@@ -170,8 +237,6 @@ func (c *Controller) right(ctx context.Context, typ RequestType, apply func(cont
 		span.SetStatus(codes.Error, errorKind(err))
 	}
 	span.End()
-	c.tel.requests.Add(ctx, 1, attrs)
-	c.tel.duration.Record(ctx, took.Seconds(), attrs)
 	args := []any{slog.String("type", requestTypeName(typ)), slog.String("status", status), slog.Duration("duration", took)}
 	if r != nil {
 		args = append(args, slog.String("request_id", r.ID))
@@ -181,6 +246,14 @@ func (c *Controller) right(ctx context.Context, typ RequestType, apply func(cont
 	}
 	c.log.InfoContext(ctx, "privacy request", args...)
 	return r, err
+}
+
+// ended counts a request that ended, once, with its final status and its
+// life from received to finished by the Controller's clock.
+func (t *telemetry) ended(ctx context.Context, e *journal.Entry) {
+	attrs := metric.WithAttributes(AttrRequestType.String(requestTypeName(e.Type)), AttrRequestStatus.String(string(e.Status)))
+	t.requests.Add(ctx, 1, attrs)
+	t.duration.Record(ctx, max(e.Finished.Sub(e.Received), 0).Seconds(), attrs)
 }
 
 // requestTypeName is typ as telemetry shows it: an unknown type (bad

@@ -57,7 +57,7 @@ func sqliteDatabase(t *testing.T) database {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return database{flags: []string{"-dsn", path}, store: s}
+	return database{flags: []string{"-dsn", path, "-destinations", "none"}, store: s}
 }
 
 func postgresDatabase(t *testing.T) database {
@@ -78,7 +78,7 @@ func postgresDatabase(t *testing.T) database {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return database{flags: []string{"-dsn", dsn, "-schema", schema}, store: s}
+	return database{flags: []string{"-dsn", dsn, "-schema", schema, "-destinations", "none"}, store: s}
 }
 
 // gdprkit runs the command with the database's flags and the key, and
@@ -196,11 +196,18 @@ func testCLI(t *testing.T, d database) {
 	code, _, _ = d.gdprkit(t, key, "export", "-o", file, "user_id:bob")
 	want(code, exitFailed, "", "", "export onto an existing file")
 
-	// An unknown type: INVALID, exit 1, the receipt printed.
-	code, out, _ = d.gdprkit(t, key, "apply", "-type", "ERASE_ALL", "user_id:bob")
-	want(code, exitFailed, out, "", "apply of an unknown type")
+	// An unknown type: refused before anything is journaled, not echoed.
+	code, out, errOut = d.gdprkit(t, key, "apply", "-type", "jane@example.com", "user_id:bob")
+	want(code, exitUsage, out, errOut, "apply of an unknown type")
+	if strings.Contains(strings.ToLower(out+errOut), "jane") {
+		t.Errorf("apply of an unknown type echoed it: %q %q", out, errOut)
+	}
+	// An invalid request all the same (a rectification of two people):
+	// INVALID, exit 1, the receipt printed.
+	code, out, _ = d.gdprkit(t, key, "apply", "-type", "RECTIFY", "user_id:bob", "user_id:eve")
+	want(code, exitFailed, out, "", "apply of an invalid request")
 	if !strings.Contains(out, "INVALID") {
-		t.Errorf("apply of an unknown type printed %q", out)
+		t.Errorf("an invalid request printed %q", out)
 	}
 	code, out, errOut = d.gdprkit(t, key, "apply", "-type", "suppress_with_delete", "user_id:bob")
 	want(code, 0, out, errOut, "apply")
@@ -238,7 +245,7 @@ func TestCLIErasureStopsCollection(t *testing.T) {
 	keyBytes := make([]byte, 32)
 	rand.Read(keyBytes)
 	key := hex.EncodeToString(keyBytes)
-	if code, out, errOut := d.gdprkit(t, key, "migrate"); code != 0 {
+	if code, out, errOut := d.gdprkit(t, key, "migrate", "-init-key"); code != 0 {
 		t.Fatalf("migrate: %d %s %s", code, out, errOut)
 	}
 	if code, out, errOut := d.gdprkit(t, key, "apply", "-type", "SUPPRESS_WITH_DELETE", "user_id:ada"); code != 0 {

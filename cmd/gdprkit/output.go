@@ -168,8 +168,20 @@ func (cl *cli) export(ctx context.Context, args []string) error {
 		return usagef("export names one SUBJECT")
 	}
 	return cl.withController(ctx, func(c *privacy.Controller) error {
-		// Written beside the target and renamed once complete: a failed
-		// export leaves no partial file that looks whole.
+		// The target is taken first (an existing file is refused before
+		// anything is journaled), written beside it and renamed over it once
+		// complete: a failed export leaves no partial file that looks whole.
+		reserved, err := os.OpenFile(*output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		reserved.Close()
+		done := false
+		defer func() {
+			if !done {
+				os.Remove(*output)
+			}
+		}()
 		tmp, err := os.CreateTemp(filepath.Dir(*output), ".gdprkit-export-*")
 		if err != nil {
 			return err
@@ -189,9 +201,10 @@ func (cl *cli) export(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := os.Link(tmp.Name(), *output); err != nil {
-			return fmt.Errorf("writing %s: %w", *output, err)
+		if err := os.Rename(tmp.Name(), *output); err != nil {
+			return fmt.Errorf("export: %w", err)
 		}
+		done = true
 		return cl.print(map[string]any{"request_id": r.ID, "status": r.Status, "file": *output, "bytes": p.n.Load()},
 			fmt.Sprintf("exported %d bytes to %s (request %s, %s)", p.n.Load(), *output, r.ID, r.Status))
 	})

@@ -2,14 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,7 +20,9 @@ import (
 	"github.com/gdprkit/privacy"
 	"github.com/gdprkit/privacy/audit"
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/sqlstore"
+	"github.com/gdprkit/privacy/suppression"
 )
 
 // Exit statuses.
@@ -38,10 +41,10 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
-const usage = `usage: gdprkit [-dsn DSN] [-schema NAME] [-key-file FILE] [-json] COMMAND [ARGS]
+const usage = `usage: gdprkit [-dsn DSN] [-schema NAME] [-key-file FILE] [-destinations NAMES|none] [-json] COMMAND [ARGS]
 
 commands:
-  migrate                                 create or update the tables
+  migrate [-init-key]                     create or update the tables (-init-key: record the key on a new database)
   erase SUBJECT...                        DELETE_ONLY: delete the people everywhere, tell destinations
   suppress SUBJECT...                     SUPPRESS_ONLY: stop collecting about them
   unsuppress SUBJECT...                   UNSUPPRESS
@@ -56,11 +59,16 @@ commands:
   recover                                 complete the requests a crash left unfinished
 
 A SUBJECT is an identifier written type:value (user_id:42, email:a@b.c).
+Requests that tell destinations (erase, apply of a DELETE_ONLY or a
+SUPPRESS_WITH_DELETE, rectify) and recover need -destinations: the names of
+the hosts' destinations, which the hosts deliver to from the shared outbox,
+or "none" when they have none.
 `
 
 // cli is a command line's global settings and outputs.
 type cli struct {
 	dsn, schema, keyFile string
+	destinations         string // the hosts' destinations, "none", or "" (not said)
 	json                 bool
 	out, errOut          io.Writer
 }
@@ -73,6 +81,7 @@ func run(ctx context.Context, args []string, out, errOut io.Writer) int {
 	fs.StringVar(&cl.dsn, "dsn", os.Getenv("GDPRKIT_DSN"), "database: postgres://... or a SQLite file (default $GDPRKIT_DSN)")
 	fs.StringVar(&cl.schema, "schema", "", "PostgreSQL schema of the tables (default: the search_path's first)")
 	fs.StringVar(&cl.keyFile, "key-file", "", "file holding the key in hex (default: $GDPRKIT_KEY, the key in hex)")
+	fs.StringVar(&cl.destinations, "destinations", os.Getenv("GDPRKIT_DESTINATIONS"), "the hosts' destination names, comma-separated, or none (default $GDPRKIT_DESTINATIONS)")
 	fs.BoolVar(&cl.json, "json", false, "print results as JSON")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -119,8 +128,10 @@ func (e *endedError) Error() string { return "the request ended " + string(e.sta
 func (cl *cli) command(ctx context.Context, name string, args []string) error {
 	switch name {
 	case "migrate":
-		if len(args) != 0 {
-			return usagef("migrate takes no arguments")
+		fs := cl.flags("migrate")
+		initKey := fs.Bool("init-key", false, "record the key on a database that holds none yet")
+		if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+			return usagef("migrate takes -init-key only")
 		}
 		store, db, err := cl.open(ctx)
 		if err != nil {
@@ -129,6 +140,12 @@ func (cl *cli) command(ctx context.Context, name string, args []string) error {
 		defer db.Close()
 		if err := store.Migrate(ctx); err != nil {
 			return err
+		}
+		if *initKey {
+			if err := cl.withControllerOn(ctx, store, true, func(*privacy.Controller) error { return nil }); err != nil {
+				return err
+			}
+			return cl.print(map[string]string{"migrated": "ok", "key": "recorded"}, "tables migrated, key recorded")
 		}
 		return cl.print(map[string]string{"migrated": "ok"}, "tables migrated")
 	case "erase", "suppress", "unsuppress":
@@ -144,14 +161,16 @@ func (cl *cli) command(ctx context.Context, name string, args []string) error {
 		if err := fs.Parse(args); err != nil {
 			return usagef("apply: %v", err)
 		}
-		if *typ == "" {
-			return usagef("apply needs -type")
+		t := privacy.RequestType(strings.ToUpper(*typ))
+		if !t.Valid() || t == privacy.Access {
+			// Not echoed: the text is the operator's, and may be anything.
+			return usagef("apply: -type must be one of SUPPRESS_ONLY, UNSUPPRESS, SUPPRESS_WITH_DELETE, SUPPRESS_WITH_DELETE_INTERNAL, DELETE_ONLY, DELETE_INTERNAL, DELETE_ARCHIVE_ONLY, RECTIFY (ACCESS: use export)")
 		}
 		subjects, err := parseSubjects(fs.Args())
 		if err != nil {
 			return err
 		}
-		return cl.apply(ctx, privacy.Request{Type: privacy.RequestType(strings.ToUpper(*typ)), Subjects: subjects})
+		return cl.apply(ctx, privacy.Request{Type: t, Subjects: subjects})
 	case "rectify":
 		if len(args) < 2 {
 			return usagef("rectify needs a SUBJECT and at least one KEY=JSON")
@@ -198,6 +217,9 @@ func (cl *cli) command(ctx context.Context, name string, args []string) error {
 		if len(args) != 0 {
 			return usagef("recover takes no arguments")
 		}
+		if cl.destinations == "" {
+			return usagef("recover completes requests that may tell destinations: give the hosts' -destinations (or none)")
+		}
 		return cl.withController(ctx, func(c *privacy.Controller) error {
 			n, err := c.Recover(ctx)
 			if err != nil {
@@ -241,8 +263,8 @@ func parseTraits(args []string) (map[string]any, error) {
 		if !ok || k == "" {
 			return nil, usagef("trait %d is not KEY=JSON", i+1)
 		}
-		var val any
-		if err := json.Unmarshal([]byte(v), &val); err != nil {
+		val, err := profile.DecodeValue([]byte(v)) // numbers kept exactly, as the library keeps them
+		if err != nil {
 			val = v
 		}
 		traits[k] = val
@@ -258,8 +280,8 @@ func (cl *cli) open(ctx context.Context) (*sqlstore.Store, *sql.DB, error) {
 	driver, dialect, dsn := "sqlite", sqlstore.SQLite, cl.dsn
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		driver, dialect = "pgx", sqlstore.Postgres
-	} else if !strings.HasPrefix(dsn, "file:") {
-		dsn = "file:" + dsn + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_txlock=immediate"
+	} else {
+		dsn = sqliteDSN(dsn)
 	}
 	db, err := sql.Open(driver, dsn)
 	if err != nil {
@@ -283,6 +305,30 @@ func (cl *cli) open(ctx context.Context) (*sqlstore.Store, *sql.DB, error) {
 	return store, db, nil
 }
 
+// sqliteDSN is the SQLite DSN for a path or a file: DSN, with what the
+// tool needs where the DSN does not say: wait for the hosts' writers
+// (busy_timeout), WAL, and transactions that take the write lock at once.
+func sqliteDSN(dsn string) string {
+	if !strings.HasPrefix(dsn, "file:") {
+		dsn = "file:" + dsn
+	}
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	for _, p := range []struct{ has, add string }{
+		{"busy_timeout", "_pragma=busy_timeout(5000)"},
+		{"journal_mode", "_pragma=journal_mode(WAL)"},
+		{"_txlock", "_txlock=immediate"},
+	} {
+		if !strings.Contains(dsn, p.has) {
+			dsn += sep + p.add
+			sep = "&"
+		}
+	}
+	return dsn
+}
+
 // key reads the key from -key-file or $GDPRKIT_KEY.
 func (cl *cli) key() ([]byte, error) {
 	text := os.Getenv("GDPRKIT_KEY")
@@ -303,19 +349,39 @@ func (cl *cli) key() ([]byte, error) {
 	return key, nil
 }
 
-// withController runs f with a Controller over the database.
+// withController runs f with a Controller over the database, which must
+// hold a key already (the hosts'): a mistyped key would otherwise be
+// recorded as the database's, and the hosts refused.
 func (cl *cli) withController(ctx context.Context, f func(*privacy.Controller) error) error {
-	key, err := cl.key()
-	if err != nil {
-		return err
-	}
 	store, db, err := cl.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	host, _ := os.Hostname()
-	c, err := privacy.New(privacy.WithBackends(store), privacy.WithKey(key), privacy.WithInstance("gdprkit-cli/"+host))
+	return cl.withControllerOn(ctx, store, false, f)
+}
+
+// withControllerOn runs f with a Controller over store; record lets it
+// record the key on a database that holds none (migrate -init-key).
+func (cl *cli) withControllerOn(ctx context.Context, store *sqlstore.Store, record bool, f func(*privacy.Controller) error) error {
+	key, err := cl.key()
+	if err != nil {
+		return err
+	}
+	if kc, ok := store.Suppressions().(suppression.KeyChecker); ok && !record {
+		check, err := kc.KeyCheck(ctx)
+		if err != nil {
+			return err
+		}
+		if check.IsZero() {
+			return fmt.Errorf("%w: the database holds no key yet: start a host with its key first, or record this one with migrate -init-key", privacy.ErrKeyMismatch)
+		}
+	}
+	opts := []privacy.Option{privacy.WithBackends(store), privacy.WithKey(key), privacy.WithInstance(instanceName())}
+	if names := cl.remoteDestinations(); len(names) > 0 {
+		opts = append(opts, privacy.WithRemoteDestinations(names...))
+	}
+	c, err := privacy.New(opts...)
 	if err != nil {
 		return err
 	}
@@ -323,8 +389,37 @@ func (cl *cli) withController(ctx context.Context, f func(*privacy.Controller) e
 	return f(c)
 }
 
-// apply applies req and prints its receipt.
+// remoteDestinations are the names -destinations gives.
+func (cl *cli) remoteDestinations() []string {
+	if cl.destinations == "" || cl.destinations == "none" {
+		return nil
+	}
+	var out []string
+	for _, n := range strings.Split(cl.destinations, ",") {
+		if n = strings.TrimSpace(n); n != "" && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// instanceName names this run in the claims it takes: its own, so that
+// two runs at once (or a run and a host) never take each other's work for
+// their own restart's.
+func instanceName() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("gdprkit-cli/%s/%d/%x", host, os.Getpid(), b)
+}
+
+// apply applies req and prints its receipt. A request that tells
+// destinations needs the hosts' -destinations, so that what they are owed
+// is owed.
 func (cl *cli) apply(ctx context.Context, req privacy.Request) error {
+	if (req.Type.Forwards() || req.Type == privacy.Rectify) && cl.destinations == "" {
+		return usagef("%s tells the hosts' destinations: give their names with -destinations (or none)", req.Type)
+	}
 	return cl.withController(ctx, func(c *privacy.Controller) error {
 		r, err := c.Apply(ctx, req)
 		if r != nil {
