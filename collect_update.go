@@ -113,7 +113,9 @@ func (c *Controller) advanceMetadata(meta *profile.Metadata, msg *message, now t
 		meta.LastSeen = msg.timestamp
 	}
 	before := len(meta.Recipients)
-	msg.routed = c.routeMessage(msg, c.destinations, meta.Recipients)
+	// Collected messages go to this Controller's own destinations: it
+	// knows their consent categories, not those of WithRemoteDestinations.
+	msg.routed = c.routeMessage(msg, c.local, meta.Recipients)
 	meta.Recipients = noteRecipients(meta.Recipients, msg.routed, now)
 	for _, r := range meta.Recipients[before:] {
 		joined = append(joined, r.Name)

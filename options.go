@@ -75,14 +75,20 @@ func notNil(option, what string, isNil bool, set func(*config)) Option {
 // as for its own destinations'. It is for a process that applies rights
 // beside the hosts without delivering, such as an operator's tool
 // (cmd/gdprkit): one that collects needs the destinations themselves (their
-// consent categories route messages). Names are trimmed; empty ones and
-// repeats are refused.
+// consent categories route messages), so messages it collects are routed
+// to its own destinations only. Names are trimmed; empty ones, repeats and
+// names WithDestinations would refuse are refused. A name no host delivers
+// to keeps the requests that owe it something RUNNING: nothing claims its
+// items, so nothing gives up on them.
 func WithRemoteDestinations(names ...string) Option {
 	return func(c *config) error {
 		for _, n := range names {
 			n = strings.TrimSpace(n)
 			if n == "" {
 				return fmt.Errorf("WithRemoteDestinations: an empty name")
+			}
+			if len(n) > outbox.MaxNameLen || !storableText(n) {
+				return fmt.Errorf("WithRemoteDestinations: a destination's name must be valid UTF-8 without NUL, of at most %d bytes", outbox.MaxNameLen)
 			}
 			if slices.Contains(c.remoteDests, n) {
 				return fmt.Errorf("WithRemoteDestinations: %q given twice", n)

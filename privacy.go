@@ -36,7 +36,8 @@ type Controller struct {
 	outbox  outbox.Store
 	deliver *deliver.Engine
 	// destinations are the destinations' names, in the order configured.
-	destinations []string
+	destinations []string // every destination owed: local ones, then WithRemoteDestinations
+	local        []string // the destinations this Controller delivers to
 	// consent holds the categories of each destination that declares some
 	// (destination.Consent).
 	consent map[string][]string
@@ -186,7 +187,8 @@ func New(opts ...Option) (*Controller, error) {
 			c.checkRequest(context.Background(), id)
 		}
 	})
-	c.destinations = slices.Clone(c.deliver.Destinations())
+	c.local = c.deliver.Destinations()
+	c.destinations = slices.Clone(c.local)
 	for _, name := range cfg.remoteDests {
 		if slices.Contains(c.destinations, name) {
 			c.deliver.Close()

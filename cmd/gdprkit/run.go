@@ -59,10 +59,11 @@ commands:
   recover                                 complete the requests a crash left unfinished
 
 A SUBJECT is an identifier written type:value (user_id:42, email:a@b.c).
-Requests that tell destinations (erase, apply of a DELETE_ONLY or a
-SUPPRESS_WITH_DELETE, rectify) and recover need -destinations: the names of
-the hosts' destinations, which the hosts deliver to from the shared outbox,
-or "none" when they have none.
+Every right (erase, suppress, unsuppress, apply, rectify) and recover need
+-destinations: the names of the hosts' destinations, to which the hosts
+deliver what the right owes them (a deletion, a rectification, the news of
+an audience the person left) from the shared outbox, or "none" when they
+have none. A name no host delivers to keeps the request RUNNING.
 `
 
 // cli is a command line's global settings and outputs.
@@ -378,7 +379,11 @@ func (cl *cli) withControllerOn(ctx context.Context, store *sqlstore.Store, reco
 		}
 	}
 	opts := []privacy.Option{privacy.WithBackends(store), privacy.WithKey(key), privacy.WithInstance(instanceName())}
-	if names := cl.remoteDestinations(); len(names) > 0 {
+	names, err := cl.remoteDestinations()
+	if err != nil {
+		return err
+	}
+	if len(names) > 0 {
 		opts = append(opts, privacy.WithRemoteDestinations(names...))
 	}
 	c, err := privacy.New(opts...)
@@ -389,18 +394,21 @@ func (cl *cli) withControllerOn(ctx context.Context, store *sqlstore.Store, reco
 	return f(c)
 }
 
-// remoteDestinations are the names -destinations gives.
-func (cl *cli) remoteDestinations() []string {
+// remoteDestinations are the names -destinations gives: none for "none".
+func (cl *cli) remoteDestinations() ([]string, error) {
 	if cl.destinations == "" || cl.destinations == "none" {
-		return nil
+		return nil, nil
 	}
 	var out []string
 	for _, n := range strings.Split(cl.destinations, ",") {
-		if n = strings.TrimSpace(n); n != "" && !slices.Contains(out, n) {
+		switch n = strings.TrimSpace(n); {
+		case n == "none":
+			return nil, usagef("-destinations: none stands alone, for hosts without destinations")
+		case n != "" && !slices.Contains(out, n):
 			out = append(out, n)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // instanceName names this run in the claims it takes: its own, so that
@@ -417,14 +425,23 @@ func instanceName() string {
 // destinations needs the hosts' -destinations, so that what they are owed
 // is owed.
 func (cl *cli) apply(ctx context.Context, req privacy.Request) error {
-	if (req.Type.Forwards() || req.Type == privacy.Rectify) && cl.destinations == "" {
-		return usagef("%s tells the hosts' destinations: give their names with -destinations (or none)", req.Type)
+	// Every right may owe the hosts' destinations something: a deletion,
+	// a rectification, or the news of an audience the person left or
+	// entered (a suppression, an unsuppression).
+	if cl.destinations == "" {
+		return usagef("%s may owe the hosts' destinations news of it: give their names with -destinations (or none)", req.Type)
+	}
+	if _, err := cl.remoteDestinations(); err != nil {
+		return err
 	}
 	return cl.withController(ctx, func(c *privacy.Controller) error {
 		r, err := c.Apply(ctx, req)
 		if r != nil {
 			if perr := cl.receipt(r); perr != nil {
 				return perr
+			}
+			if r.Status == privacy.Running && !cl.json {
+				fmt.Fprintln(cl.errOut, "gdprkit: the request waits for the hosts to deliver to their destinations; it ends when they answer (gdprkit status "+r.ID+"). A name in -destinations that no host delivers to keeps it RUNNING.")
 			}
 			if r.Status == privacy.Failed || r.Status == privacy.Invalid {
 				if err != nil {
