@@ -233,8 +233,8 @@ func (c *Controller) right(ctx context.Context, typ RequestType, apply func(cont
 	span.SetAttributes(AttrRequestStatus.String(status))
 	if err != nil {
 		// The error's kind, never its text: the span outlives the person.
-		span.SetAttributes(AttrErrorType.String(errorKind(err)))
-		span.SetStatus(codes.Error, errorKind(err))
+		span.SetAttributes(AttrErrorType.String(ErrorKind(err)))
+		span.SetStatus(codes.Error, ErrorKind(err))
 	}
 	span.End()
 	args := []any{slog.String("type", requestTypeName(typ)), slog.String("status", status), slog.Duration("duration", took)}
@@ -242,7 +242,7 @@ func (c *Controller) right(ctx context.Context, typ RequestType, apply func(cont
 		args = append(args, slog.String("request_id", r.ID))
 	}
 	if err != nil {
-		args = append(args, slog.String("error", errorKind(err)))
+		args = append(args, slog.String("error", ErrorKind(err)))
 	}
 	c.log.InfoContext(ctx, "privacy request", args...)
 	return r, err
@@ -265,9 +265,13 @@ func requestTypeName(typ RequestType) string {
 	return "invalid"
 }
 
-// errorKind names what err is, for telemetry: a sentinel's name, never the
-// error's text.
-func errorKind(err error) string {
+// ErrorKind names what err, returned by the Controller, is: "invalid",
+// "not_found", "suppressed", "conflict", "closed", "key_mismatch",
+// "canceled", "deadline_exceeded", or "backend" for anything else. It is
+// what telemetry and logs may show of an error: a sentinel's name, never
+// the error's text, which a backend may have filled with the value it
+// refused.
+func ErrorKind(err error) string {
 	switch {
 	case errors.Is(err, ErrInvalid):
 		return "invalid"
@@ -298,10 +302,14 @@ func (c *Controller) batchSpan(ctx context.Context, n int) (context.Context, tra
 // endBatchSpan records a batch's outcomes on its span: how many messages
 // were not stored, by why.
 func endBatchSpan(span trace.Span, errs []error) {
+	if !span.IsRecording() { // no tracer set: nothing to count for
+		span.End()
+		return
+	}
 	counts := map[string]int{}
 	for _, err := range errs {
 		if err != nil {
-			counts[errorKind(err)]++
+			counts[ErrorKind(err)]++
 		}
 	}
 	for kind, n := range counts {

@@ -1,9 +1,7 @@
 package segmentapi
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 
@@ -30,30 +28,11 @@ func writeJSONAs(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
-// errorClass names the kind of a server-side error for logs: its class,
-// never its text, which a backend may have filled with the value it
-// refused.
-func errorClass(err error) string {
-	switch {
-	case errors.Is(err, context.Canceled):
-		return "canceled"
-	case errors.Is(err, context.DeadlineExceeded):
-		return "deadline_exceeded"
-	case errors.Is(err, privacy.ErrClosed):
-		return "closed"
-	case errors.Is(err, privacy.ErrConflict):
-		return "conflict"
-	case errors.Is(err, privacy.ErrKeyMismatch):
-		return "key_mismatch"
-	}
-	return "backend"
-}
-
 // logFailure logs a request failed by a server-side error: the endpoint
 // pattern and the error's class only.
 func (c *config) logFailure(r *http.Request, what string, err error) {
 	c.logger.LogAttrs(r.Context(), slog.LevelError, "segmentapi: "+what+" failed",
-		slog.String("method", r.Method), slog.String("endpoint", r.Pattern), slog.String("class", errorClass(err)))
+		slog.String("method", r.Method), slog.String("endpoint", r.Pattern), slog.String("class", privacy.ErrorKind(err)))
 }
 
 // basicUser returns the user name of r's HTTP Basic credentials.
