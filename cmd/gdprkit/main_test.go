@@ -148,7 +148,8 @@ func testCLI(t *testing.T, d database) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Type != "DELETE_ONLY" || r.Status != "FINISHED" || !strings.HasPrefix(r.ID, "req_") {
 		t.Fatalf("erase printed %q (%v)", out, err)
 	}
-	if strings.Contains(out+errOut, "ada") {
+	// "ada@", not "ada": the receipt's keyed hashes, in hex, may hold the letters.
+	if strings.Contains(out+errOut, "ada@") || strings.Contains(out+errOut, "example.com") {
 		t.Errorf("the receipt names the person: %s %s", out, errOut)
 	}
 	code, out, errOut = d.gdprkit(t, key, "status", r.ID)
