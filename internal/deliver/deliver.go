@@ -145,10 +145,11 @@ func (e *Engine) Wake() {
 	}
 }
 
-// Close stops the workers and waits for them. Items they hold stay in the
-// store, claimed until their lease lapses; a call still running is left to
-// finish on its own, and its items' leases are renewed until it returns, so
-// that no other deliverer sends what follows them meanwhile.
+// Close stops the workers and waits for them (a claim under way finishes
+// first). Items claimed and not yet sent are given back at once; a call
+// still running is left to finish on its own, and its items' leases are
+// renewed until it returns, so that no other deliverer sends what follows
+// them meanwhile.
 func (e *Engine) Close() {
 	e.stop()
 	e.wg.Wait()
@@ -284,14 +285,23 @@ func (w *worker) run() {
 	defer poll.Stop()
 	for {
 		now := e.now()
-		items, err := e.store.Claim(e.ctx, outbox.Claim{Owner: e.owner, Destinations: []string{name}, Now: now,
+		// A claim is not cut short by Close: cancelled mid-query, its
+		// update could commit unseen, its items held by nobody until the
+		// lease lapsed. It is bounded by the lease, past which it would
+		// hold nothing anyway; what it returns after Close is given back.
+		claimCtx, cancel := context.WithTimeout(context.WithoutCancel(e.ctx), e.cfg.Lease)
+		items, err := e.store.Claim(claimCtx, outbox.Claim{Owner: e.owner, Destinations: []string{name}, Now: now,
 			Until: now.Add(e.cfg.Lease), Limit: e.cfg.BatchSize})
+		cancel()
 		if err != nil && e.ctx.Err() == nil {
 			e.log.Warn("claiming outbox items failed", "destination", name, "err", e.describe(err))
 		}
 		if len(items) > 0 {
 			e.hold(items)
 			w.deliver(items)
+			if e.ctx.Err() != nil {
+				return // what it did not send is given back
+			}
 			continue
 		}
 		poll.Reset(w.idle(now))
@@ -339,10 +349,14 @@ func (w *worker) deliver(items []outbox.Item) {
 			j++
 		}
 	}
-	w.giveBack(items[j:])
 	if w.e.ctx.Err() != nil {
-		return // the leases lapse; another process, or the next start, delivers them
+		// Closing: nothing of the claim was sent, so it is given back at
+		// once, for another process or the next start to deliver without
+		// waiting out the lease.
+		w.giveBack(items)
+		return
 	}
+	w.giveBack(items[j:])
 	w.call(items[:j])
 }
 

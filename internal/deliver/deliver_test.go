@@ -624,3 +624,57 @@ func (d *deleteGate) Delete(ctx context.Context, del destination.Deletion) error
 	d.once.Do(func() { close(d.entered); <-d.gate })
 	return d.scripted.Delete(ctx, del)
 }
+
+// claimGate is a store whose first claim that hands out items waits, after
+// claiming, until the test opens the gate: Close lands between a claim and
+// its call.
+type claimGate struct {
+	outbox.Store
+	claimed chan struct{}
+	gate    chan struct{}
+	once    sync.Once
+}
+
+func (s *claimGate) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item, error) {
+	items, err := s.Store.Claim(ctx, c)
+	if len(items) > 0 {
+		s.once.Do(func() {
+			close(s.claimed)
+			<-s.gate
+		})
+	}
+	return items, err
+}
+
+// TestCloseGivesBackWhatItClaimedAndDidNotSend: items claimed as the engine
+// closes are not sent, and are free at once for another deliverer (the next
+// start, another process) instead of waiting out the lease. They used to
+// stay leased: a restarted host waited the whole lease before delivering
+// what the closed one had claimed.
+func TestCloseGivesBackWhatItClaimedAndDidNotSend(t *testing.T) {
+	s := &claimGate{Store: outbox.NewMemStore(), claimed: make(chan struct{}), gate: make(chan struct{})}
+	put(t, s, msg("crm", "use_a", "a1"), msg("crm", "use_b", "b1"))
+	crm := &scripted{name: "crm"}
+	cfg := testConfig()
+	cfg.Lease = time.Hour
+	e := New(s, []destination.Destination{crm}, cfg, "closing", time.Now, quiet, nil)
+	<-s.claimed
+	closed := make(chan struct{})
+	go func() { e.Close(); close(closed) }()
+	for e.ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	close(s.gate)
+	<-closed
+	if got := crm.got(); len(got) != 0 {
+		t.Errorf("closed engine called the destination: %v", got)
+	}
+	now := time.Now()
+	items, err := s.Store.Claim(context.Background(), outbox.Claim{Owner: "next", Destinations: []string{"crm"}, Now: now, Until: now.Add(time.Minute), Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 2 {
+		t.Errorf("after Close another deliverer claims %d items, want both (given back, not leased for the lease's hour)", len(items))
+	}
+}
