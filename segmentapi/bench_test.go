@@ -31,9 +31,6 @@ import (
 
 	"github.com/gdprkit/privacy"
 	"github.com/gdprkit/privacy/sqlstore"
-
-	_ "github.com/jackc/pgx/v5/stdlib"
-	_ "modernc.org/sqlite"
 )
 
 const (

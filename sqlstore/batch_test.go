@@ -1378,7 +1378,7 @@ func TestLockSubjectsOrder(t *testing.T) {
 // profiles, and one UpdateBatch recording an event per message. Each batch
 // tracks one message for each of size people known before.
 //
-//	GDPRKIT_TEST_POSTGRES_DSN=... go test -run '^$' -bench AdapterBatch ./sqlstore/
+//	GDPRKIT_TEST_POSTGRES_DSN=... go test -overlay=testdata/testdeps/overlay.json -run '^$' -bench AdapterBatch ./sqlstore/
 func BenchmarkAdapterBatch(b *testing.B) {
 	for _, d := range dialects {
 		for _, size := range []int{100, 500} {

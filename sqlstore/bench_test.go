@@ -5,8 +5,8 @@ package sqlstore_test
 // something on a noisy machine:
 //
 //	GDPRKIT_TEST_POSTGRES_DSN=postgres://postgres@127.0.0.1:5432/test?sslmode=disable \
-//		go test -run '^$' -bench 'CollectTrack|BareInsert' -count 5 ./sqlstore/
-//	GDPRKIT_TEST_POSTGRES_DSN=... go test -run '^$' -bench Erase1000Events -benchtime 30x -timeout 30m ./sqlstore/
+//		go test -overlay=testdata/testdeps/overlay.json -run '^$' -bench 'CollectTrack|BareInsert' -count 5 ./sqlstore/
+//	GDPRKIT_TEST_POSTGRES_DSN=... go test -overlay=testdata/testdeps/overlay.json -run '^$' -bench Erase1000Events -benchtime 30x -timeout 30m ./sqlstore/
 //
 // Without the variable the PostgreSQL sub-benchmarks skip.
 

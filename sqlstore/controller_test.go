@@ -31,9 +31,6 @@ import (
 	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/sqlstore"
-
-	_ "github.com/jackc/pgx/v5/stdlib"
-	_ "modernc.org/sqlite"
 )
 
 // postgresEnv names the variable holding the DSN of a PostgreSQL database the

@@ -33,7 +33,7 @@ import (
 // The short version runs in the test suite. The long one:
 //
 //	GDPRKIT_SOAK_ROUNDS=50 GDPRKIT_TEST_POSTGRES_DSN=postgres://postgres@127.0.0.1:5432/test?sslmode=disable \
-//	    go test -run '^TestSoak$' -timeout 60m -v ./sqlstore
+//	    go test -overlay=testdata/testdeps/overlay.json -run '^TestSoak$' -timeout 60m -v ./sqlstore
 //
 // GDPRKIT_SOAK_SEED replays one round's seed, as printed.
 

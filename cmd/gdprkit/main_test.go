@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -85,7 +86,7 @@ func postgresDatabase(t *testing.T) database {
 // returns its exit status and outputs.
 func (d database) gdprkit(t *testing.T, key string, args ...string) (int, string, string) {
 	t.Helper()
-	cmd := exec.Command(binary, append(d.flags, args...)...)
+	cmd := exec.Command(binary, append(slices.Clip(d.flags), args...)...) // d.flags may share its array with another database's
 	cmd.Env = append(os.Environ(), "GDPRKIT_KEY="+key)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
