@@ -65,8 +65,15 @@ func (c *Controller) settleSoon(ctx context.Context, e *journal.Entry) {
 // not ended; should the process die between the last two, Recover finds the
 // end owed and records it (completeEnd).
 func (c *Controller) end(ctx context.Context, cl *claim, e, f *journal.Entry, action string) error {
+	return c.endWith(ctx, cl, e, f, action, f.Reason)
+}
+
+// endWith is end with the audit record's detail given: end's is the
+// reason, which a FINISHED request has none of, while a retention run's
+// end tells its counts.
+func (c *Controller) endWith(ctx context.Context, cl *claim, e, f *journal.Entry, action, detail string) error {
 	pre := e.Clone()
-	c.oweAs(pre, action, f.Status, f.Reason)
+	c.oweAs(pre, action, f.Status, detail)
 	if err := c.record(ctx, cl, pre); err != nil {
 		return err
 	}

@@ -46,7 +46,8 @@ type config struct {
 	instance    string
 	lease       time.Duration
 	schedule    Schedule
-	remoteDests []string // WithRemoteDestinations
+	retention   RetentionPolicy // WithRetention
+	remoteDests []string        // WithRemoteDestinations
 	// Telemetry (telemetry.go).
 	tracerProvider trace.TracerProvider
 	meterProvider  metric.MeterProvider

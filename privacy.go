@@ -74,6 +74,7 @@ type Controller struct {
 	cancelClosing context.CancelFunc
 	claimsDone    sync.WaitGroup
 	schedule      Schedule
+	retention     RetentionPolicy // WithRetention
 	// stale holds profiles whose memberships could not be stored; Refresh
 	// recomputes them from their events.
 	stale sync.Map
@@ -167,6 +168,7 @@ func New(opts ...Option) (*Controller, error) {
 		instance:     cfg.instance,
 		lease:        cfg.lease,
 		schedule:     cfg.schedule.withDefaults(cfg.lease),
+		retention:    cfg.retention,
 		stopClaims:   make(chan struct{}),
 		dataKeys:     dataKeys,
 		purger:       purgerOf(cfg.profiles, dataKeys),

@@ -60,6 +60,9 @@ func (c *Controller) recoverOne(ctx context.Context, cl *claim, e *journal.Entry
 		return c.completeEnd(ctx, cl, e, at) // its holder decided how it ends
 	}
 	c.settleSoon(ctx, e)
+	if e.Type == Retention {
+		return c.resumeRetention(ctx, cl, e)
+	}
 	if e.Type == Access {
 		return c.failInterruptedAccess(ctx, cl, e)
 	}

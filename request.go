@@ -43,6 +43,9 @@ const (
 	Rectify = journal.Rectify
 	// Access exports everything held about the person (Art. 15, 20).
 	Access = journal.Access
+	// Retention is the type under which ApplyRetention journals each run of
+	// the retention policy; no request is made with it.
+	Retention = journal.Retention
 )
 
 // Status is the state of a request, overall or at one backend or destination.

@@ -24,6 +24,9 @@ type Schedule struct {
 	// Overdue is how often it reports requests past their due date (default
 	// one hour).
 	Overdue time.Duration
+	// Retention is how often it applies the retention policy, when there
+	// is one (WithRetention; default DefaultRetentionPeriod).
+	Retention time.Duration
 }
 
 // DefaultRefresh and DefaultOverdue are Schedule's defaults.
@@ -35,7 +38,7 @@ const (
 // WithSchedule sets how often Run does its tasks.
 func WithSchedule(s Schedule) Option {
 	return func(c *config) error {
-		if s.Recover < 0 || s.Refresh < 0 || s.Overdue < 0 {
+		if s.Recover < 0 || s.Refresh < 0 || s.Overdue < 0 || s.Retention < 0 {
 			return errors.New("WithSchedule: negative period")
 		}
 		c.schedule = s
@@ -54,6 +57,9 @@ func (s Schedule) withDefaults(lease time.Duration) Schedule {
 	if s.Overdue == 0 {
 		s.Overdue = DefaultOverdue
 	}
+	if s.Retention == 0 {
+		s.Retention = DefaultRetentionPeriod
+	}
 	return s
 }
 
@@ -61,8 +67,9 @@ func (s Schedule) withDefaults(lease time.Duration) Schedule {
 // returns nil) or the Controller is closed (ErrClosed): at once, and then on
 // the Schedule, it recovers what a crash left unfinished and takes over the
 // requests of hosts that stopped (Recover); it refreshes audiences as time
-// moves their windows (Refresh); and it reports, in the log, requests past
-// their due date (Overdue). Errors of a round are logged and the round is
+// moves their windows (Refresh); it reports, in the log, requests past
+// their due date (Overdue); and it applies the retention policy, if there is
+// one (ApplyRetention), unless another instance's run is under way. Errors of a round are logged and the round is
 // tried again at the next tick: a backend that is down does not stop Run.
 //
 // A host starts Run beside its intake and, to shut down, stops its intake,
@@ -75,10 +82,13 @@ func (c *Controller) Run(ctx context.Context) error {
 	s := c.schedule
 	c.runRecover(ctx)
 	c.runOverdue(ctx)
+	c.runRetention(ctx)
 	recoverTick, refreshTick, overdueTick := time.NewTicker(s.Recover), time.NewTicker(s.Refresh), time.NewTicker(s.Overdue)
+	retentionTick := time.NewTicker(s.Retention)
 	defer recoverTick.Stop()
 	defer refreshTick.Stop()
 	defer overdueTick.Stop()
+	defer retentionTick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -93,6 +103,8 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 		case <-overdueTick.C:
 			c.runOverdue(ctx)
+		case <-retentionTick.C:
+			c.runRetention(ctx)
 		}
 	}
 }
@@ -128,5 +140,28 @@ func (c *Controller) runOverdue(ctx context.Context) {
 	for _, r := range late {
 		c.log.WarnContext(ctx, "request past its due date (Art. 12(3))", "request", r.ID, "type", string(r.Type),
 			"status", string(r.Status), "due", r.Due.Format(time.RFC3339), "late", fmt.Sprint(c.now().Sub(r.Due).Round(time.Minute)))
+	}
+}
+
+// runRetention is Run's retention round: none without a policy, nor while
+// a run is unfinished (another instance's, or one Recover finishes).
+func (c *Controller) runRetention(ctx context.Context) {
+	if c.retention.cutoffs(c.now()).Zero() {
+		return
+	}
+	es, err := c.journal.Unfinished(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.ErrorContext(ctx, "listing unfinished requests before retention failed; Run tries again", "err", describe(err))
+		}
+		return
+	}
+	for _, e := range es {
+		if e.Type == Retention {
+			return
+		}
+	}
+	if _, err := c.ApplyRetention(ctx, RetentionOptions{}); err != nil && ctx.Err() == nil {
+		c.log.ErrorContext(ctx, "applying the retention policy failed; Recover finishes the run", "err", describe(err))
 	}
 }

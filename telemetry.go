@@ -208,7 +208,7 @@ func (t *telemetry) close() {
 // spanName is a right's span name: gdprkit. and its type in lower case,
 // "gdprkit.suppress_with_delete".
 func spanName(typ RequestType) string {
-	if !typ.Valid() {
+	if !typ.Valid() && typ != Retention {
 		return "gdprkit.request"
 	}
 	return "gdprkit." + strings.ToLower(string(typ))
@@ -259,7 +259,7 @@ func (t *telemetry) ended(ctx context.Context, e *journal.Entry) {
 // requestTypeName is typ as telemetry shows it: an unknown type (bad
 // input, which may be anything) is "invalid".
 func requestTypeName(typ RequestType) string {
-	if typ.Valid() {
+	if typ.Valid() || typ == Retention {
 		return string(typ)
 	}
 	return "invalid"

@@ -63,6 +63,10 @@ const (
 	Rectify RequestType = "RECTIFY"
 	// Access exports everything held about the person (Art. 15, 20).
 	Access RequestType = "ACCESS"
+	// Retention is not a request one makes (Valid is false): the root
+	// package's ApplyRetention journals each run of its retention policy
+	// under it (Art. 5(1)(e)), with its cutoffs in Traits until it ends.
+	Retention RequestType = "RETENTION"
 )
 
 // Valid reports whether t is one of the request types above.

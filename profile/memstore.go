@@ -34,6 +34,7 @@ type MemStore struct {
 var (
 	_ Store       = (*MemStore)(nil)
 	_ TraitPicker = (*memTx)(nil)
+	_ EventPruner = (*memTx)(nil)
 )
 
 // memProfile is one stored profile. Events are kept sorted by CompareEvents.
@@ -260,6 +261,7 @@ const (
 	opUpdate opKind = iota
 	opMerge
 	opDelete
+	opPrune
 )
 
 // memOp is one staged write. apply is the only code that changes profiles, used
@@ -279,6 +281,8 @@ type memOp struct {
 	ownKey bool
 	props  []byte
 	ctx    []byte
+
+	cut Cutoffs // opPrune's
 }
 
 func (op *memOp) apply(m map[identity.ProfileID]*memProfile) {
@@ -353,7 +357,38 @@ func (op *memOp) apply(m map[identity.ProfileID]*memProfile) {
 		delete(m, op.from)
 	case opDelete:
 		delete(m, op.pid)
+	case opPrune:
+		if p := m[op.pid]; p != nil {
+			p.prune(op.cut)
+		}
 	}
+}
+
+// prune drops the events op.cut says have expired, with their sealed
+// properties and contexts; their message ids stay seen. A new slice: a
+// reader's copy may share the old one.
+func (p *memProfile) prune(c Cutoffs) int {
+	kept := make([]Event, 0, len(p.events))
+	var gone []string
+	for i := range p.events {
+		if c.Expired(&p.events[i]) {
+			gone = append(gone, p.events[i].MessageID)
+			continue
+		}
+		kept = append(kept, p.events[i])
+	}
+	if len(gone) == 0 {
+		return 0
+	}
+	p.events = kept
+	for _, id := range gone {
+		if slices.ContainsFunc(kept, func(e Event) bool { return e.MessageID == id }) {
+			continue // an event without a message id shares the empty one
+		}
+		delete(p.props, id)
+		delete(p.ctxs, id)
+	}
+	return len(gone)
 }
 
 type memTx struct {
@@ -515,6 +550,36 @@ func (tx *memTx) Delete(ctx context.Context, pid identity.ProfileID) error {
 	return nil
 }
 
+// PruneEvents implements EventPruner.
+func (tx *memTx) PruneEvents(ctx context.Context, pids []identity.ProfileID, c Cutoffs) ([]int, error) {
+	if err := tx.check(ctx); err != nil {
+		return nil, err
+	}
+	counts := make([]int, len(pids))
+	if c.Zero() {
+		return counts, nil
+	}
+	c.Sources = maps.Clone(c.Sources)
+	for i, pid := range pids {
+		if slices.Contains(pids[:i], pid) {
+			continue // pruned already
+		}
+		m, locked := tx.view(pid)
+		if p := m[pid]; p != nil {
+			for j := range p.events {
+				if c.Expired(&p.events[j]) {
+					counts[i]++
+				}
+			}
+		}
+		tx.release(locked)
+		if counts[i] > 0 {
+			tx.ops = append(tx.ops, memOp{kind: opPrune, pid: pid, cut: c})
+		}
+	}
+	return counts, nil
+}
+
 func (tx *memTx) Commit(ctx context.Context) error {
 	if tx.done {
 		return ErrTxDone
@@ -532,7 +597,7 @@ func (tx *memTx) Commit(ctx context.Context) error {
 	before := len(tx.s.profiles)
 	for i := range ops {
 		ops[i].apply(tx.s.profiles)
-		if ops[i].kind != opUpdate {
+		if ops[i].kind == opMerge || ops[i].kind == opDelete {
 			tx.s.dirty.Store(true)
 		}
 	}

@@ -2,6 +2,7 @@ package profile
 
 import (
 	"context"
+	"time"
 
 	"github.com/gdprkit/privacy/identity"
 )
@@ -95,4 +96,65 @@ type Purger interface {
 	// how many it deleted. A profile DeleteShredded did not delete is left
 	// alone. It is idempotent: a purge cut short is finished by the next.
 	Purge(ctx context.Context, pids []identity.ProfileID) (int64, error)
+}
+
+// EventPruner is implemented by transactions of stores that can delete
+// profiles' old events in place: the Controller's retention
+// (ApplyRetention) needs it. A store without it keeps events until the
+// profile goes.
+type EventPruner interface {
+	// PruneEvents deletes the events of each of pids collected before the
+	// cutoff that applies to them (Cutoffs.Expired), and returns how many
+	// it deleted of each, in the order of pids. The events' message ids stay
+	// recorded, so a resend of a pruned message is still a duplicate, and
+	// every copy of a pruned event's values goes with it (sealed or clear).
+	// A profile that does not exist, or is named twice, has nothing (more)
+	// to prune.
+	PruneEvents(ctx context.Context, pids []identity.ProfileID, c Cutoffs) ([]int, error)
+}
+
+// Cutoffs say which events retention deletes: those collected before
+// Before or, for the sources listed in Sources, before their own cutoff.
+// A zero time keeps every event it applies to.
+type Cutoffs struct {
+	Before  time.Time
+	Sources map[string]time.Time
+}
+
+// For returns the cutoff that applies to events from source.
+func (c Cutoffs) For(source string) time.Time {
+	if t, ok := c.Sources[source]; ok {
+		return t
+	}
+	return c.Before
+}
+
+// Expired reports whether e was collected before the cutoff that applies
+// to it. An event's collection time is its ReceivedAt, or its Timestamp
+// when it has none (events stored before ReceivedAt was kept): a sender's
+// clock or an import of old events does not make an event expire on
+// arrival, since storage limitation counts how long it is held.
+func (c Cutoffs) Expired(e *Event) bool {
+	cut := c.For(e.Source)
+	if cut.IsZero() {
+		return false
+	}
+	at := e.ReceivedAt
+	if at.IsZero() {
+		at = e.Timestamp
+	}
+	return at.Before(cut)
+}
+
+// Zero reports whether c keeps every event.
+func (c Cutoffs) Zero() bool {
+	if !c.Before.IsZero() {
+		return false
+	}
+	for _, t := range c.Sources {
+		if !t.IsZero() {
+			return false
+		}
+	}
+	return true
 }

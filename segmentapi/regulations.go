@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -389,6 +390,9 @@ func regulationOf(rc *privacy.Receipt) wireRegulation {
 
 func (g *regulations) get(w http.ResponseWriter, r *http.Request) {
 	rc, err := g.c.Status(r.Context(), r.PathValue("regulateId"))
+	if err == nil && rc.Type == privacy.Retention {
+		err = fmt.Errorf("%w: a retention run is no regulation", privacy.ErrNotFound)
+	}
 	if err != nil {
 		g.failed(w, r, "get regulation", err)
 		return
@@ -411,6 +415,10 @@ func (g *regulations) extend(w http.ResponseWriter, r *http.Request) {
 	if err := json.Unmarshal(raw, &b); err != nil {
 		je := jsonError(err)
 		publicError(w, http.StatusUnprocessableEntity, "input-validation", je.Field, je.Error())
+		return
+	}
+	if rc, err := g.c.Status(r.Context(), r.PathValue("regulateId")); err == nil && rc.Type == privacy.Retention {
+		g.failed(w, r, "extend regulation", fmt.Errorf("%w: a retention run is no regulation", privacy.ErrNotFound))
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), RegulationTimeout)
@@ -504,6 +512,9 @@ func (g *regulations) list(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Types = append(f.Types, t)
 	}
+	if len(f.Types) == 0 {
+		f.Types = regulationTypes // not the retention runs journaled beside them
+	}
 	page, err := g.c.Requests(r.Context(), f)
 	if err != nil {
 		g.failed(w, r, "list regulations", err)
@@ -528,6 +539,12 @@ func pageOf(current, next string) pagination {
 	}
 	return p
 }
+
+// regulationTypes are the types of the requests GET /regulations lists:
+// every one a regulation can be made with, and UNKNOWN (those refused as
+// INVALID for their type).
+var regulationTypes = []privacy.RequestType{privacy.SuppressOnly, privacy.Unsuppress, privacy.SuppressWithDelete,
+	privacy.SuppressWithDeleteInternal, privacy.DeleteOnly, privacy.DeleteInternal, privacy.Rectify, privacy.Access, privacy.UnknownType}
 
 var statuses = []privacy.Status{privacy.Initialized, privacy.Running, privacy.Finished, privacy.PartialSuccess,
 	privacy.Failed, privacy.Invalid, privacy.NotSupported}

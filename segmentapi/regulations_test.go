@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gdprkit/privacy"
 	"github.com/gdprkit/privacy/destination"
@@ -286,5 +287,30 @@ func TestRegulationsBackendFailureLogsNoValue(t *testing.T) {
 	var pe publicErrors
 	if err := json.Unmarshal(got.body, &pe); err != nil || errors.Is(err, privacy.ErrClosed) {
 		t.Fatal(err)
+	}
+}
+
+// TestRegulationsLeaveRetentionRunsOut: the retention runs journaled beside
+// the regulations are none: not listed, not found by id, not extended.
+func TestRegulationsLeaveRetentionRunsOut(t *testing.T) {
+	a := newAPI(t, privacy.WithRetention(privacy.RetentionPolicy{Events: 24 * time.Hour}))
+	seed(t, a)
+	id := a.create(t, `{"regulationType":"SUPPRESS_ONLY","subjectType":"USER_ID","subjectIds":["u1"]}`)
+	run, err := a.c.ApplyRetention(context.Background(), privacy.RetentionOptions{})
+	if err != nil || run.ID == "" {
+		t.Fatalf("ApplyRetention = %+v, %v", run, err)
+	}
+	got := a.regulate(http.MethodGet, "/regulations", "")
+	wantStatus(t, got, http.StatusOK)
+	list := decodeInto[dataWire[struct {
+		Regulations []wireListEntry `json:"regulations"`
+	}]](t, got).Data.Regulations
+	if len(list) != 1 || list[0].ID != id {
+		t.Errorf("GET /regulations lists %+v; want the one regulation, not the retention run %s", list, run.ID)
+	}
+	wantStatus(t, a.regulate(http.MethodGet, "/regulations/"+run.ID, ""), http.StatusNotFound)
+	wantStatus(t, a.regulate(http.MethodPost, "/regulations/extensions/"+run.ID, `{"months":1,"reason":"busy"}`), http.StatusNotFound)
+	if r, err := a.c.Status(context.Background(), run.ID); err != nil || !r.Due.Equal(run.Started.AddDate(0, 1, 0)) {
+		t.Errorf("the run after the refused extension: %+v, %v; want its due date unchanged", r, err)
 	}
 }

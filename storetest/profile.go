@@ -36,6 +36,7 @@ var profileChecks = []check[profile.Store]{
 	{"DeleteShreddedThenPurge", profileDeleteShreddedThenPurge},
 	{"IDs", profileIDs},
 	{"PickTraits", profilePickTraits},
+	{"PruneEvents", profilePruneEvents},
 	{"CopyAtBoundary", profileCopyAtBoundary},
 	{"TxSeesOwnWrites", profileTxSeesOwnWrites},
 	{"UncommittedInvisible", profileUncommittedInvisible},

@@ -57,6 +57,10 @@ commands:
                                           everything held about a person (ACCESS)
   verify-audit                            walk the audit chain
   recover                                 complete the requests a crash left unfinished
+  retention [-events D] [-source NAME=D]... [-apply]
+                                          the retention policy: events collected more than D
+                                          ago (720h; per source) go; a dry run, counting what
+                                          would go, unless -apply (which needs -destinations)
 
 A SUBJECT is an identifier written type:value (user_id:42, email:a@b.c).
 Every right (erase, suppress, unsuppress, apply, rectify) and recover need
@@ -71,6 +75,7 @@ type cli struct {
 	dsn, schema, keyFile string
 	destinations         string // the hosts' destinations, "none", or "" (not said)
 	json                 bool
+	extra                []privacy.Option // the command's own Controller options
 	out, errOut          io.Writer
 }
 
@@ -214,6 +219,8 @@ func (cl *cli) command(ctx context.Context, name string, args []string) error {
 			}
 			return cl.print(map[string]int{"verified": n}, fmt.Sprintf("audit chain verified: %d records", n))
 		})
+	case "retention":
+		return cl.retention(ctx, args)
 	case "recover":
 		if len(args) != 0 {
 			return usagef("recover takes no arguments")
@@ -386,7 +393,7 @@ func (cl *cli) withControllerOn(ctx context.Context, store *sqlstore.Store, reco
 	if len(names) > 0 {
 		opts = append(opts, privacy.WithRemoteDestinations(names...))
 	}
-	c, err := privacy.New(opts...)
+	c, err := privacy.New(append(opts, cl.extra...)...)
 	if err != nil {
 		return err
 	}
@@ -452,4 +459,89 @@ func (cl *cli) apply(ctx context.Context, req privacy.Request) error {
 		}
 		return err
 	})
+}
+
+// sourcePeriods is -source NAME=DURATION, repeated.
+type sourcePeriods map[string]time.Duration
+
+func (s sourcePeriods) String() string { return fmt.Sprint(map[string]time.Duration(s)) }
+
+func (s sourcePeriods) Set(v string) error {
+	name, period, ok := strings.Cut(v, "=")
+	if !ok || name == "" {
+		return errors.New("want NAME=DURATION, such as web=720h")
+	}
+	d, err := time.ParseDuration(period)
+	if err != nil {
+		return fmt.Errorf("source %s: %w", name, err)
+	}
+	if _, dup := s[name]; dup {
+		return fmt.Errorf("source %s given twice", name)
+	}
+	s[name] = d
+	return nil
+}
+
+// retention runs the retention policy the flags give: a dry run unless
+// -apply. Progress goes to the error output, a line per second.
+func (cl *cli) retention(ctx context.Context, args []string) error {
+	fs := cl.flags("retention")
+	events := fs.Duration("events", 0, "how long events are kept (0: kept, but those of the sources given)")
+	sources := sourcePeriods{}
+	fs.Var(sources, "source", "NAME=DURATION: how long the source's events are kept (repeatable)")
+	apply := fs.Bool("apply", false, "delete (without it: count what would be deleted)")
+	if err := fs.Parse(args); err != nil {
+		return usagef("retention: %v", err)
+	}
+	if fs.NArg() != 0 {
+		return usagef("retention takes flags only")
+	}
+	if *events == 0 && len(sources) == 0 {
+		return usagef("retention: give -events or -source: a policy that keeps everything deletes nothing")
+	}
+	if *apply && cl.destinations == "" {
+		return usagef("retention -apply recounts audiences, whose news the hosts' destinations are owed: give their -destinations (or none)")
+	}
+	policy := privacy.RetentionPolicy{Events: *events, Sources: sources}
+	if err := policy.Validate(); err != nil {
+		return usagef("retention: %v", err)
+	}
+	cl.extra = append(cl.extra, privacy.WithRetention(policy))
+	return cl.withController(ctx, func(c *privacy.Controller) error {
+		last := time.Now()
+		rep, err := c.ApplyRetention(ctx, privacy.RetentionOptions{DryRun: !*apply, Progress: func(r privacy.RetentionReport) {
+			if time.Since(last) >= time.Second {
+				last = time.Now()
+				fmt.Fprintf(cl.errOut, "gdprkit: %d profiles gone through, %d events %s\n", r.Profiles, r.Events, map[bool]string{true: "deleted", false: "to delete"}[*apply])
+			}
+		}})
+		if err != nil {
+			if rep != nil && rep.ID != "" {
+				return fmt.Errorf("retention run %s stopped (recover finishes it): %w", rep.ID, err)
+			}
+			return err
+		}
+		verb := "would delete"
+		if *apply {
+			verb = "deleted"
+		}
+		text := fmt.Sprintf("retention %s %d events of %d profiles (%d profiles gone through)", verb, rep.Events, rep.Pruned, rep.Profiles)
+		if rep.ID != "" {
+			text += "; run " + rep.ID
+		}
+		return cl.print(retentionJSON{ID: rep.ID, DryRun: rep.DryRun, Status: string(rep.Status), Profiles: rep.Profiles, Pruned: rep.Pruned, Events: rep.Events,
+			Before: rep.Cutoffs.Before, Sources: rep.Cutoffs.Sources}, text)
+	})
+}
+
+// retentionJSON is what retention -json prints.
+type retentionJSON struct {
+	ID       string               `json:"id,omitempty"`
+	DryRun   bool                 `json:"dry_run"`
+	Status   string               `json:"status"`
+	Profiles int                  `json:"profiles"`
+	Pruned   int                  `json:"profiles_pruned"`
+	Events   int                  `json:"events"`
+	Before   time.Time            `json:"events_before,omitzero"`
+	Sources  map[string]time.Time `json:"sources_before,omitempty"`
 }

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gdprkit/privacy"
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/profile"
+)
+
+// TestCLIRetention: `gdprkit retention` is a dry run that counts and
+// changes nothing; -apply needs -destinations, then deletes what the policy
+// says, journaled as a RETENTION run that status and list show; bad
+// periods are usage errors that change nothing.
+func TestCLIRetention(t *testing.T) { rdBoth(t, cliRetention) }
+
+func cliRetention(t *testing.T, d database) {
+	ctx := context.Background()
+	keyBytes, key := newKey(t)
+	migrated(t, d, key)
+	var offset time.Duration
+	host, err := privacy.New(privacy.WithBackends(d.store), privacy.WithKey(keyBytes),
+		privacy.WithClock(func() time.Time { return time.Now().Add(offset) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	for i, age := range []time.Duration{72 * time.Hour, 72 * time.Hour, 0} {
+		offset = -age
+		for _, u := range []string{"ada", "bob"} {
+			if err := host.Collect(ctx, privacy.Track{MessageID: fmt.Sprintf("%s-%d", u, i), UserID: u, Event: "Viewed", Timestamp: time.Now().Add(-age)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	events := func() int {
+		n := 0
+		for _, u := range []string{"ada", "bob"} {
+			page, err := host.Events(ctx, identity.ID{Type: "user_id", Value: u}, profile.EventQuery{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += len(page.Events)
+		}
+		return n
+	}
+	nd := database{flags: d.flags[:len(d.flags)-2], store: d.store} // without "-destinations none"
+	for _, bad := range [][]string{
+		{"retention"},                             // no policy
+		{"retention", "-events", "soon"},          // not a duration
+		{"retention", "-events", "30s"},           // under the minimum
+		{"retention", "-source", "web"},           // no period
+		{"retention", "-events", "24h", "-apply"}, // no -destinations
+	} {
+		if code, out, errOut := nd.gdprkit(t, key, bad...); code != exitUsage || !strings.Contains(errOut, "retention") && !strings.Contains(errOut, "WithRetention") {
+			t.Errorf("%v: %d %q %q; want a usage error naming retention", bad, code, out, errOut)
+		}
+	}
+	code, out, errOut := nd.gdprkit(t, key, "-json", "retention", "-events", "24h")
+	var dry retentionJSON
+	if code != 0 || json.Unmarshal([]byte(out), &dry) != nil || !dry.DryRun || dry.Events != 4 || dry.Pruned != 2 || dry.ID != "" {
+		t.Fatalf("dry run: %d %s %s; want 4 events of 2 profiles, no run id", code, out, errOut)
+	}
+	if n := events(); n != 6 {
+		t.Fatalf("after the dry run %d events are stored, want all 6", n)
+	}
+	code, out, errOut = d.gdprkit(t, key, "-json", "retention", "-events", "24h", "-apply")
+	var run retentionJSON
+	if code != 0 || json.Unmarshal([]byte(out), &run) != nil || run.DryRun || run.Events != 4 || run.Status != "FINISHED" || run.ID == "" {
+		t.Fatalf("retention -apply: %d %s %s; want 4 events deleted, FINISHED, a run id", code, out, errOut)
+	}
+	if n := events(); n != 2 {
+		t.Errorf("after retention -apply %d events are stored, want the 2 fresh ones", n)
+	}
+	code, out, errOut = d.gdprkit(t, key, "-json", "status", run.ID)
+	var r wireReceipt
+	if code != 0 || json.Unmarshal([]byte(out), &r) != nil || r.Type != "RETENTION" || r.Status != "FINISHED" {
+		t.Errorf("status of the run: %d %s %s; want a FINISHED RETENTION", code, out, errOut)
+	}
+	if code, out, errOut = d.gdprkit(t, key, "list", "-type", "retention"); code != 0 || !strings.Contains(out, run.ID) {
+		t.Errorf("list -type retention: %d %s %s; want the run listed", code, out, errOut)
+	}
+}

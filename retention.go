@@ -1,0 +1,439 @@
+package privacy
+
+// Retention: storage limitation (Art. 5(1)(e)). A policy says how long
+// events are kept after they were collected, globally and per source;
+// ApplyRetention deletes what is older, profile by profile under the
+// people's locks, as every writer does. Each run is journaled (type
+// RETENTION, its cutoffs kept until it ends, so Recover finishes a run a
+// crash cut short with the same cutoffs) and audited (received, finished,
+// with counts and never a person). Run applies the policy on its schedule.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/profile"
+	"github.com/gdprkit/privacy/txscope"
+)
+
+// RetentionPolicy is how long the Controller keeps the events it collects,
+// counted from when it collected them (an event's ReceivedAt): a sender's
+// clock, or an import of old events, does not make an event expire on
+// arrival. Traits, identifiers and consent stay with the profile until the
+// person is erased. The zero policy keeps everything.
+type RetentionPolicy struct {
+	// Events is how long an event is kept; 0 keeps events (but those of
+	// the Sources listed).
+	Events time.Duration
+	// Sources sets, per source id (a message's Source: in segmentapi, the
+	// write key's source), how long that source's events are kept, in
+	// place of Events; 0 keeps them.
+	Sources map[string]time.Duration
+}
+
+// MinRetention is the shortest period a RetentionPolicy takes: a shorter
+// one is most likely a unit mistake (time.Duration(30) is 30 nanoseconds).
+const MinRetention = time.Minute
+
+// MaxRetentionSources bounds RetentionPolicy.Sources.
+const MaxRetentionSources = 1000
+
+// DefaultRetentionPeriod is how often Run applies the policy unless
+// Schedule.Retention says otherwise.
+const DefaultRetentionPeriod = time.Hour
+
+// WithRetention sets the retention policy that ApplyRetention, and Run on
+// its schedule, apply. A period under MinRetention, a negative one, a
+// source id that is empty, not valid UTF-8 or over 200 bytes, or more than
+// MaxRetentionSources sources are refused.
+func WithRetention(p RetentionPolicy) Option {
+	return func(c *config) error {
+		if err := p.Validate(); err != nil {
+			return fmt.Errorf("WithRetention: %w", err)
+		}
+		p.Sources = maps.Clone(p.Sources)
+		c.retention = p
+		return nil
+	}
+}
+
+// Validate reports what WithRetention would refuse in p, naming it.
+func (p RetentionPolicy) Validate() error {
+	period := func(what string, d time.Duration) error {
+		if d != 0 && d < MinRetention {
+			return fmt.Errorf("%s: %v is under the minimum of %v (a negative period, or a unit mistake?)", what, d, MinRetention)
+		}
+		return nil
+	}
+	if err := period("policy Events", p.Events); err != nil {
+		return err
+	}
+	if len(p.Sources) > MaxRetentionSources {
+		return fmt.Errorf("policy Sources: %d sources, more than %d", len(p.Sources), MaxRetentionSources)
+	}
+	for src, d := range p.Sources {
+		if src == "" || len(src) > 200 || !storableText(src) {
+			return errors.New("policy Sources: a source id is empty, over 200 bytes, not valid UTF-8 or holds a NUL byte")
+		}
+		if err := period("policy Sources["+src+"]", d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cutoffs are the policy's times at now: events collected before them go.
+func (p RetentionPolicy) cutoffs(now time.Time) profile.Cutoffs {
+	c := profile.Cutoffs{}
+	if p.Events != 0 {
+		c.Before = now.Add(-p.Events)
+	}
+	if len(p.Sources) > 0 {
+		c.Sources = make(map[string]time.Time, len(p.Sources))
+		for src, d := range p.Sources {
+			c.Sources[src] = time.Time{}
+			if d != 0 {
+				c.Sources[src] = now.Add(-d)
+			}
+		}
+	}
+	return c
+}
+
+// describe is the policy as the audit log keeps it: periods and source ids,
+// which are the host's configuration, never a person's.
+func (p RetentionPolicy) describe() string {
+	var b strings.Builder
+	if p.Events != 0 {
+		fmt.Fprintf(&b, "events kept %v", p.Events)
+	} else {
+		b.WriteString("events kept")
+	}
+	for _, src := range slices.Sorted(maps.Keys(p.Sources)) {
+		if d := p.Sources[src]; d != 0 {
+			fmt.Fprintf(&b, "; source %q kept %v", src, d)
+		} else {
+			fmt.Fprintf(&b, "; source %q kept", src)
+		}
+	}
+	return b.String()
+}
+
+// RetentionOptions tunes one ApplyRetention call.
+type RetentionOptions struct {
+	// DryRun counts what the policy would delete, and changes and journals
+	// nothing.
+	DryRun bool
+	// Progress, when set, is called after each page of profiles with the
+	// report so far (from the calling goroutine).
+	Progress func(RetentionReport)
+}
+
+// RetentionReport is what a retention run did, or in a dry run would do.
+type RetentionReport struct {
+	// ID is the run's request id in the journal and the audit log; empty
+	// for a dry run, or when the policy keeps everything.
+	ID     string
+	DryRun bool
+	// Status is FINISHED, or RUNNING when the run stopped on an error:
+	// Recover (Run does) finishes it with the same cutoffs.
+	Status Status
+	// Cutoffs are the times the policy cut at.
+	Cutoffs profile.Cutoffs
+	// Profiles is how many profiles the run went through, Pruned how many
+	// of them had events deleted, Events how many events were deleted. A
+	// run resumed by Recover counts what it did after the restart.
+	Profiles, Pruned, Events int
+	Started, Finished        time.Time
+}
+
+// ErrRetentionNotSupported: the profile store's transactions cannot delete
+// events in place (they are no profile.EventPruner).
+var ErrRetentionNotSupported = errors.New("privacy: the profile store cannot delete old events (its transactions are no profile.EventPruner)")
+
+// retentionPage is how many profiles one transaction prunes, under their
+// locks: large enough to amortise a transaction, small enough that the
+// people it holds wait a few milliseconds.
+const retentionPage = 100
+
+// ApplyRetention deletes the events the retention policy (WithRetention)
+// says are too old, profile by profile under the people's locks, and
+// returns what it did. A run is journaled as a request of type RETENTION
+// and audited (its policy when received, its counts when finished); one
+// that stops on an error stays RUNNING and Recover finishes it with the
+// same cutoffs (deleting is idempotent). Audiences that count events are
+// recounted for the profiles that lost some, and destinations told of
+// what changed. A dry run counts and changes nothing. A policy that keeps
+// everything does nothing and journals nothing.
+func (c *Controller) ApplyRetention(ctx context.Context, opts RetentionOptions) (*RetentionReport, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, err
+	}
+	ctx, span := c.tel.tracer.Start(ctx, spanName(Retention), trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithAttributes(AttrRequestType.String(string(Retention))))
+	start := time.Now()
+	rep, err := c.applyRetention(ctx, opts)
+	status := "ERROR"
+	args := []any{slog.Bool("dry_run", opts.DryRun), slog.Duration("duration", time.Since(start))}
+	if rep != nil {
+		status = string(rep.Status)
+		span.SetAttributes(AttrRequestID.String(rep.ID))
+		args = append(args, slog.String("request_id", rep.ID), slog.Int("profiles", rep.Profiles), slog.Int("events_deleted", rep.Events))
+	}
+	span.SetAttributes(AttrRequestStatus.String(status))
+	args = append(args, slog.String("status", status))
+	if err != nil {
+		span.SetAttributes(AttrErrorType.String(ErrorKind(err)))
+		span.SetStatus(codes.Error, ErrorKind(err))
+		args = append(args, slog.String("error", ErrorKind(err)))
+	}
+	span.End()
+	c.log.InfoContext(ctx, "privacy retention", args...)
+	return rep, err
+}
+
+func (c *Controller) applyRetention(ctx context.Context, opts RetentionOptions) (*RetentionReport, error) {
+	now := c.now()
+	rep := &RetentionReport{DryRun: opts.DryRun, Cutoffs: c.retention.cutoffs(now), Started: now, Status: Running}
+	if rep.Cutoffs.Zero() {
+		rep.Status, rep.Finished = Finished, now
+		return rep, nil
+	}
+	if opts.DryRun {
+		if err := c.prune(ctx, nil, rep, true, opts.Progress); err != nil {
+			return rep, err
+		}
+		rep.Status, rep.Finished = Finished, c.now()
+		return rep, nil
+	}
+	e := &journal.Entry{ID: newRequestID(now), Type: Retention, Status: Running, Received: now, Due: now.AddDate(0, 1, 0),
+		Traits: encodeCutoffs(rep.Cutoffs)}
+	rep.ID = e.ID
+	cl := c.claimNew(e)
+	c.oweAs(e, "received", Running, c.retention.describe())
+	if err := c.record(ctx, cl, e); err != nil {
+		_, err = c.intentFailed(ctx, cl, e, err) // nothing was deleted: FAILED is true
+		rep.Status = Failed
+		return rep, err
+	}
+	c.settleSoon(ctx, e)
+	return rep, c.finishRetention(ctx, cl, e, rep, opts.Progress)
+}
+
+// finishRetention prunes with the run's cutoffs and ends it FINISHED; on an
+// error it leaves the run RUNNING, for Recover.
+func (c *Controller) finishRetention(ctx context.Context, cl *claim, e *journal.Entry, rep *RetentionReport, progress func(RetentionReport)) error {
+	defer c.inflight.Delete(e.ID)
+	if err := c.prune(ctx, cl, rep, false, progress); err != nil {
+		return fmt.Errorf("privacy: retention run %s stopped; Recover finishes it: %w", e.ID, err)
+	}
+	f := e.Clone()
+	f.Status, f.Finished = Finished, c.now()
+	f.Scrub()
+	detail := fmt.Sprintf("%d events deleted of %d profiles, %d profiles gone through", rep.Events, rep.Pruned, rep.Profiles)
+	if err := c.endWith(ctx, cl, e, f, "finished", detail); err != nil {
+		return fmt.Errorf("privacy: retention run %s did its work; its end could not be recorded, Recover records it: %w", e.ID, err)
+	}
+	rep.Status, rep.Finished = Finished, f.Finished
+	return nil
+}
+
+// resumeRetention finishes, for Recover, a run a crash or an error cut
+// short, with the cutoffs it journaled.
+func (c *Controller) resumeRetention(ctx context.Context, cl *claim, e *journal.Entry) error {
+	cut, err := decodeCutoffs(e.Traits)
+	if err != nil {
+		c.inflight.Delete(e.ID)
+		return fmt.Errorf("privacy: retention run %s: its journaled cutoffs: %w", e.ID, err)
+	}
+	rep := &RetentionReport{ID: e.ID, Cutoffs: cut, Started: c.now(), Status: Running}
+	return c.finishRetention(ctx, cl, e, rep, nil)
+}
+
+// prune goes through every profile, a page at a time, deleting (dry: only
+// counting) the events the cutoffs say have expired. A run that holds a
+// claim (cl) checks, page by page, that it still does: another instance
+// that took it over goes on with it.
+func (c *Controller) prune(ctx context.Context, cl *claim, rep *RetentionReport, dry bool, progress func(RetentionReport)) error {
+	after := identity.ProfileID("")
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		pids, err := c.profiles.IDs(ctx, after, retentionPage)
+		if err != nil {
+			return backendError("listing profiles", err)
+		}
+		if len(pids) == 0 {
+			return nil
+		}
+		after = pids[len(pids)-1]
+		if cl != nil && rep.ID != "" {
+			if err := c.stillHeldID(ctx, cl, rep.ID); err != nil {
+				return err
+			}
+		}
+		pruned, n, err := c.prunePage(ctx, pids, rep.Cutoffs, dry)
+		if err != nil {
+			return err
+		}
+		rep.Profiles += len(pids)
+		rep.Pruned += len(pruned)
+		rep.Events += n
+		if !dry {
+			c.recountPruned(ctx, pruned)
+		}
+		if progress != nil {
+			progress(*rep)
+		}
+	}
+}
+
+// stillHeldID is stillHeld for the request id.
+func (c *Controller) stillHeldID(ctx context.Context, cl *claim, id string) error {
+	return c.stillHeld(ctx, cl, &journal.Entry{ID: id})
+}
+
+// prunePage prunes the pages' profiles in one operation, under their
+// locks in this process and across processes: a collection, merge or
+// erasure of one of them happens wholly before or wholly after. It returns
+// the profiles that lost events and how many they lost.
+func (c *Controller) prunePage(ctx context.Context, pids []identity.ProfileID, cut profile.Cutoffs, dry bool) ([]identity.ProfileID, int, error) {
+	for attempt := 1; ; attempt++ {
+		pruned, n, err := c.prunePageOnce(ctx, pids, cut, dry)
+		if !errors.Is(err, txscope.ErrRetry) || attempt == retryAttempts || ctx.Err() != nil {
+			return pruned, n, err
+		}
+		pause(ctx, attempt)
+	}
+}
+
+func (c *Controller) prunePageOnce(ctx context.Context, pids []identity.ProfileID, cut profile.Cutoffs, dry bool) ([]identity.ProfileID, int, error) {
+	ctx, closeScope := c.openScope(ctx)
+	defer closeScope()
+	var held lockSet
+	for _, pid := range pids {
+		held.add(c.locks.profile(pid))
+	}
+	c.locks.lock(&held)
+	defer c.locks.unlock(&held)
+	if err := c.lockRemote(ctx, nil, pids); err != nil {
+		return nil, 0, err
+	}
+	tx, err := c.profiles.Begin(ctx)
+	if err != nil {
+		return nil, 0, backendError("profile begin", err)
+	}
+	defer tx.Rollback(ctx)
+	pr, ok := tx.(profile.EventPruner)
+	if !ok {
+		return nil, 0, ErrRetentionNotSupported
+	}
+	counts, err := pr.PruneEvents(ctx, pids, cut)
+	if err != nil {
+		return nil, 0, backendError("pruning events", err)
+	}
+	if len(counts) != len(pids) {
+		return nil, 0, backendError("pruning events", fmt.Errorf("the store counted %d profiles of %d", len(counts), len(pids)))
+	}
+	var pruned []identity.ProfileID
+	total := 0
+	for i, n := range counts {
+		if n > 0 {
+			pruned = append(pruned, pids[i])
+			total += n
+		}
+	}
+	if dry || total == 0 {
+		return pruned, total, nil // rolled back
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, 0, backendError("profile commit", err)
+	}
+	return pruned, total, nil
+}
+
+// recountPruned recounts, from the events left, the audience counters of
+// the profiles that lost events, when some audience counts events: a
+// membership must not rest on events no longer held. A failure marks the
+// profile for Refresh, as a failed audience write does.
+func (c *Controller) recountPruned(ctx context.Context, pids []identity.ProfileID) {
+	if len(pids) == 0 || len(c.set.Load().EventNames()) == 0 {
+		return
+	}
+	for _, pid := range pids {
+		if err := c.reevaluate(ctx, pid, recountEvents); err != nil {
+			c.stale.Store(pid, struct{}{})
+		}
+	}
+}
+
+// encodeCutoffs is how a run's cutoffs are journaled (in Traits: JSON
+// through every journal backend), as RFC 3339 text.
+func encodeCutoffs(c profile.Cutoffs) map[string]any {
+	m := map[string]any{}
+	if !c.Before.IsZero() {
+		m["before"] = c.Before.UTC().Format(time.RFC3339Nano)
+	}
+	if len(c.Sources) > 0 {
+		src := make(map[string]any, len(c.Sources))
+		for s, t := range c.Sources {
+			src[s] = ""
+			if !t.IsZero() {
+				src[s] = t.UTC().Format(time.RFC3339Nano)
+			}
+		}
+		m["sources"] = src
+	}
+	return m
+}
+
+func decodeCutoffs(m map[string]any) (profile.Cutoffs, error) {
+	var c profile.Cutoffs
+	parse := func(v any) (time.Time, error) {
+		s, ok := v.(string)
+		if !ok {
+			return time.Time{}, fmt.Errorf("a cutoff of type %T", v)
+		}
+		if s == "" {
+			return time.Time{}, nil
+		}
+		return time.Parse(time.RFC3339Nano, s)
+	}
+	if v, ok := m["before"]; ok {
+		t, err := parse(v)
+		if err != nil {
+			return c, err
+		}
+		c.Before = t
+	}
+	if v, ok := m["sources"]; ok {
+		src, ok := v.(map[string]any)
+		if !ok {
+			return c, fmt.Errorf("sources of type %T", v)
+		}
+		c.Sources = make(map[string]time.Time, len(src))
+		for s, v := range src {
+			t, err := parse(v)
+			if err != nil {
+				return c, err
+			}
+			c.Sources[s] = t
+		}
+	}
+	if c.Zero() {
+		return c, errors.New("no cutoff")
+	}
+	return c, nil
+}
