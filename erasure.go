@@ -6,6 +6,7 @@ package privacy
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -24,7 +25,26 @@ func (c *Controller) Erase(ctx context.Context, id identity.ID) (*Receipt, error
 // decideErasure deletes every profile the subjects lead to, and the profiles
 // merged into them; a forwarding type also names, for destinations, every
 // identifier the person was known by.
-func (c *Controller) decideErasure(_ context.Context, _ *participants, e *journal.Entry, s *deciding, _ time.Time) ([]pendingSend, error) {
+func (c *Controller) decideErasure(ctx context.Context, txs *participants, e *journal.Entry, s *deciding, _ time.Time) ([]pendingSend, error) {
+	if !e.InactiveBefore.IsZero() {
+		// A retention run's erasure: the person may have come back since the
+		// run found them inactive. Read under their locks, a profile written
+		// since is kept, and so is everything merged into it.
+		var inactive []identity.ProfileID
+		for _, pid := range s.pids {
+			md, err := txs.profiles.Metadata(ctx, pid)
+			if errors.Is(err, profile.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, backendError("reading metadata", err)
+			}
+			if md.UpdatedAt.Before(e.InactiveBefore) {
+				inactive = append(inactive, pid)
+			}
+		}
+		s.pids = inactive
+	}
 	s.d.Delete = append(s.d.Delete, s.pids...)
 	// The request is found by every identifier it erases, not only those it
 	// names (keyed hashes, never the identifiers): a request on the person

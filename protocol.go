@@ -48,7 +48,8 @@ func (c *Controller) apply(ctx context.Context, req Request) (*Receipt, error) {
 		return nil, err
 	}
 	now := c.now()
-	e := &journal.Entry{ID: newRequestID(now), Type: req.Type, Status: Initialized, Received: now, Due: now.AddDate(0, 1, 0)}
+	e := &journal.Entry{ID: newRequestID(now), Type: req.Type, Status: Initialized, Received: now, Due: now.AddDate(0, 1, 0),
+		InactiveBefore: req.inactiveBefore}
 	if err := c.validateRequest(&req, e); err != nil {
 		if !req.Type.Valid() {
 			e.Type = UnknownType // the journal keeps no text of the caller's as a type

@@ -79,6 +79,10 @@ type Request struct {
 	Subjects []identity.ID
 	// Traits are a rectification's new values: a nil value removes the trait.
 	Traits map[string]any
+
+	// inactiveBefore is the condition of a retention run's erasure
+	// (journal.Entry.InactiveBefore).
+	inactiveBefore time.Time
 }
 
 // Outcome is a request's result at one backend or destination: the journal's

@@ -1,9 +1,11 @@
 package privacy
 
 // Retention: storage limitation (Art. 5(1)(e)). A policy says how long
-// events are kept after they were collected, globally and per source;
-// ApplyRetention deletes what is older, profile by profile under the
-// people's locks, as every writer does. Each run is journaled (type
+// events are kept after they were collected, globally and per source, and
+// how long a profile is kept without activity; ApplyRetention deletes what
+// is older, profile by profile under the people's locks, as every writer
+// does, and erases inactive profiles by DELETE_INTERNAL requests of their
+// own. Each run is journaled (type
 // RETENTION, its cutoffs kept until it ends, so Recover finishes a run a
 // crash cut short with the same cutoffs) and audited (received, finished,
 // with counts and never a person). Run applies the policy on its schedule.
@@ -40,6 +42,15 @@ type RetentionPolicy struct {
 	// write key's source), how long that source's events are kept, in
 	// place of Events; 0 keeps them.
 	Sources map[string]time.Duration
+	// InactiveProfiles is how long a profile is kept without activity (no
+	// message collected, no change made: its metadata's UpdatedAt); then
+	// it is erased as by a DELETE_INTERNAL request, which the run makes and
+	// the journal and audit log keep: the person's identifiers, traits,
+	// events, audience memberships and data key go; destinations are not
+	// told, and the person is not suppressed (should they come back, they
+	// are collected afresh). 0 keeps profiles. Account profiles (groups)
+	// are not people, and are kept.
+	InactiveProfiles time.Duration
 }
 
 // MinRetention is the shortest period a RetentionPolicy takes: a shorter
@@ -77,6 +88,9 @@ func (p RetentionPolicy) Validate() error {
 		return nil
 	}
 	if err := period("policy Events", p.Events); err != nil {
+		return err
+	}
+	if err := period("policy InactiveProfiles", p.InactiveProfiles); err != nil {
 		return err
 	}
 	if len(p.Sources) > MaxRetentionSources {
@@ -127,6 +141,9 @@ func (p RetentionPolicy) describe() string {
 			fmt.Fprintf(&b, "; source %q kept", src)
 		}
 	}
+	if p.InactiveProfiles != 0 {
+		fmt.Fprintf(&b, "; inactive profiles kept %v", p.InactiveProfiles)
+	}
 	return b.String()
 }
 
@@ -149,13 +166,18 @@ type RetentionReport struct {
 	// Status is FINISHED, or RUNNING when the run stopped on an error:
 	// Recover (Run does) finishes it with the same cutoffs.
 	Status Status
-	// Cutoffs are the times the policy cut at.
-	Cutoffs profile.Cutoffs
+	// Cutoffs are the times the policy cut events at; InactiveBefore, when
+	// not zero, the time before which a profile's last write makes it
+	// inactive.
+	Cutoffs        profile.Cutoffs
+	InactiveBefore time.Time
 	// Profiles is how many profiles the run went through, Pruned how many
-	// of them had events deleted, Events how many events were deleted. A
-	// run resumed by Recover counts what it did after the restart.
-	Profiles, Pruned, Events int
-	Started, Finished        time.Time
+	// of them had events deleted, Events how many events were deleted,
+	// Erased how many inactive profiles were erased (each by a
+	// DELETE_INTERNAL request of its own), in a dry run how many would be.
+	// A run resumed by Recover counts what it did after the restart.
+	Profiles, Pruned, Events, Erased int
+	Started, Finished                time.Time
 }
 
 // ErrRetentionNotSupported: the profile store's transactions cannot delete
@@ -168,8 +190,10 @@ var ErrRetentionNotSupported = errors.New("privacy: the profile store cannot del
 const retentionPage = 100
 
 // ApplyRetention deletes the events the retention policy (WithRetention)
-// says are too old, profile by profile under the people's locks, and
-// returns what it did. A run is journaled as a request of type RETENTION
+// says are too old, profile by profile under the people's locks, erases
+// the profiles inactive for longer than it allows (each by a
+// DELETE_INTERNAL request of its own, decided only if the profile is still
+// inactive under the person's locks), and returns what it did. A run is journaled as a request of type RETENTION
 // and audited (its policy when received, its counts when finished); one
 // that stops on an error stays RUNNING and Recover finishes it with the
 // same cutoffs (deleting is idempotent). Audiences that count events are
@@ -206,7 +230,10 @@ func (c *Controller) ApplyRetention(ctx context.Context, opts RetentionOptions) 
 func (c *Controller) applyRetention(ctx context.Context, opts RetentionOptions) (*RetentionReport, error) {
 	now := c.now()
 	rep := &RetentionReport{DryRun: opts.DryRun, Cutoffs: c.retention.cutoffs(now), Started: now, Status: Running}
-	if rep.Cutoffs.Zero() {
+	if c.retention.InactiveProfiles != 0 {
+		rep.InactiveBefore = now.Add(-c.retention.InactiveProfiles)
+	}
+	if rep.nothing() {
 		rep.Status, rep.Finished = Finished, now
 		return rep, nil
 	}
@@ -218,7 +245,7 @@ func (c *Controller) applyRetention(ctx context.Context, opts RetentionOptions) 
 		return rep, nil
 	}
 	e := &journal.Entry{ID: newRequestID(now), Type: Retention, Status: Running, Received: now, Due: now.AddDate(0, 1, 0),
-		Traits: encodeCutoffs(rep.Cutoffs)}
+		Traits: encodeCutoffs(rep.Cutoffs, rep.InactiveBefore)}
 	rep.ID = e.ID
 	cl := c.claimNew(e)
 	c.oweAs(e, "received", Running, c.retention.describe())
@@ -241,7 +268,7 @@ func (c *Controller) finishRetention(ctx context.Context, cl *claim, e *journal.
 	f := e.Clone()
 	f.Status, f.Finished = Finished, c.now()
 	f.Scrub()
-	detail := fmt.Sprintf("%d events deleted of %d profiles, %d profiles gone through", rep.Events, rep.Pruned, rep.Profiles)
+	detail := fmt.Sprintf("%d events deleted of %d profiles, %d inactive profiles erased, %d profiles gone through", rep.Events, rep.Pruned, rep.Erased, rep.Profiles)
 	if err := c.endWith(ctx, cl, e, f, "finished", detail); err != nil {
 		return fmt.Errorf("privacy: retention run %s did its work; its end could not be recorded, Recover records it: %w", e.ID, err)
 	}
@@ -252,12 +279,12 @@ func (c *Controller) finishRetention(ctx context.Context, cl *claim, e *journal.
 // resumeRetention finishes, for Recover, a run a crash or an error cut
 // short, with the cutoffs it journaled.
 func (c *Controller) resumeRetention(ctx context.Context, cl *claim, e *journal.Entry) error {
-	cut, err := decodeCutoffs(e.Traits)
+	cut, inactive, err := decodeCutoffs(e.Traits)
 	if err != nil {
 		c.inflight.Delete(e.ID)
 		return fmt.Errorf("privacy: retention run %s: its journaled cutoffs: %w", e.ID, err)
 	}
-	rep := &RetentionReport{ID: e.ID, Cutoffs: cut, Started: c.now(), Status: Running}
+	rep := &RetentionReport{ID: e.ID, Cutoffs: cut, InactiveBefore: inactive, Started: c.now(), Status: Running}
 	return c.finishRetention(ctx, cl, e, rep, nil)
 }
 
@@ -284,16 +311,23 @@ func (c *Controller) prune(ctx context.Context, cl *claim, rep *RetentionReport,
 				return err
 			}
 		}
-		pruned, n, err := c.prunePage(ctx, pids, rep.Cutoffs, dry)
-		if err != nil {
-			return err
+		if !rep.Cutoffs.Zero() {
+			pruned, n, err := c.prunePage(ctx, pids, rep.Cutoffs, dry)
+			if err != nil {
+				return err
+			}
+			rep.Pruned += len(pruned)
+			rep.Events += n
+			if !dry {
+				c.recountPruned(ctx, pruned)
+			}
+		}
+		if !rep.InactiveBefore.IsZero() {
+			if err := c.eraseInactive(ctx, pids, rep, dry); err != nil {
+				return err
+			}
 		}
 		rep.Profiles += len(pids)
-		rep.Pruned += len(pruned)
-		rep.Events += n
-		if !dry {
-			c.recountPruned(ctx, pruned)
-		}
 		if progress != nil {
 			progress(*rep)
 		}
@@ -379,12 +413,73 @@ func (c *Controller) recountPruned(ctx context.Context, pids []identity.ProfileI
 	}
 }
 
+// nothing reports whether the run's policy keeps everything.
+func (r *RetentionReport) nothing() bool { return r.Cutoffs.Zero() && r.InactiveBefore.IsZero() }
+
+// eraseInactive erases, each by a DELETE_INTERNAL request of its own, the
+// profiles of the page whose last write came before rep.InactiveBefore (a
+// dry run counts them). The metadata read here, outside any lock, only
+// finds candidates: the erasure checks again under the person's locks
+// (journal.Entry.InactiveBefore), so someone who came back meanwhile is
+// kept.
+func (c *Controller) eraseInactive(ctx context.Context, pids []identity.ProfileID, rep *RetentionReport, dry bool) error {
+	for _, pid := range pids {
+		if pid.IsAccount() {
+			continue
+		}
+		md, err := c.profiles.Metadata(ctx, pid)
+		if errors.Is(err, profile.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return backendError("reading metadata", err)
+		}
+		if !md.UpdatedAt.Before(rep.InactiveBefore) {
+			continue
+		}
+		if dry {
+			rep.Erased++
+			continue
+		}
+		n, err := c.graph.Node(ctx, pid)
+		if errors.Is(err, identity.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return backendError("reading identifiers", err)
+		}
+		var subjects []identity.ID
+		for _, l := range n.Links {
+			if len(subjects) < MaxSubjects {
+				subjects = append(subjects, l.ID)
+			}
+		}
+		if len(subjects) == 0 {
+			continue // reached by no identifier: no request can name it
+		}
+		r, err := c.Apply(ctx, Request{Type: DeleteInternal, Subjects: subjects, inactiveBefore: rep.InactiveBefore})
+		if err != nil {
+			return err
+		}
+		if r.Status != Finished {
+			return fmt.Errorf("privacy: the erasure %s of an inactive profile ended %s", r.ID, r.Status)
+		}
+		if _, err := c.profiles.Metadata(ctx, pid); errors.Is(err, profile.ErrNotFound) {
+			rep.Erased++ // not kept as active again
+		}
+	}
+	return nil
+}
+
 // encodeCutoffs is how a run's cutoffs are journaled (in Traits: JSON
 // through every journal backend), as RFC 3339 text.
-func encodeCutoffs(c profile.Cutoffs) map[string]any {
+func encodeCutoffs(c profile.Cutoffs, inactive time.Time) map[string]any {
 	m := map[string]any{}
 	if !c.Before.IsZero() {
 		m["before"] = c.Before.UTC().Format(time.RFC3339Nano)
+	}
+	if !inactive.IsZero() {
+		m["inactive_before"] = inactive.UTC().Format(time.RFC3339Nano)
 	}
 	if len(c.Sources) > 0 {
 		src := make(map[string]any, len(c.Sources))
@@ -399,8 +494,9 @@ func encodeCutoffs(c profile.Cutoffs) map[string]any {
 	return m
 }
 
-func decodeCutoffs(m map[string]any) (profile.Cutoffs, error) {
+func decodeCutoffs(m map[string]any) (profile.Cutoffs, time.Time, error) {
 	var c profile.Cutoffs
+	var inactive time.Time
 	parse := func(v any) (time.Time, error) {
 		s, ok := v.(string)
 		if !ok {
@@ -411,29 +507,31 @@ func decodeCutoffs(m map[string]any) (profile.Cutoffs, error) {
 		}
 		return time.Parse(time.RFC3339Nano, s)
 	}
-	if v, ok := m["before"]; ok {
-		t, err := parse(v)
-		if err != nil {
-			return c, err
+	for key, to := range map[string]*time.Time{"before": &c.Before, "inactive_before": &inactive} {
+		if v, ok := m[key]; ok {
+			t, err := parse(v)
+			if err != nil {
+				return c, inactive, err
+			}
+			*to = t
 		}
-		c.Before = t
 	}
 	if v, ok := m["sources"]; ok {
 		src, ok := v.(map[string]any)
 		if !ok {
-			return c, fmt.Errorf("sources of type %T", v)
+			return c, inactive, fmt.Errorf("sources of type %T", v)
 		}
 		c.Sources = make(map[string]time.Time, len(src))
 		for s, v := range src {
 			t, err := parse(v)
 			if err != nil {
-				return c, err
+				return c, inactive, err
 			}
 			c.Sources[s] = t
 		}
 	}
-	if c.Zero() {
-		return c, errors.New("no cutoff")
+	if c.Zero() && inactive.IsZero() {
+		return c, inactive, errors.New("no cutoff")
 	}
-	return c, nil
+	return c, inactive, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -295,5 +296,95 @@ func TestRunAppliesRetention(t *testing.T) {
 	}
 	if got := eventIDs(e.events(t, user("ada"))); len(got) != 0 {
 		t.Errorf("Run did not apply the policy again on its schedule: %v", got)
+	}
+}
+
+// comebackStore calls comeback once, when armed, as the store is asked
+// for pid's metadata outside any transaction (the retention scan), after
+// reading it: the person comes back between the scan and the erasure.
+type comebackStore struct {
+	*profile.MemStore
+	pid      *identity.ProfileID
+	armed    *atomic.Bool
+	comeback func()
+}
+
+func (s comebackStore) Metadata(ctx context.Context, pid identity.ProfileID) (profile.Metadata, error) {
+	md, err := s.MemStore.Metadata(ctx, pid)
+	if pid == *s.pid && s.armed.CompareAndSwap(true, false) {
+		s.comeback()
+	}
+	return md, err
+}
+
+// TestRetentionErasesInactiveProfiles: a profile written last longer ago
+// than the policy allows is erased (internally: the person is not
+// suppressed, and comes back afresh), by a DELETE_INTERNAL request of its
+// own that the journal and audit log keep; an active one is kept; one
+// whose person came back between the scan and the erasure is kept, with
+// what they sent (the erasure checks again under their locks). A dry run
+// counts and erases nothing.
+func TestRetentionErasesInactiveProfiles(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock(t0)
+	var carol identity.ProfileID
+	var armed atomic.Bool
+	var e *env
+	store := comebackStore{MemStore: profile.NewMemStore(), pid: &carol, armed: &armed, comeback: func() {
+		if err := e.c.Collect(ctx, privacy.Track{MessageID: "carol-back", UserID: "carol", Event: "Back", Timestamp: t0}); err != nil {
+			t.Error(err)
+		}
+	}}
+	log, jr := audit.NewMemLog(), journal.NewMemJournal()
+	e = newEnv(t, privacy.WithAuditLog(log), privacy.WithJournal(jr), privacy.WithClock(clk.now), privacy.WithProfiles(store),
+		privacy.WithRetention(privacy.RetentionPolicy{InactiveProfiles: 365 * 24 * time.Hour}))
+	long := t0.Add(-400 * 24 * time.Hour)
+	collectAt(t, e, clk, trackFrom("ada", "ada-1", "", long), trackFrom("bob", "bob-1", "", long), trackFrom("carol", "carol-1", "", long),
+		trackFrom("bob", "bob-2", "", t0.Add(-10*24*time.Hour)))
+	p, err := e.c.Profile(ctx, user("carol"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	carol = p.ID
+
+	dry, err := e.c.ApplyRetention(ctx, privacy.RetentionOptions{DryRun: true})
+	if err != nil || dry.Erased != 2 {
+		t.Fatalf("dry run = %+v, %v; want ada and carol counted", dry, err)
+	}
+	if _, err := e.c.Profile(ctx, user("ada")); err != nil {
+		t.Fatalf("after the dry run ada is gone: %v", err)
+	}
+	armed.Store(true)
+	rep, err := e.c.ApplyRetention(ctx, privacy.RetentionOptions{})
+	if err != nil || rep.Erased != 1 || rep.Status != privacy.Finished {
+		t.Fatalf("ApplyRetention = %+v, %v; want ada erased, FINISHED", rep, err)
+	}
+	if armed.Load() {
+		t.Fatal("the scan never read carol's metadata: the test did not run as meant")
+	}
+	if _, err := e.c.Profile(ctx, user("ada")); !errors.Is(err, privacy.ErrNotFound) {
+		t.Errorf("ada, inactive for 400 days, is still there: %v", err)
+	}
+	for _, u := range []string{"bob", "carol"} {
+		if _, err := e.c.Profile(ctx, user(u)); err != nil {
+			t.Errorf("%s, active, was erased: %v", u, err)
+		}
+	}
+	if got, want := eventIDs(e.events(t, user("carol"))), []string{"carol-1", "carol-back"}; !slices.Equal(got, want) {
+		t.Errorf("carol's events after the run: %v, want %v", got, want)
+	}
+	page, err := jr.List(ctx, journal.Filter{Types: []privacy.RequestType{privacy.DeleteInternal}, Limit: 10})
+	if err != nil || len(page.Entries) != 2 {
+		t.Fatalf("the journal holds %d DELETE_INTERNAL requests (%v), want one for ada and one for carol", len(page.Entries), err)
+	}
+	for _, en := range page.Entries {
+		if en.Status != privacy.Finished || !en.InactiveBefore.Equal(t0.Add(-365*24*time.Hour)) {
+			t.Errorf("the erasure %s is %s with the condition %v; want FINISHED, the run's cutoff", en.ID, en.Status, en.InactiveBefore)
+		}
+	}
+	// Not suppressed: ada comes back afresh.
+	e.collect(t, trackFrom("ada", "ada-new", "", t0))
+	if got := eventIDs(e.events(t, user("ada"))); !slices.Equal(got, []string{"ada-new"}) {
+		t.Errorf("ada, back after her erasure, has events %v; want only the new one", got)
 	}
 }

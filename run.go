@@ -146,7 +146,7 @@ func (c *Controller) runOverdue(ctx context.Context) {
 // runRetention is Run's retention round: none without a policy, nor while
 // a run is unfinished (another instance's, or one Recover finishes).
 func (c *Controller) runRetention(ctx context.Context) {
-	if c.retention.cutoffs(c.now()).Zero() {
+	if c.retention.cutoffs(c.now()).Zero() && c.retention.InactiveProfiles == 0 {
 		return
 	}
 	es, err := c.journal.Unfinished(ctx)

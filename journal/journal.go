@@ -201,6 +201,10 @@ type Entry struct {
 	Backends, Destinations []Outcome
 	// ProfileVersion is the profile's version after a rectification.
 	ProfileVersion uint64
+	// InactiveBefore, on an erasure a retention run made, is its
+	// condition: only the profiles last written before it are erased, as
+	// read under the person's locks when the erasure is decided.
+	InactiveBefore time.Time `json:",omitzero"`
 
 	// Version counts the entry's writes; the journal sets it. A Put of an
 	// entry read from the journal (Version above 0) replaces the stored one

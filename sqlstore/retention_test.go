@@ -163,3 +163,48 @@ func TestRetentionBesideCollection(t *testing.T) {
 		}
 	})
 }
+
+// TestRetentionInactiveProfiles: a person whose profile was last written
+// longer ago than the policy allows is erased by the run, journaled as a
+// DELETE_INTERNAL with its condition: nothing of them is left in any table
+// of the site, in clear (journal and audit log included); an active person
+// is kept.
+func TestRetentionInactiveProfiles(t *testing.T) {
+	forEachSite(t, func(t *testing.T, s *site) {
+		ctx := t.Context()
+		var tag [3]byte
+		rand.Read(tag[:])
+		idle, busy := "idle-"+hex.EncodeToString(tag[:]), "busy-"+hex.EncodeToString(tag[:])
+		var offset atomic.Int64
+		p := s.open(t)
+		c := p.controller(t, nil, privacy.WithClock(func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }),
+			privacy.WithRetention(privacy.RetentionPolicy{InactiveProfiles: 365 * 24 * time.Hour}))
+		offset.Store(int64(-400 * 24 * time.Hour))
+		for _, u := range []string{idle, busy} {
+			must(t, c.Collect(ctx, privacy.Identify{MessageID: "i-" + u, UserID: u, Traits: map[string]any{"email": u + "@example.com"},
+				Timestamp: time.Now().Add(-400 * 24 * time.Hour)}))
+		}
+		offset.Store(0)
+		must(t, c.Collect(ctx, privacy.Track{MessageID: "t-" + busy, UserID: busy, Event: "Back", Timestamp: time.Now()}))
+		rep, err := c.ApplyRetention(ctx, privacy.RetentionOptions{})
+		if err != nil || rep.Erased != 1 || rep.Status != privacy.Finished {
+			t.Fatalf("ApplyRetention = %+v, %v; want the idle person erased", rep, err)
+		}
+		if got := s.holders(t, idle); len(got) != 0 {
+			t.Errorf("the erased idle person is still held in %v", got)
+		}
+		if got := s.holders(t, busy); len(got) == 0 {
+			t.Errorf("the search finds nothing of the active person either: it cannot tell what is left")
+		}
+		if _, err := c.Profile(ctx, identity.ID{Type: identity.TypeUserID, Value: busy}); err != nil {
+			t.Errorf("the active person: %v", err)
+		}
+		un, err := p.jrnl.Journal().Unfinished(ctx)
+		if err != nil || len(un) != 0 {
+			t.Errorf("unfinished requests after the run: %d, %v", len(un), err)
+		}
+		if _, err := c.VerifyAudit(ctx); err != nil {
+			t.Errorf("VerifyAudit: %v", err)
+		}
+	})
+}

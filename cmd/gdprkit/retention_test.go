@@ -49,6 +49,10 @@ func cliRetention(t *testing.T, d database) {
 		}
 		return n
 	}
+	offset = -400 * 24 * time.Hour
+	if err := host.Collect(ctx, privacy.Track{MessageID: "cy-0", UserID: "cy", Event: "Viewed", Timestamp: time.Now().Add(offset)}); err != nil {
+		t.Fatal(err)
+	}
 	nd := database{flags: d.flags[:len(d.flags)-2], store: d.store} // without "-destinations none"
 	for _, bad := range [][]string{
 		{"retention"},                             // no policy
@@ -61,18 +65,18 @@ func cliRetention(t *testing.T, d database) {
 			t.Errorf("%v: %d %q %q; want a usage error naming retention", bad, code, out, errOut)
 		}
 	}
-	code, out, errOut := nd.gdprkit(t, key, "-json", "retention", "-events", "24h")
+	code, out, errOut := nd.gdprkit(t, key, "-json", "retention", "-events", "24h", "-inactive", "8760h")
 	var dry retentionJSON
-	if code != 0 || json.Unmarshal([]byte(out), &dry) != nil || !dry.DryRun || dry.Events != 4 || dry.Pruned != 2 || dry.ID != "" {
-		t.Fatalf("dry run: %d %s %s; want 4 events of 2 profiles, no run id", code, out, errOut)
+	if code != 0 || json.Unmarshal([]byte(out), &dry) != nil || !dry.DryRun || dry.Events != 5 || dry.Pruned != 3 || dry.Erased != 1 || dry.ID != "" {
+		t.Fatalf("dry run: %d %s %s; want 5 events of 3 profiles, cy inactive, no run id", code, out, errOut)
 	}
 	if n := events(); n != 6 {
 		t.Fatalf("after the dry run %d events are stored, want all 6", n)
 	}
 	code, out, errOut = d.gdprkit(t, key, "-json", "retention", "-events", "24h", "-apply")
 	var run retentionJSON
-	if code != 0 || json.Unmarshal([]byte(out), &run) != nil || run.DryRun || run.Events != 4 || run.Status != "FINISHED" || run.ID == "" {
-		t.Fatalf("retention -apply: %d %s %s; want 4 events deleted, FINISHED, a run id", code, out, errOut)
+	if code != 0 || json.Unmarshal([]byte(out), &run) != nil || run.DryRun || run.Events != 5 || run.Status != "FINISHED" || run.ID == "" {
+		t.Fatalf("retention -apply: %d %s %s; want 5 events deleted, FINISHED, a run id", code, out, errOut)
 	}
 	if n := events(); n != 2 {
 		t.Errorf("after retention -apply %d events are stored, want the 2 fresh ones", n)

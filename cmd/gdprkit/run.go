@@ -57,9 +57,10 @@ commands:
                                           everything held about a person (ACCESS)
   verify-audit                            walk the audit chain
   recover                                 complete the requests a crash left unfinished
-  retention [-events D] [-source NAME=D]... [-apply]
+  retention [-events D] [-source NAME=D]... [-inactive D] [-apply]
                                           the retention policy: events collected more than D
-                                          ago (720h; per source) go; a dry run, counting what
+                                          ago (720h; per source) go, and profiles inactive that
+                                          long are erased internally; a dry run, counting what
                                           would go, unless -apply (which needs -destinations)
 
 A SUBJECT is an identifier written type:value (user_id:42, email:a@b.c).
@@ -489,6 +490,7 @@ func (cl *cli) retention(ctx context.Context, args []string) error {
 	events := fs.Duration("events", 0, "how long events are kept (0: kept, but those of the sources given)")
 	sources := sourcePeriods{}
 	fs.Var(sources, "source", "NAME=DURATION: how long the source's events are kept (repeatable)")
+	inactive := fs.Duration("inactive", 0, "how long a profile is kept without activity, then erased internally (0: kept)")
 	apply := fs.Bool("apply", false, "delete (without it: count what would be deleted)")
 	if err := fs.Parse(args); err != nil {
 		return usagef("retention: %v", err)
@@ -496,13 +498,13 @@ func (cl *cli) retention(ctx context.Context, args []string) error {
 	if fs.NArg() != 0 {
 		return usagef("retention takes flags only")
 	}
-	if *events == 0 && len(sources) == 0 {
-		return usagef("retention: give -events or -source: a policy that keeps everything deletes nothing")
+	if *events == 0 && len(sources) == 0 && *inactive == 0 {
+		return usagef("retention: give -events, -source or -inactive: a policy that keeps everything deletes nothing")
 	}
 	if *apply && cl.destinations == "" {
 		return usagef("retention -apply recounts audiences, whose news the hosts' destinations are owed: give their -destinations (or none)")
 	}
-	policy := privacy.RetentionPolicy{Events: *events, Sources: sources}
+	policy := privacy.RetentionPolicy{Events: *events, Sources: sources, InactiveProfiles: *inactive}
 	if err := policy.Validate(); err != nil {
 		return usagef("retention: %v", err)
 	}
@@ -525,12 +527,12 @@ func (cl *cli) retention(ctx context.Context, args []string) error {
 		if *apply {
 			verb = "deleted"
 		}
-		text := fmt.Sprintf("retention %s %d events of %d profiles (%d profiles gone through)", verb, rep.Events, rep.Pruned, rep.Profiles)
+		text := fmt.Sprintf("retention %s %d events of %d profiles and %d inactive profiles (%d profiles gone through)", verb, rep.Events, rep.Pruned, rep.Erased, rep.Profiles)
 		if rep.ID != "" {
 			text += "; run " + rep.ID
 		}
 		return cl.print(retentionJSON{ID: rep.ID, DryRun: rep.DryRun, Status: string(rep.Status), Profiles: rep.Profiles, Pruned: rep.Pruned, Events: rep.Events,
-			Before: rep.Cutoffs.Before, Sources: rep.Cutoffs.Sources}, text)
+			Erased: rep.Erased, Before: rep.Cutoffs.Before, Sources: rep.Cutoffs.Sources, InactiveBefore: rep.InactiveBefore}, text)
 	})
 }
 
@@ -542,6 +544,9 @@ type retentionJSON struct {
 	Profiles int                  `json:"profiles"`
 	Pruned   int                  `json:"profiles_pruned"`
 	Events   int                  `json:"events"`
+	Erased   int                  `json:"inactive_profiles"`
 	Before   time.Time            `json:"events_before,omitzero"`
 	Sources  map[string]time.Time `json:"sources_before,omitempty"`
+	// InactiveBefore: profiles last written before it are inactive.
+	InactiveBefore time.Time `json:"inactive_before,omitzero"`
 }
