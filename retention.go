@@ -177,7 +177,11 @@ type RetentionReport struct {
 	// DELETE_INTERNAL request of its own), in a dry run how many would be.
 	// A run resumed by Recover counts what it did after the restart.
 	Profiles, Pruned, Events, Erased int
-	Started, Finished                time.Time
+	// StoodDownFor, when set, is the unfinished run with a smaller id this
+	// one found before its first page, or between two: it stopped there and
+	// ended FINISHED, leaving the rest to that run.
+	StoodDownFor      string
+	Started, Finished time.Time
 }
 
 // ErrRetentionNotSupported: the profile store's transactions cannot delete
@@ -237,8 +241,16 @@ func (c *Controller) applyRetention(ctx context.Context, opts RetentionOptions) 
 		rep.Status, rep.Finished = Finished, now
 		return rep, nil
 	}
+	if !rep.Cutoffs.Zero() {
+		// Before anything is journaled: a run that cannot prune would stay
+		// RUNNING for ever, Recover failing on it at every round.
+		if err := c.checkPruner(ctx); err != nil {
+			rep.Status = Failed
+			return rep, err
+		}
+	}
 	if opts.DryRun {
-		if err := c.prune(ctx, nil, rep, true, opts.Progress); err != nil {
+		if _, err := c.prune(ctx, nil, nil, rep, true, opts.Progress); err != nil {
 			return rep, err
 		}
 		rep.Status, rep.Finished = Finished, c.now()
@@ -250,25 +262,52 @@ func (c *Controller) applyRetention(ctx context.Context, opts RetentionOptions) 
 	cl := c.claimNew(e)
 	c.oweAs(e, "received", Running, c.retention.describe())
 	if err := c.record(ctx, cl, e); err != nil {
-		_, err = c.intentFailed(ctx, cl, e, err) // nothing was deleted: FAILED is true
+		// Nothing was deleted. FAILED when nothing was recorded, or the
+		// failure was; RUNNING when the intent may have landed and its end
+		// could not be recorded: Recover may yet run it.
+		r, err := c.intentFailed(ctx, cl, e, err)
 		rep.Status = Failed
+		if r != nil {
+			rep.Status = r.Status
+		}
 		return rep, err
 	}
 	c.settleSoon(ctx, e)
 	return rep, c.finishRetention(ctx, cl, e, rep, opts.Progress)
 }
 
+// checkPruner fails with ErrRetentionNotSupported when the profile store's
+// transactions cannot prune events.
+func (c *Controller) checkPruner(ctx context.Context) error {
+	tx, err := c.profiles.Begin(ctx)
+	if err != nil {
+		return backendError("profile begin", err)
+	}
+	defer tx.Rollback(ctx)
+	if _, ok := tx.(profile.EventPruner); !ok {
+		return ErrRetentionNotSupported
+	}
+	return nil
+}
+
 // finishRetention prunes with the run's cutoffs and ends it FINISHED; on an
-// error it leaves the run RUNNING, for Recover.
+// error it leaves the run RUNNING, for Recover. A run that finds another
+// unfinished one with a smaller id stands down (it ends FINISHED, saying
+// so): of hosts that start runs together, one goes on.
 func (c *Controller) finishRetention(ctx context.Context, cl *claim, e *journal.Entry, rep *RetentionReport, progress func(RetentionReport)) error {
 	defer c.inflight.Delete(e.ID)
-	if err := c.prune(ctx, cl, rep, false, progress); err != nil {
+	other, err := c.prune(ctx, cl, e, rep, false, progress)
+	if err != nil {
 		return fmt.Errorf("privacy: retention run %s stopped; Recover finishes it: %w", e.ID, err)
 	}
 	f := e.Clone()
 	f.Status, f.Finished = Finished, c.now()
 	f.Scrub()
 	detail := fmt.Sprintf("%d events deleted of %d profiles, %d inactive profiles erased, %d profiles gone through", rep.Events, rep.Pruned, rep.Erased, rep.Profiles)
+	if other != "" {
+		detail = "stood down for the retention run " + other + " under way; " + detail
+		rep.StoodDownFor = other
+	}
 	if err := c.endWith(ctx, cl, e, f, "finished", detail); err != nil {
 		return fmt.Errorf("privacy: retention run %s did its work; its end could not be recorded, Recover records it: %w", e.ID, err)
 	}
@@ -277,7 +316,7 @@ func (c *Controller) finishRetention(ctx context.Context, cl *claim, e *journal.
 }
 
 // resumeRetention finishes, for Recover, a run a crash or an error cut
-// short, with the cutoffs it journaled.
+// short, with the cutoffs it journaled, from the page it was on.
 func (c *Controller) resumeRetention(ctx context.Context, cl *claim, e *journal.Entry) error {
 	cut, inactive, err := decodeCutoffs(e.Traits)
 	if err != nil {
@@ -288,43 +327,74 @@ func (c *Controller) resumeRetention(ctx context.Context, cl *claim, e *journal.
 	return c.finishRetention(ctx, cl, e, rep, nil)
 }
 
+// The run's progress, journaled in its Traits before each page: every
+// profile up to doneThrough was pruned and recounted; those after it, up
+// to pageThrough, may have been pruned without their audiences recounted
+// (the run stopped between the two), so a resumed run recounts them all.
+const (
+	doneThrough = "done_through"
+	pageThrough = "page_through"
+)
+
 // prune goes through every profile, a page at a time, deleting (dry: only
-// counting) the events the cutoffs say have expired. A run that holds a
-// claim (cl) checks, page by page, that it still does: another instance
-// that took it over goes on with it.
-func (c *Controller) prune(ctx context.Context, cl *claim, rep *RetentionReport, dry bool, progress func(RetentionReport)) error {
-	after := identity.ProfileID("")
+// counting) the events the cutoffs say have expired and erasing the
+// inactive profiles. A journaled run (e) records its progress before each
+// page (a write that fails if another instance took the run over), so
+// that a resumed one starts from the page it was on; and it checks that
+// no run with a smaller id is unfinished: it returns that run's id, and
+// stops, if one is.
+func (c *Controller) prune(ctx context.Context, cl *claim, e *journal.Entry, rep *RetentionReport, dry bool, progress func(RetentionReport)) (string, error) {
+	after, recountThrough := identity.ProfileID(""), identity.ProfileID("")
+	if e != nil {
+		if v, ok := e.Traits[doneThrough].(string); ok {
+			after = identity.ProfileID(v)
+		}
+		if v, ok := e.Traits[pageThrough].(string); ok {
+			recountThrough = identity.ProfileID(v)
+		}
+	}
 	for {
 		if err := ctx.Err(); err != nil {
-			return err
+			return "", err
 		}
 		pids, err := c.profiles.IDs(ctx, after, retentionPage)
 		if err != nil {
-			return backendError("listing profiles", err)
+			return "", backendError("listing profiles", err)
 		}
 		if len(pids) == 0 {
-			return nil
+			return "", nil
 		}
-		after = pids[len(pids)-1]
-		if cl != nil && rep.ID != "" {
-			if err := c.stillHeldID(ctx, cl, rep.ID); err != nil {
-				return err
+		if e != nil {
+			if other, err := c.otherRetention(ctx, e.ID); other != "" || err != nil {
+				return other, err
+			}
+			e.Traits[doneThrough], e.Traits[pageThrough] = string(after), string(pids[len(pids)-1])
+			if err := c.record(ctx, cl, e); err != nil {
+				return "", err
 			}
 		}
+		after = pids[len(pids)-1]
 		if !rep.Cutoffs.Zero() {
 			pruned, n, err := c.prunePage(ctx, pids, rep.Cutoffs, dry)
 			if err != nil {
-				return err
+				return "", err
 			}
 			rep.Pruned += len(pruned)
 			rep.Events += n
 			if !dry {
-				c.recountPruned(ctx, pruned)
+				if recountThrough != "" && pids[0] <= recountThrough {
+					// Resumed: what the stopped run pruned of these may
+					// not have been recounted.
+					pruned = slices.DeleteFunc(slices.Clone(pids), func(pid identity.ProfileID) bool { return pid > recountThrough })
+				}
+				if err := c.recountPruned(ctx, pruned); err != nil {
+					return "", err
+				}
 			}
 		}
 		if !rep.InactiveBefore.IsZero() {
 			if err := c.eraseInactive(ctx, pids, rep, dry); err != nil {
-				return err
+				return "", err
 			}
 		}
 		rep.Profiles += len(pids)
@@ -334,9 +404,19 @@ func (c *Controller) prune(ctx context.Context, cl *claim, rep *RetentionReport,
 	}
 }
 
-// stillHeldID is stillHeld for the request id.
-func (c *Controller) stillHeldID(ctx context.Context, cl *claim, id string) error {
-	return c.stillHeld(ctx, cl, &journal.Entry{ID: id})
+// otherRetention returns the id of an unfinished retention run other than
+// id with a smaller id (started before it), if there is one.
+func (c *Controller) otherRetention(ctx context.Context, id string) (string, error) {
+	page, err := c.journal.List(ctx, journal.Filter{Types: []RequestType{Retention}, Statuses: []Status{Initialized, Running}, Limit: 1000})
+	if err != nil {
+		return "", backendError("journal", err)
+	}
+	for _, o := range page.Entries {
+		if o.ID < id {
+			return o.ID, nil
+		}
+	}
+	return "", nil
 }
 
 // prunePage prunes the pages' profiles in one operation, under their
@@ -400,17 +480,18 @@ func (c *Controller) prunePageOnce(ctx context.Context, pids []identity.ProfileI
 
 // recountPruned recounts, from the events left, the audience counters of
 // the profiles that lost events, when some audience counts events: a
-// membership must not rest on events no longer held. A failure marks the
-// profile for Refresh, as a failed audience write does.
-func (c *Controller) recountPruned(ctx context.Context, pids []identity.ProfileID) {
+// membership must not rest on events no longer held. A failure stops the
+// run, whose resumption recounts the page (prune's page bounds).
+func (c *Controller) recountPruned(ctx context.Context, pids []identity.ProfileID) error {
 	if len(pids) == 0 || len(c.set.Load().EventNames()) == 0 {
-		return
+		return nil
 	}
 	for _, pid := range pids {
 		if err := c.reevaluate(ctx, pid, recountEvents); err != nil {
-			c.stale.Store(pid, struct{}{})
+			return err
 		}
 	}
+	return nil
 }
 
 // nothing reports whether the run's policy keeps everything.
