@@ -25,12 +25,31 @@ import (
 // presumed aborted and run again from the lock step. It returns how many
 // requests it completed.
 func (c *Controller) Recover(ctx context.Context) (int, error) {
+	return c.recover(ctx, true)
+}
+
+// recover is Recover; with retention false it leaves the retention runs to
+// Run's retention round, so that a long run does not hold up the others.
+// The runs come last either way, and a host whose profile store cannot
+// prune leaves them to another.
+func (c *Controller) recover(ctx context.Context, retention bool) (int, error) {
 	if err := c.checkOpen(); err != nil {
 		return 0, err
 	}
 	es, err := c.journal.Unfinished(ctx)
 	if err != nil {
 		return 0, backendError("journal", err)
+	}
+	var runs []*journal.Entry
+	es = slices.DeleteFunc(es, func(e *journal.Entry) bool {
+		if e.Type == Retention {
+			runs = append(runs, e)
+			return true
+		}
+		return false
+	})
+	if retention && len(runs) > 0 && c.checkPruner(ctx) == nil {
+		es = append(es, runs...)
 	}
 	n := 0
 	var errs []error

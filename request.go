@@ -423,7 +423,7 @@ func (c *Controller) newerDecided(ctx context.Context, e *journal.Entry, hashes 
 				if !receivedAfter(x, e) {
 					break
 				}
-				if x.Decided && !seen[x.ID] {
+				if x.Decided && !seen[x.ID] && !keptEveryone(x) {
 					seen[x.ID] = true
 					out = append(out, x)
 				}
@@ -435,6 +435,13 @@ func (c *Controller) newerDecided(ctx context.Context, e *journal.Entry, hashes 
 		}
 	}
 	return out, nil
+}
+
+// keptEveryone reports whether x is a retention run's erasure that found,
+// under the person's locks, that they had come back, and erased nobody: it
+// supersedes no request on them.
+func keptEveryone(x *journal.Entry) bool {
+	return !x.InactiveBefore.IsZero() && len(x.Decision.Delete) == 0
 }
 
 // maxSubjectsPerList is how many keyed hashes one journal.Filter names at

@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -68,9 +70,12 @@ func (s Schedule) withDefaults(lease time.Duration) Schedule {
 // the Schedule, it recovers what a crash left unfinished and takes over the
 // requests of hosts that stopped (Recover); it refreshes audiences as time
 // moves their windows (Refresh); it reports, in the log, requests past
-// their due date (Overdue); and it applies the retention policy, if there is
-// one (ApplyRetention), unless another instance's run is under way. Errors of a round are logged and the round is
-// tried again at the next tick: a backend that is down does not stop Run.
+// their due date (Overdue); and, in a goroutine of its own so that a long
+// run holds up none of these, it finishes a retention run that stopped or
+// applies the retention policy, if there is one (ApplyRetention), unless
+// another instance's run is under way; Run returns once that round has
+// stopped. Errors of a round are logged and the round is tried again at the
+// next tick: a backend that is down does not stop Run.
 //
 // A host starts Run beside its intake and, to shut down, stops its intake,
 // cancels Run's context, waits for Flush (or its own deadline), then calls
@@ -82,7 +87,25 @@ func (c *Controller) Run(ctx context.Context) error {
 	s := c.schedule
 	c.runRecover(ctx)
 	c.runOverdue(ctx)
-	c.runRetention(ctx)
+	// Retention runs beside the other tasks, one round at a time: a run
+	// can take long, and must not hold up recovery.
+	var retaining sync.WaitGroup
+	defer retaining.Wait()
+	rctx, stopRetaining := context.WithCancel(ctx) // ended when Run returns, on Close too
+	defer stopRetaining()
+	var busy atomic.Bool
+	retain := func() {
+		if !busy.CompareAndSwap(false, true) {
+			return // the last round is still under way
+		}
+		retaining.Add(1)
+		go func() {
+			defer retaining.Done()
+			defer busy.Store(false)
+			c.runRetention(rctx)
+		}()
+	}
+	retain()
 	recoverTick, refreshTick, overdueTick := time.NewTicker(s.Recover), time.NewTicker(s.Refresh), time.NewTicker(s.Overdue)
 	retentionTick := time.NewTicker(s.Retention)
 	defer recoverTick.Stop()
@@ -104,14 +127,14 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-overdueTick.C:
 			c.runOverdue(ctx)
 		case <-retentionTick.C:
-			c.runRetention(ctx)
+			retain()
 		}
 	}
 }
 
 // runRecover is Run's recovery round.
 func (c *Controller) runRecover(ctx context.Context) {
-	if n, err := c.Recover(ctx); err != nil && ctx.Err() == nil {
+	if n, err := c.recover(ctx, false); err != nil && ctx.Err() == nil {
 		c.log.ErrorContext(ctx, "recovering requests failed; Run tries again", "recovered", n, "err", describe(err))
 	} else if n > 0 {
 		c.log.InfoContext(ctx, "requests recovered", "recovered", n)
@@ -143,12 +166,10 @@ func (c *Controller) runOverdue(ctx context.Context) {
 	}
 }
 
-// runRetention is Run's retention round: none without a policy, nor while
-// a run is unfinished (another instance's, or one Recover finishes).
+// runRetention is Run's retention round: it finishes a run that stopped
+// (Recover leaves them to it), or else, with a policy and no run
+// unfinished (another instance's), starts one.
 func (c *Controller) runRetention(ctx context.Context) {
-	if c.retention.cutoffs(c.now()).Zero() && c.retention.InactiveProfiles == 0 {
-		return
-	}
 	es, err := c.journal.Unfinished(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -156,12 +177,27 @@ func (c *Controller) runRetention(ctx context.Context) {
 		}
 		return
 	}
+	unfinished := false
 	for _, e := range es {
-		if e.Type == Retention {
-			return
+		if e.Type != Retention {
+			continue
+		}
+		unfinished = true
+		if c.checkPruner(ctx) != nil {
+			return // another instance's to finish
+		}
+		cl, ok, err := c.takeOver(ctx, e)
+		if err == nil && ok {
+			err = c.recoverOne(ctx, cl, e)
+		}
+		if err != nil && ctx.Err() == nil {
+			c.log.ErrorContext(ctx, "finishing a stopped retention run failed; Run tries again", "request", e.ID, "err", describe(err))
 		}
 	}
+	if unfinished || c.retention.cutoffs(c.now()).Zero() && c.retention.InactiveProfiles == 0 {
+		return
+	}
 	if _, err := c.ApplyRetention(ctx, RetentionOptions{}); err != nil && ctx.Err() == nil {
-		c.log.ErrorContext(ctx, "applying the retention policy failed; Recover finishes the run", "err", describe(err))
+		c.log.ErrorContext(ctx, "applying the retention policy failed; Run finishes the run", "err", describe(err))
 	}
 }

@@ -531,22 +531,27 @@ func (cl *cli) retention(ctx context.Context, args []string) error {
 		if rep.ID != "" {
 			text += "; run " + rep.ID
 		}
-		return cl.print(retentionJSON{ID: rep.ID, DryRun: rep.DryRun, Status: string(rep.Status), Profiles: rep.Profiles, Pruned: rep.Pruned, Events: rep.Events,
+		if rep.StoodDownFor != "" {
+			text = "retention stood down for the run " + rep.StoodDownFor + ", unfinished, which goes on (recover finishes it if its host stopped); " + text
+		}
+		return cl.print(retentionJSON{ID: rep.ID, DryRun: rep.DryRun, Status: string(rep.Status), StoodDownFor: rep.StoodDownFor, Profiles: rep.Profiles, Pruned: rep.Pruned, Events: rep.Events,
 			Erased: rep.Erased, Before: rep.Cutoffs.Before, Sources: rep.Cutoffs.Sources, InactiveBefore: rep.InactiveBefore}, text)
 	})
 }
 
 // retentionJSON is what retention -json prints.
 type retentionJSON struct {
-	ID       string               `json:"id,omitempty"`
-	DryRun   bool                 `json:"dry_run"`
-	Status   string               `json:"status"`
-	Profiles int                  `json:"profiles"`
-	Pruned   int                  `json:"profiles_pruned"`
-	Events   int                  `json:"events"`
-	Erased   int                  `json:"inactive_profiles"`
-	Before   time.Time            `json:"events_before,omitzero"`
-	Sources  map[string]time.Time `json:"sources_before,omitempty"`
+	ID     string `json:"id,omitempty"`
+	DryRun bool   `json:"dry_run"`
+	Status string `json:"status"`
+	// StoodDownFor is the unfinished run this one stood down for.
+	StoodDownFor string               `json:"stood_down_for,omitempty"`
+	Profiles     int                  `json:"profiles"`
+	Pruned       int                  `json:"profiles_pruned"`
+	Events       int                  `json:"events"`
+	Erased       int                  `json:"inactive_profiles"`
+	Before       time.Time            `json:"events_before,omitzero"`
+	Sources      map[string]time.Time `json:"sources_before,omitempty"`
 	// InactiveBefore: profiles last written before it are inactive.
 	InactiveBefore time.Time `json:"inactive_before,omitzero"`
 }
