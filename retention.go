@@ -155,6 +155,11 @@ type RetentionOptions struct {
 	// Progress, when set, is called after each page of profiles with the
 	// report so far (from the calling goroutine).
 	Progress func(RetentionReport)
+
+	// recentSince, set by Run's rounds, makes the run stand down for a run
+	// with a smaller id received since, finished or not: hosts on one
+	// schedule share its rounds.
+	recentSince time.Time
 }
 
 // RetentionReport is what a retention run did, or in a dry run would do.
@@ -182,6 +187,8 @@ type RetentionReport struct {
 	// ended FINISHED, leaving the rest to that run.
 	StoodDownFor      string
 	Started, Finished time.Time
+
+	recentSince time.Time // RetentionOptions.recentSince
 }
 
 // ErrRetentionNotSupported: the profile store's transactions cannot delete
@@ -233,7 +240,7 @@ func (c *Controller) ApplyRetention(ctx context.Context, opts RetentionOptions) 
 
 func (c *Controller) applyRetention(ctx context.Context, opts RetentionOptions) (*RetentionReport, error) {
 	now := c.now()
-	rep := &RetentionReport{DryRun: opts.DryRun, Cutoffs: c.retention.cutoffs(now), Started: now, Status: Running}
+	rep := &RetentionReport{DryRun: opts.DryRun, Cutoffs: c.retention.cutoffs(now), Started: now, Status: Running, recentSince: opts.recentSince}
 	if c.retention.InactiveProfiles != 0 {
 		rep.InactiveBefore = now.Add(-c.retention.InactiveProfiles)
 	}
@@ -365,7 +372,7 @@ func (c *Controller) prune(ctx context.Context, cl *claim, e *journal.Entry, rep
 			return "", nil
 		}
 		if e != nil {
-			if other, err := c.otherRetention(ctx, e.ID); other != "" || err != nil {
+			if other, err := c.otherRetention(ctx, e.ID, rep.recentSince); other != "" || err != nil {
 				return other, err
 			}
 			e.Traits[doneThrough], e.Traits[pageThrough] = string(after), string(pids[len(pids)-1])
@@ -404,15 +411,16 @@ func (c *Controller) prune(ctx context.Context, cl *claim, e *journal.Entry, rep
 	}
 }
 
-// otherRetention returns the id of an unfinished retention run other than
-// id with a smaller id (started before it), if there is one.
-func (c *Controller) otherRetention(ctx context.Context, id string) (string, error) {
-	page, err := c.journal.List(ctx, journal.Filter{Types: []RequestType{Retention}, Statuses: []Status{Initialized, Running}, Limit: 1000})
+// otherRetention returns the id of a retention run other than id, with a
+// smaller id (started before it), that is unfinished or, with since set,
+// was received since, if there is one.
+func (c *Controller) otherRetention(ctx context.Context, id string, since time.Time) (string, error) {
+	page, err := c.journal.List(ctx, journal.Filter{Types: []RequestType{Retention}, Limit: 1000})
 	if err != nil {
 		return "", backendError("journal", err)
 	}
 	for _, o := range page.Entries {
-		if o.ID < id {
+		if o.ID < id && (!o.Status.Ended() || !since.IsZero() && !o.Received.Before(since)) {
 			return o.ID, nil
 		}
 	}

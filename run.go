@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gdprkit/privacy/journal"
 )
 
 // Schedule sets how often Run does each of its tasks. A zero field keeps its
@@ -197,7 +199,21 @@ func (c *Controller) runRetention(ctx context.Context) {
 	if unfinished || c.retention.cutoffs(c.now()).Zero() && c.retention.InactiveProfiles == 0 {
 		return
 	}
-	if _, err := c.ApplyRetention(ctx, RetentionOptions{}); err != nil && ctx.Err() == nil {
+	// Hosts on one schedule share its rounds: none starts a run within a
+	// period of the last one received, and a run that finds one received
+	// since stands down (two that checked at once).
+	since := c.now().Add(-c.schedule.Retention)
+	page, err := c.journal.List(ctx, journal.Filter{Types: []RequestType{Retention}, Limit: 1})
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.ErrorContext(ctx, "listing retention runs failed; Run tries again", "err", describe(err))
+		}
+		return
+	}
+	if len(page.Entries) > 0 && !page.Entries[0].Received.Before(since) {
+		return
+	}
+	if _, err := c.ApplyRetention(ctx, RetentionOptions{recentSince: since}); err != nil && ctx.Err() == nil {
 		c.log.ErrorContext(ctx, "applying the retention policy failed; Run finishes the run", "err", describe(err))
 	}
 }

@@ -102,9 +102,11 @@ func TestRetentionCrashBeforeRecountChild(t *testing.T) {
 
 // TestRetentionTwoHostsStartingTogetherRunOnce: two hosts (replicas of one
 // service, deployed together) start Run at the same moment on one
-// PostgreSQL database with the same policy. The README: "Run starts no run
-// while one is unfinished, so hosts do not repeat each other's". Each
-// round, want one RETENTION run.
+// PostgreSQL database with the same policy, a schedule's period after the
+// last round. Of the runs they make, one goes through: the other starts
+// none (a run was received within the period), or stands down for it (it
+// checked before the first was journaled). Both used to go through, the
+// second right after the first finished.
 func TestRetentionTwoHostsStartingTogetherRunOnce(t *testing.T) {
 	s := newSite(t, sqlstore.Postgres)
 	ctx := t.Context()
@@ -112,9 +114,13 @@ func TestRetentionTwoHostsStartingTogetherRunOnce(t *testing.T) {
 	quiet := privacy.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	seen := 0
 	for round := range 5 {
+		// Each round a schedule's period (an hour) after the last: hosts on
+		// one schedule share its rounds, and start none within a period of
+		// the last run.
+		off := time.Duration(round) * 2 * time.Hour
 		var hosts []*privacy.Controller
 		for range 2 {
-			hosts = append(hosts, s.open(t).controller(t, nil, retentionPolicy, quiet))
+			hosts = append(hosts, s.open(t).controller(t, nil, retentionPolicy, quiet, privacy.WithClock(func() time.Time { return time.Now().Add(off) })))
 		}
 		rctx, cancel := context.WithCancel(ctx)
 		var wg sync.WaitGroup
