@@ -415,13 +415,22 @@ func (c *Controller) prune(ctx context.Context, cl *claim, e *journal.Entry, rep
 // smaller id (started before it), that is unfinished or, with since set,
 // was received since, if there is one.
 func (c *Controller) otherRetention(ctx context.Context, id string, since time.Time) (string, error) {
-	page, err := c.journal.List(ctx, journal.Filter{Types: []RequestType{Retention}, Limit: 1000})
-	if err != nil {
-		return "", backendError("journal", err)
+	// Checked before every page: two short listings, never the whole
+	// history of runs. The unfinished ones, by status; those received
+	// since, among the newest (a period holds a run or two).
+	filters := []journal.Filter{{Types: []RequestType{Retention}, Statuses: []Status{Initialized, Running}, Limit: 100}}
+	if !since.IsZero() {
+		filters = append(filters, journal.Filter{Types: []RequestType{Retention}, Limit: 10})
 	}
-	for _, o := range page.Entries {
-		if o.ID < id && (!o.Status.Ended() || !since.IsZero() && !o.Received.Before(since)) {
-			return o.ID, nil
+	for _, f := range filters {
+		page, err := c.journal.List(ctx, f)
+		if err != nil {
+			return "", backendError("journal", err)
+		}
+		for _, o := range page.Entries {
+			if o.ID < id && (!o.Status.Ended() || !since.IsZero() && !o.Received.Before(since)) {
+				return o.ID, nil
+			}
 		}
 	}
 	return "", nil
