@@ -358,6 +358,8 @@ func VerifyWebhook(r *http.Request, secret []byte, tolerance time.Duration) ([]b
 // header, a SignatureHeader value, against the key and body under secret, with
 // its timestamp within tolerance of now (DefaultTolerance when tolerance is not
 // positive). A header may carry several v1 signatures; one match is enough.
+// A signature's hex digits are read in either case: they stand for the same
+// bytes.
 func VerifyWebhookPayload(secret []byte, header, key string, body []byte, tolerance time.Duration, now time.Time) error {
 	if tolerance <= 0 {
 		tolerance = DefaultTolerance

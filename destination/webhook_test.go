@@ -400,6 +400,7 @@ func TestVerifyWebhookPayload(t *testing.T) {
 		{"valid with the old secret's v1 first", "t=1700000000," + otherSig + ",v1=" + sig, at, 0, ""},
 		{"unknown scheme skipped", header + ",v0=deadbeef", at, 0, ""},
 		{"spaces after commas", "t=1700000000, v1=" + sig, at, 0, ""},
+		{"hex digits in upper case", "t=1700000000,v1=" + strings.ToUpper(sig), at, 0, ""},
 		{"empty header", "", at, 0, "no Gdprkit-Signature header"},
 		{"too old", header, at.Add(DefaultTolerance + time.Second), 0, "outside the tolerance"},
 		{"from the future", header, at.Add(-DefaultTolerance - time.Second), 0, "outside the tolerance"},
