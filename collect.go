@@ -342,7 +342,7 @@ func (c *Controller) oweCollected(ctx context.Context, otx outbox.Tx, pid identi
 		return nil
 	}
 	o := owed{c: c}
-	o.collected(pid, msg, matches)
+	o.collected(pid, msg, matches, now)
 	if newsOwed(changes, reckon) { // holders allocates: not on every message
 		c.oweNews(ctx, &o, pid, msg, matches, meta.Version, c.holders(meta.Recipients, nil), changes, reckon, now)
 	}

@@ -382,7 +382,7 @@ func (c *Controller) oweBatch(ctx context.Context, otx outbox.Tx, items []batchI
 		if it.outcome != outcomeStored {
 			continue
 		}
-		o.collected(it.profile, &it.msg, it.matches)
+		o.collected(it.profile, &it.msg, it.matches, it.now)
 		c.oweNews(ctx, &o, it.profile, &it.msg, it.matches, it.version, it.holders, it.changes, it.reckon, it.now)
 	}
 	return o.enqueue(ctx, otx)

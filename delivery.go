@@ -301,11 +301,12 @@ func audienceMessageID(pid identity.ProfileID, key, verb string, version uint64,
 }
 
 // collected owes the collected message, addressed by its own identifiers,
-// to the destinations advanceMetadata routed it to.
-func (o *owed) collected(pid identity.ProfileID, msg *message, matches []identity.Match) {
+// to the destinations advanceMetadata routed it to; receivedAt is when it
+// was collected, its stored event's ReceivedAt (retention counts from it).
+func (o *owed) collected(pid identity.ProfileID, msg *message, matches []identity.Match, receivedAt time.Time) {
 	ids := matchedIDs(matches)
 	m := destination.Message{MessageID: msg.messageID, Type: msg.kind, ProfileID: pid, IDs: ids,
-		Context: msg.context, Timestamp: msg.timestamp}
+		Context: msg.context, Timestamp: msg.timestamp, Source: msg.source, ReceivedAt: receivedAt}
 	switch msg.kind {
 	case kindIdentify:
 		m.Traits = msg.traits // nil values travel too: they remove the trait downstream

@@ -25,6 +25,7 @@ import (
 
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/txscope"
 )
@@ -182,6 +183,11 @@ type RetentionReport struct {
 	// DELETE_INTERNAL request of its own), in a dry run how many would be.
 	// A run resumed by Recover counts what it did after the restart.
 	Profiles, Pruned, Events, Erased int
+	// Messages is how many queued or dead messages of expired events were
+	// dropped from the outbox (outbox.ExpiringTx; none when the outbox
+	// cannot), in a dry run how many would be: an event deleted here must
+	// not reach a destination later, from a retry or a replayed dead letter.
+	Messages int
 	// StoodDownFor, when set, is the unfinished run with a smaller id this
 	// one found before its first page, or between two: it stopped there and
 	// ended FINISHED, leaving the rest to that run.
@@ -224,7 +230,7 @@ func (c *Controller) ApplyRetention(ctx context.Context, opts RetentionOptions) 
 	if rep != nil {
 		status = string(rep.Status)
 		span.SetAttributes(AttrRequestID.String(rep.ID))
-		args = append(args, slog.String("request_id", rep.ID), slog.Int("profiles", rep.Profiles), slog.Int("events_deleted", rep.Events))
+		args = append(args, slog.String("request_id", rep.ID), slog.Int("profiles", rep.Profiles), slog.Int("events_deleted", rep.Events), slog.Int("messages_dropped", rep.Messages))
 	}
 	span.SetAttributes(AttrRequestStatus.String(status))
 	args = append(args, slog.String("status", status))
@@ -310,7 +316,8 @@ func (c *Controller) finishRetention(ctx context.Context, cl *claim, e *journal.
 	f := e.Clone()
 	f.Status, f.Finished = Finished, c.now()
 	f.Scrub()
-	detail := fmt.Sprintf("%d events deleted of %d profiles, %d inactive profiles erased, %d profiles gone through", rep.Events, rep.Pruned, rep.Erased, rep.Profiles)
+	detail := fmt.Sprintf("%d events deleted of %d profiles, %d queued or dead messages of them dropped, %d inactive profiles erased, %d profiles gone through",
+		rep.Events, rep.Pruned, rep.Messages, rep.Erased, rep.Profiles)
 	if other != "" {
 		detail = "stood down for the retention run " + other + " under way; " + detail
 		rep.StoodDownFor = other
@@ -387,7 +394,8 @@ func (c *Controller) prune(ctx context.Context, cl *claim, e *journal.Entry, rep
 				return "", err
 			}
 			rep.Pruned += len(pruned)
-			rep.Events += n
+			rep.Events += n.events
+			rep.Messages += n.messages
 			if !dry {
 				if recountThrough != "" && pids[0] <= recountThrough {
 					// Resumed: what the stopped run pruned of these may
@@ -436,11 +444,17 @@ func (c *Controller) otherRetention(ctx context.Context, id string, since time.T
 	return "", nil
 }
 
+// pageCounts are what pruning a page deleted: events from the profile
+// store, messages from the outbox.
+type pageCounts struct{ events, messages int }
+
 // prunePage prunes the pages' profiles in one operation, under their
 // locks in this process and across processes: a collection, merge or
-// erasure of one of them happens wholly before or wholly after. It returns
-// the profiles that lost events and how many they lost.
-func (c *Controller) prunePage(ctx context.Context, pids []identity.ProfileID, cut profile.Cutoffs, dry bool) ([]identity.ProfileID, int, error) {
+// erasure of one of them happens wholly before or wholly after. It deletes
+// their expired events and the outbox's queued and dead messages of
+// expired events, and returns the profiles that lost events and what it
+// deleted.
+func (c *Controller) prunePage(ctx context.Context, pids []identity.ProfileID, cut profile.Cutoffs, dry bool) ([]identity.ProfileID, pageCounts, error) {
 	for attempt := 1; ; attempt++ {
 		pruned, n, err := c.prunePageOnce(ctx, pids, cut, dry)
 		if !errors.Is(err, txscope.ErrRetry) || attempt == retryAttempts || ctx.Err() != nil {
@@ -450,7 +464,8 @@ func (c *Controller) prunePage(ctx context.Context, pids []identity.ProfileID, c
 	}
 }
 
-func (c *Controller) prunePageOnce(ctx context.Context, pids []identity.ProfileID, cut profile.Cutoffs, dry bool) ([]identity.ProfileID, int, error) {
+func (c *Controller) prunePageOnce(ctx context.Context, pids []identity.ProfileID, cut profile.Cutoffs, dry bool) ([]identity.ProfileID, pageCounts, error) {
+	var n pageCounts
 	ctx, closeScope := c.openScope(ctx)
 	defer closeScope()
 	var held lockSet
@@ -460,39 +475,55 @@ func (c *Controller) prunePageOnce(ctx context.Context, pids []identity.ProfileI
 	c.locks.lock(&held)
 	defer c.locks.unlock(&held)
 	if err := c.lockRemote(ctx, nil, pids); err != nil {
-		return nil, 0, err
+		return nil, n, err
 	}
 	tx, err := c.profiles.Begin(ctx)
 	if err != nil {
-		return nil, 0, backendError("profile begin", err)
+		return nil, n, backendError("profile begin", err)
 	}
 	defer tx.Rollback(ctx)
 	pr, ok := tx.(profile.EventPruner)
 	if !ok {
-		return nil, 0, ErrRetentionNotSupported
+		return nil, n, ErrRetentionNotSupported
 	}
 	counts, err := pr.PruneEvents(ctx, pids, cut)
 	if err != nil {
-		return nil, 0, backendError("pruning events", err)
+		return nil, n, backendError("pruning events", err)
 	}
 	if len(counts) != len(pids) {
-		return nil, 0, backendError("pruning events", fmt.Errorf("the store counted %d profiles of %d", len(counts), len(pids)))
+		return nil, n, backendError("pruning events", fmt.Errorf("the store counted %d profiles of %d", len(counts), len(pids)))
 	}
 	var pruned []identity.ProfileID
-	total := 0
-	for i, n := range counts {
-		if n > 0 {
+	for i, k := range counts {
+		if k > 0 {
 			pruned = append(pruned, pids[i])
-			total += n
+			n.events += k
 		}
 	}
-	if dry || total == 0 {
-		return pruned, total, nil // rolled back
+	// The outbox's copies of the expired events, whether or not the store
+	// held any still: a run resumed after a crash between the two commits
+	// finds the events gone and the messages there. By the cutoffs, not by
+	// the events pruned, for the same reason.
+	otx, err := c.outbox.Begin(ctx)
+	if err != nil {
+		return nil, n, backendError("outbox begin", err)
+	}
+	defer otx.Rollback(ctx)
+	if ex, ok := otx.(outbox.ExpiringTx); ok {
+		if n.messages, err = ex.Expire(ctx, pids, cut); err != nil {
+			return nil, n, backendError("expiring queued messages", err)
+		}
+	}
+	if dry || n.events == 0 && n.messages == 0 {
+		return pruned, n, nil // rolled back
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, 0, backendError("profile commit", err)
+		return nil, pageCounts{}, backendError("profile commit", err)
 	}
-	return pruned, total, nil
+	if err := otx.Commit(ctx); err != nil {
+		return nil, pageCounts{}, backendError("outbox commit", err)
+	}
+	return pruned, n, nil
 }
 
 // recountPruned recounts, from the events left, the audience counters of

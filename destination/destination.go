@@ -156,6 +156,14 @@ type Message struct {
 	// sent: personal data, which the outbox seals as it does the rest.
 	Context   map[string]any
 	Timestamp time.Time
+	// Source names the source that sent a collected message, and
+	// ReceivedAt is when the library collected it; both are empty on the
+	// library's own messages (audience changes, corrections). Retention
+	// counts from ReceivedAt: a queued or dead message of an event it
+	// deleted is dropped with the event (outbox.Expired). The webhook does
+	// not send them.
+	Source     string    `json:",omitempty"`
+	ReceivedAt time.Time `json:",omitzero"`
 }
 
 // Clone returns a deep copy of m.

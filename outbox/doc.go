@@ -37,6 +37,14 @@
 // (the person's identifiers and traits) removed, until the request has
 // recorded their outcomes (Outcomes) and forgets them (Forget).
 //
+// # Retention
+//
+// A store whose transactions are ExpiringTx drops, with Expire, the queued
+// and dead messages of events that retention deleted from the profile
+// store (Expired judges a message as profile.Cutoffs judge its event), so
+// that neither a retry nor Replay sends an event the library no longer
+// holds.
+//
 // MemStore is the in-memory Store; package sqlstore has the PostgreSQL and
 // SQLite one, and package storetest checks any Store against this
 // documentation.

@@ -577,18 +577,24 @@ func (s *MemStore) purge(pid identity.ProfileID) {
 		m.State, m.LastError, m.Message = NotSupported, ErasedFirst, nil
 	}
 	for _, m := range removed {
-		c := s.count(m.Destination)
-		if m.State == Dead {
-			c.Dead--
-		} else {
-			c.Pending--
-			s.dequeue(m)
-		}
-		s.remove(m)
+		s.drop(m)
 	}
 	for _, m := range dropped {
 		m.Message = nil // never replayed after the deletion
 	}
+}
+
+// drop removes a Dead item, or a Pending one no deliverer holds, from the
+// store and its counts; the caller holds s.mu.
+func (s *MemStore) drop(m *memItem) {
+	c := s.count(m.Destination)
+	if m.State == Dead {
+		c.Dead--
+	} else {
+		c.Pending--
+		s.dequeue(m)
+	}
+	s.remove(m)
 }
 
 func (s *MemStore) merge(into, from identity.ProfileID) {

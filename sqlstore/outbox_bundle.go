@@ -83,6 +83,8 @@ type bundledMessage struct {
 	GroupID    string         `json:"g,omitempty"`
 	PreviousID string         `json:"pr,omitempty"`
 	Context    map[string]any `json:"cx,omitempty"`
+	ReceivedAt time.Time      `json:"r,omitzero"`
+	Source     string         `json:"src,omitempty"`
 	// Attempts counts the message's failed calls.
 	Attempts int `json:"a,omitempty"`
 }
@@ -99,6 +101,9 @@ type bundledID struct {
 func encodeBundled(m *destination.Message, attempts int) (string, error) {
 	if y := m.Timestamp.Year(); y < 0 || y > 9999 {
 		return "", fmt.Errorf("%w: the item's payload does not encode as JSON: Timestamp year %d outside 0 to 9999", outbox.ErrInvalid, y)
+	}
+	if y := m.ReceivedAt.Year(); y < 0 || y > 9999 {
+		return "", fmt.Errorf("%w: the item's payload does not encode as JSON: ReceivedAt year %d outside 0 to 9999", outbox.ErrInvalid, y)
 	}
 	b := make([]byte, 0, 256)
 	b = append(b, `{"id":`...)
@@ -144,7 +149,12 @@ func encodeBundled(m *destination.Message, attempts int) (string, error) {
 	b = append(b, `,"ts":"`...)
 	b = m.Timestamp.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, '"')
-	for _, f := range []struct{ key, v string }{{`,"n":`, m.Name}, {`,"c":`, m.Category}, {`,"g":`, m.GroupID}, {`,"pr":`, m.PreviousID}} {
+	if !m.ReceivedAt.IsZero() {
+		b = append(b, `,"r":"`...)
+		b = m.ReceivedAt.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
+	}
+	for _, f := range []struct{ key, v string }{{`,"n":`, m.Name}, {`,"c":`, m.Category}, {`,"g":`, m.GroupID}, {`,"pr":`, m.PreviousID}, {`,"src":`, m.Source}} {
 		if f.v != "" {
 			b = append(b, f.key...)
 			b, _ = jsontext.AppendString(b, f.v)
@@ -187,7 +197,8 @@ func none(int) int      { return 0 }
 func (b *bundledMessage) message(pid identity.ProfileID) *destination.Message {
 	m := &destination.Message{MessageID: b.MessageID, Type: b.Type, Event: b.Event, ProfileID: pid,
 		Traits: b.Traits, Properties: b.Properties, Timestamp: b.Timestamp,
-		Name: b.Name, Category: b.Category, GroupID: b.GroupID, PreviousID: b.PreviousID, Context: b.Context}
+		Name: b.Name, Category: b.Category, GroupID: b.GroupID, PreviousID: b.PreviousID, Context: b.Context,
+		ReceivedAt: b.ReceivedAt, Source: b.Source}
 	if b.IDs != nil {
 		m.IDs = make([]identity.ID, len(b.IDs))
 		for i, id := range b.IDs {

@@ -16,7 +16,8 @@ import (
 // encoding of the bundledMessage.
 func bundledByReflection(m *destination.Message) (string, error) {
 	b := bundledMessage{MessageID: m.MessageID, Type: m.Type, Event: m.Event, Traits: m.Traits, Properties: m.Properties, Timestamp: m.Timestamp,
-		Name: m.Name, Category: m.Category, GroupID: m.GroupID, PreviousID: m.PreviousID, Context: m.Context}
+		Name: m.Name, Category: m.Category, GroupID: m.GroupID, PreviousID: m.PreviousID, Context: m.Context,
+		ReceivedAt: m.ReceivedAt, Source: m.Source}
 	if m.IDs != nil {
 		b.IDs = make([]bundledID, len(m.IDs))
 		for i, id := range m.IDs {
@@ -57,6 +58,7 @@ func checkBundled(t *testing.T, m *destination.Message) {
 	back := a.message(m.ProfileID)
 	if back.MessageID != b.MessageID || back.Event != b.Event || !back.Timestamp.Equal(m.Timestamp) || len(back.IDs) != len(m.IDs) ||
 		back.Name != m.Name || back.Category != m.Category || back.GroupID != m.GroupID || back.PreviousID != m.PreviousID ||
+		back.Source != b.Source || !back.ReceivedAt.Equal(m.ReceivedAt) ||
 		!reflect.DeepEqual(back.Context, nilIfEmpty(m.Context)) {
 		t.Fatalf("message back %+v; want %+v", back, m)
 	}
@@ -76,6 +78,8 @@ func TestEncodeBundled(t *testing.T) {
 			Context: map[string]any{"ip": "203.0.113.9", "page": map[string]any{"url": "https://x.example/?a=1&b=<2>"}}, Timestamp: ts},
 		{MessageID: "g1", Type: destination.TypeGroup, GroupID: "acme\n", Traits: map[string]any{"plan": "enterprise"}, Context: map[string]any{}, Timestamp: ts},
 		{MessageID: "a1", Type: destination.TypeAlias, PreviousID: "anon-1", Timestamp: ts},
+		{MessageID: "s1", Type: destination.TypeScreen, Name: "Home", Source: "ios \"app\"", ReceivedAt: ts.Add(time.Second), Timestamp: ts},
+		{MessageID: "late", Type: "track", ReceivedAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), Timestamp: ts},
 	} {
 		checkBundled(t, &m)
 	}
@@ -86,7 +90,7 @@ func FuzzEncodeBundled(f *testing.F) {
 	f.Add("q\"\\\n\x00", "\u2028", "email", "a@b.c", "k\xff", "\xed\xa0\x80", int64(1<<62))
 	f.Fuzz(func(t *testing.T, id, event, idType, idValue, key, value string, nanos int64) {
 		m := &destination.Message{MessageID: id, Type: "track", Event: event, IDs: []identity.ID{{Type: idType, Value: idValue}},
-			Properties: map[string]any{key: value}, Timestamp: time.Unix(0, nanos).UTC()}
+			Properties: map[string]any{key: value}, Timestamp: time.Unix(0, nanos).UTC(), Source: value, ReceivedAt: time.Unix(0, nanos/2)}
 		checkBundled(t, m)
 	})
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/journal"
+	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/sqlstore"
 )
@@ -182,7 +183,6 @@ func TestRetentionTwoHostsStartingTogetherRunOnce(t *testing.T) {
 // dead letter on both SQL dialects: the pruned event's payload stays in the
 // outbox and Replay sends it, values and all.
 func TestRetentionDropsExpiredDeadLettersSQL(t *testing.T) {
-	t.Skip("a known gap, left open in issue 18: the outbox keeps a dead letter (and a pending message) of an expired event, values and all, until it is replayed or the person erased; retention does not reach it yet")
 	forEachSite(t, func(t *testing.T, s *site) {
 		ctx := t.Context()
 		crm := destination.NewRecorder("crm")
@@ -219,6 +219,76 @@ func TestRetentionDropsExpiredDeadLettersSQL(t *testing.T) {
 			if m.MessageID == "old" {
 				t.Errorf("Replay sent the event retention deleted: %v", m.Properties)
 			}
+		}
+	})
+}
+
+// TestRetentionDropsExpiredMessagesOfABatchSQL: what one collected
+// message owes a destination is queued together (one sealed row): here
+// the track and the news that it brought the person into an audience.
+// After a failed call they wait for a retry an hour on; retention drops the
+// expired track from the row and leaves the audience news, payload intact,
+// to go out first.
+func TestRetentionDropsExpiredMessagesOfABatchSQL(t *testing.T) {
+	forEachSite(t, func(t *testing.T, s *site) {
+		ctx := t.Context()
+		crm := destination.NewRecorder("crm")
+		var off atomic.Int64
+		off.Store(int64(-48 * time.Hour))
+		p := s.open(t)
+		c := p.controller(t, nil, retentionPolicy, privacy.WithDestinations(crm),
+			privacy.WithClock(func() time.Time { return time.Now().Add(time.Duration(off.Load())) }),
+			privacy.WithDelivery(privacy.Delivery{Backoff: time.Hour, MaxBackoff: time.Hour, Poll: 5 * time.Millisecond}))
+		must(t, c.DefineAudience(ctx, audience.Definition{Key: "viewers", Query: `event('Viewed').count() >= 1`}))
+		must(t, c.Collect(ctx, privacy.Identify{MessageID: "hello", UserID: "ada", Timestamp: time.Now().Add(-48 * time.Hour)}))
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		must(t, c.Flush(fctx)) // crm holds ada: it hears of her audiences
+		crm.FailSends(1)
+		must(t, c.Collect(ctx, privacy.Track{MessageID: "old", UserID: "ada", Event: "Viewed",
+			Properties: map[string]any{"note": "canary-old"}, Timestamp: time.Now().Add(-48 * time.Hour)}))
+		// queued returns the messages the queue holds and the rows of them
+		// in a call.
+		queued := func() (items, held int) {
+			t.Helper()
+			must(t, p.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(items), 0), COUNT(owner) FROM `+s.table("outbox")+` WHERE state = 'PENDING'`).Scan(&items, &held))
+			return items, held
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			sends, _ := crm.Calls()
+			if items, held := queued(); sends == 2 && items == 2 && held == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				items, held := queued()
+				t.Fatalf("%d calls, %d messages queued, %d rows in a call; want the track and its audience news back in the queue after a failed call", sends, items, held)
+			}
+		}
+		var rows int
+		must(t, p.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+s.table("outbox")+` WHERE kind = 'sends' AND items = 2`).Scan(&rows))
+		if rows != 1 {
+			t.Fatalf("the track and its news are not one row: %d rows of two", rows)
+		}
+		off.Store(0)
+		rep, err := c.ApplyRetention(ctx, privacy.RetentionOptions{})
+		if err != nil || rep.Events != 1 || rep.Messages != 1 {
+			t.Fatalf("ApplyRetention = %+v, %v; want the event and its queued message", rep, err)
+		}
+		got, err := p.data.Outbox().Claim(ctx, outbox.Claim{Owner: "test", Destinations: []string{"crm"},
+			Now: time.Now().Add(2 * time.Hour), Until: time.Now().Add(3 * time.Hour), Limit: 10})
+		must(t, err)
+		var names []string
+		for _, it := range got {
+			if it.Message == nil {
+				t.Fatalf("item %d has no message", it.ID)
+			}
+			names = append(names, it.Message.Event)
+			if it.Message.MessageID == "old" {
+				t.Errorf("the expired track is still queued: %v", it.Message.Properties)
+			}
+		}
+		if len(got) == 0 || got[0].Message.Event != destination.AudienceEntered || got[0].Message.Properties["audience_key"] != "viewers" {
+			t.Fatalf("after retention the queue hands out %v; want the audience news first, payload intact", names)
 		}
 	})
 }

@@ -55,6 +55,8 @@ var outboxChecks = []check[outbox.Store]{
 	{"BatchGiveBack", outboxBatchGiveBack},
 	{"BatchAnswers", outboxBatchAnswers},
 	{"BatchPurge", outboxBatchPurge},
+	{"Expire", outboxExpire},
+	{"ExpireOfHeldAndBatched", outboxExpireOfHeldAndBatched},
 }
 
 // sendItem returns a message item for the destination and profile.

@@ -527,7 +527,8 @@ func (cl *cli) retention(ctx context.Context, args []string) error {
 		if *apply {
 			verb = "deleted"
 		}
-		text := fmt.Sprintf("retention %s %d events of %d profiles and %d inactive profiles (%d profiles gone through)", verb, rep.Events, rep.Pruned, rep.Erased, rep.Profiles)
+		text := fmt.Sprintf("retention %s %d events of %d profiles, %d queued or dead messages of them and %d inactive profiles (%d profiles gone through)",
+			verb, rep.Events, rep.Pruned, rep.Messages, rep.Erased, rep.Profiles)
 		if rep.ID != "" {
 			text += "; run " + rep.ID
 		}
@@ -535,7 +536,7 @@ func (cl *cli) retention(ctx context.Context, args []string) error {
 			text = "retention stood down for the run " + rep.StoodDownFor + ", unfinished, which goes on (recover finishes it if its host stopped); " + text
 		}
 		return cl.print(retentionJSON{ID: rep.ID, DryRun: rep.DryRun, Status: string(rep.Status), StoodDownFor: rep.StoodDownFor, Profiles: rep.Profiles, Pruned: rep.Pruned, Events: rep.Events,
-			Erased: rep.Erased, Before: rep.Cutoffs.Before, Sources: rep.Cutoffs.Sources, InactiveBefore: rep.InactiveBefore}, text)
+			Messages: rep.Messages, Erased: rep.Erased, Before: rep.Cutoffs.Before, Sources: rep.Cutoffs.Sources, InactiveBefore: rep.InactiveBefore}, text)
 	})
 }
 
@@ -545,13 +546,15 @@ type retentionJSON struct {
 	DryRun bool   `json:"dry_run"`
 	Status string `json:"status"`
 	// StoodDownFor is the unfinished run this one stood down for.
-	StoodDownFor string               `json:"stood_down_for,omitempty"`
-	Profiles     int                  `json:"profiles"`
-	Pruned       int                  `json:"profiles_pruned"`
-	Events       int                  `json:"events"`
-	Erased       int                  `json:"inactive_profiles"`
-	Before       time.Time            `json:"events_before,omitzero"`
-	Sources      map[string]time.Time `json:"sources_before,omitempty"`
+	StoodDownFor string `json:"stood_down_for,omitempty"`
+	Profiles     int    `json:"profiles"`
+	Pruned       int    `json:"profiles_pruned"`
+	Events       int    `json:"events"`
+	// Messages are the outbox's queued or dead messages of those events.
+	Messages int                  `json:"messages"`
+	Erased   int                  `json:"inactive_profiles"`
+	Before   time.Time            `json:"events_before,omitzero"`
+	Sources  map[string]time.Time `json:"sources_before,omitempty"`
 	// InactiveBefore: profiles last written before it are inactive.
 	InactiveBefore time.Time `json:"inactive_before,omitzero"`
 }
