@@ -140,11 +140,10 @@ func encodeBundled(m *destination.Message, attempts int) (string, error) {
 			b = append(b, "null"...)
 			continue
 		}
-		enc, err := encodeJSON(f.v)
-		if err != nil {
-			return "", fmt.Errorf("%w: the item's payload does not encode as JSON: %v", outbox.ErrInvalid, err)
+		var err error
+		if b, err = appendBundledMap(b, f.v); err != nil {
+			return "", err
 		}
-		b = append(b, enc...)
 	}
 	b = append(b, `,"ts":"`...)
 	b = m.Timestamp.AppendFormat(b, time.RFC3339Nano)
@@ -161,12 +160,11 @@ func encodeBundled(m *destination.Message, attempts int) (string, error) {
 		}
 	}
 	if len(m.Context) > 0 {
-		enc, err := encodeJSON(m.Context)
-		if err != nil {
-			return "", fmt.Errorf("%w: the item's payload does not encode as JSON: %v", outbox.ErrInvalid, err)
-		}
 		b = append(b, `,"cx":`...)
-		b = append(b, enc...)
+		var err error
+		if b, err = appendBundledMap(b, m.Context); err != nil {
+			return "", err
+		}
 	}
 	if attempts > 0 {
 		b = append(b, `,"a":`...)
@@ -175,6 +173,28 @@ func encodeBundled(m *destination.Message, attempts int) (string, error) {
 	b = append(b, '}')
 	return string(b), nil
 }
+
+// appendBundledMap appends m as encoding/json encodes it, but for the
+// order of its keys, which decoding does not keep: by hand (jsontext) when
+// m is in profile.NormalizeValue's canonical form, as the messages the
+// Controller owes are, and through encoding/json otherwise (a value of
+// another type, invalid UTF-8 to replace).
+func appendBundledMap(b []byte, m map[string]any) ([]byte, error) {
+	enc := jsontext.ValueEncoder{Unsorted: true}
+	if out, ok := enc.AppendValue(b, m, maxBundledDepth); ok {
+		return out, nil
+	}
+	text, err := encodeJSON(m)
+	if err != nil {
+		return b, fmt.Errorf("%w: the item's payload does not encode as JSON: %v", outbox.ErrInvalid, err)
+	}
+	return append(b, text...), nil
+}
+
+// maxBundledDepth bounds the nesting appendBundledMap writes by hand; a
+// deeper value (the Controller's are bounded far below it) goes through
+// encoding/json.
+const maxBundledDepth = 256
 
 // withAttempts returns the encoded bundled message with its attempts set by
 // to from what they were.
