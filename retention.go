@@ -510,18 +510,23 @@ func (c *Controller) prunePageOnce(ctx context.Context, pids []identity.ProfileI
 	}
 	defer otx.Rollback(ctx)
 	if ex, ok := otx.(outbox.ExpiringTx); ok {
-		if n.messages, err = ex.Expire(ctx, pids, cut); err != nil {
+		// Leases are the deliverer's, on the wall clock (not WithClock's).
+		if n.messages, err = ex.Expire(ctx, pids, cut, time.Now()); err != nil {
 			return nil, n, backendError("expiring queued messages", err)
 		}
 	}
 	if dry || n.events == 0 && n.messages == 0 {
 		return pruned, n, nil // rolled back
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, pageCounts{}, backendError("profile commit", err)
-	}
+	// The outbox first: a conflict to retry at either commit runs the page
+	// again from the start, which must find the events still there (else
+	// it prunes none and recounts nobody). The outbox only drops copies of
+	// expired events, so its commit landing alone harms nothing.
 	if err := otx.Commit(ctx); err != nil {
 		return nil, pageCounts{}, backendError("outbox commit", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, pageCounts{}, backendError("profile commit", err)
 	}
 	return pruned, n, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"time"
 
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
@@ -20,28 +21,39 @@ import (
 type ExpiringTx interface {
 	// Expire removes the Pending and Dead messages of the profiles pids
 	// that Expired says have expired under c, that no request awaits and
-	// no deliverer holds, and returns how many it removed. A message a
-	// deliverer holds stays as it is: its call is under way, and a run
-	// after it drops it if it comes back Pending or Dead. Deletions and
-	// a request's messages are never expired.
-	Expire(ctx context.Context, pids []identity.ProfileID, c profile.Cutoffs) (int, error)
+	// no deliverer holds at now, and returns how many it removed. A
+	// message is held while its lease runs, as Claim judges it: one whose
+	// call is under way stays as it is, and a run after it drops it if it
+	// comes back Pending or Dead; one whose lease lapsed (its deliverer
+	// died) goes, since the next Claim would hand it out. Deletions and a
+	// request's messages are never expired. A message moved meanwhile by
+	// a transaction that committed before Expire began to change it
+	// (Replay gives a dead letter a new ID) is found under its new ID.
+	Expire(ctx context.Context, pids []identity.ProfileID, c profile.Cutoffs, now time.Time) (int, error)
 }
 
-// Expired reports whether m is the message of a collected event (any type
-// but identify, which sets traits and stores no event) that was collected
-// (its ReceivedAt) before the cutoff c sets for its Source, as
-// profile.Cutoffs.Expired judges the event itself. A message without
-// ReceivedAt is kept: the library's own (audience changes, corrections),
-// and those enqueued before messages carried it.
+// Expired reports whether m is the message of a collected event that was
+// collected (its ReceivedAt) before the cutoff c sets for its Source, as
+// profile.Cutoffs.Expired judges the event itself. Only tracks, pages and
+// screens expire: an identify sets traits, a group the account's traits
+// and the person's link to it, an alias links identifiers, all of which
+// the library keeps after retention deleted their events, so their
+// messages stay. A message without ReceivedAt is kept: the library's own
+// (audience changes, corrections), and those enqueued before messages
+// carried it.
 func Expired(c profile.Cutoffs, m *destination.Message) bool {
-	if m == nil || m.ReceivedAt.IsZero() || m.Type == destination.TypeIdentify {
+	if m == nil || m.ReceivedAt.IsZero() {
 		return false
 	}
-	return c.Expired(&profile.Event{Source: m.Source, ReceivedAt: m.ReceivedAt})
+	switch m.Type {
+	case destination.TypeTrack, destination.TypePage, destination.TypeScreen:
+		return c.Expired(&profile.Event{Source: m.Source, ReceivedAt: m.ReceivedAt})
+	}
+	return false
 }
 
 // Expire implements ExpiringTx.
-func (tx *memTx) Expire(ctx context.Context, pids []identity.ProfileID, c profile.Cutoffs) (int, error) {
+func (tx *memTx) Expire(ctx context.Context, pids []identity.ProfileID, c profile.Cutoffs, now time.Time) (int, error) {
 	if err := tx.check(ctx); err != nil {
 		return 0, err
 	}
@@ -60,10 +72,10 @@ func (tx *memTx) Expire(ctx context.Context, pids []identity.ProfileID, c profil
 	}
 	s := tx.s
 	s.mu.Lock()
-	n := len(s.expirable(of, c))
+	n := len(s.expirable(of, c, now))
 	s.mu.Unlock()
 	tx.ops = append(tx.ops, func() {
-		for _, m := range s.expirable(of, c) {
+		for _, m := range s.expirable(of, c, now) {
 			s.drop(m)
 		}
 	})
@@ -71,10 +83,11 @@ func (tx *memTx) Expire(ctx context.Context, pids []identity.ProfileID, c profil
 }
 
 // expirable returns the messages Expire removes; the caller holds s.mu.
-func (s *MemStore) expirable(of map[identity.ProfileID]bool, c profile.Cutoffs) []*memItem {
+func (s *MemStore) expirable(of map[identity.ProfileID]bool, c profile.Cutoffs, now time.Time) []*memItem {
 	var out []*memItem
 	for _, m := range s.items {
-		if of[m.Profile] && m.Request == "" && (m.State == Dead || m.State == Pending && m.owner == "") && Expired(c, m.Message) {
+		held := m.owner != "" && !m.until.Before(now) // as Claim judges it
+		if of[m.Profile] && m.Request == "" && (m.State == Dead || m.State == Pending && !held) && Expired(c, m.Message) {
 			out = append(out, m)
 		}
 	}

@@ -37,12 +37,16 @@ func (f expiryFields) expired(c profile.Cutoffs) bool {
 }
 
 // Expire implements outbox.ExpiringTx. It reads the profiles' queued and
-// dead message rows that no request awaits (locked on PostgreSQL, so no
-// deliverer claims one between the read and the write), judges each message
-// by outbox.Expired, and deletes the expired ones; of a bundle, the expired
+// dead message rows that no request awaits, judges each message by
+// outbox.Expired, and deletes the expired ones; of a bundle, the expired
 // messages no deliverer holds leave it and the rest stay, their payload
-// written back without them (sealed again when it was).
-func (tx *outboxTx) Expire(ctx context.Context, pids []identity.ProfileID, c profile.Cutoffs) (int, error) {
+// written back without them (sealed again when it was). On PostgreSQL it
+// first locks every row of the profiles, as Purge does, then reads them,
+// locked, in a statement of its own: one statement that waited for a
+// Replay's lock would find the replayed row deleted and not see its new
+// one, committed after the statement's snapshot; and no deliverer claims a
+// row between the read and the write.
+func (tx *outboxTx) Expire(ctx context.Context, pids []identity.ProfileID, c profile.Cutoffs, now time.Time) (int, error) {
 	for i, pid := range pids {
 		if pid == "" {
 			return 0, fmt.Errorf("%w: Expire: pids[%d] is empty", outbox.ErrInvalid, i)
@@ -55,7 +59,7 @@ func (tx *outboxTx) Expire(ctx context.Context, pids []identity.ProfileID, c pro
 	err := tx.run(ctx, func(ex Executor) error {
 		n = 0
 		for start := 0; start < len(pids); start += chunk {
-			k, err := tx.expireChunk(ctx, ex, pids[start:min(start+chunk, len(pids))], c)
+			k, err := tx.expireChunk(ctx, ex, pids[start:min(start+chunk, len(pids))], c, now)
 			if err != nil {
 				return fmt.Errorf("sqlstore: outbox expire: %w", err)
 			}
@@ -73,16 +77,27 @@ type expiringRow struct {
 	payload       string
 	present, held int64
 	state         string
-	leased        bool
+	leaseUntil    time.Time
 }
 
-func (tx *outboxTx) expireChunk(ctx context.Context, ex Executor, pids []identity.ProfileID, c profile.Cutoffs) (int, error) {
+func (tx *outboxTx) expireChunk(ctx context.Context, ex Executor, pids []identity.ProfileID, c profile.Cutoffs, now time.Time) (int, error) {
 	s := tx.s
-	ls := s.newListStmt(`SELECT id, destination, kind, payload, present, held, state, owner IS NOT NULL FROM {p}outbox WHERE profile_id IN (`, len(pids))
-	ls.params(len(pids))
-	for _, pid := range pids {
-		ls.args = append(ls.args, string(pid))
+	of := func(head string) *listStmt {
+		ls := s.newListStmt(head, len(pids))
+		ls.params(len(pids))
+		for _, pid := range pids {
+			ls.args = append(ls.args, string(pid))
+		}
+		return ls
 	}
+	if s.d == Postgres {
+		lock := of(`SELECT id FROM {p}outbox WHERE profile_id IN (`)
+		lock.sql(`) ORDER BY id FOR UPDATE`)
+		if _, err := ex.ExecContext(ctx, lock.String(), lock.args...); err != nil {
+			return 0, err
+		}
+	}
+	ls := of(`SELECT id, destination, kind, payload, present, held, state, lease_until FROM {p}outbox WHERE profile_id IN (`)
 	ls.sql(`) AND kind IN ('send', 'sends') AND request_id = '' AND state IN ('PENDING', 'DEAD') AND payload IS NOT NULL ORDER BY id`)
 	if s.d == Postgres {
 		ls.sql(` FOR UPDATE`)
@@ -95,7 +110,7 @@ func (tx *outboxTx) expireChunk(ctx context.Context, ex Executor, pids []identit
 	for rows.Next() {
 		var r expiringRow
 		var payload sql.NullString
-		if err := rows.Scan(&r.id, &r.dest, &r.kind, &payload, &r.present, &r.held, &r.state, &r.leased); err != nil {
+		if err := rows.Scan(&r.id, &r.dest, &r.kind, &payload, &r.present, &r.held, &r.state, scanTime(&r.leaseUntil)); err != nil {
 			rows.Close()
 			return 0, err
 		}
@@ -114,9 +129,11 @@ func (tx *outboxTx) expireChunk(ctx context.Context, ex Executor, pids []identit
 	for i := range read {
 		r := &read[i]
 		// A held row's messages in a call stay: Settle answers them. Of a
-		// single row, the one message is in the call.
+		// single row, the one message is in the call. Held as Claim judges
+		// it (freeRow): while its lease runs (a row an erasure emptied,
+		// held longer, has no payload and is not read here).
 		held := int64(0)
-		if r.state == string(outbox.Pending) && r.leased {
+		if r.state == string(outbox.Pending) && !r.leaseUntil.IsZero() && !r.leaseUntil.Before(now.Truncate(time.Microsecond)) {
 			if r.kind == kindSend {
 				continue
 			}

@@ -25,9 +25,9 @@ func eventItem(dest string, pid identity.ProfileID, id, source string, rec, sec 
 	return it
 }
 
-// expire runs Expire in a transaction, committed or rolled back, and
-// returns its count.
-func expire(t *testing.T, e *env, s outbox.Store, commit bool, pids []identity.ProfileID, c profile.Cutoffs) int {
+// expire runs Expire at the second now in a transaction, committed or
+// rolled back, and returns its count.
+func expire(t *testing.T, e *env, s outbox.Store, commit bool, now int, pids []identity.ProfileID, c profile.Cutoffs) int {
 	t.Helper()
 	tx, err := s.Begin(e.ctx)
 	must(t, err, "Begin")
@@ -36,7 +36,7 @@ func expire(t *testing.T, e *env, s outbox.Store, commit bool, pids []identity.P
 	if !ok {
 		t.Fatal("the store's transaction is no longer an outbox.ExpiringTx")
 	}
-	n, err := x.Expire(e.ctx, pids, c)
+	n, err := x.Expire(e.ctx, pids, c, at(now))
 	must(t, err, "Expire")
 	if commit {
 		commitTx(t, e.ctx, tx)
@@ -56,11 +56,12 @@ func expiring(t *testing.T, e *env, s outbox.Store) {
 }
 
 // outboxExpire: Expire removes the profiles' Pending and Dead messages
-// of events received before the cutoff of their source (the global one
-// for a source without its own), and keeps the rest: later events,
-// identifies, messages without ReceivedAt (the library's own), a
-// request's messages, deletions, other profiles' messages. A rollback
-// keeps everything; an empty profile id is refused, changing nothing.
+// of tracks, pages and screens received before the cutoff of their source
+// (the global one for a source without its own), and keeps the rest:
+// later events, identifies, groups and aliases (state the library keeps),
+// messages without ReceivedAt (the library's own), a request's messages,
+// deletions, other profiles' messages. A rollback keeps everything; an
+// empty profile id is refused, changing nothing.
 func outboxExpire(t *testing.T, e *env, s outbox.Store) {
 	expiring(t, e, s)
 	p := newPIDs(3)
@@ -68,13 +69,19 @@ func outboxExpire(t *testing.T, e *env, s outbox.Store) {
 	own.Message.ReceivedAt = time.Time{}
 	requested := eventItem("crm", p[0], "requested", "", 5, 6)
 	requested.Request = "req-x"
+	group := eventItem("crm", p[0], "group", "web", 10, 7)
+	group.Message.Type, group.Message.Event, group.Message.GroupID = destination.TypeGroup, "", "acme"
+	alias := eventItem("crm", p[0], "alias", "web", 10, 8)
+	alias.Message.Type, alias.Message.Event, alias.Message.PreviousID = destination.TypeAlias, "", "old-id"
+	page := eventItem("crm", p[0], "old-page", "web", 10, 9)
+	page.Message.Type, page.Message.Event, page.Message.Name = destination.TypePage, "", "Pricing"
 	in := enqueue(t, e.ctx, s,
 		eventItem("crm", p[0], "old", "web", 10, 10),
 		eventItem("crm", p[0], "new", "web", 100, 11),
 		eventItem("crm", p[0], "old-ios", "ios", 10, 12), // ios keeps 5 s only
 		eventItem("crm", p[0], "mid-ios", "ios", 30, 13),
 		sendItem("crm", p[0], "identify", 14),
-		own, requested,
+		own, requested, group, alias, page,
 		deleteItem("ads", p[0], "req-d", 15),
 		eventItem("crm", p[1], "other-old", "web", 10, 16), // not among pids
 		eventItem("crm", p[2], "dead-old", "web", 10, 17),
@@ -99,23 +106,23 @@ func outboxExpire(t *testing.T, e *env, s outbox.Store) {
 
 	cut := profile.Cutoffs{Before: at(50), Sources: map[string]time.Time{"ios": at(20)}}
 	pids := []identity.ProfileID{p[0], p[2]}
-	if n := expire(t, e, s, false, pids, cut); n != 3 {
-		t.Errorf("Expire (rolled back) = %d; want 3 (old, old-ios, dead-old)", n)
+	if n := expire(t, e, s, false, 30, pids, cut); n != 4 {
+		t.Errorf("Expire (rolled back) = %d; want 4 (old, old-ios, old-page, dead-old)", n)
 	}
-	if c := counts(t, e.ctx, s, "crm"); c.Pending != 8 || c.Dead != 1 {
-		t.Fatalf("after a rolled-back Expire Stats = %+v; want 8 Pending, 1 Dead", c)
+	if c := counts(t, e.ctx, s, "crm"); c.Pending != 11 || c.Dead != 1 {
+		t.Fatalf("after a rolled-back Expire Stats = %+v; want 11 Pending, 1 Dead", c)
 	}
 	tx, err := s.Begin(e.ctx)
 	must(t, err, "Begin")
-	if _, err := tx.(outbox.ExpiringTx).Expire(e.ctx, []identity.ProfileID{p[0], ""}, cut); !errors.Is(err, outbox.ErrInvalid) {
+	if _, err := tx.(outbox.ExpiringTx).Expire(e.ctx, []identity.ProfileID{p[0], ""}, cut, at(30)); !errors.Is(err, outbox.ErrInvalid) {
 		t.Errorf("Expire of an empty profile id = %v; want ErrInvalid", err)
 	}
 	must(t, tx.Rollback(e.ctx), "Rollback")
-	if n := expire(t, e, s, true, pids, cut); n != 3 {
-		t.Errorf("Expire = %d; want 3 (old, old-ios, dead-old)", n)
+	if n := expire(t, e, s, true, 30, pids, cut); n != 4 {
+		t.Errorf("Expire = %d; want 4 (old, old-ios, old-page, dead-old)", n)
 	}
-	if c := counts(t, e.ctx, s, "crm"); c.Pending != 6 || c.Dead != 0 {
-		t.Errorf("after Expire Stats = %+v; want 6 Pending, 0 Dead", c)
+	if c := counts(t, e.ctx, s, "crm"); c.Pending != 8 || c.Dead != 0 {
+		t.Errorf("after Expire Stats = %+v; want 8 Pending, 0 Dead", c)
 	}
 	if d, _ := s.Dead(e.ctx, "", 0, 10); len(d) != 0 {
 		t.Errorf("after Expire Dead = %v; want the expired dead letter gone", itemNames(d))
@@ -124,7 +131,7 @@ func outboxExpire(t *testing.T, e *env, s outbox.Store) {
 		t.Errorf("Replay of the expired dead letter = %d, %v; want 0", n, err)
 	}
 	want := map[identity.ProfileID][]string{
-		p[0]: {"new", "mid-ios", "identify", "own", "requested"},
+		p[0]: {"new", "mid-ios", "identify", "own", "requested", "group", "alias"},
 		p[1]: {"other-old"},
 	}
 	left := map[identity.ProfileID][]string{}
@@ -144,16 +151,17 @@ func outboxExpire(t *testing.T, e *env, s outbox.Store) {
 	if d := diff(want, left); d != "" {
 		t.Errorf("what Expire left (-want +got):\n%s", d)
 	}
-	if got := claim(t, e.ctx, s, "v", 200, "ads"); len(got) != 1 || got[0].ID != in[7].ID {
+	if got := claim(t, e.ctx, s, "v", 200, "ads"); len(got) != 1 || got[0].ID != in[10].ID || got[0].Deletion == nil {
 		t.Errorf("the deletion after Expire: Claim got %v; want it", itemNames(got))
 	}
-	if n := expire(t, e, s, true, pids, profile.Cutoffs{}); n != 0 {
+	if n := expire(t, e, s, true, 300, pids, profile.Cutoffs{}); n != 0 {
 		t.Errorf("Expire with zero cutoffs = %d; want 0", n)
 	}
 }
 
 // outboxExpireOfHeldAndBatched: a message a deliverer holds stays, payload
-// and all, until it comes back; of a batch's messages (which a store may
+// and all, until it comes back, or until its lease lapsed (its deliverer
+// died: Claim would hand it out); of a batch's messages (which a store may
 // keep together), the expired ones go and the others are handed out
 // unchanged and in order, the held ones too.
 func outboxExpireOfHeldAndBatched(t *testing.T, e *env, s outbox.Store) {
@@ -178,7 +186,7 @@ func outboxExpireOfHeldAndBatched(t *testing.T, e *env, s outbox.Store) {
 		t.Fatalf("Claims with Limit 2, then 100 (-want +got):\n%s", d)
 	}
 	cut := profile.Cutoffs{Before: at(50)}
-	if n := expire(t, e, s, true, p, cut); n != 2 {
+	if n := expire(t, e, s, true, 10, p, cut); n != 2 {
 		t.Errorf("Expire = %d; want 2 (b3, b5: b1 and held-old are in a call)", n)
 	}
 	settle(t, e.ctx, s, "w", outbox.Pending, held...) // failed: tried again
@@ -191,8 +199,22 @@ func outboxExpireOfHeldAndBatched(t *testing.T, e *env, s outbox.Store) {
 	tx, err := s.Claim(e.ctx, outbox.Claim{Owner: "w", Destinations: []string{"crm"}, Now: at(301), Until: at(361), Limit: 1})
 	must(t, err, "Claim")
 	must(t, s.Renew(e.ctx, "w", ids(tx), time.Time{}), "Renew (give back)")
-	if n := expire(t, e, s, true, p, cut); n != 1 {
+	if n := expire(t, e, s, true, 302, p, cut); n != 1 {
 		t.Errorf("Expire after the holder gave it back = %d; want 1", n)
+	}
+	// A holder that died: its lease lapsed, the message goes.
+	enqueue(t, e.ctx, s, eventItem("crm", p[1], "orphan", "web", 10, 400))
+	if got := claim(t, e.ctx, s, "dead-host", 401, "crm"); len(got) != 1 {
+		t.Fatalf("Claim got %v; want orphan", itemNames(got))
+	}
+	if n := expire(t, e, s, true, 450, p, cut); n != 0 {
+		t.Errorf("Expire while the lease runs = %d; want 0", n)
+	}
+	if n := expire(t, e, s, true, 470, p, cut); n != 1 {
+		t.Errorf("Expire after the lease lapsed = %d; want 1", n)
+	}
+	if got := claim(t, e.ctx, s, "next-host", 480, "crm"); len(got) != 0 {
+		t.Errorf("after Expire of a lapsed lease's message Claim got %v; want nothing", itemNames(got))
 	}
 	if c := counts(t, e.ctx, s, "crm"); c.Pending != 0 {
 		t.Errorf("Stats = %+v; want nothing Pending", c)
