@@ -46,8 +46,13 @@ const publicAPIType = "application/vnd.segment.v1+json"
 // regulationType is any privacy.RequestType; subjectType is USER_ID, as in
 // Segment, or (this library's) ANONYMOUS_ID, EMAIL, or EXTERNAL_ID with
 // subject ids written type:value. Segment's per-source and cloud-source
-// regulations are answered 501: the Controller deletes a person from every
-// source at once.
+// regulations are answered 501: though events and traits note the source
+// that sent them, a person here is one profile, one set of identifiers
+// and one suppression whatever the source, so a regulation acts on every
+// source at once. DELETE /regulations/{regulateId}, which in Segment
+// withdraws a regulation not yet started, answers 422: here a regulation
+// is carried out as it is received, and one INITIALIZED (its host stopped
+// before deciding it) is finished by recovery, not withdrawn.
 //
 // Extensions in the same style: RECTIFY takes "traits" (a null value
 // removes one); ACCESS takes "format" (json, ndjson or csv; json by
@@ -86,9 +91,10 @@ func NewRegulations(c *privacy.Controller, opts ...Option) http.Handler {
 	mux.Handle("GET /regulations", g.auth(g.list))
 	mux.Handle("GET /regulations/{regulateId}", g.auth(g.get))
 	mux.Handle("POST /regulations/extensions/{regulateId}", g.auth(g.extend))
+	mux.Handle("DELETE /regulations/{regulateId}", g.auth(g.withdraw))
 	mux.Handle("GET /suppressions", g.auth(g.suppressions))
 	notSupported := g.auth(func(w http.ResponseWriter, r *http.Request) {
-		publicError(w, http.StatusNotImplemented, "not-supported", "", "regulations are not scoped to a source here: POST /regulations deletes a person from every source")
+		publicError(w, http.StatusNotImplemented, "not-supported", "", "regulations are not scoped to a source here: a person is one profile whatever the source, and POST /regulations acts on every source")
 	})
 	for _, p := range []string{"/regulations/sources/{sourceId}", "/regulations/cloudsources/{sourceId}"} {
 		mux.Handle("POST "+p, notSupported)
@@ -398,6 +404,22 @@ func (g *regulations) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeData(w, map[string]any{"regulation": regulationOf(rc)})
+}
+
+// withdraw answers Segment's Delete Regulation: 404 for no such
+// regulation, else 422, since none waits here to be started (see
+// NewRegulations).
+func (g *regulations) withdraw(w http.ResponseWriter, r *http.Request) {
+	rc, err := g.c.Status(r.Context(), r.PathValue("regulateId"))
+	if err == nil && rc.Type == privacy.Retention {
+		err = fmt.Errorf("%w: a retention run is no regulation", privacy.ErrNotFound)
+	}
+	if err != nil {
+		g.failed(w, r, "delete regulation", err)
+		return
+	}
+	publicError(w, http.StatusUnprocessableEntity, "validation-error", "regulateId",
+		"a regulation is carried out as it is received here, and cannot be withdrawn (its status is "+string(rc.Status)+")")
 }
 
 type extensionBody struct {

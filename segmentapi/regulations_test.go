@@ -314,3 +314,27 @@ func TestRegulationsLeaveRetentionRunsOut(t *testing.T) {
 		t.Errorf("the run after the refused extension: %+v, %v; want its due date unchanged", r, err)
 	}
 }
+
+// TestRegulationsDeleteRegulationIsRefused: Segment's Delete Regulation
+// withdraws a regulation not yet started; here each is carried out as it
+// is received, so DELETE answers 422 naming regulateId and changes
+// nothing, 404 for no such regulation, and 401 without the token.
+func TestRegulationsDeleteRegulationIsRefused(t *testing.T) {
+	a := newAPI(t)
+	seed(t, a)
+	id := a.create(t, `{"regulationType":"SUPPRESS_ONLY","subjectType":"USER_ID","subjectIds":["ada"]}`)
+	before := a.regulation(t, id)
+	got := a.regulate(http.MethodDelete, "/regulations/"+id, "")
+	wantStatus(t, got, http.StatusUnprocessableEntity)
+	if e := decodeInto[publicErrors](t, got); len(e.Errors) != 1 || e.Errors[0].Field != "regulateId" || !strings.Contains(e.Errors[0].Message, "cannot be withdrawn") {
+		t.Errorf("DELETE answered %s; want one error on regulateId saying it cannot be withdrawn", got.body)
+	}
+	if after := a.regulation(t, id); after.OverallStatus != before.OverallStatus {
+		t.Errorf("after DELETE the regulation is %s, was %s", after.OverallStatus, before.OverallStatus)
+	}
+	if still, err := a.c.StillSuppressed(context.Background(), id); err != nil || len(still) == 0 {
+		t.Errorf("after DELETE the suppression keeps %v suppressed (%v); want ada still", still, err)
+	}
+	wantStatus(t, a.regulate(http.MethodDelete, "/regulations/rq_unknown", ""), http.StatusNotFound)
+	wantStatus(t, serve(a.regulations, httptest.NewRequest(http.MethodDelete, "/regulations/"+id, nil)), http.StatusUnauthorized)
+}

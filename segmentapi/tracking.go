@@ -46,7 +46,10 @@ const (
 // of one, or about a suppressed person: the API does not tell a write key
 // holder (a browser, say) who objected. A message the Controller refuses
 // (privacy.ErrInvalid: no identifier, a track without an event, ...) gets
-// 400 naming the field, never quoting a value. A batch answers 200 when
+// 400 naming the field, never quoting a value: unlike Segment's edge, which
+// answers 200 and drops it out of sight, so the sender learns it was not
+// stored (Segment's libraries log the answer and do not send it again). A
+// batch answers 200 when
 // every message was stored or refused for good, listing the refused ones
 // by index in "errors"; it answers 503 when a backend failed any message,
 // so that the client sends the batch again (the stored ones are then

@@ -70,6 +70,11 @@ func TestTrackingStampsReceivedAt(t *testing.T) {
 	if len(evs) != 1 || !evs[0].Timestamp.Equal(stamped) {
 		t.Fatalf("events %+v: want one dated by the handler's receivedAt %v", evs, stamped)
 	}
+	// Kept as collected by the Controller (its clock), which retention
+	// counts from, and shown by the Profile API.
+	if !evs[0].ReceivedAt.Equal(received0) {
+		t.Errorf("the stored event's ReceivedAt = %v, want the Controller's clock %v", evs[0].ReceivedAt, received0)
+	}
 }
 
 func TestTrackingAuth(t *testing.T) {
