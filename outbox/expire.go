@@ -22,10 +22,11 @@ type ExpiringTx interface {
 	// Expire removes the Pending and Dead messages of the profiles pids
 	// that Expired says have expired under c, that no request awaits and
 	// no deliverer holds at now, and returns how many it removed. A
-	// message is held while its lease runs, as Claim judges it: one whose
-	// call is under way stays as it is, and a run after it drops it if it
-	// comes back Pending or Dead; one whose lease lapsed (its deliverer
-	// died) goes, since the next Claim would hand it out. Deletions and a
+	// message is held while its lease runs (a store whose renewals can
+	// wait on Expire's locks holds it a while past, as it holds one Purge
+	// emptied): one whose call is under way stays as it is, and a run
+	// after it drops it if it comes back Pending or Dead; one whose lease
+	// lapsed long ago (its deliverer died) goes. Deletions and a
 	// request's messages are never expired. A message moved meanwhile by
 	// a transaction that committed before Expire began to change it
 	// (Replay gives a dead letter a new ID) is found under its new ID.

@@ -78,6 +78,7 @@ type expiringRow struct {
 	present, held int64
 	state         string
 	leaseUntil    time.Time
+	leasedFor     int64 // microseconds
 }
 
 func (tx *outboxTx) expireChunk(ctx context.Context, ex Executor, pids []identity.ProfileID, c profile.Cutoffs, now time.Time) (int, error) {
@@ -97,7 +98,7 @@ func (tx *outboxTx) expireChunk(ctx context.Context, ex Executor, pids []identit
 			return 0, err
 		}
 	}
-	ls := of(`SELECT id, destination, kind, payload, present, held, state, lease_until FROM {p}outbox WHERE profile_id IN (`)
+	ls := of(`SELECT id, destination, kind, payload, present, held, state, lease_until, leased_for FROM {p}outbox WHERE profile_id IN (`)
 	ls.sql(`) AND kind IN ('send', 'sends') AND request_id = '' AND state IN ('PENDING', 'DEAD') AND payload IS NOT NULL ORDER BY id`)
 	if s.d == Postgres {
 		ls.sql(` FOR UPDATE`)
@@ -110,7 +111,7 @@ func (tx *outboxTx) expireChunk(ctx context.Context, ex Executor, pids []identit
 	for rows.Next() {
 		var r expiringRow
 		var payload sql.NullString
-		if err := rows.Scan(&r.id, &r.dest, &r.kind, &payload, &r.present, &r.held, &r.state, scanTime(&r.leaseUntil)); err != nil {
+		if err := rows.Scan(&r.id, &r.dest, &r.kind, &payload, &r.present, &r.held, &r.state, scanTime(&r.leaseUntil), &r.leasedFor); err != nil {
 			rows.Close()
 			return 0, err
 		}
@@ -129,11 +130,15 @@ func (tx *outboxTx) expireChunk(ctx context.Context, ex Executor, pids []identit
 	for i := range read {
 		r := &read[i]
 		// A held row's messages in a call stay: Settle answers them. Of a
-		// single row, the one message is in the call. Held as Claim judges
-		// it (freeRow): while its lease runs (a row an erasure emptied,
-		// held longer, has no payload and is not read here).
+		// single row, the one message is in the call. Held while its lease
+		// runs and emptiedLeases lease lengths more, as a row an erasure
+		// emptied is: the holder's renewal may be waiting for this very
+		// transaction's locks, its call still running, and a deletion
+		// enqueued after the row went must not overtake that call. Past
+		// that its holder is gone, and the row goes.
 		held := int64(0)
-		if r.state == string(outbox.Pending) && !r.leaseUntil.IsZero() && !r.leaseUntil.Before(now.Truncate(time.Microsecond)) {
+		grace := time.Duration(r.leasedFor) * time.Microsecond * emptiedLeases
+		if r.state == string(outbox.Pending) && !r.leaseUntil.IsZero() && !r.leaseUntil.Add(grace).Before(now.Truncate(time.Microsecond)) {
 			if r.kind == kindSend {
 				continue
 			}

@@ -13,10 +13,10 @@ import (
 
 // TestRetentionDropsMessagesOfADeadDeliverer: a host claimed the queued
 // message of an event and died mid-call; its lease ran out a minute ago.
-// Nobody holds the message any more (the next Claim takes it over): Expire
-// judges a row held as Claim does, by its lease, and drops it; had it kept
-// every row with an owner, the next deliverer would send the deleted event,
-// values and all.
+// Nobody holds the message any more: past the hold a row an erasure
+// emptied keeps (10 lease lengths), Expire drops it; had it kept every row
+// with an owner, the next deliverer would send the deleted event, values
+// and all.
 func TestRetentionDropsMessagesOfADeadDeliverer(t *testing.T) {
 	forEachSite(t, func(t *testing.T, s *site) {
 		ctx := t.Context()
@@ -49,17 +49,29 @@ func TestRetentionDropsMessagesOfADeadDeliverer(t *testing.T) {
 		if len(got) != 1 {
 			t.Fatalf("claimed %d", len(got))
 		}
-		var past any = time.Now().Add(-time.Minute).UTC()
-		if s.Dialect == sqlstore.SQLite {
-			past = time.Now().Add(-time.Minute).UnixMicro()
+		lapsed := func(ago time.Duration) {
+			t.Helper()
+			var past any = time.Now().Add(-ago).UTC()
+			if s.Dialect == sqlstore.SQLite {
+				past = time.Now().Add(-ago).UnixMicro()
+			}
+			_, err = p.db.ExecContext(ctx, s.q(`UPDATE `+s.table("outbox")+` SET lease_until = $1 WHERE owner = 'crashed-host'`), past)
+			must(t, err)
 		}
-		_, err = p.db.ExecContext(ctx, s.q(`UPDATE `+s.table("outbox")+` SET lease_until = $1 WHERE owner = 'crashed-host'`), past)
-		must(t, err)
-
+		// Lapsed by 5 s of a 1 s lease: still held, as a row an erasure
+		// emptied is for 10 lease lengths (its holder's renewal may be
+		// waiting for the run's locks).
+		lapsed(5 * time.Second)
 		off.Store(0)
 		rep, err := c.ApplyRetention(ctx, privacy.RetentionOptions{})
-		if err != nil || rep.Events != 1 {
-			t.Fatalf("ApplyRetention = %+v, %v", rep, err)
+		if err != nil || rep.Events != 1 || rep.Messages != 0 {
+			t.Fatalf("ApplyRetention = %+v, %v; want the event deleted, its message held still", rep, err)
+		}
+		// Lapsed a minute ago: its holder is gone.
+		lapsed(time.Minute)
+		rep, err = c.ApplyRetention(ctx, privacy.RetentionOptions{})
+		if err != nil || rep.Messages != 1 {
+			t.Fatalf("ApplyRetention = %+v, %v; want the message of the lapsed lease dropped", rep, err)
 		}
 		again, err := p.data.Outbox().Claim(ctx, outbox.Claim{Owner: "next-host", Destinations: []string{"crm"},
 			Now: time.Now().Add(2 * time.Hour), Until: time.Now().Add(3 * time.Hour), Limit: 10})
