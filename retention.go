@@ -455,11 +455,18 @@ type pageCounts struct{ events, messages int }
 // expired events, and returns the profiles that lost events and what it
 // deleted.
 func (c *Controller) prunePage(ctx context.Context, pids []identity.ProfileID, cut profile.Cutoffs, dry bool) ([]identity.ProfileID, pageCounts, error) {
+	// An attempt whose profile commit failed after the outbox's may have
+	// dropped the page's messages for good (an outbox of its own) or not
+	// (one transaction with the store, rolled back whole): the next
+	// attempt finds none, or the same again. The larger count is right.
+	dropped := 0
 	for attempt := 1; ; attempt++ {
 		pruned, n, err := c.prunePageOnce(ctx, pids, cut, dry)
+		n.messages = max(n.messages, dropped)
 		if !errors.Is(err, txscope.ErrRetry) || attempt == retryAttempts || ctx.Err() != nil {
 			return pruned, n, err
 		}
+		dropped = n.messages
 		pause(ctx, attempt)
 	}
 }
@@ -526,7 +533,8 @@ func (c *Controller) prunePageOnce(ctx context.Context, pids []identity.ProfileI
 		return nil, pageCounts{}, backendError("outbox commit", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, pageCounts{}, backendError("profile commit", err)
+		return nil, pageCounts{messages: n.messages}, backendError("profile commit", err) // see prunePage
+
 	}
 	return pruned, n, nil
 }
