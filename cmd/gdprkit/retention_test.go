@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gdprkit/privacy"
+	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/profile"
 )
@@ -24,8 +25,13 @@ func cliRetention(t *testing.T, d database) {
 	keyBytes, key := newKey(t)
 	migrated(t, d, key)
 	var offset time.Duration
+	// The host's destination is down: every message it owes dies at the
+	// first call, a dead letter the CLI's run must drop with its event.
+	crm := destination.NewRecorder("crm")
+	crm.FailSends(-1)
 	host, err := privacy.New(privacy.WithBackends(d.store), privacy.WithKey(keyBytes),
-		privacy.WithClock(func() time.Time { return time.Now().Add(offset) }))
+		privacy.WithClock(func() time.Time { return time.Now().Add(offset) }),
+		privacy.WithDestinations(crm), privacy.WithDelivery(privacy.Delivery{MaxAttempts: 1, Poll: 5 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,6 +59,19 @@ func cliRetention(t *testing.T, d database) {
 	if err := host.Collect(ctx, privacy.Track{MessageID: "cy-0", UserID: "cy", Event: "Viewed", Timestamp: time.Now().Add(offset)}); err != nil {
 		t.Fatal(err)
 	}
+	deadLetters := func() int {
+		t.Helper()
+		dead, err := host.DeadLetters(ctx, "crm", 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(dead)
+	}
+	for deadline := time.Now().Add(10 * time.Second); deadLetters() != 7; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d dead letters; want the 7 messages' (the destination is down)", deadLetters())
+		}
+	}
 	nd := database{flags: d.flags[:len(d.flags)-2], store: d.store} // without "-destinations none"
 	for _, bad := range [][]string{
 		{"retention"},                             // no policy
@@ -67,19 +86,25 @@ func cliRetention(t *testing.T, d database) {
 	}
 	code, out, errOut := nd.gdprkit(t, key, "-json", "retention", "-events", "24h", "-inactive", "8760h")
 	var dry retentionJSON
-	if code != 0 || json.Unmarshal([]byte(out), &dry) != nil || !dry.DryRun || dry.Events != 5 || dry.Pruned != 3 || dry.Erased != 1 || dry.ID != "" {
-		t.Fatalf("dry run: %d %s %s; want 5 events of 3 profiles, cy inactive, no run id", code, out, errOut)
+	if code != 0 || json.Unmarshal([]byte(out), &dry) != nil || !dry.DryRun || dry.Events != 5 || dry.Messages != 5 || dry.Pruned != 3 || dry.Erased != 1 || dry.ID != "" {
+		t.Fatalf("dry run: %d %s %s; want 5 events of 3 profiles and their 5 dead letters, cy inactive, no run id", code, out, errOut)
+	}
+	if n := deadLetters(); n != 7 {
+		t.Fatalf("after the dry run %d dead letters are held, want all 7", n)
 	}
 	if n := events(); n != 6 {
 		t.Fatalf("after the dry run %d events are stored, want all 6", n)
 	}
 	code, out, errOut = d.gdprkit(t, key, "-json", "retention", "-events", "24h", "-apply")
 	var run retentionJSON
-	if code != 0 || json.Unmarshal([]byte(out), &run) != nil || run.DryRun || run.Events != 5 || run.Status != "FINISHED" || run.ID == "" {
-		t.Fatalf("retention -apply: %d %s %s; want 5 events deleted, FINISHED, a run id", code, out, errOut)
+	if code != 0 || json.Unmarshal([]byte(out), &run) != nil || run.DryRun || run.Events != 5 || run.Messages != 5 || run.Status != "FINISHED" || run.ID == "" {
+		t.Fatalf("retention -apply: %d %s %s; want 5 events and their 5 dead letters deleted, FINISHED, a run id", code, out, errOut)
 	}
 	if n := events(); n != 2 {
 		t.Errorf("after retention -apply %d events are stored, want the 2 fresh ones", n)
+	}
+	if n := deadLetters(); n != 2 {
+		t.Errorf("after retention -apply %d dead letters are held, want the 2 fresh events'", n)
 	}
 	code, out, errOut = d.gdprkit(t, key, "-json", "status", run.ID)
 	var r wireReceipt
