@@ -1,6 +1,7 @@
 package sqlstore_test
 
 import (
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/sqlstore"
+	"github.com/gdprkit/privacy/txscope"
 )
 
 // TestRetentionSurvivesADeadlockWithReplay: an operator replays the dead
@@ -65,8 +67,8 @@ func TestRetentionSurvivesADeadlockWithReplay(t *testing.T) {
 	if err != nil || rep.Status != privacy.Finished {
 		t.Errorf("ApplyRetention = %+v, %v", rep, err)
 	}
-	if rerr != nil {
-		t.Errorf("Replay = %v", rerr)
+	if rerr != nil && !errors.Is(rerr, txscope.ErrRetry) {
+		t.Errorf("Replay = %v; want success, or a conflict to retry (PostgreSQL may break the deadlock on its side)", rerr)
 	}
 	got, err := p.data.Outbox().Claim(ctx, outbox.Claim{Owner: "test", Destinations: []string{"crm"},
 		Now: time.Now().Add(time.Minute), Until: time.Now().Add(time.Hour), Limit: 10})
