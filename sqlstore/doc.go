@@ -170,6 +170,13 @@
 // holder's renewal lands and send the person's deletion while the holder's
 // call about them still runs.
 //
+// Retention drops a page's queued and dead messages of expired events
+// (outbox.ExpiringTx): on PostgreSQL it locks every row of the page's people,
+// then reads them in a statement of its own (one that waited for a Replay
+// would miss the row it moved), deletes the expired messages, and rewrites a
+// bundle without its expired slots, sealed again. A leased row is left to its
+// holder, for ten lease lengths past its lease as above.
+//
 // # A caller's transaction
 //
 // WithTx returns a view of the Store whose statements all run in the caller's
