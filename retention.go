@@ -61,6 +61,11 @@ const MinRetention = time.Minute
 // MaxRetentionSources bounds RetentionPolicy.Sources.
 const MaxRetentionSources = 1000
 
+// maxRetentionSourceLen bounds a source id in a policy, in bytes: each run
+// journals every source's cutoff, so the bound keeps a run's entry under
+// a few hundred KB.
+const maxRetentionSourceLen = 200
+
 // DefaultRetentionPeriod is how often Run applies the policy unless
 // Schedule.Retention says otherwise.
 const DefaultRetentionPeriod = time.Hour
@@ -98,8 +103,8 @@ func (p RetentionPolicy) Validate() error {
 		return fmt.Errorf("policy Sources: %d sources, more than %d", len(p.Sources), MaxRetentionSources)
 	}
 	for src, d := range p.Sources {
-		if src == "" || len(src) > 200 || !storableText(src) {
-			return errors.New("policy Sources: a source id is empty, over 200 bytes, not valid UTF-8 or holds a NUL byte")
+		if src == "" || len(src) > maxRetentionSourceLen || !storableText(src) {
+			return fmt.Errorf("policy Sources: a source id is empty, over %d bytes, not valid UTF-8 or holds a NUL byte", maxRetentionSourceLen)
 		}
 		if err := period("policy Sources["+src+"]", d); err != nil {
 			return err

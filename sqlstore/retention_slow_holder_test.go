@@ -1,12 +1,10 @@
 package sqlstore_test
 
 import (
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gdprkit/privacy"
-	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/sqlstore"
@@ -31,28 +29,7 @@ func TestRetentionKeepsASlowHoldersMessageBeforeTheDeletion(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := newSite(t, sqlstore.Postgres)
 			ctx := t.Context()
-			crm := destination.NewRecorder("crm")
-			crm.FailSends(-1)
-			var off atomic.Int64
-			off.Store(int64(-48 * time.Hour))
-			p := s.open(t)
-			c := p.controller(t, nil, retentionPolicy, privacy.WithDestinations(crm),
-				privacy.WithClock(func() time.Time { return time.Now().Add(time.Duration(off.Load())) }),
-				privacy.WithDelivery(privacy.Delivery{Backoff: time.Hour, MaxBackoff: time.Hour, Poll: time.Hour}))
-			must(t, c.Collect(ctx, privacy.Track{MessageID: "old", UserID: "ada", Event: "Viewed",
-				Properties: map[string]any{"note": "x"}, Timestamp: time.Now().Add(-48 * time.Hour)}))
-			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-				if sends, _ := crm.Calls(); sends >= 1 && s.outboxRows(t, outbox.Pending) == 1 {
-					var owned int
-					must(t, p.db.QueryRowContext(ctx, `SELECT COUNT(owner) FROM `+s.table("outbox")).Scan(&owned))
-					if owned == 0 {
-						break
-					}
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("the first call did not fail back to the queue")
-				}
-			}
+			p, c, crm, off := retryingOldTrack(t, s, "x")
 			// slow-host claims it with a 30 s lease and calls the destination.
 			got, err := p.data.Outbox().Claim(ctx, outbox.Claim{Owner: "slow-host", Destinations: []string{"crm"},
 				Now: time.Now().Add(2 * time.Hour), Until: time.Now().Add(2*time.Hour + 30*time.Second), Limit: 10})
