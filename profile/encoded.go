@@ -5,7 +5,6 @@ import (
 	"math"
 	"reflect"
 	"sync/atomic"
-	"unicode/utf8"
 	"unsafe"
 
 	"github.com/gdprkit/privacy/internal/jsontext"
@@ -136,14 +135,16 @@ func appendCanonical(b []byte, v any, depth int, left *int) (_ []byte, ok bool) 
 		first := true
 		for k, e := range x {
 			*left -= len(k)
-			if *left < 0 || !utf8.ValidString(k) {
+			if *left < 0 {
 				return b, false
 			}
 			if !first {
 				b = append(b, ',')
 			}
 			first = false
-			b, _ = jsontext.AppendString(b, k)
+			if b, ok = jsontext.AppendString(b, k); !ok { // not UTF-8
+				return b, false
+			}
 			b = append(b, ':')
 			if b, ok = appendCanonical(b, e, depth+1, left); !ok {
 				return b, false

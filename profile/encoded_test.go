@@ -6,6 +6,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/gdprkit/privacy/internal/benchdata"
 )
 
 // TestEncodeObjectWithin: one walk gives what NormalizeValueWithin and an
@@ -85,5 +87,19 @@ func TestEncodedObjectIsBoundToItsMap(t *testing.T) {
 	small, enc, _ := EncodeObjectWithin("Context", map[string]any{"k": "v"}, &b)
 	if text, _ := enc.JSONFor(small); cap(text) > maxSizeHint+64 {
 		t.Errorf("a small context's JSON keeps %d bytes of capacity after a large one", cap(text))
+	}
+}
+
+// BenchmarkEncodeObjectWithin: checking and encoding a typical browser
+// context (about 1 KB in nine maps), the collection path's cost of a
+// message's context.
+func BenchmarkEncodeObjectWithin(b *testing.B) {
+	m := benchdata.BrowserContext()
+	b.ReportAllocs()
+	for range b.N {
+		budget := MaxValueSize
+		if _, _, err := EncodeObjectWithin("Context", m, &budget); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

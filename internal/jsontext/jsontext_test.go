@@ -1,10 +1,13 @@
 package jsontext
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestAppendValueDecodesAsWhatItEncoded(t *testing.T) {
@@ -66,6 +69,47 @@ func FuzzAppendValue(f *testing.F) {
 		var back any
 		if !ok || json.Unmarshal(u, &back) != nil || !reflect.DeepEqual(back, v) {
 			t.Fatalf("AppendValue unsorted(%q) = %q, %v; decodes as %#v, want %#v", data, u, ok, back, v)
+		}
+	})
+}
+
+// FuzzAppendScalarsAsEncodingJSON: AppendString and AppendFloat write what
+// encoding/json writes (strings without its HTML escapes), byte for byte,
+// whatever fast path they take: plain ASCII a word at a time, whole numbers
+// as integers.
+func FuzzAppendScalarsAsEncodingJSON(f *testing.F) {
+	f.Add("plain ascii, longer than eight bytes", 1512.0)
+	f.Add("quote\" back\\ nl\n \x00 \x1f \x7f é \u2028 \xff", math.Copysign(0, -1))
+	f.Add("0123456\"", 1e21)
+	f.Add("01234567\\abcdefg", 9007199254740993.0)
+	f.Add("", -1e-7)
+	f.Fuzz(func(t *testing.T, s string, x float64) {
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(s); err != nil {
+			t.Fatal(err)
+		}
+		got, valid := AppendString(nil, s)
+		same := string(got) == string(bytes.TrimSuffix(want.Bytes(), []byte("\n")))
+		if strings.ContainsAny(s, "\b\f") {
+			// encoding/json writes these two as \b and \f, AppendString as
+			// \u0008 and \u000c (as it always has): the same string.
+			var back, wantBack string
+			same = json.Unmarshal(got, &back) == nil && json.Unmarshal(want.Bytes(), &wantBack) == nil && back == wantBack
+		}
+		if !same || valid != utf8.ValidString(s) {
+			t.Fatalf("AppendString(%q) = %s, %v; encoding/json writes %s", s, got, valid, want.Bytes())
+		}
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return
+		}
+		wantF, err := json.Marshal(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gotF := AppendFloat(nil, x); string(gotF) != string(wantF) {
+			t.Fatalf("AppendFloat(%v) = %s; encoding/json writes %s", x, gotF, wantF)
 		}
 	})
 }

@@ -1,0 +1,3 @@
+// Package benchdata holds the messages' parts the benchmarks of several
+// packages share, so that their figures measure the same input.
+package benchdata
