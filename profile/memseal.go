@@ -131,11 +131,12 @@ func (p *memProfile) cloneTraits() (map[string]Trait, error) {
 }
 
 // cloneEvent returns a copy of e, one of the profile's events, with its
+// context (ctx, its JSON, sealed when the store seals) decoded and its
 // properties opened when sealed.
-func (p *memProfile) cloneEvent(e *Event) (Event, error) {
+func (p *memProfile) cloneEvent(e *Event, ctx []byte) (Event, error) {
 	if p.key == nil {
 		c := e.Clone()
-		if raw, ok := p.ctxs[e.MessageID]; ok {
+		if raw := ctx; raw != nil {
 			if err := UnmarshalExact(raw, &c.Context); err != nil {
 				return Event{}, fmt.Errorf("profile: the context of event %s does not decode: %w", e.MessageID, err)
 			}
@@ -148,7 +149,7 @@ func (p *memProfile) cloneEvent(e *Event) (Event, error) {
 			return Event{}, err
 		}
 	}
-	if sealed, ok := p.ctxs[e.MessageID]; ok {
+	if sealed := ctx; sealed != nil {
 		if err := openJSON(p.key, sealedContextField(e.MessageID), sealed, &c.Context); err != nil {
 			return Event{}, err
 		}

@@ -107,7 +107,7 @@ func TestSealedMemStoreBindsValuesToTheirProfileAndField(t *testing.T) {
 			func() error { _, err := s.Get(ctx, pidA); return err }},
 		{"properties moved to another event", func() {
 			delete(a.traits, "name")
-			a.insert(Event{MessageID: "m2", Name: "Copied", Timestamp: at(5)})
+			a.insert(Event{MessageID: "m2", Name: "Copied", Timestamp: at(5)}, nil)
 			a.props["m2"] = a.props["m1"]
 		}, func() error { _, err := s.Events(ctx, pidA, EventQuery{}); return err }},
 	} {

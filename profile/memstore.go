@@ -49,11 +49,13 @@ type memProfile struct {
 	// message id (the events hold none).
 	key   *keyring.DataKey
 	props map[string][]byte
-	// ctxs holds each event's context as JSON by message id, sealed in a
-	// sealed store (the events hold none): a message's context, a
-	// kilobyte of nested maps, costs one copy of bytes rather than a copy
-	// of every map, and takes a third of the memory.
-	ctxs map[string][]byte
+	// ctxs holds each event's context as JSON, sealed in a sealed store,
+	// at the event's index (the events hold none; nil: no context): a
+	// message's context, a kilobyte of nested maps, costs one copy of
+	// bytes rather than a copy of every map, and takes a third of the
+	// memory. A slice beside events rather than a map by message id: an
+	// append rather than a map that grows with every event.
+	ctxs [][]byte
 }
 
 func (p *memProfile) clone() *memProfile {
@@ -61,7 +63,7 @@ func (p *memProfile) clone() *memProfile {
 	if p.props != nil {
 		c.props = maps.Clone(p.props) // the sealed bytes are never changed in place
 	}
-	c.ctxs = maps.Clone(p.ctxs)
+	c.ctxs = slices.Clone(p.ctxs)
 	c.events = make([]Event, len(p.events))
 	for i := range p.events {
 		c.events[i] = p.events[i].Clone()
@@ -72,15 +74,34 @@ func (p *memProfile) clone() *memProfile {
 	return c
 }
 
-// insert adds e in order; the common case, a newer event, is an append.
-func (p *memProfile) insert(e Event) {
+// insert adds e, with its context's JSON (nil: none), in order; the
+// common case, a newer event, is an append.
+func (p *memProfile) insert(e Event, ctx []byte) {
+	if ctx != nil && p.ctxs == nil {
+		p.ctxs = make([][]byte, len(p.events), cap(p.events))
+	}
 	n := len(p.events)
 	if n == 0 || CompareEvents(&p.events[n-1], &e) < 0 {
 		p.events = append(p.events, e)
+		if p.ctxs != nil {
+			p.ctxs = append(p.ctxs, ctx)
+		}
 		return
 	}
 	i, _ := slices.BinarySearchFunc(p.events, &e, func(a Event, b *Event) int { return CompareEvents(&a, b) })
 	p.events = slices.Insert(p.events, i, e)
+	if p.ctxs != nil {
+		p.ctxs = slices.Insert(p.ctxs, i, ctx)
+	}
+}
+
+// contextAt returns the JSON of the context of the event at i, nil when
+// it has none.
+func (p *memProfile) contextAt(i int) []byte {
+	if p.ctxs == nil {
+		return nil
+	}
+	return p.ctxs[i]
 }
 
 // NewMemStore returns an empty in-memory profile store. It keeps values in
@@ -234,7 +255,7 @@ func getEvents(m map[identity.ProfileID]*memProfile, pid identity.ProfileID, q E
 			page.Next = EncodeCursor(q.Sort, &page.Events[q.Limit-1])
 			return false
 		}
-		c, err := p.cloneEvent(e)
+		c, err := p.cloneEvent(e, p.contextAt(i))
 		if err != nil {
 			failed = err
 			return false
@@ -318,15 +339,9 @@ func (op *memOp) apply(m map[identity.ProfileID]*memProfile) {
 		op.u.apply(&prof)
 		p.traits, p.meta = prof.Traits, prof.Metadata
 		if op.hasEvent {
-			p.insert(op.ev)
+			p.insert(op.ev, op.ctx)
 			if op.props != nil {
 				p.props[op.ev.MessageID] = op.props
-			}
-			if op.ctx != nil {
-				if p.ctxs == nil {
-					p.ctxs = map[string][]byte{}
-				}
-				p.ctxs[op.ev.MessageID] = op.ctx
 			}
 		}
 	case opMerge:
@@ -334,20 +349,15 @@ func (op *memOp) apply(m map[identity.ProfileID]*memProfile) {
 		if from == nil || into == nil {
 			return
 		}
-		for _, e := range from.events {
+		for i, e := range from.events {
 			if _, dup := into.seen[e.MessageID]; !dup || e.MessageID == "" {
-				into.insert(e)
+				raw := from.contextAt(i)
+				if raw != nil && from.key != nil {
+					raw = reseal(from.key, into.key, sealedContextField(e.MessageID), raw)
+				}
+				into.insert(e, raw)
 				if sealed, ok := from.props[e.MessageID]; ok {
 					into.props[e.MessageID] = reseal(from.key, into.key, sealedEventField(e.MessageID), sealed)
-				}
-				if raw, ok := from.ctxs[e.MessageID]; ok {
-					if into.ctxs == nil {
-						into.ctxs = map[string][]byte{}
-					}
-					if from.key != nil {
-						raw = reseal(from.key, into.key, sealedContextField(e.MessageID), raw)
-					}
-					into.ctxs[e.MessageID] = raw
 				}
 			}
 		}
@@ -369,6 +379,10 @@ func (op *memOp) apply(m map[identity.ProfileID]*memProfile) {
 // reader's copy may share the old one.
 func (p *memProfile) prune(c Cutoffs) int {
 	kept := make([]Event, 0, len(p.events))
+	var keptCtxs [][]byte
+	if p.ctxs != nil {
+		keptCtxs = make([][]byte, 0, len(p.ctxs))
+	}
 	var gone []string
 	for i := range p.events {
 		if c.Expired(&p.events[i]) {
@@ -376,17 +390,19 @@ func (p *memProfile) prune(c Cutoffs) int {
 			continue
 		}
 		kept = append(kept, p.events[i])
+		if p.ctxs != nil {
+			keptCtxs = append(keptCtxs, p.ctxs[i])
+		}
 	}
 	if len(gone) == 0 {
 		return 0
 	}
-	p.events = kept
+	p.events, p.ctxs = kept, keptCtxs
 	for _, id := range gone {
 		if slices.ContainsFunc(kept, func(e Event) bool { return e.MessageID == id }) {
 			continue // an event without a message id shares the empty one
 		}
 		delete(p.props, id)
-		delete(p.ctxs, id)
 	}
 	return len(gone)
 }

@@ -1343,3 +1343,60 @@ func TestMemTxPickTraits(t *testing.T) {
 		t.Errorf("after a staged update, plan = %v, want free", got[0])
 	}
 }
+
+// TestMemStoreContextsFollowTheirEvents: a store keeps each event's context
+// beside the event, so an event stored out of order, one without a context
+// among others with one, a merge and a prune must each leave every event
+// with its own context and no other's.
+func TestMemStoreContextsFollowTheirEvents(t *testing.T) {
+	for _, sealed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sealed=%v", sealed), func(t *testing.T) {
+			ctx := t.Context()
+			s := NewMemStore()
+			if sealed {
+				s = NewSealedMemStore()
+			}
+			// Each event's context names it; m1 and m4 have none. The first
+			// event stored has none, and the others come out of order.
+			withContext := func(version uint64, id string, sec int, has bool) Update {
+				e := event(id, "e", sec)
+				if has {
+					e.Context = map[string]any{"of": id}
+				}
+				return track(version, e)
+			}
+			mustUpdate(t, s, pidA, withContext(1, "m1", 10, false))
+			mustUpdate(t, s, pidA, withContext(2, "m3", 30, true))
+			mustUpdate(t, s, pidA, withContext(3, "m2", 20, true))
+			mustUpdate(t, s, pidA, withContext(4, "m0", 5, true))
+			mustUpdate(t, s, pidB, withContext(1, "m5", 25, true))
+			mustUpdate(t, s, pidB, withContext(2, "m4", 15, false))
+			mustUpdate(t, s, pidB, withContext(3, "m6", 2, true))
+			inTx(t, s, func(tx Tx) error { return tx.Merge(ctx, pidA, pidB) })
+			check := func(want ...string) {
+				t.Helper()
+				evs := allEvents(t, s, pidA, EventQuery{Sort: Asc})
+				if got := messageIDs(evs); !slices.Equal(got, want) {
+					t.Fatalf("events %v; want %v", got, want)
+				}
+				for _, e := range evs {
+					var want map[string]any
+					if e.MessageID != "m1" && e.MessageID != "m4" {
+						want = map[string]any{"of": e.MessageID}
+					}
+					if diffValue(want, e.Context) != "" {
+						t.Errorf("event %s has context %v; want %v", e.MessageID, e.Context, want)
+					}
+				}
+			}
+			check("m6", "m0", "m1", "m4", "m2", "m5", "m3")
+			// ReceivedAt is Timestamp + 1000 s: a cutoff at 1,016 s drops
+			// m6, m0, m1 and m4 (received at 1,002 to 1,015 s).
+			inTx(t, s, func(tx Tx) error {
+				_, err := tx.(EventPruner).PruneEvents(ctx, []identity.ProfileID{pidA}, Cutoffs{Before: at(1016)})
+				return err
+			})
+			check("m2", "m5", "m3")
+		})
+	}
+}
