@@ -17,6 +17,12 @@ import (
 	"strings"
 )
 
+// ExactNumber returns the canonical form of the JSON number text s, as
+// UnmarshalExact decodes it: a float64 when it holds s exactly, else
+// json.Number(s). ok is false when s is not a JSON number. A decoder of
+// its own (internal/jsontext's Scanner) takes it for numbers.
+func ExactNumber(s string) (v any, ok bool) { return exactNumber(s) }
+
 // exactNumber returns the canonical form of the JSON number text s: a
 // float64 when it holds s exactly, else json.Number(s). ok is false when s
 // is not a JSON number.

@@ -481,9 +481,8 @@ func appendBundle(fk *keyring.DataKey, out []outbox.Item, it outbox.Item, row in
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: outbox row %d: %w", row, err)
 		}
-		numbers, err := profile.UnmarshalNumbers([]byte(text), &msgs)
-		for i := 0; err == nil && numbers && i < len(msgs); i++ {
-			err = profile.ExactMaps(&msgs[i].Traits, &msgs[i].Properties, &msgs[i].Context)
+		if msgs, err = decodeBundle([]byte(text)); err != nil {
+			msgs, err = decodeBundleReflecting(text)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: outbox row %d: stored bundle does not decode: %w", row, err)
@@ -501,6 +500,18 @@ func appendBundle(fk *keyring.DataKey, out []outbox.Item, it outbox.Item, row in
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// decodeBundleReflecting is decodeBundle through encoding/json: for text
+// decodeBundle leaves to it, which it decodes as it always has, or refuses
+// with its own error.
+func decodeBundleReflecting(text string) ([]bundledMessage, error) {
+	var msgs []bundledMessage
+	numbers, err := profile.UnmarshalNumbers([]byte(text), &msgs)
+	for i := 0; err == nil && numbers && i < len(msgs); i++ {
+		err = profile.ExactMaps(&msgs[i].Traits, &msgs[i].Properties, &msgs[i].Context)
+	}
+	return msgs, err
 }
 
 // idList returns the rows of the items' IDs (items alone in their rows) as

@@ -55,6 +55,15 @@ func checkBundled(t *testing.T, m *destination.Message) {
 	if !reflect.DeepEqual(a, b) {
 		t.Fatalf("encodeBundled decodes to %+v; encoding/json's to %+v\n got  %s\n want %s", a, b, got, want)
 	}
+	// The claim's decoder reads it by hand, as encoding/json does.
+	bundle := bundlePayload([]string{got, got})
+	hand, err := decodeBundle([]byte(bundle))
+	if err != nil {
+		t.Fatalf("decodeBundle(%s) left encodeBundled's own text to encoding/json: %v", bundle, err)
+	}
+	if ref, err := decodeBundleReflecting(bundle); err != nil || !reflect.DeepEqual(hand, ref) {
+		t.Fatalf("decodeBundle(%s) = %+v; encoding/json's %+v, %v", bundle, hand, ref, err)
+	}
 	back := a.message(m.ProfileID)
 	if back.MessageID != b.MessageID || back.Event != b.Event || !back.Timestamp.Equal(m.Timestamp) || len(back.IDs) != len(m.IDs) ||
 		back.Name != m.Name || back.Category != m.Category || back.GroupID != m.GroupID || back.PreviousID != m.PreviousID ||
@@ -102,4 +111,41 @@ func nilIfEmpty(m map[string]any) map[string]any {
 		return nil
 	}
 	return m
+}
+
+// FuzzDecodeBundle: what decodeBundle reads by hand, encoding/json reads
+// too, as the same messages; what it leaves, it leaves with errNotByHand.
+func FuzzDecodeBundle(f *testing.F) {
+	ts := time.Date(2026, 12, 6, 10, 0, 0, 123456789, time.UTC)
+	for _, m := range []destination.Message{
+		{MessageID: "m1", Type: destination.TypeTrack, Event: "Order Completed", IDs: []identity.ID{{Type: "user_id", Value: "u1"}},
+			Properties: map[string]any{"sku": "TENT-2P", "price": 249.0, "big": json.Number("9007199254740993"), "nested": map[string]any{"a": []any{1.0, "x"}}}, Timestamp: ts},
+		{MessageID: "q\"\\\n é", Type: destination.TypeIdentify, IDs: []identity.ID{}, Traits: map[string]any{"email": nil}, Context: map[string]any{"ip": "203.0.113.9"},
+			ReceivedAt: ts, Source: "src", Timestamp: ts.In(time.FixedZone("X", 3600))},
+	} {
+		one, err := encodeBundled(&m, 3)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add([]byte(bundlePayload([]string{one, one})))
+	}
+	f.Add([]byte(`[{"id":"x","ID":"y"}]`))
+	f.Add([]byte(`[{"ts":"2026-12-06T10:00:00\u005a"}]`)) // time.Time's UnmarshalJSON does not unescape
+	f.Add([]byte(`[null,{"ids":[null,{"t":"a","v":null}],"a":2,"tr":null}]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		hand, err := decodeBundle(data)
+		if err != nil {
+			if !errors.Is(err, errNotByHand) {
+				t.Fatalf("decodeBundle error %v; want errNotByHand", err)
+			}
+			return
+		}
+		ref, err := decodeBundleReflecting(string(data))
+		if err != nil {
+			t.Fatalf("decodeBundle read %q as %+v; encoding/json refuses it: %v", data, hand, err)
+		}
+		if !reflect.DeepEqual(hand, ref) {
+			t.Fatalf("decodeBundle read %q as %+v; encoding/json as %+v", data, hand, ref)
+		}
+	})
 }

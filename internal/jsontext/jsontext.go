@@ -28,7 +28,7 @@ const (
 // plainPrefix returns the length of s's longest prefix, in whole words of
 // eight bytes, that is plain ASCII (plainASCII): a context's kilobyte of
 // URLs and user agents is checked a word at a time rather than a byte.
-func plainPrefix(s string) int {
+func plainPrefix[T string | []byte](s T) int {
 	n := 0
 	for ; len(s) >= 8; s = s[8:] {
 		// A little-endian load, which the compiler makes one instruction.

@@ -1,0 +1,249 @@
+package sqlstore
+
+import (
+	"errors"
+	"time"
+
+	"github.com/gdprkit/privacy/internal/jsontext"
+	"github.com/gdprkit/privacy/profile"
+)
+
+// decodeBundle decodes a bundle's payload as profile.UnmarshalNumbers and
+// profile.ExactMaps decode it into []bundledMessage, written out by hand
+// (jsontext.Scanner): every claim decodes the bundles it hands out, and
+// encoding/json's reflection over bundledMessage was a tenth of a
+// delivering process's time. It reads the text encodeBundled writes;
+// anything else (a key of another case, a key twice, a value of the wrong
+// type, text that is not JSON) gives errNotByHand, for encoding/json to
+// decode or refuse as it always has.
+func decodeBundle(text []byte) ([]bundledMessage, error) {
+	s := jsontext.NewScanner(text)
+	s.Number = profile.ExactNumber
+	var msgs []bundledMessage
+	if s.Null() {
+		return nil, endOf(s)
+	}
+	if !s.Consume('[') {
+		return nil, errNotByHand
+	}
+	msgs = []bundledMessage{}
+	if s.Consume(']') {
+		return msgs, endOf(s)
+	}
+	for {
+		msgs = append(msgs, bundledMessage{})
+		if err := decodeBundled(s, &msgs[len(msgs)-1]); err != nil {
+			return nil, err
+		}
+		if s.Consume(',') {
+			continue
+		}
+		if !s.Consume(']') {
+			return nil, errNotByHand
+		}
+		return msgs, endOf(s)
+	}
+}
+
+// errNotByHand is decodeBundle's answer to text it leaves to encoding/json.
+var errNotByHand = errors.New("sqlstore: bundle not decoded by hand")
+
+func endOf(s *jsontext.Scanner) error {
+	if s.End() != nil {
+		return errNotByHand
+	}
+	return nil
+}
+
+// The fields of a bundledMessage, each decoded once: a key twice is left to
+// encoding/json (which merges a repeated object into the first).
+const (
+	fieldID = 1 << iota
+	fieldType
+	fieldEvent
+	fieldIDs
+	fieldTraits
+	fieldProperties
+	fieldTimestamp
+	fieldName
+	fieldCategory
+	fieldGroupID
+	fieldPreviousID
+	fieldContext
+	fieldReceivedAt
+	fieldSource
+	fieldAttempts
+)
+
+// decodeBundled decodes one message of a bundle into m: null leaves m as
+// it is, as encoding/json does.
+func decodeBundled(s *jsontext.Scanner, m *bundledMessage) error {
+	if s.Null() {
+		return nil
+	}
+	if !s.Consume('{') {
+		return errNotByHand
+	}
+	if s.Consume('}') {
+		return nil
+	}
+	seen := 0
+	for {
+		key, err := s.StringBytes()
+		if err != nil || !s.Consume(':') {
+			return errNotByHand
+		}
+		var field int
+		switch string(key) { // compared, not copied
+		case "id":
+			field, err = fieldID, bundledString(s, &m.MessageID)
+		case "t":
+			field, err = fieldType, bundledString(s, &m.Type)
+		case "e":
+			field, err = fieldEvent, bundledString(s, &m.Event)
+		case "ids":
+			field, err = fieldIDs, bundledIDs(s, &m.IDs)
+		case "tr":
+			field, err = fieldTraits, bundledMap(s, &m.Traits)
+		case "p":
+			field, err = fieldProperties, bundledMap(s, &m.Properties)
+		case "ts":
+			field, err = fieldTimestamp, bundledTime(s, &m.Timestamp)
+		case "n":
+			field, err = fieldName, bundledString(s, &m.Name)
+		case "c":
+			field, err = fieldCategory, bundledString(s, &m.Category)
+		case "g":
+			field, err = fieldGroupID, bundledString(s, &m.GroupID)
+		case "pr":
+			field, err = fieldPreviousID, bundledString(s, &m.PreviousID)
+		case "cx":
+			field, err = fieldContext, bundledMap(s, &m.Context)
+		case "r":
+			field, err = fieldReceivedAt, bundledTime(s, &m.ReceivedAt)
+		case "src":
+			field, err = fieldSource, bundledString(s, &m.Source)
+		case "a":
+			field = fieldAttempts
+			if !s.Null() {
+				m.Attempts, err = s.Int()
+			}
+		default:
+			return errNotByHand // another key, maybe of another case: encoding/json's to match
+		}
+		if err != nil || seen&field != 0 {
+			return errNotByHand
+		}
+		seen |= field
+		if s.Consume(',') {
+			continue
+		}
+		if !s.Consume('}') {
+			return errNotByHand
+		}
+		return nil
+	}
+}
+
+func bundledString(s *jsontext.Scanner, dst *string) error {
+	if s.Null() {
+		return nil
+	}
+	v, err := s.String()
+	if err != nil {
+		return errNotByHand
+	}
+	*dst = v
+	return nil
+}
+
+func bundledMap(s *jsontext.Scanner, dst *map[string]any) error {
+	if s.Null() {
+		*dst = nil
+		return nil
+	}
+	if s.Peek() != '{' {
+		return errNotByHand
+	}
+	v, err := s.Value()
+	if err != nil {
+		return errNotByHand
+	}
+	*dst = v.(map[string]any)
+	return nil
+}
+
+func bundledTime(s *jsontext.Scanner, dst *time.Time) error {
+	if s.Null() {
+		return nil
+	}
+	s.Peek() // past white space: Offset is then the quote's
+	start := s.Offset()
+	v, err := s.StringBytes()
+	// As time.Time's UnmarshalJSON reads it: RFC 3339, strictly, and
+	// without unescaping (an escape makes the text longer than v).
+	if err != nil || s.Offset()-start != len(v)+2 {
+		return errNotByHand
+	}
+	if err := dst.UnmarshalText(v); err != nil {
+		return errNotByHand
+	}
+	return nil
+}
+
+func bundledIDs(s *jsontext.Scanner, dst *[]bundledID) error {
+	if s.Null() {
+		*dst = nil
+		return nil
+	}
+	if !s.Consume('[') {
+		return errNotByHand
+	}
+	ids := []bundledID{}
+	if !s.Consume(']') {
+		for {
+			var id bundledID
+			if !s.Null() {
+				if !s.Consume('{') {
+					return errNotByHand
+				}
+				var seen [2]bool
+				for !s.Consume('}') {
+					if seen[0] || seen[1] {
+						if !s.Consume(',') {
+							return errNotByHand
+						}
+					}
+					key, err := s.StringBytes()
+					if err != nil || !s.Consume(':') {
+						return errNotByHand
+					}
+					var at int
+					var dst *string
+					switch string(key) {
+					case "t":
+						at, dst = 0, &id.Type
+					case "v":
+						at, dst = 1, &id.Value
+					default:
+						return errNotByHand
+					}
+					if seen[at] || bundledString(s, dst) != nil {
+						return errNotByHand
+					}
+					seen[at] = true
+				}
+			}
+			ids = append(ids, id)
+			if s.Consume(',') {
+				continue
+			}
+			if !s.Consume(']') {
+				return errNotByHand
+			}
+			break
+		}
+	}
+	*dst = ids
+	return nil
+}
