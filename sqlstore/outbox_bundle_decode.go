@@ -19,6 +19,10 @@ import (
 func decodeBundle(text []byte) ([]bundledMessage, error) {
 	s := jsontext.NewScanner(text)
 	s.Number = profile.ExactNumber
+	// encoding/json bounds nesting at 10,000 levels from the top of the
+	// text; a message's maps start two levels down (the bundle's array,
+	// the message's object), and Value counts from where it starts.
+	s.MaxDepth = 10000 - 2
 	var msgs []bundledMessage
 	if s.Null() {
 		return nil, endOf(s)

@@ -1,9 +1,11 @@
 package sqlstore
 
 import (
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -148,4 +150,41 @@ func FuzzDecodeBundle(f *testing.F) {
 			t.Fatalf("decodeBundle read %q as %+v; encoding/json as %+v", data, hand, ref)
 		}
 	})
+}
+
+// TestDecodeBundleNestingCountsFromTheBundle: encoding/json bounds nesting
+// at 10,000 levels counted from the top of the document, so a bundle whose
+// trait map holds 9,998 nested arrays (10,001 levels in all: the bundle's
+// array, the message's object, the map, 9,998 more) is refused by it.
+// decodeBundle must leave it to encoding/json, not read it.
+func TestDecodeBundleNestingCountsFromTheBundle(t *testing.T) {
+	for _, depth := range []int{9997, 9998} {
+		text := `[{"tr":{"x":` + strings.Repeat("[", depth) + strings.Repeat("]", depth) + `}}]`
+		_, werr := decodeBundleReflecting(text)
+		msgs, err := decodeBundle([]byte(text))
+		if (werr == nil) != (err == nil) {
+			t.Errorf("%d arrays in a map: decodeBundle read %d messages, %v; encoding/json: %v", depth, len(msgs), err, werr)
+		}
+	}
+}
+
+// TestClaimOfAnUndecodableBundleQuotesNoValue: a stored bundle neither
+// decoder reads is refused with an error that names what was wrong, not
+// the values it holds (a person's).
+func TestClaimOfAnUndecodableBundleQuotesNoValue(t *testing.T) {
+	const canary = "someone@example.com"
+	for _, text := range []string{
+		`[{"id":"m1","ts":"` + canary + `"}]`,
+		`[{"id":"` + canary + `","a":1234.5678}]`,
+		`[{"id":"` + canary + `","p":"` + canary + `"}]`,
+		`[{"id":"` + canary + `"` + canary + `}]`,
+	} {
+		_, err := appendBundle(nil, nil, outbox.Item{Destination: "d"}, 7, sql.NullString{String: text, Valid: true}, firstSlots(1))
+		if err == nil {
+			t.Fatalf("appendBundle(%s) read it", text)
+		}
+		if strings.Contains(err.Error(), canary) || strings.Contains(err.Error(), "1234") || !strings.Contains(err.Error(), "row 7") {
+			t.Errorf("appendBundle(%s) error %q: want the row named and no value quoted", text, err)
+		}
+	}
 }
