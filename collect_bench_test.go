@@ -178,3 +178,49 @@ func BenchmarkCollectBatchInMemory(b *testing.B) {
 	b.ReportMetric(float64(n*BatchSize)/oneByOne.Seconds(), "single-msgs/s")
 	b.ReportMetric(oneByOne.Seconds()/inBatch.Seconds(), "x-single")
 }
+
+// TestCollectTrackKnownAllocations holds Collect of a known person's track
+// to issue 19's bound of six allocations a message, of which the caller
+// makes one (its message id, as BenchmarkCollectTrackKnown does): Collect's
+// own five are the properties' copy (two), the event's, the transaction's
+// and the profile's events growing. A buffer moved to the heap again (the
+// identifiers, a lookup's answers, an inserted event) fails it.
+func TestCollectTrackKnownAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector (sync.Pool drops items on purpose)")
+	}
+	ctx := t.Context()
+	c, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	const people, messages = 100, 3000
+	users, anons := make([]string, people), make([]string, people)
+	for p := range people {
+		users[p], anons[p] = "u"+strconv.Itoa(p), "a"+strconv.Itoa(p)
+		if err := c.Collect(ctx, Identify{UserID: users[p], AnonymousID: anons[p], Traits: map[string]any{"plan": "pro"}, Timestamp: ts}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := make([]string, messages)
+	for i := range ids {
+		ids[i] = "m" + strconv.Itoa(i)
+	}
+	i := 0
+	collect := func() {
+		p := i % people
+		err := c.Collect(ctx, Track{MessageID: ids[i], UserID: users[p], AnonymousID: anons[p],
+			Event: "Product Viewed", Properties: benchProps, Timestamp: ts.Add(time.Duration(i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		i++
+	}
+	for range messages - 1000 { // past the events' first growths
+		collect()
+	}
+	if n := testing.AllocsPerRun(999, collect); n > 5 {
+		t.Errorf("Collect of a known person's track: %.1f allocations a message, more than 5 (and the caller's message id)", n)
+	}
+}

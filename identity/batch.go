@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"errors"
+	"sync"
 )
 
 // BatchReader is implemented by graphs (and their transactions) that look many
@@ -13,7 +14,8 @@ type BatchReader interface {
 	// LookupBatch appends to dst, for each of ids in order, the profile the
 	// identifier is linked to, or "" when it is linked to none, and returns
 	// dst. It answers as Lookup would for each; an identifier may appear more
-	// than once.
+	// than once. It keeps neither ids nor dst once it returns: the caller
+	// reuses both.
 	LookupBatch(ctx context.Context, ids []ID, dst []ProfileID) ([]ProfileID, error)
 }
 
@@ -46,8 +48,15 @@ func (tx *memGraphTx) LookupBatch(ctx context.Context, ids []ID, dst []ProfileID
 // linked to ("" when none), in one call when rd is a BatchReader.
 func LookupAll(ctx context.Context, rd Reader, ids []ID, dst []Match) ([]Match, error) {
 	if br, ok := rd.(BatchReader); ok && len(ids) > 1 {
-		var buf [8]ProfileID
-		pids, err := br.LookupBatch(ctx, ids, buf[:0])
+		// The call is through an interface, which the compiler assumes
+		// keeps what it is given: the identifiers and the answers go in
+		// pooled buffers, so that neither the caller's identifiers (on its
+		// stack) nor a buffer of answers is moved to the heap per lookup.
+		// A BatchReader keeps neither (see LookupBatch).
+		scratch := lookupScratches.Get().(*lookupScratch)
+		defer scratch.putBack()
+		in := append(scratch.ids[:0], ids...) // past eight: a buffer of its own
+		pids, err := br.LookupBatch(ctx, in, scratch.pids[:0])
 		if err != nil {
 			return dst, err
 		}
@@ -67,4 +76,21 @@ func LookupAll(ctx context.Context, rd Reader, ids []ID, dst []Match) ([]Match, 
 		dst = append(dst, Match{ID: id, Profile: pid})
 	}
 	return dst, nil
+}
+
+// lookupScratch is LookupAll's pair of buffers for a batch lookup of a
+// message's identifiers (a handful; more take buffers of their own).
+type lookupScratch struct {
+	ids  [8]ID
+	pids [8]ProfileID
+}
+
+var lookupScratches = sync.Pool{New: func() any { return new(lookupScratch) }}
+
+// putBack clears the buffers (identifiers are personal data) and returns
+// them to the pool.
+func (s *lookupScratch) putBack() {
+	clear(s.ids[:])
+	clear(s.pids[:])
+	lookupScratches.Put(s)
 }

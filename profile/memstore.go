@@ -88,7 +88,17 @@ func (p *memProfile) insert(e Event, ctx []byte) {
 		}
 		return
 	}
-	i, _ := slices.BinarySearchFunc(p.events, &e, func(a Event, b *Event) int { return CompareEvents(&a, b) })
+	// A search by hand: through slices.BinarySearchFunc's function value,
+	// &e escaped and every event inserted cost an allocation.
+	i, j := 0, n
+	for i < j {
+		h := int(uint(i+j) >> 1)
+		if CompareEvents(&p.events[h], &e) < 0 {
+			i = h + 1
+		} else {
+			j = h
+		}
+	}
 	p.events = slices.Insert(p.events, i, e)
 	if p.ctxs != nil {
 		p.ctxs = slices.Insert(p.ctxs, i, ctx)
