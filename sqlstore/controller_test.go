@@ -28,6 +28,7 @@ import (
 	"github.com/gdprkit/privacy"
 	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/journal"
 	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/sqlstore"
@@ -1683,6 +1684,84 @@ func TestRenewalNeverStallsARightOnSQLite(t *testing.T) {
 			t.Fatalf("Rectify %d has not returned after %v: the right's transaction waits for the claim's mutex, which the renewal holds while it waits for the right's transaction", i, time.Since(start))
 		}
 	}
+}
+
+// TestACutShortBeginHoldsNoWriteLock: on SQLite a write transaction
+// starts with BEGIN IMMEDIATE, and the driver (modernc.org/sqlite) answers a
+// context that ends while the BEGIN waits for the write lock with the
+// context's error, though the transaction may have begun all the same.
+// Handed back to the pool, the connection keeps the write lock while it
+// sits idle (the driver rolls back only when the connection is next taken
+// out): every other writer waits out its busy timeout. This stalled
+// TestRenewalNeverStallsARightOnSQLite about one run in seven, a renewal's
+// BEGIN cut short by its deadline of a third of the lease. Writes whose
+// deadlines pass as another connection lets the lock go must leave it free.
+func TestACutShortBeginHoldsNoWriteLock(t *testing.T) {
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "app.db")+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st, err := sqlstore.New(db, sqlstore.SQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	must(t, st.Migrate(ctx))
+	j := st.Journal()
+	received := time.Now().UTC().Truncate(time.Millisecond)
+	holder, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A handle of its own on the same file, one connection, that does not
+	// wait long for the lock.
+	otherDB, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "app.db")+"?_pragma=busy_timeout(100)&_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer otherDB.Close()
+	other, err := otherDB.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	leaked := 0
+	for i := range 200 {
+		// Another connection holds the write lock about as long as the
+		// write's deadline: some BEGINs are cut short as the lock frees.
+		if _, err := holder.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+			t.Fatalf("write %d: the holder's BEGIN: %v (the write lock is held by a connection idle in the pool: an earlier cut-short BEGIN's)", i, err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			time.Sleep(time.Duration(1000+i%7*300) * time.Microsecond)
+			_, err := holder.ExecContext(ctx, "COMMIT")
+			done <- err
+		}()
+		cut, cancel := context.WithTimeout(ctx, time.Duration(500+i%11*200)*time.Microsecond)
+		_ = j.Put(cut, &journal.Entry{ID: fmt.Sprintf("req_%d", i), Type: "DELETE_ONLY", Status: journal.StatusRunning, Received: received})
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		// The connection the write used now sits idle in the pool (the
+		// driver rolls a transaction back only when the connection is next
+		// taken out): from another database handle, the write lock must be
+		// free.
+		if _, err := other.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+			leaked++
+			continue
+		}
+		if _, err := other.ExecContext(ctx, "ROLLBACK"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if leaked > 0 {
+		t.Errorf("%d cut-short writes of 200 left their connection inside a transaction", leaked)
+	}
+	holder.Close()
 }
 
 // sealingStore is sqlstore's profile store as a Controller sees it: it seals

@@ -90,6 +90,12 @@ func beginImmediate(ctx context.Context, conn *sql.Conn) (txn, error) {
 			break
 		}
 	}
+	// A BEGIN cut short by its context may have begun the transaction all
+	// the same (modernc.org/sqlite answers the context's error): handed back
+	// to the pool, the connection would hold the write lock while it sits
+	// idle, and every other writer would wait out its busy timeout. It is
+	// discarded, which rolls back whatever it holds.
+	_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 	conn.Close()
 	return nil, err
 }
