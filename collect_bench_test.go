@@ -13,8 +13,8 @@ import (
 )
 
 // benchPeople is how many known people the Collect benchmarks spread messages
-// over, so no single profile's event slice dominates.
-const benchPeople = 1000
+// over, so no single profile's event slice dominates: 10k, issue 19's.
+const benchPeople = 10_000
 
 var benchProps = map[string]any{"sku": "TENT-2P", "price": 249.0, "currency": "EUR"}
 
@@ -25,6 +25,12 @@ func benchMessageID(buf []byte, i int) string {
 // BenchmarkCollectTrackKnown is Collect of a track message (user id and anonymous
 // id, three properties) for a person already known, all in memory.
 func BenchmarkCollectTrackKnown(b *testing.B) { benchCollectTrackKnown(b, nil) }
+
+// BenchmarkCollectTrackKnown1M is BenchmarkCollectTrackKnown among 1M known
+// people: with as many messages, a profile gets one where it got a hundred,
+// and each message reaches memory no other touched lately (issue 19: at
+// most 1.2x the cost among 10k).
+func BenchmarkCollectTrackKnown1M(b *testing.B) { benchCollectTrackKnownAmong(b, 1_000_000, nil) }
 
 // BenchmarkCollectTrackKnownContext is BenchmarkCollectTrackKnown with a
 // typical context of about 1 KB (benchContext), as analytics.js sends.
@@ -41,15 +47,19 @@ func BenchmarkCollectTrackKnownSealed(b *testing.B) {
 }
 
 func benchCollectTrackKnown(b *testing.B, msgContext map[string]any, opts ...Option) {
+	benchCollectTrackKnownAmong(b, benchPeople, msgContext, opts...)
+}
+
+func benchCollectTrackKnownAmong(b *testing.B, people int, msgContext map[string]any, opts ...Option) {
 	ctx := context.Background()
 	c, err := New(opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
 	ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	users := make([]string, benchPeople)
-	anons := make([]string, benchPeople)
-	for p := range benchPeople {
+	users := make([]string, people)
+	anons := make([]string, people)
+	for p := range people {
 		users[p], anons[p] = "u"+strconv.Itoa(p), "a"+strconv.Itoa(p)
 		if err := c.Collect(ctx, Identify{UserID: users[p], AnonymousID: anons[p], Traits: map[string]any{"plan": "pro"}, Timestamp: ts}); err != nil {
 			b.Fatal(err)
@@ -59,7 +69,7 @@ func benchCollectTrackKnown(b *testing.B, msgContext map[string]any, opts ...Opt
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		p := i % benchPeople
+		p := i % people
 		err := c.Collect(ctx, Track{MessageID: benchMessageID(buf, i), UserID: users[p], AnonymousID: anons[p],
 			Event: "Product Viewed", Properties: benchProps, Context: msgContext, Timestamp: ts.Add(time.Duration(i))})
 		if err != nil {
@@ -114,6 +124,79 @@ func BenchmarkCollectTrackBaseline(b *testing.B) {
 		bp.meta.Version++
 		bp.meta.LastMessageID = m.MessageID
 		bp.meta.UpdatedAt = m.Timestamp
+	}
+}
+
+// BenchmarkCollectIdentifyNew is Collect of an identify for a person not
+// seen before (user id, anonymous id, email and two traits), all in
+// memory: loading people, identify-heavy traffic. Run it with as many
+// iterations as people to load (issue 19: 1M, -benchtime 1000000x).
+func BenchmarkCollectIdentifyNew(b *testing.B) {
+	ctx := context.Background()
+	c, err := New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	users, anons, emails := newPeople(b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		err := c.Collect(ctx, Identify{MessageID: benchMessageID(nil, i), UserID: users[i], AnonymousID: anons[i],
+			Traits: map[string]any{"email": emails[i], "plan": "pro", "age": 41.0}, Timestamp: ts})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// newPeople returns n people's user ids, anonymous ids and emails.
+func newPeople(n int) (users, anons, emails []string) {
+	users, anons, emails = make([]string, n), make([]string, n), make([]string, n)
+	for i := range n {
+		id := strconv.Itoa(i)
+		users[i], anons[i], emails[i] = "u"+id, "a"+id, "p"+id+"@example.com"
+	}
+	return users, anons, emails
+}
+
+// BenchmarkCollectIdentifyNewBaseline does only the unavoidable work of the
+// same messages in plain Go maps, the yardstick for
+// BenchmarkCollectIdentifyNew: look up the three identifiers (none found),
+// make a profile id, link the three to it, copy the traits, record the
+// message id and the metadata.
+func BenchmarkCollectIdentifyNewBaseline(b *testing.B) {
+	type person struct {
+		meta   profile.Metadata
+		traits map[string]profile.Trait
+		seen   map[string]struct{}
+	}
+	ids := map[identity.ID]identity.ProfileID{}
+	profiles := map[identity.ProfileID]*person{}
+	ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	users, anons, emails := newPeople(b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		m := Identify{MessageID: benchMessageID(nil, i), UserID: users[i], AnonymousID: anons[i],
+			Traits: map[string]any{"email": emails[i], "plan": "pro", "age": 41.0}, Timestamp: ts}
+		keys := [3]identity.ID{{Type: identity.TypeUserID, Value: m.UserID}, {Type: identity.TypeAnonymousID, Value: m.AnonymousID},
+			{Type: identity.TypeEmail, Value: m.Traits["email"].(string)}}
+		for _, k := range keys {
+			if _, ok := ids[k]; ok {
+				b.Fatal("a new person is known")
+			}
+		}
+		pid := identity.NewProfileID(ts)
+		for _, k := range keys {
+			ids[k] = pid
+		}
+		p := &person{traits: make(map[string]profile.Trait, len(m.Traits)), seen: map[string]struct{}{m.MessageID: {}}}
+		for k, v := range m.Traits {
+			p.traits[k] = profile.Trait{Value: v, UpdatedAt: ts}
+		}
+		p.meta = profile.Metadata{CreatedAt: ts, UpdatedAt: ts, Version: 1, FirstMessageID: m.MessageID, LastMessageID: m.MessageID, FirstSeen: ts, LastSeen: ts}
+		profiles[pid] = p
 	}
 }
 
