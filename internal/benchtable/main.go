@@ -274,12 +274,13 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// format writes a ratio with two decimals and an x, a rate as an integer.
+// format writes a ratio with three decimals and an x (two would show a
+// median just under a bound as the bound), a rate as an integer.
 func format(r row, v float64) string {
 	if r.metric != "" && !strings.HasPrefix(r.metric, "x-") {
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	}
-	return strconv.FormatFloat(v, 'f', 2, 64) + "x"
+	return strconv.FormatFloat(v, 'f', 3, 64) + "x"
 }
 
 // render writes the table and, under it, how each row was run.
@@ -288,7 +289,7 @@ func render(results []result, rounds int, at time.Time) string {
 	fmt.Fprintf(&b, "Written by `go run ./internal/benchtable` on %s, %d round(s) a row. In a round, a\n", at.UTC().Format("2006-01-02"), rounds)
 	b.WriteString("figure's benchmarks run in one process: a pair one after the other, with as many\n")
 	b.WriteString("iterations each, or one benchmark that measures its own baseline. Median of the\n")
-	b.WriteString("rounds, and their lowest and highest.\n\n")
+	b.WriteString("rounds, and their lowest and highest; \"met\" compares the median with the target.\n\n")
 	b.WriteString("| row | figure | median | spread | allocs/op | target | met |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		if r.skipped != "" {

@@ -55,7 +55,7 @@ func TestRenderAndRewrite(t *testing.T) {
 	}
 	table := render(results, 3, time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC))
 	for _, want := range []string{
-		"| `issue-1/a` | A / B | **1.90x** | 1.50x – 2.50x | 6 | ≤ 2.0x | yes |",
+		"| `issue-1/a` | A / B | **1.900x** | 1.500x – 2.500x | 6 | ≤ 2.0x | yes |",
 		"| `issue-2/b` | rate | **20000** | 18000 – 25000 |  | ≥ 20,000/s | yes |",
 		"| `issue-3/pg` | needs PostgreSQL | skipped: no DSN |",
 		"on 2026-12-07, 3 round(s) a row",
