@@ -177,7 +177,37 @@ func (st *sharedTx) run(f func(Executor) error) error {
 	if st.ended {
 		return st.endedErr()
 	}
-	return f(st.t)
+	err := f(st.t)
+	if err != nil && st.s.d == SQLite && sqliteMayHaveRolledBack(err) {
+		// SQLite may have rolled the whole transaction back on its own,
+		// leaving the connection in autocommit mode: the writes before
+		// are gone, and each later one would commit at once. The
+		// transaction ends here, as on PostgreSQL, where a failed
+		// statement fails every later one; the rollback's failure
+		// discards the connection.
+		st.end(true, fmt.Errorf("a statement failed in a way that may have rolled it back: %w", err))
+		st.t.rollback(context.Background())
+	}
+	return err
+}
+
+// sqliteMayHaveRolledBack reports whether a failed statement may have
+// rolled its SQLite transaction back: one interrupted (its context ended:
+// the driver interrupts it), or one of the errors after which SQLite says
+// it may (SQLITE_FULL, SQLITE_IOERR, SQLITE_BUSY, SQLITE_NOMEM). A
+// constraint's failure undoes only its statement.
+func sqliteMayHaveRolledBack(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || IsRetryable(err) {
+		return true
+	}
+	var lite interface{ Code() int }
+	if errors.As(err, &lite) {
+		switch lite.Code() & 0xff {
+		case 7, 9, 10, 13: // SQLITE_NOMEM, SQLITE_INTERRUPT, SQLITE_IOERR, SQLITE_FULL
+			return true
+		}
+	}
+	return false
 }
 
 func (st *sharedTx) endedErr() error {
