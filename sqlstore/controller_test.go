@@ -1643,17 +1643,8 @@ func TestAudiencesRacingAnErasure(t *testing.T) {
 // review found renewals holding the claim's mutex, and each right stalled
 // until the renewal gave up, long past the lease.)
 func TestRenewalNeverStallsARightOnSQLite(t *testing.T) {
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "app.db")+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	st, err := sqlstore.New(db, sqlstore.SQLite)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, st := openSQLiteFile(t, filepath.Join(t.TempDir(), "app.db"))
 	ctx := context.Background()
-	must(t, st.Migrate(ctx))
 	// A short lease, so that the renewal (every third of it) meets a right
 	// mid-flight within a few requests, as it does under load with the default.
 	c, err := privacy.New(privacy.WithIdentity(st.Graph()), privacy.WithProfiles(st.Profiles()),
@@ -1698,17 +1689,8 @@ func TestRenewalNeverStallsARightOnSQLite(t *testing.T) {
 // deadlines pass as another connection lets the lock go must leave it free.
 func TestACutShortBeginHoldsNoWriteLock(t *testing.T) {
 	dir := t.TempDir()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "app.db")+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	st, err := sqlstore.New(db, sqlstore.SQLite)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, st := openSQLiteFile(t, filepath.Join(dir, "app.db"))
 	ctx := context.Background()
-	must(t, st.Migrate(ctx))
 	j := st.Journal()
 	received := time.Now().UTC().Truncate(time.Millisecond)
 	holder, err := db.Conn(ctx)

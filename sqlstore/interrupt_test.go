@@ -23,16 +23,7 @@ import (
 // fails the rest).
 func TestAnInterruptedWriteAbortsTheSQLiteTransaction(t *testing.T) {
 	ctx := context.Background()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "app.db")+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	st, err := sqlstore.New(db, sqlstore.SQLite)
-	if err != nil {
-		t.Fatal(err)
-	}
-	must(t, st.Migrate(ctx))
+	_, st := openSQLiteFile(t, filepath.Join(t.TempDir(), "app.db"))
 	g := st.Graph()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	// A profile with many links, so that deleting it takes a while.
@@ -86,4 +77,22 @@ func TestAnInterruptedWriteAbortsTheSQLiteTransaction(t *testing.T) {
 	if cut == 0 {
 		t.Skip("no Delete was cut short: the machine was too fast for the deadlines")
 	}
+}
+
+// openSQLiteFile opens the SQLite file at path as a host would (writers
+// wait for each other up to a busy timeout of 5 s, WAL), with a migrated
+// Store over it; both are closed when the test ends.
+func openSQLiteFile(t *testing.T, path string) (*sql.DB, *sqlstore.Store) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	st, err := sqlstore.New(db, sqlstore.SQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, st.Migrate(context.Background()))
+	return db, st
 }

@@ -231,13 +231,6 @@ func hex4(b []byte, i int) (rune, bool) {
 	return r, true
 }
 
-// NumberText reads a number and returns its text, checked against JSON's
-// grammar.
-func (s *Scanner) NumberText() (string, error) {
-	text, _, err := s.number()
-	return text, err
-}
-
 // number reads a number's text, and reports whether a float64 may not hold
 // it exactly: 16 digits or more, or an exponent of 3 digits or more.
 func (s *Scanner) number() (text string, long bool, err error) {
@@ -401,10 +394,4 @@ func (s *Scanner) value(depthLeft int) (any, error) {
 		}
 		return f, nil
 	}
-}
-
-// Skip reads a value and drops it.
-func (s *Scanner) Skip() error {
-	_, err := s.Value()
-	return err
 }
