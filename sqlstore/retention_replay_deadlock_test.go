@@ -2,12 +2,10 @@ package sqlstore_test
 
 import (
 	"errors"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gdprkit/privacy"
-	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/sqlstore"
 	"github.com/gdprkit/privacy/txscope"
@@ -21,36 +19,9 @@ import (
 func TestRetentionSurvivesADeadlockWithReplay(t *testing.T) {
 	s := newSite(t, sqlstore.Postgres)
 	ctx := t.Context()
-	crm := destination.NewRecorder("crm")
-	crm.FailSends(-1)
-	var off atomic.Int64
-	off.Store(int64(-48 * time.Hour))
-	clock := privacy.WithClock(func() time.Time { return time.Now().Add(time.Duration(off.Load())) })
-	var dead []privacy.DeadLetter
-	{
-		p := s.open(t)
-		c := p.controller(t, nil, retentionPolicy, privacy.WithDestinations(crm), clock,
-			privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, MaxAttempts: 1, Poll: 5 * time.Millisecond}))
-		for _, u := range []string{"ada", "bob"} {
-			must(t, c.Collect(ctx, privacy.Track{MessageID: "old-" + u, UserID: u, Event: "Viewed", Timestamp: time.Now().Add(-48 * time.Hour)}))
-		}
-		for deadline := time.Now().Add(10 * time.Second); len(dead) < 2 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			dead, _ = c.DeadLetters(ctx, "crm", 0, 10)
-		}
-		if len(dead) != 2 {
-			t.Fatalf("dead letters: %v", dead)
-		}
-		c.Close()
-		p.close()
-	}
-	off.Store(0)
-	p := s.open(t)
-	c := p.controller(t, nil, retentionPolicy, privacy.WithDestinations(crm), clock,
-		privacy.WithDelivery(privacy.Delivery{Backoff: time.Hour, MaxBackoff: time.Hour, Poll: time.Hour}))
-	ops := s.open(t)
-	fn := s.Schema + ".slow_replay_insert"
-	must(t, adminExec(s, `CREATE FUNCTION `+fn+`() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$ LANGUAGE plpgsql`))
-	must(t, adminExec(s, `CREATE TRIGGER slow_replay AFTER INSERT ON `+s.table("outbox")+` FOR EACH ROW WHEN (NEW.state = 'PENDING') EXECUTE FUNCTION `+fn+`()`))
+	dead, p, c, ops := replayAfterRetention(t, s,
+		privacy.Track{MessageID: "old-ada", UserID: "ada", Event: "Viewed"}, privacy.Track{MessageID: "old-bob", UserID: "bob", Event: "Viewed"})
+	fast := slowOutboxInserts(t, s, "1")
 	replayed := make(chan error, 1)
 	var replayN int
 	start := time.Now()
@@ -62,7 +33,7 @@ func TestRetentionSurvivesADeadlockWithReplay(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	rep, err := c.ApplyRetention(ctx, privacy.RetentionOptions{})
 	rerr := <-replayed
-	must(t, adminExec(s, `DROP TRIGGER slow_replay ON `+s.table("outbox")))
+	fast()
 	t.Logf("took %v; retention %+v, %v; replay %d, %v", time.Since(start), rep, err, replayN, rerr)
 	if err != nil || rep.Status != privacy.Finished {
 		t.Errorf("ApplyRetention = %+v, %v", rep, err)

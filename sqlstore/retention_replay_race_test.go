@@ -27,41 +27,13 @@ import (
 func TestRetentionRacingReplayLeavesNoExpiredMessage(t *testing.T) {
 	s := newSite(t, sqlstore.Postgres)
 	ctx := t.Context()
-	crm := destination.NewRecorder("crm")
-	crm.FailSends(-1)
-	var off atomic.Int64
-	off.Store(int64(-48 * time.Hour))
-	clock := privacy.WithClock(func() time.Time { return time.Now().Add(time.Duration(off.Load())) })
-	var dead []privacy.DeadLetter
-	{
-		p := s.open(t)
-		c := p.controller(t, nil, retentionPolicy, privacy.WithDestinations(crm), clock,
-			privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, MaxAttempts: 3, Poll: 5 * time.Millisecond}))
-		must(t, c.Collect(ctx, privacy.Track{MessageID: "old", UserID: "ada", Event: "Viewed",
-			Properties: map[string]any{"note": "canary-replayed"}, Timestamp: time.Now().Add(-48 * time.Hour)}))
-		for deadline := time.Now().Add(10 * time.Second); len(dead) == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			dead, _ = c.DeadLetters(ctx, "crm", 0, 10)
-		}
-		if len(dead) != 1 {
-			t.Fatalf("no dead letter: %v", dead)
-		}
-		c.Close()
-		p.close()
-	}
-	off.Store(0)
-	// The retention host: its deliverer polls once an hour, so nothing
-	// claims the replayed row while the test looks.
-	p := s.open(t)
-	c := p.controller(t, nil, retentionPolicy, privacy.WithDestinations(crm), clock,
-		privacy.WithDelivery(privacy.Delivery{Backoff: time.Hour, MaxBackoff: time.Hour, Poll: time.Hour}))
-	ops := s.open(t) // the operator's process
+	dead, p, c, ops := replayAfterRetention(t, s, privacy.Track{MessageID: "old", UserID: "ada", Event: "Viewed",
+		Properties: map[string]any{"note": "canary-replayed"}})
 
 	replayed := make(chan error, 1)
 	var rep *privacy.RetentionReport
 	var err error
-	fn := s.Schema + ".review_slow_insert"
-	must(t, adminExec(s, `CREATE FUNCTION `+fn+`() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(1.5); RETURN NEW; END $$ LANGUAGE plpgsql`))
-	must(t, adminExec(s, `CREATE TRIGGER review_slow AFTER INSERT ON `+s.table("outbox")+` FOR EACH ROW WHEN (NEW.state = 'PENDING') EXECUTE FUNCTION `+fn+`()`))
+	fast := slowOutboxInserts(t, s, "1.5")
 	go func() {
 		_, err := ops.data.Outbox().Replay(ctx, []uint64{dead[0].ID}, time.Now())
 		replayed <- err
@@ -69,7 +41,7 @@ func TestRetentionRacingReplayLeavesNoExpiredMessage(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // Replay holds the dead row, asleep in its insert
 	rep, err = c.ApplyRetention(ctx, privacy.RetentionOptions{})
 	must(t, <-replayed)
-	must(t, adminExec(s, `DROP TRIGGER review_slow ON `+s.table("outbox")))
+	fast()
 	if err != nil || rep.Events != 1 || rep.Status != privacy.Finished {
 		t.Fatalf("ApplyRetention = %+v, %v; want the event deleted", rep, err)
 	}
@@ -81,6 +53,55 @@ func TestRetentionRacingReplayLeavesNoExpiredMessage(t *testing.T) {
 			t.Errorf("after retention deleted the event (messages dropped: %d), its replayed dead letter is queued and handed out: %v", rep.Messages, it.Message.Properties)
 		}
 	}
+}
+
+// replayAfterRetention collects tracks dated two days back through a
+// Controller whose clock runs two days behind and whose destination, crm,
+// refuses every send, until each is a dead letter; then it opens the
+// retention host (clock on time, its deliverer polling once an hour, so
+// that nothing claims a replayed row while a test looks) and a second
+// process for the operator who replays.
+func replayAfterRetention(t *testing.T, s *site, tracks ...privacy.Track) (dead []privacy.DeadLetter, p *proc, c *privacy.Controller, ops *proc) {
+	t.Helper()
+	ctx := t.Context()
+	crm := destination.NewRecorder("crm")
+	crm.FailSends(-1)
+	var off atomic.Int64
+	off.Store(int64(-48 * time.Hour))
+	clock := privacy.WithClock(func() time.Time { return time.Now().Add(time.Duration(off.Load())) })
+	{
+		p := s.open(t)
+		c := p.controller(t, nil, retentionPolicy, privacy.WithDestinations(crm), clock,
+			privacy.WithDelivery(privacy.Delivery{Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, MaxAttempts: 1, Poll: 5 * time.Millisecond}))
+		for _, tr := range tracks {
+			tr.Timestamp = time.Now().Add(-48 * time.Hour)
+			must(t, c.Collect(ctx, tr))
+		}
+		for deadline := time.Now().Add(10 * time.Second); len(dead) < len(tracks) && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			dead, _ = c.DeadLetters(ctx, "crm", 0, 10)
+		}
+		if len(dead) != len(tracks) {
+			t.Fatalf("dead letters: %v; want %d", dead, len(tracks))
+		}
+		c.Close()
+		p.close()
+	}
+	off.Store(0)
+	p = s.open(t)
+	c = p.controller(t, nil, retentionPolicy, privacy.WithDestinations(crm), clock,
+		privacy.WithDelivery(privacy.Delivery{Backoff: time.Hour, MaxBackoff: time.Hour, Poll: time.Hour}))
+	return dead, p, c, s.open(t)
+}
+
+// slowOutboxInserts makes each insert of a PENDING outbox row sleep the
+// given seconds (a Replay's, here), so that a Replay holds its rows while
+// a test starts retention beside it; the function returned undoes it.
+func slowOutboxInserts(t *testing.T, s *site, seconds string) func() {
+	t.Helper()
+	fn := s.Schema + ".slow_outbox_insert"
+	must(t, adminExec(s, `CREATE FUNCTION `+fn+`() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(`+seconds+`); RETURN NEW; END $$ LANGUAGE plpgsql`))
+	must(t, adminExec(s, `CREATE TRIGGER slow_outbox_insert AFTER INSERT ON `+s.table("outbox")+` FOR EACH ROW WHEN (NEW.state = 'PENDING') EXECUTE FUNCTION `+fn+`()`))
+	return func() { must(t, adminExec(s, `DROP TRIGGER slow_outbox_insert ON `+s.table("outbox"))) }
 }
 
 func adminExec(s *site, q string) error {
