@@ -867,24 +867,35 @@ func checkTraits(traits map[string]any, budget *int, l *Limits) (map[string]any,
 		if len(k) > maxNameLength { // before the name is quoted into a path
 			return nil, fieldErrorf("Traits", "a trait name of %d bytes, more than %d", len(k), maxNameLength)
 		}
-		path := fmt.Sprintf("Traits[%q]", k)
+		// The trait's path names it in errors only: it is made once one is
+		// found, and the value checked again under it, rather than for
+		// every trait of every message.
 		if k == "" {
-			return nil, fieldErrorf(path, "empty trait name")
+			return nil, fieldErrorf(traitPath(k), "empty trait name")
 		}
-		if err := checkName(path, k); err != nil {
-			return nil, err
+		if err := checkName("", k); err != nil {
+			return nil, checkName(traitPath(k), k)
 		}
 		if *budget -= len(k); *budget < 0 {
-			return nil, tooLarge(path, l)
+			return nil, tooLarge(traitPath(k), l)
 		}
-		n, err := profile.NormalizeValueWithin(path, v, budget)
-		if errors.Is(err, profile.ErrTooLarge) {
-			return nil, tooLarge(path, l)
-		}
+		left := *budget
+		n, err := profile.NormalizeValueWithin("", v, budget)
 		if err != nil {
+			*budget = left
+			path := traitPath(k)
+			if _, named := profile.NormalizeValueWithin(path, v, budget); named != nil {
+				err = named // the same error, naming the trait
+			}
+			if errors.Is(err, profile.ErrTooLarge) {
+				return nil, tooLarge(path, l)
+			}
 			return nil, fieldError(path, err)
 		}
 		out[k] = n
 	}
 	return out, nil
 }
+
+// traitPath names trait k in an error: Traits["k"].
+func traitPath(k string) string { return fmt.Sprintf("Traits[%q]", k) }

@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -173,6 +174,14 @@ func (tx *memGraphTx) writable(pid ProfileID) (*Node, bool) {
 	c.Merges = append([]Merge(nil), n.Merges...)
 	tx.stageNode(pid, &c)
 	return &c, true
+}
+
+// reserveLinks makes room for n more links in pid's node when this
+// transaction has staged it (made it, or copied it to write), for Plan.Apply.
+func (tx *memGraphTx) reserveLinks(pid ProfileID, n int) {
+	if node, ok := tx.nodes.latest(pid); ok && node != nil {
+		node.Links = slices.Grow(node.Links, n)
+	}
 }
 
 // stageNode stages n as pid's node, replacing the node already staged for pid:

@@ -270,6 +270,13 @@ func (r *Resolver) breaksLimit(profiles []*Node, fresh []ID, now time.Time) bool
 	return false
 }
 
+// linkReserver is a Tx that can make room for a profile's links ahead of
+// them (the in-memory graph's): a new person's identifiers then share one
+// allocation rather than a slice grown link by link.
+type linkReserver interface {
+	reserveLinks(pid ProfileID, n int)
+}
+
 // Apply carries the plan out in tx: it creates the profile, merges the absorbed
 // profiles into it and links the new identifiers, each write stamped with now and
 // the message id. Every step is an idempotent redo, so applying it twice is safe.
@@ -283,6 +290,9 @@ func (p *Plan) Apply(ctx context.Context, tx Tx, now time.Time, messageID string
 		if err := tx.Merge(ctx, p.Profile, Merge{From: from, At: now, MessageID: messageID}); err != nil {
 			return fmt.Errorf("identity: merging profile %s into %s: %w", from, p.Profile, err)
 		}
+	}
+	if r, ok := tx.(linkReserver); ok && len(p.Link) > 1 {
+		r.reserveLinks(p.Profile, len(p.Link))
 	}
 	for _, id := range p.Link {
 		if err := tx.Link(ctx, p.Profile, Link{ID: id, LinkedAt: now, MessageID: messageID}); err != nil {

@@ -197,7 +197,7 @@ func (s *MemStore) Begin(ctx context.Context) (Tx, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	tx := &memTx{s: s}
+	tx := &memTx{s: s, first: firstOps.Get().(*[1]memOp)}
 	tx.ops = tx.first[:0]
 	return tx, nil
 }
@@ -316,7 +316,12 @@ type memOp struct {
 	cut Cutoffs // opPrune's
 }
 
-func (op *memOp) apply(m map[identity.ProfileID]*memProfile) {
+// apply applies op to the profiles in m. final says it is the op's last
+// application (Commit's, onto the store): a profile it makes may then keep
+// the op's trait map, which the op owns (cloned when staged), rather than a
+// copy of it. A transaction's view applies its ops again and again, to
+// copies, so there they lend nothing.
+func (op *memOp) apply(m map[identity.ProfileID]*memProfile, final bool) {
 	switch op.kind {
 	case opUpdate:
 		p := m[op.pid]
@@ -346,6 +351,9 @@ func (op *memOp) apply(m map[identity.ProfileID]*memProfile) {
 			op.ownKey = false
 		}
 		prof := Profile{Traits: p.traits}
+		if final && prof.Traits == nil && len(op.u.Set) > 0 {
+			prof.Traits, op.u.Set = op.u.Set, nil
+		}
 		op.u.apply(&prof)
 		p.traits, p.meta = prof.Traits, prof.Metadata
 		if op.hasEvent {
@@ -421,9 +429,26 @@ type memTx struct {
 	s    *MemStore
 	done bool
 	ops  []memOp
-	// first holds the first op inside the transaction's own allocation: most
-	// transactions (one collected message) stage exactly one.
-	first [1]memOp
+	// first is the room for the first op, which most transactions (one
+	// collected message) are: an op is large (a whole Update and Event),
+	// so the room is reused from one transaction to the next (firstOps)
+	// rather than allocated with each. The transaction gives it back, cleared,
+	// when it ends; a call after that fails with ErrTxDone before it looks
+	// at ops.
+	first *[1]memOp
+}
+
+var firstOps = sync.Pool{New: func() any { return new([1]memOp) }}
+
+// end ends the transaction: its ops are forgotten and the room for the
+// first given back.
+func (tx *memTx) end() {
+	tx.done, tx.ops = true, nil
+	if tx.first != nil {
+		*tx.first = [1]memOp{}
+		firstOps.Put(tx.first)
+		tx.first = nil
+	}
 }
 
 func (tx *memTx) check(ctx context.Context) error {
@@ -463,7 +488,7 @@ func (tx *memTx) view(pid identity.ProfileID) (m map[identity.ProfileID]*memProf
 	}
 	tx.s.mu.RUnlock()
 	for i := range tx.ops {
-		tx.ops[i].apply(m)
+		tx.ops[i].apply(m, false)
 	}
 	return m, false
 }
@@ -610,9 +635,8 @@ func (tx *memTx) Commit(ctx context.Context) error {
 	if tx.done {
 		return ErrTxDone
 	}
-	tx.done = true
 	ops := tx.ops
-	tx.ops = nil
+	defer tx.end()
 	if err := ctx.Err(); err != nil {
 		return err // as database/sql does: a cancelled commit rolls back
 	}
@@ -622,7 +646,7 @@ func (tx *memTx) Commit(ctx context.Context) error {
 	tx.s.mu.Lock()
 	before := len(tx.s.profiles)
 	for i := range ops {
-		ops[i].apply(tx.s.profiles)
+		ops[i].apply(tx.s.profiles, true)
 		if ops[i].kind == opMerge || ops[i].kind == opDelete {
 			tx.s.dirty.Store(true)
 		}
@@ -635,7 +659,6 @@ func (tx *memTx) Commit(ctx context.Context) error {
 }
 
 func (tx *memTx) Rollback(ctx context.Context) error {
-	tx.done = true
-	tx.ops = nil
+	tx.end()
 	return nil
 }

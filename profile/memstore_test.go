@@ -1400,3 +1400,110 @@ func TestMemStoreContextsFollowTheirEvents(t *testing.T) {
 		})
 	}
 }
+
+// TestMemStoreNewProfileTraitsSurviveLaterWrites holds the store to keeping
+// a new profile's traits as committed, now that Commit lets a profile it
+// makes keep the staged op's trait map: the transaction's views before the
+// commit must lend nothing, a later write in the same transaction adds to
+// the map, the caller's map stays the caller's, and a later transaction
+// that rolls back leaves the profile as it was.
+func TestMemStoreNewProfileTraitsSurviveLaterWrites(t *testing.T) {
+	ctx := t.Context()
+	s := NewMemStore()
+	first := map[string]Trait{"plan": {Value: "pro", UpdatedAt: at(1)}, "age": {Value: 41.0, UpdatedAt: at(1)}}
+	tx := openTx(t, s)
+	if err := tx.Update(ctx, pidA, Update{Set: first}); err != nil {
+		t.Fatal(err)
+	}
+	// A view applies the staged op to a copy; the read's traits are the
+	// reader's to change.
+	seen, err := tx.Get(ctx, pidA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen.Traits["plan"] = Trait{Value: "changed by the reader"}
+	if err := tx.Update(ctx, pidA, Update{Set: map[string]Trait{"email": {Value: "p@example.com", UpdatedAt: at(2)}}, Remove: []string{"age"}}); err != nil {
+		t.Fatal(err)
+	}
+	first["plan"] = Trait{Value: "changed by the caller"}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Trait{"plan": {Value: "pro", UpdatedAt: at(1)}, "email": {Value: "p@example.com", UpdatedAt: at(2)}}
+	got, err := s.Get(ctx, pidA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got.Traits); diff != "" {
+		t.Errorf("traits after the commit (-want +got):\n%s", diff)
+	}
+
+	later := openTx(t, s)
+	if err := later.Update(ctx, pidA, Update{Set: map[string]Trait{"plan": {Value: "free", UpdatedAt: at(3)}}, Remove: []string{"email"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := later.Get(ctx, pidA); err != nil {
+		t.Fatal(err)
+	}
+	if err := later.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = s.Get(ctx, pidA); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got.Traits); diff != "" {
+		t.Errorf("traits after a rolled back write (-want +got):\n%s", diff)
+	}
+}
+
+// TestMemTxEndedLeavesTheNextTransactionAlone holds the reuse of a
+// transaction's room for its first op: once a transaction ended, the next
+// one may hold that room, and calls on the ended one must neither write
+// through it nor clear what the next one staged.
+func TestMemTxEndedLeavesTheNextTransactionAlone(t *testing.T) {
+	ctx := t.Context()
+	for _, end := range []string{"commit", "rollback"} {
+		t.Run(end, func(t *testing.T) {
+			s := NewMemStore()
+			for round := range 50 { // the pool may hand out a fresh room: try more than once
+				old := openTx(t, s)
+				if err := old.Update(ctx, pidA, track(1, event(fmt.Sprint("a", round), "a", round))); err != nil {
+					t.Fatal(err)
+				}
+				var err error
+				if end == "commit" {
+					err = old.Commit(ctx)
+				} else {
+					err = old.Rollback(ctx)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				next := openTx(t, s)
+				b := track(1, event(fmt.Sprint("b", round), "b", round))
+				if err := next.Update(ctx, pidB, b); err != nil {
+					t.Fatal(err)
+				}
+				if err := old.Update(ctx, pidC, track(1, event(fmt.Sprint("c", round), "c", round))); !errors.Is(err, ErrTxDone) {
+					t.Fatalf("Update on an ended transaction: %v, want ErrTxDone", err)
+				}
+				if err := old.Rollback(ctx); err != nil {
+					t.Fatalf("Rollback on an ended transaction: %v", err)
+				}
+				if err := next.Commit(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.Get(ctx, pidC); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("the ended transaction's write reached the store: Get(pidC) = %v", err)
+				}
+				page, err := s.Events(ctx, pidB, EventQuery{Limit: MaxLimit})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := len(page.Events); n != round+1 || !slices.ContainsFunc(page.Events, func(e Event) bool { return e.MessageID == b.MessageID }) {
+					t.Fatalf("round %d: profile B holds %d events, want %d with %s", round, n, round+1, b.MessageID)
+				}
+			}
+		})
+	}
+}
