@@ -129,16 +129,23 @@ func newIngestController(b *testing.B, opts ...privacy.Option) *privacy.Controll
 // ingestUser is the user id of known person p.
 func ingestUser(p int) string { return fmt.Sprintf("ingest-user-%04d", p) }
 
-// seedIngestPeople identifies the known people, in one batch.
-func seedIngestPeople(b *testing.B, c *privacy.Controller) {
-	msgs := make([]privacy.Message, ingestPeople)
+// seedIngestPeople identifies the ingestPeople known people, in one batch.
+func seedIngestPeople(b *testing.B, c *privacy.Controller) { seedIngestPeopleN(b, c, ingestPeople) }
+
+// seedIngestPeopleN identifies n known people, in one batch.
+func seedIngestPeopleN(b *testing.B, c *privacy.Controller, n int) {
+	msgs := make([]privacy.Message, n)
 	ts := time.Now().UTC()
 	for p := range msgs {
 		msgs[p] = privacy.Identify{MessageID: "seed-" + ingestUser(p), UserID: ingestUser(p), Source: testSource,
 			Traits: map[string]any{"email": fmt.Sprintf("ingest%04d@example.com", p), "plan": "pro"}, Timestamp: ts}
 	}
-	if err := c.CollectBatch(b.Context(), msgs); err != nil {
-		b.Fatal(err)
+	for len(msgs) > 0 {
+		n := min(len(msgs), privacy.BatchSize)
+		if err := c.CollectBatch(b.Context(), msgs[:n]); err != nil {
+			b.Fatal(err)
+		}
+		msgs = msgs[n:]
 	}
 }
 
@@ -176,11 +183,18 @@ type ingestWireMessage struct {
 	Timestamp  string         `json:"timestamp"`
 }
 
-// ingestBody returns batch n as the body of /v1/batch.
+// ingestBody returns batch n as the body of /v1/batch, its messages about
+// the ingestPeople known people.
 func ingestBody(b *testing.B, n int, sentAt time.Time) []byte {
+	return ingestBodyAmong(b, n, sentAt, ingestPeople)
+}
+
+// ingestBodyAmong returns batch n as the body of /v1/batch, its messages
+// about people known people, the batches taking them in turn.
+func ingestBodyAmong(b testing.TB, n int, sentAt time.Time, people int) []byte {
 	wire := make([]ingestWireMessage, ingestBatchSize)
 	for j := range wire {
-		wire[j] = ingestWireMessage{Type: "track", MessageID: fmt.Sprintf("ingest-%d-%d", n, j), UserID: ingestUser(j % ingestPeople),
+		wire[j] = ingestWireMessage{Type: "track", MessageID: fmt.Sprintf("ingest-%d-%d", n, j), UserID: ingestUser((n*ingestBatchSize + j) % people),
 			Event: "Product Viewed", Properties: map[string]any{"sku": "TENT-2P", "price": 249, "currency": "EUR"},
 			Context: ingestLibrary(), Timestamp: ingestTimestamp.Format("2006-01-02T15:04:05.000Z07:00")}
 	}
@@ -214,6 +228,9 @@ func ingestBody(b *testing.B, n int, sentAt time.Time) []byte {
 // the same load, a check on the machine's drift. It understates what
 // http's garbage costs: the collections it brings on run during either
 // half.
+//
+// http-8conns posts on eight connections at once, about 1,000 people (issue
+// 19's load): see benchIngestConcurrent.
 func BenchmarkIngest(b *testing.B) {
 	for _, be := range ingestBackends {
 		b.Run(be.name, func(b *testing.B) {
@@ -221,6 +238,7 @@ func BenchmarkIngest(b *testing.B) {
 			b.Run("http", func(b *testing.B) { benchIngestHTTP(b, be.open, false) })
 			b.Run("http-gzip", func(b *testing.B) { benchIngestHTTP(b, be.open, true) })
 			b.Run("paired", func(b *testing.B) { benchIngestPaired(b, be.open) })
+			b.Run("http-8conns", func(b *testing.B) { benchIngestConcurrent(b, be.open) })
 		})
 	}
 }
@@ -318,18 +336,25 @@ type ingestClient struct {
 	answer bytes.Buffer
 }
 
-// newIngestClient serves the Tracking API over c and returns a client of
-// it, its connection opened by a first batch of other messages. The
-// benchmark fails if the client opened another connection.
-func newIngestClient(b *testing.B, c *privacy.Controller, gzipBody bool) *ingestClient {
+// serveIngest serves the Tracking API over c on loopback, and counts the
+// connections its clients open.
+func serveIngest(c *privacy.Controller) (*httptest.Server, *atomic.Int64) {
 	srv := httptest.NewUnstartedServer(NewTracking(c, WithWriteKey(testWriteKey, testSource)))
-	var conns atomic.Int64
+	conns := new(atomic.Int64)
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			conns.Add(1)
 		}
 	}
 	srv.Start()
+	return srv, conns
+}
+
+// newIngestClient serves the Tracking API over c and returns a client of
+// it, its connection opened by a first batch of other messages. The
+// benchmark fails if the client opened another connection.
+func newIngestClient(b *testing.B, c *privacy.Controller, gzipBody bool) *ingestClient {
+	srv, conns := serveIngest(c)
 	b.Cleanup(func() {
 		if n := conns.Load(); n != 1 {
 			b.Errorf("the client opened %d connections, want 1 kept alive", n)

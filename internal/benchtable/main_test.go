@@ -52,6 +52,8 @@ func TestRenderAndRewrite(t *testing.T) {
 		{row: row{id: "issue-2/b", figure: "rate", metric: "msgs/s", target: "≥ 20,000/s", met: func(v float64) bool { return v >= 20000 }},
 			values: []float64{19000, 21000, 25000, 18000}},
 		{row: row{id: "issue-3/pg", figure: "needs PostgreSQL", target: "t"}, skipped: "no DSN"},
+		{row: row{id: "issue-4/slow", figure: "heap", pkg: ".", bench: "^BenchmarkM$", benchtime: "1x", metric: "x-maps", target: "≤ 1.3x", maxRounds: 2},
+			values: []float64{1.1, 1.2}},
 	}
 	table := render(results, 3, time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC))
 	for _, want := range []string{
@@ -59,6 +61,8 @@ func TestRenderAndRewrite(t *testing.T) {
 		"| `issue-2/b` | rate | **20000** | 18000 – 25000 |  | ≥ 20,000/s | yes |",
 		"| `issue-3/pg` | needs PostgreSQL | skipped: no DSN |",
 		"on 2026-12-07, 3 round(s) a row",
+		"| `issue-4/slow` | heap | **1.150x** | 1.100x – 1.200x |",
+		"- `issue-4/slow`: `. -test.run '^$' -test.bench '^BenchmarkM$' -test.benchmem -test.benchtime 1x` (2 rounds)\n",
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
@@ -99,6 +103,16 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRoundsOf: a row with maxRounds runs no more than it, and as many as
+// asked when fewer are.
+func TestRoundsOf(t *testing.T) {
+	for _, c := range []struct{ max, asked, want int }{{0, 5, 5}, {3, 5, 3}, {3, 2, 2}, {3, 3, 3}} {
+		if got := (row{maxRounds: c.max}).roundsOf(c.asked); got != c.want {
+			t.Errorf("roundsOf(%d) with maxRounds %d = %d, want %d", c.asked, c.max, got, c.want)
+		}
+	}
 }
 
 // TestRunRefusesBadFlags: flags that would write part of the table, or
