@@ -284,6 +284,16 @@ func (w *worker) run() {
 	poll := time.NewTimer(0)
 	defer poll.Stop()
 	for {
+		// A wake sent before this claim starts is spent by it: Wake follows
+		// the commit of what it announces, so the claim sees those items,
+		// and waking again for them would only make an empty claim (one a
+		// batch, when the next batch commits while this one is claimed).
+		// A wake sent once the claim has started stays, and wakes the
+		// worker when it is idle.
+		select {
+		case <-w.wake:
+		default:
+		}
 		now := e.now()
 		// A claim is not cut short by Close: cancelled mid-query, its
 		// update could commit unseen, its items held by nobody until the

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -502,7 +503,9 @@ func TestClosingKeepsARunningCallsItems(t *testing.T) {
 	entered := make(chan struct{})
 	crm := &scripted{name: "crm", gate: gate, entered: entered, shared: log}
 	cfg := testConfig()
-	cfg.Timeout, cfg.Lease = 20*time.Millisecond, 30*time.Millisecond
+	// The library's least lease: a shorter one lapsed whenever the
+	// machine was busy enough to delay a renewal by two thirds of it.
+	cfg.Timeout, cfg.Lease = 20*time.Millisecond, 100*time.Millisecond
 	e := New(s, []destination.Destination{crm}, cfg, "closing", time.Now, quiet, nil)
 	put(t, s, msg("crm", "use_a", "a1"))
 	e.Wake()
@@ -516,7 +519,7 @@ func TestClosingKeepsARunningCallsItems(t *testing.T) {
 	other := &scripted{name: "crm", shared: log}
 	e2 := start(t, s, cfg, nil, other)
 	e2.Wake()
-	time.Sleep(200 * time.Millisecond) // many leases
+	time.Sleep(600 * time.Millisecond) // many leases
 	if got := log.got(); slices.Contains(got, "delete:req-1") {
 		t.Fatalf("the deletion went out while the closed engine's call was still running: %v", got)
 	}
@@ -676,5 +679,95 @@ func TestCloseGivesBackWhatItClaimedAndDidNotSend(t *testing.T) {
 	}
 	if len(items) != 2 {
 		t.Errorf("after Close another deliverer claims %d items, want both (given back, not leased for the lease's hour)", len(items))
+	}
+}
+
+// countedClaims is a store that counts its claims, and holds its second
+// one (the first the test's Wake causes) before or after it claims, until
+// the test releases it.
+type countedClaims struct {
+	outbox.Store
+	claims  atomic.Int64
+	after   bool          // hold the second claim once it has claimed
+	holding chan struct{} // closed when the second claim is held
+	release chan struct{}
+}
+
+func (s *countedClaims) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item, error) {
+	n := s.claims.Add(1)
+	if n == 2 && !s.after {
+		close(s.holding)
+		<-s.release
+	}
+	items, err := s.Store.Claim(ctx, c)
+	if n == 2 && s.after {
+		close(s.holding)
+		<-s.release
+	}
+	return items, err
+}
+
+// quietly waits until the engine has claimed nothing for a while.
+func quietly(s *countedClaims) int64 {
+	for last := s.claims.Load(); ; {
+		time.Sleep(50 * time.Millisecond)
+		n := s.claims.Load()
+		if n == last {
+			return n
+		}
+		last = n
+	}
+}
+
+// TestAWakeBeforeAClaimIsSpentByIt: wakes sent while a claim is under way
+// are answered by the claim after it, which the worker makes anyway (to find
+// the run's end); they used to make one more claim, empty, once the worker
+// was idle. The poll is an hour: only wakes make claims here.
+func TestAWakeBeforeAClaimIsSpentByIt(t *testing.T) {
+	s := &countedClaims{Store: outbox.NewMemStore(), holding: make(chan struct{}), release: make(chan struct{})}
+	crm := &scripted{name: "crm"}
+	cfg := testConfig()
+	cfg.Poll = time.Hour
+	e := start(t, s, cfg, nil, crm)
+	if n := quietly(s); n != 1 {
+		t.Fatalf("%d claims at the start, want 1", n)
+	}
+	put(t, s, msg("crm", "use_a", "a1"))
+	e.Wake()
+	<-s.holding
+	for range 3 {
+		e.Wake() // announcing nothing the next claim will not see
+	}
+	close(s.release)
+	if n := quietly(s); n != 3 {
+		t.Errorf("%d claims, want 3: the first, the one that took a1, one that found nothing", n)
+	}
+	if got := crm.sent(); !slices.Equal(got, []string{"a1"}) {
+		t.Errorf("sent %v, want [a1]", got)
+	}
+}
+
+// TestAWakeDuringAClaimIsNotLost: an item committed, and its wake sent,
+// after a claim took its items is claimed next, without waiting for the
+// poll (an hour here).
+func TestAWakeDuringAClaimIsNotLost(t *testing.T) {
+	s := &countedClaims{Store: outbox.NewMemStore(), after: true, holding: make(chan struct{}), release: make(chan struct{})}
+	crm := &scripted{name: "crm"}
+	cfg := testConfig()
+	cfg.Poll = time.Hour
+	e := start(t, s, cfg, nil, crm)
+	quietly(s)
+	put(t, s, msg("crm", "use_a", "a1"))
+	e.Wake()
+	<-s.holding // the claim has taken a1
+	put(t, s, msg("crm", "use_b", "b1"))
+	e.Wake()
+	close(s.release)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(crm.sent()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := crm.sent(); !slices.Equal(got, []string{"a1", "b1"}) {
+		t.Errorf("sent %v, want [a1 b1]: the wake sent during the claim was lost", got)
 	}
 }
