@@ -574,3 +574,34 @@ func TestRegressionCancelledMergeOrphansData(t *testing.T) {
 		t.Errorf("after erasure, profile %s still stored: %v", pid, p.Traits)
 	}
 }
+
+// jsonOnSecondAsk is a caller's value whose JSON fails the first time it is
+// asked for, and works after.
+type jsonOnSecondAsk struct{ asked *int }
+
+func (v jsonOnSecondAsk) MarshalJSON() ([]byte, error) {
+	if *v.asked++; *v.asked == 1 {
+		return nil, errors.New("not ready")
+	}
+	return []byte(`"ok"`), nil
+}
+
+// TestABadTraitIsNamedWhateverItsJSONDoesNext: the error refusing a trait
+// names it even when the value's JSON would work if asked again, and the
+// value is asked for its JSON once. A review found the name lost: the
+// value was checked a second time to name it, and passed.
+func TestABadTraitIsNamedWhateverItsJSONDoesNext(t *testing.T) {
+	c, err := privacy.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked := 0
+	err = c.Collect(t.Context(), privacy.Identify{MessageID: "m1", UserID: "u1", Traits: map[string]any{"plan": jsonOnSecondAsk{&asked}}, Timestamp: at(0)})
+	var fe *privacy.FieldError
+	if !errors.As(err, &fe) || fe.Field != `Traits["plan"]` {
+		t.Fatalf("Collect: %v (field %+v), want a FieldError naming Traits[\"plan\"]", err, fe)
+	}
+	if asked != 1 {
+		t.Errorf("the value was asked for its JSON %d times, want once", asked)
+	}
+}

@@ -868,8 +868,7 @@ func checkTraits(traits map[string]any, budget *int, l *Limits) (map[string]any,
 			return nil, fieldErrorf("Traits", "a trait name of %d bytes, more than %d", len(k), maxNameLength)
 		}
 		// The trait's path names it in errors only: it is made once one is
-		// found, and the value checked again under it, rather than for
-		// every trait of every message.
+		// found, rather than for every trait of every message.
 		if k == "" {
 			return nil, fieldErrorf(traitPath(k), "empty trait name")
 		}
@@ -879,13 +878,12 @@ func checkTraits(traits map[string]any, budget *int, l *Limits) (map[string]any,
 		if *budget -= len(k); *budget < 0 {
 			return nil, tooLarge(traitPath(k), l)
 		}
-		left := *budget
 		n, err := profile.NormalizeValueWithin("", v, budget)
 		if err != nil {
-			*budget = left
 			path := traitPath(k)
-			if _, named := profile.NormalizeValueWithin(path, v, budget); named != nil {
-				err = named // the same error, naming the trait
+			var ve *profile.ValueError
+			if errors.As(err, &ve) {
+				ve.Path = path + ve.Path // the walk's path is the part's within the trait
 			}
 			if errors.Is(err, profile.ErrTooLarge) {
 				return nil, tooLarge(path, l)

@@ -179,6 +179,9 @@ func (tx *memGraphTx) writable(pid ProfileID) (*Node, bool) {
 // reserveLinks makes room for n more links in pid's node when this
 // transaction has staged it (made it, or copied it to write), for Plan.Apply.
 func (tx *memGraphTx) reserveLinks(pid ProfileID, n int) {
+	if tx.done {
+		return // what it staged is the graph's once it committed
+	}
 	if node, ok := tx.nodes.latest(pid); ok && node != nil {
 		node.Links = slices.Grow(node.Links, n)
 	}
@@ -335,6 +338,9 @@ func (tx *memGraphTx) Commit(ctx context.Context) error {
 		}
 	}
 	g.mu.Unlock()
+	// Published: the nodes are the graph's now, which changes a node only
+	// by a copy (writable); the transaction keeps no way to them.
+	tx.ids.entries, tx.nodes.entries, tx.ids.index, tx.nodes.index = nil, nil, nil, nil
 	return nil
 }
 

@@ -662,3 +662,55 @@ func TestMemGraphConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestApplyOnACommittedTransactionLeavesCommittedNodesAlone: a plan applied
+// on a transaction that committed fails with ErrTxDone and writes nothing,
+// not even the room Plan.Apply reserves for links, into the node the commit
+// published, which readers copy under the graph's lock (run it with -race).
+// A review found the reservation writing there.
+func TestApplyOnACommittedTransactionLeavesCommittedNodesAlone(t *testing.T) {
+	ctx := context.Background()
+	g := NewMemGraph()
+	now := time.Unix(1_700_000_000, 0)
+	tx := begin(t, g)
+	first := &Plan{Profile: "p1", Create: true, Link: []ID{{Type: "user_id", Value: "u1"}}}
+	if err := first.Apply(ctx, tx, now, "m1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before, err := g.Node(ctx, "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() { // a reader of the committed node
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := g.Node(ctx, "p1"); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	late := &Plan{Profile: "p1", Link: []ID{{Type: "email", Value: "a@example.com"}, {Type: "email", Value: "b@example.com"}}}
+	err = late.Apply(ctx, tx, now, "m2")
+	close(stop)
+	<-done
+	if !errors.Is(err, ErrTxDone) {
+		t.Fatalf("Apply on a committed transaction: %v, want ErrTxDone", err)
+	}
+	after, err := g.Node(ctx, "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after.Links) != len(before.Links) {
+		t.Errorf("the committed node's links went from %d to %d", len(before.Links), len(after.Links))
+	}
+}

@@ -303,7 +303,8 @@ func (w *worker) run() {
 		items, err := e.store.Claim(claimCtx, outbox.Claim{Owner: e.owner, Destinations: []string{name}, Now: now,
 			Until: now.Add(e.cfg.Lease), Limit: e.cfg.BatchSize})
 		cancel()
-		if err != nil && e.ctx.Err() == nil {
+		failed := err != nil && e.ctx.Err() == nil
+		if failed {
 			e.log.Warn("claiming outbox items failed", "destination", name, "err", e.describe(err))
 		}
 		if len(items) > 0 {
@@ -314,7 +315,13 @@ func (w *worker) run() {
 			}
 			continue
 		}
-		poll.Reset(w.idle(now))
+		wait := w.idle(now)
+		if failed {
+			// The claim saw nothing, so the wake it spent, if any, still
+			// stands: it is tried again after a backoff, not a poll.
+			wait = min(wait, max(e.cfg.Backoff, time.Millisecond))
+		}
+		poll.Reset(wait)
 		select {
 		case <-e.ctx.Done():
 			return

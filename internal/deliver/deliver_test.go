@@ -771,3 +771,46 @@ func TestAWakeDuringAClaimIsNotLost(t *testing.T) {
 		t.Errorf("sent %v, want [a1 b1]: the wake sent during the claim was lost", got)
 	}
 }
+
+// failingClaim is a store whose claim number failAt fails, claiming nothing.
+type failingClaim struct {
+	outbox.Store
+	claims atomic.Int64
+	failAt int64
+}
+
+func (s *failingClaim) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item, error) {
+	if s.claims.Add(1) == s.failAt {
+		return nil, errors.New("connection reset by peer")
+	}
+	return s.Store.Claim(ctx, c)
+}
+
+// TestAFailedClaimDoesNotSpendTheWake: an item whose wake came during a
+// call is delivered soon (a backoff) when the claim after the call fails,
+// not at the next poll (an hour here). A review found it waiting for the
+// poll: the failed claim had spent the wake.
+func TestAFailedClaimDoesNotSpendTheWake(t *testing.T) {
+	s := &failingClaim{Store: outbox.NewMemStore(), failAt: 3} // 1: at the start, 2: takes a1, 3: after a1's call
+	gate, entered := make(chan struct{}), make(chan struct{})
+	crm := &scripted{name: "crm", gate: gate, entered: entered}
+	cfg := testConfig()
+	cfg.Poll, cfg.Timeout = time.Hour, 10*time.Second
+	e := start(t, s, cfg, nil, crm)
+	for s.claims.Load() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	put(t, s, msg("crm", "use_a", "a1"))
+	e.Wake()
+	<-entered // a1's call is running
+	put(t, s, msg("crm", "use_b", "b1"))
+	e.Wake()
+	close(gate)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(crm.sent()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := crm.sent(); !slices.Equal(got, []string{"a1", "b1"}) {
+		t.Errorf("sent %v, want [a1 b1]: b1 waits for the poll (%d claims)", got, s.claims.Load())
+	}
+}
