@@ -232,7 +232,7 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 			return false, false, backendError("profile read", err)
 		}
 	}
-	if err := ptx.Update(ctx, plan.Profile, u); err != nil {
+	if err := updateTakingSet(ctx, ptx, plan.Profile, u); err != nil {
 		if errors.Is(err, profile.ErrDuplicate) {
 			return true, false, nil
 		}

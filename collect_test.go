@@ -605,3 +605,35 @@ func TestABadTraitIsNamedWhateverItsJSONDoesNext(t *testing.T) {
 		t.Errorf("the value was asked for its JSON %d times, want once", asked)
 	}
 }
+
+// TestTraitsCollectedAreNotTheCallers: whatever the caller does with the
+// maps and slices of an identify's traits once Collect returned, the
+// profile keeps what was collected, for a new person and for one known
+// (the store keeps the map the Controller builds for each message, not a
+// copy of it: the values in it are still copied).
+func TestTraitsCollectedAreNotTheCallers(t *testing.T) {
+	ctx := t.Context()
+	c, err := privacy.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, msgID := range []string{"new", "known"} {
+		address := map[string]any{"zip": "75001", "lines": []any{"1 rue de Rivoli"}}
+		traits := map[string]any{"plan": "pro", "address": address, "n": float64(i)}
+		if err := c.Collect(ctx, privacy.Identify{MessageID: msgID, UserID: "u1", Traits: traits, Timestamp: at(i)}); err != nil {
+			t.Fatal(err)
+		}
+		address["zip"] = "changed by the caller"
+		address["lines"].([]any)[0] = "changed by the caller"
+		traits["plan"] = "changed by the caller"
+		p := mustProfile(t, c, user("u1"))
+		got := map[string]any{}
+		for k, tr := range p.Traits {
+			got[k] = tr.Value
+		}
+		want := map[string]any{"plan": "pro", "address": map[string]any{"zip": "75001", "lines": []any{"1 rue de Rivoli"}}, "n": float64(i)}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s person: traits after the caller changed its maps (-want +got):\n%s", msgID, diff)
+		}
+	}
+}

@@ -72,6 +72,16 @@ func profilesSuppressed(ctx context.Context, l suppression.List, pids []identity
 
 // traitPickerOf returns ptx as a profile.TraitPicker, or nil when it is none:
 // then the caller reads the whole profile for the traits audiences name.
+// updateTakingSet stages u, giving the transaction u.Set itself when it can
+// take it (profile.TraitsTaker): the caller built the map for this update
+// alone, and reads it no more.
+func updateTakingSet(ctx context.Context, ptx profile.Tx, pid identity.ProfileID, u profile.Update) error {
+	if taker, ok := ptx.(profile.TraitsTaker); ok {
+		return taker.UpdateTakingSet(ctx, pid, u)
+	}
+	return ptx.Update(ctx, pid, u)
+}
+
 func traitPickerOf(ptx profile.Tx) profile.TraitPicker {
 	picker, _ := ptx.(profile.TraitPicker)
 	return picker

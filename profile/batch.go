@@ -155,7 +155,7 @@ func (tx *memTx) UpdateBatch(ctx context.Context, updates []BatchUpdate, dup []b
 		if u.MessageID != "" {
 			seen[k] = true
 		}
-		op, err := tx.stage(u.Profile, &u.Update, keys[u.Profile])
+		op, err := tx.stage(u.Profile, &u.Update, keys[u.Profile], false)
 		if err != nil {
 			clear(tx.ops[staged:])
 			tx.ops = tx.ops[:staged]

@@ -259,11 +259,12 @@ type stagingKey struct {
 }
 
 // stage returns the op that applies u to pid, under k in a sealed store
-// (looked up when k.key is nil).
-func (tx *memTx) stage(pid identity.ProfileID, u *Update, k stagingKey) (memOp, error) {
+// (looked up when k.key is nil); with takeSet it keeps u.Set itself
+// (TraitsTaker), where a sealed store seals each value into a map of its own.
+func (tx *memTx) stage(pid identity.ProfileID, u *Update, k stagingKey, takeSet bool) (memOp, error) {
 	if !tx.s.sealed {
 		op := memOp{kind: opUpdate, pid: pid}
-		op.u, op.ev, op.hasEvent = u.clone()
+		op.u, op.ev, op.hasEvent = u.clone(takeSet)
 		if op.hasEvent && u.Event.Context != nil {
 			var err error
 			if op.ctx, _ = u.EncodedContext.JSONFor(u.Event.Context); op.ctx == nil {

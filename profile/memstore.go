@@ -551,6 +551,15 @@ func (tx *memTx) Events(ctx context.Context, pid identity.ProfileID, q EventQuer
 }
 
 func (tx *memTx) Update(ctx context.Context, pid identity.ProfileID, u Update) error {
+	return tx.update(ctx, pid, &u, false)
+}
+
+// UpdateTakingSet implements TraitsTaker.
+func (tx *memTx) UpdateTakingSet(ctx context.Context, pid identity.ProfileID, u Update) error {
+	return tx.update(ctx, pid, &u, true)
+}
+
+func (tx *memTx) update(ctx context.Context, pid identity.ProfileID, u *Update, takeSet bool) error {
 	if err := tx.check(ctx); err != nil {
 		return err
 	}
@@ -568,7 +577,7 @@ func (tx *memTx) Update(ctx context.Context, pid identity.ProfileID, u Update) e
 			return fmt.Errorf("%w: message %s on profile %s", ErrDuplicate, u.MessageID, pid)
 		}
 	}
-	op, err := tx.stage(pid, &u, stagingKey{})
+	op, err := tx.stage(pid, u, stagingKey{}, takeSet)
 	if err != nil {
 		return err
 	}

@@ -1507,3 +1507,43 @@ func TestMemTxEndedLeavesTheNextTransactionAlone(t *testing.T) {
 		})
 	}
 }
+
+// TestHandedOverTraitsAreTheStoresOwn: a store that keeps a map given to it
+// (TraitsTaker) still copies the values in it that are maps or
+// slices, which the caller may hold and change; and a store that made the
+// profile holds the traits the Update set.
+func TestHandedOverTraitsAreTheStoresOwn(t *testing.T) {
+	ctx := t.Context()
+	for name, s := range map[string]Store{"clear": NewMemStore(), "sealed": NewSealedMemStore()} {
+		t.Run(name, func(t *testing.T) {
+			address := map[string]any{"zip": "75001", "lines": []any{"1 rue de Rivoli"}}
+			tags := []any{"vip"}
+			u := Update{Set: map[string]Trait{"plan": {Value: "pro", UpdatedAt: at(1)}, "address": {Value: address, UpdatedAt: at(1)},
+				"tags": {Value: tags, UpdatedAt: at(1)}}}
+			tx := openTx(t, s)
+			taker, ok := tx.(TraitsTaker)
+			if !ok {
+				t.Fatalf("%T is not a TraitsTaker", tx)
+			}
+			if err := taker.UpdateTakingSet(ctx, pidA, u); err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			address["zip"] = "changed by the caller"
+			address["lines"].([]any)[0] = "changed by the caller"
+			tags[0] = "changed by the caller"
+			got, err := s.Get(ctx, pidA)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]Trait{"plan": {Value: "pro", UpdatedAt: at(1)},
+				"address": {Value: map[string]any{"zip": "75001", "lines": []any{"1 rue de Rivoli"}}, UpdatedAt: at(1)},
+				"tags":    {Value: []any{"vip"}, UpdatedAt: at(1)}}
+			if diff := cmp.Diff(want, got.Traits); diff != "" {
+				t.Errorf("traits after the caller changed its values (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -74,6 +74,19 @@ func CloneTraits(traits map[string]Trait) map[string]Trait {
 	return c
 }
 
+// ownTraits makes traits, a map given (TraitsTaker), the store's own: its values that are maps or slices, which may be the caller's,
+// are copied in place; the map itself is kept.
+func ownTraits(traits map[string]Trait) map[string]Trait {
+	for k, t := range traits {
+		switch t.Value.(type) {
+		case map[string]any, []any:
+			t.Value = CloneValue(t.Value)
+			traits[k] = t
+		}
+	}
+	return traits
+}
+
 // MergeTraits merges src into dst, keeping for each key the value updated last
 // (dst's on a tie), and returns dst (allocated if nil). src is not changed and dst
 // shares no memory with it.
@@ -212,10 +225,14 @@ func (u *Update) Validate() error {
 // holds, but for the event's Context, which it leaves out: the in-memory
 // store keeps it apart, as JSON. The event is returned apart, by value, to
 // spare an allocation on the hot path.
-func (u *Update) clone() (c Update, ev Event, hasEvent bool) {
+func (u *Update) clone(takeSet bool) (c Update, ev Event, hasEvent bool) {
 	c = *u
 	c.Metadata = u.Metadata.Clone()
-	c.Set = CloneTraits(u.Set)
+	if takeSet { // TraitsTaker: the map is given, its values are not
+		c.Set = ownTraits(u.Set)
+	} else {
+		c.Set = CloneTraits(u.Set)
+	}
 	c.Remove = append([]string(nil), u.Remove...)
 	c.Event, c.EncodedContext = nil, EncodedObject{}
 	if u.Event != nil {

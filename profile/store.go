@@ -73,6 +73,17 @@ type TraitPicker interface {
 	PickTraits(ctx context.Context, pid identity.ProfileID, names []string, dst []any) ([]any, error)
 }
 
+// TraitsTaker is implemented by transactions that can keep an Update's Set
+// map itself rather than a copy of it. The collection path uses it when
+// present, for the map it builds for each message.
+type TraitsTaker interface {
+	// UpdateTakingSet is Update, but for u.Set, which the caller gives up:
+	// it neither reads nor changes the map once the call returns. The values
+	// in it that are maps or slices remain the caller's (the transaction
+	// copies them), as does everything else in u.
+	UpdateTakingSet(ctx context.Context, pid identity.ProfileID, u Update) error
+}
+
 // ShreddingTx is implemented by transactions of stores that keep values
 // sealed under a person's data key (package keyring). An erasure that
 // destroys the key in the same decision calls DeleteShredded instead of

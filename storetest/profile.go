@@ -38,6 +38,7 @@ var profileChecks = []check[profile.Store]{
 	{"PickTraits", profilePickTraits},
 	{"PruneEvents", profilePruneEvents},
 	{"CopyAtBoundary", profileCopyAtBoundary},
+	{"HandedOverTraits", profileHandedOverTraits},
 	{"TxSeesOwnWrites", profileTxSeesOwnWrites},
 	{"UncommittedInvisible", profileUncommittedInvisible},
 	{"RollbackDiscards", profileRollbackDiscards},
@@ -902,6 +903,44 @@ func profileIDs(t *testing.T, e *env, s profile.Store) {
 	want = append(slices.DeleteFunc(want, func(p identity.ProfileID) bool { return p == pids[5] }), late)
 	if d := diff(want, got); d != "" {
 		t.Errorf("IDs of a scan begun after a create and a delete (-want +got):\n%s", d)
+	}
+}
+
+// profileHandedOverTraits: a transaction given an Update's traits map
+// (profile.TraitsTaker; Update where it is none) may keep the map, but the
+// values in it that are maps or slices stay the caller's, who may change
+// them once the call returned.
+func profileHandedOverTraits(t *testing.T, e *env, s profile.Store) {
+	pid := newPID()
+	address := map[string]any{"city": "Paris", "lines": []any{"1 rue", "2e"}}
+	tags := []any{"a", map[string]any{"k": "v"}}
+	u := profile.Update{Metadata: profile.Metadata{CreatedAt: at(1), UpdatedAt: at(1), Version: 1}, Set: map[string]profile.Trait{
+		"address": {Value: address, Source: "web", UpdatedAt: at(1)},
+		"tags":    {Value: tags, Source: "web", UpdatedAt: at(1)},
+		"plan":    {Value: "pro", Source: "web", UpdatedAt: at(1)},
+	}}
+	tx, err := s.Begin(e.ctx)
+	must(t, err, "Begin")
+	defer tx.Rollback(e.ctx)
+	if taker, ok := tx.(profile.TraitsTaker); ok {
+		must(t, taker.UpdateTakingSet(e.ctx, pid, u), "UpdateTakingSet")
+	} else {
+		must(t, tx.Update(e.ctx, pid, u), "Update")
+	}
+	address["city"], address["lines"].([]any)[0] = "scribbled", "scribbled"
+	tags[1].(map[string]any)["k"] = "scribbled"
+	commitTx(t, e.ctx, tx)
+	address["lines"].([]any)[1] = "scribbled"
+	tags[0] = "scribbled"
+	p, err := s.Get(e.ctx, pid)
+	must(t, err, "Get")
+	want := map[string]profile.Trait{
+		"address": {Value: map[string]any{"city": "Paris", "lines": []any{"1 rue", "2e"}}, Source: "web", UpdatedAt: at(1)},
+		"tags":    {Value: []any{"a", map[string]any{"k": "v"}}, Source: "web", UpdatedAt: at(1)},
+		"plan":    {Value: "pro", Source: "web", UpdatedAt: at(1)},
+	}
+	if d := diff(want, p.Traits); d != "" {
+		t.Errorf("changing the values of traits handed over changed the stored profile (-want +got):\n%s", d)
 	}
 }
 
