@@ -70,8 +70,6 @@ func profilesSuppressed(ctx context.Context, l suppression.List, pids []identity
 	return answers, nil
 }
 
-// traitPickerOf returns ptx as a profile.TraitPicker, or nil when it is none:
-// then the caller reads the whole profile for the traits audiences name.
 // updateTakingSet stages u, giving the transaction u.Set itself when it can
 // take it (profile.TraitsTaker): the caller built the map for this update
 // alone, and reads it no more.
@@ -82,6 +80,8 @@ func updateTakingSet(ctx context.Context, ptx profile.Tx, pid identity.ProfileID
 	return ptx.Update(ctx, pid, u)
 }
 
+// traitPickerOf returns ptx as a profile.TraitPicker, or nil when it is none:
+// then the caller reads the whole profile for the traits audiences name.
 func traitPickerOf(ptx profile.Tx) profile.TraitPicker {
 	picker, _ := ptx.(profile.TraitPicker)
 	return picker

@@ -75,7 +75,9 @@ type TraitPicker interface {
 
 // TraitsTaker is implemented by transactions that can keep an Update's Set
 // map itself rather than a copy of it. The collection path uses it when
-// present, for the map it builds for each message.
+// present, for the map it builds for each message. A wrapper that embeds
+// Tx hides it (and TraitPicker): the Controller then calls Update, which
+// copies.
 type TraitsTaker interface {
 	// UpdateTakingSet is Update, but for u.Set, which the caller gives up:
 	// it neither reads nor changes the map once the call returns. The values

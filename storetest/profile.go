@@ -929,6 +929,13 @@ func profileHandedOverTraits(t *testing.T, e *env, s profile.Store) {
 	}
 	address["city"], address["lines"].([]any)[0] = "scribbled", "scribbled"
 	tags[1].(map[string]any)["k"] = "scribbled"
+	// The transaction reads its write, then writes the profile again: the
+	// commit keeps what both set.
+	_, err = tx.Get(e.ctx, pid)
+	must(t, err, "tx.Get")
+	email := map[string]profile.Trait{"email": {Value: "p@example.com", Source: "web", UpdatedAt: at(2)}}
+	must(t, tx.Update(e.ctx, pid, profile.Update{Metadata: profile.Metadata{CreatedAt: at(1), UpdatedAt: at(2), Version: 2}, Set: email}), "Update")
+	email["email"] = profile.Trait{Value: "scribbled"}
 	commitTx(t, e.ctx, tx)
 	address["lines"].([]any)[1] = "scribbled"
 	tags[0] = "scribbled"
@@ -938,6 +945,7 @@ func profileHandedOverTraits(t *testing.T, e *env, s profile.Store) {
 		"address": {Value: map[string]any{"city": "Paris", "lines": []any{"1 rue", "2e"}}, Source: "web", UpdatedAt: at(1)},
 		"tags":    {Value: []any{"a", map[string]any{"k": "v"}}, Source: "web", UpdatedAt: at(1)},
 		"plan":    {Value: "pro", Source: "web", UpdatedAt: at(1)},
+		"email":   {Value: "p@example.com", Source: "web", UpdatedAt: at(2)},
 	}
 	if d := diff(want, p.Traits); d != "" {
 		t.Errorf("changing the values of traits handed over changed the stored profile (-want +got):\n%s", d)
