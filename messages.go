@@ -872,8 +872,12 @@ func checkTraits(traits map[string]any, budget *int, l *Limits) (map[string]any,
 		if k == "" {
 			return nil, fieldErrorf(traitPath(k), "empty trait name")
 		}
-		if err := checkName("", k); err != nil {
-			return nil, checkName(traitPath(k), k)
+		if err := checkName(traitPathLater, k); err != nil {
+			var fe *FieldError
+			if errors.As(err, &fe) {
+				fe.Field = traitPath(k)
+			}
+			return nil, err
 		}
 		if *budget -= len(k); *budget < 0 {
 			return nil, tooLarge(traitPath(k), l)
@@ -897,3 +901,7 @@ func checkTraits(traits map[string]any, budget *int, l *Limits) (map[string]any,
 
 // traitPath names trait k in an error: Traits["k"].
 func traitPath(k string) string { return fmt.Sprintf("Traits[%q]", k) }
+
+// traitPathLater stands for a trait's path in an error checkTraits names
+// once it has one (traitPath).
+const traitPathLater = ""

@@ -315,7 +315,7 @@ func (tx *memGraphTx) Commit(ctx context.Context) error {
 	}
 	tx.done = true
 	if err := ctx.Err(); err != nil {
-		tx.ids.entries, tx.nodes.entries = nil, nil // as database/sql does: a cancelled commit rolls back
+		tx.forget() // as database/sql does: a cancelled commit rolls back
 		return err
 	}
 	if len(tx.ids.entries) == 0 && len(tx.nodes.entries) == 0 {
@@ -340,12 +340,17 @@ func (tx *memGraphTx) Commit(ctx context.Context) error {
 	g.mu.Unlock()
 	// Published: the nodes are the graph's now, which changes a node only
 	// by a copy (writable); the transaction keeps no way to them.
-	tx.ids.entries, tx.nodes.entries, tx.ids.index, tx.nodes.index = nil, nil, nil, nil
+	tx.forget()
 	return nil
+}
+
+// forget drops what the transaction staged.
+func (tx *memGraphTx) forget() {
+	tx.ids.entries, tx.nodes.entries, tx.ids.index, tx.nodes.index = nil, nil, nil, nil
 }
 
 func (tx *memGraphTx) Rollback(ctx context.Context) error {
 	tx.done = true
-	tx.ids.entries, tx.nodes.entries = nil, nil
+	tx.forget()
 	return nil
 }

@@ -74,8 +74,9 @@ func CloneTraits(traits map[string]Trait) map[string]Trait {
 	return c
 }
 
-// ownTraits makes traits, a map given (TraitsTaker), the store's own: its values that are maps or slices, which may be the caller's,
-// are copied in place; the map itself is kept.
+// ownTraits makes traits, a map given (TraitsTaker), the store's own: its
+// values that are maps or slices, which may be the caller's, are copied in
+// place; the map itself is kept.
 func ownTraits(traits map[string]Trait) map[string]Trait {
 	for k, t := range traits {
 		switch t.Value.(type) {

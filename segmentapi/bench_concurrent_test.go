@@ -31,9 +31,10 @@ const (
 // own, as issue 19's peer was loaded. Each client encodes its batch before
 // it sends it, on the same two cores as the server: a real client does
 // that on its own machine. It reports msgs/s, and the CPU time per message
-// of this process (server and clients: proc-us/msg) and of the PostgreSQL
-// server's processes (pg-us/msg, when they can be read in /proc).
-func benchIngestConcurrent(b *testing.B, open func(*testing.B) *privacy.Controller) {
+// of this process (server and clients: proc-us/msg) and, on postgres, of
+// the PostgreSQL server's processes (pg-us/msg, when they can be read in
+// /proc).
+func benchIngestConcurrent(b *testing.B, open func(*testing.B) *privacy.Controller, postgres bool) {
 	c := open(b)
 	seedIngestPeopleN(b, c, ingestConnPeople)
 	srv, conns := serveIngest(c)
@@ -80,7 +81,7 @@ func benchIngestConcurrent(b *testing.B, open func(*testing.B) *privacy.Controll
 	msgs := float64(b.N * ingestBatchSize)
 	b.ReportMetric(msgs/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric((processCPU()-proc0).Seconds()*1e6/msgs, "proc-us/msg")
-	if pg0 >= 0 {
+	if postgres && pg0 >= 0 {
 		b.ReportMetric((postgresCPU()-pg0).Seconds()*1e6/msgs, "pg-us/msg")
 	}
 }
