@@ -472,6 +472,13 @@ func (w *worker) call(batch []outbox.Item) {
 			err = &lateError{name: w.d.Name(), timeout: e.cfg.Timeout, err: err}
 		}
 		w.settle(batch, err)
+		// The person's later items waited behind this call, skipped by the
+		// claims made meanwhile: an idle worker would find them only at its
+		// next poll.
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
 	}()
 }
 

@@ -814,3 +814,33 @@ func TestAFailedClaimDoesNotSpendTheWake(t *testing.T) {
 		t.Errorf("sent %v, want [a1 b1]: b1 waits for the poll (%d claims)", got, s.claims.Load())
 	}
 }
+
+// TestALateAnswerWakesTheWorker: a person's message enqueued while the call
+// for their earlier one has outlived its timeout waits behind that call;
+// when the call answers at last, the message goes at once, not at the
+// worker's next poll (an hour here; it was never sent within the test).
+func TestALateAnswerWakesTheWorker(t *testing.T) {
+	s := outbox.NewMemStore()
+	entered := make(chan struct{})
+	crm := &scripted{name: "crm", gate: make(chan struct{}), entered: entered}
+	cfg := testConfig()
+	cfg.Timeout, cfg.Lease, cfg.Poll = 20*time.Millisecond, 10*time.Second, time.Hour
+	e := start(t, s, cfg, nil, crm)
+	put(t, s, msg("crm", "use_a", "a1"))
+	e.Wake()
+	<-entered
+	put(t, s, msg("crm", "use_a", "a2"))
+	e.Wake()
+	time.Sleep(100 * time.Millisecond) // the call outlives its timeout; a claim skips a2
+	if got := crm.sent(); len(got) != 0 {
+		t.Fatalf("sent %v while the first call was still running", got)
+	}
+	crm.release()
+	deadline := time.Now().Add(5 * time.Second)
+	for !slices.Contains(crm.sent(), "a2") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := crm.sent(); !slices.Equal(got, []string{"a1", "a2"}) {
+		t.Fatalf("sent %v five seconds after the late call answered; want a1, then a2", got)
+	}
+}
