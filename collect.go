@@ -195,6 +195,7 @@ func (c *Controller) store(ctx context.Context, plan *identity.Plan, msg *messag
 	picker := traitPickerOf(ptx)
 	pick := picker != nil && withAudiences && msg.storesEvent() && !plan.Create && len(plan.Absorb) == 0
 	u, traits, err := c.buildUpdate(ctx, ptx, plan, msg, now, withAudiences && !pick)
+	defer releaseEvent(u.Event) // read by the update and the audiences, which copy what they keep
 	if err != nil {
 		return false, false, err
 	}

@@ -264,10 +264,12 @@ func BenchmarkCollectBatchInMemory(b *testing.B) {
 
 // TestCollectTrackKnownAllocations holds Collect of a known person's track
 // to issue 19's bound of six allocations a message, of which the caller
-// makes one (its message id, as BenchmarkCollectTrackKnown does): Collect's
-// own five are the properties' copy (two), the event's, the transaction's
-// and the profile's events growing. A buffer moved to the heap again (the
-// identifiers, a lookup's answers, an inserted event) fails it.
+// makes one (its message id, as BenchmarkCollectTrackKnown does), with room
+// to spare: Collect's own are the properties' copy (two), the transaction,
+// and now and then the profile's events growing (AllocsPerRun rounds the
+// mean down: three). The event handed to the store is pooled. A buffer
+// moved to the heap again (the identifiers, a lookup's answers, the event,
+// an inserted event) fails it.
 func TestCollectTrackKnownAllocations(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts differ under the race detector (sync.Pool drops items on purpose)")
@@ -303,7 +305,7 @@ func TestCollectTrackKnownAllocations(t *testing.T) {
 	for range messages - 1000 { // past the events' first growths
 		collect()
 	}
-	if n := testing.AllocsPerRun(999, collect); n > 5 {
-		t.Errorf("Collect of a known person's track: %.1f allocations a message, more than 5 (and the caller's message id)", n)
+	if n := testing.AllocsPerRun(999, collect); n > 3 {
+		t.Errorf("Collect of a known person's track: %.1f allocations a message, more than 3 (and the caller's message id)", n)
 	}
 }

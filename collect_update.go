@@ -9,6 +9,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/gdprkit/privacy/identity"
@@ -79,8 +80,9 @@ func (c *Controller) buildUpdate(ctx context.Context, ptx profile.Tx, plan *iden
 		}
 	}
 	if msg.storesEvent() {
-		ev := eventOf(msg, now)
-		u.Event, u.EncodedContext = &ev, msg.contextJSON
+		ev := events.Get().(*profile.Event)
+		*ev = eventOf(msg, now)
+		u.Event, u.EncodedContext = ev, msg.contextJSON
 	} else {
 		applyIdentify(&u, msg, cur)
 	}
@@ -123,6 +125,20 @@ func (c *Controller) advanceMetadata(meta *profile.Metadata, msg *message, now t
 	noteConsent(meta, msg, now)
 	noteAccount(meta, msg)
 	return joined
+}
+
+// events pools the event an Update hands the profile store, which copies
+// what it keeps (profile.Tx): made per message, it was an allocation on
+// every track. store returns it (releaseEvent) once nothing reads it.
+var events = sync.Pool{New: func() any { return new(profile.Event) }}
+
+// releaseEvent clears ev, which refers to a person's data, and returns it to
+// the pool; nil is ignored.
+func releaseEvent(ev *profile.Event) {
+	if ev != nil {
+		*ev = profile.Event{}
+		events.Put(ev)
+	}
 }
 
 // eventOf is the event a message other than an identify stores.
