@@ -585,14 +585,16 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 	//
 	// hk: the heads the limit reaches, counted in items (a bundle holds
 	// several); hl: those of them no other deliverer holds, locked (SKIP
-	// LOCKED on PostgreSQL, which checks the lease again on the row's
-	// latest version), with stop, the profile's first later row that ends
-	// the run: a deletion, or one not due or leased. Only what is handed
-	// out is locked and looked at further. runs: the rows after a message
-	// head, up to its stop, oldest first, as many as the heads leave of
-	// the limit. A run is reached through its head, so another deliverer
-	// that skipped the head cannot take the run either. The last row may
-	// hold more items than the limit leaves: Claim gives the rest back.
+	// LOCKED on PostgreSQL, which checks the state, the lease and the
+	// retry time again on the row's latest version: another deliverer may
+	// have failed and settled the row since the scan's snapshot), with
+	// stop, the profile's first later row that ends the run: a deletion,
+	// or one not due or leased. Only what is handed out is locked and
+	// looked at further. runs: the rows after a message head, up to its
+	// stop, oldest first, as many as the heads leave of the limit. A run
+	// is reached through its head, so another deliverer that skipped the
+	// head cannot take the run either. The last row may hold more items
+	// than the limit leaves: Claim gives the rest back.
 	//
 	// The update finds the rows by primary key (= ANY of an array): with
 	// IN, PostgreSQL hashed a scan of the whole table for a hundred rows.
@@ -604,14 +606,14 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 		ORDER BY o.id LIMIT $2`
 	hk := `SELECT id FROM (SELECT id, items, SUM(items) OVER (ORDER BY id) AS upto FROM h) x WHERE x.upto - x.items < $2`
 	locked := `SELECT o.id, o.destination, o.profile_id, o.kind, o.items FROM {p}outbox o
-		WHERE o.id IN (SELECT id FROM hk) AND o.state = 'PENDING' AND ` + freeRow("o")
+		WHERE o.id IN (SELECT id FROM hk) AND o.state = 'PENDING' AND o.not_before <= $1{ts} AND ` + freeRow("o")
 	greatest := "max"
 	if s.d == Postgres {
 		// hk computed once, as an array: as IN, a planner with no
 		// statistics yet ran hk again for every pending row (a semi join),
 		// and a claim in a burst took 20 s.
 		locked = `SELECT o.id, o.destination, o.profile_id, o.kind, o.items FROM {p}outbox o
-		WHERE o.id = ANY(ARRAY(SELECT id FROM hk)) AND o.state = 'PENDING' AND ` + freeRow("o")
+		WHERE o.id = ANY(ARRAY(SELECT id FROM hk)) AND o.state = 'PENDING' AND o.not_before <= $1{ts} AND ` + freeRow("o")
 		locked += ` FOR UPDATE OF o SKIP LOCKED`
 		greatest = "GREATEST"
 	}
