@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/bits"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -566,6 +567,60 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 	if err := checkTime("Claim.Until", c.Until); err != nil {
 		return nil, fmt.Errorf("%w: %v", outbox.ErrInvalid, err)
 	}
+	window := claimWindow(c.Limit)
+	out, err := o.claim(ctx, c, window)
+	if err != nil || len(out) >= c.Limit {
+		return out, err
+	}
+	// Short of the limit: when there were more pending rows than the
+	// window, the heads past it (other people's queues, behind a backlog
+	// whose head is held or not due) are claimed by a scan of them all.
+	full, err := o.pastWindow(ctx, c.Destinations, window)
+	if err == nil && full {
+		rest := c
+		rest.Limit = c.Limit - len(out)
+		var more []outbox.Item
+		if more, err = o.claim(ctx, rest, 0); err == nil {
+			out = append(out, more...)
+			slices.SortFunc(out, func(a, b outbox.Item) int { return cmp.Compare(a.ID, b.ID) })
+		}
+	}
+	if err != nil && len(out) == 0 {
+		return nil, err
+	}
+	return out, nil // what the first claim took is held: handed out, the rest waits for the next claim
+}
+
+// claimWindow is how many of the destinations' oldest pending rows a claim
+// of limit items looks among for heads: enough for a limit's worth of heads
+// when the people waiting have a few rows each. Walking every pending row
+// instead made one person's backlog cost every claim a probe a row: a
+// drain of 12,000 rows about one person took 11 s on PostgreSQL and 35 s
+// on SQLite.
+func claimWindow(limit int) int { return 4*limit + 64 }
+
+// pastWindow reports whether the destinations have more than window
+// pending rows.
+func (o *outboxStore) pastWindow(ctx context.Context, destinations []string, window int) (bool, error) {
+	s := o.s
+	args := []any{window + 1}
+	for _, d := range destinations {
+		args = append(args, d)
+	}
+	var n int
+	err := s.read(ctx, func(ex Executor) error {
+		return ex.QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM (SELECT 1 FROM {p}outbox
+			WHERE state = 'PENDING' AND destination IN (`+placeholders(2, len(destinations))+`) LIMIT $1) x`), args...).Scan(&n)
+	})
+	if err != nil {
+		return false, retryable(fmt.Errorf("sqlstore: outbox claim: %w", err))
+	}
+	return n > window, nil
+}
+
+// claim claims up to c.Limit items for c.Owner, their heads among the
+// destinations' oldest window pending rows (0: among them all).
+func (o *outboxStore) claim(ctx context.Context, c outbox.Claim, window int) ([]outbox.Item, error) {
 	s := o.s
 	args := []any{s.ts(c.Now), c.Limit, c.Owner, s.ts(c.Until)}
 	dests := placeholders(len(args)+1, len(c.Destinations))
@@ -574,6 +629,12 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 	}
 	args = append(args, c.Until.Sub(c.Now).Microseconds())
 	leasedFor := fmt.Sprintf("$%d", len(args))
+	ceiling := ""
+	if window > 0 {
+		args = append(args, window)
+		ceiling = ` AND o.id <= (SELECT COALESCE(MAX(w.id), 0) FROM (SELECT id FROM {p}outbox
+			WHERE state = 'PENDING' AND destination IN (` + dests + `) ORDER BY id LIMIT $` + strconv.Itoa(len(args)) + `) w)`
+	}
 	// heads: the oldest PENDING row of each destination and profile (leased
 	// or not, due or not), when it is due and not leased: a row waits for
 	// every earlier one to answer. The oldest is a scalar subquery in
@@ -602,7 +663,7 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 		WHERE o.state = 'PENDING' AND o.destination IN (` + dests + `) AND o.not_before <= $1{ts}
 		AND ` + freeRow("o") + `
 		AND o.id = (SELECT e.id FROM {p}outbox e WHERE e.state = 'PENDING' AND e.destination = o.destination
-			AND e.profile_id = o.profile_id ORDER BY e.destination, e.profile_id, e.id LIMIT 1)
+			AND e.profile_id = o.profile_id ORDER BY e.destination, e.profile_id, e.id LIMIT 1)` + ceiling + `
 		ORDER BY o.id LIMIT $2`
 	hk := `SELECT id FROM (SELECT id, items, SUM(items) OVER (ORDER BY id) AS upto FROM h) x WHERE x.upto - x.items < $2`
 	locked := `SELECT o.id, o.destination, o.profile_id, o.kind, o.items FROM {p}outbox o
@@ -617,10 +678,14 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 		locked += ` FOR UPDATE OF o SKIP LOCKED`
 		greatest = "GREATEST"
 	}
+	// stop is looked for among the limit's worth of rows after the head
+	// (a row holds an item or more): a run never reaches further, and a
+	// person's backlog is not walked whole for every claim.
 	hl := `SELECT l.id, l.destination, l.profile_id, l.kind, l.items,
-			(SELECT g.id FROM {p}outbox g WHERE g.state = 'PENDING' AND g.destination = l.destination AND g.profile_id = l.profile_id
-				AND g.id > l.id AND (g.kind = 'delete' OR g.not_before > $1{ts} OR NOT (` + freeRow("g") + `))
-				ORDER BY g.destination, g.profile_id, g.id LIMIT 1) AS stop
+			(SELECT MIN(g.id) FROM (SELECT id, kind, not_before, lease_until, payload, owner, hold_until FROM {p}outbox
+				WHERE state = 'PENDING' AND destination = l.destination AND profile_id = l.profile_id AND id > l.id
+				ORDER BY destination, profile_id, id LIMIT $2) g
+				WHERE g.kind = 'delete' OR g.not_before > $1{ts} OR NOT (` + freeRow("g") + `)) AS stop
 		FROM l`
 	left := `$2 - (SELECT COALESCE(SUM(items), 0) FROM hl)`
 	runs := `SELECT id FROM (SELECT id, items, SUM(items) OVER (ORDER BY id) AS upto FROM (
