@@ -158,7 +158,10 @@
 // processes claim items with a lease: on PostgreSQL the oldest pending row of
 // each destination and person, FOR UPDATE SKIP LOCKED, in one statement, so
 // that they share the work without waiting on one another; on SQLite under
-// the write lock. A row stays leased while any of its items is handed out and
+// the write lock. A claim looks for those heads among the destination's
+// oldest pending rows (a few times its limit), and past them only when it
+// comes up short and more rows wait: its cost follows what it hands out, not
+// the backlog. A row stays leased while any of its items is handed out and
 // unanswered. A deliverer that dies leaves its items to the others when its
 // lease lapses. A renewal does not wait for rows another transaction holds
 // locked (on PostgreSQL): it renews the others at once and those in the
