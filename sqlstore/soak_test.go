@@ -499,10 +499,18 @@ func TestSoakChild(t *testing.T) {
 	phase2 := plan.Start.Add(plan.Phase1)
 	end := phase2.Add(plan.Phase2)
 	var wg sync.WaitGroup
-	// The rights, at random times in the second phase, after its guard.
+	// The rights, at random times in the second phase, after its guard, and
+	// not before this child has identified its people: under load that loop
+	// ran into the second phase, and a right on an email not yet collected
+	// rightly found no one (or suppressed the email alone, and a later
+	// message with the user id but no email made a profile of its own),
+	// which the checks took for failures. Rights alone write the journal,
+	// so no crash point cuts the loop short.
+	identified := make(chan struct{})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		<-identified
 		rr := mrand.New(mrand.NewPCG(plan.Seed, plan.Seed+2))
 		for _, i := range rr.Perm(len(plan.Assigned)) {
 			person := plan.People[plan.Assigned[i]]
@@ -545,6 +553,7 @@ func TestSoakChild(t *testing.T) {
 		}
 		report(l)
 	}
+	close(identified)
 	// Collection: about everyone in the first phase, about everyone but the
 	// erased in the second (the rectified by tracks only). Devices first seen
 	// alone make profiles of their own, which later messages merge.
