@@ -80,7 +80,7 @@ func (c *Controller) buildUpdate(ctx context.Context, ptx profile.Tx, plan *iden
 		}
 	}
 	if msg.storesEvent() {
-		ev := events.Get().(*profile.Event)
+		ev := eventPool.Get().(*profile.Event)
 		*ev = eventOf(msg, now)
 		u.Event, u.EncodedContext = ev, msg.contextJSON
 	} else {
@@ -127,17 +127,17 @@ func (c *Controller) advanceMetadata(meta *profile.Metadata, msg *message, now t
 	return joined
 }
 
-// events pools the event an Update hands the profile store, which copies
+// eventPool pools the event an Update hands the profile store, which copies
 // what it keeps (profile.Tx): made per message, it was an allocation on
 // every track. store returns it (releaseEvent) once nothing reads it.
-var events = sync.Pool{New: func() any { return new(profile.Event) }}
+var eventPool = sync.Pool{New: func() any { return new(profile.Event) }}
 
 // releaseEvent clears ev, which refers to a person's data, and returns it to
 // the pool; nil is ignored.
 func releaseEvent(ev *profile.Event) {
 	if ev != nil {
 		*ev = profile.Event{}
-		events.Put(ev)
+		eventPool.Put(ev)
 	}
 }
 

@@ -666,18 +666,15 @@ func (o *outboxStore) claim(ctx context.Context, c outbox.Claim, window int) ([]
 			AND e.profile_id = o.profile_id ORDER BY e.destination, e.profile_id, e.id LIMIT 1)` + ceiling + `
 		ORDER BY o.id LIMIT $2`
 	hk := `SELECT id FROM (SELECT id, items, SUM(items) OVER (ORDER BY id) AS upto FROM h) x WHERE x.upto - x.items < $2`
-	locked := `SELECT o.id, o.destination, o.profile_id, o.kind, o.items FROM {p}outbox o
-		WHERE o.id IN (SELECT id FROM hk) AND o.state = 'PENDING' AND o.not_before <= $1{ts} AND ` + freeRow("o")
-	greatest := "max"
+	inHeads, lock, greatest := `o.id IN (SELECT id FROM hk)`, "", "max"
 	if s.d == Postgres {
 		// hk computed once, as an array: as IN, a planner with no
 		// statistics yet ran hk again for every pending row (a semi join),
 		// and a claim in a burst took 20 s.
-		locked = `SELECT o.id, o.destination, o.profile_id, o.kind, o.items FROM {p}outbox o
-		WHERE o.id = ANY(ARRAY(SELECT id FROM hk)) AND o.state = 'PENDING' AND o.not_before <= $1{ts} AND ` + freeRow("o")
-		locked += ` FOR UPDATE OF o SKIP LOCKED`
-		greatest = "GREATEST"
+		inHeads, lock, greatest = `o.id = ANY(ARRAY(SELECT id FROM hk))`, ` FOR UPDATE OF o SKIP LOCKED`, "GREATEST"
 	}
+	locked := `SELECT o.id, o.destination, o.profile_id, o.kind, o.items FROM {p}outbox o
+		WHERE ` + inHeads + ` AND o.state = 'PENDING' AND o.not_before <= $1{ts} AND ` + freeRow("o") + lock
 	// stop is looked for among the limit's worth of rows after the head
 	// (a row holds an item or more): a run never reaches further, and a
 	// person's backlog is not walked whole for every claim.
