@@ -31,6 +31,9 @@ type row struct {
 	num, den string
 	metric   string // in the output of bench `of`
 	of       string
+	// beside, when set, is a second metric of `of` printed next to the
+	// figure (a rate's same-run baseline ratio), its median over the rounds.
+	beside   string
 	target   string // as the issue states it
 	met      func(v float64) bool
 	allocsOf string // when set, the allocations per op of this benchmark are reported too
@@ -87,7 +90,7 @@ var rows = []row{
 		target: "≥ 0.7x", met: func(v float64) bool { return v >= 0.7 }, postgres: true},
 	{id: "issue-13/delivery", figure: "Delivery from the PostgreSQL outbox, messages/s (beside it: its bare `SKIP LOCKED` loop, `x-bare`)",
 		pkg: "./sqlstore", bench: "^BenchmarkOutboxDelivery$", benchtime: "8x",
-		metric: "msgs/s", of: "BenchmarkOutboxDelivery",
+		metric: "msgs/s", of: "BenchmarkOutboxDelivery", beside: "x-bare",
 		target: "≥ 20,000/s", met: func(v float64) bool { return v >= 20000 }, postgres: true},
 	{id: "issue-19/batch-postgres", figure: "`CollectBatch` into PostgreSQL / one multi-row INSERT of the same rows (`x-multirow`)",
 		pkg: "./sqlstore", bench: "^BenchmarkCollectBatch$/^postgres/audiences=false$", benchtime: "20x",
@@ -183,6 +186,13 @@ func run(rounds int, only, out string) error {
 			if err != nil {
 				return fmt.Errorf("%s: %w", r.id, err)
 			}
+			if r.beside != "" {
+				b, err := metricOf(lines, r.of, r.beside)
+				if err != nil {
+					return fmt.Errorf("%s: %w", r.id, err)
+				}
+				res.besides = append(res.besides, b)
+			}
 			res.values = append(res.values, v)
 			res.allocs = append(res.allocs, allocs)
 		}
@@ -238,17 +248,7 @@ func parse(r io.Reader) ([]benchLine, error) {
 // read returns the row's value in one round's lines, and the allocations
 // per op of allocsOf (-1: none asked for).
 func (r row) read(lines []benchLine) (v, allocs float64, err error) {
-	get := func(name, unit string) (float64, error) {
-		for _, l := range lines {
-			if l.name == name {
-				if x, ok := l.values[unit]; ok {
-					return x, nil
-				}
-				return 0, fmt.Errorf("%s reported no %s", name, unit)
-			}
-		}
-		return 0, fmt.Errorf("%s did not run", name)
-	}
+	get := func(name, unit string) (float64, error) { return metricOf(lines, name, unit) }
 	allocs = -1
 	if r.allocsOf != "" {
 		if allocs, err = get(r.allocsOf, "allocs/op"); err != nil {
@@ -273,11 +273,24 @@ func (r row) read(lines []benchLine) (v, allocs float64, err error) {
 	return num / den, allocs, nil
 }
 
+// metricOf is the value in unit that benchmark name reported.
+func metricOf(lines []benchLine, name, unit string) (float64, error) {
+	for _, l := range lines {
+		if l.name == name {
+			if x, ok := l.values[unit]; ok {
+				return x, nil
+			}
+			return 0, fmt.Errorf("%s reported no %s", name, unit)
+		}
+	}
+	return 0, fmt.Errorf("%s did not run", name)
+}
+
 // result is a row's rounds.
 type result struct {
 	row
-	values, allocs []float64
-	skipped        string
+	values, allocs, besides []float64
+	skipped                 string
 }
 
 func median(xs []float64) float64 {
@@ -323,7 +336,11 @@ func render(results []result, rounds int, at time.Time) string {
 				met = "yes"
 			}
 		}
-		fmt.Fprintf(&b, "| `%s` | %s | **%s** | %s – %s | %s | %s | %s |\n", r.id, r.figure, format(r.row, median(r.values)),
+		beside := ""
+		if r.beside != "" && len(r.besides) > 0 {
+			beside = fmt.Sprintf(" (`%s` %s)", r.beside, strconv.FormatFloat(median(r.besides), 'f', 3, 64))
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | **%s**%s | %s – %s | %s | %s | %s |\n", r.id, r.figure, format(r.row, median(r.values)), beside,
 			format(r.row, lo), format(r.row, hi), allocs, r.target, met)
 	}
 	b.WriteString("\nEach row's run (from the module root, with `" + overlay + "`; `go test -c` of the package,\nthen, in its directory):\n\n")
