@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/bits"
+	"strings"
 	"time"
 
 	"github.com/gdprkit/privacy/destination"
@@ -30,6 +31,19 @@ type bundledExpiryFields struct {
 	Type       string    `json:"t"`
 	Source     string    `json:"src"`
 	ReceivedAt time.Time `json:"r"`
+}
+
+// sendExpiryFields reads the fields expiry judges of a single row's
+// message, in either of its forms (decodeSend).
+func sendExpiryFields(text string) (expiryFields, error) {
+	if strings.HasPrefix(text, compactSend) {
+		var f bundledExpiryFields
+		err := json.Unmarshal([]byte(text), &f)
+		return expiryFields(f), err
+	}
+	var f expiryFields
+	err := json.Unmarshal([]byte(text), &f)
+	return f, err
 }
 
 func (f expiryFields) expired(c profile.Cutoffs) bool {
@@ -152,9 +166,9 @@ func (tx *outboxTx) expireChunk(ctx context.Context, ex Executor, pids []identit
 			if err != nil {
 				return 0, fmt.Errorf("row %d: %w", r.id, err)
 			}
-			var f expiryFields
-			if err := json.Unmarshal([]byte(text), &f); err != nil {
-				return 0, fmt.Errorf("row %d: stored message does not decode: %w", r.id, err)
+			f, err := sendExpiryFields(text)
+			if err != nil {
+				return 0, fmt.Errorf("row %d: stored message does not decode: %s", r.id, decodeFailure(err))
 			}
 			if f.expired(c) {
 				gone, n = append(gone, r.id), n+1
