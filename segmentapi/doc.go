@@ -30,13 +30,19 @@
 // bodies get Segment's error shape and change nothing. Error bodies name
 // fields, never values, and handlers log a server-side failure by its class
 // only: a backend's error text may quote the value it refused. Every handler
-// passes the request's context to the Controller.
+// passes the request's context to the Controller, but for the batches: the
+// messages of batch requests that arrive while others are being collected
+// are collected together, in one CollectBatch (up to privacy.BatchSize
+// messages), under the first request's context without its cancellation,
+// each request answered with its own messages' outcomes (group.go). A
+// request alone is collected at once.
 //
 // # Files
 //
 //   - tracking.go: the Tracking API; wire.go: Segment's message JSON, read
 //     into the Controller's messages (numbers kept exactly, ISO 8601 times,
-//     a batch's shared context); body.go: gzip and the size limits.
+//     a batch's shared context); body.go: gzip and the size limits;
+//     group.go: concurrent batches collected together.
 //   - profiles.go: the Profile API.
 //   - regulations.go: the regulations and suppressions endpoints.
 //   - options.go: the options (write keys, access tokens, logger, clock,
