@@ -114,7 +114,7 @@ func encodeJSON(v any) (string, error) {
 func decodeValue(text string) (any, error) {
 	v, err := profile.DecodeValue([]byte(text))
 	if err != nil {
-		return nil, fmt.Errorf("sqlstore: stored JSON does not decode: %w", err)
+		return nil, fmt.Errorf("sqlstore: stored JSON does not decode: %s", decodeFailure(err))
 	}
 	return v, nil
 }
@@ -133,7 +133,7 @@ func decodeEventText(text string) (props, ctx map[string]any, err error) {
 		err = profile.ExactMaps(&pair[0], &pair[1])
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("sqlstore: stored JSON does not decode: %w", err)
+		return nil, nil, fmt.Errorf("sqlstore: stored JSON does not decode: %s", decodeFailure(err))
 	}
 	return pair[0], pair[1], nil
 }
@@ -150,7 +150,7 @@ func nullIfEmpty(s string) any {
 func decodeMap(text string) (map[string]any, error) {
 	var m map[string]any
 	if err := profile.UnmarshalExact([]byte(text), &m); err != nil {
-		return nil, fmt.Errorf("sqlstore: stored JSON does not decode: %w", err)
+		return nil, fmt.Errorf("sqlstore: stored JSON does not decode: %s", decodeFailure(err))
 	}
 	return m, nil
 }

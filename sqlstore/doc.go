@@ -163,10 +163,8 @@
 // there is its queue's head when it is the oldest of its queue there: the
 // queue's earlier rows are older still), and past them only when it comes up
 // short and more rows wait: its cost follows what it hands out, not the
-// backlog, nor the rows settled since the last vacuum. A message alone in
-// its row is kept in a bundle's short form (since 2026-12-07; older rows,
-// in encoding/json's form of destination.Message, are still read). A row stays leased while any of its items is handed out and
-// unanswered. A deliverer that dies leaves its items to the others when its
+// backlog, nor the rows settled since the last vacuum. A row stays leased
+// while any of its items is handed out and unanswered. A deliverer that dies leaves its items to the others when its
 // lease lapses. A renewal does not wait for rows another transaction holds
 // locked (on PostgreSQL): it renews the others at once and those in the
 // background, counting their lease from when it got them. A row an erasure empties

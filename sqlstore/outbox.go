@@ -15,7 +15,6 @@ import (
 
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
-	"github.com/gdprkit/privacy/internal/jsontext"
 	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/outbox"
 	"github.com/gdprkit/privacy/profile"
@@ -79,60 +78,23 @@ func (o *outboxStore) RequestMarked(ctx context.Context, id string) (bool, error
 }
 
 // encodePayload encodes an item's message or deletion without its profile id
-// (the profile_id column holds it, and Merge changes only that). A message
-// is written as a bundle writes each of its own (encodeBundled: short keys,
-// by hand), its attempts in the row's column: a third fewer bytes to seal,
-// send and store than encoding/json's form of destination.Message, which
-// rows written before 2026-12-07 hold and decodePayload still reads.
+// (the profile_id column holds it, and Merge changes only that).
 func encodePayload(it *outbox.Item) (kind, payload string, err error) {
+	var v any
 	if it.Message != nil {
-		payload, err = encodeBundled(it.Message, 0)
-		return kindSend, payload, err
+		m := *it.Message
+		m.ProfileID = ""
+		kind, v = kindSend, m
+	} else {
+		d := *it.Deletion
+		d.ProfileID = ""
+		kind, v = kindDelete, d
 	}
-	d := *it.Deletion
-	d.ProfileID = ""
-	payload, err = encodeJSON(d)
+	payload, err = encodeJSON(v)
 	if err != nil {
 		return "", "", fmt.Errorf("%w: the item's payload does not encode as JSON: %v", outbox.ErrInvalid, err)
 	}
-	return kindDelete, payload, nil
-}
-
-// compactSend starts a single row's message in encodeBundled's form; the
-// older form, encoding/json's of destination.Message, starts {"MessageID":.
-const compactSend = `{"id":`
-
-// decodeSend decodes a single row's message, in either form.
-func decodeSend(text string) (destination.Message, error) {
-	if !strings.HasPrefix(text, compactSend) {
-		var m destination.Message
-		numbers, err := profile.UnmarshalNumbers([]byte(text), &m)
-		if err == nil && numbers {
-			err = profile.ExactMaps(&m.Traits, &m.Properties, &m.Context)
-		}
-		return m, err
-	}
-	var b bundledMessage
-	sc := jsontext.NewScanner([]byte(text))
-	sc.Number = profile.ExactNumber
-	sc.MaxDepth = 10000 - 1 // as encoding/json counts from the top: the maps start a level down
-	err := decodeBundled(sc, &b)
-	if err == nil {
-		err = endOf(sc)
-	}
-	if err != nil {
-		// Not as encodeBundled writes it: encoding/json decodes or refuses.
-		b = bundledMessage{}
-		var numbers bool
-		numbers, err = profile.UnmarshalNumbers([]byte(text), &b)
-		if err == nil && numbers {
-			err = profile.ExactMaps(&b.Traits, &b.Properties, &b.Context)
-		}
-	}
-	if err != nil {
-		return destination.Message{}, err
-	}
-	return *b.message(""), nil
+	return kind, payload, nil
 }
 
 // decodePayload sets the item's message or deletion from its stored
@@ -147,7 +109,11 @@ func decodePayload(fk *keyring.DataKey, it *outbox.Item, kind string, payload sq
 	}
 	switch kind {
 	case kindSend:
-		m, err := decodeSend(text)
+		var m destination.Message
+		numbers, err := profile.UnmarshalNumbers([]byte(text), &m)
+		if err == nil && numbers {
+			err = profile.ExactMaps(&m.Traits, &m.Properties, &m.Context)
+		}
 		if err != nil {
 			return fmt.Errorf("sqlstore: outbox item %d: stored message does not decode: %s", it.ID, decodeFailure(err))
 		}

@@ -99,11 +99,13 @@ type bundledID struct {
 // message it collects, and reflection over the struct cost as much as the
 // maps it holds.
 func encodeBundled(m *destination.Message, attempts int) (string, error) {
-	if y := m.Timestamp.Year(); y < 0 || y > 9999 {
-		return "", fmt.Errorf("%w: the item's payload does not encode as JSON: Timestamp year %d outside 0 to 9999", outbox.ErrInvalid, y)
-	}
-	if y := m.ReceivedAt.Year(); y < 0 || y > 9999 {
-		return "", fmt.Errorf("%w: the item's payload does not encode as JSON: ReceivedAt year %d outside 0 to 9999", outbox.ErrInvalid, y)
+	for _, f := range []struct {
+		name string
+		t    time.Time
+	}{{"Timestamp", m.Timestamp}, {"ReceivedAt", m.ReceivedAt}} {
+		if err := rfc3339Writable(f.t); err != nil {
+			return "", fmt.Errorf("%w: the item's payload does not encode as JSON: %s %v", outbox.ErrInvalid, f.name, err)
+		}
 	}
 	b := make([]byte, 0, 256)
 	b = append(b, `{"id":`...)
@@ -174,6 +176,20 @@ func encodeBundled(m *destination.Message, attempts int) (string, error) {
 	return string(b), nil
 }
 
+// rfc3339Writable refuses the times encoding/json refuses to write, which
+// RFC 3339 cannot: a year outside 0 to 9999, or a zone offset of a day or
+// more (time.FixedZone takes one, and a row holding "+25:00" would be read
+// by no decoder, failing every claim of its destination).
+func rfc3339Writable(t time.Time) error {
+	if y := t.Year(); y < 0 || y > 9999 {
+		return fmt.Errorf("year %d outside 0 to 9999", y)
+	}
+	if _, off := t.Zone(); off <= -24*60*60 || off >= 24*60*60 {
+		return fmt.Errorf("zone offset of %d minutes, a day or more", off/60)
+	}
+	return nil
+}
+
 // appendBundledMap appends m as encoding/json encodes it, but for the
 // order of its keys, which decoding does not keep: by hand (jsontext) when
 // m is in profile.NormalizeValue's canonical form, as the messages the
@@ -202,7 +218,7 @@ func withAttempts(raw json.RawMessage, to func(int) int) (json.RawMessage, error
 	var b bundledMessage
 	// Numbers stay as their text (json.Number), encoded back as they were.
 	if _, err := profile.UnmarshalNumbers(raw, &b); err != nil {
-		return nil, fmt.Errorf("sqlstore: outbox: a stored bundled message does not decode: %w", err)
+		return nil, fmt.Errorf("sqlstore: outbox: a stored bundled message does not decode: %s", decodeFailure(err))
 	}
 	enc, err := encodeBundled(b.message(""), to(b.Attempts))
 	return json.RawMessage(enc), err
@@ -252,7 +268,7 @@ func bundlePayload(msgs []string) string {
 func splitBundle(row int64, payload string, present int64) ([]json.RawMessage, error) {
 	var msgs []json.RawMessage
 	if err := json.Unmarshal([]byte(payload), &msgs); err != nil {
-		return nil, fmt.Errorf("sqlstore: outbox row %d: stored bundle does not decode: %w", row, err)
+		return nil, fmt.Errorf("sqlstore: outbox row %d: stored bundle does not decode: %s", row, decodeFailure(err))
 	}
 	if len(msgs) != bits.OnesCount64(uint64(present)) {
 		return nil, fmt.Errorf("sqlstore: outbox row %d holds %d messages for %d slots", row, len(msgs), bits.OnesCount64(uint64(present)))

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/bits"
-	"strings"
 	"time"
 
 	"github.com/gdprkit/privacy/destination"
@@ -31,19 +30,6 @@ type bundledExpiryFields struct {
 	Type       string    `json:"t"`
 	Source     string    `json:"src"`
 	ReceivedAt time.Time `json:"r"`
-}
-
-// sendExpiryFields reads the fields expiry judges of a single row's
-// message, in either of its forms (decodeSend).
-func sendExpiryFields(text string) (expiryFields, error) {
-	if strings.HasPrefix(text, compactSend) {
-		var f bundledExpiryFields
-		err := json.Unmarshal([]byte(text), &f)
-		return expiryFields(f), err
-	}
-	var f expiryFields
-	err := json.Unmarshal([]byte(text), &f)
-	return f, err
 }
 
 func (f expiryFields) expired(c profile.Cutoffs) bool {
@@ -166,8 +152,8 @@ func (tx *outboxTx) expireChunk(ctx context.Context, ex Executor, pids []identit
 			if err != nil {
 				return 0, fmt.Errorf("row %d: %w", r.id, err)
 			}
-			f, err := sendExpiryFields(text)
-			if err != nil {
+			var f expiryFields
+			if err := json.Unmarshal([]byte(text), &f); err != nil {
 				return 0, fmt.Errorf("row %d: stored message does not decode: %s", r.id, decodeFailure(err))
 			}
 			if f.expired(c) {
@@ -184,7 +170,7 @@ func (tx *outboxTx) expireChunk(ctx context.Context, ex Executor, pids []identit
 		for j, slot := range slotsOf(r.present) {
 			var f bundledExpiryFields
 			if err := json.Unmarshal(b.msgs[j], &f); err != nil {
-				return 0, fmt.Errorf("row %d: a stored bundled message does not decode: %w", r.id, err)
+				return 0, fmt.Errorf("row %d: a stored bundled message does not decode: %s", r.id, decodeFailure(err))
 			}
 			if held&(1<<slot) == 0 && expiryFields(f).expired(c) {
 				continue
