@@ -78,23 +78,19 @@ func (o *outboxStore) RequestMarked(ctx context.Context, id string) (bool, error
 }
 
 // encodePayload encodes an item's message or deletion without its profile id
-// (the profile_id column holds it, and Merge changes only that).
+// (the profile_id column holds it, and Merge changes only that); a message
+// by hand (encodeSend), in encoding/json's form.
 func encodePayload(it *outbox.Item) (kind, payload string, err error) {
-	var v any
 	if it.Message != nil {
-		m := *it.Message
-		m.ProfileID = ""
-		kind, v = kindSend, m
-	} else {
-		d := *it.Deletion
-		d.ProfileID = ""
-		kind, v = kindDelete, d
+		payload, err = encodeSend(it.Message)
+		return kindSend, payload, err
 	}
-	payload, err = encodeJSON(v)
-	if err != nil {
+	d := *it.Deletion
+	d.ProfileID = ""
+	if payload, err = encodeJSON(d); err != nil {
 		return "", "", fmt.Errorf("%w: the item's payload does not encode as JSON: %v", outbox.ErrInvalid, err)
 	}
-	return kind, payload, nil
+	return kindDelete, payload, nil
 }
 
 // decodePayload sets the item's message or deletion from its stored

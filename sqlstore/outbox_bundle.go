@@ -99,13 +99,8 @@ type bundledID struct {
 // message it collects, and reflection over the struct cost as much as the
 // maps it holds.
 func encodeBundled(m *destination.Message, attempts int) (string, error) {
-	for _, f := range []struct {
-		name string
-		t    time.Time
-	}{{"Timestamp", m.Timestamp}, {"ReceivedAt", m.ReceivedAt}} {
-		if err := rfc3339Writable(f.t); err != nil {
-			return "", fmt.Errorf("%w: the item's payload does not encode as JSON: %s %v", outbox.ErrInvalid, f.name, err)
-		}
+	if err := checkMessageTimes(m); err != nil {
+		return "", err
 	}
 	b := make([]byte, 0, 256)
 	b = append(b, `{"id":`...)
@@ -117,33 +112,13 @@ func encodeBundled(m *destination.Message, attempts int) (string, error) {
 		b, _ = jsontext.AppendString(b, m.Event)
 	}
 	b = append(b, `,"ids":`...)
-	if m.IDs == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '[')
-		for i, id := range m.IDs {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"t":`...)
-			b, _ = jsontext.AppendString(b, id.Type)
-			b = append(b, `,"v":`...)
-			b, _ = jsontext.AppendString(b, id.Value)
-			b = append(b, '}')
-		}
-		b = append(b, ']')
-	}
+	b = appendIDs(b, m.IDs, `{"t":`, `,"v":`)
 	for _, f := range []struct {
 		key string
 		v   map[string]any
 	}{{`,"tr":`, m.Traits}, {`,"p":`, m.Properties}} {
-		b = append(b, f.key...)
-		if f.v == nil {
-			b = append(b, "null"...)
-			continue
-		}
 		var err error
-		if b, err = appendBundledMap(b, f.v); err != nil {
+		if b, err = appendMapOrNull(append(b, f.key...), f.v); err != nil {
 			return "", err
 		}
 	}
@@ -176,6 +151,46 @@ func encodeBundled(m *destination.Message, attempts int) (string, error) {
 	return string(b), nil
 }
 
+// checkMessageTimes refuses a message whose times encoding/json would not
+// write (rfc3339Writable).
+func checkMessageTimes(m *destination.Message) error {
+	for _, f := range []struct {
+		name string
+		t    time.Time
+	}{{"Timestamp", m.Timestamp}, {"ReceivedAt", m.ReceivedAt}} {
+		if err := rfc3339Writable(f.t); err != nil {
+			return errNotEncoded(f.name, err)
+		}
+	}
+	return nil
+}
+
+// appendIDs appends ids as a JSON array of objects, each opened by
+// typeKey (`{"t":`) and its value after valueKey (`,"v":`); null when nil.
+func appendIDs(b []byte, ids []identity.ID, typeKey, valueKey string) []byte {
+	if ids == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, typeKey...)
+		b, _ = jsontext.AppendString(b, id.Type)
+		b = append(b, valueKey...)
+		b, _ = jsontext.AppendString(b, id.Value)
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+// errNotEncoded is the error of a message whose field the outbox cannot
+// encode, as encoding/json words it.
+func errNotEncoded(field string, err error) error {
+	return fmt.Errorf("%w: the item's payload does not encode as JSON: %s %v", outbox.ErrInvalid, field, err)
+}
+
 // rfc3339Writable refuses the times encoding/json refuses to write, which
 // RFC 3339 cannot: a year outside 0 to 9999, or a zone offset of a day or
 // more (time.FixedZone takes one, and a row holding "+25:00" would be read
@@ -205,6 +220,14 @@ func appendBundledMap(b []byte, m map[string]any) ([]byte, error) {
 		return b, fmt.Errorf("%w: the item's payload does not encode as JSON: %v", outbox.ErrInvalid, err)
 	}
 	return append(b, text...), nil
+}
+
+// appendMapOrNull is appendBundledMap, null for a nil map.
+func appendMapOrNull(b []byte, m map[string]any) ([]byte, error) {
+	if m == nil {
+		return append(b, "null"...), nil
+	}
+	return appendBundledMap(b, m)
 }
 
 // maxBundledDepth bounds the nesting appendBundledMap writes by hand; a
