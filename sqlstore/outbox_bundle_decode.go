@@ -77,11 +77,95 @@ const (
 	fieldReceivedAt
 	fieldSource
 	fieldAttempts
+	fieldProfileID // a single row's, empty: the row's column holds it
 )
 
 // decodeBundled decodes one message of a bundle into m: null leaves m as
 // it is, as encoding/json does.
 func decodeBundled(s *jsontext.Scanner, m *bundledMessage) error {
+	return decodeMessageWith(s, m, bundledField, "t", "v")
+}
+
+// bundledField is the field a bundle's key names (0: none).
+func bundledField(key []byte) int {
+	switch string(key) { // compared, not copied
+	case "id":
+		return fieldID
+	case "t":
+		return fieldType
+	case "e":
+		return fieldEvent
+	case "ids":
+		return fieldIDs
+	case "tr":
+		return fieldTraits
+	case "p":
+		return fieldProperties
+	case "ts":
+		return fieldTimestamp
+	case "n":
+		return fieldName
+	case "c":
+		return fieldCategory
+	case "g":
+		return fieldGroupID
+	case "pr":
+		return fieldPreviousID
+	case "cx":
+		return fieldContext
+	case "r":
+		return fieldReceivedAt
+	case "src":
+		return fieldSource
+	case "a":
+		return fieldAttempts
+	}
+	return 0
+}
+
+// sendField is the field a single row's key names, encoding/json's of
+// destination.Message (0: none, or another case, which encoding/json
+// matches and the hand decoder leaves to it).
+func sendField(key []byte) int {
+	switch string(key) {
+	case "MessageID":
+		return fieldID
+	case "Type":
+		return fieldType
+	case "Event":
+		return fieldEvent
+	case "IDs":
+		return fieldIDs
+	case "Traits":
+		return fieldTraits
+	case "Properties":
+		return fieldProperties
+	case "Timestamp":
+		return fieldTimestamp
+	case "Name":
+		return fieldName
+	case "Category":
+		return fieldCategory
+	case "GroupID":
+		return fieldGroupID
+	case "PreviousID":
+		return fieldPreviousID
+	case "Context":
+		return fieldContext
+	case "ReceivedAt":
+		return fieldReceivedAt
+	case "Source":
+		return fieldSource
+	case "ProfileID":
+		return fieldProfileID
+	}
+	return 0
+}
+
+// decodeMessageWith decodes a message object into m, its keys named by
+// fieldOf and its identifiers' by typeKey and valueKey; anything else (an
+// unknown key, a key twice, a value of the wrong type) gives errNotByHand.
+func decodeMessageWith(s *jsontext.Scanner, m *bundledMessage, fieldOf func([]byte) int, typeKey, valueKey string) error {
 	if s.Null() {
 		return nil
 	}
@@ -97,41 +181,43 @@ func decodeBundled(s *jsontext.Scanner, m *bundledMessage) error {
 		if err != nil || !s.Consume(':') {
 			return errNotByHand
 		}
-		var field int
-		switch string(key) { // compared, not copied
-		case "id":
-			field, err = fieldID, bundledString(s, &m.MessageID)
-		case "t":
-			field, err = fieldType, bundledString(s, &m.Type)
-		case "e":
-			field, err = fieldEvent, bundledString(s, &m.Event)
-		case "ids":
-			field, err = fieldIDs, bundledIDs(s, &m.IDs)
-		case "tr":
-			field, err = fieldTraits, bundledMap(s, &m.Traits)
-		case "p":
-			field, err = fieldProperties, bundledMap(s, &m.Properties)
-		case "ts":
-			field, err = fieldTimestamp, bundledTime(s, &m.Timestamp)
-		case "n":
-			field, err = fieldName, bundledString(s, &m.Name)
-		case "c":
-			field, err = fieldCategory, bundledString(s, &m.Category)
-		case "g":
-			field, err = fieldGroupID, bundledString(s, &m.GroupID)
-		case "pr":
-			field, err = fieldPreviousID, bundledString(s, &m.PreviousID)
-		case "cx":
-			field, err = fieldContext, bundledMap(s, &m.Context)
-		case "r":
-			field, err = fieldReceivedAt, bundledTime(s, &m.ReceivedAt)
-		case "src":
-			field, err = fieldSource, bundledString(s, &m.Source)
-		case "a":
-			field = fieldAttempts
+		field := fieldOf(key)
+		switch field {
+		case fieldID:
+			err = bundledString(s, &m.MessageID)
+		case fieldType:
+			err = bundledString(s, &m.Type)
+		case fieldEvent:
+			err = bundledString(s, &m.Event)
+		case fieldIDs:
+			err = bundledIDs(s, &m.IDs, typeKey, valueKey)
+		case fieldTraits:
+			err = bundledMap(s, &m.Traits)
+		case fieldProperties:
+			err = bundledMap(s, &m.Properties)
+		case fieldTimestamp:
+			err = bundledTime(s, &m.Timestamp)
+		case fieldName:
+			err = bundledString(s, &m.Name)
+		case fieldCategory:
+			err = bundledString(s, &m.Category)
+		case fieldGroupID:
+			err = bundledString(s, &m.GroupID)
+		case fieldPreviousID:
+			err = bundledString(s, &m.PreviousID)
+		case fieldContext:
+			err = bundledMap(s, &m.Context)
+		case fieldReceivedAt:
+			err = bundledTime(s, &m.ReceivedAt)
+		case fieldSource:
+			err = bundledString(s, &m.Source)
+		case fieldAttempts:
 			if !s.Null() {
 				m.Attempts, err = s.Int()
 			}
+		case fieldProfileID:
+			var ignored string // the row's profile_id column says whose it is
+			err = bundledString(s, &ignored)
 		default:
 			return errNotByHand // another key, maybe of another case: encoding/json's to match
 		}
@@ -147,6 +233,20 @@ func decodeBundled(s *jsontext.Scanner, m *bundledMessage) error {
 		}
 		return nil
 	}
+}
+
+// decodeSendByHand decodes a single row's message as profile.UnmarshalNumbers
+// and profile.ExactMaps decode it into a destination.Message, by hand, or
+// gives errNotByHand for text it leaves to them.
+func decodeSendByHand(text []byte) (bundledMessage, error) {
+	s := jsontext.NewScanner(text)
+	s.Number = profile.ExactNumber
+	s.MaxDepth = 10000 - 1 // encoding/json counts from the top: a map starts a level down
+	var m bundledMessage
+	if err := decodeMessageWith(s, &m, sendField, "Type", "Value"); err != nil {
+		return bundledMessage{}, err
+	}
+	return m, endOf(s)
 }
 
 func bundledString(s *jsontext.Scanner, dst *string) error {
@@ -195,7 +295,7 @@ func bundledTime(s *jsontext.Scanner, dst *time.Time) error {
 	return nil
 }
 
-func bundledIDs(s *jsontext.Scanner, dst *[]bundledID) error {
+func bundledIDs(s *jsontext.Scanner, dst *[]bundledID, typeKey, valueKey string) error {
 	if s.Null() {
 		*dst = nil
 		return nil
@@ -225,9 +325,9 @@ func bundledIDs(s *jsontext.Scanner, dst *[]bundledID) error {
 					var at int
 					var dst *string
 					switch string(key) {
-					case "t":
+					case typeKey:
 						at, dst = 0, &id.Type
-					case "v":
+					case valueKey:
 						at, dst = 1, &id.Value
 					default:
 						return errNotByHand

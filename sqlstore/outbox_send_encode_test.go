@@ -55,6 +55,53 @@ func checkSend(t *testing.T, m destination.Message) {
 	if !reflect.DeepEqual(a, b) {
 		t.Fatalf("encodeSend decodes to %+v; encoding/json's to %+v\n got  %s\n want %s", a, b, got, want)
 	}
+	// The claim's decoder reads both by hand, as encoding/json does.
+	for _, text := range []string{got, want} {
+		hand, err := decodeSendByHand([]byte(text))
+		if err != nil {
+			t.Fatalf("decodeSendByHand(%s) left it to encoding/json: %v", text, err)
+		}
+		if m := *hand.message(""); !reflect.DeepEqual(m, a) {
+			t.Fatalf("decodeSendByHand(%s) = %+v; encoding/json's %+v", text, m, a)
+		}
+	}
+}
+
+// FuzzDecodeSend: what decodeSendByHand reads, encoding/json reads too, as
+// the same message; what it leaves, it leaves with errNotByHand.
+func FuzzDecodeSend(f *testing.F) {
+	for _, m := range []destination.Message{benchSend(), {MessageID: "q\"\\\n é", Type: destination.TypeIdentify, IDs: []identity.ID{},
+		Traits: map[string]any{"email": nil}, Context: map[string]any{"ip": "203.0.113.9"}, Timestamp: time.Date(2026, 12, 7, 0, 0, 0, 1, time.FixedZone("X", 3600))}} {
+		text, err := encodeSend(&m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add([]byte(text))
+		if text, err = encodeJSON(m); err != nil {
+			f.Fatal(err)
+		}
+		f.Add([]byte(text))
+	}
+	f.Add([]byte(`{"MessageID":"x","messageid":"y"}`))
+	f.Add([]byte(`{"Timestamp":"2026-12-06T10:00:00\u005a"}`)) // time.Time's UnmarshalJSON does not unescape
+	f.Add([]byte(`{"IDs":[null,{"Type":"a","Value":null}],"ProfileID":"p","Traits":null}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		hand, err := decodeSendByHand(data)
+		if err != nil {
+			if !errors.Is(err, errNotByHand) {
+				t.Fatalf("decodeSendByHand error %v; want errNotByHand", err)
+			}
+			return
+		}
+		ref, err := decodeLegacySend(string(data))
+		if err != nil {
+			t.Fatalf("decodeSendByHand read %q as %+v; encoding/json refuses it: %v", data, hand, err)
+		}
+		ref.ProfileID = ""
+		if got := *hand.message(""); !reflect.DeepEqual(got, ref) {
+			t.Fatalf("decodeSendByHand read %q as %+v; encoding/json as %+v", data, got, ref)
+		}
+	})
 }
 
 // TestEncodeSend: a message alone in its row, written by hand, reads back
@@ -122,6 +169,40 @@ func BenchmarkEncodeSendReflecting(b *testing.B) {
 	b.ReportAllocs()
 	for range b.N {
 		if _, err := encodeJSON(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchSendText is benchSend as its row keeps it.
+func benchSendText(b *testing.B) string {
+	m := benchSend()
+	text, err := encodeSend(&m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return text
+}
+
+// BenchmarkDecodeSend: a claim's decoding of a single row's message, by
+// hand.
+func BenchmarkDecodeSend(b *testing.B) {
+	text := benchSendText(b)
+	b.ReportAllocs()
+	for range b.N {
+		if _, err := decodeSend([]byte(text)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeSendReflecting: the same through encoding/json, its
+// baseline (what decodePayload did before).
+func BenchmarkDecodeSendReflecting(b *testing.B) {
+	text := benchSendText(b)
+	b.ReportAllocs()
+	for range b.N {
+		if _, err := decodeLegacySend(text); err != nil {
 			b.Fatal(err)
 		}
 	}
