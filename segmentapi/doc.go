@@ -33,9 +33,11 @@
 // passes the request's context to the Controller, but for the batches: the
 // messages of batch requests that arrive while others are being collected
 // are collected together, in one CollectBatch (up to privacy.BatchSize
-// messages), under the first request's context without its cancellation,
+// messages), under a context that ends once every request in it has ended,
 // each request answered with its own messages' outcomes (group.go). A
-// request alone is collected at once.
+// request alone is collected at once, one whose client leaves is answered
+// at once, and none waits more than a quarter of a second behind calls
+// that are stuck (on another host's locks, say) before it starts its own.
 //
 // # Files
 //

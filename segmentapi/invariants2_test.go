@@ -359,9 +359,10 @@ func (l *countingList) SuppressedBatch(ctx context.Context, hs []identity.Hash, 
 	return l.List.(suppression.HashBatchReader).SuppressedBatch(ctx, hs, dst)
 }
 
-// postgresAPI is an api over a migrated sqlstore in a new PostgreSQL
-// schema, its suppression list counted.
-func postgresAPI(t *testing.T, opts ...privacy.Option) (*api, *countingList) {
+// migratedPostgres opens a pool of 8 on GDPRKIT_TEST_POSTGRES_DSN (the test
+// skips without it), makes a schema named prefix and random hex, dropped at
+// the end, and a migrated sqlstore in it.
+func migratedPostgres(t *testing.T, prefix string) (*sql.DB, string, *sqlstore.Store) {
 	t.Helper()
 	dsn := os.Getenv(ingestPostgresEnv)
 	if dsn == "" {
@@ -375,7 +376,7 @@ func postgresAPI(t *testing.T, opts ...privacy.Option) (*api, *countingList) {
 	t.Cleanup(func() { db.Close() })
 	var r [6]byte
 	rand.Read(r[:])
-	schema := "gdprkit_r2_" + hex.EncodeToString(r[:])
+	schema := prefix + hex.EncodeToString(r[:])
 	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
 		t.Fatal(err)
 	}
@@ -387,6 +388,14 @@ func postgresAPI(t *testing.T, opts ...privacy.Option) (*api, *countingList) {
 	if err := s.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return db, schema, s
+}
+
+// postgresAPI is an api over a migrated sqlstore in a new PostgreSQL
+// schema, its suppression list counted.
+func postgresAPI(t *testing.T, opts ...privacy.Option) (*api, *countingList) {
+	t.Helper()
+	_, _, s := migratedPostgres(t, "gdprkit_r2_")
 	list := &countingList{List: s.Suppressions()}
 	c, err := privacy.New(append([]privacy.Option{privacy.WithBackends(s), privacy.WithSuppressions(list), privacy.WithKey(ingestKey)}, opts...)...)
 	if err != nil {

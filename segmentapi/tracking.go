@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/gdprkit/privacy"
 )
@@ -62,12 +63,14 @@ const (
 // them, in one CollectBatch of up to privacy.BatchSize messages: on a SQL
 // backend a call costs about a dozen statements and a commit whatever its
 // size, and eight connections each sending 100 messages made eight calls
-// waiting on each other's locks. A batch alone is collected at once.
+// waiting on each other's locks. A batch alone is collected at once; one
+// waits at most a quarter of a second behind calls stuck on their backend
+// before it starts its own; one whose client leaves is answered at once.
 func NewTracking(c *privacy.Controller, opts ...Option) http.Handler {
 	if c == nil {
 		panic("segmentapi: NewTracking: nil Controller")
 	}
-	t := &tracking{c: c, cfg: newConfig(opts), group: &grouper{c: c, most: 2}}
+	t := &tracking{c: c, cfg: newConfig(opts), group: &grouper{c: c, most: 2, stuckAfter: 250 * time.Millisecond}}
 	mux := http.NewServeMux()
 	for _, typ := range []string{"identify", "track", "page", "screen", "group", "alias"} {
 		mux.Handle("POST /v1/"+typ, t.auth(func(w http.ResponseWriter, r *http.Request, source string) {

@@ -88,7 +88,7 @@ func encodePayload(it *outbox.Item) (kind, payload string, err error) {
 	d := *it.Deletion
 	d.ProfileID = ""
 	if payload, err = encodeJSON(d); err != nil {
-		return "", "", fmt.Errorf("%w: the item's payload does not encode as JSON: %v", outbox.ErrInvalid, err)
+		return "", "", fmt.Errorf("%w: the item's payload does not encode as JSON: %s", outbox.ErrInvalid, encodeFailure(err))
 	}
 	return kindDelete, payload, nil
 }

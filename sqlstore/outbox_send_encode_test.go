@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,10 +125,34 @@ func TestEncodeSend(t *testing.T) {
 		{MessageID: "far", Type: "track", Timestamp: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
 		{MessageID: "before", Type: "track", Timestamp: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)},
 		{MessageID: "zone", Type: "track", Timestamp: ts.In(time.FixedZone("", 25*3600))},
+		{MessageID: "number text", Type: "track", Properties: map[string]any{"n": json.Number("1 ")}, Context: map[string]any{"a": []any{map[string]any{"n": json.Number("42\n")}}}, Timestamp: ts},
 		{MessageID: "zone-received", Type: "track", Timestamp: ts, ReceivedAt: ts.In(time.FixedZone("", -24*3600))},
 		{MessageID: "p1", Type: destination.TypePage, Name: "Pricing \"x\"", Category: "Docs", GroupID: "g\n", PreviousID: "anon", Source: "ios \"app\"", ReceivedAt: ts.Add(time.Second), Timestamp: ts.In(time.FixedZone("", -(7*3600 + 30*60 + 15)))},
 	} {
 		checkSend(t, m)
+	}
+}
+
+// TestEncodeErrorsQuoteNoPersonalData: a message the outbox cannot encode
+// is refused with an error that names no value: encoding/json's quote the
+// number text or JSON they refuse. (Found by an adversarial review.)
+func TestEncodeErrorsQuoteNoPersonalData(t *testing.T) {
+	ts := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	for name, v := range map[string]any{"number": json.Number("canary-4711"), "raw": json.RawMessage(`{"canary-4711"`), "spaced": json.Number("4711 ")} {
+		m := destination.Message{MessageID: "m", Type: "track", Properties: map[string]any{"email": "ada@example.com", "x": v}, Timestamp: ts}
+		for form, encode := range map[string]func() error{
+			"single": func() error { _, err := encodeSend(&m); return err },
+			"bundle": func() error { _, err := encodeBundled(&m, 0); return err },
+		} {
+			err := encode()
+			if !errors.Is(err, outbox.ErrInvalid) {
+				t.Errorf("%s, %s: %v; want ErrInvalid", name, form, err)
+				continue
+			}
+			if strings.Contains(err.Error(), "canary") || strings.Contains(err.Error(), "4711") {
+				t.Errorf("%s, %s: the error quotes the value: %v", name, form, err)
+			}
+		}
 	}
 }
 

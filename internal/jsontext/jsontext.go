@@ -180,7 +180,10 @@ func (e *ValueEncoder) appendValue(b []byte, v any, depth, maxDepth int) (_ []by
 	case string:
 		return AppendString(b, x)
 	case json.Number: // canonical: JSON number text no float64 holds
-		if x == "" || !json.Valid([]byte(x)) || x[0] != '-' && (x[0] < '0' || x[0] > '9') {
+		// A number starts with a minus or a digit and ends with a digit:
+		// json.Valid takes white space around it, which encoding/json
+		// refuses in a json.Number.
+		if x == "" || !json.Valid([]byte(x)) || x[0] != '-' && (x[0] < '0' || x[0] > '9') || x[len(x)-1] < '0' || x[len(x)-1] > '9' {
 			return b, false
 		}
 		return append(b, x...), true
