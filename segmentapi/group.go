@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gdprkit/privacy"
@@ -141,17 +142,15 @@ func (g *grouper) run() {
 func (g *grouper) call(group []*submission) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(group[0].ctx))
 	defer cancel()
-	var ended sync.WaitGroup // the requests still waiting
-	ended.Add(len(group))
+	var waiting atomic.Int64 // the requests whose contexts have not ended
+	waiting.Store(int64(len(group)))
 	for _, s := range group {
-		stop := context.AfterFunc(s.ctx, ended.Done)
-		defer func() {
-			if stop() {
-				ended.Done()
+		defer context.AfterFunc(s.ctx, func() {
+			if waiting.Add(-1) == 0 {
+				cancel()
 			}
-		}()
+		})()
 	}
-	go func() { ended.Wait(); cancel() }()
 
 	msgs := group[0].msgs
 	if len(group) > 1 {

@@ -33,6 +33,25 @@ func (g *gatedProfiles) Begin(ctx context.Context) (profile.Tx, error) {
 	return g.Store.Begin(ctx)
 }
 
+// identify collects an identify of each user, known people for the batches.
+func (a *api) identify(t *testing.T, users ...string) {
+	t.Helper()
+	for _, u := range users {
+		if err := a.c.Collect(context.Background(), privacy.Identify{UserID: u, Timestamp: received0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// numbered returns prefix-0 ... prefix-(n-1).
+func numbered(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprint(prefix, i)
+	}
+	return out
+}
+
 // waitFor polls cond for up to ten seconds.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -52,12 +71,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestConcurrentBatchesAreCollectedTogether(t *testing.T) {
 	profiles := &gatedProfiles{Store: profile.NewMemStore()}
 	a := newAPI(t, privacy.WithProfiles(profiles))
-	ctx := context.Background()
-	for i := range 200 {
-		if err := a.c.Collect(ctx, privacy.Identify{UserID: fmt.Sprint("u-", i), Timestamp: received0}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a.identify(t, numbered("u-", 200)...)
 	// batch is 100 tracks about 100 people from the first (from 0 or 100);
 	// the one at index bad has no event, which the Controller refuses.
 	batch := func(tag string, first, bad int) string {

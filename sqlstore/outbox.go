@@ -100,6 +100,11 @@ func decodeSend(text []byte) (destination.Message, error) {
 	if b, err := decodeSendByHand(text); err == nil {
 		return *b.message(""), nil
 	}
+	return decodeSendReflecting(text)
+}
+
+// decodeSendReflecting is decodeSend through encoding/json, numbers exact.
+func decodeSendReflecting(text []byte) (destination.Message, error) {
 	var m destination.Message
 	numbers, err := profile.UnmarshalNumbers(text, &m)
 	if err == nil && numbers {

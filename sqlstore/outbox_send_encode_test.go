@@ -11,18 +11,7 @@ import (
 	"github.com/gdprkit/privacy/destination"
 	"github.com/gdprkit/privacy/identity"
 	"github.com/gdprkit/privacy/outbox"
-	"github.com/gdprkit/privacy/profile"
 )
-
-// decodeLegacySend decodes a single row's message as every release does.
-func decodeLegacySend(text string) (destination.Message, error) {
-	var m destination.Message
-	numbers, err := profile.UnmarshalNumbers([]byte(text), &m)
-	if err == nil && numbers {
-		err = profile.ExactMaps(&m.Traits, &m.Properties, &m.Context)
-	}
-	return m, err
-}
 
 // checkSend fails unless encodeSend refuses what encoding/json refuses, and
 // otherwise writes valid JSON that decodes to what encoding/json's own
@@ -45,11 +34,11 @@ func checkSend(t *testing.T, m destination.Message) {
 	if !json.Valid([]byte(got)) {
 		t.Fatalf("encodeSend wrote invalid JSON %q", got)
 	}
-	a, err := decodeLegacySend(got)
+	a, err := decodeSendReflecting([]byte(got))
 	if err != nil {
 		t.Fatalf("encodeSend's %s does not decode: %v", got, err)
 	}
-	b, err := decodeLegacySend(want)
+	b, err := decodeSendReflecting([]byte(want))
 	if err != nil {
 		t.Fatalf("encoding/json's %s does not decode: %v", want, err)
 	}
@@ -94,7 +83,7 @@ func FuzzDecodeSend(f *testing.F) {
 			}
 			return
 		}
-		ref, err := decodeLegacySend(string(data))
+		ref, err := decodeSendReflecting(data)
 		if err != nil {
 			t.Fatalf("decodeSendByHand read %q as %+v; encoding/json refuses it: %v", data, hand, err)
 		}
@@ -227,7 +216,7 @@ func BenchmarkDecodeSendReflecting(b *testing.B) {
 	text := benchSendText(b)
 	b.ReportAllocs()
 	for range b.N {
-		if _, err := decodeLegacySend(text); err != nil {
+		if _, err := decodeSendReflecting([]byte(text)); err != nil {
 			b.Fatal(err)
 		}
 	}
