@@ -612,7 +612,10 @@ func (o *outboxStore) Claim(ctx context.Context, c outbox.Claim) ([]outbox.Item,
 func claimWindow(limit int) int { return 4*limit + 64 }
 
 // pastWindow reports whether the destinations have more than window
-// pending rows.
+// pending rows. They are counted in outbox_pending's order: unordered, the
+// planner, taking the pending rows for few, read the whole table for them,
+// every row settled since the last vacuum too (1.7 ms at the end of every
+// drain of a busy outbox, against 0.02 ms).
 func (o *outboxStore) pastWindow(ctx context.Context, destinations []string, window int) (bool, error) {
 	s := o.s
 	args := []any{window + 1}
@@ -622,7 +625,7 @@ func (o *outboxStore) pastWindow(ctx context.Context, destinations []string, win
 	var n int
 	err := s.read(ctx, func(ex Executor) error {
 		return ex.QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM (SELECT 1 FROM {p}outbox
-			WHERE state = 'PENDING' AND destination IN (`+placeholders(2, len(destinations))+`) LIMIT $1) x`), args...).Scan(&n)
+			WHERE state = 'PENDING' AND destination IN (`+placeholders(2, len(destinations))+`) ORDER BY destination, id LIMIT $1) x`), args...).Scan(&n)
 	})
 	if err != nil {
 		return false, retryable(fmt.Errorf("sqlstore: outbox claim: %w", err))
@@ -648,7 +651,9 @@ func (o *outboxStore) claim(ctx context.Context, c outbox.Claim, window int) ([]
 	// With a window, they are looked for among the destinations' oldest
 	// window pending rows, w: a queue's earlier rows are older, so they are
 	// in w too, and a row of w is its queue's oldest when it is the oldest
-	// of its queue in w. One scan of w and no probe a row: a probe of a
+	// of its queue in w (a window function: as IN a grouping of w, the
+	// planner compared every row of w with every queue's oldest). One scan
+	// of w and no probe a row: a probe of a
 	// queue in its index met every row settlements had deleted since the
 	// last vacuum (as a bitmap scan, the planner's choice for a queue it
 	// thought one row long, it never marks them dead), 45 a queue on a busy
@@ -667,9 +672,8 @@ func (o *outboxStore) claim(ctx context.Context, c outbox.Claim, window int) ([]
 		args = append(args, window)
 		with += `w AS (SELECT id, destination, profile_id, items, not_before, lease_until, owner, hold_until, payload IS NULL AS emptied
 			FROM {p}outbox WHERE state = 'PENDING' AND destination IN (` + dests + `) ORDER BY id LIMIT $` + strconv.Itoa(len(args)) + `), `
-		heads = `SELECT o.id, o.items FROM w o
-		WHERE o.id IN (SELECT MIN(id) FROM w GROUP BY destination, profile_id)
-		AND o.not_before <= $1{ts} AND ` + freeRowWith("o", "o.emptied") + `
+		heads = `SELECT o.id, o.items FROM (SELECT w.*, MIN(w.id) OVER (PARTITION BY w.destination, w.profile_id) AS first FROM w) o
+		WHERE o.id = o.first AND o.not_before <= $1{ts} AND ` + freeRowWith("o", "o.emptied") + `
 		ORDER BY o.id LIMIT $2`
 	} else {
 		heads = `SELECT o.id, o.items FROM {p}outbox o
