@@ -94,7 +94,8 @@ func (ms *metaScan) metadata() (profile.Metadata, error) {
 	m := ms.m
 	m.Version = uint64(ms.version)
 	if ms.recipients.Valid {
-		if err := json.Unmarshal([]byte(ms.recipients.String), &m.Recipients); err != nil {
+		var err error
+		if m.Recipients, err = decodeRecipients(ms.recipients.String); err != nil {
 			return m, fmt.Errorf("stored recipients do not decode: %w", err)
 		}
 	}
@@ -531,11 +532,11 @@ func (tx *profileTx) checkUpdate(pid identity.ProfileID, u *profile.Update) (tra
 		}
 	}
 	if m.Recipients != nil {
-		b, err := json.Marshal(m.Recipients)
+		text, err := encodeRecipients(m.Recipients)
 		if err != nil {
 			return nil, "", meta, invalid("Metadata.Recipients: %v", err)
 		}
-		meta.recipients = string(b)
+		meta.recipients = text
 	}
 	if m.Consent.Collected() {
 		b, err := json.Marshal(m.Consent)
