@@ -400,13 +400,18 @@ func (w *worker) giveBack(items []outbox.Item) {
 // returns the others.
 func (w *worker) discardPurged(items []outbox.Item) []outbox.Item {
 	var answers []outbox.Answer
-	kept := items[:0:0]
-	for _, it := range items {
+	var kept []outbox.Item // a copy, made at the first purged item: most claims have none
+	for i, it := range items {
 		if it.Message == nil && it.Deletion == nil {
+			if answers == nil {
+				kept = append(make([]outbox.Item, 0, len(items)-1), items[:i]...)
+			}
 			answers = append(answers, outbox.Answer{ID: it.ID, State: outbox.NotSupported, Err: outbox.ErasedFirst})
 			continue
 		}
-		kept = append(kept, it)
+		if answers != nil {
+			kept = append(kept, it)
+		}
 	}
 	if len(answers) == 0 {
 		return items
