@@ -96,17 +96,17 @@ func (ms *metaScan) metadata() (profile.Metadata, error) {
 	if ms.recipients.Valid {
 		var err error
 		if m.Recipients, err = decodeRecipients(ms.recipients.String); err != nil {
-			return m, fmt.Errorf("stored recipients do not decode: %w", err)
+			return m, fmt.Errorf("stored recipients do not decode: %s", decodeFailure(err))
 		}
 	}
 	if ms.consent.Valid {
 		if err := json.Unmarshal([]byte(ms.consent.String), &m.Consent); err != nil {
-			return m, fmt.Errorf("stored consent does not decode: %w", err)
+			return m, fmt.Errorf("stored consent does not decode: %s", decodeFailure(err))
 		}
 	}
 	if ms.accounts.Valid {
 		if err := json.Unmarshal([]byte(ms.accounts.String), &m.Accounts); err != nil {
-			return m, fmt.Errorf("stored account links do not decode: %w", err)
+			return m, fmt.Errorf("stored account links do not decode: %s", decodeFailure(err))
 		}
 	}
 	return m, nil

@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"database/sql"
 	"encoding/json"
 	"reflect"
 	"strings"
@@ -144,5 +145,35 @@ func BenchmarkEncodeRecipientsReflecting(b *testing.B) {
 		if _, err := json.Marshal(rs); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestStoredMetadataErrorsQuoteNothing: a profile's stored recipients,
+// consent or account links that do not decode (a corrupted or hand-edited
+// row) are refused without quoting what they hold; time.ParseError repeats
+// the text it could not read, and the error was wrapped whole. From an
+// adversarial review.
+func TestStoredMetadataErrorsQuoteNothing(t *testing.T) {
+	const at = `"2026-12-07T10:00:00Z"`
+	for _, bad := range []string{`"<secret>"`, `"2026-12-07T09:00:00Z <secret>"`, `<secret>`, `{"<secret>":1}`} {
+		for _, ms := range []metaScan{
+			{recipients: sql.NullString{Valid: true, String: `[{"Name":"crm","FirstSent":` + bad + `,"LastSent":` + at + `}]`}},
+			{recipients: sql.NullString{Valid: true, String: `[{"Name":` + bad + `}]`}},
+			{consent: sql.NullString{Valid: true, String: `{"History":[{"At":` + bad + `}]}`}},
+			{consent: sql.NullString{Valid: true, String: bad}},
+			{accounts: sql.NullString{Valid: true, String: `[{"GroupID":"g","FirstLinked":` + bad + `}]`}},
+		} {
+			_, err := ms.metadata()
+			if err == nil {
+				continue // some of these are JSON encoding/json reads (an object for a string is not)
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Errorf("stored metadata's error %q quotes what is stored", err)
+			}
+		}
+	}
+	ms := metaScan{recipients: sql.NullString{Valid: true, String: `[{"Name":"crm","FirstSent":"<secret>"}]`}}
+	if _, err := ms.metadata(); err == nil {
+		t.Fatal("recipients with a time that is not one decoded")
 	}
 }
