@@ -421,7 +421,7 @@ const itemColumns = `id, destination, profile_id, request_id, item_key, kind, pa
 // scanItems reads rows of items, a bundle's as one item per message,
 // opening sealed payloads with the Store's forwarding key, and closes rows.
 func (s *Store) scanItems(rows *sql.Rows) ([]outbox.Item, error) {
-	sc, err := s.scanSealedItems(rows)
+	sc, err := s.scanSealedItems(rows, 0)
 	return sc.items, err
 }
 
@@ -431,22 +431,23 @@ type scannedItems struct {
 	sealed map[uint64]bool // by item ID
 }
 
-// scanSealedItems is scanItems, telling which items were sealed.
-func (s *Store) scanSealedItems(rows *sql.Rows) (scannedItems, error) {
+// scanSealedItems is scanItems, telling which items were sealed, with room
+// made for about items of them (a claim's limit: grown by doubling, the
+// slice of a claim of 100 cost as much as the messages' strings).
+func (s *Store) scanSealedItems(rows *sql.Rows, items int) (scannedItems, error) {
 	fk, err := s.forwardingKey()
 	if err != nil {
 		rows.Close()
 		return scannedItems{}, err
 	}
 	sc := scannedItems{sealed: map[uint64]bool{}}
-	sc.items, err = s.scanItemsWith(fk, rows, sc.sealed)
+	sc.items, err = s.scanItemsWith(fk, rows, sc.sealed, make([]outbox.Item, 0, items))
 	return sc, err
 }
 
 // scanItemsWith is scanItems with fk, noting in sealed the items whose
-// payload was sealed.
-func (s *Store) scanItemsWith(fk *keyring.DataKey, rows *sql.Rows, sealed map[uint64]bool) ([]outbox.Item, error) {
-	var out []outbox.Item
+// payload was sealed, appending them to out.
+func (s *Store) scanItemsWith(fk *keyring.DataKey, rows *sql.Rows, sealed map[uint64]bool, out []outbox.Item) ([]outbox.Item, error) {
 	for rows.Next() {
 		var it outbox.Item
 		var id, present int64
@@ -482,6 +483,9 @@ func (s *Store) scanItemsWith(fk *keyring.DataKey, rows *sql.Rows, sealed map[ui
 		}
 		out = append(out, it)
 	}
+	if len(out) == 0 {
+		out = nil // none, as before the room made for them
+	}
 	return out, closeRows(rows)
 }
 
@@ -490,12 +494,12 @@ func (s *Store) scanItemsWith(fk *keyring.DataKey, rows *sql.Rows, sealed map[ui
 func appendBundle(fk *keyring.DataKey, out []outbox.Item, it outbox.Item, row int64, payload sql.NullString, present int64) ([]outbox.Item, error) {
 	var msgs []bundledMessage
 	if payload.Valid {
-		text, err := openPayloadText(fk, payloadField(kindBundle, it.Destination), payload.String)
+		text, err := openPayload(fk, payloadField(kindBundle, it.Destination), payload.String)
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: outbox row %d: %w", row, err)
 		}
-		if msgs, err = decodeBundle([]byte(text)); err != nil {
-			msgs, err = decodeBundleReflecting(text)
+		if msgs, err = decodeBundle(text); err != nil {
+			msgs, err = decodeBundleReflecting(string(text))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: outbox row %d: stored bundle does not decode: %s", row, decodeFailure(err))
@@ -749,7 +753,7 @@ func (o *outboxStore) claim(ctx context.Context, c outbox.Claim, window int) ([]
 		if err != nil {
 			return err
 		}
-		sc, err = s.scanSealedItems(rows)
+		sc, err = s.scanSealedItems(rows, c.Limit)
 		return err
 	})
 	if err != nil {
@@ -1154,7 +1158,7 @@ func (o *outboxStore) Dead(ctx context.Context, dest string, after uint64, limit
 	// Rows from the one after's item is in: each holds at least one item,
 	// and the first may hold none after it.
 	sc, err := readRows(ctx, o.s, `SELECT `+itemColumns+` FROM {p}outbox WHERE state = 'DEAD' AND id >= $1 AND ($2 = '' OR destination = $2) ORDER BY id LIMIT $3`,
-		[]any{from, dest, limit + 1}, o.s.scanSealedItems)
+		[]any{from, dest, limit + 1}, func(rows *sql.Rows) (scannedItems, error) { return o.s.scanSealedItems(rows, 0) })
 	if err == nil {
 		err = o.s.dropShredded(ctx, sc)
 	}

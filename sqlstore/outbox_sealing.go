@@ -59,22 +59,29 @@ func sealPayloadText(fk *keyring.DataKey, field, text string) string {
 
 // openPayloadText returns the encoded payload stored, opened when sealed.
 func openPayloadText(fk *keyring.DataKey, field, stored string) (string, error) {
-	rest, ok := strings.CutPrefix(stored, sealedPayload)
-	if !ok {
+	if !strings.HasPrefix(stored, sealedPayload) {
 		return stored, nil
 	}
+	text, err := openPayload(fk, field, stored)
+	return string(text), err
+}
+
+// openPayload is openPayloadText's text as bytes the caller may keep: a
+// claim decodes a bundle's from them, which as a string it copied twice
+// more.
+func openPayload(fk *keyring.DataKey, field, stored string) ([]byte, error) {
+	rest, ok := strings.CutPrefix(stored, sealedPayload)
+	if !ok {
+		return []byte(stored), nil
+	}
 	if fk == nil {
-		return "", fmt.Errorf("%w: the outbox holds sealed payloads and the Store was given no keys (keyring.Sealer)", keyring.ErrUndecryptable)
+		return nil, fmt.Errorf("%w: the outbox holds sealed payloads and the Store was given no keys (keyring.Sealer)", keyring.ErrUndecryptable)
 	}
 	raw, err := base64.RawStdEncoding.DecodeString(rest)
 	if err != nil {
-		return "", fmt.Errorf("%w: a sealed outbox payload is not base64", keyring.ErrUndecryptable)
+		return nil, fmt.Errorf("%w: a sealed outbox payload is not base64", keyring.ErrUndecryptable)
 	}
-	text, err := fk.Open(field, raw)
-	if err != nil {
-		return "", err
-	}
-	return string(text), nil
+	return fk.Open(field, raw)
 }
 
 // openedBundle is a bundle row's messages, encoded, in slot order, and
