@@ -218,8 +218,16 @@ func (c *Controller) lockMatches(ctx context.Context, ids []identity.ID, matches
 // lockMatchesAnd is lockMatches that also holds the stripes of the given
 // profiles, all taken together in ascending order.
 func (c *Controller) lockMatchesAnd(ctx context.Context, ids []identity.ID, matches []identity.Match, pids []identity.ProfileID) ([]identity.Match, lockSet, error) {
+	// The in-memory graph counts its commits: a first look no commit followed
+	// need not be made again under the locks. Only it: another Graph's
+	// Version, if it had one, could mean anything.
+	versioned, _ := c.graph.(*identity.MemGraph)
 	for {
 		var err error
+		var before uint64
+		if versioned != nil {
+			before = versioned.Version()
+		}
 		if matches, err = identity.LookupAll(ctx, c.graph, ids, matches[:0]); err != nil {
 			return nil, lockSet{}, backendError("identity lookup", err)
 		}
@@ -235,6 +243,9 @@ func (c *Controller) lockMatchesAnd(ctx context.Context, ids []identity.ID, matc
 		if err := c.lockRemote(ctx, matches, pids); err != nil {
 			c.locks.unlock(&held)
 			return nil, lockSet{}, err
+		}
+		if versioned != nil && versioned.Version() == before {
+			return matches, held, nil // nothing committed since the first look
 		}
 		if matches, err = identity.LookupAll(ctx, c.graph, ids, matches[:0]); err != nil {
 			c.locks.unlock(&held)

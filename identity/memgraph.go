@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,6 +17,9 @@ type MemGraph struct {
 	mu    sync.RWMutex
 	ids   map[ID]ProfileID
 	nodes map[ProfileID]*Node // committed nodes are never changed in place
+	// version counts the commits that changed ids or nodes, moved under mu
+	// with them (see Version).
+	version atomic.Uint64
 }
 
 var _ Graph = (*MemGraph)(nil)
@@ -50,6 +54,12 @@ func (g *MemGraph) Node(ctx context.Context, pid ProfileID) (*Node, error) {
 	}
 	return c, nil
 }
+
+// Version counts the commits that changed the graph. A reader that reads
+// the same Version before and after its lookups knows that no commit changed
+// what they saw in between: the Controller then trusts its first look at a
+// person's identifiers once it holds their locks, rather than looking again.
+func (g *MemGraph) Version() uint64 { return g.version.Load() }
 
 // Len returns the number of profiles and of linked identifiers.
 func (g *MemGraph) Len() (profiles, identifiers int) {
@@ -337,6 +347,7 @@ func (tx *memGraphTx) Commit(ctx context.Context) error {
 			g.nodes[s.key] = s.value
 		}
 	}
+	g.version.Add(1) // before the lock is let go: a lookup that saw this commit sees the new version
 	g.mu.Unlock()
 	// Published: the nodes are the graph's now, which changes a node only
 	// by a copy (writable); the transaction keeps no way to them.

@@ -714,3 +714,61 @@ func TestApplyOnACommittedTransactionLeavesCommittedNodesAlone(t *testing.T) {
 		t.Errorf("the committed node's links went from %d to %d", len(before.Links), len(after.Links))
 	}
 }
+
+// TestMemGraphVersionCountsCommitsThatChangeIt: Version moves with every
+// commit that changes the graph, before a lookup can see the change, and
+// not for a commit with nothing staged, a rollback or a cancelled commit.
+func TestMemGraphVersionCountsCommitsThatChangeIt(t *testing.T) {
+	ctx := context.Background()
+	g := NewMemGraph()
+	commit := func(stage func(Tx) error) error {
+		tx, err := g.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stage(tx); err != nil {
+			t.Fatal(err)
+		}
+		return tx.Commit(ctx)
+	}
+	id := ID{Type: TypeUserID, Value: "ada"}
+	v0 := g.Version()
+	if err := commit(func(tx Tx) error { return nil }); err != nil || g.Version() != v0 {
+		t.Fatalf("an empty commit: %v, version %d, want %d", err, g.Version(), v0)
+	}
+	if err := commit(func(tx Tx) error {
+		if err := tx.Create(ctx, "p1", time.Time{}); err != nil {
+			return err
+		}
+		return tx.Link(ctx, "p1", Link{ID: id})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	v1 := g.Version()
+	if v1 == v0 {
+		t.Fatal("a commit that linked an identifier left the version")
+	}
+	if pid, err := g.Lookup(ctx, id); err != nil || pid != "p1" {
+		t.Fatalf("Lookup = %q, %v", pid, err)
+	}
+	tx, _ := g.Begin(ctx)
+	if err := tx.Delete(ctx, "p1"); err != nil {
+		t.Fatal(err)
+	}
+	_ = tx.Rollback(ctx)
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	tx, _ = g.Begin(ctx)
+	if err := tx.Delete(ctx, "p1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(cancelled); err == nil {
+		t.Fatal("a cancelled commit committed")
+	}
+	if g.Version() != v1 {
+		t.Fatalf("a rollback or a cancelled commit moved the version to %d from %d", g.Version(), v1)
+	}
+	if err := commit(func(tx Tx) error { return tx.Delete(ctx, "p1") }); err != nil || g.Version() == v1 {
+		t.Fatalf("a deletion: %v, version %d", err, g.Version())
+	}
+}
