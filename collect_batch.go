@@ -234,6 +234,7 @@ func (c *Controller) finishBatch(ctx context.Context, items []batchItem, recount
 // profiles' (backends that share no transaction only).
 func (c *Controller) storeBatch(ctx context.Context, items []batchItem) (recount []identity.ProfileID, err error) {
 	set := c.set.Load() // one definition of the audiences for the whole attempt
+	before, versioned := c.memGraphVersion()
 	if err := c.lookupBatch(ctx, items); err != nil {
 		return nil, err
 	}
@@ -250,7 +251,8 @@ func (c *Controller) storeBatch(ctx context.Context, items []batchItem) (recount
 	defer c.locks.unlock(&held)
 
 	// The first look was unlocked: look again, under the locks of this process
-	// and, through the backend, of the others. A message whose identifiers
+	// and, through the backend, of the others (on the in-memory graph, only
+	// when a commit followed the first look). A message whose identifiers
 	// moved meanwhile goes the one-at-a-time way; its stripes may not be held.
 	if c.remoteLocked(ctx) {
 		var all []identity.Match
@@ -263,19 +265,11 @@ func (c *Controller) storeBatch(ctx context.Context, items []batchItem) (recount
 			return nil, err
 		}
 	}
-	first := make([]identity.ProfileID, len(items))
-	for i := range items {
-		first[i] = items[i].profile
-	}
-	if err := c.lookupBatch(ctx, items); err != nil {
-		return nil, err
-	}
-	for i := range items {
-		if it := &items[i]; it.outcome == outcomePending && it.profile != first[i] {
-			it.outcome = outcomeAlone
+	if now, _ := c.memGraphVersion(); !versioned || now != before {
+		if err := c.lookAgain(ctx, items); err != nil {
+			return nil, err
 		}
 	}
-	keepOrder(items)
 
 	pids := batchProfiles(items)
 	if len(pids) == 0 {
@@ -386,6 +380,25 @@ func (c *Controller) oweBatch(ctx context.Context, otx outbox.Tx, items []batchI
 		c.oweNews(ctx, &o, it.profile, &it.msg, it.matches, it.version, it.holders, it.changes, it.reckon, it.now)
 	}
 	return o.enqueue(ctx, otx)
+}
+
+// lookAgain looks the pending items' identifiers up again: a message whose
+// identifiers moved since the first look goes the one-at-a-time way.
+func (c *Controller) lookAgain(ctx context.Context, items []batchItem) error {
+	first := make([]identity.ProfileID, len(items))
+	for i := range items {
+		first[i] = items[i].profile
+	}
+	if err := c.lookupBatch(ctx, items); err != nil {
+		return err
+	}
+	for i := range items {
+		if it := &items[i]; it.outcome == outcomePending && it.profile != first[i] {
+			it.outcome = outcomeAlone
+		}
+	}
+	keepOrder(items)
+	return nil
 }
 
 // lookupBatch looks up the identifiers of the pending items in one call and

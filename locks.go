@@ -207,6 +207,18 @@ func pause(ctx context.Context, attempt int) {
 	}
 }
 
+// memGraphVersion is the in-memory graph's count of the commits that
+// changed it (identity.MemGraph.Version), and whether the Controller's graph
+// is that one: a first look at identifiers that no commit followed need not
+// be made again under their locks. Only it: another Graph's Version, if it
+// had one, could mean anything.
+func (c *Controller) memGraphVersion() (uint64, bool) {
+	if g, ok := c.graph.(*identity.MemGraph); ok {
+		return g.Version(), true
+	}
+	return 0, false
+}
+
 // lockMatches looks the identifiers up, takes the stripes that guard them and
 // looks again: when the second look needs a stripe not held (someone linked or
 // merged in between), it lets go and starts over. On success the caller holds the
@@ -218,16 +230,9 @@ func (c *Controller) lockMatches(ctx context.Context, ids []identity.ID, matches
 // lockMatchesAnd is lockMatches that also holds the stripes of the given
 // profiles, all taken together in ascending order.
 func (c *Controller) lockMatchesAnd(ctx context.Context, ids []identity.ID, matches []identity.Match, pids []identity.ProfileID) ([]identity.Match, lockSet, error) {
-	// The in-memory graph counts its commits: a first look no commit followed
-	// need not be made again under the locks. Only it: another Graph's
-	// Version, if it had one, could mean anything.
-	versioned, _ := c.graph.(*identity.MemGraph)
 	for {
 		var err error
-		var before uint64
-		if versioned != nil {
-			before = versioned.Version()
-		}
+		before, versioned := c.memGraphVersion()
 		if matches, err = identity.LookupAll(ctx, c.graph, ids, matches[:0]); err != nil {
 			return nil, lockSet{}, backendError("identity lookup", err)
 		}
@@ -244,7 +249,7 @@ func (c *Controller) lockMatchesAnd(ctx context.Context, ids []identity.ID, matc
 			c.locks.unlock(&held)
 			return nil, lockSet{}, err
 		}
-		if versioned != nil && versioned.Version() == before {
+		if now, _ := c.memGraphVersion(); versioned && now == before {
 			return matches, held, nil // nothing committed since the first look
 		}
 		if matches, err = identity.LookupAll(ctx, c.graph, ids, matches[:0]); err != nil {
