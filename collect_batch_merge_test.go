@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/gdprkit/privacy"
-	"github.com/gdprkit/privacy/profile"
 )
 
 // TestBatchesRaceMergesLosingNothing collects batches of tracks about known
@@ -82,18 +81,9 @@ func TestBatchesRaceMergesLosingNothing(t *testing.T) {
 				t.Fatalf("round %d: person %d has %d tracks, want %d", round, p, got, want[p])
 			}
 		}
-		pids, err := e.profiles.IDs(ctx, "", 100_000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, pid := range pids {
-			if _, err := e.graph.Node(ctx, pid); err != nil {
-				t.Fatalf("round %d: profile %s is stored but not in the graph: %v", round, pid, err)
-			}
-			page, err := e.profiles.Events(ctx, pid, profile.EventQuery{Limit: 1})
-			if err != nil || len(page.Events) == 0 {
-				t.Fatalf("round %d: profile %s holds no event: %v", round, pid, err)
-			}
+		checkNoOrphans(t, e, round)
+		if n, _ := e.graph.Len(); n != people {
+			t.Fatalf("round %d: %d profiles, want one a person", round, n)
 		}
 	}
 }
