@@ -252,13 +252,21 @@ func (c *Controller) lockMatchesAnd(ctx context.Context, ids []identity.ID, matc
 		if now, _ := c.memGraphVersion(); versioned && now == before {
 			return matches, held, nil // nothing committed since the first look
 		}
+		// The cross-process locks are those of the first look's profiles:
+		// a person the second look finds elsewhere was not locked there,
+		// though that profile's stripe may be one held already (stripes are
+		// shared by hash).
+		var lockedProfiles []identity.ProfileID
+		if c.remoteLocked(ctx) {
+			lockedProfiles = append(matchProfiles(matches), pids...)
+		}
 		if matches, err = identity.LookupAll(ctx, c.graph, ids, matches[:0]); err != nil {
 			c.locks.unlock(&held)
 			return nil, lockSet{}, backendError("identity lookup", err)
 		}
 		var need lockSet
 		c.locks.addMatches(&need, matches)
-		if held.contains(&need) {
+		if held.contains(&need) && (lockedProfiles == nil || allIn(matchProfiles(matches), lockedProfiles)) {
 			return matches, held, nil
 		}
 		c.locks.unlock(&held)
@@ -273,6 +281,27 @@ func (c *Controller) lockMatchesAnd(ctx context.Context, ids []identity.ID, matc
 			return nil, lockSet{}, err
 		}
 	}
+}
+
+// matchProfiles returns the profiles of the matches that have one.
+func matchProfiles(matches []identity.Match) []identity.ProfileID {
+	out := make([]identity.ProfileID, 0, len(matches))
+	for _, m := range matches {
+		if m.Profile != "" {
+			out = append(out, m.Profile)
+		}
+	}
+	return out
+}
+
+// allIn reports whether every one of pids is in of.
+func allIn(pids, of []identity.ProfileID) bool {
+	for _, pid := range pids {
+		if !slices.Contains(of, pid) {
+			return false
+		}
+	}
+	return true
 }
 
 // lockSubject resolves id to its profile and holds the profile's stripe, so the
