@@ -92,9 +92,24 @@ func (c *Controller) recoverOne(ctx context.Context, cl *claim, e *journal.Entry
 	// Lock the person as they are now: what the subjects, and the identifiers
 	// the decision forwards, lead to, and every profile the decision touches.
 	outer := ctx
-	ctx, closeScope := c.openScope(ctx)
+	var (
+		matches    []identity.Match
+		held       lockSet
+		err        error
+		closeScope func()
+	)
+	// A person who moved while being locked is locked again in a new scope,
+	// as every other operation does (errRestart: nothing was written yet).
+	for attempt := 1; ; attempt++ {
+		ctx, closeScope = c.openScope(outer)
+		matches, held, err = c.lockMatchesAnd(ctx, decisionIDs(e, &e.Decision), nil, decisionProfiles(&e.Decision))
+		if !errors.Is(err, errRestart) || attempt == retryAttempts || outer.Err() != nil {
+			break
+		}
+		closeScope()
+		pause(outer, attempt)
+	}
 	defer closeScope()
-	matches, held, err := c.lockMatchesAnd(ctx, decisionIDs(e, &e.Decision), nil, decisionProfiles(&e.Decision))
 	if err != nil {
 		c.inflight.Delete(e.ID)
 		return err
