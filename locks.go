@@ -220,9 +220,11 @@ func (c *Controller) memGraphVersion() (uint64, bool) {
 }
 
 // lockMatches looks the identifiers up, takes the stripes that guard them and
-// looks again: when the second look needs a stripe not held (someone linked or
-// merged in between), it lets go and starts over. On success the caller holds the
-// returned stripes and must unlock them.
+// looks again (on the in-memory graph, only when a commit followed the first
+// look): when the second look needs a stripe not held, or, across processes,
+// a profile whose lock was not taken (someone linked or merged in between),
+// it lets go and starts over. On success the caller holds the returned
+// stripes and must unlock them.
 func (c *Controller) lockMatches(ctx context.Context, ids []identity.ID, matches []identity.Match) ([]identity.Match, lockSet, error) {
 	return c.lockMatchesAnd(ctx, ids, matches, nil)
 }
