@@ -22,28 +22,9 @@ func checkSend(t *testing.T, m destination.Message) {
 	m.ProfileID = ""
 	got, err := encodeSend(&m)
 	want, werr := encodeJSON(m)
-	if (err != nil) != (werr != nil) {
-		t.Fatalf("encodeSend error %v; encoding/json's %v", err, werr)
-	}
-	if err != nil {
-		if !errors.Is(err, outbox.ErrInvalid) {
-			t.Fatalf("encodeSend error %v; want ErrInvalid", err)
-		}
+	a, ok := sameAsEncodingJSON(t, "encodeSend", got, err, want, werr, outbox.ErrInvalid, decodeSendReflecting)
+	if !ok {
 		return
-	}
-	if !json.Valid([]byte(got)) {
-		t.Fatalf("encodeSend wrote invalid JSON %q", got)
-	}
-	a, err := decodeSendReflecting([]byte(got))
-	if err != nil {
-		t.Fatalf("encodeSend's %s does not decode: %v", got, err)
-	}
-	b, err := decodeSendReflecting([]byte(want))
-	if err != nil {
-		t.Fatalf("encoding/json's %s does not decode: %v", want, err)
-	}
-	if !reflect.DeepEqual(a, b) {
-		t.Fatalf("encodeSend decodes to %+v; encoding/json's to %+v\n got  %s\n want %s", a, b, got, want)
 	}
 	// The claim's decoder reads both by hand, as encoding/json does.
 	for _, text := range []string{got, want} {
