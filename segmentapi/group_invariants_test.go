@@ -143,28 +143,16 @@ func TestGroupedBatchesKeepAClientsOrder(t *testing.T) {
 func TestGroupedBatchesKeepTheirSources(t *testing.T) {
 	profiles := &gatedProfiles{Store: profile.NewMemStore()}
 	a := newAPI(t, privacy.WithProfiles(profiles))
-	gate := make(chan struct{})
-	profiles.gate.Store(&gate)
-	var wg sync.WaitGroup
 	answers := make([]answer, 8)
-	for i := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			key := testWriteKey
-			if i%2 == 1 {
-				key = otherKey
-			}
-			answers[i] = a.post("/v1/batch", key, identifyBatch(fmt.Sprint("s", i), fmt.Sprint("src", i), "p", 10))
-		}()
-		if i == 0 {
-			waitFor(t, "first call held", func() bool { return profiles.waiting.Load() == 1 })
+	open := profiles.holdFirst(t, 8, func(i int) {
+		key := testWriteKey
+		if i%2 == 1 {
+			key = otherKey
 		}
-	}
+		answers[i] = a.post("/v1/batch", key, identifyBatch(fmt.Sprint("s", i), fmt.Sprint("src", i), "p", 10))
+	})
 	time.Sleep(100 * time.Millisecond)
-	profiles.gate.Store(nil)
-	close(gate)
-	wg.Wait()
+	open()
 	for i := range 8 {
 		wantStatus(t, answers[i], http.StatusOK)
 		want := testSource
@@ -200,36 +188,24 @@ func TestGroupedBatchesAnsweredOnCloseAsStored(t *testing.T) {
 			}
 			pids[i] = p.ID
 		}
-		gate := make(chan struct{})
-		profiles.gate.Store(&gate)
-		var wg sync.WaitGroup
 		answers := make([]answer, 6)
-		for i := range 6 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				var b strings.Builder
-				b.WriteString(`{"batch":[`)
-				for j := range 10 {
-					if j > 0 {
-						b.WriteByte(',')
-					}
-					fmt.Fprintf(&b, `{"type":"track","messageId":"c%d-%d","userId":"c-%d","event":"E","timestamp":"2026-12-07T10:00:00Z"}`, i, j, i*10+j)
+		open := profiles.holdFirst(t, 6, func(i int) {
+			var b strings.Builder
+			b.WriteString(`{"batch":[`)
+			for j := range 10 {
+				if j > 0 {
+					b.WriteByte(',')
 				}
-				b.WriteString(`]}`)
-				answers[i] = a.post("/v1/batch", testWriteKey, b.String())
-			}()
-			if i == 0 {
-				waitFor(t, "first call held", func() bool { return profiles.waiting.Load() == 1 })
+				fmt.Fprintf(&b, `{"type":"track","messageId":"c%d-%d","userId":"c-%d","event":"E","timestamp":"2026-12-07T10:00:00Z"}`, i, j, i*10+j)
 			}
-		}
+			b.WriteString(`]}`)
+			answers[i] = a.post("/v1/batch", testWriteKey, b.String())
+		})
 		time.Sleep(50 * time.Millisecond)
 		closed := make(chan struct{})
 		go func() { a.c.Close(); close(closed) }()
 		time.Sleep(time.Duration(round) * 5 * time.Millisecond)
-		profiles.gate.Store(nil)
-		close(gate)
-		wg.Wait()
+		open()
 		<-closed
 		var st []int
 		for _, got := range answers {
@@ -485,8 +461,6 @@ func TestGroupedBatchesOfEveryKindKeepTheirOutcomes(t *testing.T) {
 	profiles := &gatedProfiles{Store: profile.NewMemStore()}
 	a := newAPI(t, privacy.WithProfiles(profiles))
 	a.identify(t, numbered("m-", 10)...)
-	gate := make(chan struct{})
-	profiles.gate.Store(&gate)
 	type req struct {
 		body    string
 		gzip    bool
@@ -505,31 +479,22 @@ func TestGroupedBatchesOfEveryKindKeepTheirOutcomes(t *testing.T) {
 		{body: `{"batch":[` + tr("dup", "m-5", "Second") + `,` + tr("d2", "m-6", "") + `,` + tr("d3", "m-6", "E") + `]}`, key: testWriteKey, source: testSource, refused: []int{1}},
 	}
 	answers := make([]answer, len(reqs))
-	var wg sync.WaitGroup
-	for i, rq := range reqs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var r *http.Request
-			if rq.gzip {
-				r = httptest.NewRequest(http.MethodPost, "/v1/batch", strings.NewReader(string(gzipped(t, rq.body))))
-				r.Header.Set("Content-Encoding", "gzip")
-			} else {
-				r = httptest.NewRequest(http.MethodPost, "/v1/batch", strings.NewReader(rq.body))
-			}
-			if rq.key != "" {
-				r.SetBasicAuth(rq.key, "")
-			}
-			answers[i] = serve(a.tracking, r)
-		}()
-		if i == 0 {
-			waitFor(t, "first call held", func() bool { return profiles.waiting.Load() == 1 })
+	open := profiles.holdFirst(t, len(reqs), func(i int) {
+		rq := reqs[i]
+		var r *http.Request
+		if rq.gzip {
+			r = httptest.NewRequest(http.MethodPost, "/v1/batch", strings.NewReader(string(gzipped(t, rq.body))))
+			r.Header.Set("Content-Encoding", "gzip")
+		} else {
+			r = httptest.NewRequest(http.MethodPost, "/v1/batch", strings.NewReader(rq.body))
 		}
-	}
+		if rq.key != "" {
+			r.SetBasicAuth(rq.key, "")
+		}
+		answers[i] = serve(a.tracking, r)
+	})
 	time.Sleep(100 * time.Millisecond)
-	profiles.gate.Store(nil)
-	close(gate)
-	wg.Wait()
+	open()
 	for i, got := range answers {
 		wantStatus(t, got, http.StatusOK)
 		issues, _ := got.json(t)["errors"].([]any)

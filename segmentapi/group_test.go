@@ -33,6 +33,32 @@ func (g *gatedProfiles) Begin(ctx context.Context) (profile.Tx, error) {
 	return g.Store.Begin(ctx)
 }
 
+// holdFirst shuts the store's gate and sends n requests at once, send(i)
+// each in its own goroutine, the first once the gate is shut and the others
+// once the first's call is held at it: they arrive while a call runs.
+// open opens the gate and waits for every request to return.
+func (g *gatedProfiles) holdFirst(t *testing.T, n int, send func(i int)) (open func()) {
+	t.Helper()
+	gate := make(chan struct{})
+	g.gate.Store(&gate)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			send(i)
+		}()
+		if i == 0 {
+			waitFor(t, "first call held", func() bool { return g.waiting.Load() == 1 })
+		}
+	}
+	return func() {
+		g.gate.Store(nil)
+		close(gate)
+		wg.Wait()
+	}
+}
+
 // identify collects an identify of each user, known people for the batches.
 func (a *api) identify(t *testing.T, users ...string) {
 	t.Helper()
