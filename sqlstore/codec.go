@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -136,6 +137,42 @@ func decodeEventText(text string) (props, ctx map[string]any, err error) {
 		return nil, nil, fmt.Errorf("sqlstore: stored JSON does not decode: %s", decodeFailure(err))
 	}
 	return pair[0], pair[1], nil
+}
+
+// decodeFailure tells why stored JSON did not decode without quoting it:
+// encoding/json's and time's errors quote the values they refuse, which
+// are a person's.
+func decodeFailure(err error) string {
+	var syntax *json.SyntaxError
+	var wrongType *json.UnmarshalTypeError
+	var badTime *time.ParseError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("invalid JSON at offset %d", syntax.Offset)
+	case errors.As(err, &wrongType):
+		return fmt.Sprintf("a %s where field %s wants a %s", strings.Fields(wrongType.Value + " value")[0], wrongType.Field, wrongType.Type)
+	case errors.As(err, &badTime):
+		return "a timestamp that is not RFC 3339"
+	}
+	return fmt.Sprintf("%T", err)
+}
+
+// encodeFailure tells why encoding/json refused a value without quoting
+// it: its errors quote the number text or the JSON they refuse, which is a
+// person's.
+func encodeFailure(err error) string {
+	var unsupported *json.UnsupportedValueError
+	var wrongType *json.UnsupportedTypeError
+	var marshaler *json.MarshalerError
+	switch {
+	case errors.As(err, &unsupported):
+		return "a value JSON cannot hold (NaN or an infinity, or a cycle)"
+	case errors.As(err, &wrongType):
+		return "a value of type " + wrongType.Type.String()
+	case errors.As(err, &marshaler):
+		return "a value of type " + marshaler.Type.String() + " that does not marshal"
+	}
+	return "a value encoding/json refuses (a json.Number or json.RawMessage that is not valid JSON, say)"
 }
 
 // nullIfEmpty is s, or SQL NULL when s is empty.

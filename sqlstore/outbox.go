@@ -519,24 +519,6 @@ func appendBundle(fk *keyring.DataKey, out []outbox.Item, it outbox.Item, row in
 	return out, nil
 }
 
-// decodeFailure tells why stored JSON did not decode without quoting it:
-// encoding/json's and time's errors quote the values they refuse, which
-// are a person's.
-func decodeFailure(err error) string {
-	var syntax *json.SyntaxError
-	var wrongType *json.UnmarshalTypeError
-	var badTime *time.ParseError
-	switch {
-	case errors.As(err, &syntax):
-		return fmt.Sprintf("invalid JSON at offset %d", syntax.Offset)
-	case errors.As(err, &wrongType):
-		return fmt.Sprintf("a %s where field %s wants a %s", strings.Fields(wrongType.Value + " value")[0], wrongType.Field, wrongType.Type)
-	case errors.As(err, &badTime):
-		return "a timestamp that is not RFC 3339"
-	}
-	return fmt.Sprintf("%T", err)
-}
-
 // decodeBundleReflecting is decodeBundle through encoding/json: for text
 // decodeBundle leaves to it, which it decodes as it always has, or refuses
 // with its own error.

@@ -222,24 +222,6 @@ func appendBundledMap(b []byte, m map[string]any) ([]byte, error) {
 	return append(b, text...), nil
 }
 
-// encodeFailure tells why encoding/json refused a value without quoting
-// it: its errors quote the number text or the JSON they refuse, which is a
-// person's.
-func encodeFailure(err error) string {
-	var unsupported *json.UnsupportedValueError
-	var wrongType *json.UnsupportedTypeError
-	var marshaler *json.MarshalerError
-	switch {
-	case errors.As(err, &unsupported):
-		return "a value JSON cannot hold (NaN or an infinity, or a cycle)"
-	case errors.As(err, &wrongType):
-		return "a value of type " + wrongType.Type.String()
-	case errors.As(err, &marshaler):
-		return "a value of type " + marshaler.Type.String() + " that does not marshal"
-	}
-	return "a value encoding/json refuses (a json.Number or json.RawMessage that is not valid JSON, say)"
-}
-
 // appendMapOrNull is appendBundledMap, null for a nil map.
 func appendMapOrNull(b []byte, m map[string]any) ([]byte, error) {
 	if m == nil {
