@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
 	"os"
 	"os/exec"
@@ -32,6 +33,7 @@ import (
 	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/sqlstore"
+	"github.com/jackc/pgx/v5"
 )
 
 // postgresEnv names the variable holding the DSN of a PostgreSQL database the
@@ -290,6 +292,18 @@ func (c *countConn) ExecContext(ctx context.Context, q string, args []driver.Nam
 
 func (c *countConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
 	return sendCounted(c.cnt, &c.cnt.queries, q, c.Conn, func(e driver.QueryerContext) (driver.Rows, error) { return e.QueryContext(ctx, q, args) })
+}
+
+// CopyFrom runs a COPY on pgx's connection, counted as a statement
+// (sqlstore takes it for copyFromConn).
+func (c *countConn) CopyFrom(ctx context.Context, q string, r io.Reader) (int64, error) {
+	pc, ok := c.Conn.(interface{ Conn() *pgx.Conn })
+	if !ok {
+		return 0, fmt.Errorf("countConn: COPY on a connection of %T", c.Conn)
+	}
+	c.cnt.count(&c.cnt.execs, q)
+	tag, err := pc.Conn().PgConn().CopyFrom(ctx, r, q)
+	return tag.RowsAffected(), err
 }
 
 func (c *countConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {

@@ -157,17 +157,12 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 	}
 	// Each row encoded before the transaction: a bundle's messages in its
 	// own form, joined; a row of one item as the item.
-	type newRow struct {
-		items         []int // indexes into items
-		kind, payload string
-		present       int64
-	}
 	fk, err := tx.s.forwardingKey()
 	if err != nil {
 		return err
 	}
 	groups := enqueueRows(items)
-	rows := make([]newRow, len(groups))
+	rows := make([]newOutboxRow, len(groups))
 	for k, g := range groups {
 		r := &rows[k]
 		r.items = g
@@ -210,23 +205,33 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 				i++
 				continue
 			}
-			// As many rows to a statement as a batch method's statement
-			// carries (a round trip each on PostgreSQL).
+			// The run of rows without a key: sent with COPY when the
+			// transaction can and the run is long enough, else as many
+			// rows to a statement as a batch method's statement carries
+			// (a round trip each on PostgreSQL).
 			j := i
-			for j < len(rows) && items[rows[j].items[0]].Key == "" && j-i < s.batchParams()/newCols {
+			for j < len(rows) && items[rows[j].items[0]].Key == "" {
 				j++
 			}
-			// The columns every new row has alike are literals: fewer
-			// parameters to send and bind.
-			ls := s.newListStmt(`INSERT INTO {p}outbox (destination, profile_id, request_id, kind, payload, enqueued, not_before, items, present, held, item_key, state, attempts, last_error) VALUES `, (j-i)*newCols)
-			ls.tuplesEndingIn(j-i, newCols, `0, '', 'PENDING', 0, ''`)
-			for k := i; k < j; k++ {
-				r := &rows[k]
-				it := &items[r.items[0]]
-				ls.args = append(ls.args, it.Destination, string(it.Profile), it.Request, r.kind, r.payload, s.ts(it.Enqueued), s.ts(it.Enqueued), len(r.items), r.present)
+			cp := copier(ex)
+			if cp == nil || j-i < copyMinRows {
+				j = min(j, i+s.batchParams()/newCols)
 			}
-			ls.sql(` RETURNING id`)
-			ids, err := queryIDs(ctx, ex, ls.b.String(), ls.args)
+			var ids []uint64
+			var err error
+			if cp != nil && j-i >= copyMinRows {
+				ids, err = copyOutboxRows(ctx, s, cp, items, rows[i:j])
+			} else {
+				ls := s.newListStmt(`INSERT INTO {p}outbox (destination, profile_id, request_id, kind, payload, enqueued, not_before, items, present, held, item_key, state, attempts, last_error) VALUES `, (j-i)*newCols)
+				ls.tuplesEndingIn(j-i, newCols, `0, '', 'PENDING', 0, ''`)
+				for k := i; k < j; k++ {
+					r := &rows[k]
+					it := &items[r.items[0]]
+					ls.args = append(ls.args, it.Destination, string(it.Profile), it.Request, r.kind, r.payload, s.ts(it.Enqueued), s.ts(it.Enqueued), len(r.items), r.present)
+				}
+				ls.sql(` RETURNING id`)
+				ids, err = queryIDs(ctx, ex, ls.b.String(), ls.args)
+			}
 			if err != nil {
 				return fmt.Errorf("sqlstore: outbox enqueue: %w", err)
 			}
@@ -248,6 +253,55 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 		}
 		return nil
 	})
+}
+
+// newOutboxRow is a row Enqueue writes, encoded.
+type newOutboxRow struct {
+	items         []int // indexes into Enqueue's items, the row's first first
+	kind, payload string
+	present       int64
+}
+
+// copyOutboxRows writes rows with COPY on cp and returns their ids, in
+// order: taken from the outbox's sequence first, as the INSERT's default
+// would take them, so that a person's rows keep their order.
+func copyOutboxRows(ctx context.Context, s *Store, cp *sqlTxn, items []outbox.Item, rows []newOutboxRow) ([]uint64, error) {
+	ids, err := queryIDs(ctx, cp, s.sql(`SELECT nextval('{p}outbox_id_seq') FROM generate_series(1, $1)`), []any{len(rows)})
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) != len(rows) {
+		return nil, fmt.Errorf("%d ids taken for %d rows", len(ids), len(rows))
+	}
+	slices.Sort(ids)
+	size := 0
+	for k := range rows {
+		size += len(rows[k].payload) + len(items[rows[k].items[0]].Profile) + 128 // the other columns, about
+	}
+	c := newCopyText(size + size/16) // room for some escapes
+	defer c.release()
+	for k := range rows {
+		r := &rows[k]
+		it := &items[r.items[0]]
+		c.int(int64(ids[k]))
+		c.text(it.Destination)
+		c.text(string(it.Profile))
+		c.text(it.Request)
+		c.text(r.kind)
+		c.text(r.payload)
+		c.time(it.Enqueued)
+		c.time(it.Enqueued)
+		c.int(int64(len(r.items)))
+		c.int(r.present)
+		c.int(0)          // held
+		c.text("")        // item_key
+		c.text("PENDING") // state
+		c.int(0)          // attempts
+		c.text("")        // last_error
+		c.endRow()
+	}
+	err = cp.copyFrom(ctx, s.sql(`COPY {p}outbox (id, destination, profile_id, request_id, kind, payload, enqueued, not_before, items, present, held, item_key, state, attempts, last_error) FROM STDIN`), c.b, len(rows))
+	return ids, err
 }
 
 // enqueueRows groups the items into rows, each a list of item indexes, in

@@ -51,6 +51,9 @@ func (s *Store) beginTxn(ctx context.Context) (txn, error) {
 type sqlTxn struct {
 	*sql.Tx
 	conn *sql.Conn
+	// copyAsked and copyOK: whether the connection was asked if it can
+	// COPY (canCopy), and its answer.
+	copyAsked, copyOK bool
 }
 
 func (t *sqlTxn) commit(ctx context.Context) error {
