@@ -53,18 +53,22 @@ func copyTestItems(people int, at time.Time) []outbox.Item {
 // An outbox run of many rows goes to PostgreSQL with COPY (sqlstore's
 // copy.go), a short one with INSERT: both read back exactly what was
 // enqueued, values COPY's text format escapes included, each person's rows
-// in the order enqueued, times to the microsecond as INSERT stores them.
+// in the order enqueued, times to the microsecond as INSERT stores them;
+// in clear, and sealed once a Controller gave the Store its keys.
 func TestOutboxRowsCopiedReadBackAsEnqueued(t *testing.T) {
 	at := time.Date(2026, 12, 7, 23, 10, 28, 141130926, time.UTC)
 	for _, c := range []struct {
-		name     string
-		people   int
-		wantCopy bool
-	}{{"copy", 40, true}, {"insert", 3, false}} {
+		name             string
+		people           int
+		wantCopy, sealed bool
+	}{{"copy", 40, true, false}, {"insert", 3, false, false}, {"copy-sealed", 40, true, true}, {"insert-sealed", 3, false, true}} {
 		t.Run(c.name, func(t *testing.T) {
 			s := newSite(t, sqlstore.Postgres)
 			p := s.open(t)
 			ctx := t.Context()
+			if c.sealed {
+				p.controller(t, nil) // gives the Store its keys
+			}
 			items := copyTestItems(c.people, at)
 			want := make([]outbox.Item, len(items))
 			for i, it := range items {
@@ -84,6 +88,11 @@ func TestOutboxRowsCopiedReadBackAsEnqueued(t *testing.T) {
 			}
 			if copied != c.wantCopy {
 				t.Fatalf("%d items enqueued with COPY: %v; want %v (statements: %q)", len(items), copied, c.wantCopy, trace)
+			}
+			var rows, sealed int
+			must(t, s.admin.QueryRowContext(ctx, "SELECT COUNT(*), COUNT(*) FILTER (WHERE payload LIKE 's1:%') FROM "+s.table("outbox")).Scan(&rows, &sealed))
+			if want := map[bool]int{false: 0, true: rows}[c.sealed]; rows == 0 || sealed != want {
+				t.Fatalf("%d of the %d rows stored are sealed; want %d", sealed, rows, want)
 			}
 			for i := range items {
 				if items[i].ID == 0 {

@@ -163,6 +163,7 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 	}
 	groups := enqueueRows(items)
 	rows := make([]newOutboxRow, len(groups))
+	var bundle []byte // a bundle's text, written for one row after another
 	for k, g := range groups {
 		r := &rows[k]
 		r.items = g
@@ -173,20 +174,28 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 				return fmt.Errorf("items[%d]: %w", g[0], err)
 			}
 			if fk != nil {
-				r.payload = sealPayloadText(fk, payloadField(r.kind, it.Destination), r.payload)
+				r.sealed, r.payload = fk.Seal(payloadField(r.kind, it.Destination), []byte(r.payload)), ""
 			}
 			continue
 		}
-		msgs := make([]string, len(g))
+		// A bundle: its messages in their own form, joined as a JSON
+		// array (bundlePayload's text).
+		bundle = append(bundle[:0], '[')
 		for m, i := range g {
+			if m > 0 {
+				bundle = append(bundle, ',')
+			}
 			var err error
-			if msgs[m], err = encodeBundled(items[i].Message, 0); err != nil {
+			if bundle, err = appendBundled(bundle, items[i].Message, 0); err != nil {
 				return fmt.Errorf("items[%d]: %w", i, err)
 			}
 		}
-		r.kind, r.payload, r.present = kindBundle, bundlePayload(msgs), firstSlots(len(g))
+		bundle = append(bundle, ']')
+		r.kind, r.present = kindBundle, firstSlots(len(g))
 		if fk != nil { // the row whole: one seal for its messages
-			r.payload = sealPayloadText(fk, payloadField(kindBundle, items[g[0]].Destination), r.payload)
+			r.sealed = fk.Seal(payloadField(kindBundle, items[g[0]].Destination), bundle)
+		} else {
+			r.payload = string(bundle)
 		}
 	}
 	s := tx.s
@@ -199,7 +208,7 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 		// inserted).
 		for i := 0; i < len(rows); {
 			if first := &items[rows[i].items[0]]; first.Key != "" {
-				if err := enqueueKeyed(ctx, s, ex, first, rows[i].kind, rows[i].payload); err != nil {
+				if err := enqueueKeyed(ctx, s, ex, first, rows[i].kind, rows[i].text()); err != nil {
 					return err
 				}
 				i++
@@ -227,7 +236,7 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 				for k := i; k < j; k++ {
 					r := &rows[k]
 					it := &items[r.items[0]]
-					ls.args = append(ls.args, it.Destination, string(it.Profile), it.Request, r.kind, r.payload, s.ts(it.Enqueued), s.ts(it.Enqueued), len(r.items), r.present)
+					ls.args = append(ls.args, it.Destination, string(it.Profile), it.Request, r.kind, r.text(), s.ts(it.Enqueued), s.ts(it.Enqueued), len(r.items), r.present)
 				}
 				ls.sql(` RETURNING id`)
 				ids, err = queryIDs(ctx, ex, ls.b.String(), ls.args)
@@ -259,7 +268,24 @@ func (tx *outboxTx) Enqueue(ctx context.Context, items []outbox.Item) error {
 type newOutboxRow struct {
 	items         []int // indexes into Enqueue's items, the row's first first
 	kind, payload string
+	sealed        []byte // the payload sealed, when the Store seals (payload is then empty)
 	present       int64
+}
+
+// text is the row's payload as stored.
+func (r *newOutboxRow) text() string {
+	if r.sealed != nil {
+		return sealedPayloadText(r.sealed)
+	}
+	return r.payload
+}
+
+// textLen is len(r.text()).
+func (r *newOutboxRow) textLen() int {
+	if r.sealed != nil {
+		return sealedPayloadLen(r.sealed)
+	}
+	return len(r.payload)
 }
 
 // copyOutboxRows writes rows with COPY on cp and returns their ids, in
@@ -276,7 +302,7 @@ func copyOutboxRows(ctx context.Context, s *Store, cp *sqlTxn, items []outbox.It
 	slices.Sort(ids)
 	size := 0
 	for k := range rows {
-		size += len(rows[k].payload) + len(items[rows[k].items[0]].Profile) + 128 // the other columns, about
+		size += rows[k].textLen() + len(items[rows[k].items[0]].Profile) + 128 // the other columns, about
 	}
 	c := newCopyText(size + size/16) // room for some escapes
 	defer c.release()
@@ -288,7 +314,12 @@ func copyOutboxRows(ctx context.Context, s *Store, cp *sqlTxn, items []outbox.It
 		c.text(string(it.Profile))
 		c.text(it.Request)
 		c.text(r.kind)
-		c.text(r.payload)
+		if r.sealed != nil { // base64: nothing to escape
+			c.field()
+			c.b = appendSealedPayload(c.b, r.sealed)
+		} else {
+			c.text(r.payload)
+		}
 		c.time(it.Enqueued)
 		c.time(it.Enqueued)
 		c.int(int64(len(r.items)))

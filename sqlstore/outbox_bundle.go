@@ -99,10 +99,18 @@ type bundledID struct {
 // message it collects, and reflection over the struct cost as much as the
 // maps it holds.
 func encodeBundled(m *destination.Message, attempts int) (string, error) {
-	if err := checkMessageTimes(m); err != nil {
+	b, err := appendBundled(make([]byte, 0, 256), m, attempts)
+	if err != nil {
 		return "", err
 	}
-	b := make([]byte, 0, 256)
+	return string(b), nil
+}
+
+// appendBundled appends encodeBundled's text to b.
+func appendBundled(b []byte, m *destination.Message, attempts int) ([]byte, error) {
+	if err := checkMessageTimes(m); err != nil {
+		return b, err
+	}
 	b = append(b, `{"id":`...)
 	b, _ = jsontext.AppendString(b, m.MessageID)
 	b = append(b, `,"t":`...)
@@ -119,7 +127,7 @@ func encodeBundled(m *destination.Message, attempts int) (string, error) {
 	}{{`,"tr":`, m.Traits}, {`,"p":`, m.Properties}} {
 		var err error
 		if b, err = appendMapOrNull(append(b, f.key...), f.v); err != nil {
-			return "", err
+			return b, err
 		}
 	}
 	b = append(b, `,"ts":"`...)
@@ -140,15 +148,14 @@ func encodeBundled(m *destination.Message, attempts int) (string, error) {
 		b = append(b, `,"cx":`...)
 		var err error
 		if b, err = appendBundledMap(b, m.Context); err != nil {
-			return "", err
+			return b, err
 		}
 	}
 	if attempts > 0 {
 		b = append(b, `,"a":`...)
 		b = strconv.AppendInt(b, int64(attempts), 10)
 	}
-	b = append(b, '}')
-	return string(b), nil
+	return append(b, '}'), nil
 }
 
 // checkMessageTimes refuses a message whose times encoding/json would not

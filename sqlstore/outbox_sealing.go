@@ -51,10 +51,23 @@ func (s *Store) forwardingKey() (*keyring.DataKey, error) {
 
 // sealPayloadText seals an encoded payload for field.
 func sealPayloadText(fk *keyring.DataKey, field, text string) string {
-	sealed := fk.Seal(field, []byte(text))
-	b := make([]byte, 0, len(sealedPayload)+base64.RawStdEncoding.EncodedLen(len(sealed)))
-	b = append(b, sealedPayload...)
-	return string(base64.RawStdEncoding.AppendEncode(b, sealed))
+	return sealedPayloadText(fk.Seal(field, []byte(text)))
+}
+
+// sealedPayloadText is the stored text of a payload sealed: sealedPayload,
+// then the sealed bytes in base64.
+func sealedPayloadText(sealed []byte) string {
+	return string(appendSealedPayload(make([]byte, 0, sealedPayloadLen(sealed)), sealed))
+}
+
+// appendSealedPayload appends sealedPayloadText's text to b.
+func appendSealedPayload(b, sealed []byte) []byte {
+	return base64.RawStdEncoding.AppendEncode(append(b, sealedPayload...), sealed)
+}
+
+// sealedPayloadLen is the length of sealedPayloadText's text.
+func sealedPayloadLen(sealed []byte) int {
+	return len(sealedPayload) + base64.RawStdEncoding.EncodedLen(len(sealed))
 }
 
 // openPayloadText returns the encoded payload stored, opened when sealed.
