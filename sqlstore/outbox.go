@@ -513,7 +513,7 @@ func (s *Store) scanItems(rows *sql.Rows) ([]outbox.Item, error) {
 // scannedItems are items read, and which of them were sealed.
 type scannedItems struct {
 	items  []outbox.Item
-	sealed map[uint64]bool // by item ID
+	sealed []bool // sealed[i]: items[i]'s payload was sealed
 }
 
 // scanSealedItems is scanItems, telling which items were sealed, with room
@@ -525,14 +525,15 @@ func (s *Store) scanSealedItems(rows *sql.Rows, items int) (scannedItems, error)
 		rows.Close()
 		return scannedItems{}, err
 	}
-	sc := scannedItems{sealed: map[uint64]bool{}}
-	sc.items, err = s.scanItemsWith(fk, rows, sc.sealed, make([]outbox.Item, 0, items))
+	sc := scannedItems{items: make([]outbox.Item, 0, items), sealed: make([]bool, 0, items)}
+	err = s.scanItemsWith(fk, rows, &sc)
 	return sc, err
 }
 
-// scanItemsWith is scanItems with fk, noting in sealed the items whose
-// payload was sealed, appending them to out.
-func (s *Store) scanItemsWith(fk *keyring.DataKey, rows *sql.Rows, sealed map[uint64]bool, out []outbox.Item) ([]outbox.Item, error) {
+// scanItemsWith is scanItems with fk, appending the items to sc and
+// noting which were sealed.
+func (s *Store) scanItemsWith(fk *keyring.DataKey, rows *sql.Rows, sc *scannedItems) error {
+	out := sc.items
 	for rows.Next() {
 		var it outbox.Item
 		var id, present int64
@@ -541,37 +542,32 @@ func (s *Store) scanItemsWith(fk *keyring.DataKey, rows *sql.Rows, sealed map[ui
 		if err := rows.Scan(&id, &it.Destination, &pid, &it.Request, &it.Key, &kind, &payload, &state, &it.Attempts,
 			scanTime(&it.Enqueued), scanTime(&it.NotBefore), &it.LastError, &present); err != nil {
 			rows.Close()
-			return nil, err
+			return err
 		}
 		it.ID, it.Profile, it.State = itemID(id, 0), identity.ProfileID(pid), outbox.State(state)
 		isSealed := payload.Valid && strings.HasPrefix(payload.String, sealedPayload)
 		if kind == kindBundle {
-			n := len(out)
 			var err error
 			if out, err = appendBundle(fk, out, it, id, payload, present); err != nil {
 				rows.Close()
-				return nil, err
+				return err
 			}
-			for _, b := range out[n:] {
-				if isSealed {
-					sealed[b.ID] = true
-				}
+		} else {
+			if err := decodePayload(fk, &it, kind, payload); err != nil {
+				rows.Close()
+				return err
 			}
-			continue
+			out = append(out, it)
 		}
-		if err := decodePayload(fk, &it, kind, payload); err != nil {
-			rows.Close()
-			return nil, err
+		for len(sc.sealed) < len(out) {
+			sc.sealed = append(sc.sealed, isSealed)
 		}
-		if isSealed {
-			sealed[it.ID] = true
-		}
-		out = append(out, it)
 	}
 	if len(out) == 0 {
-		out = nil // none, as before the room made for them
+		out, sc.sealed = nil, nil // none, as before the room made for them
 	}
-	return out, closeRows(rows)
+	sc.items = out
+	return closeRows(rows)
 }
 
 // appendBundle appends a bundle's items, each with its message (none when

@@ -144,7 +144,7 @@ func (s *Store) dropShredded(ctx context.Context, sc scannedItems) error {
 	items := sc.items
 	var pids []identity.ProfileID
 	for i := range items {
-		if items[i].Message != nil && sc.sealed[items[i].ID] {
+		if items[i].Message != nil && sc.sealed[i] {
 			pids = append(pids, items[i].Profile)
 		}
 	}
@@ -155,12 +155,17 @@ func (s *Store) dropShredded(ctx context.Context, sc scannedItems) error {
 	ex := s.direct()
 	keyed := map[identity.ProfileID]bool{}
 	if s.ownKeyring(keys) {
-		entries, err := readEntries(ctx, s, ex, pids)
+		// Whether a key is there, not the key: its row's profile id alone.
+		err := queryProfiles(ctx, s, ex, `SELECT profile_id FROM {p}keyring WHERE profile_id IN (`, "keyring", pids, func(rows *sql.Rows) error {
+			var pid string
+			if err := rows.Scan(&pid); err != nil {
+				return err
+			}
+			keyed[identity.ProfileID(pid)] = true
+			return nil
+		})
 		if err != nil {
 			return err
-		}
-		for pid := range entries {
-			keyed[pid] = true
 		}
 	} else {
 		for _, pid := range pids {
@@ -207,7 +212,7 @@ func (s *Store) dropShredded(ctx context.Context, sc scannedItems) error {
 		}
 	}
 	for i := range items {
-		if it := &items[i]; it.Message != nil && sc.sealed[it.ID] && shredded[it.Profile] {
+		if it := &items[i]; it.Message != nil && sc.sealed[i] && shredded[it.Profile] {
 			it.Message = nil
 		}
 	}
