@@ -29,11 +29,11 @@ import (
 	"github.com/gdprkit/privacy"
 	"github.com/gdprkit/privacy/audience"
 	"github.com/gdprkit/privacy/identity"
+	"github.com/gdprkit/privacy/internal/pgxcopy"
 	"github.com/gdprkit/privacy/journal"
 	"github.com/gdprkit/privacy/keyring"
 	"github.com/gdprkit/privacy/profile"
 	"github.com/gdprkit/privacy/sqlstore"
-	"github.com/jackc/pgx/v5"
 )
 
 // postgresEnv names the variable holding the DSN of a PostgreSQL database the
@@ -294,16 +294,15 @@ func (c *countConn) QueryContext(ctx context.Context, q string, args []driver.Na
 	return sendCounted(c.cnt, &c.cnt.queries, q, c.Conn, func(e driver.QueryerContext) (driver.Rows, error) { return e.QueryContext(ctx, q, args) })
 }
 
-// CopyFrom runs a COPY on pgx's connection, counted as a statement
-// (sqlstore takes it for copyFromConn).
+// CopyFrom runs a COPY on the driver's connection, counted as a statement
+// (sqlstore takes it for a pgxcopy.Conn).
 func (c *countConn) CopyFrom(ctx context.Context, q string, r io.Reader) (int64, error) {
-	pc, ok := c.Conn.(interface{ Conn() *pgx.Conn })
-	if !ok {
-		return 0, fmt.Errorf("countConn: COPY on a connection of %T", c.Conn)
+	copyFrom := pgxcopy.For(c.Conn)
+	if copyFrom == nil {
+		return 0, pgxcopy.ErrNoCopy
 	}
 	c.cnt.count(&c.cnt.execs, q)
-	tag, err := pc.Conn().PgConn().CopyFrom(ctx, r, q)
-	return tag.RowsAffected(), err
+	return copyFrom(ctx, q, r)
 }
 
 func (c *countConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {

@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/gdprkit/privacy/internal/pgxcopy"
 )
 
 // Rows sent with COPY, on PostgreSQL through pgx.
@@ -20,35 +19,11 @@ import (
 // about four times into memory allocated anew, for every statement (for a
 // batch's outbox rows, about 1 MB of garbage for 150 KB of rows). COPY streams
 // rows written once, by a buffer kept for the next, through pgx's connection
-// (pgconn.PgConn.CopyFrom, whose own buffer is pooled). It is taken only
-// inside a transaction of the Store's own on pgx's database/sql driver; any
-// other driver, or a transaction of the caller's (WithExecutor), keeps the
+// (pgconn.PgConn.CopyFrom, whose own buffer is pooled; found by
+// internal/pgxcopy without importing pgx). It is taken only inside a
+// transaction of the Store's own on pgx's database/sql driver; any other
+// driver, or a transaction of the caller's (WithExecutor), keeps the
 // statement.
-
-// pgxDriverConn is the connection pgx's database/sql driver
-// (github.com/jackc/pgx/v5/stdlib) hands to sql.Conn.Raw.
-type pgxDriverConn interface{ Conn() *pgx.Conn }
-
-// copyFromConn is a driver connection that runs a COPY ... FROM STDIN with
-// r's rows itself and answers how many it copied: a wrapper of pgx's
-// connection (one that counts or traces statements) implements it.
-type copyFromConn interface {
-	CopyFrom(ctx context.Context, query string, r io.Reader) (int64, error)
-}
-
-// copyOn returns how dc copies, or nil when it cannot.
-func copyOn(dc any) func(ctx context.Context, query string, r io.Reader) (int64, error) {
-	switch c := dc.(type) {
-	case copyFromConn:
-		return c.CopyFrom
-	case pgxDriverConn:
-		return func(ctx context.Context, query string, r io.Reader) (int64, error) {
-			tag, err := c.Conn().PgConn().CopyFrom(ctx, r, query)
-			return tag.RowsAffected(), err
-		}
-	}
-	return nil
-}
 
 // copyMinRows is the fewest rows sent with COPY: fewer go in one INSERT,
 // one round trip where COPY takes two (its ids are taken first).
@@ -68,7 +43,7 @@ func (t *sqlTxn) canCopy() bool {
 	if !t.copyAsked {
 		t.copyAsked = true
 		_ = t.conn.Raw(func(dc any) error {
-			t.copyOK = copyOn(dc) != nil
+			t.copyOK = pgxcopy.For(dc) != nil
 			return nil
 		})
 	}
@@ -79,9 +54,9 @@ func (t *sqlTxn) canCopy() bool {
 // connection with data as its rows, and checks that it copied rows rows.
 func (t *sqlTxn) copyFrom(ctx context.Context, query string, data []byte, rows int) error {
 	return t.conn.Raw(func(dc any) error {
-		copyFrom := copyOn(dc)
+		copyFrom := pgxcopy.For(dc)
 		if copyFrom == nil {
-			return fmt.Errorf("sqlstore: COPY on a connection of %T", dc)
+			return pgxcopy.ErrNoCopy
 		}
 		n, err := copyFrom(ctx, query, bytes.NewReader(data))
 		if err != nil {
