@@ -255,7 +255,13 @@
 //     character or invalid UTF-8 included).
 //
 // Reads go through the Scope's shared transaction as the single reads do.
-// The statements use the driver's ordinary parameters, no array types. Each
+// The statements use the driver's ordinary parameters, no array types, with
+// one exception: on pgx's database/sql driver, in a transaction of the
+// Store's own, an outbox run of 16 rows or more is sent with COPY FROM STDIN
+// (ids taken from the outbox's sequence first), which pgx streams from a
+// buffer kept for the next run where a statement's parameters are copied
+// into memory allocated anew; any other driver, and a caller's transaction
+// (WithExecutor), keep the INSERT. Each
 // carries at most 10,000 on PostgreSQL, where every statement is a round
 // trip, and 1,000 on SQLite, in process, where smaller statements are faster
 // (modernc.org/sqlite binds parameters in time quadratic in their number); a

@@ -579,7 +579,7 @@ func appendBundle(fk *keyring.DataKey, out []outbox.Item, it outbox.Item, row in
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: outbox row %d: %w", row, err)
 		}
-		if msgs, err = decodeBundle(text); err != nil {
+		if msgs, err = decodeBundleOf(text, bits.OnesCount64(uint64(present))); err != nil {
 			msgs, err = decodeBundleReflecting(string(text))
 		}
 		if err != nil {
@@ -626,6 +626,18 @@ func idList(ids []uint64) []any {
 // splitSingles parts the IDs of items alone in their rows (slot 0) from
 // those of bundled ones.
 func splitSingles[T any](all []T, id func(T) uint64) (singles, bundled []T) {
+	n := 0 // singles: each slice made to its size
+	for _, x := range all {
+		if _, slot := splitID(id(x)); slot == 0 {
+			n++
+		}
+	}
+	if n > 0 {
+		singles = make([]T, 0, n)
+	}
+	if n < len(all) {
+		bundled = make([]T, 0, len(all)-n)
+	}
 	for _, x := range all {
 		if _, slot := splitID(id(x)); slot == 0 {
 			singles = append(singles, x)

@@ -16,7 +16,12 @@ import (
 // anything else (a key of another case, a key twice, a value of the wrong
 // type, text that is not JSON) gives errNotByHand, for encoding/json to
 // decode or refuse as it always has.
-func decodeBundle(text []byte) ([]bundledMessage, error) {
+func decodeBundle(text []byte) ([]bundledMessage, error) { return decodeBundleOf(text, 0) }
+
+// decodeBundleOf is decodeBundle with room made for the n messages the row
+// says it holds (grown by doubling from one, the slice cost a claim more
+// than its messages' strings).
+func decodeBundleOf(text []byte, n int) ([]bundledMessage, error) {
 	s := jsontext.NewScanner(text)
 	s.Number = profile.ExactNumber
 	// encoding/json bounds nesting at 10,000 levels from the top of the
@@ -30,7 +35,7 @@ func decodeBundle(text []byte) ([]bundledMessage, error) {
 	if !s.Consume('[') {
 		return nil, errNotByHand
 	}
-	msgs = []bundledMessage{}
+	msgs = make([]bundledMessage, 0, min(max(n, 0), maxBundle))
 	if s.Consume(']') {
 		return msgs, endOf(s)
 	}
