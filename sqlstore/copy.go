@@ -59,6 +59,11 @@ func (t *sqlTxn) copyFrom(ctx context.Context, query string, data []byte, rows i
 			return pgxcopy.ErrNoCopy
 		}
 		n, err := copyFrom(ctx, query, bytes.NewReader(data))
+		if err != nil && ctx.Err() != nil {
+			// pgx closes the connection to stop a COPY, and answers
+			// with the write that failed: the cause is the context's.
+			return fmt.Errorf("%w (%w)", ctx.Err(), err)
+		}
 		if err != nil {
 			return err
 		}
@@ -99,7 +104,8 @@ func newCopyText(size int) *copyText {
 }
 
 // release keeps c for the next COPY, unless it grew too large or enough
-// are kept.
+// are kept. Only after a COPY that succeeded: after a failure, pgx may
+// return before its writer stopped reading the rows.
 func (c *copyText) release() {
 	if cap(c.b) > maxKeptCopyBuffer {
 		return

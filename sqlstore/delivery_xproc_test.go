@@ -58,11 +58,15 @@ func TestXprocEraseWhileTwoCollect(t *testing.T) {
 	// between renewals; 300 ms did, and the redelivery that followed was
 	// the lease's promise kept, not a defect.
 	dl := privacy.WithDelivery(privacy.Delivery{BatchSize: 7, Lease: 2 * time.Second, Poll: 10 * time.Millisecond})
-	a := s.open(t).controller(t, nil, privacy.WithDestinations(crm), dl)
-	b := s.open(t).controller(t, nil, privacy.WithDestinations(crm), dl)
+	pa, pb := s.open(t), s.open(t)
+	pa.cnt.startTrace()
+	pb.cnt.startTrace()
+	a := pa.controller(t, nil, privacy.WithDestinations(crm), dl)
+	b := pb.controller(t, nil, privacy.WithDestinations(crm), dl)
 
-	const people, perBatch, rounds = 12, 3, 30
-	erasedUIDs := []string{"p1", "p4", "p7", "p10"}
+	// Enough people that batches' outbox runs go by COPY (copyMinRows).
+	const people, perBatch, rounds = 24, 3, 20
+	erasedUIDs := []string{"p1", "p4", "p7", "p10", "p17", "p22"}
 	type batchRec struct {
 		ids        []string
 		start, end time.Time
@@ -206,6 +210,15 @@ func TestXprocEraseWhileTwoCollect(t *testing.T) {
 	}
 	if n := s.outboxRows(t, outbox.Pending); n != 0 {
 		t.Errorf("%d rows pending", n)
+	}
+	copies := 0
+	for _, q := range append(pa.cnt.stopTrace(), pb.cnt.stopTrace()...) {
+		if strings.HasPrefix(q, "COPY ") {
+			copies++
+		}
+	}
+	if copies == 0 {
+		t.Error("no batch's outbox rows went by COPY; want the test to cover it")
 	}
 }
 

@@ -305,7 +305,6 @@ func copyOutboxRows(ctx context.Context, s *Store, cp *sqlTxn, items []outbox.It
 		size += rows[k].textLen() + len(items[rows[k].items[0]].Profile) + 128 // the other columns, about
 	}
 	c := newCopyText(size + size/16) // room for some escapes
-	defer c.release()
 	for k := range rows {
 		r := &rows[k]
 		it := &items[r.items[0]]
@@ -331,8 +330,11 @@ func copyOutboxRows(ctx context.Context, s *Store, cp *sqlTxn, items []outbox.It
 		c.text("")        // last_error
 		c.endRow()
 	}
-	err = cp.copyFrom(ctx, s.sql(`COPY {p}outbox (id, destination, profile_id, request_id, kind, payload, enqueued, not_before, items, present, held, item_key, state, attempts, last_error) FROM STDIN`), c.b, len(rows))
-	return ids, err
+	if err := cp.copyFrom(ctx, s.sql(`COPY {p}outbox (id, destination, profile_id, request_id, kind, payload, enqueued, not_before, items, present, held, item_key, state, attempts, last_error) FROM STDIN`), c.b, len(rows)); err != nil {
+		return nil, err
+	}
+	c.release()
+	return ids, nil
 }
 
 // enqueueRows groups the items into rows, each a list of item indexes, in
