@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/gdprkit/privacy/sqlstore"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // A Store given the caller's transaction (WithTx) takes the INSERT, and
@@ -81,7 +80,10 @@ func (k plainConnector) Driver() driver.Driver { return k.inner.Driver() }
 func TestOutboxOnAnotherDriverInserts(t *testing.T) {
 	s := newSite(t, sqlstore.Postgres)
 	ctx := t.Context()
-	inner, err := stdlib.GetDefaultDriver().(driver.DriverContext).OpenConnector(s.DSN)
+	probe, err := sql.Open("pgx", s.DSN) // the driver, without importing it (README, Dependencies)
+	must(t, err)
+	inner, err := probe.Driver().(driver.DriverContext).OpenConnector(s.DSN)
+	probe.Close()
 	must(t, err)
 	var log []string
 	var mu sync.Mutex
