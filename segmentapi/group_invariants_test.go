@@ -604,11 +604,15 @@ func TestGrouperKeepsNoFinishedRequest(t *testing.T) {
 	profiles.gate.Store(nil)
 	close(gate)
 	wg.Wait()
+	// A call's goroutine answers its requests, then finds the queue empty
+	// and counts itself out: after the requests returned, not before.
+	waitFor(t, "every call to end once its requests returned", func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return g.running == 0
+	})
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.running != 0 {
-		t.Errorf("running %d after every request returned", g.running)
-	}
 	for i, s := range g.queue[:cap(g.queue)] {
 		if s != nil {
 			t.Errorf("queue slot %d still holds a finished submission", i)
