@@ -75,12 +75,16 @@ const DefaultRetentionPeriod = time.Hour
 // source id that is empty, not valid UTF-8 or over 200 bytes, or more than
 // MaxRetentionSources sources are refused.
 func WithRetention(p RetentionPolicy) Option {
+	p.Sources = maps.Clone(p.Sources) // the policy as given, whatever the caller's map becomes
 	return func(c *config) error {
 		if err := p.Validate(); err != nil {
 			return fmt.Errorf("WithRetention: %w", err)
 		}
-		p.Sources = maps.Clone(p.Sources)
-		c.retention = p
+		// A copy for each Controller, p left as it is: the Option may
+		// serve several New calls at once.
+		kept := p
+		kept.Sources = maps.Clone(p.Sources)
+		c.retention = kept
 		return nil
 	}
 }

@@ -388,3 +388,34 @@ func TestRetentionErasesInactiveProfiles(t *testing.T) {
 		t.Errorf("ada, back after her erasure, has events %v; want only the new one", got)
 	}
 }
+
+// One WithRetention Option serves several New calls at once (tests and
+// hosts build their options once): it kept its copy of the policy by
+// writing into the policy it captured, a data race under -race when two
+// Controllers were made with it together. It copies the caller's map when
+// made: a change to the map afterwards changes nothing.
+func TestRetentionOptionServesConcurrentNews(t *testing.T) {
+	sources := map[string]time.Duration{"crm": 48 * time.Hour}
+	opt := privacy.WithRetention(privacy.RetentionPolicy{Events: 30 * 24 * time.Hour, Sources: sources})
+	done := make(chan error, 4)
+	for range 4 {
+		go func() {
+			c, err := privacy.New(opt)
+			if err == nil {
+				err = c.Close()
+			}
+			done <- err
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	sources["crm"] = -time.Hour // the caller's map, changed after the fact to what WithRetention refuses
+	c, err := privacy.New(opt)
+	if err != nil {
+		t.Fatalf("New with the policy the Option copied returned %v; want the policy as given (its source's 48h)", err)
+	}
+	c.Close()
+}
