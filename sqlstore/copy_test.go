@@ -2,7 +2,6 @@ package sqlstore_test
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -82,11 +81,7 @@ func TestOutboxRowsCopiedReadBackAsEnqueued(t *testing.T) {
 			must(t, tx.Enqueue(ctx, items))
 			must(t, tx.Commit(ctx))
 			trace := p.cnt.stopTrace()
-			copied := false
-			for _, q := range trace {
-				copied = copied || strings.HasPrefix(q, "COPY ")
-			}
-			if copied != c.wantCopy {
+			if copied := tracedCopy(trace); copied != c.wantCopy {
 				t.Fatalf("%d items enqueued with COPY: %v; want %v (statements: %q)", len(items), copied, c.wantCopy, trace)
 			}
 			var rows, sealed int
